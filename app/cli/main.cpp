@@ -1,0 +1,56 @@
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "command.h"
+#include "longlive/error.h"
+#include "longlive/log.h"
+
+namespace longlive::cli {
+
+std::vector<Command>& registry() {
+  static std::vector<Command> commands;
+  return commands;
+}
+
+std::string default_presets_dir() {
+  if (const char* env = std::getenv("LONGLIVE_PRESETS"); env && *env) return env;
+  return std::string(LONGLIVE_SOURCE_DIR) + "/presets";
+}
+
+}  // namespace longlive::cli
+
+int main(int argc, char** argv) {
+  using namespace longlive;
+  CLI::App app{"LongLive Studio command line: generate, benchmark, inspect checkpoints"};
+  app.require_subcommand(1);
+  bool verbose = false;
+  std::string log_level = "info";
+  app.add_flag("-v,--verbose", verbose, "Log debug messages");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off");
+
+  auto& commands = cli::registry();
+  std::sort(commands.begin(), commands.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::map<std::string, std::function<int()>> actions;
+  for (auto& command : commands) actions[command.name] = command.setup(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    log::init(verbose ? log::Level::debug : log::parse_level(log_level));
+    for (auto* sub : app.get_subcommands()) return actions.at(sub->get_name())();
+  } catch (const Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "internal error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}
