@@ -54,8 +54,14 @@ configure_and_build() {
   torch_prefix=$("$venv/bin/python3" -c 'import torch;print(torch.utils.cmake_prefix_path)')
   if [ ! -f "$build_dir/build.ninja" ]; then
     say "configuring $build_dir"
-    cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_PREFIX_PATH="$torch_prefix" -DLONGLIVE_GUI=ON ${LONGLIVE_CMAKE_ARGS:-} >/dev/null
+    mkdir -p "$build_dir"
+    if ! cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_PREFIX_PATH="$torch_prefix" -DLONGLIVE_GUI=ON ${LONGLIVE_CMAKE_ARGS:-} \
+      >"$build_dir/configure.log" 2>&1; then
+      cat "$build_dir/configure.log"
+      rm -f "$build_dir/build.ninja"
+      exit 1
+    fi
   fi
   say "building (ninja -j$jobs)"
   export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
