@@ -24,7 +24,8 @@ class WeightStore {
   // Adds every tensor of another store; a name present twice is an error naming both files.
   void merge(const WeightStore& other);
   // Adds one tensor (tests, generated weights).
-  void add(const std::string& name, const at::Tensor& tensor, const std::string& source = "<memory>");
+  void add(const std::string& name, const at::Tensor& tensor,
+           const std::string& source = "<memory>");
 
   void add_metadata(const std::map<std::string, std::string>& metadata);
 

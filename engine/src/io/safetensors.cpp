@@ -23,7 +23,8 @@ class MappedFile {
  public:
   explicit MappedFile(const std::filesystem::path& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw IoError(fmt::format("cannot open '{}': {}", path.string(), std::strerror(errno)));
+    if (fd < 0)
+      throw IoError(fmt::format("cannot open '{}': {}", path.string(), std::strerror(errno)));
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
       ::close(fd);
@@ -56,12 +57,18 @@ class MappedFile {
 
 at::ScalarType safetensors_dtype(const std::string& name, const std::string& origin,
                                  const std::string& tensor) {
-  static const std::map<std::string, at::ScalarType> kTypes = {
-      {"F64", at::kDouble},         {"F32", at::kFloat},        {"F16", at::kHalf},
-      {"BF16", at::kBFloat16},      {"I64", at::kLong},         {"I32", at::kInt},
-      {"I16", at::kShort},          {"I8", at::kChar},          {"U8", at::kByte},
-      {"BOOL", at::kBool},          {"F8_E4M3", at::kFloat8_e4m3fn},
-      {"F8_E5M2", at::kFloat8_e5m2}};
+  static const std::map<std::string, at::ScalarType> kTypes = {{"F64", at::kDouble},
+                                                               {"F32", at::kFloat},
+                                                               {"F16", at::kHalf},
+                                                               {"BF16", at::kBFloat16},
+                                                               {"I64", at::kLong},
+                                                               {"I32", at::kInt},
+                                                               {"I16", at::kShort},
+                                                               {"I8", at::kChar},
+                                                               {"U8", at::kByte},
+                                                               {"BOOL", at::kBool},
+                                                               {"F8_E4M3", at::kFloat8_e4m3fn},
+                                                               {"F8_E5M2", at::kFloat8_e5m2}};
   auto it = kTypes.find(name);
   if (it == kTypes.end()) {
     throw FormatError(fmt::format(
@@ -75,15 +82,18 @@ at::ScalarType safetensors_dtype(const std::string& name, const std::string& ori
 SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size,
                                            const std::string& origin) {
   if (size < 8) {
-    throw FormatError(fmt::format("{}: file is {} bytes, too short for a safetensors header "
-                                  "(truncated?)", origin, size));
+    throw FormatError(
+        fmt::format("{}: file is {} bytes, too short for a safetensors header "
+                    "(truncated?)",
+                    origin, size));
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > size - 8) {
     throw FormatError(fmt::format(
         "{}: header length {} exceeds the file's remaining {} bytes (truncated or not a "
-        "safetensors file)", origin, header_len, size - 8));
+        "safetensors file)",
+        origin, header_len, size - 8));
   }
   nlohmann::json json;
   try {
@@ -104,7 +114,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size,
         throw FormatError(fmt::format("{}: __metadata__ is not an object", origin));
       for (auto m = value.begin(); m != value.end(); ++m) {
         if (!m.value().is_string())
-          throw FormatError(fmt::format("{}: __metadata__ value '{}' is not a string", origin, m.key()));
+          throw FormatError(
+              fmt::format("{}: __metadata__ value '{}' is not a string", origin, m.key()));
         header.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -113,9 +124,10 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size,
         !value.contains("data_offsets") || !value["dtype"].is_string() ||
         !value["shape"].is_array() || !value["data_offsets"].is_array() ||
         value["data_offsets"].size() != 2) {
-      throw FormatError(fmt::format(
-          "{}: tensor '{}' needs {{\"dtype\": str, \"shape\": [int], \"data_offsets\": [begin, end]}}",
-          origin, name));
+      throw FormatError(
+          fmt::format("{}: tensor '{}' needs {{\"dtype\": str, \"shape\": [int], \"data_offsets\": "
+                      "[begin, end]}}",
+                      origin, name));
     }
     SafetensorsEntry entry;
     entry.name = name;
@@ -124,7 +136,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size,
     uint64_t numel = 1;
     for (const auto& d : value["shape"]) {
       if (!d.is_number_unsigned())
-        throw FormatError(fmt::format("{}: tensor '{}' has a non-integer or negative dimension", origin, name));
+        throw FormatError(
+            fmt::format("{}: tensor '{}' has a non-integer or negative dimension", origin, name));
       const uint64_t dim = d.get<uint64_t>();
       if (dim != 0 && numel > (uint64_t{1} << 62) / dim)
         throw FormatError(fmt::format("{}: tensor '{}' shape overflows", origin, name));
@@ -143,21 +156,22 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size,
     }
     const uint64_t expected = numel * at::elementSize(entry.scalar_type);
     if (entry.end - entry.begin != expected) {
-      throw FormatError(fmt::format(
-          "{}: tensor '{}' spans {} bytes but shape [{}] of {} needs {}", origin, name,
-          entry.end - entry.begin, fmt::join(entry.shape, ", "), entry.dtype, expected));
+      throw FormatError(fmt::format("{}: tensor '{}' spans {} bytes but shape [{}] of {} needs {}",
+                                    origin, name, entry.end - entry.begin,
+                                    fmt::join(entry.shape, ", "), entry.dtype, expected));
     }
     header.entries.push_back(std::move(entry));
   }
   // Byte ranges must not overlap (empty tensors occupy nothing).
   std::vector<const SafetensorsEntry*> sorted;
   for (const auto& e : header.entries) sorted.push_back(&e);
-  std::sort(sorted.begin(), sorted.end(),
-            [](auto* a, auto* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) {
+    return a->begin < b->begin || (a->begin == b->begin && a->end < b->end);
+  });
   for (size_t i = 1; i < sorted.size(); ++i) {
     if (sorted[i - 1]->end > sorted[i]->begin && sorted[i]->end > sorted[i]->begin) {
-      throw FormatError(fmt::format("{}: tensors '{}' and '{}' overlap in the data section",
-                                    origin, sorted[i - 1]->name, sorted[i]->name));
+      throw FormatError(fmt::format("{}: tensors '{}' and '{}' overlap in the data section", origin,
+                                    sorted[i - 1]->name, sorted[i]->name));
     }
   }
   return header;
@@ -167,7 +181,8 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   SafetensorsFile file;
   file.path_ = path;
   file.mapping_ = std::make_shared<MappedFile>(path);
-  file.header_ = parse_safetensors_header(file.mapping_->data(), file.mapping_->size(), path.string());
+  file.header_ =
+      parse_safetensors_header(file.mapping_->data(), file.mapping_->size(), path.string());
   return file;
 }
 
@@ -182,8 +197,9 @@ at::Tensor SafetensorsFile::tensor(const SafetensorsEntry& entry) const {
     std::memcpy(out.data_ptr(), base, entry.end - entry.begin);
     return out;
   }
-  return at::from_blob(const_cast<uint8_t*>(base), entry.shape,
-                       [keep_alive](void*) mutable { keep_alive.reset(); }, options);
+  return at::from_blob(
+      const_cast<uint8_t*>(base), entry.shape, [keep_alive](void*) mutable { keep_alive.reset(); },
+      options);
 }
 
 }  // namespace longlive::io

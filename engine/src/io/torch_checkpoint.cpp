@@ -44,7 +44,8 @@ WeightStore load_torch_checkpoint(const std::filesystem::path& path, std::string
   WeightStore store;
   if (!dict_key.empty()) {
     if (!root.isGenericDict())
-      throw FormatError(fmt::format("{}: top level is not a dict, cannot select '{}'", path.string(), dict_key));
+      throw FormatError(
+          fmt::format("{}: top level is not a dict, cannot select '{}'", path.string(), dict_key));
     auto dict = root.toGenericDict();
     auto it = dict.find(c10::IValue(std::string(dict_key)));
     if (it == dict.end())

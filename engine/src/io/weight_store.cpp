@@ -5,10 +5,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "io/safetensors.h"
-#include "io/torch_checkpoint.h"
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include "io/safetensors.h"
+#include "io/torch_checkpoint.h"
 
 #include "longlive/error.h"
 #include "longlive/weights.h"
@@ -17,15 +17,19 @@ namespace longlive {
 namespace {
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string shape_string(at::IntArrayRef shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_string(at::IntArrayRef shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 WeightStore open_safetensors(const std::filesystem::path& path) {
   auto file = io::SafetensorsFile::open(path);
   WeightStore store;
-  for (const auto& entry : file.header().entries) store.add(entry.name, file.tensor(entry), path.string());
+  for (const auto& entry : file.header().entries)
+    store.add(entry.name, file.tensor(entry), path.string());
   store.add_metadata(file.header().metadata);
   return store;
 }
@@ -44,15 +48,17 @@ WeightStore open_sharded(const std::filesystem::path& index_path) {
   std::set<std::string> shards;
   for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
     if (!it.value().is_string())
-      throw FormatError(fmt::format("{}: weight_map['{}'] is not a file name", index_path.string(), it.key()));
+      throw FormatError(
+          fmt::format("{}: weight_map['{}'] is not a file name", index_path.string(), it.key()));
     shards.insert(it.value().get<std::string>());
   }
   WeightStore store;
   for (const auto& shard : shards) store.merge(open_safetensors(index_path.parent_path() / shard));
   for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
     if (!store.contains(it.key()))
-      throw WeightError(fmt::format("{}: tensor '{}' is listed in the index but missing from shard '{}'",
-                                    index_path.string(), it.key(), it.value().get<std::string>()));
+      throw WeightError(
+          fmt::format("{}: tensor '{}' is listed in the index but missing from shard '{}'",
+                      index_path.string(), it.key(), it.value().get<std::string>()));
   }
   return store;
 }
@@ -87,9 +93,11 @@ void WeightStore::merge(const WeightStore& other) {
   sources_.insert(sources_.end(), other.sources_.begin(), other.sources_.end());
 }
 
-void WeightStore::add(const std::string& name, const at::Tensor& tensor, const std::string& source) {
+void WeightStore::add(const std::string& name, const at::Tensor& tensor,
+                      const std::string& source) {
   tensors_[name] = Entry{tensor, source};
-  if (std::find(sources_.begin(), sources_.end(), source) == sources_.end()) sources_.push_back(source);
+  if (std::find(sources_.begin(), sources_.end(), source) == sources_.end())
+    sources_.push_back(source);
 }
 
 void WeightStore::add_metadata(const std::map<std::string, std::string>& metadata) {
@@ -125,19 +133,20 @@ const at::Tensor& WeightStore::require(const std::string& name, at::IntArrayRef 
                                        at::ScalarType dtype) const {
   const at::Tensor& t = get(name);
   if (t.sizes() != shape) {
-    throw WeightError(fmt::format("{}: tensor '{}' has shape {}, expected {}", source_of(name), name,
-                                  shape_string(t.sizes()), shape_string(shape)));
+    throw WeightError(fmt::format("{}: tensor '{}' has shape {}, expected {}", source_of(name),
+                                  name, shape_string(t.sizes()), shape_string(shape)));
   }
   if (dtype != at::ScalarType::Undefined && t.scalar_type() != dtype) {
-    throw WeightError(fmt::format("{}: tensor '{}' has dtype {}, expected {}", source_of(name), name,
-                                  c10::toString(t.scalar_type()), c10::toString(dtype)));
+    throw WeightError(fmt::format("{}: tensor '{}' has dtype {}, expected {}", source_of(name),
+                                  name, c10::toString(t.scalar_type()), c10::toString(dtype)));
   }
   return t;
 }
 
 const std::string& WeightStore::source_of(const std::string& name) const {
   auto it = tensors_.find(name);
-  if (it == tensors_.end()) throw WeightError(fmt::format("tensor '{}' not found in {}", name, describe_sources()));
+  if (it == tensors_.end())
+    throw WeightError(fmt::format("tensor '{}' not found in {}", name, describe_sources()));
   return it->second.source;
 }
 

@@ -1,8 +1,8 @@
 #include "longlive/log.h"
 
 #include <spdlog/sinks/base_sink.h>
-#include <spdlog/spdlog.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <mutex>
 
@@ -13,25 +13,37 @@ namespace {
 
 spdlog::level::level_enum to_spdlog(Level level) {
   switch (level) {
-    case Level::trace: return spdlog::level::trace;
-    case Level::debug: return spdlog::level::debug;
-    case Level::info: return spdlog::level::info;
-    case Level::warn: return spdlog::level::warn;
-    case Level::error: return spdlog::level::err;
-    case Level::off: return spdlog::level::off;
+    case Level::trace:
+      return spdlog::level::trace;
+    case Level::debug:
+      return spdlog::level::debug;
+    case Level::info:
+      return spdlog::level::info;
+    case Level::warn:
+      return spdlog::level::warn;
+    case Level::error:
+      return spdlog::level::err;
+    case Level::off:
+      return spdlog::level::off;
   }
   return spdlog::level::info;
 }
 
 Level from_spdlog(spdlog::level::level_enum level) {
   switch (level) {
-    case spdlog::level::trace: return Level::trace;
-    case spdlog::level::debug: return Level::debug;
-    case spdlog::level::info: return Level::info;
-    case spdlog::level::warn: return Level::warn;
+    case spdlog::level::trace:
+      return Level::trace;
+    case spdlog::level::debug:
+      return Level::debug;
+    case spdlog::level::info:
+      return Level::info;
+    case spdlog::level::warn:
+      return Level::warn;
     case spdlog::level::err:
-    case spdlog::level::critical: return Level::error;
-    default: return Level::off;
+    case spdlog::level::critical:
+      return Level::error;
+    default:
+      return Level::off;
   }
 }
 
@@ -59,8 +71,8 @@ struct State {
   std::shared_ptr<spdlog::logger> logger;
   State() {
     auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-    logger = std::make_shared<spdlog::logger>(
-        "longlive", spdlog::sinks_init_list{console, callback_sink});
+    logger = std::make_shared<spdlog::logger>("longlive",
+                                              spdlog::sinks_init_list{console, callback_sink});
     logger->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
     logger->set_level(spdlog::level::info);
   }
@@ -95,6 +107,5 @@ Level parse_level(std::string_view name) {
 }
 
 void set_callback(Callback callback) { state().callback_sink->set(std::move(callback)); }
-
 
 }  // namespace longlive::log

@@ -1,0 +1,129 @@
+#pragma once
+// StreamGenerator: LongLive's streaming block loop over the causal Wan DiT.
+//
+// Each block of `frames_per_block` latent frames is denoised in len(steps) flow-matching steps
+// (each a DiT forward that attends to the KV cache of sink + recent frames), then a clean
+// context pass at t = 0 writes the block's K/V into the cache. A hard prompt switch re-caches:
+// one forward over the last min(window, frames so far) frames under the new prompt.
+//
+// Frame positions: RoPE angles use the absolute latent frame index, computed in float64 for any
+// index (the reference tabulates 1024 frames and would fail past ~4 minutes of video). Attention
+// only sees the sink and the recent window, so long sessions keep constant memory and cost.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "longlive/wan_model.h"
+#include "longlive/weights.h"
+
+namespace longlive {
+
+struct GeneratorOptions {
+  WanConfig model = WanConfig::wan_1_3b();
+  std::vector<double> denoising_steps = {1000, 750, 500, 250};
+  bool warp_denoising_step = true;
+  double timestep_shift = 5.0;
+  int64_t frames_per_block = 3;
+  int64_t local_attn_frames = 12;  // KV window in latent frames, sink included
+  int64_t sink_frames = 3;
+  bool global_sink = true;  // a re-cache keeps the sink's K/V from before the switch
+  int64_t latent_height = 60;
+  int64_t latent_width = 104;
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;  // compute dtype of the DiT's matrices
+  double lora_alpha = 0;              // <= 0: alpha = rank
+  // Skip the re-cache frames whose K/V a global sink drops (same result, less work).
+  bool skip_dropped_recache_frames = true;
+
+  void validate() const;  // ConfigError naming the field
+};
+
+// Source of Gaussian noise: the initial noise of each block and the re-noise draws between
+// denoising steps. Tests replay recorded draws; production uses SeededNoise.
+class NoiseSource {
+ public:
+  virtual ~NoiseSource() = default;
+  virtual at::Tensor initial(int64_t block, at::IntArrayRef shape,
+                             const at::TensorOptions& options) = 0;
+  virtual at::Tensor renoise(int64_t block, int64_t step, at::IntArrayRef shape,
+                             const at::TensorOptions& options) = 0;
+};
+
+// Draws from one generator on the compute device, seeded at start().
+std::unique_ptr<NoiseSource> make_seeded_noise(uint64_t seed, at::Device device);
+
+struct GeneratorStats {
+  int64_t blocks = 0;
+  int64_t frames = 0;
+  int64_t recaches = 0;
+  double last_block_ms = 0;  // host wall time of the last next_block() (includes re-cache)
+  double last_recache_ms = 0;
+};
+
+// What happened in one next_block(), for callers that log or trace (tests use it for parity).
+struct BlockTrace {
+  bool recached = false;
+  std::vector<at::Tensor> step_inputs;  // x_t per denoising step
+  std::vector<at::Tensor> step_flows;   // flow prediction per step
+  std::vector<at::Tensor> step_x0;      // x0 per step
+  at::Tensor recache_flow;              // flow of the re-cache forward (frames actually run)
+};
+
+class CausalWanModel;
+class KvCache;
+struct CrossAttnCache;
+class FlowMatchSampler;
+
+class StreamGenerator {
+ public:
+  // weights: Wan2.1 names (strip LongLive's "model." prefix before). lora: optional PEFT LoRA,
+  // merged at load.
+  StreamGenerator(const WeightStore& weights, const GeneratorOptions& options,
+                  const WeightStore* lora = nullptr);
+  ~StreamGenerator();
+  StreamGenerator(const StreamGenerator&) = delete;
+  StreamGenerator& operator=(const StreamGenerator&) = delete;
+
+  const GeneratorOptions& options() const { return options_; }
+
+  // Starts a new video: empties the caches, conditions on the prompt, seeds the noise.
+  void start(const at::Tensor& prompt_embeds, uint64_t seed);
+  // Hard cut: the next block re-caches the recent frames under the new prompt first.
+  void switch_prompt(const at::Tensor& prompt_embeds);
+  // Soft change: new text conditioning from the next block on, without re-cache (transitions).
+  void set_conditioning(const at::Tensor& prompt_embeds);
+  // Replaces the noise source (tests replay recorded draws). Takes effect immediately.
+  void set_noise_source(std::unique_ptr<NoiseSource> noise);
+
+  // Applies a pending hard cut now (re-cache under the new prompt); returns whether one ran.
+  // next_block() calls it; callers may call it earlier to time the re-cache on its own.
+  bool apply_pending_switch(BlockTrace* trace = nullptr);
+  // Generates the next block: [1, frames_per_block, C, h, w] float32 latents on the device.
+  at::Tensor next_block(BlockTrace* trace = nullptr);
+
+  int64_t frames_generated() const { return frame_; }
+  int64_t blocks_generated() const { return stats_.blocks; }
+  GeneratorStats stats() const { return stats_; }
+  const KvCache& kv_cache() const;
+  const FlowMatchSampler& sampler() const;
+
+ private:
+  void recache(BlockTrace* trace);
+
+  GeneratorOptions options_;
+  std::unique_ptr<CausalWanModel> model_;
+  std::unique_ptr<KvCache> kv_;
+  std::unique_ptr<CrossAttnCache> cross_;
+  std::unique_ptr<FlowMatchSampler> sampler_;
+  std::unique_ptr<NoiseSource> noise_;
+  at::Tensor recent_;  // [window, C, h, w] clean latents, frame f at f % window
+  std::optional<at::Tensor> pending_switch_;
+  int64_t frame_ = 0;
+  bool started_ = false;
+  GeneratorStats stats_;
+};
+
+}  // namespace longlive

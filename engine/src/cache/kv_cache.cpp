@@ -1,0 +1,132 @@
+#include "cache/kv_cache.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
+#include "longlive/error.h"
+
+namespace longlive {
+
+KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options) : shape_(shape) {
+  if (shape.sink_frames < 0 || shape.window_frames <= shape.sink_frames) {
+    throw ConfigError(
+        fmt::format("KV cache: window of {} frames must be larger than the sink of {} frames",
+                    shape.window_frames, shape.sink_frames));
+  }
+  const int64_t tokens = shape.window_frames * shape.tokens_per_frame;
+  k_ = at::zeros({shape.layers, shape.heads, tokens, shape.head_dim}, options);
+  v_ = at::zeros_like(k_);
+  slot_frame_.assign(static_cast<size_t>(shape.window_frames), -1);
+}
+
+void KvCache::reset() { std::fill(slot_frame_.begin(), slot_frame_.end(), -1); }
+
+int64_t KvCache::ring_slot(int64_t frame) const {
+  return sink_slots() + (frame - sink_slots()) % ring_slots();
+}
+
+KvCache::Plan KvCache::plan(int64_t start_frame, int64_t num_frames, KvWriteKind kind,
+                            bool protect_sink) const {
+  Plan plan;
+  plan.start_frame = start_frame;
+  plan.num_frames = num_frames;
+  plan.slot_of_frame.assign(static_cast<size_t>(num_frames), -1);
+  // Frames that land in sink slots: the true first frames of the video, or, in a re-cache,
+  // the first `sink` frames of the re-cached window (the reference writes the window from slot 0).
+  const int64_t sink_hits = kind == KvWriteKind::recache
+                                ? std::min(num_frames, sink_slots())
+                                : std::clamp(sink_slots() - start_frame, int64_t{0}, num_frames);
+  for (int64_t i = 0; i < num_frames; ++i) {
+    const int64_t frame = start_frame + i;
+    if (i < sink_hits) {
+      const int64_t slot = kind == KvWriteKind::recache ? i : frame;
+      const bool sink_filled = slot_frame_[static_cast<size_t>(slot)] >= 0;
+      if (!(protect_sink && kind == KvWriteKind::recache && sink_filled))
+        plan.slot_of_frame[i] = slot;
+    } else {
+      plan.slot_of_frame[i] = ring_slot(frame);
+    }
+  }
+  while (plan.first_written < num_frames && plan.slot_of_frame[plan.first_written] < 0)
+    ++plan.first_written;
+
+  // Keys: every slot that holds a frame after this forward's writes.
+  auto frames_after = slot_frame_;
+  for (int64_t i = 0; i < num_frames; ++i) {
+    if (plan.slot_of_frame[i] >= 0) frames_after[plan.slot_of_frame[i]] = start_frame + i;
+  }
+  int64_t last_used = -1;
+  for (size_t s = 0; s < frames_after.size(); ++s) {
+    if (frames_after[s] >= 0) last_used = static_cast<int64_t>(s);
+  }
+  for (int64_t s = 0; s <= last_used; ++s) {
+    if (frames_after[s] < 0) {
+      throw Error(fmt::format("KV cache: slot {} is empty below used slot {} (frames {}+{})", s,
+                              last_used, start_frame, num_frames));
+    }
+  }
+  plan.valid_tokens = (last_used + 1) * shape_.tokens_per_frame;
+  return plan;
+}
+
+void KvCache::commit(const Plan& plan) {
+  for (int64_t i = 0; i < plan.num_frames; ++i) {
+    if (plan.slot_of_frame[i] >= 0) slot_frame_[plan.slot_of_frame[i]] = plan.start_frame + i;
+  }
+}
+
+void KvCache::write(int64_t layer, const Plan& plan, const at::Tensor& k, const at::Tensor& v,
+                    int64_t frames_in_kv) {
+  // k/v hold the last `frames_in_kv` frames of the forward (skipped leading frames excluded).
+  const int64_t offset = plan.num_frames - frames_in_kv;
+  const int64_t t = shape_.tokens_per_frame;
+  at::Tensor k_layer = k_[layer];
+  at::Tensor v_layer = v_[layer];
+  // Copy runs of frames that are contiguous in both source and destination with one copy each.
+  int64_t i = offset;
+  while (i < plan.num_frames) {
+    const int64_t slot = plan.slot_of_frame[i];
+    if (slot < 0) {
+      ++i;
+      continue;
+    }
+    int64_t run = 1;
+    while (i + run < plan.num_frames && plan.slot_of_frame[i + run] == slot + run) ++run;
+    const int64_t src = (i - offset) * t;
+    k_layer.narrow(1, slot * t, run * t).copy_(k[0].narrow(1, src, run * t));
+    v_layer.narrow(1, slot * t, run * t).copy_(v[0].narrow(1, src, run * t));
+    i += run;
+  }
+}
+
+at::Tensor KvCache::keys(int64_t layer, const Plan& plan) const {
+  return k_[layer].narrow(1, 0, plan.valid_tokens).unsqueeze(0);
+}
+
+at::Tensor KvCache::values(int64_t layer, const Plan& plan) const {
+  return v_[layer].narrow(1, 0, plan.valid_tokens).unsqueeze(0);
+}
+
+at::Tensor KvCache::positional(int64_t layer, bool values) const {
+  const at::Tensor& buffer = values ? v_ : k_;
+  const int64_t t = shape_.tokens_per_frame;
+  std::vector<int64_t> order;
+  for (int64_t s = 0; s < sink_slots(); ++s) order.push_back(s);
+  std::vector<int64_t> ring;
+  for (int64_t s = sink_slots(); s < shape_.window_frames; ++s) {
+    if (slot_frame_[s] >= 0) ring.push_back(s);
+  }
+  std::sort(ring.begin(), ring.end(),
+            [&](int64_t a, int64_t b) { return slot_frame_[a] < slot_frame_[b]; });
+  order.insert(order.end(), ring.begin(), ring.end());
+  std::vector<at::Tensor> parts;
+  for (int64_t s : order) parts.push_back(buffer[layer].narrow(1, s * t, t));
+  // [heads, tokens, dim] -> [1, tokens, heads, dim]
+  return at::cat(parts, 1).permute({1, 0, 2}).unsqueeze(0);
+}
+
+size_t KvCache::bytes() const { return 2 * k_.numel() * k_.element_size(); }
+
+}  // namespace longlive

@@ -1,0 +1,86 @@
+#pragma once
+// Self-attention KV cache of the streaming DiT: static buffers of sink + window frames per layer,
+// allocated once and written in place.
+//
+// Layout per layer: [1, heads, (sink + ring) * tokens_per_frame, head_dim]. The first `sink_frames`
+// frame slots hold the attention sink; the remaining `window - sink` slots are a ring indexed by
+// (frame - sink) mod ring_frames, so a new block overwrites the oldest frames instead of shifting
+// the whole cache (the reference copies the window left on every block). Attention is invariant
+// to the order of its keys, so the ring order gives the reference's result; `positional()`
+// returns the reference's order for tests. Which frame sits in which slot is host bookkeeping,
+// so nothing here reads device memory (no host sync inside a denoising step).
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace longlive {
+
+struct KvCacheShape {
+  int64_t layers = 0;
+  int64_t heads = 0;
+  int64_t head_dim = 0;
+  int64_t tokens_per_frame = 0;
+  int64_t sink_frames = 0;
+  int64_t window_frames = 0;  // sink included, like the reference's local_attn_size
+};
+
+// Where the K/V of one forward go.
+enum class KvWriteKind {
+  block,    // denoising steps and the clean context pass of the newest block
+  recache,  // the re-cache forward after a prompt switch (its first frames may hit sink slots)
+};
+
+class KvCache {
+ public:
+  // One frame of a forward pass and the slot it is written to (-1: not written).
+  struct Plan {
+    int64_t start_frame = 0;
+    int64_t num_frames = 0;
+    int64_t first_written = 0;           // leading frames whose K/V are dropped (skipped)
+    std::vector<int64_t> slot_of_frame;  // per frame of the forward
+    int64_t valid_tokens = 0;            // keys attended: buffer[..., 0:valid_tokens, :]
+  };
+
+  KvCache(const KvCacheShape& shape, const at::TensorOptions& options);
+
+  const KvCacheShape& shape() const { return shape_; }
+  int64_t capacity_frames() const { return shape_.window_frames; }
+
+  // Empties the cache (bookkeeping only: stale values are never attended).
+  void reset();
+
+  // Plans a forward over frames [start_frame, start_frame + num_frames). With protect_sink
+  // (global sink), frames of a re-cache that would land in sink slots are dropped.
+  Plan plan(int64_t start_frame, int64_t num_frames, KvWriteKind kind, bool protect_sink) const;
+  // Records the plan's writes in the bookkeeping (call once per forward, after planning).
+  void commit(const Plan& plan);
+
+  // Writes the K/V of the written frames. k, v: [1, heads, num_frames * tokens, head_dim] for
+  // the whole forward (frames before plan.first_written included or not: see `skipped`).
+  void write(int64_t layer, const Plan& plan, const at::Tensor& k, const at::Tensor& v,
+             int64_t frames_in_kv);
+  // Keys/values attended by a forward with this plan: [1, heads, valid_tokens, head_dim].
+  at::Tensor keys(int64_t layer, const Plan& plan) const;
+  at::Tensor values(int64_t layer, const Plan& plan) const;
+
+  // Frame stored in each slot (-1 empty), for tests and diagnostics.
+  const std::vector<int64_t>& slot_frames() const { return slot_frame_; }
+  // K or V of a layer in the reference's positional order (sink slots, then the other frames
+  // oldest first): [1, tokens, heads, head_dim].
+  at::Tensor positional(int64_t layer, bool values) const;
+
+  size_t bytes() const;
+
+ private:
+  int64_t sink_slots() const { return shape_.sink_frames; }
+  int64_t ring_slots() const { return shape_.window_frames - shape_.sink_frames; }
+  int64_t ring_slot(int64_t frame) const;
+
+  KvCacheShape shape_;
+  at::Tensor k_;  // [layers, heads, slots * tokens, head_dim]
+  at::Tensor v_;
+  std::vector<int64_t> slot_frame_;
+};
+
+}  // namespace longlive

@@ -1,0 +1,259 @@
+#include "model/causal_wan.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <string>
+
+#include "longlive/error.h"
+#include "model/ops.h"
+
+namespace longlive {
+namespace {
+
+constexpr double kRopeTheta = 10000.0;
+constexpr int64_t kRopeTableLength = 1024;  // height/width positions (frames are unbounded)
+
+// RoPE inverse frequencies for one axis that owns `channels` channels (channels / 2 pairs).
+at::Tensor rope_inverse_frequencies(int64_t channels) {
+  const at::Tensor exponents =
+      at::arange(0, channels, 2, at::kDouble).div(static_cast<double>(channels));
+  return at::pow(kRopeTheta, exponents).reciprocal();
+}
+
+}  // namespace
+
+CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& config,
+                               at::Device device, at::ScalarType dtype)
+    : config_(config), device_(device), dtype_(dtype) {
+  config_.validate();
+  const int64_t d = config.dim;
+  const auto& p = config.patch;
+  const int64_t patch_out = config.out_channels * p[0] * p[1] * p[2];
+  auto load = [&](const std::string& name, at::IntArrayRef shape, at::ScalarType as) {
+    return weights.require(name, shape).to(device, as).contiguous();
+  };
+  auto w = [&](const std::string& name, at::IntArrayRef shape) { return load(name, shape, dtype); };
+  auto f32 = [&](const std::string& name, at::IntArrayRef shape) {
+    return load(name, shape, at::kFloat);
+  };
+
+  patch_w_ = w("patch_embedding.weight", {d, config.in_channels, p[0], p[1], p[2]});
+  patch_b_ = w("patch_embedding.bias", {d});
+  text0_w_ = w("text_embedding.0.weight", {d, config.text_dim});
+  text0_b_ = w("text_embedding.0.bias", {d});
+  text2_w_ = w("text_embedding.2.weight", {d, d});
+  text2_b_ = w("text_embedding.2.bias", {d});
+  // The time MLP is tiny and feeds every modulation: keep it in float32.
+  time0_w_ = f32("time_embedding.0.weight", {d, config.freq_dim});
+  time0_b_ = f32("time_embedding.0.bias", {d});
+  time2_w_ = f32("time_embedding.2.weight", {d, d});
+  time2_b_ = f32("time_embedding.2.bias", {d});
+  proj_w_ = f32("time_projection.1.weight", {6 * d, d});
+  proj_b_ = f32("time_projection.1.bias", {6 * d});
+  head_modulation_ = f32("head.modulation", {1, 2, d});
+  head_w_ = w("head.head.weight", {patch_out, d});
+  head_b_ = w("head.head.bias", {patch_out});
+
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    const std::string n = fmt::format("blocks.{}.", i);
+    Block b;
+    b.modulation = f32(n + "modulation", {1, 6, d});
+    b.q_w = w(n + "self_attn.q.weight", {d, d});
+    b.q_b = w(n + "self_attn.q.bias", {d});
+    b.k_w = w(n + "self_attn.k.weight", {d, d});
+    b.k_b = w(n + "self_attn.k.bias", {d});
+    b.v_w = w(n + "self_attn.v.weight", {d, d});
+    b.v_b = w(n + "self_attn.v.bias", {d});
+    b.o_w = w(n + "self_attn.o.weight", {d, d});
+    b.o_b = w(n + "self_attn.o.bias", {d});
+    b.norm_q = w(n + "self_attn.norm_q.weight", {d});
+    b.norm_k = w(n + "self_attn.norm_k.weight", {d});
+    if (config.cross_attn_norm) {
+      b.norm3_w = f32(n + "norm3.weight", {d});
+      b.norm3_b = f32(n + "norm3.bias", {d});
+    }
+    b.cq_w = w(n + "cross_attn.q.weight", {d, d});
+    b.cq_b = w(n + "cross_attn.q.bias", {d});
+    b.ck_w = w(n + "cross_attn.k.weight", {d, d});
+    b.ck_b = w(n + "cross_attn.k.bias", {d});
+    b.cv_w = w(n + "cross_attn.v.weight", {d, d});
+    b.cv_b = w(n + "cross_attn.v.bias", {d});
+    b.co_w = w(n + "cross_attn.o.weight", {d, d});
+    b.co_b = w(n + "cross_attn.o.bias", {d});
+    b.cnorm_q = w(n + "cross_attn.norm_q.weight", {d});
+    b.cnorm_k = w(n + "cross_attn.norm_k.weight", {d});
+    b.ffn0_w = w(n + "ffn.0.weight", {config.ffn_dim, d});
+    b.ffn0_b = w(n + "ffn.0.bias", {config.ffn_dim});
+    b.ffn2_w = w(n + "ffn.2.weight", {d, config.ffn_dim});
+    b.ffn2_b = w(n + "ffn.2.bias", {d});
+    blocks_.push_back(std::move(b));
+  }
+
+  // Head dim d splits into d - 4*(d/6) frame channels and 2*(d/6) each for height and width.
+  const int64_t hd = config.head_dim();
+  const int64_t hw_channels = 2 * (hd / 6);
+  const auto cpu_double = at::TensorOptions().dtype(at::kDouble);
+  inv_freq_frame_ = rope_inverse_frequencies(hd - 2 * hw_channels).to(device);
+  const at::Tensor positions = at::arange(kRopeTableLength, cpu_double);
+  const at::Tensor hw_inv = rope_inverse_frequencies(hw_channels);
+  angles_h_ = at::outer(positions, hw_inv).to(device);
+  angles_w_ = angles_h_;
+}
+
+KvCacheShape CausalWanModel::kv_shape(int64_t latent_height, int64_t latent_width,
+                                      int64_t sink_frames, int64_t window_frames) const {
+  KvCacheShape shape;
+  shape.layers = config_.num_layers;
+  shape.heads = config_.num_heads;
+  shape.head_dim = config_.head_dim();
+  shape.tokens_per_frame = (latent_height / config_.patch[1]) * (latent_width / config_.patch[2]);
+  shape.sink_frames = sink_frames;
+  shape.window_frames = window_frames;
+  return shape;
+}
+
+at::Tensor CausalWanModel::rope_cos_sin(int64_t start_frame, int64_t frames, int64_t h, int64_t w,
+                                        bool sine) const {
+  // Frame angles are computed for the absolute frame index directly (float64), so positions past
+  // the reference's 1024-entry table keep working and stay exact (see generator.h).
+  const at::Tensor frame_pos = at::arange(start_frame, start_frame + frames,
+                                          at::TensorOptions().dtype(at::kDouble).device(device_));
+  const at::Tensor af = at::outer(frame_pos, inv_freq_frame_);  // [F, pf]
+  const at::Tensor ah = angles_h_.narrow(0, 0, h);              // [h, ph]
+  const at::Tensor aw = angles_w_.narrow(0, 0, w);              // [w, pw]
+  const at::Tensor grid = at::cat({af.view({frames, 1, 1, -1}).expand({frames, h, w, af.size(1)}),
+                                   ah.view({1, h, 1, -1}).expand({frames, h, w, ah.size(1)}),
+                                   aw.view({1, 1, w, -1}).expand({frames, h, w, aw.size(1)})},
+                                  -1);
+  const at::Tensor angles = grid.reshape({frames * h * w, 1, -1});
+  return sine ? at::sin(angles) : at::cos(angles);
+}
+
+void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds,
+                                       CrossAttnCache& cache) const {
+  if (prompt_embeds.dim() != 3 || prompt_embeds.size(0) != 1 ||
+      prompt_embeds.size(2) != config_.text_dim || prompt_embeds.size(1) > config_.text_len ||
+      prompt_embeds.size(1) < 1) {
+    throw ConfigError(fmt::format(
+        "prompt embeddings have shape [{}], expected [1, L, {}] with 1 <= L <= {} (text_dim and "
+        "text_len of the DiT)",
+        fmt::join(prompt_embeds.sizes(), ", "), config_.text_dim, config_.text_len));
+  }
+  at::Tensor context = prompt_embeds.to(device_, dtype_);
+  if (context.size(1) < config_.text_len) {
+    context = at::constant_pad_nd(context, {0, 0, 0, config_.text_len - context.size(1)});
+  }
+  context =
+      ops::linear(ops::gelu_tanh(ops::linear(context, text0_w_, text0_b_)), text2_w_, text2_b_);
+  const int64_t n = config_.num_heads;
+  const int64_t hd = config_.head_dim();
+  cache.clear();
+  for (const auto& b : blocks_) {
+    at::Tensor k = ops::linear(context, b.ck_w, b.ck_b);
+    if (config_.qk_norm) k = ops::rms_norm(k, b.cnorm_k, config_.eps);
+    const at::Tensor v = ops::linear(context, b.cv_w, b.cv_b);
+    cache.k.push_back(k.view({1, -1, n, hd}).transpose(1, 2).contiguous());
+    cache.v.push_back(v.view({1, -1, n, hd}).transpose(1, 2).contiguous());
+  }
+}
+
+at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const at::Tensor& x,
+                                          int64_t frames, int64_t h, int64_t w, KvCache& kv,
+                                          const KvCache::Plan& plan) const {
+  const int64_t n = config_.num_heads;
+  const int64_t hd = config_.head_dim();
+  const int64_t seq = x.size(1);
+  at::Tensor q = ops::linear(x, b.q_w, b.q_b);
+  at::Tensor k = ops::linear(x, b.k_w, b.k_b);
+  const at::Tensor v = ops::linear(x, b.v_w, b.v_b).view({1, seq, n, hd});
+  if (config_.qk_norm) {
+    q = ops::rms_norm(q, b.norm_q, config_.eps);
+    k = ops::rms_norm(k, b.norm_k, config_.eps);
+  }
+  const int64_t start = plan.start_frame + plan.num_frames - frames;
+  const at::Tensor cos = rope_cos_sin(start, frames, h, w, false);
+  const at::Tensor sin = rope_cos_sin(start, frames, h, w, true);
+  q = ops::apply_rope(q.view({1, seq, n, hd}), cos, sin);
+  k = ops::apply_rope(k.view({1, seq, n, hd}), cos, sin);
+
+  kv.write(layer, plan, k.transpose(1, 2), v.transpose(1, 2), frames);
+  const at::Tensor out =
+      ops::attention(q.transpose(1, 2), kv.keys(layer, plan), kv.values(layer, plan));
+  return ops::linear(out.transpose(1, 2).reshape({1, seq, n * hd}), b.o_w, b.o_b);
+}
+
+at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& timesteps,
+                                   KvCache& kv, const KvCache::Plan& plan,
+                                   const CrossAttnCache& cross) const {
+  if (cross.empty())
+    throw Error("DiT forward without text conditioning (cross-attention cache empty)");
+  if (latents.dim() != 5 || latents.size(0) != 1 || latents.size(1) != plan.num_frames ||
+      latents.size(2) != config_.in_channels) {
+    throw ConfigError(fmt::format("DiT input has shape [{}], expected [1, {}, {}, H, W]",
+                                  fmt::join(latents.sizes(), ", "), plan.num_frames,
+                                  config_.in_channels));
+  }
+  const auto& p = config_.patch;
+  // Frames whose K/V the plan drops (global-sink re-cache) do not influence anything: skip them.
+  const int64_t frames = plan.num_frames - plan.first_written;
+  const at::Tensor input = latents.narrow(1, plan.first_written, frames);
+  const at::Tensor t = timesteps.reshape({-1}).narrow(0, plan.first_written, frames);
+
+  // Patch embedding: [1, F, C, H, W] -> [1, C, F, H, W] -> conv -> [1, S, dim]
+  at::Tensor x = at::conv3d(input.permute({0, 2, 1, 3, 4}).to(device_, dtype_), patch_w_, patch_b_,
+                            {p[0], p[1], p[2]});
+  const int64_t f = x.size(2), h = x.size(3), w = x.size(4);
+  x = x.flatten(2).transpose(1, 2).to(at::kFloat);  // residual stream in float32
+
+  // Sinusoidal timestep embedding (float64, [cos, sin]) -> time MLP -> 6-way modulation.
+  const int64_t half = config_.freq_dim / 2;
+  const at::Tensor positions = t.to(device_, at::kDouble);
+  const at::Tensor freqs =
+      at::pow(10000.0, -at::arange(half, positions.options()).div(static_cast<double>(half)));
+  const at::Tensor sinusoid = at::outer(positions, freqs);
+  const at::Tensor temb = at::cat({at::cos(sinusoid), at::sin(sinusoid)}, 1).to(at::kFloat);
+  const at::Tensor e =
+      ops::linear(at::silu(ops::linear(temb, time0_w_, time0_b_)), time2_w_, time2_b_);
+  const at::Tensor e0 =
+      ops::linear(at::silu(e), proj_w_, proj_b_).view({1, frames, 6, config_.dim});
+
+  for (size_t layer = 0; layer < blocks_.size(); ++layer) {
+    const Block& b = blocks_[layer];
+    const at::Tensor mod = b.modulation.unsqueeze(1) + e0;  // [1, F, 6, dim]
+    auto chunk = [&](int64_t i) { return mod.narrow(2, i, 1); };
+
+    at::Tensor hidden = ops::layer_norm_modulate(x, chunk(0), chunk(1), frames, config_.eps);
+    at::Tensor y = self_attention(b, static_cast<int64_t>(layer), hidden, frames, h, w, kv, plan);
+    x = ops::gated_residual(x, y, chunk(2), frames);
+
+    const at::Tensor normed =
+        config_.cross_attn_norm ? ops::layer_norm_affine(x, b.norm3_w, b.norm3_b, config_.eps) : x;
+    at::Tensor q = ops::linear(normed, b.cq_w, b.cq_b);
+    if (config_.qk_norm) q = ops::rms_norm(q, b.cnorm_q, config_.eps);
+    const int64_t seq = x.size(1);
+    q = q.view({1, seq, config_.num_heads, config_.head_dim()}).transpose(1, 2);
+    const at::Tensor attended = ops::attention(q, cross.k[layer], cross.v[layer]);
+    x = x + ops::linear(attended.transpose(1, 2).reshape({1, seq, config_.dim}), b.co_w, b.co_b)
+                .to(at::kFloat);
+
+    hidden = ops::layer_norm_modulate(x, chunk(3), chunk(4), frames, config_.eps);
+    y = ops::linear(ops::gelu_tanh(ops::linear(hidden, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
+    x = ops::gated_residual(x, y, chunk(5), frames);
+  }
+
+  // Head: 2-way modulation from the time embedding (before the projection).
+  const at::Tensor head_mod = head_modulation_.unsqueeze(1) + e.view({1, frames, 1, config_.dim});
+  at::Tensor out = ops::layer_norm_modulate(x, head_mod.narrow(2, 0, 1), head_mod.narrow(2, 1, 1),
+                                            frames, config_.eps);
+  out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
+
+  // Unpatchify: [1, F*h*w, C*pt*ph*pw] -> [1, F*pt, C, h*ph, w*pw] (pipeline layout)
+  const int64_t c = config_.out_channels;
+  out = out.view({f, h, w, p[0], p[1], p[2], c})
+            .permute({0, 3, 6, 1, 4, 2, 5})
+            .reshape({1, f * p[0], c, h * p[1], w * p[2]});
+  return out;
+}
+
+}  // namespace longlive

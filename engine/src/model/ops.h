@@ -1,0 +1,42 @@
+#pragma once
+// The elementwise, normalisation, projection and attention primitives of the DiT. The model calls
+// only these, so fused CUDA kernels, FP8 linears or another attention backend can replace one
+// function here without touching the model. Every function has plain-ATen semantics that the
+// fast paths are tested against.
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace longlive::ops {
+
+// y = x @ weight^T + bias, computed in weight's dtype (x is cast); returns weight's dtype.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
+                  const std::optional<at::Tensor>& bias);
+
+// LayerNorm over the last dim without affine parameters, in float32; returns float32.
+at::Tensor layer_norm(const at::Tensor& x, double eps);
+// Affine LayerNorm (norm3), in float32; returns float32.
+at::Tensor layer_norm_affine(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             double eps);
+// RMSNorm over the last dim: x * rsqrt(mean(x^2) + eps) in float32, cast back, times weight.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// adaLN: per-frame modulation of normalised tokens.
+//   x: [B, F*T, D] (float32), shift/scale: [B, F, 1, D] -> norm(x) * (1 + scale) + shift
+at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift,
+                               const at::Tensor& scale, int64_t frames, double eps);
+// Gated residual: x + y * gate per frame. x: [B, F*T, D] float32, y: [B, F*T, D], gate [B, F, 1,
+// D].
+at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& y, const at::Tensor& gate,
+                          int64_t frames);
+
+// Rotary embedding on consecutive channel pairs. x: [B, S, H, Dh]; cos/sin: [S, 1, Dh/2] float64.
+// Computed in float64 and cast back to x's dtype (matches the reference's complex128 product).
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// Softmax attention, scale 1/sqrt(Dh), no mask. q: [B, H, Sq, Dh], k/v: [B, H, Sk, Dh].
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
+at::Tensor gelu_tanh(const at::Tensor& x);
+
+}  // namespace longlive::ops

@@ -1,0 +1,191 @@
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <chrono>
+
+#include "cache/cross_attn_cache.h"
+#include "cache/kv_cache.h"
+#include "longlive/error.h"
+#include "longlive/generator.h"
+#include "longlive/log.h"
+#include "model/causal_wan.h"
+#include "sampler/flow_match.h"
+
+namespace longlive {
+namespace {
+
+class SeededNoise final : public NoiseSource {
+ public:
+  SeededNoise(uint64_t seed, at::Device device)
+      : generator_(device.is_cpu() ? at::detail::createCPUGenerator(seed)
+                                   : at::globalContext().defaultGenerator(device).clone()) {
+    generator_.set_current_seed(seed);
+  }
+  at::Tensor initial(int64_t, at::IntArrayRef shape, const at::TensorOptions& options) override {
+    return at::randn(shape, generator_, options);
+  }
+  at::Tensor renoise(int64_t, int64_t, at::IntArrayRef shape,
+                     const at::TensorOptions& options) override {
+    return at::randn(shape, generator_, options);
+  }
+
+ private:
+  at::Generator generator_;
+};
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+}  // namespace
+
+std::unique_ptr<NoiseSource> make_seeded_noise(uint64_t seed, at::Device device) {
+  return std::make_unique<SeededNoise>(seed, device);
+}
+
+void GeneratorOptions::validate() const {
+  model.validate();
+  auto fail = [](const std::string& msg) { throw ConfigError("generator options: " + msg); };
+  if (denoising_steps.empty()) fail("denoising_steps is empty");
+  if (frames_per_block < 1) fail(fmt::format("frames_per_block {} must be >= 1", frames_per_block));
+  if (sink_frames < 0) fail(fmt::format("sink_frames {} must be >= 0", sink_frames));
+  if (local_attn_frames < sink_frames + frames_per_block) {
+    fail(fmt::format("local_attn_frames {} must be at least sink_frames + frames_per_block = {}",
+                     local_attn_frames, sink_frames + frames_per_block));
+  }
+  if (latent_height <= 0 || latent_width <= 0 || latent_height % model.patch[1] != 0 ||
+      latent_width % model.patch[2] != 0) {
+    fail(fmt::format("latent size {}x{} must be positive multiples of the patch {}x{}",
+                     latent_height, latent_width, model.patch[1], model.patch[2]));
+  }
+}
+
+StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOptions& options,
+                                 const WeightStore* lora)
+    : options_(options) {
+  options_.validate();
+  if (lora) {
+    model_ = std::make_unique<CausalWanModel>(merge_lora(weights, *lora, options_.lora_alpha),
+                                              options_.model, options_.device, options_.dtype);
+  } else {
+    model_ =
+        std::make_unique<CausalWanModel>(weights, options_.model, options_.device, options_.dtype);
+  }
+  kv_ =
+      std::make_unique<KvCache>(model_->kv_shape(options_.latent_height, options_.latent_width,
+                                                 options_.sink_frames, options_.local_attn_frames),
+                                at::TensorOptions().dtype(options_.dtype).device(options_.device));
+  cross_ = std::make_unique<CrossAttnCache>();
+  sampler_ = std::make_unique<FlowMatchSampler>(
+      options_.denoising_steps, options_.warp_denoising_step, options_.timestep_shift);
+  recent_ = at::zeros({options_.local_attn_frames, options_.model.in_channels,
+                       options_.latent_height, options_.latent_width},
+                      at::TensorOptions().dtype(at::kFloat).device(options_.device));
+}
+
+StreamGenerator::~StreamGenerator() = default;
+
+const KvCache& StreamGenerator::kv_cache() const { return *kv_; }
+const FlowMatchSampler& StreamGenerator::sampler() const { return *sampler_; }
+
+void StreamGenerator::start(const at::Tensor& prompt_embeds, uint64_t seed) {
+  model_->build_cross_cache(prompt_embeds, *cross_);
+  kv_->reset();
+  noise_ = make_seeded_noise(seed, options_.device);
+  pending_switch_.reset();
+  frame_ = 0;
+  stats_ = GeneratorStats{};
+  started_ = true;
+}
+
+void StreamGenerator::switch_prompt(const at::Tensor& prompt_embeds) {
+  if (!started_) throw Error("switch_prompt() before start()");
+  // Validate now so the caller gets the error, not the next block.
+  CrossAttnCache probe;
+  model_->build_cross_cache(prompt_embeds, probe);
+  pending_switch_ = prompt_embeds;
+}
+
+void StreamGenerator::set_conditioning(const at::Tensor& prompt_embeds) {
+  if (!started_) throw Error("set_conditioning() before start()");
+  model_->build_cross_cache(prompt_embeds, *cross_);
+}
+
+void StreamGenerator::set_noise_source(std::unique_ptr<NoiseSource> noise) {
+  noise_ = std::move(noise);
+}
+
+void StreamGenerator::recache(BlockTrace* trace) {
+  const int64_t n = std::min(options_.local_attn_frames, frame_);
+  if (n == 0) return;
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t first = frame_ - n;
+  const at::Tensor index =
+      at::arange(first, frame_, at::TensorOptions().dtype(at::kLong).device(options_.device))
+          .remainder(options_.local_attn_frames);
+  const at::Tensor latents = recent_.index_select(0, index).unsqueeze(0);
+  KvCache::Plan plan = kv_->plan(first, n, KvWriteKind::recache, options_.global_sink);
+  if (!options_.skip_dropped_recache_frames) plan.first_written = 0;
+  const at::Tensor t =
+      at::zeros({1, n}, at::TensorOptions().dtype(at::kFloat).device(options_.device));
+  at::Tensor flow = model_->forward(latents, t, *kv_, plan, *cross_);
+  kv_->commit(plan);
+  if (trace) trace->recache_flow = flow;
+  ++stats_.recaches;
+  stats_.last_recache_ms = ms_since(start);
+}
+
+bool StreamGenerator::apply_pending_switch(BlockTrace* trace) {
+  if (!pending_switch_) return false;
+  model_->build_cross_cache(*pending_switch_, *cross_);
+  pending_switch_.reset();
+  recache(trace);
+  if (trace) trace->recached = true;
+  return true;
+}
+
+at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
+  if (!started_) throw Error("next_block() before start()");
+  const auto start = std::chrono::steady_clock::now();
+  apply_pending_switch(trace);
+  const int64_t f = options_.frames_per_block;
+  const std::vector<int64_t> shape = {1, f, options_.model.in_channels, options_.latent_height,
+                                      options_.latent_width};
+  const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
+  const int64_t block = stats_.blocks;
+
+  const KvCache::Plan plan = kv_->plan(frame_, f, KvWriteKind::block, options_.global_sink);
+  at::Tensor x = noise_->initial(block, shape, float_opts);
+  at::Tensor x0;
+  const auto& timesteps = sampler_->timesteps();
+  const auto& sigmas = sampler_->step_sigmas();
+  for (size_t s = 0; s < timesteps.size(); ++s) {
+    const at::Tensor t = at::full({1, f}, timesteps[s], float_opts);
+    const at::Tensor flow = model_->forward(x, t, *kv_, plan, *cross_);
+    kv_->commit(plan);
+    x0 = FlowMatchSampler::to_x0(x, flow, sigmas[s]);
+    if (trace) {
+      trace->step_inputs.push_back(x);
+      trace->step_flows.push_back(flow);
+      trace->step_x0.push_back(x0);
+    }
+    if (s + 1 < timesteps.size()) {
+      const at::Tensor noise = noise_->renoise(block, static_cast<int64_t>(s), shape, float_opts);
+      x = FlowMatchSampler::add_noise(x0, noise, sigmas[s + 1]);
+    }
+  }
+  // Clean context pass: write the finished block's K/V (its output is not needed).
+  model_->forward(x0, at::zeros({1, f}, float_opts), *kv_, plan, *cross_);
+
+  for (int64_t i = 0; i < f; ++i)
+    recent_[(frame_ + i) % options_.local_attn_frames].copy_(x0[0][i]);
+  frame_ += f;
+  ++stats_.blocks;
+  stats_.frames = frame_;
+  stats_.last_block_ms = ms_since(start);
+  return x0;
+}
+
+}  // namespace longlive
