@@ -43,6 +43,7 @@ function(longlive_test area)
   endif()
   set(target test_${area})
   add_executable(${target} ${sources})
+  target_compile_definitions(${target} PRIVATE LONGLIVE_TEST_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   target_include_directories(${target} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support
                                                ${PROJECT_SOURCE_DIR}/engine/src)
   target_link_libraries(${target} PRIVATE ${ARG_LIBS} longlive_test_support GTest::gtest GTest::gmock)
