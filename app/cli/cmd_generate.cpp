@@ -1,0 +1,169 @@
+// longlive generate : headless streaming generation to a latents file.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <iostream>
+
+#include "command.h"
+#include "longlive/error.h"
+#include "longlive/generator.h"
+#include "longlive/log.h"
+#include "longlive/model_files.h"
+#include "longlive/preset.h"
+#include "longlive/safetensors_writer.h"
+
+namespace longlive::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string weights;
+  std::string lora;
+  std::string random;
+  std::string prompt_embeds;
+  std::string latents_out;
+  std::string preset = "balanced";
+  std::string presets_dir = default_presets_dir();
+  std::string device = "auto";
+  int64_t blocks = 8;
+  uint64_t seed = 42;
+  int height = 0;
+  int width = 0;
+  double lora_alpha = 0;
+};
+
+at::ScalarType compute_dtype(const Preset& p, const at::Device& device) {
+  if (device.is_cpu()) return at::kFloat;  // CPU kernels are fastest and exact in fp32
+  switch (p.dtype) {
+    case ComputeDType::fp32:
+      return at::kFloat;
+    case ComputeDType::fp16:
+      return at::kHalf;
+    default:
+      return at::kBFloat16;  // fp8 linears are applied on top of bf16 by the runtime
+  }
+}
+
+at::Device pick_device(const std::string& name) {
+  if (name == "cpu") return at::kCPU;
+  if (name == "cuda") {
+    if (!at::hasCUDA()) throw ConfigError("--device cuda: no CUDA device is available");
+    return at::Device(at::kCUDA, 0);
+  }
+  if (name != "auto")
+    throw ConfigError(fmt::format("--device '{}': expected auto, cpu or cuda", name));
+  return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+}
+
+at::Tensor load_embeds(const std::string& file) {
+  const WeightStore store = WeightStore::open(file);
+  if (store.contains("prompt_embeds")) return store.get("prompt_embeds");
+  if (store.size() == 1) return store.get(store.names().front());
+  throw WeightError(
+      fmt::format("{}: expected a tensor named 'prompt_embeds' [1, L, text_dim]", file));
+}
+
+int run(const GenerateArgs& a) {
+  const Preset preset = find_preset(a.presets_dir, a.preset);
+  const at::Device device = pick_device(a.device);
+  GeneratorOptions o;
+  o.denoising_steps = preset.denoising_steps;
+  o.warp_denoising_step = preset.warp_denoising_step;
+  o.timestep_shift = preset.timestep_shift;
+  o.frames_per_block = preset.frames_per_block;
+  o.local_attn_frames = preset.local_attn_frames;
+  o.sink_frames = preset.sink_frames;
+  o.global_sink = preset.global_sink;
+  o.device = device;
+  o.dtype = compute_dtype(preset, device);
+  o.lora_alpha = a.lora_alpha;
+
+  WeightStore weights;
+  std::optional<WeightStore> lora;
+  int height = a.height ? a.height : preset.height;
+  int width = a.width ? a.width : preset.width;
+  if (!a.random.empty()) {
+    if (a.random == "tiny") {
+      o.model = WanConfig::tiny();
+      if (!a.height) height = 64;
+      if (!a.width) width = 64;
+    } else if (a.random != "full") {
+      throw ConfigError(fmt::format("--random '{}': expected tiny or full", a.random));
+    }
+    weights = make_random_wan_weights(o.model, a.seed, o.dtype);
+  } else {
+    if (a.weights.empty()) throw ConfigError("give --weights FILE|DIR or --random tiny|full");
+    const DitFiles files = find_dit_files(a.weights);
+    log::info("DiT weights: {}", files.weights.string());
+    weights = load_dit_weights(files.weights);
+    o.model = WanConfig::infer(weights,
+                               WanConfig::wan_1_3b().num_heads *
+                                   weights.get("patch_embedding.weight").size(0) /
+                                   WanConfig::wan_1_3b().dim,
+                               WanConfig::wan_1_3b().text_len);
+    const std::string lora_file =
+        !a.lora.empty() ? a.lora : (files.lora ? files.lora->string() : "");
+    if (!lora_file.empty()) {
+      log::info("LoRA: {}", lora_file);
+      lora = load_dit_lora(lora_file);
+    }
+  }
+  if (height % 16 != 0 || width % 16 != 0 || height <= 0 || width <= 0) {
+    throw ConfigError(fmt::format(
+        "resolution {}x{}: height and width must be positive multiples of 16", height, width));
+  }
+  o.latent_height = height / 8;
+  o.latent_width = width / 8;
+
+  at::Tensor embeds;
+  if (!a.prompt_embeds.empty()) {
+    embeds = load_embeds(a.prompt_embeds);
+  } else if (!a.random.empty()) {
+    auto gen = at::detail::createCPUGenerator(a.seed + 1);
+    embeds = at::randn({1, o.model.text_len, o.model.text_dim}, gen, at::TensorOptions(at::kFloat));
+  } else {
+    throw ConfigError(
+        "give --prompt-embeds FILE (a safetensors with 'prompt_embeds' [1, L, text_dim])");
+  }
+
+  StreamGenerator generator(weights, o, lora ? &*lora : nullptr);
+  generator.start(embeds, a.seed);
+  std::vector<at::Tensor> blocks;
+  for (int64_t b = 0; b < a.blocks; ++b) {
+    blocks.push_back(generator.next_block().to(at::kCPU));
+    log::info("block {}/{}: {:.1f} ms", b + 1, a.blocks, generator.stats().last_block_ms);
+  }
+  if (!a.latents_out.empty()) {
+    save_safetensors(a.latents_out, {{"latents", at::cat(blocks, 1)}},
+                     {{"seed", std::to_string(a.seed)},
+                      {"preset", preset.name},
+                      {"height", std::to_string(height)},
+                      {"width", std::to_string(width)}});
+    std::cout << "wrote " << a.latents_out << " (" << generator.frames_generated()
+              << " latent frames)\n";
+  }
+  return 0;
+}
+
+const Registrar kGenerate("generate", [](CLI::App& root) {
+  auto* cmd = root.add_subcommand("generate", "Generate video latents headless");
+  auto a = std::make_shared<GenerateArgs>();
+  cmd->add_option("--weights", a->weights, "DiT weights: a file or a model folder");
+  cmd->add_option("--lora", a->lora, "LongLive LoRA (lora.pt); found in the folder when omitted");
+  cmd->add_option("--lora-alpha", a->lora_alpha, "LoRA alpha (default: the rank)");
+  cmd->add_option("--random", a->random, "Random weights instead of a checkpoint: tiny or full");
+  cmd->add_option("--prompt-embeds", a->prompt_embeds,
+                  "safetensors with 'prompt_embeds' [1, L, text_dim]");
+  cmd->add_option("--latents-out", a->latents_out, "Write the latents [1, T, 16, h, w] here");
+  cmd->add_option("--blocks", a->blocks, "Number of blocks")->check(CLI::Range(1, 1000000));
+  cmd->add_option("--seed", a->seed, "Noise seed");
+  cmd->add_option("--preset", a->preset, "Preset name");
+  cmd->add_option("--presets-dir", a->presets_dir, "Preset folder");
+  cmd->add_option("--device", a->device, "auto, cpu or cuda");
+  cmd->add_option("--height", a->height, "Video height (multiple of 16)");
+  cmd->add_option("--width", a->width, "Video width (multiple of 16)");
+  return [a]() { return run(*a); };
+});
+
+}  // namespace
+}  // namespace longlive::cli

@@ -1,0 +1,26 @@
+#pragma once
+// Finding and loading the DiT weights a user points at (a file or a model folder).
+#include <filesystem>
+#include <optional>
+
+#include "longlive/weights.h"
+
+namespace longlive {
+
+struct DitFiles {
+  std::filesystem::path weights;              // Wan2.1 safetensors (or index) or LongLive .pt
+  std::optional<std::filesystem::path> lora;  // LongLive lora.pt
+};
+
+// A file is used as is. In a folder (searched recursively), LongLive's longlive_base.pt wins over
+// Wan2.1's diffusion_pytorch_model.safetensors(.index.json); lora.pt is picked up when present.
+// IoError naming what was looked for when nothing fits.
+DitFiles find_dit_files(const std::filesystem::path& path);
+
+// Loads DiT weights by Wan2.1 names: LongLive .pt files are read from their "generator" dict with
+// the "model." prefix stripped.
+WeightStore load_dit_weights(const std::filesystem::path& file);
+// Loads LongLive's LoRA ("generator_lora" of a .pt, or a safetensors of PEFT names).
+WeightStore load_dit_lora(const std::filesystem::path& file);
+
+}  // namespace longlive
