@@ -1,0 +1,160 @@
+// longlive bench : DiT block latency (steady and prompt-switch blocks), FPS and memory.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "command.h"
+#include "longlive/error.h"
+#include "longlive/generator.h"
+#include "longlive/gpu_timer.h"
+#include "longlive/log.h"
+#include "longlive/preset.h"
+
+namespace longlive::cli {
+namespace {
+
+struct BenchArgs {
+  std::string preset = "balanced";
+  std::string presets_dir = default_presets_dir();
+  std::string random = "full";
+  std::string device = "auto";
+  std::string json;
+  int height = 0;
+  int width = 0;
+  int blocks = 20;
+  int warmup = 3;
+  int switch_every = 0;
+};
+
+struct Summary {
+  double mean = 0, median = 0, p99 = 0, max = 0;
+  int count = 0;
+};
+
+Summary summarize(std::vector<double> v) {
+  Summary s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  s.count = static_cast<int>(v.size());
+  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+  s.median = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  s.p99 = v[std::min(v.size() - 1, static_cast<size_t>(std::ceil(0.99 * v.size())) - 1)];
+  s.max = v.back();
+  return s;
+}
+
+nlohmann::json to_json(const Summary& s) {
+  return {{"mean_ms", s.mean}, {"median_ms", s.median}, {"p99_ms", s.p99}, {"max_ms", s.max}, {"count", s.count}};
+}
+
+int run(const BenchArgs& a) {
+  const Preset preset = find_preset(a.presets_dir, a.preset);
+  const at::Device device =
+      a.device == "cpu" ? at::Device(at::kCPU)
+                        : (a.device == "cuda" || (a.device == "auto" && at::hasCUDA()) ? at::Device(at::kCUDA, 0)
+                                                                                        : at::Device(at::kCPU));
+  GeneratorOptions o;
+  o.model = a.random == "tiny" ? WanConfig::tiny() : WanConfig::wan_1_3b();
+  if (a.random != "tiny" && a.random != "full") throw ConfigError("--random: expected full or tiny");
+  o.denoising_steps = preset.denoising_steps;
+  o.frames_per_block = preset.frames_per_block;
+  o.local_attn_frames = preset.local_attn_frames;
+  o.sink_frames = preset.sink_frames;
+  o.global_sink = preset.global_sink;
+  o.device = device;
+  o.dtype = device.is_cpu() ? at::kFloat : (preset.dtype == ComputeDType::fp32 ? at::kFloat : at::kBFloat16);
+  const int height = a.height ? a.height : (a.random == "tiny" ? 64 : preset.height);
+  const int width = a.width ? a.width : (a.random == "tiny" ? 64 : preset.width);
+  o.latent_height = height / 8;
+  o.latent_width = width / 8;
+
+  log::info("bench: preset {}, {}x{}, {} weights, device {}, dtype {}", preset.name, height, width, a.random,
+            device.str(), c10::toString(o.dtype));
+  StreamGenerator generator(make_random_wan_weights(o.model, 1234, o.dtype), o);
+  auto gen = at::detail::createCPUGenerator(7);
+  auto embeds = [&] {
+    return at::randn({1, o.model.text_len, o.model.text_dim}, gen, at::TensorOptions(at::kFloat)) * 0.1;
+  };
+  generator.start(embeds(), 1);
+  GpuTimer timer(device);
+  std::vector<double> steady, switch_blocks, recache;
+  reset_peak_memory(device);
+  for (int i = 0; i < a.warmup + a.blocks; ++i) {
+    const bool do_switch = a.switch_every > 0 && i > a.warmup && (i - a.warmup) % a.switch_every == 0;
+    if (do_switch) generator.switch_prompt(embeds());
+    synchronize(device);
+    timer.start();
+    if (do_switch) {
+      generator.apply_pending_switch();
+      const double ms = timer.stop_ms();
+      recache.push_back(ms);
+      timer.start();
+      generator.next_block();
+      switch_blocks.push_back(ms + timer.stop_ms());
+    } else {
+      generator.next_block();
+      const double ms = timer.stop_ms();
+      if (i >= a.warmup) steady.push_back(ms);
+    }
+  }
+  const Summary s = summarize(steady);
+  const Summary sw = summarize(switch_blocks);
+  const Summary rc = summarize(recache);
+  const DeviceMemory mem = device_memory(device);
+  const double video_frames_per_block = 4.0 * o.frames_per_block;
+  const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
+
+  std::cout << fmt::format("preset {} | {}x{} | {} | {} | blocks {} (+{} warm-up)\n", preset.name, height, width,
+                           device.str(), c10::toString(o.dtype), a.blocks, a.warmup);
+  std::cout << fmt::format("steady block   mean {:8.1f} ms  median {:8.1f}  p99 {:8.1f}  max {:8.1f}  ({} blocks)\n",
+                           s.mean, s.median, s.p99, s.max, s.count);
+  if (sw.count)
+    std::cout << fmt::format("switch block   mean {:8.1f} ms  max {:8.1f}  (re-cache alone mean {:.1f} ms)\n",
+                             sw.mean, sw.max, rc.mean);
+  std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps, video_frames_per_block);
+  std::cout << fmt::format("memory         peak allocated {:.2f} GiB, peak reserved {:.2f} GiB\n",
+                           mem.peak_allocated_gib, mem.peak_reserved_gib);
+  if (!a.json.empty()) {
+    const char* commit = std::getenv("LONGLIVE_COMMIT");
+    nlohmann::json j = {{"preset", preset.name},
+                        {"height", height},
+                        {"width", width},
+                        {"device", device.str()},
+                        {"dtype", c10::toString(o.dtype)},
+                        {"weights", a.random},
+                        {"commit", commit ? commit : "unknown"},
+                        {"steady_block", to_json(s)},
+                        {"switch_block", to_json(sw)},
+                        {"recache", to_json(rc)},
+                        {"video_fps", fps},
+                        {"peak_allocated_gib", mem.peak_allocated_gib},
+                        {"peak_reserved_gib", mem.peak_reserved_gib}};
+    std::ofstream(a.json) << j.dump(2) << "\n";
+  }
+  return 0;
+}
+
+const Registrar kBench("bench", [](CLI::App& root) {
+  auto* cmd = root.add_subcommand("bench", "Benchmark the DiT block loop (CUDA-event timings)");
+  auto a = std::make_shared<BenchArgs>();
+  cmd->add_option("--preset", a->preset, "Preset name");
+  cmd->add_option("--presets-dir", a->presets_dir, "Preset folder");
+  cmd->add_option("--random", a->random, "Random weights: full (1.3B config) or tiny");
+  cmd->add_option("--device", a->device, "auto, cpu or cuda");
+  cmd->add_option("--height", a->height, "Video height");
+  cmd->add_option("--width", a->width, "Video width");
+  cmd->add_option("--blocks", a->blocks, "Timed blocks")->check(CLI::Range(1, 100000));
+  cmd->add_option("--warmup", a->warmup, "Untimed warm-up blocks")->check(CLI::Range(0, 1000));
+  cmd->add_option("--switch-every", a->switch_every, "Hard prompt switch every N blocks (0: never)");
+  cmd->add_option("--json", a->json, "Write results as JSON here");
+  return [a]() { return run(*a); };
+});
+
+}  // namespace
+}  // namespace longlive::cli

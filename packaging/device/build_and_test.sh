@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On the GPU box (repo root or a snapshot of it): build the engine, CLI and tests without Qt/FFmpeg
+# for sm_90 against the box's Python torch, run ctest (CUDA tests included), print a summary.
+#   packaging/device/build_and_test.sh [SOURCE_DIR]
+# Debian dev packages the box lacks (gtest, nlohmann-json, spdlog, fmt, CLI11, sentencepiece,
+# pkgconf) are taken from .debs/ when present (packaging/device/fetch_debs.sh makes it).
+set -uo pipefail
+src=$(cd "${1:-.}" && pwd)
+build=${LONGLIVE_GPU_BUILD:-$PWD/build-gpu}
+deps=/opt/longlive-deps
+debs=${LONGLIVE_DEBS:-$PWD/.debs}
+
+echo "== machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+nvcc --version | tail -2
+python3 -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name())'
+cmake --version | head -1
+echo "cores $(nproc)"
+
+if [ -d "$debs" ]; then
+  mkdir -p "$deps"
+  for f in "$debs"/*.deb; do dpkg -x "$f" "$deps"; done
+  export PKG_CONFIG_SYSROOT_DIR=$deps
+  export PKG_CONFIG_PATH=$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/share/pkgconfig
+  export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+  command -v pkg-config >/dev/null || export PKG_CONFIG=$deps/usr/bin/pkgconf
+fi
+torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+
+echo "== configure"
+cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLIVE_GUI=OFF -DLONGLIVE_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
+  ${PKG_CONFIG:+-DPKG_CONFIG_EXECUTABLE=$PKG_CONFIG} >"$build.configure.log" 2>&1 ||
+  { cat "$build.configure.log"; exit 1; }
+grep "LongLive:" "$build.configure.log"
+echo "== build"
+start=$(date +%s)
+cmake --build "$build" -j "$(nproc)" 2>&1 | grep -E "error|warning: unused|FAILED" | head -40
+cmake --build "$build" -j "$(nproc)" >/dev/null || exit 1
+echo "built in $(( $(date +%s) - start )) s"
+echo "== tests"
+(cd "$build" && ctest --output-on-failure -j 4 --timeout 600 2>&1 | tail -25)
