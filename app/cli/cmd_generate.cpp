@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
 
 #include "command.h"
@@ -15,6 +16,21 @@
 
 namespace longlive::cli {
 namespace {
+
+// Resident set size in MiB (Linux), to show that long runs keep memory flat.
+double rss_mib() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmRSS:") {
+      double kib = 0;
+      status >> kib;
+      return kib / 1024.0;
+    }
+    status.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
 
 struct GenerateArgs {
   std::string weights;
@@ -130,8 +146,11 @@ int run(const GenerateArgs& a) {
   generator.start(embeds, a.seed);
   std::vector<at::Tensor> blocks;
   for (int64_t b = 0; b < a.blocks; ++b) {
-    blocks.push_back(generator.next_block().to(at::kCPU));
-    log::info("block {}/{}: {:.1f} ms", b + 1, a.blocks, generator.stats().last_block_ms);
+    at::Tensor latents = generator.next_block().to(at::kCPU);
+    if (!a.latents_out.empty()) blocks.push_back(latents);
+    const bool milestone = b + 1 == a.blocks || b + 1 == 10 || (b + 1) % 100 == 0;
+    log::log_at(milestone ? log::Level::info : log::Level::debug, "block {}/{}: {:.1f} ms, RSS {:.1f} MiB",
+                b + 1, a.blocks, generator.stats().last_block_ms, rss_mib());
   }
   if (!a.latents_out.empty()) {
     save_safetensors(a.latents_out, {{"latents", at::cat(blocks, 1)}},

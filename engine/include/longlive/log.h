@@ -30,6 +30,10 @@ void write(Level level, std::string_view message);
 inline bool enabled(Level at) { return at >= level() && at != Level::off; }
 
 template <typename... Args>
+void log_at(Level at, fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled(at)) write(at, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
 void trace(fmt::format_string<Args...> f, Args&&... args) {
   if (enabled(Level::trace)) write(Level::trace, fmt::format(f, std::forward<Args>(args)...));
 }

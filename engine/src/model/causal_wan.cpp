@@ -159,7 +159,7 @@ void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds,
 }
 
 at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const at::Tensor& x,
-                                          int64_t frames, int64_t h, int64_t w, KvCache& kv,
+                                          const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
                                           const KvCache::Plan& plan) const {
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
@@ -171,13 +171,10 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
     q = ops::rms_norm(q, b.norm_q, config_.eps);
     k = ops::rms_norm(k, b.norm_k, config_.eps);
   }
-  const int64_t start = plan.start_frame + plan.num_frames - frames;
-  const at::Tensor cos = rope_cos_sin(start, frames, h, w, false);
-  const at::Tensor sin = rope_cos_sin(start, frames, h, w, true);
   q = ops::apply_rope(q.view({1, seq, n, hd}), cos, sin);
   k = ops::apply_rope(k.view({1, seq, n, hd}), cos, sin);
 
-  kv.write(layer, plan, k.transpose(1, 2), v.transpose(1, 2), frames);
+  kv.write(layer, plan, k.transpose(1, 2), v.transpose(1, 2), seq / kv.shape().tokens_per_frame);
   const at::Tensor out =
       ops::attention(q.transpose(1, 2), kv.keys(layer, plan), kv.values(layer, plan));
   return ops::linear(out.transpose(1, 2).reshape({1, seq, n * hd}), b.o_w, b.o_b);
@@ -218,13 +215,23 @@ at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& 
   const at::Tensor e0 =
       ops::linear(at::silu(e), proj_w_, proj_b_).view({1, frames, 6, config_.dim});
 
+  // RoPE tables for this forward's absolute positions, shared by every layer. float64 in the
+  // exact fp32 path (as the reference); float32 when the matrices run in 16 bits.
+  const int64_t rope_start = plan.start_frame + plan.first_written;
+  at::Tensor cos = rope_cos_sin(rope_start, frames, h, w, false);
+  at::Tensor sin = rope_cos_sin(rope_start, frames, h, w, true);
+  if (dtype_ != at::kFloat && dtype_ != at::kDouble) {
+    cos = cos.to(at::kFloat);
+    sin = sin.to(at::kFloat);
+  }
+
   for (size_t layer = 0; layer < blocks_.size(); ++layer) {
     const Block& b = blocks_[layer];
     const at::Tensor mod = b.modulation.unsqueeze(1) + e0;  // [1, F, 6, dim]
     auto chunk = [&](int64_t i) { return mod.narrow(2, i, 1); };
 
     at::Tensor hidden = ops::layer_norm_modulate(x, chunk(0), chunk(1), frames, config_.eps);
-    at::Tensor y = self_attention(b, static_cast<int64_t>(layer), hidden, frames, h, w, kv, plan);
+    at::Tensor y = self_attention(b, static_cast<int64_t>(layer), hidden, cos, sin, kv, plan);
     x = ops::gated_residual(x, y, chunk(2), frames);
 
     const at::Tensor normed =

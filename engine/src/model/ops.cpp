@@ -41,7 +41,7 @@ at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& y, const at::Te
 
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const auto sizes = x.sizes().vec();
-  const at::Tensor pairs = x.to(at::kDouble).reshape({sizes[0], sizes[1], sizes[2], -1, 2});
+  const at::Tensor pairs = x.to(cos.scalar_type()).reshape({sizes[0], sizes[1], sizes[2], -1, 2});
   const at::Tensor re = pairs.select(-1, 0);
   const at::Tensor im = pairs.select(-1, 1);
   const at::Tensor out_re = re * cos - im * sin;

@@ -30,8 +30,9 @@ at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift,
 at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& y, const at::Tensor& gate,
                           int64_t frames);
 
-// Rotary embedding on consecutive channel pairs. x: [B, S, H, Dh]; cos/sin: [S, 1, Dh/2] float64.
-// Computed in float64 and cast back to x's dtype (matches the reference's complex128 product).
+// Rotary embedding on consecutive channel pairs. x: [B, S, H, Dh]; cos/sin: [S, 1, Dh/2].
+// Computed in cos's dtype (float64 matches the reference's complex128 product; float32 is the
+// fast path for 16-bit models) and cast back to x's dtype.
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
 // Softmax attention, scale 1/sqrt(Dh), no mask. q: [B, H, Sq, Dh], k/v: [B, H, Sk, Dh].
