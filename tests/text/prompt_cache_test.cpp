@@ -1,0 +1,86 @@
+// PromptCache: hits skip the encoder, eviction by bytes, prefetch from another thread.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "longlive/text_encoder.h"
+
+namespace longlive::test {
+namespace {
+
+struct CountingEncoder {
+  std::atomic<int> calls{0};
+  at::Tensor operator()(const std::string& text) {
+    ++calls;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return at::full({1, 4, 8}, static_cast<double>(std::hash<std::string>{}(text) % 1000));
+  }
+};
+
+constexpr size_t kEntryBytes = 4 * 8 * sizeof(float);
+
+TEST(PromptCache, HitReturnsTheSameTensorWithoutEncoding) {
+  CountingEncoder enc;
+  PromptCache cache([&](const std::string& t) { return enc(t); }, 10 * kEntryBytes);
+  const at::Tensor a = cache.get("a red fox");
+  const at::Tensor b = cache.get("  a red   fox ");  // same after cleaning
+  EXPECT_EQ(enc.calls.load(), 1);
+  EXPECT_TRUE(a.is_same(b));
+  const auto s = cache.stats();
+  EXPECT_EQ(s.hits, 1);
+  EXPECT_EQ(s.misses, 1);
+  EXPECT_EQ(s.bytes, static_cast<int64_t>(kEntryBytes));
+}
+
+TEST(PromptCache, EvictsLeastRecentlyUsedByBytes) {
+  CountingEncoder enc;
+  PromptCache cache([&](const std::string& t) { return enc(t); }, 2 * kEntryBytes);
+  cache.get("one");
+  cache.get("two");
+  cache.get("one");    // "two" is now the oldest
+  cache.get("three");  // evicts "two"
+  EXPECT_TRUE(cache.contains("one"));
+  EXPECT_FALSE(cache.contains("two"));
+  EXPECT_TRUE(cache.contains("three"));
+  EXPECT_EQ(cache.stats().evictions, 1);
+  EXPECT_LE(cache.stats().bytes, static_cast<int64_t>(2 * kEntryBytes));
+}
+
+TEST(PromptCache, PrefetchFillsTheCacheInTheBackground) {
+  CountingEncoder enc;
+  PromptCache cache([&](const std::string& t) { return enc(t); }, 100 * kEntryBytes);
+  cache.prefetch("storm over the sea");
+  for (int i = 0; i < 500 && !cache.contains("storm over the sea"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_TRUE(cache.contains("storm over the sea"));
+  cache.get("storm over the sea");
+  EXPECT_EQ(enc.calls.load(), 1);
+  EXPECT_EQ(cache.stats().hits, 1);
+}
+
+TEST(PromptCache, ConcurrentPrefetchAndGetEncodeEachPromptOnce) {
+  CountingEncoder enc;
+  PromptCache cache([&](const std::string& t) { return enc(t); }, 1000 * kEntryBytes);
+  std::vector<std::string> prompts;
+  for (int i = 0; i < 40; ++i) prompts.push_back("prompt " + std::to_string(i));
+  std::thread prefetcher([&] {
+    for (const auto& p : prompts) cache.prefetch(p);
+  });
+  std::thread getter([&] {
+    for (auto it = prompts.rbegin(); it != prompts.rend(); ++it) {
+      const at::Tensor e = cache.get(*it);
+      EXPECT_EQ(e.size(1), 4);
+    }
+  });
+  prefetcher.join();
+  getter.join();
+  for (const auto& p : prompts) EXPECT_TRUE(cache.get(p).defined());
+  EXPECT_EQ(enc.calls.load(), 40);  // never twice for one prompt
+}
+
+}  // namespace
+}  // namespace longlive::test

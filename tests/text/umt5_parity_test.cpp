@@ -1,0 +1,60 @@
+// umT5 encoder against the reference (umt5_io.safetensors), sizes from the fixture.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include "fixtures.h"
+#include "longlive/text_encoder.h"
+
+namespace longlive::test {
+namespace {
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+struct Umt5Fixture : ::testing::Test {
+  WeightStore weights = WeightStore::open(fixture("umt5_weights.safetensors"));
+  WeightStore io = WeightStore::open(fixture("umt5_io.safetensors"));
+  UMT5Encoder encoder{weights, UMT5Config::infer(weights), at::kCPU, at::kFloat};
+};
+
+TEST_F(Umt5Fixture, RelativePositionBucketsAndLayer0Bias) {
+  const at::Tensor buckets = io.get("rel_pos_buckets");
+  EXPECT_TRUE(at::equal(encoder.relative_buckets(buckets.size(0)), buckets));
+  const at::Tensor bias = io.get("layer0_pos_bias");
+  EXPECT_LT(max_abs_diff(encoder.position_bias(0, bias.size(-1)), bias), 1e-6);
+}
+
+TEST_F(Umt5Fixture, EncoderOutputOnAllPositions) {
+  const at::Tensor out = encoder.forward(io.get("input_ids"), io.get("attention_mask"));
+  EXPECT_LT(max_abs_diff(out, io.get("encoder_out_raw")), 1e-4);
+}
+
+TEST_F(Umt5Fixture, PipelineEmbeddingsZeroPastTheValidLength) {
+  const at::Tensor ids = io.get("input_ids");
+  const at::Tensor mask = io.get("attention_mask");
+  const at::Tensor expected = io.get("prompt_embeds");
+  // One prompt at a time, as TextEncoder does it.
+  for (int64_t row = 0; row < ids.size(0); ++row) {
+    const at::Tensor out = encoder.forward(ids.narrow(0, row, 1), mask.narrow(0, row, 1));
+    const int64_t valid = mask[row].sum().item<int64_t>();
+    at::Tensor embeds = out.clone();
+    embeds.narrow(1, valid, out.size(1) - valid).zero_();
+    EXPECT_LT(max_abs_diff(embeds[0], expected[row]), 1e-4) << "row " << row;
+  }
+}
+
+TEST_F(Umt5Fixture, TextEncoderWithByteTokenizerZeroesPadding) {
+  TextEncoder text(
+      Tokenizer::byte_fallback(UMT5Config::infer(weights).vocab, 32),
+      std::make_unique<UMT5Encoder>(weights, UMT5Config::infer(weights), at::kCPU, at::kFloat));
+  const at::Tensor e = text.encode("a red fox");
+  EXPECT_EQ(e.sizes(), (std::vector<int64_t>{1, 32, 64}));
+  const int64_t valid = 10;  // 9 bytes + EOS
+  EXPECT_GT(e.narrow(1, 0, valid).abs().sum().item<double>(), 0);
+  EXPECT_EQ(e.narrow(1, valid, 32 - valid).abs().sum().item<double>(), 0);
+}
+
+}  // namespace
+}  // namespace longlive::test
