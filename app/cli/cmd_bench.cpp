@@ -50,43 +50,52 @@ Summary summarize(std::vector<double> v) {
 }
 
 nlohmann::json to_json(const Summary& s) {
-  return {{"mean_ms", s.mean}, {"median_ms", s.median}, {"p99_ms", s.p99}, {"max_ms", s.max}, {"count", s.count}};
+  return {{"mean_ms", s.mean},
+          {"median_ms", s.median},
+          {"p99_ms", s.p99},
+          {"max_ms", s.max},
+          {"count", s.count}};
 }
 
 int run(const BenchArgs& a) {
   const Preset preset = find_preset(a.presets_dir, a.preset);
   const at::Device device =
-      a.device == "cpu" ? at::Device(at::kCPU)
-                        : (a.device == "cuda" || (a.device == "auto" && at::hasCUDA()) ? at::Device(at::kCUDA, 0)
-                                                                                        : at::Device(at::kCPU));
+      a.device == "cpu"
+          ? at::Device(at::kCPU)
+          : (a.device == "cuda" || (a.device == "auto" && at::hasCUDA()) ? at::Device(at::kCUDA, 0)
+                                                                         : at::Device(at::kCPU));
   GeneratorOptions o;
   o.model = a.random == "tiny" ? WanConfig::tiny() : WanConfig::wan_1_3b();
-  if (a.random != "tiny" && a.random != "full") throw ConfigError("--random: expected full or tiny");
+  if (a.random != "tiny" && a.random != "full")
+    throw ConfigError("--random: expected full or tiny");
   o.denoising_steps = preset.denoising_steps;
   o.frames_per_block = preset.frames_per_block;
   o.local_attn_frames = preset.local_attn_frames;
   o.sink_frames = preset.sink_frames;
   o.global_sink = preset.global_sink;
   o.device = device;
-  o.dtype = device.is_cpu() ? at::kFloat : (preset.dtype == ComputeDType::fp32 ? at::kFloat : at::kBFloat16);
+  o.dtype = device.is_cpu() ? at::kFloat
+                            : (preset.dtype == ComputeDType::fp32 ? at::kFloat : at::kBFloat16);
   const int height = a.height ? a.height : (a.random == "tiny" ? 64 : preset.height);
   const int width = a.width ? a.width : (a.random == "tiny" ? 64 : preset.width);
   o.latent_height = height / 8;
   o.latent_width = width / 8;
 
-  log::info("bench: preset {}, {}x{}, {} weights, device {}, dtype {}", preset.name, height, width, a.random,
-            device.str(), c10::toString(o.dtype));
+  log::info("bench: preset {}, {}x{}, {} weights, device {}, dtype {}", preset.name, height, width,
+            a.random, device.str(), c10::toString(o.dtype));
   StreamGenerator generator(make_random_wan_weights(o.model, 1234, o.dtype), o);
   auto gen = at::detail::createCPUGenerator(7);
   auto embeds = [&] {
-    return at::randn({1, o.model.text_len, o.model.text_dim}, gen, at::TensorOptions(at::kFloat)) * 0.1;
+    return at::randn({1, o.model.text_len, o.model.text_dim}, gen, at::TensorOptions(at::kFloat)) *
+           0.1;
   };
   generator.start(embeds(), 1);
   GpuTimer timer(device);
   std::vector<double> steady, switch_blocks, recache;
   reset_peak_memory(device);
   for (int i = 0; i < a.warmup + a.blocks; ++i) {
-    const bool do_switch = a.switch_every > 0 && i > a.warmup && (i - a.warmup) % a.switch_every == 0;
+    const bool do_switch =
+        a.switch_every > 0 && i > a.warmup && (i - a.warmup) % a.switch_every == 0;
     if (do_switch) generator.switch_prompt(embeds());
     synchronize(device);
     timer.start();
@@ -110,14 +119,17 @@ int run(const BenchArgs& a) {
   const double video_frames_per_block = 4.0 * o.frames_per_block;
   const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
 
-  std::cout << fmt::format("preset {} | {}x{} | {} | {} | blocks {} (+{} warm-up)\n", preset.name, height, width,
-                           device.str(), c10::toString(o.dtype), a.blocks, a.warmup);
-  std::cout << fmt::format("steady block   mean {:8.1f} ms  median {:8.1f}  p99 {:8.1f}  max {:8.1f}  ({} blocks)\n",
-                           s.mean, s.median, s.p99, s.max, s.count);
+  std::cout << fmt::format("preset {} | {}x{} | {} | {} | blocks {} (+{} warm-up)\n", preset.name,
+                           height, width, device.str(), c10::toString(o.dtype), a.blocks, a.warmup);
+  std::cout << fmt::format(
+      "steady block   mean {:8.1f} ms  median {:8.1f}  p99 {:8.1f}  max {:8.1f}  ({} blocks)\n",
+      s.mean, s.median, s.p99, s.max, s.count);
   if (sw.count)
-    std::cout << fmt::format("switch block   mean {:8.1f} ms  max {:8.1f}  (re-cache alone mean {:.1f} ms)\n",
-                             sw.mean, sw.max, rc.mean);
-  std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps, video_frames_per_block);
+    std::cout << fmt::format(
+        "switch block   mean {:8.1f} ms  max {:8.1f}  (re-cache alone mean {:.1f} ms)\n", sw.mean,
+        sw.max, rc.mean);
+  std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps,
+                           video_frames_per_block);
   std::cout << fmt::format("memory         peak allocated {:.2f} GiB, peak reserved {:.2f} GiB\n",
                            mem.peak_allocated_gib, mem.peak_reserved_gib);
   if (!a.json.empty()) {
@@ -151,7 +163,8 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_option("--width", a->width, "Video width");
   cmd->add_option("--blocks", a->blocks, "Timed blocks")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", a->warmup, "Untimed warm-up blocks")->check(CLI::Range(0, 1000));
-  cmd->add_option("--switch-every", a->switch_every, "Hard prompt switch every N blocks (0: never)");
+  cmd->add_option("--switch-every", a->switch_every,
+                  "Hard prompt switch every N blocks (0: never)");
   cmd->add_option("--json", a->json, "Write results as JSON here");
   return [a]() { return run(*a); };
 });

@@ -13,6 +13,7 @@
 #include "longlive/model_files.h"
 #include "longlive/preset.h"
 #include "longlive/safetensors_writer.h"
+#include "longlive/text_encoder.h"
 
 namespace longlive::cli {
 namespace {
@@ -37,6 +38,9 @@ struct GenerateArgs {
   std::string lora;
   std::string random;
   std::string prompt_embeds;
+  std::string prompt;
+  std::string text_encoder;
+  std::string tokenizer;
   std::string latents_out;
   std::string preset = "balanced";
   std::string presets_dir = default_presets_dir();
@@ -132,7 +136,31 @@ int run(const GenerateArgs& a) {
   o.latent_width = width / 8;
 
   at::Tensor embeds;
-  if (!a.prompt_embeds.empty()) {
+  if (!a.prompt.empty()) {
+    std::unique_ptr<TextEncoder> text;
+    if (!a.text_encoder.empty()) {
+      if (a.tokenizer.empty())
+        throw ConfigError("--prompt with --text-encoder also needs --tokenizer spiece.model");
+      text = TextEncoder::open(a.text_encoder, a.tokenizer, {device, o.dtype});
+    } else if (a.random == "tiny") {
+      // Test mode: a random tiny umT5 whose width matches the tiny DiT's text_dim.
+      UMT5Config c{.vocab = 256,
+                   .dim = o.model.text_dim,
+                   .dim_attn = o.model.text_dim,
+                   .dim_ffn = 128,
+                   .num_heads = 4,
+                   .num_layers = 2};
+      text = std::make_unique<TextEncoder>(
+          Tokenizer::byte_fallback(c.vocab, o.model.text_len),
+          std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, a.seed), c, device,
+                                        at::kFloat));
+    } else {
+      throw ConfigError(
+          "--prompt needs --text-encoder models_t5_umt5-xxl-enc-bf16.pth and --tokenizer "
+          "spiece.model");
+    }
+    embeds = text->encode(a.prompt);
+  } else if (!a.prompt_embeds.empty()) {
     embeds = load_embeds(a.prompt_embeds);
   } else if (!a.random.empty()) {
     auto gen = at::detail::createCPUGenerator(a.seed + 1);
@@ -149,8 +177,9 @@ int run(const GenerateArgs& a) {
     at::Tensor latents = generator.next_block().to(at::kCPU);
     if (!a.latents_out.empty()) blocks.push_back(latents);
     const bool milestone = b + 1 == a.blocks || b + 1 == 10 || (b + 1) % 100 == 0;
-    log::log_at(milestone ? log::Level::info : log::Level::debug, "block {}/{}: {:.1f} ms, RSS {:.1f} MiB",
-                b + 1, a.blocks, generator.stats().last_block_ms, rss_mib());
+    log::log_at(milestone ? log::Level::info : log::Level::debug,
+                "block {}/{}: {:.1f} ms, RSS {:.1f} MiB", b + 1, a.blocks,
+                generator.stats().last_block_ms, rss_mib());
   }
   if (!a.latents_out.empty()) {
     save_safetensors(a.latents_out, {{"latents", at::cat(blocks, 1)}},
@@ -171,6 +200,12 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
   cmd->add_option("--lora", a->lora, "LongLive LoRA (lora.pt); found in the folder when omitted");
   cmd->add_option("--lora-alpha", a->lora_alpha, "LoRA alpha (default: the rank)");
   cmd->add_option("--random", a->random, "Random weights instead of a checkpoint: tiny or full");
+  cmd->add_option("--prompt", a->prompt,
+                  "Prompt text (needs --text-encoder and --tokenizer, or --random tiny)");
+  cmd->add_option("--text-encoder", a->text_encoder,
+                  "umT5 weights (models_t5_umt5-xxl-enc-bf16.pth)");
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "umT5 sentencepiece model (google/umt5-xxl/spiece.model)");
   cmd->add_option("--prompt-embeds", a->prompt_embeds,
                   "safetensors with 'prompt_embeds' [1, L, text_dim]");
   cmd->add_option("--latents-out", a->latents_out, "Write the latents [1, T, 16, h, w] here");
