@@ -1,0 +1,41 @@
+#pragma once
+// Latents to pixels, block by block. Decoders are stateful across blocks (temporal memory), so
+// a video is decoded by calling decode() on consecutive blocks after reset().
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "longlive/weights.h"
+
+namespace longlive {
+
+struct DecoderOptions {
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;  // compute dtype (fp16/bf16 on GPU, fp32 on CPU)
+};
+
+class StreamingDecoder {
+ public:
+  virtual ~StreamingDecoder() = default;
+  // Forgets the temporal state: the next decode() starts a new video.
+  virtual void reset() = 0;
+  // block_latents: [1, T, 16, h, w] DiT latents. Returns the frames this block completes:
+  // [N, 3, 8h, 8w] float32 in [0, 1] on the decoder's device (N = 4T - 3 for the first block of a
+  // video, 4T after).
+  virtual at::Tensor decode(const at::Tensor& block_latents) = 0;
+  // Frames decode() yields for a block of `latent_frames` (first block of a video or not).
+  virtual int64_t frames_for(int64_t latent_frames, bool first) const = 0;
+};
+
+// TAEHV (taew2_1): the tiny streaming decoder for live preview. Weights by original names
+// (`decoder.*`, from taew2_1.pth or safetensors).
+std::unique_ptr<StreamingDecoder> make_taehv_decoder(const WeightStore& weights,
+                                                     const DecoderOptions& options);
+// Random TAEHV weights (full architecture, as the class fixes its widths) for tests and benches.
+WeightStore make_random_taehv_weights(uint64_t seed);
+
+// [N, 3, H, W] in [0, 1] -> [N, H, W, 4] uint8 RGBA (alpha 255), on the same device.
+at::Tensor to_rgba8(const at::Tensor& frames);
+
+}  // namespace longlive

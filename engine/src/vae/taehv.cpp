@@ -1,0 +1,183 @@
+// TAEHV decoder (Wan 2.1 variant). Layer layout of the reference `decoder` Sequential:
+//   0 Clamp (tanh(x/3)*3), 1 conv3x3 + ReLU, then three stages of
+//   [3 MemBlocks, nearest 2x upsample, TGrow (1x1 conv, channels -> stride*channels, split into
+//   stride frames), conv3x3 without bias], then ReLU and the output conv3x3 (index 22).
+// A MemBlock sees its input and the previous time step's input (zeros at the start of a video);
+// the streaming state is therefore the last frame seen by each MemBlock.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <variant>
+#include <vector>
+
+#include "longlive/decoder.h"
+#include "longlive/error.h"
+
+namespace longlive {
+namespace {
+
+struct Conv {
+  at::Tensor weight, bias;  // bias may be undefined
+  at::Tensor operator()(const at::Tensor& x) const {
+    return at::conv2d(x, weight, bias, {1, 1}, {weight.size(-1) / 2, weight.size(-1) / 2});
+  }
+};
+
+struct MemBlock {
+  Conv c0, c2, c4;
+  at::Tensor past;  // last input frame of the previous decode() call, [1, C, H, W]
+};
+
+struct TGrow {
+  at::Tensor weight;
+  int64_t stride = 1;
+};
+
+enum class Op { clamp, conv_relu, memblock, upsample, tgrow, conv, relu, out_conv };
+
+constexpr int64_t kStages = 3;
+constexpr int64_t kMemBlocksPerStage = 3;
+
+class TaehvDecoder final : public StreamingDecoder {
+ public:
+  TaehvDecoder(const WeightStore& w, const DecoderOptions& options) : options_(options) {
+    auto load = [&](const std::string& name) {
+      return w.get(name).to(options.device, options.dtype).contiguous();
+    };
+    auto conv = [&](const std::string& prefix, bool bias) {
+      Conv c{load(prefix + ".weight"), bias ? load(prefix + ".bias") : at::Tensor()};
+      return c;
+    };
+    input_ = conv("decoder.1", true);
+    if (input_.weight.dim() != 4 || input_.weight.size(-1) != 3)
+      throw WeightError(fmt::format("{}: decoder.1.weight should be a 3x3 conv",
+                                    w.source_of("decoder.1.weight")));
+    latent_channels_ = input_.weight.size(1);
+    int64_t index = 3;
+    for (int64_t stage = 0; stage < kStages; ++stage) {
+      for (int64_t m = 0; m < kMemBlocksPerStage; ++m, ++index) {
+        const std::string p = fmt::format("decoder.{}.conv.", index);
+        memblocks_.push_back({conv(p + "0", true), conv(p + "2", true), conv(p + "4", true), {}});
+      }
+      ++index;  // upsample
+      TGrow grow{load(fmt::format("decoder.{}.conv.weight", index)), 1};
+      grow.stride = grow.weight.size(0) / grow.weight.size(1);
+      if (grow.stride < 1 || grow.weight.size(0) % grow.weight.size(1) != 0)
+        throw WeightError(fmt::format("decoder.{}.conv.weight has shape [{}, {}, ...]: not a TGrow",
+                                      index, grow.weight.size(0), grow.weight.size(1)));
+      time_upscale_ *= grow.stride;
+      grows_.push_back(grow);
+      ++index;
+      stage_convs_.push_back(conv(fmt::format("decoder.{}", index), false));
+      ++index;
+    }
+    output_ = conv(fmt::format("decoder.{}", index + 1), true);  // index is the ReLU
+  }
+
+  void reset() override {
+    for (auto& m : memblocks_) m.past = at::Tensor();
+    first_ = true;
+  }
+
+  int64_t frames_for(int64_t latent_frames, bool first) const override {
+    return latent_frames * time_upscale_ - (first ? time_upscale_ - 1 : 0);
+  }
+
+  at::Tensor decode(const at::Tensor& block_latents) override {
+    if (block_latents.dim() != 5 || block_latents.size(0) != 1 ||
+        block_latents.size(2) != latent_channels_) {
+      throw ConfigError(
+          fmt::format("TAEHV decode: latents have shape [{}], expected [1, T, {}, h, w]",
+                      fmt::join(block_latents.sizes(), ", "), latent_channels_));
+    }
+    // Frames are the batch dimension: [T, C, h, w].
+    at::Tensor x = block_latents[0].to(options_.device, options_.dtype);
+    x = at::tanh(x / 3) * 3;
+    x = at::relu(input_(x));
+    size_t mem = 0;
+    for (int64_t stage = 0; stage < kStages; ++stage) {
+      for (int64_t m = 0; m < kMemBlocksPerStage; ++m) x = apply_memblock(memblocks_[mem++], x);
+      x = at::upsample_nearest2d(x, {x.size(2) * 2, x.size(3) * 2});
+      const TGrow& grow = grows_[stage];
+      const int64_t c = x.size(1);
+      x = at::conv2d(x, grow.weight).reshape({-1, c, x.size(2), x.size(3)});
+      x = stage_convs_[stage](x);
+    }
+    x = output_(at::relu(x)).clamp(0, 1).to(at::kFloat);
+    if (first_) {
+      x = x.narrow(0, time_upscale_ - 1, x.size(0) - (time_upscale_ - 1));
+      first_ = false;
+    }
+    return x;
+  }
+
+ private:
+  static at::Tensor apply_memblock(MemBlock& m, const at::Tensor& x) {
+    // Previous time step's input for every frame: the cached last frame, then x shifted by one.
+    const at::Tensor first_past = m.past.defined() ? m.past : at::zeros_like(x.narrow(0, 0, 1));
+    const at::Tensor past = at::cat({first_past, x.narrow(0, 0, x.size(0) - 1)}, 0);
+    m.past = x.narrow(0, x.size(0) - 1, 1).clone();
+    at::Tensor y = at::relu(m.c0(at::cat({x, past}, 1)));
+    y = at::relu(m.c2(y));
+    y = m.c4(y);
+    return at::relu(y + x);  // n_in == n_out: identity skip
+  }
+
+  DecoderOptions options_;
+  Conv input_, output_;
+  std::vector<MemBlock> memblocks_;
+  std::vector<TGrow> grows_;
+  std::vector<Conv> stage_convs_;
+  int64_t latent_channels_ = 16;
+  int64_t time_upscale_ = 1;
+  bool first_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<StreamingDecoder> make_taehv_decoder(const WeightStore& weights,
+                                                     const DecoderOptions& options) {
+  return std::make_unique<TaehvDecoder>(weights, options);
+}
+
+WeightStore make_random_taehv_weights(uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const auto opts = at::TensorOptions(at::kFloat);
+  WeightStore w;
+  const std::string origin = fmt::format("<random TAEHV weights, seed {}>", seed);
+  auto conv = [&](const std::string& name, int64_t out, int64_t in, int64_t k, bool bias) {
+    w.add(name + ".weight",
+          (0.95 * at::randn({out, in, k, k}, gen, opts) / std::sqrt(double(in * k * k)))
+              .to(at::kHalf),
+          origin);
+    if (bias) w.add(name + ".bias", (0.05 * at::randn({out}, gen, opts)).to(at::kHalf), origin);
+  };
+  const int64_t widths[] = {256, 128, 64, 64};
+  const int64_t grow[] = {1, 2, 2};
+  conv("decoder.1", widths[0], 16, 3, true);
+  int64_t index = 3;
+  for (int stage = 0; stage < 3; ++stage) {
+    for (int m = 0; m < 3; ++m, ++index) {
+      const std::string p = fmt::format("decoder.{}.conv.", index);
+      conv(p + "0", widths[stage], 2 * widths[stage], 3, true);
+      conv(p + "2", widths[stage], widths[stage], 3, true);
+      conv(p + "4", widths[stage], widths[stage], 3, true);
+    }
+    ++index;
+    conv(fmt::format("decoder.{}.conv", index++), widths[stage] * grow[stage], widths[stage], 1,
+         false);
+    conv(fmt::format("decoder.{}", index++), widths[stage + 1], widths[stage], 3, false);
+  }
+  conv(fmt::format("decoder.{}", index + 1), 3, widths[3], 3, true);
+  return w;
+}
+
+at::Tensor to_rgba8(const at::Tensor& frames) {
+  const at::Tensor rgb = (frames.clamp(0, 1) * 255.0).round().to(at::kByte).permute({0, 2, 3, 1});
+  const at::Tensor alpha = at::full({rgb.size(0), rgb.size(1), rgb.size(2), 1}, 255, rgb.options());
+  return at::cat({rgb, alpha}, 3).contiguous();
+}
+
+}  // namespace longlive
