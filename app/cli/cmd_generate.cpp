@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "longlive/decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
@@ -14,6 +15,9 @@
 #include "longlive/preset.h"
 #include "longlive/safetensors_writer.h"
 #include "longlive/text_encoder.h"
+#ifdef LONGLIVE_WITH_RECORDER
+#include "longlive/recorder.h"
+#endif
 
 namespace longlive::cli {
 namespace {
@@ -42,6 +46,8 @@ struct GenerateArgs {
   std::string text_encoder;
   std::string tokenizer;
   std::string latents_out;
+  std::string output;
+  std::string taehv;
   std::string preset = "balanced";
   std::string presets_dir = default_presets_dir();
   std::string device = "auto";
@@ -172,15 +178,56 @@ int run(const GenerateArgs& a) {
 
   StreamGenerator generator(weights, o, lora ? &*lora : nullptr);
   generator.start(embeds, a.seed);
+
+  // Optional MP4: every block decoded with TAEHV and recorded.
+  std::unique_ptr<StreamingDecoder> decoder;
+#ifdef LONGLIVE_WITH_RECORDER
+  std::unique_ptr<Recorder> recorder;
+  if (!a.output.empty()) {
+    if (!a.taehv.empty()) {
+      decoder = make_taehv_decoder(load_taehv_weights(a.taehv),
+                                   {device, device.is_cpu() ? at::kFloat : at::kHalf});
+    } else if (!a.random.empty()) {
+      decoder = make_taehv_decoder(make_random_taehv_weights(a.seed), {device, at::kFloat});
+    } else {
+      throw ConfigError("--output needs --taehv taew2_1.pth to decode the frames");
+    }
+    RecorderOptions ro;
+    ro.path = a.output;
+    ro.width = width;
+    ro.height = height;
+    ro.metadata = {
+        {"comment", fmt::format("LongLive Studio: preset {}, seed {}", preset.name, a.seed)}};
+    if (!a.prompt.empty()) ro.metadata["title"] = a.prompt;
+    recorder = std::make_unique<Recorder>(ro);
+  }
+#else
+  if (!a.output.empty()) throw ConfigError("--output: this build has no FFmpeg recorder");
+#endif
   std::vector<at::Tensor> blocks;
   for (int64_t b = 0; b < a.blocks; ++b) {
-    at::Tensor latents = generator.next_block().to(at::kCPU);
+    const at::Tensor block = generator.next_block();
+#ifdef LONGLIVE_WITH_RECORDER
+    if (recorder) {
+      const at::Tensor rgba = to_rgba8(decoder->decode(block)).to(at::kCPU);
+      for (int64_t f = 0; f < rgba.size(0); ++f) recorder->push(rgba[f]);
+    }
+#endif
+    at::Tensor latents = block.to(at::kCPU);
     if (!a.latents_out.empty()) blocks.push_back(latents);
     const bool milestone = b + 1 == a.blocks || b + 1 == 10 || (b + 1) % 100 == 0;
     log::log_at(milestone ? log::Level::info : log::Level::debug,
                 "block {}/{}: {:.1f} ms, RSS {:.1f} MiB", b + 1, a.blocks,
                 generator.stats().last_block_ms, rss_mib());
   }
+#ifdef LONGLIVE_WITH_RECORDER
+  if (recorder) {
+    recorder->finish();
+    std::cout << fmt::format("wrote {} ({} frames, {}, {:.1f} KiB)\n", a.output,
+                             recorder->frames_written(), recorder->codec_name(),
+                             recorder->bytes_written() / 1024.0);
+  }
+#endif
   if (!a.latents_out.empty()) {
     save_safetensors(a.latents_out, {{"latents", at::cat(blocks, 1)}},
                      {{"seed", std::to_string(a.seed)},
@@ -208,6 +255,8 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
                   "umT5 sentencepiece model (google/umt5-xxl/spiece.model)");
   cmd->add_option("--prompt-embeds", a->prompt_embeds,
                   "safetensors with 'prompt_embeds' [1, L, text_dim]");
+  cmd->add_option("--output", a->output, "Write an MP4 (H.264, 16 fps) decoded with TAEHV");
+  cmd->add_option("--taehv", a->taehv, "TAEHV weights (taew2_1.pth or safetensors) for --output");
   cmd->add_option("--latents-out", a->latents_out, "Write the latents [1, T, 16, h, w] here");
   cmd->add_option("--blocks", a->blocks, "Number of blocks")->check(CLI::Range(1, 1000000));
   cmd->add_option("--seed", a->seed, "Noise seed");

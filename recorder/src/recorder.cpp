@@ -113,6 +113,7 @@ struct Recorder::Impl {
       encoder = nullptr;
     }
     codec_name = encoder->name;
+    av_log_set_level(AV_LOG_WARNING);  // keep encoder statistics out of the user's terminal
 
     int rc = avformat_alloc_output_context2(&format, nullptr, "mp4", options.path.c_str());
     if (rc < 0) fail("cannot create the MP4 muxer", rc);

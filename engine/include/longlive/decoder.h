@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 
 #include "longlive/weights.h"
@@ -32,6 +33,8 @@ class StreamingDecoder {
 // (`decoder.*`, from taew2_1.pth or safetensors).
 std::unique_ptr<StreamingDecoder> make_taehv_decoder(const WeightStore& weights,
                                                      const DecoderOptions& options);
+// Loads taew2_1.pth / safetensors, keeping the `decoder.*` tensors.
+WeightStore load_taehv_weights(const std::filesystem::path& file);
 // Random TAEHV weights (full architecture, as the class fixes its widths) for tests and benches.
 WeightStore make_random_taehv_weights(uint64_t seed);
 

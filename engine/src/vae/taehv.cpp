@@ -142,6 +142,16 @@ std::unique_ptr<StreamingDecoder> make_taehv_decoder(const WeightStore& weights,
   return std::make_unique<TaehvDecoder>(weights, options);
 }
 
+WeightStore load_taehv_weights(const std::filesystem::path& file) {
+  WeightStore all = WeightStore::open(file);
+  WeightStore decoder;
+  for (const auto& name : all.names())
+    if (name.rfind("decoder.", 0) == 0) decoder.add(name, all.get(name), all.source_of(name));
+  if (decoder.size() == 0)
+    throw WeightError(fmt::format("'{}' holds no TAEHV decoder.* tensors", file.string()));
+  return decoder;
+}
+
 WeightStore make_random_taehv_weights(uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   const auto opts = at::TensorOptions(at::kFloat);
