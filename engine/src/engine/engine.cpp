@@ -1,0 +1,310 @@
+#include "longlive/engine.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <chrono>
+#include <variant>
+
+#include "longlive/decoder.h"
+#include "longlive/error.h"
+#include "longlive/generator.h"
+#include "longlive/log.h"
+#include "longlive/model_files.h"
+#include "longlive/text_encoder.h"
+
+namespace longlive {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct RequiredFile {
+  const char* name;
+  const char* alternative;  // another acceptable name, or nullptr
+};
+constexpr RequiredFile kRequired[] = {
+    {"diffusion_pytorch_model.safetensors", "longlive_base.pt"},
+    {"models_t5_umt5-xxl-enc-bf16.pth", nullptr},
+    {"spiece.model", nullptr},
+    {"taew2_1.pth", "taew2_1.safetensors"},
+};
+
+std::optional<std::filesystem::path> find_in(const std::filesystem::path& dir,
+                                             const std::string& name) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           dir, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().filename() == name) return it->path();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<std::string> missing_model_files(const std::filesystem::path& folder) {
+  std::vector<std::string> missing;
+  if (!std::filesystem::is_directory(folder)) return {folder.string() + " (not a folder)"};
+  for (const auto& f : kRequired) {
+    if (find_in(folder, f.name) || (f.alternative && find_in(folder, f.alternative))) continue;
+    missing.push_back(f.alternative ? fmt::format("{} (or {})", f.name, f.alternative) : f.name);
+  }
+  return missing;
+}
+
+struct Engine::Command {
+  enum class Kind { start, switch_prompt, prefetch, preset, pause, resume, stop } kind;
+  std::string prompt;
+  uint64_t seed = 0;
+  Preset preset;
+  Clock::time_point issued = Clock::now();
+};
+
+// Everything one model + preset needs; rebuilt when the preset changes.
+struct Engine::Session {
+  std::unique_ptr<StreamGenerator> generator;
+  std::unique_ptr<TextEncoder> text;
+  std::unique_ptr<PromptCache> prompts;
+  std::unique_ptr<StreamingDecoder> decoder;
+  at::Device device = at::kCPU;
+  bool running = false;
+  std::string prompt;
+  int64_t frame_index = 0;
+  std::optional<Clock::time_point> switch_issued;
+  bool first_after_switch = false;
+};
+
+Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, int width)
+    : model_(std::move(model)),
+      callbacks_(std::move(callbacks)),
+      height_(height),
+      width_(width),
+      preset_(std::move(preset)) {
+  stats_.preset = preset_.name;
+  worker_ = std::thread([this] { run(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard lock(mutex_);
+    quit_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
+}
+
+void Engine::post(Command command) {
+  {
+    std::lock_guard lock(mutex_);
+    commands_.push_back(std::move(command));
+  }
+  wake_.notify_all();
+}
+
+void Engine::start(const std::string& prompt, uint64_t seed) {
+  post({Command::Kind::start, prompt, seed, {}});
+}
+void Engine::switch_prompt(const std::string& prompt) {
+  post({Command::Kind::switch_prompt, prompt, 0, {}});
+}
+void Engine::prefetch_prompt(const std::string& prompt) {
+  post({Command::Kind::prefetch, prompt, 0, {}});
+}
+void Engine::set_preset(const Preset& preset) { post({Command::Kind::preset, {}, 0, preset}); }
+void Engine::pause() { post({Command::Kind::pause, {}, 0, {}}); }
+void Engine::resume() { post({Command::Kind::resume, {}, 0, {}}); }
+void Engine::stop() { post({Command::Kind::stop, {}, 0, {}}); }
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+namespace {
+
+std::unique_ptr<Engine::Session> build_session(const ModelSpec& model, const Preset& preset,
+                                               int height, int width) {
+  auto s = std::make_unique<Engine::Session>();
+  s->device = at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  GeneratorOptions o;
+  o.denoising_steps = preset.denoising_steps;
+  o.warp_denoising_step = preset.warp_denoising_step;
+  o.timestep_shift = preset.timestep_shift;
+  o.frames_per_block = preset.frames_per_block;
+  o.local_attn_frames = preset.local_attn_frames;
+  o.sink_frames = preset.sink_frames;
+  o.global_sink = preset.global_sink;
+  o.device = s->device;
+  o.dtype = s->device.is_cpu() ? at::kFloat : at::kBFloat16;
+  WeightStore dit;
+  std::optional<WeightStore> lora;
+  if (model.tiny_random) {
+    o.model = WanConfig::tiny();
+    height = height ? height : 64;
+    width = width ? width : 64;
+    dit = make_random_wan_weights(o.model, 1, o.dtype);
+    UMT5Config c{.vocab = 256,
+                 .dim = o.model.text_dim,
+                 .dim_attn = o.model.text_dim,
+                 .dim_ffn = 128,
+                 .num_heads = 4,
+                 .num_layers = 2};
+    s->text = std::make_unique<TextEncoder>(
+        Tokenizer::byte_fallback(c.vocab, o.model.text_len),
+        std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, 2), c, s->device, at::kFloat));
+    s->decoder = make_taehv_decoder(make_random_taehv_weights(3), {s->device, at::kFloat});
+  } else {
+    const auto missing = missing_model_files(model.folder);
+    if (!missing.empty())
+      throw IoError(fmt::format("model folder '{}' lacks: {}", model.folder.string(),
+                                fmt::join(missing, ", ")));
+    height = height ? height : preset.height;
+    width = width ? width : preset.width;
+    const DitFiles files = find_dit_files(model.folder);
+    dit = load_dit_weights(files.weights);
+    o.model = WanConfig::infer(dit, dit.get("patch_embedding.weight").size(0) / 128, 512);
+    if (files.lora) lora = load_dit_lora(*files.lora);
+    const at::Device text_device =
+        preset.text_encoder_device == PlacementDevice::cpu ? at::Device(at::kCPU) : s->device;
+    s->text = TextEncoder::open(*find_in(model.folder, "models_t5_umt5-xxl-enc-bf16.pth"),
+                                *find_in(model.folder, "spiece.model"),
+                                {text_device, text_device.is_cpu() ? at::kFloat : at::kBFloat16});
+    auto taehv = find_in(model.folder, "taew2_1.pth");
+    if (!taehv) taehv = find_in(model.folder, "taew2_1.safetensors");
+    s->decoder = make_taehv_decoder(load_taehv_weights(*taehv),
+                                    {s->device, s->device.is_cpu() ? at::kFloat : at::kHalf});
+  }
+  if (height % 16 || width % 16 || height <= 0 || width <= 0)
+    throw ConfigError(fmt::format(
+        "resolution {}x{}: height and width must be positive multiples of 16", height, width));
+  o.latent_height = height / 8;
+  o.latent_width = width / 8;
+  s->generator = std::make_unique<StreamGenerator>(dit, o, lora ? &*lora : nullptr);
+  TextEncoder* text = s->text.get();
+  const at::Device device = s->device;
+  s->prompts = std::make_unique<PromptCache>(
+      [text, device](const std::string& p) { return text->encode(p).to(device); },
+      size_t{256} << 20);
+  return s;
+}
+
+}  // namespace
+
+void Engine::run() {
+  for (;;) {
+    std::deque<Command> batch;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock,
+                 [&] { return quit_ || !commands_.empty() || (session_ && session_->running); });
+      if (quit_) return;
+      batch.swap(commands_);
+    }
+    try {
+      for (auto& c : batch) {
+        using K = Command::Kind;
+        if (c.kind == K::preset) {
+          preset_ = c.preset;
+          std::lock_guard lock(mutex_);
+          stats_.preset = preset_.name;
+        }
+        if ((c.kind == K::start || c.kind == K::preset) && session_ && c.kind == K::preset) {
+          // Rebuild for the new preset and continue the current prompt in a new video.
+          const bool was_running = session_->running;
+          const std::string prompt = session_->prompt;
+          session_.reset();
+          if (was_running) batch.push_back({K::start, prompt, 0, {}});
+          continue;
+        }
+        if (c.kind == K::start) {
+          if (!session_) {
+            {
+              std::lock_guard lock(mutex_);
+              stats_.state = "loading";
+            }
+            if (callbacks_.on_stats) callbacks_.on_stats(stats());
+            session_ = build_session(model_, preset_, height_, width_);
+          }
+          session_->generator->start(session_->prompts->get(c.prompt), c.seed);
+          session_->decoder->reset();
+          session_->prompt = c.prompt;
+          session_->running = true;
+          session_->frame_index = 0;
+          std::lock_guard lock(mutex_);
+          stats_ = EngineStats{};
+          stats_.preset = preset_.name;
+          stats_.device = session_->device.str();
+          stats_.state = "running";
+        } else if (!session_) {
+          continue;  // nothing to switch, pause or stop yet
+        } else if (c.kind == K::switch_prompt) {
+          session_->generator->switch_prompt(session_->prompts->get(c.prompt));
+          session_->prompt = c.prompt;
+          session_->switch_issued = c.issued;
+          session_->first_after_switch = true;
+        } else if (c.kind == K::prefetch) {
+          session_->prompts->prefetch(c.prompt);
+        } else {
+          session_->running = c.kind == K::resume;
+          std::lock_guard lock(mutex_);
+          stats_.state = c.kind == K::resume ? "running" : (c.kind == K::pause ? "paused" : "idle");
+        }
+      }
+      if (!session_ || !session_->running) {
+        if (callbacks_.on_stats) callbacks_.on_stats(stats());
+        continue;
+      }
+
+      const auto begin = Clock::now();
+      const bool switched = session_->first_after_switch;
+      const at::Tensor latents = session_->generator->next_block();
+      const at::Tensor rgba = to_rgba8(session_->decoder->decode(latents)).to(at::kCPU);
+      const auto end = Clock::now();
+      const double block_ms = std::chrono::duration<double, std::milli>(end - begin).count();
+      for (int64_t f = 0; f < rgba.size(0); ++f) {
+        EngineFrame frame{rgba[f], session_->frame_index++, session_->prompt, switched && f == 0};
+        if (callbacks_.on_frame) callbacks_.on_frame(std::move(frame));
+      }
+      {
+        std::lock_guard lock(mutex_);
+        stats_.blocks += 1;
+        stats_.frames = session_->frame_index;
+        stats_.last_block_ms = block_ms;
+        stats_.fps = rgba.size(0) * 1000.0 / std::max(block_ms, 1e-3);
+        stats_.block_ms.push_back(block_ms);
+        stats_.block_was_switch.push_back(switched);
+        if (stats_.block_ms.size() > 200) {
+          stats_.block_ms.erase(stats_.block_ms.begin());
+          stats_.block_was_switch.erase(stats_.block_was_switch.begin());
+        }
+        if (switched && session_->switch_issued)
+          stats_.last_switch_ms =
+              std::chrono::duration<double, std::milli>(end - *session_->switch_issued).count();
+        const auto cache = session_->prompts->stats();
+        stats_.prompt_cache_hits = cache.hits;
+        stats_.prompt_cache_misses = cache.misses;
+      }
+      session_->first_after_switch = false;
+      if (callbacks_.on_stats) callbacks_.on_stats(stats());
+    } catch (const std::exception& e) {
+      std::string message = e.what();
+      if (dynamic_cast<const c10::OutOfMemoryError*>(&e))
+        message = "out of GPU memory: try the low_memory preset or a smaller resolution (" +
+                  message + ")";
+      else if (auto* c10e = dynamic_cast<const c10::Error*>(&e))
+        message = c10e->what_without_backtrace();
+      log::error("engine: {}", message);
+      session_.reset();
+      {
+        std::lock_guard lock(mutex_);
+        stats_.state = "error";
+      }
+      if (callbacks_.on_error) callbacks_.on_error(message);
+      if (callbacks_.on_stats) callbacks_.on_stats(stats());
+    }
+  }
+}
+
+}  // namespace longlive

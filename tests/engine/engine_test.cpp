@@ -1,0 +1,77 @@
+// The Engine facade on the tiny random model: frames arrive, a switch reaches the generator,
+// errors come back through the callback.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "fixtures.h"
+#include "longlive/engine.h"
+
+namespace longlive::test {
+namespace {
+
+bool wait_for(const std::function<bool()>& done, int ms = 60000) {
+  for (int i = 0; i < ms / 10 && !done(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return done();
+}
+
+TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
+  std::mutex m;
+  std::vector<EngineFrame> frames;
+  std::atomic<int> errors{0};
+  Engine::Callbacks cb;
+  cb.on_frame = [&](EngineFrame f) {
+    std::lock_guard lock(m);
+    frames.push_back(std::move(f));
+  };
+  cb.on_error = [&](const std::string&) { ++errors; };
+  Preset preset;
+  preset.name = "test";
+  preset.local_attn_frames = 9;
+  Engine engine({.tiny_random = true}, preset, cb, 64, 64);
+  engine.start("a red fox", 7);
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard l(m);
+    return frames.size() >= 21;
+  }));
+  engine.switch_prompt("a blue whale");
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard l(m);
+    return !frames.empty() && frames.back().prompt == "a blue whale";
+  }));
+  engine.stop();
+  ASSERT_TRUE(wait_for([&] { return engine.stats().state == "idle"; }));
+  std::lock_guard l(m);
+  EXPECT_EQ(frames[0].rgba.sizes(), (std::vector<int64_t>{64, 64, 4}));
+  for (size_t i = 0; i < frames.size(); ++i) EXPECT_EQ(frames[i].index, static_cast<int64_t>(i));
+  EXPECT_TRUE(
+      std::any_of(frames.begin(), frames.end(), [](const auto& f) { return f.first_of_prompt; }));
+  EXPECT_GT(engine.stats().last_switch_ms, 0);
+  EXPECT_EQ(errors.load(), 0);
+}
+
+TEST(Engine, BadModelFolderIsReportedNotThrown) {
+  std::atomic<int> errors{0};
+  std::string message;
+  std::mutex m;
+  Engine::Callbacks cb;
+  cb.on_error = [&](const std::string& e) {
+    std::lock_guard l(m);
+    message = e;
+    ++errors;
+  };
+  const auto dir = temp_dir("model");
+  Engine engine({.tiny_random = false, .folder = dir}, Preset{}, cb);
+  engine.start("anything", 1);
+  ASSERT_TRUE(wait_for([&] { return errors.load() > 0; }));
+  std::lock_guard l(m);
+  EXPECT_NE(message.find("models_t5_umt5-xxl-enc-bf16.pth"), std::string::npos) << message;
+  EXPECT_EQ(missing_model_files(dir).size(), 4u);
+}
+
+}  // namespace
+}  // namespace longlive::test
