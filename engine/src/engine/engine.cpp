@@ -71,6 +71,7 @@ struct Engine::Session {
   at::Device device = at::kCPU;
   bool running = false;
   std::string prompt;
+  uint64_t seed = 0;
   int64_t frame_index = 0;
   std::optional<Clock::time_point> switch_issued;
   bool first_after_switch = false;
@@ -203,42 +204,49 @@ void Engine::run() {
       batch.swap(commands_);
     }
     try {
+      // A preset change rebuilds the session; a running video restarts with the same prompt/seed.
+      std::optional<Command> restart;
+      auto start = [&](const std::string& prompt, uint64_t seed) {
+        if (!session_) {
+          {
+            std::lock_guard lock(mutex_);
+            stats_.state = "loading";
+          }
+          if (callbacks_.on_stats) callbacks_.on_stats(stats());
+          session_ = build_session(model_, preset_, height_, width_);
+        }
+        session_->generator->start(session_->prompts->get(prompt), seed);
+        session_->decoder->reset();
+        session_->prompt = prompt;
+        session_->seed = seed;
+        session_->running = true;
+        session_->frame_index = 0;
+        std::lock_guard lock(mutex_);
+        stats_ = EngineStats{};
+        stats_.preset = preset_.name;
+        stats_.device = session_->device.str();
+        stats_.state = "running";
+      };
       for (auto& c : batch) {
         using K = Command::Kind;
         if (c.kind == K::preset) {
           preset_ = c.preset;
-          std::lock_guard lock(mutex_);
-          stats_.preset = preset_.name;
-        }
-        if ((c.kind == K::start || c.kind == K::preset) && session_ && c.kind == K::preset) {
-          // Rebuild for the new preset and continue the current prompt in a new video.
-          const bool was_running = session_->running;
-          const std::string prompt = session_->prompt;
-          session_.reset();
-          if (was_running) batch.push_back({K::start, prompt, 0, {}});
-          continue;
-        }
-        if (c.kind == K::start) {
-          if (!session_) {
-            {
-              std::lock_guard lock(mutex_);
-              stats_.state = "loading";
-            }
-            if (callbacks_.on_stats) callbacks_.on_stats(stats());
-            session_ = build_session(model_, preset_, height_, width_);
+          {
+            std::lock_guard lock(mutex_);
+            stats_.preset = preset_.name;
           }
-          session_->generator->start(session_->prompts->get(c.prompt), c.seed);
-          session_->decoder->reset();
-          session_->prompt = c.prompt;
-          session_->running = true;
-          session_->frame_index = 0;
-          std::lock_guard lock(mutex_);
-          stats_ = EngineStats{};
-          stats_.preset = preset_.name;
-          stats_.device = session_->device.str();
-          stats_.state = "running";
+          if (session_ && session_->running)
+            restart = Command{K::start, session_->prompt, session_->seed, {}};
+          session_.reset();
+        } else if (c.kind == K::start) {
+          restart.reset();
+          start(c.prompt, c.seed);
         } else if (!session_) {
-          continue;  // nothing to switch, pause or stop yet
+          if (c.kind == K::stop) {
+            restart.reset();
+            std::lock_guard lock(mutex_);
+            stats_.state = "idle";
+          }
         } else if (c.kind == K::switch_prompt) {
           session_->generator->switch_prompt(session_->prompts->get(c.prompt));
           session_->prompt = c.prompt;
@@ -252,6 +260,7 @@ void Engine::run() {
           stats_.state = c.kind == K::resume ? "running" : (c.kind == K::pause ? "paused" : "idle");
         }
       }
+      if (restart) start(restart->prompt, restart->seed);
       if (!session_ || !session_->running) {
         if (callbacks_.on_stats) callbacks_.on_stats(stats());
         continue;

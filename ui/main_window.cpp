@@ -1,0 +1,288 @@
+#include "main_window.h"
+
+#include <QCloseEvent>
+#include <QFileDialog>
+#include <QHBoxLayout>
+#include <QKeyEvent>
+#include <QMetaObject>
+#include <QRandomGenerator>
+#include <QSettings>
+#include <QStatusBar>
+#include <QVBoxLayout>
+#include <algorithm>
+
+#include "longlive/error.h"
+
+namespace longlive::ui {
+
+void PromptEdit::keyPressEvent(QKeyEvent* event) {
+  const bool enter = event->key() == Qt::Key_Return || event->key() == Qt::Key_Enter;
+  if (enter && !(event->modifiers() & Qt::ShiftModifier)) {
+    const QString text = toPlainText();
+    if (!text.trimmed().isEmpty() && (history_.isEmpty() || history_.back() != text))
+      history_.push_back(text);
+    history_pos_ = -1;
+    emit submitted(text);
+    return;
+  }
+  if ((event->key() == Qt::Key_Up || event->key() == Qt::Key_Down) && !history_.isEmpty() &&
+      (toPlainText().isEmpty() || history_pos_ >= 0)) {
+    if (history_pos_ < 0) history_pos_ = static_cast<int>(history_.size());
+    history_pos_ = std::clamp(history_pos_ + (event->key() == Qt::Key_Up ? -1 : 1), 0,
+                              static_cast<int>(history_.size()) - 1);
+    setPlainText(history_[history_pos_]);
+    return;
+  }
+  QPlainTextEdit::keyPressEvent(event);
+}
+
+MainWindow::MainWindow(QString presets_dir, bool tiny_model)
+    : presets_dir_(std::move(presets_dir)) {
+  setWindowTitle("LongLive Studio");
+  QSettings settings("LongLive", "Studio");
+  model_folder_ = settings.value("model_folder").toString();
+
+  auto* central = new QWidget;
+  auto* layout = new QVBoxLayout(central);
+  banner_ = new QLabel;
+  banner_->setStyleSheet("background:#7a1f1f;color:white;padding:6px;border-radius:4px");
+  banner_->setWordWrap(true);
+  banner_->hide();
+  layout->addWidget(banner_);
+
+  view_ = new VideoView;
+  layout->addWidget(view_, 1);
+
+  prompt_ = new PromptEdit;
+  prompt_->setPlaceholderText(
+      "Describe the video, press Enter to start or switch live (Shift+Enter: new line)");
+  prompt_->setMaximumHeight(70);
+  layout->addWidget(prompt_);
+
+  auto* controls = new QHBoxLayout;
+  start_ = new QPushButton("Start");
+  pause_ = new QPushButton("Pause");
+  stop_ = new QPushButton("Stop");
+  seed_ = new QSpinBox;
+  seed_->setRange(0, 1'000'000'000);
+  seed_->setValue(settings.value("seed", 42).toInt());
+  seed_->setPrefix("seed ");
+  random_seed_ = new QCheckBox("random");
+  resolution_ = new QComboBox;
+  for (const char* r : {"480x832", "832x480", "512x512", "64x64", "128x128"})
+    resolution_->addItem(r);
+  resolution_->setCurrentText(
+      settings.value("resolution", tiny_model ? "64x64" : "480x832").toString());
+  presets_ = new QComboBox;
+  try {
+    for (const auto& p : load_presets(presets_dir_.toStdString())) {
+      presets_->addItem(QString::fromStdString(p.name));
+      presets_->setItemData(presets_->count() - 1,
+                            QString::fromStdString(p.description) +
+                                (p.quality_preserving ? "" : "\n(trades quality for speed)"),
+                            Qt::ToolTipRole);
+    }
+  } catch (const std::exception& e) {
+    show_error(QString("presets: %1").arg(e.what()));
+  }
+  tiny_ = new QCheckBox("tiny random model (test)");
+  tiny_->setChecked(tiny_model || model_folder_.isEmpty());
+  auto* model_button = new QPushButton("Model folder…");
+  model_label_ = new QLabel(model_folder_.isEmpty() ? "no model folder" : model_folder_);
+  for (QWidget* w :
+       std::initializer_list<QWidget*>{start_, pause_, stop_, seed_, random_seed_, resolution_,
+                                       presets_, tiny_, model_button, model_label_})
+    controls->addWidget(w);
+  controls->addStretch(1);
+  layout->addLayout(controls);
+  setCentralWidget(central);
+  status_ = new QLabel;
+  statusBar()->addWidget(status_, 1);
+
+  connect(prompt_, &PromptEdit::submitted, this, &MainWindow::submit);
+  connect(start_, &QPushButton::clicked, this, [this] { submit(prompt_->toPlainText()); });
+  connect(pause_, &QPushButton::clicked, this, [this] {
+    if (!engine_ || !running_) return;
+    paused_ ? engine_->resume() : engine_->pause();
+    paused_ = !paused_;
+    pause_->setText(paused_ ? "Resume" : "Pause");
+  });
+  connect(stop_, &QPushButton::clicked, this, &MainWindow::stop);
+  connect(presets_, &QComboBox::currentIndexChanged, this, &MainWindow::apply_preset);
+  connect(model_button, &QPushButton::clicked, this, &MainWindow::choose_model_folder);
+  connect(resolution_, &QComboBox::currentTextChanged, this, [this] {
+    engine_.reset();
+    running_ = false;
+  });
+  connect(tiny_, &QCheckBox::toggled, this, [this] {
+    engine_.reset();
+    running_ = false;
+  });
+  restoreGeometry(settings.value("geometry").toByteArray());
+  const int preset_index = presets_->findText(settings.value("preset", "balanced").toString());
+  if (preset_index >= 0) presets_->setCurrentIndex(preset_index);
+  update_status();
+}
+
+MainWindow::~MainWindow() = default;
+
+EngineStats MainWindow::engine_stats() const { return stats_; }
+
+void MainWindow::keyPressEvent(QKeyEvent* event) {
+  if (event->key() == Qt::Key_F1) {
+    view_->set_overlay_visible(!view_->overlay_visible());
+  } else if (event->key() == Qt::Key_F11) {
+    isFullScreen() ? showNormal() : showFullScreen();
+  } else {
+    QMainWindow::keyPressEvent(event);
+  }
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+  QSettings settings("LongLive", "Studio");
+  settings.setValue("geometry", saveGeometry());
+  settings.setValue("preset", presets_->currentText());
+  settings.setValue("resolution", resolution_->currentText());
+  settings.setValue("seed", seed_->value());
+  settings.setValue("model_folder", model_folder_);
+  engine_.reset();
+  event->accept();
+}
+
+void MainWindow::show_error(const QString& message) {
+  banner_->setText(message);
+  banner_->show();
+}
+
+bool MainWindow::ensure_engine() {
+  if (engine_) return true;
+  const QStringList size = resolution_->currentText().split('x');
+  const int height = size.value(0).toInt(), width = size.value(1).toInt();
+  if (height <= 0 || width <= 0 || height % 16 || width % 16) {
+    show_error(QString("Resolution %1 is not supported: height and width must be multiples of 16.")
+                   .arg(resolution_->currentText()));
+    return false;
+  }
+  ModelSpec model;
+  model.tiny_random = tiny_->isChecked();
+  if (!model.tiny_random) {
+    const auto missing = missing_model_files(model_folder_.toStdString());
+    if (model_folder_.isEmpty() || !missing.empty()) {
+      QStringList names;
+      for (const auto& m : missing) names << QString::fromStdString(m);
+      show_error(
+          QString("The model folder '%1' is missing: %2. Download the files listed in the README "
+                  "(section 'Model files') or tick 'tiny random model (test)'.")
+              .arg(model_folder_.isEmpty() ? "(none)" : model_folder_, names.join(", ")));
+      return false;
+    }
+    model.folder = model_folder_.toStdString();
+  }
+  Preset preset;
+  try {
+    preset = find_preset(presets_dir_.toStdString(), presets_->currentText().toStdString());
+  } catch (const std::exception& e) {
+    show_error(e.what());
+    return false;
+  }
+  Engine::Callbacks callbacks;
+  // Callbacks run on the engine thread: hop to the UI thread with queued invocations.
+  callbacks.on_frame = [this](EngineFrame f) {
+    QImage image(static_cast<const uchar*>(f.rgba.data_ptr()), static_cast<int>(f.rgba.size(1)),
+                 static_cast<int>(f.rgba.size(0)), static_cast<int>(f.rgba.stride(0)),
+                 QImage::Format_RGBA8888);
+    ShownFrame shown{image.copy(), f.index, QString::fromStdString(f.prompt), f.first_of_prompt};
+    QMetaObject::invokeMethod(
+        this, [this, shown = std::move(shown)]() mutable { view_->enqueue(std::move(shown)); },
+        Qt::QueuedConnection);
+  };
+  callbacks.on_stats = [this](const EngineStats& s) {
+    QMetaObject::invokeMethod(
+        this,
+        [this, s] {
+          stats_ = s;
+          view_->set_stats(s);
+          update_status();
+        },
+        Qt::QueuedConnection);
+  };
+  callbacks.on_error = [this](const std::string& message) {
+    QMetaObject::invokeMethod(
+        this,
+        [this, m = QString::fromStdString(message)] {
+          running_ = false;
+          show_error(m.contains("out of GPU memory")
+                         ? m + "  — switch the preset to low_memory and press Start."
+                         : m);
+        },
+        Qt::QueuedConnection);
+  };
+  engine_ = std::make_unique<Engine>(model, preset, std::move(callbacks), height, width);
+  return true;
+}
+
+void MainWindow::submit(const QString& prompt) {
+  if (prompt.trimmed().isEmpty()) {
+    show_error("The prompt is empty: describe what the video should show, then press Enter.");
+    return;
+  }
+  if (!ensure_engine()) return;
+  banner_->hide();
+  if (running_) {
+    view_->mark_switch_requested();
+    engine_->switch_prompt(prompt.toStdString());
+    return;
+  }
+  if (random_seed_->isChecked())
+    seed_->setValue(static_cast<int>(QRandomGenerator::global()->bounded(1'000'000'000)));
+  view_->clear();
+  engine_->start(prompt.toStdString(), static_cast<uint64_t>(seed_->value()));
+  running_ = true;
+  paused_ = false;
+}
+
+void MainWindow::stop() {
+  if (engine_) engine_->stop();
+  running_ = false;
+  paused_ = false;
+  pause_->setText("Pause");
+}
+
+void MainWindow::apply_preset(int index) {
+  if (!engine_ || index < 0) return;
+  try {
+    engine_->set_preset(
+        find_preset(presets_dir_.toStdString(), presets_->itemText(index).toStdString()));
+  } catch (const std::exception& e) {
+    show_error(e.what());
+  }
+}
+
+void MainWindow::choose_model_folder() {
+  const QString dir = QFileDialog::getExistingDirectory(this, "Model folder", model_folder_);
+  if (dir.isEmpty()) return;
+  model_folder_ = dir;
+  model_label_->setText(dir);
+  const auto missing = missing_model_files(dir.toStdString());
+  if (!missing.empty()) {
+    QStringList names;
+    for (const auto& m : missing) names << QString::fromStdString(m);
+    show_error(QString("'%1' is missing: %2").arg(dir, names.join(", ")));
+  } else {
+    banner_->hide();
+    tiny_->setChecked(false);
+  }
+  engine_.reset();
+  running_ = false;
+}
+
+void MainWindow::update_status() {
+  status_->setText(QString("%1 | preset %2 | block %3 ms | %4 fps | frames %5 | switch %6 ms")
+                       .arg(QString::fromStdString(stats_.state), presets_->currentText())
+                       .arg(stats_.last_block_ms, 0, 'f', 1)
+                       .arg(stats_.fps, 0, 'f', 1)
+                       .arg(stats_.frames)
+                       .arg(view_->switch_latency_ms(), 0, 'f', 0));
+}
+
+}  // namespace longlive::ui
