@@ -10,11 +10,13 @@
 #include <numeric>
 
 #include "command.h"
+#include "longlive/decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/gpu_timer.h"
 #include "longlive/log.h"
 #include "longlive/preset.h"
+#include "longlive/text_encoder.h"
 
 namespace longlive::cli {
 namespace {
@@ -30,6 +32,8 @@ struct BenchArgs {
   int blocks = 20;
   int warmup = 3;
   int switch_every = 0;
+  std::string decoder = "none";
+  bool text_encoder = false;
 };
 
 struct Summary {
@@ -47,6 +51,21 @@ Summary summarize(std::vector<double> v) {
   s.p99 = v[std::min(v.size() - 1, static_cast<size_t>(std::ceil(0.99 * v.size())) - 1)];
   s.max = v.back();
   return s;
+}
+
+// Timings of `repeat` calls after `warmup` untimed ones.
+template <typename F>
+Summary time_calls(at::Device device, int warmup, int repeat, F&& call) {
+  GpuTimer timer(device);
+  std::vector<double> ms;
+  for (int i = 0; i < warmup + repeat; ++i) {
+    synchronize(device);
+    timer.start();
+    call();
+    const double t = timer.stop_ms();
+    if (i >= warmup) ms.push_back(t);
+  }
+  return summarize(ms);
 }
 
 nlohmann::json to_json(const Summary& s) {
@@ -112,6 +131,36 @@ int run(const BenchArgs& a) {
       if (i >= a.warmup) steady.push_back(ms);
     }
   }
+  // Decoder: one block of latents -> 12 frames (steady state, after the first block).
+  Summary decode;
+  if (a.decoder == "taehv") {
+    auto decoder = make_taehv_decoder(make_random_taehv_weights(5),
+                                      {device, device.is_cpu() ? at::kFloat : at::kHalf});
+    const at::Tensor block = generator.next_block();
+    decoder->decode(block);
+    decode = time_calls(device, 2, 10, [&] { decoder->decode(block); });
+  } else if (a.decoder != "none") {
+    throw ConfigError(
+        fmt::format("--decoder '{}': expected taehv or none (the Wan VAE decoder is not built yet)",
+                    a.decoder));
+  }
+  // umT5-XXL forward over 512 tokens with random bf16 weights.
+  Summary text;
+  if (a.text_encoder) {
+    const UMT5Config c = a.random == "tiny" ? UMT5Config{.vocab = 256,
+                                                         .dim = 64,
+                                                         .dim_attn = 64,
+                                                         .dim_ffn = 128,
+                                                         .num_heads = 4,
+                                                         .num_layers = 2}
+                                            : UMT5Config::umt5_xxl();
+    const at::ScalarType dt = device.is_cpu() ? at::kFloat : at::kBFloat16;
+    UMT5Encoder encoder(make_random_umt5_weights(c, 9, dt, device), c, device, dt);
+    const at::Tensor ids = at::randint(2, c.vocab, {1, 512}, at::kLong);
+    at::Tensor mask = at::zeros({1, 512}, at::kLong);
+    mask.narrow(1, 0, 120).fill_(1);
+    text = time_calls(device, 2, 10, [&] { encoder.forward(ids, mask); });
+  }
   const Summary s = summarize(steady);
   const Summary sw = summarize(switch_blocks);
   const Summary rc = summarize(recache);
@@ -130,6 +179,12 @@ int run(const BenchArgs& a) {
         sw.max, rc.mean);
   std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps,
                            video_frames_per_block);
+  if (decode.count)
+    std::cout << fmt::format("TAEHV decode   median {:8.1f} ms per block  p99 {:.1f}\n",
+                             decode.median, decode.p99);
+  if (text.count)
+    std::cout << fmt::format("umT5 encode    median {:8.1f} ms (512 tokens)  p99 {:.1f}\n",
+                             text.median, text.p99);
   std::cout << fmt::format("memory         peak allocated {:.2f} GiB, peak reserved {:.2f} GiB\n",
                            mem.peak_allocated_gib, mem.peak_reserved_gib);
   if (!a.json.empty()) {
@@ -145,6 +200,8 @@ int run(const BenchArgs& a) {
                         {"switch_block", to_json(sw)},
                         {"recache", to_json(rc)},
                         {"video_fps", fps},
+                        {"taehv_decode", to_json(decode)},
+                        {"text_encode", to_json(text)},
                         {"peak_allocated_gib", mem.peak_allocated_gib},
                         {"peak_reserved_gib", mem.peak_reserved_gib}};
     std::ofstream(a.json) << j.dump(2) << "\n";
@@ -166,6 +223,8 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_option("--switch-every", a->switch_every,
                   "Hard prompt switch every N blocks (0: never)");
   cmd->add_option("--json", a->json, "Write results as JSON here");
+  cmd->add_option("--decoder", a->decoder, "Also time a decoder per block: taehv or none");
+  cmd->add_flag("--text-encoder", a->text_encoder, "Also time one umT5 forward over 512 tokens");
   return [a]() { return run(*a); };
 });
 

@@ -12,7 +12,7 @@ run() {  # name, args...
   echo "== $name: $*"
   "$cli" bench "$@" --json "$out/$name.json" 2>&1 | grep -v "^\[" || echo "FAILED: $name"
 }
-run balanced --preset balanced --random full --blocks 20 --warmup 3
+run balanced --preset balanced --random full --blocks 20 --warmup 3 --decoder taehv --text-encoder
 run balanced_switch --preset balanced --random full --blocks 20 --warmup 3 --switch-every 4
 run quality --preset quality --random full --blocks 10 --warmup 2
 run turbo --preset turbo --random full --blocks 10 --warmup 2

@@ -37,7 +37,8 @@ struct UMT5Config {
 
 // Random weights under the original umT5 names (tests, the studio's test mode, benchmarks).
 WeightStore make_random_umt5_weights(const UMT5Config& config, uint64_t seed,
-                                     at::ScalarType dtype = at::kFloat);
+                                     at::ScalarType dtype = at::kFloat,
+                                     at::Device device = at::kCPU);
 
 // The umT5 encoder (gated-GELU FFN, T5 RMS norms, unscaled attention, per-layer bucketed
 // relative position bias, padding mask).

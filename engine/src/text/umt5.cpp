@@ -26,9 +26,13 @@ UMT5Config UMT5Config::infer(const WeightStore& w) {
   return c;
 }
 
-WeightStore make_random_umt5_weights(const UMT5Config& c, uint64_t seed, at::ScalarType dtype) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  const auto opts = at::TensorOptions(at::kFloat);
+WeightStore make_random_umt5_weights(const UMT5Config& c, uint64_t seed, at::ScalarType dtype,
+                                     at::Device device) {
+  // Drawn on the target device: the real size (5.7 B parameters) is too slow to draw on a CPU.
+  at::Generator gen = device.is_cpu() ? at::detail::createCPUGenerator(seed)
+                                      : at::globalContext().defaultGenerator(device).clone();
+  gen.set_current_seed(seed);
+  const auto opts = at::TensorOptions(at::kFloat).device(device);
   WeightStore w;
   const std::string origin = fmt::format("<random umT5 weights, seed {}>", seed);
   auto add = [&](const std::string& n, const at::Tensor& t) { w.add(n, t.to(dtype), origin); };
