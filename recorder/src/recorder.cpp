@@ -1,215 +1,285 @@
+// Recorder: a bounded frame queue in front of one encoder thread, plus the session facts
+// (prompts, seed, preset, model) written as tags, chapters and a sidecar JSON.
 #include "longlive/recorder.h"
 
-#include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
-extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/error.h>
-#include <libavutil/imgutils.h>
-#include <libavutil/opt.h>
-#include <libswscale/swscale.h>
-}
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "longlive/error.h"
 #include "longlive/log.h"
+#include "mp4_writer.h"
 
 namespace longlive {
 namespace {
 
-std::string av_error(int code) {
-  char buffer[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, buffer, sizeof buffer);
-  return buffer;
+struct QueuedFrame {
+  std::vector<uint8_t> rgba;  // height rows of width * 4 bytes
+  int64_t index = 0;
+};
+
+std::string session_comment(const RecorderOptions& o) {
+  std::string text = "LongLive Studio";
+  if (!o.model.empty()) text += fmt::format(", model {}", o.model);
+  if (!o.preset.empty()) text += fmt::format(", preset {}", o.preset);
+  if (o.seed) text += fmt::format(", seed {}", *o.seed);
+  return text;
 }
 
 }  // namespace
 
 struct Recorder::Impl {
-  RecorderOptions options;
-  AVFormatContext* format = nullptr;
-  AVCodecContext* codec = nullptr;
-  AVStream* stream = nullptr;
-  SwsContext* sws = nullptr;
-  AVFrame* frame = nullptr;
-  AVPacket* packet = nullptr;
-  std::string codec_name;
+  RecorderOptions options_;
+  std::unique_ptr<detail::Mp4Writer> writer_;
+  std::string codec_name_;
 
-  std::mutex mutex;
-  std::condition_variable changed;
-  std::deque<at::Tensor> queue;
-  bool closing = false;
-  bool finished = false;
-  std::optional<std::string> error;
-  int64_t frames_written = 0;
-  std::thread worker;
+  mutable std::mutex mutex_;  // guards everything below
+  std::condition_variable changed_;
+  std::deque<QueuedFrame> queue_;
+  std::vector<std::vector<uint8_t>> free_buffers_;  // reused frame buffers
+  std::vector<PromptMark> prompts_;                 // frame = caller's frame index
+  std::optional<int64_t> first_index_;
+  std::optional<int64_t> last_index_;
+  bool closing_ = false;
+  bool cancelled_ = false;
+  bool finished_ = false;
+  bool complete_ = false;  // the file was closed cleanly
+  std::optional<std::string> error_;
+  int64_t frames_written_ = 0;
+  std::thread worker_;
 
-  ~Impl() {
-    sws_freeContext(sws);
-    av_frame_free(&frame);
-    av_packet_free(&packet);
-    avcodec_free_context(&codec);
-    if (format) {
-      if (format->pb) avio_closep(&format->pb);
-      avformat_free_context(format);
-    }
+  size_t frame_bytes() const { return static_cast<size_t>(options_.width) * options_.height * 4; }
+
+  void set_error(const std::string& message) {
+    std::lock_guard lock(mutex_);
+    if (!error_) error_ = message;
+    changed_.notify_all();
   }
 
-  [[noreturn]] void fail(const std::string& what, int code) const {
-    throw IoError(
-        fmt::format("recording to '{}': {}: {}", options.path.string(), what, av_error(code)));
+  std::filesystem::path sidecar_path() const {
+    return std::filesystem::path(options_.path.string() + ".json");
   }
 
-  void open() {
-    if (options.width <= 0 || options.height <= 0 || options.width % 2 || options.height % 2) {
-      throw ConfigError(
-          fmt::format("recording to '{}': frame size {}x{} must be positive and even (H.264 4:2:0)",
-                      options.path.string(), options.width, options.height));
+  // Caller holds mutex_.
+  nlohmann::json sidecar_json() const {
+    const int64_t base = first_index_.value_or(prompts_.empty() ? 0 : prompts_.front().frame);
+    nlohmann::json prompts = nlohmann::json::array();
+    for (const auto& p : prompts_) {
+      const int64_t frame = p.frame - base;
+      prompts.push_back({{"frame", frame},
+                         {"start_s", static_cast<double>(frame) / options_.fps},
+                         {"text", p.text}});
     }
-    const auto parent = options.path.parent_path();
-    if (!parent.empty() && !std::filesystem::is_directory(parent))
-      throw IoError(fmt::format("recording to '{}': folder '{}' does not exist",
-                                options.path.string(), parent.string()));
+    nlohmann::json j = {{"file", options_.path.filename().string()},
+                        {"fps", options_.fps},
+                        {"width", options_.width},
+                        {"height", options_.height},
+                        {"codec", codec_name_},
+                        {"model", options_.model},
+                        {"preset", options_.preset},
+                        {"seed", options_.seed ? nlohmann::json(*options_.seed) : nlohmann::json()},
+                        {"prompts", prompts},
+                        {"frames", frames_written_},
+                        {"complete", complete_}};
+    return j;
+  }
 
-    const AVCodec* encoder = nullptr;
-    if (options.codec == "auto" || options.codec == "h264_nvenc")
-      encoder = avcodec_find_encoder_by_name("h264_nvenc");
-    if (!encoder && options.codec == "h264_nvenc")
-      throw ConfigError("recording: h264_nvenc is not available in this FFmpeg build");
-    // NVENC needs a GPU: fall back when opening it fails.
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (!encoder) encoder = avcodec_find_encoder_by_name("libx264");
-      if (!encoder)
-        throw ConfigError(
-            "recording: neither h264_nvenc nor libx264 is available in this FFmpeg build");
-      codec = avcodec_alloc_context3(encoder);
-      codec->width = options.width;
-      codec->height = options.height;
-      codec->time_base = AVRational{1, options.fps};
-      codec->framerate = AVRational{options.fps, 1};
-      codec->pix_fmt = AV_PIX_FMT_YUV420P;
-      codec->gop_size = options.gop_frames;
-      codec->max_b_frames = 0;  // frames leave the encoder in order: fragments close promptly
-      codec->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-      AVDictionary* opts = nullptr;
-      if (std::string(encoder->name) == "libx264") {
-        av_dict_set(&opts, "crf", std::to_string(options.crf).c_str(), 0);
-        av_dict_set(&opts, "preset", "veryfast", 0);
-        // No lookahead or frame-thread delay: each frame becomes a packet at once, so fragments
-        // (and a crash-safe file) keep up with the live stream.
-        av_dict_set(&opts, "tune", "zerolatency", 0);
-      } else {
-        av_dict_set(&opts, "cq", std::to_string(options.crf).c_str(), 0);
+  // Rewrites the sidecar atomically (temp file + rename), so a crash leaves the last version.
+  // Caller holds mutex_.
+  void write_sidecar() {
+    if (!options_.write_sidecar) return;
+    const auto path = sidecar_path();
+    const auto temp = std::filesystem::path(path.string() + ".tmp");
+    {
+      std::ofstream out(temp, std::ios::trunc);
+      out << sidecar_json().dump(2) << '\n';
+      out.flush();
+      if (!out) {
+        std::error_code ec;
+        std::filesystem::remove(temp, ec);
+        throw IoError(
+            fmt::format("recording metadata '{}': cannot write (disk full?)", path.string()));
       }
-      const int rc = avcodec_open2(codec, encoder, &opts);
-      av_dict_free(&opts);
-      if (rc >= 0) break;
-      avcodec_free_context(&codec);
-      if (std::string(encoder->name) == "libx264" || options.codec != "auto")
-        fail("cannot open the encoder", rc);
-      log::info("h264_nvenc unavailable ({}); recording with libx264", av_error(rc));
-      encoder = nullptr;
     }
-    codec_name = encoder->name;
-    av_log_set_level(AV_LOG_WARNING);  // keep encoder statistics out of the user's terminal
-
-    int rc = avformat_alloc_output_context2(&format, nullptr, "mp4", options.path.c_str());
-    if (rc < 0) fail("cannot create the MP4 muxer", rc);
-    stream = avformat_new_stream(format, nullptr);
-    stream->time_base = codec->time_base;
-    avcodec_parameters_from_context(stream->codecpar, codec);
-    for (const auto& [k, v] : options.metadata)
-      av_dict_set(&format->metadata, k.c_str(), v.c_str(), 0);
-    rc = avio_open(&format->pb, options.path.c_str(), AVIO_FLAG_WRITE);
-    if (rc < 0) fail("cannot open the file for writing", rc);
-    format->flags |= AVFMT_FLAG_FLUSH_PACKETS;  // fragments reach the disk as they are written
-    AVDictionary* mux = nullptr;
-    av_dict_set(&mux, "movflags", "frag_keyframe+empty_moov+default_base_moof", 0);
-    rc = avformat_write_header(format, &mux);
-    av_dict_free(&mux);
-    if (rc < 0) fail("cannot write the MP4 header", rc);
-
-    frame = av_frame_alloc();
-    frame->format = codec->pix_fmt;
-    frame->width = codec->width;
-    frame->height = codec->height;
-    if ((rc = av_frame_get_buffer(frame, 0)) < 0) fail("cannot allocate a frame", rc);
-    packet = av_packet_alloc();
-    sws = sws_getContext(options.width, options.height, AV_PIX_FMT_RGBA, options.width,
-                         options.height, AV_PIX_FMT_YUV420P,
-                         SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr, nullptr,
-                         nullptr);
+    std::error_code ec;
+    std::filesystem::rename(temp, path, ec);
+    if (ec) throw IoError(fmt::format("recording metadata '{}': {}", path.string(), ec.message()));
   }
 
-  // Sends one frame (or the flush signal) and writes every packet that comes out.
-  void encode(AVFrame* input) {
-    int rc = avcodec_send_frame(codec, input);
-    if (rc < 0) fail("encoder rejected a frame", rc);
-    for (;;) {
-      rc = avcodec_receive_packet(codec, packet);
-      if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return;
-      if (rc < 0) fail("encoding failed", rc);
-      av_packet_rescale_ts(packet, codec->time_base, stream->time_base);
-      packet->stream_index = stream->index;
-      rc = av_interleaved_write_frame(format, packet);
-      if (rc < 0) fail("writing failed (disk full?)", rc);
-      if (format->pb->error < 0) fail("writing failed (disk full?)", format->pb->error);
+  std::vector<detail::ChapterSpan> chapters(int64_t end) const {
+    std::vector<detail::ChapterSpan> spans;
+    const int64_t base = first_index_.value_or(0);
+    for (size_t i = 0; i < prompts_.size(); ++i) {
+      const int64_t start = std::clamp<int64_t>(prompts_[i].frame - base, 0, end);
+      const int64_t stop =
+          i + 1 < prompts_.size() ? std::clamp<int64_t>(prompts_[i + 1].frame - base, 0, end) : end;
+      if (stop > start) spans.push_back({start, stop, prompts_[i].text});
     }
+    return spans;
   }
 
-  void encode_rgba(const at::Tensor& rgba) {
-    int rc = av_frame_make_writable(frame);
-    if (rc < 0) fail("frame buffer busy", rc);
-    const uint8_t* src[1] = {rgba.data_ptr<uint8_t>()};
-    const int stride[1] = {static_cast<int>(rgba.stride(0))};
-    sws_scale(sws, src, stride, 0, options.height, frame->data, frame->linesize);
-    frame->pts = frames_written;
-    encode(frame);
-    ++frames_written;
+  // Final tags of a clean recording: the session line plus the prompts as JSON.
+  std::map<std::string, std::string> final_tags() const {
+    std::map<std::string, std::string> tags;
+    nlohmann::json j = sidecar_json();
+    j.erase("file");
+    tags["description"] = j.dump();
+    if (!prompts_.empty() && !options_.metadata.count("title"))
+      tags["title"] = prompts_.front().text;
+    return tags;
   }
 
   void run() {
     for (;;) {
-      at::Tensor next;
+      QueuedFrame next;
       {
-        std::unique_lock lock(mutex);
-        changed.wait(lock, [&] { return closing || !queue.empty(); });
-        if (queue.empty()) break;  // closing and drained
-        next = queue.front();
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return closing_ || !queue_.empty(); });
+        if (queue_.empty() || cancelled_ || error_) break;
+        next = std::move(queue_.front());
+        queue_.pop_front();
       }
+      changed_.notify_all();  // room for the producer
       try {
-        if (!error) encode_rgba(next);
+        writer_->write_rgba(next.rgba.data(), options_.width * 4, next.index - *first_index_);
       } catch (const Error& e) {
-        std::lock_guard lock(mutex);
-        error = e.what();
+        set_error(e.what());
+        break;
       }
+      RecorderProgress progress;
       {
-        std::lock_guard lock(mutex);
-        queue.pop_front();
+        std::lock_guard lock(mutex_);
+        ++frames_written_;
+        free_buffers_.push_back(std::move(next.rgba));
+        progress = {frames_written_, static_cast<int64_t>(queue_.size()), 0};
       }
-      changed.notify_all();
+      if (options_.on_progress) {
+        progress.bytes_written = file_size();
+        options_.on_progress(progress);
+      }
+    }
+    close_file();
+  }
+
+  int64_t file_size() const {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(options_.path, ec);
+    return ec ? 0 : static_cast<int64_t>(size);
+  }
+
+  // Worker thread, after the last frame: trailer, then the faststart remux and the sidecar.
+  void close_file() {
+    bool remux = false;
+    std::map<std::string, std::string> tags;
+    std::vector<detail::ChapterSpan> spans;
+    {
+      std::lock_guard lock(mutex_);
+      queue_.clear();  // after a cancel or an error nothing more is encoded
+      if (error_) {
+        writer_->abandon();
+        return;
+      }
     }
     try {
-      if (!error) {
-        encode(nullptr);  // flush the encoder
-        const int rc = av_write_trailer(format);
-        if (rc < 0) fail("cannot finish the file", rc);
-        avio_flush(format->pb);
-        if (format->pb->error < 0) fail("writing failed (disk full?)", format->pb->error);
-      }
+      writer_->finish();
     } catch (const Error& e) {
-      std::lock_guard lock(mutex);
-      error = e.what();
+      set_error(e.what());
+      return;
     }
+    {
+      std::lock_guard lock(mutex_);
+      complete_ = true;
+      remux = options_.faststart && !cancelled_ && frames_written_ > 0;
+      if (remux) {
+        tags = final_tags();
+        spans = chapters(writer_->end_pts());
+      }
+    }
+    if (remux) finalise(tags, spans);  // unlocked: progress() stays responsive meanwhile
+    std::lock_guard lock(mutex_);
+    try {
+      write_sidecar();
+    } catch (const Error& e) {
+      if (!error_) error_ = e.what();
+    }
+  }
+
+  // A failed remux keeps the (complete, fragmented) recording.
+  void finalise(const std::map<std::string, std::string>& tags,
+                const std::vector<detail::ChapterSpan>& spans) {
+    const auto temp = std::filesystem::path(options_.path.string() + ".faststart.mp4");
+    try {
+      detail::remux_faststart(options_.path, temp, tags, spans, options_.fps);
+      std::error_code ec;
+      std::filesystem::rename(temp, options_.path, ec);
+      if (ec) throw IoError(fmt::format("renaming '{}': {}", temp.string(), ec.message()));
+    } catch (const Error& e) {
+      std::error_code ec;
+      std::filesystem::remove(temp, ec);
+      log::warn("{}; '{}' stays a fragmented MP4 (complete and playable)", e.what(),
+                options_.path.string());
+    }
+  }
+
+  void enqueue(const uint8_t* rgba, int stride, int64_t index) {
+    std::unique_lock lock(mutex_);
+    if (error_) throw IoError(*error_);
+    if (closing_)
+      throw Error(fmt::format("recording to '{}' already finished", options_.path.string()));
+    if (last_index_ && index <= *last_index_) {
+      throw ConfigError(fmt::format("recording to '{}': frame index {} after frame {}",
+                                    options_.path.string(), index, *last_index_));
+    }
+    changed_.wait(lock, [&] {
+      return error_ || closing_ || static_cast<int>(queue_.size()) < options_.queue_frames;
+    });
+    if (error_) throw IoError(*error_);
+    if (closing_)
+      throw Error(fmt::format("recording to '{}' already finished", options_.path.string()));
+    if (last_index_ && index != *last_index_ + 1)
+      log::warn("recording to '{}': frames {}..{} missing; the previous frame is held",
+                options_.path.string(), *last_index_ + 1, index - 1);
+    if (!first_index_) first_index_ = index;
+    last_index_ = index;
+    QueuedFrame frame;
+    frame.index = index;
+    if (!free_buffers_.empty()) {
+      frame.rgba = std::move(free_buffers_.back());
+      free_buffers_.pop_back();
+    }
+    frame.rgba.resize(frame_bytes());
+    lock.unlock();  // copy outside the lock: the encoder keeps running
+    const size_t row = static_cast<size_t>(options_.width) * 4;
+    for (int y = 0; y < options_.height; ++y)
+      std::memcpy(frame.rgba.data() + y * row, rgba + static_cast<ptrdiff_t>(y) * stride, row);
+    lock.lock();
+    queue_.push_back(std::move(frame));
+    changed_.notify_all();
   }
 };
 
 Recorder::Recorder(RecorderOptions options) : impl_(std::make_unique<Impl>()) {
-  impl_->options = std::move(options);
-  impl_->open();
-  impl_->worker = std::thread([impl = impl_.get()] { impl->run(); });
+  auto& o = impl_->options_;
+  o = std::move(options);
+  if (o.queue_frames < 1) o.queue_frames = 1;
+  detail::EncoderConfig config{o.path, o.width, o.height,     o.fps,
+                               o.crf,  o.codec, o.gop_frames, o.metadata};
+  if (!config.metadata.count("comment")) config.metadata["comment"] = session_comment(o);
+  impl_->writer_ = std::make_unique<detail::Mp4Writer>(config);
+  impl_->codec_name_ = impl_->writer_->codec_name();
+  {
+    std::lock_guard lock(impl_->mutex_);
+    impl_->write_sidecar();
+  }
+  log::info("recording to '{}' ({}x{} at {} fps, {})", o.path.string(), o.width, o.height, o.fps,
+            impl_->codec_name_);
+  impl_->worker_ = std::thread([impl = impl_.get()] { impl->run(); });
 }
 
 Recorder::~Recorder() {
@@ -221,59 +291,99 @@ Recorder::~Recorder() {
 }
 
 void Recorder::push(const at::Tensor& rgba) {
-  const auto& o = impl_->options;
+  const auto& o = impl_->options_;
   if (rgba.dim() != 3 || rgba.size(0) != o.height || rgba.size(1) != o.width || rgba.size(2) != 4 ||
       rgba.scalar_type() != at::kByte) {
+    std::string sizes;
+    for (int64_t d = 0; d < rgba.dim(); ++d)
+      sizes += (d ? ", " : "") + std::to_string(rgba.size(d));
     throw ConfigError(fmt::format("recording to '{}': frame must be [{}, {}, 4] uint8, got [{}] {}",
-                                  o.path.string(), o.height, o.width, fmt::join(rgba.sizes(), ", "),
+                                  o.path.string(), o.height, o.width, sizes,
                                   c10::toString(rgba.scalar_type())));
   }
-  at::Tensor frame = rgba.to(at::kCPU).contiguous();
-  if (frame.data_ptr() == rgba.data_ptr())
-    frame = frame.clone();  // the caller may reuse its buffer
-  std::unique_lock lock(impl_->mutex);
-  if (impl_->error) throw IoError(*impl_->error);
-  if (impl_->closing)
-    throw Error(fmt::format("recording to '{}' already finished", o.path.string()));
-  impl_->changed.wait(
-      lock, [&] { return impl_->error || static_cast<int>(impl_->queue.size()) < o.queue_frames; });
-  if (impl_->error) throw IoError(*impl_->error);
-  impl_->queue.push_back(std::move(frame));
-  impl_->changed.notify_all();
+  const at::Tensor host = rgba.to(at::kCPU).contiguous();
+  int64_t index = 0;
+  {
+    std::lock_guard lock(impl_->mutex_);
+    index = impl_->last_index_ ? *impl_->last_index_ + 1 : 0;
+  }
+  impl_->enqueue(host.data_ptr<uint8_t>(), o.width * 4, index);
+}
+
+void Recorder::push(const uint8_t* rgba, int stride, int64_t frame_index) {
+  if (!rgba || stride < impl_->options_.width * 4)
+    throw ConfigError(fmt::format("recording to '{}': frame row stride {} < width * 4 = {}",
+                                  impl_->options_.path.string(), stride,
+                                  impl_->options_.width * 4));
+  impl_->enqueue(rgba, stride, frame_index);
+}
+
+void Recorder::mark_prompt(std::string text, int64_t frame_index) {
+  std::lock_guard lock(impl_->mutex_);
+  auto& prompts = impl_->prompts_;
+  // Marks arrive in order; a mark at the same frame replaces the previous one.
+  while (!prompts.empty() && prompts.back().frame >= frame_index) prompts.pop_back();
+  prompts.push_back({frame_index, std::move(text)});
+  try {
+    impl_->write_sidecar();
+  } catch (const Error& e) {
+    if (!impl_->error_) impl_->error_ = e.what();
+    throw;
+  }
 }
 
 void Recorder::finish() {
   {
-    std::lock_guard lock(impl_->mutex);
-    if (impl_->finished) {
-      if (impl_->error) throw IoError(*impl_->error);
-      return;
+    std::lock_guard lock(impl_->mutex_);
+    if (!impl_->finished_) {
+      impl_->closing_ = true;
+      impl_->finished_ = true;
     }
-    impl_->closing = true;
-    impl_->finished = true;
   }
-  impl_->changed.notify_all();
-  if (impl_->worker.joinable()) impl_->worker.join();
-  if (impl_->format && impl_->format->pb) avio_closep(&impl_->format->pb);
-  if (impl_->error) throw IoError(*impl_->error);
+  impl_->changed_.notify_all();
+  if (impl_->worker_.joinable()) impl_->worker_.join();
+  std::lock_guard lock(impl_->mutex_);
+  if (impl_->error_) throw IoError(*impl_->error_);
+}
+
+void Recorder::cancel() {
+  {
+    std::lock_guard lock(impl_->mutex_);
+    impl_->cancelled_ = true;
+    impl_->closing_ = true;
+    impl_->finished_ = true;
+  }
+  impl_->changed_.notify_all();
+  if (impl_->worker_.joinable()) impl_->worker_.join();
+}
+
+RecorderProgress Recorder::progress() const {
+  RecorderProgress p;
+  {
+    std::lock_guard lock(impl_->mutex_);
+    p.frames_written = impl_->frames_written_;
+    p.frames_queued = static_cast<int64_t>(impl_->queue_.size());
+  }
+  p.bytes_written = impl_->file_size();
+  return p;
 }
 
 int64_t Recorder::frames_written() const {
-  std::lock_guard lock(impl_->mutex);
-  return impl_->frames_written;
+  std::lock_guard lock(impl_->mutex_);
+  return impl_->frames_written_;
 }
 
-int64_t Recorder::bytes_written() const {
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(impl_->options.path, ec);
-  return ec ? 0 : static_cast<int64_t>(size);
-}
+int64_t Recorder::bytes_written() const { return impl_->file_size(); }
 
-std::string Recorder::codec_name() const { return impl_->codec_name; }
+std::string Recorder::codec_name() const { return impl_->codec_name_; }
+
+const std::filesystem::path& Recorder::path() const { return impl_->options_.path; }
+
+std::filesystem::path Recorder::sidecar_path() const { return impl_->sidecar_path(); }
 
 std::optional<std::string> Recorder::error() const {
-  std::lock_guard lock(impl_->mutex);
-  return impl_->error;
+  std::lock_guard lock(impl_->mutex_);
+  return impl_->error_;
 }
 
 }  // namespace longlive

@@ -1,0 +1,81 @@
+#pragma once
+// FFmpeg side of the recorder (no ATen): RGBA8 rows -> H.264/HEVC -> fragmented MP4, and the
+// faststart remux done on a clean stop.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+struct AVCodecContext;
+struct AVFormatContext;
+struct AVFrame;
+struct AVPacket;
+struct AVStream;
+struct SwsContext;
+
+namespace longlive::detail {
+
+// The part of RecorderOptions the writer needs (kept apart so this file needs no ATen).
+struct EncoderConfig {
+  std::filesystem::path path;
+  int width = 0;
+  int height = 0;
+  int fps = 16;
+  int crf = 18;
+  std::string codec = "auto";
+  int gop_frames = 16;
+  std::map<std::string, std::string> metadata;
+};
+
+class Mp4Writer {
+ public:
+  // Opens the encoder and the file and writes the (empty) moov. Throws ConfigError / IoError.
+  explicit Mp4Writer(EncoderConfig config);
+  ~Mp4Writer();
+  Mp4Writer(const Mp4Writer&) = delete;
+  Mp4Writer& operator=(const Mp4Writer&) = delete;
+
+  // Converts one RGBA8 frame to the encoder's format and encodes it at `pts` (in 1/fps).
+  void write_rgba(const uint8_t* rgba, int stride, int64_t pts);
+  // Drains the encoder and writes the trailer (the last fragment). Throws IoError.
+  void finish();
+  // Closes the file as it stands (after an error or a cancel); never throws.
+  void abandon();
+
+  const std::string& codec_name() const { return codec_name_; }
+  int64_t end_pts() const { return end_pts_; }  // pts after the last frame written
+
+ private:
+  [[noreturn]] void fail(const std::string& what, int code) const;
+  void open_encoder();
+  void open_muxer();
+  void encode(AVFrame* input);
+
+  EncoderConfig config_;
+  std::string codec_name_;
+  AVFormatContext* format_ = nullptr;
+  AVCodecContext* codec_ = nullptr;
+  AVStream* stream_ = nullptr;
+  SwsContext* sws_ = nullptr;
+  AVFrame* frame_ = nullptr;
+  AVPacket* packet_ = nullptr;
+  int64_t end_pts_ = 0;
+  bool finished_ = false;
+};
+
+// Copies the packets of `input` (a finished recording) into a non-fragmented MP4 at `output`
+// with the moov up front, `metadata` as its tags and `chapters` (start/end in 1/fps) as its
+// chapters. Throws IoError naming `output` on failure (the caller keeps `input`).
+struct ChapterSpan {
+  int64_t start = 0;
+  int64_t end = 0;
+  std::string title;
+};
+void remux_faststart(const std::filesystem::path& input, const std::filesystem::path& output,
+                     const std::map<std::string, std::string>& metadata,
+                     const std::vector<ChapterSpan>& chapters, int fps);
+
+std::string av_error_string(int code);
+
+}  // namespace longlive::detail
