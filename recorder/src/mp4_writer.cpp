@@ -115,7 +115,13 @@ void Mp4Writer::open_encoder() {
       av_dict_set(&opts, "tune", "zerolatency", 0);
       if (name == "libx265") av_dict_set(&opts, "x265-params", "log-level=error", 0);
     }
+    // Probing NVENC in auto mode fails on most machines (no GPU, or one without an encoder
+    // engine such as the H100): keep FFmpeg's error lines out of the terminal then.
+    const bool probing = config_.codec == "auto" && is_nvenc(name);
+    const int level = av_log_get_level();
+    if (probing) av_log_set_level(AV_LOG_QUIET);
     const int rc = avcodec_open2(codec_, encoder, &opts);
+    if (probing) av_log_set_level(level);
     av_dict_free(&opts);
     if (rc >= 0) {
       codec_name_ = name;
@@ -123,7 +129,7 @@ void Mp4Writer::open_encoder() {
     }
     avcodec_free_context(&codec_);
     last_error = fmt::format("{} did not open: {}", name, av_error_string(rc));
-    if (config_.codec == "auto") log::info("recorder: {}; trying the next encoder", last_error);
+    if (probing) log::debug("recorder: {}; trying the next encoder", last_error);
   }
   throw ConfigError(fmt::format("recording to '{}': no usable encoder for codec '{}' ({})",
                                 config_.path.string(), config_.codec, last_error));
