@@ -6,6 +6,7 @@ extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/error.h>
+#include <libavutil/imgutils.h>
 #include <libavutil/mem.h>
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
@@ -194,6 +195,20 @@ void Mp4Writer::write_rgba(const uint8_t* rgba, int stride, int64_t pts) {
   const uint8_t* src[1] = {rgba};
   const int src_stride[1] = {stride};
   sws_scale(sws_, src, src_stride, 0, config_.height, frame_->data, frame_->linesize);
+  frame_->pts = pts;
+  encode(frame_);
+  end_pts_ = pts + 1;
+}
+
+void Mp4Writer::write_i420(const uint8_t* i420, int64_t pts) {
+  const int rc = av_frame_make_writable(frame_);
+  if (rc < 0) fail("frame buffer busy", rc);
+  const int w = config_.width, h = config_.height;
+  const uint8_t* u = i420 + static_cast<ptrdiff_t>(w) * h;
+  const uint8_t* v = u + static_cast<ptrdiff_t>(w / 2) * (h / 2);
+  av_image_copy_plane(frame_->data[0], frame_->linesize[0], i420, w, w, h);
+  av_image_copy_plane(frame_->data[1], frame_->linesize[1], u, w / 2, w / 2, h / 2);
+  av_image_copy_plane(frame_->data[2], frame_->linesize[2], v, w / 2, w / 2, h / 2);
   frame_->pts = pts;
   encode(frame_);
   end_pts_ = pts + 1;

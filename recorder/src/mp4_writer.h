@@ -38,6 +38,8 @@ class Mp4Writer {
 
   // Converts one RGBA8 frame to the encoder's format and encodes it at `pts` (in 1/fps).
   void write_rgba(const uint8_t* rgba, int stride, int64_t pts);
+  // Encodes one packed I420 frame (Y, then U, then V planes without padding) at `pts`.
+  void write_i420(const uint8_t* i420, int64_t pts);
   // Drains the encoder and writes the trailer (the last fragment). Throws IoError.
   void finish();
   // Closes the file as it stands (after an error or a cancel); never throws.

@@ -20,7 +20,8 @@ namespace longlive {
 namespace {
 
 struct QueuedFrame {
-  std::vector<uint8_t> rgba;  // height rows of width * 4 bytes
+  std::vector<uint8_t> pixels;  // RGBA rows (width * 4 bytes each) or packed I420
+  bool i420 = false;
   int64_t index = 0;
 };
 
@@ -147,7 +148,11 @@ struct Recorder::Impl {
       }
       changed_.notify_all();  // room for the producer
       try {
-        writer_->write_rgba(next.rgba.data(), options_.width * 4, next.index - *first_index_);
+        const int64_t pts = next.index - *first_index_;
+        if (next.i420)
+          writer_->write_i420(next.pixels.data(), pts);
+        else
+          writer_->write_rgba(next.pixels.data(), options_.width * 4, pts);
       } catch (const Error& e) {
         set_error(e.what());
         break;
@@ -156,7 +161,7 @@ struct Recorder::Impl {
       {
         std::lock_guard lock(mutex_);
         ++frames_written_;
-        free_buffers_.push_back(std::move(next.rgba));
+        free_buffers_.push_back(std::move(next.pixels));
         progress = {frames_written_, static_cast<int64_t>(queue_.size()), 0};
       }
       if (options_.on_progress) {
@@ -227,7 +232,8 @@ struct Recorder::Impl {
     }
   }
 
-  void enqueue(const uint8_t* rgba, int stride, int64_t index) {
+  // Queues one frame: RGBA rows `stride` bytes apart, or (i420) packed planes, copied.
+  void enqueue(const uint8_t* pixels, int stride, int64_t index, bool i420 = false) {
     std::unique_lock lock(mutex_);
     if (error_) throw IoError(*error_);
     if (closing_)
@@ -249,15 +255,21 @@ struct Recorder::Impl {
     last_index_ = index;
     QueuedFrame frame;
     frame.index = index;
+    frame.i420 = i420;
     if (!free_buffers_.empty()) {
-      frame.rgba = std::move(free_buffers_.back());
+      frame.pixels = std::move(free_buffers_.back());
       free_buffers_.pop_back();
     }
-    frame.rgba.resize(frame_bytes());
     lock.unlock();  // copy outside the lock: the encoder keeps running
-    const size_t row = static_cast<size_t>(options_.width) * 4;
-    for (int y = 0; y < options_.height; ++y)
-      std::memcpy(frame.rgba.data() + y * row, rgba + static_cast<ptrdiff_t>(y) * stride, row);
+    if (i420) {
+      frame.pixels.assign(pixels, pixels + frame_bytes() * 3 / 8);
+    } else {
+      frame.pixels.resize(frame_bytes());
+      const size_t row = static_cast<size_t>(options_.width) * 4;
+      for (int y = 0; y < options_.height; ++y)
+        std::memcpy(frame.pixels.data() + y * row, pixels + static_cast<ptrdiff_t>(y) * stride,
+                    row);
+    }
     lock.lock();
     queue_.push_back(std::move(frame));
     changed_.notify_all();
@@ -301,13 +313,17 @@ void Recorder::push(const at::Tensor& rgba) {
                                   o.path.string(), o.height, o.width, sizes,
                                   c10::toString(rgba.scalar_type())));
   }
-  const at::Tensor host = rgba.to(at::kCPU).contiguous();
+  // CUDA frames are converted on the GPU by default, so only the 4:2:0 planes are copied over.
+  const bool on_device = o.conversion == ColorConversion::tensor ||
+                         (o.conversion == ColorConversion::automatic && !rgba.is_cpu());
+  const at::Tensor host =
+      on_device ? rgba_to_i420(rgba).to(at::kCPU).contiguous() : rgba.to(at::kCPU).contiguous();
   int64_t index = 0;
   {
     std::lock_guard lock(impl_->mutex_);
     index = impl_->last_index_ ? *impl_->last_index_ + 1 : 0;
   }
-  impl_->enqueue(host.data_ptr<uint8_t>(), o.width * 4, index);
+  impl_->enqueue(host.data_ptr<uint8_t>(), o.width * 4, index, on_device);
 }
 
 void Recorder::push(const uint8_t* rgba, int stride, int64_t frame_index) {

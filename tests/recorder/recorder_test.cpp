@@ -15,6 +15,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+extern "C" {
+#include <libswscale/swscale.h>
+}
+
 #include "fixtures.h"
 #include "longlive/error.h"
 #include "longlive/recorder.h"
@@ -126,6 +130,61 @@ TEST(Recorder, RoundTripFrameCountTimestampsPsnrAndMetadata) {
   ASSERT_EQ(side["prompts"].size(), 2u);
   EXPECT_EQ(side["prompts"][1]["text"], "the fox jumps");
   EXPECT_DOUBLE_EQ(side["prompts"][1]["start_s"].get<double>(), 24.0 / kFps);
+}
+
+// The ATen conversion (used for CUDA frames) against swscale, an independent implementation
+// of the same BT.709 limited-range matrix.
+TEST(Recorder, TensorI420MatchesSwscale) {
+  const at::Tensor rgba = pattern(5);
+  const at::Tensor i420 = rgba_to_i420(rgba);
+  ASSERT_EQ(i420.numel(), kWidth * kHeight * 3 / 2);
+  SwsContext* sws =
+      sws_getContext(kWidth, kHeight, AV_PIX_FMT_RGBA, kWidth, kHeight, AV_PIX_FMT_YUV420P,
+                     SWS_BICUBIC | SWS_ACCURATE_RND, nullptr, nullptr, nullptr);
+  ASSERT_NE(sws, nullptr);
+  const int* bt709 = sws_getCoefficients(SWS_CS_ITU709);
+  sws_setColorspaceDetails(sws, bt709, 1, bt709, 0, 0, 1 << 16, 1 << 16);
+  at::Tensor expected = at::empty({kWidth * kHeight * 3 / 2}, at::kByte);
+  uint8_t* y = expected.data_ptr<uint8_t>();
+  uint8_t* dst[3] = {y, y + kWidth * kHeight, y + kWidth * kHeight * 5 / 4};
+  const int dst_stride[3] = {kWidth, kWidth / 2, kWidth / 2};
+  const uint8_t* src[1] = {rgba.data_ptr<uint8_t>()};
+  const int src_stride[1] = {kWidth * 4};
+  sws_scale(sws, src, src_stride, 0, kHeight, dst, dst_stride);
+  sws_freeContext(sws);
+  const at::Tensor diff = (i420.to(at::kInt) - expected.to(at::kInt)).abs();
+  const at::Tensor luma = diff.narrow(0, 0, kWidth * kHeight);
+  const at::Tensor chroma = diff.narrow(0, kWidth * kHeight, kWidth * kHeight / 2);
+  std::printf("[ I420     ] vs swscale: luma max %d, chroma max %d mean %.3f\n",
+              luma.max().item<int>(), chroma.max().item<int>(),
+              chroma.to(at::kFloat).mean().item<float>());
+  EXPECT_LE(luma.max().item<int>(), 1);
+  // Chroma filters differ (2x2 box here, bicubic in swscale): a smooth image stays close.
+  EXPECT_LE(chroma.max().item<int>(), 2);
+  EXPECT_LT(chroma.to(at::kFloat).mean().item<float>(), 0.5);
+  EXPECT_THROW(rgba_to_i420(at::zeros({3, 4, 4}, at::kByte)), ConfigError);
+}
+
+TEST(Recorder, TensorConversionPathRoundTrips) {
+  const auto path = temp_dir("rec") / "tensor.mp4";
+  constexpr int kFrames = 20;
+  std::vector<at::Tensor> sources;
+  auto o = options_for(path);
+  o.conversion = ColorConversion::tensor;  // the CUDA-frame path, here on the CPU
+  {
+    Recorder rec(o);
+    for (int i = 0; i < kFrames; ++i) {
+      sources.push_back(pattern(i));
+      rec.push(sources.back());
+    }
+    rec.finish();
+  }
+  const DecodedVideo video = read_video(path, true);
+  ASSERT_EQ(video.frames, kFrames);
+  expect_frame_times(video, kFrames);
+  const double db = psnr(video, sources);
+  std::printf("[ PSNR     ] %.2f dB (ATen I420 path)\n", db);
+  EXPECT_GE(db, 35.0);
 }
 
 TEST(Recorder, FragmentedWhenFaststartIsOff) {

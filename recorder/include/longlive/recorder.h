@@ -30,6 +30,14 @@ struct RecorderProgress {
   int64_t bytes_written = 0;   // size of the file so far
 };
 
+// Where RGBA8 → YUV 4:2:0 (BT.709, limited range) happens.
+enum class ColorConversion {
+  automatic,  // tensor ops on the GPU for CUDA frames (1.5 B/pixel cross the bus, not 4), else
+              // swscale on the recorder thread
+  swscale,    // always on the host (CUDA frames are copied first)
+  tensor,     // always with ATen ops on the frame's device, in push()
+};
+
 struct RecorderOptions {
   std::filesystem::path path;
   int width = 0;   // must be even (4:2:0 chroma)
@@ -44,6 +52,7 @@ struct RecorderOptions {
   // as chapters. Off: the file stays fragmented (still playable everywhere FFmpeg plays).
   bool faststart = true;
   bool write_sidecar = true;  // `<path>.json` with model, preset, seed and prompts
+  ColorConversion conversion = ColorConversion::automatic;
   // Session facts written to the file's metadata and the sidecar.
   std::string model;
   std::string preset;
@@ -107,6 +116,11 @@ class Recorder {
 bool record_frames_to_mp4(const at::Tensor& frames, RecorderOptions options,
                           const std::vector<PromptMark>& prompts = {},
                           const std::function<bool(int64_t, int64_t)>& progress = {});
+
+// [H, W, 4] uint8 RGBA (even H and W, any device) -> flat uint8 I420 on the same device: the Y
+// plane (H x W), then U and V (H/2 x W/2 each, 2x2 averages). BT.709, limited range, the
+// matrix the MP4 is tagged with.
+at::Tensor rgba_to_i420(const at::Tensor& rgba);
 
 // Frames as [N, H, W, 4] uint8 RGBA on the CPU, from any layout record_frames_to_mp4 accepts.
 at::Tensor frames_to_rgba8(const at::Tensor& frames);
