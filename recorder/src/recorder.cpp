@@ -226,7 +226,7 @@ struct Recorder::Impl {
       if (ec) throw IoError(fmt::format("renaming '{}': {}", temp.string(), ec.message()));
     } catch (const Error& e) {
       std::error_code ec;
-      std::filesystem::remove(temp, ec);
+      if (std::filesystem::is_regular_file(temp, ec)) std::filesystem::remove(temp, ec);
       log::warn("{}; '{}' stays a fragmented MP4 (complete and playable)", e.what(),
                 options_.path.string());
     }

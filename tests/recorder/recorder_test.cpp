@@ -230,6 +230,44 @@ TEST(Recorder, RawRowsWithStrideAndFrameIndices) {
   EXPECT_GE(psnr(video, sources), 35.0);
 }
 
+TEST(Recorder, FrameIndexGapKeepsExactTimestamps) {
+  const auto path = temp_dir("rec") / "gap.mp4";
+  const std::vector<int64_t> indices = {0, 1, 2, 5, 6};  // frames 3 and 4 never arrived
+  {
+    Recorder rec(options_for(path));
+    for (const int64_t i : indices) {
+      const at::Tensor frame = pattern(static_cast<int>(i));
+      rec.push(frame.data_ptr<uint8_t>(), kWidth * 4, i);
+    }
+    rec.finish();
+  }
+  const DecodedVideo video = read_video(path, false);
+  ASSERT_EQ(video.frames, static_cast<int64_t>(indices.size()));
+  for (size_t k = 0; k < indices.size(); ++k)
+    EXPECT_NEAR(video.timestamps_s[k], static_cast<double>(indices[k]) / kFps, 1e-6) << k;
+}
+
+TEST(Recorder, FailedFinalisationKeepsTheFragmentedRecording) {
+  const auto path = temp_dir("rec") / "keep.mp4";
+  // A folder where the faststart copy would go makes the remux fail.
+  std::filesystem::create_directories(path.string() + ".faststart.mp4");
+  constexpr int kFrames = 20;
+  {
+    Recorder rec(options_for(path));
+    rec.mark_prompt("still here", 0);
+    for (int i = 0; i < kFrames; ++i) rec.push(pattern(i));
+    EXPECT_NO_THROW(rec.finish());
+    EXPECT_FALSE(rec.error());
+  }
+  const DecodedVideo video = read_video(path, false);
+  EXPECT_TRUE(video.fragmented);
+  EXPECT_EQ(video.frames, kFrames);
+  expect_frame_times(video, kFrames);
+  EXPECT_EQ(read_json(path.string() + ".json")["complete"], true);
+  EXPECT_TRUE(std::filesystem::is_directory(path.string() + ".faststart.mp4"))
+      << "only a file the recorder wrote may be removed";
+}
+
 TEST(Recorder, BackPressureNeverDropsAndProgressReportsEveryFrame) {
   const auto path = temp_dir("rec") / "slow.mp4";
   constexpr int kFrames = 24;
