@@ -1,4 +1,5 @@
 // Clear errors for bad weights and inputs, and the real-width shapes.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "cache/kv_cache.h"
@@ -8,13 +9,9 @@
 namespace longlive::test {
 namespace {
 
+// The fixtures' model configuration and loop settings (from dit_stream's metadata).
 GeneratorOptions tiny_options() {
-  GeneratorOptions o;
-  o.model = WanConfig::tiny();
-  o.local_attn_frames = 9;
-  o.latent_height = 8;
-  o.latent_width = 8;
-  return o;
+  return options_from_stream(WeightStore::open(fixture("dit_stream.safetensors")));
 }
 
 template <typename E>
@@ -40,26 +37,31 @@ TEST(DitErrors, MissingTensorNamesTensorAndFile) {
 
 TEST(DitErrors, WrongShapeNamesExpectedAndActual) {
   WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  weights.add("blocks.0.self_attn.q.weight", at::zeros({64, 32}), "bad.safetensors");
-  const auto msg = message_of<WeightError>([&] { StreamGenerator g(weights, tiny_options()); });
+  const GeneratorOptions o = tiny_options();
+  const int64_t d = o.model.dim;
+  weights.add("blocks.0.self_attn.q.weight", at::zeros({d, d / 2}), "bad.safetensors");
+  const auto msg = message_of<WeightError>([&] { StreamGenerator g(weights, o); });
   EXPECT_NE(msg.find("blocks.0.self_attn.q.weight"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[64, 32]"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[64, 64]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(fmt::format("[{}, {}]", d, d / 2)), std::string::npos) << msg;
+  EXPECT_NE(msg.find(fmt::format("[{}, {}]", d, d)), std::string::npos) << msg;
 }
 
 TEST(DitErrors, PromptEmbeddingWidthMismatchIsExplained) {
   const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  StreamGenerator g(weights, tiny_options());
-  const auto msg = message_of<ConfigError>([&] { g.start(at::zeros({1, 32, 4096}), 0); });
-  EXPECT_NE(msg.find("[1, 32, 4096]"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("64"), std::string::npos) << msg;
+  const GeneratorOptions o = tiny_options();
+  StreamGenerator g(weights, o);
+  const int64_t wrong = o.model.text_dim * 2 + 1;
+  const auto msg = message_of<ConfigError>([&] { g.start(at::zeros({1, 3, wrong}), 0); });
+  EXPECT_NE(msg.find(fmt::format("[1, 3, {}]", wrong)), std::string::npos) << msg;
+  EXPECT_NE(msg.find(fmt::format("[1, L, {}]", o.model.text_dim)), std::string::npos) << msg;
 }
 
 TEST(DitErrors, WindowSmallerThanSinkPlusBlockIsRejected) {
   GeneratorOptions o = tiny_options();
-  o.local_attn_frames = 4;
+  o.local_attn_frames = o.sink_frames + o.frames_per_block - 1;
   const auto msg = message_of<ConfigError>([&] { o.validate(); });
-  EXPECT_NE(msg.find("local_attn_frames 4"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(fmt::format("local_attn_frames {}", o.local_attn_frames)), std::string::npos)
+      << msg;
 }
 
 TEST(DitShapes, RealWidthTwoLayersOneFrameOfFourTokens) {
@@ -98,18 +100,19 @@ TEST(DitShapes, FramePositionsPastTheReferenceTableKeepWorking) {
   o.local_attn_frames = 2;
   o.latent_height = 2;
   o.latent_width = 2;
-  StreamGenerator g(make_random_wan_weights(WanConfig::tiny(), 1), o);
-  g.start(at::randn({1, 4, 64}), 1);
+  StreamGenerator g(make_random_wan_weights(o.model, 1), o);
+  g.start(at::randn({1, 4, o.model.text_dim}), 1);
   for (int i = 0; i < 1100; ++i) g.next_block();
   EXPECT_EQ(g.frames_generated(), 1100);
   EXPECT_TRUE(at::isfinite(g.next_block()).all().item<bool>());
 }
 
 TEST(DitSeed, SameSeedSameLatentsDifferentSeedDifferent) {
-  const WeightStore weights = make_random_wan_weights(WanConfig::tiny(), 5);
+  const GeneratorOptions o = tiny_options();
+  const WeightStore weights = make_random_wan_weights(o.model, 5);
   auto run = [&](uint64_t seed) {
-    StreamGenerator g(weights, tiny_options());
-    g.start(at::ones({1, 4, 64}), seed);
+    StreamGenerator g(weights, o);
+    g.start(at::ones({1, 4, o.model.text_dim}), seed);
     return at::cat({g.next_block(), g.next_block()}, 1);
   };
   EXPECT_TRUE(at::equal(run(11), run(11)));

@@ -16,6 +16,7 @@
 #include <optional>
 #include <vector>
 
+#include "longlive/preset.h"
 #include "longlive/wan_model.h"
 #include "longlive/weights.h"
 
@@ -34,11 +35,17 @@ struct GeneratorOptions {
   int64_t latent_width = 104;
   at::Device device = at::kCPU;
   at::ScalarType dtype = at::kFloat;  // compute dtype of the DiT's matrices
-  double lora_alpha = 0;              // <= 0: alpha = rank
+  // KV cache storage: unset = the compute dtype; at::kChar = int8 with a float32 scale per token
+  // and head (about half of bf16's memory; reads dequantise to the compute dtype).
+  std::optional<at::ScalarType> kv_dtype;
+  double lora_alpha = 0;  // <= 0: alpha = rank
   // Skip the re-cache frames whose K/V a global sink drops (same result, less work).
   bool skip_dropped_recache_frames = true;
 
   void validate() const;  // ConfigError naming the field
+  // Copies the preset's sampling and cache fields (steps, warp, shift, block, window, sink) and
+  // its KV storage: int8 becomes at::kChar, a float kv_dtype leaves the KV in the compute dtype.
+  void apply(const Preset& preset);
 };
 
 // Source of Gaussian noise: the initial noise of each block and the re-noise draws between

@@ -6,18 +6,31 @@
 #include <algorithm>
 
 #include "longlive/error.h"
+#include "model/ops.h"
 
 namespace longlive {
 
-KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options) : shape_(shape) {
+KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options,
+                 std::optional<at::ScalarType> storage)
+    : shape_(shape), compute_dtype_(options.dtype().toScalarType()) {
+  const at::ScalarType dtype = storage.value_or(compute_dtype_);
+  if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16 && dtype != at::kChar) {
+    throw ConfigError(fmt::format(
+        "KV cache: storage dtype {} is not supported (expected float32, float16, bfloat16 or int8)",
+        c10::toString(dtype)));
+  }
   if (shape.sink_frames < 0 || shape.window_frames <= shape.sink_frames) {
     throw ConfigError(
         fmt::format("KV cache: window of {} frames must be larger than the sink of {} frames",
                     shape.window_frames, shape.sink_frames));
   }
   const int64_t tokens = shape.window_frames * shape.tokens_per_frame;
-  k_ = at::zeros({shape.layers, shape.heads, tokens, shape.head_dim}, options);
+  k_ = at::zeros({shape.layers, shape.heads, tokens, shape.head_dim}, options.dtype(dtype));
   v_ = at::zeros_like(k_);
+  if (dtype == at::kChar) {
+    k_scale_ = at::zeros({shape.layers, shape.heads, tokens, 1}, options.dtype(at::kFloat));
+    v_scale_ = at::zeros_like(k_scale_);
+  }
   slot_frame_.assign(static_cast<size_t>(shape.window_frames), -1);
 }
 
@@ -95,22 +108,43 @@ void KvCache::write(int64_t layer, const Plan& plan, const at::Tensor& k, const 
     int64_t run = 1;
     while (i + run < plan.num_frames && plan.slot_of_frame[i + run] == slot + run) ++run;
     const int64_t src = (i - offset) * t;
-    k_layer.narrow(1, slot * t, run * t).copy_(k[0].narrow(1, src, run * t));
-    v_layer.narrow(1, slot * t, run * t).copy_(v[0].narrow(1, src, run * t));
+    store(k_, k_scale_, layer, slot * t, k[0].narrow(1, src, run * t));
+    store(v_, v_scale_, layer, slot * t, v[0].narrow(1, src, run * t));
     i += run;
   }
 }
 
+void KvCache::store(const at::Tensor& buffer, const at::Tensor& scales, int64_t layer,
+                    int64_t token, const at::Tensor& src) {
+  const int64_t count = src.size(1);
+  at::Tensor dst = buffer[layer].narrow(1, token, count);
+  if (scales.defined()) {
+    ops::quantize_int8(src, dst, scales[layer].narrow(1, token, count));
+  } else {
+    dst.copy_(src);
+  }
+}
+
+at::Tensor KvCache::load(const at::Tensor& buffer, const at::Tensor& scales, int64_t layer,
+                         int64_t token, int64_t count) const {
+  const at::Tensor stored = buffer[layer].narrow(1, token, count);
+  if (scales.defined())
+    return ops::dequantize_int8(stored, scales[layer].narrow(1, token, count), compute_dtype_);
+  // Same dtype: a view, no copy.
+  return stored.scalar_type() == compute_dtype_ ? stored : stored.to(compute_dtype_);
+}
+
 at::Tensor KvCache::keys(int64_t layer, const Plan& plan) const {
-  return k_[layer].narrow(1, 0, plan.valid_tokens).unsqueeze(0);
+  return load(k_, k_scale_, layer, 0, plan.valid_tokens).unsqueeze(0);
 }
 
 at::Tensor KvCache::values(int64_t layer, const Plan& plan) const {
-  return v_[layer].narrow(1, 0, plan.valid_tokens).unsqueeze(0);
+  return load(v_, v_scale_, layer, 0, plan.valid_tokens).unsqueeze(0);
 }
 
 at::Tensor KvCache::positional(int64_t layer, bool values) const {
   const at::Tensor& buffer = values ? v_ : k_;
+  const at::Tensor& scales = values ? v_scale_ : k_scale_;
   const int64_t t = shape_.tokens_per_frame;
   std::vector<int64_t> order;
   for (int64_t s = 0; s < sink_slots(); ++s) order.push_back(s);
@@ -122,11 +156,15 @@ at::Tensor KvCache::positional(int64_t layer, bool values) const {
             [&](int64_t a, int64_t b) { return slot_frame_[a] < slot_frame_[b]; });
   order.insert(order.end(), ring.begin(), ring.end());
   std::vector<at::Tensor> parts;
-  for (int64_t s : order) parts.push_back(buffer[layer].narrow(1, s * t, t));
+  for (int64_t s : order) parts.push_back(load(buffer, scales, layer, s * t, t));
   // [heads, tokens, dim] -> [1, tokens, heads, dim]
   return at::cat(parts, 1).permute({1, 0, 2}).unsqueeze(0);
 }
 
-size_t KvCache::bytes() const { return 2 * k_.numel() * k_.element_size(); }
+size_t KvCache::bytes() const {
+  size_t total = 2 * k_.numel() * k_.element_size();
+  if (k_scale_.defined()) total += 2 * k_scale_.numel() * k_scale_.element_size();
+  return total;
+}
 
 }  // namespace longlive

@@ -9,9 +9,13 @@
 // to the order of its keys, so the ring order gives the reference's result; `positional()`
 // returns the reference's order for tests. Which frame sits in which slot is host bookkeeping,
 // so nothing here reads device memory (no host sync inside a denoising step).
+//
+// Storage: the compute dtype by default, another float dtype, or int8 (the low_memory preset) with
+// one float32 scale per token and head (symmetric, amax / 127). Reads return the compute dtype.
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace longlive {
@@ -42,7 +46,10 @@ class KvCache {
     int64_t valid_tokens = 0;            // keys attended: buffer[..., 0:valid_tokens, :]
   };
 
-  KvCache(const KvCacheShape& shape, const at::TensorOptions& options);
+  // options: device and compute dtype. storage: dtype of the buffers (at::kChar = int8 with
+  // per-token scales); defaults to the compute dtype.
+  KvCache(const KvCacheShape& shape, const at::TensorOptions& options,
+          std::optional<at::ScalarType> storage = std::nullopt);
 
   const KvCacheShape& shape() const { return shape_; }
   int64_t capacity_frames() const { return shape_.window_frames; }
@@ -70,16 +77,25 @@ class KvCache {
   // oldest first): [1, tokens, heads, head_dim].
   at::Tensor positional(int64_t layer, bool values) const;
 
-  size_t bytes() const;
+  at::ScalarType storage_dtype() const { return k_.scalar_type(); }
+  bool quantized() const { return k_scale_.defined(); }
+  size_t bytes() const;  // buffers and scales
 
  private:
   int64_t sink_slots() const { return shape_.sink_frames; }
   int64_t ring_slots() const { return shape_.window_frames - shape_.sink_frames; }
   int64_t ring_slot(int64_t frame) const;
+  void store(const at::Tensor& buffer, const at::Tensor& scales, int64_t layer, int64_t token,
+             const at::Tensor& src);
+  at::Tensor load(const at::Tensor& buffer, const at::Tensor& scales, int64_t layer, int64_t token,
+                  int64_t count) const;
 
   KvCacheShape shape_;
   at::Tensor k_;  // [layers, heads, slots * tokens, head_dim]
   at::Tensor v_;
+  at::Tensor k_scale_;  // int8 storage only: [layers, heads, slots * tokens, 1] float32
+  at::Tensor v_scale_;
+  at::ScalarType compute_dtype_;
   std::vector<int64_t> slot_frame_;
 };
 

@@ -48,8 +48,9 @@ class CausalWanModel {
 
   at::Tensor rope_cos_sin(int64_t start_frame, int64_t frames, int64_t h, int64_t w,
                           bool sine) const;
-  at::Tensor self_attention(const Block& b, int64_t layer, const at::Tensor& x, const at::Tensor& cos,
-                            const at::Tensor& sin, KvCache& kv, const KvCache::Plan& plan) const;
+  at::Tensor self_attention(const Block& b, int64_t layer, const at::Tensor& x,
+                            const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
+                            const KvCache::Plan& plan) const;
 
   WanConfig config_;
   at::Device device_;

@@ -55,4 +55,16 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 
 at::Tensor gelu_tanh(const at::Tensor& x) { return at::gelu(x, "tanh"); }
 
+void quantize_int8(const at::Tensor& x, const at::Tensor& out, const at::Tensor& scales) {
+  const at::Tensor xf = x.to(at::kFloat);
+  // An all-zero row gets a tiny positive scale so the division stays finite.
+  const at::Tensor scale = xf.abs().amax(-1, /*keepdim=*/true).div_(127.0).clamp_min_(1e-12);
+  out.copy_(xf.div(scale).round_().clamp_(-127, 127));
+  scales.copy_(scale);
+}
+
+at::Tensor dequantize_int8(const at::Tensor& q, const at::Tensor& scales, at::ScalarType dtype) {
+  return (q.to(at::kFloat) * scales).to(dtype);
+}
+
 }  // namespace longlive::ops

@@ -40,4 +40,11 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 
 at::Tensor gelu_tanh(const at::Tensor& x);
 
+// Symmetric int8 quantisation over the last dim (one scale per row, amax / 127, computed in
+// float32). Writes into `out` (int8) and `scales` (float32, last dim 1), which may be views into
+// static buffers: no allocation is kept and nothing is read back to the host.
+void quantize_int8(const at::Tensor& x, const at::Tensor& out, const at::Tensor& scales);
+// out = q * scale in `dtype`.
+at::Tensor dequantize_int8(const at::Tensor& q, const at::Tensor& scales, at::ScalarType dtype);
+
 }  // namespace longlive::ops

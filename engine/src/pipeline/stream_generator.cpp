@@ -45,6 +45,17 @@ std::unique_ptr<NoiseSource> make_seeded_noise(uint64_t seed, at::Device device)
   return std::make_unique<SeededNoise>(seed, device);
 }
 
+void GeneratorOptions::apply(const Preset& preset) {
+  denoising_steps = preset.denoising_steps;
+  warp_denoising_step = preset.warp_denoising_step;
+  timestep_shift = preset.timestep_shift;
+  frames_per_block = preset.frames_per_block;
+  local_attn_frames = preset.local_attn_frames;
+  sink_frames = preset.sink_frames;
+  global_sink = preset.global_sink;
+  kv_dtype = preset.kv_dtype == KvDType::int8 ? std::optional(at::kChar) : std::nullopt;
+}
+
 void GeneratorOptions::validate() const {
   model.validate();
   auto fail = [](const std::string& msg) { throw ConfigError("generator options: " + msg); };
@@ -54,6 +65,11 @@ void GeneratorOptions::validate() const {
   if (local_attn_frames < sink_frames + frames_per_block) {
     fail(fmt::format("local_attn_frames {} must be at least sink_frames + frames_per_block = {}",
                      local_attn_frames, sink_frames + frames_per_block));
+  }
+  if (kv_dtype && *kv_dtype != at::kFloat && *kv_dtype != at::kHalf && *kv_dtype != at::kBFloat16 &&
+      *kv_dtype != at::kChar) {
+    fail(fmt::format("kv_dtype {} must be float32, float16, bfloat16 or int8",
+                     c10::toString(*kv_dtype)));
   }
   if (latent_height <= 0 || latent_width <= 0 || latent_height % model.patch[1] != 0 ||
       latent_width % model.patch[2] != 0) {
@@ -73,10 +89,10 @@ StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOpti
     model_ =
         std::make_unique<CausalWanModel>(weights, options_.model, options_.device, options_.dtype);
   }
-  kv_ =
-      std::make_unique<KvCache>(model_->kv_shape(options_.latent_height, options_.latent_width,
-                                                 options_.sink_frames, options_.local_attn_frames),
-                                at::TensorOptions().dtype(options_.dtype).device(options_.device));
+  kv_ = std::make_unique<KvCache>(
+      model_->kv_shape(options_.latent_height, options_.latent_width, options_.sink_frames,
+                       options_.local_attn_frames),
+      at::TensorOptions().dtype(options_.dtype).device(options_.device), options_.kv_dtype);
   cross_ = std::make_unique<CrossAttnCache>();
   sampler_ = std::make_unique<FlowMatchSampler>(
       options_.denoising_steps, options_.warp_denoising_step, options_.timestep_shift);
