@@ -78,6 +78,7 @@ TEST(KvCacheInt8, StreamStaysCloseToTheReferenceRun) {
       outputs.push_back(generator.next_block());
     }
   }
+  EXPECT_EQ(generator.stats().kv_cache_bytes, generator.kv_cache().bytes());
   const at::Tensor ours = at::cat(outputs, 1).to(at::kDouble);
   const at::Tensor ref = stream.get("output_latents").to(at::kDouble);
   ASSERT_EQ(ours.sizes(), ref.sizes());

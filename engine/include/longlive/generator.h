@@ -68,6 +68,7 @@ struct GeneratorStats {
   int64_t recaches = 0;
   double last_block_ms = 0;  // host wall time of the last next_block() (includes re-cache)
   double last_recache_ms = 0;
+  size_t kv_cache_bytes = 0;  // self-attention KV buffers (+ int8 scales), allocated once
 };
 
 // What happened in one next_block(), for callers that log or trace (tests use it for parity).

@@ -93,6 +93,7 @@ StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOpti
       model_->kv_shape(options_.latent_height, options_.latent_width, options_.sink_frames,
                        options_.local_attn_frames),
       at::TensorOptions().dtype(options_.dtype).device(options_.device), options_.kv_dtype);
+  stats_.kv_cache_bytes = kv_->bytes();
   cross_ = std::make_unique<CrossAttnCache>();
   sampler_ = std::make_unique<FlowMatchSampler>(
       options_.denoising_steps, options_.warp_denoising_step, options_.timestep_shift);
@@ -112,7 +113,7 @@ void StreamGenerator::start(const at::Tensor& prompt_embeds, uint64_t seed) {
   noise_ = make_seeded_noise(seed, options_.device);
   pending_switch_.reset();
   frame_ = 0;
-  stats_ = GeneratorStats{};
+  stats_ = GeneratorStats{.kv_cache_bytes = kv_->bytes()};
   started_ = true;
 }
 
