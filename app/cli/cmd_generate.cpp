@@ -93,13 +93,7 @@ int run(const GenerateArgs& a) {
   const Preset preset = find_preset(a.presets_dir, a.preset);
   const at::Device device = pick_device(a.device);
   GeneratorOptions o;
-  o.denoising_steps = preset.denoising_steps;
-  o.warp_denoising_step = preset.warp_denoising_step;
-  o.timestep_shift = preset.timestep_shift;
-  o.frames_per_block = preset.frames_per_block;
-  o.local_attn_frames = preset.local_attn_frames;
-  o.sink_frames = preset.sink_frames;
-  o.global_sink = preset.global_sink;
+  o.apply(preset);
   o.device = device;
   o.dtype = compute_dtype(preset, device);
   o.lora_alpha = a.lora_alpha;
@@ -178,6 +172,12 @@ int run(const GenerateArgs& a) {
 
   StreamGenerator generator(weights, o, lora ? &*lora : nullptr);
   generator.start(embeds, a.seed);
+  log::info("KV cache: {} tokens per layer, {}, {:.1f} MiB",
+            o.local_attn_frames * (o.latent_height / o.model.patch[1]) *
+                (o.latent_width / o.model.patch[2]),
+            o.kv_dtype == at::kChar ? "int8 + per-token scales"
+                                    : c10::toString(o.kv_dtype.value_or(o.dtype)),
+            generator.stats().kv_cache_bytes / (1024.0 * 1024.0));
 
   // Optional MP4: every block decoded with TAEHV and recorded.
   std::unique_ptr<StreamingDecoder> decoder;
