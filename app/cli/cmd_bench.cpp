@@ -87,11 +87,7 @@ int run(const BenchArgs& a) {
   o.model = a.random == "tiny" ? WanConfig::tiny() : WanConfig::wan_1_3b();
   if (a.random != "tiny" && a.random != "full")
     throw ConfigError("--random: expected full or tiny");
-  o.denoising_steps = preset.denoising_steps;
-  o.frames_per_block = preset.frames_per_block;
-  o.local_attn_frames = preset.local_attn_frames;
-  o.sink_frames = preset.sink_frames;
-  o.global_sink = preset.global_sink;
+  o.apply(preset);
   o.device = device;
   o.dtype = device.is_cpu() ? at::kFloat
                             : (preset.dtype == ComputeDType::fp32 ? at::kFloat : at::kBFloat16);
@@ -147,13 +143,7 @@ int run(const BenchArgs& a) {
   // umT5-XXL forward over 512 tokens with random bf16 weights.
   Summary text;
   if (a.text_encoder) {
-    const UMT5Config c = a.random == "tiny" ? UMT5Config{.vocab = 256,
-                                                         .dim = 64,
-                                                         .dim_attn = 64,
-                                                         .dim_ffn = 128,
-                                                         .num_heads = 4,
-                                                         .num_layers = 2}
-                                            : UMT5Config::umt5_xxl();
+    const UMT5Config c = a.random == "tiny" ? UMT5Config::tiny() : UMT5Config::umt5_xxl();
     const at::ScalarType dt = device.is_cpu() ? at::kFloat : at::kBFloat16;
     UMT5Encoder encoder(make_random_umt5_weights(c, 9, dt, device), c, device, dt);
     const at::Tensor ids = at::randint(2, c.vocab, {1, 512}, at::kLong);

@@ -31,6 +31,11 @@ struct UMT5Config {
   double eps = 1e-6;
 
   static UMT5Config umt5_xxl() { return UMT5Config{}; }
+  // A 2-layer encoder of width `dim` (the fixtures' tiny size): test mode and CPU benches.
+  static UMT5Config tiny(int64_t dim = 64) {
+    return UMT5Config{
+        .vocab = 256, .dim = dim, .dim_attn = dim, .dim_ffn = 128, .num_heads = 4, .num_layers = 2};
+  }
   // Sizes from the tensor shapes (heads from the relative-position table).
   static UMT5Config infer(const WeightStore& weights);
 };

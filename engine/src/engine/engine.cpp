@@ -130,13 +130,7 @@ std::unique_ptr<Engine::Session> build_session(const ModelSpec& model, const Pre
   auto s = std::make_unique<Engine::Session>();
   s->device = at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
   GeneratorOptions o;
-  o.denoising_steps = preset.denoising_steps;
-  o.warp_denoising_step = preset.warp_denoising_step;
-  o.timestep_shift = preset.timestep_shift;
-  o.frames_per_block = preset.frames_per_block;
-  o.local_attn_frames = preset.local_attn_frames;
-  o.sink_frames = preset.sink_frames;
-  o.global_sink = preset.global_sink;
+  o.apply(preset);
   o.device = s->device;
   o.dtype = s->device.is_cpu() ? at::kFloat : at::kBFloat16;
   WeightStore dit;
@@ -146,12 +140,7 @@ std::unique_ptr<Engine::Session> build_session(const ModelSpec& model, const Pre
     height = height ? height : 64;
     width = width ? width : 64;
     dit = make_random_wan_weights(o.model, 1, o.dtype);
-    UMT5Config c{.vocab = 256,
-                 .dim = o.model.text_dim,
-                 .dim_attn = o.model.text_dim,
-                 .dim_ffn = 128,
-                 .num_heads = 4,
-                 .num_layers = 2};
+    const UMT5Config c = UMT5Config::tiny(o.model.text_dim);
     s->text = std::make_unique<TextEncoder>(
         Tokenizer::byte_fallback(c.vocab, o.model.text_len),
         std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, 2), c, s->device, at::kFloat));

@@ -16,10 +16,13 @@ struct GpuTimer::Impl {
   std::chrono::steady_clock::time_point host_begin;
 };
 
-GpuTimer::GpuTimer(at::Device device) : impl_(std::make_unique<Impl>(Impl{device, nullptr, nullptr, {}})) {
+GpuTimer::GpuTimer(at::Device device)
+    : impl_(std::make_unique<Impl>(Impl{device, nullptr, nullptr, {}})) {
   if (device.is_cuda()) {
-    impl_->begin = std::make_unique<c10::Event>(c10::DeviceType::CUDA, c10::EventFlag::BACKEND_DEFAULT);
-    impl_->end = std::make_unique<c10::Event>(c10::DeviceType::CUDA, c10::EventFlag::BACKEND_DEFAULT);
+    impl_->begin =
+        std::make_unique<c10::Event>(c10::DeviceType::CUDA, c10::EventFlag::BACKEND_DEFAULT);
+    impl_->end =
+        std::make_unique<c10::Event>(c10::DeviceType::CUDA, c10::EventFlag::BACKEND_DEFAULT);
   }
 }
 
@@ -41,14 +44,17 @@ double GpuTimer::stop_ms() {
     impl_->end->synchronize();
     return impl_->begin->elapsedTime(*impl_->end);
   }
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - impl_->host_begin).count();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                   impl_->host_begin)
+      .count();
 }
 
 DeviceMemory device_memory(at::Device device) {
   DeviceMemory m;
 #ifdef LONGLIVE_WITH_CUDA
   if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
     constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
     const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
     m.allocated_gib = stats.allocated_bytes[all].current / kGiB;
@@ -61,12 +67,15 @@ DeviceMemory device_memory(at::Device device) {
 
 void reset_peak_memory(at::Device device) {
 #ifdef LONGLIVE_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+  if (device.is_cuda())
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
 #endif
 }
 
 void synchronize(at::Device device) {
-  if (device.is_cuda()) c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->synchronizeDevice(device.index() < 0 ? 0 : device.index());
+  if (device.is_cuda())
+    c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)
+        ->synchronizeDevice(device.index() < 0 ? 0 : device.index());
 }
 
 }  // namespace longlive
