@@ -16,6 +16,7 @@
 #include "longlive/gpu_timer.h"
 #include "longlive/log.h"
 #include "longlive/preset.h"
+#include "longlive/profiler.h"
 #include "longlive/text_encoder.h"
 
 namespace longlive::cli {
@@ -34,6 +35,10 @@ struct BenchArgs {
   int switch_every = 0;
   std::string decoder = "none";
   bool text_encoder = false;
+  std::string attention = "auto";
+  std::string fused = "preset";
+  int profile_blocks = 3;
+  int drift_blocks = 0;
 };
 
 struct Summary {
@@ -95,10 +100,17 @@ int run(const BenchArgs& a) {
   const int width = a.width ? a.width : (a.random == "tiny" ? 64 : preset.width);
   o.latent_height = height / 8;
   o.latent_width = width / 8;
+  o.runtime.attention = parse_attention_backend(a.attention);
+  if (a.fused == "on" || a.fused == "off") {
+    o.runtime.fused_kernels = a.fused == "on";
+  } else if (a.fused != "preset") {
+    throw ConfigError(fmt::format("--fused '{}': expected preset, on or off", a.fused));
+  }
 
   log::info("bench: preset {}, {}x{}, {} weights, device {}, dtype {}", preset.name, height, width,
             a.random, device.str(), c10::toString(o.dtype));
-  StreamGenerator generator(make_random_wan_weights(o.model, 1234, o.dtype), o);
+  const WeightStore weights = make_random_wan_weights(o.model, 1234, o.dtype);
+  StreamGenerator generator(weights, o);
   auto gen = at::detail::createCPUGenerator(7);
   auto embeds = [&] {
     return at::randn({1, o.model.text_len, o.model.text_dim}, gen, at::TensorOptions(at::kFloat)) *
@@ -126,6 +138,35 @@ int run(const BenchArgs& a) {
       const double ms = timer.stop_ms();
       if (i >= a.warmup) steady.push_back(ms);
     }
+  }
+  // Per-region device time over a few more blocks (events only while profiling).
+  RegionTimes regions;
+  if (a.profile_blocks > 0) {
+    RegionProfiler profiler(device);
+    profiler.activate();
+    for (int i = 0; i < a.profile_blocks; ++i) generator.next_block();
+    regions = profiler.collect();
+  }
+  // Drift: relative L2 between this configuration's latents and the plain-ATen path of the
+  // same preset (fused kernels and FP8 off, ATen's attention choice), same weights and seed.
+  double drift = -1;
+  if (a.drift_blocks > 0) {
+    auto run_blocks = [&](const GeneratorOptions& options) {
+      StreamGenerator g(weights, options);
+      auto text_gen = at::detail::createCPUGenerator(11);
+      g.start(at::randn({1, options.model.text_len, options.model.text_dim}, text_gen,
+                        at::TensorOptions(at::kFloat)) *
+                  0.1,
+              42);
+      std::vector<at::Tensor> blocks;
+      for (int i = 0; i < a.drift_blocks; ++i) blocks.push_back(g.next_block().to(at::kCPU));
+      return at::cat(blocks, 1);
+    };
+    GeneratorOptions plain = o;
+    plain.runtime = DitRuntime{.attention = AttentionBackend::flash};
+    const at::Tensor fast = run_blocks(o);
+    const at::Tensor reference = run_blocks(plain);
+    drift = ((fast - reference).norm() / reference.norm()).item<double>();
   }
   // Decoder: one block of latents -> 12 frames (steady state, after the first block).
   Summary decode;
@@ -177,6 +218,27 @@ int run(const BenchArgs& a) {
                              text.median, text.p99);
   std::cout << fmt::format("memory         peak allocated {:.2f} GiB, peak reserved {:.2f} GiB\n",
                            mem.peak_allocated_gib, mem.peak_reserved_gib);
+  const double profiled = a.profile_blocks > 0 ? a.profile_blocks : 1;
+  nlohmann::json region_json = nlohmann::json::object();
+  if (!regions.ms.empty()) {
+    std::cout << fmt::format("regions        per block over {} profiled blocks (CUDA events)\n",
+                             a.profile_blocks);
+    std::vector<std::pair<std::string, double>> sorted(regions.ms.begin(), regions.ms.end());
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto& x, const auto& y) { return x.second > y.second; });
+    for (const auto& [name, ms] : sorted) {
+      std::cout << fmt::format("  {:<16} {:8.1f} ms  {:5.1f} %\n", name, ms / profiled,
+                               100.0 * ms / regions.span_ms);
+      region_json[name] = ms / profiled;
+    }
+    std::cout << fmt::format("  {:<16} {:8.1f} ms  {:5.1f} %  (launch gaps, host waits)\n",
+                             "uncovered", (regions.span_ms - regions.covered_ms) / profiled,
+                             100.0 * regions.uncovered_fraction());
+  }
+  if (drift >= 0)
+    std::cout << fmt::format(
+        "drift          {:.3e} relative L2 vs the plain path after {} blocks\n", drift,
+        a.drift_blocks);
   if (!a.json.empty()) {
     const char* commit = std::getenv("LONGLIVE_COMMIT");
     nlohmann::json j = {{"preset", preset.name},
@@ -193,7 +255,14 @@ int run(const BenchArgs& a) {
                         {"taehv_decode", to_json(decode)},
                         {"text_encode", to_json(text)},
                         {"peak_allocated_gib", mem.peak_allocated_gib},
-                        {"peak_reserved_gib", mem.peak_reserved_gib}};
+                        {"peak_reserved_gib", mem.peak_reserved_gib},
+                        {"attention", a.attention},
+                        {"fused_kernels", o.runtime.fused_kernels},
+                        {"fp8_linears", o.runtime.fp8_linears},
+                        {"regions_ms_per_block", region_json},
+                        {"uncovered_fraction", regions.uncovered_fraction()},
+                        {"drift_relative_l2", drift},
+                        {"drift_blocks", a.drift_blocks}};
     std::ofstream(a.json) << j.dump(2) << "\n";
   }
   return 0;
@@ -215,6 +284,16 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_option("--json", a->json, "Write results as JSON here");
   cmd->add_option("--decoder", a->decoder, "Also time a decoder per block: taehv or none");
   cmd->add_flag("--text-encoder", a->text_encoder, "Also time one umT5 forward over 512 tokens");
+  cmd->add_option("--attention", a->attention,
+                  "Attention backend: auto, cudnn, flash, efficient, math");
+  cmd->add_option("--fused", a->fused,
+                  "Fused CUDA kernels: preset (as the preset says), on or off");
+  cmd->add_option("--profile-blocks", a->profile_blocks,
+                  "Blocks timed per region after the timed run (0: none)")
+      ->check(CLI::Range(0, 1000));
+  cmd->add_option("--drift-blocks", a->drift_blocks,
+                  "Also report the relative L2 drift from the plain path after N blocks (0: no)")
+      ->check(CLI::Range(0, 1000));
   return [a]() { return run(*a); };
 });
 

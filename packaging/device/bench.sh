@@ -12,10 +12,17 @@ run() {  # name, args...
   echo "== $name: $*"
   "$cli" bench "$@" --json "$out/$name.json" 2>&1 | grep -v "^\[" || echo "FAILED: $name"
 }
-run balanced --preset balanced --random full --blocks 20 --warmup 3 --decoder taehv --text-encoder
-run balanced_switch --preset balanced --random full --blocks 20 --warmup 3 --switch-every 4
-run quality --preset quality --random full --blocks 10 --warmup 2
-run turbo --preset turbo --random full --blocks 10 --warmup 2
+full="--random full --blocks 20 --warmup 3"
+run balanced --preset balanced $full --decoder taehv --text-encoder --drift-blocks 4
+run balanced_switch --preset balanced $full --switch-every 4 --profile-blocks 0
+run balanced_plain --preset balanced $full --fused off --profile-blocks 2
+run balanced_flash --preset balanced $full --attention flash --profile-blocks 0
+run quality --preset quality --random full --blocks 10 --warmup 2 --profile-blocks 2
+run turbo --preset turbo --random full --blocks 10 --warmup 2 --profile-blocks 0
+run turbo_fp8 --preset turbo_fp8 $full --drift-blocks 4
+run turbo_fp8_switch --preset turbo_fp8 $full --switch-every 4 --profile-blocks 0
+run ultra --preset ultra --random full --blocks 10 --warmup 2 --profile-blocks 0 --drift-blocks 4
+run low_memory --preset low_memory --random full --blocks 10 --warmup 2 --profile-blocks 0
 python3 - "$out" <<'PY'
 import json, glob, os, sys
 rows = {os.path.basename(p)[:-5]: json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] + "/*.json"))}

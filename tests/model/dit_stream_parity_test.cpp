@@ -24,7 +24,7 @@ int64_t valid_tokens(const KvCache& kv) {
 }
 
 void expect_kv_matches(const KvCache& kv, const WeightStore& stream, const std::string& prefix,
-                       StreamRun& run) {
+                       StreamRun& run, double tolerance) {
   for (int64_t layer = 0; layer < kv.shape().layers; ++layer) {
     const std::string base = prefix + ".kv.l" + std::to_string(layer) + ".";
     if (!stream.contains(base + "k")) return;  // variant without KV snapshots
@@ -33,17 +33,19 @@ void expect_kv_matches(const KvCache& kv, const WeightStore& stream, const std::
     for (bool values : {false, true}) {
       const at::Tensor ours = kv.positional(layer, values).narrow(1, 0, expected_valid);
       const at::Tensor ref = stream.get(base + (values ? "v" : "k")).narrow(1, 0, expected_valid);
-      EXPECT_LT(max_abs_diff(ours, ref), kTolerance) << base << (values ? "v" : "k");
+      EXPECT_LT(max_abs_diff(ours, ref), tolerance) << base << (values ? "v" : "k");
     }
     ++run.checked_kv;
   }
 }
 
-StreamRun run_stream(const std::string& file, bool skip_dropped) {
+StreamRun run_stream(const std::string& file, bool skip_dropped, at::Device device = at::kCPU,
+                     double kTolerance = longlive::test::kTolerance) {
   const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
   const WeightStore stream = WeightStore::open(fixture(file));
   GeneratorOptions options = options_from_stream(stream);
   options.skip_dropped_recache_frames = skip_dropped;
+  options.device = device;
   StreamGenerator generator(weights, options);
   const auto calls = metadata_json(stream, "calls");
   const int64_t steps = static_cast<int64_t>(options.denoising_steps.size());
@@ -67,7 +69,7 @@ StreamRun run_stream(const std::string& file, bool skip_dropped) {
       EXPECT_LT(max_abs_diff(trace.recache_flow, ref.narrow(1, ref.size(1) - ran, ran)), kTolerance)
           << name;
       expect_kv_matches(generator.kv_cache(), stream, name.substr(0, name.rfind('.')) + ".recache",
-                        run);
+                        run, kTolerance);
       ++run.checked_calls;
       continue;
     }
@@ -95,7 +97,7 @@ StreamRun run_stream(const std::string& file, bool skip_dropped) {
       EXPECT_LT(max_abs_diff(trace.step_x0[s], stream.get(step + "x0_pred")), kTolerance) << step;
       ++run.checked_calls;
     }
-    expect_kv_matches(generator.kv_cache(), stream, block, run);
+    expect_kv_matches(generator.kv_cache(), stream, block, run, kTolerance);
   }
   const at::Tensor all = at::cat(outputs, 1);
   EXPECT_LT(max_abs_diff(all, stream.get("output_latents")), kTolerance);
@@ -115,6 +117,20 @@ TEST(DitStreamParity, GlobalSinkFullRecacheMatchesAllFrames) {
 
 TEST(DitStreamParity, NoGlobalSinkMatchesEveryCall) {
   const StreamRun run = run_stream("dit_stream_no_global_sink.safetensors", /*skip_dropped=*/true);
+  EXPECT_GT(run.checked_calls, 0);
+}
+
+// GPU suite (skipped without CUDA): the same fixtures on the GPU in fp32 with TF32 off.
+TEST(DitStreamParityGpu, Fp32MatchesEveryCallWithin1e3) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU parity runs on the GPU box";
+  auto& context = at::globalContext();
+  const bool tf32 = context.allowTF32CuBLAS();
+  context.setAllowTF32CuBLAS(false);
+  context.setAllowTF32CuDNN(false);
+  const StreamRun run =
+      run_stream("dit_stream.safetensors", /*skip_dropped=*/true, at::Device(at::kCUDA, 0), 1e-3);
+  run_stream("dit_stream_no_global_sink.safetensors", true, at::Device(at::kCUDA, 0), 1e-3);
+  context.setAllowTF32CuBLAS(tf32);
   EXPECT_GT(run.checked_calls, 0);
 }
 

@@ -38,13 +38,16 @@ struct GeneratorOptions {
   // KV cache storage: unset = the compute dtype; at::kChar = int8 with a float32 scale per token
   // and head (about half of bf16's memory; reads dequantise to the compute dtype).
   std::optional<at::ScalarType> kv_dtype;
+  // Fast paths of the DiT on CUDA (fused kernels, FP8 linears, attention backend).
+  DitRuntime runtime;
   double lora_alpha = 0;  // <= 0: alpha = rank
   // Skip the re-cache frames whose K/V a global sink drops (same result, less work).
   bool skip_dropped_recache_frames = true;
 
   void validate() const;  // ConfigError naming the field
   // Copies the preset's sampling and cache fields (steps, warp, shift, block, window, sink) and
-  // its KV storage: int8 becomes at::kChar, a float kv_dtype leaves the KV in the compute dtype.
+  // its KV storage: int8 becomes at::kChar, a float kv_dtype leaves the KV in the compute dtype;
+  // fused_kernels and dtype fp8 (FP8 linears over a bf16 model) set `runtime`.
   void apply(const Preset& preset);
 };
 
@@ -115,6 +118,9 @@ class StreamGenerator {
   int64_t frames_generated() const { return frame_; }
   int64_t blocks_generated() const { return stats_.blocks; }
   GeneratorStats stats() const { return stats_; }
+  // Whether the DiT runs the fused CUDA kernels / FP8 linears (requested and possible here).
+  bool fused_kernels_active() const;
+  bool fp8_linears_active() const;
   const KvCache& kv_cache() const;
   const FlowMatchSampler& sampler() const;
 

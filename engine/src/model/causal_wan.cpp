@@ -3,10 +3,13 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <optional>
 #include <string>
 
 #include "longlive/error.h"
+#include "longlive/profiler.h"
 #include "model/ops.h"
+#include "runtime/fused_ops.h"
 
 namespace longlive {
 namespace {
@@ -24,9 +27,14 @@ at::Tensor rope_inverse_frequencies(int64_t channels) {
 }  // namespace
 
 CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& config,
-                               at::Device device, at::ScalarType dtype)
-    : config_(config), device_(device), dtype_(dtype) {
+                               at::Device device, at::ScalarType dtype, const DitRuntime& runtime)
+    : config_(config), device_(device), dtype_(dtype), runtime_(runtime) {
   config_.validate();
+  const bool sixteen_bit = dtype == at::kBFloat16 || dtype == at::kHalf;
+  fused_ = runtime.fused_kernels && device.is_cuda() &&
+           fused::available(at::empty({0}, at::TensorOptions().device(device))) && sixteen_bit &&
+           config.qk_norm && config.cross_attn_norm && config.dim <= 2048;
+  fp8_ = runtime.fp8_linears && fused_;  // FP8 GEMMs ride on the fused layer loop
   const int64_t d = config.dim;
   const auto& p = config.patch;
   const int64_t patch_out = config.out_channels * p[0] * p[1] * p[2];
@@ -59,12 +67,16 @@ CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& conf
     const std::string n = fmt::format("blocks.{}.", i);
     Block b;
     b.modulation = f32(n + "modulation", {1, 6, d});
-    b.q_w = w(n + "self_attn.q.weight", {d, d});
-    b.q_b = w(n + "self_attn.q.bias", {d});
-    b.k_w = w(n + "self_attn.k.weight", {d, d});
-    b.k_b = w(n + "self_attn.k.bias", {d});
-    b.v_w = w(n + "self_attn.v.weight", {d, d});
-    b.v_b = w(n + "self_attn.v.bias", {d});
+    b.qkv_w = at::cat({w(n + "self_attn.q.weight", {d, d}), w(n + "self_attn.k.weight", {d, d}),
+                       w(n + "self_attn.v.weight", {d, d})});
+    b.qkv_b = at::cat({w(n + "self_attn.q.bias", {d}), w(n + "self_attn.k.bias", {d}),
+                       w(n + "self_attn.v.bias", {d})});
+    b.q_w = b.qkv_w.narrow(0, 0, d);
+    b.k_w = b.qkv_w.narrow(0, d, d);
+    b.v_w = b.qkv_w.narrow(0, 2 * d, d);
+    b.q_b = b.qkv_b.narrow(0, 0, d);
+    b.k_b = b.qkv_b.narrow(0, d, d);
+    b.v_b = b.qkv_b.narrow(0, 2 * d, d);
     b.o_w = w(n + "self_attn.o.weight", {d, d});
     b.o_b = w(n + "self_attn.o.bias", {d});
     b.norm_q = w(n + "self_attn.norm_q.weight", {d});
@@ -87,6 +99,14 @@ CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& conf
     b.ffn0_b = w(n + "ffn.0.bias", {config.ffn_dim});
     b.ffn2_w = w(n + "ffn.2.weight", {d, config.ffn_dim});
     b.ffn2_b = w(n + "ffn.2.bias", {d});
+    if (fp8_) {
+      b.qkv8 = ops::quantize_weight_fp8(b.qkv_w);
+      b.o8 = ops::quantize_weight_fp8(b.o_w);
+      b.cq8 = ops::quantize_weight_fp8(b.cq_w);
+      b.co8 = ops::quantize_weight_fp8(b.co_w);
+      b.ffn0_8 = ops::quantize_weight_fp8(b.ffn0_w);
+      b.ffn2_8 = ops::quantize_weight_fp8(b.ffn2_w);
+    }
     blocks_.push_back(std::move(b));
   }
 
@@ -164,19 +184,33 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
   const int64_t seq = x.size(1);
-  at::Tensor q = ops::linear(x, b.q_w, b.q_b);
-  at::Tensor k = ops::linear(x, b.k_w, b.k_b);
-  const at::Tensor v = ops::linear(x, b.v_w, b.v_b).view({1, seq, n, hd});
-  if (config_.qk_norm) {
-    q = ops::rms_norm(q, b.norm_q, config_.eps);
-    k = ops::rms_norm(k, b.norm_k, config_.eps);
+  at::Tensor q, k, v;
+  {
+    const ProfileScope scope("gemm");
+    q = ops::linear(x, b.q_w, b.q_b);
+    k = ops::linear(x, b.k_w, b.k_b);
+    v = ops::linear(x, b.v_w, b.v_b).view({1, seq, n, hd});
   }
-  q = ops::apply_rope(q.view({1, seq, n, hd}), cos, sin);
-  k = ops::apply_rope(k.view({1, seq, n, hd}), cos, sin);
-
-  kv.write(layer, plan, k.transpose(1, 2), v.transpose(1, 2), seq / kv.shape().tokens_per_frame);
-  const at::Tensor out =
-      ops::attention(q.transpose(1, 2), kv.keys(layer, plan), kv.values(layer, plan));
+  {
+    const ProfileScope scope("rms_rope");
+    if (config_.qk_norm) {
+      q = ops::rms_norm(q, b.norm_q, config_.eps);
+      k = ops::rms_norm(k, b.norm_k, config_.eps);
+    }
+    q = ops::apply_rope(q.view({1, seq, n, hd}), cos, sin);
+    k = ops::apply_rope(k.view({1, seq, n, hd}), cos, sin);
+  }
+  {
+    const ProfileScope scope("kv_write");
+    kv.write(layer, plan, k.transpose(1, 2), v.transpose(1, 2), seq / kv.shape().tokens_per_frame);
+  }
+  at::Tensor out;
+  {
+    const ProfileScope scope("self_attention");
+    out = ops::attention(q.transpose(1, 2), kv.keys(layer, plan), kv.values(layer, plan),
+                         runtime_.attention);
+  }
+  const ProfileScope scope("gemm");
   return ops::linear(out.transpose(1, 2).reshape({1, seq, n * hd}), b.o_w, b.o_b);
 }
 
@@ -197,6 +231,8 @@ at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& 
   const at::Tensor input = latents.narrow(1, plan.first_written, frames);
   const at::Tensor t = timesteps.reshape({-1}).narrow(0, plan.first_written, frames);
 
+  std::optional<ProfileScope> embed_scope;
+  embed_scope.emplace("embed");
   // Patch embedding: [1, F, C, H, W] -> [1, C, F, H, W] -> conv -> [1, S, dim]
   at::Tensor x = at::conv3d(input.permute({0, 2, 1, 3, 4}).to(device_, dtype_), patch_w_, patch_b_,
                             {p[0], p[1], p[2]});
@@ -225,34 +261,16 @@ at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& 
     sin = sin.to(at::kFloat);
   }
 
-  for (size_t layer = 0; layer < blocks_.size(); ++layer) {
-    const Block& b = blocks_[layer];
-    const at::Tensor mod = b.modulation.unsqueeze(1) + e0;  // [1, F, 6, dim]
-    auto chunk = [&](int64_t i) { return mod.narrow(2, i, 1); };
-
-    at::Tensor hidden = ops::layer_norm_modulate(x, chunk(0), chunk(1), frames, config_.eps);
-    at::Tensor y = self_attention(b, static_cast<int64_t>(layer), hidden, cos, sin, kv, plan);
-    x = ops::gated_residual(x, y, chunk(2), frames);
-
-    const at::Tensor normed =
-        config_.cross_attn_norm ? ops::layer_norm_affine(x, b.norm3_w, b.norm3_b, config_.eps) : x;
-    at::Tensor q = ops::linear(normed, b.cq_w, b.cq_b);
-    if (config_.qk_norm) q = ops::rms_norm(q, b.cnorm_q, config_.eps);
-    const int64_t seq = x.size(1);
-    q = q.view({1, seq, config_.num_heads, config_.head_dim()}).transpose(1, 2);
-    const at::Tensor attended = ops::attention(q, cross.k[layer], cross.v[layer]);
-    x = x + ops::linear(attended.transpose(1, 2).reshape({1, seq, config_.dim}), b.co_w, b.co_b)
-                .to(at::kFloat);
-
-    hidden = ops::layer_norm_modulate(x, chunk(3), chunk(4), frames, config_.eps);
-    y = ops::linear(ops::gelu_tanh(ops::linear(hidden, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
-    x = ops::gated_residual(x, y, chunk(5), frames);
-  }
-
   // Head: 2-way modulation from the time embedding (before the projection).
   const at::Tensor head_mod = head_modulation_.unsqueeze(1) + e.view({1, frames, 1, config_.dim});
-  at::Tensor out = ops::layer_norm_modulate(x, head_mod.narrow(2, 0, 1), head_mod.narrow(2, 1, 1),
-                                            frames, config_.eps);
+  embed_scope.reset();
+  at::Tensor out;
+  if (fused_) {
+    out = fused_layers(x, e0, head_mod, cos, sin, kv, plan, cross, frames);
+  } else {
+    out = plain_layers(x, e0, head_mod, cos, sin, kv, plan, cross, frames);
+  }
+  const ProfileScope head_scope("head");
   out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
 
   // Unpatchify: [1, F*h*w, C*pt*ph*pw] -> [1, F*pt, C, h*ph, w*pw] (pipeline layout)
@@ -261,6 +279,178 @@ at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& 
             .permute({0, 3, 6, 1, 4, 2, 5})
             .reshape({1, f * p[0], c, h * p[1], w * p[2]});
   return out;
+}
+
+at::Tensor CausalWanModel::plain_layers(at::Tensor x, const at::Tensor& e0,
+                                        const at::Tensor& head_mod, const at::Tensor& cos,
+                                        const at::Tensor& sin, KvCache& kv,
+                                        const KvCache::Plan& plan, const CrossAttnCache& cross,
+                                        int64_t frames) const {
+  for (size_t layer = 0; layer < blocks_.size(); ++layer) {
+    const Block& b = blocks_[layer];
+    const int64_t seq = x.size(1);
+    at::Tensor mod, hidden, normed, q, attended, y;
+    auto chunk = [&](int64_t i) { return mod.narrow(2, i, 1); };
+    {
+      const ProfileScope scope("norm_modulate");
+      mod = b.modulation.unsqueeze(1) + e0;  // [1, F, 6, dim]
+      hidden = ops::layer_norm_modulate(x, chunk(0), chunk(1), frames, config_.eps);
+    }
+    y = self_attention(b, static_cast<int64_t>(layer), hidden, cos, sin, kv, plan);
+    {
+      const ProfileScope scope("norm_modulate");
+      x = ops::gated_residual(x, y, chunk(2), frames);
+      normed = config_.cross_attn_norm
+                   ? ops::layer_norm_affine(x, b.norm3_w, b.norm3_b, config_.eps)
+                   : x;
+    }
+    {
+      const ProfileScope scope("gemm");
+      q = ops::linear(normed, b.cq_w, b.cq_b);
+    }
+    {
+      const ProfileScope scope("rms_rope");
+      if (config_.qk_norm) q = ops::rms_norm(q, b.cnorm_q, config_.eps);
+      q = q.view({1, seq, config_.num_heads, config_.head_dim()}).transpose(1, 2);
+    }
+    {
+      const ProfileScope scope("cross_attention");
+      attended = ops::attention(q, cross.k[layer], cross.v[layer], runtime_.attention);
+    }
+    {
+      const ProfileScope scope("gemm");
+      y = ops::linear(attended.transpose(1, 2).reshape({1, seq, config_.dim}), b.co_w, b.co_b);
+    }
+    {
+      const ProfileScope scope("norm_modulate");
+      x = x + y.to(at::kFloat);
+      hidden = ops::layer_norm_modulate(x, chunk(3), chunk(4), frames, config_.eps);
+    }
+    {
+      const ProfileScope scope("gemm");
+      y = ops::linear(ops::gelu_tanh(ops::linear(hidden, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
+    }
+    const ProfileScope scope("norm_modulate");
+    x = ops::gated_residual(x, y, chunk(5), frames);
+  }
+  const ProfileScope scope("norm_modulate");
+  return ops::layer_norm_modulate(x, head_mod.narrow(2, 0, 1), head_mod.narrow(2, 1, 1), frames,
+                                  config_.eps);
+}
+
+at::Tensor CausalWanModel::project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                                   const ops::Fp8Weight& w8) const {
+  return w8.defined() ? ops::linear_fp8(x, w8, b, dtype_) : ops::linear(x, w, b);
+}
+
+// Same maths as plain_layers with each residual add folded into the next LayerNorm: per layer
+// three norm kernels, one QKV GEMM, one RMSNorm+RoPE kernel each for q and k, and the FFN's GELU
+// in the GEMM epilogue. x (float32) is updated in place.
+at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
+                                        const at::Tensor& head_mod, const at::Tensor& cos,
+                                        const at::Tensor& sin, KvCache& kv,
+                                        const KvCache::Plan& plan, const CrossAttnCache& cross,
+                                        int64_t frames) const {
+  const int64_t n = config_.num_heads;
+  const int64_t hd = config_.head_dim();
+  const int64_t d = config_.dim;
+  const int64_t seq = x.size(1);
+  x = x.contiguous();
+  const auto sixteen = at::TensorOptions().dtype(dtype_).device(device_);
+  auto norm = [&](const fused::NormInputs& in) {
+    const ProfileScope scope("norm_modulate");
+    return fused::norm_modulate(x, in, config_.eps, dtype_);
+  };
+  auto gemm = [&](const at::Tensor& in, const at::Tensor& w, const at::Tensor& b,
+                  const ops::Fp8Weight& w8) {
+    const ProfileScope scope("gemm");
+    return project(in, w, b, w8);
+  };
+
+  at::Tensor pending;       // the previous layer's FFN output, not yet added to x
+  at::Tensor pending_gate;  // and its gate
+  at::Tensor mod;
+  for (size_t layer = 0; layer < blocks_.size(); ++layer) {
+    const Block& b = blocks_[layer];
+    const auto layer_index = static_cast<int64_t>(layer);
+    {
+      const ProfileScope scope("norm_modulate");
+      mod = (b.modulation.unsqueeze(1) + e0).contiguous();  // [1, F, 6, dim]
+    }
+    const at::Tensor c0 = mod.narrow(2, 0, 1), c1 = mod.narrow(2, 1, 1), c2 = mod.narrow(2, 2, 1),
+                     c3 = mod.narrow(2, 3, 1), c4 = mod.narrow(2, 4, 1);
+
+    fused::NormInputs pre{.shift = &c0, .scale = &c1, .frames = frames};
+    if (pending.defined()) {
+      pre.residual = &pending;
+      pre.gate = &pending_gate;
+    }
+    at::Tensor hidden = norm(pre);
+
+    // Self-attention: one QKV GEMM, q/k normalised and rotated straight out of its output.
+    const at::Tensor qkv = gemm(hidden, b.qkv_w, b.qkv_b, b.qkv8).view({seq, 3 * d});
+    const at::Tensor q = at::empty({seq, n, hd}, sixteen);
+    const at::Tensor k = at::empty({seq, n, hd}, sixteen);
+    {
+      const ProfileScope scope("rms_rope");
+      fused::rms_rope(qkv.narrow(1, 0, d), b.norm_q, cos, sin, q, config_.eps);
+      fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps);
+    }
+    {
+      const ProfileScope scope("kv_write");
+      const at::Tensor v = qkv.narrow(1, 2 * d, d).view({1, seq, n, hd});
+      kv.write(layer_index, plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2),
+               seq / kv.shape().tokens_per_frame);
+    }
+    at::Tensor attended;
+    {
+      const ProfileScope scope("self_attention");
+      attended = ops::attention(q.unsqueeze(0).transpose(1, 2), kv.keys(layer_index, plan),
+                                kv.values(layer_index, plan), runtime_.attention);
+    }
+    const at::Tensor y = gemm(attended.transpose(1, 2).reshape({1, seq, d}), b.o_w, b.o_b, b.o8);
+
+    // x += y * gate; normed = norm3(x)
+    const at::Tensor normed = norm(
+        {.residual = &y, .gate = &c2, .weight = &b.norm3_w, .bias = &b.norm3_b, .frames = frames});
+
+    // Cross-attention on the cached text K/V.
+    const at::Tensor cq = gemm(normed, b.cq_w, b.cq_b, b.cq8).view({seq, d});
+    const at::Tensor q_cross = at::empty({seq, n, hd}, sixteen);
+    {
+      const ProfileScope scope("rms_rope");
+      fused::rms_rope(cq, b.cnorm_q, at::Tensor(), at::Tensor(), q_cross, config_.eps);
+    }
+    {
+      const ProfileScope scope("cross_attention");
+      attended = ops::attention(q_cross.unsqueeze(0).transpose(1, 2), cross.k[layer],
+                                cross.v[layer], runtime_.attention);
+    }
+    const at::Tensor ca =
+        gemm(attended.transpose(1, 2).reshape({1, seq, d}), b.co_w, b.co_b, b.co8);
+
+    // x += cross; hidden = modulate(norm(x)); FFN with GELU in the first GEMM's epilogue.
+    hidden = norm({.residual = &ca, .shift = &c3, .scale = &c4, .frames = frames});
+    {
+      const ProfileScope scope("gemm");
+      if (b.ffn0_8.defined()) {
+        pending =
+            ops::linear_fp8(ops::gelu_tanh(ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_)),
+                            b.ffn2_8, b.ffn2_b, dtype_);
+      } else {
+        pending =
+            ops::linear(ops::linear_gelu_tanh(hidden, b.ffn0_w, b.ffn0_b), b.ffn2_w, b.ffn2_b);
+      }
+    }
+    pending_gate = mod.narrow(2, 5, 1);
+  }
+  const at::Tensor shift = head_mod.narrow(2, 0, 1), scale = head_mod.narrow(2, 1, 1);
+  fused::NormInputs head{.shift = &shift, .scale = &scale, .frames = frames};
+  if (pending.defined()) {
+    head.residual = &pending;
+    head.gate = &pending_gate;
+  }
+  return norm(head);
 }
 
 }  // namespace longlive

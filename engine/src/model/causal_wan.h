@@ -11,6 +11,7 @@
 #include "cache/kv_cache.h"
 #include "longlive/wan_model.h"
 #include "longlive/weights.h"
+#include "model/ops.h"
 
 namespace longlive {
 
@@ -18,12 +19,18 @@ class CausalWanModel {
  public:
   // Checks every tensor's name and shape and moves the weights to `device` in `dtype`
   // (norm gains and modulation tables stay float32).
+  // `runtime` picks the fast paths (fused kernels, FP8 linears, attention backend); paths that
+  // cannot run on this device/dtype fall back to plain ATen (see uses_fused_kernels()).
   CausalWanModel(const WeightStore& weights, const WanConfig& config, at::Device device,
-                 at::ScalarType dtype);
+                 at::ScalarType dtype, const DitRuntime& runtime = {});
 
   const WanConfig& config() const { return config_; }
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
+  const DitRuntime& runtime() const { return runtime_; }
+  // Whether forward() runs the fused CUDA kernels (requested, CUDA build and device, 16-bit).
+  bool uses_fused_kernels() const { return fused_; }
+  bool uses_fp8_linears() const { return fp8_; }
 
   // Embeds the prompt ([1, L <= text_len, text_dim]) and fills the per-layer text K/V.
   void build_cross_cache(const at::Tensor& prompt_embeds, CrossAttnCache& cache) const;
@@ -40,7 +47,10 @@ class CausalWanModel {
  private:
   struct Block {
     at::Tensor modulation;  // [1, 6, dim] float32
+    // q/k/v weights are row slices of one [3 dim, dim] matrix, so the fused path runs one GEMM.
+    at::Tensor qkv_w, qkv_b;
     at::Tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, norm_q, norm_k;
+    ops::Fp8Weight qkv8, o8, cq8, co8, ffn0_8, ffn2_8;  // FP8 copies (fp8_linears only)
     at::Tensor norm3_w, norm3_b;
     at::Tensor cq_w, cq_b, ck_w, ck_b, cv_w, cv_b, co_w, co_b, cnorm_q, cnorm_k;
     at::Tensor ffn0_w, ffn0_b, ffn2_w, ffn2_b;
@@ -51,10 +61,26 @@ class CausalWanModel {
   at::Tensor self_attention(const Block& b, int64_t layer, const at::Tensor& x,
                             const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
                             const KvCache::Plan& plan) const;
+  // The transformer blocks and the head's modulated norm: [1, S, dim] float32 -> [1, S, dim]
+  // ready for the head projection. Plain ATen ops, or the fused kernels.
+  at::Tensor plain_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
+                          const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
+                          const KvCache::Plan& plan, const CrossAttnCache& cross,
+                          int64_t frames) const;
+  // The fused-kernel layer loop (same maths as the plain loop in forward()).
+  at::Tensor fused_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
+                          const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
+                          const KvCache::Plan& plan, const CrossAttnCache& cross,
+                          int64_t frames) const;
+  at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                     const ops::Fp8Weight& w8) const;
 
   WanConfig config_;
   at::Device device_;
   at::ScalarType dtype_;
+  DitRuntime runtime_;
+  bool fused_ = false;
+  bool fp8_ = false;
   at::Tensor patch_w_, patch_b_;
   at::Tensor text0_w_, text0_b_, text2_w_, text2_b_;
   at::Tensor time0_w_, time0_b_, time2_w_, time2_b_;

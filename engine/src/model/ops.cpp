@@ -1,5 +1,13 @@
 #include "model/ops.h"
 
+#include <fmt/format.h>
+
+#include <atomic>
+
+#include "longlive/error.h"
+#include "longlive/log.h"
+#include "runtime/fused_ops.h"
+
 namespace longlive::ops {
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
@@ -49,8 +57,103 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
   return at::stack({out_re, out_im}, -1).reshape(sizes).to(x.scalar_type());
 }
 
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+namespace {
+
+// A backend that refused a call is not asked again in this process (the refusal is a host-side
+// shape/support check, so nothing is left half-done on the device).
+std::atomic<bool> cudnn_refused{false};
+std::atomic<bool> flash_refused{false};
+
+template <typename Call>
+std::optional<at::Tensor> try_backend(std::atomic<bool>& refused, const char* name, Call call) {
+  if (refused.load(std::memory_order_relaxed)) return std::nullopt;
+  try {
+    return call();
+  } catch (const c10::Error& e) {
+    refused = true;
+    log::warn("attention backend {} refused ({}); using ATen's choice from now on", name,
+              e.what_without_backtrace());
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     AttentionBackend backend) {
+  if (q.is_cuda()) {
+    const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+    if (backend == AttentionBackend::automatic && half && q.size(-1) <= 128)
+      backend = AttentionBackend::cudnn;
+    switch (backend) {
+      case AttentionBackend::cudnn:
+        if (auto out = try_backend(cudnn_refused, "cudnn", [&] {
+              return std::get<0>(
+                  at::_scaled_dot_product_cudnn_attention(q, k, v, std::nullopt, false));
+            }))
+          return *out;
+        break;
+      case AttentionBackend::flash:
+        if (auto out = try_backend(flash_refused, "flash", [&] {
+              return std::get<0>(at::_scaled_dot_product_flash_attention(q, k, v));
+            }))
+          return *out;
+        break;
+      case AttentionBackend::efficient:
+        return std::get<0>(
+            at::_scaled_dot_product_efficient_attention(q, k, v, std::nullopt, false));
+      case AttentionBackend::math:
+        return std::get<0>(at::_scaled_dot_product_attention_math(q, k, v));
+      case AttentionBackend::automatic:
+        break;
+    }
+  }
   return at::scaled_dot_product_attention(q, k, v);
+}
+
+Fp8Weight quantize_weight_fp8(const at::Tensor& weight) {
+  if (weight.dim() != 2 || weight.size(0) % 16 != 0 || weight.size(1) % 16 != 0) {
+    throw ConfigError(fmt::format("FP8 linear: weight [{}, {}] needs both sizes divisible by 16",
+                                  weight.size(0), weight.size(weight.dim() - 1)));
+  }
+  constexpr double kE4m3Max = 448.0;
+  const at::Tensor w = weight.to(at::kFloat);
+  const at::Tensor scale = w.abs().amax(1, /*keepdim=*/true).div_(kE4m3Max).clamp_min_(1e-12);
+  Fp8Weight out;
+  out.q = w.div(scale).clamp_(-kE4m3Max, kE4m3Max).to(at::kFloat8_e4m3fn).contiguous();
+  out.scale = scale.t().contiguous();
+  return out;
+}
+
+at::Tensor linear_fp8(const at::Tensor& x, const Fp8Weight& w,
+                      const std::optional<at::Tensor>& bias, at::ScalarType out_dtype) {
+  const int64_t k = x.size(-1);
+  auto out_sizes = x.sizes().vec();
+  out_sizes.back() = w.q.size(0);
+  const at::Tensor x2d = x.reshape({-1, k}).to(out_dtype).contiguous();
+  at::Tensor xq, xs;
+  if (fused::available(x2d)) {
+    std::tie(xq, xs) = fused::quantize_fp8_rows(x2d);
+  } else {
+    const at::Tensor xf = x2d.to(at::kFloat);
+    xs = xf.abs().amax(1, /*keepdim=*/true).div_(448.0).clamp_min_(1e-12);
+    xq = xf.div(xs).clamp_(-448.0, 448.0).to(at::kFloat8_e4m3fn);
+  }
+  const std::optional<at::Tensor> b =
+      bias ? std::optional<at::Tensor>(bias->to(out_dtype)) : std::nullopt;
+  return at::_scaled_mm(xq, w.q.t(), xs, w.scale, b, std::nullopt, out_dtype,
+                        /*use_fast_accum=*/true)
+      .view(out_sizes);
+}
+
+at::Tensor linear_gelu_tanh(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!x.is_cuda()) return gelu_tanh(ops::linear(x, weight, bias));
+  const int64_t k = x.size(-1);
+  auto out_sizes = x.sizes().vec();
+  out_sizes.back() = weight.size(0);
+  const at::Tensor x2d = x.reshape({-1, k}).to(weight.scalar_type());
+  // cuBLASLt's GELU epilogue is the tanh approximation (what PyTorch fuses gelu(tanh) into).
+  return at::_addmm_activation(bias, x2d, weight.t(), 1, 1, /*use_gelu=*/true).view(out_sizes);
 }
 
 at::Tensor gelu_tanh(const at::Tensor& x) { return at::gelu(x, "tanh"); }

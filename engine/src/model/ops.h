@@ -7,6 +7,8 @@
 
 #include <optional>
 
+#include "longlive/wan_model.h"
+
 namespace longlive::ops {
 
 // y = x @ weight^T + bias, computed in weight's dtype (x is cast); returns weight's dtype.
@@ -35,8 +37,26 @@ at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& y, const at::Te
 // fast path for 16-bit models) and cast back to x's dtype.
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
-// Softmax attention, scale 1/sqrt(Dh), no mask. q: [B, H, Sq, Dh], k/v: [B, H, Sk, Dh].
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+// Softmax attention, scale 1/sqrt(Dh), no mask. q: [B, H, Sq, Dh], k/v: [B, H, Sk, Dh] (any
+// strides with a contiguous last dim). `backend` picks the CUDA kernel (see AttentionBackend);
+// CPU tensors always use ATen's choice.
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     AttentionBackend backend = AttentionBackend::automatic);
+
+// A linear weight quantised once to FP8 e4m3 with one float32 scale per output row.
+struct Fp8Weight {
+  at::Tensor q;      // [N, K] float8_e4m3fn
+  at::Tensor scale;  // [1, N] float32
+  bool defined() const { return q.defined(); }
+};
+// weight: [N, K] (any float dtype). Requires N and K to be multiples of 16 (FP8 GEMM tiles).
+Fp8Weight quantize_weight_fp8(const at::Tensor& weight);
+// y = (x quantised per row) @ w^T * scales + bias in `out_dtype` (bfloat16) via at::_scaled_mm.
+at::Tensor linear_fp8(const at::Tensor& x, const Fp8Weight& w,
+                      const std::optional<at::Tensor>& bias, at::ScalarType out_dtype);
+// gelu_tanh(x @ weight^T + bias) with the activation in the GEMM epilogue where the backend has
+// one (cuBLASLt on CUDA); plain linear + gelu elsewhere.
+at::Tensor linear_gelu_tanh(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
 at::Tensor gelu_tanh(const at::Tensor& x);
 

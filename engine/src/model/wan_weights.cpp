@@ -161,3 +161,33 @@ WeightStore merge_lora(const WeightStore& base, const WeightStore& lora, double 
 }
 
 }  // namespace longlive
+
+namespace longlive {
+
+AttentionBackend parse_attention_backend(const std::string& name) {
+  if (name == "auto" || name == "automatic") return AttentionBackend::automatic;
+  if (name == "cudnn") return AttentionBackend::cudnn;
+  if (name == "flash") return AttentionBackend::flash;
+  if (name == "efficient") return AttentionBackend::efficient;
+  if (name == "math") return AttentionBackend::math;
+  throw ConfigError(fmt::format(
+      "attention backend '{}' is unknown; expected auto, cudnn, flash, efficient or math", name));
+}
+
+std::string to_string(AttentionBackend backend) {
+  switch (backend) {
+    case AttentionBackend::automatic:
+      return "auto";
+    case AttentionBackend::cudnn:
+      return "cudnn";
+    case AttentionBackend::flash:
+      return "flash";
+    case AttentionBackend::efficient:
+      return "efficient";
+    case AttentionBackend::math:
+      return "math";
+  }
+  return "auto";
+}
+
+}  // namespace longlive

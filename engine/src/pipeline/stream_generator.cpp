@@ -54,6 +54,8 @@ void GeneratorOptions::apply(const Preset& preset) {
   sink_frames = preset.sink_frames;
   global_sink = preset.global_sink;
   kv_dtype = preset.kv_dtype == KvDType::int8 ? std::optional(at::kChar) : std::nullopt;
+  runtime.fused_kernels = preset.fused_kernels;
+  runtime.fp8_linears = preset.dtype == ComputeDType::fp8;
 }
 
 void GeneratorOptions::validate() const {
@@ -84,10 +86,11 @@ StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOpti
   options_.validate();
   if (lora) {
     model_ = std::make_unique<CausalWanModel>(merge_lora(weights, *lora, options_.lora_alpha),
-                                              options_.model, options_.device, options_.dtype);
+                                              options_.model, options_.device, options_.dtype,
+                                              options_.runtime);
   } else {
-    model_ =
-        std::make_unique<CausalWanModel>(weights, options_.model, options_.device, options_.dtype);
+    model_ = std::make_unique<CausalWanModel>(weights, options_.model, options_.device,
+                                              options_.dtype, options_.runtime);
   }
   kv_ = std::make_unique<KvCache>(
       model_->kv_shape(options_.latent_height, options_.latent_width, options_.sink_frames,
@@ -105,6 +108,8 @@ StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOpti
 StreamGenerator::~StreamGenerator() = default;
 
 const KvCache& StreamGenerator::kv_cache() const { return *kv_; }
+bool StreamGenerator::fused_kernels_active() const { return model_->uses_fused_kernels(); }
+bool StreamGenerator::fp8_linears_active() const { return model_->uses_fp8_linears(); }
 const FlowMatchSampler& StreamGenerator::sampler() const { return *sampler_; }
 
 void StreamGenerator::start(const at::Tensor& prompt_embeds, uint64_t seed) {

@@ -1,0 +1,70 @@
+#pragma once
+// Fused CUDA kernels of the DiT's elementwise work, with plain-pointer launchers so nvcc never
+// parses ATen. `runtime/fused_ops.h` wraps them for tensors and checks every argument; call that.
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace longlive::kernels {
+
+enum class ElemType : int { f32 = 0, f16 = 1, bf16 = 2 };
+
+// Largest hidden size the row kernels keep in registers (256 threads x 8 elements).
+constexpr int64_t kMaxRowDim = 2048;
+
+// One row (token) per thread block, per row r of frame f = r / tokens_per_frame:
+//   if residual:  x[r] += residual[r] * (gate ? gate[f] : 1)        (x float32, updated in place)
+//   out[r] = LayerNorm(x[r]) * (1 + scale[f]) + shift[f]             (modulate)
+//          | LayerNorm(x[r]) * weight + bias                         (affine)
+//          | LayerNorm(x[r])                                         (neither)
+// Per-frame vectors are float32 with `gate_stride` (gate) or `frame_stride` (shift, scale)
+// elements between frames.
+struct NormModulateArgs {
+  float* x = nullptr;
+  const void* residual = nullptr;
+  ElemType residual_type = ElemType::bf16;
+  const float* gate = nullptr;
+  int64_t gate_stride = 0;
+  const float* shift = nullptr;
+  const float* scale = nullptr;
+  int64_t frame_stride = 0;
+  const float* weight = nullptr;
+  const float* bias = nullptr;
+  void* out = nullptr;
+  ElemType out_type = ElemType::bf16;
+  int64_t rows = 0;
+  int64_t dim = 0;
+  int64_t tokens_per_frame = 1;
+  float eps = 1e-6f;
+};
+cudaError_t launch_norm_modulate(const NormModulateArgs& args, cudaStream_t stream);
+
+// RMSNorm over the whole row then rotary embedding per head, for q or k of self-attention:
+//   n = to16(x * rsqrt(mean(x^2) + eps)); n = to16(n * weight)
+//   pairs (2i, 2i+1) of each head rotate by angle table row r (cos/sin: [rows, head_dim/2] f32)
+// Input rows have `in_stride` elements (a slice of the fused qkv output); the output is
+// [rows, heads, head_dim] with strides (out_row_stride, out_head_stride, 1): it may be a view.
+// cos == nullptr skips the rotation (cross-attention q).
+struct RmsRopeArgs {
+  const void* in = nullptr;
+  int64_t in_stride = 0;
+  const void* weight = nullptr;
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+  void* out = nullptr;
+  int64_t out_row_stride = 0;
+  int64_t out_head_stride = 0;
+  ElemType type = ElemType::bf16;  // of in, weight and out
+  int64_t rows = 0;
+  int64_t heads = 0;
+  int64_t head_dim = 0;
+  float eps = 1e-6f;
+};
+cudaError_t launch_rms_rope(const RmsRopeArgs& args, cudaStream_t stream);
+
+// Per-row symmetric FP8 (e4m3) quantisation for FP8 linears: scale[r] = max(amax(x[r]) / 448,
+// 1e-12); q[r] = fp8(x[r] / scale[r]). x is bf16/f16 [rows, dim] contiguous.
+cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
+                                     void* q, float* scales, cudaStream_t stream);
+
+}  // namespace longlive::kernels

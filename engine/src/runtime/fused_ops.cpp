@@ -1,0 +1,186 @@
+#include "runtime/fused_ops.h"
+
+#include <fmt/format.h>
+
+#include "longlive/error.h"
+
+#ifdef LONGLIVE_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "fused_kernels.h"
+#endif
+
+namespace longlive::fused {
+
+#ifdef LONGLIVE_WITH_CUDA
+namespace {
+
+kernels::ElemType elem_type(const at::Tensor& t, const char* what) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return kernels::ElemType::f32;
+    case at::kHalf:
+      return kernels::ElemType::f16;
+    case at::kBFloat16:
+      return kernels::ElemType::bf16;
+    default:
+      throw ConfigError(
+          fmt::format("fused kernel: {} has dtype {}, expected float32, float16 or "
+                      "bfloat16",
+                      what, c10::toString(t.scalar_type())));
+  }
+}
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw ConfigError("fused kernel: " + what);
+}
+
+void check_launch(cudaError_t status, const char* kernel) {
+  if (status != cudaSuccess)
+    throw Error(
+        fmt::format("CUDA kernel {} failed to launch: {}", kernel, cudaGetErrorString(status)));
+}
+
+// A [1, F, 1, D] float32 per-frame view: returns its frame stride.
+int64_t frame_stride(const at::Tensor& t, int64_t frames, int64_t dim, const char* what) {
+  require(t.scalar_type() == at::kFloat && t.dim() == 4 && t.size(1) == frames &&
+              t.size(-1) == dim && t.stride(-1) == 1 && t.is_cuda(),
+          fmt::format("{} must be a [1, {}, 1, {}] float32 CUDA view with a contiguous last dim",
+                      what, frames, dim));
+  return frames > 1 ? t.stride(1) : 0;
+}
+
+}  // namespace
+
+bool available(const at::Tensor& t) { return t.defined() && t.is_cuda(); }
+
+at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
+                         at::ScalarType out_dtype) {
+  require(x.is_cuda() && x.scalar_type() == at::kFloat && x.is_contiguous() && x.dim() == 3,
+          "x must be a contiguous [1, S, D] float32 CUDA tensor");
+  const int64_t dim = x.size(2);
+  const int64_t rows = x.size(0) * x.size(1);
+  require(dim <= kernels::kMaxRowDim,
+          fmt::format("hidden size {} exceeds {}", dim, kernels::kMaxRowDim));
+  require(in.frames >= 1 && rows % in.frames == 0,
+          fmt::format("{} rows do not split into {} frames", rows, in.frames));
+  const c10::cuda::CUDAGuard guard(x.device());
+  kernels::NormModulateArgs a;
+  a.x = x.data_ptr<float>();
+  a.rows = rows;
+  a.dim = dim;
+  a.tokens_per_frame = rows / in.frames;
+  a.eps = static_cast<float>(eps);
+
+  at::Tensor residual;
+  if (in.residual) {
+    residual = in.residual->is_contiguous() ? *in.residual : in.residual->contiguous();
+    require(residual.numel() == x.numel() && residual.device() == x.device(),
+            "residual must match x's shape and device");
+    a.residual = residual.data_ptr();
+    a.residual_type = elem_type(residual, "residual");
+  }
+  // Shift and scale share one frame stride (slices of one modulation table); the gate may come
+  // from another table (the previous layer's).
+  if (in.gate) {
+    a.gate_stride = frame_stride(*in.gate, in.frames, dim, "gate");
+    a.gate = in.gate->data_ptr<float>();
+  }
+  require((in.shift == nullptr) == (in.scale == nullptr), "shift and scale come together");
+  if (in.shift) {
+    a.frame_stride = frame_stride(*in.shift, in.frames, dim, "shift");
+    require(frame_stride(*in.scale, in.frames, dim, "scale") == a.frame_stride,
+            "shift and scale must share one frame stride");
+    a.shift = in.shift->data_ptr<float>();
+    a.scale = in.scale->data_ptr<float>();
+  }
+  require((in.weight == nullptr) == (in.bias == nullptr), "weight and bias come together");
+  if (in.weight) {
+    require(in.weight->scalar_type() == at::kFloat && in.weight->is_contiguous() &&
+                in.weight->numel() == dim && in.bias->scalar_type() == at::kFloat &&
+                in.bias->is_contiguous() && in.bias->numel() == dim,
+            "LayerNorm weight and bias must be contiguous float32 [D]");
+    a.weight = in.weight->data_ptr<float>();
+    a.bias = in.bias->data_ptr<float>();
+  }
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(out_dtype));
+  a.out = out.data_ptr();
+  a.out_type = elem_type(out, "output");
+  check_launch(kernels::launch_norm_modulate(a, c10::cuda::getCurrentCUDAStream()),
+               "norm_modulate");
+  return out;
+}
+
+void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
+              const at::Tensor& sin, const at::Tensor& out, double eps) {
+  require(in.is_cuda() && in.dim() == 2 && in.stride(1) == 1 && in.stride(0) % 2 == 0 &&
+              (in.scalar_type() == at::kBFloat16 || in.scalar_type() == at::kHalf),
+          "rms_rope input must be a [S, D] bfloat16/float16 CUDA view with a contiguous last dim "
+          "and an even row stride");
+  require(out.dim() == 3 && out.size(0) == in.size(0) && out.size(1) * out.size(2) == in.size(1) &&
+              out.stride(2) == 1 && out.stride(1) % 2 == 0 && out.stride(0) % 2 == 0 &&
+              out.scalar_type() == in.scalar_type() && out.device() == in.device(),
+          "rms_rope output must be [S, heads, head_dim] of the input's dtype with stride(2) == 1");
+  require(weight.scalar_type() == in.scalar_type() && weight.is_contiguous() &&
+              weight.numel() == in.size(1),
+          "rms_rope weight must be contiguous [D] of the input's dtype");
+  const int64_t head_dim = out.size(2);
+  if (cos.defined()) {
+    require(cos.scalar_type() == at::kFloat && sin.scalar_type() == at::kFloat &&
+                cos.is_contiguous() && sin.is_contiguous() &&
+                cos.numel() == in.size(0) * head_dim / 2 && sin.numel() == cos.numel(),
+            "rms_rope cos/sin must be contiguous float32 [S, 1, head_dim / 2]");
+  }
+  const c10::cuda::CUDAGuard guard(in.device());
+  kernels::RmsRopeArgs a;
+  a.in = in.data_ptr();
+  a.in_stride = in.stride(0);
+  a.weight = weight.data_ptr();
+  a.cos = cos.defined() ? cos.data_ptr<float>() : nullptr;
+  a.sin = cos.defined() ? sin.data_ptr<float>() : nullptr;
+  a.out = out.data_ptr();
+  a.out_row_stride = out.stride(0);
+  a.out_head_stride = out.stride(1);
+  a.type = elem_type(in, "input");
+  a.rows = in.size(0);
+  a.heads = out.size(1);
+  a.head_dim = head_dim;
+  a.eps = static_cast<float>(eps);
+  check_launch(kernels::launch_rms_rope(a, c10::cuda::getCurrentCUDAStream()), "rms_rope");
+}
+
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x) {
+  require(x.is_cuda() && x.dim() == 2 && x.is_contiguous(),
+          "quantize_fp8_rows input must be a contiguous [M, K] CUDA tensor");
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor q = at::empty(x.sizes(), x.options().dtype(at::kFloat8_e4m3fn));
+  at::Tensor scales = at::empty({x.size(0), 1}, x.options().dtype(at::kFloat));
+  check_launch(kernels::launch_quantize_fp8_rows(x.data_ptr(), elem_type(x, "input"), x.size(0),
+                                                 x.size(1), q.data_ptr(), scales.data_ptr<float>(),
+                                                 c10::cuda::getCurrentCUDAStream()),
+               "quantize_fp8_rows");
+  return {q, scales};
+}
+
+#else  // CPU-only build: nothing is available and nothing may be called.
+
+namespace {
+[[noreturn]] void unavailable() {
+  throw ConfigError("fused CUDA kernels are not compiled into this build (LONGLIVE_CUDA=OFF)");
+}
+}  // namespace
+
+bool available(const at::Tensor&) { return false; }
+at::Tensor norm_modulate(const at::Tensor&, const NormInputs&, double, at::ScalarType) {
+  unavailable();
+}
+void rms_rope(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+              const at::Tensor&, double) {
+  unavailable();
+}
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor&) { unavailable(); }
+
+#endif
+
+}  // namespace longlive::fused

@@ -1,0 +1,42 @@
+#pragma once
+// Tensor-level entry points of the fused CUDA kernels (engine/kernels/). Each checks its arguments
+// and throws ConfigError naming what is wrong; `fused::available()` says whether this build and
+// tensor can use them at all (CUDA build, CUDA tensor). The plain-ATen equivalents are in
+// model/ops.h; GPU tests compare the two.
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <utility>
+
+namespace longlive::fused {
+
+// True when the kernels were compiled in and `t` lives on a CUDA device.
+bool available(const at::Tensor& t);
+
+// What norm_modulate adds before and applies after the LayerNorm. Per-frame tensors are
+// [1, F, 1, D] float32 views with a contiguous last dim (slices of the modulation table).
+struct NormInputs {
+  const at::Tensor* residual = nullptr;  // [1, S, D]: x += residual * gate (gate 1 when absent)
+  const at::Tensor* gate = nullptr;
+  const at::Tensor* shift = nullptr;  // modulation: norm * (1 + scale) + shift
+  const at::Tensor* scale = nullptr;
+  const at::Tensor* weight = nullptr;  // or affine LayerNorm: norm * weight + bias ([D] float32)
+  const at::Tensor* bias = nullptr;
+  int64_t frames = 1;  // S = frames * tokens per frame
+};
+
+// x: [1, S, D] float32 contiguous, updated in place when `in.residual` is set. Returns the
+// normalised (and modulated) rows in `out_dtype`, [1, S, D].
+at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
+                         at::ScalarType out_dtype);
+
+// RMSNorm over each row of `in` ([S, D] 16-bit, last dim contiguous, any row stride) times
+// `weight` ([D]), then rotary embedding per head with cos/sin ([S, 1, head_dim/2] float32; both
+// undefined to skip). Writes `out` ([S, heads, head_dim], stride(2) == 1; may be a view).
+void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
+              const at::Tensor& sin, const at::Tensor& out, double eps);
+
+// Row-wise FP8 e4m3 quantisation: x [M, K] 16-bit contiguous -> (q [M, K] fp8, scales [M, 1] f32).
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x);
+
+}  // namespace longlive::fused

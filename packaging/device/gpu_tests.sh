@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# On the GPU box after build_and_test.sh: the GPU-only tests with their full output (drift
+# figures, skips), so a run shows more than ctest's summary.
+#   packaging/device/gpu_tests.sh [BUILD_DIR]
+set -uo pipefail
+build=${1:-$PWD/build-gpu}
+"$build/tests/test_model" --gtest_brief=0 \
+  --gtest_filter='*Gpu*:FusedKernels*:AttentionBackends*:Fp8Linear*:LinearGelu*:FastPath*:RegionProfiler*' 2>&1 |
+  grep -E "^\[ +(OK|FAILED|SKIPPED|drift|PASSED) |Failure|Expected|Which is|error|actual" | head -60

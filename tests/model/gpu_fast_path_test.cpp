@@ -1,0 +1,214 @@
+// GPU fast paths against the plain ATen path (skipped without CUDA; run on the GPU box by
+// packaging/device/build_and_test.sh): fused kernels, attention backends, FP8 linears, and the
+// whole streaming loop with every fast path on.
+#include <gtest/gtest.h>
+
+#include "dit_fixture.h"
+#include "longlive/generator.h"
+#include "longlive/profiler.h"
+#include "model/ops.h"
+#include "runtime/fused_ops.h"
+
+namespace longlive::test {
+namespace {
+
+#define REQUIRE_CUDA() \
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU fast paths are tested on the GPU box"
+
+at::TensorOptions cuda(at::ScalarType t) {
+  return at::TensorOptions().dtype(t).device(at::Device(at::kCUDA, 0));
+}
+
+double relative_l2(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor x = a.to(at::kCPU, at::kDouble), y = b.to(at::kCPU, at::kDouble);
+  return ((x - y).norm() / y.norm()).item<double>();
+}
+
+TEST(FusedKernels, NormModulateWithGatedResidualMatchesPlainOps) {
+  REQUIRE_CUDA();
+  const int64_t frames = 3, tokens = 40, dim = 1536;
+  at::manual_seed(1);
+  const at::Tensor x = at::randn({1, frames * tokens, dim}, cuda(at::kFloat));
+  const at::Tensor y = at::randn({1, frames * tokens, dim}, cuda(at::kBFloat16));
+  const at::Tensor mod = at::randn({1, frames, 6, dim}, cuda(at::kFloat)) * 0.2;
+  // The gate comes from another table than shift/scale (as at the head: previous layer's gate).
+  const at::Tensor other = at::randn({1, frames, 2, dim}, cuda(at::kFloat)) * 0.2;
+  const at::Tensor gate = other.narrow(2, 1, 1), shift = mod.narrow(2, 0, 1),
+                   scale = mod.narrow(2, 1, 1);
+
+  const at::Tensor plain_x = ops::gated_residual(x, y, gate, frames);
+  const at::Tensor plain = ops::layer_norm_modulate(plain_x, shift, scale, frames, 1e-6);
+
+  const at::Tensor fused_x = x.clone();
+  const at::Tensor fused = fused::norm_modulate(
+      fused_x, {.residual = &y, .gate = &gate, .shift = &shift, .scale = &scale, .frames = frames},
+      1e-6, at::kFloat);
+  EXPECT_LT((fused_x - plain_x).abs().max().item<double>(), 1e-5);
+  EXPECT_LT((fused - plain).abs().max().item<double>(), 1e-4);
+
+  // bf16 output (what the GEMMs read): within one bf16 rounding of the float result.
+  const at::Tensor fused16 = fused::norm_modulate(
+      x.clone(),
+      {.residual = &y, .gate = &gate, .shift = &shift, .scale = &scale, .frames = frames}, 1e-6,
+      at::kBFloat16);
+  EXPECT_LT(relative_l2(fused16, plain), 4e-3);
+}
+
+TEST(FusedKernels, AffineAndPlainLayerNormMatch) {
+  REQUIRE_CUDA();
+  const int64_t dim = 1000;  // not a multiple of the block size
+  at::manual_seed(2);
+  const at::Tensor x = at::randn({1, 77, dim}, cuda(at::kFloat)) * 3 + 1;
+  const at::Tensor w = at::randn({dim}, cuda(at::kFloat));
+  const at::Tensor b = at::randn({dim}, cuda(at::kFloat));
+  const at::Tensor affine = fused::norm_modulate(x, {.weight = &w, .bias = &b}, 1e-6, at::kFloat);
+  EXPECT_LT((affine - ops::layer_norm_affine(x, w, b, 1e-6)).abs().max().item<double>(), 1e-4);
+  const at::Tensor plain = fused::norm_modulate(x, {}, 1e-6, at::kFloat);
+  EXPECT_LT((plain - ops::layer_norm(x, 1e-6)).abs().max().item<double>(), 1e-4);
+}
+
+TEST(FusedKernels, RmsRopeMatchesRmsNormThenRope) {
+  REQUIRE_CUDA();
+  const int64_t seq = 96, heads = 12, head_dim = 128, dim = heads * head_dim;
+  at::manual_seed(3);
+  // A slice of a fused [seq, 3 dim] projection, as the model passes it.
+  const at::Tensor qkv = at::randn({seq, 3 * dim}, cuda(at::kBFloat16));
+  const at::Tensor in = qkv.narrow(1, dim, dim);
+  const at::Tensor weight = (at::rand({dim}, cuda(at::kFloat)) + 0.5).to(at::kBFloat16);
+  const at::Tensor angles = at::rand({seq, 1, head_dim / 2}, cuda(at::kFloat)) * 100;
+  const at::Tensor cos = angles.cos(), sin = angles.sin();
+
+  const at::Tensor plain =
+      ops::apply_rope(ops::rms_norm(in, weight, 1e-6).view({1, seq, heads, head_dim}), cos, sin);
+  const at::Tensor out = at::empty({seq, heads, head_dim}, cuda(at::kBFloat16));
+  fused::rms_rope(in, weight, cos, sin, out, 1e-6);
+  const double max_err = (out.to(at::kFloat) - plain[0].to(at::kFloat)).abs().max().item<double>();
+  EXPECT_LT(max_err, 0.02) << "beyond one bf16 rounding of values of order 1";
+  EXPECT_LT(relative_l2(out, plain[0]), 2e-3);
+
+  // Without tables: RMSNorm only, into a strided view.
+  const at::Tensor wide = at::zeros({seq, heads, 2 * head_dim}, cuda(at::kBFloat16));
+  const at::Tensor view = wide.narrow(2, 0, head_dim);
+  fused::rms_rope(in, weight, at::Tensor(), at::Tensor(), view, 1e-6);
+  EXPECT_LT(relative_l2(view, ops::rms_norm(in, weight, 1e-6).view({seq, heads, head_dim})), 2e-3);
+  EXPECT_EQ(wide.narrow(2, head_dim, head_dim).abs().max().item<float>(), 0.f);
+}
+
+TEST(FusedKernels, BadArgumentsAreRejectedWithTheirName) {
+  REQUIRE_CUDA();
+  const at::Tensor x = at::randn({1, 8, 64}, cuda(at::kBFloat16));
+  try {
+    fused::norm_modulate(x, {}, 1e-6, at::kBFloat16);
+    FAIL() << "bf16 residual stream accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("float32"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AttentionBackends, CudnnFlashAndMathAgree) {
+  REQUIRE_CUDA();
+  at::manual_seed(4);
+  const at::Tensor q = at::randn({1, 1560, 12, 128}, cuda(at::kBFloat16)).transpose(1, 2);
+  const at::Tensor k = at::randn({1, 12, 4680, 128}, cuda(at::kBFloat16));
+  const at::Tensor v = at::randn({1, 12, 4680, 128}, cuda(at::kBFloat16));
+  const at::Tensor reference =
+      ops::attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), AttentionBackend::math);
+  for (auto backend : {AttentionBackend::automatic, AttentionBackend::cudnn,
+                       AttentionBackend::flash, AttentionBackend::efficient}) {
+    const at::Tensor out = ops::attention(q, k, v, backend);
+    EXPECT_LT(relative_l2(out, reference), 1e-2) << to_string(backend);
+  }
+}
+
+TEST(Fp8Linear, CloseToTheBf16Linear) {
+  REQUIRE_CUDA();
+  at::manual_seed(5);
+  const at::Tensor x = at::randn({4680, 1536}, cuda(at::kBFloat16));
+  const at::Tensor w = (at::randn({8960, 1536}, cuda(at::kFloat)) / std::sqrt(1536.0));
+  const at::Tensor b = at::randn({8960}, cuda(at::kBFloat16)) * 0.1;
+  const at::Tensor reference = ops::linear(x, w.to(at::kBFloat16), b);
+  const at::Tensor out = ops::linear_fp8(x, ops::quantize_weight_fp8(w), b, at::kBFloat16);
+  EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+  EXPECT_LT(relative_l2(out, reference), 0.06) << "e4m3 keeps 3 mantissa bits";
+}
+
+TEST(LinearGelu, EpilogueMatchesLinearThenGelu) {
+  REQUIRE_CUDA();
+  at::manual_seed(6);
+  const at::Tensor x = at::randn({1, 300, 256}, cuda(at::kBFloat16));
+  const at::Tensor w = at::randn({512, 256}, cuda(at::kBFloat16)) / 16;
+  const at::Tensor b = at::randn({512}, cuda(at::kBFloat16));
+  const at::Tensor plain = ops::gelu_tanh(ops::linear(x, w, b));
+  EXPECT_LT(relative_l2(ops::linear_gelu_tanh(x, w, b), plain), 1e-2);
+}
+
+// The whole streaming loop (fixture weights, a prompt switch) with every fast path on against
+// the plain bf16 path: same shapes, bounded drift, finite.
+TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
+  REQUIRE_CUDA();
+  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
+  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+  GeneratorOptions plain = options_from_stream(stream);
+  plain.device = at::Device(at::kCUDA, 0);
+  plain.dtype = at::kBFloat16;
+  const at::Tensor prompt_a =
+      stream.get("prompt." + metadata_json(stream, "calls")[0].at("prompt").get<std::string>());
+  const at::Tensor prompt_b = prompt_a.flip(1);
+  auto run = [&](const GeneratorOptions& o, bool expect_fused) {
+    StreamGenerator g(weights, o);
+    g.start(prompt_a, 3);
+    std::vector<at::Tensor> out;
+    for (int i = 0; i < 6; ++i) {
+      if (i == 3) g.switch_prompt(prompt_b);
+      out.push_back(g.next_block().to(at::kCPU));
+    }
+    EXPECT_EQ(g.fused_kernels_active(), expect_fused);
+    EXPECT_EQ(g.fp8_linears_active(), o.runtime.fp8_linears);
+    return at::cat(out, 1);
+  };
+  const at::Tensor reference = run(plain, false);
+  ASSERT_TRUE(reference.isfinite().all().item<bool>());
+
+  GeneratorOptions fused = plain;
+  fused.runtime.fused_kernels = true;
+  const at::Tensor fast = run(fused, true);
+  EXPECT_TRUE(fast.isfinite().all().item<bool>());
+  EXPECT_LT(relative_l2(fast, reference), 0.02) << "fused kernels drift beyond bf16 rounding";
+
+  GeneratorOptions fp8 = fused;
+  fp8.runtime.fp8_linears = true;
+  const at::Tensor fp8_out = run(fp8, true);
+  EXPECT_TRUE(fp8_out.isfinite().all().item<bool>());
+  const double fp8_drift = relative_l2(fp8_out, reference);
+  std::cout << "[ drift    ] fused " << relative_l2(fast, reference) << ", fp8 " << fp8_drift
+            << " (relative L2 over 6 blocks vs plain bf16)\n";
+  EXPECT_LT(fp8_drift, 0.3);
+}
+
+TEST(RegionProfiler, CollectsNamedRegionsOfAForward) {
+  const at::Device device = at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
+  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+  GeneratorOptions o = options_from_stream(stream);
+  o.device = device;
+  StreamGenerator g(weights, o);
+  g.start(at::randn({1, 8, o.model.text_dim}), 1);
+  RegionProfiler profiler(device);
+  profiler.activate();
+  g.next_block();
+  const RegionTimes times = profiler.collect();
+  profiler.deactivate();
+  for (const char* region : {"embed", "gemm", "norm_modulate", "rms_rope", "kv_write",
+                             "self_attention", "cross_attention", "head"}) {
+    EXPECT_TRUE(times.ms.count(region)) << region;
+  }
+  EXPECT_GT(times.span_ms, 0);
+  EXPECT_LE(times.covered_ms, times.span_ms * 1.0001);
+  EXPECT_GE(times.uncovered_fraction(), 0);
+  // Nothing is recorded once deactivated.
+  g.next_block();
+  EXPECT_TRUE(profiler.collect().ms.empty());
+}
+
+}  // namespace
+}  // namespace longlive::test
