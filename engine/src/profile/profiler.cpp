@@ -5,6 +5,10 @@
 
 #include <algorithm>
 
+#ifdef LONGLIVE_WITH_CUDA
+#include <nvtx3/nvToolsExt.h>  // header-only: ranges show up in Nsight Systems
+#endif
+
 namespace longlive {
 namespace {
 thread_local RegionProfiler* active_profiler = nullptr;
@@ -54,6 +58,9 @@ size_t RegionProfiler::begin(const char* name) {
   Impl::Region region;
   region.name = name;
   if (impl_->device.is_cuda()) {
+#ifdef LONGLIVE_WITH_CUDA
+    nvtxRangePushA(name);
+#endif
     region.begin_event = impl_->next_event();
     impl_->record(region.begin_event);
   } else {
@@ -68,6 +75,9 @@ void RegionProfiler::end(size_t index) {
   if (impl_->device.is_cuda()) {
     region.end_event = impl_->next_event();
     impl_->record(region.end_event);
+#ifdef LONGLIVE_WITH_CUDA
+    nvtxRangePop();
+#endif
   } else {
     region.host_end = std::chrono::steady_clock::now();
   }

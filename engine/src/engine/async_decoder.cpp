@@ -1,0 +1,91 @@
+#include "engine/async_decoder.h"
+
+#include "longlive/error.h"
+#include "longlive/profiler.h"
+
+#ifdef LONGLIVE_WITH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace longlive {
+
+struct AsyncDecoder::Pending {
+  at::Tensor host;  // RGBA8 frames, pinned on CUDA
+#ifdef LONGLIVE_WITH_CUDA
+  at::Tensor device_rgba;  // kept alive until the copy is done
+  std::unique_ptr<at::cuda::CUDAEvent> done;
+#endif
+};
+
+#ifdef LONGLIVE_WITH_CUDA
+struct AsyncDecoder::Streams {
+  c10::cuda::CUDAStream decode;
+};
+#else
+struct AsyncDecoder::Streams {};
+#endif
+
+AsyncDecoder::AsyncDecoder(std::unique_ptr<StreamingDecoder> decoder, at::Device device)
+    : decoder_(std::move(decoder)), device_(device) {
+  if (!decoder_) throw ConfigError("AsyncDecoder needs a decoder");
+#ifdef LONGLIVE_WITH_CUDA
+  if (device_.is_cuda()) {
+    streams_ = std::make_unique<Streams>(
+        Streams{c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index())});
+  }
+#endif
+}
+
+AsyncDecoder::~AsyncDecoder() {
+  // Queued work still references our tensors: let it finish before they are freed.
+  while (!queue_.empty()) take();
+}
+
+void AsyncDecoder::reset() {
+  while (!queue_.empty()) take();
+  decoder_->reset();
+}
+
+void AsyncDecoder::submit(const at::Tensor& latents) {
+  auto job = std::make_unique<Pending>();
+#ifdef LONGLIVE_WITH_CUDA
+  if (streams_) {
+    const c10::cuda::CUDAGuard guard(device_);
+    at::cuda::CUDAEvent produced;
+    produced.record(c10::cuda::getCurrentCUDAStream(device_.index()));
+    const c10::cuda::CUDAStreamGuard on_decode(streams_->decode);
+    produced.block(streams_->decode);
+    // The caller's allocator must not recycle the latents while this stream still reads them.
+    c10::cuda::CUDACachingAllocator::recordStream(latents.storage().data_ptr(), streams_->decode);
+    {
+      const ProfileScope scope("decode");
+      job->device_rgba = to_rgba8(decoder_->decode(latents));
+    }
+    job->host = at::empty(job->device_rgba.sizes(),
+                          at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    job->host.copy_(job->device_rgba, /*non_blocking=*/true);
+    job->done = std::make_unique<at::cuda::CUDAEvent>();
+    job->done->record(streams_->decode);
+    queue_.push_back(std::move(job));
+    return;
+  }
+#endif
+  const ProfileScope scope("decode");
+  job->host = to_rgba8(decoder_->decode(latents)).to(at::kCPU);
+  queue_.push_back(std::move(job));
+}
+
+at::Tensor AsyncDecoder::take() {
+  if (queue_.empty()) throw Error("AsyncDecoder::take() with no block submitted");
+  std::unique_ptr<Pending> job = std::move(queue_.front());
+  queue_.pop_front();
+#ifdef LONGLIVE_WITH_CUDA
+  if (job->done) job->done->synchronize();
+#endif
+  return job->host;
+}
+
+}  // namespace longlive

@@ -1,0 +1,41 @@
+#pragma once
+// Decodes blocks on a CUDA stream of its own, so block k turns into pixels while the DiT already
+// generates block k+1 on the compute stream (DESIGN §3). submit() returns at once: the decode
+// stream waits on an event recorded on the caller's stream, runs the decoder and the RGBA8
+// conversion, and copies the frames into pinned host memory; take() waits for the oldest block.
+// On CPU everything happens inside submit() (there is nothing to overlap with).
+#include <ATen/ATen.h>
+
+#include <deque>
+#include <memory>
+
+#include "longlive/decoder.h"
+
+namespace longlive {
+
+class AsyncDecoder {
+ public:
+  AsyncDecoder(std::unique_ptr<StreamingDecoder> decoder, at::Device device);
+  ~AsyncDecoder();
+  AsyncDecoder(const AsyncDecoder&) = delete;
+  AsyncDecoder& operator=(const AsyncDecoder&) = delete;
+
+  // Drops the queued blocks and the decoder's temporal state: the next block starts a video.
+  void reset();
+  // Queues a block of latents [1, T, C, h, w] produced on the current stream.
+  void submit(const at::Tensor& latents);
+  // Blocks submitted and not yet taken.
+  size_t pending() const { return queue_.size(); }
+  // Waits for the oldest queued block: RGBA8 frames [N, H, W, 4] uint8 on the host.
+  at::Tensor take();
+
+ private:
+  struct Pending;
+  std::unique_ptr<StreamingDecoder> decoder_;
+  at::Device device_;
+  std::deque<std::unique_ptr<Pending>> queue_;
+  struct Streams;
+  std::unique_ptr<Streams> streams_;  // CUDA only
+};
+
+}  // namespace longlive

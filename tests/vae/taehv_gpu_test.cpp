@@ -1,0 +1,48 @@
+// TAEHV on the GPU (skipped without CUDA): the reference fixture in fp32 with TF32 off within
+// 1e-3, and the fp16 channels-last fast path close to it.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "fixtures.h"
+#include "longlive/decoder.h"
+
+namespace longlive::test {
+namespace {
+
+WeightStore gpu_taehv_weights(const WeightStore& io) {
+  WeightStore w;
+  for (const auto& part : nlohmann::json::parse(io.metadata().at("weights")))
+    w.merge(WeightStore::open(fixture(part)));
+  return w;
+}
+
+double max_abs_diff_cpu(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kCPU, at::kDouble) - b.to(at::kCPU, at::kDouble)).abs().max().item<double>();
+}
+
+TEST(TaehvGpu, Fp32MatchesReferenceAndFp16StaysClose) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU parity runs on the GPU box";
+  auto& context = at::globalContext();
+  context.setAllowTF32CuDNN(false);
+  context.setAllowTF32CuBLAS(false);
+  const WeightStore io = WeightStore::open(fixture("taehv_io.safetensors"));
+  const WeightStore weights = gpu_taehv_weights(io);
+  const at::Device cuda(at::kCUDA, 0);
+  const at::Tensor expected = io.get("decode_full")[0];
+
+  auto fp32 = make_taehv_decoder(weights, {cuda, at::kFloat});
+  const at::Tensor frames = fp32->decode(io.get("latents"));
+  ASSERT_TRUE(frames.is_cuda());
+  ASSERT_EQ(frames.sizes(), expected.sizes());
+  EXPECT_LT(max_abs_diff_cpu(frames, expected), 1e-3);
+
+  auto fp16 = make_taehv_decoder(weights, {cuda, at::kHalf});
+  const at::Tensor half = fp16->decode(io.get("latents"));
+  EXPECT_EQ(half.scalar_type(), at::kFloat);
+  EXPECT_LT(max_abs_diff_cpu(half, expected), 3e-2) << "fp16 decode beyond half precision";
+}
+
+}  // namespace
+}  // namespace longlive::test
