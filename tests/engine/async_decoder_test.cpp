@@ -4,7 +4,7 @@
 
 #include <ATen/ATen.h>
 
-#include "engine/async_decoder.h"
+#include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
 #include "longlive/error.h"
 

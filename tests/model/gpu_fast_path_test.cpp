@@ -56,15 +56,26 @@ TEST(FusedKernels, NormModulateWithGatedResidualMatchesPlainOps) {
 
 TEST(FusedKernels, AffineAndPlainLayerNormMatch) {
   REQUIRE_CUDA();
-  const int64_t dim = 1000;  // not a multiple of the block size
-  at::manual_seed(2);
-  const at::Tensor x = at::randn({1, 77, dim}, cuda(at::kFloat)) * 3 + 1;
-  const at::Tensor w = at::randn({dim}, cuda(at::kFloat));
-  const at::Tensor b = at::randn({dim}, cuda(at::kFloat));
-  const at::Tensor affine = fused::norm_modulate(x, {.weight = &w, .bias = &b}, 1e-6, at::kFloat);
-  EXPECT_LT((affine - ops::layer_norm_affine(x, w, b, 1e-6)).abs().max().item<double>(), 1e-4);
-  const at::Tensor plain = fused::norm_modulate(x, {}, 1e-6, at::kFloat);
-  EXPECT_LT((plain - ops::layer_norm(x, 1e-6)).abs().max().item<double>(), 1e-4);
+  // 1000: the 16-byte vector kernel with a partly idle last pass; 999: the scalar kernel.
+  for (const int64_t dim : {1000, 999}) {
+    at::manual_seed(2);
+    const at::Tensor x = at::randn({1, 77, dim}, cuda(at::kFloat)) * 3 + 1;
+    const at::Tensor w = at::randn({dim}, cuda(at::kFloat));
+    const at::Tensor b = at::randn({dim}, cuda(at::kFloat));
+    const at::Tensor affine = fused::norm_modulate(x, {.weight = &w, .bias = &b}, 1e-6, at::kFloat);
+    EXPECT_LT((affine - ops::layer_norm_affine(x, w, b, 1e-6)).abs().max().item<double>(), 1e-4)
+        << dim;
+    const at::Tensor plain = fused::norm_modulate(x, {}, 1e-6, at::kFloat);
+    EXPECT_LT((plain - ops::layer_norm(x, 1e-6)).abs().max().item<double>(), 1e-4) << dim;
+    // Residual without gate, bf16 residual and output.
+    const at::Tensor y = at::randn({1, 77, dim}, cuda(at::kBFloat16));
+    const at::Tensor updated = x.clone();
+    const at::Tensor out = fused::norm_modulate(updated, {.residual = &y, .weight = &w, .bias = &b},
+                                                1e-6, at::kBFloat16);
+    const at::Tensor expected_x = x + y.to(at::kFloat);
+    EXPECT_LT((updated - expected_x).abs().max().item<double>(), 1e-5) << dim;
+    EXPECT_LT(relative_l2(out, ops::layer_norm_affine(expected_x, w, b, 1e-6)), 4e-3) << dim;
+  }
 }
 
 TEST(FusedKernels, RmsRopeMatchesRmsNormThenRope) {

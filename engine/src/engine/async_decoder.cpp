@@ -1,4 +1,4 @@
-#include "engine/async_decoder.h"
+#include "longlive/async_decoder.h"
 
 #include "longlive/error.h"
 #include "longlive/profiler.h"
