@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "fused_kernels.h"
@@ -311,6 +312,30 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) scales[row] = scale;
 }
 
+template <typename T>
+__global__ void __launch_bounds__(kThreads) dequantize_int8_kernel(DequantInt8Args a) {
+  const int64_t chunks_per_row = a.dim / 16;
+  const int64_t total = a.heads * a.count * chunks_per_row;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / chunks_per_row, chunk = i - row * chunks_per_row;
+    const int64_t head = row / a.count, token = row - head * a.count;
+    const uint4 raw =
+        *reinterpret_cast<const uint4*>(a.q + head * a.q_head_stride + token * a.dim + chunk * 16);
+    const float scale = a.scale[head * a.scale_head_stride + token];
+    const int8_t* q = reinterpret_cast<const int8_t*>(&raw);
+    T* out = static_cast<T*>(a.out) + row * a.dim + chunk * 16;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      uint4 packed;
+      T* h = reinterpret_cast<T*>(&packed);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) h[j] = from_float<T>(static_cast<float>(q[half * 8 + j]) * scale);
+      reinterpret_cast<uint4*>(out)[half] = packed;
+    }
+  }
+}
+
 template <typename ResT>
 cudaError_t launch_norm_modulate_out(const NormModulateArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.rows));
@@ -364,6 +389,26 @@ cudaError_t launch_rms_rope(const RmsRopeArgs& a, cudaStream_t stream) {
       break;
     case ElemType::f16:
       rms_rope_kernel<__half><<<grid, kThreads, 0, stream>>>(a);
+      break;
+    case ElemType::f32:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t launch_dequantize_int8(const DequantInt8Args& a, cudaStream_t stream) {
+  if (a.dim % 16 != 0 || a.q_head_stride % 16 != 0 || !aligned16(a.q) || !aligned16(a.out) ||
+      a.heads < 1 || a.count < 1)
+    return cudaErrorInvalidValue;
+  const int64_t total = a.heads * a.count * (a.dim / 16);
+  const auto blocks =
+      static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
+  switch (a.out_type) {
+    case ElemType::bf16:
+      dequantize_int8_kernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(a);
+      break;
+    case ElemType::f16:
+      dequantize_int8_kernel<__half><<<blocks, kThreads, 0, stream>>>(a);
       break;
     case ElemType::f32:
       return cudaErrorInvalidValue;

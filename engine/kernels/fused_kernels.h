@@ -67,4 +67,21 @@ cudaError_t launch_rms_rope(const RmsRopeArgs& args, cudaStream_t stream);
 cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
                                      void* q, float* scales, cudaStream_t stream);
 
+// int8 KV cache read: out[h, t, :] = to16(float(q[h, t, :]) * scale[h, t]) for `heads` x `count`
+// rows of `dim` (dim % 16 == 0, rows 16-byte aligned). q rows of one head are contiguous with
+// `q_head_stride` elements between heads; scales likewise with `scale_head_stride`; out is
+// contiguous [heads, count, dim]. One pass instead of ATen's three (to float, multiply, cast).
+struct DequantInt8Args {
+  const int8_t* q = nullptr;
+  int64_t q_head_stride = 0;
+  const float* scale = nullptr;
+  int64_t scale_head_stride = 0;
+  void* out = nullptr;
+  ElemType out_type = ElemType::bf16;
+  int64_t heads = 0;
+  int64_t count = 0;
+  int64_t dim = 0;
+};
+cudaError_t launch_dequantize_int8(const DequantInt8Args& args, cudaStream_t stream);
+
 }  // namespace longlive::kernels

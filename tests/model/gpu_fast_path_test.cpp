@@ -116,6 +116,22 @@ TEST(FusedKernels, BadArgumentsAreRejectedWithTheirName) {
   }
 }
 
+TEST(FusedKernels, Int8DequantizeIsBitExactWithTheAtenPath) {
+  REQUIRE_CUDA();
+  at::manual_seed(7);
+  // A [H, T, D] prefix of a [H, T_total, D] cache buffer, as KvCache::load reads it.
+  const at::Tensor buffer = at::randint(-127, 128, {12, 300, 128}, cuda(at::kChar));
+  const at::Tensor scales = at::rand({12, 300, 1}, cuda(at::kFloat)) * 0.05;
+  const at::Tensor q = buffer.narrow(1, 0, 250);
+  const at::Tensor s = scales.narrow(1, 0, 250);
+  ASSERT_TRUE(fused::can_dequantize_int8(q, s, at::kBFloat16));
+  const at::Tensor fast = fused::dequantize_int8(q, s, at::kBFloat16);
+  const at::Tensor plain = (q.to(at::kFloat) * s).to(at::kBFloat16);
+  EXPECT_TRUE(fast.equal(plain));
+  EXPECT_TRUE(fast.is_contiguous());
+  EXPECT_FALSE(fused::can_dequantize_int8(q.narrow(2, 0, 120), s, at::kBFloat16)) << "D % 16";
+}
+
 TEST(AttentionBackends, CudnnFlashAndMathAgree) {
   REQUIRE_CUDA();
   at::manual_seed(4);

@@ -6,6 +6,7 @@
 // On CPU everything happens inside submit() (there is nothing to overlap with).
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <deque>
 #include <memory>
 
@@ -28,6 +29,9 @@ class AsyncDecoder {
   size_t pending() const { return queue_.size(); }
   // Waits for the oldest queued block: RGBA8 frames [N, H, W, 4] uint8 on the host.
   at::Tensor take();
+  // Device time of the last taken block's decode + conversion + copy (CUDA events; host time on
+  // the CPU).
+  double last_decode_ms() const { return last_decode_ms_; }
 
  private:
   struct Pending;
@@ -36,6 +40,7 @@ class AsyncDecoder {
   std::deque<std::unique_ptr<Pending>> queue_;
   struct Streams;
   std::unique_ptr<Streams> streams_;  // CUDA only
+  double last_decode_ms_ = 0;
 };
 
 }  // namespace longlive

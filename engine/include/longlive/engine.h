@@ -36,6 +36,13 @@ struct EngineFrame {
   bool first_of_prompt = false;  // first frame generated after a prompt switch
 };
 
+// Where one block's time went: a named region and its device time (CUDA events on a GPU, host
+// time on the CPU), summed over the block.
+struct RegionTime {
+  std::string name;
+  double ms = 0;
+};
+
 struct EngineStats {
   std::string state = "idle";  // idle, loading, running, paused, error
   int64_t blocks = 0;
@@ -46,6 +53,10 @@ struct EngineStats {
   std::vector<bool> block_was_switch;  // same length: a prompt switch happened at that block
   double last_switch_ms = 0;           // command received -> first frame of the new prompt ready
   int64_t prompt_cache_hits = 0, prompt_cache_misses = 0;
+  // The last block's regions (DiT kernels by kind, re-cache, decode on its own stream), largest
+  // first, and the share of the block no region covers (launch gaps, host waits).
+  std::vector<RegionTime> regions;
+  double uncovered_fraction = 0;
   std::string preset;
   std::string device;
 };
@@ -78,6 +89,8 @@ class Engine {
   struct Command;
   void run();
   void post(Command command);
+  // Waits for the oldest block in the decoder's queue and hands its frames to on_frame.
+  void deliver_oldest_block();
 
   ModelSpec model_;
   Callbacks callbacks_;

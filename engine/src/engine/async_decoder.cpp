@@ -14,9 +14,10 @@ namespace longlive {
 
 struct AsyncDecoder::Pending {
   at::Tensor host;  // RGBA8 frames, pinned on CUDA
+  double host_ms = 0;
 #ifdef LONGLIVE_WITH_CUDA
   at::Tensor device_rgba;  // kept alive until the copy is done
-  std::unique_ptr<at::cuda::CUDAEvent> done;
+  std::unique_ptr<at::cuda::CUDAEvent> started, done;
 #endif
 };
 
@@ -58,6 +59,8 @@ void AsyncDecoder::submit(const at::Tensor& latents) {
     produced.record(c10::cuda::getCurrentCUDAStream(device_.index()));
     const c10::cuda::CUDAStreamGuard on_decode(streams_->decode);
     produced.block(streams_->decode);
+    job->started = std::make_unique<at::cuda::CUDAEvent>(cudaEventDefault);  // timing on
+    job->started->record(streams_->decode);
     // The caller's allocator must not recycle the latents while this stream still reads them.
     c10::cuda::CUDACachingAllocator::recordStream(latents.storage().data_ptr(), streams_->decode);
     {
@@ -67,14 +70,17 @@ void AsyncDecoder::submit(const at::Tensor& latents) {
     job->host = at::empty(job->device_rgba.sizes(),
                           at::TensorOptions().dtype(at::kByte).pinned_memory(true));
     job->host.copy_(job->device_rgba, /*non_blocking=*/true);
-    job->done = std::make_unique<at::cuda::CUDAEvent>();
+    job->done = std::make_unique<at::cuda::CUDAEvent>(cudaEventDefault);
     job->done->record(streams_->decode);
     queue_.push_back(std::move(job));
     return;
   }
 #endif
   const ProfileScope scope("decode");
+  const auto start = std::chrono::steady_clock::now();
   job->host = to_rgba8(decoder_->decode(latents)).to(at::kCPU);
+  job->host_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   queue_.push_back(std::move(job));
 }
 
@@ -82,8 +88,12 @@ at::Tensor AsyncDecoder::take() {
   if (queue_.empty()) throw Error("AsyncDecoder::take() with no block submitted");
   std::unique_ptr<Pending> job = std::move(queue_.front());
   queue_.pop_front();
+  last_decode_ms_ = job->host_ms;
 #ifdef LONGLIVE_WITH_CUDA
-  if (job->done) job->done->synchronize();
+  if (job->done) {
+    job->done->synchronize();
+    last_decode_ms_ = job->started->elapsed_time(*job->done);
+  }
 #endif
   return job->host;
 }

@@ -5,14 +5,18 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
 #include <variant>
 
+#include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
 #include "longlive/model_files.h"
+#include "longlive/profiler.h"
 #include "longlive/text_encoder.h"
 
 namespace longlive {
@@ -67,7 +71,16 @@ struct Engine::Session {
   std::unique_ptr<StreamGenerator> generator;
   std::unique_ptr<TextEncoder> text;
   std::unique_ptr<PromptCache> prompts;
-  std::unique_ptr<StreamingDecoder> decoder;
+  // Decodes on its own CUDA stream: block k's frames are taken while block k+1 generates.
+  std::unique_ptr<AsyncDecoder> decoder;
+  // What the frames of each block in the decoder's queue belong to.
+  struct QueuedBlock {
+    std::string prompt;
+    bool first_of_prompt = false;
+    std::optional<Clock::time_point> switch_issued;
+  };
+  std::deque<QueuedBlock> queued;
+  std::unique_ptr<RegionProfiler> profiler;
   at::Device device = at::kCPU;
   bool running = false;
   std::string prompt;
@@ -144,7 +157,8 @@ std::unique_ptr<Engine::Session> build_session(const ModelSpec& model, const Pre
     s->text = std::make_unique<TextEncoder>(
         Tokenizer::byte_fallback(c.vocab, o.model.text_len),
         std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, 2), c, s->device, at::kFloat));
-    s->decoder = make_taehv_decoder(make_random_taehv_weights(3), {s->device, at::kFloat});
+    s->decoder = std::make_unique<AsyncDecoder>(
+        make_taehv_decoder(make_random_taehv_weights(3), {s->device, at::kFloat}), s->device);
   } else {
     const auto missing = missing_model_files(model.folder);
     if (!missing.empty())
@@ -163,9 +177,12 @@ std::unique_ptr<Engine::Session> build_session(const ModelSpec& model, const Pre
                                 {text_device, text_device.is_cpu() ? at::kFloat : at::kBFloat16});
     auto taehv = find_in(model.folder, "taew2_1.pth");
     if (!taehv) taehv = find_in(model.folder, "taew2_1.safetensors");
-    s->decoder = make_taehv_decoder(load_taehv_weights(*taehv),
-                                    {s->device, s->device.is_cpu() ? at::kFloat : at::kHalf});
+    s->decoder = std::make_unique<AsyncDecoder>(
+        make_taehv_decoder(load_taehv_weights(*taehv),
+                           {s->device, s->device.is_cpu() ? at::kFloat : at::kHalf}),
+        s->device);
   }
+  s->profiler = std::make_unique<RegionProfiler>(s->device);
   if (height % 16 || width % 16 || height <= 0 || width <= 0)
     throw ConfigError(fmt::format(
         "resolution {}x{}: height and width must be positive multiples of 16", height, width));
@@ -182,6 +199,23 @@ std::unique_ptr<Engine::Session> build_session(const ModelSpec& model, const Pre
 
 }  // namespace
 
+void Engine::deliver_oldest_block() {
+  const at::Tensor rgba = session_->decoder->take();
+  const Session::QueuedBlock block = std::move(session_->queued.front());
+  session_->queued.pop_front();
+  const auto now = Clock::now();
+  for (int64_t f = 0; f < rgba.size(0); ++f) {
+    EngineFrame frame{rgba[f], session_->frame_index++, block.prompt,
+                      block.first_of_prompt && f == 0};
+    if (callbacks_.on_frame) callbacks_.on_frame(std::move(frame));
+  }
+  std::lock_guard lock(mutex_);
+  stats_.frames = session_->frame_index;
+  if (block.switch_issued)
+    stats_.last_switch_ms =
+        std::chrono::duration<double, std::milli>(now - *block.switch_issued).count();
+}
+
 void Engine::run() {
   for (;;) {
     std::deque<Command> batch;
@@ -193,6 +227,11 @@ void Engine::run() {
       batch.swap(commands_);
     }
     try {
+      // Frames still in the decoder's queue go out before anything resets or drops the session:
+      // no generated frame is lost.
+      auto flush_frames = [&] {
+        while (session_ && session_->decoder->pending() > 0) deliver_oldest_block();
+      };
       // A preset change rebuilds the session; a running video restarts with the same prompt/seed.
       std::optional<Command> restart;
       auto start = [&](const std::string& prompt, uint64_t seed) {
@@ -204,6 +243,7 @@ void Engine::run() {
           if (callbacks_.on_stats) callbacks_.on_stats(stats());
           session_ = build_session(model_, preset_, height_, width_);
         }
+        flush_frames();
         session_->generator->start(session_->prompts->get(prompt), seed);
         session_->decoder->reset();
         session_->prompt = prompt;
@@ -226,6 +266,7 @@ void Engine::run() {
           }
           if (session_ && session_->running)
             restart = Command{K::start, session_->prompt, session_->seed, {}};
+          flush_frames();
           session_.reset();
         } else if (c.kind == K::start) {
           restart.reset();
@@ -251,35 +292,45 @@ void Engine::run() {
       }
       if (restart) start(restart->prompt, restart->seed);
       if (!session_ || !session_->running) {
+        flush_frames();
         if (callbacks_.on_stats) callbacks_.on_stats(stats());
         continue;
       }
 
       const auto begin = Clock::now();
       const bool switched = session_->first_after_switch;
+      // Generate block k (regions profiled on the compute stream), queue its decode on the decode
+      // stream, hand out block k-1's frames (decoded while block k ran), then wait for block k so
+      // the next commands apply to block k+1.
+      session_->profiler->activate();
       const at::Tensor latents = session_->generator->next_block();
-      const at::Tensor rgba = to_rgba8(session_->decoder->decode(latents)).to(at::kCPU);
+      session_->profiler->deactivate();
+      session_->decoder->submit(latents);
+      session_->queued.push_back(
+          {session_->prompt, switched,
+           switched ? session_->switch_issued : std::optional<Clock::time_point>{}});
+      while (session_->decoder->pending() > 1) deliver_oldest_block();
+      const RegionTimes regions = session_->profiler->collect();  // waits for block k's DiT
       const auto end = Clock::now();
       const double block_ms = std::chrono::duration<double, std::milli>(end - begin).count();
-      for (int64_t f = 0; f < rgba.size(0); ++f) {
-        EngineFrame frame{rgba[f], session_->frame_index++, session_->prompt, switched && f == 0};
-        if (callbacks_.on_frame) callbacks_.on_frame(std::move(frame));
-      }
+      const int64_t block_frames = 4 * session_->generator->options().frames_per_block;
       {
         std::lock_guard lock(mutex_);
         stats_.blocks += 1;
-        stats_.frames = session_->frame_index;
         stats_.last_block_ms = block_ms;
-        stats_.fps = rgba.size(0) * 1000.0 / std::max(block_ms, 1e-3);
+        stats_.fps = block_frames * 1000.0 / std::max(block_ms, 1e-3);
         stats_.block_ms.push_back(block_ms);
         stats_.block_was_switch.push_back(switched);
         if (stats_.block_ms.size() > 200) {
           stats_.block_ms.erase(stats_.block_ms.begin());
           stats_.block_was_switch.erase(stats_.block_was_switch.begin());
         }
-        if (switched && session_->switch_issued)
-          stats_.last_switch_ms =
-              std::chrono::duration<double, std::milli>(end - *session_->switch_issued).count();
+        stats_.regions.clear();
+        for (const auto& [name, ms] : regions.ms) stats_.regions.push_back({name, ms});
+        stats_.regions.push_back({"decode (own stream)", session_->decoder->last_decode_ms()});
+        std::sort(stats_.regions.begin(), stats_.regions.end(),
+                  [](const RegionTime& x, const RegionTime& y) { return x.ms > y.ms; });
+        stats_.uncovered_fraction = regions.uncovered_fraction();
         const auto cache = session_->prompts->stats();
         stats_.prompt_cache_hits = cache.hits;
         stats_.prompt_cache_misses = cache.misses;

@@ -167,6 +167,7 @@ void quantize_int8(const at::Tensor& x, const at::Tensor& out, const at::Tensor&
 }
 
 at::Tensor dequantize_int8(const at::Tensor& q, const at::Tensor& scales, at::ScalarType dtype) {
+  if (fused::can_dequantize_int8(q, scales, dtype)) return fused::dequantize_int8(q, scales, dtype);
   return (q.to(at::kFloat) * scales).to(dtype);
 }
 

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
+
 #include "longlive/error.h"
 
 #ifdef LONGLIVE_WITH_CUDA
@@ -163,6 +165,36 @@ std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x) {
   return {q, scales};
 }
 
+bool can_dequantize_int8(const at::Tensor& q, const at::Tensor& scales, at::ScalarType dtype) {
+  return q.is_cuda() && q.scalar_type() == at::kChar && q.dim() == 3 && q.size(2) % 16 == 0 &&
+         q.stride(2) == 1 && q.stride(1) == q.size(2) && q.stride(0) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0 && scales.dim() == 3 &&
+         scales.scalar_type() == at::kFloat && scales.size(0) == q.size(0) &&
+         scales.size(1) == q.size(1) && scales.size(2) == 1 && scales.stride(1) == 1 &&
+         (dtype == at::kBFloat16 || dtype == at::kHalf);
+}
+
+at::Tensor dequantize_int8(const at::Tensor& q, const at::Tensor& scales, at::ScalarType dtype) {
+  require(can_dequantize_int8(q, scales, dtype),
+          "dequantize_int8 needs int8 [H, T, D] CUDA rows (D % 16 == 0, 16-byte aligned), float32 "
+          "scales [H, T, 1] and a 16-bit output dtype");
+  const c10::cuda::CUDAGuard guard(q.device());
+  at::Tensor out = at::empty(q.sizes(), q.options().dtype(dtype));
+  kernels::DequantInt8Args a;
+  a.q = q.data_ptr<int8_t>();
+  a.q_head_stride = q.stride(0);
+  a.scale = scales.data_ptr<float>();
+  a.scale_head_stride = scales.stride(0);
+  a.out = out.data_ptr();
+  a.out_type = elem_type(out, "output");
+  a.heads = q.size(0);
+  a.count = q.size(1);
+  a.dim = q.size(2);
+  check_launch(kernels::launch_dequantize_int8(a, c10::cuda::getCurrentCUDAStream()),
+               "dequantize_int8");
+  return out;
+}
+
 #else  // CPU-only build: nothing is available and nothing may be called.
 
 namespace {
@@ -180,6 +212,8 @@ void rms_rope(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at:
   unavailable();
 }
 std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor&) { unavailable(); }
+bool can_dequantize_int8(const at::Tensor&, const at::Tensor&, at::ScalarType) { return false; }
+at::Tensor dequantize_int8(const at::Tensor&, const at::Tensor&, at::ScalarType) { unavailable(); }
 
 #endif
 

@@ -39,4 +39,10 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
 // Row-wise FP8 e4m3 quantisation: x [M, K] 16-bit contiguous -> (q [M, K] fp8, scales [M, 1] f32).
 std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x);
 
+// int8 KV read: q [H, T, D] int8 (rows contiguous, any head stride), scales [H, T, 1] float32
+// (any head stride) -> contiguous [H, T, D] in `dtype` (bfloat16/float16). Requires D % 16 == 0.
+at::Tensor dequantize_int8(const at::Tensor& q, const at::Tensor& scales, at::ScalarType dtype);
+// Whether dequantize_int8 takes these arguments (else use the ATen path).
+bool can_dequantize_int8(const at::Tensor& q, const at::Tensor& scales, at::ScalarType dtype);
+
 }  // namespace longlive::fused
