@@ -2,6 +2,7 @@
 # One entry point for newcomers and CI.
 #   packaging/setup.sh run    install what is missing, configure, build, launch longlive-studio
 #   packaging/setup.sh test   install what is missing, configure, build, run the whole test suite
+#                             (ctest, then 30 s of libFuzzer per parser: packaging/fuzz.sh)
 #   packaging/setup.sh build  install what is missing, configure, build
 # Idempotent: a second run installs nothing and only rebuilds what changed.
 set -euo pipefail
@@ -80,6 +81,10 @@ case "$mode" in
     say "running tests (ctest)"
     cd "$build_dir"
     ctest --output-on-failure -j "$jobs" --timeout 900 "$@"
+    # The parsers of untrusted files under libFuzzer, 30 s each (LONGLIVE_FUZZ_SECONDS=0 skips).
+    if [ "${LONGLIVE_FUZZ_SECONDS:-30}" != 0 ] && [ $# -eq 0 ]; then
+      "$repo/packaging/fuzz.sh"
+    fi
     ;;
   run)
     say "launching longlive-studio"
