@@ -33,7 +33,7 @@ for target in safetensors_header preset; do
   status=0
   "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -max_len=65536 \
     -artifact_prefix="$artifacts/$target-" "$corpus" "$seeds" >"$log" 2>&1 || status=$?
-  grep -E "^#[0-9]+ +DONE" "$log" || true
+  grep -E "^#[0-9]+[[:space:]]+DONE|^Done" "$log" || true
   rm -rf "$corpus"
   if [ "$status" -ne 0 ]; then
     tail -40 "$log"
