@@ -62,6 +62,13 @@ class WanVaeDecoder final : public StreamingDecoder {
   // to [-1, 1].
   at::Tensor decode_pixels(const at::Tensor& block_latents);
 
+  // decode_pixels() in two parts, for tiled decoding: the layers at latent resolution up to and
+  // including the middle block (frame-global attention) -> features [1, C, T, h, w] on the
+  // device; then the upsampling layers on features (a whole frame or a tile of it) -> pixels as
+  // decode_pixels(). Both advance this decoder's temporal state (their own slots each).
+  at::Tensor decode_trunk(const at::Tensor& block_latents);
+  at::Tensor decode_branch(const at::Tensor& features);
+
   // A decoder sharing these weights with its own (empty) temporal state, e.g. one per tile.
   WanVaeDecoder fork() const;
   // Moves the temporal state (feature cache) to `device`, e.g. parked in host memory between
@@ -119,7 +126,7 @@ struct WanVaeExportOptions {
   // Spatial tile size and minimum overlap in latent pixels (0 = chosen from the budget; a tile
   // size >= the frame disables tiling). Overlaps are blended linearly; interiors are copied.
   int64_t tile_latent = 0;
-  int64_t tile_overlap_latent = 4;
+  int64_t tile_overlap_latent = 12;
   // Latent frames decoded per temporal slice (0 = chosen from the budget).
   int64_t slice_latent_frames = 0;
   // Finished slices go to host memory (pinned when the decoder runs on CUDA).

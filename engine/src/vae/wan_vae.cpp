@@ -163,25 +163,48 @@ int64_t WanVaeDecoder::frames_for(int64_t latent_frames, bool first) const {
   return first ? 1 + ts * (latent_frames - 1) : ts * latent_frames;
 }
 
-at::Tensor WanVaeDecoder::decode_pixels(const at::Tensor& block_latents) {
+namespace {
+
+void restore_state(wan_vae::StreamState& state, at::Device device) {
+  // State parked in host memory (export) comes back to the compute device.
+  for (auto& slot : state.slots)
+    if (slot.frames.defined() && slot.frames.device() != device)
+      slot.frames = slot.frames.to(device, /*non_blocking=*/true);
+}
+
+// [1, 3, N, H, W] -> [N, 3, H, W] float32 in [-1, 1].
+at::Tensor to_pixels(const at::Tensor& video) {
+  return video[0].transpose(0, 1).to(at::kFloat).clamp_(-1, 1).contiguous();
+}
+
+}  // namespace
+
+at::Tensor WanVaeDecoder::decode_trunk(const at::Tensor& block_latents) {
   check_latents(block_latents, impl_->config.z_dim, "Wan VAE decode");
   const auto& o = impl_->options;
-  // Parked state (export) comes back to the compute device first.
-  for (auto& slot : impl_->state.slots)
-    if (slot.frames.defined() && slot.frames.device() != o.device)
-      slot.frames = slot.frames.to(o.device, /*non_blocking=*/true);
+  restore_state(impl_->state, o.device);
   // [1, T, z, h, w] -> [1, z, T, h, w], de-normalised as `z / (1/std) + mean`.
   const at::Tensor z =
       (block_latents.to(o.device, o.dtype).permute({0, 2, 1, 3, 4}) / impl_->inv_std)
           .add_(impl_->mean);
-  const int64_t t = z.size(2);
-  const int64_t pass = o.latent_frames_per_pass > 0 ? o.latent_frames_per_pass : t;
+  return impl_->graph->trunk(z, impl_->state);
+}
+
+at::Tensor WanVaeDecoder::decode_branch(const at::Tensor& features) {
+  restore_state(impl_->state, impl_->options.device);
+  return to_pixels(impl_->graph->branch(features, impl_->state));
+}
+
+at::Tensor WanVaeDecoder::decode_pixels(const at::Tensor& block_latents) {
+  check_latents(block_latents, impl_->config.z_dim, "Wan VAE decode");
+  const int64_t t = block_latents.size(1);
+  const int64_t per_pass = impl_->options.latent_frames_per_pass;
+  const int64_t pass = per_pass > 0 ? per_pass : t;
   std::vector<at::Tensor> outs;
   for (int64_t begin = 0; begin < t; begin += pass)
     outs.push_back(
-        impl_->graph->forward(z.narrow(2, begin, std::min(pass, t - begin)), impl_->state));
-  const at::Tensor video = outs.size() == 1 ? outs[0] : at::cat(outs, 2);
-  return video[0].transpose(0, 1).to(at::kFloat).clamp_(-1, 1).contiguous();
+        decode_branch(decode_trunk(block_latents.narrow(1, begin, std::min(pass, t - begin)))));
+  return outs.size() == 1 ? outs[0] : at::cat(outs, 0);
 }
 
 at::Tensor WanVaeDecoder::decode(const at::Tensor& block_latents) {

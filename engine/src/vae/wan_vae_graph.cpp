@@ -27,7 +27,21 @@ at::Tensor video_of(const at::Tensor& frames, int64_t batch) {
 }  // namespace
 
 at::Tensor Conv3d::plain(const at::Tensor& x) const {
-  return at::conv3d(x, weight, bias, {stride_t, 1, 1}, {0, weight.size(3) / 2, weight.size(4) / 2});
+  const int64_t pad_h = weight.size(3) / 2, pad_w = weight.size(4) / 2;
+  if (taps.empty()) return at::conv3d(x, weight, bias, {stride_t, 1, 1}, {0, pad_h, pad_w});
+  // out[t] = bias + sum_k W_k * in[stride*t + k], frames as the batch.
+  const int64_t kt = static_cast<int64_t>(taps.size());
+  const int64_t out_frames = (x.size(2) - kt) / stride_t + 1;
+  const at::Tensor frames = x[0].transpose(0, 1).contiguous();  // [T, C, H, W]
+  at::Tensor out;
+  for (int64_t k = 0; k < kt; ++k) {
+    const at::Tensor in = frames.slice(0, k, k + stride_t * (out_frames - 1) + 1, stride_t);
+    if (k == 0)
+      out = at::conv2d(in, taps[0], bias, 1, {pad_h, pad_w});
+    else
+      out.add_(at::conv2d(in, taps[size_t(k)], {}, 1, {pad_h, pad_w}));
+  }
+  return out.transpose(0, 1).unsqueeze(0).contiguous();
 }
 
 at::Tensor Conv3d::operator()(const at::Tensor& x, StreamState& state) const {
@@ -133,10 +147,11 @@ at::Tensor Resample::operator()(const at::Tensor& input, StreamState& state) con
   return x;
 }
 
-at::Tensor Graph::forward(const at::Tensor& input, StreamState& state) const {
-  at::Tensor x = is_decoder ? outer.plain(input) : input;
-  x = conv_in(x, state);
-  for (const Block& block : blocks) {
+namespace {
+
+at::Tensor run_blocks(const std::vector<Block>& blocks, size_t begin, size_t end, at::Tensor x,
+                      StreamState& state) {
+  for (size_t i = begin; i < end; ++i) {
     x = std::visit(
         [&](const auto& b) -> at::Tensor {
           if constexpr (std::is_same_v<std::decay_t<decltype(b)>, AttentionBlock>)
@@ -144,12 +159,30 @@ at::Tensor Graph::forward(const at::Tensor& input, StreamState& state) const {
           else
             return b(x, state);
         },
-        block);
+        blocks[i]);
   }
+  return x;
+}
+
+}  // namespace
+
+at::Tensor Graph::trunk(const at::Tensor& input, StreamState& state) const {
+  return run_blocks(blocks, 0, trunk_blocks, conv_in(outer.plain(input), state), state);
+}
+
+at::Tensor Graph::branch(const at::Tensor& input, StreamState& state) const {
+  at::Tensor x = run_blocks(blocks, trunk_blocks, blocks.size(), input, state);
   x = head_norm(x);
   at::silu_(x);
-  x = head_conv(x, state);
-  return is_decoder ? x : outer.plain(x);
+  return head_conv(x, state);
+}
+
+at::Tensor Graph::forward(const at::Tensor& input, StreamState& state) const {
+  if (is_decoder) return branch(trunk(input, state), state);
+  at::Tensor x = run_blocks(blocks, 0, blocks.size(), conv_in(input, state), state);
+  x = head_norm(x);
+  at::silu_(x);
+  return outer.plain(head_conv(x, state));
 }
 
 namespace {
@@ -187,8 +220,11 @@ class Builder {
     if (in_channels >= 0) expect_channels(prefix + ".weight", 1, in_channels);
     const at::Tensor& bias = raw(prefix + ".bias", 1);
     expect_channels(prefix + ".bias", 0, weight.size(0));
-    Conv3d c{load(weight), load(bias), time_pad, stride_t, -1};
+    Conv3d c{load(weight), load(bias), time_pad, stride_t, -1, {}};
     if (cached) c.slot = slot_count++;
+    if (device_.is_cpu())
+      for (int64_t k = 0; k < weight.size(2); ++k)
+        c.taps.push_back(c.weight.select(2, k).contiguous());
     return c;
   }
   // Conv2d `prefix`.{weight,bias} with a k x k kernel.
@@ -301,6 +337,7 @@ Graph build_graph(const WeightStore& weights, bool is_decoder, at::Device device
     g.conv_in = b.conv3d("decoder.conv1", z, true, 2);
     int64_t c = g.conv_in.weight.size(0);
     c = b.blocks("decoder.middle", c, true, g.blocks);
+    g.trunk_blocks = g.blocks.size();
     c = b.blocks("decoder.upsamples", c, true, g.blocks);
     g.head_norm = b.norm("decoder.head.0.gamma", c, 4);
     g.head_conv = b.conv3d("decoder.head.2", c, true, 2);

@@ -34,6 +34,9 @@ struct Conv3d {
   int64_t time_pad = 0;  // zero frames in front (2 for kernel 3, 0 for 1x1x1 and strided)
   int64_t stride_t = 1;
   int slot = -1;  // state slot, -1 when the conv keeps no memory
+  // CPU: the conv runs as one 2-D conv per time tap over frame-major input (ATen's CPU conv3d
+  // falls back to an im2col of 27x the input and is ~3x slower); weight[:, :, k] per tap.
+  std::vector<at::Tensor> taps;
   // Causal conv over x continuing the sequence remembered in `slot` (updated).
   at::Tensor operator()(const at::Tensor& x, StreamState& state) const;
   // Stateless pointwise / plain use.
@@ -73,7 +76,8 @@ using Block = std::variant<ResidualBlock, AttentionBlock, Resample>;
 struct Graph {
   Conv3d outer;  // decoder: conv2 (applied first); encoder: conv1 (applied last)
   Conv3d conv_in;
-  std::vector<Block> blocks;  // downsamples/upsamples, then middle
+  std::vector<Block> blocks;  // decoder: middle, upsamples; encoder: downsamples, middle
+  size_t trunk_blocks = 0;    // decoder: blocks up to the end of the middle (latent resolution)
   RmsNorm head_norm;
   Conv3d head_conv;
   int slot_count = 0;
@@ -82,6 +86,11 @@ struct Graph {
   // Decoder: x [1, z, T, h, w] (de-normalised latents) -> [1, 3, N, H, W].
   // Encoder: x [1, 3, T, H, W] -> [1, 2z, T', h, w] (after conv1).
   at::Tensor forward(const at::Tensor& x, StreamState& state) const;
+  // The decoder in two parts: the trunk (conv2, conv1, middle incl. its frame-global attention)
+  // at latent resolution, and the rest. forward = branch(trunk(x)); tiled decoding runs the
+  // trunk on whole frames and only the branch per tile.
+  at::Tensor trunk(const at::Tensor& x, StreamState& state) const;
+  at::Tensor branch(const at::Tensor& x, StreamState& state) const;
   StreamState new_state() const { return StreamState{std::vector<Slot>(size_t(slot_count))}; }
 };
 
