@@ -20,6 +20,7 @@
 #include "longlive/preset.h"
 #include "longlive/profiler.h"
 #include "longlive/text_encoder.h"
+#include "longlive/wan_vae.h"
 
 namespace longlive::cli {
 namespace {
@@ -174,17 +175,28 @@ int run(const BenchArgs& a) {
   }
   // Decoder: one block of latents -> 12 frames (steady state, after the first block).
   Summary decode, pipeline;
-  if (a.decoder == "taehv") {
-    auto decoder = make_taehv_decoder(make_random_taehv_weights(5),
-                                      {device, device.is_cpu() ? at::kFloat : at::kHalf});
+  if (a.decoder != "none" && a.decoder != "taehv" && a.decoder != "wan")
+    throw ConfigError(fmt::format("--decoder '{}': expected taehv, wan or none", a.decoder));
+  // Random decoder weights: TAEHV has one size; the Wan VAE follows --random (full = the
+  // released 2.1 VAE, decoder only). Both run in half precision on the GPU.
+  auto make_decoder = [&]() -> std::unique_ptr<StreamingDecoder> {
+    if (a.decoder == "taehv")
+      return make_taehv_decoder(make_random_taehv_weights(5),
+                                {device, device.is_cpu() ? at::kFloat : at::kHalf});
+    const WanVaeConfig c = a.random == "tiny" ? WanVaeConfig::tiny() : WanVaeConfig::wan_2_1();
+    WanVaeDecoderOptions wo;
+    wo.device = device;
+    wo.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
+    return std::make_unique<WanVaeDecoder>(make_random_wan_vae_weights(c, 5, false), wo);
+  };
+  if (a.decoder != "none") {
+    auto decoder = make_decoder();
     const at::Tensor block = generator.next_block();
-    decoder->decode(block);
+    decoder->decode(block);  // first block of a video: 9 frames; the timed ones yield 12
     decode = time_calls(device, 2, 10, [&] { decoder->decode(block); });
     // The live pipeline: block k decodes on its own stream while block k+1 generates; frames
     // reach pinned host memory. Per-block wall time of the whole loop.
-    AsyncDecoder async(make_taehv_decoder(make_random_taehv_weights(5),
-                                          {device, device.is_cpu() ? at::kFloat : at::kHalf}),
-                       device);
+    AsyncDecoder async(make_decoder(), device);
     // Interval between the frame deliveries of consecutive blocks: the live frame period.
     const int pipeline_blocks = std::max(3, a.blocks / 2);
     std::vector<double> per_block;
@@ -199,10 +211,6 @@ int run(const BenchArgs& a) {
     }
     async.reset();
     pipeline = summarize(per_block);
-  } else if (a.decoder != "none") {
-    throw ConfigError(
-        fmt::format("--decoder '{}': expected taehv or none (the Wan VAE decoder is not built yet)",
-                    a.decoder));
   }
   // umT5-XXL forward over 512 tokens with random bf16 weights.
   Summary text;
@@ -234,8 +242,9 @@ int run(const BenchArgs& a) {
   std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps,
                            video_frames_per_block);
   if (decode.count)
-    std::cout << fmt::format("TAEHV decode   median {:8.1f} ms per block  p99 {:.1f}\n",
-                             decode.median, decode.p99);
+    std::cout << fmt::format("{:<14} median {:8.1f} ms per block  p99 {:.1f}\n",
+                             a.decoder == "wan" ? "Wan VAE decode" : "TAEHV decode", decode.median,
+                             decode.p99);
   if (pipeline.count)
     std::cout << fmt::format(
         "pipeline       median {:8.1f} ms per block (DiT + decode on its own stream + frames on "
@@ -280,7 +289,8 @@ int run(const BenchArgs& a) {
                         {"switch_block", to_json(sw)},
                         {"recache", to_json(rc)},
                         {"video_fps", fps},
-                        {"taehv_decode", to_json(decode)},
+                        {"decoder", a.decoder},
+                        {a.decoder == "wan" ? "wan_vae_decode" : "taehv_decode", to_json(decode)},
                         {"pipeline_block", to_json(pipeline)},
                         {"text_encode", to_json(text)},
                         {"peak_allocated_gib", mem.peak_allocated_gib},
@@ -311,7 +321,9 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_option("--switch-every", a->switch_every,
                   "Hard prompt switch every N blocks (0: never)");
   cmd->add_option("--json", a->json, "Write results as JSON here");
-  cmd->add_option("--decoder", a->decoder, "Also time a decoder per block: taehv or none");
+  cmd->add_option("--decoder", a->decoder,
+                  "Also time a decoder per block: taehv, wan or none (wan: real-size Wan VAE with "
+                  "--random full)");
   cmd->add_flag("--text-encoder", a->text_encoder, "Also time one umT5 forward over 512 tokens");
   cmd->add_option("--attention", a->attention,
                   "Attention backend: auto, cudnn, flash, efficient, math");

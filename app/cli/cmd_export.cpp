@@ -11,6 +11,7 @@
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/recorder.h"
+#include "longlive/wan_vae.h"
 #include "longlive/weights.h"
 
 namespace longlive::cli {
@@ -18,8 +19,10 @@ namespace {
 
 struct ExportArgs {
   std::string frames, latents, output, taehv, codec = "auto", prompt, device = "auto";
-  bool random_taehv = false, fragmented = false, no_sidecar = false;
+  std::string decoder, vae;
+  bool random_taehv = false, random_vae = false, fragmented = false, no_sidecar = false;
   int crf = 18, fps = 16, block_frames = 3;
+  double memory_budget_mib = 0;
   uint64_t seed = 0;
 };
 
@@ -52,6 +55,43 @@ void copy_session_facts(const WeightStore& store, RecorderOptions& o) {
   }
 }
 
+// Quality export: the Wan VAE decodes the whole session slice by slice (tiled when the memory
+// budget asks for it); every finished slice goes to the recorder at once.
+int export_latents_wan(const ExportArgs& a, RecorderOptions o, const at::Tensor& latents,
+                       at::Device device) {
+  WanVaeDecoderOptions d;
+  d.device = device;
+  d.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
+  WeightStore weights;
+  if (!a.vae.empty())
+    weights = load_wan_vae_weights(a.vae);
+  else if (a.random_vae)
+    weights = make_random_wan_vae_weights(WanVaeConfig::tiny(), a.seed, false);
+  else
+    throw ConfigError("--decoder wan needs --vae Wan2.1_VAE.pth (or --random-vae for a test)");
+  const WanVaeDecoder decoder(weights, d);
+  const int64_t scale = decoder.config().spatial_scale();
+  o.height = static_cast<int>(latents.size(3) * scale);
+  o.width = static_cast<int>(latents.size(4) * scale);
+  Recorder recorder(o);
+  if (!a.prompt.empty()) recorder.mark_prompt(a.prompt, 0);
+  WanVaeExportOptions options;
+  options.memory_budget_bytes = static_cast<int64_t>(a.memory_budget_mib * 1024 * 1024);
+  const WanVaeExportPlan plan =
+      decode_wan_vae_video(decoder, latents, options, [&](const at::Tensor& frames) {
+        const at::Tensor rgba = frames_to_rgba8(frames);
+        for (int64_t f = 0; f < rgba.size(0); ++f) recorder.push(rgba[f]);
+      });
+  recorder.finish();
+  std::cout << fmt::format(
+      "wrote {} ({} frames from {} latent frames, Wan VAE {}, {}, {:.1f} KiB)\n", a.output,
+      recorder.frames_written(), latents.size(1),
+      plan.exact() ? std::string("untiled")
+                   : fmt::format("{}x{} tiles", plan.tiles_y, plan.tiles_x),
+      recorder.codec_name(), recorder.bytes_written() / 1024.0);
+  return 0;
+}
+
 // Decodes [1, T, 16, h, w] latents block by block (the decoder keeps its temporal state) and
 // records each block's frames as they come, so memory stays at one block of pixels.
 int export_latents(const ExportArgs& a, RecorderOptions o) {
@@ -62,6 +102,10 @@ int export_latents(const ExportArgs& a, RecorderOptions o) {
                                   a.latents, fmt::join(latents.sizes(), ", ")));
   copy_session_facts(store, o);
   const at::Device device = pick_device(a.device);
+  const bool wan = a.decoder == "wan" || (a.decoder.empty() && (!a.vae.empty() || a.random_vae));
+  if (!a.decoder.empty() && a.decoder != "wan" && a.decoder != "taehv")
+    throw ConfigError(fmt::format("--decoder '{}': expected taehv or wan", a.decoder));
+  if (wan) return export_latents_wan(a, o, latents, device);
   std::unique_ptr<StreamingDecoder> decoder;
   if (!a.taehv.empty()) {
     decoder = make_taehv_decoder(load_taehv_weights(a.taehv),
@@ -111,18 +155,26 @@ const Registrar kExport("export", [](CLI::App& root) {
       "--frames", a->frames,
       "safetensors with 'frames' [N, 3, H, W] float in [0, 1] or [N, H, W, 4] uint8");
   auto* latents = cmd->add_option(
-      "--latents", a->latents, "safetensors with 'latents' [1, T, 16, h, w] (decoded with TAEHV)");
+      "--latents", a->latents,
+      "safetensors with 'latents' [1, T, 16, h, w] (decoded with TAEHV or the Wan VAE)");
   frames->excludes(latents);
   cmd->add_option("--output", a->output, "Output MP4")->required();
   cmd->add_option("--taehv", a->taehv, "TAEHV weights (taew2_1.pth) to decode --latents");
   cmd->add_flag("--random-taehv", a->random_taehv, "Decode --latents with random TAEHV (tests)");
+  cmd->add_option("--decoder", a->decoder,
+                  "Decoder for --latents: taehv or wan (default: wan when --vae/--random-vae)");
+  cmd->add_option("--vae", a->vae, "Wan VAE weights (Wan2.1_VAE.pth) for --decoder wan");
+  cmd->add_flag("--random-vae", a->random_vae,
+                "Decode --latents with a tiny random Wan VAE (tests)");
+  cmd->add_option("--memory-budget-mib", a->memory_budget_mib,
+                  "Wan VAE: device memory the decode may use (0: unlimited; tiles when needed)");
   cmd->add_option("--block-frames", a->block_frames, "Latent frames decoded at a time")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--codec", a->codec, "auto, libx264, libx265, h264_nvenc, hevc_nvenc");
   cmd->add_option("--crf", a->crf, "Quality: x264/x265 CRF, NVENC cq (lower is better)");
   cmd->add_option("--fps", a->fps, "Frames per second")->check(CLI::PositiveNumber);
   cmd->add_option("--prompt", a->prompt, "Prompt to record as the first chapter");
-  cmd->add_option("--seed", a->seed, "Seed of --random-taehv");
+  cmd->add_option("--seed", a->seed, "Seed of --random-taehv / --random-vae");
   cmd->add_option("--device", a->device, "auto, cpu or cuda (latent decoding)");
   cmd->add_flag("--fragmented", a->fragmented, "Keep the fragmented MP4 (no faststart remux)");
   cmd->add_flag("--no-sidecar", a->no_sidecar, "Do not write <output>.json");

@@ -52,6 +52,15 @@ TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
       std::any_of(frames.begin(), frames.end(), [](const auto& f) { return f.first_of_prompt; }));
   EXPECT_GT(engine.stats().last_switch_ms, 0);
   EXPECT_EQ(errors.load(), 0);
+  // The session's latents are kept for export: 3 latent frames per block, 4 video frames each
+  // (the first block 1 + 4 * 2).
+  const at::Tensor latents = engine.session_latents();
+  ASSERT_TRUE(latents.defined());
+  EXPECT_EQ(latents.dim(), 5);
+  EXPECT_EQ(latents.size(2), 16);
+  EXPECT_EQ(latents.size(3), 8);
+  EXPECT_TRUE(latents.device().is_cpu());
+  EXPECT_EQ(latents.size(1) * 4 - 3, engine.stats().frames);
 }
 
 TEST(Engine, BadModelFolderIsReportedNotThrown) {

@@ -82,6 +82,10 @@ class Engine {
   void resume();
   void stop();
   EngineStats stats() const;
+  // Latents of the current video so far, [1, T, 16, h, w] on the CPU (one copy per block), so an
+  // export can re-decode the session with the Wan VAE after previewing with TAEHV. Undefined
+  // before the first block; cleared by start() and by a preset change that restarts the video.
+  at::Tensor session_latents() const;
 
   struct Session;  // model + preset state of the worker (engine.cpp)
 
@@ -99,6 +103,7 @@ class Engine {
   std::condition_variable wake_;
   std::deque<Command> commands_;
   EngineStats stats_;
+  std::vector<at::Tensor> latents_;  // per block, CPU; guarded by mutex_
   bool quit_ = false;
   Preset preset_;
   std::unique_ptr<Session> session_;

@@ -131,6 +131,12 @@ void Engine::pause() { post({Command::Kind::pause, {}, 0, {}}); }
 void Engine::resume() { post({Command::Kind::resume, {}, 0, {}}); }
 void Engine::stop() { post({Command::Kind::stop, {}, 0, {}}); }
 
+at::Tensor Engine::session_latents() const {
+  std::lock_guard lock(mutex_);
+  if (latents_.empty()) return {};
+  return at::cat(latents_, 1);
+}
+
 EngineStats Engine::stats() const {
   std::lock_guard lock(mutex_);
   return stats_;
@@ -251,6 +257,7 @@ void Engine::run() {
         session_->running = true;
         session_->frame_index = 0;
         std::lock_guard lock(mutex_);
+        latents_.clear();
         stats_ = EngineStats{};
         stats_.preset = preset_.name;
         stats_.device = session_->device.str();
@@ -314,8 +321,10 @@ void Engine::run() {
       const auto end = Clock::now();
       const double block_ms = std::chrono::duration<double, std::milli>(end - begin).count();
       const int64_t block_frames = 4 * session_->generator->options().frames_per_block;
+      at::Tensor kept = latents.to(at::kCPU);  // small: 16 x h x w per latent frame
       {
         std::lock_guard lock(mutex_);
+        latents_.push_back(kept.is_same(latents) ? latents.clone() : std::move(kept));
         stats_.blocks += 1;
         stats_.last_block_ms = block_ms;
         stats_.fps = block_frames * 1000.0 / std::max(block_ms, 1e-3);

@@ -1,0 +1,357 @@
+// Wan 2.1 VAE blocks and the graph builder (names as in `WanVAE_.state_dict()`).
+#include "vae/wan_vae_graph.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+
+#include "longlive/error.h"
+
+namespace longlive::wan_vae {
+namespace {
+
+constexpr int64_t kCacheFrames = 2;  // CACHE_T of the reference: frames a causal conv remembers
+
+// [B, C, T, H, W] <-> [B*T, C, H, W] for the per-frame 2-D layers.
+at::Tensor frames_of(const at::Tensor& x) {
+  return x.transpose(1, 2).reshape({x.size(0) * x.size(2), x.size(1), x.size(3), x.size(4)});
+}
+at::Tensor video_of(const at::Tensor& frames, int64_t batch) {
+  return frames
+      .reshape({batch, frames.size(0) / batch, frames.size(1), frames.size(2), frames.size(3)})
+      .transpose(1, 2)
+      .contiguous();
+}
+
+}  // namespace
+
+at::Tensor Conv3d::plain(const at::Tensor& x) const {
+  const int64_t pad_h = weight.size(3) / 2, pad_w = weight.size(4) / 2;
+  if (taps.empty()) return at::conv3d(x, weight, bias, {stride_t, 1, 1}, {0, pad_h, pad_w});
+  // out[t] = bias + sum_k W_k * in[stride*t + k], frames as the batch.
+  const int64_t kt = static_cast<int64_t>(taps.size());
+  const int64_t out_frames = (x.size(2) - kt) / stride_t + 1;
+  const at::Tensor frames = x[0].transpose(0, 1).contiguous();  // [T, C, H, W]
+  at::Tensor out;
+  for (int64_t k = 0; k < kt; ++k) {
+    const at::Tensor in = frames.slice(0, k, k + stride_t * (out_frames - 1) + 1, stride_t);
+    if (k == 0)
+      out = at::conv2d(in, taps[0], bias, 1, {pad_h, pad_w});
+    else
+      out.add_(at::conv2d(in, taps[size_t(k)], {}, 1, {pad_h, pad_w}));
+  }
+  return out.transpose(0, 1).unsqueeze(0).contiguous();
+}
+
+at::Tensor Conv3d::operator()(const at::Tensor& x, StreamState& state) const {
+  if (slot < 0) return plain(x);
+  Slot& memory = state.slots[size_t(slot)];
+  const int64_t t = x.size(2);
+  const int64_t cached = memory.frames.defined() ? memory.frames.size(2) : 0;
+  const int64_t front = std::max<int64_t>(time_pad - cached, 0);
+  // One buffer [zeros | remembered frames | x] instead of a cat and a pad.
+  std::vector<int64_t> sizes = x.sizes().vec();
+  sizes[2] = front + cached + t;
+  at::Tensor input = at::empty(sizes, x.options());
+  if (front > 0) input.narrow(2, 0, front).zero_();
+  if (cached > 0) input.narrow(2, front, cached).copy_(memory.frames);
+  input.narrow(2, front + cached, t).copy_(x);
+  const int64_t keep = std::min(kCacheFrames, cached + t);
+  memory.frames = input.narrow(2, sizes[2] - keep, keep).clone();
+  return plain(input);
+}
+
+at::Tensor RmsNorm::operator()(const at::Tensor& x) const {
+  // F.normalize over channels (eps 1e-12), then gamma * sqrt(C).
+  const at::Tensor norm = at::linalg_vector_norm(x, 2, {1}, /*keepdim=*/true).clamp_min_(1e-12);
+  return (x / norm).mul_(gain);
+}
+
+at::Tensor ResidualBlock::operator()(const at::Tensor& x, StreamState& state) const {
+  const at::Tensor skip = shortcut ? shortcut->plain(x) : x;
+  at::Tensor y = norm1(x);
+  at::silu_(y);
+  y = conv1(y, state);
+  y = norm2(y);
+  at::silu_(y);
+  y = conv2(y, state);
+  return y.add_(skip);
+}
+
+at::Tensor AttentionBlock::operator()(const at::Tensor& x) const {
+  // Single-head attention over the positions of each frame.
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(3), w = x.size(4);
+  at::Tensor frames = norm(frames_of(x));
+  const int64_t n = frames.size(0);
+  const auto qkv = at::conv2d(frames, qkv_w, qkv_b)
+                       .reshape({n, 1, 3 * c, h * w})
+                       .permute({0, 1, 3, 2})
+                       .chunk(3, -1);
+  at::Tensor out = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]);
+  out = out.squeeze(1).permute({0, 2, 1}).reshape({n, c, h, w});
+  return video_of(at::conv2d(out, proj_w, proj_b), b).add_(x);
+}
+
+at::Tensor Resample::operator()(const at::Tensor& input, StreamState& state) const {
+  at::Tensor x = input;
+  const int64_t b = x.size(0);
+  if (mode == Mode::upsample3d) {
+    // The first frame of a video passes through; later frames become two frames each (the time
+    // conv doubles the channels, split as [2, C] and interleaved in time).
+    Slot& memory = state.slots[size_t(slot)];
+    at::Tensor first, rest = x;
+    if (!memory.seen) {
+      memory.seen = true;
+      first = x.narrow(2, 0, 1);
+      rest = x.narrow(2, 1, x.size(2) - 1);
+    }
+    if (rest.size(2) > 0) {
+      const at::Tensor y = (*time_conv)(rest, state);
+      const int64_t c = y.size(1) / 2, t = y.size(2);
+      at::Tensor doubled = y.view({b, 2, c, t, y.size(3), y.size(4)})
+                               .permute({0, 2, 3, 1, 4, 5})
+                               .reshape({b, c, 2 * t, y.size(3), y.size(4)});
+      x = first.defined() ? at::cat({first, doubled}, 2) : doubled;
+    } else {
+      x = first;
+    }
+  }
+  at::Tensor frames = frames_of(x);
+  if (mode == Mode::upsample2d || mode == Mode::upsample3d) {
+    // 'nearest-exact' and 'nearest' pick the same source pixel at an exact 2x scale.
+    frames = at::upsample_nearest2d(frames, {frames.size(2) * 2, frames.size(3) * 2});
+    frames = at::conv2d(frames, conv_w, conv_b, 1, 1);
+  } else {
+    frames = at::constant_pad_nd(frames, {0, 1, 0, 1});  // right and bottom only
+    frames = at::conv2d(frames, conv_w, conv_b, 2);
+  }
+  x = video_of(frames, b);
+  if (mode == Mode::downsample3d) {
+    // First frame passes; later frames are halved by a stride-2 time conv that also sees the
+    // previous input frame.
+    Slot& memory = state.slots[size_t(slot)];
+    at::Tensor first, rest = x;
+    if (!memory.seen) {
+      memory.seen = true;
+      first = x.narrow(2, 0, 1);
+      rest = x.narrow(2, 1, x.size(2) - 1);
+      memory.frames = first.clone();
+    }
+    if (rest.size(2) == 0) return first;
+    const at::Tensor with_previous = at::cat({memory.frames, rest}, 2);
+    memory.frames = rest.narrow(2, rest.size(2) - 1, 1).clone();
+    const at::Tensor y = time_conv->plain(with_previous);
+    x = first.defined() ? at::cat({first, y}, 2) : y;
+  }
+  return x;
+}
+
+namespace {
+
+at::Tensor run_blocks(const std::vector<Block>& blocks, size_t begin, size_t end, at::Tensor x,
+                      StreamState& state) {
+  for (size_t i = begin; i < end; ++i) {
+    x = std::visit(
+        [&](const auto& b) -> at::Tensor {
+          if constexpr (std::is_same_v<std::decay_t<decltype(b)>, AttentionBlock>)
+            return b(x);
+          else
+            return b(x, state);
+        },
+        blocks[i]);
+  }
+  return x;
+}
+
+}  // namespace
+
+at::Tensor Graph::trunk(const at::Tensor& input, StreamState& state) const {
+  return run_blocks(blocks, 0, trunk_blocks, conv_in(outer.plain(input), state), state);
+}
+
+at::Tensor Graph::branch(const at::Tensor& input, StreamState& state) const {
+  at::Tensor x = run_blocks(blocks, trunk_blocks, blocks.size(), input, state);
+  x = head_norm(x);
+  at::silu_(x);
+  return head_conv(x, state);
+}
+
+at::Tensor Graph::forward(const at::Tensor& input, StreamState& state) const {
+  if (is_decoder) return branch(trunk(input, state), state);
+  at::Tensor x = run_blocks(blocks, 0, blocks.size(), conv_in(input, state), state);
+  x = head_norm(x);
+  at::silu_(x);
+  return outer.plain(head_conv(x, state));
+}
+
+namespace {
+
+// Reads tensors of one graph, checking shapes against the widths seen so far.
+class Builder {
+ public:
+  Builder(const WeightStore& w, at::Device device, at::ScalarType dtype)
+      : w_(w), device_(device), dtype_(dtype) {}
+
+  bool has(const std::string& name) const { return w_.contains(name); }
+
+  const at::Tensor& raw(const std::string& name, int64_t dims) const {
+    const at::Tensor& t = w_.get(name);
+    if (t.dim() != dims)
+      throw WeightError(fmt::format("{}: '{}' has shape [{}], expected a {}-D tensor (Wan VAE)",
+                                    w_.source_of(name), name, fmt::join(t.sizes(), ", "), dims));
+    return t;
+  }
+  at::Tensor load(const at::Tensor& t) const { return t.to(device_, dtype_).contiguous(); }
+
+  void expect_channels(const std::string& name, int64_t dim, int64_t expected) const {
+    const at::Tensor& t = w_.get(name);
+    if (t.size(dim) != expected)
+      throw WeightError(fmt::format(
+          "{}: '{}' has shape [{}], expected {} {} channels (follows the previous layer)",
+          w_.source_of(name), name, fmt::join(t.sizes(), ", "), expected,
+          dim == 0 ? "output" : "input"));
+  }
+
+  // CausalConv3d `prefix`.{weight,bias}; in_channels -1 = not checked.
+  Conv3d conv3d(const std::string& prefix, int64_t in_channels, bool cached, int64_t time_pad,
+                int64_t stride_t = 1) {
+    const at::Tensor& weight = raw(prefix + ".weight", 5);
+    if (in_channels >= 0) expect_channels(prefix + ".weight", 1, in_channels);
+    const at::Tensor& bias = raw(prefix + ".bias", 1);
+    expect_channels(prefix + ".bias", 0, weight.size(0));
+    Conv3d c{load(weight), load(bias), time_pad, stride_t, -1, {}};
+    if (cached) c.slot = slot_count++;
+    if (device_.is_cpu())
+      for (int64_t k = 0; k < weight.size(2); ++k)
+        c.taps.push_back(c.weight.select(2, k).contiguous());
+    return c;
+  }
+  // Conv2d `prefix`.{weight,bias} with a k x k kernel.
+  std::pair<at::Tensor, at::Tensor> conv2d(const std::string& prefix, int64_t in_channels) {
+    const at::Tensor& weight = raw(prefix + ".weight", 4);
+    expect_channels(prefix + ".weight", 1, in_channels);
+    const at::Tensor& bias = raw(prefix + ".bias", 1);
+    expect_channels(prefix + ".bias", 0, weight.size(0));
+    return {load(weight), load(bias)};
+  }
+  RmsNorm norm(const std::string& name, int64_t channels, int64_t dims) {
+    const at::Tensor& gamma = raw(name, dims);
+    expect_channels(name, 0, channels);
+    return {load(gamma.to(at::kFloat) * std::sqrt(double(channels)))};
+  }
+
+  ResidualBlock residual(const std::string& p, int64_t in) {
+    ResidualBlock r;
+    r.norm1 = norm(p + "residual.0.gamma", in, 4);
+    r.conv1 = conv3d(p + "residual.2", in, true, 2);
+    const int64_t out = r.conv1.weight.size(0);
+    r.norm2 = norm(p + "residual.3.gamma", out, 4);
+    r.conv2 = conv3d(p + "residual.6", out, true, 2);
+    expect_channels(p + "residual.6.weight", 0, out);
+    if (has(p + "shortcut.weight")) {
+      r.shortcut = conv3d(p + "shortcut", in, false, 0);
+      expect_channels(p + "shortcut.weight", 0, out);
+    } else if (in != out) {
+      throw WeightError(
+          fmt::format("{}: '{}shortcut.weight' is missing (block maps {} to {} "
+                      "channels)",
+                      w_.describe_sources(), p, in, out));
+    }
+    return r;
+  }
+
+  AttentionBlock attention(const std::string& p, int64_t c) {
+    AttentionBlock a;
+    a.norm = norm(p + "norm.gamma", c, 3);
+    std::tie(a.qkv_w, a.qkv_b) = conv2d(p + "to_qkv", c);
+    expect_channels(p + "to_qkv.weight", 0, 3 * c);
+    std::tie(a.proj_w, a.proj_b) = conv2d(p + "proj", c);
+    expect_channels(p + "proj.weight", 0, c);
+    return a;
+  }
+
+  Resample resample(const std::string& p, int64_t c, bool up) {
+    Resample r;
+    const bool temporal = has(p + "time_conv.weight");
+    r.mode = up ? (temporal ? Resample::Mode::upsample3d : Resample::Mode::upsample2d)
+                : (temporal ? Resample::Mode::downsample3d : Resample::Mode::downsample2d);
+    if (temporal && up) {
+      r.time_conv = conv3d(p + "time_conv", c, true, 2);
+      expect_channels(p + "time_conv.weight", 0, 2 * c);
+      r.slot = r.time_conv->slot;
+    } else if (temporal) {
+      r.time_conv = conv3d(p + "time_conv", c, false, 0, 2);
+      expect_channels(p + "time_conv.weight", 0, c);
+      r.slot = slot_count++;
+    }
+    std::tie(r.conv_w, r.conv_b) = conv2d(p + "resample.1", c);
+    return r;
+  }
+
+  // Residual / attention / resample blocks `prefix`.{0,1,...}; returns the output width.
+  int64_t blocks(const std::string& prefix, int64_t c, bool up, std::vector<Block>& out) {
+    for (int i = 0;; ++i) {
+      const std::string p = fmt::format("{}.{}.", prefix, i);
+      if (has(p + "residual.0.gamma")) {
+        ResidualBlock r = residual(p, c);
+        c = r.conv2.weight.size(0);
+        out.emplace_back(std::move(r));
+      } else if (has(p + "to_qkv.weight")) {
+        out.emplace_back(attention(p, c));
+      } else if (has(p + "resample.1.weight")) {
+        Resample r = resample(p, c, up);
+        c = r.conv_w.size(0);
+        out.emplace_back(std::move(r));
+      } else {
+        if (i == 0)
+          throw WeightError(fmt::format("{}: no '{}.0.*' tensors (Wan VAE {})",
+                                        w_.describe_sources(), prefix, prefix));
+        return c;
+      }
+    }
+  }
+
+  int slot_count = 0;
+
+ private:
+  const WeightStore& w_;
+  at::Device device_;
+  at::ScalarType dtype_;
+};
+
+}  // namespace
+
+Graph build_graph(const WeightStore& weights, bool is_decoder, at::Device device,
+                  at::ScalarType dtype) {
+  Builder b(weights, device, dtype);
+  Graph g;
+  g.is_decoder = is_decoder;
+  const std::string root = is_decoder ? "decoder" : "encoder";
+  if (!b.has(root + ".conv1.weight"))
+    throw WeightError(fmt::format("{}: '{}.conv1.weight' is missing: not a Wan VAE {}",
+                                  weights.describe_sources(), root, root));
+  if (is_decoder) {
+    g.outer = b.conv3d("conv2", -1, false, 0);
+    const int64_t z = g.outer.weight.size(0);
+    g.conv_in = b.conv3d("decoder.conv1", z, true, 2);
+    int64_t c = g.conv_in.weight.size(0);
+    c = b.blocks("decoder.middle", c, true, g.blocks);
+    g.trunk_blocks = g.blocks.size();
+    c = b.blocks("decoder.upsamples", c, true, g.blocks);
+    g.head_norm = b.norm("decoder.head.0.gamma", c, 4);
+    g.head_conv = b.conv3d("decoder.head.2", c, true, 2);
+  } else {
+    g.conv_in = b.conv3d("encoder.conv1", 3, true, 2);
+    int64_t c = g.conv_in.weight.size(0);
+    c = b.blocks("encoder.downsamples", c, false, g.blocks);
+    c = b.blocks("encoder.middle", c, false, g.blocks);
+    g.head_norm = b.norm("encoder.head.0.gamma", c, 4);
+    g.head_conv = b.conv3d("encoder.head.2", c, true, 2);
+    g.outer = b.conv3d("conv1", g.head_conv.weight.size(0), false, 0);
+  }
+  g.slot_count = b.slot_count;
+  return g;
+}
+
+}  // namespace longlive::wan_vae

@@ -1,0 +1,102 @@
+#pragma once
+// Building blocks of the Wan 2.1 VAE (`wan/modules/vae.py`) as immutable weight graphs plus a
+// separate temporal state, so several streams (tiles, a preview and an export) can share one copy
+// of the weights.
+//
+// Causal time handling, stated once: every temporal convolution sees its input sequence with two
+// zero frames in front (kernel 3). A stream keeps, per convolution, the last two input frames it
+// saw ("slot"), so decoding a video block by block equals decoding it in one call. The temporal
+// up/down-samplers pass the first frame of a video through unchanged and apply their time
+// convolution to the frames after it, which is what the reference's 'Rep' marker encodes.
+#include <ATen/ATen.h>
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "longlive/wan_vae.h"
+#include "longlive/weights.h"
+
+namespace longlive::wan_vae {
+
+// Temporal memory of one stream.
+struct Slot {
+  at::Tensor frames;  // last <= 2 input frames [B, C, t, H, W]; undefined before any
+  bool seen = false;  // temporal resamplers: the first frame of the video has passed
+};
+struct StreamState {
+  std::vector<Slot> slots;
+  void clear() { slots.assign(slots.size(), Slot{}); }
+};
+
+struct Conv3d {
+  at::Tensor weight, bias;
+  int64_t time_pad = 0;  // zero frames in front (2 for kernel 3, 0 for 1x1x1 and strided)
+  int64_t stride_t = 1;
+  int slot = -1;  // state slot, -1 when the conv keeps no memory
+  // CPU: the conv runs as one 2-D conv per time tap over frame-major input (ATen's CPU conv3d
+  // falls back to an im2col of 27x the input and is ~3x slower); weight[:, :, k] per tap.
+  std::vector<at::Tensor> taps;
+  // Causal conv over x continuing the sequence remembered in `slot` (updated).
+  at::Tensor operator()(const at::Tensor& x, StreamState& state) const;
+  // Stateless pointwise / plain use.
+  at::Tensor plain(const at::Tensor& x) const;
+};
+
+struct RmsNorm {
+  at::Tensor gain;  // gamma * sqrt(C), broadcastable to the input
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
+struct ResidualBlock {
+  RmsNorm norm1, norm2;
+  Conv3d conv1, conv2;
+  std::optional<Conv3d> shortcut;
+  at::Tensor operator()(const at::Tensor& x, StreamState& state) const;
+};
+
+struct AttentionBlock {
+  RmsNorm norm;
+  at::Tensor qkv_w, qkv_b, proj_w, proj_b;
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
+struct Resample {
+  enum class Mode { upsample2d, upsample3d, downsample2d, downsample3d } mode;
+  at::Tensor conv_w, conv_b;  // 2-D conv after the spatial resize
+  std::optional<Conv3d> time_conv;
+  int slot = -1;
+  at::Tensor operator()(const at::Tensor& x, StreamState& state) const;
+};
+
+using Block = std::variant<ResidualBlock, AttentionBlock, Resample>;
+
+// Encoder3d or Decoder3d, plus WanVAE_'s 1x1x1 conv on its side (conv2 before the decoder,
+// conv1 after the encoder).
+struct Graph {
+  Conv3d outer;  // decoder: conv2 (applied first); encoder: conv1 (applied last)
+  Conv3d conv_in;
+  std::vector<Block> blocks;  // decoder: middle, upsamples; encoder: downsamples, middle
+  size_t trunk_blocks = 0;    // decoder: blocks up to the end of the middle (latent resolution)
+  RmsNorm head_norm;
+  Conv3d head_conv;
+  int slot_count = 0;
+  bool is_decoder = true;
+
+  // Decoder: x [1, z, T, h, w] (de-normalised latents) -> [1, 3, N, H, W].
+  // Encoder: x [1, 3, T, H, W] -> [1, 2z, T', h, w] (after conv1).
+  at::Tensor forward(const at::Tensor& x, StreamState& state) const;
+  // The decoder in two parts: the trunk (conv2, conv1, middle incl. its frame-global attention)
+  // at latent resolution, and the rest. forward = branch(trunk(x)); tiled decoding runs the
+  // trunk on whole frames and only the branch per tile.
+  at::Tensor trunk(const at::Tensor& x, StreamState& state) const;
+  at::Tensor branch(const at::Tensor& x, StreamState& state) const;
+  StreamState new_state() const { return StreamState{std::vector<Slot>(size_t(slot_count))}; }
+};
+
+// Builds the graph of `decoder.*` (is_decoder) or `encoder.*` from the weights, converting to
+// the device and dtype. WeightError names the first missing or mis-shaped tensor.
+Graph build_graph(const WeightStore& weights, bool is_decoder, at::Device device,
+                  at::ScalarType dtype);
+
+}  // namespace longlive::wan_vae
