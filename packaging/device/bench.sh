@@ -22,6 +22,7 @@ run turbo --preset turbo --random full --blocks 10 --warmup 2 --profile-blocks 0
 run turbo_fp8 --preset turbo_fp8 $full --drift-blocks 4
 run turbo_fp8_switch --preset turbo_fp8 $full --switch-every 4 --profile-blocks 0
 run ultra --preset ultra --random full --blocks 10 --warmup 2 --profile-blocks 0 --drift-blocks 4
+run wan_vae --preset quality --random full --blocks 3 --warmup 1 --decoder wan --profile-blocks 0
 run low_memory --preset low_memory --random full --blocks 10 --warmup 2 --profile-blocks 0
 python3 - "$out" <<'PY'
 import json, glob, os, sys
