@@ -7,8 +7,9 @@ out=${OUT:-$PWD/bench-out}
 mkdir -p "$out"
 cli=$build/app/longlive
 export LONGLIVE_PRESETS=${LONGLIVE_PRESETS:-$PWD/presets}
-run() {  # name, args...
+run() {  # name, args...  (BENCH_ONLY="a b" runs only those names)
   local name=$1; shift
+  if [ -n "${BENCH_ONLY:-}" ] && [[ " $BENCH_ONLY " != *" $name "* ]]; then return; fi
   echo "== $name: $*"
   "$cli" bench "$@" --json "$out/$name.json" 2>&1 | grep -v "^\[" || echo "FAILED: $name"
 }
