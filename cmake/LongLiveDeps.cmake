@@ -61,6 +61,6 @@ endif()
 set(LONGLIVE_WITH_FFMPEG ${FFMPEG_FOUND})
 if(LONGLIVE_GUI)
   find_package(Qt6 REQUIRED COMPONENTS Core Gui Widgets OpenGL OpenGLWidgets Test)
-  find_library(IMGUI_LIBRARY imgui REQUIRED)
-  find_path(IMGUI_INCLUDE_DIR imgui.h PATH_SUFFIXES imgui REQUIRED)
+  # Debian's libimgui-dev: a static libimgui with the backends (OpenGL 3 included), fonts via stb.
+  pkg_check_modules(IMGUI REQUIRED IMPORTED_TARGET imgui)
 endif()

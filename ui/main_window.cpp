@@ -1,6 +1,7 @@
 #include "main_window.h"
 
 #include <QCloseEvent>
+#include <QDir>
 #include <QFileDialog>
 #include <QHBoxLayout>
 #include <QKeyEvent>
@@ -44,11 +45,10 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
 
   auto* central = new QWidget;
   auto* layout = new QVBoxLayout(central);
-  banner_ = new QLabel;
-  banner_->setStyleSheet("background:#7a1f1f;color:white;padding:6px;border-radius:4px");
-  banner_->setWordWrap(true);
-  banner_->hide();
+  banner_ = new ErrorBanner;
   layout->addWidget(banner_);
+  model_panel_ = new ModelSetupPanel;
+  layout->addWidget(model_panel_);
 
   view_ = new VideoView;
   layout->addWidget(view_, 1);
@@ -86,18 +86,37 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
     show_error(QString("presets: %1").arg(e.what()));
   }
   tiny_ = new QCheckBox("tiny random model (test)");
-  tiny_->setChecked(tiny_model || model_folder_.isEmpty());
+  tiny_->setChecked(tiny_model);
   auto* model_button = new QPushButton("Model folder…");
   model_label_ = new QLabel(model_folder_.isEmpty() ? "no model folder" : model_folder_);
-  for (QWidget* w :
-       std::initializer_list<QWidget*>{start_, pause_, stop_, seed_, random_seed_, resolution_,
-                                       presets_, tiny_, model_button, model_label_})
+  recording_ = new RecordingControls(this, [this] {
+    const QStringList size = resolution_->currentText().split('x');
+    return SessionInfo{
+        tiny_->isChecked() ? QString("tiny random model (test)") : QDir(model_folder_).dirName(),
+        presets_->currentText(), static_cast<uint64_t>(seed_->value()), size.value(0).toInt(),
+        size.value(1).toInt()};
+  });
+  for (QWidget* w : std::initializer_list<QWidget*>{
+           start_, pause_, stop_, seed_, random_seed_, resolution_, presets_, tiny_, model_button,
+           model_label_, recording_->record_button(), recording_->export_button()})
     controls->addWidget(w);
   controls->addStretch(1);
   layout->addLayout(controls);
   setCentralWidget(central);
   status_ = new QLabel;
   statusBar()->addWidget(status_, 1);
+  statusBar()->addPermanentWidget(recording_->status_label());
+  connect(recording_, &RecordingControls::error, this, &MainWindow::show_error);
+  connect(recording_->record_button(), &QPushButton::toggled, view_, &VideoView::set_recording);
+  connect(model_panel_, &ModelSetupPanel::choose_folder_requested, this,
+          &MainWindow::choose_model_folder);
+  connect(model_panel_, &ModelSetupPanel::tiny_requested, this, [this] {
+    tiny_->setChecked(true);
+    model_panel_->hide();
+  });
+  if (!tiny_model &&
+      (model_folder_.isEmpty() || !missing_model_files(model_folder_.toStdString()).empty()))
+    model_panel_->show_for(model_folder_, missing_model_files(model_folder_.toStdString()));
 
   connect(prompt_, &PromptEdit::submitted, this, &MainWindow::submit);
   connect(start_, &QPushButton::clicked, this, [this] { submit(prompt_->toPlainText()); });
@@ -149,9 +168,20 @@ void MainWindow::closeEvent(QCloseEvent* event) {
   event->accept();
 }
 
-void MainWindow::show_error(const QString& message) {
-  banner_->setText(message);
-  banner_->show();
+void MainWindow::show_error(const QString& message) { banner_->show_message(message); }
+
+void MainWindow::show_engine_error(const QString& message) {
+  running_ = false;
+  if (!message.contains("out of GPU memory") || presets_->currentText() == "low_memory") {
+    show_error(message);
+    return;
+  }
+  banner_->show_message(message, "Switch to low_memory and restart", [this] {
+    const int index = presets_->findText("low_memory");
+    if (index < 0) return show_error("The low_memory preset is missing from " + presets_dir_);
+    presets_->setCurrentIndex(index);  // posts the preset to the engine
+    if (!last_prompt_.isEmpty()) submit(last_prompt_);
+  });
 }
 
 bool MainWindow::ensure_engine() {
@@ -168,12 +198,7 @@ bool MainWindow::ensure_engine() {
   if (!model.tiny_random) {
     const auto missing = missing_model_files(model_folder_.toStdString());
     if (model_folder_.isEmpty() || !missing.empty()) {
-      QStringList names;
-      for (const auto& m : missing) names << QString::fromStdString(m);
-      show_error(
-          QString("The model folder '%1' is missing: %2. Download the files listed in the README "
-                  "(section 'Model files') or tick 'tiny random model (test)'.")
-              .arg(model_folder_.isEmpty() ? "(none)" : model_folder_, names.join(", ")));
+      model_panel_->show_for(model_folder_, missing);
       return false;
     }
     model.folder = model_folder_.toStdString();
@@ -188,6 +213,7 @@ bool MainWindow::ensure_engine() {
   Engine::Callbacks callbacks;
   // Callbacks run on the engine thread: hop to the UI thread with queued invocations.
   callbacks.on_frame = [this](EngineFrame f) {
+    recording_->on_engine_frame(f);  // every frame, in order, before the view may drop any
     QImage image(static_cast<const uchar*>(f.rgba.data_ptr()), static_cast<int>(f.rgba.size(1)),
                  static_cast<int>(f.rgba.size(0)), static_cast<int>(f.rgba.stride(0)),
                  QImage::Format_RGBA8888);
@@ -197,24 +223,23 @@ bool MainWindow::ensure_engine() {
         Qt::QueuedConnection);
   };
   callbacks.on_stats = [this](const EngineStats& s) {
+    // Engine thread: the allocator's counters are cheap to read here (no device sync).
+    const DeviceMemory memory =
+        s.device.rfind("cuda", 0) == 0 ? device_memory(at::Device(s.device)) : DeviceMemory{};
     QMetaObject::invokeMethod(
         this,
-        [this, s] {
+        [this, s, memory] {
           stats_ = s;
+          memory_ = memory;
           view_->set_stats(s);
+          view_->set_memory(memory);
           update_status();
         },
         Qt::QueuedConnection);
   };
   callbacks.on_error = [this](const std::string& message) {
     QMetaObject::invokeMethod(
-        this,
-        [this, m = QString::fromStdString(message)] {
-          running_ = false;
-          show_error(m.contains("out of GPU memory")
-                         ? m + "  — switch the preset to low_memory and press Start."
-                         : m);
-        },
+        this, [this, m = QString::fromStdString(message)] { show_engine_error(m); },
         Qt::QueuedConnection);
   };
   engine_ = std::make_unique<Engine>(model, preset, std::move(callbacks), height, width);
@@ -228,6 +253,8 @@ void MainWindow::submit(const QString& prompt) {
   }
   if (!ensure_engine()) return;
   banner_->hide();
+  model_panel_->hide();
+  last_prompt_ = prompt;
   if (running_) {
     view_->mark_switch_requested();
     engine_->switch_prompt(prompt.toStdString());
@@ -236,6 +263,7 @@ void MainWindow::submit(const QString& prompt) {
   if (random_seed_->isChecked())
     seed_->setValue(static_cast<int>(QRandomGenerator::global()->bounded(1'000'000'000)));
   view_->clear();
+  recording_->new_session();
   engine_->start(prompt.toStdString(), static_cast<uint64_t>(seed_->value()));
   running_ = true;
   paused_ = false;
@@ -260,15 +288,17 @@ void MainWindow::apply_preset(int index) {
 
 void MainWindow::choose_model_folder() {
   const QString dir = QFileDialog::getExistingDirectory(this, "Model folder", model_folder_);
-  if (dir.isEmpty()) return;
+  if (!dir.isEmpty()) set_model_folder(dir);
+}
+
+void MainWindow::set_model_folder(const QString& dir) {
   model_folder_ = dir;
   model_label_->setText(dir);
   const auto missing = missing_model_files(dir.toStdString());
   if (!missing.empty()) {
-    QStringList names;
-    for (const auto& m : missing) names << QString::fromStdString(m);
-    show_error(QString("'%1' is missing: %2").arg(dir, names.join(", ")));
+    model_panel_->show_for(dir, missing);
   } else {
+    model_panel_->hide();
     banner_->hide();
     tiny_->setChecked(false);
   }
@@ -277,12 +307,15 @@ void MainWindow::choose_model_folder() {
 }
 
 void MainWindow::update_status() {
-  status_->setText(QString("%1 | preset %2 | block %3 ms | %4 fps | frames %5 | switch %6 ms")
-                       .arg(QString::fromStdString(stats_.state), presets_->currentText())
-                       .arg(stats_.last_block_ms, 0, 'f', 1)
-                       .arg(stats_.fps, 0, 'f', 1)
-                       .arg(stats_.frames)
-                       .arg(view_->switch_latency_ms(), 0, 'f', 0));
+  QString text = QString("%1 | preset %2 | block %3 ms | %4 fps | frames %5 | switch %6 ms")
+                     .arg(QString::fromStdString(stats_.state), presets_->currentText())
+                     .arg(stats_.last_block_ms, 0, 'f', 1)
+                     .arg(stats_.fps, 0, 'f', 1)
+                     .arg(stats_.frames)
+                     .arg(view_->switch_latency_ms(), 0, 'f', 0);
+  if (stats_.device.rfind("cuda", 0) == 0)
+    text += QString(" | GPU %1 GiB").arg(memory_.allocated_gib, 0, 'f', 2);
+  status_->setText(text);
 }
 
 }  // namespace longlive::ui

@@ -11,8 +11,11 @@
 #include <QSpinBox>
 #include <memory>
 
+#include "error_banner.h"
 #include "longlive/engine.h"
 #include "longlive/preset.h"
+#include "model_setup_panel.h"
+#include "recording_controls.h"
 #include "video_view.h"
 
 namespace longlive::ui {
@@ -45,7 +48,15 @@ class MainWindow : public QMainWindow {
   VideoView* view() const { return view_; }
   bool error_visible() const { return banner_->isVisible(); }
   QString error_text() const { return banner_->text(); }
+  ErrorBanner* banner() const { return banner_; }
+  ModelSetupPanel* model_panel() const { return model_panel_; }
+  RecordingControls* recording() const { return recording_; }
+  QCheckBox* tiny_box() const { return tiny_; }
   EngineStats engine_stats() const;
+  // The model folder button's effect without its dialog (also used by the setup panel).
+  void set_model_folder(const QString& dir);
+  // An engine error as the user sees it; out-of-memory offers the low_memory preset.
+  void show_engine_error(const QString& message);
 
  protected:
   void keyPressEvent(QKeyEvent* event) override;
@@ -70,7 +81,10 @@ class MainWindow : public QMainWindow {
   QComboBox* presets_ = nullptr;
   QCheckBox* tiny_ = nullptr;
   QLabel* model_label_ = nullptr;
-  QLabel* banner_ = nullptr;
+  ErrorBanner* banner_ = nullptr;
+  ModelSetupPanel* model_panel_ = nullptr;
+  RecordingControls* recording_ = nullptr;
+  QString last_prompt_;  // restarted after switching to low_memory
   QLabel* status_ = nullptr;
   VideoView* view_ = nullptr;
   QString model_folder_;
@@ -78,6 +92,7 @@ class MainWindow : public QMainWindow {
   bool running_ = false;
   bool paused_ = false;
   EngineStats stats_;
+  DeviceMemory memory_;
 };
 
 }  // namespace longlive::ui

@@ -1,14 +1,17 @@
 #pragma once
 // Shows the generated frames: an OpenGL widget that letterboxes the latest frame, paces frames
 // from a small jitter buffer at the video's 16 fps (or as fast as they come), and draws the
-// timing overlay (F1).
+// Dear ImGui debug overlay (F1) on top, with Qt's input forwarded to it while it is shown.
 #include <QElapsedTimer>
 #include <QImage>
 #include <QOpenGLWidget>
 #include <QTimer>
 #include <deque>
+#include <memory>
 
+#include "debug_overlay.h"
 #include "longlive/engine.h"
+#include "longlive/gpu_timer.h"
 
 namespace longlive::ui {
 
@@ -19,17 +22,26 @@ struct ShownFrame {
   bool first_of_prompt = false;
 };
 
+class ImGuiLayer;
+
 class VideoView : public QOpenGLWidget {
   Q_OBJECT
  public:
   explicit VideoView(QWidget* parent = nullptr);
+  ~VideoView() override;
 
   void enqueue(ShownFrame frame);  // UI thread
   void clear();
   void set_stats(const EngineStats& stats) { stats_ = stats; }
+  void set_memory(const DeviceMemory& memory) { memory_ = memory; }
   void set_paced(bool paced) { paced_ = paced; }
   void set_overlay_visible(bool visible);
   bool overlay_visible() const { return overlay_; }
+  void set_recording(bool recording) { recording_ = recording; }
+  // What the overlay drew last (regions, plotted blocks, switch markers) and ImGui's vertices.
+  const OverlayReport& overlay_report() const { return overlay_report_; }
+  int overlay_vertices() const;
+  double display_fps() const;
 
   int64_t frames_painted() const { return painted_; }
   const ShownFrame& current() const { return current_; }
@@ -41,10 +53,18 @@ class VideoView : public QOpenGLWidget {
   void frame_shown(int64_t index);
 
  protected:
+  void initializeGL() override;
   void paintGL() override;
+  void mouseMoveEvent(QMouseEvent* event) override;
+  void mousePressEvent(QMouseEvent* event) override;
+  void mouseReleaseEvent(QMouseEvent* event) override;
+  void wheelEvent(QWheelEvent* event) override;
+  void keyPressEvent(QKeyEvent* event) override;
+  void keyReleaseEvent(QKeyEvent* event) override;
 
  private:
   void advance();
+  void paint_overlay();
 
   std::deque<ShownFrame> buffer_;
   ShownFrame current_;
@@ -53,8 +73,14 @@ class VideoView : public QOpenGLWidget {
   bool overlay_ = false;
   int64_t painted_ = 0;
   EngineStats stats_;
+  DeviceMemory memory_;
   QElapsedTimer switch_clock_;
   double switch_latency_ms_ = 0;
+  bool recording_ = false;
+  std::unique_ptr<ImGuiLayer> imgui_;
+  OverlayReport overlay_report_;
+  QElapsedTimer clock_;
+  std::deque<qint64> shown_ms_;  // when the last frames were shown (display FPS)
 };
 
 }  // namespace longlive::ui

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -100,6 +101,7 @@ int run(const GenerateArgs& a) {
 
   WeightStore weights;
   std::optional<WeightStore> lora;
+  std::string model_name;  // for the MP4's metadata
   int height = a.height ? a.height : preset.height;
   int width = a.width ? a.width : preset.width;
   if (!a.random.empty()) {
@@ -111,6 +113,7 @@ int run(const GenerateArgs& a) {
       throw ConfigError(fmt::format("--random '{}': expected tiny or full", a.random));
     }
     weights = make_random_wan_weights(o.model, a.seed, o.dtype);
+    model_name = fmt::format("random {} Wan DiT (seed {})", a.random, a.seed);
   } else {
     if (a.weights.empty()) throw ConfigError("give --weights FILE|DIR or --random tiny|full");
     const DitFiles files = find_dit_files(a.weights);
@@ -123,9 +126,11 @@ int run(const GenerateArgs& a) {
                                WanConfig::wan_1_3b().text_len);
     const std::string lora_file =
         !a.lora.empty() ? a.lora : (files.lora ? files.lora->string() : "");
+    model_name = files.weights.filename().string();
     if (!lora_file.empty()) {
       log::info("LoRA: {}", lora_file);
       lora = load_dit_lora(lora_file);
+      model_name += " + " + std::filesystem::path(lora_file).filename().string();
     }
   }
   if (height % 16 != 0 || width % 16 != 0 || height <= 0 || width <= 0) {
@@ -196,10 +201,16 @@ int run(const GenerateArgs& a) {
     ro.path = a.output;
     ro.width = width;
     ro.height = height;
-    ro.metadata = {
-        {"comment", fmt::format("LongLive Studio: preset {}, seed {}", preset.name, a.seed)}};
-    if (!a.prompt.empty()) ro.metadata["title"] = a.prompt;
+    // The recorder writes model/preset/seed into the file's tags and sidecar, and the prompt as
+    // its title and first chapter.
+    ro.model = model_name;
+    ro.preset = preset.name;
+    ro.seed = a.seed;
     recorder = std::make_unique<Recorder>(ro);
+    recorder->mark_prompt(!a.prompt.empty()          ? a.prompt
+                          : !a.prompt_embeds.empty() ? "(prompt embeddings " + a.prompt_embeds + ")"
+                                                     : std::string("(random prompt embeddings)"),
+                          0);
   }
 #else
   if (!a.output.empty()) throw ConfigError("--output: this build has no FFmpeg recorder");

@@ -22,6 +22,10 @@ const Registrar kProbe("probe", [](CLI::App& root) {
     const double duration = v.timestamps_s.empty() ? 0 : v.timestamps_s.back();
     std::cout << fmt::format("{}: {} frames, {}x{}, {}, last frame at {:.3f} s\n", *file, v.frames,
                              v.width, v.height, v.codec, duration);
+    for (const auto& [key, value] : v.metadata)
+      if (key != "description") std::cout << fmt::format("  {}: {}\n", key, value);
+    for (const VideoChapter& c : v.chapters)
+      std::cout << fmt::format("  chapter {:.3f}-{:.3f} s: {}\n", c.start_s, c.end_s, c.title);
     if (*expect >= 0 && v.frames != *expect) {
       throw FormatError(
           fmt::format("{}: {} frames decoded, expected {}", *file, v.frames, *expect));

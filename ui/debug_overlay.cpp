@@ -1,0 +1,110 @@
+#include "debug_overlay.h"
+
+#include <imgui.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace longlive::ui {
+namespace {
+
+const ImVec4 kDim(0.65f, 0.65f, 0.65f, 1.0f);
+const ImU32 kSwitchColor = IM_COL32(235, 60, 60, 220);
+
+void timings_table(const EngineStats& s, OverlayReport& report) {
+  if (s.regions.empty()) {
+    ImGui::TextColored(kDim, "no block timed yet");
+    return;
+  }
+  const std::vector<RegionTime>& rows = s.regions;
+  double total = 0;
+  for (const RegionTime& r : rows) total += r.ms;
+  const ImGuiTableFlags flags =
+      ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV | ImGuiTableFlags_SizingStretchProp;
+  if (!ImGui::BeginTable("regions", 3, flags)) return;
+  ImGui::TableSetupColumn("region (last block)", ImGuiTableColumnFlags_WidthStretch, 2.2f);
+  ImGui::TableSetupColumn("ms", ImGuiTableColumnFlags_WidthStretch, 0.8f);
+  ImGui::TableSetupColumn("share", ImGuiTableColumnFlags_WidthStretch, 1.4f);
+  ImGui::TableHeadersRow();
+  for (const RegionTime& r : rows) {
+    ImGui::TableNextRow();
+    ImGui::TableNextColumn();
+    ImGui::TextUnformatted(r.name.c_str());
+    ImGui::TableNextColumn();
+    ImGui::Text("%.1f", r.ms);
+    ImGui::TableNextColumn();
+    const float share = total > 0 ? static_cast<float>(r.ms / total) : 0.0f;
+    char label[16];
+    std::snprintf(label, sizeof label, "%.0f %%", share * 100.0f);
+    ImGui::ProgressBar(share, ImVec2(-1.0f, 0.0f), label);
+    ++report.regions;
+  }
+  ImGui::EndTable();
+  ImGui::TextColored(kDim, "outside regions: %.0f %% of the DiT span (gaps, host waits)",
+                     s.uncovered_fraction * 100.0);
+}
+
+void latency_plot(const EngineStats& s, OverlayReport& report) {
+  const std::vector<float> values(s.block_ms.begin(), s.block_ms.end());
+  const float peak = values.empty() ? 1.0f : *std::max_element(values.begin(), values.end());
+  char caption[64];
+  std::snprintf(caption, sizeof caption, "peak %.0f ms", peak);
+  ImGui::TextUnformatted("block latency, last 200 blocks (red: prompt switch)");
+  ImGui::PlotLines("##block_ms", values.empty() ? nullptr : values.data(),
+                   static_cast<int>(values.size()), 0, caption, 0.0f, peak * 1.15f,
+                   ImVec2(ImGui::GetContentRegionAvail().x, 90.0f));  // PlotLines: no -1 = fill
+  report.plotted_blocks = static_cast<int>(values.size());
+  if (values.size() < 2) return;
+  // PlotLines spreads the samples over the frame minus its padding; mark switches on top.
+  const ImVec2 pad = ImGui::GetStyle().FramePadding;
+  const ImVec2 lo(ImGui::GetItemRectMin().x + pad.x, ImGui::GetItemRectMin().y + pad.y);
+  const ImVec2 hi(ImGui::GetItemRectMax().x - pad.x, ImGui::GetItemRectMax().y - pad.y);
+  ImDrawList* draw = ImGui::GetWindowDrawList();
+  for (size_t i = 0; i < values.size() && i < s.block_was_switch.size(); ++i) {
+    if (!s.block_was_switch[i]) continue;
+    const float x = lo.x + (hi.x - lo.x) * static_cast<float>(i) / (values.size() - 1);
+    draw->AddLine(ImVec2(x, lo.y), ImVec2(x, hi.y), kSwitchColor, 1.5f);
+    ++report.switch_markers;
+  }
+}
+
+}  // namespace
+
+OverlayReport draw_debug_overlay(const OverlayInput& in) {
+  OverlayReport report;
+  const EngineStats& s = in.stats;
+  ImGui::SetNextWindowPos(ImVec2(10, 10), ImGuiCond_FirstUseEver);
+  ImGui::SetNextWindowSize(ImVec2(420, 0), ImGuiCond_FirstUseEver);
+  ImGui::SetNextWindowBgAlpha(0.78f);
+  if (!ImGui::Begin("Timings  (F1 hides)", nullptr, ImGuiWindowFlags_NoFocusOnAppearing)) {
+    ImGui::End();
+    return report;
+  }
+  ImGui::Text("%s  |  preset %s  |  %s", s.state.c_str(), s.preset.c_str(),
+              s.device.empty() ? "-" : s.device.c_str());
+  ImGui::Text("block %.1f ms   generation %.1f fps   display %.1f fps", s.last_block_ms, s.fps,
+              in.display_fps);
+  ImGui::Text("frame %lld   blocks %lld", static_cast<long long>(in.frame_index),
+              static_cast<long long>(s.blocks));
+  if (s.device.rfind("cuda", 0) == 0)
+    ImGui::Text("GPU memory %.2f GiB (peak %.2f GiB)", in.memory_gib, in.peak_memory_gib);
+  else
+    ImGui::TextColored(kDim, "GPU memory: - (running on the CPU)");
+  ImGui::Separator();
+  ImGui::Text("prompt switch: %.0f ms to the first new frame on screen", in.switch_latency_ms);
+  ImGui::TextColored(kDim, "  engine: %.0f ms from command to frame ready", s.last_switch_ms);
+  ImGui::Text("prompt cache: %lld hits, %lld misses", static_cast<long long>(s.prompt_cache_hits),
+              static_cast<long long>(s.prompt_cache_misses));
+  if (in.recording) ImGui::TextColored(ImVec4(0.95f, 0.25f, 0.25f, 1.0f), "recording");
+  report.switch_latency_ms = in.switch_latency_ms;
+  ImGui::Separator();
+  timings_table(s, report);
+  ImGui::Spacing();
+  latency_plot(s, report);
+  ImGui::End();
+  return report;
+}
+
+}  // namespace longlive::ui

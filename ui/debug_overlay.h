@@ -1,0 +1,33 @@
+#pragma once
+// The debug overlay's content (F1), drawn with Dear ImGui into the video view: where the last
+// block's time went (the engine's region timer), the block latency of the last 200 blocks with
+// prompt switches marked, the prompt-switch latency as the user sees it, FPS, memory and
+// prompt-cache hits. Only reads what it is given: no engine calls from the paint path.
+#include <string>
+
+#include "longlive/engine.h"
+
+namespace longlive::ui {
+
+struct OverlayInput {
+  EngineStats stats;
+  double switch_latency_ms = 0;  // Enter pressed -> first frame of the new prompt on screen
+  double display_fps = 0;        // frames shown per second by the view
+  int64_t frame_index = 0;       // the frame on screen
+  bool recording = false;
+  double memory_gib = 0;       // device memory allocated (CUDA only)
+  double peak_memory_gib = 0;  // peak allocated so far
+};
+
+// What the overlay last showed, for tests and the screenshot check.
+struct OverlayReport {
+  int regions = 0;
+  int plotted_blocks = 0;
+  int switch_markers = 0;
+  double switch_latency_ms = 0;
+};
+
+// Call between ImGuiLayer::new_frame() and render().
+OverlayReport draw_debug_overlay(const OverlayInput& input);
+
+}  // namespace longlive::ui

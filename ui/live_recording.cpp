@@ -1,0 +1,255 @@
+#include "live_recording.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "longlive/error.h"
+#include "longlive/log.h"
+
+namespace longlive::ui {
+
+LiveRecorder::~LiveRecorder() {
+  if (active()) stop({});
+  for (auto& t : finishers_) t.join();
+}
+
+void LiveRecorder::start(RecorderOptions options,
+                         std::function<void(const std::optional<std::string>&)> opened) {
+  uint64_t generation = 0;
+  {
+    std::lock_guard lock(state_mutex_);
+    if (recorder_ || opening_) throw ConfigError("a recording is already running");
+    opening_ = true;
+    generation = ++generation_;
+    path_ = options.path;
+    width_ = options.width;
+    height_ = options.height;
+    pushed_ = 0;
+    last_prompt_.clear();
+    error_.reset();
+  }
+  finishers_.emplace_back(
+      [this, options = std::move(options), opened = std::move(opened), generation] {
+        std::optional<std::string> error;
+        std::shared_ptr<Recorder> recorder;
+        try {
+          recorder = std::make_shared<Recorder>(options);  // throws naming the path
+        } catch (const std::exception& e) {
+          error = e.what();
+        }
+        bool discard = false;
+        {
+          std::lock_guard lock(state_mutex_);
+          discard = generation != generation_;
+          if (!discard) {
+            opening_ = false;
+            recorder_ = recorder;
+          }
+        }
+        if (discard && recorder) {  // stopped while opening: leave no empty file behind
+          recorder->cancel();
+          std::error_code ec;
+          std::filesystem::remove(recorder->path(), ec);
+          std::filesystem::remove(recorder->sidecar_path(), ec);
+          return;
+        }
+        if (!discard && opened) opened(error);
+      });
+}
+
+void LiveRecorder::on_frame(const EngineFrame& frame) {
+  std::lock_guard push_lock(push_mutex_);
+  std::shared_ptr<Recorder> recorder;
+  int64_t index = 0;
+  bool new_prompt = false;
+  {
+    std::lock_guard lock(state_mutex_);
+    if (!recorder_ || error_) return;
+    if (frame.rgba.size(0) != height_ || frame.rgba.size(1) != width_) {
+      error_ = fmt::format(
+          "recording to '{}' stopped: the video changed size to {}x{} (recording is {}x{}); "
+          "start a new recording for the new resolution",
+          path_.string(), frame.rgba.size(0), frame.rgba.size(1), height_, width_);
+      return;
+    }
+    recorder = recorder_;
+    index = pushed_;
+    new_prompt = frame.prompt != last_prompt_;
+    last_prompt_ = frame.prompt;
+  }
+  try {
+    if (new_prompt) recorder->mark_prompt(frame.prompt, index);
+    recorder->push(frame.rgba);
+    std::lock_guard lock(state_mutex_);
+    ++pushed_;
+  } catch (const std::exception& e) {
+    std::lock_guard lock(state_mutex_);
+    if (!error_) error_ = e.what();
+  }
+}
+
+void LiveRecorder::stop(std::function<void(const Outcome&)> done) {
+  std::shared_ptr<Recorder> recorder;
+  Outcome outcome;
+  {
+    std::lock_guard lock(state_mutex_);
+    if (opening_) {  // the opener sees the new generation and removes its file
+      opening_ = false;
+      ++generation_;
+      return;
+    }
+    recorder = std::move(recorder_);
+    recorder_.reset();
+    outcome.path = path_;
+    outcome.error = error_;
+  }
+  if (!recorder) return;
+  finishers_.emplace_back(
+      [this, recorder = std::move(recorder), outcome, done = std::move(done)]() mutable {
+        // A push that read the recorder before stop() detached it may still run: wait for it.
+        { std::lock_guard barrier(push_mutex_); }
+        try {
+          // Also after a frame-size error: the frames queued before it are still recorded. A
+          // failed writer throws here; the fragmented file keeps what was written.
+          recorder->finish();
+        } catch (const std::exception& e) {
+          if (!outcome.error) outcome.error = e.what();
+        }
+        outcome.frames = recorder->frames_written();
+        outcome.bytes = recorder->bytes_written();
+        if (outcome.error)
+          log::error("recording: {}", *outcome.error);
+        else
+          log::info("recorded {} frames to {}", outcome.frames, outcome.path.string());
+        recorder.reset();  // closes the file before `done` looks at it
+        if (done) done(outcome);
+      });
+}
+
+bool LiveRecorder::active() const {
+  std::lock_guard lock(state_mutex_);
+  return recorder_ != nullptr || opening_;
+}
+
+bool LiveRecorder::opening() const {
+  std::lock_guard lock(state_mutex_);
+  return opening_;
+}
+
+RecorderProgress LiveRecorder::progress() const {
+  std::lock_guard lock(state_mutex_);
+  return recorder_ ? recorder_->progress() : RecorderProgress{};
+}
+
+int64_t LiveRecorder::frames_pushed() const {
+  std::lock_guard lock(state_mutex_);
+  return pushed_;
+}
+
+std::optional<std::string> LiveRecorder::error() const {
+  std::lock_guard lock(state_mutex_);
+  if (error_) return error_;
+  return recorder_ ? recorder_->error() : std::nullopt;
+}
+
+std::filesystem::path LiveRecorder::path() const {
+  std::lock_guard lock(state_mutex_);
+  return path_;
+}
+
+void SessionFrames::clear() {
+  std::lock_guard lock(mutex_);
+  frames_.clear();
+  prompts_.clear();
+  bytes_ = 0;
+  dropped_ = 0;
+  last_prompt_.clear();
+}
+
+void SessionFrames::add(const EngineFrame& frame) {
+  std::lock_guard lock(mutex_);
+  const int64_t absolute = dropped_ + static_cast<int64_t>(frames_.size());
+  if (frame.prompt != last_prompt_ || prompts_.empty()) {
+    prompts_.push_back({absolute, frame.prompt});
+    last_prompt_ = frame.prompt;
+  }
+  // A frame is a view into its block's tensor: keep a compact copy of just this frame.
+  frames_.push_back(frame.rgba.contiguous().clone());
+  bytes_ += static_cast<int64_t>(frames_.back().nbytes());
+  while (bytes_ > budget_ && frames_.size() > 1) {
+    bytes_ -= static_cast<int64_t>(frames_.front().nbytes());
+    frames_.pop_front();
+    ++dropped_;
+  }
+}
+
+void SessionFrames::set_budget(int64_t budget_bytes) {
+  std::lock_guard lock(mutex_);
+  budget_ = budget_bytes;
+}
+
+SessionFrames::Snapshot SessionFrames::snapshot() const {
+  std::lock_guard lock(mutex_);
+  Snapshot s;
+  s.frames.assign(frames_.begin(), frames_.end());
+  s.dropped = dropped_;
+  // Prompt marks relative to the first kept frame; the prompt in effect at that frame starts it.
+  for (const PromptMark& p : prompts_) {
+    const int64_t relative = p.frame - dropped_;
+    if (relative <= 0) {
+      if (s.prompts.empty())
+        s.prompts.push_back({0, p.text});
+      else
+        s.prompts.back().text = p.text;
+    } else {
+      s.prompts.push_back({relative, p.text});
+    }
+  }
+  return s;
+}
+
+int64_t SessionFrames::size() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<int64_t>(frames_.size());
+}
+
+int64_t SessionFrames::bytes() const {
+  std::lock_guard lock(mutex_);
+  return bytes_;
+}
+
+int64_t SessionFrames::dropped() const {
+  std::lock_guard lock(mutex_);
+  return dropped_;
+}
+
+bool export_session(const SessionFrames::Snapshot& snapshot, RecorderOptions options,
+                    const std::function<bool(int64_t, int64_t)>& progress) {
+  if (snapshot.frames.empty())
+    throw ConfigError(fmt::format("exporting '{}': the session has no frames yet (press Start)",
+                                  options.path.string()));
+  options.height = static_cast<int>(snapshot.frames.front().size(0));
+  options.width = static_cast<int>(snapshot.frames.front().size(1));
+  Recorder recorder(options);
+  for (const PromptMark& p : snapshot.prompts) recorder.mark_prompt(p.text, p.frame);
+  const auto total = static_cast<int64_t>(snapshot.frames.size());
+  for (int64_t i = 0; i < total; ++i) {
+    const at::Tensor& frame = snapshot.frames[static_cast<size_t>(i)];
+    if (frame.size(0) != options.height || frame.size(1) != options.width)
+      throw ConfigError(fmt::format(
+          "exporting '{}': frame {} is {}x{}, the first was {}x{} (the resolution changed)",
+          options.path.string(), i, frame.size(0), frame.size(1), options.height, options.width));
+    recorder.push(frame);
+    if (progress && !progress(i + 1, total)) {
+      recorder.cancel();
+      std::error_code ec;
+      std::filesystem::remove(recorder.path(), ec);
+      std::filesystem::remove(recorder.sidecar_path(), ec);
+      return false;
+    }
+  }
+  recorder.finish();
+  return true;
+}
+
+}  // namespace longlive::ui
