@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "longlive/preset.h"
+#include "longlive/prompt_mix.h"
 #include "longlive/wan_model.h"
 #include "longlive/weights.h"
 
@@ -106,6 +107,16 @@ class StreamGenerator {
   void switch_prompt(const at::Tensor& prompt_embeds);
   // Soft change: new text conditioning from the next block on, without re-cache (transitions).
   void set_conditioning(const at::Tensor& prompt_embeds);
+  // Moves the conditioning from the current embeddings to `target` over options.blocks blocks:
+  // block k (1..N) of the transition is conditioned on interpolate(current, target, k / N), with
+  // the cross-attention K/V rebuilt from it at the block edge (no re-cache, no host sync). The
+  // N-th block uses `target` itself; with recache_at_end it is a hard cut to it. N = 0 is exactly
+  // switch_prompt(target). A new transition, cut or set_conditioning replaces a running one; a
+  // transition starts from the conditioning of the last block (or a cut still pending).
+  void transition_to(const at::Tensor& target, const TransitionOptions& options);
+  bool transition_active() const { return transition_.has_value(); }
+  // The embeddings the last block was conditioned on (before any block: the next one's).
+  const at::Tensor& conditioning() const { return current_; }
   // Replaces the noise source (tests replay recorded draws). Takes effect immediately.
   void set_noise_source(std::unique_ptr<NoiseSource> noise);
 
@@ -126,6 +137,14 @@ class StreamGenerator {
 
  private:
   void recache(BlockTrace* trace);
+  void advance_transition(BlockTrace* trace);
+  at::Tensor padded(const at::Tensor& embeds) const;
+
+  struct Transition {
+    at::Tensor from, to;  // [1, text_len, text_dim] on the device
+    TransitionOptions options;
+    int64_t done = 0;  // blocks of the transition generated so far
+  };
 
   GeneratorOptions options_;
   std::unique_ptr<CausalWanModel> model_;
@@ -135,6 +154,8 @@ class StreamGenerator {
   std::unique_ptr<NoiseSource> noise_;
   at::Tensor recent_;  // [window, C, h, w] clean latents, frame f at f % window
   std::optional<at::Tensor> pending_switch_;
+  at::Tensor current_;  // embeddings the cross-attention cache was built from
+  std::optional<Transition> transition_;
   int64_t frame_ = 0;
   bool started_ = false;
   GeneratorStats stats_;

@@ -114,6 +114,8 @@ const FlowMatchSampler& StreamGenerator::sampler() const { return *sampler_; }
 
 void StreamGenerator::start(const at::Tensor& prompt_embeds, uint64_t seed) {
   model_->build_cross_cache(prompt_embeds, *cross_);
+  current_ = prompt_embeds;
+  transition_.reset();
   kv_->reset();
   noise_ = make_seeded_noise(seed, options_.device);
   pending_switch_.reset();
@@ -128,11 +130,57 @@ void StreamGenerator::switch_prompt(const at::Tensor& prompt_embeds) {
   CrossAttnCache probe;
   model_->build_cross_cache(prompt_embeds, probe);
   pending_switch_ = prompt_embeds;
+  transition_.reset();
 }
 
 void StreamGenerator::set_conditioning(const at::Tensor& prompt_embeds) {
   if (!started_) throw Error("set_conditioning() before start()");
   model_->build_cross_cache(prompt_embeds, *cross_);
+  current_ = prompt_embeds;
+  transition_.reset();
+}
+
+at::Tensor StreamGenerator::padded(const at::Tensor& embeds) const {
+  at::Tensor e = embeds.to(options_.device, at::kFloat);
+  const int64_t missing = options_.model.text_len - e.size(1);
+  // The DiT zero-pads shorter prompts to text_len; mixing the padded forms is the same thing.
+  return missing > 0 ? at::constant_pad_nd(e, {0, 0, 0, missing}) : e;
+}
+
+void StreamGenerator::transition_to(const at::Tensor& target, const TransitionOptions& options) {
+  if (!started_) throw Error("transition_to() before start()");
+  if (options.blocks < 0)
+    throw ConfigError(fmt::format("transition: blocks {} must be >= 0", options.blocks));
+  if (options.blocks == 0) {
+    switch_prompt(target);
+    return;
+  }
+  CrossAttnCache probe;  // validates the shape now, for the caller
+  model_->build_cross_cache(target, probe);
+  const at::Tensor& from = pending_switch_ ? *pending_switch_ : current_;
+  transition_ = Transition{padded(from), padded(target), options, 0};
+}
+
+void StreamGenerator::advance_transition(BlockTrace* trace) {
+  if (!transition_) return;
+  Transition& tr = *transition_;
+  ++tr.done;
+  if (tr.done < tr.options.blocks) {
+    const double t = static_cast<double>(tr.done) / static_cast<double>(tr.options.blocks);
+    current_ = interpolate_embeddings(tr.from, tr.to, t, tr.options.interpolation);
+    model_->build_cross_cache(current_, *cross_);
+    return;
+  }
+  const at::Tensor target = tr.to;
+  const bool recache_at_end = tr.options.recache_at_end;
+  transition_.reset();
+  if (recache_at_end) {
+    pending_switch_ = target;
+    apply_pending_switch(trace);
+  } else {
+    model_->build_cross_cache(target, *cross_);
+    current_ = target;
+  }
 }
 
 void StreamGenerator::set_noise_source(std::unique_ptr<NoiseSource> noise) {
@@ -162,6 +210,7 @@ void StreamGenerator::recache(BlockTrace* trace) {
 bool StreamGenerator::apply_pending_switch(BlockTrace* trace) {
   if (!pending_switch_) return false;
   model_->build_cross_cache(*pending_switch_, *cross_);
+  current_ = *pending_switch_;
   pending_switch_.reset();
   recache(trace);
   if (trace) trace->recached = true;
@@ -171,7 +220,8 @@ bool StreamGenerator::apply_pending_switch(BlockTrace* trace) {
 at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
   if (!started_) throw Error("next_block() before start()");
   const auto start = std::chrono::steady_clock::now();
-  apply_pending_switch(trace);
+  apply_pending_switch(trace);  // a cut requested before this block
+  advance_transition(trace);    // may end in a cut of its own (recache_at_end)
   const int64_t f = options_.frames_per_block;
   const std::vector<int64_t> shape = {1, f, options_.model.in_channels, options_.latent_height,
                                       options_.latent_width};
