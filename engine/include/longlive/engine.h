@@ -5,6 +5,7 @@
 // blocks the caller on the GPU, and errors never escape the worker: they go to on_error.
 #include <ATen/core/Tensor.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -17,17 +18,11 @@
 #include <thread>
 #include <vector>
 
+#include "longlive/performance.h"
 #include "longlive/preset.h"
+#include "longlive/timeline.h"
 
 namespace longlive {
-
-struct ModelSpec {
-  bool tiny_random = false;      // CPU-sized random model for trying the app without weights
-  std::filesystem::path folder;  // real checkpoints (see missing_model_files)
-};
-
-// Files a model folder must hold (searched recursively); returns the ones not found.
-std::vector<std::string> missing_model_files(const std::filesystem::path& folder);
 
 struct EngineFrame {
   at::Tensor rgba;  // [H, W, 4] uint8, CPU
@@ -48,10 +43,11 @@ struct EngineStats {
   int64_t blocks = 0;
   int64_t frames = 0;
   double last_block_ms = 0;
-  double fps = 0;                      // video frames per second of generation
-  std::vector<double> block_ms;        // last 200 blocks
-  std::vector<bool> block_was_switch;  // same length: a prompt switch happened at that block
-  double last_switch_ms = 0;           // command received -> first frame of the new prompt ready
+  double fps = 0;                         // video frames per second of generation
+  std::vector<double> block_ms;           // last 200 blocks
+  std::vector<bool> block_was_switch;     // same length: a prompt switch happened at that block
+  std::vector<bool> block_in_transition;  // same length: the block was part of a transition
+  double last_switch_ms = 0;              // command received -> first frame of the new prompt ready
   int64_t prompt_cache_hits = 0, prompt_cache_misses = 0;
   // The last block's regions (DiT kernels by kind, re-cache, decode on its own stream), largest
   // first, and the share of the block no region covers (launch gaps, host waits).
@@ -67,6 +63,11 @@ class Engine {
     std::function<void(EngineFrame)> on_frame;
     std::function<void(const EngineStats&)> on_stats;
     std::function<void(const std::string&)> on_error;
+    // Optional: every block's latents [1, F, C, h, w] on the device, with its index in the
+    // session (tests compare replays; nothing is copied unless the callback does).
+    std::function<void(int64_t block, const at::Tensor& latents)> on_latents;
+    // The finished timeline when a session stops (stop(), or an error ends it).
+    std::function<void(const Timeline&)> on_timeline;
   };
 
   Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height = 0, int width = 0);
@@ -75,19 +76,26 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   void start(const std::string& prompt, uint64_t seed);  // (re)starts a video
-  void switch_prompt(const std::string& prompt);         // hard cut at the next block
-  void prefetch_prompt(const std::string& prompt);       // encode ahead (typing)
-  void set_preset(const Preset& preset);                 // applied at the next block
+  void start(const PromptMix& mix, uint64_t seed);
+  void switch_prompt(const std::string& prompt);  // hard cut at the next block
+  void cut(const PromptMix& mix);                 // hard cut to a blend
+  // Crossfade to the mix over options.blocks blocks from the next block (0 = hard cut).
+  void transition(const PromptMix& mix, const TransitionOptions& options);
+  void prefetch_prompt(const std::string& prompt);  // encode ahead (typing)
+  void set_preset(const Preset& preset);            // applied at the next block
+  // Plays a recorded timeline: stops the current video, then applies the timeline's events at
+  // their blocks (recording them anew). Start or stop cancels the playback.
+  void play(const Timeline& timeline, PresetLookup presets);
   void pause();
   void resume();
   void stop();
   EngineStats stats() const;
+  // The timeline of the running session (or the last one), as recorded so far.
+  Timeline timeline() const;
   // Latents of the current video so far, [1, T, 16, h, w] on the CPU (one copy per block), so an
   // export can re-decode the session with the Wan VAE after previewing with TAEHV. Undefined
   // before the first block; cleared by start() and by a preset change that restarts the video.
   at::Tensor session_latents() const;
-
-  struct Session;  // model + preset state of the worker (engine.cpp)
 
  private:
   struct Command;
@@ -95,6 +103,7 @@ class Engine {
   void post(Command command);
   // Waits for the oldest block in the decoder's queue and hands its frames to on_frame.
   void deliver_oldest_block();
+  void flush_frames();  // every queued block, before anything resets or drops the session
 
   ModelSpec model_;
   Callbacks callbacks_;
@@ -103,10 +112,18 @@ class Engine {
   std::condition_variable wake_;
   std::deque<Command> commands_;
   EngineStats stats_;
-  std::vector<at::Tensor> latents_;  // per block, CPU; guarded by mutex_
   bool quit_ = false;
-  Preset preset_;
-  std::unique_ptr<Session> session_;
+  Timeline timeline_;                // copy of the worker's, refreshed at block edges
+  std::vector<at::Tensor> latents_;  // per block, CPU; guarded by mutex_
+  // What the frames of each block in the decoder's queue belong to (worker thread only).
+  struct QueuedBlock {
+    std::string prompt;
+    bool first_of_prompt = false;
+    std::optional<std::chrono::steady_clock::time_point> switch_issued;
+  };
+  std::deque<QueuedBlock> queued_;
+  int64_t frame_index_ = 0;                   // worker thread only
+  std::unique_ptr<Performance> performance_;  // worker thread only
   std::thread worker_;
 };
 

@@ -3,100 +3,41 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
-#include <variant>
 
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
-#include "longlive/model_files.h"
 #include "longlive/profiler.h"
 #include "longlive/text_encoder.h"
 
 namespace longlive {
 namespace {
-
 using Clock = std::chrono::steady_clock;
-
-struct RequiredFile {
-  const char* name;
-  const char* alternative;  // another acceptable name, or nullptr
-};
-constexpr RequiredFile kRequired[] = {
-    {"diffusion_pytorch_model.safetensors", "longlive_base.pt"},
-    {"models_t5_umt5-xxl-enc-bf16.pth", nullptr},
-    {"spiece.model", nullptr},
-    {"taew2_1.pth", "taew2_1.safetensors"},
-};
-
-std::optional<std::filesystem::path> find_in(const std::filesystem::path& dir,
-                                             const std::string& name) {
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(
-           dir, std::filesystem::directory_options::skip_permission_denied, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->path().filename() == name) return it->path();
-  }
-  return std::nullopt;
-}
-
 }  // namespace
 
-std::vector<std::string> missing_model_files(const std::filesystem::path& folder) {
-  std::vector<std::string> missing;
-  if (!std::filesystem::is_directory(folder)) return {folder.string() + " (not a folder)"};
-  for (const auto& f : kRequired) {
-    if (find_in(folder, f.name) || (f.alternative && find_in(folder, f.alternative))) continue;
-    missing.push_back(f.alternative ? fmt::format("{} (or {})", f.name, f.alternative) : f.name);
-  }
-  return missing;
-}
-
 struct Engine::Command {
-  enum class Kind { start, switch_prompt, prefetch, preset, pause, resume, stop } kind;
-  std::string prompt;
+  enum class Kind { start, cut, transition, prefetch, preset, pause, resume, stop, play };
+  explicit Command(Kind k) : kind(k) {}  // callers fill in the fields the kind uses
+  Kind kind;
+  PromptMix mix;
   uint64_t seed = 0;
+  TransitionOptions transition;
   Preset preset;
+  std::string prompt;                        // prefetch
+  std::shared_ptr<const Timeline> timeline;  // play
+  PresetLookup presets;                      // play
   Clock::time_point issued = Clock::now();
 };
 
-// Everything one model + preset needs; rebuilt when the preset changes.
-struct Engine::Session {
-  std::unique_ptr<StreamGenerator> generator;
-  std::unique_ptr<TextEncoder> text;
-  std::unique_ptr<PromptCache> prompts;
-  // Decodes on its own CUDA stream: block k's frames are taken while block k+1 generates.
-  std::unique_ptr<AsyncDecoder> decoder;
-  // What the frames of each block in the decoder's queue belong to.
-  struct QueuedBlock {
-    std::string prompt;
-    bool first_of_prompt = false;
-    std::optional<Clock::time_point> switch_issued;
-  };
-  std::deque<QueuedBlock> queued;
-  std::unique_ptr<RegionProfiler> profiler;
-  at::Device device = at::kCPU;
-  bool running = false;
-  std::string prompt;
-  uint64_t seed = 0;
-  int64_t frame_index = 0;
-  std::optional<Clock::time_point> switch_issued;
-  bool first_after_switch = false;
-};
-
 Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, int width)
-    : model_(std::move(model)),
-      callbacks_(std::move(callbacks)),
-      height_(height),
-      width_(width),
-      preset_(std::move(preset)) {
-  stats_.preset = preset_.name;
+    : model_(std::move(model)), callbacks_(std::move(callbacks)), height_(height), width_(width) {
+  stats_.preset = preset.name;
+  performance_ = std::make_unique<Performance>(model_, std::move(preset), height_, width_);
   worker_ = std::thread([this] { run(); });
 }
 
@@ -118,18 +59,55 @@ void Engine::post(Command command) {
 }
 
 void Engine::start(const std::string& prompt, uint64_t seed) {
-  post({Command::Kind::start, prompt, seed, {}});
+  start(PromptMix::single(prompt), seed);
 }
-void Engine::switch_prompt(const std::string& prompt) {
-  post({Command::Kind::switch_prompt, prompt, 0, {}});
+void Engine::start(const PromptMix& mix, uint64_t seed) {
+  Command c(Command::Kind::start);
+  c.mix = mix;
+  c.seed = seed;
+  post(std::move(c));
+}
+void Engine::switch_prompt(const std::string& prompt) { cut(PromptMix::single(prompt)); }
+void Engine::cut(const PromptMix& mix) {
+  Command c(Command::Kind::cut);
+  c.mix = mix;
+  post(std::move(c));
+}
+void Engine::transition(const PromptMix& mix, const TransitionOptions& options) {
+  Command c(Command::Kind::transition);
+  c.mix = mix;
+  c.transition = options;
+  post(std::move(c));
 }
 void Engine::prefetch_prompt(const std::string& prompt) {
-  post({Command::Kind::prefetch, prompt, 0, {}});
+  Command c(Command::Kind::prefetch);
+  c.prompt = prompt;
+  post(std::move(c));
 }
-void Engine::set_preset(const Preset& preset) { post({Command::Kind::preset, {}, 0, preset}); }
-void Engine::pause() { post({Command::Kind::pause, {}, 0, {}}); }
-void Engine::resume() { post({Command::Kind::resume, {}, 0, {}}); }
-void Engine::stop() { post({Command::Kind::stop, {}, 0, {}}); }
+void Engine::set_preset(const Preset& preset) {
+  Command c(Command::Kind::preset);
+  c.preset = preset;
+  post(std::move(c));
+}
+void Engine::play(const Timeline& timeline, PresetLookup presets) {
+  Command c(Command::Kind::play);
+  c.timeline = std::make_shared<const Timeline>(timeline);
+  c.presets = std::move(presets);
+  post(std::move(c));
+}
+void Engine::pause() { post(Command(Command::Kind::pause)); }
+void Engine::resume() { post(Command(Command::Kind::resume)); }
+void Engine::stop() { post(Command(Command::Kind::stop)); }
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+Timeline Engine::timeline() const {
+  std::lock_guard lock(mutex_);
+  return timeline_;
+}
 
 at::Tensor Engine::session_latents() const {
   std::lock_guard lock(mutex_);
@@ -137,215 +115,235 @@ at::Tensor Engine::session_latents() const {
   return at::cat(latents_, 1);
 }
 
-EngineStats Engine::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
-}
-
-namespace {
-
-std::unique_ptr<Engine::Session> build_session(const ModelSpec& model, const Preset& preset,
-                                               int height, int width) {
-  auto s = std::make_unique<Engine::Session>();
-  s->device = at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-  GeneratorOptions o;
-  o.apply(preset);
-  o.device = s->device;
-  o.dtype = s->device.is_cpu() ? at::kFloat : at::kBFloat16;
-  WeightStore dit;
-  std::optional<WeightStore> lora;
-  if (model.tiny_random) {
-    o.model = WanConfig::tiny();
-    height = height ? height : 64;
-    width = width ? width : 64;
-    dit = make_random_wan_weights(o.model, 1, o.dtype);
-    const UMT5Config c = UMT5Config::tiny(o.model.text_dim);
-    s->text = std::make_unique<TextEncoder>(
-        Tokenizer::byte_fallback(c.vocab, o.model.text_len),
-        std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, 2), c, s->device, at::kFloat));
-    s->decoder = std::make_unique<AsyncDecoder>(
-        make_taehv_decoder(make_random_taehv_weights(3), {s->device, at::kFloat}), s->device);
-  } else {
-    const auto missing = missing_model_files(model.folder);
-    if (!missing.empty())
-      throw IoError(fmt::format("model folder '{}' lacks: {}", model.folder.string(),
-                                fmt::join(missing, ", ")));
-    height = height ? height : preset.height;
-    width = width ? width : preset.width;
-    const DitFiles files = find_dit_files(model.folder);
-    dit = load_dit_weights(files.weights);
-    o.model = WanConfig::infer(dit, dit.get("patch_embedding.weight").size(0) / 128, 512);
-    if (files.lora) lora = load_dit_lora(*files.lora);
-    const at::Device text_device =
-        preset.text_encoder_device == PlacementDevice::cpu ? at::Device(at::kCPU) : s->device;
-    s->text = TextEncoder::open(*find_in(model.folder, "models_t5_umt5-xxl-enc-bf16.pth"),
-                                *find_in(model.folder, "spiece.model"),
-                                {text_device, text_device.is_cpu() ? at::kFloat : at::kBFloat16});
-    auto taehv = find_in(model.folder, "taew2_1.pth");
-    if (!taehv) taehv = find_in(model.folder, "taew2_1.safetensors");
-    s->decoder = std::make_unique<AsyncDecoder>(
-        make_taehv_decoder(load_taehv_weights(*taehv),
-                           {s->device, s->device.is_cpu() ? at::kFloat : at::kHalf}),
-        s->device);
-  }
-  s->profiler = std::make_unique<RegionProfiler>(s->device);
-  if (height % 16 || width % 16 || height <= 0 || width <= 0)
-    throw ConfigError(fmt::format(
-        "resolution {}x{}: height and width must be positive multiples of 16", height, width));
-  o.latent_height = height / 8;
-  o.latent_width = width / 8;
-  s->generator = std::make_unique<StreamGenerator>(dit, o, lora ? &*lora : nullptr);
-  TextEncoder* text = s->text.get();
-  const at::Device device = s->device;
-  s->prompts = std::make_unique<PromptCache>(
-      [text, device](const std::string& p) { return text->encode(p).to(device); },
-      size_t{256} << 20);
-  return s;
-}
-
-}  // namespace
-
 void Engine::deliver_oldest_block() {
-  const at::Tensor rgba = session_->decoder->take();
-  const Session::QueuedBlock block = std::move(session_->queued.front());
-  session_->queued.pop_front();
+  Session& session = *performance_->session();
+  const at::Tensor rgba = session.decoder->take();
+  const QueuedBlock block = std::move(queued_.front());
+  queued_.pop_front();
   const auto now = Clock::now();
   for (int64_t f = 0; f < rgba.size(0); ++f) {
-    EngineFrame frame{rgba[f], session_->frame_index++, block.prompt,
-                      block.first_of_prompt && f == 0};
+    EngineFrame frame{rgba[f], frame_index_++, block.prompt, block.first_of_prompt && f == 0};
     if (callbacks_.on_frame) callbacks_.on_frame(std::move(frame));
   }
   std::lock_guard lock(mutex_);
-  stats_.frames = session_->frame_index;
+  stats_.frames = frame_index_;
   if (block.switch_issued)
     stats_.last_switch_ms =
         std::chrono::duration<double, std::milli>(now - *block.switch_issued).count();
 }
 
+void Engine::flush_frames() {
+  Session* session = performance_->session();
+  while (session && session->decoder->pending() > 0) deliver_oldest_block();
+  queued_.clear();
+}
+
 void Engine::run() {
+  Performance& perf = *performance_;
+  // A cut or transition marks the next block for the latency plot and the switch latency.
+  Clock::time_point switch_issued{};
+  bool first_after_switch = false;
+  auto publish = [&](const char* state) {
+    {
+      std::lock_guard lock(mutex_);
+      if (state) stats_.state = state;
+      stats_.preset = perf.preset().name;
+      timeline_ = perf.timeline();
+    }
+    if (callbacks_.on_stats) callbacks_.on_stats(stats());
+  };
+  auto finish_timeline = [&] {
+    if (callbacks_.on_timeline && !perf.timeline().events.empty())
+      callbacks_.on_timeline(perf.timeline());
+  };
+  // A (re)start begins a new video: frame numbers, stats and kept latents start over.
+  auto new_video = [&] {
+    frame_index_ = 0;
+    std::lock_guard lock(mutex_);
+    latents_.clear();
+    stats_ = EngineStats{};
+    stats_.device = perf.session()->device.str();
+    stats_.state = "running";
+  };
+  // A timeline being played: its next event waits for its block.
+  struct Playback {
+    std::shared_ptr<const Timeline> timeline;
+    PresetLookup presets;
+    size_t next = 0;
+  };
+  std::optional<Playback> playback;
+  auto stop_video = [&] {
+    flush_frames();
+    const bool was_active = perf.active();
+    perf.stop();
+    if (was_active) finish_timeline();
+  };
+  auto set_preset = [&](const Preset& preset) {
+    flush_frames();  // no generated frame is lost to the rebuild
+    if (perf.active()) publish("loading");
+    perf.set_preset(preset);
+    if (perf.active()) new_video();
+  };
+  auto start = [&](const PromptMix& mix, uint64_t seed) {
+    flush_frames();
+    if (!perf.session()) publish("loading");
+    perf.start(mix, seed);
+    first_after_switch = false;
+    new_video();
+  };
+  auto switch_to = [&](const TimelineEvent& e, Clock::time_point issued) {
+    if (e.kind == EventKind::cut)
+      perf.cut(e.mix);
+    else
+      perf.transition(e.mix, e.transition);
+    switch_issued = issued;
+    first_after_switch = true;
+  };
+
   for (;;) {
     std::deque<Command> batch;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock,
-                 [&] { return quit_ || !commands_.empty() || (session_ && session_->running); });
+      wake_.wait(lock, [&] { return quit_ || !commands_.empty() || perf.running(); });
       if (quit_) return;
       batch.swap(commands_);
     }
     try {
-      // Frames still in the decoder's queue go out before anything resets or drops the session:
-      // no generated frame is lost.
-      auto flush_frames = [&] {
-        while (session_ && session_->decoder->pending() > 0) deliver_oldest_block();
-      };
-      // A preset change rebuilds the session; a running video restarts with the same prompt/seed.
-      std::optional<Command> restart;
-      auto start = [&](const std::string& prompt, uint64_t seed) {
-        if (!session_) {
-          {
-            std::lock_guard lock(mutex_);
-            stats_.state = "loading";
-          }
-          if (callbacks_.on_stats) callbacks_.on_stats(stats());
-          session_ = build_session(model_, preset_, height_, width_);
-        }
-        flush_frames();
-        session_->generator->start(session_->prompts->get(prompt), seed);
-        session_->decoder->reset();
-        session_->prompt = prompt;
-        session_->seed = seed;
-        session_->running = true;
-        session_->frame_index = 0;
-        std::lock_guard lock(mutex_);
-        latents_.clear();
-        stats_ = EngineStats{};
-        stats_.preset = preset_.name;
-        stats_.device = session_->device.str();
-        stats_.state = "running";
-      };
       for (auto& c : batch) {
         using K = Command::Kind;
-        if (c.kind == K::preset) {
-          preset_ = c.preset;
-          {
-            std::lock_guard lock(mutex_);
-            stats_.preset = preset_.name;
+        switch (c.kind) {
+          case K::start:
+            playback.reset();
+            start(c.mix, c.seed);
+            break;
+          case K::cut:
+          case K::transition: {
+            if (!perf.active()) break;  // nothing to switch (stopped meanwhile)
+            TimelineEvent e;
+            e.kind = c.kind == K::cut ? EventKind::cut : EventKind::transition;
+            e.mix = c.mix;
+            e.transition = c.transition;
+            try {
+              switch_to(e, c.issued);
+            } catch (const ConfigError& error) {
+              // A bad prompt or blend is the performer's typo: report it, keep the video going.
+              if (callbacks_.on_error) callbacks_.on_error(error.what());
+            }
+            break;
           }
-          if (session_ && session_->running)
-            restart = Command{K::start, session_->prompt, session_->seed, {}};
-          flush_frames();
-          session_.reset();
-        } else if (c.kind == K::start) {
-          restart.reset();
-          start(c.prompt, c.seed);
-        } else if (!session_) {
-          if (c.kind == K::stop) {
-            restart.reset();
-            std::lock_guard lock(mutex_);
-            stats_.state = "idle";
-          }
-        } else if (c.kind == K::switch_prompt) {
-          session_->generator->switch_prompt(session_->prompts->get(c.prompt));
-          session_->prompt = c.prompt;
-          session_->switch_issued = c.issued;
-          session_->first_after_switch = true;
-        } else if (c.kind == K::prefetch) {
-          session_->prompts->prefetch(c.prompt);
-        } else {
-          session_->running = c.kind == K::resume;
-          std::lock_guard lock(mutex_);
-          stats_.state = c.kind == K::resume ? "running" : (c.kind == K::pause ? "paused" : "idle");
+          case K::prefetch:  // builds the session if needed: loading a prompt set warms up
+            if (!perf.session()) publish("loading");
+            perf.prefetch(c.prompt);
+            break;
+          case K::preset:
+            set_preset(c.preset);
+            break;
+          case K::pause:
+            flush_frames();
+            perf.pause();
+            break;
+          case K::resume:
+            perf.resume();
+            break;
+          case K::stop:
+            playback.reset();
+            stop_video();
+            break;
+          case K::play:
+            stop_video();
+            check_presets(*c.timeline, c.presets, "timeline");
+            // The timeline starts under its own preset, whatever the studio ended on.
+            if (perf.preset().name != c.timeline->preset) set_preset(c.presets(c.timeline->preset));
+            playback = Playback{c.timeline, c.presets};
+            break;
         }
       }
-      if (restart) start(restart->prompt, restart->seed);
-      if (!session_ || !session_->running) {
+      if (playback) {
+        const auto& events = playback->timeline->events;
+        // A played start begins a fresh timeline: blocks count from 0 again.
+        while (playback->next < events.size() &&
+               (events[playback->next].block == perf.blocks() || playback->next == 0)) {
+          const TimelineEvent& e = events[playback->next++];
+          switch (e.kind) {
+            case EventKind::start:
+              start(e.mix, e.seed);
+              break;
+            case EventKind::cut:
+            case EventKind::transition:
+              switch_to(e, Clock::now());
+              break;
+            case EventKind::preset:
+              set_preset(playback->presets(e.preset));
+              break;
+            case EventKind::pause:
+              flush_frames();
+              perf.pause();
+              break;
+            case EventKind::resume:
+              perf.resume();
+              break;
+            case EventKind::stop:
+              stop_video();
+              break;
+          }
+        }
+        // Done, or stopped; a pause waits for the performer's resume.
+        if (playback->next >= events.size() || !perf.active()) playback.reset();
+      }
+      if (!perf.running()) {
         flush_frames();
-        if (callbacks_.on_stats) callbacks_.on_stats(stats());
+        publish(perf.active() ? "paused" : "idle");
         continue;
       }
 
+      Session& session = *perf.session();
       const auto begin = Clock::now();
-      const bool switched = session_->first_after_switch;
+      const bool switched = first_after_switch;
+      const bool transitioning = perf.in_transition();
+      const int64_t block = perf.blocks();
       // Generate block k (regions profiled on the compute stream), queue its decode on the decode
       // stream, hand out block k-1's frames (decoded while block k ran), then wait for block k so
       // the next commands apply to block k+1.
-      session_->profiler->activate();
-      const at::Tensor latents = session_->generator->next_block();
-      session_->profiler->deactivate();
-      session_->decoder->submit(latents);
-      session_->queued.push_back(
-          {session_->prompt, switched,
-           switched ? session_->switch_issued : std::optional<Clock::time_point>{}});
-      while (session_->decoder->pending() > 1) deliver_oldest_block();
-      const RegionTimes regions = session_->profiler->collect();  // waits for block k's DiT
+      session.profiler->activate();
+      const at::Tensor latents = perf.next_block();
+      session.profiler->deactivate();
+      if (callbacks_.on_latents) callbacks_.on_latents(block, latents);
+      session.decoder->submit(latents);
+      queued_.push_back(
+          {perf.mix().label(), switched, switched ? std::optional(switch_issued) : std::nullopt});
+      while (session.decoder->pending() > 1) deliver_oldest_block();
+      const RegionTimes regions = session.profiler->collect();  // waits for block k's DiT
       const auto end = Clock::now();
       const double block_ms = std::chrono::duration<double, std::milli>(end - begin).count();
-      const int64_t block_frames = 4 * session_->generator->options().frames_per_block;
+      const int64_t block_frames = 4 * session.generator->options().frames_per_block;
       at::Tensor kept = latents.to(at::kCPU);  // small: 16 x h x w per latent frame
       {
         std::lock_guard lock(mutex_);
         latents_.push_back(kept.is_same(latents) ? latents.clone() : std::move(kept));
+        stats_.state = "running";
         stats_.blocks += 1;
         stats_.last_block_ms = block_ms;
         stats_.fps = block_frames * 1000.0 / std::max(block_ms, 1e-3);
         stats_.block_ms.push_back(block_ms);
         stats_.block_was_switch.push_back(switched);
+        stats_.block_in_transition.push_back(transitioning);
         if (stats_.block_ms.size() > 200) {
           stats_.block_ms.erase(stats_.block_ms.begin());
           stats_.block_was_switch.erase(stats_.block_was_switch.begin());
+          stats_.block_in_transition.erase(stats_.block_in_transition.begin());
         }
         stats_.regions.clear();
         for (const auto& [name, ms] : regions.ms) stats_.regions.push_back({name, ms});
-        stats_.regions.push_back({"decode (own stream)", session_->decoder->last_decode_ms()});
+        stats_.regions.push_back({"decode (own stream)", session.decoder->last_decode_ms()});
         std::sort(stats_.regions.begin(), stats_.regions.end(),
                   [](const RegionTime& x, const RegionTime& y) { return x.ms > y.ms; });
         stats_.uncovered_fraction = regions.uncovered_fraction();
-        const auto cache = session_->prompts->stats();
+        const auto cache = session.prompts->stats();
         stats_.prompt_cache_hits = cache.hits;
         stats_.prompt_cache_misses = cache.misses;
       }
-      session_->first_after_switch = false;
-      if (callbacks_.on_stats) callbacks_.on_stats(stats());
+      first_after_switch = false;
+      publish(nullptr);
     } catch (const std::exception& e) {
       std::string message = e.what();
       if (dynamic_cast<const c10::OutOfMemoryError*>(&e))
@@ -354,13 +352,17 @@ void Engine::run() {
       else if (auto* c10e = dynamic_cast<const c10::Error*>(&e))
         message = c10e->what_without_backtrace();
       log::error("engine: {}", message);
-      session_.reset();
+      playback.reset();
+      queued_.clear();
+      const bool was_active = perf.active();
+      perf.abort();
+      if (was_active) finish_timeline();
       {
         std::lock_guard lock(mutex_);
         stats_.state = "error";
       }
       if (callbacks_.on_error) callbacks_.on_error(message);
-      if (callbacks_.on_stats) callbacks_.on_stats(stats());
+      publish(nullptr);
     }
   }
 }

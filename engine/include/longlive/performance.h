@@ -1,0 +1,125 @@
+#pragma once
+// Performance: a live or replayed generation session driven by control commands. Every command
+// (start, cut, transition, blend, preset, pause, resume, stop) is applied before the next block
+// and recorded into a Timeline; replay() feeds a timeline's events back through the same methods,
+// so the same model, preset and seed give bit-identical latents. The Engine runs one on its
+// worker thread; `longlive render` runs one on the CLI's thread. Not thread-safe.
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "longlive/preset.h"
+#include "longlive/prompt_mix.h"
+#include "longlive/timeline.h"
+
+namespace longlive {
+
+class StreamGenerator;
+class TextEncoder;
+class PromptCache;
+class AsyncDecoder;
+class RegionProfiler;
+
+struct ModelSpec {
+  bool tiny_random = false;      // CPU-sized random model for trying the app without weights
+  std::filesystem::path folder;  // real checkpoints (see missing_model_files)
+};
+
+// Files a model folder must hold (searched recursively); returns the ones not found.
+std::vector<std::string> missing_model_files(const std::filesystem::path& folder);
+
+// One model + preset, ready to generate: generator, text encoder with prompt cache, decoder (on
+// its own CUDA stream), region profiler.
+// The tiny random model is built from fixed seeds, so two sessions of it are identical.
+struct Session {
+  std::unique_ptr<StreamGenerator> generator;
+  std::unique_ptr<TextEncoder> text;
+  std::unique_ptr<PromptCache> prompts;
+  // Decodes on its own CUDA stream: block k's frames can be taken while block k+1 generates.
+  // (Re)starts reset it, dropping queued blocks: take them first.
+  std::unique_ptr<AsyncDecoder> decoder;
+  std::unique_ptr<RegionProfiler> profiler;
+  at::Device device = at::kCPU;
+  int height = 0, width = 0;  // video size (height/width 0 asked for the preset's or 64x64 tiny)
+
+  static std::unique_ptr<Session> open(const ModelSpec& model, const Preset& preset, int height,
+                                       int width);
+  ~Session();
+  // Embeddings of the mix (from the prompt cache), blended on the device.
+  at::Tensor embed(const PromptMix& mix) const;
+};
+
+class Performance {
+ public:
+  Performance(ModelSpec model, Preset preset, int height = 0, int width = 0);
+  ~Performance();
+
+  // Starts (or restarts) a video. Begins a new timeline unless one is active (then it is recorded
+  // as a restart within it). Builds the session on first use.
+  void start(const PromptMix& mix, uint64_t seed);
+  void cut(const PromptMix& mix);  // hard cut: re-cache under the new conditioning
+  // Transition to the mix over options.blocks blocks (0 = cut).
+  void transition(const PromptMix& mix, const TransitionOptions& options);
+  // Rebuilds the session for the preset; an active video restarts with its current mix and seed.
+  void set_preset(const Preset& preset);
+  void pause();
+  void resume();
+  void stop();                               // ends the timeline
+  void prefetch(const std::string& prompt);  // not recorded (no effect on the video)
+  // Drops the session after an error (the timeline ends where it was).
+  void abort();
+
+  // Generates the next block ([1, F, C, h, w] latents on the device). Only while running().
+  at::Tensor next_block();
+
+  bool running() const { return active_ && !paused_; }
+  bool active() const { return active_; }  // started and not stopped
+  bool paused() const { return paused_; }
+  // True when the next block continues a transition (for marking the latency plot).
+  bool in_transition() const;
+  Session* session() const { return session_.get(); }
+  const Preset& preset() const { return preset_; }
+  const PromptMix& mix() const { return mix_; }
+  uint64_t seed() const { return seed_; }
+  int64_t blocks() const { return timeline_.blocks; }
+  const Timeline& timeline() const { return timeline_; }
+
+  // Applies one recorded event (replay); presets are looked up by name.
+  void apply(const TimelineEvent& event, const PresetLookup& presets);
+
+ private:
+  void ensure_session();
+  void restart();
+  TimelineEvent& record(EventKind kind);
+
+  ModelSpec model_;
+  Preset preset_;
+  int height_, width_;
+  std::unique_ptr<Session> session_;
+  Timeline timeline_;
+  std::chrono::steady_clock::time_point began_;
+  PromptMix mix_;  // target of the latest start/cut/transition
+  uint64_t seed_ = 0;
+  bool active_ = false;
+  bool paused_ = false;
+};
+
+// Generates every block of `timeline` with `model`, applying its events where they were recorded;
+// each block goes to on_block with its session (to decode it). `presets` resolves the
+// timeline's preset names (check_presets is called first, so a missing preset fails before any
+// block). ConfigError when the events leave the video paused or stopped before its last block.
+struct ReplayBlock {
+  int64_t index = 0;           // block index in the timeline
+  at::Tensor latents;          // [1, F, C, h, w] on the session's device
+  Session* session = nullptr;  // decode with session->decoder (submit, take; reset at (re)starts)
+  std::string prompt;          // label of the conditioning (PromptMix::label)
+};
+void replay(const Timeline& timeline, const ModelSpec& model, const PresetLookup& presets,
+            const std::function<void(const ReplayBlock&)>& on_block,
+            const std::string& origin = "timeline");
+
+}  // namespace longlive

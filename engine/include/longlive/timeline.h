@@ -1,0 +1,99 @@
+#pragma once
+// Session timeline: every control event of a performance (prompts, blends, transitions, cuts,
+// preset changes, seed, pause) with the block it took effect before, saved as versioned JSON
+// (schema in docs/performing.md). A Performance applies live commands and replayed events through
+// the same code, so a replay with the same model, preset and seed is bit-identical.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "longlive/preset.h"
+#include "longlive/prompt_mix.h"
+
+namespace longlive {
+
+// The newest schema this build reads and the one it writes.
+constexpr int kTimelineVersion = 1;
+
+struct WeightedPrompt {
+  std::string text;
+  double weight = 1;
+  bool operator==(const WeightedPrompt&) const = default;
+};
+
+// Text conditioning: one prompt, or a weighted blend of up to kMaxBlendPrompts.
+struct PromptMix {
+  std::vector<WeightedPrompt> prompts;
+  Interpolation blend = Interpolation::linear;  // slerp: two prompts only
+
+  static PromptMix single(std::string text) { return {{{std::move(text), 1.0}}}; }
+  // "a fox" for one prompt, "0.25 a fox + 0.75 a whale" for a blend (normalised weights).
+  std::string label() const;
+  // ConfigError prefixed with `field`: no prompts, more than four, empty text, bad weights,
+  // slerp with other than two prompts.
+  void validate(const std::string& field) const;
+  bool operator==(const PromptMix&) const = default;
+};
+
+enum class EventKind { start, cut, transition, preset, pause, resume, stop };
+std::string to_string(EventKind kind);
+
+struct TimelineEvent {
+  EventKind kind = EventKind::start;
+  int64_t block = 0;   // applied before this block, counted from the session's first block
+  double time_ms = 0;  // wall time since the session began (informational)
+  PromptMix mix;       // start, cut, transition
+  uint64_t seed = 0;   // start
+  TransitionOptions transition;  // transition
+  std::string preset;            // preset (by name)
+};
+
+struct Timeline {
+  int version = kTimelineVersion;
+  std::string model;   // "tiny-random" or the model folder (informational)
+  std::string preset;  // preset in effect at the first block
+  int height = 0;      // video size of the session
+  int width = 0;
+  int64_t blocks = 0;  // blocks generated in all
+  std::vector<TimelineEvent> events;
+
+  // Names of every preset the timeline uses (the initial one first, no duplicates).
+  std::vector<std::string> presets() const;
+};
+
+nlohmann::json to_json(const Timeline& timeline);
+// Strict: unknown keys, wrong types, bad values, events out of order and versions newer than
+// kTimelineVersion are rejected with ConfigError naming `origin` and the field
+// (e.g. "t.json: events[2].transition.blocks: ..."); text that is not JSON is a FormatError.
+Timeline parse_timeline(std::string_view json_text, const std::string& origin);
+Timeline load_timeline(const std::filesystem::path& path);
+void save_timeline(const std::filesystem::path& path, const Timeline& timeline);
+
+// A performer's prompt list (the studio's blend rows and setlist), JSON:
+//   {"version": 1, "blend": "linear", "prompts": [{"text": "...", "weight": 1.0}, ...]}
+// 1 to kMaxPromptSetSize prompts; weights >= 0 (a zero weight keeps a prompt out of the blend).
+constexpr int kPromptSetVersion = 1;
+constexpr size_t kMaxPromptSetSize = 64;
+struct PromptSet {
+  std::vector<WeightedPrompt> prompts;
+  Interpolation blend = Interpolation::linear;
+};
+nlohmann::json to_json(const PromptSet& set);
+PromptSet parse_prompt_set(std::string_view json_text, const std::string& origin);
+PromptSet load_prompt_set(const std::filesystem::path& path);
+void save_prompt_set(const std::filesystem::path& path, const PromptSet& set);
+
+// Most recent first, no duplicates (by exact text), at most `limit` entries.
+void remember_prompt(std::vector<std::string>& recent, const std::string& prompt,
+                     size_t limit = 20);
+
+// Resolves every preset name of the timeline up front (fail before rendering, not midway):
+// ConfigError naming the timeline, the event and the missing preset.
+using PresetLookup = std::function<Preset(const std::string& name)>;
+void check_presets(const Timeline& timeline, const PresetLookup& lookup, const std::string& origin);
+
+}  // namespace longlive
