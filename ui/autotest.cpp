@@ -11,6 +11,7 @@
 #include <QTest>
 #include <QTimer>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -226,6 +227,39 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
                                                    s.blocks >= 2;
                                           },
                                           90000));
+  *phase = "performing";
+  // Performing (still measured): Enter starts a 3-block transition from the prompt box, Ctrl+Enter
+  // cuts, the blend rows mix two prompts, a prompt set round-trips through a file.
+  auto shown = [&](const QString& prompt) {
+    return wait_until([&] { return w->view()->current().prompt == prompt; }, 90000);
+  };
+  w->transition_controls()->enter_box()->setCurrentIndex(0);
+  w->transition_controls()->unit_box()->setCurrentIndex(0);
+  w->transition_controls()->length_box()->setValue(3);
+  w->prompt_edit()->clear();
+  QTest::keyClicks(w->prompt_edit(), "a green forest at dawn");
+  QTest::keyClick(w->prompt_edit(), Qt::Key_Return);
+  check("transition_reached_engine",
+        shown("a green forest at dawn") &&
+            wait_until(
+                [&] {
+                  const auto& marks = w->engine_stats().block_in_transition;
+                  return std::find(marks.begin(), marks.end(), true) != marks.end();
+                },
+                90000));
+  w->prompt_edit()->clear();
+  QTest::keyClicks(w->prompt_edit(), "a snowy mountain");
+  QTest::keyClick(w->prompt_edit(), Qt::Key_Return, Qt::ControlModifier);
+  check("cut_reached_engine", shown("a snowy mountain"));
+  w->blend_list()->row_text(0)->setText("a red fox");
+  w->blend_list()->row_weight(0)->setValue(25);
+  w->blend_list()->row_text(1)->setText("a blue whale");
+  w->blend_list()->row_weight(1)->setValue(75);
+  QTest::mouseClick(w->blend_list()->blend_button(), Qt::LeftButton);
+  check("blend_reached_engine", shown("0.25 a red fox + 0.75 a blue whale"));
+  check("prompt_set_round_trip", w->save_prompt_set_to(out_dir + "/prompt_set.json") &&
+                                     w->load_prompt_set_from(out_dir + "/prompt_set.json") &&
+                                     w->blend_list()->recent().contains("a blue whale"));
   meter->stop();
   report["max_event_loop_stall_ms"] = *stall;
   report["max_event_loop_stall_phase"] = *stall_phase;
@@ -273,6 +307,35 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   check("stopped", wait_until([&] { return w->engine_stats().state == "idle"; }, 30000));
   check("no_error_banner", !w->error_visible());
   report["frames_painted_total"] = static_cast<double>(w->view()->frames_painted());
+  if (w->error_visible()) report["error_banner"] = w->error_text();
+
+  // The session's timeline is written on stop and must load with the strict schema reader.
+  check("timeline_written", wait_until([&] { return !w->last_timeline_path().isEmpty(); }, 30000));
+  bool timeline_ok = false;
+  try {
+    const Timeline t = load_timeline(w->last_timeline_path().toStdString());
+    QFile::copy(w->last_timeline_path(), out_dir + "/timeline.json");
+    auto has = [&](EventKind kind, const std::function<bool(const TimelineEvent&)>& also) {
+      return std::any_of(t.events.begin(), t.events.end(),
+                         [&](const TimelineEvent& e) { return e.kind == kind && also(e); });
+    };
+    timeline_ok =
+        t.events.front().kind == EventKind::start && t.events.back().kind == EventKind::stop &&
+        has(EventKind::transition,
+            [](const TimelineEvent& e) {
+              return e.transition.blocks == 3 && e.mix.prompts[0].text == "a green forest at dawn";
+            }) &&
+        has(EventKind::cut,
+            [](const TimelineEvent& e) { return e.mix.prompts[0].text == "a snowy mountain"; }) &&
+        has(EventKind::transition,
+            [](const TimelineEvent& e) { return e.mix.prompts.size() == 2; }) &&
+        (turbo < 0 ||
+         has(EventKind::preset, [](const TimelineEvent& e) { return e.preset == "turbo"; }));
+    report["timeline_events"] = static_cast<int>(t.events.size());
+  } catch (const std::exception& e) {
+    report["timeline_error"] = e.what();
+  }
+  check("timeline_valid", timeline_ok);
 
   // Export dialog: the session's frames to an MP4, every frame, prompts as chapters.
   QTest::qWait(300);  // let the last frames of the stopped block arrive

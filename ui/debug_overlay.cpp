@@ -12,6 +12,7 @@ namespace {
 
 const ImVec4 kDim(0.65f, 0.65f, 0.65f, 1.0f);
 const ImU32 kSwitchColor = IM_COL32(235, 60, 60, 220);
+const ImU32 kTransitionColor = IM_COL32(255, 180, 0, 70);
 
 void timings_table(const EngineStats& s, OverlayReport& report) {
   if (s.regions.empty()) {
@@ -51,7 +52,7 @@ void latency_plot(const EngineStats& s, OverlayReport& report) {
   const float peak = values.empty() ? 1.0f : *std::max_element(values.begin(), values.end());
   char caption[64];
   std::snprintf(caption, sizeof caption, "peak %.0f ms", peak);
-  ImGui::TextUnformatted("block latency, last 200 blocks (red: prompt switch)");
+  ImGui::TextUnformatted("block latency, last 200 blocks (red: prompt switch, amber: transition)");
   ImGui::PlotLines("##block_ms", values.empty() ? nullptr : values.data(),
                    static_cast<int>(values.size()), 0, caption, 0.0f, peak * 1.15f,
                    ImVec2(ImGui::GetContentRegionAvail().x, 90.0f));  // PlotLines: no -1 = fill
@@ -62,6 +63,13 @@ void latency_plot(const EngineStats& s, OverlayReport& report) {
   const ImVec2 lo(ImGui::GetItemRectMin().x + pad.x, ImGui::GetItemRectMin().y + pad.y);
   const ImVec2 hi(ImGui::GetItemRectMax().x - pad.x, ImGui::GetItemRectMax().y - pad.y);
   ImDrawList* draw = ImGui::GetWindowDrawList();
+  const float step = (hi.x - lo.x) / static_cast<float>(values.size() - 1);
+  for (size_t i = 0; i < values.size() && i < s.block_in_transition.size(); ++i) {
+    if (!s.block_in_transition[i]) continue;  // a band over the blocks of a prompt transition
+    const float x = lo.x + step * static_cast<float>(i);
+    draw->AddRectFilled(ImVec2(x - step / 2, lo.y), ImVec2(x + step / 2, hi.y), kTransitionColor);
+    ++report.transition_markers;
+  }
   for (size_t i = 0; i < values.size() && i < s.block_was_switch.size(); ++i) {
     if (!s.block_was_switch[i]) continue;
     const float x = lo.x + (hi.x - lo.x) * static_cast<float>(i) / (values.size() - 1);

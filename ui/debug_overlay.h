@@ -24,6 +24,7 @@ struct OverlayReport {
   int regions = 0;
   int plotted_blocks = 0;
   int switch_markers = 0;
+  int transition_markers = 0;  // blocks shaded as part of a prompt transition
   double switch_latency_ms = 0;
 };
 

@@ -1,13 +1,17 @@
 #include "main_window.h"
 
 #include <QCloseEvent>
+#include <QDateTime>
 #include <QDir>
 #include <QFileDialog>
 #include <QHBoxLayout>
 #include <QKeyEvent>
+#include <QMenu>
+#include <QMenuBar>
 #include <QMetaObject>
 #include <QRandomGenerator>
 #include <QSettings>
+#include <QStandardPaths>
 #include <QStatusBar>
 #include <QVBoxLayout>
 #include <algorithm>
@@ -23,7 +27,10 @@ void PromptEdit::keyPressEvent(QKeyEvent* event) {
     if (!text.trimmed().isEmpty() && (history_.isEmpty() || history_.back() != text))
       history_.push_back(text);
     history_pos_ = -1;
-    emit submitted(text);
+    if (event->modifiers() & Qt::ControlModifier)
+      emit cut_submitted(text);
+    else
+      emit submitted(text);
     return;
   }
   if ((event->key() == Qt::Key_Up || event->key() == Qt::Key_Down) && !history_.isEmpty() &&
@@ -55,9 +62,16 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
 
   prompt_ = new PromptEdit;
   prompt_->setPlaceholderText(
-      "Describe the video, press Enter to start or switch live (Shift+Enter: new line)");
+      "Describe the video, press Enter to start or change it live (transition), Ctrl+Enter for a "
+      "hard cut (Shift+Enter: new line)");
   prompt_->setMaximumHeight(70);
-  layout->addWidget(prompt_);
+  transition_ = new TransitionControls;
+  auto* prompt_row = new QHBoxLayout;
+  prompt_row->addWidget(prompt_, 1);
+  prompt_row->addWidget(transition_);
+  layout->addLayout(prompt_row);
+  blend_ = new BlendList;
+  layout->addWidget(blend_);
 
   auto* controls = new QHBoxLayout;
   start_ = new QPushButton("Start");
@@ -118,7 +132,23 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
       (model_folder_.isEmpty() || !missing_model_files(model_folder_.toStdString()).empty()))
     model_panel_->show_for(model_folder_, missing_model_files(model_folder_.toStdString()));
 
-  connect(prompt_, &PromptEdit::submitted, this, &MainWindow::submit);
+  connect(prompt_, &PromptEdit::submitted, this, [this](const QString& p) { submit(p); });
+  connect(prompt_, &PromptEdit::cut_submitted, this, [this](const QString& p) { submit(p, true); });
+  connect(blend_, &BlendList::blend_requested, this,
+          [this](const PromptMix& mix) { submit_mix(mix, false); });
+  connect(blend_, &BlendList::recent_chosen, this, [this](const QString& p) {
+    prompt_->setPlainText(p);
+    prompt_->setFocus();
+  });
+  connect(blend_, &BlendList::save_set_requested, this, [this] {
+    const QString path = QFileDialog::getSaveFileName(this, "Save prompt set", {}, "JSON (*.json)");
+    if (!path.isEmpty()) save_prompt_set_to(path);
+  });
+  connect(blend_, &BlendList::load_set_requested, this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, "Load prompt set", {}, "JSON (*.json)");
+    if (!path.isEmpty()) load_prompt_set_from(path);
+  });
+  build_menu();
   connect(start_, &QPushButton::clicked, this, [this] { submit(prompt_->toPlainText()); });
   connect(pause_, &QPushButton::clicked, this, [this] {
     if (!engine_ || !running_) return;
@@ -171,7 +201,8 @@ void MainWindow::closeEvent(QCloseEvent* event) {
 void MainWindow::show_error(const QString& message) { banner_->show_message(message); }
 
 void MainWindow::show_engine_error(const QString& message) {
-  running_ = false;
+  // A fatal error also reports state "error", which clears running_ (on_stats); a rejected prompt
+  // or blend leaves the video running.
   if (!message.contains("out of GPU memory") || presets_->currentText() == "low_memory") {
     show_error(message);
     return;
@@ -231,6 +262,7 @@ bool MainWindow::ensure_engine() {
         [this, s, memory] {
           stats_ = s;
           memory_ = memory;
+          if (s.state == "error") running_ = false;
           view_->set_stats(s);
           view_->set_memory(memory);
           update_status();
@@ -242,31 +274,136 @@ bool MainWindow::ensure_engine() {
         this, [this, m = QString::fromStdString(message)] { show_engine_error(m); },
         Qt::QueuedConnection);
   };
+  callbacks.on_timeline = [this](const Timeline& t) {
+    QMetaObject::invokeMethod(
+        this, [this, t] { timeline_finished(t); }, Qt::QueuedConnection);
+  };
   engine_ = std::make_unique<Engine>(model, preset, std::move(callbacks), height, width);
   return true;
 }
 
-void MainWindow::submit(const QString& prompt) {
+void MainWindow::submit(const QString& prompt, bool cut) {
   if (prompt.trimmed().isEmpty()) {
     show_error("The prompt is empty: describe what the video should show, then press Enter.");
+    return;
+  }
+  blend_->remember(prompt);
+  last_prompt_ = prompt;
+  submit_mix(PromptMix::single(prompt.toStdString()), cut);
+}
+
+void MainWindow::submit_mix(const PromptMix& mix, bool cut) {
+  try {
+    mix.validate("blend");
+  } catch (const std::exception& e) {
+    show_error(mix.prompts.empty()
+                   ? "The blend is empty: type prompts in the blend rows and raise their weights."
+                   : QString::fromStdString(e.what()));
     return;
   }
   if (!ensure_engine()) return;
   banner_->hide();
   model_panel_->hide();
-  last_prompt_ = prompt;
   if (running_) {
     view_->mark_switch_requested();
-    engine_->switch_prompt(prompt.toStdString());
+    if (cut || !transition_->enter_transitions())
+      engine_->cut(mix);
+    else
+      engine_->transition(mix, transition_->options());
     return;
   }
   if (random_seed_->isChecked())
     seed_->setValue(static_cast<int>(QRandomGenerator::global()->bounded(1'000'000'000)));
   view_->clear();
   recording_->new_session();
-  engine_->start(prompt.toStdString(), static_cast<uint64_t>(seed_->value()));
+  engine_->start(mix, static_cast<uint64_t>(seed_->value()));
   running_ = true;
   paused_ = false;
+}
+
+void MainWindow::timeline_finished(const Timeline& timeline) {
+  last_timeline_ = timeline;
+  // Every stopped session is kept: a performance is never lost to a forgotten "save".
+  const QString dir =
+      QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/timelines";
+  QDir().mkpath(dir);
+  const QString path =
+      dir + "/session-" + QDateTime::currentDateTime().toString("yyyyMMdd-HHmmss-zzz") + ".json";
+  try {
+    save_timeline(path.toStdString(), timeline);
+    last_timeline_path_ = path;
+    statusBar()->showMessage(QString("timeline written to %1").arg(path), 8000);
+  } catch (const std::exception& e) {
+    show_error(QString("Could not write the session timeline: %1").arg(e.what()));
+  }
+}
+
+void MainWindow::build_menu() {
+  QMenu* file = menuBar()->addMenu("&File");
+  file->addAction("Save timeline…", this, [this] {
+    if (last_timeline_.events.empty()) {
+      show_error("No timeline yet: a session's timeline is kept when you press Stop.");
+      return;
+    }
+    const QString path = QFileDialog::getSaveFileName(this, "Save timeline", {}, "JSON (*.json)");
+    if (path.isEmpty()) return;
+    try {
+      save_timeline(path.toStdString(), last_timeline_);
+    } catch (const std::exception& e) {
+      show_error(e.what());
+    }
+  });
+  file->addAction("Load and play timeline…", this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, "Play timeline", {}, "JSON (*.json)");
+    if (!path.isEmpty()) play_timeline_from(path);
+  });
+  file->addSeparator();
+  file->addAction("Save prompt set…", blend_, &BlendList::save_set_requested);
+  file->addAction("Load prompt set…", blend_, &BlendList::load_set_requested);
+}
+
+bool MainWindow::save_prompt_set_to(const QString& path) {
+  try {
+    save_prompt_set(path.toStdString(), blend_->prompt_set());
+    return true;
+  } catch (const std::exception& e) {
+    show_error(e.what());
+    return false;
+  }
+}
+
+bool MainWindow::load_prompt_set_from(const QString& path) {
+  try {
+    const PromptSet set = load_prompt_set(path.toStdString());
+    blend_->set_prompt_set(set);
+    // Encode them now so switching to any of them later costs no text-encoder time.
+    if (ensure_engine())
+      for (const auto& p : set.prompts) engine_->prefetch_prompt(p.text);
+    return true;
+  } catch (const std::exception& e) {
+    show_error(e.what());
+    return false;
+  }
+}
+
+bool MainWindow::play_timeline_from(const QString& path) {
+  try {
+    const Timeline timeline = load_timeline(path.toStdString());
+    const QString dir = presets_dir_;
+    if (!ensure_engine()) return false;
+    // The studio's own video size stays; the timeline's presets are looked up by name.
+    engine_->play(timeline,
+                  [dir](const std::string& name) { return find_preset(dir.toStdString(), name); });
+    view_->clear();
+    recording_->new_session();
+    running_ = true;
+    paused_ = false;
+    banner_->hide();
+    return true;
+  } catch (const std::exception& e) {
+    show_error(e.what());
+    return false;
+  }
 }
 
 void MainWindow::stop() {

@@ -14,7 +14,9 @@
 #include "error_banner.h"
 #include "longlive/engine.h"
 #include "longlive/preset.h"
+#include "longlive/timeline.h"
 #include "model_setup_panel.h"
+#include "perform_panel.h"
 #include "recording_controls.h"
 #include "video_view.h"
 
@@ -25,7 +27,8 @@ class PromptEdit : public QPlainTextEdit {
  public:
   using QPlainTextEdit::QPlainTextEdit;
  signals:
-  void submitted(const QString& text);
+  void submitted(const QString& text);      // Enter
+  void cut_submitted(const QString& text);  // Ctrl+Enter: always a hard cut
 
  protected:
   void keyPressEvent(QKeyEvent* event) override;
@@ -57,13 +60,25 @@ class MainWindow : public QMainWindow {
   void set_model_folder(const QString& dir);
   // An engine error as the user sees it; out-of-memory offers the low_memory preset.
   void show_engine_error(const QString& message);
+  TransitionControls* transition_controls() const { return transition_; }
+  BlendList* blend_list() const { return blend_; }
+  // Timeline of the last stopped session and where it was written ("" before the first stop).
+  const Timeline& last_timeline() const { return last_timeline_; }
+  QString last_timeline_path() const { return last_timeline_path_; }
+  // File menu actions without their dialogs (the autotest drives these).
+  bool save_prompt_set_to(const QString& path);
+  bool load_prompt_set_from(const QString& path);
+  bool play_timeline_from(const QString& path);
 
  protected:
   void keyPressEvent(QKeyEvent* event) override;
   void closeEvent(QCloseEvent* event) override;
 
  private:
-  void submit(const QString& prompt);
+  void submit(const QString& prompt, bool cut = false);
+  void submit_mix(const PromptMix& mix, bool cut);
+  void timeline_finished(const Timeline& timeline);
+  void build_menu();
   void stop();
   void choose_model_folder();
   void show_error(const QString& message);
@@ -74,6 +89,10 @@ class MainWindow : public QMainWindow {
   QString presets_dir_;
 
   PromptEdit* prompt_ = nullptr;
+  TransitionControls* transition_ = nullptr;
+  BlendList* blend_ = nullptr;
+  Timeline last_timeline_;
+  QString last_timeline_path_;
   QPushButton *start_ = nullptr, *pause_ = nullptr, *stop_ = nullptr;
   QSpinBox* seed_ = nullptr;
   QCheckBox* random_seed_ = nullptr;

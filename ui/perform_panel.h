@@ -1,0 +1,81 @@
+#pragma once
+// Performing controls: the transition settings beside the prompt box (length in blocks or seconds,
+// interpolation, re-cache at the end, what Enter does) and a list of up to four prompts with
+// weight sliders for blends, with prompt sets (save/load) and recent prompts. Settings persist in
+// QSettings; the widgets only describe what to send, MainWindow sends it to the engine.
+#include <QCheckBox>
+#include <QComboBox>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSlider>
+#include <QSpinBox>
+#include <QWidget>
+#include <array>
+
+#include "longlive/prompt_mix.h"
+#include "longlive/timeline.h"
+
+namespace longlive::ui {
+
+class TransitionControls : public QWidget {
+  Q_OBJECT
+ public:
+  explicit TransitionControls(QWidget* parent = nullptr);
+  ~TransitionControls() override;
+
+  // The length converted to blocks (a block is 12 video frames = 0.75 s at 16 fps).
+  TransitionOptions options() const;
+  bool enter_transitions() const;  // Enter = transition, else Enter = hard cut
+
+  QSpinBox* length_box() const { return length_; }
+  QComboBox* unit_box() const { return unit_; }
+  QComboBox* enter_box() const { return enter_; }
+
+  static constexpr double kSecondsPerBlock = 0.75;
+
+ private:
+  QSpinBox* length_ = nullptr;
+  QComboBox* unit_ = nullptr;
+  QComboBox* interpolation_ = nullptr;
+  QCheckBox* recache_ = nullptr;
+  QComboBox* enter_ = nullptr;
+};
+
+class BlendList : public QWidget {
+  Q_OBJECT
+ public:
+  static constexpr int kRows = static_cast<int>(kMaxBlendPrompts);
+  explicit BlendList(QWidget* parent = nullptr);
+  ~BlendList() override;
+
+  // Rows with text and a weight > 0, with the blend mode; empty prompts when none.
+  PromptMix mix() const;
+  PromptSet prompt_set() const;               // every row with text, weights as set
+  void set_prompt_set(const PromptSet& set);  // first kRows prompts into the rows
+  void remember(const QString& prompt);       // recent prompts (persisted)
+  QStringList recent() const;
+
+  QLineEdit* row_text(int i) const { return rows_[i].text; }
+  QSlider* row_weight(int i) const { return rows_[i].weight; }
+  QPushButton* blend_button() const { return blend_; }
+
+ signals:
+  void blend_requested(const longlive::PromptMix& mix);
+  void recent_chosen(const QString& prompt);
+  void save_set_requested();
+  void load_set_requested();
+
+ private:
+  struct Row {
+    QLineEdit* text = nullptr;
+    QSlider* weight = nullptr;
+    QLabel* value = nullptr;
+  };
+  std::array<Row, kRows> rows_;
+  QComboBox* mode_ = nullptr;
+  QComboBox* recent_ = nullptr;
+  QPushButton* blend_ = nullptr;
+};
+
+}  // namespace longlive::ui
