@@ -73,7 +73,9 @@ BlendList::BlendList(QWidget* parent) : QWidget(parent) {
     r.weight->setValue(i == 0 ? 100 : 0);
     r.weight->setMaximumWidth(120);
     r.value = new QLabel;
-    r.value->setMinimumWidth(32);
+    // Fixed sizes: a label or list that grows re-lays out the window and resizes the video
+    // view, which costs a GL framebuffer reallocation and a full repaint.
+    r.value->setFixedWidth(36);
     connect(r.weight, &QSlider::valueChanged, r.value,
             [label = r.value](int v) { label->setText(QString::number(v / 100.0, 'f', 2)); });
     r.value->setText(QString::number(r.weight->value() / 100.0, 'f', 2));
@@ -91,7 +93,8 @@ BlendList::BlendList(QWidget* parent) : QWidget(parent) {
   auto* load = new QPushButton("Load set…");
   recent_ = new QComboBox;
   recent_->setPlaceholderText("recent prompts");
-  recent_->setMinimumWidth(160);
+  recent_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+  recent_->setMinimumContentsLength(24);
   QSettings settings("LongLive", "Studio");
   recent_->addItems(settings.value("perform/recent").toStringList());
   recent_->setCurrentIndex(-1);

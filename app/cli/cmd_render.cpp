@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 
@@ -96,10 +97,16 @@ int run(const RenderArgs& a) {
   }
 #endif
   if (!a.latents_out.empty()) {
-    // Blocks of different presets may differ in size: one tensor per block.
+    // One tensor per block (blocks of different presets may differ in size), plus 'latents'
+    // [1, T, 16, h, w] when the timeline is one continuous video (one start, no preset change), so
+    // `longlive export --latents F --decoder wan` re-decodes it with the Wan VAE.
     std::map<std::string, at::Tensor> tensors;
     for (size_t i = 0; i < latents.size(); ++i)
       tensors[fmt::format("block.{:05d}", i)] = latents[i];
+    const auto restarts = std::count_if(
+        timeline.events.begin(), timeline.events.end(),
+        [](auto& e) { return e.kind == EventKind::start || e.kind == EventKind::preset; });
+    if (restarts == 1 && !latents.empty()) tensors["latents"] = at::cat(latents, 1);
     save_safetensors(a.latents_out, tensors, {{"timeline", a.timeline}});
     std::cout << "wrote " << a.latents_out << " (" << latents.size() << " blocks)\n";
   }
@@ -117,7 +124,9 @@ const Registrar kRender("render", [](CLI::App& root) {
   cmd->add_option("--model", a->model, "Model folder (default: the timeline's)");
   cmd->add_flag("--tiny", a->tiny, "Use the tiny random test model");
   cmd->add_option("--output", a->output, "Write an MP4 (H.264, 16 fps), chapters per prompt");
-  cmd->add_option("--latents-out", a->latents_out, "Write every block's latents (block.N)");
+  cmd->add_option("--latents-out", a->latents_out,
+                  "Write every block's latents (block.N; also 'latents' for one continuous video, "
+                  "for export --decoder wan)");
   return [a]() { return run(*a); };
 });
 
