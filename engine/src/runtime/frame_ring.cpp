@@ -30,9 +30,10 @@ const char* state_name(int s) {
 FrameRing::FrameRing(int64_t slots, int64_t height, int64_t width, at::Device device)
     : height_(height), width_(width), device_(device) {
   if (slots < 1 || height < 1 || width < 1)
-    throw ConfigError(fmt::format("FrameRing needs at least one slot of at least 1x1 pixels, got "
-                                  "{} slots of {}x{}",
-                                  slots, width, height));
+    throw ConfigError(
+        fmt::format("FrameRing needs at least one slot of at least 1x1 pixels, got "
+                    "{} slots of {}x{}",
+                    slots, width, height));
   for (int64_t i = 0; i < slots; ++i) {
     auto slot = std::make_unique<Slot>();
     slot->rgba = at::empty({height, width, 4}, at::TensorOptions(at::kByte).device(device));
@@ -52,9 +53,8 @@ FrameRing::Slot& FrameRing::checked(const FrameSlot& slot, State expected, const
     throw Error(fmt::format("FrameRing::{}: not a slot of this ring", what));
   Slot& s = *slots_[size_t(slot.slot)];
   if (s.state != expected || s.sequence != slot.sequence)
-    throw Error(fmt::format("FrameRing::{}: slot {} (frame {}) is {}, expected {}", what,
-                            slot.slot, slot.sequence, state_name(int(s.state)),
-                            state_name(int(expected))));
+    throw Error(fmt::format("FrameRing::{}: slot {} (frame {}) is {}, expected {}", what, slot.slot,
+                            slot.sequence, state_name(int(s.state)), state_name(int(expected))));
   return s;
 }
 
@@ -101,9 +101,10 @@ void FrameRing::publish(const FrameSlot& slot, int64_t frame_index) {
 bool FrameRing::push_frames(const at::Tensor& frames, int64_t first_index) {
   if (frames.dim() != 4 || frames.size(1) != 3 || frames.size(2) != height_ ||
       frames.size(3) != width_)
-    throw ConfigError(fmt::format("FrameRing::push_frames: frames have shape [{}], expected [N, 3, "
-                                  "{}, {}]",
-                                  fmt::join(frames.sizes(), ", "), height_, width_));
+    throw ConfigError(
+        fmt::format("FrameRing::push_frames: frames have shape [{}], expected [N, 3, "
+                    "{}, {}]",
+                    fmt::join(frames.sizes(), ", "), height_, width_));
   const at::Tensor rgb =
       frames.to(device_).clamp(0, 1).mul(255.0).round_().to(at::kByte).permute({0, 2, 3, 1});
   for (int64_t i = 0; i < frames.size(0); ++i) {
