@@ -40,6 +40,7 @@ struct BenchArgs {
   bool text_encoder = false;
   std::string attention = "auto";
   std::string fused = "preset";
+  std::string cuda_graphs = "preset";
   int profile_blocks = 3;
   int drift_blocks = 0;
   bool cudnn_benchmark = false;
@@ -111,6 +112,11 @@ int run(const BenchArgs& a) {
   } else if (a.fused != "preset") {
     throw ConfigError(fmt::format("--fused '{}': expected preset, on or off", a.fused));
   }
+  if (a.cuda_graphs == "on" || a.cuda_graphs == "off") {
+    o.runtime.cuda_graphs = a.cuda_graphs == "on";
+  } else if (a.cuda_graphs != "preset") {
+    throw ConfigError(fmt::format("--cuda-graphs '{}': expected preset, on or off", a.cuda_graphs));
+  }
 
   log::info("bench: preset {}, {}x{}, {} weights, device {}, dtype {}", preset.name, height, width,
             a.random, device.str(), c10::toString(o.dtype));
@@ -122,6 +128,8 @@ int run(const BenchArgs& a) {
            0.1;
   };
   generator.start(embeds(), 1);
+  if (generator.stats().reserve_ms > 0)
+    log::info("bench: memory reserved up front in {:.0f} ms", generator.stats().reserve_ms);
   GpuTimer timer(device);
   std::vector<double> steady, switch_blocks, recache;
   reset_peak_memory(device);
@@ -227,6 +235,7 @@ int run(const BenchArgs& a) {
   const Summary sw = summarize(switch_blocks);
   const Summary rc = summarize(recache);
   const DeviceMemory mem = device_memory(device);
+  const GeneratorStats gstats = generator.stats();
   const double video_frames_per_block = 4.0 * o.frames_per_block;
   const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
 
@@ -255,6 +264,11 @@ int run(const BenchArgs& a) {
                              text.median, text.p99);
   std::cout << fmt::format("memory         peak allocated {:.2f} GiB, peak reserved {:.2f} GiB\n",
                            mem.peak_allocated_gib, mem.peak_reserved_gib);
+  if (generator.cuda_graphs_active())
+    std::cout << fmt::format(
+        "cuda graphs    {} captured, {} replays, {} eager forwards (first sight of a KV plan, "
+        "profiled blocks)\n",
+        gstats.graph_captures, gstats.graph_replays, gstats.graph_eager_forwards);
   const double profiled = a.profile_blocks > 0 ? a.profile_blocks : 1;
   nlohmann::json region_json = nlohmann::json::object();
   if (!regions.ms.empty()) {
@@ -298,6 +312,11 @@ int run(const BenchArgs& a) {
                         {"attention", a.attention},
                         {"fused_kernels", o.runtime.fused_kernels},
                         {"fp8_linears", o.runtime.fp8_linears},
+                        {"cuda_graphs", generator.cuda_graphs_active()},
+                        {"graph_captures", gstats.graph_captures},
+                        {"graph_replays", gstats.graph_replays},
+                        {"graph_eager_forwards", gstats.graph_eager_forwards},
+                        {"reserve_up_front", o.reserve_up_front},
                         {"regions_ms_per_block", region_json},
                         {"uncovered_fraction", regions.uncovered_fraction()},
                         {"drift_relative_l2", drift},
@@ -331,6 +350,8 @@ const Registrar kBench("bench", [](CLI::App& root) {
                 "Let cuDNN time its conv algorithms on first use (decoders)");
   cmd->add_option("--fused", a->fused,
                   "Fused CUDA kernels: preset (as the preset says), on or off");
+  cmd->add_option("--cuda-graphs", a->cuda_graphs,
+                  "CUDA graphs per DiT forward: preset (as the preset says), on or off");
   cmd->add_option("--profile-blocks", a->profile_blocks,
                   "Blocks timed per region after the timed run (0: none)")
       ->check(CLI::Range(0, 1000));

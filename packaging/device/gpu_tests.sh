@@ -5,8 +5,8 @@
 set -uo pipefail
 build=${1:-$PWD/build-gpu}
 "$build/tests/test_model" --gtest_brief=0 \
-  --gtest_filter='*Gpu*:FusedKernels*:AttentionBackends*:Fp8Linear*:LinearGelu*:FastPath*:RegionProfiler*' 2>&1 |
-  grep -E "^\[ +(OK|FAILED|SKIPPED|drift|PASSED) |Failure|Expected|Which is|error|actual" | head -60
+  --gtest_filter="${LONGLIVE_GPU_FILTER:-*Gpu*:FusedKernels*:AttentionBackends*:Fp8Linear*:LinearGelu*:FastPath*:RegionProfiler*:CudaGraphs*}" 2>&1 |
+  grep -E "^\[ +(OK|FAILED|SKIPPED|drift|graphs|PASSED) |Failure|Expected|Which is|error|actual" | head -60
 for t in vae text engine; do
   "$build/tests/test_$t" --gtest_filter='*Gpu*' 2>&1 |
     grep -E "^\[ +(OK|FAILED|SKIPPED|PASSED) |Failure|Expected|Which is|error" | head -20

@@ -1,5 +1,6 @@
 // The Engine facade on the tiny random model: frames arrive, a switch reaches the generator,
 // errors come back through the callback.
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,7 +9,11 @@
 #include <thread>
 
 #include "fixtures.h"
+#include "longlive/decoder.h"
 #include "longlive/engine.h"
+#include "longlive/performance.h"
+#include "longlive/safetensors_writer.h"
+#include "longlive/wan_vae.h"
 
 namespace longlive::test {
 namespace {
@@ -80,6 +85,36 @@ TEST(Engine, BadModelFolderIsReportedNotThrown) {
   std::lock_guard l(m);
   EXPECT_NE(message.find("models_t5_umt5-xxl-enc-bf16.pth"), std::string::npos) << message;
   EXPECT_EQ(missing_model_files(dir).size(), 4u);
+}
+
+// Live decoder by preset: `decoder: wan` uses the folder's Wan VAE, and falls back to TAEHV
+// (which every model folder has) when the VAE is missing.
+TEST(LiveDecoder, PresetPicksTheWanVaeWhenTheFolderHasIt) {
+  const auto dir = temp_dir("live_decoder");
+  std::map<std::string, at::Tensor> taehv;
+  const WeightStore taehv_weights = make_random_taehv_weights(3);
+  for (const auto& name : taehv_weights.names()) taehv[name] = taehv_weights.get(name);
+  save_safetensors(dir / "taew2_1.safetensors", taehv);
+  Preset wan;
+  wan.decoder = DecoderKind::wan;
+  auto is_wan = [](const std::unique_ptr<StreamingDecoder>& d) {
+    return dynamic_cast<const WanVaeDecoder*>(d.get()) != nullptr;
+  };
+  EXPECT_FALSE(is_wan(open_live_decoder(dir, wan, at::kCPU))) << "no VAE: TAEHV";
+
+  std::map<std::string, at::Tensor> vae;
+  const WeightStore vae_weights = make_random_wan_vae_weights(WanVaeConfig::tiny(), 5, false);
+  for (const auto& name : vae_weights.names()) vae[name] = vae_weights.get(name);
+  save_safetensors(dir / "Wan2.1_VAE.safetensors", vae);
+  const auto decoder = open_live_decoder(dir, wan, at::kCPU);
+  ASSERT_TRUE(is_wan(decoder));
+  // It decodes a block like the live loop asks: [1, T, z, h, w] -> frames.
+  const at::Tensor frames = decoder->decode(at::randn({1, 3, WanVaeConfig::tiny().z_dim, 4, 4}));
+  EXPECT_EQ(frames.size(0), decoder->frames_for(3, true));
+
+  Preset taehv_preset;
+  taehv_preset.decoder = DecoderKind::taehv;
+  EXPECT_FALSE(is_wan(open_live_decoder(dir, taehv_preset, at::kCPU)));
 }
 
 }  // namespace

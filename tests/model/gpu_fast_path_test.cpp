@@ -212,6 +212,126 @@ TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
   EXPECT_LT(fp8_drift, 0.3);
 }
 
+// CUDA graphs replay exactly what the eager forward computes: a session with warm-up, steady
+// ring phases, hard cuts (re-cache forwards) and a transition, for each fast-path combination.
+TEST(CudaGraphs, GraphPathIsIdenticalToTheEagerPath) {
+  REQUIRE_CUDA();
+  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
+  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+  GeneratorOptions base = options_from_stream(stream);
+  base.device = at::Device(at::kCUDA, 0);
+  base.dtype = at::kBFloat16;
+  const at::Tensor prompt_a =
+      stream.get("prompt." + metadata_json(stream, "calls")[0].at("prompt").get<std::string>());
+  const at::Tensor prompt_b = prompt_a.flip(1);
+  auto run = [&](const GeneratorOptions& o, GeneratorStats* stats) {
+    StreamGenerator g(weights, o);
+    EXPECT_EQ(g.cuda_graphs_active(), o.runtime.cuda_graphs);
+    g.start(prompt_a, 5);
+    std::vector<at::Tensor> out;
+    for (int i = 0; i < 16; ++i) {
+      if (i == 5 || i == 8 || i == 11) g.switch_prompt(i == 8 ? prompt_a : prompt_b);
+      if (i == 13) g.transition_to(prompt_a, {.blocks = 2});
+      out.push_back(g.next_block().to(at::kCPU));
+    }
+    if (stats) *stats = g.stats();
+    return at::cat(out, 1);
+  };
+  struct Variant {
+    const char* name;
+    bool fused, fp8, int8_kv;
+  };
+  for (const Variant v :
+       {Variant{"plain", false, false, false}, Variant{"fused", true, false, false},
+        Variant{"fused+fp8", true, true, false}, Variant{"fused+int8 kv", true, false, true}}) {
+    GeneratorOptions eager = base;
+    eager.runtime.fused_kernels = v.fused;
+    eager.runtime.fp8_linears = v.fp8;
+    if (v.int8_kv) eager.kv_dtype = at::kChar;
+    GeneratorOptions graphs = eager;
+    graphs.runtime.cuda_graphs = true;
+    const at::Tensor reference = run(eager, nullptr);
+    GeneratorStats stats;
+    const at::Tensor replayed = run(graphs, &stats);
+    ASSERT_TRUE(reference.isfinite().all().item<bool>()) << v.name;
+    const double max_diff = (replayed - reference).abs().max().item<double>();
+    std::cout << "[ graphs   ] " << v.name << ": " << stats.graph_captures << " captured, "
+              << stats.graph_replays << " replays, " << stats.graph_eager_forwards
+              << " eager; max |graph - eager| = " << max_diff << "\n";
+    EXPECT_EQ(max_diff, 0.0) << v.name;
+    EXPECT_GT(stats.graph_captures, 0) << v.name;
+    // Most forwards replay: 16 blocks x (steps + context pass) + re-caches.
+    EXPECT_GT(stats.graph_replays, stats.graph_eager_forwards) << v.name;
+  }
+
+  // memory_pool: the steady plans are warmed and captured at start(); same latents.
+  GeneratorOptions eager = base;
+  eager.runtime.fused_kernels = true;
+  GeneratorOptions reserved = eager;
+  reserved.runtime.cuda_graphs = true;
+  reserved.reserve_up_front = true;
+  {
+    StreamGenerator g(weights, reserved);
+    g.start(prompt_a, 5);
+    EXPECT_GT(g.stats().reserve_ms, 0);
+    EXPECT_GT(g.stats().graph_captures, 0) << "start() captured the steady plans";
+    const int64_t captured_at_start = g.stats().graph_captures;
+    for (int i = 0; i < 8; ++i) g.next_block();
+    EXPECT_EQ(g.stats().graph_captures, captured_at_start) << "no capture while streaming";
+  }
+  GeneratorStats stats;
+  const at::Tensor with_reserve = run(reserved, &stats);
+  EXPECT_EQ((with_reserve - run(eager, nullptr)).abs().max().item<double>(), 0.0);
+}
+
+// While a RegionProfiler times regions, forwards run eagerly (a graph would hide the regions);
+// replays resume afterwards.
+TEST(CudaGraphs, ProfiledBlocksRunEagerly) {
+  REQUIRE_CUDA();
+  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
+  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+  GeneratorOptions o = options_from_stream(stream);
+  o.device = at::Device(at::kCUDA, 0);
+  o.dtype = at::kBFloat16;
+  o.runtime.fused_kernels = true;
+  o.runtime.cuda_graphs = true;
+  StreamGenerator g(weights, o);
+  g.start(at::randn({1, 8, o.model.text_dim}), 1);
+  for (int i = 0; i < 8; ++i) g.next_block();
+  const GeneratorStats before = g.stats();
+  RegionProfiler profiler(o.device);
+  profiler.activate();
+  g.next_block();
+  const RegionTimes times = profiler.collect();
+  profiler.deactivate();
+  const GeneratorStats profiled = g.stats();
+  EXPECT_EQ(profiled.graph_replays, before.graph_replays);
+  EXPECT_EQ(profiled.graph_eager_forwards,
+            before.graph_eager_forwards + static_cast<int64_t>(o.denoising_steps.size()) + 1);
+  EXPECT_TRUE(times.ms.count("self_attention"));
+  g.next_block();
+  EXPECT_GT(g.stats().graph_replays, profiled.graph_replays);
+}
+
+// On the CPU the flag is accepted and ignored (nothing to capture).
+TEST(CudaGraphs, IgnoredOnTheCpu) {
+  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
+  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+  GeneratorOptions o = options_from_stream(stream);
+  o.runtime.cuda_graphs = true;
+  StreamGenerator g(weights, o);
+  EXPECT_FALSE(g.cuda_graphs_active());
+  g.start(at::randn({1, 8, o.model.text_dim}), 1);
+  g.next_block();
+  EXPECT_EQ(g.stats().graph_replays, 0);
+  EXPECT_EQ(g.stats().graph_captures, 0);
+  // The up-front reservation is a CUDA thing too.
+  o.reserve_up_front = true;
+  StreamGenerator reserved(weights, o);
+  reserved.start(at::randn({1, 8, o.model.text_dim}), 1);
+  EXPECT_EQ(reserved.stats().reserve_ms, 0);
+}
+
 TEST(RegionProfiler, CollectsNamedRegionsOfAForward) {
   const at::Device device = at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
   const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));

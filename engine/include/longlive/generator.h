@@ -42,6 +42,11 @@ struct GeneratorOptions {
   // Fast paths of the DiT on CUDA (fused kernels, FP8 linears, attention backend).
   DitRuntime runtime;
   double lora_alpha = 0;  // <= 0: alpha = rank
+  // The preset's memory_pool: start() runs the KV plans of the first blocks once on dummy input
+  // (CUDA only), so every allocation, cuBLAS/cuDNN plan and CUDA graph of the steady stream
+  // exists before the first block: out-of-memory surfaces at start, and no block stalls on a
+  // capture. Results are unchanged.
+  bool reserve_up_front = false;
   // Skip the re-cache frames whose K/V a global sink drops (same result, less work).
   bool skip_dropped_recache_frames = true;
 
@@ -72,7 +77,12 @@ struct GeneratorStats {
   int64_t recaches = 0;
   double last_block_ms = 0;  // host wall time of the last next_block() (includes re-cache)
   double last_recache_ms = 0;
+  double reserve_ms = 0;      // host time of the last start()'s up-front reservation (0: none)
   size_t kv_cache_bytes = 0;  // self-attention KV buffers (+ int8 scales), allocated once
+  // DiT forwards through CUDA graphs (runtime.cuda_graphs on CUDA), over the generator's life.
+  int64_t graph_captures = 0;
+  int64_t graph_replays = 0;
+  int64_t graph_eager_forwards = 0;  // with graphs on: first sight of a plan, profiling, fallback
 };
 
 // What happened in one next_block(), for callers that log or trace (tests use it for parity).
@@ -85,6 +95,7 @@ struct BlockTrace {
 };
 
 class CausalWanModel;
+class DitGraphRunner;
 class KvCache;
 struct CrossAttnCache;
 class FlowMatchSampler;
@@ -128,15 +139,18 @@ class StreamGenerator {
 
   int64_t frames_generated() const { return frame_; }
   int64_t blocks_generated() const { return stats_.blocks; }
-  GeneratorStats stats() const { return stats_; }
+  GeneratorStats stats() const;
   // Whether the DiT runs the fused CUDA kernels / FP8 linears (requested and possible here).
   bool fused_kernels_active() const;
   bool fp8_linears_active() const;
+  // Whether DiT forwards go through CUDA graphs (requested, CUDA device, CUDA build).
+  bool cuda_graphs_active() const { return graphs_ != nullptr; }
   const KvCache& kv_cache() const;
   const FlowMatchSampler& sampler() const;
 
  private:
   void recache(BlockTrace* trace);
+  void reserve_up_front();
   void advance_transition(BlockTrace* trace);
   at::Tensor padded(const at::Tensor& embeds) const;
 
@@ -148,6 +162,7 @@ class StreamGenerator {
 
   GeneratorOptions options_;
   std::unique_ptr<CausalWanModel> model_;
+  std::unique_ptr<DitGraphRunner> graphs_;  // declared after the model it runs
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<CrossAttnCache> cross_;
   std::unique_ptr<FlowMatchSampler> sampler_;

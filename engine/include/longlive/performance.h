@@ -22,6 +22,7 @@ class StreamGenerator;
 class TextEncoder;
 class PromptCache;
 class AsyncDecoder;
+class StreamingDecoder;
 class RegionProfiler;
 
 struct ModelSpec {
@@ -31,6 +32,12 @@ struct ModelSpec {
 
 // Files a model folder must hold (searched recursively); returns the ones not found.
 std::vector<std::string> missing_model_files(const std::filesystem::path& folder);
+
+// The live decoder the preset asks for: with `decoder: wan` the Wan VAE (Wan2.1_VAE.pth or
+// .safetensors; full quality, and on its own stream it fits in a quality block's time) when the
+// folder has it, else (with a warning) TAEHV, which missing_model_files() requires.
+std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path& folder,
+                                                    const Preset& preset, at::Device device);
 
 // One model + preset, ready to generate: generator, text encoder with prompt cache, decoder (on
 // its own CUDA stream), region profiler.

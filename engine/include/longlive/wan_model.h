@@ -47,6 +47,8 @@ struct DitRuntime {
   bool fused_kernels = false;  // fused LayerNorm+modulation, RMSNorm+RoPE, QKV GEMM, GELU epilogue
   bool fp8_linears = false;    // FP8 e4m3 GEMMs with row-wise scales (weights quantised at load)
   AttentionBackend attention = AttentionBackend::automatic;
+  // Replay each forward from a CUDA graph captured per KV plan (pipeline/dit_graphs.h).
+  bool cuda_graphs = false;
 };
 AttentionBackend parse_attention_backend(const std::string& name);  // ConfigError if unknown
 std::string to_string(AttentionBackend backend);

@@ -78,6 +78,8 @@ class KvCache {
   at::Tensor positional(int64_t layer, bool values) const;
 
   at::ScalarType storage_dtype() const { return k_.scalar_type(); }
+  // Identifies the buffers (their address): captured CUDA graphs are only valid for them.
+  const void* storage_id() const { return k_.const_data_ptr(); }
   bool quantized() const { return k_scale_.defined(); }
   size_t bytes() const;  // buffers and scales
 

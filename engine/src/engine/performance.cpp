@@ -14,6 +14,7 @@
 #include "longlive/model_files.h"
 #include "longlive/profiler.h"
 #include "longlive/text_encoder.h"
+#include "longlive/wan_vae.h"
 
 namespace longlive {
 namespace {
@@ -54,6 +55,29 @@ std::vector<std::string> missing_model_files(const std::filesystem::path& folder
 
 Session::~Session() = default;
 
+std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path& folder,
+                                                    const Preset& preset, at::Device device) {
+  if (preset.decoder == DecoderKind::wan) {
+    auto vae = find_in(folder, "Wan2.1_VAE.pth");
+    if (!vae) vae = find_in(folder, "Wan2.1_VAE.safetensors");
+    if (vae) {
+      WanVaeDecoderOptions options;
+      options.device = device;
+      options.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
+      log::info("live decoder: Wan VAE ({})", vae->string());
+      return std::make_unique<WanVaeDecoder>(load_wan_vae_weights(*vae), options);
+    }
+    log::warn(
+        "preset {} decodes live with the Wan VAE, but '{}' has no Wan2.1_VAE.pth: using "
+        "TAEHV",
+        preset.name, folder.string());
+  }
+  auto taehv = find_in(folder, "taew2_1.pth");
+  if (!taehv) taehv = find_in(folder, "taew2_1.safetensors");
+  return make_taehv_decoder(load_taehv_weights(*taehv),
+                            {device, device.is_cpu() ? at::kFloat : at::kHalf});
+}
+
 std::unique_ptr<Session> Session::open(const ModelSpec& model, const Preset& preset, int height,
                                        int width) {
   auto s = std::make_unique<Session>();
@@ -91,12 +115,8 @@ std::unique_ptr<Session> Session::open(const ModelSpec& model, const Preset& pre
     s->text = TextEncoder::open(*find_in(model.folder, "models_t5_umt5-xxl-enc-bf16.pth"),
                                 *find_in(model.folder, "spiece.model"),
                                 {text_device, text_device.is_cpu() ? at::kFloat : at::kBFloat16});
-    auto taehv = find_in(model.folder, "taew2_1.pth");
-    if (!taehv) taehv = find_in(model.folder, "taew2_1.safetensors");
-    s->decoder = std::make_unique<AsyncDecoder>(
-        make_taehv_decoder(load_taehv_weights(*taehv),
-                           {s->device, s->device.is_cpu() ? at::kFloat : at::kHalf}),
-        s->device);
+    s->decoder = std::make_unique<AsyncDecoder>(open_live_decoder(model.folder, preset, s->device),
+                                                s->device);
   }
   s->profiler = std::make_unique<RegionProfiler>(s->device);
   if (height % 16 || width % 16 || height <= 0 || width <= 0)

@@ -168,13 +168,26 @@ void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds,
       ops::linear(ops::gelu_tanh(ops::linear(context, text0_w_, text0_b_)), text2_w_, text2_b_);
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
-  cache.clear();
-  for (const auto& b : blocks_) {
+  // A cache of the same shape is overwritten in place, so its tensors keep their addresses
+  // (captured CUDA graphs read them; see pipeline/dit_graphs.h).
+  const bool in_place = !blocks_.empty() && cache.k.size() == blocks_.size() &&
+                        cache.k[0].device() == device_ && cache.k[0].scalar_type() == dtype_ &&
+                        cache.k[0].sizes() == at::IntArrayRef({1, n, config_.text_len, hd});
+  if (!in_place) cache.clear();
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
     at::Tensor k = ops::linear(context, b.ck_w, b.ck_b);
     if (config_.qk_norm) k = ops::rms_norm(k, b.cnorm_k, config_.eps);
     const at::Tensor v = ops::linear(context, b.cv_w, b.cv_b);
-    cache.k.push_back(k.view({1, -1, n, hd}).transpose(1, 2).contiguous());
-    cache.v.push_back(v.view({1, -1, n, hd}).transpose(1, 2).contiguous());
+    const at::Tensor k_heads = k.view({1, -1, n, hd}).transpose(1, 2);
+    const at::Tensor v_heads = v.view({1, -1, n, hd}).transpose(1, 2);
+    if (in_place) {
+      cache.k[i].copy_(k_heads);
+      cache.v[i].copy_(v_heads);
+    } else {
+      cache.k.push_back(k_heads.contiguous());
+      cache.v.push_back(v_heads.contiguous());
+    }
   }
 }
 
@@ -217,8 +230,12 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
 at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& timesteps,
                                    KvCache& kv, const KvCache::Plan& plan,
                                    const CrossAttnCache& cross) const {
-  if (cross.empty())
-    throw Error("DiT forward without text conditioning (cross-attention cache empty)");
+  return run(prepare(latents, timesteps, plan), kv, plan, cross);
+}
+
+CausalWanModel::ForwardArgs CausalWanModel::prepare(const at::Tensor& latents,
+                                                    const at::Tensor& timesteps,
+                                                    const KvCache::Plan& plan) const {
   if (latents.dim() != 5 || latents.size(0) != 1 || latents.size(1) != plan.num_frames ||
       latents.size(2) != config_.in_channels) {
     throw ConfigError(fmt::format("DiT input has shape [{}], expected [1, {}, {}, H, W]",
@@ -226,22 +243,49 @@ at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& 
                                   config_.in_channels));
   }
   const auto& p = config_.patch;
+  if (latents.size(3) % p[1] != 0 || latents.size(4) % p[2] != 0) {
+    throw ConfigError(fmt::format("DiT input {}x{} is not a multiple of the patch {}x{}",
+                                  latents.size(3), latents.size(4), p[1], p[2]));
+  }
   // Frames whose K/V the plan drops (global-sink re-cache) do not influence anything: skip them.
   const int64_t frames = plan.num_frames - plan.first_written;
-  const at::Tensor input = latents.narrow(1, plan.first_written, frames);
-  const at::Tensor t = timesteps.reshape({-1}).narrow(0, plan.first_written, frames);
+  ForwardArgs args;
+  args.latents = latents.narrow(1, plan.first_written, frames).to(device_, at::kFloat).contiguous();
+  args.timesteps = timesteps.reshape({-1})
+                       .narrow(0, plan.first_written, frames)
+                       .to(device_, at::kFloat)
+                       .contiguous();
+  // RoPE tables for this forward's absolute positions, shared by every layer. float64 in the
+  // exact fp32 path (as the reference); float32 when the matrices run in 16 bits.
+  const int64_t rope_start = plan.start_frame + plan.first_written;
+  const int64_t h = latents.size(3) / p[1], w = latents.size(4) / p[2];
+  args.cos = rope_cos_sin(rope_start, frames, h, w, false);
+  args.sin = rope_cos_sin(rope_start, frames, h, w, true);
+  if (dtype_ != at::kFloat && dtype_ != at::kDouble) {
+    args.cos = args.cos.to(at::kFloat);
+    args.sin = args.sin.to(at::kFloat);
+  }
+  return args;
+}
+
+at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
+                               const CrossAttnCache& cross) const {
+  if (cross.empty())
+    throw Error("DiT forward without text conditioning (cross-attention cache empty)");
+  const auto& p = config_.patch;
+  const int64_t frames = args.latents.size(1);
 
   std::optional<ProfileScope> embed_scope;
   embed_scope.emplace("embed");
   // Patch embedding: [1, F, C, H, W] -> [1, C, F, H, W] -> conv -> [1, S, dim]
-  at::Tensor x = at::conv3d(input.permute({0, 2, 1, 3, 4}).to(device_, dtype_), patch_w_, patch_b_,
+  at::Tensor x = at::conv3d(args.latents.permute({0, 2, 1, 3, 4}).to(dtype_), patch_w_, patch_b_,
                             {p[0], p[1], p[2]});
   const int64_t f = x.size(2), h = x.size(3), w = x.size(4);
   x = x.flatten(2).transpose(1, 2).to(at::kFloat);  // residual stream in float32
 
   // Sinusoidal timestep embedding (float64, [cos, sin]) -> time MLP -> 6-way modulation.
   const int64_t half = config_.freq_dim / 2;
-  const at::Tensor positions = t.to(device_, at::kDouble);
+  const at::Tensor positions = args.timesteps.to(at::kDouble);
   const at::Tensor freqs =
       at::pow(10000.0, -at::arange(half, positions.options()).div(static_cast<double>(half)));
   const at::Tensor sinusoid = at::outer(positions, freqs);
@@ -251,24 +295,14 @@ at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& 
   const at::Tensor e0 =
       ops::linear(at::silu(e), proj_w_, proj_b_).view({1, frames, 6, config_.dim});
 
-  // RoPE tables for this forward's absolute positions, shared by every layer. float64 in the
-  // exact fp32 path (as the reference); float32 when the matrices run in 16 bits.
-  const int64_t rope_start = plan.start_frame + plan.first_written;
-  at::Tensor cos = rope_cos_sin(rope_start, frames, h, w, false);
-  at::Tensor sin = rope_cos_sin(rope_start, frames, h, w, true);
-  if (dtype_ != at::kFloat && dtype_ != at::kDouble) {
-    cos = cos.to(at::kFloat);
-    sin = sin.to(at::kFloat);
-  }
-
   // Head: 2-way modulation from the time embedding (before the projection).
   const at::Tensor head_mod = head_modulation_.unsqueeze(1) + e.view({1, frames, 1, config_.dim});
   embed_scope.reset();
   at::Tensor out;
   if (fused_) {
-    out = fused_layers(x, e0, head_mod, cos, sin, kv, plan, cross, frames);
+    out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames);
   } else {
-    out = plain_layers(x, e0, head_mod, cos, sin, kv, plan, cross, frames);
+    out = plain_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames);
   }
   const ProfileScope head_scope("head");
   out = ops::linear(out, head_w_, head_b_).to(at::kFloat);

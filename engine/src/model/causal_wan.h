@@ -38,8 +38,25 @@ class CausalWanModel {
   // One forward over frames [start_frame, start_frame + F).
   //   latents: [1, F, C, H, W] (pipeline layout), timesteps: [1, F] (any real dtype).
   // Writes K/V as planned and returns the flow prediction [1, F, C, H, W] in float32.
+  // Same as run(prepare(...)).
   at::Tensor forward(const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
                      const KvCache::Plan& plan, const CrossAttnCache& cross) const;
+
+  // The device inputs of a forward that depend on host values (which frames run, their
+  // positions): everything run() reads besides the weights and the caches.
+  struct ForwardArgs {
+    at::Tensor latents;    // [1, F', C, H, W] float32: the frames the plan writes (F' <= F)
+    at::Tensor timesteps;  // [F'] float32
+    at::Tensor cos, sin;   // RoPE tables of the frames' absolute positions [F' h w, 1, pairs]
+  };
+  // Validates the input and builds the arguments on the device.
+  ForwardArgs prepare(const at::Tensor& latents, const at::Tensor& timesteps,
+                      const KvCache::Plan& plan) const;
+  // The forward proper. Every host value it depends on is in the plan (cache slots written and
+  // attended) and in the shapes, so one CUDA graph per plan replays it with new `args` (see
+  // pipeline/dit_graphs.h). Returns the flow [1, F', C, H, W] float32.
+  at::Tensor run(const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
+                 const CrossAttnCache& cross) const;
 
   KvCacheShape kv_shape(int64_t latent_height, int64_t latent_width, int64_t sink_frames,
                         int64_t window_frames) const;

@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include <chrono>
+#include <numeric>
 
 #include "cache/cross_attn_cache.h"
 #include "cache/kv_cache.h"
@@ -10,6 +11,7 @@
 #include "longlive/generator.h"
 #include "longlive/log.h"
 #include "model/causal_wan.h"
+#include "pipeline/dit_graphs.h"
 #include "sampler/flow_match.h"
 
 namespace longlive {
@@ -39,6 +41,14 @@ double ms_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+// One DiT forward, through a CUDA graph when the generator has a runner.
+at::Tensor dit_forward(const CausalWanModel& model, DitGraphRunner* graphs,
+                       const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
+                       const KvCache::Plan& plan, const CrossAttnCache& cross) {
+  if (graphs == nullptr) return model.forward(latents, timesteps, kv, plan, cross);
+  return graphs->run(model.prepare(latents, timesteps, plan), kv, plan, cross);
+}
+
 }  // namespace
 
 std::unique_ptr<NoiseSource> make_seeded_noise(uint64_t seed, at::Device device) {
@@ -56,6 +66,8 @@ void GeneratorOptions::apply(const Preset& preset) {
   kv_dtype = preset.kv_dtype == KvDType::int8 ? std::optional(at::kChar) : std::nullopt;
   runtime.fused_kernels = preset.fused_kernels;
   runtime.fp8_linears = preset.dtype == ComputeDType::fp8;
+  runtime.cuda_graphs = preset.cuda_graphs;
+  reserve_up_front = preset.memory_pool;
 }
 
 void GeneratorOptions::validate() const {
@@ -92,6 +104,13 @@ StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOpti
     model_ = std::make_unique<CausalWanModel>(weights, options_.model, options_.device,
                                               options_.dtype, options_.runtime);
   }
+  if (options_.runtime.cuda_graphs && options_.device.is_cuda()) {
+    if (DitGraphRunner::available()) {
+      graphs_ = std::make_unique<DitGraphRunner>(*model_);
+    } else {
+      log::warn("cuda_graphs requested but this build has no CUDA support: running eagerly");
+    }
+  }
   kv_ = std::make_unique<KvCache>(
       model_->kv_shape(options_.latent_height, options_.latent_width, options_.sink_frames,
                        options_.local_attn_frames),
@@ -112,6 +131,16 @@ bool StreamGenerator::fused_kernels_active() const { return model_->uses_fused_k
 bool StreamGenerator::fp8_linears_active() const { return model_->uses_fp8_linears(); }
 const FlowMatchSampler& StreamGenerator::sampler() const { return *sampler_; }
 
+GeneratorStats StreamGenerator::stats() const {
+  GeneratorStats s = stats_;
+  if (graphs_) {
+    s.graph_captures = graphs_->stats().captures;
+    s.graph_replays = graphs_->stats().replays;
+    s.graph_eager_forwards = graphs_->stats().eager;
+  }
+  return s;
+}
+
 void StreamGenerator::start(const at::Tensor& prompt_embeds, uint64_t seed) {
   model_->build_cross_cache(prompt_embeds, *cross_);
   current_ = prompt_embeds;
@@ -121,7 +150,41 @@ void StreamGenerator::start(const at::Tensor& prompt_embeds, uint64_t seed) {
   pending_switch_.reset();
   frame_ = 0;
   stats_ = GeneratorStats{.kv_cache_bytes = kv_->bytes()};
+  if (options_.reserve_up_front && options_.device.is_cuda()) reserve_up_front();
   started_ = true;
+}
+
+void StreamGenerator::reserve_up_front() {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t f = options_.frames_per_block;
+  const int64_t ring = options_.local_attn_frames - options_.sink_frames;
+  // Until the window is full, then one round of the ring's phases: every plan of the steady
+  // stream (re-cache plans appear on switches and are captured on their second use).
+  const int64_t blocks = (options_.local_attn_frames + f - 1) / f + ring / std::gcd(ring, f);
+  const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
+  const at::Tensor latents =
+      at::zeros({1, f, options_.model.in_channels, options_.latent_height, options_.latent_width},
+                float_opts);
+  const at::Tensor timesteps = at::full({1, f}, 1000.0, float_opts);
+  int64_t frame = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const KvCache::Plan plan = kv_->plan(frame, f, KvWriteKind::block, options_.global_sink);
+    const CausalWanModel::ForwardArgs args = model_->prepare(latents, timesteps, plan);
+    // The dummy K/V left in the slots are never attended: each forward writes its slots before
+    // reading them, and the bookkeeping is reset below.
+    if (graphs_) {
+      graphs_->warm(args, *kv_, plan, *cross_);
+    } else {
+      model_->run(args, *kv_, plan, *cross_);
+    }
+    kv_->commit(plan);
+    frame += f;
+  }
+  kv_->reset();
+  stats_.reserve_ms = ms_since(start);
+  log::info("reserved up front: {} block plans warmed{} in {:.0f} ms (host)", blocks,
+            graphs_ ? fmt::format(", {} CUDA graphs", graphs_->graphs()) : std::string(),
+            stats_.reserve_ms);
 }
 
 void StreamGenerator::switch_prompt(const at::Tensor& prompt_embeds) {
@@ -200,7 +263,7 @@ void StreamGenerator::recache(BlockTrace* trace) {
   if (!options_.skip_dropped_recache_frames) plan.first_written = 0;
   const at::Tensor t =
       at::zeros({1, n}, at::TensorOptions().dtype(at::kFloat).device(options_.device));
-  at::Tensor flow = model_->forward(latents, t, *kv_, plan, *cross_);
+  at::Tensor flow = dit_forward(*model_, graphs_.get(), latents, t, *kv_, plan, *cross_);
   kv_->commit(plan);
   if (trace) trace->recache_flow = flow;
   ++stats_.recaches;
@@ -235,7 +298,7 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
   const auto& sigmas = sampler_->step_sigmas();
   for (size_t s = 0; s < timesteps.size(); ++s) {
     const at::Tensor t = at::full({1, f}, timesteps[s], float_opts);
-    const at::Tensor flow = model_->forward(x, t, *kv_, plan, *cross_);
+    const at::Tensor flow = dit_forward(*model_, graphs_.get(), x, t, *kv_, plan, *cross_);
     kv_->commit(plan);
     x0 = FlowMatchSampler::to_x0(x, flow, sigmas[s]);
     if (trace) {
@@ -249,7 +312,7 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
     }
   }
   // Clean context pass: write the finished block's K/V (its output is not needed).
-  model_->forward(x0, at::zeros({1, f}, float_opts), *kv_, plan, *cross_);
+  dit_forward(*model_, graphs_.get(), x0, at::zeros({1, f}, float_opts), *kv_, plan, *cross_);
 
   for (int64_t i = 0; i < f; ++i)
     recent_[(frame_ + i) % options_.local_attn_frames].copy_(x0[0][i]);

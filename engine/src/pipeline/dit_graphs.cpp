@@ -1,0 +1,201 @@
+#include "pipeline/dit_graphs.h"
+
+#include <fmt/format.h>
+
+#include "longlive/error.h"
+#include "longlive/log.h"
+#include "longlive/profiler.h"
+
+#ifdef LONGLIVE_WITH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#endif
+
+namespace longlive {
+
+#ifdef LONGLIVE_WITH_CUDA
+
+struct DitGraphRunner::Entry {
+  CausalWanModel::ForwardArgs inputs;  // static input buffers (ordinary allocations)
+  at::Tensor output;                   // lives in the graphs' shared pool
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  bool failed = false;  // capture failed: this plan runs eagerly
+};
+
+struct DitGraphRunner::Cuda {
+  c10::cuda::CUDAStream stream;  // graphs are captured on a side stream, replayed on the caller's
+  c10::MempoolId_t pool;
+};
+
+bool DitGraphRunner::available() { return true; }
+
+DitGraphRunner::DitGraphRunner(const CausalWanModel& model) : model_(model) {
+  if (!model.device().is_cuda()) {
+    throw ConfigError(
+        fmt::format("CUDA graphs need a CUDA device (the DiT runs on {})", model.device().str()));
+  }
+  cuda_ = std::make_unique<Cuda>(Cuda{c10::cuda::getStreamFromPool(false, model.device().index()),
+                                      at::cuda::graph_pool_handle()});
+}
+
+#else
+
+struct DitGraphRunner::Entry {};
+struct DitGraphRunner::Cuda {};
+
+bool DitGraphRunner::available() { return false; }
+
+DitGraphRunner::DitGraphRunner(const CausalWanModel& model) : model_(model) {
+  throw ConfigError("CUDA graphs need a build with CUDA (LONGLIVE_CUDA=ON)");
+}
+
+#endif
+
+DitGraphRunner::~DitGraphRunner() = default;
+
+size_t DitGraphRunner::graphs() const {
+  size_t n = 0;
+#ifdef LONGLIVE_WITH_CUDA
+  for (const auto& [key, entry] : entries_) n += entry->graph ? 1 : 0;
+#endif
+  return n;
+}
+
+void DitGraphRunner::clear() {
+  entries_.clear();
+  seen_.clear();
+}
+
+DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& args,
+                                           const KvCache::Plan& plan) {
+  return Key{plan.slot_of_frame, plan.first_written, plan.valid_tokens, args.latents.sizes().vec()};
+}
+
+bool DitGraphRunner::storage_changed(const KvCache& kv, const CrossAttnCache& cross) {
+  const void* kv_storage = kv.storage_id();
+  const void* cross_storage = cross.empty() ? nullptr : cross.k.front().const_data_ptr();
+  const bool changed = kv_storage != kv_storage_ || cross_storage != cross_storage_;
+  kv_storage_ = kv_storage;
+  cross_storage_ = cross_storage;
+  return changed;
+}
+
+at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache& kv,
+                               const KvCache::Plan& plan, const CrossAttnCache& cross) {
+#ifdef LONGLIVE_WITH_CUDA
+  if (RegionProfiler::active() || cross.empty()) {
+    ++stats_.eager;
+    return model_.run(args, kv, plan, cross);
+  }
+  // Graphs hold the addresses of the caches: new storage invalidates every one of them.
+  if (storage_changed(kv, cross)) clear();
+  const Key key = key_of(args, plan);
+  if (const auto it = entries_.find(key); it != entries_.end()) {
+    Entry& entry = *it->second;
+    if (entry.failed) {
+      ++stats_.eager;
+      return model_.run(args, kv, plan, cross);
+    }
+    entry.inputs.latents.copy_(args.latents);
+    entry.inputs.timesteps.copy_(args.timesteps);
+    entry.inputs.cos.copy_(args.cos);
+    entry.inputs.sin.copy_(args.sin);
+    entry.graph->replay();
+    ++stats_.replays;
+    return entry.output.clone();  // the next replay of any graph may reuse the pool
+  }
+  // First sight runs eagerly: it creates the cuBLAS/cuDNN plans a capture must not create.
+  if (seen_[key]++ == 0 || entries_.size() >= kMaxGraphs) {
+    ++stats_.eager;
+    return model_.run(args, kv, plan, cross);
+  }
+  auto entry = std::make_unique<Entry>();
+  Entry& e = *entry;
+  entries_.emplace(key, std::move(entry));
+  if (!record(e, args, kv, plan, cross)) {
+    ++stats_.eager;
+    return model_.run(args, kv, plan, cross);
+  }
+  // Capturing executed nothing: this forward is the graph's first replay.
+  e.graph->replay();
+  ++stats_.replays;
+  return e.output.clone();
+#else
+  (void)args, (void)kv, (void)plan, (void)cross;
+  throw Error("CUDA graphs need a build with CUDA");
+#endif
+}
+
+void DitGraphRunner::warm(const CausalWanModel::ForwardArgs& args, KvCache& kv,
+                          const KvCache::Plan& plan, const CrossAttnCache& cross) {
+#ifdef LONGLIVE_WITH_CUDA
+  if (cross.empty()) return;
+  if (storage_changed(kv, cross)) clear();
+  const Key key = key_of(args, plan);
+  if (entries_.count(key) != 0) return;
+  if (seen_[key]++ == 0) {
+    ++stats_.eager;
+    model_.run(args, kv, plan, cross);
+  }
+  if (entries_.size() >= kMaxGraphs) return;
+  auto entry = std::make_unique<Entry>();
+  Entry& e = *entry;
+  entries_.emplace(key, std::move(entry));
+  record(e, args, kv, plan, cross);
+#else
+  (void)args, (void)kv, (void)plan, (void)cross;
+  throw Error("CUDA graphs need a build with CUDA");
+#endif
+}
+
+bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& args, KvCache& kv,
+                            const KvCache::Plan& plan, const CrossAttnCache& cross) {
+#ifdef LONGLIVE_WITH_CUDA
+  entry.inputs = {args.latents.clone(), args.timesteps.clone(), args.cos.clone(), args.sin.clone()};
+  const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(model_.device().index());
+  {
+    // The capture stream starts after the work queued so far (the input copies above).
+    at::cuda::CUDAEvent queued;
+    queued.record(caller);
+    queued.block(cuda_->stream);
+  }
+  entry.graph = std::make_unique<at::cuda::CUDAGraph>();
+  try {
+    const c10::cuda::CUDAStreamGuard guard(cuda_->stream);
+    // Thread-local mode: other threads (decode, UI) keep using CUDA during the capture.
+    entry.graph->capture_begin(cuda_->pool, cudaStreamCaptureModeThreadLocal);
+    try {
+      entry.output = model_.run(entry.inputs, kv, plan, cross);
+    } catch (...) {
+      try {
+        entry.graph->capture_end();
+      } catch (...) {
+      }
+      throw;
+    }
+    entry.graph->capture_end();
+  } catch (const std::exception& error) {
+    entry.graph.reset();
+    entry.output = at::Tensor();
+    entry.failed = true;
+    ++stats_.failed_captures;
+    (void)cudaGetLastError();  // capture errors are not sticky; clear the last-error slot
+    if (!warned_) {
+      log::warn("CUDA graph capture of a DiT forward failed ({}); that plan runs eagerly",
+                error.what());
+      warned_ = true;
+    }
+    return false;
+  }
+  ++stats_.captures;
+  return true;
+#else
+  (void)entry, (void)args, (void)kv, (void)plan, (void)cross;
+  return false;
+#endif
+}
+
+}  // namespace longlive

@@ -1,0 +1,92 @@
+#pragma once
+// CUDA graphs for the DiT forward (the `cuda_graphs` preset flag).
+//
+// A forward's kernels depend on host values only through its KV plan (which cache slots it
+// writes and how many keys it attends) and its shapes; the latents, timesteps and RoPE tables are
+// device inputs (CausalWanModel::ForwardArgs). So one graph per plan serves every denoising step
+// and the context pass of all blocks that write the same slots: in the steady state a handful of
+// graphs (one per ring phase) replay for the whole session. Before a replay the new inputs are
+// copied into the graph's static input buffers.
+//
+// Policy: a plan runs eagerly the first time it is seen (that also warms up cuBLAS/cuDNN plans,
+// which must not be created during a capture), is captured the second time, and replays from then
+// on. All graphs share one memory pool (they replay one at a time on one stream); outputs are
+// copied out right after each replay. A capture that fails falls back to eager for that plan,
+// once, with a warning. Eager while a RegionProfiler is active (its events time regions that a
+// graph would fuse away). Bounded: at most kMaxGraphs graphs, then eager.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "cache/cross_attn_cache.h"
+#include "cache/kv_cache.h"
+#include "model/causal_wan.h"
+
+namespace longlive {
+
+struct DitGraphStats {
+  int64_t captures = 0;
+  int64_t replays = 0;
+  int64_t eager = 0;            // forwards run without a graph (first sight, profiling, fallback)
+  int64_t failed_captures = 0;  // plans that could not be captured (run eagerly from then on)
+};
+
+class DitGraphRunner {
+ public:
+  static constexpr size_t kMaxGraphs = 32;
+
+  // Whether this build can capture graphs (built with CUDA).
+  static bool available();
+  // CUDA only (throws ConfigError on another device). The model must outlive the runner.
+  explicit DitGraphRunner(const CausalWanModel& model);
+  ~DitGraphRunner();
+  DitGraphRunner(const DitGraphRunner&) = delete;
+  DitGraphRunner& operator=(const DitGraphRunner&) = delete;
+
+  // Same result as model.run(args, kv, plan, cross), through a graph when one is captured.
+  // kv and cross must stay the same objects with the same tensors for the runner's lifetime
+  // (StreamGenerator owns all three); a change of their storage drops every graph.
+  at::Tensor run(const CausalWanModel::ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
+                 const CrossAttnCache& cross);
+
+  // Makes sure `plan` has a graph (eager warm-up first if it was never seen) without replaying
+  // it: the K/V it writes are left in the cache slots (harmless: bookkeeping decides what is
+  // attended, and every forward writes its slots before reading them).
+  void warm(const CausalWanModel::ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
+            const CrossAttnCache& cross);
+
+  // Drops every graph (e.g. before the caches are reallocated).
+  void clear();
+  const DitGraphStats& stats() const { return stats_; }
+  size_t graphs() const;
+
+ private:
+  struct Key {
+    std::vector<int64_t> slots;  // slot_of_frame
+    int64_t first_written = 0;
+    int64_t valid_tokens = 0;
+    std::vector<int64_t> latent_shape;
+    auto operator<=>(const Key&) const = default;
+  };
+  struct Entry;
+  static Key key_of(const CausalWanModel::ForwardArgs& args, const KvCache::Plan& plan);
+  bool storage_changed(const KvCache& kv, const CrossAttnCache& cross);
+  // Captures model.run(args) into entry; false (entry marked failed, warning) if it cannot.
+  bool record(Entry& entry, const CausalWanModel::ForwardArgs& args, KvCache& kv,
+              const KvCache::Plan& plan, const CrossAttnCache& cross);
+
+  const CausalWanModel& model_;
+  std::map<Key, std::unique_ptr<Entry>> entries_;
+  std::map<Key, int> seen_;
+  const void* kv_storage_ = nullptr;
+  const void* cross_storage_ = nullptr;
+  struct Cuda;
+  std::unique_ptr<Cuda> cuda_;
+  DitGraphStats stats_;
+  bool warned_ = false;
+};
+
+}  // namespace longlive
