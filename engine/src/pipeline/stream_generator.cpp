@@ -263,7 +263,9 @@ void StreamGenerator::recache(BlockTrace* trace) {
   if (!options_.skip_dropped_recache_frames) plan.first_written = 0;
   const at::Tensor t =
       at::zeros({1, n}, at::TensorOptions().dtype(at::kFloat).device(options_.device));
-  at::Tensor flow = dit_forward(*model_, graphs_.get(), latents, t, *kv_, plan, *cross_);
+  // Eager: a re-cache happens once per switch in one of several ring phases, so capturing it
+  // would put a capture stall on the switch itself, for a 1 % gain.
+  at::Tensor flow = model_->forward(latents, t, *kv_, plan, *cross_);
   kv_->commit(plan);
   if (trace) trace->recache_flow = flow;
   ++stats_.recaches;
