@@ -41,6 +41,7 @@ struct BenchArgs {
   std::string attention = "auto";
   std::string fused = "preset";
   std::string cuda_graphs = "preset";
+  std::string fp8_attention = "preset";
   int profile_blocks = 3;
   int drift_blocks = 0;
   bool cudnn_benchmark = false;
@@ -111,6 +112,12 @@ int run(const BenchArgs& a) {
     o.runtime.fused_kernels = a.fused == "on";
   } else if (a.fused != "preset") {
     throw ConfigError(fmt::format("--fused '{}': expected preset, on or off", a.fused));
+  }
+  if (a.fp8_attention == "on" || a.fp8_attention == "off") {
+    o.runtime.fp8_attention = a.fp8_attention == "on";
+  } else if (a.fp8_attention != "preset") {
+    throw ConfigError(
+        fmt::format("--fp8-attention '{}': expected preset, on or off", a.fp8_attention));
   }
   if (a.cuda_graphs == "on" || a.cuda_graphs == "off") {
     o.runtime.cuda_graphs = a.cuda_graphs == "on";
@@ -238,8 +245,11 @@ int run(const BenchArgs& a) {
   const double video_frames_per_block = 4.0 * o.frames_per_block;
   const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
 
-  std::cout << fmt::format("preset {} | {}x{} | {} | {} | blocks {} (+{} warm-up)\n", preset.name,
-                           height, width, device.str(), c10::toString(o.dtype), a.blocks, a.warmup);
+  std::cout << fmt::format("preset {} | {}x{} | {} | {} | blocks {} (+{} warm-up){}{}\n",
+                           preset.name, height, width, device.str(), c10::toString(o.dtype),
+                           a.blocks, a.warmup,
+                           generator.fp8_linears_active() ? " | fp8 linears" : "",
+                           generator.fp8_attention_active() ? " | fp8 attention" : "");
   std::cout << fmt::format(
       "steady block   mean {:8.1f} ms  median {:8.1f}  p99 {:8.1f}  max {:8.1f}  ({} blocks)\n",
       s.mean, s.median, s.p99, s.max, s.count);
@@ -315,6 +325,7 @@ int run(const BenchArgs& a) {
                         {"attention", a.attention},
                         {"fused_kernels", o.runtime.fused_kernels},
                         {"fp8_linears", o.runtime.fp8_linears},
+                        {"fp8_attention", generator.fp8_attention_active()},
                         {"cuda_graphs", generator.cuda_graphs_active()},
                         {"graph_captures", gstats.graph_captures},
                         {"graph_replays", gstats.graph_replays},
@@ -354,6 +365,9 @@ const Registrar kBench("bench", [](CLI::App& root) {
                 "Let cuDNN time its conv algorithms on first use (decoders)");
   cmd->add_option("--fused", a->fused,
                   "Fused CUDA kernels: preset (as the preset says), on or off");
+  cmd->add_option("--fp8-attention", a->fp8_attention,
+                  "cuDNN FP8 self-attention over an FP8 KV cache: preset (on for dtype fp8), on "
+                  "or off");
   cmd->add_option("--cuda-graphs", a->cuda_graphs,
                   "CUDA graphs per DiT forward: preset (as the preset says), on or off");
   cmd->add_option("--profile-blocks", a->profile_blocks,

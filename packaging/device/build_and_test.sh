@@ -26,13 +26,22 @@ if [ -d "$debs" ]; then
   command -v pkg-config >/dev/null || export PKG_CONFIG=$deps/usr/bin/pkgconf
 fi
 torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+# cudnn-frontend headers (FP8 attention) from the PyPI wheel carried in .whl/, if any.
+fe_dir=
+for whl in "$PWD"/.whl/nvidia_cudnn_frontend-*.whl; do
+  [ -f "$whl" ] || continue
+  mkdir -p "$deps/cudnn_frontend" && python3 -m zipfile -e "$whl" "$deps/cudnn_frontend" &&
+    fe_dir=$deps/cudnn_frontend/include
+  break
+done
 
 echo "== configure"
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLIVE_GUI=OFF -DLONGLIVE_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
+  ${fe_dir:+-DLONGLIVE_CUDNN_FRONTEND_DIR=$fe_dir} \
   ${PKG_CONFIG:+-DPKG_CONFIG_EXECUTABLE=$PKG_CONFIG} >"$build.configure.log" 2>&1 ||
   { cat "$build.configure.log"; exit 1; }
-grep "LongLive:" "$build.configure.log"
+grep "LongLive" "$build.configure.log"
 echo "== build"
 start=$(date +%s)
 cmake --build "$build" -j "$(nproc)" 2>&1 | grep -E "error|warning: unused|FAILED" | head -40

@@ -7,6 +7,7 @@
 #include "longlive/generator.h"
 #include "longlive/profiler.h"
 #include "model/ops.h"
+#include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
 
 namespace longlive::test {
@@ -169,6 +170,34 @@ TEST(LinearGelu, EpilogueMatchesLinearThenGelu) {
   EXPECT_LT(relative_l2(ops::linear_gelu_tanh(x, w, b), plain), 1e-2);
 }
 
+// cuDNN's FP8 attention against bf16 attention on the same (E4M3-representable) values, with q
+// in the DiT's BSHD layout and k/v narrowed out of a larger buffer like the KV cache's.
+TEST(Fp8Attention, CloseToBf16AttentionOnTheSameValues) {
+  REQUIRE_CUDA();
+  if (!fp8_attention::available())
+    GTEST_SKIP() << "no cudnn-frontend in this build, or the GPU is older than Hopper";
+  at::manual_seed(8);
+  const int64_t heads = 12, d = 128, sq = 640, sk = 1920;
+  const at::Tensor q = fp8_attention::quantize(
+      at::randn({sq, heads, d}, cuda(at::kBFloat16)).unsqueeze(0).transpose(1, 2));
+  const at::Tensor k_buffer =
+      fp8_attention::quantize(at::randn({1, heads, sk + 320, d}, cuda(at::kBFloat16)));
+  const at::Tensor v_buffer =
+      fp8_attention::quantize(at::randn({1, heads, sk + 320, d}, cuda(at::kBFloat16)));
+  const at::Tensor k = k_buffer.narrow(2, 0, sk), v = v_buffer.narrow(2, 0, sk);
+  const at::Tensor out = fp8_attention::attention(q, k, v);
+  ASSERT_EQ(out.sizes(), q.sizes());
+  EXPECT_EQ(out.scalar_type(), at::kFloat8_e4m3fn);
+  const at::Tensor reference = at::scaled_dot_product_attention(
+      q.to(at::kBFloat16), k.to(at::kBFloat16), v.to(at::kBFloat16));
+  const double error = relative_l2(out.to(at::kFloat), reference);
+  std::cout << "[ drift    ] fp8 attention vs bf16 on the same values: relative L2 " << error
+            << "\n";
+  EXPECT_LT(error, 0.08) << "E4M3 output rounding is ~4 % relative L2";
+  // Bad input is named.
+  EXPECT_THROW(fp8_attention::attention(q.to(at::kBFloat16), k, v), ConfigError);
+}
+
 // The whole streaming loop (fixture weights, a prompt switch) with every fast path on against
 // the plain bf16 path: same shapes, bounded drift, finite.
 TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
@@ -210,6 +239,18 @@ TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
   std::cout << "[ drift    ] fused " << relative_l2(fast, reference) << ", fp8 " << fp8_drift
             << " (relative L2 over 6 blocks vs plain bf16)\n";
   EXPECT_LT(fp8_drift, 0.3);
+
+  GeneratorOptions with_attention = fp8;
+  with_attention.runtime.fp8_attention = true;
+  if (fp8_attention::available()) {
+    EXPECT_TRUE(StreamGenerator(weights, with_attention).fp8_attention_active());
+    const at::Tensor attn_out = run(with_attention, true);
+    EXPECT_TRUE(attn_out.isfinite().all().item<bool>());
+    const double attn_drift = relative_l2(attn_out, reference);
+    std::cout << "[ drift    ] fp8 linears + fp8 attention " << attn_drift
+              << " (relative L2 over 6 blocks vs plain bf16)\n";
+    EXPECT_LT(attn_drift, 0.4);
+  }
 }
 
 // CUDA graphs replay exactly what the eager forward computes: a session with warm-up, steady
@@ -243,10 +284,12 @@ TEST(CudaGraphs, GraphPathIsIdenticalToTheEagerPath) {
   };
   for (const Variant v :
        {Variant{"plain", false, false, false}, Variant{"fused", true, false, false},
-        Variant{"fused+fp8", true, true, false}, Variant{"fused+int8 kv", true, false, true}}) {
+        Variant{"fused+fp8 linears+fp8 attention", true, true, false},
+        Variant{"fused+int8 kv", true, false, true}}) {
     GeneratorOptions eager = base;
     eager.runtime.fused_kernels = v.fused;
     eager.runtime.fp8_linears = v.fp8;
+    eager.runtime.fp8_attention = v.fp8;
     if (v.int8_kv) eager.kv_dtype = at::kChar;
     GeneratorOptions graphs = eager;
     graphs.runtime.cuda_graphs = true;

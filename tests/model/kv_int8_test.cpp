@@ -53,6 +53,37 @@ TEST(KvCacheInt8, ReadBackWithinHalfAQuantisationStepPerToken) {
   EXPECT_NEAR(static_cast<double>(kv.bytes()) / fp32.bytes(), expected_ratio, 1e-9);
 }
 
+// float8_e4m3fn storage (what FP8 attention reads): scale 1, saturated at +-448, read back
+// within E4M3's rounding (3 mantissa bits: relative error <= 2^-4), raw views for the kernel.
+TEST(KvCacheFp8, ReadBackWithinE4M3RoundingAndSaturates) {
+  const KvCacheShape shape =
+      shape_from_stream(WeightStore::open(fixture("dit_stream.safetensors")));
+  KvCache kv(shape, at::TensorOptions().dtype(at::kFloat), at::kFloat8_e4m3fn);
+  EXPECT_FALSE(kv.quantized());
+  EXPECT_EQ(kv.storage_dtype(), at::kFloat8_e4m3fn);
+  const int64_t frames = shape.sink_frames + 1;
+  const KvCache::Plan plan = kv.plan(0, frames, KvWriteKind::block, true);
+  at::manual_seed(4);
+  at::Tensor k = at::randn({1, shape.heads, frames * shape.tokens_per_frame, shape.head_dim}) * 4;
+  k.view(-1)[0] = 1000.0;  // beyond E4M3's range: saturates, never inf/nan
+  const at::Tensor v = at::randn_like(k);
+  kv.write(0, plan, k, v, frames);
+  kv.commit(plan);
+  const at::Tensor keys = kv.keys(0, plan);
+  EXPECT_EQ(keys.scalar_type(), at::kFloat);
+  EXPECT_EQ(keys.view(-1)[0].item<double>(), KvCache::kFp8Max);
+  const at::Tensor expected = k.clamp(-KvCache::kFp8Max, KvCache::kFp8Max);
+  // Relative to each value, above E4M3's smallest normal (2^-6).
+  const at::Tensor big = expected.abs() > 1.0 / 64;
+  const at::Tensor relative = ((keys - expected).abs() / expected.abs()).masked_select(big);
+  EXPECT_LE(relative.max().item<double>(), 1.0 / 16 + 1e-6);
+  EXPECT_GT((keys - expected).abs().max().item<double>(), 0.0);  // really quantised
+  EXPECT_EQ(kv.stored_values(0, plan).scalar_type(), at::kFloat8_e4m3fn);
+  EXPECT_TRUE(at::equal(kv.stored_values(0, plan).to(at::kFloat), kv.values(0, plan)));
+  KvCache fp32(shape, at::TensorOptions().dtype(at::kFloat));
+  EXPECT_EQ(kv.bytes() * 4, fp32.bytes());
+}
+
 TEST(KvCacheInt8, StreamStaysCloseToTheReferenceRun) {
   const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
   const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));

@@ -53,7 +53,8 @@ struct GeneratorOptions {
   void validate() const;  // ConfigError naming the field
   // Copies the preset's sampling and cache fields (steps, warp, shift, block, window, sink) and
   // its KV storage: int8 becomes at::kChar, a float kv_dtype leaves the KV in the compute dtype;
-  // fused_kernels and dtype fp8 (FP8 linears over a bf16 model) set `runtime`.
+  // fused_kernels, cuda_graphs and dtype fp8 (FP8 linears and FP8 attention over a bf16 model)
+  // set `runtime`; memory_pool sets reserve_up_front.
   void apply(const Preset& preset);
 };
 
@@ -143,6 +144,8 @@ class StreamGenerator {
   // Whether the DiT runs the fused CUDA kernels / FP8 linears (requested and possible here).
   bool fused_kernels_active() const;
   bool fp8_linears_active() const;
+  // Whether self-attention runs cuDNN's FP8 kernel over an FP8 KV cache.
+  bool fp8_attention_active() const;
   // Whether DiT forwards go through CUDA graphs (requested, CUDA device, CUDA build).
   bool cuda_graphs_active() const { return graphs_ != nullptr; }
   const KvCache& kv_cache() const;

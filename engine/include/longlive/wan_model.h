@@ -47,6 +47,9 @@ struct DitRuntime {
   bool fused_kernels = false;  // fused LayerNorm+modulation, RMSNorm+RoPE, QKV GEMM, GELU epilogue
   bool fp8_linears = false;    // FP8 e4m3 GEMMs with row-wise scales (weights quantised at load)
   AttentionBackend attention = AttentionBackend::automatic;
+  // cuDNN FP8 attention for self-attention (needs fused_kernels, a build with cudnn-frontend and
+  // an FP8 KV cache, which StreamGenerator then allocates); bf16 attention otherwise.
+  bool fp8_attention = false;
   // Replay each forward from a CUDA graph captured per KV plan (pipeline/dit_graphs.h).
   bool cuda_graphs = false;
 };

@@ -14,10 +14,12 @@ KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options,
                  std::optional<at::ScalarType> storage)
     : shape_(shape), compute_dtype_(options.dtype().toScalarType()) {
   const at::ScalarType dtype = storage.value_or(compute_dtype_);
-  if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16 && dtype != at::kChar) {
-    throw ConfigError(fmt::format(
-        "KV cache: storage dtype {} is not supported (expected float32, float16, bfloat16 or int8)",
-        c10::toString(dtype)));
+  if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16 && dtype != at::kChar &&
+      dtype != at::kFloat8_e4m3fn) {
+    throw ConfigError(
+        fmt::format("KV cache: storage dtype {} is not supported (expected float32, float16, "
+                    "bfloat16, int8 or float8_e4m3fn)",
+                    c10::toString(dtype)));
   }
   if (shape.sink_frames < 0 || shape.window_frames <= shape.sink_frames) {
     throw ConfigError(
@@ -120,6 +122,9 @@ void KvCache::store(const at::Tensor& buffer, const at::Tensor& scales, int64_t 
   at::Tensor dst = buffer[layer].narrow(1, token, count);
   if (scales.defined()) {
     ops::quantize_int8(src, dst, scales[layer].narrow(1, token, count));
+  } else if (dst.scalar_type() == at::kFloat8_e4m3fn) {
+    // Scale 1, saturated (FP8 attention reads these directly; see runtime/fp8_attention.h).
+    dst.copy_(src.clamp(-kFp8Max, kFp8Max));
   } else {
     dst.copy_(src);
   }
@@ -140,6 +145,14 @@ at::Tensor KvCache::keys(int64_t layer, const Plan& plan) const {
 
 at::Tensor KvCache::values(int64_t layer, const Plan& plan) const {
   return load(v_, v_scale_, layer, 0, plan.valid_tokens).unsqueeze(0);
+}
+
+at::Tensor KvCache::stored_keys(int64_t layer, const Plan& plan) const {
+  return k_[layer].narrow(1, 0, plan.valid_tokens).unsqueeze(0);
+}
+
+at::Tensor KvCache::stored_values(int64_t layer, const Plan& plan) const {
+  return v_[layer].narrow(1, 0, plan.valid_tokens).unsqueeze(0);
 }
 
 at::Tensor KvCache::positional(int64_t layer, bool values) const {

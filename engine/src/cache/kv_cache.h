@@ -10,8 +10,10 @@
 // returns the reference's order for tests. Which frame sits in which slot is host bookkeeping,
 // so nothing here reads device memory (no host sync inside a denoising step).
 //
-// Storage: the compute dtype by default, another float dtype, or int8 (the low_memory preset) with
-// one float32 scale per token and head (symmetric, amax / 127). Reads return the compute dtype.
+// Storage: the compute dtype by default, another float dtype, int8 (the low_memory preset) with
+// one float32 scale per token and head (symmetric, amax / 127), or float8_e4m3fn (scale 1,
+// saturated at +-448: what FP8 attention reads). Reads return the compute dtype;
+// stored_keys/values return the storage itself.
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -70,6 +72,10 @@ class KvCache {
   // Keys/values attended by a forward with this plan: [1, heads, valid_tokens, head_dim].
   at::Tensor keys(int64_t layer, const Plan& plan) const;
   at::Tensor values(int64_t layer, const Plan& plan) const;
+  // The same keys/values in the storage dtype, without conversion (views of the buffers).
+  at::Tensor stored_keys(int64_t layer, const Plan& plan) const;
+  at::Tensor stored_values(int64_t layer, const Plan& plan) const;
+  static constexpr double kFp8Max = 448.0;  // float8_e4m3fn storage saturates here
 
   // Frame stored in each slot (-1 empty), for tests and diagnostics.
   const std::vector<int64_t>& slot_frames() const { return slot_frame_; }

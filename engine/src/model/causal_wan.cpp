@@ -9,6 +9,7 @@
 #include "longlive/error.h"
 #include "longlive/profiler.h"
 #include "model/ops.h"
+#include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
 
 namespace longlive {
@@ -35,6 +36,7 @@ CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& conf
            fused::available(at::empty({0}, at::TensorOptions().device(device))) && sixteen_bit &&
            config.qk_norm && config.cross_attn_norm && config.dim <= 2048;
   fp8_ = runtime.fp8_linears && fused_;  // FP8 GEMMs ride on the fused layer loop
+  fp8_attention_ = runtime.fp8_attention && fused_ && fp8_attention::available();
   const int64_t d = config.dim;
   const auto& p = config.patch;
   const int64_t patch_out = config.out_channels * p[0] * p[1] * p[2];
@@ -439,8 +441,18 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
     at::Tensor attended;
     {
       const ProfileScope scope("self_attention");
-      attended = ops::attention(q.unsqueeze(0).transpose(1, 2), kv.keys(layer_index, plan),
-                                kv.values(layer_index, plan), runtime_.attention);
+      const bool fp8_kv = fp8_attention_ && kv.storage_dtype() == at::kFloat8_e4m3fn;
+      const at::Tensor q8 =
+          fp8_kv ? fp8_attention::quantize(q.unsqueeze(0).transpose(1, 2)) : at::Tensor();
+      if (fp8_kv && fp8_attention::supported(q8, kv.stored_keys(layer_index, plan),
+                                             kv.stored_values(layer_index, plan))) {
+        attended = fp8_attention::attention(q8, kv.stored_keys(layer_index, plan),
+                                            kv.stored_values(layer_index, plan))
+                       .to(dtype_);
+      } else {
+        attended = ops::attention(q.unsqueeze(0).transpose(1, 2), kv.keys(layer_index, plan),
+                                  kv.values(layer_index, plan), runtime_.attention);
+      }
     }
     const at::Tensor y = gemm(attended.transpose(1, 2).reshape({1, seq, d}), b.o_w, b.o_b, b.o8);
 

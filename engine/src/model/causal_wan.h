@@ -31,6 +31,9 @@ class CausalWanModel {
   // Whether forward() runs the fused CUDA kernels (requested, CUDA build and device, 16-bit).
   bool uses_fused_kernels() const { return fused_; }
   bool uses_fp8_linears() const { return fp8_; }
+  // Whether self-attention runs cuDNN's FP8 kernel when the KV cache stores float8_e4m3fn
+  // (requested, fused loop, a build with cudnn-frontend, Hopper or newer).
+  bool uses_fp8_attention() const { return fp8_attention_; }
 
   // Embeds the prompt ([1, L <= text_len, text_dim]) and fills the per-layer text K/V.
   void build_cross_cache(const at::Tensor& prompt_embeds, CrossAttnCache& cache) const;
@@ -98,6 +101,7 @@ class CausalWanModel {
   DitRuntime runtime_;
   bool fused_ = false;
   bool fp8_ = false;
+  bool fp8_attention_ = false;
   at::Tensor patch_w_, patch_b_;
   at::Tensor text0_w_, text0_b_, text2_w_, text2_b_;
   at::Tensor time0_w_, time0_b_, time2_w_, time2_b_;

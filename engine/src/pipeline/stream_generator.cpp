@@ -67,6 +67,7 @@ void GeneratorOptions::apply(const Preset& preset) {
   runtime.fused_kernels = preset.fused_kernels;
   runtime.fp8_linears = preset.dtype == ComputeDType::fp8;
   runtime.cuda_graphs = preset.cuda_graphs;
+  runtime.fp8_attention = preset.dtype == ComputeDType::fp8;
   reserve_up_front = preset.memory_pool;
 }
 
@@ -111,10 +112,13 @@ StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOpti
       log::warn("cuda_graphs requested but this build has no CUDA support: running eagerly");
     }
   }
+  // FP8 attention reads an FP8 cache; an explicit int8 KV (low_memory) keeps bf16 attention.
+  std::optional<at::ScalarType> kv_storage = options_.kv_dtype;
+  if (model_->uses_fp8_attention() && kv_storage != at::kChar) kv_storage = at::kFloat8_e4m3fn;
   kv_ = std::make_unique<KvCache>(
       model_->kv_shape(options_.latent_height, options_.latent_width, options_.sink_frames,
                        options_.local_attn_frames),
-      at::TensorOptions().dtype(options_.dtype).device(options_.device), options_.kv_dtype);
+      at::TensorOptions().dtype(options_.dtype).device(options_.device), kv_storage);
   stats_.kv_cache_bytes = kv_->bytes();
   cross_ = std::make_unique<CrossAttnCache>();
   sampler_ = std::make_unique<FlowMatchSampler>(
@@ -129,6 +133,9 @@ StreamGenerator::~StreamGenerator() = default;
 const KvCache& StreamGenerator::kv_cache() const { return *kv_; }
 bool StreamGenerator::fused_kernels_active() const { return model_->uses_fused_kernels(); }
 bool StreamGenerator::fp8_linears_active() const { return model_->uses_fp8_linears(); }
+bool StreamGenerator::fp8_attention_active() const {
+  return model_->uses_fp8_attention() && kv_->storage_dtype() == at::kFloat8_e4m3fn;
+}
 const FlowMatchSampler& StreamGenerator::sampler() const { return *sampler_; }
 
 GeneratorStats StreamGenerator::stats() const {
