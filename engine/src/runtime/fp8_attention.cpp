@@ -57,7 +57,7 @@ struct Scalars {
   at::Tensor one, scale_s, descale_s, amax_s, amax_o;
 };
 
-void check(const fe::error_t& status, const char* step) {
+void check(fe::error_t status, const char* step) {
   if (!status.is_good()) {
     throw Error(fmt::format("cuDNN FP8 attention: {} failed: {}", step, status.get_message()));
   }
