@@ -32,12 +32,22 @@ cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLIVE_GUI=O
   -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
   ${PKG_CONFIG:+-DPKG_CONFIG_EXECUTABLE=$PKG_CONFIG} >"$build.configure.log" 2>&1 ||
   { cat "$build.configure.log"; exit 1; }
-grep "LongLive:" "$build.configure.log"
+grep -E "LongLive:|Found OpenGL" "$build.configure.log"
 echo "== build"
 start=$(date +%s)
 cmake --build "$build" -j "$(nproc)" 2>&1 | grep -E "error|warning: unused|FAILED" | head -40
 cmake --build "$build" -j "$(nproc)" >/dev/null || exit 1
 echo "built in $(( $(date +%s) - start )) s"
+# test_interop_egl (headless CUDA-GL interop): glvnd's libEGL (from .debs) finds NVIDIA's EGL
+# library through a vendor JSON; write one when the driver installed none.
+if [ -z "${__EGL_VENDOR_LIBRARY_FILENAMES:-}" ] &&
+  ! ls /usr/share/glvnd/egl_vendor.d/*nvidia*.json /etc/glvnd/egl_vendor.d/*nvidia*.json >/dev/null 2>&1; then
+  egl_nvidia=$(ldconfig -p | awk '/libEGL_nvidia\.so\.0 /{print $NF; exit}')
+  if [ -n "$egl_nvidia" ]; then
+    printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s"}}\n' "$egl_nvidia" >"$build/nvidia_egl.json"
+    export __EGL_VENDOR_LIBRARY_FILENAMES=$build/nvidia_egl.json
+  fi
+fi
 # LONGLIVE_CTEST=0 skips ctest (quick iterations that run gpu_tests.sh / bench.sh only).
 if [ "${LONGLIVE_CTEST:-1}" != 0 ]; then
   echo "== tests"
