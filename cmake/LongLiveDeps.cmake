@@ -66,3 +66,4 @@ if(LONGLIVE_GUI)
 endif()
 # GL headers for the video view's CUDA-GL interop (ui/interop); EGL for its headless GPU test.
 find_package(OpenGL QUIET COMPONENTS OpenGL EGL)
+message(STATUS "LongLive: GL headers (CUDA-GL interop): ${OPENGL_INCLUDE_DIR}, EGL (headless interop test): ${OpenGL_EGL_FOUND}")
