@@ -64,3 +64,6 @@ if(LONGLIVE_GUI)
   # Debian's libimgui-dev: a static libimgui with the backends (OpenGL 3 included), fonts via stb.
   pkg_check_modules(IMGUI REQUIRED IMPORTED_TARGET imgui)
 endif()
+# GL headers for the video view's CUDA-GL interop (ui/interop); EGL for its headless GPU test.
+find_package(OpenGL QUIET COMPONENTS OpenGL EGL)
+message(STATUS "LongLive: GL headers (CUDA-GL interop): ${OPENGL_INCLUDE_DIR}, EGL (headless interop test): ${OpenGL_EGL_FOUND}")

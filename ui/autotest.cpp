@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "export_dialog.h"
+#include "longlive/log.h"
 #include "longlive/recorder.h"
 #include "main_window.h"
 
@@ -45,6 +46,29 @@ double image_variance(const QImage& image) {
       ++n;
     }
   return n ? sum2 / n - (sum / n) * (sum / n) : 0;
+}
+
+// Mean absolute difference (0-255) between a frame and the view's picture of it, sampled at the
+// centres of the frame's pixels in the letterboxed rectangle (where linear filtering gives back
+// the texel). `flipped` compares against the frame upside down: a wrong orientation shows.
+double shown_frame_error(const QImage& screen, const QImage& frame, bool flipped) {
+  if (screen.isNull() || frame.isNull()) return 255;
+  const QSize scaled = frame.size().scaled(screen.size(), Qt::KeepAspectRatio);
+  const double x0 = (screen.width() - scaled.width()) / 2,
+               y0 = (screen.height() - scaled.height()) / 2;
+  const double sx = static_cast<double>(scaled.width()) / frame.width();
+  const double sy = static_cast<double>(scaled.height()) / frame.height();
+  double sum = 0;
+  for (int y = 0; y < frame.height(); ++y)
+    for (int x = 0; x < frame.width(); ++x) {
+      const QRgb a = screen.pixel(static_cast<int>(x0 + (x + 0.5) * sx),
+                                  static_cast<int>(y0 + (y + 0.5) * sy));
+      const QRgb b = frame.pixel(x, flipped ? frame.height() - 1 - y : y);
+      sum += (std::abs(qRed(a) - qRed(b)) + std::abs(qGreen(a) - qGreen(b)) +
+              std::abs(qBlue(a) - qBlue(b))) /
+             3.0;
+    }
+  return sum / (frame.width() * frame.height());
 }
 
 // Frames at exactly i/16 s, as the recorder promises.
@@ -130,6 +154,19 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   check("frames_painted", wait_until([&] { return w->view()->frames_painted() >= 24; }, 90000));
   const QImage first = w->view()->grabFramebuffer();
   check("pixels_vary", image_variance(first) > 1.0);
+  // The frame on screen is the frame, the right way up (texture upload + shaders).
+  const double shown_error = shown_frame_error(first, w->view()->current().image, false);
+  const double flipped_error = shown_frame_error(first, w->view()->current().image, true);
+  report["shown_frame_error"] = shown_error;
+  report["shown_frame_error_if_flipped"] = flipped_error;
+  check("frame_shown_as_generated", shown_error < 4 && flipped_error > 2 * shown_error);
+  // How frames reached the texture: on the CPU only the host upload exists; on a GPU it is
+  // interop, or host after a logged fallback (e.g. a software GL under Xvfb).
+  const QString upload = w->view()->upload_status();
+  report["upload_path"] = upload;
+  log::info("autotest: {} (engine on {})", upload.toStdString(), w->engine_stats().device);
+  check("upload_path_reported", w->engine_stats().device == "cpu" ? upload == "upload: host"
+                                                                  : upload.startsWith("upload: "));
 
   // Recording into a folder that cannot exist (a path below a file): a clear error naming it.
   EncoderSettings settings = rc->settings();

@@ -96,6 +96,8 @@ OverlayReport draw_debug_overlay(const OverlayInput& in) {
               in.display_fps);
   ImGui::Text("frame %lld   blocks %lld", static_cast<long long>(in.frame_index),
               static_cast<long long>(s.blocks));
+  if (!in.upload.empty()) ImGui::Text("%s", in.upload.c_str());
+  if (!in.upload_note.empty()) ImGui::TextColored(kDim, "  %s", in.upload_note.c_str());
   if (s.device.rfind("cuda", 0) == 0)
     ImGui::Text("GPU memory %.2f GiB (peak %.2f GiB)", in.memory_gib, in.peak_memory_gib);
   else

@@ -17,6 +17,8 @@ struct OverlayInput {
   bool recording = false;
   double memory_gib = 0;       // device memory allocated (CUDA only)
   double peak_memory_gib = 0;  // peak allocated so far
+  std::string upload;          // how frames reach the screen: "upload: host", "upload: CUDA-GL ..."
+  std::string upload_note;     // why CUDA-GL interop is off, when it failed
 };
 
 // What the overlay last showed, for tests and the screenshot check.

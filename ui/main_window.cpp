@@ -248,7 +248,8 @@ bool MainWindow::ensure_engine() {
     QImage image(static_cast<const uchar*>(f.rgba.data_ptr()), static_cast<int>(f.rgba.size(1)),
                  static_cast<int>(f.rgba.size(0)), static_cast<int>(f.rgba.stride(0)),
                  QImage::Format_RGBA8888);
-    ShownFrame shown{image.copy(), f.index, QString::fromStdString(f.prompt), f.first_of_prompt};
+    ShownFrame shown{image.copy(), f.index, QString::fromStdString(f.prompt), f.first_of_prompt,
+                     std::move(f.device)};
     QMetaObject::invokeMethod(
         this, [this, shown = std::move(shown)]() mutable { view_->enqueue(std::move(shown)); },
         Qt::QueuedConnection);
@@ -278,7 +279,9 @@ bool MainWindow::ensure_engine() {
     QMetaObject::invokeMethod(
         this, [this, t] { timeline_finished(t); }, Qt::QueuedConnection);
   };
-  engine_ = std::make_unique<Engine>(model, preset, std::move(callbacks), height, width);
+  // Device frames only while the view can take them GPU to GPU (CUDA-GL interop).
+  engine_ = std::make_unique<Engine>(model, preset, std::move(callbacks), height, width,
+                                     EngineOptions{.device_frames = view_->wants_device_frames()});
   return true;
 }
 

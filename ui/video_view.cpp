@@ -1,22 +1,51 @@
 #include "video_view.h"
 
+#include <QFile>
 #include <QKeyEvent>
 #include <QMouseEvent>
 #include <QOpenGLContext>
+#include <QOpenGLFunctions>
 #include <QPainter>
 #include <QWheelEvent>
 
+#include "cuda_gl_uploader.h"
 #include "imgui_layer.h"
+#include "longlive/log.h"
 
 namespace longlive::ui {
 
 namespace {
 constexpr int kVideoFps = 16;
 constexpr size_t kMaxBuffered = 48;  // ~3 s: beyond that we show frames as fast as they come
+
+// A quad over the viewport as a triangle strip: x, y, u, v (v = 0 is the frame's top row).
+constexpr float kQuad[] = {-1, -1, 0, 1, 1, -1, 1, 1, -1, 1, 0, 0, 1, 1, 1, 0};
+
+// Points the program's attributes into the bound quad buffer (or switches them off again).
+void set_quad_attributes(QOpenGLShaderProgram& program, bool on) {
+  for (const char* name : {"position", "texcoord"}) {
+    if (!on) {
+      program.disableAttributeArray(name);
+      continue;
+    }
+    program.enableAttributeArray(name);
+    program.setAttributeBuffer(name, GL_FLOAT, name[0] == 'p' ? 0 : 2 * sizeof(float), 2,
+                               4 * sizeof(float));
+  }
+}
+
+// Letterboxed rectangle of a frame in the widget (aspect kept, centred).
+QRect letterbox(QSize frame, QSize widget) {
+  const QSize scaled = frame.scaled(widget, Qt::KeepAspectRatio);
+  return {QPoint((widget.width() - scaled.width()) / 2, (widget.height() - scaled.height()) / 2),
+          scaled};
+}
 }  // namespace
 
 VideoView::VideoView(QWidget* parent)
-    : QOpenGLWidget(parent), imgui_(std::make_unique<ImGuiLayer>()) {
+    : QOpenGLWidget(parent),
+      selector_(CudaGlUploader::available_in_build()),
+      imgui_(std::make_unique<ImGuiLayer>()) {
   setMinimumSize(320, 240);
   setFocusPolicy(Qt::ClickFocus);  // keys reach the overlay after a click into the view
   pacer_.setTimerType(Qt::PreciseTimer);
@@ -31,9 +60,26 @@ VideoView::~VideoView() {
   if (context()) {
     disconnect(context(), nullptr, this, nullptr);
     makeCurrent();
-    imgui_->shutdown_gl();
+    release_gl();
     doneCurrent();
   }
+}
+
+void VideoView::release_gl() {
+  imgui_->shutdown_gl();
+  interop_.reset();  // unregisters its buffer from CUDA, then deletes it
+  if (texture_) context()->functions()->glDeleteTextures(1, &texture_);
+  texture_ = 0;
+  texture_size_ = QSize();
+  upload_pending_ = !current_.image.isNull();  // a new context uploads the frame again
+  program_.reset();
+  quad_.destroy();
+  vao_.destroy();
+}
+
+QString VideoView::upload_status() const {
+  const std::string_view label = upload_path_label(upload_path_);
+  return "upload: " + QString::fromUtf8(label.data(), static_cast<qsizetype>(label.size()));
 }
 
 void VideoView::enqueue(ShownFrame frame) {
@@ -44,6 +90,7 @@ void VideoView::enqueue(ShownFrame frame) {
 void VideoView::clear() {
   buffer_.clear();
   current_ = ShownFrame{};
+  upload_pending_ = false;
   update();
 }
 
@@ -65,6 +112,9 @@ void VideoView::advance() {
   if (buffer_.empty()) return;
   current_ = std::move(buffer_.front());
   buffer_.pop_front();
+  // After interop gave up, device frames only hold GPU memory: let them go.
+  if (!selector_.wants_device_frames()) current_.device = DeviceFrame{};
+  upload_pending_ = true;
   if (current_.first_of_prompt && switch_clock_.isValid()) {
     switch_latency_ms_ = static_cast<double>(switch_clock_.nsecsElapsed()) / 1e6;
     switch_clock_.invalidate();
@@ -76,31 +126,139 @@ void VideoView::advance() {
 
 void VideoView::initializeGL() {
   imgui_->initialize_gl();
+  init_frame_program();
   // A widget moved to another top-level window gets a new context: release ours first.
   connect(context(), &QOpenGLContext::aboutToBeDestroyed, this, [this] {
     makeCurrent();
-    imgui_->shutdown_gl();
+    release_gl();
     doneCurrent();
   });
 }
 
-void VideoView::paintGL() {
-  {
-    QPainter p(this);
-    p.fillRect(rect(), Qt::black);
-    if (!current_.image.isNull()) {
-      // Aspect-correct letterboxing.
-      const QSize scaled = current_.image.size().scaled(size(), Qt::KeepAspectRatio);
-      const QRect target(QPoint((width() - scaled.width()) / 2, (height() - scaled.height()) / 2),
-                         scaled);
-      p.setRenderHint(QPainter::SmoothPixmapTransform);
-      p.drawImage(target, current_.image);
-      ++painted_;
-      p.setPen(Qt::white);
-      p.drawText(rect().adjusted(8, 0, -8, -6), Qt::AlignBottom | Qt::AlignLeft,
-                 QString("frame %1  |  %2").arg(current_.index).arg(current_.prompt.left(80)));
-      emit frame_shown(current_.index);
+void VideoView::init_frame_program() {
+  const bool es = context()->isOpenGLES();
+  const QByteArray header = es ? "#version 100\nprecision mediump float;\n" : "#version 120\n";
+  auto source = [&](const char* path) {
+    QFile file(path);
+    return file.open(QIODevice::ReadOnly) ? header + file.readAll() : QByteArray();
+  };
+  auto program = std::make_unique<QOpenGLShaderProgram>();
+  if (!program->addShaderFromSourceCode(QOpenGLShader::Vertex, source(":/shaders/video.vert")) ||
+      !program->addShaderFromSourceCode(QOpenGLShader::Fragment, source(":/shaders/video.frag")) ||
+      !program->link()) {
+    // Never a black view: without the shaders, QPainter draws the host frame.
+    log::warn("video view: the frame shaders do not build ({}); drawing with QPainter",
+              program->log().toStdString());
+    return;
+  }
+  program_ = std::move(program);
+  program_->bind();
+  program_->setUniformValue("frame", 0);
+  program_->release();
+  quad_.create();
+  // Where VAOs exist (core profiles need one) the attribute layout is recorded once; without
+  // them draw_frame() sets it per draw, so no attribute state leaks into QPainter or ImGui.
+  if (vao_.create()) {
+    const QOpenGLVertexArrayObject::Binder bind_vao(&vao_);
+    quad_.bind();
+    set_quad_attributes(*program_, true);
+  }
+  quad_.bind();
+  quad_.allocate(kQuad, sizeof(kQuad));
+  quad_.release();
+}
+
+void VideoView::upload_current() {
+  upload_pending_ = false;
+  const QImage& image = current_.image;
+  if (image.isNull() || !program_) return;
+  QOpenGLFunctions* f = context()->functions();
+  if (!texture_ || texture_size_ != image.size()) {
+    if (!texture_) {
+      f->glGenTextures(1, &texture_);
+      f->glBindTexture(GL_TEXTURE_2D, texture_);
+      f->glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_LINEAR);
+      f->glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_LINEAR);
+      f->glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
+      f->glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
     }
+    f->glBindTexture(GL_TEXTURE_2D, texture_);
+    f->glTexImage2D(GL_TEXTURE_2D, 0, context()->isOpenGLES() ? GL_RGBA : GL_RGBA8, image.width(),
+                    image.height(), 0, GL_RGBA, GL_UNSIGNED_BYTE, nullptr);
+    texture_size_ = image.size();
+  }
+  upload_path_ = selector_.choose(current_.device);
+  if (upload_path_ == UploadPath::cuda_gl) {
+    try {
+      if (!interop_)
+        interop_ = std::make_unique<CudaGlUploader>(
+            [context = context()](const char* name) { return context->getProcAddress(name); });
+      interop_->upload(current_.device, texture_);
+      current_.device = DeviceFrame{};  // the uploader holds it until its copy is done
+      return;
+    } catch (const std::exception& e) {
+      selector_.give_up_interop(e.what());  // logged once; host uploads from now on
+      interop_.reset();
+      upload_path_ = UploadPath::host;
+    }
+  }
+  // Host path: RGBA8888 rows are 4-byte aligned and packed (bytesPerLine == 4 * width).
+  f->glBindTexture(GL_TEXTURE_2D, texture_);
+  f->glPixelStorei(GL_UNPACK_ALIGNMENT, 4);
+  f->glTexSubImage2D(GL_TEXTURE_2D, 0, 0, 0, image.width(), image.height(), GL_RGBA,
+                     GL_UNSIGNED_BYTE, image.constBits());
+  f->glBindTexture(GL_TEXTURE_2D, 0);
+}
+
+void VideoView::draw_frame() {
+  const QRect target = letterbox(current_.image.size(), size());
+  if (!program_ || !texture_) {
+    QPainter p(this);
+    p.setRenderHint(QPainter::SmoothPixmapTransform);
+    p.drawImage(target, current_.image);
+    return;
+  }
+  QOpenGLFunctions* f = context()->functions();
+  const qreal dpr = devicePixelRatioF();
+  const int fb_height = qRound(height() * dpr);
+  // GL's viewport counts rows from the bottom.
+  f->glViewport(qRound(target.x() * dpr), fb_height - qRound((target.y() + target.height()) * dpr),
+                qRound(target.width() * dpr), qRound(target.height() * dpr));
+  f->glActiveTexture(GL_TEXTURE0);
+  f->glBindTexture(GL_TEXTURE_2D, texture_);
+  program_->bind();
+  {
+    const QOpenGLVertexArrayObject::Binder bind_vao(&vao_);
+    if (!vao_.isCreated()) {  // no VAO: the attribute layout is set per draw
+      quad_.bind();
+      set_quad_attributes(*program_, true);
+    }
+    f->glDrawArrays(GL_TRIANGLE_STRIP, 0, 4);
+    if (!vao_.isCreated()) {
+      set_quad_attributes(*program_, false);
+      quad_.release();
+    }
+  }
+  program_->release();
+  f->glBindTexture(GL_TEXTURE_2D, 0);
+  f->glViewport(0, 0, qRound(width() * dpr), fb_height);
+}
+
+void VideoView::paintGL() {
+  QOpenGLFunctions* f = context()->functions();
+  f->glClearColor(0, 0, 0, 1);
+  f->glClear(GL_COLOR_BUFFER_BIT);
+  if (!current_.image.isNull()) {
+    if (upload_pending_) upload_current();
+    draw_frame();
+    ++painted_;
+    QPainter p(this);  // after the raw GL: the painter sets up its own state
+    p.setPen(Qt::white);
+    p.drawText(rect().adjusted(8, 0, -8, -6), Qt::AlignBottom | Qt::AlignLeft,
+               QString("frame %1  |  %2  |  %3")
+                   .arg(current_.index)
+                   .arg(upload_status(), current_.prompt.left(80)));
+    emit frame_shown(current_.index);
   }  // the painter ends here: ImGui draws with raw GL on top
   if (overlay_) paint_overlay();
 }
@@ -114,7 +272,9 @@ void VideoView::paint_overlay() {
                                         .frame_index = current_.index,
                                         .recording = recording_,
                                         .memory_gib = memory_.allocated_gib,
-                                        .peak_memory_gib = memory_.peak_allocated_gib});
+                                        .peak_memory_gib = memory_.peak_allocated_gib,
+                                        .upload = upload_status().toStdString(),
+                                        .upload_note = selector_.why_not()});
   imgui_->render();
 }
 

@@ -1,9 +1,16 @@
 #pragma once
-// Shows the generated frames: an OpenGL widget that letterboxes the latest frame, paces frames
-// from a small jitter buffer at the video's 16 fps (or as fast as they come), and draws the
-// Dear ImGui debug overlay (F1) on top, with Qt's input forwarded to it while it is shown.
+// Shows the generated frames: an OpenGL widget that paces frames from a small jitter buffer at
+// the video's 16 fps (or as fast as they come), uploads the frame on screen into a texture and
+// draws it letterboxed (shaders/video.*), then the Dear ImGui debug overlay (F1) on top, with
+// Qt's input forwarded to it while it is shown.
+// Upload, per frame: a frame with a device copy goes GPU to GPU through CUDA-GL interop
+// (CudaGlUploader); any other frame, or every frame after interop failed once, is uploaded from
+// host memory with glTexSubImage2D.
 #include <QElapsedTimer>
 #include <QImage>
+#include <QOpenGLBuffer>
+#include <QOpenGLShaderProgram>
+#include <QOpenGLVertexArrayObject>
 #include <QOpenGLWidget>
 #include <QTimer>
 #include <deque>
@@ -12,17 +19,20 @@
 #include "debug_overlay.h"
 #include "longlive/engine.h"
 #include "longlive/gpu_timer.h"
+#include "upload_path.h"
 
 namespace longlive::ui {
 
 struct ShownFrame {
-  QImage image;
+  QImage image;  // RGBA8888, always there: the host upload path and the fallback
   int64_t index = 0;
   QString prompt;
   bool first_of_prompt = false;
+  DeviceFrame device;  // the same frame on the GPU, when the engine hands it out
 };
 
 class ImGuiLayer;
+class CudaGlUploader;
 
 class VideoView : public QOpenGLWidget {
   Q_OBJECT
@@ -42,6 +52,12 @@ class VideoView : public QOpenGLWidget {
   const OverlayReport& overlay_report() const { return overlay_report_; }
   int overlay_vertices() const;
   double display_fps() const;
+
+  // Whether the engine should hand out device frames (EngineOptions::device_frames): interop is
+  // built and has not failed.
+  bool wants_device_frames() const { return selector_.wants_device_frames(); }
+  // How the frame on screen was uploaded: "upload: CUDA-GL interop" or "upload: host".
+  QString upload_status() const;
 
   int64_t frames_painted() const { return painted_; }
   const ShownFrame& current() const { return current_; }
@@ -65,6 +81,21 @@ class VideoView : public QOpenGLWidget {
  private:
   void advance();
   void paint_overlay();
+  void init_frame_program();
+  void upload_current();  // current_ into texture_, by the path the selector picks
+  void draw_frame();      // texture_ letterboxed; QPainter when the shaders are unavailable
+  void release_gl();      // with the context current
+
+  // GL state of the frame (owned by this widget's context).
+  unsigned texture_ = 0;
+  QSize texture_size_;
+  bool upload_pending_ = false;  // current_ changed since the last upload
+  std::unique_ptr<QOpenGLShaderProgram> program_;
+  QOpenGLBuffer quad_;
+  QOpenGLVertexArrayObject vao_;
+  std::unique_ptr<CudaGlUploader> interop_;
+  UploadPathSelector selector_;
+  UploadPath upload_path_ = UploadPath::host;
 
   std::deque<ShownFrame> buffer_;
   ShownFrame current_;

@@ -47,6 +47,16 @@ start=$(date +%s)
 cmake --build "$build" -j "$(nproc)" 2>&1 | grep -E "error|warning: unused|FAILED" | head -40
 cmake --build "$build" -j "$(nproc)" >/dev/null || exit 1
 echo "built in $(( $(date +%s) - start )) s"
+# test_interop_egl (headless CUDA-GL interop): glvnd's libEGL (from .debs) finds NVIDIA's EGL
+# library through a vendor JSON; write one when the driver installed none.
+if [ -z "${__EGL_VENDOR_LIBRARY_FILENAMES:-}" ] &&
+  ! ls /usr/share/glvnd/egl_vendor.d/*nvidia*.json /etc/glvnd/egl_vendor.d/*nvidia*.json >/dev/null 2>&1; then
+  egl_nvidia=$(ldconfig -p | awk '/libEGL_nvidia\.so\.0 /{print $NF; exit}')
+  if [ -n "$egl_nvidia" ]; then
+    printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s"}}\n' "$egl_nvidia" >"$build/nvidia_egl.json"
+    export __EGL_VENDOR_LIBRARY_FILENAMES=$build/nvidia_egl.json
+  fi
+fi
 # LONGLIVE_CTEST=0 skips ctest (quick iterations that run gpu_tests.sh / bench.sh only).
 if [ "${LONGLIVE_CTEST:-1}" != 0 ]; then
   echo "== tests"

@@ -34,6 +34,12 @@ TEST(AsyncDecoder, FramesMatchASynchronousDecodeInOrder) {
   const at::Tensor first = async.take();
   EXPECT_EQ(first.size(0), sync->frames_for(2, /*first=*/true));
   EXPECT_TRUE(first.equal(to_rgba8(sync->decode(blocks[2]))));
+  // On the CPU a taken block has host frames only.
+  async.submit(blocks[0]);
+  const DecodedBlock taken = async.take_block();
+  EXPECT_TRUE(taken.host.defined());
+  EXPECT_FALSE(taken.device.defined());
+  EXPECT_EQ(taken.ready, nullptr);
 }
 
 TEST(AsyncDecoder, GpuDecodeStreamMatchesSynchronousDecode) {
@@ -47,10 +53,18 @@ TEST(AsyncDecoder, GpuDecodeStreamMatchesSynchronousDecode) {
     // Latents made on the compute stream right before submit: the decode stream must wait.
     const at::Tensor latents = at::randn({1, 2, 16, 4, 4}, at::TensorOptions().device(cuda)) * 2;
     async.submit(latents);
-    const at::Tensor frames = async.take();
+    const DecodedBlock block = async.take_block();
+    const at::Tensor& frames = block.host;
     const at::Tensor expected = to_rgba8(sync->decode(latents)).to(at::kCPU);
     ASSERT_EQ(frames.sizes(), expected.sizes());
     EXPECT_LE((frames.to(at::kInt) - expected.to(at::kInt)).abs().max().item<int>(), 1);
+    // The device frames are the bytes the host copy was made from, and the decoder let go of
+    // them: the caller's tensor is their only owner.
+    ASSERT_TRUE(block.device.defined());
+    EXPECT_TRUE(block.device.is_cuda());
+    EXPECT_NE(block.ready, nullptr);
+    EXPECT_TRUE(block.device.cpu().equal(frames));
+    EXPECT_EQ(block.device.storage().use_count(), 1);
   }
 }
 

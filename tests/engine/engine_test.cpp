@@ -3,9 +3,12 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <ATen/Context.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "fixtures.h"
@@ -14,6 +17,12 @@
 #include "longlive/performance.h"
 #include "longlive/safetensors_writer.h"
 #include "longlive/wan_vae.h"
+
+#ifdef LONGLIVE_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#endif
 
 namespace longlive::test {
 namespace {
@@ -66,6 +75,90 @@ TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
   EXPECT_EQ(latents.size(3), 8);
   EXPECT_TRUE(latents.device().is_cpu());
   EXPECT_EQ(latents.size(1) * 4 - 3, engine.stats().frames);
+}
+
+TEST(Engine, DeviceFramesOnlyWhenAskedForAndOnCuda) {
+  std::mutex m;
+  std::vector<EngineFrame> frames;
+  Engine::Callbacks cb;
+  cb.on_frame = [&](EngineFrame f) {
+    std::lock_guard lock(m);
+    frames.push_back(std::move(f));
+  };
+  Preset preset;
+  preset.name = "test";
+  preset.local_attn_frames = 9;
+  for (const bool asked : {false, true}) {
+    {
+      Engine engine({.tiny_random = true, .folder = {}}, preset, cb, 64, 64,
+                    {.device_frames = asked});
+      engine.start("a red fox", 7);
+      ASSERT_TRUE(wait_for([&] {
+        std::lock_guard l(m);
+        return frames.size() >= 21;
+      }));
+      engine.stop();
+    }
+    std::lock_guard l(m);
+    for (const EngineFrame& f : frames) {
+      // The host frame is always there (the recorder reads it); the device one only when asked
+      // for on a GPU, so on the CPU the studio takes the host upload path.
+      ASSERT_TRUE(f.rgba.defined());
+      EXPECT_TRUE(f.rgba.device().is_cpu());
+      EXPECT_EQ(f.device.on_device(), asked && at::hasCUDA()) << "frame " << f.index;
+      EXPECT_EQ(f.device.rgba.defined(), asked && at::hasCUDA());
+    }
+    frames.clear();
+  }
+}
+
+TEST(EngineGpu, DeviceFramesEqualTheHostFramesAndAreOwnedByTheConsumer) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: device frames are tested on the GPU box";
+#ifdef LONGLIVE_WITH_CUDA
+  std::mutex m;
+  std::vector<EngineFrame> frames;
+  Engine::Callbacks cb;
+  cb.on_frame = [&](EngineFrame f) {
+    std::lock_guard lock(m);
+    frames.push_back(std::move(f));
+  };
+  Preset preset;
+  preset.name = "test";
+  preset.local_attn_frames = 9;
+  {
+    Engine engine({.tiny_random = true, .folder = {}}, preset, cb, 64, 96, {.device_frames = true});
+    engine.start("a red fox", 7);
+    ASSERT_TRUE(wait_for([&] {
+      std::lock_guard l(m);
+      return frames.size() >= 33;  // three blocks: 9 + 12 + 12
+    }));
+    engine.stop();
+  }  // engine gone: nothing of it may still hold a device frame
+  ASSERT_GE(frames.size(), 33u);
+  const c10::cuda::CUDAGuard guard(frames[0].device.rgba.device());
+  // Read each frame the way a display does: on a stream of its own, after the frame's event.
+  const c10::cuda::CUDAStream reader = c10::cuda::getStreamFromPool();
+  for (const EngineFrame& f : frames) {
+    ASSERT_TRUE(f.device.on_device()) << "frame " << f.index;
+    EXPECT_EQ(f.device.rgba.sizes(), f.rgba.sizes());
+    EXPECT_EQ(f.device.rgba.scalar_type(), at::kByte);
+    ASSERT_EQ(cudaStreamWaitEvent(reader.stream(), f.device.ready.get(), 0), cudaSuccess);
+    at::Tensor copy;
+    {
+      const c10::cuda::CUDAStreamGuard on_reader(reader);
+      copy = f.device.rgba.to(at::kCPU, /*non_blocking=*/false);
+    }
+    EXPECT_TRUE(copy.equal(f.rgba)) << "frame " << f.index;
+  }
+  // Frames of one block share its tensor; only the frames we hold own it (12 per later block).
+  const EngineFrame& last = frames[20];  // in the second block (frames 9..20)
+  int64_t held_of_block = 0;
+  for (const EngineFrame& f : frames)
+    held_of_block += f.device.rgba.storage().is_alias_of(last.device.rgba.storage());
+  EXPECT_EQ(held_of_block, 12);
+  EXPECT_EQ(static_cast<int64_t>(last.device.rgba.storage().use_count()), held_of_block);
+  EXPECT_EQ(last.device.ready.use_count(), held_of_block);
+#endif
 }
 
 TEST(Engine, BadModelFolderIsReportedNotThrown) {

@@ -3,6 +3,8 @@
 // generates block k+1 on the compute stream (DESIGN §3). submit() returns at once: the decode
 // stream waits on an event recorded on the caller's stream, runs the decoder and the RGBA8
 // conversion, and copies the frames into pinned host memory; take() waits for the oldest block.
+// take_block() also hands out the device frames (for a consumer that copies them on the GPU);
+// the decoder keeps nothing of a block once it is taken.
 // On CPU everything happens inside submit() (there is nothing to overlap with).
 #include <ATen/ATen.h>
 
@@ -11,8 +13,18 @@
 #include <memory>
 
 #include "longlive/decoder.h"
+#include "longlive/device_frame.h"
 
 namespace longlive {
+
+// One decoded block.
+struct DecodedBlock {
+  at::Tensor host;  // [N, H, W, 4] uint8 on the CPU (pinned when decoded on CUDA)
+  // The same frames on the device and the event recorded on the decode stream after they were
+  // written; both empty on the CPU. Holding `device` keeps the block's device memory.
+  at::Tensor device;
+  std::shared_ptr<CUevent_st> ready;
+};
 
 class AsyncDecoder {
  public:
@@ -28,7 +40,9 @@ class AsyncDecoder {
   // Blocks submitted and not yet taken.
   size_t pending() const { return queue_.size(); }
   // Waits for the oldest queued block: RGBA8 frames [N, H, W, 4] uint8 on the host.
-  at::Tensor take();
+  at::Tensor take() { return take_block().host; }
+  // The same, with the block's device frames (CUDA only).
+  DecodedBlock take_block();
   // Device time of the last taken block's decode + conversion + copy (CUDA events; host time on
   // the CPU).
   double last_decode_ms() const { return last_decode_ms_; }

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "longlive/device_frame.h"
 #include "longlive/performance.h"
 #include "longlive/preset.h"
 #include "longlive/timeline.h"
@@ -25,10 +26,19 @@
 namespace longlive {
 
 struct EngineFrame {
-  at::Tensor rgba;  // [H, W, 4] uint8, CPU
+  at::Tensor rgba;  // [H, W, 4] uint8, CPU: always there (recording and export read it)
   int64_t index = 0;
   std::string prompt;
   bool first_of_prompt = false;  // first frame generated after a prompt switch
+  // The same frame on the GPU, with EngineOptions::device_frames on a CUDA engine (else empty):
+  // a display can copy it on the device instead of uploading `rgba`.
+  DeviceFrame device;
+};
+
+struct EngineOptions {
+  // Hand out each frame's device copy too (EngineFrame::device). It keeps its block's device
+  // memory (~H*W*4 bytes per frame) for as long as the consumer holds the frame.
+  bool device_frames = false;
 };
 
 // Where one block's time went: a named region and its device time (CUDA events on a GPU, host
@@ -70,7 +80,8 @@ class Engine {
     std::function<void(const Timeline&)> on_timeline;
   };
 
-  Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height = 0, int width = 0);
+  Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height = 0, int width = 0,
+         EngineOptions options = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -108,6 +119,7 @@ class Engine {
   ModelSpec model_;
   Callbacks callbacks_;
   int height_, width_;
+  EngineOptions options_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Command> commands_;

@@ -16,8 +16,9 @@ struct AsyncDecoder::Pending {
   at::Tensor host;  // RGBA8 frames, pinned on CUDA
   double host_ms = 0;
 #ifdef LONGLIVE_WITH_CUDA
-  at::Tensor device_rgba;  // kept alive until the copy is done
-  std::unique_ptr<at::cuda::CUDAEvent> started, done;
+  at::Tensor device_rgba;  // kept alive until the copy is done, then handed to take_block()
+  std::unique_ptr<at::cuda::CUDAEvent> started;
+  std::shared_ptr<at::cuda::CUDAEvent> done;  // shared with the device frames' consumers
 #endif
 };
 
@@ -70,7 +71,7 @@ void AsyncDecoder::submit(const at::Tensor& latents) {
     job->host = at::empty(job->device_rgba.sizes(),
                           at::TensorOptions().dtype(at::kByte).pinned_memory(true));
     job->host.copy_(job->device_rgba, /*non_blocking=*/true);
-    job->done = std::make_unique<at::cuda::CUDAEvent>(cudaEventDefault);
+    job->done = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
     job->done->record(streams_->decode);
     queue_.push_back(std::move(job));
     return;
@@ -84,18 +85,22 @@ void AsyncDecoder::submit(const at::Tensor& latents) {
   queue_.push_back(std::move(job));
 }
 
-at::Tensor AsyncDecoder::take() {
+DecodedBlock AsyncDecoder::take_block() {
   if (queue_.empty()) throw Error("AsyncDecoder::take() with no block submitted");
   std::unique_ptr<Pending> job = std::move(queue_.front());
   queue_.pop_front();
   last_decode_ms_ = job->host_ms;
+  DecodedBlock block{job->host, {}, {}};
 #ifdef LONGLIVE_WITH_CUDA
   if (job->done) {
     job->done->synchronize();
     last_decode_ms_ = job->started->elapsed_time(*job->done);
+    block.device = std::move(job->device_rgba);
+    // The aliasing constructor: the event handle lives as long as its CUDAEvent owner.
+    block.ready = std::shared_ptr<CUevent_st>(job->done, job->done->event());
   }
 #endif
-  return job->host;
+  return block;
 }
 
 }  // namespace longlive

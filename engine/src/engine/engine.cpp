@@ -34,8 +34,13 @@ struct Engine::Command {
   Clock::time_point issued = Clock::now();
 };
 
-Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, int width)
-    : model_(std::move(model)), callbacks_(std::move(callbacks)), height_(height), width_(width) {
+Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, int width,
+               EngineOptions options)
+    : model_(std::move(model)),
+      callbacks_(std::move(callbacks)),
+      height_(height),
+      width_(width),
+      options_(options) {
   stats_.preset = preset.name;
   performance_ = std::make_unique<Performance>(model_, std::move(preset), height_, width_);
   worker_ = std::thread([this] { run(); });
@@ -117,12 +122,16 @@ at::Tensor Engine::session_latents() const {
 
 void Engine::deliver_oldest_block() {
   Session& session = *performance_->session();
-  const at::Tensor rgba = session.decoder->take();
+  DecodedBlock decoded = session.decoder->take_block();
+  // Unless asked for, the device frames are dropped here, so the block's memory is reused.
+  if (!options_.device_frames) decoded.device = at::Tensor();
+  const at::Tensor& rgba = decoded.host;
   const QueuedBlock block = std::move(queued_.front());
   queued_.pop_front();
   const auto now = Clock::now();
   for (int64_t f = 0; f < rgba.size(0); ++f) {
-    EngineFrame frame{rgba[f], frame_index_++, block.prompt, block.first_of_prompt && f == 0};
+    EngineFrame frame{rgba[f], frame_index_++, block.prompt, block.first_of_prompt && f == 0, {}};
+    if (decoded.device.defined()) frame.device = {decoded.device[f], decoded.ready};
     if (callbacks_.on_frame) callbacks_.on_frame(std::move(frame));
   }
   std::lock_guard lock(mutex_);
