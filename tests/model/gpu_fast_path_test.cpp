@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "dit_fixture.h"
+#include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/profiler.h"
 #include "model/ops.h"
