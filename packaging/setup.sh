@@ -50,6 +50,17 @@ install_libtorch() {
   "$venv/bin/pip" install -q "torch==$torch_version" numpy safetensors
 }
 
+# Header-only cudnn-frontend (cuDNN's FP8 attention for the fp8 presets): optional, the engine
+# builds without it (bf16 attention).
+cudnn_frontend_version=1.32.0
+install_cudnn_frontend() {
+  if "$venv/bin/python3" -c "import importlib.metadata as m,sys; sys.exit(m.version('nvidia-cudnn-frontend') != '$cudnn_frontend_version')" 2>/dev/null; then
+    return 0
+  fi
+  "$venv/bin/pip" install -q --no-deps "nvidia-cudnn-frontend==$cudnn_frontend_version" ||
+    say "cudnn-frontend not installed: the FP8 presets will use bf16 attention"
+}
+
 configure_and_build() {
   local torch_prefix
   torch_prefix=$("$venv/bin/python3" -c 'import torch;print(torch.utils.cmake_prefix_path)')
@@ -73,6 +84,7 @@ configure_and_build() {
 
 install_system_packages
 install_libtorch
+install_cudnn_frontend
 configure_and_build
 
 case "$mode" in
