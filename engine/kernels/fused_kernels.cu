@@ -297,18 +297,33 @@ __global__ void __launch_bounds__(kThreads) rms_rope_kernel(RmsRopeArgs a) {
   }
 }
 
+// GELU (tanh approximation, as ATen's gelu(approximate="tanh")) in float, rounded to T like the
+// separate 16-bit GELU output it replaces.
 template <typename T>
+__device__ __forceinline__ float gelu_tanh_rounded(float v) {
+  constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
+  constexpr float kKappa = 0.044715f;
+  const float inner = kBeta * (v + kKappa * v * v * v);
+  return round_to<T>(0.5f * v * (1.f + tanhf(inner)));
+}
+
+template <typename T, bool kGelu>
 __global__ void __launch_bounds__(kThreads)
     quantize_fp8_rows_kernel(const T* x, int64_t dim, __nv_fp8_e4m3* q, float* scales) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const T* in = x + row * dim;
+  auto load = [&](int64_t i) {
+    const float v = to_float(in[i]);
+    if constexpr (kGelu) return gelu_tanh_rounded<T>(v);
+    return v;
+  };
   float amax = 0.f;
-  for (int64_t i = threadIdx.x; i < dim; i += kThreads) amax = fmaxf(amax, fabsf(to_float(in[i])));
+  for (int64_t i = threadIdx.x; i < dim; i += kThreads) amax = fmaxf(amax, fabsf(load(i)));
   const float scale = fmaxf(block_max(amax, smem) / 448.f, 1e-12f);
   const float inverse = 1.f / scale;
   for (int64_t i = threadIdx.x; i < dim; i += kThreads)
-    q[row * dim + i] = __nv_fp8_e4m3(to_float(in[i]) * inverse);
+    q[row * dim + i] = __nv_fp8_e4m3(load(i) * inverse);
   if (threadIdx.x == 0) scales[row] = scale;
 }
 
@@ -416,24 +431,34 @@ cudaError_t launch_dequantize_int8(const DequantInt8Args& a, cudaStream_t stream
   return cudaGetLastError();
 }
 
-cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
-                                     void* q, float* scales, cudaStream_t stream) {
-  if (rows < 1 || dim < 1) return cudaErrorInvalidValue;
+template <bool kGelu>
+void launch_quantize_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
+                          __nv_fp8_e4m3* out, float* scales, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(rows));
-  auto* out = static_cast<__nv_fp8_e4m3*>(q);
   switch (type) {
     case ElemType::bf16:
-      quantize_fp8_rows_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x),
-                                                              dim, out, scales);
+      quantize_fp8_rows_kernel<__nv_bfloat16, kGelu>
+          <<<grid, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), dim, out, scales);
       break;
     case ElemType::f16:
-      quantize_fp8_rows_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const __half*>(x), dim,
-                                                              out, scales);
+      quantize_fp8_rows_kernel<__half, kGelu>
+          <<<grid, kThreads, 0, stream>>>(static_cast<const __half*>(x), dim, out, scales);
       break;
     case ElemType::f32:
-      quantize_fp8_rows_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const float*>(x), dim,
-                                                              out, scales);
+      quantize_fp8_rows_kernel<float, kGelu>
+          <<<grid, kThreads, 0, stream>>>(static_cast<const float*>(x), dim, out, scales);
       break;
+  }
+}
+
+cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
+                                     void* q, float* scales, bool gelu_tanh, cudaStream_t stream) {
+  if (rows < 1 || dim < 1) return cudaErrorInvalidValue;
+  auto* out = static_cast<__nv_fp8_e4m3*>(q);
+  if (gelu_tanh) {
+    launch_quantize_rows<true>(x, type, rows, dim, out, scales, stream);
+  } else {
+    launch_quantize_rows<false>(x, type, rows, dim, out, scales, stream);
   }
   return cudaGetLastError();
 }

@@ -63,9 +63,11 @@ struct RmsRopeArgs {
 cudaError_t launch_rms_rope(const RmsRopeArgs& args, cudaStream_t stream);
 
 // Per-row symmetric FP8 (e4m3) quantisation for FP8 linears: scale[r] = max(amax(x[r]) / 448,
-// 1e-12); q[r] = fp8(x[r] / scale[r]). x is bf16/f16 [rows, dim] contiguous.
+// 1e-12); q[r] = fp8(x[r] / scale[r]). x is bf16/f16 [rows, dim] contiguous. With gelu_tanh,
+// x[r] is first replaced by GELU(tanh)(x[r]) rounded to x's type (the FFN's second input, without
+// a separate GELU pass).
 cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
-                                     void* q, float* scales, cudaStream_t stream);
+                                     void* q, float* scales, bool gelu_tanh, cudaStream_t stream);
 
 // int8 KV cache read: out[h, t, :] = to16(float(q[h, t, :]) * scale[h, t]) for `heads` x `count`
 // rows of `dim` (dim % 16 == 0, rows 16-byte aligned). q rows of one head are contiguous with

@@ -161,6 +161,25 @@ TEST(Fp8Linear, CloseToTheBf16Linear) {
   EXPECT_LT(relative_l2(out, reference), 0.06) << "e4m3 keeps 3 mantissa bits";
 }
 
+// The FFN's second FP8 GEMM quantises GELU(x) in one pass: same as GELU, then quantise.
+TEST(Fp8Linear, GeluInsideTheQuantisationMatchesGeluThenLinear) {
+  REQUIRE_CUDA();
+  at::manual_seed(9);
+  const at::Tensor x = at::randn({96, 512}, cuda(at::kBFloat16)) * 2;
+  const ops::Fp8Weight w = ops::quantize_weight_fp8(at::randn({64, 512}, cuda(at::kBFloat16)));
+  const at::Tensor b = at::randn({64}, cuda(at::kBFloat16));
+  const at::Tensor fused = ops::linear_fp8(x, w, b, at::kBFloat16, /*gelu_input=*/true);
+  const at::Tensor separate = ops::linear_fp8(ops::gelu_tanh(x), w, b, at::kBFloat16);
+  // Same bf16 GELU values up to tanh's last bit, so at most a rare one-step FP8 rounding flip.
+  EXPECT_LT(relative_l2(fused, separate), 2e-3);
+  const auto [q_fused, s_fused] = fused::quantize_fp8_rows(x, /*gelu_tanh=*/true);
+  const auto [q_sep, s_sep] = fused::quantize_fp8_rows(ops::gelu_tanh(x).contiguous());
+  EXPECT_LT((s_fused - s_sep).abs().max().item<double>(), 1e-6);
+  const double mismatched =
+      q_fused.view(at::kByte).ne(q_sep.view(at::kByte)).to(at::kFloat).mean().item<double>();
+  EXPECT_LT(mismatched, 1e-3) << "share of FP8 codes that differ";
+}
+
 TEST(LinearGelu, EpilogueMatchesLinearThenGelu) {
   REQUIRE_CUDA();
   at::manual_seed(6);

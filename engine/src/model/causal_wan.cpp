@@ -480,9 +480,9 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
     {
       const ProfileScope scope("gemm");
       if (b.ffn0_8.defined()) {
-        pending =
-            ops::linear_fp8(ops::gelu_tanh(ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_)),
-                            b.ffn2_8, b.ffn2_b, dtype_);
+        // GELU inside the second GEMM's input quantisation (no separate pass).
+        pending = ops::linear_fp8(ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_), b.ffn2_8,
+                                  b.ffn2_b, dtype_, /*gelu_input=*/true);
       } else {
         pending =
             ops::linear(ops::linear_gelu_tanh(hidden, b.ffn0_w, b.ffn0_b), b.ffn2_w, b.ffn2_b);

@@ -126,16 +126,17 @@ Fp8Weight quantize_weight_fp8(const at::Tensor& weight) {
 }
 
 at::Tensor linear_fp8(const at::Tensor& x, const Fp8Weight& w,
-                      const std::optional<at::Tensor>& bias, at::ScalarType out_dtype) {
+                      const std::optional<at::Tensor>& bias, at::ScalarType out_dtype,
+                      bool gelu_input) {
   const int64_t k = x.size(-1);
   auto out_sizes = x.sizes().vec();
   out_sizes.back() = w.q.size(0);
   const at::Tensor x2d = x.reshape({-1, k}).to(out_dtype).contiguous();
   at::Tensor xq, xs;
   if (fused::available(x2d)) {
-    std::tie(xq, xs) = fused::quantize_fp8_rows(x2d);
+    std::tie(xq, xs) = fused::quantize_fp8_rows(x2d, gelu_input);
   } else {
-    const at::Tensor xf = x2d.to(at::kFloat);
+    const at::Tensor xf = (gelu_input ? gelu_tanh(x2d) : x2d).to(at::kFloat);
     xs = xf.abs().amax(1, /*keepdim=*/true).div_(448.0).clamp_min_(1e-12);
     xq = xf.div(xs).clamp_(-448.0, 448.0).to(at::kFloat8_e4m3fn);
   }

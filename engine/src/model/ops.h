@@ -52,8 +52,10 @@ struct Fp8Weight {
 // weight: [N, K] (any float dtype). Requires N and K to be multiples of 16 (FP8 GEMM tiles).
 Fp8Weight quantize_weight_fp8(const at::Tensor& weight);
 // y = (x quantised per row) @ w^T * scales + bias in `out_dtype` (bfloat16) via at::_scaled_mm.
+// gelu_input: x is replaced by gelu_tanh(x) first (inside the quantisation pass on CUDA).
 at::Tensor linear_fp8(const at::Tensor& x, const Fp8Weight& w,
-                      const std::optional<at::Tensor>& bias, at::ScalarType out_dtype);
+                      const std::optional<at::Tensor>& bias, at::ScalarType out_dtype,
+                      bool gelu_input = false);
 // gelu_tanh(x @ weight^T + bias) with the activation in the GEMM epilogue where the backend has
 // one (cuBLASLt on CUDA); plain linear + gelu elsewhere.
 at::Tensor linear_gelu_tanh(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);

@@ -152,7 +152,7 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
   check_launch(kernels::launch_rms_rope(a, c10::cuda::getCurrentCUDAStream()), "rms_rope");
 }
 
-std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x) {
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool gelu_tanh) {
   require(x.is_cuda() && x.dim() == 2 && x.is_contiguous(),
           "quantize_fp8_rows input must be a contiguous [M, K] CUDA tensor");
   const c10::cuda::CUDAGuard guard(x.device());
@@ -160,7 +160,7 @@ std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x) {
   at::Tensor scales = at::empty({x.size(0), 1}, x.options().dtype(at::kFloat));
   check_launch(kernels::launch_quantize_fp8_rows(x.data_ptr(), elem_type(x, "input"), x.size(0),
                                                  x.size(1), q.data_ptr(), scales.data_ptr<float>(),
-                                                 c10::cuda::getCurrentCUDAStream()),
+                                                 gelu_tanh, c10::cuda::getCurrentCUDAStream()),
                "quantize_fp8_rows");
   return {q, scales};
 }
@@ -211,7 +211,7 @@ void rms_rope(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at:
               const at::Tensor&, double) {
   unavailable();
 }
-std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor&) { unavailable(); }
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor&, bool) { unavailable(); }
 bool can_dequantize_int8(const at::Tensor&, const at::Tensor&, at::ScalarType) { return false; }
 at::Tensor dequantize_int8(const at::Tensor&, const at::Tensor&, at::ScalarType) { unavailable(); }
 

@@ -37,7 +37,8 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
               const at::Tensor& sin, const at::Tensor& out, double eps);
 
 // Row-wise FP8 e4m3 quantisation: x [M, K] 16-bit contiguous -> (q [M, K] fp8, scales [M, 1] f32).
-std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x);
+// gelu_tanh: quantise GELU(tanh)(x) instead (same as gelu then quantise, one pass).
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool gelu_tanh = false);
 
 // int8 KV read: q [H, T, D] int8 (rows contiguous, any head stride), scales [H, T, 1] float32
 // (any head stride) -> contiguous [H, T, D] in `dtype` (bfloat16/float16). Requires D % 16 == 0.
