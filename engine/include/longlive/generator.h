@@ -42,10 +42,11 @@ struct GeneratorOptions {
   // Fast paths of the DiT on CUDA (fused kernels, FP8 linears, attention backend).
   DitRuntime runtime;
   double lora_alpha = 0;  // <= 0: alpha = rank
-  // The preset's memory_pool: start() runs the KV plans of the first blocks once on dummy input
-  // (CUDA only), so every allocation, cuBLAS/cuDNN plan and CUDA graph of the steady stream
-  // exists before the first block: out-of-memory surfaces at start, and no block stalls on a
-  // capture. Results are unchanged.
+  // The preset's memory_pool: start() runs the KV plans of the first blocks and a re-cache once
+  // on dummy input (CUDA only), so every allocation, cuBLAS/cuDNN plan and CUDA graph of the
+  // steady stream and of a prompt switch exists before the first block: out-of-memory surfaces
+  // at start, and no block (nor the first switch) stalls on a capture or a plan. Results are
+  // unchanged.
   bool reserve_up_front = false;
   // Skip the re-cache frames whose K/V a global sink drops (same result, less work).
   bool skip_dropped_recache_frames = true;

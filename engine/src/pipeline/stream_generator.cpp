@@ -187,9 +187,18 @@ void StreamGenerator::reserve_up_front() {
     kv_->commit(plan);
     frame += f;
   }
+  // A re-cache's shape too (several blocks of queries, eager): without this the first prompt
+  // switch of a session pays for its cuDNN plans and memory.
+  const int64_t n = std::min(options_.local_attn_frames, frame);
+  KvCache::Plan recache_plan = kv_->plan(frame - n, n, KvWriteKind::recache, options_.global_sink);
+  if (!options_.skip_dropped_recache_frames) recache_plan.first_written = 0;
+  const auto sizes = latents.sizes();
+  model_->run(model_->prepare(at::zeros({1, n, sizes[2], sizes[3], sizes[4]}, float_opts),
+                              at::zeros({1, n}, float_opts), recache_plan),
+              *kv_, recache_plan, *cross_);
   kv_->reset();
   stats_.reserve_ms = ms_since(start);
-  log::info("reserved up front: {} block plans warmed{} in {:.0f} ms (host)", blocks,
+  log::info("reserved up front: {} block plans and a re-cache warmed{} in {:.0f} ms (host)", blocks,
             graphs_ ? fmt::format(", {} CUDA graphs", graphs_->graphs()) : std::string(),
             stats_.reserve_ms);
 }
