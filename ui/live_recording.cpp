@@ -13,14 +13,25 @@ LiveRecorder::~LiveRecorder() {
   for (auto& t : finishers_) t.join();
 }
 
+namespace {
+
+// Leaves nothing behind of a recording that recorded nothing.
+void discard(Recorder& recorder) {
+  recorder.cancel();
+  std::error_code ec;
+  std::filesystem::remove(recorder.path(), ec);
+  std::filesystem::remove(recorder.sidecar_path(), ec);
+}
+
+}  // namespace
+
 void LiveRecorder::start(RecorderOptions options,
                          std::function<void(const std::optional<std::string>&)> opened) {
-  uint64_t generation = 0;
+  auto opening = std::make_shared<Opening>();
   {
     std::lock_guard lock(state_mutex_);
     if (recorder_ || opening_) throw ConfigError("a recording is already running");
-    opening_ = true;
-    generation = ++generation_;
+    opening_ = opening;
     path_ = options.path;
     width_ = options.width;
     height_ = options.height;
@@ -28,33 +39,34 @@ void LiveRecorder::start(RecorderOptions options,
     last_prompt_.clear();
     error_.reset();
   }
-  finishers_.emplace_back(
-      [this, options = std::move(options), opened = std::move(opened), generation] {
-        std::optional<std::string> error;
-        std::shared_ptr<Recorder> recorder;
-        try {
-          recorder = std::make_shared<Recorder>(options);  // throws naming the path
-        } catch (const std::exception& e) {
-          error = e.what();
-        }
-        bool discard = false;
-        {
-          std::lock_guard lock(state_mutex_);
-          discard = generation != generation_;
-          if (!discard) {
-            opening_ = false;
-            recorder_ = recorder;
-          }
-        }
-        if (discard && recorder) {  // stopped while opening: leave no empty file behind
-          recorder->cancel();
-          std::error_code ec;
-          std::filesystem::remove(recorder->path(), ec);
-          std::filesystem::remove(recorder->sidecar_path(), ec);
-          return;
-        }
-        if (!discard && opened) opened(error);
-      });
+  finishers_.emplace_back([this, options = std::move(options), opened = std::move(opened),
+                           opening = std::move(opening)] {
+    std::optional<std::string> error;
+    std::shared_ptr<Recorder> recorder;
+    try {
+      recorder = std::make_shared<Recorder>(options);  // throws naming the path
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    std::function<void(const Outcome&)> cancelled_done;
+    {
+      std::lock_guard lock(state_mutex_);
+      if (opening->cancelled) {
+        cancelled_done = std::move(opening->done);
+      } else {
+        opening_.reset();
+        recorder_ = recorder;
+      }
+    }
+    if (!opening->cancelled) {
+      if (opened) opened(error);
+      return;
+    }
+    // Stopped while opening: leave no empty file behind, then report like any stop.
+    Outcome outcome{options.path, 0, 0, error, true};
+    if (recorder) discard(*recorder);
+    if (cancelled_done) cancelled_done(outcome);
+  });
 }
 
 void LiveRecorder::on_frame(const EngineFrame& frame) {
@@ -93,9 +105,10 @@ void LiveRecorder::stop(std::function<void(const Outcome&)> done) {
   Outcome outcome;
   {
     std::lock_guard lock(state_mutex_);
-    if (opening_) {  // the opener sees the new generation and removes its file
-      opening_ = false;
-      ++generation_;
+    if (opening_) {  // the opener sees the flag, removes its file and calls `done`
+      opening_->cancelled = true;
+      opening_->done = std::move(done);
+      opening_.reset();
       return;
     }
     recorder = std::move(recorder_);
@@ -117,8 +130,16 @@ void LiveRecorder::stop(std::function<void(const Outcome&)> done) {
         }
         outcome.frames = recorder->frames_written();
         outcome.bytes = recorder->bytes_written();
+        if (outcome.frames == 0) {  // an MP4 without frames plays nowhere: keep nothing
+          discard(*recorder);
+          outcome.removed = true;
+          outcome.bytes = 0;
+        }
         if (outcome.error)
           log::error("recording: {}", *outcome.error);
+        else if (outcome.removed)
+          log::info("recording to {} stopped before its first frame: nothing kept",
+                    outcome.path.string());
         else
           log::info("recorded {} frames to {}", outcome.frames, outcome.path.string());
         recorder.reset();  // closes the file before `done` looks at it
@@ -128,12 +149,12 @@ void LiveRecorder::stop(std::function<void(const Outcome&)> done) {
 
 bool LiveRecorder::active() const {
   std::lock_guard lock(state_mutex_);
-  return recorder_ != nullptr || opening_;
+  return recorder_ != nullptr || opening_ != nullptr;
 }
 
 bool LiveRecorder::opening() const {
   std::lock_guard lock(state_mutex_);
-  return opening_;
+  return opening_ != nullptr;
 }
 
 RecorderProgress LiveRecorder::progress() const {
@@ -230,25 +251,35 @@ bool export_session(const SessionFrames::Snapshot& snapshot, RecorderOptions opt
                                   options.path.string()));
   options.height = static_cast<int>(snapshot.frames.front().size(0));
   options.width = static_cast<int>(snapshot.frames.front().size(1));
-  Recorder recorder(options);
-  for (const PromptMark& p : snapshot.prompts) recorder.mark_prompt(p.text, p.frame);
-  const auto total = static_cast<int64_t>(snapshot.frames.size());
-  for (int64_t i = 0; i < total; ++i) {
-    const at::Tensor& frame = snapshot.frames[static_cast<size_t>(i)];
-    if (frame.size(0) != options.height || frame.size(1) != options.width)
-      throw ConfigError(fmt::format(
-          "exporting '{}': frame {} is {}x{}, the first was {}x{} (the resolution changed)",
-          options.path.string(), i, frame.size(0), frame.size(1), options.height, options.width));
-    recorder.push(frame);
-    if (progress && !progress(i + 1, total)) {
-      recorder.cancel();
-      std::error_code ec;
-      std::filesystem::remove(recorder.path(), ec);
-      std::filesystem::remove(recorder.sidecar_path(), ec);
-      return false;
+  Recorder recorder(options);  // IoError naming the path: nothing of ours to clean up
+  // From here on the file is ours: a cancelled or failed export leaves none behind.
+  auto discard_file = [&] {
+    recorder.cancel();
+    std::error_code ec;
+    std::filesystem::remove(recorder.path(), ec);
+    std::filesystem::remove(recorder.sidecar_path(), ec);
+  };
+  try {
+    for (const PromptMark& p : snapshot.prompts) recorder.mark_prompt(p.text, p.frame);
+    const auto total = static_cast<int64_t>(snapshot.frames.size());
+    for (int64_t i = 0; i < total; ++i) {
+      const at::Tensor& frame = snapshot.frames[static_cast<size_t>(i)];
+      if (frame.size(0) != options.height || frame.size(1) != options.width)
+        throw ConfigError(fmt::format(
+            "exporting '{}': frame {} is {}x{}, the first was {}x{} (the resolution "
+            "changed)",
+            options.path.string(), i, frame.size(0), frame.size(1), options.height, options.width));
+      recorder.push(frame);
+      if (progress && !progress(i + 1, total)) {
+        discard_file();
+        return false;
+      }
     }
+    recorder.finish();
+  } catch (...) {
+    discard_file();
+    throw;
   }
-  recorder.finish();
   return true;
 }
 

@@ -27,6 +27,9 @@ class LiveRecorder {
     int64_t frames = 0;
     int64_t bytes = 0;
     std::optional<std::string> error;
+    // Nothing was recorded (stopped while the file was opening, or before the first frame): the
+    // file and its sidecar were removed again.
+    bool removed = false;
   };
 
   LiveRecorder() = default;
@@ -37,14 +40,15 @@ class LiveRecorder {
   // UI thread, never blocks: opens the file on a helper thread (probing the encoder can take a
   // few hundred ms) and calls `opened` there with the error (IoError naming the path, ConfigError
   // for an odd size or unknown codec) or nullopt; frames are recorded from then on. A stop()
-  // before the file is open removes it again.
+  // before the file is open removes it again (and `opened` is not called).
   void start(RecorderOptions options,
              std::function<void(const std::optional<std::string>& error)> opened);
   // Engine thread, every frame in order. Blocks while the recorder's queue is full (the
   // generator slows down, no frame is dropped). Never throws: a failure is kept in error().
   void on_frame(const EngineFrame& frame);
   // UI thread, never blocks: detaches the recording; a helper thread waits for a frame still
-  // being pushed, encodes the queue, finalises the file and calls `done` (on that thread).
+  // being pushed, encodes the queue, finalises the file and calls `done` (on that thread). A
+  // recording without frames leaves no file (Outcome::removed). Does nothing when not active.
   void stop(std::function<void(const Outcome&)> done);
 
   bool active() const;  // opening or recording
@@ -56,10 +60,16 @@ class LiveRecorder {
   std::filesystem::path path() const;
 
  private:
-  mutable std::mutex state_mutex_;  // guards the fields below
+  // A file being opened on a helper thread; stop() meanwhile marks it cancelled and hands it the
+  // done callback, so the opener removes the file and reports.
+  struct Opening {
+    bool cancelled = false;
+    std::function<void(const Outcome&)> done;
+  };
+
+  mutable std::mutex state_mutex_;  // guards the fields below (and the Opening they point to)
   std::shared_ptr<Recorder> recorder_;
-  bool opening_ = false;
-  uint64_t generation_ = 0;  // a stop() during opening makes the opener discard its file
+  std::shared_ptr<Opening> opening_;
   std::filesystem::path path_;
   int width_ = 0, height_ = 0;
   int64_t pushed_ = 0;

@@ -152,11 +152,16 @@ void RecordingControls::stop() {
           if (!self) return;
           const QString path = QString::fromStdString(outcome.path.string());
           const QString err = outcome.error ? QString::fromStdString(*outcome.error) : QString();
-          if (!self->live_.active())
-            self->status_->setText(err.isEmpty() ? QString("saved %1 (%2 frames)")
-                                                       .arg(QFileInfo(path).fileName())
-                                                       .arg(outcome.frames)
-                                                 : QString("recording failed"));
+          if (!self->live_.active()) {
+            if (!err.isEmpty())
+              self->status_->setText("recording failed");
+            else if (outcome.removed)
+              self->status_->setText("nothing recorded (no frames yet)");
+            else
+              self->status_->setText(QString("saved %1 (%2 frames)")
+                                         .arg(QFileInfo(path).fileName())
+                                         .arg(outcome.frames));
+          }
           if (!err.isEmpty()) emit self->error(err);
           emit self->recording_finished(path, outcome.frames, err);
         },
