@@ -13,6 +13,7 @@ namespace {
 const ImVec4 kDim(0.65f, 0.65f, 0.65f, 1.0f);
 const ImU32 kSwitchColor = IM_COL32(235, 60, 60, 220);
 const ImU32 kTransitionColor = IM_COL32(255, 180, 0, 70);
+const ImU32 kPresetColor = IM_COL32(90, 170, 255, 230);
 
 void timings_table(const EngineStats& s, OverlayReport& report) {
   if (s.regions.empty()) {
@@ -48,33 +49,40 @@ void timings_table(const EngineStats& s, OverlayReport& report) {
 }
 
 void latency_plot(const EngineStats& s, OverlayReport& report) {
-  const std::vector<float> values(s.block_ms.begin(), s.block_ms.end());
+  const LatencyHistory& history = s.history;
+  const std::vector<float> values = history.ms();
   const float peak = values.empty() ? 1.0f : *std::max_element(values.begin(), values.end());
   char caption[64];
   std::snprintf(caption, sizeof caption, "peak %.0f ms", peak);
-  ImGui::TextUnformatted("block latency, last 200 blocks (red: prompt switch, amber: transition)");
+  ImGui::TextUnformatted("block latency, last 200 blocks");
+  ImGui::TextColored(kDim, "red: prompt switch, amber: transition, blue: preset change");
   ImGui::PlotLines("##block_ms", values.empty() ? nullptr : values.data(),
                    static_cast<int>(values.size()), 0, caption, 0.0f, peak * 1.15f,
                    ImVec2(ImGui::GetContentRegionAvail().x, 90.0f));  // PlotLines: no -1 = fill
   report.plotted_blocks = static_cast<int>(values.size());
   if (values.size() < 2) return;
-  // PlotLines spreads the samples over the frame minus its padding; mark switches on top.
+  // PlotLines spreads the samples over the frame minus its padding; mark events on top.
   const ImVec2 pad = ImGui::GetStyle().FramePadding;
   const ImVec2 lo(ImGui::GetItemRectMin().x + pad.x, ImGui::GetItemRectMin().y + pad.y);
   const ImVec2 hi(ImGui::GetItemRectMax().x - pad.x, ImGui::GetItemRectMax().y - pad.y);
   ImDrawList* draw = ImGui::GetWindowDrawList();
   const float step = (hi.x - lo.x) / static_cast<float>(values.size() - 1);
-  for (size_t i = 0; i < values.size() && i < s.block_in_transition.size(); ++i) {
-    if (!s.block_in_transition[i]) continue;  // a band over the blocks of a prompt transition
-    const float x = lo.x + step * static_cast<float>(i);
-    draw->AddRectFilled(ImVec2(x - step / 2, lo.y), ImVec2(x + step / 2, hi.y), kTransitionColor);
-    ++report.transition_markers;
-  }
-  for (size_t i = 0; i < values.size() && i < s.block_was_switch.size(); ++i) {
-    if (!s.block_was_switch[i]) continue;
-    const float x = lo.x + (hi.x - lo.x) * static_cast<float>(i) / (values.size() - 1);
-    draw->AddLine(ImVec2(x, lo.y), ImVec2(x, hi.y), kSwitchColor, 1.5f);
-    ++report.switch_markers;
+  size_t i = 0;
+  for (const BlockSample& b : history.blocks()) {
+    const float x = lo.x + step * static_cast<float>(i++);
+    if (b.in_transition) {  // a band over the blocks of a prompt transition
+      draw->AddRectFilled(ImVec2(x - step / 2, lo.y), ImVec2(x + step / 2, hi.y), kTransitionColor);
+      ++report.transition_markers;
+    }
+    if (b.prompt_switch) {
+      draw->AddLine(ImVec2(x, lo.y), ImVec2(x, hi.y), kSwitchColor, 1.5f);
+      ++report.switch_markers;
+    }
+    if (!b.preset_change.empty()) {  // the restart under a new preset, labelled with its name
+      draw->AddLine(ImVec2(x, lo.y), ImVec2(x, hi.y), kPresetColor, 2.0f);
+      draw->AddText(ImVec2(x + 3, lo.y), kPresetColor, b.preset_change.c_str());
+      ++report.preset_markers;
+    }
   }
 }
 

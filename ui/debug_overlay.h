@@ -1,8 +1,9 @@
 #pragma once
 // The debug overlay's content (F1), drawn with Dear ImGui into the video view: where the last
 // block's time went (the engine's region timer), the block latency of the last 200 blocks with
-// prompt switches marked, the prompt-switch latency as the user sees it, FPS, memory and
-// prompt-cache hits. Only reads what it is given: no engine calls from the paint path.
+// prompt switches, transitions and preset changes marked, the prompt-switch latency as the user
+// sees it, FPS, memory and prompt-cache hits. Only reads what it is given: no engine calls from
+// the paint path.
 #include <string>
 
 #include "longlive/engine.h"
@@ -27,6 +28,7 @@ struct OverlayReport {
   int plotted_blocks = 0;
   int switch_markers = 0;
   int transition_markers = 0;  // blocks shaded as part of a prompt transition
+  int preset_markers = 0;      // preset changes marked (and labelled) on the plot
   double switch_latency_ms = 0;
 };
 

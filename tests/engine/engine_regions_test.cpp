@@ -56,7 +56,7 @@ TEST(EngineRegions, EveryBlockReportsModelRegionsAndDecode) {
     }
     EXPECT_GE(s.uncovered_fraction, -1e-6);
     EXPECT_LE(s.uncovered_fraction, 1.0);
-    switch_block_seen = switch_block_seen || s.block_was_switch.back();
+    switch_block_seen = switch_block_seen || s.history.blocks().back().prompt_switch;
   }
   EXPECT_TRUE(switch_block_seen);
 }

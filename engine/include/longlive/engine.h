@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "longlive/device_frame.h"
+#include "longlive/latency_history.h"
 #include "longlive/performance.h"
 #include "longlive/preset.h"
 #include "longlive/timeline.h"
@@ -50,14 +51,14 @@ struct RegionTime {
 
 struct EngineStats {
   std::string state = "idle";  // idle, loading, running, paused, error
-  int64_t blocks = 0;
-  int64_t frames = 0;
+  int64_t blocks = 0;          // of the current video (a preset change restarts it)
+  int64_t frames = 0;          // of the current video
   double last_block_ms = 0;
-  double fps = 0;                         // video frames per second of generation
-  std::vector<double> block_ms;           // last 200 blocks
-  std::vector<bool> block_was_switch;     // same length: a prompt switch happened at that block
-  std::vector<bool> block_in_transition;  // same length: the block was part of a transition
-  double last_switch_ms = 0;              // command received -> first frame of the new prompt ready
+  double fps = 0;  // video frames per second of generation
+  // The last 200 blocks with prompt switches, transitions and preset changes marked. Like
+  // last_switch_ms it spans preset changes; a new start() clears both.
+  LatencyHistory history;
+  double last_switch_ms = 0;  // command received -> first frame of the new prompt ready
   int64_t prompt_cache_hits = 0, prompt_cache_misses = 0;
   // The last block's regions (DiT kernels by kind, re-cache, decode on its own stream), largest
   // first, and the share of the block no region covers (launch gaps, host waits).

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
@@ -165,12 +166,20 @@ void Engine::run() {
     if (callbacks_.on_timeline && !perf.timeline().events.empty())
       callbacks_.on_timeline(perf.timeline());
   };
-  // A (re)start begins a new video: frame numbers, stats and kept latents start over.
-  auto new_video = [&] {
+  // A (re)start begins a new video: frame numbers, stats and kept latents start over. After a
+  // preset change the latency history and the switch latency carry on, so the plot compares the
+  // presets; the first block under the new preset is marked with its name.
+  std::string preset_marker;
+  auto new_video = [&](bool after_preset_change) {
     frame_index_ = 0;
     std::lock_guard lock(mutex_);
     latents_.clear();
-    stats_ = EngineStats{};
+    EngineStats fresh;
+    if (after_preset_change) {
+      fresh.history = std::move(stats_.history);
+      fresh.last_switch_ms = stats_.last_switch_ms;
+    }
+    stats_ = std::move(fresh);
     stats_.device = perf.session()->device.str();
     stats_.state = "running";
   };
@@ -191,14 +200,17 @@ void Engine::run() {
     flush_frames();  // no generated frame is lost to the rebuild
     if (perf.active()) publish("loading");
     perf.set_preset(preset);
-    if (perf.active()) new_video();
+    if (!perf.active()) return;
+    new_video(true);
+    preset_marker = preset.name;
   };
   auto start = [&](const PromptMix& mix, uint64_t seed) {
     flush_frames();
     if (!perf.session()) publish("loading");
     perf.start(mix, seed);
     first_after_switch = false;
-    new_video();
+    preset_marker.clear();
+    new_video(false);
   };
   auto switch_to = [&](const TimelineEvent& e, Clock::time_point issued) {
     if (e.kind == EventKind::cut)
@@ -333,14 +345,7 @@ void Engine::run() {
         stats_.blocks += 1;
         stats_.last_block_ms = block_ms;
         stats_.fps = block_frames * 1000.0 / std::max(block_ms, 1e-3);
-        stats_.block_ms.push_back(block_ms);
-        stats_.block_was_switch.push_back(switched);
-        stats_.block_in_transition.push_back(transitioning);
-        if (stats_.block_ms.size() > 200) {
-          stats_.block_ms.erase(stats_.block_ms.begin());
-          stats_.block_was_switch.erase(stats_.block_was_switch.begin());
-          stats_.block_in_transition.erase(stats_.block_in_transition.begin());
-        }
+        stats_.history.add({block_ms, switched, transitioning, std::exchange(preset_marker, {})});
         stats_.regions.clear();
         for (const auto& [name, ms] : regions.ms) stats_.regions.push_back({name, ms});
         stats_.regions.push_back({"decode (own stream)", session.decoder->last_decode_ms()});
