@@ -7,7 +7,10 @@
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QPointer>
+#include <QSettings>
+#include <QStandardItemModel>
 #include <QVBoxLayout>
+#include <algorithm>
 
 #include "recording_controls.h"
 
@@ -23,6 +26,13 @@ ExportDialog::ExportDialog(RecordingControls* controls, QWidget* parent)
   codec_->setToolTip(
       "auto: NVENC when the GPU has an encoder, else libx264. libx265/hevc_nvenc: HEVC (smaller "
       "files, not every player)");
+  decoder_ = new QComboBox;
+  decoder_->addItem("live frames (TAEHV)");
+  decoder_->addItem("Wan VAE re-decode");
+  decoder_->setToolTip(
+      "live frames: the frames shown during the session (TAEHV preview decoder), written at once.\n"
+      "Wan VAE re-decode: the current video's latents decoded again by the full Wan 2.1 VAE "
+      "(best quality, slower; needs Wan2.1_VAE.pth in the model folder)");
   crf_ = new QSpinBox;
   crf_->setRange(0, 51);
   crf_->setToolTip(
@@ -43,6 +53,7 @@ ExportDialog::ExportDialog(RecordingControls* controls, QWidget* parent)
   path_row->addWidget(browse);
   auto* form = new QFormLayout;
   form->addRow("File", path_row);
+  form->addRow("Decoder", decoder_);
   form->addRow("Codec", codec_);
   form->addRow("Quality (CRF)", crf_);
   auto* buttons = new QHBoxLayout;
@@ -61,6 +72,7 @@ ExportDialog::ExportDialog(RecordingControls* controls, QWidget* parent)
         QFileDialog::getSaveFileName(this, "Export to", path_->text(), "MP4 video (*.mp4)");
     if (!file.isEmpty()) path_->setText(file);
   });
+  connect(decoder_, &QComboBox::currentIndexChanged, this, &ExportDialog::update_info);
   connect(export_, &QPushButton::clicked, this, &ExportDialog::start_export);
   connect(cancel_, &QPushButton::clicked, this, &ExportDialog::reject);
 }
@@ -68,6 +80,11 @@ ExportDialog::ExportDialog(RecordingControls* controls, QWidget* parent)
 ExportDialog::~ExportDialog() {
   if (cancel_flag_) *cancel_flag_ = true;
   if (worker_.joinable()) worker_.join();
+}
+
+bool ExportDialog::wan_vae_offered() const {
+  const auto* model = qobject_cast<const QStandardItemModel*>(decoder_->model());
+  return model && model->item(kWanVae)->isEnabled();
 }
 
 void ExportDialog::prepare() {
@@ -79,19 +96,40 @@ void ExportDialog::prepare() {
         QString("longlive-export-%1.mp4")
             .arg(QDateTime::currentDateTime().toString("yyyyMMdd-HHmmss"))));
   const SessionFrames& frames = controls_->session();
-  QString text = QString("%1 frames of this session in memory (%2 s of video, %3 MiB).")
+  frames_text_ = QString("%1 frames of this session in memory (%2 s of video, %3 MiB).")
                      .arg(frames.size())
                      .arg(frames.size() / 16.0, 0, 'f', 1)
                      .arg(frames.bytes() / (1024.0 * 1024.0), 0, 'f', 1);
   if (frames.dropped() > 0)
-    text += QString(
-                " The first %1 frames were dropped to stay within the memory budget "
-                "(setting recording/session_memory_mib); use Record for long sessions.")
-                .arg(frames.dropped());
-  info_->setText(text);
+    frames_text_ += QString(
+                        " The first %1 frames were dropped to stay within the memory budget "
+                        "(setting recording/session_memory_mib); use Record for long sessions.")
+                        .arg(frames.dropped());
+  // The Wan VAE needs the engine's latents of the current video (since its last start or preset
+  // change; they are kept in full, not subject to the frame budget).
+  const SessionLatents latents = controls_->session_latents();
+  auto* model = qobject_cast<QStandardItemModel*>(decoder_->model());
+  model->item(kWanVae)->setEnabled(!latents.empty());
+  if (latents.empty() && decoder_->currentIndex() == kWanVae)
+    decoder_->setCurrentIndex(kLiveFrames);
+  wan_text_ =
+      latents.empty()
+          ? QString("No latents yet: start a video to re-decode it with the Wan VAE.")
+          : QString(
+                "Wan VAE re-decode of the current video (since its last start or preset "
+                "change): %1 frames from %2 latent frames, at full quality; slower than the "
+                "live preview (device memory budget: setting recording/wan_vae_memory_mib).")
+                .arg(latents.video_frames())
+                .arg(latents.latent_frames());
+  update_info();
+  if (exporting()) return;  // the running export keeps its progress
   progress_->setRange(0, 1);
   progress_->setValue(0);
   eta_->clear();
+}
+
+void ExportDialog::update_info() {
+  info_->setText(decoder_->currentIndex() == kWanVae ? wan_text_ : frames_text_);
 }
 
 void ExportDialog::start_export() {
@@ -110,47 +148,71 @@ void ExportDialog::start_export() {
   o.model = info.model.toStdString();
   o.preset = info.preset.toStdString();
   o.seed = info.seed;
-  SessionFrames::Snapshot snapshot = controls_->session().snapshot();
-  const auto total = static_cast<qint64>(snapshot.frames.size());
+  if (decoder_->currentIndex() == kWanVae) {
+    // Only tensor handles are taken here; concatenating, loading and decoding run on the worker.
+    const SessionLatents latents = controls_->session_latents();
+    WanExportOptions wan;
+    wan.memory_budget_bytes = QSettings("LongLive", "Studio")
+                                  .value("recording/wan_vae_memory_mib", qlonglong{4096})
+                                  .toLongLong()
+                              << 20;
+    run_job([latents, o, wan](const Progress& progress, const Status& status) {
+      return export_session_wan(latents, o, wan, progress, status);
+    });
+  } else {
+    SessionFrames::Snapshot snapshot = controls_->session().snapshot();
+    run_job([snapshot = std::move(snapshot), o](const Progress& progress, const Status&) {
+      return export_session(snapshot, o, progress);
+    });
+  }
+}
 
-  progress_->setRange(0, static_cast<int>(std::max<qint64>(total, 1)));
+void ExportDialog::run_job(Job job) {
+  progress_->setRange(0, 1);
   progress_->setValue(0);
   eta_->setText("starting…");
   export_->setEnabled(false);
+  decoder_->setEnabled(false);
   cancel_->setText("Cancel");
   clock_.start();
   finished_ = false;
   cancel_flag_ = std::make_shared<std::atomic<bool>>(false);
   QPointer<ExportDialog> self(this);
-  worker_ = std::thread(
-      [self, o, snapshot = std::move(snapshot), cancel = cancel_flag_, path = path_->text()]() {
-        QString error;
-        bool complete = false;
-        try {
-          const int64_t every =
-              std::max<int64_t>(1, static_cast<int64_t>(snapshot.frames.size()) / 200);
-          complete = export_session(snapshot, o, [&](int64_t done, int64_t n) {
-            if (done % every != 0 && done != n) return !*cancel;  // ~200 updates, not one per frame
-            QMetaObject::invokeMethod(
-                qApp,
-                [self, done, n] {
-                  if (self) self->on_progress(done, n);
-                },
-                Qt::QueuedConnection);
+  worker_ = std::thread([self, job = std::move(job), cancel = cancel_flag_, path = path_->text()] {
+    // Everything here runs on the worker; results hop to the UI thread (if the dialog is alive).
+    auto post = [self](std::function<void(ExportDialog&)> f) {
+      QMetaObject::invokeMethod(
+          qApp,
+          [self, f = std::move(f)] {
+            if (self) f(*self);
+          },
+          Qt::QueuedConnection);
+    };
+    QString error;
+    bool complete = false;
+    int64_t frames = 0;
+    try {
+      complete = job(
+          [&](int64_t done, int64_t total) {
+            frames = total;
+            const int64_t every = std::max<int64_t>(1, total / 200);  // ~200 updates
+            if (done % every == 0 || done == total)
+              post([done, total](ExportDialog& d) { d.on_progress(done, total); });
             return !*cancel;
+          },
+          [&](const std::string& line) {
+            post([text = QString::fromStdString(line)](ExportDialog& d) {
+              d.eta_->setText(text + "…");
+            });
           });
-        } catch (const std::exception& e) {
-          error = e.what();
-        }
-        const auto frames = static_cast<qint64>(snapshot.frames.size());
-        const bool cancelled = error.isEmpty() && !complete;
-        QMetaObject::invokeMethod(
-            qApp,
-            [self, path, frames, error, cancelled] {
-              if (self) self->on_done(path, frames, error, cancelled);
-            },
-            Qt::QueuedConnection);
-      });
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    const bool cancelled = error.isEmpty() && !complete;
+    post([path, frames, error, cancelled](ExportDialog& d) {
+      d.on_done(path, frames, error, cancelled);
+    });
+  });
 }
 
 void ExportDialog::cancel_export() {
@@ -167,7 +229,14 @@ void ExportDialog::reject() {
 }
 
 void ExportDialog::on_progress(qint64 done, qint64 total) {
+  if (progress_->maximum() != total)
+    progress_->setRange(0, static_cast<int>(std::max<qint64>(total, 1)));
   progress_->setValue(static_cast<int>(done));
+  if (done == 0) {  // decoding starts (the Wan VAE is loaded): time the frames from here
+    clock_.restart();
+    eta_->setText(QString("0 / %1 frames").arg(total));
+    return;
+  }
   const double elapsed_s = clock_.elapsed() / 1000.0;
   const double eta_s = done > 0 ? elapsed_s * static_cast<double>(total - done) / done : 0;
   eta_->setText(
@@ -177,8 +246,9 @@ void ExportDialog::on_progress(qint64 done, qint64 total) {
 void ExportDialog::on_done(const QString& path, qint64 frames, const QString& error,
                            bool cancelled) {
   finished_ = true;
-  if (worker_.joinable()) worker_.join();
+  if (worker_.joinable()) worker_.join();  // it has posted this: at most a few ms left
   export_->setEnabled(true);
+  decoder_->setEnabled(true);
   cancel_->setText("Close");
   if (!error.isEmpty())
     eta_->setText("Export failed: " + error);

@@ -184,12 +184,14 @@ void SessionFrames::clear() {
   prompts_.clear();
   bytes_ = 0;
   dropped_ = 0;
+  video_start_ = 0;
   last_prompt_.clear();
 }
 
 void SessionFrames::add(const EngineFrame& frame) {
   std::lock_guard lock(mutex_);
   const int64_t absolute = dropped_ + static_cast<int64_t>(frames_.size());
+  if (frame.index == 0) video_start_ = absolute;
   if (frame.prompt != last_prompt_ || prompts_.empty()) {
     prompts_.push_back({absolute, frame.prompt});
     last_prompt_ = frame.prompt;
@@ -227,6 +229,18 @@ SessionFrames::Snapshot SessionFrames::snapshot() const {
     }
   }
   return s;
+}
+
+std::vector<PromptMark> SessionFrames::video_prompts() const {
+  std::lock_guard lock(mutex_);
+  std::vector<PromptMark> marks;
+  for (const PromptMark& p : prompts_) {
+    if (p.frame <= video_start_)
+      marks.assign(1, {0, p.text});  // the last one before the video is in effect at its start
+    else
+      marks.push_back({p.frame - video_start_, p.text});
+  }
+  return marks;
 }
 
 int64_t SessionFrames::size() const {

@@ -97,6 +97,10 @@ class SessionFrames {
     int64_t dropped = 0;              // older frames dropped for the budget
   };
   Snapshot snapshot() const;
+  // Prompt marks of the current video (frames since the engine last started one, frame index 0:
+  // a start or a preset change), relative to its first frame; dropped frames count too. The
+  // chapters of a re-decode of the engine's session latents.
+  std::vector<PromptMark> video_prompts() const;
   int64_t size() const;
   int64_t bytes() const;
   int64_t dropped() const;
@@ -108,6 +112,7 @@ class SessionFrames {
   std::vector<PromptMark> prompts_;  // absolute frame numbers (dropped frames included)
   int64_t bytes_ = 0;
   int64_t dropped_ = 0;
+  int64_t video_start_ = 0;  // absolute frame number of the current video's first frame
   std::string last_prompt_;
 };
 

@@ -110,6 +110,12 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
         presets_->currentText(), static_cast<uint64_t>(seed_->value()), size.value(0).toInt(),
         size.value(1).toInt()};
   });
+  recording_->set_latents_source([this] {
+    SessionLatents latents;
+    if (engine_) latents.blocks = engine_->session_latent_blocks();
+    latents.model = engine_model_;
+    return latents;
+  });
   for (QWidget* w : std::initializer_list<QWidget*>{
            start_, pause_, stop_, seed_, random_seed_, resolution_, presets_, tiny_, model_button,
            model_label_, recording_->record_button(), recording_->export_button()})
@@ -279,6 +285,7 @@ bool MainWindow::ensure_engine() {
     QMetaObject::invokeMethod(
         this, [this, t] { timeline_finished(t); }, Qt::QueuedConnection);
   };
+  engine_model_ = model;
   // Device frames only while the view can take them GPU to GPU (CUDA-GL interop).
   engine_ = std::make_unique<Engine>(model, preset, std::move(callbacks), height, width,
                                      EngineOptions{.device_frames = view_->wants_device_frames()});

@@ -107,6 +107,7 @@ class MainWindow : public QMainWindow {
   QLabel* status_ = nullptr;
   VideoView* view_ = nullptr;
   QString model_folder_;
+  ModelSpec engine_model_;  // the model engine_ runs (the Wan VAE export looks beside it)
   std::unique_ptr<Engine> engine_;
   bool running_ = false;
   bool paused_ = false;

@@ -89,6 +89,12 @@ void RecordingControls::on_engine_frame(const EngineFrame& frame) {
 
 void RecordingControls::new_session() { session_.clear(); }
 
+SessionLatents RecordingControls::session_latents() const {
+  SessionLatents latents = latents_source_ ? latents_source_() : SessionLatents{};
+  if (!latents.empty()) latents.prompts = session_.video_prompts();
+  return latents;
+}
+
 void RecordingControls::toggle() { live_.active() ? stop() : start(); }
 
 void RecordingControls::start() {
@@ -187,7 +193,14 @@ void RecordingControls::refresh_status() {
 ExportDialog* RecordingControls::export_dialog() const { return dialog_.data(); }
 
 void RecordingControls::open_export_dialog() {
-  if (!dialog_) dialog_ = new ExportDialog(this, window_);
+  if (!dialog_) {
+    dialog_ = new ExportDialog(this, window_);
+    // The dialog shows a failure too, but the banner is where the window reports errors.
+    connect(dialog_, &ExportDialog::export_finished, this,
+            [this](const QString&, qint64, const QString& failure, bool) {
+              if (!failure.isEmpty()) emit error(QString("Export failed: %1").arg(failure));
+            });
+  }
   dialog_->prepare();
   dialog_->show();
   dialog_->raise();

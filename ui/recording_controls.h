@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "live_recording.h"
+#include "wan_export.h"
 
 namespace longlive::ui {
 
@@ -58,6 +59,12 @@ class RecordingControls : public QObject {
   void set_settings(const EncoderSettings& settings);
   const LiveRecorder& live() const { return live_; }
   const SessionFrames& session() const { return session_; }
+  // Where the current video's latents come from (the engine), for the Wan VAE re-decode.
+  void set_latents_source(std::function<SessionLatents()> source) {
+    latents_source_ = std::move(source);
+  }
+  // The current video's latents with its prompt marks; empty before the first block.
+  SessionLatents session_latents() const;
   ExportDialog* export_dialog() const;
 
  signals:
@@ -74,6 +81,7 @@ class RecordingControls : public QObject {
 
   QWidget* window_;
   std::function<SessionInfo()> session_info_;
+  std::function<SessionLatents()> latents_source_;
   QPushButton* record_;
   QPushButton* export_;
   QLabel* status_;

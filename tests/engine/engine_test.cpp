@@ -75,6 +75,9 @@ TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
   EXPECT_EQ(latents.size(3), 8);
   EXPECT_TRUE(latents.device().is_cpu());
   EXPECT_EQ(latents.size(1) * 4 - 3, engine.stats().frames);
+  const std::vector<at::Tensor> blocks = engine.session_latent_blocks();
+  ASSERT_FALSE(blocks.empty());
+  EXPECT_TRUE(at::equal(at::cat(blocks, 1), latents));
 }
 
 TEST(Engine, DeviceFramesOnlyWhenAskedForAndOnCuda) {

@@ -249,6 +249,27 @@ TEST(SessionFrames, BudgetDropsTheOldestFramesCountsAndReportsThem) {
   EXPECT_TRUE(session.snapshot().prompts.empty());
 }
 
+TEST(SessionFrames, VideoPromptsStartAtTheEnginesLastRestart) {
+  SessionFrames session(12 * 8 * 8 * 4);  // keeps 12 frames
+  // Frames 0-19 of a first video (prompt a, then b from 10); a preset change restarts the video
+  // (engine index 0 again) under b, and c follows 5 frames later.
+  for (int64_t i = 0; i < 20; ++i)
+    session.add(engine_frame(numbered_frame(i), i, i < 10 ? "a" : "b"));
+  ASSERT_EQ(session.video_prompts().size(), 2u);  // still the first video: a at 0, b at 10
+  EXPECT_EQ(session.video_prompts()[1].frame, 10);
+  for (int64_t i = 0; i < 8; ++i)
+    session.add(engine_frame(numbered_frame(20 + i), i, i < 5 ? "b" : "c"));
+  const std::vector<PromptMark> marks = session.video_prompts();
+  ASSERT_EQ(marks.size(), 2u);
+  EXPECT_EQ(marks[0].frame, 0);
+  EXPECT_EQ(marks[0].text, "b");
+  EXPECT_EQ(marks[1].frame, 5);
+  EXPECT_EQ(marks[1].text, "c");
+  EXPECT_EQ(session.dropped(), 16);  // the budget does not change the video's marks
+  session.clear();
+  EXPECT_TRUE(session.video_prompts().empty());
+}
+
 TEST(SessionFrames, KeepsItsOwnCopyOfEachFrame) {
   // The engine hands out views into a block's tensor, which it reuses.
   at::Tensor block = at::zeros({3, 8, 8, 4}, at::kByte);

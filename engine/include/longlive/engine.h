@@ -108,6 +108,9 @@ class Engine {
   // export can re-decode the session with the Wan VAE after previewing with TAEHV. Undefined
   // before the first block; cleared by start() and by a preset change that restarts the video.
   at::Tensor session_latents() const;
+  // The same as one [1, F, 16, h, w] CPU tensor per block, without the copy: cheap enough for a
+  // UI thread (the blocks are never written again; concatenate them elsewhere).
+  std::vector<at::Tensor> session_latent_blocks() const;
 
  private:
   struct Command;

@@ -17,6 +17,10 @@ struct DitFiles {
 // IoError naming what was looked for when nothing fits.
 DitFiles find_dit_files(const std::filesystem::path& path);
 
+// The Wan 2.1 VAE of a model folder (searched recursively): Wan2.1_VAE.pth, else
+// Wan2.1_VAE.safetensors. IoError naming the folder and the file when neither is there.
+std::filesystem::path find_wan_vae_file(const std::filesystem::path& folder);
+
 // Loads DiT weights by Wan2.1 names: LongLive .pt files are read from their "generator" dict with
 // the "model." prefix stripped.
 WeightStore load_dit_weights(const std::filesystem::path& file);

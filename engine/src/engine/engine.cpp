@@ -116,9 +116,13 @@ Timeline Engine::timeline() const {
 }
 
 at::Tensor Engine::session_latents() const {
+  const std::vector<at::Tensor> blocks = session_latent_blocks();  // concatenated outside the lock
+  return blocks.empty() ? at::Tensor() : at::cat(blocks, 1);
+}
+
+std::vector<at::Tensor> Engine::session_latent_blocks() const {
   std::lock_guard lock(mutex_);
-  if (latents_.empty()) return {};
-  return at::cat(latents_, 1);
+  return latents_;
 }
 
 void Engine::deliver_oldest_block() {

@@ -1,0 +1,54 @@
+#pragma once
+// Quality export of a studio session: the engine's latents of the current video re-decoded with
+// the Wan VAE (instead of the live TAEHV frames), slice by slice straight into the recorder.
+// Qt-free; the export dialog runs it on a worker thread.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "longlive/performance.h"
+#include "longlive/recorder.h"
+#include "longlive/weights.h"
+
+namespace longlive::ui {
+
+// What a Wan VAE export of the current video needs. Gathered on the UI thread, so it only holds
+// tensor handles (the engine's per-block CPU copies); the worker concatenates them.
+struct SessionLatents {
+  std::vector<at::Tensor> blocks;   // [1, F, 16, h, w] on the CPU, in order
+  ModelSpec model;                  // where the Wan VAE weights are
+  std::vector<PromptMark> prompts;  // chapters, in frames of this video
+
+  bool empty() const { return blocks.empty(); }
+  int64_t latent_frames() const;
+  int64_t video_frames() const;  // what the Wan 2.1 VAE makes of them: 1 + 4 (T - 1)
+};
+
+struct WanExportOptions {
+  // Device bytes the decode may hold beyond the weights (0: unlimited); tiles when needed.
+  int64_t memory_budget_bytes = 0;
+  std::optional<at::Device> device;  // default: the first CUDA device when there is one
+};
+
+// Seed of the random tiny Wan VAE that stands in for the real one with the tiny random model (as
+// `longlive export --random-vae` does), so the whole export path runs without weights.
+inline constexpr uint64_t kTinyVaeSeed = 0;
+
+// The Wan VAE for `model`: Wan2.1_VAE.pth found in its folder (IoError naming the folder and the
+// file when absent), or the random tiny VAE for the tiny random model.
+WeightStore load_session_vae(const ModelSpec& model);
+
+// Decodes the latents with the Wan VAE and writes the MP4 (size from the latents and the VAE's
+// scale). `status` gets a line per stage; `progress(done, total)` follows the frames and returning
+// false cancels: the partial file is removed and false is returned. Errors (no latents, no VAE
+// weights, out of memory) throw naming the file; a failed export leaves no partial file.
+bool export_session_wan(const SessionLatents& latents, RecorderOptions options,
+                        const WanExportOptions& wan,
+                        const std::function<bool(int64_t, int64_t)>& progress,
+                        const std::function<void(const std::string&)>& status = {});
+
+}  // namespace longlive::ui
