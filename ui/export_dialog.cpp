@@ -30,7 +30,8 @@ ExportDialog::ExportDialog(RecordingControls* controls, QWidget* parent)
   decoder_->addItem("live frames (TAEHV)");
   decoder_->addItem("Wan VAE re-decode");
   decoder_->setToolTip(
-      "live frames: the frames shown during the session (TAEHV preview decoder), written at once.\n"
+      "live frames: the frames shown during the session (the TAEHV preview decoder, or the Wan "
+      "VAE with a 'decoder: wan' preset), written at once.\n"
       "Wan VAE re-decode: the current video's latents decoded again by the full Wan 2.1 VAE "
       "(best quality, slower; needs Wan2.1_VAE.pth in the model folder)");
   crf_ = new QSpinBox;

@@ -400,8 +400,13 @@ bool MainWindow::play_timeline_from(const QString& path) {
   try {
     const Timeline timeline = load_timeline(path.toStdString());
     const QString dir = presets_dir_;
+    // The engine plays a timeline at its own size; the resolution box follows it, so recording
+    // and export see that size too (changing it rebuilds the engine, as choosing it would).
+    const QString size = QString("%1x%2").arg(timeline.height).arg(timeline.width);
+    if (resolution_->findText(size) < 0) resolution_->addItem(size);
+    resolution_->setCurrentText(size);
     if (!ensure_engine()) return false;
-    // The studio's own video size stays; the timeline's presets are looked up by name.
+    // The timeline's presets are looked up by name.
     engine_->play(timeline,
                   [dir](const std::string& name) { return find_preset(dir.toStdString(), name); });
     view_->clear();

@@ -32,7 +32,13 @@ int64_t SessionLatents::video_frames() const {
 WeightStore load_session_vae(const ModelSpec& model) {
   if (model.tiny_random)
     return make_random_wan_vae_weights(WanVaeConfig::tiny(), kTinyVaeSeed, false);
-  return load_wan_vae_weights(find_wan_vae_file(model.folder));
+  const auto file = find_wan_vae_file(model.folder);
+  if (!file)
+    throw IoError(fmt::format(
+        "no Wan VAE in the model folder '{}': the quality re-decode needs Wan2.1_VAE.pth "
+        "(Wan-AI/Wan2.1-T2V-1.3B); export the live frames instead",
+        model.folder.string()));
+  return load_wan_vae_weights(*file);
 }
 
 bool export_session_wan(const SessionLatents& latents, RecorderOptions options,

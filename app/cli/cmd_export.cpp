@@ -26,16 +26,6 @@ struct ExportArgs {
   uint64_t seed = 0;
 };
 
-at::Device pick_device(const std::string& name) {
-  if (name == "cpu") return at::kCPU;
-  if (name == "cuda" || name == "auto") {
-    if (at::hasCUDA()) return at::Device(at::kCUDA, 0);
-    if (name == "cuda") throw ConfigError("--device cuda: no CUDA device is available");
-    return at::kCPU;
-  }
-  throw ConfigError(fmt::format("--device '{}': expected auto, cpu or cuda", name));
-}
-
 std::string meta(const WeightStore& store, const std::string& key) {
   const auto& m = store.metadata();
   const auto it = m.find(key);

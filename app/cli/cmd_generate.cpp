@@ -71,17 +71,6 @@ at::ScalarType compute_dtype(const Preset& p, const at::Device& device) {
   }
 }
 
-at::Device pick_device(const std::string& name) {
-  if (name == "cpu") return at::kCPU;
-  if (name == "cuda") {
-    if (!at::hasCUDA()) throw ConfigError("--device cuda: no CUDA device is available");
-    return at::Device(at::kCUDA, 0);
-  }
-  if (name != "auto")
-    throw ConfigError(fmt::format("--device '{}': expected auto, cpu or cuda", name));
-  return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-}
-
 at::Tensor load_embeds(const std::string& file) {
   const WeightStore store = WeightStore::open(file);
   if (store.contains("prompt_embeds")) return store.get("prompt_embeds");

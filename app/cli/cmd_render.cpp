@@ -29,6 +29,7 @@ struct RenderArgs {
   bool tiny = false;
   std::string output;
   std::string latents_out;
+  std::string device = "auto";
 };
 
 int run(const RenderArgs& a) {
@@ -41,6 +42,7 @@ int run(const RenderArgs& a) {
     if (model.folder.empty())
       throw ConfigError(fmt::format("{}: names no model folder; give --model DIR", a.timeline));
   }
+  model.device = pick_device(a.device);
   if (a.output.empty() && a.latents_out.empty())
     throw ConfigError("give --output out.mp4 and/or --latents-out latents.safetensors");
   // --preset replaces every preset of the timeline (the live one and any change).
@@ -51,9 +53,10 @@ int run(const RenderArgs& a) {
     const Preset chosen = find_preset(a.presets_dir, a.preset);
     presets = [chosen](const std::string&) { return chosen; };
   }
-  log::info("{}: {} blocks, {} events, preset {}, {}x{}, model {}", a.timeline, timeline.blocks,
-            timeline.events.size(), a.preset.empty() ? timeline.preset : a.preset, timeline.height,
-            timeline.width, model.tiny_random ? "tiny-random" : model.folder.string());
+  log::info("{}: {} blocks, {} events, preset {}, {}x{}, model {}, device {}", a.timeline,
+            timeline.blocks, timeline.events.size(), a.preset.empty() ? timeline.preset : a.preset,
+            timeline.height, timeline.width,
+            model.tiny_random ? "tiny-random" : model.folder.string(), model.device->str());
 
 #ifdef LONGLIVE_WITH_RECORDER
   std::unique_ptr<Recorder> recorder;
@@ -92,8 +95,9 @@ int run(const RenderArgs& a) {
 #ifdef LONGLIVE_WITH_RECORDER
   if (recorder) {
     recorder->finish();
-    std::cout << fmt::format("wrote {} ({} frames, {})\n", a.output, recorder->frames_written(),
-                             recorder->codec_name());
+    std::cout << fmt::format("wrote {} ({} frames, {}, rendered on {})\n", a.output,
+                             recorder->frames_written(), recorder->codec_name(),
+                             model.device->str());
   }
 #endif
   if (!a.latents_out.empty()) {
@@ -123,6 +127,7 @@ const Registrar kRender("render", [](CLI::App& root) {
   cmd->add_option("--presets-dir", a->presets_dir, "Preset folder");
   cmd->add_option("--model", a->model, "Model folder (default: the timeline's)");
   cmd->add_flag("--tiny", a->tiny, "Use the tiny random test model");
+  cmd->add_option("--device", a->device, "auto, cpu or cuda");
   cmd->add_option("--output", a->output, "Write an MP4 (H.264, 16 fps), chapters per prompt");
   cmd->add_option("--latents-out", a->latents_out,
                   "Write every block's latents (block.N; also 'latents' for one continuous video, "

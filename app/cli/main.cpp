@@ -4,6 +4,9 @@
 #include <iostream>
 #include <map>
 
+#include <ATen/Context.h>
+#include <fmt/format.h>
+
 #include "command.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
@@ -18,6 +21,16 @@ std::vector<Command>& registry() {
 std::string default_presets_dir() {
   if (const char* env = std::getenv("LONGLIVE_PRESETS"); env && *env) return env;
   return std::string(LONGLIVE_SOURCE_DIR) + "/presets";
+}
+
+c10::Device pick_device(const std::string& name) {
+  if (name == "cpu") return c10::kCPU;
+  if (name == "cuda" || name == "auto") {
+    if (at::hasCUDA()) return c10::Device(c10::kCUDA, 0);
+    if (name == "cuda") throw ConfigError("--device cuda: no CUDA device is available");
+    return c10::kCPU;
+  }
+  throw ConfigError(fmt::format("--device '{}': expected auto, cpu or cuda", name));
 }
 
 }  // namespace longlive::cli

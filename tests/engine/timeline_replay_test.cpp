@@ -156,6 +156,90 @@ TEST(TimelineReplay, LiveSessionReplaysBitIdentically) {
   }
 }
 
+TEST(TimelineReplay, EnginePlaysATimelineAtItsOwnResolution) {
+  // Recorded at 48x32; the engine plays it while set up for 32x32.
+  const auto presets = test_presets();
+  Performance live(tiny_model(), presets.at("live"), 48, 32);
+  live.start(PromptMix::single("a red fox"), 5);
+  live.next_block();
+  live.cut(PromptMix::single("a blue whale"));
+  live.next_block();
+  live.stop();
+  const Timeline t = live.timeline();
+  ASSERT_EQ(t.height, 48);
+  std::vector<at::Tensor> reference;
+  replay(t, tiny_model(), lookup_in(presets),
+         [&](const ReplayBlock& b) { reference.push_back(b.latents.to(at::kCPU)); });
+
+  std::mutex m;
+  std::vector<at::Tensor> played;
+  std::vector<std::vector<int64_t>> frame_sizes;
+  std::optional<Timeline> recorded;
+  Engine::Callbacks cb;
+  cb.on_latents = [&](int64_t, const at::Tensor& latents) {
+    std::lock_guard lock(m);
+    played.push_back(latents.to(at::kCPU).clone());
+  };
+  cb.on_frame = [&](EngineFrame f) {
+    std::lock_guard lock(m);
+    frame_sizes.push_back(f.rgba.sizes().vec());
+  };
+  cb.on_timeline = [&](const Timeline& done) {
+    std::lock_guard lock(m);
+    recorded = done;
+  };
+  cb.on_error = [&](const std::string& e) { ADD_FAILURE() << e; };
+  Engine engine(tiny_model(), presets.at("live"), cb, 32, 32);
+  engine.play(t, lookup_in(presets));
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(m);
+    return recorded.has_value();
+  }));
+  std::lock_guard lock(m);
+  ASSERT_EQ(played.size(), reference.size());
+  for (size_t b = 0; b < played.size(); ++b)
+    EXPECT_TRUE(at::equal(played[b], reference[b])) << "block " << b;
+  EXPECT_EQ(played[0].size(3), 6);  // 48 / 8 latent rows
+  ASSERT_FALSE(frame_sizes.empty());
+  for (const auto& size : frame_sizes) EXPECT_EQ(size, (std::vector<int64_t>{48, 32, 4}));
+  EXPECT_EQ(recorded->height, 48);
+  EXPECT_EQ(recorded->width, 32);
+}
+
+TEST(TimelineReplay, CutRightAfterTheFirstBlock) {
+  // The re-cache of a cut after one block only touches the (protected) sink frames: nothing to
+  // run, and the cut still takes effect through the new cross-attention.
+  const auto presets = test_presets();
+  Performance cut(tiny_model(), presets.at("live"), 32, 32);
+  Performance kept(tiny_model(), presets.at("live"), 32, 32);
+  for (Performance* p : {&cut, &kept}) {
+    p->start(PromptMix::single("a red fox"), 9);
+    p->next_block();
+  }
+  cut.cut(PromptMix::single("a blue whale"));
+  EXPECT_FALSE(at::equal(cut.next_block().to(at::kCPU), kept.next_block().to(at::kCPU)));
+}
+
+TEST(TimelineReplay, ResolutionChangesOnlyWhileStopped) {
+  Performance p(tiny_model(), test_presets().at("live"), 32, 32);
+  p.start(PromptMix::single("a fox"), 1);
+  try {
+    p.set_resolution(48, 48);
+    ADD_FAILURE() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("48x48"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(p.session()->height, 32);
+  p.stop();
+  p.set_resolution(32, 32);  // the same size keeps the session
+  EXPECT_NE(p.session(), nullptr);
+  p.set_resolution(48, 48);
+  EXPECT_EQ(p.session(), nullptr);
+  p.start(PromptMix::single("a fox"), 1);
+  EXPECT_EQ(p.next_block().size(3), 6);
+  EXPECT_EQ(p.timeline().height, 48);
+}
+
 TEST(TimelineReplay, AnotherPresetRendersTheSameEvents) {
   auto presets = test_presets();
   Performance live(tiny_model(), presets.at("live"), 32, 32);

@@ -1,7 +1,11 @@
 // Timeline JSON: round trip, strict loading that names the bad field, version and preset checks.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "fixtures.h"
 #include "longlive/error.h"
@@ -180,6 +184,40 @@ TEST(PromptSet, RecentPromptsAreUniqueNewestFirstAndBounded) {
   EXPECT_EQ(recent, (std::vector<std::string>{"a", "c", "b"}));
   remember_prompt(recent, "d", 3);
   EXPECT_EQ(recent, (std::vector<std::string>{"d", "a", "c"}));
+}
+
+}  // namespace
+}  // namespace longlive::test
+
+namespace longlive::test {
+namespace {
+
+// Both readers share the document parsing and the version check: the same errors, naming the
+// file, for a timeline and a prompt set.
+TEST(JsonFiles, BothReadersRejectNonJsonAndNewerVersionsTheSameWay) {
+  const std::vector<std::pair<std::string, std::function<void(const std::string&)>>> readers = {
+      {"timeline.json", [](const std::string& t) { parse_timeline(t, "timeline.json"); }},
+      {"set.json", [](const std::string& t) { parse_prompt_set(t, "set.json"); }},
+  };
+  for (const auto& [origin, read] : readers) {
+    auto message = [&, &read = read](const std::string& text) -> std::string {
+      try {
+        read(text);
+      } catch (const FormatError& e) {
+        return std::string("FormatError: ") + e.what();
+      } catch (const ConfigError& e) {
+        return std::string("ConfigError: ") + e.what();
+      }
+      return "(accepted)";
+    };
+    const std::string not_json = message("{\"version\": 1,");
+    EXPECT_EQ(not_json.rfind("FormatError: " + origin + ": not valid JSON: ", 0), 0u) << not_json;
+    const std::string newer = message(R"({"version": 7, "from_the_future": true})");
+    EXPECT_EQ(newer, "ConfigError: " + origin +
+                         ": version: 7 is newer than this build reads (1); update LongLive Studio");
+    const std::string no_version = message(R"({"prompts": []})");
+    EXPECT_EQ(no_version, "ConfigError: " + origin + ": version: missing");
+  }
 }
 
 }  // namespace

@@ -96,7 +96,8 @@ class Engine {
   void prefetch_prompt(const std::string& prompt);  // encode ahead (typing)
   void set_preset(const Preset& preset);            // applied at the next block
   // Plays a recorded timeline: stops the current video, then applies the timeline's events at
-  // their blocks (recording them anew). Start or stop cancels the playback.
+  // their blocks (recording them anew), at the timeline's own resolution and first preset (the
+  // engine keeps them afterwards). Start or stop cancels the playback.
   void play(const Timeline& timeline, PresetLookup presets);
   void pause();
   void resume();

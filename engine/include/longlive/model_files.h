@@ -18,8 +18,8 @@ struct DitFiles {
 DitFiles find_dit_files(const std::filesystem::path& path);
 
 // The Wan 2.1 VAE of a model folder (searched recursively): Wan2.1_VAE.pth, else
-// Wan2.1_VAE.safetensors. IoError naming the folder and the file when neither is there.
-std::filesystem::path find_wan_vae_file(const std::filesystem::path& folder);
+// Wan2.1_VAE.safetensors; nullopt when neither is there (it is optional).
+std::optional<std::filesystem::path> find_wan_vae_file(const std::filesystem::path& folder);
 
 // Loads DiT weights by Wan2.1 names: LongLive .pt files are read from their "generator" dict with
 // the "model." prefix stripped.

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "longlive/preset.h"
@@ -28,6 +29,8 @@ class RegionProfiler;
 struct ModelSpec {
   bool tiny_random = false;      // CPU-sized random model for trying the app without weights
   std::filesystem::path folder;  // real checkpoints (see missing_model_files)
+  // Where to run it; default: the first CUDA device when there is one, else the CPU.
+  std::optional<at::Device> device;
 };
 
 // Files a model folder must hold (searched recursively); returns the ones not found.
@@ -73,6 +76,10 @@ class Performance {
   void transition(const PromptMix& mix, const TransitionOptions& options);
   // Rebuilds the session for the preset; an active video restarts with its current mix and seed.
   void set_preset(const Preset& preset);
+  // Video size of the next start (0 x 0: the preset's, 64x64 for the tiny model), e.g. a
+  // timeline's own size before replaying it. Only while no video is active (Error otherwise); a
+  // session of another size is dropped and rebuilt at the next start.
+  void set_resolution(int height, int width);
   void pause();
   void resume();
   void stop();                               // ends the timeline

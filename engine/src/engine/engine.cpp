@@ -277,7 +277,9 @@ void Engine::run() {
           case K::play:
             stop_video();
             check_presets(*c.timeline, c.presets, "timeline");
-            // The timeline starts under its own preset, whatever the studio ended on.
+            // The timeline plays at its own size and preset, whatever the studio ended on: an
+            // exact replay (the frames that follow have the timeline's size).
+            perf.set_resolution(c.timeline->height, c.timeline->width);
             if (perf.preset().name != c.timeline->preset) set_preset(c.presets(c.timeline->preset));
             playback = Playback{c.timeline, c.presets};
             break;

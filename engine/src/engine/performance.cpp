@@ -58,9 +58,7 @@ Session::~Session() = default;
 std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path& folder,
                                                     const Preset& preset, at::Device device) {
   if (preset.decoder == DecoderKind::wan) {
-    auto vae = find_in(folder, "Wan2.1_VAE.pth");
-    if (!vae) vae = find_in(folder, "Wan2.1_VAE.safetensors");
-    if (vae) {
+    if (const auto vae = find_wan_vae_file(folder)) {
       WanVaeDecoderOptions options;
       options.device = device;
       options.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
@@ -81,7 +79,8 @@ std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path&
 std::unique_ptr<Session> Session::open(const ModelSpec& model, const Preset& preset, int height,
                                        int width) {
   auto s = std::make_unique<Session>();
-  s->device = at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  s->device =
+      model.device.value_or(at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU));
   GeneratorOptions o;
   o.apply(preset);
   o.device = s->device;
@@ -221,6 +220,18 @@ void Performance::set_preset(const Preset& preset) {
     abort();  // no session to continue with
     throw;
   }
+}
+
+void Performance::set_resolution(int height, int width) {
+  if (active_)
+    throw Error(
+        fmt::format("cannot change the video size to {}x{} while a video runs: stop it "
+                    "first",
+                    height, width));
+  const bool session_fits = session_ && session_->height == height && session_->width == width;
+  if (!session_fits && (height != height_ || width != width_)) session_.reset();
+  height_ = height;
+  width_ = width;
 }
 
 void Performance::pause() {

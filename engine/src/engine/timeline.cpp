@@ -132,6 +132,25 @@ PromptMix read_mix(ObjectReader& r, const std::string& origin) {
   return mix;
 }
 
+// Parses one JSON document; the timeline and prompt-set readers then check its fields.
+json parse_document(std::string_view text, const std::string& origin) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw FormatError(fmt::format("{}: not valid JSON: {}", origin, e.what()));
+  }
+}
+
+// The version is read first: a newer file may use fields this build does not know, and should
+// fail on its version rather than on one of those.
+int64_t read_version(ObjectReader& r, int64_t supported) {
+  const int64_t version = r.integer("version", 1);
+  if (version > supported)
+    r.fail("version", fmt::format("{} is newer than this build reads ({}); update LongLive Studio",
+                                  version, supported));
+  return version;
+}
+
 json mix_json(const PromptMix& mix) {
   json prompts = json::array();
   for (const auto& p : mix.prompts) prompts.push_back({{"text", p.text}, {"weight", p.weight}});
@@ -222,19 +241,10 @@ json to_json(const Timeline& t) {
 }
 
 Timeline parse_timeline(std::string_view text, const std::string& origin) {
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw FormatError(fmt::format("{}: not valid JSON: {}", origin, e.what()));
-  }
+  const json root = parse_document(text, origin);
   ObjectReader r(root, "", origin);
   Timeline t;
-  // The version first: a newer file may use fields this build does not know.
-  t.version = static_cast<int>(r.integer("version", 1));
-  if (t.version > kTimelineVersion)
-    r.fail("version", fmt::format("{} is newer than this build reads ({}); update LongLive Studio",
-                                  t.version, kTimelineVersion));
+  t.version = static_cast<int>(read_version(r, kTimelineVersion));
   t.model = r.string("model", false);
   t.preset = r.string("preset");
   if (t.preset.empty()) r.fail("preset", "empty preset name");
@@ -348,17 +358,9 @@ json to_json(const PromptSet& set) {
 }
 
 PromptSet parse_prompt_set(std::string_view text, const std::string& origin) {
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw FormatError(fmt::format("{}: not valid JSON: {}", origin, e.what()));
-  }
+  const json root = parse_document(text, origin);
   ObjectReader r(root, "", origin);
-  const int64_t version = r.integer("version", 1);
-  if (version > kPromptSetVersion)
-    r.fail("version", fmt::format("{} is newer than this build reads ({}); update LongLive Studio",
-                                  version, kPromptSetVersion));
+  read_version(r, kPromptSetVersion);
   PromptSet set;
   set.blend = read_interpolation(r, "blend", Interpolation::linear, origin);
   const json* prompts = r.find("prompts", true);

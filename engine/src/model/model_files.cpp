@@ -47,16 +47,10 @@ DitFiles find_dit_files(const std::filesystem::path& path) {
   return files;
 }
 
-std::filesystem::path find_wan_vae_file(const std::filesystem::path& folder) {
-  if (!std::filesystem::is_directory(folder))
-    throw IoError(fmt::format("model folder '{}' is not a folder (looking for Wan2.1_VAE.pth)",
-                              folder.string()));
+std::optional<std::filesystem::path> find_wan_vae_file(const std::filesystem::path& folder) {
   for (const char* name : {"Wan2.1_VAE.pth", "Wan2.1_VAE.safetensors"})
-    if (auto f = find_file(folder, name)) return *f;
-  throw IoError(fmt::format(
-      "no Wan VAE in the model folder '{}': expected Wan2.1_VAE.pth (Wan-AI/Wan2.1-T2V-1.3B) for "
-      "the quality re-decode",
-      folder.string()));
+    if (auto f = find_file(folder, name)) return f;
+  return std::nullopt;
 }
 
 WeightStore load_dit_weights(const std::filesystem::path& file) {

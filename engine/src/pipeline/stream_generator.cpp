@@ -277,6 +277,13 @@ void StreamGenerator::recache(BlockTrace* trace) {
   const at::Tensor latents = recent_.index_select(0, index).unsqueeze(0);
   KvCache::Plan plan = kv_->plan(first, n, KvWriteKind::recache, options_.global_sink);
   if (!options_.skip_dropped_recache_frames) plan.first_written = 0;
+  if (plan.first_written == n) {
+    // Every frame lands in a protected sink slot (a cut right after the first block): the
+    // reference's forward would write nothing, and one over zero frames cannot run.
+    ++stats_.recaches;
+    stats_.last_recache_ms = ms_since(start);
+    return;
+  }
   const at::Tensor t =
       at::zeros({1, n}, at::TensorOptions().dtype(at::kFloat).device(options_.device));
   // Eager: a re-cache happens once per switch in one of several ring phases, so capturing it
