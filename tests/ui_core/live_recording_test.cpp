@@ -70,7 +70,11 @@ int64_t frame_number(const at::Tensor& f) {
 }
 
 EngineFrame engine_frame(at::Tensor rgba, int64_t index, std::string prompt) {
-  return {std::move(rgba), index, std::move(prompt), false};
+  EngineFrame f;
+  f.rgba = std::move(rgba);
+  f.index = index;
+  f.prompt = std::move(prompt);
+  return f;
 }
 
 RecorderOptions options_for(const std::filesystem::path& path) {
