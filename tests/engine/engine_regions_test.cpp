@@ -28,7 +28,7 @@ TEST(EngineRegions, EveryBlockReportsModelRegionsAndDecode) {
   Preset preset;
   preset.name = "test";
   preset.local_attn_frames = 9;
-  Engine engine({.tiny_random = true, .folder = {}}, preset, cb, 64, 64);
+  Engine engine({.tiny_random = true, .folder = {}, .device = {}}, preset, cb, 64, 64);
   auto blocks_seen = [&] {
     std::lock_guard lock(m);
     return seen.empty() ? int64_t{0} : seen.back().blocks;

@@ -46,7 +46,7 @@ TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
   Preset preset;
   preset.name = "test";
   preset.local_attn_frames = 9;
-  Engine engine({.tiny_random = true}, preset, cb, 64, 64);
+  Engine engine({.tiny_random = true, .folder = {}, .device = {}}, preset, cb, 64, 64);
   engine.start("a red fox", 7);
   ASSERT_TRUE(wait_for([&] {
     std::lock_guard l(m);
@@ -93,7 +93,7 @@ TEST(Engine, DeviceFramesOnlyWhenAskedForAndOnCuda) {
   preset.local_attn_frames = 9;
   for (const bool asked : {false, true}) {
     {
-      Engine engine({.tiny_random = true, .folder = {}}, preset, cb, 64, 64,
+      Engine engine({.tiny_random = true, .folder = {}, .device = {}}, preset, cb, 64, 64,
                     {.device_frames = asked});
       engine.start("a red fox", 7);
       ASSERT_TRUE(wait_for([&] {
@@ -129,7 +129,8 @@ TEST(EngineGpu, DeviceFramesEqualTheHostFramesAndAreOwnedByTheConsumer) {
   preset.name = "test";
   preset.local_attn_frames = 9;
   {
-    Engine engine({.tiny_random = true, .folder = {}}, preset, cb, 64, 96, {.device_frames = true});
+    Engine engine({.tiny_random = true, .folder = {}, .device = {}}, preset, cb, 64, 96,
+                  {.device_frames = true});
     engine.start("a red fox", 7);
     ASSERT_TRUE(wait_for([&] {
       std::lock_guard l(m);
@@ -180,7 +181,7 @@ TEST(Engine, BadModelFolderIsReportedNotThrown) {
     ++errors;
   };
   const auto dir = temp_dir("model");
-  Engine engine({.tiny_random = false, .folder = dir}, Preset{}, cb);
+  Engine engine({.tiny_random = false, .folder = dir, .device = {}}, Preset{}, cb);
   engine.start("anything", 1);
   ASSERT_TRUE(wait_for([&] { return errors.load() > 0; }));
   std::lock_guard l(m);

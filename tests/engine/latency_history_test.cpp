@@ -47,7 +47,7 @@ TEST(EngineLatencyHistory, PresetChangeKeepsTheHistoryAndMarksTheChange) {
   Preset alt = live;
   alt.name = "alt";
   alt.denoising_steps = {1000, 500};
-  Engine engine({.tiny_random = true, .folder = {}}, live, {}, 32, 32);
+  Engine engine({.tiny_random = true, .folder = {}, .device = {}}, live, {}, 32, 32);
   engine.start("a red fox", 3);
   ASSERT_TRUE(wait_for([&] { return engine.stats().blocks >= 2; }));
   engine.switch_prompt("a blue whale");

@@ -117,7 +117,7 @@ TEST(WanExport, MissingVaeNoLatentsAndBadLatentsAreClearErrors) {
   std::filesystem::create_directories(models / "google");
   std::ofstream(models / "taew2_1.pth") << "x";
   SessionLatents session = tiny_session();
-  session.model = {.tiny_random = false, .folder = models};
+  session.model = {.tiny_random = false, .folder = models, .device = {}};
   const auto path = dir / "out.mp4";
   try {
     ui::export_session_wan(session, options_for(path), on_cpu(), {});
