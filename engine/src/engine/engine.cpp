@@ -4,6 +4,10 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <utility>
@@ -153,6 +157,12 @@ void Engine::flush_frames() {
 }
 
 void Engine::run() {
+  // Below the UI in the CPU scheduler: on a CPU-bound machine (the CPU test mode, software GL)
+  // the display thread, the X server and the GL rasteriser must not queue behind generation.
+  // ATen's CPU worker threads are started from here and inherit it. On a GPU this thread mostly
+  // waits for the device, so it costs nothing there.
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 5) != 0)
+    log::debug("engine: could not lower the worker thread's priority");
   Performance& perf = *performance_;
   // A cut or transition marks the next block for the latency plot and the switch latency.
   Clock::time_point switch_issued{};
