@@ -13,17 +13,13 @@ LiveRecorder::~LiveRecorder() {
   for (auto& t : finishers_) t.join();
 }
 
-namespace {
-
-// Leaves nothing behind of a recording that recorded nothing.
-void discard(Recorder& recorder) {
+// Also what a recording that recorded nothing leaves behind: nothing.
+void discard_recording(Recorder& recorder) {
   recorder.cancel();
   std::error_code ec;
   std::filesystem::remove(recorder.path(), ec);
   std::filesystem::remove(recorder.sidecar_path(), ec);
 }
-
-}  // namespace
 
 void LiveRecorder::start(RecorderOptions options,
                          std::function<void(const std::optional<std::string>&)> opened) {
@@ -64,7 +60,7 @@ void LiveRecorder::start(RecorderOptions options,
     }
     // Stopped while opening: leave no empty file behind, then report like any stop.
     Outcome outcome{options.path, 0, 0, error, true};
-    if (recorder) discard(*recorder);
+    if (recorder) discard_recording(*recorder);
     if (cancelled_done) cancelled_done(outcome);
   });
 }
@@ -131,7 +127,7 @@ void LiveRecorder::stop(std::function<void(const Outcome&)> done) {
         outcome.frames = recorder->frames_written();
         outcome.bytes = recorder->bytes_written();
         if (outcome.frames == 0) {  // an MP4 without frames plays nowhere: keep nothing
-          discard(*recorder);
+          discard_recording(*recorder);
           outcome.removed = true;
           outcome.bytes = 0;
         }
@@ -267,12 +263,7 @@ bool export_session(const SessionFrames::Snapshot& snapshot, RecorderOptions opt
   options.width = static_cast<int>(snapshot.frames.front().size(1));
   Recorder recorder(options);  // IoError naming the path: nothing of ours to clean up
   // From here on the file is ours: a cancelled or failed export leaves none behind.
-  auto discard_file = [&] {
-    recorder.cancel();
-    std::error_code ec;
-    std::filesystem::remove(recorder.path(), ec);
-    std::filesystem::remove(recorder.sidecar_path(), ec);
-  };
+  auto discard_file = [&] { discard_recording(recorder); };
   try {
     for (const PromptMark& p : snapshot.prompts) recorder.mark_prompt(p.text, p.frame);
     const auto total = static_cast<int64_t>(snapshot.frames.size());

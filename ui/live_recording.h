@@ -116,6 +116,10 @@ class SessionFrames {
   std::string last_prompt_;
 };
 
+// Cancels the recorder and removes its file and sidecar (an export or recording that must leave
+// nothing behind).
+void discard_recording(Recorder& recorder);
+
 // Writes a snapshot to an MP4 (export dialog). `progress(done, total)` returns false to cancel:
 // then the partial file and its sidecar are removed and false is returned. Throws IoError /
 // ConfigError like Recorder.

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "live_recording.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/model_files.h"
@@ -70,12 +71,7 @@ bool export_session_wan(const SessionLatents& latents, RecorderOptions options,
   if (progress && !progress(0, total)) return false;  // cancelled while the VAE loaded
 
   Recorder recorder(options);  // IoError naming the path: nothing of ours to clean up
-  auto discard_file = [&] {
-    recorder.cancel();
-    std::error_code ec;
-    std::filesystem::remove(recorder.path(), ec);
-    std::filesystem::remove(recorder.sidecar_path(), ec);
-  };
+  auto discard_file = [&] { discard_recording(recorder); };
   try {
     for (const PromptMark& p : latents.prompts) recorder.mark_prompt(p.text, p.frame);
     WanVaeExportOptions eo;

@@ -6,8 +6,8 @@
 // device inputs (CausalWanModel::ForwardArgs). So one graph per plan serves every denoising step
 // and the context pass of all blocks that write the same slots: in the steady state a handful of
 // graphs (one per ring phase) replay for the whole session. (StreamGenerator runs re-cache
-// forwards eagerly: capturing them would stall the prompt switch they belong to.) Before a replay the new inputs are
-// copied into the graph's static input buffers.
+// forwards eagerly: capturing them would stall the prompt switch they belong to.) Before a replay
+// the new inputs are copied into the graph's static input buffers.
 //
 // Policy: a plan runs eagerly the first time it is seen (that also warms up cuBLAS/cuDNN plans,
 // which must not be created during a capture), is captured the second time, and replays from then
