@@ -286,9 +286,11 @@ bool MainWindow::ensure_engine() {
         this, [this, t] { timeline_finished(t); }, Qt::QueuedConnection);
   };
   engine_model_ = model;
-  // Device frames only while the view can take them GPU to GPU (CUDA-GL interop).
-  engine_ = std::make_unique<Engine>(model, preset, std::move(callbacks), height, width,
-                                     EngineOptions{.device_frames = view_->wants_device_frames()});
+  // Device frames only while the view can take them GPU to GPU (CUDA-GL interop). On a CPU the
+  // window stays responsive however busy generation keeps the cores.
+  engine_ = std::make_unique<Engine>(
+      model, preset, std::move(callbacks), height, width,
+      EngineOptions{.device_frames = view_->wants_device_frames(), .yield_cpu = true});
   return true;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
@@ -45,6 +46,9 @@ struct BenchArgs {
   int profile_blocks = 3;
   int drift_blocks = 0;
   bool cudnn_benchmark = false;
+  std::string decoder_layout = "best";
+  bool decoder_only = false;
+  bool decoder_fused_conv = false;
 };
 
 struct Summary {
@@ -95,7 +99,11 @@ int run(const BenchArgs& a) {
           : (a.device == "cuda" || (a.device == "auto" && at::hasCUDA()) ? at::Device(at::kCUDA, 0)
                                                                          : at::Device(at::kCPU));
   GeneratorOptions o;
-  o.model = a.random == "tiny" ? WanConfig::tiny() : WanConfig::wan_1_3b();
+  // --decoder-only: the latents come from the tiny DiT (cheap to build), the decoder is the one
+  // --random asks for; the DiT timings then say nothing.
+  if (a.decoder_only && a.decoder == "none")
+    throw ConfigError("--decoder-only needs --decoder taehv or wan");
+  o.model = a.random == "tiny" || a.decoder_only ? WanConfig::tiny() : WanConfig::wan_1_3b();
   if (a.random != "tiny" && a.random != "full")
     throw ConfigError("--random: expected full or tiny");
   o.apply(preset);
@@ -189,18 +197,30 @@ int run(const BenchArgs& a) {
   }
   // Decoder: one block of latents -> 12 frames (steady state, after the first block).
   Summary decode, pipeline;
+  const std::map<std::string, DecoderLayout> layouts = {
+      {"best", DecoderLayout::best},
+      {"contiguous", DecoderLayout::contiguous},
+      {"channels_last", DecoderLayout::channels_last}};
+  if (!layouts.count(a.decoder_layout))
+    throw ConfigError(
+        fmt::format("--decoder-layout '{}': expected best, contiguous or "
+                    "channels_last",
+                    a.decoder_layout));
+  const DecoderLayout layout = layouts.at(a.decoder_layout);
   if (a.decoder != "none" && a.decoder != "taehv" && a.decoder != "wan")
     throw ConfigError(fmt::format("--decoder '{}': expected taehv, wan or none", a.decoder));
   // Random decoder weights: TAEHV has one size; the Wan VAE follows --random (full = the
   // released 2.1 VAE, decoder only). Both run in half precision on the GPU.
   auto make_decoder = [&]() -> std::unique_ptr<StreamingDecoder> {
     if (a.decoder == "taehv")
-      return make_taehv_decoder(make_random_taehv_weights(5),
-                                {device, device.is_cpu() ? at::kFloat : at::kHalf});
+      return make_taehv_decoder(
+          make_random_taehv_weights(5),
+          {device, device.is_cpu() ? at::kFloat : at::kHalf, layout, a.decoder_fused_conv});
     const WanVaeConfig c = a.random == "tiny" ? WanVaeConfig::tiny() : WanVaeConfig::wan_2_1();
     WanVaeDecoderOptions wo;
     wo.device = device;
     wo.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
+    wo.layout = layout;
     return std::make_unique<WanVaeDecoder>(make_random_wan_vae_weights(c, 5, false), wo);
   };
   if (a.decoder != "none") {
@@ -250,6 +270,8 @@ int run(const BenchArgs& a) {
                            a.blocks, a.warmup,
                            generator.fp8_linears_active() ? " | fp8 linears" : "",
                            generator.fp8_attention_active() ? " | fp8 attention" : "");
+  if (a.decoder_only)
+    std::cout << "decoder only   (the DiT figures below are of a tiny random model)\n";
   std::cout << fmt::format(
       "steady block   mean {:8.1f} ms  median {:8.1f}  p99 {:8.1f}  max {:8.1f}  ({} blocks)\n",
       s.mean, s.median, s.p99, s.max, s.count);
@@ -317,6 +339,10 @@ int run(const BenchArgs& a) {
                         {"recache", to_json(rc)},
                         {"video_fps", fps},
                         {"decoder", a.decoder},
+                        {"decoder_layout", a.decoder_layout},
+                        {"decoder_only", a.decoder_only},
+                        {"decoder_fused_conv", a.decoder_fused_conv},
+                        {"cudnn_benchmark", a.cudnn_benchmark},
                         {a.decoder == "wan" ? "wan_vae_decode" : "taehv_decode", to_json(decode)},
                         {"pipeline_block", to_json(pipeline)},
                         {"text_encode", to_json(text)},
@@ -363,6 +389,13 @@ const Registrar kBench("bench", [](CLI::App& root) {
                   "Attention backend: auto, cudnn, flash, efficient, math");
   cmd->add_flag("--cudnn-benchmark", a->cudnn_benchmark,
                 "Let cuDNN time its conv algorithms on first use (decoders)");
+  cmd->add_flag("--decoder-fused-conv", a->decoder_fused_conv,
+                "TAEHV: conv + bias + ReLU (+ residual) as one cuDNN call");
+  cmd->add_flag("--decoder-only", a->decoder_only,
+                "Time only the decoder (latents from a tiny random DiT at the same size)");
+  cmd->add_option("--decoder-layout", a->decoder_layout,
+                  "Decoder activation layout on the GPU: best (measured per decoder), contiguous "
+                  "or channels_last");
   cmd->add_option("--fused", a->fused,
                   "Fused CUDA kernels: preset (as the preset says), on or off");
   cmd->add_option("--fp8-attention", a->fp8_attention,

@@ -74,7 +74,7 @@ int run(const RenderArgs& a) {
 #endif
   std::vector<at::Tensor> latents;
   std::string last_prompt;
-  int64_t frames = 0;
+  [[maybe_unused]] int64_t frames = 0;  // recorded so far (chapters); recorder builds only
   replay(
       timeline, model, presets,
       [&](const ReplayBlock& b) {

@@ -4,14 +4,36 @@
 set -uo pipefail
 build=${1:-$PWD/build-gpu}
 out=${OUT:-$PWD/bench-out}
-mkdir -p "$out"
+# One JSON per run goes to $runs; $out/all.json gathers them after every run, so a call that
+# runs out of time still returns what finished (the device tool returns only a few files).
+runs=${BENCH_RUNS:-$out/runs}
+mkdir -p "$out" "$runs"
 cli=$build/app/longlive
 export LONGLIVE_PRESETS=${LONGLIVE_PRESETS:-$PWD/presets}
-run() {  # name, args...  (BENCH_ONLY="a b" runs only those names)
+gather() {
+  python3 - "$runs" "$out/all.json" <<'PY'
+import json, glob, os, sys
+rows = {os.path.basename(p)[:-5]: json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] + "/*.json"))}
+json.dump(rows, open(sys.argv[2], "w"), indent=2)
+PY
+}
+selected() {  # BENCH_ONLY="a b*" runs only the runs these names or patterns match
+  [ -z "${BENCH_ONLY:-}" ] && return 0
+  local -a patterns
+  read -ra patterns <<<"$BENCH_ONLY"
+  local p
+  for p in "${patterns[@]}"; do
+    # shellcheck disable=SC2053  # a pattern on purpose
+    [[ $1 == $p ]] && return 0
+  done
+  return 1
+}
+run() {  # name, args...
   local name=$1; shift
-  if [ -n "${BENCH_ONLY:-}" ] && [[ " $BENCH_ONLY " != *" $name "* ]]; then return; fi
+  selected "$name" || return 0
   echo "== $name: $*"
-  "$cli" bench "$@" --json "$out/$name.json" 2>&1 | grep -v "^\[" || echo "FAILED: $name"
+  "$cli" bench "$@" --json "$runs/$name.json" 2>&1 | grep -v "^\[" || echo "FAILED: $name"
+  gather
 }
 full="--random full --blocks 20 --warmup 3"
 run balanced --preset balanced $full --decoder taehv --text-encoder --drift-blocks 4
@@ -25,10 +47,17 @@ run turbo_fp8 --preset turbo_fp8 $full --drift-blocks 4
 run turbo_fp8_switch --preset turbo_fp8 $full --switch-every 4 --profile-blocks 0
 run ultra --preset ultra --random full --blocks 10 --warmup 2 --profile-blocks 0 --drift-blocks 4
 run ultra_eager --preset ultra --random full --blocks 10 --warmup 2 --profile-blocks 0 --cuda-graphs off
-run wan_vae --preset quality --random full --blocks 3 --warmup 1 --decoder wan --profile-blocks 0
 run low_memory --preset low_memory --random full --blocks 10 --warmup 2 --profile-blocks 0
-python3 - "$out" <<'PY'
-import json, glob, os, sys
-rows = {os.path.basename(p)[:-5]: json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] + "/*.json"))}
-json.dump(rows, open(os.path.join(sys.argv[1], "all.json"), "w"), indent=2)
-PY
+# Decoders alone (latents from a tiny DiT), each activation layout with and without cuDNN's
+# algorithm search; one process each, as cuDNN caches its plan choice per shape.
+dec="--preset balanced --decoder-only --blocks 1 --warmup 0 --profile-blocks 0"
+# TAEHV also with conv + bias + ReLU (+ residual) fused into one cuDNN call.
+for v in taehv taehv_fused wan_vae; do
+  d=taehv; extra=""
+  [ $v = wan_vae ] && d=wan
+  [ $v = taehv_fused ] && extra=--decoder-fused-conv
+  run ${v}_contiguous $dec --decoder $d --decoder-layout contiguous $extra
+  run ${v}_channels_last $dec --decoder $d --decoder-layout channels_last $extra
+  run ${v}_contiguous_cudnn_search $dec --decoder $d --decoder-layout contiguous --cudnn-benchmark $extra
+  run ${v}_channels_last_cudnn_search $dec --decoder $d --decoder-layout channels_last --cudnn-benchmark $extra
+done

@@ -52,7 +52,9 @@ TEST(EngineRegions, EveryBlockReportsModelRegionsAndDecode) {
       EXPECT_TRUE(has_region(s, name)) << name << " in block " << s.blocks;
     for (size_t i = 0; i < s.regions.size(); ++i) {
       EXPECT_GE(s.regions[i].ms, 0) << s.regions[i].name;
-      if (i > 0) EXPECT_LE(s.regions[i].ms, s.regions[i - 1].ms) << "not sorted";
+      if (i > 0) {
+        EXPECT_LE(s.regions[i].ms, s.regions[i - 1].ms) << "not sorted";
+      }
     }
     EXPECT_GE(s.uncovered_fraction, -1e-6);
     EXPECT_LE(s.uncovered_fraction, 1.0);

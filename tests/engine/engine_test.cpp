@@ -33,25 +33,46 @@ bool wait_for(const std::function<bool()>& done, int ms = 60000) {
   return done();
 }
 
-TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
+// Collects the frames an Engine hands out on its worker thread.
+struct FrameSink {
   std::mutex m;
   std::vector<EngineFrame> frames;
-  std::atomic<int> errors{0};
-  Engine::Callbacks cb;
-  cb.on_frame = [&](EngineFrame f) {
-    std::lock_guard lock(m);
-    frames.push_back(std::move(f));
-  };
-  cb.on_error = [&](const std::string&) { ++errors; };
+
+  Engine::Callbacks callbacks() {
+    Engine::Callbacks cb;
+    cb.on_frame = [this](EngineFrame f) {
+      std::lock_guard lock(m);
+      frames.push_back(std::move(f));
+    };
+    return cb;
+  }
+  bool wait_for_frames(size_t count) {
+    return wait_for([&] {
+      std::lock_guard l(m);
+      return frames.size() >= count;
+    });
+  }
+};
+
+// A short window, so the tiny model reaches its steady state within a few blocks.
+Preset test_preset() {
   Preset preset;
   preset.name = "test";
   preset.local_attn_frames = 9;
-  Engine engine({.tiny_random = true, .folder = {}, .device = {}}, preset, cb, 64, 64);
+  return preset;
+}
+
+const ModelSpec kTinyModel{.tiny_random = true, .folder = {}, .device = {}};
+
+TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
+  FrameSink sink;
+  auto& [m, frames] = sink;
+  std::atomic<int> errors{0};
+  Engine::Callbacks cb = sink.callbacks();
+  cb.on_error = [&](const std::string&) { ++errors; };
+  Engine engine(kTinyModel, test_preset(), cb, 64, 64);
   engine.start("a red fox", 7);
-  ASSERT_TRUE(wait_for([&] {
-    std::lock_guard l(m);
-    return frames.size() >= 21;
-  }));
+  ASSERT_TRUE(sink.wait_for_frames(21));
   engine.switch_prompt("a blue whale");
   ASSERT_TRUE(wait_for([&] {
     std::lock_guard l(m);
@@ -81,25 +102,13 @@ TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
 }
 
 TEST(Engine, DeviceFramesOnlyWhenAskedForAndOnCuda) {
-  std::mutex m;
-  std::vector<EngineFrame> frames;
-  Engine::Callbacks cb;
-  cb.on_frame = [&](EngineFrame f) {
-    std::lock_guard lock(m);
-    frames.push_back(std::move(f));
-  };
-  Preset preset;
-  preset.name = "test";
-  preset.local_attn_frames = 9;
+  FrameSink sink;
+  auto& [m, frames] = sink;
   for (const bool asked : {false, true}) {
     {
-      Engine engine({.tiny_random = true, .folder = {}, .device = {}}, preset, cb, 64, 64,
-                    {.device_frames = asked});
+      Engine engine(kTinyModel, test_preset(), sink.callbacks(), 64, 64, {.device_frames = asked});
       engine.start("a red fox", 7);
-      ASSERT_TRUE(wait_for([&] {
-        std::lock_guard l(m);
-        return frames.size() >= 21;
-      }));
+      ASSERT_TRUE(sink.wait_for_frames(21));
       engine.stop();
     }
     std::lock_guard l(m);
@@ -118,24 +127,12 @@ TEST(Engine, DeviceFramesOnlyWhenAskedForAndOnCuda) {
 TEST(EngineGpu, DeviceFramesEqualTheHostFramesAndAreOwnedByTheConsumer) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: device frames are tested on the GPU box";
 #ifdef LONGLIVE_WITH_CUDA
-  std::mutex m;
-  std::vector<EngineFrame> frames;
-  Engine::Callbacks cb;
-  cb.on_frame = [&](EngineFrame f) {
-    std::lock_guard lock(m);
-    frames.push_back(std::move(f));
-  };
-  Preset preset;
-  preset.name = "test";
-  preset.local_attn_frames = 9;
+  FrameSink sink;
+  std::vector<EngineFrame>& frames = sink.frames;
   {
-    Engine engine({.tiny_random = true, .folder = {}, .device = {}}, preset, cb, 64, 96,
-                  {.device_frames = true});
+    Engine engine(kTinyModel, test_preset(), sink.callbacks(), 64, 96, {.device_frames = true});
     engine.start("a red fox", 7);
-    ASSERT_TRUE(wait_for([&] {
-      std::lock_guard l(m);
-      return frames.size() >= 33;  // three blocks: 9 + 12 + 12
-    }));
+    ASSERT_TRUE(sink.wait_for_frames(33));  // three blocks: 9 + 12 + 12
     engine.stop();
   }  // engine gone: nothing of it may still hold a device frame
   ASSERT_GE(frames.size(), 33u);

@@ -26,6 +26,27 @@ double relative_l2(const at::Tensor& a, const at::Tensor& b) {
   return ((x - y).norm() / y.norm()).item<double>();
 }
 
+// The recorded DiT stream fixture: its weights, the recording, its generator options on a device
+// and its first prompt (and that prompt reversed, a second prompt to switch to).
+struct DitStream {
+  WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
+  WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+
+  GeneratorOptions options(at::Device device, at::ScalarType dtype = at::kFloat) const {
+    GeneratorOptions o = options_from_stream(stream);
+    o.device = device;
+    o.dtype = dtype;
+    return o;
+  }
+  at::Tensor prompt_a() const {
+    return stream.get("prompt." +
+                      metadata_json(stream, "calls")[0].at("prompt").get<std::string>());
+  }
+  at::Tensor prompt_b() const { return prompt_a().flip(1); }
+};
+
+const at::Device kCuda(at::kCUDA, 0);
+
 TEST(FusedKernels, NormModulateWithGatedResidualMatchesPlainOps) {
   REQUIRE_CUDA();
   const int64_t frames = 3, tokens = 40, dim = 1536;
@@ -222,14 +243,10 @@ TEST(Fp8Attention, CloseToBf16AttentionOnTheSameValues) {
 // the plain bf16 path: same shapes, bounded drift, finite.
 TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
   REQUIRE_CUDA();
-  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  GeneratorOptions plain = options_from_stream(stream);
-  plain.device = at::Device(at::kCUDA, 0);
-  plain.dtype = at::kBFloat16;
-  const at::Tensor prompt_a =
-      stream.get("prompt." + metadata_json(stream, "calls")[0].at("prompt").get<std::string>());
-  const at::Tensor prompt_b = prompt_a.flip(1);
+  const DitStream dit;
+  const WeightStore& weights = dit.weights;
+  GeneratorOptions plain = dit.options(kCuda, at::kBFloat16);
+  const at::Tensor prompt_a = dit.prompt_a(), prompt_b = dit.prompt_b();
   auto run = [&](const GeneratorOptions& o, bool expect_fused) {
     StreamGenerator g(weights, o);
     g.start(prompt_a, 3);
@@ -277,14 +294,10 @@ TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
 // ring phases, hard cuts (re-cache forwards) and a transition, for each fast-path combination.
 TEST(CudaGraphs, GraphPathIsIdenticalToTheEagerPath) {
   REQUIRE_CUDA();
-  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  GeneratorOptions base = options_from_stream(stream);
-  base.device = at::Device(at::kCUDA, 0);
-  base.dtype = at::kBFloat16;
-  const at::Tensor prompt_a =
-      stream.get("prompt." + metadata_json(stream, "calls")[0].at("prompt").get<std::string>());
-  const at::Tensor prompt_b = prompt_a.flip(1);
+  const DitStream dit;
+  const WeightStore& weights = dit.weights;
+  GeneratorOptions base = dit.options(kCuda, at::kBFloat16);
+  const at::Tensor prompt_a = dit.prompt_a(), prompt_b = dit.prompt_b();
   auto run = [&](const GeneratorOptions& o, GeneratorStats* stats) {
     StreamGenerator g(weights, o);
     EXPECT_EQ(g.cuda_graphs_active(), o.runtime.cuda_graphs);
@@ -351,11 +364,9 @@ TEST(CudaGraphs, GraphPathIsIdenticalToTheEagerPath) {
 // replays resume afterwards.
 TEST(CudaGraphs, ProfiledBlocksRunEagerly) {
   REQUIRE_CUDA();
-  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  GeneratorOptions o = options_from_stream(stream);
-  o.device = at::Device(at::kCUDA, 0);
-  o.dtype = at::kBFloat16;
+  const DitStream dit;
+  const WeightStore& weights = dit.weights;
+  GeneratorOptions o = dit.options(kCuda, at::kBFloat16);
   o.runtime.fused_kernels = true;
   o.runtime.cuda_graphs = true;
   StreamGenerator g(weights, o);
@@ -378,9 +389,9 @@ TEST(CudaGraphs, ProfiledBlocksRunEagerly) {
 
 // On the CPU the flag is accepted and ignored (nothing to capture).
 TEST(CudaGraphs, IgnoredOnTheCpu) {
-  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  GeneratorOptions o = options_from_stream(stream);
+  const DitStream dit;
+  const WeightStore& weights = dit.weights;
+  GeneratorOptions o = dit.options(at::kCPU);
   o.runtime.cuda_graphs = true;
   StreamGenerator g(weights, o);
   EXPECT_FALSE(g.cuda_graphs_active());
@@ -397,10 +408,9 @@ TEST(CudaGraphs, IgnoredOnTheCpu) {
 
 TEST(RegionProfiler, CollectsNamedRegionsOfAForward) {
   const at::Device device = at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-  const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  GeneratorOptions o = options_from_stream(stream);
-  o.device = device;
+  const DitStream dit;
+  const WeightStore& weights = dit.weights;
+  GeneratorOptions o = dit.options(device);
   StreamGenerator g(weights, o);
   g.start(at::randn({1, 8, o.model.text_dim}), 1);
   RegionProfiler profiler(device);

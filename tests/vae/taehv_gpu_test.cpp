@@ -1,9 +1,13 @@
 // TAEHV on the GPU (skipped without CUDA): the reference fixture in fp32 with TF32 off within
-// 1e-3, and the fp16 channels-last fast path close to it.
+// 1e-3 and fp16 close to it, in both activation layouts, with and without fused conv + ReLU.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <string>
 
 #include "fixtures.h"
 #include "longlive/decoder.h"
@@ -32,16 +36,27 @@ TEST(TaehvGpu, Fp32MatchesReferenceAndFp16StaysClose) {
   const at::Device cuda(at::kCUDA, 0);
   const at::Tensor expected = io.get("decode_full")[0];
 
-  auto fp32 = make_taehv_decoder(weights, {cuda, at::kFloat});
-  const at::Tensor frames = fp32->decode(io.get("latents"));
-  ASSERT_TRUE(frames.is_cuda());
-  ASSERT_EQ(frames.sizes(), expected.sizes());
-  EXPECT_LT(max_abs_diff_cpu(frames, expected), 1e-3);
+  for (const bool fused : {false, true}) {
+    for (DecoderLayout layout : {DecoderLayout::contiguous, DecoderLayout::channels_last}) {
+      const bool channels_last = layout == DecoderLayout::channels_last;
+      const std::string variant =
+          fmt::format("channels-last {}, fused conv {}", channels_last, fused);
+      auto fp32 = make_taehv_decoder(weights, {cuda, at::kFloat, layout, fused});
+      const at::Tensor frames = fp32->decode(io.get("latents"));
+      ASSERT_TRUE(frames.is_cuda());
+      ASSERT_EQ(frames.sizes(), expected.sizes());
+      EXPECT_TRUE(frames.is_contiguous()) << variant;
+      const double diff = max_abs_diff_cpu(frames, expected);
+      std::printf("TAEHV fp32 on the GPU, %s: max |diff| = %.3g\n", variant.c_str(), diff);
+      EXPECT_LT(diff, 1e-3) << variant;
 
-  auto fp16 = make_taehv_decoder(weights, {cuda, at::kHalf});
-  const at::Tensor half = fp16->decode(io.get("latents"));
-  EXPECT_EQ(half.scalar_type(), at::kFloat);
-  EXPECT_LT(max_abs_diff_cpu(half, expected), 3e-2) << "fp16 decode beyond half precision";
+      auto fp16 = make_taehv_decoder(weights, {cuda, at::kHalf, layout, fused});
+      const at::Tensor half = fp16->decode(io.get("latents"));
+      EXPECT_EQ(half.scalar_type(), at::kFloat);
+      EXPECT_LT(max_abs_diff_cpu(half, expected), 3e-2)
+          << "fp16 decode beyond half precision, " << variant;
+    }
+  }
 }
 
 }  // namespace

@@ -31,23 +31,28 @@ TEST(Taehv, WholeVideoMatchesReference) {
   EXPECT_LT(max_abs_diff(frames, expected), 1e-4);
 }
 
+// In both activation layouts (channels-last is the GPU's alternative; it runs on the CPU too).
 TEST(Taehv, StreamedChunksMatchTheDocumentedFrameRanges) {
   const WeightStore io = WeightStore::open(fixture("taehv_io.safetensors"));
-  auto decoder = make_taehv_decoder(taehv_weights(io), {});
   const at::Tensor latents = io.get("latents");
   const at::Tensor expected = io.get("decode_full")[0];
   const auto ranges = nlohmann::json::parse(io.metadata().at("stream_chunk_frame_ranges"));
   const int64_t chunk = latents.size(1) / static_cast<int64_t>(ranges.size());
-  for (int repeat = 0; repeat < 2; ++repeat) {  // reset() starts a new video
-    decoder->reset();
-    for (size_t i = 0; i < ranges.size(); ++i) {
-      const at::Tensor frames =
-          decoder->decode(latents.narrow(1, static_cast<int64_t>(i) * chunk, chunk));
-      const int64_t begin = ranges[i][0], end = ranges[i][1];
-      ASSERT_EQ(frames.size(0), end - begin);
-      EXPECT_EQ(frames.size(0), decoder->frames_for(chunk, i == 0));
-      EXPECT_LT(max_abs_diff(frames, expected.narrow(0, begin, end - begin)), 1e-4)
-          << "chunk " << i;
+  for (DecoderLayout layout : {DecoderLayout::best, DecoderLayout::channels_last}) {
+    const bool channels_last = layout == DecoderLayout::channels_last;
+    auto decoder = make_taehv_decoder(taehv_weights(io), {at::kCPU, at::kFloat, layout});
+    for (int repeat = 0; repeat < 2; ++repeat) {  // reset() starts a new video
+      decoder->reset();
+      for (size_t i = 0; i < ranges.size(); ++i) {
+        const at::Tensor frames =
+            decoder->decode(latents.narrow(1, static_cast<int64_t>(i) * chunk, chunk));
+        const int64_t begin = ranges[i][0], end = ranges[i][1];
+        ASSERT_EQ(frames.size(0), end - begin);
+        EXPECT_TRUE(frames.is_contiguous());
+        EXPECT_EQ(frames.size(0), decoder->frames_for(chunk, i == 0));
+        EXPECT_LT(max_abs_diff(frames, expected.narrow(0, begin, end - begin)), 1e-4)
+            << "chunk " << i << ", channels-last " << channels_last;
+      }
     }
   }
 }

@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "fixtures.h"
 #include "longlive/error.h"
 #include "longlive/wan_vae.h"
@@ -72,9 +74,11 @@ TEST_F(WanVaeFixture, StreamedChunksMatchTheDocumentedFrameRanges) {
   const at::Tensor expected = io->get("decode_full")[0];
   const auto ranges = meta("stream_chunk_frame_ranges");
   const int64_t chunk = latents.size(1) / static_cast<int64_t>(ranges.size());
-  for (int64_t per_pass : {int64_t{0}, int64_t{1}, int64_t{2}}) {
+  // Each split; channels-last (the GPU's layout, explicit here so the CPU runs it too) once.
+  for (int64_t per_pass : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{-1}}) {
     WanVaeDecoderOptions options;
-    options.latent_frames_per_pass = per_pass;
+    options.latent_frames_per_pass = std::max<int64_t>(per_pass, 0);
+    if (per_pass < 0) options.layout = DecoderLayout::channels_last;
     WanVaeDecoder decoder(*weights, options);
     for (int repeat = 0; repeat < 2; ++repeat) {  // reset() starts a new video
       decoder.reset();

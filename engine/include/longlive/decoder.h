@@ -11,10 +11,25 @@
 
 namespace longlive {
 
+// Memory layout of a decoder's activations and conv weights. Same results either way; `best` is
+// the layout measured fastest for that decoder on the GPU (docs/benchmarks.md) and the plain
+// one on the CPU.
+enum class DecoderLayout { best, contiguous, channels_last };
+
 struct DecoderOptions {
   at::Device device = at::kCPU;
   at::ScalarType dtype = at::kFloat;  // compute dtype (fp16/bf16 on GPU, fp32 on CPU)
+  DecoderLayout layout = DecoderLayout::best;
+  // CUDA: a convolution with its bias, ReLU (and residual add) as one cuDNN call where the
+  // decoder has that pattern (TAEHV). Same math; ignored on the CPU.
+  bool fused_conv = false;
 };
+
+// Whether a decoder runs channels-last, given the layout measured fastest for it on the GPU.
+inline bool runs_channels_last(const DecoderOptions& o, DecoderLayout measured_best_on_gpu) {
+  if (o.layout != DecoderLayout::best) return o.layout == DecoderLayout::channels_last;
+  return o.device.is_cuda() && measured_best_on_gpu == DecoderLayout::channels_last;
+}
 
 class StreamingDecoder {
  public:

@@ -132,6 +132,9 @@ void check_latents(const at::Tensor& latents, int64_t z_dim, const char* what) {
 
 // ---- decoder ------------------------------------------------------------------------------------
 
+// Channels-last (N, T, H, W, C) is the layout cuDNN's tensor-core 3-D convolutions run in.
+constexpr DecoderLayout kMeasuredBestLayout = DecoderLayout::channels_last;
+
 struct WanVaeDecoder::Impl {
   std::shared_ptr<const wan_vae::Graph> graph;
   WanVaeConfig config;
@@ -145,7 +148,8 @@ WanVaeDecoder::WanVaeDecoder(const WeightStore& weights, const WanVaeDecoderOpti
   impl_->config = WanVaeConfig::infer(weights);
   impl_->options = options;
   impl_->graph = std::make_shared<const wan_vae::Graph>(
-      wan_vae::build_graph(weights, /*is_decoder=*/true, options.device, options.dtype));
+      wan_vae::build_graph(weights, /*is_decoder=*/true, options.device, options.dtype,
+                           runs_channels_last(options, kMeasuredBestLayout)));
   std::tie(impl_->mean, impl_->inv_std) =
       latent_scale(impl_->config.z_dim, options.device, options.dtype);
   impl_->state = impl_->graph->new_state();

@@ -17,11 +17,14 @@ constexpr int64_t kCacheFrames = 2;  // CACHE_T of the reference: frames a causa
 at::Tensor frames_of(const at::Tensor& x) {
   return x.transpose(1, 2).reshape({x.size(0) * x.size(2), x.size(1), x.size(3), x.size(4)});
 }
+// Channels-last frames give a channels-last video (no copy); contiguous ones a contiguous video.
 at::Tensor video_of(const at::Tensor& frames, int64_t batch) {
+  const bool channels_last = frames.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+                             !frames.is_contiguous(at::MemoryFormat::Contiguous);
   return frames
       .reshape({batch, frames.size(0) / batch, frames.size(1), frames.size(2), frames.size(3)})
       .transpose(1, 2)
-      .contiguous();
+      .contiguous(channels_last ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous);
 }
 
 }  // namespace
@@ -41,42 +44,79 @@ at::Tensor Conv3d::plain(const at::Tensor& x) const {
     else
       out.add_(at::conv2d(in, taps[size_t(k)], {}, 1, {pad_h, pad_w}));
   }
-  return out.transpose(0, 1).unsqueeze(0).contiguous();
+  // In the input's layout, so a channels-last graph stays channels-last on the CPU too.
+  return out.transpose(0, 1).unsqueeze(0).contiguous(x.suggest_memory_format());
+}
+
+Conv3d::CausalInput Conv3d::begin(const at::Tensor& like, int64_t frames,
+                                  StreamState& state) const {
+  const Slot& memory = state.slots[size_t(slot)];
+  const int64_t cached = memory.frames.defined() ? memory.frames.size(2) : 0;
+  const int64_t front = std::max<int64_t>(time_pad - cached, 0);
+  // One buffer [zeros | remembered frames | new frames] instead of a cat and a pad.
+  std::vector<int64_t> sizes = like.sizes().vec();
+  sizes[2] = front + cached + frames;
+  CausalInput input;
+  input.buffer = at::empty(sizes, like.options().memory_format(like.suggest_memory_format()));
+  if (front > 0) input.buffer.narrow(2, 0, front).zero_();
+  if (cached > 0) input.buffer.narrow(2, front, cached).copy_(memory.frames);
+  input.fresh = input.buffer.narrow(2, front + cached, frames);
+  input.zero_frames = front;
+  return input;
+}
+
+at::Tensor Conv3d::finish(const CausalInput& input, StreamState& state) const {
+  Slot& memory = state.slots[size_t(slot)];
+  const int64_t length = input.buffer.size(2);
+  const int64_t keep = std::min(kCacheFrames, length - input.zero_frames);
+  memory.frames = input.buffer.narrow(2, length - keep, keep).clone();
+  return plain(input.buffer);
 }
 
 at::Tensor Conv3d::operator()(const at::Tensor& x, StreamState& state) const {
   if (slot < 0) return plain(x);
-  Slot& memory = state.slots[size_t(slot)];
-  const int64_t t = x.size(2);
-  const int64_t cached = memory.frames.defined() ? memory.frames.size(2) : 0;
-  const int64_t front = std::max<int64_t>(time_pad - cached, 0);
-  // One buffer [zeros | remembered frames | x] instead of a cat and a pad.
-  std::vector<int64_t> sizes = x.sizes().vec();
-  sizes[2] = front + cached + t;
-  at::Tensor input = at::empty(sizes, x.options());
-  if (front > 0) input.narrow(2, 0, front).zero_();
-  if (cached > 0) input.narrow(2, front, cached).copy_(memory.frames);
-  input.narrow(2, front + cached, t).copy_(x);
-  const int64_t keep = std::min(kCacheFrames, cached + t);
-  memory.frames = input.narrow(2, sizes[2] - keep, keep).clone();
-  return plain(input);
+  CausalInput input = begin(x, x.size(2), state);
+  input.fresh.copy_(x);
+  return finish(input, state);
 }
 
 at::Tensor RmsNorm::operator()(const at::Tensor& x) const {
+  const bool channels_last = (x.dim() == 5 && x.is_contiguous(at::MemoryFormat::ChannelsLast3d)) ||
+                             (x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast));
+  if (channels_last && !x.is_contiguous()) {
+    // [N, C, ...] -> [N, ..., C] is a view here. ||x|| = sqrt(C) * rms(x); the reference's
+    // clamp at 1e-12 only matters for all-zero pixels, which both map to zero.
+    std::vector<int64_t> to_last = {0}, back = {0, x.dim() - 1};
+    for (int64_t d = 2; d < x.dim(); ++d) {
+      to_last.push_back(d);
+      back.push_back(d - 1);
+    }
+    to_last.push_back(1);
+    constexpr double kEps = 1e-30;  // keeps 0 / 0 out of all-zero pixels
+    return at::rms_norm(x.permute(to_last), {x.size(1)}, gamma, kEps).permute(back);
+  }
   // F.normalize over channels (eps 1e-12), then gamma * sqrt(C).
   const at::Tensor norm = at::linalg_vector_norm(x, 2, {1}, /*keepdim=*/true).clamp_min_(1e-12);
   return (x / norm).mul_(gain);
 }
 
+namespace {
+
+// conv(silu(norm(x))), the SiLU writing straight into the causal conv's input buffer.
+at::Tensor norm_silu_conv(const RmsNorm& norm, const Conv3d& conv, const at::Tensor& x,
+                          StreamState& state) {
+  if (conv.slot < 0) return conv.plain(at::silu(norm(x)));
+  Conv3d::CausalInput input = conv.begin(x, x.size(2), state);
+  at::silu_out(input.fresh, norm(x));
+  return conv.finish(input, state);
+}
+
+}  // namespace
+
 at::Tensor ResidualBlock::operator()(const at::Tensor& x, StreamState& state) const {
   const at::Tensor skip = shortcut ? shortcut->plain(x) : x;
-  at::Tensor y = norm1(x);
-  at::silu_(y);
-  y = conv1(y, state);
-  y = norm2(y);
-  at::silu_(y);
-  y = conv2(y, state);
-  return y.add_(skip);
+  const at::Tensor y = norm_silu_conv(norm1, conv1, x, state);
+  return norm_silu_conv(norm2, conv2, y, state).add_(skip);
 }
 
 at::Tensor AttentionBlock::operator()(const at::Tensor& x) const {
@@ -109,10 +149,14 @@ at::Tensor Resample::operator()(const at::Tensor& input, StreamState& state) con
     if (rest.size(2) > 0) {
       const at::Tensor y = (*time_conv)(rest, state);
       const int64_t c = y.size(1) / 2, t = y.size(2);
-      at::Tensor doubled = y.view({b, 2, c, t, y.size(3), y.size(4)})
-                               .permute({0, 2, 3, 1, 4, 5})
-                               .reshape({b, c, 2 * t, y.size(3), y.size(4)});
-      x = first.defined() ? at::cat({first, doubled}, 2) : doubled;
+      // Frames [first | doubled...] written in place, in the input's layout (one copy).
+      const int64_t lead = first.defined() ? 1 : 0;
+      x = at::empty({b, c, lead + 2 * t, y.size(3), y.size(4)},
+                    y.options().memory_format(input.suggest_memory_format()));
+      if (lead) x.narrow(2, 0, 1).copy_(first);
+      x.narrow(2, lead, 2 * t)
+          .view({b, c, t, 2, y.size(3), y.size(4)})
+          .copy_(y.view({b, 2, c, t, y.size(3), y.size(4)}).permute({0, 2, 3, 1, 4, 5}));
     } else {
       x = first;
     }
@@ -167,22 +211,20 @@ at::Tensor run_blocks(const std::vector<Block>& blocks, size_t begin, size_t end
 }  // namespace
 
 at::Tensor Graph::trunk(const at::Tensor& input, StreamState& state) const {
-  return run_blocks(blocks, 0, trunk_blocks, conv_in(outer.plain(input), state), state);
+  const at::Tensor x =
+      channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast3d) : input.contiguous();
+  return run_blocks(blocks, 0, trunk_blocks, conv_in(outer.plain(x), state), state);
 }
 
 at::Tensor Graph::branch(const at::Tensor& input, StreamState& state) const {
-  at::Tensor x = run_blocks(blocks, trunk_blocks, blocks.size(), input, state);
-  x = head_norm(x);
-  at::silu_(x);
-  return head_conv(x, state);
+  const at::Tensor x = run_blocks(blocks, trunk_blocks, blocks.size(), input, state);
+  return norm_silu_conv(head_norm, head_conv, x, state);
 }
 
 at::Tensor Graph::forward(const at::Tensor& input, StreamState& state) const {
   if (is_decoder) return branch(trunk(input, state), state);
-  at::Tensor x = run_blocks(blocks, 0, blocks.size(), conv_in(input, state), state);
-  x = head_norm(x);
-  at::silu_(x);
-  return outer.plain(head_conv(x, state));
+  const at::Tensor x = run_blocks(blocks, 0, blocks.size(), conv_in(input, state), state);
+  return outer.plain(norm_silu_conv(head_norm, head_conv, x, state));
 }
 
 namespace {
@@ -190,8 +232,8 @@ namespace {
 // Reads tensors of one graph, checking shapes against the widths seen so far.
 class Builder {
  public:
-  Builder(const WeightStore& w, at::Device device, at::ScalarType dtype)
-      : w_(w), device_(device), dtype_(dtype) {}
+  Builder(const WeightStore& w, at::Device device, at::ScalarType dtype, bool channels_last)
+      : w_(w), device_(device), dtype_(dtype), channels_last_(channels_last) {}
 
   bool has(const std::string& name) const { return w_.contains(name); }
 
@@ -203,6 +245,13 @@ class Builder {
     return t;
   }
   at::Tensor load(const at::Tensor& t) const { return t.to(device_, dtype_).contiguous(); }
+  // Conv weights in the activations' layout (else cuDNN would convert them on every call).
+  at::Tensor load_conv(const at::Tensor& t) const {
+    if (!channels_last_) return load(t);
+    return t.to(device_, dtype_)
+        .contiguous(t.dim() == 5 ? at::MemoryFormat::ChannelsLast3d
+                                 : at::MemoryFormat::ChannelsLast);
+  }
 
   void expect_channels(const std::string& name, int64_t dim, int64_t expected) const {
     const at::Tensor& t = w_.get(name);
@@ -220,7 +269,7 @@ class Builder {
     if (in_channels >= 0) expect_channels(prefix + ".weight", 1, in_channels);
     const at::Tensor& bias = raw(prefix + ".bias", 1);
     expect_channels(prefix + ".bias", 0, weight.size(0));
-    Conv3d c{load(weight), load(bias), time_pad, stride_t, -1, {}};
+    Conv3d c{load_conv(weight), load(bias), time_pad, stride_t, -1, {}};
     if (cached) c.slot = slot_count++;
     if (device_.is_cpu())
       for (int64_t k = 0; k < weight.size(2); ++k)
@@ -233,12 +282,12 @@ class Builder {
     expect_channels(prefix + ".weight", 1, in_channels);
     const at::Tensor& bias = raw(prefix + ".bias", 1);
     expect_channels(prefix + ".bias", 0, weight.size(0));
-    return {load(weight), load(bias)};
+    return {load_conv(weight), load(bias)};
   }
   RmsNorm norm(const std::string& name, int64_t channels, int64_t dims) {
     const at::Tensor& gamma = raw(name, dims);
     expect_channels(name, 0, channels);
-    return {load(gamma.to(at::kFloat) * std::sqrt(double(channels)))};
+    return {load(gamma.to(at::kFloat) * std::sqrt(double(channels))), load(gamma.reshape({-1}))};
   }
 
   ResidualBlock residual(const std::string& p, int64_t in) {
@@ -318,15 +367,17 @@ class Builder {
   const WeightStore& w_;
   at::Device device_;
   at::ScalarType dtype_;
+  bool channels_last_ = false;
 };
 
 }  // namespace
 
 Graph build_graph(const WeightStore& weights, bool is_decoder, at::Device device,
-                  at::ScalarType dtype) {
-  Builder b(weights, device, dtype);
+                  at::ScalarType dtype, bool channels_last) {
+  Builder b(weights, device, dtype, channels_last);
   Graph g;
   g.is_decoder = is_decoder;
+  g.channels_last = channels_last;
   const std::string root = is_decoder ? "decoder" : "encoder";
   if (!b.has(root + ".conv1.weight"))
     throw WeightError(fmt::format("{}: '{}.conv1.weight' is missing: not a Wan VAE {}",

@@ -39,12 +39,25 @@ struct Conv3d {
   std::vector<at::Tensor> taps;
   // Causal conv over x continuing the sequence remembered in `slot` (updated).
   at::Tensor operator()(const at::Tensor& x, StreamState& state) const;
+  // The same in two steps, so the layer before can write its output straight into the conv's
+  // input (no copy): begin() lays out [zero frames | remembered frames | `frames` new ones] and
+  // returns the new frames' place; finish() remembers the last frames and convolves.
+  struct CausalInput {
+    at::Tensor buffer;        // [B, C, front + cached + frames, H, W]
+    at::Tensor fresh;         // the last `frames` frames of buffer, for the caller to fill
+    int64_t zero_frames = 0;  // padding in front (not remembered)
+  };
+  CausalInput begin(const at::Tensor& like, int64_t frames, StreamState& state) const;
+  at::Tensor finish(const CausalInput& input, StreamState& state) const;
   // Stateless pointwise / plain use.
   at::Tensor plain(const at::Tensor& x) const;
 };
 
 struct RmsNorm {
-  at::Tensor gain;  // gamma * sqrt(C), broadcastable to the input
+  at::Tensor gain;   // gamma * sqrt(C), broadcastable to the input
+  at::Tensor gamma;  // [C], for channels-last input
+  // x / max(||x||, 1e-12) * gain over the channels. Channels-last input: ATen's rms_norm over
+  // the innermost dimension (x / rms(x) * gamma, the same map), one pass instead of three.
   at::Tensor operator()(const at::Tensor& x) const;
 };
 
@@ -82,6 +95,10 @@ struct Graph {
   Conv3d head_conv;
   int slot_count = 0;
   bool is_decoder = true;
+  // Activations in channels-last (N, T, H, W, C) order, cuDNN's native layout for its
+  // tensor-core convolutions: the conv weights are stored that way and the input is converted
+  // once on entry; every layer keeps the layout of its input.
+  bool channels_last = false;
 
   // Decoder: x [1, z, T, h, w] (de-normalised latents) -> [1, 3, N, H, W].
   // Encoder: x [1, 3, T, H, W] -> [1, 2z, T', h, w] (after conv1).
@@ -95,8 +112,9 @@ struct Graph {
 };
 
 // Builds the graph of `decoder.*` (is_decoder) or `encoder.*` from the weights, converting to
-// the device and dtype. WeightError names the first missing or mis-shaped tensor.
+// the device and dtype (conv weights channels-last when `channels_last`). WeightError names the
+// first missing or mis-shaped tensor.
 Graph build_graph(const WeightStore& weights, bool is_decoder, at::Device device,
-                  at::ScalarType dtype);
+                  at::ScalarType dtype, bool channels_last = false);
 
 }  // namespace longlive::wan_vae
