@@ -72,6 +72,16 @@ bool ImGuiLayer::initialize_gl() {
   return gl_ready_;
 }
 
+void ImGuiLayer::warm_up(QSize size) {
+  if (!gl_ready_) return;
+  new_frame(size, 1.0);
+  ImGui::SetNextWindowPos(ImVec2(0, 0));
+  ImGui::Begin("warm-up", nullptr, ImGuiWindowFlags_NoSavedSettings);
+  ImGui::TextUnformatted("LongLive Studio");
+  ImGui::End();
+  render();
+}
+
 void ImGuiLayer::shutdown_gl() {
   if (!gl_ready_) return;
   make_current();

@@ -25,6 +25,11 @@ class ImGuiLayer {
   // With the widget's context current. Returns false (and the layer stays off) when the GL
   // backend cannot start, e.g. a context older than OpenGL 3.0.
   bool initialize_gl();
+  // Draws one throw-away frame into the current framebuffer (the next paint clears it): the first
+  // overlay frame builds ImGui's GL objects and font texture, and a software rasteriser
+  // (llvmpipe) compiles its shaders on the first draw, ~40 ms of the UI thread. Paid when the
+  // view's GL starts rather than when F1 is first pressed mid-stream.
+  void warm_up(QSize size);
   void shutdown_gl();
   bool ready() const { return gl_ready_; }
 

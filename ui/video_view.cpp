@@ -125,7 +125,7 @@ void VideoView::advance() {
 }
 
 void VideoView::initializeGL() {
-  imgui_->initialize_gl();
+  if (imgui_->initialize_gl()) imgui_->warm_up(size());
   init_frame_program();
   // A widget moved to another top-level window gets a new context: release ours first.
   connect(context(), &QOpenGLContext::aboutToBeDestroyed, this, [this] {
