@@ -4,11 +4,13 @@
 #include <QApplication>
 #include <QDir>
 #include <QElapsedTimer>
+#include <QEventLoop>
 #include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QTest>
+#include <QTime>
 #include <QTimer>
 
 #include <algorithm>
@@ -27,11 +29,47 @@ namespace longlive::ui {
 namespace {
 
 // Waits (spinning the event loop) until `done` or the timeout.
-bool wait_until(const std::function<bool()>& done, int timeout_ms) {
-  QElapsedTimer t;
-  t.start();
-  while (!done() && t.elapsed() < timeout_ms) QTest::qWait(20);
+// Runs the application's event loop as normal use does, until done() holds or the timeout;
+// on_poll runs every 20 ms. (QTest::qWait sleeps between its passes over the events, and those
+// sleeps would show up on the stall meter as the app's own.)
+bool run_events_until(const std::function<bool()>& done, int timeout_ms,
+                      const std::function<void()>& on_poll = {}) {
+  if (done()) return true;
+  QEventLoop loop;
+  QTimer poll;
+  poll.setInterval(20);
+  QObject::connect(&poll, &QTimer::timeout, &loop, [&] {
+    if (on_poll) on_poll();
+    if (done()) loop.quit();
+  });
+  QTimer deadline;
+  deadline.setSingleShot(true);
+  QObject::connect(&deadline, &QTimer::timeout, &loop, &QEventLoop::quit);
+  poll.start();
+  deadline.start(timeout_ms);
+  loop.exec();
   return done();
+}
+
+bool wait_until(const std::function<bool()>& done, int timeout_ms) {
+  return run_events_until(done, timeout_ms);
+}
+
+void run_events_for(int ms) {
+  run_events_until([] { return false; }, ms);
+}
+
+// A person's click or key press: down, ~80 ms, up, with the event loop running in between (QTest's
+// clicks send both at once, so the two repaints they cause land in one tick of the stall meter).
+void click(QWidget* target) {
+  QTest::mousePress(target, Qt::LeftButton);
+  run_events_for(80);
+  QTest::mouseRelease(target, Qt::LeftButton);
+}
+void press_key(QWidget* target, Qt::Key key, Qt::KeyboardModifiers modifiers = Qt::NoModifier) {
+  QTest::keyPress(target, key, modifiers);
+  run_events_for(80);
+  QTest::keyRelease(target, key, modifiers);
 }
 
 // Like wait_until, and returns the most CPU time the UI thread spent between two polls (20 ms
@@ -43,15 +81,12 @@ double max_ui_busy_ms_while_waiting(const std::function<bool()>& done, int timeo
     return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 +
            (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
   };
-  QElapsedTimer t;
-  t.start();
   double worst = 0, last = cpu_ms();
-  while (!done() && t.elapsed() < timeout_ms) {
-    QTest::qWait(20);
+  run_events_until(done, timeout_ms, [&] {
     const double now = cpu_ms();
     worst = std::max(worst, now - last);
     last = now;
-  }
+  });
   return worst;
 }
 
@@ -125,6 +160,7 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   auto phase_stalls = std::make_shared<QJsonObject>();  // longest stall per phase
   auto max_busy = std::make_shared<double>(0);          // most UI-thread CPU time within one gap
   auto busy_phase = std::make_shared<QString>();
+  auto long_gaps = std::make_shared<QJsonArray>();  // gaps over 25 ms
   QObject::connect(meter, &QTimer::timeout, [=] {
     const double gap = static_cast<double>(clock->restart()) - 10.0;
     rusage now{};
@@ -146,8 +182,16 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
       (*stall_detail)["involuntary_switches"] =
           static_cast<double>(now.ru_nivcsw - last_usage->ru_nivcsw);
     }
-    *last_usage = now;
     if (gap > (*phase_stalls)[*phase].toDouble()) (*phase_stalls)[*phase] = gap;
+    // Every long gap with its wall-clock time, to line it up with the log.
+    if (gap > 25 && long_gaps->size() < 64)
+      long_gaps->append(QJsonObject{
+          {"at", QTime::currentTime().toString("HH:mm:ss.zzz")},
+          {"gap_ms", gap},
+          {"phase", *phase},
+          {"ui_thread_cpu_ms", busy},
+          {"voluntary_switches", static_cast<double>(now.ru_nvcsw - last_usage->ru_nvcsw)}});
+    *last_usage = now;
   });
 
   QJsonObject report;
@@ -213,7 +257,7 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   settings.folder = out_dir;
   rc->set_settings(settings);
   const std::string recorded_preset = w->preset_box()->currentText().toStdString();
-  QTest::keyClick(w, Qt::Key_R, Qt::ControlModifier);  // the Record shortcut
+  press_key(w, Qt::Key_R, Qt::ControlModifier);  // the Record shortcut
   check("recording_started",
         wait_until([&] { return rc->recording() && !rc->live().opening(); }, 30000) &&
             rc->record_button()->isChecked());
@@ -223,7 +267,7 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
 
   w->prompt_edit()->clear();
   QTest::keyClicks(w->prompt_edit(), "a blue whale in the deep ocean");
-  QTest::keyClick(w->prompt_edit(), Qt::Key_Return);
+  press_key(w->prompt_edit(), Qt::Key_Return);
   check("switch_reached_engine",
         wait_until([&] { return w->view()->current().prompt == "a blue whale in the deep ocean"; },
                    90000));
@@ -240,11 +284,11 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   // re-cache of the switch) and the latency plot with the switch marked; input reaches it.
   *phase = "overlay";
   const int64_t blocks_at_overlay = w->engine_stats().blocks;
-  QTest::keyClick(w, Qt::Key_F1);
+  press_key(w, Qt::Key_F1);
   check("overlay_visible", w->view()->overlay_visible());
   wait_until([&] { return w->engine_stats().blocks > blocks_at_overlay; }, 90000);
   QTest::mouseMove(w->view(), QPoint(120, 160));
-  QTest::qWait(300);
+  run_events_for(300);
   const OverlayReport overlay = w->view()->overlay_report();
   report["overlay_vertices"] = w->view()->overlay_vertices();
   report["overlay_regions"] = overlay.regions;
@@ -262,11 +306,11 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   clock->restart();
   getrusage(RUSAGE_THREAD, last_usage.get());
   meter->start();
-  QTest::keyClick(w, Qt::Key_F1);
+  press_key(w, Qt::Key_F1);
   check("overlay_hidden", !w->view()->overlay_visible());
 
   *phase = "stop recording";
-  QTest::mouseClick(rc->record_button(), Qt::LeftButton);
+  click(rc->record_button());
   check("recording_stopped", !rc->recording());
   *phase = "finishing the recording";
   check("recording_finished", wait_until([&] { return recorded->done; }, 60000));
@@ -294,15 +338,15 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
     check("latency_history_survives_preset_change",
           turbo < 0 || (s.history.preset_changes() == 1 && s.history.prompt_switches() >= 1 &&
                         static_cast<int64_t>(s.history.size()) > s.blocks && s.last_switch_ms > 0));
-    QTest::keyClick(w, Qt::Key_F1);
-    QTest::qWait(300);  // a few frames painted with the overlay
+    press_key(w, Qt::Key_F1);
+    run_events_for(300);  // a few frames painted with the overlay
     const OverlayReport o = w->view()->overlay_report();
     report["overlay_preset_markers"] = o.preset_markers;
     report["overlay_plotted_blocks_after_preset_change"] = o.plotted_blocks;
     check("overlay_marks_the_preset_change",
           turbo < 0 || (o.preset_markers == 1 && o.switch_markers >= 1 &&
                         o.plotted_blocks > static_cast<int>(s.blocks)));
-    QTest::keyClick(w, Qt::Key_F1);
+    press_key(w, Qt::Key_F1);
   }
   *phase = "performing";
   // Performing (still measured): Enter starts a 3-block transition from the prompt box, Ctrl+Enter
@@ -315,19 +359,19 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   w->transition_controls()->length_box()->setValue(3);
   w->prompt_edit()->clear();
   QTest::keyClicks(w->prompt_edit(), "a green forest at dawn");
-  QTest::keyClick(w->prompt_edit(), Qt::Key_Return);
+  press_key(w->prompt_edit(), Qt::Key_Return);
   check("transition_reached_engine",
         shown("a green forest at dawn") &&
             wait_until([&] { return w->engine_stats().history.transition_blocks() > 0; }, 90000));
   w->prompt_edit()->clear();
   QTest::keyClicks(w->prompt_edit(), "a snowy mountain");
-  QTest::keyClick(w->prompt_edit(), Qt::Key_Return, Qt::ControlModifier);
+  press_key(w->prompt_edit(), Qt::Key_Return, Qt::ControlModifier);
   check("cut_reached_engine", shown("a snowy mountain"));
   w->blend_list()->row_text(0)->setText("a red fox");
   w->blend_list()->row_weight(0)->setValue(25);
   w->blend_list()->row_text(1)->setText("a blue whale");
   w->blend_list()->row_weight(1)->setValue(75);
-  QTest::mouseClick(w->blend_list()->blend_button(), Qt::LeftButton);
+  click(w->blend_list()->blend_button());
   check("blend_reached_engine", shown("0.25 a red fox + 0.75 a blue whale"));
   check("prompt_set_round_trip", w->save_prompt_set_to(out_dir + "/prompt_set.json") &&
                                      w->load_prompt_set_from(out_dir + "/prompt_set.json") &&
@@ -337,34 +381,22 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   report["max_event_loop_stall_phase"] = *stall_phase;
   report["max_event_loop_stall_detail"] = *stall_detail;
   report["max_event_loop_stall_by_phase"] = *phase_stalls;
+  report["event_loop_gaps_over_25ms"] = *long_gaps;
   // Our own work on the UI thread (CPU time between two ticks) must stay short on any machine.
   report["max_ui_thread_busy_ms"] = *max_busy;
   report["max_ui_thread_busy_phase"] = *busy_phase;
   check("ui_busy_under_50ms", *max_busy < 50.0);
-  // Wall-clock stalls also count the time the UI thread waits for a CPU, software GL (llvmpipe)
-  // and the X server: on an overloaded machine they measure the machine, so the check is only
-  // made when the load leaves a core free (LONGLIVE_GUI_STRICT_STALL=1 forces it).
+  // The wall clock also counts the time the UI thread waits for a CPU, the X server and the GL
+  // rasteriser (llvmpipe under Xvfb shares the cores with the CPU engine): held to 50 ms too.
+  // What keeps it there on two cores: the engine's worker under SCHED_IDLE
+  // (EngineOptions::yield_cpu), the live recorder on one encoder thread, and the overlay's GL
+  // warmed when the view starts. The load average is reported to read a failure by.
   double load[1] = {0};
   getloadavg(load, 1);
   const double cores = std::max(1u, std::thread::hardware_concurrency());
   report["load_average_per_core"] = load[0] / cores;
-  // With software GL (llvmpipe under Xvfb) every frame's upload and draw runs on the same two
-  // cores as the CPU engine, so the wall clock measures the machine: there a hang (> 250 ms)
-  // fails and 50 ms is reported. With a hardware GL, or LONGLIVE_GUI_STRICT_STALL=1, 50 ms is
-  // enforced whenever the load leaves a core free.
-  const bool strict = qEnvironmentVariableIsSet("LONGLIVE_GUI_STRICT_STALL");
-  const bool software_gl = qEnvironmentVariable("LIBGL_ALWAYS_SOFTWARE") == "1";
-  if (strict || (!software_gl && load[0] / cores < 1.0)) {
-    check("ui_responsive_under_50ms", *stall < 50.0);
-  } else {
-    report["ui_responsive_under_50ms"] =
-        QString("reported, not enforced: %1 ms with %2, load average %3 on %4 cores")
-            .arg(*stall)
-            .arg(software_gl ? "software GL" : "no core free")
-            .arg(load[0], 0, 'f', 1)
-            .arg(cores);
-    check("ui_no_hang_over_250ms", *stall < 250.0);
-  }
+  report["software_gl"] = qEnvironmentVariable("LIBGL_ALWAYS_SOFTWARE") == "1";
+  check("ui_responsive_under_50ms", *stall < 50.0);
 
   try {
     const DecodedVideo video = read_video(recorded->path.toStdString(), false);
@@ -421,7 +453,7 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   check("timeline_valid", timeline_ok);
 
   // Export dialog: the session's frames to an MP4, every frame, prompts as chapters.
-  QTest::qWait(300);  // let the last frames of the stopped block arrive
+  run_events_for(300);  // let the last frames of the stopped block arrive
   const int64_t session_frames = rc->session().size();
   rc->open_export_dialog();
   ExportDialog* dialog = rc->export_dialog();

@@ -45,10 +45,10 @@ struct BenchArgs {
   std::string fp8_attention = "preset";
   int profile_blocks = 3;
   int drift_blocks = 0;
-  bool cudnn_benchmark = false;
+  std::string cudnn_search = "default";
   std::string decoder_layout = "best";
   bool decoder_only = false;
-  bool decoder_fused_conv = false;
+  std::string decoder_fused_conv = "on";
 };
 
 struct Summary {
@@ -115,7 +115,15 @@ int run(const BenchArgs& a) {
   o.latent_height = height / 8;
   o.latent_width = width / 8;
   o.runtime.attention = parse_attention_backend(a.attention);
-  at::globalContext().setBenchmarkCuDNN(a.cudnn_benchmark);
+  // cuDNN's algorithm search is process-wide: "default" leaves it to the decoders (the Wan VAE
+  // turns it on), on/off force it for every convolution.
+  if (a.cudnn_search != "default" && a.cudnn_search != "on" && a.cudnn_search != "off")
+    throw ConfigError(
+        fmt::format("--cudnn-search '{}': expected default, on or off", a.cudnn_search));
+  if (a.cudnn_search != "default") at::globalContext().setBenchmarkCuDNN(a.cudnn_search == "on");
+  if (a.decoder_fused_conv != "on" && a.decoder_fused_conv != "off")
+    throw ConfigError(
+        fmt::format("--decoder-fused-conv '{}': expected on or off", a.decoder_fused_conv));
   if (a.fused == "on" || a.fused == "off") {
     o.runtime.fused_kernels = a.fused == "on";
   } else if (a.fused != "preset") {
@@ -215,12 +223,13 @@ int run(const BenchArgs& a) {
     if (a.decoder == "taehv")
       return make_taehv_decoder(
           make_random_taehv_weights(5),
-          {device, device.is_cpu() ? at::kFloat : at::kHalf, layout, a.decoder_fused_conv});
+          {device, device.is_cpu() ? at::kFloat : at::kHalf, layout, a.decoder_fused_conv == "on"});
     const WanVaeConfig c = a.random == "tiny" ? WanVaeConfig::tiny() : WanVaeConfig::wan_2_1();
     WanVaeDecoderOptions wo;
     wo.device = device;
     wo.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
     wo.layout = layout;
+    if (a.cudnn_search != "default") wo.cudnn_search = a.cudnn_search == "on";
     return std::make_unique<WanVaeDecoder>(make_random_wan_vae_weights(c, 5, false), wo);
   };
   if (a.decoder != "none") {
@@ -265,9 +274,9 @@ int run(const BenchArgs& a) {
   const double video_frames_per_block = 4.0 * o.frames_per_block;
   const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
 
-  std::cout << fmt::format("preset {} | {}x{} | {} | {} | blocks {} (+{} warm-up){}{}\n",
-                           preset.name, height, width, device.str(), c10::toString(o.dtype),
-                           a.blocks, a.warmup,
+  std::cout << fmt::format("preset {} | {}x{} | {} ({}) | {} | blocks {} (+{} warm-up){}{}\n",
+                           preset.name, height, width, device_name(device), device.str(),
+                           c10::toString(o.dtype), a.blocks, a.warmup,
                            generator.fp8_linears_active() ? " | fp8 linears" : "",
                            generator.fp8_attention_active() ? " | fp8 attention" : "");
   if (a.decoder_only)
@@ -341,8 +350,9 @@ int run(const BenchArgs& a) {
                         {"decoder", a.decoder},
                         {"decoder_layout", a.decoder_layout},
                         {"decoder_only", a.decoder_only},
-                        {"decoder_fused_conv", a.decoder_fused_conv},
-                        {"cudnn_benchmark", a.cudnn_benchmark},
+                        {"decoder_fused_conv", a.decoder_fused_conv == "on"},
+                        {"cudnn_search", a.cudnn_search},
+                        {"gpu", device_name(device)},
                         {a.decoder == "wan" ? "wan_vae_decode" : "taehv_decode", to_json(decode)},
                         {"pipeline_block", to_json(pipeline)},
                         {"text_encode", to_json(text)},
@@ -387,10 +397,12 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_flag("--text-encoder", a->text_encoder, "Also time one umT5 forward over 512 tokens");
   cmd->add_option("--attention", a->attention,
                   "Attention backend: auto, cudnn, flash, efficient, math");
-  cmd->add_flag("--cudnn-benchmark", a->cudnn_benchmark,
-                "Let cuDNN time its conv algorithms on first use (decoders)");
-  cmd->add_flag("--decoder-fused-conv", a->decoder_fused_conv,
-                "TAEHV: conv + bias + ReLU (+ residual) as one cuDNN call");
+  cmd->add_option("--cudnn-search", a->cudnn_search,
+                  "cuDNN's conv algorithm search (process-wide): default (the decoders decide; the "
+                  "Wan VAE turns it on), on or off");
+  cmd->add_option("--decoder-fused-conv", a->decoder_fused_conv,
+                  "TAEHV on the GPU: conv + bias + ReLU (+ residual) as one cuDNN call: on "
+                  "(default) or off");
   cmd->add_flag("--decoder-only", a->decoder_only,
                 "Time only the decoder (latents from a tiny random DiT at the same size)");
   cmd->add_option("--decoder-layout", a->decoder_layout,

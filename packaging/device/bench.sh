@@ -52,12 +52,13 @@ run low_memory --preset low_memory --random full --blocks 10 --warmup 2 --profil
 # algorithm search; one process each, as cuDNN caches its plan choice per shape.
 dec="--preset balanced --decoder-only --blocks 1 --warmup 0 --profile-blocks 0"
 # TAEHV also with conv + bias + ReLU (+ residual) fused into one cuDNN call.
+# (Defaults: TAEHV channels-last + fused, no search; Wan VAE channels-last + search.)
 for v in taehv taehv_fused wan_vae; do
-  d=taehv; extra=""
+  d=taehv; extra="--decoder-fused-conv off"
   [ $v = wan_vae ] && d=wan
-  [ $v = taehv_fused ] && extra=--decoder-fused-conv
-  run ${v}_contiguous $dec --decoder $d --decoder-layout contiguous $extra
-  run ${v}_channels_last $dec --decoder $d --decoder-layout channels_last $extra
-  run ${v}_contiguous_cudnn_search $dec --decoder $d --decoder-layout contiguous --cudnn-benchmark $extra
-  run ${v}_channels_last_cudnn_search $dec --decoder $d --decoder-layout channels_last --cudnn-benchmark $extra
+  [ $v = taehv_fused ] && extra="--decoder-fused-conv on"
+  for layout in contiguous channels_last; do
+    run ${v}_$layout $dec --decoder $d --decoder-layout $layout --cudnn-search off $extra
+    run ${v}_${layout}_cudnn_search $dec --decoder $d --decoder-layout $layout --cudnn-search on $extra
+  done
 done

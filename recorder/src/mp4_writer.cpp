@@ -1,5 +1,7 @@
 #include "mp4_writer.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 extern "C" {
@@ -94,6 +96,7 @@ void Mp4Writer::open_encoder() {
     codec_->framerate = AVRational{config_.fps, 1};
     codec_->pix_fmt = AV_PIX_FMT_YUV420P;
     codec_->gop_size = config_.gop_frames;
+    codec_->thread_count = std::max(config_.threads, 0);
     codec_->max_b_frames = 0;  // packets leave in order, so each fragment closes at once
     codec_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     // BT.709 limited range, tagged, so players convert back with the matrix we used.

@@ -26,6 +26,7 @@ struct EncoderConfig {
   std::string codec = "auto";
   int gop_frames = 16;
   std::map<std::string, std::string> metadata;
+  int threads = 0;  // 0 = FFmpeg's choice
 };
 
 class Mp4Writer {

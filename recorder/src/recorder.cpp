@@ -3,6 +3,9 @@
 #include "longlive/recorder.h"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <cstring>
@@ -137,6 +140,10 @@ struct Recorder::Impl {
   }
 
   void run() {
+    // Below the UI and the engine in the CPU scheduler: this thread has a queue to absorb a
+    // delay, the live view has a frame deadline. On an idle machine nothing changes.
+    if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 5) != 0)
+      log::debug("recorder: could not lower the encoder thread's priority");
     for (;;) {
       QueuedFrame next;
       {
@@ -280,8 +287,8 @@ Recorder::Recorder(RecorderOptions options) : impl_(std::make_unique<Impl>()) {
   auto& o = impl_->options_;
   o = std::move(options);
   if (o.queue_frames < 1) o.queue_frames = 1;
-  detail::EncoderConfig config{o.path, o.width, o.height,     o.fps,
-                               o.crf,  o.codec, o.gop_frames, o.metadata};
+  detail::EncoderConfig config{o.path,       o.width,    o.height,         o.fps, o.crf, o.codec,
+                               o.gop_frames, o.metadata, o.encoder_threads};
   if (!config.metadata.count("comment")) config.metadata["comment"] = session_comment(o);
   impl_->writer_ = std::make_unique<detail::Mp4Writer>(config);
   impl_->codec_name_ = impl_->writer_->codec_name();

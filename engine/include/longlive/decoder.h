@@ -22,7 +22,7 @@ struct DecoderOptions {
   DecoderLayout layout = DecoderLayout::best;
   // CUDA: a convolution with its bias, ReLU (and residual add) as one cuDNN call where the
   // decoder has that pattern (TAEHV). Same math; ignored on the CPU.
-  bool fused_conv = false;
+  bool fused_conv = true;
 };
 
 // Whether a decoder runs channels-last, given the layout measured fastest for it on the GPU.

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 
 namespace longlive {
 
@@ -27,6 +28,8 @@ struct DeviceMemory {
   double peak_reserved_gib = 0;
 };
 DeviceMemory device_memory(at::Device device);
+// The GPU's product name ("NVIDIA H200"), "CPU" for the CPU.
+std::string device_name(at::Device device);
 void reset_peak_memory(at::Device device);
 void synchronize(at::Device device);
 

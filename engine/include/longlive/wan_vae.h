@@ -42,6 +42,10 @@ struct WanVaeDecoderOptions : DecoderOptions {
   // Latent frames per decoder pass inside one decode() call (0: the whole block in one pass).
   // The feature cache makes any split exact; smaller passes bound peak activation memory.
   int64_t latent_frames_per_pass = 0;
+  // CUDA: let cuDNN time its convolution algorithms on the first use of each shape instead of
+  // taking its heuristic pick (139 vs 160 ms per block on an H200). A process-wide ATen setting:
+  // once a decoder turns it on it stays on. The first decode of each shape pays the search.
+  bool cudnn_search = true;
 };
 
 // Streaming decoder: decode() on consecutive blocks after reset() equals decoding the whole video

@@ -6,6 +6,7 @@
 
 #ifdef LONGLIVE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace longlive {
@@ -63,6 +64,16 @@ DeviceMemory device_memory(at::Device device) {
   }
 #endif
   return m;
+}
+
+std::string device_name(at::Device device) {
+#ifdef LONGLIVE_WITH_CUDA
+  cudaDeviceProp properties{};
+  if (device.is_cuda() &&
+      cudaGetDeviceProperties(&properties, device.index() < 0 ? 0 : device.index()) == cudaSuccess)
+    return properties.name;
+#endif
+  return device.is_cpu() ? "CPU" : device.str();
 }
 
 void reset_peak_memory(at::Device device) {

@@ -47,7 +47,10 @@ struct RecorderOptions {
   // auto (h264_nvenc when it opens, else libx264), libx264, h264_nvenc, libx265, hevc_nvenc.
   std::string codec = "auto";
   int queue_frames = 48;  // frames buffered before push() blocks
-  int gop_frames = 16;    // keyframe interval = fragment length (1 s at 16 fps)
+  // Encoder threads; 0 = FFmpeg's choice (about one per core). A live recording uses 1: 16 fps
+  // at 480p is a fraction of one core, and the live view keeps the other cores.
+  int encoder_threads = 0;
+  int gop_frames = 16;  // keyframe interval = fragment length (1 s at 16 fps)
   // On a clean finish(), remux into a non-fragmented MP4 with the index up front and the prompts
   // as chapters. Off: the file stays fragmented (still playable everywhere FFmpeg plays).
   bool faststart = true;
