@@ -104,8 +104,6 @@ int run(const BenchArgs& a) {
   if (a.decoder_only && a.decoder == "none")
     throw ConfigError("--decoder-only needs --decoder taehv or wan");
   o.model = a.random == "tiny" || a.decoder_only ? WanConfig::tiny() : WanConfig::wan_1_3b();
-  if (a.random != "tiny" && a.random != "full")
-    throw ConfigError("--random: expected full or tiny");
   o.apply(preset);
   o.device = device;
   o.dtype = device.is_cpu() ? at::kFloat
@@ -116,30 +114,11 @@ int run(const BenchArgs& a) {
   o.latent_width = width / 8;
   o.runtime.attention = parse_attention_backend(a.attention);
   // cuDNN's algorithm search is process-wide: "default" leaves it to the decoders (the Wan VAE
-  // turns it on), on/off force it for every convolution.
-  if (a.cudnn_search != "default" && a.cudnn_search != "on" && a.cudnn_search != "off")
-    throw ConfigError(
-        fmt::format("--cudnn-search '{}': expected default, on or off", a.cudnn_search));
+  // turns it on), on/off force it for every convolution. (CLI11 checked every switch's value.)
   if (a.cudnn_search != "default") at::globalContext().setBenchmarkCuDNN(a.cudnn_search == "on");
-  if (a.decoder_fused_conv != "on" && a.decoder_fused_conv != "off")
-    throw ConfigError(
-        fmt::format("--decoder-fused-conv '{}': expected on or off", a.decoder_fused_conv));
-  if (a.fused == "on" || a.fused == "off") {
-    o.runtime.fused_kernels = a.fused == "on";
-  } else if (a.fused != "preset") {
-    throw ConfigError(fmt::format("--fused '{}': expected preset, on or off", a.fused));
-  }
-  if (a.fp8_attention == "on" || a.fp8_attention == "off") {
-    o.runtime.fp8_attention = a.fp8_attention == "on";
-  } else if (a.fp8_attention != "preset") {
-    throw ConfigError(
-        fmt::format("--fp8-attention '{}': expected preset, on or off", a.fp8_attention));
-  }
-  if (a.cuda_graphs == "on" || a.cuda_graphs == "off") {
-    o.runtime.cuda_graphs = a.cuda_graphs == "on";
-  } else if (a.cuda_graphs != "preset") {
-    throw ConfigError(fmt::format("--cuda-graphs '{}': expected preset, on or off", a.cuda_graphs));
-  }
+  if (a.fused != "preset") o.runtime.fused_kernels = a.fused == "on";
+  if (a.fp8_attention != "preset") o.runtime.fp8_attention = a.fp8_attention == "on";
+  if (a.cuda_graphs != "preset") o.runtime.cuda_graphs = a.cuda_graphs == "on";
 
   log::info("bench: preset {}, {}x{}, {} weights, device {}, dtype {}", preset.name, height, width,
             a.random, device.str(), c10::toString(o.dtype));
@@ -209,14 +188,7 @@ int run(const BenchArgs& a) {
       {"best", DecoderLayout::best},
       {"contiguous", DecoderLayout::contiguous},
       {"channels_last", DecoderLayout::channels_last}};
-  if (!layouts.count(a.decoder_layout))
-    throw ConfigError(
-        fmt::format("--decoder-layout '{}': expected best, contiguous or "
-                    "channels_last",
-                    a.decoder_layout));
   const DecoderLayout layout = layouts.at(a.decoder_layout);
-  if (a.decoder != "none" && a.decoder != "taehv" && a.decoder != "wan")
-    throw ConfigError(fmt::format("--decoder '{}': expected taehv, wan or none", a.decoder));
   // Random decoder weights: TAEHV has one size; the Wan VAE follows --random (full = the
   // released 2.1 VAE, decoder only). Both run in half precision on the GPU.
   auto make_decoder = [&]() -> std::unique_ptr<StreamingDecoder> {
@@ -382,7 +354,8 @@ const Registrar kBench("bench", [](CLI::App& root) {
   auto a = std::make_shared<BenchArgs>();
   cmd->add_option("--preset", a->preset, "Preset name");
   cmd->add_option("--presets-dir", a->presets_dir, "Preset folder");
-  cmd->add_option("--random", a->random, "Random weights: full (1.3B config) or tiny");
+  cmd->add_option("--random", a->random, "Random weights: full (1.3B config) or tiny")
+      ->check(CLI::IsMember({"full", "tiny"}));
   cmd->add_option("--device", a->device, "auto, cpu or cuda");
   cmd->add_option("--height", a->height, "Video height");
   cmd->add_option("--width", a->width, "Video width");
@@ -393,28 +366,34 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_option("--json", a->json, "Write results as JSON here");
   cmd->add_option("--decoder", a->decoder,
                   "Also time a decoder per block: taehv, wan or none (wan: real-size Wan VAE with "
-                  "--random full)");
+                  "--random full)")
+      ->check(CLI::IsMember({"none", "taehv", "wan"}));
   cmd->add_flag("--text-encoder", a->text_encoder, "Also time one umT5 forward over 512 tokens");
   cmd->add_option("--attention", a->attention,
                   "Attention backend: auto, cudnn, flash, efficient, math");
   cmd->add_option("--cudnn-search", a->cudnn_search,
-                  "cuDNN's conv algorithm search (process-wide): default (the decoders decide; the "
-                  "Wan VAE turns it on), on or off");
+                  "cuDNN's conv algorithm search (process-wide): default (the decoders decide, "
+                  "the Wan VAE turns it on), on or off")
+      ->check(CLI::IsMember({"default", "on", "off"}));
   cmd->add_option("--decoder-fused-conv", a->decoder_fused_conv,
                   "TAEHV on the GPU: conv + bias + ReLU (+ residual) as one cuDNN call: on "
-                  "(default) or off");
+                  "(default) or off")
+      ->check(CLI::IsMember({"on", "off"}));
   cmd->add_flag("--decoder-only", a->decoder_only,
                 "Time only the decoder (latents from a tiny random DiT at the same size)");
   cmd->add_option("--decoder-layout", a->decoder_layout,
                   "Decoder activation layout on the GPU: best (measured per decoder), contiguous "
-                  "or channels_last");
-  cmd->add_option("--fused", a->fused,
-                  "Fused CUDA kernels: preset (as the preset says), on or off");
+                  "or channels_last")
+      ->check(CLI::IsMember({"best", "contiguous", "channels_last"}));
+  cmd->add_option("--fused", a->fused, "Fused CUDA kernels: preset (as the preset says), on or off")
+      ->check(CLI::IsMember({"preset", "on", "off"}));
   cmd->add_option("--fp8-attention", a->fp8_attention,
                   "cuDNN FP8 self-attention over an FP8 KV cache: preset (on for dtype fp8), on "
-                  "or off");
+                  "or off")
+      ->check(CLI::IsMember({"preset", "on", "off"}));
   cmd->add_option("--cuda-graphs", a->cuda_graphs,
-                  "CUDA graphs per DiT forward: preset (as the preset says), on or off");
+                  "CUDA graphs per DiT forward: preset (as the preset says), on or off")
+      ->check(CLI::IsMember({"preset", "on", "off"}));
   cmd->add_option("--profile-blocks", a->profile_blocks,
                   "Blocks timed per region after the timed run (0: none)")
       ->check(CLI::Range(0, 1000));
