@@ -388,9 +388,9 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   check("ui_busy_under_50ms", *max_busy < 50.0);
   // The wall clock also counts the time the UI thread waits for a CPU, the X server and the GL
   // rasteriser (llvmpipe under Xvfb shares the cores with the CPU engine): held to 50 ms too.
-  // What keeps it there on two cores: the engine's worker under SCHED_IDLE
-  // (EngineOptions::yield_cpu), the live recorder on one encoder thread, and the overlay's GL
-  // warmed when the view starts. The load average is reported to read a failure by.
+  // What keeps it there on two cores: the engine's worker at nice 19 (EngineOptions::yield_cpu),
+  // the live recorder on one encoder thread at nice 5, the overlay's GL warmed when the view
+  // starts. The load average is reported to read a failure by.
   double load[1] = {0};
   getloadavg(load, 1);
   const double cores = std::max(1u, std::thread::hardware_concurrency());

@@ -40,9 +40,8 @@ struct EngineOptions {
   // Hand out each frame's device copy too (EngineFrame::device). It keeps its block's device
   // memory (~H*W*4 bytes per frame) for as long as the consumer holds the frame.
   bool device_frames = false;
-  // Without CUDA: run generation under SCHED_IDLE, so that an interactive process's own threads
-  // (UI, X server, software GL) preempt it at once. Off for batch use, where other busy processes
-  // would starve it.
+  // Without CUDA: run generation at nice 19, so that an interactive process's own threads (UI,
+  // X server, software GL) come first. Off for batch use, which wants the cores.
   bool yield_cpu = false;
 };
 

@@ -4,7 +4,6 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
-#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -161,17 +160,12 @@ void Engine::run() {
   // Below the UI in the CPU scheduler: on a CPU-bound machine (the CPU test mode, software GL)
   // the display thread, the X server and the GL rasteriser must not queue behind generation.
   // ATen's CPU worker threads are started from here and inherit it. Without CUDA and with
-  // EngineOptions::yield_cpu: SCHED_IDLE, so any other runnable thread preempts generation at
-  // once (a nice value alone leaves the UI waiting a scheduler slice behind it). With CUDA this
-  // thread mostly waits for the device and only feeds it: normal scheduling, a small nice.
-  const auto tid = static_cast<pid_t>(syscall(SYS_gettid));
-  if (options_.yield_cpu && !at::hasCUDA()) {
-    const sched_param idle{};
-    if (sched_setscheduler(tid, SCHED_IDLE, &idle) != 0)
-      log::debug("engine: could not move the CPU worker thread to SCHED_IDLE");
-  } else if (setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 5) != 0) {
+  // EngineOptions::yield_cpu: nice 19, the lowest share that still always makes progress (an
+  // idle-class thread could starve, and a caller joining it would wait as long). With CUDA this
+  // thread mostly waits for the device and only feeds it: a small nice.
+  const int niceness = options_.yield_cpu && !at::hasCUDA() ? 19 : 5;
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), niceness) != 0)
     log::debug("engine: could not lower the worker thread's priority");
-  }
   Performance& perf = *performance_;
   // A cut or transition marks the next block for the latency plot and the switch latency.
   Clock::time_point switch_issued{};
