@@ -37,10 +37,10 @@ struct TGrow {
 };
 
 constexpr int64_t kStages = 3;
+constexpr int64_t kMemBlocksPerStage = 3;
 // H200, fp16, 480x832: channels-last 10.4 ms per block vs 12.5 plain; with the fused
 // conv + ReLU calls 8.2 vs 11.2 (bench/results/2026-12-02-h200-decoders.json).
 constexpr DecoderLayout kMeasuredBestLayout = DecoderLayout::channels_last;
-constexpr int64_t kMemBlocksPerStage = 3;
 
 class TaehvDecoder final : public StreamingDecoder {
  public:
