@@ -76,6 +76,23 @@ std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path&
                             {device, device.is_cpu() ? at::kFloat : at::kHalf});
 }
 
+namespace {
+
+// The first two decodes of a video (its first block, then a later one) have shapes of their
+// own; on a GPU they build cuDNN's plans and, for the Wan VAE, run its algorithm search
+// (seconds at 480x832). Done on zeros while the session opens, so the stream never waits for it.
+void warm_up_decoder(StreamingDecoder& decoder, at::Device device, int64_t frames_per_block,
+                     int64_t channels, int64_t latent_height, int64_t latent_width) {
+  if (!device.is_cuda()) return;
+  const at::Tensor zeros = at::zeros({1, frames_per_block, channels, latent_height, latent_width},
+                                     at::TensorOptions().device(device));
+  decoder.decode(zeros);
+  decoder.decode(zeros);
+  decoder.reset();
+}
+
+}  // namespace
+
 std::unique_ptr<Session> Session::open(const ModelSpec& model, const Preset& preset, int height,
                                        int width) {
   auto s = std::make_unique<Session>();
@@ -87,6 +104,7 @@ std::unique_ptr<Session> Session::open(const ModelSpec& model, const Preset& pre
   o.dtype = s->device.is_cpu() ? at::kFloat : at::kBFloat16;
   WeightStore dit;
   std::optional<WeightStore> lora;
+  std::unique_ptr<StreamingDecoder> live_decoder;
   if (model.tiny_random) {
     o.model = WanConfig::tiny();
     height = height ? height : 64;
@@ -96,8 +114,7 @@ std::unique_ptr<Session> Session::open(const ModelSpec& model, const Preset& pre
     s->text = std::make_unique<TextEncoder>(
         Tokenizer::byte_fallback(c.vocab, o.model.text_len),
         std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, 2), c, s->device, at::kFloat));
-    s->decoder = std::make_unique<AsyncDecoder>(
-        make_taehv_decoder(make_random_taehv_weights(3), {s->device, at::kFloat}), s->device);
+    live_decoder = make_taehv_decoder(make_random_taehv_weights(3), {s->device, at::kFloat});
   } else {
     const auto missing = missing_model_files(model.folder);
     if (!missing.empty())
@@ -114,8 +131,7 @@ std::unique_ptr<Session> Session::open(const ModelSpec& model, const Preset& pre
     s->text = TextEncoder::open(*find_in(model.folder, "models_t5_umt5-xxl-enc-bf16.pth"),
                                 *find_in(model.folder, "spiece.model"),
                                 {text_device, text_device.is_cpu() ? at::kFloat : at::kBFloat16});
-    s->decoder = std::make_unique<AsyncDecoder>(open_live_decoder(model.folder, preset, s->device),
-                                                s->device);
+    live_decoder = open_live_decoder(model.folder, preset, s->device);
   }
   s->profiler = std::make_unique<RegionProfiler>(s->device);
   if (height % 16 || width % 16 || height <= 0 || width <= 0)
@@ -126,6 +142,9 @@ std::unique_ptr<Session> Session::open(const ModelSpec& model, const Preset& pre
   o.latent_height = height / 8;
   o.latent_width = width / 8;
   s->generator = std::make_unique<StreamGenerator>(dit, o, lora ? &*lora : nullptr);
+  warm_up_decoder(*live_decoder, s->device, o.frames_per_block, o.model.in_channels,
+                  o.latent_height, o.latent_width);
+  s->decoder = std::make_unique<AsyncDecoder>(std::move(live_decoder), s->device);
   TextEncoder* text = s->text.get();
   const at::Device device = s->device;
   s->prompts = std::make_unique<PromptCache>(
