@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
       config.crf = std::atoi(value.c_str());
     else if (key == "--out")
       config.path = value;
+    else if (key == "--threads")
+      config.threads = std::atoi(value.c_str());
     else {
       std::fprintf(stderr, "unknown option %s\n", key.c_str());
       return 2;
