@@ -166,11 +166,11 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   connect(presets_, &QComboBox::currentIndexChanged, this, &MainWindow::apply_preset);
   connect(model_button, &QPushButton::clicked, this, &MainWindow::choose_model_folder);
   connect(resolution_, &QComboBox::currentTextChanged, this, [this] {
-    engine_.reset();
+    retire_engine();
     running_ = false;
   });
   connect(tiny_, &QCheckBox::toggled, this, [this] {
-    engine_.reset();
+    retire_engine();
     running_ = false;
   });
   restoreGeometry(settings.value("geometry").toByteArray());
@@ -179,7 +179,21 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   update_status();
 }
 
-MainWindow::~MainWindow() = default;
+MainWindow::~MainWindow() {
+  engine_.reset();
+  join_retired_engines();
+}
+
+void MainWindow::retire_engine() {
+  if (!engine_) return;
+  ++engine_generation_;
+  retired_engines_.emplace_back([old = std::move(engine_)]() mutable { old.reset(); });
+}
+
+void MainWindow::join_retired_engines() {
+  for (std::thread& t : retired_engines_) t.join();
+  retired_engines_.clear();
+}
 
 EngineStats MainWindow::engine_stats() const { return stats_; }
 
@@ -247,9 +261,14 @@ bool MainWindow::ensure_engine() {
     show_error(e.what());
     return false;
   }
+  join_retired_engines();  // usually long done: it only waits when started within a block
   Engine::Callbacks callbacks;
-  // Callbacks run on the engine thread: hop to the UI thread with queued invocations.
-  callbacks.on_frame = [this](EngineFrame f) {
+  // Callbacks run on the engine thread: hop to the UI thread with queued invocations. Those of
+  // an engine retired since are dropped, there and again on arrival.
+  const uint64_t generation = engine_generation_.load();
+  auto current = [this, generation] { return engine_generation_.load() == generation; };
+  callbacks.on_frame = [this, current](EngineFrame f) {
+    if (!current()) return;
     recording_->on_engine_frame(f);  // every frame, in order, before the view may drop any
     QImage image(static_cast<const uchar*>(f.rgba.data_ptr()), static_cast<int>(f.rgba.size(1)),
                  static_cast<int>(f.rgba.size(0)), static_cast<int>(f.rgba.stride(0)),
@@ -257,16 +276,21 @@ bool MainWindow::ensure_engine() {
     ShownFrame shown{image.copy(), f.index, QString::fromStdString(f.prompt), f.first_of_prompt,
                      std::move(f.device)};
     QMetaObject::invokeMethod(
-        this, [this, shown = std::move(shown)]() mutable { view_->enqueue(std::move(shown)); },
+        this,
+        [this, current, shown = std::move(shown)]() mutable {
+          if (current()) view_->enqueue(std::move(shown));
+        },
         Qt::QueuedConnection);
   };
-  callbacks.on_stats = [this](const EngineStats& s) {
+  callbacks.on_stats = [this, current](const EngineStats& s) {
+    if (!current()) return;
     // Engine thread: the allocator's counters are cheap to read here (no device sync).
     const DeviceMemory memory =
         s.device.rfind("cuda", 0) == 0 ? device_memory(at::Device(s.device)) : DeviceMemory{};
     QMetaObject::invokeMethod(
         this,
-        [this, s, memory] {
+        [this, current, s, memory] {
+          if (!current()) return;
           stats_ = s;
           memory_ = memory;
           if (s.state == "error") running_ = false;
@@ -276,9 +300,12 @@ bool MainWindow::ensure_engine() {
         },
         Qt::QueuedConnection);
   };
-  callbacks.on_error = [this](const std::string& message) {
+  callbacks.on_error = [this, current](const std::string& message) {
     QMetaObject::invokeMethod(
-        this, [this, m = QString::fromStdString(message)] { show_engine_error(m); },
+        this,
+        [this, current, m = QString::fromStdString(message)] {
+          if (current()) show_engine_error(m);
+        },
         Qt::QueuedConnection);
   };
   callbacks.on_timeline = [this](const Timeline& t) {
@@ -456,7 +483,7 @@ void MainWindow::set_model_folder(const QString& dir) {
     banner_->hide();
     tiny_->setChecked(false);
   }
-  engine_.reset();
+  retire_engine();
   running_ = false;
 }
 

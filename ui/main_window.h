@@ -9,7 +9,11 @@
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
+#include <atomic>
+#include <cstdint>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "error_banner.h"
 #include "longlive/engine.h"
@@ -55,6 +59,7 @@ class MainWindow : public QMainWindow {
   ModelSetupPanel* model_panel() const { return model_panel_; }
   RecordingControls* recording() const { return recording_; }
   QCheckBox* tiny_box() const { return tiny_; }
+  QComboBox* resolution_box() const { return resolution_; }
   EngineStats engine_stats() const;
   // The model folder button's effect without its dialog (also used by the setup panel).
   void set_model_folder(const QString& dir);
@@ -84,6 +89,12 @@ class MainWindow : public QMainWindow {
   void show_error(const QString& message);
   void apply_preset(int index);
   bool ensure_engine();
+  // Tearing an engine down joins its worker, which may be in the middle of a block on the GPU:
+  // done on a helper thread, so the window never waits for it. A retired engine's callbacks are
+  // dropped (engine_generation_). Joined before the next engine starts (one session's GPU
+  // memory at a time) and when the window goes.
+  void retire_engine();
+  void join_retired_engines();
   void update_status();
 
   QString presets_dir_;
@@ -109,6 +120,8 @@ class MainWindow : public QMainWindow {
   QString model_folder_;
   ModelSpec engine_model_;  // the model engine_ runs (the Wan VAE export looks beside it)
   std::unique_ptr<Engine> engine_;
+  std::vector<std::thread> retired_engines_;
+  std::atomic<uint64_t> engine_generation_{0};  // bumped when engine_ is retired
   bool running_ = false;
   bool paused_ = false;
   EngineStats stats_;
