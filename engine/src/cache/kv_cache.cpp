@@ -36,7 +36,14 @@ KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options,
   slot_frame_.assign(static_cast<size_t>(shape.window_frames), -1);
 }
 
-void KvCache::reset() { std::fill(slot_frame_.begin(), slot_frame_.end(), -1); }
+void KvCache::reset() {
+  std::fill(slot_frame_.begin(), slot_frame_.end(), -1);
+  const int64_t sink_tokens = sink_slots() * shape_.tokens_per_frame;
+  if (sink_tokens == 0) return;
+  for (const at::Tensor* buffer : {&k_, &v_, &k_scale_, &v_scale_}) {
+    if (buffer->defined()) buffer->narrow(2, 0, sink_tokens).zero_();
+  }
+}
 
 int64_t KvCache::ring_slot(int64_t frame) const {
   return sink_slots() + (frame - sink_slots()) % ring_slots();
@@ -48,35 +55,39 @@ KvCache::Plan KvCache::plan(int64_t start_frame, int64_t num_frames, KvWriteKind
   plan.start_frame = start_frame;
   plan.num_frames = num_frames;
   plan.slot_of_frame.assign(static_cast<size_t>(num_frames), -1);
+  const bool recache = kind == KvWriteKind::recache;
   // Frames that land in sink slots: the true first frames of the video, or, in a re-cache,
   // the first `sink` frames of the re-cached window (the reference writes the window from slot 0).
-  const int64_t sink_hits = kind == KvWriteKind::recache
+  const int64_t sink_hits = recache
                                 ? std::min(num_frames, sink_slots())
                                 : std::clamp(sink_slots() - start_frame, int64_t{0}, num_frames);
+  // The reference's "recompute" (a call that ends at or before its pointer and starts past frame
+  // 0) never writes sink slots; a re-cache under a global sink is one, a block's later calls too.
+  const bool recompute = start_frame > 0 && (recache || kind == KvWriteKind::block_repeat);
+  const bool keep_sink = recompute && (kind == KvWriteKind::block_repeat || protect_sink);
   for (int64_t i = 0; i < num_frames; ++i) {
     const int64_t frame = start_frame + i;
     if (i < sink_hits) {
-      const int64_t slot = kind == KvWriteKind::recache ? i : frame;
-      const bool sink_filled = slot_frame_[static_cast<size_t>(slot)] >= 0;
-      if (!(protect_sink && kind == KvWriteKind::recache && sink_filled))
-        plan.slot_of_frame[i] = slot;
+      if (!keep_sink) plan.slot_of_frame[i] = recache ? i : frame;
     } else {
       plan.slot_of_frame[i] = ring_slot(frame);
     }
   }
-  while (plan.first_written < num_frames && plan.slot_of_frame[plan.first_written] < 0)
-    ++plan.first_written;
+  if (recache) {
+    while (plan.first_written < num_frames && plan.slot_of_frame[plan.first_written] < 0)
+      ++plan.first_written;
+  }
 
-  // Keys: every slot that holds a frame after this forward's writes.
+  // Keys: every sink slot, then every slot that holds a frame after this forward's writes.
   auto frames_after = slot_frame_;
   for (int64_t i = 0; i < num_frames; ++i) {
     if (plan.slot_of_frame[i] >= 0) frames_after[plan.slot_of_frame[i]] = start_frame + i;
   }
-  int64_t last_used = -1;
+  int64_t last_used = sink_slots() - 1;
   for (size_t s = 0; s < frames_after.size(); ++s) {
-    if (frames_after[s] >= 0) last_used = static_cast<int64_t>(s);
+    if (frames_after[s] >= 0) last_used = std::max(last_used, static_cast<int64_t>(s));
   }
-  for (int64_t s = 0; s <= last_used; ++s) {
+  for (int64_t s = sink_slots(); s <= last_used; ++s) {
     if (frames_after[s] < 0) {
       throw Error(fmt::format("KV cache: slot {} is empty below used slot {} (frames {}+{})", s,
                               last_used, start_frame, num_frames));

@@ -31,10 +31,18 @@ struct KvCacheShape {
   int64_t window_frames = 0;  // sink included, like the reference's local_attn_size
 };
 
-// Where the K/V of one forward go.
+// Where the K/V of one forward go. The reference (LongLive v1.0) decides per call, from its cache
+// pointers, whether a forward is a block's first call (pointers advance, every frame written), a
+// later call of the same block or a re-cache ("recompute": once the forward starts past frame 0,
+// sink slots are protected), and these kinds reproduce its decisions:
 enum class KvWriteKind {
-  block,    // denoising steps and the clean context pass of the newest block
-  recache,  // the re-cache forward after a prompt switch (its first frames may hit sink slots)
+  block,         // first denoising step of a new block
+  block_repeat,  // later steps and the clean context pass of that block: once past frame 0, the
+                 // frames of the block that sit in sink slots keep the first step's K/V (only
+                 // when the sink is longer than a block)
+  recache,       // the re-cache forward after a prompt switch (its first frames may hit sink
+                 // slots); with a global sink, sink slots are kept only when the re-cached
+                 // window starts past frame 0 (the window was full before the switch)
 };
 
 class KvCache {
@@ -43,9 +51,13 @@ class KvCache {
   struct Plan {
     int64_t start_frame = 0;
     int64_t num_frames = 0;
-    int64_t first_written = 0;           // leading frames whose K/V are dropped (skipped)
-    std::vector<int64_t> slot_of_frame;  // per frame of the forward
-    int64_t valid_tokens = 0;            // keys attended: buffer[..., 0:valid_tokens, :]
+    // Re-cache only: leading frames whose K/V are dropped and whose output nobody reads, so
+    // the forward may skip them (0 for block kinds, whose every frame is a query).
+    int64_t first_written = 0;
+    std::vector<int64_t> slot_of_frame;  // per frame of the forward (-1: computed, not written)
+    // Keys attended: buffer[..., 0:valid_tokens, :]. Always covers every sink slot, as the
+    // reference attends its whole sink (zeros while not yet written).
+    int64_t valid_tokens = 0;
   };
 
   // options: device and compute dtype. storage: dtype of the buffers (at::kChar = int8 with
@@ -56,11 +68,13 @@ class KvCache {
   const KvCacheShape& shape() const { return shape_; }
   int64_t capacity_frames() const { return shape_.window_frames; }
 
-  // Empties the cache (bookkeeping only: stale values are never attended).
+  // Empties the cache: bookkeeping, and zeros in the sink slots (attended before they are
+  // written when the sink is longer than a block, as in the reference's zero-filled cache).
   void reset();
 
   // Plans a forward over frames [start_frame, start_frame + num_frames). With protect_sink
-  // (global sink), frames of a re-cache that would land in sink slots are dropped.
+  // (global sink), frames of a re-cache that starts past frame 0 and would land in sink slots
+  // are dropped.
   Plan plan(int64_t start_frame, int64_t num_frames, KvWriteKind kind, bool protect_sink) const;
   // Records the plan's writes in the bookkeeping (call once per forward, after planning).
   void commit(const Plan& plan);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <numeric>
+#include <optional>
 
 #include "cache/cross_attn_cache.h"
 #include "cache/kv_cache.h"
@@ -175,16 +176,23 @@ void StreamGenerator::reserve_up_front() {
   const at::Tensor timesteps = at::full({1, f}, 1000.0, float_opts);
   int64_t frame = 0;
   for (int64_t b = 0; b < blocks; ++b) {
-    const KvCache::Plan plan = kv_->plan(frame, f, KvWriteKind::block, options_.global_sink);
-    const CausalWanModel::ForwardArgs args = model_->prepare(latents, timesteps, plan);
+    const KvCache::Plan first = kv_->plan(frame, f, KvWriteKind::block, options_.global_sink);
     // The dummy K/V left in the slots are never attended: each forward writes its slots before
-    // reading them, and the bookkeeping is reset below.
-    if (graphs_) {
-      graphs_->warm(args, *kv_, plan, *cross_);
-    } else {
-      model_->run(args, *kv_, plan, *cross_);
-    }
-    kv_->commit(plan);
+    // reading them, and reset() below empties the bookkeeping and zeroes the sink.
+    auto warm = [&](const KvCache::Plan& plan) {
+      const CausalWanModel::ForwardArgs args = model_->prepare(latents, timesteps, plan);
+      if (graphs_) {
+        graphs_->warm(args, *kv_, plan, *cross_);
+      } else {
+        model_->run(args, *kv_, plan, *cross_);
+      }
+      kv_->commit(plan);
+    };
+    warm(first);
+    const KvCache::Plan again =
+        kv_->plan(frame, f, KvWriteKind::block_repeat, options_.global_sink);
+    // Differs only while a sink longer than a block is being filled.
+    if (again.slot_of_frame != first.slot_of_frame) warm(again);
     frame += f;
   }
   // A re-cache's shape too (several blocks of queries, eager): without this the first prompt
@@ -278,8 +286,8 @@ void StreamGenerator::recache(BlockTrace* trace) {
   KvCache::Plan plan = kv_->plan(first, n, KvWriteKind::recache, options_.global_sink);
   if (!options_.skip_dropped_recache_frames) plan.first_written = 0;
   if (plan.first_written == n) {
-    // Every frame lands in a protected sink slot (a cut right after the first block): the
-    // reference's forward would write nothing, and one over zero frames cannot run.
+    // Nothing would be written (not reachable with a valid window: a re-cache that keeps the
+    // sink covers a full window, longer than the sink), and a forward over zero frames cannot run.
     ++stats_.recaches;
     stats_.last_recache_ms = ms_since(start);
     return;
@@ -316,15 +324,20 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
   const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
   const int64_t block = stats_.blocks;
 
-  const KvCache::Plan plan = kv_->plan(frame_, f, KvWriteKind::block, options_.global_sink);
+  // The first step advances the cache; the later steps and the context pass rewrite the same
+  // slots (planned after the first commit: they attend what it wrote).
+  const KvCache::Plan first = kv_->plan(frame_, f, KvWriteKind::block, options_.global_sink);
+  std::optional<KvCache::Plan> again;
   at::Tensor x = noise_->initial(block, shape, float_opts);
   at::Tensor x0;
   const auto& timesteps = sampler_->timesteps();
   const auto& sigmas = sampler_->step_sigmas();
   for (size_t s = 0; s < timesteps.size(); ++s) {
     const at::Tensor t = at::full({1, f}, timesteps[s], float_opts);
+    const KvCache::Plan& plan = again ? *again : first;
     const at::Tensor flow = dit_forward(*model_, graphs_.get(), x, t, *kv_, plan, *cross_);
     kv_->commit(plan);
+    if (!again) again = kv_->plan(frame_, f, KvWriteKind::block_repeat, options_.global_sink);
     x0 = FlowMatchSampler::to_x0(x, flow, sigmas[s]);
     if (trace) {
       trace->step_inputs.push_back(x);
@@ -337,7 +350,7 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
     }
   }
   // Clean context pass: write the finished block's K/V (its output is not needed).
-  dit_forward(*model_, graphs_.get(), x0, at::zeros({1, f}, float_opts), *kv_, plan, *cross_);
+  dit_forward(*model_, graphs_.get(), x0, at::zeros({1, f}, float_opts), *kv_, *again, *cross_);
 
   for (int64_t i = 0; i < f; ++i)
     recent_[(frame_ + i) % options_.local_attn_frames].copy_(x0[0][i]);
