@@ -3,7 +3,10 @@
 
 #include <ATen/ATen.h>
 
+#include <fmt/format.h>
+
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "fixtures.h"
 #include "io/safetensors.h"
@@ -94,23 +97,26 @@ TEST(SafetensorsErrors, MissingFile) {
 
 TEST(WeightStoreErrors, MissingTensorAndWrongShapeOrDtypeOnRequire) {
   const WeightStore w = WeightStore::open(fixture("dit_weights.safetensors"));
+  const auto config = nlohmann::json::parse(w.metadata().at("config"));
+  const int64_t dim = config.at("dim"), layers = config.at("num_layers");
+  const std::string past_last = fmt::format("blocks.{}.ffn.0.weight", layers);
   try {
-    w.get("blocks.9.ffn.0.weight");
+    w.get(past_last);
     FAIL();
   } catch (const WeightError& e) {
-    expect_contains(e.what(), "'blocks.9.ffn.0.weight' not found");
+    expect_contains(e.what(), "'" + past_last + "' not found");
     expect_contains(e.what(), "dit_weights.safetensors");
   }
   try {
-    w.require("head.modulation", {1, 3, 64});
+    w.require("head.modulation", {1, 3, dim});
     FAIL();
   } catch (const WeightError& e) {
-    expect_contains(e.what(),
-                    "dit_weights.safetensors: tensor 'head.modulation' has shape [1, 2, 64], "
-                    "expected [1, 3, 64]");
+    expect_contains(e.what(), fmt::format("dit_weights.safetensors: tensor 'head.modulation' has "
+                                          "shape [1, 2, {0}], expected [1, 3, {0}]",
+                                          dim));
   }
   try {
-    w.require("head.modulation", {1, 2, 64}, at::kBFloat16);
+    w.require("head.modulation", {1, 2, dim}, at::kBFloat16);
     FAIL();
   } catch (const WeightError& e) {
     expect_contains(e.what(), "dtype Float, expected BFloat16");

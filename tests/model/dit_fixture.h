@@ -43,10 +43,13 @@ inline GeneratorOptions options_from_stream(const WeightStore& stream) {
   o.warp_denoising_step = pipeline.at("warp_denoising_step");
   o.timestep_shift = pipeline.at("timestep_shift");
   o.frames_per_block = pipeline.at("num_frame_per_block");
-  o.local_attn_frames = pipeline.at("local_attn_size");
+  const auto& noise = stream.get("noise");
+  // The reference's global attention (local_attn_size -1) over a finite video is a window as long
+  // as the video: its cache holds every frame and its re-cache re-encodes all frames so far.
+  const int64_t window = pipeline.at("local_attn_size");
+  o.local_attn_frames = window == -1 ? noise.size(1) : window;
   o.sink_frames = pipeline.at("sink_size");
   o.global_sink = pipeline.at("global_sink");
-  const auto& noise = stream.get("noise");
   o.latent_height = noise.size(3);
   o.latent_width = noise.size(4);
   return o;

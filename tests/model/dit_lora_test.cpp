@@ -8,6 +8,7 @@ namespace longlive::test {
 namespace {
 
 TEST(DitLora, MergedWeightsMatchPeftMergeAndUnload) {
+  LONGLIVE_REQUIRE_FIXTURE("lora");
   const WeightStore base = WeightStore::open(fixture("dit_weights.safetensors"));
   const WeightStore lora = WeightStore::open(fixture("dit_lora.safetensors"));
   const WeightStore io = WeightStore::open(fixture("dit_lora_io.safetensors"));
@@ -25,6 +26,7 @@ TEST(DitLora, MergedWeightsMatchPeftMergeAndUnload) {
 }
 
 TEST(DitLora, BlockWithMergedLoraMatchesReference) {
+  LONGLIVE_REQUIRE_FIXTURE("lora");
   const WeightStore base = WeightStore::open(fixture("dit_weights.safetensors"));
   const WeightStore lora = WeightStore::open(fixture("dit_lora.safetensors"));
   const WeightStore io = WeightStore::open(fixture("dit_lora_io.safetensors"));
@@ -49,6 +51,7 @@ TEST(DitLora, BlockWithMergedLoraMatchesReference) {
 }
 
 TEST(DitLora, RankMismatchIsNamed) {
+  LONGLIVE_REQUIRE_FIXTURE("lora");
   const WeightStore base = WeightStore::open(fixture("dit_weights.safetensors"));
   WeightStore lora = WeightStore::open(fixture("dit_lora.safetensors"));
   const std::string a = "base_model.model.blocks.1.ffn.0.lora_A.weight";

@@ -2,6 +2,8 @@
 // conditions block k on the interpolation at k / N, the end can re-cache.
 #include <gtest/gtest.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "dit_fixture.h"
 #include "longlive/error.h"
 
@@ -16,6 +18,13 @@ struct Fixture {
   at::Tensor prompt(const std::string& name) const {
     const at::Tensor p = stream.get("prompt." + name).to(at::kFloat);
     return at::constant_pad_nd(p, {0, 0, 0, options.model.text_len - p.size(1)});
+  }
+  // A third prompt: the fixture's C when it switches twice or more, else a random embedding of
+  // A's shape and scale (these tests compare the generator with itself, not with the reference).
+  at::Tensor third() const {
+    if (stream.contains("prompt.C")) return prompt("C");
+    const at::Tensor a = prompt("A");
+    return at::randn(a.sizes(), at::detail::createCPUGenerator(31)) * a.std();
   }
   std::unique_ptr<StreamGenerator> started(const std::string& name, int blocks) const {
     auto g = std::make_unique<StreamGenerator>(weights, options);
@@ -59,9 +68,9 @@ TEST(DitTransition, MatchesSettingTheMixedConditioningByHand) {
   const Fixture s;
   auto transition = s.started("A", 2);
   auto manual = s.started("A", 2);
-  transition->transition_to(s.prompt("C"), {.blocks = 3, .interpolation = Interpolation::slerp});
+  transition->transition_to(s.third(), {.blocks = 3, .interpolation = Interpolation::slerp});
   for (int k = 1; k <= 4; ++k) {
-    manual->set_conditioning(slerp_embeddings(s.prompt("A"), s.prompt("C"), std::min(k, 3) / 3.0));
+    manual->set_conditioning(slerp_embeddings(s.prompt("A"), s.third(), std::min(k, 3) / 3.0));
     EXPECT_TRUE(at::equal(transition->next_block(), manual->next_block())) << "block " << k;
   }
 }
@@ -85,10 +94,10 @@ TEST(DitTransition, StartsFromAPendingCutAndIsReplacedByANewCommand) {
   const Fixture s;
   auto g = s.started("A", 2);
   g->switch_prompt(s.prompt("B"));
-  g->transition_to(s.prompt("C"), {.blocks = 2, .interpolation = Interpolation::linear});
+  g->transition_to(s.third(), {.blocks = 2, .interpolation = Interpolation::linear});
   g->next_block();  // re-caches under B, then conditions on (B + C) / 2
   EXPECT_EQ(g->stats().recaches, 1);
-  const at::Tensor mid = (s.prompt("B").to(at::kDouble) + s.prompt("C").to(at::kDouble)) / 2;
+  const at::Tensor mid = (s.prompt("B").to(at::kDouble) + s.third().to(at::kDouble)) / 2;
   EXPECT_LT((g->conditioning().to(at::kDouble) - mid).abs().max().item<double>(), 1e-6);
   g->set_conditioning(s.prompt("A"));
   EXPECT_FALSE(g->transition_active());

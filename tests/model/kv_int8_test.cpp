@@ -113,9 +113,13 @@ TEST(KvCacheInt8, StreamStaysCloseToTheReferenceRun) {
   const at::Tensor ours = at::cat(outputs, 1).to(at::kDouble);
   const at::Tensor ref = stream.get("output_latents").to(at::kDouble);
   ASSERT_EQ(ours.sizes(), ref.sizes());
-  // int8 K/V carry up to ~0.4 % error per element (measured: 0.04 % RMS on the latents). The
-  // latents must stay within 1 % RMS of the fp32 reference (a broken scale or slot mapping gives
-  // O(1) errors), and differ from it (the int8 path really ran).
+  // int8 K/V carry up to half a step of the token's absmax / 127 per element (~0.4 %). Measured
+  // over the public set and 19 generated configurations (windows 9-12 and global, sinks 0-6,
+  // 1-3 frames per block, 4-9 tokens per frame, switches before, at and after the window fills):
+  // 0.03-0.08 % RMS on the latents. A broken scale, slot mapping or re-cache gives O(1) errors
+  // (the re-cache bug of issue #14 moved later latents by ~1.0 max abs), so 1 % separates
+  // rounding from a bug with a 12x margin over the largest measured value.
+  // The run must also differ from the reference (the int8 path really ran).
   const double rel = ((ours - ref).pow(2).mean() / ref.pow(2).mean()).sqrt().item<double>();
   RecordProperty("relative_rms_error", std::to_string(rel));
   EXPECT_LT(rel, 0.01);

@@ -16,6 +16,7 @@ double relative_l2(const at::Tensor& a, const at::Tensor& b) {
 }
 
 TEST(Umt5Gpu, Fp32MatchesReferenceAndBf16StaysClose) {
+  LONGLIVE_REQUIRE_FIXTURE("umt5");
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU parity runs on the GPU box";
   auto& context = at::globalContext();
   context.setAllowTF32CuBLAS(false);

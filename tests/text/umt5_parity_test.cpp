@@ -1,6 +1,8 @@
 // umT5 encoder against the reference (umt5_io.safetensors), sizes from the fixture.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <ATen/ATen.h>
 
 #include "fixtures.h"
@@ -14,20 +16,26 @@ double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
 }
 
 struct Umt5Fixture : ::testing::Test {
-  WeightStore weights = WeightStore::open(fixture("umt5_weights.safetensors"));
-  WeightStore io = WeightStore::open(fixture("umt5_io.safetensors"));
-  UMT5Encoder encoder{weights, UMT5Config::infer(weights), at::kCPU, at::kFloat};
+  void SetUp() override {
+    LONGLIVE_REQUIRE_FIXTURE("umt5");
+    weights = WeightStore::open(fixture("umt5_weights.safetensors"));
+    io = WeightStore::open(fixture("umt5_io.safetensors"));
+    encoder.emplace(weights, UMT5Config::infer(weights), at::kCPU, at::kFloat);
+  }
+  WeightStore weights;
+  WeightStore io;
+  std::optional<UMT5Encoder> encoder;
 };
 
 TEST_F(Umt5Fixture, RelativePositionBucketsAndLayer0Bias) {
   const at::Tensor buckets = io.get("rel_pos_buckets");
-  EXPECT_TRUE(at::equal(encoder.relative_buckets(buckets.size(0)), buckets));
+  EXPECT_TRUE(at::equal(encoder->relative_buckets(buckets.size(0)), buckets));
   const at::Tensor bias = io.get("layer0_pos_bias");
-  EXPECT_LT(max_abs_diff(encoder.position_bias(0, bias.size(-1)), bias), 1e-6);
+  EXPECT_LT(max_abs_diff(encoder->position_bias(0, bias.size(-1)), bias), 1e-6);
 }
 
 TEST_F(Umt5Fixture, EncoderOutputOnAllPositions) {
-  const at::Tensor out = encoder.forward(io.get("input_ids"), io.get("attention_mask"));
+  const at::Tensor out = encoder->forward(io.get("input_ids"), io.get("attention_mask"));
   EXPECT_LT(max_abs_diff(out, io.get("encoder_out_raw")), 1e-4);
 }
 
@@ -37,7 +45,7 @@ TEST_F(Umt5Fixture, PipelineEmbeddingsZeroPastTheValidLength) {
   const at::Tensor expected = io.get("prompt_embeds");
   // One prompt at a time, as TextEncoder does it.
   for (int64_t row = 0; row < ids.size(0); ++row) {
-    const at::Tensor out = encoder.forward(ids.narrow(0, row, 1), mask.narrow(0, row, 1));
+    const at::Tensor out = encoder->forward(ids.narrow(0, row, 1), mask.narrow(0, row, 1));
     const int64_t valid = mask[row].sum().item<int64_t>();
     at::Tensor embeds = out.clone();
     embeds.narrow(1, valid, out.size(1) - valid).zero_();
@@ -46,14 +54,20 @@ TEST_F(Umt5Fixture, PipelineEmbeddingsZeroPastTheValidLength) {
 }
 
 TEST_F(Umt5Fixture, TextEncoderWithByteTokenizerZeroesPadding) {
-  TextEncoder text(
-      Tokenizer::byte_fallback(UMT5Config::infer(weights).vocab, 32),
-      std::make_unique<UMT5Encoder>(weights, UMT5Config::infer(weights), at::kCPU, at::kFloat));
-  const at::Tensor e = text.encode("a red fox");
-  EXPECT_EQ(e.sizes(), (std::vector<int64_t>{1, 32, 64}));
-  const int64_t valid = 10;  // 9 bytes + EOS
+  // Text length and width are the fixture's: the tokenizer pads to the recorded input length,
+  // and the encoder's width is its token embedding's.
+  const int64_t text_len = io.get("input_ids").size(1);
+  const UMT5Config config = UMT5Config::infer(weights);
+  const int64_t width = weights.get("token_embedding.weight").size(1);
+  TextEncoder text(Tokenizer::byte_fallback(config.vocab, text_len),
+                   std::make_unique<UMT5Encoder>(weights, config, at::kCPU, at::kFloat));
+  const std::string prompt = "a red fox";
+  const at::Tensor e = text.encode(prompt);
+  EXPECT_EQ(e.sizes(), (std::vector<int64_t>{1, text_len, width}));
+  // One token per byte plus EOS, truncated to the text length.
+  const int64_t valid = std::min<int64_t>(static_cast<int64_t>(prompt.size()) + 1, text_len);
   EXPECT_GT(e.narrow(1, 0, valid).abs().sum().item<double>(), 0);
-  EXPECT_EQ(e.narrow(1, valid, 32 - valid).abs().sum().item<double>(), 0);
+  EXPECT_EQ(e.narrow(1, valid, text_len - valid).abs().sum().item<double>(), 0);
 }
 
 }  // namespace

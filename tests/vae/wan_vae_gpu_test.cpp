@@ -40,6 +40,7 @@ double streamed_max_diff(const WeightStore& weights, const WeightStore& io,
 }
 
 TEST(WanVaeGpu, StreamedDecodeMatchesReferenceInBothLayouts) {
+  LONGLIVE_REQUIRE_FIXTURE("wanvae");
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU parity runs on the GPU box";
   auto& context = at::globalContext();
   context.setAllowTF32CuDNN(false);
