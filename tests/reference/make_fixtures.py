@@ -473,8 +473,14 @@ def check(ctx, d, only, log, tol_replay, tol_exact=0.0, detail=False):
         import fx_lora
         w, mw = load(path("dit_weights.safetensors"))
         mcfg = mw["config"]
-        _, ms = load(path("dit_stream.safetensors"))
-        pl = dict(ms["pipeline"], global_sink=True)
+        if have("dit_stream.safetensors"):
+            _, ms = load(path("dit_stream.safetensors"))
+            pl = dict(ms["pipeline"], global_sink=True)
+        else:  # LoRA-only folder: the loop settings come from its config.json
+            fc = folder_config(d)
+            if "dit" not in fc:
+                raise SystemExit(f"{d}: dit_lora_io needs dit_stream.safetensors or config.json for the loop settings")
+            _, pl = dit_parts(fc)
         lsd, ml = load(path("dit_lora.safetensors"))
         lio, mio = load(path("dit_lora_io.safetensors"))
         with quiet():
