@@ -427,9 +427,10 @@ def check(ctx, d, only, log, tol_replay, tol_exact=0.0, detail=False):
         ucfg = mw["config"]
         regen = randinit.umt5_weights(fx_umt5.build_encoder(ctx.ll, ucfg).state_dict(), mw["seed"])
         cmp_file("umt5_weights.safetensors", uw, regen, what="regenerated from seed", tol=tol_exact)
-        ids, mask = randinit.token_ids(mi["lengths"], mi["text_len"], ucfg["vocab_size"], mw["seed"] + 1)
+        ids_seed = folder_config(d).get("umt5", {}).get("ids_seed", mw["seed"] + 1)  # public set: seed + 1
+        ids, mask = randinit.token_ids(mi["lengths"], mi["text_len"], ucfg["vocab_size"], ids_seed)
         cmp_file("umt5_io.safetensors", {"input_ids": ui["input_ids"], "attention_mask": ui["attention_mask"]},
-                 {"input_ids": ids, "attention_mask": mask}, what="ids regenerated (seed+1)", tol=0.0)
+                 {"input_ids": ids, "attention_mask": mask}, what=f"ids regenerated (seed {ids_seed})", tol=0.0)
         got = fx_umt5.run(ctx.ll, ucfg, uw, ui["input_ids"], ui["attention_mask"])
         cmp_file("umt5_io.safetensors", ui, got)
     # ---- DiT stream
