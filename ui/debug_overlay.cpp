@@ -14,6 +14,7 @@ const ImVec4 kDim(0.65f, 0.65f, 0.65f, 1.0f);
 const ImU32 kSwitchColor = IM_COL32(235, 60, 60, 220);
 const ImU32 kTransitionColor = IM_COL32(255, 180, 0, 70);
 const ImU32 kPresetColor = IM_COL32(90, 170, 255, 230);
+const ImVec4 kMissColor(1.0f, 0.7f, 0.2f, 1.0f);  // a switch that waited for the text encoder
 
 void timings_table(const EngineStats& s, OverlayReport& report) {
   if (s.regions.empty()) {
@@ -88,6 +89,36 @@ void latency_plot(const EngineStats& s, OverlayReport& report) {
 
 }  // namespace
 
+const char* to_string(PromptSource source) {
+  switch (source) {
+    case PromptSource::cache:
+      return "from the cache (encoded ahead)";
+    case PromptSource::encoded:
+      return "encoded at the switch";
+    case PromptSource::unknown:
+      break;
+  }
+  return "-";
+}
+
+PromptSource next_prompt_source(const EngineStats& before, const EngineStats& after,
+                                PromptSource last) {
+  if (after.history.empty()) return last;
+  const bool new_block =
+      after.blocks != before.blocks || after.history.added() != before.history.added();
+  const BlockSample& block = after.history.blocks().back();
+  // The first block of a video, unless a preset change restarted it (no prompt was chosen).
+  const bool start = after.blocks == 1 && block.preset_change.empty();
+  if (!new_block || !(block.prompt_switch || start)) return last;
+  // The counters belong to the session's cache: a new session (engine, preset) counts from 0.
+  const bool restarted = after.prompt_cache_hits < before.prompt_cache_hits ||
+                         after.prompt_cache_misses < before.prompt_cache_misses;
+  const int64_t hits = after.prompt_cache_hits - (restarted ? 0 : before.prompt_cache_hits);
+  const int64_t misses = after.prompt_cache_misses - (restarted ? 0 : before.prompt_cache_misses);
+  if (misses > 0) return PromptSource::encoded;
+  return hits > 0 ? PromptSource::cache : PromptSource::unknown;
+}
+
 OverlayReport draw_debug_overlay(const OverlayInput& in) {
   OverlayReport report;
   const EngineStats& s = in.stats;
@@ -115,6 +146,10 @@ OverlayReport draw_debug_overlay(const OverlayInput& in) {
   ImGui::TextColored(kDim, "  engine: %.0f ms from command to frame ready", s.last_switch_ms);
   ImGui::Text("prompt cache: %lld hits, %lld misses", static_cast<long long>(s.prompt_cache_hits),
               static_cast<long long>(s.prompt_cache_misses));
+  if (in.last_switch_source != PromptSource::unknown)
+    ImGui::TextColored(in.last_switch_source == PromptSource::cache ? kDim : kMissColor,
+                       "  last switch: prompt %s", to_string(in.last_switch_source));
+  report.last_switch_source = in.last_switch_source;
   if (in.recording) ImGui::TextColored(ImVec4(0.95f, 0.25f, 0.25f, 1.0f), "recording");
   report.switch_latency_ms = in.switch_latency_ms;
   ImGui::Separator();

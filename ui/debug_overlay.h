@@ -2,16 +2,29 @@
 // The debug overlay's content (F1), drawn with Dear ImGui into the video view: where the last
 // block's time went (the engine's region timer), the block latency of the last 200 blocks with
 // prompt switches, transitions and preset changes marked, the prompt-switch latency as the user
-// sees it, FPS, memory and prompt-cache hits. Only reads what it is given: no engine calls from
-// the paint path.
+// sees it, FPS, memory and prompt-cache hits (and whether the last switch's prompt was there). Only
+// reads what it is given: no engine calls from the paint path.
 #include <string>
 
 #include "longlive/engine.h"
 
 namespace longlive::ui {
 
+// Where the embeddings of the newest prompt switch (or start) came from: the prompt cache (the
+// prompt was encoded ahead: typed and left idle, or part of a loaded prompt set) or the text
+// encoder on the worker at the switch.
+enum class PromptSource { unknown, cache, encoded };
+const char* to_string(PromptSource source);
+
+// Follows PromptSource over consecutive stats: when `after` is the first block after a switch
+// or a start, its prompt-cache counters against `before` tell the source (any miss: encoded;
+// hits only: cache). Otherwise `last` is kept.
+PromptSource next_prompt_source(const EngineStats& before, const EngineStats& after,
+                                PromptSource last);
+
 struct OverlayInput {
   EngineStats stats;
+  PromptSource last_switch_source = PromptSource::unknown;
   double switch_latency_ms = 0;  // Enter pressed -> first frame of the new prompt on screen
   double display_fps = 0;        // frames shown per second by the view
   int64_t frame_index = 0;       // the frame on screen
@@ -30,6 +43,7 @@ struct OverlayReport {
   int transition_markers = 0;  // blocks shaded as part of a prompt transition
   int preset_markers = 0;      // preset changes marked (and labelled) on the plot
   double switch_latency_ms = 0;
+  PromptSource last_switch_source = PromptSource::unknown;  // as shown on the cache line
 };
 
 // Call between ImGuiLayer::new_frame() and render().

@@ -138,6 +138,12 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
       (model_folder_.isEmpty() || !missing_model_files(model_folder_.toStdString()).empty()))
     model_panel_->show_for(model_folder_, missing_model_files(model_folder_.toStdString()));
 
+  // Prefetch while typing: every change restarts the timer; it fires once typing has paused.
+  prefetch_timer_.setSingleShot(true);
+  prefetch_timer_.setInterval(kPrefetchIdleMs);
+  connect(&prefetch_timer_, &QTimer::timeout, this, &MainWindow::prefetch_typed_prompts);
+  connect(prompt_, &QPlainTextEdit::textChanged, &prefetch_timer_, qOverload<>(&QTimer::start));
+  connect(blend_, &BlendList::row_text_edited, &prefetch_timer_, qOverload<>(&QTimer::start));
   connect(prompt_, &PromptEdit::submitted, this, [this](const QString& p) { submit(p); });
   connect(prompt_, &PromptEdit::cut_submitted, this, [this](const QString& p) { submit(p, true); });
   connect(blend_, &BlendList::blend_requested, this,
@@ -235,13 +241,15 @@ void MainWindow::show_engine_error(const QString& message) {
   });
 }
 
-bool MainWindow::ensure_engine() {
+bool MainWindow::ensure_engine(bool quiet) {
   if (engine_) return true;
   const QStringList size = resolution_->currentText().split('x');
   const int height = size.value(0).toInt(), width = size.value(1).toInt();
   if (height <= 0 || width <= 0 || height % 16 || width % 16) {
-    show_error(QString("Resolution %1 is not supported: height and width must be multiples of 16.")
-                   .arg(resolution_->currentText()));
+    if (!quiet)
+      show_error(
+          QString("Resolution %1 is not supported: height and width must be multiples of 16.")
+              .arg(resolution_->currentText()));
     return false;
   }
   ModelSpec model;
@@ -249,7 +257,7 @@ bool MainWindow::ensure_engine() {
   if (!model.tiny_random) {
     const auto missing = missing_model_files(model_folder_.toStdString());
     if (model_folder_.isEmpty() || !missing.empty()) {
-      model_panel_->show_for(model_folder_, missing);
+      if (!quiet) model_panel_->show_for(model_folder_, missing);
       return false;
     }
     model.folder = model_folder_.toStdString();
@@ -258,7 +266,7 @@ bool MainWindow::ensure_engine() {
   try {
     preset = find_preset(presets_dir_.toStdString(), presets_->currentText().toStdString());
   } catch (const std::exception& e) {
-    show_error(e.what());
+    if (!quiet) show_error(e.what());
     return false;
   }
   join_retired_engines();  // usually long done: it only waits when started within a block
@@ -297,6 +305,7 @@ bool MainWindow::ensure_engine() {
           view_->set_stats(s);
           view_->set_memory(memory);
           update_status();
+          emit engine_stats_changed(s);
         },
         Qt::QueuedConnection);
   };
@@ -341,6 +350,7 @@ void MainWindow::submit_mix(const PromptMix& mix, bool cut) {
     return;
   }
   if (!ensure_engine()) return;
+  remember_prefetched(mix);  // the engine encodes them now: no prefetch of the same text after
   banner_->hide();
   model_panel_->hide();
   if (running_) {
@@ -358,6 +368,40 @@ void MainWindow::submit_mix(const PromptMix& mix, bool cut) {
   engine_->start(mix, static_cast<uint64_t>(seed_->value()));
   running_ = true;
   paused_ = false;
+}
+
+void MainWindow::prefetch_typed_prompts() {
+  std::array<QString, 1 + BlendList::kRows> texts;
+  texts[0] = prompt_->toPlainText();
+  for (int i = 0; i < BlendList::kRows; ++i) texts[i + 1] = blend_->row_text(i)->text();
+  // What an engine has been sent dies with it.
+  if (!engine_ || prefetched_generation_ != engine_generation_.load()) prefetched_.fill({});
+  auto wanted = [&](size_t i) {
+    return !texts[i].trimmed().isEmpty() && texts[i] != prefetched_[i];
+  };
+  bool any = false;
+  for (size_t i = 0; i < texts.size(); ++i) any = any || wanted(i);
+  // Before the first start this makes the engine, whose worker then loads the model: Enter
+  // starts sooner too. Without a usable model (folder, resolution) nothing is said: Enter will.
+  if (!any || !ensure_engine(/*quiet=*/true)) return;
+  prefetched_generation_ = engine_generation_.load();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (!wanted(i)) continue;
+    engine_->prefetch_prompt(texts[i].toStdString());
+    prefetched_[i] = texts[i];
+    ++prompts_prefetched_;
+  }
+}
+
+void MainWindow::remember_prefetched(const PromptMix& mix) {
+  if (prefetched_generation_ != engine_generation_.load()) prefetched_.fill({});
+  prefetched_generation_ = engine_generation_.load();
+  auto field = [&](size_t i) {
+    return i == 0 ? prompt_->toPlainText() : blend_->row_text(static_cast<int>(i) - 1)->text();
+  };
+  for (size_t i = 0; i < prefetched_.size(); ++i)
+    for (const auto& p : mix.prompts)
+      if (field(i).toStdString() == p.text) prefetched_[i] = field(i);
 }
 
 void MainWindow::timeline_finished(const Timeline& timeline) {

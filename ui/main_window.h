@@ -9,6 +9,8 @@
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QTimer>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -45,6 +47,9 @@ class PromptEdit : public QPlainTextEdit {
 class MainWindow : public QMainWindow {
   Q_OBJECT
  public:
+  // Typing pauses this long before the prompt box and the blend rows are encoded ahead.
+  static constexpr int kPrefetchIdleMs = 300;
+
   MainWindow(QString presets_dir, bool tiny_model);
   ~MainWindow() override;
 
@@ -74,6 +79,11 @@ class MainWindow : public QMainWindow {
   bool save_prompt_set_to(const QString& path);
   bool load_prompt_set_from(const QString& path);
   bool play_timeline_from(const QString& path);
+  // Prompts sent to Engine::prefetch_prompt after typing paused (prompt box and blend rows).
+  int64_t prompts_prefetched() const { return prompts_prefetched_; }
+
+ signals:
+  void engine_stats_changed(const longlive::EngineStats& stats);  // each update, on the UI thread
 
  protected:
   void keyPressEvent(QKeyEvent* event) override;
@@ -88,7 +98,16 @@ class MainWindow : public QMainWindow {
   void choose_model_folder();
   void show_error(const QString& message);
   void apply_preset(int index);
-  bool ensure_engine();
+  // Makes the engine when there is none. `quiet`: for work the user did not ask for (a
+  // prefetch): no error banner or model panel, just false.
+  bool ensure_engine(bool quiet = false);
+  // Prefetch while typing: once typing has paused for kPrefetchIdleMs, the prompt box's text and
+  // the blend rows' texts go to Engine::prefetch_prompt (its prompt cache encodes them in the
+  // background), so Enter on them finds the embeddings ready. Each field's text is sent once;
+  // empty text is not. Before the first start this makes the engine, which loads the model.
+  void prefetch_typed_prompts();
+  // Texts the engine already has (sent or submitted): not sent again.
+  void remember_prefetched(const PromptMix& mix);
   // Tearing an engine down joins its worker, which may be in the middle of a block on the GPU:
   // done on a helper thread, so the window never waits for it. A retired engine's callbacks are
   // dropped (engine_generation_). Joined before the next engine starts (one session's GPU
@@ -126,6 +145,12 @@ class MainWindow : public QMainWindow {
   bool paused_ = false;
   EngineStats stats_;
   DeviceMemory memory_;
+  QTimer prefetch_timer_;  // single shot, restarted by every key
+  // The text last sent per field (prompt box, then the blend rows), for the engine generation
+  // that received it.
+  std::array<QString, 1 + BlendList::kRows> prefetched_;
+  uint64_t prefetched_generation_ = 0;
+  int64_t prompts_prefetched_ = 0;
 };
 
 }  // namespace longlive::ui

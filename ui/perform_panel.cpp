@@ -79,6 +79,7 @@ BlendList::BlendList(QWidget* parent) : QWidget(parent) {
     connect(r.weight, &QSlider::valueChanged, r.value,
             [label = r.value](int v) { label->setText(QString::number(v / 100.0, 'f', 2)); });
     r.value->setText(QString::number(r.weight->value() / 100.0, 'f', 2));
+    connect(r.text, &QLineEdit::textEdited, this, &BlendList::row_text_edited);
     grid->addWidget(r.text, i, 0);
     grid->addWidget(r.weight, i, 1);
     grid->addWidget(r.value, i, 2);

@@ -63,6 +63,7 @@ class BlendList : public QWidget {
  signals:
   void blend_requested(const longlive::PromptMix& mix);
   void recent_chosen(const QString& prompt);
+  void row_text_edited();  // a key typed into a row (the window prefetches once typing pauses)
   void save_set_requested();
   void load_set_requested();
 

@@ -94,6 +94,11 @@ void VideoView::clear() {
   update();
 }
 
+void VideoView::set_stats(const EngineStats& stats) {
+  last_switch_source_ = next_prompt_source(stats_, stats, last_switch_source_);
+  stats_ = stats;
+}
+
 void VideoView::set_overlay_visible(bool visible) {
   overlay_ = visible;
   setMouseTracking(visible);  // hover (plot tooltips) needs moves without a button held
@@ -267,6 +272,7 @@ void VideoView::paint_overlay() {
   if (!imgui_->ready() && !imgui_->initialize_gl()) return;
   imgui_->new_frame(size(), devicePixelRatioF());
   overlay_report_ = draw_debug_overlay({.stats = stats_,
+                                        .last_switch_source = last_switch_source_,
                                         .switch_latency_ms = switch_latency_ms_,
                                         .display_fps = display_fps(),
                                         .frame_index = current_.index,

@@ -42,7 +42,10 @@ class VideoView : public QOpenGLWidget {
 
   void enqueue(ShownFrame frame);  // UI thread
   void clear();
-  void set_stats(const EngineStats& stats) { stats_ = stats; }
+  // Every stats update of the engine, in order (the last switch's prompt source follows them).
+  void set_stats(const EngineStats& stats);
+  // Whether the newest prompt switch (or start) found its prompt in the engine's prompt cache.
+  PromptSource last_switch_source() const { return last_switch_source_; }
   void set_memory(const DeviceMemory& memory) { memory_ = memory; }
   void set_paced(bool paced) { paced_ = paced; }
   void set_overlay_visible(bool visible);
@@ -104,6 +107,7 @@ class VideoView : public QOpenGLWidget {
   bool overlay_ = false;
   int64_t painted_ = 0;
   EngineStats stats_;
+  PromptSource last_switch_source_ = PromptSource::unknown;
   DeviceMemory memory_;
   QElapsedTimer switch_clock_;
   double switch_latency_ms_ = 0;
