@@ -1,0 +1,49 @@
+// longlive-studio-autotest: the studio's window (the product's MainWindow, as longlive-studio
+// builds it) driven by a scripted GUI test, for ctest under Xvfb. Not installed; the studio
+// itself carries no test code.
+//   longlive-studio-autotest [--tiny] [--presets DIR] [--scenario session|prefetch] --autotest OUT
+// Writes OUT/report.json and exits 0 when every check passed.
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QTimer>
+#include <cstdio>
+
+#include "autotest.h"
+#include "longlive/log.h"
+#include "main_window.h"
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QApplication::setApplicationName("LongLive Studio");  // the studio's settings and folders
+  QCommandLineParser parser;
+  parser.addHelpOption();
+  QCommandLineOption tiny("tiny",
+                          "Start with the tiny random model (runs on CPU, no weights needed)");
+  QCommandLineOption presets("presets", "Preset folder", "dir", LONGLIVE_PRESETS_DIR);
+  QCommandLineOption out("autotest", "Folder for report.json and what the test writes", "out_dir");
+  QCommandLineOption scenario("scenario",
+                              "session (the whole scripted session, default) or prefetch "
+                              "(a typed-then-idle prompt is a prompt-cache hit at Enter)",
+                              "name", "session");
+  parser.addOptions({tiny, presets, out, scenario});
+  parser.process(app);
+  const QString name = parser.value(scenario);
+  if (!parser.isSet(out) || (name != "session" && name != "prefetch")) {
+    std::fprintf(stderr, "usage: %s [--tiny] [--scenario session|prefetch] --autotest OUT_DIR\n",
+                 argv[0]);
+    return 2;
+  }
+  longlive::log::init(longlive::log::Level::info);
+
+  longlive::ui::MainWindow window(parser.value(presets), parser.isSet(tiny));
+  window.resize(960, 720);
+  window.show();
+  const QString dir = parser.value(out);
+  QTimer::singleShot(300, &window, [&window, dir, name] {
+    if (name == "prefetch")
+      longlive::ui::run_prefetch_autotest(&window, dir);
+    else
+      longlive::ui::run_autotest(&window, dir);
+  });
+  return app.exec();
+}
