@@ -23,7 +23,8 @@ namespace {
 
 // Device bytes of one decoder pass, from a walk over the same layers the decoder runs. Each
 // layer's peak counts its input, its temporaries as our implementation allocates them, and one
-// extra copy of every convolution's input for backend reorders/workspaces.
+// extra copy of every convolution's input for backend reorders/workspaces, with its channels
+// padded as the backend's blocked layouts pad them (see kBackendChannelBlock).
 struct Cost {
   int64_t working = 0;       // activations at their peak, incl. the float32 output of the pass
   int64_t trunk_cache = 0;   // feature cache of the whole-frame trunk
@@ -32,6 +33,16 @@ struct Cost {
     return working + trunk_cache + branches * branch_cache;
   }
 };
+
+// oneDNN (ATen's CPU convolution) computes in channel-blocked layouts and reorders a conv's input
+// into one, its channels padded to a multiple of the block (16 floats with AVX-512, 8 with AVX2).
+// Negligible at the released widths (multiples of 16), it dominates a narrow model's working set:
+// a 2-channel conv's blocked input is 8x its plain one (measured: the last stage of a width-2
+// decoder peaks at 6C + 16 times one channel's bytes, against 7C for C >= 16).
+constexpr int64_t kBackendChannelBlock = 16;
+int64_t blocked(int64_t channels) {
+  return (channels + kBackendChannelBlock - 1) / kBackendChannelBlock * kBackendChannelBlock;
+}
 
 // The trunk runs on h x w, the branch on a th x tw tile of it.
 Cost decode_cost(const WanVaeConfig& c, int64_t h, int64_t w, int64_t th, int64_t tw,
@@ -43,16 +54,21 @@ Cost decode_cost(const WanVaeConfig& c, int64_t h, int64_t w, int64_t th, int64_
     cache += slot;
     largest_slot = std::max(largest_slot, slot);
   };
+  // Bytes of a causal conv ci -> co beyond its live input: the input buffer + a frame-major or
+  // reordered copy of it (counted in the backend's channel-blocked layout); output + a tap's
+  // output + a copy.
+  auto conv_bytes = [&](int64_t ci, int64_t co) {
+    return ((ci + blocked(ci)) * (t + 2) + 3 * co * t) * a * e;
+  };
   // Causal conv ci -> co on an input that stays alive (`live` bytes).
-  // Input buffer + a frame-major or reordered copy of it; output + a tap's output + a copy.
   auto conv = [&](int64_t live, int64_t ci, int64_t co) {
-    note(live + (2 * ci * (t + 2) + 3 * co * t) * a * e);
+    note(live + conv_bytes(ci, co));
     remember(ci);
   };
   auto residual = [&](int64_t ci, int64_t co) {
     const int64_t x = ci * t * a * e, skip = ci != co ? co * t * a * e : 0;
-    note(x + skip + (ci * t + t) * a * e + (2 * ci * (t + 2) + 3 * co * t) * a * e);
-    note(x + skip + (co * t + 2 * co * (t + 2) + 3 * co * t) * a * e);
+    note(x + skip + (ci * t + t) * a * e + conv_bytes(ci, co));
+    note(x + skip + co * t * a * e + conv_bytes(co, co));
     remember(ci);
     remember(co);
   };

@@ -287,7 +287,9 @@ class Builder {
   RmsNorm norm(const std::string& name, int64_t channels, int64_t dims) {
     const at::Tensor& gamma = raw(name, dims);
     expect_channels(name, 0, channels);
-    return {load(gamma.to(at::kFloat) * std::sqrt(double(channels))), load(gamma.reshape({-1}))};
+    // The gain in float64, rounded once to the compute dtype: a float64 decoder then computes what
+    // the reference computes in float64 (no float32 rounding of gamma * sqrt(C)).
+    return {load(gamma.to(at::kDouble) * std::sqrt(double(channels))), load(gamma.reshape({-1}))};
   }
 
   ResidualBlock residual(const std::string& p, int64_t in) {
