@@ -7,6 +7,7 @@
 #include "fixtures.h"
 #include "longlive/decoder.h"
 #include "longlive/error.h"
+#include "stream_chunks.h"
 
 namespace longlive::test {
 namespace {
@@ -42,22 +43,28 @@ TEST(Taehv, StreamedChunksMatchTheDocumentedFrameRanges) {
   const WeightStore io = WeightStore::open(fixture("taehv_io.safetensors"));
   const at::Tensor latents = io.get("latents");
   const at::Tensor expected = io.get("decode_full")[0];
+  // The reference's chunks (latent frames each), which need not be equal.
   const auto ranges = nlohmann::json::parse(io.metadata().at("stream_chunk_frame_ranges"));
-  const int64_t chunk = latents.size(1) / static_cast<int64_t>(ranges.size());
+  const WeightStore weights = taehv_weights(io);
+  const std::vector<int64_t> sizes =
+      stream_chunk_sizes(ranges, *make_taehv_decoder(weights, {}), latents.size(1));
+  ASSERT_EQ(sizes.size(), ranges.size());
   for (DecoderLayout layout : {DecoderLayout::best, DecoderLayout::channels_last}) {
     const bool channels_last = layout == DecoderLayout::channels_last;
-    auto decoder = make_taehv_decoder(taehv_weights(io), {at::kCPU, at::kFloat, layout});
+    auto decoder = make_taehv_decoder(weights, {at::kCPU, at::kFloat, layout});
     for (int repeat = 0; repeat < 2; ++repeat) {  // reset() starts a new video
       decoder->reset();
+      int64_t latent = 0;
       for (size_t i = 0; i < ranges.size(); ++i) {
-        const at::Tensor frames =
-            decoder->decode(latents.narrow(1, static_cast<int64_t>(i) * chunk, chunk));
+        const at::Tensor frames = decoder->decode(latents.narrow(1, latent, sizes[i]));
+        latent += sizes[i];
         const int64_t begin = ranges[i][0], end = ranges[i][1];
         ASSERT_EQ(frames.size(0), end - begin);
         EXPECT_TRUE(frames.is_contiguous());
-        EXPECT_EQ(frames.size(0), decoder->frames_for(chunk, i == 0));
+        EXPECT_EQ(frames.size(0), decoder->frames_for(sizes[i], i == 0));
         EXPECT_LT(max_abs_diff(frames, expected.narrow(0, begin, end - begin)), 1e-4)
-            << "chunk " << i << ", channels-last " << channels_last;
+            << "chunk " << i << " of " << sizes[i] << " latent frames, channels-last "
+            << channels_last;
       }
     }
   }

@@ -1,15 +1,19 @@
 // Wan VAE on the GPU (skipped without CUDA): the reference fixture decoded block by block in
-// fp32 with TF32 off within 1e-3, in both activation layouts (channels-last, cuDNN's native one,
+// fp32 with TF32 off within 1e-3 (or the configuration's float32 rounding tolerance where that is
+// larger, see wan_vae_rounding.h), in both activation layouts (channels-last, cuDNN's native one,
 // and the plain one), and bf16 close to it.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 
 #include "fixtures.h"
 #include "longlive/wan_vae.h"
+#include "stream_chunks.h"
+#include "wan_vae_rounding.h"
 
 namespace longlive::test {
 namespace {
@@ -24,12 +28,14 @@ double streamed_max_diff(const WeightStore& weights, const WeightStore& io,
   const at::Tensor latents = io.get("latents");
   const at::Tensor expected = io.get("decode_full")[0];
   const auto ranges = nlohmann::json::parse(io.metadata().at("stream_chunk_frame_ranges"));
-  const int64_t chunk = latents.size(1) / static_cast<int64_t>(ranges.size());
   WanVaeDecoder decoder(weights, options);
+  const std::vector<int64_t> sizes = stream_chunk_sizes(ranges, decoder, latents.size(1));
+  if (sizes.size() != ranges.size()) return 1e9;
   double worst = 0;
+  int64_t latent = 0;
   for (size_t i = 0; i < ranges.size(); ++i) {
-    const at::Tensor pixels =
-        decoder.decode_pixels(latents.narrow(1, static_cast<int64_t>(i) * chunk, chunk));
+    const at::Tensor pixels = decoder.decode_pixels(latents.narrow(1, latent, sizes[i]));
+    latent += sizes[i];
     EXPECT_TRUE(pixels.is_cuda());
     const int64_t begin = ranges[i][0], end = ranges[i][1];
     EXPECT_EQ(pixels.size(0), end - begin) << "chunk " << i;
@@ -47,6 +53,9 @@ TEST(WanVaeGpu, StreamedDecodeMatchesReferenceInBothLayouts) {
   context.setAllowTF32CuBLAS(false);
   const WeightStore weights = load_wan_vae_weights(fixture("wanvae_weights.safetensors"));
   const WeightStore io = WeightStore::open(fixture("wanvae_io.safetensors"));
+  // The float32 rounding floor of this configuration, measured on the CPU.
+  const WanVaeRounding& rounding = fixture_wan_vae_rounding();
+  const double tolerance = std::max(1e-3, rounding.tolerance());
   WanVaeDecoderOptions options;
   options.device = at::Device(at::kCUDA, 0);
   options.dtype = at::kFloat;
@@ -54,15 +63,28 @@ TEST(WanVaeGpu, StreamedDecodeMatchesReferenceInBothLayouts) {
     options.layout = layout;
     const bool channels_last = layout == DecoderLayout::channels_last;
     const double diff = streamed_max_diff(weights, io, options);
-    std::printf("Wan VAE fp32 on the GPU, channels-last %d: max |diff| = %.3g\n", channels_last,
-                diff);
-    EXPECT_LT(diff, 1e-3) << "channels-last " << channels_last;
+    std::printf("Wan VAE fp32 on the GPU, channels-last %d: max |diff| = %.3g (tolerance %.3g)\n",
+                channels_last, diff, tolerance);
+    EXPECT_LT(diff, tolerance) << "channels-last " << channels_last;
   }
   options.dtype = at::kBFloat16;
   options.layout = DecoderLayout::best;
   const double bf16 = streamed_max_diff(weights, io, options);
-  std::printf("Wan VAE bf16 channels-last: max |diff| = %.3g\n", bf16);
-  EXPECT_LT(bf16, 1e-1) << "bf16 decode beyond half precision";
+  // bf16 keeps 8 significant bits against float32's 24: its rounding errors are 2^16 times
+  // float32's, amplified by the configuration as float32's are (the floor). On an H200 the bf16
+  // decodes of twelve configurations (widths 2 to 8) came to at most 0.6 of floor * 2^16 (0.078
+  // for the public width-8 set). Where that bound reaches the pixel range ([-1, 1]), as with most
+  // 2- and 3-channel models, bf16 has no parity to check: only that it decodes to finite pixels.
+  const double bf16_tolerance = std::max(1e-1, rounding.floor * 65536.0);
+  std::printf("Wan VAE bf16 channels-last: max |diff| = %.3g (tolerance %.3g)\n", bf16,
+              bf16_tolerance);
+  EXPECT_TRUE(std::isfinite(bf16));
+  if (bf16_tolerance < 2.0) {
+    EXPECT_LT(bf16, bf16_tolerance) << "bf16 decode beyond half precision";
+  } else {
+    std::printf("  no bf16 parity for this configuration (bound %.3g beyond the pixel range)\n",
+                bf16_tolerance);
+  }
 }
 
 }  // namespace
