@@ -255,7 +255,7 @@ TEST(SessionFrames, BudgetDropsTheOldestFramesCountsAndReportsThem) {
 
 TEST(SessionFrames, VideoPromptsStartAtTheEnginesLastRestart) {
   SessionFrames session(12 * 8 * 8 * 4);  // keeps 12 frames
-  // Frames 0-19 of a first video (prompt a, then b from 10); a preset change restarts the video
+  // Frames 0-19 of a first video (prompt a, then b from 10); a new start restarts the video
   // (engine index 0 again) under b, and c follows 5 frames later.
   for (int64_t i = 0; i < 20; ++i)
     session.add(engine_frame(numbered_frame(i), i, i < 10 ? "a" : "b"));

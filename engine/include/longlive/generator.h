@@ -98,6 +98,22 @@ struct BlockTrace {
 
 class CausalWanModel;
 class DitGraphRunner;
+
+// A running stream handed from one generator to another (a hot preset change): the frame
+// counter, the clean latents still needed (the sink's and the recent window's), the conditioning
+// and the noise draws, so the next generator continues the same video. Move-only.
+struct StreamState {
+  int64_t frame = 0;        // frames generated so far
+  int64_t blocks = 0;       // blocks generated so far (the noise source's block index)
+  at::Tensor sink;          // [s, C, h, w] clean latents of frames [0, s)
+  at::Tensor window;        // [n, C, h, w] clean latents of frames [frame - n, frame)
+  at::Tensor conditioning;  // what the last block was conditioned on
+  std::optional<at::Tensor> pending_switch;  // a cut not yet applied
+  std::optional<at::Tensor> transition_from, transition_to;
+  TransitionOptions transition;
+  int64_t transition_done = 0;
+  std::unique_ptr<NoiseSource> noise;
+};
 class KvCache;
 struct CrossAttnCache;
 class FlowMatchSampler;
@@ -108,6 +124,9 @@ class StreamGenerator {
   // merged at load.
   StreamGenerator(const WeightStore& weights, const GeneratorOptions& options,
                   const WeightStore* lora = nullptr);
+  // Shares an already built DiT (a hot preset change that keeps the weights): `model` must have
+  // been built for options.model, device, dtype and runtime (Error otherwise).
+  StreamGenerator(std::shared_ptr<const CausalWanModel> model, const GeneratorOptions& options);
   ~StreamGenerator();
   StreamGenerator(const StreamGenerator&) = delete;
   StreamGenerator& operator=(const StreamGenerator&) = delete;
@@ -133,12 +152,23 @@ class StreamGenerator {
   // Replaces the noise source (tests replay recorded draws). Takes effect immediately.
   void set_noise_source(std::unique_ptr<NoiseSource> noise);
 
+  // The DiT this generator runs (a hot preset change hands it to the next generator).
+  std::shared_ptr<const CausalWanModel> model() const { return model_; }
+  // Ends this generator's stream and hands it over (the generator must be start()ed again).
+  StreamState release_state();
+  // Continues a released stream: the frame counter and noise carry on, and the next block first
+  // re-caches the window under the conditioning, as a prompt switch does; with a global sink and
+  // the window past the sink, the sink frames are re-encoded from their latents first (their K/V
+  // live in the previous generator's cache, whose layout may differ). The latent size must match.
+  void resume(StreamState state);
+
   // Applies a pending hard cut now (re-cache under the new prompt); returns whether one ran.
   // next_block() calls it; callers may call it earlier to time the re-cache on its own.
   bool apply_pending_switch(BlockTrace* trace = nullptr);
   // Generates the next block: [1, frames_per_block, C, h, w] float32 latents on the device.
   at::Tensor next_block(BlockTrace* trace = nullptr);
 
+  bool started() const { return started_; }
   int64_t frames_generated() const { return frame_; }
   int64_t blocks_generated() const { return stats_.blocks; }
   GeneratorStats stats() const;
@@ -154,6 +184,7 @@ class StreamGenerator {
 
  private:
   void recache(BlockTrace* trace);
+  void reencode_sink();
   void reserve_up_front();
   void advance_transition(BlockTrace* trace);
   at::Tensor padded(const at::Tensor& embeds) const;
@@ -165,13 +196,16 @@ class StreamGenerator {
   };
 
   GeneratorOptions options_;
-  std::unique_ptr<CausalWanModel> model_;
+  std::shared_ptr<const CausalWanModel> model_;
   std::unique_ptr<DitGraphRunner> graphs_;  // declared after the model it runs
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<CrossAttnCache> cross_;
   std::unique_ptr<FlowMatchSampler> sampler_;
   std::unique_ptr<NoiseSource> noise_;
   at::Tensor recent_;  // [window, C, h, w] clean latents, frame f at f % window
+  at::Tensor sink_;    // [sink, C, h, w] clean latents of the first frames (for resume())
+  // After resume(): frames of the window the ring holds (older ones were not handed over).
+  int64_t recent_available_ = 0;
   std::optional<at::Tensor> pending_switch_;
   at::Tensor current_;  // embeddings the cross-attention cache was built from
   std::optional<Transition> transition_;

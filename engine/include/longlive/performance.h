@@ -15,57 +15,17 @@
 
 #include "longlive/preset.h"
 #include "longlive/prompt_mix.h"
+#include "longlive/session.h"
 #include "longlive/timeline.h"
 
 namespace longlive {
 
-class StreamGenerator;
-class TextEncoder;
-class PromptCache;
-class AsyncDecoder;
-class StreamingDecoder;
-class RegionProfiler;
-
-struct ModelSpec {
-  bool tiny_random = false;      // CPU-sized random model for trying the app without weights
-  std::filesystem::path folder;  // real checkpoints (see missing_model_files)
-  // Where to run it; default: the first CUDA device when there is one, else the CPU.
-  std::optional<at::Device> device;
-};
-
-// Files a model folder must hold (searched recursively); returns the ones not found.
-std::vector<std::string> missing_model_files(const std::filesystem::path& folder);
-
-// The live decoder the preset asks for: with `decoder: wan` the Wan VAE (Wan2.1_VAE.pth or
-// .safetensors; full quality, and on its own stream it fits in a quality block's time) when the
-// folder has it, else (with a warning) TAEHV, which missing_model_files() requires.
-std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path& folder,
-                                                    const Preset& preset, at::Device device);
-
-// One model + preset, ready to generate: generator, text encoder with prompt cache, decoder (on
-// its own CUDA stream), region profiler.
-// The tiny random model is built from fixed seeds, so two sessions of it are identical.
-struct Session {
-  std::unique_ptr<StreamGenerator> generator;
-  std::unique_ptr<TextEncoder> text;
-  std::unique_ptr<PromptCache> prompts;
-  // Decodes on its own CUDA stream: block k's frames can be taken while block k+1 generates.
-  // (Re)starts reset it, dropping queued blocks: take them first.
-  std::unique_ptr<AsyncDecoder> decoder;
-  std::unique_ptr<RegionProfiler> profiler;
-  at::Device device = at::kCPU;
-  int height = 0, width = 0;  // video size (height/width 0 asked for the preset's or 64x64 tiny)
-
-  static std::unique_ptr<Session> open(const ModelSpec& model, const Preset& preset, int height,
-                                       int width);
-  ~Session();
-  // Embeddings of the mix (from the prompt cache), blended on the device.
-  at::Tensor embed(const PromptMix& mix) const;
-};
-
 class Performance {
  public:
   Performance(ModelSpec model, Preset preset, int height = 0, int width = 0);
+  // Opens its sessions through `factory` (shared with other users of the same model).
+  Performance(std::shared_ptr<SessionFactory> factory, Preset preset, int height = 0,
+              int width = 0);
   ~Performance();
 
   // Starts (or restarts) a video. Begins a new timeline unless one is active (then it is recorded
@@ -74,8 +34,9 @@ class Performance {
   void cut(const PromptMix& mix);  // hard cut: re-cache under the new conditioning
   // Transition to the mix over options.blocks blocks (0 = cut).
   void transition(const PromptMix& mix, const TransitionOptions& options);
-  // Rebuilds the session for the preset; an active video restarts with its current mix and seed.
-  void set_preset(const Preset& preset);
+  // Moves the session to the preset (SessionFactory::change_preset): the video goes on from its
+  // current frame, with the text encoder, prompt cache and unchanged weights kept.
+  PresetChange set_preset(const Preset& preset);
   // Video size of the next start (0 x 0: the preset's, 64x64 for the tiny model), e.g. a
   // timeline's own size before replaying it. Only while no video is active (Error otherwise); a
   // session of another size is dropped and rebuilt at the next start.
@@ -96,6 +57,7 @@ class Performance {
   // True when the next block continues a transition (for marking the latency plot).
   bool in_transition() const;
   Session* session() const { return session_.get(); }
+  SessionFactory& factory() const { return *factory_; }
   const Preset& preset() const { return preset_; }
   const PromptMix& mix() const { return mix_; }
   uint64_t seed() const { return seed_; }
@@ -107,10 +69,9 @@ class Performance {
 
  private:
   void ensure_session();
-  void restart();
   TimelineEvent& record(EventKind kind);
 
-  ModelSpec model_;
+  std::shared_ptr<SessionFactory> factory_;
   Preset preset_;
   int height_, width_;
   std::unique_ptr<Session> session_;

@@ -38,6 +38,7 @@ KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options,
 
 void KvCache::reset() {
   std::fill(slot_frame_.begin(), slot_frame_.end(), -1);
+  ring_origin_ = -1;
   const int64_t sink_tokens = sink_slots() * shape_.tokens_per_frame;
   if (sink_tokens == 0) return;
   for (const at::Tensor* buffer : {&k_, &v_, &k_scale_, &v_scale_}) {
@@ -46,7 +47,9 @@ void KvCache::reset() {
 }
 
 int64_t KvCache::ring_slot(int64_t frame) const {
-  return sink_slots() + (frame - sink_slots()) % ring_slots();
+  const int64_t origin = ring_origin_ >= 0 ? ring_origin_ : sink_slots();
+  const int64_t ring = ring_slots();
+  return sink_slots() + ((frame - origin) % ring + ring) % ring;
 }
 
 KvCache::Plan KvCache::plan(int64_t start_frame, int64_t num_frames, KvWriteKind kind,

@@ -93,6 +93,11 @@ class KvCache {
 
   // Frame stored in each slot (-1 empty), for tests and diagnostics.
   const std::vector<int64_t>& slot_frames() const { return slot_frame_; }
+  // The frame that lands in the first ring slot (default: the first frame after the sink). A
+  // stream resumed with part of its window re-caches frames from the middle of the video; moving
+  // the origin to them keeps the written slots contiguous (attention does not care which slot a
+  // frame sits in: its keys carry their position). reset() restores the default.
+  void set_ring_origin(int64_t frame) { ring_origin_ = frame; }
   // K or V of a layer in the reference's positional order (sink slots, then the other frames
   // oldest first): [1, tokens, heads, head_dim].
   at::Tensor positional(int64_t layer, bool values) const;
@@ -113,7 +118,8 @@ class KvCache {
                   int64_t count) const;
 
   KvCacheShape shape_;
-  at::Tensor k_;  // [layers, heads, slots * tokens, head_dim]
+  int64_t ring_origin_ = -1;  // -1: sink_slots()
+  at::Tensor k_;              // [layers, heads, slots * tokens, head_dim]
   at::Tensor v_;
   at::Tensor k_scale_;  // int8 storage only: [layers, heads, slots * tokens, 1] float32
   at::Tensor v_scale_;

@@ -25,18 +25,23 @@ namespace {
 using Clock = std::chrono::steady_clock;
 }  // namespace
 
+// A control command: a timeline event (applied exactly as a replayed one), or a prefetch or a
+// playback, which are not events of the video.
 struct Engine::Command {
-  enum class Kind { start, cut, transition, prefetch, preset, pause, resume, stop, play };
-  explicit Command(Kind k) : kind(k) {}  // callers fill in the fields the kind uses
-  Kind kind;
-  PromptMix mix;
-  uint64_t seed = 0;
-  TransitionOptions transition;
-  Preset preset;
+  enum class Kind { event, prefetch, play };
+  Kind kind = Kind::event;
+  TimelineEvent event;
+  Preset preset;                             // a preset event's preset (the event names it)
   std::string prompt;                        // prefetch
   std::shared_ptr<const Timeline> timeline;  // play
   PresetLookup presets;                      // play
   Clock::time_point issued = Clock::now();
+
+  static Command of(EventKind kind) {
+    Command c;
+    c.event.kind = kind;
+    return c;
+  }
 };
 
 Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, int width,
@@ -72,42 +77,45 @@ void Engine::start(const std::string& prompt, uint64_t seed) {
   start(PromptMix::single(prompt), seed);
 }
 void Engine::start(const PromptMix& mix, uint64_t seed) {
-  Command c(Command::Kind::start);
-  c.mix = mix;
-  c.seed = seed;
+  Command c = Command::of(EventKind::start);
+  c.event.mix = mix;
+  c.event.seed = seed;
   post(std::move(c));
 }
 void Engine::switch_prompt(const std::string& prompt) { cut(PromptMix::single(prompt)); }
 void Engine::cut(const PromptMix& mix) {
-  Command c(Command::Kind::cut);
-  c.mix = mix;
+  Command c = Command::of(EventKind::cut);
+  c.event.mix = mix;
   post(std::move(c));
 }
 void Engine::transition(const PromptMix& mix, const TransitionOptions& options) {
-  Command c(Command::Kind::transition);
-  c.mix = mix;
-  c.transition = options;
+  Command c = Command::of(EventKind::transition);
+  c.event.mix = mix;
+  c.event.transition = options;
   post(std::move(c));
 }
 void Engine::prefetch_prompt(const std::string& prompt) {
-  Command c(Command::Kind::prefetch);
+  Command c;
+  c.kind = Command::Kind::prefetch;
   c.prompt = prompt;
   post(std::move(c));
 }
 void Engine::set_preset(const Preset& preset) {
-  Command c(Command::Kind::preset);
+  Command c = Command::of(EventKind::preset);
+  c.event.preset = preset.name;
   c.preset = preset;
   post(std::move(c));
 }
 void Engine::play(const Timeline& timeline, PresetLookup presets) {
-  Command c(Command::Kind::play);
+  Command c;
+  c.kind = Command::Kind::play;
   c.timeline = std::make_shared<const Timeline>(timeline);
   c.presets = std::move(presets);
   post(std::move(c));
 }
-void Engine::pause() { post(Command(Command::Kind::pause)); }
-void Engine::resume() { post(Command(Command::Kind::resume)); }
-void Engine::stop() { post(Command(Command::Kind::stop)); }
+void Engine::pause() { post(Command::of(EventKind::pause)); }
+void Engine::resume() { post(Command::of(EventKind::resume)); }
+void Engine::stop() { post(Command::of(EventKind::stop)); }
 
 EngineStats Engine::stats() const {
   std::lock_guard lock(mutex_);
@@ -183,20 +191,13 @@ void Engine::run() {
     if (callbacks_.on_timeline && !perf.timeline().events.empty())
       callbacks_.on_timeline(perf.timeline());
   };
-  // A (re)start begins a new video: frame numbers, stats and kept latents start over. After a
-  // preset change the latency history and the switch latency carry on, so the plot compares the
-  // presets; the first block under the new preset is marked with its name.
+  // A (re)start begins a new video: frame numbers, stats and kept latents start over.
   std::string preset_marker;
-  auto new_video = [&](bool after_preset_change) {
+  auto new_video = [&] {
     frame_index_ = 0;
     std::lock_guard lock(mutex_);
     latents_.clear();
-    EngineStats fresh;
-    if (after_preset_change) {
-      fresh.history = std::move(stats_.history);
-      fresh.last_switch_ms = stats_.last_switch_ms;
-    }
-    stats_ = std::move(fresh);
+    stats_ = EngineStats();
     stats_.device = perf.session()->device.str();
     stats_.state = "running";
   };
@@ -213,29 +214,44 @@ void Engine::run() {
     perf.stop();
     if (was_active) finish_timeline();
   };
-  auto set_preset = [&](const Preset& preset) {
-    flush_frames();  // no generated frame is lost to the rebuild
-    if (perf.active()) publish("loading");
-    perf.set_preset(preset);
-    if (!perf.active()) return;
-    new_video(true);
-    preset_marker = preset.name;
-  };
-  auto start = [&](const PromptMix& mix, uint64_t seed) {
-    flush_frames();
-    if (!perf.session()) publish("loading");
-    perf.start(mix, seed);
-    first_after_switch = false;
-    preset_marker.clear();
-    new_video(false);
-  };
-  auto switch_to = [&](const TimelineEvent& e, Clock::time_point issued) {
-    if (e.kind == EventKind::cut)
-      perf.cut(e.mix);
-    else
-      perf.transition(e.mix, e.transition);
-    switch_issued = issued;
-    first_after_switch = true;
+  // Every event, live or played back, goes through Performance::apply (which records it); this
+  // adds what the engine does around it: frames flushed before anything resets or swaps the
+  // decoder, a new video's stats, the marks of the latency plot.
+  auto apply = [&](const TimelineEvent& e, const PresetLookup& presets, Clock::time_point issued) {
+    switch (e.kind) {
+      case EventKind::start:
+        flush_frames();
+        if (!perf.session()) publish("loading");
+        perf.apply(e, presets);
+        first_after_switch = false;
+        preset_marker.clear();
+        new_video();
+        break;
+      case EventKind::cut:
+      case EventKind::transition:
+        if (!perf.active()) break;  // nothing to switch (stopped meanwhile)
+        perf.apply(e, presets);
+        switch_issued = issued;
+        first_after_switch = true;
+        break;
+      case EventKind::preset:
+        // The video continues (SessionFactory::change_preset); its first block under the new
+        // preset is marked with the preset's name.
+        flush_frames();
+        perf.apply(e, presets);
+        if (perf.active()) preset_marker = e.preset;
+        break;
+      case EventKind::pause:
+        flush_frames();
+        perf.apply(e, presets);
+        break;
+      case EventKind::resume:
+        perf.apply(e, presets);
+        break;
+      case EventKind::stop:
+        stop_video();
+        break;
+    }
   };
 
   for (;;) {
@@ -248,85 +264,48 @@ void Engine::run() {
     }
     try {
       for (auto& c : batch) {
-        using K = Command::Kind;
         switch (c.kind) {
-          case K::start:
-            playback.reset();
-            start(c.mix, c.seed);
-            break;
-          case K::cut:
-          case K::transition: {
-            if (!perf.active()) break;  // nothing to switch (stopped meanwhile)
-            TimelineEvent e;
-            e.kind = c.kind == K::cut ? EventKind::cut : EventKind::transition;
-            e.mix = c.mix;
-            e.transition = c.transition;
+          case Command::Kind::event: {
+            const TimelineEvent& e = c.event;
+            if (e.kind == EventKind::start || e.kind == EventKind::stop) playback.reset();
+            const Preset preset = c.preset;
+            const PresetLookup lookup = [&preset](const std::string&) { return preset; };
             try {
-              switch_to(e, c.issued);
+              apply(e, lookup, c.issued);
             } catch (const ConfigError& error) {
               // A bad prompt or blend is the performer's typo: report it, keep the video going.
+              if (e.kind != EventKind::cut && e.kind != EventKind::transition) throw;
               if (callbacks_.on_error) callbacks_.on_error(error.what());
             }
             break;
           }
-          case K::prefetch:  // builds the session if needed: loading a prompt set warms up
+          case Command::Kind::prefetch:  // builds the session if needed: a prompt set warms up
             if (!perf.session()) publish("loading");
             perf.prefetch(c.prompt);
             break;
-          case K::preset:
-            set_preset(c.preset);
-            break;
-          case K::pause:
-            flush_frames();
-            perf.pause();
-            break;
-          case K::resume:
-            perf.resume();
-            break;
-          case K::stop:
-            playback.reset();
-            stop_video();
-            break;
-          case K::play:
+          case Command::Kind::play: {
             stop_video();
             check_presets(*c.timeline, c.presets, "timeline");
             // The timeline plays at its own size and preset, whatever the studio ended on: an
             // exact replay (the frames that follow have the timeline's size).
             perf.set_resolution(c.timeline->height, c.timeline->width);
-            if (perf.preset().name != c.timeline->preset) set_preset(c.presets(c.timeline->preset));
+            if (perf.preset().name != c.timeline->preset) {
+              TimelineEvent e;
+              e.kind = EventKind::preset;
+              e.preset = c.timeline->preset;
+              apply(e, c.presets, c.issued);
+            }
             playback = Playback{c.timeline, c.presets};
             break;
+          }
         }
       }
       if (playback) {
         const auto& events = playback->timeline->events;
         // A played start begins a fresh timeline: blocks count from 0 again.
         while (playback->next < events.size() &&
-               (events[playback->next].block == perf.blocks() || playback->next == 0)) {
-          const TimelineEvent& e = events[playback->next++];
-          switch (e.kind) {
-            case EventKind::start:
-              start(e.mix, e.seed);
-              break;
-            case EventKind::cut:
-            case EventKind::transition:
-              switch_to(e, Clock::now());
-              break;
-            case EventKind::preset:
-              set_preset(playback->presets(e.preset));
-              break;
-            case EventKind::pause:
-              flush_frames();
-              perf.pause();
-              break;
-            case EventKind::resume:
-              perf.resume();
-              break;
-            case EventKind::stop:
-              stop_video();
-              break;
-          }
-        }
+               (events[playback->next].block == perf.blocks() || playback->next == 0))
+          apply(events[playback->next++], playback->presets, Clock::now());
         // Done, or stopped; a pause waits for the performer's resume.
         if (playback->next >= events.size() || !perf.active()) playback.reset();
       }

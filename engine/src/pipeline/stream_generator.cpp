@@ -94,18 +94,37 @@ void GeneratorOptions::validate() const {
   }
 }
 
+namespace {
+std::shared_ptr<const CausalWanModel> build_model(const WeightStore& weights,
+                                                  const GeneratorOptions& o,
+                                                  const WeightStore* lora) {
+  o.validate();
+  if (lora)
+    return std::make_shared<const CausalWanModel>(merge_lora(weights, *lora, o.lora_alpha), o.model,
+                                                  o.device, o.dtype, o.runtime);
+  return std::make_shared<const CausalWanModel>(weights, o.model, o.device, o.dtype, o.runtime);
+}
+}  // namespace
+
 StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOptions& options,
                                  const WeightStore* lora)
-    : options_(options) {
+    : StreamGenerator(build_model(weights, options, lora), options) {}
+
+StreamGenerator::StreamGenerator(std::shared_ptr<const CausalWanModel> model,
+                                 const GeneratorOptions& options)
+    : options_(options), model_(std::move(model)) {
   options_.validate();
-  if (lora) {
-    model_ = std::make_unique<CausalWanModel>(merge_lora(weights, *lora, options_.lora_alpha),
-                                              options_.model, options_.device, options_.dtype,
-                                              options_.runtime);
-  } else {
-    model_ = std::make_unique<CausalWanModel>(weights, options_.model, options_.device,
-                                              options_.dtype, options_.runtime);
-  }
+  const DitRuntime& built = model_->runtime();
+  if (model_->device() != options_.device || model_->dtype() != options_.dtype ||
+      built.fused_kernels != options_.runtime.fused_kernels ||
+      built.fp8_linears != options_.runtime.fp8_linears ||
+      built.fp8_attention != options_.runtime.fp8_attention ||
+      built.attention != options_.runtime.attention)
+    throw Error(fmt::format(
+        "StreamGenerator: the shared DiT was built for {} {} and other fast paths than the "
+        "options ask ({} {})",
+        model_->device().str(), c10::toString(model_->dtype()), options_.device.str(),
+        c10::toString(options_.dtype)));
   if (options_.runtime.cuda_graphs && options_.device.is_cuda()) {
     if (DitGraphRunner::available()) {
       graphs_ = std::make_unique<DitGraphRunner>(*model_);
@@ -124,9 +143,13 @@ StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOpti
   cross_ = std::make_unique<CrossAttnCache>();
   sampler_ = std::make_unique<FlowMatchSampler>(
       options_.denoising_steps, options_.warp_denoising_step, options_.timestep_shift);
+  const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
   recent_ = at::zeros({options_.local_attn_frames, options_.model.in_channels,
                        options_.latent_height, options_.latent_width},
-                      at::TensorOptions().dtype(at::kFloat).device(options_.device));
+                      float_opts);
+  sink_ = at::zeros({options_.sink_frames, options_.model.in_channels, options_.latent_height,
+                     options_.latent_width},
+                    float_opts);
 }
 
 StreamGenerator::~StreamGenerator() = default;
@@ -157,6 +180,7 @@ void StreamGenerator::start(const at::Tensor& prompt_embeds, uint64_t seed) {
   noise_ = make_seeded_noise(seed, options_.device);
   pending_switch_.reset();
   frame_ = 0;
+  recent_available_ = 0;
   stats_ = GeneratorStats{.kv_cache_bytes = kv_->bytes()};
   if (options_.reserve_up_front && options_.device.is_cuda()) reserve_up_front();
   started_ = true;
@@ -274,8 +298,105 @@ void StreamGenerator::set_noise_source(std::unique_ptr<NoiseSource> noise) {
   noise_ = std::move(noise);
 }
 
+StreamState StreamGenerator::release_state() {
+  if (!started_) throw Error("release_state() before start()");
+  StreamState state;
+  state.frame = frame_;
+  state.blocks = stats_.blocks;
+  const int64_t held = recent_available_ > 0 ? recent_available_ : frame_;
+  const int64_t n = std::min({options_.local_attn_frames, frame_, held});
+  if (n > 0) {
+    const at::Tensor index =
+        at::arange(frame_ - n, frame_, at::TensorOptions().dtype(at::kLong).device(options_.device))
+            .remainder(options_.local_attn_frames);
+    state.window = recent_.index_select(0, index);
+  }
+  state.sink = sink_.narrow(0, 0, std::min(options_.sink_frames, frame_)).clone();
+  state.conditioning = current_;
+  state.pending_switch = pending_switch_;
+  if (transition_) {
+    state.transition_from = transition_->from;
+    state.transition_to = transition_->to;
+    state.transition = transition_->options;
+    state.transition_done = transition_->done;
+  }
+  state.noise = std::move(noise_);
+  started_ = false;
+  return state;
+}
+
+void StreamGenerator::resume(StreamState state) {
+  const auto& sizes = recent_.sizes();
+  for (const at::Tensor* t : {&state.window, &state.sink}) {
+    if (t->defined() && t->numel() > 0 &&
+        (t->size(1) != sizes[1] || t->size(2) != sizes[2] || t->size(3) != sizes[3]))
+      throw ConfigError(fmt::format(
+          "resume: the stream's latents are {}x{}x{}, this generator makes {}x{}x{} (a preset "
+          "change keeps the video size)",
+          t->size(1), t->size(2), t->size(3), sizes[1], sizes[2], sizes[3]));
+  }
+  if (!state.noise) throw Error("resume: the stream state has no noise source");
+  model_->build_cross_cache(state.conditioning, *cross_);
+  current_ = state.conditioning;
+  kv_->reset();
+  noise_ = std::move(state.noise);
+  frame_ = state.frame;
+  stats_ = GeneratorStats{.kv_cache_bytes = kv_->bytes()};
+  stats_.blocks = state.blocks;
+  stats_.frames = frame_;
+  recent_.zero_();
+  sink_.zero_();
+  const int64_t n =
+      state.window.defined() ? std::min(state.window.size(0), options_.local_attn_frames) : 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t frame = frame_ - n + i;
+    recent_[frame % options_.local_attn_frames].copy_(state.window[state.window.size(0) - n + i]);
+  }
+  recent_available_ = n;  // 0 only when nothing was generated yet
+  const int64_t s = state.sink.defined() ? std::min(state.sink.size(0), options_.sink_frames) : 0;
+  if (s > 0) sink_.narrow(0, 0, s).copy_(state.sink.narrow(0, 0, s));
+  transition_.reset();
+  if (state.transition_from && state.transition_to)
+    transition_ = Transition{*state.transition_from, *state.transition_to, state.transition,
+                             state.transition_done};
+  // The next block re-caches under the pending cut if there is one, else under the current
+  // conditioning: the same forward as a prompt switch.
+  pending_switch_ = state.pending_switch ? *state.pending_switch : state.conditioning;
+  started_ = true;
+  // Warms the plans on dummy input and empties the cache again (before the sink is re-encoded).
+  if (options_.reserve_up_front && options_.device.is_cuda()) reserve_up_front();
+  // Under a global sink, a re-cache that starts past the sink keeps the sink's K/V: rebuild them
+  // now from their latents, under the conditioning they were last attended with (a pending cut
+  // must not reach them, as it does not in a prompt switch). Without a global sink, or when the
+  // re-cache starts at frame 0, the re-cache writes the sink slots itself.
+  const int64_t recached = std::min({options_.local_attn_frames, frame_, recent_available_});
+  const int64_t first = frame_ - recached;
+  const bool keeps_sink = options_.global_sink && first > 0;
+  if (keeps_sink && options_.sink_frames > 0 && s >= std::min(options_.sink_frames, frame_))
+    reencode_sink();
+  // With fewer frames than the window handed over, start the ring at the re-cache's first ring
+  // frame so its slots are contiguous: a re-cache's first sink-many frames go to the sink slots,
+  // or are dropped when the sink is kept.
+  if (first > 0 && recached < options_.local_attn_frames)
+    kv_->set_ring_origin(first + std::min(recached, options_.sink_frames));
+}
+
+// K/V of the sink frames [0, s) at t = 0 under the current conditioning: what their context pass
+// wrote when the sink is one block (the pass attends only its own block).
+void StreamGenerator::reencode_sink() {
+  const int64_t s = std::min(options_.sink_frames, frame_);
+  if (s == 0) return;
+  const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
+  const KvCache::Plan plan = kv_->plan(0, s, KvWriteKind::block, options_.global_sink);
+  model_->forward(sink_.narrow(0, 0, s).unsqueeze(0), at::zeros({1, s}, float_opts), *kv_, plan,
+                  *cross_);
+  kv_->commit(plan);
+}
+
 void StreamGenerator::recache(BlockTrace* trace) {
-  const int64_t n = std::min(options_.local_attn_frames, frame_);
+  // Normally every window frame is in the ring; after resume() only those handed over.
+  const int64_t held = recent_available_ > 0 ? recent_available_ : frame_;
+  const int64_t n = std::min({options_.local_attn_frames, frame_, held});
   if (n == 0) return;
   const auto start = std::chrono::steady_clock::now();
   const int64_t first = frame_ - n;
@@ -352,8 +473,12 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
   // Clean context pass: write the finished block's K/V (its output is not needed).
   dit_forward(*model_, graphs_.get(), x0, at::zeros({1, f}, float_opts), *kv_, *again, *cross_);
 
-  for (int64_t i = 0; i < f; ++i)
+  for (int64_t i = 0; i < f; ++i) {
     recent_[(frame_ + i) % options_.local_attn_frames].copy_(x0[0][i]);
+    if (frame_ + i < options_.sink_frames) sink_[frame_ + i].copy_(x0[0][i]);
+  }
+  if (recent_available_ > 0)
+    recent_available_ = std::min(recent_available_ + f, options_.local_attn_frames);
   frame_ += f;
   ++stats_.blocks;
   stats_.frames = frame_;

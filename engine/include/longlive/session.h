@@ -1,0 +1,159 @@
+#pragma once
+// Sessions and the one factory that opens them. Every front end (studio engine, `generate`,
+// `bench`, `render`, exports) gets its generator, text encoder, prompt cache and live decoder from
+// a SessionFactory, so a preset means the same runtime everywhere (choose_runtime), and a preset
+// change can keep what does not change (SessionFactory::change_preset).
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "longlive/preset.h"
+#include "longlive/prompt_mix.h"
+#include "longlive/wan_model.h"
+
+namespace longlive {
+
+class StreamGenerator;
+class TextEncoder;
+class PromptCache;
+class AsyncDecoder;
+class StreamingDecoder;
+class RegionProfiler;
+class WeightStore;
+class CausalWanModel;
+class WanVaeDecoder;
+struct GeneratorOptions;
+
+struct ModelSpec {
+  bool tiny_random = false;  // CPU-sized random model for trying the app without weights
+  // The 1.3B geometry with random weights (benchmarks): no files, no text encoder unless tiny.
+  bool full_random = false;
+  std::filesystem::path folder;  // real checkpoints (see missing_model_files)
+  // Where to run it; default: the first CUDA device when there is one, else the CPU.
+  std::optional<at::Device> device;
+  // Explicit files that replace the folder search (the CLI's --weights, --lora, ...).
+  std::optional<std::filesystem::path> dit_file, lora_file, text_encoder_file, tokenizer_file,
+      taehv_file, wan_vae_file;
+  double lora_alpha = 0;  // <= 0: alpha = rank
+};
+
+// Files a model folder must hold (searched recursively); returns the ones not found.
+std::vector<std::string> missing_model_files(const std::filesystem::path& folder);
+
+// The live decoder the preset asks for: with `decoder: wan` the Wan VAE (Wan2.1_VAE.pth or
+// .safetensors) when the folder has it, else (with a warning) TAEHV.
+std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path& folder,
+                                                    const Preset& preset, at::Device device);
+
+// The one mapping from a preset to what runs where, for a device. On the CPU everything runs in
+// float32 (ATen's CPU kernels are exact and fastest there; bf16 and fp8 are GPU formats).
+struct RuntimeChoice {
+  at::Device device = at::kCPU;
+  at::ScalarType dit_dtype = at::kFloat;   // DiT matrices (fp8 linears sit on top of bf16)
+  std::optional<at::ScalarType> kv_dtype;  // KV storage; unset = dit_dtype
+  at::Device text_device = at::kCPU;
+  at::ScalarType text_dtype = at::kFloat;
+  DecoderKind decoder = DecoderKind::taehv;
+  DitRuntime dit;  // fused kernels, fp8 linears/attention, CUDA graphs
+  bool reserve_up_front = false;
+};
+RuntimeChoice choose_runtime(const Preset& preset, at::Device device);
+
+// Front-end overrides of the preset's runtime (the bench's switches).
+struct SessionOverrides {
+  std::optional<AttentionBackend> attention;
+  std::optional<bool> fused_kernels, cuda_graphs, fp8_attention, fp8_linears;
+  bool text_encoder = true;  // open (or keep) the text encoder and prompt cache
+  bool live_decoder = true;  // open the preset's live decoder
+};
+
+// One model + preset, ready to generate.
+struct Session {
+  Preset preset;
+  RuntimeChoice runtime;
+  std::unique_ptr<StreamGenerator> generator;
+  // Shared with the factory: kept across preset changes (the prompt cache survives them).
+  std::shared_ptr<TextEncoder> text;
+  std::shared_ptr<PromptCache> prompts;
+  // Decodes on its own CUDA stream: block k's frames can be taken while block k+1 generates.
+  // (Re)starts reset it, dropping queued blocks: take them first. Null without a live decoder.
+  std::unique_ptr<AsyncDecoder> decoder;
+  std::unique_ptr<RegionProfiler> profiler;
+  at::Device device = at::kCPU;
+  int height = 0, width = 0;
+
+  Session();
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  // Embeddings of the mix (from the prompt cache), blended on the device.
+  at::Tensor embed(const PromptMix& mix) const;
+};
+
+// What a preset change kept and what it rebuilt.
+struct PresetChange {
+  bool dit_rebuilt = false;        // another dtype or fast path: rebuilt from the resident weights
+  bool generator_rebuilt = false;  // sampling, window, sink, block or KV storage changed
+  bool decoder_changed = false;    // TAEHV <-> Wan VAE
+  bool stream_continued = false;   // a running video went on from its frame (re-cache)
+};
+
+class SessionFactory {
+ public:
+  explicit SessionFactory(ModelSpec model, SessionOverrides overrides = {});
+  ~SessionFactory();
+  SessionFactory(const SessionFactory&) = delete;
+  SessionFactory& operator=(const SessionFactory&) = delete;
+
+  const ModelSpec& model() const { return model_; }
+  at::Device device() const { return device_; }
+
+  // A session of the preset at height x width (0 x 0: the preset's, 64x64 for the tiny model).
+  // Weights are read once per factory and kept resident (host copies), so later sessions and
+  // preset changes read no file.
+  std::unique_ptr<Session> open(const Preset& preset, int height = 0, int width = 0);
+
+  // Moves the session to `preset` in place, keeping its size: the text encoder and prompt cache
+  // always; the DiT unless its dtype or fast paths change (then rebuilt from the resident
+  // weights); the live decoder and its temporal state unless the decoder kind changes. A started
+  // generator's stream continues from its frame: the new generator re-caches the window (as a
+  // prompt switch does). Nothing differs: nothing happens.
+  PresetChange change_preset(Session& session, const Preset& preset);
+
+  // The Wan VAE for a quality export (a whole-session re-decode) on `device` (default: the
+  // factory's): float32 on the CPU, bf16 on a GPU. The tiny model's is a random tiny VAE (seed 0).
+  // Its weights stay resident like the live decoders'. IoError naming the folder when it has no
+  // Wan2.1_VAE.pth.
+  std::unique_ptr<WanVaeDecoder> export_decoder(std::optional<at::Device> device = {});
+
+  // Weight materialisations so far (files read, or random weights built): a preset change that
+  // keeps everything adds none.
+  struct Stats {
+    int64_t weight_loads = 0;
+    int64_t dit_builds = 0;  // DiT models built on the device
+  };
+  Stats stats() const { return stats_; }
+
+ private:
+  struct Resident;
+  GeneratorOptions generator_options(const Preset& preset, const RuntimeChoice& runtime, int height,
+                                     int width) const;
+  std::shared_ptr<const CausalWanModel> dit_for(const GeneratorOptions& options);
+  std::unique_ptr<StreamingDecoder> decoder_for(const RuntimeChoice& runtime);
+  const WeightStore* wan_vae_weights();  // null when the model has none
+  void ensure_text(const RuntimeChoice& runtime);
+  RuntimeChoice runtime_for(const Preset& preset) const;
+
+  ModelSpec model_;
+  SessionOverrides overrides_;
+  at::Device device_;
+  std::unique_ptr<Resident> resident_;
+  Stats stats_;
+};
+
+}  // namespace longlive

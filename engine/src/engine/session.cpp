@@ -1,0 +1,413 @@
+// SessionFactory: the one place a preset becomes a running session (see longlive/session.h).
+#include "longlive/session.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <map>
+#include <optional>
+#include <tuple>
+
+#include "longlive/async_decoder.h"
+#include "longlive/decoder.h"
+#include "longlive/error.h"
+#include "longlive/generator.h"
+#include "longlive/log.h"
+#include "longlive/model_files.h"
+#include "longlive/profiler.h"
+#include "longlive/text_encoder.h"
+#include "longlive/wan_vae.h"
+#include "model/causal_wan.h"
+
+namespace longlive {
+namespace {
+
+struct RequiredFile {
+  const char* name;
+  const char* alternative;  // another acceptable name, or nullptr
+};
+constexpr RequiredFile kRequired[] = {
+    {"diffusion_pytorch_model.safetensors", "longlive_base.pt"},
+    {"models_t5_umt5-xxl-enc-bf16.pth", nullptr},
+    {"spiece.model", nullptr},
+    {"taew2_1.pth", "taew2_1.safetensors"},
+};
+
+std::optional<std::filesystem::path> find_in(const std::filesystem::path& dir,
+                                             const std::string& name) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           dir, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().filename() == name) return it->path();
+  }
+  return std::nullopt;
+}
+
+// The first two decodes of a video (its first block, then a later one) have shapes of their
+// own; on a GPU they build cuDNN's plans and, for the Wan VAE, run its algorithm search
+// (seconds at 480x832). Done on zeros while the session opens, so the stream never waits for it.
+void warm_up_decoder(StreamingDecoder& decoder, at::Device device, int64_t frames_per_block,
+                     int64_t channels, int64_t latent_height, int64_t latent_width) {
+  if (!device.is_cuda()) return;
+  const at::Tensor zeros = at::zeros({1, frames_per_block, channels, latent_height, latent_width},
+                                     at::TensorOptions().device(device));
+  decoder.decode(zeros);
+  decoder.decode(zeros);
+  decoder.reset();
+}
+
+// What a DiT build depends on: a preset change that keeps it keeps the model.
+using DitKey = std::tuple<at::ScalarType, bool, bool, bool, AttentionBackend>;
+DitKey dit_key(const GeneratorOptions& o) {
+  return {o.dtype, o.runtime.fused_kernels, o.runtime.fp8_linears, o.runtime.fp8_attention,
+          o.runtime.attention};
+}
+
+}  // namespace
+
+std::vector<std::string> missing_model_files(const std::filesystem::path& folder) {
+  std::vector<std::string> missing;
+  if (!std::filesystem::is_directory(folder)) return {folder.string() + " (not a folder)"};
+  for (const auto& f : kRequired) {
+    if (find_in(folder, f.name) || (f.alternative && find_in(folder, f.alternative))) continue;
+    missing.push_back(f.alternative ? fmt::format("{} (or {})", f.name, f.alternative) : f.name);
+  }
+  return missing;
+}
+
+std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path& folder,
+                                                    const Preset& preset, at::Device device) {
+  if (preset.decoder == DecoderKind::wan) {
+    if (const auto vae = find_wan_vae_file(folder)) {
+      WanVaeDecoderOptions options;
+      options.device = device;
+      options.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
+      log::info("live decoder: Wan VAE ({})", vae->string());
+      return std::make_unique<WanVaeDecoder>(load_wan_vae_weights(*vae), options);
+    }
+    log::warn(
+        "preset {} decodes live with the Wan VAE, but '{}' has no Wan2.1_VAE.pth: using TAEHV",
+        preset.name, folder.string());
+  }
+  auto taehv = find_in(folder, "taew2_1.pth");
+  if (!taehv) taehv = find_in(folder, "taew2_1.safetensors");
+  if (!taehv)
+    throw IoError(
+        fmt::format("model folder '{}' has no TAEHV decoder (taew2_1.pth)", folder.string()));
+  return make_taehv_decoder(load_taehv_weights(*taehv),
+                            {device, device.is_cpu() ? at::kFloat : at::kHalf});
+}
+
+RuntimeChoice choose_runtime(const Preset& p, at::Device device) {
+  RuntimeChoice r;
+  r.device = device;
+  const bool gpu = device.is_cuda();
+  switch (p.dtype) {
+    case ComputeDType::fp32:
+      r.dit_dtype = at::kFloat;
+      break;
+    case ComputeDType::fp16:
+      r.dit_dtype = gpu ? at::kHalf : at::kFloat;
+      break;
+    case ComputeDType::bf16:
+    case ComputeDType::fp8:
+      r.dit_dtype = gpu ? at::kBFloat16 : at::kFloat;
+      break;
+  }
+  switch (p.kv_dtype) {
+    case KvDType::int8:
+      r.kv_dtype = at::kChar;
+      break;  // int8 + scales, on the CPU too
+    case KvDType::fp32:
+      r.kv_dtype = at::kFloat;
+      break;
+    case KvDType::fp16:
+      r.kv_dtype = gpu ? std::optional(at::kHalf) : std::nullopt;
+      break;
+    case KvDType::bf16:
+      r.kv_dtype = gpu ? std::optional(at::kBFloat16) : std::nullopt;
+      break;
+  }
+  r.text_device = p.text_encoder_device == PlacementDevice::cpu ? at::Device(at::kCPU) : device;
+  r.text_dtype = r.text_device.is_cpu() ? at::kFloat : at::kBFloat16;
+  r.decoder = p.decoder;
+  r.dit.fused_kernels = p.fused_kernels;
+  r.dit.fp8_linears = p.dtype == ComputeDType::fp8;
+  r.dit.fp8_attention = p.dtype == ComputeDType::fp8;
+  r.dit.cuda_graphs = p.cuda_graphs;
+  r.reserve_up_front = p.memory_pool;
+  return r;
+}
+
+Session::Session() = default;
+Session::~Session() = default;
+
+at::Tensor Session::embed(const PromptMix& mix) const {
+  mix.validate("prompts");
+  if (!prompts) throw Error("this session has no text encoder");
+  std::vector<at::Tensor> embeddings;
+  std::vector<double> weights;
+  for (const auto& p : mix.prompts) {
+    embeddings.push_back(prompts->get(p.text));
+    weights.push_back(p.weight);
+  }
+  return blend_embeddings(embeddings, weights, mix.blend);
+}
+
+// Host copies of every weight the factory has read, and the objects kept across sessions.
+struct SessionFactory::Resident {
+  std::optional<WeightStore> dit;
+  std::optional<WeightStore> lora;
+  WanConfig config;
+  std::map<DitKey, std::weak_ptr<const CausalWanModel>> models;
+  std::optional<WeightStore> taehv, wan_vae;
+  std::shared_ptr<TextEncoder> text;
+  std::shared_ptr<PromptCache> prompts;
+};
+
+SessionFactory::SessionFactory(ModelSpec model, SessionOverrides overrides)
+    : model_(std::move(model)),
+      overrides_(overrides),
+      device_(
+          model_.device.value_or(at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU))),
+      resident_(std::make_unique<Resident>()) {}
+
+SessionFactory::~SessionFactory() = default;
+
+RuntimeChoice SessionFactory::runtime_for(const Preset& preset) const {
+  RuntimeChoice r = choose_runtime(preset, device_);
+  if (overrides_.attention) r.dit.attention = *overrides_.attention;
+  if (overrides_.fused_kernels) r.dit.fused_kernels = *overrides_.fused_kernels;
+  if (overrides_.cuda_graphs) r.dit.cuda_graphs = *overrides_.cuda_graphs;
+  if (overrides_.fp8_attention) r.dit.fp8_attention = *overrides_.fp8_attention;
+  if (overrides_.fp8_linears) r.dit.fp8_linears = *overrides_.fp8_linears;
+  return r;
+}
+
+GeneratorOptions SessionFactory::generator_options(const Preset& preset,
+                                                   const RuntimeChoice& runtime, int height,
+                                                   int width) const {
+  GeneratorOptions o;
+  o.model = resident_->config;
+  o.denoising_steps = preset.denoising_steps;
+  o.warp_denoising_step = preset.warp_denoising_step;
+  o.timestep_shift = preset.timestep_shift;
+  o.frames_per_block = preset.frames_per_block;
+  o.local_attn_frames = preset.local_attn_frames;
+  o.sink_frames = preset.sink_frames;
+  o.global_sink = preset.global_sink;
+  o.device = runtime.device;
+  o.dtype = runtime.dit_dtype;
+  o.kv_dtype = runtime.kv_dtype;
+  o.runtime = runtime.dit;
+  o.reserve_up_front = runtime.reserve_up_front;
+  o.lora_alpha = model_.lora_alpha;
+  o.latent_height = height / 8;
+  o.latent_width = width / 8;
+  return o;
+}
+
+std::shared_ptr<const CausalWanModel> SessionFactory::dit_for(const GeneratorOptions& o) {
+  Resident& r = *resident_;
+  const DitKey key = dit_key(o);
+  if (auto it = r.models.find(key); it != r.models.end())
+    if (auto model = it->second.lock()) return model;
+  WeightStore merged = r.lora ? merge_lora(*r.dit, *r.lora, o.lora_alpha) : *r.dit;
+  auto model =
+      std::make_shared<const CausalWanModel>(merged, o.model, o.device, o.dtype, o.runtime);
+  ++stats_.dit_builds;
+  r.models[key] = model;
+  return model;
+}
+
+void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
+  Resident& r = *resident_;
+  if (r.text) return;
+  if (model_.tiny_random) {
+    const UMT5Config c = UMT5Config::tiny(r.config.text_dim);
+    r.text = std::make_shared<TextEncoder>(
+        Tokenizer::byte_fallback(c.vocab, r.config.text_len),
+        std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, 2), c, device_, at::kFloat));
+  } else {
+    auto weights = model_.text_encoder_file;
+    auto spiece = model_.tokenizer_file;
+    if (!weights && !model_.folder.empty())
+      weights = find_in(model_.folder, "models_t5_umt5-xxl-enc-bf16.pth");
+    if (!spiece && !model_.folder.empty()) spiece = find_in(model_.folder, "spiece.model");
+    if (!weights || !spiece)
+      throw ConfigError(
+          "prompts need the umT5 text encoder: models_t5_umt5-xxl-enc-bf16.pth and spiece.model "
+          "(a model folder, or --text-encoder and --tokenizer)");
+    r.text = TextEncoder::open(*weights, *spiece, {runtime.text_device, runtime.text_dtype});
+  }
+  ++stats_.weight_loads;
+  TextEncoder* text = r.text.get();
+  const at::Device device = device_;
+  r.prompts = std::make_shared<PromptCache>(
+      [text, device](const std::string& p) { return text->encode(p).to(device); },
+      size_t{256} << 20);
+}
+
+std::unique_ptr<StreamingDecoder> SessionFactory::decoder_for(const RuntimeChoice& runtime) {
+  Resident& r = *resident_;
+  const at::ScalarType taehv_dtype = device_.is_cpu() ? at::kFloat : at::kHalf;
+  if (runtime.decoder == DecoderKind::wan && !model_.tiny_random && !model_.full_random) {
+    if (wan_vae_weights()) {
+      WanVaeDecoderOptions options;
+      options.device = device_;
+      options.dtype = device_.is_cpu() ? at::kFloat : at::kBFloat16;
+      return std::make_unique<WanVaeDecoder>(*r.wan_vae, options);
+    }
+    log::warn("decoder wan: '{}' has no Wan2.1_VAE.pth, decoding live with TAEHV",
+              model_.folder.string());
+  }
+  if (!r.taehv) {
+    if (model_.tiny_random || model_.full_random) {
+      r.taehv = make_random_taehv_weights(3);
+    } else {
+      auto file = model_.taehv_file;
+      if (!file && !model_.folder.empty()) file = find_in(model_.folder, "taew2_1.pth");
+      if (!file && !model_.folder.empty()) file = find_in(model_.folder, "taew2_1.safetensors");
+      if (!file) throw ConfigError("decoding frames needs TAEHV weights (taew2_1.pth)");
+      r.taehv = load_taehv_weights(*file);
+    }
+    ++stats_.weight_loads;
+  }
+  return make_taehv_decoder(*r.taehv, {device_, model_.tiny_random ? at::kFloat : taehv_dtype});
+}
+
+const WeightStore* SessionFactory::wan_vae_weights() {
+  Resident& r = *resident_;
+  if (r.wan_vae) return &*r.wan_vae;
+  if (model_.tiny_random) {
+    r.wan_vae = make_random_wan_vae_weights(WanVaeConfig::tiny(), 0, false);
+  } else {
+    auto file = model_.wan_vae_file;
+    if (!file && !model_.folder.empty()) file = find_wan_vae_file(model_.folder);
+    if (!file) return nullptr;
+    log::info("Wan VAE: {}", file->string());
+    r.wan_vae = load_wan_vae_weights(*file);
+  }
+  ++stats_.weight_loads;
+  return &*r.wan_vae;
+}
+
+std::unique_ptr<WanVaeDecoder> SessionFactory::export_decoder(std::optional<at::Device> device) {
+  const WeightStore* weights = wan_vae_weights();
+  if (!weights)
+    throw IoError(fmt::format(
+        "no Wan VAE in the model folder '{}': the quality re-decode needs Wan2.1_VAE.pth "
+        "(Wan-AI/Wan2.1-T2V-1.3B)",
+        model_.folder.string()));
+  WanVaeDecoderOptions options;
+  options.device = device.value_or(device_);
+  options.dtype = options.device.is_cpu() ? at::kFloat : at::kBFloat16;
+  return std::make_unique<WanVaeDecoder>(*weights, options);
+}
+
+std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, int width) {
+  Resident& r = *resident_;
+  if (!r.dit && !model_.tiny_random && !model_.full_random && !model_.dit_file) {
+    const auto missing = missing_model_files(model_.folder);
+    if (!missing.empty())
+      throw IoError(fmt::format("model folder '{}' lacks: {}", model_.folder.string(),
+                                fmt::join(missing, ", ")));
+  }
+  if (!r.dit) {
+    if (model_.tiny_random || model_.full_random) {
+      r.config = model_.tiny_random ? WanConfig::tiny() : WanConfig::wan_1_3b();
+      // Built once in float32 on the host and converted per session: one resident copy.
+      r.dit = make_random_wan_weights(r.config, 1, at::kFloat);
+    } else {
+      const DitFiles files = model_.dit_file ? DitFiles{*model_.dit_file, model_.lora_file}
+                                             : find_dit_files(model_.folder);
+      log::info("DiT weights: {}", files.weights.string());
+      r.dit = load_dit_weights(files.weights);
+      const int64_t dim = r.dit->get("patch_embedding.weight").size(0);
+      const WanConfig base = WanConfig::wan_1_3b();
+      r.config = WanConfig::infer(*r.dit, base.num_heads * dim / base.dim, base.text_len);
+      const auto lora = model_.lora_file ? model_.lora_file : files.lora;
+      if (lora) {
+        log::info("LoRA: {}", lora->string());
+        r.lora = load_dit_lora(*lora);
+        ++stats_.weight_loads;
+      }
+    }
+    ++stats_.weight_loads;
+  }
+  if (model_.tiny_random) {
+    height = height ? height : 64;
+    width = width ? width : 64;
+  } else {
+    height = height ? height : preset.height;
+    width = width ? width : preset.width;
+  }
+  if (height % 16 || width % 16 || height <= 0 || width <= 0)
+    throw ConfigError(fmt::format(
+        "resolution {}x{}: height and width must be positive multiples of 16", height, width));
+
+  auto s = std::make_unique<Session>();
+  s->preset = preset;
+  s->runtime = runtime_for(preset);
+  s->device = device_;
+  s->height = height;
+  s->width = width;
+  const GeneratorOptions o = generator_options(preset, s->runtime, height, width);
+  s->generator = std::make_unique<StreamGenerator>(dit_for(o), o);
+  if (overrides_.text_encoder && !model_.full_random) {
+    ensure_text(s->runtime);
+    s->text = r.text;
+    s->prompts = r.prompts;
+  }
+  if (overrides_.live_decoder) {
+    auto live = decoder_for(s->runtime);
+    warm_up_decoder(*live, device_, o.frames_per_block, o.model.in_channels, o.latent_height,
+                    o.latent_width);
+    s->decoder = std::make_unique<AsyncDecoder>(std::move(live), device_);
+  }
+  s->profiler = std::make_unique<RegionProfiler>(device_);
+  return s;
+}
+
+PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
+  PresetChange change;
+  const RuntimeChoice runtime = runtime_for(preset);
+  const GeneratorOptions o = generator_options(preset, runtime, s.height, s.width);
+  const GeneratorOptions& old = s.generator->options();
+  const bool same_dit = dit_key(o) == dit_key(old);
+  const bool same_generator =
+      same_dit && o.denoising_steps == old.denoising_steps &&
+      o.warp_denoising_step == old.warp_denoising_step && o.timestep_shift == old.timestep_shift &&
+      o.frames_per_block == old.frames_per_block && o.local_attn_frames == old.local_attn_frames &&
+      o.sink_frames == old.sink_frames && o.global_sink == old.global_sink &&
+      o.kv_dtype == old.kv_dtype && o.runtime.cuda_graphs == old.runtime.cuda_graphs &&
+      o.reserve_up_front == old.reserve_up_front;
+  if (!same_generator) {
+    std::optional<StreamState> state;
+    if (s.generator->started()) state = s.generator->release_state();
+    std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : nullptr;
+    s.generator.reset();  // frees the old KV cache (and DiT, when replaced) before the new one
+    if (!model) {
+      model = dit_for(o);
+      change.dit_rebuilt = true;
+    }
+    s.generator = std::make_unique<StreamGenerator>(std::move(model), o);
+    if (state) {
+      s.generator->resume(std::move(*state));
+      change.stream_continued = true;
+    }
+    change.generator_rebuilt = true;
+  }
+  if (s.decoder && runtime.decoder != s.runtime.decoder) {
+    auto live = decoder_for(runtime);
+    s.decoder = std::make_unique<AsyncDecoder>(std::move(live), device_);
+    change.decoder_changed = true;
+  }
+  s.preset = preset;
+  s.runtime = runtime;
+  return change;
+}
+
+}  // namespace longlive

@@ -1,0 +1,152 @@
+// The session factory on the tiny model: one preset mapping, and hot preset changes that keep the
+// text encoder, the prompt cache and unchanged weights, and continue the video from its frame.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "longlive/async_decoder.h"
+#include "longlive/generator.h"
+#include "longlive/performance.h"
+#include "longlive/session.h"
+#include "longlive/text_encoder.h"
+
+namespace longlive::test {
+namespace {
+
+ModelSpec tiny() {
+  ModelSpec m;
+  m.tiny_random = true;
+  m.device = at::Device(at::kCPU);
+  return m;
+}
+
+Preset base_preset() {
+  Preset p;
+  p.name = "base";
+  p.local_attn_frames = 9;
+  return p;
+}
+
+// Another preset that changes the generator but not the DiT: fewer steps, a shorter window.
+Preset lighter_preset() {
+  Preset p = base_preset();
+  p.name = "lighter";
+  p.denoising_steps = {1000, 500};
+  p.local_attn_frames = 6;
+  return p;
+}
+
+std::vector<at::Tensor> blocks_of(StreamGenerator& g, int n) {
+  std::vector<at::Tensor> out;
+  for (int i = 0; i < n; ++i) out.push_back(g.next_block().clone());
+  return out;
+}
+
+TEST(SessionFactory, PresetChangeMidStreamKeepsWeightsTextAndCacheAndContinues) {
+  SessionFactory factory(tiny());
+  auto session = factory.open(base_preset(), 32, 32);
+  session->generator->start(session->embed(PromptMix::single("a red fox")), 5);
+  blocks_of(*session->generator, 4);
+  const SessionFactory::Stats loaded = factory.stats();
+  const TextEncoder* text = session->text.get();
+  const PromptCache* prompts = session->prompts.get();
+  const AsyncDecoder* decoder = session->decoder.get();
+  const int64_t frame = session->generator->frames_generated();
+
+  const PresetChange change = factory.change_preset(*session, lighter_preset());
+  EXPECT_TRUE(change.generator_rebuilt);
+  EXPECT_TRUE(change.stream_continued);
+  EXPECT_FALSE(change.dit_rebuilt);
+  EXPECT_FALSE(change.decoder_changed);
+  // No weights read or built, the same text encoder, prompt cache and decoder objects.
+  EXPECT_EQ(factory.stats().weight_loads, loaded.weight_loads);
+  EXPECT_EQ(factory.stats().dit_builds, loaded.dit_builds);
+  EXPECT_EQ(session->text.get(), text);
+  EXPECT_EQ(session->prompts.get(), prompts);
+  EXPECT_EQ(session->decoder.get(), decoder);
+  EXPECT_TRUE(session->prompts->contains("a red fox"));
+  EXPECT_EQ(session->preset.name, "lighter");
+  // The video goes on from its frame: no restart.
+  EXPECT_EQ(session->generator->frames_generated(), frame);
+  const std::vector<at::Tensor> hot = blocks_of(*session->generator, 3);
+  EXPECT_EQ(session->generator->frames_generated(), frame + 3 * 3);
+
+  // Exactly what a fresh session of the new preset makes after re-caching the same window.
+  SessionFactory other(tiny());
+  auto first = other.open(base_preset(), 32, 32);
+  first->generator->start(first->embed(PromptMix::single("a red fox")), 5);
+  blocks_of(*first->generator, 4);
+  auto fresh = other.open(lighter_preset(), 32, 32);
+  fresh->generator->resume(first->generator->release_state());
+  const std::vector<at::Tensor> expected = blocks_of(*fresh->generator, 3);
+  for (size_t i = 0; i < hot.size(); ++i) EXPECT_TRUE(at::equal(hot[i], expected[i])) << i;
+}
+
+TEST(SessionFactory, NothingChangesForTheSamePresetAndFastPathsRebuildFromResidentWeights) {
+  SessionFactory factory(tiny());
+  auto session = factory.open(base_preset(), 32, 32);
+  session->generator->start(session->embed(PromptMix::single("a red fox")), 5);
+  blocks_of(*session->generator, 2);
+  const StreamGenerator* generator = session->generator.get();
+  const PresetChange same = factory.change_preset(*session, base_preset());
+  EXPECT_FALSE(same.generator_rebuilt);
+  EXPECT_EQ(session->generator.get(), generator);
+
+  // Another fast path (fused kernels: a GPU path, asked for here all the same) needs another DiT
+  // build, from the resident host copy: no weight load.
+  const SessionFactory::Stats before = factory.stats();
+  Preset fused = base_preset();
+  fused.fused_kernels = true;
+  const PresetChange change = factory.change_preset(*session, fused);
+  EXPECT_TRUE(change.dit_rebuilt);
+  EXPECT_EQ(factory.stats().dit_builds, before.dit_builds + 1);
+  EXPECT_EQ(factory.stats().weight_loads, before.weight_loads);
+  EXPECT_EQ(session->generator->frames_generated(), 2 * 3);
+  EXPECT_TRUE(at::isfinite(session->generator->next_block()).all().item<bool>());
+}
+
+TEST(SessionFactory, OneMappingFromPresetToRuntime) {
+  Preset p;
+  p.dtype = ComputeDType::fp16;
+  p.kv_dtype = KvDType::fp32;
+  p.text_encoder_device = PlacementDevice::cpu;
+  p.decoder = DecoderKind::wan;
+  p.memory_pool = true;
+  const RuntimeChoice gpu = choose_runtime(p, at::Device(at::kCUDA, 0));
+  EXPECT_EQ(gpu.dit_dtype, at::kHalf);
+  EXPECT_EQ(gpu.kv_dtype, at::kFloat);
+  EXPECT_TRUE(gpu.text_device.is_cpu());
+  EXPECT_EQ(gpu.decoder, DecoderKind::wan);
+  EXPECT_TRUE(gpu.reserve_up_front);
+  p.kv_dtype = KvDType::fp16;
+  EXPECT_EQ(choose_runtime(p, at::Device(at::kCUDA, 0)).kv_dtype, at::kHalf);
+  p.dtype = ComputeDType::fp8;
+  const RuntimeChoice fp8 = choose_runtime(p, at::Device(at::kCUDA, 0));
+  EXPECT_EQ(fp8.dit_dtype, at::kBFloat16);
+  EXPECT_TRUE(fp8.dit.fp8_linears && fp8.dit.fp8_attention);
+  // The CPU computes in float32 whatever the preset's GPU formats; int8 KV still applies.
+  p.kv_dtype = KvDType::int8;
+  const RuntimeChoice cpu = choose_runtime(p, at::kCPU);
+  EXPECT_EQ(cpu.dit_dtype, at::kFloat);
+  EXPECT_EQ(cpu.kv_dtype, at::kChar);
+}
+
+// The studio's Performance goes through the same factory: its preset change continues the video.
+TEST(SessionFactory, PerformancePresetChangeContinuesTheTimeline) {
+  Performance perf(tiny(), base_preset(), 32, 32);
+  perf.start(PromptMix::single("a red fox"), 3);
+  perf.next_block();
+  perf.next_block();
+  const TextEncoder* text = perf.session()->text.get();
+  perf.set_preset(lighter_preset());
+  EXPECT_TRUE(perf.active());
+  EXPECT_EQ(perf.session()->text.get(), text);
+  EXPECT_EQ(perf.session()->generator->frames_generated(), 2 * 3);
+  perf.next_block();
+  EXPECT_EQ(perf.blocks(), 3);
+  ASSERT_EQ(perf.timeline().events.size(), 2u);
+  EXPECT_EQ(perf.timeline().events[1].kind, EventKind::preset);
+  EXPECT_EQ(perf.timeline().events[1].block, 2);
+}
+
+}  // namespace
+}  // namespace longlive::test
