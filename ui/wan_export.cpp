@@ -8,7 +8,7 @@
 #include "live_recording.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
-#include "longlive/model_files.h"
+#include "longlive/session.h"
 #include "longlive/wan_vae.h"
 
 namespace longlive::ui {
@@ -30,18 +30,6 @@ int64_t SessionLatents::video_frames() const {
   return t > 0 ? 1 + 4 * (t - 1) : 0;
 }
 
-WeightStore load_session_vae(const ModelSpec& model) {
-  if (model.tiny_random)
-    return make_random_wan_vae_weights(WanVaeConfig::tiny(), kTinyVaeSeed, false);
-  const auto file = find_wan_vae_file(model.folder);
-  if (!file)
-    throw IoError(fmt::format(
-        "no Wan VAE in the model folder '{}': the quality re-decode needs Wan2.1_VAE.pth "
-        "(Wan-AI/Wan2.1-T2V-1.3B); export the live frames instead",
-        model.folder.string()));
-  return load_wan_vae_weights(*file);
-}
-
 bool export_session_wan(const SessionLatents& latents, RecorderOptions options,
                         const WanExportOptions& wan,
                         const std::function<bool(int64_t, int64_t)>& progress,
@@ -56,10 +44,14 @@ bool export_session_wan(const SessionLatents& latents, RecorderOptions options,
   const at::Device device =
       wan.device.value_or(at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU));
   say(latents.model.tiny_random ? "building the tiny random Wan VAE" : "loading the Wan VAE");
-  WanVaeDecoderOptions d;
-  d.device = device;
-  d.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
-  const WanVaeDecoder decoder(load_session_vae(latents.model), d);
+  // The Wan VAE, dtype and device mapping every export uses (SessionFactory::export_decoder).
+  std::unique_ptr<WanVaeDecoder> vae;
+  try {
+    vae = SessionFactory(latents.model).export_decoder(device);
+  } catch (const IoError& e) {
+    throw IoError(fmt::format("{}; export the live frames instead", e.what()));
+  }
+  const WanVaeDecoder& decoder = *vae;
   const at::Tensor z = at::cat(latents.blocks, 1);
   if (z.dim() != 5 || z.size(0) != 1 || z.size(2) != decoder.config().z_dim)
     throw ConfigError(fmt::format("{}: latents are [{}], the VAE expects [1, T, {}, h, w]", what,

@@ -34,14 +34,6 @@ struct WanExportOptions {
   std::optional<at::Device> device;  // default: the first CUDA device when there is one
 };
 
-// Seed of the random tiny Wan VAE that stands in for the real one with the tiny random model (as
-// `longlive export --random-vae` does), so the whole export path runs without weights.
-inline constexpr uint64_t kTinyVaeSeed = 0;
-
-// The Wan VAE for `model`: Wan2.1_VAE.pth found in its folder (IoError naming the folder and the
-// file when absent), or the random tiny VAE for the tiny random model.
-WeightStore load_session_vae(const ModelSpec& model);
-
 // Decodes the latents with the Wan VAE and writes the MP4 (size from the latents and the VAE's
 // scale). `status` gets a line per stage; `progress(done, total)` follows the frames and returning
 // false cancels: the partial file is removed and false is returned. Errors (no latents, no VAE

@@ -20,6 +20,7 @@
 #include "longlive/log.h"
 #include "longlive/preset.h"
 #include "longlive/profiler.h"
+#include "longlive/session.h"
 #include "longlive/text_encoder.h"
 #include "longlive/wan_vae.h"
 
@@ -98,32 +99,35 @@ int run(const BenchArgs& a) {
           ? at::Device(at::kCPU)
           : (a.device == "cuda" || (a.device == "auto" && at::hasCUDA()) ? at::Device(at::kCUDA, 0)
                                                                          : at::Device(at::kCPU));
-  GeneratorOptions o;
   // --decoder-only: the latents come from the tiny DiT (cheap to build), the decoder is the one
   // --random asks for; the DiT timings then say nothing.
   if (a.decoder_only && a.decoder == "none")
     throw ConfigError("--decoder-only needs --decoder taehv or wan");
-  o.model = a.random == "tiny" || a.decoder_only ? WanConfig::tiny() : WanConfig::wan_1_3b();
-  o.apply(preset);
-  o.device = device;
-  o.dtype = device.is_cpu() ? at::kFloat
-                            : (preset.dtype == ComputeDType::fp32 ? at::kFloat : at::kBFloat16);
-  const int height = a.height ? a.height : (a.random == "tiny" ? 64 : preset.height);
-  const int width = a.width ? a.width : (a.random == "tiny" ? 64 : preset.width);
-  o.latent_height = height / 8;
-  o.latent_width = width / 8;
-  o.runtime.attention = parse_attention_backend(a.attention);
   // cuDNN's algorithm search is process-wide: "default" leaves it to the decoders (the Wan VAE
   // turns it on), on/off force it for every convolution. (CLI11 checked every switch's value.)
   if (a.cudnn_search != "default") at::globalContext().setBenchmarkCuDNN(a.cudnn_search == "on");
-  if (a.fused != "preset") o.runtime.fused_kernels = a.fused == "on";
-  if (a.fp8_attention != "preset") o.runtime.fp8_attention = a.fp8_attention == "on";
-  if (a.cuda_graphs != "preset") o.runtime.cuda_graphs = a.cuda_graphs == "on";
+  // The session the studio would open for this preset (same factory, same preset mapping), with
+  // random weights and the bench's overrides of the fast paths.
+  ModelSpec model;
+  model.tiny_random = a.random == "tiny" || a.decoder_only;
+  model.full_random = !model.tiny_random;
+  model.device = device;
+  SessionOverrides overrides;
+  overrides.text_encoder = false;
+  overrides.live_decoder = false;
+  overrides.attention = parse_attention_backend(a.attention);
+  if (a.fused != "preset") overrides.fused_kernels = a.fused == "on";
+  if (a.fp8_attention != "preset") overrides.fp8_attention = a.fp8_attention == "on";
+  if (a.cuda_graphs != "preset") overrides.cuda_graphs = a.cuda_graphs == "on";
+  SessionFactory factory(model, overrides);
+  const int height = a.height ? a.height : (model.tiny_random ? 64 : preset.height);
+  const int width = a.width ? a.width : (model.tiny_random ? 64 : preset.width);
+  auto session = factory.open(preset, height, width);
+  StreamGenerator& generator = *session->generator;
+  const GeneratorOptions& o = generator.options();
 
   log::info("bench: preset {}, {}x{}, {} weights, device {}, dtype {}", preset.name, height, width,
             a.random, device.str(), c10::toString(o.dtype));
-  const WeightStore weights = make_random_wan_weights(o.model, 1234, o.dtype);
-  StreamGenerator generator(weights, o);
   auto gen = at::detail::createCPUGenerator(7);
   auto embeds = [&] {
     return at::randn({1, o.model.text_len, o.model.text_dim}, gen, at::TensorOptions(at::kFloat)) *
@@ -165,10 +169,9 @@ int run(const BenchArgs& a) {
   // same preset (fused kernels and FP8 off, ATen's attention choice), same weights and seed.
   double drift = -1;
   if (a.drift_blocks > 0) {
-    auto run_blocks = [&](const GeneratorOptions& options) {
-      StreamGenerator g(weights, options);
+    auto run_blocks = [&](StreamGenerator& g) {
       auto text_gen = at::detail::createCPUGenerator(11);
-      g.start(at::randn({1, options.model.text_len, options.model.text_dim}, text_gen,
+      g.start(at::randn({1, o.model.text_len, o.model.text_dim}, text_gen,
                         at::TensorOptions(at::kFloat)) *
                   0.1,
               42);
@@ -176,10 +179,18 @@ int run(const BenchArgs& a) {
       for (int i = 0; i < a.drift_blocks; ++i) blocks.push_back(g.next_block().to(at::kCPU));
       return at::cat(blocks, 1);
     };
-    GeneratorOptions plain = o;
-    plain.runtime = DitRuntime{.attention = AttentionBackend::flash};
-    const at::Tensor fast = run_blocks(o);
-    const at::Tensor reference = run_blocks(plain);
+    const at::Tensor fast = run_blocks(generator);
+    // The plain path of the same preset and the same random weights (fixed seed): fused kernels,
+    // FP8 and graphs off, flash attention.
+    SessionFactory plain_factory(model, {.attention = AttentionBackend::flash,
+                                         .fused_kernels = false,
+                                         .cuda_graphs = false,
+                                         .fp8_attention = false,
+                                         .fp8_linears = false,
+                                         .text_encoder = false,
+                                         .live_decoder = false});
+    auto plain = plain_factory.open(preset, height, width);
+    const at::Tensor reference = run_blocks(*plain->generator);
     drift = ((fast - reference).norm() / reference.norm()).item<double>();
   }
   // Decoder: one block of latents -> 12 frames (steady state, after the first block).

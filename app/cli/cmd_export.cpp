@@ -11,6 +11,7 @@
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/recorder.h"
+#include "longlive/session.h"
 #include "longlive/wan_vae.h"
 #include "longlive/weights.h"
 
@@ -49,17 +50,17 @@ void copy_session_facts(const WeightStore& store, RecorderOptions& o) {
 // budget asks for it); every finished slice goes to the recorder at once.
 int export_latents_wan(const ExportArgs& a, RecorderOptions o, const at::Tensor& latents,
                        at::Device device) {
-  WanVaeDecoderOptions d;
-  d.device = device;
-  d.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
-  WeightStore weights;
+  // The same Wan VAE, dtype and device mapping as the studio's export (SessionFactory).
+  ModelSpec model;
   if (!a.vae.empty())
-    weights = load_wan_vae_weights(a.vae);
+    model.wan_vae_file = a.vae;
   else if (a.random_vae)
-    weights = make_random_wan_vae_weights(WanVaeConfig::tiny(), a.seed, false);
+    model.tiny_random = true;  // the tiny model's random VAE
   else
     throw ConfigError("--decoder wan needs --vae Wan2.1_VAE.pth (or --random-vae for a test)");
-  const WanVaeDecoder decoder(weights, d);
+  model.device = device;
+  const std::unique_ptr<WanVaeDecoder> vae = SessionFactory(model).export_decoder();
+  const WanVaeDecoder& decoder = *vae;
   const int64_t scale = decoder.config().spatial_scale();
   o.height = static_cast<int>(latents.size(3) * scale);
   o.width = static_cast<int>(latents.size(4) * scale);
@@ -164,7 +165,8 @@ const Registrar kExport("export", [](CLI::App& root) {
   cmd->add_option("--crf", a->crf, "Quality: x264/x265 CRF, NVENC cq (lower is better)");
   cmd->add_option("--fps", a->fps, "Frames per second")->check(CLI::PositiveNumber);
   cmd->add_option("--prompt", a->prompt, "Prompt to record as the first chapter");
-  cmd->add_option("--seed", a->seed, "Seed of --random-taehv / --random-vae");
+  cmd->add_option("--seed", a->seed,
+                  "Seed of --random-taehv (--random-vae is the tiny model's VAE, seed 0)");
   cmd->add_option("--device", a->device, "auto, cpu or cuda (latent decoding)");
   cmd->add_flag("--fragmented", a->fragmented, "Keep the fragmented MP4 (no faststart remux)");
   cmd->add_flag("--no-sidecar", a->no_sidecar, "Do not write <output>.json");

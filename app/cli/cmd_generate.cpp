@@ -8,13 +8,14 @@
 #include <iostream>
 
 #include "command.h"
-#include "longlive/decoder.h"
+#include "longlive/async_decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
 #include "longlive/model_files.h"
 #include "longlive/preset.h"
 #include "longlive/safetensors_writer.h"
+#include "longlive/session.h"
 #include "longlive/text_encoder.h"
 #ifdef LONGLIVE_WITH_RECORDER
 #include "longlive/recorder.h"
@@ -59,18 +60,6 @@ struct GenerateArgs {
   double lora_alpha = 0;
 };
 
-at::ScalarType compute_dtype(const Preset& p, const at::Device& device) {
-  if (device.is_cpu()) return at::kFloat;  // CPU kernels are fastest and exact in fp32
-  switch (p.dtype) {
-    case ComputeDType::fp32:
-      return at::kFloat;
-    case ComputeDType::fp16:
-      return at::kHalf;
-    default:
-      return at::kBFloat16;  // fp8 linears are applied on top of bf16 by the runtime
-  }
-}
-
 at::Tensor load_embeds(const std::string& file) {
   const WeightStore store = WeightStore::open(file);
   if (store.contains("prompt_embeds")) return store.get("prompt_embeds");
@@ -79,81 +68,58 @@ at::Tensor load_embeds(const std::string& file) {
       fmt::format("{}: expected a tensor named 'prompt_embeds' [1, L, text_dim]", file));
 }
 
+// The model the arguments name, for the session factory (the studio opens its sessions the
+// same way, so the same preset and seed give the same latents).
+ModelSpec model_spec(const GenerateArgs& a, std::string& model_name) {
+  ModelSpec m;
+  m.device = pick_device(a.device);
+  m.lora_alpha = a.lora_alpha;
+  if (!a.random.empty()) {
+    if (a.random == "tiny")
+      m.tiny_random = true;
+    else if (a.random == "full")
+      m.full_random = true;
+    else
+      throw ConfigError(fmt::format("--random '{}': expected tiny or full", a.random));
+    model_name = fmt::format("random {} Wan DiT", a.random);
+    return m;
+  }
+  if (a.weights.empty()) throw ConfigError("give --weights FILE|DIR or --random tiny|full");
+  const DitFiles files = find_dit_files(a.weights);
+  m.dit_file = files.weights;
+  m.lora_file = !a.lora.empty() ? std::optional<std::filesystem::path>(a.lora) : files.lora;
+  if (std::filesystem::is_directory(a.weights)) m.folder = a.weights;
+  if (!a.text_encoder.empty()) m.text_encoder_file = a.text_encoder;
+  if (!a.tokenizer.empty()) m.tokenizer_file = a.tokenizer;
+  if (!a.taehv.empty()) m.taehv_file = a.taehv;
+  model_name = files.weights.filename().string();
+  if (m.lora_file) model_name += " + " + m.lora_file->filename().string();
+  return m;
+}
+
 int run(const GenerateArgs& a) {
   const Preset preset = find_preset(a.presets_dir, a.preset);
-  const at::Device device = pick_device(a.device);
-  GeneratorOptions o;
-  o.apply(preset);
-  o.device = device;
-  o.dtype = compute_dtype(preset, device);
-  o.lora_alpha = a.lora_alpha;
-
-  WeightStore weights;
-  std::optional<WeightStore> lora;
   std::string model_name;  // for the MP4's metadata
-  int height = a.height ? a.height : preset.height;
-  int width = a.width ? a.width : preset.width;
-  if (!a.random.empty()) {
-    if (a.random == "tiny") {
-      o.model = WanConfig::tiny();
-      if (!a.height) height = 64;
-      if (!a.width) width = 64;
-    } else if (a.random != "full") {
-      throw ConfigError(fmt::format("--random '{}': expected tiny or full", a.random));
-    }
-    weights = make_random_wan_weights(o.model, a.seed, o.dtype);
-    model_name = fmt::format("random {} Wan DiT (seed {})", a.random, a.seed);
-  } else {
-    if (a.weights.empty()) throw ConfigError("give --weights FILE|DIR or --random tiny|full");
-    const DitFiles files = find_dit_files(a.weights);
-    log::info("DiT weights: {}", files.weights.string());
-    weights = load_dit_weights(files.weights);
-    o.model = WanConfig::infer(weights,
-                               WanConfig::wan_1_3b().num_heads *
-                                   weights.get("patch_embedding.weight").size(0) /
-                                   WanConfig::wan_1_3b().dim,
-                               WanConfig::wan_1_3b().text_len);
-    const std::string lora_file =
-        !a.lora.empty() ? a.lora : (files.lora ? files.lora->string() : "");
-    model_name = files.weights.filename().string();
-    if (!lora_file.empty()) {
-      log::info("LoRA: {}", lora_file);
-      lora = load_dit_lora(lora_file);
-      model_name += " + " + std::filesystem::path(lora_file).filename().string();
-    }
-  }
-  if (height % 16 != 0 || width % 16 != 0 || height <= 0 || width <= 0) {
-    throw ConfigError(fmt::format(
-        "resolution {}x{}: height and width must be positive multiples of 16", height, width));
-  }
-  o.latent_height = height / 8;
-  o.latent_width = width / 8;
+  const ModelSpec model = model_spec(a, model_name);
+  if (!a.prompt.empty() && !model.tiny_random && !model.text_encoder_file && model.folder.empty())
+    throw ConfigError(
+        "--prompt needs --text-encoder models_t5_umt5-xxl-enc-bf16.pth and --tokenizer "
+        "spiece.model");
+  SessionOverrides overrides;
+  overrides.text_encoder = !a.prompt.empty();
+  overrides.live_decoder = !a.output.empty();
+#ifndef LONGLIVE_WITH_RECORDER
+  if (!a.output.empty()) throw ConfigError("--output: this build has no FFmpeg recorder");
+#endif
+  SessionFactory factory(model, overrides);
+  const auto session = factory.open(preset, a.height, a.width);
+  StreamGenerator& generator = *session->generator;
+  const GeneratorOptions& o = generator.options();
+  const int height = session->height, width = session->width;
 
   at::Tensor embeds;
   if (!a.prompt.empty()) {
-    std::unique_ptr<TextEncoder> text;
-    if (!a.text_encoder.empty()) {
-      if (a.tokenizer.empty())
-        throw ConfigError("--prompt with --text-encoder also needs --tokenizer spiece.model");
-      text = TextEncoder::open(a.text_encoder, a.tokenizer, {device, o.dtype});
-    } else if (a.random == "tiny") {
-      // Test mode: a random tiny umT5 whose width matches the tiny DiT's text_dim.
-      UMT5Config c{.vocab = 256,
-                   .dim = o.model.text_dim,
-                   .dim_attn = o.model.text_dim,
-                   .dim_ffn = 128,
-                   .num_heads = 4,
-                   .num_layers = 2};
-      text = std::make_unique<TextEncoder>(
-          Tokenizer::byte_fallback(c.vocab, o.model.text_len),
-          std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, a.seed), c, device,
-                                        at::kFloat));
-    } else {
-      throw ConfigError(
-          "--prompt needs --text-encoder models_t5_umt5-xxl-enc-bf16.pth and --tokenizer "
-          "spiece.model");
-    }
-    embeds = text->encode(a.prompt);
+    embeds = session->embed(PromptMix::single(a.prompt));
   } else if (!a.prompt_embeds.empty()) {
     embeds = load_embeds(a.prompt_embeds);
   } else if (!a.random.empty()) {
@@ -164,7 +130,6 @@ int run(const GenerateArgs& a) {
         "give --prompt-embeds FILE (a safetensors with 'prompt_embeds' [1, L, text_dim])");
   }
 
-  StreamGenerator generator(weights, o, lora ? &*lora : nullptr);
   generator.start(embeds, a.seed);
   log::info("KV cache: {} tokens per layer, {}, {:.1f} MiB",
             o.local_attn_frames * (o.latent_height / o.model.patch[1]) *
@@ -173,19 +138,10 @@ int run(const GenerateArgs& a) {
                                     : c10::toString(o.kv_dtype.value_or(o.dtype)),
             generator.stats().kv_cache_bytes / (1024.0 * 1024.0));
 
-  // Optional MP4: every block decoded with TAEHV and recorded.
-  std::unique_ptr<StreamingDecoder> decoder;
+  // Optional MP4: every block decoded by the session's live decoder and recorded.
 #ifdef LONGLIVE_WITH_RECORDER
   std::unique_ptr<Recorder> recorder;
   if (!a.output.empty()) {
-    if (!a.taehv.empty()) {
-      decoder = make_taehv_decoder(load_taehv_weights(a.taehv),
-                                   {device, device.is_cpu() ? at::kFloat : at::kHalf});
-    } else if (!a.random.empty()) {
-      decoder = make_taehv_decoder(make_random_taehv_weights(a.seed), {device, at::kFloat});
-    } else {
-      throw ConfigError("--output needs --taehv taew2_1.pth to decode the frames");
-    }
     RecorderOptions ro;
     ro.path = a.output;
     ro.width = width;
@@ -201,15 +157,14 @@ int run(const GenerateArgs& a) {
                                                      : std::string("(random prompt embeddings)"),
                           0);
   }
-#else
-  if (!a.output.empty()) throw ConfigError("--output: this build has no FFmpeg recorder");
 #endif
   std::vector<at::Tensor> blocks;
   for (int64_t b = 0; b < a.blocks; ++b) {
     const at::Tensor block = generator.next_block();
 #ifdef LONGLIVE_WITH_RECORDER
     if (recorder) {
-      const at::Tensor rgba = to_rgba8(decoder->decode(block)).to(at::kCPU);
+      session->decoder->submit(block);
+      const at::Tensor rgba = session->decoder->take();
       for (int64_t f = 0; f < rgba.size(0); ++f) recorder->push(rgba[f]);
     }
 #endif
@@ -255,8 +210,11 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
                   "umT5 sentencepiece model (google/umt5-xxl/spiece.model)");
   cmd->add_option("--prompt-embeds", a->prompt_embeds,
                   "safetensors with 'prompt_embeds' [1, L, text_dim]");
-  cmd->add_option("--output", a->output, "Write an MP4 (H.264, 16 fps) decoded with TAEHV");
-  cmd->add_option("--taehv", a->taehv, "TAEHV weights (taew2_1.pth or safetensors) for --output");
+  cmd->add_option("--output", a->output,
+                  "Write an MP4 (H.264, 16 fps) decoded with the preset's live decoder");
+  cmd->add_option(
+      "--taehv", a->taehv,
+      "TAEHV weights (taew2_1.pth or safetensors) for --output (default: the --weights folder's)");
   cmd->add_option("--latents-out", a->latents_out, "Write the latents [1, T, 16, h, w] here");
   cmd->add_option("--blocks", a->blocks, "Number of blocks")->check(CLI::Range(1, 1000000));
   cmd->add_option("--seed", a->seed, "Noise seed");

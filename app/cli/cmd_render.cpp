@@ -101,15 +101,15 @@ int run(const RenderArgs& a) {
   }
 #endif
   if (!a.latents_out.empty()) {
-    // One tensor per block (blocks of different presets may differ in size), plus 'latents'
-    // [1, T, 16, h, w] when the timeline is one continuous video (one start, no preset change), so
+    // One tensor per block (blocks of different presets may differ in length), plus 'latents'
+    // [1, T, 16, h, w] when the timeline is one continuous video (one start: preset changes
+    // continue the video), so
     // `longlive export --latents F --decoder wan` re-decodes it with the Wan VAE.
     std::map<std::string, at::Tensor> tensors;
     for (size_t i = 0; i < latents.size(); ++i)
       tensors[fmt::format("block.{:05d}", i)] = latents[i];
-    const auto restarts = std::count_if(
-        timeline.events.begin(), timeline.events.end(),
-        [](auto& e) { return e.kind == EventKind::start || e.kind == EventKind::preset; });
+    const auto restarts = std::count_if(timeline.events.begin(), timeline.events.end(),
+                                        [](auto& e) { return e.kind == EventKind::start; });
     if (restarts == 1 && !latents.empty()) tensors["latents"] = at::cat(latents, 1);
     save_safetensors(a.latents_out, tensors, {{"timeline", a.timeline}});
     std::cout << "wrote " << a.latents_out << " (" << latents.size() << " blocks)\n";
