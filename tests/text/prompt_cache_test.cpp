@@ -82,5 +82,34 @@ TEST(PromptCache, ConcurrentPrefetchAndGetEncodeEachPromptOnce) {
   EXPECT_EQ(enc.calls.load(), 40);  // never twice for one prompt
 }
 
+// Enter right after typing stopped: the prefetch is still encoding. get() waits for it instead of
+// encoding again, and counts a hit (the prompt was encoded ahead).
+TEST(PromptCache, GetDuringARunningPrefetchWaitsForItAndCountsAHit) {
+  std::atomic<bool> entered{false}, release{false};
+  std::atomic<int> calls{0};
+  PromptCache cache(
+      [&](const std::string&) {
+        ++calls;
+        entered = true;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return at::ones({1, 4, 8});
+      },
+      100 * kEntryBytes);
+  cache.prefetch("slow prompt");
+  while (!entered) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::atomic<bool> got{false};
+  std::thread getter([&] {
+    cache.get("slow prompt");
+    got = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_FALSE(got.load()) << "get() must wait for the running prefetch";
+  release = true;
+  getter.join();
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(cache.stats().hits, 1);
+  EXPECT_EQ(cache.stats().misses, 0);
+}
+
 }  // namespace
 }  // namespace longlive::test

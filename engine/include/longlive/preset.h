@@ -27,8 +27,6 @@ struct Preset {
   KvDType kv_dtype = KvDType::bf16;
   bool cuda_graphs = false;
   bool fused_kernels = false;
-  bool async_decode = true;
-  bool prompt_cache = true;
   bool memory_pool = false;
   DecoderKind decoder = DecoderKind::taehv;
   int height = 480;

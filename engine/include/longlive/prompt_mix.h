@@ -51,4 +51,24 @@ std::vector<double> normalized_weights(const std::vector<double>& weights);
 at::Tensor blend_embeddings(const std::vector<at::Tensor>& embeddings,
                             const std::vector<double>& weights, Interpolation mode);
 
+struct WeightedPrompt {
+  std::string text;
+  double weight = 1;
+  bool operator==(const WeightedPrompt&) const = default;
+};
+
+// Text conditioning: one prompt, or a weighted blend of up to kMaxBlendPrompts.
+struct PromptMix {
+  std::vector<WeightedPrompt> prompts;
+  Interpolation blend = Interpolation::linear;  // slerp: two prompts only
+
+  static PromptMix single(std::string text) { return {{{std::move(text), 1.0}}}; }
+  // "a fox" for one prompt, "0.25 a fox + 0.75 a whale" for a blend (normalised weights).
+  std::string label() const;
+  // ConfigError prefixed with `field`: no prompts, more than four, empty text, bad weights,
+  // slerp with other than two prompts.
+  void validate(const std::string& field) const;
+  bool operator==(const PromptMix&) const = default;
+};
+
 }  // namespace longlive

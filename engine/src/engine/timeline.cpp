@@ -165,40 +165,6 @@ std::string to_string(EventKind kind) {
   return "?";
 }
 
-std::string PromptMix::label() const {
-  if (prompts.size() == 1) return prompts[0].text;
-  std::vector<double> weights;
-  for (const auto& p : prompts) weights.push_back(p.weight);
-  std::vector<double> w;
-  try {
-    w = normalized_weights(weights);
-  } catch (const ConfigError&) {
-    w = weights;
-  }
-  std::vector<std::string> parts;
-  for (size_t i = 0; i < prompts.size(); ++i)
-    parts.push_back(fmt::format("{:.2f} {}", w[i], prompts[i].text));
-  return fmt::format("{}", fmt::join(parts, " + "));
-}
-
-void PromptMix::validate(const std::string& field) const {
-  std::vector<double> weights;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    const auto& text = prompts[i].text;
-    if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); }))
-      throw ConfigError(fmt::format("{}[{}].text: the prompt is empty", field, i));
-    weights.push_back(prompts[i].weight);
-  }
-  try {
-    normalized_weights(weights);
-    if (blend == Interpolation::slerp && prompts.size() > 2)
-      throw ConfigError(
-          fmt::format("blend slerp mixes two prompts ({} given); use linear", prompts.size()));
-  } catch (const ConfigError& e) {
-    throw ConfigError(fmt::format("{}: {}", field, e.what()));
-  }
-}
-
 std::vector<std::string> Timeline::presets() const {
   std::vector<std::string> names{preset};
   for (const auto& e : events)

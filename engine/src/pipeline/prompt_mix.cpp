@@ -5,6 +5,8 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <algorithm>
+#include <cctype>
 #include <numbers>
 
 #include "longlive/error.h"
@@ -118,6 +120,40 @@ at::Tensor blend_embeddings(const std::vector<at::Tensor>& embeddings,
   at::Tensor sum = embeddings[0] * w[0];
   for (size_t i = 1; i < embeddings.size(); ++i) sum.add_(embeddings[i], w[i]);
   return sum;
+}
+
+std::string PromptMix::label() const {
+  if (prompts.size() == 1) return prompts[0].text;
+  std::vector<double> weights;
+  for (const auto& p : prompts) weights.push_back(p.weight);
+  std::vector<double> w;
+  try {
+    w = normalized_weights(weights);
+  } catch (const ConfigError&) {
+    w = weights;
+  }
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    parts.push_back(fmt::format("{:.2f} {}", w[i], prompts[i].text));
+  return fmt::format("{}", fmt::join(parts, " + "));
+}
+
+void PromptMix::validate(const std::string& field) const {
+  std::vector<double> weights;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto& text = prompts[i].text;
+    if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); }))
+      throw ConfigError(fmt::format("{}[{}].text: the prompt is empty", field, i));
+    weights.push_back(prompts[i].weight);
+  }
+  try {
+    normalized_weights(weights);
+    if (blend == Interpolation::slerp && prompts.size() > 2)
+      throw ConfigError(
+          fmt::format("blend slerp mixes two prompts ({} given); use linear", prompts.size()));
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("{}: {}", field, e.what()));
+  }
 }
 
 }  // namespace longlive

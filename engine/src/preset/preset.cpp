@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "longlive/error.h"
+#include "longlive/log.h"
 
 namespace longlive {
 namespace {
@@ -170,8 +171,12 @@ Preset parse_preset(std::string_view json_text, const std::string& origin) {
   r.read("kv_dtype", p.kv_dtype, kKvDType);
   r.read("cuda_graphs", p.cuda_graphs);
   r.read("fused_kernels", p.fused_kernels);
-  r.read("async_decode", p.async_decode);
-  r.read("prompt_cache", p.prompt_cache);
+  // Fields of older presets that described what every session does (decode on its own stream,
+  // cached prompt embeddings) and were never read: accepted, ignored, with a warning.
+  for (const char* retired : {"async_decode", "prompt_cache"})
+    if (r.find(retired))
+      log::warn("{}: field '{}' is no longer read (every session does it): remove it", origin,
+                retired);
   r.read("memory_pool", p.memory_pool);
   r.read("decoder", p.decoder, kDecoder);
   r.read("height", p.height, 16, 2048);
@@ -244,8 +249,6 @@ nlohmann::json to_json(const Preset& p) {
               {"kv_dtype", to_string(p.kv_dtype)},
               {"cuda_graphs", p.cuda_graphs},
               {"fused_kernels", p.fused_kernels},
-              {"async_decode", p.async_decode},
-              {"prompt_cache", p.prompt_cache},
               {"memory_pool", p.memory_pool},
               {"decoder", to_string(p.decoder)},
               {"height", p.height},

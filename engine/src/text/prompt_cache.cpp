@@ -42,13 +42,19 @@ at::Tensor PromptCache::get(std::string_view prompt) {
       ++stats_.hits;
       return it->second->second;
     }
-    ++stats_.misses;
   }
+  // Waits for a prefetch the encoder is running now: its result is a hit (the prompt was encoded
+  // ahead, the caller only waited for the rest of that encode). A prefetch still queued is
+  // dropped and the prompt encoded here: a miss.
   std::lock_guard encode_lock(encode_mutex_);
   {
-    // A prefetch may have finished while we waited for the encoder.
     std::lock_guard lock(mutex_);
-    if (auto it = index_.find(key); it != index_.end()) return it->second->second;
+    if (auto it = index_.find(key); it != index_.end()) {
+      ++stats_.hits;
+      return it->second->second;
+    }
+    ++stats_.misses;
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), key), queue_.end());
   }
   const at::Tensor value = encode_(key);
   std::lock_guard lock(mutex_);
