@@ -37,8 +37,8 @@ struct ModelSpec {
   // Where to run it; default: the first CUDA device when there is one, else the CPU.
   std::optional<at::Device> device;
   // Explicit files that replace the folder search (the CLI's --weights, --lora, ...).
-  std::optional<std::filesystem::path> dit_file, lora_file, text_encoder_file, tokenizer_file,
-      taehv_file, wan_vae_file;
+  std::optional<std::filesystem::path> dit_file{}, lora_file{}, text_encoder_file{},
+      tokenizer_file{}, taehv_file{}, wan_vae_file{};
   double lora_alpha = 0;  // <= 0: alpha = rank
 };
 
@@ -144,6 +144,7 @@ class SessionFactory {
   GeneratorOptions generator_options(const Preset& preset, const RuntimeChoice& runtime, int height,
                                      int width) const;
   std::shared_ptr<const CausalWanModel> dit_for(const GeneratorOptions& options);
+  void keep_recent(std::shared_ptr<const CausalWanModel> model);
   std::unique_ptr<StreamingDecoder> decoder_for(const RuntimeChoice& runtime);
   const WeightStore* wan_vae_weights();  // null when the model has none
   void ensure_text(const RuntimeChoice& runtime);

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <deque>
 #include <map>
 #include <optional>
 #include <tuple>
@@ -64,6 +66,23 @@ DitKey dit_key(const GeneratorOptions& o) {
   return {o.dtype, o.runtime.fused_kernels, o.runtime.fp8_linears, o.runtime.fp8_attention,
           o.runtime.attention};
 }
+
+// The resident host copy of the DiT in page-locked memory when it runs on a GPU: a DiT rebuilt
+// for a preset change (another dtype or fast path) then copies at full PCIe/NVLink speed.
+WeightStore pinned_for(const WeightStore& host, at::Device device) {
+  if (!device.is_cuda()) return host;
+  WeightStore pinned;
+  for (const auto& name : host.names()) {
+    const at::Tensor& t = host.get(name);
+    pinned.add(name, t.is_cpu() && !t.is_pinned() ? t.pin_memory() : t, host.source_of(name));
+  }
+  pinned.add_metadata(host.metadata());
+  return pinned;
+}
+
+// DiT variants kept on the device besides the one running: switching back to a recent preset's
+// dtype or fast paths then costs nothing (each is ~2.6 GiB in bf16 for the 1.3B model).
+constexpr size_t kRecentDits = 1;
 
 }  // namespace
 
@@ -162,6 +181,7 @@ struct SessionFactory::Resident {
   std::optional<WeightStore> lora;
   WanConfig config;
   std::map<DitKey, std::weak_ptr<const CausalWanModel>> models;
+  std::deque<std::shared_ptr<const CausalWanModel>> recent;  // newest first, kRecentDits at most
   std::optional<WeightStore> taehv, wan_vae;
   std::shared_ptr<TextEncoder> text;
   std::shared_ptr<PromptCache> prompts;
@@ -220,6 +240,14 @@ std::shared_ptr<const CausalWanModel> SessionFactory::dit_for(const GeneratorOpt
   ++stats_.dit_builds;
   r.models[key] = model;
   return model;
+}
+
+void SessionFactory::keep_recent(std::shared_ptr<const CausalWanModel> model) {
+  if (!model || !device_.is_cuda()) return;  // on the CPU a rebuild is cheap and RAM is scarcer
+  auto& recent = resident_->recent;
+  recent.erase(std::remove(recent.begin(), recent.end(), model), recent.end());
+  recent.push_front(std::move(model));
+  while (recent.size() > kRecentDits) recent.pop_back();
 }
 
 void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
@@ -318,13 +346,16 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
   if (!r.dit) {
     if (model_.tiny_random || model_.full_random) {
       r.config = model_.tiny_random ? WanConfig::tiny() : WanConfig::wan_1_3b();
-      // Built once in float32 on the host and converted per session: one resident copy.
-      r.dit = make_random_wan_weights(r.config, 1, at::kFloat);
+      // Built once on the host and converted per session: one resident copy (bf16 for a GPU,
+      // the 1.3B model's 5.7 GB in float32 would double the copy time of a rebuild).
+      r.dit = pinned_for(
+          make_random_wan_weights(r.config, 1, device_.is_cuda() ? at::kBFloat16 : at::kFloat),
+          device_);
     } else {
       const DitFiles files = model_.dit_file ? DitFiles{*model_.dit_file, model_.lora_file}
                                              : find_dit_files(model_.folder);
       log::info("DiT weights: {}", files.weights.string());
-      r.dit = load_dit_weights(files.weights);
+      r.dit = pinned_for(load_dit_weights(files.weights), device_);
       const int64_t dim = r.dit->get("patch_embedding.weight").size(0);
       const WanConfig base = WanConfig::wan_1_3b();
       r.config = WanConfig::infer(*r.dit, base.num_heads * dim / base.dim, base.text_len);
@@ -388,6 +419,7 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     std::optional<StreamState> state;
     if (s.generator->started()) state = s.generator->release_state();
     std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : nullptr;
+    if (!same_dit) keep_recent(s.generator->model());
     s.generator.reset();  // frees the old KV cache (and DiT, when replaced) before the new one
     if (!model) {
       model = dit_for(o);
@@ -400,7 +432,14 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     }
     change.generator_rebuilt = true;
   }
-  if (s.decoder && runtime.decoder != s.runtime.decoder) {
+  // The decoder the session really runs (a random or Wan-VAE-less model decodes with TAEHV).
+  auto effective = [&](const RuntimeChoice& r) {
+    return r.decoder == DecoderKind::wan && !model_.tiny_random && !model_.full_random &&
+                   wan_vae_weights()
+               ? DecoderKind::wan
+               : DecoderKind::taehv;
+  };
+  if (s.decoder && effective(runtime) != effective(s.runtime)) {
     auto live = decoder_for(runtime);
     s.decoder = std::make_unique<AsyncDecoder>(std::move(live), device_);
     change.decoder_changed = true;
