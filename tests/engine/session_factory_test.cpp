@@ -3,7 +3,12 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <mutex>
+#include <thread>
+
 #include "longlive/async_decoder.h"
+#include "longlive/engine.h"
 #include "longlive/generator.h"
 #include "longlive/performance.h"
 #include "longlive/session.h"
@@ -146,6 +151,52 @@ TEST(SessionFactory, PerformancePresetChangeContinuesTheTimeline) {
   ASSERT_EQ(perf.timeline().events.size(), 2u);
   EXPECT_EQ(perf.timeline().events[1].kind, EventKind::preset);
   EXPECT_EQ(perf.timeline().events[1].block, 2);
+}
+
+// The studio (Engine -> Performance), `generate` (a factory session with the text encoder) and
+// `bench` (a factory session without it) get the same generator for a preset: the same options,
+// and the same latents for the same prompt and seed.
+TEST(SessionFactory, StudioGenerateAndBenchRunTheSameSession) {
+  const Preset preset = base_preset();
+  std::mutex m;
+  std::vector<at::Tensor> studio;
+  Engine::Callbacks cb;
+  cb.on_latents = [&](int64_t, const at::Tensor& latents) {
+    std::lock_guard lock(m);
+    if (studio.size() < 3) studio.push_back(latents.to(at::kCPU).clone());
+  };
+  {
+    Engine engine(tiny(), preset, cb, 32, 32);
+    engine.start("a red fox", 9);
+    for (int i = 0; i < 60000 / 10; ++i) {
+      {
+        std::lock_guard lock(m);
+        if (studio.size() >= 3) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    engine.stop();
+  }
+  ASSERT_EQ(studio.size(), 3u);
+
+  SessionFactory generate_factory(tiny(), {.live_decoder = false});
+  auto generate = generate_factory.open(preset, 32, 32);
+  generate->generator->start(generate->embed(PromptMix::single("a red fox")), 9);
+  for (size_t i = 0; i < studio.size(); ++i)
+    EXPECT_TRUE(at::equal(generate->generator->next_block(), studio[i])) << "block " << i;
+
+  SessionFactory bench_factory(tiny(), {.text_encoder = false, .live_decoder = false});
+  auto bench = bench_factory.open(preset, 32, 32);
+  const GeneratorOptions& a = bench->generator->options();
+  const GeneratorOptions& b = generate->generator->options();
+  EXPECT_EQ(a.dtype, b.dtype);
+  EXPECT_EQ(a.kv_dtype, b.kv_dtype);
+  EXPECT_EQ(a.denoising_steps, b.denoising_steps);
+  EXPECT_EQ(a.local_attn_frames, b.local_attn_frames);
+  EXPECT_EQ(a.runtime.fused_kernels, b.runtime.fused_kernels);
+  EXPECT_EQ(a.runtime.cuda_graphs, b.runtime.cuda_graphs);
+  EXPECT_EQ(a.reserve_up_front, b.reserve_up_front);
+  EXPECT_FALSE(bench->text);
 }
 
 }  // namespace
