@@ -96,12 +96,19 @@ TEST(SessionFactory, NothingChangesForTheSamePresetAndFastPathsRebuildFromReside
   EXPECT_FALSE(same.generator_rebuilt);
   EXPECT_EQ(session->generator.get(), generator);
 
-  // Another fast path (fused kernels: a GPU path, asked for here all the same) needs another DiT
-  // build, from the resident host copy: no weight load.
+  // Another layer loop over the same weights (fused kernels: a GPU path, asked for here all the
+  // same) shares the DiT's tensors: no build, no load.
   const SessionFactory::Stats before = factory.stats();
   Preset fused = base_preset();
   fused.fused_kernels = true;
-  const PresetChange change = factory.change_preset(*session, fused);
+  const PresetChange shared = factory.change_preset(*session, fused);
+  EXPECT_FALSE(shared.dit_rebuilt);
+  EXPECT_TRUE(shared.generator_rebuilt);
+  EXPECT_EQ(factory.stats().dit_builds, before.dit_builds);
+  // FP8 linears need another DiT: rebuilt from the resident host copy, no weight load.
+  Preset fp8 = fused;
+  fp8.dtype = ComputeDType::fp8;
+  const PresetChange change = factory.change_preset(*session, fp8);
   EXPECT_TRUE(change.dit_rebuilt);
   EXPECT_EQ(factory.stats().dit_builds, before.dit_builds + 1);
   EXPECT_EQ(factory.stats().weight_loads, before.weight_loads);

@@ -234,6 +234,17 @@ std::shared_ptr<const CausalWanModel> SessionFactory::dit_for(const GeneratorOpt
   const DitKey key = dit_key(o);
   if (auto it = r.models.find(key); it != r.models.end())
     if (auto model = it->second.lock()) return model;
+  // Another layer loop over the same weights (fused kernels on or off, attention backend): share
+  // the device tensors of a live model of the same dtype and FP8 linears.
+  for (const auto& [other_key, weak] : r.models) {
+    if (std::get<0>(other_key) != o.dtype || std::get<2>(other_key) != o.runtime.fp8_linears)
+      continue;
+    if (auto other = weak.lock()) {
+      auto model = other->sharing_weights(o.runtime);
+      r.models[key] = model;
+      return model;
+    }
+  }
   WeightStore merged = r.lora ? merge_lora(*r.dit, *r.lora, o.lora_alpha) : *r.dit;
   auto model =
       std::make_shared<const CausalWanModel>(merged, o.model, o.device, o.dtype, o.runtime);
@@ -419,12 +430,16 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     std::optional<StreamState> state;
     if (s.generator->started()) state = s.generator->release_state();
     std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : nullptr;
-    if (!same_dit) keep_recent(s.generator->model());
+    // The old DiT stays alive until the new one exists: its weights may be shared with it.
+    std::shared_ptr<const CausalWanModel> previous = s.generator->model();
+    if (!same_dit) keep_recent(previous);
     s.generator.reset();  // frees the old KV cache (and DiT, when replaced) before the new one
     if (!model) {
+      const int64_t builds = stats_.dit_builds;
       model = dit_for(o);
-      change.dit_rebuilt = true;
+      change.dit_rebuilt = stats_.dit_builds > builds;
     }
+    previous.reset();
     s.generator = std::make_unique<StreamGenerator>(std::move(model), o);
     if (state) {
       s.generator->resume(std::move(*state));

@@ -27,6 +27,21 @@ at::Tensor rope_inverse_frequencies(int64_t channels) {
 
 }  // namespace
 
+std::shared_ptr<const CausalWanModel> CausalWanModel::sharing_weights(
+    const DitRuntime& runtime) const {
+  auto copy = std::make_shared<CausalWanModel>(*this);  // tensors are shared handles
+  copy->runtime_ = runtime;
+  const bool sixteen_bit = dtype_ == at::kBFloat16 || dtype_ == at::kHalf;
+  copy->fused_ = runtime.fused_kernels && device_.is_cuda() &&
+                 fused::available(at::empty({0}, at::TensorOptions().device(device_))) &&
+                 sixteen_bit && config_.qk_norm && config_.cross_attn_norm && config_.dim <= 2048;
+  copy->fp8_ = runtime.fp8_linears && copy->fused_;
+  copy->fp8_attention_ = runtime.fp8_attention && copy->fused_ && fp8_attention::available();
+  if (copy->fp8_ != fp8_ || runtime.fp8_linears != runtime_.fp8_linears)
+    throw Error("CausalWanModel::sharing_weights: the FP8 linears would change (rebuild instead)");
+  return copy;
+}
+
 CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& config,
                                at::Device device, at::ScalarType dtype, const DitRuntime& runtime)
     : config_(config), device_(device), dtype_(dtype), runtime_(runtime) {

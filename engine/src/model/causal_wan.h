@@ -1,4 +1,5 @@
 #pragma once
+#include <memory>
 // The causal Wan2.1 DiT of LongLive: patch embedding, sinusoidal time embedding with 6-way adaLN
 // modulation per block, self-attention with RMSNorm q/k and 3-axis RoPE over a KV cache,
 // cross-attention on the text, GELU(tanh) FFN, modulated head. Config-driven; weights by their
@@ -23,6 +24,11 @@ class CausalWanModel {
   // cannot run on this device/dtype fall back to plain ATen (see uses_fused_kernels()).
   CausalWanModel(const WeightStore& weights, const WanConfig& config, at::Device device,
                  at::ScalarType dtype, const DitRuntime& runtime = {});
+
+  // The same device weights under other layer-loop choices (fused kernels, attention backend, FP8
+  // attention), without copying them: a preset change that only flips those keeps the DiT. The
+  // FP8 linears must stay as they are (their quantised copies are made at load); Error otherwise.
+  std::shared_ptr<const CausalWanModel> sharing_weights(const DitRuntime& runtime) const;
 
   const WanConfig& config() const { return config_; }
   at::Device device() const { return device_; }
