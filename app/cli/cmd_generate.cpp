@@ -101,10 +101,6 @@ int run(const GenerateArgs& a) {
   const Preset preset = find_preset(a.presets_dir, a.preset);
   std::string model_name;  // for the MP4's metadata
   const ModelSpec model = model_spec(a, model_name);
-  if (!a.prompt.empty() && !model.tiny_random && !model.text_encoder_file && model.folder.empty())
-    throw ConfigError(
-        "--prompt needs --text-encoder models_t5_umt5-xxl-enc-bf16.pth and --tokenizer "
-        "spiece.model");
   SessionOverrides overrides;
   overrides.text_encoder = !a.prompt.empty();
   overrides.live_decoder = !a.output.empty();

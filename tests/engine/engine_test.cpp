@@ -16,6 +16,7 @@
 #include "longlive/engine.h"
 #include "longlive/performance.h"
 #include "longlive/safetensors_writer.h"
+#include "longlive/session.h"
 #include "longlive/wan_vae.h"
 
 #ifdef LONGLIVE_WITH_CUDA
@@ -199,13 +200,15 @@ TEST(LiveDecoder, PresetPicksTheWanVaeWhenTheFolderHasIt) {
   auto is_wan = [](const std::unique_ptr<StreamingDecoder>& d) {
     return dynamic_cast<const WanVaeDecoder*>(d.get()) != nullptr;
   };
-  EXPECT_FALSE(is_wan(open_live_decoder(dir, wan, at::kCPU))) << "no VAE: TAEHV";
+  const ModelSpec folder{.tiny_random = false, .folder = dir, .device = at::Device(at::kCPU)};
+  EXPECT_FALSE(is_wan(SessionFactory(folder).live_decoder(wan))) << "no VAE: TAEHV";
 
   std::map<std::string, at::Tensor> vae;
   const WeightStore vae_weights = make_random_wan_vae_weights(WanVaeConfig::tiny(), 5, false);
   for (const auto& name : vae_weights.names()) vae[name] = vae_weights.get(name);
   save_safetensors(dir / "Wan2.1_VAE.safetensors", vae);
-  const auto decoder = open_live_decoder(dir, wan, at::kCPU);
+  SessionFactory factory(folder);
+  const auto decoder = factory.live_decoder(wan);
   ASSERT_TRUE(is_wan(decoder));
   // It decodes a block like the live loop asks: [1, T, z, h, w] -> frames.
   const at::Tensor frames = decoder->decode(at::randn({1, 3, WanVaeConfig::tiny().z_dim, 4, 4}));
@@ -213,7 +216,7 @@ TEST(LiveDecoder, PresetPicksTheWanVaeWhenTheFolderHasIt) {
 
   Preset taehv_preset;
   taehv_preset.decoder = DecoderKind::taehv;
-  EXPECT_FALSE(is_wan(open_live_decoder(dir, taehv_preset, at::kCPU)));
+  EXPECT_FALSE(is_wan(factory.live_decoder(taehv_preset)));
 }
 
 }  // namespace

@@ -142,6 +142,19 @@ TEST(SessionFactory, OneMappingFromPresetToRuntime) {
   EXPECT_EQ(cpu.kv_dtype, at::kChar);
 }
 
+// The low_memory preset's int8 KV reaches the generator; a float KV dtype keeps the compute dtype
+// (on the CPU, float32 for everything).
+TEST(KvCacheInt8, LowMemoryPresetSelectsInt8AndOthersTheComputeDtype) {
+  Preset preset;
+  preset.kv_dtype = KvDType::int8;
+  RuntimeChoice r = choose_runtime(preset, at::kCPU);
+  ASSERT_TRUE(r.kv_dtype.has_value());
+  EXPECT_EQ(*r.kv_dtype, at::kChar);
+  preset.kv_dtype = KvDType::bf16;
+  r = choose_runtime(preset, at::kCPU);
+  EXPECT_FALSE(r.kv_dtype.has_value());
+}
+
 // The studio's Performance goes through the same factory: its preset change continues the video.
 TEST(SessionFactory, PerformancePresetChangeContinuesTheTimeline) {
   Performance perf(tiny(), base_preset(), 32, 32);

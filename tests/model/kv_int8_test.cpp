@@ -4,7 +4,6 @@
 
 #include "cache/kv_cache.h"
 #include "dit_fixture.h"
-#include "longlive/preset.h"
 
 namespace longlive::test {
 namespace {
@@ -124,18 +123,6 @@ TEST(KvCacheInt8, StreamStaysCloseToTheReferenceRun) {
   RecordProperty("relative_rms_error", std::to_string(rel));
   EXPECT_LT(rel, 0.01);
   EXPECT_GT(rel, 0.0);
-}
-
-TEST(KvCacheInt8, LowMemoryPresetSelectsInt8AndOthersTheComputeDtype) {
-  Preset preset;
-  preset.kv_dtype = KvDType::int8;
-  GeneratorOptions o;
-  o.apply(preset);
-  ASSERT_TRUE(o.kv_dtype.has_value());
-  EXPECT_EQ(*o.kv_dtype, at::kChar);
-  preset.kv_dtype = KvDType::bf16;
-  o.apply(preset);
-  EXPECT_FALSE(o.kv_dtype.has_value());
 }
 
 }  // namespace

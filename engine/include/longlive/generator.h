@@ -11,6 +11,7 @@
 // only sees the sink and the recent window, so long sessions keep constant memory and cost.
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -52,10 +53,9 @@ struct GeneratorOptions {
   bool skip_dropped_recache_frames = true;
 
   void validate() const;  // ConfigError naming the field
-  // Copies the preset's sampling and cache fields (steps, warp, shift, block, window, sink) and
-  // its KV storage: int8 becomes at::kChar, a float kv_dtype leaves the KV in the compute dtype;
-  // fused_kernels, cuda_graphs and dtype fp8 (FP8 linears and FP8 attention over a bf16 model)
-  // set `runtime`; memory_pool sets reserve_up_front.
+  // Copies the preset's sampling and cache geometry (steps, warp, shift, block, window, sink,
+  // global sink). Dtypes, KV storage and fast paths depend on the device too: choose_runtime()
+  // (longlive/session.h) maps those.
   void apply(const Preset& preset);
 };
 
@@ -185,6 +185,10 @@ class StreamGenerator {
  private:
   void recache(BlockTrace* trace);
   void reencode_sink();
+  // Window frames whose latents the ring holds (after resume(), only those handed over since).
+  int64_t window_held() const {
+    return std::min(options_.local_attn_frames, frame_ - ring_first_frame_);
+  }
   void reserve_up_front();
   void advance_transition(BlockTrace* trace);
   at::Tensor padded(const at::Tensor& embeds) const;
@@ -204,8 +208,8 @@ class StreamGenerator {
   std::unique_ptr<NoiseSource> noise_;
   at::Tensor recent_;  // [window, C, h, w] clean latents, frame f at f % window
   at::Tensor sink_;    // [sink, C, h, w] clean latents of the first frames (for resume())
-  // After resume(): frames of the window the ring holds (older ones were not handed over).
-  int64_t recent_available_ = 0;
+  // The oldest frame the ring received: 0, or after resume() the first frame handed over.
+  int64_t ring_first_frame_ = 0;
   std::optional<at::Tensor> pending_switch_;
   at::Tensor current_;  // embeddings the cross-attention cache was built from
   std::optional<Transition> transition_;

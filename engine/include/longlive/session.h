@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "longlive/preset.h"
@@ -44,11 +45,6 @@ struct ModelSpec {
 
 // Files a model folder must hold (searched recursively); returns the ones not found.
 std::vector<std::string> missing_model_files(const std::filesystem::path& folder);
-
-// The live decoder the preset asks for: with `decoder: wan` the Wan VAE (Wan2.1_VAE.pth or
-// .safetensors) when the folder has it, else (with a warning) TAEHV.
-std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path& folder,
-                                                    const Preset& preset, at::Device device);
 
 // The one mapping from a preset to what runs where, for a device. On the CPU everything runs in
 // float32 (ATen's CPU kernels are exact and fastest there; bf16 and fp8 are GPU formats).
@@ -125,6 +121,10 @@ class SessionFactory {
   // prompt switch does). Nothing differs: nothing happens.
   PresetChange change_preset(Session& session, const Preset& preset);
 
+  // The live decoder the preset asks for: with `decoder: wan` the Wan VAE (Wan2.1_VAE.pth or
+  // .safetensors) when the model has it, else (with a warning) TAEHV. Weights stay resident.
+  std::unique_ptr<StreamingDecoder> live_decoder(const Preset& preset);
+
   // The Wan VAE for a quality export (a whole-session re-decode) on `device` (default: the
   // factory's): float32 on the CPU, bf16 on a GPU. The tiny model's is a random tiny VAE (seed 0).
   // Its weights stay resident like the live decoders'. IoError naming the folder when it has no
@@ -146,8 +146,11 @@ class SessionFactory {
   std::shared_ptr<const CausalWanModel> dit_for(const GeneratorOptions& options);
   void keep_recent(std::shared_ptr<const CausalWanModel> model);
   std::unique_ptr<StreamingDecoder> decoder_for(const RuntimeChoice& runtime);
-  const WeightStore* wan_vae_weights();  // null when the model has none
+  DecoderKind live_decoder_kind(DecoderKind asked);  // what `asked` really runs here
+  const WeightStore* wan_vae_weights();              // null when the model has none
   void ensure_text(const RuntimeChoice& runtime);
+  // umT5 weights and tokenizer from the explicit files or the folder; ConfigError when absent.
+  std::pair<std::filesystem::path, std::filesystem::path> text_encoder_files() const;
   RuntimeChoice runtime_for(const Preset& preset) const;
 
   ModelSpec model_;

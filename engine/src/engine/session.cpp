@@ -80,6 +80,14 @@ WeightStore pinned_for(const WeightStore& host, at::Device device) {
   return pinned;
 }
 
+// The Wan VAE's precision for a device, live or for an export: float32 on the CPU, bf16 on a GPU.
+WanVaeDecoderOptions wan_vae_options(at::Device device) {
+  WanVaeDecoderOptions options;
+  options.device = device;
+  options.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
+  return options;
+}
+
 // DiT variants kept on the device besides the one running: switching back to a recent preset's
 // dtype or fast paths then costs nothing (each is ~2.6 GiB in bf16 for the 1.3B model).
 constexpr size_t kRecentDits = 1;
@@ -94,29 +102,6 @@ std::vector<std::string> missing_model_files(const std::filesystem::path& folder
     missing.push_back(f.alternative ? fmt::format("{} (or {})", f.name, f.alternative) : f.name);
   }
   return missing;
-}
-
-std::unique_ptr<StreamingDecoder> open_live_decoder(const std::filesystem::path& folder,
-                                                    const Preset& preset, at::Device device) {
-  if (preset.decoder == DecoderKind::wan) {
-    if (const auto vae = find_wan_vae_file(folder)) {
-      WanVaeDecoderOptions options;
-      options.device = device;
-      options.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
-      log::info("live decoder: Wan VAE ({})", vae->string());
-      return std::make_unique<WanVaeDecoder>(load_wan_vae_weights(*vae), options);
-    }
-    log::warn(
-        "preset {} decodes live with the Wan VAE, but '{}' has no Wan2.1_VAE.pth: using TAEHV",
-        preset.name, folder.string());
-  }
-  auto taehv = find_in(folder, "taew2_1.pth");
-  if (!taehv) taehv = find_in(folder, "taew2_1.safetensors");
-  if (!taehv)
-    throw IoError(
-        fmt::format("model folder '{}' has no TAEHV decoder (taew2_1.pth)", folder.string()));
-  return make_taehv_decoder(load_taehv_weights(*taehv),
-                            {device, device.is_cpu() ? at::kFloat : at::kHalf});
 }
 
 RuntimeChoice choose_runtime(const Preset& p, at::Device device) {
@@ -211,13 +196,7 @@ GeneratorOptions SessionFactory::generator_options(const Preset& preset,
                                                    int width) const {
   GeneratorOptions o;
   o.model = resident_->config;
-  o.denoising_steps = preset.denoising_steps;
-  o.warp_denoising_step = preset.warp_denoising_step;
-  o.timestep_shift = preset.timestep_shift;
-  o.frames_per_block = preset.frames_per_block;
-  o.local_attn_frames = preset.local_attn_frames;
-  o.sink_frames = preset.sink_frames;
-  o.global_sink = preset.global_sink;
+  o.apply(preset);
   o.device = runtime.device;
   o.dtype = runtime.dit_dtype;
   o.kv_dtype = runtime.kv_dtype;
@@ -261,6 +240,19 @@ void SessionFactory::keep_recent(std::shared_ptr<const CausalWanModel> model) {
   while (recent.size() > kRecentDits) recent.pop_back();
 }
 
+std::pair<std::filesystem::path, std::filesystem::path> SessionFactory::text_encoder_files() const {
+  auto weights = model_.text_encoder_file;
+  auto spiece = model_.tokenizer_file;
+  if (!weights && !model_.folder.empty())
+    weights = find_in(model_.folder, "models_t5_umt5-xxl-enc-bf16.pth");
+  if (!spiece && !model_.folder.empty()) spiece = find_in(model_.folder, "spiece.model");
+  if (!weights || !spiece)
+    throw ConfigError(
+        "prompts need the umT5 text encoder: models_t5_umt5-xxl-enc-bf16.pth and spiece.model "
+        "(a model folder, or --text-encoder and --tokenizer)");
+  return {*weights, *spiece};
+}
+
 void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
   Resident& r = *resident_;
   if (r.text) return;
@@ -270,16 +262,8 @@ void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
         Tokenizer::byte_fallback(c.vocab, r.config.text_len),
         std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, 2), c, device_, at::kFloat));
   } else {
-    auto weights = model_.text_encoder_file;
-    auto spiece = model_.tokenizer_file;
-    if (!weights && !model_.folder.empty())
-      weights = find_in(model_.folder, "models_t5_umt5-xxl-enc-bf16.pth");
-    if (!spiece && !model_.folder.empty()) spiece = find_in(model_.folder, "spiece.model");
-    if (!weights || !spiece)
-      throw ConfigError(
-          "prompts need the umT5 text encoder: models_t5_umt5-xxl-enc-bf16.pth and spiece.model "
-          "(a model folder, or --text-encoder and --tokenizer)");
-    r.text = TextEncoder::open(*weights, *spiece, {runtime.text_device, runtime.text_dtype});
+    const auto [weights, spiece] = text_encoder_files();
+    r.text = TextEncoder::open(weights, spiece, {runtime.text_device, runtime.text_dtype});
   }
   ++stats_.weight_loads;
   TextEncoder* text = r.text.get();
@@ -289,19 +273,19 @@ void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
       size_t{256} << 20);
 }
 
+DecoderKind SessionFactory::live_decoder_kind(DecoderKind asked) {
+  const bool has_wan_vae =
+      asked == DecoderKind::wan && !model_.tiny_random && !model_.full_random && wan_vae_weights();
+  return has_wan_vae ? DecoderKind::wan : DecoderKind::taehv;
+}
+
 std::unique_ptr<StreamingDecoder> SessionFactory::decoder_for(const RuntimeChoice& runtime) {
   Resident& r = *resident_;
-  const at::ScalarType taehv_dtype = device_.is_cpu() ? at::kFloat : at::kHalf;
-  if (runtime.decoder == DecoderKind::wan && !model_.tiny_random && !model_.full_random) {
-    if (wan_vae_weights()) {
-      WanVaeDecoderOptions options;
-      options.device = device_;
-      options.dtype = device_.is_cpu() ? at::kFloat : at::kBFloat16;
-      return std::make_unique<WanVaeDecoder>(*r.wan_vae, options);
-    }
+  if (live_decoder_kind(runtime.decoder) == DecoderKind::wan)
+    return std::make_unique<WanVaeDecoder>(*r.wan_vae, wan_vae_options(device_));
+  if (runtime.decoder == DecoderKind::wan)
     log::warn("decoder wan: '{}' has no Wan2.1_VAE.pth, decoding live with TAEHV",
               model_.folder.string());
-  }
   if (!r.taehv) {
     if (model_.tiny_random || model_.full_random) {
       r.taehv = make_random_taehv_weights(3);
@@ -314,7 +298,12 @@ std::unique_ptr<StreamingDecoder> SessionFactory::decoder_for(const RuntimeChoic
     }
     ++stats_.weight_loads;
   }
-  return make_taehv_decoder(*r.taehv, {device_, model_.tiny_random ? at::kFloat : taehv_dtype});
+  const bool fp16 = device_.is_cuda() && !model_.tiny_random;
+  return make_taehv_decoder(*r.taehv, {device_, fp16 ? at::kHalf : at::kFloat});
+}
+
+std::unique_ptr<StreamingDecoder> SessionFactory::live_decoder(const Preset& preset) {
+  return decoder_for(runtime_for(preset));
 }
 
 const WeightStore* SessionFactory::wan_vae_weights() {
@@ -340,10 +329,7 @@ std::unique_ptr<WanVaeDecoder> SessionFactory::export_decoder(std::optional<at::
         "no Wan VAE in the model folder '{}': the quality re-decode needs Wan2.1_VAE.pth "
         "(Wan-AI/Wan2.1-T2V-1.3B)",
         model_.folder.string()));
-  WanVaeDecoderOptions options;
-  options.device = device.value_or(device_);
-  options.dtype = options.device.is_cpu() ? at::kFloat : at::kBFloat16;
-  return std::make_unique<WanVaeDecoder>(*weights, options);
+  return std::make_unique<WanVaeDecoder>(*weights, wan_vae_options(device.value_or(device_)));
 }
 
 std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, int width) {
@@ -354,6 +340,9 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
       throw IoError(fmt::format("model folder '{}' lacks: {}", model_.folder.string(),
                                 fmt::join(missing, ", ")));
   }
+  const bool wants_text = overrides_.text_encoder && !model_.full_random;
+  // A missing text encoder fails before the DiT (gigabytes) is read.
+  if (wants_text && !r.text && !model_.tiny_random) text_encoder_files();
   if (!r.dit) {
     if (model_.tiny_random || model_.full_random) {
       r.config = model_.tiny_random ? WanConfig::tiny() : WanConfig::wan_1_3b();
@@ -398,7 +387,7 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
   s->width = width;
   const GeneratorOptions o = generator_options(preset, s->runtime, height, width);
   s->generator = std::make_unique<StreamGenerator>(dit_for(o), o);
-  if (overrides_.text_encoder && !model_.full_random) {
+  if (wants_text) {
     ensure_text(s->runtime);
     s->text = r.text;
     s->prompts = r.prompts;
@@ -447,14 +436,8 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     }
     change.generator_rebuilt = true;
   }
-  // The decoder the session really runs (a random or Wan-VAE-less model decodes with TAEHV).
-  auto effective = [&](const RuntimeChoice& r) {
-    return r.decoder == DecoderKind::wan && !model_.tiny_random && !model_.full_random &&
-                   wan_vae_weights()
-               ? DecoderKind::wan
-               : DecoderKind::taehv;
-  };
-  if (s.decoder && effective(runtime) != effective(s.runtime)) {
+  // Judged by the decoder really run (a random or Wan-VAE-less model decodes with TAEHV).
+  if (s.decoder && live_decoder_kind(runtime.decoder) != live_decoder_kind(s.runtime.decoder)) {
     auto live = decoder_for(runtime);
     s.decoder = std::make_unique<AsyncDecoder>(std::move(live), device_);
     change.decoder_changed = true;

@@ -64,12 +64,6 @@ void GeneratorOptions::apply(const Preset& preset) {
   local_attn_frames = preset.local_attn_frames;
   sink_frames = preset.sink_frames;
   global_sink = preset.global_sink;
-  kv_dtype = preset.kv_dtype == KvDType::int8 ? std::optional(at::kChar) : std::nullopt;
-  runtime.fused_kernels = preset.fused_kernels;
-  runtime.fp8_linears = preset.dtype == ComputeDType::fp8;
-  runtime.cuda_graphs = preset.cuda_graphs;
-  runtime.fp8_attention = preset.dtype == ComputeDType::fp8;
-  reserve_up_front = preset.memory_pool;
 }
 
 void GeneratorOptions::validate() const {
@@ -180,7 +174,7 @@ void StreamGenerator::start(const at::Tensor& prompt_embeds, uint64_t seed) {
   noise_ = make_seeded_noise(seed, options_.device);
   pending_switch_.reset();
   frame_ = 0;
-  recent_available_ = 0;
+  ring_first_frame_ = 0;
   stats_ = GeneratorStats{.kv_cache_bytes = kv_->bytes()};
   if (options_.reserve_up_front && options_.device.is_cuda()) reserve_up_front();
   started_ = true;
@@ -303,8 +297,7 @@ StreamState StreamGenerator::release_state() {
   StreamState state;
   state.frame = frame_;
   state.blocks = stats_.blocks;
-  const int64_t held = recent_available_ > 0 ? recent_available_ : frame_;
-  const int64_t n = std::min({options_.local_attn_frames, frame_, held});
+  const int64_t n = window_held();
   if (n > 0) {
     const at::Tensor index =
         at::arange(frame_ - n, frame_, at::TensorOptions().dtype(at::kLong).device(options_.device))
@@ -352,7 +345,7 @@ void StreamGenerator::resume(StreamState state) {
     const int64_t frame = frame_ - n + i;
     recent_[frame % options_.local_attn_frames].copy_(state.window[state.window.size(0) - n + i]);
   }
-  recent_available_ = n;  // 0 only when nothing was generated yet
+  ring_first_frame_ = frame_ - n;
   const int64_t s = state.sink.defined() ? std::min(state.sink.size(0), options_.sink_frames) : 0;
   if (s > 0) sink_.narrow(0, 0, s).copy_(state.sink.narrow(0, 0, s));
   transition_.reset();
@@ -369,7 +362,7 @@ void StreamGenerator::resume(StreamState state) {
   // now from their latents, under the conditioning they were last attended with (a pending cut
   // must not reach them, as it does not in a prompt switch). Without a global sink, or when the
   // re-cache starts at frame 0, the re-cache writes the sink slots itself.
-  const int64_t recached = std::min({options_.local_attn_frames, frame_, recent_available_});
+  const int64_t recached = window_held();
   const int64_t first = frame_ - recached;
   const bool keeps_sink = options_.global_sink && first > 0;
   if (keeps_sink && options_.sink_frames > 0 && s >= std::min(options_.sink_frames, frame_))
@@ -394,9 +387,7 @@ void StreamGenerator::reencode_sink() {
 }
 
 void StreamGenerator::recache(BlockTrace* trace) {
-  // Normally every window frame is in the ring; after resume() only those handed over.
-  const int64_t held = recent_available_ > 0 ? recent_available_ : frame_;
-  const int64_t n = std::min({options_.local_attn_frames, frame_, held});
+  const int64_t n = window_held();
   if (n == 0) return;
   const auto start = std::chrono::steady_clock::now();
   const int64_t first = frame_ - n;
@@ -477,8 +468,6 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
     recent_[(frame_ + i) % options_.local_attn_frames].copy_(x0[0][i]);
     if (frame_ + i < options_.sink_frames) sink_[frame_ + i].copy_(x0[0][i]);
   }
-  if (recent_available_ > 0)
-    recent_available_ = std::min(recent_available_ + f, options_.local_attn_frames);
   frame_ += f;
   ++stats_.blocks;
   stats_.frames = frame_;
