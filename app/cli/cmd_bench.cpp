@@ -23,6 +23,7 @@
 #include "longlive/session.h"
 #include "longlive/text_encoder.h"
 #include "longlive/wan_vae.h"
+#include "summary.h"
 
 namespace longlive::cli {
 namespace {
@@ -51,23 +52,6 @@ struct BenchArgs {
   bool decoder_only = false;
   std::string decoder_fused_conv = "on";
 };
-
-struct Summary {
-  double mean = 0, median = 0, p99 = 0, max = 0;
-  int count = 0;
-};
-
-Summary summarize(std::vector<double> v) {
-  Summary s;
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  s.count = static_cast<int>(v.size());
-  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
-  s.median = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-  s.p99 = v[std::min(v.size() - 1, static_cast<size_t>(std::ceil(0.99 * v.size())) - 1)];
-  s.max = v.back();
-  return s;
-}
 
 // Timings of `repeat` calls after `warmup` untimed ones.
 template <typename F>

@@ -20,6 +20,7 @@
 #include "longlive/log.h"
 #include "longlive/preset.h"
 #include "longlive/session.h"
+#include "summary.h"
 
 namespace longlive::cli {
 namespace {
@@ -43,12 +44,6 @@ std::vector<std::string> split(const std::string& list) {
   return out;
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
 int run(const BenchPresetsArgs& a) {
   std::vector<Preset> presets;
   for (const auto& name : split(a.presets)) presets.push_back(find_preset(a.presets_dir, name));
@@ -59,7 +54,7 @@ int run(const BenchPresetsArgs& a) {
   model.device = pick_device(a.device);
   const at::Device device = *model.device;
   SessionOverrides overrides;
-  overrides.text_encoder = false;  // random prompt embeddings; the prompt cache is kept anyway
+  overrides.text_encoder = false;  // random prompt embeddings: no umT5 to load
   SessionFactory factory(model, overrides);
   auto session = factory.open(presets[0], a.height, a.width);
   auto gen = at::detail::createCPUGenerator(7);
@@ -114,8 +109,9 @@ int run(const BenchPresetsArgs& a) {
   }
   double worst = 0;
   for (auto& p : pairs) {
-    p["median_ms"] = median(p["ms"].get<std::vector<double>>());
-    p["max_ms"] = *std::max_element(p["ms"].begin(), p["ms"].end());
+    const Summary times = summarize(p["ms"].get<std::vector<double>>());
+    p["median_ms"] = times.median;
+    p["max_ms"] = times.max;
     worst = std::max(worst, p["median_ms"].get<double>());
     std::cout << fmt::format("  {:>10} -> {:<10} median {:7.1f} ms  max {:7.1f} ms{}{}\n",
                              p["from"].get<std::string>(), p["to"].get<std::string>(),

@@ -268,8 +268,7 @@ void Engine::run() {
           case Command::Kind::event: {
             const TimelineEvent& e = c.event;
             if (e.kind == EventKind::start || e.kind == EventKind::stop) playback.reset();
-            const Preset preset = c.preset;
-            const PresetLookup lookup = [&preset](const std::string&) { return preset; };
+            const PresetLookup lookup = [&c](const std::string&) { return c.preset; };
             try {
               apply(e, lookup, c.issued);
             } catch (const ConfigError& error) {

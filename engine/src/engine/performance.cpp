@@ -2,19 +2,13 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <optional>
 
 #include "longlive/async_decoder.h"
-#include "longlive/decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
-#include "longlive/log.h"
-#include "longlive/model_files.h"
-#include "longlive/profiler.h"
 #include "longlive/text_encoder.h"
-#include "longlive/wan_vae.h"
 
 namespace longlive {
 

@@ -4,9 +4,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <cmath>
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <numbers>
 
 #include "longlive/error.h"
