@@ -15,9 +15,22 @@ endif()
 # Decide CUDA before LibTorch's config runs, so both agree on the toolkit.
 include(CheckLanguage)
 check_language(CUDA)
-# Name the target GPU (Hopper) so LibTorch's config does not probe for installed GPUs (none in CI).
+# Our kernels are built for every GPU generation users have: Ampere (sm_80 A100, sm_86 RTX 30),
+# Ada (sm_89 RTX 40), Hopper (sm_90), Blackwell (sm_100 B200, sm_120 RTX 50), plus PTX of the
+# newest for what comes after. Which fast path a device may take is decided at run time
+# (longlive/capabilities.h). Naming the list also keeps LibTorch's config from probing for
+# installed GPUs (none in CI).
+set(LONGLIVE_CUDA_ARCHITECTURES "80-real;86-real;89-real;90-real;100-real;120-real;120-virtual"
+    CACHE STRING "CUDA architectures of our kernels (CMake CUDA_ARCHITECTURES syntax)")
 if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
-  set(ENV{TORCH_CUDA_ARCH_LIST} "9.0")
+  set(_torch_archs)
+  foreach(_arch IN LISTS LONGLIVE_CUDA_ARCHITECTURES)
+    if(_arch MATCHES "^([0-9]+)([0-9])-real$")
+      list(APPEND _torch_archs "${CMAKE_MATCH_1}.${CMAKE_MATCH_2}")
+    endif()
+  endforeach()
+  list(JOIN _torch_archs ";" _torch_arch_list)
+  set(ENV{TORCH_CUDA_ARCH_LIST} "${_torch_arch_list}")
 endif()
 set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
@@ -36,9 +49,7 @@ else()
   set(LONGLIVE_WITH_CUDA ${LONGLIVE_CUDA})
 endif()
 if(LONGLIVE_WITH_CUDA)
-  if(NOT CMAKE_CUDA_ARCHITECTURES)
-    set(CMAKE_CUDA_ARCHITECTURES 90)
-  endif()
+  set(CMAKE_CUDA_ARCHITECTURES ${LONGLIVE_CUDA_ARCHITECTURES})
   enable_language(CUDA)
   find_package(CUDAToolkit REQUIRED)
 endif()

@@ -61,14 +61,56 @@ install_cudnn_frontend() {
     say "cudnn-frontend not installed: the FP8 presets will use bf16 attention"
 }
 
+# The fast path (our fused kernels, FP8, the decode stream, CUDA-GL interop) needs a CUDA compiler
+# matching LibTorch's CUDA. A machine with an NVIDIA driver but no nvcc gets NVIDIA's own compiler
+# wheels from PyPI (nvcc, crt, cccl headers, nvvm; ~300 MB) in the venv, beside the CUDA runtime
+# and libraries the torch wheel already installed there; so does a system nvcc of another CUDA
+# major version than LibTorch's. LONGLIVE_CUDA_WHEELS=1 forces this, =0 skips it. Sets cuda_root
+# (empty: CMake finds the compiler itself, or builds without our kernels when there is none).
+has_nvidia_gpu() { [ -e /proc/driver/nvidia/version ] || nvidia-smi -L >/dev/null 2>&1; }
+system_nvcc() { command -v nvcc 2>/dev/null || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; } || true; }
+install_cuda_compiler() {
+  local want=${LONGLIVE_CUDA_WHEELS:-auto}
+  [ "$want" = 0 ] && return 0
+  local cuda site root nvcc
+  cuda=$("$venv/bin/python3" -c 'import torch;print(torch.version.cuda or "")')
+  if [ "$want" = auto ]; then
+    has_nvidia_gpu || return 0
+    [ -n "$cuda" ] || return 0
+    nvcc=$(system_nvcc)
+    if [ -n "$nvcc" ] && "$nvcc" --version | grep -q "release ${cuda%%.*}\."; then return 0; fi
+  fi
+  [ -n "$cuda" ] || { say "LibTorch has no CUDA: no CUDA compiler installed"; return 0; }
+  site=$("$venv/bin/python3" -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])')
+  root=$site/nvidia/cu${cuda%%.*}
+  if [ ! -x "$root/bin/nvcc" ]; then
+    say "NVIDIA GPU without a CUDA compiler: installing CUDA $cuda's nvcc from PyPI into $venv"
+    "$venv/bin/python3" -m pip install -q "nvidia-cuda-nvcc==$cuda.*" "nvidia-cuda-crt==$cuda.*" \
+      "nvidia-cuda-cccl==$cuda.*" "nvidia-nvvm==$cuda.*" "nvidia-cuda-runtime==$cuda.*"
+  fi
+  # The wheels ship versioned libraries only; CMake's FindCUDAToolkit looks for the plain names.
+  local lib
+  for lib in "$root"/lib/lib*.so.*; do
+    [ -e "$lib" ] || continue
+    local plain=${lib%%.so.*}.so
+    [ -e "$plain" ] || ln -s "$(basename "$lib")" "$plain"
+  done
+  [ -e "$root/lib64" ] || ln -s lib "$root/lib64"
+  cuda_root=$root
+}
+
 configure_and_build() {
   local torch_prefix
   torch_prefix=$("$venv/bin/python3" -c 'import torch;print(torch.utils.cmake_prefix_path)')
   if [ ! -f "$build_dir/build.ninja" ]; then
     say "configuring $build_dir"
     mkdir -p "$build_dir"
+    local cuda_args=()
+    # LibTorch's config still uses the legacy FindCUDA: name the root for both.
+    [ -n "$cuda_root" ] && cuda_args=(-DCMAKE_CUDA_COMPILER="$cuda_root/bin/nvcc"
+      -DCUDAToolkit_ROOT="$cuda_root" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root")
     if ! cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_PREFIX_PATH="$torch_prefix" -DLONGLIVE_GUI=ON ${LONGLIVE_CMAKE_ARGS:-} \
+      -DCMAKE_PREFIX_PATH="$torch_prefix" -DLONGLIVE_GUI=ON "${cuda_args[@]}" ${LONGLIVE_CMAKE_ARGS:-} \
       >"$build_dir/configure.log" 2>&1; then
       cat "$build_dir/configure.log"
       rm -f "$build_dir/build.ninja"
@@ -85,6 +127,8 @@ configure_and_build() {
 install_system_packages
 install_libtorch
 install_cudnn_frontend
+cuda_root=
+install_cuda_compiler
 configure_and_build
 
 case "$mode" in

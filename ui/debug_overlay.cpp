@@ -131,6 +131,8 @@ OverlayReport draw_debug_overlay(const OverlayInput& in) {
   }
   ImGui::Text("%s  |  preset %s  |  %s", s.state.c_str(), s.preset.c_str(),
               s.device.empty() ? "-" : s.device.c_str());
+  if (!s.capability.empty()) ImGui::TextColored(kDim, "  %s", s.capability.c_str());
+  for (const auto& line : s.fallbacks) ImGui::TextColored(kMissColor, "  %s", line.c_str());
   ImGui::Text("block %.1f ms   generation %.1f fps   display %.1f fps", s.last_block_ms, s.fps,
               in.display_fps);
   ImGui::Text("frame %lld   blocks %lld", static_cast<long long>(in.frame_index),
@@ -153,6 +155,14 @@ OverlayReport draw_debug_overlay(const OverlayInput& in) {
   if (in.recording) ImGui::TextColored(ImVec4(0.95f, 0.25f, 0.25f, 1.0f), "recording");
   report.switch_latency_ms = in.switch_latency_ms;
   ImGui::Separator();
+  if (s.cuda_graphs)
+    ImGui::Text("CUDA graphs: replaying (%lld replays)", static_cast<long long>(s.graph_replays));
+  else
+    ImGui::TextColored(kDim, "CUDA graphs: off (eager launches)");
+  if (s.regions_block >= 0 && s.blocks > 0)
+    ImGui::TextColored(kDim, "  regions timed on block %lld (%lld blocks ago)",
+                       static_cast<long long>(s.regions_block),
+                       static_cast<long long>(s.blocks - 1 - s.regions_block));
   timings_table(s, report);
   ImGui::Spacing();
   latency_plot(s, report);

@@ -540,7 +540,16 @@ void MainWindow::update_status() {
                      .arg(view_->switch_latency_ms(), 0, 'f', 0);
   if (stats_.device.rfind("cuda", 0) == 0)
     text += QString(" | GPU %1 GiB").arg(memory_.allocated_gib, 0, 'f', 2);
+  // A fast path the GPU lacks is worth a glance: the preset runs, slower than it could.
+  if (!stats_.fallbacks.empty()) {
+    text += QString(" | fallback: %1").arg(QString::fromStdString(stats_.fallbacks.front()));
+    if (stats_.fallbacks.size() > 1)
+      text += QString(" (+%1 more)").arg(stats_.fallbacks.size() - 1);
+  }
   status_->setText(text);
+  QStringList tip;
+  for (const auto& line : stats_.fallbacks) tip << QString::fromStdString(line);
+  status_->setToolTip(tip.join('\n'));
 }
 
 }  // namespace longlive::ui

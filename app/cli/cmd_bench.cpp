@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -20,7 +21,9 @@
 #include "longlive/log.h"
 #include "longlive/preset.h"
 #include "longlive/profiler.h"
+#include "longlive/quality.h"
 #include "longlive/session.h"
+#include "longlive/taehv.h"
 #include "longlive/text_encoder.h"
 #include "longlive/wan_vae.h"
 #include "summary.h"
@@ -51,6 +54,8 @@ struct BenchArgs {
   std::string decoder_layout = "best";
   bool decoder_only = false;
   std::string decoder_fused_conv = "on";
+  int force_sm = 0;
+  std::string drift_vs;
 };
 
 // Timings of `repeat` calls after `warmup` untimed ones.
@@ -103,6 +108,7 @@ int run(const BenchArgs& a) {
   if (a.fused != "preset") overrides.fused_kernels = a.fused == "on";
   if (a.fp8_attention != "preset") overrides.fp8_attention = a.fp8_attention == "on";
   if (a.cuda_graphs != "preset") overrides.cuda_graphs = a.cuda_graphs == "on";
+  overrides.force_sm = a.force_sm;
   SessionFactory factory(model, overrides);
   const int height = a.height ? a.height : (model.tiny_random ? 64 : preset.height);
   const int width = a.width ? a.width : (model.tiny_random ? 64 : preset.width);
@@ -112,6 +118,9 @@ int run(const BenchArgs& a) {
 
   log::info("bench: preset {}, {}x{}, {} weights, device {}, dtype {}", preset.name, height, width,
             a.random, device.str(), c10::toString(o.dtype));
+  const RuntimeChoice& runtime = session->runtime;
+  std::cout << fmt::format("capability     {}\n", runtime.capabilities.describe());
+  for (const auto& line : runtime.fallbacks) std::cout << fmt::format("fallback       {}\n", line);
   auto gen = at::detail::createCPUGenerator(7);
   auto embeds = [&] {
     return at::randn({1, o.model.text_len, o.model.text_dim}, gen, at::TensorOptions(at::kFloat)) *
@@ -176,6 +185,52 @@ int run(const BenchArgs& a) {
     auto plain = plain_factory.open(preset, height, width);
     const at::Tensor reference = run_blocks(*plain->generator);
     drift = ((fast - reference).norm() / reference.norm()).item<double>();
+  }
+  // Drift against another preset (balanced, say): the same random weights, prompt and seed
+  // through both presets as each runs by default; latents compared frame for frame, and the
+  // frames of a float32 TAEHV (random weights) decode of each by PSNR / SSIM.
+  nlohmann::json drift_vs = nullptr;
+  if (!a.drift_vs.empty()) {
+    const Preset reference_preset = find_preset(a.presets_dir, a.drift_vs);
+    const int blocks = a.drift_blocks > 0 ? a.drift_blocks : 6;
+    SessionOverrides reference_overrides;
+    reference_overrides.text_encoder = false;
+    reference_overrides.live_decoder = false;
+    reference_overrides.force_sm = a.force_sm;
+    SessionFactory reference_factory(model, reference_overrides);
+    auto reference = reference_factory.open(reference_preset, height, width);
+    auto latents_of = [&](StreamGenerator& g) {
+      auto text_gen = at::detail::createCPUGenerator(11);
+      const auto& m = g.options().model;
+      g.start(at::randn({1, m.text_len, m.text_dim}, text_gen, at::TensorOptions(at::kFloat)) * 0.1,
+              42);
+      std::vector<at::Tensor> out;
+      for (int i = 0; i < blocks; ++i) out.push_back(g.next_block().to(at::kCPU, at::kFloat));
+      return at::cat(out, 1);
+    };
+    at::Tensor ours = latents_of(generator);
+    at::Tensor theirs = latents_of(*reference->generator);
+    const int64_t frames = std::min(ours.size(1), theirs.size(1));
+    ours = ours.narrow(1, 0, frames);
+    theirs = theirs.narrow(1, 0, frames);
+    auto decoded = [&](const at::Tensor& latents) {
+      auto decoder = make_taehv_decoder(make_random_taehv_weights(5), {device, at::kFloat});
+      return decoder->decode(latents.to(device)).to(at::kCPU);
+    };
+    const at::Tensor ours_frames = decoded(ours), theirs_frames = decoded(theirs);
+    const double l2 = relative_l2(ours, theirs);
+    const double db = psnr(ours_frames, theirs_frames);
+    const double structural = ssim(ours_frames, theirs_frames);
+    std::cout << fmt::format(
+        "drift vs {:<8} latents relative L2 {:.3e} over {} latent frames; frames PSNR {:.2f} dB, "
+        "SSIM {:.4f} (random TAEHV)\n",
+        reference_preset.name, l2, frames, db, structural);
+    drift_vs = {{"preset", reference_preset.name},
+                {"latent_frames", frames},
+                {"latents_relative_l2", l2},
+                {"psnr_db", std::isinf(db) ? nlohmann::json("inf") : nlohmann::json(db)},
+                {"ssim", structural},
+                {"note", "random weights: not the trained model's drift"}};
   }
   // Decoder: one block of latents -> 12 frames (steady state, after the first block).
   Summary decode, pipeline;
@@ -320,6 +375,8 @@ int run(const BenchArgs& a) {
                         {"decoder_fused_conv", a.decoder_fused_conv == "on"},
                         {"cudnn_search", a.cudnn_search},
                         {"gpu", device_name(device)},
+                        {"capability", runtime.capabilities.describe()},
+                        {"fallbacks", runtime.fallbacks},
                         {a.decoder == "wan" ? "wan_vae_decode" : "taehv_decode", to_json(decode)},
                         {"pipeline_block", to_json(pipeline)},
                         {"text_encode", to_json(text)},
@@ -338,7 +395,8 @@ int run(const BenchArgs& a) {
                         {"regions_ms_per_block", region_json},
                         {"uncovered_fraction", regions.uncovered_fraction()},
                         {"drift_relative_l2", drift},
-                        {"drift_blocks", a.drift_blocks}};
+                        {"drift_blocks", a.drift_blocks},
+                        {"drift_vs", drift_vs}};
     std::ofstream(a.json) << j.dump(2) << "\n";
   }
   return 0;
@@ -392,6 +450,13 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_option("--profile-blocks", a->profile_blocks,
                   "Blocks timed per region after the timed run (0: none)")
       ->check(CLI::Range(0, 1000));
+  cmd->add_option("--force-sm", a->force_sm,
+                  "Run as on a GPU of this lower compute capability (e.g. 86): tests the fallbacks "
+                  "a smaller card takes (also LONGLIVE_FORCE_SM)")
+      ->check(CLI::Range(0, 200));
+  cmd->add_option("--drift-vs", a->drift_vs,
+                  "Also compare with another preset (same weights, prompt, seed): latents "
+                  "relative L2 and decoded frames' PSNR / SSIM after --drift-blocks (default 6)");
   cmd->add_option("--drift-blocks", a->drift_blocks,
                   "Also report the relative L2 drift from the plain path after N blocks (0: no)")
       ->check(CLI::Range(0, 1000));

@@ -8,6 +8,7 @@
 
 #include "command.h"
 #include "longlive/decoder.h"
+#include "longlive/taehv.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/recorder.h"

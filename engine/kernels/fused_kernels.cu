@@ -463,4 +463,9 @@ cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows,
   return cudaGetLastError();
 }
 
+cudaError_t probe_kernels_on_current_device() {
+  cudaFuncAttributes attributes{};
+  return cudaFuncGetAttributes(&attributes, norm_modulate_kernel<float, float>);
+}
+
 }  // namespace longlive::kernels

@@ -66,6 +66,10 @@ cudaError_t launch_rms_rope(const RmsRopeArgs& args, cudaStream_t stream);
 // 1e-12); q[r] = fp8(x[r] / scale[r]). x is bf16/f16 [rows, dim] contiguous. With gelu_tanh,
 // x[r] is first replaced by GELU(tanh)(x[r]) rounded to x's type (the FFN's second input, without
 // a separate GELU pass).
+// cudaSuccess when this binary carries code (SASS, or PTX the driver can compile) for the current
+// device; cudaErrorNoKernelImageForDevice (or another error) when the kernels cannot run there.
+cudaError_t probe_kernels_on_current_device();
+
 cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
                                      void* q, float* scales, bool gelu_tanh, cudaStream_t stream);
 

@@ -37,7 +37,7 @@ done
 
 echo "== configure"
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLIVE_GUI=OFF -DLONGLIVE_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
+  ${LONGLIVE_CUDA_ARCHITECTURES:+-DLONGLIVE_CUDA_ARCHITECTURES=$LONGLIVE_CUDA_ARCHITECTURES} -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
   ${fe_dir:+-DLONGLIVE_CUDNN_FRONTEND_DIR=$fe_dir} \
   ${PKG_CONFIG:+-DPKG_CONFIG_EXECUTABLE=$PKG_CONFIG} >"$build.configure.log" 2>&1 ||
   { cat "$build.configure.log"; exit 1; }

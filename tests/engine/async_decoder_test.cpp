@@ -6,6 +6,7 @@
 
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
+#include "longlive/taehv.h"
 #include "longlive/error.h"
 
 namespace longlive {

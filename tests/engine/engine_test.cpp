@@ -13,6 +13,7 @@
 
 #include "fixtures.h"
 #include "longlive/decoder.h"
+#include "longlive/taehv.h"
 #include "longlive/engine.h"
 #include "longlive/performance.h"
 #include "longlive/safetensors_writer.h"

@@ -9,6 +9,7 @@
 
 #include "longlive/async_decoder.h"
 #include "longlive/engine.h"
+#include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/performance.h"
 #include "longlive/session.h"
@@ -140,6 +141,151 @@ TEST(SessionFactory, OneMappingFromPresetToRuntime) {
   const RuntimeChoice cpu = choose_runtime(p, at::kCPU);
   EXPECT_EQ(cpu.dit_dtype, at::kFloat);
   EXPECT_EQ(cpu.kv_dtype, at::kChar);
+}
+
+// Capabilities of the cards our users have, as probe_capabilities reports them.
+DeviceCapabilities card(int sm, bool cudnn_fp8 = true) {
+  DeviceCapabilities c;
+  c.name = "test card";
+  c.sm = c.real_sm = sm;
+  c.fused_kernels = sm >= kMinKernelSm;
+  if (!c.fused_kernels) c.kernels_error = "our kernels need sm_80+";
+  c.bf16 = sm >= 80;
+  c.fp8_linears = c.fused_kernels && sm >= kMinFp8LinearSm;
+  c.fp8_attention = c.fused_kernels && sm >= kMinFp8AttentionSm && cudnn_fp8;
+  return c;
+}
+
+RuntimeChoice fp8_request() {
+  Preset p;
+  p.dtype = ComputeDType::fp8;
+  p.fused_kernels = true;
+  return choose_runtime(p, at::Device(at::kCUDA, 0));
+}
+
+// Each card keeps what it can run of turbo_fp8's fast paths and names every fallback.
+TEST(DeviceFit, Fp8PresetOnEachArchitecture) {
+  RuntimeChoice hopper = fp8_request();
+  fit_to_device(hopper, card(90), "turbo_fp8");
+  EXPECT_TRUE(hopper.dit.fused_kernels && hopper.dit.fp8_linears && hopper.dit.fp8_attention);
+  EXPECT_TRUE(hopper.fallbacks.empty());
+
+  RuntimeChoice ada = fp8_request();
+  fit_to_device(ada, card(89), "turbo_fp8");
+  EXPECT_TRUE(ada.dit.fused_kernels && ada.dit.fp8_linears);
+  EXPECT_FALSE(ada.dit.fp8_attention);
+  ASSERT_EQ(ada.fallbacks.size(), 1u);
+  EXPECT_EQ(ada.fallbacks[0],
+            "turbo_fp8: FP8 attention unavailable on sm_89 (needs sm_90+), using bf16 attention");
+
+  RuntimeChoice ampere = fp8_request();
+  fit_to_device(ampere, card(86), "turbo_fp8");
+  EXPECT_TRUE(ampere.dit.fused_kernels);
+  EXPECT_FALSE(ampere.dit.fp8_linears || ampere.dit.fp8_attention);
+  EXPECT_EQ(ampere.dit_dtype, at::kBFloat16);
+  ASSERT_EQ(ampere.fallbacks.size(), 2u);
+  EXPECT_NE(ampere.fallbacks[0].find("FP8 linears unavailable on sm_86 (need sm_89+)"),
+            std::string::npos);
+  EXPECT_NE(ampere.fallbacks[1].find("FP8 attention unavailable on sm_86"), std::string::npos);
+
+  // A Hopper card whose cuDNN (or build) lacks FP8 attention says so instead of blaming sm_90.
+  RuntimeChoice no_cudnn = fp8_request();
+  fit_to_device(no_cudnn, card(90, /*cudnn_fp8=*/false), "turbo_fp8");
+  ASSERT_EQ(no_cudnn.fallbacks.size(), 1u);
+  EXPECT_NE(no_cudnn.fallbacks[0].find("no cuDNN FP8 attention"), std::string::npos);
+}
+
+// Below sm_80 nothing of ours runs and bf16 becomes fp16: slower, never a failure.
+TEST(DeviceFit, TuringRunsThePlainPathInFp16) {
+  Preset p;
+  p.fused_kernels = true;
+  p.kv_dtype = KvDType::bf16;
+  RuntimeChoice r = choose_runtime(p, at::Device(at::kCUDA, 0));
+  fit_to_device(r, card(75), "balanced");
+  EXPECT_FALSE(r.dit.fused_kernels);
+  EXPECT_EQ(r.dit_dtype, at::kHalf);
+  EXPECT_EQ(r.kv_dtype, at::kHalf);
+  EXPECT_EQ(r.text_dtype, r.text_device.is_cuda() ? at::kHalf : at::kFloat);
+  ASSERT_EQ(r.fallbacks.size(), 2u);
+  EXPECT_EQ(r.fallbacks[0],
+            "balanced: fused kernels unavailable (our kernels need sm_80+), using ATen ops");
+  EXPECT_EQ(r.fallbacks[1], "balanced: bf16 unavailable on sm_75 (needs sm_80+), using fp16");
+}
+
+// The CPU runs the plain float32 path by design: nothing to report.
+TEST(DeviceFit, CpuHasNoFallbacks) {
+  Preset p;
+  p.dtype = ComputeDType::fp8;
+  RuntimeChoice r = choose_runtime(p, at::kCPU);
+  fit_to_device(r, probe_capabilities(at::kCPU), "turbo_fp8");
+  EXPECT_TRUE(r.fallbacks.empty());
+  EXPECT_EQ(r.capabilities.describe(), "CPU");
+}
+
+// The override lowers a GPU's capability (how the H200 tests every fallback); bad values are
+// named. On a machine without CUDA only the error path is observable.
+TEST(DeviceFit, ForcedCapability) {
+  ::setenv("LONGLIVE_FORCE_SM", "eighty-six", 1);
+  EXPECT_EQ(probe_capabilities(at::kCPU).sm, 0);  // the CPU ignores it
+  try {
+    probe_capabilities(at::Device(at::kCUDA, 0));
+    ADD_FAILURE() << "a bad LONGLIVE_FORCE_SM was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("LONGLIVE_FORCE_SM=eighty-six"), std::string::npos);
+  }
+  ::unsetenv("LONGLIVE_FORCE_SM");
+  if (!at::hasCUDA()) {
+    const DeviceCapabilities none = probe_capabilities(at::Device(at::kCUDA, 0));
+    EXPECT_FALSE(none.fused_kernels || none.fp8_linears || none.fp8_attention);
+    GTEST_SKIP() << "no CUDA device";
+  }
+  const DeviceCapabilities real = probe_capabilities(at::Device(at::kCUDA, 0));
+  const DeviceCapabilities forced = probe_capabilities(at::Device(at::kCUDA, 0), 86);
+  EXPECT_EQ(forced.sm, std::min(86, real.sm));
+  EXPECT_EQ(forced.real_sm, real.sm);
+  EXPECT_FALSE(forced.fp8_linears || forced.fp8_attention);
+  if (real.sm > 86) EXPECT_NE(forced.describe().find("forced; device sm_"), std::string::npos);
+  // The factory's sessions honour it: turbo-like FP8 asks fall back, and say so.
+  RuntimeChoice r = fp8_request();
+  fit_to_device(r, forced, "turbo_fp8");
+  EXPECT_FALSE(r.dit.fp8_linears || r.dit.fp8_attention);
+  EXPECT_GE(r.fallbacks.size(), 2u);
+}
+
+// On a real GPU (the H200 box): sessions forced down to each user architecture open, run the
+// fast paths that architecture has and produce finite video.
+TEST(DeviceFit, ForcedArchitecturesRunOnTheGpu) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  for (const int sm : {75, 86, 89, 0}) {
+    SCOPED_TRACE(sm ? "forced sm_" + std::to_string(sm) : std::string("the device's own"));
+    ModelSpec model;
+    model.tiny_random = true;
+    model.device = at::Device(at::kCUDA, 0);
+    SessionOverrides overrides;
+    overrides.force_sm = sm;
+    overrides.text_encoder = false;
+    overrides.live_decoder = false;
+    SessionFactory factory(model, overrides);
+    Preset preset = base_preset();
+    preset.name = "turbo_fp8";
+    preset.dtype = ComputeDType::fp8;
+    preset.fused_kernels = true;
+    auto session = factory.open(preset, 32, 32);
+    const DeviceCapabilities& caps = session->runtime.capabilities;
+    StreamGenerator& g = *session->generator;
+    EXPECT_EQ(g.fused_kernels_active(), caps.fused_kernels);
+    EXPECT_EQ(g.fp8_linears_active(), caps.fp8_linears);
+    EXPECT_EQ(g.options().dtype, caps.bf16 ? at::kBFloat16 : at::kHalf);
+    if (sm == 75) EXPECT_FALSE(caps.fused_kernels);
+    if (sm == 86) EXPECT_TRUE(caps.fused_kernels && !caps.fp8_linears);
+    if (sm == 89) EXPECT_TRUE(caps.fp8_linears && !caps.fp8_attention);
+    EXPECT_EQ(session->runtime.fallbacks.empty(),
+              caps.fused_kernels && caps.bf16 && caps.fp8_linears && caps.fp8_attention);
+    const auto& m = g.options().model;
+    g.start(at::randn({1, m.text_len, m.text_dim}) * 0.1, 3);
+    for (const auto& block : blocks_of(g, 2))
+      EXPECT_TRUE(at::isfinite(block.to(at::kFloat)).all().item<bool>());
+  }
 }
 
 // The low_memory preset's int8 KV reaches the generator; a float KV dtype keeps the compute dtype

@@ -22,6 +22,7 @@
 #include "cuda_gl_uploader.h"
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
+#include "longlive/taehv.h"
 #include "longlive/error.h"
 
 #ifdef LONGLIVE_WITH_CUDA

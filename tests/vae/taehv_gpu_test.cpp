@@ -11,6 +11,7 @@
 
 #include "fixtures.h"
 #include "longlive/decoder.h"
+#include "longlive/taehv.h"
 
 namespace longlive::test {
 namespace {

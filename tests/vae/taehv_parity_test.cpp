@@ -6,6 +6,7 @@
 
 #include "fixtures.h"
 #include "longlive/decoder.h"
+#include "longlive/taehv.h"
 #include "longlive/error.h"
 #include "stream_chunks.h"
 

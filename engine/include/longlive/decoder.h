@@ -4,10 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <filesystem>
 #include <memory>
-
-#include "longlive/weights.h"
 
 namespace longlive {
 
@@ -43,15 +40,6 @@ class StreamingDecoder {
   // Frames decode() yields for a block of `latent_frames` (first block of a video or not).
   virtual int64_t frames_for(int64_t latent_frames, bool first) const = 0;
 };
-
-// TAEHV (taew2_1): the tiny streaming decoder for live preview. Weights by original names
-// (`decoder.*`, from taew2_1.pth or safetensors).
-std::unique_ptr<StreamingDecoder> make_taehv_decoder(const WeightStore& weights,
-                                                     const DecoderOptions& options);
-// Loads taew2_1.pth / safetensors, keeping the `decoder.*` tensors.
-WeightStore load_taehv_weights(const std::filesystem::path& file);
-// Random TAEHV weights (full architecture, as the class fixes its widths) for tests and benches.
-WeightStore make_random_taehv_weights(uint64_t seed);
 
 // [N, 3, H, W] in [0, 1] -> [N, H, W, 4] uint8 RGBA (alpha 255), on the same device.
 at::Tensor to_rgba8(const at::Tensor& frames);

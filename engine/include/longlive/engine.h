@@ -43,6 +43,9 @@ struct EngineOptions {
   // Without CUDA: run generation at nice 19, so that an interactive process's own threads (UI,
   // X server, software GL) come first. Off for batch use, which wants the cores.
   bool yield_cpu = false;
+  // With CUDA graphs on, time regions on one block in this many (a profiled block runs eagerly,
+  // the others replay their graphs). Without graphs every block is profiled (it costs nothing).
+  int profile_every = 30;
 };
 
 // Where one block's time went: a named region and its device time (CUDA events on a GPU, host
@@ -67,8 +70,15 @@ struct EngineStats {
   // first, and the share of the block no region covers (launch gaps, host waits).
   std::vector<RegionTime> regions;
   double uncovered_fraction = 0;
+  int64_t regions_block = -1;  // the block `regions` were timed on (with graphs, 1 in N)
+  bool cuda_graphs = false;    // the DiT forwards replay CUDA graphs
+  int64_t graph_replays = 0;   // in the current session
   std::string preset;
   std::string device;
+  std::string capability;  // "sm_90 NVIDIA H200", "CPU"
+  // What the preset asked for that this device cannot run, and what runs instead (one line each;
+  // the status bar and the overlay show them).
+  std::vector<std::string> fallbacks;
 };
 
 class Engine {

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "longlive/capabilities.h"
 #include "longlive/preset.h"
 #include "longlive/prompt_mix.h"
 #include "longlive/wan_model.h"
@@ -57,13 +58,23 @@ struct RuntimeChoice {
   DecoderKind decoder = DecoderKind::taehv;
   DitRuntime dit;  // fused kernels, fp8 linears/attention, CUDA graphs
   bool reserve_up_front = false;
+  DeviceCapabilities capabilities;  // of the device, once fit_to_device() ran
+  // What the device could not run of what was asked, and what runs instead, one line each
+  // ("turbo_fp8: FP8 attention unavailable on sm_86 (needs sm_90+), using bf16 attention").
+  std::vector<std::string> fallbacks;
 };
+// What the preset asks for on `device`, before the device's capabilities are known.
 RuntimeChoice choose_runtime(const Preset& preset, at::Device device);
+// Lowers `r` to what `caps` can run (a slower path instead of a failure), recording each
+// fallback in r.fallbacks prefixed with `preset_name`.
+void fit_to_device(RuntimeChoice& r, const DeviceCapabilities& caps,
+                   const std::string& preset_name);
 
 // Front-end overrides of the preset's runtime (the bench's switches).
 struct SessionOverrides {
   std::optional<AttentionBackend> attention;
   std::optional<bool> fused_kernels, cuda_graphs, fp8_attention, fp8_linears;
+  int force_sm = 0;  // > 0: run as on a device of this lower capability (tests every fallback)
   bool text_encoder = true;  // open (or keep) the text encoder and prompt cache
   bool live_decoder = true;  // open the preset's live decoder
 };

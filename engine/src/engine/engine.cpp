@@ -1,6 +1,8 @@
 #include "longlive/engine.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/Event.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
@@ -22,6 +24,14 @@
 
 namespace longlive {
 namespace {
+
+// Blocks until the work queued so far on `device`'s current stream has run (a no-op on the CPU).
+void wait_for_current_stream(at::Device device) {
+  if (!device.is_cuda()) return;
+  c10::Event done(c10::DeviceType::CUDA);
+  done.record(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device));
+  done.synchronize();
+}
 using Clock = std::chrono::steady_clock;
 }  // namespace
 
@@ -183,6 +193,10 @@ void Engine::run() {
       std::lock_guard lock(mutex_);
       if (state) stats_.state = state;
       stats_.preset = perf.preset().name;
+      if (const Session* session = perf.session()) {
+        stats_.capability = session->runtime.capabilities.describe();
+        stats_.fallbacks = session->runtime.fallbacks;
+      }
       timeline_ = perf.timeline();
     }
     if (callbacks_.on_stats) callbacks_.on_stats(stats());
@@ -322,7 +336,12 @@ void Engine::run() {
       // Generate block k (regions profiled on the compute stream), queue its decode on the decode
       // stream, hand out block k-1's frames (decoded while block k ran), then wait for block k so
       // the next commands apply to block k+1.
-      session.profiler->activate();
+      // CUDA graphs replay only without a region profiler (regions need eager launches to be
+      // timed), so with graphs on only one block in options_.profile_every runs profiled.
+      const bool graphs = session.generator->cuda_graphs_active();
+      const bool profiled =
+          !graphs || options_.profile_every <= 1 || block % options_.profile_every == 0;
+      if (profiled) session.profiler->activate();
       const at::Tensor latents = perf.next_block();
       session.profiler->deactivate();
       if (callbacks_.on_latents) callbacks_.on_latents(block, latents);
@@ -330,7 +349,9 @@ void Engine::run() {
       queued_.push_back(
           {perf.mix().label(), switched, switched ? std::optional(switch_issued) : std::nullopt});
       while (session.decoder->pending() > 1) deliver_oldest_block();
-      const RegionTimes regions = session.profiler->collect();  // waits for block k's DiT
+      // Waits for block k's DiT (an unprofiled block: for its last kernel).
+      const RegionTimes regions = profiled ? session.profiler->collect() : RegionTimes{};
+      if (!profiled) wait_for_current_stream(session.device);
       const auto end = Clock::now();
       const double block_ms = std::chrono::duration<double, std::milli>(end - begin).count();
       const int64_t block_frames = 4 * session.generator->options().frames_per_block;
@@ -343,12 +364,17 @@ void Engine::run() {
         stats_.last_block_ms = block_ms;
         stats_.fps = block_frames * 1000.0 / std::max(block_ms, 1e-3);
         stats_.history.add({block_ms, switched, transitioning, std::exchange(preset_marker, {})});
-        stats_.regions.clear();
-        for (const auto& [name, ms] : regions.ms) stats_.regions.push_back({name, ms});
-        stats_.regions.push_back({"decode (own stream)", session.decoder->last_decode_ms()});
-        std::sort(stats_.regions.begin(), stats_.regions.end(),
-                  [](const RegionTime& x, const RegionTime& y) { return x.ms > y.ms; });
-        stats_.uncovered_fraction = regions.uncovered_fraction();
+        if (profiled) {
+          stats_.regions.clear();
+          for (const auto& [name, ms] : regions.ms) stats_.regions.push_back({name, ms});
+          stats_.regions.push_back({"decode (own stream)", session.decoder->last_decode_ms()});
+          std::sort(stats_.regions.begin(), stats_.regions.end(),
+                    [](const RegionTime& x, const RegionTime& y) { return x.ms > y.ms; });
+          stats_.uncovered_fraction = regions.uncovered_fraction();
+          stats_.regions_block = stats_.blocks - 1;
+        }
+        stats_.cuda_graphs = graphs;
+        stats_.graph_replays = session.generator->stats().graph_replays;
         const auto cache = session.prompts->stats();
         stats_.prompt_cache_hits = cache.hits;
         stats_.prompt_cache_misses = cache.misses;

@@ -18,6 +18,7 @@
 #include "longlive/log.h"
 #include "longlive/model_files.h"
 #include "longlive/profiler.h"
+#include "longlive/taehv.h"
 #include "longlive/text_encoder.h"
 #include "longlive/wan_vae.h"
 #include "model/causal_wan.h"
@@ -145,6 +146,48 @@ RuntimeChoice choose_runtime(const Preset& p, at::Device device) {
   return r;
 }
 
+void fit_to_device(RuntimeChoice& r, const DeviceCapabilities& caps,
+                   const std::string& preset_name) {
+  r.capabilities = caps;
+  if (!r.device.is_cuda()) return;  // the CPU runs the plain float32 path by design
+  const std::string sm = caps.sm ? fmt::format("sm_{}", caps.sm) : std::string("this device");
+  auto fall_back = [&](const std::string& what) {
+    r.fallbacks.push_back(fmt::format("{}: {}", preset_name, what));
+  };
+  if (r.dit.fused_kernels && !caps.fused_kernels) {
+    r.dit.fused_kernels = false;
+    fall_back(fmt::format("fused kernels unavailable ({}), using ATen ops", caps.kernels_error));
+  }
+  if (r.dit.fp8_linears && !caps.fp8_linears) {
+    r.dit.fp8_linears = false;
+    fall_back(caps.fused_kernels ? fmt::format("FP8 linears unavailable on {} (need sm_{}+), using "
+                                               "bf16 GEMMs",
+                                               sm, kMinFp8LinearSm)
+                                 : "FP8 linears need the fused kernels, using bf16 GEMMs");
+  }
+  if (r.dit.fp8_attention && !caps.fp8_attention) {
+    r.dit.fp8_attention = false;
+    fall_back(caps.sm >= kMinFp8AttentionSm && caps.fused_kernels
+                  ? std::string("FP8 attention unavailable (this build has no cuDNN FP8 attention "
+                                "or cuDNN is older than 9.1), using bf16 attention")
+                  : fmt::format("FP8 attention unavailable on {} (needs sm_{}+), using bf16 "
+                                "attention",
+                                sm, kMinFp8AttentionSm));
+  }
+  if (!caps.bf16) {
+    auto to_half = [](at::ScalarType& t) {
+      if (t == at::kBFloat16) t = at::kHalf;
+    };
+    if (r.dit_dtype == at::kBFloat16 || r.text_dtype == at::kBFloat16 ||
+        r.kv_dtype == at::kBFloat16) {
+      to_half(r.dit_dtype);
+      to_half(r.text_dtype);
+      if (r.kv_dtype) to_half(*r.kv_dtype);
+      fall_back(fmt::format("bf16 unavailable on {} (needs sm_80+), using fp16", sm));
+    }
+  }
+}
+
 Session::Session() = default;
 Session::~Session() = default;
 
@@ -188,6 +231,9 @@ RuntimeChoice SessionFactory::runtime_for(const Preset& preset) const {
   if (overrides_.cuda_graphs) r.dit.cuda_graphs = *overrides_.cuda_graphs;
   if (overrides_.fp8_attention) r.dit.fp8_attention = *overrides_.fp8_attention;
   if (overrides_.fp8_linears) r.dit.fp8_linears = *overrides_.fp8_linears;
+  if (device_.is_cuda())
+    fit_to_device(r, probe_capabilities(device_, overrides_.force_sm), preset.name);
+  for (const auto& line : r.fallbacks) log::warn("{}", line);
   return r;
 }
 

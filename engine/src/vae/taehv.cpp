@@ -12,8 +12,8 @@
 #include <variant>
 #include <vector>
 
-#include "longlive/decoder.h"
 #include "longlive/error.h"
+#include "longlive/taehv.h"
 
 namespace longlive {
 namespace {
@@ -217,12 +217,6 @@ WeightStore make_random_taehv_weights(uint64_t seed) {
   }
   conv(fmt::format("decoder.{}", index + 1), 3, widths[3], 3, true);
   return w;
-}
-
-at::Tensor to_rgba8(const at::Tensor& frames) {
-  const at::Tensor rgb = (frames.clamp(0, 1) * 255.0).round().to(at::kByte).permute({0, 2, 3, 1});
-  const at::Tensor alpha = at::full({rgb.size(0), rgb.size(1), rgb.size(2), 1}, 255, rgb.options());
-  return at::cat({rgb, alpha}, 3).contiguous();
 }
 
 }  // namespace longlive
