@@ -13,11 +13,11 @@
 
 #include "fixtures.h"
 #include "longlive/decoder.h"
-#include "longlive/taehv.h"
 #include "longlive/engine.h"
 #include "longlive/performance.h"
 #include "longlive/safetensors_writer.h"
 #include "longlive/session.h"
+#include "longlive/taehv.h"
 #include "longlive/wan_vae.h"
 
 #ifdef LONGLIVE_WITH_CUDA
@@ -167,6 +167,38 @@ TEST(EngineGpu, DeviceFramesEqualTheHostFramesAndAreOwnedByTheConsumer) {
   frames.clear();
   EXPECT_TRUE(block_memory.expired()) << "a block's device frames outlive their consumer";
 #endif
+}
+
+// Host frames off: on the CPU there is no other copy, so they stay on; on a GPU with device
+// frames nothing crosses to the host until a recorder turns them back on.
+TEST(Engine, HostFramesOffOnlyWhereDeviceFramesExist) {
+  const bool cuda = at::hasCUDA();
+  FrameSink sink;
+  Engine engine(kTinyModel, test_preset(), sink.callbacks(), 64, 64,
+                {.device_frames = true, .host_frames = false});
+  engine.start("a", 1);
+  ASSERT_TRUE(sink.wait_for_frames(21));  // 9 + 12
+  {
+    std::lock_guard lock(sink.m);
+    for (const auto& f : sink.frames) {
+      EXPECT_EQ(f.rgba.defined(), !cuda) << "frame " << f.index;
+      EXPECT_EQ(f.device.rgba.defined(), cuda) << "frame " << f.index;
+    }
+  }
+  EXPECT_EQ(engine.stats().d2h_bytes_per_frame, 0.0);
+  engine.set_host_frames(true);  // a recording starts
+  const size_t before = [&] {
+    std::lock_guard lock(sink.m);
+    return sink.frames.size();
+  }();
+  ASSERT_TRUE(sink.wait_for_frames(before + 24));  // the next block may still be without
+  {
+    std::lock_guard lock(sink.m);
+    EXPECT_TRUE(sink.frames.back().rgba.defined());
+    EXPECT_EQ(sink.frames.back().rgba.size(0), 64);
+  }
+  if (cuda) EXPECT_EQ(engine.stats().d2h_bytes_per_frame, 64.0 * 64 * 4);
+  engine.stop();
 }
 
 TEST(Engine, BadModelFolderIsReportedNotThrown) {

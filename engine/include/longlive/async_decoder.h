@@ -2,7 +2,8 @@
 // Decodes blocks on a CUDA stream of its own, so block k turns into pixels while the DiT already
 // generates block k+1 on the compute stream (DESIGN §3). submit() returns at once: the decode
 // stream waits on an event recorded on the caller's stream, runs the decoder and the RGBA8
-// conversion, and copies the frames into pinned host memory; take() waits for the oldest block.
+// conversion, and copies the frames into pinned host memory (unless host copies are off); take()
+// waits for the oldest block.
 // take_block() also hands out the device frames (for a consumer that copies them on the GPU);
 // the decoder keeps nothing of a block once it is taken.
 // On CPU everything happens inside submit() (there is nothing to overlap with).
@@ -19,7 +20,9 @@ namespace longlive {
 
 // One decoded block.
 struct DecodedBlock {
-  at::Tensor host;  // [N, H, W, 4] uint8 on the CPU (pinned when decoded on CUDA)
+  // [N, H, W, 4] uint8 on the CPU (pinned when decoded on CUDA); undefined when host copies are
+  // off (set_host_copies) and the frames stay on the device.
+  at::Tensor host;
   // The same frames on the device and the event recorded on the decode stream after they were
   // written; both empty on the CPU. Holding `device` keeps the block's device memory.
   at::Tensor device;
@@ -46,6 +49,13 @@ class AsyncDecoder {
   // Device time of the last taken block's decode + conversion + copy (CUDA events; host time on
   // the CPU).
   double last_decode_ms() const { return last_decode_ms_; }
+  // On CUDA, whether submitted blocks are also copied to pinned host memory (default on). A
+  // display that draws the device frames needs none; a recorder does. Applies from the next
+  // submit(); on the CPU the frames are always on the host.
+  void set_host_copies(bool on) { host_copies_ = on; }
+  bool host_copies() const { return host_copies_ || !device_.is_cuda(); }
+  // Device -> host bytes copied for the last taken block (0 with host copies off).
+  int64_t last_d2h_bytes() const { return last_d2h_bytes_; }
 
  private:
   struct Pending;
@@ -55,6 +65,8 @@ class AsyncDecoder {
   struct Streams;
   std::unique_ptr<Streams> streams_;  // CUDA only
   double last_decode_ms_ = 0;
+  bool host_copies_ = true;
+  int64_t last_d2h_bytes_ = 0;
 };
 
 }  // namespace longlive

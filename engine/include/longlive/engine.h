@@ -4,6 +4,7 @@
 // block edges; results leave through callbacks (called on the worker thread). Nothing here
 // blocks the caller on the GPU, and errors never escape the worker: they go to on_error.
 #include <ATen/core/Tensor.h>
+#include <atomic>
 
 #include <chrono>
 #include <condition_variable>
@@ -27,7 +28,9 @@
 namespace longlive {
 
 struct EngineFrame {
-  at::Tensor rgba;  // [H, W, 4] uint8, CPU: always there (recording and export read it)
+  // [H, W, 4] uint8 on the CPU: there unless host frames are off (Engine::set_host_frames), when
+  // only `device` carries the frame (no device -> host copy at all).
+  at::Tensor rgba;
   int64_t index = 0;
   std::string prompt;
   bool first_of_prompt = false;  // first frame generated after a prompt switch
@@ -46,6 +49,9 @@ struct EngineOptions {
   // With CUDA graphs on, time regions on one block in this many (a profiled block runs eagerly,
   // the others replay their graphs). Without graphs every block is profiled (it costs nothing).
   int profile_every = 30;
+  // Copy every frame to the host as well (recording, export, a display without interop). Only
+  // a CUDA engine with device_frames can go without; change it live with set_host_frames().
+  bool host_frames = true;
 };
 
 // Where one block's time went: a named region and its device time (CUDA events on a GPU, host
@@ -73,6 +79,8 @@ struct EngineStats {
   int64_t regions_block = -1;  // the block `regions` were timed on (with graphs, 1 in N)
   bool cuda_graphs = false;    // the DiT forwards replay CUDA graphs
   int64_t graph_replays = 0;   // in the current session
+  // Device -> host bytes per delivered frame of the last block (0: frames stayed on the GPU).
+  double d2h_bytes_per_frame = 0;
   std::string preset;
   std::string device;
   std::string capability;  // "sm_90 NVIDIA H200", "CPU"
@@ -107,7 +115,10 @@ class Engine {
   // Crossfade to the mix over options.blocks blocks from the next block (0 = hard cut).
   void transition(const PromptMix& mix, const TransitionOptions& options);
   void prefetch_prompt(const std::string& prompt);  // encode ahead (typing)
-  void set_preset(const Preset& preset);            // applied at the next block
+  // Host copies of the frames on or off from the next block (see EngineOptions::host_frames):
+  // a recorder turns them on while it records. Ignored (always on) without device frames.
+  void set_host_frames(bool on) { host_frames_.store(on); }
+  void set_preset(const Preset& preset);  // applied at the next block
   // Plays a recorded timeline: stops the current video, then applies the timeline's events at
   // their blocks (recording them anew), at the timeline's own resolution and first preset (the
   // engine keeps them afterwards). Start or stop cancels the playback.
@@ -143,6 +154,7 @@ class Engine {
   std::deque<Command> commands_;
   EngineStats stats_;
   bool quit_ = false;
+  std::atomic<bool> host_frames_{true};
   Timeline timeline_;                // copy of the worker's, refreshed at block edges
   std::vector<at::Tensor> latents_;  // per block, CPU; guarded by mutex_
   // What the frames of each block in the decoder's queue belong to (worker thread only).

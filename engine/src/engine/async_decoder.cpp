@@ -68,9 +68,11 @@ void AsyncDecoder::submit(const at::Tensor& latents) {
       const ProfileScope scope("decode");
       job->device_rgba = to_rgba8(decoder_->decode(latents));
     }
-    job->host = at::empty(job->device_rgba.sizes(),
-                          at::TensorOptions().dtype(at::kByte).pinned_memory(true));
-    job->host.copy_(job->device_rgba, /*non_blocking=*/true);
+    if (host_copies_) {
+      job->host = at::empty(job->device_rgba.sizes(),
+                            at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+      job->host.copy_(job->device_rgba, /*non_blocking=*/true);
+    }
     job->done = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
     job->done->record(streams_->decode);
     queue_.push_back(std::move(job));
@@ -90,11 +92,13 @@ DecodedBlock AsyncDecoder::take_block() {
   std::unique_ptr<Pending> job = std::move(queue_.front());
   queue_.pop_front();
   last_decode_ms_ = job->host_ms;
+  last_d2h_bytes_ = 0;
   DecodedBlock block{job->host, {}, {}};
 #ifdef LONGLIVE_WITH_CUDA
   if (job->done) {
     job->done->synchronize();
     last_decode_ms_ = job->started->elapsed_time(*job->done);
+    if (job->host.defined()) last_d2h_bytes_ = static_cast<int64_t>(job->host.nbytes());
     block.device = std::move(job->device_rgba);
     // The aliasing constructor: the event handle lives as long as its CUDAEvent owner.
     block.ready = std::shared_ptr<CUevent_st>(job->done, job->done->event());

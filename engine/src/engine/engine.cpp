@@ -62,6 +62,7 @@ Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, 
       width_(width),
       options_(options) {
   stats_.preset = preset.name;
+  host_frames_.store(options_.host_frames);
   performance_ = std::make_unique<Performance>(model_, std::move(preset), height_, width_);
   worker_ = std::thread([this] { run(); });
 }
@@ -156,13 +157,20 @@ void Engine::deliver_oldest_block() {
   const QueuedBlock block = std::move(queued_.front());
   queued_.pop_front();
   const auto now = Clock::now();
-  for (int64_t f = 0; f < rgba.size(0); ++f) {
-    EngineFrame frame{rgba[f], frame_index_++, block.prompt, block.first_of_prompt && f == 0, {}};
+  const int64_t frames = rgba.defined() ? rgba.size(0) : decoded.device.size(0);
+  for (int64_t f = 0; f < frames; ++f) {
+    EngineFrame frame{rgba.defined() ? rgba[f] : at::Tensor(),
+                      frame_index_++,
+                      block.prompt,
+                      block.first_of_prompt && f == 0,
+                      {}};
     if (decoded.device.defined()) frame.device = {decoded.device[f], decoded.ready};
     if (callbacks_.on_frame) callbacks_.on_frame(std::move(frame));
   }
   std::lock_guard lock(mutex_);
   stats_.frames = frame_index_;
+  stats_.d2h_bytes_per_frame =
+      frames > 0 ? static_cast<double>(session.decoder->last_d2h_bytes()) / frames : 0;
   if (block.switch_issued)
     stats_.last_switch_ms =
         std::chrono::duration<double, std::milli>(now - *block.switch_issued).count();
@@ -345,6 +353,8 @@ void Engine::run() {
       const at::Tensor latents = perf.next_block();
       session.profiler->deactivate();
       if (callbacks_.on_latents) callbacks_.on_latents(block, latents);
+      // Without device frames the host copy is the only copy.
+      session.decoder->set_host_copies(host_frames_.load() || !options_.device_frames);
       session.decoder->submit(latents);
       queued_.push_back(
           {perf.mix().label(), switched, switched ? std::optional(switch_issued) : std::nullopt});
