@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "longlive/device_frame.h"
+#include "longlive/kernel_profiler.h"
 #include "longlive/latency_history.h"
 #include "longlive/performance.h"
 #include "longlive/preset.h"
@@ -67,6 +68,10 @@ struct EngineStats {
   // first, and the share of the block no region covers (launch gaps, host waits).
   std::vector<RegionTime> regions;
   double uncovered_fraction = 0;
+  // The kernels of the last block the kernel profiler sampled (CUPTI: by region, largest first)
+  // and that block's index (-1: none sampled yet).
+  std::vector<KernelRow> kernels;
+  int64_t kernels_block = -1;
   std::string preset;
   std::string device;
 };
