@@ -100,7 +100,8 @@ class KernelProfiler {
   // Starts recording every kernel launched on the device from now on (any thread). False when
   // kernels cannot be sampled or another KernelProfiler is sampling (last_error() says which).
   bool start();
-  // Stops recording: kernels launched after this are not in the sample.
+  // Ends the sample: kernels launched after this are left out. (CUPTI keeps tracing until
+  // collect(): the sampled kernels are mostly still queued; call collect() soon.)
   void stop();
   bool sampling() const;
   // Stops if needed, flushes CUPTI and tabulates the kernels launched between start() and

@@ -256,6 +256,7 @@ struct CuptiApi {
   decltype(&cuptiGetVersion) get_version = nullptr;
   decltype(&cuptiGetResultString) result_string = nullptr;
   decltype(&cuptiGetCallbackName) callback_name = nullptr;
+  decltype(&cuptiGetTimestamp) timestamp = nullptr;
   decltype(&cuptiActivityRegisterCallbacks) register_callbacks = nullptr;
   decltype(&cuptiActivityEnable) enable = nullptr;
   decltype(&cuptiActivityDisable) disable = nullptr;
@@ -340,7 +341,8 @@ class Tracer {
       std::lock_guard lock(mutex_);
       kernels_.clear();
       external_.clear();
-      last_api_correlation_ = 0;
+      api_start_.clear();
+      stop_ns_ = UINT64_MAX;
       dropped_ = 0;
       recording_ = true;
     }
@@ -353,7 +355,6 @@ class Tracer {
     }
     if (r != CUPTI_SUCCESS) {
       error = "CUPTI refused kernel tracing: " + result(r);
-      end_launches();
       finish(owner);
       return false;
     }
@@ -361,9 +362,23 @@ class Tracer {
     return true;
   }
 
-  // No more launches are correlated; kernel records keep coming until finish() so that the
-  // kernels launched before still report (they may not have run yet).
-  void end_launches() {
+  // No more launches are correlated. Tracing goes on until finish(): the kernels launched so far
+  // may not have run yet, and the launch records tell the later launches apart by their time.
+  void mark_stop() {
+    detail::kernel_regions_on.store(false, std::memory_order_release);
+    uint64_t now = 0;
+    api_.timestamp(&now);
+    std::lock_guard lock(mutex_);
+    stop_ns_ = now;
+  }
+
+  struct Drained {
+    std::vector<KernelRecord> records;
+    int64_t dropped = 0;
+  };
+  // Stops tracing, flushes CUPTI and hands out the kernels launched before mark_stop().
+  Drained finish(const void* owner) {
+    Drained out;
     detail::kernel_regions_on.store(false, std::memory_order_release);
     if (all_apis_) {
       api_.disable(CUPTI_ACTIVITY_KIND_RUNTIME);
@@ -372,15 +387,6 @@ class Tracer {
       set_launch_apis(0);
     }
     api_.disable(CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION);
-  }
-
-  struct Drained {
-    std::vector<KernelRecord> records;
-    int64_t dropped = 0;
-  };
-  // Stops kernel records, flushes CUPTI and hands out the kernels launched while correlating.
-  Drained finish(const void* owner) {
-    Drained out;
     api_.disable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
     api_.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     std::lock_guard lock(mutex_);
@@ -390,9 +396,11 @@ class Tracer {
     out.dropped = dropped_;
     out.records.reserve(kernels_.size());
     for (const Raw& k : kernels_) {
-      // Correlation ids grow with every API call: a kernel newer than the last traced launch
-      // was launched after stop().
-      if (k.correlation > last_api_correlation_) continue;
+      // A kernel shares its correlation id with its launch call (a graph's kernels with the
+      // graph launch): launched after stop(), it is not part of the sample.
+      if (const auto api = api_start_.find(k.correlation);
+          api != api_start_.end() && api->second > stop_ns_)
+        continue;
       const auto ext = external_.find(k.correlation);
       out.records.push_back(
           {names_[k.name],
@@ -401,6 +409,7 @@ class Tracer {
     }
     kernels_.clear();
     external_.clear();
+    api_start_.clear();
     return out;
   }
 
@@ -426,6 +435,7 @@ class Tracer {
     bool ok = resolve(lib, "cuptiGetVersion", api_.get_version, why);
     ok = resolve(lib, "cuptiGetResultString", api_.result_string, why) && ok;
     ok = resolve(lib, "cuptiGetCallbackName", api_.callback_name, why) && ok;
+    ok = resolve(lib, "cuptiGetTimestamp", api_.timestamp, why) && ok;
     ok = resolve(lib, "cuptiActivityRegisterCallbacks", api_.register_callbacks, why) && ok;
     ok = resolve(lib, "cuptiActivityEnable", api_.enable, why) && ok;
     ok = resolve(lib, "cuptiActivityDisable", api_.disable, why) && ok;
@@ -525,7 +535,7 @@ class Tracer {
         case CUPTI_ACTIVITY_KIND_RUNTIME:
         case CUPTI_ACTIVITY_KIND_DRIVER: {
           const auto* a = reinterpret_cast<const CUpti_ActivityAPI*>(record);
-          last_api_correlation_ = std::max(last_api_correlation_, a->correlationId);
+          api_start_[a->correlationId] = a->start;
           break;
         }
         default:
@@ -553,8 +563,9 @@ class Tracer {
   const void* owner_ = nullptr;
   bool recording_ = false;
   std::vector<Raw> kernels_;
-  std::unordered_map<uint32_t, uint64_t> external_;  // API correlation id -> region id
-  uint32_t last_api_correlation_ = 0;
+  std::unordered_map<uint32_t, uint64_t> external_;   // API correlation id -> region id
+  std::unordered_map<uint32_t, uint64_t> api_start_;  // launch call's correlation id -> start
+  uint64_t stop_ns_ = UINT64_MAX;                     // CUPTI's clock at mark_stop()
   int64_t dropped_ = 0;
   std::unordered_map<const char*, uint32_t> name_ids_;
   std::vector<std::string> names_;
@@ -646,7 +657,7 @@ void KernelProfiler::stop() {
   if (!sampling_) return;
   const auto t0 = std::chrono::steady_clock::now();
 #ifdef LONGLIVE_KERNELS
-  Tracer::get().end_launches();
+  Tracer::get().mark_stop();
 #endif
   sampling_ = false;
   host_ms_ += ms_since(t0);
