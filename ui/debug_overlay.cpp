@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,8 @@ const ImVec4 kDim(0.65f, 0.65f, 0.65f, 1.0f);
 const ImU32 kSwitchColor = IM_COL32(235, 60, 60, 220);
 const ImU32 kTransitionColor = IM_COL32(255, 180, 0, 70);
 const ImU32 kPresetColor = IM_COL32(90, 170, 255, 230);
-const ImVec4 kMissColor(1.0f, 0.7f, 0.2f, 1.0f);  // a switch that waited for the text encoder
+const ImVec4 kMissColor(1.0f, 0.7f, 0.2f, 1.0f);     // a switch that waited for the text encoder
+const ImVec4 kRegionColor(0.55f, 0.8f, 1.0f, 1.0f);  // region rows of the kernel table
 
 void timings_table(const EngineStats& s, OverlayReport& report) {
   if (s.regions.empty()) {
@@ -47,6 +49,81 @@ void timings_table(const EngineStats& s, OverlayReport& report) {
   ImGui::EndTable();
   ImGui::TextColored(kDim, "outside regions: %.0f %% of the DiT span (gaps, host waits)",
                      s.uncovered_fraction * 100.0);
+}
+
+// The kernels of the last sampled block: a row per region (its kernels' count, time and share),
+// its kernels under it; the full demangled name on hover.
+void kernels_table(const EngineStats& s, const std::string& note, OverlayReport& report) {
+  report.kernels_view = true;
+  if (s.kernels.empty()) {
+    if (note.empty()) {
+      ImGui::TextColored(kDim, "no block sampled yet");
+    } else {
+      ImGui::TextColored(kDim, "kernels unavailable: %s", note.c_str());
+    }
+    return;
+  }
+  struct Sum {
+    long long count = 0, graph = 0;
+    double ms = 0;
+  };
+  std::map<std::string, Sum> regions;
+  Sum all;
+  for (const KernelRow& r : s.kernels) {
+    for (Sum* sum : {&regions[r.region], &all}) {
+      sum->count += r.count;
+      sum->graph += r.graph_count;
+      sum->ms += r.total_ms;
+    }
+  }
+  const long long age = s.kernels_block >= 0 ? s.blocks - 1 - s.kernels_block : -1;
+  ImGui::Text("block %lld%s: %lld kernels, %lld in CUDA graphs, %.1f ms",
+              static_cast<long long>(s.kernels_block),
+              age > 0 ? (" (" + std::to_string(age) + " blocks ago)").c_str() : "", all.count,
+              all.graph, all.ms);
+  const ImGuiTableFlags flags = ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV |
+                                ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_ScrollY;
+  if (!ImGui::BeginTable("kernels", 4, flags, ImVec2(0.0f, 260.0f))) return;
+  ImGui::TableSetupScrollFreeze(0, 1);
+  ImGui::TableSetupColumn("kernel (by region)", ImGuiTableColumnFlags_WidthStretch, 3.0f);
+  ImGui::TableSetupColumn("n", ImGuiTableColumnFlags_WidthStretch, 0.5f);
+  ImGui::TableSetupColumn("mean ms", ImGuiTableColumnFlags_WidthStretch, 0.7f);
+  ImGui::TableSetupColumn("total / share", ImGuiTableColumnFlags_WidthStretch, 1.5f);
+  ImGui::TableHeadersRow();
+  auto share_bar = [&](double ms) {
+    const float share = all.ms > 0 ? static_cast<float>(ms / all.ms) : 0.0f;
+    char label[32];
+    std::snprintf(label, sizeof label, "%.2f ms %.0f %%", ms, share * 100.0f);
+    ImGui::ProgressBar(share, ImVec2(-1.0f, 0.0f), label);
+  };
+  const std::string* region = nullptr;
+  for (const KernelRow& r : s.kernels) {
+    if (region == nullptr || *region != r.region) {  // rows arrive grouped by region
+      region = &r.region;
+      const Sum& sum = regions[r.region];
+      ImGui::TableNextRow();
+      ImGui::TableNextColumn();
+      ImGui::TextColored(kRegionColor, "%s", r.region.c_str());
+      ImGui::TableNextColumn();
+      ImGui::Text("%lld", sum.count);
+      ImGui::TableNextColumn();
+      ImGui::TableNextColumn();
+      share_bar(sum.ms);
+    }
+    ImGui::TableNextRow();
+    ImGui::TableNextColumn();
+    ImGui::Text("  %s", r.name.c_str());
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", r.full_name.c_str());
+    ImGui::TableNextColumn();
+    ImGui::Text(r.graph_count > 0 ? "%lld g" : "%lld", static_cast<long long>(r.count));
+    ImGui::TableNextColumn();
+    ImGui::Text("%.3f", r.mean_ms);
+    ImGui::TableNextColumn();
+    share_bar(r.total_ms);
+    ++report.kernel_rows;
+  }
+  ImGui::EndTable();
+  ImGui::TextColored(kDim, "g: run inside CUDA graphs (filed under the graph launch's region)");
 }
 
 void latency_plot(const EngineStats& s, OverlayReport& report) {
@@ -163,7 +240,21 @@ OverlayReport draw_debug_overlay(const OverlayInput& in) {
     ImGui::TextColored(kDim, "  regions timed on block %lld (%lld blocks ago)",
                        static_cast<long long>(s.regions_block),
                        static_cast<long long>(s.blocks - 1 - s.regions_block));
-  timings_table(s, report);
+  if (s.device.rfind("cuda", 0) == 0)
+    ImGui::TextColored(kDim, "  device -> host: %.0f bytes per frame%s", s.d2h_bytes_per_frame,
+                       s.d2h_bytes_per_frame == 0 ? " (frames stay on the GPU)" : "");
+  if (ImGui::BeginTabBar("timings")) {
+    if (ImGui::BeginTabItem("Regions")) {
+      timings_table(s, report);
+      ImGui::EndTabItem();
+    }
+    if (ImGui::BeginTabItem("Kernels", nullptr,
+                            in.select_kernels ? ImGuiTabItemFlags_SetSelected : 0)) {
+      kernels_table(s, in.kernels_note, report);
+      ImGui::EndTabItem();
+    }
+    ImGui::EndTabBar();
+  }
   ImGui::Spacing();
   latency_plot(s, report);
   ImGui::End();

@@ -1,6 +1,7 @@
 #pragma once
 // The debug overlay's content (F1), drawn with Dear ImGui into the video view: where the last
-// block's time went (the engine's region timer), the block latency of the last 200 blocks with
+// block's time went (the engine's region timer; a "Kernels" tab lists the kernels of the last
+// block the kernel profiler sampled, by region), the block latency of the last 200 blocks with
 // prompt switches, transitions and preset changes marked, the prompt-switch latency as the user
 // sees it, FPS, memory and prompt-cache hits (and whether the last switch's prompt was there). Only
 // reads what it is given: no engine calls from the paint path.
@@ -33,11 +34,19 @@ struct OverlayInput {
   double peak_memory_gib = 0;  // peak allocated so far
   std::string upload;          // how frames reach the screen: "upload: host", "upload: CUDA-GL ..."
   std::string upload_note;     // why CUDA-GL interop is off, when it failed
+  // Why there is no kernel table, shown in the Kernels tab while EngineStats::kernels is empty:
+  // KernelProfiler::unavailable_reason() (empty: sampling works, no block sampled yet).
+  std::string kernels_note;
+  // Brings the Kernels tab to the front (from the next frame; screenshots, tests). While it stays
+  // set the tab cannot be left: set it for a frame or two.
+  bool select_kernels = false;
 };
 
 // What the overlay last showed, for tests and the screenshot check.
 struct OverlayReport {
   int regions = 0;
+  int kernel_rows = 0;        // kernel rows drawn (the Kernels tab is in front)
+  bool kernels_view = false;  // the Kernels tab was in front
   int plotted_blocks = 0;
   int switch_markers = 0;
   int transition_markers = 0;  // blocks shaded as part of a prompt transition

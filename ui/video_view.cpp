@@ -1,4 +1,5 @@
 #include "video_view.h"
+#include "longlive/kernel_profiler.h"
 
 #include <QFile>
 #include <QKeyEvent>
@@ -280,7 +281,8 @@ void VideoView::paint_overlay() {
                                         .memory_gib = memory_.allocated_gib,
                                         .peak_memory_gib = memory_.peak_allocated_gib,
                                         .upload = upload_status().toStdString(),
-                                        .upload_note = selector_.why_not()});
+                                        .upload_note = selector_.why_not(),
+                                        .kernels_note = KernelProfiler::unavailable_reason()});
   imgui_->render();
 }
 

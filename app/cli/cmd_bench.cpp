@@ -18,6 +18,7 @@
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/gpu_timer.h"
+#include "longlive/kernel_profiler.h"
 #include "longlive/log.h"
 #include "longlive/preset.h"
 #include "longlive/profiler.h"
@@ -49,6 +50,8 @@ struct BenchArgs {
   std::string cuda_graphs = "preset";
   std::string fp8_attention = "preset";
   int profile_blocks = 3;
+  bool kernels = false;
+  int kernel_blocks = 5;
   int drift_blocks = 0;
   std::string cudnn_search = "default";
   std::string decoder_layout = "best";
@@ -72,6 +75,40 @@ Summary time_calls(at::Device device, int warmup, int repeat, F&& call) {
   }
   return summarize(ms);
 }
+
+nlohmann::json to_json(const KernelTable& t) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const KernelRow& r : t.rows)
+    rows.push_back({{"name", r.name},
+                    {"full_name", r.full_name},
+                    {"region", r.region},
+                    {"count", r.count},
+                    {"graph_count", r.graph_count},
+                    {"total_ms", r.total_ms},
+                    {"mean_ms", r.mean_ms},
+                    {"share", r.share}});
+  return {{"unavailable", t.unavailable},
+          {"kernels", t.kernels},
+          {"graph_kernels", t.graph_kernels},
+          {"kernel_ms", t.kernel_ms},
+          {"window_ms", t.window_ms},
+          {"incomplete", t.incomplete},
+          {"dropped", t.dropped},
+          {"host_ms", t.host_ms},
+          {"rows", rows}};
+}
+
+// What sampling one block's kernels costs: the sampled blocks against the steady ones, plus the
+// host time collect() adds after the block (the engine pays it before the next block).
+struct KernelCost {
+  Summary sampled;            // blocks timed with the kernel profiler on (start() to stop())
+  Summary after;              // unsampled blocks after sampling (CUPTI loaded, not recording)
+  Summary collect_ms;         // host time of collect()
+  int64_t graph_replays = 0;  // DiT graph replays during the sampled blocks
+  double cost_ms(double steady_median) const {
+    return std::max(0.0, sampled.median - steady_median) + collect_ms.median;
+  }
+};
 
 nlohmann::json to_json(const Summary& s) {
   return {{"mean_ms", s.mean},
@@ -112,6 +149,10 @@ int run(const BenchArgs& a) {
   SessionFactory factory(model, overrides);
   const int height = a.height ? a.height : (model.tiny_random ? 64 : preset.height);
   const int width = a.width ? a.width : (model.tiny_random ? 64 : preset.width);
+  // Kernel sampling is prepared before the session opens, as the studio does: CUPTI sees the CUDA
+  // graphs being captured, and the steady blocks run with it loaded (compare a run without
+  // --kernels for what that costs).
+  if (a.kernels && device.is_cuda()) KernelProfiler::prepare();
   auto session = factory.open(preset, height, width);
   StreamGenerator& generator = *session->generator;
   const GeneratorOptions& o = generator.options();
@@ -157,6 +198,39 @@ int run(const BenchArgs& a) {
     profiler.activate();
     for (int i = 0; i < a.profile_blocks; ++i) generator.next_block();
     regions = profiler.collect();
+  }
+  // The kernels of one block (CUPTI), sampled as the studio samples them, and the cost of it.
+  KernelTable kernel_table;
+  KernelCost kernel_cost;
+  if (a.kernels && !device.is_cuda()) {
+    kernel_table.unavailable = "the bench runs on the CPU";
+  } else if (a.kernels) {
+    KernelProfiler profiler;
+    std::vector<double> sampled, after, collect_ms;
+    const int64_t replays_before = generator.stats().graph_replays;
+    for (int i = 0; i < a.kernel_blocks; ++i) {
+      synchronize(device);
+      timer.start();
+      if (!profiler.start()) break;
+      generator.next_block();
+      profiler.stop();
+      sampled.push_back(timer.stop_ms());  // waits for the block: its kernels are done
+      const auto t0 = std::chrono::steady_clock::now();
+      kernel_table = profiler.collect();
+      collect_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    if (sampled.empty()) kernel_table = profiler.collect();  // says why not
+    kernel_cost.graph_replays = generator.stats().graph_replays - replays_before;
+    for (int i = 0; !sampled.empty() && i < a.kernel_blocks; ++i) {
+      synchronize(device);
+      timer.start();
+      generator.next_block();
+      after.push_back(timer.stop_ms());
+    }
+    kernel_cost.sampled = summarize(sampled);
+    kernel_cost.after = summarize(after);
+    kernel_cost.collect_ms = summarize(collect_ms);
   }
   // Drift: relative L2 between this configuration's latents and the plain-ATen path of the
   // same preset (fused kernels and FP8 off, ATen's attention choice), same weights and seed.
@@ -352,6 +426,25 @@ int run(const BenchArgs& a) {
                              "uncovered", (regions.span_ms - regions.covered_ms) / profiled,
                              100.0 * regions.uncovered_fraction());
   }
+  if (a.kernels) {
+    std::cout << format_kernel_table(kernel_table);
+    if (kernel_cost.sampled.count) {
+      const double cost = kernel_cost.cost_ms(s.median);
+      std::cout << fmt::format(
+          "kernel sampling  sampled block median {:.1f} ms vs steady {:.1f} ms, collect() {:.2f} "
+          "ms "
+          "on the host: {:.2f} ms per sampled block = {:.2f} % of a block (target <= 2 %); "
+          "unsampled blocks after sampling median {:.1f} ms ({} blocks each)\n",
+          kernel_cost.sampled.median, s.median, kernel_cost.collect_ms.median, cost,
+          s.median > 0 ? 100 * cost / s.median : 0.0, kernel_cost.after.median,
+          kernel_cost.sampled.count);
+      if (kernel_cost.graph_replays > 0 && kernel_table.graph_kernels == 0)
+        std::cout << fmt::format(
+            "  warning: {} CUDA graph replays in the sampled blocks, but CUPTI reported no graph "
+            "kernels\n",
+            kernel_cost.graph_replays);
+    }
+  }
   if (drift >= 0)
     std::cout << fmt::format(
         "drift          {:.3e} relative L2 vs the plain path after {} blocks\n", drift,
@@ -397,6 +490,20 @@ int run(const BenchArgs& a) {
                         {"drift_relative_l2", drift},
                         {"drift_blocks", a.drift_blocks},
                         {"drift_vs", drift_vs}};
+    if (a.kernels) {
+      j["kernels"] = to_json(kernel_table);
+      j["kernel_sampling"] = {
+          {"blocks", kernel_cost.sampled.count},
+          {"sampled_block_median_ms", kernel_cost.sampled.median},
+          {"steady_block_median_ms", s.median},
+          {"unsampled_after_median_ms", kernel_cost.after.median},
+          {"collect_median_ms", kernel_cost.collect_ms.median},
+          {"graph_replays", kernel_cost.graph_replays},
+          {"cost_ms", kernel_cost.sampled.count ? kernel_cost.cost_ms(s.median) : 0.0},
+          {"cost_fraction", kernel_cost.sampled.count && s.median > 0
+                                ? kernel_cost.cost_ms(s.median) / s.median
+                                : 0.0}};
+    }
     std::ofstream(a.json) << j.dump(2) << "\n";
   }
   return 0;
@@ -457,6 +564,13 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_option("--drift-vs", a->drift_vs,
                   "Also compare with another preset (same weights, prompt, seed): latents "
                   "relative L2 and decoded frames' PSNR / SSIM after --drift-blocks (default 6)");
+  cmd->add_flag("--kernels", a->kernels,
+                "Per-kernel table of one block from CUPTI (by region, CUDA graph kernels "
+                "included) and what sampling it costs");
+  cmd->add_option("--kernel-blocks", a->kernel_blocks,
+                  "Blocks sampled for --kernels (the table is the last one's; the cost is the "
+                  "median)")
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--drift-blocks", a->drift_blocks,
                   "Also report the relative L2 drift from the plain path after N blocks (0: no)")
       ->check(CLI::Range(0, 1000));

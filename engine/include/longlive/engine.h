@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "longlive/device_frame.h"
+#include "longlive/kernel_profiler.h"
 #include "longlive/latency_history.h"
 #include "longlive/performance.h"
 #include "longlive/preset.h"
@@ -52,6 +53,9 @@ struct EngineOptions {
   // Copy every frame to the host as well (recording, export, a display without interop). Only
   // a CUDA engine with device_frames can go without; change it live with set_host_frames().
   bool host_frames = true;
+  // On a GPU, list the kernels of one block in this many with CUPTI (0: never). The sampled
+  // block is not a region-profiled one, so its graphs replay as usual.
+  int kernel_sample_every = 30;
 };
 
 // Where one block's time went: a named region and its device time (CUDA events on a GPU, host
@@ -81,6 +85,10 @@ struct EngineStats {
   int64_t graph_replays = 0;   // in the current session
   // Device -> host bytes per delivered frame of the last block (0: frames stayed on the GPU).
   double d2h_bytes_per_frame = 0;
+  // The kernels of the last block the kernel profiler sampled (CUPTI: by region, largest first)
+  // and that block's index (-1: none sampled yet).
+  std::vector<KernelRow> kernels;
+  int64_t kernels_block = -1;
   std::string preset;
   std::string device;
   std::string capability;  // "sm_90 NVIDIA H200", "CPU"

@@ -9,6 +9,7 @@
 // CPU the host clock measures the (synchronous) work.
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -50,18 +51,33 @@ class RegionProfiler {
   std::unique_ptr<Impl> impl_;
 };
 
-// Marks a region while alive; nothing when no profiler is active on this thread.
+namespace detail {
+// Set while a KernelProfiler samples (kernel_profiler.h): ProfileScope then tags the CUDA launches
+// of its thread with its region (a CUPTI external correlation id), whether or not a
+// RegionProfiler is active.
+extern std::atomic<bool> kernel_regions_on;
+bool push_kernel_region(const char* name);  // false when nothing was pushed
+void pop_kernel_region();
+}  // namespace detail
+
+// Marks a region while alive; nothing when no profiler is active on this thread and no
+// KernelProfiler samples.
 class ProfileScope {
  public:
   explicit ProfileScope(const char* name)
-      : profiler_(RegionProfiler::active()), index_(profiler_ ? profiler_->begin(name) : 0) {}
+      : kernel_region_(detail::kernel_regions_on.load(std::memory_order_relaxed) &&
+                       detail::push_kernel_region(name)),
+        profiler_(RegionProfiler::active()),
+        index_(profiler_ ? profiler_->begin(name) : 0) {}
   ~ProfileScope() {
     if (profiler_) profiler_->end(index_);
+    if (kernel_region_) detail::pop_kernel_region();
   }
   ProfileScope(const ProfileScope&) = delete;
   ProfileScope& operator=(const ProfileScope&) = delete;
 
  private:
+  bool kernel_region_;  // pushed a region for the kernel profiler: pop it, even if it stopped
   RegionProfiler* profiler_;
   size_t index_;
 };

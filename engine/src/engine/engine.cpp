@@ -12,12 +12,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
+#include "longlive/kernel_profiler.h"
 #include "longlive/log.h"
 #include "longlive/profiler.h"
 #include "longlive/text_encoder.h"
@@ -192,6 +194,11 @@ void Engine::run() {
   const int niceness = options_.yield_cpu && !at::hasCUDA() ? 19 : 5;
   if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), niceness) != 0)
     log::debug("engine: could not lower the worker thread's priority");
+  // CUPTI is loaded before any session captures its graphs (a kernel sample then sees the graph
+  // kernels); without CUDA or CUPTI this only notes why the kernels view stays empty.
+  std::optional<KernelProfiler> kernel_profiler;
+  if (at::hasCUDA() && options_.kernel_sample_every > 0 && KernelProfiler::prepare().empty())
+    kernel_profiler.emplace();
   Performance& perf = *performance_;
   // A cut or transition marks the next block for the latency plot and the switch latency.
   Clock::time_point switch_issued{};
@@ -350,7 +357,14 @@ void Engine::run() {
       const bool profiled =
           !graphs || options_.profile_every <= 1 || block % options_.profile_every == 0;
       if (profiled) session.profiler->activate();
+      // One block in options_.kernel_sample_every, between the region-profiled ones, has its
+      // kernels listed by CUPTI (graph replays included): the DiT only, not the decode.
+      const bool kernel_sample =
+          kernel_profiler && !profiled && session.device.is_cuda() &&
+          block % options_.kernel_sample_every == options_.kernel_sample_every / 2 &&
+          kernel_profiler->start();
       const at::Tensor latents = perf.next_block();
+      if (kernel_sample) kernel_profiler->stop();
       session.profiler->deactivate();
       if (callbacks_.on_latents) callbacks_.on_latents(block, latents);
       // Without device frames the host copy is the only copy.
@@ -362,6 +376,8 @@ void Engine::run() {
       // Waits for block k's DiT (an unprofiled block: for its last kernel).
       const RegionTimes regions = profiled ? session.profiler->collect() : RegionTimes{};
       if (!profiled) wait_for_current_stream(session.device);
+      std::optional<KernelTable> kernels;
+      if (kernel_sample) kernels = kernel_profiler->collect();
       const auto end = Clock::now();
       const double block_ms = std::chrono::duration<double, std::milli>(end - begin).count();
       const int64_t block_frames = 4 * session.generator->options().frames_per_block;
@@ -382,6 +398,10 @@ void Engine::run() {
                     [](const RegionTime& x, const RegionTime& y) { return x.ms > y.ms; });
           stats_.uncovered_fraction = regions.uncovered_fraction();
           stats_.regions_block = stats_.blocks - 1;
+        }
+        if (kernels) {
+          stats_.kernels = std::move(kernels->rows);
+          stats_.kernels_block = block;
         }
         stats_.cuda_graphs = graphs;
         stats_.graph_replays = session.generator->stats().graph_replays;

@@ -14,7 +14,9 @@
 // on. All graphs share one memory pool (they replay one at a time on one stream); outputs are
 // copied out right after each replay. A capture that fails falls back to eager for that plan,
 // once, with a warning. Eager while a RegionProfiler is active (its events time regions that a
-// graph would fuse away). Bounded: at most kMaxGraphs graphs, then eager.
+// graph would fuse away). Bounded: at most kMaxGraphs graphs, then eager. Replays run in the
+// "dit_graph" region, which the kernel profiler (kernel_profiler.h) files the graphs' kernels
+// under.
 #include <ATen/ATen.h>
 
 #include <cstdint>
