@@ -74,11 +74,11 @@ std::string format_kernel_table(const KernelTable& table, size_t max_rows = 0);
 class KernelProfiler {
  public:
   struct Options {
-    // Correlate every CUDA runtime and driver API call with its region, not only the launch
-    // calls (cudaLaunchKernel, cuLaunchKernelEx, cudaGraphLaunch, ...). Costs more host time per
-    // call; the fallback when the selective setting is refused. LONGLIVE_KERNELS_ALL_APIS=1 sets
-    // it.
-    bool all_apis = false;
+    // Correlate every CUDA runtime and driver API call with its region. On the H200 (CUDA 13,
+    // 2026-12-04) tracing only the launch calls left every kernel without its region, so all
+    // calls are traced by default; a sampled block still costs ~1 % of a block.
+    // LONGLIVE_KERNELS_ALL_APIS=0 selects the launch calls only.
+    bool all_apis = true;
   };
 
   // Whether this build has the CUPTI headers (built with CUDA and found them).

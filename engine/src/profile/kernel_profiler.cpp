@@ -625,8 +625,8 @@ std::string KernelProfiler::prepare() {
 }
 
 KernelProfiler::KernelProfiler(Options options) : options_(options) {
-  if (const char* all = std::getenv("LONGLIVE_KERNELS_ALL_APIS"); all && std::string(all) == "1")
-    options_.all_apis = true;
+  if (const char* all = std::getenv("LONGLIVE_KERNELS_ALL_APIS"); all && *all)
+    options_.all_apis = std::string(all) != "0";
 }
 
 KernelProfiler::KernelProfiler() : KernelProfiler(Options{}) {}
