@@ -17,7 +17,10 @@
 #include "longlive/safetensors_writer.h"
 #include "longlive/session.h"
 #include "longlive/text_encoder.h"
+#include "longlive/vace.h"
+#include "longlive/wan_vae.h"
 #ifdef LONGLIVE_WITH_RECORDER
+#include "longlive/control_input.h"
 #include "longlive/recorder.h"
 #endif
 
@@ -58,6 +61,14 @@ struct GenerateArgs {
   int height = 0;
   int width = 0;
   double lora_alpha = 0;
+  // VACE (docs/vace.md)
+  std::string vace_video, vace_image, vace_mask, vace_mode, vace_file;
+  double vace_scale = 1.0;
+  std::string v2v_video;  // video-to-video input
+  double v2v_strength = 0.6;
+  bool vace_requested() const {
+    return !vace_video.empty() || !vace_image.empty() || !vace_mode.empty();
+  }
 };
 
 at::Tensor load_embeds(const std::string& file) {
@@ -92,9 +103,46 @@ ModelSpec model_spec(const GenerateArgs& a, std::string& model_name) {
   if (!a.text_encoder.empty()) m.text_encoder_file = a.text_encoder;
   if (!a.tokenizer.empty()) m.tokenizer_file = a.tokenizer;
   if (!a.taehv.empty()) m.taehv_file = a.taehv;
+  if (!a.vace_file.empty()) m.vace_file = a.vace_file;
   model_name = files.weights.filename().string();
   if (m.lora_file) model_name += " + " + m.lora_file->filename().string();
   return m;
+}
+
+// The VACE input the arguments name: a control video (conditioning, inpaint) and/or a reference
+// image, encoded block by block with the session's Wan VAE encoder.
+std::unique_ptr<VaceConditioner> make_vace(const GenerateArgs& a, SessionFactory& factory,
+                                           int height, int width) {
+  if (!factory.vace_available())
+    throw ConfigError(
+        fmt::format("--vace-*: this model has no VACE weights ({})", factory.vace_status()));
+#ifdef LONGLIVE_WITH_RECORDER
+  VaceSettings settings;
+  settings.mode = !a.vace_mode.empty()   ? parse_vace_mode(a.vace_mode)
+                  : a.vace_video.empty() ? VaceMode::reference
+                                         : VaceMode::conditioning;
+  settings.scale = a.vace_scale;
+  if (!a.vace_image.empty()) settings.references = load_control_image(a.vace_image, height, width);
+  if (!a.vace_mask.empty()) {
+    if (settings.mode != VaceMode::inpaint)
+      throw ConfigError("--vace-mask is for --vace-mode inpaint");
+    settings.mask = load_mask_image(a.vace_mask, height, width);
+  }
+  if (settings.mode == VaceMode::reference && !a.vace_video.empty())
+    throw ConfigError("--vace-mode reference takes --vace-image only (no --vace-video)");
+  std::shared_ptr<VaceFrameSource> source;
+  if (!a.vace_video.empty()) {
+    auto video = std::make_shared<VideoFileSource>(a.vace_video, height, width, 16.0);
+    log::info("VACE {} from '{}': {} frames at 16 fps (source {:.2f} fps), looped",
+              to_string(settings.mode), a.vace_video, video->frames(), video->source_fps());
+    source = video;
+  }
+  log::info("{}", factory.vace_status());
+  return std::make_unique<VaceConditioner>(factory.vace_encoder(), std::move(settings), source);
+#else
+  (void)factory, (void)height, (void)width, (void)a;
+  throw ConfigError("--vace-*: this build has no FFmpeg to read control inputs");
+#endif
 }
 
 int run(const GenerateArgs& a) {
@@ -124,6 +172,20 @@ int run(const GenerateArgs& a) {
   } else {
     throw ConfigError(
         "give --prompt-embeds FILE (a safetensors with 'prompt_embeds' [1, L, text_dim])");
+  }
+
+  std::unique_ptr<VaceConditioner> vace;
+  if (a.vace_requested()) vace = make_vace(a, factory, height, width);
+  std::unique_ptr<VideoToVideo> v2v;
+  if (!a.v2v_video.empty()) {
+#ifdef LONGLIVE_WITH_RECORDER
+    v2v = std::make_unique<VideoToVideo>(
+        factory.video_encoder(), a.v2v_strength,
+        std::make_shared<VideoFileSource>(a.v2v_video, height, width, 16.0));
+    log::info("video-to-video from '{}', strength {}", a.v2v_video, a.v2v_strength);
+#else
+    throw ConfigError("--v2v-video: this build has no FFmpeg to read videos");
+#endif
   }
 
   generator.start(embeds, a.seed);
@@ -156,6 +218,8 @@ int run(const GenerateArgs& a) {
 #endif
   std::vector<at::Tensor> blocks;
   for (int64_t b = 0; b < a.blocks; ++b) {
+    if (vace) vace->before_block(generator);
+    if (v2v) v2v->before_block(generator);
     const at::Tensor block = generator.next_block();
 #ifdef LONGLIVE_WITH_RECORDER
     if (recorder) {
@@ -217,6 +281,23 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
   cmd->add_option("--preset", a->preset, "Preset name");
   cmd->add_option("--presets-dir", a->presets_dir, "Preset folder");
   cmd->add_option("--device", a->device, "auto, cpu or cuda");
+  cmd->add_option("--vace-video", a->vace_video,
+                  "VACE control video (depth/pose/edges maps, or the video to inpaint), "
+                  "resampled to 16 fps and looped");
+  cmd->add_option("--vace-image", a->vace_image, "VACE reference image");
+  cmd->add_option("--vace-mask", a->vace_mask,
+                  "Inpainting mask image (white = generate, black = keep)");
+  cmd->add_option("--vace-mode", a->vace_mode,
+                  "conditioning, reference or inpaint (default: conditioning with a video, "
+                  "reference with an image only)");
+  cmd->add_option("--vace-scale", a->vace_scale, "VACE hint scale (default 1)");
+  cmd->add_option("--vace-file", a->vace_file,
+                  "VACE weights (default: the --weights folder's VACE module)");
+  cmd->add_option("--v2v-video", a->v2v_video,
+                  "Video-to-video input (no VACE): each block starts from the video's frames "
+                  "noised to --v2v-strength; resampled to 16 fps and looped");
+  cmd->add_option("--v2v-strength", a->v2v_strength,
+                  "Video-to-video noise strength in (0, 1] (default 0.6; 1 ignores the input)");
   cmd->add_option("--height", a->height, "Video height (multiple of 16)");
   cmd->add_option("--width", a->width, "Video width (multiple of 16)");
   return [a]() { return run(*a); };

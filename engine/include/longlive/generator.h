@@ -87,6 +87,24 @@ struct GeneratorStats {
   int64_t graph_eager_forwards = 0;  // with graphs on: first sight of a plan, profiling, fallback
 };
 
+// VACE conditioning of the next blocks (see docs/vace.md): the encoded control frames and masks
+// of one block and the strength of their hints. Reference images are part of the context (in
+// front of the frames, or alone); the generated latents never contain them.
+struct VaceInput {
+  // [in_channels (96), F, h, w] float32, any device; h x w the latent size. As in the reference
+  // (Scope's causal VACE), a context of fewer frames than the block (a reference image alone) is
+  // zero-padded in token space, one of more frames (references in front of a block of control
+  // frames) is cut to the block's tokens.
+  at::Tensor context;
+  double scale = 1.0;  // hints are added as scale * hint (0 leaves the output unchanged)
+};
+
+// Video-to-video (no VACE): the next blocks start from encoded input frames instead of pure noise.
+struct V2vInput {
+  at::Tensor latents;     // [1, frames_per_block, C, h, w] normalised latents (the Wan VAE's)
+  double strength = 0.6;  // noise level in (0, 1]: steps whose sigma is above it are skipped
+};
+
 // What happened in one next_block(), for callers that log or trace (tests use it for parity).
 struct BlockTrace {
   bool recached = false;
@@ -94,6 +112,7 @@ struct BlockTrace {
   std::vector<at::Tensor> step_flows;   // flow prediction per step
   std::vector<at::Tensor> step_x0;      // x0 per step
   at::Tensor recache_flow;              // flow of the re-cache forward (frames actually run)
+  std::vector<at::Tensor> step_hints;   // VACE hints per step [blocks, 1, tokens, dim] (VACE on)
 };
 
 class CausalWanModel;
@@ -122,8 +141,10 @@ class StreamGenerator {
  public:
   // weights: Wan2.1 names (strip LongLive's "model." prefix before). lora: optional PEFT LoRA,
   // merged at load.
+  // vace: optional VACE weights (module file or the vace_* tensors of a VACE model), checked
+  // against the DiT; set_vace() then conditions blocks on control frames.
   StreamGenerator(const WeightStore& weights, const GeneratorOptions& options,
-                  const WeightStore* lora = nullptr);
+                  const WeightStore* lora = nullptr, const WeightStore* vace = nullptr);
   // Shares an already built DiT (a hot preset change that keeps the weights): `model` must have
   // been built for options.model, device, dtype and runtime (Error otherwise).
   StreamGenerator(std::shared_ptr<const CausalWanModel> model, const GeneratorOptions& options);
@@ -149,6 +170,20 @@ class StreamGenerator {
   bool transition_active() const { return transition_.has_value(); }
   // The embeddings the last block was conditioned on (before any block: the next one's).
   const at::Tensor& conditioning() const { return current_; }
+  // VACE: whether the DiT has VACE blocks, and the conditioning of the next blocks. The input
+  // stays until replaced or cleared (nullopt); a live source sets one per block, before
+  // next_block(). Hints are computed once per denoising step and added to their DiT layers;
+  // the clean context pass and re-caches run without them. Error without VACE weights;
+  // ConfigError (naming the expected shape) for a context that does not fit the stream.
+  bool vace_available() const;
+  void set_vace(std::optional<VaceInput> input);
+  const std::optional<VaceInput>& vace() const { return vace_; }
+  // Video-to-video: each block starts at the first denoising step whose sigma is <= strength,
+  // from (1 - sigma) * latents + sigma * noise (the block's initial noise draw), and runs the
+  // remaining steps; 1 = from pure noise, as without input. Kept until replaced or cleared;
+  // combines with VACE. ConfigError for latents of another shape or a strength outside (0, 1].
+  void set_v2v(std::optional<V2vInput> input);
+  const std::optional<V2vInput>& v2v() const { return v2v_; }
   // Replaces the noise source (tests replay recorded draws). Takes effect immediately.
   void set_noise_source(std::unique_ptr<NoiseSource> noise);
 
@@ -213,6 +248,8 @@ class StreamGenerator {
   std::optional<at::Tensor> pending_switch_;
   at::Tensor current_;  // embeddings the cross-attention cache was built from
   std::optional<Transition> transition_;
+  std::optional<VaceInput> vace_;  // context on the device, validated
+  std::optional<V2vInput> v2v_;    // latents on the device, validated
   int64_t frame_ = 0;
   bool started_ = false;
   GeneratorStats stats_;

@@ -29,6 +29,8 @@ class RegionProfiler;
 class WeightStore;
 class CausalWanModel;
 class WanVaeDecoder;
+class VaceContextEncoder;
+class WanVaeEncoder;
 struct GeneratorOptions;
 
 struct ModelSpec {
@@ -42,6 +44,11 @@ struct ModelSpec {
   std::optional<std::filesystem::path> dit_file{}, lora_file{}, text_encoder_file{},
       tokenizer_file{}, taehv_file{}, wan_vae_file{};
   double lora_alpha = 0;  // <= 0: alpha = rank
+  // VACE: an explicit module file (errors in it are errors), else the folder's (see
+  // find_vace_file: when absent or unusable, VACE is off with a message, nothing else). The tiny
+  // random model gets random VACE weights. vace = false: never load VACE.
+  std::optional<std::filesystem::path> vace_file{};
+  bool vace = true;
 };
 
 // Files a model folder must hold (searched recursively); returns the ones not found.
@@ -142,6 +149,16 @@ class SessionFactory {
   // Wan2.1_VAE.pth.
   std::unique_ptr<WanVaeDecoder> export_decoder(std::optional<at::Device> device = {});
 
+  // VACE: whether sessions' DiTs carry VACE blocks (known once a session is open), and a line
+  // saying what was loaded or why VACE is off.
+  bool vace_available() const;
+  const std::string& vace_status() const;
+  // An encoder for a session's VACE input, on the factory's device (the Wan VAE's encoder; the
+  // tiny model's is a random tiny VAE, seed 0). IoError naming the folder without a Wan VAE.
+  std::unique_ptr<VaceContextEncoder> vace_encoder();
+  // The Wan VAE encoder alone (video-to-video input), same weights and rules as vace_encoder().
+  std::unique_ptr<WanVaeEncoder> video_encoder();
+
   // Weight materialisations so far (files read, or random weights built): a preset change that
   // keeps everything adds none.
   struct Stats {
@@ -160,6 +177,9 @@ class SessionFactory {
   DecoderKind live_decoder_kind(DecoderKind asked);  // what `asked` really runs here
   const WeightStore* wan_vae_weights();              // null when the model has none
   void ensure_text(const RuntimeChoice& runtime);
+  void load_vace();
+  const WeightStore& encoder_weights(const char* what);
+  std::shared_ptr<const CausalWanModel> attach_vace(std::shared_ptr<const CausalWanModel> model);
   // umT5 weights and tokenizer from the explicit files or the folder; ConfigError when absent.
   std::pair<std::filesystem::path, std::filesystem::path> text_encoder_files() const;
   RuntimeChoice runtime_for(const Preset& preset) const;

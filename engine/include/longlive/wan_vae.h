@@ -107,6 +107,26 @@ class WanVaeEncoder {
   // reference does (1, then groups of temporal_scale frames, `frames_per_pass` groups at a time).
   at::Tensor encode(const at::Tensor& video, int64_t groups_per_pass = 1);
 
+  // The causal-conv cache of one streamed signal (VACE keeps one per control stream).
+  class Stream {
+   public:
+    Stream();
+    ~Stream();
+    Stream(Stream&&) noexcept;
+    Stream& operator=(Stream&&) noexcept;
+    void reset();  // the next encode_next() starts a new video
+    bool started() const;
+
+   private:
+    friend class WanVaeEncoder;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+  };
+  // Encodes the next frames of a stream, [1, T, 3, H, W] in [-1, 1]: the first call takes
+  // 1 + 4k frames (its first frame is encoded alone), later calls 4k frames; returns their
+  // latents as encode() does. Any such split of a video gives encode()'s latents.
+  at::Tensor encode_next(const at::Tensor& video, Stream& stream, int64_t groups_per_pass = 1);
+
   const WanVaeConfig& config() const;
 
  private:

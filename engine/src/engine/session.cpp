@@ -20,8 +20,10 @@
 #include "longlive/profiler.h"
 #include "longlive/taehv.h"
 #include "longlive/text_encoder.h"
+#include "longlive/vace.h"
 #include "longlive/wan_vae.h"
 #include "model/causal_wan.h"
+#include "model/vace.h"
 
 namespace longlive {
 namespace {
@@ -211,6 +213,10 @@ struct SessionFactory::Resident {
   std::map<DitKey, std::weak_ptr<const CausalWanModel>> models;
   std::deque<std::shared_ptr<const CausalWanModel>> recent;  // newest first, kRecentDits at most
   std::optional<WeightStore> taehv, wan_vae;
+  std::optional<WeightStore> vace;  // vace_* tensors (null: VACE off, see vace_status)
+  bool vace_checked = false;
+  std::string vace_status = "VACE: not looked for yet (no session opened)";
+  std::optional<WeightStore> vace_vae;  // the tiny model's random VAE with its encoder
   std::shared_ptr<TextEncoder> text;
   std::shared_ptr<PromptCache> prompts;
 };
@@ -271,11 +277,113 @@ std::shared_ptr<const CausalWanModel> SessionFactory::dit_for(const GeneratorOpt
     }
   }
   WeightStore merged = r.lora ? merge_lora(*r.dit, *r.lora, o.lora_alpha) : *r.dit;
-  auto model =
-      std::make_shared<const CausalWanModel>(merged, o.model, o.device, o.dtype, o.runtime);
+  auto model = attach_vace(
+      std::make_shared<const CausalWanModel>(merged, o.model, o.device, o.dtype, o.runtime));
   ++stats_.dit_builds;
   r.models[key] = model;
   return model;
+}
+
+// VACE weights once per factory: random for the tiny model, else the explicit file or the
+// folder's. Only an explicit file's problems are errors; otherwise VACE is off with a message.
+void SessionFactory::load_vace() {
+  Resident& r = *resident_;
+  if (r.vace_checked) return;
+  r.vace_checked = true;
+  if (!model_.vace) {
+    r.vace_status = "VACE: off";
+    return;
+  }
+  if (model_.full_random) {
+    r.vace_status = "VACE: off (random full-size model)";
+    return;
+  }
+  if (model_.tiny_random) {
+    r.vace = make_random_vace_weights(r.config, 96, 7);
+    ++stats_.weight_loads;
+  } else {
+    auto file = model_.vace_file;
+    if (!file && !model_.folder.empty()) file = find_vace_file(model_.folder);
+    if (!file) {
+      r.vace_status = fmt::format(
+          "VACE: off (no Wan2_1-VACE_module_1_3B_bf16.safetensors or "
+          "Wan2.1-VACE-1.3B/diffusion_pytorch_model.safetensors in '{}')",
+          model_.folder.string());
+      log::info("{}", r.vace_status);
+      return;
+    }
+    try {
+      r.vace = pinned_for(load_vace_weights(*file), device_);
+      ++stats_.weight_loads;
+    } catch (const Error& e) {
+      if (model_.vace_file) throw;
+      r.vace_status = fmt::format("VACE: off ({})", e.what());
+      log::warn("{}", r.vace_status);
+      return;
+    }
+  }
+  try {
+    const VaceLayout layout = infer_vace_layout(*r.vace, r.config);
+    r.vace_status = fmt::format("VACE: {} blocks feeding DiT layers {}", layout.blocks(),
+                                fmt::join(layout.layers, ", "));
+    log::info("{}", r.vace_status);
+  } catch (const Error& e) {
+    if (model_.vace_file) throw;
+    r.vace.reset();
+    r.vace_status = fmt::format("VACE: off ({})", e.what());
+    log::warn("{}", r.vace_status);
+  }
+}
+
+std::shared_ptr<const CausalWanModel> SessionFactory::attach_vace(
+    std::shared_ptr<const CausalWanModel> model) {
+  Resident& r = *resident_;
+  if (!r.vace) return model;
+  try {
+    return model->with_vace(*r.vace);
+  } catch (const Error& e) {
+    // Weights of another model size: the stream runs without VACE, unless the user named them.
+    if (model_.vace_file) throw;
+    r.vace.reset();
+    r.vace_status = fmt::format("VACE: off ({})", e.what());
+    log::warn("{}", r.vace_status);
+    return model;
+  }
+}
+
+bool SessionFactory::vace_available() const { return resident_->vace.has_value(); }
+const std::string& SessionFactory::vace_status() const { return resident_->vace_status; }
+
+// The Wan VAE with its encoder: the tiny model's random one, else the folder's.
+const WeightStore& SessionFactory::encoder_weights(const char* what) {
+  Resident& r = *resident_;
+  if (model_.tiny_random) {
+    if (!r.vace_vae) r.vace_vae = make_random_wan_vae_weights(WanVaeConfig::tiny(), 0, true);
+    return *r.vace_vae;
+  }
+  const WeightStore* weights = wan_vae_weights();
+  if (!weights)
+    throw IoError(fmt::format("{} needs the Wan VAE's encoder: no Wan2.1_VAE.pth in '{}'", what,
+                              model_.folder.string()));
+  return *weights;
+}
+
+namespace {
+DecoderOptions encoder_options(at::Device device) {
+  DecoderOptions options;
+  options.device = device;
+  options.dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  return options;
+}
+}  // namespace
+
+std::unique_ptr<VaceContextEncoder> SessionFactory::vace_encoder() {
+  return std::make_unique<VaceContextEncoder>(encoder_weights("VACE"), encoder_options(device_));
+}
+
+std::unique_ptr<WanVaeEncoder> SessionFactory::video_encoder() {
+  return std::make_unique<WanVaeEncoder>(encoder_weights("video-to-video"),
+                                         encoder_options(device_));
 }
 
 void SessionFactory::keep_recent(std::shared_ptr<const CausalWanModel> model) {
@@ -414,6 +522,7 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
     }
     ++stats_.weight_loads;
   }
+  load_vace();
   if (model_.tiny_random) {
     height = height ? height : 64;
     width = width ? width : 64;

@@ -22,11 +22,34 @@ nlohmann::json describe_weights(const WeightStore& store, const std::string& fil
     parameters += t.numel();
     bytes += nbytes;
   }
-  return {{"file", file},
-          {"tensors", tensors},
-          {"count", tensors.size()},
-          {"parameters", parameters},
-          {"bytes", bytes}};
+  nlohmann::json out = {{"file", file},
+                        {"tensors", tensors},
+                        {"count", tensors.size()},
+                        {"parameters", parameters},
+                        {"bytes", bytes}};
+  // VACE weights (a Wan2_1-VACE_module file, or the vace_* part of a Wan2.1-VACE model).
+  for (const auto& name : store.names()) {
+    const std::string patch = "vace_patch_embedding.weight";
+    if (name.size() < patch.size() || name.compare(name.size() - patch.size(), patch.size(), patch))
+      continue;
+    const std::string prefix = name.substr(0, name.size() - patch.size());
+    int64_t blocks = 0;
+    while (store.contains(fmt::format("{}vace_blocks.{}.modulation", prefix, blocks))) ++blocks;
+    int64_t vace_parameters = 0;
+    for (const auto& n : store.names())
+      if (n.find("vace_") != std::string::npos) vace_parameters += store.get(n).numel();
+    const at::Tensor& w = store.get(name);
+    nlohmann::json vace = {{"blocks", blocks},
+                           {"context_channels", w.dim() == 5 ? w.size(1) : 0},
+                           {"dim", w.size(0)},
+                           {"parameters", vace_parameters},
+                           {"base_dit_included", store.contains(prefix + "blocks.0.modulation")}};
+    if (const auto it = store.metadata().find("vace_layers"); it != store.metadata().end())
+      vace["layers"] = nlohmann::json::parse(it->second, nullptr, false);
+    out["vace"] = vace;
+    break;
+  }
+  return out;
 }
 
 std::string format_weights_table(const nlohmann::json& d) {
@@ -43,6 +66,18 @@ std::string format_weights_table(const nlohmann::json& d) {
   }
   out += fmt::format("total: {} tensors, {} parameters, {:.2f} MiB\n", d["count"].get<size_t>(),
                      d["parameters"].get<int64_t>(), d["bytes"].get<int64_t>() / (1024.0 * 1024.0));
+  if (d.contains("vace")) {
+    const auto& v = d["vace"];
+    const int64_t blocks = v["blocks"].get<int64_t>();
+    out += fmt::format(
+        "VACE: {} blocks (dim {}), context {} channels, {} parameters{}; hints feed {}\n", blocks,
+        v["dim"].get<int64_t>(), v["context_channels"].get<int64_t>(),
+        v["parameters"].get<int64_t>(),
+        v["base_dit_included"].get<bool>() ? ", with a base DiT" : "",
+        v.contains("layers") ? fmt::format("DiT layers {}", v["layers"].dump())
+                             : fmt::format("every L/{}-th layer of an L-layer DiT (1.3B: {} of 30)",
+                                           blocks, blocks == 15 ? "0, 2, ..., 28" : "see docs"));
+  }
   return out;
 }
 

@@ -42,6 +42,35 @@ std::shared_ptr<const CausalWanModel> CausalWanModel::sharing_weights(
   return copy;
 }
 
+std::shared_ptr<const CausalWanModel> CausalWanModel::with_vace(const WeightStore& vace) const {
+  auto copy = std::make_shared<CausalWanModel>(*this);  // DiT tensors are shared handles
+  const VaceLayout layout = infer_vace_layout(vace, config_);
+  const int64_t d = config_.dim;
+  const auto& p = config_.patch;
+  const std::string& pre = layout.prefix;
+  auto w = [&](const std::string& name, at::IntArrayRef shape) {
+    return vace.require(pre + name, shape).to(device_, dtype_).contiguous();
+  };
+  copy->vace_layout_ = layout;
+  copy->vace_blocks_.clear();
+  copy->vace_after_w_.clear();
+  copy->vace_after_b_.clear();
+  copy->vace_patch_w_ = w("vace_patch_embedding.weight", {d, layout.in_channels, p[0], p[1], p[2]});
+  copy->vace_patch_b_ = w("vace_patch_embedding.bias", {d});
+  copy->vace_before_w_ = w("vace_blocks.0.before_proj.weight", {d, d});
+  copy->vace_before_b_ = w("vace_blocks.0.before_proj.bias", {d});
+  copy->hint_of_layer_.assign(static_cast<size_t>(config_.num_layers), -1);
+  for (int64_t i = 0; i < layout.blocks(); ++i) {
+    const std::string n = fmt::format("vace_blocks.{}.", i);
+    // No FP8 copies: VACE blocks run the plain layer code (see run()).
+    copy->vace_blocks_.push_back(load_block(vace, pre + n, /*fp8=*/false));
+    copy->vace_after_w_.push_back(w(n + "after_proj.weight", {d, d}));
+    copy->vace_after_b_.push_back(w(n + "after_proj.bias", {d}));
+    copy->hint_of_layer_[static_cast<size_t>(layout.layers[i])] = i;
+  }
+  return copy;
+}
+
 CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& config,
                                at::Device device, at::ScalarType dtype, const DitRuntime& runtime)
     : config_(config), device_(device), dtype_(dtype), runtime_(runtime) {
@@ -80,52 +109,9 @@ CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& conf
   head_w_ = w("head.head.weight", {patch_out, d});
   head_b_ = w("head.head.bias", {patch_out});
 
-  for (int64_t i = 0; i < config.num_layers; ++i) {
-    const std::string n = fmt::format("blocks.{}.", i);
-    Block b;
-    b.modulation = f32(n + "modulation", {1, 6, d});
-    b.qkv_w = at::cat({w(n + "self_attn.q.weight", {d, d}), w(n + "self_attn.k.weight", {d, d}),
-                       w(n + "self_attn.v.weight", {d, d})});
-    b.qkv_b = at::cat({w(n + "self_attn.q.bias", {d}), w(n + "self_attn.k.bias", {d}),
-                       w(n + "self_attn.v.bias", {d})});
-    b.q_w = b.qkv_w.narrow(0, 0, d);
-    b.k_w = b.qkv_w.narrow(0, d, d);
-    b.v_w = b.qkv_w.narrow(0, 2 * d, d);
-    b.q_b = b.qkv_b.narrow(0, 0, d);
-    b.k_b = b.qkv_b.narrow(0, d, d);
-    b.v_b = b.qkv_b.narrow(0, 2 * d, d);
-    b.o_w = w(n + "self_attn.o.weight", {d, d});
-    b.o_b = w(n + "self_attn.o.bias", {d});
-    b.norm_q = w(n + "self_attn.norm_q.weight", {d});
-    b.norm_k = w(n + "self_attn.norm_k.weight", {d});
-    if (config.cross_attn_norm) {
-      b.norm3_w = f32(n + "norm3.weight", {d});
-      b.norm3_b = f32(n + "norm3.bias", {d});
-    }
-    b.cq_w = w(n + "cross_attn.q.weight", {d, d});
-    b.cq_b = w(n + "cross_attn.q.bias", {d});
-    b.ck_w = w(n + "cross_attn.k.weight", {d, d});
-    b.ck_b = w(n + "cross_attn.k.bias", {d});
-    b.cv_w = w(n + "cross_attn.v.weight", {d, d});
-    b.cv_b = w(n + "cross_attn.v.bias", {d});
-    b.co_w = w(n + "cross_attn.o.weight", {d, d});
-    b.co_b = w(n + "cross_attn.o.bias", {d});
-    b.cnorm_q = w(n + "cross_attn.norm_q.weight", {d});
-    b.cnorm_k = w(n + "cross_attn.norm_k.weight", {d});
-    b.ffn0_w = w(n + "ffn.0.weight", {config.ffn_dim, d});
-    b.ffn0_b = w(n + "ffn.0.bias", {config.ffn_dim});
-    b.ffn2_w = w(n + "ffn.2.weight", {d, config.ffn_dim});
-    b.ffn2_b = w(n + "ffn.2.bias", {d});
-    if (fp8_) {
-      b.qkv8 = ops::quantize_weight_fp8(b.qkv_w);
-      b.o8 = ops::quantize_weight_fp8(b.o_w);
-      b.cq8 = ops::quantize_weight_fp8(b.cq_w);
-      b.co8 = ops::quantize_weight_fp8(b.co_w);
-      b.ffn0_8 = ops::quantize_weight_fp8(b.ffn0_w);
-      b.ffn2_8 = ops::quantize_weight_fp8(b.ffn2_w);
-    }
-    blocks_.push_back(std::move(b));
-  }
+  for (int64_t i = 0; i < config.num_layers; ++i)
+    blocks_.push_back(load_block(weights, fmt::format("blocks.{}.", i), fp8_));
+  hint_of_layer_.assign(static_cast<size_t>(config.num_layers), -1);
 
   // Head dim d splits into d - 4*(d/6) frame channels and 2*(d/6) each for height and width.
   const int64_t hd = config.head_dim();
@@ -136,6 +122,60 @@ CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& conf
   const at::Tensor hw_inv = rope_inverse_frequencies(hw_channels);
   angles_h_ = at::outer(positions, hw_inv).to(device);
   angles_w_ = angles_h_;
+}
+
+CausalWanModel::Block CausalWanModel::load_block(const WeightStore& weights, const std::string& n,
+                                                 bool fp8) const {
+  const int64_t d = config_.dim;
+  auto w = [&](const std::string& name, at::IntArrayRef shape) {
+    return weights.require(name, shape).to(device_, dtype_).contiguous();
+  };
+  auto f32 = [&](const std::string& name, at::IntArrayRef shape) {
+    return weights.require(name, shape).to(device_, at::kFloat).contiguous();
+  };
+  Block b;
+  b.modulation = f32(n + "modulation", {1, 6, d});
+  b.qkv_w = at::cat({w(n + "self_attn.q.weight", {d, d}), w(n + "self_attn.k.weight", {d, d}),
+                     w(n + "self_attn.v.weight", {d, d})});
+  b.qkv_b = at::cat({w(n + "self_attn.q.bias", {d}), w(n + "self_attn.k.bias", {d}),
+                     w(n + "self_attn.v.bias", {d})});
+  b.q_w = b.qkv_w.narrow(0, 0, d);
+  b.k_w = b.qkv_w.narrow(0, d, d);
+  b.v_w = b.qkv_w.narrow(0, 2 * d, d);
+  b.q_b = b.qkv_b.narrow(0, 0, d);
+  b.k_b = b.qkv_b.narrow(0, d, d);
+  b.v_b = b.qkv_b.narrow(0, 2 * d, d);
+  b.o_w = w(n + "self_attn.o.weight", {d, d});
+  b.o_b = w(n + "self_attn.o.bias", {d});
+  b.norm_q = w(n + "self_attn.norm_q.weight", {d});
+  b.norm_k = w(n + "self_attn.norm_k.weight", {d});
+  if (config_.cross_attn_norm) {
+    b.norm3_w = f32(n + "norm3.weight", {d});
+    b.norm3_b = f32(n + "norm3.bias", {d});
+  }
+  b.cq_w = w(n + "cross_attn.q.weight", {d, d});
+  b.cq_b = w(n + "cross_attn.q.bias", {d});
+  b.ck_w = w(n + "cross_attn.k.weight", {d, d});
+  b.ck_b = w(n + "cross_attn.k.bias", {d});
+  b.cv_w = w(n + "cross_attn.v.weight", {d, d});
+  b.cv_b = w(n + "cross_attn.v.bias", {d});
+  b.co_w = w(n + "cross_attn.o.weight", {d, d});
+  b.co_b = w(n + "cross_attn.o.bias", {d});
+  b.cnorm_q = w(n + "cross_attn.norm_q.weight", {d});
+  b.cnorm_k = w(n + "cross_attn.norm_k.weight", {d});
+  b.ffn0_w = w(n + "ffn.0.weight", {config_.ffn_dim, d});
+  b.ffn0_b = w(n + "ffn.0.bias", {config_.ffn_dim});
+  b.ffn2_w = w(n + "ffn.2.weight", {d, config_.ffn_dim});
+  b.ffn2_b = w(n + "ffn.2.bias", {d});
+  if (fp8) {
+    b.qkv8 = ops::quantize_weight_fp8(b.qkv_w);
+    b.o8 = ops::quantize_weight_fp8(b.o_w);
+    b.cq8 = ops::quantize_weight_fp8(b.cq_w);
+    b.co8 = ops::quantize_weight_fp8(b.co_w);
+    b.ffn0_8 = ops::quantize_weight_fp8(b.ffn0_w);
+    b.ffn2_8 = ops::quantize_weight_fp8(b.ffn2_w);
+  }
+  return b;
 }
 
 KvCacheShape CausalWanModel::kv_shape(int64_t latent_height, int64_t latent_width,
@@ -187,12 +227,13 @@ void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds,
   const int64_t hd = config_.head_dim();
   // A cache of the same shape is overwritten in place, so its tensors keep their addresses
   // (captured CUDA graphs read them; see pipeline/dit_graphs.h).
-  const bool in_place = !blocks_.empty() && cache.k.size() == blocks_.size() &&
+  const size_t layers = blocks_.size() + vace_blocks_.size();
+  const bool in_place = !blocks_.empty() && cache.k.size() == layers &&
                         cache.k[0].device() == device_ && cache.k[0].scalar_type() == dtype_ &&
                         cache.k[0].sizes() == at::IntArrayRef({1, n, config_.text_len, hd});
   if (!in_place) cache.clear();
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    const Block& b = blocks_[i];
+  for (size_t i = 0; i < layers; ++i) {
+    const Block& b = i < blocks_.size() ? blocks_[i] : vace_blocks_[i - blocks_.size()];
     at::Tensor k = ops::linear(context, b.ck_w, b.ck_b);
     if (config_.qk_norm) k = ops::rms_norm(k, b.cnorm_k, config_.eps);
     const at::Tensor v = ops::linear(context, b.cv_w, b.cv_b);
@@ -209,8 +250,8 @@ void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds,
 }
 
 at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const at::Tensor& x,
-                                          const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
-                                          const KvCache::Plan& plan) const {
+                                          const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
+                                          const KvCache::Plan* plan) const {
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
   const int64_t seq = x.size(1);
@@ -230,14 +271,19 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
     q = ops::apply_rope(q.view({1, seq, n, hd}), cos, sin);
     k = ops::apply_rope(k.view({1, seq, n, hd}), cos, sin);
   }
-  {
-    const ProfileScope scope("kv_write");
-    kv.write(layer, plan, k.transpose(1, 2), v.transpose(1, 2), seq / kv.shape().tokens_per_frame);
-  }
   at::Tensor out;
-  {
+  if (kv == nullptr) {
     const ProfileScope scope("self_attention");
-    out = ops::attention(q.transpose(1, 2), kv.keys(layer, plan), kv.values(layer, plan),
+    out =
+        ops::attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), runtime_.attention);
+  } else {
+    {
+      const ProfileScope scope("kv_write");
+      kv->write(layer, *plan, k.transpose(1, 2), v.transpose(1, 2),
+                seq / kv->shape().tokens_per_frame);
+    }
+    const ProfileScope scope("self_attention");
+    out = ops::attention(q.transpose(1, 2), kv->keys(layer, *plan), kv->values(layer, *plan),
                          runtime_.attention);
   }
   const ProfileScope scope("gemm");
@@ -246,8 +292,8 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
 
 at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& timesteps,
                                    KvCache& kv, const KvCache::Plan& plan,
-                                   const CrossAttnCache& cross) const {
-  return run(prepare(latents, timesteps, plan), kv, plan, cross);
+                                   const CrossAttnCache& cross, const VaceStep* vace) const {
+  return run(prepare(latents, timesteps, plan), kv, plan, cross, vace);
 }
 
 CausalWanModel::ForwardArgs CausalWanModel::prepare(const at::Tensor& latents,
@@ -286,9 +332,13 @@ CausalWanModel::ForwardArgs CausalWanModel::prepare(const at::Tensor& latents,
 }
 
 at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
-                               const CrossAttnCache& cross) const {
+                               const CrossAttnCache& cross, const VaceStep* vace) const {
   if (cross.empty())
     throw Error("DiT forward without text conditioning (cross-attention cache empty)");
+  if (vace != nullptr && !has_vace())
+    throw Error("DiT forward with a VACE context, but no VACE weights are loaded");
+  if (vace != nullptr && cross.k.size() != blocks_.size() + vace_blocks_.size())
+    throw Error("DiT forward with VACE: the text K/V were built without the VACE blocks");
   const auto& p = config_.patch;
   const int64_t frames = args.latents.size(1);
 
@@ -315,11 +365,17 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   // Head: 2-way modulation from the time embedding (before the projection).
   const at::Tensor head_mod = head_modulation_.unsqueeze(1) + e.view({1, frames, 1, config_.dim});
   embed_scope.reset();
+  std::vector<at::Tensor> hints;
+  if (vace != nullptr) {
+    hints = vace_hints(x, e0, cross, *vace, frames, h, w);
+    if (vace->hints_out != nullptr) *vace->hints_out = at::stack(hints);
+  }
+  const double scale = vace != nullptr ? vace->scale : 0.0;
   at::Tensor out;
   if (fused_) {
-    out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames);
+    out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale);
   } else {
-    out = plain_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames);
+    out = plain_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale);
   }
   const ProfileScope head_scope("head");
   out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
@@ -332,57 +388,112 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   return out;
 }
 
+at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::Tensor& e0,
+                                       const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
+                                       const KvCache::Plan* plan, int64_t layer,
+                                       const CrossAttnCache& cross, size_t cross_index,
+                                       int64_t frames) const {
+  const int64_t seq = x.size(1);
+  at::Tensor mod, hidden, normed, q, attended, y;
+  auto chunk = [&](int64_t i) { return mod.narrow(2, i, 1); };
+  {
+    const ProfileScope scope("norm_modulate");
+    mod = b.modulation.unsqueeze(1) + e0;  // [1, F, 6, dim]
+    hidden = ops::layer_norm_modulate(x, chunk(0), chunk(1), frames, config_.eps);
+  }
+  y = self_attention(b, layer, hidden, cos, sin, kv, plan);
+  {
+    const ProfileScope scope("norm_modulate");
+    x = ops::gated_residual(x, y, chunk(2), frames);
+    normed =
+        config_.cross_attn_norm ? ops::layer_norm_affine(x, b.norm3_w, b.norm3_b, config_.eps) : x;
+  }
+  {
+    const ProfileScope scope("gemm");
+    q = ops::linear(normed, b.cq_w, b.cq_b);
+  }
+  {
+    const ProfileScope scope("rms_rope");
+    if (config_.qk_norm) q = ops::rms_norm(q, b.cnorm_q, config_.eps);
+    q = q.view({1, seq, config_.num_heads, config_.head_dim()}).transpose(1, 2);
+  }
+  {
+    const ProfileScope scope("cross_attention");
+    attended = ops::attention(q, cross.k[cross_index], cross.v[cross_index], runtime_.attention);
+  }
+  {
+    const ProfileScope scope("gemm");
+    y = ops::linear(attended.transpose(1, 2).reshape({1, seq, config_.dim}), b.co_w, b.co_b);
+  }
+  {
+    const ProfileScope scope("norm_modulate");
+    x = x + y.to(at::kFloat);
+    hidden = ops::layer_norm_modulate(x, chunk(3), chunk(4), frames, config_.eps);
+  }
+  {
+    const ProfileScope scope("gemm");
+    y = ops::linear(ops::gelu_tanh(ops::linear(hidden, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
+  }
+  const ProfileScope scope("norm_modulate");
+  return ops::gated_residual(x, y, chunk(5), frames);
+}
+
+// VACE hints of one call. The context is embedded and zero-padded to the call's tokens (a
+// reference image alone is one latent frame), mixed into the DiT's embedded input by block 0's
+// before_proj, then every VACE block runs as a DiT block without cache: self-attention over the
+// call's own tokens, RoPE frames counted from 0, the same timestep modulation, the text through
+// its own cross-attention K/V. Each block's after_proj gives its hint.
+std::vector<at::Tensor> CausalWanModel::vace_hints(const at::Tensor& x, const at::Tensor& e0,
+                                                   const CrossAttnCache& cross,
+                                                   const VaceStep& vace, int64_t frames, int64_t h,
+                                                   int64_t w) const {
+  const auto& p = config_.patch;
+  const at::Tensor& context = vace.context;
+  if (context.dim() != 4 || context.size(0) != vace_layout_.in_channels || context.size(1) < 1 ||
+      context.size(2) != h * p[1] || context.size(3) != w * p[2]) {
+    throw ConfigError(fmt::format(
+        "VACE context has shape [{}], expected [{}, F, {}, {}] (channels, latent frames, latent "
+        "height and width)",
+        fmt::join(context.sizes(), ", "), vace_layout_.in_channels, h * p[1], w * p[2]));
+  }
+  at::Tensor c = at::conv3d(context.unsqueeze(0).to(device_, dtype_), vace_patch_w_, vace_patch_b_,
+                            {p[0], p[1], p[2]});
+  c = c.flatten(2).transpose(1, 2).to(at::kFloat);  // [1, S', dim]
+  const int64_t seq = x.size(1);
+  // Fewer tokens (reference images only) are zero-padded; more (references in front of a full
+  // block of frames) are cut to the call's tokens, dropping the last frames, as the reference
+  // (Scope's causal VACE) does.
+  if (c.size(1) < seq) c = at::constant_pad_nd(c, {0, 0, 0, seq - c.size(1)});
+  if (c.size(1) > seq) c = c.narrow(1, 0, seq);
+  c = x + ops::linear(c, vace_before_w_, vace_before_b_).to(at::kFloat);
+
+  at::Tensor cos = rope_cos_sin(0, frames, h, w, false);
+  at::Tensor sin = rope_cos_sin(0, frames, h, w, true);
+  if (dtype_ != at::kFloat && dtype_ != at::kDouble) {
+    cos = cos.to(at::kFloat);
+    sin = sin.to(at::kFloat);
+  }
+  std::vector<at::Tensor> hints;
+  hints.reserve(vace_blocks_.size());
+  for (size_t i = 0; i < vace_blocks_.size(); ++i) {
+    c = plain_block(vace_blocks_[i], c, e0, cos, sin, nullptr, nullptr, -1, cross,
+                    blocks_.size() + i, frames);
+    hints.push_back(ops::linear(c, vace_after_w_[i], vace_after_b_[i]).to(at::kFloat));
+  }
+  return hints;
+}
+
 at::Tensor CausalWanModel::plain_layers(at::Tensor x, const at::Tensor& e0,
                                         const at::Tensor& head_mod, const at::Tensor& cos,
                                         const at::Tensor& sin, KvCache& kv,
                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
-                                        int64_t frames) const {
+                                        int64_t frames, const std::vector<at::Tensor>& hints,
+                                        double hint_scale) const {
   for (size_t layer = 0; layer < blocks_.size(); ++layer) {
-    const Block& b = blocks_[layer];
-    const int64_t seq = x.size(1);
-    at::Tensor mod, hidden, normed, q, attended, y;
-    auto chunk = [&](int64_t i) { return mod.narrow(2, i, 1); };
-    {
-      const ProfileScope scope("norm_modulate");
-      mod = b.modulation.unsqueeze(1) + e0;  // [1, F, 6, dim]
-      hidden = ops::layer_norm_modulate(x, chunk(0), chunk(1), frames, config_.eps);
-    }
-    y = self_attention(b, static_cast<int64_t>(layer), hidden, cos, sin, kv, plan);
-    {
-      const ProfileScope scope("norm_modulate");
-      x = ops::gated_residual(x, y, chunk(2), frames);
-      normed = config_.cross_attn_norm
-                   ? ops::layer_norm_affine(x, b.norm3_w, b.norm3_b, config_.eps)
-                   : x;
-    }
-    {
-      const ProfileScope scope("gemm");
-      q = ops::linear(normed, b.cq_w, b.cq_b);
-    }
-    {
-      const ProfileScope scope("rms_rope");
-      if (config_.qk_norm) q = ops::rms_norm(q, b.cnorm_q, config_.eps);
-      q = q.view({1, seq, config_.num_heads, config_.head_dim()}).transpose(1, 2);
-    }
-    {
-      const ProfileScope scope("cross_attention");
-      attended = ops::attention(q, cross.k[layer], cross.v[layer], runtime_.attention);
-    }
-    {
-      const ProfileScope scope("gemm");
-      y = ops::linear(attended.transpose(1, 2).reshape({1, seq, config_.dim}), b.co_w, b.co_b);
-    }
-    {
-      const ProfileScope scope("norm_modulate");
-      x = x + y.to(at::kFloat);
-      hidden = ops::layer_norm_modulate(x, chunk(3), chunk(4), frames, config_.eps);
-    }
-    {
-      const ProfileScope scope("gemm");
-      y = ops::linear(ops::gelu_tanh(ops::linear(hidden, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
-    }
-    const ProfileScope scope("norm_modulate");
-    x = ops::gated_residual(x, y, chunk(5), frames);
+    x = plain_block(blocks_[layer], x, e0, cos, sin, &kv, &plan, static_cast<int64_t>(layer), cross,
+                    layer, frames);
+    const int64_t hint = hint_of_layer_[layer];
+    if (!hints.empty() && hint >= 0) x = x + hints[static_cast<size_t>(hint)] * hint_scale;
   }
   const ProfileScope scope("norm_modulate");
   return ops::layer_norm_modulate(x, head_mod.narrow(2, 0, 1), head_mod.narrow(2, 1, 1), frames,
@@ -401,7 +512,8 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
                                         const at::Tensor& head_mod, const at::Tensor& cos,
                                         const at::Tensor& sin, KvCache& kv,
                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
-                                        int64_t frames) const {
+                                        int64_t frames, const std::vector<at::Tensor>& hints,
+                                        double hint_scale) const {
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
   const int64_t d = config_.dim;
@@ -504,6 +616,15 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
       }
     }
     pending_gate = mod.narrow(2, 5, 1);
+    if (const int64_t hint = hint_of_layer_[layer]; !hints.empty() && hint >= 0) {
+      // The hint goes after this layer's FFN residual: settle the deferred add first.
+      const ProfileScope scope("vace");
+      x = ops::gated_residual(x, pending, pending_gate, frames)
+              .add_(hints[static_cast<size_t>(hint)], hint_scale)
+              .contiguous();
+      pending = at::Tensor();
+      pending_gate = at::Tensor();
+    }
   }
   const at::Tensor shift = head_mod.narrow(2, 0, 1), scale = head_mod.narrow(2, 1, 1);
   fused::NormInputs head{.shift = &shift, .scale = &scale, .frames = frames};

@@ -13,6 +13,7 @@
 #include "longlive/wan_model.h"
 #include "longlive/weights.h"
 #include "model/ops.h"
+#include "model/vace.h"
 
 namespace longlive {
 
@@ -30,6 +31,14 @@ class CausalWanModel {
   // FP8 linears must stay as they are (their quantised copies are made at load); Error otherwise.
   std::shared_ptr<const CausalWanModel> sharing_weights(const DitRuntime& runtime) const;
 
+  // The same DiT with VACE hint blocks (see model/vace.h), sharing the DiT's weights. Every
+  // tensor is checked by name and shape against this DiT (WeightError naming the file, the
+  // tensor, the expected and actual shape). The VACE blocks run the plain layer code (no FP8
+  // copies; see run()).
+  std::shared_ptr<const CausalWanModel> with_vace(const WeightStore& vace) const;
+  bool has_vace() const { return !vace_blocks_.empty(); }
+  const VaceLayout& vace_layout() const { return vace_layout_; }
+
   const WanConfig& config() const { return config_; }
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
@@ -41,15 +50,18 @@ class CausalWanModel {
   // (requested, fused loop, a build with cudnn-frontend, Hopper or newer).
   bool uses_fp8_attention() const { return fp8_attention_; }
 
-  // Embeds the prompt ([1, L <= text_len, text_dim]) and fills the per-layer text K/V.
+  // Embeds the prompt ([1, L <= text_len, text_dim]) and fills the per-layer text K/V (the DiT's
+  // layers, then the VACE blocks' when attached).
   void build_cross_cache(const at::Tensor& prompt_embeds, CrossAttnCache& cache) const;
 
   // One forward over frames [start_frame, start_frame + F).
   //   latents: [1, F, C, H, W] (pipeline layout), timesteps: [1, F] (any real dtype).
   // Writes K/V as planned and returns the flow prediction [1, F, C, H, W] in float32.
   // Same as run(prepare(...)).
+  // `vace`: hints for this call (denoising steps only; requires has_vace()).
   at::Tensor forward(const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
-                     const KvCache::Plan& plan, const CrossAttnCache& cross) const;
+                     const KvCache::Plan& plan, const CrossAttnCache& cross,
+                     const VaceStep* vace = nullptr) const;
 
   // The device inputs of a forward that depend on host values (which frames run, their
   // positions): everything run() reads besides the weights and the caches.
@@ -64,8 +76,11 @@ class CausalWanModel {
   // The forward proper. Every host value it depends on is in the plan (cache slots written and
   // attended) and in the shapes, so one CUDA graph per plan replays it with new `args` (see
   // pipeline/dit_graphs.h). Returns the flow [1, F', C, H, W] float32.
+  // With `vace`, the hints are computed first (once per call) and layer vace_layout().layers[N]
+  // adds scale * hint_N to its output. The VACE context and scale are inputs a captured graph
+  // would not see: callers run VACE calls eagerly (StreamGenerator does).
   at::Tensor run(const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
-                 const CrossAttnCache& cross) const;
+                 const CrossAttnCache& cross, const VaceStep* vace = nullptr) const;
 
   KvCacheShape kv_shape(int64_t latent_height, int64_t latent_width, int64_t sink_frames,
                         int64_t window_frames) const;
@@ -82,22 +97,34 @@ class CausalWanModel {
     at::Tensor ffn0_w, ffn0_b, ffn2_w, ffn2_b;
   };
 
+  Block load_block(const WeightStore& weights, const std::string& prefix, bool fp8) const;
   at::Tensor rope_cos_sin(int64_t start_frame, int64_t frames, int64_t h, int64_t w,
                           bool sine) const;
+  // kv == nullptr: attention over x's own tokens only (VACE blocks have no cache).
   at::Tensor self_attention(const Block& b, int64_t layer, const at::Tensor& x,
-                            const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
-                            const KvCache::Plan& plan) const;
+                            const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
+                            const KvCache::Plan* plan) const;
+  // One block, plain ATen ops: x [1, S, dim] float32 -> x after the FFN residual. `layer` indexes
+  // the KV cache (when given) and `cross_index` the text K/V.
+  at::Tensor plain_block(const Block& b, at::Tensor x, const at::Tensor& e0, const at::Tensor& cos,
+                         const at::Tensor& sin, KvCache* kv, const KvCache::Plan* plan,
+                         int64_t layer, const CrossAttnCache& cross, size_t cross_index,
+                         int64_t frames) const;
+  // The hints of one call: [blocks] x [1, S, dim] float32. x: the patch-embedded input.
+  std::vector<at::Tensor> vace_hints(const at::Tensor& x, const at::Tensor& e0,
+                                     const CrossAttnCache& cross, const VaceStep& vace,
+                                     int64_t frames, int64_t h, int64_t w) const;
   // The transformer blocks and the head's modulated norm: [1, S, dim] float32 -> [1, S, dim]
   // ready for the head projection. Plain ATen ops, or the fused kernels.
   at::Tensor plain_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
-                          const KvCache::Plan& plan, const CrossAttnCache& cross,
-                          int64_t frames) const;
+                          const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
+                          const std::vector<at::Tensor>& hints, double hint_scale) const;
   // The fused-kernel layer loop (same maths as the plain loop in forward()).
   at::Tensor fused_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
-                          const KvCache::Plan& plan, const CrossAttnCache& cross,
-                          int64_t frames) const;
+                          const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
+                          const std::vector<at::Tensor>& hints, double hint_scale) const;
   at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                      const ops::Fp8Weight& w8) const;
 
@@ -114,6 +141,13 @@ class CausalWanModel {
   at::Tensor proj_w_, proj_b_;
   at::Tensor head_modulation_, head_w_, head_b_;
   std::vector<Block> blocks_;
+  // VACE (with_vace()): blocks, their projections, the context's patch embedding, and for each
+  // DiT layer the hint it receives (-1: none).
+  VaceLayout vace_layout_;
+  std::vector<Block> vace_blocks_;
+  std::vector<at::Tensor> vace_after_w_, vace_after_b_;
+  at::Tensor vace_before_w_, vace_before_b_, vace_patch_w_, vace_patch_b_;
+  std::vector<int64_t> hint_of_layer_;
   // RoPE inverse frequencies per axis (float64) and the fixed height/width angle tables.
   at::Tensor inv_freq_frame_;
   at::Tensor angles_h_, angles_w_;  // [max_len, pairs] float64

@@ -7,16 +7,29 @@
 namespace longlive {
 namespace {
 
-std::optional<std::filesystem::path> find_file(const std::filesystem::path& dir,
-                                               const std::string& name) {
+template <typename Match>
+std::optional<std::filesystem::path> find_if(const std::filesystem::path& dir, const Match& match) {
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(
            dir, std::filesystem::directory_options::skip_permission_denied, ec);
        it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
-    if (it->is_regular_file() && it->path().filename() == name) return it->path();
+    if (it->is_regular_file() && match(it->path())) return it->path();
   }
   return std::nullopt;
+}
+
+bool in_vace_folder(const std::filesystem::path& p) {
+  return p.parent_path().filename().string().find("VACE") != std::string::npos;
+}
+
+// `name` anywhere under dir, outside VACE model folders (their diffusers file has the same name
+// as the base model's).
+std::optional<std::filesystem::path> find_file(const std::filesystem::path& dir,
+                                               const std::string& name) {
+  return find_if(dir, [&](const std::filesystem::path& p) {
+    return p.filename() == name && !in_vace_folder(p);
+  });
 }
 
 bool is_pickle(const std::filesystem::path& p) {
@@ -51,6 +64,34 @@ std::optional<std::filesystem::path> find_wan_vae_file(const std::filesystem::pa
   for (const char* name : {"Wan2.1_VAE.pth", "Wan2.1_VAE.safetensors"})
     if (auto f = find_file(folder, name)) return f;
   return std::nullopt;
+}
+
+std::optional<std::filesystem::path> find_vace_file(const std::filesystem::path& folder) {
+  if (auto module = find_if(folder, [](const std::filesystem::path& p) {
+        const std::string name = p.filename().string();
+        return name.find("VACE_module") != std::string::npos && p.extension() == ".safetensors";
+      }))
+    return module;
+  for (const char* name :
+       {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json"}) {
+    if (auto full = find_if(folder, [&](const std::filesystem::path& p) {
+          return p.filename() == name && in_vace_folder(p);
+        }))
+      return full;
+  }
+  return std::nullopt;
+}
+
+WeightStore load_vace_weights(const std::filesystem::path& file) {
+  const WeightStore all = WeightStore::open(file);
+  WeightStore vace;
+  for (const auto& name : all.names())
+    if (name.find("vace_") != std::string::npos) vace.add(name, all.get(name), all.source_of(name));
+  vace.add_metadata(all.metadata());
+  if (vace.size() == 0)
+    throw WeightError(
+        fmt::format("{}: no VACE tensors (vace_patch_embedding.*, vace_blocks.*)", file.string()));
+  return vace;
 }
 
 WeightStore load_dit_weights(const std::filesystem::path& file) {

@@ -42,11 +42,15 @@ double ms_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
-// One DiT forward, through a CUDA graph when the generator has a runner.
+// One DiT forward, through a CUDA graph when the generator has a runner. VACE calls run eagerly:
+// their context and scale are not graph inputs yet (the DiT-only calls of the same stream, the
+// context passes, keep their graphs).
 at::Tensor dit_forward(const CausalWanModel& model, DitGraphRunner* graphs,
                        const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
-                       const KvCache::Plan& plan, const CrossAttnCache& cross) {
-  if (graphs == nullptr) return model.forward(latents, timesteps, kv, plan, cross);
+                       const KvCache::Plan& plan, const CrossAttnCache& cross,
+                       const VaceStep* vace = nullptr) {
+  if (graphs == nullptr || vace != nullptr)
+    return model.forward(latents, timesteps, kv, plan, cross, vace);
   return graphs->run(model.prepare(latents, timesteps, plan), kv, plan, cross);
 }
 
@@ -101,8 +105,10 @@ std::shared_ptr<const CausalWanModel> build_model(const WeightStore& weights,
 }  // namespace
 
 StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOptions& options,
-                                 const WeightStore* lora)
-    : StreamGenerator(build_model(weights, options, lora), options) {}
+                                 const WeightStore* lora, const WeightStore* vace)
+    : StreamGenerator(vace ? build_model(weights, options, lora)->with_vace(*vace)
+                           : build_model(weights, options, lora),
+                      options) {}
 
 StreamGenerator::StreamGenerator(std::shared_ptr<const CausalWanModel> model,
                                  const GeneratorOptions& options)
@@ -288,6 +294,52 @@ void StreamGenerator::advance_transition(BlockTrace* trace) {
   }
 }
 
+bool StreamGenerator::vace_available() const { return model_->has_vace(); }
+
+void StreamGenerator::set_vace(std::optional<VaceInput> input) {
+  if (!input) {
+    vace_.reset();
+    return;
+  }
+  if (!model_->has_vace())
+    throw Error(
+        "VACE input given, but no VACE weights are loaded (the VACE module file is "
+        "missing from the model folder)");
+  const at::Tensor& c = input->context;
+  const auto& p = options_.model.patch;
+  const int64_t channels = model_->vace_layout().in_channels;
+  if (!c.defined() || c.dim() != 4 || c.size(0) != channels || c.size(1) < 1 ||
+      c.size(1) % p[0] != 0 || c.size(2) != options_.latent_height ||
+      c.size(3) != options_.latent_width) {
+    throw ConfigError(fmt::format(
+        "VACE context has shape [{}], expected [{}, F, {}, {}] (channels, latent frames, latent "
+        "height and width of the stream)",
+        c.defined() ? fmt::format("{}", fmt::join(c.sizes(), ", ")) : std::string("undefined"),
+        channels, options_.latent_height, options_.latent_width));
+  }
+  input->context = c.to(options_.device, at::kFloat).contiguous();
+  vace_ = std::move(input);
+}
+
+void StreamGenerator::set_v2v(std::optional<V2vInput> input) {
+  if (!input) {
+    v2v_.reset();
+    return;
+  }
+  const at::Tensor& l = input->latents;
+  const std::vector<int64_t> expected = {1, options_.frames_per_block, options_.model.in_channels,
+                                         options_.latent_height, options_.latent_width};
+  if (!l.defined() || l.sizes() != at::IntArrayRef(expected))
+    throw ConfigError(fmt::format(
+        "video-to-video latents have shape [{}], expected [{}] (one block)",
+        l.defined() ? fmt::format("{}", fmt::join(l.sizes(), ", ")) : std::string("undefined"),
+        fmt::join(expected, ", ")));
+  if (!(input->strength > 0.0 && input->strength <= 1.0))
+    throw ConfigError(fmt::format("video-to-video strength {} must be in (0, 1]", input->strength));
+  input->latents = l.to(options_.device, at::kFloat).contiguous();
+  v2v_ = std::move(input);
+}
+
 void StreamGenerator::set_noise_source(std::unique_ptr<NoiseSource> noise) {
   noise_ = std::move(noise);
 }
@@ -444,10 +496,21 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
   at::Tensor x0;
   const auto& timesteps = sampler_->timesteps();
   const auto& sigmas = sampler_->step_sigmas();
-  for (size_t s = 0; s < timesteps.size(); ++s) {
+  size_t first_step = 0;
+  if (v2v_) {
+    // Start where the schedule's noise level has come down to the strength (the last step at
+    // least), from the input noised to that level.
+    while (first_step + 1 < sigmas.size() && sigmas[first_step] > v2v_->strength) ++first_step;
+    x = FlowMatchSampler::add_noise(v2v_->latents, x, sigmas[first_step]);
+  }
+  for (size_t s = first_step; s < timesteps.size(); ++s) {
     const at::Tensor t = at::full({1, f}, timesteps[s], float_opts);
     const KvCache::Plan& plan = again ? *again : first;
-    const at::Tensor flow = dit_forward(*model_, graphs_.get(), x, t, *kv_, plan, *cross_);
+    at::Tensor hints;
+    std::optional<VaceStep> vace;
+    if (vace_) vace = VaceStep{vace_->context, vace_->scale, trace ? &hints : nullptr};
+    const at::Tensor flow =
+        dit_forward(*model_, graphs_.get(), x, t, *kv_, plan, *cross_, vace ? &*vace : nullptr);
     kv_->commit(plan);
     if (!again) again = kv_->plan(frame_, f, KvWriteKind::block_repeat, options_.global_sink);
     x0 = FlowMatchSampler::to_x0(x, flow, sigmas[s]);
@@ -455,6 +518,7 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
       trace->step_inputs.push_back(x);
       trace->step_flows.push_back(flow);
       trace->step_x0.push_back(x0);
+      if (hints.defined()) trace->step_hints.push_back(hints);
     }
     if (s + 1 < timesteps.size()) {
       const at::Tensor noise = noise_->renoise(block, static_cast<int64_t>(s), shape, float_opts);

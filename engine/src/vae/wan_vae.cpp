@@ -296,6 +296,49 @@ at::Tensor WanVaeEncoder::encode(const at::Tensor& video, int64_t groups_per_pas
   return ((mu - impl_->mean) * impl_->inv_std).permute({0, 2, 1, 3, 4}).to(at::kFloat).contiguous();
 }
 
+struct WanVaeEncoder::Stream::Impl {
+  wan_vae::StreamState state;
+  bool started = false;
+};
+
+WanVaeEncoder::Stream::Stream() : impl_(std::make_unique<Impl>()) {}
+WanVaeEncoder::Stream::~Stream() = default;
+WanVaeEncoder::Stream::Stream(Stream&&) noexcept = default;
+WanVaeEncoder::Stream& WanVaeEncoder::Stream::operator=(Stream&&) noexcept = default;
+void WanVaeEncoder::Stream::reset() { impl_ = std::make_unique<Impl>(); }
+bool WanVaeEncoder::Stream::started() const { return impl_->started; }
+
+at::Tensor WanVaeEncoder::encode_next(const at::Tensor& video, Stream& stream,
+                                      int64_t groups_per_pass) {
+  const int64_t ts = impl_->config.temporal_scale();
+  const int64_t scale = impl_->config.spatial_scale();
+  Stream::Impl& s = *stream.impl_;
+  const int64_t lead = s.started ? 0 : 1;  // a stream's first frame is encoded alone
+  if (video.dim() != 5 || video.size(0) != 1 || video.size(2) != 3 || video.size(1) - lead < 0 ||
+      (video.size(1) - lead) % ts != 0 || video.size(1) == 0 || video.size(3) % scale != 0 ||
+      video.size(4) % scale != 0)
+    throw ConfigError(fmt::format(
+        "Wan VAE streaming encode: video has shape [{}], expected [1, {}{}k, 3, H, W] with H "
+        "and W multiples of {} ({} call of the stream)",
+        fmt::join(video.sizes(), ", "), lead ? "1 + " : "", ts, scale,
+        s.started ? "a later" : "the first"));
+  const auto& o = impl_->options;
+  const at::Tensor x = video.to(o.device, o.dtype).permute({0, 2, 1, 3, 4});
+  if (!s.started) {
+    s.state = impl_->graph.new_state();
+    s.started = true;
+  }
+  std::vector<at::Tensor> outs;
+  const int64_t t = x.size(2);
+  const int64_t pass = ts * std::max<int64_t>(groups_per_pass, 1);
+  if (lead) outs.push_back(impl_->graph.forward(x.narrow(2, 0, 1), s.state));
+  for (int64_t begin = lead; begin < t; begin += pass)
+    outs.push_back(impl_->graph.forward(x.narrow(2, begin, std::min(pass, t - begin)), s.state));
+  const at::Tensor moments = outs.size() == 1 ? outs[0] : at::cat(outs, 2);
+  const at::Tensor mu = moments.narrow(1, 0, impl_->config.z_dim);
+  return ((mu - impl_->mean) * impl_->inv_std).permute({0, 2, 1, 3, 4}).to(at::kFloat).contiguous();
+}
+
 // ---- files --------------------------------------------------------------------------------------
 
 WeightStore load_wan_vae_weights(const std::filesystem::path& file) {

@@ -1,0 +1,159 @@
+// VACE context encoding: the mask encoding and context layout pinned by vace_masks.safetensors
+// (exact), and the inactive/reactive split through the Wan VAE encoder against the reference
+// encoder outputs of wanvae_io.safetensors (an all-ones mask leaves nothing inactive, so its
+// reactive stream is the plain encode of the frames; an all-zeros mask the other way round).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "fixtures.h"
+#include "longlive/error.h"
+#include "longlive/vace.h"
+#include "longlive/wan_vae.h"
+
+namespace longlive::test {
+namespace {
+
+constexpr double kTolerance = 1e-4;
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+std::array<int64_t, 3> stride_of(const WeightStore& masks) {
+  const std::string text = masks.metadata().at("vae_stride");  // "[4, 8, 8]"
+  std::array<int64_t, 3> s{};
+  std::sscanf(text.c_str(), "[%ld, %ld, %ld]", &s[0], &s[1], &s[2]);
+  return s;
+}
+
+TEST(VaceMasks, MaskLatentMatchesTheReferenceExactly) {
+  LONGLIVE_REQUIRE_FIXTURE("vace");
+  const WeightStore masks = WeightStore::open(fixture("vace_masks.safetensors"));
+  const auto stride = stride_of(masks);
+  const at::Tensor mask = masks.get("mask");  // [1, T, H, W]
+  const at::Tensor expected = masks.get("mask_latent");
+  const at::Tensor ours = vace_mask_latent(mask, 0, stride);
+  ASSERT_EQ(ours.sizes(), expected.sizes());
+  EXPECT_EQ(max_abs_diff(ours, expected), 0.0);
+
+  const at::Tensor with_ref = vace_mask_latent(mask, 1, stride);
+  const at::Tensor expected_ref = masks.get("mask_latent_with_one_ref");
+  ASSERT_EQ(with_ref.sizes(), expected_ref.sizes());
+  EXPECT_EQ(max_abs_diff(with_ref, expected_ref), 0.0);
+
+  // A mask the VAE's latent grid does not fit is refused with its shape.
+  EXPECT_THROW(vace_mask_latent(mask.narrow(2, 0, mask.size(2) - 4), 0, stride), ConfigError);
+}
+
+TEST(VaceMasks, ContextIsTheLatentsThenTheMask) {
+  LONGLIVE_REQUIRE_FIXTURE("vace");
+  const WeightStore masks = WeightStore::open(fixture("vace_masks.safetensors"));
+  const at::Tensor context = vace_context(masks.get("encoded_frames"),
+                                          vace_mask_latent(masks.get("mask"), 0, stride_of(masks)));
+  ASSERT_EQ(context.sizes(), masks.get("vace_context").sizes());
+  EXPECT_EQ(max_abs_diff(context, masks.get("vace_context")), 0.0);
+  EXPECT_THROW(vace_context(masks.get("encoded_frames"), masks.get("mask_latent_with_one_ref")),
+               ConfigError);
+}
+
+class VaceEncoderFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fixture_has("wanvae")) GTEST_SKIP() << "no wanvae fixtures";
+    weights = WeightStore::open(fixture("wanvae_weights.safetensors"));
+    io = WeightStore::open(fixture("wanvae_io.safetensors"));
+    // encode.pixels is [1, 3, T, H, W]; control frames are [T, 3, H, W].
+    frames = io.get("encode.pixels")[0].permute({1, 0, 2, 3}).contiguous();
+    expected = io.get("encode.latents")[0].permute({1, 0, 2, 3});  // [z, F, h, w]
+  }
+  WeightStore weights, io;
+  at::Tensor frames, expected;
+};
+
+TEST_F(VaceEncoderFixture, StreamingEncodeMatchesTheWholeVideo) {
+  WanVaeEncoder encoder(weights, {});
+  WanVaeEncoder::Stream stream;
+  const int64_t ts = encoder.config().temporal_scale();
+  const at::Tensor video = frames.unsqueeze(0);
+  const at::Tensor first = encoder.encode_next(video.narrow(1, 0, 1 + ts), stream);
+  EXPECT_TRUE(stream.started());
+  // A later call takes whole groups only.
+  EXPECT_THROW(encoder.encode_next(video.narrow(1, 0, 1), stream), ConfigError);
+  const at::Tensor rest =
+      encoder.encode_next(video.narrow(1, 1 + ts, video.size(1) - 1 - ts), stream);
+  const at::Tensor all = at::cat({first, rest}, 1)[0].permute({1, 0, 2, 3});
+  EXPECT_LT(max_abs_diff(all, expected), kTolerance);
+  stream.reset();
+  EXPECT_FALSE(stream.started());
+}
+
+TEST_F(VaceEncoderFixture, AllOnesMaskEncodesTheFramesAsReactive) {
+  VaceContextEncoder encoder(weights, {});
+  const int64_t t = frames.size(0);
+  // Two blocks (1 + 4 frames, then 4): each stream keeps its own cache across them.
+  const int64_t first = 1 + 4;
+  const at::Tensor ones = at::ones({t, frames.size(2), frames.size(3)});
+  const at::Tensor c0 = encoder.encode(frames.narrow(0, 0, first), ones.narrow(0, 0, first));
+  const at::Tensor r0 = encoder.last_reactive(), i0 = encoder.last_inactive();
+  const at::Tensor c1 =
+      encoder.encode(frames.narrow(0, first, t - first), ones.narrow(0, first, t - first));
+  const at::Tensor r1 = encoder.last_reactive(), i1 = encoder.last_inactive();
+  const int64_t z = expected.size(0);
+  EXPECT_LT(max_abs_diff(at::cat({r0, r1}, 1), expected), kTolerance);
+
+  // Inactive pixels are all zero: its latents are the encoding of a black video, not zero.
+  WanVaeEncoder plain(weights, {});
+  const at::Tensor black =
+      plain.encode(at::zeros_like(frames).unsqueeze(0))[0].permute({1, 0, 2, 3});
+  EXPECT_LT(max_abs_diff(at::cat({i0, i1}, 1), black), kTolerance);
+
+  // Context layout: inactive, reactive, 64 mask channels of ones.
+  EXPECT_EQ(c0.size(0), encoder.channels());
+  EXPECT_EQ(max_abs_diff(c0.narrow(0, 0, z), i0), 0.0);
+  EXPECT_EQ(max_abs_diff(c0.narrow(0, z, z), r0), 0.0);
+  EXPECT_EQ(c1.narrow(0, 2 * z, c1.size(0) - 2 * z).min().item<float>(), 1.0f);
+}
+
+TEST_F(VaceEncoderFixture, AllZerosMaskEncodesTheFramesAsInactive) {
+  VaceContextEncoder encoder(weights, {});
+  const at::Tensor zeros = at::zeros({frames.size(0), frames.size(2), frames.size(3)});
+  const at::Tensor context = encoder.encode(frames, zeros);
+  EXPECT_LT(max_abs_diff(encoder.last_inactive(), expected), kTolerance);
+  const int64_t z = expected.size(0);
+  EXPECT_EQ(context.narrow(0, 2 * z, context.size(0) - 2 * z).abs().max().item<float>(), 0.0f);
+  // Masks are binarised at 0.5: 0.4 keeps, 0.6 generates.
+  encoder.reset();
+  encoder.encode(frames, at::full_like(zeros, 0.4));
+  EXPECT_LT(max_abs_diff(encoder.last_inactive(), expected), kTolerance);
+  encoder.reset();
+  encoder.encode(frames, at::full_like(zeros, 0.6));
+  EXPECT_LT(max_abs_diff(encoder.last_reactive(), expected), kTolerance);
+}
+
+TEST_F(VaceEncoderFixture, ReferenceImagesAreEncodedAloneInFront) {
+  VaceContextEncoder encoder(weights, {});
+  // The reference's first latent frame is its first pixel frame encoded alone.
+  const at::Tensor image = frames.narrow(0, 0, 1);
+  const at::Tensor ref_only = encoder.encode_references(image);
+  const int64_t z = expected.size(0);
+  ASSERT_EQ(ref_only.size(0), encoder.channels());
+  ASSERT_EQ(ref_only.size(1), 1);
+  EXPECT_LT(max_abs_diff(ref_only.narrow(0, 0, z), expected.narrow(1, 0, 1)), kTolerance);
+  EXPECT_EQ(ref_only.narrow(0, z, ref_only.size(0) - z).abs().max().item<float>(), 0.0f);
+
+  // In front of control frames: its latent, zeros for the reactive half and the mask.
+  const at::Tensor context = encoder.encode(frames, at::Tensor(), image);
+  ASSERT_EQ(context.size(1), 1 + expected.size(1));
+  const at::Tensor front = context.select(1, 0);
+  EXPECT_LT(max_abs_diff(front.narrow(0, 0, z), expected.select(1, 0)), kTolerance);
+  EXPECT_EQ(front.narrow(0, z, front.size(0) - z).abs().max().item<float>(), 0.0f);
+  // The control frames follow, their stream unaffected by the reference's encode.
+  EXPECT_LT(max_abs_diff(context.narrow(1, 1, expected.size(1)).narrow(0, z, z), expected),
+            kTolerance);
+  EXPECT_THROW(encoder.encode_references(frames.narrow(1, 0, 1)), ConfigError);
+}
+
+}  // namespace
+}  // namespace longlive::test
