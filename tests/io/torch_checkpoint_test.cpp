@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include <fstream>
 
 #include "fixtures.h"
+#include "io/torch_checkpoint.h"
 #include "longlive/error.h"
 #include "longlive/weights.h"
 
@@ -52,6 +54,79 @@ TEST(TorchCheckpoint, LibTorchPickleSaveRoundTripsNestedDicts) {
   EXPECT_EQ(s.size(), 2u);
   EXPECT_TRUE(at::equal(s.get("generator.w"), inner.at("w")));
   EXPECT_TRUE(at::equal(s.get("generator.b"), inner.at("b")));
+}
+
+// A well-formed torch.save-style archive around `pkl` as its data.pkl (one 16-byte storage "0").
+std::vector<char> archive_with_pickle(const std::string& pkl) {
+  std::vector<char> out;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* buf, size_t n) {
+    out.insert(out.end(), static_cast<const char*>(buf), static_cast<const char*>(buf) + n);
+    return n;
+  });
+  writer.writeRecord("data.pkl", pkl.data(), pkl.size());
+  const std::string storage(16, '\0');
+  writer.writeRecord("data/0", storage.data(), storage.size());
+  writer.writeEndOfFile();
+  return out;
+}
+
+std::string refusal(const std::vector<char>& bytes) {
+  try {
+    io::read_torch_checkpoint(bytes, "evil.pt", {});
+  } catch (const FormatError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "read a checkpoint that should be refused";
+  return {};
+}
+
+void expect_contains(const std::string& text, const std::string& part) {
+  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
+}
+
+// A checkpoint from the internet runs no code: pickle.dumps of an object whose __reduce__ is
+// os.system is refused before LibTorch's unpickler sees it.
+TEST(TorchCheckpointSafety, RefusesGlobalsOtherThanTensorsAndDicts) {
+  // Literals split where a hex escape would swallow the next letter.
+  const std::string pkl(
+      "\x80\x02}q\x00X\x01\x00\x00\x00wq\x01"
+      "cposix\nsystem\nq\x02X\n\x00\x00\x00"
+      "echo pwnedq\x03\x85q\x04Rq\x05s.",
+      54);
+  const std::string msg = refusal(archive_with_pickle(pkl));
+  expect_contains(msg, "evil.pt");
+  expect_contains(msg, "'posix.system'");
+}
+
+// Found by fuzz_torch_checkpoint: a BINUNICODE length of 1.9 GB in a 250-byte file made
+// LibTorch's unpickler reserve the whole string before reading it.
+TEST(TorchCheckpointSafety, RefusesLengthsLongerThanTheFile) {
+  const std::string pkl(
+      "\x80\x02X\x00\x00\x00\x73"
+      "abc.",
+      11);
+  expect_contains(refusal(archive_with_pickle(pkl)),
+                  "data.pkl byte 2: string needs 1929379840 bytes, 4 left");
+}
+
+// A memo index far ahead of the pickler's sequence would size LibTorch's memo table from it.
+TEST(TorchCheckpointSafety, RefusesMemoIndicesOutOfSequence) {
+  const std::string pkl("\x80\x02]r\xff\xff\xff\xff.", 9);
+  expect_contains(refusal(archive_with_pickle(pkl)), "memo index 4294967295 out of sequence");
+}
+
+TEST(TorchCheckpointSafety, RefusesOpcodesTorchSaveNeverWrites) {
+  // INST: protocol 0's "import and call" (os\nsystem\n with MARK'd arguments).
+  const std::string pkl("(S'echo pwned'\nios\nsystem\n.", 27);
+  expect_contains(refusal(archive_with_pickle(pkl)),
+                  "pickle opcode 0x69 is not used by torch.save");
+}
+
+TEST(TorchCheckpointSafety, TruncatedDownloadNamesTheProblem) {
+  std::ifstream in(kData / "nested_checkpoint.pt", std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  bytes.resize(bytes.size() / 2);
+  expect_contains(refusal(bytes), "no zip end-of-directory record (truncated download?)");
 }
 
 }  // namespace
