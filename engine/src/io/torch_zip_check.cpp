@@ -7,6 +7,7 @@
 #include <cstring>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "longlive/error.h"
 
@@ -46,6 +47,8 @@ class ZipCheck {
   bool fits(uint64_t offset, uint64_t length) const {
     return offset <= n_ && length <= n_ - offset;
   }
+
+  std::vector<Entry> entries_;
 
   std::optional<Entry> find_data_pkl() {
     // The end-of-directory record is in the last 22 + 65535 (comment) bytes.
@@ -103,6 +106,7 @@ class ZipCheck {
         if (data_pkl) fail("two data.pkl records");
         data_pkl = e;
       }
+      entries_.push_back(e);
       at = next;
     }
     return data_pkl;
@@ -354,7 +358,7 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin) {
 
 }  // namespace
 
-void check_torch_zip(const char* bytes, size_t size, const std::string& origin) {
+TorchZip check_torch_zip(const char* bytes, size_t size, const std::string& origin) {
   ZipCheck zip(bytes, size, origin);
   const std::optional<Entry> pkl = zip.find_data_pkl();
   if (!pkl) zip.fail("no data.pkl record (not written by torch.save?)");
@@ -362,6 +366,27 @@ void check_torch_zip(const char* bytes, size_t size, const std::string& origin) 
     zip.fail(fmt::format("'{}' is compressed; torch.save stores it (re-save the checkpoint)",
                          pkl->name));
   check_pickle(zip.data(*pkl), pkl->size, origin);
+  TorchZip out;
+  out.pickle = std::string_view(zip.data(*pkl), pkl->size);
+  // Records live in the archive's folder ("<name>/data/0"), the folder data.pkl is in.
+  const std::string folder =
+      pkl->name.substr(0, pkl->name.size() - std::string_view("data.pkl").size());
+  for (const Entry& e : zip.entries_) {
+    if (e.name.compare(0, folder.size(), folder) != 0 || e.method != 0) continue;
+    out.records[e.name.substr(folder.size())] = std::string_view(zip.data(e), e.size);
+  }
+  auto v = out.records.find(".data/version");
+  if (v == out.records.end()) v = out.records.find("version");
+  if (v != out.records.end()) {
+    const std::string_view text = v->second;
+    for (char c : text) {
+      if (c == '\n') break;
+      if (c < '0' || c > '9' || out.version > 1000)
+        zip.fail(fmt::format("version record '{}' is not a small number", text.substr(0, 16)));
+      out.version = out.version * 10 + static_cast<uint64_t>(c - '0');
+    }
+  }
+  return out;
 }
 
 }  // namespace longlive::io

@@ -5,9 +5,19 @@
 // once, without allocating from the file's numbers, and rejects what a checkpoint written by
 // torch.save never holds.
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <string>
+#include <string_view>
 
 namespace longlive::io {
+
+// The records of a checked archive (views into the caller's bytes, which must outlive it).
+struct TorchZip {
+  std::string_view pickle;                          // data.pkl
+  std::map<std::string, std::string_view> records;  // "data/0" -> bytes, without the archive folder
+  uint64_t version = 0;                             // the "version" record; 0 when absent
+};
 
 // FormatError naming `origin` and the problem when:
 //  - the zip is malformed: no end-of-directory record, entries or data outside the file, a
@@ -17,6 +27,7 @@ namespace longlive::io {
 //    STACK_GLOBAL, out-of-band buffers, text persistent ids), asks for a global other than
 //    torch's tensor/storage rebuilders and collections.OrderedDict (e.g. os.system), has an
 //    argument longer than what is left of it, a memo index out of sequence, or no STOP.
-void check_torch_zip(const char* bytes, size_t size, const std::string& origin);
+// Only stored (uncompressed) records are returned; a deflated record is refused when read.
+TorchZip check_torch_zip(const char* bytes, size_t size, const std::string& origin);
 
 }  // namespace longlive::io
