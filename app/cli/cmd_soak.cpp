@@ -233,8 +233,9 @@ int run(const SoakArgs& a) {
     for (; handled < done; ++handled) {
       const int64_t b = handled + 1;
       const std::string next = kPrompts[++prompt % kPromptCount];
-      // Every 8th prompt is new text, so the prompt cache keeps evicting.
-      const std::string text = b % 8 == 0 ? fmt::format("{} #{}", next, b) : next;
+      // Every 8th prompt is new text, so the prompt cache keeps evicting (short enough for the
+      // tiny model's 32 tokens: no truncation warnings in the log).
+      const std::string text = b % 8 == 0 ? fmt::format("#{} {}", b, next).substr(0, 30) : next;
       if (b % 2 == 1) {
         engine.switch_prompt(text);
       } else {

@@ -9,6 +9,7 @@
 
 #include "command.h"
 #include "longlive/error.h"
+#include "longlive/host_memory.h"
 #include "longlive/log.h"
 
 namespace longlive::cli {
@@ -44,6 +45,7 @@ c10::Device pick_device(const std::string& name) {
 
 int main(int argc, char** argv) {
   using namespace longlive;
+  keep_large_host_buffers_out_of_the_heap();  // long runs (soak, render) keep RSS flat
   CLI::App app{"LongLive Studio command line: generate, benchmark, inspect checkpoints"};
   app.require_subcommand(1);  // --version answers without one
   bool verbose = false;
