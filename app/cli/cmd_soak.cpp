@@ -103,13 +103,22 @@ std::vector<std::string> split(const std::string& list) {
   return out;
 }
 
-// Removes the work folder it created, whatever ends the soak.
+// Removes the work folder it created (flat: recordings and their sidecars), whatever ends the
+// soak. Not fs::remove_all: LibTorch's wheel exports its own copy of std::filesystem, and calls
+// bind to it; its remove_all jumped to address 0 on a non-empty folder (SIGSEGV at the end of a
+// soak, 2026-12-04). remove() and directory_iterator work.
 struct OwnedDir {
   fs::path path;
   bool owned = false;
   ~OwnedDir() {
+    if (!owned) return;
     std::error_code ec;
-    if (owned) fs::remove_all(path, ec);
+    std::vector<fs::path> files;
+    for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec))
+      files.push_back(it->path());
+    for (const auto& f : files) fs::remove(f, ec);
+    fs::remove(path, ec);
   }
 };
 
