@@ -35,6 +35,11 @@ install(FILES ${PROJECT_SOURCE_DIR}/resources/longlive-studio.svg
 if(LONGLIVE_BUNDLE_TORCH)
   # The wheel's folders: torch/lib and the nvidia/*/lib folders its libraries point to.
   get_filename_component(_site_packages "${Torch_DIR}/../../../.." ABSOLUTE)
+  # The CUDA toolkit the kernels were built with: the programs link its libnvrtc and libcudart.
+  set(_cuda_lib_root "/nonexistent")
+  if(LONGLIVE_WITH_CUDA AND CUDAToolkit_LIBRARY_ROOT)
+    set(_cuda_lib_root "${CUDAToolkit_LIBRARY_ROOT}")
+  endif()
   # Where the programs' own CUDA dependencies (libnvrtc, libcudart) are found: the build tree
   # reaches them through LibTorch's RPATH, which GET_RUNTIME_DEPENDENCIES does not apply to them.
   file(GLOB _wheel_dirs LIST_DIRECTORIES true "${_site_packages}/nvidia/*/lib")
@@ -46,17 +51,25 @@ if(LONGLIVE_BUNDLE_TORCH)
   install(CODE "
     set(_programs \"${_bundle_programs}\")
     set(_site \"${_site_packages}\")
+    set(_cuda \"${_cuda_lib_root}\")
     # file(INSTALL) adds DESTDIR (CPack's staging folder) itself.
     set(_dest \"\${CMAKE_INSTALL_PREFIX}/${LONGLIVE_PRIVATE_LIBDIR}\")
-    # What the programs load from the wheel (LibTorch and its CUDA libraries).
+    # What the programs load from the wheel (LibTorch and its CUDA libraries) and from the CUDA
+    # toolkit they were built with.
     file(GET_RUNTIME_DEPENDENCIES EXECUTABLES \${_programs}
          RESOLVED_DEPENDENCIES_VAR _deps UNRESOLVED_DEPENDENCIES_VAR _missing
          DIRECTORIES ${_wheel_dirs}
-         POST_INCLUDE_REGEXES \"^\${_site}/\" POST_EXCLUDE_REGEXES \".*\"
+         POST_INCLUDE_REGEXES \"^\${_site}/\" \"^\${_cuda}/\" POST_EXCLUDE_REGEXES \".*\"
          CONFLICTING_DEPENDENCIES_PREFIX _conflicts)
     # Plus what cuDNN and NVRTC load with dlopen from their folders (invisible to ldd): cuDNN's
     # engine libraries and NVRTC's builtins. Not whole folders: the wheel's NVSHMEM and cuFile
     # transport plugins need MPI, UCX and libfabric, which a desktop never has.
+    # A library found in two places (the wheel's and the toolkit's libcudart) lands here, not in
+    # _deps: take the first candidate.
+    foreach(_name \${_conflicts_FILENAMES})
+      list(GET _conflicts_\${_name} 0 _first)
+      list(APPEND _deps \"\${_first}\")
+    endforeach()
     set(_files \${_deps})
     foreach(_d \${_deps})
       get_filename_component(_dir \"\${_d}\" DIRECTORY)
