@@ -2,7 +2,10 @@
 # Builds the libFuzzer targets with clang (own build dir) and runs each for $LONGLIVE_FUZZ_SECONDS
 # (default 30) from the committed seed corpus. Needs clang and libclang-rt (setup.sh installs
 # them) and the project venv's LibTorch.
-#   packaging/fuzz.sh
+#   packaging/fuzz.sh                  every parser (CI: 30 s each)
+#   packaging/fuzz.sh timeline preset  only these (names: see `targets` below)
+# LONGLIVE_FUZZ_CORPUS_DIR=<dir> keeps the inputs each run found in <dir>/<target> (long local
+# runs); by default they go to a temporary folder that is removed.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${LONGLIVE_FUZZ_BUILD_DIR:-$repo/build-fuzz}
@@ -19,22 +22,37 @@ if [ ! -f "$build/build.ninja" ]; then
     -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address" >"$build/configure.log" 2>&1 ||
     { cat "$build/configure.log"; rm -f "$build/build.ninja"; exit 1; }
 fi
+# target -> seed corpus folder under tests/fuzz/corpus
+declare -A seeds_of=([safetensors_header]=safetensors [safetensors_file]=safetensors
+  [torch_checkpoint]=torch_checkpoint [preset]=preset [timeline]=timeline
+  [prompt_set]=prompt_set [tokenizer]=tokenizer)
+targets=(safetensors_header safetensors_file torch_checkpoint preset timeline prompt_set tokenizer)
+if [ $# -gt 0 ]; then
+  for t in "$@"; do [ -n "${seeds_of[$t]:-}" ] || { say "unknown fuzz target '$t' (known: ${targets[*]})"; exit 2; }; done
+  targets=("$@")
+fi
 say "building fuzz targets"
-cmake --build "$build" -j "$jobs" --target fuzz_safetensors_header fuzz_preset >/dev/null
+cmake --build "$build" -j "$jobs" --target "${targets[@]/#/fuzz_}" >/dev/null
 # LibTorch's static initialisers allocate for the process lifetime: leak and ODR checks off.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:detect_odr_violation=0}
 artifacts=$build/fuzz-artifacts
 mkdir -p "$artifacts"
-for target in safetensors_header preset; do
-  corpus=$(mktemp -d)  # libFuzzer writes new inputs into its first corpus folder
-  seeds=$repo/tests/fuzz/corpus/${target%%_*}
+for target in "${targets[@]}"; do
+  # libFuzzer writes new inputs into its first corpus folder
+  if [ -n "${LONGLIVE_FUZZ_CORPUS_DIR:-}" ]; then
+    corpus=$LONGLIVE_FUZZ_CORPUS_DIR/$target
+    mkdir -p "$corpus"
+  else
+    corpus=$(mktemp -d)
+  fi
+  seeds=$repo/tests/fuzz/corpus/${seeds_of[$target]}
   log=$build/fuzz_$target.log
   say "fuzz_$target for ${seconds}s (seeds: ${seeds#"$repo"/})"
   status=0
   "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -max_len=65536 \
     -artifact_prefix="$artifacts/$target-" "$corpus" "$seeds" >"$log" 2>&1 || status=$?
   grep -E "^#[0-9]+[[:space:]]+DONE|^Done" "$log" || true
-  rm -rf "$corpus"
+  [ -n "${LONGLIVE_FUZZ_CORPUS_DIR:-}" ] || rm -rf "$corpus"
   if [ "$status" -ne 0 ]; then
     tail -40 "$log"
     say "fuzz_$target failed (exit $status); reproducer under $artifacts"

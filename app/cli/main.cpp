@@ -9,6 +9,7 @@
 
 #include "command.h"
 #include "longlive/error.h"
+#include "longlive/host_memory.h"
 #include "longlive/log.h"
 
 namespace longlive::cli {
@@ -20,6 +21,13 @@ std::vector<Command>& registry() {
 
 std::string default_presets_dir() {
   if (const char* env = std::getenv("LONGLIVE_PRESETS"); env && *env) return env;
+  // Installed (the .deb): <prefix>/bin/longlive next to <prefix>/share/longlive-studio/presets.
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto installed = exe.parent_path().parent_path() / "share/longlive-studio/presets";
+    if (std::filesystem::is_directory(installed, ec)) return installed.string();
+  }
   return std::string(LONGLIVE_SOURCE_DIR) + "/presets";
 }
 
@@ -37,12 +45,14 @@ c10::Device pick_device(const std::string& name) {
 
 int main(int argc, char** argv) {
   using namespace longlive;
+  keep_large_host_buffers_out_of_the_heap();  // long runs (soak, render) keep RSS flat
   CLI::App app{"LongLive Studio command line: generate, benchmark, inspect checkpoints"};
-  app.require_subcommand(1);
+  app.require_subcommand(1);  // --version answers without one
   bool verbose = false;
   std::string log_level = "info";
   app.add_flag("-v,--verbose", verbose, "Log debug messages");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off");
+  app.set_version_flag("--version", std::string("longlive ") + LONGLIVE_VERSION);
 
   auto& commands = cli::registry();
   std::sort(commands.begin(), commands.end(),

@@ -212,6 +212,10 @@ TEST(JsonFiles, BothReadersRejectNonJsonAndNewerVersionsTheSameWay) {
     };
     const std::string not_json = message("{\"version\": 1,");
     EXPECT_EQ(not_json.rfind("FormatError: " + origin + ": not valid JSON: ", 0), 0u) << not_json;
+    // Found by fuzz_timeline: a number too large for a double threw nlohmann's out_of_range
+    // past both readers (the studio's file menu would have shown an internal error).
+    const std::string huge = message(R"({"version": 1, "blocks": 9e99999})");
+    EXPECT_EQ(huge.rfind("FormatError: " + origin + ": not valid JSON: ", 0), 0u) << huge;
     const std::string newer = message(R"({"version": 7, "from_the_future": true})");
     EXPECT_EQ(newer, "ConfigError: " + origin +
                          ": version: 7 is newer than this build reads (1); update LongLive Studio");

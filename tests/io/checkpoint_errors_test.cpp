@@ -90,6 +90,22 @@ TEST(SafetensorsErrors, ShapeDoesNotMatchByteRange) {
   expect_contains(msg, "tensor 'a' spans 8 bytes but shape [3, 2] of BF16 needs 12");
 }
 
+// Found by fuzz_safetensors_file: a BOOL byte other than 0/1 reached ATen's kernels (undefined
+// behaviour; a copy changed the value).
+TEST(SafetensorsErrors, BoolTensorWithByteOtherThanZeroOrOne) {
+  const std::string header = R"({"ok":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]},)"
+                             R"("flags":{"dtype":"BOOL","shape":[3],"data_offsets":[2,5]}})";
+  const auto path = temp_dir("st") / "bool.safetensors";
+  {
+    std::ofstream out(path, std::ios::binary);
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>((header.size() >> (8 * i)) & 0xff));
+    out << header << std::string("\x01\x00\x01\x31\x00", 5);
+  }
+  const auto msg = error_opening<FormatError>(path);
+  expect_contains(msg, "bool.safetensors");
+  expect_contains(msg, "tensor 'flags' is BOOL but its byte 1 holds 49");
+}
+
 TEST(SafetensorsErrors, MissingFile) {
   expect_contains(error_opening<IoError>("/nonexistent/model.safetensors"),
                   "/nonexistent/model.safetensors");

@@ -136,7 +136,7 @@ PromptMix read_mix(ObjectReader& r, const std::string& origin) {
 json parse_document(std::string_view text, const std::string& origin) {
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // also out_of_range: a number too large for a double
     throw FormatError(fmt::format("{}: not valid JSON: {}", origin, e.what()));
   }
 }

@@ -191,6 +191,15 @@ at::Tensor SafetensorsFile::tensor(const SafetensorsEntry& entry) const {
   auto keep_alive = mapping_;
   const auto options = at::TensorOptions().dtype(entry.scalar_type).device(at::kCPU);
   if (entry.end == entry.begin) return at::empty(entry.shape, options);
+  // A bool holding anything but 0 or 1 is undefined behaviour for every kernel that reads it.
+  if (entry.scalar_type == at::kBool) {
+    const uint8_t* bad =
+        std::find_if(base, base + (entry.end - entry.begin), [](uint8_t v) { return v > 1; });
+    if (bad != base + (entry.end - entry.begin))
+      throw FormatError(
+          fmt::format("{}: tensor '{}' is BOOL but its byte {} holds {} (booleans are 0 or 1)",
+                      path_.string(), entry.name, bad - base, *bad));
+  }
   // Unaligned data cannot be viewed safely as wider types: copy those (rare; writers align).
   if (reinterpret_cast<uintptr_t>(base) % at::elementSize(entry.scalar_type) != 0) {
     auto out = at::empty(entry.shape, options);

@@ -1,0 +1,396 @@
+// longlive soak : runs the studio's engine (worker thread, command queue, prompt cache, live
+// decoder, recorder) for a long time the way a performer drives it, and checks that the process
+// does not grow: a prompt cut or transition every block, a preset change every 50 blocks, a
+// recording started or stopped every 100 blocks, a pause/resume every 150 blocks. Every
+// --report-seconds it prints one JSON line with RSS, open file descriptors, threads and files in
+// its work folder. Exit 0 when, after the warm-up, RSS stays within --max-rss-growth percent of
+// the warm-up's peak and fds, threads and files never exceed theirs; 3 otherwise (the last line
+// says which), 1 on an engine or recorder error.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "command.h"
+#include "longlive/engine.h"
+#include "longlive/error.h"
+#include "longlive/log.h"
+#include "longlive/preset.h"
+#include "longlive/session.h"
+#ifdef LONGLIVE_WITH_RECORDER
+#include "longlive/recorder.h"
+#endif
+
+namespace longlive::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct SoakArgs {
+  double minutes = 10;
+  double warmup_minutes = 1;
+  double report_seconds = 60;
+  double max_rss_growth = 2.0;  // percent
+  std::string presets = "balanced,turbo,low_memory";
+  std::string presets_dir = default_presets_dir();
+  std::string device = "cpu";
+  std::string work_dir;  // recordings; default: a fresh folder under the temp dir, removed after
+  uint64_t seed = 42;
+  int64_t record_every = 100;
+  int64_t preset_every = 50;
+  int64_t pause_every = 150;
+};
+
+// What /proc says about this process.
+struct Sample {
+  double rss_mib = 0;
+  int64_t fds = 0;
+  int64_t threads = 0;
+  int64_t files = 0;  // entries in the soak's work folder
+};
+
+Sample sample(const fs::path& work_dir) {
+  Sample s;
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmRSS:") {
+      double kib = 0;
+      status >> kib;
+      s.rss_mib = kib / 1024.0;
+    } else if (key == "Threads:") {
+      status >> s.threads;
+    }
+    status.ignore(1 << 12, '\n');
+  }
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc/self/fd", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
+    ++s.fds;
+  for (auto it = fs::directory_iterator(work_dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
+    ++s.files;
+  return s;
+}
+
+Sample max_of(const Sample& a, const Sample& b) {
+  return {std::max(a.rss_mib, b.rss_mib), std::max(a.fds, b.fds), std::max(a.threads, b.threads),
+          std::max(a.files, b.files)};
+}
+
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// Removes the work folder it created (flat: recordings and their sidecars), whatever ends the
+// soak. Not fs::remove_all: LibTorch's wheel exports its own copy of std::filesystem, and calls
+// bind to it; its remove_all jumped to address 0 on a non-empty folder (SIGSEGV at the end of a
+// soak, 2026-12-04). remove() and directory_iterator work.
+struct OwnedDir {
+  fs::path path;
+  bool owned = false;
+  ~OwnedDir() {
+    if (!owned) return;
+    std::error_code ec;
+    std::vector<fs::path> files;
+    for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec))
+      files.push_back(it->path());
+    for (const auto& f : files) fs::remove(f, ec);
+    fs::remove(path, ec);
+  }
+};
+
+const char* const kPrompts[] = {"a red fox running through snow", "a blue whale in the deep ocean",
+                                "a green forest at dawn",         "neon city streets in the rain",
+                                "a paper boat on a river",        "fireworks over a harbour",
+                                "a cat asleep on a windowsill",   "sand dunes under a full moon"};
+constexpr size_t kPromptCount = std::size(kPrompts);
+
+int run(const SoakArgs& a) {
+  if (!(a.minutes > 0) || !(a.warmup_minutes >= 0) || a.warmup_minutes >= a.minutes)
+    throw ConfigError(
+        fmt::format("--warmup-minutes {} must be below --minutes {}", a.warmup_minutes, a.minutes));
+  std::vector<Preset> presets;
+  for (const auto& name : split(a.presets)) presets.push_back(find_preset(a.presets_dir, name));
+  if (presets.empty()) throw ConfigError("--presets: give at least one preset name");
+
+  OwnedDir work;
+  if (a.work_dir.empty()) {
+    work.path = fs::temp_directory_path() / fmt::format("longlive-soak-{}", ::getpid());
+    work.owned = true;
+  } else {
+    work.path = a.work_dir;
+  }
+  fs::create_directories(work.path);
+
+  ModelSpec model;
+  model.tiny_random = true;
+  model.device = pick_device(a.device);
+
+  std::mutex mutex;  // guards the recorder and the fields below it
+  std::condition_variable block_done;
+#ifdef LONGLIVE_WITH_RECORDER
+  std::unique_ptr<Recorder> recorder;
+  int64_t recordings = 0;
+#endif
+  int64_t blocks = 0;  // over the whole soak (a preset change continues the video)
+  int frame_height = 0, frame_width = 0;
+  std::optional<std::string> error;
+
+  Engine::Callbacks callbacks;
+  callbacks.on_frame = [&](EngineFrame frame) {
+    std::lock_guard lock(mutex);
+    frame_height = static_cast<int>(frame.rgba.size(0));
+    frame_width = static_cast<int>(frame.rgba.size(1));
+#ifdef LONGLIVE_WITH_RECORDER
+    if (recorder) {
+      try {
+        recorder->push(frame.rgba);
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    }
+#endif
+  };
+  callbacks.on_latents = [&](int64_t, const at::Tensor&) {
+    {
+      std::lock_guard lock(mutex);
+      ++blocks;
+    }
+    block_done.notify_all();
+  };
+  callbacks.on_error = [&](const std::string& message) {
+    {
+      std::lock_guard lock(mutex);
+      error = message;
+    }
+    block_done.notify_all();
+  };
+
+  Engine engine(model, presets.front(), callbacks);
+  engine.start(kPrompts[0], a.seed);
+
+  const auto begin = Clock::now();
+  const auto end = begin + std::chrono::duration<double, std::ratio<60>>(a.minutes);
+  const auto warm = begin + std::chrono::duration<double, std::ratio<60>>(a.warmup_minutes);
+  auto next_sample = begin;
+  auto next_report = begin + std::chrono::duration<double>(a.report_seconds);
+  std::optional<Sample> warm_peak;  // the warm-up's peak, the reference afterwards
+  Sample peak;                      // over the current report interval
+  Sample warmup_max;
+  bool warm_done = false;
+  std::string failure;
+  int64_t handled = 0;  // blocks whose commands were sent
+  size_t prompt = 0, preset = 0;
+  int64_t switches = 0, preset_changes = 0, pauses = 0;
+
+  auto elapsed_s = [&] { return std::chrono::duration<double>(Clock::now() - begin).count(); };
+  auto report = [&](const char* phase) {
+    nlohmann::ordered_json line = {{"t_s", std::round(elapsed_s())},
+                                   {"phase", phase},
+                                   {"blocks", handled},
+                                   {"rss_mib", std::round(peak.rss_mib * 10) / 10},
+                                   {"fds", peak.fds},
+                                   {"threads", peak.threads},
+                                   {"files", peak.files},
+                                   {"switches", switches},
+                                   {"preset_changes", preset_changes},
+                                   {"pauses", pauses}};
+#ifdef LONGLIVE_WITH_RECORDER
+    line["recordings"] = recordings;
+#endif
+    if (warm_peak) {
+      line["rss_growth_pct"] =
+          std::round((peak.rss_mib / warm_peak->rss_mib - 1) * 1000) / 10;  // one decimal
+    }
+    std::cout << line.dump() << std::endl;
+    peak = Sample{};
+  };
+
+  while (Clock::now() < end && failure.empty()) {
+    int64_t done = 0;
+    {
+      std::unique_lock lock(mutex);
+      block_done.wait_for(lock, std::chrono::milliseconds(200),
+                          [&] { return blocks > handled || error.has_value(); });
+      if (error) throw Error("soak: " + *error);
+      done = blocks;
+    }
+    // Commands for every block finished since the last pass, as a performer would send them.
+    for (; handled < done; ++handled) {
+      const int64_t b = handled + 1;
+      const std::string next = kPrompts[++prompt % kPromptCount];
+      // Every 8th prompt is new text, so the prompt cache keeps evicting (short enough for the
+      // tiny model's 32 tokens: no truncation warnings in the log).
+      const std::string text = b % 8 == 0 ? fmt::format("#{} {}", b, next).substr(0, 30) : next;
+      if (b % 2 == 1) {
+        engine.switch_prompt(text);
+      } else {
+        PromptMix mix{{{text, 0.7}, {kPrompts[(prompt + 3) % kPromptCount], 0.3}},
+                      Interpolation::slerp};
+        engine.transition(mix, {.blocks = 2, .interpolation = Interpolation::slerp});
+      }
+      engine.prefetch_prompt(kPrompts[(prompt + 1) % kPromptCount]);
+      ++switches;
+      if (b % a.preset_every == 0) {
+        engine.set_preset(presets[++preset % presets.size()]);
+        ++preset_changes;
+      }
+#ifdef LONGLIVE_WITH_RECORDER
+      if (b % a.record_every == 0) {
+        std::unique_ptr<Recorder> finished;
+        {
+          std::lock_guard lock(mutex);
+          if (recorder) {
+            finished = std::move(recorder);
+          } else if (frame_height > 0) {
+            RecorderOptions ro;
+            ro.path = work.path / fmt::format("soak-{}.mp4", recordings);
+            ro.height = frame_height;
+            ro.width = frame_width;
+            ro.encoder_threads = 1;  // as the studio's live recording
+            ro.model = "tiny-random";
+            ro.seed = a.seed;
+            recorder = std::make_unique<Recorder>(ro);
+            recorder->mark_prompt(text, 0);
+          }
+        }
+        // Finished outside the lock: the worker keeps delivering frames meanwhile.
+        if (finished) {
+          finished->finish();
+          if (finished->frames_written() == 0)
+            throw Error(fmt::format("soak: recording {} has no frames", finished->path().string()));
+          fs::remove(finished->path());
+          fs::remove(finished->sidecar_path());
+          ++recordings;
+        }
+      }
+#endif
+      if (b % a.pause_every == a.pause_every / 2) {
+        engine.pause();
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        engine.resume();
+        ++pauses;
+      }
+    }
+    const auto now = Clock::now();
+    if (now >= next_sample) {
+      const Sample s = sample(work.path);
+      peak = max_of(peak, s);
+      next_sample = now + std::chrono::seconds(1);
+      if (!warm_done) {
+        warmup_max = max_of(warmup_max, s);
+      } else if (warm_peak) {
+        if (s.rss_mib > warm_peak->rss_mib * (1 + a.max_rss_growth / 100))
+          failure = fmt::format("RSS {:.1f} MiB grew more than {}% over the warm-up's {:.1f} MiB",
+                                s.rss_mib, a.max_rss_growth, warm_peak->rss_mib);
+        else if (s.fds > warm_peak->fds)
+          failure = fmt::format("open file descriptors grew: {} (warm-up: at most {})", s.fds,
+                                warm_peak->fds);
+        else if (s.threads > warm_peak->threads)
+          failure =
+              fmt::format("threads grew: {} (warm-up: at most {})", s.threads, warm_peak->threads);
+        else if (s.files > warm_peak->files)
+          failure = fmt::format("files in {} grew: {} (warm-up: at most {})", work.path.string(),
+                                s.files, warm_peak->files);
+      }
+    }
+    // The warm-up lasts its time and at least two recording cycles (so its peak includes an
+    // encoder running and stopped) and a full round of presets.
+    if (!warm_done && now >= warm &&
+        handled >= std::max<int64_t>(2 * a.record_every,
+                                     a.preset_every * static_cast<int64_t>(presets.size()))) {
+      warm_done = true;
+      warm_peak = warmup_max;
+      std::cout << nlohmann::ordered_json({{"t_s", std::round(elapsed_s())},
+                                           {"phase", "warm"},
+                                           {"blocks", handled},
+                                           {"rss_mib", std::round(warm_peak->rss_mib * 10) / 10},
+                                           {"fds", warm_peak->fds},
+                                           {"threads", warm_peak->threads},
+                                           {"files", warm_peak->files}})
+                       .dump()
+                << std::endl;
+    }
+    if (now >= next_report) {
+      report(warm_done ? "run" : "warmup");
+      next_report = now + std::chrono::duration<double>(a.report_seconds);
+    }
+  }
+  if (peak.rss_mib > 0) report(warm_done ? "run" : "warmup");
+  engine.stop();
+#ifdef LONGLIVE_WITH_RECORDER
+  {
+    std::lock_guard lock(mutex);
+    if (recorder) recorder->cancel();
+  }
+#endif
+  if (!warm_done && failure.empty())
+    failure = fmt::format("the warm-up never ended ({} blocks; it needs {} blocks)", handled,
+                          std::max<int64_t>(2 * a.record_every,
+                                            a.preset_every * static_cast<int64_t>(presets.size())));
+  nlohmann::ordered_json result = {{"phase", "result"},
+                                   {"ok", failure.empty()},
+                                   {"blocks", handled},
+                                   {"minutes", std::round(elapsed_s() / 6) / 10}};
+  if (!failure.empty()) result["failure"] = failure;
+  std::cout << result.dump() << std::endl;
+  return failure.empty() ? 0 : 3;
+}
+
+const Registrar kSoak("soak", [](CLI::App& root) {
+  auto* cmd = root.add_subcommand(
+      "soak", "Run the tiny model live for a long time; check RSS, fds and threads stay flat");
+  auto a = std::make_shared<SoakArgs>();
+  cmd->add_option("--minutes", a->minutes, "How long to run")->capture_default_str();
+  cmd->add_option("--warmup-minutes", a->warmup_minutes,
+                  "Warm-up whose peak is the reference (also at least 2 recording cycles)")
+      ->capture_default_str();
+  cmd->add_option("--report-seconds", a->report_seconds, "Seconds between JSON lines")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-rss-growth", a->max_rss_growth, "Allowed RSS growth in percent")
+      ->capture_default_str();
+  cmd->add_option("--presets", a->presets, "Presets to cycle through, comma-separated")
+      ->capture_default_str();
+  cmd->add_option("--presets-dir", a->presets_dir, "Preset folder");
+  cmd->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
+  cmd->add_option("--work-dir", a->work_dir,
+                  "Folder for the recordings (default: a temporary one, removed)");
+  cmd->add_option("--seed", a->seed, "Noise seed");
+  cmd->add_option("--record-every", a->record_every, "Blocks between recording start/stop")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--preset-every", a->preset_every, "Blocks between preset changes")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--pause-every", a->pause_every, "Blocks between pause/resume")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  return [a]() { return run(*a); };
+});
+
+}  // namespace
+}  // namespace longlive::cli
