@@ -16,6 +16,8 @@
 
 namespace longlive {
 
+class LoraSidePath;
+
 class CausalWanModel {
  public:
   // Checks every tensor's name and shape and moves the weights to `device` in `dtype`
@@ -41,15 +43,18 @@ class CausalWanModel {
   // (requested, fused loop, a build with cudnn-frontend, Hopper or newer).
   bool uses_fp8_attention() const { return fp8_attention_; }
 
-  // Embeds the prompt ([1, L <= text_len, text_dim]) and fills the per-layer text K/V.
-  void build_cross_cache(const at::Tensor& prompt_embeds, CrossAttnCache& cache) const;
+  // Embeds the prompt ([1, L <= text_len, text_dim]) and fills the per-layer text K/V (with the
+  // style LoRAs' side path on cross_attn.k/v when given).
+  void build_cross_cache(const at::Tensor& prompt_embeds, CrossAttnCache& cache,
+                         const LoraSidePath* lora = nullptr) const;
 
   // One forward over frames [start_frame, start_frame + F).
   //   latents: [1, F, C, H, W] (pipeline layout), timesteps: [1, F] (any real dtype).
   // Writes K/V as planned and returns the flow prediction [1, F, C, H, W] in float32.
-  // Same as run(prepare(...)).
+  // Same as run(prepare(...)). `lora`: the style LoRAs' side path (null: none).
   at::Tensor forward(const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
-                     const KvCache::Plan& plan, const CrossAttnCache& cross) const;
+                     const KvCache::Plan& plan, const CrossAttnCache& cross,
+                     const LoraSidePath* lora = nullptr) const;
 
   // The device inputs of a forward that depend on host values (which frames run, their
   // positions): everything run() reads besides the weights and the caches.
@@ -57,6 +62,9 @@ class CausalWanModel {
     at::Tensor latents;    // [1, F', C, H, W] float32: the frames the plan writes (F' <= F)
     at::Tensor timesteps;  // [F'] float32
     at::Tensor cos, sin;   // RoPE tables of the frames' absolute positions [F' h w, 1, pairs]
+    // Style LoRAs added to the block linears (model/lora_side_path.h); null: none. Not captured
+    // by the CUDA graph runner: forwards with a side path run eagerly.
+    const LoraSidePath* lora = nullptr;
   };
   // Validates the input and builds the arguments on the device.
   ForwardArgs prepare(const at::Tensor& latents, const at::Tensor& timesteps,
@@ -86,18 +94,18 @@ class CausalWanModel {
                           bool sine) const;
   at::Tensor self_attention(const Block& b, int64_t layer, const at::Tensor& x,
                             const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
-                            const KvCache::Plan& plan) const;
+                            const KvCache::Plan& plan, const LoraSidePath* lora) const;
   // The transformer blocks and the head's modulated norm: [1, S, dim] float32 -> [1, S, dim]
   // ready for the head projection. Plain ATen ops, or the fused kernels.
   at::Tensor plain_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
-                          const KvCache::Plan& plan, const CrossAttnCache& cross,
-                          int64_t frames) const;
+                          const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
+                          const LoraSidePath* lora) const;
   // The fused-kernel layer loop (same maths as the plain loop in forward()).
   at::Tensor fused_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
-                          const KvCache::Plan& plan, const CrossAttnCache& cross,
-                          int64_t frames) const;
+                          const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
+                          const LoraSidePath* lora) const;
   at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                      const ops::Fp8Weight& w8) const;
 
