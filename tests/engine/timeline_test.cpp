@@ -119,7 +119,7 @@ TEST(Timeline, NewerVersionsAreRejected) {
   json j = valid();
   j["version"] = kTimelineVersion + 1;
   j["future_field"] = true;  // the version is checked before anything the future might add
-  EXPECT_NE(error_of(j).find("t.json: version: 2 is newer than this build reads (1)"),
+  EXPECT_NE(error_of(j).find("t.json: version: 3 is newer than this build reads (2)"),
             std::string::npos)
       << error_of(j);
 }
