@@ -70,6 +70,21 @@ else()
   pkg_check_modules(FFMPEG QUIET IMPORTED_TARGET libavformat libavcodec libavutil libswscale)
 endif()
 set(LONGLIVE_WITH_FFMPEG ${FFMPEG_FOUND})
+# OSC control (control/): liblo, the OSC library of the Linux audio/VJ tools (small C API, its own
+# receive thread, UDP and TCP). Required with the studio, optional otherwise.
+if(LONGLIVE_GUI)
+  pkg_check_modules(LIBLO REQUIRED IMPORTED_TARGET liblo)
+else()
+  pkg_check_modules(LIBLO QUIET IMPORTED_TARGET liblo)
+endif()
+set(LONGLIVE_WITH_OSC ${LIBLO_FOUND})
+message(STATUS "LongLive: OSC control (liblo): ${LONGLIVE_WITH_OSC}")
+# MIDI input (control/): the ALSA sequencer (libasound), which every Linux MIDI device and app
+# speaks natively (USB controllers, virtual ports of DAWs). Optional: the binding logic builds
+# without it.
+pkg_check_modules(ALSA QUIET IMPORTED_TARGET alsa)
+set(LONGLIVE_WITH_ALSA ${ALSA_FOUND})
+message(STATUS "LongLive: MIDI input (ALSA sequencer): ${LONGLIVE_WITH_ALSA}")
 if(LONGLIVE_GUI)
   find_package(Qt6 REQUIRED COMPONENTS Core Gui Widgets OpenGL OpenGLWidgets Test)
   # Debian's libimgui-dev: a static libimgui with the backends (OpenGL 3 included), fonts via stb.

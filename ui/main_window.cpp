@@ -15,8 +15,10 @@
 #include <QStatusBar>
 #include <QVBoxLayout>
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "longlive/error.h"
+#include "longlive/log.h"
 
 namespace longlive::ui {
 
@@ -72,6 +74,8 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   layout->addLayout(prompt_row);
   blend_ = new BlendList;
   layout->addWidget(blend_);
+  loras_ = new LoraFaders;
+  layout->addWidget(loras_);
 
   auto* controls = new QHBoxLayout;
   start_ = new QPushButton("Start");
@@ -152,6 +156,56 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
     prompt_->setPlainText(p);
     prompt_->setFocus();
   });
+  connect(loras_, &LoraFaders::load_requested, this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, "Load style LoRA", model_folder_,
+                                                      "LoRA (*.safetensors *.pt *.pth)");
+    if (path.isEmpty() || !ensure_engine()) return;
+    engine_->load_lora(path.toStdString());  // its fader appears with the next stats
+  });
+  connect(loras_, &LoraFaders::strength_changed, this, [this](const QString& name, double s) {
+    if (engine_) engine_->set_lora_strength(name.toStdString(), s);
+  });
+  // OSC: on by default on UDP 9000 (QSettings osc/port; 0 turns it off). A port in use (a second
+  // studio) is reported in the log, not as an error: the studio works without it.
+  if (const int port = settings.value("osc/port", kDefaultOscPort).toInt(); port > 0) {
+    try {
+      osc_ = std::make_unique<OscServer>(port, [this](const ControlCommand& c) {
+        QMetaObject::invokeMethod(
+            this, [this, c] { apply_control(c); }, Qt::QueuedConnection);
+      });
+    } catch (const std::exception& e) {
+      log::warn("OSC is off: {}", e.what());
+    }
+  }
+  // MIDI: saved bindings, the sequencer port where there is one, learn from the faders and rows.
+  try {
+    const QString saved = settings.value("midi/bindings").toString();
+    if (!saved.isEmpty()) midi_.load_json(saved.toStdString(), "settings midi/bindings");
+  } catch (const std::exception& e) {
+    log::warn("MIDI bindings not restored: {}", e.what());
+  }
+#ifdef LONGLIVE_WITH_ALSA
+  try {
+    midi_in_ = std::make_unique<MidiInput>([this](const MidiEvent& e) { midi_event(e); });
+  } catch (const std::exception& e) {
+    log::info("MIDI input is off: {}", e.what());
+  }
+#endif
+  connect(loras_, &LoraFaders::midi_learn_requested, this, [this](const QString& name) {
+    arm_midi_learn({MidiTarget::Kind::lora, name.toStdString(), 0});
+  });
+  for (int i = 0; i < BlendList::kRows; ++i) {
+    QLineEdit* row = blend_->row_text(i);
+    row->setContextMenuPolicy(Qt::CustomContextMenu);
+    connect(row, &QWidget::customContextMenuRequested, this, [this, row, i](const QPoint& at) {
+      std::unique_ptr<QMenu> menu(row->createStandardContextMenu());
+      menu->addSeparator();
+      menu->addAction("MIDI learn (a key fires this prompt)", [this, i] {
+        arm_midi_learn({MidiTarget::Kind::prompt, {}, i});
+      });
+      menu->exec(row->mapToGlobal(at));
+    });
+  }
   connect(blend_, &BlendList::save_set_requested, this, [this] {
     const QString path = QFileDialog::getSaveFileName(this, "Save prompt set", {}, "JSON (*.json)");
     if (!path.isEmpty()) save_prompt_set_to(path);
@@ -186,6 +240,10 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
 }
 
 MainWindow::~MainWindow() {
+  osc_.reset();  // no command arrives while the rest goes
+#ifdef LONGLIVE_WITH_ALSA
+  midi_in_.reset();
+#endif
   engine_.reset();
   join_retired_engines();
 }
@@ -300,6 +358,7 @@ bool MainWindow::ensure_engine(bool quiet) {
         [this, current, s, memory] {
           if (!current()) return;
           stats_ = s;
+          loras_->sync(s.loras);
           memory_ = memory;
           if (s.state == "error") running_ = false;
           view_->set_stats(s);
@@ -491,6 +550,100 @@ bool MainWindow::play_timeline_from(const QString& path) {
   } catch (const std::exception& e) {
     show_error(e.what());
     return false;
+  }
+}
+
+int MainWindow::osc_port() const { return osc_ ? osc_->port() : 0; }
+
+void MainWindow::arm_midi_learn(const MidiTarget& target) {
+  // Notes fire the blend rows' texts, by row (empty rows included, so slot = row).
+  PromptSet rows;
+  for (int i = 0; i < BlendList::kRows; ++i)
+    rows.prompts.push_back({blend_->row_text(i)->text().toStdString(), 1.0});
+  midi_.set_prompt_set(rows);
+  midi_.arm(target);
+  statusBar()->showMessage(
+      QString("MIDI learn: %1 — %2")
+          .arg(QString::fromStdString(describe(target)),
+               target.kind == MidiTarget::Kind::lora ? "move a knob or fader" : "press a key"),
+      10000);
+}
+
+void MainWindow::save_midi_bindings() {
+  QSettings("LongLive", "Studio")
+      .setValue("midi/bindings", QString::fromStdString(midi_.to_json().dump()));
+}
+
+void MainWindow::midi_event(const MidiEvent& event) {
+  const MidiBindings::Result r = midi_.handle(event);
+  QMetaObject::invokeMethod(
+      this,
+      [this, r] {
+        if (r.learned) {
+          save_midi_bindings();
+          statusBar()->showMessage(
+              QString("MIDI: %1 bound to channel %2, %3 %4")
+                  .arg(QString::fromStdString(describe(r.learned->target)))
+                  .arg(r.learned->channel + 1)
+                  .arg(r.learned->target.kind == MidiTarget::Kind::lora ? "CC" : "note")
+                  .arg(r.learned->number),
+              5000);
+        }
+        for (const auto& c : r.commands) apply_control(c);
+      },
+      Qt::QueuedConnection);
+}
+
+void MainWindow::apply_control(const ControlCommand& c) {
+  using K = ControlCommand::Kind;
+  switch (c.kind) {
+    case K::start:
+      if (!ensure_engine()) return;
+      view_->clear();
+      recording_->new_session();
+      engine_->start(c.mix, c.seed);
+      running_ = true;
+      paused_ = false;
+      pause_->setText("Pause");
+      return;
+    case K::cut:
+    case K::transition:
+      if (!engine_ || !running_) {
+        log::warn("remote {}: ignored, no video is running", describe(c));
+        return;
+      }
+      view_->mark_switch_requested();
+      if (c.kind == K::cut)
+        engine_->cut(c.mix);
+      else
+        engine_->transition(c.mix, c.transition);
+      return;
+    case K::preset:
+      if (const int i = presets_->findText(QString::fromStdString(c.name)); i >= 0)
+        presets_->setCurrentIndex(i);  // posts it to the engine
+      else
+        log::warn("remote preset '{}': no such preset in {}", c.name, presets_dir_.toStdString());
+      return;
+    case K::pause:
+    case K::resume:
+      if (running_ && paused_ == (c.kind == K::resume)) pause_->click();
+      return;
+    case K::stop:
+      stop();
+      return;
+    case K::lora_strength:
+      if (engine_) engine_->set_lora_strength(c.name, c.value);
+      return;
+    case K::lora_load:
+      if (ensure_engine()) engine_->load_lora(c.file, c.name);
+      return;
+    case K::record:
+      if (recording_->recording() != c.on) recording_->toggle();
+      return;
+    case K::vace_scale:
+    case K::v2v_strength:
+      log::info("remote {}: reserved, not wired yet", describe(c));
+      return;
   }
 }
 

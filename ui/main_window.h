@@ -18,7 +18,13 @@
 #include <vector>
 
 #include "error_banner.h"
+#include "longlive/control.h"
 #include "longlive/engine.h"
+#include "longlive/midi.h"
+#include "longlive/osc_server.h"
+#ifdef LONGLIVE_WITH_ALSA
+#include "longlive/midi_input.h"
+#endif
 #include "longlive/preset.h"
 #include "longlive/timeline.h"
 #include "model_setup_panel.h"
@@ -72,6 +78,13 @@ class MainWindow : public QMainWindow {
   void show_engine_error(const QString& message);
   TransitionControls* transition_controls() const { return transition_; }
   BlendList* blend_list() const { return blend_; }
+  LoraFaders* lora_faders() const { return loras_; }
+  // A remote command (OSC; MIDI bindings) as if the matching control had been used. UI thread.
+  void apply_control(const ControlCommand& command);
+  int osc_port() const;  // 0 when OSC is off (or its port could not be opened)
+  MidiBindings& midi_bindings() { return midi_; }
+  // A MIDI event as if it came from the input (the bindings decide what it does). Any thread.
+  void midi_event(const MidiEvent& event);
   // Timeline of the last stopped session and where it was written ("" before the first stop).
   const Timeline& last_timeline() const { return last_timeline_; }
   QString last_timeline_path() const { return last_timeline_path_; }
@@ -121,6 +134,7 @@ class MainWindow : public QMainWindow {
   PromptEdit* prompt_ = nullptr;
   TransitionControls* transition_ = nullptr;
   BlendList* blend_ = nullptr;
+  LoraFaders* loras_ = nullptr;
   Timeline last_timeline_;
   QString last_timeline_path_;
   QPushButton *start_ = nullptr, *pause_ = nullptr, *stop_ = nullptr;
@@ -151,6 +165,17 @@ class MainWindow : public QMainWindow {
   std::array<QString, 1 + BlendList::kRows> prefetched_;
   uint64_t prefetched_generation_ = 0;
   int64_t prompts_prefetched_ = 0;
+  // OSC on UDP (QSettings osc/port, default 9000; 0 = off). Its receive thread posts each command
+  // to the UI thread (apply_control). Last member: stopped before anything it reaches goes.
+  std::unique_ptr<OscServer> osc_;
+  // MIDI: bindings (QSettings midi/bindings, JSON) and, where the ALSA sequencer exists, the
+  // "LongLive Studio" input port. Learned bindings are saved at once.
+  MidiBindings midi_;
+  void arm_midi_learn(const MidiTarget& target);
+  void save_midi_bindings();
+#ifdef LONGLIVE_WITH_ALSA
+  std::unique_ptr<MidiInput> midi_in_;
+#endif
 };
 
 }  // namespace longlive::ui

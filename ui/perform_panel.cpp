@@ -2,9 +2,13 @@
 
 #include <QGridLayout>
 #include <QHBoxLayout>
+#include <QMenu>
 #include <QSettings>
+#include <QSignalBlocker>
 #include <QVBoxLayout>
 #include <cmath>
+
+#include "longlive/style_lora.h"
 
 namespace longlive::ui {
 
@@ -161,6 +165,66 @@ QStringList BlendList::recent() const {
   QStringList list;
   for (int i = 0; i < recent_->count(); ++i) list << recent_->itemText(i);
   return list;
+}
+
+LoraFaders::LoraFaders(QWidget* parent) : QWidget(parent) {
+  layout_ = new QHBoxLayout(this);
+  layout_->setContentsMargins(0, 0, 0, 0);
+  load_ = new QPushButton("Load LoRA…");
+  load_->setToolTip(
+      "Add a Wan2.1-1.3B style LoRA (PEFT, diffusers, ComfyUI or kohya .safetensors) as a fader "
+      "0–1.5; moves apply at the next block");
+  layout_->addWidget(load_);
+  layout_->addStretch(1);
+  connect(load_, &QPushButton::clicked, this, &LoraFaders::load_requested);
+}
+
+LoraFaders::~LoraFaders() = default;
+
+QSlider* LoraFaders::slider(const QString& name) const {
+  const auto it = rows_.find(name);
+  return it == rows_.end() ? nullptr : it->second.slider;
+}
+
+void LoraFaders::sync(const std::vector<EngineStats::Fader>& faders) {
+  for (const auto& f : faders) {
+    const QString name = QString::fromStdString(f.name);
+    auto it = rows_.find(name);
+    if (it == rows_.end()) {
+      Row row;
+      row.name = new QLabel(name);
+      row.slider = new QSlider(Qt::Horizontal);
+      row.slider->setRange(0, kSteps);
+      row.slider->setMinimumWidth(90);
+      row.slider->setToolTip(QString("Strength of the style LoRA %1 (0–1.5)").arg(name));
+      row.value = new QLabel("0.00");
+      const int at = layout_->count() - 1;  // before the stretch
+      layout_->insertWidget(at, row.value);
+      layout_->insertWidget(at, row.slider);
+      layout_->insertWidget(at, row.name);
+      row.slider->setContextMenuPolicy(Qt::CustomContextMenu);
+      connect(row.slider, &QWidget::customContextMenuRequested, this,
+              [this, name, slider = row.slider](const QPoint& at) {
+                QMenu menu;
+                menu.addAction("MIDI learn (move a controller next)",
+                               [this, name] { emit midi_learn_requested(name); });
+                menu.exec(slider->mapToGlobal(at));
+              });
+      connect(row.slider, &QSlider::valueChanged, this, [this, name, label = row.value](int v) {
+        const double strength = v * kMaxLoraStrength / kSteps;
+        label->setText(QString::number(strength, 'f', 2));
+        emit strength_changed(name, strength);
+      });
+      it = rows_.emplace(name, row).first;
+    }
+    // Follows the engine unless the performer is holding the slider.
+    const int steps = static_cast<int>(std::lround(f.strength / kMaxLoraStrength * kSteps));
+    if (!it->second.slider->isSliderDown() && it->second.slider->value() != steps) {
+      const QSignalBlocker block(it->second.slider);
+      it->second.slider->setValue(steps);
+      it->second.value->setText(QString::number(f.strength, 'f', 2));
+    }
+  }
 }
 
 }  // namespace longlive::ui

@@ -5,6 +5,7 @@
 // QSettings; the widgets only describe what to send, MainWindow sends it to the engine.
 #include <QCheckBox>
 #include <QComboBox>
+#include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
@@ -12,7 +13,10 @@
 #include <QSpinBox>
 #include <QWidget>
 #include <array>
+#include <map>
+#include <vector>
 
+#include "longlive/engine.h"
 #include "longlive/prompt_mix.h"
 #include "longlive/timeline.h"
 
@@ -77,6 +81,36 @@ class BlendList : public QWidget {
   QComboBox* mode_ = nullptr;
   QComboBox* recent_ = nullptr;
   QPushButton* blend_ = nullptr;
+};
+
+// Style-LoRA faders (docs/performing.md): "Load LoRA…" and one slider (0..1.5) per loaded LoRA.
+// The sliders only describe what to send (MainWindow sends it); sync() follows the engine's state,
+// so moves that come over OSC or MIDI show here too.
+class LoraFaders : public QWidget {
+  Q_OBJECT
+ public:
+  static constexpr int kSteps = 150;  // slider steps for 0..kMaxLoraStrength
+  explicit LoraFaders(QWidget* parent = nullptr);
+  ~LoraFaders() override;
+
+  void sync(const std::vector<EngineStats::Fader>& faders);
+  QSlider* slider(const QString& name) const;  // null when no such LoRA is loaded
+  QPushButton* load_button() const { return load_; }
+
+ signals:
+  void load_requested();
+  void strength_changed(const QString& name, double strength);
+  void midi_learn_requested(const QString& name);  // right-click > MIDI learn
+
+ private:
+  struct Row {
+    QLabel* name = nullptr;
+    QSlider* slider = nullptr;
+    QLabel* value = nullptr;
+  };
+  std::map<QString, Row> rows_;
+  QHBoxLayout* layout_ = nullptr;
+  QPushButton* load_ = nullptr;
 };
 
 }  // namespace longlive::ui

@@ -24,6 +24,7 @@
 #include "longlive/profiler.h"
 #include "longlive/quality.h"
 #include "longlive/session.h"
+#include "longlive/style_lora.h"
 #include "longlive/taehv.h"
 #include "longlive/text_encoder.h"
 #include "longlive/wan_vae.h"
@@ -59,7 +60,47 @@ struct BenchArgs {
   std::string decoder_fused_conv = "on";
   int force_sm = 0;
   std::string drift_vs;
+  int style_loras = 0;  // random style LoRAs on every block linear, at strength 1 (side path)
+  int style_lora_rank = 32;
 };
+
+// `count` random style LoRAs of `rank` on every block linear of `config` (alpha = rank), and the
+// host time of baking them at strength 1 into bf16 weights of the same shapes (the merge a
+// "bake" costs instead of the side path).
+struct RandomStyleLoras {
+  std::vector<ActiveStyleLora> faders;
+  double bake_ms = 0;
+};
+RandomStyleLoras random_style_loras(const WanConfig& config, int count, int rank) {
+  RandomStyleLoras out;
+  if (count <= 0) return out;
+  auto gen = at::detail::createCPUGenerator(23);
+  WeightStore base;  // only the adapted weights: baking touches nothing else
+  for (int l = 0; l < count; ++l) {
+    WeightStore file;
+    for (int64_t b = 0; b < config.num_layers; ++b) {
+      for (const char* m :
+           {"self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o", "cross_attn.q",
+            "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0", "ffn.2"}) {
+        const std::string module = fmt::format("blocks.{}.{}", b, m);
+        const bool ffn0 = std::string(m) == "ffn.0", ffn2 = std::string(m) == "ffn.2";
+        const int64_t in = ffn2 ? config.ffn_dim : config.dim;
+        const int64_t out_dim = ffn0 ? config.ffn_dim : config.dim;
+        file.add(module + ".lora_A.weight", at::randn({rank, in}, gen) / std::sqrt(in));
+        file.add(module + ".lora_B.weight", at::randn({out_dim, rank}, gen) * 0.01);
+        if (l == 0) base.add(module + ".weight", at::randn({out_dim, in}, gen).to(at::kBFloat16));
+      }
+    }
+    out.faders.push_back(
+        {std::make_shared<StyleLora>(map_style_lora(file, config, fmt::format("random{}", l))),
+         1.0});
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const WeightStore baked = bake_style_loras(base, out.faders);
+  out.bake_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
 
 // Timings of `repeat` calls after `warmup` untimed ones.
 template <typename F>
@@ -156,6 +197,14 @@ int run(const BenchArgs& a) {
   auto session = factory.open(preset, height, width);
   StreamGenerator& generator = *session->generator;
   const GeneratorOptions& o = generator.options();
+  const RandomStyleLoras style = random_style_loras(o.model, a.style_loras, a.style_lora_rank);
+  if (!style.faders.empty()) {
+    generator.set_style_loras(style.faders);
+    log::info(
+        "bench: {} random style LoRAs of rank {} on every block linear (side path); baking "
+        "them on the host takes {:.0f} ms",
+        a.style_loras, a.style_lora_rank, style.bake_ms);
+  }
 
   log::info("bench: preset {}, {}x{}, {} weights, device {}, dtype {}", preset.name, height, width,
             a.random, device.str(), c10::toString(o.dtype));
@@ -489,7 +538,10 @@ int run(const BenchArgs& a) {
                         {"uncovered_fraction", regions.uncovered_fraction()},
                         {"drift_relative_l2", drift},
                         {"drift_blocks", a.drift_blocks},
-                        {"drift_vs", drift_vs}};
+                        {"drift_vs", drift_vs},
+                        {"style_loras", a.style_loras},
+                        {"style_lora_rank", a.style_lora_rank},
+                        {"style_lora_bake_host_ms", style.bake_ms}};
     if (a.kernels) {
       j["kernels"] = to_json(kernel_table);
       j["kernel_sampling"] = {
@@ -571,6 +623,11 @@ const Registrar kBench("bench", [](CLI::App& root) {
                   "Blocks sampled for --kernels (the table is the last one's; the cost is the "
                   "median)")
       ->check(CLI::Range(1, 1000));
+  cmd->add_option("--style-loras", a->style_loras,
+                  "Random style LoRAs on every block linear at strength 1 (the side path's cost)")
+      ->check(CLI::Range(0, 16));
+  cmd->add_option("--style-lora-rank", a->style_lora_rank, "Rank of those LoRAs")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--drift-blocks", a->drift_blocks,
                   "Also report the relative L2 drift from the plain path after N blocks (0: no)")
       ->check(CLI::Range(0, 1000));

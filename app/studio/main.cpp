@@ -1,10 +1,11 @@
 // longlive-studio: the desktop app.
-//   longlive-studio [--tiny] [--presets DIR] [--self-test]
+//   longlive-studio [--tiny] [--presets DIR] [--self-test] [--osc-port PORT]
 // (The scripted GUI tests drive the same window from their own binary, longlive-studio-autotest
 // in tests/gui.)
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
+#include <QSettings>
 #include <QTimer>
 
 #include <cstdio>
@@ -73,9 +74,17 @@ int main(int argc, char** argv) {
   QCommandLineOption presets("presets", "Preset folder", "dir", default_presets_dir());
   QCommandLineOption self_test(
       "self-test", "Generate two blocks with the tiny model, then exit (0: passed, 1: failed)");
-  parser.addOptions({tiny, presets, self_test});
+  QCommandLineOption osc_port(
+      "osc-port", "UDP port for OSC control (docs/control.md; 0 = off; remembered)", "port");
+  parser.addOptions({tiny, presets, self_test, osc_port});
   parser.process(app);
   longlive::log::init(longlive::log::Level::info);
+  if (parser.isSet(osc_port)) {
+    bool ok = false;
+    const int port = parser.value(osc_port).toInt(&ok);
+    if (!ok || port < 0 || port > 65535) parser.showHelp(2);
+    QSettings("LongLive", "Studio").setValue("osc/port", port);
+  }
 
   longlive::ui::MainWindow window(parser.value(presets),
                                   parser.isSet(tiny) || parser.isSet(self_test));

@@ -119,7 +119,7 @@ TEST(Timeline, NewerVersionsAreRejected) {
   json j = valid();
   j["version"] = kTimelineVersion + 1;
   j["future_field"] = true;  // the version is checked before anything the future might add
-  EXPECT_NE(error_of(j).find("t.json: version: 2 is newer than this build reads (1)"),
+  EXPECT_NE(error_of(j).find("t.json: version: 3 is newer than this build reads (2)"),
             std::string::npos)
       << error_of(j);
 }
@@ -195,11 +195,18 @@ namespace {
 // Both readers share the document parsing and the version check: the same errors, naming the
 // file, for a timeline and a prompt set.
 TEST(JsonFiles, BothReadersRejectNonJsonAndNewerVersionsTheSameWay) {
-  const std::vector<std::pair<std::string, std::function<void(const std::string&)>>> readers = {
-      {"timeline.json", [](const std::string& t) { parse_timeline(t, "timeline.json"); }},
-      {"set.json", [](const std::string& t) { parse_prompt_set(t, "set.json"); }},
+  struct Reader {
+    std::string origin;
+    std::function<void(const std::string&)> read;
+    int version;  // the newest each reads
   };
-  for (const auto& [origin, read] : readers) {
+  const std::vector<Reader> readers = {
+      {"timeline.json", [](const std::string& t) { parse_timeline(t, "timeline.json"); },
+       kTimelineVersion},
+      {"set.json", [](const std::string& t) { parse_prompt_set(t, "set.json"); },
+       kPromptSetVersion},
+  };
+  for (const auto& [origin, read, version] : readers) {
     auto message = [&, &read = read](const std::string& text) -> std::string {
       try {
         read(text);
@@ -217,8 +224,8 @@ TEST(JsonFiles, BothReadersRejectNonJsonAndNewerVersionsTheSameWay) {
     const std::string huge = message(R"({"version": 1, "blocks": 9e99999})");
     EXPECT_EQ(huge.rfind("FormatError: " + origin + ": not valid JSON: ", 0), 0u) << huge;
     const std::string newer = message(R"({"version": 7, "from_the_future": true})");
-    EXPECT_EQ(newer, "ConfigError: " + origin +
-                         ": version: 7 is newer than this build reads (1); update LongLive Studio");
+    EXPECT_EQ(newer, "ConfigError: " + origin + ": version: 7 is newer than this build reads (" +
+                         std::to_string(version) + "); update LongLive Studio");
     const std::string no_version = message(R"({"prompts": []})");
     EXPECT_EQ(no_version, "ConfigError: " + origin + ": version: missing");
   }

@@ -95,6 +95,12 @@ struct EngineStats {
   // What the preset asked for that this device cannot run, and what runs instead (one line each;
   // the status bar and the overlay show them).
   std::vector<std::string> fallbacks;
+  // The style-LoRA faders loaded, in load order.
+  struct Fader {
+    std::string name;
+    double strength = 0;
+  };
+  std::vector<Fader> loras;
 };
 
 class Engine {
@@ -127,6 +133,11 @@ class Engine {
   // a recorder turns them on while it records. Ignored (always on) without device frames.
   void set_host_frames(bool on) { host_frames_.store(on); }
   void set_preset(const Preset& preset);  // applied at the next block
+  // Style LoRAs (longlive/style_lora.h): loads a file as a fader at strength 0, named `name` or
+  // after the file. A bad file, an unknown name or a strength outside 0..kMaxLoraStrength goes to
+  // on_error and the video goes on. A fader move applies from the next block and is recorded.
+  void load_lora(const std::filesystem::path& file, const std::string& name = {});
+  void set_lora_strength(const std::string& name, double strength);
   // Plays a recorded timeline: stops the current video, then applies the timeline's events at
   // their blocks (recording them anew), at the timeline's own resolution and first preset (the
   // engine keeps them afterwards). Start or stop cancels the playback.

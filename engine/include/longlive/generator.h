@@ -19,6 +19,7 @@
 
 #include "longlive/preset.h"
 #include "longlive/prompt_mix.h"
+#include "longlive/style_lora.h"
 #include "longlive/wan_model.h"
 #include "longlive/weights.h"
 
@@ -117,6 +118,7 @@ struct BlockTrace {
 
 class CausalWanModel;
 class DitGraphRunner;
+class LoraSidePath;
 
 // A running stream handed from one generator to another (a hot preset change): the frame
 // counter, the clean latents still needed (the sink's and the recent window's), the conditioning
@@ -184,6 +186,13 @@ class StreamGenerator {
   // combines with VACE. ConfigError for latents of another shape or a strength outside (0, 1].
   void set_v2v(std::optional<V2vInput> input);
   const std::optional<V2vInput>& v2v() const { return v2v_; }
+  // Style LoRAs as faders: the adapters with a nonzero strength run as a low-rank side path of
+  // the DiT's block linears from the next forward on, without touching the weights. A strength
+  // change rewrites scales only; LoRAs adapting cross_attn.k/v make the next block rebuild the
+  // text K/V. While a side path is active, forwards run eagerly (no CUDA graphs: the side path
+  // is not captured yet); at all strengths 0 the graphs replay again.
+  void set_style_loras(const std::vector<ActiveStyleLora>& loras);
+  bool style_loras_active() const { return lora_ != nullptr; }
   // Replaces the noise source (tests replay recorded draws). Takes effect immediately.
   void set_noise_source(std::unique_ptr<NoiseSource> noise);
 
@@ -237,6 +246,8 @@ class StreamGenerator {
   GeneratorOptions options_;
   std::shared_ptr<const CausalWanModel> model_;
   std::unique_ptr<DitGraphRunner> graphs_;  // declared after the model it runs
+  std::unique_ptr<LoraSidePath> lora_;      // null: no style LoRA active
+  bool text_kv_dirty_ = false;              // the side path of cross_attn.k/v changed
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<CrossAttnCache> cross_;
   std::unique_ptr<FlowMatchSampler> sampler_;

@@ -16,6 +16,7 @@
 #include "longlive/preset.h"
 #include "longlive/prompt_mix.h"
 #include "longlive/session.h"
+#include "longlive/style_lora.h"
 #include "longlive/timeline.h"
 
 namespace longlive {
@@ -45,6 +46,23 @@ class Performance {
   void resume();
   void stop();                               // ends the timeline
   void prefetch(const std::string& prompt);  // not recorded (no effect on the video)
+
+  // Style LoRAs as faders (longlive/style_lora.h). load_lora reads and maps a LoRA file (any
+  // community format) at strength 0 and returns its name: `name`, or the file's stem made unique.
+  // The same file loaded again returns its existing name.
+  std::string load_lora(const std::filesystem::path& file, const std::string& name = {});
+  // Moves a fader from the next block on (no weight merge). ConfigError naming the LoRA for an
+  // unknown name or a strength outside 0..kMaxLoraStrength.
+  void set_lora_strength(const std::string& name, double strength);
+  // Unloads every style LoRA (before an exact replay of another timeline).
+  void clear_loras();
+  struct Fader {
+    std::string name;
+    std::filesystem::path file;
+    std::shared_ptr<const StyleLora> lora;
+    double strength = 0;
+  };
+  const std::vector<Fader>& loras() const { return loras_; }
   // Drops the session after an error (the timeline ends where it was).
   void abort();
 
@@ -70,6 +88,9 @@ class Performance {
  private:
   void ensure_session();
   TimelineEvent& record(EventKind kind);
+  // Loads (if needed) and sets one fader, recording one lora event while a video is active.
+  void set_lora(const std::string& name, const std::filesystem::path& file, double strength);
+  void sync_loras();  // hands the faders to the session's generator
 
   std::shared_ptr<SessionFactory> factory_;
   Preset preset_;
@@ -78,6 +99,7 @@ class Performance {
   Timeline timeline_;
   std::chrono::steady_clock::time_point began_;
   PromptMix mix_;  // target of the latest start/cut/transition
+  std::vector<Fader> loras_;
   uint64_t seed_ = 0;
   bool active_ = false;
   bool paused_ = false;

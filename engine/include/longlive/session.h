@@ -16,6 +16,7 @@
 #include "longlive/capabilities.h"
 #include "longlive/preset.h"
 #include "longlive/prompt_mix.h"
+#include "longlive/style_lora.h"
 #include "longlive/wan_model.h"
 
 namespace longlive {
@@ -98,6 +99,9 @@ struct Session {
   // (Re)starts reset it, dropping queued blocks: take them first. Null without a live decoder.
   std::unique_ptr<AsyncDecoder> decoder;
   std::unique_ptr<RegionProfiler> profiler;
+  // The style-LoRA faders the generator runs (Performance sets them); a preset change hands them
+  // to the new generator before its stream resumes.
+  std::vector<ActiveStyleLora> loras;
   at::Device device = at::kCPU;
   int height = 0, width = 0;
 

@@ -1,8 +1,8 @@
 #pragma once
 // Session timeline: every control event of a performance (prompts, blends, transitions, cuts,
-// preset changes, seed, pause) with the block it took effect before, saved as versioned JSON
-// (schema in docs/performing.md). A Performance applies live commands and replayed events through
-// the same code, so a replay with the same model, preset and seed is bit-identical.
+// preset changes, seed, pause, style-LoRA faders) with the block it took effect before, saved as
+// versioned JSON (schema in docs/performing.md). A Performance applies live commands and replayed
+// events through the same code, so a replay with the same model, preset and seed is bit-identical.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -16,10 +16,10 @@
 
 namespace longlive {
 
-// The newest schema this build reads and the one it writes.
-constexpr int kTimelineVersion = 1;
+// The newest schema this build reads and the one it writes (2: style-LoRA fader events).
+constexpr int kTimelineVersion = 2;
 
-enum class EventKind { start, cut, transition, preset, pause, resume, stop };
+enum class EventKind { start, cut, transition, preset, pause, resume, stop, lora };
 std::string to_string(EventKind kind);
 
 struct TimelineEvent {
@@ -30,6 +30,11 @@ struct TimelineEvent {
   uint64_t seed = 0;   // start
   TransitionOptions transition;  // transition
   std::string preset;            // preset (by name)
+  // lora: a style-LoRA fader moved to `strength` (0..kMaxLoraStrength); the file is loaded when
+  // no LoRA of that name is (a replay loads it from there).
+  std::string lora;
+  std::string lora_file;
+  double strength = 0;
 };
 
 struct Timeline {

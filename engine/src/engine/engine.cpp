@@ -40,11 +40,11 @@ using Clock = std::chrono::steady_clock;
 // A control command: a timeline event (applied exactly as a replayed one), or a prefetch or a
 // playback, which are not events of the video.
 struct Engine::Command {
-  enum class Kind { event, prefetch, play };
+  enum class Kind { event, prefetch, play, load_lora };
   Kind kind = Kind::event;
   TimelineEvent event;
   Preset preset;                             // a preset event's preset (the event names it)
-  std::string prompt;                        // prefetch
+  std::string prompt;                        // prefetch; load_lora: the file
   std::shared_ptr<const Timeline> timeline;  // play
   PresetLookup presets;                      // play
   Clock::time_point issued = Clock::now();
@@ -124,6 +124,19 @@ void Engine::play(const Timeline& timeline, PresetLookup presets) {
   c.kind = Command::Kind::play;
   c.timeline = std::make_shared<const Timeline>(timeline);
   c.presets = std::move(presets);
+  post(std::move(c));
+}
+void Engine::load_lora(const std::filesystem::path& file, const std::string& name) {
+  Command c;
+  c.kind = Command::Kind::load_lora;
+  c.prompt = file.string();
+  c.event.lora = name;
+  post(std::move(c));
+}
+void Engine::set_lora_strength(const std::string& name, double strength) {
+  Command c = Command::of(EventKind::lora);
+  c.event.lora = name;
+  c.event.strength = strength;
   post(std::move(c));
 }
 void Engine::pause() { post(Command::of(EventKind::pause)); }
@@ -212,6 +225,8 @@ void Engine::run() {
         stats_.capability = session->runtime.capabilities.describe();
         stats_.fallbacks = session->runtime.fallbacks;
       }
+      stats_.loras.clear();
+      for (const auto& f : perf.loras()) stats_.loras.push_back({f.name, f.strength});
       timeline_ = perf.timeline();
     }
     if (callbacks_.on_stats) callbacks_.on_stats(stats());
@@ -226,7 +241,9 @@ void Engine::run() {
     frame_index_ = 0;
     std::lock_guard lock(mutex_);
     latents_.clear();
+    auto loras = std::move(stats_.loras);
     stats_ = EngineStats();
+    stats_.loras = std::move(loras);
     stats_.device = perf.session()->device.str();
     stats_.state = "running";
   };
@@ -280,6 +297,13 @@ void Engine::run() {
       case EventKind::stop:
         stop_video();
         break;
+      case EventKind::lora:
+        // A live move names a loaded LoRA; a played one may load its file first.
+        if (e.lora_file.empty())
+          perf.set_lora_strength(e.lora, e.strength);
+        else
+          perf.apply(e, presets);
+        break;
     }
   };
 
@@ -301,18 +325,32 @@ void Engine::run() {
             try {
               apply(e, lookup, c.issued);
             } catch (const ConfigError& error) {
-              // A bad prompt or blend is the performer's typo: report it, keep the video going.
-              if (e.kind != EventKind::cut && e.kind != EventKind::transition) throw;
+              // A bad prompt, blend or fader value is the performer's typo: report it, keep the
+              // video going.
+              if (e.kind != EventKind::cut && e.kind != EventKind::transition &&
+                  e.kind != EventKind::lora)
+                throw;
               if (callbacks_.on_error) callbacks_.on_error(error.what());
             }
             break;
           }
+          case Command::Kind::load_lora:
+            try {
+              if (!perf.session()) publish("loading");
+              perf.load_lora(c.prompt, c.event.lora);
+            } catch (const Error& error) {
+              // A LoRA that does not fit (or a missing file) leaves the video as it is.
+              if (dynamic_cast<const OutOfMemoryError*>(&error)) throw;
+              if (callbacks_.on_error) callbacks_.on_error(error.what());
+            }
+            break;
           case Command::Kind::prefetch:  // builds the session if needed: a prompt set warms up
             if (!perf.session()) publish("loading");
             perf.prefetch(c.prompt);
             break;
           case Command::Kind::play: {
             stop_video();
+            perf.clear_loras();  // the timeline states its own faders
             check_presets(*c.timeline, c.presets, "timeline");
             // The timeline plays at its own size and preset, whatever the studio ended on: an
             // exact replay (the frames that follow have the timeline's size).

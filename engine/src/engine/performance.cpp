@@ -3,6 +3,10 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
 #include <optional>
 
 #include "longlive/async_decoder.h"
@@ -23,7 +27,80 @@ Performance::Performance(std::shared_ptr<SessionFactory> factory, Preset preset,
 Performance::~Performance() = default;
 
 void Performance::ensure_session() {
-  if (!session_) session_ = factory_->open(preset_, height_, width_);
+  if (session_) return;
+  session_ = factory_->open(preset_, height_, width_);
+  sync_loras();
+}
+
+void Performance::sync_loras() {
+  if (!session_) return;
+  session_->loras.clear();
+  for (const auto& f : loras_) session_->loras.push_back({f.lora, f.strength});
+  session_->generator->set_style_loras(session_->loras);
+}
+
+void Performance::set_lora(const std::string& name, const std::filesystem::path& file,
+                           double strength) {
+  if (!std::isfinite(strength) || strength < 0 || strength > kMaxLoraStrength)
+    throw ConfigError(
+        fmt::format("LoRA '{}': strength {} is outside 0..{}", name, strength, kMaxLoraStrength));
+  auto it =
+      std::find_if(loras_.begin(), loras_.end(), [&](const Fader& f) { return f.name == name; });
+  if (it == loras_.end()) {
+    ensure_session();  // the DiT's configuration checks the LoRA's shapes
+    auto lora =
+        std::make_shared<StyleLora>(load_style_lora(file, session_->generator->options().model));
+    lora->name = name;
+    loras_.push_back({name, file, std::move(lora), 0});
+    it = std::prev(loras_.end());
+  }
+  it->strength = strength;
+  sync_loras();
+  if (active_) {
+    auto& e = record(EventKind::lora);
+    e.lora = name;
+    e.lora_file = it->file.string();
+    e.strength = strength;
+  }
+}
+
+std::string Performance::load_lora(const std::filesystem::path& file, const std::string& name) {
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(file, ec);
+  if (ec) absolute = file;
+  for (const auto& f : loras_)
+    if (f.file == absolute && (name.empty() || name == f.name)) return f.name;
+  std::string chosen = name.empty() ? absolute.stem().string() : name;
+  if (name.empty()) {
+    const std::string stem = chosen;
+    for (int i = 2; std::any_of(loras_.begin(), loras_.end(),
+                                [&](const Fader& f) { return f.name == chosen; });
+         ++i)
+      chosen = fmt::format("{}-{}", stem, i);
+  } else if (std::any_of(loras_.begin(), loras_.end(),
+                         [&](const Fader& f) { return f.name == name; })) {
+    throw ConfigError(fmt::format("a LoRA named '{}' is already loaded", name));
+  }
+  set_lora(chosen, absolute, 0);
+  return chosen;
+}
+
+void Performance::set_lora_strength(const std::string& name, double strength) {
+  const auto it =
+      std::find_if(loras_.begin(), loras_.end(), [&](const Fader& f) { return f.name == name; });
+  if (it == loras_.end()) {
+    std::vector<std::string> names;
+    for (const auto& f : loras_) names.push_back(f.name);
+    throw ConfigError(
+        fmt::format("no LoRA named '{}' is loaded (loaded: {})", name,
+                    names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+  }
+  set_lora(name, it->file, strength);
+}
+
+void Performance::clear_loras() {
+  loras_.clear();
+  sync_loras();
 }
 
 TimelineEvent& Performance::record(EventKind kind) {
@@ -49,6 +126,7 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
     timeline_.width = session_->width;
     began_ = std::chrono::steady_clock::now();
   }
+  const bool new_timeline = !active_;
   mix_ = mix;
   seed_ = seed;
   session_->generator->start(embeds, seed);
@@ -58,6 +136,14 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
   auto& e = record(EventKind::start);
   e.mix = mix;
   e.seed = seed;
+  // A new timeline states the faders set before it began, so a replay loads and sets them too.
+  if (new_timeline)
+    for (const auto& f : loras_) {
+      auto& l = record(EventKind::lora);
+      l.lora = f.name;
+      l.lora_file = f.file.string();
+      l.strength = f.strength;
+    }
 }
 
 void Performance::cut(const PromptMix& mix) {
@@ -163,6 +249,9 @@ void Performance::apply(const TimelineEvent& e, const PresetLookup& presets) {
       break;
     case EventKind::stop:
       stop();
+      break;
+    case EventKind::lora:
+      set_lora(e.lora, e.lora_file, e.strength);
       break;
   }
 }

@@ -585,6 +585,7 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     }
     previous.reset();
     s.generator = std::make_unique<StreamGenerator>(std::move(model), o);
+    s.generator->set_style_loras(s.loras);  // before the re-cache of the resumed stream
     if (state) {
       s.generator->resume(std::move(*state));
       change.stream_continued = true;

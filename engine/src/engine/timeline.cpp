@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "longlive/error.h"
+#include "longlive/style_lora.h"
 
 namespace longlive {
 namespace {
@@ -24,7 +25,8 @@ constexpr std::pair<EventKind, const char*> kKinds[] = {{EventKind::start, "star
                                                         {EventKind::preset, "preset"},
                                                         {EventKind::pause, "pause"},
                                                         {EventKind::resume, "resume"},
-                                                        {EventKind::stop, "stop"}};
+                                                        {EventKind::stop, "stop"},
+                                                        {EventKind::lora, "lora"}};
 
 // One JSON object of the file: typed reads by key, unknown keys rejected, errors name the path.
 class ObjectReader {
@@ -196,6 +198,11 @@ json to_json(const Timeline& t) {
       case EventKind::preset:
         j["preset"] = e.preset;
         break;
+      case EventKind::lora:
+        j["lora"] = e.lora;
+        j["file"] = e.lora_file;
+        j["strength"] = e.strength;
+        break;
       default:
         break;
     }
@@ -233,7 +240,7 @@ Timeline parse_timeline(std::string_view text, const std::string& origin) {
                                    [&](const auto& k) { return type == k.second; });
     if (kind == std::end(kKinds))
       e.fail(e.field("type"), fmt::format("'{}' is not an event type (start, cut, transition, "
-                                          "preset, pause, resume, stop)",
+                                          "preset, pause, resume, stop, lora)",
                                           type));
     ev.kind = kind->first;
     ev.block = e.integer("block", 0);
@@ -268,6 +275,16 @@ Timeline parse_timeline(std::string_view text, const std::string& origin) {
       case EventKind::preset:
         ev.preset = e.string("preset");
         if (ev.preset.empty()) e.fail(e.field("preset"), "empty preset name");
+        break;
+      case EventKind::lora:
+        ev.lora = e.string("lora");
+        if (ev.lora.empty()) e.fail(e.field("lora"), "empty LoRA name");
+        ev.lora_file = e.string("file");
+        if (ev.lora_file.empty()) e.fail(e.field("file"), "empty LoRA file");
+        ev.strength = e.number("strength", true, 0.0);
+        if (!std::isfinite(ev.strength) || ev.strength < 0 || ev.strength > kMaxLoraStrength)
+          e.fail(e.field("strength"),
+                 fmt::format("{} is outside 0..{}", ev.strength, kMaxLoraStrength));
         break;
       default:
         break;

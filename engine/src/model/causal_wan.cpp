@@ -8,6 +8,7 @@
 
 #include "longlive/error.h"
 #include "longlive/profiler.h"
+#include "model/lora_side_path.h"
 #include "model/ops.h"
 #include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
@@ -23,6 +24,12 @@ at::Tensor rope_inverse_frequencies(int64_t channels) {
   const at::Tensor exponents =
       at::arange(0, channels, 2, at::kDouble).div(static_cast<double>(channels));
   return at::pow(kRopeTheta, exponents).reciprocal();
+}
+
+// y plus the style LoRAs' delta of the linear `slot` of `layer` on its input x (y without one).
+at::Tensor with_lora(const at::Tensor& y, const at::Tensor& x, const LoraSidePath* lora,
+                     size_t layer, LoraSlot slot) {
+  return lora ? lora->add(y, x, layer, slot) : y;
 }
 
 }  // namespace
@@ -207,8 +214,8 @@ at::Tensor CausalWanModel::rope_cos_sin(int64_t start_frame, int64_t frames, int
   return sine ? at::sin(angles) : at::cos(angles);
 }
 
-void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds,
-                                       CrossAttnCache& cache) const {
+void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds, CrossAttnCache& cache,
+                                       const LoraSidePath* lora) const {
   if (prompt_embeds.dim() != 3 || prompt_embeds.size(0) != 1 ||
       prompt_embeds.size(2) != config_.text_dim || prompt_embeds.size(1) > config_.text_len ||
       prompt_embeds.size(1) < 1) {
@@ -234,9 +241,13 @@ void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds,
   if (!in_place) cache.clear();
   for (size_t i = 0; i < layers; ++i) {
     const Block& b = i < blocks_.size() ? blocks_[i] : vace_blocks_[i - blocks_.size()];
-    at::Tensor k = ops::linear(context, b.ck_w, b.ck_b);
+    // Style LoRAs target the DiT's layers only, not the VACE blocks.
+    const LoraSidePath* side = i < blocks_.size() ? lora : nullptr;
+    at::Tensor k =
+        with_lora(ops::linear(context, b.ck_w, b.ck_b), context, side, i, LoraSlot::cross_k);
     if (config_.qk_norm) k = ops::rms_norm(k, b.cnorm_k, config_.eps);
-    const at::Tensor v = ops::linear(context, b.cv_w, b.cv_b);
+    const at::Tensor v =
+        with_lora(ops::linear(context, b.cv_w, b.cv_b), context, lora, i, LoraSlot::cross_v);
     const at::Tensor k_heads = k.view({1, -1, n, hd}).transpose(1, 2);
     const at::Tensor v_heads = v.view({1, -1, n, hd}).transpose(1, 2);
     if (in_place) {
@@ -251,16 +262,18 @@ void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds,
 
 at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const at::Tensor& x,
                                           const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
-                                          const KvCache::Plan* plan) const {
+                                          const KvCache::Plan* plan,
+                                          const LoraSidePath* lora) const {
+  const auto l = static_cast<size_t>(layer);
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
   const int64_t seq = x.size(1);
   at::Tensor q, k, v;
   {
     const ProfileScope scope("gemm");
-    q = ops::linear(x, b.q_w, b.q_b);
-    k = ops::linear(x, b.k_w, b.k_b);
-    v = ops::linear(x, b.v_w, b.v_b).view({1, seq, n, hd});
+    q = with_lora(ops::linear(x, b.q_w, b.q_b), x, lora, l, LoraSlot::self_q);
+    k = with_lora(ops::linear(x, b.k_w, b.k_b), x, lora, l, LoraSlot::self_k);
+    v = with_lora(ops::linear(x, b.v_w, b.v_b), x, lora, l, LoraSlot::self_v).view({1, seq, n, hd});
   }
   {
     const ProfileScope scope("rms_rope");
@@ -287,13 +300,17 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
                          runtime_.attention);
   }
   const ProfileScope scope("gemm");
-  return ops::linear(out.transpose(1, 2).reshape({1, seq, n * hd}), b.o_w, b.o_b);
+  const at::Tensor attended = out.transpose(1, 2).reshape({1, seq, n * hd});
+  return with_lora(ops::linear(attended, b.o_w, b.o_b), attended, lora, l, LoraSlot::self_o);
 }
 
 at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& timesteps,
                                    KvCache& kv, const KvCache::Plan& plan,
-                                   const CrossAttnCache& cross, const VaceStep* vace) const {
-  return run(prepare(latents, timesteps, plan), kv, plan, cross, vace);
+                                   const CrossAttnCache& cross, const VaceStep* vace,
+                                   const LoraSidePath* lora) const {
+  ForwardArgs args = prepare(latents, timesteps, plan);
+  args.lora = lora;
+  return run(args, kv, plan, cross, vace);
 }
 
 CausalWanModel::ForwardArgs CausalWanModel::prepare(const at::Tensor& latents,
@@ -373,9 +390,11 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   const double scale = vace != nullptr ? vace->scale : 0.0;
   at::Tensor out;
   if (fused_) {
-    out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale);
+    out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
+                       args.lora);
   } else {
-    out = plain_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale);
+    out = plain_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
+                       args.lora);
   }
   const ProfileScope head_scope("head");
   out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
@@ -392,8 +411,9 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
                                        const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
                                        const KvCache::Plan* plan, int64_t layer,
                                        const CrossAttnCache& cross, size_t cross_index,
-                                       int64_t frames) const {
+                                       int64_t frames, const LoraSidePath* lora) const {
   const int64_t seq = x.size(1);
+  const auto l = static_cast<size_t>(layer);  // LoRA slots (lora is null for VACE blocks)
   at::Tensor mod, hidden, normed, q, attended, y;
   auto chunk = [&](int64_t i) { return mod.narrow(2, i, 1); };
   {
@@ -401,7 +421,7 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
     mod = b.modulation.unsqueeze(1) + e0;  // [1, F, 6, dim]
     hidden = ops::layer_norm_modulate(x, chunk(0), chunk(1), frames, config_.eps);
   }
-  y = self_attention(b, layer, hidden, cos, sin, kv, plan);
+  y = self_attention(b, layer, hidden, cos, sin, kv, plan, lora);
   {
     const ProfileScope scope("norm_modulate");
     x = ops::gated_residual(x, y, chunk(2), frames);
@@ -410,7 +430,7 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
   }
   {
     const ProfileScope scope("gemm");
-    q = ops::linear(normed, b.cq_w, b.cq_b);
+    q = with_lora(ops::linear(normed, b.cq_w, b.cq_b), normed, lora, l, LoraSlot::cross_q);
   }
   {
     const ProfileScope scope("rms_rope");
@@ -423,7 +443,8 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
   }
   {
     const ProfileScope scope("gemm");
-    y = ops::linear(attended.transpose(1, 2).reshape({1, seq, config_.dim}), b.co_w, b.co_b);
+    const at::Tensor heads = attended.transpose(1, 2).reshape({1, seq, config_.dim});
+    y = with_lora(ops::linear(heads, b.co_w, b.co_b), heads, lora, l, LoraSlot::cross_o);
   }
   {
     const ProfileScope scope("norm_modulate");
@@ -432,7 +453,9 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
   }
   {
     const ProfileScope scope("gemm");
-    y = ops::linear(ops::gelu_tanh(ops::linear(hidden, b.ffn0_w, b.ffn0_b)), b.ffn2_w, b.ffn2_b);
+    const at::Tensor inner = ops::gelu_tanh(
+        with_lora(ops::linear(hidden, b.ffn0_w, b.ffn0_b), hidden, lora, l, LoraSlot::ffn0));
+    y = with_lora(ops::linear(inner, b.ffn2_w, b.ffn2_b), inner, lora, l, LoraSlot::ffn2);
   }
   const ProfileScope scope("norm_modulate");
   return ops::gated_residual(x, y, chunk(5), frames);
@@ -477,7 +500,7 @@ std::vector<at::Tensor> CausalWanModel::vace_hints(const at::Tensor& x, const at
   hints.reserve(vace_blocks_.size());
   for (size_t i = 0; i < vace_blocks_.size(); ++i) {
     c = plain_block(vace_blocks_[i], c, e0, cos, sin, nullptr, nullptr, -1, cross,
-                    blocks_.size() + i, frames);
+                    blocks_.size() + i, frames, nullptr);
     hints.push_back(ops::linear(c, vace_after_w_[i], vace_after_b_[i]).to(at::kFloat));
   }
   return hints;
@@ -488,10 +511,10 @@ at::Tensor CausalWanModel::plain_layers(at::Tensor x, const at::Tensor& e0,
                                         const at::Tensor& sin, KvCache& kv,
                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
                                         int64_t frames, const std::vector<at::Tensor>& hints,
-                                        double hint_scale) const {
+                                        double hint_scale, const LoraSidePath* lora) const {
   for (size_t layer = 0; layer < blocks_.size(); ++layer) {
     x = plain_block(blocks_[layer], x, e0, cos, sin, &kv, &plan, static_cast<int64_t>(layer), cross,
-                    layer, frames);
+                    layer, frames, lora);
     const int64_t hint = hint_of_layer_[layer];
     if (!hints.empty() && hint >= 0) x = x + hints[static_cast<size_t>(hint)] * hint_scale;
   }
@@ -513,7 +536,7 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
                                         const at::Tensor& sin, KvCache& kv,
                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
                                         int64_t frames, const std::vector<at::Tensor>& hints,
-                                        double hint_scale) const {
+                                        double hint_scale, const LoraSidePath* lora) const {
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
   const int64_t d = config_.dim;
@@ -552,6 +575,13 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
 
     // Self-attention: one QKV GEMM, q/k normalised and rotated straight out of its output.
     const at::Tensor qkv = gemm(hidden, b.qkv_w, b.qkv_b, b.qkv8).view({seq, 3 * d});
+    if (lora) {
+      const ProfileScope scope("lora");
+      for (const auto& [i, slot] : {std::pair{0, LoraSlot::self_q}, std::pair{1, LoraSlot::self_k},
+                                    std::pair{2, LoraSlot::self_v}})
+        if (const LoraDelta* delta = lora->find(layer, slot))
+          qkv.narrow(1, i * d, d).add_((*delta)(hidden).view({seq, d}));
+    }
     const at::Tensor q = at::empty({seq, n, hd}, sixteen);
     const at::Tensor k = at::empty({seq, n, hd}, sixteen);
     {
@@ -581,14 +611,18 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
                                   kv.values(layer_index, plan), runtime_.attention);
       }
     }
-    const at::Tensor y = gemm(attended.transpose(1, 2).reshape({1, seq, d}), b.o_w, b.o_b, b.o8);
+    const at::Tensor heads = attended.transpose(1, 2).reshape({1, seq, d});
+    const at::Tensor y =
+        with_lora(gemm(heads, b.o_w, b.o_b, b.o8), heads, lora, layer, LoraSlot::self_o);
 
     // x += y * gate; normed = norm3(x)
     const at::Tensor normed = norm(
         {.residual = &y, .gate = &c2, .weight = &b.norm3_w, .bias = &b.norm3_b, .frames = frames});
 
     // Cross-attention on the cached text K/V.
-    const at::Tensor cq = gemm(normed, b.cq_w, b.cq_b, b.cq8).view({seq, d});
+    const at::Tensor cq =
+        with_lora(gemm(normed, b.cq_w, b.cq_b, b.cq8), normed, lora, layer, LoraSlot::cross_q)
+            .view({seq, d});
     const at::Tensor q_cross = at::empty({seq, n, hd}, sixteen);
     {
       const ProfileScope scope("rms_rope");
@@ -599,14 +633,26 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
       attended = ops::attention(q_cross.unsqueeze(0).transpose(1, 2), cross.k[layer],
                                 cross.v[layer], runtime_.attention);
     }
-    const at::Tensor ca =
-        gemm(attended.transpose(1, 2).reshape({1, seq, d}), b.co_w, b.co_b, b.co8);
+    const at::Tensor cross_heads = attended.transpose(1, 2).reshape({1, seq, d});
+    const at::Tensor ca = with_lora(gemm(cross_heads, b.co_w, b.co_b, b.co8), cross_heads, lora,
+                                    layer, LoraSlot::cross_o);
 
     // x += cross; hidden = modulate(norm(x)); FFN with GELU in the first GEMM's epilogue.
     hidden = norm({.residual = &ca, .shift = &c3, .scale = &c4, .frames = frames});
     {
       const ProfileScope scope("gemm");
-      if (b.ffn0_8.defined()) {
+      const LoraDelta* ffn0 = lora ? lora->find(layer, LoraSlot::ffn0) : nullptr;
+      const LoraDelta* ffn2 = lora ? lora->find(layer, LoraSlot::ffn2) : nullptr;
+      if (ffn0 || ffn2) {
+        // The side path needs the pre-activation (ffn.0's delta goes in before the GELU) and
+        // the activation itself (ffn.2's input), so the GELU runs on its own here.
+        at::Tensor pre = b.ffn0_8.defined() ? ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_)
+                                            : ops::linear(hidden, b.ffn0_w, b.ffn0_b);
+        if (ffn0) pre = pre + (*ffn0)(hidden);
+        const at::Tensor act = ops::gelu_tanh(pre);
+        pending = project(act, b.ffn2_w, b.ffn2_b, b.ffn2_8);
+        if (ffn2) pending = pending + (*ffn2)(act);
+      } else if (b.ffn0_8.defined()) {
         // GELU inside the second GEMM's input quantisation (no separate pass).
         pending = ops::linear_fp8(ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_), b.ffn2_8,
                                   b.ffn2_b, dtype_, /*gelu_input=*/true);

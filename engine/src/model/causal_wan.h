@@ -17,6 +17,8 @@
 
 namespace longlive {
 
+class LoraSidePath;
+
 class CausalWanModel {
  public:
   // Checks every tensor's name and shape and moves the weights to `device` in `dtype`
@@ -51,17 +53,20 @@ class CausalWanModel {
   bool uses_fp8_attention() const { return fp8_attention_; }
 
   // Embeds the prompt ([1, L <= text_len, text_dim]) and fills the per-layer text K/V (the DiT's
-  // layers, then the VACE blocks' when attached).
-  void build_cross_cache(const at::Tensor& prompt_embeds, CrossAttnCache& cache) const;
+  // layers, then the VACE blocks' when attached; the style LoRAs' side path on the DiT layers'
+  // cross_attn.k/v when given).
+  void build_cross_cache(const at::Tensor& prompt_embeds, CrossAttnCache& cache,
+                         const LoraSidePath* lora = nullptr) const;
 
   // One forward over frames [start_frame, start_frame + F).
   //   latents: [1, F, C, H, W] (pipeline layout), timesteps: [1, F] (any real dtype).
   // Writes K/V as planned and returns the flow prediction [1, F, C, H, W] in float32.
   // Same as run(prepare(...)).
-  // `vace`: hints for this call (denoising steps only; requires has_vace()).
+  // `vace`: hints for this call (denoising steps only; requires has_vace()). `lora`: the style
+  // LoRAs' side path (null: none).
   at::Tensor forward(const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
                      const KvCache::Plan& plan, const CrossAttnCache& cross,
-                     const VaceStep* vace = nullptr) const;
+                     const VaceStep* vace = nullptr, const LoraSidePath* lora = nullptr) const;
 
   // The device inputs of a forward that depend on host values (which frames run, their
   // positions): everything run() reads besides the weights and the caches.
@@ -69,6 +74,9 @@ class CausalWanModel {
     at::Tensor latents;    // [1, F', C, H, W] float32: the frames the plan writes (F' <= F)
     at::Tensor timesteps;  // [F'] float32
     at::Tensor cos, sin;   // RoPE tables of the frames' absolute positions [F' h w, 1, pairs]
+    // Style LoRAs added to the block linears (model/lora_side_path.h); null: none. Not captured
+    // by the CUDA graph runner: forwards with a side path run eagerly.
+    const LoraSidePath* lora = nullptr;
   };
   // Validates the input and builds the arguments on the device.
   ForwardArgs prepare(const at::Tensor& latents, const at::Tensor& timesteps,
@@ -103,13 +111,13 @@ class CausalWanModel {
   // kv == nullptr: attention over x's own tokens only (VACE blocks have no cache).
   at::Tensor self_attention(const Block& b, int64_t layer, const at::Tensor& x,
                             const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
-                            const KvCache::Plan* plan) const;
+                            const KvCache::Plan* plan, const LoraSidePath* lora) const;
   // One block, plain ATen ops: x [1, S, dim] float32 -> x after the FFN residual. `layer` indexes
-  // the KV cache (when given) and `cross_index` the text K/V.
+  // the KV cache (when given) and the style LoRAs (when given), `cross_index` the text K/V.
   at::Tensor plain_block(const Block& b, at::Tensor x, const at::Tensor& e0, const at::Tensor& cos,
                          const at::Tensor& sin, KvCache* kv, const KvCache::Plan* plan,
                          int64_t layer, const CrossAttnCache& cross, size_t cross_index,
-                         int64_t frames) const;
+                         int64_t frames, const LoraSidePath* lora) const;
   // The hints of one call: [blocks] x [1, S, dim] float32. x: the patch-embedded input.
   std::vector<at::Tensor> vace_hints(const at::Tensor& x, const at::Tensor& e0,
                                      const CrossAttnCache& cross, const VaceStep& vace,
@@ -119,12 +127,14 @@ class CausalWanModel {
   at::Tensor plain_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
                           const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
-                          const std::vector<at::Tensor>& hints, double hint_scale) const;
+                          const std::vector<at::Tensor>& hints, double hint_scale,
+                          const LoraSidePath* lora) const;
   // The fused-kernel layer loop (same maths as the plain loop in forward()).
   at::Tensor fused_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
                           const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
-                          const std::vector<at::Tensor>& hints, double hint_scale) const;
+                          const std::vector<at::Tensor>& hints, double hint_scale,
+                          const LoraSidePath* lora) const;
   at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                      const ops::Fp8Weight& w8) const;
 

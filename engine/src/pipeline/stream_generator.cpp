@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
 #include <numeric>
 #include <optional>
@@ -12,6 +13,7 @@
 #include "longlive/generator.h"
 #include "longlive/log.h"
 #include "model/causal_wan.h"
+#include "model/lora_side_path.h"
 #include "pipeline/dit_graphs.h"
 #include "sampler/flow_match.h"
 
@@ -42,15 +44,15 @@ double ms_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
-// One DiT forward, through a CUDA graph when the generator has a runner. VACE calls run eagerly:
-// their context and scale are not graph inputs yet (the DiT-only calls of the same stream, the
-// context passes, keep their graphs).
+// One DiT forward, through a CUDA graph when the generator has a runner. VACE calls and calls
+// with an active style LoRA run eagerly: the context and scale of VACE and the LoRA side path
+// are not graph inputs yet (the other calls of the same stream keep their graphs).
 at::Tensor dit_forward(const CausalWanModel& model, DitGraphRunner* graphs,
                        const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
-                       const KvCache::Plan& plan, const CrossAttnCache& cross,
-                       const VaceStep* vace = nullptr) {
-  if (graphs == nullptr || vace != nullptr)
-    return model.forward(latents, timesteps, kv, plan, cross, vace);
+                       const KvCache::Plan& plan, const CrossAttnCache& cross, const VaceStep* vace,
+                       const LoraSidePath* lora) {
+  if (graphs == nullptr || vace != nullptr || lora != nullptr)
+    return model.forward(latents, timesteps, kv, plan, cross, vace, lora);
   return graphs->run(model.prepare(latents, timesteps, plan), kv, plan, cross);
 }
 
@@ -172,8 +174,29 @@ GeneratorStats StreamGenerator::stats() const {
   return s;
 }
 
+void StreamGenerator::set_style_loras(const std::vector<ActiveStyleLora>& loras) {
+  const bool text_before = lora_ && lora_->touches_text_kv();
+  if (lora_ && lora_->same_adapters(loras)) {
+    lora_->set_strengths(loras);
+  } else {
+    const bool any = std::any_of(loras.begin(), loras.end(), [](const ActiveStyleLora& l) {
+      return l.lora && l.strength != 0;
+    });
+    const bool was_active = lora_ != nullptr;
+    lora_.reset();  // the old stacks go before the new ones are allocated
+    if (any)
+      lora_ =
+          std::make_unique<LoraSidePath>(loras, options_.model, options_.device, options_.dtype);
+    if (graphs_ && any && !was_active)
+      log::info("style LoRA active: DiT forwards run eagerly (CUDA graphs paused)");
+    if (graphs_ && !any && was_active) log::info("no style LoRA active: CUDA graphs resume");
+  }
+  if (text_before || (lora_ && lora_->touches_text_kv())) text_kv_dirty_ = true;
+}
+
 void StreamGenerator::start(const at::Tensor& prompt_embeds, uint64_t seed) {
-  model_->build_cross_cache(prompt_embeds, *cross_);
+  model_->build_cross_cache(prompt_embeds, *cross_, lora_.get());
+  text_kv_dirty_ = false;
   current_ = prompt_embeds;
   transition_.reset();
   kv_->reset();
@@ -246,7 +269,7 @@ void StreamGenerator::switch_prompt(const at::Tensor& prompt_embeds) {
 
 void StreamGenerator::set_conditioning(const at::Tensor& prompt_embeds) {
   if (!started_) throw Error("set_conditioning() before start()");
-  model_->build_cross_cache(prompt_embeds, *cross_);
+  model_->build_cross_cache(prompt_embeds, *cross_, lora_.get());
   current_ = prompt_embeds;
   transition_.reset();
 }
@@ -279,7 +302,7 @@ void StreamGenerator::advance_transition(BlockTrace* trace) {
   if (tr.done < tr.options.blocks) {
     const double t = static_cast<double>(tr.done) / static_cast<double>(tr.options.blocks);
     current_ = interpolate_embeddings(tr.from, tr.to, t, tr.options.interpolation);
-    model_->build_cross_cache(current_, *cross_);
+    model_->build_cross_cache(current_, *cross_, lora_.get());
     return;
   }
   const at::Tensor target = tr.to;
@@ -289,7 +312,7 @@ void StreamGenerator::advance_transition(BlockTrace* trace) {
     pending_switch_ = target;
     apply_pending_switch(trace);
   } else {
-    model_->build_cross_cache(target, *cross_);
+    model_->build_cross_cache(target, *cross_, lora_.get());
     current_ = target;
   }
 }
@@ -381,7 +404,8 @@ void StreamGenerator::resume(StreamState state) {
           t->size(1), t->size(2), t->size(3), sizes[1], sizes[2], sizes[3]));
   }
   if (!state.noise) throw Error("resume: the stream state has no noise source");
-  model_->build_cross_cache(state.conditioning, *cross_);
+  model_->build_cross_cache(state.conditioning, *cross_, lora_.get());
+  text_kv_dirty_ = false;
   current_ = state.conditioning;
   kv_->reset();
   noise_ = std::move(state.noise);
@@ -434,7 +458,7 @@ void StreamGenerator::reencode_sink() {
   const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
   const KvCache::Plan plan = kv_->plan(0, s, KvWriteKind::block, options_.global_sink);
   model_->forward(sink_.narrow(0, 0, s).unsqueeze(0), at::zeros({1, s}, float_opts), *kv_, plan,
-                  *cross_);
+                  *cross_, nullptr, lora_.get());
   kv_->commit(plan);
 }
 
@@ -460,7 +484,7 @@ void StreamGenerator::recache(BlockTrace* trace) {
       at::zeros({1, n}, at::TensorOptions().dtype(at::kFloat).device(options_.device));
   // Eager: a re-cache happens once per switch in one of several ring phases, so capturing it
   // would put a capture stall on the switch itself, for a 1 % gain.
-  at::Tensor flow = model_->forward(latents, t, *kv_, plan, *cross_);
+  at::Tensor flow = model_->forward(latents, t, *kv_, plan, *cross_, nullptr, lora_.get());
   kv_->commit(plan);
   if (trace) trace->recache_flow = flow;
   ++stats_.recaches;
@@ -469,7 +493,7 @@ void StreamGenerator::recache(BlockTrace* trace) {
 
 bool StreamGenerator::apply_pending_switch(BlockTrace* trace) {
   if (!pending_switch_) return false;
-  model_->build_cross_cache(*pending_switch_, *cross_);
+  model_->build_cross_cache(*pending_switch_, *cross_, lora_.get());
   current_ = *pending_switch_;
   pending_switch_.reset();
   recache(trace);
@@ -480,6 +504,11 @@ bool StreamGenerator::apply_pending_switch(BlockTrace* trace) {
 at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
   if (!started_) throw Error("next_block() before start()");
   const auto start = std::chrono::steady_clock::now();
+  if (text_kv_dirty_) {
+    // A style LoRA on cross_attn.k/v changed: the text K/V of the current conditioning again.
+    model_->build_cross_cache(current_, *cross_, lora_.get());
+    text_kv_dirty_ = false;
+  }
   apply_pending_switch(trace);  // a cut requested before this block
   advance_transition(trace);    // may end in a cut of its own (recache_at_end)
   const int64_t f = options_.frames_per_block;
@@ -509,8 +538,8 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
     at::Tensor hints;
     std::optional<VaceStep> vace;
     if (vace_) vace = VaceStep{vace_->context, vace_->scale, trace ? &hints : nullptr};
-    const at::Tensor flow =
-        dit_forward(*model_, graphs_.get(), x, t, *kv_, plan, *cross_, vace ? &*vace : nullptr);
+    const at::Tensor flow = dit_forward(*model_, graphs_.get(), x, t, *kv_, plan, *cross_,
+                                        vace ? &*vace : nullptr, lora_.get());
     kv_->commit(plan);
     if (!again) again = kv_->plan(frame_, f, KvWriteKind::block_repeat, options_.global_sink);
     x0 = FlowMatchSampler::to_x0(x, flow, sigmas[s]);
@@ -526,7 +555,8 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
     }
   }
   // Clean context pass: write the finished block's K/V (its output is not needed).
-  dit_forward(*model_, graphs_.get(), x0, at::zeros({1, f}, float_opts), *kv_, *again, *cross_);
+  dit_forward(*model_, graphs_.get(), x0, at::zeros({1, f}, float_opts), *kv_, *again, *cross_,
+              nullptr, lora_.get());
 
   for (int64_t i = 0; i < f; ++i) {
     recent_[(frame_ + i) % options_.local_attn_frames].copy_(x0[0][i]);

@@ -1,0 +1,76 @@
+#pragma once
+// Remote control of a live session: OSC messages (osc_server.h) and MIDI bindings (midi.h) become
+// ControlCommands, which reach the Engine through its own command queue, so they are the same
+// timeline events as the studio's controls and replay exactly. No Qt: the CLI can use it too.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "longlive/prompt_mix.h"
+#include "longlive/timeline.h"
+
+namespace longlive {
+
+class Engine;
+
+struct ControlCommand {
+  enum class Kind {
+    start,       // mix, seed
+    cut,         // mix
+    transition,  // mix, transition
+    preset,      // name
+    pause,
+    resume,
+    stop,
+    lora_strength,  // name, value (0..kMaxLoraStrength)
+    lora_load,      // file, name (empty: after the file)
+    record,         // on
+    vace_scale,     // value: reserved, not wired yet (VACE)
+    v2v_strength,   // value: reserved, not wired yet (video-to-video)
+  };
+  Kind kind = Kind::stop;
+  PromptMix mix;
+  uint64_t seed = 0;
+  TransitionOptions transition;
+  std::string name;
+  std::string file;
+  double value = 0;
+  bool on = false;
+};
+std::string to_string(ControlCommand::Kind kind);
+// One line for logs: "lora_strength glow 0.8".
+std::string describe(const ControlCommand& command);
+
+// Ranges checked before a command is sent on.
+constexpr int64_t kMaxTransitionBlocks = 256;
+constexpr double kMaxVaceScale = 2.0;
+
+// One OSC message, decoded from the wire (numbers as int64 or double, strings, booleans as int).
+using OscArg = std::variant<int64_t, double, std::string>;
+struct OscMessage {
+  std::string path;
+  std::vector<OscArg> args;
+  std::string sender;             // "host:port", for logs
+  std::string unsupported_types;  // OSC type tags not decoded (blobs, MIDI, ...): rejected
+};
+// The command an OSC message asks for (addresses in docs/control.md). ConfigError saying what is
+// wrong (unknown address, argument types, a value out of range) otherwise.
+ControlCommand parse_osc(const OscMessage& message);
+
+// Sends commands to an Engine. Presets are looked up by name; `record` is the front end's
+// recorder switch (the engine does not record): without one a record command is logged and
+// dropped, as are the reserved VACE / V2V values. Throws ConfigError for an unknown preset.
+class EngineControl {
+ public:
+  EngineControl(Engine& engine, PresetLookup presets, std::function<void(bool)> record = {});
+  void apply(const ControlCommand& command);
+
+ private:
+  Engine& engine_;
+  PresetLookup presets_;
+  std::function<void(bool)> record_;
+};
+
+}  // namespace longlive

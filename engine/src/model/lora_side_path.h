@@ -1,0 +1,84 @@
+#pragma once
+// The style LoRAs' low-rank side path on the device: for each adapted linear of the DiT the
+// active adapters' down matrices are stacked into one [R, in] matrix and their up matrices into
+// one [out, R], so the extra work per linear is two thin GEMMs whatever the number of LoRAs:
+//   y += ((x down^T) * scale) up^T,   scale[r] = strength * alpha / rank of the row's adapter.
+// A fader move rewrites `scale` in place (one small host-to-device copy); only a change of which
+// adapters are active (a strength to or from 0, a LoRA added) rebuilds the stacks.
+#include <ATen/ATen.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "longlive/style_lora.h"
+#include "longlive/wan_model.h"
+
+namespace longlive {
+
+// The adapted linears of a block, in the order the side path stores them.
+enum class LoraSlot : int {
+  self_q,
+  self_k,
+  self_v,
+  self_o,
+  cross_q,
+  cross_k,
+  cross_v,
+  cross_o,
+  ffn0,
+  ffn2,
+};
+constexpr size_t kLoraSlots = 10;
+
+struct LoraDelta {
+  at::Tensor down;   // [R, in] in the DiT's dtype on its device
+  at::Tensor up;     // [out, R]
+  at::Tensor scale;  // [R], a view into LoraSidePath's scale buffer
+  // s * (x down^T) up^T in the DiT's dtype; x: [..., in].
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
+class LoraSidePath {
+ public:
+  // The adapters of `loras` with a nonzero strength, for a DiT of `config` on device/dtype.
+  LoraSidePath(const std::vector<ActiveStyleLora>& loras, const WanConfig& config,
+               at::Device device, at::ScalarType dtype);
+
+  // Whether `loras` activates exactly this side path's adapters (then set_strengths() suffices).
+  bool same_adapters(const std::vector<ActiveStyleLora>& loras) const;
+  // New strengths for the same adapters (Error otherwise): rewrites the scales in place.
+  void set_strengths(const std::vector<ActiveStyleLora>& loras);
+
+  // The delta of one linear, or null when no active adapter touches it.
+  const LoraDelta* find(size_t layer, LoraSlot slot) const {
+    const auto& d = layers_[layer][static_cast<size_t>(slot)];
+    return d ? &*d : nullptr;
+  }
+  bool empty() const { return adapters_.empty(); }
+  bool touches_text_kv() const { return touches_text_kv_; }
+  size_t bytes() const { return bytes_; }  // device memory of the stacks
+
+  // y + delta(x) when the slot is adapted, else y.
+  at::Tensor add(const at::Tensor& y, const at::Tensor& x, size_t layer, LoraSlot slot) const;
+
+ private:
+  static std::vector<std::shared_ptr<const StyleLora>> active(
+      const std::vector<ActiveStyleLora>& loras);
+
+  struct Segment {
+    int64_t offset = 0, rows = 0;
+    size_t adapter = 0;  // index into adapters_
+    double scale = 0;    // alpha / rank of the module
+  };
+  std::vector<std::array<std::optional<LoraDelta>, kLoraSlots>> layers_;
+  std::vector<std::shared_ptr<const StyleLora>> adapters_;  // kept alive while used
+  std::vector<Segment> segments_;
+  at::Tensor scales_;  // every delta's scale, end to end
+  bool touches_text_kv_ = false;
+  size_t bytes_ = 0;
+};
+
+}  // namespace longlive

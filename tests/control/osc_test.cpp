@@ -1,0 +1,235 @@
+// OSC control: every address parsed and validated, and real UDP messages (a liblo client) driving
+// a running tiny-model Engine on the CPU: a prompt switch and a LoRA fader reach the timeline, a
+// bad message is logged with its sender and ignored.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "fixtures.h"
+#include "longlive/control.h"
+#include "longlive/engine.h"
+#include "longlive/error.h"
+#include "longlive/log.h"
+#include "longlive/timeline.h"
+
+#ifdef LONGLIVE_WITH_OSC
+#include <lo/lo.h>
+
+#include "longlive/osc_server.h"
+#endif
+
+namespace longlive::test {
+namespace {
+
+using K = ControlCommand::Kind;
+
+OscMessage msg(std::string path, std::vector<OscArg> args = {}) {
+  return {std::move(path), std::move(args), "127.0.0.1:5555", {}};
+}
+
+std::string error_of(const OscMessage& m) {
+  try {
+    parse_osc(m);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(OscParse, EveryAddress) {
+  ControlCommand c = parse_osc(msg("/longlive/start", {std::string("a fox"), int64_t{42}}));
+  EXPECT_EQ(c.kind, K::start);
+  EXPECT_EQ(c.mix, PromptMix::single("a fox"));
+  EXPECT_EQ(c.seed, 42u);
+  EXPECT_EQ(parse_osc(msg("/longlive/start", {std::string("a fox")})).seed, 0u);
+
+  c = parse_osc(msg("/longlive/prompt", {std::string("a whale")}));
+  EXPECT_EQ(c.kind, K::cut);
+  EXPECT_EQ(c.mix, PromptMix::single("a whale"));
+
+  c = parse_osc(msg("/longlive/transition", {std::string("a whale"), 6.0, std::string("linear")}));
+  EXPECT_EQ(c.kind, K::transition);
+  EXPECT_EQ(c.transition.blocks, 6);
+  EXPECT_EQ(c.transition.interpolation, Interpolation::linear);
+  c = parse_osc(msg("/longlive/transition", {std::string("a whale"), int64_t{3}}));
+  EXPECT_EQ(c.transition.interpolation, Interpolation::slerp);  // the default curve
+
+  c = parse_osc(msg("/longlive/blend", {std::string("a"), 1.0, std::string("b"), int64_t{3}}));
+  EXPECT_EQ(c.kind, K::cut);
+  const PromptMix ab{{{"a", 1.0}, {"b", 3.0}}, Interpolation::linear};
+  EXPECT_EQ(c.mix, ab);
+  c = parse_osc(msg("/longlive/blend/transition", {int64_t{4}, std::string("linear"),
+                                                   std::string("a"), 1.0, std::string("b"), 3.0}));
+  EXPECT_EQ(c.kind, K::transition);
+  EXPECT_EQ(c.transition.blocks, 4);
+  EXPECT_EQ(c.mix, ab);
+
+  c = parse_osc(msg("/longlive/lora/glow", {0.75}));
+  EXPECT_EQ(c.kind, K::lora_strength);
+  EXPECT_EQ(c.name, "glow");
+  EXPECT_EQ(c.value, 0.75);
+  c = parse_osc(msg("/longlive/lora", {std::string("ink"), int64_t{1}}));
+  EXPECT_EQ(c.name, "ink");
+  EXPECT_EQ(c.value, 1.0);
+  c = parse_osc(
+      msg("/longlive/lora/load", {std::string("/m/ink.safetensors"), std::string("ink")}));
+  EXPECT_EQ(c.kind, K::lora_load);
+  EXPECT_EQ(c.file, "/m/ink.safetensors");
+  EXPECT_EQ(c.name, "ink");
+
+  EXPECT_EQ(parse_osc(msg("/longlive/preset", {std::string("turbo")})).name, "turbo");
+  EXPECT_EQ(parse_osc(msg("/longlive/pause")).kind, K::pause);
+  EXPECT_EQ(parse_osc(msg("/longlive/resume")).kind, K::resume);
+  EXPECT_EQ(parse_osc(msg("/longlive/stop")).kind, K::stop);
+  EXPECT_TRUE(parse_osc(msg("/longlive/record", {int64_t{1}})).on);
+  EXPECT_FALSE(parse_osc(msg("/longlive/record", {0.0})).on);
+  EXPECT_EQ(parse_osc(msg("/longlive/vace/scale", {1.5})).kind, K::vace_scale);
+  EXPECT_EQ(parse_osc(msg("/longlive/v2v/strength", {0.5})).value, 0.5);
+}
+
+TEST(OscParse, BadMessagesSayWhy) {
+  const std::pair<OscMessage, std::string> cases[] = {
+      {msg("/longlive/lora/glow", {1.6}), "/longlive/lora/glow: strength 1.6 is outside 0..1.5"},
+      {msg("/longlive/lora/glow", {-0.1}), "strength -0.1 is outside"},
+      {msg("/longlive/lora/glow", {std::string("high")}), "argument 1 (strength) must be a number"},
+      {msg("/longlive/lora/glow"), "0 arguments, expected (strength)"},
+      {msg("/longlive/prompt", {int64_t{3}}), "argument 1 (prompt) must be a string"},
+      {msg("/longlive/prompt", {std::string("  ")}), "empty"},
+      {msg("/longlive/transition", {std::string("a"), 2.5}), "blocks 2.5 must be a whole number"},
+      {msg("/longlive/transition", {std::string("a"), int64_t{999}}),
+       "blocks 999 is outside 0..256"},
+      {msg("/longlive/transition", {std::string("a"), int64_t{2}, std::string("cubic")}), "cubic"},
+      {msg("/longlive/blend", {std::string("a"), 1.0, std::string("b")}), "(prompt, weight) pairs"},
+      {msg("/longlive/blend", {std::string("a"), -1.0}), "weight -1 is outside"},
+      {msg("/longlive/start", {std::string("a"), int64_t{-4}}), "seed -4 is outside"},
+      {msg("/longlive/stop", {int64_t{1}}), "1 arguments, expected none"},
+      {msg("/longlive/record", {int64_t{2}}), "record 2 is outside 0..1"},
+      {msg("/longlive/vace/scale", {2.5}), "scale 2.5 is outside 0..2"},
+      {msg("/longlive/dance"), "/longlive/dance: unknown address"},
+      {msg("/other/start"), "not a LongLive address"},
+  };
+  for (const auto& [m, expected] : cases)
+    EXPECT_NE(error_of(m).find(expected), std::string::npos)
+        << m.path << ": got '" << error_of(m) << "', expected '" << expected << "'";
+}
+
+#ifdef LONGLIVE_WITH_OSC
+
+bool wait_for(const std::function<bool()>& done, int ms = 120000) {
+  for (int i = 0; i < ms / 10 && !done(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return done();
+}
+
+TEST(OscServer, UdpMessagesDriveARunningEngine) {
+  LONGLIVE_REQUIRE_FIXTURE("lora");
+  std::mutex m;
+  int64_t blocks = 0;
+  std::optional<Timeline> recorded;
+  std::vector<std::string> engine_errors, warnings;
+  Engine::Callbacks cb;
+  cb.on_latents = [&](int64_t, const at::Tensor&) {
+    std::lock_guard lock(m);
+    ++blocks;
+  };
+  cb.on_timeline = [&](const Timeline& t) {
+    std::lock_guard lock(m);
+    recorded = t;
+  };
+  cb.on_error = [&](const std::string& e) {
+    std::lock_guard lock(m);
+    engine_errors.push_back(e);
+  };
+  log::set_callback([&](log::Level level, std::string_view text) {
+    if (level != log::Level::warn) return;
+    std::lock_guard lock(m);
+    warnings.emplace_back(text);
+  });
+  ModelSpec tiny;
+  tiny.tiny_random = true;
+  Preset preset;
+  preset.name = "live";
+  preset.local_attn_frames = 9;
+  Engine engine(tiny, preset, cb, 32, 32);
+  EngineControl control(engine, [&](const std::string& name) {
+    if (name != "live") throw ConfigError("no preset '" + name + "'");
+    return preset;
+  });
+  OscServer server(0, [&](const ControlCommand& c) { control.apply(c); });
+  ASSERT_GT(server.port(), 0);
+
+  lo_address to = lo_address_new("127.0.0.1", std::to_string(server.port()).c_str());
+  auto blocks_now = [&] {
+    std::lock_guard lock(m);
+    return blocks;
+  };
+  auto run_blocks = [&](int64_t n) {
+    const int64_t target = blocks_now() + n;
+    ASSERT_TRUE(wait_for([&] { return blocks_now() >= target; }));
+  };
+  const std::string lora = fixture("dit_lora.safetensors").string();
+  ASSERT_GE(lo_send(to, "/longlive/lora/load", "ss", lora.c_str(), "glow"), 0);
+  ASSERT_GE(lo_send(to, "/longlive/start", "si", "a red fox", 7), 0);
+  run_blocks(2);
+  ASSERT_GE(lo_send(to, "/longlive/lora/glow", "f", 0.9f), 0);
+  ASSERT_GE(lo_send(to, "/longlive/lora/glow", "f", 7.0f), 0);  // out of range: ignored
+  ASSERT_GE(lo_send(to, "/longlive/prompt", "s", "a blue whale"), 0);
+  run_blocks(2);
+  ASSERT_GE(lo_send(to, "/longlive/stop", ""), 0);
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(m);
+    return recorded.has_value();
+  }));
+  lo_address_free(to);
+  log::set_callback(nullptr);
+
+  const OscServer::Stats stats = server.stats();
+  EXPECT_EQ(stats.rejected, 1);
+  EXPECT_EQ(stats.accepted, 5);  // load, start, fader, prompt, stop
+  EXPECT_NE(stats.last_rejection.find("from 127.0.0.1:"), std::string::npos)
+      << stats.last_rejection;
+  EXPECT_NE(stats.last_rejection.find("strength 7 is outside 0..1.5"), std::string::npos)
+      << stats.last_rejection;
+  std::lock_guard lock(m);
+  EXPECT_TRUE(engine_errors.empty()) << engine_errors.front();
+  ASSERT_TRUE(std::any_of(warnings.begin(), warnings.end(), [](const std::string& w) {
+    return w.find("OSC: ignored a message from 127.0.0.1:") != std::string::npos &&
+           w.find("/longlive/lora/glow") != std::string::npos;
+  }));
+  const Timeline& t = *recorded;
+  auto has = [&](EventKind kind, const std::function<bool(const TimelineEvent&)>& what) {
+    return std::any_of(t.events.begin(), t.events.end(),
+                       [&](const TimelineEvent& e) { return e.kind == kind && what(e); });
+  };
+  EXPECT_TRUE(has(EventKind::start, [](const TimelineEvent& e) {
+    return e.mix == PromptMix::single("a red fox") && e.seed == 7;
+  }));
+  EXPECT_TRUE(has(EventKind::cut, [](const TimelineEvent& e) {
+    return e.mix == PromptMix::single("a blue whale") && e.block >= 2;
+  }));
+  EXPECT_TRUE(has(EventKind::lora, [](const TimelineEvent& e) {
+    return e.lora == "glow" && e.strength == static_cast<double>(0.9f) && e.block >= 2;
+  }));
+  EXPECT_FALSE(has(EventKind::lora, [](const TimelineEvent& e) { return e.strength > 1.5; }));
+}
+
+TEST(OscServer, PortInUseIsNamed) {
+  OscServer first(0, {});
+  try {
+    OscServer second(first.port(), {});
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("UDP port " + std::to_string(first.port())),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+#endif
+
+}  // namespace
+}  // namespace longlive::test
