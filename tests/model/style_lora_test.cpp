@@ -15,6 +15,12 @@
 namespace longlive::test {
 namespace {
 
+// The DiT configuration of the fixture folder in use (sizes from its metadata).
+WanConfig fixture_config() {
+  const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+  return config_from_metadata(metadata_json(stream, "config"));
+}
+
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
@@ -97,9 +103,11 @@ TEST(StyleLoraFiles, EveryFormatLoadsTheSameModules) {
   LONGLIVE_REQUIRE_FIXTURE("lora");
   const WeightStore peft = WeightStore::open(fixture("dit_lora.safetensors"));
   const auto pairs = fixture_pairs(peft);
-  const WanConfig config = WanConfig::tiny();
-  const double alpha = std::stod(peft.metadata().at("alpha"));  // 8, rank 4
-  ASSERT_EQ(pairs.size(), 20u);
+  const WanConfig config = fixture_config();
+  const double alpha = std::stod(peft.metadata().at("alpha"));
+  // Every block linear of every layer (10 per layer), of the fixture's rank.
+  ASSERT_EQ(pairs.size(), static_cast<size_t>(config.num_layers) * 10);
+  const int64_t rank = pairs.begin()->second.first.size(0);
 
   auto kohya_name = [](std::string module) {  // blocks.0.self_attn.q -> blocks_0_self_attn_q
     std::replace(module.begin(), module.end(), '.', '_');
@@ -130,7 +138,7 @@ TEST(StyleLoraFiles, EveryFormatLoadsTheSameModules) {
          out["base_model.model." + m + ".lora_A.weight"] = a;
          out["base_model.model." + m + ".lora_B.weight"] = b;
        },
-       {{"lora_alpha", "8"}}},
+       {{"lora_alpha", peft.metadata().at("alpha")}}},
       {"diffusers",
        [&](auto& out, const std::string& m, const at::Tensor& a, const at::Tensor& b) {
          out[diffusers_name(m) + ".lora_A.weight"] = a;
@@ -151,7 +159,7 @@ TEST(StyleLoraFiles, EveryFormatLoadsTheSameModules) {
          out[kohya_name(m) + ".lora_up.weight"] = b.to(at::kBFloat16);
          out[kohya_name(m) + ".alpha"] = alpha_t;
        },
-       {{"ss_network_alpha", "8"}}},
+       {{"ss_network_alpha", peft.metadata().at("alpha")}}},
   };
   const auto dir = temp_dir("style_lora_formats");
   for (const auto& f : formats) {
@@ -173,7 +181,7 @@ TEST(StyleLoraFiles, EveryFormatLoadsTheSameModules) {
       EXPECT_LE(max_abs_diff(m.down, a), tol) << f.name << " " << m.target;
       EXPECT_LE(max_abs_diff(m.up, b), tol) << f.name << " " << m.target;
       EXPECT_EQ(m.alpha, alpha) << f.name << " " << m.target;
-      EXPECT_EQ(m.rank(), 4);
+      EXPECT_EQ(m.rank(), rank);
     }
   }
 }
@@ -189,7 +197,7 @@ TEST(StyleLoraFiles, UnmappedKeysAreNamedInTheWarning) {
   log::set_callback([&](log::Level level, std::string_view text) {
     if (level == log::Level::warn) warnings.emplace_back(text);
   });
-  const StyleLora lora = map_style_lora(file, WanConfig::tiny(), "style");
+  const StyleLora lora = map_style_lora(file, fixture_config(), "style");
   log::set_callback(nullptr);
   EXPECT_EQ(lora.modules.size(), 20u);
   ASSERT_EQ(lora.unmapped.size(), 3u);
@@ -261,7 +269,7 @@ TEST(StyleLoraBake, MatchesPeftMergedWeights) {
   const WeightStore base = WeightStore::open(fixture("dit_weights.safetensors"));
   const WeightStore io = WeightStore::open(fixture("dit_lora_io.safetensors"));
   auto lora = std::make_shared<StyleLora>(map_style_lora(
-      WeightStore::open(fixture("dit_lora.safetensors")), WanConfig::tiny(), "fixture"));
+      WeightStore::open(fixture("dit_lora.safetensors")), fixture_config(), "fixture"));
   const WeightStore baked = bake_style_loras(base, {{lora, 1.0}});
   int checked = 0;
   for (const auto& name : io.names()) {
@@ -279,7 +287,7 @@ TEST(StyleLoraSidePath, MatchesReferenceUnmergedRun) {
   const WeightStore io = WeightStore::open(fixture("dit_lora_io.safetensors"));
   const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
   auto lora = std::make_shared<StyleLora>(map_style_lora(
-      WeightStore::open(fixture("dit_lora.safetensors")), WanConfig::tiny(), "fixture"));
+      WeightStore::open(fixture("dit_lora.safetensors")), fixture_config(), "fixture"));
   GeneratorOptions options = options_from_stream(stream);
   options.latent_height = io.get("noise").size(3);
   options.latent_width = io.get("noise").size(4);
@@ -304,7 +312,7 @@ TEST(StyleLoraSidePath, EqualsBakedWeightsAtFaderStrengths) {
   LONGLIVE_REQUIRE_FIXTURE("lora");
   const WeightStore base = WeightStore::open(fixture("dit_weights.safetensors"));
   const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  const WanConfig config = WanConfig::tiny();
+  const WanConfig config = fixture_config();
   auto first = std::make_shared<StyleLora>(
       map_style_lora(WeightStore::open(fixture("dit_lora.safetensors")), config, "fixture"));
   // A second, kohya-named, rank 3 with its own alpha on some modules only.
@@ -346,7 +354,7 @@ TEST(StyleLoraSidePath, FaderMovesApplyAtTheNextBlock) {
   const WeightStore base = WeightStore::open(fixture("dit_weights.safetensors"));
   const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
   auto lora = std::make_shared<StyleLora>(map_style_lora(
-      WeightStore::open(fixture("dit_lora.safetensors")), WanConfig::tiny(), "fixture"));
+      WeightStore::open(fixture("dit_lora.safetensors")), fixture_config(), "fixture"));
   const GeneratorOptions options = options_from_stream(stream);
   auto run = [&](double before, double after) {
     StreamGenerator g(base, options);

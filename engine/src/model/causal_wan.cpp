@@ -247,7 +247,7 @@ void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds, CrossAtt
         with_lora(ops::linear(context, b.ck_w, b.ck_b), context, side, i, LoraSlot::cross_k);
     if (config_.qk_norm) k = ops::rms_norm(k, b.cnorm_k, config_.eps);
     const at::Tensor v =
-        with_lora(ops::linear(context, b.cv_w, b.cv_b), context, lora, i, LoraSlot::cross_v);
+        with_lora(ops::linear(context, b.cv_w, b.cv_b), context, side, i, LoraSlot::cross_v);
     const at::Tensor k_heads = k.view({1, -1, n, hd}).transpose(1, 2);
     const at::Tensor v_heads = v.view({1, -1, n, hd}).transpose(1, 2);
     if (in_place) {
