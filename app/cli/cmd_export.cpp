@@ -8,11 +8,11 @@
 
 #include "command.h"
 #include "longlive/decoder.h"
-#include "longlive/taehv.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/recorder.h"
 #include "longlive/session.h"
+#include "longlive/taehv.h"
 #include "longlive/wan_vae.h"
 #include "longlive/weights.h"
 

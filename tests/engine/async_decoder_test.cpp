@@ -6,8 +6,8 @@
 
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
-#include "longlive/taehv.h"
 #include "longlive/error.h"
+#include "longlive/taehv.h"
 
 namespace longlive {
 namespace {

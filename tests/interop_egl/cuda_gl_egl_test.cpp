@@ -22,8 +22,8 @@
 #include "cuda_gl_uploader.h"
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
-#include "longlive/taehv.h"
 #include "longlive/error.h"
+#include "longlive/taehv.h"
 
 #ifdef LONGLIVE_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>

@@ -6,8 +6,8 @@
 
 #include "fixtures.h"
 #include "longlive/decoder.h"
-#include "longlive/taehv.h"
 #include "longlive/error.h"
+#include "longlive/taehv.h"
 #include "stream_chunks.h"
 
 namespace longlive::test {
