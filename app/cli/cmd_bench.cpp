@@ -283,19 +283,20 @@ int run(const BenchArgs& a) {
   }
   // Drift: relative L2 between this configuration's latents and the plain-ATen path of the
   // same preset (fused kernels and FP8 off, ATen's attention choice), same weights and seed.
+  // The latents of `blocks` blocks from a fixed prompt embedding and seed (restarts `g`): what
+  // both drift measurements compare.
+  auto drift_latents = [&](StreamGenerator& g, int blocks) {
+    auto text_gen = at::detail::createCPUGenerator(11);
+    const auto& m = g.options().model;
+    g.start(at::randn({1, m.text_len, m.text_dim}, text_gen, at::TensorOptions(at::kFloat)) * 0.1,
+            42);
+    std::vector<at::Tensor> out;
+    for (int i = 0; i < blocks; ++i) out.push_back(g.next_block().to(at::kCPU));
+    return at::cat(out, 1);
+  };
   double drift = -1;
   if (a.drift_blocks > 0) {
-    auto run_blocks = [&](StreamGenerator& g) {
-      auto text_gen = at::detail::createCPUGenerator(11);
-      g.start(at::randn({1, o.model.text_len, o.model.text_dim}, text_gen,
-                        at::TensorOptions(at::kFloat)) *
-                  0.1,
-              42);
-      std::vector<at::Tensor> blocks;
-      for (int i = 0; i < a.drift_blocks; ++i) blocks.push_back(g.next_block().to(at::kCPU));
-      return at::cat(blocks, 1);
-    };
-    const at::Tensor fast = run_blocks(generator);
+    const at::Tensor fast = drift_latents(generator, a.drift_blocks);
     // The plain path of the same preset and the same random weights (fixed seed): fused kernels,
     // FP8 and graphs off, flash attention.
     SessionFactory plain_factory(model, {.attention = AttentionBackend::flash,
@@ -306,8 +307,7 @@ int run(const BenchArgs& a) {
                                          .text_encoder = false,
                                          .live_decoder = false});
     auto plain = plain_factory.open(preset, height, width);
-    const at::Tensor reference = run_blocks(*plain->generator);
-    drift = ((fast - reference).norm() / reference.norm()).item<double>();
+    drift = relative_l2(fast, drift_latents(*plain->generator, a.drift_blocks));
   }
   // Drift against another preset (balanced, say): the same random weights, prompt and seed
   // through both presets as each runs by default; latents compared frame for frame, and the
@@ -322,17 +322,8 @@ int run(const BenchArgs& a) {
     reference_overrides.force_sm = a.force_sm;
     SessionFactory reference_factory(model, reference_overrides);
     auto reference = reference_factory.open(reference_preset, height, width);
-    auto latents_of = [&](StreamGenerator& g) {
-      auto text_gen = at::detail::createCPUGenerator(11);
-      const auto& m = g.options().model;
-      g.start(at::randn({1, m.text_len, m.text_dim}, text_gen, at::TensorOptions(at::kFloat)) * 0.1,
-              42);
-      std::vector<at::Tensor> out;
-      for (int i = 0; i < blocks; ++i) out.push_back(g.next_block().to(at::kCPU, at::kFloat));
-      return at::cat(out, 1);
-    };
-    at::Tensor ours = latents_of(generator);
-    at::Tensor theirs = latents_of(*reference->generator);
+    at::Tensor ours = drift_latents(generator, blocks).to(at::kFloat);
+    at::Tensor theirs = drift_latents(*reference->generator, blocks).to(at::kFloat);
     const int64_t frames = std::min(ours.size(1), theirs.size(1));
     ours = ours.narrow(1, 0, frames);
     theirs = theirs.narrow(1, 0, frames);

@@ -239,7 +239,6 @@ RuntimeChoice SessionFactory::runtime_for(const Preset& preset) const {
   if (overrides_.fp8_linears) r.dit.fp8_linears = *overrides_.fp8_linears;
   if (device_.is_cuda())
     fit_to_device(r, probe_capabilities(device_, overrides_.force_sm), preset.name);
-  for (const auto& line : r.fallbacks) log::warn("{}", line);
   return r;
 }
 
@@ -537,6 +536,7 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
   auto s = std::make_unique<Session>();
   s->preset = preset;
   s->runtime = runtime_for(preset);
+  for (const auto& line : s->runtime.fallbacks) log::warn("{}", line);
   s->device = device_;
   s->height = height;
   s->width = width;
@@ -560,6 +560,7 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
 PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
   PresetChange change;
   const RuntimeChoice runtime = runtime_for(preset);
+  for (const auto& line : runtime.fallbacks) log::warn("{}", line);
   const GeneratorOptions o = generator_options(preset, runtime, s.height, s.width);
   const GeneratorOptions& old = s.generator->options();
   const bool same_dit = dit_key(o) == dit_key(old);
