@@ -99,8 +99,9 @@ TEST_F(VaceEncoderFixture, AllOnesMaskEncodesTheFramesAsReactive) {
   if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
   VaceContextEncoder encoder(weights, {});
   const int64_t t = frames.size(0);
-  // Two blocks (1 + 4 frames, then the rest): each stream keeps its own cache across them.
-  const int64_t first = 1 + 4;
+  // Two blocks (1 + temporal_scale frames, then the rest): each stream keeps its own cache
+  // across them.
+  const int64_t first = 1 + encoder.temporal_scale();
   if (t <= first) GTEST_SKIP() << "the fixture's video is a single block";
   const at::Tensor ones = at::ones({t, frames.size(2), frames.size(3)});
   const at::Tensor c0 = encoder.encode(frames.narrow(0, 0, first), ones.narrow(0, 0, first));
