@@ -87,6 +87,9 @@ int run(const BenchPresetsArgs& a) {
         synchronize(device);
         const auto begin = Clock::now();
         const PresetChange change = factory.change_preset(*session, presets[to]);
+        synchronize(device);
+        const double change_ms =
+            std::chrono::duration<double, std::milli>(Clock::now() - begin).count();
         const at::Tensor frames = block_to_host();
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - begin).count();
         current = to;
@@ -98,12 +101,16 @@ int run(const BenchPresetsArgs& a) {
           pairs.push_back({{"from", presets[from].name},
                            {"to", presets[to].name},
                            {"ms", nlohmann::json::array()},
+                           {"change_ms", nlohmann::json::array()},
                            {"dit_rebuilt", change.dit_rebuilt},
+                           {"caches_kept", change.caches_kept},
+                           {"text_encoder_moved", change.text_encoder_moved},
                            {"decoder_changed", change.decoder_changed},
                            {"frames", frames.size(0)}});
           it = pairs.end() - 1;
         }
         (*it)["ms"].push_back(ms);
+        (*it)["change_ms"].push_back(change_ms);
       }
     }
   }
@@ -112,12 +119,15 @@ int run(const BenchPresetsArgs& a) {
     const Summary times = summarize(p["ms"].get<std::vector<double>>());
     p["median_ms"] = times.median;
     p["max_ms"] = times.max;
+    p["change_median_ms"] = summarize(p["change_ms"].get<std::vector<double>>()).median;
     worst = std::max(worst, p["median_ms"].get<double>());
-    std::cout << fmt::format("  {:>10} -> {:<10} median {:7.1f} ms  max {:7.1f} ms{}{}\n",
-                             p["from"].get<std::string>(), p["to"].get<std::string>(),
-                             p["median_ms"].get<double>(), p["max_ms"].get<double>(),
-                             p["dit_rebuilt"].get<bool>() ? "  (DiT rebuilt)" : "",
-                             p["decoder_changed"].get<bool>() ? "  (decoder changed)" : "");
+    std::cout << fmt::format(
+        "  {:>10} -> {:<10} median {:7.1f} ms  max {:7.1f} ms  (change {:6.1f} ms){}{}{}\n",
+        p["from"].get<std::string>(), p["to"].get<std::string>(), p["median_ms"].get<double>(),
+        p["max_ms"].get<double>(), p["change_median_ms"].get<double>(),
+        p["caches_kept"].get<bool>() ? "  (caches kept)" : "  (re-cache)",
+        p["dit_rebuilt"].get<bool>() ? "  (DiT rebuilt)" : "",
+        p["decoder_changed"].get<bool>() ? "  (decoder changed)" : "");
   }
   const int64_t loads = factory.stats().weight_loads - loads_before.weight_loads;
   std::cout << fmt::format("worst median {:.1f} ms; weight loads during the changes: {}\n", worst,

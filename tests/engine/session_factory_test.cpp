@@ -87,6 +87,97 @@ TEST(SessionFactory, PresetChangeMidStreamKeepsWeightsTextAndCacheAndContinues) 
   for (size_t i = 0; i < hot.size(); ++i) EXPECT_TRUE(at::equal(hot[i], expected[i])) << i;
 }
 
+// A change that keeps the weights, their precision and the cache geometry keeps the caches: no
+// re-cache. On the CPU, fused kernels, CUDA graphs and the memory pool are GPU paths, so the video
+// then goes on bit for bit as if nothing had changed; new sampling keeps the caches too.
+TEST(SessionFactory, ChangeOfLayerLoopOrSamplingKeepsTheCachesWithoutRecache) {
+  constexpr int kBefore = 4, kAfter = 3;
+  SessionFactory reference_factory(tiny());
+  auto reference = reference_factory.open(base_preset(), 32, 32);
+  reference->generator->start(reference->embed(PromptMix::single("a red fox")), 5);
+  blocks_of(*reference->generator, kBefore);
+  const std::vector<at::Tensor> expected = blocks_of(*reference->generator, kAfter);
+
+  SessionFactory factory(tiny());
+  auto session = factory.open(base_preset(), 32, 32);
+  session->generator->start(session->embed(PromptMix::single("a red fox")), 5);
+  blocks_of(*session->generator, kBefore);
+  const StreamGenerator* generator = session->generator.get();
+  const int64_t recaches = session->generator->stats().recaches;
+  const SessionFactory::Stats loaded = factory.stats();
+
+  Preset fast = base_preset();
+  fast.name = "fast";
+  fast.fused_kernels = true;
+  fast.cuda_graphs = true;
+  fast.memory_pool = true;
+  const PresetChange change = factory.change_preset(*session, fast);
+  EXPECT_TRUE(change.caches_kept);
+  EXPECT_TRUE(change.stream_continued);
+  EXPECT_FALSE(change.generator_rebuilt);
+  EXPECT_FALSE(change.dit_rebuilt);
+  EXPECT_EQ(session->generator.get(), generator);
+  EXPECT_EQ(factory.stats().weight_loads, loaded.weight_loads);
+  EXPECT_EQ(factory.stats().dit_builds, loaded.dit_builds);
+  const std::vector<at::Tensor> hot = blocks_of(*session->generator, kAfter);
+  ASSERT_EQ(hot.size(), expected.size());
+  for (size_t i = 0; i < hot.size(); ++i) EXPECT_TRUE(at::equal(hot[i], expected[i])) << i;
+  EXPECT_EQ(session->generator->stats().recaches, recaches);
+
+  Preset fewer_steps = fast;
+  fewer_steps.name = "fewer steps";
+  fewer_steps.denoising_steps = {1000, 500};
+  const PresetChange sampling = factory.change_preset(*session, fewer_steps);
+  EXPECT_TRUE(sampling.caches_kept);
+  EXPECT_EQ(session->generator->options().denoising_steps, fewer_steps.denoising_steps);
+  const at::Tensor next = session->generator->next_block();
+  EXPECT_TRUE(at::isfinite(next).all().item<bool>());
+  EXPECT_EQ(session->generator->stats().recaches, recaches);
+  EXPECT_EQ(session->generator->frames_generated(), (kBefore + kAfter + 1) * 3);
+
+  // A pending prompt cut survives the change and still re-caches on the next block.
+  session->generator->switch_prompt(session->embed(PromptMix::single("a blue bird")));
+  EXPECT_TRUE(factory.change_preset(*session, fast).caches_kept);
+  session->generator->next_block();
+  EXPECT_EQ(session->generator->stats().recaches, recaches + 1);
+}
+
+// text_encoder_device changes with a preset (low_memory runs umT5 on the CPU): the resident
+// encoder moves, nothing is read, the prompt cache survives and new prompts encode there.
+TEST(SessionFactory, TextEncoderDeviceChangeMovesTheResidentEncoder) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: text placement needs a GPU to differ";
+  ModelSpec model = tiny();
+  model.device = at::Device(at::kCUDA, 0);
+  SessionFactory factory(model);
+  auto session = factory.open(base_preset(), 32, 32);
+  session->generator->start(session->embed(PromptMix::single("a red fox")), 5);
+  session->generator->next_block();
+  ASSERT_TRUE(session->text->options().device.is_cuda());
+  const TextEncoder* text = session->text.get();
+  const SessionFactory::Stats loaded = factory.stats();
+
+  Preset on_cpu = base_preset();
+  on_cpu.name = "text on cpu";
+  on_cpu.text_encoder_device = PlacementDevice::cpu;
+  const at::Tensor gpu_embeddings = session->prompts->get("a green owl").cpu();
+  const PresetChange change = factory.change_preset(*session, on_cpu);
+  EXPECT_TRUE(change.text_encoder_moved);
+  EXPECT_EQ(session->text.get(), text);
+  EXPECT_TRUE(session->text->options().device.is_cpu());
+  EXPECT_EQ(factory.stats().weight_loads, loaded.weight_loads);
+  EXPECT_EQ(factory.stats().text_moves, loaded.text_moves + 1);
+  EXPECT_TRUE(session->prompts->contains("a red fox"));
+  const at::Tensor cpu_embeddings = session->text->encode("a green owl");
+  EXPECT_TRUE(cpu_embeddings.device().is_cpu());
+  EXPECT_TRUE(at::allclose(cpu_embeddings, gpu_embeddings, 1e-4, 1e-5));
+  EXPECT_TRUE(session->embed(PromptMix::single("a new prompt")).device().is_cuda());
+
+  const PresetChange back = factory.change_preset(*session, base_preset());
+  EXPECT_TRUE(back.text_encoder_moved);
+  EXPECT_TRUE(session->text->options().device.is_cuda());
+  EXPECT_EQ(factory.stats().weight_loads, loaded.weight_loads);
+}
+
 TEST(SessionFactory, NothingChangesForTheSamePresetAndFastPathsRebuildFromResidentWeights) {
   SessionFactory factory(tiny());
   auto session = factory.open(base_preset(), 32, 32);
@@ -104,7 +195,8 @@ TEST(SessionFactory, NothingChangesForTheSamePresetAndFastPathsRebuildFromReside
   fused.fused_kernels = true;
   const PresetChange shared = factory.change_preset(*session, fused);
   EXPECT_FALSE(shared.dit_rebuilt);
-  EXPECT_TRUE(shared.generator_rebuilt);
+  EXPECT_TRUE(shared.caches_kept);
+  EXPECT_EQ(session->generator.get(), generator);
   EXPECT_EQ(factory.stats().dit_builds, before.dit_builds);
   // FP8 linears need another DiT: rebuilt from the resident host copy, no weight load.
   Preset fp8 = fused;

@@ -111,5 +111,34 @@ TEST(PromptCache, GetDuringARunningPrefetchWaitsForItAndCountsAHit) {
   EXPECT_EQ(cache.stats().misses, 0);
 }
 
+// Moving the encoder (a preset change of text_encoder_device) waits for a running prefetch: the
+// encoder is never changed under an encode.
+TEST(PromptCache, WhileNotEncodingWaitsForARunningPrefetch) {
+  std::atomic<bool> entered{false}, release{false}, encoding{false};
+  PromptCache cache(
+      [&](const std::string&) {
+        encoding = true;
+        entered = true;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        encoding = false;
+        return at::ones({1, 4, 8});
+      },
+      100 * kEntryBytes);
+  cache.prefetch("slow prompt");
+  while (!entered) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::atomic<bool> changed{false}, encoding_during_change{true};
+  std::thread mover([&] {
+    cache.while_not_encoding([&] { encoding_during_change = encoding.load(); });
+    changed = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_FALSE(changed.load()) << "the change must wait for the running encode";
+  release = true;
+  mover.join();
+  EXPECT_TRUE(changed.load());
+  EXPECT_FALSE(encoding_during_change.load());
+  EXPECT_TRUE(cache.contains("slow prompt"));
+}
+
 }  // namespace
 }  // namespace longlive::test

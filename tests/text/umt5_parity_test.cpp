@@ -34,6 +34,30 @@ TEST_F(Umt5Fixture, RelativePositionBucketsAndLayer0Bias) {
   EXPECT_LT(max_abs_diff(encoder->position_bias(0, bias.size(-1)), bias), 1e-6);
 }
 
+// A preset change of text_encoder_device converts the resident encoder (no file read): the
+// moved encoder computes exactly what one built in that dtype from the same weights computes,
+// and moving back to float32 from bf16 is exact on bf16-representable weights (the public
+// checkpoint is stored in bf16).
+TEST_F(Umt5Fixture, MovedEncoderEqualsOneBuiltThere) {
+  const at::Tensor ids = io.get("input_ids"), mask = io.get("attention_mask");
+  UMT5Encoder built_bf16(weights, UMT5Config::infer(weights), at::kCPU, at::kBFloat16);
+  encoder->move_to(at::kCPU, at::kBFloat16);
+  EXPECT_EQ(encoder->dtype(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(encoder->forward(ids, mask), built_bf16.forward(ids, mask)));
+
+  // The relative-position tables stay float32 in every dtype; the matrices went through bf16.
+  WeightStore rounded;
+  for (const auto& name : weights.names()) {
+    const at::Tensor& t = weights.get(name);
+    const bool table = name.find("pos_embedding") != std::string::npos;
+    rounded.add(name, table ? t : t.to(at::kBFloat16).to(at::kFloat), "rounded");
+  }
+  UMT5Encoder built_from_rounded(rounded, UMT5Config::infer(weights), at::kCPU, at::kFloat);
+  encoder->move_to(at::kCPU, at::kFloat);
+  EXPECT_EQ(encoder->dtype(), at::kFloat);
+  EXPECT_TRUE(at::equal(encoder->forward(ids, mask), built_from_rounded.forward(ids, mask)));
+}
+
 TEST_F(Umt5Fixture, EncoderOutputOnAllPositions) {
   const at::Tensor out = encoder->forward(io.get("input_ids"), io.get("attention_mask"));
   EXPECT_LT(max_abs_diff(out, io.get("encoder_out_raw")), 1e-4);

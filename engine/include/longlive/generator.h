@@ -198,6 +198,16 @@ class StreamGenerator {
 
   // The DiT this generator runs (a hot preset change hands it to the next generator).
   std::shared_ptr<const CausalWanModel> model() const { return model_; }
+  // Whether continue_with(options) can keep this generator's caches: the same weights, compute
+  // dtype, FP8 linears and FP8 attention (the K/V would be what the new layer loop writes, up to
+  // rounding) and the same cache geometry (window, sink, global sink, block, KV storage, size).
+  bool can_continue_with(const GeneratorOptions& options) const;
+  // A hot preset change that keeps the caches: runs the stream on with `model` (a DiT sharing
+  // this one's weights, e.g. another layer loop) and the new sampling, keeping the KV and text
+  // caches, the window, the noise and the frame counter. No re-cache: the next block is the one
+  // the old preset would have generated next, sampled the new way. ConfigError when
+  // can_continue_with(options) is false; Error for a model not built for the options.
+  void continue_with(std::shared_ptr<const CausalWanModel> model, const GeneratorOptions& options);
   // Ends this generator's stream and hands it over (the generator must be start()ed again).
   StreamState release_state();
   // Continues a released stream: the frame counter and noise carry on, and the next block first

@@ -33,6 +33,7 @@ class WanVaeDecoder;
 class VaceContextEncoder;
 class WanVaeEncoder;
 struct GeneratorOptions;
+struct TextEncoderOptions;
 
 struct ModelSpec {
   bool tiny_random = false;  // CPU-sized random model for trying the app without weights
@@ -116,9 +117,13 @@ struct Session {
 // What a preset change kept and what it rebuilt.
 struct PresetChange {
   bool dit_rebuilt = false;        // another dtype or fast path: rebuilt from the resident weights
-  bool generator_rebuilt = false;  // sampling, window, sink, block or KV storage changed
+  bool generator_rebuilt = false;  // a new generator (window, sink, block, KV storage, precision)
   bool decoder_changed = false;    // TAEHV <-> Wan VAE
-  bool stream_continued = false;   // a running video went on from its frame (re-cache)
+  bool stream_continued = false;   // a running video went on from its frame
+  // ... with its KV and text caches kept (same weights, precision and cache geometry), no
+  // re-cache; otherwise the new generator re-caches the window as a prompt switch does.
+  bool caches_kept = false;
+  bool text_encoder_moved = false;  // text_encoder_device changed: umT5 converted in place
 };
 
 class SessionFactory {
@@ -139,8 +144,9 @@ class SessionFactory {
   // Moves the session to `preset` in place, keeping its size: the text encoder and prompt cache
   // always; the DiT unless its dtype or fast paths change (then rebuilt from the resident
   // weights); the live decoder and its temporal state unless the decoder kind changes. A started
-  // generator's stream continues from its frame: the new generator re-caches the window (as a
-  // prompt switch does). Nothing differs: nothing happens.
+  // generator's stream continues from its frame: with the same weights, precision and cache
+  // geometry it keeps its caches (StreamGenerator::continue_with), otherwise a new generator
+  // re-caches the window (as a prompt switch does). Nothing differs: nothing happens.
   PresetChange change_preset(Session& session, const Preset& preset);
 
   // The live decoder the preset asks for: with `decoder: wan` the Wan VAE (Wan2.1_VAE.pth or
@@ -168,6 +174,7 @@ class SessionFactory {
   struct Stats {
     int64_t weight_loads = 0;
     int64_t dit_builds = 0;  // DiT models built on the device
+    int64_t text_moves = 0;  // umT5 moved to another device by a preset change (no file read)
   };
   Stats stats() const { return stats_; }
 
@@ -181,6 +188,8 @@ class SessionFactory {
   DecoderKind live_decoder_kind(DecoderKind asked);  // what `asked` really runs here
   const WeightStore* wan_vae_weights();              // null when the model has none
   void ensure_text(const RuntimeChoice& runtime);
+  TextEncoderOptions text_placement(const RuntimeChoice& runtime) const;
+  void place_text(const RuntimeChoice& runtime);  // moves a resident umT5 where runtime wants it
   void load_vace();
   const WeightStore& encoder_weights(const char* what);
   std::shared_ptr<const CausalWanModel> attach_vace(std::shared_ptr<const CausalWanModel> model);

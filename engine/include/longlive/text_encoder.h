@@ -53,6 +53,11 @@ class UMT5Encoder {
               at::ScalarType dtype);
   const UMT5Config& config() const { return config_; }
   at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+  // Converts the weights in place to another device and matrix dtype (a preset change of
+  // text_encoder_device): no file is read. From bf16 to float32 and back is exact for the
+  // public checkpoint, which is stored in bf16.
+  void move_to(at::Device device, at::ScalarType dtype);
 
   // ids, mask: [B, L] int64. Returns the encoder output on every position: [B, L, dim] float32.
   at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask) const;
@@ -124,6 +129,12 @@ class TextEncoder {
   at::Tensor encode(std::string_view prompt) const;
   const Tokenizer& tokenizer() const { return tokenizer_; }
   const UMT5Encoder& encoder() const { return *encoder_; }
+  TextEncoderOptions options() const { return {encoder_->device(), encoder_->dtype()}; }
+  // See UMT5Encoder::move_to. Not concurrent with encode(): a PromptCache's encoder is moved
+  // inside PromptCache::while_not_encoding.
+  void move_to(const TextEncoderOptions& options) {
+    encoder_->move_to(options.device, options.dtype);
+  }
 
  private:
   Tokenizer tokenizer_;
@@ -150,6 +161,9 @@ class PromptCache {
   void prefetch(std::string_view prompt);
   bool contains(std::string_view prompt) const;
   Stats stats() const;
+  // Runs `change` while no encode runs (waits for a running prefetch): for changing the encoder
+  // behind `encode` (moving it to another device), which the cache's entries outlive.
+  void while_not_encoding(const std::function<void()>& change);
 
  private:
   void insert_locked(const std::string& key, const at::Tensor& value);

@@ -409,14 +409,16 @@ std::pair<std::filesystem::path, std::filesystem::path> SessionFactory::text_enc
 void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
   Resident& r = *resident_;
   if (r.text) return;
+  const TextEncoderOptions placement = text_placement(runtime);
   if (model_.tiny_random) {
     const UMT5Config c = UMT5Config::tiny(r.config.text_dim);
     r.text = std::make_shared<TextEncoder>(
         Tokenizer::byte_fallback(c.vocab, r.config.text_len),
-        std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, 2), c, device_, at::kFloat));
+        std::make_unique<UMT5Encoder>(make_random_umt5_weights(c, 2), c, placement.device,
+                                      placement.dtype));
   } else {
     const auto [weights, spiece] = text_encoder_files();
-    r.text = TextEncoder::open(weights, spiece, {runtime.text_device, runtime.text_dtype});
+    r.text = TextEncoder::open(weights, spiece, placement);
   }
   ++stats_.weight_loads;
   TextEncoder* text = r.text.get();
@@ -424,6 +426,24 @@ void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
   r.prompts = std::make_shared<PromptCache>(
       [text, device](const std::string& p) { return text->encode(p).to(device); },
       size_t{256} << 20);
+}
+
+// The tiny random umT5 stays float32 everywhere: its outputs are compared across devices.
+TextEncoderOptions SessionFactory::text_placement(const RuntimeChoice& runtime) const {
+  return {runtime.text_device, model_.tiny_random ? at::kFloat : runtime.text_dtype};
+}
+
+void SessionFactory::place_text(const RuntimeChoice& runtime) {
+  Resident& r = *resident_;
+  if (!r.text) return;
+  const TextEncoderOptions want = text_placement(runtime);
+  const TextEncoderOptions have = r.text->options();
+  if (want.device == have.device && want.dtype == have.dtype) return;
+  // A prefetch may be encoding on the cache's thread: move between encodes. Cached embeddings
+  // stay valid (they live on the session's device, whatever encoded them).
+  r.prompts->while_not_encoding([&] { r.text->move_to(want); });
+  ++stats_.text_moves;
+  log::info("text encoder moved to {} ({})", want.device.str(), c10::toString(want.dtype));
 }
 
 DecoderKind SessionFactory::live_decoder_kind(DecoderKind asked) {
@@ -571,7 +591,15 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
       o.sink_frames == old.sink_frames && o.global_sink == old.global_sink &&
       o.kv_dtype == old.kv_dtype && o.runtime.cuda_graphs == old.runtime.cuda_graphs &&
       o.reserve_up_front == old.reserve_up_front;
-  if (!same_generator) {
+  if (!same_generator && s.generator->can_continue_with(o)) {
+    // Same weights and precision, same cache geometry: the K/V in the cache are what the new
+    // layer loop would have written (up to rounding), so the stream runs on without a re-cache,
+    // exactly as if the new preset had been chosen before the last block.
+    std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : dit_for(o);
+    s.generator->continue_with(std::move(model), o);
+    change.stream_continued = true;
+    change.caches_kept = true;
+  } else if (!same_generator) {
     std::optional<StreamState> state;
     if (s.generator->started()) state = s.generator->release_state();
     std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : nullptr;
@@ -598,6 +626,11 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     auto live = decoder_for(runtime);
     s.decoder = std::make_unique<AsyncDecoder>(std::move(live), device_);
     change.decoder_changed = true;
+  }
+  if (s.text) {
+    const int64_t moved_before = stats_.text_moves;
+    place_text(runtime);
+    change.text_encoder_moved = stats_.text_moves != moved_before;
   }
   s.preset = preset;
   s.runtime = runtime;

@@ -104,6 +104,30 @@ std::shared_ptr<const CausalWanModel> build_model(const WeightStore& weights,
                                                   o.device, o.dtype, o.runtime);
   return std::make_shared<const CausalWanModel>(weights, o.model, o.device, o.dtype, o.runtime);
 }
+// Error unless `model` was built for the options' device, dtype and fast paths.
+void check_built_for(const CausalWanModel& model, const GeneratorOptions& options) {
+  const DitRuntime& built = model.runtime();
+  if (model.device() != options.device || model.dtype() != options.dtype ||
+      built.fused_kernels != options.runtime.fused_kernels ||
+      built.fp8_linears != options.runtime.fp8_linears ||
+      built.fp8_attention != options.runtime.fp8_attention ||
+      built.attention != options.runtime.attention)
+    throw Error(fmt::format(
+        "StreamGenerator: the shared DiT was built for {} {} and other fast paths than the "
+        "options ask ({} {})",
+        model.device().str(), c10::toString(model.dtype()), options.device.str(),
+        c10::toString(options.dtype)));
+}
+
+std::unique_ptr<DitGraphRunner> graph_runner_for(const std::shared_ptr<const CausalWanModel>& model,
+                                                 const GeneratorOptions& options) {
+  if (!options.runtime.cuda_graphs || !options.device.is_cuda()) return nullptr;
+  if (!DitGraphRunner::available()) {
+    log::warn("cuda_graphs requested but this build has no CUDA support: running eagerly");
+    return nullptr;
+  }
+  return std::make_unique<DitGraphRunner>(*model);
+}
 }  // namespace
 
 StreamGenerator::StreamGenerator(const WeightStore& weights, const GeneratorOptions& options,
@@ -116,24 +140,8 @@ StreamGenerator::StreamGenerator(std::shared_ptr<const CausalWanModel> model,
                                  const GeneratorOptions& options)
     : options_(options), model_(std::move(model)) {
   options_.validate();
-  const DitRuntime& built = model_->runtime();
-  if (model_->device() != options_.device || model_->dtype() != options_.dtype ||
-      built.fused_kernels != options_.runtime.fused_kernels ||
-      built.fp8_linears != options_.runtime.fp8_linears ||
-      built.fp8_attention != options_.runtime.fp8_attention ||
-      built.attention != options_.runtime.attention)
-    throw Error(fmt::format(
-        "StreamGenerator: the shared DiT was built for {} {} and other fast paths than the "
-        "options ask ({} {})",
-        model_->device().str(), c10::toString(model_->dtype()), options_.device.str(),
-        c10::toString(options_.dtype)));
-  if (options_.runtime.cuda_graphs && options_.device.is_cuda()) {
-    if (DitGraphRunner::available()) {
-      graphs_ = std::make_unique<DitGraphRunner>(*model_);
-    } else {
-      log::warn("cuda_graphs requested but this build has no CUDA support: running eagerly");
-    }
-  }
+  check_built_for(*model_, options_);
+  graphs_ = graph_runner_for(model_, options_);
   // FP8 attention reads an FP8 cache; an explicit int8 KV (low_memory) keeps bf16 attention.
   std::optional<at::ScalarType> kv_storage = options_.kv_dtype;
   if (model_->uses_fp8_attention() && kv_storage != at::kChar) kv_storage = at::kFloat8_e4m3fn;
@@ -365,6 +373,33 @@ void StreamGenerator::set_v2v(std::optional<V2vInput> input) {
 
 void StreamGenerator::set_noise_source(std::unique_ptr<NoiseSource> noise) {
   noise_ = std::move(noise);
+}
+
+bool StreamGenerator::can_continue_with(const GeneratorOptions& o) const {
+  const GeneratorOptions& old = options_;
+  return started_ && o.device == old.device && o.dtype == old.dtype &&
+         o.runtime.fp8_linears == old.runtime.fp8_linears &&
+         o.runtime.fp8_attention == old.runtime.fp8_attention && o.kv_dtype == old.kv_dtype &&
+         o.frames_per_block == old.frames_per_block &&
+         o.local_attn_frames == old.local_attn_frames && o.sink_frames == old.sink_frames &&
+         o.global_sink == old.global_sink && o.latent_height == old.latent_height &&
+         o.latent_width == old.latent_width && o.lora_alpha == old.lora_alpha;
+}
+
+void StreamGenerator::continue_with(std::shared_ptr<const CausalWanModel> model,
+                                    const GeneratorOptions& options) {
+  options.validate();
+  if (!can_continue_with(options))
+    throw ConfigError(
+        "continue_with: the new options change the weights' precision or the cache geometry; "
+        "hand the stream over with release_state()/resume() instead");
+  check_built_for(*model, options);
+  graphs_.reset();  // captured over the old layer loop and sampling
+  model_ = std::move(model);
+  options_ = options;
+  graphs_ = graph_runner_for(model_, options_);
+  sampler_ = std::make_unique<FlowMatchSampler>(
+      options_.denoising_steps, options_.warp_denoising_step, options_.timestep_shift);
 }
 
 StreamState StreamGenerator::release_state() {

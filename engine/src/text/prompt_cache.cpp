@@ -114,4 +114,9 @@ void PromptCache::worker_loop() {
   }
 }
 
+void PromptCache::while_not_encoding(const std::function<void()>& change) {
+  std::lock_guard encode_lock(encode_mutex_);
+  change();
+}
+
 }  // namespace longlive

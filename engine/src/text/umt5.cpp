@@ -102,6 +102,21 @@ UMT5Encoder::UMT5Encoder(const WeightStore& w, const UMT5Config& c, at::Device d
   }
 }
 
+void UMT5Encoder::move_to(at::Device device, at::ScalarType dtype) {
+  if (device == device_ && dtype == dtype_) return;
+  // One tensor at a time: the peak is one matrix in both places, not the encoder twice.
+  auto move = [&](at::Tensor& t) { t = t.to(device, dtype).contiguous(); };
+  move(embedding_);
+  move(final_norm_);
+  for (Layer& l : layers_) {
+    for (at::Tensor* t : {&l.norm1, &l.q, &l.k, &l.v, &l.o, &l.norm2, &l.gate, &l.fc1, &l.fc2})
+      move(*t);
+    l.pos = l.pos.to(device, at::kFloat);  // the bias table stays float32, as at load
+  }
+  device_ = device;
+  dtype_ = dtype;
+}
+
 at::Tensor UMT5Encoder::relative_buckets(int64_t length) const {
   const auto opts = at::TensorOptions().dtype(at::kLong).device(device_);
   const at::Tensor pos = at::arange(length, opts);
