@@ -178,6 +178,33 @@ TEST(SessionFactory, TextEncoderDeviceChangeMovesTheResidentEncoder) {
   EXPECT_EQ(factory.stats().weight_loads, loaded.weight_loads);
 }
 
+// Switching back and forth between precisions (quality <-> turbo_fp8) builds each DiT once: the
+// other weight set stays on the GPU (the device has far more than 15 % free here).
+TEST(SessionFactory, BackAndForthBetweenPrecisionsBuildsEachDitOnce) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: DiTs are kept on GPUs only";
+  ModelSpec model = tiny();
+  model.device = at::Device(at::kCUDA, 0);
+  SessionFactory factory(model, {.text_encoder = false, .live_decoder = false});
+  Preset plain = base_preset();
+  Preset fp8 = base_preset();
+  fp8.name = "fp8";
+  fp8.fused_kernels = true;
+  fp8.dtype = ComputeDType::fp8;
+  auto session = factory.open(plain, 32, 32);
+  session->generator->start(at::randn({1, 8, session->generator->options().model.text_dim},
+                                      at::TensorOptions().device(model.device.value())),
+                            5);
+  session->generator->next_block();
+  const int64_t builds = factory.stats().dit_builds;
+  for (int round = 0; round < 3; ++round) {
+    factory.change_preset(*session, fp8);
+    session->generator->next_block();
+    factory.change_preset(*session, plain);
+    session->generator->next_block();
+  }
+  EXPECT_EQ(factory.stats().dit_builds, builds + 1);
+}
+
 TEST(SessionFactory, NothingChangesForTheSamePresetAndFastPathsRebuildFromResidentWeights) {
   SessionFactory factory(tiny());
   auto session = factory.open(base_preset(), 32, 32);

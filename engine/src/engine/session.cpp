@@ -91,9 +91,17 @@ WanVaeDecoderOptions wan_vae_options(at::Device device) {
   return options;
 }
 
-// DiT variants kept on the device besides the one running: switching back to a recent preset's
-// dtype or fast paths then costs nothing (each is ~2.6 GiB in bf16 for the 1.3B model).
-constexpr size_t kRecentDits = 1;
+// DiT weight sets (dtype x FP8 linears) kept on the device besides the running one, so that
+// switching back to a recent preset's precision costs no rebuild (~2.6 GiB in bf16 for the 1.3B
+// model, ~1.3 GiB more with FP8 linears). Layer-loop variants share their weights and cost
+// nothing. Kept only while the device keeps kFreeAfterKeeping of its memory free: a 12 GB card
+// rebuilds instead of running short.
+constexpr size_t kRecentWeightSets = 2;
+constexpr double kFreeAfterKeeping = 0.15;
+
+bool same_weights(const CausalWanModel& a, const CausalWanModel& b) {
+  return a.dtype() == b.dtype() && a.runtime().fp8_linears == b.runtime().fp8_linears;
+}
 
 }  // namespace
 
@@ -211,7 +219,7 @@ struct SessionFactory::Resident {
   std::optional<WeightStore> lora;
   WanConfig config;
   std::map<DitKey, std::weak_ptr<const CausalWanModel>> models;
-  std::deque<std::shared_ptr<const CausalWanModel>> recent;  // newest first, kRecentDits at most
+  std::deque<std::shared_ptr<const CausalWanModel>> recent;  // newest first, one per weight set
   std::optional<WeightStore> taehv, wan_vae;
   std::optional<WeightStore> vace;  // vace_* tensors (null: VACE off, see vace_status)
   bool vace_checked = false;
@@ -388,9 +396,19 @@ std::unique_ptr<WanVaeEncoder> SessionFactory::video_encoder() {
 void SessionFactory::keep_recent(std::shared_ptr<const CausalWanModel> model) {
   if (!model || !device_.is_cuda()) return;  // on the CPU a rebuild is cheap and RAM is scarcer
   auto& recent = resident_->recent;
-  recent.erase(std::remove(recent.begin(), recent.end(), model), recent.end());
+  // One entry per weight set: the newest variant of it stands for all (they share tensors).
+  std::erase_if(recent, [&](const auto& kept) { return same_weights(*kept, *model); });
   recent.push_front(std::move(model));
-  while (recent.size() > kRecentDits) recent.pop_back();
+  while (recent.size() > kRecentWeightSets) recent.pop_back();
+  const DeviceMemory memory = device_memory(device_);
+  if (memory.total_bytes > 0 &&
+      memory.free_bytes < static_cast<int64_t>(kFreeAfterKeeping * memory.total_bytes) &&
+      !recent.empty()) {
+    // The oldest weights go; what they held returns to the allocator's cache for the next DiT.
+    log::info("device memory is short ({} MiB free): not keeping older DiT weights on it",
+              memory.free_bytes >> 20);
+    recent.pop_back();
+  }
 }
 
 std::pair<std::filesystem::path, std::filesystem::path> SessionFactory::text_encoder_files() const {

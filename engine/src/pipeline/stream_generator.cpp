@@ -467,8 +467,9 @@ void StreamGenerator::resume(StreamState state) {
   // conditioning: the same forward as a prompt switch.
   pending_switch_ = state.pending_switch ? *state.pending_switch : state.conditioning;
   started_ = true;
-  // Warms the plans on dummy input and empties the cache again (before the sink is re-encoded).
-  if (options_.reserve_up_front && options_.device.is_cuda()) reserve_up_front();
+  // No up-front reservation here (memory_pool): it costs a few hundred ms of dummy forwards on
+  // the way to the first frame of a hot preset change, while the memory it would claim is still
+  // in the caching allocator from the previous generator. Plans and graphs warm as they appear.
   // Under a global sink, a re-cache that starts past the sink keeps the sink's K/V: rebuild them
   // now from their latents, under the conditioning they were last attended with (a pending cut
   // must not reach them, as it does not in a prompt switch). Without a global sink, or when the
