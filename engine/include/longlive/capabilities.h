@@ -5,7 +5,6 @@
 // fell back to (RuntimeChoice::fallbacks), so a slower path runs instead of a failure.
 #include <c10/core/Device.h>
 
-#include <cstdint>
 #include <string>
 
 namespace longlive {
@@ -33,12 +32,5 @@ inline constexpr int kMinFp8AttentionSm = 90;
 // LONGLIVE_FORCE_SM, e.g. 86) pretends the device is of that lower capability, so every
 // fallback can be tested on a big GPU; a forced value above the device's own is ignored.
 DeviceCapabilities probe_capabilities(at::Device device, int force_sm = 0);
-
-// Free and total memory of a CUDA device (cudaMemGetInfo; memory LibTorch's caching allocator
-// holds counts as used). Zeros for the CPU or a build without CUDA.
-struct DeviceMemory {
-  int64_t free_bytes = 0, total_bytes = 0;
-};
-DeviceMemory device_memory(at::Device device);
 
 }  // namespace longlive

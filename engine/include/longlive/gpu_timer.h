@@ -26,6 +26,9 @@ struct DeviceMemory {
   double allocated_gib = 0;
   double peak_allocated_gib = 0;
   double peak_reserved_gib = 0;
+  // The device's free and total memory (cudaMemGetInfo: what the caching allocator holds counts
+  // as used).
+  double free_gib = 0, total_gib = 0;
 };
 DeviceMemory device_memory(at::Device device);
 // The GPU's product name ("NVIDIA H200"), "CPU" for the CPU.

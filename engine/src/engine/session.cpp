@@ -15,6 +15,7 @@
 #include "longlive/decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
+#include "longlive/gpu_timer.h"
 #include "longlive/log.h"
 #include "longlive/model_files.h"
 #include "longlive/profiler.h"
@@ -401,12 +402,11 @@ void SessionFactory::keep_recent(std::shared_ptr<const CausalWanModel> model) {
   recent.push_front(std::move(model));
   while (recent.size() > kRecentWeightSets) recent.pop_back();
   const DeviceMemory memory = device_memory(device_);
-  if (memory.total_bytes > 0 &&
-      memory.free_bytes < static_cast<int64_t>(kFreeAfterKeeping * memory.total_bytes) &&
+  if (memory.total_gib > 0 && memory.free_gib < kFreeAfterKeeping * memory.total_gib &&
       !recent.empty()) {
     // The oldest weights go; what they held returns to the allocator's cache for the next DiT.
-    log::info("device memory is short ({} MiB free): not keeping older DiT weights on it",
-              memory.free_bytes >> 20);
+    log::info("device memory is short ({:.1f} GiB free): not keeping older DiT weights on it",
+              memory.free_gib);
     recent.pop_back();
   }
 }

@@ -6,6 +6,7 @@
 
 #ifdef LONGLIVE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -61,6 +62,14 @@ DeviceMemory device_memory(at::Device device) {
     m.allocated_gib = stats.allocated_bytes[all].current / kGiB;
     m.peak_allocated_gib = stats.allocated_bytes[all].peak / kGiB;
     m.peak_reserved_gib = stats.reserved_bytes[all].peak / kGiB;
+    size_t free = 0, total = 0;
+    const c10::cuda::CUDAGuard guard(device.index() < 0 ? 0 : device.index());
+    if (cudaMemGetInfo(&free, &total) == cudaSuccess) {
+      m.free_gib = free / kGiB;
+      m.total_gib = total / kGiB;
+    } else {
+      (void)cudaGetLastError();
+    }
   }
 #endif
   return m;

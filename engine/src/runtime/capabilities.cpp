@@ -108,19 +108,4 @@ DeviceCapabilities probe_capabilities(at::Device device, int force_sm) {
 #endif
 }
 
-DeviceMemory device_memory(at::Device device) {
-#ifdef LONGLIVE_WITH_CUDA
-  if (device.is_cuda()) {
-    const c10::cuda::CUDAGuard guard(device);
-    size_t free = 0, total = 0;
-    if (cudaMemGetInfo(&free, &total) == cudaSuccess)
-      return {static_cast<int64_t>(free), static_cast<int64_t>(total)};
-    (void)cudaGetLastError();
-  }
-#else
-  (void)device;
-#endif
-  return {};
-}
-
 }  // namespace longlive
