@@ -178,34 +178,60 @@ TEST(SessionFactory, TextEncoderDeviceChangeMovesTheResidentEncoder) {
   EXPECT_EQ(factory.stats().weight_loads, loaded.weight_loads);
 }
 
-// Switching back and forth between precisions (quality <-> turbo_fp8) builds each DiT once: the
-// other weight set stays on the GPU (the device has far more than 15 % free here).
-TEST(SessionFactory, BackAndForthBetweenPrecisionsBuildsEachDitOnce) {
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: DiTs are kept on GPUs only";
+// FP8 linears on and off (quality <-> turbo_fp8) build no DiT: the FP8 copies are quantised on
+// the device from the running DiT's 16-bit matrices, and the video equals a fresh FP8 session's
+// resumed from the same stream. Another dtype (fp16) is built once from the resident host copy
+// and kept on the GPU (the device has far more than 15 % free here).
+TEST(SessionFactory, PrecisionChangesQuantiseOnTheDeviceAndKeepWeightSets) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: FP8 linears and kept DiTs are GPU paths";
   ModelSpec model = tiny();
   model.device = at::Device(at::kCUDA, 0);
-  SessionFactory factory(model, {.text_encoder = false, .live_decoder = false});
   Preset plain = base_preset();
-  Preset fp8 = base_preset();
+  plain.fused_kernels = true;
+  Preset fp8 = plain;
   fp8.name = "fp8";
-  fp8.fused_kernels = true;
   fp8.dtype = ComputeDType::fp8;
+  Preset fp16 = plain;
+  fp16.name = "fp16";
+  fp16.dtype = ComputeDType::fp16;
+  auto start = [&](Session& s) {
+    s.generator->start(at::ones({1, 8, s.generator->options().model.text_dim},
+                                at::TensorOptions().device(model.device.value())) *
+                           0.1,
+                       5);
+    blocks_of(*s.generator, 2);
+  };
+
+  SessionFactory factory(model, {.text_encoder = false, .live_decoder = false});
   auto session = factory.open(plain, 32, 32);
-  session->generator->start(at::randn({1, 8, session->generator->options().model.text_dim},
-                                      at::TensorOptions().device(model.device.value())),
-                            5);
-  session->generator->next_block();
+  start(*session);
   const int64_t builds = factory.stats().dit_builds;
-  for (int round = 0; round < 3; ++round) {
-    factory.change_preset(*session, fp8);
-    session->generator->next_block();
-    factory.change_preset(*session, plain);
-    session->generator->next_block();
+  const int64_t loads = factory.stats().weight_loads;
+  const PresetChange to_fp8 = factory.change_preset(*session, fp8);
+  EXPECT_FALSE(to_fp8.dit_rebuilt);
+  EXPECT_EQ(factory.stats().dit_builds, builds);
+  EXPECT_TRUE(session->generator->fp8_linears_active());
+  const std::vector<at::Tensor> hot = blocks_of(*session->generator, 2);
+
+  SessionFactory other(model, {.text_encoder = false, .live_decoder = false});
+  auto first = other.open(plain, 32, 32);
+  start(*first);
+  auto fresh = other.open(fp8, 32, 32);
+  fresh->generator->resume(first->generator->release_state());
+  const std::vector<at::Tensor> expected = blocks_of(*fresh->generator, 2);
+  for (size_t i = 0; i < hot.size(); ++i) EXPECT_TRUE(at::equal(hot[i], expected[i])) << i;
+
+  for (int round = 0; round < 2; ++round) {
+    for (const Preset* p : {&plain, &fp16, &fp8}) {
+      factory.change_preset(*session, *p);
+      session->generator->next_block();
+    }
   }
-  EXPECT_EQ(factory.stats().dit_builds, builds + 1);
+  EXPECT_EQ(factory.stats().dit_builds, builds + 1);  // fp16, once
+  EXPECT_EQ(factory.stats().weight_loads, loads);
 }
 
-TEST(SessionFactory, NothingChangesForTheSamePresetAndFastPathsRebuildFromResidentWeights) {
+TEST(SessionFactory, NothingChangesForTheSamePresetAndFastPathsShareTheWeights) {
   SessionFactory factory(tiny());
   auto session = factory.open(base_preset(), 32, 32);
   session->generator->start(session->embed(PromptMix::single("a red fox")), 5);
@@ -225,12 +251,13 @@ TEST(SessionFactory, NothingChangesForTheSamePresetAndFastPathsRebuildFromReside
   EXPECT_TRUE(shared.caches_kept);
   EXPECT_EQ(session->generator.get(), generator);
   EXPECT_EQ(factory.stats().dit_builds, before.dit_builds);
-  // FP8 linears need another DiT: rebuilt from the resident host copy, no weight load.
+  // FP8 linears share the weights too (quantised on the device where they run: a GPU test);
+  // another dtype is rebuilt from the resident host copy (a GPU test: the CPU runs float32).
   Preset fp8 = fused;
   fp8.dtype = ComputeDType::fp8;
   const PresetChange change = factory.change_preset(*session, fp8);
-  EXPECT_TRUE(change.dit_rebuilt);
-  EXPECT_EQ(factory.stats().dit_builds, before.dit_builds + 1);
+  EXPECT_FALSE(change.dit_rebuilt);
+  EXPECT_EQ(factory.stats().dit_builds, before.dit_builds);
   EXPECT_EQ(factory.stats().weight_loads, before.weight_loads);
   EXPECT_EQ(session->generator->frames_generated(), 2 * 3);
   EXPECT_TRUE(at::isfinite(session->generator->next_block()).all().item<bool>());

@@ -116,7 +116,7 @@ struct Session {
 
 // What a preset change kept and what it rebuilt.
 struct PresetChange {
-  bool dit_rebuilt = false;        // another dtype or fast path: rebuilt from the resident weights
+  bool dit_rebuilt = false;        // another dtype: rebuilt from the resident host weights
   bool generator_rebuilt = false;  // a new generator (window, sink, block, KV storage, precision)
   bool decoder_changed = false;    // TAEHV <-> Wan VAE
   bool stream_continued = false;   // a running video went on from its frame
@@ -142,8 +142,8 @@ class SessionFactory {
   std::unique_ptr<Session> open(const Preset& preset, int height = 0, int width = 0);
 
   // Moves the session to `preset` in place, keeping its size: the text encoder and prompt cache
-  // always; the DiT unless its dtype or fast paths change (then rebuilt from the resident
-  // weights); the live decoder and its temporal state unless the decoder kind changes. A started
+  // always; the DiT's device weights unless its dtype changes (then rebuilt from the resident
+  // host weights; FP8 linears are quantised on the device from the 16-bit ones); the live decoder and its temporal state unless the decoder kind changes. A started
   // generator's stream continues from its frame: with the same weights, precision and cache
   // geometry it keeps its caches (StreamGenerator::continue_with), otherwise a new generator
   // re-caches the window (as a prompt switch does). Nothing differs: nothing happens.

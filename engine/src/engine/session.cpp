@@ -273,11 +273,16 @@ std::shared_ptr<const CausalWanModel> SessionFactory::dit_for(const GeneratorOpt
   const DitKey key = dit_key(o);
   if (auto it = r.models.find(key); it != r.models.end())
     if (auto model = it->second.lock()) return model;
-  // Another layer loop over the same weights (fused kernels on or off, attention backend): share
-  // the device tensors of a live model of the same dtype and FP8 linears.
-  for (const auto& [other_key, weak] : r.models) {
-    if (std::get<0>(other_key) != o.dtype || std::get<2>(other_key) != o.runtime.fp8_linears)
-      continue;
+  // Another layer loop over the same weights (fused kernels, attention backend, FP8 linears):
+  // share the device tensors of a live model of the same dtype, preferring one with the same FP8
+  // linears (nothing to quantise).
+  std::vector<std::pair<DitKey, std::weak_ptr<const CausalWanModel>>> candidates(r.models.begin(),
+                                                                                  r.models.end());
+  std::stable_partition(candidates.begin(), candidates.end(), [&](const auto& c) {
+    return std::get<2>(c.first) == o.runtime.fp8_linears;
+  });
+  for (const auto& [other_key, weak] : candidates) {
+    if (std::get<0>(other_key) != o.dtype) continue;
     if (auto other = weak.lock()) {
       auto model = other->sharing_weights(o.runtime);
       r.models[key] = model;

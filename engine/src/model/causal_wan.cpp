@@ -44,8 +44,11 @@ std::shared_ptr<const CausalWanModel> CausalWanModel::sharing_weights(
                  sixteen_bit && config_.qk_norm && config_.cross_attn_norm && config_.dim <= 2048;
   copy->fp8_ = runtime.fp8_linears && copy->fused_;
   copy->fp8_attention_ = runtime.fp8_attention && copy->fused_ && fp8_attention::available();
-  if (copy->fp8_ != fp8_ || runtime.fp8_linears != runtime_.fp8_linears)
-    throw Error("CausalWanModel::sharing_weights: the FP8 linears would change (rebuild instead)");
+  if (copy->fp8_ != fp8_) {
+    // FP8 linears on: quantise the shared 16-bit matrices on the device (what a load does, from
+    // the same values, without a host copy); off: drop the FP8 copies, keep the shared rest.
+    for (Block& b : copy->blocks_) b.set_fp8(copy->fp8_);
+  }
   return copy;
 }
 
@@ -174,15 +177,20 @@ CausalWanModel::Block CausalWanModel::load_block(const WeightStore& weights, con
   b.ffn0_b = w(n + "ffn.0.bias", {config_.ffn_dim});
   b.ffn2_w = w(n + "ffn.2.weight", {d, config_.ffn_dim});
   b.ffn2_b = w(n + "ffn.2.bias", {d});
-  if (fp8) {
-    b.qkv8 = ops::quantize_weight_fp8(b.qkv_w);
-    b.o8 = ops::quantize_weight_fp8(b.o_w);
-    b.cq8 = ops::quantize_weight_fp8(b.cq_w);
-    b.co8 = ops::quantize_weight_fp8(b.co_w);
-    b.ffn0_8 = ops::quantize_weight_fp8(b.ffn0_w);
-    b.ffn2_8 = ops::quantize_weight_fp8(b.ffn2_w);
-  }
+  b.set_fp8(fp8);
   return b;
+}
+
+void CausalWanModel::Block::set_fp8(bool on) {
+  auto quantized = [on](const at::Tensor& w) {
+    return on ? ops::quantize_weight_fp8(w) : ops::Fp8Weight{};
+  };
+  qkv8 = quantized(qkv_w);
+  o8 = quantized(o_w);
+  cq8 = quantized(cq_w);
+  co8 = quantized(co_w);
+  ffn0_8 = quantized(ffn0_w);
+  ffn2_8 = quantized(ffn2_w);
 }
 
 KvCacheShape CausalWanModel::kv_shape(int64_t latent_height, int64_t latent_width,

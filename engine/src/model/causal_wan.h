@@ -29,8 +29,9 @@ class CausalWanModel {
                  at::ScalarType dtype, const DitRuntime& runtime = {});
 
   // The same device weights under other layer-loop choices (fused kernels, attention backend, FP8
-  // attention), without copying them: a preset change that only flips those keeps the DiT. The
-  // FP8 linears must stay as they are (their quantised copies are made at load); Error otherwise.
+  // attention, FP8 linears), without copying them: a preset change that only flips those keeps
+  // the DiT. Turning FP8 linears on quantises the shared matrices on the device (as a load would);
+  // turning them off drops the FP8 copies.
   std::shared_ptr<const CausalWanModel> sharing_weights(const DitRuntime& runtime) const;
 
   // The same DiT with VACE hint blocks (see model/vace.h), sharing the DiT's weights. Every
@@ -100,6 +101,7 @@ class CausalWanModel {
     at::Tensor qkv_w, qkv_b;
     at::Tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, norm_q, norm_k;
     ops::Fp8Weight qkv8, o8, cq8, co8, ffn0_8, ffn2_8;  // FP8 copies (fp8_linears only)
+    void set_fp8(bool on);  // makes (from the 16-bit matrices) or drops the FP8 copies
     at::Tensor norm3_w, norm3_b;
     at::Tensor cq_w, cq_b, ck_w, ck_b, cv_w, cv_b, co_w, co_b, cnorm_q, cnorm_k;
     at::Tensor ffn0_w, ffn0_b, ffn2_w, ffn2_b;
