@@ -64,10 +64,13 @@ pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 if(LONGLIVE_TESTS)
   find_package(GTest REQUIRED)
 endif()
+# libavdevice: live inputs (V4L2 cameras, screen grabs) for VACE and video-to-video.
 if(LONGLIVE_GUI)
-  pkg_check_modules(FFMPEG REQUIRED IMPORTED_TARGET libavformat libavcodec libavutil libswscale)
+  pkg_check_modules(FFMPEG REQUIRED IMPORTED_TARGET libavformat libavcodec libavutil libswscale
+                    libavdevice)
 else()
-  pkg_check_modules(FFMPEG QUIET IMPORTED_TARGET libavformat libavcodec libavutil libswscale)
+  pkg_check_modules(FFMPEG QUIET IMPORTED_TARGET libavformat libavcodec libavutil libswscale
+                    libavdevice)
 endif()
 set(LONGLIVE_WITH_FFMPEG ${FFMPEG_FOUND})
 # OSC control (control/): liblo, the OSC library of the Linux audio/VJ tools (small C API, its own

@@ -111,7 +111,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION video)
 # without a GPU driver.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS OFF)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libc6 (>= 2.36), libstdc++6 (>= 12), libgcc-s1, libqt6core6 (>= 6.4), libqt6gui6 (>= 6.4), libqt6widgets6 (>= 6.4), libqt6opengl6 (>= 6.4), libqt6openglwidgets6 (>= 6.4), qt6-qpa-plugins, libavcodec59, libavformat59, libavutil57, libswscale6, libsentencepiece0, libspdlog1.10, libfmt9, libstb0, libgl1, libegl1, libgl1-mesa-dri")
+    "libc6 (>= 2.36), libstdc++6 (>= 12), libgcc-s1, libqt6core6 (>= 6.4), libqt6gui6 (>= 6.4), libqt6widgets6 (>= 6.4), libqt6opengl6 (>= 6.4), libqt6openglwidgets6 (>= 6.4), qt6-qpa-plugins, libavcodec59, libavformat59, libavutil57, libswscale6, libavdevice59, libsentencepiece0, libspdlog1.10, libfmt9, libstb0, libgl1, libegl1, libgl1-mesa-dri")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "nvidia-driver")
 set(CPACK_DEBIAN_COMPRESSION_TYPE gzip)  # xz takes minutes per GB on the bundled libraries
 include(CPack)

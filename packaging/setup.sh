@@ -20,7 +20,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 apt_packages=(
   build-essential cmake ninja-build ccache pkg-config git python3 python3-venv python3-pip
   qt6-base-dev libqt6opengl6-dev libgl-dev libgl1-mesa-dri
-  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libavdevice-dev
   libimgui-dev nlohmann-json3-dev libgtest-dev libgmock-dev libspdlog-dev libfmt-dev libcli11-dev
   libsentencepiece-dev sentencepiece
   liblo-dev liblo-tools libasound2-dev

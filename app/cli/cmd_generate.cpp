@@ -24,8 +24,13 @@
 #include "longlive/recorder.h"
 #endif
 
-namespace longlive::cli {
+namespace longlive {
+class LiveVideoSource;
+namespace cli {
 namespace {
+
+// Live inputs opened for this run, for the summary of what they dropped and repeated.
+using LiveInputs = std::vector<std::pair<std::string, std::shared_ptr<LiveVideoSource>>>;
 
 // Resident set size in MiB (Linux), to show that long runs keep memory flat.
 double rss_mib() {
@@ -66,8 +71,10 @@ struct GenerateArgs {
   double vace_scale = 1.0;
   std::string v2v_video;  // video-to-video input
   double v2v_strength = 0.6;
+  // Live inputs instead of the files: a camera (or another FFmpeg input device).
+  std::string vace_camera, v2v_camera, camera_format = "v4l2";
   bool vace_requested() const {
-    return !vace_video.empty() || !vace_image.empty() || !vace_mode.empty();
+    return !vace_video.empty() || !vace_camera.empty() || !vace_image.empty() || !vace_mode.empty();
   }
 };
 
@@ -109,18 +116,47 @@ ModelSpec model_spec(const GenerateArgs& a, std::string& model_name) {
   return m;
 }
 
-// The VACE input the arguments name: a control video (conditioning, inpaint) and/or a reference
-// image, encoded block by block with the session's Wan VAE encoder.
+#ifdef LONGLIVE_WITH_RECORDER
+// Control frames for VACE or video-to-video: a video file (resampled to 16 fps, looped) or a live
+// input (--*-camera, at 16 fps as it comes); null when neither is given. `what` names the use.
+std::shared_ptr<VaceFrameSource> frame_source(const std::string& video, const std::string& camera,
+                                              const std::string& camera_format, int height,
+                                              int width, const char* what,
+                                              LiveInputs& live_inputs) {
+  if (!video.empty() && !camera.empty())
+    throw ConfigError(fmt::format("{}: give a video or a camera, not both", what));
+  if (!video.empty()) {
+    auto source = std::make_shared<VideoFileSource>(video, height, width, 16.0);
+    log::info("{} from '{}': {} frames at 16 fps (source {:.2f} fps), looped", what, video,
+              source->frames(), source->source_fps());
+    return source;
+  }
+  if (!camera.empty()) {
+    LiveVideoOptions live;
+    live.device = camera;
+    live.format = camera_format;
+    auto source = std::make_shared<LiveVideoSource>(live, height, width);
+    log::info("{} from {} '{}' (input {:.2f} fps), at 16 fps as it comes", what, camera_format,
+              camera, source->stats().input_fps);
+    live_inputs.emplace_back(what, source);
+    return source;
+  }
+  return nullptr;
+}
+#endif
+
+// The VACE input the arguments name: a control video or camera (conditioning, inpaint) and/or a
+// reference image, encoded block by block with the session's Wan VAE encoder.
 std::unique_ptr<VaceConditioner> make_vace(const GenerateArgs& a, SessionFactory& factory,
-                                           int height, int width) {
+                                           int height, int width, LiveInputs& live_inputs) {
   if (!factory.vace_available())
     throw ConfigError(
         fmt::format("--vace-*: this model has no VACE weights ({})", factory.vace_status()));
 #ifdef LONGLIVE_WITH_RECORDER
   VaceSettings settings;
-  settings.mode = !a.vace_mode.empty()   ? parse_vace_mode(a.vace_mode)
-                  : a.vace_video.empty() ? VaceMode::reference
-                                         : VaceMode::conditioning;
+  settings.mode = !a.vace_mode.empty()                            ? parse_vace_mode(a.vace_mode)
+                  : a.vace_video.empty() && a.vace_camera.empty() ? VaceMode::reference
+                                                                  : VaceMode::conditioning;
   settings.scale = a.vace_scale;
   if (!a.vace_image.empty()) settings.references = load_control_image(a.vace_image, height, width);
   if (!a.vace_mask.empty()) {
@@ -128,19 +164,16 @@ std::unique_ptr<VaceConditioner> make_vace(const GenerateArgs& a, SessionFactory
       throw ConfigError("--vace-mask is for --vace-mode inpaint");
     settings.mask = load_mask_image(a.vace_mask, height, width);
   }
-  if (settings.mode == VaceMode::reference && !a.vace_video.empty())
-    throw ConfigError("--vace-mode reference takes --vace-image only (no --vace-video)");
-  std::shared_ptr<VaceFrameSource> source;
-  if (!a.vace_video.empty()) {
-    auto video = std::make_shared<VideoFileSource>(a.vace_video, height, width, 16.0);
-    log::info("VACE {} from '{}': {} frames at 16 fps (source {:.2f} fps), looped",
-              to_string(settings.mode), a.vace_video, video->frames(), video->source_fps());
-    source = video;
-  }
+  if (settings.mode == VaceMode::reference && (!a.vace_video.empty() || !a.vace_camera.empty()))
+    throw ConfigError(
+        "--vace-mode reference takes --vace-image only (no --vace-video or --vace-camera)");
+  const std::string what = "VACE " + to_string(settings.mode);
+  std::shared_ptr<VaceFrameSource> source = frame_source(
+      a.vace_video, a.vace_camera, a.camera_format, height, width, what.c_str(), live_inputs);
   log::info("{}", factory.vace_status());
   return std::make_unique<VaceConditioner>(factory.vace_encoder(), std::move(settings), source);
 #else
-  (void)factory, (void)height, (void)width, (void)a;
+  (void)factory, (void)height, (void)width, (void)a, (void)live_inputs;
   throw ConfigError("--vace-*: this build has no FFmpeg to read control inputs");
 #endif
 }
@@ -175,16 +208,18 @@ int run(const GenerateArgs& a) {
   }
 
   std::unique_ptr<VaceConditioner> vace;
-  if (a.vace_requested()) vace = make_vace(a, factory, height, width);
+  LiveInputs live_inputs;
+  if (a.vace_requested()) vace = make_vace(a, factory, height, width, live_inputs);
   std::unique_ptr<VideoToVideo> v2v;
-  if (!a.v2v_video.empty()) {
+  if (!a.v2v_video.empty() || !a.v2v_camera.empty()) {
 #ifdef LONGLIVE_WITH_RECORDER
-    v2v = std::make_unique<VideoToVideo>(
-        factory.video_encoder(), a.v2v_strength,
-        std::make_shared<VideoFileSource>(a.v2v_video, height, width, 16.0));
-    log::info("video-to-video from '{}', strength {}", a.v2v_video, a.v2v_strength);
+    v2v =
+        std::make_unique<VideoToVideo>(factory.video_encoder(), a.v2v_strength,
+                                       frame_source(a.v2v_video, a.v2v_camera, a.camera_format,
+                                                    height, width, "video-to-video", live_inputs));
+    log::info("video-to-video strength {}", a.v2v_strength);
 #else
-    throw ConfigError("--v2v-video: this build has no FFmpeg to read videos");
+    throw ConfigError("--v2v-*: this build has no FFmpeg to read videos");
 #endif
   }
 
@@ -236,6 +271,14 @@ int run(const GenerateArgs& a) {
                 generator.stats().last_block_ms, rss_mib());
   }
 #ifdef LONGLIVE_WITH_RECORDER
+  for (const auto& [what, source] : live_inputs) {
+    const LiveVideoSource::Stats st = source->stats();
+    std::cout << fmt::format(
+        "{}: {} input frames, {} on the 16 fps grid, {} used, {} dropped (generation behind), "
+        "{} repeated (input stalled){}\n",
+        what, st.captured, st.on_grid, st.handed_out, st.dropped, st.repeated,
+        st.error.empty() ? "" : "; " + st.error);
+  }
   if (recorder) {
     recorder->finish();
     std::cout << fmt::format("wrote {} ({} frames, {}, {:.1f} KiB)\n", a.output,
@@ -298,10 +341,18 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
                   "noised to --v2v-strength; resampled to 16 fps and looped");
   cmd->add_option("--v2v-strength", a->v2v_strength,
                   "Video-to-video noise strength in (0, 1] (default 0.6; 1 ignores the input)");
+  cmd->add_option("--vace-camera", a->vace_camera,
+                  "VACE control frames from a camera (/dev/videoN) or another --camera-format "
+                  "input, live at 16 fps");
+  cmd->add_option("--v2v-camera", a->v2v_camera,
+                  "Video-to-video input from a camera (/dev/videoN), live at 16 fps");
+  cmd->add_option("--camera-format", a->camera_format,
+                  "FFmpeg input device of the cameras: v4l2 (default), x11grab, lavfi, ...");
   cmd->add_option("--height", a->height, "Video height (multiple of 16)");
   cmd->add_option("--width", a->width, "Video width (multiple of 16)");
   return [a]() { return run(*a); };
 });
 
 }  // namespace
-}  // namespace longlive::cli
+}  // namespace cli
+}  // namespace longlive

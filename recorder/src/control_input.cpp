@@ -15,16 +15,11 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include "cover_scale.h"
 #include "longlive/error.h"
 
 namespace longlive {
 namespace {
-
-std::string av_error(int rc) {
-  char reason[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(rc, reason, sizeof reason);
-  return reason;
-}
 
 // Decodes every frame of the best video stream, scaled to cover height x width and
 // center-cropped: sink(rgb [H, W, 3] uint8, presentation time in seconds). Returns the stream's
@@ -39,9 +34,7 @@ double decode_frames(const std::filesystem::path& path, int height, int width,
     AVCodecContext* codec = nullptr;
     AVFrame* frame = av_frame_alloc();
     AVPacket* packet = av_packet_alloc();
-    SwsContext* sws = nullptr;
     ~Resources() {
-      sws_freeContext(sws);
       av_frame_free(&frame);
       av_packet_free(&packet);
       avcodec_free_context(&codec);
@@ -49,7 +42,8 @@ double decode_frames(const std::filesystem::path& path, int height, int width,
     }
   } r;
   if (const int rc = avformat_open_input(&r.format, path.c_str(), nullptr, nullptr); rc < 0)
-    throw IoError(fmt::format("cannot open control input '{}': {}", path.string(), av_error(rc)));
+    throw IoError(
+        fmt::format("cannot open control input '{}': {}", path.string(), av_error_text(rc)));
   if (avformat_find_stream_info(r.format, nullptr) < 0)
     throw FormatError(fmt::format("'{}': no readable streams", path.string()));
   const int index = av_find_best_stream(r.format, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
@@ -67,26 +61,11 @@ double decode_frames(const std::filesystem::path& path, int height, int width,
   const double nominal = stream->avg_frame_rate.num > 0 ? av_q2d(stream->avg_frame_rate) : 0.0;
 
   int64_t decoded = 0;
+  CoverScaler cover("'" + path.string() + "'", height, width);
   auto drain = [&] {
     while (avcodec_receive_frame(r.codec, r.frame) >= 0) {
       const AVFrame* f = r.frame;
-      // Scale to cover the target, then crop the middle: no bars, no distortion.
-      const double scale =
-          std::max(static_cast<double>(height) / f->height, static_cast<double>(width) / f->width);
-      const int sh = std::max(height, static_cast<int>(std::lround(f->height * scale)));
-      const int sw = std::max(width, static_cast<int>(std::lround(f->width * scale)));
-      r.sws =
-          sws_getCachedContext(r.sws, f->width, f->height, static_cast<AVPixelFormat>(f->format),
-                               sw, sh, AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr, nullptr, nullptr);
-      if (!r.sws)
-        throw FormatError(fmt::format("'{}': cannot convert pixel format {}", path.string(),
-                                      av_get_pix_fmt_name(static_cast<AVPixelFormat>(f->format))));
-      at::Tensor rgb = at::empty({sh, sw, 3}, at::kByte);
-      uint8_t* dst[1] = {rgb.data_ptr<uint8_t>()};
-      const int stride[1] = {sw * 3};
-      sws_scale(r.sws, f->data, f->linesize, 0, f->height, dst, stride);
-      const at::Tensor crop =
-          rgb.narrow(0, (sh - height) / 2, height).narrow(1, (sw - width) / 2, width).contiguous();
+      const at::Tensor crop = cover(*f);
       const int64_t pts = f->best_effort_timestamp;
       const double t = pts == AV_NOPTS_VALUE
                            ? (nominal > 0 ? static_cast<double>(decoded) / nominal : 0.0)
@@ -106,10 +85,6 @@ double decode_frames(const std::filesystem::path& path, int height, int width,
   drain();
   if (decoded == 0) throw FormatError(fmt::format("'{}': no decodable frame", path.string()));
   return nominal;
-}
-
-at::Tensor to_signed(const at::Tensor& rgb_hw3) {  // uint8 [.., H, W, 3] -> float [.., 3, H, W]
-  return rgb_hw3.to(at::kFloat).div(127.5).sub(1.0).movedim(-1, -3).contiguous();
 }
 
 }  // namespace
@@ -149,7 +124,7 @@ at::Tensor VideoFileSource::next_frames(int64_t count) {
   std::vector<at::Tensor> picked;
   picked.reserve(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) picked.push_back(frames_[(next_++) % frames_.size(0)]);
-  return to_signed(at::stack(picked));
+  return rgb_to_signed(at::stack(picked));
 }
 
 at::Tensor load_control_image(const std::filesystem::path& path, int height, int width) {
@@ -157,7 +132,7 @@ at::Tensor load_control_image(const std::filesystem::path& path, int height, int
   decode_frames(path, height, width, [&](const at::Tensor& rgb, double) {
     if (!first.defined()) first = rgb;
   });
-  return to_signed(first).unsqueeze(0);
+  return rgb_to_signed(first).unsqueeze(0);
 }
 
 at::Tensor load_mask_image(const std::filesystem::path& path, int height, int width) {
@@ -165,6 +140,40 @@ at::Tensor load_mask_image(const std::filesystem::path& path, int height, int wi
   // BT.601 luma; above half is "generate".
   const at::Tensor luma = rgb[0] * 0.299 + rgb[1] * 0.587 + rgb[2] * 0.114;
   return (luma > 0.5).to(at::kFloat);
+}
+
+std::string av_error_text(int rc) {
+  char reason[AV_ERROR_MAX_STRING_SIZE] = {};
+  av_strerror(rc, reason, sizeof reason);
+  return reason;
+}
+
+CoverScaler::CoverScaler(std::string source, int height, int width)
+    : source_(std::move(source)), height_(height), width_(width) {}
+
+CoverScaler::~CoverScaler() { sws_freeContext(sws_); }
+
+at::Tensor CoverScaler::operator()(const AVFrame& f) {
+  const double scale =
+      std::max(static_cast<double>(height_) / f.height, static_cast<double>(width_) / f.width);
+  const int sh = std::max(height_, static_cast<int>(std::lround(f.height * scale)));
+  const int sw = std::max(width_, static_cast<int>(std::lround(f.width * scale)));
+  sws_ = sws_getCachedContext(sws_, f.width, f.height, static_cast<AVPixelFormat>(f.format), sw, sh,
+                              AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr, nullptr, nullptr);
+  if (!sws_)
+    throw FormatError(fmt::format("{}: cannot convert pixel format {}", source_,
+                                  av_get_pix_fmt_name(static_cast<AVPixelFormat>(f.format))));
+  at::Tensor rgb = at::empty({sh, sw, 3}, at::kByte);
+  uint8_t* dst[1] = {rgb.data_ptr<uint8_t>()};
+  const int stride[1] = {sw * 3};
+  sws_scale(sws_, f.data, f.linesize, 0, f.height, dst, stride);
+  return rgb.narrow(0, (sh - height_) / 2, height_)
+      .narrow(1, (sw - width_) / 2, width_)
+      .contiguous();
+}
+
+at::Tensor rgb_to_signed(const at::Tensor& rgb_hw3) {
+  return rgb_hw3.to(at::kFloat).div(127.5).sub(1.0).movedim(-1, -3).contiguous();
 }
 
 }  // namespace longlive

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <string>
 
 #include "longlive/vace.h"
 
@@ -29,6 +31,51 @@ class VideoFileSource final : public VaceFrameSource {
   at::Tensor frames_;  // [N, H, W, 3] uint8
   int64_t next_ = 0;
   double source_fps_ = 0;
+};
+
+// A live input for VACE / video-to-video: a camera (V4L2, /dev/videoN) or any FFmpeg input device
+// (libavdevice: x11grab, lavfi, ...). A capture thread decodes frames as they arrive and keeps
+// those that fall on the `fps` grid (by presentation time), scaled to the session's size, in a
+// queue of `queue_frames`. The generator takes them block by block; when it falls behind, the
+// oldest queued frames are dropped (counted), and when the input stalls the last frame is
+// repeated (counted) after `stall` so generation never blocks for long.
+struct LiveVideoOptions {
+  std::string device = "/dev/video0";  // or the input device's spec ("testsrc2=size=320x240")
+  std::string format = "v4l2";         // FFmpeg input device: v4l2, x11grab, lavfi, ...
+  double fps = 16.0;
+  int64_t queue_frames = 24;   // two blocks of 12 frames
+  double stall_s = 0.5;        // wait this long for a frame before repeating the last one
+  double first_frame_s = 5.0;  // cameras take a moment to start: IoError past this
+};
+
+class LiveVideoSource final : public VaceFrameSource {
+ public:
+  // ConfigError for an unknown input format; IoError naming the device and format when it cannot
+  // be opened (for V4L2: which /dev/video* exist and that `v4l2-ctl --list-devices` lists them);
+  // FormatError when it has no video stream.
+  LiveVideoSource(LiveVideoOptions options, int height, int width);
+  ~LiveVideoSource() override;
+  LiveVideoSource(const LiveVideoSource&) = delete;
+  LiveVideoSource& operator=(const LiveVideoSource&) = delete;
+
+  // [count, 3, H, W] float32 in [-1, 1]: the oldest queued frames, waiting for new ones as the
+  // input delivers them. IoError when the input failed or gave no frame within first_frame_s.
+  at::Tensor next_frames(int64_t count) override;
+
+  struct Stats {
+    int64_t captured = 0;    // frames decoded from the input
+    int64_t on_grid = 0;     // kept at `fps` (the rest fall between grid points)
+    int64_t handed_out = 0;  // given to the generator, repeats included
+    int64_t dropped = 0;     // kept but never given: the generator was behind
+    int64_t repeated = 0;    // the last frame given again: the input stalled
+    double input_fps = 0;    // the input's nominal rate (0 when unknown)
+    std::string error;       // why capture ended early (empty while it runs)
+  };
+  Stats stats() const;
+
+ private:
+  struct Capture;
+  std::unique_ptr<Capture> capture_;
 };
 
 // An image (PNG, JPEG, ... anything FFmpeg decodes) as [1, 3, H, W] float32 in [-1, 1].

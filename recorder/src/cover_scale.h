@@ -1,0 +1,37 @@
+#pragma once
+// Decoded FFmpeg frames to the session's picture: scaled to cover height x width and
+// center-cropped (no bars, no distortion), RGB24. Shared by the file and live control inputs.
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+extern "C" {
+struct AVFrame;
+struct SwsContext;
+}
+
+namespace longlive {
+
+class CoverScaler {
+ public:
+  // `source` names the input in errors.
+  CoverScaler(std::string source, int height, int width);
+  ~CoverScaler();
+  CoverScaler(const CoverScaler&) = delete;
+  CoverScaler& operator=(const CoverScaler&) = delete;
+  // [H, W, 3] uint8. FormatError naming the source for a pixel format swscale cannot convert.
+  at::Tensor operator()(const AVFrame& frame);
+
+ private:
+  std::string source_;
+  int height_, width_;
+  SwsContext* sws_ = nullptr;
+};
+
+// uint8 [..., H, W, 3] -> float32 [..., 3, H, W] in [-1, 1] (what VACE and V2V inputs take).
+at::Tensor rgb_to_signed(const at::Tensor& rgb_hw3);
+
+// FFmpeg's text for an error code.
+std::string av_error_text(int rc);
+
+}  // namespace longlive

@@ -1,0 +1,223 @@
+// Live control inputs (cameras and other FFmpeg input devices) for VACE and video-to-video; see
+// longlive/control_input.h.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavdevice/avdevice.h>
+#include <libavformat/avformat.h>
+}
+
+#include "cover_scale.h"
+#include "longlive/control_input.h"
+#include "longlive/error.h"
+
+namespace longlive {
+namespace {
+
+// The /dev/video* nodes of this machine, for the message of a camera that does not open.
+std::string video_devices() {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("video", 0) == 0) found.push_back(entry.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  if (found.empty()) return "this machine has no /dev/video* device";
+  return fmt::format("devices here: {}", fmt::join(found, ", "));
+}
+
+}  // namespace
+
+struct LiveVideoSource::Capture {
+  LiveVideoOptions options;
+  std::string name;  // "camera '/dev/video0' (v4l2)" in messages
+  AVFormatContext* format = nullptr;
+  AVCodecContext* codec = nullptr;
+  int stream_index = -1;
+  double time_base = 0;
+  std::unique_ptr<CoverScaler> cover;
+
+  mutable std::mutex mutex;
+  std::condition_variable arrived;
+  std::deque<at::Tensor> queue;  // [H, W, 3] uint8, oldest first
+  at::Tensor last_given;
+  Stats stats;
+  bool ended = false;
+  std::atomic<bool> stopping{false};
+  std::thread thread;
+
+  ~Capture() {
+    stopping = true;
+    if (thread.joinable()) thread.join();
+    avcodec_free_context(&codec);
+    avformat_close_input(&format);
+  }
+
+  // Blocking reads return when this says so (FFmpeg polls it).
+  static int interrupt(void* self) { return static_cast<Capture*>(self)->stopping.load() ? 1 : 0; }
+
+  void run() {
+    AVPacket* packet = av_packet_alloc();
+    AVFrame* frame = av_frame_alloc();
+    std::optional<double> next_tick;  // presentation time of the next grid point
+    const double step = 1.0 / options.fps;
+    std::string error;
+    try {
+      while (!stopping) {
+        const int rc = av_read_frame(format, packet);
+        if (rc == AVERROR(EAGAIN)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          continue;
+        }
+        if (rc < 0) {
+          if (!stopping)
+            error = rc == AVERROR_EOF ? name + " ended"
+                                      : fmt::format("{} failed: {}", name, av_error_text(rc));
+          break;
+        }
+        if (packet->stream_index == stream_index && avcodec_send_packet(codec, packet) >= 0) {
+          while (avcodec_receive_frame(codec, frame) >= 0) {
+            const double t = frame->best_effort_timestamp == AV_NOPTS_VALUE
+                                 ? std::chrono::duration<double>(
+                                       std::chrono::steady_clock::now().time_since_epoch())
+                                       .count()
+                                 : frame->best_effort_timestamp * time_base;
+            std::lock_guard lock(mutex);
+            ++stats.captured;
+            if (!next_tick) next_tick = t;
+            if (t < *next_tick - 1e-6) continue;  // between grid points
+            // Grid points a late frame skipped are not made up.
+            *next_tick += step;
+            if (*next_tick <= t) next_tick = t + step;
+            ++stats.on_grid;
+            queue.push_back((*cover)(*frame));
+            while (static_cast<int64_t>(queue.size()) > options.queue_frames) {
+              queue.pop_front();
+              ++stats.dropped;
+            }
+            arrived.notify_all();
+          }
+        }
+        av_packet_unref(packet);
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    av_frame_free(&frame);
+    av_packet_free(&packet);
+    std::lock_guard lock(mutex);
+    ended = true;
+    stats.error = error;
+    arrived.notify_all();
+  }
+};
+
+LiveVideoSource::LiveVideoSource(LiveVideoOptions options, int height, int width)
+    : capture_(std::make_unique<Capture>()) {
+  if (height <= 0 || width <= 0)
+    throw ConfigError(
+        fmt::format("live input '{}': size {}x{} must be positive", options.device, width, height));
+  if (!(options.fps > 0) || options.queue_frames < 1 || !(options.stall_s > 0))
+    throw ConfigError(
+        fmt::format("live input '{}': fps {}, queue {} frames and stall {} s must be positive",
+                    options.device, options.fps, options.queue_frames, options.stall_s));
+  static std::once_flag registered;
+  std::call_once(registered, [] { avdevice_register_all(); });
+  Capture& c = *capture_;
+  c.options = options;
+  c.name = fmt::format("live input '{}' ({})", options.device, options.format);
+  const AVInputFormat* input = av_find_input_format(options.format.c_str());
+  if (!input)
+    throw ConfigError(fmt::format(
+        "live input format '{}' is unknown to this FFmpeg (input devices: v4l2, x11grab, lavfi, "
+        "...; `ffmpeg -devices` lists them)",
+        options.format));
+  c.format = avformat_alloc_context();
+  c.format->interrupt_callback = {&Capture::interrupt, &c};
+  AVDictionary* settings = nullptr;
+  // A camera's usual rate; the fps grid resamples whatever comes.
+  if (options.format == "v4l2") av_dict_set(&settings, "framerate", "30", 0);
+  if (const int rc = avformat_open_input(&c.format, options.device.c_str(), input, &settings);
+      rc < 0) {
+    av_dict_free(&settings);
+    c.format = nullptr;  // freed by avformat_open_input on failure
+    const std::string hint =
+        options.format == "v4l2"
+            ? fmt::format(
+                  " ({}; `v4l2-ctl --list-devices` names cameras; the user needs to be "
+                  "in the 'video' group)",
+                  video_devices())
+            : std::string();
+    throw IoError(fmt::format("cannot open {}: {}{}", c.name, av_error_text(rc), hint));
+  }
+  av_dict_free(&settings);
+  if (avformat_find_stream_info(c.format, nullptr) < 0)
+    throw FormatError(fmt::format("{}: no readable stream", c.name));
+  c.stream_index = av_find_best_stream(c.format, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  if (c.stream_index < 0) throw FormatError(fmt::format("{}: no video stream", c.name));
+  const AVStream* stream = c.format->streams[c.stream_index];
+  const AVCodec* decoder = avcodec_find_decoder(stream->codecpar->codec_id);
+  if (!decoder)
+    throw FormatError(
+        fmt::format("{}: no decoder for {}", c.name, avcodec_get_name(stream->codecpar->codec_id)));
+  c.codec = avcodec_alloc_context3(decoder);
+  avcodec_parameters_to_context(c.codec, stream->codecpar);
+  if (avcodec_open2(c.codec, decoder, nullptr) < 0)
+    throw FormatError(fmt::format("{}: cannot open the {} decoder", c.name, decoder->name));
+  c.time_base = av_q2d(stream->time_base);
+  const AVRational rate =
+      stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
+  c.stats.input_fps = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0.0;
+  c.cover = std::make_unique<CoverScaler>(c.name, height, width);
+  c.thread = std::thread([&c] { c.run(); });
+}
+
+LiveVideoSource::~LiveVideoSource() = default;
+
+at::Tensor LiveVideoSource::next_frames(int64_t count) {
+  Capture& c = *capture_;
+  using Seconds = std::chrono::duration<double>;
+  std::vector<at::Tensor> picked;
+  picked.reserve(static_cast<size_t>(count));
+  std::unique_lock lock(c.mutex);
+  for (int64_t i = 0; i < count; ++i) {
+    const double wait = c.last_given.defined() ? c.options.stall_s : c.options.first_frame_s;
+    c.arrived.wait_for(lock, Seconds(wait), [&] { return !c.queue.empty() || c.ended; });
+    if (!c.queue.empty()) {
+      c.last_given = c.queue.front();
+      c.queue.pop_front();
+    } else if (!c.last_given.defined()) {
+      throw IoError(c.ended && !c.stats.error.empty()
+                        ? c.stats.error
+                        : fmt::format("{} gave no frame in {} s", c.name, wait));
+    } else {
+      ++c.stats.repeated;  // stalled (or ended): hold the picture rather than stop the stream
+    }
+    picked.push_back(c.last_given);
+    ++c.stats.handed_out;
+  }
+  lock.unlock();
+  return rgb_to_signed(at::stack(picked));
+}
+
+LiveVideoSource::Stats LiveVideoSource::stats() const {
+  std::lock_guard lock(capture_->mutex);
+  return capture_->stats;
+}
+
+}  // namespace longlive
