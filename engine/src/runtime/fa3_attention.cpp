@@ -61,7 +61,8 @@ bool usable_on(const at::Device& device) {
 }
 
 bool accepts(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  if (!q.is_cuda() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4) return false;
+  if (!q.is_cuda() || !k.is_cuda() || !v.is_cuda() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
+    return false;
   for (const at::Tensor* t : {&q, &k, &v})
     if (t->scalar_type() != at::kBFloat16 || t->size(3) != kHeadDim || !aligned(*t)) return false;
   return q.size(0) == k.size(0) && k.sizes() == v.sizes() && k.size(1) > 0 &&
@@ -73,7 +74,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     throw Error(fmt::format(
         "FlashAttention-3: q {} k {} v {} ({}) not taken: needs bf16 CUDA [B, H, S, 128] with a "
         "contiguous last dim and 16-byte aligned strides",
-        q.sizes(), k.sizes(), v.sizes(), c10::toString(q.scalar_type())));
+        c10::str(q.sizes()), c10::str(k.sizes()), c10::str(v.sizes()),
+        c10::toString(q.scalar_type())));
 #ifdef LONGLIVE_WITH_FA3
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t b = q.size(0), h = q.size(1), sq = q.size(2);
