@@ -10,6 +10,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "longlive/error.h"
 #include "longlive/gpu_timer.h"
 #include "longlive/wan_model.h"
 #include "model/ops.h"
