@@ -35,17 +35,23 @@ for whl in "$PWD"/.whl/nvidia_cudnn_frontend-*.whl; do
   break
 done
 
+# FlashAttention-3 (sm_90 attention backend) from .fa3/ when carried (packaging/fetch_fa3.sh).
+fa3_dir=
+[ -f "$PWD/.fa3/flash-attention/hopper/flash_fwd_launch_template.h" ] && fa3_dir=$PWD/.fa3
 echo "== configure"
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLIVE_GUI=OFF -DLONGLIVE_CUDA=ON \
   ${LONGLIVE_CUDA_ARCHITECTURES:+-DLONGLIVE_CUDA_ARCHITECTURES=$LONGLIVE_CUDA_ARCHITECTURES} -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
-  ${fe_dir:+-DLONGLIVE_CUDNN_FRONTEND_DIR=$fe_dir} \
+  ${fe_dir:+-DLONGLIVE_CUDNN_FRONTEND_DIR=$fe_dir} ${fa3_dir:+-DLONGLIVE_FA3_DIR=$fa3_dir} \
   ${PKG_CONFIG:+-DPKG_CONFIG_EXECUTABLE=$PKG_CONFIG} >"$build.configure.log" 2>&1 ||
   { cat "$build.configure.log"; exit 1; }
 grep "LongLive" "$build.configure.log"
 echo "== build"
 start=$(date +%s)
-cmake --build "$build" -j "$(nproc)" 2>&1 | grep -E "error|warning: unused|FAILED" | head -40
-cmake --build "$build" -j "$(nproc)" >/dev/null || exit 1
+# LONGLIVE_BUILD_TARGETS="test_model longlive" builds only those (a short device call).
+targets=()
+for t in ${LONGLIVE_BUILD_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build "$build" -j "$(nproc)" "${targets[@]}" 2>&1 | grep -E "error|warning: unused|FAILED" | head -40
+cmake --build "$build" -j "$(nproc)" "${targets[@]}" >/dev/null || exit 1
 echo "built in $(( $(date +%s) - start )) s"
 # test_interop_egl (headless CUDA-GL interop): glvnd's libEGL (from .debs) finds NVIDIA's EGL
 # library through a vendor JSON; write one when the driver installed none.

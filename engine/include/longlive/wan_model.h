@@ -37,9 +37,11 @@ struct WanConfig {
   void validate() const;
 };
 
-// Which scaled-dot-product attention kernel the DiT asks for on CUDA. automatic: cuDNN for 16-bit
-// inputs with head_dim <= 128 (1.8x flash-attention-2 at the steady 480x832 shape on H100), else
-// ATen's own choice. Any explicit backend that cannot run a shape falls back to ATen's choice.
+// Which scaled-dot-product attention kernel the DiT asks for on CUDA. automatic: FlashAttention-3
+// for bf16 with head_dim 128 on sm_90 in builds configured with LONGLIVE_FA3_DIR
+// (runtime/fa3_attention.h), else cuDNN for 16-bit inputs with head_dim <= 128 (1.8x
+// flash-attention-2 at the steady 480x832 shape on H100), else ATen's own choice. Any explicit
+// backend that cannot run a shape falls back to ATen's choice.
 enum class AttentionBackend { automatic, cudnn, flash, efficient, math };
 
 // How the DiT runs on the device (never changes results beyond rounding; GPU tests bound it).

@@ -197,6 +197,11 @@ void fit_to_device(RuntimeChoice& r, const DeviceCapabilities& caps,
       fall_back(fmt::format("bf16 unavailable on {} (needs sm_80+), using fp16", sm));
     }
   }
+  // automatic takes FlashAttention-3 on an sm_90 device in builds that carry it
+  // (runtime/fa3_attention.h); a capability forced below that runs what such a card runs: cuDNN.
+  if (r.dit.attention == AttentionBackend::automatic && caps.real_sm == 90 && caps.sm < 90 &&
+      (r.dit_dtype == at::kBFloat16 || r.dit_dtype == at::kHalf))
+    r.dit.attention = AttentionBackend::cudnn;
 }
 
 Session::Session() = default;

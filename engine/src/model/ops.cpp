@@ -6,6 +6,7 @@
 
 #include "longlive/error.h"
 #include "longlive/log.h"
+#include "runtime/fa3_attention.h"
 #include "runtime/fused_ops.h"
 
 namespace longlive::ops {
@@ -63,6 +64,7 @@ namespace {
 // shape/support check, so nothing is left half-done on the device).
 std::atomic<bool> cudnn_refused{false};
 std::atomic<bool> flash_refused{false};
+std::atomic<bool> fa3_refused{false};
 
 template <typename Call>
 std::optional<at::Tensor> try_backend(std::atomic<bool>& refused, const char* name, Call call) {
@@ -74,6 +76,10 @@ std::optional<at::Tensor> try_backend(std::atomic<bool>& refused, const char* na
     log::warn("attention backend {} refused ({}); using ATen's choice from now on", name,
               e.what_without_backtrace());
     return std::nullopt;
+  } catch (const Error& e) {
+    refused = true;
+    log::warn("attention backend {} failed ({}); not asked again in this process", name, e.what());
+    return std::nullopt;
   }
 }
 
@@ -83,6 +89,12 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                      AttentionBackend backend) {
   if (q.is_cuda()) {
     const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+    // FlashAttention-3 on sm_90 in builds that carry it (bf16, head dim 128); cuDNN otherwise.
+    if (backend == AttentionBackend::automatic && fa3::usable_on(q.device()) &&
+        fa3::accepts(q, k, v)) {
+      if (auto out = try_backend(fa3_refused, "fa3", [&] { return fa3::attention(q, k, v); }))
+        return *out;
+    }
     if (backend == AttentionBackend::automatic && half && q.size(-1) <= 128)
       backend = AttentionBackend::cudnn;
     switch (backend) {

@@ -1,0 +1,32 @@
+#pragma once
+// The one FlashAttention-3 forward kernel we build (Hopper sm_90a, bf16, head dim 128, no mask,
+// no paging/split/softcap/varlen), behind a plain-C++ interface so that neither LibTorch nor
+// CUTLASS headers cross it. FA3's source is not part of this repository: CMake compiles
+// fa3_kernel.cu against the tree named by LONGLIVE_FA3_DIR (packaging/fetch_fa3.sh fetches it).
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace longlive::fa3 {
+
+// Strides in elements; every tensor is [batch, tokens, heads, 128] with a contiguous last dim.
+struct Bf16Hdim128Args {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* out = nullptr;
+  float* lse = nullptr;  // [batch, heads, q_tokens] float32 (written by the kernel)
+  int batch = 0, heads = 0, kv_heads = 0, q_tokens = 0, kv_tokens = 0;
+  int64_t q_batch_stride = 0, q_row_stride = 0, q_head_stride = 0;
+  int64_t k_batch_stride = 0, k_row_stride = 0, k_head_stride = 0;
+  int64_t v_batch_stride = 0, v_row_stride = 0, v_head_stride = 0;
+  int64_t o_batch_stride = 0, o_row_stride = 0, o_head_stride = 0;
+  float softmax_scale = 0.f;
+  int sm_count = 0;
+};
+
+// Launches on `stream`; throws std::runtime_error on a launch error. Only valid on sm_90.
+void run_bf16_hdim128(const Bf16Hdim128Args& args, cudaStream_t stream);
+
+}  // namespace longlive::fa3
