@@ -56,6 +56,10 @@ struct SoakArgs {
   int64_t record_every = 100;
   int64_t preset_every = 50;
   int64_t pause_every = 150;
+  // The engine's cap on kept latents (EngineOptions::max_kept_latent_bytes). The tiny model's
+  // blocks are 12 KiB, so 1 MiB is reached after ~85 blocks, inside the warm-up: afterwards the
+  // kept latents no longer grow, as on a GPU once its 512 MiB default is reached.
+  double kept_latents_mib = 1;
 };
 
 // What /proc says about this process.
@@ -189,7 +193,9 @@ int run(const SoakArgs& a) {
     block_done.notify_all();
   };
 
-  Engine engine(model, presets.front(), callbacks);
+  EngineOptions options;
+  options.max_kept_latent_bytes = static_cast<int64_t>(a.kept_latents_mib * (1 << 20));
+  Engine engine(model, presets.front(), callbacks, 0, 0, options);
   engine.start(kPrompts[0], a.seed);
 
   const auto begin = Clock::now();
@@ -221,6 +227,9 @@ int run(const SoakArgs& a) {
 #ifdef LONGLIVE_WITH_RECORDER
     line["recordings"] = recordings;
 #endif
+    const EngineStats stats = engine.stats();
+    line["kept_latent_kib"] = stats.kept_latent_bytes >> 10;
+    line["dropped_latent_blocks"] = stats.dropped_latent_blocks;
     if (warm_peak) {
       line["rss_growth_pct"] =
           std::round((peak.rss_mib / warm_peak->rss_mib - 1) * 1000) / 10;  // one decimal
@@ -380,6 +389,10 @@ const Registrar kSoak("soak", [](CLI::App& root) {
   cmd->add_option("--work-dir", a->work_dir,
                   "Folder for the recordings (default: a temporary one, removed)");
   cmd->add_option("--seed", a->seed, "Noise seed");
+  cmd->add_option("--kept-latents-mib", a->kept_latents_mib,
+                  "The engine's cap on latents kept for the export (the oldest are dropped)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--record-every", a->record_every, "Blocks between recording start/stop")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

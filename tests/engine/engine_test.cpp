@@ -98,9 +98,58 @@ TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
   EXPECT_EQ(latents.size(3), 8);
   EXPECT_TRUE(latents.device().is_cpu());
   EXPECT_EQ(latents.size(1) * 4 - 3, engine.stats().frames);
-  const std::vector<at::Tensor> blocks = engine.session_latent_blocks();
-  ASSERT_FALSE(blocks.empty());
-  EXPECT_TRUE(at::equal(at::cat(blocks, 1), latents));
+  const KeptLatents kept = engine.kept_latents();
+  ASSERT_FALSE(kept.blocks.empty());
+  EXPECT_TRUE(at::equal(at::cat(kept.blocks, 1), latents));
+  EXPECT_EQ(kept.dropped_blocks, 0);  // far below the default cap
+  EXPECT_EQ(kept.bytes, latents.nbytes());
+}
+
+// A long video keeps only its most recent latents within EngineOptions::max_kept_latent_bytes,
+// dropping the oldest blocks first and counting them.
+TEST(Engine, KeptLatentsStayWithinTheirCapDroppingTheOldest) {
+  std::mutex m;
+  std::vector<at::Tensor> generated;  // every block's latents, in order
+  Engine::Callbacks cb;
+  cb.on_latents = [&](int64_t, const at::Tensor& latents) {
+    std::lock_guard l(m);
+    generated.push_back(latents.to(at::kCPU).clone());
+  };
+  const int64_t block_bytes = 3 * 16 * 8 * 8 * 4;  // 3 latent frames of 16 x 8 x 8 floats
+  Engine engine(kTinyModel, test_preset(), cb, 64, 64,
+                {.max_kept_latent_bytes = block_bytes * 5 / 2});  // room for 2 blocks
+  engine.start("a red fox", 3);
+  ASSERT_TRUE(wait_for([&] { return engine.stats().blocks >= 6; }));
+  engine.stop();
+  ASSERT_TRUE(wait_for([&] { return engine.stats().state == "idle"; }));
+  const KeptLatents kept = engine.kept_latents();
+  std::lock_guard l(m);
+  const auto n = static_cast<int64_t>(generated.size());
+  ASSERT_GE(n, 6);
+  ASSERT_EQ(kept.blocks.size(), 2u);
+  EXPECT_EQ(kept.bytes, 2 * block_bytes);
+  EXPECT_EQ(kept.dropped_blocks, n - 2);
+  EXPECT_EQ(kept.dropped_latent_frames, 3 * (n - 2));
+  EXPECT_TRUE(at::equal(kept.blocks[0], generated[n - 2]));
+  EXPECT_TRUE(at::equal(kept.blocks[1], generated[n - 1]));
+  EXPECT_TRUE(
+      at::equal(engine.session_latents(), at::cat({generated[n - 2], generated[n - 1]}, 1)));
+  EXPECT_EQ(engine.stats().kept_latent_bytes, 2 * block_bytes);
+  EXPECT_EQ(engine.stats().dropped_latent_blocks, n - 2);
+}
+
+// A cap of 0 keeps none: nothing to re-decode, and nothing grows.
+TEST(Engine, KeptLatentsCapOfZeroKeepsNone) {
+  Engine engine(kTinyModel, test_preset(), {}, 64, 64, {.max_kept_latent_bytes = 0});
+  engine.start("a red fox", 3);
+  ASSERT_TRUE(wait_for([&] { return engine.stats().blocks >= 2; }));
+  engine.stop();
+  ASSERT_TRUE(wait_for([&] { return engine.stats().state == "idle"; }));
+  const KeptLatents kept = engine.kept_latents();
+  EXPECT_TRUE(kept.blocks.empty());
+  EXPECT_EQ(kept.bytes, 0);
+  EXPECT_GE(kept.dropped_blocks, 2);
+  EXPECT_FALSE(engine.session_latents().defined());
 }
 
 TEST(Engine, DeviceFramesOnlyWhenAskedForAndOnCuda) {

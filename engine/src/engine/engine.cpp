@@ -154,11 +154,11 @@ Timeline Engine::timeline() const {
 }
 
 at::Tensor Engine::session_latents() const {
-  const std::vector<at::Tensor> blocks = session_latent_blocks();  // concatenated outside the lock
-  return blocks.empty() ? at::Tensor() : at::cat(blocks, 1);
+  const KeptLatents kept = kept_latents();  // concatenated outside the lock
+  return kept.blocks.empty() ? at::Tensor() : at::cat(kept.blocks, 1);
 }
 
-std::vector<at::Tensor> Engine::session_latent_blocks() const {
+KeptLatents Engine::kept_latents() const {
   std::lock_guard lock(mutex_);
   return latents_;
 }
@@ -240,7 +240,7 @@ void Engine::run() {
   auto new_video = [&] {
     frame_index_ = 0;
     std::lock_guard lock(mutex_);
-    latents_.clear();
+    latents_ = KeptLatents();
     auto loras = std::move(stats_.loras);
     stats_ = EngineStats();
     stats_.loras = std::move(loras);
@@ -422,7 +422,19 @@ void Engine::run() {
       at::Tensor kept = latents.to(at::kCPU);  // small: 16 x h x w per latent frame
       {
         std::lock_guard lock(mutex_);
-        latents_.push_back(kept.is_same(latents) ? latents.clone() : std::move(kept));
+        latents_.blocks.push_back(kept.is_same(latents) ? latents.clone() : std::move(kept));
+        latents_.bytes += static_cast<int64_t>(latents_.blocks.back().nbytes());
+        // Oldest first out of the cap (a vector: a few hundred handles, dropped one at a time).
+        size_t drop = 0;
+        while (drop < latents_.blocks.size() && latents_.bytes > options_.max_kept_latent_bytes) {
+          latents_.bytes -= static_cast<int64_t>(latents_.blocks[drop].nbytes());
+          latents_.dropped_latent_frames += latents_.blocks[drop].size(1);
+          ++drop;
+        }
+        latents_.blocks.erase(latents_.blocks.begin(), latents_.blocks.begin() + drop);
+        latents_.dropped_blocks += static_cast<int64_t>(drop);
+        stats_.kept_latent_bytes = latents_.bytes;
+        stats_.dropped_latent_blocks = latents_.dropped_blocks;
         stats_.state = "running";
         stats_.blocks += 1;
         stats_.last_block_ms = block_ms;
