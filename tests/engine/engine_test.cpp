@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -246,7 +247,9 @@ TEST(Engine, HostFramesOffOnlyWhereDeviceFramesExist) {
     EXPECT_TRUE(sink.frames.back().rgba.defined());
     EXPECT_EQ(sink.frames.back().rgba.size(0), 64);
   }
-  if (cuda) EXPECT_EQ(engine.stats().d2h_bytes_per_frame, 64.0 * 64 * 4);
+  if (cuda) {
+    EXPECT_EQ(engine.stats().d2h_bytes_per_frame, 64.0 * 64 * 4);
+  }
   engine.stop();
 }
 
@@ -271,6 +274,68 @@ TEST(Engine, BadModelFolderIsReportedNotThrown) {
 
 // Live decoder by preset: `decoder: wan` uses the folder's Wan VAE, and falls back to TAEHV
 // (which every model folder has) when the VAE is missing.
+// Running out of GPU memory, faked on the CPU (LONGLIVE_INJECT_OOM): at load, before the first
+// block and mid-stream. The error says what to do (the studio's banner offers low_memory on
+// "out of GPU memory"), the frames generated before it still arrive (a recording keeps them), the
+// timeline so far is handed out, and the same engine starts again without a new process.
+TEST(EngineFaults, OutOfMemoryIsReportedKeepsEarlierFramesAndTheEngineRestarts) {
+  struct Case {
+    const char* inject;
+    size_t frames_before;  // delivered before the failure: blocks 0..N-1 (9 + 12 per block)
+  };
+  for (const Case c : {Case{"load", 0}, Case{"block:0", 0}, Case{"block:3", 9 + 2 * 12}}) {
+    SCOPED_TRACE(c.inject);
+    ASSERT_EQ(setenv("LONGLIVE_INJECT_OOM", c.inject, 1), 0);
+    FrameSink sink;
+    Engine::Callbacks cb = sink.callbacks();
+    std::mutex m;
+    std::vector<std::string> errors;
+    int64_t timeline_blocks = -1;
+    cb.on_error = [&](const std::string& e) {
+      std::lock_guard l(m);
+      errors.push_back(e);
+    };
+    cb.on_timeline = [&](const Timeline& t) {
+      std::lock_guard l(m);
+      timeline_blocks = t.blocks;
+    };
+    Engine engine(kTinyModel, test_preset(), cb, 64, 64);
+    engine.start("a red fox", 7);
+    ASSERT_TRUE(wait_for([&] { return engine.stats().state == "error"; }));
+    unsetenv("LONGLIVE_INJECT_OOM");  // read once, when the worker started
+    {
+      std::lock_guard l(m);
+      ASSERT_EQ(errors.size(), 1u);
+      EXPECT_NE(errors[0].find("out of GPU memory: try the low_memory preset"), std::string::npos)
+          << errors[0];
+      EXPECT_NE(errors[0].find("injected"), std::string::npos) << errors[0];
+      EXPECT_EQ(errors[0].find("Exception raised from"), std::string::npos)
+          << "no C++ backtrace in the user's message: " << errors[0];
+      if (c.frames_before > 0) {
+        EXPECT_EQ(timeline_blocks, 3);
+      }
+    }
+    {
+      std::lock_guard l(sink.m);
+      EXPECT_EQ(sink.frames.size(), c.frames_before);
+      for (size_t i = 0; i < sink.frames.size(); ++i)
+        EXPECT_EQ(sink.frames[i].index, static_cast<int64_t>(i));
+      sink.frames.clear();
+    }
+    // The studio's "Switch to low_memory and restart": a preset, then the prompt again.
+    Preset low = test_preset();
+    low.name = "low_memory";
+    engine.set_preset(low);
+    engine.start("a red fox", 7);
+    ASSERT_TRUE(sink.wait_for_frames(21));
+    EXPECT_EQ(engine.stats().state, "running");
+    EXPECT_EQ(engine.stats().preset, "low_memory");
+    engine.stop();
+    std::lock_guard l(m);
+    EXPECT_EQ(errors.size(), 1u);
+  }
+}
+
 TEST(LiveDecoder, PresetPicksTheWanVaeWhenTheFolderHasIt) {
   const auto dir = temp_dir("live_decoder");
   std::map<std::string, at::Tensor> taehv;
