@@ -8,6 +8,7 @@
 // says which), 1 on an engine or recorder error.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -227,6 +228,11 @@ int run(const SoakArgs& a) {
 #ifdef LONGLIVE_WITH_RECORDER
     line["recordings"] = recordings;
 #endif
+    // Bytes malloc hands out (all arenas, mmapped blocks included), beside RSS: growth in both
+    // is data the process keeps, RSS growth alone is the heap's fragmentation.
+    const struct mallinfo2 heap = mallinfo2();
+    line["heap_in_use_mib"] =
+        std::round(static_cast<double>(heap.uordblks + heap.hblkhd) / (1 << 20) * 10) / 10;
     const EngineStats stats = engine.stats();
     line["kept_latent_kib"] = stats.kept_latent_bytes >> 10;
     line["dropped_latent_blocks"] = stats.dropped_latent_blocks;
