@@ -2,10 +2,11 @@
 // decoder, recorder) for a long time the way a performer drives it, and checks that the process
 // does not grow: a prompt cut or transition every block, a preset change every 50 blocks, a
 // recording started or stopped every 100 blocks, a pause/resume every 150 blocks. Every
-// --report-seconds it prints one JSON line with RSS, open file descriptors, threads and files in
-// its work folder. Exit 0 when, after the warm-up, the anonymous RSS stays within --max-rss-growth
-// percent of the warm-up's peak and fds, threads and files never exceed theirs; 3 otherwise (the last
-// says which), 1 on an engine or recorder error.
+// --report-seconds it prints one JSON line with RSS (and its anonymous and file-backed parts),
+// open file descriptors, threads and files in its work folder. Exit 0 when, after the warm-up, the
+// anonymous RSS stays within --max-rss-growth percent of the warm-up's peak and fds, threads and
+// files never exceed theirs; 3 otherwise (the last line says which), 1 on an engine or recorder
+// error.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <malloc.h>
