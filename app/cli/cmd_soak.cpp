@@ -62,6 +62,9 @@ struct SoakArgs {
   // blocks are 12 KiB, so 1 MiB is reached after ~85 blocks, inside the warm-up: afterwards the
   // kept latents no longer grow, as on a GPU once its 512 MiB default is reached.
   double kept_latents_mib = 1;
+  // Diagnostic: malloc_trim(0) every this many blocks (0: never), to tell memory malloc keeps
+  // free inside its heaps (which the trim returns) from memory in use.
+  int64_t trim_every = 0;
 };
 
 // What /proc says about this process.
@@ -321,6 +324,7 @@ int run(const SoakArgs& a) {
         }
       }
 #endif
+      if (a.trim_every > 0 && b % a.trim_every == 0) malloc_trim(0);
       if (b % a.pause_every == a.pause_every / 2) {
         engine.pause();
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -418,6 +422,9 @@ const Registrar kSoak("soak", [](CLI::App& root) {
   cmd->add_option("--work-dir", a->work_dir,
                   "Folder for the recordings (default: a temporary one, removed)");
   cmd->add_option("--seed", a->seed, "Noise seed");
+  cmd->add_option("--trim-every", a->trim_every,
+                  "Diagnostic: return malloc's free heap pages to the system every N blocks")
+      ->capture_default_str();
   cmd->add_option("--kept-latents-mib", a->kept_latents_mib,
                   "The engine's cap on latents kept for the export (the oldest are dropped)")
       ->capture_default_str()
