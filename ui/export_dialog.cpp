@@ -106,8 +106,8 @@ void ExportDialog::prepare() {
                         " The first %1 frames were dropped to stay within the memory budget "
                         "(setting recording/session_memory_mib); use Record for long sessions.")
                         .arg(frames.dropped());
-  // The Wan VAE needs the engine's latents of the current video (since its last start or preset
-  // change; they are kept in full, not subject to the frame budget).
+  // The Wan VAE needs the engine's latents of the current video (since its last start; the most
+  // recent within the engine's cap, recording/kept_latents_mib, not the frame budget).
   const SessionLatents latents = controls_->session_latents();
   auto* model = qobject_cast<QStandardItemModel*>(decoder_->model());
   model->item(kWanVae)->setEnabled(!latents.empty());
@@ -117,11 +117,13 @@ void ExportDialog::prepare() {
       latents.empty()
           ? QString("No latents yet: start a video to re-decode it with the Wan VAE.")
           : QString(
-                "Wan VAE re-decode of the current video (since its last start or preset "
-                "change): %1 frames from %2 latent frames, at full quality; slower than the "
-                "live preview (device memory budget: setting recording/wan_vae_memory_mib).")
+                "Wan VAE re-decode of the current video (since its last start): %1 frames "
+                "from %2 latent frames, at full quality; slower than the live preview (device "
+                "memory budget: setting recording/wan_vae_memory_mib).")
                 .arg(latents.video_frames())
                 .arg(latents.latent_frames());
+  if (const std::string gone = latents.dropped_start_text(); !gone.empty())
+    wan_text_ += " " + QString::fromStdString(gone);
   update_info();
   if (exporting()) return;  // the running export keeps its progress
   progress_->setRange(0, 1);

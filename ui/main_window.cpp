@@ -116,7 +116,11 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   });
   recording_->set_latents_source([this] {
     SessionLatents latents;
-    if (engine_) latents.blocks = engine_->session_latent_blocks();
+    if (engine_) {
+      KeptLatents kept = engine_->kept_latents();
+      latents.blocks = std::move(kept.blocks);
+      latents.dropped_latent_frames = kept.dropped_latent_frames;
+    }
     latents.model = engine_model_;
     return latents;
   });
@@ -383,9 +387,15 @@ bool MainWindow::ensure_engine(bool quiet) {
   engine_model_ = model;
   // Device frames only while the view can take them GPU to GPU (CUDA-GL interop). On a CPU the
   // window stays responsive however busy generation keeps the cores.
+  // Latents kept for the Wan VAE export: the most recent within recording/kept_latents_mib.
+  const int64_t kept_latents_mib = QSettings("LongLive", "Studio")
+                                       .value("recording/kept_latents_mib", qlonglong{512})
+                                       .toLongLong();
   engine_ = std::make_unique<Engine>(
       model, preset, std::move(callbacks), height, width,
-      EngineOptions{.device_frames = view_->wants_device_frames(), .yield_cpu = true});
+      EngineOptions{.device_frames = view_->wants_device_frames(),
+                    .yield_cpu = true,
+                    .max_kept_latent_bytes = std::max<int64_t>(kept_latents_mib, 0) << 20});
   return true;
 }
 

@@ -30,6 +30,37 @@ int64_t SessionLatents::video_frames() const {
   return t > 0 ? 1 + 4 * (t - 1) : 0;
 }
 
+int64_t SessionLatents::first_kept_frame() const {
+  return dropped_latent_frames > 0 ? 4 * dropped_latent_frames - 3 : 0;
+}
+
+int64_t SessionLatents::last_kept_frame() const {
+  const int64_t t = dropped_latent_frames + latent_frames();
+  return t > 0 ? 4 * (t - 1) : -1;
+}
+
+std::vector<PromptMark> SessionLatents::kept_prompts() const {
+  const int64_t start = first_kept_frame();
+  std::vector<PromptMark> marks;
+  for (const PromptMark& p : prompts) {
+    if (p.frame <= start)
+      marks.assign(1, {0, p.text});  // the last one before the kept start is in effect there
+    else
+      marks.push_back({p.frame - start, p.text});
+  }
+  return marks;
+}
+
+std::string SessionLatents::dropped_start_text(double fps) const {
+  if (dropped_latent_frames == 0) return {};
+  const int64_t first = first_kept_frame(), last = last_kept_frame();
+  return fmt::format(
+      "The first {:.1f} s of this video are no longer kept (the engine keeps the most recent "
+      "latents within its memory cap, setting recording/kept_latents_mib); kept: frames {}..{} "
+      "({:.1f} s to {:.1f} s).",
+      first / fps, first, last, first / fps, (last + 1) / fps);
+}
+
 bool export_session_wan(const SessionLatents& latents, RecorderOptions options,
                         const WanExportOptions& wan,
                         const std::function<bool(int64_t, int64_t)>& progress,
@@ -65,7 +96,8 @@ bool export_session_wan(const SessionLatents& latents, RecorderOptions options,
   Recorder recorder(options);  // IoError naming the path: nothing of ours to clean up
   auto discard_file = [&] { discard_recording(recorder); };
   try {
-    for (const PromptMark& p : latents.prompts) recorder.mark_prompt(p.text, p.frame);
+    if (const std::string gone = latents.dropped_start_text(); !gone.empty()) say(gone);
+    for (const PromptMark& p : latents.kept_prompts()) recorder.mark_prompt(p.text, p.frame);
     WanVaeExportOptions eo;
     eo.memory_budget_bytes = wan.memory_budget_bytes;
     say(fmt::format("decoding {} latent frames on {}", z.size(1), device.str()));

@@ -21,11 +21,23 @@ namespace longlive::ui {
 struct SessionLatents {
   std::vector<at::Tensor> blocks;   // [1, F, 16, h, w] on the CPU, in order
   ModelSpec model;                  // where the Wan VAE weights are
-  std::vector<PromptMark> prompts;  // chapters, in frames of this video
+  std::vector<PromptMark> prompts;  // chapters, in frames of the whole video (dropped included)
+  // Latent frames of the video's start the engine no longer keeps (EngineOptions::
+  // max_kept_latent_bytes): `blocks` start there.
+  int64_t dropped_latent_frames = 0;
 
   bool empty() const { return blocks.empty(); }
   int64_t latent_frames() const;
   int64_t video_frames() const;  // what the Wan 2.1 VAE makes of them: 1 + 4 (T - 1)
+  // The kept part in frames of the live video (1 + 4 (T - 1) frames from T latent frames, so
+  // latent frame k >= 1 covers frames 4k - 3 .. 4k): first and last, and the chapters in frames
+  // of the export (the one in effect at the kept start at 0).
+  int64_t first_kept_frame() const;
+  int64_t last_kept_frame() const;
+  std::vector<PromptMark> kept_prompts() const;
+  // "" when the whole video is kept; else one line for the user, e.g. "The first 12.3 s of this
+  // video are no longer kept (memory cap); kept: frames 197..4096 (12.3 s to 256.0 s)."
+  std::string dropped_start_text(double fps = 16) const;
 };
 
 struct WanExportOptions {

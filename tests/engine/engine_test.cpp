@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -68,7 +69,8 @@ const ModelSpec kTinyModel{.tiny_random = true, .folder = {}, .device = {}};
 
 TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
   FrameSink sink;
-  auto& [m, frames] = sink;
+  auto& m = sink.m;  // not a structured binding: clang 14 cannot capture one in a lambda
+  auto& frames = sink.frames;
   std::atomic<int> errors{0};
   Engine::Callbacks cb = sink.callbacks();
   cb.on_error = [&](const std::string&) { ++errors; };
@@ -98,14 +100,64 @@ TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
   EXPECT_EQ(latents.size(3), 8);
   EXPECT_TRUE(latents.device().is_cpu());
   EXPECT_EQ(latents.size(1) * 4 - 3, engine.stats().frames);
-  const std::vector<at::Tensor> blocks = engine.session_latent_blocks();
-  ASSERT_FALSE(blocks.empty());
-  EXPECT_TRUE(at::equal(at::cat(blocks, 1), latents));
+  const KeptLatents kept = engine.kept_latents();
+  ASSERT_FALSE(kept.blocks.empty());
+  EXPECT_TRUE(at::equal(at::cat(kept.blocks, 1), latents));
+  EXPECT_EQ(kept.dropped_blocks, 0);  // far below the default cap
+  EXPECT_EQ(kept.bytes, latents.nbytes());
+}
+
+// A long video keeps only its most recent latents within EngineOptions::max_kept_latent_bytes,
+// dropping the oldest blocks first and counting them.
+TEST(Engine, KeptLatentsStayWithinTheirCapDroppingTheOldest) {
+  std::mutex m;
+  std::vector<at::Tensor> generated;  // every block's latents, in order
+  Engine::Callbacks cb;
+  cb.on_latents = [&](int64_t, const at::Tensor& latents) {
+    std::lock_guard l(m);
+    generated.push_back(latents.to(at::kCPU).clone());
+  };
+  const int64_t block_bytes = 3 * 16 * 8 * 8 * 4;  // 3 latent frames of 16 x 8 x 8 floats
+  Engine engine(kTinyModel, test_preset(), cb, 64, 64,
+                {.max_kept_latent_bytes = block_bytes * 5 / 2});  // room for 2 blocks
+  engine.start("a red fox", 3);
+  ASSERT_TRUE(wait_for([&] { return engine.stats().blocks >= 6; }));
+  engine.stop();
+  ASSERT_TRUE(wait_for([&] { return engine.stats().state == "idle"; }));
+  const KeptLatents kept = engine.kept_latents();
+  std::lock_guard l(m);
+  const auto n = static_cast<int64_t>(generated.size());
+  ASSERT_GE(n, 6);
+  ASSERT_EQ(kept.blocks.size(), 2u);
+  EXPECT_EQ(kept.bytes, 2 * block_bytes);
+  EXPECT_EQ(kept.dropped_blocks, n - 2);
+  EXPECT_EQ(kept.dropped_latent_frames, 3 * (n - 2));
+  EXPECT_TRUE(at::equal(kept.blocks[0], generated[n - 2]));
+  EXPECT_TRUE(at::equal(kept.blocks[1], generated[n - 1]));
+  EXPECT_TRUE(
+      at::equal(engine.session_latents(), at::cat({generated[n - 2], generated[n - 1]}, 1)));
+  EXPECT_EQ(engine.stats().kept_latent_bytes, 2 * block_bytes);
+  EXPECT_EQ(engine.stats().dropped_latent_blocks, n - 2);
+}
+
+// A cap of 0 keeps none: nothing to re-decode, and nothing grows.
+TEST(Engine, KeptLatentsCapOfZeroKeepsNone) {
+  Engine engine(kTinyModel, test_preset(), {}, 64, 64, {.max_kept_latent_bytes = 0});
+  engine.start("a red fox", 3);
+  ASSERT_TRUE(wait_for([&] { return engine.stats().blocks >= 2; }));
+  engine.stop();
+  ASSERT_TRUE(wait_for([&] { return engine.stats().state == "idle"; }));
+  const KeptLatents kept = engine.kept_latents();
+  EXPECT_TRUE(kept.blocks.empty());
+  EXPECT_EQ(kept.bytes, 0);
+  EXPECT_GE(kept.dropped_blocks, 2);
+  EXPECT_FALSE(engine.session_latents().defined());
 }
 
 TEST(Engine, DeviceFramesOnlyWhenAskedForAndOnCuda) {
   FrameSink sink;
-  auto& [m, frames] = sink;
+  auto& m = sink.m;  // not a structured binding: clang 14 cannot capture one in a lambda
+  auto& frames = sink.frames;
   for (const bool asked : {false, true}) {
     {
       Engine engine(kTinyModel, test_preset(), sink.callbacks(), 64, 64, {.device_frames = asked});
@@ -197,7 +249,9 @@ TEST(Engine, HostFramesOffOnlyWhereDeviceFramesExist) {
     EXPECT_TRUE(sink.frames.back().rgba.defined());
     EXPECT_EQ(sink.frames.back().rgba.size(0), 64);
   }
-  if (cuda) EXPECT_EQ(engine.stats().d2h_bytes_per_frame, 64.0 * 64 * 4);
+  if (cuda) {
+    EXPECT_EQ(engine.stats().d2h_bytes_per_frame, 64.0 * 64 * 4);
+  }
   engine.stop();
 }
 
@@ -222,6 +276,68 @@ TEST(Engine, BadModelFolderIsReportedNotThrown) {
 
 // Live decoder by preset: `decoder: wan` uses the folder's Wan VAE, and falls back to TAEHV
 // (which every model folder has) when the VAE is missing.
+// Running out of GPU memory, faked on the CPU (LONGLIVE_INJECT_OOM): at load, before the first
+// block and mid-stream. The error says what to do (the studio's banner offers low_memory on
+// "out of GPU memory"), the frames generated before it still arrive (a recording keeps them), the
+// timeline so far is handed out, and the same engine starts again without a new process.
+TEST(EngineFaults, OutOfMemoryIsReportedKeepsEarlierFramesAndTheEngineRestarts) {
+  struct Case {
+    const char* inject;
+    size_t frames_before;  // delivered before the failure: blocks 0..N-1 (9 + 12 per block)
+  };
+  for (const Case c : {Case{"load", 0}, Case{"block:0", 0}, Case{"block:3", 9 + 2 * 12}}) {
+    SCOPED_TRACE(c.inject);
+    ASSERT_EQ(setenv("LONGLIVE_INJECT_OOM", c.inject, 1), 0);
+    FrameSink sink;
+    Engine::Callbacks cb = sink.callbacks();
+    std::mutex m;
+    std::vector<std::string> errors;
+    int64_t timeline_blocks = -1;
+    cb.on_error = [&](const std::string& e) {
+      std::lock_guard l(m);
+      errors.push_back(e);
+    };
+    cb.on_timeline = [&](const Timeline& t) {
+      std::lock_guard l(m);
+      timeline_blocks = t.blocks;
+    };
+    Engine engine(kTinyModel, test_preset(), cb, 64, 64);
+    engine.start("a red fox", 7);
+    ASSERT_TRUE(wait_for([&] { return engine.stats().state == "error"; }));
+    unsetenv("LONGLIVE_INJECT_OOM");  // read once, when the worker started
+    {
+      std::lock_guard l(m);
+      ASSERT_EQ(errors.size(), 1u);
+      EXPECT_NE(errors[0].find("out of GPU memory: try the low_memory preset"), std::string::npos)
+          << errors[0];
+      EXPECT_NE(errors[0].find("injected"), std::string::npos) << errors[0];
+      EXPECT_EQ(errors[0].find("Exception raised from"), std::string::npos)
+          << "no C++ backtrace in the user's message: " << errors[0];
+      if (c.frames_before > 0) {
+        EXPECT_EQ(timeline_blocks, 3);
+      }
+    }
+    {
+      std::lock_guard l(sink.m);
+      EXPECT_EQ(sink.frames.size(), c.frames_before);
+      for (size_t i = 0; i < sink.frames.size(); ++i)
+        EXPECT_EQ(sink.frames[i].index, static_cast<int64_t>(i));
+      sink.frames.clear();
+    }
+    // The studio's "Switch to low_memory and restart": a preset, then the prompt again.
+    Preset low = test_preset();
+    low.name = "low_memory";
+    engine.set_preset(low);
+    engine.start("a red fox", 7);
+    ASSERT_TRUE(sink.wait_for_frames(21));
+    EXPECT_EQ(engine.stats().state, "running");
+    EXPECT_EQ(engine.stats().preset, "low_memory");
+    engine.stop();
+    std::lock_guard l(m);
+    EXPECT_EQ(errors.size(), 1u);
+  }
+}
+
 TEST(LiveDecoder, PresetPicksTheWanVaeWhenTheFolderHasIt) {
   const auto dir = temp_dir("live_decoder");
   std::map<std::string, at::Tensor> taehv;

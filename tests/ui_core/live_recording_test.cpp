@@ -30,11 +30,12 @@ constexpr int kWidth = 64;
 template <class T>
 class Handoff {
  public:
+  // Notifies under the lock: the waiter may return and destroy this object as soon as it sees
+  // the value, so the setter must be done with the condition variable by then (ThreadSanitizer
+  // caught notify_all racing the destructor when it came after the unlock).
   void set(T value) {
-    {
-      std::lock_guard lock(mutex_);
-      value_ = std::move(value);
-    }
+    std::lock_guard lock(mutex_);
+    value_ = std::move(value);
     ready_.notify_all();
   }
   std::optional<T> wait(int timeout_ms = 60000) {

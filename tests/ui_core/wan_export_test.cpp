@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 
@@ -41,6 +42,42 @@ ui::WanExportOptions on_cpu() {
   ui::WanExportOptions o;
   o.device = at::Device(at::kCPU);
   return o;
+}
+
+// The engine's cap dropped the video's first block: the export is what remains, says so, and
+// its chapters are shifted to the kept start.
+TEST(WanExport, ExportsWhatRemainsAfterTheStartWasDroppedAndSaysSo) {
+  SessionLatents session = tiny_session();
+  session.dropped_latent_frames = 6;  // two earlier blocks: live frames 0..20 are gone
+  session.prompts = {{0, "a red fox"}, {17, "a blue whale"}, {29, "a green owl"}};
+  EXPECT_EQ(session.first_kept_frame(), 21);  // latent frame 6 covers frames 21..24
+  EXPECT_EQ(session.last_kept_frame(), 44);   // 12 latent frames in all: 1 + 4 * 11 frames
+  const std::string gone = session.dropped_start_text();
+  EXPECT_NE(gone.find("The first 1.3 s of this video are no longer kept"), std::string::npos)
+      << gone;
+  EXPECT_NE(gone.find("kept: frames 21..44 (1.3 s to 2.8 s)"), std::string::npos) << gone;
+  const std::vector<PromptMark> marks = session.kept_prompts();
+  ASSERT_EQ(marks.size(), 2u);
+  EXPECT_EQ(marks[0].frame, 0);  // in effect at the kept start
+  EXPECT_EQ(marks[0].text, "a blue whale");
+  EXPECT_EQ(marks[1].frame, 8);
+  EXPECT_EQ(marks[1].text, "a green owl");
+  EXPECT_TRUE(tiny_session().dropped_start_text().empty());
+
+  const auto path = temp_dir("wan_dropped") / "wan.mp4";
+  std::vector<std::string> stages;
+  ASSERT_TRUE(ui::export_session_wan(
+      session, options_for(path), on_cpu(), [](int64_t, int64_t) { return true; },
+      [&](const std::string& s) { stages.push_back(s); }));
+  EXPECT_TRUE(std::any_of(stages.begin(), stages.end(), [&](const std::string& s) {
+    return s == gone;
+  })) << "the export says the start is gone";
+  const DecodedVideo video = read_video(path, true);
+  EXPECT_EQ(video.frames, 21);  // the kept 6 latent frames, decoded as a video of their own
+  ASSERT_EQ(video.chapters.size(), 2u);
+  EXPECT_EQ(video.chapters[0].title, "a blue whale");
+  EXPECT_EQ(video.chapters[1].title, "a green owl");
+  EXPECT_NEAR(video.chapters[1].start_s, 8.0 / 16, 1e-3);
 }
 
 TEST(WanExport, DecodesEveryLatentFrameWithTheWanVae) {

@@ -56,6 +56,19 @@ struct EngineOptions {
   // On a GPU, list the kernels of one block in this many with CUPTI (0: never). The sampled
   // block is not a region-profiled one, so its graphs replay as usual.
   int kernel_sample_every = 30;
+  // Bytes of latents kept for the export (Engine::kept_latents, on the CPU). Beyond it the oldest
+  // blocks are dropped and counted, so a long video's memory stays bounded: 512 MiB is ~430
+  // blocks (~5 min of video) at 480x832, 1.2 MiB per block. 0 keeps none (no re-decode export).
+  int64_t max_kept_latent_bytes = int64_t{512} << 20;
+};
+
+// The latents an engine keeps of its current video, for an export that re-decodes them: the most
+// recent blocks within EngineOptions::max_kept_latent_bytes.
+struct KeptLatents {
+  std::vector<at::Tensor> blocks;     // [1, F, 16, h, w] on the CPU, oldest first
+  int64_t dropped_blocks = 0;         // the video's first blocks, no longer kept
+  int64_t dropped_latent_frames = 0;  // their latent frames
+  int64_t bytes = 0;                  // of `blocks`
 };
 
 // Where one block's time went: a named region and its device time (CUDA events on a GPU, host
@@ -85,6 +98,9 @@ struct EngineStats {
   int64_t graph_replays = 0;   // in the current session
   // Device -> host bytes per delivered frame of the last block (0: frames stayed on the GPU).
   double d2h_bytes_per_frame = 0;
+  // Latents kept for the export, and the first blocks of the video dropped by the byte cap.
+  int64_t kept_latent_bytes = 0;
+  int64_t dropped_latent_blocks = 0;
   // The kernels of the last block the kernel profiler sampled (CUPTI: by region, largest first)
   // and that block's index (-1: none sampled yet).
   std::vector<KernelRow> kernels;
@@ -148,13 +164,14 @@ class Engine {
   EngineStats stats() const;
   // The timeline of the running session (or the last one), as recorded so far.
   Timeline timeline() const;
-  // Latents of the current video so far, [1, T, 16, h, w] on the CPU (one copy per block), so an
-  // export can re-decode the session with the Wan VAE after previewing with TAEHV. Undefined
-  // before the first block; cleared by start() and by a preset change that restarts the video.
+  // Latents of the current video, [1, T, 16, h, w] on the CPU (one copy per block), so an export
+  // can re-decode the session with the Wan VAE after previewing with TAEHV: the most recent blocks
+  // within EngineOptions::max_kept_latent_bytes (kept_latents() says how many were dropped).
+  // Undefined before the first block and when none are kept; cleared by start().
   at::Tensor session_latents() const;
-  // The same as one [1, F, 16, h, w] CPU tensor per block, without the copy: cheap enough for a
-  // UI thread (the blocks are never written again; concatenate them elsewhere).
-  std::vector<at::Tensor> session_latent_blocks() const;
+  // The same as one [1, F, 16, h, w] CPU tensor per block, without the copy, and what the cap
+  // dropped: cheap enough for a UI thread (the blocks are never written again).
+  KeptLatents kept_latents() const;
 
  private:
   struct Command;
@@ -174,8 +191,9 @@ class Engine {
   EngineStats stats_;
   bool quit_ = false;
   std::atomic<bool> host_frames_{true};
-  Timeline timeline_;                // copy of the worker's, refreshed at block edges
-  std::vector<at::Tensor> latents_;  // per block, CPU; guarded by mutex_
+  Timeline timeline_;                            // copy of the worker's, refreshed at block edges
+  uint64_t timeline_generation_ = ~uint64_t{0};  // of timeline_ (Performance's count)
+  KeptLatents latents_;                          // per block, CPU; guarded by mutex_
   // What the frames of each block in the decoder's queue belong to (worker thread only).
   struct QueuedBlock {
     std::string prompt;

@@ -81,6 +81,9 @@ class Performance {
   uint64_t seed() const { return seed_; }
   int64_t blocks() const { return timeline_.blocks; }
   const Timeline& timeline() const { return timeline_; }
+  // Counts the timelines begun (each start of a new video): within one, events are only appended,
+  // so a copy can be kept current by taking the new events alone.
+  uint64_t timeline_generation() const { return timeline_generation_; }
 
   // Applies one recorded event (replay); presets are looked up by name.
   void apply(const TimelineEvent& event, const PresetLookup& presets);
@@ -97,6 +100,7 @@ class Performance {
   int height_, width_;
   std::unique_ptr<Session> session_;
   Timeline timeline_;
+  uint64_t timeline_generation_ = 0;
   std::chrono::steady_clock::time_point began_;
   PromptMix mix_;  // target of the latest start/cut/transition
   std::vector<Fader> loras_;

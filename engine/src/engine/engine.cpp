@@ -12,7 +12,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "longlive/async_decoder.h"
@@ -35,6 +37,42 @@ void wait_for_current_stream(at::Device device) {
   done.synchronize();
 }
 using Clock = std::chrono::steady_clock;
+
+// Test hook for the out-of-memory path, which a CPU cannot reach otherwise:
+// LONGLIVE_INJECT_OOM=load (when a session is built) or block:N (before block N of a video)
+// makes the worker throw LibTorch's out-of-memory error there, once per engine.
+struct InjectedOom {
+  bool at_load = false;
+  int64_t at_block = -1;
+};
+
+std::optional<InjectedOom> injected_oom_from_env() {
+  const char* value = std::getenv("LONGLIVE_INJECT_OOM");
+  if (!value || !*value) return std::nullopt;
+  const std::string v = value;
+  InjectedOom oom;
+  if (v == "load") {
+    oom.at_load = true;
+  } else if (v.rfind("block:", 0) == 0) {
+    try {
+      oom.at_block = std::stoll(v.substr(6));
+    } catch (const std::exception&) {
+      oom.at_block = -1;
+    }
+  }
+  if (!oom.at_load && oom.at_block < 0) {
+    log::warn("LONGLIVE_INJECT_OOM='{}' ignored: expected 'load' or 'block:N'", v);
+    return std::nullopt;
+  }
+  log::warn("LONGLIVE_INJECT_OOM={}: this engine will fake running out of GPU memory once", v);
+  return oom;
+}
+
+[[noreturn]] void throw_injected_oom(const std::string& where) {
+  TORCH_CHECK_WITH(OutOfMemoryError, false, "CUDA out of memory (injected by LONGLIVE_INJECT_OOM ",
+                   where, ")");
+  std::abort();  // not reached
+}
 }  // namespace
 
 // A control command: a timeline event (applied exactly as a replayed one), or a prefetch or a
@@ -154,11 +192,11 @@ Timeline Engine::timeline() const {
 }
 
 at::Tensor Engine::session_latents() const {
-  const std::vector<at::Tensor> blocks = session_latent_blocks();  // concatenated outside the lock
-  return blocks.empty() ? at::Tensor() : at::cat(blocks, 1);
+  const KeptLatents kept = kept_latents();  // concatenated outside the lock
+  return kept.blocks.empty() ? at::Tensor() : at::cat(kept.blocks, 1);
 }
 
-std::vector<at::Tensor> Engine::session_latent_blocks() const {
+KeptLatents Engine::kept_latents() const {
   std::lock_guard lock(mutex_);
   return latents_;
 }
@@ -213,6 +251,7 @@ void Engine::run() {
   if (at::hasCUDA() && options_.kernel_sample_every > 0 && KernelProfiler::prepare().empty())
     kernel_profiler.emplace();
   Performance& perf = *performance_;
+  std::optional<InjectedOom> injected_oom = injected_oom_from_env();
   // A cut or transition marks the next block for the latency plot and the switch latency.
   Clock::time_point switch_issued{};
   bool first_after_switch = false;
@@ -227,7 +266,24 @@ void Engine::run() {
       }
       stats_.loras.clear();
       for (const auto& f : perf.loras()) stats_.loras.push_back({f.name, f.strength});
-      timeline_ = perf.timeline();
+      // Only the new events: copying the whole timeline (every event and its prompt strings)
+      // at every block made the heap churn by the video's length per block.
+      const Timeline& t = perf.timeline();
+      if (timeline_generation_ != perf.timeline_generation() ||
+          timeline_.events.size() > t.events.size()) {
+        timeline_ = t;
+        timeline_generation_ = perf.timeline_generation();
+      } else {
+        timeline_.events.insert(timeline_.events.end(),
+                                t.events.begin() + static_cast<ptrdiff_t>(timeline_.events.size()),
+                                t.events.end());
+        timeline_.version = t.version;
+        timeline_.model = t.model;
+        timeline_.preset = t.preset;
+        timeline_.height = t.height;
+        timeline_.width = t.width;
+        timeline_.blocks = t.blocks;
+      }
     }
     if (callbacks_.on_stats) callbacks_.on_stats(stats());
   };
@@ -240,7 +296,7 @@ void Engine::run() {
   auto new_video = [&] {
     frame_index_ = 0;
     std::lock_guard lock(mutex_);
-    latents_.clear();
+    latents_ = KeptLatents();
     auto loras = std::move(stats_.loras);
     stats_ = EngineStats();
     stats_.loras = std::move(loras);
@@ -268,6 +324,10 @@ void Engine::run() {
       case EventKind::start:
         flush_frames();
         if (!perf.session()) publish("loading");
+        if (injected_oom && injected_oom->at_load && !perf.session()) {
+          injected_oom.reset();
+          throw_injected_oom("at load");
+        }
         perf.apply(e, presets);
         first_after_switch = false;
         preset_marker.clear();
@@ -386,6 +446,10 @@ void Engine::run() {
       const bool switched = first_after_switch;
       const bool transitioning = perf.in_transition();
       const int64_t block = perf.blocks();
+      if (injected_oom && injected_oom->at_block == block) {
+        injected_oom.reset();
+        throw_injected_oom(fmt::format("before block {}", block));
+      }
       // Generate block k (regions profiled on the compute stream), queue its decode on the decode
       // stream, hand out block k-1's frames (decoded while block k ran), then wait for block k so
       // the next commands apply to block k+1.
@@ -422,7 +486,19 @@ void Engine::run() {
       at::Tensor kept = latents.to(at::kCPU);  // small: 16 x h x w per latent frame
       {
         std::lock_guard lock(mutex_);
-        latents_.push_back(kept.is_same(latents) ? latents.clone() : std::move(kept));
+        latents_.blocks.push_back(kept.is_same(latents) ? latents.clone() : std::move(kept));
+        latents_.bytes += static_cast<int64_t>(latents_.blocks.back().nbytes());
+        // Oldest first out of the cap (a vector: a few hundred handles, dropped one at a time).
+        size_t drop = 0;
+        while (drop < latents_.blocks.size() && latents_.bytes > options_.max_kept_latent_bytes) {
+          latents_.bytes -= static_cast<int64_t>(latents_.blocks[drop].nbytes());
+          latents_.dropped_latent_frames += latents_.blocks[drop].size(1);
+          ++drop;
+        }
+        latents_.blocks.erase(latents_.blocks.begin(), latents_.blocks.begin() + drop);
+        latents_.dropped_blocks += static_cast<int64_t>(drop);
+        stats_.kept_latent_bytes = latents_.bytes;
+        stats_.dropped_latent_blocks = latents_.dropped_blocks;
         stats_.state = "running";
         stats_.blocks += 1;
         stats_.last_block_ms = block_ms;
@@ -451,13 +527,23 @@ void Engine::run() {
       publish(nullptr);
     } catch (const std::exception& e) {
       std::string message = e.what();
-      if (dynamic_cast<const c10::OutOfMemoryError*>(&e))
-        message = "out of GPU memory: try the low_memory preset or a smaller resolution (" +
-                  message + ")";
+      // LibTorch's what() carries a C++ backtrace: the banner gets the message alone.
+      if (auto* oom = dynamic_cast<const c10::OutOfMemoryError*>(&e))
+        message = std::string(
+                      "out of GPU memory: try the low_memory preset or a smaller "
+                      "resolution (") +
+                  oom->what_without_backtrace() + ")";
       else if (auto* c10e = dynamic_cast<const c10::Error*>(&e))
         message = c10e->what_without_backtrace();
       log::error("engine: {}", message);
       playback.reset();
+      // The blocks generated before the failure still reach on_frame (a recording keeps them),
+      // unless the decoder itself is what failed.
+      try {
+        flush_frames();
+      } catch (const std::exception& flush_error) {
+        log::warn("engine: the frames of the last block are lost ({})", flush_error.what());
+      }
       queued_.clear();
       const bool was_active = perf.active();
       perf.abort();

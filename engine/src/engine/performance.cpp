@@ -119,6 +119,7 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
   const at::Tensor embeds = session_->embed(mix);  // fails before anything changes
   if (!active_) {
     timeline_ = Timeline{};
+    ++timeline_generation_;
     timeline_.model =
         factory_->model().tiny_random ? "tiny-random" : factory_->model().folder.string();
     timeline_.preset = preset_.name;
