@@ -92,16 +92,17 @@ WanVaeDecoderOptions wan_vae_options(at::Device device) {
   return options;
 }
 
-// DiT weight sets (dtype x FP8 linears) kept on the device besides the running one, so that
-// switching back to a recent preset's precision costs no rebuild (~2.6 GiB in bf16 for the 1.3B
-// model, ~1.3 GiB more with FP8 linears). Layer-loop variants share their weights and cost
-// nothing. Kept only while the device keeps kFreeAfterKeeping of its memory free: a 12 GB card
+// DiT weight sets (one per dtype) kept on the device besides the running one, so that switching
+// back to a recent preset's precision costs no rebuild (~2.6 GiB in bf16 for the 1.3B model).
+// Layer-loop and FP8-linear variants share their 16-bit weights. Kept only while the device keeps kFreeAfterKeeping of its memory free: a 12 GB card
 // rebuilds instead of running short.
 constexpr size_t kRecentWeightSets = 2;
 constexpr double kFreeAfterKeeping = 0.15;
 
+// Variants of one dtype share their 16-bit tensors (FP8 copies are quantised from them in
+// milliseconds), so they count as one weight set.
 bool same_weights(const CausalWanModel& a, const CausalWanModel& b) {
-  return a.dtype() == b.dtype() && a.runtime().fp8_linears == b.runtime().fp8_linears;
+  return a.dtype() == b.dtype();
 }
 
 }  // namespace
