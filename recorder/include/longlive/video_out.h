@@ -28,7 +28,9 @@ struct StreamOutputOptions {
   std::string codec = "auto";
   std::string container;  // empty: flv for rtmp(s)://, mpegts otherwise
   int gop_frames = 16;    // a keyframe every second: a receiver joining late waits at most that
-  int queue_frames = 8;   // frames waiting for the encoder before the oldest is dropped
+  // Frames waiting for the encoder before the oldest is dropped. More than a block: the engine
+  // hands out a block's frames (12 at 480p presets) at once.
+  int queue_frames = 24;
   int io_timeout_ms = 5000;
 };
 
@@ -37,7 +39,7 @@ struct VirtualCameraOptions {
   int width = 0;                        // even
   int height = 0;
   int fps = 16;
-  int queue_frames = 4;
+  int queue_frames = 24;  // more than a block, as for streams
 };
 
 struct VideoOutputStats {
