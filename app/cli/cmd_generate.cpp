@@ -19,6 +19,7 @@
 #include "longlive/text_encoder.h"
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
+#include "video_out_args.h"
 #ifdef LONGLIVE_WITH_RECORDER
 #include "longlive/control_input.h"
 #include "longlive/recorder.h"
@@ -48,6 +49,7 @@ double rss_mib() {
 }
 
 struct GenerateArgs {
+  VideoOutArgs video_out;
   std::string weights;
   std::string lora;
   std::string random;
@@ -184,7 +186,7 @@ int run(const GenerateArgs& a) {
   const ModelSpec model = model_spec(a, model_name);
   SessionOverrides overrides;
   overrides.text_encoder = !a.prompt.empty();
-  overrides.live_decoder = !a.output.empty();
+  overrides.live_decoder = !a.output.empty() || a.video_out.any();
 #ifndef LONGLIVE_WITH_RECORDER
   if (!a.output.empty()) throw ConfigError("--output: this build has no FFmpeg recorder");
 #endif
@@ -251,16 +253,20 @@ int run(const GenerateArgs& a) {
                           0);
   }
 #endif
+  auto outputs = open_video_outputs(a.video_out, width, height);
   std::vector<at::Tensor> blocks;
   for (int64_t b = 0; b < a.blocks; ++b) {
     if (vace) vace->before_block(generator);
     if (v2v) v2v->before_block(generator);
     const at::Tensor block = generator.next_block();
 #ifdef LONGLIVE_WITH_RECORDER
-    if (recorder) {
+    if (recorder || !outputs.empty()) {
       session->decoder->submit(block);
-      const at::Tensor rgba = session->decoder->take();
-      for (int64_t f = 0; f < rgba.size(0); ++f) recorder->push(rgba[f]);
+      const at::Tensor rgba = session->decoder->take().to(at::kCPU);
+      for (int64_t f = 0; f < rgba.size(0); ++f) {
+        if (recorder) recorder->push(rgba[f]);
+        for (auto& out : outputs) out->push(rgba[f]);  // never blocks: drops when behind
+      }
     }
 #endif
     at::Tensor latents = block.to(at::kCPU);
@@ -270,6 +276,7 @@ int run(const GenerateArgs& a) {
                 "block {}/{}: {:.1f} ms, RSS {:.1f} MiB", b + 1, a.blocks,
                 generator.stats().last_block_ms, rss_mib());
   }
+  close_video_outputs(outputs);
 #ifdef LONGLIVE_WITH_RECORDER
   for (const auto& [what, source] : live_inputs) {
     const LiveVideoSource::Stats st = source->stats();
@@ -318,6 +325,7 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
   cmd->add_option(
       "--taehv", a->taehv,
       "TAEHV weights (taew2_1.pth or safetensors) for --output (default: the --weights folder's)");
+  add_video_out_options(cmd, a->video_out);
   cmd->add_option("--latents-out", a->latents_out, "Write the latents [1, T, 16, h, w] here");
   cmd->add_option("--blocks", a->blocks, "Number of blocks")->check(CLI::Range(1, 1000000));
   cmd->add_option("--seed", a->seed, "Noise seed");

@@ -1,12 +1,14 @@
-// longlive serve : a headless live session driven over OSC (docs/control.md). No window and no
-// video output yet: it generates while started, and writes the timeline of each stopped video to
-// --timeline-out, for `longlive render` to turn into a final cut.
+// longlive serve : a headless live session driven over OSC (docs/control.md). No window: it
+// generates while started, sends the frames to --stream-url / --virtual-camera when given, and
+// writes the timeline of each stopped video to --timeline-out, for `longlive render` to turn
+// into a final cut.
 #include <fmt/format.h>
 
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "command.h"
@@ -14,6 +16,7 @@
 #include "longlive/engine.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
+#include "video_out_args.h"
 #ifdef LONGLIVE_WITH_OSC
 #include "longlive/osc_server.h"
 #endif
@@ -36,6 +39,7 @@ struct ServeArgs {
   std::string timeline_out;
   int height = 0, width = 0;
   bool once = false;
+  VideoOutArgs video_out;
 };
 
 int run(const ServeArgs& a) {
@@ -62,6 +66,29 @@ int run(const ServeArgs& a) {
     }
     ++timelines;
   };
+  // Outputs open when the first frame gives the size; frames arrive on the engine's thread.
+  std::vector<std::unique_ptr<VideoOutput>> outputs;
+  std::mutex outputs_mutex;  // on_frame (engine thread) vs the final close
+  bool outputs_failed = false;
+  if (a.video_out.any()) {
+    cb.on_frame = [&](EngineFrame f) {
+      std::lock_guard lock(outputs_mutex);
+      if (!f.rgba.defined() || outputs_failed) return;
+      if (outputs.empty()) {
+        try {
+          outputs = open_video_outputs(a.video_out, static_cast<int>(f.rgba.size(1)),
+                                       static_cast<int>(f.rgba.size(0)));
+        } catch (const std::exception& e) {
+          log::error("video out: {} (generation goes on without it)", e.what());
+          outputs_failed = true;
+          return;
+        }
+      }
+#ifdef LONGLIVE_WITH_RECORDER
+      for (auto& out : outputs) out->push(f.rgba);
+#endif
+    };
+  }
   Engine engine(model, presets(a.preset), cb, a.height, a.width);
   EngineControl control(engine, presets);
   OscServer server(a.port, [&](const ControlCommand& c) { control.apply(c); });
@@ -72,6 +99,10 @@ int run(const ServeArgs& a) {
   while (!g_interrupted && !(a.once && timelines > 0))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   engine.stop();  // a running video's timeline is written before the engine goes
+  {
+    std::lock_guard lock(outputs_mutex);
+    close_video_outputs(outputs);
+  }
   const auto stats = server.stats();
   fmt::print("OSC messages: {} accepted, {} rejected\n", stats.accepted, stats.rejected);
   return 0;
@@ -90,6 +121,7 @@ const Registrar kServe("serve", [](CLI::App& root) {
   cmd->add_option("--width", a->width, "Video width (0: the preset's)");
   cmd->add_option("--timeline-out", a->timeline_out, "Write each stopped video's timeline here");
   cmd->add_flag("--once", a->once, "Exit after the first video stops");
+  add_video_out_options(cmd, a->video_out);
   return [a] { return run(*a); };
 });
 

@@ -17,7 +17,7 @@
 
 #include "longlive/error.h"
 #include "longlive/log.h"
-#include "mp4_writer.h"
+#include "video_writer.h"
 
 namespace longlive {
 namespace {
@@ -40,7 +40,7 @@ std::string session_comment(const RecorderOptions& o) {
 
 struct Recorder::Impl {
   RecorderOptions options_;
-  std::unique_ptr<detail::Mp4Writer> writer_;
+  std::unique_ptr<detail::VideoWriter> writer_;
   std::string codec_name_;
 
   mutable std::mutex mutex_;  // guards everything below
@@ -287,10 +287,18 @@ Recorder::Recorder(RecorderOptions options) : impl_(std::make_unique<Impl>()) {
   auto& o = impl_->options_;
   o = std::move(options);
   if (o.queue_frames < 1) o.queue_frames = 1;
-  detail::EncoderConfig config{o.path,       o.width,    o.height,         o.fps, o.crf, o.codec,
-                               o.gop_frames, o.metadata, o.encoder_threads};
+  detail::EncoderConfig config;
+  config.path = o.path;
+  config.width = o.width;
+  config.height = o.height;
+  config.fps = o.fps;
+  config.crf = o.crf;
+  config.codec = o.codec;
+  config.gop_frames = o.gop_frames;
+  config.metadata = o.metadata;
+  config.threads = o.encoder_threads;
   if (!config.metadata.count("comment")) config.metadata["comment"] = session_comment(o);
-  impl_->writer_ = std::make_unique<detail::Mp4Writer>(config);
+  impl_->writer_ = std::make_unique<detail::VideoWriter>(config);
   impl_->codec_name_ = impl_->writer_->codec_name();
   {
     std::lock_guard lock(impl_->mutex_);

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "longlive/error.h"
-#include "mp4_writer.h"
+#include "video_writer.h"
 
 namespace {
 
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   try {
     using Clock = std::chrono::steady_clock;
     const auto open_start = Clock::now();
-    longlive::detail::Mp4Writer writer(config);
+    longlive::detail::VideoWriter writer(config);
     const auto start = Clock::now();
     for (int i = 0; i < frames; ++i)
       writer.write_rgba(sources[i % kDistinct].data(), config.width * 4, i);

@@ -1,4 +1,4 @@
-#include "mp4_writer.h"
+#include "video_writer.h"
 
 #include <algorithm>
 
@@ -44,26 +44,37 @@ void close_input(AVFormatContext** f) { avformat_close_input(f); }
 
 }  // namespace
 
+std::string EncoderConfig::describe() const {
+  return url.empty() ? fmt::format("recording to '{}'", path.string())
+                     : fmt::format("streaming to '{}'", url);
+}
+
 std::string av_error_string(int code) {
   char buffer[AV_ERROR_MAX_STRING_SIZE] = {};
   av_strerror(code, buffer, sizeof buffer);
   return buffer;
 }
 
-Mp4Writer::Mp4Writer(EncoderConfig config) : config_(std::move(config)) {
+VideoWriter::VideoWriter(EncoderConfig config) : config_(std::move(config)) {
   if (config_.width <= 0 || config_.height <= 0 || config_.width % 2 || config_.height % 2) {
-    throw ConfigError(fmt::format(
-        "recording to '{}': frame size {}x{} must be positive and even (4:2:0 chroma); crop or "
-        "scale the frames to an even size",
-        config_.path.string(), config_.width, config_.height));
+    throw ConfigError(
+        fmt::format("{}: frame size {}x{} must be positive and even (4:2:0 chroma); crop or "
+                    "scale the frames to an even size",
+                    config_.describe(), config_.width, config_.height));
   }
   if (config_.fps <= 0 || config_.gop_frames <= 0)
-    throw ConfigError(fmt::format("recording to '{}': fps {} and gop_frames {} must be positive",
-                                  config_.path.string(), config_.fps, config_.gop_frames));
-  const auto parent = config_.path.parent_path();
-  if (!parent.empty() && !std::filesystem::is_directory(parent))
-    throw IoError(fmt::format("recording to '{}': folder '{}' does not exist",
-                              config_.path.string(), parent.string()));
+    throw ConfigError(fmt::format("{}: fps {} and gop_frames {} must be positive",
+                                  config_.describe(), config_.fps, config_.gop_frames));
+  if (config_.url.empty()) {
+    const auto parent = config_.path.parent_path();
+    if (!parent.empty() && !std::filesystem::is_directory(parent))
+      throw IoError(
+          fmt::format("{}: folder '{}' does not exist", config_.describe(), parent.string()));
+  }
+  output_format_ = av_guess_format(config_.container.c_str(), nullptr, nullptr);
+  if (!output_format_)
+    throw ConfigError(fmt::format("{}: container '{}' is not in this FFmpeg build",
+                                  config_.describe(), config_.container));
   av_log_set_level(AV_LOG_WARNING);  // keep encoder banners and statistics out of the terminal
   try {
     open_encoder();
@@ -74,14 +85,13 @@ Mp4Writer::Mp4Writer(EncoderConfig config) : config_(std::move(config)) {
   }
 }
 
-Mp4Writer::~Mp4Writer() { abandon(); }
+VideoWriter::~VideoWriter() { abandon(); }
 
-void Mp4Writer::fail(const std::string& what, int code) const {
-  throw IoError(
-      fmt::format("recording to '{}': {}: {}", config_.path.string(), what, av_error_string(code)));
+void VideoWriter::fail(const std::string& what, int code) const {
+  throw IoError(fmt::format("{}: {}: {}", config_.describe(), what, av_error_string(code)));
 }
 
-void Mp4Writer::open_encoder() {
+void VideoWriter::open_encoder() {
   std::string last_error;
   for (const auto& name : candidates(config_.codec)) {
     const AVCodec* encoder = avcodec_find_encoder_by_name(name.c_str());
@@ -98,7 +108,15 @@ void Mp4Writer::open_encoder() {
     codec_->gop_size = config_.gop_frames;
     codec_->thread_count = std::max(config_.threads, 0);
     codec_->max_b_frames = 0;  // packets leave in order, so each fragment closes at once
-    codec_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    // MP4 and FLV carry SPS/PPS once in the header; MPEG-TS repeats them in-band at every
+    // keyframe, so a receiver can join mid-stream.
+    if (output_format_->flags & AVFMT_GLOBALHEADER) codec_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    const bool cbr = config_.bitrate_kbps > 0;
+    if (cbr) {
+      codec_->bit_rate = int64_t{config_.bitrate_kbps} * 1000;
+      codec_->rc_max_rate = codec_->bit_rate;
+      codec_->rc_buffer_size = static_cast<int>(codec_->bit_rate);  // one second
+    }
     // BT.709 limited range, tagged, so players convert back with the matrix we used.
     codec_->colorspace = AVCOL_SPC_BT709;
     codec_->color_primaries = AVCOL_PRI_BT709;
@@ -107,12 +125,13 @@ void Mp4Writer::open_encoder() {
     AVDictionary* opts = nullptr;
     const std::string quality = std::to_string(config_.crf);
     if (is_nvenc(name)) {
-      av_dict_set(&opts, "preset", "p4", 0);
-      av_dict_set(&opts, "rc", "vbr", 0);
-      av_dict_set(&opts, "cq", quality.c_str(), 0);
+      av_dict_set(&opts, "preset", cbr ? "p2" : "p4", 0);
+      av_dict_set(&opts, "rc", cbr ? "cbr" : "vbr", 0);
+      if (!cbr) av_dict_set(&opts, "cq", quality.c_str(), 0);
+      if (cbr) av_dict_set(&opts, "tune", "ll", 0);
       av_dict_set(&opts, "zerolatency", "1", 0);
     } else {
-      av_dict_set(&opts, "crf", quality.c_str(), 0);
+      if (!cbr) av_dict_set(&opts, "crf", quality.c_str(), 0);
       av_dict_set(&opts, "preset", "veryfast", 0);
       // No lookahead or frame-thread delay: each frame becomes a packet at once, so fragments
       // (and a crash-safe file) keep up with the live stream.
@@ -135,30 +154,44 @@ void Mp4Writer::open_encoder() {
     last_error = fmt::format("{} did not open: {}", name, av_error_string(rc));
     if (probing) log::debug("recorder: {}; trying the next encoder", last_error);
   }
-  throw ConfigError(fmt::format("recording to '{}': no usable encoder for codec '{}' ({})",
-                                config_.path.string(), config_.codec, last_error));
+  throw ConfigError(fmt::format("{}: no usable encoder for codec '{}' ({})", config_.describe(),
+                                config_.codec, last_error));
 }
 
-void Mp4Writer::open_muxer() {
-  int rc = avformat_alloc_output_context2(&format_, nullptr, "mp4", config_.path.c_str());
-  if (rc < 0) fail("cannot create the MP4 muxer", rc);
+void VideoWriter::open_muxer() {
+  const bool file = config_.url.empty();
+  const std::string target = file ? config_.path.string() : config_.url;
+  int rc = avformat_alloc_output_context2(&format_, output_format_, nullptr, target.c_str());
+  if (rc < 0) fail(fmt::format("cannot create the {} muxer", config_.container), rc);
   stream_ = avformat_new_stream(format_, nullptr);
   stream_->time_base = codec_->time_base;
   avcodec_parameters_from_context(stream_->codecpar, codec_);
   if (is_hevc(codec_name_)) stream_->codecpar->codec_tag = MKTAG('h', 'v', 'c', '1');  // Apple
   for (const auto& [key, value] : config_.metadata)
     av_dict_set(&format_->metadata, key.c_str(), value.c_str(), 0);
-  rc = avio_open(&format_->pb, config_.path.c_str(), AVIO_FLAG_WRITE);
-  if (rc < 0) fail("cannot open the file for writing", rc);
-  format_->flags |= AVFMT_FLAG_FLUSH_PACKETS;  // fragments reach the disk as they are written
+  AVDictionary* io = nullptr;
+  if (!file) {
+    const std::string timeout_us = std::to_string(int64_t{config_.io_timeout_ms} * 1000);
+    av_dict_set(&io, "rw_timeout", timeout_us.c_str(), 0);  // any protocol's reads and writes
+    if (config_.url.rfind("srt:", 0) == 0) {
+      av_dict_set(&io, "connect_timeout", std::to_string(config_.io_timeout_ms).c_str(), 0);
+      av_dict_set(&io, "latency", "120000", 0);  // 120 ms receive buffer (µs), SRT's default
+    }
+    if (config_.url.rfind("rtmp", 0) == 0) av_dict_set(&io, "rtmp_live", "live", 0);
+  }
+  rc = avio_open2(&format_->pb, target.c_str(), AVIO_FLAG_WRITE, nullptr, &io);
+  av_dict_free(&io);
+  if (rc < 0) fail(file ? "cannot open the file for writing" : "cannot open the URL", rc);
+  format_->flags |= AVFMT_FLAG_FLUSH_PACKETS;  // fragments/packets leave as they are written
   AVDictionary* mux = nullptr;
   // A moof per keyframe after an empty moov: a killed recording keeps every closed fragment.
-  av_dict_set(&mux, "movflags", "frag_keyframe+empty_moov+default_base_moof", 0);
+  if (config_.container == "mp4")
+    av_dict_set(&mux, "movflags", "frag_keyframe+empty_moov+default_base_moof", 0);
   rc = avformat_write_header(format_, &mux);
   av_dict_free(&mux);
-  if (rc < 0) fail("cannot write the MP4 header", rc);
+  if (rc < 0) fail(fmt::format("cannot write the {} header", config_.container), rc);
   avio_flush(format_->pb);
-  if (format_->pb->error < 0) fail("cannot write the MP4 header", format_->pb->error);
+  if (format_->pb->error < 0) fail("cannot write the header", format_->pb->error);
 
   frame_ = av_frame_alloc();
   frame_->format = codec_->pix_fmt;
@@ -176,7 +209,7 @@ void Mp4Writer::open_muxer() {
   sws_setColorspaceDetails(sws_, bt709, 1, bt709, 0, 0, 1 << 16, 1 << 16);
 }
 
-void Mp4Writer::encode(AVFrame* input) {
+void VideoWriter::encode(AVFrame* input) {
   int rc = avcodec_send_frame(codec_, input);
   if (rc < 0) fail("the encoder rejected a frame", rc);
   for (;;) {
@@ -192,7 +225,7 @@ void Mp4Writer::encode(AVFrame* input) {
   }
 }
 
-void Mp4Writer::write_rgba(const uint8_t* rgba, int stride, int64_t pts) {
+void VideoWriter::write_rgba(const uint8_t* rgba, int stride, int64_t pts) {
   const int rc = av_frame_make_writable(frame_);
   if (rc < 0) fail("frame buffer busy", rc);
   const uint8_t* src[1] = {rgba};
@@ -203,7 +236,7 @@ void Mp4Writer::write_rgba(const uint8_t* rgba, int stride, int64_t pts) {
   end_pts_ = pts + 1;
 }
 
-void Mp4Writer::write_i420(const uint8_t* i420, int64_t pts) {
+void VideoWriter::write_i420(const uint8_t* i420, int64_t pts) {
   const int rc = av_frame_make_writable(frame_);
   if (rc < 0) fail("frame buffer busy", rc);
   const int w = config_.width, h = config_.height;
@@ -217,7 +250,11 @@ void Mp4Writer::write_i420(const uint8_t* i420, int64_t pts) {
   end_pts_ = pts + 1;
 }
 
-void Mp4Writer::finish() {
+int64_t VideoWriter::bytes_written() const {
+  return format_ && format_->pb ? avio_tell(format_->pb) : 0;
+}
+
+void VideoWriter::finish() {
   if (finished_) return;
   finished_ = true;
   encode(nullptr);  // drain the encoder
@@ -228,7 +265,7 @@ void Mp4Writer::finish() {
   abandon();
 }
 
-void Mp4Writer::abandon() {
+void VideoWriter::abandon() {
   sws_freeContext(sws_);
   sws_ = nullptr;
   av_frame_free(&frame_);

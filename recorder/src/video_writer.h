@@ -1,5 +1,6 @@
 #pragma once
-// FFmpeg side of the recorder (no ATen): RGBA8 rows -> H.264/HEVC -> fragmented MP4, and the
+// FFmpeg side of the recorder and the stream output (no ATen): RGBA8 rows -> H.264/HEVC -> a
+// fragmented MP4 file, or FLV/MPEG-TS to a URL (rtmp://, srt://, udp://, file:); and the
 // faststart remux done on a clean stop.
 #include <cstdint>
 #include <filesystem>
@@ -8,6 +9,7 @@
 #include <vector>
 
 struct AVCodecContext;
+struct AVOutputFormat;
 struct AVFormatContext;
 struct AVFrame;
 struct AVPacket;
@@ -18,7 +20,7 @@ namespace longlive::detail {
 
 // The part of RecorderOptions the writer needs (kept apart so this file needs no ATen).
 struct EncoderConfig {
-  std::filesystem::path path;
+  std::filesystem::path path;  // the MP4 file (when url is empty)
   int width = 0;
   int height = 0;
   int fps = 16;
@@ -27,15 +29,28 @@ struct EncoderConfig {
   int gop_frames = 16;
   std::map<std::string, std::string> metadata;
   int threads = 0;  // 0 = FFmpeg's choice
+  // A libavformat URL instead of a file (streaming): written with `container`, no fragments.
+  std::string url;
+  std::string container = "mp4";  // libavformat muxer: mp4, flv, mpegts
+  // > 0: constant bitrate in kbit/s with a one-second buffer (what RTMP/SRT receivers expect)
+  // instead of the constant quality `crf`.
+  int bitrate_kbps = 0;
+  // Network writes and connects give up after this long (url outputs only), so a stalled
+  // receiver ends the output with an error instead of blocking its thread forever.
+  int io_timeout_ms = 5000;
+
+  // What the messages call the output: "recording to 'x.mp4'" / "streaming to 'rtmp://…'".
+  std::string describe() const;
 };
 
-class Mp4Writer {
+class VideoWriter {
  public:
-  // Opens the encoder and the file and writes the (empty) moov. Throws ConfigError / IoError.
-  explicit Mp4Writer(EncoderConfig config);
-  ~Mp4Writer();
-  Mp4Writer(const Mp4Writer&) = delete;
-  Mp4Writer& operator=(const Mp4Writer&) = delete;
+  // Opens the encoder and the file or URL and writes the header (an MP4's empty moov). Throws
+  // ConfigError (size, codec, unknown protocol or container) / IoError (cannot open or connect).
+  explicit VideoWriter(EncoderConfig config);
+  ~VideoWriter();
+  VideoWriter(const VideoWriter&) = delete;
+  VideoWriter& operator=(const VideoWriter&) = delete;
 
   // Converts one RGBA8 frame to the encoder's format and encodes it at `pts` (in 1/fps).
   void write_rgba(const uint8_t* rgba, int stride, int64_t pts);
@@ -48,6 +63,7 @@ class Mp4Writer {
 
   const std::string& codec_name() const { return codec_name_; }
   int64_t end_pts() const { return end_pts_; }  // pts after the last frame written
+  int64_t bytes_written() const;                // what the muxer has written so far
 
  private:
   [[noreturn]] void fail(const std::string& what, int code) const;
@@ -57,6 +73,7 @@ class Mp4Writer {
 
   EncoderConfig config_;
   std::string codec_name_;
+  const AVOutputFormat* output_format_ = nullptr;
   AVFormatContext* format_ = nullptr;
   AVCodecContext* codec_ = nullptr;
   AVStream* stream_ = nullptr;
