@@ -143,10 +143,11 @@ class SessionFactory {
 
   // Moves the session to `preset` in place, keeping its size: the text encoder and prompt cache
   // always; the DiT's device weights unless its dtype changes (then rebuilt from the resident
-  // host weights; FP8 linears are quantised on the device from the 16-bit ones); the live decoder and its temporal state unless the decoder kind changes. A started
-  // generator's stream continues from its frame: with the same weights, precision and cache
-  // geometry it keeps its caches (StreamGenerator::continue_with), otherwise a new generator
-  // re-caches the window (as a prompt switch does). Nothing differs: nothing happens.
+  // host weights; FP8 linears are quantised on the device from the 16-bit ones); the live decoder
+  // and its temporal state unless the decoder kind changes. A started generator's stream continues
+  // from its frame: with the same weights, precision and cache geometry it keeps its caches
+  // (StreamGenerator::continue_with), otherwise a new generator re-caches the window (as a prompt
+  // switch does). Nothing differs: nothing happens.
   PresetChange change_preset(Session& session, const Preset& preset);
 
   // The live decoder the preset asks for: with `decoder: wan` the Wan VAE (Wan2.1_VAE.pth or

@@ -94,8 +94,8 @@ WanVaeDecoderOptions wan_vae_options(at::Device device) {
 
 // DiT weight sets (one per dtype) kept on the device besides the running one, so that switching
 // back to a recent preset's precision costs no rebuild (~2.6 GiB in bf16 for the 1.3B model).
-// Layer-loop and FP8-linear variants share their 16-bit weights. Kept only while the device keeps kFreeAfterKeeping of its memory free: a 12 GB card
-// rebuilds instead of running short.
+// Layer-loop and FP8-linear variants share their 16-bit weights. Kept only while the device keeps
+// kFreeAfterKeeping of its memory free: a 12 GB card rebuilds instead of running short.
 constexpr size_t kRecentWeightSets = 2;
 constexpr double kFreeAfterKeeping = 0.15;
 
@@ -283,7 +283,7 @@ std::shared_ptr<const CausalWanModel> SessionFactory::dit_for(const GeneratorOpt
   // share the device tensors of a live model of the same dtype, preferring one with the same FP8
   // linears (nothing to quantise).
   std::vector<std::pair<DitKey, std::weak_ptr<const CausalWanModel>>> candidates(r.models.begin(),
-                                                                                  r.models.end());
+                                                                                 r.models.end());
   std::stable_partition(candidates.begin(), candidates.end(), [&](const auto& c) {
     return std::get<2>(c.first) == o.runtime.fp8_linears;
   });
