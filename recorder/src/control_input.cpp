@@ -44,24 +44,15 @@ double decode_frames(const std::filesystem::path& path, int height, int width,
   if (const int rc = avformat_open_input(&r.format, path.c_str(), nullptr, nullptr); rc < 0)
     throw IoError(
         fmt::format("cannot open control input '{}': {}", path.string(), av_error_text(rc)));
-  if (avformat_find_stream_info(r.format, nullptr) < 0)
-    throw FormatError(fmt::format("'{}': no readable streams", path.string()));
-  const int index = av_find_best_stream(r.format, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
-  if (index < 0) throw FormatError(fmt::format("'{}': no video stream or image", path.string()));
+  const std::string source = "'" + path.string() + "'";
+  const VideoDecoder video = open_video_decoder(r.format, source);
+  r.codec = video.codec;
+  const int index = video.stream_index;
   AVStream* stream = r.format->streams[index];
-  const AVCodec* decoder = avcodec_find_decoder(stream->codecpar->codec_id);
-  if (!decoder)
-    throw FormatError(fmt::format("'{}': no decoder for {}", path.string(),
-                                  avcodec_get_name(stream->codecpar->codec_id)));
-  r.codec = avcodec_alloc_context3(decoder);
-  avcodec_parameters_to_context(r.codec, stream->codecpar);
-  if (avcodec_open2(r.codec, decoder, nullptr) < 0)
-    throw FormatError(
-        fmt::format("'{}': cannot open the {} decoder", path.string(), decoder->name));
   const double nominal = stream->avg_frame_rate.num > 0 ? av_q2d(stream->avg_frame_rate) : 0.0;
 
   int64_t decoded = 0;
-  CoverScaler cover("'" + path.string() + "'", height, width);
+  CoverScaler cover(source, height, width);
   auto drain = [&] {
     while (avcodec_receive_frame(r.codec, r.frame) >= 0) {
       const AVFrame* f = r.frame;
@@ -146,6 +137,25 @@ std::string av_error_text(int rc) {
   char reason[AV_ERROR_MAX_STRING_SIZE] = {};
   av_strerror(rc, reason, sizeof reason);
   return reason;
+}
+
+VideoDecoder open_video_decoder(AVFormatContext* format, const std::string& source) {
+  if (avformat_find_stream_info(format, nullptr) < 0)
+    throw FormatError(fmt::format("{}: no readable streams", source));
+  const int index = av_find_best_stream(format, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  if (index < 0) throw FormatError(fmt::format("{}: no video stream", source));
+  const AVStream* stream = format->streams[index];
+  const AVCodec* decoder = avcodec_find_decoder(stream->codecpar->codec_id);
+  if (!decoder)
+    throw FormatError(
+        fmt::format("{}: no decoder for {}", source, avcodec_get_name(stream->codecpar->codec_id)));
+  AVCodecContext* codec = avcodec_alloc_context3(decoder);
+  avcodec_parameters_to_context(codec, stream->codecpar);
+  if (avcodec_open2(codec, decoder, nullptr) < 0) {
+    avcodec_free_context(&codec);
+    throw FormatError(fmt::format("{}: cannot open the {} decoder", source, decoder->name));
+  }
+  return {index, codec};
 }
 
 CoverScaler::CoverScaler(std::string source, int height, int width)

@@ -6,6 +6,8 @@
 #include <string>
 
 extern "C" {
+struct AVCodecContext;
+struct AVFormatContext;
 struct AVFrame;
 struct SwsContext;
 }
@@ -30,6 +32,15 @@ class CoverScaler {
 
 // uint8 [..., H, W, 3] -> float32 [..., 3, H, W] in [-1, 1] (what VACE and V2V inputs take).
 at::Tensor rgb_to_signed(const at::Tensor& rgb_hw3);
+
+// The best video stream of an opened input and its decoder, opened: the stream's index and the
+// codec context (the caller frees it with avcodec_free_context). FormatError naming `source` when
+// the input has no readable stream, no video stream, or no decoder for it (nothing leaks then).
+struct VideoDecoder {
+  int stream_index = -1;
+  AVCodecContext* codec = nullptr;
+};
+VideoDecoder open_video_decoder(AVFormatContext* format, const std::string& source);
 
 // FFmpeg's text for an error code.
 std::string av_error_text(int rc);

@@ -166,19 +166,10 @@ LiveVideoSource::LiveVideoSource(LiveVideoOptions options, int height, int width
     throw IoError(fmt::format("cannot open {}: {}{}", c.name, av_error_text(rc), hint));
   }
   av_dict_free(&settings);
-  if (avformat_find_stream_info(c.format, nullptr) < 0)
-    throw FormatError(fmt::format("{}: no readable stream", c.name));
-  c.stream_index = av_find_best_stream(c.format, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
-  if (c.stream_index < 0) throw FormatError(fmt::format("{}: no video stream", c.name));
+  const VideoDecoder video = open_video_decoder(c.format, c.name);
+  c.codec = video.codec;
+  c.stream_index = video.stream_index;
   const AVStream* stream = c.format->streams[c.stream_index];
-  const AVCodec* decoder = avcodec_find_decoder(stream->codecpar->codec_id);
-  if (!decoder)
-    throw FormatError(
-        fmt::format("{}: no decoder for {}", c.name, avcodec_get_name(stream->codecpar->codec_id)));
-  c.codec = avcodec_alloc_context3(decoder);
-  avcodec_parameters_to_context(c.codec, stream->codecpar);
-  if (avcodec_open2(c.codec, decoder, nullptr) < 0)
-    throw FormatError(fmt::format("{}: cannot open the {} decoder", c.name, decoder->name));
   c.time_base = av_q2d(stream->time_base);
   const AVRational rate =
       stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
