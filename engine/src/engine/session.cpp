@@ -282,17 +282,16 @@ std::shared_ptr<const CausalWanModel> SessionFactory::dit_for(const GeneratorOpt
   // Another layer loop over the same weights (fused kernels, attention backend, FP8 linears):
   // share the device tensors of a live model of the same dtype, preferring one with the same FP8
   // linears (nothing to quantise).
-  std::vector<std::pair<DitKey, std::weak_ptr<const CausalWanModel>>> candidates(r.models.begin(),
-                                                                                 r.models.end());
-  std::stable_partition(candidates.begin(), candidates.end(), [&](const auto& c) {
-    return std::get<2>(c.first) == o.runtime.fp8_linears;
-  });
-  for (const auto& [other_key, weak] : candidates) {
-    if (std::get<0>(other_key) != o.dtype) continue;
-    if (auto other = weak.lock()) {
-      auto model = other->sharing_weights(o.runtime);
-      r.models[key] = model;
-      return model;
+  for (const bool same_fp8 : {true, false}) {
+    for (const auto& [other_key, weak] : r.models) {
+      if (std::get<0>(other_key) != o.dtype ||
+          (same_fp8 && std::get<2>(other_key) != o.runtime.fp8_linears))
+        continue;
+      if (auto other = weak.lock()) {
+        auto model = other->sharing_weights(o.runtime);
+        r.models[key] = model;
+        return model;
+      }
     }
   }
   WeightStore merged = r.lora ? merge_lora(*r.dit, *r.lora, o.lora_alpha) : *r.dit;
