@@ -340,6 +340,7 @@ bool MainWindow::ensure_engine(bool quiet) {
   callbacks.on_frame = [this, current](EngineFrame f) {
     if (!current()) return;
     recording_->on_engine_frame(f);  // every frame, in order, before the view may drop any
+    video_out_->on_engine_frame(f);  // never blocks: a slow receiver drops its own frames
     QImage image(static_cast<const uchar*>(f.rgba.data_ptr()), static_cast<int>(f.rgba.size(1)),
                  static_cast<int>(f.rgba.size(0)), static_cast<int>(f.rgba.stride(0)),
                  QImage::Format_RGBA8888);
@@ -512,6 +513,10 @@ void MainWindow::build_menu() {
   file->addSeparator();
   file->addAction("Save prompt set…", blend_, &BlendList::save_set_requested);
   file->addAction("Load prompt set…", blend_, &BlendList::load_set_requested);
+
+  video_out_ = new VideoOutControls(this, menuBar()->addMenu("&Output"));
+  statusBar()->addPermanentWidget(video_out_->status_label());
+  connect(video_out_, &VideoOutControls::error, this, &MainWindow::show_error);
 }
 
 bool MainWindow::save_prompt_set_to(const QString& path) {
@@ -653,6 +658,10 @@ void MainWindow::apply_control(const ControlCommand& c) {
     case K::vace_scale:
     case K::v2v_strength:
       log::info("remote {}: reserved, not wired yet", describe(c));
+      return;
+    case K::stream_out:
+    case K::camera_out:
+      video_out_->apply(c);
       return;
   }
 }

@@ -30,6 +30,7 @@
 #include "model_setup_panel.h"
 #include "perform_panel.h"
 #include "recording_controls.h"
+#include "video_out_controls.h"
 #include "video_view.h"
 
 namespace longlive::ui {
@@ -69,6 +70,7 @@ class MainWindow : public QMainWindow {
   ErrorBanner* banner() const { return banner_; }
   ModelSetupPanel* model_panel() const { return model_panel_; }
   RecordingControls* recording() const { return recording_; }
+  VideoOutControls* video_out() const { return video_out_; }
   QCheckBox* tiny_box() const { return tiny_; }
   QComboBox* resolution_box() const { return resolution_; }
   EngineStats engine_stats() const;
@@ -147,6 +149,7 @@ class MainWindow : public QMainWindow {
   ErrorBanner* banner_ = nullptr;
   ModelSetupPanel* model_panel_ = nullptr;
   RecordingControls* recording_ = nullptr;
+  VideoOutControls* video_out_ = nullptr;
   QString last_prompt_;  // restarted after switching to low_memory
   QLabel* status_ = nullptr;
   VideoView* view_ = nullptr;

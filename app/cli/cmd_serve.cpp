@@ -66,31 +66,14 @@ int run(const ServeArgs& a) {
     }
     ++timelines;
   };
-  // Outputs open when the first frame gives the size; frames arrive on the engine's thread.
-  std::vector<std::unique_ptr<VideoOutput>> outputs;
-  std::mutex outputs_mutex;  // on_frame (engine thread) vs the final close
-  bool outputs_failed = false;
-  if (a.video_out.any()) {
-    cb.on_frame = [&](EngineFrame f) {
-      std::lock_guard lock(outputs_mutex);
-      if (!f.rgba.defined() || outputs_failed) return;
-      if (outputs.empty()) {
-        try {
-          outputs = open_video_outputs(a.video_out, static_cast<int>(f.rgba.size(1)),
-                                       static_cast<int>(f.rgba.size(0)));
-        } catch (const std::exception& e) {
-          log::error("video out: {} (generation goes on without it)", e.what());
-          outputs_failed = true;
-          return;
-        }
-      }
-#ifdef LONGLIVE_WITH_RECORDER
-      for (auto& out : outputs) out->push(f.rgba);
-#endif
-    };
-  }
+  // Video out: switched on by the flags and by OSC (/longlive/out/stream, /longlive/out/camera);
+  // each output opens at the first frame's size on LiveOutputs' helper thread.
+  VideoOutputs outputs(a.video_out);
+  cb.on_frame = [&](EngineFrame f) { outputs.push(f.rgba); };
   Engine engine(model, presets(a.preset), cb, a.height, a.width);
-  EngineControl control(engine, presets);
+  FrontEndControls front_end;
+  front_end.video_out = [&](const ControlCommand& c) { outputs.apply(c); };
+  EngineControl control(engine, presets, front_end);
   OscServer server(a.port, [&](const ControlCommand& c) { control.apply(c); });
   fmt::print("listening for OSC on UDP port {} (Ctrl+C ends)\n", server.port());
   std::fflush(stdout);
@@ -99,10 +82,7 @@ int run(const ServeArgs& a) {
   while (!g_interrupted && !(a.once && timelines > 0))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   engine.stop();  // a running video's timeline is written before the engine goes
-  {
-    std::lock_guard lock(outputs_mutex);
-    close_video_outputs(outputs);
-  }
+  outputs.close();
   const auto stats = server.stats();
   fmt::print("OSC messages: {} accepted, {} rejected\n", stats.accepted, stats.rejected);
   return 0;

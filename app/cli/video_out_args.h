@@ -2,6 +2,7 @@
 // --stream-url / --virtual-camera for `generate` and `serve`: live video out (docs/performing.md,
 // "Video out"). Frames go to each output's own thread; a slow receiver drops frames, never the
 // generator.
+#include <ATen/core/Tensor.h>
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "longlive/control.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
 #ifdef LONGLIVE_WITH_RECORDER
@@ -75,8 +77,75 @@ inline void close_video_outputs(std::vector<std::unique_ptr<VideoOutput>>& outpu
   }
   outputs.clear();
 }
+// `serve`'s outputs: on from the flags, switched by OSC (/longlive/out/stream,
+// /longlive/out/camera) while the session runs; each opens at the first frame's size, off the
+// engine's thread.
+class VideoOutputs {
+ public:
+  explicit VideoOutputs(VideoOutArgs defaults) : defaults_(std::move(defaults)) {
+    if (!defaults_.stream_url.empty()) enable_stream(defaults_.stream_url);
+    if (!defaults_.virtual_camera.empty()) enable_camera(defaults_.virtual_camera);
+  }
+  void push(const at::Tensor& rgba) { outputs_.push(rgba); }  // the engine's thread
+  void apply(const ControlCommand& c) {
+    const bool stream = c.kind == ControlCommand::Kind::stream_out;
+    const auto kind = stream ? LiveOutputs::Kind::stream : LiveOutputs::Kind::virtual_camera;
+    if (!c.on) return outputs_.disable(kind);
+    const std::string target =
+        !c.file.empty() ? c.file : (stream ? defaults_.stream_url : defaults_.virtual_camera);
+    if (target.empty()) {
+      log::warn("{}: no {} given (here or with {})", describe(c), stream ? "URL" : "device",
+                stream ? "--stream-url" : "--virtual-camera");
+      return;
+    }
+    stream ? enable_stream(target) : enable_camera(target);
+  }
+  // Writes what is queued and prints what each output sent and dropped.
+  void close() {
+    outputs_.wait_idle();
+    for (const auto kind : {LiveOutputs::Kind::stream, LiveOutputs::Kind::virtual_camera}) {
+      const auto s = outputs_.status(kind);
+      outputs_.disable(kind);
+      if (s.target.empty()) continue;
+      outputs_.wait_idle();
+      const auto closed = outputs_.status(kind);
+      std::cout << fmt::format("video out {}: {} frames sent, {} dropped, {:.1f} KiB{}\n", s.target,
+                               closed.stats.frames_sent, closed.stats.frames_dropped,
+                               closed.stats.bytes_sent / 1024.0,
+                               closed.error ? " (" + *closed.error + ")" : "");
+    }
+  }
+
+ private:
+  void enable_stream(const std::string& url) {
+    StreamOutputOptions o;
+    o.url = url;
+    o.bitrate_kbps = defaults_.stream_kbps;
+    outputs_.enable_stream(o);
+    log::info("streaming to {} ({} kbit/s) from the next frame", url, defaults_.stream_kbps);
+  }
+  void enable_camera(const std::string& device) {
+    VirtualCameraOptions o;
+    o.device = device;
+    outputs_.enable_virtual_camera(o);
+    log::info("virtual camera {} from the next frame", device);
+  }
+  VideoOutArgs defaults_;
+  LiveOutputs outputs_;
+};
 #else
 struct VideoOutput {};
+class VideoOutputs {
+ public:
+  explicit VideoOutputs(const VideoOutArgs& a) {
+    if (a.any()) throw ConfigError("--stream-url/--virtual-camera: this build has no FFmpeg");
+  }
+  void push(const at::Tensor&) {}
+  void apply(const ControlCommand& c) {
+    log::warn("{}: this build has no FFmpeg (no video out)", describe(c));
+  }
+  void close() {}
+};
 inline std::vector<std::unique_ptr<VideoOutput>> open_video_outputs(const VideoOutArgs& a, int,
                                                                     int) {
   if (a.any()) throw ConfigError("--stream-url/--virtual-camera: this build has no FFmpeg");

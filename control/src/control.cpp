@@ -107,6 +107,10 @@ std::string to_string(ControlCommand::Kind kind) {
       return "vace_scale";
     case K::v2v_strength:
       return "v2v_strength";
+    case K::stream_out:
+      return "stream_out";
+    case K::camera_out:
+      return "camera_out";
   }
   return "?";
 }
@@ -132,6 +136,10 @@ std::string describe(const ControlCommand& c) {
     case K::vace_scale:
     case K::v2v_strength:
       return fmt::format("{} {}", to_string(c.kind), c.value);
+    case K::stream_out:
+    case K::camera_out:
+      if (!c.on) return to_string(c.kind) + " off";
+      return to_string(c.kind) + " on" + (c.file.empty() ? "" : " " + c.file);
     default:
       return to_string(c.kind);
   }
@@ -234,11 +242,25 @@ ControlCommand parse_osc(const OscMessage& m) {
     c.value = a.number(0, "strength", 0, 1);
     return c;
   }
+  if (address == "out/stream" || address == "out/camera") {
+    // (1 | 0): on with the front end's URL/device, or off; (text): on with this URL/device.
+    a.expect(1, 1, address == "out/stream" ? "(1 | 0 | url)" : "(1 | 0 | device)");
+    c.kind = address == "out/stream" ? K::stream_out : K::camera_out;
+    if (std::holds_alternative<std::string>(m.args[0])) {
+      c.file = a.text(0, address == "out/stream" ? "url" : "device");
+      if (c.file.empty())
+        a.fail("empty " + std::string(address == "out/stream" ? "url" : "device"));
+      c.on = true;
+    } else {
+      c.on = a.integer(0, "on", 0, 1) == 1;
+    }
+    return c;
+  }
   a.fail("unknown address (see docs/control.md)");
 }
 
-EngineControl::EngineControl(Engine& engine, PresetLookup presets, std::function<void(bool)> record)
-    : engine_(engine), presets_(std::move(presets)), record_(std::move(record)) {}
+EngineControl::EngineControl(Engine& engine, PresetLookup presets, FrontEndControls front_end)
+    : engine_(engine), presets_(std::move(presets)), front_end_(std::move(front_end)) {}
 
 void EngineControl::apply(const ControlCommand& c) {
   using K = ControlCommand::Kind;
@@ -272,14 +294,21 @@ void EngineControl::apply(const ControlCommand& c) {
       engine_.load_lora(c.file, c.name);
       break;
     case K::record:
-      if (record_)
-        record_(c.on);
+      if (front_end_.record)
+        front_end_.record(c.on);
       else
         log::warn("control: {} ignored (this front end records nothing)", describe(c));
       break;
     case K::vace_scale:
     case K::v2v_strength:
       log::info("control: {} received; reserved, not wired yet", describe(c));
+      break;
+    case K::stream_out:
+    case K::camera_out:
+      if (front_end_.video_out)
+        front_end_.video_out(c);
+      else
+        log::warn("control: {} ignored (this front end has no video out)", describe(c));
       break;
   }
 }

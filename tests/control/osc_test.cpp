@@ -89,6 +89,39 @@ TEST(OscParse, EveryAddress) {
   EXPECT_FALSE(parse_osc(msg("/longlive/record", {0.0})).on);
   EXPECT_EQ(parse_osc(msg("/longlive/vace/scale", {1.5})).kind, K::vace_scale);
   EXPECT_EQ(parse_osc(msg("/longlive/v2v/strength", {0.5})).value, 0.5);
+
+  c = parse_osc(msg("/longlive/out/stream", {std::string("srt://127.0.0.1:9000")}));
+  EXPECT_EQ(c.kind, K::stream_out);
+  EXPECT_TRUE(c.on);
+  EXPECT_EQ(c.file, "srt://127.0.0.1:9000");
+  c = parse_osc(msg("/longlive/out/stream", {int64_t{0}}));
+  EXPECT_FALSE(c.on);
+  EXPECT_TRUE(c.file.empty());
+  c = parse_osc(msg("/longlive/out/camera", {int64_t{1}}));
+  EXPECT_EQ(c.kind, K::camera_out);
+  EXPECT_TRUE(c.on);
+  EXPECT_TRUE(c.file.empty());  // the front end's device
+  EXPECT_EQ(parse_osc(msg("/longlive/out/camera", {std::string("/dev/video11")})).file,
+            "/dev/video11");
+}
+
+// Record and video-out commands reach the front end's controls, and only there.
+TEST(EngineControl, FrontEndCommandsGoToTheFrontEnd) {
+  ModelSpec tiny;
+  tiny.tiny_random = true;
+  Engine engine(tiny, Preset{}, {}, 32, 32);  // never started: these commands need no video
+  std::vector<std::string> seen;
+  FrontEndControls front_end;
+  front_end.record = [&](bool on) { seen.push_back(on ? "record on" : "record off"); };
+  front_end.video_out = [&](const ControlCommand& c) { seen.push_back(describe(c)); };
+  EngineControl control(engine, {}, front_end);
+  control.apply(parse_osc(msg("/longlive/record", {int64_t{1}})));
+  control.apply(parse_osc(msg("/longlive/out/stream", {std::string("udp://127.0.0.1:1234")})));
+  control.apply(parse_osc(msg("/longlive/out/camera", {int64_t{0}})));
+  EXPECT_EQ(seen, (std::vector<std::string>{"record on", "stream_out on udp://127.0.0.1:1234",
+                                            "camera_out off"}));
+  EngineControl bare(engine, {});  // no front-end controls: logged and dropped, no throw
+  EXPECT_NO_THROW(bare.apply(parse_osc(msg("/longlive/out/stream", {int64_t{1}}))));
 }
 
 TEST(OscParse, BadMessagesSayWhy) {
@@ -109,6 +142,9 @@ TEST(OscParse, BadMessagesSayWhy) {
       {msg("/longlive/stop", {int64_t{1}}), "1 arguments, expected none"},
       {msg("/longlive/record", {int64_t{2}}), "record 2 is outside 0..1"},
       {msg("/longlive/vace/scale", {2.5}), "scale 2.5 is outside 0..2"},
+      {msg("/longlive/out/stream", {int64_t{2}}), "on 2 is outside 0..1"},
+      {msg("/longlive/out/stream", {std::string("")}), "/longlive/out/stream: empty url"},
+      {msg("/longlive/out/camera"), "0 arguments, expected (1 | 0 | device)"},
       {msg("/longlive/dance"), "/longlive/dance: unknown address"},
       {msg("/other/start"), "not a LongLive address"},
   };

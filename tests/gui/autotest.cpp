@@ -218,6 +218,16 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   check("recording_started",
         wait_until([&] { return rc->recording() && !rc->live().opening(); }, 30000) &&
             rc->record_button()->isChecked());
+  // Video out while recording, switched on as OSC's /longlive/out/stream would: a file URL
+  // stands in for a stream receiver (the same encoder and muxer as RTMP/SRT).
+  *phase = "stream out";
+  const QString stream_file = out_dir + "/stream-out.ts";
+  ControlCommand stream_on;
+  stream_on.kind = ControlCommand::Kind::stream_out;
+  stream_on.on = true;
+  stream_on.file = "file:" + stream_file.toStdString();
+  w->apply_control(stream_on);
+  check("stream_out_switched_on", w->video_out()->stream_action()->isChecked());
   *phase = "recording";
   wait_until([&] { return rc->live().frames_pushed() >= 12; }, 90000);
   *phase = "prompt switch";
@@ -265,6 +275,28 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   meter->start();
   press_key(w, Qt::Key_F1);
   check("overlay_hidden", !w->view()->overlay_visible());
+
+  *phase = "stream out off";
+  const auto stream_status = [&] {
+    return w->video_out()->outputs().status(LiveOutputs::Kind::stream);
+  };
+  check("stream_out_sending", stream_status().open && stream_status().stats.frames_pushed > 0);
+  w->video_out()->stream_action()->trigger();  // the Output menu's switch, now off
+  w->video_out()->outputs().wait_idle();       // closed: the file is complete
+  {
+    const LiveOutputs::Status s = stream_status();
+    report["stream_out_frames_sent"] = static_cast<double>(s.stats.frames_sent);
+    report["stream_out_frames_dropped"] = static_cast<double>(s.stats.frames_dropped);
+    try {
+      const DecodedVideo video = read_video(stream_file.toStdString(), false);
+      report["stream_out_frames_decoded"] = static_cast<double>(video.frames);
+      check("stream_out_every_sent_frame", !s.enabled && !s.error && s.stats.frames_sent > 0 &&
+                                               video.frames == s.stats.frames_sent);
+    } catch (const std::exception& e) {
+      report["stream_out_read_error"] = e.what();
+      check("stream_out_every_sent_frame", false);
+    }
+  }
 
   *phase = "stop recording";
   click(rc->record_button());

@@ -240,5 +240,106 @@ TEST(VideoOut, VirtualCameraWritesI420FramesAndDropsInsteadOfBlocking) {
   EXPECT_LE(*std::max_element(bytes.begin(), bytes.begin() + kWidth * kHeight), 235);
 }
 
+// --- LiveOutputs: outputs switched while frames flow (the studio's Output menu, OSC) ---
+
+at::Tensor plain_frame(int width, int height, int value) {
+  at::Tensor f = at::full({height, width, 4}, value, at::kByte);
+  f.select(2, 3).fill_(255);
+  return f;
+}
+
+// Each size opens its own file (the opener picks the path), so a reopen can be read back.
+LiveOutputs::StreamOpener file_per_size(const std::string& name, std::atomic<int>* opens) {
+  return [name, opens](StreamOutputOptions o) {
+    ++*opens;
+    o.url = "file:" + temp_path(fmt::format("{}-{}x{}.ts", name, o.width, o.height)).string();
+    o.codec = "libx264";
+    o.queue_frames = 64;
+    return VideoOutput::stream(o);
+  };
+}
+
+TEST(LiveOutputs, OpensAtTheFrameSizeAndReopensWhenItChanges) {
+  std::atomic<int> opens{0};
+  LiveOutputs outputs(file_per_size("resize", &opens));
+  outputs.push(plain_frame(kWidth, kHeight, 10));  // off: nothing happens
+  EXPECT_EQ(opens, 0);
+  StreamOutputOptions o;
+  o.url = "file:unused";  // the opener decides
+  outputs.enable_stream(o);
+  EXPECT_EQ(outputs.status(LiveOutputs::Kind::stream).target, "file:unused");
+  outputs.push(plain_frame(kWidth, kHeight, 20));  // opens at this size; this frame is dropped
+  outputs.wait_idle();
+  ASSERT_TRUE(outputs.status(LiveOutputs::Kind::stream).open);
+  for (int i = 0; i < 10; ++i) outputs.push(plain_frame(kWidth, kHeight, 30 + i));
+  // A new resolution: the first frame at it closes the old file and opens a new one.
+  outputs.push(plain_frame(kWidth * 2, kHeight, 50));
+  outputs.wait_idle();
+  for (int i = 0; i < 5; ++i) outputs.push(plain_frame(kWidth * 2, kHeight, 60 + i));
+  outputs.disable(LiveOutputs::Kind::stream);
+  outputs.wait_idle();
+  EXPECT_EQ(opens, 2);
+  const LiveOutputs::Status s = outputs.status(LiveOutputs::Kind::stream);
+  EXPECT_FALSE(s.enabled);
+  EXPECT_FALSE(s.open);
+  EXPECT_FALSE(s.error) << *s.error;
+  EXPECT_EQ(s.stats.frames_sent, 5);     // the last output's
+  EXPECT_EQ(s.stats.frames_dropped, 2);  // one frame at each opening
+  const DecodedVideo first =
+      read_video(temp_path(fmt::format("resize-{}x{}.ts", kWidth, kHeight)), false);
+  EXPECT_EQ(first.frames, 10);
+  EXPECT_EQ(first.width, kWidth);
+  const DecodedVideo second =
+      read_video(temp_path(fmt::format("resize-{}x{}.ts", kWidth * 2, kHeight)), false);
+  EXPECT_EQ(second.frames, 5);
+  EXPECT_EQ(second.width, kWidth * 2);
+}
+
+TEST(LiveOutputs, AFailedOpenIsReportedOnceAndStaysOffUntilEnabledAgain) {
+  LiveOutputs outputs;
+  VirtualCameraOptions o;
+  o.device = "/dev/video_longlive_test_78";
+  outputs.enable_virtual_camera(o);
+  outputs.push(plain_frame(kWidth, kHeight, 1));
+  outputs.wait_idle();
+  LiveOutputs::Status s = outputs.status(LiveOutputs::Kind::virtual_camera);
+  EXPECT_TRUE(s.enabled);
+  EXPECT_FALSE(s.open);
+  ASSERT_TRUE(s.error);
+  EXPECT_NE(s.error->find("/dev/video_longlive_test_78"), std::string::npos) << *s.error;
+  EXPECT_NE(s.error->find("modprobe v4l2loopback"), std::string::npos) << *s.error;
+  EXPECT_NE(outputs.summary().find("camera /dev/video_longlive_test_78: failed"), std::string::npos)
+      << outputs.summary();
+  // No retry per frame: the failure stays until the user switches it on again.
+  for (int i = 0; i < 5; ++i) outputs.push(plain_frame(kWidth, kHeight, 1));
+  outputs.wait_idle();
+  EXPECT_EQ(outputs.status(LiveOutputs::Kind::virtual_camera).stats.frames_dropped, 1);
+  outputs.enable_virtual_camera(o);
+  EXPECT_FALSE(outputs.status(LiveOutputs::Kind::virtual_camera).error);
+}
+
+TEST(LiveOutputs, SwitchedOffWhileOpeningTheLateOutputIsClosedNotUsed) {
+  std::atomic<int> opens{0};
+  std::atomic<bool> release{false};
+  auto slow = [&, inner = file_per_size("late", &opens)](StreamOutputOptions o) {
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return inner(o);
+  };
+  LiveOutputs outputs(slow);
+  outputs.enable_stream({});
+  outputs.push(plain_frame(kWidth, kHeight, 1));  // the open starts, and waits
+  outputs.disable(LiveOutputs::Kind::stream);
+  release = true;
+  outputs.wait_idle();
+  EXPECT_EQ(opens, 1);
+  const LiveOutputs::Status s = outputs.status(LiveOutputs::Kind::stream);
+  EXPECT_FALSE(s.open);
+  EXPECT_FALSE(s.enabled);
+  outputs.push(plain_frame(kWidth, kHeight, 2));  // off: no new open
+  outputs.wait_idle();
+  EXPECT_EQ(opens, 1);
+  EXPECT_EQ(outputs.summary(), "");
+}
+
 }  // namespace
 }  // namespace longlive::test

@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,52 @@ class VideoOutput {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The outputs of a long-running front end (the studio, `serve`), each switched on and off while
+// frames flow, e.g. from a menu or an OSC message. Opening (a network connect can take seconds)
+// and closing (the encoder flushes) run in order on a helper thread, so neither the caller nor
+// the generator waits. An output opens at the size of the frames pushed to it and reopens when
+// that size changes (a new resolution); frames that arrive while it opens are counted as dropped.
+// An output that fails to open, or fails while writing, stays off with its error until switched
+// on again.
+class LiveOutputs {
+ public:
+  enum class Kind { stream, virtual_camera };
+  struct Status {
+    bool enabled = false;  // switched on (it may still be opening, or have failed)
+    bool open = false;     // frames are being sent
+    std::string target;    // the URL or the device
+    std::string codec;
+    VideoOutputStats stats;  // of the current (or last) output; drops while opening included
+    std::optional<std::string> error;
+  };
+  // Makes the outputs; `open_stream` / `open_camera` stand in for VideoOutput::stream /
+  // virtual_camera (tests).
+  using StreamOpener = std::function<std::unique_ptr<VideoOutput>(StreamOutputOptions)>;
+  using CameraOpener = std::function<std::unique_ptr<VideoOutput>(VirtualCameraOptions)>;
+  LiveOutputs(StreamOpener open_stream = {}, CameraOpener open_camera = {});
+  ~LiveOutputs();  // closes every output (queued frames are written) and joins the helper
+  LiveOutputs(const LiveOutputs&) = delete;
+  LiveOutputs& operator=(const LiveOutputs&) = delete;
+
+  // Switches an output on (again: with the new options). The width and height in the options
+  // are ignored: the output opens at the size of the next frame.
+  void enable_stream(StreamOutputOptions options);
+  void enable_virtual_camera(VirtualCameraOptions options);
+  void disable(Kind kind);  // closes it on the helper thread
+  // One [height, width, 4] uint8 frame, any thread; never blocks on an output.
+  void push(const at::Tensor& rgba);
+  Status status(Kind kind) const;
+  // Waits until no open or close is pending (tests, and before reading the final stats).
+  void wait_idle();
+  // "stream rtmp://…: 412 sent, 3 dropped; camera /dev/video10: opening" ("" when all off).
+  std::string summary() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+std::string to_string(LiveOutputs::Kind kind);
 
 // The container used for `url` when StreamOutputOptions::container is empty.
 std::string stream_container_for(const std::string& url);
