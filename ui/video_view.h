@@ -18,7 +18,7 @@
 
 #include "debug_overlay.h"
 #include "longlive/engine.h"
-#include "longlive/gpu_timer.h"
+#include "longlive/profiler.h"
 #include "upload_path.h"
 
 namespace longlive::ui {

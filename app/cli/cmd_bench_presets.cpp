@@ -16,9 +16,9 @@
 #include "longlive/async_decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
-#include "longlive/gpu_timer.h"
 #include "longlive/log.h"
 #include "longlive/preset.h"
+#include "longlive/profiler.h"
 #include "longlive/session.h"
 #include "summary.h"
 

@@ -4,8 +4,8 @@
 #include <iostream>
 
 #include "command.h"
-#include "longlive/safetensors_writer.h"
 #include "longlive/text_encoder.h"
+#include "longlive/weights.h"
 
 namespace longlive::cli {
 namespace {

@@ -1,8 +1,9 @@
 // longlive inspect FILE... : tensors of checkpoint files.
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "command.h"
-#include "longlive/inspect.h"
+#include "longlive/weights.h"
 
 namespace longlive::cli {
 namespace {

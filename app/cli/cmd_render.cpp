@@ -12,8 +12,8 @@
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/performance.h"
-#include "longlive/safetensors_writer.h"
 #include "longlive/timeline.h"
+#include "longlive/weights.h"
 #ifdef LONGLIVE_WITH_RECORDER
 #include "longlive/recorder.h"
 #endif

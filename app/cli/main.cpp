@@ -8,8 +8,8 @@
 #include <fmt/format.h>
 
 #include "command.h"
+#include "longlive/engine.h"
 #include "longlive/error.h"
-#include "longlive/host_memory.h"
 #include "longlive/log.h"
 
 namespace longlive::cli {

@@ -11,7 +11,6 @@
 #include <cstdio>
 
 #include "longlive/engine.h"
-#include "longlive/host_memory.h"
 #include "longlive/log.h"
 #include "main_window.h"
 #include "video_view.h"

@@ -1,5 +1,5 @@
 // The drift metrics against values derived by hand from their definitions.
-#include "longlive/quality.h"
+#include "longlive/profiler.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

@@ -16,10 +16,10 @@
 #include "longlive/decoder.h"
 #include "longlive/engine.h"
 #include "longlive/performance.h"
-#include "longlive/safetensors_writer.h"
 #include "longlive/session.h"
 #include "longlive/taehv.h"
 #include "longlive/wan_vae.h"
+#include "longlive/weights.h"
 
 #ifdef LONGLIVE_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "longlive/engine.h"
-#include "longlive/latency_history.h"
+#include "longlive/profiler.h"
 
 namespace longlive::test {
 namespace {

@@ -15,8 +15,8 @@
 #include "longlive/engine.h"
 #include "longlive/error.h"
 #include "longlive/performance.h"
-#include "longlive/safetensors_writer.h"
 #include "longlive/timeline.h"
+#include "longlive/weights.h"
 
 namespace longlive::test {
 namespace {

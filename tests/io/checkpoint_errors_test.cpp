@@ -11,7 +11,6 @@
 #include "fixtures.h"
 #include "io/safetensors.h"
 #include "longlive/error.h"
-#include "longlive/safetensors_writer.h"
 #include "longlive/weights.h"
 
 namespace longlive::test {

@@ -8,7 +8,6 @@
 #include <set>
 
 #include "fixtures.h"
-#include "longlive/inspect.h"
 #include "longlive/weights.h"
 
 namespace longlive::test {

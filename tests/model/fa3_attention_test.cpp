@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "longlive/error.h"
-#include "longlive/gpu_timer.h"
+#include "longlive/profiler.h"
 #include "longlive/wan_model.h"
 #include "model/ops.h"
 #include "runtime/fa3_attention.h"

@@ -9,8 +9,8 @@
 #include "dit_fixture.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
-#include "longlive/safetensors_writer.h"
 #include "longlive/style_lora.h"
+#include "longlive/weights.h"
 
 namespace longlive::test {
 namespace {

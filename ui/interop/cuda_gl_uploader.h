@@ -10,7 +10,7 @@
 #include <functional>
 #include <memory>
 
-#include "longlive/device_frame.h"
+#include "longlive/decoder.h"
 
 namespace longlive::ui {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "longlive/device_frame.h"
+#include "longlive/decoder.h"
 
 namespace longlive::ui {
 

@@ -14,7 +14,6 @@
 #include <memory>
 
 #include "longlive/decoder.h"
-#include "longlive/device_frame.h"
 
 namespace longlive {
 

@@ -11,6 +11,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -81,5 +84,85 @@ class ProfileScope {
   RegionProfiler* profiler_;
   size_t index_;
 };
+
+// ---- Device timers and memory
+// Device-side timing: CUDA events on the current stream when the device is CUDA, a host clock
+// (after the work is done: CPU ops are synchronous) otherwise. Also peak-memory queries.
+class GpuTimer {
+ public:
+  explicit GpuTimer(at::Device device);
+  ~GpuTimer();
+  void start();
+  // Records the end and waits for it; returns milliseconds since start().
+  double stop_ms();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct DeviceMemory {
+  double allocated_gib = 0;
+  double peak_allocated_gib = 0;
+  double peak_reserved_gib = 0;
+  // The device's free and total memory (cudaMemGetInfo: what the caching allocator holds counts
+  // as used).
+  double free_gib = 0, total_gib = 0;
+};
+DeviceMemory device_memory(at::Device device);
+// The GPU's product name ("NVIDIA H200"), "CPU" for the CPU.
+std::string device_name(at::Device device);
+void reset_peak_memory(at::Device device);
+void synchronize(at::Device device);
+
+// ---- Block latency history
+// The block-latency history the studio's overlay plots: the last N blocks of a session with what
+// happened at each (prompt switch, transition, preset change). The Engine keeps one per session;
+// a preset change restarts the video but not the history (the change is marked instead), so the
+// plot shows the latency before and after it side by side.
+struct BlockSample {
+  double ms = 0;               // wall time of the block (command to DiT done)
+  bool prompt_switch = false;  // first block after a cut or the start of a transition
+  bool in_transition = false;  // conditioned on an interpolated prompt
+  std::string preset_change;   // the new preset's name on the first block under it, else empty
+};
+
+class LatencyHistory {
+ public:
+  static constexpr size_t kDefaultCapacity = 200;
+  explicit LatencyHistory(size_t capacity = kDefaultCapacity);
+
+  void add(BlockSample sample);  // drops the oldest beyond capacity
+  void clear();
+
+  const std::deque<BlockSample>& blocks() const { return blocks_; }  // oldest first
+  size_t size() const { return blocks_.size(); }
+  bool empty() const { return blocks_.empty(); }
+  size_t capacity() const { return capacity_; }
+  int64_t added() const { return added_; }  // since the last clear(), dropped ones included
+
+  std::vector<float> ms() const;  // for plotting
+  int prompt_switches() const;
+  int transition_blocks() const;
+  int preset_changes() const;
+
+ private:
+  size_t capacity_;
+  std::deque<BlockSample> blocks_;
+  int64_t added_ = 0;
+};
+
+// ---- Output drift
+// How far one video is from another: the drift figures of `longlive bench --drift-vs`.
+// ||a - reference|| / ||reference|| over all elements (float64 accumulation).
+double relative_l2(const at::Tensor& a, const at::Tensor& reference);
+
+// Frames [N, 3, H, W] (or [N, H, W, 3|4] uint8) in [0, 1] (or 0..255): PSNR in dB over all
+// pixels and channels; +infinity when they are equal.
+double psnr(const at::Tensor& a, const at::Tensor& b);
+
+// Mean SSIM over frames, on luma (BT.601), 11x11 Gaussian window (sigma 1.5), data range 1,
+// C1 = 0.01^2, C2 = 0.03^2 (Wang et al. 2004), valid windows only.
+double ssim(const at::Tensor& a, const at::Tensor& b);
 
 }  // namespace longlive

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,5 +61,53 @@ class WeightStore {
   std::map<std::string, std::string> metadata_;
   std::vector<std::string> sources_;
 };
+
+// ---- Writing
+// Writes tensors to a safetensors file (latents, embeddings, test data). CPU copies are made as
+// needed; the write goes to a temporary file renamed into place, so readers never see half a file.
+void save_safetensors(const std::filesystem::path& path,
+                      const std::map<std::string, at::Tensor>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// ---- A model's files
+// Finding and loading the DiT weights a user points at (a file or a model folder).
+struct DitFiles {
+  std::filesystem::path weights;              // Wan2.1 safetensors (or index) or LongLive .pt
+  std::optional<std::filesystem::path> lora;  // LongLive lora.pt
+};
+
+// A file is used as is. In a folder (searched recursively), LongLive's longlive_base.pt wins over
+// Wan2.1's diffusion_pytorch_model.safetensors(.index.json) (not the one of a *VACE* folder);
+// lora.pt is picked up when present.
+// IoError naming what was looked for when nothing fits.
+DitFiles find_dit_files(const std::filesystem::path& path);
+
+// The Wan 2.1 VAE of a model folder (searched recursively): Wan2.1_VAE.pth, else
+// Wan2.1_VAE.safetensors; nullopt when neither is there (it is optional).
+std::optional<std::filesystem::path> find_wan_vae_file(const std::filesystem::path& folder);
+
+// The VACE weights of a model folder (searched recursively): a safetensors whose name contains
+// "VACE_module" (Wan2_1-VACE_module_1_3B_bf16.safetensors), else the
+// diffusion_pytorch_model.safetensors(.index.json) of a folder whose name contains "VACE"
+// (Wan2.1-VACE-1.3B). nullopt when neither is there (VACE is optional).
+std::optional<std::filesystem::path> find_vace_file(const std::filesystem::path& folder);
+// Loads the `vace_*` tensors of a VACE module or a full VACE model (the base DiT tensors of the
+// latter are left out; they are not read from disk). WeightError when there are none.
+WeightStore load_vace_weights(const std::filesystem::path& file);
+
+// Loads DiT weights by Wan2.1 names: LongLive .pt files are read from their "generator" dict with
+// the "model." prefix stripped.
+WeightStore load_dit_weights(const std::filesystem::path& file);
+// Loads LongLive's LoRA ("generator_lora" of a .pt, or a safetensors of PEFT names).
+WeightStore load_dit_lora(const std::filesystem::path& file);
+
+// ---- Describing checkpoints (`longlive inspect`)
+// Tables describing checkpoint contents (`longlive inspect`).
+namespace io {
+// {"file", "tensors": [{"name","dtype","shape","bytes"}], "count", "parameters", "bytes"}
+nlohmann::json describe_weights(const WeightStore& store, const std::string& file);
+// Human-readable table of the same, with totals.
+std::string format_weights_table(const nlohmann::json& description);
+}  // namespace io
 
 }  // namespace longlive

@@ -1,4 +1,4 @@
-#include "longlive/latency_history.h"
+#include "longlive/profiler.h"
 
 #include <algorithm>
 

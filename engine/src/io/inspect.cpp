@@ -1,8 +1,9 @@
-#include "longlive/inspect.h"
+#include "longlive/weights.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 

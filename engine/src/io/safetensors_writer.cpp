@@ -1,4 +1,4 @@
-#include "longlive/safetensors_writer.h"
+#include "longlive/weights.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>

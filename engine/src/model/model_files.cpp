@@ -1,4 +1,4 @@
-#include "longlive/model_files.h"
+#include "longlive/weights.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "longlive/gpu_timer.h"
+#include "longlive/profiler.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/Event.h>

@@ -1,4 +1,4 @@
-#include "longlive/quality.h"
+#include "longlive/profiler.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>

@@ -1,4 +1,4 @@
-#include "longlive/host_memory.h"
+#include "longlive/engine.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
