@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <memory>
 
+struct CUevent_st;  // cudaEvent_t == CUevent_st* (DeviceFrame below; no CUDA headers here)
+
 namespace longlive {
 
 // Memory layout of a decoder's activations and conv weights. Same results either way; `best` is
