@@ -4,7 +4,7 @@
 # GPU tests (keys written straight into the KV cache), the attention table with FA3's schedules
 # side by side, then balanced once per schedule (LONGLIVE_FA3_SCHEDULE), drift and switch blocks
 # included. Most important first; results under $OUT in at most 8 files.
-#   FA3_SCHEDULES="tail whole split2" packaging/device/wave4_attn.sh
+#   FA3_SCHEDULES="tail whole split2" EXTRA_PRESETS=turbo_fp8 packaging/device/wave4_attn.sh
 set -uo pipefail
 out=${OUT:-/tmp/out}
 fixtures=$PWD/.fixtures; [ -d "$fixtures" ] || fixtures=$PWD/tests/data/fixtures/switch_before_full
@@ -22,18 +22,30 @@ logs=$out/tests.log
 timeout 150 $b/tests/test_model --gtest_filter='Fa3Attention.*:AttentionBackend*' >"$logs" 2>&1
 echo "fa3 tests rc=$? ($(($(date +%s) - t0)) s)"
 grep -E "relative L2|^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure" "$logs" | head -40
-timeout 120 $b/tests/test_model --gtest_filter='FastPath*:FusedKernels*:CudaGraphs*:KvCache*' \
+timeout 120 $b/tests/test_model \
+  --gtest_filter='FastPath*:FusedKernels*:CudaGraphs*:KvCache*:RegionProfiler*:DitStreamParity*' \
   >>"$logs" 2>&1
 echo "fused-path tests rc=$?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$logs" | tail -6
 LONGLIVE_ATTENTION_BENCH=1 LONGLIVE_ATTENTION_BENCH_JSON=$out/attention.json timeout 120 \
   $b/tests/test_model --gtest_filter='AttentionBench.*' >/tmp/attention.log 2>&1
 echo "attention bench rc=$? ($(($(date +%s) - t0)) s)"; grep -E "^\| " /tmp/attention.log
+# "default": no LONGLIVE_FA3_SCHEDULE (the engine's own choice).
 for s in ${FA3_SCHEDULES:-tail whole split2}; do
-  LONGLIVE_FA3_SCHEDULE=$s timeout 110 $b/app/longlive bench --preset balanced --random full \
+  if [ "$s" = default ]; then unset LONGLIVE_FA3_SCHEDULE; else export LONGLIVE_FA3_SCHEDULE=$s; fi
+  timeout 110 $b/app/longlive bench --preset balanced --random full \
     --blocks 20 --warmup 3 --switch-every 5 --drift-blocks 4 --profile-blocks 2 \
     --json "$out/balanced_$s.json" >"/tmp/balanced_$s.log" 2>&1
   echo "== balanced schedule $s rc=$? ($(($(date +%s) - t0)) s)"
   grep -E "schedule|steady block|switch block|drift|self_attention|kv_write|rms_rope" \
     "/tmp/balanced_$s.log" | head -12
   cat "/tmp/balanced_$s.log" >>"$out/bench.log"
+done
+unset LONGLIVE_FA3_SCHEDULE
+# turbo_fp8 (cuDNN's FP8 attention; FP8 KV storage keeps the separate K/V write).
+for p in ${EXTRA_PRESETS:-}; do
+  timeout 110 $b/app/longlive bench --preset "$p" --random full --blocks 20 --warmup 3 \
+    --switch-every 5 --drift-blocks 4 --profile-blocks 2 --json "$out/$p.json" >"/tmp/$p.log" 2>&1
+  echo "== $p rc=$? ($(($(date +%s) - t0)) s)"
+  grep -E "steady block|switch block|drift|self_attention|kv_write|rms_rope" "/tmp/$p.log" | head
+  cat "/tmp/$p.log" >>"$out/bench.log"
 done

@@ -106,17 +106,8 @@ void KvCache::commit(const Plan& plan) {
   }
 }
 
-void KvCache::write(int64_t layer, const Plan& plan, const at::Tensor& k, const at::Tensor& v,
-                    int64_t frames_in_kv) {
-  write_runs(layer, plan, &k, &v, frames_in_kv);
-}
-
-void KvCache::write_values(int64_t layer, const Plan& plan, const at::Tensor& v,
-                           int64_t frames_in_kv) {
-  write_runs(layer, plan, nullptr, &v, frames_in_kv);
-}
-
-at::Tensor KvCache::key_destination(int64_t layer, const Plan& plan, int64_t frames_in_kv) const {
+at::Tensor KvCache::destination(int64_t layer, const Plan& plan, int64_t frames_in_kv,
+                                bool values) const {
   const int64_t offset = plan.num_frames - frames_in_kv;
   if (k_scale_.defined() || k_.scalar_type() != compute_dtype_ || frames_in_kv <= 0 || offset < 0)
     return {};
@@ -125,11 +116,11 @@ at::Tensor KvCache::key_destination(int64_t layer, const Plan& plan, int64_t fra
   for (int64_t i = 1; i < frames_in_kv; ++i)
     if (plan.slot_of_frame[offset + i] != first + i) return {};
   const int64_t t = shape_.tokens_per_frame;
-  return k_[layer].narrow(1, first * t, frames_in_kv * t).transpose(0, 1);
+  return (values ? v_ : k_)[layer].narrow(1, first * t, frames_in_kv * t).transpose(0, 1);
 }
 
-void KvCache::write_runs(int64_t layer, const Plan& plan, const at::Tensor* k, const at::Tensor* v,
-                         int64_t frames_in_kv) {
+void KvCache::write(int64_t layer, const Plan& plan, const at::Tensor& k, const at::Tensor& v,
+                    int64_t frames_in_kv) {
   // k/v hold the last `frames_in_kv` frames of the forward (skipped leading frames excluded).
   const int64_t offset = plan.num_frames - frames_in_kv;
   const int64_t t = shape_.tokens_per_frame;
@@ -144,8 +135,8 @@ void KvCache::write_runs(int64_t layer, const Plan& plan, const at::Tensor* k, c
     int64_t run = 1;
     while (i + run < plan.num_frames && plan.slot_of_frame[i + run] == slot + run) ++run;
     const int64_t src = (i - offset) * t;
-    if (k) store(k_, k_scale_, layer, slot * t, (*k)[0].narrow(1, src, run * t));
-    if (v) store(v_, v_scale_, layer, slot * t, (*v)[0].narrow(1, src, run * t));
+    store(k_, k_scale_, layer, slot * t, k[0].narrow(1, src, run * t));
+    store(v_, v_scale_, layer, slot * t, v[0].narrow(1, src, run * t));
     i += run;
   }
 }

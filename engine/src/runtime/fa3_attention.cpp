@@ -26,9 +26,10 @@ namespace longlive::fa3 {
 
 namespace {
 constexpr int64_t kHeadDim = 128;
-constexpr int64_t kBlockM = 128;  // FA3's query tile height for bf16 / head dim 128 on sm_90
-constexpr int64_t kBlockN = 176;  // and its key tile (tile_size_fwd_sm90, no mask)
-constexpr int kMaxSplits = 16;    // the combine kernel instantiation we build
+constexpr int64_t kBlockM = 128;   // FA3's query tile height for bf16 / head dim 128 on sm_90
+constexpr int64_t kBlockN = 176;   // and its key tile (tile_size_fwd_sm90, no mask)
+constexpr int kMaxSplits = 16;     // the combine kernel instantiation we build
+constexpr double kMinIdle = 0.10;  // tail: split only a last round that leaves this much idle
 
 // TMA descriptors take a 16-byte aligned base and strides in multiples of 16 bytes, size-1
 // dimensions included.
@@ -89,7 +90,15 @@ Partition partition(const Plan& plan, int64_t q_tokens, int64_t kv_tokens, int64
   // tail: the query tiles that fill whole rounds of the SMs stay whole; only whole tile rows
   // (every head of a 128-row block) can move, so the whole part ends on such a row.
   const int64_t m_blocks = (q_tokens + kBlockM - 1) / kBlockM;
-  const int64_t rounds = m_blocks * heads_x_batch / sm_count;
+  const int64_t tiles = m_blocks * heads_x_batch;
+  // Measured on the H200 (docs/benchmarks.md): splitting the tail paid where the whole
+  // schedule left 16 % of the SM rounds idle (steady block, 444 tiles) and cost 2.5 % where it
+  // left 4.5 % (re-cache, 1764 tiles): the extra launches and the combine cost about as much as
+  // a small tail. So only a tail that idles at least kMinIdle of the rounds is split.
+  const int64_t whole_rounds = (tiles + sm_count - 1) / sm_count;
+  if (static_cast<double>(tiles) / static_cast<double>(whole_rounds * sm_count) > 1.0 - kMinIdle)
+    return whole;
+  const int64_t rounds = tiles / sm_count;
   const int64_t whole_m = rounds * sm_count / heads_x_batch;
   const int64_t tail_tiles = (m_blocks - whole_m) * heads_x_batch;
   if (tail_tiles <= 0) return whole;

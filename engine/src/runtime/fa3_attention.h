@@ -15,7 +15,8 @@ namespace longlive::fa3 {
 // (`whole`) deals every tile's whole key range to one SM; at the steady shape that is 37 x 12 =
 // 444 tiles for 132 SMs, three full rounds and a fourth a third full. `split` cuts every tile's
 // keys into `splits` parts (fp32 partials, then a combine kernel). `tail` runs the tiles of the
-// full rounds whole and only the last round's tiles split, so that they fill one round.
+// full rounds whole and only the last round's tiles split, so that they fill one round
+// (the default: balanced's steady block 252.0 -> 244.6 ms on an H200).
 enum class Schedule { whole, split, tail };
 struct Plan {
   Schedule schedule = Schedule::tail;
@@ -37,7 +38,9 @@ struct Partition {
   int splits = 1;
 };
 // Pure arithmetic (CPU-testable): `tail` splits the last round's tiles into the most parts that
-// still fit one round (at least 2, else everything runs whole); `split` splits every row. No
+// still fit one round (at least 2, else everything runs whole), and only where the whole
+// schedule would leave at least 10 % of its SM rounds idle (the steady block's 16 %, not the
+// re-cache's 4.5 %: measured, see docs/benchmarks.md); `split` splits every row. No
 // part gets less than one key tile (176 keys).
 Partition partition(const Plan& plan, int64_t q_tokens, int64_t kv_tokens, int64_t heads_x_batch,
                     int sm_count);
