@@ -7,8 +7,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 
 #include "fused_kernels.h"
 
@@ -313,106 +311,6 @@ __global__ void __launch_bounds__(kThreads) rms_rope_kernel(RmsRopeArgs a) {
   }
 }
 
-// The same maths with one warp per row and 16-byte accesses (8 elements = 4 rotation pairs per
-// access): no block barrier, the sum of squares reduced by shuffles. Taken when every pointer
-// and stride allows 16-byte accesses and a head spans whole vectors (launch_rms_rope).
-constexpr int kRopeRowsPerBlock = kThreads / 32;
-constexpr int kRopeVecPerLane = static_cast<int>(kMaxRowDim / 8 / 32);
-
-template <typename T>
-__global__ void __launch_bounds__(kThreads) rms_rope_warp_kernel(RmsRopeArgs a) {
-  using T2 = typename Pair<T>::type;
-  union Vec {
-    uint4 raw;
-    T2 pair[4];
-  };
-  const int lane = threadIdx.x % 32;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRopeRowsPerBlock + threadIdx.x / 32;
-  if (row >= a.rows) return;
-  const int vectors = static_cast<int>(a.heads * a.head_dim / 8);
-  const int half_head = static_cast<int>(a.head_dim / 2);
-  const uint4* in = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in) + row * a.in_stride);
-
-  Vec x[kRopeVecPerLane];
-  float squares = 0.f;
-#pragma unroll
-  for (int k = 0; k < kRopeVecPerLane; ++k) {
-    const int v = lane + k * 32;
-    if (v >= vectors) continue;
-    x[k].raw = in[v];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float re = to_float(x[k].pair[i].x), im = to_float(x[k].pair[i].y);
-      squares += re * re + im * im;
-    }
-  }
-  T* out_row = static_cast<T*>(a.out) + row * a.out_row_stride;
-  if (a.copy_in) {
-    const uint4* copy_in =
-        reinterpret_cast<const uint4*>(static_cast<const T*>(a.copy_in) + row * a.in_stride);
-    T* copy_row = static_cast<T*>(a.copy_out) + row * a.out_row_stride;
-#pragma unroll
-    for (int k = 0; k < kRopeVecPerLane; ++k) {
-      const int v = lane + k * 32;
-      if (v >= vectors) continue;
-      const int e = v * 8, head = e / static_cast<int>(a.head_dim);
-      *reinterpret_cast<uint4*>(copy_row + head * a.out_head_stride + (e - head * a.head_dim)) =
-          copy_in[v];
-    }
-  }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2)
-    squares += __shfl_xor_sync(0xffffffffu, squares, offset);
-  const float rinv = rsqrtf(squares / static_cast<float>(vectors * 8) + a.eps);
-
-  const uint4* weight = static_cast<const uint4*>(a.weight);
-#pragma unroll
-  for (int k = 0; k < kRopeVecPerLane; ++k) {
-    const int v = lane + k * 32;
-    if (v >= vectors) continue;
-    Vec w, o;
-    w.raw = weight[v];
-    const int e = v * 8, head = e / static_cast<int>(a.head_dim);
-    const int j0 = (e - head * static_cast<int>(a.head_dim)) / 2;  // first pair within the head
-    float4 c{1.f, 1.f, 1.f, 1.f}, sn{0.f, 0.f, 0.f, 0.f};
-    if (a.cos) {
-      c = *reinterpret_cast<const float4*>(a.cos + row * half_head + j0);
-      sn = *reinterpret_cast<const float4*>(a.sin + row * half_head + j0);
-    }
-    const float cs[4] = {c.x, c.y, c.z, c.w}, ss[4] = {sn.x, sn.y, sn.z, sn.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float nre = round_to<T>(round_to<T>(to_float(x[k].pair[i].x) * rinv) * to_float(w.pair[i].x));
-      float nim = round_to<T>(round_to<T>(to_float(x[k].pair[i].y) * rinv) * to_float(w.pair[i].y));
-      if (a.cos) {
-        const float rotated_re = __fsub_rn(__fmul_rn(nre, cs[i]), __fmul_rn(nim, ss[i]));
-        const float rotated_im = __fadd_rn(__fmul_rn(nre, ss[i]), __fmul_rn(nim, cs[i]));
-        nre = rotated_re;
-        nim = rotated_im;
-      }
-      o.pair[i].x = from_float<T>(nre);
-      o.pair[i].y = from_float<T>(nim);
-    }
-    *reinterpret_cast<uint4*>(out_row + head * a.out_head_stride + 2 * j0) = o.raw;
-  }
-}
-
-// 16-byte accesses are possible: every pointer 16-byte aligned, every stride a multiple of 8
-// elements, heads of whole vectors, cos/sin rows of whole float4s.
-bool rms_rope_vectorisable(const RmsRopeArgs& a) {
-  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  // LONGLIVE_RMS_ROPE_KERNEL=block: the block-per-row kernel only (A/B measurements).
-  static const bool block_only = [] {
-    const char* env = std::getenv("LONGLIVE_RMS_ROPE_KERNEL");
-    return env && std::string(env) == "block";
-  }();
-  if (block_only) return false;
-  return a.head_dim % 8 == 0 && a.in_stride % 8 == 0 && a.out_row_stride % 8 == 0 &&
-         a.out_head_stride % 8 == 0 && aligned(a.in) && aligned(a.out) && aligned(a.weight) &&
-         (!a.cos || (aligned(a.cos) && aligned(a.sin))) &&
-         (!a.copy_in || (aligned(a.copy_in) && aligned(a.copy_out)));
-}
-
 // GELU (tanh approximation, as ATen's gelu(approximate="tanh")) in float, rounded to T like the
 // separate 16-bit GELU output it replaces.
 template <typename T>
@@ -514,19 +412,6 @@ cudaError_t launch_rms_rope(const RmsRopeArgs& a, cudaStream_t stream) {
   if (a.heads * a.head_dim > kMaxRowDim || a.head_dim % 2 != 0 || a.rows < 1 ||
       (a.copy_in == nullptr) != (a.copy_out == nullptr))
     return cudaErrorInvalidValue;
-  if (rms_rope_vectorisable(a)) {
-    const dim3 grid(static_cast<unsigned>((a.rows + kRopeRowsPerBlock - 1) / kRopeRowsPerBlock));
-    switch (a.type) {
-      case ElemType::bf16:
-        rms_rope_warp_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(a);
-        return cudaGetLastError();
-      case ElemType::f16:
-        rms_rope_warp_kernel<__half><<<grid, kThreads, 0, stream>>>(a);
-        return cudaGetLastError();
-      case ElemType::f32:
-        return cudaErrorInvalidValue;
-    }
-  }
   const dim3 grid(static_cast<unsigned>(a.rows));
   switch (a.type) {
     case ElemType::bf16:

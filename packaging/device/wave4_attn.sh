@@ -4,7 +4,7 @@
 # GPU tests (keys written straight into the KV cache), the attention table with FA3's schedules
 # side by side, then balanced once per schedule (LONGLIVE_FA3_SCHEDULE), drift and switch blocks
 # included. Most important first; results under $OUT in at most 8 files.
-#   FA3_SCHEDULES="default rope_block whole" EXTRA_PRESETS=turbo_fp8 packaging/device/wave4_attn.sh
+#   FA3_SCHEDULES="default whole" EXTRA_PRESETS=turbo_fp8 packaging/device/wave4_attn.sh
 set -uo pipefail
 out=${OUT:-/tmp/out}
 fixtures=$PWD/.fixtures; [ -d "$fixtures" ] || fixtures=$PWD/tests/data/fixtures/switch_before_full
@@ -29,15 +29,11 @@ echo "fused-path tests rc=$?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$logs"
 LONGLIVE_ATTENTION_BENCH=1 LONGLIVE_ATTENTION_BENCH_JSON=$out/attention.json timeout 120 \
   $b/tests/test_model --gtest_filter='AttentionBench.*' >/tmp/attention.log 2>&1
 echo "attention bench rc=$? ($(($(date +%s) - t0)) s)"; grep -E "^\| " /tmp/attention.log
-# "default": the engine's own choices; "rope_block": the block-per-row RMSNorm+RoPE kernel
-# (LONGLIVE_RMS_ROPE_KERNEL=block); any other name is a LONGLIVE_FA3_SCHEDULE.
-for s in ${FA3_SCHEDULES:-tail whole split2}; do
-  unset LONGLIVE_FA3_SCHEDULE LONGLIVE_RMS_ROPE_KERNEL
-  case $s in
-    default) ;;
-    rope_block) export LONGLIVE_RMS_ROPE_KERNEL=block ;;
-    *) export LONGLIVE_FA3_SCHEDULE=$s ;;
-  esac
+# "default": the engine's own choice; any other name is a LONGLIVE_FA3_SCHEDULE. (Run 2 also
+# had "rope_block", the A/B switch of a warp-per-row RMSNorm+RoPE kernel dropped since.)
+for s in ${FA3_SCHEDULES:-default whole}; do
+  unset LONGLIVE_FA3_SCHEDULE
+  [ "$s" = default ] || export LONGLIVE_FA3_SCHEDULE=$s
   timeout 110 $b/app/longlive bench --preset balanced --random full \
     --blocks 20 --warmup 3 --switch-every 5 --drift-blocks 4 --profile-blocks 2 \
     --json "$out/balanced_$s.json" >"/tmp/balanced_$s.log" 2>&1
@@ -46,7 +42,7 @@ for s in ${FA3_SCHEDULES:-tail whole split2}; do
     "/tmp/balanced_$s.log" | head -12
   cat "/tmp/balanced_$s.log" >>"$out/bench.log"
 done
-unset LONGLIVE_FA3_SCHEDULE LONGLIVE_RMS_ROPE_KERNEL
+unset LONGLIVE_FA3_SCHEDULE
 # turbo_fp8 (cuDNN's FP8 attention; FP8 KV storage keeps the separate K/V write).
 for p in ${EXTRA_PRESETS:-}; do
   timeout 110 $b/app/longlive bench --preset "$p" --random full --blocks 20 --warmup 3 \

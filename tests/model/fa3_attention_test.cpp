@@ -99,13 +99,16 @@ TEST(Fa3Attention, TailSplitsOnlyTheLastRound) {
   p = fa3::partition(tail, 18720, 18720, 12, 132);
   EXPECT_EQ(p.whole_rows, 18720);
   EXPECT_EQ(p.split_rows, 0);
-  // 12 tiles on 78 SMs: one round mostly idle, all of it split in 6 (6 x 12 = 72 <= 78).
+  // 12 tiles on 78 SMs: one round mostly idle, all of it split in 3 (4680 keys are 27 key
+  // tiles, at least 8 per part), though 6 x 12 = 72 would fit the round.
   p = fa3::partition(tail, 128, 4680, 12, 78);
   EXPECT_EQ(p.whole_rows, 0);
   EXPECT_EQ(p.split_rows, 128);
-  EXPECT_EQ(p.splits, 6);
+  EXPECT_EQ(p.splits, 3);
+  // Cross-attention (512 text tokens, 3 key tiles): too short to split.
+  EXPECT_EQ(fa3::partition(tail, 4680, 512, 12, 132).split_rows, 0);
   for (int64_t q : {1, 77, 128, 1000, 1560, 4680, 9999, 18720})
-    for (int64_t kv : {130, 400, 4680})
+    for (int64_t kv : {130, 400, 1408, 4680, 18720})
       for (int64_t hb : {1, 12, 24, 40})
         for (int sms : {1, 78, 114, 132}) {
           p = fa3::partition(tail, q, kv, hb, sms);
@@ -115,7 +118,7 @@ TEST(Fa3Attention, TailSplitsOnlyTheLastRound) {
           const int64_t split_tiles = (p.split_rows + 127) / 128 * hb;
           EXPECT_GE(p.splits, 2);
           EXPECT_LE(split_tiles * p.splits, sms) << q << " " << hb << " " << sms;
-          EXPECT_LE(p.splits, (kv + 175) / 176) << "a part without keys";
+          EXPECT_LE(p.splits * 8, (kv + 175) / 176) << "a part of fewer than 8 key tiles";
         }
   // whole never splits, split splits every row, degenerate sizes run whole.
   EXPECT_EQ(fa3::partition({fa3::Schedule::whole, 1}, 4680, 18720, 12, 132).split_rows, 0);

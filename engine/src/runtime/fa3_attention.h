@@ -40,8 +40,9 @@ struct Partition {
 // Pure arithmetic (CPU-testable): `tail` splits the last round's tiles into the most parts that
 // still fit one round (at least 2, else everything runs whole), and only where the whole
 // schedule would leave at least 10 % of its SM rounds idle (the steady block's 16 %, not the
-// re-cache's 4.5 %: measured, see docs/benchmarks.md); `split` splits every row. No
-// part gets less than one key tile (176 keys).
+// re-cache's 4.5 %: measured, see docs/benchmarks.md) and every part keeps at least 8 key tiles
+// (1408 keys: cross-attention's 512 text tokens run whole); `split` splits every row. No part
+// gets less than one key tile (176 keys).
 Partition partition(const Plan& plan, int64_t q_tokens, int64_t kv_tokens, int64_t heads_x_batch,
                     int sm_count);
 
