@@ -489,6 +489,8 @@ int run(const BenchArgs& a) {
         a.drift_blocks);
   if (!a.json.empty()) {
     const char* commit = std::getenv("LONGLIVE_COMMIT");
+    // FlashAttention-3's schedule override (runtime/fa3_attention.h), if any.
+    const char* fa3_schedule = std::getenv("LONGLIVE_FA3_SCHEDULE");
     nlohmann::json j = {{"preset", preset.name},
                         {"height", height},
                         {"width", width},
@@ -514,6 +516,7 @@ int run(const BenchArgs& a) {
                         {"peak_allocated_gib", mem.peak_allocated_gib},
                         {"peak_reserved_gib", mem.peak_reserved_gib},
                         {"attention", a.attention},
+                        {"fa3_schedule", fa3_schedule ? fa3_schedule : "default"},
                         {"fused_kernels", o.runtime.fused_kernels},
                         {"fp8_linears", o.runtime.fp8_linears},
                         {"fp8_attention", generator.fp8_attention_active()},

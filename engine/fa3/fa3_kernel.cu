@@ -1,71 +1,28 @@
 // Thin glue onto FlashAttention-3's Hopper forward kernel (see fa3_kernel.h). We instantiate the
-// kernel template for exactly one configuration instead of FA3's run_mha_fwd_ dispatcher, which
-// would also build the causal and cluster variants: one kernel keeps the compile to a few
-// minutes. FA3's own sources are compiled from LONGLIVE_FA3_DIR; nothing of them is copied here.
+// kernel template for exactly the configurations we run instead of FA3's run_mha_fwd_
+// dispatcher, which would also build the causal and cluster variants: this file the persistent
+// kernel, fa3_split.cu the split-KV one and the combine. FA3's own sources are compiled from
+// LONGLIVE_FA3_DIR; nothing of them is copied here.
 
-#include "runtime/fa3_kernel.h"
-
-#include <stdexcept>
-#include <string>
-
+#include "fa3_params.h"
 #include "flash_fwd_launch_template.h"
 
 namespace longlive::fa3 {
 
-void run_bf16_hdim128(const Bf16Hdim128Args& a, cudaStream_t stream) {
-  Flash_fwd_params p{};
-  p.q_ptr = const_cast<void*>(a.q);
-  p.k_ptr = const_cast<void*>(a.k);
-  p.v_ptr = const_cast<void*>(a.v);
-  p.o_ptr = a.out;
-  p.softmax_lse_ptr = a.lse;
-  p.q_batch_stride = a.q_batch_stride;
-  p.q_row_stride = a.q_row_stride;
-  p.q_head_stride = a.q_head_stride;
-  p.k_batch_stride = a.k_batch_stride;
-  p.k_row_stride = a.k_row_stride;
-  p.k_head_stride = a.k_head_stride;
-  p.v_batch_stride = a.v_batch_stride;
-  p.v_row_stride = a.v_row_stride;
-  p.v_head_stride = a.v_head_stride;
-  p.v_dim_stride = 1;
-  p.o_batch_stride = a.o_batch_stride;
-  p.o_row_stride = a.o_row_stride;
-  p.o_head_stride = a.o_head_stride;
-  p.b = a.batch;
-  p.b_k = a.batch;
-  p.h = a.heads;
-  p.h_k = a.kv_heads;
-  p.seqlen_q = a.q_tokens;
-  p.seqlen_k = a.kv_tokens;
-  p.seqlen_q_rounded = (a.q_tokens + 127) / 128 * 128;
-  p.seqlen_k_rounded = (a.kv_tokens + 127) / 128 * 128;
-  p.total_q = a.batch * a.q_tokens;
-  p.total_k = a.batch * a.kv_tokens;
-  p.d = p.d_rounded = p.dv = p.dv_rounded = 128;
-  p.scale_softmax = a.softmax_scale;
-  p.softcap = 0.f;
-  p.p_dropout = 1.f;
-  p.rp_dropout = 1.f;
-  p.p_dropout_in_uint8_t = 255;
-  // No mask: the window spans every key of every query (FA3's convention for "not local").
-  p.is_causal = false;
-  p.is_local = false;
-  p.window_size_left = a.kv_tokens - 1;
-  p.window_size_right = a.q_tokens - 1;
-  p.attention_chunk = 0;
-  p.is_bf16 = true;
-  p.num_splits = 1;
-  p.pack_gqa = false;
-  p.arch = 90;
-  p.num_sm = a.sm_count;
+void run_bf16_hdim128_whole(const Bf16Hdim128Args& a, cudaStream_t stream) {
+  Flash_fwd_params p = make_params(a);
   run_flash_fwd<90, 128, 128, /*ClusterM=*/1, cutlass::bfloat16_t, cutlass::bfloat16_t,
                 /*Is_causal=*/false, /*Is_local=*/false, /*Has_softcap=*/false, /*Varlen=*/false,
                 /*PagedKVNonTMA=*/false, /*AppendKV=*/false, /*HasQv=*/false, /*PackGQA=*/false,
                 /*Split=*/false, /*V_colmajor=*/false>(p, stream);
-  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess)
-    throw std::runtime_error(std::string("FlashAttention-3 launch failed: ") +
-                             cudaGetErrorString(e));
+  check_launch("forward");
+}
+
+void run_bf16_hdim128(const Bf16Hdim128Args& a, cudaStream_t stream) {
+  if (a.num_splits <= 1)
+    run_bf16_hdim128_whole(a, stream);
+  else
+    run_bf16_hdim128_split(a, stream);
 }
 
 }  // namespace longlive::fa3

@@ -270,9 +270,23 @@ __global__ void __launch_bounds__(kThreads) rms_rope_kernel(RmsRopeArgs a) {
       squares += re[k] * re[k] + im[k] * im[k];
     }
   }
+  T* out_row = static_cast<T*>(a.out) + row * a.out_row_stride;
+  if (a.copy_in) {
+    // The pass-through row (values into the KV cache), read and written while the norm reduces.
+    const T2* copy_in =
+        reinterpret_cast<const T2*>(static_cast<const T*>(a.copy_in) + row * a.in_stride);
+    T* copy_row = static_cast<T*>(a.copy_out) + row * a.out_row_stride;
+#pragma unroll
+    for (int k = 0; k < kPerThread / 2; ++k) {
+      const int p = threadIdx.x + k * kThreads;
+      if (p >= pairs) continue;
+      const int head = p / half_head;
+      const int j = p - head * half_head;
+      *reinterpret_cast<T2*>(copy_row + head * a.out_head_stride + 2 * j) = copy_in[p];
+    }
+  }
   const float rinv = rsqrtf(block_sum(squares, smem) / static_cast<float>(2 * pairs) + a.eps);
 
-  T* out_row = static_cast<T*>(a.out) + row * a.out_row_stride;
 #pragma unroll
   for (int k = 0; k < kPerThread / 2; ++k) {
     const int p = threadIdx.x + k * kThreads;
@@ -395,7 +409,8 @@ cudaError_t launch_norm_modulate(const NormModulateArgs& a, cudaStream_t stream)
 }
 
 cudaError_t launch_rms_rope(const RmsRopeArgs& a, cudaStream_t stream) {
-  if (a.heads * a.head_dim > kMaxRowDim || a.head_dim % 2 != 0 || a.rows < 1)
+  if (a.heads * a.head_dim > kMaxRowDim || a.head_dim % 2 != 0 || a.rows < 1 ||
+      (a.copy_in == nullptr) != (a.copy_out == nullptr))
     return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(a.rows));
   switch (a.type) {

@@ -59,6 +59,10 @@ struct RmsRopeArgs {
   int64_t heads = 0;
   int64_t head_dim = 0;
   float eps = 1e-6f;
+  // Optional pass-through: copy_in's row (same row stride as in) copied unchanged to copy_out
+  // (same strides as out), in the same launch: the values beside the keys, into the KV cache.
+  const void* copy_in = nullptr;
+  void* copy_out = nullptr;
 };
 cudaError_t launch_rms_rope(const RmsRopeArgs& args, cudaStream_t stream);
 

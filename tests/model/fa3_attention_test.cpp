@@ -5,10 +5,14 @@
 // benchmark at the end writes the attention comparison table of docs/benchmarks.md.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "longlive/error.h"
 #include "longlive/profiler.h"
@@ -64,6 +68,68 @@ TEST(Fa3Attention, CpuTensorsTakeAtensPath) {
   EXPECT_THROW(fa3::attention(q, k, v), Error);
 }
 
+TEST(Fa3Attention, SchedulesParseAndBadOnesAreNamed) {
+  EXPECT_EQ(fa3::parse_plan("whole").schedule, fa3::Schedule::whole);
+  EXPECT_EQ(fa3::parse_plan("tail").schedule, fa3::Schedule::tail);
+  const fa3::Plan three = fa3::parse_plan("split3");
+  EXPECT_EQ(three.schedule, fa3::Schedule::split);
+  EXPECT_EQ(three.splits, 3);
+  EXPECT_EQ(fa3::to_string(three), "split3");
+  EXPECT_EQ(fa3::to_string(fa3::parse_plan("split16")), "split16");
+  for (const char* bad : {"", "split", "split1", "split17", "split2x", "Whole", "tail2"}) {
+    try {
+      fa3::parse_plan(bad);
+      ADD_FAILURE() << "'" << bad << "' parsed";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("LONGLIVE_FA3_SCHEDULE"), std::string::npos);
+    }
+  }
+}
+
+// The tail schedule at the DiT's shapes on 132 SMs (an H200): 37 query tiles x 12 heads = 444
+// tiles are 3 full rounds (33 tile rows) and 48 tiles split in two; the arithmetic holds for
+// any shape: the whole part is whole tile rows, the split tiles fit one round.
+TEST(Fa3Attention, TailSplitsOnlyTheLastRound) {
+  const fa3::Plan tail{fa3::Schedule::tail, 2};
+  fa3::Partition p = fa3::partition(tail, 4680, 18720, 12, 132);
+  EXPECT_EQ(p.whole_rows, 33 * 128);
+  EXPECT_EQ(p.split_rows, 4680 - 33 * 128);
+  EXPECT_EQ(p.splits, 2);
+  // The re-cache: 147 tile rows x 12 = 1764 tiles, 14 rounds with 4.5 % idle: stays whole.
+  p = fa3::partition(tail, 18720, 18720, 12, 132);
+  EXPECT_EQ(p.whole_rows, 18720);
+  EXPECT_EQ(p.split_rows, 0);
+  // 12 tiles on 78 SMs: one round mostly idle, all of it split in 3 (4680 keys are 27 key
+  // tiles, at least 8 per part), though 6 x 12 = 72 would fit the round.
+  p = fa3::partition(tail, 128, 4680, 12, 78);
+  EXPECT_EQ(p.whole_rows, 0);
+  EXPECT_EQ(p.split_rows, 128);
+  EXPECT_EQ(p.splits, 3);
+  // Cross-attention (512 text tokens, 3 key tiles): too short to split.
+  EXPECT_EQ(fa3::partition(tail, 4680, 512, 12, 132).split_rows, 0);
+  for (int64_t q : {1, 77, 128, 1000, 1560, 4680, 9999, 18720})
+    for (int64_t kv : {130, 400, 1408, 4680, 18720})
+      for (int64_t hb : {1, 12, 24, 40})
+        for (int sms : {1, 78, 114, 132}) {
+          p = fa3::partition(tail, q, kv, hb, sms);
+          ASSERT_EQ(p.whole_rows + p.split_rows, q) << q << " " << hb << " " << sms;
+          if (p.split_rows == 0) continue;
+          EXPECT_EQ(p.whole_rows % 128, 0);
+          const int64_t split_tiles = (p.split_rows + 127) / 128 * hb;
+          EXPECT_GE(p.splits, 2);
+          EXPECT_LE(split_tiles * p.splits, sms) << q << " " << hb << " " << sms;
+          EXPECT_LE(p.splits * 8, (kv + 175) / 176) << "a part of fewer than 8 key tiles";
+        }
+  // whole never splits, split splits every row, degenerate sizes run whole.
+  EXPECT_EQ(fa3::partition({fa3::Schedule::whole, 1}, 4680, 18720, 12, 132).split_rows, 0);
+  EXPECT_EQ(fa3::partition({fa3::Schedule::split, 3}, 77, 130, 12, 132).split_rows, 0);
+  p = fa3::partition({fa3::Schedule::split, 3}, 4680, 18720, 12, 132);
+  EXPECT_EQ(p.whole_rows, 0);
+  EXPECT_EQ(p.split_rows, 4680);
+  EXPECT_EQ(p.splits, 3);
+  EXPECT_EQ(fa3::partition(tail, 4680, 18720, 12, 0).split_rows, 0);
+}
+
 // Against fp32 math attention of the same bf16 inputs. A bf16 output alone is ~1.1e-3 RMS off
 // (half an ulp of 8 mantissa bits), so the bound is the path FA3 replaces: within 1.25x of
 // cuDNN's own error at the same inputs, and FA3 and cuDNN within 1e-2 of each other.
@@ -81,16 +147,23 @@ TEST(Fa3Attention, AsCloseToAnFp32ReferenceAsCudnn) {
     ASSERT_TRUE(fa3::accepts(in.q, in.k, in.v)) << s.q << "x" << s.kv;
     const at::Tensor reference = ops::attention(in.q.to(at::kFloat), in.k.to(at::kFloat),
                                                 in.v.to(at::kFloat), AttentionBackend::math);
-    const at::Tensor fa3_out = fa3::attention(in.q, in.k, in.v);
     const at::Tensor cudnn_out = ops::attention(in.q, in.k, in.v, AttentionBackend::cudnn);
-    EXPECT_EQ(fa3_out.sizes(), reference.sizes());
-    const double fa3_error = relative_l2(fa3_out, reference);
     const double cudnn_error = relative_l2(cudnn_out, reference);
-    std::cout << "q " << s.q << " kv " << s.kv << ": relative L2 vs fp32 fa3 " << fa3_error
-              << " cudnn " << cudnn_error << " fa3-cudnn " << relative_l2(fa3_out, cudnn_out)
-              << "\n";
-    EXPECT_LT(fa3_error, 1.25 * cudnn_error + 1e-4) << s.q << "x" << s.kv;
-    EXPECT_LT(relative_l2(fa3_out, cudnn_out), 1e-2) << s.q << "x" << s.kv;
+    // Every schedule: the split ones combine fp32 partials, so they are held to the same bound.
+    for (const char* schedule : {"whole", "tail", "split2", "split3"}) {
+      const fa3::Plan plan = fa3::parse_plan(schedule);
+      // Poison: the caching allocator hands this block back to the output just below.
+      at::full({1, s.q, 12, 128}, NAN, cuda_bf16());
+      const at::Tensor fa3_out = fa3::attention(in.q, in.k, in.v, plan);
+      EXPECT_EQ(fa3_out.sizes(), reference.sizes());
+      ASSERT_TRUE(fa3_out.isfinite().all().item<bool>()) << schedule << " " << s.q;
+      const double fa3_error = relative_l2(fa3_out, reference);
+      std::cout << "q " << s.q << " kv " << s.kv << " " << schedule << ": relative L2 vs fp32 fa3 "
+                << fa3_error << " cudnn " << cudnn_error << " fa3-cudnn "
+                << relative_l2(fa3_out, cudnn_out) << "\n";
+      EXPECT_LT(fa3_error, 1.25 * cudnn_error + 1e-4) << schedule << " " << s.q << "x" << s.kv;
+      EXPECT_LT(relative_l2(fa3_out, cudnn_out), 1e-2) << schedule << " " << s.q << "x" << s.kv;
+    }
   }
 }
 
@@ -115,21 +188,24 @@ TEST(Fa3Attention, ReplaysFromACudaGraph) {
 #ifdef LONGLIVE_WITH_CUDA
   at::manual_seed(5);
   const Inputs in = dit_inputs(4680, 18720);
-  const at::Tensor eager = fa3::attention(in.q, in.k, in.v);
-  EXPECT_TRUE(fa3::attention(in.q, in.k, in.v).equal(eager)) << "deterministic";
-  at::cuda::CUDAGraph graph;
-  at::Tensor captured;
-  {
-    const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, 0);
+  for (const char* schedule : {"whole", "tail", "split2"}) {
+    const fa3::Plan plan = fa3::parse_plan(schedule);
+    const at::Tensor eager = fa3::attention(in.q, in.k, in.v, plan);
+    EXPECT_TRUE(fa3::attention(in.q, in.k, in.v, plan).equal(eager)) << schedule;
+    at::cuda::CUDAGraph graph;
+    at::Tensor captured;
+    {
+      const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, 0);
+      c10::cuda::device_synchronize();
+      const c10::cuda::CUDAStreamGuard guard(side);
+      graph.capture_begin();
+      captured = fa3::attention(in.q, in.k, in.v, plan);
+      graph.capture_end();
+    }
+    graph.replay();
     c10::cuda::device_synchronize();
-    const c10::cuda::CUDAStreamGuard guard(side);
-    graph.capture_begin();
-    captured = fa3::attention(in.q, in.k, in.v);
-    graph.capture_end();
+    EXPECT_TRUE(captured.equal(eager)) << schedule;
   }
-  graph.replay();
-  c10::cuda::device_synchronize();
-  EXPECT_TRUE(captured.equal(eager));
 #endif
 }
 
@@ -154,18 +230,33 @@ TEST(AttentionBench, BackendsAtTheDitShapes) {
       {"efficient (ATen)", AttentionBackend::efficient}};
   if (fa3::usable_on(device))
     backends.insert(backends.begin(), {"fa3 (auto)", AttentionBackend::automatic});
+  // FA3's schedules side by side (fa3::Plan), beside whatever automatic takes.
+  const std::vector<std::string> schedules =
+      fa3::usable_on(device) ? std::vector<std::string>{"whole", "tail", "split2", "split3"}
+                             : std::vector<std::string>{};
   nlohmann::json rows = nlohmann::json::array();
   std::cout << "| backend | shape (q x kv) | ms | TFLOP/s |\n|---|---|---|---|\n";
   for (const Shape& s : shapes) {
     at::manual_seed(11);
     const Inputs in = dit_inputs(s.q, s.kv);
     const double tflop = 4.0 * 12 * s.q * s.kv * 128 / 1e12;
-    for (const auto& [name, backend] : backends) {
-      for (int i = 0; i < 5; ++i) ops::attention(in.q, in.k, in.v, backend);
+    struct Row {
+      std::string name;
+      std::function<at::Tensor()> run;
+    };
+    std::vector<Row> runs;
+    for (const auto& [name, backend] : backends)
+      runs.push_back({name, [&, backend] { return ops::attention(in.q, in.k, in.v, backend); }});
+    for (const std::string& schedule : schedules)
+      runs.push_back({"fa3 " + schedule, [&, plan = fa3::parse_plan(schedule)] {
+                        return fa3::attention(in.q, in.k, in.v, plan);
+                      }});
+    for (const auto& [name, run] : runs) {
+      for (int i = 0; i < 5; ++i) run();
       constexpr int kIterations = 50;
       GpuTimer timer(device);
       timer.start();
-      for (int i = 0; i < kIterations; ++i) ops::attention(in.q, in.k, in.v, backend);
+      for (int i = 0; i < kIterations; ++i) run();
       const double ms = timer.stop_ms() / kIterations;
       std::cout << "| " << name << " | " << s.name << " " << s.q << " x " << s.kv << " | " << ms
                 << " | " << tflop / (ms / 1e3) << " |\n";

@@ -52,6 +52,60 @@ TEST(KvCacheInt8, ReadBackWithinHalfAQuantisationStepPerToken) {
   EXPECT_NEAR(static_cast<double>(kv.bytes()) / fp32.bytes(), expected_ratio, 1e-9);
 }
 
+// The fused path's direct K/V write: destination() is exactly where write() puts the keys and
+// values (same cache contents), over a stream of blocks that wraps the ring and a re-cache;
+// undefined when the storage converts (int8, FP8).
+TEST(KvCacheDirectWrite, DestinationIsWhereWriteWouldPutKeysAndValues) {
+  const KvCacheShape shape =
+      shape_from_stream(WeightStore::open(fixture("dit_stream.safetensors")));
+  const auto options = at::TensorOptions().dtype(at::kFloat);
+  KvCache direct(shape, options), copied(shape, options);
+  const int64_t t = shape.tokens_per_frame;
+  int defined = 0;
+  auto check = [&](int64_t start, int64_t frames, KvWriteKind kind) {
+    const KvCache::Plan plan = copied.plan(start, frames, kind, true);
+    const int64_t in_kv = plan.num_frames - plan.first_written;
+    for (int64_t layer = 0; layer < shape.layers; ++layer) {
+      // [tokens, heads, head_dim] as the RMSNorm+RoPE kernel writes them; fresh values each time.
+      const at::Tensor k = at::randn({in_kv * t, shape.heads, shape.head_dim});
+      const at::Tensor v = at::randn_like(k);
+      copied.write(layer, plan, k.unsqueeze(0).transpose(1, 2), v.unsqueeze(0).transpose(1, 2),
+                   in_kv);
+      const at::Tensor k_slot = direct.destination(layer, plan, in_kv, false);
+      const at::Tensor v_slot = direct.destination(layer, plan, in_kv, true);
+      ASSERT_EQ(k_slot.defined(), v_slot.defined());
+      if (!k_slot.defined()) {
+        direct.write(layer, plan, k.unsqueeze(0).transpose(1, 2), v.unsqueeze(0).transpose(1, 2),
+                     in_kv);
+        continue;
+      }
+      ++defined;
+      ASSERT_EQ(k_slot.sizes(), k.sizes());
+      k_slot.copy_(k);
+      v_slot.copy_(v);
+    }
+    copied.commit(plan);
+    direct.commit(plan);
+    for (int64_t layer = 0; layer < shape.layers; ++layer) {
+      ASSERT_TRUE(direct.keys(layer, plan).equal(copied.keys(layer, plan))) << start;
+      ASSERT_TRUE(direct.values(layer, plan).equal(copied.values(layer, plan))) << start;
+    }
+  };
+  for (int64_t f = 0; f < 3 * shape.window_frames; ++f) {
+    check(f, 1, KvWriteKind::block);
+    check(f, 1, KvWriteKind::block_repeat);
+  }
+  check(2 * shape.window_frames, shape.window_frames, KvWriteKind::recache);
+  EXPECT_GT(defined, 0) << "the direct write never applied";
+  // Converting storage never hands out its buffer.
+  for (const at::ScalarType storage : {at::kChar, at::kFloat8_e4m3fn}) {
+    KvCache converting(shape, options, storage);
+    EXPECT_FALSE(
+        converting.destination(0, converting.plan(0, 1, KvWriteKind::block, true), 1, false)
+            .defined());
+  }
+}
+
 // float8_e4m3fn storage (what FP8 attention reads): scale 1, saturated at +-448, read back
 // within E4M3's rounding (3 mantissa bits: relative error <= 2^-4), raw views for the kernel.
 TEST(KvCacheFp8, ReadBackWithinE4M3RoundingAndSaturates) {

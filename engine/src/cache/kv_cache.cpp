@@ -106,13 +106,24 @@ void KvCache::commit(const Plan& plan) {
   }
 }
 
+at::Tensor KvCache::destination(int64_t layer, const Plan& plan, int64_t frames_in_kv,
+                                bool values) const {
+  const int64_t offset = plan.num_frames - frames_in_kv;
+  if (k_scale_.defined() || k_.scalar_type() != compute_dtype_ || frames_in_kv <= 0 || offset < 0)
+    return {};
+  const int64_t first = plan.slot_of_frame[offset];
+  if (first < 0) return {};
+  for (int64_t i = 1; i < frames_in_kv; ++i)
+    if (plan.slot_of_frame[offset + i] != first + i) return {};
+  const int64_t t = shape_.tokens_per_frame;
+  return (values ? v_ : k_)[layer].narrow(1, first * t, frames_in_kv * t).transpose(0, 1);
+}
+
 void KvCache::write(int64_t layer, const Plan& plan, const at::Tensor& k, const at::Tensor& v,
                     int64_t frames_in_kv) {
   // k/v hold the last `frames_in_kv` frames of the forward (skipped leading frames excluded).
   const int64_t offset = plan.num_frames - frames_in_kv;
   const int64_t t = shape_.tokens_per_frame;
-  at::Tensor k_layer = k_[layer];
-  at::Tensor v_layer = v_[layer];
   // Copy runs of frames that are contiguous in both source and destination with one copy each.
   int64_t i = offset;
   while (i < plan.num_frames) {

@@ -83,6 +83,11 @@ class KvCache {
   // the whole forward (frames before plan.first_written included or not: see `skipped`).
   void write(int64_t layer, const Plan& plan, const at::Tensor& k, const at::Tensor& v,
              int64_t frames_in_kv);
+  // Where write() would put the keys (values: the values) of the last `frames_in_kv` frames,
+  // as a [tokens, heads, head_dim] view of the cache itself, when they land in one contiguous run
+  // of slots and are stored in the compute dtype (no int8/FP8 conversion); undefined otherwise.
+  // The fused path's RMSNorm+RoPE kernel writes both there directly instead of calling write().
+  at::Tensor destination(int64_t layer, const Plan& plan, int64_t frames_in_kv, bool values) const;
   // Keys/values attended by a forward with this plan: [1, heads, valid_tokens, head_dim].
   at::Tensor keys(int64_t layer, const Plan& plan) const;
   at::Tensor values(int64_t layer, const Plan& plan) const;
@@ -114,6 +119,7 @@ class KvCache {
   int64_t ring_slot(int64_t frame) const;
   void store(const at::Tensor& buffer, const at::Tensor& scales, int64_t layer, int64_t token,
              const at::Tensor& src);
+
   at::Tensor load(const at::Tensor& buffer, const at::Tensor& scales, int64_t layer, int64_t token,
                   int64_t count) const;
 

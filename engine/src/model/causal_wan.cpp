@@ -591,17 +591,26 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
           qkv.narrow(1, i * d, d).add_((*delta)(hidden).view({seq, d}));
     }
     const at::Tensor q = at::empty({seq, n, hd}, sixteen);
-    const at::Tensor k = at::empty({seq, n, hd}, sixteen);
+    // Keys and values go straight into their cache slots when those are one run in the compute
+    // dtype (the steady state): the key's RMSNorm+RoPE launch also copies the values, no
+    // separate K/V copy.
+    const int64_t frames_in_kv = seq / kv.shape().tokens_per_frame;
+    const at::Tensor k_slot = kv.destination(layer_index, plan, frames_in_kv, false);
+    const at::Tensor v_slot = kv.destination(layer_index, plan, frames_in_kv, true);
+    const at::Tensor k = k_slot.defined() ? k_slot : at::empty({seq, n, hd}, sixteen);
     {
       const ProfileScope scope("rms_rope");
       fused::rms_rope(qkv.narrow(1, 0, d), b.norm_q, cos, sin, q, config_.eps);
-      fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps);
+      if (k_slot.defined())
+        fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps,
+                        qkv.narrow(1, 2 * d, d), v_slot);
+      else
+        fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps);
     }
-    {
+    if (!k_slot.defined()) {
       const ProfileScope scope("kv_write");
       const at::Tensor v = qkv.narrow(1, 2 * d, d).view({1, seq, n, hd});
-      kv.write(layer_index, plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2),
-               seq / kv.shape().tokens_per_frame);
+      kv.write(layer_index, plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2), frames_in_kv);
     }
     at::Tensor attended;
     {

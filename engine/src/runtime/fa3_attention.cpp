@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "longlive/capabilities.h"
 #include "longlive/error.h"
@@ -24,6 +26,11 @@ namespace longlive::fa3 {
 
 namespace {
 constexpr int64_t kHeadDim = 128;
+constexpr int64_t kBlockM = 128;   // FA3's query tile height for bf16 / head dim 128 on sm_90
+constexpr int64_t kBlockN = 176;   // and its key tile (tile_size_fwd_sm90, no mask)
+constexpr int kMaxSplits = 16;     // the combine kernel instantiation we build
+constexpr double kMinIdle = 0.10;  // tail: split only a last round that leaves this much idle
+constexpr int64_t kMinKeyTilesPerPart = 8;  // tail: no part shorter than this many key tiles
 
 // TMA descriptors take a 16-byte aligned base and strides in multiples of 16 bytes, size-1
 // dimensions included.
@@ -34,6 +41,77 @@ bool aligned(const at::Tensor& t) {
   return t.stride(3) == 1;
 }
 }  // namespace
+
+Plan parse_plan(const std::string& text) {
+  if (text == "whole") return {Schedule::whole, 1};
+  if (text == "tail") return {Schedule::tail, 2};
+  if (text.rfind("split", 0) == 0 && text.size() > 5 && text.size() <= 7) {
+    const std::string digits = text.substr(5);
+    if (digits.find_first_not_of("0123456789") == std::string::npos) {
+      const int n = std::atoi(digits.c_str());
+      if (n >= 2 && n <= kMaxSplits) return {Schedule::split, n};
+    }
+  }
+  throw Error(fmt::format(
+      "LONGLIVE_FA3_SCHEDULE: '{}' is not a FlashAttention-3 schedule (whole, tail, split2 .. "
+      "split{})",
+      text, kMaxSplits));
+}
+
+std::string to_string(const Plan& plan) {
+  switch (plan.schedule) {
+    case Schedule::whole:
+      return "whole";
+    case Schedule::tail:
+      return "tail";
+    case Schedule::split:
+      return fmt::format("split{}", plan.splits);
+  }
+  return "?";
+}
+
+const Plan& default_plan() {
+  static const Plan plan = [] {
+    const char* env = std::getenv("LONGLIVE_FA3_SCHEDULE");
+    return env && *env ? parse_plan(env) : Plan{};
+  }();
+  return plan;
+}
+
+Partition partition(const Plan& plan, int64_t q_tokens, int64_t kv_tokens, int64_t heads_x_batch,
+                    int sm_count) {
+  const Partition whole{q_tokens, 0, 1};
+  if (q_tokens <= 0 || kv_tokens <= 0 || heads_x_batch <= 0 || sm_count <= 0) return whole;
+  if (plan.schedule == Schedule::whole) return whole;
+  const int64_t n_blocks = (kv_tokens + kBlockN - 1) / kBlockN;
+  if (plan.schedule == Schedule::split) {
+    const int64_t splits = std::min<int64_t>(std::clamp(plan.splits, 2, kMaxSplits), n_blocks);
+    return splits < 2 ? whole : Partition{0, q_tokens, static_cast<int>(splits)};
+  }
+  // tail: the query tiles that fill whole rounds of the SMs stay whole; only whole tile rows
+  // (every head of a 128-row block) can move, so the whole part ends on such a row.
+  const int64_t m_blocks = (q_tokens + kBlockM - 1) / kBlockM;
+  const int64_t tiles = m_blocks * heads_x_batch;
+  // Measured on the H200 (docs/benchmarks.md): splitting the tail paid where the whole
+  // schedule left 16 % of the SM rounds idle (steady block, 444 tiles) and cost 2.5 % where it
+  // left 4.5 % (re-cache, 1764 tiles): the extra launches and the combine cost about as much as
+  // a small tail. So only a tail that idles at least kMinIdle of the rounds is split.
+  const int64_t whole_rounds = (tiles + sm_count - 1) / sm_count;
+  if (static_cast<double>(tiles) / static_cast<double>(whole_rounds * sm_count) > 1.0 - kMinIdle)
+    return whole;
+  const int64_t rounds = tiles / sm_count;
+  const int64_t whole_m = rounds * sm_count / heads_x_batch;
+  const int64_t tail_tiles = (m_blocks - whole_m) * heads_x_batch;
+  if (tail_tiles <= 0) return whole;
+  // Each part keeps at least kMinKeyTilesPerPart key tiles: on short key ranges (the 512 text
+  // tokens of cross-attention) a tile is too little work for the extra launches to pay
+  // (measured: cross-attention 6.2 ms per block whole, 8.3 ms with its tail split).
+  const int64_t splits =
+      std::min({sm_count / tail_tiles, n_blocks / kMinKeyTilesPerPart, int64_t{kMaxSplits}});
+  if (splits < 2) return whole;
+  const int64_t whole_rows = whole_m * kBlockM;
+  return {whole_rows, q_tokens - whole_rows, static_cast<int>(splits)};
+}
 
 bool compiled() {
 #ifdef LONGLIVE_WITH_FA3
@@ -55,7 +133,9 @@ bool usable_on(const at::Device& device) {
     const DeviceCapabilities caps = probe_capabilities(at::Device(at::kCUDA, index));
     s = caps.sm == 90 && caps.fused_kernels ? 2 : 1;
     state[index].store(s, std::memory_order_relaxed);
-    if (s == 2) log::info("attention: FlashAttention-3 on {}", caps.describe());
+    if (s == 2)
+      log::info("attention: FlashAttention-3 on {}, schedule {}", caps.describe(),
+                to_string(default_plan()));
   }
   return s == 2;
 }
@@ -69,19 +149,18 @@ bool accepts(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
          q.size(1) % k.size(1) == 0 && q.size(2) > 0 && k.size(2) > 0;
 }
 
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  if (!accepts(q, k, v))
-    throw Error(fmt::format(
-        "FlashAttention-3: q {} k {} v {} ({}) not taken: needs bf16 CUDA [B, H, S, 128] with a "
-        "contiguous last dim and 16-byte aligned strides",
-        c10::str(q.sizes()), c10::str(k.sizes()), c10::str(v.sizes()),
-        c10::toString(q.scalar_type())));
 #ifdef LONGLIVE_WITH_FA3
-  const c10::cuda::CUDAGuard guard(q.device());
+namespace {
+// One launch over the query rows of `q` into `out` ([B, Sq, H, D] storage, the same rows).
+void launch(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+            int splits, int sm_count) {
   const int64_t b = q.size(0), h = q.size(1), sq = q.size(2);
-  // [B, Sq, H, D] storage, returned as the [B, H, Sq, D] view callers expect.
-  at::Tensor out = at::empty({b, sq, h, kHeadDim}, q.options());
-  at::Tensor lse = at::empty({b, h, sq}, q.options().dtype(at::kFloat));
+  const at::Tensor lse = at::empty({b, h, sq}, q.options().dtype(at::kFloat));
+  at::Tensor o_accum, lse_accum;
+  if (splits > 1) {
+    o_accum = at::empty({splits, b, h, sq, kHeadDim}, q.options().dtype(at::kFloat));
+    lse_accum = at::empty({splits, b, h, sq}, q.options().dtype(at::kFloat));
+  }
   Bf16Hdim128Args a;
   a.q = q.data_ptr();
   a.k = k.data_ptr();
@@ -99,14 +178,49 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   a.v_batch_stride = v.stride(0), a.v_head_stride = v.stride(1), a.v_row_stride = v.stride(2);
   a.o_batch_stride = out.stride(0), a.o_row_stride = out.stride(1), a.o_head_stride = out.stride(2);
   a.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(kHeadDim)));
-  a.sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  a.sm_count = sm_count;
+  a.num_splits = splits;
+  if (splits > 1) {
+    a.o_accum = o_accum.data_ptr<float>();
+    a.lse_accum = lse_accum.data_ptr<float>();
+  }
   try {
     run_bf16_hdim128(a, at::cuda::getCurrentCUDAStream());
   } catch (const std::runtime_error& e) {
     throw Error(e.what());
   }
+}
+}  // namespace
+#endif
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  return attention(q, k, v, default_plan());
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const Plan& plan) {
+  if (!accepts(q, k, v))
+    throw Error(fmt::format(
+        "FlashAttention-3: q {} k {} v {} ({}) not taken: needs bf16 CUDA [B, H, S, 128] with a "
+        "contiguous last dim and 16-byte aligned strides",
+        c10::str(q.sizes()), c10::str(k.sizes()), c10::str(v.sizes()),
+        c10::toString(q.scalar_type())));
+#ifdef LONGLIVE_WITH_FA3
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t b = q.size(0), h = q.size(1), sq = q.size(2);
+  // [B, Sq, H, D] storage, returned as the [B, H, Sq, D] view callers expect.
+  at::Tensor out = at::empty({b, sq, h, kHeadDim}, q.options());
+  const int sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const Partition part = partition(plan, sq, k.size(2), b * h, sm_count);
+  // Row offsets are multiples of 128 rows, so the narrowed views keep TMA's alignment.
+  if (part.whole_rows > 0)
+    launch(q.narrow(2, 0, part.whole_rows), k, v, out.narrow(1, 0, part.whole_rows), 1, sm_count);
+  if (part.split_rows > 0)
+    launch(q.narrow(2, part.whole_rows, part.split_rows), k, v,
+           out.narrow(1, part.whole_rows, part.split_rows), part.splits, sm_count);
   return out.transpose(1, 2);
 #else
+  (void)plan;
   throw Error("FlashAttention-3 is not in this build (configure with LONGLIVE_FA3_DIR)");
 #endif
 }

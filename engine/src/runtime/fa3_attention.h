@@ -6,7 +6,45 @@
 // Everywhere else the callers keep cuDNN's SDPA.
 #include <ATen/ATen.h>
 
+#include <cstdint>
+#include <string>
+
 namespace longlive::fa3 {
+
+// How the query tiles (128 rows x one head) are laid over the SMs. FA3's persistent kernel
+// (`whole`) deals every tile's whole key range to one SM; at the steady shape that is 37 x 12 =
+// 444 tiles for 132 SMs, three full rounds and a fourth a third full. `split` cuts every tile's
+// keys into `splits` parts (fp32 partials, then a combine kernel). `tail` runs the tiles of the
+// full rounds whole and only the last round's tiles split, so that they fill one round
+// (the default: balanced's steady block 252.0 -> 244.6 ms on an H200).
+enum class Schedule { whole, split, tail };
+struct Plan {
+  Schedule schedule = Schedule::tail;
+  int splits = 2;  // for Schedule::split
+};
+
+// "whole", "split2", "split3" ... "split16", "tail"; throws longlive::Error naming the value
+// otherwise.
+Plan parse_plan(const std::string& text);
+std::string to_string(const Plan& plan);
+// LONGLIVE_FA3_SCHEDULE when set (parse_plan), else the default Plan{}. Read once.
+const Plan& default_plan();
+
+// Which query rows run whole and which split, and into how many parts: the rows [0, whole_rows)
+// go to the persistent kernel, [whole_rows, whole_rows + split_rows) to the split one.
+struct Partition {
+  int64_t whole_rows = 0;
+  int64_t split_rows = 0;
+  int splits = 1;
+};
+// Pure arithmetic (CPU-testable): `tail` splits the last round's tiles into the most parts that
+// still fit one round (at least 2, else everything runs whole), and only where the whole
+// schedule would leave at least 10 % of its SM rounds idle (the steady block's 16 %, not the
+// re-cache's 4.5 %: measured, see docs/benchmarks.md) and every part keeps at least 8 key tiles
+// (1408 keys: cross-attention's 512 text tokens run whole); `split` splits every row. No part
+// gets less than one key tile (176 keys).
+Partition partition(const Plan& plan, int64_t q_tokens, int64_t kv_tokens, int64_t heads_x_batch,
+                    int sm_count);
 
 // This build carries the FA3 kernel.
 bool compiled();
@@ -23,7 +61,9 @@ bool accepts(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 // softmax(q k^T / sqrt(128)) v with no mask, on the current stream. Same shapes as
 // ops::attention: returns [B, H, Sq, 128] (a view of a [B, Sq, H, 128] buffer, the layout the
 // DiT's output projection reads). Throws longlive::Error if !accepts(q, k, v) or on a launch
-// error.
+// error. Every plan computes the same function (split partials are combined in fp32).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const Plan& plan);
 
 }  // namespace longlive::fa3

@@ -1,7 +1,8 @@
 #pragma once
-// The one FlashAttention-3 forward kernel we build (Hopper sm_90a, bf16, head dim 128, no mask,
-// no paging/split/softcap/varlen), behind a plain-C++ interface so that neither LibTorch nor
-// CUTLASS headers cross it. FA3's source is not part of this repository: CMake compiles
+// The FlashAttention-3 forward kernels we build (Hopper sm_90a, bf16, head dim 128, no mask, no
+// paging/softcap/varlen): the persistent one over whole key ranges, and the split-KV one with its
+// combine kernel, behind a plain-C++ interface so that neither LibTorch nor CUTLASS headers cross
+// it. FA3's source is not part of this repository: CMake compiles
 // fa3_kernel.cu against the tree named by LONGLIVE_FA3_DIR (packaging/fetch_fa3.sh fetches it).
 
 #include <cuda_runtime_api.h>
@@ -24,9 +25,21 @@ struct Bf16Hdim128Args {
   int64_t o_batch_stride = 0, o_row_stride = 0, o_head_stride = 0;
   float softmax_scale = 0.f;
   int sm_count = 0;
+  // Split-KV (num_splits >= 2): each query tile's keys in num_splits parts, written as fp32
+  // partials to o_accum [num_splits, batch, heads, q_tokens, 128] and lse_accum [num_splits,
+  // batch, heads, q_tokens] (both contiguous, owned by the caller), then combined into out/lse.
+  int num_splits = 1;
+  float* o_accum = nullptr;
+  float* lse_accum = nullptr;
 };
 
 // Launches on `stream`; throws std::runtime_error on a launch error. Only valid on sm_90.
+// num_splits 1 runs the persistent kernel, 2 or more the split kernel and the combine.
 void run_bf16_hdim128(const Bf16Hdim128Args& args, cudaStream_t stream);
+
+// The two halves of run_bf16_hdim128 (fa3_kernel.cu, fa3_split.cu: separate files so that the
+// two kernel instantiations compile in parallel).
+void run_bf16_hdim128_whole(const Bf16Hdim128Args& args, cudaStream_t stream);
+void run_bf16_hdim128_split(const Bf16Hdim128Args& args, cudaStream_t stream);
 
 }  // namespace longlive::fa3

@@ -115,7 +115,8 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
 }
 
 void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
-              const at::Tensor& sin, const at::Tensor& out, double eps) {
+              const at::Tensor& sin, const at::Tensor& out, double eps, const at::Tensor& copy_in,
+              const at::Tensor& copy_out) {
   require(in.is_cuda() && in.dim() == 2 && in.stride(1) == 1 && in.stride(0) % 2 == 0 &&
               (in.scalar_type() == at::kBFloat16 || in.scalar_type() == at::kHalf),
           "rms_rope input must be a [S, D] bfloat16/float16 CUDA view with a contiguous last dim "
@@ -134,8 +135,17 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
                 cos.numel() == in.size(0) * head_dim / 2 && sin.numel() == cos.numel(),
             "rms_rope cos/sin must be contiguous float32 [S, 1, head_dim / 2]");
   }
+  if (copy_in.defined() || copy_out.defined())
+    require(copy_in.defined() && copy_out.defined() && copy_in.sizes() == in.sizes() &&
+                copy_in.strides() == in.strides() && copy_out.sizes() == out.sizes() &&
+                copy_out.strides() == out.strides() && copy_in.scalar_type() == in.scalar_type() &&
+                copy_out.scalar_type() == in.scalar_type() && copy_in.device() == in.device() &&
+                copy_out.device() == in.device(),
+            "rms_rope copy_in/copy_out must both be given, shaped and strided like in/out");
   const c10::cuda::CUDAGuard guard(in.device());
   kernels::RmsRopeArgs a;
+  a.copy_in = copy_in.defined() ? copy_in.data_ptr() : nullptr;
+  a.copy_out = copy_out.defined() ? copy_out.data_ptr() : nullptr;
   a.in = in.data_ptr();
   a.in_stride = in.stride(0);
   a.weight = weight.data_ptr();

@@ -33,8 +33,12 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
 // RMSNorm over each row of `in` ([S, D] 16-bit, last dim contiguous, any row stride) times
 // `weight` ([D]), then rotary embedding per head with cos/sin ([S, 1, head_dim/2] float32; both
 // undefined to skip). Writes `out` ([S, heads, head_dim], stride(2) == 1; may be a view).
+// With `copy_in`/`copy_out` (both or neither): copy_in, laid out like `in` (same row stride),
+// is copied unchanged into copy_out, laid out like `out` (same strides), by the same launch (the
+// values beside the keys into the KV cache, without a separate copy).
 void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
-              const at::Tensor& sin, const at::Tensor& out, double eps);
+              const at::Tensor& sin, const at::Tensor& out, double eps,
+              const at::Tensor& copy_in = {}, const at::Tensor& copy_out = {});
 
 // Row-wise FP8 e4m3 quantisation: x [M, K] 16-bit contiguous -> (q [M, K] fp8, scales [M, 1] f32).
 // gelu_tanh: quantise GELU(tanh)(x) instead (same as gelu then quantise, one pass).
