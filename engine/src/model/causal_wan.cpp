@@ -582,7 +582,10 @@ at::Tensor CausalWanModel::project(const at::Tensor& x, const at::Tensor& w, con
 
 void CausalWanModel::FusedResidual::settle(int64_t frames) {
   if (!pending.defined()) return;
-  x = ops::gated_residual(x, pending, pending_gate, frames).contiguous();
+  // x += pending * gate in place (the product promotes to float32: one pass fewer than
+  // ops::gated_residual's copy).
+  const int64_t d = x.size(-1);
+  x.add_((pending.view({x.size(0), frames, -1, d}) * pending_gate).view({x.size(0), -1, d}));
   pending = at::Tensor();
   pending_gate = at::Tensor();
 }
@@ -735,9 +738,10 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
     fused_block(blocks_[layer], r, e0, cos, sin, &kv, &plan, static_cast<int64_t>(layer), cross,
                 layer, frames, lora);
     if (const int64_t hint = hint_of_layer_[layer]; hints.defined() && hint >= 0) {
-      // The hint goes after this layer's FFN residual: settle the deferred add first.
+      // The hint belongs after this layer's FFN residual, which stays deferred to the next norm
+      // kernel: x + gate * ffn + scale * hint in another order (float32 rounding), without a
+      // separate residual pass.
       const ProfileScope scope("vace");
-      r.settle(frames);
       r.x.add_(hints[hint] * hint_scale);
     }
   }
