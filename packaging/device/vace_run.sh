@@ -31,3 +31,11 @@ for p in ${VACE_BENCH_PRESETS:-balanced turbo_fp8}; do
   echo "== $p --vace rc=$?"
   grep -vE "^\[" "/tmp/bench_$p.log" | tee -a "$out/bench.log" | grep -E "steady|vace|fallback|error"
 done
+# The same VACE steps eagerly (no CUDA graphs), for what the graphs save (DiT and VACE eager).
+if [ -n "${VACE_EAGER:-1}" ]; then
+  timeout ${VACE_EAGER_TIMEOUT:-60} $b/app/longlive bench --preset balanced --random full --blocks 10 \
+    --warmup 3 --profile-blocks 0 --vace --vace-drift-blocks 0 --cuda-graphs off \
+    --json "$out/bench_balanced_vace_eager.json" >/tmp/bench_eager.log 2>&1
+  echo "== balanced --vace --cuda-graphs off rc=$?"
+  grep -vE "^\[" /tmp/bench_eager.log | tee -a "$out/bench.log" | grep -E "steady|vace"
+fi
