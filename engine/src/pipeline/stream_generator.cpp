@@ -584,7 +584,8 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
     const int64_t tokens = f * (options_.latent_height / p[1]) * (options_.latent_width / p[2]);
     const std::vector<int64_t> hint_shape = {model_->vace_layout().blocks(), tokens,
                                              options_.model.dim};
-    if (!vace_hints_.defined() || vace_hints_.sizes() != at::IntArrayRef(hint_shape))
+    if (!vace_hints_.defined() || vace_hints_.sizes() != at::IntArrayRef(hint_shape) ||
+        vace_hints_.scalar_type() != model_->hint_dtype())
       vace_hints_ = at::empty(
           hint_shape, at::TensorOptions().dtype(model_->hint_dtype()).device(options_.device));
   }
