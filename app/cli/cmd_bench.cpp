@@ -69,7 +69,6 @@ struct BenchArgs {
   int vace_drift_blocks = 6;  // blocks compared for hint reuse's drift (0: not measured)
 };
 
-
 // `count` random style LoRAs of `rank` on every block linear of `config` (alpha = rank), and the
 // host time of baking them at strength 1 into bf16 weights of the same shapes (the merge a
 // "bake" costs instead of the side path).
