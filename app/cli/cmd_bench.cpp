@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 
 #include "command.h"
 #include "longlive/async_decoder.h"
@@ -25,6 +26,7 @@
 #include "longlive/style_lora.h"
 #include "longlive/taehv.h"
 #include "longlive/text_encoder.h"
+#include "longlive/vace.h"
 #include "longlive/wan_vae.h"
 #include "summary.h"
 
@@ -60,6 +62,9 @@ struct BenchArgs {
   std::string drift_vs;
   int style_loras = 0;  // random style LoRAs on every block linear, at strength 1 (side path)
   int style_lora_rank = 32;
+  bool vace = false;  // also time the same preset with random full-size VACE blocks
+  double vace_scale = 1.0;
+  int vace_drift_blocks = 6;  // blocks compared for hint reuse's drift (0: not measured)
 };
 
 // `count` random style LoRAs of `rank` on every block linear of `config` (alpha = rank), and the
@@ -113,6 +118,96 @@ Summary time_calls(at::Device device, int warmup, int repeat, F&& call) {
     if (i >= warmup) ms.push_back(t);
   }
   return summarize(ms);
+}
+
+// bench --vace: the same preset with VACE (random VACE blocks on the same DiT, a synthetic
+// control context per block), with full hints and with vace_hint_reuse, plus the VACE encoder.
+struct VaceBench {
+  int64_t blocks = 0, layers_fed = 0, channels = 0;
+  bool fp8_blocks = false, graphs = false;
+  Summary full, reuse, encode;
+  GeneratorStats full_stats;
+  double reuse_drift = -1;  // relative L2 of reuse's latents against full VACE's
+  int drift_blocks = 0;
+};
+
+VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::Tensor& embeds,
+                     int height, int width, at::Device device) {
+  VaceBench out;
+  const GeneratorOptions& o = base.options();
+  const int64_t channels = 96;  // Wan2.1-VACE: 16 + 16 latent channels + 64 mask channels
+  const WeightStore weights = make_random_vace_weights(o.model, channels, 7);
+  // Synthetic control contexts (what VaceContextEncoder returns for a block of frames): a few
+  // different ones, cycled, so each block conditions on a new context as a live input does.
+  auto gen = at::detail::createCPUGenerator(13);
+  std::vector<at::Tensor> contexts;
+  for (int i = 0; i < 4; ++i)
+    contexts.push_back(
+        at::randn({channels, o.frames_per_block, o.latent_height, o.latent_width}, gen).to(device));
+  auto make = [&](bool reuse) {
+    GeneratorOptions vo = o;
+    vo.vace_hint_reuse = reuse;
+    return base.with_vace(weights, vo);
+  };
+  // Steady blocks: more warm-up than the plain run, since memory_pool does not capture VACE
+  // steps at start(): each ring phase's VACE graphs are captured on their second sight.
+  const int warmup = std::max(a.warmup, 10);
+  auto time_blocks = [&](StreamGenerator& g) {
+    g.start(embeds, 1);
+    GpuTimer timer(device);
+    std::vector<double> ms;
+    for (int i = 0; i < warmup + a.blocks; ++i) {
+      g.set_vace(VaceInput{contexts[static_cast<size_t>(i) % contexts.size()], a.vace_scale});
+      synchronize(device);
+      timer.start();
+      g.next_block();
+      const double t = timer.stop_ms();
+      if (i >= warmup) ms.push_back(t);
+    }
+    return summarize(ms);
+  };
+  {
+    auto g = make(false);
+    out.fp8_blocks = g->fp8_linears_active();
+    out.graphs = g->cuda_graphs_active();
+    out.full = time_blocks(*g);
+    out.full_stats = g->stats();
+  }
+  {
+    auto g = make(true);
+    out.reuse = time_blocks(*g);
+  }
+  out.blocks = (o.model.num_layers + 1) / 2;
+  out.channels = channels;
+  // Hint reuse's drift: the same weights, prompt, seed and contexts with full VACE and with
+  // reuse, latents of the first blocks compared.
+  if (a.vace_drift_blocks > 0) {
+    auto latents = [&](bool reuse) {
+      auto g = make(reuse);
+      g->start(embeds, 42);
+      std::vector<at::Tensor> blocks;
+      for (int i = 0; i < a.vace_drift_blocks; ++i) {
+        g->set_vace(VaceInput{contexts[static_cast<size_t>(i) % contexts.size()], a.vace_scale});
+        blocks.push_back(g->next_block().to(at::kCPU));
+      }
+      return at::cat(blocks, 1);
+    };
+    const at::Tensor full = latents(false);
+    out.reuse_drift = relative_l2(latents(true), full);
+    out.drift_blocks = a.vace_drift_blocks;
+  }
+  // The VACE encoder (Wan VAE encoder, inactive + reactive streams, mask): one block of 12
+  // control frames (after the first block's 9), random full-size VAE weights.
+  if (a.random == "full") {
+    const at::ScalarType dt = device.is_cpu() ? at::kFloat : at::kBFloat16;
+    VaceContextEncoder encoder(make_random_wan_vae_weights(WanVaeConfig::wan_2_1(), 5, true),
+                               {device, dt});
+    const int64_t first = 1 + 4 * (o.frames_per_block - 1), later = 4 * o.frames_per_block;
+    const at::Tensor frames = (at::rand({later, 3, height, width}, gen) * 2 - 1).to(device);
+    encoder.encode(frames.narrow(0, 0, first), at::Tensor());
+    out.encode = time_calls(device, 2, 10, [&] { encoder.encode(frames, at::Tensor()); });
+  }
+  return out;
 }
 
 nlohmann::json to_json(const KernelTable& t) {
@@ -237,6 +332,14 @@ int run(const BenchArgs& a) {
       const double ms = timer.stop_ms();
       if (i >= a.warmup) steady.push_back(ms);
     }
+  }
+  std::optional<VaceBench> vace;
+  if (a.vace) {
+    auto text_gen = at::detail::createCPUGenerator(7);
+    const at::Tensor prompt = at::randn({1, o.model.text_len, o.model.text_dim}, text_gen,
+                                        at::TensorOptions(at::kFloat)) *
+                              0.1;
+    vace = bench_vace(a, generator, prompt, height, width, device);
   }
   // Per-region device time over a few more blocks (events only while profiling).
   RegionTimes regions;
@@ -487,6 +590,48 @@ int run(const BenchArgs& a) {
     std::cout << fmt::format(
         "drift          {:.3e} relative L2 vs the plain path after {} blocks\n", drift,
         a.drift_blocks);
+  nlohmann::json vace_json = nullptr;
+  if (vace) {
+    const VaceBench& v = *vace;
+    const double full_ms = v.full.median - s.median, reuse_ms = v.reuse.median - s.median;
+    const double full_pct = s.median > 0 ? 100 * full_ms / s.median : 0;
+    const double reuse_pct = s.median > 0 ? 100 * reuse_ms / s.median : 0;
+    std::cout << fmt::format(
+        "vace           {} blocks, {} context channels{}{}: block median {:.1f} ms (p99 {:.1f}), "
+        "VACE {:.1f} ms per block = {:+.1f} % of the block without VACE\n",
+        v.blocks, v.channels, v.fp8_blocks ? ", FP8 VACE blocks" : "",
+        v.graphs ? ", in CUDA graphs" : "", v.full.median, v.full.p99, full_ms, full_pct);
+    std::cout << fmt::format(
+        "vace reuse     hints of step 1 reused: block median {:.1f} ms (p99 {:.1f}), VACE {:.1f} "
+        "ms "
+        "= {:+.1f} %; drift vs full VACE {:.3e} relative L2 after {} blocks\n",
+        v.reuse.median, v.reuse.p99, reuse_ms, reuse_pct, v.reuse_drift, v.drift_blocks);
+    if (v.encode.count)
+      std::cout << fmt::format(
+          "vace encode    median {:.1f} ms per block of {} control frames (Wan VAE encoder, "
+          "inactive + reactive) p99 {:.1f}\n",
+          v.encode.median, 4 * o.frames_per_block, v.encode.p99);
+    vace_json = {{"blocks", v.blocks},
+                 {"context_channels", v.channels},
+                 {"scale", a.vace_scale},
+                 {"fp8_vace_blocks", v.fp8_blocks},
+                 {"cuda_graphs", v.graphs},
+                 {"steady_block", to_json(v.full)},
+                 {"vace_ms_per_block", full_ms},
+                 {"vace_overhead_pct", full_pct},
+                 {"graph_captures", v.full_stats.graph_captures},
+                 {"graph_replays", v.full_stats.graph_replays},
+                 {"graph_eager_forwards", v.full_stats.graph_eager_forwards},
+                 {"hint_reuse",
+                  {{"steady_block", to_json(v.reuse)},
+                   {"vace_ms_per_block", reuse_ms},
+                   {"vace_overhead_pct", reuse_pct},
+                   {"drift_relative_l2", v.reuse_drift},
+                   {"drift_blocks", v.drift_blocks},
+                   {"note", "random weights: not the trained model's drift"}}},
+                 {"encode_ms_per_block", to_json(v.encode)},
+                 {"baseline_steady_block_median_ms", s.median}};
+  }
   if (!a.json.empty()) {
     const char* commit = std::getenv("LONGLIVE_COMMIT");
     // FlashAttention-3's schedule override (runtime/fa3_attention.h), if any.
@@ -534,6 +679,11 @@ int run(const BenchArgs& a) {
                         {"style_loras", a.style_loras},
                         {"style_lora_rank", a.style_lora_rank},
                         {"style_lora_bake_host_ms", style.bake_ms}};
+    if (vace) {
+      j["vace"] = vace_json;
+      j["vace_overhead_pct"] = vace_json["vace_overhead_pct"];
+      j["vace_hint_reuse_overhead_pct"] = vace_json["hint_reuse"]["vace_overhead_pct"];
+    }
     if (a.kernels) {
       j["kernels"] = to_json(kernel_table);
       j["kernel_sampling"] = {
@@ -620,6 +770,14 @@ const Registrar kBench("bench", [](CLI::App& root) {
       ->check(CLI::Range(0, 16));
   cmd->add_option("--style-lora-rank", a->style_lora_rank, "Rank of those LoRAs")
       ->check(CLI::Range(1, 1024));
+  cmd->add_flag("--vace", a->vace,
+                "Also time the preset with random full-size VACE blocks (15 for the 1.3B, 96 "
+                "context channels) and a synthetic context per block: full hints and "
+                "vace_hint_reuse, overhead %, reuse's drift, the VACE encoder per block");
+  cmd->add_option("--vace-scale", a->vace_scale, "VACE context scale for --vace");
+  cmd->add_option("--vace-drift-blocks", a->vace_drift_blocks,
+                  "Blocks compared for hint reuse's drift against full VACE (0: not measured)")
+      ->check(CLI::Range(0, 1000));
   cmd->add_option("--drift-blocks", a->drift_blocks,
                   "Also report the relative L2 drift from the plain path after N blocks (0: no)")
       ->check(CLI::Range(0, 1000));

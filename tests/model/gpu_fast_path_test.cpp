@@ -7,6 +7,7 @@
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/profiler.h"
+#include "longlive/vace.h"
 #include "model/ops.h"
 #include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
@@ -442,6 +443,84 @@ TEST(RegionProfiler, CollectsNamedRegionsOfAForward) {
   // Nothing is recorded once deactivated.
   g.next_block();
   EXPECT_TRUE(profiler.collect().ms.empty());
+}
+
+// VACE on the fast path: the fixture DiT with random VACE blocks (96 context channels), a new
+// context per block and a scale change, on the fused loop (bf16 and FP8 linears), with full hints
+// and with hint reuse. `graphs` and `reuse` as named.
+struct VaceRunResult {
+  at::Tensor latents;
+  GeneratorStats stats;
+  bool fp8 = false;
+};
+VaceRunResult run_vace_stream(const DitStream& dit, bool fused, bool fp8, bool graphs, bool reuse,
+                              bool vace = true) {
+  GeneratorOptions o = dit.options(kCuda, at::kBFloat16);
+  o.runtime.fused_kernels = fused;
+  o.runtime.fp8_linears = fp8;
+  o.runtime.cuda_graphs = graphs;
+  o.vace_hint_reuse = reuse;
+  const WeightStore module = make_random_vace_weights(o.model, 96, 7);
+  StreamGenerator g(dit.weights, o, nullptr, &module);
+  g.start(dit.prompt_a(), 5);
+  auto gen = at::detail::createCPUGenerator(3);
+  std::vector<at::Tensor> out;
+  for (int i = 0; i < 10; ++i) {
+    if (vace) {
+      const at::Tensor context =
+          at::randn({96, o.frames_per_block, o.latent_height, o.latent_width}, gen);
+      g.set_vace(VaceInput{context, i < 5 ? 1.0 : 0.6});
+    }
+    if (i == 7) g.switch_prompt(dit.prompt_b());
+    out.push_back(g.next_block().to(at::kCPU));
+  }
+  return {at::cat(out, 1), g.stats(), g.fp8_linears_active()};
+}
+
+// VACE steps replay from CUDA graphs (context, scale and hints as graph inputs) and give exactly
+// the eager result: full hints and hint reuse, bf16 and FP8 linears.
+TEST(VaceFastPath, GraphReplayEqualsEager) {
+  REQUIRE_CUDA();
+  const DitStream dit;
+  for (const bool fp8 : {false, true}) {
+    for (const bool reuse : {false, true}) {
+      const VaceRunResult eager = run_vace_stream(dit, true, fp8, false, reuse);
+      const VaceRunResult replayed = run_vace_stream(dit, true, fp8, true, reuse);
+      ASSERT_TRUE(eager.latents.isfinite().all().item<bool>());
+      const double max_diff = (replayed.latents - eager.latents).abs().max().item<double>();
+      std::cout << "[ vace     ] fp8 " << fp8 << " reuse " << reuse << ": "
+                << replayed.stats.graph_captures << " captured, " << replayed.stats.graph_replays
+                << " replays, " << replayed.stats.graph_eager_forwards
+                << " eager; max |graph - eager| = " << max_diff << "\n";
+      EXPECT_EQ(max_diff, 0.0) << "fp8 " << fp8 << " reuse " << reuse;
+      EXPECT_GT(replayed.stats.graph_replays, replayed.stats.graph_eager_forwards)
+          << "VACE steps replay";
+    }
+  }
+}
+
+// The VACE blocks on the fused kernels stay within bf16 rounding of the plain layer code, and
+// with FP8 linears (VACE blocks in FP8 too) within the DiT's own FP8 bound.
+TEST(VaceFastPath, FusedAndFp8VaceStayCloseToThePlainPath) {
+  REQUIRE_CUDA();
+  const DitStream dit;
+  const at::Tensor plain = run_vace_stream(dit, false, false, false, false).latents;
+  const at::Tensor fused = run_vace_stream(dit, true, false, false, false).latents;
+  const VaceRunResult fp8 = run_vace_stream(dit, true, true, false, false);
+  EXPECT_TRUE(fp8.fp8);
+  // The DiT's own FP8 drift on the same stream without VACE, for scale.
+  const at::Tensor dit_bf16 = run_vace_stream(dit, true, false, false, false, false).latents;
+  const at::Tensor dit_fp8 = run_vace_stream(dit, true, true, false, false, false).latents;
+  const double fused_drift = relative_l2(fused, plain);
+  const double fp8_drift = relative_l2(fp8.latents, fused);
+  const double dit_fp8_drift = relative_l2(dit_fp8, dit_bf16);
+  std::cout << "[ drift    ] VACE fused vs plain " << fused_drift << "; FP8 (DiT + VACE) vs bf16 "
+            << fp8_drift << "; FP8 DiT alone (no VACE) vs bf16 " << dit_fp8_drift
+            << " (relative L2 over 10 blocks)\n";
+  EXPECT_LT(fused_drift, 0.02);
+  EXPECT_GT(fp8_drift, 0.0) << "FP8 linears active";
+  EXPECT_LT(fp8_drift, 0.3);
+  EXPECT_LT(fp8_drift, 2 * dit_fp8_drift + 0.02) << "FP8 VACE blocks add little to the DiT's";
 }
 
 }  // namespace

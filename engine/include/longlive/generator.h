@@ -52,11 +52,14 @@ struct GeneratorOptions {
   bool reserve_up_front = false;
   // Skip the re-cache frames whose K/V a global sink drops (same result, less work).
   bool skip_dropped_recache_frames = true;
+  // VACE: the later denoising steps of a block add the hints of its first step instead of
+  // running the VACE blocks again (the preset's vace_hint_reuse).
+  bool vace_hint_reuse = false;
 
   void validate() const;  // ConfigError naming the field
   // Copies the preset's sampling and cache geometry (steps, warp, shift, block, window, sink,
-  // global sink). Dtypes, KV storage and fast paths depend on the device too: choose_runtime()
-  // (longlive/session.h) maps those.
+  // global sink, VACE hint reuse). Dtypes, KV storage and fast paths depend on the device too:
+  // choose_runtime() (longlive/session.h) maps those.
   void apply(const Preset& preset);
 };
 
@@ -113,7 +116,9 @@ struct BlockTrace {
   std::vector<at::Tensor> step_flows;   // flow prediction per step
   std::vector<at::Tensor> step_x0;      // x0 per step
   at::Tensor recache_flow;              // flow of the re-cache forward (frames actually run)
-  std::vector<at::Tensor> step_hints;   // VACE hints per step [blocks, 1, tokens, dim] (VACE on)
+  // VACE hints each step added [blocks, 1, tokens, dim] float32 (VACE on; with hint reuse the
+  // later steps' are the first step's).
+  std::vector<at::Tensor> step_hints;
 };
 
 class CausalWanModel;
@@ -174,8 +179,10 @@ class StreamGenerator {
   const at::Tensor& conditioning() const { return current_; }
   // VACE: whether the DiT has VACE blocks, and the conditioning of the next blocks. The input
   // stays until replaced or cleared (nullopt); a live source sets one per block, before
-  // next_block(). Hints are computed once per denoising step and added to their DiT layers;
-  // the clean context pass and re-caches run without them. Error without VACE weights;
+  // next_block(). Hints are computed once per denoising step (once per block with
+  // options().vace_hint_reuse) and added to their DiT layers; the clean context pass and
+  // re-caches run without them. VACE steps run through the CUDA graphs like the others (the
+  // context, the scale and the hints are graph inputs). Error without VACE weights;
   // ConfigError (naming the expected shape) for a context that does not fit the stream.
   bool vace_available() const;
   void set_vace(std::optional<VaceInput> input);
@@ -198,6 +205,11 @@ class StreamGenerator {
 
   // The DiT this generator runs (a hot preset change hands it to the next generator).
   std::shared_ptr<const CausalWanModel> model() const { return model_; }
+  // A new generator for `options` on this generator's DiT (weights shared, not copied) with the
+  // VACE blocks of `vace` attached (bench --vace: VACE against the same preset without it).
+  // WeightError when they do not fit the DiT.
+  std::unique_ptr<StreamGenerator> with_vace(const WeightStore& vace,
+                                             const GeneratorOptions& options) const;
   // Whether continue_with(options) can keep this generator's caches: the same weights, compute
   // dtype, FP8 linears and FP8 attention (the K/V would be what the new layer loop writes, up to
   // rounding) and the same cache geometry (window, sink, global sink, block, KV storage, size).
@@ -270,6 +282,8 @@ class StreamGenerator {
   at::Tensor current_;  // embeddings the cross-attention cache was built from
   std::optional<Transition> transition_;
   std::optional<VaceInput> vace_;  // context on the device, validated
+  at::Tensor vace_scale_;          // [1] float32 on the device: the graphs' scale input
+  at::Tensor vace_hints_;          // [blocks, tokens, dim]: the hints a step wrote (reuse, trace)
   std::optional<V2vInput> v2v_;    // latents on the device, validated
   int64_t frame_ = 0;
   bool started_ = false;

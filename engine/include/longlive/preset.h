@@ -33,6 +33,9 @@ struct Preset {
   int width = 832;
   PlacementDevice text_encoder_device = PlacementDevice::gpu;
   bool quality_preserving = true;
+  // VACE: the hints of a block's first denoising step are reused by its later steps (the VACE
+  // blocks run once per block instead of once per step; a small drift, see docs/vace.md).
+  bool vace_hint_reuse = false;
 };
 
 // Parses one preset; `origin` (a file name) prefixes every error. Unknown keys, wrong types and

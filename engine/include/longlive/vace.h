@@ -18,6 +18,7 @@
 #include <string>
 
 #include "longlive/decoder.h"
+#include "longlive/wan_model.h"
 #include "longlive/weights.h"
 
 namespace longlive {
@@ -39,6 +40,12 @@ at::Tensor vace_context(const at::Tensor& latents, const at::Tensor& mask_latent
 at::Tensor vace_binarize_mask(const at::Tensor& mask);
 
 class WanVaeEncoder;
+
+// Deterministic random VACE weights for `dit` (tests, the tiny random model, `bench --vace`):
+// ceil(layers / stride) blocks, module-file names, weights N(0,1)/sqrt(fan_in) as
+// make_random_wan_weights (implemented in model/vace.cpp).
+WeightStore make_random_vace_weights(const WanConfig& dit, int64_t in_channels, uint64_t seed,
+                                     int64_t stride = 2);
 
 // Streaming VACE encoder over the Wan VAE encoder: one per session, reset() at a new video.
 class VaceContextEncoder {

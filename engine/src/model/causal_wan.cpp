@@ -48,6 +48,8 @@ std::shared_ptr<const CausalWanModel> CausalWanModel::sharing_weights(
     // FP8 linears on: quantise the shared 16-bit matrices on the device (what a load does, from
     // the same values, without a host copy); off: drop the FP8 copies, keep the shared rest.
     for (Block& b : copy->blocks_) b.set_fp8(copy->fp8_);
+    for (Block& b : copy->vace_blocks_) b.set_fp8(copy->fp8_);
+    copy->set_vace_projection_fp8();
   }
   return copy;
 }
@@ -72,13 +74,23 @@ std::shared_ptr<const CausalWanModel> CausalWanModel::with_vace(const WeightStor
   copy->hint_of_layer_.assign(static_cast<size_t>(config_.num_layers), -1);
   for (int64_t i = 0; i < layout.blocks(); ++i) {
     const std::string n = fmt::format("vace_blocks.{}.", i);
-    // No FP8 copies: VACE blocks run the plain layer code (see run()).
-    copy->vace_blocks_.push_back(load_block(vace, pre + n, /*fp8=*/false));
+    // The DiT's layer loop runs them: FP8 copies when the DiT has FP8 linears.
+    copy->vace_blocks_.push_back(load_block(vace, pre + n, fp8_));
     copy->vace_after_w_.push_back(w(n + "after_proj.weight", {d, d}));
     copy->vace_after_b_.push_back(w(n + "after_proj.bias", {d}));
     copy->hint_of_layer_[static_cast<size_t>(layout.layers[i])] = i;
   }
+  copy->set_vace_projection_fp8();
   return copy;
+}
+
+void CausalWanModel::set_vace_projection_fp8() {
+  auto quantized = [&](const at::Tensor& w) {
+    return fp8_ && w.defined() ? ops::quantize_weight_fp8(w) : ops::Fp8Weight{};
+  };
+  vace_before8_ = quantized(vace_before_w_);
+  vace_after8_.clear();
+  for (const at::Tensor& w : vace_after_w_) vace_after8_.push_back(quantized(w));
 }
 
 CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& config,
@@ -314,11 +326,10 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
 
 at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& timesteps,
                                    KvCache& kv, const KvCache::Plan& plan,
-                                   const CrossAttnCache& cross, const VaceStep* vace,
-                                   const LoraSidePath* lora) const {
+                                   const CrossAttnCache& cross, const LoraSidePath* lora) const {
   ForwardArgs args = prepare(latents, timesteps, plan);
   args.lora = lora;
-  return run(args, kv, plan, cross, vace);
+  return run(args, kv, plan, cross);
 }
 
 CausalWanModel::ForwardArgs CausalWanModel::prepare(const at::Tensor& latents,
@@ -357,13 +368,15 @@ CausalWanModel::ForwardArgs CausalWanModel::prepare(const at::Tensor& latents,
 }
 
 at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
-                               const CrossAttnCache& cross, const VaceStep* vace) const {
+                               const CrossAttnCache& cross) const {
   if (cross.empty())
     throw Error("DiT forward without text conditioning (cross-attention cache empty)");
-  if (vace != nullptr && !has_vace())
+  const bool vace = args.has_vace();
+  if (vace && !has_vace())
     throw Error("DiT forward with a VACE context, but no VACE weights are loaded");
-  if (vace != nullptr && cross.k.size() != blocks_.size() + vace_blocks_.size())
+  if (vace && cross.k.size() != blocks_.size() + vace_blocks_.size())
     throw Error("DiT forward with VACE: the text K/V were built without the VACE blocks");
+  if (vace && !args.vace_scale.defined()) throw Error("DiT forward with VACE: no hint scale given");
   const auto& p = config_.patch;
   const int64_t frames = args.latents.size(1);
 
@@ -390,12 +403,18 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   // Head: 2-way modulation from the time embedding (before the projection).
   const at::Tensor head_mod = head_modulation_.unsqueeze(1) + e.view({1, frames, 1, config_.dim});
   embed_scope.reset();
-  std::vector<at::Tensor> hints;
-  if (vace != nullptr) {
-    hints = vace_hints(x, e0, cross, *vace, frames, h, w);
-    if (vace->hints_out != nullptr) *vace->hints_out = at::stack(hints);
+  at::Tensor hints;
+  if (args.vace_context.defined()) {
+    hints = vace_hints(x, e0, cross, args.vace_context, args.vace_hints, frames, h, w);
+  } else if (args.vace_hints.defined()) {
+    const std::vector<int64_t> expected = {vace_layout_.blocks(), x.size(1), config_.dim};
+    if (args.vace_hints.sizes() != at::IntArrayRef(expected))
+      throw ConfigError(fmt::format("VACE hints have shape [{}], expected [{}]",
+                                    fmt::join(args.vace_hints.sizes(), ", "),
+                                    fmt::join(expected, ", ")));
+    hints = args.vace_hints;  // reused from an earlier step
   }
-  const double scale = vace != nullptr ? vace->scale : 0.0;
+  const at::Tensor& scale = args.vace_scale;
   at::Tensor out;
   if (fused_) {
     out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
@@ -474,12 +493,11 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
 // before_proj, then every VACE block runs as a DiT block without cache: self-attention over the
 // call's own tokens, RoPE frames counted from 0, the same timestep modulation, the text through
 // its own cross-attention K/V. Each block's after_proj gives its hint.
-std::vector<at::Tensor> CausalWanModel::vace_hints(const at::Tensor& x, const at::Tensor& e0,
-                                                   const CrossAttnCache& cross,
-                                                   const VaceStep& vace, int64_t frames, int64_t h,
-                                                   int64_t w) const {
+at::Tensor CausalWanModel::vace_hints(const at::Tensor& x, const at::Tensor& e0,
+                                      const CrossAttnCache& cross, const at::Tensor& context,
+                                      const at::Tensor& out, int64_t frames, int64_t h,
+                                      int64_t w) const {
   const auto& p = config_.patch;
-  const at::Tensor& context = vace.context;
   if (context.dim() != 4 || context.size(0) != vace_layout_.in_channels || context.size(1) < 1 ||
       context.size(2) != h * p[1] || context.size(3) != w * p[2]) {
     throw ConfigError(fmt::format(
@@ -487,29 +505,54 @@ std::vector<at::Tensor> CausalWanModel::vace_hints(const at::Tensor& x, const at
         "height and width)",
         fmt::join(context.sizes(), ", "), vace_layout_.in_channels, h * p[1], w * p[2]));
   }
-  at::Tensor c = at::conv3d(context.unsqueeze(0).to(device_, dtype_), vace_patch_w_, vace_patch_b_,
-                            {p[0], p[1], p[2]});
-  c = c.flatten(2).transpose(1, 2).to(at::kFloat);  // [1, S', dim]
   const int64_t seq = x.size(1);
-  // Fewer tokens (reference images only) are zero-padded; more (references in front of a full
-  // block of frames) are cut to the call's tokens, dropping the last frames, as the reference
-  // (Scope's causal VACE) does.
-  if (c.size(1) < seq) c = at::constant_pad_nd(c, {0, 0, 0, seq - c.size(1)});
-  if (c.size(1) > seq) c = c.narrow(1, 0, seq);
-  c = x + ops::linear(c, vace_before_w_, vace_before_b_).to(at::kFloat);
-
-  at::Tensor cos = rope_cos_sin(0, frames, h, w, false);
-  at::Tensor sin = rope_cos_sin(0, frames, h, w, true);
-  if (dtype_ != at::kFloat && dtype_ != at::kDouble) {
-    cos = cos.to(at::kFloat);
-    sin = sin.to(at::kFloat);
+  const int64_t blocks = vace_layout_.blocks();
+  if (out.defined() && (out.sizes() != at::IntArrayRef({blocks, seq, config_.dim}) ||
+                        out.scalar_type() != dtype_ || out.device() != device_))
+    throw Error(fmt::format("VACE hint buffer has shape [{}] {}, expected [{}, {}, {}] {}",
+                            fmt::join(out.sizes(), ", "), c10::toString(out.scalar_type()), blocks,
+                            seq, config_.dim, c10::toString(dtype_)));
+  at::Tensor c, cos, sin;
+  {
+    const ProfileScope scope("vace");
+    c = at::conv3d(context.unsqueeze(0).to(device_, dtype_), vace_patch_w_, vace_patch_b_,
+                   {p[0], p[1], p[2]});
+    c = c.flatten(2).transpose(1, 2).to(at::kFloat);  // [1, S', dim]
+    // Fewer tokens (reference images only) are zero-padded; more (references in front of a full
+    // block of frames) are cut to the call's tokens, dropping the last frames, as the reference
+    // (Scope's causal VACE) does.
+    if (c.size(1) < seq) c = at::constant_pad_nd(c, {0, 0, 0, seq - c.size(1)});
+    if (c.size(1) > seq) c = c.narrow(1, 0, seq);
+    c = x + project(c, vace_before_w_, vace_before_b_, vace_before8_).to(at::kFloat);
+    cos = rope_cos_sin(0, frames, h, w, false);
+    sin = rope_cos_sin(0, frames, h, w, true);
+    if (dtype_ != at::kFloat && dtype_ != at::kDouble) {
+      cos = cos.to(at::kFloat);
+      sin = sin.to(at::kFloat);
+    }
   }
-  std::vector<at::Tensor> hints;
-  hints.reserve(vace_blocks_.size());
+  const at::Tensor hints = out.defined()
+                               ? out
+                               : at::empty({blocks, seq, config_.dim},
+                                           at::TensorOptions().dtype(dtype_).device(device_));
+  FusedResidual r;
+  if (fused_) r.x = c.contiguous();
   for (size_t i = 0; i < vace_blocks_.size(); ++i) {
-    c = plain_block(vace_blocks_[i], c, e0, cos, sin, nullptr, nullptr, -1, cross,
-                    blocks_.size() + i, frames, nullptr);
-    hints.push_back(ops::linear(c, vace_after_w_[i], vace_after_b_[i]).to(at::kFloat));
+    const size_t cross_index = blocks_.size() + i;
+    if (fused_) {
+      fused_block(vace_blocks_[i], r, e0, cos, sin, nullptr, nullptr, -1, cross, cross_index,
+                  frames, nullptr);
+      r.settle(frames);  // the hint reads the block's output
+      c = r.x;
+    } else {
+      c = plain_block(vace_blocks_[i], c, e0, cos, sin, nullptr, nullptr, -1, cross, cross_index,
+                      frames, nullptr);
+    }
+    const ProfileScope scope("gemm");
+    const auto n = static_cast<int64_t>(i);
+    hints[n].copy_(project(c, vace_after_w_[i], vace_after_b_[i],
+                           i < vace_after8_.size() ? vace_after8_[i] : ops::Fp8Weight{})
+                       .view({seq, config_.dim}));
   }
   return hints;
 }
@@ -518,13 +561,14 @@ at::Tensor CausalWanModel::plain_layers(at::Tensor x, const at::Tensor& e0,
                                         const at::Tensor& head_mod, const at::Tensor& cos,
                                         const at::Tensor& sin, KvCache& kv,
                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
-                                        int64_t frames, const std::vector<at::Tensor>& hints,
-                                        double hint_scale, const LoraSidePath* lora) const {
+                                        int64_t frames, const at::Tensor& hints,
+                                        const at::Tensor& hint_scale,
+                                        const LoraSidePath* lora) const {
   for (size_t layer = 0; layer < blocks_.size(); ++layer) {
     x = plain_block(blocks_[layer], x, e0, cos, sin, &kv, &plan, static_cast<int64_t>(layer), cross,
                     layer, frames, lora);
     const int64_t hint = hint_of_layer_[layer];
-    if (!hints.empty() && hint >= 0) x = x + hints[static_cast<size_t>(hint)] * hint_scale;
+    if (hints.defined() && hint >= 0) x = x + hints[hint] * hint_scale;
   }
   const ProfileScope scope("norm_modulate");
   return ops::layer_norm_modulate(x, head_mod.narrow(2, 0, 1), head_mod.narrow(2, 1, 1), frames,
@@ -536,6 +580,157 @@ at::Tensor CausalWanModel::project(const at::Tensor& x, const at::Tensor& w, con
   return w8.defined() ? ops::linear_fp8(x, w8, b, dtype_) : ops::linear(x, w, b);
 }
 
+void CausalWanModel::FusedResidual::settle(int64_t frames) {
+  if (!pending.defined()) return;
+  // x += pending * gate in place (the product promotes to float32: one pass fewer than
+  // ops::gated_residual's copy).
+  const int64_t d = x.size(-1);
+  x.add_((pending.view({x.size(0), frames, -1, d}) * pending_gate).view({x.size(0), -1, d}));
+  pending = at::Tensor();
+  pending_gate = at::Tensor();
+}
+
+// One layer of the fused loop (see fused_layers). The previous layer's FFN output is added by
+// this layer's first norm kernel; this layer's is left pending.
+void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Tensor& e0,
+                                 const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
+                                 const KvCache::Plan* plan, int64_t layer,
+                                 const CrossAttnCache& cross, size_t cross_index, int64_t frames,
+                                 const LoraSidePath* lora) const {
+  const int64_t n = config_.num_heads;
+  const int64_t hd = config_.head_dim();
+  const int64_t d = config_.dim;
+  const int64_t seq = r.x.size(1);
+  const auto l = static_cast<size_t>(layer);  // LoRA slots (lora is null for VACE blocks)
+  const auto sixteen = at::TensorOptions().dtype(dtype_).device(device_);
+  auto norm = [&](const fused::NormInputs& in) {
+    const ProfileScope scope("norm_modulate");
+    return fused::norm_modulate(r.x, in, config_.eps, dtype_);
+  };
+  auto gemm = [&](const at::Tensor& in, const at::Tensor& w, const at::Tensor& bias,
+                  const ops::Fp8Weight& w8) {
+    const ProfileScope scope("gemm");
+    return project(in, w, bias, w8);
+  };
+  at::Tensor mod;
+  {
+    const ProfileScope scope("norm_modulate");
+    mod = (b.modulation.unsqueeze(1) + e0).contiguous();  // [1, F, 6, dim]
+  }
+  const at::Tensor c0 = mod.narrow(2, 0, 1), c1 = mod.narrow(2, 1, 1), c2 = mod.narrow(2, 2, 1),
+                   c3 = mod.narrow(2, 3, 1), c4 = mod.narrow(2, 4, 1);
+
+  fused::NormInputs pre{.shift = &c0, .scale = &c1, .frames = frames};
+  if (r.pending.defined()) {
+    pre.residual = &r.pending;
+    pre.gate = &r.pending_gate;
+  }
+  at::Tensor hidden = norm(pre);
+
+  // Self-attention: one QKV GEMM, q/k normalised and rotated straight out of its output.
+  const at::Tensor qkv = gemm(hidden, b.qkv_w, b.qkv_b, b.qkv8).view({seq, 3 * d});
+  if (lora) {
+    const ProfileScope scope("lora");
+    for (const auto& [i, slot] : {std::pair{0, LoraSlot::self_q}, std::pair{1, LoraSlot::self_k},
+                                  std::pair{2, LoraSlot::self_v}})
+      if (const LoraDelta* delta = lora->find(l, slot))
+        qkv.narrow(1, i * d, d).add_((*delta)(hidden).view({seq, d}));
+  }
+  const at::Tensor q = at::empty({seq, n, hd}, sixteen);
+  // With a cache, keys and values go straight into their cache slots when those are one run in
+  // the compute dtype (the steady state): the key's RMSNorm+RoPE launch also copies the values,
+  // no separate K/V copy.
+  const int64_t frames_in_kv = kv ? seq / kv->shape().tokens_per_frame : 0;
+  const at::Tensor k_slot = kv ? kv->destination(layer, *plan, frames_in_kv, false) : at::Tensor();
+  const at::Tensor v_slot = kv ? kv->destination(layer, *plan, frames_in_kv, true) : at::Tensor();
+  const at::Tensor k = k_slot.defined() ? k_slot : at::empty({seq, n, hd}, sixteen);
+  {
+    const ProfileScope scope("rms_rope");
+    fused::rms_rope(qkv.narrow(1, 0, d), b.norm_q, cos, sin, q, config_.eps);
+    if (k_slot.defined())
+      fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps,
+                      qkv.narrow(1, 2 * d, d), v_slot);
+    else
+      fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps);
+  }
+  const at::Tensor v = qkv.narrow(1, 2 * d, d).view({1, seq, n, hd});
+  at::Tensor attended;
+  if (kv == nullptr) {
+    // No cache (VACE blocks): attention over the block's own tokens.
+    const ProfileScope scope("self_attention");
+    attended = ops::attention(q.unsqueeze(0).transpose(1, 2), k.unsqueeze(0).transpose(1, 2),
+                              v.transpose(1, 2), runtime_.attention);
+  } else {
+    if (!k_slot.defined()) {
+      const ProfileScope scope("kv_write");
+      kv->write(layer, *plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2), frames_in_kv);
+    }
+    const ProfileScope scope("self_attention");
+    const bool fp8_kv = fp8_attention_ && kv->storage_dtype() == at::kFloat8_e4m3fn;
+    const at::Tensor q8 =
+        fp8_kv ? fp8_attention::quantize(q.unsqueeze(0).transpose(1, 2)) : at::Tensor();
+    if (fp8_kv && fp8_attention::supported(q8, kv->stored_keys(layer, *plan),
+                                           kv->stored_values(layer, *plan))) {
+      attended = fp8_attention::attention(q8, kv->stored_keys(layer, *plan),
+                                          kv->stored_values(layer, *plan))
+                     .to(dtype_);
+    } else {
+      attended = ops::attention(q.unsqueeze(0).transpose(1, 2), kv->keys(layer, *plan),
+                                kv->values(layer, *plan), runtime_.attention);
+    }
+  }
+  const at::Tensor heads = attended.transpose(1, 2).reshape({1, seq, d});
+  const at::Tensor y = with_lora(gemm(heads, b.o_w, b.o_b, b.o8), heads, lora, l, LoraSlot::self_o);
+
+  // x += y * gate; normed = norm3(x)
+  const at::Tensor normed = norm(
+      {.residual = &y, .gate = &c2, .weight = &b.norm3_w, .bias = &b.norm3_b, .frames = frames});
+
+  // Cross-attention on the cached text K/V.
+  const at::Tensor cq =
+      with_lora(gemm(normed, b.cq_w, b.cq_b, b.cq8), normed, lora, l, LoraSlot::cross_q)
+          .view({seq, d});
+  const at::Tensor q_cross = at::empty({seq, n, hd}, sixteen);
+  {
+    const ProfileScope scope("rms_rope");
+    fused::rms_rope(cq, b.cnorm_q, at::Tensor(), at::Tensor(), q_cross, config_.eps);
+  }
+  {
+    const ProfileScope scope("cross_attention");
+    attended = ops::attention(q_cross.unsqueeze(0).transpose(1, 2), cross.k[cross_index],
+                              cross.v[cross_index], runtime_.attention);
+  }
+  const at::Tensor cross_heads = attended.transpose(1, 2).reshape({1, seq, d});
+  const at::Tensor ca =
+      with_lora(gemm(cross_heads, b.co_w, b.co_b, b.co8), cross_heads, lora, l, LoraSlot::cross_o);
+
+  // x += cross; hidden = modulate(norm(x)); FFN with GELU in the first GEMM's epilogue.
+  hidden = norm({.residual = &ca, .shift = &c3, .scale = &c4, .frames = frames});
+  {
+    const ProfileScope scope("gemm");
+    const LoraDelta* ffn0 = lora ? lora->find(l, LoraSlot::ffn0) : nullptr;
+    const LoraDelta* ffn2 = lora ? lora->find(l, LoraSlot::ffn2) : nullptr;
+    if (ffn0 || ffn2) {
+      // The side path needs the pre-activation (ffn.0's delta goes in before the GELU) and
+      // the activation itself (ffn.2's input), so the GELU runs on its own here.
+      at::Tensor pre_act = b.ffn0_8.defined() ? ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_)
+                                              : ops::linear(hidden, b.ffn0_w, b.ffn0_b);
+      if (ffn0) pre_act = pre_act + (*ffn0)(hidden);
+      const at::Tensor act = ops::gelu_tanh(pre_act);
+      r.pending = project(act, b.ffn2_w, b.ffn2_b, b.ffn2_8);
+      if (ffn2) r.pending = r.pending + (*ffn2)(act);
+    } else if (b.ffn0_8.defined()) {
+      // GELU inside the second GEMM's input quantisation (no separate pass).
+      r.pending = ops::linear_fp8(ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_), b.ffn2_8,
+                                  b.ffn2_b, dtype_, /*gelu_input=*/true);
+    } else {
+      r.pending =
+          ops::linear(ops::linear_gelu_tanh(hidden, b.ffn0_w, b.ffn0_b), b.ffn2_w, b.ffn2_b);
+    }
+  }
+  r.pending_gate = mod.narrow(2, 5, 1);
+}
+
 // Same maths as plain_layers with each residual add folded into the next LayerNorm: per layer
 // three norm kernels, one QKV GEMM, one RMSNorm+RoPE kernel each for q and k, and the FFN's GELU
 // in the GEMM epilogue. x (float32) is updated in place.
@@ -543,159 +738,30 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
                                         const at::Tensor& head_mod, const at::Tensor& cos,
                                         const at::Tensor& sin, KvCache& kv,
                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
-                                        int64_t frames, const std::vector<at::Tensor>& hints,
-                                        double hint_scale, const LoraSidePath* lora) const {
-  const int64_t n = config_.num_heads;
-  const int64_t hd = config_.head_dim();
-  const int64_t d = config_.dim;
-  const int64_t seq = x.size(1);
-  x = x.contiguous();
-  const auto sixteen = at::TensorOptions().dtype(dtype_).device(device_);
-  auto norm = [&](const fused::NormInputs& in) {
-    const ProfileScope scope("norm_modulate");
-    return fused::norm_modulate(x, in, config_.eps, dtype_);
-  };
-  auto gemm = [&](const at::Tensor& in, const at::Tensor& w, const at::Tensor& b,
-                  const ops::Fp8Weight& w8) {
-    const ProfileScope scope("gemm");
-    return project(in, w, b, w8);
-  };
-
-  at::Tensor pending;       // the previous layer's FFN output, not yet added to x
-  at::Tensor pending_gate;  // and its gate
-  at::Tensor mod;
+                                        int64_t frames, const at::Tensor& hints,
+                                        const at::Tensor& hint_scale,
+                                        const LoraSidePath* lora) const {
+  FusedResidual r;
+  r.x = x.contiguous();
   for (size_t layer = 0; layer < blocks_.size(); ++layer) {
-    const Block& b = blocks_[layer];
-    const auto layer_index = static_cast<int64_t>(layer);
-    {
-      const ProfileScope scope("norm_modulate");
-      mod = (b.modulation.unsqueeze(1) + e0).contiguous();  // [1, F, 6, dim]
-    }
-    const at::Tensor c0 = mod.narrow(2, 0, 1), c1 = mod.narrow(2, 1, 1), c2 = mod.narrow(2, 2, 1),
-                     c3 = mod.narrow(2, 3, 1), c4 = mod.narrow(2, 4, 1);
-
-    fused::NormInputs pre{.shift = &c0, .scale = &c1, .frames = frames};
-    if (pending.defined()) {
-      pre.residual = &pending;
-      pre.gate = &pending_gate;
-    }
-    at::Tensor hidden = norm(pre);
-
-    // Self-attention: one QKV GEMM, q/k normalised and rotated straight out of its output.
-    const at::Tensor qkv = gemm(hidden, b.qkv_w, b.qkv_b, b.qkv8).view({seq, 3 * d});
-    if (lora) {
-      const ProfileScope scope("lora");
-      for (const auto& [i, slot] : {std::pair{0, LoraSlot::self_q}, std::pair{1, LoraSlot::self_k},
-                                    std::pair{2, LoraSlot::self_v}})
-        if (const LoraDelta* delta = lora->find(layer, slot))
-          qkv.narrow(1, i * d, d).add_((*delta)(hidden).view({seq, d}));
-    }
-    const at::Tensor q = at::empty({seq, n, hd}, sixteen);
-    // Keys and values go straight into their cache slots when those are one run in the compute
-    // dtype (the steady state): the key's RMSNorm+RoPE launch also copies the values, no
-    // separate K/V copy.
-    const int64_t frames_in_kv = seq / kv.shape().tokens_per_frame;
-    const at::Tensor k_slot = kv.destination(layer_index, plan, frames_in_kv, false);
-    const at::Tensor v_slot = kv.destination(layer_index, plan, frames_in_kv, true);
-    const at::Tensor k = k_slot.defined() ? k_slot : at::empty({seq, n, hd}, sixteen);
-    {
-      const ProfileScope scope("rms_rope");
-      fused::rms_rope(qkv.narrow(1, 0, d), b.norm_q, cos, sin, q, config_.eps);
-      if (k_slot.defined())
-        fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps,
-                        qkv.narrow(1, 2 * d, d), v_slot);
-      else
-        fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps);
-    }
-    if (!k_slot.defined()) {
-      const ProfileScope scope("kv_write");
-      const at::Tensor v = qkv.narrow(1, 2 * d, d).view({1, seq, n, hd});
-      kv.write(layer_index, plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2), frames_in_kv);
-    }
-    at::Tensor attended;
-    {
-      const ProfileScope scope("self_attention");
-      const bool fp8_kv = fp8_attention_ && kv.storage_dtype() == at::kFloat8_e4m3fn;
-      const at::Tensor q8 =
-          fp8_kv ? fp8_attention::quantize(q.unsqueeze(0).transpose(1, 2)) : at::Tensor();
-      if (fp8_kv && fp8_attention::supported(q8, kv.stored_keys(layer_index, plan),
-                                             kv.stored_values(layer_index, plan))) {
-        attended = fp8_attention::attention(q8, kv.stored_keys(layer_index, plan),
-                                            kv.stored_values(layer_index, plan))
-                       .to(dtype_);
-      } else {
-        attended = ops::attention(q.unsqueeze(0).transpose(1, 2), kv.keys(layer_index, plan),
-                                  kv.values(layer_index, plan), runtime_.attention);
-      }
-    }
-    const at::Tensor heads = attended.transpose(1, 2).reshape({1, seq, d});
-    const at::Tensor y =
-        with_lora(gemm(heads, b.o_w, b.o_b, b.o8), heads, lora, layer, LoraSlot::self_o);
-
-    // x += y * gate; normed = norm3(x)
-    const at::Tensor normed = norm(
-        {.residual = &y, .gate = &c2, .weight = &b.norm3_w, .bias = &b.norm3_b, .frames = frames});
-
-    // Cross-attention on the cached text K/V.
-    const at::Tensor cq =
-        with_lora(gemm(normed, b.cq_w, b.cq_b, b.cq8), normed, lora, layer, LoraSlot::cross_q)
-            .view({seq, d});
-    const at::Tensor q_cross = at::empty({seq, n, hd}, sixteen);
-    {
-      const ProfileScope scope("rms_rope");
-      fused::rms_rope(cq, b.cnorm_q, at::Tensor(), at::Tensor(), q_cross, config_.eps);
-    }
-    {
-      const ProfileScope scope("cross_attention");
-      attended = ops::attention(q_cross.unsqueeze(0).transpose(1, 2), cross.k[layer],
-                                cross.v[layer], runtime_.attention);
-    }
-    const at::Tensor cross_heads = attended.transpose(1, 2).reshape({1, seq, d});
-    const at::Tensor ca = with_lora(gemm(cross_heads, b.co_w, b.co_b, b.co8), cross_heads, lora,
-                                    layer, LoraSlot::cross_o);
-
-    // x += cross; hidden = modulate(norm(x)); FFN with GELU in the first GEMM's epilogue.
-    hidden = norm({.residual = &ca, .shift = &c3, .scale = &c4, .frames = frames});
-    {
-      const ProfileScope scope("gemm");
-      const LoraDelta* ffn0 = lora ? lora->find(layer, LoraSlot::ffn0) : nullptr;
-      const LoraDelta* ffn2 = lora ? lora->find(layer, LoraSlot::ffn2) : nullptr;
-      if (ffn0 || ffn2) {
-        // The side path needs the pre-activation (ffn.0's delta goes in before the GELU) and
-        // the activation itself (ffn.2's input), so the GELU runs on its own here.
-        at::Tensor pre = b.ffn0_8.defined() ? ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_)
-                                            : ops::linear(hidden, b.ffn0_w, b.ffn0_b);
-        if (ffn0) pre = pre + (*ffn0)(hidden);
-        const at::Tensor act = ops::gelu_tanh(pre);
-        pending = project(act, b.ffn2_w, b.ffn2_b, b.ffn2_8);
-        if (ffn2) pending = pending + (*ffn2)(act);
-      } else if (b.ffn0_8.defined()) {
-        // GELU inside the second GEMM's input quantisation (no separate pass).
-        pending = ops::linear_fp8(ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_), b.ffn2_8,
-                                  b.ffn2_b, dtype_, /*gelu_input=*/true);
-      } else {
-        pending =
-            ops::linear(ops::linear_gelu_tanh(hidden, b.ffn0_w, b.ffn0_b), b.ffn2_w, b.ffn2_b);
-      }
-    }
-    pending_gate = mod.narrow(2, 5, 1);
-    if (const int64_t hint = hint_of_layer_[layer]; !hints.empty() && hint >= 0) {
-      // The hint goes after this layer's FFN residual: settle the deferred add first.
+    fused_block(blocks_[layer], r, e0, cos, sin, &kv, &plan, static_cast<int64_t>(layer), cross,
+                layer, frames, lora);
+    if (const int64_t hint = hint_of_layer_[layer]; hints.defined() && hint >= 0) {
+      // The hint belongs after this layer's FFN residual, which stays deferred to the next norm
+      // kernel: x + gate * ffn + scale * hint in another order (float32 rounding), without a
+      // separate residual pass.
       const ProfileScope scope("vace");
-      x = ops::gated_residual(x, pending, pending_gate, frames)
-              .add_(hints[static_cast<size_t>(hint)], hint_scale)
-              .contiguous();
-      pending = at::Tensor();
-      pending_gate = at::Tensor();
+      r.x.add_(hints[hint] * hint_scale);
     }
   }
   const at::Tensor shift = head_mod.narrow(2, 0, 1), scale = head_mod.narrow(2, 1, 1);
   fused::NormInputs head{.shift = &shift, .scale = &scale, .frames = frames};
-  if (pending.defined()) {
-    head.residual = &pending;
-    head.gate = &pending_gate;
+  if (r.pending.defined()) {
+    head.residual = &r.pending;
+    head.gate = &r.pending_gate;
   }
-  return norm(head);
+  const ProfileScope scope("norm_modulate");
+  return fused::norm_modulate(r.x, head, config_.eps, dtype_);
 }
 
 }  // namespace longlive

@@ -36,8 +36,8 @@ class CausalWanModel {
 
   // The same DiT with VACE hint blocks (see model/vace.h), sharing the DiT's weights. Every
   // tensor is checked by name and shape against this DiT (WeightError naming the file, the
-  // tensor, the expected and actual shape). The VACE blocks run the plain layer code (no FP8
-  // copies; see run()).
+  // tensor, the expected and actual shape). The VACE blocks run on the DiT's layer loop (fused
+  // kernels, FP8 copies of their matrices when the DiT has FP8 linears).
   std::shared_ptr<const CausalWanModel> with_vace(const WeightStore& vace) const;
   bool has_vace() const { return !vace_blocks_.empty(); }
   const VaceLayout& vace_layout() const { return vace_layout_; }
@@ -62,12 +62,10 @@ class CausalWanModel {
   // One forward over frames [start_frame, start_frame + F).
   //   latents: [1, F, C, H, W] (pipeline layout), timesteps: [1, F] (any real dtype).
   // Writes K/V as planned and returns the flow prediction [1, F, C, H, W] in float32.
-  // Same as run(prepare(...)).
-  // `vace`: hints for this call (denoising steps only; requires has_vace()). `lora`: the style
-  // LoRAs' side path (null: none).
+  // Same as run(prepare(...)) without VACE. `lora`: the style LoRAs' side path (null: none).
   at::Tensor forward(const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
                      const KvCache::Plan& plan, const CrossAttnCache& cross,
-                     const VaceStep* vace = nullptr, const LoraSidePath* lora = nullptr) const;
+                     const LoraSidePath* lora = nullptr) const;
 
   // The device inputs of a forward that depend on host values (which frames run, their
   // positions): everything run() reads besides the weights and the caches.
@@ -78,6 +76,15 @@ class CausalWanModel {
     // Style LoRAs added to the block linears (model/lora_side_path.h); null: none. Not captured
     // by the CUDA graph runner: forwards with a side path run eagerly.
     const LoraSidePath* lora = nullptr;
+    // VACE (denoising steps only; requires has_vace()), all device tensors, so a CUDA graph
+    // replays them with new values:
+    //   vace_context defined: the hints are computed from it (and also written into vace_hints
+    //     when that is defined: the buffer a later step reuses, or a trace reads);
+    //   vace_context undefined, vace_hints defined: those hints are added as they are (reuse).
+    at::Tensor vace_context;  // [C, F', H, W] float32, F' <= F (see vace_hints())
+    at::Tensor vace_hints;    // [blocks, S, dim] in hint_dtype(); a buffer the caller keeps
+    at::Tensor vace_scale;    // [1] float32: hint_N is added as scale * hint_N
+    bool has_vace() const { return vace_context.defined() || vace_hints.defined(); }
   };
   // Validates the input and builds the arguments on the device.
   ForwardArgs prepare(const at::Tensor& latents, const at::Tensor& timesteps,
@@ -85,11 +92,12 @@ class CausalWanModel {
   // The forward proper. Every host value it depends on is in the plan (cache slots written and
   // attended) and in the shapes, so one CUDA graph per plan replays it with new `args` (see
   // pipeline/dit_graphs.h). Returns the flow [1, F', C, H, W] float32.
-  // With `vace`, the hints are computed first (once per call) and layer vace_layout().layers[N]
-  // adds scale * hint_N to its output. The VACE context and scale are inputs a captured graph
-  // would not see: callers run VACE calls eagerly (StreamGenerator does).
+  // With VACE args, the hints are computed first (once per call; or taken from args.vace_hints)
+  // and layer vace_layout().layers[N] adds scale * hint_N to its output.
   at::Tensor run(const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
-                 const CrossAttnCache& cross, const VaceStep* vace = nullptr) const;
+                 const CrossAttnCache& cross) const;
+  // The dtype VACE hints are produced in (the after_proj output: the compute dtype).
+  at::ScalarType hint_dtype() const { return dtype_; }
 
   KvCacheShape kv_shape(int64_t latent_height, int64_t latent_width, int64_t sink_frames,
                         int64_t window_frames) const;
@@ -114,31 +122,47 @@ class CausalWanModel {
   at::Tensor self_attention(const Block& b, int64_t layer, const at::Tensor& x,
                             const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
                             const KvCache::Plan* plan, const LoraSidePath* lora) const;
+  // The residual stream of the fused loop: x (float32, updated in place) and the last FFN output
+  // with its gate, not yet added (the next norm kernel adds it).
+  struct FusedResidual {
+    at::Tensor x, pending, pending_gate;
+    void settle(int64_t frames);  // adds the pending FFN output now
+  };
+  // One block on the fused kernels (FP8 linears when the block has FP8 copies): `layer` indexes
+  // the KV cache and the style LoRAs; kv == nullptr: self-attention over the block's own tokens
+  // (VACE blocks). Leaves the FFN output pending in r.
+  void fused_block(const Block& b, FusedResidual& r, const at::Tensor& e0, const at::Tensor& cos,
+                   const at::Tensor& sin, KvCache* kv, const KvCache::Plan* plan, int64_t layer,
+                   const CrossAttnCache& cross, size_t cross_index, int64_t frames,
+                   const LoraSidePath* lora) const;
   // One block, plain ATen ops: x [1, S, dim] float32 -> x after the FFN residual. `layer` indexes
   // the KV cache (when given) and the style LoRAs (when given), `cross_index` the text K/V.
   at::Tensor plain_block(const Block& b, at::Tensor x, const at::Tensor& e0, const at::Tensor& cos,
                          const at::Tensor& sin, KvCache* kv, const KvCache::Plan* plan,
                          int64_t layer, const CrossAttnCache& cross, size_t cross_index,
                          int64_t frames, const LoraSidePath* lora) const;
-  // The hints of one call: [blocks] x [1, S, dim] float32. x: the patch-embedded input.
-  std::vector<at::Tensor> vace_hints(const at::Tensor& x, const at::Tensor& e0,
-                                     const CrossAttnCache& cross, const VaceStep& vace,
-                                     int64_t frames, int64_t h, int64_t w) const;
+  // The hints of one call: [blocks, S, dim] in hint_dtype(), written into `out` when defined.
+  // x: the patch-embedded input [1, S, dim] float32.
+  at::Tensor vace_hints(const at::Tensor& x, const at::Tensor& e0, const CrossAttnCache& cross,
+                        const at::Tensor& context, const at::Tensor& out, int64_t frames, int64_t h,
+                        int64_t w) const;
   // The transformer blocks and the head's modulated norm: [1, S, dim] float32 -> [1, S, dim]
   // ready for the head projection. Plain ATen ops, or the fused kernels.
   at::Tensor plain_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
                           const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
-                          const std::vector<at::Tensor>& hints, double hint_scale,
+                          const at::Tensor& hints, const at::Tensor& hint_scale,
                           const LoraSidePath* lora) const;
   // The fused-kernel layer loop (same maths as the plain loop in forward()).
   at::Tensor fused_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
                           const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
-                          const std::vector<at::Tensor>& hints, double hint_scale,
+                          const at::Tensor& hints, const at::Tensor& hint_scale,
                           const LoraSidePath* lora) const;
   at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                      const ops::Fp8Weight& w8) const;
+  // (Re)makes the FP8 copies of the VACE projections when fp8_ is on, drops them otherwise.
+  void set_vace_projection_fp8();
 
   WanConfig config_;
   at::Device device_;
@@ -158,7 +182,9 @@ class CausalWanModel {
   VaceLayout vace_layout_;
   std::vector<Block> vace_blocks_;
   std::vector<at::Tensor> vace_after_w_, vace_after_b_;
+  std::vector<ops::Fp8Weight> vace_after8_;  // FP8 copies (fp8_linears only)
   at::Tensor vace_before_w_, vace_before_b_, vace_patch_w_, vace_patch_b_;
+  ops::Fp8Weight vace_before8_;
   std::vector<int64_t> hint_of_layer_;
   // RoPE inverse frequencies per axis (float64) and the fixed height/width angle tables.
   at::Tensor inv_freq_frame_;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "longlive/vace.h"  // make_random_vace_weights
 #include "longlive/wan_model.h"
 #include "longlive/weights.h"
 
@@ -39,20 +40,5 @@ VaceLayout infer_vace_layout(const WeightStore& weights, const WanConfig& dit);
 
 // Whether `weights` holds VACE tensors at all (any name containing `vace_patch_embedding.weight`).
 bool has_vace_weights(const WeightStore& weights);
-
-// Deterministic random VACE weights for `dit` (tests, the tiny random model): ceil(layers /
-// stride) blocks, module-file names, weights N(0,1)/sqrt(fan_in) as make_random_wan_weights.
-WeightStore make_random_vace_weights(const WanConfig& dit, int64_t in_channels, uint64_t seed,
-                                     int64_t stride = 2);
-
-// The VACE input of one denoising call.
-struct VaceStep {
-  // [in_channels, F', H, W] float32 (any device), H x W the latent size, F' <= the call's frames
-  // (fewer, e.g. reference images only: the embedded tokens are zero-padded to the call's).
-  at::Tensor context;
-  double scale = 1.0;  // hint_N is added as scale * hint_N
-  // When set, receives the hints [blocks, 1, tokens, dim] float32 (tests, diagnostics).
-  at::Tensor* hints_out = nullptr;
-};
 
 }  // namespace longlive

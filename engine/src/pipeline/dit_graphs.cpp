@@ -80,7 +80,12 @@ void DitGraphRunner::clear() {
 
 DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& args,
                                            const KvCache::Plan& plan) {
-  return Key{plan.slot_of_frame, plan.first_written, plan.valid_tokens, args.latents.sizes().vec()};
+  return Key{plan.slot_of_frame,
+             plan.first_written,
+             plan.valid_tokens,
+             args.latents.sizes().vec(),
+             args.vace_context.defined() ? args.vace_context.sizes().vec() : std::vector<int64_t>{},
+             args.vace_hints.defined() ? args.vace_hints.const_data_ptr() : nullptr};
 }
 
 bool DitGraphRunner::storage_changed(const KvCache& kv, const CrossAttnCache& cross) {
@@ -112,6 +117,8 @@ at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache&
     entry.inputs.timesteps.copy_(args.timesteps);
     entry.inputs.cos.copy_(args.cos);
     entry.inputs.sin.copy_(args.sin);
+    if (args.vace_context.defined()) entry.inputs.vace_context.copy_(args.vace_context);
+    if (args.vace_scale.defined()) entry.inputs.vace_scale.copy_(args.vace_scale);
     replay(*entry.graph);
     ++stats_.replays;
     return entry.output.clone();  // the next replay of any graph may reuse the pool
@@ -163,7 +170,14 @@ void DitGraphRunner::warm(const CausalWanModel::ForwardArgs& args, KvCache& kv,
 bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& args, KvCache& kv,
                             const KvCache::Plan& plan, const CrossAttnCache& cross) {
 #ifdef LONGLIVE_WITH_CUDA
-  entry.inputs = {args.latents.clone(), args.timesteps.clone(), args.cos.clone(), args.sin.clone()};
+  auto cloned = [](const at::Tensor& t) { return t.defined() ? t.clone() : at::Tensor(); };
+  entry.inputs = {.latents = args.latents.clone(),
+                  .timesteps = args.timesteps.clone(),
+                  .cos = args.cos.clone(),
+                  .sin = args.sin.clone(),
+                  .vace_context = cloned(args.vace_context),
+                  .vace_hints = args.vace_hints,  // the caller's buffer, in place (see Key)
+                  .vace_scale = cloned(args.vace_scale)};
   const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(model_.device().index());
   {
     // The capture stream starts after the work queued so far (the input copies above).

@@ -7,7 +7,9 @@
 // and the context pass of all blocks that write the same slots: in the steady state a handful of
 // graphs (one per ring phase) replay for the whole session. (StreamGenerator runs re-cache
 // forwards eagerly: capturing them would stall the prompt switch they belong to.) Before a replay
-// the new inputs are copied into the graph's static input buffers.
+// the new inputs are copied into the graph's static input buffers. VACE steps are graphs of their
+// own (the key has the context's shape and the hint buffer): the context and the scale are copied
+// in like the latents; the hint buffer (ForwardArgs::vace_hints) is read or written in place.
 //
 // Policy: a plan runs eagerly the first time it is seen (that also warms up cuBLAS/cuDNN plans,
 // which must not be created during a capture), is captured the second time, and replays from then
@@ -72,6 +74,10 @@ class DitGraphRunner {
     int64_t first_written = 0;
     int64_t valid_tokens = 0;
     std::vector<int64_t> latent_shape;
+    // VACE: the context's shape (empty: no context) and the hint buffer the graph writes or
+    // reads (its address is baked into the graph; the caller keeps it).
+    std::vector<int64_t> vace_context_shape;
+    const void* vace_hints = nullptr;
     auto operator<=>(const Key&) const = default;
   };
   struct Entry;

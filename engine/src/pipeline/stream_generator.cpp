@@ -44,16 +44,14 @@ double ms_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
-// One DiT forward, through a CUDA graph when the generator has a runner. VACE calls and calls
-// with an active style LoRA run eagerly: the context and scale of VACE and the LoRA side path
-// are not graph inputs yet (the other calls of the same stream keep their graphs).
+// One DiT forward, through a CUDA graph when the generator has a runner. Calls with an active
+// style LoRA run eagerly: the side path is not a graph input yet (the other calls of the same
+// stream keep their graphs). VACE calls replay too (context, scale and hints are device inputs).
 at::Tensor dit_forward(const CausalWanModel& model, DitGraphRunner* graphs,
-                       const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
-                       const KvCache::Plan& plan, const CrossAttnCache& cross, const VaceStep* vace,
-                       const LoraSidePath* lora) {
-  if (graphs == nullptr || vace != nullptr || lora != nullptr)
-    return model.forward(latents, timesteps, kv, plan, cross, vace, lora);
-  return graphs->run(model.prepare(latents, timesteps, plan), kv, plan, cross);
+                       const CausalWanModel::ForwardArgs& args, KvCache& kv,
+                       const KvCache::Plan& plan, const CrossAttnCache& cross) {
+  if (graphs == nullptr || args.lora != nullptr) return model.run(args, kv, plan, cross);
+  return graphs->run(args, kv, plan, cross);
 }
 
 }  // namespace
@@ -70,6 +68,7 @@ void GeneratorOptions::apply(const Preset& preset) {
   local_attn_frames = preset.local_attn_frames;
   sink_frames = preset.sink_frames;
   global_sink = preset.global_sink;
+  vace_hint_reuse = preset.vace_hint_reuse;
 }
 
 void GeneratorOptions::validate() const {
@@ -327,6 +326,11 @@ void StreamGenerator::advance_transition(BlockTrace* trace) {
 
 bool StreamGenerator::vace_available() const { return model_->has_vace(); }
 
+std::unique_ptr<StreamGenerator> StreamGenerator::with_vace(const WeightStore& vace,
+                                                            const GeneratorOptions& options) const {
+  return std::make_unique<StreamGenerator>(model_->with_vace(vace), options);
+}
+
 void StreamGenerator::set_vace(std::optional<VaceInput> input) {
   if (!input) {
     vace_.reset();
@@ -349,6 +353,10 @@ void StreamGenerator::set_vace(std::optional<VaceInput> input) {
         channels, options_.latent_height, options_.latent_width));
   }
   input->context = c.to(options_.device, at::kFloat).contiguous();
+  // The scale is a device input of the forward (a CUDA graph replays it with its new value).
+  if (!vace_scale_.defined())
+    vace_scale_ = at::empty({1}, at::TensorOptions().dtype(at::kFloat).device(options_.device));
+  vace_scale_.fill_(input->scale);
   vace_ = std::move(input);
 }
 
@@ -494,7 +502,7 @@ void StreamGenerator::reencode_sink() {
   const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
   const KvCache::Plan plan = kv_->plan(0, s, KvWriteKind::block, options_.global_sink);
   model_->forward(sink_.narrow(0, 0, s).unsqueeze(0), at::zeros({1, s}, float_opts), *kv_, plan,
-                  *cross_, nullptr, lora_.get());
+                  *cross_, lora_.get());
   kv_->commit(plan);
 }
 
@@ -520,7 +528,7 @@ void StreamGenerator::recache(BlockTrace* trace) {
       at::zeros({1, n}, at::TensorOptions().dtype(at::kFloat).device(options_.device));
   // Eager: a re-cache happens once per switch in one of several ring phases, so capturing it
   // would put a capture stall on the switch itself, for a 1 % gain.
-  at::Tensor flow = model_->forward(latents, t, *kv_, plan, *cross_, nullptr, lora_.get());
+  at::Tensor flow = model_->forward(latents, t, *kv_, plan, *cross_, lora_.get());
   kv_->commit(plan);
   if (trace) trace->recache_flow = flow;
   ++stats_.recaches;
@@ -568,14 +576,30 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
     while (first_step + 1 < sigmas.size() && sigmas[first_step] > v2v_->strength) ++first_step;
     x = FlowMatchSampler::add_noise(v2v_->latents, x, sigmas[first_step]);
   }
+  // VACE: with hint reuse the first step computes the hints into vace_hints_ and the later
+  // steps add them from there; a trace reads them from there too.
+  const bool reuse = vace_ && options_.vace_hint_reuse;
+  if (vace_ && (reuse || trace)) {
+    const auto& p = options_.model.patch;
+    const int64_t tokens = f * (options_.latent_height / p[1]) * (options_.latent_width / p[2]);
+    const std::vector<int64_t> hint_shape = {model_->vace_layout().blocks(), tokens,
+                                             options_.model.dim};
+    if (!vace_hints_.defined() || vace_hints_.sizes() != at::IntArrayRef(hint_shape) ||
+        vace_hints_.scalar_type() != model_->hint_dtype())
+      vace_hints_ = at::empty(
+          hint_shape, at::TensorOptions().dtype(model_->hint_dtype()).device(options_.device));
+  }
   for (size_t s = first_step; s < timesteps.size(); ++s) {
     const at::Tensor t = at::full({1, f}, timesteps[s], float_opts);
     const KvCache::Plan& plan = again ? *again : first;
-    at::Tensor hints;
-    std::optional<VaceStep> vace;
-    if (vace_) vace = VaceStep{vace_->context, vace_->scale, trace ? &hints : nullptr};
-    const at::Tensor flow = dit_forward(*model_, graphs_.get(), x, t, *kv_, plan, *cross_,
-                                        vace ? &*vace : nullptr, lora_.get());
+    CausalWanModel::ForwardArgs args = model_->prepare(x, t, plan);
+    args.lora = lora_.get();
+    if (vace_) {
+      args.vace_scale = vace_scale_;
+      if (!reuse || s == first_step) args.vace_context = vace_->context;
+      if (reuse || trace) args.vace_hints = vace_hints_;
+    }
+    const at::Tensor flow = dit_forward(*model_, graphs_.get(), args, *kv_, plan, *cross_);
     kv_->commit(plan);
     if (!again) again = kv_->plan(frame_, f, KvWriteKind::block_repeat, options_.global_sink);
     x0 = FlowMatchSampler::to_x0(x, flow, sigmas[s]);
@@ -583,7 +607,7 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
       trace->step_inputs.push_back(x);
       trace->step_flows.push_back(flow);
       trace->step_x0.push_back(x0);
-      if (hints.defined()) trace->step_hints.push_back(hints);
+      if (vace_) trace->step_hints.push_back(vace_hints_.to(at::kFloat, false, true).unsqueeze(1));
     }
     if (s + 1 < timesteps.size()) {
       const at::Tensor noise = noise_->renoise(block, static_cast<int64_t>(s), shape, float_opts);
@@ -591,8 +615,10 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
     }
   }
   // Clean context pass: write the finished block's K/V (its output is not needed).
-  dit_forward(*model_, graphs_.get(), x0, at::zeros({1, f}, float_opts), *kv_, *again, *cross_,
-              nullptr, lora_.get());
+  CausalWanModel::ForwardArgs context_pass =
+      model_->prepare(x0, at::zeros({1, f}, float_opts), *again);
+  context_pass.lora = lora_.get();
+  dit_forward(*model_, graphs_.get(), context_pass, *kv_, *again, *cross_);
 
   for (int64_t i = 0; i < f; ++i) {
     recent_[(frame_ + i) % options_.local_attn_frames].copy_(x0[0][i]);

@@ -183,6 +183,7 @@ Preset parse_preset(std::string_view json_text, const std::string& origin) {
   r.read("width", p.width, 16, 2048);
   r.read("text_encoder_device", p.text_encoder_device, kPlacement);
   r.read("quality_preserving", p.quality_preserving);
+  r.read("vace_hint_reuse", p.vace_hint_reuse);
   r.reject_unknown();
 
   if (p.height % 16 != 0) r.fail("height", fmt::format("{} is not a multiple of 16", p.height));
@@ -254,7 +255,8 @@ nlohmann::json to_json(const Preset& p) {
               {"height", p.height},
               {"width", p.width},
               {"text_encoder_device", to_string(p.text_encoder_device)},
-              {"quality_preserving", p.quality_preserving}};
+              {"quality_preserving", p.quality_preserving},
+              {"vace_hint_reuse", p.vace_hint_reuse}};
 }
 
 }  // namespace longlive

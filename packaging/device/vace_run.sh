@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# On the GPU box (#17 speed): build test_model + longlive for sm_90 (no FA3: the overhead is
+# against the same backend), the VACE GPU tests (graph replay = eager, fused/FP8 VACE blocks
+# against the plain path) and the fast-path tests the layer-loop refactor touches, then
+# `bench --vace` for balanced and turbo_fp8 (with/without VACE, hint reuse and its drift, the
+# VACE encoder). Most important first; results under $OUT.
+#   packaging/device/vace_run.sh        (VACE_BENCH_PRESETS="balanced turbo_fp8" by default)
+set -uo pipefail
+out=${OUT:-/tmp/out}
+fixtures=$PWD/.fixtures; [ -d "$fixtures" ] || fixtures=$PWD/tests/data/fixtures/switch_before_full
+export LONGLIVE_FIXTURES=$fixtures LONGLIVE_PRESETS=$PWD/presets LONGLIVE_CTEST=0
+export LONGLIVE_CUDA_ARCHITECTURES=${LONGLIVE_CUDA_ARCHITECTURES:-90-real}
+export LONGLIVE_BUILD_TARGETS=${LONGLIVE_BUILD_TARGETS:-longlive}
+export LONGLIVE_COMMIT=${LONGLIVE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+bash packaging/device/build_and_test.sh . >"$out/build.log" 2>&1 ||
+  { grep -E "error|FAILED" "$out/build.log" | head -30; tail -15 "$out/build.log"; exit 1; }
+grep -E "FlashAttention|built in" "$out/build.log"
+export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+b=build-gpu
+# The tests build after the CLI, so a test that does not compile still leaves the benches.
+cmake --build $b -j "$(nproc)" --target test_model 2>&1 | grep -E "error|FAILED" | head -20
+timeout ${VACE_TEST_TIMEOUT:-100} $b/tests/test_model \
+  --gtest_filter='VaceFastPath.*:HintReuse*:CudaGraphs.GraphPath*:FastPathStream.*' \
+  >"$out/tests.log" 2>&1
+echo "tests rc=$?"
+grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure|\[ (vace|drift|graphs) " "$out/tests.log" | head -40
+for p in ${VACE_BENCH_PRESETS:-balanced turbo_fp8}; do
+  timeout ${VACE_BENCH_TIMEOUT:-100} $b/app/longlive bench --preset $p --random full --blocks 20 \
+    --warmup 3 --profile-blocks 0 --vace --vace-drift-blocks 6 \
+    --json "$out/bench_${p}_vace.json" >"/tmp/bench_$p.log" 2>&1
+  echo "== $p --vace rc=$?"
+  grep -vE "^\[" "/tmp/bench_$p.log" | tee -a "$out/bench.log" | grep -E "steady|vace|fallback|error"
+done
+# The same VACE steps eagerly (no CUDA graphs), for what the graphs save (DiT and VACE eager).
+if [ -n "${VACE_EAGER:-1}" ]; then
+  timeout ${VACE_EAGER_TIMEOUT:-60} $b/app/longlive bench --preset balanced --random full --blocks 10 \
+    --warmup 3 --profile-blocks 0 --vace --vace-drift-blocks 0 --cuda-graphs off \
+    --json "$out/bench_balanced_vace_eager.json" >/tmp/bench_eager.log 2>&1
+  echo "== balanced --vace --cuda-graphs off rc=$?"
+  grep -vE "^\[" /tmp/bench_eager.log | tee -a "$out/bench.log" | grep -E "steady|vace"
+fi
