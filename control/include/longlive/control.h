@@ -27,8 +27,8 @@ struct ControlCommand {
     lora_strength,  // name, value (0..kMaxLoraStrength)
     lora_load,      // file, name (empty: after the file)
     record,         // on
-    vace_scale,     // value: reserved, not wired yet (VACE)
-    v2v_strength,   // value: reserved, not wired yet (video-to-video)
+    vace_scale,     // value (0..kMaxVaceScale): the VACE input's hint scale
+    v2v_strength,   // value (0..1): the video-to-video input's strength
   };
   Kind kind = Kind::stop;
   PromptMix mix;
@@ -44,8 +44,7 @@ std::string to_string(ControlCommand::Kind kind);
 std::string describe(const ControlCommand& command);
 
 // Ranges checked before a command is sent on.
-constexpr int64_t kMaxTransitionBlocks = 256;
-constexpr double kMaxVaceScale = 2.0;
+constexpr int64_t kMaxTransitionBlocks = 256;  // (kMaxVaceScale: timeline.h)
 
 // One OSC message, decoded from the wire (numbers as int64 or double, strings, booleans as int).
 using OscArg = std::variant<int64_t, double, std::string>;
@@ -61,7 +60,7 @@ ControlCommand parse_osc(const OscMessage& message);
 
 // Sends commands to an Engine. Presets are looked up by name; `record` is the front end's
 // recorder switch (the engine does not record): without one a record command is logged and
-// dropped, as are the reserved VACE / V2V values. Throws ConfigError for an unknown preset.
+// dropped. Throws ConfigError for an unknown preset.
 class EngineControl {
  public:
   EngineControl(Engine& engine, PresetLookup presets, std::function<void(bool)> record = {});
