@@ -324,6 +324,42 @@ TEST(EngineVace, BadInputsAreReportedAndTheVideoGoesOn) {
   EXPECT_EQ(offs[0].block, sets[0].block + 1);  // one block conditioned, then dropped
 }
 
+// A camera unplugged mid-stream: it keeps handing out its last frame and reports why
+// (LiveVideoSource::counts().error), as after `used` frames here.
+struct UnpluggedSource final : VaceFrameSource {
+  int64_t given = 0;
+  at::Tensor next_frames(int64_t count) override {
+    given += count;
+    return at::zeros({count, 3, kSide, kSide});
+  }
+  Counts counts() const override {
+    return {0, given > 9 ? given - 9 : 0, given >= 9 ? "/dev/video9: No such device" : ""};
+  }
+};
+
+TEST(EngineVace, UnpluggedCameraIsDroppedBeforeTheNextBlock) {
+  LiveRun run;
+  EngineOptions o = options();
+  o.inputs.frames = [](const InputSource&, int, int) -> std::shared_ptr<VaceFrameSource> {
+    return std::make_shared<UnpluggedSource>();
+  };
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, o);
+  VaceRequest r;
+  r.source.kind = InputKind::video;  // the opener decides what it is
+  r.source.path = "unplugged";
+  engine.set_vace(r);
+  engine.start(kPrompt, kSeed);
+  run.finish(engine, 3);
+  std::lock_guard lock(run.m);
+  ASSERT_EQ(run.errors.size(), 1u);
+  EXPECT_NE(run.errors[0].find("No such device"), std::string::npos) << run.errors[0];
+  EXPECT_NE(run.errors[0].find("goes on without it"), std::string::npos) << run.errors[0];
+  const auto offs = events_of(*run.timeline, EventKind::vace_off);
+  ASSERT_EQ(offs.size(), 1u);
+  EXPECT_EQ(offs[0].block, 1);  // block 0 took its 9 frames, then the error showed
+  EXPECT_EQ(run.timeline->blocks, static_cast<int64_t>(run.latents.size()));
+}
+
 TEST(EngineVace, NoVaceWeightsIsAClearMessage) {
   LiveRun run;
   Engine engine(tiny(/*vace=*/false), preset(), run.callbacks(), kSide, kSide, options());

@@ -95,7 +95,9 @@ class CapturedFrameSource final : public VaceFrameSource {
 class StillFrameSource final : public VaceFrameSource {
  public:
   explicit StillFrameSource(at::Tensor image) : image_(std::move(image)) {}  // [1, 3, H, W]
-  at::Tensor next_frames(int64_t count) override { return image_.expand({count, -1, -1, -1}); }
+  at::Tensor next_frames(int64_t count) override {
+    return image_.expand({count, -1, -1, -1}).contiguous();
+  }
 
  private:
   at::Tensor image_;
