@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "longlive/control_input.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
 
@@ -76,6 +77,8 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   layout->addWidget(blend_);
   loras_ = new LoraFaders;
   layout->addWidget(loras_);
+  inputs_ = new InputPanel;
+  layout->addWidget(inputs_);
 
   auto* controls = new QHBoxLayout;
   start_ = new QPushButton("Start");
@@ -168,6 +171,26 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   });
   connect(loras_, &LoraFaders::strength_changed, this, [this](const QString& name, double s) {
     if (engine_) engine_->set_lora_strength(name.toStdString(), s);
+  });
+  // Inputs (docs/vace.md): an input opens in the engine (errors come back to the banner); the
+  // sliders move a running input only.
+  connect(inputs_, &InputPanel::vace_requested, this, [this](const VaceRequest& r) {
+    if (ensure_engine()) engine_->set_vace(r);
+  });
+  connect(inputs_, &InputPanel::v2v_requested, this, [this](const V2vRequest& r) {
+    if (ensure_engine()) engine_->set_v2v(r);
+  });
+  connect(inputs_, &InputPanel::vace_cleared, this, [this] {
+    if (engine_) engine_->clear_vace();
+  });
+  connect(inputs_, &InputPanel::v2v_cleared, this, [this] {
+    if (engine_) engine_->clear_v2v();
+  });
+  connect(inputs_, &InputPanel::vace_scale_changed, this, [this](double scale) {
+    if (engine_ && !stats_.inputs.vace.empty()) engine_->set_vace_scale(scale);
+  });
+  connect(inputs_, &InputPanel::v2v_strength_changed, this, [this](double strength) {
+    if (engine_ && !stats_.inputs.v2v.empty()) engine_->set_v2v_strength(strength);
   });
   // OSC: on by default on UDP 9000 (QSettings osc/port; 0 turns it off). A port in use (a second
   // studio) is reported in the log, not as an error: the studio works without it.
@@ -364,6 +387,7 @@ bool MainWindow::ensure_engine(bool quiet) {
           if (!current()) return;
           stats_ = s;
           loras_->sync(s.loras);
+          inputs_->sync(s.inputs);
           memory_ = memory;
           if (s.state == "error") running_ = false;
           view_->set_stats(s);
@@ -394,9 +418,15 @@ bool MainWindow::ensure_engine(bool quiet) {
                                        .toLongLong();
   engine_ = std::make_unique<Engine>(
       model, preset, std::move(callbacks), height, width,
-      EngineOptions{.device_frames = view_->wants_device_frames(),
-                    .yield_cpu = true,
-                    .max_kept_latent_bytes = std::max<int64_t>(kept_latents_mib, 0) << 20});
+      EngineOptions{
+          .device_frames = view_->wants_device_frames(),
+          .yield_cpu = true,
+          .max_kept_latent_bytes = std::max<int64_t>(kept_latents_mib, 0) << 20,
+          .inputs = ffmpeg_input_opener(),
+          // Camera frames are saved beside the session timelines, which name them.
+          .capture_dir =
+              (QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/captures")
+                  .toStdString()});
   return true;
 }
 
@@ -656,8 +686,10 @@ void MainWindow::apply_control(const ControlCommand& c) {
       if (recording_->recording() != c.on) recording_->toggle();
       return;
     case K::vace_scale:
+      if (engine_) engine_->set_vace_scale(c.value);
+      return;
     case K::v2v_strength:
-      log::info("remote {}: reserved, not wired yet", describe(c));
+      if (engine_) engine_->set_v2v_strength(c.value);
       return;
     case K::stream_out:
     case K::camera_out:

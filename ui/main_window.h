@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "error_banner.h"
+#include "input_panel.h"
 #include "longlive/control.h"
 #include "longlive/engine.h"
 #include "longlive/midi.h"
@@ -81,6 +82,7 @@ class MainWindow : public QMainWindow {
   TransitionControls* transition_controls() const { return transition_; }
   BlendList* blend_list() const { return blend_; }
   LoraFaders* lora_faders() const { return loras_; }
+  InputPanel* input_panel() const { return inputs_; }
   // A remote command (OSC; MIDI bindings) as if the matching control had been used. UI thread.
   void apply_control(const ControlCommand& command);
   int osc_port() const;  // 0 when OSC is off (or its port could not be opened)
@@ -137,6 +139,7 @@ class MainWindow : public QMainWindow {
   TransitionControls* transition_ = nullptr;
   BlendList* blend_ = nullptr;
   LoraFaders* loras_ = nullptr;
+  InputPanel* inputs_ = nullptr;
   Timeline last_timeline_;
   QString last_timeline_path_;
   QPushButton *start_ = nullptr, *pause_ = nullptr, *stop_ = nullptr;

@@ -11,6 +11,7 @@
 #include "longlive/async_decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
+#include "longlive/live_inputs.h"
 #include "longlive/log.h"
 #include "longlive/preset.h"
 #include "longlive/session.h"
@@ -74,6 +75,7 @@ struct GenerateArgs {
   double v2v_strength = 0.6;
   // Live inputs instead of the files: a camera (or another FFmpeg input device).
   std::string vace_camera, v2v_camera, camera_format = "v4l2";
+  std::string vace_preprocess;  // built-in preprocessor of the VACE frames: gray, edges
   bool vace_requested() const {
     return !vace_video.empty() || !vace_camera.empty() || !vace_image.empty() || !vace_mode.empty();
   }
@@ -146,10 +148,29 @@ std::shared_ptr<VaceFrameSource> frame_source(const std::string& video, const st
 }
 #endif
 
+// A source's frames through a built-in preprocessor (gray, edges), on the session's device.
+class PreprocessedSource final : public VaceFrameSource {
+ public:
+  PreprocessedSource(std::shared_ptr<VaceFrameSource> inner, std::string kind, at::Device device)
+      : inner_(std::move(inner)), kind_(std::move(kind)), device_(device) {
+    preprocess_frames(at::zeros({1, 3, 4, 4}), kind_);  // an unknown name fails here
+  }
+  at::Tensor next_frames(int64_t count) override {
+    return preprocess_frames(inner_->next_frames(count).to(device_), kind_);
+  }
+  Counts counts() const override { return inner_->counts(); }
+
+ private:
+  std::shared_ptr<VaceFrameSource> inner_;
+  std::string kind_;
+  at::Device device_;
+};
+
 // The VACE input the arguments name: a control video or camera (conditioning, inpaint) and/or a
 // reference image, encoded block by block with the session's Wan VAE encoder.
 std::unique_ptr<VaceConditioner> make_vace(const GenerateArgs& a, SessionFactory& factory,
-                                           int height, int width, LiveInputs& live_inputs) {
+                                           int height, int width, at::Device device,
+                                           LiveInputs& live_inputs) {
   if (!factory.vace_available())
     throw ConfigError(
         fmt::format("--vace-*: this model has no VACE weights ({})", factory.vace_status()));
@@ -171,10 +192,14 @@ std::unique_ptr<VaceConditioner> make_vace(const GenerateArgs& a, SessionFactory
   const std::string what = "VACE " + to_string(settings.mode);
   std::shared_ptr<VaceFrameSource> source = frame_source(
       a.vace_video, a.vace_camera, a.camera_format, height, width, what.c_str(), live_inputs);
+  if (!a.vace_preprocess.empty()) {
+    if (!source) throw ConfigError("--vace-preprocess needs --vace-video or --vace-camera");
+    source = std::make_shared<PreprocessedSource>(source, a.vace_preprocess, device);
+  }
   log::info("{}", factory.vace_status());
   return std::make_unique<VaceConditioner>(factory.vace_encoder(), std::move(settings), source);
 #else
-  (void)factory, (void)height, (void)width, (void)a, (void)live_inputs;
+  (void)factory, (void)height, (void)width, (void)a, (void)live_inputs, (void)device;
   throw ConfigError("--vace-*: this build has no FFmpeg to read control inputs");
 #endif
 }
@@ -210,7 +235,7 @@ int run(const GenerateArgs& a) {
 
   std::unique_ptr<VaceConditioner> vace;
   LiveInputs live_inputs;
-  if (a.vace_requested()) vace = make_vace(a, factory, height, width, live_inputs);
+  if (a.vace_requested()) vace = make_vace(a, factory, height, width, session->device, live_inputs);
   std::unique_ptr<VideoToVideo> v2v;
   if (!a.v2v_video.empty() || !a.v2v_camera.empty()) {
 #ifdef LONGLIVE_WITH_RECORDER
@@ -341,6 +366,8 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
                   "conditioning, reference or inpaint (default: conditioning with a video, "
                   "reference with an image only)");
   cmd->add_option("--vace-scale", a->vace_scale, "VACE hint scale (default 1)");
+  cmd->add_option("--vace-preprocess", a->vace_preprocess,
+                  "Built-in preprocessor of the VACE control frames: gray or edges (Sobel)");
   cmd->add_option("--vace-file", a->vace_file,
                   "VACE weights (default: the --weights folder's VACE module)");
   cmd->add_option("--v2v-video", a->v2v_video,

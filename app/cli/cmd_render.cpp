@@ -15,6 +15,7 @@
 #include "longlive/timeline.h"
 #include "longlive/weights.h"
 #ifdef LONGLIVE_WITH_RECORDER
+#include "longlive/control_input.h"
 #include "longlive/recorder.h"
 #endif
 
@@ -91,7 +92,12 @@ int run(const RenderArgs& a) {
         if (!a.latents_out.empty()) latents.push_back(b.latents.to(at::kCPU));
         log::debug("block {}/{}", b.index + 1, timeline.blocks);
       },
-      a.timeline);
+      a.timeline,
+#ifdef LONGLIVE_WITH_RECORDER
+      ffmpeg_input_opener());  // the VACE / video-to-video events' files
+#else
+      InputOpener{});  // captured camera frames only
+#endif
 #ifdef LONGLIVE_WITH_RECORDER
   if (recorder) {
     recorder->finish();

@@ -299,9 +299,11 @@ void EngineControl::apply(const ControlCommand& c) {
       else
         log::warn("control: {} ignored (this front end records nothing)", describe(c));
       break;
-    case K::vace_scale:
+    case K::vace_scale:  // without an input the engine reports it (on_error)
+      engine_.set_vace_scale(c.value);
+      break;
     case K::v2v_strength:
-      log::info("control: {} received; reserved, not wired yet", describe(c));
+      engine_.set_v2v_strength(c.value);
       break;
     case K::stream_out:
     case K::camera_out:

@@ -211,4 +211,9 @@ LiveVideoSource::Stats LiveVideoSource::stats() const {
   return capture_->stats;
 }
 
+VaceFrameSource::Counts LiveVideoSource::counts() const {
+  const Stats s = stats();
+  return {s.dropped, s.repeated, s.error};
+}
+
 }  // namespace longlive

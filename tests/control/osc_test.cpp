@@ -7,12 +7,14 @@
 
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "fixtures.h"
 #include "longlive/control.h"
 #include "longlive/engine.h"
 #include "longlive/error.h"
+#include "longlive/live_inputs.h"
 #include "longlive/log.h"
 #include "longlive/timeline.h"
 
@@ -251,6 +253,74 @@ TEST(OscServer, UdpMessagesDriveARunningEngine) {
     return e.lora == "glow" && e.strength == static_cast<double>(0.9f) && e.block >= 2;
   }));
   EXPECT_FALSE(has(EventKind::lora, [](const TimelineEvent& e) { return e.strength > 1.5; }));
+}
+
+TEST(OscServer, VaceScaleAndV2vStrengthReachTheEngine) {
+  // Inputs from a camera capture file (no FFmpeg needed): 40 random frames at the session size.
+  const int side = 32;
+  const auto frames_file = temp_dir("osc_inputs") / "frames.rgb8";
+  {
+    FrameCaptureWriter w(frames_file, side, side);
+    w.append(at::rand({40, 3, side, side}).mul(2).sub(1));
+  }
+  std::mutex m;
+  int64_t blocks = 0;
+  std::optional<Timeline> recorded;
+  std::vector<std::string> errors;
+  Engine::Callbacks cb;
+  cb.on_latents = [&](int64_t, const at::Tensor&) {
+    std::lock_guard lock(m);
+    ++blocks;
+  };
+  cb.on_timeline = [&](const Timeline& t) {
+    std::lock_guard lock(m);
+    recorded = t;
+  };
+  cb.on_error = [&](const std::string& e) {
+    std::lock_guard lock(m);
+    errors.push_back(e);
+  };
+  ModelSpec tiny;
+  tiny.tiny_random = true;
+  Preset preset;
+  preset.name = "live";
+  preset.local_attn_frames = 9;
+  Engine engine(tiny, preset, cb, side, side);
+  InputSource source{InputKind::frames, frames_file.string(), "", 0, ""};
+  engine.set_vace({source, "conditioning", 1.0, "", ""});
+  engine.set_v2v({source, 0.7});
+  EngineControl control(engine, {});
+  OscServer server(0, [&](const ControlCommand& c) { control.apply(c); });
+  lo_address to = lo_address_new("127.0.0.1", std::to_string(server.port()).c_str());
+  auto blocks_now = [&] {
+    std::lock_guard lock(m);
+    return blocks;
+  };
+  engine.start("a red fox", 3);
+  ASSERT_TRUE(wait_for([&] { return blocks_now() >= 1; }));
+  ASSERT_GE(lo_send(to, "/longlive/vace/scale", "f", 0.25f), 0);
+  ASSERT_GE(lo_send(to, "/longlive/v2v/strength", "f", 0.5f), 0);
+  ASSERT_GE(lo_send(to, "/longlive/vace/scale", "f", 2.5f), 0);  // out of range: ignored
+  ASSERT_TRUE(wait_for([&] {
+    const EngineStats s = engine.stats();
+    return s.inputs.vace_scale == 0.25 && s.inputs.v2v_strength == 0.5;
+  })) << engine.stats().inputs.vace_scale;
+  engine.stop();
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(m);
+    return recorded.has_value();
+  }));
+  lo_address_free(to);
+  EXPECT_EQ(server.stats().rejected, 1);
+  std::lock_guard lock(m);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  int scales = 0, strengths = 0;
+  for (const auto& e : recorded->events) {
+    if (e.kind == EventKind::vace_scale && e.strength == 0.25 && e.block >= 1) ++scales;
+    if (e.kind == EventKind::v2v_strength && e.strength == 0.5 && e.block >= 1) ++strengths;
+  }
+  EXPECT_EQ(scales, 1);
+  EXPECT_EQ(strengths, 1);
 }
 
 TEST(OscServer, PortInUseIsNamed) {

@@ -19,4 +19,8 @@ void run_autotest(MainWindow* window, const QString& out_dir);
 // prompt-cache hit with no new miss; typing itself sends nothing.
 void run_prefetch_autotest(MainWindow* window, const QString& out_dir);
 
+// Control inputs: a video file picked in the input panel reaches the engine as a VACE input, the
+// panel shows it (counts, thumbnail), the scale slider moves it live, the timeline names it.
+void run_inputs_autotest(MainWindow* window, const QString& out_dir);
+
 }  // namespace longlive::ui

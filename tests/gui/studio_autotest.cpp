@@ -22,14 +22,16 @@ int main(int argc, char** argv) {
   QCommandLineOption presets("presets", "Preset folder", "dir", LONGLIVE_PRESETS_DIR);
   QCommandLineOption out("autotest", "Folder for report.json and what the test writes", "out_dir");
   QCommandLineOption scenario("scenario",
-                              "session (the whole scripted session, default) or prefetch "
-                              "(a typed-then-idle prompt is a prompt-cache hit at Enter)",
+                              "session (the whole scripted session, default), prefetch "
+                              "(a typed-then-idle prompt is a prompt-cache hit at Enter) or "
+                              "inputs (a video file as VACE input)",
                               "name", "session");
   parser.addOptions({tiny, presets, out, scenario});
   parser.process(app);
   const QString name = parser.value(scenario);
-  if (!parser.isSet(out) || (name != "session" && name != "prefetch")) {
-    std::fprintf(stderr, "usage: %s [--tiny] [--scenario session|prefetch] --autotest OUT_DIR\n",
+  if (!parser.isSet(out) || (name != "session" && name != "prefetch" && name != "inputs")) {
+    std::fprintf(stderr,
+                 "usage: %s [--tiny] [--scenario session|prefetch|inputs] --autotest OUT_DIR\n",
                  argv[0]);
     return 2;
   }
@@ -42,6 +44,8 @@ int main(int argc, char** argv) {
   QTimer::singleShot(300, &window, [&window, dir, name] {
     if (name == "prefetch")
       longlive::ui::run_prefetch_autotest(&window, dir);
+    else if (name == "inputs")
+      longlive::ui::run_inputs_autotest(&window, dir);
     else
       longlive::ui::run_autotest(&window, dir);
   });

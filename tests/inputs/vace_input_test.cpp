@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "fixtures.h"
+#include "input_videos.h"
 #include "longlive/control_input.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
@@ -18,28 +19,6 @@
 
 namespace longlive::test {
 namespace {
-
-// A moving pattern: frame i is [3, H, W] in [0, 1], a bright bar sweeping right.
-at::Tensor moving_bar(int64_t frames, int64_t height, int64_t width) {
-  at::Tensor video = at::zeros({frames, 3, height, width});
-  for (int64_t i = 0; i < frames; ++i) {
-    const int64_t x = (i * 7) % (width - 8);
-    video[i].narrow(2, x, 8).fill_(1.0);
-    video[i][0].add_(0.2 * static_cast<double>(i % 5) / 5.0);
-  }
-  return video.clamp(0, 1);
-}
-
-std::filesystem::path write_video(const std::string& name, const at::Tensor& frames, int fps) {
-  const auto path = temp_dir("vace_input") / name;
-  RecorderOptions options;
-  options.path = path;
-  options.fps = fps;
-  options.codec = "libx264";
-  options.write_sidecar = false;
-  EXPECT_TRUE(record_frames_to_mp4(frames, options));
-  return path;
-}
 
 TEST(VideoFileSource, ResamplesTo16FpsScalesAndLoops) {
   const int64_t n = 10;

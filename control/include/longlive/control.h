@@ -27,8 +27,8 @@ struct ControlCommand {
     lora_strength,  // name, value (0..kMaxLoraStrength)
     lora_load,      // file, name (empty: after the file)
     record,         // on
-    vace_scale,     // value: reserved, not wired yet (VACE)
-    v2v_strength,   // value: reserved, not wired yet (video-to-video)
+    vace_scale,     // value (0..kMaxVaceScale): the VACE input's hint scale
+    v2v_strength,   // value (0..1): the video-to-video input's strength
     stream_out,     // on, file: the URL (empty: the front end's own)
     camera_out,     // on, file: the v4l2loopback device (empty: the front end's own)
   };
@@ -46,8 +46,7 @@ std::string to_string(ControlCommand::Kind kind);
 std::string describe(const ControlCommand& command);
 
 // Ranges checked before a command is sent on.
-constexpr int64_t kMaxTransitionBlocks = 256;
-constexpr double kMaxVaceScale = 2.0;
+constexpr int64_t kMaxTransitionBlocks = 256;  // (kMaxVaceScale: timeline.h)
 
 // One OSC message, decoded from the wire (numbers as int64 or double, strings, booleans as int).
 using OscArg = std::variant<int64_t, double, std::string>;
@@ -61,16 +60,11 @@ struct OscMessage {
 // wrong (unknown address, argument types, a value out of range) otherwise.
 ControlCommand parse_osc(const OscMessage& message);
 
-// What a front end does itself (the engine neither records nor sends video out).
-struct FrontEndControls {
-  std::function<void(bool on)> record;
-  // stream_out / camera_out commands.
-  std::function<void(const ControlCommand&)> video_out;
-};
-
-// Sends commands to an Engine. Presets are looked up by name; record and video-out commands go
-// to the front end's controls: without one they are logged and dropped, as are the reserved
-// VACE / V2V values. Throws ConfigError for an unknown preset.
+// Sends commands to an Engine. Presets are looked up by name; `record` is the front end's
+// recorder switch (the engine does not record): without one a record command is logged and
+// dropped. Throws ConfigError for an unknown preset.
+    stream_out,     // on, file: the URL (empty: the front end's own)
+    camera_out,     // on, file: the v4l2loopback device (empty: the front end's own)
 class EngineControl {
  public:
   EngineControl(Engine& engine, PresetLookup presets, FrontEndControls front_end = {});

@@ -60,6 +60,11 @@ struct EngineOptions {
   // blocks are dropped and counted, so a long video's memory stays bounded: 512 MiB is ~430
   // blocks (~5 min of video) at 480x832, 1.2 MiB per block. 0 keeps none (no re-decode export).
   int64_t max_kept_latent_bytes = int64_t{512} << 20;
+  // Opens the VACE / video-to-video inputs' files and cameras (recorder's ffmpeg_input_opener();
+  // empty: only captured camera frames can be read). Camera frames are saved under capture_dir
+  // (empty: <temp>/longlive-captures) so a timeline replays them.
+  InputOpener inputs;
+  std::filesystem::path capture_dir;
 };
 
 // The latents an engine keeps of its current video, for an export that re-decodes them: the most
@@ -117,6 +122,8 @@ struct EngineStats {
     double strength = 0;
   };
   std::vector<Fader> loras;
+  // The VACE / video-to-video inputs: what they read, scale and strength, frame counts, preview.
+  InputStatus inputs;
 };
 
 class Engine {
@@ -154,6 +161,16 @@ class Engine {
   // on_error and the video goes on. A fader move applies from the next block and is recorded.
   void load_lora(const std::filesystem::path& file, const std::string& name = {});
   void set_lora_strength(const std::string& name, double strength);
+  // VACE and video-to-video inputs (docs/vace.md), from the next block, recorded. An input that
+  // cannot be opened (no VACE weights, unreadable file, camera that does not open) or whose
+  // source fails later goes to on_error and the video goes on without it. Scale and strength
+  // move live (the next block).
+  void set_vace(const VaceRequest& request);
+  void clear_vace();
+  void set_vace_scale(double scale);
+  void set_v2v(const V2vRequest& request);
+  void clear_v2v();
+  void set_v2v_strength(double strength);
   // Plays a recorded timeline: stops the current video, then applies the timeline's events at
   // their blocks (recording them anew), at the timeline's own resolution and first preset (the
   // engine keeps them afterwards). Start or stop cancels the playback.

@@ -12,7 +12,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "longlive/live_inputs.h"
 #include "longlive/preset.h"
 #include "longlive/prompt_mix.h"
 #include "longlive/session.h"
@@ -66,6 +69,24 @@ class Performance {
   // Drops the session after an error (the timeline ends where it was).
   void abort();
 
+  // VACE and video-to-video inputs (longlive/live_inputs.h, docs/vace.md). Sources are opened
+  // with `opener` (FFmpeg: recorder's ffmpeg_input_opener()); camera frames are saved under
+  // `capture_dir`. Call before the first input.
+  void set_inputs(InputOpener opener, std::filesystem::path capture_dir);
+  // Set from the next block, recorded (a camera as its capture file). ConfigError (no VACE
+  // weights, bad mode or scale), IoError / FormatError (unreadable file, camera that does not
+  // open): nothing changes.
+  void set_vace(const VaceRequest& request);
+  void clear_vace();
+  void set_vace_scale(double scale);  // ConfigError without a VACE input or outside 0..2
+  void set_v2v(const V2vRequest& request);
+  void clear_v2v();
+  void set_v2v_strength(double strength);  // ConfigError without an input or outside (0, 1]
+  void clear_inputs();                     // both, before an exact replay of another timeline
+  InputStatus input_status() const;
+  // Why an input was dropped since the last call (its source failed; the video went on).
+  std::vector<std::string> take_input_messages() { return std::exchange(input_messages_, {}); }
+
   // Generates the next block ([1, F, C, h, w] latents on the device). Only while running().
   at::Tensor next_block();
 
@@ -93,7 +114,8 @@ class Performance {
   TimelineEvent& record(EventKind kind);
   // Loads (if needed) and sets one fader, recording one lora event while a video is active.
   void set_lora(const std::string& name, const std::filesystem::path& file, double strength);
-  void sync_loras();  // hands the faders to the session's generator
+  void sync_loras();     // hands the faders to the session's generator
+  void record_inputs();  // states the current inputs (a new timeline's start)
 
   std::shared_ptr<SessionFactory> factory_;
   Preset preset_;
@@ -104,13 +126,16 @@ class Performance {
   std::chrono::steady_clock::time_point began_;
   PromptMix mix_;  // target of the latest start/cut/transition
   std::vector<Fader> loras_;
+  std::unique_ptr<LiveInputs> inputs_;
+  std::vector<std::string> input_messages_;
   uint64_t seed_ = 0;
   bool active_ = false;
   bool paused_ = false;
 };
 
 // Generates every block of `timeline` with `model`, applying its events where they were recorded;
-// each block goes to on_block with its session (to decode it). `presets` resolves the
+// each block goes to on_block with its session (to decode it). `inputs` opens the files of
+// VACE / video-to-video events (captured camera frames need none). `presets` resolves the
 // timeline's preset names (check_presets is called first, so a missing preset fails before any
 // block). ConfigError when the events leave the video paused or stopped before its last block.
 struct ReplayBlock {
@@ -121,6 +146,6 @@ struct ReplayBlock {
 };
 void replay(const Timeline& timeline, const ModelSpec& model, const PresetLookup& presets,
             const std::function<void(const ReplayBlock&)>& on_block,
-            const std::string& origin = "timeline");
+            const std::string& origin = "timeline", const InputOpener& inputs = {});
 
 }  // namespace longlive

@@ -16,11 +16,63 @@
 
 namespace longlive {
 
-// The newest schema this build reads and the one it writes (2: style-LoRA fader events).
-constexpr int kTimelineVersion = 2;
+// The newest schema this build reads and the one it writes (2: style-LoRA fader events; 3: VACE
+// and video-to-video inputs).
+constexpr int kTimelineVersion = 3;
 
-enum class EventKind { start, cut, transition, preset, pause, resume, stop, lora };
+enum class EventKind {
+  start,
+  cut,
+  transition,
+  preset,
+  pause,
+  resume,
+  stop,
+  lora,
+  vace,          // VACE input set (TimelineEvent::vace)
+  vace_off,      // VACE input cleared
+  vace_scale,    // VACE scale moved (TimelineEvent::strength)
+  v2v,           // video-to-video input set (TimelineEvent::v2v)
+  v2v_off,       // video-to-video input cleared
+  v2v_strength,  // video-to-video strength moved (TimelineEvent::strength)
+};
 std::string to_string(EventKind kind);
+
+// Where control frames come from (VACE, video-to-video; docs/vace.md).
+//   video   a video file (resampled to 16 fps, looped), from frame `offset`
+//   camera  a live input (FFmpeg input device `format`: v4l2 /dev/videoN, lavfi, x11grab)
+//   image   one picture, repeated
+//   frames  frames captured from a camera during a session (raw RGB8, replayed exactly)
+enum class InputKind { none, video, camera, image, frames };
+std::string to_string(InputKind kind);
+InputKind parse_input_kind(const std::string& name);  // ConfigError naming the choices
+
+struct InputSource {
+  InputKind kind = InputKind::none;
+  std::string path;              // file, or the camera's device
+  std::string format;            // camera: the FFmpeg input device (empty: v4l2)
+  int64_t offset = 0;            // video, frames: the first frame used (frames taken before it)
+  std::string preprocess;        // built-in preprocessor: "" (none), "gray", "edges"
+  std::string describe() const;  // "video 'in.mp4'", "camera '/dev/video0'", ...
+};
+
+// The largest VACE hint scale the controls and timelines accept.
+constexpr double kMaxVaceScale = 2.0;
+
+// A VACE input: mode conditioning (frames), reference (`reference` image only) or inpaint
+// (frames + `mask` image), with its hint scale.
+struct VaceRequest {
+  InputSource source;
+  std::string mode = "conditioning";
+  double scale = 1.0;
+  std::string reference;  // reference image file (optional in conditioning)
+  std::string mask;       // inpaint: mask image file, white = generate
+};
+
+struct V2vRequest {
+  InputSource source;
+  double strength = 0.6;  // (0, 1]: 1 is the plain stream
+};
 
 struct TimelineEvent {
   EventKind kind = EventKind::start;
@@ -34,7 +86,9 @@ struct TimelineEvent {
   // no LoRA of that name is (a replay loads it from there).
   std::string lora;
   std::string lora_file;
-  double strength = 0;
+  double strength = 0;  // lora; vace_scale: the scale; v2v_strength: the strength
+  VaceRequest vace;     // vace
+  V2vRequest v2v;       // v2v
 };
 
 struct Timeline {

@@ -99,6 +99,14 @@ class VaceFrameSource {
   virtual ~VaceFrameSource() = default;
   // The next `count` frames, [count, 3, H, W] float32 in [-1, 1] at the session's size.
   virtual at::Tensor next_frames(int64_t count) = 0;
+  // A live input's health: frames dropped (generation behind) and repeated (input stalled), and
+  // why its capture ended (a camera unplugged). Files have none.
+  struct Counts {
+    int64_t dropped = 0;
+    int64_t repeated = 0;
+    std::string error;
+  };
+  virtual Counts counts() const { return {}; }
 };
 
 struct VaceSettings {

@@ -104,6 +104,10 @@ Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, 
   stats_.preset = preset.name;
   host_frames_.store(options_.host_frames);
   performance_ = std::make_unique<Performance>(model_, std::move(preset), height_, width_);
+  performance_->set_inputs(options_.inputs,
+                           options_.capture_dir.empty()
+                               ? std::filesystem::temp_directory_path() / "longlive-captures"
+                               : options_.capture_dir);
   worker_ = std::thread([this] { run(); });
 }
 
@@ -174,6 +178,28 @@ void Engine::load_lora(const std::filesystem::path& file, const std::string& nam
 void Engine::set_lora_strength(const std::string& name, double strength) {
   Command c = Command::of(EventKind::lora);
   c.event.lora = name;
+  c.event.strength = strength;
+  post(std::move(c));
+}
+void Engine::set_vace(const VaceRequest& request) {
+  Command c = Command::of(EventKind::vace);
+  c.event.vace = request;
+  post(std::move(c));
+}
+void Engine::clear_vace() { post(Command::of(EventKind::vace_off)); }
+void Engine::set_vace_scale(double scale) {
+  Command c = Command::of(EventKind::vace_scale);
+  c.event.strength = scale;
+  post(std::move(c));
+}
+void Engine::set_v2v(const V2vRequest& request) {
+  Command c = Command::of(EventKind::v2v);
+  c.event.v2v = request;
+  post(std::move(c));
+}
+void Engine::clear_v2v() { post(Command::of(EventKind::v2v_off)); }
+void Engine::set_v2v_strength(double strength) {
+  Command c = Command::of(EventKind::v2v_strength);
   c.event.strength = strength;
   post(std::move(c));
 }
@@ -266,6 +292,7 @@ void Engine::run() {
       }
       stats_.loras.clear();
       for (const auto& f : perf.loras()) stats_.loras.push_back({f.name, f.strength});
+      stats_.inputs = perf.input_status();
       // Only the new events: copying the whole timeline (every event and its prompt strings)
       // at every block made the heap churn by the video's length per block.
       const Timeline& t = perf.timeline();
@@ -364,7 +391,22 @@ void Engine::run() {
         else
           perf.apply(e, presets);
         break;
+      case EventKind::vace:
+      case EventKind::vace_off:
+      case EventKind::vace_scale:
+      case EventKind::v2v:
+      case EventKind::v2v_off:
+      case EventKind::v2v_strength:
+        if (e.kind == EventKind::vace || e.kind == EventKind::v2v) {
+          if (!perf.session()) publish("loading");
+        }
+        perf.apply(e, presets);
+        break;
     }
+  };
+  auto is_input = [](EventKind k) {
+    return k == EventKind::vace || k == EventKind::vace_off || k == EventKind::vace_scale ||
+           k == EventKind::v2v || k == EventKind::v2v_off || k == EventKind::v2v_strength;
   };
 
   for (;;) {
@@ -384,12 +426,15 @@ void Engine::run() {
             const PresetLookup lookup = [&c](const std::string&) { return c.preset; };
             try {
               apply(e, lookup, c.issued);
-            } catch (const ConfigError& error) {
-              // A bad prompt, blend or fader value is the performer's typo: report it, keep the
-              // video going.
-              if (e.kind != EventKind::cut && e.kind != EventKind::transition &&
-                  e.kind != EventKind::lora)
-                throw;
+            } catch (const Error& error) {
+              // A bad prompt, blend or fader value is the performer's typo, and an input that
+              // does not open (a file, a camera, no VACE weights) the performer's choice: it is
+              // reported and the video goes on as it was.
+              const bool typo = dynamic_cast<const ConfigError*>(&error) &&
+                                (e.kind == EventKind::cut || e.kind == EventKind::transition ||
+                                 e.kind == EventKind::lora);
+              const bool input = is_input(e.kind) && !dynamic_cast<const OutOfMemoryError*>(&error);
+              if (!typo && !input) throw;
               if (callbacks_.on_error) callbacks_.on_error(error.what());
             }
             break;
@@ -410,7 +455,8 @@ void Engine::run() {
             break;
           case Command::Kind::play: {
             stop_video();
-            perf.clear_loras();  // the timeline states its own faders
+            perf.clear_loras();  // the timeline states its own faders and inputs
+            perf.clear_inputs();
             check_presets(*c.timeline, c.presets, "timeline");
             // The timeline plays at its own size and preset, whatever the studio ended on: an
             // exact replay (the frames that follow have the timeline's size).
@@ -467,6 +513,9 @@ void Engine::run() {
           kernel_profiler->start();
       const at::Tensor latents = perf.next_block();
       if (kernel_sample) kernel_profiler->stop();
+      // An input whose source failed was dropped; the performer hears why.
+      for (const std::string& message : perf.take_input_messages())
+        if (callbacks_.on_error) callbacks_.on_error(message);
       session.profiler->deactivate();
       if (callbacks_.on_latents) callbacks_.on_latents(block, latents);
       // Without device frames the host copy is the only copy.

@@ -22,7 +22,12 @@ Performance::Performance(ModelSpec model, Preset preset, int height, int width)
 
 Performance::Performance(std::shared_ptr<SessionFactory> factory, Preset preset, int height,
                          int width)
-    : factory_(std::move(factory)), preset_(std::move(preset)), height_(height), width_(width) {}
+    : factory_(std::move(factory)),
+      preset_(std::move(preset)),
+      height_(height),
+      width_(width),
+      inputs_(std::make_unique<LiveInputs>(
+          InputOpener{}, std::filesystem::temp_directory_path() / "longlive-captures")) {}
 
 Performance::~Performance() = default;
 
@@ -98,6 +103,58 @@ void Performance::set_lora_strength(const std::string& name, double strength) {
   set_lora(name, it->file, strength);
 }
 
+void Performance::set_inputs(InputOpener opener, std::filesystem::path capture_dir) {
+  inputs_ = std::make_unique<LiveInputs>(std::move(opener), std::move(capture_dir));
+}
+
+void Performance::set_vace(const VaceRequest& request) {
+  ensure_session();  // the session's size, device and VACE weights
+  const VaceRequest recorded = inputs_->set_vace(request, *factory_, *session_);
+  if (active_) record(EventKind::vace).vace = recorded;
+}
+
+void Performance::clear_vace() {
+  if (!inputs_->has_vace()) return;
+  inputs_->clear_vace(session_ ? session_->generator.get() : nullptr);
+  if (active_) record(EventKind::vace_off);
+}
+
+void Performance::set_vace_scale(double scale) {
+  inputs_->set_vace_scale(scale);
+  if (active_) record(EventKind::vace_scale).strength = scale;
+}
+
+void Performance::set_v2v(const V2vRequest& request) {
+  ensure_session();
+  const V2vRequest recorded = inputs_->set_v2v(request, *factory_, *session_);
+  if (active_) record(EventKind::v2v).v2v = recorded;
+}
+
+void Performance::clear_v2v() {
+  if (!inputs_->has_v2v()) return;
+  inputs_->clear_v2v(session_ ? session_->generator.get() : nullptr);
+  if (active_) record(EventKind::v2v_off);
+}
+
+void Performance::set_v2v_strength(double strength) {
+  inputs_->set_v2v_strength(strength);
+  if (active_) record(EventKind::v2v_strength).strength = strength;
+}
+
+void Performance::clear_inputs() {
+  inputs_->clear_vace(session_ ? session_->generator.get() : nullptr);
+  inputs_->clear_v2v(session_ ? session_->generator.get() : nullptr);
+}
+
+InputStatus Performance::input_status() const {
+  return inputs_->status(session_ ? factory_.get() : nullptr);
+}
+
+void Performance::record_inputs() {
+  if (auto vace = inputs_->vace_now()) record(EventKind::vace).vace = *vace;
+  if (auto v2v = inputs_->v2v_now()) record(EventKind::v2v).v2v = *v2v;
+}
+
 void Performance::clear_loras() {
   loras_.clear();
   sync_loras();
@@ -132,6 +189,7 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
   seed_ = seed;
   session_->generator->start(embeds, seed);
   if (session_->decoder) session_->decoder->reset();
+  inputs_->reset();  // the inputs' encoders start a new video too
   active_ = true;
   paused_ = false;
   auto& e = record(EventKind::start);
@@ -145,6 +203,7 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
       l.lora_file = f.file.string();
       l.strength = f.strength;
     }
+  if (new_timeline) record_inputs();  // likewise the inputs, from the frames they are at
 }
 
 void Performance::cut(const PromptMix& mix) {
@@ -223,6 +282,10 @@ bool Performance::in_transition() const {
 
 at::Tensor Performance::next_block() {
   if (!running()) throw Error("next_block: the video is not running");
+  // The inputs' frames for this block; one whose source failed is dropped (and that recorded, so
+  // a replay drops it at the same block).
+  for (const EventKind off : inputs_->before_block(*session_->generator, input_messages_))
+    record(off);
   at::Tensor latents = session_->generator->next_block();
   ++timeline_.blocks;
   return latents;
@@ -254,13 +317,33 @@ void Performance::apply(const TimelineEvent& e, const PresetLookup& presets) {
     case EventKind::lora:
       set_lora(e.lora, e.lora_file, e.strength);
       break;
+    case EventKind::vace:
+      set_vace(e.vace);
+      break;
+    case EventKind::vace_off:
+      clear_vace();
+      break;
+    case EventKind::vace_scale:
+      set_vace_scale(e.strength);
+      break;
+    case EventKind::v2v:
+      set_v2v(e.v2v);
+      break;
+    case EventKind::v2v_off:
+      clear_v2v();
+      break;
+    case EventKind::v2v_strength:
+      set_v2v_strength(e.strength);
+      break;
   }
 }
 
 void replay(const Timeline& timeline, const ModelSpec& model, const PresetLookup& presets,
-            const std::function<void(const ReplayBlock&)>& on_block, const std::string& origin) {
+            const std::function<void(const ReplayBlock&)>& on_block, const std::string& origin,
+            const InputOpener& inputs) {
   check_presets(timeline, presets, origin);
   Performance p(model, presets(timeline.preset), timeline.height, timeline.width);
+  p.set_inputs(inputs, std::filesystem::temp_directory_path() / "longlive-captures");
   size_t next = 0;
   const auto& events = timeline.events;
   while (p.blocks() < timeline.blocks) {

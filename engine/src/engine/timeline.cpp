@@ -26,7 +26,19 @@ constexpr std::pair<EventKind, const char*> kKinds[] = {{EventKind::start, "star
                                                         {EventKind::pause, "pause"},
                                                         {EventKind::resume, "resume"},
                                                         {EventKind::stop, "stop"},
-                                                        {EventKind::lora, "lora"}};
+                                                        {EventKind::lora, "lora"},
+                                                        {EventKind::vace, "vace"},
+                                                        {EventKind::vace_off, "vace_off"},
+                                                        {EventKind::vace_scale, "vace_scale"},
+                                                        {EventKind::v2v, "v2v"},
+                                                        {EventKind::v2v_off, "v2v_off"},
+                                                        {EventKind::v2v_strength, "v2v_strength"}};
+
+constexpr std::pair<InputKind, const char*> kInputKinds[] = {{InputKind::none, "none"},
+                                                             {InputKind::video, "video"},
+                                                             {InputKind::camera, "camera"},
+                                                             {InputKind::image, "image"},
+                                                             {InputKind::frames, "frames"}};
 
 // One JSON object of the file: typed reads by key, unknown keys rejected, errors name the path.
 class ObjectReader {
@@ -153,6 +165,42 @@ int64_t read_version(ObjectReader& r, int64_t supported) {
   return version;
 }
 
+json source_json(const InputSource& s) {
+  return json{{"kind", to_string(s.kind)},
+              {"path", s.path},
+              {"format", s.format},
+              {"offset", s.offset},
+              {"preprocess", s.preprocess}};
+}
+
+InputSource read_source(ObjectReader& e, const std::string& origin) {
+  ObjectReader r(*e.find("source", true), e.field("source"), origin);
+  InputSource s;
+  const std::string kind = r.string("kind");
+  try {
+    s.kind = parse_input_kind(kind);
+  } catch (const ConfigError& error) {
+    r.fail(r.field("kind"), error.what());
+  }
+  s.path = r.string("path", false);
+  s.format = r.string("format", false);
+  s.offset = r.integer("offset", 0, false, 0);
+  s.preprocess = r.string("preprocess", false);
+  if (s.preprocess != "" && s.preprocess != "gray" && s.preprocess != "edges")
+    r.fail(r.field("preprocess"),
+           fmt::format("'{}' is not a preprocessor (\"\", gray, edges)", s.preprocess));
+  if (s.kind != InputKind::none && s.path.empty()) r.fail(r.field("path"), "empty");
+  r.finish();
+  return s;
+}
+
+double read_unit(ObjectReader& e, const std::string& key, double min, double max, bool open_min) {
+  const double v = e.number(key, true, 0.0);
+  if (!std::isfinite(v) || v < min || v > max || (open_min && v == min))
+    e.fail(e.field(key), fmt::format("{} is outside {}{}..{}]", v, open_min ? "(" : "[", min, max));
+  return v;
+}
+
 json mix_json(const PromptMix& mix) {
   json prompts = json::array();
   for (const auto& p : mix.prompts) prompts.push_back({{"text", p.text}, {"weight", p.weight}});
@@ -165,6 +213,27 @@ std::string to_string(EventKind kind) {
   for (const auto& [k, name] : kKinds)
     if (k == kind) return name;
   return "?";
+}
+
+std::string to_string(InputKind kind) {
+  for (const auto& [k, name] : kInputKinds)
+    if (k == kind) return name;
+  return "?";
+}
+
+InputKind parse_input_kind(const std::string& name) {
+  for (const auto& [k, n] : kInputKinds)
+    if (name == n) return k;
+  throw ConfigError(fmt::format(
+      "input kind '{}' is unknown; expected none, video, camera, image or frames", name));
+}
+
+std::string InputSource::describe() const {
+  if (kind == InputKind::none) return "none";
+  std::string text = fmt::format("{} '{}'", to_string(kind), path);
+  if (offset > 0) text += fmt::format(" from frame {}", offset);
+  if (!preprocess.empty()) text += fmt::format(" ({})", preprocess);
+  return text;
 }
 
 std::vector<std::string> Timeline::presets() const {
@@ -201,6 +270,23 @@ json to_json(const Timeline& t) {
       case EventKind::lora:
         j["lora"] = e.lora;
         j["file"] = e.lora_file;
+        j["strength"] = e.strength;
+        break;
+      case EventKind::vace:
+        j["source"] = source_json(e.vace.source);
+        j["mode"] = e.vace.mode;
+        j["scale"] = e.vace.scale;
+        j["reference"] = e.vace.reference;
+        j["mask"] = e.vace.mask;
+        break;
+      case EventKind::v2v:
+        j["source"] = source_json(e.v2v.source);
+        j["strength"] = e.v2v.strength;
+        break;
+      case EventKind::vace_scale:
+        j["scale"] = e.strength;
+        break;
+      case EventKind::v2v_strength:
         j["strength"] = e.strength;
         break;
       default:
@@ -240,7 +326,8 @@ Timeline parse_timeline(std::string_view text, const std::string& origin) {
                                    [&](const auto& k) { return type == k.second; });
     if (kind == std::end(kKinds))
       e.fail(e.field("type"), fmt::format("'{}' is not an event type (start, cut, transition, "
-                                          "preset, pause, resume, stop, lora)",
+                                          "preset, pause, resume, stop, lora, vace, vace_off, "
+                                          "vace_scale, v2v, v2v_off, v2v_strength)",
                                           type));
     ev.kind = kind->first;
     ev.block = e.integer("block", 0);
@@ -285,6 +372,29 @@ Timeline parse_timeline(std::string_view text, const std::string& origin) {
         if (!std::isfinite(ev.strength) || ev.strength < 0 || ev.strength > kMaxLoraStrength)
           e.fail(e.field("strength"),
                  fmt::format("{} is outside 0..{}", ev.strength, kMaxLoraStrength));
+        break;
+      case EventKind::vace:
+        ev.vace.source = read_source(e, origin);
+        ev.vace.mode = e.string("mode");
+        if (ev.vace.mode != "conditioning" && ev.vace.mode != "reference" &&
+            ev.vace.mode != "inpaint")
+          e.fail(e.field("mode"),
+                 fmt::format("'{}' is not a VACE mode (conditioning, reference, inpaint)",
+                             ev.vace.mode));
+        ev.vace.scale = read_unit(e, "scale", 0.0, kMaxVaceScale, false);
+        ev.vace.reference = e.string("reference", false);
+        ev.vace.mask = e.string("mask", false);
+        break;
+      case EventKind::v2v:
+        ev.v2v.source = read_source(e, origin);
+        if (ev.v2v.source.kind == InputKind::none) e.fail(e.field("source.kind"), "none");
+        ev.v2v.strength = read_unit(e, "strength", 0.0, 1.0, true);
+        break;
+      case EventKind::vace_scale:
+        ev.strength = read_unit(e, "scale", 0.0, kMaxVaceScale, false);
+        break;
+      case EventKind::v2v_strength:
+        ev.strength = read_unit(e, "strength", 0.0, 1.0, true);
         break;
       default:
         break;

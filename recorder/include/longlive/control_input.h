@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "longlive/live_inputs.h"
 #include "longlive/vace.h"
 
 namespace longlive {
@@ -23,6 +24,7 @@ class VideoFileSource final : public VaceFrameSource {
   VideoFileSource(const std::filesystem::path& path, int height, int width, double fps = 16.0);
   at::Tensor next_frames(int64_t count) override;  // [count, 3, H, W] float32 in [-1, 1]
 
+  void skip(int64_t count) { next_ += count; }        // start later (a replay's offset)
   int64_t frames() const { return frames_.size(0); }  // after resampling, one loop
   int64_t position() const { return next_; }          // frames handed out so far
   double source_fps() const { return source_fps_; }
@@ -72,11 +74,17 @@ class LiveVideoSource final : public VaceFrameSource {
     std::string error;       // why capture ended early (empty while it runs)
   };
   Stats stats() const;
+  Counts counts() const override;
 
  private:
   struct Capture;
   std::unique_ptr<Capture> capture_;
 };
+
+// The inputs of the studio's Engine and `render` (longlive/live_inputs.h) read through FFmpeg:
+// video files (VideoFileSource from the source's offset), cameras (LiveVideoSource; the
+// source's format, v4l2 when empty), images (repeated), reference and mask images.
+InputOpener ffmpeg_input_opener();
 
 // An image (PNG, JPEG, ... anything FFmpeg decodes) as [1, 3, H, W] float32 in [-1, 1].
 at::Tensor load_control_image(const std::filesystem::path& path, int height, int width);

@@ -1,0 +1,419 @@
+// LiveInputs: the VACE and video-to-video inputs of a Performance, opened by request, fed to the
+// generator before each block, dropped (with a message) when their source fails.
+#include "longlive/live_inputs.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "longlive/error.h"
+#include "longlive/generator.h"
+#include "longlive/log.h"
+#include "longlive/session.h"
+#include "longlive/wan_vae.h"
+
+namespace longlive {
+namespace {
+
+constexpr char kCaptureMagic[8] = {'L', 'L', 'R', 'G', 'B', '8', 0, 0};
+constexpr int64_t kCaptureHeader = 16;
+constexpr int64_t kPreviewSide = 96;  // the thumbnail's longer side
+
+// [T, 3, H, W] in [-1, 1] -> [T, H, W, 3] uint8, the inverse of the sources' u8 / 127.5 - 1.
+at::Tensor to_rgb8(const at::Tensor& frames) {
+  return frames.detach()
+      .to(at::kCPU, at::kFloat)
+      .add(1.0)
+      .mul(127.5)
+      .round()
+      .clamp(0, 255)
+      .to(at::kByte)
+      .permute({0, 2, 3, 1})
+      .contiguous();
+}
+
+at::Tensor luma(const at::Tensor& frames) {  // [T, 1, H, W]
+  return frames.narrow(1, 0, 1) * 0.299 + frames.narrow(1, 1, 1) * 0.587 +
+         frames.narrow(1, 2, 1) * 0.114;
+}
+
+void check_scale(double scale) {
+  if (!std::isfinite(scale) || scale < 0 || scale > kMaxVaceScale)
+    throw ConfigError(fmt::format("VACE scale {} is outside 0..{}", scale, kMaxVaceScale));
+}
+
+void check_strength(double strength) {
+  if (!std::isfinite(strength) || strength <= 0 || strength > 1)
+    throw ConfigError(fmt::format("video-to-video strength {} is outside (0, 1]", strength));
+}
+
+bool is_oom(const std::exception& e) {
+  return dynamic_cast<const OutOfMemoryError*>(&e) != nullptr ||
+         dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr;
+}
+
+}  // namespace
+
+at::Tensor preprocess_frames(const at::Tensor& frames, const std::string& kind) {
+  if (kind.empty()) return frames;
+  if (kind == "gray") return luma(frames).expand({-1, 3, -1, -1}).contiguous();
+  if (kind == "edges") {
+    // Sobel on the luma in [0, 1], edges replicated at the border; |g| / 4 so a unit step
+    // reads 1 on both sides of it.
+    const at::Tensor y = luma(frames).add(1.0).mul(0.5);
+    const auto opts = y.options();
+    const at::Tensor kx =
+        at::tensor({-1.0, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0}, opts).view({1, 1, 3, 3});
+    const at::Tensor ky = kx.transpose(2, 3).contiguous();
+    const at::Tensor padded = at::pad(y, {1, 1, 1, 1}, "replicate");
+    const at::Tensor gx = at::conv2d(padded, kx), gy = at::conv2d(padded, ky);
+    const at::Tensor edges = (gx * gx + gy * gy).sqrt().div(4.0).clamp(0, 1);
+    return edges.mul(2.0).sub(1.0).expand({-1, 3, -1, -1}).contiguous();
+  }
+  throw ConfigError(fmt::format("preprocessor '{}' is unknown; expected gray or edges", kind));
+}
+
+// ---- capture files ------------------------------------------------------------------------------
+
+FrameCaptureWriter::FrameCaptureWriter(const std::filesystem::path& path, int height, int width)
+    : path_(path), height_(height), width_(width) {
+  std::error_code ec;
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  file_ = std::fopen(path.c_str(), "wb");
+  if (!file_)
+    throw IoError(fmt::format("cannot create the camera capture '{}': {}", path.string(),
+                              std::strerror(errno)));
+  std::array<char, kCaptureHeader> header{};
+  std::memcpy(header.data(), kCaptureMagic, 8);
+  const int32_t dims[2] = {height, width};
+  std::memcpy(header.data() + 8, dims, 8);
+  if (std::fwrite(header.data(), 1, header.size(), file_) != header.size())
+    throw IoError(fmt::format("cannot write the camera capture '{}'", path.string()));
+}
+
+FrameCaptureWriter::~FrameCaptureWriter() {
+  if (file_) std::fclose(file_);
+}
+
+void FrameCaptureWriter::append(const at::Tensor& frames) {
+  const at::Tensor rgb = to_rgb8(frames);
+  if (rgb.size(1) != height_ || rgb.size(2) != width_)
+    throw Error(fmt::format("camera capture '{}': frames of {}x{}, the file holds {}x{}",
+                            path_.string(), rgb.size(1), rgb.size(2), height_, width_));
+  const size_t bytes = static_cast<size_t>(rgb.numel());
+  if (std::fwrite(rgb.data_ptr<uint8_t>(), 1, bytes, file_) != bytes || std::fflush(file_) != 0)
+    throw IoError(fmt::format("writing the camera capture '{}' failed: {}", path_.string(),
+                              std::strerror(errno)));
+  frames_ += rgb.size(0);
+}
+
+CapturedFrameSource::CapturedFrameSource(const std::filesystem::path& path, int height, int width,
+                                         int64_t offset)
+    : path_(path), height_(height), width_(width), next_(offset) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f)
+    throw IoError(fmt::format("cannot open the captured frames '{}': {}", path.string(),
+                              std::strerror(errno)));
+  std::array<char, kCaptureHeader> header{};
+  const size_t got = std::fread(header.data(), 1, header.size(), f);
+  std::fclose(f);
+  int32_t dims[2] = {0, 0};
+  std::memcpy(dims, header.data() + 8, 8);
+  if (got != header.size() || std::memcmp(header.data(), kCaptureMagic, 8) != 0)
+    throw FormatError(fmt::format("'{}' is not a LongLive camera capture", path.string()));
+  if (dims[0] != height || dims[1] != width)
+    throw FormatError(fmt::format("captured frames '{}' are {}x{}, the session is {}x{}",
+                                  path.string(), dims[0], dims[1], height, width));
+}
+
+int64_t CapturedFrameSource::frames() const {
+  std::error_code ec;
+  const auto size = static_cast<int64_t>(std::filesystem::file_size(path_, ec));
+  return ec ? 0 : std::max<int64_t>(0, size - kCaptureHeader) / (int64_t{height_} * width_ * 3);
+}
+
+at::Tensor CapturedFrameSource::next_frames(int64_t count) {
+  const int64_t frame_bytes = int64_t{height_} * width_ * 3;
+  const int64_t available = frames();
+  std::FILE* f = std::fopen(path_.c_str(), "rb");
+  if (!f)
+    throw IoError(fmt::format("cannot open the captured frames '{}': {}", path_.string(),
+                              std::strerror(errno)));
+  std::vector<at::Tensor> picked;
+  for (int64_t i = 0; i < count; ++i, ++next_) {
+    if (next_ < available) {
+      at::Tensor frame = at::empty({height_, width_, 3}, at::kByte);
+      if (std::fseek(f, static_cast<long>(kCaptureHeader + next_ * frame_bytes), SEEK_SET) != 0 ||
+          std::fread(frame.data_ptr<uint8_t>(), 1, static_cast<size_t>(frame_bytes), f) !=
+              static_cast<size_t>(frame_bytes)) {
+        std::fclose(f);
+        throw IoError(fmt::format("reading frame {} of the captured frames '{}' failed", next_,
+                                  path_.string()));
+      }
+      last_ = frame;
+    } else if (!last_.defined()) {
+      std::fclose(f);
+      throw IoError(fmt::format("the captured frames '{}' hold {} frames; frame {} was asked for",
+                                path_.string(), available, next_));
+    }
+    picked.push_back(last_);
+  }
+  std::fclose(f);
+  // As the FFmpeg sources convert (recorder/src/control_input.cpp: rgb_to_signed).
+  return at::stack(picked).to(at::kFloat).div(127.5).sub(1.0).movedim(-1, -3).contiguous();
+}
+
+// ---- LiveInputs ---------------------------------------------------------------------------------
+
+// A source as the encoders see it: counts the frames used, saves camera frames, preprocesses,
+// keeps a thumbnail of the last frame.
+struct LiveInputs::Tap final : VaceFrameSource {
+  std::shared_ptr<VaceFrameSource> source;
+  InputSource request;   // as asked for
+  InputSource recorded;  // as a timeline names it (a camera: its capture file)
+  std::unique_ptr<FrameCaptureWriter> capture;
+  at::Device device = at::kCPU;
+  int64_t used = 0;
+  at::Tensor preview;
+
+  at::Tensor next_frames(int64_t count) override {
+    at::Tensor frames = source->next_frames(count);
+    if (capture) capture->append(frames);
+    used += count;
+    if (!request.preprocess.empty())
+      frames = preprocess_frames(frames.to(device), request.preprocess);
+    const at::Tensor last = frames[count - 1].unsqueeze(0).to(at::kFloat);
+    const double s = static_cast<double>(kPreviewSide) / std::max(last.size(2), last.size(3));
+    const int64_t h = std::max<int64_t>(1, std::lround(last.size(2) * s));
+    const int64_t w = std::max<int64_t>(1, std::lround(last.size(3) * s));
+    preview = to_rgb8(at::upsample_bilinear2d(last, {h, w}, false))[0];
+    return frames;
+  }
+  Counts counts() const override { return source->counts(); }
+  InputSource now() const {
+    InputSource s = recorded;
+    s.offset += used;
+    return s;
+  }
+};
+
+struct LiveInputs::Vace {
+  VaceRequest recorded;
+  std::shared_ptr<Tap> tap;  // null: reference mode
+  std::unique_ptr<VaceConditioner> conditioner;
+};
+
+struct LiveInputs::V2v {
+  V2vRequest recorded;
+  std::shared_ptr<Tap> tap;
+  std::unique_ptr<VideoToVideo> feeder;
+};
+
+LiveInputs::LiveInputs(InputOpener opener, std::filesystem::path capture_dir)
+    : opener_(std::move(opener)), capture_dir_(std::move(capture_dir)) {}
+
+LiveInputs::~LiveInputs() = default;
+
+std::shared_ptr<LiveInputs::Tap> LiveInputs::open_tap(const InputSource& source,
+                                                      const Session& session) {
+  const int height = session.height, width = session.width;
+  if (!source.preprocess.empty()) preprocess_frames(at::zeros({1, 3, 4, 4}), source.preprocess);
+  auto tap = std::make_shared<Tap>();
+  tap->request = source;
+  tap->recorded = source;
+  tap->device = session.device;
+  switch (source.kind) {
+    case InputKind::none:
+      throw ConfigError("no input source given (a video file, a camera or an image)");
+    case InputKind::frames:
+      tap->source =
+          std::make_shared<CapturedFrameSource>(source.path, height, width, source.offset);
+      break;
+    case InputKind::image:
+      if (!opener_.image)
+        throw ConfigError("images cannot be read: this build has no FFmpeg (recorder)");
+      tap->source = std::make_shared<StillFrameSource>(opener_.image(source.path, height, width));
+      break;
+    case InputKind::video:
+    case InputKind::camera:
+      if (!opener_.frames)
+        throw ConfigError(fmt::format("{} cannot be read: this build has no FFmpeg (recorder)",
+                                      source.describe()));
+      tap->source = opener_.frames(source, height, width);
+      break;
+  }
+  if (source.kind == InputKind::camera) {
+    // The frames used are saved, and a timeline names the file instead of the camera.
+    const auto stamp = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    const auto path = capture_dir_ / fmt::format("camera-{}.rgb8", stamp);
+    tap->capture = std::make_unique<FrameCaptureWriter>(path, height, width);
+    tap->recorded.kind = InputKind::frames;
+    tap->recorded.path = path.string();
+    tap->recorded.format.clear();
+    tap->recorded.offset = 0;
+    log::info("camera '{}': the frames used are saved to {}", source.path, path.string());
+  }
+  return tap;
+}
+
+VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& factory,
+                                 const Session& session) {
+  const int height = session.height, width = session.width;
+  if (!factory.vace_available())
+    throw ConfigError(fmt::format("VACE is unavailable: {}", factory.vace_status()));
+  check_scale(request.scale);
+  VaceSettings settings;
+  settings.mode = parse_vace_mode(request.mode);
+  settings.scale = request.scale;
+  if (!request.reference.empty()) {
+    if (!opener_.image) throw ConfigError("reference images need FFmpeg (recorder)");
+    settings.references = opener_.image(request.reference, height, width);
+  }
+  if (!request.mask.empty()) {
+    if (settings.mode != VaceMode::inpaint)
+      throw ConfigError("a VACE mask is for the inpaint mode");
+    if (!opener_.mask) throw ConfigError("mask images need FFmpeg (recorder)");
+    settings.mask = opener_.mask(request.mask, height, width);
+  }
+  auto next = std::make_unique<Vace>();
+  next->recorded = request;
+  if (settings.mode == VaceMode::reference) {
+    if (request.source.kind != InputKind::none)
+      throw ConfigError("VACE mode reference takes a reference image only, no frame source");
+  } else {
+    next->tap = open_tap(request.source, session);
+    next->recorded.source = next->tap->recorded;
+  }
+  next->conditioner =
+      std::make_unique<VaceConditioner>(factory.vace_encoder(), std::move(settings), next->tap);
+  vace_ = std::move(next);
+  return vace_->recorded;
+}
+
+void LiveInputs::clear_vace(StreamGenerator* generator) {
+  vace_.reset();
+  if (generator) generator->set_vace(std::nullopt);
+}
+
+void LiveInputs::set_vace_scale(double scale) {
+  check_scale(scale);
+  if (!vace_) throw ConfigError("VACE scale: no VACE input is set");
+  vace_->conditioner->set_scale(scale);
+  vace_->recorded.scale = scale;
+}
+
+V2vRequest LiveInputs::set_v2v(const V2vRequest& request, SessionFactory& factory,
+                               const Session& session) {
+  check_strength(request.strength);
+  auto next = std::make_unique<V2v>();
+  next->recorded = request;
+  next->tap = open_tap(request.source, session);
+  next->recorded.source = next->tap->recorded;
+  next->feeder =
+      std::make_unique<VideoToVideo>(factory.video_encoder(), request.strength, next->tap);
+  v2v_ = std::move(next);
+  return v2v_->recorded;
+}
+
+void LiveInputs::clear_v2v(StreamGenerator* generator) {
+  v2v_.reset();
+  if (generator) generator->set_v2v(std::nullopt);
+}
+
+void LiveInputs::set_v2v_strength(double strength) {
+  check_strength(strength);
+  if (!v2v_) throw ConfigError("video-to-video strength: no video-to-video input is set");
+  v2v_->feeder->set_strength(strength);
+  v2v_->recorded.strength = strength;
+}
+
+bool LiveInputs::has_vace() const { return vace_ != nullptr; }
+bool LiveInputs::has_v2v() const { return v2v_ != nullptr; }
+
+std::optional<VaceRequest> LiveInputs::vace_now() const {
+  if (!vace_) return std::nullopt;
+  VaceRequest r = vace_->recorded;
+  if (vace_->tap) r.source = vace_->tap->now();
+  return r;
+}
+
+std::optional<V2vRequest> LiveInputs::v2v_now() const {
+  if (!v2v_) return std::nullopt;
+  V2vRequest r = v2v_->recorded;
+  r.source = v2v_->tap->now();
+  return r;
+}
+
+void LiveInputs::reset() {
+  if (vace_) vace_->conditioner->reset();
+  if (v2v_) v2v_->feeder->reset();
+}
+
+std::vector<EventKind> LiveInputs::before_block(StreamGenerator& generator,
+                                                std::vector<std::string>& messages) {
+  std::vector<EventKind> dropped;
+  // A source fails by throwing, or (a camera unplugged) by reporting it while it repeats its last
+  // frame: then it is dropped before the next block, which runs without it.
+  auto guard = [&](auto& input, const char* what, EventKind off, auto feed, auto clear) {
+    if (!input) return;
+    std::string failure = input->tap ? input->tap->counts().error : std::string();
+    if (failure.empty()) {
+      try {
+        feed();
+        return;
+      } catch (const std::exception& e) {
+        if (is_oom(e)) throw;
+        failure = e.what();
+      }
+    }
+    messages.push_back(fmt::format("{} input {} failed: {}; the video goes on without it", what,
+                                   input->tap ? input->tap->request.describe() : "", failure));
+    log::warn("{}", messages.back());
+    clear();
+    dropped.push_back(off);
+  };
+  guard(
+      vace_, "VACE", EventKind::vace_off, [&] { vace_->conditioner->before_block(generator); },
+      [&] { clear_vace(&generator); });
+  guard(
+      v2v_, "video-to-video", EventKind::v2v_off, [&] { v2v_->feeder->before_block(generator); },
+      [&] { clear_v2v(&generator); });
+  return dropped;
+}
+
+InputStatus LiveInputs::status(const SessionFactory* factory) const {
+  InputStatus s;
+  if (factory) {
+    s.vace_available = factory->vace_available();
+    s.vace_status = factory->vace_status();
+  }
+  auto count = [&](const std::shared_ptr<Tap>& tap) {
+    if (!tap) return;
+    s.frames_used += tap->used;
+    const auto c = tap->counts();
+    s.dropped += c.dropped;
+    s.repeated += c.repeated;
+    if (tap->preview.defined()) s.preview = tap->preview;
+  };
+  if (v2v_) {
+    s.v2v = v2v_->tap->request.describe();
+    s.v2v_strength = v2v_->recorded.strength;
+    count(v2v_->tap);
+  }
+  if (vace_) {
+    s.vace = fmt::format("{}: {}", vace_->recorded.mode,
+                         vace_->tap ? vace_->tap->request.describe()
+                                    : fmt::format("image '{}'", vace_->recorded.reference));
+    s.vace_scale = vace_->recorded.scale;
+    count(vace_->tap);  // VACE's frame is the preview when both run
+  }
+  return s;
+}
+
+}  // namespace longlive

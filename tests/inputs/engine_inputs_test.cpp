@@ -1,0 +1,512 @@
+// VACE and video-to-video inputs of the studio's live Engine on the tiny model (CPU): the Engine
+// with a control video produces the latents `generate --vace-video` produces (its loop:
+// VaceConditioner before each block), a live scale change applies at the next block, the
+// recorded timeline (file + offsets, or a camera's saved frames) replays bit for bit, and bad
+// inputs are reported while the video goes on.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+
+#include "fixtures.h"
+#include "input_videos.h"
+#include "longlive/control_input.h"
+#include "longlive/engine.h"
+#include "longlive/error.h"
+#include "longlive/generator.h"
+#include "longlive/live_inputs.h"
+#include "longlive/performance.h"
+#include "longlive/session.h"
+#include "longlive/timeline.h"
+#include "longlive/vace.h"
+
+namespace longlive::test {
+namespace {
+
+constexpr int kSide = 32;  // session size of these tests
+const char* const kPrompt = "a red fox";
+constexpr uint64_t kSeed = 11;
+
+ModelSpec tiny(bool vace = true) {
+  ModelSpec m;
+  m.tiny_random = true;
+  m.device = at::Device(at::kCPU);
+  m.vace = vace;
+  return m;
+}
+
+Preset preset() {
+  Preset p;
+  p.name = "vace-live";
+  p.local_attn_frames = 9;
+  return p;
+}
+
+bool wait_for(const std::function<bool()>& done, int ms = 180000) {
+  for (int i = 0; i < ms / 10 && !done(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return done();
+}
+
+// A live Engine session: its latents per block, errors, the finished timeline.
+struct LiveRun {
+  std::mutex m;
+  std::vector<at::Tensor> latents;
+  std::vector<std::string> errors;
+  std::optional<Timeline> timeline;
+  std::function<void(int64_t)> after_block;  // on the worker thread, after block k's latents
+
+  Engine::Callbacks callbacks() {
+    Engine::Callbacks cb;
+    cb.on_latents = [this](int64_t block, const at::Tensor& l) {
+      {
+        std::lock_guard lock(m);
+        latents.push_back(l.to(at::kCPU).clone());
+      }
+      if (after_block) after_block(block);
+    };
+    cb.on_error = [this](const std::string& e) {
+      std::lock_guard lock(m);
+      errors.push_back(e);
+    };
+    cb.on_timeline = [this](const Timeline& t) {
+      std::lock_guard lock(m);
+      timeline = t;
+    };
+    return cb;
+  }
+  size_t blocks() {
+    std::lock_guard lock(m);
+    return latents.size();
+  }
+  size_t error_count() {
+    std::lock_guard lock(m);
+    return errors.size();
+  }
+  // Waits for `n` blocks, stops the engine and waits for its timeline.
+  void finish(Engine& engine, size_t n) {
+    ASSERT_TRUE(wait_for([&] { return blocks() >= n; })) << "blocks: " << blocks();
+    engine.stop();
+    ASSERT_TRUE(wait_for([&] {
+      std::lock_guard lock(m);
+      return timeline.has_value();
+    }));
+  }
+};
+
+EngineOptions options() {
+  EngineOptions o;
+  o.inputs = ffmpeg_input_opener();
+  o.capture_dir = temp_dir("engine_inputs") / "captures";
+  return o;
+}
+
+// What `longlive generate --random tiny --prompt ... --vace-video FILE --vace-scale S` does
+// (app/cli/cmd_generate.cpp): a VaceConditioner over a VideoFileSource before every block.
+// `scale_at` moves the scale before that block (-1: never).
+std::vector<at::Tensor> generate_reference(const std::filesystem::path& video, int64_t blocks,
+                                           int64_t scale_at = -1, double new_scale = 1.0) {
+  SessionFactory factory(tiny());
+  auto session = factory.open(preset(), kSide, kSide);
+  StreamGenerator& g = *session->generator;
+  VaceSettings settings;
+  settings.scale = 1.0;
+  VaceConditioner vace(factory.vace_encoder(), settings,
+                       std::make_shared<VideoFileSource>(video, session->height, session->width));
+  g.start(session->embed(PromptMix::single(kPrompt)), kSeed);
+  std::vector<at::Tensor> out;
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (b == scale_at) vace.set_scale(new_scale);
+    vace.before_block(g);
+    out.push_back(g.next_block().to(at::kCPU).clone());
+  }
+  return out;
+}
+
+float max_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<float>();
+}
+
+VaceRequest video_request(const std::filesystem::path& video) {
+  VaceRequest r;
+  r.source.kind = InputKind::video;
+  r.source.path = video.string();
+  return r;
+}
+
+// The events of one kind in a timeline.
+std::vector<TimelineEvent> events_of(const Timeline& t, EventKind kind) {
+  std::vector<TimelineEvent> out;
+  for (const auto& e : t.events)
+    if (e.kind == kind) out.push_back(e);
+  return out;
+}
+
+// Replays a timeline (saved and loaded as JSON first) and returns its latents per block.
+std::vector<at::Tensor> replay_latents(const Timeline& live) {
+  const Timeline t = parse_timeline(to_json(live).dump(), "live.json");
+  std::vector<at::Tensor> out;
+  replay(
+      t, tiny(), [](const std::string&) { return preset(); },
+      [&](const ReplayBlock& b) { out.push_back(b.latents.to(at::kCPU).clone()); }, "live.json",
+      ffmpeg_input_opener());
+  return out;
+}
+
+TEST(EngineVace, ControlVideoMatchesGenerateAndScaleMovesAtTheNextBlock) {
+  // 10 frames: four blocks take 9 + 12 + 12 + 12, so the file loops.
+  const auto video = write_video("engine_control.mp4", moving_bar(10, kSide, kSide), 16);
+  constexpr int64_t kBlocks = 4, kScaleAt = 2;
+  LiveRun run;
+  Engine* engine_ptr = nullptr;
+  // Posted while block 1 finishes: the worker takes it before block 2.
+  run.after_block = [&](int64_t block) {
+    if (block == kScaleAt - 1) engine_ptr->set_vace_scale(0.5);
+  };
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, options());
+  engine_ptr = &engine;
+  engine.set_vace(video_request(video));
+  engine.start(kPrompt, kSeed);
+  run.finish(engine, kBlocks);
+  ASSERT_EQ(run.error_count(), 0u) << run.errors.front();
+
+  const auto expected = generate_reference(video, kBlocks, kScaleAt, 0.5);
+  const auto unchanged = generate_reference(video, kBlocks);
+  for (int64_t b = 0; b < kBlocks; ++b)
+    EXPECT_EQ(max_diff(run.latents[b], expected[b]), 0.0f) << "block " << b;
+  EXPECT_GT(max_diff(run.latents[kScaleAt], unchanged[kScaleAt]), 1e-4f)
+      << "the scale change did nothing";
+  EXPECT_EQ(max_diff(run.latents[kScaleAt - 1], unchanged[kScaleAt - 1]), 0.0f);
+
+  const Timeline& t = *run.timeline;
+  const auto sets = events_of(t, EventKind::vace);
+  ASSERT_EQ(sets.size(), 1u);
+  EXPECT_EQ(sets[0].block, 0);
+  EXPECT_EQ(sets[0].vace.source.kind, InputKind::video);
+  EXPECT_EQ(sets[0].vace.source.offset, 0);
+  const auto scales = events_of(t, EventKind::vace_scale);
+  ASSERT_EQ(scales.size(), 1u);
+  EXPECT_EQ(scales[0].block, kScaleAt);
+  EXPECT_EQ(scales[0].strength, 0.5);
+
+  // Part 2: `render` (replay) of the session gives its latents back, bit for bit.
+  const auto replayed = replay_latents(t);
+  ASSERT_EQ(replayed.size(), run.latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+}
+
+TEST(EngineVace, RestartStatesTheFileOffsetAndReplays) {
+  // VACE set mid-video, then a new video (stop + start): the second timeline states the input
+  // from the frame it has reached.
+  const auto video = write_video("engine_offset.mp4", moving_bar(10, kSide, kSide), 16);
+  LiveRun run;
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, options());
+  engine.start(kPrompt, kSeed);
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= 1; }));
+  engine.set_vace(video_request(video));
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= 3; }));
+  engine.stop();
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(run.m);
+    return run.timeline.has_value();
+  }));
+  const Timeline first = *run.timeline;
+  const auto first_sets = events_of(first, EventKind::vace);
+  ASSERT_EQ(first_sets.size(), 1u);
+  EXPECT_GE(first_sets[0].block, 1);
+  {
+    std::lock_guard lock(run.m);
+    run.timeline.reset();
+    run.latents.clear();
+  }
+  engine.start("a blue whale", 5);
+  run.finish(engine, 2);
+  ASSERT_EQ(run.error_count(), 0u) << run.errors.front();
+  const Timeline second = *run.timeline;
+  const auto sets = events_of(second, EventKind::vace);
+  ASSERT_EQ(sets.size(), 1u);
+  EXPECT_EQ(sets[0].block, 0);
+  // 9 frames for its first block, 12 for each later one, all before the stop.
+  const int64_t conditioned = first.blocks - first_sets[0].block;
+  EXPECT_EQ(sets[0].vace.source.offset, 9 + 12 * (conditioned - 1));
+  const auto replayed = replay_latents(second);
+  ASSERT_EQ(replayed.size(), run.latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+}
+
+TEST(EngineVace, CameraFramesAreSavedAndReplayExactly) {
+  // No camera here: FFmpeg's lavfi test pattern stands in for one.
+  LiveRun run;
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, options());
+  VaceRequest r;
+  r.source.kind = InputKind::camera;
+  r.source.format = "lavfi";
+  r.source.path = "testsrc2=size=64x48:rate=30";
+  r.source.preprocess = "edges";
+  engine.set_vace(r);
+  engine.start(kPrompt, kSeed);
+  run.finish(engine, 3);
+  ASSERT_EQ(run.error_count(), 0u) << run.errors.front();
+  const Timeline& t = *run.timeline;
+  const auto sets = events_of(t, EventKind::vace);
+  ASSERT_EQ(sets.size(), 1u);
+  const InputSource& saved = sets[0].vace.source;
+  EXPECT_EQ(saved.kind, InputKind::frames);
+  EXPECT_EQ(saved.preprocess, "edges");
+  const CapturedFrameSource capture(saved.path, kSide, kSide);
+  EXPECT_EQ(capture.frames(), 9 + 12 * (t.blocks - 1)) << saved.path;
+  const EngineStats stats = engine.stats();
+  EXPECT_EQ(stats.inputs.frames_used, capture.frames());
+  ASSERT_TRUE(stats.inputs.preview.defined());
+  EXPECT_EQ(stats.inputs.preview.size(2), 3);
+
+  const auto replayed = replay_latents(t);
+  ASSERT_EQ(replayed.size(), run.latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+}
+
+// A source that fails after `good` frames (a camera unplugged, a file that cannot be read).
+struct FailingSource final : VaceFrameSource {
+  int64_t good;
+  explicit FailingSource(int64_t good) : good(good) {}
+  at::Tensor next_frames(int64_t count) override {
+    if (count > good) throw IoError("camera '/dev/video9' was unplugged");
+    good -= count;
+    return at::zeros({count, 3, kSide, kSide});
+  }
+};
+
+TEST(EngineVace, BadInputsAreReportedAndTheVideoGoesOn) {
+  LiveRun run;
+  EngineOptions o = options();
+  o.inputs.frames = [base = o.inputs.frames](const InputSource& s, int h,
+                                             int w) -> std::shared_ptr<VaceFrameSource> {
+    if (s.path == "fails-after-one-block") return std::make_shared<FailingSource>(9);
+    return base(s, h, w);
+  };
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, o);
+  engine.start(kPrompt, kSeed);
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= 1; }));
+  engine.set_vace(video_request(temp_dir("engine_inputs") / "missing.mp4"));
+  ASSERT_TRUE(wait_for([&] { return run.error_count() >= 1; }));
+  EXPECT_NE(run.errors[0].find("missing.mp4"), std::string::npos) << run.errors[0];
+  engine.set_vace_scale(0.5);  // no input: reported
+  ASSERT_TRUE(wait_for([&] { return run.error_count() >= 2; }));
+  VaceRequest failing = video_request("fails-after-one-block");
+  engine.set_vace(failing);
+  ASSERT_TRUE(wait_for([&] { return run.error_count() >= 3; }));
+  const size_t at_failure = run.blocks();
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= at_failure + 2; })) << "the video stopped";
+  EXPECT_EQ(engine.stats().state, "running");
+  EXPECT_TRUE(engine.stats().inputs.vace.empty());
+  engine.stop();
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(run.m);
+    return run.timeline.has_value();
+  }));
+  std::lock_guard lock(run.m);
+  // The scale without an input, then the unplugged source, by name.
+  EXPECT_NE(run.errors[1].find("no VACE input"), std::string::npos) << run.errors[1];
+  EXPECT_NE(run.errors[2].find("unplugged"), std::string::npos) << run.errors[2];
+  const auto sets = events_of(*run.timeline, EventKind::vace);
+  const auto offs = events_of(*run.timeline, EventKind::vace_off);
+  ASSERT_EQ(sets.size(), 1u);
+  ASSERT_EQ(offs.size(), 1u);
+  EXPECT_EQ(offs[0].block, sets[0].block + 1);  // one block conditioned, then dropped
+}
+
+// A camera unplugged mid-stream: it keeps handing out its last frame and reports why
+// (LiveVideoSource::counts().error), as after `used` frames here.
+struct UnpluggedSource final : VaceFrameSource {
+  int64_t given = 0;
+  at::Tensor next_frames(int64_t count) override {
+    given += count;
+    return at::zeros({count, 3, kSide, kSide});
+  }
+  Counts counts() const override {
+    return {0, given > 9 ? given - 9 : 0, given >= 9 ? "/dev/video9: No such device" : ""};
+  }
+};
+
+TEST(EngineVace, UnpluggedCameraIsDroppedBeforeTheNextBlock) {
+  LiveRun run;
+  EngineOptions o = options();
+  o.inputs.frames = [](const InputSource&, int, int) -> std::shared_ptr<VaceFrameSource> {
+    return std::make_shared<UnpluggedSource>();
+  };
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, o);
+  VaceRequest r;
+  r.source.kind = InputKind::video;  // the opener decides what it is
+  r.source.path = "unplugged";
+  engine.set_vace(r);
+  engine.start(kPrompt, kSeed);
+  run.finish(engine, 3);
+  std::lock_guard lock(run.m);
+  ASSERT_EQ(run.errors.size(), 1u);
+  EXPECT_NE(run.errors[0].find("No such device"), std::string::npos) << run.errors[0];
+  EXPECT_NE(run.errors[0].find("goes on without it"), std::string::npos) << run.errors[0];
+  const auto offs = events_of(*run.timeline, EventKind::vace_off);
+  ASSERT_EQ(offs.size(), 1u);
+  EXPECT_EQ(offs[0].block, 1);  // block 0 took its 9 frames, then the error showed
+  EXPECT_EQ(run.timeline->blocks, static_cast<int64_t>(run.latents.size()));
+}
+
+TEST(EngineVace, NoVaceWeightsIsAClearMessage) {
+  LiveRun run;
+  Engine engine(tiny(/*vace=*/false), preset(), run.callbacks(), kSide, kSide, options());
+  engine.set_vace(video_request("any.mp4"));
+  engine.start(kPrompt, kSeed);
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= 2 && run.error_count() >= 1; }));
+  EXPECT_NE(run.errors[0].find("VACE is unavailable"), std::string::npos) << run.errors[0];
+  const EngineStats stats = engine.stats();
+  EXPECT_FALSE(stats.inputs.vace_available);
+  EXPECT_NE(stats.inputs.vace_status.find("VACE: off"), std::string::npos)
+      << stats.inputs.vace_status;
+}
+
+TEST(EngineV2v, StrengthMovesLiveAndReplays) {
+  const auto video = write_video("engine_v2v.mp4", moving_bar(10, kSide, kSide), 16);
+  LiveRun run;
+  Engine* engine_ptr = nullptr;
+  run.after_block = [&](int64_t block) {
+    if (block == 0) engine_ptr->set_v2v_strength(0.9);
+  };
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, options());
+  engine_ptr = &engine;
+  V2vRequest r;
+  r.source.kind = InputKind::video;
+  r.source.path = video.string();
+  r.strength = 0.7;
+  engine.set_v2v(r);
+  engine.start(kPrompt, kSeed);
+  run.finish(engine, 3);
+  ASSERT_EQ(run.error_count(), 0u) << run.errors.front();
+  const auto strengths = events_of(*run.timeline, EventKind::v2v_strength);
+  ASSERT_EQ(strengths.size(), 1u);
+  EXPECT_EQ(strengths[0].block, 1);
+  const auto replayed = replay_latents(*run.timeline);
+  ASSERT_EQ(replayed.size(), run.latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+}
+
+TEST(InputTimeline, EventsRoundTripAndBadFieldsAreNamed) {
+  Timeline t;
+  t.preset = "p";
+  t.height = t.width = 32;
+  t.blocks = 4;
+  TimelineEvent start;
+  start.mix = PromptMix::single("x");
+  t.events.push_back(start);
+  TimelineEvent vace;
+  vace.kind = EventKind::vace;
+  vace.block = 1;
+  vace.vace.source = {InputKind::video, "/tmp/a.mp4", "", 21, "gray"};
+  vace.vace.mode = "inpaint";
+  vace.vace.scale = 0.75;
+  vace.vace.mask = "/tmp/m.png";
+  t.events.push_back(vace);
+  TimelineEvent scale;
+  scale.kind = EventKind::vace_scale;
+  scale.block = 2;
+  scale.strength = 1.25;
+  t.events.push_back(scale);
+  TimelineEvent v2v;
+  v2v.kind = EventKind::v2v;
+  v2v.block = 3;
+  v2v.v2v.source = {InputKind::frames, "/tmp/c.rgb8", "", 0, ""};
+  v2v.v2v.strength = 0.5;
+  t.events.push_back(v2v);
+  const Timeline back = parse_timeline(to_json(t).dump(), "t.json");
+  ASSERT_EQ(back.events.size(), 4u);
+  EXPECT_EQ(back.events[1].vace.source.offset, 21);
+  EXPECT_EQ(back.events[1].vace.source.preprocess, "gray");
+  EXPECT_EQ(back.events[1].vace.mode, "inpaint");
+  EXPECT_EQ(back.events[1].vace.mask, "/tmp/m.png");
+  EXPECT_EQ(back.events[2].strength, 1.25);
+  EXPECT_EQ(back.events[3].v2v.source.kind, InputKind::frames);
+  EXPECT_EQ(back.events[3].v2v.strength, 0.5);
+
+  auto error_of = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j = to_json(t);
+    edit(j);
+    try {
+      parse_timeline(j.dump(), "t.json");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of([](auto& j) {
+              j["events"][1]["source"]["kind"] = "webcam";
+            }).find("events[1].source.kind"),
+            std::string::npos);
+  EXPECT_NE(error_of([](auto& j) { j["events"][1]["mode"] = "depth"; }).find("events[1].mode"),
+            std::string::npos);
+  EXPECT_NE(error_of([](auto& j) { j["events"][2]["scale"] = 3.0; }).find("events[2].scale"),
+            std::string::npos);
+  EXPECT_NE(error_of([](auto& j) { j["events"][3]["strength"] = 0.0; }).find("events[3].strength"),
+            std::string::npos);
+  EXPECT_NE(error_of([](auto& j) {
+              j["events"][1]["source"]["preprocess"] = "blur";
+            }).find("events[1].source.preprocess"),
+            std::string::npos);
+}
+
+TEST(Preprocess, GrayAndSobelEdgesOnAHandCheckedImage) {
+  // 1 frame, 4x6: black (-1) left of column 3, white (+1) from it; one red pixel.
+  at::Tensor f = at::full({1, 3, 4, 6}, -1.0);
+  f.narrow(3, 3, 3).fill_(1.0);
+  f[0][0][0][0] = 1.0;  // red at (0, 0): luma 0.299 -> -1 + 2 * 0.299
+  const at::Tensor gray = preprocess_frames(f, "gray");
+  ASSERT_EQ(gray.sizes(), f.sizes());
+  EXPECT_NEAR(gray[0][1][0][0].item<float>(), -1.0 + 2 * 0.299, 1e-6);
+  EXPECT_NEAR(gray[0][2][2][4].item<float>(), 1.0, 1e-6);
+  EXPECT_NEAR(gray[0][0][2][1].item<float>(), -1.0, 1e-6);
+
+  f[0][0][0][0] = -1.0;
+  const at::Tensor edges = preprocess_frames(f, "edges");
+  ASSERT_EQ(edges.sizes(), f.sizes());
+  // Sobel x on a unit step is 1 + 2 + 1 = 4 on both columns beside it, / 4 -> 1 (white); 0
+  // (black, -1) everywhere else, the replicated border included.
+  for (int64_t y = 0; y < 4; ++y)
+    for (int64_t x = 0; x < 6; ++x)
+      EXPECT_NEAR(edges[0][1][y][x].item<float>(), (x == 2 || x == 3) ? 1.0 : -1.0, 1e-6)
+          << y << "," << x;
+  EXPECT_THROW(preprocess_frames(f, "blur"), ConfigError);
+}
+
+TEST(CapturedFrames, RoundTripExactlyAndCheckTheSize) {
+  const auto path = temp_dir("engine_inputs") / "round.rgb8";
+  const at::Tensor u8 = at::randint(0, 256, {5, 3, 8, 16}, at::kByte);
+  const at::Tensor frames = u8.to(at::kFloat).div(127.5).sub(1.0);
+  {
+    FrameCaptureWriter w(path, 8, 16);
+    w.append(frames.narrow(0, 0, 2));
+    w.append(frames.narrow(0, 2, 3));
+    EXPECT_EQ(w.frames(), 5);
+  }
+  CapturedFrameSource source(path, 8, 16, /*offset=*/1);
+  EXPECT_EQ(source.frames(), 5);
+  const at::Tensor back = source.next_frames(6);  // 4 left, then the last one repeated
+  EXPECT_EQ(max_diff(back.narrow(0, 0, 4), frames.narrow(0, 1, 4)), 0.0f);
+  EXPECT_EQ(max_diff(back[5], frames[4]), 0.0f);
+  try {
+    CapturedFrameSource wrong(path, 16, 16);
+    FAIL() << "no error";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("round.rgb8"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace longlive::test
