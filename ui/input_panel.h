@@ -13,8 +13,8 @@
 #include <QString>
 #include <QWidget>
 
-#include "longlive/live_inputs.h"
 #include "longlive/timeline.h"
+#include "longlive/vace.h"
 
 namespace longlive::ui {
 

@@ -11,7 +11,6 @@
 #include "longlive/async_decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
-#include "longlive/live_inputs.h"
 #include "longlive/log.h"
 #include "longlive/preset.h"
 #include "longlive/session.h"

@@ -14,9 +14,9 @@
 #include "longlive/control.h"
 #include "longlive/engine.h"
 #include "longlive/error.h"
-#include "longlive/live_inputs.h"
 #include "longlive/log.h"
 #include "longlive/timeline.h"
+#include "longlive/vace.h"
 
 #ifdef LONGLIVE_WITH_OSC
 #include <lo/lo.h>

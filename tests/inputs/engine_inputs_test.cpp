@@ -20,7 +20,6 @@
 #include "longlive/engine.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
-#include "longlive/live_inputs.h"
 #include "longlive/performance.h"
 #include "longlive/session.h"
 #include "longlive/timeline.h"

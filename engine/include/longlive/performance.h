@@ -15,12 +15,12 @@
 #include <utility>
 #include <vector>
 
-#include "longlive/live_inputs.h"
 #include "longlive/preset.h"
 #include "longlive/prompt_mix.h"
 #include "longlive/session.h"
 #include "longlive/style_lora.h"
 #include "longlive/timeline.h"
+#include "longlive/vace.h"
 
 namespace longlive {
 

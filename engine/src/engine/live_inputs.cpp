@@ -1,6 +1,6 @@
 // LiveInputs: the VACE and video-to-video inputs of a Performance, opened by request, fed to the
 // generator before each block, dropped (with a message) when their source fails.
-#include "longlive/live_inputs.h"
+#include "longlive/vace.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>

@@ -9,7 +9,6 @@
 #include <memory>
 #include <string>
 
-#include "longlive/live_inputs.h"
 #include "longlive/vace.h"
 
 namespace longlive {
