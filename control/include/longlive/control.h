@@ -60,11 +60,16 @@ struct OscMessage {
 // wrong (unknown address, argument types, a value out of range) otherwise.
 ControlCommand parse_osc(const OscMessage& message);
 
-// Sends commands to an Engine. Presets are looked up by name; `record` is the front end's
-// recorder switch (the engine does not record): without one a record command is logged and
-// dropped. Throws ConfigError for an unknown preset.
-    stream_out,     // on, file: the URL (empty: the front end's own)
-    camera_out,     // on, file: the v4l2loopback device (empty: the front end's own)
+// What a front end does itself (the engine neither records nor sends video out).
+struct FrontEndControls {
+  std::function<void(bool on)> record;
+  // stream_out / camera_out commands.
+  std::function<void(const ControlCommand&)> video_out;
+};
+
+// Sends commands to an Engine. Presets are looked up by name; record and video-out commands go
+// to the front end's controls: without one they are logged and dropped. Throws ConfigError for
+// an unknown preset.
 class EngineControl {
  public:
   EngineControl(Engine& engine, PresetLookup presets, FrontEndControls front_end = {});
