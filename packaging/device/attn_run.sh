@@ -4,17 +4,8 @@
 # table (backend x shape -> ms, TFLOP/s), then balanced with automatic attention (FA3 on sm_90)
 # and with cuDNN, drift against the plain path included. Results under $OUT in few files.
 #   packaging/device/attn_run.sh
-set -uo pipefail
-out=${OUT:-/tmp/out}
-export LONGLIVE_PRESETS=$PWD/presets LONGLIVE_CTEST=0
-export LONGLIVE_CUDA_ARCHITECTURES=${LONGLIVE_CUDA_ARCHITECTURES:-90-real}
-export LONGLIVE_BUILD_TARGETS=${LONGLIVE_BUILD_TARGETS:-test_model longlive}
-export LONGLIVE_COMMIT=${LONGLIVE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-bash packaging/device/build_and_test.sh . >"$out/build.log" 2>&1 ||
-  { grep -E "error|FAILED" "$out/build.log" | head -30; tail -15 "$out/build.log"; exit 1; }
-grep -E "FlashAttention|built in" "$out/build.log"
-export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-b=build-gpu
+. packaging/device/common.sh
+device_build "test_model longlive"
 LONGLIVE_ATTENTION_BENCH=1 LONGLIVE_ATTENTION_BENCH_JSON=$out/attention.json timeout 300 \
   $b/tests/test_model --gtest_filter='AttentionBackend*:Fa3Attention.*:AttentionBench.*' \
   >"$out/attn_tests.log" 2>&1

@@ -5,18 +5,8 @@
 # `bench --vace` for balanced and turbo_fp8 (with/without VACE, hint reuse and its drift, the
 # VACE encoder). Most important first; results under $OUT.
 #   packaging/device/vace_run.sh        (VACE_BENCH_PRESETS="balanced turbo_fp8" by default)
-set -uo pipefail
-out=${OUT:-/tmp/out}
-fixtures=$PWD/.fixtures; [ -d "$fixtures" ] || fixtures=$PWD/tests/data/fixtures/switch_before_full
-export LONGLIVE_FIXTURES=$fixtures LONGLIVE_PRESETS=$PWD/presets LONGLIVE_CTEST=0
-export LONGLIVE_CUDA_ARCHITECTURES=${LONGLIVE_CUDA_ARCHITECTURES:-90-real}
-export LONGLIVE_BUILD_TARGETS=${LONGLIVE_BUILD_TARGETS:-longlive}
-export LONGLIVE_COMMIT=${LONGLIVE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-bash packaging/device/build_and_test.sh . >"$out/build.log" 2>&1 ||
-  { grep -E "error|FAILED" "$out/build.log" | head -30; tail -15 "$out/build.log"; exit 1; }
-grep -E "FlashAttention|built in" "$out/build.log"
-export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-b=build-gpu
+. packaging/device/common.sh
+device_build "longlive"
 # The tests build after the CLI, so a test that does not compile still leaves the benches.
 cmake --build $b -j "$(nproc)" --target test_model 2>&1 | grep -E "error|FAILED" | head -20
 timeout ${VACE_TEST_TIMEOUT:-100} $b/tests/test_model \

@@ -5,19 +5,8 @@
 # matrix; FP8's own drift (balanced_fp8 vs balanced, turbo_fp8 vs turbo: same steps). Most
 # important first: a call that runs out of time still returns what finished. Results under $OUT.
 #   packaging/device/wave3_final.sh
-set -uo pipefail
-out=${OUT:-/tmp/out}
-# The public fixtures when carried, else a committed fixture folder (carry stays under 64 MiB).
-fixtures=$PWD/.fixtures; [ -d "$fixtures" ] || fixtures=$PWD/tests/data/fixtures/switch_before_full
-export LONGLIVE_FIXTURES=$fixtures LONGLIVE_PRESETS=$PWD/presets LONGLIVE_CTEST=0
-export LONGLIVE_CUDA_ARCHITECTURES=${LONGLIVE_CUDA_ARCHITECTURES:-90-real}
-export LONGLIVE_BUILD_TARGETS=${LONGLIVE_BUILD_TARGETS:-test_engine test_text test_model longlive}
-export LONGLIVE_COMMIT=${LONGLIVE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-bash packaging/device/build_and_test.sh . >"$out/build.log" 2>&1 ||
-  { grep -E "error|FAILED" "$out/build.log" | head -30; tail -15 "$out/build.log"; exit 1; }
-grep -E "FlashAttention|built in" "$out/build.log"
-export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-b=build-gpu
+. packaging/device/common.sh
+device_build "test_engine test_text test_model longlive"
 filter='SessionFactory*:Umt5*:PromptCache*:DitResume*:Fa3Attention.*:AttentionBackend*:CudaGraphs*:FastPath*:FusedKernels*'
 for t in engine text model; do
   echo "=== test_$t"

@@ -5,19 +5,9 @@
 # side by side, then balanced once per schedule (LONGLIVE_FA3_SCHEDULE), drift and switch blocks
 # included. Most important first; results under $OUT in at most 8 files.
 #   FA3_SCHEDULES="default whole" EXTRA_PRESETS=turbo_fp8 packaging/device/wave4_attn.sh
-set -uo pipefail
-out=${OUT:-/tmp/out}
-fixtures=$PWD/.fixtures; [ -d "$fixtures" ] || fixtures=$PWD/tests/data/fixtures/switch_before_full
-export LONGLIVE_FIXTURES=$fixtures LONGLIVE_PRESETS=$PWD/presets LONGLIVE_CTEST=0
-export LONGLIVE_CUDA_ARCHITECTURES=${LONGLIVE_CUDA_ARCHITECTURES:-90-real}
-export LONGLIVE_BUILD_TARGETS=${LONGLIVE_BUILD_TARGETS:-test_model longlive}
-export LONGLIVE_COMMIT=${LONGLIVE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+. packaging/device/common.sh
 t0=$(date +%s)
-bash packaging/device/build_and_test.sh . >/tmp/build.log 2>&1 ||
-  { grep -E "error|FAILED" /tmp/build.log | head -30; tail -15 /tmp/build.log; exit 1; }
-grep -E "FlashAttention|built in" /tmp/build.log
-export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-b=build-gpu
+device_build "test_model longlive" /tmp/build.log
 logs=$out/tests.log
 timeout 150 $b/tests/test_model --gtest_filter='Fa3Attention.*:AttentionBackend*' >"$logs" 2>&1
 echo "fa3 tests rc=$? ($(($(date +%s) - t0)) s)"
