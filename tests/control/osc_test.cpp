@@ -107,11 +107,23 @@ TEST(OscParse, EveryAddress) {
             "/dev/video11");
 }
 
-// Record and video-out commands reach the front end's controls, and only there.
-TEST(EngineControl, FrontEndCommandsGoToTheFrontEnd) {
+// The tiny random model on the CPU, and a preset with a short window, for live engines.
+ModelSpec tiny_model() {
   ModelSpec tiny;
   tiny.tiny_random = true;
-  Engine engine(tiny, Preset{}, {}, 32, 32);  // never started: these commands need no video
+  return tiny;
+}
+
+Preset live_preset() {
+  Preset preset;
+  preset.name = "live";
+  preset.local_attn_frames = 9;
+  return preset;
+}
+
+// Record and video-out commands reach the front end's controls, and only there.
+TEST(EngineControl, FrontEndCommandsGoToTheFrontEnd) {
+  Engine engine(tiny_model(), Preset{}, {}, 32, 32);  // never started: these commands need no video
   std::vector<std::string> seen;
   FrontEndControls front_end;
   front_end.record = [&](bool on) { seen.push_back(on ? "record on" : "record off"); };
@@ -163,36 +175,51 @@ bool wait_for(const std::function<bool()>& done, int ms = 120000) {
   return done();
 }
 
-TEST(OscServer, UdpMessagesDriveARunningEngine) {
-  LONGLIVE_REQUIRE_FIXTURE("lora");
+// What a running Engine reports, for the tests that drive one over OSC: blocks made, errors,
+// the timeline of the stopped video.
+struct EngineEvents {
   std::mutex m;
   int64_t blocks = 0;
   std::optional<Timeline> recorded;
-  std::vector<std::string> engine_errors, warnings;
-  Engine::Callbacks cb;
-  cb.on_latents = [&](int64_t, const at::Tensor&) {
+  std::vector<std::string> errors;
+
+  Engine::Callbacks callbacks() {
+    Engine::Callbacks cb;
+    cb.on_latents = [this](int64_t, const at::Tensor&) {
+      std::lock_guard lock(m);
+      ++blocks;
+    };
+    cb.on_timeline = [this](const Timeline& t) {
+      std::lock_guard lock(m);
+      recorded = t;
+    };
+    cb.on_error = [this](const std::string& e) {
+      std::lock_guard lock(m);
+      errors.push_back(e);
+    };
+    return cb;
+  }
+  int64_t blocks_now() {
     std::lock_guard lock(m);
-    ++blocks;
-  };
-  cb.on_timeline = [&](const Timeline& t) {
+    return blocks;
+  }
+  bool has_timeline() {
     std::lock_guard lock(m);
-    recorded = t;
-  };
-  cb.on_error = [&](const std::string& e) {
-    std::lock_guard lock(m);
-    engine_errors.push_back(e);
-  };
+    return recorded.has_value();
+  }
+};
+
+TEST(OscServer, UdpMessagesDriveARunningEngine) {
+  LONGLIVE_REQUIRE_FIXTURE("lora");
+  EngineEvents events;
+  std::vector<std::string> warnings;
   log::set_callback([&](log::Level level, std::string_view text) {
     if (level != log::Level::warn) return;
-    std::lock_guard lock(m);
+    std::lock_guard lock(events.m);
     warnings.emplace_back(text);
   });
-  ModelSpec tiny;
-  tiny.tiny_random = true;
-  Preset preset;
-  preset.name = "live";
-  preset.local_attn_frames = 9;
-  Engine engine(tiny, preset, cb, 32, 32);
+  const Preset preset = live_preset();
+  Engine engine(tiny_model(), preset, events.callbacks(), 32, 32);
   EngineControl control(engine, [&](const std::string& name) {
     if (name != "live") throw ConfigError("no preset '" + name + "'");
     return preset;
@@ -201,13 +228,9 @@ TEST(OscServer, UdpMessagesDriveARunningEngine) {
   ASSERT_GT(server.port(), 0);
 
   lo_address to = lo_address_new("127.0.0.1", std::to_string(server.port()).c_str());
-  auto blocks_now = [&] {
-    std::lock_guard lock(m);
-    return blocks;
-  };
   auto run_blocks = [&](int64_t n) {
-    const int64_t target = blocks_now() + n;
-    ASSERT_TRUE(wait_for([&] { return blocks_now() >= target; }));
+    const int64_t target = events.blocks_now() + n;
+    ASSERT_TRUE(wait_for([&] { return events.blocks_now() >= target; }));
   };
   const std::string lora = fixture("dit_lora.safetensors").string();
   ASSERT_GE(lo_send(to, "/longlive/lora/load", "ss", lora.c_str(), "glow"), 0);
@@ -218,10 +241,7 @@ TEST(OscServer, UdpMessagesDriveARunningEngine) {
   ASSERT_GE(lo_send(to, "/longlive/prompt", "s", "a blue whale"), 0);
   run_blocks(2);
   ASSERT_GE(lo_send(to, "/longlive/stop", ""), 0);
-  ASSERT_TRUE(wait_for([&] {
-    std::lock_guard lock(m);
-    return recorded.has_value();
-  }));
+  ASSERT_TRUE(wait_for([&] { return events.has_timeline(); }));
   lo_address_free(to);
   log::set_callback(nullptr);
 
@@ -232,13 +252,13 @@ TEST(OscServer, UdpMessagesDriveARunningEngine) {
       << stats.last_rejection;
   EXPECT_NE(stats.last_rejection.find("strength 7 is outside 0..1.5"), std::string::npos)
       << stats.last_rejection;
-  std::lock_guard lock(m);
-  EXPECT_TRUE(engine_errors.empty()) << engine_errors.front();
+  std::lock_guard lock(events.m);
+  EXPECT_TRUE(events.errors.empty()) << events.errors.front();
   ASSERT_TRUE(std::any_of(warnings.begin(), warnings.end(), [](const std::string& w) {
     return w.find("OSC: ignored a message from 127.0.0.1:") != std::string::npos &&
            w.find("/longlive/lora/glow") != std::string::npos;
   }));
-  const Timeline& t = *recorded;
+  const Timeline& t = *events.recorded;
   auto has = [&](EventKind kind, const std::function<bool(const TimelineEvent&)>& what) {
     return std::any_of(t.events.begin(), t.events.end(),
                        [&](const TimelineEvent& e) { return e.kind == kind && what(e); });
@@ -263,41 +283,16 @@ TEST(OscServer, VaceScaleAndV2vStrengthReachTheEngine) {
     FrameCaptureWriter w(frames_file, side, side);
     w.append(at::rand({40, 3, side, side}).mul(2).sub(1));
   }
-  std::mutex m;
-  int64_t blocks = 0;
-  std::optional<Timeline> recorded;
-  std::vector<std::string> errors;
-  Engine::Callbacks cb;
-  cb.on_latents = [&](int64_t, const at::Tensor&) {
-    std::lock_guard lock(m);
-    ++blocks;
-  };
-  cb.on_timeline = [&](const Timeline& t) {
-    std::lock_guard lock(m);
-    recorded = t;
-  };
-  cb.on_error = [&](const std::string& e) {
-    std::lock_guard lock(m);
-    errors.push_back(e);
-  };
-  ModelSpec tiny;
-  tiny.tiny_random = true;
-  Preset preset;
-  preset.name = "live";
-  preset.local_attn_frames = 9;
-  Engine engine(tiny, preset, cb, side, side);
+  EngineEvents events;
+  Engine engine(tiny_model(), live_preset(), events.callbacks(), side, side);
   InputSource source{InputKind::frames, frames_file.string(), "", 0, ""};
   engine.set_vace({source, "conditioning", 1.0, "", ""});
   engine.set_v2v({source, 0.7});
   EngineControl control(engine, {});
   OscServer server(0, [&](const ControlCommand& c) { control.apply(c); });
   lo_address to = lo_address_new("127.0.0.1", std::to_string(server.port()).c_str());
-  auto blocks_now = [&] {
-    std::lock_guard lock(m);
-    return blocks;
-  };
   engine.start("a red fox", 3);
-  ASSERT_TRUE(wait_for([&] { return blocks_now() >= 1; }));
+  ASSERT_TRUE(wait_for([&] { return events.blocks_now() >= 1; }));
   ASSERT_GE(lo_send(to, "/longlive/vace/scale", "f", 0.25f), 0);
   ASSERT_GE(lo_send(to, "/longlive/v2v/strength", "f", 0.5f), 0);
   ASSERT_GE(lo_send(to, "/longlive/vace/scale", "f", 2.5f), 0);  // out of range: ignored
@@ -306,16 +301,13 @@ TEST(OscServer, VaceScaleAndV2vStrengthReachTheEngine) {
     return s.inputs.vace_scale == 0.25 && s.inputs.v2v_strength == 0.5;
   })) << engine.stats().inputs.vace_scale;
   engine.stop();
-  ASSERT_TRUE(wait_for([&] {
-    std::lock_guard lock(m);
-    return recorded.has_value();
-  }));
+  ASSERT_TRUE(wait_for([&] { return events.has_timeline(); }));
   lo_address_free(to);
   EXPECT_EQ(server.stats().rejected, 1);
-  std::lock_guard lock(m);
-  EXPECT_TRUE(errors.empty()) << errors.front();
+  std::lock_guard lock(events.m);
+  EXPECT_TRUE(events.errors.empty()) << events.errors.front();
   int scales = 0, strengths = 0;
-  for (const auto& e : recorded->events) {
+  for (const auto& e : events.recorded->events) {
     if (e.kind == EventKind::vace_scale && e.strength == 0.25 && e.block >= 1) ++scales;
     if (e.kind == EventKind::v2v_strength && e.strength == 0.5 && e.block >= 1) ++strengths;
   }
