@@ -18,6 +18,10 @@ tar -xJf "$carry/studio-deps.tar.xz" -C "$deps" || exit 1
 for f in "$carry"/debs/*.deb; do dpkg -x "$f" "$deps"; done
 # FFmpeg was installed for /opt/studio-deps/ffmpeg; pkg-config sees $deps as its sysroot.
 sed -i 's#^prefix=.*#prefix=/ffmpeg#' "$deps"/ffmpeg/lib/pkgconfig/*.pc
+# The box's Python links its own expat and libffi (newer symbols maybe): keep the box's.
+for l in libexpat.so.1 libffi.so.8; do
+  ldconfig -p | grep -q "$l " && rm -f "$deps/usr/lib/x86_64-linux-gnu/$l"*
+done
 echo "unpacked in $(($(date +%s) - start)) s: $(du -sh "$deps" | cut -f1)"
 
 export LONGLIVE_GUI=ON
@@ -27,6 +31,13 @@ if [ "${STUDIO_SKIP_BUILD:-0}" != 1 ]; then
 fi
 lib=$deps/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH=$lib:$deps/ffmpeg/lib:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
+
+echo "== libraries not found"
+for f in "$deps/usr/bin/Xvfb" "$deps/usr/bin/glxinfo" "$lib/qt6/plugins/platforms/libqxcb.so" \
+  "$lib/qt6/plugins/xcbglintegrations/libqxcb-glx-integration.so" "$lib/dri/swrast_dri.so" \
+  "$b/tests/gui/longlive-studio-autotest"; do
+  ldd "$f" 2>&1 | grep "not found" | sed "s#^#$(basename "$f"): #"
+done
 
 # Xvfb's GLX loads Mesa's DRI driver from a path built into it, and runs xkbcomp from /usr/bin:
 # links to the carried ones where the box has none (nothing of the box is replaced).
@@ -65,7 +76,7 @@ grep -E "renderer|version string" "$out/glx.log"
 
 echo "== gpu_session"
 home=/tmp/studio-home
-mkdir -p "$home" "$out/session"
+mkdir -p "$home"
 HOME=$home timeout "${STUDIO_TIMEOUT:-420}" "$b/tests/gui/longlive-studio-autotest" \
   --scenario gpu_session --presets "$PWD/presets" --autotest /tmp/studio-session \
   ${STUDIO_ARGS:-} >"$out/studio.log" 2>&1
