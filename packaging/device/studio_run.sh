@@ -26,8 +26,10 @@ echo "unpacked in $(($(date +%s) - start)) s: $(du -sh "$deps" | cut -f1)"
 
 export LONGLIVE_GUI=ON
 . packaging/device/common.sh
+built=1
 if [ "${STUDIO_SKIP_BUILD:-0}" != 1 ]; then
-  device_build "longlive-studio-autotest" "$out/build.log"
+  # In a subshell: a failed build still leaves the X/GLX probes below to run.
+  (device_build "longlive-studio-autotest" "$out/build.log") || built=0
 fi
 lib=$deps/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH=$lib:$deps/ffmpeg/lib:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
@@ -74,6 +76,7 @@ else
 fi
 grep -E "renderer|version string" "$out/glx.log"
 
+[ "$built" = 1 ] || { echo "build failed: no session"; kill "$xvfb"; exit 1; }
 echo "== gpu_session"
 home=/tmp/studio-home
 mkdir -p "$home"
