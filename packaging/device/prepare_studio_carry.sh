@@ -7,7 +7,7 @@
 #                               loaders and GL headers, fonts, glxinfo, and FFmpeg 5.1 built from
 #                               Debian's source with only what the recorder, exporter, readers,
 #                               stream outputs and V4L2 input use (+ libx264)
-#   .studio/debs/               liblo, imgui, stb (the studio's other build deps), unpacked there
+#   .studio/debs/               liblo, imgui, stb (the studio's other build deps), qmake6 (mkspecs)
 # Unpacked on the box into /opt/longlive-deps, never into /. Takes ~15 min on two busy cores
 # (FFmpeg, xz -9).
 #   packaging/device/prepare_studio_carry.sh [OUT_DIR (default .studio)] [WORK_DIR]
@@ -92,6 +92,7 @@ sed -i "s#^prefix=/usr#prefix=$t#" $t/lib/x86_64-linux-gnu/pkgconfig/x264.pc
 cp -a ffstage/opt/studio-deps/ffmpeg stage/ffmpeg && rm -rf stage/ffmpeg/share
 
 tar -C stage -c . | nice xz -9 -T2 >"$dest/studio-deps.tar.xz"
+# qmake6: Qt's CMake files name its binary and take the mkspecs from it.
 (cd "$dest/debs" && rm -f ./*.deb && apt-get download libstb-dev libstb0 libimgui-dev liblo-dev \
-  liblo7 >/dev/null)
+  liblo7 qmake6 qmake6-bin >/dev/null)
 du -sh "$dest"/*

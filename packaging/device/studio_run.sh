@@ -17,7 +17,7 @@ start=$(date +%s)
 tar -xJf "$carry/studio-deps.tar.xz" -C "$deps" || exit 1
 for f in "$carry"/debs/*.deb; do dpkg -x "$f" "$deps"; done
 # FFmpeg was installed for /opt/studio-deps/ffmpeg; pkg-config sees $deps as its sysroot.
-sed -i 's#^prefix=.*#prefix=/ffmpeg#' "$deps"/ffmpeg/lib/pkgconfig/*.pc
+sed -i 's#/opt/studio-deps/ffmpeg#/ffmpeg#g' "$deps"/ffmpeg/lib/pkgconfig/*.pc
 # The box's Python links its own expat and libffi (newer symbols maybe): keep the box's.
 for l in libexpat.so.1 libffi.so.8; do
   ldconfig -p | grep -q "$l " && rm -f "$deps/usr/lib/x86_64-linux-gnu/$l"*
@@ -25,6 +25,8 @@ done
 echo "unpacked in $(($(date +%s) - start)) s: $(du -sh "$deps" | cut -f1)"
 
 export LONGLIVE_GUI=ON
+# Debian 12 keeps some libraries (libdbus) in /lib: the build's tools (moc) and the studio need it.
+export LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 . packaging/device/common.sh
 built=1
 if [ "${STUDIO_SKIP_BUILD:-0}" != 1 ]; then
@@ -32,7 +34,7 @@ if [ "${STUDIO_SKIP_BUILD:-0}" != 1 ]; then
   (device_build "longlive-studio-autotest" "$out/build.log") || built=0
 fi
 lib=$deps/usr/lib/x86_64-linux-gnu
-export LD_LIBRARY_PATH=$lib:$deps/ffmpeg/lib:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH=$lib:$deps/lib/x86_64-linux-gnu:$deps/ffmpeg/lib:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
 
 echo "== libraries not found"
 for f in "$deps/usr/bin/Xvfb" "$deps/usr/bin/glxinfo" "$lib/qt6/plugins/platforms/libqxcb.so" \
