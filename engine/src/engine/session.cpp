@@ -440,7 +440,7 @@ void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
   if (r.text || r.prompts) return;
   if (model_.full_random) {
     // No umT5 (11 GB): the text's hash seeds the embeddings, so a prompt always gives the same
-    // ones and a switch costs what a cached prompt costs.
+    // ones, and a cache miss costs milliseconds instead of an encode (timings leave umT5 out).
     const WanConfig config = r.config;
     const at::Device device = device_;
     r.prompts = std::make_shared<PromptCache>(
