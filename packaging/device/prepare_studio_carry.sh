@@ -46,7 +46,7 @@ for f in debs/*.deb; do
   case $f in *mesa-utils-bin* | *libx264-dev* | *nasm*) continue ;; esac
   dpkg -x "$f" stage
 done
-mkdir -p tools && for f in debs/mesa-utils-bin* debs/libx264-dev* debs/nasm*; do dpkg -x "$f" tools; done
+mkdir -p tools && for f in debs/mesa-utils-bin* debs/libx264-* debs/nasm*; do dpkg -x "$f" tools; done
 L=stage/usr/lib/x86_64-linux-gnu
 cp tools/usr/bin/glxinfo.x86_64-linux-gnu stage/usr/bin/glxinfo
 
