@@ -339,7 +339,9 @@ bool MainWindow::ensure_engine(bool quiet) {
   }
   ModelSpec model;
   model.tiny_random = tiny_->isChecked();
-  if (!model.tiny_random) {
+  model.full_random = random_full_ && !model.tiny_random;
+  model.random_prompts = model.full_random;
+  if (!model.tiny_random && !model.full_random) {
     const auto missing = missing_model_files(model_folder_.toStdString());
     if (model_folder_.isEmpty() || !missing.empty()) {
       if (!quiet) model_panel_->show_for(model_folder_, missing);
@@ -718,6 +720,11 @@ void MainWindow::apply_preset(int index) {
 void MainWindow::choose_model_folder() {
   const QString dir = QFileDialog::getExistingDirectory(this, "Model folder", model_folder_);
   if (!dir.isEmpty()) set_model_folder(dir);
+}
+
+void MainWindow::use_random_full_model(bool on) {
+  random_full_ = on;
+  if (on) model_panel_->hide();
 }
 
 void MainWindow::set_model_folder(const QString& dir) {

@@ -77,6 +77,10 @@ class MainWindow : public QMainWindow {
   EngineStats engine_stats() const;
   // The model folder button's effect without its dialog (also used by the setup panel).
   void set_model_folder(const QString& dir);
+  // The 1.3B model with random weights and text-seeded prompt embeddings instead of a model
+  // folder (the bench's `--random full`, through the same session factory), unless the tiny
+  // model is checked. For measuring the studio on a GPU without checkpoints.
+  void use_random_full_model(bool on);
   // An engine error as the user sees it; out-of-memory offers the low_memory preset.
   void show_engine_error(const QString& message);
   TransitionControls* transition_controls() const { return transition_; }
@@ -148,6 +152,7 @@ class MainWindow : public QMainWindow {
   QComboBox* resolution_ = nullptr;
   QComboBox* presets_ = nullptr;
   QCheckBox* tiny_ = nullptr;
+  bool random_full_ = false;
   QLabel* model_label_ = nullptr;
   ErrorBanner* banner_ = nullptr;
   ModelSetupPanel* model_panel_ = nullptr;

@@ -282,7 +282,9 @@ void VideoView::paint_overlay() {
                                         .peak_memory_gib = memory_.peak_allocated_gib,
                                         .upload = upload_status().toStdString(),
                                         .upload_note = selector_.why_not(),
-                                        .kernels_note = KernelProfiler::unavailable_reason()});
+                                        .kernels_note = KernelProfiler::unavailable_reason(),
+                                        .select_kernels = select_kernels_frames_ > 0});
+  if (select_kernels_frames_ > 0) --select_kernels_frames_;
   imgui_->render();
 }
 

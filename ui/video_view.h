@@ -49,6 +49,8 @@ class VideoView : public QOpenGLWidget {
   void set_memory(const DeviceMemory& memory) { memory_ = memory; }
   void set_paced(bool paced) { paced_ = paced; }
   void set_overlay_visible(bool visible);
+  // Brings the overlay's Kernels tab to the front (as a click on it would).
+  void show_kernels_tab() { select_kernels_frames_ = 2; }
   bool overlay_visible() const { return overlay_; }
   void set_recording(bool recording) { recording_ = recording; }
   // What the overlay drew last (regions, plotted blocks, switch markers) and ImGui's vertices.
@@ -105,6 +107,7 @@ class VideoView : public QOpenGLWidget {
   QTimer pacer_;
   bool paced_ = true;
   bool overlay_ = false;
+  int select_kernels_frames_ = 0;  // overlay frames left that select the Kernels tab
   int64_t painted_ = 0;
   EngineStats stats_;
   PromptSource last_switch_source_ = PromptSource::unknown;

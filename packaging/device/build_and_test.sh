@@ -21,7 +21,8 @@ if [ -d "$debs" ]; then
   mkdir -p "$deps"
   for f in "$debs"/*.deb; do dpkg -x "$f" "$deps"; done
   export PKG_CONFIG_SYSROOT_DIR=$deps
-  export PKG_CONFIG_PATH=$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/share/pkgconfig
+  # ffmpeg/: the studio's minimal FFmpeg (packaging/device/prepare_studio_carry.sh), when there.
+  export PKG_CONFIG_PATH=$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/share/pkgconfig:$deps/ffmpeg/lib/pkgconfig
   export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
   command -v pkg-config >/dev/null || export PKG_CONFIG=$deps/usr/bin/pkgconf
 fi
@@ -39,7 +40,8 @@ done
 fa3_dir=
 [ -f "$PWD/.fa3/flash-attention/hopper/flash_fwd_launch_template.h" ] && fa3_dir=$PWD/.fa3
 echo "== configure"
-cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLIVE_GUI=OFF -DLONGLIVE_CUDA=ON \
+# LONGLIVE_GUI=ON builds the studio too (studio_run.sh unpacks Qt, FFmpeg and the rest first).
+cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLIVE_GUI=${LONGLIVE_GUI:-OFF} -DLONGLIVE_CUDA=ON \
   ${LONGLIVE_CUDA_ARCHITECTURES:+-DLONGLIVE_CUDA_ARCHITECTURES=$LONGLIVE_CUDA_ARCHITECTURES} -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
   ${fe_dir:+-DLONGLIVE_CUDNN_FRONTEND_DIR=$fe_dir} ${fa3_dir:+-DLONGLIVE_FA3_DIR=$fa3_dir} \
   ${PKG_CONFIG:+-DPKG_CONFIG_EXECUTABLE=$PKG_CONFIG} >"$build.configure.log" 2>&1 ||

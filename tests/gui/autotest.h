@@ -23,4 +23,15 @@ void run_prefetch_autotest(MainWindow* window, const QString& out_dir);
 // panel shows it (counts, thumbnail), the scale slider moves it live, the timeline names it.
 void run_inputs_autotest(MainWindow* window, const QString& out_dir);
 
+struct GpuSessionOptions {
+  int record_seconds = 20;  // length of the recording
+  int watch_ms = 2500;      // watching after each prompt switch and preset change
+};
+// The studio measured as a person uses it (tests/gui/gpu_autotest.cpp): Start (cold, then again
+// with the model loaded), ten typed prompt switches with Enter, F1 with the Kernels tab (screenshot
+// studio-gpu.png), a recording, two preset changes, an export; out_dir/studio.json holds the
+// numbers. Without the tiny model it runs the 1.3B model with random weights at 480x832.
+void run_gpu_session_autotest(MainWindow* window, const QString& out_dir,
+                              const GpuSessionOptions& options);
+
 }  // namespace longlive::ui

@@ -1,7 +1,8 @@
 // longlive-studio-autotest: the studio's window (the product's MainWindow, as longlive-studio
 // builds it) driven by a scripted GUI test, for ctest under Xvfb. Not installed; the studio
 // itself carries no test code.
-//   longlive-studio-autotest [--tiny] [--presets DIR] [--scenario session|prefetch] --autotest OUT
+//   longlive-studio-autotest [--tiny] [--presets DIR] [--scenario NAME] [--record-seconds S]
+//                            [--watch-ms MS] --autotest OUT
 // Writes OUT/report.json and exits 0 when every check passed.
 #include <QApplication>
 #include <QCommandLineParser>
@@ -24,14 +25,19 @@ int main(int argc, char** argv) {
   QCommandLineOption scenario("scenario",
                               "session (the whole scripted session, default), prefetch "
                               "(a typed-then-idle prompt is a prompt-cache hit at Enter) or "
-                              "inputs (a video file as VACE input)",
+                              "inputs (a video file as VACE input) or gpu_session (the measured "
+                              "session; without --tiny the 1.3B model with random weights)",
                               "name", "session");
-  parser.addOptions({tiny, presets, out, scenario});
+  QCommandLineOption record_seconds("record-seconds", "gpu_session: recording length", "s", "20");
+  QCommandLineOption watch_ms("watch-ms", "gpu_session: watching after each switch", "ms", "2500");
+  parser.addOptions({tiny, presets, out, scenario, record_seconds, watch_ms});
   parser.process(app);
   const QString name = parser.value(scenario);
-  if (!parser.isSet(out) || (name != "session" && name != "prefetch" && name != "inputs")) {
+  if (!parser.isSet(out) ||
+      (name != "session" && name != "prefetch" && name != "inputs" && name != "gpu_session")) {
     std::fprintf(stderr,
-                 "usage: %s [--tiny] [--scenario session|prefetch|inputs] --autotest OUT_DIR\n",
+                 "usage: %s [--tiny] [--scenario session|prefetch|inputs|gpu_session] "
+                 "--autotest OUT_DIR\n",
                  argv[0]);
     return 2;
   }
@@ -41,8 +47,12 @@ int main(int argc, char** argv) {
   window.resize(960, 720);
   window.show();
   const QString dir = parser.value(out);
-  QTimer::singleShot(300, &window, [&window, dir, name] {
-    if (name == "prefetch")
+  const longlive::ui::GpuSessionOptions gpu{parser.value(record_seconds).toInt(),
+                                            parser.value(watch_ms).toInt()};
+  QTimer::singleShot(300, &window, [&window, dir, name, gpu] {
+    if (name == "gpu_session")
+      longlive::ui::run_gpu_session_autotest(&window, dir, gpu);
+    else if (name == "prefetch")
       longlive::ui::run_prefetch_autotest(&window, dir);
     else if (name == "inputs")
       longlive::ui::run_inputs_autotest(&window, dir);

@@ -37,8 +37,11 @@ struct TextEncoderOptions;
 
 struct ModelSpec {
   bool tiny_random = false;  // CPU-sized random model for trying the app without weights
-  // The 1.3B geometry with random weights (benchmarks): no files, no text encoder unless tiny.
+  // The 1.3B geometry with random weights (benchmarks): no files and no umT5. With
+  // `random_prompts` (the studio on random weights) a prompt's embeddings are random numbers
+  // seeded by its text, through the usual prompt cache; without it sessions have no prompts.
   bool full_random = false;
+  bool random_prompts = false;
   std::filesystem::path folder;  // real checkpoints (see missing_model_files)
   // Where to run it; default: the first CUDA device when there is one, else the CPU.
   std::optional<at::Device> device;

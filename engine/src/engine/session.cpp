@@ -2,11 +2,13 @@
 #include "longlive/session.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <tuple>
@@ -435,7 +437,20 @@ std::pair<std::filesystem::path, std::filesystem::path> SessionFactory::text_enc
 
 void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
   Resident& r = *resident_;
-  if (r.text) return;
+  if (r.text || r.prompts) return;
+  if (model_.full_random) {
+    // No umT5 (11 GB): the text's hash seeds the embeddings, so a prompt always gives the same
+    // ones, and a cache miss costs milliseconds instead of an encode (timings leave umT5 out).
+    const WanConfig config = r.config;
+    const at::Device device = device_;
+    r.prompts = std::make_shared<PromptCache>(
+        [config, device](const std::string& p) {
+          auto gen = at::detail::createCPUGenerator(std::hash<std::string>{}(p));
+          return (at::randn({1, config.text_len, config.text_dim}, gen) * 0.1).to(device);
+        },
+        size_t{256} << 20);
+    return;
+  }
   const TextEncoderOptions placement = text_placement(runtime);
   if (model_.tiny_random) {
     const UMT5Config c = UMT5Config::tiny(r.config.text_dim);
@@ -540,9 +555,9 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
       throw IoError(fmt::format("model folder '{}' lacks: {}", model_.folder.string(),
                                 fmt::join(missing, ", ")));
   }
-  const bool wants_text = overrides_.text_encoder && !model_.full_random;
+  const bool wants_text = overrides_.text_encoder && (!model_.full_random || model_.random_prompts);
   // A missing text encoder fails before the DiT (gigabytes) is read.
-  if (wants_text && !r.text && !model_.tiny_random) text_encoder_files();
+  if (wants_text && !r.text && !model_.tiny_random && !model_.full_random) text_encoder_files();
   if (!r.dit) {
     if (model_.tiny_random || model_.full_random) {
       r.config = model_.tiny_random ? WanConfig::tiny() : WanConfig::wan_1_3b();

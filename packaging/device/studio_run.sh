@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# On the GPU box: the studio end to end (#16 item 5). Unpacks what packaging/device/
+# prepare_studio_carry.sh made (Qt 6, a minimal FFmpeg, Xvfb with Mesa's DRI driver for its GLX,
+# fonts) into /opt/longlive-deps, builds longlive-studio-autotest for sm_90, starts Xvfb and runs
+# the gpu_session scenario under NVIDIA's GLX: $OUT/studio.json, studio-gpu.png, report.json, logs.
+#   run: carry [".snap/NAME", ".debs", ".studio"], from the repository root:
+#   cd .snap/NAME && LONGLIVE_COMMIT=<hash> LONGLIVE_DEBS=$OLDPWD/.debs \
+#     STUDIO_CARRY=$OLDPWD/.studio bash packaging/device/studio_run.sh
+# STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine).
+set -uo pipefail
+carry=${STUDIO_CARRY:-$PWD/.studio}
+deps=/opt/longlive-deps
+out=${OUT:-/tmp/out}
+mkdir -p "$out" "$deps"
+echo "== unpack"
+start=$(date +%s)
+tar -xJf "$carry/studio-deps.tar.xz" -C "$deps" || exit 1
+for f in "$carry"/debs/*.deb; do dpkg -x "$f" "$deps"; done
+# FFmpeg was installed for /opt/studio-deps/ffmpeg; pkg-config sees $deps as its sysroot.
+sed -i 's#/opt/studio-deps/ffmpeg#/ffmpeg#g' "$deps"/ffmpeg/lib/pkgconfig/*.pc
+# The box's Python links its own expat and libffi (newer symbols maybe): keep the box's.
+for l in libexpat.so.1 libffi.so.8; do
+  ldconfig -p | grep -q "$l " && rm -f "$deps/usr/lib/x86_64-linux-gnu/$l"*
+done
+echo "unpacked in $(($(date +%s) - start)) s: $(du -sh "$deps" | cut -f1)"
+
+export LONGLIVE_GUI=ON
+# Debian 12 keeps some libraries (libdbus) in /lib: the build's tools (moc) and the studio need it.
+export LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. packaging/device/common.sh
+built=1
+if [ "${STUDIO_SKIP_BUILD:-0}" != 1 ]; then
+  # In a subshell: a failed build still leaves the X/GLX probes below to run.
+  (device_build "longlive-studio-autotest" "$out/build.log") || built=0
+fi
+lib=$deps/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$lib:$deps/lib/x86_64-linux-gnu:$deps/ffmpeg/lib:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
+
+echo "== libraries not found"
+for f in "$deps/usr/bin/Xvfb" "$deps/usr/bin/glxinfo" "$lib/qt6/plugins/platforms/libqxcb.so" \
+  "$lib/qt6/plugins/xcbglintegrations/libqxcb-glx-integration.so" "$lib/dri/swrast_dri.so" \
+  "$b/tests/gui/longlive-studio-autotest"; do
+  ldd "$f" 2>&1 | grep "not found" | sed "s#^#$(basename "$f"): #"
+done
+
+# Xvfb's GLX loads Mesa's DRI driver from a path built into it, and runs xkbcomp from /usr/bin:
+# links to the carried ones where the box has none (nothing of the box is replaced).
+for f in /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so /usr/bin/xkbcomp; do
+  [ -e "$f" ] || { mkdir -p "$(dirname "$f")" && ln -s "$deps$f" "$f"; }
+done
+# softpipe, no LLVM: the carried libLLVM-15 is a stand-in (llvm_stub.py); Xvfb's driver only
+# lists the GLX configs, NVIDIA's client library renders.
+GALLIUM_DRIVER=softpipe DRAW_USE_LLVM=0 "$deps/usr/bin/Xvfb" :99 -screen 0 1280x900x24 \
+  -xkbdir "$deps/usr/share/X11/xkb" -fp built-ins -nolisten tcp +extension GLX \
+  >"$out/xvfb.log" 2>&1 &
+xvfb=$!
+export DISPLAY=:99
+for _ in $(seq 50); do [ -e /tmp/.X11-unix/X99 ] && break; sleep 0.1; done
+
+cat >/tmp/fonts.conf <<EOF
+<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd">
+<fontconfig><dir>$deps/usr/share/fonts</dir><cachedir>/tmp/fontconfig</cachedir></fontconfig>
+EOF
+export FONTCONFIG_FILE=/tmp/fonts.conf QT_PLUGIN_PATH=$lib/qt6/plugins QT_QPA_PLATFORM=xcb \
+  QT_XKB_CONFIG_ROOT=$deps/usr/share/X11/xkb
+
+# Which GL the window gets: NVIDIA's GLX (GPU, CUDA-GL interop), else Mesa's (software).
+{
+  echo "== glxinfo, NVIDIA"
+  __GLX_VENDOR_LIBRARY_NAME=nvidia timeout 20 "$deps/usr/bin/glxinfo" -B 2>&1 | head -30
+} >"$out/glx.log" 2>&1
+if grep -q "OpenGL renderer string: NVIDIA" "$out/glx.log"; then
+  export __GLX_VENDOR_LIBRARY_NAME=nvidia
+else
+  echo "NVIDIA GLX unavailable: Mesa softpipe (host upload)" | tee -a "$out/glx.log"
+  export __GLX_VENDOR_LIBRARY_NAME=mesa GALLIUM_DRIVER=softpipe DRAW_USE_LLVM=0 \
+    LIBGL_DRIVERS_PATH=$lib/dri
+fi
+grep -E "renderer|version string" "$out/glx.log"
+
+[ "$built" = 1 ] || { echo "build failed: no session"; kill "$xvfb"; exit 1; }
+echo "== gpu_session"
+home=/tmp/studio-home
+mkdir -p "$home"
+HOME=$home timeout "${STUDIO_TIMEOUT:-420}" "$b/tests/gui/longlive-studio-autotest" \
+  --scenario gpu_session --presets "$PWD/presets" --autotest /tmp/studio-session \
+  ${STUDIO_ARGS:-} >"$out/studio.log" 2>&1
+echo "exit $?"
+cp /tmp/studio-session/studio.json /tmp/studio-session/report.json \
+  /tmp/studio-session/studio-gpu.png "$out/" 2>/dev/null
+grep -E "gpu_session:|error|Error" "$out/studio.log" | tail -20
+kill "$xvfb" 2>/dev/null

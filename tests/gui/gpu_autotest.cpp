@@ -1,0 +1,354 @@
+// The studio measured as a person uses it (issue #16, item 5): Start, ten typed prompt switches
+// with Enter, the overlay with its Kernels tab, a recording, two preset changes and an export,
+// through the real window. On a GPU with the 1.3B model's random weights (480x832) it writes the
+// numbers of bench/results/<date>-<gpu>-studio.json; with --tiny the same script runs on the CPU.
+#include <QApplication>
+#include <QDir>
+#include <QElapsedTimer>
+#include <QFile>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QTest>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "autotest.h"
+#include "driver.h"
+#include "export_dialog.h"
+#include "longlive/log.h"
+#include "longlive/recorder.h"
+#include "main_window.h"
+
+namespace longlive::ui {
+
+using namespace autotest;
+
+namespace {
+
+// Nearest-rank percentile of `values` (0 when empty).
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
+  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
+}
+
+// When each frame reached the screen, on the UI thread's clock. Only frames shown while
+// `measuring` count: starts, preset changes and the test's own screenshots are left out.
+struct FrameClock {
+  QElapsedTimer clock;
+  bool measuring = false;
+  std::vector<double> intervals_ms;
+  double last_ms = -1;
+  int64_t frames = 0;
+  double measured_ms = 0;  // time spent measuring, for the displayed rate
+
+  int64_t last_index = -1;
+
+  void shown(int64_t index) {
+    if (index == last_index) return;  // a repaint of the same frame
+    last_index = index;
+    const double now = static_cast<double>(clock.nsecsElapsed()) / 1e6;
+    if (measuring && last_ms >= 0) {
+      intervals_ms.push_back(now - last_ms);
+      measured_ms += now - last_ms;
+      ++frames;
+    }
+    last_ms = now;
+  }
+  void set_measuring(bool on) {
+    measuring = on;
+    last_ms = -1;  // the first frame after a pause opens a new interval
+  }
+  double fps() const {
+    return measured_ms > 0 ? 1000.0 * static_cast<double>(frames) / measured_ms : 0;
+  }
+};
+
+const char* const kPrompts[] = {
+    "a red fox running through fresh snow",     "a blue whale gliding in the deep ocean",
+    "a paper boat drifting down a rain gutter", "neon signs reflected in a wet street at night",
+    "a hot air balloon over green hills",       "waves breaking on black volcanic sand",
+    "a cat asleep on a sunny windowsill",       "fireworks over a harbour, slow motion",
+    "autumn leaves falling in a quiet park",    "a train crossing a snowy mountain bridge"};
+
+}  // namespace
+
+void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
+                              const GpuSessionOptions& options) {
+  QDir().mkpath(out_dir);
+  QJsonObject report, result;
+  bool ok = true;
+  auto check = [&](const char* name, bool passed) {
+    report[name] = passed;
+    ok = ok && passed;
+  };
+  const bool gpu_model = !w->tiny_box()->isChecked();
+  if (gpu_model) {
+    w->use_random_full_model(true);
+    w->resolution_box()->setCurrentText("480x832");
+  }
+  const int balanced = w->preset_box()->findText("balanced");
+  if (balanced >= 0) w->preset_box()->setCurrentIndex(balanced);
+
+  // Connections to the window outlive this function's frames: they hold shared state and are
+  // dropped before it returns.
+  auto clock = std::make_shared<FrameClock>();
+  FrameClock& frames = *clock;
+  frames.clock.start();
+  std::vector<QMetaObject::Connection> connections;
+  connections.push_back(QObject::connect(w->view(), &VideoView::frame_shown, w,
+                                         [clock](int64_t index) { clock->shown(index); }));
+  // Sampled every 20 ms while the script waits: the largest device->host bytes per frame seen
+  // while not recording, the graph replays, the time spent loading.
+  double d2h_idle = 0, d2h_recording = 0;
+  int64_t graph_replays = 0;
+  QElapsedTimer loading;
+  double loading_ms = 0;
+  auto sample = [&] {
+    const EngineStats s = w->engine_stats();
+    const bool recording = w->recording()->recording();
+    if (s.state == "running" && s.blocks > 1)
+      (recording ? d2h_recording : d2h_idle) =
+          std::max(recording ? d2h_recording : d2h_idle, s.d2h_bytes_per_frame);
+    graph_replays = std::max(graph_replays, s.graph_replays);
+    if (s.state == "loading" && !loading.isValid()) loading.start();
+    if (s.state != "loading" && loading.isValid() && loading_ms == 0)
+      loading_ms = static_cast<double>(loading.elapsed());
+  };
+  auto wait = [&](const std::function<bool()>& done, int timeout_ms) {
+    return run_events_until(done, timeout_ms, sample);
+  };
+  auto shown_prompt = [&](const QString& p) {
+    return wait([&] { return w->view()->current().prompt == p; }, 60000);
+  };
+  w->activateWindow();
+  report["window_active"] = QTest::qWaitForWindowActive(w, 2000);
+
+  // What the run measured so far, written after each phase: a run cut short by its time limit
+  // still leaves its numbers (studio.json) and checks (report.json).
+  auto save = [&](const char* phase) {
+    const EngineStats stats = w->engine_stats();
+    result["phase_done"] = phase;
+    result["gpu"] = QString::fromStdString(stats.capability);
+    result["device"] = QString::fromStdString(stats.device);
+    result["commit"] = qEnvironmentVariable("LONGLIVE_COMMIT", "unknown");
+    result["model"] =
+        gpu_model ? "random full-size 1.3B (text-seeded prompt embeddings)" : "tiny random";
+    result["resolution"] = w->resolution_box()->currentText();
+    result["preset"] = "balanced";
+    result["displayed_fps"] = frames.fps();
+    result["generated_fps"] = stats.fps;
+    result["frame_interval_ms"] = QJsonObject{{"p50", percentile(frames.intervals_ms, 50)},
+                                              {"p95", percentile(frames.intervals_ms, 95)},
+                                              {"p99", percentile(frames.intervals_ms, 99)},
+                                              {"frames", static_cast<double>(frames.frames)}};
+    result["d2h_bytes_per_frame"] = d2h_idle;
+    result["d2h_bytes_per_frame_recording"] = d2h_recording;
+    result["cuda_graphs"] = stats.cuda_graphs;
+    result["cuda_graph_replays"] = static_cast<double>(graph_replays);
+    result["upload_path"] = w->view()->upload_status();
+    QJsonArray fallbacks;
+    for (const auto& f : stats.fallbacks) fallbacks.append(QString::fromStdString(f));
+    result["fallbacks"] = fallbacks;
+
+    QFile file(out_dir + "/studio.json");
+    file.open(QIODevice::WriteOnly);
+    file.write(QJsonDocument(result).toJson());
+    report["result"] = result;
+    write_report(out_dir, report, ok);
+    log::info("gpu_session after {}: {}", phase,
+              QJsonDocument(result).toJson(QJsonDocument::Compact).toStdString());
+  };
+
+  // Start, cold: the model loads, then the first frame.
+  w->prompt_edit()->setFocus();
+  type_text(w->prompt_edit(), kPrompts[0], 15);
+  QElapsedTimer start_clock;
+  start_clock.start();
+  press_key(w->prompt_edit(), Qt::Key_Return);
+  check("first_frame", wait([&] { return w->view()->frames_painted() > 0; }, 300000));
+  const double cold_ms = static_cast<double>(start_clock.elapsed());
+  result["cold_start_to_first_frame_ms"] = cold_ms;
+  result["model_load_s"] = loading_ms / 1000.0;
+
+  // Start again with the model loaded: Stop, then Enter on the prompt.
+  wait([&] { return w->engine_stats().blocks >= 3; }, 60000);
+  click(w->stop_button());
+  check("stopped", wait([&] { return w->engine_stats().state == "idle"; }, 60000));
+  run_events_for(500);
+  const int64_t painted_before = w->view()->frames_painted();
+  w->prompt_edit()->setFocus();
+  start_clock.restart();
+  press_key(w->prompt_edit(), Qt::Key_Return);
+  check("restarted", wait([&] { return w->view()->frames_painted() > painted_before; }, 120000));
+  result["start_to_first_frame_ms"] = static_cast<double>(start_clock.elapsed());
+  wait([&] { return w->engine_stats().blocks >= 4; }, 60000);  // past the first blocks' warm-up
+  save("start");
+
+  // Ten typed prompt switches with Enter, a few seconds of watching after each.
+  frames.set_measuring(true);
+  std::vector<double> enter_ms;
+  int switches = 0;
+  for (const char* text : kPrompts) {
+    const QString prompt = text == kPrompts[0] ? QString(text) + ", seen from above" : text;
+    w->prompt_edit()->clear();
+    type_text(w->prompt_edit(), prompt, 15);
+    QElapsedTimer enter;
+    enter.start();
+    QTest::keyPress(w->prompt_edit(), Qt::Key_Return);  // Enter acts on the press
+    const bool reached = shown_prompt(prompt);
+    const double ms = static_cast<double>(enter.elapsed());
+    QTest::keyRelease(w->prompt_edit(), Qt::Key_Return);
+    if (reached) {
+      enter_ms.push_back(ms);
+      ++switches;
+    }
+    run_events_until([] { return false; }, options.watch_ms, sample);
+  }
+  check("ten_switches_shown", switches == 10);
+  QJsonArray enter_list;
+  for (double ms : enter_ms) enter_list.append(ms);
+  result["enter_to_frame_ms"] = QJsonObject{
+      {"p50", percentile(enter_ms, 50)}, {"p95", percentile(enter_ms, 95)}, {"all", enter_list}};
+  save("switches");
+
+  // Five seconds with the view unpaced: how fast frames reach the screen when shown as they
+  // arrive (the studio paces them to the video's 16 fps). The first second lets the view's
+  // backlog drain, which would otherwise count as shown frames.
+  frames.set_measuring(false);
+  w->view()->set_paced(false);
+  run_events_until([] { return false; }, 1000, sample);
+  const int64_t shown_before = frames.last_index;
+  QElapsedTimer unpaced;
+  unpaced.start();
+  run_events_until([] { return false; }, 5000, sample);
+  result["displayed_fps_unpaced"] = 1000.0 * static_cast<double>(frames.last_index - shown_before) /
+                                    static_cast<double>(unpaced.elapsed());
+  w->view()->set_paced(true);
+
+  // F1: the overlay, its Kernels tab once a block was sampled; the screenshot shows both.
+  frames.set_measuring(false);
+  press_key(w, Qt::Key_F1);
+  check("overlay_visible", w->view()->overlay_visible());
+  // CUPTI samples one block in 30 on a GPU; a CPU engine samples none.
+  const bool on_gpu = w->engine_stats().device.rfind("cuda", 0) == 0;
+  const bool sampled = on_gpu && wait([&] { return !w->engine_stats().kernels.empty(); }, 60000);
+  w->view()->show_kernels_tab();
+  run_events_for(400);  // a few overlay frames with the tab in front
+  const OverlayReport overlay = w->view()->overlay_report();
+  result["kernels_listed"] = overlay.kernel_rows;
+  result["kernels_sampled"] = static_cast<double>(w->engine_stats().kernels.size());
+  check("kernels_view", overlay.kernels_view && (overlay.kernel_rows > 0 || !sampled));
+  w->grab().toImage().save(out_dir + "/studio-gpu.png");
+  check("screenshot_written", QFile::exists(out_dir + "/studio-gpu.png"));
+  press_key(w, Qt::Key_F1);
+  save("overlay");
+  frames.set_measuring(true);
+
+  // The recording (Ctrl+R), then the Record button.
+  RecordingControls* rc = w->recording();
+  EncoderSettings settings = rc->settings();
+  settings.folder = out_dir;
+  rc->set_settings(settings);
+  struct Finished {
+    bool done = false;
+    QString path, error;
+  };
+  auto recorded = std::make_shared<Finished>();
+  connections.push_back(
+      QObject::connect(rc, &RecordingControls::recording_finished, w,
+                       [recorded](const QString& path, qint64, const QString& error) {
+                         *recorded = {true, path, error};
+                       }));
+  press_key(w, Qt::Key_R, Qt::ControlModifier);
+  check("recording_started", wait([&] { return rc->recording() && !rc->live().opening(); }, 30000));
+  run_events_until([] { return false; }, options.record_seconds * 1000, sample);
+  click(rc->record_button());
+  check("recording_finished",
+        wait([&] { return recorded->done; }, 120000) && recorded->error.isEmpty());
+  if (!recorded->error.isEmpty()) report["recording_error"] = recorded->error;
+  const int64_t pushed = rc->live().frames_pushed();
+  int64_t decoded = 0;
+  try {
+    decoded = recorded->path.isEmpty() ? 0 : read_video(recorded->path.toStdString(), false).frames;
+  } catch (const std::exception& e) {
+    report["recording_read_error"] = e.what();
+  }
+  result["recorded_frames"] = static_cast<double>(decoded);
+  result["recorded_frames_lost"] = static_cast<double>(pushed - decoded);
+  check("recording_has_frames", decoded > 0);
+  frames.set_measuring(false);
+  save("recording");
+
+  // Two preset changes (balanced -> speed -> balanced): change to the first frame under it.
+  std::vector<double> preset_ms;
+  for (const char* name : {"speed", "balanced"}) {
+    const int index = w->preset_box()->findText(name);
+    if (index < 0) continue;
+    const int64_t painted = w->view()->frames_painted();
+    QElapsedTimer change;
+    change.start();
+    w->preset_box()->setCurrentIndex(index);
+    int64_t painted_at_preset = -1;
+    const bool reached = wait(
+        [&] {
+          if (painted_at_preset < 0 && w->engine_stats().preset == name)
+            painted_at_preset = std::max(painted, w->view()->frames_painted());
+          return painted_at_preset >= 0 && w->view()->frames_painted() > painted_at_preset;
+        },
+        120000);
+    if (reached) preset_ms.push_back(static_cast<double>(change.elapsed()));
+    wait([&] { return false; }, options.watch_ms);
+  }
+  check("two_preset_changes", preset_ms.size() == 2);
+  result["preset_switch_ms"] = QJsonObject{
+      {"max", preset_ms.empty() ? 0.0 : *std::max_element(preset_ms.begin(), preset_ms.end())},
+      {"all", QJsonArray{preset_ms.empty() ? 0.0 : preset_ms.front(),
+                         preset_ms.size() > 1 ? preset_ms[1] : 0.0}}};
+
+  save("presets");
+
+  // Stop, then the export dialog: the session's frames to an MP4.
+  click(w->stop_button());
+  wait([&] { return w->engine_stats().state == "idle"; }, 60000);
+  run_events_for(300);
+  const int64_t session_frames = rc->session().size();
+  rc->open_export_dialog();
+  ExportDialog* dialog = rc->export_dialog();
+  auto exported = std::make_shared<Finished>();
+  connections.push_back(
+      QObject::connect(dialog, &ExportDialog::export_finished, w,
+                       [exported](const QString& path, qint64, const QString& error, bool) {
+                         *exported = {true, path, error};
+                       }));
+  dialog->path_edit()->setText(out_dir + "/export.mp4");
+  QElapsedTimer export_clock;
+  export_clock.start();
+  click(dialog->export_button());
+  check("export_finished",
+        wait([&] { return exported->done; }, 300000) && exported->error.isEmpty());
+  if (!exported->error.isEmpty()) report["export_error"] = exported->error;
+  result["export_s"] = static_cast<double>(export_clock.elapsed()) / 1000.0;
+  try {
+    const int64_t exported = read_video((out_dir + "/export.mp4").toStdString(), false).frames;
+    result["export_frames"] = static_cast<double>(exported);
+    check("export_every_frame", exported == session_frames && exported > 0);
+  } catch (const std::exception& e) {
+    report["export_read_error"] = e.what();
+    check("export_every_frame", false);
+  }
+  dialog->close();
+  for (const auto& c : connections) QObject::disconnect(c);
+  check("no_error_banner", !w->error_visible());
+  if (w->error_visible()) report["error_banner"] = w->error_text();
+
+  save("export");
+  QApplication::exit(ok ? 0 : 1);
+}
+
+}  // namespace longlive::ui
