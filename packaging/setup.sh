@@ -23,7 +23,7 @@ apt_packages=(
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libavdevice-dev
   libimgui-dev nlohmann-json3-dev libgtest-dev libgmock-dev libspdlog-dev libfmt-dev libcli11-dev
   libsentencepiece-dev sentencepiece
-  liblo-dev liblo-tools libasound2-dev
+  liblo-dev liblo-tools libasound2-dev libgloo-dev
   xvfb xauth xdotool x11-utils clang libclang-rt-14-dev
 )
 

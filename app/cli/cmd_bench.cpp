@@ -1,5 +1,6 @@
 // longlive bench : DiT block latency (steady and prompt-switch blocks), FPS and memory.
 #include <ATen/ATen.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -65,6 +66,9 @@ struct BenchArgs {
   bool vace = false;  // also time the same preset with random full-size VACE blocks
   double vace_scale = 1.0;
   int vace_drift_blocks = 6;  // blocks compared for hint reuse's drift (0: not measured)
+  int gpus = 1;               // ranks of one stream (sequence parallelism, docs/multi-gpu.md)
+  std::string rank_backend = "auto";
+  bool share_gpu = false;  // every rank on the first GPU (tests the ranks on a one-GPU machine)
 };
 
 // `count` random style LoRAs of `rank` on every block linear of `config` (alpha = rank), and the
@@ -252,6 +256,107 @@ nlohmann::json to_json(const Summary& s) {
           {"count", s.count}};
 }
 
+// --gpus N: the same stream on N ranks (docs/multi-gpu.md). Blocks are timed on the host after
+// synchronising every rank's device (the ranks run in parallel threads; no one device's events
+// span them); bytes are what rank 0 received from the others.
+int run_ranks(const BenchArgs& a, const Preset& preset, at::Device first,
+              const SessionOverrides& overrides, const ModelSpec& base_model, int height,
+              int width) {
+  if (first.is_cuda() && !a.share_gpu && a.gpus > at::detail::getCUDAHooks().deviceCount())
+    throw ConfigError(
+        fmt::format("--gpus {}: {} CUDA devices are visible (--share-gpu puts every "
+                    "rank on the first one)",
+                    a.gpus, at::detail::getCUDAHooks().deviceCount()));
+  const bool one_device = a.share_gpu || first.is_cpu();
+  const RankBackend backend =
+      a.rank_backend != "auto"
+          ? parse_rank_backend(a.rank_backend)
+          : (first.is_cuda() && !one_device && rank_backend_available(RankBackend::nccl)
+                 ? RankBackend::nccl
+                 : RankBackend::gloo);
+  std::vector<std::unique_ptr<Session>> sessions;
+  std::vector<at::Device> devices;
+  for (int r = 0; r < (one_device ? 1 : a.gpus); ++r) {
+    ModelSpec model = base_model;
+    model.device =
+        first.is_cuda() ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(r)) : first;
+    devices.push_back(model.device);
+    sessions.push_back(SessionFactory(model, overrides).open(preset, height, width));
+  }
+  std::vector<const StreamGenerator*> bases;
+  for (int r = 0; r < a.gpus; ++r) bases.push_back(sessions[one_device ? 0 : r]->generator.get());
+  auto stream = ParallelStream::create(bases, backend);
+  const GeneratorOptions& o = bases[0]->options();
+  log::info("bench: preset {}, {}x{}, {} ranks over {} ({}), {} weights", preset.name, height,
+            width, a.gpus, one_device ? "one device" : fmt::format("{} devices", a.gpus),
+            to_string(backend), a.random);
+  auto gen = at::detail::createCPUGenerator(7);
+  auto embeds = [&] {
+    return at::randn({1, o.model.text_len, o.model.text_dim}, gen, at::TensorOptions(at::kFloat)) *
+           0.1;
+  };
+  auto sync_all = [&] {
+    for (const auto& d : devices) synchronize(d);
+  };
+  const at::Tensor first_prompt = embeds();
+  stream->each([&](StreamGenerator& g, int) { g.start(first_prompt, 1); });
+  std::vector<double> steady, switch_blocks;
+  int64_t bytes_before = 0, steady_bytes = 0;
+  for (int i = 0; i < a.warmup + a.blocks; ++i) {
+    const bool do_switch =
+        a.switch_every > 0 && i > a.warmup && (i - a.warmup) % a.switch_every == 0;
+    if (do_switch) {
+      const at::Tensor next = embeds();
+      stream->each([&](StreamGenerator& g, int) { g.switch_prompt(next); });
+    }
+    sync_all();
+    bytes_before = stream->bytes_received();
+    const auto start = std::chrono::steady_clock::now();
+    stream->next_block();
+    sync_all();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (do_switch) {
+      switch_blocks.push_back(ms);
+    } else if (i >= a.warmup) {
+      steady.push_back(ms);
+      steady_bytes = stream->bytes_received() - bytes_before;
+    }
+  }
+  const Summary s = summarize(steady);
+  const Summary sw = summarize(switch_blocks);
+  const double video_frames_per_block = 4.0 * o.frames_per_block;
+  const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
+  std::cout << fmt::format("preset {} | {}x{} | {} ranks on {} | {} | {}\n", preset.name, height,
+                           width, a.gpus, device_name(devices[0]),
+                           one_device ? "one device" : "one device each", to_string(backend));
+  std::cout << fmt::format(
+      "steady block   mean {:8.1f} ms  median {:8.1f}  p99 {:8.1f}  max {:8.1f}  ({} blocks)\n",
+      s.mean, s.median, s.p99, s.max, s.count);
+  if (sw.count)
+    std::cout << fmt::format("switch block   mean {:8.1f} ms  max {:8.1f}\n", sw.mean, sw.max);
+  std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps,
+                           video_frames_per_block);
+  std::cout << fmt::format("rank 0 received {:.1f} MB per steady block\n", steady_bytes / 1e6);
+  if (!a.json.empty()) {
+    const nlohmann::json j = {
+        {"preset", preset.name},
+        {"height", height},
+        {"width", width},
+        {"gpu", device_name(devices[0])},
+        {"ranks", a.gpus},
+        {"devices", one_device ? 1 : a.gpus},
+        {"rank_backend", to_string(backend)},
+        {"steady_block", to_json(s)},
+        {"switch_block", to_json(sw)},
+        {"video_fps", fps},
+        {"bytes_received_per_block_rank0", steady_bytes},
+        {"commit", std::getenv("LONGLIVE_COMMIT") ? std::getenv("LONGLIVE_COMMIT") : "unknown"}};
+    std::ofstream(a.json) << j.dump(2) << "\n";
+  }
+  return 0;
+}
+
 int run(const BenchArgs& a) {
   const Preset preset = find_preset(a.presets_dir, a.preset);
   const at::Device device =
@@ -287,6 +392,7 @@ int run(const BenchArgs& a) {
   // graphs being captured, and the steady blocks run with it loaded (compare a run without
   // --kernels for what that costs).
   if (a.kernels && device.is_cuda()) KernelProfiler::prepare();
+  if (a.gpus > 1) return run_ranks(a, preset, device, overrides, model, height, width);
   auto session = factory.open(preset, height, width);
   StreamGenerator& generator = *session->generator;
   const GeneratorOptions& o = generator.options();
@@ -718,6 +824,14 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_option("--switch-every", a->switch_every,
                   "Hard prompt switch every N blocks (0: never)");
   cmd->add_option("--json", a->json, "Write results as JSON here");
+  cmd->add_option("--gpus", a->gpus,
+                  "Ranks of one stream, one GPU each (sequence parallelism, docs/multi-gpu.md)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--rank-backend", a->rank_backend,
+                  "auto (NCCL across GPUs, else Gloo), gloo or nccl")
+      ->check(CLI::IsMember({"auto", "gloo", "nccl"}));
+  cmd->add_flag("--share-gpu", a->share_gpu,
+                "Put every --gpus rank on the first GPU (Gloo; tests the ranks on one GPU)");
   cmd->add_option("--decoder", a->decoder,
                   "Also time a decoder per block: taehv, wan or none (wan: real-size Wan VAE with "
                   "--random full)")

@@ -13,8 +13,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "longlive/preset.h"
@@ -288,6 +290,52 @@ class StreamGenerator {
   int64_t frame_ = 0;
   bool started_ = false;
   GeneratorStats stats_;
+};
+
+// ---- One stream on several ranks (sequence parallelism, docs/multi-gpu.md) ----
+
+enum class RankBackend {
+  gloo,  // c10d's Gloo: CPU tensors, and CUDA tensors through the host (ranks may share a GPU)
+  nccl,  // c10d's NCCL: one CUDA device per rank
+};
+RankBackend parse_rank_backend(const std::string& name);  // "gloo" | "nccl", else ConfigError
+std::string to_string(RankBackend backend);
+// Whether this build can make groups of `backend` (Gloo needs its headers at build time, NCCL a
+// CUDA build with NCCL's).
+bool rank_backend_available(RankBackend backend);
+
+class RankGroup;
+
+// Rank r computes its share of every block's token rows on a sharded copy of a generator's DiT
+// (CausalWanModel::sharded) and the ranks all-gather the block's K/V and the output, so every
+// rank makes the same frames: the video is rank 0's. Every call runs on all ranks at once, one
+// thread per rank.
+class ParallelStream {
+ public:
+  // One rank per element of `bases`: rank r runs `bases[r]`'s DiT weights (shared, not copied)
+  // on its device with its options. The bases hold the same weights (one per device, or one
+  // generator repeated to put several ranks on one device). Throws ConfigError when the backend
+  // is unavailable.
+  static std::unique_ptr<ParallelStream> create(const std::vector<const StreamGenerator*>& bases,
+                                                RankBackend backend);
+  // For ranks made elsewhere: `generators[r]`'s model must be rank r of a group of that size.
+  explicit ParallelStream(std::vector<std::unique_ptr<StreamGenerator>> generators);
+  ~ParallelStream();
+
+  // Runs `call` on every rank's generator, each in its own thread, and waits for all; rethrows
+  // the first rank's failure. A rank that fails leaves the others waiting in a collective until
+  // its timeout: the stream is unusable after a failure.
+  void each(const std::function<void(StreamGenerator&, int rank)>& call);
+  // Every rank's next block; returns rank 0's.
+  at::Tensor next_block();
+
+  int ranks() const { return static_cast<int>(generators_.size()); }
+  StreamGenerator& rank(int r) { return *generators_.at(static_cast<size_t>(r)); }
+  // Bytes rank 0 has received from the other ranks so far (K/V and output rows).
+  int64_t bytes_received() const;
+
+ private:
+  std::vector<std::unique_ptr<StreamGenerator>> generators_;
 };
 
 }  // namespace longlive

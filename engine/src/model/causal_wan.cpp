@@ -10,6 +10,7 @@
 #include "longlive/profiler.h"
 #include "model/lora_side_path.h"
 #include "model/ops.h"
+#include "parallel/rank_group.h"
 #include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
 
@@ -33,6 +34,14 @@ at::Tensor with_lora(const at::Tensor& y, const at::Tensor& x, const LoraSidePat
 }
 
 }  // namespace
+
+std::shared_ptr<const CausalWanModel> CausalWanModel::sharded(
+    std::shared_ptr<RankGroup> ranks) const {
+  if (!ranks) throw Error("CausalWanModel::sharded: no rank group");
+  auto copy = std::make_shared<CausalWanModel>(*this);  // tensors are shared handles
+  copy->ranks_ = std::move(ranks);
+  return copy;
+}
 
 std::shared_ptr<const CausalWanModel> CausalWanModel::sharing_weights(
     const DitRuntime& runtime) const {
@@ -310,10 +319,17 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
     out =
         ops::attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), runtime_.attention);
   } else {
+    if (ranks_) {
+      // Sequence parallel: the cache (the same on every rank) takes the whole block's K/V.
+      const ProfileScope scope("all_gather");
+      const int64_t total = (plan->num_frames - plan->first_written) * kv->shape().tokens_per_frame;
+      k = ranks_->all_gather_rows(k, 1, total);
+      v = ranks_->all_gather_rows(v, 1, total);
+    }
     {
       const ProfileScope scope("kv_write");
       kv->write(layer, *plan, k.transpose(1, 2), v.transpose(1, 2),
-                seq / kv->shape().tokens_per_frame);
+                k.size(1) / kv->shape().tokens_per_frame);
     }
     const ProfileScope scope("self_attention");
     out = ops::attention(q.transpose(1, 2), kv->keys(layer, *plan), kv->values(layer, *plan),
@@ -416,15 +432,19 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   }
   const at::Tensor& scale = args.vace_scale;
   at::Tensor out;
-  if (fused_) {
+  if (ranks_) {
+    out = sharded_layers(x, e0, head_mod, args, kv, plan, cross, hints, h * w);
+  } else if (fused_) {
     out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
                        args.lora);
   } else {
     out = plain_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
                        args.lora);
   }
-  const ProfileScope head_scope("head");
-  out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
+  if (!ranks_) {
+    const ProfileScope head_scope("head");
+    out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
+  }
 
   // Unpatchify: [1, F*h*w, C*pt*ph*pw] -> [1, F*pt, C, h*ph, w*pw] (pipeline layout)
   const int64_t c = config_.out_channels;
@@ -573,6 +593,33 @@ at::Tensor CausalWanModel::plain_layers(at::Tensor x, const at::Tensor& e0,
   const ProfileScope scope("norm_modulate");
   return ops::layer_norm_modulate(x, head_mod.narrow(2, 0, 1), head_mod.narrow(2, 1, 1), frames,
                                   config_.eps);
+}
+
+at::Tensor CausalWanModel::sharded_layers(const at::Tensor& x, const at::Tensor& e0,
+                                          const at::Tensor& head_mod, const ForwardArgs& args,
+                                          KvCache& kv, const KvCache::Plan& plan,
+                                          const CrossAttnCache& cross, const at::Tensor& hints,
+                                          int64_t tokens_per_frame) const {
+  const int64_t total = x.size(1);
+  const RowShard rows = ranks_->shard(total);
+  // Modulation is per frame; a rank's rows may start and end inside a frame, so every row gets
+  // its frame's modulation (the plain ops then see one-token "frames").
+  const at::Tensor frame_of_row =
+      at::arange(rows.begin, rows.begin + rows.count, e0.options().dtype(at::kLong))
+          .div(tokens_per_frame, "floor");
+  auto mine = [&](const at::Tensor& t, int64_t dim) {
+    return t.narrow(dim, rows.begin, rows.count);
+  };
+  at::Tensor out = plain_layers(
+      mine(x, 1).contiguous(), e0.index_select(1, frame_of_row),
+      head_mod.index_select(1, frame_of_row), mine(args.cos, 0), mine(args.sin, 0), kv, plan, cross,
+      rows.count, hints.defined() ? mine(hints, 1) : hints, args.vace_scale, args.lora);
+  {
+    const ProfileScope scope("head");
+    out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
+  }
+  const ProfileScope scope("all_gather");
+  return ranks_->all_gather_rows(out, 1, total);
 }
 
 at::Tensor CausalWanModel::project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,

@@ -18,6 +18,7 @@
 namespace longlive {
 
 class LoraSidePath;
+class RankGroup;
 
 class CausalWanModel {
  public:
@@ -40,6 +41,15 @@ class CausalWanModel {
   // kernels, FP8 copies of their matrices when the DiT has FP8 linears).
   std::shared_ptr<const CausalWanModel> with_vace(const WeightStore& vace) const;
   bool has_vace() const { return !vace_blocks_.empty(); }
+
+  // The same DiT as one rank of a sequence-parallel group (docs/multi-gpu.md), sharing the
+  // weights: each forward computes this rank's token rows (RowShard) of every layer, all-gathers
+  // the block's K/V before attention (every rank keeps the whole KV cache) and the output rows at
+  // the end, so every rank returns the full flow. Every rank must make the same calls in the same
+  // order, each from its own thread. The plain layer loop runs (the fused loop writes K/V
+  // straight into the cache, before the gather); VACE hints are computed whole on every rank.
+  std::shared_ptr<const CausalWanModel> sharded(std::shared_ptr<RankGroup> ranks) const;
+  const RankGroup* ranks() const { return ranks_.get(); }
   const VaceLayout& vace_layout() const { return vace_layout_; }
 
   const WanConfig& config() const { return config_; }
@@ -159,6 +169,12 @@ class CausalWanModel {
                           const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
                           const at::Tensor& hints, const at::Tensor& hint_scale,
                           const LoraSidePath* lora) const;
+  // sharded(): this rank's rows of plain_layers() and the head, then every rank's rows gathered:
+  // x [1, S, dim] float32 (the whole block) -> the head's output [1, S, C*patch] float32.
+  at::Tensor sharded_layers(const at::Tensor& x, const at::Tensor& e0, const at::Tensor& head_mod,
+                            const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
+                            const CrossAttnCache& cross, const at::Tensor& hints,
+                            int64_t tokens_per_frame) const;
   at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                      const ops::Fp8Weight& w8) const;
   // (Re)makes the FP8 copies of the VACE projections when fp8_ is on, drops them otherwise.
@@ -171,6 +187,7 @@ class CausalWanModel {
   bool fused_ = false;
   bool fp8_ = false;
   bool fp8_attention_ = false;
+  std::shared_ptr<RankGroup> ranks_;  // sharded(): this rank's group; null: the whole block here
   at::Tensor patch_w_, patch_b_;
   at::Tensor text0_w_, text0_b_, text2_w_, text2_b_;
   at::Tensor time0_w_, time0_b_, time2_w_, time2_b_;

@@ -121,6 +121,9 @@ void check_built_for(const CausalWanModel& model, const GeneratorOptions& option
 std::unique_ptr<DitGraphRunner> graph_runner_for(const std::shared_ptr<const CausalWanModel>& model,
                                                  const GeneratorOptions& options) {
   if (!options.runtime.cuda_graphs || !options.device.is_cuda()) return nullptr;
+  // A rank of a sequence-parallel group calls collectives inside each forward; Gloo's cannot be
+  // captured, so sharded models run eagerly.
+  if (model->ranks() != nullptr) return nullptr;
   if (!DitGraphRunner::available()) {
     log::warn("cuda_graphs requested but this build has no CUDA support: running eagerly");
     return nullptr;

@@ -1,0 +1,146 @@
+// Sequence parallelism (docs/multi-gpu.md): a stream computed by 2 and 3 in-process ranks over
+// c10d's Gloo equals the one-rank stream (float32, CPU), through a prompt switch before the
+// window is full and blocks past it (the sink and the window's roll).
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <thread>
+#include <vector>
+
+#include "dit_fixture.h"
+#include "longlive/error.h"
+#include "model/causal_wan.h"
+#include "parallel/rank_group.h"
+
+namespace longlive::test {
+namespace {
+
+TEST(RowShard, CoversEveryRowOnceAsEvenlyAsPossible) {
+  for (int64_t rows : {1, 2, 7, 64, 1560, 4681})
+    for (int ranks = 1; ranks <= 5; ++ranks) {
+      int64_t next = 0, smallest = rows, largest = 0;
+      for (int r = 0; r < ranks; ++r) {
+        const RowShard s = RowShard::of(rows, r, ranks);
+        EXPECT_EQ(s.begin, next) << rows << " rows, rank " << r << " of " << ranks;
+        next = s.begin + s.count;
+        smallest = std::min(smallest, s.count);
+        largest = std::max(largest, s.count);
+      }
+      EXPECT_EQ(next, rows) << rows << " rows over " << ranks;
+      EXPECT_LE(largest - smallest, 1) << rows << " rows over " << ranks;
+    }
+  EXPECT_THROW(RowShard::of(10, 2, 2), Error);
+}
+
+TEST(RankGroup, AllGatherRowsJoinsUnevenSharesInRankOrder) {
+  if (!rank_backend_available(RankBackend::gloo)) GTEST_SKIP() << "built without Gloo headers";
+  const int ranks = 3;
+  const int64_t total = 7;  // 3 + 2 + 2 rows
+  auto groups = RankGroup::create_local(ranks, RankBackend::gloo);
+  const at::Tensor whole = at::arange(total * 4, at::kFloat).view({1, total, 4});
+  std::vector<at::Tensor> gathered(ranks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r)
+    threads.emplace_back([&, r] {
+      const RowShard s = groups[static_cast<size_t>(r)]->shard(total);
+      gathered[static_cast<size_t>(r)] = groups[static_cast<size_t>(r)]->all_gather_rows(
+          whole.narrow(1, s.begin, s.count), 1, total);
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < ranks; ++r)
+    EXPECT_TRUE(at::equal(gathered[static_cast<size_t>(r)], whole)) << r;
+  // A rank holding other rows than its share is a caller's bug: named, not gathered.
+  EXPECT_THROW(groups[0]->all_gather_rows(whole, 1, total), Error);
+}
+
+struct Stream {
+  WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
+  WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+  GeneratorOptions options = options_from_stream(stream);
+  at::Tensor prompt(const std::string& name) const {
+    return stream.get("prompt." + name).to(at::kFloat);
+  }
+  // A switch after the first block (the window not yet full), then blocks past the window.
+  int blocks() const {
+    return static_cast<int>(options.local_attn_frames / options.frames_per_block + 2);
+  }
+  std::vector<at::Tensor> run(StreamGenerator& g) const {
+    std::vector<at::Tensor> out;
+    g.start(prompt("A"), 5);
+    for (int i = 0; i < blocks(); ++i) {
+      if (i == 1) g.switch_prompt(prompt("B"));
+      out.push_back(g.next_block());
+    }
+    return out;
+  }
+};
+
+// Every rank returns every block (ParallelStream hands out rank 0's); all must equal one rank's.
+std::vector<std::vector<at::Tensor>> run_ranks(const Stream& s, ParallelStream& p) {
+  std::vector<std::vector<at::Tensor>> out(static_cast<size_t>(p.ranks()));
+  p.each([&](StreamGenerator& g, int) { g.start(s.prompt("A"), 5); });
+  for (int i = 0; i < s.blocks(); ++i) {
+    if (i == 1) p.each([&](StreamGenerator& g, int) { g.switch_prompt(s.prompt("B")); });
+    p.each(
+        [&](StreamGenerator& g, int r) { out[static_cast<size_t>(r)].push_back(g.next_block()); });
+  }
+  return out;
+}
+
+int64_t rows_per_block(const Stream& s, const WanConfig& c) {
+  return s.options.frames_per_block / c.patch[0] * (s.options.latent_height / c.patch[1]) *
+         (s.options.latent_width / c.patch[2]);
+}
+
+TEST(SequenceParallel, RanksReproduceTheOneRankStream) {
+  if (!rank_backend_available(RankBackend::gloo)) GTEST_SKIP() << "built without Gloo headers";
+  const Stream s;
+  StreamGenerator one(s.weights, s.options);
+  const std::vector<at::Tensor> expected = s.run(one);
+  const int64_t rows = rows_per_block(s, one.model()->config());
+  for (const int ranks : {2, 3}) {
+    ASSERT_GE(rows, ranks) << "the fixture's block is too small to split";
+    auto p =
+        ParallelStream::create(std::vector<const StreamGenerator*>(ranks, &one), RankBackend::gloo);
+    const auto actual = run_ranks(s, *p);
+    for (int r = 0; r < ranks; ++r) {
+      ASSERT_EQ(actual[static_cast<size_t>(r)].size(), expected.size());
+      for (size_t b = 0; b < expected.size(); ++b)
+        EXPECT_LT(max_abs_diff(actual[static_cast<size_t>(r)][b], expected[b]), 1e-5)
+            << fmt::format("{} ranks ({} rows per block), rank {}, block {}", ranks, rows, r, b);
+    }
+    // K and V of every layer and call, and the output rows, came from the other ranks.
+    EXPECT_GT(p->bytes_received(), 0);
+  }
+}
+
+// The one-GPU box: two ranks on one device (Gloo moves CUDA tensors through the host) match one
+// rank there, in float32 on the plain layer loop.
+TEST(SequenceParallel, TwoRanksOnOneGpuMatchOneRank) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  if (!rank_backend_available(RankBackend::gloo)) GTEST_SKIP() << "built without Gloo headers";
+  Stream s;
+  s.options.device = at::Device(at::kCUDA, 0);
+  StreamGenerator one(s.weights, s.options);
+  const std::vector<at::Tensor> expected = s.run(one);
+  auto p = ParallelStream::create({&one, &one}, RankBackend::gloo);
+  const auto actual = run_ranks(s, *p);
+  for (int r = 0; r < 2; ++r)
+    for (size_t b = 0; b < expected.size(); ++b)
+      EXPECT_LT(max_abs_diff(actual[static_cast<size_t>(r)][b], expected[b]), 1e-4)
+          << "rank " << r << ", block " << b;
+}
+
+TEST(SequenceParallel, RejectsGeneratorsThatAreNotItsRanks) {
+  const Stream s;
+  std::vector<std::unique_ptr<StreamGenerator>> plain;
+  plain.push_back(std::make_unique<StreamGenerator>(s.weights, s.options));
+  EXPECT_THROW(ParallelStream(std::move(plain)), Error);
+  EXPECT_THROW(ParallelStream::create({}, RankBackend::gloo), ConfigError);
+  EXPECT_THROW(parse_rank_backend("mpi"), ConfigError);
+}
+
+}  // namespace
+}  // namespace longlive::test
