@@ -37,7 +37,8 @@ struct TextEncoderOptions;
 
 struct ModelSpec {
   bool tiny_random = false;  // CPU-sized random model for trying the app without weights
-  // The 1.3B geometry with random weights (benchmarks): no files, no text encoder unless tiny.
+  // The 1.3B geometry with random weights (benchmarks, the GPU soak): no files; a session that
+  // wants a text encoder gets the tiny random umT5 at the DiT's text width.
   bool full_random = false;
   std::filesystem::path folder;  // real checkpoints (see missing_model_files)
   // Where to run it; default: the first CUDA device when there is one, else the CPU.

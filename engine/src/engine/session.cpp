@@ -437,7 +437,9 @@ void SessionFactory::ensure_text(const RuntimeChoice& runtime) {
   Resident& r = *resident_;
   if (r.text) return;
   const TextEncoderOptions placement = text_placement(runtime);
-  if (model_.tiny_random) {
+  if (model_.tiny_random || model_.full_random) {
+    // Random models get the tiny random umT5 at the DiT's text width (4096 for the 1.3B
+    // geometry: ~140M parameters, so a live soak of the full-size model can switch prompts).
     const UMT5Config c = UMT5Config::tiny(r.config.text_dim);
     r.text = std::make_shared<TextEncoder>(
         Tokenizer::byte_fallback(c.vocab, r.config.text_len),
@@ -540,9 +542,10 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
       throw IoError(fmt::format("model folder '{}' lacks: {}", model_.folder.string(),
                                 fmt::join(missing, ", ")));
   }
-  const bool wants_text = overrides_.text_encoder && !model_.full_random;
+  const bool wants_text = overrides_.text_encoder;
+  const bool random_model = model_.tiny_random || model_.full_random;
   // A missing text encoder fails before the DiT (gigabytes) is read.
-  if (wants_text && !r.text && !model_.tiny_random) text_encoder_files();
+  if (wants_text && !r.text && !random_model) text_encoder_files();
   if (!r.dit) {
     if (model_.tiny_random || model_.full_random) {
       r.config = model_.tiny_random ? WanConfig::tiny() : WanConfig::wan_1_3b();
