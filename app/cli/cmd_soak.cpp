@@ -6,7 +6,8 @@
 // open file descriptors, threads and files in its work folder. Exit 0 when, after the warm-up, the
 // anonymous RSS stays within --max-rss-growth percent of the warm-up's peak and fds, threads and
 // files never exceed theirs; 3 otherwise (the last line says which), 1 on an engine or recorder
-// error.
+// error. On a CUDA device the lines also carry the caching allocator's memory and the block times,
+// and the GPU memory must stay within --max-gpu-growth percent of the warm-up's peaks.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <malloc.h>
@@ -34,6 +35,7 @@
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/preset.h"
+#include "longlive/profiler.h"
 #include "longlive/session.h"
 #ifdef LONGLIVE_WITH_RECORDER
 #include "longlive/recorder.h"
@@ -53,6 +55,10 @@ struct SoakArgs {
   std::string presets = "balanced,turbo,low_memory";
   std::string presets_dir = default_presets_dir();
   std::string device = "cpu";
+  // tiny: the CPU-sized random model at 64x64. full: the 1.3B geometry with random weights at the
+  // first preset's resolution (480x832 for balanced), a prompt's embeddings seeded by its text.
+  std::string random = "tiny";
+  double max_gpu_growth = 2.0;  // percent, CUDA allocated and reserved peaks
   std::string work_dir;  // recordings; default: a fresh folder under the temp dir, removed after
   uint64_t seed = 42;
   int64_t record_every = 100;
@@ -118,6 +124,35 @@ Sample max_of(const Sample& a, const Sample& b) {
           std::max(a.threads, b.threads),   std::max(a.files, b.files)};
 }
 
+// The CUDA caching allocator's bytes (MiB): current, and peaks since the last reset_peak_memory.
+struct GpuSample {
+  double allocated_mib = 0, reserved_mib = 0;
+  double peak_allocated_mib = 0, peak_reserved_mib = 0;
+};
+
+GpuSample gpu_sample(at::Device device) {
+  const DeviceMemory m = device_memory(device);
+  constexpr double kMiBPerGiB = 1024;
+  return {m.allocated_gib * kMiBPerGiB, m.reserved_gib * kMiBPerGiB,
+          m.peak_allocated_gib * kMiBPerGiB, m.peak_reserved_gib * kMiBPerGiB};
+}
+
+GpuSample max_of(const GpuSample& a, const GpuSample& b) {
+  return {std::max(a.allocated_mib, b.allocated_mib), std::max(a.reserved_mib, b.reserved_mib),
+          std::max(a.peak_allocated_mib, b.peak_allocated_mib),
+          std::max(a.peak_reserved_mib, b.peak_reserved_mib)};
+}
+
+// Nearest-rank percentile (0..100) of unsorted values; 0 for none.
+double percentile(std::vector<double> values, double pct) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto rank = static_cast<size_t>(std::ceil(pct / 100 * static_cast<double>(values.size())));
+  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
+}
+
+double round1(double v) { return std::round(v * 10) / 10; }
+
 std::vector<std::string> split(const std::string& list) {
   std::vector<std::string> out;
   std::stringstream in(list);
@@ -168,9 +203,15 @@ int run(const SoakArgs& a) {
   }
   fs::create_directories(work.path);
 
+  if (a.random != "tiny" && a.random != "full")
+    throw ConfigError(fmt::format("--random '{}': expected tiny or full", a.random));
   ModelSpec model;
-  model.tiny_random = true;
+  model.tiny_random = a.random == "tiny";
+  model.full_random = a.random == "full";
+  model.random_prompts = model.full_random;  // prompts seeded by their text: no umT5 to load
   model.device = pick_device(a.device);
+  const at::Device device = *model.device;
+  const bool gpu = device.is_cuda();
 
   std::mutex mutex;  // guards the recorder and the fields below it
   std::condition_variable block_done;
@@ -226,6 +267,12 @@ int run(const SoakArgs& a) {
   Sample peak;                      // over the current report interval
   Sample warmup_max;
   bool warm_done = false;
+  // GPU memory, peaks per report interval (the allocator's peaks are reset after each report and
+  // once the first block is out, so loading's peak is not the reference).
+  GpuSample gpu_peak, gpu_warmup_max;
+  std::optional<GpuSample> gpu_warm_peak;
+  bool first_block_seen = false;
+  int64_t history_seen = 0;  // EngineStats::history.added() at the last report
   std::string failure;
   int64_t handled = 0;  // blocks whose commands were sent
   size_t prompt = 0, preset = 0;
@@ -256,6 +303,33 @@ int run(const SoakArgs& a) {
     const EngineStats stats = engine.stats();
     line["kept_latent_kib"] = stats.kept_latent_bytes >> 10;
     line["dropped_latent_blocks"] = stats.dropped_latent_blocks;
+    // Block times of the interval, from the engine's latency history (its last 200 blocks; a
+    // new video restarts its count).
+    const int64_t added = stats.history.added();
+    const int64_t fresh = added >= history_seen ? added - history_seen : added;
+    history_seen = added;
+    std::vector<double> block_ms;
+    const auto& recent = stats.history.blocks();
+    const auto take = std::min<size_t>(static_cast<size_t>(fresh), recent.size());
+    for (auto it = recent.end() - static_cast<ptrdiff_t>(take); it != recent.end(); ++it)
+      block_ms.push_back(it->ms);
+    line["block_ms_n"] = block_ms.size();
+    line["block_ms_p50"] = round1(percentile(block_ms, 50));
+    line["block_ms_p99"] = round1(percentile(block_ms, 99));
+    if (gpu) {
+      line["cuda_allocated_mib"] = round1(gpu_peak.allocated_mib);
+      line["cuda_allocated_peak_mib"] = round1(gpu_peak.peak_allocated_mib);
+      line["cuda_reserved_mib"] = round1(gpu_peak.reserved_mib);
+      line["cuda_reserved_peak_mib"] = round1(gpu_peak.peak_reserved_mib);
+      if (gpu_warm_peak) {
+        line["cuda_allocated_growth_pct"] =
+            round1((gpu_peak.peak_allocated_mib / gpu_warm_peak->peak_allocated_mib - 1) * 100);
+        line["cuda_reserved_growth_pct"] =
+            round1((gpu_peak.peak_reserved_mib / gpu_warm_peak->peak_reserved_mib - 1) * 100);
+      }
+      gpu_peak = GpuSample{};
+      reset_peak_memory(device);
+    }
     if (warm_peak) {
       line["rss_growth_pct"] =
           std::round((peak.rss_mib / warm_peak->rss_mib - 1) * 1000) / 10;  // one decimal
@@ -273,6 +347,10 @@ int run(const SoakArgs& a) {
                           [&] { return blocks > handled || error.has_value(); });
       if (error) throw Error("soak: " + *error);
       done = blocks;
+    }
+    if (gpu && done > 0 && !first_block_seen) {
+      first_block_seen = true;
+      reset_peak_memory(device);
     }
     // Commands for every block finished since the last pass, as a performer would send them.
     for (; handled < done; ++handled) {
@@ -337,9 +415,16 @@ int run(const SoakArgs& a) {
       const Sample s = sample(work.path);
       peak = max_of(peak, s);
       next_sample = now + std::chrono::seconds(1);
+      std::optional<GpuSample> g;
+      if (gpu && first_block_seen) {
+        g = gpu_sample(device);
+        gpu_peak = max_of(gpu_peak, *g);
+      }
       if (!warm_done) {
         warmup_max = max_of(warmup_max, s);
+        if (g) gpu_warmup_max = max_of(gpu_warmup_max, *g);
       } else if (warm_peak) {
+        const double gpu_bound = 1 + a.max_gpu_growth / 100;
         if (s.anon_mib > warm_peak->anon_mib * (1 + a.max_rss_growth / 100))
           failure = fmt::format(
               "anonymous RSS {:.1f} MiB grew more than {}% over the warm-up's {:.1f} MiB (RSS "
@@ -354,6 +439,18 @@ int run(const SoakArgs& a) {
         else if (s.files > warm_peak->files)
           failure = fmt::format("files in {} grew: {} (warm-up: at most {})", work.path.string(),
                                 s.files, warm_peak->files);
+        else if (g && gpu_warm_peak &&
+                 g->peak_reserved_mib > gpu_warm_peak->peak_reserved_mib * gpu_bound)
+          failure = fmt::format(
+              "CUDA memory reserved {:.1f} MiB grew more than {}% over the warm-up's peak {:.1f} "
+              "MiB",
+              g->peak_reserved_mib, a.max_gpu_growth, gpu_warm_peak->peak_reserved_mib);
+        else if (g && gpu_warm_peak &&
+                 g->peak_allocated_mib > gpu_warm_peak->peak_allocated_mib * gpu_bound)
+          failure = fmt::format(
+              "CUDA memory allocated {:.1f} MiB grew more than {}% over the warm-up's peak {:.1f} "
+              "MiB",
+              g->peak_allocated_mib, a.max_gpu_growth, gpu_warm_peak->peak_allocated_mib);
       }
     }
     // The warm-up lasts its time and at least two recording cycles (so its peak includes an
@@ -363,17 +460,21 @@ int run(const SoakArgs& a) {
                                      a.preset_every * static_cast<int64_t>(presets.size()))) {
       warm_done = true;
       warm_peak = warmup_max;
-      std::cout << nlohmann::ordered_json({{"t_s", std::round(elapsed_s())},
-                                           {"phase", "warm"},
-                                           {"blocks", handled},
-                                           {"rss_mib", std::round(warm_peak->rss_mib * 10) / 10},
-                                           {"anon_mib", std::round(warm_peak->anon_mib * 10) / 10},
-                                           {"file_mib", std::round(warm_peak->file_mib * 10) / 10},
-                                           {"fds", warm_peak->fds},
-                                           {"threads", warm_peak->threads},
-                                           {"files", warm_peak->files}})
-                       .dump()
-                << std::endl;
+      nlohmann::ordered_json line = {{"t_s", std::round(elapsed_s())},
+                                     {"phase", "warm"},
+                                     {"blocks", handled},
+                                     {"rss_mib", std::round(warm_peak->rss_mib * 10) / 10},
+                                     {"anon_mib", std::round(warm_peak->anon_mib * 10) / 10},
+                                     {"file_mib", std::round(warm_peak->file_mib * 10) / 10},
+                                     {"fds", warm_peak->fds},
+                                     {"threads", warm_peak->threads},
+                                     {"files", warm_peak->files}};
+      if (gpu) {
+        gpu_warm_peak = gpu_warmup_max;
+        line["cuda_allocated_peak_mib"] = round1(gpu_warm_peak->peak_allocated_mib);
+        line["cuda_reserved_peak_mib"] = round1(gpu_warm_peak->peak_reserved_mib);
+      }
+      std::cout << line.dump() << std::endl;
     }
     if (now >= next_report) {
       report(warm_done ? "run" : "warmup");
@@ -392,10 +493,10 @@ int run(const SoakArgs& a) {
     failure = fmt::format("the warm-up never ended ({} blocks; it needs {} blocks)", handled,
                           std::max<int64_t>(2 * a.record_every,
                                             a.preset_every * static_cast<int64_t>(presets.size())));
-  nlohmann::ordered_json result = {{"phase", "result"},
-                                   {"ok", failure.empty()},
-                                   {"blocks", handled},
-                                   {"minutes", std::round(elapsed_s() / 6) / 10}};
+  nlohmann::ordered_json result = {
+      {"phase", "result"}, {"ok", failure.empty()},
+      {"blocks", handled}, {"minutes", std::round(elapsed_s() / 6) / 10},
+      {"model", a.random}, {"device", device.str()}};
   if (!failure.empty()) result["failure"] = failure;
   std::cout << result.dump() << std::endl;
   return failure.empty() ? 0 : 3;
@@ -419,6 +520,13 @@ const Registrar kSoak("soak", [](CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--presets-dir", a->presets_dir, "Preset folder");
   cmd->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
+  cmd->add_option("--random", a->random,
+                  "Random model: tiny (64x64) or full (1.3B geometry at the preset's resolution)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tiny", "full"}));
+  cmd->add_option("--max-gpu-growth", a->max_gpu_growth,
+                  "On CUDA: allowed growth of the allocated and reserved peaks in percent")
+      ->capture_default_str();
   cmd->add_option("--work-dir", a->work_dir,
                   "Folder for the recordings (default: a temporary one, removed)");
   cmd->add_option("--seed", a->seed, "Noise seed");

@@ -229,8 +229,10 @@ class Engine {
 // block is freed, so after a few blocks every tensor buffer lands on the heap instead, and the
 // heap's fragmentation grows RSS block after block (the soak measured ~1 MiB per block on the
 // tiny CPU model; docs/reliability.md). A fixed threshold keeps large buffers in their own
-// mappings, returned to the system when freed. Call once at the start of main(); a no-op where
-// mallopt does not exist.
+// mappings, returned to the system when freed. It also gives LibTorch a CPU allocator that takes
+// buffers from plain malloc instead of posix_memalign, whose freed small buffers glibc before 2.38
+// never reuses for the same size (the soak's remaining ~4 KiB per block). Call once at the start
+// of main() (buffers made before keep their allocator); the threshold is glibc's only.
 void keep_large_host_buffers_out_of_the_heap();
 
 }  // namespace longlive

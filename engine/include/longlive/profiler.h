@@ -102,8 +102,11 @@ class GpuTimer {
 };
 
 struct DeviceMemory {
+  // LibTorch's CUDA caching allocator: bytes in tensors and bytes it holds from the driver, now
+  // and at their peak since the last reset_peak_memory().
   double allocated_gib = 0;
   double peak_allocated_gib = 0;
+  double reserved_gib = 0;
   double peak_reserved_gib = 0;
   // The device's free and total memory (cudaMemGetInfo: what the caching allocator holds counts
   // as used).

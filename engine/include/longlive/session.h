@@ -37,7 +37,7 @@ struct TextEncoderOptions;
 
 struct ModelSpec {
   bool tiny_random = false;  // CPU-sized random model for trying the app without weights
-  // The 1.3B geometry with random weights (benchmarks): no files and no umT5. With
+  // The 1.3B geometry with random weights (benchmarks, the GPU soak): no files and no umT5. With
   // `random_prompts` (the studio on random weights) a prompt's embeddings are random numbers
   // seeded by its text, through the usual prompt cache; without it sessions have no prompts.
   bool full_random = false;

@@ -61,6 +61,7 @@ DeviceMemory device_memory(at::Device device) {
     const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
     m.allocated_gib = stats.allocated_bytes[all].current / kGiB;
     m.peak_allocated_gib = stats.allocated_bytes[all].peak / kGiB;
+    m.reserved_gib = stats.reserved_bytes[all].current / kGiB;
     m.peak_reserved_gib = stats.reserved_bytes[all].peak / kGiB;
     size_t free = 0, total = 0;
     const c10::cuda::CUDAGuard guard(device.index() < 0 ? 0 : device.index());
