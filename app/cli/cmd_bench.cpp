@@ -280,7 +280,7 @@ int run_ranks(const BenchArgs& a, const Preset& preset, at::Device first,
     ModelSpec model = base_model;
     model.device =
         first.is_cuda() ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(r)) : first;
-    devices.push_back(model.device);
+    devices.push_back(*model.device);
     sessions.push_back(SessionFactory(model, overrides).open(preset, height, width));
   }
   std::vector<const StreamGenerator*> bases;
