@@ -25,8 +25,9 @@ fi
 # target -> seed corpus folder under tests/fuzz/corpus
 declare -A seeds_of=([safetensors_header]=safetensors [safetensors_file]=safetensors
   [torch_checkpoint]=torch_checkpoint [preset]=preset [timeline]=timeline
-  [prompt_set]=prompt_set [tokenizer]=tokenizer)
-targets=(safetensors_header safetensors_file torch_checkpoint preset timeline prompt_set tokenizer)
+  [prompt_set]=prompt_set [tokenizer]=tokenizer [video_reader]=video_reader)
+targets=(safetensors_header safetensors_file torch_checkpoint preset timeline prompt_set tokenizer
+  video_reader)
 if [ $# -gt 0 ]; then
   for t in "$@"; do [ -n "${seeds_of[$t]:-}" ] || { say "unknown fuzz target '$t' (known: ${targets[*]})"; exit 2; }; done
   targets=("$@")

@@ -60,12 +60,12 @@ TEST(HostMemory, AFreedBufferIsReusedByTheNextOfItsSize) {
   for (size_t bytes : {size_t{200}, size_t{1000}, size_t{5000}, size_t{25000}})
     EXPECT_EQ(reused_of(*c10::GetCPUAllocator(), bytes, kTries), kTries) << bytes << " bytes";
 #if defined(__GLIBC__)
-  // What it works around: with glibc before 2.38, posix_memalign (LibTorch's default) never takes
-  // a small freed buffer back for the same size: it asks malloc for size + alignment + a header,
-  // so the freed ones pile up in other bins while new ones are cut elsewhere.
+  // What it works around: with glibc before 2.38, posix_memalign (LibTorch's default) hardly ever
+  // takes a small freed buffer back for the same size: it asks malloc for size + alignment + a
+  // header, so the freed ones wait in other bins while new ones are cut elsewhere.
   int major = 0, minor = 0;
   if (std::sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor) == 2 && major == 2 && minor < 38)
-    EXPECT_EQ(reused_of(*c10::GetDefaultCPUAllocator(), 200, kTries), 0);
+    EXPECT_LT(reused_of(*c10::GetDefaultCPUAllocator(), 200, kTries), kTries / 2);  // 0 or 1
 #endif
 }
 
