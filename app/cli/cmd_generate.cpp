@@ -98,7 +98,7 @@ ModelSpec model_spec(const GenerateArgs& a, std::string& model_name) {
     if (a.random == "tiny")
       m.tiny_random = true;
     else if (a.random == "full")
-      m.full_random = true;
+      m.full_random = m.random_prompts = true;  // no umT5: a prompt's text seeds its embeddings
     else
       throw ConfigError(fmt::format("--random '{}': expected tiny or full", a.random));
     model_name = fmt::format("random {} Wan DiT", a.random);
