@@ -5,6 +5,7 @@
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/profiler.h"
+#include "model/lora_side_path.h"
 
 #ifdef LONGLIVE_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -78,6 +79,11 @@ void DitGraphRunner::clear() {
   seen_.clear();
 }
 
+void DitGraphRunner::drop_side_path_graphs() {
+  std::erase_if(entries_, [](const auto& e) { return e.first.side_path != 0; });
+  std::erase_if(seen_, [](const auto& e) { return e.first.side_path != 0; });
+}
+
 DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& args,
                                            const KvCache::Plan& plan) {
   return Key{plan.slot_of_frame,
@@ -85,7 +91,8 @@ DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& ar
              plan.valid_tokens,
              args.latents.sizes().vec(),
              args.vace_context.defined() ? args.vace_context.sizes().vec() : std::vector<int64_t>{},
-             args.vace_hints.defined() ? args.vace_hints.const_data_ptr() : nullptr};
+             args.vace_hints.defined() ? args.vace_hints.const_data_ptr() : nullptr,
+             args.lora ? args.lora->id() : 0};
 }
 
 bool DitGraphRunner::storage_changed(const KvCache& kv, const CrossAttnCache& cross) {
@@ -175,6 +182,7 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
                   .timesteps = args.timesteps.clone(),
                   .cos = args.cos.clone(),
                   .sin = args.sin.clone(),
+                  .lora = args.lora,  // read in place (see Key)
                   .vace_context = cloned(args.vace_context),
                   .vace_hints = args.vace_hints,  // the caller's buffer, in place (see Key)
                   .vace_scale = cloned(args.vace_scale)};
