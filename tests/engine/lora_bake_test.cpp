@@ -108,8 +108,8 @@ TEST(LoraBake, BlocksAfterABakeMatchTheSidePathAndReplayExactly) {
   // Before the bake: the same computation.
   for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(at::equal(baked[i], side[i])) << "block " << i;
   // After: (W + s B A) x against W x + s B (A x) in float32, fed back through the KV cache for
-  // six blocks: rounding only. The bound is three orders of magnitude above what it measures
-  // (printed) and five below the LoRAs' own effect (checked next).
+  // six blocks: rounding only. Measured (printed) 1.4e-6 at worst; the bound is 1e-5, five orders
+  // of magnitude below the LoRAs' own effect (checked next).
   double worst = 0;
   for (size_t i = 2; i < baked.size(); ++i) {
     const double d = max_abs_diff(baked[i], side[i]);
