@@ -22,9 +22,11 @@ TEST(StyleLoraGpu, FusedLoopWithSidePathStaysCloseToThePlainLoop) {
   LONGLIVE_REQUIRE_FIXTURE("lora");
   const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
   const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  auto lora = std::make_shared<StyleLora>(map_style_lora(
-      WeightStore::open(fixture("dit_lora.safetensors")), WanConfig::tiny(), "fixture"));
   GeneratorOptions plain = options_from_stream(stream);
+  // The DiT's sizes from the fixture set's own metadata (the GPU box's committed set is smaller
+  // than WanConfig::tiny()).
+  auto lora = std::make_shared<StyleLora>(
+      map_style_lora(WeightStore::open(fixture("dit_lora.safetensors")), plain.model, "fixture"));
   plain.device = at::Device(at::kCUDA, 0);
   plain.dtype = at::kBFloat16;
   auto run = [&](const GeneratorOptions& o, double strength, GeneratorStats* stats = nullptr) {
@@ -101,9 +103,9 @@ TEST(StyleLoraGpu, GraphsReplayTheSidePathAcrossFaderMovesAndBakingMatchesIt) {
   LONGLIVE_REQUIRE_FIXTURE("lora");
   const WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
   const WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  auto lora = std::make_shared<StyleLora>(map_style_lora(
-      WeightStore::open(fixture("dit_lora.safetensors")), WanConfig::tiny(), "fixture"));
   GeneratorOptions eager = options_from_stream(stream);
+  auto lora = std::make_shared<StyleLora>(
+      map_style_lora(WeightStore::open(fixture("dit_lora.safetensors")), eager.model, "fixture"));
   eager.device = at::Device(at::kCUDA, 0);
   eager.dtype = at::kBFloat16;
   eager.runtime.fused_kernels = true;

@@ -77,11 +77,21 @@ size_t DitGraphRunner::graphs() const {
 void DitGraphRunner::clear() {
   entries_.clear();
   seen_.clear();
+  renew_pool_if_unused();
 }
 
 void DitGraphRunner::drop_side_path_graphs() {
   std::erase_if(entries_, [](const auto& e) { return e.first.side_path != 0; });
   std::erase_if(seen_, [](const auto& e) { return e.first.side_path != 0; });
+  renew_pool_if_unused();
+}
+
+void DitGraphRunner::renew_pool_if_unused() {
+#ifdef LONGLIVE_WITH_CUDA
+  // (Measured on the GPU box: a bench that baked its faders dropped every graph, and each later
+  // capture failed in CUDACachingAllocator's create_or_incref_pool.)
+  if (cuda_ && graphs() == 0) cuda_->pool = at::cuda::graph_pool_handle();
+#endif
 }
 
 DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& args,

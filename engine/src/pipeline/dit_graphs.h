@@ -90,6 +90,9 @@ class DitGraphRunner {
   struct Entry;
   static Key key_of(const CausalWanModel::ForwardArgs& args, const KvCache::Plan& plan);
   bool storage_changed(const KvCache& kv, const CrossAttnCache& cross);
+  // Once no graph is left, the next capture takes a new memory pool: the caching allocator
+  // refuses to capture into a pool whose last graph was destroyed (its use count is 0).
+  void renew_pool_if_unused();
   // Captures model.run(args) into entry; false (entry marked failed, warning) if it cannot.
   bool record(Entry& entry, const CausalWanModel::ForwardArgs& args, KvCache& kv,
               const KvCache::Plan& plan, const CrossAttnCache& cross);
