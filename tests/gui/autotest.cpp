@@ -1,6 +1,5 @@
 #include "autotest.h"
 
-#include <ATen/ATen.h>
 #include <sys/resource.h>
 #include <QApplication>
 #include <QDir>
@@ -18,6 +17,12 @@
 #include <functional>
 #include <memory>
 #include <thread>
+
+// After Qt's headers: its `slots` macro would break ATen's (ivalue's slots()).
+#pragma push_macro("slots")
+#undef slots
+#include <ATen/ATen.h>
+#pragma pop_macro("slots")
 
 #include "driver.h"
 #include "export_dialog.h"
@@ -423,11 +428,11 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   // LoRA panel's Bake button: the fader drops to 0 and says what was baked.
   const QString lora_file = out_dir + "/glow.safetensors";
   write_tiny_style_lora(lora_file.toStdString());
-  ControlCommand load;
-  load.kind = ControlCommand::Kind::lora_load;
-  load.file = lora_file.toStdString();
-  load.name = "glow";
-  w->apply_control(load);
+  ControlCommand load_lora;
+  load_lora.kind = ControlCommand::Kind::lora_load;
+  load_lora.file = lora_file.toStdString();
+  load_lora.name = "glow";
+  w->apply_control(load_lora);
   LoraFaders* faders = w->lora_faders();
   const bool fader_shown = wait_until([&] { return faders->slider("glow") != nullptr; }, 90000);
   if (fader_shown) faders->slider("glow")->setValue(LoraFaders::kSteps * 8 / 15);  // 0.80
