@@ -172,6 +172,9 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   connect(loras_, &LoraFaders::strength_changed, this, [this](const QString& name, double s) {
     if (engine_) engine_->set_lora_strength(name.toStdString(), s);
   });
+  connect(loras_, &LoraFaders::bake_requested, this, [this] {
+    if (engine_) engine_->bake_loras();  // "baked at" shows with the next stats
+  });
   // Inputs (docs/vace.md): an input opens in the engine (errors come back to the banner); the
   // sliders move a running input only.
   connect(inputs_, &InputPanel::vace_requested, this, [this](const VaceRequest& r) {
@@ -220,6 +223,9 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
 #endif
   connect(loras_, &LoraFaders::midi_learn_requested, this, [this](const QString& name) {
     arm_midi_learn({MidiTarget::Kind::lora, name.toStdString(), 0});
+  });
+  connect(loras_, &LoraFaders::bake_midi_learn_requested, this, [this] {
+    arm_midi_learn({MidiTarget::Kind::bake, {}, 0});
   });
   for (int i = 0; i < BlendList::kRows; ++i) {
     QLineEdit* row = blend_->row_text(i);
@@ -683,6 +689,9 @@ void MainWindow::apply_control(const ControlCommand& c) {
       return;
     case K::lora_load:
       if (ensure_engine()) engine_->load_lora(c.file, c.name);
+      return;
+    case K::lora_bake:
+      if (engine_) engine_->bake_loras();
       return;
     case K::record:
       if (recording_->recording() != c.on) recording_->toggle();

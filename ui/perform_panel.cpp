@@ -176,8 +176,34 @@ LoraFaders::LoraFaders(QWidget* parent) : QWidget(parent) {
       "0–1.5; moves apply at the next block");
   layout_->addWidget(load_);
   layout_->addStretch(1);
+  bake_ = new QPushButton("Bake");
+  bake_->setToolTip(
+      "Merge the faders that are up into the model's weights at their strengths (then they drop "
+      "to 0 and cost nothing per block). Undo: restart the studio (the model is rebuilt from "
+      "its unbaked weights). Right-click: MIDI learn");
+  layout_->addWidget(bake_);
   connect(load_, &QPushButton::clicked, this, &LoraFaders::load_requested);
+  connect(bake_, &QPushButton::clicked, this, &LoraFaders::bake_requested);
+  bake_->setContextMenuPolicy(Qt::CustomContextMenu);
+  connect(bake_, &QWidget::customContextMenuRequested, this, [this](const QPoint& at) {
+    QMenu menu;
+    menu.addAction("MIDI learn (a key bakes)", [this] { emit bake_midi_learn_requested(); });
+    menu.exec(bake_->mapToGlobal(at));
+  });
 }
+
+QLabel* LoraFaders::value_label(const QString& name) const {
+  const auto it = rows_.find(name);
+  return it == rows_.end() ? nullptr : it->second.value;
+}
+
+namespace {
+QString fader_text(double strength, double baked) {
+  QString text = QString::number(strength, 'f', 2);
+  if (baked > 0) text += QString(" · baked at %1").arg(baked, 0, 'f', 2);
+  return text;
+}
+}  // namespace
 
 LoraFaders::~LoraFaders() = default;
 
@@ -222,8 +248,9 @@ void LoraFaders::sync(const std::vector<EngineStats::Fader>& faders) {
     if (!it->second.slider->isSliderDown() && it->second.slider->value() != steps) {
       const QSignalBlocker block(it->second.slider);
       it->second.slider->setValue(steps);
-      it->second.value->setText(QString::number(f.strength, 'f', 2));
     }
+    if (!it->second.slider->isSliderDown())
+      it->second.value->setText(fader_text(f.strength, f.baked));
   }
 }
 

@@ -96,11 +96,17 @@ class LoraFaders : public QWidget {
   void sync(const std::vector<EngineStats::Fader>& faders);
   QSlider* slider(const QString& name) const;  // null when no such LoRA is loaded
   QPushButton* load_button() const { return load_; }
+  // "Bake": merges the faders that are up into the weights (with none up the engine says so in
+  // the banner). Right-click: MIDI learn.
+  QPushButton* bake_button() const { return bake_; }
+  QLabel* value_label(const QString& name) const;  // "0.00", "0.00 · baked at 0.80"
 
  signals:
   void load_requested();
+  void bake_requested();
   void strength_changed(const QString& name, double strength);
   void midi_learn_requested(const QString& name);  // right-click > MIDI learn
+  void bake_midi_learn_requested();                // right-click Bake > MIDI learn (a key)
 
  private:
   struct Row {
@@ -111,6 +117,7 @@ class LoraFaders : public QWidget {
   std::map<QString, Row> rows_;
   QHBoxLayout* layout_ = nullptr;
   QPushButton* load_ = nullptr;
+  QPushButton* bake_ = nullptr;
 };
 
 }  // namespace longlive::ui

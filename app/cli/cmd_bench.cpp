@@ -614,6 +614,25 @@ int run(const BenchArgs& a) {
   const Summary rc = summarize(recache);
   const DeviceMemory mem = device_memory(device);
   const GeneratorStats gstats = generator.stats();
+  // With style LoRAs: the device bake of the same faders (what the studio's Bake costs,
+  // SessionFactory::bake_style_loras), then steady blocks on the baked weights, side path off.
+  double bake_device_ms = 0;
+  Summary after_bake;
+  if (!style.faders.empty()) {
+    bake_device_ms = factory.bake_style_loras(*session, style.faders).ms;
+    std::vector<ActiveStyleLora> off = style.faders;
+    for (auto& f : off) f.strength = 0;
+    generator.set_style_loras(off);
+    std::vector<double> times;
+    for (int i = 0; i < a.warmup + std::min(a.blocks, 8); ++i) {
+      synchronize(device);
+      timer.start();
+      generator.next_block();
+      const double ms = timer.stop_ms();
+      if (i >= a.warmup) times.push_back(ms);
+    }
+    after_bake = summarize(times);
+  }
   const double video_frames_per_block = 4.0 * o.frames_per_block;
   const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
 
@@ -633,6 +652,11 @@ int run(const BenchArgs& a) {
         sw.max, rc.mean);
   std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps,
                            video_frames_per_block);
+  if (!style.faders.empty())
+    std::cout << fmt::format(
+        "style LoRAs    {} x rank {}: bake on the device {:.1f} ms (host {:.0f} ms); after it "
+        "median {:.1f} ms per block\n",
+        a.style_loras, a.style_lora_rank, bake_device_ms, style.bake_ms, after_bake.median);
   if (decode.count)
     std::cout << fmt::format("{:<14} median {:8.1f} ms per block  p99 {:.1f}\n",
                              a.decoder == "wan" ? "Wan VAE decode" : "TAEHV decode", decode.median,
@@ -784,7 +808,9 @@ int run(const BenchArgs& a) {
                         {"drift_vs", drift_vs},
                         {"style_loras", a.style_loras},
                         {"style_lora_rank", a.style_lora_rank},
-                        {"style_lora_bake_host_ms", style.bake_ms}};
+                        {"style_lora_bake_host_ms", style.bake_ms},
+                        {"style_lora_bake_device_ms", bake_device_ms},
+                        {"steady_block_after_bake", to_json(after_bake)}};
     if (vace) {
       j["vace"] = vace_json;
       j["vace_overhead_pct"] = vace_json["vace_overhead_pct"];

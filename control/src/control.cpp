@@ -101,6 +101,8 @@ std::string to_string(ControlCommand::Kind kind) {
       return "lora_strength";
     case K::lora_load:
       return "lora_load";
+    case K::lora_bake:
+      return "lora_bake";
     case K::record:
       return "record";
     case K::vace_scale:
@@ -217,6 +219,8 @@ ControlCommand parse_osc(const OscMessage& m) {
     if (c.file.empty()) a.fail("empty file name");
     return c;
   }
+  // Before lora/<name>: a LoRA named "bake" is moved with /longlive/lora ("bake", strength).
+  if (address == "lora/bake") return none(K::lora_bake);
   if (address.starts_with("lora/")) {
     a.expect(1, 1, "(strength)");
     c.kind = K::lora_strength;
@@ -292,6 +296,9 @@ void EngineControl::apply(const ControlCommand& c) {
       break;
     case K::lora_load:
       engine_.load_lora(c.file, c.name);
+      break;
+    case K::lora_bake:  // with no fader up the engine reports it (on_error)
+      engine_.bake_loras();
       break;
     case K::record:
       if (front_end_.record)

@@ -19,8 +19,8 @@ namespace {
 using nlohmann::json;
 
 bool same_control(const MidiBinding& a, const MidiBinding& b) {
-  const bool a_note = a.target.kind == MidiTarget::Kind::prompt;
-  const bool b_note = b.target.kind == MidiTarget::Kind::prompt;
+  const bool a_note = a.target.kind != MidiTarget::Kind::lora;  // prompt slots and bake: keys
+  const bool b_note = b.target.kind != MidiTarget::Kind::lora;
   return a_note == b_note && a.channel == b.channel && a.number == b.number;
 }
 
@@ -41,8 +41,15 @@ int read_int(const json& object, const std::string& key, int min, int max, const
 }  // namespace
 
 std::string describe(const MidiTarget& t) {
-  return t.kind == MidiTarget::Kind::lora ? "LoRA " + t.lora
-                                          : fmt::format("prompt slot {}", t.slot);
+  switch (t.kind) {
+    case MidiTarget::Kind::lora:
+      return "LoRA " + t.lora;
+    case MidiTarget::Kind::prompt:
+      return fmt::format("prompt slot {}", t.slot);
+    case MidiTarget::Kind::bake:
+      return "LoRA bake";
+  }
+  return "?";
 }
 
 void MidiBindings::arm(const MidiTarget& target) {
@@ -96,6 +103,10 @@ MidiBindings::Result MidiBindings::handle(const MidiEvent& e) {
       c.mix = PromptMix::single(prompts_.prompts[static_cast<size_t>(b.target.slot)].text);
       c.transition = prompt_transition_;
       result.commands.push_back(std::move(c));
+    } else if (b.target.kind == MidiTarget::Kind::bake && note_on) {
+      ControlCommand c;
+      c.kind = ControlCommand::Kind::lora_bake;
+      result.commands.push_back(std::move(c));
     }
   }
   return result;
@@ -142,6 +153,8 @@ json MidiBindings::to_json() const {
   for (const auto& b : bindings_) {
     if (b.target.kind == MidiTarget::Kind::lora)
       list.push_back({{"lora", b.target.lora}, {"channel", b.channel}, {"cc", b.number}});
+    else if (b.target.kind == MidiTarget::Kind::bake)
+      list.push_back({{"bake", true}, {"channel", b.channel}, {"note", b.number}});
     else
       list.push_back({{"prompt", b.target.slot}, {"channel", b.channel}, {"note", b.number}});
   }
@@ -173,12 +186,21 @@ void MidiBindings::load_json(std::string_view text, const std::string& origin) {
     const std::string field = fmt::format("bindings[{}]", i);
     if (!o.is_object()) fail(field, "expected an object");
     MidiBinding b;
-    const bool lora = o.contains("lora"), prompt = o.contains("prompt");
-    if (lora == prompt) fail(field, "needs exactly one of \"lora\" and \"prompt\"");
-    std::set<std::string> allowed = {"channel", lora ? "lora" : "prompt", lora ? "cc" : "note"};
+    const bool lora = o.contains("lora"), prompt = o.contains("prompt"), bake = o.contains("bake");
+    if (int(lora) + int(prompt) + int(bake) != 1)
+      fail(field, "needs exactly one of \"lora\", \"prompt\" and \"bake\"");
+    std::set<std::string> allowed = {"channel",
+                                     lora     ? "lora"
+                                     : prompt ? "prompt"
+                                              : "bake",
+                                     lora ? "cc" : "note"};
     for (const auto& [key, value] : o.items())
       if (!allowed.contains(key)) fail(field + "." + key, "unknown field");
-    if (lora) {
+    if (bake) {
+      if (!o["bake"].is_boolean() || !o["bake"].get<bool>()) fail(field + ".bake", "expected true");
+      b.target = {MidiTarget::Kind::bake, {}, 0};
+      b.number = read_int(o, "note", 0, 127, field, origin);
+    } else if (lora) {
       if (!o["lora"].is_string() || o["lora"].get<std::string>().empty())
         fail(field + ".lora", "expected a LoRA name");
       b.target = {MidiTarget::Kind::lora, o["lora"].get<std::string>(), 0};

@@ -99,10 +99,31 @@ TEST(MidiLearn, NotesFirePromptsOfThePromptSet) {
   EXPECT_TRUE(m.handle(note(0, 61, 90)).commands.empty());
 }
 
+// The LoRA panel's Bake button learns a key like a prompt slot; its note-on asks for a bake, and
+// a key bound to it no longer fires a prompt (one binding per control).
+TEST(MidiLearn, AKeyBakes) {
+  const MidiTarget bake{MidiTarget::Kind::bake, {}, 0};
+  MidiBindings m;
+  m.set_prompt_set({{{"a red fox", 1}}, Interpolation::linear});
+  m.bind({{MidiTarget::Kind::prompt, {}, 0}, 0, 48});
+  m.arm(bake);
+  EXPECT_FALSE(m.handle(cc(0, 21, 5)).learned);  // a controller does not bind the button
+  const auto learned = m.handle(note(0, 48, 100)).learned;
+  ASSERT_TRUE(learned);
+  EXPECT_EQ(learned->target, bake);
+  const auto r = m.handle(note(0, 48, 90));
+  ASSERT_EQ(r.commands.size(), 1u);
+  EXPECT_EQ(r.commands[0].kind, ControlCommand::Kind::lora_bake);
+  EXPECT_TRUE(m.handle(note(0, 48, 0)).commands.empty());  // note-off
+  EXPECT_EQ(m.bindings().size(), 1u);                      // the prompt slot's key moved to bake
+  EXPECT_EQ(describe(bake), "LoRA bake");
+}
+
 TEST(MidiBindingsFile, RoundTripsAndRejectsBadFields) {
   MidiBindings m;
   m.bind({kGlow, 3, 21});
   m.bind({kSlot1, 9, 60});
+  m.bind({{MidiTarget::Kind::bake, {}, 0}, 9, 48});
   const auto path = temp_dir("midi") / "bindings.json";
   m.save(path);
   MidiBindings loaded;
@@ -130,6 +151,10 @@ TEST(MidiBindingsFile, RoundTripsAndRejectsBadFields) {
       {R"({"version": 1, "bindings": [{"prompt": 1, "channel": 0, "cc": 1}]})",
        "bindings[0].cc: unknown field"},
       {R"({"version": 1, "bindings": [{"prompt": 1, "channel": 0}]})", "bindings[0].note: missing"},
+      {R"({"version": 1, "bindings": [{"bake": false, "channel": 0, "note": 1}]})",
+       "bindings[0].bake: expected true"},
+      {R"({"version": 1, "bindings": [{"bake": true, "prompt": 2, "channel": 0, "note": 1}]})",
+       "exactly one of"},
       {R"({"version": 2, "bindings": []})", "version: 2 is newer"},
       {R"({"version": 1, "bindings": [], "extra": 1})", "extra: unknown field"},
   };

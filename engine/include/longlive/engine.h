@@ -120,8 +120,13 @@ struct EngineStats {
   struct Fader {
     std::string name;
     double strength = 0;
+    double baked = 0;  // strength merged into the weights by bakes (the studio: "baked at 0.80")
   };
   std::vector<Fader> loras;
+  // The last bake's device time (merge of every adapted matrix, synchronised) and matrices
+  // changed; 0 before any bake.
+  double lora_bake_ms = 0;
+  int64_t lora_bake_matrices = 0;
   // The VACE / video-to-video inputs: what they read, scale and strength, frame counts, preview.
   InputStatus inputs;
 };
@@ -161,6 +166,9 @@ class Engine {
   // on_error and the video goes on. A fader move applies from the next block and is recorded.
   void load_lora(const std::filesystem::path& file, const std::string& name = {});
   void set_lora_strength(const std::string& name, double strength);
+  // Bakes the faders that are up into the DiT's weights at the next block edge
+  // (Performance::bake_loras), recorded; with no fader up, on_error says so and nothing changes.
+  void bake_loras();
   // VACE and video-to-video inputs (docs/vace.md), from the next block, recorded. An input that
   // cannot be opened (no VACE weights, unreadable file, camera that does not open) or whose
   // source fails later goes to on_error and the video goes on without it. Scale and strength

@@ -197,9 +197,10 @@ class StreamGenerator {
   const std::optional<V2vInput>& v2v() const { return v2v_; }
   // Style LoRAs as faders: the adapters with a nonzero strength run as a low-rank side path of
   // the DiT's block linears from the next forward on, without touching the weights. A strength
-  // change rewrites scales only; LoRAs adapting cross_attn.k/v make the next block rebuild the
-  // text K/V. While a side path is active, forwards run eagerly (no CUDA graphs: the side path
-  // is not captured yet); at all strengths 0 the graphs replay again.
+  // change rewrites scales only (a device tensor the CUDA graphs read: no recapture); LoRAs
+  // adapting cross_attn.k/v make the next block rebuild the text K/V. Only a change of which
+  // LoRAs are active (a strength to or from 0, a LoRA added) builds a new side path, whose
+  // forwards are captured anew.
   void set_style_loras(const std::vector<ActiveStyleLora>& loras);
   bool style_loras_active() const { return lora_ != nullptr; }
   // Replaces the noise source (tests replay recorded draws). Takes effect immediately.

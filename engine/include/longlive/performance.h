@@ -57,13 +57,21 @@ class Performance {
   // Moves a fader from the next block on (no weight merge). ConfigError naming the LoRA for an
   // unknown name or a strength outside 0..kMaxLoraStrength.
   void set_lora_strength(const std::string& name, double strength);
-  // Unloads every style LoRA (before an exact replay of another timeline).
+  // "Bake" (docs/performing.md): merges every fader that is up, at its strength, into the
+  // running DiT's weights on its device (SessionFactory::bake_style_loras), then drops those
+  // faders to 0 (their side path stops; Fader::baked says what went in). From the next block,
+  // recorded (a lora_bake event). ConfigError when no fader is up (nothing changes).
+  BakeResult bake_loras();
+  // Unloads every style LoRA (before an exact replay of another timeline). After a bake the
+  // session is dropped too, so the next start rebuilds the DiT from the unbaked host weights
+  // (the way to undo a bake); Error while a video runs then (stop it first).
   void clear_loras();
   struct Fader {
     std::string name;
     std::filesystem::path file;
     std::shared_ptr<const StyleLora> lora;
     double strength = 0;
+    double baked = 0;  // strength merged into the weights by bakes so far (summed)
   };
   const std::vector<Fader>& loras() const { return loras_; }
   // Drops the session after an error (the timeline ends where it was).
@@ -126,6 +134,10 @@ class Performance {
   std::chrono::steady_clock::time_point began_;
   PromptMix mix_;  // target of the latest start/cut/transition
   std::vector<Fader> loras_;
+  // Every bake so far (the faders that were up, at their strengths): a new session (another
+  // size) bakes them again, and a new timeline states them.
+  std::vector<std::vector<ActiveStyleLora>> bakes_;
+  std::vector<std::vector<std::pair<std::string, double>>> bake_moves_;  // by fader name
   std::unique_ptr<LiveInputs> inputs_;
   std::vector<std::string> input_messages_;
   uint64_t seed_ = 0;

@@ -106,6 +106,9 @@ struct Session {
   // The style-LoRA faders the generator runs (Performance sets them); a preset change hands them
   // to the new generator before its stream resumes.
   std::vector<ActiveStyleLora> loras;
+  // The bakes merged into this session's DiT, in order (SessionFactory::bake_style_loras): a
+  // preset change that rebuilds the DiT in another dtype merges them again.
+  std::vector<std::vector<ActiveStyleLora>> baked;
   at::Device device = at::kCPU;
   int height = 0, width = 0;
 
@@ -115,6 +118,12 @@ struct Session {
   Session& operator=(const Session&) = delete;
   // Embeddings of the mix (from the prompt cache), blended on the device.
   at::Tensor embed(const PromptMix& mix) const;
+};
+
+// What a bake did: matrices changed, device time (synchronised before and after).
+struct BakeResult {
+  int64_t matrices = 0;
+  double ms = 0;
 };
 
 // What a preset change kept and what it rebuilt.
@@ -153,6 +162,14 @@ class SessionFactory {
   // switch does). Nothing differs: nothing happens.
   PresetChange change_preset(Session& session, const Preset& preset);
 
+  // "Bake" (docs/performing.md): merges `loras` at their strengths into the session's DiT on
+  // its device, in place (CausalWanModel::merge_style_loras). Those weights become the session's
+  // own: the factory stops handing them (or models sharing them) to other sessions, and later
+  // preset changes of this session keep them (another dtype: rebuilt from the host weights and
+  // baked again). Another open session of this factory running the same weights would see the
+  // bake too (front ends run one session per factory). The caller drops the baked faders to 0.
+  BakeResult bake_style_loras(Session& session, const std::vector<ActiveStyleLora>& loras);
+
   // The live decoder the preset asks for: with `decoder: wan` the Wan VAE (Wan2.1_VAE.pth or
   // .safetensors) when the model has it, else (with a warning) TAEHV. Weights stay resident.
   std::unique_ptr<StreamingDecoder> live_decoder(const Preset& preset);
@@ -187,6 +204,11 @@ class SessionFactory {
   GeneratorOptions generator_options(const Preset& preset, const RuntimeChoice& runtime, int height,
                                      int width) const;
   std::shared_ptr<const CausalWanModel> dit_for(const GeneratorOptions& options);
+  // The DiT for a preset change of `session` (its own baked weights when it has bakes).
+  std::shared_ptr<const CausalWanModel> dit_for(const Session& session,
+                                                const GeneratorOptions& options);
+  // A new DiT from the resident host weights, not cached.
+  std::shared_ptr<const CausalWanModel> build_dit(const GeneratorOptions& options);
   void keep_recent(std::shared_ptr<const CausalWanModel> model);
   std::unique_ptr<StreamingDecoder> decoder_for(const RuntimeChoice& runtime);
   DecoderKind live_decoder_kind(DecoderKind asked);  // what `asked` really runs here

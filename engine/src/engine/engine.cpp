@@ -181,6 +181,7 @@ void Engine::set_lora_strength(const std::string& name, double strength) {
   c.event.strength = strength;
   post(std::move(c));
 }
+void Engine::bake_loras() { post(Command::of(EventKind::lora_bake)); }
 void Engine::set_vace(const VaceRequest& request) {
   Command c = Command::of(EventKind::vace);
   c.event.vace = request;
@@ -291,7 +292,7 @@ void Engine::run() {
         stats_.fallbacks = session->runtime.fallbacks;
       }
       stats_.loras.clear();
-      for (const auto& f : perf.loras()) stats_.loras.push_back({f.name, f.strength});
+      for (const auto& f : perf.loras()) stats_.loras.push_back({f.name, f.strength, f.baked});
       stats_.inputs = perf.input_status();
       // Only the new events: copying the whole timeline (every event and its prompt strings)
       // at every block made the heap churn by the video's length per block.
@@ -325,8 +326,12 @@ void Engine::run() {
     std::lock_guard lock(mutex_);
     latents_ = KeptLatents();
     auto loras = std::move(stats_.loras);
+    const double bake_ms = stats_.lora_bake_ms;
+    const int64_t bake_matrices = stats_.lora_bake_matrices;
     stats_ = EngineStats();
     stats_.loras = std::move(loras);
+    stats_.lora_bake_ms = bake_ms;
+    stats_.lora_bake_matrices = bake_matrices;
     stats_.device = perf.session()->device.str();
     stats_.state = "running";
   };
@@ -391,6 +396,13 @@ void Engine::run() {
         else
           perf.apply(e, presets);
         break;
+      case EventKind::lora_bake: {
+        const BakeResult bake = perf.bake_loras();
+        std::lock_guard lock(mutex_);
+        stats_.lora_bake_ms = bake.ms;
+        stats_.lora_bake_matrices = bake.matrices;
+        break;
+      }
       case EventKind::vace:
       case EventKind::vace_off:
       case EventKind::vace_scale:
@@ -432,7 +444,7 @@ void Engine::run() {
               // reported and the video goes on as it was.
               const bool typo = dynamic_cast<const ConfigError*>(&error) &&
                                 (e.kind == EventKind::cut || e.kind == EventKind::transition ||
-                                 e.kind == EventKind::lora);
+                                 e.kind == EventKind::lora || e.kind == EventKind::lora_bake);
               const bool input = is_input(e.kind) && !dynamic_cast<const OutOfMemoryError*>(&error);
               if (!typo && !input) throw;
               if (callbacks_.on_error) callbacks_.on_error(error.what());

@@ -12,6 +12,7 @@
 #include "longlive/async_decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
+#include "longlive/log.h"
 #include "longlive/text_encoder.h"
 
 namespace longlive {
@@ -34,7 +35,39 @@ Performance::~Performance() = default;
 void Performance::ensure_session() {
   if (session_) return;
   session_ = factory_->open(preset_, height_, width_);
+  for (const auto& bake : bakes_) factory_->bake_style_loras(*session_, bake);
   sync_loras();
+}
+
+BakeResult Performance::bake_loras() {
+  std::vector<ActiveStyleLora> up;
+  std::vector<std::pair<std::string, double>> moves;
+  for (const auto& f : loras_)
+    if (f.strength != 0) {
+      up.push_back({f.lora, f.strength});
+      moves.emplace_back(f.name, f.strength);
+    }
+  if (up.empty())
+    throw ConfigError(
+        loras_.empty() ? "bake: no style LoRA is loaded, nothing to bake"
+                       : "bake: every style-LoRA fader is at 0, nothing to bake (raise one first)");
+  ensure_session();
+  const BakeResult result = factory_->bake_style_loras(*session_, up);
+  bakes_.push_back(std::move(up));
+  std::vector<std::string> what;
+  for (const auto& [name, strength] : moves)
+    what.push_back(fmt::format("{} {:.2f}", name, strength));
+  bake_moves_.push_back(std::move(moves));
+  for (auto& f : loras_)
+    if (f.strength != 0) {
+      f.baked += f.strength;
+      f.strength = 0;
+    }
+  sync_loras();  // the baked faders' side path stops
+  if (active_) record(EventKind::lora_bake);
+  log::info("style LoRAs baked into the DiT ({}): {} matrices in {:.1f} ms", fmt::join(what, ", "),
+            result.matrices, result.ms);
+  return result;
 }
 
 void Performance::sync_loras() {
@@ -156,6 +189,15 @@ void Performance::record_inputs() {
 }
 
 void Performance::clear_loras() {
+  if (!bakes_.empty()) {
+    if (active_)
+      throw Error(
+          "unload the style LoRAs after stopping the video: a bake is undone "
+          "by rebuilding the DiT");
+    session_.reset();  // its DiT holds the bakes; the next one is built from the host weights
+    bakes_.clear();
+    bake_moves_.clear();
+  }
   loras_.clear();
   sync_loras();
 }
@@ -195,14 +237,28 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
   auto& e = record(EventKind::start);
   e.mix = mix;
   e.seed = seed;
-  // A new timeline states the faders set before it began, so a replay loads and sets them too.
-  if (new_timeline)
-    for (const auto& f : loras_) {
+  // A new timeline states the faders set before it began, so a replay loads and sets them too:
+  // with bakes before it, every fader loaded first (at 0, in load order: the side path stacks
+  // them in that order), then each bake's strengths and the bake, then today's strengths.
+  if (new_timeline) {
+    auto fader = [&](const std::string& name, double strength) {
+      const auto f = std::find_if(loras_.begin(), loras_.end(),
+                                  [&](const Fader& x) { return x.name == name; });
       auto& l = record(EventKind::lora);
-      l.lora = f.name;
-      l.lora_file = f.file.string();
-      l.strength = f.strength;
+      l.lora = name;
+      l.lora_file = f->file.string();
+      l.strength = strength;
+    };
+    if (!bake_moves_.empty()) {
+      for (const auto& f : loras_) fader(f.name, 0);
+      for (const auto& moves : bake_moves_) {
+        for (const auto& [name, strength] : moves) fader(name, strength);
+        record(EventKind::lora_bake);
+      }
     }
+    for (const auto& f : loras_)
+      if (bake_moves_.empty() || f.strength != 0) fader(f.name, f.strength);
+  }
   if (new_timeline) record_inputs();  // likewise the inputs, from the frames they are at
 }
 
@@ -316,6 +372,9 @@ void Performance::apply(const TimelineEvent& e, const PresetLookup& presets) {
       break;
     case EventKind::lora:
       set_lora(e.lora, e.lora_file, e.strength);
+      break;
+    case EventKind::lora_bake:
+      bake_loras();
       break;
     case EventKind::vace:
       set_vace(e.vace);

@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -100,10 +101,10 @@ WanVaeDecoderOptions wan_vae_options(at::Device device) {
 constexpr size_t kRecentWeightSets = 2;
 constexpr double kFreeAfterKeeping = 0.15;
 
-// Variants of one dtype share their 16-bit tensors (FP8 copies are quantised from them in
-// milliseconds), so they count as one weight set.
+// Variants sharing their 16-bit tensors (FP8 copies are quantised from them in milliseconds)
+// count as one weight set.
 bool same_weights(const CausalWanModel& a, const CausalWanModel& b) {
-  return a.dtype() == b.dtype();
+  return a.weights_id() == b.weights_id();
 }
 
 }  // namespace
@@ -295,12 +296,51 @@ std::shared_ptr<const CausalWanModel> SessionFactory::dit_for(const GeneratorOpt
       }
     }
   }
+  auto model = build_dit(o);
+  r.models[key] = model;
+  return model;
+}
+
+std::shared_ptr<const CausalWanModel> SessionFactory::build_dit(const GeneratorOptions& o) {
+  Resident& r = *resident_;
   WeightStore merged = r.lora ? merge_lora(*r.dit, *r.lora, o.lora_alpha) : *r.dit;
   auto model = attach_vace(
       std::make_shared<const CausalWanModel>(merged, o.model, o.device, o.dtype, o.runtime));
   ++stats_.dit_builds;
-  r.models[key] = model;
   return model;
+}
+
+std::shared_ptr<const CausalWanModel> SessionFactory::dit_for(const Session& s,
+                                                              const GeneratorOptions& o) {
+  if (s.baked.empty()) return dit_for(o);
+  const std::shared_ptr<const CausalWanModel> current = s.generator->model();
+  // Another layer loop over the same baked weights, or (another dtype) the host weights built
+  // and baked again: never the cached, unbaked ones.
+  if (current->dtype() == o.dtype) return current->sharing_weights(o.runtime);
+  auto model = build_dit(o);
+  for (const auto& bake : s.baked) model->merge_style_loras(bake);
+  return model;
+}
+
+BakeResult SessionFactory::bake_style_loras(Session& s, const std::vector<ActiveStyleLora>& loras) {
+  const std::shared_ptr<const CausalWanModel> model = s.generator->model();
+  // From now on these weights are this session's: no later session or preset change may take
+  // them for the plain model.
+  Resident& r = *resident_;
+  std::erase_if(r.models, [&](const auto& entry) {
+    const auto other = entry.second.lock();
+    return !other || same_weights(*other, *model);
+  });
+  std::erase_if(r.recent, [&](const auto& kept) { return same_weights(*kept, *model); });
+  synchronize(s.device);
+  const auto began = std::chrono::steady_clock::now();
+  BakeResult result;
+  result.matrices = model->merge_style_loras(loras);
+  synchronize(s.device);
+  result.ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began).count();
+  s.baked.push_back(loras);
+  return result;
 }
 
 // VACE weights once per factory: random for the tiny model, else the explicit file or the
@@ -637,7 +677,7 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     // Same weights and precision, same cache geometry: the K/V in the cache are what the new
     // layer loop would have written (up to rounding), so the stream runs on without a re-cache,
     // exactly as if the new preset had been chosen before the last block.
-    std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : dit_for(o);
+    std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : dit_for(s, o);
     s.generator->continue_with(std::move(model), o);
     change.stream_continued = true;
     change.caches_kept = true;
@@ -647,7 +687,13 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : nullptr;
     // The old DiT stays alive until the new one exists: its weights may be shared with it.
     std::shared_ptr<const CausalWanModel> previous = s.generator->model();
-    if (!same_dit) keep_recent(previous);
+    if (!same_dit && s.baked.empty()) keep_recent(previous);
+    // A baked session's next DiT comes from its current one (or its bakes): built first.
+    if (!model && !s.baked.empty()) {
+      const int64_t builds = stats_.dit_builds;
+      model = dit_for(s, o);
+      change.dit_rebuilt = stats_.dit_builds > builds;
+    }
     s.generator.reset();  // frees the old KV cache (and DiT, when replaced) before the new one
     if (!model) {
       const int64_t builds = stats_.dit_builds;

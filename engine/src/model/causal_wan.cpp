@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <map>
 #include <optional>
 #include <string>
 
@@ -158,8 +159,12 @@ CausalWanModel::CausalWanModel(const WeightStore& weights, const WanConfig& conf
 CausalWanModel::Block CausalWanModel::load_block(const WeightStore& weights, const std::string& n,
                                                  bool fp8) const {
   const int64_t d = config_.dim;
+  // Always a copy, even where .to() could return the store's own tensor (float32 on the CPU):
+  // merge_style_loras changes these in place and must not reach the factory's host weights.
   auto w = [&](const std::string& name, at::IntArrayRef shape) {
-    return weights.require(name, shape).to(device_, dtype_).contiguous();
+    return weights.require(name, shape)
+        .to(device_, dtype_, /*non_blocking=*/false, /*copy=*/true)
+        .contiguous();
   };
   auto f32 = [&](const std::string& name, at::IntArrayRef shape) {
     return weights.require(name, shape).to(device_, at::kFloat).contiguous();
@@ -212,6 +217,94 @@ void CausalWanModel::Block::set_fp8(bool on) {
   co8 = quantized(co_w);
   ffn0_8 = quantized(ffn0_w);
   ffn2_8 = quantized(ffn2_w);
+}
+
+const at::Tensor& CausalWanModel::Block::matrix(LoraSlot slot) const {
+  switch (slot) {
+    case LoraSlot::self_q:
+      return q_w;
+    case LoraSlot::self_k:
+      return k_w;
+    case LoraSlot::self_v:
+      return v_w;
+    case LoraSlot::self_o:
+      return o_w;
+    case LoraSlot::cross_q:
+      return cq_w;
+    case LoraSlot::cross_k:
+      return ck_w;
+    case LoraSlot::cross_v:
+      return cv_w;
+    case LoraSlot::cross_o:
+      return co_w;
+    case LoraSlot::ffn0:
+      return ffn0_w;
+    case LoraSlot::ffn2:
+      return ffn2_w;
+  }
+  throw Error("unknown LoRA slot");
+}
+
+std::pair<const ops::Fp8Weight*, const at::Tensor*> CausalWanModel::Block::fp8_copy(
+    LoraSlot slot) const {
+  const std::pair<const ops::Fp8Weight*, const at::Tensor*> none{nullptr, nullptr};
+  auto of = [&](const ops::Fp8Weight& w8, const at::Tensor& w) {
+    return w8.defined() ? std::pair{&w8, &w} : none;
+  };
+  switch (slot) {
+    case LoraSlot::self_q:
+    case LoraSlot::self_k:
+    case LoraSlot::self_v:
+      return of(qkv8, qkv_w);
+    case LoraSlot::self_o:
+      return of(o8, o_w);
+    case LoraSlot::cross_q:
+      return of(cq8, cq_w);
+    case LoraSlot::cross_o:
+      return of(co8, co_w);
+    case LoraSlot::ffn0:
+      return of(ffn0_8, ffn0_w);
+    case LoraSlot::ffn2:
+      return of(ffn2_8, ffn2_w);
+    case LoraSlot::cross_k:  // the text K/V run once per prompt, in 16 bits
+    case LoraSlot::cross_v:
+      return none;
+  }
+  return none;
+}
+
+int64_t CausalWanModel::merge_style_loras(const std::vector<ActiveStyleLora>& loras) const {
+  const auto f32 = at::TensorOptions().device(device_).dtype(at::kFloat);
+  // Every adapter's delta of a matrix summed first: one rounding to the weights' dtype each.
+  std::map<std::pair<size_t, LoraSlot>, at::Tensor> deltas;
+  for (const auto& l : loras) {
+    if (!l.lora || l.strength == 0) continue;
+    for (const auto& m : l.lora->modules) {
+      const LoraTarget t = parse_lora_target(m.target, blocks_.size(), l.lora->name);
+      const at::Tensor& w = blocks_[t.layer].matrix(t.slot);
+      if (m.up.size(0) != w.size(0) || m.down.size(1) != w.size(1))
+        throw WeightError(
+            fmt::format("style LoRA '{}': {} is [{}, {}] x [{}, {}], the DiT's matrix is [{}, {}]",
+                        l.lora->name, m.target, m.up.size(0), m.up.size(1), m.down.size(0),
+                        m.down.size(1), w.size(0), w.size(1)));
+      at::Tensor delta = at::matmul(m.up.to(f32), m.down.to(f32)).mul_(l.strength * m.scale());
+      auto [it, fresh] = deltas.try_emplace({t.layer, t.slot}, delta);
+      if (!fresh) it->second.add_(delta);
+    }
+  }
+  std::map<const ops::Fp8Weight*, const at::Tensor*> source;
+  for (const auto& [where, delta] : deltas) {
+    const Block& b = blocks_[where.first];
+    const at::Tensor& w = b.matrix(where.second);
+    w.copy_(w.to(at::kFloat).add_(delta));  // in place: same storage, graphs stay valid
+    if (const auto [w8, from] = b.fp8_copy(where.second); w8) source[w8] = from;
+  }
+  for (const auto& [w8, from] : source) {
+    const ops::Fp8Weight merged = ops::quantize_weight_fp8(*from);
+    w8->q.copy_(merged.q);
+    w8->scale.copy_(merged.scale);
+  }
+  return static_cast<int64_t>(deltas.size());
 }
 
 KvCacheShape CausalWanModel::kv_shape(int64_t latent_height, int64_t latent_width,

@@ -6,18 +6,20 @@
 // original names.
 #include <ATen/ATen.h>
 
+#include <utility>
 #include <vector>
 
 #include "cache/cross_attn_cache.h"
 #include "cache/kv_cache.h"
+#include "longlive/style_lora.h"
 #include "longlive/wan_model.h"
 #include "longlive/weights.h"
+#include "model/lora_side_path.h"
 #include "model/ops.h"
 #include "model/vace.h"
 
 namespace longlive {
 
-class LoraSidePath;
 class RankGroup;
 
 class CausalWanModel {
@@ -52,6 +54,22 @@ class CausalWanModel {
   const RankGroup* ranks() const { return ranks_.get(); }
   const VaceLayout& vace_layout() const { return vace_layout_; }
 
+  // "Bake" (docs/performing.md): adds strength * alpha / rank * up @ down of every style LoRA with
+  // a nonzero strength to the DiT layers' matrices, summed per matrix in float32 on the device
+  // and stored back in place in the matrix's dtype; the FP8 copies of the changed matrices are
+  // re-quantised in place from the merged 16-bit values (what a load of merged weights would
+  // give). The tensors keep their storage, so captured CUDA graphs stay valid. Though const (no
+  // tensor is replaced), it changes the values every model sharing these weights sees
+  // (sharing_weights, with_vace): SessionFactory::bake_style_loras keeps such models out of its
+  // cache. VACE blocks are not adapted (nor are they by the side path). Returns the number of
+  // matrices changed.
+  int64_t merge_style_loras(const std::vector<ActiveStyleLora>& loras) const;
+
+  // Identifies the device tensors of the DiT's layers: equal for models sharing them.
+  const void* weights_id() const {
+    return blocks_.empty() ? nullptr : blocks_.front().qkv_w.const_data_ptr();
+  }
+
   const WanConfig& config() const { return config_; }
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
@@ -83,8 +101,8 @@ class CausalWanModel {
     at::Tensor latents;    // [1, F', C, H, W] float32: the frames the plan writes (F' <= F)
     at::Tensor timesteps;  // [F'] float32
     at::Tensor cos, sin;   // RoPE tables of the frames' absolute positions [F' h w, 1, pairs]
-    // Style LoRAs added to the block linears (model/lora_side_path.h); null: none. Not captured
-    // by the CUDA graph runner: forwards with a side path run eagerly.
+    // Style LoRAs added to the block linears (model/lora_side_path.h); null: none. A CUDA graph
+    // reads its stacks and scales in place (the graph key has LoraSidePath::id()).
     const LoraSidePath* lora = nullptr;
     // VACE (denoising steps only; requires has_vace()), all device tensors, so a CUDA graph
     // replays them with new values:
@@ -123,6 +141,10 @@ class CausalWanModel {
     at::Tensor norm3_w, norm3_b;
     at::Tensor cq_w, cq_b, ck_w, ck_b, cv_w, cv_b, co_w, co_b, cnorm_q, cnorm_k;
     at::Tensor ffn0_w, ffn0_b, ffn2_w, ffn2_b;
+    // The matrix a style-LoRA slot adapts (q/k/v: row slices of qkv_w), and the FP8 copy that
+    // holds it with the matrix that copy is quantised from (null when it has none).
+    const at::Tensor& matrix(LoraSlot slot) const;
+    std::pair<const ops::Fp8Weight*, const at::Tensor*> fp8_copy(LoraSlot slot) const;
   };
 
   Block load_block(const WeightStore& weights, const std::string& prefix, bool fp8) const;

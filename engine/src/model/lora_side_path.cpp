@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <map>
 #include <string_view>
 
@@ -25,6 +26,25 @@ std::optional<LoraSlot> slot_of(std::string_view module) {
 
 }  // namespace
 
+LoraTarget parse_lora_target(const std::string& target, size_t layers,
+                             const std::string& lora_name) {
+  // target = "blocks.N.<module>", validated by map_style_lora against a config.
+  constexpr std::string_view kPrefix = "blocks.";
+  const size_t dot = target.find('.', kPrefix.size());
+  std::optional<LoraSlot> slot;
+  size_t layer = layers;
+  if (target.starts_with(kPrefix) && dot != std::string::npos) {
+    slot = slot_of(std::string_view(target).substr(dot + 1));
+    const std::string index = target.substr(kPrefix.size(), dot - kPrefix.size());
+    if (!index.empty() && index.find_first_not_of("0123456789") == std::string::npos)
+      layer = std::stoul(index);
+  }
+  if (!slot || layer >= layers)
+    throw WeightError(fmt::format("style LoRA '{}': '{}' is not a linear of this {}-block DiT",
+                                  lora_name, target, layers));
+  return {layer, *slot};
+}
+
 at::Tensor LoraDelta::operator()(const at::Tensor& x) const {
   return at::linear(at::linear(x.to(down.scalar_type()), down) * scale, up);
 }
@@ -40,21 +60,16 @@ std::vector<std::shared_ptr<const StyleLora>> LoraSidePath::active(
 LoraSidePath::LoraSidePath(const std::vector<ActiveStyleLora>& loras, const WanConfig& config,
                            at::Device device, at::ScalarType dtype)
     : layers_(static_cast<size_t>(config.num_layers)), adapters_(active(loras)) {
+  static std::atomic<uint64_t> next_id{1};
+  id_ = next_id.fetch_add(1);
   // Per linear: the (adapter, module) pairs to stack, in adapter order.
   std::map<std::pair<size_t, LoraSlot>, std::vector<std::pair<size_t, const StyleLoraModule*>>>
       parts;
   for (size_t a = 0; a < adapters_.size(); ++a) {
     for (const auto& m : adapters_[a]->modules) {
-      // m.target = "blocks.N.<module>", validated by map_style_lora against a config.
-      const size_t dot = m.target.find('.', 7);
-      const size_t layer = std::stoul(m.target.substr(7, dot - 7));
-      const auto slot = slot_of(std::string_view(m.target).substr(dot + 1));
-      if (!slot || layer >= layers_.size())
-        throw WeightError(fmt::format("style LoRA '{}': '{}' is not a linear of this {}-block DiT",
-                                      adapters_[a]->name, m.target, layers_.size()));
-      parts[{layer, *slot}].emplace_back(a, &m);
-      touches_text_kv_ =
-          touches_text_kv_ || *slot == LoraSlot::cross_k || *slot == LoraSlot::cross_v;
+      const auto [layer, slot] = parse_lora_target(m.target, layers_.size(), adapters_[a]->name);
+      parts[{layer, slot}].emplace_back(a, &m);
+      touches_text_kv_ = touches_text_kv_ || slot == LoraSlot::cross_k || slot == LoraSlot::cross_v;
     }
   }
   int64_t total = 0;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "longlive/style_lora.h"
@@ -32,6 +33,15 @@ enum class LoraSlot : int {
   ffn2,
 };
 constexpr size_t kLoraSlots = 10;
+
+// Where a style-LoRA module acts: "blocks.N.<module>" -> (N, slot). WeightError naming the LoRA
+// and the target when it is not a block linear of a DiT with `layers` blocks.
+struct LoraTarget {
+  size_t layer = 0;
+  LoraSlot slot = LoraSlot::self_q;
+};
+LoraTarget parse_lora_target(const std::string& target, size_t layers,
+                             const std::string& lora_name);
 
 struct LoraDelta {
   at::Tensor down;   // [R, in] in the DiT's dtype on its device
@@ -60,6 +70,10 @@ class LoraSidePath {
   bool empty() const { return adapters_.empty(); }
   bool touches_text_kv() const { return touches_text_kv_; }
   size_t bytes() const { return bytes_; }  // device memory of the stacks
+  // Unique over the process (never 0): CUDA graphs captured with this side path bake in its
+  // stacks' and scales' addresses, so they are keyed by it, not by the object's address (a new
+  // side path may reuse a freed one's).
+  uint64_t id() const { return id_; }
 
   // y + delta(x) when the slot is adapted, else y.
   at::Tensor add(const at::Tensor& y, const at::Tensor& x, size_t layer, LoraSlot slot) const;
@@ -79,6 +93,7 @@ class LoraSidePath {
   at::Tensor scales_;  // every delta's scale, end to end
   bool touches_text_kv_ = false;
   size_t bytes_ = 0;
+  uint64_t id_ = 0;
 };
 
 }  // namespace longlive

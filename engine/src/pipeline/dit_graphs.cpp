@@ -5,6 +5,7 @@
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/profiler.h"
+#include "model/lora_side_path.h"
 
 #ifdef LONGLIVE_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -76,6 +77,21 @@ size_t DitGraphRunner::graphs() const {
 void DitGraphRunner::clear() {
   entries_.clear();
   seen_.clear();
+  renew_pool_if_unused();
+}
+
+void DitGraphRunner::drop_side_path_graphs() {
+  std::erase_if(entries_, [](const auto& e) { return e.first.side_path != 0; });
+  std::erase_if(seen_, [](const auto& e) { return e.first.side_path != 0; });
+  renew_pool_if_unused();
+}
+
+void DitGraphRunner::renew_pool_if_unused() {
+#ifdef LONGLIVE_WITH_CUDA
+  // (Measured on the GPU box: a bench that baked its faders dropped every graph, and each later
+  // capture failed in CUDACachingAllocator's create_or_incref_pool.)
+  if (cuda_ && graphs() == 0) cuda_->pool = at::cuda::graph_pool_handle();
+#endif
 }
 
 DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& args,
@@ -85,7 +101,8 @@ DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& ar
              plan.valid_tokens,
              args.latents.sizes().vec(),
              args.vace_context.defined() ? args.vace_context.sizes().vec() : std::vector<int64_t>{},
-             args.vace_hints.defined() ? args.vace_hints.const_data_ptr() : nullptr};
+             args.vace_hints.defined() ? args.vace_hints.const_data_ptr() : nullptr,
+             args.lora ? args.lora->id() : 0};
 }
 
 bool DitGraphRunner::storage_changed(const KvCache& kv, const CrossAttnCache& cross) {
@@ -175,6 +192,7 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
                   .timesteps = args.timesteps.clone(),
                   .cos = args.cos.clone(),
                   .sin = args.sin.clone(),
+                  .lora = args.lora,  // read in place (see Key)
                   .vace_context = cloned(args.vace_context),
                   .vace_hints = args.vace_hints,  // the caller's buffer, in place (see Key)
                   .vace_scale = cloned(args.vace_scale)};

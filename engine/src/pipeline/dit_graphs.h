@@ -10,6 +10,10 @@
 // the new inputs are copied into the graph's static input buffers. VACE steps are graphs of their
 // own (the key has the context's shape and the hint buffer): the context and the scale are copied
 // in like the latents; the hint buffer (ForwardArgs::vace_hints) is read or written in place.
+// Style LoRAs (ForwardArgs::lora) are captured too: the key has the side path's id, the graph
+// reads its stacks and its device scales in place, so a fader move (LoraSidePath::set_strengths
+// rewrites the scales) replays the same graph; another set of active LoRAs is a new side path,
+// whose forwards are captured anew (drop_side_path_graphs() frees the old ones).
 //
 // Policy: a plan runs eagerly the first time it is seen (that also warms up cuBLAS/cuDNN plans,
 // which must not be created during a capture), is captured the second time, and replays from then
@@ -65,6 +69,8 @@ class DitGraphRunner {
 
   // Drops every graph (e.g. before the caches are reallocated).
   void clear();
+  // Drops the graphs captured with a style-LoRA side path (before that side path is freed).
+  void drop_side_path_graphs();
   const DitGraphStats& stats() const { return stats_; }
   size_t graphs() const;
 
@@ -78,11 +84,15 @@ class DitGraphRunner {
     // reads (its address is baked into the graph; the caller keeps it).
     std::vector<int64_t> vace_context_shape;
     const void* vace_hints = nullptr;
+    uint64_t side_path = 0;  // LoraSidePath::id() (0: none); its tensors are baked in
     auto operator<=>(const Key&) const = default;
   };
   struct Entry;
   static Key key_of(const CausalWanModel::ForwardArgs& args, const KvCache::Plan& plan);
   bool storage_changed(const KvCache& kv, const CrossAttnCache& cross);
+  // Once no graph is left, the next capture takes a new memory pool: the caching allocator
+  // refuses to capture into a pool whose last graph was destroyed (its use count is 0).
+  void renew_pool_if_unused();
   // Captures model.run(args) into entry; false (entry marked failed, warning) if it cannot.
   bool record(Entry& entry, const CausalWanModel::ForwardArgs& args, KvCache& kv,
               const KvCache::Plan& plan, const CrossAttnCache& cross);

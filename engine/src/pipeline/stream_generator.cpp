@@ -44,13 +44,13 @@ double ms_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
-// One DiT forward, through a CUDA graph when the generator has a runner. Calls with an active
-// style LoRA run eagerly: the side path is not a graph input yet (the other calls of the same
-// stream keep their graphs). VACE calls replay too (context, scale and hints are device inputs).
+// One DiT forward, through a CUDA graph when the generator has a runner. VACE calls and calls
+// with a style-LoRA side path replay too (context, scale, hints and fader scales are device
+// inputs; see pipeline/dit_graphs.h).
 at::Tensor dit_forward(const CausalWanModel& model, DitGraphRunner* graphs,
                        const CausalWanModel::ForwardArgs& args, KvCache& kv,
                        const KvCache::Plan& plan, const CrossAttnCache& cross) {
-  if (graphs == nullptr || args.lora != nullptr) return model.run(args, kv, plan, cross);
+  if (graphs == nullptr) return model.run(args, kv, plan, cross);
   return graphs->run(args, kv, plan, cross);
 }
 
@@ -192,14 +192,13 @@ void StreamGenerator::set_style_loras(const std::vector<ActiveStyleLora>& loras)
     const bool any = std::any_of(loras.begin(), loras.end(), [](const ActiveStyleLora& l) {
       return l.lora && l.strength != 0;
     });
-    const bool was_active = lora_ != nullptr;
+    // Another set of active LoRAs: the graphs that read the old stacks go with them, and the
+    // new side path's forwards are captured as they come (see pipeline/dit_graphs.h).
+    if (graphs_ && lora_) graphs_->drop_side_path_graphs();
     lora_.reset();  // the old stacks go before the new ones are allocated
     if (any)
       lora_ =
           std::make_unique<LoraSidePath>(loras, options_.model, options_.device, options_.dtype);
-    if (graphs_ && any && !was_active)
-      log::info("style LoRA active: DiT forwards run eagerly (CUDA graphs paused)");
-    if (graphs_ && !any && was_active) log::info("no style LoRA active: CUDA graphs resume");
   }
   if (text_before || (lora_ && lora_->touches_text_kv())) text_kv_dirty_ = true;
 }
@@ -237,7 +236,8 @@ void StreamGenerator::reserve_up_front() {
     // The dummy K/V left in the slots are never attended: each forward writes its slots before
     // reading them, and reset() below empties the bookkeeping and zeroes the sink.
     auto warm = [&](const KvCache::Plan& plan) {
-      const CausalWanModel::ForwardArgs args = model_->prepare(latents, timesteps, plan);
+      CausalWanModel::ForwardArgs args = model_->prepare(latents, timesteps, plan);
+      args.lora = lora_.get();  // faders up at the start: their graphs are the steady ones
       if (graphs_) {
         graphs_->warm(args, *kv_, plan, *cross_);
       } else {
