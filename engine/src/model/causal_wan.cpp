@@ -274,23 +274,20 @@ std::pair<const ops::Fp8Weight*, const at::Tensor*> CausalWanModel::Block::fp8_c
 }
 
 int64_t CausalWanModel::merge_style_loras(const std::vector<ActiveStyleLora>& loras) const {
-  const auto f32 = at::TensorOptions().device(device_).dtype(at::kFloat);
-  // Every adapter's delta of a matrix summed first: one rounding to the weights' dtype each.
+  std::vector<std::string> names;  // for the errors: the deltas are summed over the LoRAs
+  for (const auto& l : loras)
+    if (l.lora && l.strength != 0) names.push_back(l.lora->name);
+  const std::string baking = fmt::format("{}", fmt::join(names, "', '"));
   std::map<std::pair<size_t, LoraSlot>, at::Tensor> deltas;
-  for (const auto& l : loras) {
-    if (!l.lora || l.strength == 0) continue;
-    for (const auto& m : l.lora->modules) {
-      const LoraTarget t = parse_lora_target(m.target, blocks_.size(), l.lora->name);
-      const at::Tensor& w = blocks_[t.layer].matrix(t.slot);
-      if (m.up.size(0) != w.size(0) || m.down.size(1) != w.size(1))
-        throw WeightError(
-            fmt::format("style LoRA '{}': {} is [{}, {}] x [{}, {}], the DiT's matrix is [{}, {}]",
-                        l.lora->name, m.target, m.up.size(0), m.up.size(1), m.down.size(0),
-                        m.down.size(1), w.size(0), w.size(1)));
-      at::Tensor delta = at::matmul(m.up.to(f32), m.down.to(f32)).mul_(l.strength * m.scale());
-      auto [it, fresh] = deltas.try_emplace({t.layer, t.slot}, delta);
-      if (!fresh) it->second.add_(delta);
-    }
+  for (auto& [target, delta] : style_lora_deltas(loras, device_)) {
+    const LoraTarget t = parse_lora_target(target, blocks_.size(), baking);
+    const at::Tensor& w = blocks_[t.layer].matrix(t.slot);
+    if (delta.sizes() != w.sizes())
+      throw WeightError(
+          fmt::format("style LoRA '{}': the delta of {} is [{}], the DiT's matrix "
+                      "is [{}]",
+                      baking, target, fmt::join(delta.sizes(), ", "), fmt::join(w.sizes(), ", ")));
+    deltas.emplace(std::pair{t.layer, t.slot}, std::move(delta));
   }
   std::map<const ops::Fp8Weight*, const at::Tensor*> source;
   for (const auto& [where, delta] : deltas) {

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,13 @@ struct LoraTarget {
 };
 LoraTarget parse_lora_target(const std::string& target, size_t layers,
                              const std::string& lora_name);
+
+// What a bake adds (bake_style_loras on the host, CausalWanModel::merge_style_loras on the device):
+// strength * alpha / rank * up @ down of every LoRA with a nonzero strength, in float32 on
+// `device`, summed per adapted matrix (keyed by its target, "blocks.3.self_attn.q"), so each
+// weight is rounded to its dtype once.
+std::map<std::string, at::Tensor> style_lora_deltas(const std::vector<ActiveStyleLora>& loras,
+                                                    at::Device device);
 
 struct LoraDelta {
   at::Tensor down;   // [R, in] in the DiT's dtype on its device

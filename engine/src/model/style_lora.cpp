@@ -16,6 +16,7 @@
 
 #include "longlive/error.h"
 #include "longlive/log.h"
+#include "model/lora_side_path.h"
 
 namespace longlive {
 namespace {
@@ -297,18 +298,25 @@ StyleLora load_style_lora(const std::filesystem::path& path, const WanConfig& co
   return map_style_lora(WeightStore::open(path), config, path.stem().string(), default_alpha);
 }
 
-WeightStore bake_style_loras(const WeightStore& base, const std::vector<ActiveStyleLora>& loras) {
-  std::map<std::string, at::Tensor> deltas;  // weight name -> float32 sum of the deltas
+std::map<std::string, at::Tensor> style_lora_deltas(const std::vector<ActiveStyleLora>& loras,
+                                                    at::Device device) {
+  const auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
+  std::map<std::string, at::Tensor> deltas;
   for (const auto& active : loras) {
     if (!active.lora || active.strength == 0) continue;
     for (const auto& m : active.lora->modules) {
-      const at::Tensor delta = at::matmul(m.up, m.down) * (active.strength * m.scale());
-      at::Tensor& sum = deltas[m.target + ".weight"];
-      sum = sum.defined() ? sum + delta : delta;
+      at::Tensor delta = at::matmul(m.up.to(f32), m.down.to(f32)).mul_(active.strength * m.scale());
+      auto [it, fresh] = deltas.try_emplace(m.target, delta);
+      if (!fresh) it->second.add_(delta);
     }
   }
+  return deltas;
+}
+
+WeightStore bake_style_loras(const WeightStore& base, const std::vector<ActiveStyleLora>& loras) {
   WeightStore baked = base;
-  for (const auto& [name, delta] : deltas) {
+  for (const auto& [target, delta] : style_lora_deltas(loras, at::kCPU)) {
+    const std::string name = target + ".weight";
     const at::Tensor& w = base.get(name);
     if (w.sizes() != delta.sizes())
       throw WeightError(fmt::format("{}: '{}' is [{}], the LoRA delta [{}]", base.source_of(name),
