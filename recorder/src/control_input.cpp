@@ -90,8 +90,16 @@ VideoFileSource::VideoFileSource(const std::filesystem::path& path, int height, 
   at::Tensor previous;
   double previous_t = 0, first_t = 0;
   int64_t out = 0;
+  // Frames are kept in memory (uint8 at the session's size), and a timestamp jump would repeat
+  // one frame across the whole gap: a clip past kMaxControlVideoSeconds is refused, not loaded.
+  const auto max_frames = static_cast<int64_t>(std::ceil(kMaxControlVideoSeconds * fps));
   auto emit_until = [&](double t) {
     while (previous.defined() && first_t + static_cast<double>(out) / fps < t - 1e-6) {
+      if (out >= max_frames)
+        throw FormatError(fmt::format(
+            "'{}': the control video runs past {} s (a frame at {:.1f} s after the first); "
+            "trim it to {} s or less",
+            path.string(), kMaxControlVideoSeconds, t - first_t, kMaxControlVideoSeconds));
       kept.push_back(previous);
       ++out;
     }

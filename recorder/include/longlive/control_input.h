@@ -16,10 +16,13 @@ namespace longlive {
 // A video file resampled to `fps` by presentation time (a frame is repeated or dropped as the
 // rate asks) and looped at its end. Decoded once at open, kept as uint8 at the session's size
 // (12 frames at 480x832 are 14 MiB: a minute of control video at 16 fps takes 1.1 GiB).
+// The longest control video VideoFileSource loads (10 minutes: 11 GiB at 480x832).
+inline constexpr double kMaxControlVideoSeconds = 600;
+
 class VideoFileSource final : public VaceFrameSource {
  public:
   // IoError naming the file when it cannot be opened; FormatError when it has no decodable
-  // video stream or no frame.
+  // video stream or no frame, or when it runs past kMaxControlVideoSeconds.
   VideoFileSource(const std::filesystem::path& path, int height, int width, double fps = 16.0);
   at::Tensor next_frames(int64_t count) override;  // [count, 3, H, W] float32 in [-1, 1]
 
