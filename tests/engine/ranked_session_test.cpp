@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "engine_support.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/ranked_session.h"
@@ -14,12 +15,7 @@
 namespace longlive::test {
 namespace {
 
-ModelSpec tiny_cpu() {
-  ModelSpec m;
-  m.tiny_random = true;
-  m.device = at::Device(at::kCPU);
-  return m;
-}
+ModelSpec tiny_cpu() { return tiny_model(at::Device(at::kCPU)); }
 
 Preset windowed() {
   Preset p;
