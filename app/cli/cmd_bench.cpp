@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,7 @@
 #include "longlive/log.h"
 #include "longlive/preset.h"
 #include "longlive/profiler.h"
+#include "longlive/ranked_session.h"
 #include "longlive/session.h"
 #include "longlive/style_lora.h"
 #include "longlive/taehv.h"
@@ -256,97 +258,127 @@ nlohmann::json to_json(const Summary& s) {
           {"count", s.count}};
 }
 
-// --gpus N: the same stream on N ranks (docs/multi-gpu.md). Blocks are timed on the host after
-// synchronising every rank's device (the ranks run in parallel threads; no one device's events
-// span them); bytes are what rank 0 received from the others.
-int run_ranks(const BenchArgs& a, const Preset& preset, at::Device first,
-              const SessionOverrides& overrides, const ModelSpec& base_model, int height,
-              int width) {
-  if (first.is_cuda() && !a.share_gpu && a.gpus > at::detail::getCUDAHooks().deviceCount())
-    throw ConfigError(
-        fmt::format("--gpus {}: {} CUDA devices are visible (--share-gpu puts every "
-                    "rank on the first one)",
-                    a.gpus, at::detail::getCUDAHooks().deviceCount()));
-  const bool one_device = a.share_gpu || first.is_cpu();
-  const RankBackend backend =
-      a.rank_backend != "auto"
-          ? parse_rank_backend(a.rank_backend)
-          : (first.is_cuda() && !one_device && rank_backend_available(RankBackend::nccl)
-                 ? RankBackend::nccl
-                 : RankBackend::gloo);
-  std::vector<std::unique_ptr<Session>> sessions;
-  std::vector<at::Device> devices;
-  for (int r = 0; r < (one_device ? 1 : a.gpus); ++r) {
-    ModelSpec model = base_model;
-    model.device =
-        first.is_cuda() ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(r)) : first;
-    devices.push_back(*model.device);
-    sessions.push_back(SessionFactory(model, overrides).open(preset, height, width));
+// Steady and switch block times of the bench's loop: `warmup` blocks, then `blocks` timed ones
+// with a prompt switch every `switch_every` of them. One loop for one rank and for many.
+struct BlockTimes {
+  std::vector<double> steady, switch_blocks, recache;
+};
+// `timer` has start() and stop_ms() (the latter waits for the work); `sync` drains the devices
+// before a block is timed. A switch is queued by `switch_prompt`; `apply_switch`, when given,
+// runs its re-cache alone (timed apart, and within the switch block's time).
+template <class Timer>
+BlockTimes time_blocks(const BenchArgs& a, Timer& timer, const std::function<void()>& sync,
+                       const std::function<void()>& switch_prompt,
+                       const std::function<void()>& apply_switch,
+                       const std::function<void()>& next_block) {
+  BlockTimes t;
+  for (int i = 0; i < a.warmup + a.blocks; ++i) {
+    const bool do_switch =
+        a.switch_every > 0 && i > a.warmup && (i - a.warmup) % a.switch_every == 0;
+    if (do_switch) switch_prompt();
+    sync();
+    timer.start();
+    double recache_ms = 0;
+    if (do_switch && apply_switch) {
+      apply_switch();
+      recache_ms = timer.stop_ms();
+      t.recache.push_back(recache_ms);
+      timer.start();
+    }
+    next_block();
+    const double ms = recache_ms + timer.stop_ms();
+    if (do_switch)
+      t.switch_blocks.push_back(ms);
+    else if (i >= a.warmup)
+      t.steady.push_back(ms);
   }
-  std::vector<const StreamGenerator*> bases;
-  for (int r = 0; r < a.gpus; ++r) bases.push_back(sessions[one_device ? 0 : r]->generator.get());
-  auto stream = ParallelStream::create(bases, backend);
-  const GeneratorOptions& o = bases[0]->options();
-  log::info("bench: preset {}, {}x{}, {} ranks over {} ({}), {} weights", preset.name, height,
-            width, a.gpus, one_device ? "one device" : fmt::format("{} devices", a.gpus),
-            to_string(backend), a.random);
+  return t;
+}
+
+// The ranked bench's clock: host time between draining every rank's device (the ranks run in
+// parallel threads; no one device's events span them).
+struct HostTimer {
+  const RankedSession& ranks;
+  std::chrono::steady_clock::time_point t0{};
+  void start() {
+    ranks.synchronize();
+    t0 = std::chrono::steady_clock::now();
+  }
+  double stop_ms() {
+    ranks.synchronize();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+
+// The steady, switch (and re-cache, when timed alone) and FPS lines.
+void print_block_summary(const Summary& s, const Summary& sw, const Summary& recache,
+                         double video_frames_per_block, double fps) {
+  std::cout << fmt::format(
+      "steady block   mean {:8.1f} ms  median {:8.1f}  p99 {:8.1f}  max {:8.1f}  ({} blocks)\n",
+      s.mean, s.median, s.p99, s.max, s.count);
+  if (sw.count)
+    std::cout << fmt::format(
+        "switch block   mean {:8.1f} ms  max {:8.1f}{}\n", sw.mean, sw.max,
+        recache.count ? fmt::format("  (re-cache alone mean {:.1f} ms)", recache.mean) : "");
+  std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps,
+                           video_frames_per_block);
+}
+
+// --gpus N: the same stream on N ranks (docs/multi-gpu.md), opened as `generate --gpus` opens
+// it; bytes are what rank 0 received from the others per steady block.
+int run_ranks(const BenchArgs& a, const Preset& preset, const SessionOverrides& overrides,
+              const ModelSpec& model, int height, int width) {
+  RankPlan plan;
+  plan.ranks = a.gpus;
+  plan.share_device = a.share_gpu;
+  if (a.rank_backend != "auto") plan.backend = parse_rank_backend(a.rank_backend);
+  auto ranked = RankedSession::open(model, overrides, preset, height, width, plan);
+  ParallelStream& stream = ranked->stream();
+  const GeneratorOptions& o = stream.rank(0).options();
+  const bool one_device = ranked->devices().size() == 1;
   auto gen = at::detail::createCPUGenerator(7);
   auto embeds = [&] {
     return at::randn({1, o.model.text_len, o.model.text_dim}, gen, at::TensorOptions(at::kFloat)) *
            0.1;
   };
-  auto sync_all = [&] {
-    for (const auto& d : devices) synchronize(d);
-  };
   const at::Tensor first_prompt = embeds();
-  stream->each([&](StreamGenerator& g, int) { g.start(first_prompt, 1); });
-  std::vector<double> steady, switch_blocks;
-  int64_t bytes_before = 0, steady_bytes = 0;
-  for (int i = 0; i < a.warmup + a.blocks; ++i) {
-    const bool do_switch =
-        a.switch_every > 0 && i > a.warmup && (i - a.warmup) % a.switch_every == 0;
-    if (do_switch) {
-      const at::Tensor next = embeds();
-      stream->each([&](StreamGenerator& g, int) { g.switch_prompt(next); });
-    }
-    sync_all();
-    bytes_before = stream->bytes_received();
-    const auto start = std::chrono::steady_clock::now();
-    stream->next_block();
-    sync_all();
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    if (do_switch) {
-      switch_blocks.push_back(ms);
-    } else if (i >= a.warmup) {
-      steady.push_back(ms);
-      steady_bytes = stream->bytes_received() - bytes_before;
-    }
-  }
-  const Summary s = summarize(steady);
-  const Summary sw = summarize(switch_blocks);
+  stream.each([&](StreamGenerator& g, int) { g.start(first_prompt, 1); });
+  int64_t steady_bytes = 0;
+  bool switching = false;
+  HostTimer timer{*ranked};
+  const BlockTimes t = time_blocks(
+      a, timer, [] {},
+      [&] {
+        const at::Tensor next = embeds();
+        stream.each([&](StreamGenerator& g, int) { g.switch_prompt(next); });
+        switching = true;
+      },
+      {},
+      [&] {
+        const int64_t before = stream.bytes_received();
+        stream.next_block();
+        if (!switching) steady_bytes = stream.bytes_received() - before;
+        switching = false;
+      });
+  const Summary s = summarize(t.steady);
+  const Summary sw = summarize(t.switch_blocks);
   const double video_frames_per_block = 4.0 * o.frames_per_block;
   const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
   std::cout << fmt::format("preset {} | {}x{} | {} ranks on {} | {} | {}\n", preset.name, height,
-                           width, a.gpus, device_name(devices[0]),
-                           one_device ? "one device" : "one device each", to_string(backend));
-  std::cout << fmt::format(
-      "steady block   mean {:8.1f} ms  median {:8.1f}  p99 {:8.1f}  max {:8.1f}  ({} blocks)\n",
-      s.mean, s.median, s.p99, s.max, s.count);
-  if (sw.count)
-    std::cout << fmt::format("switch block   mean {:8.1f} ms  max {:8.1f}\n", sw.mean, sw.max);
-  std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps,
-                           video_frames_per_block);
+                           width, a.gpus, device_name(ranked->devices()[0]),
+                           one_device ? "one device" : "one device each",
+                           to_string(ranked->backend()));
+  print_block_summary(s, sw, Summary{}, video_frames_per_block, fps);
   std::cout << fmt::format("rank 0 received {:.1f} MB per steady block\n", steady_bytes / 1e6);
   if (!a.json.empty()) {
     const nlohmann::json j = {
         {"preset", preset.name},
         {"height", height},
         {"width", width},
-        {"gpu", device_name(devices[0])},
+        {"gpu", device_name(ranked->devices()[0])},
         {"ranks", a.gpus},
-        {"devices", one_device ? 1 : a.gpus},
-        {"rank_backend", to_string(backend)},
+        {"devices", ranked->devices().size()},
+        {"rank_backend", to_string(ranked->backend())},
         {"steady_block", to_json(s)},
         {"switch_block", to_json(sw)},
         {"video_fps", fps},
@@ -392,7 +424,7 @@ int run(const BenchArgs& a) {
   // graphs being captured, and the steady blocks run with it loaded (compare a run without
   // --kernels for what that costs).
   if (a.kernels && device.is_cuda()) KernelProfiler::prepare();
-  if (a.gpus > 1) return run_ranks(a, preset, device, overrides, model, height, width);
+  if (a.gpus > 1) return run_ranks(a, preset, overrides, model, height, width);
   auto session = factory.open(preset, height, width);
   StreamGenerator& generator = *session->generator;
   const GeneratorOptions& o = generator.options();
@@ -418,27 +450,10 @@ int run(const BenchArgs& a) {
   generator.start(embeds(), 1);
   const double reserve_ms = generator.stats().reserve_ms;
   GpuTimer timer(device);
-  std::vector<double> steady, switch_blocks, recache;
   reset_peak_memory(device);
-  for (int i = 0; i < a.warmup + a.blocks; ++i) {
-    const bool do_switch =
-        a.switch_every > 0 && i > a.warmup && (i - a.warmup) % a.switch_every == 0;
-    if (do_switch) generator.switch_prompt(embeds());
-    synchronize(device);
-    timer.start();
-    if (do_switch) {
-      generator.apply_pending_switch();
-      const double ms = timer.stop_ms();
-      recache.push_back(ms);
-      timer.start();
-      generator.next_block();
-      switch_blocks.push_back(ms + timer.stop_ms());
-    } else {
-      generator.next_block();
-      const double ms = timer.stop_ms();
-      if (i >= a.warmup) steady.push_back(ms);
-    }
-  }
+  const BlockTimes times = time_blocks(
+      a, timer, [&] { synchronize(device); }, [&] { generator.switch_prompt(embeds()); },
+      [&] { generator.apply_pending_switch(); }, [&] { generator.next_block(); });
   std::optional<VaceBench> vace;
   if (a.vace) {
     auto text_gen = at::detail::createCPUGenerator(7);
@@ -609,9 +624,9 @@ int run(const BenchArgs& a) {
     mask.narrow(1, 0, 120).fill_(1);
     text = time_calls(device, 2, 10, [&] { encoder.forward(ids, mask); });
   }
-  const Summary s = summarize(steady);
-  const Summary sw = summarize(switch_blocks);
-  const Summary rc = summarize(recache);
+  const Summary s = summarize(times.steady);
+  const Summary sw = summarize(times.switch_blocks);
+  const Summary rc = summarize(times.recache);
   const DeviceMemory mem = device_memory(device);
   const GeneratorStats gstats = generator.stats();
   // With style LoRAs: the device bake of the same faders (what the studio's Bake costs,
@@ -643,15 +658,7 @@ int run(const BenchArgs& a) {
                            generator.fp8_attention_active() ? " | fp8 attention" : "");
   if (a.decoder_only)
     std::cout << "decoder only   (the DiT figures below are of a tiny random model)\n";
-  std::cout << fmt::format(
-      "steady block   mean {:8.1f} ms  median {:8.1f}  p99 {:8.1f}  max {:8.1f}  ({} blocks)\n",
-      s.mean, s.median, s.p99, s.max, s.count);
-  if (sw.count)
-    std::cout << fmt::format(
-        "switch block   mean {:8.1f} ms  max {:8.1f}  (re-cache alone mean {:.1f} ms)\n", sw.mean,
-        sw.max, rc.mean);
-  std::cout << fmt::format("video FPS      {:.1f} ({} frames per block)\n", fps,
-                           video_frames_per_block);
+  print_block_summary(s, sw, rc, video_frames_per_block, fps);
   if (!style.faders.empty())
     std::cout << fmt::format(
         "style LoRAs    {} x rank {}: bake on the device {:.1f} ms (host {:.0f} ms); after it "

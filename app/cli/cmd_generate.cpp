@@ -13,6 +13,7 @@
 #include "longlive/generator.h"
 #include "longlive/log.h"
 #include "longlive/preset.h"
+#include "longlive/ranked_session.h"
 #include "longlive/session.h"
 #include "longlive/text_encoder.h"
 #include "longlive/vace.h"
@@ -75,6 +76,10 @@ struct GenerateArgs {
   // Live inputs instead of the files: a camera (or another FFmpeg input device).
   std::string vace_camera, v2v_camera, camera_format = "v4l2";
   std::string vace_preprocess;  // built-in preprocessor of the VACE frames: gray, edges
+  // Sequence parallelism (docs/multi-gpu.md): the stream on this many ranks.
+  int gpus = 1;
+  std::string rank_backend = "auto";
+  bool share_gpu = false;
   bool vace_requested() const {
     return !vace_video.empty() || !vace_camera.empty() || !vace_image.empty() || !vace_mode.empty();
   }
@@ -213,9 +218,38 @@ int run(const GenerateArgs& a) {
 #ifndef LONGLIVE_WITH_RECORDER
   if (!a.output.empty()) throw ConfigError("--output: this build has no FFmpeg recorder");
 #endif
-  SessionFactory factory(model, overrides);
-  const auto session = factory.open(preset, a.height, a.width);
-  StreamGenerator& generator = *session->generator;
+  // One session, or one per rank (rank 0's keeps the text encoder and the decoder).
+  std::unique_ptr<SessionFactory> single_factory;
+  std::unique_ptr<Session> single;
+  std::unique_ptr<RankedSession> ranked;
+  if (a.gpus > 1) {
+    // The ranks share the stream's calls; a per-block input (VACE, video-to-video) would have to
+    // reach every rank too, which is not wired yet.
+    if (a.vace_requested() || !a.v2v_video.empty() || !a.v2v_camera.empty())
+      throw ConfigError(fmt::format(
+          "--gpus {}: VACE and video-to-video run on one rank for now (drop --gpus, or the "
+          "--vace-*/--v2v-* inputs)",
+          a.gpus));
+    RankPlan plan;
+    plan.ranks = a.gpus;
+    plan.share_device = a.share_gpu;
+    if (a.rank_backend != "auto") plan.backend = parse_rank_backend(a.rank_backend);
+    ranked = RankedSession::open(model, overrides, preset, a.height, a.width, plan);
+  } else {
+    single_factory = std::make_unique<SessionFactory>(model, overrides);
+    single = single_factory->open(preset, a.height, a.width);
+  }
+  SessionFactory& factory = ranked ? ranked->lead_factory() : *single_factory;
+  Session* const session = ranked ? &ranked->lead() : single.get();
+  // Rank 0's generator: options, stats and frame counts (every rank keeps the same ones).
+  StreamGenerator& generator = ranked ? ranked->stream().rank(0) : *single->generator;
+  auto start = [&](const at::Tensor& embeds, uint64_t seed) {
+    if (ranked)
+      ranked->stream().each([&](StreamGenerator& g, int) { g.start(embeds, seed); });
+    else
+      generator.start(embeds, seed);
+  };
+  auto next_block = [&] { return ranked ? ranked->stream().next_block() : generator.next_block(); };
   const GeneratorOptions& o = generator.options();
   const int height = session->height, width = session->width;
 
@@ -248,7 +282,7 @@ int run(const GenerateArgs& a) {
 #endif
   }
 
-  generator.start(embeds, a.seed);
+  start(embeds, a.seed);
   log::info("KV cache: {} tokens per layer, {}, {:.1f} MiB",
             o.local_attn_frames * (o.latent_height / o.model.patch[1]) *
                 (o.latent_width / o.model.patch[2]),
@@ -281,7 +315,7 @@ int run(const GenerateArgs& a) {
   for (int64_t b = 0; b < a.blocks; ++b) {
     if (vace) vace->before_block(generator);
     if (v2v) v2v->before_block(generator);
-    const at::Tensor block = generator.next_block();
+    const at::Tensor block = next_block();
 #ifdef LONGLIVE_WITH_RECORDER
     if (recorder || !outputs.empty()) {
       session->decoder->submit(block);
@@ -383,6 +417,14 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
                   "FFmpeg input device of the cameras: v4l2 (default), x11grab, lavfi, ...");
   cmd->add_option("--height", a->height, "Video height (multiple of 16)");
   cmd->add_option("--width", a->width, "Video width (multiple of 16)");
+  cmd->add_option("--gpus", a->gpus,
+                  "Run the stream on N ranks, rank r on CUDA device r (sequence parallelism, "
+                  "docs/multi-gpu.md); on the CPU or with --share-gpu all on one device")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--rank-backend", a->rank_backend,
+                  "auto (NCCL across GPUs when built, else Gloo), gloo or nccl")
+      ->check(CLI::IsMember({"auto", "gloo", "nccl"}));
+  cmd->add_flag("--share-gpu", a->share_gpu, "Put every --gpus rank on the first GPU (Gloo)");
   return [a]() { return run(*a); };
 });
 

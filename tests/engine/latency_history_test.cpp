@@ -7,17 +7,12 @@
 #include <functional>
 #include <thread>
 
+#include "engine_support.h"
 #include "longlive/engine.h"
 #include "longlive/profiler.h"
 
 namespace longlive::test {
 namespace {
-
-bool wait_for(const std::function<bool()>& done, int ms = 120000) {
-  for (int i = 0; i < ms / 10 && !done(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return done();
-}
 
 TEST(LatencyHistory, KeepsTheNewestBlocksWithTheirMarks) {
   LatencyHistory h(3);

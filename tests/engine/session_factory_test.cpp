@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "engine_support.h"
 #include "longlive/async_decoder.h"
 #include "longlive/engine.h"
 #include "longlive/error.h"
@@ -18,12 +19,7 @@
 namespace longlive::test {
 namespace {
 
-ModelSpec tiny() {
-  ModelSpec m;
-  m.tiny_random = true;
-  m.device = at::Device(at::kCPU);
-  return m;
-}
+ModelSpec tiny() { return tiny_model(at::Device(at::kCPU)); }
 
 Preset base_preset() {
   Preset p;

@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include "engine_support.h"
 #include "fixtures.h"
 #include "input_videos.h"
 #include "longlive/control_input.h"
@@ -33,9 +34,7 @@ const char* const kPrompt = "a red fox";
 constexpr uint64_t kSeed = 11;
 
 ModelSpec tiny(bool vace = true) {
-  ModelSpec m;
-  m.tiny_random = true;
-  m.device = at::Device(at::kCPU);
+  ModelSpec m = tiny_model(at::Device(at::kCPU));
   m.vace = vace;
   return m;
 }
@@ -45,12 +44,6 @@ Preset preset() {
   p.name = "vace-live";
   p.local_attn_frames = 9;
   return p;
-}
-
-bool wait_for(const std::function<bool()>& done, int ms = 180000) {
-  for (int i = 0; i < ms / 10 && !done(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return done();
 }
 
 // A live Engine session: its latents per block, errors, the finished timeline.

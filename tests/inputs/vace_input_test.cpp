@@ -7,6 +7,7 @@
 
 #include <fstream>
 
+#include "engine_support.h"
 #include "fixtures.h"
 #include "input_videos.h"
 #include "longlive/control_input.h"
@@ -58,12 +59,7 @@ TEST(VideoFileSource, UnreadableInputsNameTheFile) {
   EXPECT_THROW(VideoFileSource(text, 32, 32), Error);
 }
 
-ModelSpec tiny() {
-  ModelSpec m;
-  m.tiny_random = true;
-  m.device = at::Device(at::kCPU);
-  return m;
-}
+ModelSpec tiny() { return tiny_model(at::Device(at::kCPU)); }
 
 Preset preset() {
   Preset p;

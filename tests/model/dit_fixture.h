@@ -8,6 +8,7 @@
 #include "fixtures.h"
 #include "longlive/generator.h"
 #include "longlive/weights.h"
+#include "tensor_compare.h"
 
 namespace longlive::test {
 
@@ -78,9 +79,5 @@ class RecordedNoise final : public NoiseSource {
   std::string prefix_;
   int64_t frames_;
 };
-
-inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kCPU, at::kDouble) - b.to(at::kCPU, at::kDouble)).abs().max().item<double>();
-}
 
 }  // namespace longlive::test

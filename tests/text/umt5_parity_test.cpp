@@ -7,13 +7,10 @@
 
 #include "fixtures.h"
 #include "longlive/text_encoder.h"
+#include "tensor_compare.h"
 
 namespace longlive::test {
 namespace {
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
 
 struct Umt5Fixture : ::testing::Test {
   void SetUp() override {

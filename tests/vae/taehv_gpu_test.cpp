@@ -12,6 +12,7 @@
 #include "fixtures.h"
 #include "longlive/decoder.h"
 #include "longlive/taehv.h"
+#include "tensor_compare.h"
 
 namespace longlive::test {
 namespace {
@@ -21,10 +22,6 @@ WeightStore gpu_taehv_weights(const WeightStore& io) {
   for (const auto& part : nlohmann::json::parse(io.metadata().at("weights")))
     w.merge(WeightStore::open(taehv_weights_dir() / part.get<std::string>()));
   return w;
-}
-
-double max_abs_diff_cpu(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kCPU, at::kDouble) - b.to(at::kCPU, at::kDouble)).abs().max().item<double>();
 }
 
 TEST(TaehvGpu, Fp32MatchesReferenceAndFp16StaysClose) {
@@ -50,14 +47,14 @@ TEST(TaehvGpu, Fp32MatchesReferenceAndFp16StaysClose) {
       ASSERT_TRUE(frames.is_cuda());
       ASSERT_EQ(frames.sizes(), expected.sizes());
       EXPECT_TRUE(frames.is_contiguous()) << variant;
-      const double diff = max_abs_diff_cpu(frames, expected);
+      const double diff = max_abs_diff(frames, expected);
       std::printf("TAEHV fp32 on the GPU, %s: max |diff| = %.3g\n", variant.c_str(), diff);
       EXPECT_LT(diff, 1e-3) << variant;
 
       auto fp16 = make_taehv_decoder(weights, {cuda, at::kHalf, layout, fused});
       const at::Tensor half = fp16->decode(io.get("latents"));
       EXPECT_EQ(half.scalar_type(), at::kFloat);
-      EXPECT_LT(max_abs_diff_cpu(half, expected), 3e-2)
+      EXPECT_LT(max_abs_diff(half, expected), 3e-2)
           << "fp16 decode beyond half precision, " << variant;
     }
   }

@@ -9,13 +9,10 @@
 #include "longlive/error.h"
 #include "longlive/taehv.h"
 #include "stream_chunks.h"
+#include "tensor_compare.h"
 
 namespace longlive::test {
 namespace {
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
 
 WeightStore taehv_weights(const WeightStore& io) {
   WeightStore w;

@@ -11,15 +11,12 @@
 #include "longlive/error.h"
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
+#include "tensor_compare.h"
 
 namespace longlive::test {
 namespace {
 
 constexpr double kTolerance = 1e-4;
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
 
 std::array<int64_t, 3> stride_of(const WeightStore& masks) {
   const std::string text = masks.metadata().at("vae_stride");  // "[4, 8, 8]"

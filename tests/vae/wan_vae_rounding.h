@@ -29,12 +29,9 @@
 
 #include "fixtures.h"
 #include "longlive/wan_vae.h"
+#include "tensor_compare.h"
 
 namespace longlive::test {
-
-inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
 
 // Above this floor float32 decoding of the configuration is too ill-conditioned for a parity check
 // (the tolerance would be 0.1 of the pixel range): tests fail rather than compare at that level.
