@@ -769,7 +769,9 @@ void MainWindow::set_model_folder(const QString& dir) {
 }
 
 void MainWindow::update_host_frames() {
-  host_frames_requested_ = !view_->wants_device_frames() || recording_->recording() ||
+  // The Record button is unchecked as a recording stops, before the recorder has detached it.
+  const bool recording = recording_->record_button()->isChecked() && recording_->recording();
+  host_frames_requested_ = !view_->wants_device_frames() || recording ||
                            video_out_->camera_action()->isChecked() ||
                            video_out_->stream_action()->isChecked();
   if (engine_) engine_->set_host_frames(host_frames_requested_);

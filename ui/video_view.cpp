@@ -26,6 +26,10 @@ constexpr double kMinIntervalMs = 1000.0 / 120, kMaxIntervalMs = 1000.0 / 4;
 constexpr size_t kRateBursts = 5;
 // The queue holds at most one and a half bursts (a block and some jitter), at least this many.
 constexpr size_t kMinQueued = 8;
+// How long a frame waits for the frame on screen to be painted before replacing it anyway.
+constexpr double kPaintWaitMs = 100;
+// Paint durations kept for paint_ms().
+constexpr size_t kPaintSamples = 256;
 
 // A quad over the viewport as a triangle strip: x, y, u, v (v = 0 is the frame's top row).
 constexpr float kQuad[] = {-1, -1, 0, 1, 1, -1, 1, 1, -1, 1, 0, 0, 1, 1, 1, 0};
@@ -59,10 +63,7 @@ VideoView::VideoView(QWidget* parent)
   setFocusPolicy(Qt::ClickFocus);  // keys reach the overlay after a click into the view
   pacer_.setTimerType(Qt::PreciseTimer);
   pacer_.setSingleShot(true);
-  connect(&pacer_, &QTimer::timeout, this, [this] {
-    advance();
-    schedule_next();
-  });
+  connect(&pacer_, &QTimer::timeout, this, &VideoView::schedule_next);
   clock_.start();
 }
 
@@ -130,16 +131,19 @@ void VideoView::enqueue(ShownFrame frame) {
     buffer_.pop_front();
     ++dropped_;
   }
-  if (!paced_) return advance();
-  if (!pacer_.isActive()) schedule_next();
+  schedule_next();
 }
 
 void VideoView::schedule_next() {
-  if (buffer_.empty() || pacer_.isActive()) return;
-  const double wait = next_due_ms_ - now_ms();
+  if (buffer_.empty()) return;
+  const double now = now_ms();
+  double wait = paced_ ? next_due_ms_ - now : 0;
+  // The frame on screen is painted before the next replaces it (a replaced unpainted frame would
+  // be a silent skip); a view that does not paint (hidden) waits kPaintWaitMs at most.
+  if (!current_painted_) wait = std::max(wait, advanced_ms_ + kPaintWaitMs - now);
   if (wait <= 0) {  // due (or the queue ran dry and this frame is late): show it now
     advance();
-    if (!buffer_.empty()) schedule_next();
+    schedule_next();  // arms the pacer for the one after (advance() left it unpainted)
     return;
   }
   pacer_.start(static_cast<int>(std::ceil(wait)));
@@ -150,6 +154,7 @@ void VideoView::clear() {
   current_ = ShownFrame{};
   upload_pending_ = false;
   dropped_ = 0;
+  current_painted_ = true;
   pacer_.stop();
   bursts_.clear();
   last_arrival_ms_ = -1;
@@ -195,7 +200,9 @@ void VideoView::advance() {
   // On schedule (the timer fires a little late): the cadence goes on from the due time, so the
   // lateness does not add up; otherwise (the queue ran dry) it starts again from now.
   const double from = now - next_due_ms_ < interval_ms_ / 2 ? next_due_ms_ : now;
-  next_due_ms_ = from + interval_ms_ * (queued > burst ? std::max(0.5, burst / queued) : 1.0);
+  next_due_ms_ = from + interval_ms_ * (queued > burst ? std::max(0.75, burst / queued) : 1.0);
+  advanced_ms_ = now;
+  current_painted_ = false;
   shown_ms_.push_back(clock_.elapsed());
   while (shown_ms_.size() > 3 * kVideoFps) shown_ms_.pop_front();
   update();
@@ -334,6 +341,8 @@ void VideoView::draw_frame() {
 }
 
 void VideoView::paintGL() {
+  QElapsedTimer paint_clock;
+  paint_clock.start();
   QOpenGLFunctions* f = context()->functions();
   f->glClearColor(0, 0, 0, 1);
   f->glClear(GL_COLOR_BUFFER_BIT);
@@ -350,6 +359,12 @@ void VideoView::paintGL() {
     emit frame_shown(current_.index);
   }  // the painter ends here: ImGui draws with raw GL on top
   if (overlay_) paint_overlay();
+  paint_ms_.push_back(static_cast<double>(paint_clock.nsecsElapsed()) / 1e6);
+  while (paint_ms_.size() > kPaintSamples) paint_ms_.pop_front();
+  if (!current_painted_ && current_.size.isValid()) {
+    current_painted_ = true;  // the next frame may come: the pacer looks again, after this paint
+    QMetaObject::invokeMethod(this, &VideoView::schedule_next, Qt::QueuedConnection);
+  }
 }
 
 void VideoView::paint_overlay() {
@@ -368,7 +383,10 @@ void VideoView::paint_overlay() {
                                         .upload_note = selector_.why_not(),
                                         .kernels_note = KernelProfiler::unavailable_reason(),
                                         .select_kernels = select_kernels_frames_ > 0});
-  if (select_kernels_frames_ > 0) --select_kernels_frames_;
+  if (select_kernels_frames_ > 0) {
+    --select_kernels_frames_;
+    update();  // the tab shows from the next overlay frame: paint it (and one after the flag)
+  }
   imgui_->render();
 }
 

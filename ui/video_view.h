@@ -19,6 +19,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "debug_overlay.h"
 #include "longlive/engine.h"
@@ -59,7 +60,11 @@ class VideoView : public QOpenGLWidget {
   void set_paced(bool paced) { paced_ = paced; }
   void set_overlay_visible(bool visible);
   // Brings the overlay's Kernels tab to the front (as a click on it would).
-  void show_kernels_tab() { select_kernels_frames_ = 2; }
+  // Paints at once (and the overlay frames it takes), new video frames or not.
+  void show_kernels_tab() {
+    select_kernels_frames_ = 2;
+    update();
+  }
   bool overlay_visible() const { return overlay_; }
   void set_recording(bool recording) { recording_ = recording; }
   // What the overlay drew last (regions, plotted blocks, switch markers) and ImGui's vertices.
@@ -78,6 +83,8 @@ class VideoView : public QOpenGLWidget {
   int64_t frames_dropped() const { return dropped_; }
   // The frame interval the pacer currently aims at (the estimated generation rate).
   double pace_interval_ms() const { return interval_ms_; }
+  // How long the last paints took (paintGL: upload, draw, overlay), oldest first.
+  std::vector<double> paint_ms() const { return {paint_ms_.begin(), paint_ms_.end()}; }
   // Interop was given up (a failed upload, or no frame shaders): the window turns the engine's
   // host copies back on.
   void set_interop_lost_handler(std::function<void()> handler) {
@@ -139,6 +146,9 @@ class VideoView : public QOpenGLWidget {
   double last_arrival_ms_ = -1;
   int64_t last_burst_frames_ = 0;  // of the last complete burst
   double next_due_ms_ = 0;
+  double advanced_ms_ = 0;       // when current_ became the frame on screen
+  bool current_painted_ = true;  // current_ was painted since (the next may replace it)
+  std::deque<double> paint_ms_;
   std::function<void()> interop_lost_;
   bool overlay_ = false;
   int select_kernels_frames_ = 0;  // overlay frames left that select the Kernels tab
