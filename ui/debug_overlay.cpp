@@ -212,8 +212,9 @@ OverlayReport draw_debug_overlay(const OverlayInput& in) {
   for (const auto& line : s.fallbacks) ImGui::TextColored(kMissColor, "  %s", line.c_str());
   ImGui::Text("block %.1f ms   generation %.1f fps   display %.1f fps", s.last_block_ms, s.fps,
               in.display_fps);
-  ImGui::Text("frame %lld   blocks %lld", static_cast<long long>(in.frame_index),
-              static_cast<long long>(s.blocks));
+  ImGui::Text("frame %lld   blocks %lld   display dropped %lld",
+              static_cast<long long>(in.frame_index), static_cast<long long>(s.blocks),
+              static_cast<long long>(in.display_dropped));
   if (!in.upload.empty()) ImGui::Text("%s", in.upload.c_str());
   if (!in.upload_note.empty()) ImGui::TextColored(kDim, "  %s", in.upload_note.c_str());
   if (s.device.rfind("cuda", 0) == 0)
@@ -241,8 +242,10 @@ OverlayReport draw_debug_overlay(const OverlayInput& in) {
                        static_cast<long long>(s.regions_block),
                        static_cast<long long>(s.blocks - 1 - s.regions_block));
   if (s.device.rfind("cuda", 0) == 0)
-    ImGui::TextColored(kDim, "  device -> host: %.0f bytes per frame%s", s.d2h_bytes_per_frame,
-                       s.d2h_bytes_per_frame == 0 ? " (frames stay on the GPU)" : "");
+    ImGui::TextColored(kDim, "  device -> host: %.0f bytes per frame%s (%lld frames copied)",
+                       s.d2h_bytes_per_frame,
+                       s.d2h_bytes_per_frame == 0 ? " (frames stay on the GPU)" : "",
+                       static_cast<long long>(s.host_copied_frames));
   if (ImGui::BeginTabBar("timings")) {
     if (ImGui::BeginTabItem("Regions")) {
       timings_table(s, report);

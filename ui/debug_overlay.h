@@ -28,7 +28,10 @@ struct OverlayInput {
   PromptSource last_switch_source = PromptSource::unknown;
   double switch_latency_ms = 0;  // Enter pressed -> first frame of the new prompt on screen
   double display_fps = 0;        // frames shown per second by the view
-  int64_t frame_index = 0;       // the frame on screen
+  // Frames the view dropped instead of showing late (its queue past its bound, or older frames
+  // skipped for a new prompt's first frame), since its last clear().
+  int64_t display_dropped = 0;
+  int64_t frame_index = 0;  // the frame on screen
   bool recording = false;
   double memory_gib = 0;       // device memory allocated (CUDA only)
   double peak_memory_gib = 0;  // peak allocated so far

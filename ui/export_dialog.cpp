@@ -30,8 +30,9 @@ ExportDialog::ExportDialog(RecordingControls* controls, QWidget* parent)
   decoder_->addItem("live frames (TAEHV)");
   decoder_->addItem("Wan VAE re-decode");
   decoder_->setToolTip(
-      "live frames: the frames shown during the session (the TAEHV preview decoder, or the Wan "
-      "VAE with a 'decoder: wan' preset), written at once.\n"
+      "live frames: the frames of the session kept on the host (the TAEHV preview decoder, or "
+      "the Wan VAE with a 'decoder: wan' preset), written at once. With CUDA-GL interop the "
+      "frames are copied to the host only while recording or sending video out.\n"
       "Wan VAE re-decode: the current video's latents decoded again by the full Wan 2.1 VAE "
       "(best quality, slower; needs Wan2.1_VAE.pth in the model folder)");
   crf_ = new QSpinBox;
@@ -101,6 +102,12 @@ void ExportDialog::prepare() {
                      .arg(frames.size())
                      .arg(frames.size() / 16.0, 0, 'f', 1)
                      .arg(frames.bytes() / (1024.0 * 1024.0), 0, 'f', 1);
+  if (frames.not_copied() > 0)
+    frames_text_ += QString(
+                        " %1 frames were shown from the GPU only and are not among them (the "
+                        "frames are copied to the host while recording or sending video out); "
+                        "the Wan VAE re-decode covers the whole video.")
+                        .arg(frames.not_copied());
   if (frames.dropped() > 0)
     frames_text_ += QString(
                         " The first %1 frames were dropped to stay within the memory budget "

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "longlive/error.h"
 #include "longlive/log.h"
 
@@ -72,7 +74,9 @@ void LiveRecorder::on_frame(const EngineFrame& frame) {
   bool new_prompt = false;
   {
     std::lock_guard lock(state_mutex_);
-    if (!recorder_ || error_) return;
+    // A frame without a host copy (the engine turns them on when the recording starts; the
+    // first block after may still be without) is not pushed: the recording starts after it.
+    if (!recorder_ || error_ || !frame.rgba.defined()) return;
     if (frame.rgba.size(0) != height_ || frame.rgba.size(1) != width_) {
       error_ = fmt::format(
           "recording to '{}' stopped: the video changed size to {}x{} (recording is {}x{}); "
@@ -177,27 +181,36 @@ std::filesystem::path LiveRecorder::path() const {
 void SessionFrames::clear() {
   std::lock_guard lock(mutex_);
   frames_.clear();
+  absolute_.clear();
   prompts_.clear();
+  seen_ = 0;
   bytes_ = 0;
   dropped_ = 0;
+  not_copied_ = 0;
   video_start_ = 0;
   last_prompt_.clear();
 }
 
 void SessionFrames::add(const EngineFrame& frame) {
   std::lock_guard lock(mutex_);
-  const int64_t absolute = dropped_ + static_cast<int64_t>(frames_.size());
+  const int64_t absolute = seen_++;
   if (frame.index == 0) video_start_ = absolute;
   if (frame.prompt != last_prompt_ || prompts_.empty()) {
     prompts_.push_back({absolute, frame.prompt});
     last_prompt_ = frame.prompt;
   }
+  if (!frame.rgba.defined()) {  // shown from the GPU only: nothing on the host to keep
+    ++not_copied_;
+    return;
+  }
   // A frame is a view into its block's tensor: keep a compact copy of just this frame.
   frames_.push_back(frame.rgba.contiguous().clone());
+  absolute_.push_back(absolute);
   bytes_ += static_cast<int64_t>(frames_.back().nbytes());
   while (bytes_ > budget_ && frames_.size() > 1) {
     bytes_ -= static_cast<int64_t>(frames_.front().nbytes());
     frames_.pop_front();
+    absolute_.pop_front();
     ++dropped_;
   }
 }
@@ -212,10 +225,15 @@ SessionFrames::Snapshot SessionFrames::snapshot() const {
   Snapshot s;
   s.frames.assign(frames_.begin(), frames_.end());
   s.dropped = dropped_;
-  // Prompt marks relative to the first kept frame; the prompt in effect at that frame starts it.
+  s.not_copied = not_copied_;
+  // Prompt marks at the first kept frame at or after them (kept frames may have gaps: frames
+  // shown from the GPU only were not kept); the prompt in effect at the first kept frame starts
+  // it, and a mark after the last kept frame has no frame to mark.
   for (const PromptMark& p : prompts_) {
-    const int64_t relative = p.frame - dropped_;
-    if (relative <= 0) {
+    const auto relative = static_cast<int64_t>(
+        std::lower_bound(absolute_.begin(), absolute_.end(), p.frame) - absolute_.begin());
+    if (relative >= static_cast<int64_t>(frames_.size())) continue;
+    if (relative <= 0 || (!s.prompts.empty() && s.prompts.back().frame == relative)) {
       if (s.prompts.empty())
         s.prompts.push_back({0, p.text});
       else
@@ -252,6 +270,11 @@ int64_t SessionFrames::bytes() const {
 int64_t SessionFrames::dropped() const {
   std::lock_guard lock(mutex_);
   return dropped_;
+}
+
+int64_t SessionFrames::not_copied() const {
+  std::lock_guard lock(mutex_);
+  return not_copied_;
 }
 
 bool export_session(const SessionFrames::Snapshot& snapshot, RecorderOptions options,

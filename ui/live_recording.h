@@ -83,6 +83,9 @@ class LiveRecorder {
 
 // The session's frames (RGBA8 [H, W, 4], CPU) and prompt marks, up to a memory budget: when it
 // is exceeded the oldest frames are dropped (and counted), so a long session cannot exhaust RAM.
+// Only frames with a host copy are kept: a frame shown from the GPU alone (the studio turns the
+// engine's host copies off unless it records, streams or uploads from the host) is counted as
+// not copied, and its prompt marks still count (video_prompts, the Wan VAE re-decode's chapters).
 class SessionFrames {
  public:
   explicit SessionFrames(int64_t budget_bytes) : budget_(budget_bytes) {}
@@ -95,6 +98,7 @@ class SessionFrames {
     std::vector<at::Tensor> frames;   // shared with the store (tensors are not copied)
     std::vector<PromptMark> prompts;  // frame numbers relative to frames[0]
     int64_t dropped = 0;              // older frames dropped for the budget
+    int64_t not_copied = 0;           // frames of the session never copied to the host
   };
   Snapshot snapshot() const;
   // Prompt marks of the current video (frames since the engine last started one, frame index 0:
@@ -104,14 +108,18 @@ class SessionFrames {
   int64_t size() const;
   int64_t bytes() const;
   int64_t dropped() const;
+  int64_t not_copied() const;  // frames seen without a host copy (not kept)
 
  private:
   mutable std::mutex mutex_;
   int64_t budget_;
   std::deque<at::Tensor> frames_;
+  std::deque<int64_t> absolute_;     // each kept frame's absolute number
   std::vector<PromptMark> prompts_;  // absolute frame numbers (dropped frames included)
+  int64_t seen_ = 0;                 // frames added since clear(), kept or not
   int64_t bytes_ = 0;
   int64_t dropped_ = 0;
+  int64_t not_copied_ = 0;
   int64_t video_start_ = 0;  // absolute frame number of the current video's first frame
   std::string last_prompt_;
 };

@@ -139,6 +139,10 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   statusBar()->addPermanentWidget(recording_->status_label());
   connect(recording_, &RecordingControls::error, this, &MainWindow::show_error);
   connect(recording_->record_button(), &QPushButton::toggled, view_, &VideoView::set_recording);
+  // Host copies of the frames only while something on the host needs them.
+  connect(recording_->record_button(), &QPushButton::toggled, this,
+          &MainWindow::update_host_frames);
+  view_->set_interop_lost_handler([this] { update_host_frames(); });
   connect(model_panel_, &ModelSetupPanel::choose_folder_requested, this,
           &MainWindow::choose_model_folder);
   connect(model_panel_, &ModelSetupPanel::tiny_requested, this, [this] {
@@ -372,11 +376,21 @@ bool MainWindow::ensure_engine(bool quiet) {
     if (!current()) return;
     recording_->on_engine_frame(f);  // every frame, in order, before the view may drop any
     video_out_->on_engine_frame(f);  // never blocks: a slow receiver drops its own frames
-    QImage image(static_cast<const uchar*>(f.rgba.data_ptr()), static_cast<int>(f.rgba.size(1)),
-                 static_cast<int>(f.rgba.size(0)), static_cast<int>(f.rgba.stride(0)),
-                 QImage::Format_RGBA8888);
-    ShownFrame shown{image.copy(), f.index, QString::fromStdString(f.prompt), f.first_of_prompt,
-                     std::move(f.device)};
+    ShownFrame shown{
+        {}, {}, f.index, QString::fromStdString(f.prompt), f.first_of_prompt, std::move(f.device)};
+    if (f.rgba.defined()) {
+      // No copy: the image reads the engine's host frame (its own per block) and keeps it alive.
+      const at::Tensor rgba = f.rgba.contiguous();
+      shown.image = QImage(
+          static_cast<const uchar*>(rgba.data_ptr()), static_cast<int>(rgba.size(1)),
+          static_cast<int>(rgba.size(0)), static_cast<qsizetype>(rgba.stride(0)),
+          QImage::Format_RGBA8888, [](void* tensor) { delete static_cast<at::Tensor*>(tensor); },
+          new at::Tensor(rgba));
+      shown.size = shown.image.size();
+    } else if (shown.device.rgba.defined()) {
+      shown.size = QSize(static_cast<int>(shown.device.rgba.size(1)),
+                         static_cast<int>(shown.device.rgba.size(0)));
+    }
     QMetaObject::invokeMethod(
         this,
         [this, current, shown = std::move(shown)]() mutable {
@@ -398,6 +412,7 @@ bool MainWindow::ensure_engine(bool quiet) {
           inputs_->sync(s.inputs);
           memory_ = memory;
           if (s.state == "error") running_ = false;
+          update_host_frames();  // a video output switched on or off meanwhile
           view_->set_stats(s);
           view_->set_memory(memory);
           update_status();
@@ -418,6 +433,7 @@ bool MainWindow::ensure_engine(bool quiet) {
         this, [this, t] { timeline_finished(t); }, Qt::QueuedConnection);
   };
   engine_model_ = model;
+  update_host_frames();
   // Device frames only while the view can take them GPU to GPU (CUDA-GL interop). On a CPU the
   // window stays responsive however busy generation keeps the cores.
   // Latents kept for the Wan VAE export: the most recent within recording/kept_latents_mib.
@@ -429,6 +445,7 @@ bool MainWindow::ensure_engine(bool quiet) {
       EngineOptions{
           .device_frames = view_->wants_device_frames(),
           .yield_cpu = true,
+          .host_frames = host_frames_requested_,
           .max_kept_latent_bytes = std::max<int64_t>(kept_latents_mib, 0) << 20,
           .inputs = ffmpeg_input_opener(),
           // Camera frames are saved beside the session timelines, which name them.
@@ -749,6 +766,15 @@ void MainWindow::set_model_folder(const QString& dir) {
   }
   retire_engine();
   running_ = false;
+}
+
+void MainWindow::update_host_frames() {
+  // The Record button is unchecked as a recording stops, before the recorder has detached it.
+  const bool recording = recording_->record_button()->isChecked() && recording_->recording();
+  host_frames_requested_ = !view_->wants_device_frames() || recording ||
+                           video_out_->camera_action()->isChecked() ||
+                           video_out_->stream_action()->isChecked();
+  if (engine_) engine_->set_host_frames(host_frames_requested_);
 }
 
 void MainWindow::update_status() {

@@ -75,6 +75,10 @@ class MainWindow : public QMainWindow {
   QCheckBox* tiny_box() const { return tiny_; }
   QComboBox* resolution_box() const { return resolution_; }
   EngineStats engine_stats() const;
+  // Whether the window asks the engine for host copies of the frames: while it records or sends
+  // video out, or when the view cannot take frames GPU to GPU (no CUDA-GL interop). A CPU engine
+  // makes its frames on the host whatever this says.
+  bool host_frames_requested() const { return host_frames_requested_; }
   // The model folder button's effect without its dialog (also used by the setup panel).
   void set_model_folder(const QString& dir);
   // The 1.3B model with random weights and text-seeded prompt embeddings instead of a model
@@ -136,6 +140,7 @@ class MainWindow : public QMainWindow {
   void retire_engine();
   void join_retired_engines();
   void update_status();
+  void update_host_frames();  // host_frames_requested(), passed on to the engine
 
   QString presets_dir_;
 
@@ -153,6 +158,7 @@ class MainWindow : public QMainWindow {
   QComboBox* presets_ = nullptr;
   QCheckBox* tiny_ = nullptr;
   bool random_full_ = false;
+  bool host_frames_requested_ = true;
   QLabel* model_label_ = nullptr;
   ErrorBanner* banner_ = nullptr;
   ModelSetupPanel* model_panel_ = nullptr;

@@ -48,7 +48,11 @@ VideoOutControls::VideoOutControls(QWidget* window, QMenu* menu)
 
 VideoOutControls::~VideoOutControls() = default;  // LiveOutputs closes and joins
 
-void VideoOutControls::on_engine_frame(const EngineFrame& frame) { outputs_->push(frame.rgba); }
+void VideoOutControls::on_engine_frame(const EngineFrame& frame) {
+  // Frames without a host copy come before the window turns the engine's copies on for an
+  // output (at its next stats): nothing to send yet.
+  if (frame.rgba.defined()) outputs_->push(frame.rgba);
+}
 
 void VideoOutControls::set_settings(const VideoOutSettings& settings) {
   settings_ = settings;

@@ -8,6 +8,8 @@
 #include <QOpenGLFunctions>
 #include <QPainter>
 #include <QWheelEvent>
+#include <algorithm>
+#include <cmath>
 
 #include "cuda_gl_uploader.h"
 #include "imgui_layer.h"
@@ -17,7 +19,17 @@ namespace longlive::ui {
 
 namespace {
 constexpr int kVideoFps = 16;
-constexpr size_t kMaxBuffered = 48;  // ~3 s: beyond that we show frames as fast as they come
+// Arrivals further apart than this start a new burst (a block's frames come within a few ms).
+constexpr double kBurstGapMs = 20;
+// The pacer's interval stays within 4..120 fps; the rate is measured over the last bursts.
+constexpr double kMinIntervalMs = 1000.0 / 120, kMaxIntervalMs = 1000.0 / 4;
+constexpr size_t kRateBursts = 5;
+// The queue holds at most one and a half bursts (a block and some jitter), at least this many.
+constexpr size_t kMinQueued = 8;
+// How long a frame waits for the frame on screen to be painted before replacing it anyway.
+constexpr double kPaintWaitMs = 100;
+// Paint durations kept for paint_ms().
+constexpr size_t kPaintSamples = 256;
 
 // A quad over the viewport as a triangle strip: x, y, u, v (v = 0 is the frame's top row).
 constexpr float kQuad[] = {-1, -1, 0, 1, 1, -1, 1, 1, -1, 1, 0, 0, 1, 1, 1, 0};
@@ -50,8 +62,8 @@ VideoView::VideoView(QWidget* parent)
   setMinimumSize(320, 240);
   setFocusPolicy(Qt::ClickFocus);  // keys reach the overlay after a click into the view
   pacer_.setTimerType(Qt::PreciseTimer);
-  connect(&pacer_, &QTimer::timeout, this, &VideoView::advance);
-  pacer_.start(1000 / kVideoFps);
+  pacer_.setSingleShot(true);
+  connect(&pacer_, &QTimer::timeout, this, &VideoView::schedule_next);
   clock_.start();
 }
 
@@ -72,7 +84,7 @@ void VideoView::release_gl() {
   if (texture_) context()->functions()->glDeleteTextures(1, &texture_);
   texture_ = 0;
   texture_size_ = QSize();
-  upload_pending_ = !current_.image.isNull();  // a new context uploads the frame again
+  upload_pending_ = current_.size.isValid();  // a new context uploads the frame again
   program_.reset();
   quad_.destroy();
   vao_.destroy();
@@ -84,14 +96,69 @@ QString VideoView::upload_status() const {
 }
 
 void VideoView::enqueue(ShownFrame frame) {
+  const double now = now_ms();
+  // The generation rate, from bursts: the time between the first and the newest burst's start
+  // over the frames of the bursts in between (a split burst counts right). A stall (pause,
+  // preset change, the first block) longer than two bursts starts the window again.
+  if (last_arrival_ms_ < 0 || now - last_arrival_ms_ > kBurstGapMs) {
+    if (!bursts_.empty()) last_burst_frames_ = bursts_.back().frames;
+    const double period =
+        interval_ms_ * static_cast<double>(std::max<int64_t>(last_burst_frames_, 1));
+    if (!bursts_.empty() && now - last_arrival_ms_ > 2 * period + kBurstGapMs) bursts_.clear();
+    bursts_.push_back({now, 0});
+    while (bursts_.size() > kRateBursts) bursts_.pop_front();
+    int64_t frames = 0;
+    for (size_t i = 0; i + 1 < bursts_.size(); ++i) frames += bursts_[i].frames;
+    if (frames > 0)
+      interval_ms_ = std::clamp((now - bursts_.front().start_ms) / static_cast<double>(frames),
+                                kMinIntervalMs, kMaxIntervalMs);
+  }
+  ++bursts_.back().frames;
+  last_arrival_ms_ = now;
+  // A new prompt's first frame while a switch waits for it: the old prompt's queued frames would
+  // only delay it.
+  if (frame.first_of_prompt && switch_clock_.isValid()) {
+    dropped_ += static_cast<int64_t>(buffer_.size());
+    buffer_.clear();
+  }
   buffer_.push_back(std::move(frame));
-  if (!paced_ || buffer_.size() > kMaxBuffered) advance();
+  // Before a burst was measured: room for a whole first block.
+  const size_t bound =
+      last_burst_frames_ > 0
+          ? std::max(kMinQueued, static_cast<size_t>(last_burst_frames_ + last_burst_frames_ / 2))
+          : 4 * kMinQueued;
+  while (buffer_.size() > bound) {  // behind: the newest frames matter, the oldest go
+    buffer_.pop_front();
+    ++dropped_;
+  }
+  schedule_next();
+}
+
+void VideoView::schedule_next() {
+  if (buffer_.empty()) return;
+  const double now = now_ms();
+  double wait = paced_ ? next_due_ms_ - now : 0;
+  // The frame on screen is painted before the next replaces it (a replaced unpainted frame would
+  // be a silent skip); a view that does not paint (hidden) waits kPaintWaitMs at most.
+  if (!current_painted_) wait = std::max(wait, advanced_ms_ + kPaintWaitMs - now);
+  if (wait <= 0) {  // due (or the queue ran dry and this frame is late): show it now
+    advance();
+    schedule_next();  // arms the pacer for the one after (advance() left it unpainted)
+    return;
+  }
+  pacer_.start(static_cast<int>(std::ceil(wait)));
 }
 
 void VideoView::clear() {
   buffer_.clear();
   current_ = ShownFrame{};
   upload_pending_ = false;
+  dropped_ = 0;
+  current_painted_ = true;
+  pacer_.stop();
+  bursts_.clear();
+  last_arrival_ms_ = -1;
+  last_burst_frames_ = 0;
   update();
 }
 
@@ -125,9 +192,26 @@ void VideoView::advance() {
     switch_latency_ms_ = static_cast<double>(switch_clock_.nsecsElapsed()) / 1e6;
     switch_clock_.invalidate();
   }
+  // The next frame is due one interval on; sooner while more than a burst is queued (the pacer
+  // catches up instead of running a block behind).
+  const double queued = static_cast<double>(buffer_.size());
+  const double burst = static_cast<double>(std::max<int64_t>(last_burst_frames_, 1));
+  const double now = now_ms();
+  // On schedule (the timer fires a little late): the cadence goes on from the due time, so the
+  // lateness does not add up; otherwise (the queue ran dry) it starts again from now.
+  const double from = now - next_due_ms_ < interval_ms_ / 2 ? next_due_ms_ : now;
+  next_due_ms_ = from + interval_ms_ * (queued > burst ? std::max(0.75, burst / queued) : 1.0);
+  advanced_ms_ = now;
+  current_painted_ = false;
   shown_ms_.push_back(clock_.elapsed());
-  while (shown_ms_.size() > 2 * kVideoFps) shown_ms_.pop_front();
+  while (shown_ms_.size() > 3 * kVideoFps) shown_ms_.pop_front();
   update();
+}
+
+void VideoView::give_up_interop(const std::string& why) {
+  const bool had = selector_.wants_device_frames();
+  selector_.give_up_interop(why);  // logged once; host uploads from now on
+  if (had && interop_lost_) interop_lost_();
 }
 
 void VideoView::initializeGL() {
@@ -155,6 +239,7 @@ void VideoView::init_frame_program() {
     // Never a black view: without the shaders, QPainter draws the host frame.
     log::warn("video view: the frame shaders do not build ({}); drawing with QPainter",
               program->log().toStdString());
+    give_up_interop("no frame shaders: frames are drawn from the host");
     return;
   }
   program_ = std::move(program);
@@ -177,9 +262,10 @@ void VideoView::init_frame_program() {
 void VideoView::upload_current() {
   upload_pending_ = false;
   const QImage& image = current_.image;
-  if (image.isNull() || !program_) return;
+  const QSize size = current_.size;
+  if (!size.isValid() || !program_) return;
   QOpenGLFunctions* f = context()->functions();
-  if (!texture_ || texture_size_ != image.size()) {
+  if (!texture_ || texture_size_ != size) {
     if (!texture_) {
       f->glGenTextures(1, &texture_);
       f->glBindTexture(GL_TEXTURE_2D, texture_);
@@ -189,9 +275,9 @@ void VideoView::upload_current() {
       f->glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
     }
     f->glBindTexture(GL_TEXTURE_2D, texture_);
-    f->glTexImage2D(GL_TEXTURE_2D, 0, context()->isOpenGLES() ? GL_RGBA : GL_RGBA8, image.width(),
-                    image.height(), 0, GL_RGBA, GL_UNSIGNED_BYTE, nullptr);
-    texture_size_ = image.size();
+    f->glTexImage2D(GL_TEXTURE_2D, 0, context()->isOpenGLES() ? GL_RGBA : GL_RGBA8, size.width(),
+                    size.height(), 0, GL_RGBA, GL_UNSIGNED_BYTE, nullptr);
+    texture_size_ = size;
   }
   upload_path_ = selector_.choose(current_.device);
   if (upload_path_ == UploadPath::cuda_gl) {
@@ -203,11 +289,14 @@ void VideoView::upload_current() {
       current_.device = DeviceFrame{};  // the uploader holds it until its copy is done
       return;
     } catch (const std::exception& e) {
-      selector_.give_up_interop(e.what());  // logged once; host uploads from now on
+      give_up_interop(e.what());
       interop_.reset();
       upload_path_ = UploadPath::host;
     }
   }
+  // A frame only on the GPU that interop could not take: the texture keeps the last frame until
+  // the engine's host copies (turned back on by the window) arrive.
+  if (image.isNull()) return;
   // Host path: RGBA8888 rows are 4-byte aligned and packed (bytesPerLine == 4 * width).
   f->glBindTexture(GL_TEXTURE_2D, texture_);
   f->glPixelStorei(GL_UNPACK_ALIGNMENT, 4);
@@ -217,8 +306,9 @@ void VideoView::upload_current() {
 }
 
 void VideoView::draw_frame() {
-  const QRect target = letterbox(current_.image.size(), size());
+  const QRect target = letterbox(current_.size, size());
   if (!program_ || !texture_) {
+    if (current_.image.isNull()) return;  // a device frame without shaders: nothing to draw
     QPainter p(this);
     p.setRenderHint(QPainter::SmoothPixmapTransform);
     p.drawImage(target, current_.image);
@@ -251,10 +341,12 @@ void VideoView::draw_frame() {
 }
 
 void VideoView::paintGL() {
+  QElapsedTimer paint_clock;
+  paint_clock.start();
   QOpenGLFunctions* f = context()->functions();
   f->glClearColor(0, 0, 0, 1);
   f->glClear(GL_COLOR_BUFFER_BIT);
-  if (!current_.image.isNull()) {
+  if (current_.size.isValid()) {
     if (upload_pending_) upload_current();
     draw_frame();
     ++painted_;
@@ -267,6 +359,12 @@ void VideoView::paintGL() {
     emit frame_shown(current_.index);
   }  // the painter ends here: ImGui draws with raw GL on top
   if (overlay_) paint_overlay();
+  paint_ms_.push_back(static_cast<double>(paint_clock.nsecsElapsed()) / 1e6);
+  while (paint_ms_.size() > kPaintSamples) paint_ms_.pop_front();
+  if (!current_painted_ && current_.size.isValid()) {
+    current_painted_ = true;  // the next frame may come: the pacer looks again, after this paint
+    QMetaObject::invokeMethod(this, &VideoView::schedule_next, Qt::QueuedConnection);
+  }
 }
 
 void VideoView::paint_overlay() {
@@ -276,6 +374,7 @@ void VideoView::paint_overlay() {
                                         .last_switch_source = last_switch_source_,
                                         .switch_latency_ms = switch_latency_ms_,
                                         .display_fps = display_fps(),
+                                        .display_dropped = dropped_,
                                         .frame_index = current_.index,
                                         .recording = recording_,
                                         .memory_gib = memory_.allocated_gib,
@@ -284,7 +383,10 @@ void VideoView::paint_overlay() {
                                         .upload_note = selector_.why_not(),
                                         .kernels_note = KernelProfiler::unavailable_reason(),
                                         .select_kernels = select_kernels_frames_ > 0});
-  if (select_kernels_frames_ > 0) --select_kernels_frames_;
+  if (select_kernels_frames_ > 0) {
+    --select_kernels_frames_;
+    update();  // the tab shows from the next overlay frame: paint it (and one after the flag)
+  }
   imgui_->render();
 }
 

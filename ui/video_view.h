@@ -1,8 +1,11 @@
 #pragma once
 // Shows the generated frames: an OpenGL widget that paces frames from a small jitter buffer at
-// the video's 16 fps (or as fast as they come), uploads the frame on screen into a texture and
-// draws it letterboxed (shaders/video.*), then the Dear ImGui debug overlay (F1) on top, with
-// Qt's input forwarded to it while it is shown.
+// the rate they are generated (blocks arrive as bursts of frames; each burst is spread evenly
+// over the time the next takes to come), uploads the frame on screen into a texture and draws it
+// letterboxed (shaders/video.*), then the Dear ImGui debug overlay (F1) on top, with Qt's input
+// forwarded to it while it is shown. The view never falls behind: past a small queue bound the
+// oldest frames are dropped, and a new prompt's first frame skips the old prompt's queued frames;
+// both are counted (frames_dropped(), the overlay).
 // Upload, per frame: a frame with a device copy goes GPU to GPU through CUDA-GL interop
 // (CudaGlUploader); any other frame, or every frame after interop failed once, is uploaded from
 // host memory with glTexSubImage2D.
@@ -14,7 +17,9 @@
 #include <QOpenGLWidget>
 #include <QTimer>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "debug_overlay.h"
 #include "longlive/engine.h"
@@ -24,7 +29,10 @@
 namespace longlive::ui {
 
 struct ShownFrame {
-  QImage image;  // RGBA8888, always there: the host upload path and the fallback
+  // RGBA8888 on the host: the host upload path and the fallback. Null when the engine made no
+  // host copy (the frame is only on the GPU, `device`).
+  QImage image;
+  QSize size;  // of the frame, on the host or the GPU
   int64_t index = 0;
   QString prompt;
   bool first_of_prompt = false;
@@ -47,10 +55,16 @@ class VideoView : public QOpenGLWidget {
   // Whether the newest prompt switch (or start) found its prompt in the engine's prompt cache.
   PromptSource last_switch_source() const { return last_switch_source_; }
   void set_memory(const DeviceMemory& memory) { memory_ = memory; }
+  // Paced (the default): frames are spread evenly at the rate they arrive; unpaced: each frame
+  // is shown as it arrives.
   void set_paced(bool paced) { paced_ = paced; }
   void set_overlay_visible(bool visible);
   // Brings the overlay's Kernels tab to the front (as a click on it would).
-  void show_kernels_tab() { select_kernels_frames_ = 2; }
+  // Paints at once (and the overlay frames it takes), new video frames or not.
+  void show_kernels_tab() {
+    select_kernels_frames_ = 2;
+    update();
+  }
   bool overlay_visible() const { return overlay_; }
   void set_recording(bool recording) { recording_ = recording; }
   // What the overlay drew last (regions, plotted blocks, switch markers) and ImGui's vertices.
@@ -65,6 +79,17 @@ class VideoView : public QOpenGLWidget {
   QString upload_status() const;
 
   int64_t frames_painted() const { return painted_; }
+  // Frames dropped instead of shown late since the last clear() (see the header comment).
+  int64_t frames_dropped() const { return dropped_; }
+  // The frame interval the pacer currently aims at (the estimated generation rate).
+  double pace_interval_ms() const { return interval_ms_; }
+  // How long the last paints took (paintGL: upload, draw, overlay), oldest first.
+  std::vector<double> paint_ms() const { return {paint_ms_.begin(), paint_ms_.end()}; }
+  // Interop was given up (a failed upload, or no frame shaders): the window turns the engine's
+  // host copies back on.
+  void set_interop_lost_handler(std::function<void()> handler) {
+    interop_lost_ = std::move(handler);
+  }
   const ShownFrame& current() const { return current_; }
   // Milliseconds from a prompt switch request to the first frame of the new prompt on screen.
   double switch_latency_ms() const { return switch_latency_ms_; }
@@ -85,6 +110,9 @@ class VideoView : public QOpenGLWidget {
 
  private:
   void advance();
+  void schedule_next();  // arms the pacer for the next queued frame
+  double now_ms() const { return static_cast<double>(clock_.nsecsElapsed()) / 1e6; }
+  void give_up_interop(const std::string& why);
   void paint_overlay();
   void init_frame_program();
   void upload_current();  // current_ into texture_, by the path the selector picks
@@ -104,8 +132,24 @@ class VideoView : public QOpenGLWidget {
 
   std::deque<ShownFrame> buffer_;
   ShownFrame current_;
-  QTimer pacer_;
+  QTimer pacer_;  // single shot, armed for the next frame's due time
   bool paced_ = true;
+  int64_t dropped_ = 0;
+  // The pacer's estimate of the generation rate (frames of the last bursts over the time between
+  // their starts) and when the next frame is due.
+  struct Burst {
+    double start_ms = 0;
+    int64_t frames = 0;
+  };
+  std::deque<Burst> bursts_;  // the newest last, still filling
+  double interval_ms_ = 1000.0 / 16;
+  double last_arrival_ms_ = -1;
+  int64_t last_burst_frames_ = 0;  // of the last complete burst
+  double next_due_ms_ = 0;
+  double advanced_ms_ = 0;       // when current_ became the frame on screen
+  bool current_painted_ = true;  // current_ was painted since (the next may replace it)
+  std::deque<double> paint_ms_;
+  std::function<void()> interop_lost_;
   bool overlay_ = false;
   int select_kernels_frames_ = 0;  // overlay frames left that select the Kernels tab
   int64_t painted_ = 0;

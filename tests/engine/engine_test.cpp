@@ -238,6 +238,8 @@ TEST(Engine, HostFramesOffOnlyWhereDeviceFramesExist) {
     }
   }
   EXPECT_EQ(engine.stats().d2h_bytes_per_frame, 0.0);
+  // Nothing crossed: on a GPU no frame was copied, on a CPU the frames never were on a device.
+  EXPECT_EQ(engine.stats().host_copied_frames, 0);
   engine.set_host_frames(true);  // a recording starts
   const size_t before = [&] {
     std::lock_guard lock(sink.m);
@@ -251,6 +253,9 @@ TEST(Engine, HostFramesOffOnlyWhereDeviceFramesExist) {
   }
   if (cuda) {
     EXPECT_EQ(engine.stats().d2h_bytes_per_frame, 64.0 * 64 * 4);
+    EXPECT_GE(engine.stats().host_copied_frames, 12);  // the last block, at least
+  } else {
+    EXPECT_EQ(engine.stats().host_copied_frames, 0);
   }
   engine.stop();
 }

@@ -106,16 +106,26 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   // Sampled every 20 ms while the script waits: the largest device->host bytes per frame seen
   // while not recording, the graph replays, the time spent loading.
   double d2h_idle = 0, d2h_recording = 0;
+  double deliver_ms_max = 0;
   int64_t graph_replays = 0;
   QElapsedTimer loading;
   double loading_ms = 0;
+  // The block in flight when Record is pressed or released keeps the copies it was submitted
+  // with: the two blocks after a change of the recording state are not counted either way.
+  bool was_recording = false;
+  int64_t recording_changed_block = 0;
   auto sample = [&] {
     const EngineStats s = w->engine_stats();
     const bool recording = w->recording()->recording();
-    if (s.state == "running" && s.blocks > 1)
+    if (recording != was_recording) {
+      was_recording = recording;
+      recording_changed_block = s.blocks;
+    }
+    if (s.state == "running" && s.blocks > 1 && s.blocks > recording_changed_block + 2)
       (recording ? d2h_recording : d2h_idle) =
           std::max(recording ? d2h_recording : d2h_idle, s.d2h_bytes_per_frame);
     graph_replays = std::max(graph_replays, s.graph_replays);
+    if (s.state == "running") deliver_ms_max = std::max(deliver_ms_max, s.deliver_ms);
     if (s.state == "loading" && !loading.isValid()) loading.start();
     if (s.state != "loading" && loading.isValid() && loading_ms == 0)
       loading_ms = static_cast<double>(loading.elapsed());
@@ -152,6 +162,23 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
     result["cuda_graphs"] = stats.cuda_graphs;
     result["cuda_graph_replays"] = static_cast<double>(graph_replays);
     result["upload_path"] = w->view()->upload_status();
+    result["display_dropped_frames"] = static_cast<double>(w->view()->frames_dropped());
+    result["pace_interval_ms"] = w->view()->pace_interval_ms();
+    result["deliver_ms_max"] = deliver_ms_max;
+    {
+      const std::vector<double> paint = w->view()->paint_ms();
+      result["paint_ms"] = QJsonObject{{"p50", percentile(paint, 50)},
+                                       {"p95", percentile(paint, 95)},
+                                       {"max", percentile(paint, 100)}};
+    }
+    {
+      // The engine's block times (the last 200 blocks, preset changes and switches included).
+      std::vector<double> block_ms;
+      for (const BlockSample& b : stats.history.blocks()) block_ms.push_back(b.ms);
+      result["block_ms"] = QJsonObject{{"p50", percentile(block_ms, 50)},
+                                       {"p95", percentile(block_ms, 95)},
+                                       {"blocks", static_cast<double>(block_ms.size())}};
+    }
     QJsonArray fallbacks;
     for (const auto& f : stats.fallbacks) fallbacks.append(QString::fromStdString(f));
     result["fallbacks"] = fallbacks;
@@ -190,9 +217,16 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   wait([&] { return w->engine_stats().blocks >= 4; }, 60000);  // past the first blocks' warm-up
   save("start");
 
+  // Not recording: the window asks for no host copies where the view takes frames from the GPU.
+  const bool interop = w->view()->wants_device_frames();
+  check("host_frames_off_unless_needed", w->host_frames_requested() == !interop);
+  result["interop_wanted"] = interop;
+  const int64_t copied_before_switches = w->engine_stats().host_copied_frames;
+  const int64_t dropped_before_switches = w->view()->frames_dropped();
+
   // Ten typed prompt switches with Enter, a few seconds of watching after each.
   frames.set_measuring(true);
-  std::vector<double> enter_ms;
+  std::vector<double> enter_ms, engine_switch_ms;
   int switches = 0;
   for (const char* text : kPrompts) {
     const QString prompt = text == kPrompts[0] ? QString(text) + ", seen from above" : text;
@@ -209,12 +243,27 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
       ++switches;
     }
     run_events_until([] { return false; }, options.watch_ms, sample);
+    // The engine's part (its stats follow the frames): the command to the frame ready (decoded).
+    if (reached) engine_switch_ms.push_back(w->engine_stats().last_switch_ms);
   }
   check("ten_switches_shown", switches == 10);
   QJsonArray enter_list;
   for (double ms : enter_ms) enter_list.append(ms);
   result["enter_to_frame_ms"] = QJsonObject{
       {"p50", percentile(enter_ms, 50)}, {"p95", percentile(enter_ms, 95)}, {"all", enter_list}};
+  QJsonArray engine_switch_list;
+  for (double ms : engine_switch_ms) engine_switch_list.append(ms);
+  result["engine_switch_ms"] = QJsonObject{{"p50", percentile(engine_switch_ms, 50)},
+                                           {"p95", percentile(engine_switch_ms, 95)},
+                                           {"all", engine_switch_list}};
+  // Frames copied to the host while not recording: none on a GPU with interop (a CPU engine
+  // copies none: its frames are made on the host).
+  const int64_t copied_switching = w->engine_stats().host_copied_frames - copied_before_switches;
+  result["host_copied_frames_not_recording"] = static_cast<double>(copied_switching);
+  // Frames the view dropped while switching (old frames skipped for a new prompt, or behind).
+  result["display_dropped_switching"] =
+      static_cast<double>(w->view()->frames_dropped() - dropped_before_switches);
+  check("no_host_copies_not_recording", !interop || copied_switching == 0);
   save("switches");
 
   // Five seconds with the view unpaced: how fast frames reach the screen when shown as they
@@ -267,6 +316,7 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
                        }));
   press_key(w, Qt::Key_R, Qt::ControlModifier);
   check("recording_started", wait([&] { return rc->recording() && !rc->live().opening(); }, 30000));
+  check("host_frames_while_recording", w->host_frames_requested());
   run_events_until([] { return false; }, options.record_seconds * 1000, sample);
   click(rc->record_button());
   check("recording_finished",
@@ -282,11 +332,13 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   result["recorded_frames"] = static_cast<double>(decoded);
   result["recorded_frames_lost"] = static_cast<double>(pushed - decoded);
   check("recording_has_frames", decoded > 0);
+  check("host_frames_off_after_recording", w->host_frames_requested() == !interop);
   frames.set_measuring(false);
   save("recording");
 
   // Two preset changes (balanced -> speed -> balanced): change to the first frame under it.
   std::vector<double> preset_ms;
+  QJsonArray preset_parts;
   for (const char* name : {"speed", "balanced"}) {
     const int index = w->preset_box()->findText(name);
     if (index < 0) continue;
@@ -304,7 +356,16 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
         120000);
     if (reached) preset_ms.push_back(static_cast<double>(change.elapsed()));
     wait([&] { return false; }, options.watch_ms);
+    // Where the change's time went: the engine's change itself and its first block.
+    const EngineStats s = w->engine_stats();
+    double first_block_ms = 0;
+    for (const BlockSample& b : s.history.blocks())
+      if (b.preset_change == name) first_block_ms = b.ms;
+    preset_parts.append(QJsonObject{{"preset", name},
+                                    {"engine_change_ms", s.last_preset_change_ms},
+                                    {"first_block_ms", first_block_ms}});
   }
+  result["preset_switch_parts"] = preset_parts;
   check("two_preset_changes", preset_ms.size() == 2);
   result["preset_switch_ms"] = QJsonObject{
       {"max", preset_ms.empty() ? 0.0 : *std::max_element(preset_ms.begin(), preset_ms.end())},

@@ -275,6 +275,54 @@ TEST(SessionFrames, VideoPromptsStartAtTheEnginesLastRestart) {
   EXPECT_TRUE(session.video_prompts().empty());
 }
 
+// The studio shows frames from the GPU and has the engine copy them to the host only while it
+// records: the frames without a host copy are counted, not kept, and the marks follow the kept
+// frames (gaps included) while the video's marks (the Wan VAE chapters) count every frame.
+TEST(SessionFrames, FramesWithoutAHostCopyAreCountedNotKept) {
+  SessionFrames session(int64_t{1} << 20);
+  auto gpu_only = [](int64_t index, std::string prompt) {
+    return engine_frame(at::Tensor(), index, std::move(prompt));
+  };
+  for (int64_t i = 0; i < 10; ++i) session.add(gpu_only(i, i < 4 ? "a" : "b"));
+  for (int64_t i = 10; i < 16; ++i) session.add(engine_frame(numbered_frame(i), i, "b"));
+  for (int64_t i = 16; i < 20; ++i) session.add(gpu_only(i, i < 18 ? "b" : "c"));
+  for (int64_t i = 20; i < 23; ++i) session.add(engine_frame(numbered_frame(i), i, "c"));
+  EXPECT_EQ(session.size(), 9);
+  EXPECT_EQ(session.not_copied(), 14);
+  EXPECT_EQ(session.dropped(), 0);
+  const SessionFrames::Snapshot s = session.snapshot();
+  EXPECT_EQ(s.not_copied, 14);
+  ASSERT_EQ(s.frames.size(), 9u);
+  EXPECT_EQ(frame_number(s.frames[0]), 10);
+  EXPECT_EQ(frame_number(s.frames[6]), 20);
+  // "b" is in effect at the first kept frame; "c" began in the gap, so it marks kept frame 6.
+  ASSERT_EQ(s.prompts.size(), 2u);
+  EXPECT_EQ(s.prompts[0].frame, 0);
+  EXPECT_EQ(s.prompts[0].text, "b");
+  EXPECT_EQ(s.prompts[1].frame, 6);
+  EXPECT_EQ(s.prompts[1].text, "c");
+  const std::vector<PromptMark> video = session.video_prompts();
+  ASSERT_EQ(video.size(), 3u);
+  EXPECT_EQ(video[1].frame, 4);
+  EXPECT_EQ(video[2].frame, 18);
+  session.clear();
+  EXPECT_EQ(session.not_copied(), 0);
+}
+
+TEST(LiveRecorder, FramesWithoutAHostCopyAreNotPushed) {
+  const auto path = temp_dir("live-gpu-only") / "live.mp4";
+  LiveRecorder live;
+  ASSERT_NO_FATAL_FAILURE(open(live, options_for(path)));
+  // The first block after Record may still come without host copies.
+  for (int64_t i = 0; i < 3; ++i) live.on_frame(engine_frame(at::Tensor(), i, "a fox"));
+  for (int64_t i = 3; i < 8; ++i) live.on_frame(engine_frame(grey_frame(i), i, "a fox"));
+  EXPECT_EQ(live.frames_pushed(), 5);
+  EXPECT_FALSE(live.error().has_value());
+  const LiveRecorder::Outcome outcome = stop(live);
+  EXPECT_FALSE(outcome.error.has_value()) << *outcome.error;
+  EXPECT_EQ(read_video(path, false).frames, 5);
+}
+
 TEST(SessionFrames, KeepsItsOwnCopyOfEachFrame) {
   // The engine hands out views into a block's tensor, which it reuses.
   at::Tensor block = at::zeros({3, 8, 8, 4}, at::kByte);

@@ -103,6 +103,15 @@ struct EngineStats {
   int64_t graph_replays = 0;   // in the current session
   // Device -> host bytes per delivered frame of the last block (0: frames stayed on the GPU).
   double d2h_bytes_per_frame = 0;
+  // Frames of the current video copied device -> host (host frames on, a CUDA engine); a CPU
+  // engine's frames are made on the host and never count.
+  int64_t host_copied_frames = 0;
+  // Engine-thread time of the last block spent handing its frames to on_frame (the consumers'
+  // own work: recording, display queueing), and the frames it handed out.
+  double deliver_ms = 0;
+  // Engine-thread time of the last preset change itself (frames flushed, the session moved to
+  // the preset: SessionFactory::change_preset); its first block's time is in `history`.
+  double last_preset_change_ms = 0;
   // Latents kept for the export, and the first blocks of the video dropped by the byte cap.
   int64_t kept_latent_bytes = 0;
   int64_t dropped_latent_blocks = 0;

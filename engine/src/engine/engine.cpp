@@ -238,6 +238,7 @@ void Engine::deliver_oldest_block() {
   queued_.pop_front();
   const auto now = Clock::now();
   const int64_t frames = rgba.defined() ? rgba.size(0) : decoded.device.size(0);
+  const int64_t d2h_bytes = session.decoder->last_d2h_bytes();
   for (int64_t f = 0; f < frames; ++f) {
     EngineFrame frame{rgba.defined() ? rgba[f] : at::Tensor(),
                       frame_index_++,
@@ -247,10 +248,12 @@ void Engine::deliver_oldest_block() {
     if (decoded.device.defined()) frame.device = {decoded.device[f], decoded.ready};
     if (callbacks_.on_frame) callbacks_.on_frame(std::move(frame));
   }
+  const double deliver_ms = std::chrono::duration<double, std::milli>(Clock::now() - now).count();
   std::lock_guard lock(mutex_);
   stats_.frames = frame_index_;
-  stats_.d2h_bytes_per_frame =
-      frames > 0 ? static_cast<double>(session.decoder->last_d2h_bytes()) / frames : 0;
+  stats_.d2h_bytes_per_frame = frames > 0 ? static_cast<double>(d2h_bytes) / frames : 0;
+  if (d2h_bytes > 0) stats_.host_copied_frames += frames;
+  stats_.deliver_ms = deliver_ms;
   if (block.switch_issued)
     stats_.last_switch_ms =
         std::chrono::duration<double, std::milli>(now - *block.switch_issued).count();
@@ -375,10 +378,16 @@ void Engine::run() {
       case EventKind::preset:
         // The video continues (SessionFactory::change_preset); its first block under the new
         // preset is marked with the preset's name.
-        flush_frames();
-        perf.apply(e, presets);
-        if (perf.active()) preset_marker = e.preset;
-        break;
+        {
+          const auto change_begin = Clock::now();
+          flush_frames();
+          perf.apply(e, presets);
+          if (perf.active()) preset_marker = e.preset;
+          std::lock_guard lock(mutex_);
+          stats_.last_preset_change_ms =
+              std::chrono::duration<double, std::milli>(Clock::now() - change_begin).count();
+          break;
+        }
       case EventKind::pause:
         flush_frames();
         perf.apply(e, presets);
