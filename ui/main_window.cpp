@@ -179,6 +179,9 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   connect(loras_, &LoraFaders::bake_requested, this, [this] {
     if (engine_) engine_->bake_loras();  // "baked at" shows with the next stats
   });
+  connect(loras_, &LoraFaders::unload_requested, this, [this] {
+    if (engine_) engine_->unload_loras();  // the faders go with the next stats
+  });
   // Inputs (docs/vace.md): an input opens in the engine (errors come back to the banner); the
   // sliders move a running input only.
   connect(inputs_, &InputPanel::vace_requested, this, [this](const VaceRequest& r) {
@@ -709,6 +712,9 @@ void MainWindow::apply_control(const ControlCommand& c) {
       return;
     case K::lora_bake:
       if (engine_) engine_->bake_loras();
+      return;
+    case K::lora_unload:
+      if (engine_) engine_->unload_loras();
       return;
     case K::record:
       if (recording_->recording() != c.on) recording_->toggle();

@@ -6,6 +6,7 @@
 #include <QSettings>
 #include <QSignalBlocker>
 #include <QVBoxLayout>
+#include <algorithm>
 #include <cmath>
 
 #include "longlive/style_lora.h"
@@ -182,8 +183,14 @@ LoraFaders::LoraFaders(QWidget* parent) : QWidget(parent) {
       "to 0 and cost nothing per block). Undo: restart the studio (the model is rebuilt from "
       "its unbaked weights). Right-click: MIDI learn");
   layout_->addWidget(bake_);
+  unload_ = new QPushButton("Unload LoRAs");
+  unload_->setToolTip(
+      "Remove every loaded style LoRA from the session at the next block (their faders and "
+      "per-block cost go; what was baked stays in the weights)");
+  layout_->addWidget(unload_);
   connect(load_, &QPushButton::clicked, this, &LoraFaders::load_requested);
   connect(bake_, &QPushButton::clicked, this, &LoraFaders::bake_requested);
+  connect(unload_, &QPushButton::clicked, this, &LoraFaders::unload_requested);
   bake_->setContextMenuPolicy(Qt::CustomContextMenu);
   connect(bake_, &QWidget::customContextMenuRequested, this, [this](const QPoint& at) {
     QMenu menu;
@@ -213,6 +220,23 @@ QSlider* LoraFaders::slider(const QString& name) const {
 }
 
 void LoraFaders::sync(const std::vector<EngineStats::Fader>& faders) {
+  // Rows of LoRAs the engine no longer has (unloaded) go.
+  for (auto it = rows_.begin(); it != rows_.end();) {
+    const bool kept = std::any_of(faders.begin(), faders.end(), [&](const EngineStats::Fader& f) {
+      return QString::fromStdString(f.name) == it->first;
+    });
+    if (kept) {
+      ++it;
+      continue;
+    }
+    for (QWidget* w :
+         {static_cast<QWidget*>(it->second.name), static_cast<QWidget*>(it->second.slider),
+          static_cast<QWidget*>(it->second.value)}) {
+      layout_->removeWidget(w);
+      w->deleteLater();
+    }
+    it = rows_.erase(it);
+  }
   for (const auto& f : faders) {
     const QString name = QString::fromStdString(f.name);
     auto it = rows_.find(name);
@@ -224,7 +248,7 @@ void LoraFaders::sync(const std::vector<EngineStats::Fader>& faders) {
       row.slider->setMinimumWidth(90);
       row.slider->setToolTip(QString("Strength of the style LoRA %1 (0–1.5)").arg(name));
       row.value = new QLabel("0.00");
-      const int at = layout_->count() - 1;  // before the stretch
+      const int at = 1 + 3 * static_cast<int>(rows_.size());  // after Load and the rows
       layout_->insertWidget(at, row.value);
       layout_->insertWidget(at, row.slider);
       layout_->insertWidget(at, row.name);

@@ -85,7 +85,7 @@ class BlendList : public QWidget {
 
 // Style-LoRA faders (docs/performing.md): "Load LoRA…" and one slider (0..1.5) per loaded LoRA.
 // The sliders only describe what to send (MainWindow sends it); sync() follows the engine's state,
-// so moves that come over OSC or MIDI show here too.
+// so moves (and loads, unloads) that come over OSC or MIDI show here too.
 class LoraFaders : public QWidget {
   Q_OBJECT
  public:
@@ -99,11 +99,15 @@ class LoraFaders : public QWidget {
   // "Bake": merges the faders that are up into the weights (with none up the engine says so in
   // the banner). Right-click: MIDI learn.
   QPushButton* bake_button() const { return bake_; }
+  // "Unload LoRAs": removes every loaded LoRA from the session (their faders and side path; what
+  // was baked stays in the weights).
+  QPushButton* unload_button() const { return unload_; }
   QLabel* value_label(const QString& name) const;  // "0.00", "0.00 · baked at 0.80"
 
  signals:
   void load_requested();
   void bake_requested();
+  void unload_requested();
   void strength_changed(const QString& name, double strength);
   void midi_learn_requested(const QString& name);  // right-click > MIDI learn
   void bake_midi_learn_requested();                // right-click Bake > MIDI learn (a key)
@@ -118,6 +122,7 @@ class LoraFaders : public QWidget {
   QHBoxLayout* layout_ = nullptr;
   QPushButton* load_ = nullptr;
   QPushButton* bake_ = nullptr;
+  QPushButton* unload_ = nullptr;
 };
 
 }  // namespace longlive::ui

@@ -103,6 +103,8 @@ std::string to_string(ControlCommand::Kind kind) {
       return "lora_load";
     case K::lora_bake:
       return "lora_bake";
+    case K::lora_unload:
+      return "lora_unload";
     case K::record:
       return "record";
     case K::vace_scale:
@@ -219,8 +221,10 @@ ControlCommand parse_osc(const OscMessage& m) {
     if (c.file.empty()) a.fail("empty file name");
     return c;
   }
-  // Before lora/<name>: a LoRA named "bake" is moved with /longlive/lora ("bake", strength).
+  // Before lora/<name>: a LoRA named "bake" or "unload" is moved with /longlive/lora (name,
+  // strength).
   if (address == "lora/bake") return none(K::lora_bake);
+  if (address == "lora/unload") return none(K::lora_unload);
   if (address.starts_with("lora/")) {
     a.expect(1, 1, "(strength)");
     c.kind = K::lora_strength;
@@ -299,6 +303,9 @@ void EngineControl::apply(const ControlCommand& c) {
       break;
     case K::lora_bake:  // with no fader up the engine reports it (on_error)
       engine_.bake_loras();
+      break;
+    case K::lora_unload:  // with none loaded the engine reports it (on_error)
+      engine_.unload_loras();
       break;
     case K::record:
       if (front_end_.record)

@@ -84,6 +84,7 @@ TEST(OscParse, EveryAddress) {
   EXPECT_EQ(c.file, "/m/ink.safetensors");
   EXPECT_EQ(c.name, "ink");
   EXPECT_EQ(parse_osc(msg("/longlive/lora/bake")).kind, K::lora_bake);
+  EXPECT_EQ(parse_osc(msg("/longlive/lora/unload")).kind, K::lora_unload);
   // A LoRA named "bake" is still reachable through /longlive/lora (name, strength).
   c = parse_osc(msg("/longlive/lora", {std::string("bake"), 0.5}));
   EXPECT_EQ(c.kind, K::lora_strength);
@@ -167,6 +168,8 @@ TEST(OscParse, BadMessagesSayWhy) {
       {msg("/longlive/out/camera"), "0 arguments, expected (1 | 0 | device)"},
       {msg("/longlive/dance"), "/longlive/dance: unknown address"},
       {msg("/longlive/lora/bake", {1.0}), "/longlive/lora/bake: 1 arguments, expected none"},
+      {msg("/longlive/lora/unload", {std::string("glow")}),
+       "/longlive/lora/unload: 1 arguments, expected none"},
       {msg("/other/start"), "not a LongLive address"},
   };
   for (const auto& [m, expected] : cases)
@@ -284,8 +287,9 @@ TEST(OscServer, UdpMessagesDriveARunningEngine) {
 
 // /longlive/lora/bake over UDP: with no fader up the engine says so and records nothing; with
 // one up the bake reaches the engine (the fader drops to 0, baked at its strength) and the
-// timeline.
-TEST(OscServer, BakeMessageReachesTheEngineAndTheTimeline) {
+// timeline. Then /longlive/lora/unload with the fader up again: the engine holds no LoRA, the
+// timeline has the unload; a second unload (nothing loaded) is reported and not recorded.
+TEST(OscServer, BakeAndUnloadMessagesReachTheEngineAndTheTimeline) {
   LONGLIVE_REQUIRE_FIXTURE("lora");
   EngineEvents events;
   const Preset preset = live_preset();
@@ -308,25 +312,52 @@ TEST(OscServer, BakeMessageReachesTheEngineAndTheTimeline) {
   ASSERT_GE(lo_send(to, "/longlive/lora/bake", ""), 0);
   run_blocks(2);
   const EngineStats stats = engine.stats();
+  // UDP and the engine's queue are asynchronous: wait for what each message does.
+  ASSERT_GE(lo_send(to, "/longlive/lora/glow", "f", 0.5f), 0);
+  EXPECT_TRUE(wait_for([&] {
+    const EngineStats s = engine.stats();
+    return !s.loras.empty() && s.loras[0].strength > 0;
+  }));
+  const EngineStats up_again = engine.stats();
+  run_blocks(1);
+  ASSERT_GE(lo_send(to, "/longlive/lora/unload", ""), 0);
+  EXPECT_TRUE(wait_for([&] { return engine.stats().loras.empty(); }));
+  const EngineStats unloaded = engine.stats();
+  run_blocks(1);
+  ASSERT_GE(lo_send(to, "/longlive/lora/unload", ""), 0);  // nothing loaded: a no-op
+  EXPECT_TRUE(wait_for([&] {
+    std::lock_guard lock(events.m);
+    return events.errors.size() >= 2;
+  }));
   ASSERT_GE(lo_send(to, "/longlive/stop", ""), 0);
   ASSERT_TRUE(wait_for([&] { return events.has_timeline(); }));
   lo_address_free(to);
 
-  EXPECT_EQ(server.stats().accepted, 6);
+  EXPECT_EQ(server.stats().accepted, 9);
   ASSERT_EQ(stats.loras.size(), 1u);
   EXPECT_EQ(stats.loras[0].strength, 0.0);
   EXPECT_EQ(stats.loras[0].baked, static_cast<double>(0.75f));
   EXPECT_GT(stats.lora_bake_matrices, 0);
+  ASSERT_EQ(up_again.loras.size(), 1u);
+  EXPECT_EQ(up_again.loras[0].strength, static_cast<double>(0.5f));
+  EXPECT_TRUE(unloaded.loras.empty());
   std::lock_guard lock(events.m);
-  ASSERT_EQ(events.errors.size(), 1u);
+  ASSERT_EQ(events.errors.size(), 2u);
   EXPECT_NE(events.errors[0].find("bake: every style-LoRA fader is at 0, nothing to bake"),
             std::string::npos)
       << events.errors[0];
+  EXPECT_NE(events.errors[1].find("unload: no style LoRA is loaded, nothing to unload"),
+            std::string::npos)
+      << events.errors[1];
   const Timeline& t = *events.recorded;
   const auto bakes = std::count_if(t.events.begin(), t.events.end(), [](const TimelineEvent& e) {
     return e.kind == EventKind::lora_bake;
   });
   EXPECT_EQ(bakes, 1);
+  const auto unloads = std::count_if(t.events.begin(), t.events.end(), [](const TimelineEvent& e) {
+    return e.kind == EventKind::lora_unload;
+  });
+  EXPECT_EQ(unloads, 1);
   const auto move = std::find_if(t.events.begin(), t.events.end(), [](const TimelineEvent& e) {
     return e.kind == EventKind::lora && e.strength > 0;
   });
@@ -336,6 +367,12 @@ TEST(OscServer, BakeMessageReachesTheEngineAndTheTimeline) {
   ASSERT_NE(bake, t.events.end());
   EXPECT_LT(move, bake);  // baked after the fader went up
   EXPECT_GE(bake->block, move->block);
+  const auto unload = std::find_if(t.events.begin(), t.events.end(), [](const TimelineEvent& e) {
+    return e.kind == EventKind::lora_unload;
+  });
+  ASSERT_NE(unload, t.events.end());
+  EXPECT_LT(bake, unload);
+  EXPECT_GT(unload->block, bake->block);
 }
 
 TEST(OscServer, VaceScaleAndV2vStrengthReachTheEngine) {

@@ -1,11 +1,14 @@
 // Baking style LoRAs into the running DiT (Performance::bake_loras, docs/performing.md) on the
 // tiny model in float32 on the CPU: the blocks after a bake match the side path at the same
 // strength, a preset change keeps the bake, the timeline (through its JSON file) replays the bake
-// bit for bit, unloading the LoRAs undoes it, and a bake with no fader up changes nothing.
+// bit for bit, unloading the LoRAs undoes it, and a bake with no fader up changes nothing. "Unload
+// LoRAs" while the video runs (Performance::unload_loras): the side path goes, the bake stays,
+// and both this timeline and the next one (which states the unloaded bake) replay exactly.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <map>
 
 #include "fixtures.h"
@@ -208,6 +211,104 @@ TEST(LoraBake, NothingUpIsAClearNoOp) {
   fresh.start(PromptMix::single("a red fox"), 1);
   EXPECT_TRUE(at::equal(first, fresh.next_block()));
   EXPECT_TRUE(at::equal(p.next_block(), fresh.next_block()));
+}
+
+// Unload while the video runs, after a bake and with a second fader up: from that block on the
+// latents are those of the same fader moved to 0 (nothing of the side path is left, the bake is
+// kept), and differ from the fader left up.
+enum class AtBlock5 { unload, fader_to_zero, nothing };
+Performed perform_unload(const Presets& presets, const std::filesystem::path& a,
+                         const std::filesystem::path& b, AtBlock5 what) {
+  Performed r{std::make_unique<Performance>(tiny_model(), presets.live, 32, 32), {}};
+  Performance& p = *r.performance;
+  p.load_lora(a, "warm");
+  p.load_lora(b, "grain");
+  p.set_lora_strength("warm", 0.9);
+  p.start(PromptMix::single("a harbour at night"), 5);
+  for (int block = 0; block < 8; ++block) {
+    if (block == 2) p.bake_loras();
+    if (block == 3) p.set_lora_strength("grain", 1.1);
+    if (block == 5 && what == AtBlock5::unload) p.unload_loras();
+    if (block == 5 && what == AtBlock5::fader_to_zero) p.set_lora_strength("grain", 0);
+    r.blocks.push_back(p.next_block().clone());
+  }
+  return r;
+}
+
+TEST(LoraUnload, SidePathGoesBakeStaysAndBothTimelinesReplayExactly) {
+  const Presets presets;
+  const auto dir = temp_dir("lora_unload");
+  const auto warm = write_lora(dir, WanConfig::tiny(), 4, 7);
+  const auto grain = write_lora(dir, WanConfig::tiny(), 2, 8);
+  Performed unloaded = perform_unload(presets, warm, grain, AtBlock5::unload);
+  const Performed zero = perform_unload(presets, warm, grain, AtBlock5::fader_to_zero);
+  const Performed kept = perform_unload(presets, warm, grain, AtBlock5::nothing);
+  ASSERT_EQ(unloaded.blocks.size(), zero.blocks.size());
+  for (size_t i = 0; i < unloaded.blocks.size(); ++i)
+    EXPECT_TRUE(at::equal(unloaded.blocks[i], zero.blocks[i])) << "block " << i;
+  EXPECT_FALSE(at::equal(unloaded.blocks[5], kept.blocks[5])) << "the unload changed nothing";
+
+  Performance& p = *unloaded.performance;
+  EXPECT_TRUE(p.loras().empty());
+  EXPECT_TRUE(p.session()->loras.empty());
+  const auto unload =
+      std::find_if(p.timeline().events.begin(), p.timeline().events.end(),
+                   [](const TimelineEvent& e) { return e.kind == EventKind::lora_unload; });
+  ASSERT_NE(unload, p.timeline().events.end());
+  EXPECT_EQ(unload->block, 5);
+  // Nothing left to unload: said, and not recorded.
+  const size_t events = p.timeline().events.size();
+  try {
+    p.unload_loras();
+    FAIL() << "an unload with no LoRA loaded";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("no style LoRA is loaded, nothing to unload"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(p.timeline().events.size(), events);
+
+  // This timeline, through its file (the unload event included), replays bit for bit.
+  p.stop();
+  const auto path = dir / "unloaded.json";
+  save_timeline(path, p.timeline());
+  std::vector<at::Tensor> replayed;
+  replay(load_timeline(path), tiny_model(), presets.lookup(),
+         [&](const ReplayBlock& b) { replayed.push_back(b.latents.clone()); });
+  ASSERT_EQ(replayed.size(), unloaded.blocks.size());
+  for (size_t i = 0; i < replayed.size(); ++i)
+    EXPECT_TRUE(at::equal(replayed[i], unloaded.blocks[i])) << "block " << i;
+
+  // The next video, on the weights that hold the bake, with one LoRA loaded again: its timeline
+  // states the unloaded LoRAs' loads, bake and unload before its own fader, and replays exactly.
+  EXPECT_EQ(p.load_lora(grain, "grain"), "grain");
+  p.set_lora_strength("grain", 0.7);
+  p.start(PromptMix::single("a lighthouse"), 9);
+  std::vector<at::Tensor> second;
+  for (int i = 0; i < 3; ++i) second.push_back(p.next_block().clone());
+  p.stop();
+  std::vector<EventKind> lora_kinds;
+  for (const auto& e : p.timeline().events)
+    if (e.kind == EventKind::lora || e.kind == EventKind::lora_bake ||
+        e.kind == EventKind::lora_unload)
+      lora_kinds.push_back(e.kind);
+  using K = EventKind;
+  EXPECT_EQ(lora_kinds,
+            (std::vector<K>{K::lora, K::lora, K::lora, K::lora_bake, K::lora_unload, K::lora}));
+  const auto second_path = dir / "second.json";
+  save_timeline(second_path, p.timeline());
+  std::vector<at::Tensor> second_replayed;
+  replay(load_timeline(second_path), tiny_model(), presets.lookup(),
+         [&](const ReplayBlock& b) { second_replayed.push_back(b.latents.clone()); });
+  ASSERT_EQ(second_replayed.size(), second.size());
+  for (size_t i = 0; i < second.size(); ++i)
+    EXPECT_TRUE(at::equal(second_replayed[i], second[i])) << "block " << i;
+  // The bake is in that video: a fresh performance with only grain at 0.7 differs.
+  Performance fresh(tiny_model(), presets.live, 32, 32);
+  fresh.load_lora(grain, "grain");
+  fresh.set_lora_strength("grain", 0.7);
+  fresh.start(PromptMix::single("a lighthouse"), 9);
+  EXPECT_FALSE(at::equal(fresh.next_block(), second[0])) << "the bake was lost";
 }
 
 }  // namespace

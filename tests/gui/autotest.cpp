@@ -481,6 +481,23 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
                                  faders->slider("glow")->value() == 0;
                         },
                         90000));
+  // The fader up again (the side path back on top of the bake), then "Unload LoRAs": the row
+  // goes from the panel and the engine holds no LoRA (the bake stays in the weights).
+  const bool baked = fader_up && faders->slider("glow") && faders->slider("glow")->value() == 0;
+  if (baked) faders->slider("glow")->setValue(LoraFaders::kSteps * 4 / 15);  // 0.40
+  const bool up_again = baked && wait_until(
+                                     [&] {
+                                       const EngineStats s = w->engine_stats();
+                                       return !s.loras.empty() && s.loras[0].strength > 0;
+                                     },
+                                     90000);
+  if (up_again) click(faders->unload_button());
+  check(
+      "unload_button_unloads_the_loras",
+      up_again &&
+          wait_until(
+              [&] { return faders->slider("glow") == nullptr && w->engine_stats().loras.empty(); },
+              90000));
   meter->stop();
   report["max_event_loop_stall_ms"] = *stall;
   report["max_event_loop_stall_phase"] = *stall_phase;
@@ -540,6 +557,7 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   bool timeline_ok = false;
   try {
     const Timeline t = load_timeline(w->last_timeline_path().toStdString());
+    QFile::remove(out_dir + "/timeline.json");  // an earlier run's: QFile::copy keeps it
     QFile::copy(w->last_timeline_path(), out_dir + "/timeline.json");
     auto has = [&](EventKind kind, const std::function<bool(const TimelineEvent&)>& also) {
       return std::any_of(t.events.begin(), t.events.end(),
@@ -556,7 +574,15 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
         has(EventKind::transition,
             [](const TimelineEvent& e) { return e.mix.prompts.size() == 2; }) &&
         (turbo < 0 ||
-         has(EventKind::preset, [](const TimelineEvent& e) { return e.preset == "turbo"; }));
+         has(EventKind::preset, [](const TimelineEvent& e) { return e.preset == "turbo"; })) &&
+        // The LoRA panel's fader, Bake and Unload, in that order.
+        has(EventKind::lora, [](const TimelineEvent& e) { return e.lora == "glow"; }) &&
+        std::find_if(
+            std::find_if(t.events.begin(), t.events.end(),
+                         [](const TimelineEvent& e) { return e.kind == EventKind::lora_bake; }),
+            t.events.end(), [](const TimelineEvent& e) {
+              return e.kind == EventKind::lora_unload;
+            }) != t.events.end();
     report["timeline_events"] = static_cast<int>(t.events.size());
   } catch (const std::exception& e) {
     report["timeline_error"] = e.what();

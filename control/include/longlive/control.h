@@ -27,6 +27,7 @@ struct ControlCommand {
     lora_strength,  // name, value (0..kMaxLoraStrength)
     lora_load,      // file, name (empty: after the file)
     lora_bake,      // (none): merge the faders that are up into the weights
+    lora_unload,    // (none): unload every style LoRA (their side path goes; bakes stay)
     record,         // on
     vace_scale,     // value (0..kMaxVaceScale): the VACE input's hint scale
     v2v_strength,   // value (0..1): the video-to-video input's strength

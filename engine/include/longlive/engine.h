@@ -178,6 +178,9 @@ class Engine {
   // Bakes the faders that are up into the DiT's weights at the next block edge
   // (Performance::bake_loras), recorded; with no fader up, on_error says so and nothing changes.
   void bake_loras();
+  // Unloads every style LoRA at the next block edge (Performance::unload_loras: the side path
+  // goes, bakes stay), recorded; with none loaded, on_error says so and nothing changes.
+  void unload_loras();
   // VACE and video-to-video inputs (docs/vace.md), from the next block, recorded. An input that
   // cannot be opened (no VACE weights, unreadable file, camera that does not open) or whose
   // source fails later goes to on_error and the video goes on without it. Scale and strength

@@ -62,6 +62,12 @@ class Performance {
   // faders to 0 (their side path stops; Fader::baked says what went in). From the next block,
   // recorded (a lora_bake event). ConfigError when no fader is up (nothing changes).
   BakeResult bake_loras();
+  // "Unload LoRAs" (docs/performing.md): removes every loaded style LoRA from the session from
+  // the next block: their faders go and the side path with them (CUDA graphs captured with it
+  // are dropped, as for any change of the active LoRAs); what bakes merged stays in the weights.
+  // Recorded (a lora_unload event) while a video is active, else stated by the next start.
+  // ConfigError when no style LoRA is loaded (nothing changes).
+  void unload_loras();
   // Unloads every style LoRA (before an exact replay of another timeline). After a bake the
   // session is dropped too, so the next start rebuilds the DiT from the unbaked host weights
   // (the way to undo a bake); Error while a video runs then (stop it first).
@@ -137,7 +143,15 @@ class Performance {
   // Every bake so far (the faders that were up, at their strengths): a new session (another
   // size) bakes them again, and a new timeline states them.
   std::vector<std::vector<ActiveStyleLora>> bakes_;
-  std::vector<std::vector<std::pair<std::string, double>>> bake_moves_;  // by fader name
+  using BakeMoves = std::vector<std::pair<std::string, double>>;  // by fader name
+  std::vector<BakeMoves> bake_moves_;                             // the bakes since the last unload
+  // The faders (in load order) and bakes before each unload that followed a bake: a new
+  // timeline states them (loads, bakes, the unload), so a replay merges the same weights.
+  struct UnloadedLoras {
+    std::vector<std::pair<std::string, std::filesystem::path>> faders;
+    std::vector<BakeMoves> bakes;
+  };
+  std::vector<UnloadedLoras> unloaded_;
   std::unique_ptr<LiveInputs> inputs_;
   std::vector<std::string> input_messages_;
   uint64_t seed_ = 0;

@@ -17,8 +17,8 @@
 namespace longlive {
 
 // The newest schema this build reads and the one it writes (2: style-LoRA fader events; 3: VACE
-// and video-to-video inputs; 4: style-LoRA bakes).
-constexpr int kTimelineVersion = 4;
+// and video-to-video inputs; 4: style-LoRA bakes; 5: style-LoRA unloads).
+constexpr int kTimelineVersion = 5;
 
 enum class EventKind {
   start,
@@ -30,6 +30,7 @@ enum class EventKind {
   stop,
   lora,
   lora_bake,     // the faders that are up merged into the weights, then set to 0 (no payload)
+  lora_unload,   // every style LoRA unloaded (bakes stay in the weights; no payload)
   vace,          // VACE input set (TimelineEvent::vace)
   vace_off,      // VACE input cleared
   vace_scale,    // VACE scale moved (TimelineEvent::strength)

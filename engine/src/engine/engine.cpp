@@ -182,6 +182,7 @@ void Engine::set_lora_strength(const std::string& name, double strength) {
   post(std::move(c));
 }
 void Engine::bake_loras() { post(Command::of(EventKind::lora_bake)); }
+void Engine::unload_loras() { post(Command::of(EventKind::lora_unload)); }
 void Engine::set_vace(const VaceRequest& request) {
   Command c = Command::of(EventKind::vace);
   c.event.vace = request;
@@ -412,6 +413,9 @@ void Engine::run() {
         stats_.lora_bake_matrices = bake.matrices;
         break;
       }
+      case EventKind::lora_unload:
+        perf.unload_loras();
+        break;
       case EventKind::vace:
       case EventKind::vace_off:
       case EventKind::vace_scale:
@@ -453,7 +457,8 @@ void Engine::run() {
               // reported and the video goes on as it was.
               const bool typo = dynamic_cast<const ConfigError*>(&error) &&
                                 (e.kind == EventKind::cut || e.kind == EventKind::transition ||
-                                 e.kind == EventKind::lora || e.kind == EventKind::lora_bake);
+                                 e.kind == EventKind::lora || e.kind == EventKind::lora_bake ||
+                                 e.kind == EventKind::lora_unload);
               const bool input = is_input(e.kind) && !dynamic_cast<const OutOfMemoryError*>(&error);
               if (!typo && !input) throw;
               if (callbacks_.on_error) callbacks_.on_error(error.what());

@@ -188,6 +188,24 @@ void Performance::record_inputs() {
   if (auto v2v = inputs_->v2v_now()) record(EventKind::v2v).v2v = *v2v;
 }
 
+void Performance::unload_loras() {
+  if (loras_.empty()) throw ConfigError("unload: no style LoRA is loaded, nothing to unload");
+  if (!bake_moves_.empty()) {
+    UnloadedLoras before;
+    for (const auto& f : loras_) before.faders.emplace_back(f.name, f.file);
+    before.bakes = std::move(bake_moves_);
+    unloaded_.push_back(std::move(before));
+    bake_moves_.clear();
+  }
+  std::vector<std::string> names;
+  for (const auto& f : loras_) names.push_back(f.name);
+  loras_.clear();
+  sync_loras();  // an empty set: the side path and its graphs go
+  if (active_) record(EventKind::lora_unload);
+  log::info("style LoRAs unloaded: {}{}", fmt::join(names, ", "),
+            bakes_.empty() ? "" : " (what was baked stays in the weights)");
+}
+
 void Performance::clear_loras() {
   if (!bakes_.empty()) {
     if (active_)
@@ -197,6 +215,7 @@ void Performance::clear_loras() {
     session_.reset();  // its DiT holds the bakes; the next one is built from the host weights
     bakes_.clear();
     bake_moves_.clear();
+    unloaded_.clear();
   }
   loras_.clear();
   sync_loras();
@@ -239,25 +258,34 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
   e.seed = seed;
   // A new timeline states the faders set before it began, so a replay loads and sets them too:
   // with bakes before it, every fader loaded first (at 0, in load order: the side path stacks
-  // them in that order), then each bake's strengths and the bake, then today's strengths.
+  // them in that order), then each bake's strengths and the bake, then today's strengths. Bakes
+  // of LoRAs unloaded since come first, each group closed by its unload.
   if (new_timeline) {
-    auto fader = [&](const std::string& name, double strength) {
-      const auto f = std::find_if(loras_.begin(), loras_.end(),
-                                  [&](const Fader& x) { return x.name == name; });
+    using Files = std::vector<std::pair<std::string, std::filesystem::path>>;
+    auto fader = [&](const Files& files, const std::string& name, double strength) {
+      const auto f =
+          std::find_if(files.begin(), files.end(), [&](const auto& x) { return x.first == name; });
       auto& l = record(EventKind::lora);
       l.lora = name;
-      l.lora_file = f->file.string();
+      l.lora_file = f->second.string();
       l.strength = strength;
     };
-    if (!bake_moves_.empty()) {
-      for (const auto& f : loras_) fader(f.name, 0);
-      for (const auto& moves : bake_moves_) {
-        for (const auto& [name, strength] : moves) fader(name, strength);
+    auto bakes = [&](const Files& files, const std::vector<BakeMoves>& moves) {
+      for (const auto& [name, file] : files) fader(files, name, 0);
+      for (const auto& bake : moves) {
+        for (const auto& [name, strength] : bake) fader(files, name, strength);
         record(EventKind::lora_bake);
       }
+    };
+    for (const auto& group : unloaded_) {
+      bakes(group.faders, group.bakes);
+      record(EventKind::lora_unload);
     }
+    Files files;
+    for (const auto& f : loras_) files.emplace_back(f.name, f.file);
+    if (!bake_moves_.empty()) bakes(files, bake_moves_);
     for (const auto& f : loras_)
-      if (bake_moves_.empty() || f.strength != 0) fader(f.name, f.strength);
+      if (bake_moves_.empty() || f.strength != 0) fader(files, f.name, f.strength);
   }
   if (new_timeline) record_inputs();  // likewise the inputs, from the frames they are at
 }
@@ -375,6 +403,9 @@ void Performance::apply(const TimelineEvent& e, const PresetLookup& presets) {
       break;
     case EventKind::lora_bake:
       bake_loras();
+      break;
+    case EventKind::lora_unload:
+      unload_loras();
       break;
     case EventKind::vace:
       set_vace(e.vace);

@@ -28,6 +28,7 @@ constexpr std::pair<EventKind, const char*> kKinds[] = {{EventKind::start, "star
                                                         {EventKind::stop, "stop"},
                                                         {EventKind::lora, "lora"},
                                                         {EventKind::lora_bake, "lora_bake"},
+                                                        {EventKind::lora_unload, "lora_unload"},
                                                         {EventKind::vace, "vace"},
                                                         {EventKind::vace_off, "vace_off"},
                                                         {EventKind::vace_scale, "vace_scale"},
@@ -325,12 +326,12 @@ Timeline parse_timeline(std::string_view text, const std::string& origin) {
     const std::string type = e.string("type");
     const auto kind = std::find_if(std::begin(kKinds), std::end(kKinds),
                                    [&](const auto& k) { return type == k.second; });
-    if (kind == std::end(kKinds))
+    if (kind == std::end(kKinds)) {
+      std::vector<std::string> names;
+      for (const auto& k : kKinds) names.emplace_back(k.second);
       e.fail(e.field("type"),
-             fmt::format("'{}' is not an event type (start, cut, transition, "
-                         "preset, pause, resume, stop, lora, lora_bake, vace, vace_off, "
-                         "vace_scale, v2v, v2v_off, v2v_strength)",
-                         type));
+             fmt::format("'{}' is not an event type ({})", type, fmt::join(names, ", ")));
+    }
     ev.kind = kind->first;
     ev.block = e.integer("block", 0);
     ev.time_ms = e.number("time_ms", false, 0.0);

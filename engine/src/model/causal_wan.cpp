@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <array>
 #include <map>
 #include <optional>
 #include <string>
@@ -219,58 +220,43 @@ void CausalWanModel::Block::set_fp8(bool on) {
   ffn2_8 = quantized(ffn2_w);
 }
 
-const at::Tensor& CausalWanModel::Block::matrix(LoraSlot slot) const {
-  switch (slot) {
-    case LoraSlot::self_q:
-      return q_w;
-    case LoraSlot::self_k:
-      return k_w;
-    case LoraSlot::self_v:
-      return v_w;
-    case LoraSlot::self_o:
-      return o_w;
-    case LoraSlot::cross_q:
-      return cq_w;
-    case LoraSlot::cross_k:
-      return ck_w;
-    case LoraSlot::cross_v:
-      return cv_w;
-    case LoraSlot::cross_o:
-      return co_w;
-    case LoraSlot::ffn0:
-      return ffn0_w;
-    case LoraSlot::ffn2:
-      return ffn2_w;
-  }
-  throw Error("unknown LoRA slot");
-}
-
-std::pair<const ops::Fp8Weight*, const at::Tensor*> CausalWanModel::Block::fp8_copy(
-    LoraSlot slot) const {
-  const std::pair<const ops::Fp8Weight*, const at::Tensor*> none{nullptr, nullptr};
-  auto of = [&](const ops::Fp8Weight& w8, const at::Tensor& w) {
-    return w8.defined() ? std::pair{&w8, &w} : none;
+CausalWanModel::Block::SlotWeights CausalWanModel::Block::slot(LoraSlot slot) const {
+  // One row per LoraSlot, in the enum's order (checked below): the members a slot adapts.
+  struct Row {
+    LoraSlot slot;
+    at::Tensor Block::*matrix;
+    ops::Fp8Weight Block::*fp8;  // null: no FP8 copy
+    at::Tensor Block::*fp8_source;
   };
-  switch (slot) {
-    case LoraSlot::self_q:
-    case LoraSlot::self_k:
-    case LoraSlot::self_v:
-      return of(qkv8, qkv_w);
-    case LoraSlot::self_o:
-      return of(o8, o_w);
-    case LoraSlot::cross_q:
-      return of(cq8, cq_w);
-    case LoraSlot::cross_o:
-      return of(co8, co_w);
-    case LoraSlot::ffn0:
-      return of(ffn0_8, ffn0_w);
-    case LoraSlot::ffn2:
-      return of(ffn2_8, ffn2_w);
-    case LoraSlot::cross_k:  // the text K/V run once per prompt, in 16 bits
-    case LoraSlot::cross_v:
-      return none;
+  static constexpr std::array<Row, kLoraSlots> kTable = {{
+      {LoraSlot::self_q, &Block::q_w, &Block::qkv8, &Block::qkv_w},
+      {LoraSlot::self_k, &Block::k_w, &Block::qkv8, &Block::qkv_w},
+      {LoraSlot::self_v, &Block::v_w, &Block::qkv8, &Block::qkv_w},
+      {LoraSlot::self_o, &Block::o_w, &Block::o8, &Block::o_w},
+      {LoraSlot::cross_q, &Block::cq_w, &Block::cq8, &Block::cq_w},
+      // The text K/V run once per prompt, in 16 bits: no FP8 copies.
+      {LoraSlot::cross_k, &Block::ck_w, nullptr, nullptr},
+      {LoraSlot::cross_v, &Block::cv_w, nullptr, nullptr},
+      {LoraSlot::cross_o, &Block::co_w, &Block::co8, &Block::co_w},
+      {LoraSlot::ffn0, &Block::ffn0_w, &Block::ffn0_8, &Block::ffn0_w},
+      {LoraSlot::ffn2, &Block::ffn2_w, &Block::ffn2_8, &Block::ffn2_w},
+  }};
+  static_assert(
+      [] {
+        for (size_t i = 0; i < kTable.size(); ++i)
+          if (static_cast<size_t>(kTable[i].slot) != i) return false;
+        return true;
+      }(),
+      "the slot table's rows follow LoraSlot's order");
+  const auto i = static_cast<size_t>(slot);
+  if (i >= kTable.size()) throw Error("unknown LoRA slot");
+  const Row& row = kTable[i];
+  SlotWeights w{&(this->*row.matrix)};
+  if (row.fp8 && (this->*row.fp8).defined()) {
+    w.fp8 = &(this->*row.fp8);
+    w.fp8_source = &(this->*row.fp8_source);
   }
-  return none;
+  return w;
 }
 
 int64_t CausalWanModel::merge_style_loras(const std::vector<ActiveStyleLora>& loras) const {
@@ -281,7 +267,7 @@ int64_t CausalWanModel::merge_style_loras(const std::vector<ActiveStyleLora>& lo
   std::map<std::pair<size_t, LoraSlot>, at::Tensor> deltas;
   for (auto& [target, delta] : style_lora_deltas(loras, device_)) {
     const LoraTarget t = parse_lora_target(target, blocks_.size(), baking);
-    const at::Tensor& w = blocks_[t.layer].matrix(t.slot);
+    const at::Tensor& w = *blocks_[t.layer].slot(t.slot).matrix;
     if (delta.sizes() != w.sizes())
       throw WeightError(
           fmt::format("style LoRA '{}': the delta of {} is [{}], the DiT's matrix "
@@ -291,10 +277,10 @@ int64_t CausalWanModel::merge_style_loras(const std::vector<ActiveStyleLora>& lo
   }
   std::map<const ops::Fp8Weight*, const at::Tensor*> source;
   for (const auto& [where, delta] : deltas) {
-    const Block& b = blocks_[where.first];
-    const at::Tensor& w = b.matrix(where.second);
+    const Block::SlotWeights slot = blocks_[where.first].slot(where.second);
+    const at::Tensor& w = *slot.matrix;
     w.copy_(w.to(at::kFloat).add_(delta));  // in place: same storage, graphs stay valid
-    if (const auto [w8, from] = b.fp8_copy(where.second); w8) source[w8] = from;
+    if (slot.fp8) source[slot.fp8] = slot.fp8_source;
   }
   for (const auto& [w8, from] : source) {
     const ops::Fp8Weight merged = ops::quantize_weight_fp8(*from);

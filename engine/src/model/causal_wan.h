@@ -141,10 +141,15 @@ class CausalWanModel {
     at::Tensor norm3_w, norm3_b;
     at::Tensor cq_w, cq_b, ck_w, ck_b, cv_w, cv_b, co_w, co_b, cnorm_q, cnorm_k;
     at::Tensor ffn0_w, ffn0_b, ffn2_w, ffn2_b;
-    // The matrix a style-LoRA slot adapts (q/k/v: row slices of qkv_w), and the FP8 copy that
-    // holds it with the matrix that copy is quantised from (null when it has none).
-    const at::Tensor& matrix(LoraSlot slot) const;
-    std::pair<const ops::Fp8Weight*, const at::Tensor*> fp8_copy(LoraSlot slot) const;
+    // What a style-LoRA slot adapts: its matrix (q/k/v: row slices of qkv_w), and the FP8 copy
+    // that holds it with the matrix that copy is quantised from (null when the slot has none, and
+    // fp8 also when the copy is not made: fp8_linears off).
+    struct SlotWeights {
+      const at::Tensor* matrix = nullptr;
+      const ops::Fp8Weight* fp8 = nullptr;
+      const at::Tensor* fp8_source = nullptr;
+    };
+    SlotWeights slot(LoraSlot slot) const;  // from kSlotTable (causal_wan.cpp)
   };
 
   Block load_block(const WeightStore& weights, const std::string& prefix, bool fp8) const;
