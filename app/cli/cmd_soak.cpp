@@ -317,6 +317,10 @@ int run(const SoakArgs& a) {
     const struct mallinfo2 heap = mallinfo2();
     line["heap_in_use_mib"] =
         std::round(static_cast<double>(heap.uordblks + heap.hblkhd) / (1 << 20) * 10) / 10;
+    // What malloc's arenas hold from the system (all arenas, without the mmapped blocks), now:
+    // it grows with the heap's fragmentation even where the bytes in use do not, and is not
+    // swung by the large tensors (which get their own mappings).
+    line["heap_arenas_kib"] = heap.arena >> 10;
     const EngineStats stats = engine.stats();
     line["kept_latent_kib"] = stats.kept_latent_bytes >> 10;
     line["dropped_latent_blocks"] = stats.dropped_latent_blocks;
