@@ -4,6 +4,9 @@
 #include <fmt/format.h>
 #include <lo/lo.h>
 
+#include <cstdint>
+#include <cstring>
+
 #include "longlive/error.h"
 #include "longlive/log.h"
 
@@ -33,6 +36,17 @@ void on_lo_error(int number, const char* message, const char* where) {
     log::warn("OSC: {}", text);
 }
 
+// liblo's argument pointers point into the message at OSC's 4-byte padding, while lo_arg is a
+// union with 8-byte members: reading a member through the pointer is a misaligned access
+// (UBSan, on every string argument after an odd number of 4-byte words). Read the bytes instead.
+template <typename T>
+T arg_value(const lo_arg* arg) {
+  T value;
+  std::memcpy(&value, arg, sizeof value);
+  return value;
+}
+std::string arg_text(const lo_arg* arg) { return std::string(reinterpret_cast<const char*>(arg)); }
+
 int on_message(const char* path, const char* types, lo_arg** argv, int argc, lo_message msg,
                void* user) {
   OscMessage m;
@@ -45,16 +59,16 @@ int on_message(const char* path, const char* types, lo_arg** argv, int argc, lo_
   for (int i = 0; i < argc; ++i) {
     switch (types[i]) {
       case LO_INT32:
-        m.args.emplace_back(static_cast<int64_t>(argv[i]->i));
+        m.args.emplace_back(static_cast<int64_t>(arg_value<int32_t>(argv[i])));
         break;
       case LO_INT64:
-        m.args.emplace_back(static_cast<int64_t>(argv[i]->h));
+        m.args.emplace_back(arg_value<int64_t>(argv[i]));
         break;
       case LO_FLOAT:
-        m.args.emplace_back(static_cast<double>(argv[i]->f));
+        m.args.emplace_back(static_cast<double>(arg_value<float>(argv[i])));
         break;
       case LO_DOUBLE:
-        m.args.emplace_back(argv[i]->d);
+        m.args.emplace_back(arg_value<double>(argv[i]));
         break;
       case LO_TRUE:
         m.args.emplace_back(int64_t{1});
@@ -63,10 +77,10 @@ int on_message(const char* path, const char* types, lo_arg** argv, int argc, lo_
         m.args.emplace_back(int64_t{0});
         break;
       case LO_STRING:
-        m.args.emplace_back(std::string(&argv[i]->s));
+        m.args.emplace_back(arg_text(argv[i]));
         break;
       case LO_SYMBOL:
-        m.args.emplace_back(std::string(&argv[i]->S));
+        m.args.emplace_back(arg_text(argv[i]));
         break;
       default:
         m.unsupported_types.push_back(types[i]);

@@ -6,7 +6,8 @@
 # line carries RSS, fds, threads, the CUDA caching allocator's allocated/reserved memory (current
 # and peak) and the block times (p50/p99); the run fails (exit 3) if the GPU memory's peaks grow
 # more than 2 % over the warm-up's, or RSS, fds or threads grow. Lines in $OUT/soak.jsonl.
-#   packaging/device/soak.sh        (SOAK_MINUTES, SOAK_WARMUP_MINUTES, SOAK_PRESETS override)
+#   packaging/device/soak.sh        (SOAK_MINUTES, SOAK_WARMUP_MINUTES, SOAK_PRESETS override;
+#                                   SOAK_ARGS adds soak options, e.g. --kernel-sample-every 0)
 # SOAK_MINUTES=0 only builds: with a 10-minute limit per command, build in one call and soak in
 # the next (the build folder stays on a warm machine; the second call's build is a no-op).
 . packaging/device/common.sh
@@ -17,7 +18,7 @@ nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv 2>&1
 # default would still be filling after 10 minutes and show as RSS growth).
 nice -n 5 "$b/app/longlive" soak --device cuda --random full \
   --presets "${SOAK_PRESETS:-balanced}" --minutes "${SOAK_MINUTES:-10}" \
-  --warmup-minutes "${SOAK_WARMUP_MINUTES:-3}" --kept-latents-mib 64 \
+  --warmup-minutes "${SOAK_WARMUP_MINUTES:-3}" --kept-latents-mib 64 ${SOAK_ARGS:-} \
   >"$out/soak.jsonl" 2>"$out/soak.log"
 rc=$?
 echo "soak rc=$rc"

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,27 @@ std::string expected_reason() {
 #else
   return KernelProfiler::built_with_cupti() ? "no CUDA device" : "built without the CUPTI headers";
 #endif
+}
+
+// CUPTI's name strings live only as long as their records: the table is keyed by the text, so
+// samples whose records carry the same names at new addresses add nothing, and an address reused
+// for another kernel's name does not take the old name.
+TEST(KernelNameTable, InternsByTextNotByAddress) {
+  KernelNameTable table;
+  const std::vector<std::string> kernels = {"_Z6gemm_kPf", "_Z7softmaxPf", "flash_fwd_kernel"};
+  for (int sample = 0; sample < 100; ++sample) {
+    std::vector<std::string> buffer(kernels);  // this sample's copies, at new addresses
+    for (const std::string& k : buffer) EXPECT_EQ(table.name(table.intern(k.c_str())), k);
+  }
+  EXPECT_EQ(table.size(), kernels.size());
+  char reused[32] = "_Z6gemm_kPf";
+  const uint32_t gemm = table.intern(reused);
+  std::snprintf(reused, sizeof reused, "%s", "layer_norm_kernel");
+  const uint32_t norm = table.intern(reused);
+  EXPECT_NE(gemm, norm);
+  EXPECT_EQ(table.name(gemm), "_Z6gemm_kPf");
+  EXPECT_EQ(table.name(norm), "layer_norm_kernel");
+  EXPECT_EQ(table.size(), kernels.size() + 1);
 }
 
 TEST(KernelProfiler, SaysWhyItCannotSampleWithoutAGpu) {

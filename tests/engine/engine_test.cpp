@@ -8,9 +8,15 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <string>
 #include <thread>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "fixtures.h"
 #include "longlive/decoder.h"
@@ -152,6 +158,70 @@ TEST(Engine, KeptLatentsCapOfZeroKeepsNone) {
   EXPECT_EQ(kept.bytes, 0);
   EXPECT_GE(kept.dropped_blocks, 2);
   EXPECT_FALSE(engine.session_latents().defined());
+}
+
+// The session timeline grows with every event, for as long as a video runs: its events are kept
+// once (by the worker's Performance; Engine::timeline() copies them on request), not in a second
+// copy the Engine refreshed at every block (~1.3 KiB per block of the soak, docs/reliability.md).
+// Each cut here carries two 48 KiB prompts, so one copy of the events grows malloc's bytes in use
+// by ~96 KiB per cut and two copies by ~192 KiB: far apart next to the blocks' own churn.
+TEST(Engine, TimelineKeepsEachEventOnce) {
+#if !defined(__GLIBC__) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "counts glibc malloc's bytes in use (a sanitizer replaces malloc)";
+#else
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  GTEST_SKIP() << "counts glibc malloc's bytes in use (a sanitizer replaces malloc)";
+#endif
+#endif
+  const std::string a(48 << 10, 'a');
+  const std::string b(48 << 10, 'b');
+  auto mix = [&](double w) {
+    PromptMix m;
+    m.prompts = {{a, w}, {b, 1 - w}};
+    return m;
+  };
+  auto heap_in_use = [] {
+    const struct mallinfo2 m = mallinfo2();
+    return static_cast<double>(m.uordblks + m.hblkhd);
+  };
+  Engine engine(kTinyModel, test_preset(), {}, 32, 32, {.max_kept_latent_bytes = 0});
+  // Paused between the measurements, so no block's tensors are in flight.
+  auto pause_after_blocks = [&](int64_t blocks) {
+    EXPECT_TRUE(wait_for([&] { return engine.stats().blocks >= blocks; }));
+    engine.pause();
+    EXPECT_TRUE(wait_for([&] { return engine.stats().state == "paused"; }));
+  };
+  engine.start(mix(0.5), 3);
+  // Warm: both prompts in the prompt cache, the latency history and decoder at their sizes.
+  for (int i = 0; i < 2; ++i) {
+    engine.cut(mix(0.25 + 0.25 * i));
+    const int64_t at = engine.stats().blocks;
+    ASSERT_TRUE(wait_for([&] { return engine.stats().blocks >= at + 1; }));
+  }
+  pause_after_blocks(1);
+  const size_t events_before = engine.timeline().events.size();
+  const double before = heap_in_use();
+  engine.resume();
+  constexpr int kCuts = 12;
+  for (int i = 0; i < kCuts; ++i) {
+    engine.cut(mix(0.1 + 0.05 * i));
+    const int64_t at = engine.stats().blocks;
+    ASSERT_TRUE(wait_for([&] { return engine.stats().blocks >= at + 1; }));
+  }
+  pause_after_blocks(engine.stats().blocks + 1);
+  const double after = heap_in_use();
+  const Timeline timeline = engine.timeline();
+  engine.stop();
+  // The cuts, the resume and the pause.
+  ASSERT_EQ(timeline.events.size(), events_before + kCuts + 2);
+  const double per_cut = (after - before) / kCuts;
+  const double text = static_cast<double>(a.size() + b.size());
+  std::printf("heap in use per cut: %.0f bytes (its prompts: %.0f bytes)\n", per_cut, text);
+  EXPECT_GT(per_cut, 0.75 * text) << "the events' prompts are not kept?";
+  EXPECT_LT(per_cut, 1.5 * text) << "each event is kept more than once (" << per_cut
+                                 << " bytes per cut of " << text << " bytes of prompts)";
+#endif
 }
 
 TEST(Engine, DeviceFramesOnlyWhenAskedForAndOnCuda) {

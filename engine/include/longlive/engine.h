@@ -228,9 +228,7 @@ class Engine {
   EngineStats stats_;
   bool quit_ = false;
   std::atomic<bool> host_frames_{true};
-  Timeline timeline_;                            // copy of the worker's, refreshed at block edges
-  uint64_t timeline_generation_ = ~uint64_t{0};  // of timeline_ (Performance's count)
-  KeptLatents latents_;                          // per block, CPU; guarded by mutex_
+  KeptLatents latents_;  // per block, CPU; guarded by mutex_
   // What the frames of each block in the decoder's queue belong to (worker thread only).
   struct QueuedBlock {
     std::string prompt;

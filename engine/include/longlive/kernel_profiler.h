@@ -16,9 +16,11 @@
 //
 // This header stays light (no ATen, no CUPTI): EngineStats and the overlay include it.
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace longlive {
@@ -70,6 +72,22 @@ std::string shorten_kernel_name(std::string_view demangled, size_t max_chars = 7
 KernelTable tabulate_kernels(const std::vector<KernelRecord>& records);
 // The table as text, as `longlive bench --kernels` prints it (max_rows per region, 0 = all).
 std::string format_kernel_table(const KernelTable& table, size_t max_rows = 0);
+
+// The kernel names of CUPTI's records, one copy of each distinct name for the process, keyed by
+// the text. (They were keyed by the address of CUPTI's name string, which is only valid while
+// its record is: a pointer that changed from one sample to the next added a copy of the name at
+// every sample, and a reused address would have named another kernel.) Bounded by the kernels
+// the process runs, not by the samples taken.
+class KernelNameTable {
+ public:
+  uint32_t intern(std::string_view name);  // null names are "(unnamed kernel)" at the caller
+  const std::string& name(uint32_t id) const { return names_.at(id); }
+  size_t size() const { return names_.size(); }
+
+ private:
+  std::deque<std::string> names_;                       // by id; a deque keeps them in place
+  std::unordered_map<std::string_view, uint32_t> ids_;  // views into names_
+};
 
 class KernelProfiler {
  public:

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -115,17 +116,22 @@ class Performance {
   const PromptMix& mix() const { return mix_; }
   uint64_t seed() const { return seed_; }
   int64_t blocks() const { return timeline_.blocks; }
+  // The timeline so far, for the thread that drives this Performance (no copy).
   const Timeline& timeline() const { return timeline_; }
-  // Counts the timelines begun (each start of a new video): within one, events are only appended,
-  // so a copy can be kept current by taking the new events alone.
-  uint64_t timeline_generation() const { return timeline_generation_; }
+  // A copy of it for any other thread, taken under the lock every change of the timeline holds:
+  // an Engine hands this out instead of keeping a second copy of every event (the session
+  // timeline is the one store of its events; docs/reliability.md).
+  Timeline copy_timeline() const;
 
   // Applies one recorded event (replay); presets are looked up by name.
   void apply(const TimelineEvent& event, const PresetLookup& presets);
 
  private:
   void ensure_session();
-  TimelineEvent& record(EventKind kind);
+  // An event of `kind` at the current block and time; record() appends it (under the lock).
+  TimelineEvent event(EventKind kind) const;
+  void record(TimelineEvent e);
+  void record(EventKind kind);
   // Loads (if needed) and sets one fader, recording one lora event while a video is active.
   void set_lora(const std::string& name, const std::filesystem::path& file, double strength);
   void sync_loras();     // hands the faders to the session's generator
@@ -135,8 +141,10 @@ class Performance {
   Preset preset_;
   int height_, width_;
   std::unique_ptr<Session> session_;
+  // Written only by the driving thread; each change holds timeline_mutex_, so copy_timeline()
+  // may be called from any thread.
   Timeline timeline_;
-  uint64_t timeline_generation_ = 0;
+  mutable std::mutex timeline_mutex_;
   std::chrono::steady_clock::time_point began_;
   PromptMix mix_;  // target of the latest start/cut/transition
   std::vector<Fader> loras_;

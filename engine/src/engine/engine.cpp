@@ -215,8 +215,9 @@ EngineStats Engine::stats() const {
 }
 
 Timeline Engine::timeline() const {
-  std::lock_guard lock(mutex_);
-  return timeline_;
+  // The worker's Performance holds the only copy of the events (one kept here as well doubled
+  // the timeline's memory, which grows with every event of a session).
+  return performance_->copy_timeline();
 }
 
 at::Tensor Engine::session_latents() const {
@@ -298,24 +299,6 @@ void Engine::run() {
       stats_.loras.clear();
       for (const auto& f : perf.loras()) stats_.loras.push_back({f.name, f.strength, f.baked});
       stats_.inputs = perf.input_status();
-      // Only the new events: copying the whole timeline (every event and its prompt strings)
-      // at every block made the heap churn by the video's length per block.
-      const Timeline& t = perf.timeline();
-      if (timeline_generation_ != perf.timeline_generation() ||
-          timeline_.events.size() > t.events.size()) {
-        timeline_ = t;
-        timeline_generation_ = perf.timeline_generation();
-      } else {
-        timeline_.events.insert(timeline_.events.end(),
-                                t.events.begin() + static_cast<ptrdiff_t>(timeline_.events.size()),
-                                t.events.end());
-        timeline_.version = t.version;
-        timeline_.model = t.model;
-        timeline_.preset = t.preset;
-        timeline_.height = t.height;
-        timeline_.width = t.width;
-        timeline_.blocks = t.blocks;
-      }
     }
     if (callbacks_.on_stats) callbacks_.on_stats(stats());
   };

@@ -95,10 +95,11 @@ void Performance::set_lora(const std::string& name, const std::filesystem::path&
   it->strength = strength;
   sync_loras();
   if (active_) {
-    auto& e = record(EventKind::lora);
+    TimelineEvent e = event(EventKind::lora);
     e.lora = name;
     e.lora_file = it->file.string();
     e.strength = strength;
+    record(std::move(e));
   }
 }
 
@@ -143,7 +144,11 @@ void Performance::set_inputs(InputOpener opener, std::filesystem::path capture_d
 void Performance::set_vace(const VaceRequest& request) {
   ensure_session();  // the session's size, device and VACE weights
   const VaceRequest recorded = inputs_->set_vace(request, *factory_, *session_);
-  if (active_) record(EventKind::vace).vace = recorded;
+  if (active_) {
+    TimelineEvent e = event(EventKind::vace);
+    e.vace = recorded;
+    record(std::move(e));
+  }
 }
 
 void Performance::clear_vace() {
@@ -154,13 +159,21 @@ void Performance::clear_vace() {
 
 void Performance::set_vace_scale(double scale) {
   inputs_->set_vace_scale(scale);
-  if (active_) record(EventKind::vace_scale).strength = scale;
+  if (active_) {
+    TimelineEvent e = event(EventKind::vace_scale);
+    e.strength = scale;
+    record(std::move(e));
+  }
 }
 
 void Performance::set_v2v(const V2vRequest& request) {
   ensure_session();
   const V2vRequest recorded = inputs_->set_v2v(request, *factory_, *session_);
-  if (active_) record(EventKind::v2v).v2v = recorded;
+  if (active_) {
+    TimelineEvent e = event(EventKind::v2v);
+    e.v2v = recorded;
+    record(std::move(e));
+  }
 }
 
 void Performance::clear_v2v() {
@@ -171,7 +184,11 @@ void Performance::clear_v2v() {
 
 void Performance::set_v2v_strength(double strength) {
   inputs_->set_v2v_strength(strength);
-  if (active_) record(EventKind::v2v_strength).strength = strength;
+  if (active_) {
+    TimelineEvent e = event(EventKind::v2v_strength);
+    e.strength = strength;
+    record(std::move(e));
+  }
 }
 
 void Performance::clear_inputs() {
@@ -184,8 +201,16 @@ InputStatus Performance::input_status() const {
 }
 
 void Performance::record_inputs() {
-  if (auto vace = inputs_->vace_now()) record(EventKind::vace).vace = *vace;
-  if (auto v2v = inputs_->v2v_now()) record(EventKind::v2v).v2v = *v2v;
+  if (auto vace = inputs_->vace_now()) {
+    TimelineEvent e = event(EventKind::vace);
+    e.vace = std::move(*vace);
+    record(std::move(e));
+  }
+  if (auto v2v = inputs_->v2v_now()) {
+    TimelineEvent e = event(EventKind::v2v);
+    e.v2v = std::move(*v2v);
+    record(std::move(e));
+  }
 }
 
 void Performance::unload_loras() {
@@ -221,14 +246,25 @@ void Performance::clear_loras() {
   sync_loras();
 }
 
-TimelineEvent& Performance::record(EventKind kind) {
+TimelineEvent Performance::event(EventKind kind) const {
   TimelineEvent e;
   e.kind = kind;
   e.block = timeline_.blocks;
   e.time_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began_).count();
+  return e;
+}
+
+void Performance::record(TimelineEvent e) {
+  std::lock_guard lock(timeline_mutex_);
   timeline_.events.push_back(std::move(e));
-  return timeline_.events.back();
+}
+
+void Performance::record(EventKind kind) { record(event(kind)); }
+
+Timeline Performance::copy_timeline() const {
+  std::lock_guard lock(timeline_mutex_);
+  return timeline_;
 }
 
 void Performance::start(const PromptMix& mix, uint64_t seed) {
@@ -236,13 +272,15 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
   ensure_session();
   const at::Tensor embeds = session_->embed(mix);  // fails before anything changes
   if (!active_) {
-    timeline_ = Timeline{};
-    ++timeline_generation_;
-    timeline_.model =
-        factory_->model().tiny_random ? "tiny-random" : factory_->model().folder.string();
-    timeline_.preset = preset_.name;
-    timeline_.height = session_->height;
-    timeline_.width = session_->width;
+    Timeline fresh;
+    fresh.model = factory_->model().tiny_random ? "tiny-random" : factory_->model().folder.string();
+    fresh.preset = preset_.name;
+    fresh.height = session_->height;
+    fresh.width = session_->width;
+    {
+      std::lock_guard lock(timeline_mutex_);
+      timeline_ = std::move(fresh);
+    }
     began_ = std::chrono::steady_clock::now();
   }
   const bool new_timeline = !active_;
@@ -253,9 +291,12 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
   inputs_->reset();  // the inputs' encoders start a new video too
   active_ = true;
   paused_ = false;
-  auto& e = record(EventKind::start);
-  e.mix = mix;
-  e.seed = seed;
+  {
+    TimelineEvent e = event(EventKind::start);
+    e.mix = mix;
+    e.seed = seed;
+    record(std::move(e));
+  }
   // A new timeline states the faders set before it began, so a replay loads and sets them too:
   // with bakes before it, every fader loaded first (at 0, in load order: the side path stacks
   // them in that order), then each bake's strengths and the bake, then today's strengths. Bakes
@@ -265,10 +306,11 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
     auto fader = [&](const Files& files, const std::string& name, double strength) {
       const auto f =
           std::find_if(files.begin(), files.end(), [&](const auto& x) { return x.first == name; });
-      auto& l = record(EventKind::lora);
+      TimelineEvent l = event(EventKind::lora);
       l.lora = name;
       l.lora_file = f->second.string();
       l.strength = strength;
+      record(std::move(l));
     };
     auto bakes = [&](const Files& files, const std::vector<BakeMoves>& moves) {
       for (const auto& [name, file] : files) fader(files, name, 0);
@@ -294,21 +336,28 @@ void Performance::cut(const PromptMix& mix) {
   if (!active_) throw Error("cut: no video is running (start one first)");
   session_->generator->switch_prompt(session_->embed(mix));
   mix_ = mix;
-  record(EventKind::cut).mix = mix;
+  TimelineEvent e = event(EventKind::cut);
+  e.mix = mix;
+  record(std::move(e));
 }
 
 void Performance::transition(const PromptMix& mix, const TransitionOptions& options) {
   if (!active_) throw Error("transition: no video is running (start one first)");
   session_->generator->transition_to(session_->embed(mix), options);
   mix_ = mix;
-  auto& e = record(EventKind::transition);
+  TimelineEvent e = event(EventKind::transition);
   e.mix = mix;
   e.transition = options;
+  record(std::move(e));
 }
 
 PresetChange Performance::set_preset(const Preset& preset) {
   preset_ = preset;
-  if (active_) record(EventKind::preset).preset = preset.name;
+  if (active_) {
+    TimelineEvent e = event(EventKind::preset);
+    e.preset = preset.name;
+    record(std::move(e));
+  }
   if (!session_) return {};
   try {
     return factory_->change_preset(*session_, preset);
@@ -371,7 +420,10 @@ at::Tensor Performance::next_block() {
   for (const EventKind off : inputs_->before_block(*session_->generator, input_messages_))
     record(off);
   at::Tensor latents = session_->generator->next_block();
-  ++timeline_.blocks;
+  {
+    std::lock_guard lock(timeline_mutex_);
+    ++timeline_.blocks;
+  }
   return latents;
 }
 

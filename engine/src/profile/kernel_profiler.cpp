@@ -208,6 +208,14 @@ KernelTable tabulate_kernels(const std::vector<KernelRecord>& records) {
   return table;
 }
 
+uint32_t KernelNameTable::intern(std::string_view name) {
+  if (const auto it = ids_.find(name); it != ids_.end()) return it->second;
+  const auto id = static_cast<uint32_t>(names_.size());
+  names_.emplace_back(name);
+  ids_.emplace(names_.back(), id);
+  return id;
+}
+
 std::string format_kernel_table(const KernelTable& table, size_t max_rows) {
   if (!table.unavailable.empty())
     return fmt::format("kernels        unavailable: {}\n", table.unavailable);
@@ -403,7 +411,7 @@ class Tracer {
         continue;
       const auto ext = external_.find(k.correlation);
       out.records.push_back(
-          {names_[k.name],
+          {names_.name(k.name),
            ext == external_.end() ? std::string(kNoRegion) : region_names().name(ext->second),
            k.start, k.end, k.graph});
     }
@@ -421,7 +429,7 @@ class Tracer {
 
  private:
   struct Raw {
-    uint32_t name;  // index into names_
+    uint32_t name;  // id in names_
     uint64_t start, end;
     uint32_t correlation;
     bool graph;
@@ -544,13 +552,8 @@ class Tracer {
     }
   }
 
-  // CUPTI shares one name string per kernel across its records: intern by address.
-  uint32_t intern(const char* name) {
-    if (name == nullptr) name = "(unnamed kernel)";
-    const auto [it, added] = name_ids_.try_emplace(name, static_cast<uint32_t>(names_.size()));
-    if (added) names_.emplace_back(name);
-    return it->second;
-  }
+  // By the name's text: CUPTI's name pointer is valid only as long as its record.
+  uint32_t intern(const char* name) { return names_.intern(name ? name : "(unnamed kernel)"); }
 
   std::once_flag once_;
   std::string reason_;
@@ -567,8 +570,7 @@ class Tracer {
   std::unordered_map<uint32_t, uint64_t> api_start_;  // launch call's correlation id -> start
   uint64_t stop_ns_ = UINT64_MAX;                     // CUPTI's clock at mark_stop()
   int64_t dropped_ = 0;
-  std::unordered_map<const char*, uint32_t> name_ids_;
-  std::vector<std::string> names_;
+  KernelNameTable names_;
 
   std::mutex pool_mutex_;
   std::vector<uint8_t*> pool_;  // completed buffers for reuse

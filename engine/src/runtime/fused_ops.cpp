@@ -218,7 +218,7 @@ at::Tensor norm_modulate(const at::Tensor&, const NormInputs&, double, at::Scala
   unavailable();
 }
 void rms_rope(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-              const at::Tensor&, double) {
+              const at::Tensor&, double, const at::Tensor&, const at::Tensor&) {
   unavailable();
 }
 std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor&, bool) { unavailable(); }
