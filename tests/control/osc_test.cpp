@@ -22,6 +22,7 @@
 #ifdef LONGLIVE_WITH_OSC
 #include <lo/lo.h>
 
+#include "engine_support.h"
 #include "longlive/osc_server.h"
 #endif
 
@@ -115,12 +116,6 @@ TEST(OscParse, EveryAddress) {
 }
 
 // The tiny random model on the CPU, and a preset with a short window, for live engines.
-ModelSpec tiny_model() {
-  ModelSpec tiny;
-  tiny.tiny_random = true;
-  return tiny;
-}
-
 Preset live_preset() {
   Preset preset;
   preset.name = "live";
@@ -178,12 +173,6 @@ TEST(OscParse, BadMessagesSayWhy) {
 }
 
 #ifdef LONGLIVE_WITH_OSC
-
-bool wait_for(const std::function<bool()>& done, int ms = 120000) {
-  for (int i = 0; i < ms / 10 && !done(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return done();
-}
 
 // What a running Engine reports, for the tests that drive one over OSC: blocks made, errors,
 // the timeline of the stopped video.

@@ -18,6 +18,7 @@
 #include <malloc.h>
 #endif
 
+#include "engine_support.h"
 #include "fixtures.h"
 #include "longlive/decoder.h"
 #include "longlive/engine.h"
@@ -35,12 +36,6 @@
 
 namespace longlive::test {
 namespace {
-
-bool wait_for(const std::function<bool()>& done, int ms = 60000) {
-  for (int i = 0; i < ms / 10 && !done(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return done();
-}
 
 // Collects the frames an Engine hands out on its worker thread.
 struct FrameSink {

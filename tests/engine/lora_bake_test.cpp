@@ -11,20 +11,16 @@
 #include <algorithm>
 #include <map>
 
+#include "engine_support.h"
 #include "fixtures.h"
 #include "longlive/error.h"
 #include "longlive/performance.h"
 #include "longlive/timeline.h"
 #include "longlive/weights.h"
+#include "tensor_compare.h"
 
 namespace longlive::test {
 namespace {
-
-ModelSpec tiny_model() {
-  ModelSpec m;
-  m.tiny_random = true;
-  return m;
-}
 
 // A random kohya LoRA of `rank` for a DiT of `config` (the tiny model's), on every kind of block
 // linear (self-attention q, o; the text K/V; cross q; both FFN matrices) of every block.
@@ -63,10 +59,6 @@ struct Presets {
     return [this](const std::string& name) { return name == "alt" ? alt : live; };
   }
 };
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
 
 // One performance: faders up from the start, a bake (or not) before block 2, a second LoRA
 // moved and both baked before block 5, a preset change before block 6; stopped at the end.

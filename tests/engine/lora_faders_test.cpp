@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "engine_support.h"
 #include "fixtures.h"
 #include "longlive/engine.h"
 #include "longlive/error.h"
@@ -20,18 +21,6 @@
 
 namespace longlive::test {
 namespace {
-
-ModelSpec tiny_model() {
-  ModelSpec m;
-  m.tiny_random = true;
-  return m;
-}
-
-bool wait_for(const std::function<bool()>& done, int ms = 120000) {
-  for (int i = 0; i < ms / 10 && !done(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return done();
-}
 
 // A kohya-named rank-2 LoRA for the tiny DiT (dim 64, ffn 128, 2 blocks), adapting the text K/V.
 std::filesystem::path write_kohya_lora(const std::filesystem::path& dir) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "engine_support.h"
 #include "fixtures.h"
 #include "longlive/engine.h"
 #include "longlive/error.h"
@@ -21,18 +22,6 @@
 
 namespace longlive::test {
 namespace {
-
-ModelSpec tiny_model() {
-  ModelSpec m;
-  m.tiny_random = true;
-  return m;
-}
-
-bool wait_for(const std::function<bool()>& done, int ms = 120000) {
-  for (int i = 0; i < ms / 10 && !done(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return done();
-}
 
 std::map<std::string, Preset> test_presets() {
   Preset live;

@@ -13,14 +13,11 @@
 #include "fixtures.h"
 #include "longlive/wan_vae.h"
 #include "stream_chunks.h"
+#include "tensor_compare.h"
 #include "wan_vae_rounding.h"
 
 namespace longlive::test {
 namespace {
-
-double max_abs_diff_cpu(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kCPU, at::kDouble) - b.to(at::kCPU, at::kDouble)).abs().max().item<double>();
-}
 
 // The fixture's latents in its documented chunks, each chunk's pixels against its frame range.
 double streamed_max_diff(const WeightStore& weights, const WeightStore& io,
@@ -40,7 +37,7 @@ double streamed_max_diff(const WeightStore& weights, const WeightStore& io,
     const int64_t begin = ranges[i][0], end = ranges[i][1];
     EXPECT_EQ(pixels.size(0), end - begin) << "chunk " << i;
     if (pixels.size(0) != end - begin) return 1e9;
-    worst = std::max(worst, max_abs_diff_cpu(pixels, expected.narrow(0, begin, end - begin)));
+    worst = std::max(worst, max_abs_diff(pixels, expected.narrow(0, begin, end - begin)));
   }
   return worst;
 }
