@@ -223,13 +223,6 @@ int run(const GenerateArgs& a) {
   std::unique_ptr<Session> single;
   std::unique_ptr<RankedSession> ranked;
   if (a.gpus > 1) {
-    // The ranks share the stream's calls; a per-block input (VACE, video-to-video) would have to
-    // reach every rank too, which is not wired yet.
-    if (a.vace_requested() || !a.v2v_video.empty() || !a.v2v_camera.empty())
-      throw ConfigError(fmt::format(
-          "--gpus {}: VACE and video-to-video run on one rank for now (drop --gpus, or the "
-          "--vace-*/--v2v-* inputs)",
-          a.gpus));
     RankPlan plan;
     plan.ranks = a.gpus;
     plan.share_device = a.share_gpu;
@@ -250,6 +243,20 @@ int run(const GenerateArgs& a) {
       generator.start(embeds, seed);
   };
   auto next_block = [&] { return ranked ? ranked->stream().next_block() : generator.next_block(); };
+  // The block's VACE and video-to-video inputs: encoded once (on rank 0's device), then handed to
+  // every other rank, which moves them to its own device.
+  std::unique_ptr<VaceConditioner> vace;
+  std::unique_ptr<VideoToVideo> v2v;
+  auto before_block = [&] {
+    if (vace) vace->before_block(generator);
+    if (v2v) v2v->before_block(generator);
+    if (ranked && (vace || v2v))
+      ranked->stream().each([&](StreamGenerator& g, int rank) {
+        if (rank == 0) return;
+        if (vace) g.set_vace(generator.vace());
+        if (v2v) g.set_v2v(generator.v2v());
+      });
+  };
   const GeneratorOptions& o = generator.options();
   const int height = session->height, width = session->width;
 
@@ -266,10 +273,8 @@ int run(const GenerateArgs& a) {
         "give --prompt-embeds FILE (a safetensors with 'prompt_embeds' [1, L, text_dim])");
   }
 
-  std::unique_ptr<VaceConditioner> vace;
   LiveInputs live_inputs;
   if (a.vace_requested()) vace = make_vace(a, factory, height, width, session->device, live_inputs);
-  std::unique_ptr<VideoToVideo> v2v;
   if (!a.v2v_video.empty() || !a.v2v_camera.empty()) {
 #ifdef LONGLIVE_WITH_RECORDER
     v2v =
@@ -313,8 +318,7 @@ int run(const GenerateArgs& a) {
   auto outputs = open_video_outputs(a.video_out, width, height);
   std::vector<at::Tensor> blocks;
   for (int64_t b = 0; b < a.blocks; ++b) {
-    if (vace) vace->before_block(generator);
-    if (v2v) v2v->before_block(generator);
+    before_block();
     const at::Tensor block = next_block();
 #ifdef LONGLIVE_WITH_RECORDER
     if (recorder || !outputs.empty()) {

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -131,6 +133,55 @@ TEST(SequenceParallel, TwoRanksOnOneGpuMatchOneRank) {
     for (size_t b = 0; b < expected.size(); ++b)
       EXPECT_LT(max_abs_diff(actual[static_cast<size_t>(r)][b], expected[b]), 1e-4)
           << "rank " << r << ", block " << b;
+}
+
+// Per-block inputs reach every rank (as `generate --gpus` hands them over): a VACE context (its
+// hints computed whole on every rank, each adding its rows' share), then video-to-video
+// latents on top, then VACE cleared; the ranks still make the one-rank stream. Sizes, weights
+// and the context come from the VACE fixture.
+TEST(SequenceParallel, VaceAndVideoToVideoInputsOnEveryRankKeepTheOneRankStream) {
+  if (!rank_backend_available(RankBackend::gloo)) GTEST_SKIP() << "built without Gloo headers";
+  const WeightStore weights = WeightStore::open(fixture("vace_dit_weights.safetensors"));
+  const WeightStore module = WeightStore::open(fixture("vace_module.safetensors"));
+  const WeightStore stream = WeightStore::open(fixture("vace_stream.safetensors"));
+  const GeneratorOptions options = options_from_stream(stream);
+  StreamGenerator one(weights, options, nullptr, &module);
+  ASSERT_TRUE(one.vace_available());
+  at::Tensor context, prompt;
+  for (const auto& call : metadata_json(stream, "calls")) {
+    if (!prompt.defined() && call.contains("prompt"))
+      prompt = stream.get("prompt." + call.at("prompt").get<std::string>()).to(at::kFloat);
+    if (!context.defined() && call.contains("vace"))
+      context = stream.get(call.at("vace").at("context").get<std::string>());
+  }
+  ASSERT_TRUE(context.defined() && prompt.defined()) << "the VACE fixture records no context";
+  auto gen = at::detail::createCPUGenerator(17);
+  const at::Tensor v2v_latents = at::randn({1, options.frames_per_block, options.model.in_channels,
+                                            options.latent_height, options.latent_width},
+                                           gen);
+  const int blocks = static_cast<int>(options.local_attn_frames / options.frames_per_block + 2);
+  // `each` applies a call to every generator of the stream, `next` returns its next block.
+  auto drive = [&](const std::function<void(const std::function<void(StreamGenerator&)>&)>& each,
+                   const std::function<at::Tensor()>& next) {
+    std::vector<at::Tensor> out;
+    each([&](StreamGenerator& g) { g.start(prompt, 3); });
+    for (int i = 0; i < blocks; ++i) {
+      if (i == 0) each([&](StreamGenerator& g) { g.set_vace(VaceInput{context, 0.8}); });
+      if (i == 1) each([&](StreamGenerator& g) { g.set_v2v(V2vInput{v2v_latents, 0.7}); });
+      if (i == 2) each([&](StreamGenerator& g) { g.set_vace(std::nullopt); });
+      out.push_back(next());
+    }
+    return out;
+  };
+  const auto expected =
+      drive([&](const auto& call) { call(one); }, [&] { return one.next_block(); });
+  auto p = ParallelStream::create({&one, &one}, RankBackend::gloo);
+  const auto actual =
+      drive([&](const auto& call) { p->each([&](StreamGenerator& g, int) { call(g); }); },
+            [&] { return p->next_block(); });
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t b = 0; b < expected.size(); ++b)
+    EXPECT_LT(max_abs_diff(actual[b], expected[b]), 1e-5) << "block " << b;
 }
 
 TEST(SequenceParallel, RejectsGeneratorsThatAreNotItsRanks) {
