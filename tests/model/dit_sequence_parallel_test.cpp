@@ -140,6 +140,7 @@ TEST(SequenceParallel, TwoRanksOnOneGpuMatchOneRank) {
 // latents on top, then VACE cleared; the ranks still make the one-rank stream. Sizes, weights
 // and the context come from the VACE fixture.
 TEST(SequenceParallel, VaceAndVideoToVideoInputsOnEveryRankKeepTheOneRankStream) {
+  LONGLIVE_REQUIRE_FIXTURE("vace");
   if (!rank_backend_available(RankBackend::gloo)) GTEST_SKIP() << "built without Gloo headers";
   const WeightStore weights = WeightStore::open(fixture("vace_dit_weights.safetensors"));
   const WeightStore module = WeightStore::open(fixture("vace_module.safetensors"));
