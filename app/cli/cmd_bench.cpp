@@ -31,6 +31,7 @@
 #include "longlive/text_encoder.h"
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
+#include "rank_args.h"
 #include "summary.h"
 
 namespace longlive::cli {
@@ -68,9 +69,7 @@ struct BenchArgs {
   bool vace = false;  // also time the same preset with random full-size VACE blocks
   double vace_scale = 1.0;
   int vace_drift_blocks = 6;  // blocks compared for hint reuse's drift (0: not measured)
-  int gpus = 1;               // ranks of one stream (sequence parallelism, docs/multi-gpu.md)
-  std::string rank_backend = "auto";
-  bool share_gpu = false;  // every rank on the first GPU (tests the ranks on a one-GPU machine)
+  RankArgs ranks;             // --gpus: one stream on several ranks
 };
 
 // `count` random style LoRAs of `rank` on every block linear of `config` (alpha = rank), and the
@@ -328,11 +327,7 @@ void print_block_summary(const Summary& s, const Summary& sw, const Summary& rec
 // it; bytes are what rank 0 received from the others per steady block.
 int run_ranks(const BenchArgs& a, const Preset& preset, const SessionOverrides& overrides,
               const ModelSpec& model, int height, int width) {
-  RankPlan plan;
-  plan.ranks = a.gpus;
-  plan.share_device = a.share_gpu;
-  if (a.rank_backend != "auto") plan.backend = parse_rank_backend(a.rank_backend);
-  auto ranked = RankedSession::open(model, overrides, preset, height, width, plan);
+  auto ranked = RankedSession::open(model, overrides, preset, height, width, a.ranks.plan());
   ParallelStream& stream = ranked->stream();
   const GeneratorOptions& o = stream.rank(0).options();
   const bool one_device = ranked->devices().size() == 1;
@@ -365,7 +360,7 @@ int run_ranks(const BenchArgs& a, const Preset& preset, const SessionOverrides& 
   const double video_frames_per_block = 4.0 * o.frames_per_block;
   const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
   std::cout << fmt::format("preset {} | {}x{} | {} ranks on {} | {} | {}\n", preset.name, height,
-                           width, a.gpus, device_name(ranked->devices()[0]),
+                           width, ranked->ranks(), device_name(ranked->devices()[0]),
                            one_device ? "one device" : "one device each",
                            to_string(ranked->backend()));
   print_block_summary(s, sw, Summary{}, video_frames_per_block, fps);
@@ -376,7 +371,7 @@ int run_ranks(const BenchArgs& a, const Preset& preset, const SessionOverrides& 
         {"height", height},
         {"width", width},
         {"gpu", device_name(ranked->devices()[0])},
-        {"ranks", a.gpus},
+        {"ranks", ranked->ranks()},
         {"devices", ranked->devices().size()},
         {"rank_backend", to_string(ranked->backend())},
         {"steady_block", to_json(s)},
@@ -424,7 +419,7 @@ int run(const BenchArgs& a) {
   // graphs being captured, and the steady blocks run with it loaded (compare a run without
   // --kernels for what that costs).
   if (a.kernels && device.is_cuda()) KernelProfiler::prepare();
-  if (a.gpus > 1) return run_ranks(a, preset, overrides, model, height, width);
+  if (a.ranks.gpus > 1) return run_ranks(a, preset, overrides, model, height, width);
   auto session = factory.open(preset, height, width);
   StreamGenerator& generator = *session->generator;
   const GeneratorOptions& o = generator.options();
@@ -857,14 +852,7 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_option("--switch-every", a->switch_every,
                   "Hard prompt switch every N blocks (0: never)");
   cmd->add_option("--json", a->json, "Write results as JSON here");
-  cmd->add_option("--gpus", a->gpus,
-                  "Ranks of one stream, one GPU each (sequence parallelism, docs/multi-gpu.md)")
-      ->check(CLI::Range(1, 64));
-  cmd->add_option("--rank-backend", a->rank_backend,
-                  "auto (NCCL across GPUs, else Gloo), gloo or nccl")
-      ->check(CLI::IsMember({"auto", "gloo", "nccl"}));
-  cmd->add_flag("--share-gpu", a->share_gpu,
-                "Put every --gpus rank on the first GPU (Gloo; tests the ranks on one GPU)");
+  add_rank_options(cmd, a->ranks);
   cmd->add_option("--decoder", a->decoder,
                   "Also time a decoder per block: taehv, wan or none (wan: real-size Wan VAE with "
                   "--random full)")

@@ -19,6 +19,7 @@
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
 #include "longlive/weights.h"
+#include "rank_args.h"
 #include "video_out_args.h"
 #ifdef LONGLIVE_WITH_RECORDER
 #include "longlive/control_input.h"
@@ -76,10 +77,7 @@ struct GenerateArgs {
   // Live inputs instead of the files: a camera (or another FFmpeg input device).
   std::string vace_camera, v2v_camera, camera_format = "v4l2";
   std::string vace_preprocess;  // built-in preprocessor of the VACE frames: gray, edges
-  // Sequence parallelism (docs/multi-gpu.md): the stream on this many ranks.
-  int gpus = 1;
-  std::string rank_backend = "auto";
-  bool share_gpu = false;
+  RankArgs ranks;               // --gpus: one stream on several ranks
   bool vace_requested() const {
     return !vace_video.empty() || !vace_camera.empty() || !vace_image.empty() || !vace_mode.empty();
   }
@@ -222,12 +220,8 @@ int run(const GenerateArgs& a) {
   std::unique_ptr<SessionFactory> single_factory;
   std::unique_ptr<Session> single;
   std::unique_ptr<RankedSession> ranked;
-  if (a.gpus > 1) {
-    RankPlan plan;
-    plan.ranks = a.gpus;
-    plan.share_device = a.share_gpu;
-    if (a.rank_backend != "auto") plan.backend = parse_rank_backend(a.rank_backend);
-    ranked = RankedSession::open(model, overrides, preset, a.height, a.width, plan);
+  if (a.ranks.gpus > 1) {
+    ranked = RankedSession::open(model, overrides, preset, a.height, a.width, a.ranks.plan());
   } else {
     single_factory = std::make_unique<SessionFactory>(model, overrides);
     single = single_factory->open(preset, a.height, a.width);
@@ -421,14 +415,7 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
                   "FFmpeg input device of the cameras: v4l2 (default), x11grab, lavfi, ...");
   cmd->add_option("--height", a->height, "Video height (multiple of 16)");
   cmd->add_option("--width", a->width, "Video width (multiple of 16)");
-  cmd->add_option("--gpus", a->gpus,
-                  "Run the stream on N ranks, rank r on CUDA device r (sequence parallelism, "
-                  "docs/multi-gpu.md); on the CPU or with --share-gpu all on one device")
-      ->check(CLI::Range(1, 64));
-  cmd->add_option("--rank-backend", a->rank_backend,
-                  "auto (NCCL across GPUs when built, else Gloo), gloo or nccl")
-      ->check(CLI::IsMember({"auto", "gloo", "nccl"}));
-  cmd->add_flag("--share-gpu", a->share_gpu, "Put every --gpus rank on the first GPU (Gloo)");
+  add_rank_options(cmd, a->ranks);
   return [a]() { return run(*a); };
 });
 
