@@ -206,6 +206,11 @@ struct EngineEvents {
     std::lock_guard lock(m);
     return recorded.has_value();
   }
+  // Waits until the engine has made `n` more blocks; false when it did not in time.
+  bool run_blocks(int64_t n) {
+    const int64_t target = blocks_now() + n;
+    return wait_for([&] { return blocks_now() >= target; });
+  }
 };
 
 TEST(OscServer, UdpMessagesDriveARunningEngine) {
@@ -227,18 +232,14 @@ TEST(OscServer, UdpMessagesDriveARunningEngine) {
   ASSERT_GT(server.port(), 0);
 
   lo_address to = lo_address_new("127.0.0.1", std::to_string(server.port()).c_str());
-  auto run_blocks = [&](int64_t n) {
-    const int64_t target = events.blocks_now() + n;
-    ASSERT_TRUE(wait_for([&] { return events.blocks_now() >= target; }));
-  };
   const std::string lora = fixture("dit_lora.safetensors").string();
   ASSERT_GE(lo_send(to, "/longlive/lora/load", "ss", lora.c_str(), "glow"), 0);
   ASSERT_GE(lo_send(to, "/longlive/start", "si", "a red fox", 7), 0);
-  run_blocks(2);
+  ASSERT_TRUE(events.run_blocks(2));
   ASSERT_GE(lo_send(to, "/longlive/lora/glow", "f", 0.9f), 0);
   ASSERT_GE(lo_send(to, "/longlive/lora/glow", "f", 7.0f), 0);  // out of range: ignored
   ASSERT_GE(lo_send(to, "/longlive/prompt", "s", "a blue whale"), 0);
-  run_blocks(2);
+  ASSERT_TRUE(events.run_blocks(2));
   ASSERT_GE(lo_send(to, "/longlive/stop", ""), 0);
   ASSERT_TRUE(wait_for([&] { return events.has_timeline(); }));
   lo_address_free(to);
@@ -287,19 +288,15 @@ TEST(OscServer, BakeAndUnloadMessagesReachTheEngineAndTheTimeline) {
   OscServer server(0, [&](const ControlCommand& c) { control.apply(c); });
   ASSERT_GT(server.port(), 0);
   lo_address to = lo_address_new("127.0.0.1", std::to_string(server.port()).c_str());
-  auto run_blocks = [&](int64_t n) {
-    const int64_t target = events.blocks_now() + n;
-    ASSERT_TRUE(wait_for([&] { return events.blocks_now() >= target; }));
-  };
   const std::string lora = fixture("dit_lora.safetensors").string();
   ASSERT_GE(lo_send(to, "/longlive/lora/load", "ss", lora.c_str(), "glow"), 0);
   ASSERT_GE(lo_send(to, "/longlive/start", "si", "a red fox", 7), 0);
-  run_blocks(1);
+  ASSERT_TRUE(events.run_blocks(1));
   ASSERT_GE(lo_send(to, "/longlive/lora/bake", ""), 0);  // every fader at 0: a no-op
   ASSERT_GE(lo_send(to, "/longlive/lora/glow", "f", 0.75f), 0);
-  run_blocks(1);
+  ASSERT_TRUE(events.run_blocks(1));
   ASSERT_GE(lo_send(to, "/longlive/lora/bake", ""), 0);
-  run_blocks(2);
+  ASSERT_TRUE(events.run_blocks(2));
   const EngineStats stats = engine.stats();
   // UDP and the engine's queue are asynchronous: wait for what each message does.
   ASSERT_GE(lo_send(to, "/longlive/lora/glow", "f", 0.5f), 0);
@@ -308,11 +305,11 @@ TEST(OscServer, BakeAndUnloadMessagesReachTheEngineAndTheTimeline) {
     return !s.loras.empty() && s.loras[0].strength > 0;
   }));
   const EngineStats up_again = engine.stats();
-  run_blocks(1);
+  ASSERT_TRUE(events.run_blocks(1));
   ASSERT_GE(lo_send(to, "/longlive/lora/unload", ""), 0);
   EXPECT_TRUE(wait_for([&] { return engine.stats().loras.empty(); }));
   const EngineStats unloaded = engine.stats();
-  run_blocks(1);
+  ASSERT_TRUE(events.run_blocks(1));
   ASSERT_GE(lo_send(to, "/longlive/lora/unload", ""), 0);  // nothing loaded: a no-op
   EXPECT_TRUE(wait_for([&] {
     std::lock_guard lock(events.m);

@@ -17,20 +17,23 @@
 #include "longlive/error.h"
 #include "longlive/performance.h"
 #include "longlive/timeline.h"
+#include "longlive/wan_model.h"
 #include "longlive/weights.h"
 
 namespace longlive::test {
 namespace {
 
-// A kohya-named rank-2 LoRA for the tiny DiT (dim 64, ffn 128, 2 blocks), adapting the text K/V.
+// A kohya-named rank-2 LoRA for the tiny DiT (its sizes from WanConfig::tiny(); blocks 0 and 1),
+// adapting the text K/V.
 std::filesystem::path write_kohya_lora(const std::filesystem::path& dir) {
+  const WanConfig c = WanConfig::tiny();
   auto gen = at::detail::createCPUGenerator(5);
   std::map<std::string, at::Tensor> t;
   for (const char* m : {"blocks_0_cross_attn_k", "blocks_1_self_attn_q", "blocks_1_ffn_2"}) {
     const std::string name = m;
-    const int64_t in = name.ends_with("ffn_2") ? 128 : 64;
+    const int64_t in = name.ends_with("ffn_2") ? c.ffn_dim : c.dim;
     t["lora_unet_" + name + ".lora_down.weight"] = at::randn({2, in}, gen) * 0.5;
-    t["lora_unet_" + name + ".lora_up.weight"] = at::randn({64, 2}, gen) * 0.5;
+    t["lora_unet_" + name + ".lora_up.weight"] = at::randn({c.dim, 2}, gen) * 0.5;
     t["lora_unet_" + name + ".alpha"] = at::full({}, 1.0);
   }
   const auto path = dir / "ink.safetensors";
