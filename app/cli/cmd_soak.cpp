@@ -287,7 +287,12 @@ int run(const SoakArgs& a) {
   GpuSample gpu_peak, gpu_warmup_max;
   std::optional<GpuSample> gpu_warm_peak;
   bool first_block_seen = false;
-  double reference_from_s = -1;                        // when the warm-up's reference began (s)
+  double reference_from_s = -1;       // when the warm-up's reference began (s)
+  int64_t reference_from_block = -1;  // and the blocks handled by then
+  // The reference must see the whole workload: two recording cycles (an encoder running and
+  // stopped) and a full round of presets, all inside the reference window.
+  const int64_t cycle_blocks =
+      std::max<int64_t>(2 * a.record_every, a.preset_every * static_cast<int64_t>(presets.size()));
   std::vector<std::unique_ptr<char[]>> injected_leak;  // --inject-leak-kib
   int64_t history_seen = 0;  // EngineStats::history.added() at the last report
   std::string failure;
@@ -449,7 +454,10 @@ int run(const SoakArgs& a) {
       if (!warm_done) {
         warmup_max = max_of(warmup_max, s);  // fds, threads, files: the whole warm-up
         if (first_block_seen && now >= settled) {
-          if (reference_from_s < 0) reference_from_s = elapsed_s();
+          if (reference_from_s < 0) {
+            reference_from_s = elapsed_s();
+            reference_from_block = handled;
+          }
           settled_max = max_of(settled_max, s);
         }
         if (g) gpu_warmup_max = max_of(gpu_warmup_max, *g);
@@ -483,11 +491,10 @@ int run(const SoakArgs& a) {
               g->peak_allocated_mib, a.max_gpu_growth, gpu_warm_peak->peak_allocated_mib);
       }
     }
-    // The warm-up lasts its time and at least two recording cycles (so its peak includes an
-    // encoder running and stopped) and a full round of presets.
-    if (!warm_done && now >= warm && settled_max.anon_mib > 0 &&
-        handled >= std::max<int64_t>(2 * a.record_every,
-                                     a.preset_every * static_cast<int64_t>(presets.size()))) {
+    // The warm-up lasts its time and a whole workload cycle inside the reference window (a
+    // window shorter than a round of presets missed a preset's footprint in its peak).
+    if (!warm_done && now >= warm && settled_max.anon_mib > 0 && reference_from_block >= 0 &&
+        handled - reference_from_block >= cycle_blocks) {
       warm_done = true;
       warm_peak = warmup_max;
       warm_peak->rss_mib = settled_max.rss_mib;
@@ -524,9 +531,9 @@ int run(const SoakArgs& a) {
   }
 #endif
   if (!warm_done && failure.empty())
-    failure = fmt::format("the warm-up never ended ({} blocks; it needs {} blocks)", handled,
-                          std::max<int64_t>(2 * a.record_every,
-                                            a.preset_every * static_cast<int64_t>(presets.size())));
+    failure = fmt::format(
+        "the warm-up never ended ({} blocks, {} in its reference window; it needs {} there)",
+        handled, reference_from_block < 0 ? 0 : handled - reference_from_block, cycle_blocks);
   nlohmann::ordered_json result = {
       {"phase", "result"}, {"ok", failure.empty()},
       {"blocks", handled}, {"minutes", std::round(elapsed_s() / 6) / 10},
