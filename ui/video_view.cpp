@@ -19,15 +19,6 @@ namespace longlive::ui {
 
 namespace {
 constexpr int kVideoFps = 16;
-// Arrivals further apart than this start a new burst (a block's frames come within a few ms).
-constexpr double kBurstGapMs = 20;
-// The pacer's interval stays within 4..120 fps; the rate is measured over the last bursts.
-constexpr double kMinIntervalMs = 1000.0 / 120, kMaxIntervalMs = 1000.0 / 4;
-constexpr size_t kRateBursts = 5;
-// The queue holds at most one and a half bursts (a block and some jitter), at least this many.
-constexpr size_t kMinQueued = 8;
-// How long a frame waits for the frame on screen to be painted before replacing it anyway.
-constexpr double kPaintWaitMs = 100;
 // Paint durations kept for paint_ms().
 constexpr size_t kPaintSamples = 256;
 
@@ -96,69 +87,30 @@ QString VideoView::upload_status() const {
 }
 
 void VideoView::enqueue(ShownFrame frame) {
-  const double now = now_ms();
-  // The generation rate, from bursts: the time between the first and the newest burst's start
-  // over the frames of the bursts in between (a split burst counts right). A stall (pause,
-  // preset change, the first block) longer than two bursts starts the window again.
-  if (last_arrival_ms_ < 0 || now - last_arrival_ms_ > kBurstGapMs) {
-    if (!bursts_.empty()) last_burst_frames_ = bursts_.back().frames;
-    const double period =
-        interval_ms_ * static_cast<double>(std::max<int64_t>(last_burst_frames_, 1));
-    if (!bursts_.empty() && now - last_arrival_ms_ > 2 * period + kBurstGapMs) bursts_.clear();
-    bursts_.push_back({now, 0});
-    while (bursts_.size() > kRateBursts) bursts_.pop_front();
-    int64_t frames = 0;
-    for (size_t i = 0; i + 1 < bursts_.size(); ++i) frames += bursts_[i].frames;
-    if (frames > 0)
-      interval_ms_ = std::clamp((now - bursts_.front().start_ms) / static_cast<double>(frames),
-                                kMinIntervalMs, kMaxIntervalMs);
-  }
-  ++bursts_.back().frames;
-  last_arrival_ms_ = now;
   // A new prompt's first frame while a switch waits for it: the old prompt's queued frames would
   // only delay it.
-  if (frame.first_of_prompt && switch_clock_.isValid()) {
-    dropped_ += static_cast<int64_t>(buffer_.size());
-    buffer_.clear();
-  }
-  buffer_.push_back(std::move(frame));
-  // Before a burst was measured: room for a whole first block.
-  const size_t bound =
-      last_burst_frames_ > 0
-          ? std::max(kMinQueued, static_cast<size_t>(last_burst_frames_ + last_burst_frames_ / 2))
-          : 4 * kMinQueued;
-  while (buffer_.size() > bound) {  // behind: the newest frames matter, the oldest go
-    buffer_.pop_front();
-    ++dropped_;
-  }
+  const bool skip_queued = frame.first_of_prompt && switch_clock_.isValid();
+  queue_.push(std::move(frame), now_ms(), skip_queued);
   schedule_next();
 }
 
 void VideoView::schedule_next() {
-  if (buffer_.empty()) return;
-  const double now = now_ms();
-  double wait = paced_ ? next_due_ms_ - now : 0;
-  // The frame on screen is painted before the next replaces it (a replaced unpainted frame would
-  // be a silent skip); a view that does not paint (hidden) waits kPaintWaitMs at most.
-  if (!current_painted_) wait = std::max(wait, advanced_ms_ + kPaintWaitMs - now);
-  if (wait <= 0) {  // due (or the queue ran dry and this frame is late): show it now
+  const std::optional<double> wait = queue_.wait_ms(now_ms());
+  if (!wait) return;
+  if (*wait <= 0) {  // due (or the queue ran dry and this frame is late): show it now
     advance();
-    schedule_next();  // arms the pacer for the one after (advance() left it unpainted)
+    schedule_next();  // arms the pacer for the one after (it waits for this one's paint)
     return;
   }
-  pacer_.start(static_cast<int>(std::ceil(wait)));
+  pacer_.start(static_cast<int>(std::ceil(*wait)));
 }
 
 void VideoView::clear() {
-  buffer_.clear();
+  queue_.clear();
   current_ = ShownFrame{};
   upload_pending_ = false;
-  dropped_ = 0;
-  current_painted_ = true;
+  awaiting_paint_ = false;
   pacer_.stop();
-  bursts_.clear();
-  last_arrival_ms_ = -1;
-  last_burst_frames_ = 0;
   update();
 }
 
@@ -182,9 +134,8 @@ double VideoView::display_fps() const {
 }
 
 void VideoView::advance() {
-  if (buffer_.empty()) return;
-  current_ = std::move(buffer_.front());
-  buffer_.pop_front();
+  if (queue_.size() == 0) return;
+  current_ = queue_.pop(now_ms());
   // After interop gave up, device frames only hold GPU memory: let them go.
   if (!selector_.wants_device_frames()) current_.device = DeviceFrame{};
   upload_pending_ = true;
@@ -192,17 +143,7 @@ void VideoView::advance() {
     switch_latency_ms_ = static_cast<double>(switch_clock_.nsecsElapsed()) / 1e6;
     switch_clock_.invalidate();
   }
-  // The next frame is due one interval on; sooner while more than a burst is queued (the pacer
-  // catches up instead of running a block behind).
-  const double queued = static_cast<double>(buffer_.size());
-  const double burst = static_cast<double>(std::max<int64_t>(last_burst_frames_, 1));
-  const double now = now_ms();
-  // On schedule (the timer fires a little late): the cadence goes on from the due time, so the
-  // lateness does not add up; otherwise (the queue ran dry) it starts again from now.
-  const double from = now - next_due_ms_ < interval_ms_ / 2 ? next_due_ms_ : now;
-  next_due_ms_ = from + interval_ms_ * (queued > burst ? std::max(0.75, burst / queued) : 1.0);
-  advanced_ms_ = now;
-  current_painted_ = false;
+  awaiting_paint_ = true;
   shown_ms_.push_back(clock_.elapsed());
   while (shown_ms_.size() > 3 * kVideoFps) shown_ms_.pop_front();
   update();
@@ -361,8 +302,9 @@ void VideoView::paintGL() {
   if (overlay_) paint_overlay();
   paint_ms_.push_back(static_cast<double>(paint_clock.nsecsElapsed()) / 1e6);
   while (paint_ms_.size() > kPaintSamples) paint_ms_.pop_front();
-  if (!current_painted_ && current_.size.isValid()) {
-    current_painted_ = true;  // the next frame may come: the pacer looks again, after this paint
+  if (awaiting_paint_ && current_.size.isValid()) {
+    awaiting_paint_ = false;  // the next frame may come: the pacer looks again, after this paint
+    queue_.painted();
     QMetaObject::invokeMethod(this, &VideoView::schedule_next, Qt::QueuedConnection);
   }
 }
@@ -374,7 +316,7 @@ void VideoView::paint_overlay() {
                                         .last_switch_source = last_switch_source_,
                                         .switch_latency_ms = switch_latency_ms_,
                                         .display_fps = display_fps(),
-                                        .display_dropped = dropped_,
+                                        .display_dropped = frames_dropped(),
                                         .frame_index = current_.index,
                                         .recording = recording_,
                                         .memory_gib = memory_.allocated_gib,

@@ -1,7 +1,7 @@
 #pragma once
-// Shows the generated frames: an OpenGL widget that paces frames from a small jitter buffer at
-// the rate they are generated (blocks arrive as bursts of frames; each burst is spread evenly
-// over the time the next takes to come), uploads the frame on screen into a texture and draws it
+// Shows the generated frames: an OpenGL widget that takes frames from a small jitter buffer when
+// its FramePacer says they are due (evenly, at the rate they are generated, with a cushion for
+// late blocks; frame_pacer.h), uploads the frame on screen into a texture and draws it
 // letterboxed (shaders/video.*), then the Dear ImGui debug overlay (F1) on top, with Qt's input
 // forwarded to it while it is shown. The view never falls behind: past a small queue bound the
 // oldest frames are dropped, and a new prompt's first frame skips the old prompt's queued frames;
@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "debug_overlay.h"
+#include "frame_pacer.h"
 #include "longlive/engine.h"
 #include "longlive/profiler.h"
 #include "upload_path.h"
@@ -57,7 +58,7 @@ class VideoView : public QOpenGLWidget {
   void set_memory(const DeviceMemory& memory) { memory_ = memory; }
   // Paced (the default): frames are spread evenly at the rate they arrive; unpaced: each frame
   // is shown as it arrives.
-  void set_paced(bool paced) { paced_ = paced; }
+  void set_paced(bool paced) { queue_.pacer().set_paced(paced); }
   void set_overlay_visible(bool visible);
   // Brings the overlay's Kernels tab to the front (as a click on it would).
   // Paints at once (and the overlay frames it takes), new video frames or not.
@@ -80,9 +81,9 @@ class VideoView : public QOpenGLWidget {
 
   int64_t frames_painted() const { return painted_; }
   // Frames dropped instead of shown late since the last clear() (see the header comment).
-  int64_t frames_dropped() const { return dropped_; }
-  // The frame interval the pacer currently aims at (the estimated generation rate).
-  double pace_interval_ms() const { return interval_ms_; }
+  int64_t frames_dropped() const { return queue_.pacer().dropped(); }
+  // The frame interval the pacer currently aims at (about the generation rate's).
+  double pace_interval_ms() const { return queue_.pacer().interval_ms(); }
   // How long the last paints took (paintGL: upload, draw, overlay), oldest first.
   std::vector<double> paint_ms() const { return {paint_ms_.begin(), paint_ms_.end()}; }
   // Interop was given up (a failed upload, or no frame shaders): the window turns the engine's
@@ -130,24 +131,10 @@ class VideoView : public QOpenGLWidget {
   UploadPathSelector selector_;
   UploadPath upload_path_ = UploadPath::host;
 
-  std::deque<ShownFrame> buffer_;
+  PacedQueue<ShownFrame> queue_;
   ShownFrame current_;
-  QTimer pacer_;  // single shot, armed for the next frame's due time
-  bool paced_ = true;
-  int64_t dropped_ = 0;
-  // The pacer's estimate of the generation rate (frames of the last bursts over the time between
-  // their starts) and when the next frame is due.
-  struct Burst {
-    double start_ms = 0;
-    int64_t frames = 0;
-  };
-  std::deque<Burst> bursts_;  // the newest last, still filling
-  double interval_ms_ = 1000.0 / 16;
-  double last_arrival_ms_ = -1;
-  int64_t last_burst_frames_ = 0;  // of the last complete burst
-  double next_due_ms_ = 0;
-  double advanced_ms_ = 0;       // when current_ became the frame on screen
-  bool current_painted_ = true;  // current_ was painted since (the next may replace it)
+  QTimer pacer_;                 // single shot, armed for the next frame's due time
+  bool awaiting_paint_ = false;  // current_ went on screen and was not painted yet
   std::deque<double> paint_ms_;
   std::function<void()> interop_lost_;
   bool overlay_ = false;
