@@ -197,7 +197,8 @@ TEST(LoraBake, NothingUpIsAClearNoOp) {
         << e.what();
   }
   EXPECT_EQ(p.loras()[0].baked, 0.0);
-  for (const auto& e : p.timeline().events) EXPECT_NE(e.kind, EventKind::lora_bake);
+  const Timeline timeline = p.timeline();  // a copy: a range-for over a temporary's member dangles
+  for (const auto& e : timeline.events) EXPECT_NE(e.kind, EventKind::lora_bake);
   // Nothing changed: the video goes on as a fresh one does.
   Performance fresh(tiny_model(), presets.live, 32, 32);
   fresh.start(PromptMix::single("a red fox"), 1);
@@ -243,10 +244,11 @@ TEST(LoraUnload, SidePathGoesBakeStaysAndBothTimelinesReplayExactly) {
   Performance& p = *unloaded.performance;
   EXPECT_TRUE(p.loras().empty());
   EXPECT_TRUE(p.session()->loras.empty());
+  const Timeline with_unload = p.timeline();
   const auto unload =
-      std::find_if(p.timeline().events.begin(), p.timeline().events.end(),
+      std::find_if(with_unload.events.begin(), with_unload.events.end(),
                    [](const TimelineEvent& e) { return e.kind == EventKind::lora_unload; });
-  ASSERT_NE(unload, p.timeline().events.end());
+  ASSERT_NE(unload, with_unload.events.end());
   EXPECT_EQ(unload->block, 5);
   // Nothing left to unload: said, and not recorded.
   const size_t events = p.timeline().events.size();
@@ -280,7 +282,8 @@ TEST(LoraUnload, SidePathGoesBakeStaysAndBothTimelinesReplayExactly) {
   for (int i = 0; i < 3; ++i) second.push_back(p.next_block().clone());
   p.stop();
   std::vector<EventKind> lora_kinds;
-  for (const auto& e : p.timeline().events)
+  const Timeline second_timeline = p.timeline();
+  for (const auto& e : second_timeline.events)
     if (e.kind == EventKind::lora || e.kind == EventKind::lora_bake ||
         e.kind == EventKind::lora_unload)
       lora_kinds.push_back(e.kind);

@@ -25,6 +25,8 @@
 
 namespace longlive {
 
+class TimelineStore;  // engine/src/engine/timeline_store.h
+
 class Performance {
  public:
   Performance(ModelSpec model, Preset preset, int height = 0, int width = 0);
@@ -115,13 +117,12 @@ class Performance {
   const Preset& preset() const { return preset_; }
   const PromptMix& mix() const { return mix_; }
   uint64_t seed() const { return seed_; }
-  int64_t blocks() const { return timeline_.blocks; }
-  // The timeline so far, for the thread that drives this Performance (no copy).
-  const Timeline& timeline() const { return timeline_; }
-  // A copy of it for any other thread, taken under the lock every change of the timeline holds:
-  // an Engine hands this out instead of keeping a second copy of every event (the session
-  // timeline is the one store of its events; docs/reliability.md).
-  Timeline copy_timeline() const;
+  int64_t blocks() const;
+  // The timeline so far, built for the caller from the compact store every change of it goes to
+  // (under a lock: any thread may ask). An Engine hands this out instead of keeping a second
+  // copy of every event (docs/reliability.md).
+  Timeline timeline() const;
+  bool timeline_empty() const;
 
   // Applies one recorded event (replay); presets are looked up by name.
   void apply(const TimelineEvent& event, const PresetLookup& presets);
@@ -141,9 +142,9 @@ class Performance {
   Preset preset_;
   int height_, width_;
   std::unique_ptr<Session> session_;
-  // Written only by the driving thread; each change holds timeline_mutex_, so copy_timeline()
-  // may be called from any thread.
-  Timeline timeline_;
+  // Written only by the driving thread; each change holds timeline_mutex_, so timeline() may be
+  // called from any thread.
+  std::unique_ptr<TimelineStore> timeline_;
   mutable std::mutex timeline_mutex_;
   std::chrono::steady_clock::time_point began_;
   PromptMix mix_;  // target of the latest start/cut/transition

@@ -38,6 +38,7 @@ struct TransitionOptions {
   int64_t blocks = 0;  // 0: hard cut (exactly switch_prompt)
   Interpolation interpolation = Interpolation::slerp;
   bool recache_at_end = false;  // the last block re-caches the recent frames under the target
+  bool operator==(const TransitionOptions&) const = default;
 };
 
 constexpr size_t kMaxBlendPrompts = 4;

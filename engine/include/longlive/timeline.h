@@ -56,6 +56,7 @@ struct InputSource {
   int64_t offset = 0;            // video, frames: the first frame used (frames taken before it)
   std::string preprocess;        // built-in preprocessor: "" (none), "gray", "edges"
   std::string describe() const;  // "video 'in.mp4'", "camera '/dev/video0'", ...
+  bool operator==(const InputSource&) const = default;
 };
 
 // The largest VACE hint scale the controls and timelines accept.
@@ -69,11 +70,13 @@ struct VaceRequest {
   double scale = 1.0;
   std::string reference;  // reference image file (optional in conditioning)
   std::string mask;       // inpaint: mask image file, white = generate
+  bool operator==(const VaceRequest&) const = default;
 };
 
 struct V2vRequest {
   InputSource source;
   double strength = 0.6;  // (0, 1]: 1 is the plain stream
+  bool operator==(const V2vRequest&) const = default;
 };
 
 struct TimelineEvent {
@@ -91,6 +94,7 @@ struct TimelineEvent {
   double strength = 0;  // lora; vace_scale: the scale; v2v_strength: the strength
   VaceRequest vace;     // vace
   V2vRequest v2v;       // v2v
+  bool operator==(const TimelineEvent&) const = default;
 };
 
 struct Timeline {

@@ -217,7 +217,7 @@ EngineStats Engine::stats() const {
 Timeline Engine::timeline() const {
   // The worker's Performance holds the only copy of the events (one kept here as well doubled
   // the timeline's memory, which grows with every event of a session).
-  return performance_->copy_timeline();
+  return performance_->timeline();
 }
 
 at::Tensor Engine::session_latents() const {
@@ -303,8 +303,7 @@ void Engine::run() {
     if (callbacks_.on_stats) callbacks_.on_stats(stats());
   };
   auto finish_timeline = [&] {
-    if (callbacks_.on_timeline && !perf.timeline().events.empty())
-      callbacks_.on_timeline(perf.timeline());
+    if (callbacks_.on_timeline && !perf.timeline_empty()) callbacks_.on_timeline(perf.timeline());
   };
   // A (re)start begins a new video: frame numbers, stats and kept latents start over.
   std::string preset_marker;

@@ -14,6 +14,7 @@
 #include "longlive/generator.h"
 #include "longlive/log.h"
 #include "longlive/text_encoder.h"
+#include "timeline_store.h"
 
 namespace longlive {
 
@@ -27,6 +28,7 @@ Performance::Performance(std::shared_ptr<SessionFactory> factory, Preset preset,
       preset_(std::move(preset)),
       height_(height),
       width_(width),
+      timeline_(std::make_unique<TimelineStore>()),
       inputs_(std::make_unique<LiveInputs>(
           InputOpener{}, std::filesystem::temp_directory_path() / "longlive-captures")) {}
 
@@ -249,7 +251,7 @@ void Performance::clear_loras() {
 TimelineEvent Performance::event(EventKind kind) const {
   TimelineEvent e;
   e.kind = kind;
-  e.block = timeline_.blocks;
+  e.block = blocks();
   e.time_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began_).count();
   return e;
@@ -257,14 +259,24 @@ TimelineEvent Performance::event(EventKind kind) const {
 
 void Performance::record(TimelineEvent e) {
   std::lock_guard lock(timeline_mutex_);
-  timeline_.events.push_back(std::move(e));
+  timeline_->append(e);
 }
 
 void Performance::record(EventKind kind) { record(event(kind)); }
 
-Timeline Performance::copy_timeline() const {
+int64_t Performance::blocks() const {
   std::lock_guard lock(timeline_mutex_);
-  return timeline_;
+  return timeline_->blocks();
+}
+
+Timeline Performance::timeline() const {
+  std::lock_guard lock(timeline_mutex_);
+  return timeline_->timeline();
+}
+
+bool Performance::timeline_empty() const {
+  std::lock_guard lock(timeline_mutex_);
+  return timeline_->empty();
 }
 
 void Performance::start(const PromptMix& mix, uint64_t seed) {
@@ -279,7 +291,7 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
     fresh.width = session_->width;
     {
       std::lock_guard lock(timeline_mutex_);
-      timeline_ = std::move(fresh);
+      timeline_->reset(fresh);
     }
     began_ = std::chrono::steady_clock::now();
   }
@@ -422,7 +434,7 @@ at::Tensor Performance::next_block() {
   at::Tensor latents = session_->generator->next_block();
   {
     std::lock_guard lock(timeline_mutex_);
-    ++timeline_.blocks;
+    timeline_->count_block();
   }
   return latents;
 }
