@@ -107,7 +107,7 @@ void RecordingControls::start() {
   o.height = info.height;
   o.codec = settings_.codec.toStdString();
   o.crf = settings_.crf;
-  o.encoder_threads = 1;  // live: never more than one core away from the view and the engine
+  o.encoder_threads = live_encoder_threads();
   o.model = info.model.toStdString();
   o.preset = info.preset.toStdString();
   o.seed = info.seed;

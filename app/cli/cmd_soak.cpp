@@ -410,7 +410,7 @@ int run(const SoakArgs& a) {
             ro.path = work.path / fmt::format("soak-{}.mp4", recordings);
             ro.height = frame_height;
             ro.width = frame_width;
-            ro.encoder_threads = 1;  // as the studio's live recording
+            ro.encoder_threads = live_encoder_threads();  // as the studio's live recording
             ro.model = "tiny-random";
             ro.seed = a.seed;
             recorder = std::make_unique<Recorder>(ro);

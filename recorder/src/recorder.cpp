@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -416,5 +417,9 @@ std::optional<std::string> Recorder::error() const {
   std::lock_guard lock(impl_->mutex_);
   return impl_->error_;
 }
+
+int live_encoder_threads(unsigned cores) { return std::clamp(static_cast<int>(cores / 4), 1, 4); }
+
+int live_encoder_threads() { return live_encoder_threads(std::thread::hardware_concurrency()); }
 
 }  // namespace longlive

@@ -1,12 +1,15 @@
 // encode_bench: frames per second of the recorder's encode + mux path for one codec, without
 // LibTorch (so it runs on a machine that only has FFmpeg's libraries).
 //   encode_bench [--codec auto|libx264|h264_nvenc|...] [--width 832] [--height 480]
-//                [--frames 480] [--crf 18] [--out bench.mp4]
+//                [--frames 480] [--crf 18] [--out bench.mp4] [--threads N]
+//                [--content smooth|noise]
+// noise is the encoder's worst case (a random model's frames look like it).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -31,6 +34,14 @@ std::vector<uint8_t> pattern(int width, int height, int index) {
   return rgba;
 }
 
+// Uniform random bytes (alpha opaque), seeded by the index.
+std::vector<uint8_t> noise(int width, int height, int index) {
+  std::vector<uint8_t> rgba(static_cast<size_t>(width) * height * 4);
+  std::mt19937 rng(static_cast<uint32_t>(index));
+  for (size_t i = 0; i < rgba.size(); ++i) rgba[i] = i % 4 == 3 ? 255 : static_cast<uint8_t>(rng());
+  return rgba;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -40,6 +51,7 @@ int main(int argc, char** argv) {
   config.height = 480;
   config.codec = "auto";
   int frames = 480;
+  std::string content = "smooth";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i], value = argv[i + 1];
     if (key == "--codec")
@@ -56,6 +68,8 @@ int main(int argc, char** argv) {
       config.path = value;
     else if (key == "--threads")
       config.threads = std::atoi(value.c_str());
+    else if (key == "--content" && (value == "smooth" || value == "noise"))
+      content = value;
     else {
       std::fprintf(stderr, "unknown option %s\n", key.c_str());
       return 2;
@@ -63,7 +77,9 @@ int main(int argc, char** argv) {
   }
   constexpr int kDistinct = 32;
   std::vector<std::vector<uint8_t>> sources;
-  for (int i = 0; i < kDistinct; ++i) sources.push_back(pattern(config.width, config.height, i));
+  for (int i = 0; i < kDistinct; ++i)
+    sources.push_back(content == "noise" ? noise(config.width, config.height, i)
+                                         : pattern(config.width, config.height, i));
   try {
     using Clock = std::chrono::steady_clock;
     const auto open_start = Clock::now();
@@ -74,9 +90,10 @@ int main(int argc, char** argv) {
     writer.finish();
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     const double open_ms = std::chrono::duration<double, std::milli>(start - open_start).count();
-    std::printf("codec %s | %dx%d | %d frames | %.1f fps | %.2f ms/frame | open %.0f ms\n",
-                writer.codec_name().c_str(), config.width, config.height, frames, frames / seconds,
-                1e3 * seconds / frames, open_ms);
+    std::printf(
+        "codec %s | %dx%d %s | %d threads | %d frames | %.1f fps | %.2f ms/frame | open %.0f ms\n",
+        writer.codec_name().c_str(), config.width, config.height, content.c_str(), config.threads,
+        frames, frames / seconds, 1e3 * seconds / frames, open_ms);
   } catch (const std::exception& e) {
     std::printf("codec %s unavailable: %s\n", config.codec.c_str(), e.what());
     return 1;

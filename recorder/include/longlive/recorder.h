@@ -47,8 +47,8 @@ struct RecorderOptions {
   // auto (h264_nvenc when it opens, else libx264), libx264, h264_nvenc, libx265, hevc_nvenc.
   std::string codec = "auto";
   int queue_frames = 48;  // frames buffered before push() blocks
-  // Encoder threads; 0 = FFmpeg's choice (about one per core). A live recording uses 1: 16 fps
-  // at 480p is a fraction of one core, and the live view keeps the other cores.
+  // Encoder threads; 0 = FFmpeg's choice (about one per core). A live recording takes
+  // live_encoder_threads().
   int encoder_threads = 0;
   int gop_frames = 16;  // keyframe interval = fragment length (1 s at 16 fps)
   // On a clean finish(), remux into a non-fragmented MP4 with the index up front and the prompts
@@ -65,6 +65,14 @@ struct RecorderOptions {
   // thread). Not called after an error.
   std::function<void(const RecorderProgress&)> on_progress;
 };
+
+// Encoder threads for a recording made while the video is generated: a quarter of the cores, 1 to
+// 4. It must keep up with the generation, or push() blocks the engine thread (no frame is
+// dropped): libx264 (veryfast) on one core of the 2-core CI box encodes ~32 fps of 832x480
+// noise, the worst case (a random model's frames), and balanced on an H200 generates ~40 fps;
+// the rest of the cores stay with the view and the engine.
+int live_encoder_threads(unsigned cores);
+int live_encoder_threads();  // for this machine's cores
 
 // A prompt that starts at a frame of the recording (chapters, sidecar).
 struct PromptMark {
