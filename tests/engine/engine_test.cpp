@@ -415,6 +415,60 @@ TEST(EngineFaults, OutOfMemoryIsReportedKeepsEarlierFramesAndTheEngineRestarts) 
   }
 }
 
+// A decode that fails (LONGLIVE_INJECT_DECODE_FAILURE: the CPU's decoder never does), on the
+// first block and mid-stream: the error names the live decoder and the block, without a C++
+// backtrace; the frames of the blocks before it still arrive (a recording keeps them), the
+// timeline so far is handed out, and the same engine starts again.
+TEST(EngineFaults, ADecodeThatFailsIsReportedKeepsEarlierFramesAndTheEngineRestarts) {
+  struct Case {
+    const char* inject;
+    int64_t block;
+    size_t frames_before;  // blocks 0..N-1 (9 + 12 per block)
+  };
+  for (const Case c : {Case{"block:0", 0, 0}, Case{"block:3", 3, 9 + 2 * 12}}) {
+    SCOPED_TRACE(c.inject);
+    ASSERT_EQ(setenv("LONGLIVE_INJECT_DECODE_FAILURE", c.inject, 1), 0);
+    FrameSink sink;
+    Engine::Callbacks cb = sink.callbacks();
+    std::mutex m;
+    std::vector<std::string> errors;
+    int64_t timeline_blocks = -1;
+    cb.on_error = [&](const std::string& e) {
+      std::lock_guard l(m);
+      errors.push_back(e);
+    };
+    cb.on_timeline = [&](const Timeline& t) {
+      std::lock_guard l(m);
+      timeline_blocks = t.blocks;
+    };
+    Engine engine(kTinyModel, test_preset(), cb, 64, 64);
+    engine.start("a red fox", 7);
+    ASSERT_TRUE(wait_for([&] { return engine.stats().state == "error"; }));
+    unsetenv("LONGLIVE_INJECT_DECODE_FAILURE");  // read once, when the worker started
+    {
+      std::lock_guard l(m);
+      ASSERT_EQ(errors.size(), 1u);
+      const std::string expected = "the live decoder failed on block " + std::to_string(c.block);
+      EXPECT_NE(errors[0].find(expected), std::string::npos) << errors[0];
+      EXPECT_EQ(errors[0].find("out of GPU memory"), std::string::npos) << errors[0];
+      EXPECT_EQ(timeline_blocks, c.block + 1) << "the failed block was generated";
+    }
+    {
+      std::lock_guard l(sink.m);
+      EXPECT_EQ(sink.frames.size(), c.frames_before);
+      for (size_t i = 0; i < sink.frames.size(); ++i)
+        EXPECT_EQ(sink.frames[i].index, static_cast<int64_t>(i));
+      sink.frames.clear();
+    }
+    engine.start("a red fox", 7);  // the same preset: nothing else to change
+    ASSERT_TRUE(sink.wait_for_frames(21));
+    EXPECT_EQ(engine.stats().state, "running");
+    engine.stop();
+    std::lock_guard l(m);
+    EXPECT_EQ(errors.size(), 1u);
+  }
+}
+
 TEST(LiveDecoder, PresetPicksTheWanVaeWhenTheFolderHasIt) {
   const auto dir = temp_dir("live_decoder");
   std::map<std::string, at::Tensor> taehv;

@@ -231,6 +231,7 @@ class Engine {
   KeptLatents latents_;  // per block, CPU; guarded by mutex_
   // What the frames of each block in the decoder's queue belong to (worker thread only).
   struct QueuedBlock {
+    int64_t index = 0;  // the block of the video
     std::string prompt;
     bool first_of_prompt = false;
     std::optional<std::chrono::steady_clock::time_point> switch_issued;

@@ -68,6 +68,46 @@ std::optional<InjectedOom> injected_oom_from_env() {
   return oom;
 }
 
+// Test hook for a decode that fails (a CPU's decoder does not): LONGLIVE_INJECT_DECODE_FAILURE=
+// block:N makes the decode of block N throw, once per engine.
+std::optional<int64_t> injected_decode_failure_from_env() {
+  const char* value = std::getenv("LONGLIVE_INJECT_DECODE_FAILURE");
+  if (!value || !*value) return std::nullopt;
+  const std::string v = value;
+  int64_t block = -1;
+  if (v.rfind("block:", 0) == 0) {
+    try {
+      block = std::stoll(v.substr(6));
+    } catch (const std::exception&) {
+      block = -1;
+    }
+  }
+  if (block < 0) {
+    log::warn("LONGLIVE_INJECT_DECODE_FAILURE='{}' ignored: expected 'block:N'", v);
+    return std::nullopt;
+  }
+  log::warn("LONGLIVE_INJECT_DECODE_FAILURE={}: this engine will fail a decode once", v);
+  return block;
+}
+
+// A decoder's failure says so and names the block; an out-of-memory error stays one (the studio
+// offers low_memory for it), and LibTorch's C++ backtrace is left out.
+template <class Decode>
+auto decoding(int64_t block, Decode&& decode) {
+  try {
+    return decode();
+  } catch (const c10::OutOfMemoryError&) {
+    throw;
+  } catch (const OutOfMemoryError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw Error(
+        fmt::format("the live decoder failed on block {}: {}", block, e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("the live decoder failed on block {}: {}", block, e.what()));
+  }
+}
+
 [[noreturn]] void throw_injected_oom(const std::string& where) {
   TORCH_CHECK_WITH(OutOfMemoryError, false, "CUDA out of memory (injected by LONGLIVE_INJECT_OOM ",
                    where, ")");
@@ -232,12 +272,12 @@ KeptLatents Engine::kept_latents() const {
 
 void Engine::deliver_oldest_block() {
   Session& session = *performance_->session();
-  DecodedBlock decoded = session.decoder->take_block();
+  const QueuedBlock block = std::move(queued_.front());
+  queued_.pop_front();
+  DecodedBlock decoded = decoding(block.index, [&] { return session.decoder->take_block(); });
   // Unless asked for, the device frames are dropped here, so the block's memory is reused.
   if (!options_.device_frames) decoded.device = at::Tensor();
   const at::Tensor& rgba = decoded.host;
-  const QueuedBlock block = std::move(queued_.front());
-  queued_.pop_front();
   const auto now = Clock::now();
   const int64_t frames = rgba.defined() ? rgba.size(0) : decoded.device.size(0);
   const int64_t d2h_bytes = session.decoder->last_d2h_bytes();
@@ -284,6 +324,7 @@ void Engine::run() {
     kernel_profiler.emplace();
   Performance& perf = *performance_;
   std::optional<InjectedOom> injected_oom = injected_oom_from_env();
+  std::optional<int64_t> injected_decode_failure = injected_decode_failure_from_env();
   // A cut or transition marks the next block for the latency plot and the switch latency.
   Clock::time_point switch_issued{};
   bool first_after_switch = false;
@@ -528,9 +569,15 @@ void Engine::run() {
       if (callbacks_.on_latents) callbacks_.on_latents(block, latents);
       // Without device frames the host copy is the only copy.
       session.decoder->set_host_copies(host_frames_.load() || !options_.device_frames);
-      session.decoder->submit(latents);
-      queued_.push_back(
-          {perf.mix().label(), switched, switched ? std::optional(switch_issued) : std::nullopt});
+      decoding(block, [&] {
+        if (injected_decode_failure == block) {
+          injected_decode_failure.reset();
+          throw Error("injected by LONGLIVE_INJECT_DECODE_FAILURE");
+        }
+        session.decoder->submit(latents);
+      });
+      queued_.push_back({block, perf.mix().label(), switched,
+                         switched ? std::optional(switch_issued) : std::nullopt});
       while (session.decoder->pending() > 1) deliver_oldest_block();
       // Waits for block k's DiT (an unprofiled block: for its last kernel).
       const RegionTimes regions = profiled ? session.profiler->collect() : RegionTimes{};
