@@ -50,6 +50,30 @@ TEST(PromptCache, EvictsLeastRecentlyUsedByBytes) {
   EXPECT_LE(cache.stats().bytes, static_cast<int64_t>(2 * kEntryBytes));
 }
 
+TEST(PromptCache, EvictsLeastRecentlyUsedByEntries) {
+  CountingEncoder enc;
+  // Room for a thousand embeddings, but three entries.
+  PromptCache cache([&](const std::string& t) { return enc(t); }, 1000 * kEntryBytes, 3);
+  for (const char* p : {"one", "two", "three"}) cache.get(p);
+  cache.get("one");   // "two" is now the oldest
+  cache.get("four");  // evicts "two"
+  EXPECT_TRUE(cache.contains("one"));
+  EXPECT_FALSE(cache.contains("two"));
+  EXPECT_TRUE(cache.contains("three"));
+  EXPECT_TRUE(cache.contains("four"));
+  for (int i = 0; i < 100; ++i) cache.get("new prompt " + std::to_string(i));
+  const auto s = cache.stats();
+  EXPECT_EQ(s.entries, 3);
+  EXPECT_EQ(s.bytes, static_cast<int64_t>(3 * kEntryBytes));
+  EXPECT_EQ(s.evictions, 101);
+  // The default bound holds a setlist.
+  PromptCache defaults([&](const std::string& t) { return enc(t); }, 1000 * kEntryBytes);
+  for (int i = 0; i < 100; ++i) defaults.get("prompt " + std::to_string(i));
+  EXPECT_EQ(defaults.stats().entries, static_cast<int64_t>(PromptCache::kDefaultMaxEntries));
+  EXPECT_TRUE(defaults.contains("prompt 99"));
+  EXPECT_FALSE(defaults.contains("prompt 0"));
+}
+
 TEST(PromptCache, PrefetchFillsTheCacheInTheBackground) {
   CountingEncoder enc;
   PromptCache cache([&](const std::string& t) { return enc(t); }, 100 * kEntryBytes);

@@ -141,8 +141,8 @@ class TextEncoder {
   std::unique_ptr<UMT5Encoder> encoder_;
 };
 
-// LRU of prompt embeddings keyed by cleaned text, bounded in bytes, thread-safe. prefetch()
-// encodes on a background thread so a switch on Enter only swaps embeddings.
+// LRU of prompt embeddings keyed by cleaned text, bounded in bytes and in entries, thread-safe.
+// prefetch() encodes on a background thread so a switch on Enter only swaps embeddings.
 class PromptCache {
  public:
   using Encode = std::function<at::Tensor(const std::string&)>;
@@ -150,7 +150,12 @@ class PromptCache {
     int64_t hits = 0, misses = 0, entries = 0, bytes = 0, evictions = 0;
   };
 
-  PromptCache(Encode encode, size_t max_bytes);
+  // The entry bound: 256 MiB holds 64 of Wan's [1, 512, 4096] bf16 embeddings, a performer's
+  // setlist and blends; smaller embeddings (the tiny model's, a few KiB) would otherwise fill it
+  // only after tens of thousands of prompts, each kept with its text (an hour-long soak with a
+  // new prompt every 8 blocks grew ~0.5 KiB a block that way).
+  static constexpr size_t kDefaultMaxEntries = 64;
+  PromptCache(Encode encode, size_t max_bytes, size_t max_entries = kDefaultMaxEntries);
   ~PromptCache();
   PromptCache(const PromptCache&) = delete;
   PromptCache& operator=(const PromptCache&) = delete;
@@ -171,6 +176,7 @@ class PromptCache {
 
   Encode encode_;
   size_t max_bytes_;
+  size_t max_entries_;
   mutable std::mutex mutex_;
   std::condition_variable work_ready_;
   std::list<std::pair<std::string, at::Tensor>> lru_;  // front = most recent

@@ -5,8 +5,11 @@
 
 namespace longlive {
 
-PromptCache::PromptCache(Encode encode, size_t max_bytes)
-    : encode_(std::move(encode)), max_bytes_(max_bytes), worker_([this] { worker_loop(); }) {}
+PromptCache::PromptCache(Encode encode, size_t max_bytes, size_t max_entries)
+    : encode_(std::move(encode)),
+      max_bytes_(max_bytes),
+      max_entries_(std::max<size_t>(max_entries, 1)),
+      worker_([this] { worker_loop(); }) {}
 
 PromptCache::~PromptCache() {
   {
@@ -24,7 +27,7 @@ void PromptCache::insert_locked(const std::string& key, const at::Tensor& value)
   index_[key] = lru_.begin();
   bytes_ += size;
   // Keep at least the newest entry even when it alone exceeds the budget.
-  while (bytes_ > max_bytes_ && lru_.size() > 1) {
+  while ((bytes_ > max_bytes_ || lru_.size() > max_entries_) && lru_.size() > 1) {
     auto& [old_key, old_value] = lru_.back();
     bytes_ -= static_cast<size_t>(old_value.numel()) * old_value.element_size();
     index_.erase(old_key);
