@@ -351,6 +351,25 @@ TEST(Engine, BadModelFolderIsReportedNotThrown) {
   EXPECT_EQ(missing_model_files(dir).size(), 4u);
 }
 
+// What an engine reports around a fault: its errors and the blocks of the timeline it hands out.
+struct FaultReports {
+  std::mutex m;
+  std::vector<std::string> errors;
+  int64_t timeline_blocks = -1;
+  Engine::Callbacks callbacks(FrameSink& sink) {
+    Engine::Callbacks cb = sink.callbacks();
+    cb.on_error = [this](const std::string& e) {
+      std::lock_guard l(m);
+      errors.push_back(e);
+    };
+    cb.on_timeline = [this](const Timeline& t) {
+      std::lock_guard l(m);
+      timeline_blocks = t.blocks;
+    };
+    return cb;
+  }
+};
+
 // Live decoder by preset: `decoder: wan` uses the folder's Wan VAE, and falls back to TAEHV
 // (which every model folder has) when the VAE is missing.
 // Running out of GPU memory, faked on the CPU (LONGLIVE_INJECT_OOM): at load, before the first
@@ -366,19 +385,11 @@ TEST(EngineFaults, OutOfMemoryIsReportedKeepsEarlierFramesAndTheEngineRestarts) 
     SCOPED_TRACE(c.inject);
     ASSERT_EQ(setenv("LONGLIVE_INJECT_OOM", c.inject, 1), 0);
     FrameSink sink;
-    Engine::Callbacks cb = sink.callbacks();
-    std::mutex m;
-    std::vector<std::string> errors;
-    int64_t timeline_blocks = -1;
-    cb.on_error = [&](const std::string& e) {
-      std::lock_guard l(m);
-      errors.push_back(e);
-    };
-    cb.on_timeline = [&](const Timeline& t) {
-      std::lock_guard l(m);
-      timeline_blocks = t.blocks;
-    };
-    Engine engine(kTinyModel, test_preset(), cb, 64, 64);
+    FaultReports reports;
+    std::mutex& m = reports.m;
+    const std::vector<std::string>& errors = reports.errors;
+    const int64_t& timeline_blocks = reports.timeline_blocks;
+    Engine engine(kTinyModel, test_preset(), reports.callbacks(sink), 64, 64);
     engine.start("a red fox", 7);
     ASSERT_TRUE(wait_for([&] { return engine.stats().state == "error"; }));
     unsetenv("LONGLIVE_INJECT_OOM");  // read once, when the worker started
@@ -429,19 +440,11 @@ TEST(EngineFaults, ADecodeThatFailsIsReportedKeepsEarlierFramesAndTheEngineResta
     SCOPED_TRACE(c.inject);
     ASSERT_EQ(setenv("LONGLIVE_INJECT_DECODE_FAILURE", c.inject, 1), 0);
     FrameSink sink;
-    Engine::Callbacks cb = sink.callbacks();
-    std::mutex m;
-    std::vector<std::string> errors;
-    int64_t timeline_blocks = -1;
-    cb.on_error = [&](const std::string& e) {
-      std::lock_guard l(m);
-      errors.push_back(e);
-    };
-    cb.on_timeline = [&](const Timeline& t) {
-      std::lock_guard l(m);
-      timeline_blocks = t.blocks;
-    };
-    Engine engine(kTinyModel, test_preset(), cb, 64, 64);
+    FaultReports reports;
+    std::mutex& m = reports.m;
+    const std::vector<std::string>& errors = reports.errors;
+    const int64_t& timeline_blocks = reports.timeline_blocks;
+    Engine engine(kTinyModel, test_preset(), reports.callbacks(sink), 64, 64);
     engine.start("a red fox", 7);
     ASSERT_TRUE(wait_for([&] { return engine.stats().state == "error"; }));
     unsetenv("LONGLIVE_INJECT_DECODE_FAILURE");  // read once, when the worker started

@@ -38,6 +38,16 @@ void wait_for_current_stream(at::Device device) {
 }
 using Clock = std::chrono::steady_clock;
 
+// The N of a test hook's "block:N" (-1 for anything else).
+int64_t block_of_hook(const std::string& value) {
+  if (value.rfind("block:", 0) != 0) return -1;
+  try {
+    return std::stoll(value.substr(6));
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
 // Test hook for the out-of-memory path, which a CPU cannot reach otherwise:
 // LONGLIVE_INJECT_OOM=load (when a session is built) or block:N (before block N of a video)
 // makes the worker throw LibTorch's out-of-memory error there, once per engine.
@@ -50,16 +60,7 @@ std::optional<InjectedOom> injected_oom_from_env() {
   const char* value = std::getenv("LONGLIVE_INJECT_OOM");
   if (!value || !*value) return std::nullopt;
   const std::string v = value;
-  InjectedOom oom;
-  if (v == "load") {
-    oom.at_load = true;
-  } else if (v.rfind("block:", 0) == 0) {
-    try {
-      oom.at_block = std::stoll(v.substr(6));
-    } catch (const std::exception&) {
-      oom.at_block = -1;
-    }
-  }
+  const InjectedOom oom{.at_load = v == "load", .at_block = block_of_hook(v)};
   if (!oom.at_load && oom.at_block < 0) {
     log::warn("LONGLIVE_INJECT_OOM='{}' ignored: expected 'load' or 'block:N'", v);
     return std::nullopt;
@@ -74,14 +75,7 @@ std::optional<int64_t> injected_decode_failure_from_env() {
   const char* value = std::getenv("LONGLIVE_INJECT_DECODE_FAILURE");
   if (!value || !*value) return std::nullopt;
   const std::string v = value;
-  int64_t block = -1;
-  if (v.rfind("block:", 0) == 0) {
-    try {
-      block = std::stoll(v.substr(6));
-    } catch (const std::exception&) {
-      block = -1;
-    }
-  }
+  const int64_t block = block_of_hook(v);
   if (block < 0) {
     log::warn("LONGLIVE_INJECT_DECODE_FAILURE='{}' ignored: expected 'block:N'", v);
     return std::nullopt;
