@@ -4,11 +4,13 @@
 # load, before the first block and mid-stream; the test checks the message the studio's banner
 # keys on ("out of GPU memory: try the low_memory preset"), that the frames generated before it
 # still arrive (flushed from the decode stream), and that the same engine restarts.
+# LONGLIVE_INJECT_DECODE_FAILURE likewise fails a block's decode (first block, mid-stream): the
+# message names the live decoder and the block, the earlier frames arrive, the engine restarts.
 #   packaging/device/faults.sh [BUILD_DIR]
 set -uo pipefail
 build=${1:-$PWD/build-gpu}
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv 2>&1
 "$build/tests/test_engine" --gtest_brief=0 \
   --gtest_filter='EngineFaults.*:Engine.KeptLatents*' 2>&1 |
-  grep -E "^\[ +(OK|FAILED|SKIPPED|PASSED) |out of GPU memory|Failure|Expected|Which is" | head -40
+  grep -E "^\[ +(OK|FAILED|SKIPPED|PASSED) |out of GPU memory|live decoder failed|Failure|Expected|Which is" | head -40
 nvidia-smi --query-gpu=memory.used --format=csv 2>&1
