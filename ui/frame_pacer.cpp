@@ -8,7 +8,7 @@ namespace longlive::ui {
 namespace {
 // An arrival starts a new burst after a gap of this many generation intervals, within
 // [kMinBurstGapMs, kMaxBurstGapMs]: a block's frames come within a few ms, or ~20 ms apart when
-// the engine thread is slow to hand them over (host copies while recording, H200), and the gap
+// the engine thread is slow to hand them over (a recorder that cannot keep up, H200), and the gap
 // before the next block is the block time less that.
 constexpr double kBurstGapIntervals = 2.5, kMinBurstGapMs = 20, kMaxBurstGapMs = 50;
 // The generation interval stays within 4..120 fps; it is measured over the last bursts.
