@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -370,6 +371,29 @@ struct FaultReports {
   }
 };
 
+// An engine on the tiny model started with one fault hook set (`variable`=`value`, read once
+// when its worker starts), after it reported the fault (or gave up waiting: the caller checks
+// its state).
+std::unique_ptr<Engine> start_until_fault(const char* variable, const char* value, FrameSink& sink,
+                                          FaultReports& reports) {
+  EXPECT_EQ(setenv(variable, value, 1), 0);
+  auto engine =
+      std::make_unique<Engine>(kTinyModel, test_preset(), reports.callbacks(sink), 64, 64);
+  engine->start("a red fox", 7);
+  wait_for([&] { return engine->stats().state == "error"; });
+  unsetenv(variable);
+  return engine;
+}
+
+// The frames delivered so far are `count`, numbered from 0 in order; forgets them.
+void expect_frames_in_order_and_clear(FrameSink& sink, size_t count) {
+  std::lock_guard l(sink.m);
+  EXPECT_EQ(sink.frames.size(), count);
+  for (size_t i = 0; i < sink.frames.size(); ++i)
+    EXPECT_EQ(sink.frames[i].index, static_cast<int64_t>(i));
+  sink.frames.clear();
+}
+
 // Live decoder by preset: `decoder: wan` uses the folder's Wan VAE, and falls back to TAEHV
 // (which every model folder has) when the VAE is missing.
 // Running out of GPU memory, faked on the CPU (LONGLIVE_INJECT_OOM): at load, before the first
@@ -383,18 +407,13 @@ TEST(EngineFaults, OutOfMemoryIsReportedKeepsEarlierFramesAndTheEngineRestarts) 
   };
   for (const Case c : {Case{"load", 0}, Case{"block:0", 0}, Case{"block:3", 9 + 2 * 12}}) {
     SCOPED_TRACE(c.inject);
-    ASSERT_EQ(setenv("LONGLIVE_INJECT_OOM", c.inject, 1), 0);
     FrameSink sink;
     FaultReports reports;
-    std::mutex& m = reports.m;
+    const auto engine = start_until_fault("LONGLIVE_INJECT_OOM", c.inject, sink, reports);
+    ASSERT_EQ(engine->stats().state, "error");
     const std::vector<std::string>& errors = reports.errors;
-    const int64_t& timeline_blocks = reports.timeline_blocks;
-    Engine engine(kTinyModel, test_preset(), reports.callbacks(sink), 64, 64);
-    engine.start("a red fox", 7);
-    ASSERT_TRUE(wait_for([&] { return engine.stats().state == "error"; }));
-    unsetenv("LONGLIVE_INJECT_OOM");  // read once, when the worker started
     {
-      std::lock_guard l(m);
+      std::lock_guard l(reports.m);
       ASSERT_EQ(errors.size(), 1u);
       EXPECT_NE(errors[0].find("out of GPU memory: try the low_memory preset"), std::string::npos)
           << errors[0];
@@ -402,26 +421,20 @@ TEST(EngineFaults, OutOfMemoryIsReportedKeepsEarlierFramesAndTheEngineRestarts) 
       EXPECT_EQ(errors[0].find("Exception raised from"), std::string::npos)
           << "no C++ backtrace in the user's message: " << errors[0];
       if (c.frames_before > 0) {
-        EXPECT_EQ(timeline_blocks, 3);
+        EXPECT_EQ(reports.timeline_blocks, 3);
       }
     }
-    {
-      std::lock_guard l(sink.m);
-      EXPECT_EQ(sink.frames.size(), c.frames_before);
-      for (size_t i = 0; i < sink.frames.size(); ++i)
-        EXPECT_EQ(sink.frames[i].index, static_cast<int64_t>(i));
-      sink.frames.clear();
-    }
+    expect_frames_in_order_and_clear(sink, c.frames_before);
     // The studio's "Switch to low_memory and restart": a preset, then the prompt again.
     Preset low = test_preset();
     low.name = "low_memory";
-    engine.set_preset(low);
-    engine.start("a red fox", 7);
+    engine->set_preset(low);
+    engine->start("a red fox", 7);
     ASSERT_TRUE(sink.wait_for_frames(21));
-    EXPECT_EQ(engine.stats().state, "running");
-    EXPECT_EQ(engine.stats().preset, "low_memory");
-    engine.stop();
-    std::lock_guard l(m);
+    EXPECT_EQ(engine->stats().state, "running");
+    EXPECT_EQ(engine->stats().preset, "low_memory");
+    engine->stop();
+    std::lock_guard l(reports.m);
     EXPECT_EQ(errors.size(), 1u);
   }
 }
@@ -438,36 +451,26 @@ TEST(EngineFaults, ADecodeThatFailsIsReportedKeepsEarlierFramesAndTheEngineResta
   };
   for (const Case c : {Case{"block:0", 0, 0}, Case{"block:3", 3, 9 + 2 * 12}}) {
     SCOPED_TRACE(c.inject);
-    ASSERT_EQ(setenv("LONGLIVE_INJECT_DECODE_FAILURE", c.inject, 1), 0);
     FrameSink sink;
     FaultReports reports;
-    std::mutex& m = reports.m;
+    const auto engine =
+        start_until_fault("LONGLIVE_INJECT_DECODE_FAILURE", c.inject, sink, reports);
+    ASSERT_EQ(engine->stats().state, "error");
     const std::vector<std::string>& errors = reports.errors;
-    const int64_t& timeline_blocks = reports.timeline_blocks;
-    Engine engine(kTinyModel, test_preset(), reports.callbacks(sink), 64, 64);
-    engine.start("a red fox", 7);
-    ASSERT_TRUE(wait_for([&] { return engine.stats().state == "error"; }));
-    unsetenv("LONGLIVE_INJECT_DECODE_FAILURE");  // read once, when the worker started
     {
-      std::lock_guard l(m);
+      std::lock_guard l(reports.m);
       ASSERT_EQ(errors.size(), 1u);
       const std::string expected = "the live decoder failed on block " + std::to_string(c.block);
       EXPECT_NE(errors[0].find(expected), std::string::npos) << errors[0];
       EXPECT_EQ(errors[0].find("out of GPU memory"), std::string::npos) << errors[0];
-      EXPECT_EQ(timeline_blocks, c.block + 1) << "the failed block was generated";
+      EXPECT_EQ(reports.timeline_blocks, c.block + 1) << "the failed block was generated";
     }
-    {
-      std::lock_guard l(sink.m);
-      EXPECT_EQ(sink.frames.size(), c.frames_before);
-      for (size_t i = 0; i < sink.frames.size(); ++i)
-        EXPECT_EQ(sink.frames[i].index, static_cast<int64_t>(i));
-      sink.frames.clear();
-    }
-    engine.start("a red fox", 7);  // the same preset: nothing else to change
+    expect_frames_in_order_and_clear(sink, c.frames_before);
+    engine->start("a red fox", 7);  // the same preset: nothing else to change
     ASSERT_TRUE(sink.wait_for_frames(21));
-    EXPECT_EQ(engine.stats().state, "running");
-    engine.stop();
-    std::lock_guard l(m);
+    EXPECT_EQ(engine->stats().state, "running");
+    engine->stop();
+    std::lock_guard l(reports.m);
     EXPECT_EQ(errors.size(), 1u);
   }
 }
