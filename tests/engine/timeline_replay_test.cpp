@@ -285,6 +285,99 @@ TEST(TimelineReplay, StallingAndMissingPresetsFailClearly) {
   }
 }
 
+// A live engine whose on_frame handler can act on the engine (it runs on the engine's thread, the
+// way a performer's command can arrive at any moment), and the replay of its timeline.
+struct SwitchingSession {
+  std::mutex m;
+  std::vector<at::Tensor> live;
+  std::optional<Timeline> recorded;
+  std::function<void(Engine&)> on_frame;
+  std::unique_ptr<Engine> engine;
+
+  explicit SwitchingSession(const Preset& preset) {
+    Engine::Callbacks cb;
+    cb.on_latents = [this](int64_t, const at::Tensor& latents) {
+      std::lock_guard lock(m);
+      live.push_back(latents.to(at::kCPU).clone());
+    };
+    cb.on_frame = [this](EngineFrame) {
+      if (on_frame) on_frame(*engine);
+    };
+    cb.on_timeline = [this](const Timeline& t) {
+      std::lock_guard lock(m);
+      recorded = t;
+    };
+    cb.on_error = [](const std::string& e) { ADD_FAILURE() << e; };
+    engine = std::make_unique<Engine>(tiny_model(), preset, cb, 32, 32);
+  }
+  size_t blocks() {
+    std::lock_guard lock(m);
+    return live.size();
+  }
+  // Runs until `blocks` blocks were made, stops and waits for the timeline.
+  void run_until(size_t blocks_wanted) {
+    ASSERT_TRUE(wait_for([&] { return blocks() >= blocks_wanted; }));
+    engine->stop();
+    ASSERT_TRUE(wait_for([&] {
+      std::lock_guard lock(m);
+      return recorded.has_value();
+    }));
+  }
+  void expect_replay_equals_live(const PresetLookup& presets) {
+    std::lock_guard lock(m);
+    std::vector<at::Tensor> replayed;
+    replay(*recorded, tiny_model(), presets,
+           [&](const ReplayBlock& b) { replayed.push_back(b.latents.to(at::kCPU)); });
+    ASSERT_EQ(replayed.size(), live.size());
+    for (size_t b = 0; b < live.size(); ++b)
+      EXPECT_TRUE(at::equal(replayed[b], live[b])) << "block " << b;
+  }
+};
+
+// A switch that arrives while block 2 is being made (from the handler of block 1's frames, which
+// go out between block 2's first denoising steps) gives block 2 up and applies to it: the
+// timeline has the cut at block 2, and the video replays bit for bit.
+TEST(AbandonedBlocks, ASwitchMidBlockAppliesToThatBlock) {
+  const auto presets = test_presets();
+  SwitchingSession s(presets.at("live"));
+  std::atomic<bool> switched{false};
+  s.on_frame = [&](Engine& engine) {
+    if (s.blocks() == 2 && !switched.exchange(true)) engine.switch_prompt("a blue whale");
+  };
+  s.engine->start("a red fox", 3);
+  s.run_until(5);
+  ASSERT_TRUE(switched.load());
+  EXPECT_EQ(s.engine->stats().abandoned_blocks, 1);
+  int64_t cut_block = -1;
+  for (const TimelineEvent& e : s.recorded->events)
+    if (e.kind == EventKind::cut) cut_block = e.block;
+  EXPECT_EQ(cut_block, 2) << "the cut applies to the block it interrupted";
+  s.expect_replay_equals_live(lookup_in(presets));
+  // The cut took effect: block 2 differs from the uninterrupted video's block 2.
+  Performance plain(tiny_model(), presets.at("live"), 32, 32);
+  plain.start(PromptMix::single("a red fox"), 3);
+  for (int b = 0; b < 2; ++b) plain.next_block();
+  std::lock_guard lock(s.m);
+  EXPECT_FALSE(at::equal(plain.next_block().to(at::kCPU), s.live[2]));
+}
+
+// A flood of switches (one per frame shown) still makes progress: a block is given up at most
+// once, and the video replays bit for bit.
+TEST(AbandonedBlocks, AFloodOfSwitchesStillMakesProgress) {
+  const auto presets = test_presets();
+  SwitchingSession s(presets.at("live"));
+  std::atomic<int> sent{0};
+  s.on_frame = [&](Engine& engine) {
+    engine.switch_prompt(sent++ % 2 ? "a blue whale" : "a green forest");
+  };
+  s.engine->start("a red fox", 4);
+  s.run_until(6);
+  const int64_t abandoned = s.engine->stats().abandoned_blocks;
+  EXPECT_GE(abandoned, 1);
+  EXPECT_LE(abandoned, static_cast<int64_t>(s.blocks()));
+  s.expect_replay_equals_live(lookup_in(presets));
+}
+
 }  // namespace
 }  // namespace longlive::test
 

@@ -74,6 +74,9 @@ class NoiseSource {
                              const at::TensorOptions& options) = 0;
   virtual at::Tensor renoise(int64_t block, int64_t step, at::IntArrayRef shape,
                              const at::TensorOptions& options) = 0;
+  // A copy that draws what this source would draw from now on (how an abandoned block is
+  // rewound); null when the source cannot be copied, and then no block is abandoned.
+  virtual std::unique_ptr<NoiseSource> snapshot() const { return nullptr; }
 };
 
 // Draws from one generator on the compute device, seeded at start().
@@ -83,7 +86,8 @@ struct GeneratorStats {
   int64_t blocks = 0;
   int64_t frames = 0;
   int64_t recaches = 0;
-  double last_block_ms = 0;  // host wall time of the last next_block() (includes re-cache)
+  int64_t abandoned_blocks = 0;  // given up mid-way by next_block_unless() (redone after)
+  double last_block_ms = 0;      // host wall time of the last next_block() (includes re-cache)
   double last_recache_ms = 0;
   double reserve_ms = 0;      // host time of the last start()'s up-front reservation (0: none)
   size_t kv_cache_bytes = 0;  // self-attention KV buffers (+ int8 scales), allocated once
@@ -236,6 +240,16 @@ class StreamGenerator {
   bool apply_pending_switch(BlockTrace* trace = nullptr);
   // Generates the next block: [1, frames_per_block, C, h, w] float32 latents on the device.
   at::Tensor next_block(BlockTrace* trace = nullptr);
+  // next_block(), asking `abandon` after each denoising step whether to give the block up (with
+  // CUDA the host then stays at most one step ahead of the device, so a yes takes effect within
+  // about a step). On a yes the stream is left as it was before the block (the cache's
+  // bookkeeping and the noise rewound) and nullopt comes back: a prompt switch or preset change
+  // that arrives mid-block then applies to this block rather than the next, and the video is the
+  // one it would have been had it come before the block. A block is only abandoned where it can
+  // be redone exactly: not during a transition, nor with a VACE or V2V input (their frames are
+  // consumed per block), nor while it writes sink slots (the start of the video), nor with a
+  // noise source that cannot be rewound; `abandon` is then not asked.
+  std::optional<at::Tensor> next_block_unless(const std::function<bool()>& abandon);
 
   bool started() const { return started_; }
   int64_t frames_generated() const { return frame_; }
@@ -254,6 +268,9 @@ class StreamGenerator {
  private:
   void recache(BlockTrace* trace);
   void reencode_sink();
+  // The body of next_block() and next_block_unless() (abandon: null or asked between steps).
+  std::optional<at::Tensor> generate_block(BlockTrace* trace, const std::function<bool()>* abandon);
+  bool can_abandon_block() const;
   // Window frames whose latents the ring holds (after resume(), only those handed over since).
   int64_t window_held() const {
     return std::min(options_.local_attn_frames, frame_ - ring_first_frame_);

@@ -106,6 +106,9 @@ class Performance {
 
   // Generates the next block ([1, F, C, h, w] latents on the device). Only while running().
   at::Tensor next_block();
+  // The same, given up mid-way when `abandon` says so between denoising steps (see
+  // StreamGenerator::next_block_unless): nullopt, the block not counted, the stream as before it.
+  std::optional<at::Tensor> next_block_unless(const std::function<bool()>& abandon);
 
   bool running() const { return active_ && !paused_; }
   bool active() const { return active_; }  // started and not stopped

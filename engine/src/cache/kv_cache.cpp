@@ -106,6 +106,13 @@ void KvCache::commit(const Plan& plan) {
   }
 }
 
+void KvCache::restore_slot_frames(std::vector<int64_t> frames) {
+  if (frames.size() != slot_frame_.size())
+    throw Error(fmt::format("KV cache: {} slots restored into a cache of {}", frames.size(),
+                            slot_frame_.size()));
+  slot_frame_ = std::move(frames);
+}
+
 at::Tensor KvCache::destination(int64_t layer, const Plan& plan, int64_t frames_in_kv,
                                 bool values) const {
   const int64_t offset = plan.num_frames - frames_in_kv;

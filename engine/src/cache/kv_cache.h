@@ -98,6 +98,9 @@ class KvCache {
 
   // Frame stored in each slot (-1 empty), for tests and diagnostics.
   const std::vector<int64_t>& slot_frames() const { return slot_frame_; }
+  // Puts back the bookkeeping slot_frames() returned: a block given up mid-way leaves its slots
+  // as if never written (their contents are rewritten before anything attends them again).
+  void restore_slot_frames(std::vector<int64_t> frames);
   // The frame that lands in the first ring slot (default: the first frame after the sink). A
   // stream resumed with part of its window re-caches frames from the middle of the video; moving
   // the origin to them keeps the written slots contiguous (attention does not care which slot a

@@ -126,6 +126,24 @@ struct Engine::Command {
     c.event.kind = kind;
     return c;
   }
+  // Whether the block in progress stops being the video's next block once this applies: a
+  // switch, transition, preset change, pause, stop, restart or replay. Fader moves and input
+  // changes are not (a knob sends a stream of them; they take the next block as before).
+  bool outdates_block() const {
+    if (kind == Kind::play) return true;
+    if (kind != Kind::event) return false;
+    switch (event.kind) {
+      case EventKind::start:
+      case EventKind::cut:
+      case EventKind::transition:
+      case EventKind::preset:
+      case EventKind::pause:
+      case EventKind::stop:
+        return true;
+      default:
+        return false;
+    }
+  }
 };
 
 Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, int width,
@@ -155,9 +173,11 @@ Engine::~Engine() {
 }
 
 void Engine::post(Command command) {
+  const bool outdates = command.outdates_block();
   {
     std::lock_guard lock(mutex_);
     commands_.push_back(std::move(command));
+    if (outdates) block_outdated_ = true;
   }
   wake_.notify_all();
 }
@@ -321,6 +341,7 @@ void Engine::run() {
   std::optional<int64_t> injected_decode_failure = injected_decode_failure_from_env();
   // A cut or transition marks the next block for the latency plot and the switch latency.
   Clock::time_point switch_issued{};
+  int64_t abandoned_block = -1;  // the last block index given up (never twice in a row)
   bool first_after_switch = false;
   auto publish = [&](const char* state) {
     {
@@ -458,6 +479,7 @@ void Engine::run() {
       wake_.wait(lock, [&] { return quit_ || !commands_.empty() || perf.running(); });
       if (quit_) return;
       batch.swap(commands_);
+      block_outdated_ = false;
     }
     try {
       for (auto& c : batch) {
@@ -554,8 +576,32 @@ void Engine::run() {
           kernel_profiler && !profiled && session.device.is_cuda() &&
           block % options_.kernel_sample_every == options_.kernel_sample_every / 2 &&
           kernel_profiler->start();
-      const at::Tensor latents = perf.next_block();
+      // A command that outdates the block in progress gives it up between two denoising steps
+      // and applies to it instead (once per block: a stream of switches still makes progress).
+      // Meanwhile block k-1's frames go out as soon as they are decoded, as they would after
+      // the block was queued.
+      const bool may_abandon = options_.abandon_blocks && abandoned_block != block;
+      auto between_steps = [&] {
+        while (session.decoder->pending() > 0) deliver_oldest_block();
+        return block_outdated_.load();
+      };
+      const std::optional<at::Tensor> generated =
+          may_abandon ? perf.next_block_unless(between_steps) : perf.next_block();
       if (kernel_sample) kernel_profiler->stop();
+      if (!generated) {
+        session.profiler->deactivate();
+        // The partial block's regions and kernels are dropped (collected once it has run).
+        if (profiled) session.profiler->collect();
+        if (kernel_sample) {
+          wait_for_current_stream(session.device);
+          kernel_profiler->collect();
+        }
+        abandoned_block = block;
+        std::lock_guard lock(mutex_);
+        ++stats_.abandoned_blocks;
+        continue;
+      }
+      const at::Tensor& latents = *generated;
       // An input whose source failed was dropped; the performer hears why.
       for (const std::string& message : perf.take_input_messages())
         if (callbacks_.on_error) callbacks_.on_error(message);

@@ -425,17 +425,20 @@ bool Performance::in_transition() const {
   return session_ && session_->generator->transition_active();
 }
 
-at::Tensor Performance::next_block() {
+at::Tensor Performance::next_block() { return *next_block_unless({}); }
+
+std::optional<at::Tensor> Performance::next_block_unless(const std::function<bool()>& abandon) {
   if (!running()) throw Error("next_block: the video is not running");
   // The inputs' frames for this block; one whose source failed is dropped (and that recorded, so
   // a replay drops it at the same block).
   for (const EventKind off : inputs_->before_block(*session_->generator, input_messages_))
     record(off);
-  at::Tensor latents = session_->generator->next_block();
-  {
-    std::lock_guard lock(timeline_mutex_);
-    timeline_->count_block();
-  }
+  StreamGenerator& generator = *session_->generator;
+  std::optional<at::Tensor> latents =
+      abandon ? generator.next_block_unless(abandon) : generator.next_block();
+  if (!latents) return latents;
+  std::lock_guard lock(timeline_mutex_);
+  timeline_->count_block();
   return latents;
 }
 

@@ -1,8 +1,11 @@
 #include <ATen/ATen.h>
+#include <c10/core/Event.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <numeric>
 #include <optional>
@@ -34,9 +37,36 @@ class SeededNoise final : public NoiseSource {
                      const at::TensorOptions& options) override {
     return at::randn(shape, generator_, options);
   }
+  std::unique_ptr<NoiseSource> snapshot() const override {
+    return std::unique_ptr<NoiseSource>(new SeededNoise(generator_.clone()));
+  }
 
  private:
+  explicit SeededNoise(at::Generator generator) : generator_(std::move(generator)) {}
   at::Generator generator_;
+};
+
+// Keeps the host at most one denoising step ahead of a CUDA device: after queueing step s it
+// waits for step s - 1, so what the host decides between steps takes effect within about a step
+// while the device always has the next step queued. The CPU runs each step as it is called.
+class StepPacer {
+ public:
+  explicit StepPacer(at::Device device) : device_(device) {}
+  void step_queued() {
+    if (!device_.is_cuda()) return;
+    const c10::Stream stream =
+        c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device_);
+    c10::Event& queued = events_[queued_ % 2];
+    queued.record(stream);
+    if (queued_ > 0) events_[(queued_ - 1) % 2].synchronize();
+    ++queued_;
+  }
+
+ private:
+  at::Device device_;
+  std::array<c10::Event, 2> events_{c10::Event(c10::DeviceType::CUDA),
+                                    c10::Event(c10::DeviceType::CUDA)};
+  int64_t queued_ = 0;
 };
 
 double ms_since(std::chrono::steady_clock::time_point start) {
@@ -549,6 +579,22 @@ bool StreamGenerator::apply_pending_switch(BlockTrace* trace) {
 }
 
 at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
+  return *generate_block(trace, nullptr);
+}
+
+std::optional<at::Tensor> StreamGenerator::next_block_unless(const std::function<bool()>& abandon) {
+  return generate_block(nullptr, &abandon);
+}
+
+bool StreamGenerator::can_abandon_block() const {
+  // Redone exactly: the inputs would hand over their next frames, a transition would advance
+  // twice, and the sink slots a block writes at the start are attended (as zeros until written)
+  // by a re-cache before the redone block rewrites them.
+  return !transition_ && !vace_ && !v2v_ && frame_ >= options_.sink_frames;
+}
+
+std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
+                                                          const std::function<bool()>* abandon) {
   if (!started_) throw Error("next_block() before start()");
   const auto start = std::chrono::steady_clock::now();
   if (text_kv_dirty_) {
@@ -563,6 +609,12 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
                                       options_.latent_width};
   const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
   const int64_t block = stats_.blocks;
+  // What giving the block up rewinds: the slots its first step claims and the noise it draws.
+  std::optional<std::vector<int64_t>> slots_before;
+  std::unique_ptr<NoiseSource> noise_before;
+  if (abandon && trace == nullptr && can_abandon_block()) noise_before = noise_->snapshot();
+  if (noise_before) slots_before = kv_->slot_frames();
+  StepPacer pacer(options_.device);
 
   // The first step advances the cache; the later steps and the context pass rewrite the same
   // slots (planned after the first commit: they attend what it wrote).
@@ -615,6 +667,15 @@ at::Tensor StreamGenerator::next_block(BlockTrace* trace) {
     if (s + 1 < timesteps.size()) {
       const at::Tensor noise = noise_->renoise(block, static_cast<int64_t>(s), shape, float_opts);
       x = FlowMatchSampler::add_noise(x0, noise, sigmas[s + 1]);
+    }
+    if (noise_before) {
+      pacer.step_queued();
+      if ((*abandon)()) {
+        kv_->restore_slot_frames(std::move(*slots_before));
+        noise_ = std::move(noise_before);
+        ++stats_.abandoned_blocks;
+        return std::nullopt;
+      }
     }
   }
   // Clean context pass: write the finished block's K/V (its output is not needed).

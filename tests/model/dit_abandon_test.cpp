@@ -1,0 +1,163 @@
+// Giving a block up mid-way (StreamGenerator::next_block_unless): a switch that arrives between
+// two denoising steps applies to that block, and the stream is bit for bit the one where the
+// switch came before the block.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "dit_fixture.h"
+
+namespace longlive::test {
+namespace {
+
+struct Stream {
+  WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
+  WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+  GeneratorOptions options = options_from_stream(stream);
+
+  at::Tensor prompt(const std::string& name) const {
+    return stream.get("prompt." + name).to(at::kFloat);
+  }
+  std::unique_ptr<StreamGenerator> started(const GeneratorOptions& o, int64_t blocks) const {
+    auto g = std::make_unique<StreamGenerator>(weights, o);
+    g->start(prompt("A"), 5);
+    for (int64_t i = 0; i < blocks; ++i) g->next_block();
+    return g;
+  }
+  // The first block that may be given up (it writes no sink slot), and one past the full window.
+  int64_t first_abandonable(const GeneratorOptions& o) const {
+    return std::max<int64_t>(1, (o.sink_frames + o.frames_per_block - 1) / o.frames_per_block);
+  }
+  int64_t past_window(const GeneratorOptions& o) const {
+    return o.local_attn_frames / o.frames_per_block + 2;
+  }
+};
+
+// Asks after each step; at step `at` runs `then` and answers yes.
+struct Abandon {
+  int64_t at = 0;
+  std::function<void()> then;
+  int64_t asked = 0;
+  bool operator()() {
+    if (asked++ != at) return false;
+    if (then) then();
+    return true;
+  }
+};
+
+void expect_same_blocks(StreamGenerator& actual, StreamGenerator& expected, int blocks,
+                        const std::string& what) {
+  for (int i = 0; i < blocks; ++i) {
+    const at::Tensor a = actual.next_block();
+    const at::Tensor e = expected.next_block();
+    EXPECT_TRUE(at::equal(a, e)) << what << ", block " << i << " after: max |diff| "
+                                 << max_abs_diff(a, e);
+  }
+  EXPECT_EQ(actual.blocks_generated(), expected.blocks_generated()) << what;
+  EXPECT_EQ(actual.frames_generated(), expected.frames_generated()) << what;
+}
+
+// A cut between any two steps, before the window is full and past it, with a global and a
+// rolling sink: the redone block and the ones after equal a cut made before the block. The
+// comparison has teeth: the stream that ignored the cut differs.
+TEST(DitAbandon, ACutMidBlockEqualsTheCutBeforeIt) {
+  const Stream s;
+  const int64_t steps = static_cast<int64_t>(s.options.denoising_steps.size());
+  for (const bool global_sink : {true, false}) {
+    GeneratorOptions o = s.options;
+    o.global_sink = global_sink;
+    for (const int64_t blocks : {s.first_abandonable(o), s.past_window(o)}) {
+      for (const int64_t step : {int64_t{0}, steps - 1}) {
+        const std::string what =
+            fmt::format("global sink {}, after {} blocks, at step {}", global_sink, blocks, step);
+        auto reference = s.started(o, blocks);
+        auto live = s.started(o, blocks);
+        auto ignored = s.started(o, blocks);
+        reference->switch_prompt(s.prompt("B"));
+        Abandon abandon{.at = step, .then = [&] { live->switch_prompt(s.prompt("B")); }};
+        const std::optional<at::Tensor> given_up =
+            live->next_block_unless([&] { return abandon(); });
+        EXPECT_FALSE(given_up.has_value()) << what;
+        EXPECT_EQ(abandon.asked, step + 1) << what;
+        EXPECT_EQ(live->blocks_generated(), blocks) << what;
+        EXPECT_EQ(live->stats().abandoned_blocks, 1) << what;
+        EXPECT_FALSE(at::equal(ignored->next_block(), reference->next_block())) << what;
+        auto again = s.started(o, blocks);
+        again->switch_prompt(s.prompt("B"));
+        expect_same_blocks(*live, *again, 2, what);
+      }
+    }
+  }
+}
+
+// A block that started under a cut (its re-cache done) and is given up for another cut: the
+// second prompt wins, as two cuts before the block would have it. A block given up with nothing
+// changed is redone as it was.
+TEST(DitAbandon, SecondCutAndNoChangeRedoExactly) {
+  const Stream s;
+  const GeneratorOptions& o = s.options;
+  const int64_t blocks = s.past_window(o);
+  {
+    auto reference = s.started(o, blocks);
+    reference->switch_prompt(s.prompt("B"));
+    reference->switch_prompt(s.prompt("A"));
+    auto live = s.started(o, blocks);
+    live->switch_prompt(s.prompt("B"));
+    Abandon abandon{.at = 1, .then = [&] { live->switch_prompt(s.prompt("A")); }};
+    EXPECT_FALSE(live->next_block_unless([&] { return abandon(); }).has_value());
+    expect_same_blocks(*live, *reference, 2, "second cut");
+  }
+  {
+    auto reference = s.started(o, blocks);
+    auto live = s.started(o, blocks);
+    Abandon abandon{.at = 0};
+    EXPECT_FALSE(live->next_block_unless([&] { return abandon(); }).has_value());
+    expect_same_blocks(*live, *reference, 2, "no change");
+  }
+}
+
+// Blocks that could not be redone exactly are never given up, and the question is not asked:
+// the first block while it writes the sink, and a block of a transition. Otherwise it is asked
+// once per step and a block answered "no" equals next_block()'s.
+TEST(DitAbandon, OnlyBlocksThatCanBeRedoneAreAsked) {
+  const Stream s;
+  const GeneratorOptions& o = s.options;
+  const int64_t steps = static_cast<int64_t>(o.denoising_steps.size());
+  int64_t asked = 0;
+  auto never = [&] {
+    ++asked;
+    return false;
+  };
+  auto live = s.started(o, 0);
+  auto reference = s.started(o, 0);
+  if (o.sink_frames > 0) {
+    ASSERT_TRUE(live->next_block_unless(never).has_value());
+    EXPECT_EQ(asked, 0) << "the first block writes the sink";
+    reference->next_block();
+  }
+  for (int64_t b = live->blocks_generated(); b < s.first_abandonable(o); ++b) {
+    live->next_block();
+    reference->next_block();
+  }
+  asked = 0;
+  const std::optional<at::Tensor> kept = live->next_block_unless(never);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(asked, steps);
+  EXPECT_TRUE(at::equal(*kept, reference->next_block()));
+
+  live->transition_to(s.prompt("B"), {.blocks = 2, .interpolation = Interpolation::linear});
+  asked = 0;
+  ASSERT_TRUE(live->next_block_unless(never).has_value());
+  EXPECT_EQ(asked, 0) << "a block of a transition";
+  EXPECT_EQ(live->stats().abandoned_blocks, 0);
+}
+
+}  // namespace
+}  // namespace longlive::test
