@@ -192,7 +192,11 @@ TEST(Engine, TimelineKeepsEachTextOnce) {
     EXPECT_TRUE(wait_for([&] { return engine.stats().state == "paused"; }));
   };
   engine.start(mix(0.5), 3);
-  // Warm: both prompts in the prompt cache, the latency history and decoder at their sizes.
+  // Warm: past the first blocks that evict from the KV window (their plans allocate once), both
+  // prompts in the prompt cache, the latency history and decoder at their sizes.
+  const Preset preset = test_preset();
+  const int64_t wrapped = preset.local_attn_frames / preset.frames_per_block + 2;
+  ASSERT_TRUE(wait_for([&] { return engine.stats().blocks >= wrapped; }));
   for (int i = 0; i < 2; ++i) {
     engine.cut(mix(0.25 + 0.25 * i));
     const int64_t at = engine.stats().blocks;
