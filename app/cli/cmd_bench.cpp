@@ -628,6 +628,8 @@ int run(const BenchArgs& a) {
   // SessionFactory::bake_style_loras), then steady blocks on the baked weights, side path off.
   double bake_device_ms = 0;
   Summary after_bake;
+  // Whether the blocks on the baked weights replay graphs (captured again without the side path).
+  int64_t replays_after_bake = 0, eager_after_bake = 0;
   if (!style.faders.empty()) {
     bake_device_ms = factory.bake_style_loras(*session, style.faders).ms;
     std::vector<ActiveStyleLora> off = style.faders;
@@ -642,6 +644,8 @@ int run(const BenchArgs& a) {
       if (i >= a.warmup) times.push_back(ms);
     }
     after_bake = summarize(times);
+    replays_after_bake = generator.stats().graph_replays - gstats.graph_replays;
+    eager_after_bake = generator.stats().graph_eager_forwards - gstats.graph_eager_forwards;
   }
   const double video_frames_per_block = 4.0 * o.frames_per_block;
   const double fps = s.median > 0 ? video_frames_per_block * 1000.0 / s.median : 0;
@@ -657,8 +661,9 @@ int run(const BenchArgs& a) {
   if (!style.faders.empty())
     std::cout << fmt::format(
         "style LoRAs    {} x rank {}: bake on the device {:.1f} ms (host {:.0f} ms); after it "
-        "median {:.1f} ms per block\n",
-        a.style_loras, a.style_lora_rank, bake_device_ms, style.bake_ms, after_bake.median);
+        "median {:.1f} ms per block ({} graph replays, {} eager forwards)\n",
+        a.style_loras, a.style_lora_rank, bake_device_ms, style.bake_ms, after_bake.median,
+        replays_after_bake, eager_after_bake);
   if (decode.count)
     std::cout << fmt::format("{:<14} median {:8.1f} ms per block  p99 {:.1f}\n",
                              a.decoder == "wan" ? "Wan VAE decode" : "TAEHV decode", decode.median,
@@ -812,7 +817,9 @@ int run(const BenchArgs& a) {
                         {"style_lora_rank", a.style_lora_rank},
                         {"style_lora_bake_host_ms", style.bake_ms},
                         {"style_lora_bake_device_ms", bake_device_ms},
-                        {"steady_block_after_bake", to_json(after_bake)}};
+                        {"steady_block_after_bake", to_json(after_bake)},
+                        {"graph_replays_after_bake", replays_after_bake},
+                        {"graph_eager_forwards_after_bake", eager_after_bake}};
     if (vace) {
       j["vace"] = vace_json;
       j["vace_overhead_pct"] = vace_json["vace_overhead_pct"];
