@@ -15,6 +15,7 @@
 #include <deque>
 #include <optional>
 #include <utility>
+#include <vector>
 
 namespace longlive::ui {
 
@@ -69,6 +70,28 @@ class FramePacer {
   bool painted_ = true;
   bool paced_ = true;
   int64_t dropped_ = 0;
+};
+
+// What a view's pacer saw, for replaying a real run's timing through FramePacer on the CPU
+// (tests/ui_core/frame_pacer_test.cpp simulates the same events): frames arriving with the queue
+// before them, frames shown, paints with how long they held the UI thread. Records only while on;
+// at most kMaxEvents (the oldest kept: a trace is taken over one phase of a run).
+struct PacingTrace {
+  enum class Kind : char { arrival = 'a', shown = 's', paint = 'p' };
+  struct Event {
+    double ms = 0;  // the view's clock
+    Kind kind = Kind::arrival;
+    int64_t index = 0;  // the frame (arrival, shown)
+    double value = 0;   // arrival: frames queued before it; paint: its duration in ms
+    bool skip = false;  // arrival: a new prompt's first frame that skipped the queued ones
+  };
+  static constexpr size_t kMaxEvents = 1 << 16;
+  bool on = false;
+  std::vector<Event> events;
+
+  void add(const Event& e) {
+    if (on && events.size() < kMaxEvents) events.push_back(e);
+  }
 };
 
 // The frames waiting for the screen, in order, with the pacer that says when each is due.

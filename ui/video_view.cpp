@@ -90,7 +90,13 @@ void VideoView::enqueue(ShownFrame frame) {
   // A new prompt's first frame while a switch waits for it: the old prompt's queued frames would
   // only delay it.
   const bool skip_queued = frame.first_of_prompt && switch_clock_.isValid();
-  queue_.push(std::move(frame), now_ms(), skip_queued);
+  const double now = now_ms();
+  trace_.add({.ms = now,
+              .kind = PacingTrace::Kind::arrival,
+              .index = frame.index,
+              .value = static_cast<double>(queue_.size()),
+              .skip = skip_queued});
+  queue_.push(std::move(frame), now, skip_queued);
   schedule_next();
 }
 
@@ -135,7 +141,9 @@ double VideoView::display_fps() const {
 
 void VideoView::advance() {
   if (queue_.size() == 0) return;
-  current_ = queue_.pop(now_ms());
+  const double now = now_ms();
+  current_ = queue_.pop(now);
+  trace_.add({.ms = now, .kind = PacingTrace::Kind::shown, .index = current_.index});
   // After interop gave up, device frames only hold GPU memory: let them go.
   if (!selector_.wants_device_frames()) current_.device = DeviceFrame{};
   upload_pending_ = true;
@@ -301,6 +309,9 @@ void VideoView::paintGL() {
   }  // the painter ends here: ImGui draws with raw GL on top
   if (overlay_) paint_overlay();
   paint_ms_.push_back(static_cast<double>(paint_clock.nsecsElapsed()) / 1e6);
+  trace_.add({.ms = now_ms() - paint_ms_.back(),
+              .kind = PacingTrace::Kind::paint,
+              .value = paint_ms_.back()});
   while (paint_ms_.size() > kPaintSamples) paint_ms_.pop_front();
   if (awaiting_paint_ && current_.size.isValid()) {
     awaiting_paint_ = false;  // the next frame may come: the pacer looks again, after this paint

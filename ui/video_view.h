@@ -82,6 +82,8 @@ class VideoView : public QOpenGLWidget {
   int64_t frames_painted() const { return painted_; }
   // Frames dropped instead of shown late since the last clear() (see the header comment).
   int64_t frames_dropped() const { return queue_.pacer().dropped(); }
+  // The pacer's events while `pacing_trace().on` (off by default), for replaying a run's timing.
+  PacingTrace& pacing_trace() { return trace_; }
   // The frame interval the pacer currently aims at (about the generation rate's).
   double pace_interval_ms() const { return queue_.pacer().interval_ms(); }
   // How long the last paints took (paintGL: upload, draw, overlay), oldest first.
@@ -149,6 +151,7 @@ class VideoView : public QOpenGLWidget {
   std::unique_ptr<ImGuiLayer> imgui_;
   OverlayReport overlay_report_;
   QElapsedTimer clock_;
+  PacingTrace trace_;
   std::deque<qint64> shown_ms_;  // when the last frames were shown (display FPS)
 };
 

@@ -2,7 +2,8 @@
 # On the GPU box: the studio end to end (#16 item 5). Unpacks what packaging/device/
 # prepare_studio_carry.sh made (Qt 6, a minimal FFmpeg, Xvfb with Mesa's DRI driver for its GLX,
 # fonts) into /opt/longlive-deps, builds longlive-studio-autotest for sm_90, starts Xvfb and runs
-# the gpu_session scenario under NVIDIA's GLX: $OUT/studio.json, studio-gpu.png, report.json, logs.
+# the gpu_session scenario under NVIDIA's GLX: $OUT/studio.json, studio-gpu.png, report.json,
+# pacing.json (the view's pacing events during the switches, see PacingTrace), logs.
 #   run: carry [".snap/NAME", ".debs", ".studio"], from the repository root:
 #   cd .snap/NAME && LONGLIVE_COMMIT=<hash> LONGLIVE_DEBS=$OLDPWD/.debs \
 #     STUDIO_CARRY=$OLDPWD/.studio bash packaging/device/studio_run.sh
@@ -87,6 +88,6 @@ HOME=$home timeout "${STUDIO_TIMEOUT:-420}" "$b/tests/gui/longlive-studio-autote
   ${STUDIO_ARGS:-} >"$out/studio.log" 2>&1
 echo "exit $?"
 cp /tmp/studio-session/studio.json /tmp/studio-session/report.json \
-  /tmp/studio-session/studio-gpu.png "$out/" 2>/dev/null
+  /tmp/studio-session/studio-gpu.png /tmp/studio-session/pacing.json "$out/" 2>/dev/null
 grep -E "gpu_session:|error|Error" "$out/studio.log" | tail -20
 kill "$xvfb" 2>/dev/null

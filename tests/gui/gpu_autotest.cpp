@@ -78,6 +78,19 @@ const char* const kPrompts[] = {
 
 }  // namespace
 
+// The view's pacing events of one phase as JSON rows [ms, kind, frame, value, skip] (see
+// PacingTrace), for replaying the run's timing through FramePacer on the CPU.
+void write_pacing_trace(const PacingTrace& trace, const QString& path) {
+  QJsonArray rows;
+  for (const PacingTrace::Event& e : trace.events)
+    rows.append(QJsonArray{std::round(e.ms * 1000) / 1000,
+                           QString(QChar(static_cast<char>(e.kind))), static_cast<double>(e.index),
+                           std::round(e.value * 1000) / 1000, e.skip});
+  QFile file(path);
+  if (file.open(QIODevice::WriteOnly))
+    file.write(QJsonDocument(QJsonObject{{"events", rows}}).toJson(QJsonDocument::Compact));
+}
+
 void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
                               const GpuSessionOptions& options) {
   QDir().mkpath(out_dir);
@@ -224,8 +237,10 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   const int64_t copied_before_switches = w->engine_stats().host_copied_frames;
   const int64_t dropped_before_switches = w->view()->frames_dropped();
 
-  // Ten typed prompt switches with Enter, a few seconds of watching after each.
+  // Ten typed prompt switches with Enter, a few seconds of watching after each; the view's
+  // pacing events of the phase go to pacing.json.
   frames.set_measuring(true);
+  w->view()->pacing_trace() = PacingTrace{.on = true, .events = {}};
   std::vector<double> enter_ms, engine_switch_ms;
   int switches = 0;
   for (const char* text : kPrompts) {
@@ -247,6 +262,8 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
     if (reached) engine_switch_ms.push_back(w->engine_stats().last_switch_ms);
   }
   check("ten_switches_shown", switches == 10);
+  w->view()->pacing_trace().on = false;
+  write_pacing_trace(w->view()->pacing_trace(), out_dir + "/pacing.json");
   QJsonArray enter_list;
   for (double ms : enter_ms) enter_list.append(ms);
   result["enter_to_frame_ms"] = QJsonObject{
