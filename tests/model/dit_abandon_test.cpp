@@ -17,26 +17,14 @@
 namespace longlive::test {
 namespace {
 
-struct Stream {
-  WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  GeneratorOptions options = options_from_stream(stream);
-
-  at::Tensor prompt(const std::string& name) const {
-    return stream.get("prompt." + name).to(at::kFloat);
-  }
+struct Stream : DitStream {
+  static constexpr uint64_t kSeed = 5;
   std::unique_ptr<StreamGenerator> started(const GeneratorOptions& o, int64_t blocks) const {
-    auto g = std::make_unique<StreamGenerator>(weights, o);
-    g->start(prompt("A"), 5);
-    for (int64_t i = 0; i < blocks; ++i) g->next_block();
-    return g;
+    return DitStream::started(o, blocks, kSeed);
   }
-  // The first block that may be given up (it writes no sink slot), and one past the full window.
-  int64_t first_abandonable(const GeneratorOptions& o) const {
+  // The first block that may be given up (it writes no sink slot).
+  static int64_t first_abandonable(const GeneratorOptions& o) {
     return std::max<int64_t>(1, (o.sink_frames + o.frames_per_block - 1) / o.frames_per_block);
-  }
-  int64_t past_window(const GeneratorOptions& o) const {
-    return o.local_attn_frames / o.frames_per_block + 2;
   }
 };
 
@@ -73,7 +61,7 @@ TEST(DitAbandon, ACutMidBlockEqualsTheCutBeforeIt) {
   for (const bool global_sink : {true, false}) {
     GeneratorOptions o = s.options;
     o.global_sink = global_sink;
-    for (const int64_t blocks : {s.first_abandonable(o), s.past_window(o)}) {
+    for (const int64_t blocks : {s.first_abandonable(o), Stream::blocks_past_window(o)}) {
       for (const int64_t step : {int64_t{0}, steps - 1}) {
         const std::string what =
             fmt::format("global sink {}, after {} blocks, at step {}", global_sink, blocks, step);
@@ -103,7 +91,7 @@ TEST(DitAbandon, ACutMidBlockEqualsTheCutBeforeIt) {
 TEST(DitAbandon, SecondCutAndNoChangeRedoExactly) {
   const Stream s;
   const GeneratorOptions& o = s.options;
-  const int64_t blocks = s.past_window(o);
+  const int64_t blocks = Stream::blocks_past_window(o);
   {
     auto reference = s.started(o, blocks);
     reference->switch_prompt(s.prompt("B"));

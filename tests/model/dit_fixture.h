@@ -2,6 +2,7 @@
 // Reads the DiT streaming fixtures: configuration from their metadata, recorded noise replay.
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -78,6 +79,31 @@ class RecordedNoise final : public NoiseSource {
   const WeightStore& stream_;
   std::string prefix_;
   int64_t frames_;
+};
+
+// The fixture set's DiT weights and stream recording, with the generator options its metadata
+// gives (tests that run the generator against itself, not against the recorded draws).
+struct DitStream {
+  WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
+  WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
+  GeneratorOptions options = options_from_stream(stream);
+
+  // A recorded prompt's embeddings, float32.
+  at::Tensor prompt(const std::string& name) const {
+    return stream.get("prompt." + name).to(at::kFloat);
+  }
+  // A generator on `o` started on prompt A with `seed`, `blocks` blocks made.
+  std::unique_ptr<StreamGenerator> started(const GeneratorOptions& o, int64_t blocks,
+                                           uint64_t seed) const {
+    auto g = std::make_unique<StreamGenerator>(weights, o);
+    g->start(prompt("A"), seed);
+    for (int64_t i = 0; i < blocks; ++i) g->next_block();
+    return g;
+  }
+  // The window's length in blocks plus two: a re-cache then starts past the sink.
+  static int64_t blocks_past_window(const GeneratorOptions& o) {
+    return o.local_attn_frames / o.frames_per_block + 2;
+  }
 };
 
 }  // namespace longlive::test

@@ -11,11 +11,8 @@
 namespace longlive::test {
 namespace {
 
-struct Stream {
-  WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  GeneratorOptions options = one_block_sink(options_from_stream(stream));
-
+struct Stream : DitStream {
+  Stream() { options = one_block_sink(options); }
   // The sink is one block: its K/V then come from a context pass that attends only its own
   // block, which re-encoding the sink's latents reproduces exactly.
   static GeneratorOptions one_block_sink(GeneratorOptions o) {
@@ -23,19 +20,10 @@ struct Stream {
     o.local_attn_frames = std::max(o.local_attn_frames, o.sink_frames + 2 * o.frames_per_block);
     return o;
   }
-  at::Tensor prompt(const std::string& name) const {
-    return stream.get("prompt." + name).to(at::kFloat);
+  std::unique_ptr<StreamGenerator> started(const GeneratorOptions& o, int64_t blocks) const {
+    return DitStream::started(o, blocks, 11);
   }
-  std::unique_ptr<StreamGenerator> started(const GeneratorOptions& o, int blocks) const {
-    auto g = std::make_unique<StreamGenerator>(weights, o);
-    g->start(prompt("A"), 11);
-    for (int i = 0; i < blocks; ++i) g->next_block();
-    return g;
-  }
-  // Blocks of the window's length plus two: the re-cache then starts past the sink.
-  int64_t blocks_past_window() const {
-    return options.local_attn_frames / options.frames_per_block + 2;
-  }
+  int64_t blocks_past_window() const { return DitStream::blocks_past_window(options); }
 };
 
 // A hand-over to the same options is a prompt switch to the conditioning it had: bit-identical

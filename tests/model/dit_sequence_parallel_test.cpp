@@ -57,17 +57,9 @@ TEST(RankGroup, AllGatherRowsJoinsUnevenSharesInRankOrder) {
   EXPECT_THROW(groups[0]->all_gather_rows(whole, 1, total), Error);
 }
 
-struct Stream {
-  WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  GeneratorOptions options = options_from_stream(stream);
-  at::Tensor prompt(const std::string& name) const {
-    return stream.get("prompt." + name).to(at::kFloat);
-  }
+struct Stream : DitStream {
   // A switch after the first block (the window not yet full), then blocks past the window.
-  int blocks() const {
-    return static_cast<int>(options.local_attn_frames / options.frames_per_block + 2);
-  }
+  int blocks() const { return static_cast<int>(blocks_past_window(options)); }
   std::vector<at::Tensor> run(StreamGenerator& g) const {
     std::vector<at::Tensor> out;
     g.start(prompt("A"), 5);
