@@ -139,6 +139,44 @@ TEST_F(VaceEncoderFixture, AllZerosMaskEncodesTheFramesAsInactive) {
   EXPECT_LT(max_abs_diff(encoder.last_reactive(), expected), kTolerance);
 }
 
+// Conditioning (an all-ones mask) encodes black inactive frames block after block. The inactive
+// stream's memory converges to a fixed point (the first frame's effect fades through the
+// temporal down-sampler's memory; ~10 blocks at the fixture's size); from there its latents are
+// reused instead of encoded, and every block's context still equals a full encode's bit for bit,
+// also across a block with another mask (inpainting) and after it.
+TEST_F(VaceEncoderFixture, BlackInactiveFramesAreReusedAtTheirFixedPointExactly) {
+  if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
+  VaceContextEncoder reused(weights, {}), full(weights, {});
+  full.set_reuse_fixed_inactive(false);
+  const int64_t ts = reused.temporal_scale(), h = frames.size(2), w = frames.size(3);
+  at::Generator rng = at::detail::createCPUGenerator(7);
+  int64_t blocks = 0;
+  auto encode_both = [&](bool inpainted) {
+    const int64_t t = blocks == 0 ? 1 + 2 * ts : 3 * ts;  // LongLive's 9, then 12 control frames
+    const at::Tensor block = at::rand({t, 3, h, w}, rng) * 2 - 1;
+    const at::Tensor mask =
+        inpainted ? (at::rand({t, h, w}, rng) > 0.5).to(at::kFloat) : at::Tensor();
+    const at::Tensor actual = reused.encode(block, mask);
+    const at::Tensor expected_context = full.encode(block, mask);
+    EXPECT_TRUE(at::equal(actual, expected_context))
+        << "block " << blocks << ": max |diff| " << max_abs_diff(actual, expected_context);
+    ++blocks;
+  };
+  while (reused.inactive_encodes_skipped() == 0 && blocks < 64) encode_both(false);
+  ASSERT_GT(reused.inactive_encodes_skipped(), 0) << "no fixed point within 64 blocks";
+  for (int i = 0; i < 3; ++i) encode_both(false);
+  const int64_t skipped = reused.inactive_encodes_skipped();
+  EXPECT_EQ(skipped, 4) << "every block once at the fixed point";
+  encode_both(true);  // the inactive stream moves: encoded again
+  EXPECT_EQ(reused.inactive_encodes_skipped(), skipped);
+  for (int i = 0; i < 3; ++i) encode_both(false);
+  EXPECT_EQ(full.inactive_encodes_skipped(), 0);
+  // A new video starts the stream again: its first block is encoded.
+  reused.reset();
+  reused.encode(at::rand({1 + 2 * ts, 3, h, w}, rng) * 2 - 1, {});
+  EXPECT_EQ(reused.inactive_encodes_skipped(), skipped);
+}
+
 TEST_F(VaceEncoderFixture, ReferenceImagesAreEncodedAloneInFront) {
   if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
   VaceContextEncoder encoder(weights, {});

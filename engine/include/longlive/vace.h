@@ -78,6 +78,12 @@ class VaceContextEncoder {
   // The parts, for tests: inactive/reactive latents of the last encode() [16, F, h, w] each.
   const at::Tensor& last_inactive() const;
   const at::Tensor& last_reactive() const;
+  // With an all-ones mask (conditioning) the inactive stream encodes black frames block after
+  // block. Once one such encode leaves that stream's memory unchanged (a fixed point, reached
+  // within a couple of blocks), its latents repeat exactly and are reused instead of encoded:
+  // half of the encoder's work per block. On by default; inactive_encodes_skipped() counts.
+  void set_reuse_fixed_inactive(bool on);
+  int64_t inactive_encodes_skipped() const;
   int64_t channels() const { return 96; }
   int64_t temporal_scale() const;  // control frames per latent frame (4)
 

@@ -116,6 +116,11 @@ class WanVaeEncoder {
     Stream& operator=(Stream&&) noexcept;
     void reset();  // the next encode_next() starts a new video
     bool started() const;
+    // From track_changes(true) on, changed() says whether an encode_next() altered the stream's
+    // memory (starting it does). An encode that left it unchanged has reached a fixed point for
+    // its input: the same input would give the same latents again, and leave it unchanged again.
+    void track_changes(bool on);
+    bool changed() const;
 
    private:
     friend class WanVaeEncoder;

@@ -299,6 +299,7 @@ at::Tensor WanVaeEncoder::encode(const at::Tensor& video, int64_t groups_per_pas
 struct WanVaeEncoder::Stream::Impl {
   wan_vae::StreamState state;
   bool started = false;
+  bool tracking = false;  // track_changes(): survives the state made at the start
 };
 
 WanVaeEncoder::Stream::Stream() : impl_(std::make_unique<Impl>()) {}
@@ -307,6 +308,12 @@ WanVaeEncoder::Stream::Stream(Stream&&) noexcept = default;
 WanVaeEncoder::Stream& WanVaeEncoder::Stream::operator=(Stream&&) noexcept = default;
 void WanVaeEncoder::Stream::reset() { impl_ = std::make_unique<Impl>(); }
 bool WanVaeEncoder::Stream::started() const { return impl_->started; }
+void WanVaeEncoder::Stream::track_changes(bool on) {
+  impl_->tracking = on;
+  impl_->state.track_changes = on;
+  impl_->state.changed = false;
+}
+bool WanVaeEncoder::Stream::changed() const { return impl_->state.changed; }
 
 at::Tensor WanVaeEncoder::encode_next(const at::Tensor& video, Stream& stream,
                                       int64_t groups_per_pass) {
@@ -327,6 +334,8 @@ at::Tensor WanVaeEncoder::encode_next(const at::Tensor& video, Stream& stream,
   if (!s.started) {
     s.state = impl_->graph.new_state();
     s.started = true;
+    s.state.track_changes = s.tracking;
+    s.state.changed = s.tracking;  // starting is a change
   }
   std::vector<at::Tensor> outs;
   const int64_t t = x.size(2);

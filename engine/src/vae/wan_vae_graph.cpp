@@ -48,6 +48,18 @@ at::Tensor Conv3d::plain(const at::Tensor& x) const {
   return out.transpose(0, 1).unsqueeze(0).contiguous(x.suggest_memory_format());
 }
 
+void StreamState::remember(Slot& slot, at::Tensor frames) {
+  if (track_changes && !changed)
+    changed = !slot.frames.defined() || !slot.frames.sizes().equals(frames.sizes()) ||
+              !at::equal(slot.frames, frames);
+  slot.frames = std::move(frames);
+}
+
+void StreamState::mark_seen(Slot& slot) {
+  if (track_changes && !slot.seen) changed = true;
+  slot.seen = true;
+}
+
 Conv3d::CausalInput Conv3d::begin(const at::Tensor& like, int64_t frames,
                                   StreamState& state) const {
   const Slot& memory = state.slots[size_t(slot)];
@@ -69,7 +81,7 @@ at::Tensor Conv3d::finish(const CausalInput& input, StreamState& state) const {
   Slot& memory = state.slots[size_t(slot)];
   const int64_t length = input.buffer.size(2);
   const int64_t keep = std::min(kCacheFrames, length - input.zero_frames);
-  memory.frames = input.buffer.narrow(2, length - keep, keep).clone();
+  state.remember(memory, input.buffer.narrow(2, length - keep, keep).clone());
   return plain(input.buffer);
 }
 
@@ -142,7 +154,7 @@ at::Tensor Resample::operator()(const at::Tensor& input, StreamState& state) con
     Slot& memory = state.slots[size_t(slot)];
     at::Tensor first, rest = x;
     if (!memory.seen) {
-      memory.seen = true;
+      state.mark_seen(memory);
       first = x.narrow(2, 0, 1);
       rest = x.narrow(2, 1, x.size(2) - 1);
     }
@@ -177,14 +189,14 @@ at::Tensor Resample::operator()(const at::Tensor& input, StreamState& state) con
     Slot& memory = state.slots[size_t(slot)];
     at::Tensor first, rest = x;
     if (!memory.seen) {
-      memory.seen = true;
+      state.mark_seen(memory);
       first = x.narrow(2, 0, 1);
       rest = x.narrow(2, 1, x.size(2) - 1);
-      memory.frames = first.clone();
+      state.remember(memory, first.clone());
     }
     if (rest.size(2) == 0) return first;
     const at::Tensor with_previous = at::cat({memory.frames, rest}, 2);
-    memory.frames = rest.narrow(2, rest.size(2) - 1, 1).clone();
+    state.remember(memory, rest.narrow(2, rest.size(2) - 1, 1).clone());
     const at::Tensor y = time_conv->plain(with_previous);
     x = first.defined() ? at::cat({first, y}, 2) : y;
   }

@@ -26,7 +26,14 @@ struct Slot {
 };
 struct StreamState {
   std::vector<Slot> slots;
+  // While tracking: whether an update wrote something other than what its slot held. A forward
+  // that leaves the state unchanged has reached a fixed point for its input (the encoder is a
+  // function of input and state), so the same input would give the same output again.
+  bool track_changes = false;
+  bool changed = false;
   void clear() { slots.assign(slots.size(), Slot{}); }
+  void remember(Slot& slot, at::Tensor frames);  // slot.frames = frames, noting a change
+  void mark_seen(Slot& slot);                    // slot.seen = true, noting a change
 };
 
 struct Conv3d {
@@ -108,7 +115,11 @@ struct Graph {
   // trunk on whole frames and only the branch per tile.
   at::Tensor trunk(const at::Tensor& x, StreamState& state) const;
   at::Tensor branch(const at::Tensor& x, StreamState& state) const;
-  StreamState new_state() const { return StreamState{std::vector<Slot>(size_t(slot_count))}; }
+  StreamState new_state() const {
+    StreamState state;
+    state.slots.resize(size_t(slot_count));
+    return state;
+  }
 };
 
 // Builds the graph of `decoder.*` (is_decoder) or `encoder.*` from the weights, converting to
