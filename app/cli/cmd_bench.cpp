@@ -131,6 +131,10 @@ struct VaceBench {
   int64_t blocks = 0, layers_fed = 0, channels = 0;
   bool fp8_blocks = false, graphs = false;
   Summary full, reuse, encode;
+  // The conditioning mode once the inactive stream reached its fixed point (its encode reused),
+  // and after how many blocks (-1: not within the probes).
+  Summary encode_fixed_point;
+  int64_t blocks_to_fixed_point = -1;
   GeneratorStats full_stats;
   double reuse_drift = -1;  // relative L2 of reuse's latents against full VACE's
   int drift_blocks = 0;
@@ -209,8 +213,23 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
                                {device, dt});
     const int64_t first = 1 + 4 * (o.frames_per_block - 1), later = 4 * o.frames_per_block;
     const at::Tensor frames = (at::rand({later, 3, height, width}, gen) * 2 - 1).to(device);
+    // Both streams encoded every block (the first blocks of any mode).
+    encoder.set_reuse_fixed_inactive(false);
     encoder.encode(frames.narrow(0, 0, first), at::Tensor());
     out.encode = time_calls(device, 2, 10, [&] { encoder.encode(frames, at::Tensor()); });
+    // The conditioning mode's steady state: black inactive frames until their stream reaches
+    // its fixed point, then only the reactive stream is encoded.
+    encoder.reset();
+    encoder.set_reuse_fixed_inactive(true);
+    encoder.encode(frames.narrow(0, 0, first), at::Tensor());
+    int64_t blocks = 1;
+    for (; encoder.inactive_encodes_skipped() == 0 && blocks <= 64; ++blocks)
+      encoder.encode(frames, at::Tensor());
+    if (encoder.inactive_encodes_skipped() > 0) {
+      out.blocks_to_fixed_point = blocks;
+      out.encode_fixed_point =
+          time_calls(device, 0, 10, [&] { encoder.encode(frames, at::Tensor()); });
+    }
   }
   return out;
 }
@@ -748,6 +767,13 @@ int run(const BenchArgs& a) {
           "vace encode    median {:.1f} ms per block of {} control frames (Wan VAE encoder, "
           "inactive + reactive) p99 {:.1f}\n",
           v.encode.median, 4 * o.frames_per_block, v.encode.p99);
+    if (v.encode_fixed_point.count)
+      std::cout << fmt::format(
+          "vace encode    median {:.1f} ms per block with an all-ones mask once the inactive "
+          "stream is at its fixed point (after {} blocks) p99 {:.1f}\n",
+          v.encode_fixed_point.median, v.blocks_to_fixed_point, v.encode_fixed_point.p99);
+    else if (v.encode.count)
+      std::cout << "vace encode    the inactive stream reached no fixed point within 64 blocks\n";
     vace_json = {{"blocks", v.blocks},
                  {"context_channels", v.channels},
                  {"scale", a.vace_scale},
@@ -767,6 +793,8 @@ int run(const BenchArgs& a) {
                    {"drift_blocks", v.drift_blocks},
                    {"note", "random weights: not the trained model's drift"}}},
                  {"encode_ms_per_block", to_json(v.encode)},
+                 {"encode_ms_per_block_fixed_point", to_json(v.encode_fixed_point)},
+                 {"encode_blocks_to_fixed_point", v.blocks_to_fixed_point},
                  {"baseline_steady_block_median_ms", s.median}};
   }
   if (!a.json.empty()) {
