@@ -365,6 +365,7 @@ void Engine::run() {
   std::string preset_marker;
   auto new_video = [&] {
     frame_index_ = 0;
+    abandoned_block = -1;  // block indices start again
     std::lock_guard lock(mutex_);
     latents_ = KeptLatents();
     auto loras = std::move(stats_.loras);
