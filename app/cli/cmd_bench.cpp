@@ -223,7 +223,9 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
     encoder.set_reuse_fixed_inactive(true);
     encoder.encode(frames.narrow(0, 0, first), at::Tensor());
     int64_t blocks = 1;
-    for (; encoder.inactive_encodes_skipped() == 0 && blocks <= 64; ++blocks)
+    for (;
+         encoder.inactive_encodes_skipped() == 0 && blocks <= VaceContextEncoder::kFixedPointProbes;
+         ++blocks)
       encoder.encode(frames, at::Tensor());
     if (encoder.inactive_encodes_skipped() > 0) {
       out.blocks_to_fixed_point = blocks;
@@ -773,7 +775,9 @@ int run(const BenchArgs& a) {
           "stream is at its fixed point (after {} blocks) p99 {:.1f}\n",
           v.encode_fixed_point.median, v.blocks_to_fixed_point, v.encode_fixed_point.p99);
     else if (v.encode.count)
-      std::cout << "vace encode    the inactive stream reached no fixed point within 64 blocks\n";
+      std::cout << fmt::format(
+          "vace encode    the inactive stream reached no fixed point within {} blocks\n",
+          VaceContextEncoder::kFixedPointProbes);
     vace_json = {{"blocks", v.blocks},
                  {"context_channels", v.channels},
                  {"scale", a.vace_scale},

@@ -162,8 +162,10 @@ TEST_F(VaceEncoderFixture, BlackInactiveFramesAreReusedAtTheirFixedPointExactly)
         << "block " << blocks << ": max |diff| " << max_abs_diff(actual, expected_context);
     ++blocks;
   };
-  while (reused.inactive_encodes_skipped() == 0 && blocks < 64) encode_both(false);
-  ASSERT_GT(reused.inactive_encodes_skipped(), 0) << "no fixed point within 64 blocks";
+  while (reused.inactive_encodes_skipped() == 0 && blocks < VaceContextEncoder::kFixedPointProbes)
+    encode_both(false);
+  ASSERT_GT(reused.inactive_encodes_skipped(), 0)
+      << "no fixed point within " << VaceContextEncoder::kFixedPointProbes << " blocks";
   for (int i = 0; i < 3; ++i) encode_both(false);
   const int64_t skipped = reused.inactive_encodes_skipped();
   EXPECT_EQ(skipped, 4) << "every block once at the fixed point";

@@ -51,10 +51,8 @@ struct VaceContextEncoder::Impl {
   at::Tensor last_inactive, last_reactive;
   at::Device device;
   // The inactive stream under black frames: at a fixed point (its last latents repeat for as
-  // many frames), probed on this many encodes before giving up until the input changes. Its
-  // memory converges there as the first frame's effect fades through the temporal
-  // down-sampler's memory (~10 blocks at the test fixture's size).
-  static constexpr int64_t kFixedPointProbes = 64;
+  // many frames). Its memory converges there as the first frame's effect fades through the
+  // temporal down-sampler's memory.
   bool reuse_fixed_inactive = true;
   bool inactive_fixed = false;
   int64_t inactive_fixed_frames = 0;  // control frames of the encode that found it
@@ -139,8 +137,8 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
   if (black && s.inactive_fixed && s.inactive_fixed_frames == t) {
     ++s.skipped;
   } else {
-    const bool probe = black && s.reuse_fixed_inactive && s.inactive.started() &&
-                       s.probes < Impl::kFixedPointProbes;
+    const bool probe =
+        black && s.reuse_fixed_inactive && s.inactive.started() && s.probes < kFixedPointProbes;
     s.inactive.track_changes(probe);
     s.last_inactive =
         s.encoder.encode_next(inactive.unsqueeze(0), s.inactive)[0].permute({1, 0, 2, 3});

@@ -299,7 +299,6 @@ at::Tensor WanVaeEncoder::encode(const at::Tensor& video, int64_t groups_per_pas
 struct WanVaeEncoder::Stream::Impl {
   wan_vae::StreamState state;
   bool started = false;
-  bool tracking = false;  // track_changes(): survives the state made at the start
 };
 
 WanVaeEncoder::Stream::Stream() : impl_(std::make_unique<Impl>()) {}
@@ -309,7 +308,6 @@ WanVaeEncoder::Stream& WanVaeEncoder::Stream::operator=(Stream&&) noexcept = def
 void WanVaeEncoder::Stream::reset() { impl_ = std::make_unique<Impl>(); }
 bool WanVaeEncoder::Stream::started() const { return impl_->started; }
 void WanVaeEncoder::Stream::track_changes(bool on) {
-  impl_->tracking = on;
   impl_->state.track_changes = on;
   impl_->state.changed = false;
 }
@@ -332,10 +330,11 @@ at::Tensor WanVaeEncoder::encode_next(const at::Tensor& video, Stream& stream,
   const auto& o = impl_->options;
   const at::Tensor x = video.to(o.device, o.dtype).permute({0, 2, 1, 3, 4});
   if (!s.started) {
+    const bool tracking = s.state.track_changes;  // set on the empty state before the start
     s.state = impl_->graph.new_state();
     s.started = true;
-    s.state.track_changes = s.tracking;
-    s.state.changed = s.tracking;  // starting is a change
+    s.state.track_changes = tracking;
+    s.state.changed = tracking;  // starting is a change
   }
   std::vector<at::Tensor> outs;
   const int64_t t = x.size(2);
