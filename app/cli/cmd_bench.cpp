@@ -131,6 +131,8 @@ struct VaceBench {
   int64_t blocks = 0, layers_fed = 0, channels = 0;
   bool fp8_blocks = false, graphs = false;
   Summary full, reuse, encode;
+  // The encoder in the other layout on a GPU (encode is channels-last there, as the decoder).
+  Summary encode_contiguous;
   // The conditioning mode once the inactive stream reached its fixed point (its encode reused),
   // and after how many blocks (-1: not within the probes).
   Summary encode_fixed_point;
@@ -208,19 +210,28 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
   // The VACE encoder (Wan VAE encoder, inactive + reactive streams, mask): one block of 12
   // control frames (after the first block's 9), random full-size VAE weights.
   if (a.random == "full") {
-    const at::ScalarType dt = device.is_cpu() ? at::kFloat : at::kBFloat16;
-    VaceContextEncoder encoder(make_random_wan_vae_weights(WanVaeConfig::wan_2_1(), 5, true),
-                               {device, dt});
+    const WeightStore vae = make_random_wan_vae_weights(WanVaeConfig::wan_2_1(), 5, true);
+    WanVaeEncoderOptions options;
+    options.device = device;
+    options.dtype = device.is_cpu() ? at::kFloat : at::kBFloat16;
     const int64_t first = 1 + 4 * (o.frames_per_block - 1), later = 4 * o.frames_per_block;
     const at::Tensor frames = (at::rand({later, 3, height, width}, gen) * 2 - 1).to(device);
     // Both streams encoded every block (the first blocks of any mode).
-    encoder.set_reuse_fixed_inactive(false);
-    encoder.encode(frames.narrow(0, 0, first), at::Tensor());
-    out.encode = time_calls(device, 2, 10, [&] { encoder.encode(frames, at::Tensor()); });
+    auto time_full_encodes = [&](const WanVaeEncoderOptions& layout) {
+      VaceContextEncoder encoder(vae, layout);
+      encoder.set_reuse_fixed_inactive(false);
+      encoder.encode(frames.narrow(0, 0, first), at::Tensor());
+      return time_calls(device, 2, 10, [&] { encoder.encode(frames, at::Tensor()); });
+    };
+    out.encode = time_full_encodes(options);
+    if (device.is_cuda()) {
+      WanVaeEncoderOptions contiguous = options;
+      contiguous.layout = DecoderLayout::contiguous;
+      out.encode_contiguous = time_full_encodes(contiguous);
+    }
     // The conditioning mode's steady state: black inactive frames until their stream reaches
     // its fixed point, then only the reactive stream is encoded.
-    encoder.reset();
-    encoder.set_reuse_fixed_inactive(true);
+    VaceContextEncoder encoder(vae, options);
     encoder.encode(frames.narrow(0, 0, first), at::Tensor());
     int64_t blocks = 1;
     for (;
@@ -769,6 +780,11 @@ int run(const BenchArgs& a) {
           "vace encode    median {:.1f} ms per block of {} control frames (Wan VAE encoder, "
           "inactive + reactive) p99 {:.1f}\n",
           v.encode.median, 4 * o.frames_per_block, v.encode.p99);
+    if (v.encode_contiguous.count)
+      std::cout << fmt::format(
+          "vace encode    median {:.1f} ms per block in the contiguous layout (the default above "
+          "is channels-last) p99 {:.1f}\n",
+          v.encode_contiguous.median, v.encode_contiguous.p99);
     if (v.encode_fixed_point.count)
       std::cout << fmt::format(
           "vace encode    median {:.1f} ms per block with an all-ones mask once the inactive "
@@ -797,6 +813,7 @@ int run(const BenchArgs& a) {
                    {"drift_blocks", v.drift_blocks},
                    {"note", "random weights: not the trained model's drift"}}},
                  {"encode_ms_per_block", to_json(v.encode)},
+                 {"encode_ms_per_block_contiguous", to_json(v.encode_contiguous)},
                  {"encode_ms_per_block_fixed_point", to_json(v.encode_fixed_point)},
                  {"encode_blocks_to_fixed_point", v.blocks_to_fixed_point},
                  {"baseline_steady_block_median_ms", s.median}};

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU box (#17 speed): build test_model + longlive for sm_90 (no FA3: the overhead is
 # against the same backend), the VACE GPU tests (graph replay = eager, fused/FP8 VACE blocks
-# against the plain path) and the fast-path tests the layer-loop refactor touches, then
+# against the plain path), the fast-path tests the layer-loop refactor touches and the Wan VAE
+# encoder's GPU parity in both layouts, then
 # `bench --vace` for balanced and turbo_fp8 (with/without VACE, hint reuse and its drift, the
 # VACE encoder). Most important first; results under $OUT.
 #   packaging/device/vace_run.sh        (VACE_BENCH_PRESETS="balanced turbo_fp8" by default)
@@ -14,6 +15,13 @@ timeout ${VACE_TEST_TIMEOUT:-100} $b/tests/test_model \
   >"$out/tests.log" 2>&1
 echo "tests rc=$?"
 grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure|\[ (vace|drift|graphs) " "$out/tests.log" | head -40
+# The Wan VAE encoder on the GPU in both layouts (fp32 parity, bf16 channels-last): the
+# encoder's own layout choice rests on it and on bench --vace's two encode timings.
+cmake --build $b -j "$(nproc)" --target test_vae 2>&1 | grep -E "error|FAILED" | head -20
+timeout ${VACE_TEST_TIMEOUT:-100} $b/tests/test_vae --gtest_filter='WanVaeGpu.Encoder*' \
+  >"$out/encoder_tests.log" 2>&1
+echo "encoder tests rc=$?"
+grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure|Wan VAE encoder" "$out/encoder_tests.log"
 for p in ${VACE_BENCH_PRESETS:-balanced turbo_fp8}; do
   timeout ${VACE_BENCH_TIMEOUT:-100} $b/app/longlive bench --preset $p --random full --blocks 20 \
     --warmup 3 --profile-blocks 0 --vace --vace-drift-blocks 6 \

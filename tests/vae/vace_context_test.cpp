@@ -73,23 +73,30 @@ class VaceEncoderFixture : public ::testing::Test {
 };
 
 TEST_F(VaceEncoderFixture, StreamingEncodeMatchesTheWholeVideo) {
-  WanVaeEncoder encoder(weights, {});
-  WanVaeEncoder::Stream stream;
-  const int64_t ts = encoder.config().temporal_scale();
-  const at::Tensor video = frames.unsqueeze(0);
-  const at::Tensor first = encoder.encode_next(video.narrow(1, 0, 1 + ts), stream);
-  EXPECT_TRUE(stream.started());
-  // A later call takes whole groups only.
-  EXPECT_THROW(encoder.encode_next(video.narrow(1, 0, 1), stream), ConfigError);
-  // The rest of the video in one later call (a fixture of 1 + ts frames has none).
-  const int64_t later = video.size(1) - 1 - ts;
-  const at::Tensor all =
-      (later > 0 ? at::cat({first, encoder.encode_next(video.narrow(1, 1 + ts, later), stream)}, 1)
-                 : first)[0]
-          .permute({1, 0, 2, 3});
-  EXPECT_LT(max_abs_diff(all, expected), kTolerance);
-  stream.reset();
-  EXPECT_FALSE(stream.started());
+  // The CPU's layout, and channels-last (the GPU's, explicit here so the CPU runs it too).
+  for (DecoderLayout layout : {DecoderLayout::best, DecoderLayout::channels_last}) {
+    SCOPED_TRACE(layout == DecoderLayout::channels_last ? "channels-last" : "default layout");
+    WanVaeEncoderOptions options;
+    options.layout = layout;
+    WanVaeEncoder encoder(weights, options);
+    WanVaeEncoder::Stream stream;
+    const int64_t ts = encoder.config().temporal_scale();
+    const at::Tensor video = frames.unsqueeze(0);
+    const at::Tensor first = encoder.encode_next(video.narrow(1, 0, 1 + ts), stream);
+    EXPECT_TRUE(stream.started());
+    // A later call takes whole groups only.
+    EXPECT_THROW(encoder.encode_next(video.narrow(1, 0, 1), stream), ConfigError);
+    // The rest of the video in one later call (a fixture of 1 + ts frames has none).
+    const int64_t later = video.size(1) - 1 - ts;
+    const at::Tensor all =
+        (later > 0
+             ? at::cat({first, encoder.encode_next(video.narrow(1, 1 + ts, later), stream)}, 1)
+             : first)[0]
+            .permute({1, 0, 2, 3});
+    EXPECT_LT(max_abs_diff(all, expected), kTolerance);
+    stream.reset();
+    EXPECT_FALSE(stream.started());
+  }
 }
 
 TEST_F(VaceEncoderFixture, AllOnesMaskEncodesTheFramesAsReactive) {

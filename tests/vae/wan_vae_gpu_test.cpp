@@ -1,7 +1,7 @@
 // Wan VAE on the GPU (skipped without CUDA): the reference fixture decoded block by block in
 // fp32 with TF32 off within 1e-3 (or the configuration's float32 rounding tolerance where that is
 // larger, see wan_vae_rounding.h), in both activation layouts (channels-last, cuDNN's native one,
-// and the plain one), and bf16 close to it.
+// and the plain one), and bf16 close to it; the encoder likewise.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -82,6 +82,41 @@ TEST(WanVaeGpu, StreamedDecodeMatchesReferenceInBothLayouts) {
     std::printf("  no bf16 parity for this configuration (bound %.3g beyond the pixel range)\n",
                 bf16_tolerance);
   }
+}
+
+// The encoder (VACE control frames, video-to-video input) on the GPU: fp32 in both layouts within
+// 1e-3 of the reference's latents, and bf16 channels-last (what sessions run) close to them.
+TEST(WanVaeGpu, EncoderMatchesReferenceInBothLayouts) {
+  LONGLIVE_REQUIRE_FIXTURE("wanvae");
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU parity runs on the GPU box";
+  auto& context = at::globalContext();
+  context.setAllowTF32CuDNN(false);
+  context.setAllowTF32CuBLAS(false);
+  const WeightStore weights = load_wan_vae_weights(fixture("wanvae_weights.safetensors"));
+  const WeightStore io = WeightStore::open(fixture("wanvae_io.safetensors"));
+  // encode.pixels is channel-first [1, 3, T, H, W]; the encoder takes [1, T, 3, H, W].
+  const at::Tensor video = io.get("encode.pixels").permute({0, 2, 1, 3, 4});
+  const at::Tensor expected = io.get("encode.latents");
+  WanVaeEncoderOptions options;
+  options.device = at::Device(at::kCUDA, 0);
+  options.dtype = at::kFloat;
+  for (DecoderLayout layout : {DecoderLayout::channels_last, DecoderLayout::contiguous}) {
+    options.layout = layout;
+    const bool channels_last = layout == DecoderLayout::channels_last;
+    const double diff = max_abs_diff(WanVaeEncoder(weights, options).encode(video), expected);
+    std::printf("Wan VAE encoder fp32 on the GPU, channels-last %d: max |diff| = %.3g\n",
+                channels_last, diff);
+    EXPECT_LT(diff, 1e-3) << "channels-last " << channels_last;
+  }
+  options.dtype = at::kBFloat16;
+  options.layout = DecoderLayout::best;
+  const at::Tensor bf16 = WanVaeEncoder(weights, options).encode(video).to(at::kCPU, at::kDouble);
+  const at::Tensor reference = expected.to(at::kDouble);
+  const double relative = ((bf16 - reference).norm() / reference.norm()).item<double>();
+  std::printf("Wan VAE encoder bf16 channels-last: relative L2 %.3g\n", relative);
+  EXPECT_TRUE(std::isfinite(relative));
+  // bf16 keeps 8 significant bits: a few parts in a thousand per layer, not tenths.
+  EXPECT_LT(relative, 0.1);
 }
 
 }  // namespace

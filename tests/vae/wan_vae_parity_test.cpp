@@ -195,17 +195,24 @@ TEST_F(WanVaeFixture, FeatureCacheAfterFirstChunkMatchesReference) {
 }
 
 TEST_F(WanVaeFixture, EncoderMatchesReference) {
-  WanVaeEncoder encoder(*weights, {});
   // encode.pixels is channel-first [1, 3, T, H, W]; the encoder takes [1, T, 3, H, W].
   const at::Tensor video = io->get("encode.pixels").permute({0, 2, 1, 3, 4});
   const at::Tensor expected = io->get("encode.latents");
-  for (int64_t groups : {int64_t{1}, int64_t{2}}) {
-    const at::Tensor latents = encoder.encode(video, groups);
-    ASSERT_EQ(latents.sizes(), expected.sizes());
-    EXPECT_LT(max_abs_diff(latents, expected), 1e-4) << "groups per pass " << groups;
+  // The CPU's layout, and channels-last (the GPU's, explicit here so the CPU runs it too).
+  for (DecoderLayout layout : {DecoderLayout::best, DecoderLayout::channels_last}) {
+    WanVaeEncoderOptions options;
+    options.layout = layout;
+    WanVaeEncoder encoder(*weights, options);
+    for (int64_t groups : {int64_t{1}, int64_t{2}}) {
+      const at::Tensor latents = encoder.encode(video, groups);
+      ASSERT_EQ(latents.sizes(), expected.sizes());
+      EXPECT_LT(max_abs_diff(latents, expected), 1e-4)
+          << "groups per pass " << groups << ", channels-last "
+          << (layout == DecoderLayout::channels_last);
+    }
+    // One frame more than 1 + temporal_scale * k is not a video the encoder takes.
+    EXPECT_THROW(encoder.encode(at::cat({video, video.narrow(1, 0, 1)}, 1)), ConfigError);
   }
-  // One frame more than 1 + temporal_scale * k is not a video the encoder takes.
-  EXPECT_THROW(encoder.encode(at::cat({video, video.narrow(1, 0, 1)}, 1)), ConfigError);
 }
 
 TEST_F(WanVaeFixture, RandomWeightsHaveTheReferenceNamesAndShapes) {

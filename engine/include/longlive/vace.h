@@ -46,6 +46,7 @@ at::Tensor vace_context(const at::Tensor& latents, const at::Tensor& mask_latent
 at::Tensor vace_binarize_mask(const at::Tensor& mask);
 
 class WanVaeEncoder;
+struct WanVaeEncoderOptions;
 
 // Deterministic random VACE weights for `dit` (tests, the tiny random model, `bench --vace`):
 // ceil(layers / stride) blocks, module-file names, weights N(0,1)/sqrt(fan_in) as
@@ -57,7 +58,7 @@ WeightStore make_random_vace_weights(const WanConfig& dit, int64_t in_channels, 
 class VaceContextEncoder {
  public:
   // vae: Wan2.1_VAE weights with `encoder.*` and `conv1.*`.
-  VaceContextEncoder(const WeightStore& vae, const DecoderOptions& options);
+  VaceContextEncoder(const WeightStore& vae, const WanVaeEncoderOptions& options);
   ~VaceContextEncoder();
   VaceContextEncoder(VaceContextEncoder&&) noexcept;
   VaceContextEncoder& operator=(VaceContextEncoder&&) noexcept;

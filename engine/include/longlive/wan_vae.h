@@ -95,9 +95,18 @@ class WanVaeDecoder final : public StreamingDecoder {
   std::unique_ptr<Impl> impl_;
 };
 
+struct WanVaeEncoderOptions : DecoderOptions {
+  // CUDA: cuDNN times its convolution algorithms on the first use of each shape, as for the
+  // decoder (WanVaeDecoderOptions::cudnn_search; process-wide once on).
+  bool cudnn_search = true;
+};
+
+// The encoder runs the decoder's kind of 3x3x3 convolutions: the layout `best` picks on a GPU is
+// the one measured fastest for the decoder (channels-last), until the encoder's own run says
+// otherwise (`longlive bench --vace` times both layouts).
 class WanVaeEncoder {
  public:
-  WanVaeEncoder(const WeightStore& weights, const DecoderOptions& options);
+  WanVaeEncoder(const WeightStore& weights, const WanVaeEncoderOptions& options);
   ~WanVaeEncoder();
   WanVaeEncoder(WanVaeEncoder&&) noexcept;
   WanVaeEncoder& operator=(WanVaeEncoder&&) noexcept;

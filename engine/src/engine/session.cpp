@@ -428,8 +428,8 @@ const WeightStore& SessionFactory::encoder_weights(const char* what) {
 }
 
 namespace {
-DecoderOptions encoder_options(at::Device device) {
-  DecoderOptions options;
+WanVaeEncoderOptions encoder_options(at::Device device) {
+  WanVaeEncoderOptions options;
   options.device = device;
   options.dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
   return options;

@@ -65,7 +65,7 @@ struct VaceContextEncoder::Impl {
   }
 };
 
-VaceContextEncoder::VaceContextEncoder(const WeightStore& vae, const DecoderOptions& options)
+VaceContextEncoder::VaceContextEncoder(const WeightStore& vae, const WanVaeEncoderOptions& options)
     : impl_(std::make_unique<Impl>(Impl{.encoder = WanVaeEncoder(vae, options),
                                         .inactive = {},
                                         .reactive = {},

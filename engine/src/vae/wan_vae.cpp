@@ -134,7 +134,8 @@ void check_latents(const at::Tensor& latents, int64_t z_dim, const char* what) {
 
 // Channels-last (N, T, H, W, C) is the layout cuDNN's tensor-core 3-D convolutions run in:
 // H200, bf16, 480x832, 139 ms per block vs 145 plain, both with the algorithm search
-// (bench/results/2026-12-02-h200-decoders.json).
+// (bench/results/2026-12-02-h200-decoders.json). The encoder takes it too (the same kind of
+// convolutions; its own timing is `bench --vace`'s).
 constexpr DecoderLayout kMeasuredBestLayout = DecoderLayout::channels_last;
 
 struct WanVaeDecoder::Impl {
@@ -254,17 +255,19 @@ const WanVaeDecoderOptions& WanVaeDecoder::options() const { return impl_->optio
 struct WanVaeEncoder::Impl {
   wan_vae::Graph graph;
   WanVaeConfig config;
-  DecoderOptions options;
+  WanVaeEncoderOptions options;
   at::Tensor mean, inv_std;
 };
 
-WanVaeEncoder::WanVaeEncoder(const WeightStore& weights, const DecoderOptions& options)
+WanVaeEncoder::WanVaeEncoder(const WeightStore& weights, const WanVaeEncoderOptions& options)
     : impl_(std::make_unique<Impl>()) {
-  impl_->graph = wan_vae::build_graph(weights, /*is_decoder=*/false, options.device, options.dtype);
+  impl_->graph = wan_vae::build_graph(weights, /*is_decoder=*/false, options.device, options.dtype,
+                                      runs_channels_last(options, kMeasuredBestLayout));
   impl_->config = WanVaeConfig::infer(weights);
   impl_->options = options;
   std::tie(impl_->mean, impl_->inv_std) =
       latent_scale(impl_->config.z_dim, options.device, options.dtype);
+  if (options.cudnn_search && options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
 }
 
 WanVaeEncoder::~WanVaeEncoder() = default;

@@ -235,7 +235,9 @@ at::Tensor Graph::branch(const at::Tensor& input, StreamState& state) const {
 
 at::Tensor Graph::forward(const at::Tensor& input, StreamState& state) const {
   if (is_decoder) return branch(trunk(input, state), state);
-  const at::Tensor x = run_blocks(blocks, 0, blocks.size(), conv_in(input, state), state);
+  const at::Tensor pixels =
+      channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast3d) : input;
+  const at::Tensor x = run_blocks(blocks, 0, blocks.size(), conv_in(pixels, state), state);
   return outer.plain(norm_silu_conv(head_norm, head_conv, x, state));
 }
 
