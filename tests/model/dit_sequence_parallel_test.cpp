@@ -127,19 +127,17 @@ TEST(SequenceParallel, TwoRanksOnOneGpuMatchOneRank) {
           << "rank " << r << ", block " << b;
 }
 
-// Per-block inputs reach every rank (as `generate --gpus` hands them over): a VACE context (its
-// hints computed whole on every rank, each adding its rows' share), then video-to-video
-// latents on top, then VACE cleared; the ranks still make the one-rank stream. Sizes, weights
-// and the context come from the VACE fixture.
+// Per-block inputs reach every rank (as `generate --gpus` hands them over): a VACE context (each
+// rank computing its rows of the hints), then video-to-video latents on top, then VACE cleared;
+// the ranks still make the one-rank stream. Sizes, weights and the context come from the VACE
+// fixture.
 TEST(SequenceParallel, VaceAndVideoToVideoInputsOnEveryRankKeepTheOneRankStream) {
   LONGLIVE_REQUIRE_FIXTURE("vace");
   if (!rank_backend_available(RankBackend::gloo)) GTEST_SKIP() << "built without Gloo headers";
   const WeightStore weights = WeightStore::open(fixture("vace_dit_weights.safetensors"));
   const WeightStore module = WeightStore::open(fixture("vace_module.safetensors"));
   const WeightStore stream = WeightStore::open(fixture("vace_stream.safetensors"));
-  const GeneratorOptions options = options_from_stream(stream);
-  StreamGenerator one(weights, options, nullptr, &module);
-  ASSERT_TRUE(one.vace_available());
+  const GeneratorOptions fixture_options = options_from_stream(stream);
   at::Tensor context, prompt;
   for (const auto& call : metadata_json(stream, "calls")) {
     if (!prompt.defined() && call.contains("prompt"))
@@ -149,10 +147,12 @@ TEST(SequenceParallel, VaceAndVideoToVideoInputsOnEveryRankKeepTheOneRankStream)
   }
   ASSERT_TRUE(context.defined() && prompt.defined()) << "the VACE fixture records no context";
   auto gen = at::detail::createCPUGenerator(17);
-  const at::Tensor v2v_latents = at::randn({1, options.frames_per_block, options.model.in_channels,
-                                            options.latent_height, options.latent_width},
-                                           gen);
-  const int blocks = static_cast<int>(options.local_attn_frames / options.frames_per_block + 2);
+  const at::Tensor v2v_latents =
+      at::randn({1, fixture_options.frames_per_block, fixture_options.model.in_channels,
+                 fixture_options.latent_height, fixture_options.latent_width},
+                gen);
+  const int blocks =
+      static_cast<int>(fixture_options.local_attn_frames / fixture_options.frames_per_block + 2);
   // `each` applies a call to every generator of the stream, `next` returns its next block.
   auto drive = [&](const std::function<void(const std::function<void(StreamGenerator&)>&)>& each,
                    const std::function<at::Tensor()>& next) {
@@ -166,15 +166,27 @@ TEST(SequenceParallel, VaceAndVideoToVideoInputsOnEveryRankKeepTheOneRankStream)
     }
     return out;
   };
-  const auto expected =
-      drive([&](const auto& call) { call(one); }, [&] { return one.next_block(); });
-  auto p = ParallelStream::create({&one, &one}, RankBackend::gloo);
-  const auto actual =
-      drive([&](const auto& call) { p->each([&](StreamGenerator& g, int) { call(g); }); },
-            [&] { return p->next_block(); });
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t b = 0; b < expected.size(); ++b)
-    EXPECT_LT(max_abs_diff(actual[b], expected[b]), 1e-5) << "block " << b;
+  // Each rank computes its rows of the hints (its queries against every rank's VACE K/V): with
+  // hints every step and with step 1's reused, on an even and an uneven split.
+  for (const bool hint_reuse : {false, true}) {
+    GeneratorOptions options = fixture_options;
+    options.vace_hint_reuse = hint_reuse;
+    StreamGenerator one(weights, options, nullptr, &module);
+    ASSERT_TRUE(one.vace_available());
+    const auto expected =
+        drive([&](const auto& call) { call(one); }, [&] { return one.next_block(); });
+    for (const int ranks : {2, 3}) {
+      auto p = ParallelStream::create(std::vector<const StreamGenerator*>(ranks, &one),
+                                      RankBackend::gloo);
+      const auto actual =
+          drive([&](const auto& call) { p->each([&](StreamGenerator& g, int) { call(g); }); },
+                [&] { return p->next_block(); });
+      ASSERT_EQ(actual.size(), expected.size());
+      for (size_t b = 0; b < expected.size(); ++b)
+        EXPECT_LT(max_abs_diff(actual[b], expected[b]), 1e-5)
+            << fmt::format("{} ranks, hint reuse {}, block {}", ranks, hint_reuse, b);
+    }
+  }
 }
 
 TEST(SequenceParallel, RejectsGeneratorsThatAreNotItsRanks) {

@@ -367,8 +367,8 @@ void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds, CrossAtt
 
 at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const at::Tensor& x,
                                           const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
-                                          const KvCache::Plan* plan,
-                                          const LoraSidePath* lora) const {
+                                          const KvCache::Plan* plan, const LoraSidePath* lora,
+                                          int64_t gather_total) const {
   const auto l = static_cast<size_t>(layer);
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
@@ -391,6 +391,12 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
   }
   at::Tensor out;
   if (kv == nullptr) {
+    if (ranks_ && gather_total > 0) {
+      // A sharded VACE block: this rank's queries against every rank's keys and values.
+      const ProfileScope scope("all_gather");
+      k = ranks_->all_gather_rows(k, 1, gather_total);
+      v = ranks_->all_gather_rows(v, 1, gather_total);
+    }
     const ProfileScope scope("self_attention");
     out =
         ops::attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), runtime_.attention);
@@ -495,21 +501,25 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   // Head: 2-way modulation from the time embedding (before the projection).
   const at::Tensor head_mod = head_modulation_.unsqueeze(1) + e.view({1, frames, 1, config_.dim});
   embed_scope.reset();
+  std::optional<RankRows> shard;
+  if (ranks_) shard = rank_rows(x.size(1), h * w);
   at::Tensor hints;
   if (args.vace_context.defined()) {
-    hints = vace_hints(x, e0, cross, args.vace_context, args.vace_hints, frames, h, w);
+    hints = vace_hints(x, e0, cross, args.vace_context, args.vace_hints, frames, h, w,
+                       shard ? &*shard : nullptr);
   } else if (args.vace_hints.defined()) {
     const std::vector<int64_t> expected = {vace_layout_.blocks(), x.size(1), config_.dim};
     if (args.vace_hints.sizes() != at::IntArrayRef(expected))
       throw ConfigError(fmt::format("VACE hints have shape [{}], expected [{}]",
                                     fmt::join(args.vace_hints.sizes(), ", "),
                                     fmt::join(expected, ", ")));
-    hints = args.vace_hints;  // reused from an earlier step
+    // Reused from an earlier step (a sharded rank wrote and reads only its rows).
+    hints = shard ? shard->mine(args.vace_hints, 1) : args.vace_hints;
   }
   const at::Tensor& scale = args.vace_scale;
   at::Tensor out;
-  if (ranks_) {
-    out = sharded_layers(x, e0, head_mod, args, kv, plan, cross, hints, h * w);
+  if (shard) {
+    out = sharded_layers(x, e0, head_mod, args, kv, plan, cross, hints, *shard);
   } else if (fused_) {
     out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
                        args.lora);
@@ -534,7 +544,8 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
                                        const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
                                        const KvCache::Plan* plan, int64_t layer,
                                        const CrossAttnCache& cross, size_t cross_index,
-                                       int64_t frames, const LoraSidePath* lora) const {
+                                       int64_t frames, const LoraSidePath* lora,
+                                       int64_t gather_total) const {
   const int64_t seq = x.size(1);
   const auto l = static_cast<size_t>(layer);  // LoRA slots (lora is null for VACE blocks)
   at::Tensor mod, hidden, normed, q, attended, y;
@@ -544,7 +555,7 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
     mod = b.modulation.unsqueeze(1) + e0;  // [1, F, 6, dim]
     hidden = ops::layer_norm_modulate(x, chunk(0), chunk(1), frames, config_.eps);
   }
-  y = self_attention(b, layer, hidden, cos, sin, kv, plan, lora);
+  y = self_attention(b, layer, hidden, cos, sin, kv, plan, lora, gather_total);
   {
     const ProfileScope scope("norm_modulate");
     x = ops::gated_residual(x, y, chunk(2), frames);
@@ -591,8 +602,8 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
 // its own cross-attention K/V. Each block's after_proj gives its hint.
 at::Tensor CausalWanModel::vace_hints(const at::Tensor& x, const at::Tensor& e0,
                                       const CrossAttnCache& cross, const at::Tensor& context,
-                                      const at::Tensor& out, int64_t frames, int64_t h,
-                                      int64_t w) const {
+                                      const at::Tensor& out, int64_t frames, int64_t h, int64_t w,
+                                      const RankRows* shard) const {
   const auto& p = config_.patch;
   if (context.dim() != 4 || context.size(0) != vace_layout_.in_channels || context.size(1) < 1 ||
       context.size(2) != h * p[1] || context.size(3) != w * p[2]) {
@@ -608,6 +619,11 @@ at::Tensor CausalWanModel::vace_hints(const at::Tensor& x, const at::Tensor& e0,
     throw Error(fmt::format("VACE hint buffer has shape [{}] {}, expected [{}, {}, {}] {}",
                             fmt::join(out.sizes(), ", "), c10::toString(out.scalar_type()), blocks,
                             seq, config_.dim, c10::toString(dtype_)));
+  // A sharded rank runs its rows of the blocks (row-wise maths; the self-attention gathers K/V):
+  // each row's frame modulation, its RoPE rows, its rows of the hints.
+  const int64_t rows = shard ? shard->count : seq;
+  const at::Tensor e0_rows = shard ? e0.index_select(1, shard->frame_of_row) : e0;
+  const int64_t row_frames = shard ? rows : frames;
   at::Tensor c, cos, sin;
   {
     const ProfileScope scope("vace");
@@ -619,36 +635,44 @@ at::Tensor CausalWanModel::vace_hints(const at::Tensor& x, const at::Tensor& e0,
     // (Scope's causal VACE) does.
     if (c.size(1) < seq) c = at::constant_pad_nd(c, {0, 0, 0, seq - c.size(1)});
     if (c.size(1) > seq) c = c.narrow(1, 0, seq);
-    c = x + project(c, vace_before_w_, vace_before_b_, vace_before8_).to(at::kFloat);
+    if (shard) c = shard->mine(c, 1);
+    c = (shard ? shard->mine(x, 1) : x) +
+        project(c, vace_before_w_, vace_before_b_, vace_before8_).to(at::kFloat);
     cos = rope_cos_sin(0, frames, h, w, false);
     sin = rope_cos_sin(0, frames, h, w, true);
+    if (shard) {
+      cos = shard->mine(cos, 0);
+      sin = shard->mine(sin, 0);
+    }
     if (dtype_ != at::kFloat && dtype_ != at::kDouble) {
       cos = cos.to(at::kFloat);
       sin = sin.to(at::kFloat);
     }
   }
   const at::Tensor hints = out.defined()
-                               ? out
-                               : at::empty({blocks, seq, config_.dim},
+                               ? (shard ? shard->mine(out, 1) : out)
+                               : at::empty({blocks, rows, config_.dim},
                                            at::TensorOptions().dtype(dtype_).device(device_));
+  // The fused kernels attend the call's own tokens only: a sharded rank runs the plain blocks.
+  const bool fused = fused_ && !shard;
   FusedResidual r;
-  if (fused_) r.x = c.contiguous();
+  if (fused) r.x = c.contiguous();
   for (size_t i = 0; i < vace_blocks_.size(); ++i) {
     const size_t cross_index = blocks_.size() + i;
-    if (fused_) {
+    if (fused) {
       fused_block(vace_blocks_[i], r, e0, cos, sin, nullptr, nullptr, -1, cross, cross_index,
                   frames, nullptr);
       r.settle(frames);  // the hint reads the block's output
       c = r.x;
     } else {
-      c = plain_block(vace_blocks_[i], c, e0, cos, sin, nullptr, nullptr, -1, cross, cross_index,
-                      frames, nullptr);
+      c = plain_block(vace_blocks_[i], c, e0_rows, cos, sin, nullptr, nullptr, -1, cross,
+                      cross_index, row_frames, nullptr, shard ? shard->total : 0);
     }
     const ProfileScope scope("gemm");
     const auto n = static_cast<int64_t>(i);
     hints[n].copy_(project(c, vace_after_w_[i], vace_after_b_[i],
                            i < vace_after8_.size() ? vace_after8_[i] : ops::Fp8Weight{})
-                       .view({seq, config_.dim}));
+                       .view({rows, config_.dim}));
   }
   return hints;
 }
@@ -671,31 +695,31 @@ at::Tensor CausalWanModel::plain_layers(at::Tensor x, const at::Tensor& e0,
                                   config_.eps);
 }
 
+CausalWanModel::RankRows CausalWanModel::rank_rows(int64_t total, int64_t tokens_per_frame) const {
+  const RowShard rows = ranks_->shard(total);
+  RankRows shard{.begin = rows.begin, .count = rows.count, .total = total, .frame_of_row = {}};
+  shard.frame_of_row = at::arange(rows.begin, rows.begin + rows.count,
+                                  at::TensorOptions().dtype(at::kLong).device(device_))
+                           .div(tokens_per_frame, "floor");
+  return shard;
+}
+
 at::Tensor CausalWanModel::sharded_layers(const at::Tensor& x, const at::Tensor& e0,
                                           const at::Tensor& head_mod, const ForwardArgs& args,
                                           KvCache& kv, const KvCache::Plan& plan,
                                           const CrossAttnCache& cross, const at::Tensor& hints,
-                                          int64_t tokens_per_frame) const {
-  const int64_t total = x.size(1);
-  const RowShard rows = ranks_->shard(total);
-  // Modulation is per frame; a rank's rows may start and end inside a frame, so every row gets
-  // its frame's modulation (the plain ops then see one-token "frames").
-  const at::Tensor frame_of_row =
-      at::arange(rows.begin, rows.begin + rows.count, e0.options().dtype(at::kLong))
-          .div(tokens_per_frame, "floor");
-  auto mine = [&](const at::Tensor& t, int64_t dim) {
-    return t.narrow(dim, rows.begin, rows.count);
-  };
+                                          const RankRows& shard) const {
+  // Every row gets its frame's modulation (the plain ops then see one-token "frames").
   at::Tensor out = plain_layers(
-      mine(x, 1).contiguous(), e0.index_select(1, frame_of_row),
-      head_mod.index_select(1, frame_of_row), mine(args.cos, 0), mine(args.sin, 0), kv, plan, cross,
-      rows.count, hints.defined() ? mine(hints, 1) : hints, args.vace_scale, args.lora);
+      shard.mine(x, 1).contiguous(), e0.index_select(1, shard.frame_of_row),
+      head_mod.index_select(1, shard.frame_of_row), shard.mine(args.cos, 0),
+      shard.mine(args.sin, 0), kv, plan, cross, shard.count, hints, args.vace_scale, args.lora);
   {
     const ProfileScope scope("head");
     out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
   }
   const ProfileScope scope("all_gather");
-  return ranks_->all_gather_rows(out, 1, total);
+  return ranks_->all_gather_rows(out, 1, shard.total);
 }
 
 at::Tensor CausalWanModel::project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,

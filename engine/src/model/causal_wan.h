@@ -155,10 +155,21 @@ class CausalWanModel {
   Block load_block(const WeightStore& weights, const std::string& prefix, bool fp8) const;
   at::Tensor rope_cos_sin(int64_t start_frame, int64_t frames, int64_t h, int64_t w,
                           bool sine) const;
-  // kv == nullptr: attention over x's own tokens only (VACE blocks have no cache).
+  // sharded(): this rank's rows of a call of `total` tokens, and the frame of each row
+  // (modulation is per frame; a rank's rows may start and end inside a frame).
+  struct RankRows {
+    int64_t begin = 0, count = 0, total = 0;
+    at::Tensor frame_of_row;  // [count] int64 on the device
+    at::Tensor mine(const at::Tensor& t, int64_t dim) const { return t.narrow(dim, begin, count); }
+  };
+  RankRows rank_rows(int64_t total, int64_t tokens_per_frame) const;
+  // kv == nullptr: attention over the call's own tokens only (VACE blocks have no cache); on a
+  // sharded model x holds this rank's rows of `gather_total` tokens, and every rank's K/V are
+  // gathered first.
   at::Tensor self_attention(const Block& b, int64_t layer, const at::Tensor& x,
                             const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
-                            const KvCache::Plan* plan, const LoraSidePath* lora) const;
+                            const KvCache::Plan* plan, const LoraSidePath* lora,
+                            int64_t gather_total = 0) const;
   // The residual stream of the fused loop: x (float32, updated in place) and the last FFN output
   // with its gate, not yet added (the next norm kernel adds it).
   struct FusedResidual {
@@ -174,15 +185,18 @@ class CausalWanModel {
                    const LoraSidePath* lora) const;
   // One block, plain ATen ops: x [1, S, dim] float32 -> x after the FFN residual. `layer` indexes
   // the KV cache (when given) and the style LoRAs (when given), `cross_index` the text K/V.
+  // `gather_total`: see self_attention (sharded VACE blocks).
   at::Tensor plain_block(const Block& b, at::Tensor x, const at::Tensor& e0, const at::Tensor& cos,
                          const at::Tensor& sin, KvCache* kv, const KvCache::Plan* plan,
                          int64_t layer, const CrossAttnCache& cross, size_t cross_index,
-                         int64_t frames, const LoraSidePath* lora) const;
+                         int64_t frames, const LoraSidePath* lora, int64_t gather_total = 0) const;
   // The hints of one call: [blocks, S, dim] in hint_dtype(), written into `out` when defined.
-  // x: the patch-embedded input [1, S, dim] float32.
+  // x: the patch-embedded input [1, S, dim] float32. With `shard` (sharded()) only this rank's
+  // rows are computed (the blocks gather K/V for their self-attention): [blocks, rows, dim],
+  // written into those rows of `out` when defined.
   at::Tensor vace_hints(const at::Tensor& x, const at::Tensor& e0, const CrossAttnCache& cross,
                         const at::Tensor& context, const at::Tensor& out, int64_t frames, int64_t h,
-                        int64_t w) const;
+                        int64_t w, const RankRows* shard = nullptr) const;
   // The transformer blocks and the head's modulated norm: [1, S, dim] float32 -> [1, S, dim]
   // ready for the head projection. Plain ATen ops, or the fused kernels.
   at::Tensor plain_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
@@ -198,10 +212,11 @@ class CausalWanModel {
                           const LoraSidePath* lora) const;
   // sharded(): this rank's rows of plain_layers() and the head, then every rank's rows gathered:
   // x [1, S, dim] float32 (the whole block) -> the head's output [1, S, C*patch] float32.
+  // `hints`: this rank's rows already.
   at::Tensor sharded_layers(const at::Tensor& x, const at::Tensor& e0, const at::Tensor& head_mod,
                             const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
                             const CrossAttnCache& cross, const at::Tensor& hints,
-                            int64_t tokens_per_frame) const;
+                            const RankRows& shard) const;
   at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                      const ops::Fp8Weight& w8) const;
   // (Re)makes the FP8 copies of the VACE projections when fp8_ is on, drops them otherwise.
