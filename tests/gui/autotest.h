@@ -23,6 +23,11 @@ void run_prefetch_autotest(MainWindow* window, const QString& out_dir);
 // panel shows it (counts, thumbnail), the scale slider moves it live, the timeline names it.
 void run_inputs_autotest(MainWindow* window, const QString& out_dir);
 
+// A recording disk that fills mid-recording (the file-size limit lowered): the banner names the
+// file, the recording stops and keeps a playable file, the video goes on, and the same window
+// records again once there is room.
+void run_disk_full_autotest(MainWindow* window, const QString& out_dir);
+
 struct GpuSessionOptions {
   int record_seconds = 20;  // length of the recording
   int watch_ms = 2500;      // watching after each prompt switch and preset change

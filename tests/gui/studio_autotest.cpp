@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
   QCommandLineOption scenario("scenario",
                               "session (the whole scripted session, default), prefetch "
                               "(a typed-then-idle prompt is a prompt-cache hit at Enter) or "
-                              "inputs (a video file as VACE input) or gpu_session (the measured "
+                              "inputs (a video file as VACE input), disk_full (a recording disk "
+                              "that fills) or gpu_session (the measured "
                               "session; without --tiny the 1.3B model with random weights)",
                               "name", "session");
   QCommandLineOption record_seconds("record-seconds", "gpu_session: recording length", "s", "20");
@@ -33,10 +34,10 @@ int main(int argc, char** argv) {
   parser.addOptions({tiny, presets, out, scenario, record_seconds, watch_ms});
   parser.process(app);
   const QString name = parser.value(scenario);
-  if (!parser.isSet(out) ||
-      (name != "session" && name != "prefetch" && name != "inputs" && name != "gpu_session")) {
+  if (!parser.isSet(out) || (name != "session" && name != "prefetch" && name != "inputs" &&
+                             name != "gpu_session" && name != "disk_full")) {
     std::fprintf(stderr,
-                 "usage: %s [--tiny] [--scenario session|prefetch|inputs|gpu_session] "
+                 "usage: %s [--tiny] [--scenario session|prefetch|inputs|disk_full|gpu_session] "
                  "--autotest OUT_DIR\n",
                  argv[0]);
     return 2;
@@ -56,6 +57,8 @@ int main(int argc, char** argv) {
       longlive::ui::run_prefetch_autotest(&window, dir);
     else if (name == "inputs")
       longlive::ui::run_inputs_autotest(&window, dir);
+    else if (name == "disk_full")
+      longlive::ui::run_disk_full_autotest(&window, dir);
     else
       longlive::ui::run_autotest(&window, dir);
   });

@@ -1,0 +1,123 @@
+// A recording disk that fills while the studio records: the process's file-size limit is lowered
+// (writes past it fail with EFBIG, as writes to a full disk fail with ENOSPC) once the recording
+// runs. The banner names the file, the recording stops and keeps what it wrote (a playable file),
+// the video goes on, and once there is room again the same window records again.
+#include <sys/resource.h>
+
+#include <QApplication>
+#include <QDir>
+#include <QJsonObject>
+#include <QTest>
+#include <csignal>
+#include <memory>
+
+#include "autotest.h"
+#include "driver.h"
+#include "longlive/recorder.h"
+#include "main_window.h"
+#include "recording_controls.h"
+
+namespace longlive::ui {
+
+using namespace autotest;
+
+namespace {
+
+// Room for the MP4's header and a few fragments of the tiny model's 64x64 frames.
+constexpr rlim_t kFileLimitBytes = 48 * 1024;
+
+struct Finished {
+  bool done = false;
+  QString path, error;
+  qint64 frames = 0;
+};
+
+}  // namespace
+
+void run_disk_full_autotest(MainWindow* w, const QString& out_dir) {
+  QDir().mkpath(out_dir);
+  QJsonObject report;
+  bool ok = true;
+  auto check = [&](const char* name, bool passed) {
+    report[name] = passed;
+    ok = ok && passed;
+  };
+  RecordingControls* rc = w->recording();
+  auto finished = std::make_shared<Finished>();
+  QObject::connect(rc, &RecordingControls::recording_finished,
+                   [finished](const QString& path, qint64 frames, const QString& error) {
+                     *finished = {true, path, error, frames};
+                   });
+  w->activateWindow();
+  report["window_active"] = QTest::qWaitForWindowActive(w, 2000);  // Ctrl+R needs it
+  w->prompt_edit()->setFocus();
+  QTest::keyClicks(w->prompt_edit(), "a lighthouse in a storm");
+  QTest::keyClick(w->prompt_edit(), Qt::Key_Return);
+  check("frames_painted", wait_until([&] { return w->view()->frames_painted() >= 8; }, 90000));
+
+  EncoderSettings settings = rc->settings();
+  settings.folder = out_dir + "/recordings";
+  QDir().mkpath(settings.folder);
+  rc->set_settings(settings);
+
+  // The disk "fills": past kFileLimitBytes a write fails (SIGXFSZ ignored: EFBIG, not a kill).
+  std::signal(SIGXFSZ, SIG_IGN);
+  rlimit room{};
+  getrlimit(RLIMIT_FSIZE, &room);
+  const rlimit full{kFileLimitBytes, room.rlim_max};
+  check("file_limit_set", setrlimit(RLIMIT_FSIZE, &full) == 0);
+  press_key(w, Qt::Key_R, Qt::ControlModifier);
+  check("disk_full_reported", wait_until([&] { return w->error_visible(); }, 120000));
+  const QString banner = w->error_text();
+  report["banner"] = banner;
+  check("banner_names_the_recordings_folder", banner.contains(settings.folder));
+  check("recording_stopped", wait_until([&] { return finished->done; }, 60000) &&
+                                 !rc->recording() && !rc->record_button()->isChecked());
+  setrlimit(RLIMIT_FSIZE, &room);  // room again (the report and the next recording need it)
+  report["failed_recording"] = finished->path;
+  report["failed_recording_error"] = finished->error;
+  report["failed_recording_frames"] = static_cast<double>(finished->frames);
+  check("failure_says_why", !finished->error.isEmpty());
+
+  // What was written before the disk filled stays a playable file.
+  try {
+    const DecodedVideo kept = read_video(finished->path.toStdString(), false);
+    report["kept_frames_decoded"] = static_cast<double>(kept.frames);
+    check("kept_what_was_recorded", kept.frames > 0);
+  } catch (const std::exception& e) {
+    report["kept_read_error"] = e.what();
+    check("kept_what_was_recorded", false);
+  }
+
+  const int64_t blocks = w->engine_stats().blocks;
+  check("video_goes_on", wait_until([&] { return w->engine_stats().blocks >= blocks + 2; }, 90000));
+  w->banner()->hide();
+
+  // Room again: the same window records a whole file, no restart.
+  *finished = {};
+  press_key(w, Qt::Key_R, Qt::ControlModifier);
+  check("records_again",
+        wait_until([&] { return rc->recording() && !rc->live().opening(); }, 30000));
+  const int64_t from = w->engine_stats().blocks;
+  wait_until([&] { return w->engine_stats().blocks >= from + 2; }, 90000);
+  click(rc->record_button());
+  check("second_recording_finished", wait_until([&] { return finished->done; }, 60000));
+  report["second_recording_error"] = finished->error;
+  check("second_recording_without_error", finished->error.isEmpty());
+  try {
+    const DecodedVideo again = read_video(finished->path.toStdString(), false);
+    report["second_recording_frames"] = static_cast<double>(again.frames);
+    check("second_recording_every_frame", again.frames > 0 && again.frames == finished->frames);
+  } catch (const std::exception& e) {
+    report["second_read_error"] = e.what();
+    check("second_recording_every_frame", false);
+  }
+  check("no_error_banner_after", !w->error_visible());
+
+  click(w->stop_button());
+  wait_until([&] { return w->engine_stats().state == "idle"; }, 30000);
+  write_report(out_dir, report, ok);
+  QApplication::exit(ok ? 0 : 1);
+}
+
+}  // namespace longlive::ui
