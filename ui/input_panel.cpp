@@ -8,6 +8,7 @@
 #include <QPixmap>
 #include <QSignalBlocker>
 #include <QVBoxLayout>
+#include <algorithm>
 #include <cmath>
 
 namespace longlive::ui {
@@ -44,6 +45,10 @@ InputPanel::InputPanel(QWidget* parent) : QWidget(parent) {
       "parts are generated, black kept)");
   mask_button_ = new QPushButton("Mask…");
   mask_button_->setToolTip("Inpainting mask image: white = generate, black = keep");
+  draw_mask_button_ = new QPushButton("Draw mask");
+  draw_mask_button_->setCheckable(true);
+  draw_mask_button_->setToolTip(
+      "Drag a rectangle over the video: inside is generated, outside kept (inpaint mode)");
   preprocess_ = new QComboBox;
   preprocess_->addItems({"no preprocessing", "gray", "edges"});
   preprocess_->setToolTip("Built-in preprocessor of the input frames (runs on the GPU)");
@@ -70,8 +75,9 @@ InputPanel::InputPanel(QWidget* parent) : QWidget(parent) {
   unavailable_->setStyleSheet("color: #d04040");
   unavailable_->hide();
   for (QWidget* w : std::initializer_list<QWidget*>{
-           source_, target_, mode_, mask_button_, preprocess_, new QLabel("scale"), scale_,
-           scale_value_, new QLabel("strength"), strength_, strength_value_, preview_})
+           source_, target_, mode_, mask_button_, draw_mask_button_, preprocess_,
+           new QLabel("scale"), scale_, scale_value_, new QLabel("strength"), strength_,
+           strength_value_, preview_})
     row->addWidget(w);
   auto* text = new QVBoxLayout;
   text->addWidget(state_);
@@ -85,11 +91,10 @@ InputPanel::InputPanel(QWidget* parent) : QWidget(parent) {
   connect(mask_button_, &QPushButton::clicked, this, [this] {
     const QString path = QFileDialog::getOpenFileName(this, "Inpainting mask", {},
                                                       "Images (*.png *.jpg *.jpeg *.bmp *.webp)");
-    if (path.isEmpty()) return;
-    mask_ = path;
-    mode_->setCurrentIndex(1);  // a mask means inpainting
-    resend();
+    if (!path.isEmpty()) set_mask(path);
   });
+  connect(draw_mask_button_, &QPushButton::toggled, this,
+          [this](bool on) { emit mask_drawing_toggled(on); });
   connect(scale_, &QSlider::valueChanged, this, [this](int v) {
     const double scale = kMaxVaceScale * v / kScaleSteps;
     scale_value_->setText(QString::number(scale, 'f', 2));
@@ -196,6 +201,32 @@ void InputPanel::clear() {
     emit vace_cleared();
   else
     emit v2v_cleared();
+}
+
+void InputPanel::set_mask(const QString& path) {
+  mask_ = path;
+  {
+    const QSignalBlocker quiet(mode_);  // one send below, not one per change
+    mode_->setCurrentIndex(1);          // a mask means inpainting
+  }
+  draw_mask_button_->setChecked(false);
+  resend();
+}
+
+QImage rectangle_mask(const QRectF& fraction, QSize size) {
+  QImage mask(size, QImage::Format_Grayscale8);
+  mask.fill(Qt::black);
+  const QRectF r = fraction.normalized();
+  // Pixel x is inside when x + 0.5 lies in [left, right) of the rectangle in pixels.
+  const int x0 = static_cast<int>(std::ceil(r.left() * size.width() - 0.5));
+  const int x1 = static_cast<int>(std::ceil(r.right() * size.width() - 0.5));
+  const int y0 = static_cast<int>(std::ceil(r.top() * size.height() - 0.5));
+  const int y1 = static_cast<int>(std::ceil(r.bottom() * size.height() - 0.5));
+  for (int y = std::max(y0, 0); y < std::min(y1, size.height()); ++y) {
+    uchar* line = mask.scanLine(y);
+    for (int x = std::max(x0, 0); x < std::min(x1, size.width()); ++x) line[x] = 255;
+  }
+  return mask;
 }
 
 void InputPanel::resend() {

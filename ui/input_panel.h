@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <QComboBox>
+#include <QImage>
 #include <QLabel>
 #include <QPushButton>
 #include <QSlider>
@@ -34,6 +35,11 @@ class InputPanel : public QWidget {
   void clear();  // "None": the chosen target's input off
   void sync(const InputStatus& status);
 
+  // An inpainting mask image (white = generate, black = keep), from "Mask…" or a rectangle drawn
+  // on the video: the VACE mode becomes inpaint and a running input is sent again with it.
+  void set_mask(const QString& path);
+  const QString& mask() const { return mask_; }
+
   // The request choose() would send now (tests, and a re-send when mode or preprocessing move).
   VaceRequest vace_request() const;
   V2vRequest v2v_request() const;
@@ -43,6 +49,8 @@ class InputPanel : public QWidget {
   QComboBox* mode_box() const { return mode_; }
   QComboBox* preprocess_box() const { return preprocess_; }
   QPushButton* mask_button() const { return mask_button_; }
+  // Checkable: while down, a rectangle dragged over the video becomes the mask (MainWindow).
+  QPushButton* draw_mask_button() const { return draw_mask_button_; }
   QSlider* scale_slider() const { return scale_; }
   QSlider* strength_slider() const { return strength_; }
   QLabel* preview_label() const { return preview_; }
@@ -53,6 +61,7 @@ class InputPanel : public QWidget {
  signals:
   void vace_requested(const longlive::VaceRequest& request);
   void vace_cleared();
+  void mask_drawing_toggled(bool on);
   void v2v_requested(const longlive::V2vRequest& request);
   void v2v_cleared();
   void vace_scale_changed(double scale);
@@ -69,6 +78,7 @@ class InputPanel : public QWidget {
   QComboBox* mode_ = nullptr;
   QComboBox* preprocess_ = nullptr;
   QPushButton* mask_button_ = nullptr;
+  QPushButton* draw_mask_button_ = nullptr;
   QSlider* scale_ = nullptr;
   QSlider* strength_ = nullptr;
   QLabel* scale_value_ = nullptr;
@@ -81,5 +91,9 @@ class InputPanel : public QWidget {
   QString path_;
   QString mask_;
 };
+
+// The mask of a rectangle drawn over a frame of `size` (fractions of its width and height):
+// white inside (generated), black outside (kept); a pixel is inside when its centre is.
+QImage rectangle_mask(const QRectF& fraction, QSize size);
 
 }  // namespace longlive::ui

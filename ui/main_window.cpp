@@ -196,6 +196,21 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   connect(inputs_, &InputPanel::v2v_cleared, this, [this] {
     if (engine_) engine_->clear_v2v();
   });
+  // "Draw mask": a rectangle dragged over the video becomes an inpainting mask image of the
+  // frame's size, saved beside the camera captures (a timeline names it, so render replays it).
+  connect(inputs_, &InputPanel::mask_drawing_toggled, view_, &VideoView::set_mask_drawing);
+  connect(view_, &VideoView::mask_rect_drawn, this, [this](const QRectF& fraction) {
+    const QSize size = view_->current().size;
+    const QString dir =
+        QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/masks";
+    const QString path =
+        dir + QDateTime::currentDateTime().toString("/'mask-'yyyyMMdd-HHmmss-zzz'.png'");
+    if (!QDir().mkpath(dir) || !rectangle_mask(fraction, size).save(path)) {
+      show_error(QString("The drawn mask could not be saved to %1").arg(path));
+      return;
+    }
+    inputs_->set_mask(path);  // releases "Draw mask", which ends the drawing
+  });
   connect(inputs_, &InputPanel::vace_scale_changed, this, [this](double scale) {
     if (engine_ && !stats_.inputs.vace.empty()) engine_->set_vace_scale(scale);
   });

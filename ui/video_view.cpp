@@ -305,6 +305,7 @@ void VideoView::paintGL() {
                QString("frame %1  |  %2  |  %3")
                    .arg(current_.index)
                    .arg(upload_status(), current_.prompt.left(80)));
+    paint_mask_drag(p);
     emit frame_shown(current_.index);
   }  // the painter ends here: ImGui draws with raw GL on top
   if (overlay_) paint_overlay();
@@ -343,14 +344,55 @@ void VideoView::paint_overlay() {
   imgui_->render();
 }
 
-// Input goes to ImGui only while the overlay is shown; the view itself has no other use for it.
+void VideoView::set_mask_drawing(bool on) {
+  mask_drawing_ = on;
+  drag_from_.reset();
+  if (on)
+    setCursor(Qt::CrossCursor);
+  else
+    unsetCursor();
+  update();
+}
+
+QPointF VideoView::frame_fraction(QPointF widget_pos) const {
+  const QRect frame = letterbox(current_.size.isValid() ? current_.size : size(), size());
+  if (frame.isEmpty()) return {};
+  return {std::clamp((widget_pos.x() - frame.x()) / frame.width(), 0.0, 1.0),
+          std::clamp((widget_pos.y() - frame.y()) / frame.height(), 0.0, 1.0)};
+}
+
+void VideoView::paint_mask_drag(QPainter& painter) const {
+  if (!drag_from_) return;
+  const QRect frame = letterbox(current_.size, size());
+  const QRectF fraction = QRectF(*drag_from_, drag_to_).normalized();
+  const QRectF shown(frame.x() + fraction.x() * frame.width(),
+                     frame.y() + fraction.y() * frame.height(), fraction.width() * frame.width(),
+                     fraction.height() * frame.height());
+  painter.setPen(QPen(Qt::white, 2, Qt::DashLine));
+  painter.setBrush(QColor(255, 255, 255, 60));  // inside is what will be generated
+  painter.drawRect(shown);
+}
+
+// While a mask is drawn, a left drag is the rectangle; otherwise input goes to ImGui only while
+// the overlay is shown (the view itself has no other use for it).
 void VideoView::mouseMoveEvent(QMouseEvent* event) {
+  if (mask_drawing_ && drag_from_) {
+    drag_to_ = frame_fraction(event->position());
+    update();
+    return;
+  }
   if (!overlay_) return QOpenGLWidget::mouseMoveEvent(event);
   imgui_->mouse_move(event->position());
   update();
 }
 
 void VideoView::mousePressEvent(QMouseEvent* event) {
+  if (mask_drawing_ && event->button() == Qt::LeftButton && current_.size.isValid()) {
+    drag_from_ = frame_fraction(event->position());
+    drag_to_ = *drag_from_;
+    update();
+    return;
+  }
   if (!overlay_) return QOpenGLWidget::mousePressEvent(event);
   imgui_->mouse_move(event->position());
   imgui_->mouse_button(event->button(), true);
@@ -358,6 +400,15 @@ void VideoView::mousePressEvent(QMouseEvent* event) {
 }
 
 void VideoView::mouseReleaseEvent(QMouseEvent* event) {
+  if (mask_drawing_ && drag_from_ && event->button() == Qt::LeftButton) {
+    drag_to_ = frame_fraction(event->position());
+    const QRectF fraction = QRectF(*drag_from_, drag_to_).normalized();
+    drag_from_.reset();
+    update();
+    // A click without a drag draws nothing: the mode stays on for the next try.
+    if (fraction.width() > 0 && fraction.height() > 0) emit mask_rect_drawn(fraction);
+    return;
+  }
   if (!overlay_) return QOpenGLWidget::mouseReleaseEvent(event);
   imgui_->mouse_move(event->position());
   imgui_->mouse_button(event->button(), false);

@@ -19,6 +19,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "debug_overlay.h"
@@ -97,9 +98,19 @@ class VideoView : public QOpenGLWidget {
   // Milliseconds from a prompt switch request to the first frame of the new prompt on screen.
   double switch_latency_ms() const { return switch_latency_ms_; }
   void mark_switch_requested() { switch_clock_.start(); }
+  // Drawing an inpainting rectangle (the input panel's "Draw mask"): a left drag over the frame
+  // shows the rectangle and, on release, reports it (mask_rect_drawn) instead of reaching the
+  // overlay.
+  void set_mask_drawing(bool on);
+  bool mask_drawing() const { return mask_drawing_; }
+  // Where a widget position falls on the frame on screen, as fractions of its width and height
+  // (clamped to the frame: a drag may leave it).
+  QPointF frame_fraction(QPointF widget_pos) const;
 
  signals:
   void frame_shown(int64_t index);
+  // A rectangle drawn over the frame: fractions of the frame's width and height, normalised.
+  void mask_rect_drawn(QRectF fraction);
 
  protected:
   void initializeGL() override;
@@ -114,6 +125,7 @@ class VideoView : public QOpenGLWidget {
  private:
   void advance();
   void schedule_next();  // arms the pacer for the next queued frame
+  void paint_mask_drag(QPainter& painter) const;
   double now_ms() const { return static_cast<double>(clock_.nsecsElapsed()) / 1e6; }
   void give_up_interop(const std::string& why);
   void paint_overlay();
@@ -148,6 +160,9 @@ class VideoView : public QOpenGLWidget {
   QElapsedTimer switch_clock_;
   double switch_latency_ms_ = 0;
   bool recording_ = false;
+  bool mask_drawing_ = false;
+  std::optional<QPointF> drag_from_;  // where a mask drag started, as frame fractions
+  QPointF drag_to_;
   std::unique_ptr<ImGuiLayer> imgui_;
   OverlayReport overlay_report_;
   QElapsedTimer clock_;

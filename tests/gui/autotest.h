@@ -20,7 +20,8 @@ void run_autotest(MainWindow* window, const QString& out_dir);
 void run_prefetch_autotest(MainWindow* window, const QString& out_dir);
 
 // Control inputs: a video file picked in the input panel reaches the engine as a VACE input, the
-// panel shows it (counts, thumbnail), the scale slider moves it live, the timeline names it.
+// panel shows it (counts, thumbnail), the scale slider moves it live, a rectangle drawn over the
+// video ("Draw mask") becomes the inpainting mask, the timeline names the file and the mask.
 void run_inputs_autotest(MainWindow* window, const QString& out_dir);
 
 // A recording disk that fills mid-recording (the file-size limit lowered): the banner names the

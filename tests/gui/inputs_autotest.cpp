@@ -1,7 +1,8 @@
 // Control inputs through the real window: a video file picked in the input panel (what its file
 // dialog hands back) reaches the engine as a VACE input, the panel shows the engine's state
 // (description, frame counts, a thumbnail of the control signal), the scale slider moves the
-// engine's scale, and the stopped session's timeline names the file.
+// engine's scale, a rectangle drawn over the video becomes the inpainting mask, and the stopped
+// session's timeline names the file and the mask.
 #include <ATen/ATen.h>
 
 #include <QApplication>
@@ -14,6 +15,7 @@
 #include "input_panel.h"
 #include "longlive/recorder.h"
 #include "main_window.h"
+#include "video_view.h"
 
 namespace longlive::ui {
 
@@ -70,6 +72,47 @@ void run_inputs_autotest(MainWindow* w, const QString& out_dir) {
   const int64_t at = blocks();
   check("video_goes_on", wait_until([&] { return blocks() >= at + 1; }, 90000));
 
+  // Inpainting with a rectangle drawn over the video ("Draw mask"): the middle half of the frame.
+  click(panel->draw_mask_button());
+  VideoView* view = w->view();
+  check("draw_mode_on", view->mask_drawing());
+  const QSize frame = view->current().size;
+  const QSize shown = frame.scaled(view->size(), Qt::KeepAspectRatio);
+  const QPointF origin((view->width() - shown.width()) / 2.0,
+                       (view->height() - shown.height()) / 2.0);
+  auto point = [&](double fx, double fy) {
+    return (origin + QPointF(fx * shown.width(), fy * shown.height())).toPoint();
+  };
+  QTest::mousePress(view, Qt::LeftButton, {}, point(0.25, 0.25));
+  QTest::mouseMove(view, point(0.5, 0.6));
+  QTest::mouseMove(view, point(0.75, 0.75));
+  QTest::mouseRelease(view, Qt::LeftButton, {}, point(0.75, 0.75));
+  check("draw_mode_off_after_the_rectangle",
+        !view->mask_drawing() && !panel->draw_mask_button()->isChecked());
+  const QString mask_path = panel->mask();
+  report["drawn_mask"] = mask_path;
+  const QImage mask(mask_path);
+  check("mask_has_the_frame_size", !mask.isNull() && mask.size() == frame);
+  if (!mask.isNull()) {
+    const QImage gray = mask.convertToFormat(QImage::Format_Grayscale8);
+    int64_t white = 0;
+    for (int y = 0; y < gray.height(); ++y)
+      for (int x = 0; x < gray.width(); ++x) white += gray.pixelColor(x, y).value() > 127;
+    // The rectangle is the frame's middle half each way (within the mouse's whole pixels).
+    const double expected = 0.25 * frame.width() * frame.height();
+    report["mask_white_fraction_of_expected"] = static_cast<double>(white) / expected;
+    check("mask_is_the_drawn_rectangle",
+          gray.pixelColor(frame.width() / 2, frame.height() / 2).value() == 255 &&
+              gray.pixelColor(1, 1).value() == 0 &&
+              gray.pixelColor(frame.width() - 2, frame.height() - 2).value() == 0 &&
+              std::abs(static_cast<double>(white) - expected) < 0.15 * expected);
+  }
+  check("engine_inpaints_with_the_drawn_mask",
+        wait_until([&] { return inputs().vace.rfind("inpaint", 0) == 0; }, 90000));
+  report["engine_input_after_mask"] = QString::fromStdString(inputs().vace);
+  const int64_t masked_from = blocks();
+  check("video_goes_on_inpainting", wait_until([&] { return blocks() >= masked_from + 1; }, 90000));
+
   click(w->stop_button());
   check("stopped", wait_until([&] { return w->engine_stats().state == "idle"; }, 30000));
   check("timeline_written", wait_until([&] { return !w->last_timeline_path().isEmpty(); }, 10000));
@@ -81,6 +124,11 @@ void run_inputs_autotest(MainWindow* w, const QString& out_dir) {
     has_scale = has_scale || (e.kind == EventKind::vace_scale && e.strength == 0.5);
   }
   check("timeline_names_the_file", names_file);
+  bool names_mask = false;
+  for (const auto& e : w->last_timeline().events)
+    names_mask = names_mask || (e.kind == EventKind::vace && e.vace.mode == "inpaint" &&
+                                e.vace.mask == mask_path.toStdString());
+  check("timeline_names_the_drawn_mask", names_mask);
   check("timeline_has_the_scale_move", has_scale);
   check("no_error_banner", !w->error_visible());
   if (w->error_visible()) report["error_banner"] = w->error_text();
