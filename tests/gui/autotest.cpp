@@ -133,12 +133,6 @@ bool exact_timestamps(const DecodedVideo& video) {
   return !video.timestamps_s.empty();
 }
 
-struct Finished {
-  bool done = false;
-  QString path, error;
-  qint64 frames = 0;
-};
-
 // A rank-2 PEFT LoRA on the first block's self-attention q of the tiny random model (sizes from
 // its configuration).
 void write_tiny_style_lora(const std::filesystem::path& path) {
@@ -223,18 +217,10 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
     *last_usage = now;
   });
 
-  QJsonObject report;
-  bool ok = true;
-  auto check = [&](const char* name, bool passed) {
-    report[name] = passed;
-    ok = ok && passed;
-  };
+  Checklist check;
+  QJsonObject& report = check.report;
   RecordingControls* rc = w->recording();
-  auto recorded = std::make_shared<Finished>();
-  QObject::connect(rc, &RecordingControls::recording_finished,
-                   [recorded](const QString& path, qint64 frames, const QString& error) {
-                     *recorded = {true, path, error, frames};
-                   });
+  const auto recorded = watch_recordings(rc);
   w->activateWindow();
   report["window_active"] = QTest::qWaitForWindowActive(w, 2000);  // Ctrl+R needs it
 
@@ -683,8 +669,8 @@ void run_autotest(MainWindow* w, const QString& out_dir) {
   QTest::mouseClick(w->model_panel()->tiny_button(), Qt::LeftButton);
   check("tiny_model_offered", w->tiny_box()->isChecked() && !w->model_panel()->isVisible());
 
-  write_report(out_dir, report, ok);
-  QApplication::exit(ok ? 0 : 1);
+  write_report(out_dir, report, check.ok);
+  QApplication::exit(check.ok ? 0 : 1);
 }
 
 }  // namespace longlive::ui

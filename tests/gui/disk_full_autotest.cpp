@@ -26,28 +26,14 @@ namespace {
 // Room for the MP4's header and a few fragments of the tiny model's 64x64 frames.
 constexpr rlim_t kFileLimitBytes = 48 * 1024;
 
-struct Finished {
-  bool done = false;
-  QString path, error;
-  qint64 frames = 0;
-};
-
 }  // namespace
 
 void run_disk_full_autotest(MainWindow* w, const QString& out_dir) {
   QDir().mkpath(out_dir);
-  QJsonObject report;
-  bool ok = true;
-  auto check = [&](const char* name, bool passed) {
-    report[name] = passed;
-    ok = ok && passed;
-  };
+  Checklist check;
+  QJsonObject& report = check.report;
   RecordingControls* rc = w->recording();
-  auto finished = std::make_shared<Finished>();
-  QObject::connect(rc, &RecordingControls::recording_finished,
-                   [finished](const QString& path, qint64 frames, const QString& error) {
-                     *finished = {true, path, error, frames};
-                   });
+  const auto finished = watch_recordings(rc);
   w->activateWindow();
   report["window_active"] = QTest::qWaitForWindowActive(w, 2000);  // Ctrl+R needs it
   w->prompt_edit()->setFocus();
@@ -116,8 +102,8 @@ void run_disk_full_autotest(MainWindow* w, const QString& out_dir) {
 
   click(w->stop_button());
   wait_until([&] { return w->engine_stats().state == "idle"; }, 30000);
-  write_report(out_dir, report, ok);
-  QApplication::exit(ok ? 0 : 1);
+  write_report(out_dir, report, check.ok);
+  QApplication::exit(check.ok ? 0 : 1);
 }
 
 }  // namespace longlive::ui

@@ -1,5 +1,7 @@
 #include "driver.h"
 
+#include "recording_controls.h"
+
 #include <QEventLoop>
 #include <QFile>
 #include <QJsonDocument>
@@ -8,6 +10,15 @@
 #include <QWidget>
 
 namespace longlive::ui::autotest {
+
+std::shared_ptr<Finished> watch_recordings(RecordingControls* controls) {
+  auto finished = std::make_shared<Finished>();
+  QObject::connect(controls, &RecordingControls::recording_finished,
+                   [finished](const QString& path, qint64 frames, const QString& error) {
+                     *finished = {true, path, error, frames};
+                   });
+  return finished;
+}
 
 bool run_events_until(const std::function<bool()>& done, int timeout_ms,
                       const std::function<void()>& on_poll) {

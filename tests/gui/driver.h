@@ -5,10 +5,35 @@
 #include <QString>
 #include <Qt>
 #include <functional>
+#include <memory>
 
 class QWidget;
 
+namespace longlive::ui {
+class RecordingControls;
+}
+
 namespace longlive::ui::autotest {
+
+// A scenario's report: its named checks (the scenario passes when all did) and the values it
+// records beside them. check("name", passed) records one.
+struct Checklist {
+  QJsonObject report;
+  bool ok = true;
+  void operator()(const char* name, bool passed) {
+    report[name] = passed;
+    ok = ok && passed;
+  }
+};
+
+// A recording or export that finished: its file, frames and error (empty: none).
+struct Finished {
+  bool done = false;
+  QString path, error;
+  qint64 frames = 0;
+};
+// The latest RecordingControls::recording_finished, as it arrives.
+std::shared_ptr<Finished> watch_recordings(RecordingControls* controls);
 
 // Runs the application's event loop as normal use does, until done() holds or the timeout;
 // on_poll runs every 20 ms. (QTest::qWait sleeps between its passes over the events, and those

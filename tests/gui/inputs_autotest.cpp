@@ -23,12 +23,8 @@ using namespace autotest;
 
 void run_inputs_autotest(MainWindow* w, const QString& out_dir) {
   QDir().mkpath(out_dir);
-  QJsonObject report;
-  bool ok = true;
-  auto check = [&](const char* name, bool passed) {
-    report[name] = passed;
-    ok = ok && passed;
-  };
+  Checklist check;
+  QJsonObject& report = check.report;
   // A small control video: a bright bar sweeping right, 20 frames at 16 fps.
   const QString video = out_dir + "/control.mp4";
   {
@@ -132,8 +128,8 @@ void run_inputs_autotest(MainWindow* w, const QString& out_dir) {
   check("timeline_has_the_scale_move", has_scale);
   check("no_error_banner", !w->error_visible());
   if (w->error_visible()) report["error_banner"] = w->error_text();
-  write_report(out_dir, report, ok);
-  QApplication::exit(ok ? 0 : 1);
+  write_report(out_dir, report, check.ok);
+  QApplication::exit(check.ok ? 0 : 1);
 }
 
 }  // namespace longlive::ui

@@ -33,12 +33,8 @@ QJsonObject counters(const EngineStats& s) {
 
 void run_prefetch_autotest(MainWindow* w, const QString& out_dir) {
   QDir().mkpath(out_dir);
-  QJsonObject report;
-  bool ok = true;
-  auto check = [&](const char* name, bool passed) {
-    report[name] = passed;
-    ok = ok && passed;
-  };
+  Checklist check;
+  QJsonObject& report = check.report;
   // Every state the engine reports, in order (a prefetch before the start loads the model).
   auto states = std::make_shared<std::vector<std::string>>();
   QObject::connect(w, &MainWindow::engine_stats_changed, [states](const EngineStats& s) {
@@ -158,8 +154,8 @@ void run_prefetch_autotest(MainWindow* w, const QString& out_dir) {
   for (const auto& s : *states) seen.append(QString::fromStdString(s));
   report["engine_states"] = seen;
   report["prompts_prefetched"] = static_cast<double>(sent());
-  write_report(out_dir, report, ok);
-  QApplication::exit(ok ? 0 : 1);
+  write_report(out_dir, report, check.ok);
+  QApplication::exit(check.ok ? 0 : 1);
 }
 
 }  // namespace longlive::ui

@@ -42,14 +42,22 @@ double streamed_max_diff(const WeightStore& weights, const WeightStore& io,
   return worst;
 }
 
-TEST(WanVaeGpu, StreamedDecodeMatchesReferenceInBothLayouts) {
-  LONGLIVE_REQUIRE_FIXTURE("wanvae");
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU parity runs on the GPU box";
-  auto& context = at::globalContext();
-  context.setAllowTF32CuDNN(false);
-  context.setAllowTF32CuBLAS(false);
-  const WeightStore weights = load_wan_vae_weights(fixture("wanvae_weights.safetensors"));
-  const WeightStore io = WeightStore::open(fixture("wanvae_io.safetensors"));
+// The fixture's weights and inputs on a GPU computing fp32 without TF32.
+class WanVaeGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LONGLIVE_REQUIRE_FIXTURE("wanvae");
+    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU parity runs on the GPU box";
+    auto& context = at::globalContext();
+    context.setAllowTF32CuDNN(false);
+    context.setAllowTF32CuBLAS(false);
+    weights = load_wan_vae_weights(fixture("wanvae_weights.safetensors"));
+    io = WeightStore::open(fixture("wanvae_io.safetensors"));
+  }
+  WeightStore weights, io;
+};
+
+TEST_F(WanVaeGpu, StreamedDecodeMatchesReferenceInBothLayouts) {
   // The float32 rounding floor of this configuration, measured on the CPU.
   const WanVaeRounding& rounding = fixture_wan_vae_rounding();
   const double tolerance = std::max(1e-3, rounding.tolerance());
@@ -86,14 +94,7 @@ TEST(WanVaeGpu, StreamedDecodeMatchesReferenceInBothLayouts) {
 
 // The encoder (VACE control frames, video-to-video input) on the GPU: fp32 in both layouts within
 // 1e-3 of the reference's latents, and bf16 channels-last (what sessions run) close to them.
-TEST(WanVaeGpu, EncoderMatchesReferenceInBothLayouts) {
-  LONGLIVE_REQUIRE_FIXTURE("wanvae");
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU parity runs on the GPU box";
-  auto& context = at::globalContext();
-  context.setAllowTF32CuDNN(false);
-  context.setAllowTF32CuBLAS(false);
-  const WeightStore weights = load_wan_vae_weights(fixture("wanvae_weights.safetensors"));
-  const WeightStore io = WeightStore::open(fixture("wanvae_io.safetensors"));
+TEST_F(WanVaeGpu, EncoderMatchesReferenceInBothLayouts) {
   // encode.pixels is channel-first [1, 3, T, H, W]; the encoder takes [1, T, 3, H, W].
   const at::Tensor video = io.get("encode.pixels").permute({0, 2, 1, 3, 4});
   const at::Tensor expected = io.get("encode.latents");
