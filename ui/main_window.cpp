@@ -94,6 +94,15 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
     resolution_->addItem(r);
   resolution_->setCurrentText(
       settings.value("resolution", tiny_model ? "64x64" : "480x832").toString());
+  // One stream on several GPUs (sequence parallelism, docs/multi-gpu.md): rank r on CUDA device
+  // r (on the CPU every rank shares it). A new number applies at the next start.
+  gpus_ = new QSpinBox;
+  gpus_->setRange(1, 8);
+  gpus_->setPrefix("GPUs ");
+  gpus_->setValue(std::clamp(settings.value("engine/gpus", 1).toInt(), 1, 8));
+  gpus_->setToolTip(
+      "Run the stream on this many GPUs of this machine (the same video as on one; a running "
+      "video keeps its preset there). Applies at the next start.");
   presets_ = new QComboBox;
   try {
     for (const auto& p : load_presets(presets_dir_.toStdString())) {
@@ -128,8 +137,8 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
     return latents;
   });
   for (QWidget* w : std::initializer_list<QWidget*>{
-           start_, pause_, stop_, seed_, random_seed_, resolution_, presets_, tiny_, model_button,
-           model_label_, recording_->record_button(), recording_->export_button()})
+           start_, pause_, stop_, seed_, random_seed_, resolution_, gpus_, presets_, tiny_,
+           model_button, model_label_, recording_->record_button(), recording_->export_button()})
     controls->addWidget(w);
   controls->addStretch(1);
   layout->addLayout(controls);
@@ -286,6 +295,11 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   });
   connect(tiny_, &QCheckBox::toggled, this, [this] {
     retire_engine();
+    running_ = false;
+  });
+  connect(gpus_, &QSpinBox::valueChanged, this, [this](int gpus) {
+    QSettings("LongLive", "Studio").setValue("engine/gpus", gpus);
+    retire_engine();  // the next start opens the new number of ranks
     running_ = false;
   });
   restoreGeometry(settings.value("geometry").toByteArray());
@@ -469,7 +483,8 @@ bool MainWindow::ensure_engine(bool quiet) {
           // Camera frames are saved beside the session timelines, which name them.
           .capture_dir =
               (QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/captures")
-                  .toStdString()});
+                  .toStdString(),
+          .ranks = RankPlan{.ranks = gpus_->value()}});
   return true;
 }
 

@@ -74,6 +74,7 @@ class MainWindow : public QMainWindow {
   VideoOutControls* video_out() const { return video_out_; }
   QCheckBox* tiny_box() const { return tiny_; }
   QComboBox* resolution_box() const { return resolution_; }
+  QSpinBox* gpus_box() const { return gpus_; }
   EngineStats engine_stats() const;
   // Whether the window asks the engine for host copies of the frames: while it records or sends
   // video out, or when the view cannot take frames GPU to GPU (no CUDA-GL interop). A CPU engine
@@ -155,6 +156,7 @@ class MainWindow : public QMainWindow {
   QSpinBox* seed_ = nullptr;
   QCheckBox* random_seed_ = nullptr;
   QComboBox* resolution_ = nullptr;
+  QSpinBox* gpus_ = nullptr;  // the stream's ranks (docs/multi-gpu.md)
   QComboBox* presets_ = nullptr;
   QCheckBox* tiny_ = nullptr;
   bool random_full_ = false;

@@ -14,6 +14,7 @@
 #include "longlive/performance.h"
 #include "longlive/timeline.h"
 #include "longlive/weights.h"
+#include "rank_args.h"
 #ifdef LONGLIVE_WITH_RECORDER
 #include "longlive/control_input.h"
 #include "longlive/recorder.h"
@@ -31,6 +32,7 @@ struct RenderArgs {
   std::string output;
   std::string latents_out;
   std::string device = "auto";
+  RankArgs ranks;  // --gpus: the stream on several ranks
 };
 
 int run(const RenderArgs& a) {
@@ -94,16 +96,18 @@ int run(const RenderArgs& a) {
       },
       a.timeline,
 #ifdef LONGLIVE_WITH_RECORDER
-      ffmpeg_input_opener());  // the VACE / video-to-video events' files
+      ffmpeg_input_opener(),  // the VACE / video-to-video events' files
 #else
-      InputOpener{});  // captured camera frames only
+      InputOpener{},  // captured camera frames only
 #endif
+      a.ranks.plan());
 #ifdef LONGLIVE_WITH_RECORDER
   if (recorder) {
     recorder->finish();
-    std::cout << fmt::format("wrote {} ({} frames, {}, rendered on {})\n", a.output,
+    std::cout << fmt::format("wrote {} ({} frames, {}, rendered on {}{})\n", a.output,
                              recorder->frames_written(), recorder->codec_name(),
-                             model.device->str());
+                             model.device->str(),
+                             a.ranks.gpus > 1 ? fmt::format(", {} ranks", a.ranks.gpus) : "");
   }
 #endif
   if (!a.latents_out.empty()) {
@@ -134,6 +138,7 @@ const Registrar kRender("render", [](CLI::App& root) {
   cmd->add_option("--model", a->model, "Model folder (default: the timeline's)");
   cmd->add_flag("--tiny", a->tiny, "Use the tiny random test model");
   cmd->add_option("--device", a->device, "auto, cpu or cuda");
+  add_rank_options(cmd, a->ranks);
   cmd->add_option("--output", a->output, "Write an MP4 (H.264, 16 fps), chapters per prompt");
   cmd->add_option("--latents-out", a->latents_out,
                   "Write every block's latents (block.N; also 'latents' for one continuous video, "

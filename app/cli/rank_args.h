@@ -1,5 +1,6 @@
 #pragma once
-// --gpus / --rank-backend / --share-gpu for `generate` and `bench`: one stream on several ranks
+// --gpus / --rank-backend / --share-gpu for `generate`, `bench` and `render`: one stream on several
+// ranks
 // (sequence parallelism, docs/multi-gpu.md), opened by RankedSession.
 #include <CLI/CLI.hpp>
 

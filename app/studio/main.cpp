@@ -75,7 +75,9 @@ int main(int argc, char** argv) {
       "self-test", "Generate two blocks with the tiny model, then exit (0: passed, 1: failed)");
   QCommandLineOption osc_port(
       "osc-port", "UDP port for OSC control (docs/control.md; 0 = off; remembered)", "port");
-  parser.addOptions({tiny, presets, self_test, osc_port});
+  QCommandLineOption gpus(
+      "gpus", "Run the stream on N GPUs (docs/multi-gpu.md; the GPUs box; remembered)", "N");
+  parser.addOptions({tiny, presets, self_test, osc_port, gpus});
   parser.process(app);
   longlive::log::init(longlive::log::Level::info);
   if (parser.isSet(osc_port)) {
@@ -83,6 +85,12 @@ int main(int argc, char** argv) {
     const int port = parser.value(osc_port).toInt(&ok);
     if (!ok || port < 0 || port > 65535) parser.showHelp(2);
     QSettings("LongLive", "Studio").setValue("osc/port", port);
+  }
+  if (parser.isSet(gpus)) {
+    bool ok = false;
+    const int n = parser.value(gpus).toInt(&ok);
+    if (!ok || n < 1 || n > 8) parser.showHelp(2);
+    QSettings("LongLive", "Studio").setValue("engine/gpus", n);
   }
 
   longlive::ui::MainWindow window(parser.value(presets),

@@ -70,6 +70,10 @@ struct EngineOptions {
   // (empty: <temp>/longlive-captures) so a timeline replays them.
   InputOpener inputs;
   std::filesystem::path capture_dir;
+  // The stream on several ranks (sequence parallelism, docs/multi-gpu.md; Performance::
+  // set_ranks): one rank (the default) is the one-GPU path. On several ranks a running video
+  // keeps its preset, blocks are not given up mid-way and regions are not profiled.
+  RankPlan ranks;
 };
 
 // The latents an engine keeps of its current video, for an export that re-decodes them: the most

@@ -18,6 +18,7 @@
 
 #include "longlive/preset.h"
 #include "longlive/prompt_mix.h"
+#include "longlive/ranked_session.h"
 #include "longlive/session.h"
 #include "longlive/style_lora.h"
 #include "longlive/timeline.h"
@@ -86,6 +87,18 @@ class Performance {
   // Drops the session after an error (the timeline ends where it was).
   void abort();
 
+  // One stream on several ranks (sequence parallelism, docs/multi-gpu.md) from the next session
+  // on, opened by RankedSession: every generator call reaches every rank, rank 0's session
+  // encodes the prompts and inputs and decodes. One rank (the default) is the one-session path.
+  // Only while no video is active (Error otherwise). On several ranks a running video keeps its
+  // preset, blocks are not given up mid-way, and bakes are refused (ConfigError): the ranks share
+  // the DiT's weights.
+  void set_ranks(const RankPlan& plan);
+  int ranks() const { return plan_.ranks; }
+  // The generator whose options, stats and inputs stand for the stream (rank 0's on several
+  // ranks); null before the session is open.
+  StreamGenerator* generator() const;
+
   // VACE and video-to-video inputs (longlive/live_inputs.h, docs/vace.md). Sources are opened
   // with `opener` (FFmpeg: recorder's ffmpeg_input_opener()); camera frames are saved under
   // `capture_dir`. Call before the first input.
@@ -115,8 +128,11 @@ class Performance {
   bool paused() const { return paused_; }
   // True when the next block continues a transition (for marking the latency plot).
   bool in_transition() const;
-  Session* session() const { return session_.get(); }
-  SessionFactory& factory() const { return *factory_; }
+  // The session that encodes, decodes and profiles (rank 0's on several ranks; its own generator
+  // is then released: use generator()).
+  Session* session() const { return ranked_ ? &ranked_->lead() : session_.get(); }
+  // The factory of session() (VACE and video encoders, export decoders).
+  SessionFactory& factory() const { return ranked_ ? ranked_->lead_factory() : *factory_; }
   const Preset& preset() const { return preset_; }
   const PromptMix& mix() const { return mix_; }
   uint64_t seed() const { return seed_; }
@@ -132,6 +148,9 @@ class Performance {
 
  private:
   void ensure_session();
+  void drop_session();
+  // A change of the stream, on every rank's generator.
+  void each_generator(const std::function<void(StreamGenerator&)>& change);
   // An event of `kind` at the current block and time; record() appends it (under the lock).
   TimelineEvent event(EventKind kind) const;
   void record(TimelineEvent e);
@@ -144,7 +163,9 @@ class Performance {
   std::shared_ptr<SessionFactory> factory_;
   Preset preset_;
   int height_, width_;
-  std::unique_ptr<Session> session_;
+  std::unique_ptr<Session> session_;  // one rank
+  RankPlan plan_;
+  std::unique_ptr<RankedSession> ranked_;  // several ranks
   // Written only by the driving thread; each change holds timeline_mutex_, so timeline() may be
   // called from any thread.
   std::unique_ptr<TimelineStore> timeline_;
@@ -175,7 +196,8 @@ class Performance {
 // each block goes to on_block with its session (to decode it). `inputs` opens the files of
 // VACE / video-to-video events (captured camera frames need none). `presets` resolves the
 // timeline's preset names (check_presets is called first, so a missing preset fails before any
-// block). ConfigError when the events leave the video paused or stopped before its last block.
+// block). `ranks`: the stream on several ranks (Performance::set_ranks). ConfigError when the
+// events leave the video paused or stopped before its last block.
 struct ReplayBlock {
   int64_t index = 0;           // block index in the timeline
   at::Tensor latents;          // [1, F, C, h, w] on the session's device
@@ -184,6 +206,7 @@ struct ReplayBlock {
 };
 void replay(const Timeline& timeline, const ModelSpec& model, const PresetLookup& presets,
             const std::function<void(const ReplayBlock&)>& on_block,
-            const std::string& origin = "timeline", const InputOpener& inputs = {});
+            const std::string& origin = "timeline", const InputOpener& inputs = {},
+            const RankPlan& ranks = {});
 
 }  // namespace longlive

@@ -146,6 +146,7 @@ class SessionFactory {
   SessionFactory& operator=(const SessionFactory&) = delete;
 
   const ModelSpec& model() const { return model_; }
+  const SessionOverrides& overrides() const { return overrides_; }
   at::Device device() const { return device_; }
 
   // A session of the preset at height x width (0 x 0: the preset's, 64x64 for the tiny model).

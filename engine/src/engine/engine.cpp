@@ -156,6 +156,7 @@ Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, 
   stats_.preset = preset.name;
   host_frames_.store(options_.host_frames);
   performance_ = std::make_unique<Performance>(model_, std::move(preset), height_, width_);
+  performance_->set_ranks(options_.ranks);
   performance_->set_inputs(options_.inputs,
                            options_.capture_dir.empty()
                                ? std::filesystem::temp_directory_path() / "longlive-captures"
@@ -567,9 +568,11 @@ void Engine::run() {
       // the next commands apply to block k+1.
       // CUDA graphs replay only without a region profiler (regions need eager launches to be
       // timed), so with graphs on only one block in options_.profile_every runs profiled.
-      const bool graphs = session.generator->cuda_graphs_active();
-      const bool profiled =
-          !graphs || options_.profile_every <= 1 || block % options_.profile_every == 0;
+      StreamGenerator& generator = *perf.generator();
+      const bool graphs = generator.cuda_graphs_active();
+      // The ranks run their layers on threads of their own, which a region profiler does not see.
+      const bool profiled = perf.ranks() == 1 && (!graphs || options_.profile_every <= 1 ||
+                                                  block % options_.profile_every == 0);
       if (profiled) session.profiler->activate();
       // One block in options_.kernel_sample_every, between the region-profiled ones, has its
       // kernels listed by CUPTI (graph replays included): the DiT only, not the decode.
@@ -581,7 +584,8 @@ void Engine::run() {
       // and applies to it instead (once per block: a stream of switches still makes progress).
       // Meanwhile block k-1's frames go out as soon as they are decoded, as they would after
       // the block was queued.
-      const bool may_abandon = options_.abandon_blocks && abandoned_block != block;
+      const bool may_abandon =
+          options_.abandon_blocks && perf.ranks() == 1 && abandoned_block != block;
       auto between_steps = [&] {
         while (session.decoder->pending() > 0) deliver_oldest_block();
         return block_outdated_.load();
@@ -627,7 +631,7 @@ void Engine::run() {
       if (kernel_sample) kernels = kernel_profiler->collect();
       const auto end = Clock::now();
       const double block_ms = std::chrono::duration<double, std::milli>(end - begin).count();
-      const int64_t block_frames = 4 * session.generator->options().frames_per_block;
+      const int64_t block_frames = 4 * generator.options().frames_per_block;
       at::Tensor kept = latents.to(at::kCPU);  // small: 16 x h x w per latent frame
       {
         std::lock_guard lock(mutex_);
@@ -663,7 +667,7 @@ void Engine::run() {
           stats_.kernels_block = block;
         }
         stats_.cuda_graphs = graphs;
-        stats_.graph_replays = session.generator->stats().graph_replays;
+        stats_.graph_replays = generator.stats().graph_replays;
         const auto cache = session.prompts->stats();
         stats_.prompt_cache_hits = cache.hits;
         stats_.prompt_cache_misses = cache.misses;

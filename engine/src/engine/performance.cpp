@@ -35,10 +35,46 @@ Performance::Performance(std::shared_ptr<SessionFactory> factory, Preset preset,
 Performance::~Performance() = default;
 
 void Performance::ensure_session() {
-  if (session_) return;
-  session_ = factory_->open(preset_, height_, width_);
-  for (const auto& bake : bakes_) factory_->bake_style_loras(*session_, bake);
+  if (session()) return;
+  if (plan_.ranks > 1) {
+    // Bakes are refused on several ranks (bake_loras), so there are none to merge again.
+    ranked_ = RankedSession::open(factory_->model(), factory_->overrides(), preset_, height_,
+                                  width_, plan_);
+  } else {
+    session_ = factory_->open(preset_, height_, width_);
+    for (const auto& bake : bakes_) factory_->bake_style_loras(*session_, bake);
+  }
   sync_loras();
+}
+
+void Performance::drop_session() {
+  session_.reset();
+  ranked_.reset();
+}
+
+void Performance::set_ranks(const RankPlan& plan) {
+  if (active_) throw Error(fmt::format("cannot move to {} ranks while a video runs", plan.ranks));
+  if (plan.ranks < 1)
+    throw ConfigError(fmt::format("{} ranks: a stream needs at least one", plan.ranks));
+  if (plan.ranks > 1 && !bakes_.empty())
+    throw ConfigError(
+        "several ranks: unload the baked style LoRAs first (the ranks share the DiT)");
+  const bool same = plan.ranks == plan_.ranks && plan.share_device == plan_.share_device &&
+                    plan.backend == plan_.backend;
+  if (!same) drop_session();
+  plan_ = plan;
+}
+
+StreamGenerator* Performance::generator() const {
+  if (ranked_) return &ranked_->stream().rank(0);
+  return session_ ? session_->generator.get() : nullptr;
+}
+
+void Performance::each_generator(const std::function<void(StreamGenerator&)>& change) {
+  if (ranked_)
+    ranked_->stream().each([&](StreamGenerator& g, int) { change(g); });
+  else
+    change(*session_->generator);
 }
 
 BakeResult Performance::bake_loras() {
@@ -53,6 +89,9 @@ BakeResult Performance::bake_loras() {
     throw ConfigError(
         loras_.empty() ? "bake: no style LoRA is loaded, nothing to bake"
                        : "bake: every style-LoRA fader is at 0, nothing to bake (raise one first)");
+  if (plan_.ranks > 1)
+    throw ConfigError(fmt::format(
+        "bake: not on {} ranks (they share the DiT's weights); bake on one GPU", plan_.ranks));
   ensure_session();
   const BakeResult result = factory_->bake_style_loras(*session_, up);
   bakes_.push_back(std::move(up));
@@ -73,10 +112,11 @@ BakeResult Performance::bake_loras() {
 }
 
 void Performance::sync_loras() {
-  if (!session_) return;
-  session_->loras.clear();
-  for (const auto& f : loras_) session_->loras.push_back({f.lora, f.strength});
-  session_->generator->set_style_loras(session_->loras);
+  Session* const live = session();
+  if (!live) return;
+  live->loras.clear();
+  for (const auto& f : loras_) live->loras.push_back({f.lora, f.strength});
+  each_generator([&](StreamGenerator& g) { g.set_style_loras(live->loras); });
 }
 
 void Performance::set_lora(const std::string& name, const std::filesystem::path& file,
@@ -88,8 +128,7 @@ void Performance::set_lora(const std::string& name, const std::filesystem::path&
       std::find_if(loras_.begin(), loras_.end(), [&](const Fader& f) { return f.name == name; });
   if (it == loras_.end()) {
     ensure_session();  // the DiT's configuration checks the LoRA's shapes
-    auto lora =
-        std::make_shared<StyleLora>(load_style_lora(file, session_->generator->options().model));
+    auto lora = std::make_shared<StyleLora>(load_style_lora(file, generator()->options().model));
     lora->name = name;
     loras_.push_back({name, file, std::move(lora), 0});
     it = std::prev(loras_.end());
@@ -145,7 +184,7 @@ void Performance::set_inputs(InputOpener opener, std::filesystem::path capture_d
 
 void Performance::set_vace(const VaceRequest& request) {
   ensure_session();  // the session's size, device and VACE weights
-  const VaceRequest recorded = inputs_->set_vace(request, *factory_, *session_);
+  const VaceRequest recorded = inputs_->set_vace(request, factory(), *session());
   if (active_) {
     TimelineEvent e = event(EventKind::vace);
     e.vace = recorded;
@@ -155,7 +194,7 @@ void Performance::set_vace(const VaceRequest& request) {
 
 void Performance::clear_vace() {
   if (!inputs_->has_vace()) return;
-  inputs_->clear_vace(session_ ? session_->generator.get() : nullptr);
+  inputs_->clear_vace(generator());
   if (active_) record(EventKind::vace_off);
 }
 
@@ -170,7 +209,7 @@ void Performance::set_vace_scale(double scale) {
 
 void Performance::set_v2v(const V2vRequest& request) {
   ensure_session();
-  const V2vRequest recorded = inputs_->set_v2v(request, *factory_, *session_);
+  const V2vRequest recorded = inputs_->set_v2v(request, factory(), *session());
   if (active_) {
     TimelineEvent e = event(EventKind::v2v);
     e.v2v = recorded;
@@ -180,7 +219,7 @@ void Performance::set_v2v(const V2vRequest& request) {
 
 void Performance::clear_v2v() {
   if (!inputs_->has_v2v()) return;
-  inputs_->clear_v2v(session_ ? session_->generator.get() : nullptr);
+  inputs_->clear_v2v(generator());
   if (active_) record(EventKind::v2v_off);
 }
 
@@ -194,12 +233,12 @@ void Performance::set_v2v_strength(double strength) {
 }
 
 void Performance::clear_inputs() {
-  inputs_->clear_vace(session_ ? session_->generator.get() : nullptr);
-  inputs_->clear_v2v(session_ ? session_->generator.get() : nullptr);
+  inputs_->clear_vace(generator());
+  inputs_->clear_v2v(generator());
 }
 
 InputStatus Performance::input_status() const {
-  return inputs_->status(session_ ? factory_.get() : nullptr);
+  return inputs_->status(session() ? &factory() : nullptr);
 }
 
 void Performance::record_inputs() {
@@ -239,7 +278,7 @@ void Performance::clear_loras() {
       throw Error(
           "unload the style LoRAs after stopping the video: a bake is undone "
           "by rebuilding the DiT");
-    session_.reset();  // its DiT holds the bakes; the next one is built from the host weights
+    drop_session();  // its DiT holds the bakes; the next one is built from the host weights
     bakes_.clear();
     bake_moves_.clear();
     unloaded_.clear();
@@ -282,13 +321,14 @@ bool Performance::timeline_empty() const {
 void Performance::start(const PromptMix& mix, uint64_t seed) {
   mix.validate("prompts");
   ensure_session();
-  const at::Tensor embeds = session_->embed(mix);  // fails before anything changes
+  Session& live = *session();
+  const at::Tensor embeds = live.embed(mix);  // fails before anything changes
   if (!active_) {
     Timeline fresh;
     fresh.model = factory_->model().tiny_random ? "tiny-random" : factory_->model().folder.string();
     fresh.preset = preset_.name;
-    fresh.height = session_->height;
-    fresh.width = session_->width;
+    fresh.height = live.height;
+    fresh.width = live.width;
     {
       std::lock_guard lock(timeline_mutex_);
       timeline_->reset(fresh);
@@ -298,8 +338,8 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
   const bool new_timeline = !active_;
   mix_ = mix;
   seed_ = seed;
-  session_->generator->start(embeds, seed);
-  if (session_->decoder) session_->decoder->reset();
+  each_generator([&](StreamGenerator& g) { g.start(embeds, seed); });
+  if (live.decoder) live.decoder->reset();
   inputs_->reset();  // the inputs' encoders start a new video too
   active_ = true;
   paused_ = false;
@@ -346,7 +386,8 @@ void Performance::start(const PromptMix& mix, uint64_t seed) {
 
 void Performance::cut(const PromptMix& mix) {
   if (!active_) throw Error("cut: no video is running (start one first)");
-  session_->generator->switch_prompt(session_->embed(mix));
+  const at::Tensor embeds = session()->embed(mix);
+  each_generator([&](StreamGenerator& g) { g.switch_prompt(embeds); });
   mix_ = mix;
   TimelineEvent e = event(EventKind::cut);
   e.mix = mix;
@@ -355,7 +396,8 @@ void Performance::cut(const PromptMix& mix) {
 
 void Performance::transition(const PromptMix& mix, const TransitionOptions& options) {
   if (!active_) throw Error("transition: no video is running (start one first)");
-  session_->generator->transition_to(session_->embed(mix), options);
+  const at::Tensor embeds = session()->embed(mix);
+  each_generator([&](StreamGenerator& g) { g.transition_to(embeds, options); });
   mix_ = mix;
   TimelineEvent e = event(EventKind::transition);
   e.mix = mix;
@@ -364,12 +406,19 @@ void Performance::transition(const PromptMix& mix, const TransitionOptions& opti
 }
 
 PresetChange Performance::set_preset(const Preset& preset) {
+  // On several ranks a running video keeps its preset; the same one again changes nothing.
+  if (ranked_ && active_ && preset.name != preset_.name)
+    throw ConfigError(fmt::format(
+        "preset {}: a video on {} ranks keeps its preset; stop it and start again with {}",
+        preset.name, plan_.ranks, preset.name));
   preset_ = preset;
   if (active_) {
     TimelineEvent e = event(EventKind::preset);
     e.preset = preset.name;
     record(std::move(e));
   }
+  if (ranked_ && active_) return {};  // the same preset
+  if (ranked_) ranked_.reset();       // opened again at the next start, with the preset
   if (!session_) return {};
   try {
     return factory_->change_preset(*session_, preset);
@@ -385,8 +434,9 @@ void Performance::set_resolution(int height, int width) {
         fmt::format("cannot change the video size to {}x{} while a video runs: stop it "
                     "first",
                     height, width));
-  const bool session_fits = session_ && session_->height == height && session_->width == width;
-  if (!session_fits && (height != height_ || width != width_)) session_.reset();
+  const Session* live = session();
+  const bool session_fits = live && live->height == height && live->width == width;
+  if (!session_fits && (height != height_ || width != width_)) drop_session();
   height_ = height;
   width_ = width;
 }
@@ -412,17 +462,18 @@ void Performance::stop() {
 
 void Performance::prefetch(const std::string& prompt) {
   ensure_session();
-  session_->prompts->prefetch(prompt);
+  session()->prompts->prefetch(prompt);
 }
 
 void Performance::abort() {
-  session_.reset();
+  drop_session();
   active_ = false;
   paused_ = false;
 }
 
 bool Performance::in_transition() const {
-  return session_ && session_->generator->transition_active();
+  const StreamGenerator* g = generator();
+  return g && g->transition_active();
 }
 
 at::Tensor Performance::next_block() { return *next_block_unless({}); }
@@ -431,11 +482,22 @@ std::optional<at::Tensor> Performance::next_block_unless(const std::function<boo
   if (!running()) throw Error("next_block: the video is not running");
   // The inputs' frames for this block; one whose source failed is dropped (and that recorded, so
   // a replay drops it at the same block).
-  for (const EventKind off : inputs_->before_block(*session_->generator, input_messages_))
-    record(off);
-  StreamGenerator& generator = *session_->generator;
-  std::optional<at::Tensor> latents =
-      abandon ? generator.next_block_unless(abandon) : generator.next_block();
+  StreamGenerator& lead = *generator();
+  for (const EventKind off : inputs_->before_block(lead, input_messages_)) record(off);
+  std::optional<at::Tensor> latents;
+  if (ranked_) {
+    // The block's inputs were encoded once, on rank 0: every other rank takes them (each moves
+    // them to its device). A block is not given up on several ranks: they would have to agree
+    // at the same step.
+    ranked_->stream().each([&](StreamGenerator& g, int rank) {
+      if (rank == 0) return;
+      g.set_vace(lead.vace());
+      g.set_v2v(lead.v2v());
+    });
+    latents = ranked_->stream().next_block();
+  } else {
+    latents = abandon ? lead.next_block_unless(abandon) : lead.next_block();
+  }
   if (!latents) return latents;
   std::lock_guard lock(timeline_mutex_);
   timeline_->count_block();
@@ -497,9 +559,10 @@ void Performance::apply(const TimelineEvent& e, const PresetLookup& presets) {
 
 void replay(const Timeline& timeline, const ModelSpec& model, const PresetLookup& presets,
             const std::function<void(const ReplayBlock&)>& on_block, const std::string& origin,
-            const InputOpener& inputs) {
+            const InputOpener& inputs, const RankPlan& ranks) {
   check_presets(timeline, presets, origin);
   Performance p(model, presets(timeline.preset), timeline.height, timeline.width);
+  p.set_ranks(ranks);
   p.set_inputs(inputs, std::filesystem::temp_directory_path() / "longlive-captures");
   size_t next = 0;
   const auto& events = timeline.events;
