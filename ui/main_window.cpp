@@ -822,6 +822,7 @@ void MainWindow::update_status() {
                      .arg(view_->switch_latency_ms(), 0, 'f', 0);
   if (stats_.device.rfind("cuda", 0) == 0)
     text += QString(" | GPU %1 GiB").arg(memory_.allocated_gib, 0, 'f', 2);
+  if (stats_.ranks > 1) text += QString(" | %1 ranks").arg(stats_.ranks);
   // A fast path the GPU lacks is worth a glance: the preset runs, slower than it could.
   if (!stats_.fallbacks.empty()) {
     text += QString(" | fallback: %1").arg(QString::fromStdString(stats_.fallbacks.front()));

@@ -135,6 +135,7 @@ TEST(RankedPerformance, AnEngineOnTwoRanksRecordsWhatOneRankReplays) {
   };
   engine.start("a red fox", 11);
   ASSERT_TRUE(wait_for([&] { return blocks() >= 1; }));
+  EXPECT_EQ(engine.stats().ranks, 2);
   engine.switch_prompt("a blue whale");
   ASSERT_TRUE(wait_for([&] { return blocks() >= 3; }));
   // A preset change while the video runs on ranks: refused with its reason, the video goes on.

@@ -132,6 +132,7 @@ struct EngineStats {
   int64_t kernels_block = -1;
   std::string preset;
   std::string device;
+  int ranks = 1;           // the stream's ranks (EngineOptions::ranks): several GPUs, or CPU ranks
   std::string capability;  // "sm_90 NVIDIA H200", "CPU"
   // What the preset asked for that this device cannot run, and what runs instead (one line each;
   // the status bar and the overlay show them).

@@ -377,6 +377,7 @@ void Engine::run() {
     stats_.lora_bake_ms = bake_ms;
     stats_.lora_bake_matrices = bake_matrices;
     stats_.device = perf.session()->device.str();
+    stats_.ranks = perf.ranks();
     stats_.state = "running";
   };
   // A timeline being played: its next event waits for its block.
