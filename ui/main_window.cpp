@@ -472,6 +472,8 @@ bool MainWindow::ensure_engine(bool quiet) {
   const int64_t kept_latents_mib = QSettings("LongLive", "Studio")
                                        .value("recording/kept_latents_mib", qlonglong{512})
                                        .toLongLong();
+  RankPlan ranks;  // rank r on CUDA device r, the default backend
+  ranks.ranks = gpus_->value();
   engine_ = std::make_unique<Engine>(
       model, preset, std::move(callbacks), height, width,
       EngineOptions{
@@ -484,7 +486,7 @@ bool MainWindow::ensure_engine(bool quiet) {
           .capture_dir =
               (QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/captures")
                   .toStdString(),
-          .ranks = RankPlan{.ranks = gpus_->value()}});
+          .ranks = ranks});
   return true;
 }
 

@@ -255,7 +255,7 @@ void VideoView::upload_current() {
 }
 
 void VideoView::draw_frame() {
-  const QRect target = letterbox(current_.size, size());
+  const QRect target = frame_rect();
   if (!program_ || !texture_) {
     if (current_.image.isNull()) return;  // a device frame without shaders: nothing to draw
     QPainter p(this);
@@ -354,8 +354,12 @@ void VideoView::set_mask_drawing(bool on) {
   update();
 }
 
+QRect VideoView::frame_rect() const {
+  return letterbox(current_.size.isValid() ? current_.size : size(), size());
+}
+
 QPointF VideoView::frame_fraction(QPointF widget_pos) const {
-  const QRect frame = letterbox(current_.size.isValid() ? current_.size : size(), size());
+  const QRect frame = frame_rect();
   if (frame.isEmpty()) return {};
   return {std::clamp((widget_pos.x() - frame.x()) / frame.width(), 0.0, 1.0),
           std::clamp((widget_pos.y() - frame.y()) / frame.height(), 0.0, 1.0)};
@@ -363,7 +367,7 @@ QPointF VideoView::frame_fraction(QPointF widget_pos) const {
 
 void VideoView::paint_mask_drag(QPainter& painter) const {
   if (!drag_from_) return;
-  const QRect frame = letterbox(current_.size, size());
+  const QRect frame = frame_rect();
   const QRectF fraction = QRectF(*drag_from_, drag_to_).normalized();
   const QRectF shown(frame.x() + fraction.x() * frame.width(),
                      frame.y() + fraction.y() * frame.height(), fraction.width() * frame.width(),

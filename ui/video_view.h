@@ -103,6 +103,8 @@ class VideoView : public QOpenGLWidget {
   // overlay.
   void set_mask_drawing(bool on);
   bool mask_drawing() const { return mask_drawing_; }
+  // Where the frame is drawn in the widget (letterboxed; the whole widget before a frame).
+  QRect frame_rect() const;
   // Where a widget position falls on the frame on screen, as fractions of its width and height
   // (clamped to the frame: a drag may leave it).
   QPointF frame_fraction(QPointF widget_pos) const;

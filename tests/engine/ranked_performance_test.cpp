@@ -18,15 +18,6 @@
 namespace longlive::test {
 namespace {
 
-ModelSpec tiny_cpu() { return tiny_model(at::Device(at::kCPU)); }
-
-Preset windowed(const char* name = "windowed") {
-  Preset p;
-  p.name = name;
-  p.local_attn_frames = 6;
-  return p;
-}
-
 PresetLookup only(const Preset& preset) {
   return [preset](const std::string& name) {
     if (name != preset.name) throw ConfigError("no preset '" + name + "'");
@@ -37,7 +28,7 @@ PresetLookup only(const Preset& preset) {
 std::vector<at::Tensor> replayed(const Timeline& t, const RankPlan& ranks) {
   std::vector<at::Tensor> out;
   replay(
-      t, tiny_cpu(), only(windowed()),
+      t, tiny_model(at::kCPU), only(windowed_preset()),
       [&](const ReplayBlock& b) { out.push_back(b.latents.to(at::kCPU).clone()); }, "test", {},
       ranks);
   return out;
@@ -50,7 +41,7 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) {
 TEST(RankedPerformance, ATimelineReplayedOnRanksIsTheOneRankVideo) {
   if (!rank_backend_available(RankBackend::gloo)) GTEST_SKIP() << "built without Gloo headers";
   // Recorded on one rank: a transition and a cut before the window is full, blocks past it.
-  Performance live(tiny_cpu(), windowed(), 32, 32);
+  Performance live(tiny_model(at::kCPU), windowed_preset(), 32, 32);
   std::vector<at::Tensor> expected;
   auto block = [&] { expected.push_back(live.next_block().to(at::kCPU).clone()); };
   live.start(PromptMix::single("a red fox"), 7);
@@ -58,9 +49,7 @@ TEST(RankedPerformance, ATimelineReplayedOnRanksIsTheOneRankVideo) {
   live.transition(PromptMix::single("a blue whale"), {.blocks = 2});
   block();
   live.cut(PromptMix::single("a green forest"));
-  const auto& o = live.generator()->options();
-  const int64_t past_window = o.local_attn_frames / o.frames_per_block + 2;
-  for (int64_t i = 0; i < past_window; ++i) block();
+  for (int64_t i = 0; i < blocks_past_window(live.generator()->options()); ++i) block();
   live.stop();
   const Timeline t = live.timeline();
   ASSERT_EQ(t.blocks, static_cast<int64_t>(expected.size()));
@@ -77,7 +66,7 @@ TEST(RankedPerformance, ATimelineReplayedOnRanksIsTheOneRankVideo) {
 
 TEST(RankedPerformance, WhatRanksDoNotDoYetIsRefusedByName) {
   if (!rank_backend_available(RankBackend::gloo)) GTEST_SKIP() << "built without Gloo headers";
-  Performance p(tiny_cpu(), windowed(), 32, 32);
+  Performance p(tiny_model(at::kCPU), windowed_preset(), 32, 32);
   EXPECT_THROW(p.set_ranks({.ranks = 0}), ConfigError);
   p.set_ranks({.ranks = 2});
   EXPECT_EQ(p.ranks(), 2);
@@ -87,7 +76,7 @@ TEST(RankedPerformance, WhatRanksDoNotDoYetIsRefusedByName) {
   p.next_block();
   EXPECT_THROW(p.set_ranks({.ranks = 1}), Error) << "the ranks change while a video runs";
   try {
-    p.set_preset(windowed("other"));
+    p.set_preset(windowed_preset("other"));
     FAIL() << "a running video on ranks changed its preset";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("2 ranks"), std::string::npos) << e.what();
@@ -96,7 +85,7 @@ TEST(RankedPerformance, WhatRanksDoNotDoYetIsRefusedByName) {
   p.next_block();  // the video goes on
   p.stop();
   // Stopped, a preset change reopens the ranks at the next start.
-  p.set_preset(windowed("other"));
+  p.set_preset(windowed_preset("other"));
   p.start(PromptMix::single("a red fox"), 7);
   EXPECT_EQ(p.session()->preset.name, "other");
   p.next_block();
@@ -128,7 +117,7 @@ TEST(RankedPerformance, AnEngineOnTwoRanksRecordsWhatOneRankReplays) {
   };
   EngineOptions options;
   options.ranks = {.ranks = 2};
-  Engine engine(tiny_cpu(), windowed(), cb, 32, 32, options);
+  Engine engine(tiny_model(at::kCPU), windowed_preset(), cb, 32, 32, options);
   auto blocks = [&] {
     std::lock_guard lock(m);
     return live.size();
@@ -139,7 +128,7 @@ TEST(RankedPerformance, AnEngineOnTwoRanksRecordsWhatOneRankReplays) {
   engine.switch_prompt("a blue whale");
   ASSERT_TRUE(wait_for([&] { return blocks() >= 3; }));
   // A preset change while the video runs on ranks: refused with its reason, the video goes on.
-  engine.set_preset(windowed("other"));
+  engine.set_preset(windowed_preset("other"));
   const size_t at = blocks();
   ASSERT_TRUE(wait_for([&] { return blocks() >= at + 2; }));
   engine.stop();

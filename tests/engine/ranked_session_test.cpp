@@ -15,27 +15,14 @@
 namespace longlive::test {
 namespace {
 
-ModelSpec tiny_cpu() { return tiny_model(at::Device(at::kCPU)); }
-
-Preset windowed() {
-  Preset p;
-  p.name = "windowed";
-  p.local_attn_frames = 6;
-  return p;
-}
-
-// Blocks enough to pass the window, with a switch after the first (the window not yet full).
-int blocks_past_window(const GeneratorOptions& o) {
-  return static_cast<int>(o.local_attn_frames / o.frames_per_block + 2);
-}
-
 TEST(RankedSession, RanksMakeTheOneSessionStream) {
   if (!rank_backend_available(RankBackend::gloo)) GTEST_SKIP() << "built without Gloo headers";
-  SessionFactory factory(tiny_cpu());
-  auto one = factory.open(windowed(), 32, 32);
+  SessionFactory factory(tiny_model(at::kCPU));
+  auto one = factory.open(windowed_preset(), 32, 32);
   const at::Tensor a = one->embed(PromptMix::single("a red fox"));
   const at::Tensor b = one->embed(PromptMix::single("a blue whale"));
-  const int blocks = blocks_past_window(one->generator->options());
+  // With a switch after the first block (the window not yet full).
+  const int64_t blocks = blocks_past_window(one->generator->options());
   std::vector<at::Tensor> expected;
   one->generator->start(a, 9);
   for (int i = 0; i < blocks; ++i) {
@@ -43,7 +30,8 @@ TEST(RankedSession, RanksMakeTheOneSessionStream) {
     expected.push_back(one->generator->next_block().clone());
   }
   for (const int ranks : {2, 3}) {
-    auto ranked = RankedSession::open(tiny_cpu(), {}, windowed(), 32, 32, {.ranks = ranks});
+    auto ranked =
+        RankedSession::open(tiny_model(at::kCPU), {}, windowed_preset(), 32, 32, {.ranks = ranks});
     ASSERT_EQ(ranked->ranks(), ranks);
     EXPECT_EQ(ranked->backend(), RankBackend::gloo);
     ASSERT_EQ(ranked->devices().size(), 1u) << "CPU ranks share the CPU";
@@ -64,10 +52,12 @@ TEST(RankedSession, RanksMakeTheOneSessionStream) {
 }
 
 TEST(RankedSession, NamesWhatCannotBeOpened) {
-  EXPECT_THROW(RankedSession::open(tiny_cpu(), {}, windowed(), 32, 32, {.ranks = 0}), ConfigError);
+  EXPECT_THROW(
+      RankedSession::open(tiny_model(at::kCPU), {}, windowed_preset(), 32, 32, {.ranks = 0}),
+      ConfigError);
   // NCCL needs a CUDA device per rank: ranks sharing the CPU cannot use it.
   try {
-    RankedSession::open(tiny_cpu(), {}, windowed(), 32, 32,
+    RankedSession::open(tiny_model(at::kCPU), {}, windowed_preset(), 32, 32,
                         {.ranks = 2, .backend = RankBackend::nccl});
     FAIL() << "NCCL ranks on the CPU were opened";
   } catch (const ConfigError& e) {

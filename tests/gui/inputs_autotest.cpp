@@ -73,11 +73,9 @@ void run_inputs_autotest(MainWindow* w, const QString& out_dir) {
   VideoView* view = w->view();
   check("draw_mode_on", view->mask_drawing());
   const QSize frame = view->current().size;
-  const QSize shown = frame.scaled(view->size(), Qt::KeepAspectRatio);
-  const QPointF origin((view->width() - shown.width()) / 2.0,
-                       (view->height() - shown.height()) / 2.0);
+  const QRect shown = view->frame_rect();
   auto point = [&](double fx, double fy) {
-    return (origin + QPointF(fx * shown.width(), fy * shown.height())).toPoint();
+    return (QPointF(shown.topLeft()) + QPointF(fx * shown.width(), fy * shown.height())).toPoint();
   };
   QTest::mousePress(view, Qt::LeftButton, {}, point(0.25, 0.25));
   QTest::mouseMove(view, point(0.5, 0.6));

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <string>
 #include <thread>
 
+#include "longlive/generator.h"
 #include "longlive/session.h"
 
 namespace longlive::test {
@@ -18,6 +20,20 @@ inline ModelSpec tiny_model(std::optional<at::Device> device = std::nullopt) {
   m.tiny_random = true;
   m.device = device;
   return m;
+}
+
+// A preset whose KV window (6 latent frames) the tiny model fills within a few blocks, so a test
+// can switch before it is full and run blocks past it (the sequence-parallel tests).
+inline Preset windowed_preset(const std::string& name = "windowed") {
+  Preset p;
+  p.name = name;
+  p.local_attn_frames = 6;
+  return p;
+}
+
+// Blocks enough to pass the generator's window (two beyond the blocks that fill it).
+inline int64_t blocks_past_window(const GeneratorOptions& o) {
+  return o.local_attn_frames / o.frames_per_block + 2;
 }
 
 // Polls `done` every 10 ms until it holds or `ms` have passed; returns whether it holds. The

@@ -21,6 +21,7 @@ struct RankPlan {
   // Default: NCCL across CUDA devices when this build has it, else Gloo (through the host for
   // CUDA tensors).
   std::optional<RankBackend> backend;
+  bool operator==(const RankPlan&) const = default;
 };
 
 class RankedSession {

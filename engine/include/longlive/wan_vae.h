@@ -38,14 +38,19 @@ struct WanVaeConfig {
 const std::vector<float>& wan_vae_latent_mean();
 const std::vector<float>& wan_vae_latent_std();
 
-struct WanVaeDecoderOptions : DecoderOptions {
+// What the Wan VAE's decoder and encoder both take.
+struct WanVaeOptions : DecoderOptions {
+  // CUDA: let cuDNN time its convolution algorithms on the first use of each shape instead of
+  // taking its heuristic pick (decoder: 139 vs 160 ms per block on an H200). A process-wide ATen
+  // setting: once a decoder or encoder turns it on it stays on. The first call of each shape
+  // pays the search.
+  bool cudnn_search = true;
+};
+
+struct WanVaeDecoderOptions : WanVaeOptions {
   // Latent frames per decoder pass inside one decode() call (0: the whole block in one pass).
   // The feature cache makes any split exact; smaller passes bound peak activation memory.
   int64_t latent_frames_per_pass = 0;
-  // CUDA: let cuDNN time its convolution algorithms on the first use of each shape instead of
-  // taking its heuristic pick (139 vs 160 ms per block on an H200). A process-wide ATen setting:
-  // once a decoder turns it on it stays on. The first decode of each shape pays the search.
-  bool cudnn_search = true;
 };
 
 // Streaming decoder: decode() on consecutive blocks after reset() equals decoding the whole video
@@ -95,11 +100,7 @@ class WanVaeDecoder final : public StreamingDecoder {
   std::unique_ptr<Impl> impl_;
 };
 
-struct WanVaeEncoderOptions : DecoderOptions {
-  // CUDA: cuDNN times its convolution algorithms on the first use of each shape, as for the
-  // decoder (WanVaeDecoderOptions::cudnn_search; process-wide once on).
-  bool cudnn_search = true;
-};
+struct WanVaeEncoderOptions : WanVaeOptions {};
 
 // The encoder runs the decoder's kind of 3x3x3 convolutions: the layout `best` picks on a GPU is
 // the one measured fastest for the decoder (channels-last), until the encoder's own run says

@@ -587,8 +587,8 @@ void Engine::run() {
       // and applies to it instead (once per block: a stream of switches still makes progress).
       // Meanwhile block k-1's frames go out as soon as they are decoded, as they would after
       // the block was queued.
-      const bool may_abandon =
-          options_.abandon_blocks && perf.ranks() == 1 && abandoned_block != block;
+      // (On several ranks Performance runs the block whole.)
+      const bool may_abandon = options_.abandon_blocks && abandoned_block != block;
       auto between_steps = [&] {
         while (session.decoder->pending() > 0) deliver_oldest_block();
         return block_outdated_.load();

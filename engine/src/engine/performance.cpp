@@ -59,9 +59,7 @@ void Performance::set_ranks(const RankPlan& plan) {
   if (plan.ranks > 1 && !bakes_.empty())
     throw ConfigError(
         "several ranks: unload the baked style LoRAs first (the ranks share the DiT)");
-  const bool same = plan.ranks == plan_.ranks && plan.share_device == plan_.share_device &&
-                    plan.backend == plan_.backend;
-  if (!same) drop_session();
+  if (plan != plan_) drop_session();
   plan_ = plan;
 }
 

@@ -138,6 +138,12 @@ void check_latents(const at::Tensor& latents, int64_t z_dim, const char* what) {
 // convolutions; its own timing is `bench --vace`'s).
 constexpr DecoderLayout kMeasuredBestLayout = DecoderLayout::channels_last;
 
+namespace {
+void use_cudnn_search(const WanVaeOptions& options) {
+  if (options.cudnn_search && options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+}
+}  // namespace
+
 struct WanVaeDecoder::Impl {
   std::shared_ptr<const wan_vae::Graph> graph;
   WanVaeConfig config;
@@ -156,7 +162,7 @@ WanVaeDecoder::WanVaeDecoder(const WeightStore& weights, const WanVaeDecoderOpti
   std::tie(impl_->mean, impl_->inv_std) =
       latent_scale(impl_->config.z_dim, options.device, options.dtype);
   impl_->state = impl_->graph->new_state();
-  if (options.cudnn_search && options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  use_cudnn_search(options);
 }
 
 WanVaeDecoder::WanVaeDecoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -267,7 +273,7 @@ WanVaeEncoder::WanVaeEncoder(const WeightStore& weights, const WanVaeEncoderOpti
   impl_->options = options;
   std::tie(impl_->mean, impl_->inv_std) =
       latent_scale(impl_->config.z_dim, options.device, options.dtype);
-  if (options.cudnn_search && options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  use_cudnn_search(options);
 }
 
 WanVaeEncoder::~WanVaeEncoder() = default;
