@@ -18,7 +18,7 @@ jobs=${LONGLIVE_JOBS:-$(nproc)}
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 apt_packages=(
-  build-essential cmake ninja-build ccache pkg-config git python3 python3-venv python3-pip
+  build-essential cmake ninja-build ccache pkg-config git curl python3 python3-venv python3-pip
   qt6-base-dev libqt6opengl6-dev libgl-dev libgl1-mesa-dri
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libavdevice-dev
   libimgui-dev nlohmann-json3-dev libgtest-dev libgmock-dev libspdlog-dev libfmt-dev libcli11-dev
@@ -100,6 +100,31 @@ install_cuda_compiler() {
   cuda_root=$root
 }
 
+# FlashAttention-3's Hopper kernels (the fastest bf16 attention on sm_90, docs/benchmarks.md): its
+# sources are fetched from GitHub at pinned commits into .fa3/ (packaging/fetch_fa3.sh; never
+# kept in this repository) when the machine has an sm_90 GPU and a CUDA compiler. LONGLIVE_FA3=1
+# fetches them on any machine (a build for a Hopper server), =0 never. Without them (no network,
+# another GPU), attention runs on cuDNN: slower, never wrong. Sets fa3_dir.
+gpu_compute_caps() { nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || true; }
+install_fa3() {
+  local want=${LONGLIVE_FA3:-auto} dest=$repo/.fa3
+  fa3_dir=
+  [ "$want" = 0 ] && return 0
+  if [ "$want" = auto ]; then
+    gpu_compute_caps | grep -qx "9.0" || return 0
+    [ -n "$cuda_root" ] || [ -n "$(system_nvcc)" ] || return 0
+  fi
+  if [ ! -f "$dest/flash-attention/hopper/flash_fwd_launch_template.h" ]; then
+    say "fetching FlashAttention-3's sources for sm_90 into $dest (packaging/fetch_fa3.sh)"
+    if ! bash "$repo/packaging/fetch_fa3.sh" "$dest" >"$repo/.fa3.log" 2>&1; then
+      say "could not fetch FlashAttention-3 (.fa3.log says why): attention runs on cuDNN"
+      rm -rf "$dest"
+      return 0
+    fi
+  fi
+  fa3_dir=$dest
+}
+
 configure_and_build() {
   local torch_prefix
   torch_prefix=$("$venv/bin/python3" -c 'import torch;print(torch.utils.cmake_prefix_path)')
@@ -111,12 +136,23 @@ configure_and_build() {
     [ -n "$cuda_root" ] && cuda_args=(-DCMAKE_CUDA_COMPILER="$cuda_root/bin/nvcc"
       -DCUDAToolkit_ROOT="$cuda_root" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root")
     if ! cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_PREFIX_PATH="$torch_prefix" -DLONGLIVE_GUI=ON "${cuda_args[@]}" ${LONGLIVE_CMAKE_ARGS:-} \
+      -DCMAKE_PREFIX_PATH="$torch_prefix" -DLONGLIVE_GUI=ON "${cuda_args[@]}" \
+      ${fa3_dir:+-DLONGLIVE_FA3_DIR="$fa3_dir"} ${LONGLIVE_CMAKE_ARGS:-} \
       >"$build_dir/configure.log" 2>&1; then
       cat "$build_dir/configure.log"
       rm -f "$build_dir/build.ninja"
       exit 1
     fi
+  fi
+  # FA3 fetched after the first configure (a new GPU, LONGLIVE_FA3=1): tell the existing build;
+  # FA3's folder deleted since: build without it rather than fail the configure.
+  local cached
+  cached=$(sed -n 's/^LONGLIVE_FA3_DIR:PATH=//p' "$build_dir/CMakeCache.txt")
+  if [ -n "$fa3_dir" ] && [ "$cached" != "$fa3_dir" ]; then
+    cmake -DLONGLIVE_FA3_DIR="$fa3_dir" "$build_dir" >>"$build_dir/configure.log" 2>&1
+  elif [ -n "$cached" ] && [ ! -d "$cached" ]; then
+    say "$cached is gone: building without FlashAttention-3"
+    cmake -DLONGLIVE_FA3_DIR= "$build_dir" >>"$build_dir/configure.log" 2>&1
   fi
   say "building (ninja -j$jobs)"
   export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
@@ -130,6 +166,8 @@ install_libtorch
 install_cudnn_frontend
 cuda_root=
 install_cuda_compiler
+fa3_dir=
+install_fa3
 configure_and_build
 
 case "$mode" in
