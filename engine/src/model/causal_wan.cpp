@@ -368,7 +368,7 @@ void CausalWanModel::build_cross_cache(const at::Tensor& prompt_embeds, CrossAtt
 at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const at::Tensor& x,
                                           const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
                                           const KvCache::Plan* plan, const LoraSidePath* lora,
-                                          int64_t gather_total) const {
+                                          int64_t gather_total, bool kv_only) const {
   const auto l = static_cast<size_t>(layer);
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
@@ -413,6 +413,7 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
       kv->write(layer, *plan, k.transpose(1, 2), v.transpose(1, 2),
                 k.size(1) / kv->shape().tokens_per_frame);
     }
+    if (kv_only) return {};
     const ProfileScope scope("self_attention");
     out = ops::attention(q.transpose(1, 2), kv->keys(layer, *plan), kv->values(layer, *plan),
                          runtime_.attention);
@@ -522,11 +523,12 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
     out = sharded_layers(x, e0, head_mod, args, kv, plan, cross, hints, *shard);
   } else if (fused_) {
     out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
-                       args.lora);
+                       args.lora, args.kv_only);
   } else {
     out = plain_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
-                       args.lora);
+                       args.lora, args.kv_only);
   }
+  if (!out.defined()) return out;  // kv_only: the cache writes were the point
   if (!ranks_) {
     const ProfileScope head_scope("head");
     out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
@@ -545,7 +547,7 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
                                        const KvCache::Plan* plan, int64_t layer,
                                        const CrossAttnCache& cross, size_t cross_index,
                                        int64_t frames, const LoraSidePath* lora,
-                                       int64_t gather_total) const {
+                                       int64_t gather_total, bool kv_only) const {
   const int64_t seq = x.size(1);
   const auto l = static_cast<size_t>(layer);  // LoRA slots (lora is null for VACE blocks)
   at::Tensor mod, hidden, normed, q, attended, y;
@@ -555,7 +557,8 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
     mod = b.modulation.unsqueeze(1) + e0;  // [1, F, 6, dim]
     hidden = ops::layer_norm_modulate(x, chunk(0), chunk(1), frames, config_.eps);
   }
-  y = self_attention(b, layer, hidden, cos, sin, kv, plan, lora, gather_total);
+  y = self_attention(b, layer, hidden, cos, sin, kv, plan, lora, gather_total, kv_only);
+  if (!y.defined()) return y;  // kv_only
   {
     const ProfileScope scope("norm_modulate");
     x = ops::gated_residual(x, y, chunk(2), frames);
@@ -682,11 +685,13 @@ at::Tensor CausalWanModel::plain_layers(at::Tensor x, const at::Tensor& e0,
                                         const at::Tensor& sin, KvCache& kv,
                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
                                         int64_t frames, const at::Tensor& hints,
-                                        const at::Tensor& hint_scale,
-                                        const LoraSidePath* lora) const {
+                                        const at::Tensor& hint_scale, const LoraSidePath* lora,
+                                        bool kv_only) const {
   for (size_t layer = 0; layer < blocks_.size(); ++layer) {
+    const bool stop = kv_only && layer + 1 == blocks_.size();
     x = plain_block(blocks_[layer], x, e0, cos, sin, &kv, &plan, static_cast<int64_t>(layer), cross,
-                    layer, frames, lora);
+                    layer, frames, lora, 0, stop);
+    if (stop) return {};  // the last layer's K/V are written: nothing else is read
     const int64_t hint = hint_of_layer_[layer];
     if (hints.defined() && hint >= 0) x = x + hints[hint] * hint_scale;
   }
@@ -710,10 +715,13 @@ at::Tensor CausalWanModel::sharded_layers(const at::Tensor& x, const at::Tensor&
                                           const CrossAttnCache& cross, const at::Tensor& hints,
                                           const RankRows& shard) const {
   // Every row gets its frame's modulation (the plain ops then see one-token "frames").
-  at::Tensor out = plain_layers(
-      shard.mine(x, 1).contiguous(), e0.index_select(1, shard.frame_of_row),
-      head_mod.index_select(1, shard.frame_of_row), shard.mine(args.cos, 0),
-      shard.mine(args.sin, 0), kv, plan, cross, shard.count, hints, args.vace_scale, args.lora);
+  // kv_only is the same on every rank (each runs the same generator), so all skip the gather.
+  at::Tensor out =
+      plain_layers(shard.mine(x, 1).contiguous(), e0.index_select(1, shard.frame_of_row),
+                   head_mod.index_select(1, shard.frame_of_row), shard.mine(args.cos, 0),
+                   shard.mine(args.sin, 0), kv, plan, cross, shard.count, hints, args.vace_scale,
+                   args.lora, args.kv_only);
+  if (!out.defined()) return out;
   {
     const ProfileScope scope("head");
     out = ops::linear(out, head_w_, head_b_).to(at::kFloat);
@@ -743,7 +751,7 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
                                  const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
                                  const KvCache::Plan* plan, int64_t layer,
                                  const CrossAttnCache& cross, size_t cross_index, int64_t frames,
-                                 const LoraSidePath* lora) const {
+                                 const LoraSidePath* lora, bool kv_only) const {
   const int64_t n = config_.num_heads;
   const int64_t hd = config_.head_dim();
   const int64_t d = config_.dim;
@@ -801,6 +809,15 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
       fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps);
   }
   const at::Tensor v = qkv.narrow(1, 2 * d, d).view({1, seq, n, hd});
+  if (kv_only && kv) {
+    if (!k_slot.defined()) {
+      const ProfileScope scope("kv_write");
+      kv->write(layer, *plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2), frames_in_kv);
+    }
+    r.pending = at::Tensor();  // consumed by this block's first norm
+    r.pending_gate = at::Tensor();
+    return;
+  }
   at::Tensor attended;
   if (kv == nullptr) {
     // No cache (VACE blocks): attention over the block's own tokens.
@@ -886,13 +903,15 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
                                         const at::Tensor& sin, KvCache& kv,
                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
                                         int64_t frames, const at::Tensor& hints,
-                                        const at::Tensor& hint_scale,
-                                        const LoraSidePath* lora) const {
+                                        const at::Tensor& hint_scale, const LoraSidePath* lora,
+                                        bool kv_only) const {
   FusedResidual r;
   r.x = x.contiguous();
   for (size_t layer = 0; layer < blocks_.size(); ++layer) {
+    const bool last = layer + 1 == blocks_.size();
     fused_block(blocks_[layer], r, e0, cos, sin, &kv, &plan, static_cast<int64_t>(layer), cross,
-                layer, frames, lora);
+                layer, frames, lora, kv_only && last);
+    if (kv_only && last) return {};  // the last layer's K/V are written: nothing else is read
     if (const int64_t hint = hint_of_layer_[layer]; hints.defined() && hint >= 0) {
       // The hint belongs after this layer's FFN residual, which stays deferred to the next norm
       // kernel: x + gate * ffn + scale * hint in another order (float32 rounding), without a

@@ -112,6 +112,10 @@ class CausalWanModel {
     at::Tensor vace_context;  // [C, F', H, W] float32, F' <= F (see vace_hints())
     at::Tensor vace_hints;    // [blocks, S, dim] in hint_dtype(); a buffer the caller keeps
     at::Tensor vace_scale;    // [1] float32: hint_N is added as scale * hint_N
+    // Only the K/V this forward writes are wanted (the context pass, a re-cache): the last layer
+    // stops right after writing its K/V, the head is skipped and run() returns an undefined
+    // tensor. The cache ends exactly as after a full forward.
+    bool kv_only = false;
     bool has_vace() const { return vace_context.defined() || vace_hints.defined(); }
   };
   // Validates the input and builds the arguments on the device.
@@ -165,11 +169,11 @@ class CausalWanModel {
   RankRows rank_rows(int64_t total, int64_t tokens_per_frame) const;
   // kv == nullptr: attention over the call's own tokens only (VACE blocks have no cache); on a
   // sharded model x holds this rank's rows of `gather_total` tokens, and every rank's K/V are
-  // gathered first.
+  // gathered first. `kv_only`: returns an undefined tensor once the K/V are in the cache.
   at::Tensor self_attention(const Block& b, int64_t layer, const at::Tensor& x,
                             const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
                             const KvCache::Plan* plan, const LoraSidePath* lora,
-                            int64_t gather_total = 0) const;
+                            int64_t gather_total = 0, bool kv_only = false) const;
   // The residual stream of the fused loop: x (float32, updated in place) and the last FFN output
   // with its gate, not yet added (the next norm kernel adds it).
   struct FusedResidual {
@@ -178,18 +182,21 @@ class CausalWanModel {
   };
   // One block on the fused kernels (FP8 linears when the block has FP8 copies): `layer` indexes
   // the KV cache and the style LoRAs; kv == nullptr: self-attention over the block's own tokens
-  // (VACE blocks). Leaves the FFN output pending in r.
+  // (VACE blocks). Leaves the FFN output pending in r; with `kv_only`, returns once the block's
+  // K/V are in the cache (r.x then holds the block's input, nothing is pending).
   void fused_block(const Block& b, FusedResidual& r, const at::Tensor& e0, const at::Tensor& cos,
                    const at::Tensor& sin, KvCache* kv, const KvCache::Plan* plan, int64_t layer,
                    const CrossAttnCache& cross, size_t cross_index, int64_t frames,
-                   const LoraSidePath* lora) const;
+                   const LoraSidePath* lora, bool kv_only = false) const;
   // One block, plain ATen ops: x [1, S, dim] float32 -> x after the FFN residual. `layer` indexes
   // the KV cache (when given) and the style LoRAs (when given), `cross_index` the text K/V.
-  // `gather_total`: see self_attention (sharded VACE blocks).
+  // `gather_total`: see self_attention (sharded VACE blocks). `kv_only`: returns an undefined
+  // tensor once the block's K/V are in the cache.
   at::Tensor plain_block(const Block& b, at::Tensor x, const at::Tensor& e0, const at::Tensor& cos,
                          const at::Tensor& sin, KvCache* kv, const KvCache::Plan* plan,
                          int64_t layer, const CrossAttnCache& cross, size_t cross_index,
-                         int64_t frames, const LoraSidePath* lora, int64_t gather_total = 0) const;
+                         int64_t frames, const LoraSidePath* lora, int64_t gather_total = 0,
+                         bool kv_only = false) const;
   // The hints of one call: [blocks, S, dim] in hint_dtype(), written into `out` when defined.
   // x: the patch-embedded input [1, S, dim] float32. With `shard` (sharded()) only this rank's
   // rows are computed (the blocks gather K/V for their self-attention): [blocks, rows, dim],
@@ -198,18 +205,20 @@ class CausalWanModel {
                         const at::Tensor& context, const at::Tensor& out, int64_t frames, int64_t h,
                         int64_t w, const RankRows* shard = nullptr) const;
   // The transformer blocks and the head's modulated norm: [1, S, dim] float32 -> [1, S, dim]
-  // ready for the head projection. Plain ATen ops, or the fused kernels.
+  // ready for the head projection. Plain ATen ops, or the fused kernels. `kv_only`: the last
+  // layer stops after its K/V and the result is undefined (ForwardArgs::kv_only).
   at::Tensor plain_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
                           const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
                           const at::Tensor& hints, const at::Tensor& hint_scale,
-                          const LoraSidePath* lora) const;
-  // The fused-kernel layer loop (same maths as the plain loop in forward()).
+                          const LoraSidePath* lora, bool kv_only = false) const;
+  // The fused-kernel layer loop (same maths as the plain loop in forward()). `kv_only`: the
+  // last layer stops after its K/V and the result is undefined (ForwardArgs::kv_only).
   at::Tensor fused_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
                           const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
                           const at::Tensor& hints, const at::Tensor& hint_scale,
-                          const LoraSidePath* lora) const;
+                          const LoraSidePath* lora, bool kv_only = false) const;
   // sharded(): this rank's rows of plain_layers() and the head, then every rank's rows gathered:
   // x [1, S, dim] float32 (the whole block) -> the head's output [1, S, C*patch] float32.
   // `hints`: this rank's rows already.

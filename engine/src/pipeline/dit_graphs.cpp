@@ -94,6 +94,14 @@ void DitGraphRunner::renew_pool_if_unused() {
 #endif
 }
 
+namespace {
+// A graph's output lives in the graphs' shared pool, which the next replay may reuse. A kv_only
+// forward has none.
+at::Tensor copied_out(const at::Tensor& output) {
+  return output.defined() ? output.clone() : at::Tensor();
+}
+}  // namespace
+
 DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& args,
                                            const KvCache::Plan& plan) {
   return Key{plan.slot_of_frame,
@@ -102,7 +110,8 @@ DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& ar
              args.latents.sizes().vec(),
              args.vace_context.defined() ? args.vace_context.sizes().vec() : std::vector<int64_t>{},
              args.vace_hints.defined() ? args.vace_hints.const_data_ptr() : nullptr,
-             args.lora ? args.lora->id() : 0};
+             args.lora ? args.lora->id() : 0,
+             args.kv_only};
 }
 
 bool DitGraphRunner::storage_changed(const KvCache& kv, const CrossAttnCache& cross) {
@@ -138,7 +147,7 @@ at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache&
     if (args.vace_scale.defined()) entry.inputs.vace_scale.copy_(args.vace_scale);
     replay(*entry.graph);
     ++stats_.replays;
-    return entry.output.clone();  // the next replay of any graph may reuse the pool
+    return copied_out(entry.output);
   }
   // First sight runs eagerly: it creates the cuBLAS/cuDNN plans a capture must not create.
   if (seen_[key]++ == 0 || entries_.size() >= kMaxGraphs) {
@@ -155,7 +164,7 @@ at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache&
   // Capturing executed nothing: this forward is the graph's first replay.
   replay(*e.graph);
   ++stats_.replays;
-  return e.output.clone();
+  return copied_out(e.output);
 #else
   (void)args, (void)kv, (void)plan, (void)cross;
   throw Error("CUDA graphs need a build with CUDA");
@@ -195,7 +204,8 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
                   .lora = args.lora,  // read in place (see Key)
                   .vace_context = cloned(args.vace_context),
                   .vace_hints = args.vace_hints,  // the caller's buffer, in place (see Key)
-                  .vace_scale = cloned(args.vace_scale)};
+                  .vace_scale = cloned(args.vace_scale),
+                  .kv_only = args.kv_only};
   const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(model_.device().index());
   {
     // The capture stream starts after the work queued so far (the input copies above).

@@ -85,6 +85,7 @@ class DitGraphRunner {
     std::vector<int64_t> vace_context_shape;
     const void* vace_hints = nullptr;
     uint64_t side_path = 0;  // LoraSidePath::id() (0: none); its tensors are baked in
+    bool kv_only = false;    // ForwardArgs::kv_only: another (shorter) forward
     auto operator<=>(const Key&) const = default;
   };
   struct Entry;

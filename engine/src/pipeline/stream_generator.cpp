@@ -265,9 +265,10 @@ void StreamGenerator::reserve_up_front() {
     const KvCache::Plan first = kv_->plan(frame, f, KvWriteKind::block, options_.global_sink);
     // The dummy K/V left in the slots are never attended: each forward writes its slots before
     // reading them, and reset() below empties the bookkeeping and zeroes the sink.
-    auto warm = [&](const KvCache::Plan& plan) {
+    auto warm = [&](const KvCache::Plan& plan, bool kv_only) {
       CausalWanModel::ForwardArgs args = model_->prepare(latents, timesteps, plan);
       args.lora = lora_.get();  // faders up at the start: their graphs are the steady ones
+      args.kv_only = kv_only;   // the context pass's own, shorter graph
       if (graphs_) {
         graphs_->warm(args, *kv_, plan, *cross_);
       } else {
@@ -275,11 +276,12 @@ void StreamGenerator::reserve_up_front() {
       }
       kv_->commit(plan);
     };
-    warm(first);
+    warm(first, false);
     const KvCache::Plan again =
         kv_->plan(frame, f, KvWriteKind::block_repeat, options_.global_sink);
     // Differs only while a sink longer than a block is being filled.
-    if (again.slot_of_frame != first.slot_of_frame) warm(again);
+    if (again.slot_of_frame != first.slot_of_frame) warm(again, false);
+    warm(again, true);
     frame += f;
   }
   // A re-cache's shape too (several blocks of queries, eager): without this the first prompt
@@ -288,9 +290,12 @@ void StreamGenerator::reserve_up_front() {
   KvCache::Plan recache_plan = kv_->plan(frame - n, n, KvWriteKind::recache, options_.global_sink);
   if (!options_.skip_dropped_recache_frames) recache_plan.first_written = 0;
   const auto sizes = latents.sizes();
-  model_->run(model_->prepare(at::zeros({1, n, sizes[2], sizes[3], sizes[4]}, float_opts),
-                              at::zeros({1, n}, float_opts), recache_plan),
-              *kv_, recache_plan, *cross_);
+  CausalWanModel::ForwardArgs recache_args =
+      model_->prepare(at::zeros({1, n, sizes[2], sizes[3], sizes[4]}, float_opts),
+                      at::zeros({1, n}, float_opts), recache_plan);
+  recache_args.lora = lora_.get();
+  recache_args.kv_only = true;  // as recache() runs it
+  model_->run(recache_args, *kv_, recache_plan, *cross_);
   kv_->reset();
   stats_.reserve_ms = ms_since(start);
   log::info("reserved up front: {} block plans and a re-cache warmed{} in {:.0f} ms (host)", blocks,
@@ -534,8 +539,11 @@ void StreamGenerator::reencode_sink() {
   if (s == 0) return;
   const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
   const KvCache::Plan plan = kv_->plan(0, s, KvWriteKind::block, options_.global_sink);
-  model_->forward(sink_.narrow(0, 0, s).unsqueeze(0), at::zeros({1, s}, float_opts), *kv_, plan,
-                  *cross_, lora_.get());
+  CausalWanModel::ForwardArgs args =
+      model_->prepare(sink_.narrow(0, 0, s).unsqueeze(0), at::zeros({1, s}, float_opts), plan);
+  args.lora = lora_.get();
+  args.kv_only = true;
+  model_->run(args, *kv_, plan, *cross_);
   kv_->commit(plan);
 }
 
@@ -560,8 +568,12 @@ void StreamGenerator::recache(BlockTrace* trace) {
   const at::Tensor t =
       at::zeros({1, n}, at::TensorOptions().dtype(at::kFloat).device(options_.device));
   // Eager: a re-cache happens once per switch in one of several ring phases, so capturing it
-  // would put a capture stall on the switch itself, for a 1 % gain.
-  at::Tensor flow = model_->forward(latents, t, *kv_, plan, *cross_, lora_.get());
+  // would put a capture stall on the switch itself, for a 1 % gain. Only its K/V are kept (a
+  // trace also wants its flow).
+  CausalWanModel::ForwardArgs args = model_->prepare(latents, t, plan);
+  args.lora = lora_.get();
+  args.kv_only = trace == nullptr;
+  at::Tensor flow = model_->run(args, *kv_, plan, *cross_);
   kv_->commit(plan);
   if (trace) trace->recache_flow = flow;
   ++stats_.recaches;
@@ -682,6 +694,7 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
   CausalWanModel::ForwardArgs context_pass =
       model_->prepare(x0, at::zeros({1, f}, float_opts), *again);
   context_pass.lora = lora_.get();
+  context_pass.kv_only = true;
   dit_forward(*model_, graphs_.get(), context_pass, *kv_, *again, *cross_);
 
   for (int64_t i = 0; i < f; ++i) {
