@@ -74,15 +74,27 @@ class FramePacer {
 
 // What a view's pacer saw, for replaying a real run's timing through FramePacer on the CPU
 // (tests/ui_core/frame_pacer_test.cpp simulates the same events): frames arriving with the queue
-// before them, frames shown, paints with how long they held the UI thread. Records only while on;
-// at most kMaxEvents (the oldest kept: a trace is taken over one phase of a run).
+// before them, frames shown, paints with how long they held the UI thread, and where a paint's
+// time went: the frame's upload (inside the paint) and the swap of the composed window after it
+// (Qt composes and swaps on the UI thread too). Records only while on; at most kMaxEvents (the
+// oldest kept: a trace is taken over one phase of a run).
 struct PacingTrace {
-  enum class Kind : char { arrival = 'a', shown = 's', paint = 'p' };
+  enum class Kind : char {
+    arrival = 'a',
+    shown = 's',
+    paint = 'p',
+    upload = 'u',
+    interop_map = 'm',    // CUDA-GL interop's map of the pixel buffer, inside an upload
+    interop_unmap = 'n',  // its unmap
+    swapped = 'w'
+  };
   struct Event {
     double ms = 0;  // the view's clock
     Kind kind = Kind::arrival;
-    int64_t index = 0;  // the frame (arrival, shown)
-    double value = 0;   // arrival: frames queued before it; paint: its duration in ms
+    int64_t index = 0;  // the frame (arrival, shown, upload)
+    // arrival: frames queued before it; paint, upload, interop_*: duration in ms; swapped: ms
+    // from the end of the last paint to the swap
+    double value = 0;
     bool skip = false;  // arrival: a new prompt's first frame that skipped the queued ones
   };
   static constexpr size_t kMaxEvents = 1 << 16;

@@ -55,6 +55,12 @@ VideoView::VideoView(QWidget* parent)
   pacer_.setTimerType(Qt::PreciseTimer);
   pacer_.setSingleShot(true);
   connect(&pacer_, &QTimer::timeout, this, &VideoView::schedule_next);
+  connect(this, &QOpenGLWidget::frameSwapped, this, [this] {
+    if (last_paint_end_ms_ >= 0)
+      trace_.add({.ms = now_ms(),
+                  .kind = PacingTrace::Kind::swapped,
+                  .value = now_ms() - last_paint_end_ms_});
+  });
   clock_.start();
 }
 
@@ -236,6 +242,15 @@ void VideoView::upload_current() {
             [context = context()](const char* name) { return context->getProcAddress(name); });
       interop_->upload(current_.device, texture_);
       current_.device = DeviceFrame{};  // the uploader holds it until its copy is done
+      const CudaGlUploader::Times times = interop_->last_times();
+      trace_.add({.ms = now_ms(),
+                  .kind = PacingTrace::Kind::interop_map,
+                  .index = current_.index,
+                  .value = times.map_ms});
+      trace_.add({.ms = now_ms(),
+                  .kind = PacingTrace::Kind::interop_unmap,
+                  .index = current_.index,
+                  .value = times.unmap_ms});
       return;
     } catch (const std::exception& e) {
       give_up_interop(e.what());
@@ -296,7 +311,15 @@ void VideoView::paintGL() {
   f->glClearColor(0, 0, 0, 1);
   f->glClear(GL_COLOR_BUFFER_BIT);
   if (current_.size.isValid()) {
-    if (upload_pending_) upload_current();
+    if (upload_pending_) {
+      QElapsedTimer upload_clock;
+      upload_clock.start();
+      upload_current();
+      trace_.add({.ms = now_ms(),
+                  .kind = PacingTrace::Kind::upload,
+                  .index = current_.index,
+                  .value = static_cast<double>(upload_clock.nsecsElapsed()) / 1e6});
+    }
     draw_frame();
     ++painted_;
     QPainter p(this);  // after the raw GL: the painter sets up its own state
@@ -310,7 +333,8 @@ void VideoView::paintGL() {
   }  // the painter ends here: ImGui draws with raw GL on top
   if (overlay_) paint_overlay();
   paint_ms_.push_back(static_cast<double>(paint_clock.nsecsElapsed()) / 1e6);
-  trace_.add({.ms = now_ms() - paint_ms_.back(),
+  last_paint_end_ms_ = now_ms();
+  trace_.add({.ms = last_paint_end_ms_ - paint_ms_.back(),
               .kind = PacingTrace::Kind::paint,
               .value = paint_ms_.back()});
   while (paint_ms_.size() > kPaintSamples) paint_ms_.pop_front();

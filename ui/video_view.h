@@ -169,7 +169,8 @@ class VideoView : public QOpenGLWidget {
   OverlayReport overlay_report_;
   QElapsedTimer clock_;
   PacingTrace trace_;
-  std::deque<qint64> shown_ms_;  // when the last frames were shown (display FPS)
+  double last_paint_end_ms_ = -1;  // for the trace's swap events
+  std::deque<qint64> shown_ms_;    // when the last frames were shown (display FPS)
 };
 
 }  // namespace longlive::ui

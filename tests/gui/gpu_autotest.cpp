@@ -264,6 +264,20 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   check("ten_switches_shown", switches == 10);
   w->view()->pacing_trace().on = false;
   write_pacing_trace(w->view()->pacing_trace(), out_dir + "/pacing.json");
+  // Where the paints' time went during the switches: the frame uploads inside them, and the
+  // window's swap after them.
+  for (const auto& [kind, name] : {std::pair{PacingTrace::Kind::upload, "upload_ms"},
+                                   std::pair{PacingTrace::Kind::interop_map, "interop_map_ms"},
+                                   std::pair{PacingTrace::Kind::interop_unmap, "interop_unmap_ms"},
+                                   std::pair{PacingTrace::Kind::swapped, "paint_to_swap_ms"}}) {
+    std::vector<double> values;
+    for (const PacingTrace::Event& e : w->view()->pacing_trace().events)
+      if (e.kind == kind) values.push_back(e.value);
+    result[name] = QJsonObject{{"count", static_cast<double>(values.size())},
+                               {"p50", percentile(values, 50)},
+                               {"p95", percentile(values, 95)},
+                               {"max", percentile(values, 100)}};
+  }
   QJsonArray enter_list;
   for (double ms : enter_ms) enter_list.append(ms);
   result["enter_to_frame_ms"] = QJsonObject{

@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -181,6 +182,7 @@ struct CudaGlUploader::Impl {
   std::unique_ptr<Registration> registration;
   int registrations = 0;
   at::Tensor in_flight;  // the frame of the last copy, held until `copied` has passed
+  Times times;
 };
 
 void CudaGlUploader::Impl::bind_device(int frame_device) {
@@ -250,7 +252,13 @@ void CudaGlUploader::Impl::upload(const DeviceFrame& frame, GLuint texture) {
   const size_t bytes = row_bytes * static_cast<size_t>(height);
   if (bytes != buffer_bytes) resize(bytes);
 
+  using Clock = std::chrono::steady_clock;
+  const auto ms_since = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
+  const Clock::time_point map_start = Clock::now();
   Mapping mapping(registration->get(), stream->get());
+  times.map_ms = ms_since(map_start);
   check(cudaStreamWaitEvent(stream->get(), frame.ready.get(), 0), "cudaStreamWaitEvent");
   size_t mapped_bytes = 0;
   void* target = mapping.pointer(mapped_bytes);
@@ -261,7 +269,9 @@ void CudaGlUploader::Impl::upload(const DeviceFrame& frame, GLuint texture) {
                           row_bytes, static_cast<size_t>(height), cudaMemcpyDeviceToDevice,
                           stream->get()),
         "cudaMemcpy2DAsync");
+  const Clock::time_point unmap_start = Clock::now();
   mapping.unmap();  // GL work issued from here on runs after the copy
+  times.unmap_ms = ms_since(unmap_start);
   check(cudaEventRecord(copied->get(), stream->get()), "cudaEventRecord");
   in_flight = rgba;
 
@@ -302,6 +312,7 @@ void CudaGlUploader::upload(const DeviceFrame& frame, unsigned texture) {
 }
 unsigned CudaGlUploader::pixel_buffer() const { return impl_->buffer; }
 int CudaGlUploader::registrations() const { return impl_->registrations; }
+CudaGlUploader::Times CudaGlUploader::last_times() const { return impl_->times; }
 
 #else  // no CUDA in this build: the view always uploads host frames
 
@@ -313,6 +324,7 @@ void CudaGlUploader::upload(const DeviceFrame&, unsigned) {
 }
 unsigned CudaGlUploader::pixel_buffer() const { return 0; }
 int CudaGlUploader::registrations() const { return 0; }
+CudaGlUploader::Times CudaGlUploader::last_times() const { return {}; }
 
 #endif
 

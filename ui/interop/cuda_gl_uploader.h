@@ -35,6 +35,13 @@ class CudaGlUploader {
   // is still running, before releasing that frame's memory.
   void upload(const DeviceFrame& frame, unsigned texture);
 
+  // Host time of the last upload's steps that may block the calling thread on the GPU
+  // (milliseconds): mapping the buffer for CUDA (waits for GL's use of it) and unmapping it.
+  struct Times {
+    double map_ms = 0, unmap_ms = 0;
+  };
+  Times last_times() const;
+
   unsigned pixel_buffer() const;  // the registered GL buffer (0 before the first upload)
   int registrations() const;      // how often a buffer was registered: once per frame size
 
