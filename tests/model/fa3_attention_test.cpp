@@ -19,6 +19,7 @@
 #include "longlive/wan_model.h"
 #include "model/ops.h"
 #include "runtime/fa3_attention.h"
+#include "runtime/fp8_attention.h"
 
 #ifdef LONGLIVE_WITH_CUDA
 #include <ATen/cuda/CUDAGraph.h>
@@ -209,6 +210,77 @@ TEST(Fa3Attention, ReplaysFromACudaGraph) {
 #endif
 }
 
+// The fp8 presets' attention: q, k, v quantised to E4M3 at scale 1 as the FP8 KV cache holds
+// them. The reference is fp32 math attention on exactly those (dequantised) values, so what is
+// measured is the kernel's own error (P in FP8, the output rounding); the bound is the path it
+// replaces, cuDNN's FP8 kernel (E4M3 output on Hopper), where this build has it.
+TEST(Fa3Attention, Fp8AsCloseToAnFp32ReferenceAsCudnnFp8) {
+  REQUIRE_FA3();
+  struct Shape {
+    int64_t q, kv;
+  };
+  for (const Shape s : {Shape{4680, 18720}, Shape{18720, 18720}, Shape{4680, 4680},
+                        Shape{1000, 3001}, Shape{77, 130}}) {
+    at::manual_seed(s.q * 7 + s.kv);
+    const Inputs in = dit_inputs(s.q, s.kv);
+    const at::Tensor q8 = fp8_attention::quantize(in.q), k8 = fp8_attention::quantize(in.k),
+                     v8 = fp8_attention::quantize(in.v);
+    ASSERT_TRUE(fa3::accepts_fp8(q8, k8, v8)) << s.q << "x" << s.kv;
+    EXPECT_FALSE(fa3::accepts(q8, k8, v8)) << "the bf16 kernel does not take FP8";
+    const at::Tensor reference = ops::attention(q8.to(at::kFloat), k8.to(at::kFloat),
+                                                v8.to(at::kFloat), AttentionBackend::math);
+    at::full({1, s.q, 12, 128}, NAN, cuda_bf16());  // poison the block the output reuses
+    const at::Tensor out = fa3::attention_fp8(q8, k8, v8);
+    EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+    EXPECT_EQ(out.sizes(), reference.sizes());
+    ASSERT_TRUE(out.isfinite().all().item<bool>()) << s.q << "x" << s.kv;
+    const double error = relative_l2(out, reference);
+    double cudnn_error = -1;
+    if (fp8_attention::available() && fp8_attention::supported(q8, k8, v8))
+      cudnn_error = relative_l2(fp8_attention::attention(q8, k8, v8).to(at::kFloat), reference);
+    std::cout << "fp8 q " << s.q << " kv " << s.kv << ": relative L2 vs fp32 fa3 " << error
+              << " cudnn " << cudnn_error << "\n";
+    // FP8 probabilities and a bf16 output: ~1e-2 (bf16 attention: ~3e-3).
+    EXPECT_LT(error, 3e-2) << s.q << "x" << s.kv;
+    if (cudnn_error >= 0) {
+      EXPECT_LT(error, 1.25 * cudnn_error + 1e-3) << s.q << "x" << s.kv;
+    }
+  }
+  // Other dtypes and strides TMA cannot read are not taken.
+  const Inputs in = dit_inputs(256, 512);
+  EXPECT_FALSE(fa3::accepts_fp8(in.q, in.k, in.v)) << "bf16";
+  const at::Tensor odd =
+      fp8_attention::quantize(at::randn({1, 12, 100, 136}, cuda_bf16()).narrow(3, 0, 128));
+  const at::Tensor k8 = fp8_attention::quantize(in.k), v8 = fp8_attention::quantize(in.v);
+  EXPECT_FALSE(fa3::accepts_fp8(odd, k8, v8)) << "row stride 136 bytes";
+  EXPECT_THROW(fa3::attention_fp8(odd, k8, v8), Error);
+}
+
+TEST(Fa3Attention, Fp8ReplaysFromACudaGraph) {
+  REQUIRE_FA3();
+#ifdef LONGLIVE_WITH_CUDA
+  at::manual_seed(6);
+  const Inputs in = dit_inputs(4680, 18720);
+  const at::Tensor q8 = fp8_attention::quantize(in.q), k8 = fp8_attention::quantize(in.k),
+                   v8 = fp8_attention::quantize(in.v);
+  const at::Tensor eager = fa3::attention_fp8(q8, k8, v8);
+  EXPECT_TRUE(fa3::attention_fp8(q8, k8, v8).equal(eager));
+  at::cuda::CUDAGraph graph;
+  at::Tensor captured;
+  {
+    const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, 0);
+    c10::cuda::device_synchronize();
+    const c10::cuda::CUDAStreamGuard guard(side);
+    graph.capture_begin();
+    captured = fa3::attention_fp8(q8, k8, v8);
+    graph.capture_end();
+  }
+  graph.replay();
+  c10::cuda::device_synchronize();
+  EXPECT_TRUE(captured.equal(eager));
+#endif
+}
+
 // Not a test: the attention comparison table of docs/benchmarks.md (backend x shape -> ms,
 // TFLOP/s). Runs when LONGLIVE_ATTENTION_BENCH is set; LONGLIVE_ATTENTION_BENCH_JSON names a file
 // for the results.
@@ -254,6 +326,13 @@ TEST(AttentionBench, BackendsAtTheDitShapes) {
       runs.push_back({"fa3 " + schedule, [&, plan = fa3::parse_plan(schedule)] {
                         return fa3::attention(in.q, in.k, in.v, plan);
                       }});
+    // FP8 (the fp8 presets' self-attention), on the same values quantised at scale 1.
+    const at::Tensor q8 = fp8_attention::quantize(in.q), k8 = fp8_attention::quantize(in.k),
+                     v8 = fp8_attention::quantize(in.v);
+    if (fa3::usable_on(device))
+      runs.push_back({"fa3 fp8", [&] { return fa3::attention_fp8(q8, k8, v8); }});
+    if (fp8_attention::available() && fp8_attention::supported(q8, k8, v8))
+      runs.push_back({"cudnn fp8", [&] { return fp8_attention::attention(q8, k8, v8); }});
     for (const auto& [name, run] : runs) {
       for (int i = 0; i < 5; ++i) run();
       constexpr int kIterations = 50;

@@ -13,6 +13,7 @@
 #include "model/lora_side_path.h"
 #include "model/ops.h"
 #include "parallel/rank_group.h"
+#include "runtime/fa3_attention.h"
 #include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
 
@@ -833,8 +834,16 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
     const bool fp8_kv = fp8_attention_ && kv->storage_dtype() == at::kFloat8_e4m3fn;
     const at::Tensor q8 =
         fp8_kv ? fp8_attention::quantize(q.unsqueeze(0).transpose(1, 2)) : at::Tensor();
-    if (fp8_kv && fp8_attention::supported(q8, kv->stored_keys(layer, *plan),
-                                           kv->stored_values(layer, *plan))) {
+    // FA3's FP8 kernel where the automatic backend would take FA3 (sm_90), else cuDNN's.
+    const bool fa3_fp8 =
+        fp8_kv && runtime_.attention == AttentionBackend::automatic && fa3::usable_on(device_) &&
+        fa3::accepts_fp8(q8, kv->stored_keys(layer, *plan), kv->stored_values(layer, *plan));
+    if (fa3_fp8) {
+      attended =
+          fa3::attention_fp8(q8, kv->stored_keys(layer, *plan), kv->stored_values(layer, *plan))
+              .to(dtype_);
+    } else if (fp8_kv && fp8_attention::supported(q8, kv->stored_keys(layer, *plan),
+                                                  kv->stored_values(layer, *plan))) {
       attended = fp8_attention::attention(q8, kv->stored_keys(layer, *plan),
                                           kv->stored_values(layer, *plan))
                      .to(dtype_);

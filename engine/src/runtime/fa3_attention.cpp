@@ -36,9 +36,20 @@ constexpr int64_t kMinKeyTilesPerPart = 8;  // tail: no part shorter than this m
 // dimensions included.
 bool aligned(const at::Tensor& t) {
   if (reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 != 0) return false;
+  const int64_t elements_in_16_bytes = 16 / static_cast<int64_t>(t.element_size());
   for (int64_t d = 0; d < 3; ++d)
-    if (t.stride(d) % 8 != 0) return false;
+    if (t.stride(d) % elements_in_16_bytes != 0) return false;
   return t.stride(3) == 1;
+}
+
+bool shapes_taken(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  at::ScalarType dtype) {
+  if (!q.is_cuda() || !k.is_cuda() || !v.is_cuda() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
+    return false;
+  for (const at::Tensor* t : {&q, &k, &v})
+    if (t->scalar_type() != dtype || t->size(3) != kHeadDim || !aligned(*t)) return false;
+  return q.size(0) == k.size(0) && k.sizes() == v.sizes() && k.size(1) > 0 &&
+         q.size(1) % k.size(1) == 0 && q.size(2) > 0 && k.size(2) > 0;
 }
 }  // namespace
 
@@ -141,25 +152,25 @@ bool usable_on(const at::Device& device) {
 }
 
 bool accepts(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  if (!q.is_cuda() || !k.is_cuda() || !v.is_cuda() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
-    return false;
-  for (const at::Tensor* t : {&q, &k, &v})
-    if (t->scalar_type() != at::kBFloat16 || t->size(3) != kHeadDim || !aligned(*t)) return false;
-  return q.size(0) == k.size(0) && k.sizes() == v.sizes() && k.size(1) > 0 &&
-         q.size(1) % k.size(1) == 0 && q.size(2) > 0 && k.size(2) > 0;
+  return shapes_taken(q, k, v, at::kBFloat16);
+}
+
+bool accepts_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  return shapes_taken(q, k, v, at::kFloat8_e4m3fn);
 }
 
 #ifdef LONGLIVE_WITH_FA3
 namespace {
 // One launch over the query rows of `q` into `out` ([B, Sq, H, D] storage, the same rows).
 void launch(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
-            int splits, int sm_count) {
+            int splits, int sm_count, bool fp8 = false) {
   const int64_t b = q.size(0), h = q.size(1), sq = q.size(2);
-  const at::Tensor lse = at::empty({b, h, sq}, q.options().dtype(at::kFloat));
+  const auto fp32 = q.options().dtype(at::kFloat);
+  const at::Tensor lse = at::empty({b, h, sq}, fp32);
   at::Tensor o_accum, lse_accum;
   if (splits > 1) {
-    o_accum = at::empty({splits, b, h, sq, kHeadDim}, q.options().dtype(at::kFloat));
-    lse_accum = at::empty({splits, b, h, sq}, q.options().dtype(at::kFloat));
+    o_accum = at::empty({splits, b, h, sq, kHeadDim}, fp32);
+    lse_accum = at::empty({splits, b, h, sq}, fp32);
   }
   Bf16Hdim128Args a;
   a.q = q.data_ptr();
@@ -185,7 +196,10 @@ void launch(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const
     a.lse_accum = lse_accum.data_ptr<float>();
   }
   try {
-    run_bf16_hdim128(a, at::cuda::getCurrentCUDAStream());
+    if (fp8)
+      run_e4m3_hdim128(a, at::cuda::getCurrentCUDAStream());
+    else
+      run_bf16_hdim128(a, at::cuda::getCurrentCUDAStream());
   } catch (const std::runtime_error& e) {
     throw Error(e.what());
   }
@@ -221,6 +235,24 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   return out.transpose(1, 2);
 #else
   (void)plan;
+  throw Error("FlashAttention-3 is not in this build (configure with LONGLIVE_FA3_DIR)");
+#endif
+}
+
+at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  if (!accepts_fp8(q, k, v))
+    throw Error(fmt::format(
+        "FlashAttention-3 FP8: q {} k {} v {} ({}) not taken: needs float8_e4m3fn CUDA [B, H, S, "
+        "128] with a contiguous last dim and 16-byte aligned strides",
+        c10::str(q.sizes()), c10::str(k.sizes()), c10::str(v.sizes()),
+        c10::toString(q.scalar_type())));
+#ifdef LONGLIVE_WITH_FA3
+  const c10::cuda::CUDAGuard guard(q.device());
+  const at::Tensor out =
+      at::empty({q.size(0), q.size(2), q.size(1), kHeadDim}, q.options().dtype(at::kBFloat16));
+  launch(q, k, v, out, 1, at::cuda::getCurrentDeviceProperties()->multiProcessorCount, true);
+  return out.transpose(1, 2);
+#else
   throw Error("FlashAttention-3 is not in this build (configure with LONGLIVE_FA3_DIR)");
 #endif
 }

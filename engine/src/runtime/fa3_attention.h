@@ -66,4 +66,13 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const Plan& plan);
 
+// FP8 (the fp8 presets' self-attention over an FP8 KV cache): FA3's FP8 kernel on q, k, v in
+// float8_e4m3fn at scale 1 (fp8_attention::quantize, the FP8 cache), same shapes and layout rules
+// as attention() with strides in multiples of 16 elements. It multiplies in FP8 (P too) and
+// accumulates in fp32 like cuDNN's FP8 kernel, but writes bf16 rather than E4M3: one rounding
+// fewer. Returns bf16 [B, H, Sq, 128] (a view of [B, Sq, H, 128]). Persistent kernel only (no
+// schedule). Throws longlive::Error if !accepts_fp8(q, k, v).
+bool accepts_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
 }  // namespace longlive::fa3

@@ -1,9 +1,10 @@
 #pragma once
-// The FlashAttention-3 forward kernels we build (Hopper sm_90a, bf16, head dim 128, no mask, no
-// paging/softcap/varlen): the persistent one over whole key ranges, and the split-KV one with its
-// combine kernel, behind a plain-C++ interface so that neither LibTorch nor CUTLASS headers cross
-// it. FA3's source is not part of this repository: CMake compiles
-// fa3_kernel.cu against the tree named by LONGLIVE_FA3_DIR (packaging/fetch_fa3.sh fetches it).
+// The FlashAttention-3 forward kernels we build (Hopper sm_90a, head dim 128, no mask, no
+// paging/softcap/varlen): for bf16 the persistent one over whole key ranges and the split-KV one
+// with its combine kernel, for FP8 (e4m3 in, bf16 out) the persistent one, behind a plain-C++
+// interface so that neither LibTorch nor CUTLASS headers cross it. FA3's source is not part of this
+// repository: CMake compiles fa3_kernel.cu against the tree named by LONGLIVE_FA3_DIR
+// (packaging/fetch_fa3.sh fetches it).
 
 #include <cuda_runtime_api.h>
 
@@ -32,6 +33,12 @@ struct Bf16Hdim128Args {
   float* o_accum = nullptr;
   float* lse_accum = nullptr;
 };
+
+// FP8: q, k and v are float8_e4m3fn (scale 1: no descaling) and `out` is bf16, FA3's FP8
+// forward (the persistent kernel over whole key ranges; it transposes V's tiles in shared
+// memory, so V keeps the cache's row-major layout). Strides in elements (= bytes). Only
+// num_splits 1.
+void run_e4m3_hdim128(const Bf16Hdim128Args& args, cudaStream_t stream);
 
 // Launches on `stream`; throws std::runtime_error on a launch error. Only valid on sm_90.
 // num_splits 1 runs the persistent kernel, 2 or more the split kernel and the combine.
