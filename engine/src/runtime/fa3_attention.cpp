@@ -207,18 +207,26 @@ void launch(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const
 }  // namespace
 #endif
 
+namespace {
+// The error for inputs a kernel does not take, naming them and what it needs.
+void require_taken(bool taken, const char* kernel, const char* dtype, const at::Tensor& q,
+                   const at::Tensor& k, const at::Tensor& v) {
+  if (taken) return;
+  throw Error(fmt::format(
+      "{}: q {} k {} v {} ({}) not taken: needs {} CUDA [B, H, S, 128] with a contiguous last "
+      "dim and 16-byte aligned strides",
+      kernel, c10::str(q.sizes()), c10::str(k.sizes()), c10::str(v.sizes()),
+      c10::toString(q.scalar_type()), dtype));
+}
+}  // namespace
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   return attention(q, k, v, default_plan());
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const Plan& plan) {
-  if (!accepts(q, k, v))
-    throw Error(fmt::format(
-        "FlashAttention-3: q {} k {} v {} ({}) not taken: needs bf16 CUDA [B, H, S, 128] with a "
-        "contiguous last dim and 16-byte aligned strides",
-        c10::str(q.sizes()), c10::str(k.sizes()), c10::str(v.sizes()),
-        c10::toString(q.scalar_type())));
+  require_taken(accepts(q, k, v), "FlashAttention-3", "bf16", q, k, v);
 #ifdef LONGLIVE_WITH_FA3
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t b = q.size(0), h = q.size(1), sq = q.size(2);
@@ -240,12 +248,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 }
 
 at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  if (!accepts_fp8(q, k, v))
-    throw Error(fmt::format(
-        "FlashAttention-3 FP8: q {} k {} v {} ({}) not taken: needs float8_e4m3fn CUDA [B, H, S, "
-        "128] with a contiguous last dim and 16-byte aligned strides",
-        c10::str(q.sizes()), c10::str(k.sizes()), c10::str(v.sizes()),
-        c10::toString(q.scalar_type())));
+  require_taken(accepts_fp8(q, k, v), "FlashAttention-3 FP8", "float8_e4m3fn", q, k, v);
 #ifdef LONGLIVE_WITH_FA3
   const c10::cuda::CUDAGuard guard(q.device());
   const at::Tensor out =
