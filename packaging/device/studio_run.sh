@@ -91,3 +91,12 @@ cp /tmp/studio-session/studio.json /tmp/studio-session/report.json \
   /tmp/studio-session/studio-gpu.png /tmp/studio-session/pacing.json "$out/" 2>/dev/null
 grep -E "gpu_session:|error|Error" "$out/studio.log" | tail -20
 kill "$xvfb" 2>/dev/null
+# What this box's CPU encodes per frame at the live recording's thread count (a quarter of the
+# cores, 1-4): 832x480 noise, what the random model makes, in the default and the fastest preset.
+if cmake --build "$b" --target longlive_encode_bench >/dev/null 2>&1; then
+  threads=$(( $(nproc) / 4 )); [ "$threads" -gt 4 ] && threads=4; [ "$threads" -lt 1 ] && threads=1
+  for preset in veryfast ultrafast; do
+    "$b/recorder/longlive_encode_bench" --content noise --frames 240 --threads "$threads" \
+      --preset "$preset" --out /tmp/encode.mp4
+  done 2>&1 | tee "$out/encode.log"
+fi

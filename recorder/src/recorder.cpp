@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -22,6 +23,11 @@
 
 namespace longlive {
 namespace {
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
 
 struct QueuedFrame {
   std::vector<uint8_t> pixels;  // RGBA rows (width * 4 bytes each) or packed I420
@@ -57,6 +63,8 @@ struct Recorder::Impl {
   bool complete_ = false;  // the file was closed cleanly
   std::optional<std::string> error_;
   int64_t frames_written_ = 0;
+  double encode_ms_total_ = 0, encode_ms_max_ = 0;  // guarded by mutex_, like the counts
+  double push_wait_ms_total_ = 0, push_wait_ms_max_ = 0;
   std::thread worker_;
 
   size_t frame_bytes() const { return static_cast<size_t>(options_.width) * options_.height * 4; }
@@ -155,6 +163,7 @@ struct Recorder::Impl {
         queue_.pop_front();
       }
       changed_.notify_all();  // room for the producer
+      const auto encode_start = std::chrono::steady_clock::now();
       try {
         const int64_t pts = next.index - *first_index_;
         if (next.i420)
@@ -169,6 +178,9 @@ struct Recorder::Impl {
       {
         std::lock_guard lock(mutex_);
         ++frames_written_;
+        const double encoded = ms_since(encode_start);
+        encode_ms_total_ += encoded;
+        encode_ms_max_ = std::max(encode_ms_max_, encoded);
         free_buffers_.push_back(std::move(next.pixels));
         progress = {frames_written_, static_cast<int64_t>(queue_.size()), 0};
       }
@@ -250,9 +262,13 @@ struct Recorder::Impl {
       throw ConfigError(fmt::format("recording to '{}': frame index {} after frame {}",
                                     options_.path.string(), index, *last_index_));
     }
+    const auto wait_start = std::chrono::steady_clock::now();
     changed_.wait(lock, [&] {
       return error_ || closing_ || static_cast<int>(queue_.size()) < options_.queue_frames;
     });
+    const double waited = ms_since(wait_start);
+    push_wait_ms_total_ += waited;
+    push_wait_ms_max_ = std::max(push_wait_ms_max_, waited);
     if (error_) throw IoError(*error_);
     if (closing_)
       throw Error(fmt::format("recording to '{}' already finished", options_.path.string()));
@@ -395,6 +411,11 @@ RecorderProgress Recorder::progress() const {
     std::lock_guard lock(impl_->mutex_);
     p.frames_written = impl_->frames_written_;
     p.frames_queued = static_cast<int64_t>(impl_->queue_.size());
+    if (impl_->frames_written_ > 0)
+      p.encode_ms_mean = impl_->encode_ms_total_ / static_cast<double>(impl_->frames_written_);
+    p.encode_ms_max = impl_->encode_ms_max_;
+    p.push_wait_ms_total = impl_->push_wait_ms_total_;
+    p.push_wait_ms_max = impl_->push_wait_ms_max_;
   }
   p.bytes_written = impl_->file_size();
   return p;

@@ -132,7 +132,7 @@ void VideoWriter::open_encoder() {
       av_dict_set(&opts, "zerolatency", "1", 0);
     } else {
       if (!cbr) av_dict_set(&opts, "crf", quality.c_str(), 0);
-      av_dict_set(&opts, "preset", "veryfast", 0);
+      av_dict_set(&opts, "preset", config_.software_preset.c_str(), 0);
       // No lookahead or frame-thread delay: each frame becomes a packet at once, so fragments
       // (and a crash-safe file) keep up with the live stream.
       av_dict_set(&opts, "tune", "zerolatency", 0);

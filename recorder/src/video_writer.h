@@ -29,6 +29,8 @@ struct EncoderConfig {
   int gop_frames = 16;
   std::map<std::string, std::string> metadata;
   int threads = 0;  // 0 = FFmpeg's choice
+  // libx264/libx265's speed preset (ultrafast .. veryslow); NVENC keeps its own.
+  std::string software_preset = "veryfast";
   // A libavformat URL instead of a file (streaming): written with `container`, no fragments.
   std::string url;
   std::string container = "mp4";  // libavformat muxer: mp4, flv, mpegts

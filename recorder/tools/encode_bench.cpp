@@ -2,7 +2,7 @@
 // LibTorch (so it runs on a machine that only has FFmpeg's libraries).
 //   encode_bench [--codec auto|libx264|h264_nvenc|...] [--width 832] [--height 480]
 //                [--frames 480] [--crf 18] [--out bench.mp4] [--threads N]
-//                [--content smooth|noise]
+//                [--content smooth|noise] [--preset veryfast|superfast|ultrafast|...]
 // noise is the encoder's worst case (a random model's frames look like it).
 #include <chrono>
 #include <cmath>
@@ -68,6 +68,8 @@ int main(int argc, char** argv) {
       config.path = value;
     else if (key == "--threads")
       config.threads = std::atoi(value.c_str());
+    else if (key == "--preset")
+      config.software_preset = value;
     else if (key == "--content" && (value == "smooth" || value == "noise"))
       content = value;
     else {

@@ -349,6 +349,14 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   check("recording_started", wait([&] { return rc->recording() && !rc->live().opening(); }, 30000));
   check("host_frames_while_recording", w->host_frames_requested());
   run_events_until([] { return false; }, options.record_seconds * 1000, sample);
+  // Whether the encoder kept up: its time per frame and how long the engine thread waited for
+  // room in its queue (what slows generation while recording).
+  const RecorderProgress encoder = rc->live().progress();
+  result["recorder"] = QJsonObject{{"encode_ms_mean", encoder.encode_ms_mean},
+                                   {"encode_ms_max", encoder.encode_ms_max},
+                                   {"push_wait_ms_total", encoder.push_wait_ms_total},
+                                   {"push_wait_ms_max", encoder.push_wait_ms_max},
+                                   {"threads", live_encoder_threads()}};
   click(rc->record_button());
   check("recording_finished",
         wait([&] { return recorded->done; }, 120000) && recorded->error.isEmpty());

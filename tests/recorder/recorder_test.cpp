@@ -286,6 +286,14 @@ TEST(Recorder, BackPressureNeverDropsAndProgressReportsEveryFrame) {
     rec.push(pattern(i));
     EXPECT_LE(rec.progress().frames_queued, kQueue);
   }
+  // The stall is reported: every push after the queue filled waited ~10 ms for the encoder
+  // (its own time per frame excludes the progress callback's sleep).
+  const RecorderProgress stalled = rec.progress();
+  EXPECT_GT(stalled.encode_ms_mean, 0);
+  EXPECT_GE(stalled.encode_ms_max, stalled.encode_ms_mean);
+  EXPECT_GT(stalled.push_wait_ms_total, (kFrames - kQueue - 2) * 10 * 0.5);
+  EXPECT_GT(stalled.push_wait_ms_max, 5);
+  EXPECT_LE(stalled.push_wait_ms_max, stalled.push_wait_ms_total);
   rec.finish();
   EXPECT_EQ(calls, kFrames);
   EXPECT_EQ(last_written, kFrames);

@@ -28,6 +28,10 @@ struct RecorderProgress {
   int64_t frames_written = 0;  // frames encoded and handed to the muxer
   int64_t frames_queued = 0;   // frames waiting in the queue
   int64_t bytes_written = 0;   // size of the file so far
+  // Whether the encoder keeps up: its time per frame (conversion, encoding, muxing) on its
+  // thread, and how long push() waited for room in a full queue (the producer's stall).
+  double encode_ms_mean = 0, encode_ms_max = 0;
+  double push_wait_ms_total = 0, push_wait_ms_max = 0;
 };
 
 // Where RGBA8 → YUV 4:2:0 (BT.709, limited range) happens.
