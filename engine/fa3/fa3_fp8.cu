@@ -1,5 +1,6 @@
 // FA3's FP8 forward (e4m3 q/k/v, bf16 output) for head dim 128 with no mask (see fa3_kernel.h):
-// the persistent kernel only, in a file of its own so that it compiles beside the bf16 ones.
+// the persistent kernel, in a file of its own so that it compiles beside the bf16 ones (the
+// split-KV one: fa3_fp8_split.cu).
 // Null descale pointers are scale 1, as our FP8 KV cache and query quantisation store them.
 
 #include "fa3_params.h"
@@ -8,12 +9,8 @@
 namespace longlive::fa3 {
 
 void run_e4m3_hdim128(const Bf16Hdim128Args& a, cudaStream_t stream) {
-  if (a.num_splits != 1)
-    throw std::runtime_error("FlashAttention-3 FP8: only the persistent kernel is built");
-  Flash_fwd_params p = make_params(a);
-  p.is_bf16 = false;  // the inputs; the output is bf16 by the template's ElementOut
-  p.is_e4m3 = true;
-  p.q_descale_ptr = p.k_descale_ptr = p.v_descale_ptr = nullptr;
+  if (a.num_splits > 1) return run_e4m3_hdim128_split(a, stream);
+  Flash_fwd_params p = make_fp8_params(a);
   run_flash_fwd<90, 128, 128, /*ClusterM=*/1, cutlass::float_e4m3_t, cutlass::bfloat16_t,
                 /*Is_causal=*/false, /*Is_local=*/false, /*Has_softcap=*/false, /*Varlen=*/false,
                 /*PagedKVNonTMA=*/false, /*AppendKV=*/false, /*HasQv=*/false, /*PackGQA=*/false,

@@ -59,6 +59,41 @@ inline Flash_fwd_params make_params(const Bf16Hdim128Args& a) {
   return p;
 }
 
+// FP8 inputs (e4m3 at scale 1: no descaling), bf16 output by the template's ElementOut.
+inline Flash_fwd_params make_fp8_params(const Bf16Hdim128Args& a) {
+  Flash_fwd_params p = make_params(a);
+  p.is_bf16 = false;
+  p.is_e4m3 = true;
+  p.q_descale_ptr = p.k_descale_ptr = p.v_descale_ptr = nullptr;
+  return p;
+}
+
+// The split-KV kernel's fp32 partials: o_accum [splits, batch, heads, q_tokens, 128] and
+// lse_accum [splits, batch, heads, q_tokens], both contiguous (owned by the caller).
+inline void set_split_partials(Flash_fwd_params& p, const Bf16Hdim128Args& a) {
+  const int64_t rows = a.q_tokens, heads = a.heads, batch = a.batch;
+  p.num_splits = a.num_splits;
+  p.is_fp32 = false;
+  p.oaccum_ptr = a.o_accum;
+  p.oaccum_row_stride = 128;
+  p.oaccum_head_stride = rows * 128;
+  p.oaccum_batch_stride = heads * rows * 128;
+  p.oaccum_split_stride = batch * heads * rows * 128;
+  p.softmax_lseaccum_ptr = a.lse_accum;
+  p.lseaccum_head_stride = rows;
+  p.lseaccum_batch_stride = heads * rows;
+  p.lseaccum_split_stride = batch * heads * rows;
+}
+
+inline void check_split_args(const Bf16Hdim128Args& a, const char* what) {
+  if (a.num_splits < 2 || a.num_splits > 16 || !a.o_accum || !a.lse_accum)
+    throw std::runtime_error(std::string("FlashAttention-3 ") + what + ": num_splits " +
+                             std::to_string(a.num_splits) + " needs 2..16 and the partial buffers");
+}
+
+// The combine kernel (fp32 partials -> bf16 out), built once in fa3_split.cu for both splits.
+void run_combine_bf16_hdim128(Flash_fwd_params& p, cudaStream_t stream);
+
 inline void check_launch(const char* what) {
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess)
     throw std::runtime_error(std::string("FlashAttention-3 ") + what +

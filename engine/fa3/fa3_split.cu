@@ -10,28 +10,18 @@
 namespace longlive::fa3 {
 
 void run_bf16_hdim128_split(const Bf16Hdim128Args& a, cudaStream_t stream) {
-  if (a.num_splits < 2 || a.num_splits > 16 || !a.o_accum || !a.lse_accum)
-    throw std::runtime_error("FlashAttention-3 split: num_splits " + std::to_string(a.num_splits) +
-                             " needs 2..16 and the partial buffers");
+  check_split_args(a, "split");
   Flash_fwd_params p = make_params(a);
-  p.num_splits = a.num_splits;
-  p.is_fp32 = false;
-  // Partials [splits, batch, heads, q_tokens, 128] and [splits, batch, heads, q_tokens].
-  const int64_t rows = a.q_tokens, heads = a.heads, batch = a.batch;
-  p.oaccum_ptr = a.o_accum;
-  p.oaccum_row_stride = 128;
-  p.oaccum_head_stride = rows * 128;
-  p.oaccum_batch_stride = heads * rows * 128;
-  p.oaccum_split_stride = batch * heads * rows * 128;
-  p.softmax_lseaccum_ptr = a.lse_accum;
-  p.lseaccum_head_stride = rows;
-  p.lseaccum_batch_stride = heads * rows;
-  p.lseaccum_split_stride = batch * heads * rows;
+  set_split_partials(p, a);
   run_flash_fwd<90, 128, 128, /*ClusterM=*/1, cutlass::bfloat16_t, cutlass::bfloat16_t,
                 /*Is_causal=*/false, /*Is_local=*/false, /*Has_softcap=*/false, /*Varlen=*/false,
                 /*PagedKVNonTMA=*/false, /*AppendKV=*/false, /*HasQv=*/false, /*PackGQA=*/false,
                 /*Split=*/true, /*V_colmajor=*/false>(p, stream);
   check_launch("split forward");
+  run_combine_bf16_hdim128(p, stream);
+}
+
+void run_combine_bf16_hdim128(Flash_fwd_params& p, cudaStream_t stream) {
   run_mha_fwd_combine_<cutlass::bfloat16_t, float, 128>(p, stream, /*enable_pdl=*/false);
   check_launch("combine");
 }

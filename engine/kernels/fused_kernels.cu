@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "fused_kernels.h"
 
@@ -247,9 +248,27 @@ struct Pair<__half> {
   using type = __half2;
 };
 
-template <typename T>
+// Writes the pair (x, y), already rounded to T, at `at`: as T, or (kFp8) as float8_e4m3fn with
+// saturation at +-448 (round to nearest even: what KvCache's clamp-then-convert stores).
+template <typename T, bool kFp8>
+__device__ __forceinline__ void store_pair(void* at, float x, float y) {
+  using T2 = typename Pair<T>::type;
+  if constexpr (kFp8) {
+    __nv_fp8_e4m3* out = static_cast<__nv_fp8_e4m3*>(at);
+    out[0] = __nv_fp8_e4m3(x);
+    out[1] = __nv_fp8_e4m3(y);
+  } else {
+    T2 o;
+    o.x = from_float<T>(x);
+    o.y = from_float<T>(y);
+    *static_cast<T2*>(at) = o;
+  }
+}
+
+template <typename T, bool kFp8Out>
 __global__ void __launch_bounds__(kThreads) rms_rope_kernel(RmsRopeArgs a) {
   using T2 = typename Pair<T>::type;
+  using O = std::conditional_t<kFp8Out, __nv_fp8_e4m3, T>;
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int pairs = static_cast<int>(a.heads * a.head_dim / 2);
@@ -270,19 +289,23 @@ __global__ void __launch_bounds__(kThreads) rms_rope_kernel(RmsRopeArgs a) {
       squares += re[k] * re[k] + im[k] * im[k];
     }
   }
-  T* out_row = static_cast<T*>(a.out) + row * a.out_row_stride;
+  O* out_row = static_cast<O*>(a.out) + row * a.out_row_stride;
   if (a.copy_in) {
     // The pass-through row (values into the KV cache), read and written while the norm reduces.
     const T2* copy_in =
         reinterpret_cast<const T2*>(static_cast<const T*>(a.copy_in) + row * a.in_stride);
-    T* copy_row = static_cast<T*>(a.copy_out) + row * a.out_row_stride;
+    O* copy_row = static_cast<O*>(a.copy_out) + row * a.out_row_stride;
 #pragma unroll
     for (int k = 0; k < kPerThread / 2; ++k) {
       const int p = threadIdx.x + k * kThreads;
       if (p >= pairs) continue;
       const int head = p / half_head;
       const int j = p - head * half_head;
-      *reinterpret_cast<T2*>(copy_row + head * a.out_head_stride + 2 * j) = copy_in[p];
+      O* at = copy_row + head * a.out_head_stride + 2 * j;
+      if constexpr (kFp8Out)
+        store_pair<T, true>(at, to_float(copy_in[p].x), to_float(copy_in[p].y));
+      else
+        *reinterpret_cast<T2*>(at) = copy_in[p];
     }
   }
   const float rinv = rsqrtf(block_sum(squares, smem) / static_cast<float>(2 * pairs) + a.eps);
@@ -304,10 +327,9 @@ __global__ void __launch_bounds__(kThreads) rms_rope_kernel(RmsRopeArgs a) {
       nre = rotated_re;
       nim = rotated_im;
     }
-    T2 o;
-    o.x = from_float<T>(nre);
-    o.y = from_float<T>(nim);
-    *reinterpret_cast<T2*>(out_row + head * a.out_head_stride + 2 * j) = o;
+    // Rounded to T first: the FP8 value is the one the 16-bit key would have been converted to.
+    store_pair<T, kFp8Out>(out_row + head * a.out_head_stride + 2 * j, round_to<T>(nre),
+                           round_to<T>(nim));
   }
 }
 
@@ -415,10 +437,16 @@ cudaError_t launch_rms_rope(const RmsRopeArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.rows));
   switch (a.type) {
     case ElemType::bf16:
-      rms_rope_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(a);
+      if (a.fp8_out)
+        rms_rope_kernel<__nv_bfloat16, true><<<grid, kThreads, 0, stream>>>(a);
+      else
+        rms_rope_kernel<__nv_bfloat16, false><<<grid, kThreads, 0, stream>>>(a);
       break;
     case ElemType::f16:
-      rms_rope_kernel<__half><<<grid, kThreads, 0, stream>>>(a);
+      if (a.fp8_out)
+        rms_rope_kernel<__half, true><<<grid, kThreads, 0, stream>>>(a);
+      else
+        rms_rope_kernel<__half, false><<<grid, kThreads, 0, stream>>>(a);
       break;
     case ElemType::f32:
       return cudaErrorInvalidValue;

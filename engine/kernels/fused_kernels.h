@@ -63,6 +63,9 @@ struct RmsRopeArgs {
   // (same strides as out), in the same launch: the values beside the keys, into the KV cache.
   const void* copy_in = nullptr;
   void* copy_out = nullptr;
+  // out (and copy_out) are float8_e4m3fn: each value rounded to `type`, then converted with
+  // saturation at +-448 (an FP8 KV cache's slots, written directly).
+  bool fp8_out = false;
 };
 cudaError_t launch_rms_rope(const RmsRopeArgs& args, cudaStream_t stream);
 

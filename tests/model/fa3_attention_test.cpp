@@ -108,19 +108,26 @@ TEST(Fa3Attention, TailSplitsOnlyTheLastRound) {
   EXPECT_EQ(p.splits, 3);
   // Cross-attention (512 text tokens, 3 key tiles): too short to split.
   EXPECT_EQ(fa3::partition(tail, 4680, 512, 12, 132).split_rows, 0);
-  for (int64_t q : {1, 77, 128, 1000, 1560, 4680, 9999, 18720})
-    for (int64_t kv : {130, 400, 1408, 4680, 18720})
-      for (int64_t hb : {1, 12, 24, 40})
-        for (int sms : {1, 78, 114, 132}) {
-          p = fa3::partition(tail, q, kv, hb, sms);
-          ASSERT_EQ(p.whole_rows + p.split_rows, q) << q << " " << hb << " " << sms;
-          if (p.split_rows == 0) continue;
-          EXPECT_EQ(p.whole_rows % 128, 0);
-          const int64_t split_tiles = (p.split_rows + 127) / 128 * hb;
-          EXPECT_GE(p.splits, 2);
-          EXPECT_LE(split_tiles * p.splits, sms) << q << " " << hb << " " << sms;
-          EXPECT_LE(p.splits * 8, (kv + 175) / 176) << "a part of fewer than 8 key tiles";
-        }
+  // FP8's 224-key tiles: the steady block splits the same way; 1408 keys (7 tiles) run whole.
+  p = fa3::partition(tail, 4680, 18720, 12, 132, fa3::kFp8KeyTile);
+  EXPECT_EQ(p.whole_rows, 33 * 128);
+  EXPECT_EQ(p.splits, 2);
+  EXPECT_EQ(fa3::partition(tail, 128, 1408, 12, 132, fa3::kFp8KeyTile).split_rows, 0);
+  EXPECT_EQ(fa3::partition(tail, 128, 1408, 12, 132).splits, 1) << "8 bf16 tiles: one part";
+  for (const int64_t tile : {fa3::kBf16KeyTile, fa3::kFp8KeyTile})
+    for (int64_t q : {1, 77, 128, 1000, 1560, 4680, 9999, 18720})
+      for (int64_t kv : {130, 400, 1408, 4680, 18720})
+        for (int64_t hb : {1, 12, 24, 40})
+          for (int sms : {1, 78, 114, 132}) {
+            p = fa3::partition(tail, q, kv, hb, sms, tile);
+            ASSERT_EQ(p.whole_rows + p.split_rows, q) << q << " " << hb << " " << sms;
+            if (p.split_rows == 0) continue;
+            EXPECT_EQ(p.whole_rows % 128, 0);
+            const int64_t split_tiles = (p.split_rows + 127) / 128 * hb;
+            EXPECT_GE(p.splits, 2);
+            EXPECT_LE(split_tiles * p.splits, sms) << q << " " << hb << " " << sms;
+            EXPECT_LE(p.splits * 8, (kv + tile - 1) / tile) << "a part of fewer than 8 key tiles";
+          }
   // whole never splits, split splits every row, degenerate sizes run whole.
   EXPECT_EQ(fa3::partition({fa3::Schedule::whole, 1}, 4680, 18720, 12, 132).split_rows, 0);
   EXPECT_EQ(fa3::partition({fa3::Schedule::split, 3}, 77, 130, 12, 132).split_rows, 0);
@@ -236,22 +243,25 @@ TEST(Fa3Attention, Fp8AsCloseToAnFp32ReferenceAsCudnnFp8) {
     EXPECT_FALSE(fa3::accepts(q8, k8, v8)) << "the bf16 kernel does not take FP8";
     const at::Tensor reference = ops::attention(q8.to(at::kFloat), k8.to(at::kFloat),
                                                 v8.to(at::kFloat), AttentionBackend::math);
-    at::full({1, s.q, 12, 128}, NAN, cuda_bf16());  // poison the block the output reuses
-    const at::Tensor out = fa3::attention_fp8(q8, k8, v8);
-    EXPECT_EQ(out.scalar_type(), at::kBFloat16);
-    EXPECT_EQ(out.sizes(), reference.sizes());
-    ASSERT_TRUE(out.isfinite().all().item<bool>()) << s.q << "x" << s.kv;
-    const double error = relative_l2(out, reference);
     double cudnn_error = -1;
     if (fp8_attention::available() && fp8_attention::supported(q8, k8, v8))
       cudnn_error = relative_l2(fp8_attention::attention(q8, k8, v8).to(at::kFloat), reference);
-    std::cout << "fp8 q " << s.q << " kv " << s.kv << ": relative L2 vs fp32 fa3 " << error
-              << " cudnn " << cudnn_error << "\n";
-    // FP8 inputs at scale 1, P in FP8, bf16 out: 0.022-0.026 on the H200 (cuDNN FP8, E4M3 out:
-    // 0.035-0.054; bf16 attention: ~2.3e-3).
-    EXPECT_LT(error, 3e-2) << s.q << "x" << s.kv;
-    if (cudnn_error >= 0) {
-      EXPECT_LT(error, 1.25 * cudnn_error + 1e-3) << s.q << "x" << s.kv;
+    // Every schedule (the split ones combine fp32 partials): held to the same bounds.
+    for (const char* schedule : {"whole", "tail", "split2", "split3"}) {
+      at::full({1, s.q, 12, 128}, NAN, cuda_bf16());  // poison the block the output reuses
+      const at::Tensor out = fa3::attention_fp8(q8, k8, v8, fa3::parse_plan(schedule));
+      EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+      EXPECT_EQ(out.sizes(), reference.sizes());
+      ASSERT_TRUE(out.isfinite().all().item<bool>()) << schedule << " " << s.q << "x" << s.kv;
+      const double error = relative_l2(out, reference);
+      std::cout << "fp8 q " << s.q << " kv " << s.kv << " " << schedule
+                << ": relative L2 vs fp32 fa3 " << error << " cudnn " << cudnn_error << "\n";
+      // FP8 inputs at scale 1, P in FP8, bf16 out: 0.022-0.026 on the H200 (cuDNN FP8, E4M3
+      // out: 0.035-0.054; bf16 attention: ~2.3e-3).
+      EXPECT_LT(error, 3e-2) << schedule << " " << s.q << "x" << s.kv;
+      if (cudnn_error >= 0) {
+        EXPECT_LT(error, 1.25 * cudnn_error + 1e-3) << schedule << " " << s.q << "x" << s.kv;
+      }
     }
   }
   // Other dtypes and strides TMA cannot read are not taken.
@@ -271,7 +281,10 @@ TEST(Fa3Attention, Fp8ReplaysFromACudaGraph) {
   const Inputs in = dit_inputs(4680, 18720);
   const at::Tensor q8 = fp8_attention::quantize(in.q), k8 = fp8_attention::quantize(in.k),
                    v8 = fp8_attention::quantize(in.v);
-  expect_replay_equals_eager([&] { return fa3::attention_fp8(q8, k8, v8); }, "fp8");
+  for (const char* schedule : {"whole", "tail", "split2"})
+    expect_replay_equals_eager(
+        [&, plan = fa3::parse_plan(schedule)] { return fa3::attention_fp8(q8, k8, v8, plan); },
+        schedule);
 }
 
 // Not a test: the attention comparison table of docs/benchmarks.md (backend x shape -> ms,
@@ -322,8 +335,10 @@ TEST(AttentionBench, BackendsAtTheDitShapes) {
     // FP8 (the fp8 presets' self-attention), on the same values quantised at scale 1.
     const at::Tensor q8 = fp8_attention::quantize(in.q), k8 = fp8_attention::quantize(in.k),
                      v8 = fp8_attention::quantize(in.v);
-    if (fa3::usable_on(device))
-      runs.push_back({"fa3 fp8", [&] { return fa3::attention_fp8(q8, k8, v8); }});
+    for (const std::string& schedule : schedules)
+      runs.push_back({"fa3 fp8 " + schedule, [&, plan = fa3::parse_plan(schedule)] {
+                        return fa3::attention_fp8(q8, k8, v8, plan);
+                      }});
     if (fp8_attention::available() && fp8_attention::supported(q8, k8, v8))
       runs.push_back({"cudnn fp8", [&] { return fp8_attention::attention(q8, k8, v8); }});
     for (const auto& [name, run] : runs) {

@@ -3,6 +3,9 @@
 // whole streaming loop with every fast path on.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
+#include "cache/kv_cache.h"
 #include "dit_fixture.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
@@ -139,6 +142,47 @@ TEST(FusedKernels, RmsRopeMatchesRmsNormThenRope) {
   fused::rms_rope(in, weight, at::Tensor(), at::Tensor(), view, 1e-6);
   EXPECT_LT(relative_l2(view, ops::rms_norm(in, weight, 1e-6).view({seq, heads, head_dim})), 2e-3);
   EXPECT_EQ(wide.narrow(2, head_dim, head_dim).abs().max().item<float>(), 0.f);
+}
+
+// An FP8 KV cache's slots written by the RMSNorm+RoPE launch itself (KvCache::set_fp8_direct):
+// the same bytes as KvCache::write() stores for the bf16 keys and values (saturated at +-448,
+// scale 1), with values beyond E4M3's range among them.
+TEST(FusedKernels, RmsRopeWritesFp8SlotsAsTheCacheWouldStoreThem) {
+  REQUIRE_CUDA();
+  const int64_t frames = 2, tokens = 48, heads = 12, head_dim = 128, dim = heads * head_dim;
+  const int64_t seq = frames * tokens;
+  at::manual_seed(4);
+  const at::Tensor qkv = at::randn({seq, 3 * dim}, cuda(at::kBFloat16)) * 200;  // some > 448
+  const at::Tensor in = qkv.narrow(1, dim, dim), values = qkv.narrow(1, 2 * dim, dim);
+  const at::Tensor weight = (at::rand({dim}, cuda(at::kFloat)) * 4 + 0.5).to(at::kBFloat16);
+  const at::Tensor angles = at::rand({seq, 1, head_dim / 2}, cuda(at::kFloat)) * 100;
+  const at::Tensor cos = angles.cos(), sin = angles.sin();
+  const KvCacheShape shape{.layers = 2,
+                           .heads = heads,
+                           .head_dim = head_dim,
+                           .tokens_per_frame = tokens,
+                           .sink_frames = 1,
+                           .window_frames = 4};
+  const auto bf16 = cuda(at::kBFloat16);
+  KvCache written(shape, bf16, at::kFloat8_e4m3fn), direct(shape, bf16, at::kFloat8_e4m3fn);
+  direct.set_fp8_direct(true);
+  written.set_fp8_direct(false);
+  const KvCache::Plan plan = written.plan(1, frames, KvWriteKind::block, true);
+  ASSERT_FALSE(written.destination(1, plan, frames, false).defined()) << "FP8: not by default";
+  const at::Tensor k_slot = direct.destination(1, plan, frames, false);
+  const at::Tensor v_slot = direct.destination(1, plan, frames, true);
+  ASSERT_TRUE(k_slot.defined() && v_slot.defined());
+  EXPECT_EQ(k_slot.scalar_type(), at::kFloat8_e4m3fn);
+
+  const at::Tensor k16 = at::empty({seq, heads, head_dim}, bf16);
+  fused::rms_rope(in, weight, cos, sin, k16, 1e-6);
+  ASSERT_GT(k16.abs().max().item<float>(), 448) << "the keys reach past E4M3's range";
+  written.write(1, plan, k16.unsqueeze(0).transpose(1, 2),
+                values.reshape({1, seq, heads, head_dim}).transpose(1, 2), frames);
+  fused::rms_rope(in, weight, cos, sin, k_slot, 1e-6, values, v_slot);
+  auto bytes = [](const at::Tensor& fp8) { return fp8.view(at::kByte); };
+  EXPECT_TRUE(bytes(written.stored_keys(1, plan)).equal(bytes(direct.stored_keys(1, plan))));
+  EXPECT_TRUE(bytes(written.stored_values(1, plan)).equal(bytes(direct.stored_values(1, plan))));
 }
 
 TEST(FusedKernels, BadArgumentsAreRejectedWithTheirName) {
@@ -300,6 +344,12 @@ TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
     std::cout << "[ drift    ] fp8 linears + fp8 attention " << attn_drift
               << " (relative L2 over 6 blocks vs plain bf16)\n";
     EXPECT_LT(attn_drift, 0.4);
+    // The FP8 cache's K/V written by the RMSNorm+RoPE launch (LONGLIVE_FP8_KV_DIRECT, read when
+    // the generator makes its cache): the same bytes, so the same video bit for bit.
+    ::setenv("LONGLIVE_FP8_KV_DIRECT", "1", 1);
+    const at::Tensor direct_out = run(with_attention, true);
+    ::unsetenv("LONGLIVE_FP8_KV_DIRECT");
+    EXPECT_TRUE(direct_out.equal(attn_out)) << "FP8 K/V written directly";
   }
 }
 

@@ -179,5 +179,34 @@ TEST(KvCacheInt8, StreamStaysCloseToTheReferenceRun) {
   EXPECT_GT(rel, 0.0);
 }
 
+// An FP8 cache hands its slots to the RMSNorm+RoPE kernel only when asked (set_fp8_direct; the
+// kernel's bytes are checked against write() on the GPU, FusedKernels.RmsRopeWritesFp8Slots...):
+// by default write() converts, as before.
+TEST(KvCacheFp8, SlotsForDirectWritesOnlyWhenAskedFor) {
+  const KvCacheShape shape =
+      shape_from_stream(WeightStore::open(fixture("dit_stream.safetensors")));
+  KvCache kv(shape, at::TensorOptions().dtype(at::kFloat), at::kFloat8_e4m3fn);
+  kv.set_fp8_direct(false);
+  const int64_t frames = shape.sink_frames + 1;
+  const KvCache::Plan plan = kv.plan(0, frames, KvWriteKind::block, true);
+  EXPECT_FALSE(kv.destination(0, plan, frames, false).defined());
+  kv.set_fp8_direct(true);
+  const at::Tensor k = kv.destination(0, plan, frames, false);
+  const at::Tensor v = kv.destination(0, plan, frames, true);
+  ASSERT_TRUE(k.defined() && v.defined());
+  EXPECT_EQ(k.scalar_type(), at::kFloat8_e4m3fn);
+  EXPECT_EQ(k.sizes(),
+            at::IntArrayRef({frames * shape.tokens_per_frame, shape.heads, shape.head_dim}));
+  // The slots are the cache's own: what lands there is what the forward attends.
+  k.fill_(1.5);
+  v.fill_(-2.0);
+  EXPECT_EQ(kv.keys(0, plan).to(at::kFloat).max().item<float>(), 1.5f);
+  EXPECT_EQ(kv.values(0, plan).to(at::kFloat).min().item<float>(), -2.0f);
+  // int8 never: its per-token scales need write().
+  KvCache int8(shape, at::TensorOptions().dtype(at::kFloat), at::kChar);
+  int8.set_fp8_direct(true);
+  EXPECT_FALSE(int8.destination(0, plan, frames, false).defined());
+}
+
 }  // namespace
 }  // namespace longlive::test

@@ -4,6 +4,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "longlive/error.h"
 #include "model/ops.h"
@@ -34,6 +36,8 @@ KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options,
     v_scale_ = at::zeros_like(k_scale_);
   }
   slot_frame_.assign(static_cast<size_t>(shape.window_frames), -1);
+  const char* direct = std::getenv("LONGLIVE_FP8_KV_DIRECT");
+  fp8_direct_ = direct != nullptr && std::string(direct) == "1";
 }
 
 void KvCache::reset() {
@@ -116,7 +120,9 @@ void KvCache::restore_slot_frames(std::vector<int64_t> frames) {
 at::Tensor KvCache::destination(int64_t layer, const Plan& plan, int64_t frames_in_kv,
                                 bool values) const {
   const int64_t offset = plan.num_frames - frames_in_kv;
-  if (k_scale_.defined() || k_.scalar_type() != compute_dtype_ || frames_in_kv <= 0 || offset < 0)
+  const bool fp8_slots = fp8_direct_ && k_.scalar_type() == at::kFloat8_e4m3fn;
+  if (k_scale_.defined() || (k_.scalar_type() != compute_dtype_ && !fp8_slots) ||
+      frames_in_kv <= 0 || offset < 0)
     return {};
   const int64_t first = plan.slot_of_frame[offset];
   if (first < 0) return {};

@@ -85,9 +85,15 @@ class KvCache {
              int64_t frames_in_kv);
   // Where write() would put the keys (values: the values) of the last `frames_in_kv` frames,
   // as a [tokens, heads, head_dim] view of the cache itself, when they land in one contiguous run
-  // of slots and are stored in the compute dtype (no int8/FP8 conversion); undefined otherwise.
+  // of slots and are stored in the compute dtype (or in FP8 with set_fp8_direct()); undefined
+  // otherwise (int8, FP8 by default, slots not in one run).
   // The fused path's RMSNorm+RoPE kernel writes both there directly instead of calling write().
   at::Tensor destination(int64_t layer, const Plan& plan, int64_t frames_in_kv, bool values) const;
+  // Whether destination() also hands out the slots of a float8_e4m3fn cache (the RMSNorm+RoPE
+  // kernel then converts as write() does: saturated at +-448, scale 1). Off by default until
+  // measured on a GPU; LONGLIVE_FP8_KV_DIRECT=1 sets the default.
+  void set_fp8_direct(bool on) { fp8_direct_ = on; }
+  bool fp8_direct() const { return fp8_direct_; }
   // Keys/values attended by a forward with this plan: [1, heads, valid_tokens, head_dim].
   at::Tensor keys(int64_t layer, const Plan& plan) const;
   at::Tensor values(int64_t layer, const Plan& plan) const;
@@ -127,6 +133,7 @@ class KvCache {
                   int64_t count) const;
 
   KvCacheShape shape_;
+  bool fp8_direct_ = false;
   int64_t ring_origin_ = -1;  // -1: sink_slots()
   at::Tensor k_;              // [layers, heads, slots * tokens, head_dim]
   at::Tensor v_;

@@ -26,8 +26,7 @@ namespace longlive::fa3 {
 
 namespace {
 constexpr int64_t kHeadDim = 128;
-constexpr int64_t kBlockM = 128;   // FA3's query tile height for bf16 / head dim 128 on sm_90
-constexpr int64_t kBlockN = 176;   // and its key tile (tile_size_fwd_sm90, no mask)
+constexpr int64_t kBlockM = 128;   // FA3's query tile height for head dim 128 on sm_90 (bf16, FP8)
 constexpr int kMaxSplits = 16;     // the combine kernel instantiation we build
 constexpr double kMinIdle = 0.10;  // tail: split only a last round that leaves this much idle
 constexpr int64_t kMinKeyTilesPerPart = 8;  // tail: no part shorter than this many key tiles
@@ -81,20 +80,29 @@ std::string to_string(const Plan& plan) {
   return "?";
 }
 
+namespace {
+Plan plan_from_env(const char* name, const Plan& otherwise) {
+  const char* env = std::getenv(name);
+  return env && *env ? parse_plan(env) : otherwise;
+}
+}  // namespace
+
 const Plan& default_plan() {
-  static const Plan plan = [] {
-    const char* env = std::getenv("LONGLIVE_FA3_SCHEDULE");
-    return env && *env ? parse_plan(env) : Plan{};
-  }();
+  static const Plan plan = plan_from_env("LONGLIVE_FA3_SCHEDULE", Plan{});
+  return plan;
+}
+
+const Plan& default_fp8_plan() {
+  static const Plan plan = plan_from_env("LONGLIVE_FA3_FP8_SCHEDULE", {Schedule::whole, 1});
   return plan;
 }
 
 Partition partition(const Plan& plan, int64_t q_tokens, int64_t kv_tokens, int64_t heads_x_batch,
-                    int sm_count) {
+                    int sm_count, int64_t key_tile) {
   const Partition whole{q_tokens, 0, 1};
   if (q_tokens <= 0 || kv_tokens <= 0 || heads_x_batch <= 0 || sm_count <= 0) return whole;
   if (plan.schedule == Schedule::whole) return whole;
-  const int64_t n_blocks = (kv_tokens + kBlockN - 1) / kBlockN;
+  const int64_t n_blocks = (kv_tokens + key_tile - 1) / key_tile;
   if (plan.schedule == Schedule::split) {
     const int64_t splits = std::min<int64_t>(std::clamp(plan.splits, 2, kMaxSplits), n_blocks);
     return splits < 2 ? whole : Partition{0, q_tokens, static_cast<int>(splits)};
@@ -248,14 +256,27 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 }
 
 at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  return attention_fp8(q, k, v, default_fp8_plan());
+}
+
+at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const Plan& plan) {
   require_taken(accepts_fp8(q, k, v), "FlashAttention-3 FP8", "float8_e4m3fn", q, k, v);
 #ifdef LONGLIVE_WITH_FA3
   const c10::cuda::CUDAGuard guard(q.device());
-  const at::Tensor out =
-      at::empty({q.size(0), q.size(2), q.size(1), kHeadDim}, q.options().dtype(at::kBFloat16));
-  launch(q, k, v, out, 1, at::cuda::getCurrentDeviceProperties()->multiProcessorCount, true);
+  const int64_t b = q.size(0), h = q.size(1), sq = q.size(2);
+  const at::Tensor out = at::empty({b, sq, h, kHeadDim}, q.options().dtype(at::kBFloat16));
+  const int sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const Partition part = partition(plan, sq, k.size(2), b * h, sm_count, kFp8KeyTile);
+  if (part.whole_rows > 0)
+    launch(q.narrow(2, 0, part.whole_rows), k, v, out.narrow(1, 0, part.whole_rows), 1, sm_count,
+           true);
+  if (part.split_rows > 0)
+    launch(q.narrow(2, part.whole_rows, part.split_rows), k, v,
+           out.narrow(1, part.whole_rows, part.split_rows), part.splits, sm_count, true);
   return out.transpose(1, 2);
 #else
+  (void)plan;
   throw Error("FlashAttention-3 is not in this build (configure with LONGLIVE_FA3_DIR)");
 #endif
 }

@@ -11,6 +11,9 @@
 
 namespace longlive::fa3 {
 
+// FA3's key tiles (tile_size_fwd_sm90, head dim 128, no mask): 176 keys in bf16, 224 in FP8.
+constexpr int64_t kBf16KeyTile = 176, kFp8KeyTile = 224;
+
 // How the query tiles (128 rows x one head) are laid over the SMs. FA3's persistent kernel
 // (`whole`) deals every tile's whole key range to one SM; at the steady shape that is 37 x 12 =
 // 444 tiles for 132 SMs, three full rounds and a fourth a third full. `split` cuts every tile's
@@ -41,10 +44,10 @@ struct Partition {
 // still fit one round (at least 2, else everything runs whole), and only where the whole
 // schedule would leave at least 10 % of its SM rounds idle (the steady block's 16 %, not the
 // re-cache's 4.5 %: measured, see docs/benchmarks.md) and every part keeps at least 8 key tiles
-// (1408 keys: cross-attention's 512 text tokens run whole); `split` splits every row. No part
-// gets less than one key tile (176 keys).
+// (1408 keys in bf16: cross-attention's 512 text tokens run whole); `split` splits every row. No
+// part gets less than one key tile (`key_tile` keys: 176 in bf16, 224 in FP8).
 Partition partition(const Plan& plan, int64_t q_tokens, int64_t kv_tokens, int64_t heads_x_batch,
-                    int sm_count);
+                    int sm_count, int64_t key_tile = kBf16KeyTile);
 
 // This build carries the FA3 kernel.
 bool compiled();
@@ -70,9 +73,13 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 // float8_e4m3fn at scale 1 (fp8_attention::quantize, the FP8 cache), same shapes and layout rules
 // as attention() with strides in multiples of 16 elements. It multiplies in FP8 (P too) and
 // accumulates in fp32 like cuDNN's FP8 kernel, but writes bf16 rather than E4M3: one rounding
-// fewer. Returns bf16 [B, H, Sq, 128] (a view of [B, Sq, H, 128]). Persistent kernel only (no
-// schedule). Throws longlive::Error if !accepts_fp8(q, k, v).
+// fewer. Returns bf16 [B, H, Sq, 128] (a view of [B, Sq, H, 128]). Throws longlive::Error if
+// !accepts_fp8(q, k, v). The schedules are the bf16 ones (224-key tiles); the default is `whole`
+// until `tail` is measured for FP8 (LONGLIVE_FA3_FP8_SCHEDULE picks another, read once).
 bool accepts_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+const Plan& default_fp8_plan();
 at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const Plan& plan);
 
 }  // namespace longlive::fa3

@@ -35,10 +35,11 @@ struct Bf16Hdim128Args {
 };
 
 // FP8: q, k and v are float8_e4m3fn (scale 1: no descaling) and `out` is bf16, FA3's FP8
-// forward (the persistent kernel over whole key ranges; it transposes V's tiles in shared
-// memory, so V keeps the cache's row-major layout). Strides in elements (= bytes). Only
-// num_splits 1.
+// forward (it transposes V's tiles in shared memory, so V keeps the cache's row-major layout).
+// Strides in elements (= bytes). num_splits 1 runs the persistent kernel, 2 or more the
+// split-KV one and the combine (fa3_fp8.cu, fa3_fp8_split.cu).
 void run_e4m3_hdim128(const Bf16Hdim128Args& args, cudaStream_t stream);
+void run_e4m3_hdim128_split(const Bf16Hdim128Args& args, cudaStream_t stream);
 
 // Launches on `stream`; throws std::runtime_error on a launch error. Only valid on sm_90.
 // num_splits 1 runs the persistent kernel, 2 or more the split kernel and the combine.

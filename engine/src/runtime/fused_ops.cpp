@@ -121,10 +121,12 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
               (in.scalar_type() == at::kBFloat16 || in.scalar_type() == at::kHalf),
           "rms_rope input must be a [S, D] bfloat16/float16 CUDA view with a contiguous last dim "
           "and an even row stride");
+  const bool fp8_out = out.scalar_type() == at::kFloat8_e4m3fn;
   require(out.dim() == 3 && out.size(0) == in.size(0) && out.size(1) * out.size(2) == in.size(1) &&
               out.stride(2) == 1 && out.stride(1) % 2 == 0 && out.stride(0) % 2 == 0 &&
-              out.scalar_type() == in.scalar_type() && out.device() == in.device(),
-          "rms_rope output must be [S, heads, head_dim] of the input's dtype with stride(2) == 1");
+              (out.scalar_type() == in.scalar_type() || fp8_out) && out.device() == in.device(),
+          "rms_rope output must be [S, heads, head_dim] of the input's dtype (or float8_e4m3fn) "
+          "with stride(2) == 1");
   require(weight.scalar_type() == in.scalar_type() && weight.is_contiguous() &&
               weight.numel() == in.size(1),
           "rms_rope weight must be contiguous [D] of the input's dtype");
@@ -139,7 +141,7 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
     require(copy_in.defined() && copy_out.defined() && copy_in.sizes() == in.sizes() &&
                 copy_in.strides() == in.strides() && copy_out.sizes() == out.sizes() &&
                 copy_out.strides() == out.strides() && copy_in.scalar_type() == in.scalar_type() &&
-                copy_out.scalar_type() == in.scalar_type() && copy_in.device() == in.device() &&
+                copy_out.scalar_type() == out.scalar_type() && copy_in.device() == in.device() &&
                 copy_out.device() == in.device(),
             "rms_rope copy_in/copy_out must both be given, shaped and strided like in/out");
   const c10::cuda::CUDAGuard guard(in.device());
@@ -159,6 +161,7 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
   a.heads = out.size(1);
   a.head_dim = head_dim;
   a.eps = static_cast<float>(eps);
+  a.fp8_out = fp8_out;
   check_launch(kernels::launch_rms_rope(a, c10::cuda::getCurrentCUDAStream()), "rms_rope");
 }
 

@@ -35,7 +35,9 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
 // undefined to skip). Writes `out` ([S, heads, head_dim], stride(2) == 1; may be a view).
 // With `copy_in`/`copy_out` (both or neither): copy_in, laid out like `in` (same row stride),
 // is copied unchanged into copy_out, laid out like `out` (same strides), by the same launch (the
-// values beside the keys into the KV cache, without a separate copy).
+// values beside the keys into the KV cache, without a separate copy). `out` (and then copy_out)
+// may be float8_e4m3fn: each value is rounded to the input's dtype, then saturated at +-448 and
+// converted, the bits an FP8 KV cache stores for the 16-bit key (KvCache::write).
 void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
               const at::Tensor& sin, const at::Tensor& out, double eps,
               const at::Tensor& copy_in = {}, const at::Tensor& copy_out = {});
