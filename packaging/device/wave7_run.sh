@@ -6,13 +6,13 @@
 # cuDNN's attention), the attention table (FP8 rows too); then `bench --vace`
 # for both (VACE overhead against the same backend, the encoder in both layouts). Most important
 # first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 turbo_fp8_direct
-# turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8). Results under $OUT.
+# turbo_fp8_tail turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
 [ -d .whl ] || { [ -d "${OLDPWD:-}/.whl" ] && ln -s "$OLDPWD/.whl" .whl; }
 . packaging/device/common.sh
-steps=${WAVE7_STEPS:-build tests balanced turbo_fp8 turbo_fp8_direct turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8}
+steps=${WAVE7_STEPS:-build tests balanced turbo_fp8 turbo_fp8_direct turbo_fp8_tail turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8}
 want() { [[ " $steps " == *" $1 "* ]]; }
 t0=$(date +%s)
 elapsed() { echo "$(($(date +%s) - t0)) s"; }
@@ -30,16 +30,21 @@ if want tests; then
   grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure" "$out/tests.log" | tail -12
 fi
 # turbo_fp8_cudnn: turbo_fp8 with cuDNN's attention (its FP8 kernel too), the A/B of FA3's FP8;
-# turbo_fp8_direct: the FP8 cache's K/V written by the RMSNorm+RoPE launch (LONGLIVE_FP8_KV_DIRECT).
-for run in balanced turbo_fp8 turbo_fp8_cudnn turbo_fp8_direct; do
+# turbo_fp8_direct: the FP8 cache's K/V written by the RMSNorm+RoPE launch (LONGLIVE_FP8_KV_DIRECT);
+# turbo_fp8_tail: FA3's FP8 attention on the tail schedule (LONGLIVE_FA3_FP8_SCHEDULE).
+for run in balanced turbo_fp8 turbo_fp8_cudnn turbo_fp8_direct turbo_fp8_tail; do
   want "$run" || continue
-  p=${run%_cudnn}
-  p=${p%_direct}
+  p=${run%%_cudnn}
+  p=${p%%_direct}
+  p=${p%%_tail}
   extra=()
   [ "$run" = turbo_fp8_cudnn ] && extra=(--attention cudnn)
   direct=0
   [ "$run" = turbo_fp8_direct ] && direct=1
-  LONGLIVE_FP8_KV_DIRECT=$direct timeout 120 $b/app/longlive bench --preset "$p" --random full \
+  fp8_schedule=whole
+  [ "$run" = turbo_fp8_tail ] && fp8_schedule=tail
+  LONGLIVE_FP8_KV_DIRECT=$direct LONGLIVE_FA3_FP8_SCHEDULE=$fp8_schedule \
+    timeout 120 $b/app/longlive bench --preset "$p" --random full \
     --blocks 20 --warmup 3 --switch-every 5 --drift-blocks 4 --profile-blocks 2 "${extra[@]}" \
     --json "$out/$run.json" >"/tmp/$run.log" 2>&1
   echo "== $run rc=$? ($(elapsed))"
