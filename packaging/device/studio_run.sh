@@ -7,7 +7,8 @@
 #   run: carry [".snap/NAME", ".debs", ".studio"], from the repository root:
 #   cd .snap/NAME && LONGLIVE_COMMIT=<hash> LONGLIVE_DEBS=$OLDPWD/.debs \
 #     STUDIO_CARRY=$OLDPWD/.studio bash packaging/device/studio_run.sh
-# STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine).
+# STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine). With FA3: put
+# `tar -cJf .snap/NAME/fa3.tar.xz .fa3` in the snapshot (packaging/fetch_fa3.sh makes .fa3/).
 set -uo pipefail
 carry=${STUDIO_CARRY:-$PWD/.studio}
 deps=/opt/longlive-deps
@@ -24,6 +25,10 @@ for l in libexpat.so.1 libffi.so.8; do
   ldconfig -p | grep -q "$l " && rm -f "$deps/usr/lib/x86_64-linux-gnu/$l"*
 done
 echo "unpacked in $(($(date +%s) - start)) s: $(du -sh "$deps" | cut -f1)"
+
+# FlashAttention-3 (sm_90 attention) when the snapshot carries its sources as fa3.tar.xz (1 MB:
+# .fa3/ itself, 28 MB, does not fit the carry beside .studio/).
+[ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
 
 export LONGLIVE_GUI=ON
 # Debian 12 keeps some libraries (libdbus) in /lib: the build's tools (moc) and the studio need it.
