@@ -228,6 +228,30 @@ void require_taken(bool taken, const char* kernel, const char* dtype, const at::
 }
 }  // namespace
 
+#ifdef LONGLIVE_WITH_FA3
+namespace {
+// The plan's partition of q's rows over the persistent and the split kernel, into a bf16
+// [B, Sq, H, D] buffer returned as the [B, H, Sq, D] view callers expect. Row offsets are
+// multiples of 128 rows, so the narrowed views keep TMA's alignment.
+at::Tensor run_plan(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Plan& plan,
+                    bool fp8) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t b = q.size(0), h = q.size(1), sq = q.size(2);
+  const at::Tensor out = at::empty({b, sq, h, kHeadDim}, q.options().dtype(at::kBFloat16));
+  const int sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const Partition part =
+      partition(plan, sq, k.size(2), b * h, sm_count, fp8 ? kFp8KeyTile : kBf16KeyTile);
+  if (part.whole_rows > 0)
+    launch(q.narrow(2, 0, part.whole_rows), k, v, out.narrow(1, 0, part.whole_rows), 1, sm_count,
+           fp8);
+  if (part.split_rows > 0)
+    launch(q.narrow(2, part.whole_rows, part.split_rows), k, v,
+           out.narrow(1, part.whole_rows, part.split_rows), part.splits, sm_count, fp8);
+  return out.transpose(1, 2);
+}
+}  // namespace
+#endif
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   return attention(q, k, v, default_plan());
 }
@@ -236,19 +260,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                      const Plan& plan) {
   require_taken(accepts(q, k, v), "FlashAttention-3", "bf16", q, k, v);
 #ifdef LONGLIVE_WITH_FA3
-  const c10::cuda::CUDAGuard guard(q.device());
-  const int64_t b = q.size(0), h = q.size(1), sq = q.size(2);
-  // [B, Sq, H, D] storage, returned as the [B, H, Sq, D] view callers expect.
-  at::Tensor out = at::empty({b, sq, h, kHeadDim}, q.options());
-  const int sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const Partition part = partition(plan, sq, k.size(2), b * h, sm_count);
-  // Row offsets are multiples of 128 rows, so the narrowed views keep TMA's alignment.
-  if (part.whole_rows > 0)
-    launch(q.narrow(2, 0, part.whole_rows), k, v, out.narrow(1, 0, part.whole_rows), 1, sm_count);
-  if (part.split_rows > 0)
-    launch(q.narrow(2, part.whole_rows, part.split_rows), k, v,
-           out.narrow(1, part.whole_rows, part.split_rows), part.splits, sm_count);
-  return out.transpose(1, 2);
+  return run_plan(q, k, v, plan, false);
 #else
   (void)plan;
   throw Error("FlashAttention-3 is not in this build (configure with LONGLIVE_FA3_DIR)");
@@ -263,18 +275,7 @@ at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Ten
                          const Plan& plan) {
   require_taken(accepts_fp8(q, k, v), "FlashAttention-3 FP8", "float8_e4m3fn", q, k, v);
 #ifdef LONGLIVE_WITH_FA3
-  const c10::cuda::CUDAGuard guard(q.device());
-  const int64_t b = q.size(0), h = q.size(1), sq = q.size(2);
-  const at::Tensor out = at::empty({b, sq, h, kHeadDim}, q.options().dtype(at::kBFloat16));
-  const int sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const Partition part = partition(plan, sq, k.size(2), b * h, sm_count, kFp8KeyTile);
-  if (part.whole_rows > 0)
-    launch(q.narrow(2, 0, part.whole_rows), k, v, out.narrow(1, 0, part.whole_rows), 1, sm_count,
-           true);
-  if (part.split_rows > 0)
-    launch(q.narrow(2, part.whole_rows, part.split_rows), k, v,
-           out.narrow(1, part.whole_rows, part.split_rows), part.splits, sm_count, true);
-  return out.transpose(1, 2);
+  return run_plan(q, k, v, plan, true);
 #else
   (void)plan;
   throw Error("FlashAttention-3 is not in this build (configure with LONGLIVE_FA3_DIR)");
