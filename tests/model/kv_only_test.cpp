@@ -13,14 +13,6 @@
 namespace longlive::test {
 namespace {
 
-struct DitFixture {
-  WeightStore weights = WeightStore::open(fixture("dit_weights.safetensors"));
-  WeightStore stream = WeightStore::open(fixture("dit_stream.safetensors"));
-  GeneratorOptions options = options_from_stream(stream);
-  at::Tensor prompt =
-      stream.get("prompt." + metadata_json(stream, "calls")[0].at("prompt").get<std::string>());
-};
-
 enum class Runner { eager, graphs };
 
 // Three forwards into `kv` (a block, the next block attending it, a re-cache of both), each
@@ -57,12 +49,14 @@ std::vector<at::Tensor> run_forwards(const CausalWanModel& model, KvCache& kv,
   return outputs;
 }
 
-void expect_same_cache(const DitFixture& s, at::Device device, at::ScalarType dtype,
+void expect_same_cache(const DitStream& s, at::Device device, at::ScalarType dtype,
                        const DitRuntime& runtime, Runner runner, const char* name) {
   const GeneratorOptions& o = s.options;
   const CausalWanModel model(s.weights, o.model, device, dtype, runtime);
   CrossAttnCache cross;
-  model.build_cross_cache(s.prompt.to(device), cross);
+  const std::string first_prompt =
+      metadata_json(s.stream, "calls")[0].at("prompt").get<std::string>();
+  model.build_cross_cache(s.prompt(first_prompt).to(device), cross);
   const KvCacheShape shape =
       model.kv_shape(o.latent_height, o.latent_width, o.sink_frames, o.local_attn_frames);
   const auto cache_options = at::TensorOptions().dtype(dtype).device(device);
@@ -86,13 +80,13 @@ void expect_same_cache(const DitFixture& s, at::Device device, at::ScalarType dt
 }
 
 TEST(KvOnlyForward, LeavesTheCacheAsAFullForwardOnTheCpu) {
-  const DitFixture s;
+  const DitStream s;
   expect_same_cache(s, at::kCPU, at::kFloat, {}, Runner::eager, "cpu plain");
 }
 
 TEST(KvOnlyForward, LeavesTheCacheAsAFullForwardOnEveryGpuPath) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: the GPU paths are tested on the GPU box";
-  const DitFixture s;
+  const DitStream s;
   const at::Device cuda(at::kCUDA, 0);
   expect_same_cache(s, cuda, at::kBFloat16, {}, Runner::eager, "cuda plain");
   const DitRuntime fused{.fused_kernels = true};

@@ -212,24 +212,7 @@ void launch(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const
     throw Error(e.what());
   }
 }
-}  // namespace
-#endif
 
-namespace {
-// The error for inputs a kernel does not take, naming them and what it needs.
-void require_taken(bool taken, const char* kernel, const char* dtype, const at::Tensor& q,
-                   const at::Tensor& k, const at::Tensor& v) {
-  if (taken) return;
-  throw Error(fmt::format(
-      "{}: q {} k {} v {} ({}) not taken: needs {} CUDA [B, H, S, 128] with a contiguous last "
-      "dim and 16-byte aligned strides",
-      kernel, c10::str(q.sizes()), c10::str(k.sizes()), c10::str(v.sizes()),
-      c10::toString(q.scalar_type()), dtype));
-}
-}  // namespace
-
-#ifdef LONGLIVE_WITH_FA3
-namespace {
 // The plan's partition of q's rows over the persistent and the split kernel, into a bf16
 // [B, Sq, H, D] buffer returned as the [B, H, Sq, D] view callers expect. Row offsets are
 // multiples of 128 rows, so the narrowed views keep TMA's alignment.
@@ -252,19 +235,33 @@ at::Tensor run_plan(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
 }  // namespace
 #endif
 
+namespace {
+// Both kernels' entry: inputs it does not take are an error naming them and what it needs; a
+// build without FA3 says so.
+at::Tensor checked_run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       const Plan& plan, bool fp8) {
+  if (!(fp8 ? accepts_fp8(q, k, v) : accepts(q, k, v)))
+    throw Error(fmt::format(
+        "{}: q {} k {} v {} ({}) not taken: needs {} CUDA [B, H, S, 128] with a contiguous last "
+        "dim and 16-byte aligned strides",
+        fp8 ? "FlashAttention-3 FP8" : "FlashAttention-3", c10::str(q.sizes()), c10::str(k.sizes()),
+        c10::str(v.sizes()), c10::toString(q.scalar_type()), fp8 ? "float8_e4m3fn" : "bf16"));
+#ifdef LONGLIVE_WITH_FA3
+  return run_plan(q, k, v, plan, fp8);
+#else
+  (void)plan;
+  throw Error("FlashAttention-3 is not in this build (configure with LONGLIVE_FA3_DIR)");
+#endif
+}
+}  // namespace
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   return attention(q, k, v, default_plan());
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const Plan& plan) {
-  require_taken(accepts(q, k, v), "FlashAttention-3", "bf16", q, k, v);
-#ifdef LONGLIVE_WITH_FA3
-  return run_plan(q, k, v, plan, false);
-#else
-  (void)plan;
-  throw Error("FlashAttention-3 is not in this build (configure with LONGLIVE_FA3_DIR)");
-#endif
+  return checked_run(q, k, v, plan, false);
 }
 
 at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
@@ -273,13 +270,7 @@ at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Ten
 
 at::Tensor attention_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                          const Plan& plan) {
-  require_taken(accepts_fp8(q, k, v), "FlashAttention-3 FP8", "float8_e4m3fn", q, k, v);
-#ifdef LONGLIVE_WITH_FA3
-  return run_plan(q, k, v, plan, true);
-#else
-  (void)plan;
-  throw Error("FlashAttention-3 is not in this build (configure with LONGLIVE_FA3_DIR)");
-#endif
+  return checked_run(q, k, v, plan, true);
 }
 
 }  // namespace longlive::fa3
