@@ -17,17 +17,13 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "longlive/elapsed.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "video_writer.h"
 
 namespace longlive {
 namespace {
-
-double ms_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-      .count();
-}
 
 struct QueuedFrame {
   std::vector<uint8_t> pixels;  // RGBA rows (width * 4 bytes each) or packed I420

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "longlive/elapsed.h"
 #include "longlive/error.h"
 
 #ifdef LONGLIVE_WITH_CUDA
@@ -253,9 +254,6 @@ void CudaGlUploader::Impl::upload(const DeviceFrame& frame, GLuint texture) {
   if (bytes != buffer_bytes) resize(bytes);
 
   using Clock = std::chrono::steady_clock;
-  const auto ms_since = [](Clock::time_point t) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-  };
   const Clock::time_point map_start = Clock::now();
   Mapping mapping(registration->get(), stream->get());
   times.map_ms = ms_since(map_start);

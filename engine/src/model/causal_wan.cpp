@@ -426,9 +426,11 @@ at::Tensor CausalWanModel::self_attention(const Block& b, int64_t layer, const a
 
 at::Tensor CausalWanModel::forward(const at::Tensor& latents, const at::Tensor& timesteps,
                                    KvCache& kv, const KvCache::Plan& plan,
-                                   const CrossAttnCache& cross, const LoraSidePath* lora) const {
+                                   const CrossAttnCache& cross, const LoraSidePath* lora,
+                                   bool kv_only) const {
   ForwardArgs args = prepare(latents, timesteps, plan);
   args.lora = lora;
+  args.kv_only = kv_only;
   return run(args, kv, plan, cross);
 }
 
@@ -810,15 +812,11 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
       fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps);
   }
   const at::Tensor v = qkv.narrow(1, 2 * d, d).view({1, seq, n, hd});
-  if (kv_only && kv) {
-    if (!k_slot.defined()) {
-      const ProfileScope scope("kv_write");
-      kv->write(layer, *plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2), frames_in_kv);
-    }
-    r.pending = at::Tensor();  // consumed by this block's first norm
-    r.pending_gate = at::Tensor();
-    return;
+  if (kv && !k_slot.defined()) {
+    const ProfileScope scope("kv_write");
+    kv->write(layer, *plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2), frames_in_kv);
   }
+  if (kv_only && kv) return;  // the K/V are in the cache; the caller reads nothing else
   at::Tensor attended;
   if (kv == nullptr) {
     // No cache (VACE blocks): attention over the block's own tokens.
@@ -826,10 +824,6 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
     attended = ops::attention(q.unsqueeze(0).transpose(1, 2), k.unsqueeze(0).transpose(1, 2),
                               v.transpose(1, 2), runtime_.attention);
   } else {
-    if (!k_slot.defined()) {
-      const ProfileScope scope("kv_write");
-      kv->write(layer, *plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2), frames_in_kv);
-    }
     const ProfileScope scope("self_attention");
     const bool fp8_kv = fp8_attention_ && kv->storage_dtype() == at::kFloat8_e4m3fn;
     const at::Tensor q8 =

@@ -91,9 +91,10 @@ class CausalWanModel {
   //   latents: [1, F, C, H, W] (pipeline layout), timesteps: [1, F] (any real dtype).
   // Writes K/V as planned and returns the flow prediction [1, F, C, H, W] in float32.
   // Same as run(prepare(...)) without VACE. `lora`: the style LoRAs' side path (null: none).
+  // `kv_only`: ForwardArgs::kv_only (the K/V are written, nothing is returned).
   at::Tensor forward(const at::Tensor& latents, const at::Tensor& timesteps, KvCache& kv,
                      const KvCache::Plan& plan, const CrossAttnCache& cross,
-                     const LoraSidePath* lora = nullptr) const;
+                     const LoraSidePath* lora = nullptr, bool kv_only = false) const;
 
   // The device inputs of a forward that depend on host values (which frames run, their
   // positions): everything run() reads besides the weights and the caches.
@@ -183,7 +184,7 @@ class CausalWanModel {
   // One block on the fused kernels (FP8 linears when the block has FP8 copies): `layer` indexes
   // the KV cache and the style LoRAs; kv == nullptr: self-attention over the block's own tokens
   // (VACE blocks). Leaves the FFN output pending in r; with `kv_only`, returns once the block's
-  // K/V are in the cache (r.x then holds the block's input, nothing is pending).
+  // K/V are in the cache (r is then of no further use).
   void fused_block(const Block& b, FusedResidual& r, const at::Tensor& e0, const at::Tensor& cos,
                    const at::Tensor& sin, KvCache* kv, const KvCache::Plan* plan, int64_t layer,
                    const CrossAttnCache& cross, size_t cross_index, int64_t frames,

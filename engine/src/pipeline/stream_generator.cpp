@@ -12,6 +12,7 @@
 
 #include "cache/cross_attn_cache.h"
 #include "cache/kv_cache.h"
+#include "longlive/elapsed.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
@@ -68,11 +69,6 @@ class StepPacer {
                                     c10::Event(c10::DeviceType::CUDA)};
   int64_t queued_ = 0;
 };
-
-double ms_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-      .count();
-}
 
 // One DiT forward, through a CUDA graph when the generator has a runner. VACE calls and calls
 // with a style-LoRA side path replay too (context, scale, hints and fader scales are device
@@ -290,12 +286,9 @@ void StreamGenerator::reserve_up_front() {
   KvCache::Plan recache_plan = kv_->plan(frame - n, n, KvWriteKind::recache, options_.global_sink);
   if (!options_.skip_dropped_recache_frames) recache_plan.first_written = 0;
   const auto sizes = latents.sizes();
-  CausalWanModel::ForwardArgs recache_args =
-      model_->prepare(at::zeros({1, n, sizes[2], sizes[3], sizes[4]}, float_opts),
-                      at::zeros({1, n}, float_opts), recache_plan);
-  recache_args.lora = lora_.get();
-  recache_args.kv_only = true;  // as recache() runs it
-  model_->run(recache_args, *kv_, recache_plan, *cross_);
+  model_->forward(at::zeros({1, n, sizes[2], sizes[3], sizes[4]}, float_opts),
+                  at::zeros({1, n}, float_opts), *kv_, recache_plan, *cross_, lora_.get(),
+                  /*kv_only=*/true);  // as recache() runs it
   kv_->reset();
   stats_.reserve_ms = ms_since(start);
   log::info("reserved up front: {} block plans and a re-cache warmed{} in {:.0f} ms (host)", blocks,
@@ -539,11 +532,8 @@ void StreamGenerator::reencode_sink() {
   if (s == 0) return;
   const auto float_opts = at::TensorOptions().dtype(at::kFloat).device(options_.device);
   const KvCache::Plan plan = kv_->plan(0, s, KvWriteKind::block, options_.global_sink);
-  CausalWanModel::ForwardArgs args =
-      model_->prepare(sink_.narrow(0, 0, s).unsqueeze(0), at::zeros({1, s}, float_opts), plan);
-  args.lora = lora_.get();
-  args.kv_only = true;
-  model_->run(args, *kv_, plan, *cross_);
+  model_->forward(sink_.narrow(0, 0, s).unsqueeze(0), at::zeros({1, s}, float_opts), *kv_, plan,
+                  *cross_, lora_.get(), /*kv_only=*/true);
   kv_->commit(plan);
 }
 
@@ -570,10 +560,8 @@ void StreamGenerator::recache(BlockTrace* trace) {
   // Eager: a re-cache happens once per switch in one of several ring phases, so capturing it
   // would put a capture stall on the switch itself, for a 1 % gain. Only its K/V are kept (a
   // trace also wants its flow).
-  CausalWanModel::ForwardArgs args = model_->prepare(latents, t, plan);
-  args.lora = lora_.get();
-  args.kv_only = trace == nullptr;
-  at::Tensor flow = model_->run(args, *kv_, plan, *cross_);
+  at::Tensor flow =
+      model_->forward(latents, t, *kv_, plan, *cross_, lora_.get(), /*kv_only=*/trace == nullptr);
   kv_->commit(plan);
   if (trace) trace->recache_flow = flow;
   ++stats_.recaches;

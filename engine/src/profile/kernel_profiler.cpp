@@ -15,6 +15,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "longlive/elapsed.h"
 #include "longlive/profiler.h"
 
 #if defined(LONGLIVE_WITH_CUDA) && defined(LONGLIVE_WITH_CUPTI)
@@ -31,10 +32,6 @@ std::atomic<bool> kernel_regions_on{false};
 }
 
 namespace {
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 #ifdef LONGLIVE_KERNELS
 // Region names by id: CUPTI's external correlation ids are numbers (ids start at 1).
