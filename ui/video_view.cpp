@@ -56,10 +56,9 @@ VideoView::VideoView(QWidget* parent)
   pacer_.setSingleShot(true);
   connect(&pacer_, &QTimer::timeout, this, &VideoView::schedule_next);
   connect(this, &QOpenGLWidget::frameSwapped, this, [this] {
-    if (last_paint_end_ms_ >= 0)
-      trace_.add({.ms = now_ms(),
-                  .kind = PacingTrace::Kind::swapped,
-                  .value = now_ms() - last_paint_end_ms_});
+    if (last_paint_end_ms_ < 0) return;
+    const double now = now_ms();
+    trace_.add({.ms = now, .kind = PacingTrace::Kind::swapped, .value = now - last_paint_end_ms_});
   });
   clock_.start();
 }

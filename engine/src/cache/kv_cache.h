@@ -93,7 +93,6 @@ class KvCache {
   // kernel then converts as write() does: saturated at +-448, scale 1). Off by default until
   // measured on a GPU; LONGLIVE_FP8_KV_DIRECT=1 sets the default.
   void set_fp8_direct(bool on) { fp8_direct_ = on; }
-  bool fp8_direct() const { return fp8_direct_; }
   // Keys/values attended by a forward with this plan: [1, heads, valid_tokens, head_dim].
   at::Tensor keys(int64_t layer, const Plan& plan) const;
   at::Tensor values(int64_t layer, const Plan& plan) const;
