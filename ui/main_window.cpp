@@ -208,6 +208,10 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   // "Draw mask": a rectangle dragged over the video becomes an inpainting mask image of the
   // frame's size, saved beside the camera captures (a timeline names it, so render replays it).
   connect(inputs_, &InputPanel::mask_drawing_toggled, view_, &VideoView::set_mask_drawing);
+  // Kernels are sampled (CUPTI attached) only while the overlay's Kernels tab is on screen.
+  connect(view_, &VideoView::kernels_view_changed, this, [this](bool shown) {
+    if (engine_) engine_->set_kernel_sampling(shown);
+  });
   connect(view_, &VideoView::mask_rect_drawn, this, [this](const QRectF& fraction) {
     const QSize size = view_->current().size;
     const QString dir =
@@ -480,6 +484,8 @@ bool MainWindow::ensure_engine(bool quiet) {
           .device_frames = view_->wants_device_frames(),
           .yield_cpu = true,
           .host_frames = host_frames_requested_,
+          // CUPTI stays detached until the Kernels tab is shown (it costs memory attached).
+          .kernel_sampling = view_->kernels_view_shown(),
           .max_kept_latent_bytes = std::max<int64_t>(kept_latents_mib, 0) << 20,
           .inputs = ffmpeg_input_opener(),
           // Camera frames are saved beside the session timelines, which name them.

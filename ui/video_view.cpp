@@ -133,7 +133,14 @@ void VideoView::set_stats(const EngineStats& stats) {
 void VideoView::set_overlay_visible(bool visible) {
   overlay_ = visible;
   setMouseTracking(visible);  // hover (plot tooltips) needs moves without a button held
+  if (!visible) set_kernels_shown(false);
   update();
+}
+
+void VideoView::set_kernels_shown(bool shown) {
+  if (shown == kernels_shown_) return;
+  kernels_shown_ = shown;
+  emit kernels_view_changed(shown);
 }
 
 int VideoView::overlay_vertices() const { return imgui_->last_vertex_count(); }
@@ -365,6 +372,7 @@ void VideoView::paint_overlay() {
     update();  // the tab shows from the next overlay frame: paint it (and one after the flag)
   }
   imgui_->render();
+  set_kernels_shown(overlay_report_.kernels_view);
 }
 
 void VideoView::set_mask_drawing(bool on) {

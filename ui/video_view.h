@@ -68,6 +68,8 @@ class VideoView : public QOpenGLWidget {
     update();
   }
   bool overlay_visible() const { return overlay_; }
+  // Whether the overlay shows its Kernels tab (the engine samples kernels only then).
+  bool kernels_view_shown() const { return kernels_shown_; }
   void set_recording(bool recording) { recording_ = recording; }
   // What the overlay drew last (regions, plotted blocks, switch markers) and ImGui's vertices.
   const OverlayReport& overlay_report() const { return overlay_report_; }
@@ -111,6 +113,8 @@ class VideoView : public QOpenGLWidget {
 
  signals:
   void frame_shown(int64_t index);
+  // The Kernels tab came to the front or left the screen (its tab or the overlay closed).
+  void kernels_view_changed(bool shown);
   // A rectangle drawn over the frame: fractions of the frame's width and height, normalised.
   void mask_rect_drawn(QRectF fraction);
 
@@ -131,6 +135,7 @@ class VideoView : public QOpenGLWidget {
   double now_ms() const { return static_cast<double>(clock_.nsecsElapsed()) / 1e6; }
   void give_up_interop(const std::string& why);
   void paint_overlay();
+  void set_kernels_shown(bool shown);  // emits kernels_view_changed on a change
   void init_frame_program();
   void upload_current();  // current_ into texture_, by the path the selector picks
   void draw_frame();      // texture_ letterboxed; QPainter when the shaders are unavailable
@@ -154,6 +159,7 @@ class VideoView : public QOpenGLWidget {
   std::deque<double> paint_ms_;
   std::function<void()> interop_lost_;
   bool overlay_ = false;
+  bool kernels_shown_ = false;
   int select_kernels_frames_ = 0;  // overlay frames left that select the Kernels tab
   int64_t painted_ = 0;
   EngineStats stats_;

@@ -100,8 +100,13 @@ kill "$xvfb" 2>/dev/null
 # cores, 1-4): 832x480 noise, what the random model makes, in the default and the fastest preset.
 if cmake --build "$b" --target longlive_encode_bench >/dev/null 2>&1; then
   threads=$(( $(nproc) / 4 )); [ "$threads" -gt 4 ] && threads=4; [ "$threads" -lt 1 ] && threads=1
-  for preset in veryfast ultrafast; do
-    "$b/recorder/longlive_encode_bench" --content noise --frames 240 --threads "$threads" \
-      --preset "$preset" --out /tmp/encode.mp4
+  # ... and at twice the threads, and with frame threads instead of zerolatency's slices.
+  for t in "$threads" $((threads * 2)); do
+    for preset in veryfast ultrafast; do
+      for zl in 1 0; do
+        "$b/recorder/longlive_encode_bench" --content noise --frames 160 --threads "$t" \
+          --preset "$preset" --zerolatency "$zl" --out /tmp/encode.mp4
+      done
+    done
   done 2>&1 | tee "$out/encode.log"
 fi

@@ -17,7 +17,7 @@ want() { [[ " $steps " == *" $1 "* ]]; }
 t0=$(date +%s)
 elapsed() { echo "$(($(date +%s) - t0)) s"; }
 if want build; then
-  device_build "longlive test_model" "$out/build.log"
+  device_build "longlive test_model test_core" "$out/build.log"
 else
   export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 fi
@@ -28,6 +28,10 @@ if want tests; then
     >"$out/tests.log" 2>&1
   echo "tests rc=$? ($(elapsed))"
   grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure" "$out/tests.log" | tail -12
+  # CUPTI detached and attached again (#18), the graphs' kernels still listed.
+  timeout 60 $b/tests/test_core --gtest_filter='KernelProfiler*' >>"$out/tests.log" 2>&1
+  echo "kernel profiler tests rc=$? ($(elapsed))"
+  grep -E "heap growth|^\[  (PASSED|FAILED)|FAILED  \]" "$out/tests.log" | tail -6
 fi
 # turbo_fp8_cudnn: turbo_fp8 with cuDNN's attention (its FP8 kernel too), the A/B of FA3's FP8;
 # turbo_fp8_direct: the FP8 cache's K/V written by the RMSNorm+RoPE launch (LONGLIVE_FP8_KV_DIRECT);

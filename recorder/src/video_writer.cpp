@@ -135,7 +135,7 @@ void VideoWriter::open_encoder() {
       av_dict_set(&opts, "preset", config_.software_preset.c_str(), 0);
       // No lookahead or frame-thread delay: each frame becomes a packet at once, so fragments
       // (and a crash-safe file) keep up with the live stream.
-      av_dict_set(&opts, "tune", "zerolatency", 0);
+      if (config_.zero_latency) av_dict_set(&opts, "tune", "zerolatency", 0);
       if (name == "libx265") av_dict_set(&opts, "x265-params", "log-level=error", 0);
     }
     // Probing NVENC in auto mode fails on most machines (no GPU, or one without an encoder

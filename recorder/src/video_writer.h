@@ -31,6 +31,10 @@ struct EncoderConfig {
   int threads = 0;  // 0 = FFmpeg's choice
   // libx264/libx265's speed preset (ultrafast .. veryslow); NVENC keeps its own.
   std::string software_preset = "veryfast";
+  // libx264/libx265 tuned for zero latency: each frame leaves as a packet at once (threads split
+  // each frame into slices). Off: frame-parallel threads, a few frames of delay, often more
+  // frames per second with many threads.
+  bool zero_latency = true;
   // A libavformat URL instead of a file (streaming): written with `container`, no fragments.
   std::string url;
   std::string container = "mp4";  // libavformat muxer: mp4, flv, mpegts

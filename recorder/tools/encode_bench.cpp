@@ -3,6 +3,7 @@
 //   encode_bench [--codec auto|libx264|h264_nvenc|...] [--width 832] [--height 480]
 //                [--frames 480] [--crf 18] [--out bench.mp4] [--threads N]
 //                [--content smooth|noise] [--preset veryfast|superfast|ultrafast|...]
+//                [--zerolatency 1|0]
 // noise is the encoder's worst case (a random model's frames look like it).
 #include <chrono>
 #include <cmath>
@@ -70,6 +71,8 @@ int main(int argc, char** argv) {
       config.threads = std::atoi(value.c_str());
     else if (key == "--preset")
       config.software_preset = value;
+    else if (key == "--zerolatency")
+      config.zero_latency = value != "0";
     else if (key == "--content" && (value == "smooth" || value == "noise"))
       content = value;
     else {
@@ -93,9 +96,11 @@ int main(int argc, char** argv) {
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     const double open_ms = std::chrono::duration<double, std::milli>(start - open_start).count();
     std::printf(
-        "codec %s | %dx%d %s | %d threads | %d frames | %.1f fps | %.2f ms/frame | open %.0f ms\n",
-        writer.codec_name().c_str(), config.width, config.height, content.c_str(), config.threads,
-        frames, frames / seconds, 1e3 * seconds / frames, open_ms);
+        "codec %s %s%s | %dx%d %s | %d threads | %d frames | %.1f fps | %.2f ms/frame | open %.0f "
+        "ms\n",
+        writer.codec_name().c_str(), config.software_preset.c_str(),
+        config.zero_latency ? " zerolatency" : "", config.width, config.height, content.c_str(),
+        config.threads, frames, frames / seconds, 1e3 * seconds / frames, open_ms);
   } catch (const std::exception& e) {
     std::printf("codec %s unavailable: %s\n", config.codec.c_str(), e.what());
     return 1;

@@ -1,10 +1,14 @@
 // The kernel profiler on a GPU (skips without one): known ATen kernels in two regions and one
 // CUDA graph replay come out with their names, counts and regions, a kernel launched after stop()
-// stays out, and the sampled kernel time fits in the CUDA-event span of the same work.
+// stays out, and the sampled kernel time fits in the CUDA-event span of the same work; released,
+// CUPTI stops keeping memory for the kernels run, and a sample attaches it again.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <malloc.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <set>
 #include <string>
 
@@ -150,6 +154,81 @@ TEST_P(KernelProfilerGpu, KnownKernelsByRegionWithAGraphReplay) {
   const KernelTable again = kernels.collect();
   EXPECT_EQ(again.kernels, 1) << dump(again);
   EXPECT_EQ(sum_region(again, "adds").count, 1);
+#endif
+}
+
+#ifdef LONGLIVE_WITH_CUDA
+// A graph of `kernels` multiplies on a side stream (as the DiT's graphs are captured).
+void capture(at::cuda::CUDAGraph& graph, at::Tensor& x, int kernels) {
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, 0);
+  c10::cuda::device_synchronize();
+  const c10::cuda::CUDAStreamGuard guard(side);
+  graph.capture_begin();
+  for (int i = 0; i < kernels; ++i) x.mul_(1.0001);
+  graph.capture_end();
+  c10::cuda::device_synchronize();
+}
+
+// Bytes the process's heap grew by over `runs` replays of `graph` (malloc's in-use bytes).
+int64_t heap_growth(at::cuda::CUDAGraph& graph, int runs) {
+  c10::cuda::device_synchronize();
+  const auto before = static_cast<int64_t>(mallinfo2().uordblks);
+  for (int i = 0; i < runs; ++i) graph.replay();
+  c10::cuda::device_synchronize();
+  return static_cast<int64_t>(mallinfo2().uordblks) - before;
+}
+#endif
+
+// Attached, CUPTI keeps a few small allocations for every kernel the process runs, sampled or
+// not (docs/reliability.md); release() detaches it and the heap stops growing. A later sample
+// attaches it again and still lists the kernels of a graph captured before the detach and of one
+// captured while detached, as the studio does when its Kernels tab opens mid-stream.
+TEST(KernelProfilerDetach, ReleaseStopsTheGrowthAndASampleAttachesAgain) {
+#ifndef LONGLIVE_WITH_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  if (!KernelProfiler::built_with_cupti()) GTEST_SKIP() << KernelProfiler::unavailable_reason();
+  ASSERT_EQ(KernelProfiler::prepare(), "");
+  ASSERT_TRUE(KernelProfiler::attached());
+  constexpr int kKernels = 256, kRuns = 200;
+  const auto opts = at::TensorOptions().device(at::kCUDA, 0).dtype(at::kFloat);
+  at::Tensor x = at::ones({4096}, opts);
+  at::cuda::CUDAGraph before_detach;
+  capture(before_detach, x, kKernels);
+  heap_growth(before_detach, 20);  // first replays may allocate once
+  const int64_t attached = heap_growth(before_detach, kRuns);
+
+  ASSERT_TRUE(KernelProfiler::release());
+  EXPECT_FALSE(KernelProfiler::attached());
+  EXPECT_FALSE(KernelProfiler::release());  // nothing left to detach
+  heap_growth(before_detach, 20);
+  const int64_t detached = heap_growth(before_detach, kRuns);
+  std::printf("heap growth over %d kernels in graphs: %lld B attached, %lld B detached\n",
+              kKernels * kRuns, static_cast<long long>(attached), static_cast<long long>(detached));
+  EXPECT_LT(detached, 64 << 10) << "attached: " << attached << " B";
+
+  at::cuda::CUDAGraph while_detached;
+  at::Tensor y = at::ones({4096}, opts);
+  capture(while_detached, y, kKernels);
+  KernelProfiler kernels;
+  ASSERT_TRUE(kernels.start()) << kernels.last_error();
+  EXPECT_TRUE(KernelProfiler::attached());
+  {
+    const ProfileScope scope("before_detach");
+    before_detach.replay();
+  }
+  {
+    const ProfileScope scope("while_detached");
+    while_detached.replay();
+  }
+  kernels.stop();
+  c10::cuda::device_synchronize();
+  const KernelTable t = kernels.collect();
+  ASSERT_TRUE(t.unavailable.empty()) << t.unavailable;
+  EXPECT_EQ(sum_region(t, "before_detach").graph_count, kKernels) << dump(t);
+  EXPECT_EQ(sum_region(t, "while_detached").graph_count, kKernels) << dump(t);
+  EXPECT_EQ(t.graph_kernels, 2 * kKernels);
 #endif
 }
 

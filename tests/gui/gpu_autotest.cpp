@@ -315,19 +315,28 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   frames.set_measuring(false);
   press_key(w, Qt::Key_F1);
   check("overlay_visible", w->view()->overlay_visible());
-  // CUPTI samples one block in 30 on a GPU; a CPU engine samples none.
+  // The Kernels tab turns sampling on: CUPTI attaches (mid-stream, after the graphs were
+  // captured) and samples the next block; a CPU engine samples none.
   const bool on_gpu = w->engine_stats().device.rfind("cuda", 0) == 0;
-  const bool sampled = on_gpu && wait([&] { return !w->engine_stats().kernels.empty(); }, 60000);
+  check("cupti_detached_before_kernels_tab", !KernelProfiler::attached());
   w->view()->show_kernels_tab();
+  const bool sampled = on_gpu && wait([&] { return !w->engine_stats().kernels.empty(); }, 20000);
   run_events_for(400);  // a few overlay frames with the tab in front
   const OverlayReport overlay = w->view()->overlay_report();
   result["kernels_listed"] = overlay.kernel_rows;
   result["kernels_sampled"] = static_cast<double>(w->engine_stats().kernels.size());
+  int64_t graph_kernels = 0;
+  for (const KernelRow& row : w->engine_stats().kernels) graph_kernels += row.graph_count;
+  // Whether a CUPTI attached after the capture still sees the graphs' kernels.
+  result["kernels_in_graphs"] = static_cast<double>(graph_kernels);
   check("kernels_view", overlay.kernels_view && (overlay.kernel_rows > 0 || !sampled));
   w->grab().toImage().save(out_dir + "/studio-gpu.png");
   check("screenshot_written", QFile::exists(out_dir + "/studio-gpu.png"));
   press_key(w, Qt::Key_F1);
   save("overlay");
+  // The overlay closed: CUPTI detaches at the next block.
+  if (on_gpu && KernelProfiler::built_with_cupti())
+    check("cupti_detached_after_overlay", wait([] { return !KernelProfiler::attached(); }, 5000));
   frames.set_measuring(true);
 
   // The recording (Ctrl+R), then the Record button.

@@ -56,6 +56,10 @@ struct EngineOptions {
   // On a GPU, list the kernels of one block in this many with CUPTI (0: never). The sampled
   // block is not a region-profiled one, so its graphs replay as usual.
   int kernel_sample_every = 30;
+  // Whether kernels are sampled from the start; Engine::set_kernel_sampling() changes it live.
+  // While off, CUPTI is detached from the process (it keeps memory for every kernel run while
+  // attached, sampled or not): a display samples only while its kernels view is shown.
+  bool kernel_sampling = true;
   // Give a block up mid-way (between denoising steps) when a prompt switch, transition, preset
   // change, pause, stop or restart arrives, and apply the command to that block instead of the
   // next: the switch shows about half a block sooner on average, and the video is the one it
@@ -181,6 +185,9 @@ class Engine {
   // Host copies of the frames on or off from the next block (see EngineOptions::host_frames):
   // a recorder turns them on while it records. Ignored (always on) without device frames.
   void set_host_frames(bool on) { host_frames_.store(on); }
+  // Kernel sampling on or off from the next block (EngineOptions::kernel_sampling). Turning it
+  // on attaches CUPTI (its first enable takes a moment on the engine thread), off detaches it.
+  void set_kernel_sampling(bool on) { kernel_sampling_.store(on); }
   void set_preset(const Preset& preset);  // applied at the next block
   // Style LoRAs (longlive/style_lora.h): loads a file as a fader at strength 0, named `name` or
   // after the file. A bad file, an unknown name or a strength outside 0..kMaxLoraStrength goes to
@@ -240,6 +247,7 @@ class Engine {
   EngineStats stats_;
   bool quit_ = false;
   std::atomic<bool> host_frames_{true};
+  std::atomic<bool> kernel_sampling_{true};
   // A command that changes what the next block is (a switch, preset, pause, stop, restart) is
   // waiting: the block in progress is given up (EngineOptions::abandon_blocks).
   std::atomic<bool> block_outdated_{false};

@@ -104,10 +104,18 @@ class KernelProfiler {
   // Empty when kernels can be sampled in this process; otherwise why not ("built without CUDA",
   // "no CUDA device", "CUPTI not found: ..."). Cached after the first call.
   static std::string unavailable_reason();
-  // Opens CUPTI, registers its buffers and pays CUPTI's first-enable cost once, recording
-  // nothing: call it when a session opens (before its CUDA graphs are captured) so that the
-  // first sampled block is not the slow one. Idempotent; returns unavailable_reason().
+  // Opens CUPTI, attaches it (registers its buffers) and pays CUPTI's first-enable cost,
+  // recording nothing: call it before sampling (when a session opens, or when the kernels view
+  // opens) so that the first sampled block is not the slow one. Idempotent; returns
+  // unavailable_reason() or why CUPTI did not attach.
   static std::string prepare();
+  // Detaches CUPTI from the process (cuptiFinalize) unless a sample is running. Attached, CUPTI
+  // keeps a few small allocations for every kernel the process runs, sampled or not (~45 KiB
+  // per DiT block on the H200, docs/reliability.md): release it when nobody looks at kernels.
+  // Synchronise the device first. prepare() or start() attaches it again. False when nothing
+  // was detached (not attached, sampling, no CUPTI).
+  static bool release();
+  static bool attached();
 
   explicit KernelProfiler(Options options);
   KernelProfiler();

@@ -155,6 +155,7 @@ Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, 
       options_(options) {
   stats_.preset = preset.name;
   host_frames_.store(options_.host_frames);
+  kernel_sampling_.store(options_.kernel_sampling);
   performance_ = std::make_unique<Performance>(model_, std::move(preset), height_, width_);
   performance_->set_ranks(options_.ranks);
   performance_->set_inputs(options_.inputs,
@@ -332,11 +333,33 @@ void Engine::run() {
   const int niceness = options_.yield_cpu && !at::hasCUDA() ? 19 : 5;
   if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), niceness) != 0)
     log::debug("engine: could not lower the worker thread's priority");
-  // CUPTI is loaded before any session captures its graphs (a kernel sample then sees the graph
-  // kernels); without CUDA or CUPTI this only notes why the kernels view stays empty.
+  // CUPTI is attached while kernels are sampled and detached otherwise (KernelProfiler::
+  // release: attached, it keeps memory for every kernel run). Attached here when sampling starts
+  // on, before any session captures its graphs; without CUDA or CUPTI this only notes why the
+  // kernels view stays empty.
   std::optional<KernelProfiler> kernel_profiler;
-  if (at::hasCUDA() && options_.kernel_sample_every > 0 && KernelProfiler::prepare().empty())
-    kernel_profiler.emplace();
+  bool kernel_profiler_failed = false;  // prepare() refused: not retried at every block
+  int64_t next_kernel_sample = -1;      // the next block to sample; -1: the next one eligible
+  auto follow_kernel_sampling = [&](at::Device device) {
+    const bool wanted = kernel_sampling_.load() && options_.kernel_sample_every > 0 &&
+                        at::hasCUDA() && !kernel_profiler_failed;
+    if (wanted && !kernel_profiler) {
+      if (const std::string why = KernelProfiler::prepare(); why.empty()) {
+        kernel_profiler.emplace();
+        next_kernel_sample = -1;  // whoever turned it on wants a table soon
+      } else {
+        kernel_profiler_failed = true;
+        log::info("engine: kernels are not sampled: {}", why);
+      }
+    } else if (!wanted && kernel_profiler) {
+      kernel_profiler.reset();
+      // CUPTI detaches from an idle device (its condition for a safe detach).
+      if (device.is_cuda())
+        c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->synchronizeDevice(device.index());
+      KernelProfiler::release();
+    }
+  };
+  follow_kernel_sampling(at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU));
   Performance& perf = *performance_;
   std::optional<InjectedOom> injected_oom = injected_oom_from_env();
   std::optional<int64_t> injected_decode_failure = injected_decode_failure_from_env();
@@ -558,6 +581,7 @@ void Engine::run() {
       }
 
       Session& session = *perf.session();
+      follow_kernel_sampling(session.device);
       const auto begin = Clock::now();
       const bool switched = first_after_switch;
       const bool transitioning = perf.in_transition();
@@ -577,12 +601,13 @@ void Engine::run() {
       const bool profiled = perf.ranks() == 1 && (!graphs || options_.profile_every <= 1 ||
                                                   block % options_.profile_every == 0);
       if (profiled) session.profiler->activate();
-      // One block in options_.kernel_sample_every, between the region-profiled ones, has its
-      // kernels listed by CUPTI (graph replays included): the DiT only, not the decode.
-      const bool kernel_sample =
-          kernel_profiler && !profiled && session.device.is_cuda() &&
-          block % options_.kernel_sample_every == options_.kernel_sample_every / 2 &&
-          kernel_profiler->start();
+      // One block in options_.kernel_sample_every, not a region-profiled one, has its kernels
+      // listed by CUPTI (graph replays included): the DiT only, not the decode. The first comes
+      // at once after sampling is turned on; a new video (blocks from 0) starts over.
+      if (next_kernel_sample > block + options_.kernel_sample_every) next_kernel_sample = -1;
+      const bool kernel_sample = kernel_profiler && !profiled && session.device.is_cuda() &&
+                                 block >= next_kernel_sample && kernel_profiler->start();
+      if (kernel_sample) next_kernel_sample = block + options_.kernel_sample_every;
       // A command that outdates the block in progress gives it up between two denoising steps
       // and applies to it instead (once per block: a stream of switches still makes progress).
       // Meanwhile block k-1's frames go out as soon as they are decoded, as they would after

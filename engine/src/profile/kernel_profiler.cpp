@@ -272,6 +272,7 @@ struct CuptiApi {
   decltype(&cuptiActivityGetNumDroppedRecords) dropped_records = nullptr;
   decltype(&cuptiActivityPushExternalCorrelationId) push_external = nullptr;
   decltype(&cuptiActivityPopExternalCorrelationId) pop_external = nullptr;
+  decltype(&cuptiFinalize) finalize = nullptr;
 };
 
 constexpr CUpti_ExternalCorrelationKind kRegionKind = CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0;
@@ -324,7 +325,7 @@ class Tracer {
     return *tracer;
   }
 
-  // "" when CUPTI is open and its buffers registered, else why not. Once per process.
+  // "" when CUPTI is loaded and has what a sample needs, else why not. Once per process.
   const std::string& init() {
     std::call_once(once_, [this] { reason_ = open(); });
     return reason_;
@@ -332,6 +333,7 @@ class Tracer {
   const CuptiApi* api() const { return ready_.load(std::memory_order_acquire) ? &api_ : nullptr; }
 
   bool begin(const void* owner, bool all_apis, std::string& error) {
+    if (error = attach(); !error.empty()) return false;
     {
       std::lock_guard lock(mutex_);
       if (owner_ != nullptr && owner_ != owner) {
@@ -469,12 +471,58 @@ class Tracer {
           is_launch_call(name))
         driver_launches_.push_back(cbid);
     }
-    const CUptiResult r = api_.register_callbacks(&buffer_requested, &buffer_completed);
-    if (r != CUPTI_SUCCESS) return "CUPTI refused its activity buffers: " + result(r);
+    // Optional: without it CUPTI stays attached once a sample attached it.
+    api_.finalize = reinterpret_cast<decltype(api_.finalize)>(dlsym(lib, "cuptiFinalize"));
+    // Not attached yet: prepare() or a sample attaches CUPTI, asking why not does not.
     ready_.store(true, std::memory_order_release);
     return {};
   }
 
+ public:
+  // Attaches CUPTI to the process (registers the activity buffers): at the first prepare() or
+  // sample, and again after a detach(). "" or why not.
+  std::string attach() {
+    std::lock_guard lock(attach_mutex_);
+    if (attached_) return {};
+    const CUptiResult r = api_.register_callbacks(&buffer_requested, &buffer_completed);
+    if (r != CUPTI_SUCCESS) return "CUPTI refused its activity buffers: " + result(r);
+    attached_ = true;
+    warm_ = false;
+    return {};
+  }
+
+  // Detaches CUPTI (cuptiFinalize), unless a sample is running or this CUPTI cannot. Attached,
+  // CUPTI keeps a few small allocations for every kernel the process runs, sampled or not
+  // (~45 KiB per DiT block, docs/reliability.md); detached, it keeps nothing. The caller has
+  // synchronised the device (CUPTI's condition for a safe detach).
+  bool detach() {
+    std::lock_guard lock(attach_mutex_);
+    if (!attached_ || api_.finalize == nullptr) return false;
+    {
+      std::lock_guard records(mutex_);
+      if (owner_ != nullptr) return false;
+    }
+    api_.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    if (api_.finalize() != CUPTI_SUCCESS) return false;
+    attached_ = false;
+    return true;
+  }
+
+  bool attached() {
+    std::lock_guard lock(attach_mutex_);
+    return attached_;
+  }
+  // Whether CUPTI's first enable since it attached (the slow one) is still to come.
+  bool needs_warmup() {
+    std::lock_guard lock(attach_mutex_);
+    return attached_ && !warm_;
+  }
+  void warmed() {
+    std::lock_guard lock(attach_mutex_);
+    warm_ = attached_;
+  }
+
+ private:
   // Turns tracing of the launch calls on or off; false when CUPTI refuses one (then all APIs).
   bool set_launch_apis(uint8_t on) {
     if (runtime_launches_.empty() || driver_launches_.empty()) return false;
@@ -559,6 +607,10 @@ class Tracer {
   std::vector<uint32_t> runtime_launches_, driver_launches_;
   bool all_apis_ = false;  // of the running sample
 
+  std::mutex attach_mutex_;  // attach/detach; taken before mutex_, never while CUPTI calls back
+  bool attached_ = false;
+  bool warm_ = false;  // a sample ran since the last attach
+
   std::mutex mutex_;  // what CUPTI's buffer thread fills; never held while calling CUPTI
   const void* owner_ = nullptr;
   bool recording_ = false;
@@ -615,12 +667,32 @@ std::string KernelProfiler::unavailable_reason() {
 std::string KernelProfiler::prepare() {
   std::string reason = unavailable_reason();
   if (!reason.empty()) return reason;
-  static std::once_flag warmed;
-  std::call_once(warmed, [] {
+#ifdef LONGLIVE_KERNELS
+  Tracer& tracer = Tracer::get();
+  if (reason = tracer.attach(); !reason.empty()) return reason;
+  if (tracer.needs_warmup()) {
     KernelProfiler warm;
     if (warm.start()) warm.collect();  // CUPTI's first enable is the slow one
-  });
+    tracer.warmed();
+  }
+#endif
   return reason;
+}
+
+bool KernelProfiler::release() {
+#ifdef LONGLIVE_KERNELS
+  return unavailable_reason().empty() && Tracer::get().detach();
+#else
+  return false;
+#endif
+}
+
+bool KernelProfiler::attached() {
+#ifdef LONGLIVE_KERNELS
+  return unavailable_reason().empty() && Tracer::get().attached();
+#else
+  return false;
+#endif
 }
 
 KernelProfiler::KernelProfiler(Options options) : options_(options) {
