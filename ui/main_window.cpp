@@ -101,8 +101,8 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   gpus_->setPrefix("GPUs ");
   gpus_->setValue(std::clamp(settings.value("engine/gpus", 1).toInt(), 1, 8));
   gpus_->setToolTip(
-      "Run the stream on this many GPUs of this machine (the same video as on one; a running "
-      "video keeps its preset there). Applies at the next start.");
+      "Run the stream on this many GPUs of this machine (the same video as on one). Applies at "
+      "the next start.");
   presets_ = new QComboBox;
   try {
     for (const auto& p : load_presets(presets_dir_.toStdString())) {

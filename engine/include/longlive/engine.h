@@ -75,8 +75,8 @@ struct EngineOptions {
   InputOpener inputs;
   std::filesystem::path capture_dir;
   // The stream on several ranks (sequence parallelism, docs/multi-gpu.md; Performance::
-  // set_ranks): one rank (the default) is the one-GPU path. On several ranks a running video
-  // keeps its preset, blocks are not given up mid-way and regions are not profiled.
+  // set_ranks): one rank (the default) is the one-GPU path. On several ranks blocks are not
+  // given up mid-way and regions are not profiled.
   RankPlan ranks;
 };
 

@@ -90,9 +90,9 @@ class Performance {
   // One stream on several ranks (sequence parallelism, docs/multi-gpu.md) from the next session
   // on, opened by RankedSession: every generator call reaches every rank, rank 0's session
   // encodes the prompts and inputs and decodes. One rank (the default) is the one-session path.
-  // Only while no video is active (Error otherwise). On several ranks a running video keeps its
-  // preset, blocks are not given up mid-way, and bakes are refused (ConfigError): the ranks share
-  // the DiT's weights.
+  // Only while no video is active (Error otherwise). On several ranks blocks are not given up
+  // mid-way and bakes are refused (ConfigError): the ranks share the DiT's weights; a preset
+  // change moves every rank (RankedSession::change_preset).
   void set_ranks(const RankPlan& plan);
   int ranks() const { return plan_.ranks; }
   // The generator whose options, stats and inputs stand for the stream (rank 0's on several

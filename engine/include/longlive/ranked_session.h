@@ -51,6 +51,15 @@ class RankedSession {
   // Waits for every device's queued work (timing across ranks).
   void synchronize() const;
 
+  // Moves the stream to `preset` as SessionFactory::change_preset moves one session: nothing
+  // happens when the stream runs the same; with the same weights, precision and cache geometry
+  // every rank goes on with its caches (StreamGenerator::continue_with on its shard of the new
+  // DiT); otherwise every rank hands its stream over to a new generator, which re-caches the
+  // window (release_state / resume). The ranks keep their group (no new communicators); rank
+  // 0's session moves its text encoder and live decoder. The video is the one a single rank
+  // makes with the same change.
+  PresetChange change_preset(const Preset& preset);
+
  private:
   RankedSession() = default;
   // Declared first so they outlive the sessions and the stream built on them.
@@ -59,6 +68,7 @@ class RankedSession {
   std::unique_ptr<ParallelStream> stream_;
   std::vector<at::Device> devices_;
   RankBackend backend_ = RankBackend::gloo;
+  bool one_device_ = false;  // every rank on one device: one session serves them all
 };
 
 }  // namespace longlive

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "longlive/capabilities.h"
+#include "longlive/generator.h"  // GeneratorOptions (SessionFactory::StreamPreset)
 #include "longlive/preset.h"
 #include "longlive/prompt_mix.h"
 #include "longlive/style_lora.h"
@@ -163,6 +164,19 @@ class SessionFactory {
   // switch does). Nothing differs: nothing happens.
   PresetChange change_preset(Session& session, const Preset& preset);
 
+  // The preset change of a session whose stream runs elsewhere, on the ranks of a RankedSession
+  // (they run shards of this factory's DiT with `running`, the options the stream has now): the
+  // session's text encoder and live decoder follow `preset` as in change_preset(), and the
+  // result says what the stream runs next. Error for a session with baked LoRAs.
+  struct StreamPreset {
+    GeneratorOptions options;                   // the stream's options under the preset
+    std::shared_ptr<const CausalWanModel> dit;  // its DiT when another one; null: the same
+    bool same_generator = false;                // nothing the stream runs differs
+    PresetChange change;                        // what changed here (text, decoder, DiT build)
+  };
+  StreamPreset change_preset_beside(Session& session, const Preset& preset,
+                                    const GeneratorOptions& running);
+
   // "Bake" (docs/performing.md): merges `loras` at their strengths into the session's DiT on
   // its device, in place (CausalWanModel::merge_style_loras). Those weights become the session's
   // own: the factory stops handing them (or models sharing them) to other sessions, and later
@@ -217,6 +231,8 @@ class SessionFactory {
   void ensure_text(const RuntimeChoice& runtime);
   TextEncoderOptions text_placement(const RuntimeChoice& runtime) const;
   void place_text(const RuntimeChoice& runtime);  // moves a resident umT5 where runtime wants it
+  void follow_runtime(Session& session, const Preset& preset, const RuntimeChoice& runtime,
+                      PresetChange& change);
   void load_vace();
   const WeightStore& encoder_weights(const char* what);
   std::shared_ptr<const CausalWanModel> attach_vace(std::shared_ptr<const CausalWanModel> model);

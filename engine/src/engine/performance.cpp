@@ -404,22 +404,16 @@ void Performance::transition(const PromptMix& mix, const TransitionOptions& opti
 }
 
 PresetChange Performance::set_preset(const Preset& preset) {
-  // On several ranks a running video keeps its preset; the same one again changes nothing.
-  if (ranked_ && active_ && preset.name != preset_.name)
-    throw ConfigError(fmt::format(
-        "preset {}: a video on {} ranks keeps its preset; stop it and start again with {}",
-        preset.name, plan_.ranks, preset.name));
   preset_ = preset;
   if (active_) {
     TimelineEvent e = event(EventKind::preset);
     e.preset = preset.name;
     record(std::move(e));
   }
-  if (ranked_ && active_) return {};  // the same preset
-  if (ranked_) ranked_.reset();       // opened again at the next start, with the preset
-  if (!session_) return {};
+  if (ranked_ && !active_) ranked_.reset();  // opened again at the next start, with the preset
+  if (!session()) return {};
   try {
-    return factory_->change_preset(*session_, preset);
+    return ranked_ ? ranked_->change_preset(preset) : factory_->change_preset(*session_, preset);
   } catch (...) {
     abort();  // a half-changed session cannot continue
     throw;

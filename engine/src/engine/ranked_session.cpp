@@ -6,6 +6,7 @@
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/profiler.h"
+#include "model/causal_wan.h"
 
 namespace longlive {
 namespace {
@@ -52,6 +53,7 @@ std::unique_ptr<RankedSession> RankedSession::open(const ModelSpec& model,
 
   std::unique_ptr<RankedSession> ranked(new RankedSession());
   ranked->backend_ = backend;
+  ranked->one_device_ = one_device;
   const int sessions = one_device ? 1 : plan.ranks;
   for (int r = 0; r < sessions; ++r) {
     ModelSpec rank_model = model;
@@ -79,6 +81,59 @@ RankedSession::~RankedSession() = default;
 
 void RankedSession::synchronize() const {
   for (const at::Device& d : devices_) longlive::synchronize(d);
+}
+
+PresetChange RankedSession::change_preset(const Preset& preset) {
+  const int ranks = stream_->ranks();
+  std::vector<std::shared_ptr<RankGroup>> groups;
+  for (int r = 0; r < ranks; ++r) groups.push_back(stream_->rank(r).model()->rank_group());
+  const GeneratorOptions running = stream_->rank(0).options();
+  // Each session's factory says what its ranks run next (one session for them all on one device).
+  std::vector<SessionFactory::StreamPreset> next;
+  for (size_t i = 0; i < sessions_.size(); ++i)
+    next.push_back(factories_[i]->change_preset_beside(*sessions_[i], preset, running));
+  auto next_of = [&](int r) -> SessionFactory::StreamPreset& {
+    return next[one_device_ ? 0 : static_cast<size_t>(r)];
+  };
+  PresetChange change = next.front().change;
+  if (next.front().same_generator) return change;
+  // The rank's DiT under the preset: its own when the weights stay, else its shard of the new one.
+  auto dit_of = [&](int r) {
+    const auto& n = next_of(r);
+    return n.dit ? n.dit->sharded(groups[static_cast<size_t>(r)]) : stream_->rank(r).model();
+  };
+  bool keep_caches = true;
+  for (int r = 0; r < ranks; ++r)
+    keep_caches = keep_caches && stream_->rank(r).can_continue_with(next_of(r).options);
+  if (keep_caches) {
+    stream_->each(
+        [&](StreamGenerator& g, int r) { g.continue_with(dit_of(r), next_of(r).options); });
+    change.stream_continued = change.caches_kept = true;
+    return change;
+  }
+  std::vector<std::optional<StreamState>> states(static_cast<size_t>(ranks));
+  std::vector<std::shared_ptr<const CausalWanModel>> dits;
+  for (int r = 0; r < ranks; ++r) {
+    if (stream_->rank(r).started())
+      states[static_cast<size_t>(r)] = stream_->rank(r).release_state();
+    dits.push_back(dit_of(r));
+  }
+  stream_.reset();  // the old caches go before the new ones are allocated
+  std::vector<std::unique_ptr<StreamGenerator>> generators;
+  for (int r = 0; r < ranks; ++r)
+    generators.push_back(std::make_unique<StreamGenerator>(std::move(dits[static_cast<size_t>(r)]),
+                                                           next_of(r).options));
+  stream_ = std::make_unique<ParallelStream>(std::move(generators));
+  // The re-cache of the resumed stream runs collectives: every rank at once, with its style
+  // LoRAs set first (as change_preset does on one rank).
+  const std::vector<ActiveStyleLora> loras = lead().loras;
+  stream_->each([&](StreamGenerator& g, int r) {
+    g.set_style_loras(loras);
+    if (auto& state = states[static_cast<size_t>(r)]) g.resume(std::move(*state));
+  });
+  change.generator_rebuilt = true;
+  change.stream_continued = states.front().has_value();
+  return change;
 }
 
 }  // namespace longlive

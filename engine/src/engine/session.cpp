@@ -659,6 +659,22 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
   return s;
 }
 
+namespace {
+
+// Whether a generator of options `o` runs exactly what one of `old` runs (the same DiT, sampling,
+// cache and graphs): then a preset change leaves the generator alone.
+bool same_generator(const GeneratorOptions& o, const GeneratorOptions& old) {
+  return dit_key(o) == dit_key(old) && o.denoising_steps == old.denoising_steps &&
+         o.warp_denoising_step == old.warp_denoising_step &&
+         o.timestep_shift == old.timestep_shift && o.frames_per_block == old.frames_per_block &&
+         o.local_attn_frames == old.local_attn_frames && o.sink_frames == old.sink_frames &&
+         o.global_sink == old.global_sink && o.kv_dtype == old.kv_dtype &&
+         o.runtime.cuda_graphs == old.runtime.cuda_graphs &&
+         o.reserve_up_front == old.reserve_up_front;
+}
+
+}  // namespace
+
 PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
   PresetChange change;
   const RuntimeChoice runtime = runtime_for(preset);
@@ -666,14 +682,7 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
   const GeneratorOptions o = generator_options(preset, runtime, s.height, s.width);
   const GeneratorOptions& old = s.generator->options();
   const bool same_dit = dit_key(o) == dit_key(old);
-  const bool same_generator =
-      same_dit && o.denoising_steps == old.denoising_steps &&
-      o.warp_denoising_step == old.warp_denoising_step && o.timestep_shift == old.timestep_shift &&
-      o.frames_per_block == old.frames_per_block && o.local_attn_frames == old.local_attn_frames &&
-      o.sink_frames == old.sink_frames && o.global_sink == old.global_sink &&
-      o.kv_dtype == old.kv_dtype && o.runtime.cuda_graphs == old.runtime.cuda_graphs &&
-      o.reserve_up_front == old.reserve_up_front;
-  if (!same_generator && s.generator->can_continue_with(o)) {
+  if (!same_generator(o, old) && s.generator->can_continue_with(o)) {
     // Same weights and precision, same cache geometry: the K/V in the cache are what the new
     // layer loop would have written (up to rounding), so the stream runs on without a re-cache,
     // exactly as if the new preset had been chosen before the last block.
@@ -681,7 +690,7 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     s.generator->continue_with(std::move(model), o);
     change.stream_continued = true;
     change.caches_kept = true;
-  } else if (!same_generator) {
+  } else if (!same_generator(o, old)) {
     std::optional<StreamState> state;
     if (s.generator->started()) state = s.generator->release_state();
     std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : nullptr;
@@ -709,6 +718,31 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     }
     change.generator_rebuilt = true;
   }
+  follow_runtime(s, preset, runtime, change);
+  return change;
+}
+
+SessionFactory::StreamPreset SessionFactory::change_preset_beside(Session& s, const Preset& preset,
+                                                                  const GeneratorOptions& running) {
+  if (!s.baked.empty())
+    throw Error("change_preset_beside: a session with baked LoRAs runs its own generator");
+  StreamPreset next;
+  const RuntimeChoice runtime = runtime_for(preset);
+  for (const auto& line : runtime.fallbacks) log::warn("{}", line);
+  next.options = generator_options(preset, runtime, s.height, s.width);
+  next.same_generator = same_generator(next.options, running);
+  if (dit_key(next.options) != dit_key(running)) {
+    const int64_t builds = stats_.dit_builds;
+    next.dit = dit_for(next.options);
+    next.change.dit_rebuilt = stats_.dit_builds > builds;
+  }
+  follow_runtime(s, preset, runtime, next.change);
+  return next;
+}
+
+// The session's live decoder and text encoder where `runtime` wants them; then it is the preset's.
+void SessionFactory::follow_runtime(Session& s, const Preset& preset, const RuntimeChoice& runtime,
+                                    PresetChange& change) {
   // Judged by the decoder really run (a random or Wan-VAE-less model decodes with TAEHV).
   if (s.decoder && live_decoder_kind(runtime.decoder) != live_decoder_kind(s.runtime.decoder)) {
     auto live = decoder_for(runtime);
@@ -722,7 +756,6 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
   }
   s.preset = preset;
   s.runtime = runtime;
-  return change;
 }
 
 }  // namespace longlive

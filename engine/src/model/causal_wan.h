@@ -52,6 +52,8 @@ class CausalWanModel {
   // straight into the cache, before the gather); VACE hints are computed whole on every rank.
   std::shared_ptr<const CausalWanModel> sharded(std::shared_ptr<RankGroup> ranks) const;
   const RankGroup* ranks() const { return ranks_.get(); }
+  // The group itself, to shard another DiT over the same ranks (a preset change).
+  const std::shared_ptr<RankGroup>& rank_group() const { return ranks_; }
   const VaceLayout& vace_layout() const { return vace_layout_; }
 
   // "Bake" (docs/performing.md): adds strength * alpha / rank * up @ down of every style LoRA with
