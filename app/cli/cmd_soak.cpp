@@ -34,6 +34,7 @@
 #include "command.h"
 #include "longlive/engine.h"
 #include "longlive/error.h"
+#include "longlive/kernel_profiler.h"
 #include "longlive/log.h"
 #include "longlive/preset.h"
 #include "longlive/profiler.h"
@@ -78,6 +79,9 @@ struct SoakArgs {
   // The engine's sampling (EngineOptions): for telling apart what grows on a GPU.
   int kernel_sample_every = EngineOptions{}.kernel_sample_every;
   int profile_every = EngineOptions{}.profile_every;
+  // Kernel sampling on and off every this many blocks (0: on throughout), as a user opening and
+  // closing the studio's Kernels tab: CUPTI attaches and detaches (Engine::set_kernel_sampling).
+  int64_t kernels_toggle_every = 0;
 };
 
 // What /proc says about this process.
@@ -340,6 +344,7 @@ int run(const SoakArgs& a) {
     for (auto it = recent.end() - static_cast<ptrdiff_t>(take); it != recent.end(); ++it)
       block_ms.push_back(it->ms);
     line["block_ms_n"] = block_ms.size();
+    line["cupti_attached"] = KernelProfiler::attached();
     line["block_ms_p50"] = round1(percentile(block_ms, 50));
     line["block_ms_p99"] = round1(percentile(block_ms, 99));
     if (gpu) {
@@ -394,6 +399,8 @@ int run(const SoakArgs& a) {
       }
       engine.prefetch_prompt(kPrompts[(prompt + 1) % kPromptCount]);
       ++switches;
+      if (a.kernels_toggle_every > 0 && b % a.kernels_toggle_every == 0)
+        engine.set_kernel_sampling((b / a.kernels_toggle_every) % 2 == 0);
       if (b % a.preset_every == 0) {
         engine.set_preset(presets[++preset % presets.size()]);
         ++preset_changes;
@@ -582,6 +589,9 @@ const Registrar kSoak("soak", [](CLI::App& root) {
   cmd->add_option("--kernel-sample-every", a->kernel_sample_every,
                   "On CUDA: list one block's kernels with CUPTI in this many (0: never)")
       ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kernels-toggle-every", a->kernels_toggle_every,
+                  "Turn kernel sampling off and on every N blocks (CUPTI detaches and attaches)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--profile-every", a->profile_every,
                   "With CUDA graphs: time the regions of one block in this many")
