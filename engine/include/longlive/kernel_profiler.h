@@ -6,7 +6,9 @@
 //
 // Sampling, not tracing: start() before a block, stop() after its launches, collect() once its
 // work is done. While nothing samples, CUPTI records nothing and a ProfileScope pays one relaxed
-// atomic load more. Regions reach CUPTI as external correlation ids pushed by ProfileScope, on any
+// atomic load more. CUPTI attaches to the process at the first prepare() or start() and stays
+// until release(): attached, it keeps a little memory for every kernel the process runs, so a
+// front end releases it when nobody looks at kernels (the studio: the Kernels tab closed). Regions reach CUPTI as external correlation ids pushed by ProfileScope, on any
 // thread, whether or not a RegionProfiler is active (so a block whose DiT replays CUDA graphs can
 // be sampled too).
 //
