@@ -520,12 +520,10 @@ void Engine::run() {
               // A bad prompt, blend or fader value is the performer's typo, and an input that
               // does not open (a file, a camera, no VACE weights) the performer's choice: it is
               // reported and the video goes on as it was.
-              // On several ranks a preset change is refused before anything changes.
               const bool typo = dynamic_cast<const ConfigError*>(&error) &&
                                 (e.kind == EventKind::cut || e.kind == EventKind::transition ||
                                  e.kind == EventKind::lora || e.kind == EventKind::lora_bake ||
-                                 e.kind == EventKind::lora_unload ||
-                                 (e.kind == EventKind::preset && perf.ranks() > 1));
+                                 e.kind == EventKind::lora_unload);
               const bool input = is_input(e.kind) && !dynamic_cast<const OutOfMemoryError*>(&error);
               if (!typo && !input) throw;
               if (callbacks_.on_error) callbacks_.on_error(error.what());
