@@ -137,6 +137,9 @@ struct VaceBench {
   // and after how many blocks (-1: not within the probes).
   Summary encode_fixed_point;
   int64_t blocks_to_fixed_point = -1;
+  // Live conditioning (VaceConditioner, conditioning mode): encoder + DiT per block, the control
+  // frames encoded in place on the generator's stream and a block ahead beside the DiT.
+  Summary live_in_place, live_ahead;
   GeneratorStats full_stats;
   double reuse_drift = -1;  // relative L2 of reuse's latents against full VACE's
   int drift_blocks = 0;
@@ -243,6 +246,50 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
       out.encode_fixed_point =
           time_calls(device, 0, 10, [&] { encoder.encode(frames, at::Tensor()); });
     }
+    // Block after block as the engine runs them (no device sync between blocks, so the encode
+    // ahead overlaps the DiT): from one block's end to the next one's, encoder + DiT.
+    const at::Tensor host_frames = frames.to(at::kCPU);
+    struct CycledFrames : VaceFrameSource {
+      at::Tensor pool;
+      int64_t next = 0;
+      at::Tensor next_frames(int64_t count) override {
+        std::vector<at::Tensor> picked;
+        for (int64_t i = 0; i < count; ++i, ++next) picked.push_back(pool[next % pool.size(0)]);
+        return at::stack(picked);
+      }
+    };
+    auto live = [&](bool ahead) {
+      if (ahead)
+        unsetenv("LONGLIVE_ENCODE_AHEAD");
+      else
+        setenv("LONGLIVE_ENCODE_AHEAD", "0", 1);
+      auto g = make(false);
+      auto source = std::make_shared<CycledFrames>();
+      source->pool = host_frames;
+      VaceSettings settings;
+      settings.scale = a.vace_scale;
+      VaceConditioner conditioner(std::make_unique<VaceContextEncoder>(vae, options), settings,
+                                  source);
+      g->start(embeds, 1);
+      synchronize(device);
+      std::vector<double> ms;
+      GpuTimer block_done(device);
+      auto last = std::chrono::steady_clock::now();
+      for (int i = 0; i < warmup + a.blocks; ++i) {
+        block_done.start();
+        conditioner.before_block(*g);
+        g->next_block();
+        block_done.stop_ms();  // waits for the generator's stream, as the engine does
+        const auto now = std::chrono::steady_clock::now();
+        if (i >= warmup)
+          ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
+        last = now;
+      }
+      unsetenv("LONGLIVE_ENCODE_AHEAD");
+      return summarize(ms);
+    };
+    out.live_in_place = live(false);
+    if (device.is_cuda()) out.live_ahead = live(true);
   }
   return out;
 }
@@ -794,6 +841,11 @@ int run(const BenchArgs& a) {
       std::cout << fmt::format(
           "vace encode    the inactive stream reached no fixed point within {} blocks\n",
           VaceContextEncoder::kFixedPointProbes);
+    if (v.live_in_place.count)
+      std::cout << fmt::format(
+          "vace live      encoder + DiT per block: in place {:.1f} ms (p99 {:.1f}), encoded a "
+          "block ahead {:.1f} ms (p99 {:.1f})\n",
+          v.live_in_place.median, v.live_in_place.p99, v.live_ahead.median, v.live_ahead.p99);
     vace_json = {{"blocks", v.blocks},
                  {"context_channels", v.channels},
                  {"scale", a.vace_scale},
@@ -816,6 +868,8 @@ int run(const BenchArgs& a) {
                  {"encode_ms_per_block_contiguous", to_json(v.encode_contiguous)},
                  {"encode_ms_per_block_fixed_point", to_json(v.encode_fixed_point)},
                  {"encode_blocks_to_fixed_point", v.blocks_to_fixed_point},
+                 {"live_block_in_place", to_json(v.live_in_place)},
+                 {"live_block_encoded_ahead", to_json(v.live_ahead)},
                  {"baseline_steady_block_median_ms", s.median}};
   }
   if (!a.json.empty()) {

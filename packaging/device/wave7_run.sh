@@ -17,7 +17,7 @@ want() { [[ " $steps " == *" $1 "* ]]; }
 t0=$(date +%s)
 elapsed() { echo "$(($(date +%s) - t0)) s"; }
 if want build; then
-  device_build "longlive test_model test_core" "$out/build.log"
+  device_build "longlive test_model test_core test_engine" "$out/build.log"
 else
   export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 fi
@@ -31,6 +31,9 @@ if want tests; then
   # CUPTI detached and attached again (#18), the graphs' kernels still listed.
   timeout 60 $b/tests/test_core --gtest_filter='KernelProfiler*' >>"$out/tests.log" 2>&1
   echo "kernel profiler tests rc=$? ($(elapsed))"
+  # VACE / video-to-video inputs encoded a block ahead (#17): the video encoded in place.
+  timeout 90 $b/tests/test_engine --gtest_filter='EncodeAhead*' >>"$out/tests.log" 2>&1
+  echo "encode-ahead tests rc=$? ($(elapsed))"
   grep -E "heap growth|^\[  (PASSED|FAILED)|FAILED  \]" "$out/tests.log" | tail -6
 fi
 # turbo_fp8_cudnn: turbo_fp8 with cuDNN's attention (its FP8 kernel too), the A/B of FA3's FP8;
@@ -43,6 +46,7 @@ for run in balanced turbo_fp8 turbo_fp8_cudnn turbo_fp8_direct turbo_fp8_tail; d
   p=${p%%_tail}
   extra=()
   [ "$run" = turbo_fp8_cudnn ] && extra=(--attention cudnn)
+  [ "$run" = balanced ] && extra=(--kernels)  # the kernel table of a graph-replayed block
   direct=0
   [ "$run" = turbo_fp8_direct ] && direct=1
   fp8_schedule=whole
@@ -65,7 +69,7 @@ if want attention; then
 fi
 for p in balanced turbo_fp8; do
   want "vace_$p" || continue
-  timeout 150 $b/app/longlive bench --preset "$p" --random full --blocks 20 --warmup 3 \
+  timeout 240 $b/app/longlive bench --preset "$p" --random full --blocks 20 --warmup 3 \
     --profile-blocks 0 --vace --vace-drift-blocks 6 --json "$out/vace_$p.json" \
     >"/tmp/vace_$p.log" 2>&1
   echo "== $p --vace rc=$? ($(elapsed))"

@@ -90,6 +90,7 @@ class VaceContextEncoder {
   int64_t inactive_encodes_skipped() const;
   int64_t channels() const { return 96; }
   int64_t temporal_scale() const;  // control frames per latent frame (4)
+  at::Device device() const;
 
  private:
   struct Impl;
@@ -136,6 +137,12 @@ struct VaceSettings {
 // (1 + 4 (F - 1) for the first block of a video, 4 F later: 9 then 12 for 3 latent frames per
 // block, the frames the decoder gives back), encodes them with the mask and references, and
 // sets the result on the generator.
+class EncodeAhead;
+
+// Each block's control frames are read when the block before starts and encoded beside its DiT
+// (a thread and CUDA stream of their own, EncodeAhead; on a GPU unless LONGLIVE_ENCODE_AHEAD=0):
+// the encoder leaves the generator's critical path, and a live camera's frames are one block
+// older when they condition. A video file gives the same frames either way.
 class VaceConditioner {
  public:
   // ConfigError when the settings do not fit the mode (no source for conditioning or inpaint,
@@ -156,6 +163,14 @@ class VaceConditioner {
   std::shared_ptr<VaceFrameSource> source_;
   at::Tensor reference_context_;  // reference mode: encoded once
   int64_t blocks_ = 0;
+  // Reads block `index`'s control frames (and mask) and encodes them on the current stream.
+  at::Tensor encode_block(int64_t index, int64_t latent_frames);
+  struct BlockInput {
+    at::Tensor frames, mask;
+  };
+  BlockInput read_block(int64_t index, int64_t latent_frames);
+  at::Tensor encode_input(const BlockInput& input);
+  std::unique_ptr<EncodeAhead> ahead_;  // last: waits for its work before the encoder goes
 };
 
 // ---- Video-to-video (no VACE) ------------------------------------------------------------------
@@ -163,7 +178,8 @@ class VaceConditioner {
 struct VideoToVideoState;
 
 // Feeds a generator's video-to-video input block by block: the block's input frames (9, then 12,
-// as for VACE) through the Wan VAE encoder (one streaming cache), set with the strength.
+// as for VACE) through the Wan VAE encoder (one streaming cache), set with the strength. Encoded
+// a block ahead on a GPU, as VaceConditioner's.
 class VideoToVideo {
  public:
   VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double strength,
@@ -179,6 +195,9 @@ class VideoToVideo {
   double strength_;
   std::shared_ptr<VaceFrameSource> source_;
   int64_t blocks_ = 0;
+  at::Tensor read_block(int64_t index, int64_t latent_frames);
+  at::Tensor encode_frames(const at::Tensor& frames);
+  std::unique_ptr<EncodeAhead> ahead_;  // last: as VaceConditioner's (encoded a block ahead)
 };
 
 // ---- Inputs of a live session (camera, video file, image)

@@ -143,6 +143,7 @@ class WanVaeEncoder {
   at::Tensor encode_next(const at::Tensor& video, Stream& stream, int64_t groups_per_pass = 1);
 
   const WanVaeConfig& config() const;
+  at::Device device() const;
 
  private:
   struct Impl;

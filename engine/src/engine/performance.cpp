@@ -1,6 +1,8 @@
 #include "longlive/performance.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/Event.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <fmt/format.h>
 
 #include <fmt/ranges.h>
@@ -481,6 +483,14 @@ std::optional<at::Tensor> Performance::next_block_unless(const std::function<boo
     // The block's inputs were encoded once, on rank 0: every other rank takes them (each moves
     // them to its device). A block is not given up on several ranks: they would have to agree
     // at the same step.
+    // Encoded ahead on a side stream, they are ready on rank 0's stream only: the host waits
+    // for that before the other ranks copy them on theirs.
+    const at::Device lead_device = lead.options().device;
+    if ((lead.vace() || lead.v2v()) && lead_device.is_cuda()) {
+      c10::Event ready(c10::DeviceType::CUDA);
+      ready.record(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(lead_device));
+      ready.synchronize();
+    }
     ranked_->stream().each([&](StreamGenerator& g, int rank) {
       if (rank == 0) return;
       g.set_vace(lead.vace());

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "encode_ahead.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/vace.h"
@@ -42,13 +43,41 @@ VaceConditioner::VaceConditioner(std::unique_ptr<VaceContextEncoder> encoder, Va
     throw ConfigError("VACE mode inpaint needs a mask (white = generate, black = keep)");
   if (settings_.mode == VaceMode::reference && !has_refs)
     throw ConfigError("VACE mode reference needs at least one reference image");
+  ahead_ = std::make_unique<EncodeAhead>(encoder_->device());
 }
 
 VaceConditioner::~VaceConditioner() = default;
 
 void VaceConditioner::reset() {
+  ahead_->drop();  // its encode used the streaming caches emptied here
   encoder_->reset();
   blocks_ = 0;
+}
+
+VaceConditioner::BlockInput VaceConditioner::read_block(int64_t index, int64_t latent_frames) {
+  // The first block of a video starts with a frame of its own (the causal VAE's first frame).
+  const int64_t ts = encoder_->temporal_scale();
+  const int64_t count = index == 0 ? 1 + ts * (latent_frames - 1) : ts * latent_frames;
+  BlockInput in;
+  in.frames = source_->next_frames(count);
+  if (in.frames.dim() != 4 || in.frames.size(0) != count)
+    throw Error(fmt::format("VACE: the control source gave [{}] for {} frames",
+                            fmt::join(in.frames.sizes(), ", "), count));
+  if (settings_.mode == VaceMode::inpaint) {  // else undefined: all ones (conditioning)
+    in.mask =
+        settings_.mask.dim() == 2
+            ? settings_.mask.unsqueeze(0).expand({count, in.frames.size(2), in.frames.size(3)})
+            : settings_.mask;
+  }
+  return in;
+}
+
+at::Tensor VaceConditioner::encode_input(const BlockInput& input) {
+  return encoder_->encode(input.frames, input.mask, settings_.references);
+}
+
+at::Tensor VaceConditioner::encode_block(int64_t index, int64_t latent_frames) {
+  return encode_input(read_block(index, latent_frames));
 }
 
 void VaceConditioner::before_block(StreamGenerator& generator) {
@@ -60,22 +89,19 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
     ++blocks_;
     return;
   }
-  // The first block of a video starts with a frame of its own (the causal VAE's first frame).
-  const int64_t ts = encoder_->temporal_scale();
-  const int64_t count = blocks_ == 0 ? 1 + ts * (latent_frames - 1) : ts * latent_frames;
-  const at::Tensor frames = source_->next_frames(count);
-  if (frames.dim() != 4 || frames.size(0) != count)
-    throw Error(fmt::format("VACE: the control source gave [{}] for {} frames",
-                            fmt::join(frames.sizes(), ", "), count));
-  at::Tensor mask;  // undefined: all ones (conditioning)
-  if (settings_.mode == VaceMode::inpaint) {
-    mask = settings_.mask.dim() == 2
-               ? settings_.mask.unsqueeze(0).expand({count, frames.size(2), frames.size(3)})
-               : settings_.mask;
-  }
-  const at::Tensor context = encoder_->encode(frames, mask, settings_.references);
+  const at::Tensor context =
+      ahead_->pending() ? ahead_->take() : encode_block(blocks_, latent_frames);
   generator.set_vace(VaceInput{context, settings_.scale});
   ++blocks_;
+  if (!ahead_->enabled()) return;
+  // The next block's frames, read now (on this thread: the source's order), encoded beside this
+  // block's DiT. A source that fails here fails the next block, as it would have in place.
+  try {
+    ahead_->launch(
+        [this, input = read_block(blocks_, latent_frames)] { return encode_input(input); });
+  } catch (...) {
+    ahead_->fail(std::current_exception());
+  }
 }
 
 struct VideoToVideoState {
@@ -92,23 +118,40 @@ VideoToVideo::VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double streng
   if (!source_) throw ConfigError("video-to-video needs input frames (a video or a camera)");
   if (!(strength_ > 0.0 && strength_ <= 1.0))
     throw ConfigError(fmt::format("video-to-video strength {} must be in (0, 1]", strength_));
+  ahead_ = std::make_unique<EncodeAhead>(encoder_->device());
 }
 
 VideoToVideo::~VideoToVideo() = default;
 
 void VideoToVideo::reset() {
+  ahead_->drop();
   state_->stream.reset();
   blocks_ = 0;
 }
 
+at::Tensor VideoToVideo::read_block(int64_t index, int64_t latent_frames) {
+  const int64_t ts = encoder_->config().temporal_scale();
+  const int64_t count = index == 0 ? 1 + ts * (latent_frames - 1) : ts * latent_frames;
+  return source_->next_frames(count);  // [T, 3, H, W]
+}
+
+at::Tensor VideoToVideo::encode_frames(const at::Tensor& frames) {
+  return encoder_->encode_next(frames.unsqueeze(0), state_->stream);
+}
+
 void VideoToVideo::before_block(StreamGenerator& generator) {
   const int64_t latent_frames = generator.options().frames_per_block;
-  const int64_t ts = encoder_->config().temporal_scale();
-  const int64_t count = blocks_ == 0 ? 1 + ts * (latent_frames - 1) : ts * latent_frames;
-  const at::Tensor frames = source_->next_frames(count);  // [T, 3, H, W]
-  const at::Tensor latents = encoder_->encode_next(frames.unsqueeze(0), state_->stream);
+  const at::Tensor latents =
+      ahead_->pending() ? ahead_->take() : encode_frames(read_block(blocks_, latent_frames));
   generator.set_v2v(V2vInput{latents, strength_});
   ++blocks_;
+  if (!ahead_->enabled()) return;
+  try {
+    ahead_->launch(
+        [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); });
+  } catch (...) {
+    ahead_->fail(std::current_exception());
+  }
 }
 
 }  // namespace longlive

@@ -92,6 +92,8 @@ int64_t VaceContextEncoder::temporal_scale() const {
   return impl_->encoder.config().temporal_scale();
 }
 
+at::Device VaceContextEncoder::device() const { return impl_->device; }
+
 const at::Tensor& VaceContextEncoder::last_inactive() const { return impl_->last_inactive; }
 const at::Tensor& VaceContextEncoder::last_reactive() const { return impl_->last_reactive; }
 

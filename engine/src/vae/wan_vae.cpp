@@ -282,6 +282,8 @@ WanVaeEncoder& WanVaeEncoder::operator=(WanVaeEncoder&&) noexcept = default;
 
 const WanVaeConfig& WanVaeEncoder::config() const { return impl_->config; }
 
+at::Device WanVaeEncoder::device() const { return impl_->options.device; }
+
 at::Tensor WanVaeEncoder::encode(const at::Tensor& video, int64_t groups_per_pass) {
   const int64_t ts = impl_->config.temporal_scale();
   const int64_t scale = impl_->config.spatial_scale();

@@ -1,0 +1,95 @@
+#include "encode_ahead.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+
+#include <cstdlib>
+#include <optional>
+#include <string>
+
+#include "longlive/error.h"
+
+namespace longlive {
+
+struct EncodeAhead::Result {
+  at::Tensor value;
+  std::optional<c10::Event> done;  // recorded on the side stream after the work
+};
+
+namespace {
+
+bool turned_off() {
+  const char* env = std::getenv("LONGLIVE_ENCODE_AHEAD");
+  return env != nullptr && std::string(env) == "0";
+}
+
+}  // namespace
+
+EncodeAhead::EncodeAhead(at::Device device)
+    : device_(device), enabled_(device.is_cuda() && !turned_off()) {}
+
+EncodeAhead::~EncodeAhead() { drop(); }
+
+void EncodeAhead::launch(std::function<at::Tensor()> work) {
+  if (!enabled_) throw Error("EncodeAhead::launch: not enabled on this device");
+  if (pending_) throw Error("EncodeAhead::launch: the previous block's work was not taken");
+  const at::Device device = device_;
+  // The side stream starts after what the caller's stream has queued so far (the work may read
+  // tensors made there).
+  const auto* guard_impl = c10::impl::getDeviceGuardImpl(device.type());
+  c10::Event queued(device.type());
+  queued.record(guard_impl->getStream(device));
+  future_ = std::async(
+      std::launch::async, [device, work = std::move(work), queued = std::move(queued)]() mutable {
+        const c10::Stream side =
+            c10::impl::getDeviceGuardImpl(device.type())->getStreamFromGlobalPool(device, false);
+        const c10::StreamGuard on_side(side);  // this thread's current stream
+        queued.block(side);
+        auto result = std::make_shared<Result>();
+        result->value = work();
+        result->done.emplace(device.type());
+        result->done->record(side);
+        return result;
+      });
+  pending_ = true;
+}
+
+void EncodeAhead::fail(std::exception_ptr failure) {
+  failure_ = std::move(failure);
+  pending_ = true;
+}
+
+at::Tensor EncodeAhead::take() {
+  if (!pending_) throw Error("EncodeAhead::take: nothing was launched");
+  pending_ = false;
+  if (failure_) {
+    if (future_.valid()) future_.wait();
+    future_ = {};
+    std::rethrow_exception(std::exchange(failure_, nullptr));
+  }
+  const std::shared_ptr<Result> result = future_.get();  // rethrows the work's failure
+  const c10::Stream current = c10::impl::getDeviceGuardImpl(device_.type())->getStream(device_);
+  result->done->block(current);
+  // Made on the side stream, read on this one: its memory is not reused before this stream is
+  // done with it.
+  if (result->value.defined() && result->value.device().type() == device_.type())
+    result->value.record_stream(current);
+  return result->value;
+}
+
+void EncodeAhead::drop() {
+  if (future_.valid()) {
+    try {
+      // Done on the GPU too: the encoder's state may be reset on another stream next.
+      if (const auto result = future_.get(); result->done) result->done->synchronize();
+    } catch (...) {  // forgotten with the work
+    }
+  }
+  future_ = {};
+  failure_ = nullptr;
+  pending_ = false;
+}
+
+}  // namespace longlive

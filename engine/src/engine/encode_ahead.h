@@ -1,0 +1,49 @@
+#pragma once
+// One block's input encode (VACE context, video-to-video latents) started a block ahead, on a
+// host thread and a CUDA stream of its own, so that it runs beside the DiT of the block before
+// instead of in front of it on the generator's stream (docs/vace.md). The encoders sync the host
+// now and then (fixed-point probes, mask checks): on their own thread those waits hold neither
+// the engine thread nor the DiT's launches.
+//
+// launch() starts the work for the next block; take() hands its result to the caller's current
+// stream (which waits for it on the GPU, not the host) and rethrows what the work threw. Only
+// on a CUDA device; LONGLIVE_ENCODE_AHEAD=0 turns it off (the encode then runs in place).
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+
+namespace longlive {
+
+class EncodeAhead {
+ public:
+  explicit EncodeAhead(at::Device device);
+  ~EncodeAhead();  // waits for the work in flight
+  EncodeAhead(const EncodeAhead&) = delete;
+  EncodeAhead& operator=(const EncodeAhead&) = delete;
+
+  // Whether work can run ahead here (a CUDA device, not turned off by the environment).
+  bool enabled() const { return enabled_; }
+  // Starts `work` on the side thread and stream (one at a time: the previous must be taken).
+  void launch(std::function<at::Tensor()> work);
+  // A failure found while preparing the next block's work (its input): rethrown by take().
+  void fail(std::exception_ptr failure);
+  bool pending() const { return pending_; }
+  // The launched work's result, ready on the current stream; rethrows its failure.
+  at::Tensor take();
+  // Waits for the work in flight and forgets it (a new video, the input removed).
+  void drop();
+
+ private:
+  struct Result;
+  at::Device device_;
+  bool enabled_ = false;
+  bool pending_ = false;
+  std::future<std::shared_ptr<Result>> future_;
+  std::exception_ptr failure_;
+};
+
+}  // namespace longlive

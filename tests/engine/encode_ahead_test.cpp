@@ -1,0 +1,152 @@
+// VACE contexts and video-to-video latents encoded a block ahead (EncodeAhead: a thread and CUDA
+// stream of their own, beside the DiT) make the video encoded in place, block for block; a
+// source that fails does so at the same block either way. The ahead path runs on a GPU only
+// (these tests skip without one); the deferred failure is checked on the CPU too.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "engine/encode_ahead.h"
+#include "engine_support.h"
+#include "longlive/error.h"
+#include "longlive/generator.h"
+#include "longlive/session.h"
+#include "longlive/vace.h"
+#include "longlive/wan_vae.h"
+
+namespace longlive::test {
+namespace {
+
+// Frames that depend only on their index in the stream (as a video file's), failing from frame
+// `fail_at` on when it is set.
+class IndexedFrames : public VaceFrameSource {
+ public:
+  IndexedFrames(int64_t height, int64_t width, int64_t fail_at = -1)
+      : height_(height), width_(width), fail_at_(fail_at) {}
+  at::Tensor next_frames(int64_t count) override {
+    if (fail_at_ >= 0 && position_ + count > fail_at_) throw IoError("the camera was unplugged");
+    std::vector<at::Tensor> frames;
+    for (int64_t i = 0; i < count; ++i, ++position_) {
+      auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(position_ + 1));
+      frames.push_back(at::rand({3, height_, width_}, gen) * 2 - 1);
+    }
+    return at::stack(frames);
+  }
+
+ private:
+  int64_t height_, width_, fail_at_;
+  int64_t position_ = 0;
+};
+
+// LONGLIVE_ENCODE_AHEAD=0 while this lives (the encode in place).
+class InPlace {
+ public:
+  InPlace() { setenv("LONGLIVE_ENCODE_AHEAD", "0", 1); }
+  ~InPlace() { unsetenv("LONGLIVE_ENCODE_AHEAD"); }
+};
+
+Preset windowed() {
+  Preset p;
+  p.name = "ahead";
+  p.local_attn_frames = 9;
+  return p;
+}
+
+struct InputRun {
+  at::Tensor latents;         // the blocks that ran, on the CPU
+  int64_t failed_block = -1;  // where the source's failure surfaced
+};
+
+// `blocks` blocks of the tiny model with a VACE (or, v2v, a video-to-video) input.
+InputRun run(at::Device device, bool v2v, int64_t blocks, int64_t fail_at = -1) {
+  SessionOverrides overrides;
+  overrides.text_encoder = false;
+  overrides.live_decoder = false;
+  SessionFactory factory(tiny_model(device), overrides);
+  auto session = factory.open(windowed(), 32, 32);
+  StreamGenerator& g = *session->generator;
+  auto source = std::make_shared<IndexedFrames>(32, 32, fail_at);
+  std::unique_ptr<VaceConditioner> vace;
+  std::unique_ptr<VideoToVideo> video;
+  if (v2v)
+    video = std::make_unique<VideoToVideo>(factory.video_encoder(), 0.7, source);
+  else
+    vace = std::make_unique<VaceConditioner>(factory.vace_encoder(), VaceSettings{}, source);
+  const auto& o = g.options();
+  auto gen = at::detail::createCPUGenerator(3);
+  g.start(at::randn({1, o.model.text_len, o.model.text_dim}, gen).to(device), 11);
+  InputRun out;
+  std::vector<at::Tensor> latents;
+  for (int64_t b = 0; b < blocks; ++b) {
+    try {
+      if (vace) vace->before_block(g);
+      if (video) video->before_block(g);
+    } catch (const IoError&) {
+      out.failed_block = b;
+      break;
+    }
+    latents.push_back(g.next_block().to(at::kCPU));
+  }
+  out.latents = at::cat(latents, 1);
+  return out;
+}
+
+TEST(EncodeAhead, AFailureFoundAheadSurfacesAtTake) {
+  EncodeAhead ahead(at::kCPU);
+  EXPECT_FALSE(ahead.enabled()) << "the CPU encodes in place";
+  EXPECT_FALSE(ahead.pending());
+  EXPECT_THROW(ahead.take(), Error);
+  ahead.fail(std::make_exception_ptr(IoError("source gone")));
+  EXPECT_TRUE(ahead.pending());
+  EXPECT_THROW(ahead.take(), IoError);
+  EXPECT_FALSE(ahead.pending());
+}
+
+// The helper's own check on the CPU (in place): the failing source stops block 3.
+TEST(EncodeAhead, TheFailingSourceStopsTheFourthBlockInPlace) {
+  for (const bool v2v : {false, true}) {
+    const InputRun failed = run(at::kCPU, v2v, 5, 40);
+    EXPECT_EQ(failed.failed_block, 3) << (v2v ? "video-to-video" : "VACE");
+    EXPECT_EQ(failed.latents.size(1), 3 * windowed().frames_per_block);
+  }
+}
+
+class EncodeAheadGpu : public ::testing::TestWithParam<bool> {};
+
+TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  const bool v2v = GetParam();
+  InputRun in_place, again;
+  {
+    const InPlace off;
+    in_place = run(cuda, v2v, 5);
+    again = run(cuda, v2v, 5);
+  }
+  const InputRun ahead = run(cuda, v2v, 5);
+  // The GPU's own repeatability bounds the difference (0 with deterministic kernels).
+  const float noise = (in_place.latents - again.latents).abs().max().item<float>();
+  EXPECT_LE((ahead.latents - in_place.latents).abs().max().item<float>(), std::max(noise, 1e-6f));
+  // The source fails inside block 3's frames (9 + 12 + 12 + 12 > 40): block 3 runs without its
+  // input in both, although the ahead path read those frames while block 2 ran.
+  const InputRun failed_in_place = [&] {
+    const InPlace off;
+    return run(cuda, v2v, 5, 40);
+  }();
+  const InputRun failed_ahead = run(cuda, v2v, 5, 40);
+  EXPECT_EQ(failed_in_place.failed_block, 3);
+  EXPECT_EQ(failed_ahead.failed_block, 3);
+  EXPECT_LE((failed_ahead.latents - failed_in_place.latents).abs().max().item<float>(),
+            std::max(noise, 1e-6f));
+}
+
+INSTANTIATE_TEST_SUITE_P(Inputs, EncodeAheadGpu, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "VideoToVideo" : "Vace"; });
+
+}  // namespace
+}  // namespace longlive::test
