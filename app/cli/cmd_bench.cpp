@@ -259,10 +259,7 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
       }
     };
     auto live = [&](bool ahead) {
-      if (ahead)
-        unsetenv("LONGLIVE_ENCODE_AHEAD");
-      else
-        setenv("LONGLIVE_ENCODE_AHEAD", "0", 1);
+      setenv("LONGLIVE_ENCODE_AHEAD", ahead ? "1" : "0", 1);
       auto g = make(false);
       auto source = std::make_shared<CycledFrames>();
       source->pool = host_frames;

@@ -43,11 +43,11 @@ class IndexedFrames : public VaceFrameSource {
   int64_t position_ = 0;
 };
 
-// LONGLIVE_ENCODE_AHEAD=0 while this lives (the encode in place).
-class InPlace {
+// LONGLIVE_ENCODE_AHEAD=1 while this lives (encoded ahead on a GPU; in place otherwise).
+class Ahead {
  public:
-  InPlace() { setenv("LONGLIVE_ENCODE_AHEAD", "0", 1); }
-  ~InPlace() { unsetenv("LONGLIVE_ENCODE_AHEAD"); }
+  Ahead() { setenv("LONGLIVE_ENCODE_AHEAD", "1", 1); }
+  ~Ahead() { unsetenv("LONGLIVE_ENCODE_AHEAD"); }
 };
 
 Preset windowed() {
@@ -97,6 +97,7 @@ InputRun run(at::Device device, bool v2v, int64_t blocks, int64_t fail_at = -1) 
 }
 
 TEST(EncodeAhead, AFailureFoundAheadSurfacesAtTake) {
+  const Ahead on;
   EncodeAhead ahead(at::kCPU);
   EXPECT_FALSE(ahead.enabled()) << "the CPU encodes in place";
   EXPECT_FALSE(ahead.pending());
@@ -122,23 +123,22 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   const at::Device cuda(at::kCUDA, 0);
   const bool v2v = GetParam();
-  InputRun in_place, again;
-  {
-    const InPlace off;
-    in_place = run(cuda, v2v, 5);
-    again = run(cuda, v2v, 5);
-  }
-  const InputRun ahead = run(cuda, v2v, 5);
+  const InputRun in_place = run(cuda, v2v, 5);
+  const InputRun again = run(cuda, v2v, 5);
+  const InputRun ahead = [&] {
+    const Ahead on;
+    return run(cuda, v2v, 5);
+  }();
   // The GPU's own repeatability bounds the difference (0 with deterministic kernels).
   const float noise = (in_place.latents - again.latents).abs().max().item<float>();
   EXPECT_LE((ahead.latents - in_place.latents).abs().max().item<float>(), std::max(noise, 1e-6f));
   // The source fails inside block 3's frames (9 + 12 + 12 + 12 > 40): block 3 runs without its
   // input in both, although the ahead path read those frames while block 2 ran.
-  const InputRun failed_in_place = [&] {
-    const InPlace off;
+  const InputRun failed_in_place = run(cuda, v2v, 5, 40);
+  const InputRun failed_ahead = [&] {
+    const Ahead on;
     return run(cuda, v2v, 5, 40);
   }();
-  const InputRun failed_ahead = run(cuda, v2v, 5, 40);
   EXPECT_EQ(failed_in_place.failed_block, 3);
   EXPECT_EQ(failed_ahead.failed_block, 3);
   EXPECT_LE((failed_ahead.latents - failed_in_place.latents).abs().max().item<float>(),

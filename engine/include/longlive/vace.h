@@ -139,10 +139,11 @@ struct VaceSettings {
 // sets the result on the generator.
 class EncodeAhead;
 
-// Each block's control frames are read when the block before starts and encoded beside its DiT
-// (a thread and CUDA stream of their own, EncodeAhead; on a GPU unless LONGLIVE_ENCODE_AHEAD=0):
-// the encoder leaves the generator's critical path, and a live camera's frames are one block
-// older when they condition. A video file gives the same frames either way.
+// With LONGLIVE_ENCODE_AHEAD=1 on a GPU (off until measured), each block's control frames are
+// read when the block before starts and encoded beside its DiT (a thread and CUDA stream of
+// their own, EncodeAhead): the encoder leaves the generator's critical path, and a live
+// camera's frames are one block older when they condition. A video file gives the same frames
+// either way.
 class VaceConditioner {
  public:
   // ConfigError when the settings do not fit the mode (no source for conditioning or inpaint,
@@ -179,7 +180,7 @@ struct VideoToVideoState;
 
 // Feeds a generator's video-to-video input block by block: the block's input frames (9, then 12,
 // as for VACE) through the Wan VAE encoder (one streaming cache), set with the strength. Encoded
-// a block ahead on a GPU, as VaceConditioner's.
+// a block ahead on a GPU with LONGLIVE_ENCODE_AHEAD=1, as VaceConditioner's.
 class VideoToVideo {
  public:
   VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double strength,

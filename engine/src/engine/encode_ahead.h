@@ -7,7 +7,8 @@
 //
 // launch() starts the work for the next block; take() hands its result to the caller's current
 // stream (which waits for it on the GPU, not the host) and rethrows what the work threw. Only
-// on a CUDA device; LONGLIVE_ENCODE_AHEAD=0 turns it off (the encode then runs in place).
+// on a CUDA device, and for now only with LONGLIVE_ENCODE_AHEAD=1: off until a GPU run has
+// measured it (the encode then runs in place, on the generator's stream).
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
@@ -25,7 +26,7 @@ class EncodeAhead {
   EncodeAhead(const EncodeAhead&) = delete;
   EncodeAhead& operator=(const EncodeAhead&) = delete;
 
-  // Whether work can run ahead here (a CUDA device, not turned off by the environment).
+  // Whether work can run ahead here (a CUDA device, turned on by the environment).
   bool enabled() const { return enabled_; }
   // Starts `work` on the side thread and stream (one at a time: the previous must be taken).
   void launch(std::function<at::Tensor()> work);
