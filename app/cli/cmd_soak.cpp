@@ -80,7 +80,7 @@ struct SoakArgs {
   int kernel_sample_every = EngineOptions{}.kernel_sample_every;
   int profile_every = EngineOptions{}.profile_every;
   // Kernel sampling on and off every this many blocks (0: on throughout), as a user opening and
-  // closing the studio's Kernels tab: CUPTI attaches and detaches (Engine::set_kernel_sampling).
+  // closing the studio's Kernels tab (Engine::set_kernel_sampling; CUPTI stays attached).
   int64_t kernels_toggle_every = 0;
 };
 
@@ -591,7 +591,7 @@ const Registrar kSoak("soak", [](CLI::App& root) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--kernels-toggle-every", a->kernels_toggle_every,
-                  "Turn kernel sampling off and on every N blocks (CUPTI detaches and attaches)")
+                  "Turn kernel sampling off and on every N blocks (the Kernels tab closed/opened)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--profile-every", a->profile_every,
                   "With CUDA graphs: time the regions of one block in this many")

@@ -47,8 +47,8 @@ if [ "${STUDIO_SKIP_BUILD:-0}" != 1 ]; then
 fi
 if [ "$gpu_tests" = 1 ] && [ "$built" = 1 ]; then
   {
-    timeout 60 "$b/tests/test_core" --gtest_filter='KernelProfiler*'
-    timeout 90 "$b/tests/test_engine" --gtest_filter='EncodeAhead*'
+    timeout 60 "$b/tests/test_core" --gtest_filter='*KernelProfiler*'
+    timeout 90 "$b/tests/test_engine" --gtest_filter='*EncodeAhead*'
     timeout 150 "$b/tests/test_model" --gtest_filter='FusedKernels.*:FastPath*:Fa3Attention.Fp8*'
   } >"$out/gpu-tests.log" 2>&1
   echo "== GPU tests"

@@ -316,7 +316,8 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   press_key(w, Qt::Key_F1);
   check("overlay_visible", w->view()->overlay_visible());
   // The Kernels tab turns sampling on: CUPTI attaches (mid-stream, after the graphs were
-  // captured) and samples the next block; a CPU engine samples none.
+  // captured: their kernels are still listed) and samples the next block; a CPU engine samples
+  // none. Closing the overlay stops the samples; CUPTI stays attached.
   const bool on_gpu = w->engine_stats().device.rfind("cuda", 0) == 0;
   check("cupti_detached_before_kernels_tab", !KernelProfiler::attached());
   w->view()->show_kernels_tab();
@@ -334,9 +335,6 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   check("screenshot_written", QFile::exists(out_dir + "/studio-gpu.png"));
   press_key(w, Qt::Key_F1);
   save("overlay");
-  // The overlay closed: CUPTI detaches at the next block.
-  if (on_gpu && KernelProfiler::built_with_cupti())
-    check("cupti_detached_after_overlay", wait([] { return !KernelProfiler::attached(); }, 5000));
   frames.set_measuring(true);
 
   // The recording (Ctrl+R), then the Record button.

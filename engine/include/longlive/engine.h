@@ -57,8 +57,9 @@ struct EngineOptions {
   // block is not a region-profiled one, so its graphs replay as usual.
   int kernel_sample_every = 30;
   // Whether kernels are sampled from the start; Engine::set_kernel_sampling() changes it live.
-  // While off, CUPTI is detached from the process (it keeps memory for every kernel run while
-  // attached, sampled or not): a display samples only while its kernels view is shown.
+  // CUPTI attaches at the first sample and stays (attached, it keeps memory for every kernel
+  // run, sampled or not): a display samples only while its kernels view is shown, so a session
+  // that never shows it never attaches CUPTI.
   bool kernel_sampling = true;
   // Give a block up mid-way (between denoising steps) when a prompt switch, transition, preset
   // change, pause, stop or restart arrives, and apply the command to that block instead of the
@@ -185,8 +186,8 @@ class Engine {
   // Host copies of the frames on or off from the next block (see EngineOptions::host_frames):
   // a recorder turns them on while it records. Ignored (always on) without device frames.
   void set_host_frames(bool on) { host_frames_.store(on); }
-  // Kernel sampling on or off from the next block (EngineOptions::kernel_sampling). Turning it
-  // on attaches CUPTI (its first enable takes a moment on the engine thread), off detaches it.
+  // Kernel sampling on or off from the next block (EngineOptions::kernel_sampling). The first
+  // time on attaches CUPTI (its first enable takes a moment on the engine thread).
   void set_kernel_sampling(bool on) { kernel_sampling_.store(on); }
   void set_preset(const Preset& preset);  // applied at the next block
   // Style LoRAs (longlive/style_lora.h): loads a file as a fader at strength 0, named `name` or

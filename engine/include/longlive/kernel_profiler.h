@@ -7,10 +7,10 @@
 // Sampling, not tracing: start() before a block, stop() after its launches, collect() once its
 // work is done. While nothing samples, CUPTI records nothing and a ProfileScope pays one relaxed
 // atomic load more. CUPTI attaches to the process at the first prepare() or start() and stays
-// until release(): attached, it keeps a little memory for every kernel the process runs, so a
-// front end releases it when nobody looks at kernels (the studio: the Kernels tab closed). Regions reach CUPTI as external correlation ids pushed by ProfileScope, on any
-// thread, whether or not a RegionProfiler is active (so a block whose DiT replays CUDA graphs can
-// be sampled too).
+// (attached, it keeps a little memory for every kernel the process runs): a front end samples
+// only when someone looks at kernels (the studio: once its Kernels tab opens). Regions reach CUPTI
+// as external correlation ids pushed by ProfileScope, on any thread, whether or not a
+// RegionProfiler is active (so a block whose DiT replays CUDA graphs can be sampled too).
 //
 // CUPTI is opened at run time (libcupti.so.13: LibTorch's CUDA wheel ships it and already loads
 // it): a build without CUDA or the CUPTI headers, a machine without a GPU or without the library
@@ -111,11 +111,11 @@ class KernelProfiler {
   // opens) so that the first sampled block is not the slow one. Idempotent; returns
   // unavailable_reason() or why CUPTI did not attach.
   static std::string prepare();
-  // Detaches CUPTI from the process (cuptiFinalize) unless a sample is running. Attached, CUPTI
-  // keeps a few small allocations for every kernel the process runs, sampled or not (~45 KiB
-  // per DiT block on the H200, docs/reliability.md): release it when nobody looks at kernels.
-  // Synchronise the device first. prepare() or start() attaches it again. False when nothing
-  // was detached (not attached, sampling, no CUPTI).
+  // Detaches CUPTI from the process (cuptiFinalize) unless a sample is running; prepare() or
+  // start() attaches it again (graph kernels are still listed: GPU test). Only where no other
+  // thread uses CUDA meanwhile and the device is synchronised: in the studio (display and
+  // decoder threads) it ended the process with "unspecified launch failure" (H100,
+  // 2026-12-05), so the engine never calls it. False when nothing was detached.
   static bool release();
   static bool attached();
 

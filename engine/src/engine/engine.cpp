@@ -333,14 +333,16 @@ void Engine::run() {
   const int niceness = options_.yield_cpu && !at::hasCUDA() ? 19 : 5;
   if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), niceness) != 0)
     log::debug("engine: could not lower the worker thread's priority");
-  // CUPTI is attached while kernels are sampled and detached otherwise (KernelProfiler::
-  // release: attached, it keeps memory for every kernel run). Attached here when sampling starts
-  // on, before any session captures its graphs; without CUDA or CUPTI this only notes why the
-  // kernels view stays empty.
+  // CUPTI is attached only once kernels are sampled (attached, it keeps memory for every kernel
+  // the process runs): a studio whose Kernels tab never opens never attaches it. It is not
+  // detached again here: cuptiFinalize while the display and decoder threads use CUDA ended the
+  // studio with "unspecified launch failure" on an H100 (2026-12-05). Kernels of graphs
+  // captured before the attach are listed (seen on the H100). Without CUDA or CUPTI this only
+  // notes why the kernels view stays empty.
   std::optional<KernelProfiler> kernel_profiler;
   bool kernel_profiler_failed = false;  // prepare() refused: not retried at every block
   int64_t next_kernel_sample = -1;      // the next block to sample; -1: the next one eligible
-  auto follow_kernel_sampling = [&](at::Device device) {
+  auto follow_kernel_sampling = [&] {
     const bool wanted = kernel_sampling_.load() && options_.kernel_sample_every > 0 &&
                         at::hasCUDA() && !kernel_profiler_failed;
     if (wanted && !kernel_profiler) {
@@ -352,14 +354,10 @@ void Engine::run() {
         log::info("engine: kernels are not sampled: {}", why);
       }
     } else if (!wanted && kernel_profiler) {
-      kernel_profiler.reset();
-      // CUPTI detaches from an idle device (its condition for a safe detach).
-      if (device.is_cuda())
-        c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->synchronizeDevice(device.index());
-      KernelProfiler::release();
+      kernel_profiler.reset();  // no more samples; CUPTI stays attached (above)
     }
   };
-  follow_kernel_sampling(at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU));
+  follow_kernel_sampling();
   Performance& perf = *performance_;
   std::optional<InjectedOom> injected_oom = injected_oom_from_env();
   std::optional<int64_t> injected_decode_failure = injected_decode_failure_from_env();
@@ -579,7 +577,7 @@ void Engine::run() {
       }
 
       Session& session = *perf.session();
-      follow_kernel_sampling(session.device);
+      follow_kernel_sampling();
       const auto begin = Clock::now();
       const bool switched = first_after_switch;
       const bool transitioning = perf.in_transition();
