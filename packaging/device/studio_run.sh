@@ -111,12 +111,12 @@ cp /tmp/studio-session/studio.json /tmp/studio-session/report.json \
   /tmp/studio-session/studio-gpu.png /tmp/studio-session/pacing.json "$out/" 2>/dev/null
 grep -E "gpu_session:|error|Error" "$out/studio.log" | tail -20
 kill "$xvfb" 2>/dev/null
-# What this box's CPU encodes per frame at the live recording's thread count (a quarter of the
-# cores, 1-4): 832x480 noise, what the random model makes, in the default and the fastest preset.
+# What this box's CPU encodes per frame at the live recording's thread count (half the cores,
+# 1-8: live_encoder_threads) and half of it: 832x480 noise, what the random model makes, in the
+# default and the fastest preset, with zerolatency's slices (streams) and frame threads (files).
 if cmake --build "$b" --target longlive_encode_bench >/dev/null 2>&1; then
-  threads=$(( $(nproc) / 4 )); [ "$threads" -gt 4 ] && threads=4; [ "$threads" -lt 1 ] && threads=1
-  # ... and at twice the threads, and with frame threads instead of zerolatency's slices.
-  for t in "$threads" $((threads * 2)); do
+  threads=$(( $(nproc) / 2 )); [ "$threads" -gt 8 ] && threads=8; [ "$threads" -lt 1 ] && threads=1
+  for t in "$threads" $(( (threads + 1) / 2 )); do
     for preset in veryfast ultrafast; do
       for zl in 1 0; do
         "$b/recorder/longlive_encode_bench" --content noise --frames 160 --threads "$t" \

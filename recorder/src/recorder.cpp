@@ -310,6 +310,7 @@ Recorder::Recorder(RecorderOptions options) : impl_(std::make_unique<Impl>()) {
   config.gop_frames = o.gop_frames;
   config.metadata = o.metadata;
   config.threads = o.encoder_threads;
+  config.zero_latency = o.zero_latency;
   if (!config.metadata.count("comment")) config.metadata["comment"] = session_comment(o);
   impl_->writer_ = std::make_unique<detail::VideoWriter>(config);
   impl_->codec_name_ = impl_->writer_->codec_name();
@@ -435,7 +436,7 @@ std::optional<std::string> Recorder::error() const {
   return impl_->error_;
 }
 
-int live_encoder_threads(unsigned cores) { return std::clamp(static_cast<int>(cores / 4), 1, 4); }
+int live_encoder_threads(unsigned cores) { return std::clamp(static_cast<int>(cores / 2), 1, 8); }
 
 int live_encoder_threads() { return live_encoder_threads(std::thread::hardware_concurrency()); }
 

@@ -133,9 +133,14 @@ void VideoWriter::open_encoder() {
     } else {
       if (!cbr) av_dict_set(&opts, "crf", quality.c_str(), 0);
       av_dict_set(&opts, "preset", config_.software_preset.c_str(), 0);
-      // No lookahead or frame-thread delay: each frame becomes a packet at once, so fragments
-      // (and a crash-safe file) keep up with the live stream.
-      if (config_.zero_latency) av_dict_set(&opts, "tune", "zerolatency", 0);
+      if (config_.zero_latency) {
+        // No lookahead or frame-thread delay: each frame becomes a packet at once.
+        av_dict_set(&opts, "tune", "zerolatency", 0);
+      } else if (name == "libx264") {
+        // Frame-parallel threads without lookahead: a packet leaves as many frames after its
+        // frame as there are threads, and many threads scale better than zerolatency's slices.
+        av_dict_set(&opts, "x264-params", "rc-lookahead=0:sync-lookahead=0:mbtree=0", 0);
+      }
       if (name == "libx265") av_dict_set(&opts, "x265-params", "log-level=error", 0);
     }
     // Probing NVENC in auto mode fails on most machines (no GPU, or one without an encoder

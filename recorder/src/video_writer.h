@@ -32,8 +32,9 @@ struct EncoderConfig {
   // libx264/libx265's speed preset (ultrafast .. veryslow); NVENC keeps its own.
   std::string software_preset = "veryfast";
   // libx264/libx265 tuned for zero latency: each frame leaves as a packet at once (threads split
-  // each frame into slices). Off: frame-parallel threads, a few frames of delay, often more
-  // frames per second with many threads.
+  // each frame into slices): what a stream's receiver wants. Off (files): frame-parallel threads
+  // and no lookahead (libx264), a packet `threads` frames after its frame, more frames per second
+  // with many threads (H100 box, 832x480 noise: 104 vs 90 FPS at 4 threads, 212 vs 154 at 8).
   bool zero_latency = true;
   // A libavformat URL instead of a file (streaming): written with `container`, no fragments.
   std::string url;

@@ -512,9 +512,9 @@ namespace {
 TEST(LiveEncoderThreads, AQuarterOfTheCoresFromOneToFour) {
   EXPECT_EQ(live_encoder_threads(0u), 1);  // unknown core count
   EXPECT_EQ(live_encoder_threads(2u), 1);
-  EXPECT_EQ(live_encoder_threads(8u), 2);
-  EXPECT_EQ(live_encoder_threads(16u), 4);
-  EXPECT_EQ(live_encoder_threads(128u), 4);
+  EXPECT_EQ(live_encoder_threads(8u), 4);
+  EXPECT_EQ(live_encoder_threads(16u), 8);
+  EXPECT_EQ(live_encoder_threads(128u), 8);
   EXPECT_GE(live_encoder_threads(), 1);
 }
 }  // namespace

@@ -54,6 +54,10 @@ struct RecorderOptions {
   // Encoder threads; 0 = FFmpeg's choice (about one per core). A live recording takes
   // live_encoder_threads().
   int encoder_threads = 0;
+  // libx264/libx265: each frame a packet at once (zerolatency, threads as slices) instead of
+  // frame-parallel threads (a packet `encoder_threads` frames later, which a file does not mind,
+  // and more frames per second: see live_encoder_threads()).
+  bool zero_latency = false;
   int gop_frames = 16;  // keyframe interval = fragment length (1 s at 16 fps)
   // On a clean finish(), remux into a non-fragmented MP4 with the index up front and the prompts
   // as chapters. Off: the file stays fragmented (still playable everywhere FFmpeg plays).
@@ -70,11 +74,13 @@ struct RecorderOptions {
   std::function<void(const RecorderProgress&)> on_progress;
 };
 
-// Encoder threads for a recording made while the video is generated: a quarter of the cores, 1 to
-// 4. It must keep up with the generation, or push() blocks the engine thread (no frame is
-// dropped): libx264 (veryfast) on one core of the 2-core CI box encodes ~32 fps of 832x480
-// noise, the worst case (a random model's frames), and balanced on an H200 generates ~40 fps;
-// the rest of the cores stay with the view and the engine.
+// Encoder threads for a recording made while the video is generated: half the cores, 1 to 8. It
+// must keep up with the generation, or push() blocks the engine thread (no frame is dropped):
+// balanced generates ~45 fps on an H100/H200, and in a studio recording on an H200 (4 threads,
+// zerolatency) generation fell to 28 fps although the same encoder alone does 90 fps on that
+// kind of box: the encoder shares the cores with the view, the engine and the X server, so it
+// gets headroom (8 threads, frame-parallel: ~210 fps of 832x480 noise, the worst case, alone).
+// GPUs with NVENC (desktop RTX cards) encode there instead.
 int live_encoder_threads(unsigned cores);
 int live_encoder_threads();  // for this machine's cores
 
