@@ -182,7 +182,8 @@ int64_t heap_growth(at::cuda::CUDAGraph& graph, int runs) {
 // Attached, CUPTI keeps a few small allocations for every kernel the process runs, sampled or
 // not (docs/reliability.md); release() detaches it and the heap stops growing. A later sample
 // attaches it again and still lists the kernels of a graph captured before the detach and of one
-// captured while detached, as the studio does when its Kernels tab opens mid-stream.
+// captured while detached. (Single-threaded: in the studio, with other threads using CUDA, a
+// detach aborted the process, so the engine never detaches; it only attaches mid-stream.)
 TEST(KernelProfilerDetach, ReleaseStopsTheGrowthAndASampleAttachesAgain) {
 #ifndef LONGLIVE_WITH_CUDA
   GTEST_SKIP() << "built without CUDA";

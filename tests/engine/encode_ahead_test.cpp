@@ -50,13 +50,6 @@ class Ahead {
   ~Ahead() { unsetenv("LONGLIVE_ENCODE_AHEAD"); }
 };
 
-Preset windowed() {
-  Preset p;
-  p.name = "ahead";
-  p.local_attn_frames = 9;
-  return p;
-}
-
 struct InputRun {
   at::Tensor latents;         // the blocks that ran, on the CPU
   int64_t failed_block = -1;  // where the source's failure surfaced
@@ -68,7 +61,7 @@ InputRun run(at::Device device, bool v2v, int64_t blocks, int64_t fail_at = -1) 
   overrides.text_encoder = false;
   overrides.live_decoder = false;
   SessionFactory factory(tiny_model(device), overrides);
-  auto session = factory.open(windowed(), 32, 32);
+  auto session = factory.open(windowed_preset(), 32, 32);
   StreamGenerator& g = *session->generator;
   auto source = std::make_shared<IndexedFrames>(32, 32, fail_at);
   std::unique_ptr<VaceConditioner> vace;
@@ -113,7 +106,7 @@ TEST(EncodeAhead, TheFailingSourceStopsTheFourthBlockInPlace) {
   for (const bool v2v : {false, true}) {
     const InputRun failed = run(at::kCPU, v2v, 5, 40);
     EXPECT_EQ(failed.failed_block, 3) << (v2v ? "video-to-video" : "VACE");
-    EXPECT_EQ(failed.latents.size(1), 3 * windowed().frames_per_block);
+    EXPECT_EQ(failed.latents.size(1), 3 * windowed_preset().frames_per_block);
   }
 }
 

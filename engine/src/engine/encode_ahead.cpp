@@ -58,6 +58,17 @@ void EncodeAhead::launch(std::function<at::Tensor()> work) {
   pending_ = true;
 }
 
+void EncodeAhead::launch_prepared(const std::function<std::function<at::Tensor()>()>& prepare) {
+  std::function<at::Tensor()> work;
+  try {
+    work = prepare();
+  } catch (...) {
+    fail(std::current_exception());
+    return;
+  }
+  launch(std::move(work));
+}
+
 void EncodeAhead::fail(std::exception_ptr failure) {
   failure_ = std::move(failure);
   pending_ = true;

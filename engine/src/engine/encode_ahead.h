@@ -30,6 +30,10 @@ class EncodeAhead {
   bool enabled() const { return enabled_; }
   // Starts `work` on the side thread and stream (one at a time: the previous must be taken).
   void launch(std::function<at::Tensor()> work);
+  // The next block's work: `prepare` runs here, now (it reads the input, in the source's order,
+  // on the caller's thread) and returns the work to launch; if it throws, take() rethrows that
+  // at the next block, where the failure belongs.
+  void launch_prepared(const std::function<std::function<at::Tensor()>()>& prepare);
   // A failure found while preparing the next block's work (its input): rethrown by take().
   void fail(std::exception_ptr failure);
   bool pending() const { return pending_; }

@@ -96,12 +96,9 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   if (!ahead_->enabled()) return;
   // The next block's frames, read now (on this thread: the source's order), encoded beside this
   // block's DiT. A source that fails here fails the next block, as it would have in place.
-  try {
-    ahead_->launch(
-        [this, input = read_block(blocks_, latent_frames)] { return encode_input(input); });
-  } catch (...) {
-    ahead_->fail(std::current_exception());
-  }
+  ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
+    return [this, input = read_block(blocks_, latent_frames)] { return encode_input(input); };
+  });
 }
 
 struct VideoToVideoState {
@@ -146,12 +143,9 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
   generator.set_v2v(V2vInput{latents, strength_});
   ++blocks_;
   if (!ahead_->enabled()) return;
-  try {
-    ahead_->launch(
-        [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); });
-  } catch (...) {
-    ahead_->fail(std::current_exception());
-  }
+  ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
+    return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
+  });
 }
 
 }  // namespace longlive
