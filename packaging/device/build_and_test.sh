@@ -35,6 +35,11 @@ for whl in "$PWD"/.whl/nvidia_cudnn_frontend-*.whl; do
     fe_dir=$deps/cudnn_frontend/include
   break
 done
+# ... or only its headers, as the snapshot's cudnn_frontend.tar.xz (packaging/device/make_snapshot.sh).
+if [ -z "$fe_dir" ] && [ -f "$PWD/cudnn_frontend.tar.xz" ]; then
+  mkdir -p "$deps/cudnn_frontend" && tar -xJf "$PWD/cudnn_frontend.tar.xz" -C "$deps/cudnn_frontend" &&
+    fe_dir=$deps/cudnn_frontend/include
+fi
 
 # FlashAttention-3 (sm_90 attention backend) from .fa3/ when carried (packaging/fetch_fa3.sh).
 fa3_dir=

@@ -342,13 +342,15 @@ void Engine::run() {
   std::optional<KernelProfiler> kernel_profiler;
   bool kernel_profiler_failed = false;  // prepare() refused: not retried at every block
   int64_t next_kernel_sample = -1;      // the next block to sample; -1: the next one eligible
-  auto follow_kernel_sampling = [&] {
+  auto follow_kernel_sampling = [&](bool starting) {
     const bool wanted = kernel_sampling_.load() && options_.kernel_sample_every > 0 &&
                         at::hasCUDA() && !kernel_profiler_failed;
     if (wanted && !kernel_profiler) {
       if (const std::string why = KernelProfiler::prepare(); why.empty()) {
         kernel_profiler.emplace();
-        next_kernel_sample = -1;  // whoever turned it on wants a table soon
+        // Turned on live: whoever did wants a table soon. On from the start: the middle of the
+        // first period, past the first blocks (whose graphs may still be captured).
+        next_kernel_sample = starting ? options_.kernel_sample_every / 2 : -1;
       } else {
         kernel_profiler_failed = true;
         log::info("engine: kernels are not sampled: {}", why);
@@ -357,7 +359,7 @@ void Engine::run() {
       kernel_profiler.reset();  // no more samples; CUPTI stays attached (above)
     }
   };
-  follow_kernel_sampling();
+  follow_kernel_sampling(true);
   Performance& perf = *performance_;
   std::optional<InjectedOom> injected_oom = injected_oom_from_env();
   std::optional<int64_t> injected_decode_failure = injected_decode_failure_from_env();
@@ -577,7 +579,7 @@ void Engine::run() {
       }
 
       Session& session = *perf.session();
-      follow_kernel_sampling();
+      follow_kernel_sampling(false);
       const auto begin = Clock::now();
       const bool switched = first_after_switch;
       const bool transitioning = perf.in_transition();
