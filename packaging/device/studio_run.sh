@@ -7,8 +7,9 @@
 #   run: carry [".snap/NAME", ".debs", ".studio"], from the repository root:
 #   cd .snap/NAME && LONGLIVE_COMMIT=<hash> LONGLIVE_DEBS=$OLDPWD/.debs \
 #     STUDIO_CARRY=$OLDPWD/.studio bash packaging/device/studio_run.sh
-# STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine). With FA3: put
-# `tar -cJf .snap/NAME/fa3.tar.xz .fa3` in the snapshot (packaging/fetch_fa3.sh makes .fa3/).
+# STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine). Logs (build, GLX,
+# Xvfb, GPU tests) come back in logs.tar.gz. With FA3: put
+# the snapshot from packaging/device/make_snapshot.sh (FA3 sources and cudnn-frontend headers).
 set -uo pipefail
 carry=${STUDIO_CARRY:-$PWD/.studio}
 deps=/opt/longlive-deps
@@ -125,3 +126,7 @@ if cmake --build "$b" --target longlive_encode_bench >/dev/null 2>&1; then
     done
   done 2>&1 | tee "$out/encode.log"
 fi
+# At most 8 files come back from a call: the logs go in one archive (the caller's own run.log
+# makes the eighth).
+(cd "$out" && tar -czf logs.tar.gz --remove-files $(ls build.log glx.log xvfb.log gpu-tests.log 2>/dev/null))
+ls "$out"
