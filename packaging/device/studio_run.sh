@@ -8,8 +8,8 @@
 #   cd .snap/NAME && LONGLIVE_COMMIT=<hash> LONGLIVE_DEBS=$OLDPWD/.debs \
 #     STUDIO_CARRY=$OLDPWD/.studio bash packaging/device/studio_run.sh
 # STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine). Logs (build, GLX,
-# Xvfb, GPU tests) come back in logs.tar.gz. With FA3: put
-# the snapshot from packaging/device/make_snapshot.sh (FA3 sources and cudnn-frontend headers).
+# Xvfb, GPU tests) come back in logs.tar.gz. For FA3 and FP8 attention, make the snapshot with
+# packaging/device/make_snapshot.sh (it packs FA3's sources and cudnn-frontend's headers).
 set -uo pipefail
 carry=${STUDIO_CARRY:-$PWD/.studio}
 deps=/opt/longlive-deps
