@@ -208,7 +208,8 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   // "Draw mask": a rectangle dragged over the video becomes an inpainting mask image of the
   // frame's size, saved beside the camera captures (a timeline names it, so render replays it).
   connect(inputs_, &InputPanel::mask_drawing_toggled, view_, &VideoView::set_mask_drawing);
-  // Kernels are sampled (CUPTI attached) only while the overlay's Kernels tab is on screen.
+  // Kernels are sampled only while the overlay's Kernels tab is on screen (CUPTI attaches the
+  // first time and stays).
   connect(view_, &VideoView::kernels_view_changed, this, [this](bool shown) {
     if (engine_) engine_->set_kernel_sampling(shown);
   });
@@ -484,7 +485,7 @@ bool MainWindow::ensure_engine(bool quiet) {
           .device_frames = view_->wants_device_frames(),
           .yield_cpu = true,
           .host_frames = host_frames_requested_,
-          // CUPTI stays detached until the Kernels tab is shown (it costs memory attached).
+          // CUPTI is not attached until the Kernels tab is shown (attached, it costs memory).
           .kernel_sampling = view_->kernels_view_shown(),
           .max_kept_latent_bytes = std::max<int64_t>(kept_latents_mib, 0) << 20,
           .inputs = ffmpeg_input_opener(),

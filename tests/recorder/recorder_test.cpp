@@ -509,7 +509,7 @@ TEST(RecorderChild, RecordIntoTinyFileLimit) {
 
 namespace longlive {
 namespace {
-TEST(LiveEncoderThreads, AQuarterOfTheCoresFromOneToFour) {
+TEST(LiveEncoderThreads, HalfTheCoresFromOneToEight) {
   EXPECT_EQ(live_encoder_threads(0u), 1);  // unknown core count
   EXPECT_EQ(live_encoder_threads(2u), 1);
   EXPECT_EQ(live_encoder_threads(8u), 4);

@@ -117,6 +117,9 @@ DeviceMemory device_memory(at::Device device);
 std::string device_name(at::Device device);
 void reset_peak_memory(at::Device device);
 void synchronize(at::Device device);
+// Blocks until the work queued so far on `device`'s current stream has run (a no-op on the CPU);
+// other streams (a decoder's, an encoder's side stream) go on.
+void wait_for_current_stream(at::Device device);
 
 // ---- Block latency history
 // The block-latency history the studio's overlay plots: the last N blocks of a session with what

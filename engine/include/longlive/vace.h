@@ -133,17 +133,16 @@ struct VaceSettings {
   at::Tensor mask;        // inpaint: [H, W] (or [T, H, W] per block), 1 = generate
 };
 
+class EncodeAhead;
+
 // Feeds a generator block by block: before each next_block(), takes the block's control frames
 // (1 + 4 (F - 1) for the first block of a video, 4 F later: 9 then 12 for 3 latent frames per
 // block, the frames the decoder gives back), encodes them with the mask and references, and
-// sets the result on the generator.
-class EncodeAhead;
-
-// With LONGLIVE_ENCODE_AHEAD=1 on a GPU (off until measured), each block's control frames are
-// read when the block before starts and encoded beside its DiT (a thread and CUDA stream of
-// their own, EncodeAhead): the encoder leaves the generator's critical path, and a live
-// camera's frames are one block older when they condition. A video file gives the same frames
-// either way.
+// sets the result on the generator. With LONGLIVE_ENCODE_AHEAD=1 on a GPU (off until
+// measured), each block's control frames are read when the block before starts and encoded
+// beside its DiT (a thread and CUDA stream of their own, EncodeAhead): the encoder leaves the
+// generator's critical path, and a live camera's frames are one block older when they
+// condition. A video file gives the same frames either way.
 class VaceConditioner {
  public:
   // ConfigError when the settings do not fit the mode (no source for conditioning or inpaint,

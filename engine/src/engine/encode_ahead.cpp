@@ -77,11 +77,8 @@ void EncodeAhead::fail(std::exception_ptr failure) {
 at::Tensor EncodeAhead::take() {
   if (!pending_) throw Error("EncodeAhead::take: nothing was launched");
   pending_ = false;
-  if (failure_) {
-    if (future_.valid()) future_.wait();
-    future_ = {};
-    std::rethrow_exception(std::exchange(failure_, nullptr));
-  }
+  // A failure stands instead of a launch (launch_prepared): no work is in flight then.
+  if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
   const std::shared_ptr<Result> result = future_.get();  // rethrows the work's failure
   const c10::Stream current = c10::impl::getDeviceGuardImpl(device_.type())->getStream(device_);
   result->done->block(current);

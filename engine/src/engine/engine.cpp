@@ -1,8 +1,6 @@
 #include "longlive/engine.h"
 
 #include <ATen/ATen.h>
-#include <c10/core/Event.h>
-#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
@@ -29,13 +27,6 @@
 namespace longlive {
 namespace {
 
-// Blocks until the work queued so far on `device`'s current stream has run (a no-op on the CPU).
-void wait_for_current_stream(at::Device device) {
-  if (!device.is_cuda()) return;
-  c10::Event done(c10::DeviceType::CUDA);
-  done.record(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device));
-  done.synchronize();
-}
 using Clock = std::chrono::steady_clock;
 
 // The N of a test hook's "block:N" (-1 for anything else).

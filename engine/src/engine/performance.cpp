@@ -1,8 +1,6 @@
 #include "longlive/performance.h"
 
 #include <ATen/ATen.h>
-#include <c10/core/Event.h>
-#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <fmt/format.h>
 
 #include <fmt/ranges.h>
@@ -15,6 +13,7 @@
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
+#include "longlive/profiler.h"
 #include "longlive/text_encoder.h"
 #include "timeline_store.h"
 
@@ -485,12 +484,7 @@ std::optional<at::Tensor> Performance::next_block_unless(const std::function<boo
     // at the same step.
     // Encoded ahead on a side stream, they are ready on rank 0's stream only: the host waits
     // for that before the other ranks copy them on theirs.
-    const at::Device lead_device = lead.options().device;
-    if ((lead.vace() || lead.v2v()) && lead_device.is_cuda()) {
-      c10::Event ready(c10::DeviceType::CUDA);
-      ready.record(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(lead_device));
-      ready.synchronize();
-    }
+    if (lead.vace() || lead.v2v()) wait_for_current_stream(lead.options().device);
     ranked_->stream().each([&](StreamGenerator& g, int rank) {
       if (rank == 0) return;
       g.set_vace(lead.vace());

@@ -682,7 +682,8 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
   const GeneratorOptions o = generator_options(preset, runtime, s.height, s.width);
   const GeneratorOptions& old = s.generator->options();
   const bool same_dit = dit_key(o) == dit_key(old);
-  if (!same_generator(o, old) && s.generator->can_continue_with(o)) {
+  const bool unchanged = same_generator(o, old);
+  if (!unchanged && s.generator->can_continue_with(o)) {
     // Same weights and precision, same cache geometry: the K/V in the cache are what the new
     // layer loop would have written (up to rounding), so the stream runs on without a re-cache,
     // exactly as if the new preset had been chosen before the last block.
@@ -690,7 +691,7 @@ PresetChange SessionFactory::change_preset(Session& s, const Preset& preset) {
     s.generator->continue_with(std::move(model), o);
     change.stream_continued = true;
     change.caches_kept = true;
-  } else if (!same_generator(o, old)) {
+  } else if (!unchanged) {
     std::optional<StreamState> state;
     if (s.generator->started()) state = s.generator->release_state();
     std::shared_ptr<const CausalWanModel> model = same_dit ? s.generator->model() : nullptr;

@@ -99,4 +99,11 @@ void synchronize(at::Device device) {
         ->synchronizeDevice(device.index() < 0 ? 0 : device.index());
 }
 
+void wait_for_current_stream(at::Device device) {
+  if (!device.is_cuda()) return;
+  c10::Event done(c10::DeviceType::CUDA);
+  done.record(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device));
+  done.synchronize();
+}
+
 }  // namespace longlive
