@@ -1,5 +1,7 @@
 #include "recording_controls.h"
 
+#include <algorithm>
+
 #include <QApplication>
 #include <QDateTime>
 #include <QDir>
@@ -33,6 +35,7 @@ EncoderSettings EncoderSettings::load() {
                  .toString();
   e.codec = s.value("recording/codec", e.codec).toString();
   e.crf = s.value("recording/crf", e.crf).toInt();
+  e.threads = std::max(0, s.value("recording/threads", e.threads).toInt());
   return e;
 }
 
@@ -41,6 +44,7 @@ void EncoderSettings::save() const {
   s.setValue("recording/folder", folder);
   s.setValue("recording/codec", codec);
   s.setValue("recording/crf", crf);
+  s.setValue("recording/threads", threads);
 }
 
 QStringList EncoderSettings::codecs() {
@@ -107,7 +111,7 @@ void RecordingControls::start() {
   o.height = info.height;
   o.codec = settings_.codec.toStdString();
   o.crf = settings_.crf;
-  o.encoder_threads = live_encoder_threads();
+  o.encoder_threads = settings_.threads > 0 ? settings_.threads : live_encoder_threads();
   o.model = info.model.toStdString();
   o.preset = info.preset.toStdString();
   o.seed = info.seed;

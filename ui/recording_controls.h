@@ -32,6 +32,7 @@ struct EncoderSettings {
   QString folder;          // where live recordings go
   QString codec = "auto";  // auto, libx264, libx265, h264_nvenc, hevc_nvenc
   int crf = 18;            // quality: lower is better, 18 is visually lossless-ish
+  int threads = 0;         // the software encoder's threads; 0: live_encoder_threads()
 
   static EncoderSettings load();
   void save() const;

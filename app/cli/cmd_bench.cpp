@@ -259,6 +259,7 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
       }
     };
     auto live = [&](bool ahead) {
+      log::info("bench --vace: live conditioning, inputs encoded {}", ahead ? "ahead" : "in place");
       setenv("LONGLIVE_ENCODE_AHEAD", ahead ? "1" : "0", 1);
       auto g = make(false);
       auto source = std::make_shared<CycledFrames>();

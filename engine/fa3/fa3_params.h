@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "fa3_checks.h"  // first: FA3's checks throw instead of exiting
 #include "flash.h"
 #include "runtime/fa3_kernel.h"
 

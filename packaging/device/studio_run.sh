@@ -7,7 +7,9 @@
 #   run: carry [".snap/NAME", ".debs", ".studio"], from the repository root:
 #   cd .snap/NAME && LONGLIVE_COMMIT=<hash> LONGLIVE_DEBS=$OLDPWD/.debs \
 #     STUDIO_CARRY=$OLDPWD/.studio bash packaging/device/studio_run.sh
-# STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine). Logs (build, GLX,
+# STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine); STUDIO_EXTRA_TARGETS
+# builds more (e.g. longlive, for a bench after the session); STUDIO_ENCODE_BENCH=0 skips the
+# encoder's own timing. Logs (build, GLX,
 # Xvfb, GPU tests) come back in logs.tar.gz. For FA3 and FP8 attention, make the snapshot with
 # packaging/device/make_snapshot.sh (it packs FA3's sources and cudnn-frontend's headers).
 set -uo pipefail
@@ -40,7 +42,7 @@ built=1
 # session (one call where a machine is scarce): CUPTI's detach, inputs encoded ahead, the FP8
 # cache's direct K/V write and FA3's FP8 schedules.
 gpu_tests=${STUDIO_GPU_TESTS:-0}
-targets="longlive-studio-autotest"
+targets="longlive-studio-autotest ${STUDIO_EXTRA_TARGETS:-}"
 [ "$gpu_tests" = 1 ] && targets="$targets test_core test_engine test_model"
 if [ "${STUDIO_SKIP_BUILD:-0}" != 1 ]; then
   # In a subshell: a failed build still leaves the X/GLX probes below to run.
@@ -115,7 +117,8 @@ kill "$xvfb" 2>/dev/null
 # What this box's CPU encodes per frame at the live recording's thread count (half the cores,
 # 1-8: live_encoder_threads) and half of it: 832x480 noise, what the random model makes, in the
 # default and the fastest preset, with zerolatency's slices (streams) and frame threads (files).
-if cmake --build "$b" --target longlive_encode_bench >/dev/null 2>&1; then
+if [ "${STUDIO_ENCODE_BENCH:-1}" = 1 ] &&
+  cmake --build "$b" --target longlive_encode_bench >/dev/null 2>&1; then
   threads=$(( $(nproc) / 2 )); [ "$threads" -gt 8 ] && threads=8; [ "$threads" -lt 1 ] && threads=1
   for t in "$threads" $(( (threads + 1) / 2 )); do
     for preset in veryfast ultrafast; do

@@ -5,14 +5,14 @@
 # balanced and turbo_fp8 (20 blocks, a switch every 5, drift, region profile; turbo_fp8 again on
 # cuDNN's attention), the attention table (FP8 rows too); then `bench --vace`
 # for both (VACE overhead against the same backend, the encoder in both layouts). Most important
-# first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 turbo_fp8_direct
-# turbo_fp8_tail turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8). Results under $OUT.
+# first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 turbo_fp8_written
+# turbo_fp8_whole turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
 [ -d .whl ] || { [ -d "${OLDPWD:-}/.whl" ] && ln -s "$OLDPWD/.whl" .whl; }
 . packaging/device/common.sh
-steps=${WAVE7_STEPS:-build tests balanced turbo_fp8 turbo_fp8_direct turbo_fp8_tail turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8}
+steps=${WAVE7_STEPS:-build tests balanced turbo_fp8 turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8}
 want() { [[ " $steps " == *" $1 "* ]]; }
 t0=$(date +%s)
 elapsed() { echo "$(($(date +%s) - t0)) s"; }
@@ -37,21 +37,21 @@ if want tests; then
   grep -E "heap growth|^\[  (PASSED|FAILED)|FAILED  \]" "$out/tests.log" | tail -6
 fi
 # turbo_fp8_cudnn: turbo_fp8 with cuDNN's attention (its FP8 kernel too), the A/B of FA3's FP8;
-# turbo_fp8_direct: the FP8 cache's K/V written by the RMSNorm+RoPE launch (LONGLIVE_FP8_KV_DIRECT);
-# turbo_fp8_tail: FA3's FP8 attention on the tail schedule (LONGLIVE_FA3_FP8_SCHEDULE).
-for run in balanced turbo_fp8 turbo_fp8_cudnn turbo_fp8_direct turbo_fp8_tail; do
+# turbo_fp8_written: the FP8 cache's K/V written by write() (LONGLIVE_FP8_KV_DIRECT=0) rather than
+# by the RMSNorm+RoPE launch (the default); turbo_fp8_whole: FA3's FP8 attention on the whole
+# schedule (LONGLIVE_FA3_FP8_SCHEDULE=whole) rather than tail (the default).
+for run in balanced turbo_fp8 turbo_fp8_cudnn turbo_fp8_written turbo_fp8_whole; do
   want "$run" || continue
   p=${run%%_cudnn}
-  p=${p%%_direct}
-  p=${p%%_tail}
+  p=${p%%_written}
+  p=${p%%_whole}
   extra=()
   [ "$run" = turbo_fp8_cudnn ] && extra=(--attention cudnn)
   [ "$run" = balanced ] && extra=(--kernels)  # the kernel table of a graph-replayed block
-  direct=0
-  [ "$run" = turbo_fp8_direct ] && direct=1
-  fp8_schedule=whole
-  [ "$run" = turbo_fp8_tail ] && fp8_schedule=tail
-  LONGLIVE_FP8_KV_DIRECT=$direct LONGLIVE_FA3_FP8_SCHEDULE=$fp8_schedule \
+  env=()
+  [ "$run" = turbo_fp8_written ] && env=(LONGLIVE_FP8_KV_DIRECT=0)
+  [ "$run" = turbo_fp8_whole ] && env=(LONGLIVE_FA3_FP8_SCHEDULE=whole)
+  env "${env[@]}" \
     timeout 120 $b/app/longlive bench --preset "$p" --random full \
     --blocks 20 --warmup 3 --switch-every 5 --drift-blocks 4 --profile-blocks 2 "${extra[@]}" \
     --json "$out/$run.json" >"/tmp/$run.log" 2>&1
@@ -73,5 +73,6 @@ for p in balanced turbo_fp8; do
     --profile-blocks 0 --vace --vace-drift-blocks 6 --json "$out/vace_$p.json" \
     >"/tmp/vace_$p.log" 2>&1
   echo "== $p --vace rc=$? ($(elapsed))"
-  grep -vE "^\[" "/tmp/vace_$p.log" | tee -a "$out/bench.log" | grep -E "steady|vace|encode|fallback|error"
+  grep -E "steady|vace|encode|fallback|error|warn|failed" "/tmp/vace_$p.log" | tail -30
+  cat "/tmp/vace_$p.log" >>"$out/bench.log"
 done

@@ -337,6 +337,41 @@ TEST(Engine, HostFramesOffOnlyWhereDeviceFramesExist) {
   engine.stop();
 }
 
+// The engine thread's summed times: a slow frame consumer shows up as delivery time, blocks
+// are counted over videos (a restart does not clear them), and the parts fit in the blocks.
+TEST(Engine, ThreadTimeNamesWhereTheEngineThreadWaited) {
+  std::mutex m;
+  int64_t frames = 0;
+  constexpr auto kPerFrame = std::chrono::milliseconds(2);
+  Engine::Callbacks cb;
+  cb.on_frame = [&](EngineFrame) {
+    std::this_thread::sleep_for(kPerFrame);  // a consumer that takes its time (a recorder)
+    std::lock_guard lock(m);
+    ++frames;
+  };
+  Engine engine(kTinyModel, test_preset(), cb, 64, 64);
+  auto delivered = [&] {
+    std::lock_guard lock(m);
+    return frames;
+  };
+  engine.start("a", 1);
+  ASSERT_TRUE(wait_for([&] { return engine.stats().thread_time.blocks >= 2; }));
+  engine.stop();
+  const EngineStats::ThreadTime first = engine.stats().thread_time;
+  engine.start("b", 2);  // a new video: the engine's sums go on
+  ASSERT_TRUE(wait_for([&] { return engine.stats().thread_time.blocks >= first.blocks + 2; }));
+  engine.stop();
+  const EngineStats::ThreadTime t = engine.stats().thread_time;
+  EXPECT_GE(t.blocks, first.blocks + 2);
+  EXPECT_GE(t.deliver_ms, first.deliver_ms);
+  // Every delivered frame slept kPerFrame inside a delivery (stop() flushes the last ones).
+  const double slept_ms = static_cast<double>(delivered() * kPerFrame.count());
+  EXPECT_GE(t.deliver_ms, 0.9 * slept_ms) << delivered() << " frames";
+  EXPECT_GE(t.decode_wait_ms, 0.0);
+  EXPECT_GE(t.dit_wait_ms, 0.0);
+  EXPECT_GT(t.block_ms, t.dit_wait_ms);
+}
+
 TEST(Engine, BadModelFolderIsReportedNotThrown) {
   std::atomic<int> errors{0};
   std::string message;

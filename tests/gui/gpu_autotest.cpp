@@ -96,7 +96,7 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   QDir().mkpath(out_dir);
   QJsonObject report, result;
   bool ok = true;
-  auto check = [&](const char* name, bool passed) {
+  auto check = [&](const QString& name, bool passed) {
     report[name] = passed;
     ok = ok && passed;
   };
@@ -154,9 +154,31 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
 
   // What the run measured so far, written after each phase: a run cut short by its time limit
   // still leaves its numbers (studio.json) and checks (report.json).
+  EngineStats::ThreadTime phase_start = w->engine_stats().thread_time;
+  QElapsedTimer phase_clock;
+  phase_clock.start();
+  QJsonObject phases;
   auto save = [&](const char* phase) {
     const EngineStats stats = w->engine_stats();
     result["phase_done"] = phase;
+    {
+      // The engine thread's time per block in this phase: where a slower phase loses its time.
+      const EngineStats::ThreadTime& t = stats.thread_time;
+      const double blocks = static_cast<double>(t.blocks - phase_start.blocks);
+      auto per_block = [&](double now, double before) {
+        return blocks > 0 ? (now - before) / blocks : 0.0;
+      };
+      phases[phase] =
+          QJsonObject{{"seconds", static_cast<double>(phase_clock.elapsed()) / 1000.0},
+                      {"blocks", blocks},
+                      {"block_ms", per_block(t.block_ms, phase_start.block_ms)},
+                      {"deliver_ms", per_block(t.deliver_ms, phase_start.deliver_ms)},
+                      {"decode_wait_ms", per_block(t.decode_wait_ms, phase_start.decode_wait_ms)},
+                      {"dit_wait_ms", per_block(t.dit_wait_ms, phase_start.dit_wait_ms)}};
+      result["phases"] = phases;
+      phase_start = t;
+      phase_clock.restart();
+    }
     result["gpu"] = QString::fromStdString(stats.capability);
     result["device"] = QString::fromStdString(stats.device);
     result["commit"] = qEnvironmentVariable("LONGLIVE_COMMIT", "unknown");
@@ -337,50 +359,65 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   save("overlay");
   frames.set_measuring(true);
 
-  // The recording (Ctrl+R), then the Record button.
+  // The recording (Ctrl+R), then the Record button; on the GPU a second, shorter one with the
+  // encoder on 2 threads (what the encoder's CPU use costs the generation beside it).
   RecordingControls* rc = w->recording();
-  EncoderSettings settings = rc->settings();
-  settings.folder = out_dir;
-  rc->set_settings(settings);
+  const EncoderSettings user_settings = rc->settings();
   struct Finished {
     bool done = false;
     QString path, error;
   };
-  auto recorded = std::make_shared<Finished>();
-  connections.push_back(
-      QObject::connect(rc, &RecordingControls::recording_finished, w,
-                       [recorded](const QString& path, qint64, const QString& error) {
-                         *recorded = {true, path, error};
-                       }));
-  press_key(w, Qt::Key_R, Qt::ControlModifier);
-  check("recording_started", wait([&] { return rc->recording() && !rc->live().opening(); }, 30000));
-  check("host_frames_while_recording", w->host_frames_requested());
-  run_events_until([] { return false; }, options.record_seconds * 1000, sample);
-  // Whether the encoder kept up: its time per frame and how long the engine thread waited for
-  // room in its queue (what slows generation while recording).
-  const RecorderProgress encoder = rc->live().progress();
-  result["recorder"] = QJsonObject{{"encode_ms_mean", encoder.encode_ms_mean},
-                                   {"encode_ms_max", encoder.encode_ms_max},
-                                   {"push_wait_ms_total", encoder.push_wait_ms_total},
-                                   {"push_wait_ms_max", encoder.push_wait_ms_max},
-                                   {"threads", live_encoder_threads()}};
-  click(rc->record_button());
-  check("recording_finished",
-        wait([&] { return recorded->done; }, 120000) && recorded->error.isEmpty());
-  if (!recorded->error.isEmpty()) report["recording_error"] = recorded->error;
-  const int64_t pushed = rc->live().frames_pushed();
-  int64_t decoded = 0;
-  try {
-    decoded = recorded->path.isEmpty() ? 0 : read_video(recorded->path.toStdString(), false).frames;
-  } catch (const std::exception& e) {
-    report["recording_read_error"] = e.what();
-  }
-  result["recorded_frames"] = static_cast<double>(decoded);
-  result["recorded_frames_lost"] = static_cast<double>(pushed - decoded);
-  check("recording_has_frames", decoded > 0);
-  check("host_frames_off_after_recording", w->host_frames_requested() == !interop);
+  auto record = [&](int seconds, int threads, const QString& name) {
+    EncoderSettings settings = user_settings;
+    settings.folder = out_dir;
+    settings.threads = threads;
+    rc->set_settings(settings);
+    auto recorded = std::make_shared<Finished>();
+    const QMetaObject::Connection finished =
+        QObject::connect(rc, &RecordingControls::recording_finished, w,
+                         [recorded](const QString& path, qint64, const QString& error) {
+                           *recorded = {true, path, error};
+                         });
+    press_key(w, Qt::Key_R, Qt::ControlModifier);
+    check(name + "_started", wait([&] { return rc->recording() && !rc->live().opening(); }, 30000));
+    check("host_frames_while_recording", w->host_frames_requested());
+    run_events_until([] { return false; }, seconds * 1000, sample);
+    // Whether the encoder kept up: its time per frame and how long the engine thread waited for
+    // room in its queue.
+    const RecorderProgress encoder = rc->live().progress();
+    result[name == "recording" ? "recorder" : name + "_encoder"] =
+        QJsonObject{{"encode_ms_mean", encoder.encode_ms_mean},
+                    {"encode_ms_max", encoder.encode_ms_max},
+                    {"push_wait_ms_total", encoder.push_wait_ms_total},
+                    {"push_wait_ms_max", encoder.push_wait_ms_max},
+                    {"threads", threads > 0 ? threads : live_encoder_threads()}};
+    click(rc->record_button());
+    check(name + "_finished",
+          wait([&] { return recorded->done; }, 120000) && recorded->error.isEmpty());
+    QObject::disconnect(finished);
+    if (!recorded->error.isEmpty()) report[name + "_error"] = recorded->error;
+    const int64_t pushed = rc->live().frames_pushed();
+    int64_t decoded = 0;
+    try {
+      decoded =
+          recorded->path.isEmpty() ? 0 : read_video(recorded->path.toStdString(), false).frames;
+    } catch (const std::exception& e) {
+      report[name + "_read_error"] = e.what();
+    }
+    const QString prefix = name == "recording" ? QString("recorded") : name;
+    result[prefix + "_frames"] = static_cast<double>(decoded);
+    result[prefix + "_frames_lost"] = static_cast<double>(pushed - decoded);
+    check(name + "_has_frames", decoded > 0);
+    check("host_frames_off_after_recording", w->host_frames_requested() == !interop);
+  };
+  record(options.record_seconds, 0, "recording");
   frames.set_measuring(false);
   save("recording");
+  if (gpu_model) {
+    record(std::max(1, options.record_seconds / 2), 2, "recording_2_threads");
+    save("recording_2_threads");
+  }
+  rc->set_settings(user_settings);
 
   // Two preset changes (balanced -> speed -> balanced): change to the first frame under it.
   std::vector<double> preset_ms;

@@ -2,6 +2,8 @@
 // loop of the dit_stream fixture run with an int8 cache. Sizes come from the fixture metadata.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "cache/kv_cache.h"
 #include "dit_fixture.h"
 
@@ -179,15 +181,26 @@ TEST(KvCacheInt8, StreamStaysCloseToTheReferenceRun) {
   EXPECT_GT(rel, 0.0);
 }
 
-// An FP8 cache hands its slots to the RMSNorm+RoPE kernel only when asked (set_fp8_direct; the
+// An FP8 cache hands its slots to the RMSNorm+RoPE kernel while set_fp8_direct says so (the
 // kernel's bytes are checked against write() on the GPU, FusedKernels.RmsRopeWritesFp8Slots...):
-// by default write() converts, as before.
+// on by default, off with LONGLIVE_FP8_KV_DIRECT=0 (write() converts then).
 TEST(KvCacheFp8, SlotsForDirectWritesOnlyWhenAskedFor) {
   const KvCacheShape shape =
       shape_from_stream(WeightStore::open(fixture("dit_stream.safetensors")));
-  KvCache kv(shape, at::TensorOptions().dtype(at::kFloat), at::kFloat8_e4m3fn);
-  kv.set_fp8_direct(false);
   const int64_t frames = shape.sink_frames + 1;
+  const auto options = at::TensorOptions().dtype(at::kFloat);
+  {
+    ::unsetenv("LONGLIVE_FP8_KV_DIRECT");
+    KvCache by_default(shape, options, at::kFloat8_e4m3fn);
+    const KvCache::Plan plan = by_default.plan(0, frames, KvWriteKind::block, true);
+    EXPECT_TRUE(by_default.destination(0, plan, frames, false).defined());
+    ::setenv("LONGLIVE_FP8_KV_DIRECT", "0", 1);
+    KvCache turned_off(shape, options, at::kFloat8_e4m3fn);
+    ::unsetenv("LONGLIVE_FP8_KV_DIRECT");
+    EXPECT_FALSE(turned_off.destination(0, plan, frames, false).defined());
+  }
+  KvCache kv(shape, options, at::kFloat8_e4m3fn);
+  kv.set_fp8_direct(false);
   const KvCache::Plan plan = kv.plan(0, frames, KvWriteKind::block, true);
   EXPECT_FALSE(kv.destination(0, plan, frames, false).defined());
   kv.set_fp8_direct(true);

@@ -125,6 +125,14 @@ struct EngineStats {
   // Engine-thread time of the last block spent handing its frames to on_frame (the consumers'
   // own work: recording, display queueing), and the frames it handed out.
   double deliver_ms = 0;
+  // The engine thread's time since the engine was made, summed over every block of every video:
+  // handing frames to on_frame, waiting for the decoder's frames (their copy to the host
+  // included) and waiting for the DiT's last kernel. Differences between two reads tell where a
+  // slower stretch (a recording, say) loses its time.
+  struct ThreadTime {
+    int64_t blocks = 0;
+    double deliver_ms = 0, decode_wait_ms = 0, dit_wait_ms = 0, block_ms = 0;
+  } thread_time;
   // Engine-thread time of the last preset change itself (frames flushed, the session moved to
   // the preset: SessionFactory::change_preset); its first block's time is in `history`.
   double last_preset_change_ms = 0;

@@ -37,7 +37,7 @@ KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options,
   }
   slot_frame_.assign(static_cast<size_t>(shape.window_frames), -1);
   const char* direct = std::getenv("LONGLIVE_FP8_KV_DIRECT");
-  fp8_direct_ = direct != nullptr && std::string(direct) == "1";
+  fp8_direct_ = direct == nullptr || std::string(direct) != "0";
 }
 
 void KvCache::reset() {

@@ -281,7 +281,10 @@ void Engine::deliver_oldest_block() {
   Session& session = *performance_->session();
   const QueuedBlock block = std::move(queued_.front());
   queued_.pop_front();
+  const auto waiting = Clock::now();
   DecodedBlock decoded = decoding(block.index, [&] { return session.decoder->take_block(); });
+  const double decode_wait_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - waiting).count();
   // Unless asked for, the device frames are dropped here, so the block's memory is reused.
   if (!options_.device_frames) decoded.device = at::Tensor();
   const at::Tensor& rgba = decoded.host;
@@ -303,6 +306,8 @@ void Engine::deliver_oldest_block() {
   stats_.d2h_bytes_per_frame = frames > 0 ? static_cast<double>(d2h_bytes) / frames : 0;
   if (d2h_bytes > 0) stats_.host_copied_frames += frames;
   stats_.deliver_ms = deliver_ms;
+  stats_.thread_time.deliver_ms += deliver_ms;
+  stats_.thread_time.decode_wait_ms += decode_wait_ms;
   if (block.switch_issued)
     stats_.last_switch_ms =
         std::chrono::duration<double, std::milli>(now - *block.switch_issued).count();
@@ -386,7 +391,10 @@ void Engine::run() {
     auto loras = std::move(stats_.loras);
     const double bake_ms = stats_.lora_bake_ms;
     const int64_t bake_matrices = stats_.lora_bake_matrices;
+    const EngineStats::ThreadTime thread_time =
+        stats_.thread_time;  // the engine's, not the video's
     stats_ = EngineStats();
+    stats_.thread_time = thread_time;
     stats_.loras = std::move(loras);
     stats_.lora_bake_ms = bake_ms;
     stats_.lora_bake_matrices = bake_matrices;
@@ -643,7 +651,10 @@ void Engine::run() {
       while (session.decoder->pending() > 1) deliver_oldest_block();
       // Waits for block k's DiT (an unprofiled block: for its last kernel).
       const RegionTimes regions = profiled ? session.profiler->collect() : RegionTimes{};
+      const auto dit_waiting = Clock::now();
       if (!profiled) wait_for_current_stream(session.device);
+      const double dit_wait_ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - dit_waiting).count();
       std::optional<KernelTable> kernels;
       if (kernel_sample) kernels = kernel_profiler->collect();
       const auto end = Clock::now();
@@ -668,6 +679,9 @@ void Engine::run() {
         stats_.state = "running";
         stats_.blocks += 1;
         stats_.last_block_ms = block_ms;
+        stats_.thread_time.blocks += 1;
+        stats_.thread_time.block_ms += block_ms;
+        stats_.thread_time.dit_wait_ms += dit_wait_ms;
         stats_.fps = block_frames * 1000.0 / std::max(block_ms, 1e-3);
         stats_.history.add({block_ms, switched, transitioning, std::exchange(preset_marker, {})});
         if (profiled) {

@@ -4,6 +4,10 @@
 
 #include <atomic>
 
+#ifdef LONGLIVE_WITH_CUDA
+#include <c10/cuda/CUDAGraphsC10Utils.h>
+#endif
+
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "runtime/fa3_attention.h"
@@ -66,17 +70,33 @@ std::atomic<bool> cudnn_refused{false};
 std::atomic<bool> flash_refused{false};
 std::atomic<bool> fa3_refused{false};
 
+// A failure inside a CUDA graph capture says nothing about the backend: most often an earlier
+// call invalidated the capture, and every launch after it fails. It propagates to the capture,
+// whose forward then runs eagerly (DitGraphRunner), with the backend still asked.
+bool capturing(const at::Tensor& q) {
+#ifdef LONGLIVE_WITH_CUDA
+  return q.is_cuda() &&
+         c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None;
+#else
+  (void)q;
+  return false;
+#endif
+}
+
 template <typename Call>
-std::optional<at::Tensor> try_backend(std::atomic<bool>& refused, const char* name, Call call) {
+std::optional<at::Tensor> try_backend(std::atomic<bool>& refused, const char* name,
+                                      const at::Tensor& q, Call call) {
   if (refused.load(std::memory_order_relaxed)) return std::nullopt;
   try {
     return call();
   } catch (const c10::Error& e) {
+    if (capturing(q)) throw;
     refused = true;
     log::warn("attention backend {} refused ({}); using ATen's choice from now on", name,
               e.what_without_backtrace());
     return std::nullopt;
   } catch (const Error& e) {
+    if (capturing(q)) throw;
     refused = true;
     log::warn("attention backend {} failed ({}); not asked again in this process", name, e.what());
     return std::nullopt;
@@ -92,21 +112,21 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     // FlashAttention-3 on sm_90 in builds that carry it (bf16, head dim 128); cuDNN otherwise.
     if (backend == AttentionBackend::automatic && fa3::usable_on(q.device()) &&
         fa3::accepts(q, k, v)) {
-      if (auto out = try_backend(fa3_refused, "fa3", [&] { return fa3::attention(q, k, v); }))
+      if (auto out = try_backend(fa3_refused, "fa3", q, [&] { return fa3::attention(q, k, v); }))
         return *out;
     }
     if (backend == AttentionBackend::automatic && half && q.size(-1) <= 128)
       backend = AttentionBackend::cudnn;
     switch (backend) {
       case AttentionBackend::cudnn:
-        if (auto out = try_backend(cudnn_refused, "cudnn", [&] {
+        if (auto out = try_backend(cudnn_refused, "cudnn", q, [&] {
               return std::get<0>(
                   at::_scaled_dot_product_cudnn_attention(q, k, v, std::nullopt, false));
             }))
           return *out;
         break;
       case AttentionBackend::flash:
-        if (auto out = try_backend(flash_refused, "flash", [&] {
+        if (auto out = try_backend(flash_refused, "flash", q, [&] {
               return std::get<0>(at::_scaled_dot_product_flash_attention(q, k, v));
             }))
           return *out;

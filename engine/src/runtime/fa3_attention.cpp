@@ -93,7 +93,7 @@ const Plan& default_plan() {
 }
 
 const Plan& default_fp8_plan() {
-  static const Plan plan = plan_from_env("LONGLIVE_FA3_FP8_SCHEDULE", {Schedule::whole, 1});
+  static const Plan plan = plan_from_env("LONGLIVE_FA3_FP8_SCHEDULE", Plan{});
   return plan;
 }
 
@@ -169,6 +169,32 @@ bool accepts_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) 
 
 #ifdef LONGLIVE_WITH_FA3
 namespace {
+// What a failure at FA3's launch check needs beside it: whether the stream was capturing a CUDA
+// graph, and whether an earlier call had already invalidated that capture.
+std::string capture_note(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) return "";
+  switch (status) {
+    case cudaStreamCaptureStatusActive:
+      return " (during a CUDA graph capture)";
+    case cudaStreamCaptureStatusInvalidated:
+      return " (the CUDA graph capture on this stream had been invalidated by an earlier call)";
+    default:
+      return "";
+  }
+}
+
+// FA3's launch check reads cudaGetLastError: an error an earlier launch or call on this thread
+// left behind would be reported as FA3's own failure. Name it as what it is instead.
+void check_nothing_pending(cudaStream_t stream) {
+  const cudaError_t pending = cudaPeekAtLastError();
+  if (pending == cudaSuccess) return;
+  (void)cudaGetLastError();  // a sticky error stays; a non-sticky one is reported here, once
+  throw Error(fmt::format(
+      "a CUDA error from an earlier call was pending before FlashAttention-3's launch: {} ({}){}",
+      cudaGetErrorName(pending), cudaGetErrorString(pending), capture_note(stream)));
+}
+
 // One launch over the query rows of `q` into `out` ([B, Sq, H, D] storage, the same rows).
 void launch(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
             int splits, int sm_count, bool fp8 = false) {
@@ -203,13 +229,15 @@ void launch(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const
     a.o_accum = o_accum.data_ptr<float>();
     a.lse_accum = lse_accum.data_ptr<float>();
   }
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  check_nothing_pending(stream);
   try {
     if (fp8)
-      run_e4m3_hdim128(a, at::cuda::getCurrentCUDAStream());
+      run_e4m3_hdim128(a, stream);
     else
-      run_bf16_hdim128(a, at::cuda::getCurrentCUDAStream());
+      run_bf16_hdim128(a, stream);
   } catch (const std::runtime_error& e) {
-    throw Error(e.what());
+    throw Error(e.what() + capture_note(stream));
   }
 }
 
