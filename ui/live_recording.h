@@ -86,6 +86,10 @@ class LiveRecorder {
 // Only frames with a host copy are kept: a frame shown from the GPU alone (the studio turns the
 // engine's host copies off unless it records, streams or uploads from the host) is counted as
 // not copied, and its prompt marks still count (video_prompts, the Wan VAE re-decode's chapters).
+// A compact host copy of one frame by a single memcpy on the calling thread (SessionFrames::add
+// runs on the engine thread, where ATen's multi-threaded copy stalled generation).
+at::Tensor plain_copy(const at::Tensor& frame);
+
 class SessionFrames {
  public:
   explicit SessionFrames(int64_t budget_bytes) : budget_(budget_bytes) {}

@@ -5,6 +5,10 @@
 
 #include <cstdlib>
 
+#ifdef LONGLIVE_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
 #include "cache/kv_cache.h"
 #include "dit_fixture.h"
 #include "longlive/error.h"
@@ -12,6 +16,7 @@
 #include "longlive/profiler.h"
 #include "longlive/vace.h"
 #include "model/ops.h"
+#include "runtime/dedicated_stream.h"
 #include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
 
@@ -355,6 +360,32 @@ TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
     ::unsetenv("LONGLIVE_FP8_KV_DIRECT");
     EXPECT_TRUE(written_out.equal(attn_out)) << "FP8 K/V written directly vs by write()";
   }
+}
+
+// The streams graph captures, the decoder and the encode-ahead thread run on are their own:
+// LibTorch's pool hands each of its streams out again and again (round-robin), and a capture on a
+// stream another thread launches on fails (bench --vace, H100, 2026-12-05).
+TEST(DedicatedStream, NeverOneOfThePoolsStreams) {
+#ifdef LONGLIVE_WITH_CUDA
+  REQUIRE_CUDA();
+  const DedicatedStream low(0, false), high(0, true);
+  EXPECT_NE(low.get(), high.get());
+  for (int i = 0; i < 128; ++i) {  // every pool stream of both priorities, several times over
+    const c10::cuda::CUDAStream pooled = c10::cuda::getStreamFromPool(i % 2 == 0, 0);
+    EXPECT_NE(pooled, low.get());
+    EXPECT_NE(pooled, high.get());
+  }
+  // Work on it is ordinary stream work.
+  at::Tensor x;
+  {
+    const c10::cuda::CUDAStreamGuard on(low.get());
+    x = at::ones({1024}, cuda(at::kFloat)) * 3;
+  }
+  low.get().synchronize();
+  EXPECT_EQ(x.sum().item<float>(), 3072.0f);
+#else
+  GTEST_SKIP() << "a build without CUDA";
+#endif
 }
 
 // CUDA graphs replay exactly what the eager forward computes: a session with warm-up, steady

@@ -8,6 +8,8 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include "runtime/dedicated_stream.h"
 #endif
 
 namespace longlive {
@@ -24,7 +26,7 @@ struct AsyncDecoder::Pending {
 
 #ifdef LONGLIVE_WITH_CUDA
 struct AsyncDecoder::Streams {
-  c10::cuda::CUDAStream decode;
+  DedicatedStream decode;  // its own: a pool stream may be another thread's too
 };
 #else
 struct AsyncDecoder::Streams {};
@@ -35,8 +37,7 @@ AsyncDecoder::AsyncDecoder(std::unique_ptr<StreamingDecoder> decoder, at::Device
   if (!decoder_) throw ConfigError("AsyncDecoder needs a decoder");
 #ifdef LONGLIVE_WITH_CUDA
   if (device_.is_cuda()) {
-    streams_ = std::make_unique<Streams>(
-        Streams{c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index())});
+    streams_.reset(new Streams{DedicatedStream(device_.index(), /*high_priority=*/true)});
   }
 #endif
 }
@@ -56,14 +57,15 @@ void AsyncDecoder::submit(const at::Tensor& latents) {
 #ifdef LONGLIVE_WITH_CUDA
   if (streams_) {
     const c10::cuda::CUDAGuard guard(device_);
+    const c10::cuda::CUDAStream decode = streams_->decode.get();
     at::cuda::CUDAEvent produced;
     produced.record(c10::cuda::getCurrentCUDAStream(device_.index()));
-    const c10::cuda::CUDAStreamGuard on_decode(streams_->decode);
-    produced.block(streams_->decode);
+    const c10::cuda::CUDAStreamGuard on_decode(decode);
+    produced.block(decode);
     job->started = std::make_unique<at::cuda::CUDAEvent>(cudaEventDefault);  // timing on
-    job->started->record(streams_->decode);
+    job->started->record(decode);
     // The caller's allocator must not recycle the latents while this stream still reads them.
-    c10::cuda::CUDACachingAllocator::recordStream(latents.storage().data_ptr(), streams_->decode);
+    c10::cuda::CUDACachingAllocator::recordStream(latents.storage().data_ptr(), decode);
     {
       const ProfileScope scope("decode");
       job->device_rgba = to_rgba8(decoder_->decode(latents));
@@ -74,7 +76,7 @@ void AsyncDecoder::submit(const at::Tensor& latents) {
       job->host.copy_(job->device_rgba, /*non_blocking=*/true);
     }
     job->done = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
-    job->done->record(streams_->decode);
+    job->done->record(decode);
     queue_.push_back(std::move(job));
     return;
   }

@@ -11,11 +11,28 @@
 
 #include "longlive/error.h"
 
+#ifdef LONGLIVE_WITH_CUDA
+#include "runtime/dedicated_stream.h"
+#endif
+
 namespace longlive {
 
 struct EncodeAhead::Result {
   at::Tensor value;
   std::optional<c10::Event> done;  // recorded on the side stream after the work
+};
+
+// Its own stream, not one of the pool's: a pool stream is shared sooner or later, and a DiT
+// graph captured on the stream this thread launches on fails (runtime/dedicated_stream.h).
+struct EncodeAhead::Side {
+#ifdef LONGLIVE_WITH_CUDA
+  explicit Side(at::Device device) : stream(device.index(), /*high_priority=*/false) {}
+  c10::Stream get() const { return stream.get().unwrap(); }
+  DedicatedStream stream;
+#else
+  explicit Side(at::Device) {}
+  c10::Stream get() const { return c10::Stream(c10::Stream::DEFAULT, c10::Device(c10::kCPU)); }
+#endif
 };
 
 namespace {
@@ -30,7 +47,9 @@ bool turned_on() {
 }  // namespace
 
 EncodeAhead::EncodeAhead(at::Device device)
-    : device_(device), enabled_(device.is_cuda() && turned_on()) {}
+    : device_(device), enabled_(device.is_cuda() && turned_on()) {
+  if (enabled_) side_ = std::make_unique<Side>(device);
+}
 
 EncodeAhead::~EncodeAhead() { drop(); }
 
@@ -43,18 +62,16 @@ void EncodeAhead::launch(std::function<at::Tensor()> work) {
   const auto* guard_impl = c10::impl::getDeviceGuardImpl(device.type());
   c10::Event queued(device.type());
   queued.record(guard_impl->getStream(device));
-  future_ = std::async(
-      std::launch::async, [device, work = std::move(work), queued = std::move(queued)]() mutable {
-        const c10::Stream side =
-            c10::impl::getDeviceGuardImpl(device.type())->getStreamFromGlobalPool(device, false);
-        const c10::StreamGuard on_side(side);  // this thread's current stream
-        queued.block(side);
-        auto result = std::make_shared<Result>();
-        result->value = work();
-        result->done.emplace(device.type());
-        result->done->record(side);
-        return result;
-      });
+  future_ = std::async(std::launch::async, [device, side = side_->get(), work = std::move(work),
+                                            queued = std::move(queued)]() mutable {
+    const c10::StreamGuard on_side(side);  // this thread's current stream
+    queued.block(side);
+    auto result = std::make_shared<Result>();
+    result->value = work();
+    result->done.emplace(device.type());
+    result->done->record(side);
+    return result;
+  });
   pending_ = true;
 }
 

@@ -44,7 +44,9 @@ class EncodeAhead {
 
  private:
   struct Result;
+  struct Side;  // the side stream, the encoder's own for the object's lifetime
   at::Device device_;
+  std::unique_ptr<Side> side_;
   bool enabled_ = false;
   bool pending_ = false;
   std::future<std::shared_ptr<Result>> future_;

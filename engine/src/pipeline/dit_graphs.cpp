@@ -13,6 +13,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
+
+#include "runtime/dedicated_stream.h"
 #endif
 
 namespace longlive {
@@ -27,7 +29,9 @@ struct DitGraphRunner::Entry {
 };
 
 struct DitGraphRunner::Cuda {
-  c10::cuda::CUDAStream stream;  // graphs are captured on a side stream, replayed on the caller's
+  // Graphs are captured on a side stream of their own (never the pool's: another thread
+  // launching there would break a capture) and replayed on the caller's.
+  DedicatedStream stream;
   c10::MempoolId_t pool;
 };
 
@@ -47,8 +51,8 @@ DitGraphRunner::DitGraphRunner(const CausalWanModel& model) : model_(model) {
     throw ConfigError(
         fmt::format("CUDA graphs need a CUDA device (the DiT runs on {})", model.device().str()));
   }
-  cuda_ = std::make_unique<Cuda>(Cuda{c10::cuda::getStreamFromPool(false, model.device().index()),
-                                      at::cuda::graph_pool_handle()});
+  cuda_.reset(new Cuda{DedicatedStream(model.device().index(), /*high_priority=*/false),
+                       at::cuda::graph_pool_handle()});
 }
 
 #else
@@ -211,11 +215,11 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
     // The capture stream starts after the work queued so far (the input copies above).
     at::cuda::CUDAEvent queued;
     queued.record(caller);
-    queued.block(cuda_->stream);
+    queued.block(cuda_->stream.get());
   }
   entry.graph = std::make_unique<at::cuda::CUDAGraph>();
   try {
-    const c10::cuda::CUDAStreamGuard guard(cuda_->stream);
+    const c10::cuda::CUDAStreamGuard guard(cuda_->stream.get());
     // Thread-local mode: other threads (decode, UI) keep using CUDA during the capture.
     entry.graph->capture_begin(cuda_->pool, cudaStreamCaptureModeThreadLocal);
     try {

@@ -1,0 +1,29 @@
+#pragma once
+// A CUDA stream of our own rather than one of LibTorch's pool. Pool streams are handed out
+// round-robin (32 per priority and device), so two users that each take one sooner or later
+// share it: a thread encoding the next block's inputs ahead launched onto the stream a CUDA
+// graph was being captured on, which invalidated the capture and failed the encode
+// (cudaErrorStreamCaptureUnsupported; bench --vace on an H100, 2026-12-05). Graph captures, the
+// decoder and work on threads of its own each keep one of these for their lifetime.
+#ifdef LONGLIVE_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+
+namespace longlive {
+
+class DedicatedStream {
+ public:
+  DedicatedStream(c10::DeviceIndex device, bool high_priority);
+  ~DedicatedStream();
+  DedicatedStream(const DedicatedStream&) = delete;
+  DedicatedStream& operator=(const DedicatedStream&) = delete;
+
+  c10::cuda::CUDAStream get() const;
+
+ private:
+  c10::DeviceIndex device_;
+  cudaStream_t stream_ = nullptr;
+};
+
+}  // namespace longlive
+#endif
