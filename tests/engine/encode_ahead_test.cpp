@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "engine/encode_ahead.h"
@@ -18,6 +21,7 @@
 #include "longlive/session.h"
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
+#include "runtime/capture_gate.h"
 
 namespace longlive::test {
 namespace {
@@ -136,6 +140,46 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
   EXPECT_EQ(failed_ahead.failed_block, 3);
   EXPECT_LE((failed_ahead.latents - failed_in_place.latents).abs().max().item<float>(),
             std::max(noise, 1e-6f));
+}
+
+// The work runs on one thread for the object's lifetime (LibTorch keeps cuDNN's found plans per
+// thread: a thread per block searched again every block) and outside DiT captures: it holds the
+// capture gate, so a capture cannot begin while it runs (the encoders may synchronise the
+// device, which breaks a capture on any thread).
+TEST(EncodeAheadWorker, OneThreadAndNoCaptureWhileItWorks) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const Ahead on;
+  EncodeAhead ahead(at::Device(at::kCUDA, 0));
+  ASSERT_TRUE(ahead.enabled());
+  std::vector<std::thread::id> threads;
+  std::vector<bool> capture_could_begin;
+  for (int block = 0; block < 4; ++block) {
+    ahead.launch([&] {
+      threads.push_back(std::this_thread::get_id());
+      const bool free = capture_gate().try_lock();
+      if (free) capture_gate().unlock();
+      capture_could_begin.push_back(free);
+      return at::ones({4}, at::TensorOptions().device(at::kCUDA)) * block;
+    });
+    EXPECT_EQ(ahead.take().sum().item<float>(), 4.0f * block);
+  }
+  ASSERT_EQ(threads.size(), 4u);
+  EXPECT_NE(threads[0], std::this_thread::get_id());
+  for (const std::thread::id& id : threads) EXPECT_EQ(id, threads[0]);
+  for (const bool free : capture_could_begin) EXPECT_FALSE(free);
+  // A capture holding the gate keeps the work from starting until it ends.
+  std::atomic<bool> worked{false};
+  {
+    const auto capture = hold_for_capture();
+    ahead.launch([&] {
+      worked = true;
+      return at::Tensor();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_FALSE(worked.load());
+  }
+  ahead.take();
+  EXPECT_TRUE(worked.load());
 }
 
 INSTANTIATE_TEST_SUITE_P(Inputs, EncodeAheadGpu, ::testing::Values(false, true),

@@ -5,12 +5,17 @@
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "longlive/error.h"
 
+#include "runtime/capture_gate.h"
 #ifdef LONGLIVE_WITH_CUDA
 #include "runtime/dedicated_stream.h"
 #endif
@@ -22,17 +27,75 @@ struct EncodeAhead::Result {
   std::optional<c10::Event> done;  // recorded on the side stream after the work
 };
 
-// Its own stream, not one of the pool's: a pool stream is shared sooner or later, and a DiT
-// graph captured on the stream this thread launches on fails (runtime/dedicated_stream.h).
-struct EncodeAhead::Side {
+// One worker thread and one stream for the object's lifetime. The thread: LibTorch keeps cuDNN's
+// found plans per thread, so a new thread per block searched every convolution again, and the
+// search synchronises the device (which broke a DiT capture on the engine thread). The stream:
+// its own, not one of the pool's, which are shared sooner or later (runtime/dedicated_stream.h).
+class EncodeAhead::Side {
+ public:
+  explicit Side(at::Device device)
 #ifdef LONGLIVE_WITH_CUDA
-  explicit Side(at::Device device) : stream(device.index(), /*high_priority=*/false) {}
-  c10::Stream get() const { return stream.get().unwrap(); }
-  DedicatedStream stream;
-#else
-  explicit Side(at::Device) {}
-  c10::Stream get() const { return c10::Stream(c10::Stream::DEFAULT, c10::Device(c10::kCPU)); }
+      : stream_(device.index(), /*high_priority=*/false)
 #endif
+  {
+    (void)device;
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~Side() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  Side(const Side&) = delete;
+  Side& operator=(const Side&) = delete;
+
+  c10::Stream stream() const {
+#ifdef LONGLIVE_WITH_CUDA
+    return stream_.get().unwrap();
+#else
+    return c10::Stream(c10::Stream::DEFAULT, c10::Device(c10::kCPU));
+#endif
+  }
+
+  using Task = std::packaged_task<std::shared_ptr<Result>()>;
+
+  std::future<std::shared_ptr<Result>> submit(Task task) {
+    auto future = task.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      jobs_.push_back(std::move(task));
+    }
+    wake_.notify_all();
+    return future;
+  }
+
+ private:
+  void serve() {
+    const c10::StreamGuard on_side(stream());  // this thread's current stream, for good
+    for (;;) {
+      Task task;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // stopping, nothing left
+        task = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      task();  // a throw lands in the future
+    }
+  }
+
+#ifdef LONGLIVE_WITH_CUDA
+  DedicatedStream stream_;
+#endif
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Task> jobs_;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 namespace {
@@ -62,16 +125,20 @@ void EncodeAhead::launch(std::function<at::Tensor()> work) {
   const auto* guard_impl = c10::impl::getDeviceGuardImpl(device.type());
   c10::Event queued(device.type());
   queued.record(guard_impl->getStream(device));
-  future_ = std::async(std::launch::async, [device, side = side_->get(), work = std::move(work),
-                                            queued = std::move(queued)]() mutable {
-    const c10::StreamGuard on_side(side);  // this thread's current stream
+  future_ = side_->submit(Side::Task([device, side = side_->stream(), work = std::move(work),
+                                      queued = std::move(queued)]() mutable {
     queued.block(side);
     auto result = std::make_shared<Result>();
-    result->value = work();
+    {
+      // A DiT capture on the engine thread waits for this encode, and this encode for it: the
+      // encoders may synchronise the device (capture_gate.h).
+      const auto gate = hold_outside_captures();
+      result->value = work();
+    }
     result->done.emplace(device.type());
     result->done->record(side);
     return result;
-  });
+  }));
   pending_ = true;
 }
 

@@ -1,9 +1,9 @@
 #pragma once
 // One block's input encode (VACE context, video-to-video latents) started a block ahead, on a
-// host thread and a CUDA stream of its own, so that it runs beside the DiT of the block before
-// instead of in front of it on the generator's stream (docs/vace.md). The encoders sync the host
-// now and then (fixed-point probes, mask checks): on their own thread those waits hold neither
-// the engine thread nor the DiT's launches.
+// host thread and a CUDA stream of its own (both kept for the object's lifetime), so that it runs
+// beside the DiT of the block before instead of in front of it on the generator's stream
+// (docs/vace.md). The encoders sync the host now and then (fixed-point probes, mask checks): on
+// their own thread those waits hold neither the engine thread nor the DiT's launches.
 //
 // launch() starts the work for the next block; take() hands its result to the caller's current
 // stream (which waits for it on the GPU, not the host) and rethrows what the work threw. Only
@@ -44,7 +44,7 @@ class EncodeAhead {
 
  private:
   struct Result;
-  struct Side;  // the side stream, the encoder's own for the object's lifetime
+  class Side;  // the worker thread and its stream, for the object's lifetime
   at::Device device_;
   std::unique_ptr<Side> side_;
   bool enabled_ = false;

@@ -14,6 +14,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 
+#include "runtime/capture_gate.h"
 #include "runtime/dedicated_stream.h"
 #endif
 
@@ -25,8 +26,16 @@ struct DitGraphRunner::Entry {
   CausalWanModel::ForwardArgs inputs;  // static input buffers (ordinary allocations)
   at::Tensor output;                   // lives in the graphs' shared pool
   std::unique_ptr<at::cuda::CUDAGraph> graph;
-  bool failed = false;  // capture failed: this plan runs eagerly
+  bool failed = false;  // the last capture failed: eager until a later capture succeeds
+  int attempts = 0;     // captures tried
 };
+
+namespace {
+// A capture can fail for a reason of the moment (another thread synchronised the device during
+// it, docs/vace.md): a plan whose capture failed is tried again at its next sights, this many
+// captures in all, before it stays eager.
+constexpr int kCaptureAttempts = 3;
+}  // namespace
 
 struct DitGraphRunner::Cuda {
   // Graphs are captured on a side stream of their own (never the pool's: another thread
@@ -140,6 +149,11 @@ at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache&
   if (const auto it = entries_.find(key); it != entries_.end()) {
     Entry& entry = *it->second;
     if (entry.failed) {
+      if (entry.attempts < kCaptureAttempts && record(entry, args, kv, plan, cross)) {
+        replay(*entry.graph);  // capturing executed nothing: this is the forward
+        ++stats_.replays;
+        return copied_out(entry.output);
+      }
       ++stats_.eager;
       return model_.run(args, kv, plan, cross);
     }
@@ -218,7 +232,10 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
     queued.block(cuda_->stream.get());
   }
   entry.graph = std::make_unique<at::cuda::CUDAGraph>();
+  ++entry.attempts;
   try {
+    // No other thread synchronises the device while this stream captures (capture_gate.h).
+    const auto gate = hold_for_capture();
     const c10::cuda::CUDAStreamGuard guard(cuda_->stream.get());
     // Thread-local mode: other threads (decode, UI) keep using CUDA during the capture.
     entry.graph->capture_begin(cuda_->pool, cudaStreamCaptureModeThreadLocal);
@@ -239,12 +256,14 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
     ++stats_.failed_captures;
     (void)cudaGetLastError();  // capture errors are not sticky; clear the last-error slot
     if (!warned_) {
-      log::warn("CUDA graph capture of a DiT forward failed ({}); that plan runs eagerly",
-                error.what());
+      log::warn(
+          "CUDA graph capture of a DiT forward failed ({}); that plan runs eagerly{}", error.what(),
+          entry.attempts < kCaptureAttempts ? " until a capture at a later sight succeeds" : "");
       warned_ = true;
     }
     return false;
   }
+  entry.failed = false;
   ++stats_.captures;
   return true;
 #else

@@ -19,10 +19,11 @@
 // which must not be created during a capture), is captured the second time, and replays from then
 // on. All graphs share one memory pool (they replay one at a time on one stream); outputs are
 // copied out right after each replay. A capture that fails falls back to eager for that plan,
-// once, with a warning. Eager while a RegionProfiler is active (its events time regions that a
-// graph would fuse away). Bounded: at most kMaxGraphs graphs, then eager. Replays run in the
-// "dit_graph" region, which the kernel profiler (kernel_profiler.h) files the graphs' kernels
-// under.
+// with a warning (once), and is tried again at its next sights, three captures in all; no other
+// thread synchronises the device during a capture (runtime/capture_gate.h). Eager while a
+// RegionProfiler is active (its events time regions that a graph would fuse away). Bounded: at most
+// kMaxGraphs graphs, then eager. Replays run in the "dit_graph" region, which the kernel profiler
+// (kernel_profiler.h) files the graphs' kernels under.
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -40,7 +41,7 @@ struct DitGraphStats {
   int64_t captures = 0;
   int64_t replays = 0;
   int64_t eager = 0;            // forwards run without a graph (first sight, profiling, fallback)
-  int64_t failed_captures = 0;  // plans that could not be captured (run eagerly from then on)
+  int64_t failed_captures = 0;  // captures that failed (that forward ran eagerly)
 };
 
 class DitGraphRunner {
