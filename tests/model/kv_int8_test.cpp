@@ -99,9 +99,11 @@ TEST(KvCacheDirectWrite, DestinationIsWhereWriteWouldPutKeysAndValues) {
   }
   check(2 * shape.window_frames, shape.window_frames, KvWriteKind::recache);
   EXPECT_GT(defined, 0) << "the direct write never applied";
-  // Converting storage never hands out its buffer.
+  // Converting storage hands out its buffer only where the kernel converts as write() does: never
+  // int8 (per-token scales), FP8 only with set_fp8_direct (on by default, KvCacheFp8 below).
   for (const at::ScalarType storage : {at::kChar, at::kFloat8_e4m3fn}) {
     KvCache converting(shape, options, storage);
+    converting.set_fp8_direct(false);
     EXPECT_FALSE(
         converting.destination(0, converting.plan(0, 1, KvWriteKind::block, true), 1, false)
             .defined());

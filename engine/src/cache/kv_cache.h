@@ -86,7 +86,7 @@ class KvCache {
   // Where write() would put the keys (values: the values) of the last `frames_in_kv` frames,
   // as a [tokens, heads, head_dim] view of the cache itself, when they land in one contiguous run
   // of slots and are stored in the compute dtype (or in FP8 with set_fp8_direct()); undefined
-  // otherwise (int8, FP8 by default, slots not in one run).
+  // otherwise (int8, FP8 with set_fp8_direct(false), slots not in one run).
   // The fused path's RMSNorm+RoPE kernel writes both there directly instead of calling write().
   at::Tensor destination(int64_t layer, const Plan& plan, int64_t frames_in_kv, bool values) const;
   // Whether destination() also hands out the slots of a float8_e4m3fn cache (the RMSNorm+RoPE

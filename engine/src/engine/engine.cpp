@@ -391,8 +391,8 @@ void Engine::run() {
     auto loras = std::move(stats_.loras);
     const double bake_ms = stats_.lora_bake_ms;
     const int64_t bake_matrices = stats_.lora_bake_matrices;
-    const EngineStats::ThreadTime thread_time =
-        stats_.thread_time;  // the engine's, not the video's
+    // The thread's sums are the engine's, not the video's: they go on.
+    const EngineStats::ThreadTime thread_time = stats_.thread_time;
     stats_ = EngineStats();
     stats_.thread_time = thread_time;
     stats_.loras = std::move(loras);
