@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -142,6 +143,44 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
             std::max(noise, 1e-6f));
 }
 
+// Whether a capture (work) could take the device's gate now, asked from another thread: a
+// thread that holds a std::shared_mutex may not try it again.
+bool capture_could_start(c10::DeviceIndex device) {
+  return std::async(std::launch::async,
+                    [device] {
+                      const bool got = capture_gate(device).try_lock();
+                      if (got) capture_gate(device).unlock();
+                      return got;
+                    })
+      .get();
+}
+bool work_could_start(c10::DeviceIndex device) {
+  return std::async(std::launch::async,
+                    [device] {
+                      const bool got = capture_gate(device).try_lock_shared();
+                      if (got) capture_gate(device).unlock_shared();
+                      return got;
+                    })
+      .get();
+}
+
+// A capture excludes other threads' device work on its own device only (the device-wide
+// synchronisation it guards against is per device); such work excludes captures, not itself.
+TEST(CaptureGate, PerDeviceCapturesExcludeWorkAndWorkAllowsWork) {
+  {
+    const auto capture = hold_for_capture(0);
+    EXPECT_FALSE(work_could_start(0));
+    EXPECT_TRUE(work_could_start(1));  // another device goes on
+  }
+  {
+    const auto work = hold_outside_captures(0);
+    EXPECT_FALSE(capture_could_start(0));  // no capture while the work runs
+    EXPECT_TRUE(work_could_start(0));      // other work does run
+    EXPECT_TRUE(capture_could_start(1));
+  }
+  EXPECT_EQ(&capture_gate(-1), &capture_gate(0));  // "cuda" without an index is device 0
+}
+
 // The work runs on one thread for the object's lifetime (LibTorch keeps cuDNN's found plans per
 // thread: a thread per block searched again every block) and outside DiT captures: it holds the
 // capture gate, so a capture cannot begin while it runs (the encoders may synchronise the
@@ -156,9 +195,7 @@ TEST(EncodeAheadWorker, OneThreadAndNoCaptureWhileItWorks) {
   for (int block = 0; block < 4; ++block) {
     ahead.launch([&] {
       threads.push_back(std::this_thread::get_id());
-      const bool free = capture_gate().try_lock();
-      if (free) capture_gate().unlock();
-      capture_could_begin.push_back(free);
+      capture_could_begin.push_back(capture_could_start(0));
       return at::ones({4}, at::TensorOptions().device(at::kCUDA)) * block;
     });
     EXPECT_EQ(ahead.take().sum().item<float>(), 4.0f * block);
@@ -166,11 +203,11 @@ TEST(EncodeAheadWorker, OneThreadAndNoCaptureWhileItWorks) {
   ASSERT_EQ(threads.size(), 4u);
   EXPECT_NE(threads[0], std::this_thread::get_id());
   for (const std::thread::id& id : threads) EXPECT_EQ(id, threads[0]);
-  for (const bool free : capture_could_begin) EXPECT_FALSE(free);
+  for (const bool could : capture_could_begin) EXPECT_FALSE(could);
   // A capture holding the gate keeps the work from starting until it ends.
   std::atomic<bool> worked{false};
   {
-    const auto capture = hold_for_capture();
+    const auto capture = hold_for_capture(0);
     ahead.launch([&] {
       worked = true;
       return at::Tensor();

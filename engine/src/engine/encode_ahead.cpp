@@ -132,7 +132,7 @@ void EncodeAhead::launch(std::function<at::Tensor()> work) {
     {
       // A DiT capture on the engine thread waits for this encode, and this encode for it: the
       // encoders may synchronise the device (capture_gate.h).
-      const auto gate = hold_outside_captures();
+      const auto gate = hold_outside_captures(device.index());
       result->value = work();
     }
     result->done.emplace(device.type());

@@ -235,7 +235,7 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
   ++entry.attempts;
   try {
     // No other thread synchronises the device while this stream captures (capture_gate.h).
-    const auto gate = hold_for_capture();
+    const auto gate = hold_for_capture(model_.device().index());
     const c10::cuda::CUDAStreamGuard guard(cuda_->stream.get());
     // Thread-local mode: other threads (decode, UI) keep using CUDA during the capture.
     entry.graph->capture_begin(cuda_->pool, cudaStreamCaptureModeThreadLocal);
