@@ -12,7 +12,9 @@
 #include <QTest>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <future>
 #include <memory>
 #include <vector>
 
@@ -145,6 +147,15 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   };
   auto wait = [&](const std::function<bool()>& done, int timeout_ms) {
     return run_events_until(done, timeout_ms, sample);
+  };
+  // Frames in a written video, counted on another thread while the window keeps running: read on
+  // this (the UI) thread, the view fell behind and dropped hundreds of frames (H100, bab6036).
+  auto frames_in_video = [&](const QString& path) {
+    auto counted = std::async(
+        std::launch::async, [file = path.toStdString()] { return read_video(file, false).frames; });
+    wait([&] { return counted.wait_for(std::chrono::seconds(0)) == std::future_status::ready; },
+         300000);
+    return counted.get();  // rethrows the reader's error
   };
   auto shown_prompt = [&](const QString& p) {
     return wait([&] { return w->view()->current().prompt == p; }, 60000);
@@ -399,8 +410,7 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
     const int64_t pushed = rc->live().frames_pushed();
     int64_t decoded = 0;
     try {
-      decoded =
-          recorded->path.isEmpty() ? 0 : read_video(recorded->path.toStdString(), false).frames;
+      decoded = recorded->path.isEmpty() ? 0 : frames_in_video(recorded->path);
     } catch (const std::exception& e) {
       report[name + "_read_error"] = e.what();
     }
@@ -479,7 +489,7 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   if (!exported->error.isEmpty()) report["export_error"] = exported->error;
   result["export_s"] = static_cast<double>(export_clock.elapsed()) / 1000.0;
   try {
-    const int64_t exported = read_video((out_dir + "/export.mp4").toStdString(), false).frames;
+    const int64_t exported = frames_in_video(out_dir + "/export.mp4");
     result["export_frames"] = static_cast<double>(exported);
     check("export_every_frame", exported == session_frames && exported > 0);
   } catch (const std::exception& e) {
