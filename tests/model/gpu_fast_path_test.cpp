@@ -383,6 +383,9 @@ TEST(DedicatedStream, NeverOneOfThePoolsStreams) {
   }
   low.get().synchronize();
   EXPECT_EQ(x.sum().item<float>(), 3072.0f);
+  // A device without an index ("cuda") is the current one.
+  const DedicatedStream current(-1, false);
+  EXPECT_EQ(current.get().device_index(), c10::cuda::current_device());
 #else
   GTEST_SKIP() << "a build without CUDA";
 #endif
