@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <future>
 #include <memory>
+#include <shared_mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -143,26 +144,21 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
             std::max(noise, 1e-6f));
 }
 
-// Whether a capture (work) could take the device's gate now, asked from another thread: a
-// thread that holds a std::shared_mutex may not try it again.
-bool capture_could_start(c10::DeviceIndex device) {
+// Whether a capture (exclusive) or other work (shared) could take the device's gate now, asked
+// from another thread: a thread that holds a std::shared_mutex may not try it again.
+bool could_start(c10::DeviceIndex device, bool capture) {
   return std::async(std::launch::async,
-                    [device] {
-                      const bool got = capture_gate(device).try_lock();
-                      if (got) capture_gate(device).unlock();
+                    [device, capture] {
+                      std::shared_mutex& gate = capture_gate(device);
+                      const bool got = capture ? gate.try_lock() : gate.try_lock_shared();
+                      if (got && capture) gate.unlock();
+                      if (got && !capture) gate.unlock_shared();
                       return got;
                     })
       .get();
 }
-bool work_could_start(c10::DeviceIndex device) {
-  return std::async(std::launch::async,
-                    [device] {
-                      const bool got = capture_gate(device).try_lock_shared();
-                      if (got) capture_gate(device).unlock_shared();
-                      return got;
-                    })
-      .get();
-}
+bool capture_could_start(c10::DeviceIndex device) { return could_start(device, true); }
+bool work_could_start(c10::DeviceIndex device) { return could_start(device, false); }
 
 // A capture excludes other threads' device work on its own device only (the device-wide
 // synchronisation it guards against is per device); such work excludes captures, not itself.

@@ -17,6 +17,7 @@
 
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
+#include "longlive/elapsed.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/kernel_profiler.h"
@@ -283,8 +284,7 @@ void Engine::deliver_oldest_block() {
   queued_.pop_front();
   const auto waiting = Clock::now();
   DecodedBlock decoded = decoding(block.index, [&] { return session.decoder->take_block(); });
-  const double decode_wait_ms =
-      std::chrono::duration<double, std::milli>(Clock::now() - waiting).count();
+  const double decode_wait_ms = ms_since(waiting);
   // Unless asked for, the device frames are dropped here, so the block's memory is reused.
   if (!options_.device_frames) decoded.device = at::Tensor();
   const at::Tensor& rgba = decoded.host;
@@ -300,7 +300,7 @@ void Engine::deliver_oldest_block() {
     if (decoded.device.defined()) frame.device = {decoded.device[f], decoded.ready};
     if (callbacks_.on_frame) callbacks_.on_frame(std::move(frame));
   }
-  const double deliver_ms = std::chrono::duration<double, std::milli>(Clock::now() - now).count();
+  const double deliver_ms = ms_since(now);
   std::lock_guard lock(mutex_);
   stats_.frames = frame_index_;
   stats_.d2h_bytes_per_frame = frames > 0 ? static_cast<double>(d2h_bytes) / frames : 0;
@@ -448,8 +448,7 @@ void Engine::run() {
           perf.apply(e, presets);
           if (perf.active()) preset_marker = e.preset;
           std::lock_guard lock(mutex_);
-          stats_.last_preset_change_ms =
-              std::chrono::duration<double, std::milli>(Clock::now() - change_begin).count();
+          stats_.last_preset_change_ms = ms_since(change_begin);
           break;
         }
       case EventKind::pause:
@@ -653,8 +652,7 @@ void Engine::run() {
       const RegionTimes regions = profiled ? session.profiler->collect() : RegionTimes{};
       const auto dit_waiting = Clock::now();
       if (!profiled) wait_for_current_stream(session.device);
-      const double dit_wait_ms =
-          std::chrono::duration<double, std::milli>(Clock::now() - dit_waiting).count();
+      const double dit_wait_ms = ms_since(dit_waiting);
       std::optional<KernelTable> kernels;
       if (kernel_sample) kernels = kernel_profiler->collect();
       const auto end = Clock::now();
