@@ -139,23 +139,26 @@ bool DitGraphRunner::storage_changed(const KvCache& kv, const CrossAttnCache& cr
 at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache& kv,
                                const KvCache::Plan& plan, const CrossAttnCache& cross) {
 #ifdef LONGLIVE_WITH_CUDA
-  if (RegionProfiler::active() || cross.empty()) {
+  auto eager = [&] {
     ++stats_.eager;
     return model_.run(args, kv, plan, cross);
-  }
+  };
+  // After a capture too: capturing executed nothing, so its forward is the graph's first replay.
+  auto replayed = [&](Entry& entry) {
+    replay(*entry.graph);
+    ++stats_.replays;
+    return copied_out(entry.output);
+  };
+  if (RegionProfiler::active() || cross.empty()) return eager();
   // Graphs hold the addresses of the caches: new storage invalidates every one of them.
   if (storage_changed(kv, cross)) clear();
   const Key key = key_of(args, plan);
   if (const auto it = entries_.find(key); it != entries_.end()) {
     Entry& entry = *it->second;
     if (entry.failed) {
-      if (entry.attempts < kCaptureAttempts && record(entry, args, kv, plan, cross)) {
-        replay(*entry.graph);  // capturing executed nothing: this is the forward
-        ++stats_.replays;
-        return copied_out(entry.output);
-      }
-      ++stats_.eager;
-      return model_.run(args, kv, plan, cross);
+      if (entry.attempts < kCaptureAttempts && record(entry, args, kv, plan, cross))
+        return replayed(entry);
+      return eager();
     }
     entry.inputs.latents.copy_(args.latents);
     entry.inputs.timesteps.copy_(args.timesteps);
@@ -163,26 +166,14 @@ at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache&
     entry.inputs.sin.copy_(args.sin);
     if (args.vace_context.defined()) entry.inputs.vace_context.copy_(args.vace_context);
     if (args.vace_scale.defined()) entry.inputs.vace_scale.copy_(args.vace_scale);
-    replay(*entry.graph);
-    ++stats_.replays;
-    return copied_out(entry.output);
+    return replayed(entry);
   }
   // First sight runs eagerly: it creates the cuBLAS/cuDNN plans a capture must not create.
-  if (seen_[key]++ == 0 || entries_.size() >= kMaxGraphs) {
-    ++stats_.eager;
-    return model_.run(args, kv, plan, cross);
-  }
+  if (seen_[key]++ == 0 || entries_.size() >= kMaxGraphs) return eager();
   auto entry = std::make_unique<Entry>();
   Entry& e = *entry;
   entries_.emplace(key, std::move(entry));
-  if (!record(e, args, kv, plan, cross)) {
-    ++stats_.eager;
-    return model_.run(args, kv, plan, cross);
-  }
-  // Capturing executed nothing: this forward is the graph's first replay.
-  replay(*e.graph);
-  ++stats_.replays;
-  return copied_out(e.output);
+  return record(e, args, kv, plan, cross) ? replayed(e) : eager();
 #else
   (void)args, (void)kv, (void)plan, (void)cross;
   throw Error("CUDA graphs need a build with CUDA");
