@@ -49,11 +49,20 @@ class IndexedFrames : public VaceFrameSource {
   int64_t position_ = 0;
 };
 
-// LONGLIVE_ENCODE_AHEAD=1 while this lives (encoded ahead on a GPU; in place otherwise).
-class Ahead {
+// LONGLIVE_ENCODE_AHEAD=1 (encoded ahead on a GPU, the default there) or 0 (in place) while
+// this lives.
+class AheadSetting {
  public:
-  Ahead() { setenv("LONGLIVE_ENCODE_AHEAD", "1", 1); }
-  ~Ahead() { unsetenv("LONGLIVE_ENCODE_AHEAD"); }
+  explicit AheadSetting(bool ahead) { setenv("LONGLIVE_ENCODE_AHEAD", ahead ? "1" : "0", 1); }
+  ~AheadSetting() { unsetenv("LONGLIVE_ENCODE_AHEAD"); }
+  AheadSetting(const AheadSetting&) = delete;
+  AheadSetting& operator=(const AheadSetting&) = delete;
+};
+struct Ahead : AheadSetting {
+  Ahead() : AheadSetting(true) {}
+};
+struct InPlace : AheadSetting {
+  InPlace() : AheadSetting(false) {}
 };
 
 struct InputRun {
@@ -107,6 +116,23 @@ TEST(EncodeAhead, AFailureFoundAheadSurfacesAtTake) {
   EXPECT_FALSE(ahead.pending());
 }
 
+// On by default (measured faster on a GPU); LONGLIVE_ENCODE_AHEAD=0 encodes in place. On the
+// CPU nothing runs ahead whatever the setting.
+TEST(EncodeAhead, OnUnlessTheEnvironmentSaysZero) {
+  unsetenv("LONGLIVE_ENCODE_AHEAD");
+  EXPECT_TRUE(encode_ahead_turned_on());
+  {
+    const InPlace off;
+    EXPECT_FALSE(encode_ahead_turned_on());
+    EXPECT_FALSE(EncodeAhead(at::kCPU).enabled());
+  }
+  {
+    const Ahead on;
+    EXPECT_TRUE(encode_ahead_turned_on());
+    EXPECT_FALSE(EncodeAhead(at::kCPU).enabled());
+  }
+}
+
 // The helper's own check on the CPU (in place): the failing source stops block 3.
 TEST(EncodeAhead, TheFailingSourceStopsTheFourthBlockInPlace) {
   for (const bool v2v : {false, true}) {
@@ -122,8 +148,14 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   const at::Device cuda(at::kCUDA, 0);
   const bool v2v = GetParam();
-  const InputRun in_place = run(cuda, v2v, 5);
-  const InputRun again = run(cuda, v2v, 5);
+  const InputRun in_place = [&] {
+    const InPlace off;
+    return run(cuda, v2v, 5);
+  }();
+  const InputRun again = [&] {
+    const InPlace off;
+    return run(cuda, v2v, 5);
+  }();
   const InputRun ahead = [&] {
     const Ahead on;
     return run(cuda, v2v, 5);
@@ -133,7 +165,10 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
   EXPECT_LE((ahead.latents - in_place.latents).abs().max().item<float>(), std::max(noise, 1e-6f));
   // The source fails inside block 3's frames (9 + 12 + 12 + 12 > 40): block 3 runs without its
   // input in both, although the ahead path read those frames while block 2 ran.
-  const InputRun failed_in_place = run(cuda, v2v, 5, 40);
+  const InputRun failed_in_place = [&] {
+    const InPlace off;
+    return run(cuda, v2v, 5, 40);
+  }();
   const InputRun failed_ahead = [&] {
     const Ahead on;
     return run(cuda, v2v, 5, 40);

@@ -138,11 +138,11 @@ class EncodeAhead;
 // Feeds a generator block by block: before each next_block(), takes the block's control frames
 // (1 + 4 (F - 1) for the first block of a video, 4 F later: 9 then 12 for 3 latent frames per
 // block, the frames the decoder gives back), encodes them with the mask and references, and
-// sets the result on the generator. With LONGLIVE_ENCODE_AHEAD=1 on a GPU (off until
-// measured), each block's control frames are read when the block before starts and encoded
-// beside its DiT (a thread and CUDA stream of their own, EncodeAhead): the encoder leaves the
-// generator's critical path, and a live camera's frames are one block older when they
-// condition. A video file gives the same frames either way.
+// sets the result on the generator. On a GPU (unless LONGLIVE_ENCODE_AHEAD=0), each block's
+// control frames are read when the block before starts and encoded beside its DiT (a thread and
+// CUDA stream of their own, EncodeAhead): the encoder leaves the generator's critical path, and a
+// live camera's frames are one block older when they condition. A video file gives the same frames
+// either way.
 class VaceConditioner {
  public:
   // ConfigError when the settings do not fit the mode (no source for conditioning or inpaint,
@@ -179,7 +179,7 @@ struct VideoToVideoState;
 
 // Feeds a generator's video-to-video input block by block: the block's input frames (9, then 12,
 // as for VACE) through the Wan VAE encoder (one streaming cache), set with the strength. Encoded
-// a block ahead on a GPU with LONGLIVE_ENCODE_AHEAD=1, as VaceConditioner's.
+// a block ahead on a GPU unless LONGLIVE_ENCODE_AHEAD=0, as VaceConditioner's.
 class VideoToVideo {
  public:
   VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double strength,

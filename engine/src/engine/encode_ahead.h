@@ -7,8 +7,8 @@
 //
 // launch() starts the work for the next block; take() hands its result to the caller's current
 // stream (which waits for it on the GPU, not the host) and rethrows what the work threw. Only
-// on a CUDA device, and for now only with LONGLIVE_ENCODE_AHEAD=1: off until a GPU run has
-// measured it (the encode then runs in place, on the generator's stream).
+// on a CUDA device, unless LONGLIVE_ENCODE_AHEAD=0 (the encode then runs in place, on the
+// generator's stream; a camera's frames reach the video a block sooner that way).
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
@@ -18,6 +18,9 @@
 #include <memory>
 
 namespace longlive {
+
+// Whether the environment lets inputs be encoded ahead (LONGLIVE_ENCODE_AHEAD unset or not "0").
+bool encode_ahead_turned_on();
 
 class EncodeAhead {
  public:
