@@ -5,8 +5,9 @@
 # balanced and turbo_fp8 (20 blocks, a switch every 5, drift, region profile; turbo_fp8 again on
 # cuDNN's attention), the attention table (FP8 rows too); then `bench --vace`
 # for both (VACE overhead against the same backend, the encoder in both layouts). Most important
-# first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 turbo_fp8_written
-# turbo_fp8_whole turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8). Results under $OUT.
+# first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 balanced_blockrows
+# turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn attention vace_balanced
+# vace_turbo_fp8). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
@@ -39,18 +40,23 @@ fi
 # turbo_fp8_cudnn: turbo_fp8 with cuDNN's attention (its FP8 kernel too), the A/B of FA3's FP8;
 # turbo_fp8_written: the FP8 cache's K/V written by write() (LONGLIVE_FP8_KV_DIRECT=0) rather than
 # by the RMSNorm+RoPE launch (the default); turbo_fp8_whole: FA3's FP8 attention on the whole
-# schedule (LONGLIVE_FA3_FP8_SCHEDULE=whole) rather than tail (the default).
-for run in balanced turbo_fp8 turbo_fp8_cudnn turbo_fp8_written turbo_fp8_whole; do
+# schedule (LONGLIVE_FA3_FP8_SCHEDULE=whole) rather than tail (the default); *_blockrows: the
+# row kernels (LayerNorm, RMSNorm+RoPE) a thread block per row (LONGLIVE_ROW_KERNELS=block)
+# rather than a warp per row (the default).
+for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_cudnn \
+  turbo_fp8_written turbo_fp8_whole; do
   want "$run" || continue
   p=${run%%_cudnn}
   p=${p%%_written}
   p=${p%%_whole}
+  p=${p%%_blockrows}
   extra=()
   [ "$run" = turbo_fp8_cudnn ] && extra=(--attention cudnn)
   [ "$run" = balanced ] && extra=(--kernels)  # the kernel table of a graph-replayed block
   env=()
   [ "$run" = turbo_fp8_written ] && env=(LONGLIVE_FP8_KV_DIRECT=0)
   [ "$run" = turbo_fp8_whole ] && env=(LONGLIVE_FA3_FP8_SCHEDULE=whole)
+  [ "${run%_blockrows}" != "$run" ] && env=(LONGLIVE_ROW_KERNELS=block)
   env "${env[@]}" \
     timeout 120 $b/app/longlive bench --preset "$p" --random full \
     --blocks 20 --warmup 3 --switch-every 5 --drift-blocks 4 --profile-blocks 2 "${extra[@]}" \

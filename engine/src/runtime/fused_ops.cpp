@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 
 #include "longlive/error.h"
 
@@ -53,6 +55,13 @@ int64_t frame_stride(const at::Tensor& t, int64_t frames, int64_t dim, const cha
   return frames > 1 ? t.stride(1) : 0;
 }
 
+// The row kernels' layout: a warp per row (the default, measured faster), or a thread block
+// per row with LONGLIVE_ROW_KERNELS=block (the first kernels, kept to compare on a GPU).
+bool warp_per_row() {
+  const char* env = std::getenv("LONGLIVE_ROW_KERNELS");
+  return env == nullptr || std::string_view(env) != "block";
+}
+
 }  // namespace
 
 bool available(const at::Tensor& t) { return t.defined() && t.is_cuda(); }
@@ -74,6 +83,7 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
   a.dim = dim;
   a.tokens_per_frame = rows / in.frames;
   a.eps = static_cast<float>(eps);
+  a.warp_per_row = warp_per_row();
 
   at::Tensor residual;
   if (in.residual) {
@@ -162,6 +172,7 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
   a.head_dim = head_dim;
   a.eps = static_cast<float>(eps);
   a.fp8_out = fp8_out;
+  a.warp_per_row = warp_per_row();
   check_launch(kernels::launch_rms_rope(a, c10::cuda::getCurrentCUDAStream()), "rms_rope");
 }
 
