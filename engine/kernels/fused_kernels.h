@@ -36,9 +36,6 @@ struct NormModulateArgs {
   int64_t dim = 0;
   int64_t tokens_per_frame = 1;
   float eps = 1e-6f;
-  // One warp per row (16-byte loads, shuffle reductions, no block barriers) where the row fits
-  // and is 16-byte aligned; false: one thread block per row (the first kernels, kept to compare).
-  bool warp_per_row = true;
 };
 cudaError_t launch_norm_modulate(const NormModulateArgs& args, cudaStream_t stream);
 
@@ -69,7 +66,9 @@ struct RmsRopeArgs {
   // out (and copy_out) are float8_e4m3fn: each value rounded to `type`, then converted with
   // saturation at +-448 (an FP8 KV cache's slots, written directly).
   bool fp8_out = false;
-  // As NormModulateArgs::warp_per_row (needs head_dim % 8 == 0 and 16-byte aligned input rows).
+  // One warp per row (16-byte loads, shuffle reductions, no block barriers) where head_dim % 8
+  // == 0 and the input, weight and angle rows are 16-byte aligned; false: one thread block per
+  // row (the first kernel, kept to compare).
   bool warp_per_row = true;
 };
 cudaError_t launch_rms_rope(const RmsRopeArgs& args, cudaStream_t stream);

@@ -11,6 +11,8 @@ out=${OUT:-/tmp/out}
 fixtures=$PWD/.fixtures; [ -d "$fixtures" ] || fixtures=$PWD/tests/data/fixtures/switch_before_full
 export LONGLIVE_FIXTURES=$fixtures LONGLIVE_PRESETS=$PWD/presets LONGLIVE_CTEST=0
 export LONGLIVE_CUDA_ARCHITECTURES=${LONGLIVE_CUDA_ARCHITECTURES:-90-real}
+# The snapshot's COMMIT (make_snapshot.sh) first: git here may see another copy's history.
+[ -z "${LONGLIVE_COMMIT:-}" ] && [ -f COMMIT ] && LONGLIVE_COMMIT=$(cat COMMIT)
 export LONGLIVE_COMMIT=${LONGLIVE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 b=build-gpu
 

@@ -11,6 +11,8 @@ snap=.snap/$name
 rm -rf "$snap"
 mkdir -p "$snap"
 git archive HEAD -- . ':!docs/*.png' ':!bench/results' | tar -x -C "$snap"
+# The commit, for the results (git on the GPU box may see another copy's history).
+git rev-parse --short HEAD >"$snap/COMMIT"
 [ -d .fa3 ] && tar -cJf "$snap/fa3.tar.xz" .fa3
 for whl in .whl/nvidia_cudnn_frontend-*.whl; do
   [ -f "$whl" ] || continue

@@ -55,8 +55,8 @@ int64_t frame_stride(const at::Tensor& t, int64_t frames, int64_t dim, const cha
   return frames > 1 ? t.stride(1) : 0;
 }
 
-// The row kernels' layout: a warp per row (the default, measured faster), or a thread block
-// per row with LONGLIVE_ROW_KERNELS=block (the first kernels, kept to compare on a GPU).
+// RMSNorm+RoPE's layout: a warp per row (the default, measured faster), or a thread block per
+// row with LONGLIVE_ROW_KERNELS=block (the first kernel, kept to compare on a GPU).
 bool warp_per_row() {
   const char* env = std::getenv("LONGLIVE_ROW_KERNELS");
   return env == nullptr || std::string_view(env) != "block";
@@ -83,7 +83,6 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
   a.dim = dim;
   a.tokens_per_frame = rows / in.frames;
   a.eps = static_cast<float>(eps);
-  a.warp_per_row = warp_per_row();
 
   at::Tensor residual;
   if (in.residual) {
