@@ -29,6 +29,43 @@ TEST(TorchCheckpoint, TorchSaveFileLoadsWithExactValues) {
   }
 }
 
+// Modules' state_dict()s, as every public checkpoint holds: OrderedDicts (LibTorch's unpickler
+// alone reads those as None), with `_metadata` set through BUILD, the class memoised and used
+// again, nested under "generator" as LongLive's files are
+// (tests/data/make_state_dict_checkpoints.py).
+TEST(TorchCheckpoint, StateDictsLoadWithExactValues) {
+  const WeightStore expected = WeightStore::open(kData / "state_dict_expected.safetensors");
+  const WeightStore flat = WeightStore::open(kData / "state_dict.pth");
+  const WeightStore nested = WeightStore::open(kData / "state_dict_nested.pt");
+  const WeightStore generator = WeightStore::open(kData / "state_dict_nested.pt", "generator");
+  EXPECT_EQ(flat.size(), generator.size());
+  EXPECT_EQ(nested.size(), 2 * flat.size());
+  for (const auto& name : expected.names()) {
+    const WeightStore& store = name.rfind("generator", 0) == 0 ? nested : flat;
+    ASSERT_TRUE(store.contains(name)) << name;
+    EXPECT_EQ(store.get(name).scalar_type(), expected.get(name).scalar_type()) << name;
+    EXPECT_TRUE(at::equal(store.get(name), expected.get(name))) << name;
+  }
+  for (const auto& name : generator.names())
+    EXPECT_TRUE(at::equal(generator.get(name), expected.get("generator." + name))) << name;
+}
+
+// A file's tensors view its mapping: they outlive the store, and writing one changes neither the
+// file nor a later load (the pages are the process's own once written).
+TEST(TorchCheckpoint, MappedTensorsOutliveTheStoreAndStayWritable) {
+  const WeightStore expected = WeightStore::open(kData / "state_dict_expected.safetensors");
+  at::Tensor kept;
+  {
+    const WeightStore store = WeightStore::open(kData / "state_dict.pth");
+    kept = store.get("blocks.1.proj.weight");
+  }
+  EXPECT_TRUE(at::equal(kept, expected.get("blocks.1.proj.weight")));
+  kept.add_(1);
+  EXPECT_TRUE(at::equal(kept, expected.get("blocks.1.proj.weight") + 1));
+  EXPECT_TRUE(at::equal(WeightStore::open(kData / "state_dict.pth").get("blocks.1.proj.weight"),
+                        expected.get("blocks.1.proj.weight")));
+}
+
 TEST(TorchCheckpoint, DictKeySelectsGeneratorAndPrefixStrips) {
   const WeightStore gen = WeightStore::open(kData / "nested_checkpoint.pt", "generator");
   EXPECT_TRUE(gen.contains("model.patch_embedding.bias"));

@@ -1,5 +1,7 @@
 #include "io/safetensors.h"
 
+#include "io/mapped_file.h"
+
 #include <ATen/ATen.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -17,43 +19,6 @@
 #include "longlive/error.h"
 
 namespace longlive::io {
-
-// Owns one read-only mmap of a whole file.
-class MappedFile {
- public:
-  explicit MappedFile(const std::filesystem::path& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      throw IoError(fmt::format("cannot open '{}': {}", path.string(), std::strerror(errno)));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      ::close(fd);
-      throw IoError(fmt::format("cannot stat '{}': {}", path.string(), std::strerror(errno)));
-    }
-    size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd);
-        throw IoError(fmt::format("cannot map '{}': {}", path.string(), std::strerror(errno)));
-      }
-      data_ = static_cast<uint8_t*>(p);
-    }
-    ::close(fd);
-  }
-  ~MappedFile() {
-    if (data_) ::munmap(data_, size_);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 at::ScalarType safetensors_dtype(const std::string& name, const std::string& origin,
                                  const std::string& tensor) {

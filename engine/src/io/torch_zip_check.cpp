@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -187,7 +188,156 @@ bool allowed_global(std::string_view module, std::string_view name) {
   return false;
 }
 
-void check_pickle(const char* p, uint64_t n, const std::string& origin) {
+// Writes TorchZip::libtorch_pickle while check_pickle walks data.pkl: every opcode as it is,
+// except
+//  - collections.OrderedDict: the class is written as an empty dict (and memoised as such; a
+//    later GET of the class writes a fresh one), its call `()` REDUCE is left out, so the dict
+//    the class became is the OrderedDict;
+//  - BUILD (a state dict's `_metadata` attribute): the opcodes that made the state are taken
+//    back out of the copy and BUILD is left out (LibTorch reads BUILD as a call, and has no POP);
+//  - FRAME, a length hint the changes above would falsify.
+// A model of the stack -- where each entry's opcodes begin in the copy -- finds a state's opcodes.
+class LibTorchPickleWriter {
+ public:
+  LibTorchPickleWriter(std::string& out, const std::string& origin) : out_(out), origin_(origin) {
+    out_.clear();
+  }
+
+  bool holds_ordered_dict(uint64_t memo) const { return ordered_dict_memo_.count(memo) > 0; }
+
+  // `op` (checked) with its `bytes`; `memoised`: the index a PUT-like opcode stores at;
+  // `ordered_dict_class`: it pushes collections.OrderedDict.
+  void write(uint8_t op, std::string_view bytes, uint64_t at, std::optional<uint64_t> memoised,
+             bool ordered_dict_class) {
+    at_ = at;
+    if (awaiting_reduce_) {  // OrderedDict ()
+      if (op != 'R') not_called();
+      awaiting_reduce_ = false;
+      squash(2);  // the call's result: the dict the class became
+      return;
+    }
+    if (awaiting_call_) {  // OrderedDict, memoised maybe
+      if (memoised) {
+        ordered_dict_memo_.insert(*memoised);
+        out_.append(bytes);
+        return;
+      }
+      if (op != ')') not_called();
+      awaiting_call_ = false;
+      awaiting_reduce_ = true;
+      push(out_.size(), false);  // the empty tuple, written as nothing
+      return;
+    }
+    if (memoised) ordered_dict_memo_.erase(*memoised);  // a PUT over an earlier entry
+    if (ordered_dict_class) {
+      push(out_.size(), false);
+      out_.push_back('}');
+      awaiting_call_ = true;
+      return;
+    }
+    if (op == 'b') {  // BUILD: [object, state] -> [object]
+      out_.resize(pop().start);
+      return;
+    }
+    const size_t start = out_.size();
+    apply(op, start);
+    if (op != 0x95) out_.append(bytes);
+  }
+
+ private:
+  struct Entry {
+    size_t start;  // where the opcodes that made it begin in the copy
+    bool mark;
+  };
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw FormatError(fmt::format("{}: data.pkl byte {}: {}", origin_, at_, what));
+  }
+  [[noreturn]] void not_called() const {
+    fail("collections.OrderedDict is not called as OrderedDict(), as torch.save writes it");
+  }
+  void push(size_t start, bool mark) { stack_.push_back({start, mark}); }
+  Entry pop() {
+    if (stack_.empty() || stack_.back().mark) fail("an opcode takes a value the stack lacks");
+    const Entry e = stack_.back();
+    stack_.pop_back();
+    return e;
+  }
+  // Pops `count` values and pushes their result (made where the deepest began).
+  void squash(int count) {
+    size_t start = 0;
+    for (int k = 0; k < count; ++k) start = pop().start;
+    push(start, false);
+  }
+  // Pops down to the topmost mark, and the mark; returns where the mark began.
+  size_t pop_to_mark() {
+    while (!stack_.empty() && !stack_.back().mark) stack_.pop_back();
+    if (stack_.empty()) fail("an opcode needs a MARK the stack lacks");
+    const size_t start = stack_.back().start;
+    stack_.pop_back();
+    return start;
+  }
+  // The stack effect of every other opcode check_pickle accepts.
+  void apply(uint8_t op, size_t start) {
+    switch (op) {
+      case '.':
+      case 0x80:  // PROTO
+      case 0x95:  // FRAME
+      case 'q':
+      case 'r':
+      case 'p':
+      case 0x94:  // PUT-like
+        break;
+      case '(':
+        push(start, true);
+        break;
+      case 0x85:  // TUPLE1
+      case 'Q':   // BINPERSID
+        squash(1);
+        break;
+      case 0x86:  // TUPLE2
+      case 'R':   // REDUCE
+        squash(2);
+        break;
+      case 0x87:  // TUPLE3
+        squash(3);
+        break;
+      case 't':
+      case 'l':
+      case 'd':
+      case 0x91:  // TUPLE, LIST, DICT, FROZENSET from a mark
+        push(pop_to_mark(), false);
+        break;
+      case 'e':
+      case 'u':
+      case 0x90:  // APPENDS, SETITEMS, ADDITEMS into the object below the mark
+      case '1':   // POP_MARK
+        pop_to_mark();
+        break;
+      case 'a':  // APPEND
+      case '0':  // POP
+        pop();
+        break;
+      case 's':  // SETITEM
+        pop();
+        pop();
+        break;
+      default:  // every other accepted opcode pushes one value
+        push(start, false);
+    }
+  }
+
+  std::string& out_;
+  const std::string& origin_;
+  uint64_t at_ = 0;
+  std::vector<Entry> stack_;
+  std::set<uint64_t> ordered_dict_memo_;  // memo entries holding the OrderedDict class
+  bool awaiting_call_ = false;
+  bool awaiting_reduce_ = false;
+};
+
+// Checks data.pkl and writes the copy LibTorch's unpickler reads (TorchZip::libtorch_pickle).
+void check_pickle(const char* p, uint64_t n, const std::string& origin, std::string& libtorch) {
   auto fail = [&](uint64_t at, const std::string& what) {
     throw FormatError(fmt::format("{}: data.pkl byte {}: {}", origin, at, what));
   };
@@ -212,11 +362,15 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin) {
   auto get = [&](uint64_t at, uint64_t index) {
     if (index >= memo) fail(at, fmt::format("memo index {} was never stored", index));
   };
+  LibTorchPickleWriter copy(libtorch, origin);
   while (i < n) {
     const uint64_t at = i;
     const auto op = static_cast<uint8_t>(p[i++]);
+    bool ordered_dict_class = false;   // pushes collections.OrderedDict
+    std::optional<uint64_t> memoised;  // the memo index a PUT-like opcode stores at
     switch (op) {
       case '.':  // STOP
+        copy.write(op, std::string_view(p + at, 1), at, memoised, false);
         return;
       // No argument.
       case '(':
@@ -247,6 +401,7 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin) {
       case 0x91:
         break;
       case 0x94:  // MEMOIZE
+        memoised = memo;
         put(at, memo);
         break;
       // Fixed-size arguments.
@@ -270,13 +425,15 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin) {
       case 0x95:
         need(at, 8, "argument");
         i += 8;
-        break;  // FRAME
+        break;
       case 'h':
       case 'q': {  // BINGET, BINPUT
         need(at, 1, "memo index");
         const uint64_t index = static_cast<uint8_t>(p[i]);
         i += 1;
         op == 'h' ? get(at, index) : put(at, index);
+        if (op == 'q') memoised = index;
+        if (op == 'h') ordered_dict_class = copy.holds_ordered_dict(index);
         break;
       }
       case 'j':
@@ -285,6 +442,8 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin) {
         const uint64_t index = le(p + i, 4);
         i += 4;
         op == 'j' ? get(at, index) : put(at, index);
+        if (op == 'r') memoised = index;
+        if (op == 'j') ordered_dict_class = copy.holds_ordered_dict(index);
         break;
       }
       // Length-prefixed arguments: the length must fit in what is left.
@@ -336,6 +495,8 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin) {
           fail(at, "bad memo index");
         for (char c : text) index = index * 10 + static_cast<uint64_t>(c - '0');
         op == 'g' ? get(at, index) : put(at, index);
+        if (op == 'p') memoised = index;
+        if (op == 'g') ordered_dict_class = copy.holds_ordered_dict(index);
         break;
       }
       case 'c': {  // GLOBAL module\nname\n
@@ -345,6 +506,7 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin) {
           fail(at, fmt::format("asks for the Python global '{}.{}', which a weights file never "
                                "needs; only torch tensors, storages and dicts are read",
                                module, name));
+        ordered_dict_class = module == "collections" && name == "OrderedDict";
         break;
       }
       default:
@@ -352,6 +514,7 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin) {
                              "(code-running or unsupported opcodes are refused)",
                              op));
     }
+    copy.write(op, std::string_view(p + at, i - at), at, memoised, ordered_dict_class);
   }
   fail(n, "ends without a STOP opcode (truncated?)");
 }
@@ -365,8 +528,8 @@ TorchZip check_torch_zip(const char* bytes, size_t size, const std::string& orig
   if (pkl->method != 0)
     zip.fail(fmt::format("'{}' is compressed; torch.save stores it (re-save the checkpoint)",
                          pkl->name));
-  check_pickle(zip.data(*pkl), pkl->size, origin);
   TorchZip out;
+  check_pickle(zip.data(*pkl), pkl->size, origin, out.libtorch_pickle);
   out.pickle = std::string_view(zip.data(*pkl), pkl->size);
   // Records live in the archive's folder ("<name>/data/0"), the folder data.pkl is in.
   const std::string folder =
