@@ -220,12 +220,16 @@ int run(const GenerateArgs& a) {
   std::unique_ptr<SessionFactory> single_factory;
   std::unique_ptr<Session> single;
   std::unique_ptr<RankedSession> ranked;
+  const auto opening = std::chrono::steady_clock::now();
   if (a.ranks.gpus > 1) {
     ranked = RankedSession::open(model, overrides, preset, a.height, a.width, a.ranks.plan());
   } else {
     single_factory = std::make_unique<SessionFactory>(model, overrides);
     single = single_factory->open(preset, a.height, a.width);
   }
+  // The model load as a user waits for it: files read, weights on the device, decoders warm.
+  log::info("model loaded and session opened in {:.2f} s",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - opening).count());
   SessionFactory& factory = ranked ? ranked->lead_factory() : *single_factory;
   Session* const session = ranked ? &ranked->lead() : single.get();
   // Rank 0's generator: options, stats and frame counts (every rank keeps the same ones).
