@@ -108,9 +108,18 @@ grep -E "renderer|version string" "$out/glx.log"
 echo "== gpu_session"
 home=/tmp/studio-home
 mkdir -p "$home"
+# STUDIO_MODEL_FOLDER=1 (with STUDIO_EXTRA_TARGETS=longlive): the studio loads a real-size model
+# folder of random weights in the public files' formats (`longlive random-model --full`, written
+# first, so in page cache), and model_load_s is a load from files.
+folder_args=()
+if [ "${STUDIO_MODEL_FOLDER:-0}" = 1 ]; then
+  folder=/tmp/longlive-random-model
+  [ -d "$folder" ] || timeout 600 "$b/app/longlive" random-model "$folder" --full | tail -5
+  folder_args=(--model-folder "$folder")
+fi
 HOME=$home timeout "${STUDIO_TIMEOUT:-420}" "$b/tests/gui/longlive-studio-autotest" \
   --scenario gpu_session --presets "$PWD/presets" --autotest /tmp/studio-session \
-  ${STUDIO_ARGS:-} >"$out/studio.log" 2>&1
+  "${folder_args[@]}" ${STUDIO_ARGS:-} >"$out/studio.log" 2>&1
 echo "exit $?"
 cp /tmp/studio-session/studio.json /tmp/studio-session/report.json \
   /tmp/studio-session/studio-gpu.png /tmp/studio-session/pacing.json "$out/" 2>/dev/null

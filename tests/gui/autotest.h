@@ -32,6 +32,9 @@ void run_disk_full_autotest(MainWindow* window, const QString& out_dir);
 struct GpuSessionOptions {
   int record_seconds = 20;  // length of the recording
   int watch_ms = 2500;      // watching after each prompt switch and preset change
+  // A model folder to load (e.g. `longlive random-model --full`'s): model_load_s is then a load
+  // from files; empty: the 1.3B model with random weights built on the host.
+  QString model_folder;
 };
 // The studio measured as a person uses it (tests/gui/gpu_autotest.cpp): Start (cold, then again
 // with the model loaded), ten typed prompt switches with Enter, F1 with the Kernels tab (screenshot

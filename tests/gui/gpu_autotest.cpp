@@ -104,7 +104,10 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
   };
   const bool gpu_model = !w->tiny_box()->isChecked();
   if (gpu_model) {
-    w->use_random_full_model(true);
+    if (options.model_folder.isEmpty())
+      w->use_random_full_model(true);
+    else
+      w->set_model_folder(options.model_folder);
     w->resolution_box()->setCurrentText("480x832");
   }
   const int balanced = w->preset_box()->findText("balanced");
@@ -193,8 +196,10 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
     result["gpu"] = QString::fromStdString(stats.capability);
     result["device"] = QString::fromStdString(stats.device);
     result["commit"] = qEnvironmentVariable("LONGLIVE_COMMIT", "unknown");
-    result["model"] =
-        gpu_model ? "random full-size 1.3B (text-seeded prompt embeddings)" : "tiny random";
+    result["model"] = !gpu_model ? QString("tiny random")
+                      : options.model_folder.isEmpty()
+                          ? QString("random full-size 1.3B (text-seeded prompt embeddings)")
+                          : "model folder " + options.model_folder;
     result["resolution"] = w->resolution_box()->currentText();
     result["preset"] = "balanced";
     result["displayed_fps"] = frames.fps();

@@ -31,7 +31,9 @@ int main(int argc, char** argv) {
                               "name", "session");
   QCommandLineOption record_seconds("record-seconds", "gpu_session: recording length", "s", "20");
   QCommandLineOption watch_ms("watch-ms", "gpu_session: watching after each switch", "ms", "2500");
-  parser.addOptions({tiny, presets, out, scenario, record_seconds, watch_ms});
+  QCommandLineOption model_folder(
+      "model-folder", "gpu_session: load this model folder instead of random weights", "dir");
+  parser.addOptions({tiny, presets, out, scenario, record_seconds, watch_ms, model_folder});
   parser.process(app);
   const QString name = parser.value(scenario);
   if (!parser.isSet(out) || (name != "session" && name != "prefetch" && name != "inputs" &&
@@ -49,7 +51,8 @@ int main(int argc, char** argv) {
   window.show();
   const QString dir = parser.value(out);
   const longlive::ui::GpuSessionOptions gpu{parser.value(record_seconds).toInt(),
-                                            parser.value(watch_ms).toInt()};
+                                            parser.value(watch_ms).toInt(),
+                                            parser.value(model_folder)};
   QTimer::singleShot(300, &window, [&window, dir, name, gpu] {
     if (name == "gpu_session")
       longlive::ui::run_gpu_session_autotest(&window, dir, gpu);
