@@ -187,6 +187,29 @@ TEST(TorchCheckpointSafety, ReadsAHandWrittenTensorPickle) {
   EXPECT_TRUE(at::equal(s.get("w"), at::arange(1, 5, at::kByte)));
 }
 
+// The rewrite for LibTorch's unpickler takes OrderedDict only as torch.save writes it,
+// OrderedDict() with no arguments, and a BUILD only onto a value: anything else is named.
+TEST(TorchCheckpointSafety, RefusesOrderedDictsAndBuildsTorchSaveNeverWrites) {
+  // OrderedDict([]) : called with a list.
+  const std::string with_arguments(
+      "\x80\x02"
+      "ccollections\nOrderedDict\n]\x85R.",
+      31);
+  expect_contains(refusal(archive_with_pickle(with_arguments)),
+                  "collections.OrderedDict is not called as OrderedDict()");
+  // The class alone, never called.
+  const std::string never_called(
+      "\x80\x02"
+      "ccollections\nOrderedDict\n.",
+      28);
+  expect_contains(refusal(archive_with_pickle(never_called)),
+                  "collections.OrderedDict is not called as OrderedDict()");
+  // BUILD with nothing to build on.
+  const std::string bare_build("\x80\x02}b.", 5);
+  expect_contains(refusal(archive_with_pickle(bare_build)),
+                  "BUILD has no object to set a state on");
+}
+
 // Found by fuzz_torch_checkpoint: LibTorch rebuilds a torch.Int4Storage tensor that no kernel can
 // copy; the first conversion threw c10::NotImplementedError.
 TEST(TorchCheckpointSafety, RefusesElementTypesWeightsNeverUse) {

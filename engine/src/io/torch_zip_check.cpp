@@ -236,7 +236,9 @@ class LibTorchPickleWriter {
       return;
     }
     if (op == 'b') {  // BUILD: [object, state] -> [object]
-      out_.resize(pop().start);
+      const Entry state = pop();
+      if (stack_.empty() || stack_.back().mark) fail("BUILD has no object to set a state on");
+      out_.resize(state.start);
       return;
     }
     const size_t start = out_.size();
