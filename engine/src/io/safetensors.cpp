@@ -1,21 +1,15 @@
 #include "io/safetensors.h"
 
-#include "io/mapped_file.h"
-
 #include <ATen/ATen.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "io/mapped_file.h"
 #include "longlive/error.h"
 
 namespace longlive::io {

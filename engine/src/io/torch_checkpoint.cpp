@@ -131,11 +131,13 @@ WeightStore read_checkpoint(const char* bytes, size_t size, const std::string& o
           fmt::format("{}: storage record 'data/{}' is missing or compressed", origin, key));
     const std::string_view record = it->second;
     const bool aligned = reinterpret_cast<uintptr_t>(record.data()) % 64 == 0;
-    at::DataPtr data = file && aligned && !record.empty()
-                           ? view_record(record, file)
-                           : c10::GetCPUAllocator()->allocate(record.size());
-    if (data.get() != record.data() && !record.empty())
-      std::memcpy(data.get(), record.data(), record.size());
+    at::DataPtr data;
+    if (file && aligned && !record.empty()) {
+      data = view_record(record, file);
+    } else {
+      data = c10::GetCPUAllocator()->allocate(record.size());
+      if (!record.empty()) std::memcpy(data.get(), record.data(), record.size());
+    }
     record_sizes[data.get()] = record.size();
     return data;
   };

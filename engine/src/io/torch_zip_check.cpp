@@ -372,7 +372,7 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin, std::str
     std::optional<uint64_t> memoised;  // the memo index a PUT-like opcode stores at
     switch (op) {
       case '.':  // STOP
-        copy.write(op, std::string_view(p + at, 1), at, memoised, false);
+        copy.write(op, std::string_view(p + at, 1), at, std::nullopt, false);
         return;
       // No argument.
       case '(':
@@ -427,7 +427,7 @@ void check_pickle(const char* p, uint64_t n, const std::string& origin, std::str
       case 0x95:
         need(at, 8, "argument");
         i += 8;
-        break;
+        break;  // FRAME
       case 'h':
       case 'q': {  // BINGET, BINPUT
         need(at, 1, "memo index");
@@ -532,7 +532,6 @@ TorchZip check_torch_zip(const char* bytes, size_t size, const std::string& orig
                          pkl->name));
   TorchZip out;
   check_pickle(zip.data(*pkl), pkl->size, origin, out.libtorch_pickle);
-  out.pickle = std::string_view(zip.data(*pkl), pkl->size);
   // Records live in the archive's folder ("<name>/data/0"), the folder data.pkl is in.
   const std::string folder =
       pkl->name.substr(0, pkl->name.size() - std::string_view("data.pkl").size());

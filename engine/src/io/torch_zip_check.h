@@ -14,12 +14,11 @@ namespace longlive::io {
 
 // The records of a checked archive (views into the caller's bytes, which must outlive it).
 struct TorchZip {
-  std::string_view pickle;  // data.pkl
   // data.pkl as LibTorch's unpickler must read it. That unpickler turns every
   // collections.OrderedDict into None (it expects one only as a tensor's empty backward hooks),
   // so a state_dict() -- every public checkpoint -- would not load: each `OrderedDict()` here is
-  // an empty dict instead, BUILD (which would set a state dict's `_metadata` attribute) only
-  // drops its argument, and FRAME hints (their lengths no longer hold) are left out.
+  // an empty dict instead, BUILD and the state it would set (a state dict's `_metadata`) are
+  // left out, and so are FRAME hints (their lengths no longer hold).
   std::string libtorch_pickle;
   std::map<std::string, std::string_view> records;  // "data/0" -> bytes, without the archive folder
   uint64_t version = 0;                             // the "version" record; 0 when absent
