@@ -562,24 +562,26 @@ bool rms_rope_vector_out(const RmsRopeArgs& a) {
          aligned(a.copy_out);
 }
 
+// The warp kernel with registers for the row's width: the 1.3B's 1536 (6 chunks per lane), or
+// up to kMaxRowDim (8).
+template <typename T, bool kFp8Out>
+void launch_rms_rope_warp_for_width(const RmsRopeArgs& a, bool vector_out, cudaStream_t stream) {
+  constexpr int kSmall = 6;
+  constexpr int kLarge = static_cast<int>(kMaxRowDim / 8 / 32);
+  const dim3 grid(warp_row_blocks(a.rows));
+  if (a.heads * a.head_dim <= 8 * 32 * kSmall)
+    rms_rope_warp_kernel<T, kFp8Out, kSmall><<<grid, kWarpRowThreads, 0, stream>>>(a, vector_out);
+  else
+    rms_rope_warp_kernel<T, kFp8Out, kLarge><<<grid, kWarpRowThreads, 0, stream>>>(a, vector_out);
+}
+
 template <typename T>
 cudaError_t launch_rms_rope_warp(const RmsRopeArgs& a, cudaStream_t stream) {
-  constexpr int kLarge = static_cast<int>(kMaxRowDim / 8 / 32);  // 8 chunks per lane
-  constexpr int kSmall = 6;                                      // the 1.3B's 1536
-  const dim3 grid(warp_row_blocks(a.rows));
-  const bool vector = rms_rope_vector_out(a);
-  const bool small = a.heads * a.head_dim <= 8 * 32 * kSmall;
-  if (a.fp8_out) {
-    if (small)
-      rms_rope_warp_kernel<T, true, kSmall><<<grid, kWarpRowThreads, 0, stream>>>(a, vector);
-    else
-      rms_rope_warp_kernel<T, true, kLarge><<<grid, kWarpRowThreads, 0, stream>>>(a, vector);
-  } else {
-    if (small)
-      rms_rope_warp_kernel<T, false, kSmall><<<grid, kWarpRowThreads, 0, stream>>>(a, vector);
-    else
-      rms_rope_warp_kernel<T, false, kLarge><<<grid, kWarpRowThreads, 0, stream>>>(a, vector);
-  }
+  const bool vector_out = rms_rope_vector_out(a);
+  if (a.fp8_out)
+    launch_rms_rope_warp_for_width<T, true>(a, vector_out, stream);
+  else
+    launch_rms_rope_warp_for_width<T, false>(a, vector_out, stream);
   return cudaGetLastError();
 }
 
