@@ -24,6 +24,7 @@
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
 #include "runtime/capture_gate.h"
+#include "scoped_env.h"
 
 namespace longlive::test {
 namespace {
@@ -49,20 +50,12 @@ class IndexedFrames : public VaceFrameSource {
   int64_t position_ = 0;
 };
 
-// LONGLIVE_ENCODE_AHEAD=1 (encoded ahead on a GPU, the default there) or 0 (in place) while
-// this lives.
-class AheadSetting {
- public:
-  explicit AheadSetting(bool ahead) { setenv("LONGLIVE_ENCODE_AHEAD", ahead ? "1" : "0", 1); }
-  ~AheadSetting() { unsetenv("LONGLIVE_ENCODE_AHEAD"); }
-  AheadSetting(const AheadSetting&) = delete;
-  AheadSetting& operator=(const AheadSetting&) = delete;
+// Encoded ahead (on a GPU; the default there) or in place, while this lives.
+struct Ahead : ScopedEnv {
+  Ahead() : ScopedEnv("LONGLIVE_ENCODE_AHEAD", "1") {}
 };
-struct Ahead : AheadSetting {
-  Ahead() : AheadSetting(true) {}
-};
-struct InPlace : AheadSetting {
-  InPlace() : AheadSetting(false) {}
+struct InPlace : ScopedEnv {
+  InPlace() : ScopedEnv("LONGLIVE_ENCODE_AHEAD", "0") {}
 };
 
 struct InputRun {

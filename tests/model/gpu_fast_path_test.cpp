@@ -19,6 +19,7 @@
 #include "runtime/dedicated_stream.h"
 #include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
+#include "scoped_env.h"
 
 namespace longlive::test {
 namespace {
@@ -193,13 +194,9 @@ TEST(FusedKernels, RmsRopeWritesFp8SlotsAsTheCacheWouldStoreThem) {
   EXPECT_TRUE(bytes(written.stored_values(1, plan)).equal(bytes(direct.stored_values(1, plan))));
 }
 
-// LONGLIVE_ROW_KERNELS=block while this lives: the thread-block-per-row kernels.
-class BlockRowKernels {
- public:
-  BlockRowKernels() { setenv("LONGLIVE_ROW_KERNELS", "block", 1); }
-  ~BlockRowKernels() { unsetenv("LONGLIVE_ROW_KERNELS"); }
-  BlockRowKernels(const BlockRowKernels&) = delete;
-  BlockRowKernels& operator=(const BlockRowKernels&) = delete;
+// The thread-block-per-row kernels while this lives.
+struct BlockRowKernels : ScopedEnv {
+  BlockRowKernels() : ScopedEnv("LONGLIVE_ROW_KERNELS", "block") {}
 };
 
 // Largest difference in units of a type's rounding step at each element's magnitude (relative
@@ -416,9 +413,10 @@ TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
     // The FP8 cache's K/V written by the RMSNorm+RoPE launch (the default) or by write()
     // (LONGLIVE_FP8_KV_DIRECT=0, read when the generator makes its cache): the same bytes, so
     // the same video bit for bit.
-    ::setenv("LONGLIVE_FP8_KV_DIRECT", "0", 1);
-    const at::Tensor written_out = run(with_attention, true);
-    ::unsetenv("LONGLIVE_FP8_KV_DIRECT");
+    const at::Tensor written_out = [&] {
+      const ScopedEnv by_write("LONGLIVE_FP8_KV_DIRECT", "0");
+      return run(with_attention, true);
+    }();
     EXPECT_TRUE(written_out.equal(attn_out)) << "FP8 K/V written directly vs by write()";
   }
 }
