@@ -64,6 +64,25 @@ __device__ float block_max(float v, float* smem) {
   return t;
 }
 
+// One element of a row of any ElemType, as float (the hint's type is not a template argument:
+// one branch on a uniform value instead of three times the instantiations).
+__device__ __forceinline__ float load_any(const void* p, ElemType type, int64_t i) {
+  switch (type) {
+    case ElemType::f32:
+      return static_cast<const float*>(p)[i];
+    case ElemType::f16:
+      return to_float(static_cast<const __half*>(p)[i]);
+    default:
+      return to_float(static_cast<const __nv_bfloat16*>(p)[i]);
+  }
+}
+
+// x + hint * scale with the product and the sum each rounded to float32 (no FMA contraction):
+// what `x.add_(hint * scale)` gives, which the plain path runs.
+__device__ __forceinline__ float add_hint(float x, float hint, float scale) {
+  return __fadd_rn(x, __fmul_rn(hint, scale));
+}
+
 template <typename ResT, typename OutT>
 __global__ void __launch_bounds__(kThreads) norm_modulate_kernel(NormModulateArgs a) {
   __shared__ float smem[32];
@@ -73,6 +92,8 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_kernel(NormModulateArg
   float* x = a.x + row * a.dim;
   const ResT* residual = a.residual ? static_cast<const ResT*>(a.residual) + row * a.dim : nullptr;
   const float* gate = a.gate ? a.gate + frame * a.gate_stride : nullptr;
+  const float hint_scale = a.hint ? *a.hint_scale : 0.f;
+  OutT* out = static_cast<OutT*>(a.out) + row * a.dim;
 
   float v[kPerThread];
   float sum = 0.f;
@@ -82,15 +103,18 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_kernel(NormModulateArg
     float xi = 0.f;
     if (i < dim) {
       xi = x[i];
+      if (a.hint) xi = add_hint(xi, load_any(a.hint, a.hint_type, row * a.dim + i), hint_scale);
       if (residual) {
         const float y = to_float(residual[i]);
         xi = xi + (gate ? y * gate[i] : y);
-        x[i] = xi;
       }
+      if (residual || a.hint) x[i] = xi;
+      if (!a.normalize) out[i] = from_float<OutT>(xi);
     }
     v[k] = xi;
     sum += xi;
   }
+  if (!a.normalize) return;
   const float mean = block_sum(sum, smem) / static_cast<float>(dim);
   float squares = 0.f;
 #pragma unroll
@@ -103,7 +127,6 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_kernel(NormModulateArg
   }
   const float rstd = rsqrtf(block_sum(squares, smem) / static_cast<float>(dim) + a.eps);
 
-  OutT* out = static_cast<OutT*>(a.out) + row * a.dim;
   const float* shift = a.shift ? a.shift + frame * a.frame_stride : nullptr;
   const float* scale = a.scale ? a.scale + frame * a.frame_stride : nullptr;
 #pragma unroll
@@ -156,8 +179,22 @@ struct Quad<__nv_bfloat16> : Quad16<__nv_bfloat16> {};
 template <>
 struct Quad<__half> : Quad16<__half> {};
 
+// Four elements of a row of any ElemType (see load_any).
+__device__ __forceinline__ float4 load_quad_any(const void* p, ElemType type, int64_t i) {
+  switch (type) {
+    case ElemType::f32:
+      return Quad<float>::load(static_cast<const float*>(p) + i);
+    case ElemType::f16:
+      return Quad<__half>::load(static_cast<const __half*>(p) + i);
+    default:
+      return Quad<__nv_bfloat16>::load(static_cast<const __nv_bfloat16*>(p) + i);
+  }
+}
+
 // norm_modulate_kernel with 16-byte loads: dim % 4 == 0 and every row/vector 16-byte aligned
-// (the launcher checks). Same arithmetic order per element as the scalar kernel.
+// (the launcher checks). Same arithmetic order per element as the scalar kernel. Every load of
+// the row is issued before the first store: x is written in place, and without that order (and
+// __restrict__) the compiler may not move a quad's loads above the previous quad's store.
 template <typename ResT, typename OutT>
 __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModulateArgs a) {
   constexpr int kQuads = kPerThread / 4;
@@ -165,32 +202,50 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
   const int64_t row = blockIdx.x;
   const int64_t frame = row / a.tokens_per_frame;
   const int quads = static_cast<int>(a.dim / 4);
-  float* x = a.x + row * a.dim;
-  const ResT* residual = a.residual ? static_cast<const ResT*>(a.residual) + row * a.dim : nullptr;
-  const float* gate = a.gate ? a.gate + frame * a.gate_stride : nullptr;
+  float* __restrict__ x = a.x + row * a.dim;
+  const ResT* __restrict__ residual =
+      a.residual ? static_cast<const ResT*>(a.residual) + row * a.dim : nullptr;
+  const float* __restrict__ gate = a.gate ? a.gate + frame * a.gate_stride : nullptr;
+  OutT* __restrict__ out = static_cast<OutT*>(a.out) + row * a.dim;
 
-  float4 v[kQuads];
+  float4 v[kQuads], y[kQuads], g[kQuads], h[kQuads];
+#pragma unroll
+  for (int k = 0; k < kQuads; ++k) {
+    const int q = threadIdx.x + k * kThreads;
+    v[k] = y[k] = g[k] = h[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (q < quads) {
+      v[k] = Quad<float>::load(x + 4 * q);
+      if (a.hint) h[k] = load_quad_any(a.hint, a.hint_type, row * a.dim + 4 * q);
+      if (residual) y[k] = Quad<ResT>::load(residual + 4 * q);
+      if (gate) g[k] = Quad<float>::load(gate + 4 * q);
+    }
+  }
+  const float hint_scale = a.hint ? *a.hint_scale : 0.f;
   float sum = 0.f;
 #pragma unroll
   for (int k = 0; k < kQuads; ++k) {
     const int q = threadIdx.x + k * kThreads;
-    float4 xi = make_float4(0.f, 0.f, 0.f, 0.f);
+    float4 xi = v[k];
     if (q < quads) {
-      xi = Quad<float>::load(x + 4 * q);
-      if (residual) {
-        const float4 y = Quad<ResT>::load(residual + 4 * q);
-        if (gate) {
-          const float4 g = Quad<float>::load(gate + 4 * q);
-          xi = make_float4(xi.x + y.x * g.x, xi.y + y.y * g.y, xi.z + y.z * g.z, xi.w + y.w * g.w);
-        } else {
-          xi = make_float4(xi.x + y.x, xi.y + y.y, xi.z + y.z, xi.w + y.w);
-        }
-        Quad<float>::store(x + 4 * q, xi);
+      if (a.hint) {
+        xi = make_float4(add_hint(xi.x, h[k].x, hint_scale), add_hint(xi.y, h[k].y, hint_scale),
+                         add_hint(xi.z, h[k].z, hint_scale), add_hint(xi.w, h[k].w, hint_scale));
       }
+      if (residual) {
+        if (gate) {
+          xi = make_float4(xi.x + y[k].x * g[k].x, xi.y + y[k].y * g[k].y, xi.z + y[k].z * g[k].z,
+                           xi.w + y[k].w * g[k].w);
+        } else {
+          xi = make_float4(xi.x + y[k].x, xi.y + y[k].y, xi.z + y[k].z, xi.w + y[k].w);
+        }
+      }
+      if (residual || a.hint) Quad<float>::store(x + 4 * q, xi);
+      if (!a.normalize) Quad<OutT>::store(out + 4 * q, xi);
     }
     v[k] = xi;
     sum += (xi.x + xi.y) + (xi.z + xi.w);
   }
+  if (!a.normalize) return;
   const float mean = block_sum(sum, smem) / static_cast<float>(a.dim);
   float squares = 0.f;
 #pragma unroll
@@ -203,7 +258,6 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
   }
   const float rstd = rsqrtf(block_sum(squares, smem) / static_cast<float>(a.dim) + a.eps);
 
-  OutT* out = static_cast<OutT*>(a.out) + row * a.dim;
   const float* shift = a.shift ? a.shift + frame * a.frame_stride : nullptr;
   const float* scale = a.scale ? a.scale + frame * a.frame_stride : nullptr;
 #pragma unroll
@@ -234,7 +288,7 @@ bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_
 bool can_vectorize(const NormModulateArgs& a) {
   return a.dim % 4 == 0 && a.frame_stride % 4 == 0 && a.gate_stride % 4 == 0 && aligned16(a.x) &&
          aligned16(a.residual) && aligned16(a.gate) && aligned16(a.shift) && aligned16(a.scale) &&
-         aligned16(a.weight) && aligned16(a.bias) && aligned16(a.out);
+         aligned16(a.weight) && aligned16(a.bias) && aligned16(a.out) && aligned16(a.hint);
 }
 
 template <typename T>
@@ -588,7 +642,8 @@ cudaError_t launch_rms_rope_warp(const RmsRopeArgs& a, cudaStream_t stream) {
 }  // namespace
 
 cudaError_t launch_norm_modulate(const NormModulateArgs& a, cudaStream_t stream) {
-  if (a.dim < 1 || a.dim > kMaxRowDim || a.rows < 1 || a.tokens_per_frame < 1)
+  if (a.dim < 1 || a.dim > kMaxRowDim || a.rows < 1 || a.tokens_per_frame < 1 ||
+      (a.hint == nullptr) != (a.hint_scale == nullptr))
     return cudaErrorInvalidValue;
   switch (a.residual_type) {
     case ElemType::bf16:

@@ -13,7 +13,8 @@ enum class ElemType : int { f32 = 0, f16 = 1, bf16 = 2 };
 constexpr int64_t kMaxRowDim = 2048;
 
 // One row (token) per thread block, per row r of frame f = r / tokens_per_frame:
-//   if residual:  x[r] += residual[r] * (gate ? gate[f] : 1)        (x float32, updated in place)
+//   if hint:      x[r] += hint[r] * hint_scale                       (x float32, updated in place)
+//   if residual:  x[r] += residual[r] * (gate ? gate[f] : 1)        (likewise)
 //   out[r] = LayerNorm(x[r]) * (1 + scale[f]) + shift[f]             (modulate)
 //          | LayerNorm(x[r]) * weight + bias                         (affine)
 //          | LayerNorm(x[r])                                         (neither)
@@ -36,6 +37,13 @@ struct NormModulateArgs {
   int64_t dim = 0;
   int64_t tokens_per_frame = 1;
   float eps = 1e-6f;
+  // A VACE hint added first, scaled: x[r] += hint[r] * hint_scale[0] (product and sum each
+  // rounded to float32, as two separate ATen ops would). hint: [rows, dim], any ElemType.
+  const void* hint = nullptr;
+  ElemType hint_type = ElemType::bf16;
+  const float* hint_scale = nullptr;  // device pointer, one value
+  // false: no LayerNorm; out[r] = x[r] after the adds (the residual stream cast to out_type).
+  bool normalize = true;
 };
 cudaError_t launch_norm_modulate(const NormModulateArgs& args, cudaStream_t stream);
 

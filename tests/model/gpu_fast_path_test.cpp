@@ -1,6 +1,7 @@
 // GPU fast paths against the plain ATen path (skipped without CUDA; run on the GPU box by
 // packaging/device/build_and_test.sh): fused kernels, attention backends, FP8 linears, and the
 // whole streaming loop with every fast path on.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -108,6 +109,69 @@ TEST(FusedKernels, AffineAndPlainLayerNormMatch) {
     const at::Tensor expected_x = x + y.to(at::kFloat);
     EXPECT_LT((updated - expected_x).abs().max().item<double>(), 1e-5) << dim;
     EXPECT_LT(relative_l2(out, ops::layer_norm_affine(expected_x, w, b, 1e-6)), 4e-3) << dim;
+  }
+}
+
+// A VACE hint folded into the norm kernel: x += hint * scale (exactly the two ATen ops' float32
+// rounding: product, then sum), then the gated FFN residual, then the LayerNorm; and the kernel
+// without the LayerNorm (the VACE chain's settle: x after the adds, cast). Both layouts: 1536
+// (16-byte vectors) and 1535 (the scalar kernel); hints in bf16 and float32.
+TEST(FusedKernels, NormModulateAddsAHintFirstAndCanSkipTheNorm) {
+  REQUIRE_CUDA();
+  for (const int64_t dim : {1536, 1535}) {
+    for (const at::ScalarType hint_type : {at::kBFloat16, at::kFloat}) {
+      const int64_t frames = 3, tokens = 40;
+      at::manual_seed(5);
+      const at::Tensor x = at::randn({1, frames * tokens, dim}, cuda(at::kFloat));
+      const at::Tensor y = at::randn({1, frames * tokens, dim}, cuda(at::kBFloat16));
+      const at::Tensor hint = at::randn({frames * tokens, dim}, cuda(hint_type));
+      const at::Tensor hint_scale = at::full({1}, 0.7, cuda(at::kFloat));
+      const at::Tensor mod = at::randn({1, frames, 6, dim}, cuda(at::kFloat)) * 0.2;
+      const at::Tensor gate = mod.narrow(2, 2, 1), shift = mod.narrow(2, 0, 1),
+                       scale = mod.narrow(2, 1, 1);
+      const std::string where = fmt::format("dim {} hint {}", dim, c10::toString(hint_type));
+
+      // The hint alone, in the plain path's order: bit for bit.
+      const at::Tensor hinted = x.clone();
+      fused::norm_modulate(hinted, {.hint = &hint, .hint_scale = &hint_scale}, 1e-6, at::kFloat);
+      const at::Tensor expected_hinted = x + hint * hint_scale;
+      EXPECT_TRUE(at::equal(hinted, expected_hinted)) << where;
+
+      // Hint, then the gated residual, then the modulated norm.
+      const at::Tensor fused_x = x.clone();
+      const at::Tensor out = fused::norm_modulate(fused_x,
+                                                  {.residual = &y,
+                                                   .gate = &gate,
+                                                   .shift = &shift,
+                                                   .scale = &scale,
+                                                   .frames = frames,
+                                                   .hint = &hint,
+                                                   .hint_scale = &hint_scale},
+                                                  1e-6, at::kFloat);
+      const at::Tensor plain_x = ops::gated_residual(expected_hinted, y, gate, frames);
+      EXPECT_LT((fused_x - plain_x).abs().max().item<double>(), 1e-5) << where;
+      EXPECT_LT((out - ops::layer_norm_modulate(plain_x, shift, scale, frames, 1e-6))
+                    .abs()
+                    .max()
+                    .item<double>(),
+                1e-4)
+          << where;
+
+      // No norm: x after the gated residual, and x in bf16.
+      const at::Tensor settled = x.clone();
+      const at::Tensor cast = fused::norm_modulate(
+          settled, {.residual = &y, .gate = &gate, .frames = frames, .normalise = false}, 1e-6,
+          at::kBFloat16);
+      const at::Tensor expected = ops::gated_residual(x, y, gate, frames);
+      EXPECT_LT((settled - expected).abs().max().item<double>(), 1e-5) << where;
+      EXPECT_TRUE(at::equal(cast, settled.to(at::kBFloat16))) << where;
+      EXPECT_THROW(
+          fused::norm_modulate(
+              x.clone(), {.shift = &shift, .scale = &scale, .frames = frames, .normalise = false},
+              1e-6, at::kFloat),
+          ConfigError)
+          << "modulation without a norm";
+    }
   }
 }
 
@@ -642,6 +706,31 @@ TEST(VaceFastPath, GraphReplayEqualsEager) {
       EXPECT_EQ(max_diff, 0.0) << "fp8 " << fp8 << " reuse " << reuse;
       EXPECT_GT(replayed.stats.graph_replays, replayed.stats.graph_eager_forwards)
           << "VACE steps replay";
+    }
+  }
+}
+
+// The VACE blocks on a side stream beside the DiT's layers (the default) give exactly what one
+// stream gives, eager and replayed from graphs, bf16 and FP8: the same kernels on the same
+// inputs, only ordered by events instead of by one stream.
+TEST(VaceFastPath, SideStreamEqualsOneStream) {
+  REQUIRE_CUDA();
+  const DitStream dit;
+  for (const bool fp8 : {false, true}) {
+    for (const bool graphs : {false, true}) {
+      const VaceRunResult beside = run_vace_stream(dit, true, fp8, graphs, false);
+      at::Tensor serial;
+      {
+        const ScopedEnv one_stream("LONGLIVE_VACE_STREAM", "serial");
+        serial = run_vace_stream(dit, true, fp8, graphs, false).latents;
+      }
+      ASSERT_TRUE(serial.isfinite().all().item<bool>());
+      EXPECT_TRUE(at::equal(beside.latents, serial))
+          << "fp8 " << fp8 << " graphs " << graphs
+          << ": max |side - serial| = " << (beside.latents - serial).abs().max();
+      if (graphs) {
+        EXPECT_GT(beside.stats.graph_replays, 0);
+      }
     }
   }
 }

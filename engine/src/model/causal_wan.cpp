@@ -4,9 +4,12 @@
 #include <fmt/ranges.h>
 
 #include <array>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "longlive/error.h"
 #include "longlive/profiler.h"
@@ -16,6 +19,7 @@
 #include "runtime/fa3_attention.h"
 #include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
+#include "runtime/side_stream.h"
 
 namespace longlive {
 namespace {
@@ -34,6 +38,14 @@ at::Tensor rope_inverse_frequencies(int64_t channels) {
 at::Tensor with_lora(const at::Tensor& y, const at::Tensor& x, const LoraSidePath* lora,
                      size_t layer, LoraSlot slot) {
   return lora ? lora->add(y, x, layer, slot) : y;
+}
+
+// Whether the fused loop runs the VACE blocks on a side stream: a CUDA device, no region timing
+// under way, and LONGLIVE_VACE_STREAM not "serial" (one stream, to compare).
+bool vace_beside_layers(const at::Device& device) {
+  if (!SideStream::usable(device) || RegionProfiler::active() != nullptr) return false;
+  const char* env = std::getenv("LONGLIVE_VACE_STREAM");
+  return env == nullptr || std::string_view(env) != "serial";
 }
 
 }  // namespace
@@ -508,9 +520,22 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   std::optional<RankRows> shard;
   if (ranks_) shard = rank_rows(x.size(1), h * w);
   at::Tensor hints;
+  // With the fused loop, the VACE blocks run on a side stream beside the DiT's layers (they need
+  // only the embedded input), each hint waited for where it is added. Not while regions are
+  // timed (their events would mix the two streams' work), nor with LONGLIVE_VACE_STREAM=serial.
+  // `vace_in` is declared before `side`: what the side stream reads lives until its join.
+  std::optional<VaceStart> vace_in;
+  std::unique_ptr<SideStream> side;
   if (args.vace_context.defined()) {
-    hints = vace_hints(x, e0, cross, args.vace_context, args.vace_hints, frames, h, w,
-                       shard ? &*shard : nullptr);
+    vace_in =
+        vace_start(x, args.vace_context, args.vace_hints, frames, h, w, shard ? &*shard : nullptr);
+    hints = vace_in->hints;
+    if (fused_ && !shard && vace_beside_layers(device_)) {
+      side = std::make_unique<SideStream>(device_);
+      side->run([&] { vace_blocks(*vace_in, e0, cross, frames, nullptr, side.get()); });
+    } else {
+      vace_blocks(*vace_in, e0, cross, frames, shard ? &*shard : nullptr, nullptr);
+    }
   } else if (args.vace_hints.defined()) {
     const std::vector<int64_t> expected = {vace_layout_.blocks(), x.size(1), config_.dim};
     if (args.vace_hints.sizes() != at::IntArrayRef(expected))
@@ -526,7 +551,7 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
     out = sharded_layers(x, e0, head_mod, args, kv, plan, cross, hints, *shard);
   } else if (fused_) {
     out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
-                       args.lora, args.kv_only);
+                       args.lora, args.kv_only, side.get());
   } else {
     out = plain_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
                        args.lora, args.kv_only);
@@ -606,10 +631,10 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
 // before_proj, then every VACE block runs as a DiT block without cache: self-attention over the
 // call's own tokens, RoPE frames counted from 0, the same timestep modulation, the text through
 // its own cross-attention K/V. Each block's after_proj gives its hint.
-at::Tensor CausalWanModel::vace_hints(const at::Tensor& x, const at::Tensor& e0,
-                                      const CrossAttnCache& cross, const at::Tensor& context,
-                                      const at::Tensor& out, int64_t frames, int64_t h, int64_t w,
-                                      const RankRows* shard) const {
+CausalWanModel::VaceStart CausalWanModel::vace_start(const at::Tensor& x, const at::Tensor& context,
+                                                     const at::Tensor& out, int64_t frames,
+                                                     int64_t h, int64_t w,
+                                                     const RankRows* shard) const {
   const auto& p = config_.patch;
   if (context.dim() != 4 || context.size(0) != vace_layout_.in_channels || context.size(1) < 1 ||
       context.size(2) != h * p[1] || context.size(3) != w * p[2]) {
@@ -626,61 +651,74 @@ at::Tensor CausalWanModel::vace_hints(const at::Tensor& x, const at::Tensor& e0,
                             fmt::join(out.sizes(), ", "), c10::toString(out.scalar_type()), blocks,
                             seq, config_.dim, c10::toString(dtype_)));
   // A sharded rank runs its rows of the blocks (row-wise maths; the self-attention gathers K/V):
-  // each row's frame modulation, its RoPE rows, its rows of the hints.
+  // its RoPE rows, its rows of the hints.
   const int64_t rows = shard ? shard->count : seq;
+  VaceStart start;
+  const ProfileScope scope("vace");
+  at::Tensor c = at::conv3d(context.unsqueeze(0).to(device_, dtype_), vace_patch_w_, vace_patch_b_,
+                            {p[0], p[1], p[2]});
+  c = c.flatten(2).transpose(1, 2).to(at::kFloat);  // [1, S', dim]
+  // Fewer tokens (reference images only) are zero-padded; more (references in front of a full
+  // block of frames) are cut to the call's tokens, dropping the last frames, as the reference
+  // (Scope's causal VACE) does.
+  if (c.size(1) < seq) c = at::constant_pad_nd(c, {0, 0, 0, seq - c.size(1)});
+  if (c.size(1) > seq) c = c.narrow(1, 0, seq);
+  if (shard) c = shard->mine(c, 1);
+  start.c = (shard ? shard->mine(x, 1) : x) +
+            project(c, vace_before_w_, vace_before_b_, vace_before8_).to(at::kFloat);
+  start.cos = rope_cos_sin(0, frames, h, w, false);
+  start.sin = rope_cos_sin(0, frames, h, w, true);
+  if (shard) {
+    start.cos = shard->mine(start.cos, 0);
+    start.sin = shard->mine(start.sin, 0);
+  }
+  if (dtype_ != at::kFloat && dtype_ != at::kDouble) {
+    start.cos = start.cos.to(at::kFloat);
+    start.sin = start.sin.to(at::kFloat);
+  }
+  start.hints = out.defined() ? (shard ? shard->mine(out, 1) : out)
+                              : at::empty({blocks, rows, config_.dim},
+                                          at::TensorOptions().dtype(dtype_).device(device_));
+  return start;
+}
+
+void CausalWanModel::vace_blocks(VaceStart& start, const at::Tensor& e0,
+                                 const CrossAttnCache& cross, int64_t frames, const RankRows* shard,
+                                 SideStream* side) const {
+  const int64_t rows = start.hints.size(1);
+  // The fused kernels attend the call's own tokens only: a sharded rank runs the plain blocks,
+  // each row with its frame's modulation.
+  const bool fused = fused_ && !shard;
   const at::Tensor e0_rows = shard ? e0.index_select(1, shard->frame_of_row) : e0;
   const int64_t row_frames = shard ? rows : frames;
-  at::Tensor c, cos, sin;
-  {
-    const ProfileScope scope("vace");
-    c = at::conv3d(context.unsqueeze(0).to(device_, dtype_), vace_patch_w_, vace_patch_b_,
-                   {p[0], p[1], p[2]});
-    c = c.flatten(2).transpose(1, 2).to(at::kFloat);  // [1, S', dim]
-    // Fewer tokens (reference images only) are zero-padded; more (references in front of a full
-    // block of frames) are cut to the call's tokens, dropping the last frames, as the reference
-    // (Scope's causal VACE) does.
-    if (c.size(1) < seq) c = at::constant_pad_nd(c, {0, 0, 0, seq - c.size(1)});
-    if (c.size(1) > seq) c = c.narrow(1, 0, seq);
-    if (shard) c = shard->mine(c, 1);
-    c = (shard ? shard->mine(x, 1) : x) +
-        project(c, vace_before_w_, vace_before_b_, vace_before8_).to(at::kFloat);
-    cos = rope_cos_sin(0, frames, h, w, false);
-    sin = rope_cos_sin(0, frames, h, w, true);
-    if (shard) {
-      cos = shard->mine(cos, 0);
-      sin = shard->mine(sin, 0);
-    }
-    if (dtype_ != at::kFloat && dtype_ != at::kDouble) {
-      cos = cos.to(at::kFloat);
-      sin = sin.to(at::kFloat);
-    }
-  }
-  const at::Tensor hints = out.defined()
-                               ? (shard ? shard->mine(out, 1) : out)
-                               : at::empty({blocks, rows, config_.dim},
-                                           at::TensorOptions().dtype(dtype_).device(device_));
-  // The fused kernels attend the call's own tokens only: a sharded rank runs the plain blocks.
-  const bool fused = fused_ && !shard;
   FusedResidual r;
-  if (fused) r.x = c.contiguous();
+  if (fused) r.x = start.c.contiguous();
+  at::Tensor c = start.c;
   for (size_t i = 0; i < vace_blocks_.size(); ++i) {
     const size_t cross_index = blocks_.size() + i;
     if (fused) {
-      fused_block(vace_blocks_[i], r, e0, cos, sin, nullptr, nullptr, -1, cross, cross_index,
-                  frames, nullptr);
-      r.settle(frames);  // the hint reads the block's output
-      c = r.x;
+      fused_block(vace_blocks_[i], r, e0, start.cos, start.sin, nullptr, nullptr, -1, cross,
+                  cross_index, frames, nullptr);
+      // The hint reads the block's output: the pending FFN residual is added to x and x comes
+      // out in the compute dtype, the projection's input, in one pass.
+      fused::NormInputs settle{.frames = frames, .normalise = false};
+      const FusedResidual::Pending pending = r.take();
+      pending.add_to(settle);
+      const ProfileScope scope("norm_modulate");
+      c = fused::norm_modulate(r.x, settle, config_.eps, dtype_);
     } else {
-      c = plain_block(vace_blocks_[i], c, e0_rows, cos, sin, nullptr, nullptr, -1, cross,
-                      cross_index, row_frames, nullptr, shard ? shard->total : 0);
+      c = plain_block(vace_blocks_[i], c, e0_rows, start.cos, start.sin, nullptr, nullptr, -1,
+                      cross, cross_index, row_frames, nullptr, shard ? shard->total : 0);
     }
-    const ProfileScope scope("gemm");
-    const auto n = static_cast<int64_t>(i);
-    hints[n].copy_(project(c, vace_after_w_[i], vace_after_b_[i],
-                           i < vace_after8_.size() ? vace_after8_[i] : ops::Fp8Weight{})
-                       .view({rows, config_.dim}));
+    {
+      const ProfileScope scope("gemm");
+      const auto n = static_cast<int64_t>(i);
+      start.hints[n].copy_(project(c, vace_after_w_[i], vace_after_b_[i],
+                                   i < vace_after8_.size() ? vace_after8_[i] : ops::Fp8Weight{})
+                               .view({rows, config_.dim}));
+    }
+    if (side) side->mark();
   }
-  return hints;
 }
 
 at::Tensor CausalWanModel::plain_layers(at::Tensor x, const at::Tensor& e0,
@@ -738,14 +776,20 @@ at::Tensor CausalWanModel::project(const at::Tensor& x, const at::Tensor& w, con
   return w8.defined() ? ops::linear_fp8(x, w8, b, dtype_) : ops::linear(x, w, b);
 }
 
-void CausalWanModel::FusedResidual::settle(int64_t frames) {
-  if (!pending.defined()) return;
-  // x += pending * gate in place (the product promotes to float32: one pass fewer than
-  // ops::gated_residual's copy).
-  const int64_t d = x.size(-1);
-  x.add_((pending.view({x.size(0), frames, -1, d}) * pending_gate).view({x.size(0), -1, d}));
-  pending = at::Tensor();
-  pending_gate = at::Tensor();
+CausalWanModel::FusedResidual::Pending CausalWanModel::FusedResidual::take() {
+  return {std::exchange(pending, {}), std::exchange(pending_gate, {}), std::exchange(hint, {}),
+          std::exchange(hint_scale, {})};
+}
+
+void CausalWanModel::FusedResidual::Pending::add_to(fused::NormInputs& in) const {
+  if (ffn.defined()) {
+    in.residual = &ffn;
+    in.gate = &gate;
+  }
+  if (hint.defined()) {
+    in.hint = &hint;
+    in.hint_scale = &hint_scale;
+  }
 }
 
 // One layer of the fused loop (see fused_layers). The previous layer's FFN output is added by
@@ -779,10 +823,8 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
                    c3 = mod.narrow(2, 3, 1), c4 = mod.narrow(2, 4, 1);
 
   fused::NormInputs pre{.shift = &c0, .scale = &c1, .frames = frames};
-  if (r.pending.defined()) {
-    pre.residual = &r.pending;
-    pre.gate = &r.pending_gate;
-  }
+  const FusedResidual::Pending pending = r.take();
+  pending.add_to(pre);
   at::Tensor hidden = norm(pre);
 
   // Self-attention: one QKV GEMM, q/k normalised and rotated straight out of its output.
@@ -907,7 +949,7 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
                                         int64_t frames, const at::Tensor& hints,
                                         const at::Tensor& hint_scale, const LoraSidePath* lora,
-                                        bool kv_only) const {
+                                        bool kv_only, const SideStream* hints_on) const {
   FusedResidual r;
   r.x = x.contiguous();
   for (size_t layer = 0; layer < blocks_.size(); ++layer) {
@@ -916,19 +958,18 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
                 layer, frames, lora, kv_only && last);
     if (kv_only && last) return {};  // the last layer's K/V are written: nothing else is read
     if (const int64_t hint = hint_of_layer_[layer]; hints.defined() && hint >= 0) {
-      // The hint belongs after this layer's FFN residual, which stays deferred to the next norm
-      // kernel: x + gate * ffn + scale * hint in another order (float32 rounding), without a
-      // separate residual pass.
-      const ProfileScope scope("vace");
-      r.x.add_(hints[hint] * hint_scale);
+      // The hint belongs after this layer's FFN residual; both stay pending for the next norm
+      // kernel, which adds the hint and then the FFN output (the plain loop adds them the other
+      // way round: float32 rounding apart, the same), with no pass of its own.
+      if (hints_on) hints_on->wait(static_cast<size_t>(hint));
+      r.hint = hints[hint];
+      r.hint_scale = hint_scale;
     }
   }
   const at::Tensor shift = head_mod.narrow(2, 0, 1), scale = head_mod.narrow(2, 1, 1);
   fused::NormInputs head{.shift = &shift, .scale = &scale, .frames = frames};
-  if (r.pending.defined()) {
-    head.residual = &r.pending;
-    head.gate = &r.pending_gate;
-  }
+  const FusedResidual::Pending pending = r.take();
+  pending.add_to(head);
   const ProfileScope scope("norm_modulate");
   return fused::norm_modulate(r.x, head, config_.eps, dtype_);
 }

@@ -17,6 +17,8 @@
 #include "model/lora_side_path.h"
 #include "model/ops.h"
 #include "model/vace.h"
+#include "runtime/fused_ops.h"
+#include "runtime/side_stream.h"
 
 namespace longlive {
 
@@ -177,11 +179,17 @@ class CausalWanModel {
                             const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
                             const KvCache::Plan* plan, const LoraSidePath* lora,
                             int64_t gather_total = 0, bool kv_only = false) const;
-  // The residual stream of the fused loop: x (float32, updated in place) and the last FFN output
-  // with its gate, not yet added (the next norm kernel adds it).
+  // The residual stream of the fused loop: x (float32, updated in place), the last FFN output
+  // with its gate and a VACE hint with its scale, not yet added (the next norm kernel adds
+  // them).
   struct FusedResidual {
-    at::Tensor x, pending, pending_gate;
-    void settle(int64_t frames);  // adds the pending FFN output now
+    // What is not yet added, taken out by the norm kernel that adds it.
+    struct Pending {
+      at::Tensor ffn, gate, hint, hint_scale;
+      void add_to(fused::NormInputs& in) const;  // points `in` at these tensors
+    };
+    at::Tensor x, pending, pending_gate, hint, hint_scale;
+    Pending take();
   };
   // One block on the fused kernels (FP8 linears when the block has FP8 copies): `layer` indexes
   // the KV cache and the style LoRAs; kv == nullptr: self-attention over the block's own tokens
@@ -200,13 +208,21 @@ class CausalWanModel {
                          int64_t layer, const CrossAttnCache& cross, size_t cross_index,
                          int64_t frames, const LoraSidePath* lora, int64_t gather_total = 0,
                          bool kv_only = false) const;
+  // What the VACE blocks of one call start from: block 0's input (the embedded context mixed
+  // into the DiT's input), the RoPE tables of the call's own frames, and the hint buffer.
+  struct VaceStart {
+    at::Tensor c, cos, sin, hints;
+  };
   // The hints of one call: [blocks, S, dim] in hint_dtype(), written into `out` when defined.
   // x: the patch-embedded input [1, S, dim] float32. With `shard` (sharded()) only this rank's
   // rows are computed (the blocks gather K/V for their self-attention): [blocks, rows, dim],
-  // written into those rows of `out` when defined.
-  at::Tensor vace_hints(const at::Tensor& x, const at::Tensor& e0, const CrossAttnCache& cross,
-                        const at::Tensor& context, const at::Tensor& out, int64_t frames, int64_t h,
-                        int64_t w, const RankRows* shard = nullptr) const;
+  // written into those rows of `out` when defined. vace_start() runs the embedding on the
+  // current stream; vace_blocks() the blocks, recording a mark on `side` after each hint when
+  // given (fused path only: the blocks then run on the side stream, beside the layers).
+  VaceStart vace_start(const at::Tensor& x, const at::Tensor& context, const at::Tensor& out,
+                       int64_t frames, int64_t h, int64_t w, const RankRows* shard) const;
+  void vace_blocks(VaceStart& start, const at::Tensor& e0, const CrossAttnCache& cross,
+                   int64_t frames, const RankRows* shard, SideStream* side) const;
   // The transformer blocks and the head's modulated norm: [1, S, dim] float32 -> [1, S, dim]
   // ready for the head projection. Plain ATen ops, or the fused kernels. `kv_only`: the last
   // layer stops after its K/V and the result is undefined (ForwardArgs::kv_only).
@@ -217,11 +233,13 @@ class CausalWanModel {
                           const LoraSidePath* lora, bool kv_only = false) const;
   // The fused-kernel layer loop (same maths as the plain loop in forward()). `kv_only`: the
   // last layer stops after its K/V and the result is undefined (ForwardArgs::kv_only).
+  // `hints_on`: the side stream writing the hints (mark N = hint N), waited for before each use.
   at::Tensor fused_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
                           const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
                           const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
                           const at::Tensor& hints, const at::Tensor& hint_scale,
-                          const LoraSidePath* lora, bool kv_only = false) const;
+                          const LoraSidePath* lora, bool kv_only = false,
+                          const SideStream* hints_on = nullptr) const;
   // sharded(): this rank's rows of plain_layers() and the head, then every rank's rows gathered:
   // x [1, S, dim] float32 (the whole block) -> the head's output [1, S, C*patch] float32.
   // `hints`: this rank's rows already.

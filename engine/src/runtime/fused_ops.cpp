@@ -115,6 +115,21 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
     a.weight = in.weight->data_ptr<float>();
     a.bias = in.bias->data_ptr<float>();
   }
+  require((in.hint == nullptr) == (in.hint_scale == nullptr), "hint and hint_scale come together");
+  if (in.hint) {
+    require(in.hint->is_contiguous() && in.hint->numel() == x.numel() &&
+                in.hint->device() == x.device(),
+            "hint must be contiguous, with x's shape and device");
+    require(in.hint_scale->scalar_type() == at::kFloat && in.hint_scale->numel() == 1 &&
+                in.hint_scale->device() == x.device(),
+            "hint_scale must be one float32 value on x's device");
+    a.hint = in.hint->data_ptr();
+    a.hint_type = elem_type(*in.hint, "hint");
+    a.hint_scale = in.hint_scale->data_ptr<float>();
+  }
+  a.normalize = in.normalise;
+  require(in.normalise || (in.shift == nullptr && in.weight == nullptr),
+          "without the LayerNorm there is nothing to modulate");
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(out_dtype));
   a.out = out.data_ptr();
   a.out_type = elem_type(out, "output");

@@ -23,10 +23,18 @@ struct NormInputs {
   const at::Tensor* weight = nullptr;  // or affine LayerNorm: norm * weight + bias ([D] float32)
   const at::Tensor* bias = nullptr;
   int64_t frames = 1;  // S = frames * tokens per frame
+  // A VACE hint ([S, D] or [1, S, D] contiguous, any float dtype), added before the residual:
+  // x += hint * hint_scale ([1] float32 on the device), as x.add_(hint * hint_scale) rounds.
+  const at::Tensor* hint = nullptr;
+  const at::Tensor* hint_scale = nullptr;
+  // false: no LayerNorm, the result is x after the adds in `out_dtype` (shift, scale, weight
+  // and bias must be absent).
+  bool normalise = true;
 };
 
-// x: [1, S, D] float32 contiguous, updated in place when `in.residual` is set. Returns the
-// normalised (and modulated) rows in `out_dtype`, [1, S, D].
+// x: [1, S, D] float32 contiguous, updated in place when `in.residual` or `in.hint` is set.
+// Returns the normalised (and modulated) rows in `out_dtype`, [1, S, D] (with `normalise`
+// false: x itself in `out_dtype`).
 at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
                          at::ScalarType out_dtype);
 
