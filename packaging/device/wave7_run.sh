@@ -7,7 +7,7 @@
 # for both (VACE overhead against the same backend, the encoder in both layouts). Most important
 # first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 balanced_blockrows
 # turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn attention vace_balanced
-# vace_turbo_fp8). Results under $OUT.
+# vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
@@ -25,7 +25,7 @@ fi
 echo "built ($(elapsed))"
 if want tests; then
   timeout 150 $b/tests/test_model \
-    --gtest_filter='Fa3Attention.*:AttentionBackend*:FastPath*:FusedKernels.*:CudaGraphs.GraphPath*:KvOnlyForward.*' \
+    --gtest_filter='Fa3Attention.*:AttentionBackend*:FastPath*:FusedKernels.*:CudaGraphs.GraphPath*:KvOnlyForward.*:VaceFastPath.*' \
     >"$out/tests.log" 2>&1
   echo "tests rc=$? ($(elapsed))"
   grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure" "$out/tests.log" | tail -12
@@ -73,12 +73,17 @@ if want attention; then
   echo "== attention table rc=$? ($(elapsed))"
   grep -E "^\| " /tmp/attention.log
 fi
-for p in balanced turbo_fp8; do
-  want "vace_$p" || continue
-  timeout 240 $b/app/longlive bench --preset "$p" --random full --blocks 20 --warmup 3 \
-    --profile-blocks 0 --vace --vace-drift-blocks 6 --json "$out/vace_$p.json" \
-    >"/tmp/vace_$p.log" 2>&1
-  echo "== $p --vace rc=$? ($(elapsed))"
-  grep -E "steady|vace|encode|fallback|error|warn|failed" "/tmp/vace_$p.log" | tail -30
-  cat "/tmp/vace_$p.log" >>"$out/bench.log"
+# vace_*_serial: the VACE blocks on the DiT's stream (LONGLIVE_VACE_STREAM=serial) rather than on
+# a side stream beside its layers (the default).
+for run in balanced balanced_serial turbo_fp8 turbo_fp8_serial; do
+  want "vace_$run" || continue
+  p=$run
+  env=()
+  [ "${run%_serial}" != "$run" ] && { p=${run%_serial}; env=(LONGLIVE_VACE_STREAM=serial); }
+  env "${env[@]}" timeout 240 $b/app/longlive bench --preset "$p" --random full --blocks 20 \
+    --warmup 3 --profile-blocks 0 --vace --vace-drift-blocks 6 --json "$out/vace_$run.json" \
+    >"/tmp/vace_$run.log" 2>&1
+  echo "== $run --vace rc=$? ($(elapsed))"
+  grep -E "steady|vace|encode|fallback|error|warn|failed" "/tmp/vace_$run.log" | tail -30
+  cat "/tmp/vace_$run.log" >>"$out/bench.log"
 done
