@@ -21,6 +21,7 @@
 
 #include "engine_support.h"
 #include "fixtures.h"
+#include "log_capture.h"
 #include "longlive/decoder.h"
 #include "longlive/engine.h"
 #include "longlive/performance.h"
@@ -28,6 +29,7 @@
 #include "longlive/taehv.h"
 #include "longlive/wan_vae.h"
 #include "longlive/weights.h"
+#include "scoped_env.h"
 
 #ifdef LONGLIVE_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -410,17 +412,22 @@ struct FaultReports {
   }
 };
 
-// An engine on the tiny model started with one fault hook set (`variable`=`value`, read once
-// when its worker starts), after it reported the fault (or gave up waiting: the caller checks
-// its state).
+// An engine (the tiny model at 64x64 unless told) started with one fault hook set
+// (`variable`=`value`, read once when its worker starts), after it reported the fault (or gave
+// up waiting: the caller checks its state).
 std::unique_ptr<Engine> start_until_fault(const char* variable, const char* value, FrameSink& sink,
-                                          FaultReports& reports) {
-  EXPECT_EQ(setenv(variable, value, 1), 0);
+                                          FaultReports& reports,
+                                          const ModelSpec& model = kTinyModel, int height = 64,
+                                          int width = 64) {
+  const ScopedEnv hook(variable, value);
   auto engine =
-      std::make_unique<Engine>(kTinyModel, test_preset(), reports.callbacks(sink), 64, 64);
+      std::make_unique<Engine>(model, test_preset(), reports.callbacks(sink), height, width);
   engine->start("a red fox", 7);
-  wait_for([&] { return engine->stats().state == "error"; });
-  unsetenv(variable);
+  // The state turns to "error" just before on_error is called: both, or the count is racy.
+  wait_for([&] {
+    std::lock_guard l(reports.m);
+    return !reports.errors.empty() && engine->stats().state == "error";
+  });
   return engine;
 }
 
@@ -475,6 +482,96 @@ TEST(EngineFaults, OutOfMemoryIsReportedKeepsEarlierFramesAndTheEngineRestarts) 
     engine->stop();
     std::lock_guard l(reports.m);
     EXPECT_EQ(errors.size(), 1u);
+  }
+}
+
+// Running out of GPU memory for real (LONGLIVE_CAP_GPU_MEMORY): the caching allocator is capped at
+// what the tensors on the device take plus a margin, at load, before the first block and
+// mid-stream, so the allocator itself throws c10::OutOfMemoryError where the engine next needs
+// more. The tiny model at 480x832: building a session decodes a warm-up block and every block is
+// decoded, hundreds of MiB of TAEHV activations at that size, far past the margins (which are
+// also below the allocator's 20 MiB segments for requests of 1 to 10 MiB). The user gets what
+// the injected error gives (one message, earlier frames, a restart); the cap is lifted once the
+// error is reported (the user freed memory), so the same engine starts again.
+TEST(EngineFaults, ARealOutOfMemoryOnACappedGpuIsReportedKeepsEarlierFramesAndTheEngineRestarts) {
+  if (!at::hasCUDA())
+    GTEST_SKIP() << "no CUDA device: a real out-of-memory is tested on the GPU box";
+  struct Case {
+    const char* cap;
+    int64_t block;         // where it fails; -1: at load
+    size_t frames_before;  // delivered before the failure: blocks 0..N-1 (9 + 12 per block)
+  };
+  for (const Case c :
+       {Case{"load:64", -1, 0}, Case{"block:0:16", 0, 0}, Case{"block:3:16", 3, 9 + 2 * 12}}) {
+    SCOPED_TRACE(c.cap);
+    FrameSink sink;
+    FaultReports reports;
+    const auto engine =
+        start_until_fault("LONGLIVE_CAP_GPU_MEMORY", c.cap, sink, reports, kTinyModel, 480, 832);
+    const EngineStats failed = engine->stats();
+    ASSERT_EQ(failed.state, "error");
+    const std::vector<std::string>& errors = reports.errors;
+    {
+      std::lock_guard l(reports.m);
+      ASSERT_EQ(errors.size(), 1u);
+      EXPECT_NE(errors[0].find("out of GPU memory: try the low_memory preset"), std::string::npos)
+          << errors[0];
+      EXPECT_NE(errors[0].find("Tried to allocate"), std::string::npos)
+          << "the caching allocator's own message: " << errors[0];
+      EXPECT_EQ(errors[0].find("injected"), std::string::npos) << errors[0];
+      EXPECT_EQ(errors[0].find("Exception raised from"), std::string::npos)
+          << "no C++ backtrace in the user's message: " << errors[0];
+    }
+    if (c.block < 0) {
+      EXPECT_EQ(failed.device, "") << "a video started: the cap did not fail the load";
+    } else {
+      EXPECT_EQ(failed.blocks, c.block) << "the blocks before the capped one completed, not it";
+    }
+    expect_frames_in_order_and_clear(sink, c.frames_before);
+    engine->start("a red fox", 7);  // the same preset: the memory is back
+    ASSERT_TRUE(sink.wait_for_frames(21));
+    EXPECT_EQ(engine->stats().state, "running");
+    engine->stop();
+    std::lock_guard l(reports.m);
+    EXPECT_EQ(errors.size(), 1u);
+  }
+}
+
+// LONGLIVE_CAP_GPU_MEMORY where it cannot apply: a malformed value is ignored with a warning that
+// names the variable and the forms it takes; a well-formed one on a CPU engine is ignored with a
+// warning (no caching allocator to cap), and the video runs past the block it named.
+TEST(EngineFaults, AGpuMemoryCapIsIgnoredWhenMalformedOrOnTheCpu) {
+  const ModelSpec cpu_model = tiny_model(at::Device(at::kCPU));
+  for (const char* value :
+       {"load", "load:", "load:-1", "load:64x", "load:99999999999999999999", "block:3",
+        "block:3:", "block::16", "block:x:16", "block:-1:16", "block:3:16:1", "oom"}) {
+    SCOPED_TRACE(value);
+    const LogCapture log;
+    const ScopedEnv hook("LONGLIVE_CAP_GPU_MEMORY", value);
+    const Engine engine(cpu_model, test_preset(), {}, 64, 64);  // its worker reads the hook
+    EXPECT_TRUE(wait_for([&] {
+      return log.has(std::string("LONGLIVE_CAP_GPU_MEMORY='") + value +
+                     "' ignored: expected 'load:MiB' or 'block:N:MiB'");
+    }));
+  }
+  for (const char* value : {"load:0", "block:1:0"}) {
+    SCOPED_TRACE(value);
+    const LogCapture log;
+    FrameSink sink;
+    FaultReports reports;
+    {
+      const ScopedEnv hook("LONGLIVE_CAP_GPU_MEMORY", value);
+      Engine engine(cpu_model, test_preset(), reports.callbacks(sink), 64, 64);
+      engine.start("a red fox", 7);
+      ASSERT_TRUE(sink.wait_for_frames(9 + 2 * 12));  // blocks 0..2
+      EXPECT_EQ(engine.stats().state, "running");
+      engine.stop();
+    }
+    EXPECT_TRUE(log.has(std::string("LONGLIVE_CAP_GPU_MEMORY=") + value +
+                        " ignored: this engine runs on cpu, not a CUDA device"));
+    EXPECT_FALSE(log.has("capped"));
+    std::lock_guard l(reports.m);
+    EXPECT_TRUE(reports.errors.empty()) << reports.errors.front();
   }
 }
 

@@ -9,10 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <utility>
 
 #include "longlive/async_decoder.h"
@@ -24,6 +27,7 @@
 #include "longlive/log.h"
 #include "longlive/profiler.h"
 #include "longlive/text_encoder.h"
+#include "runtime/gpu_memory_cap.h"
 
 namespace longlive {
 namespace {
@@ -59,6 +63,59 @@ std::optional<InjectedOom> injected_oom_from_env() {
   }
   log::warn("LONGLIVE_INJECT_OOM={}: this engine will fake running out of GPU memory once", v);
   return oom;
+}
+
+// A whole non-negative decimal number ("12", not "", "-1", "12x" or one past int64_t).
+std::optional<int64_t> count_of(std::string_view text) {
+  int64_t n = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || n < 0)
+    return std::nullopt;
+  return n;
+}
+
+// Test hook for a real out-of-memory on a GPU: LONGLIVE_CAP_GPU_MEMORY=load:MiB (when a session
+// is built) or block:N:MiB (before block N of a video) caps LibTorch's CUDA caching allocator at
+// what the tensors on the device take at that moment plus MiB (GpuMemoryCap), once per engine,
+// so the allocator itself throws where the engine next needs more. Only a CUDA engine is capped.
+struct GpuMemoryCapHook {
+  bool at_load = false;
+  int64_t at_block = -1;
+  int64_t headroom_mib = 0;
+};
+
+std::optional<GpuMemoryCapHook> gpu_memory_cap_from_env(at::Device device) {
+  const char* value = std::getenv("LONGLIVE_CAP_GPU_MEMORY");
+  if (!value || !*value) return std::nullopt;
+  const std::string v = value;
+  const std::string_view text = v;
+  std::optional<GpuMemoryCapHook> hook;
+  if (text.rfind("load:", 0) == 0) {
+    if (const auto mib = count_of(text.substr(5)))
+      hook = GpuMemoryCapHook{.at_load = true, .headroom_mib = *mib};
+  } else if (text.rfind("block:", 0) == 0) {
+    const std::string_view rest = text.substr(6);
+    const size_t colon = rest.find(':');
+    const auto block = count_of(rest.substr(0, colon));
+    const auto mib =
+        colon == std::string_view::npos ? std::nullopt : count_of(rest.substr(colon + 1));
+    if (block && mib) hook = GpuMemoryCapHook{.at_block = *block, .headroom_mib = *mib};
+  }
+  constexpr int64_t kMaxMib = int64_t{1} << 40;  // MiB << 20 stays an int64_t
+  if (!hook || hook->headroom_mib > kMaxMib) {
+    log::warn(
+        "LONGLIVE_CAP_GPU_MEMORY='{}' ignored: expected 'load:MiB' or 'block:N:MiB' (MiB: the GPU "
+        "memory allowed above what is allocated at that point)",
+        v);
+    return std::nullopt;
+  }
+  if (!device.is_cuda()) {
+    log::warn("LONGLIVE_CAP_GPU_MEMORY={} ignored: this engine runs on {}, not a CUDA device", v,
+              device.str());
+    return std::nullopt;
+  }
+  log::warn("LONGLIVE_CAP_GPU_MEMORY={}: this engine will cap its GPU memory once", v);
+  return hook;
 }
 
 // Test hook for a decode that fails (a CPU's decoder does not): LONGLIVE_INJECT_DECODE_FAILURE=
@@ -359,6 +416,15 @@ void Engine::run() {
   Performance& perf = *performance_;
   std::optional<InjectedOom> injected_oom = injected_oom_from_env();
   std::optional<int64_t> injected_decode_failure = injected_decode_failure_from_env();
+  std::optional<GpuMemoryCapHook> cap_hook = gpu_memory_cap_from_env(perf.factory().device());
+  GpuMemoryCap gpu_memory_cap;  // lifted at the latest when the worker ends
+  auto cap_gpu_memory = [&](at::Device device, const std::string& where) {
+    const int64_t mib = cap_hook->headroom_mib;
+    cap_hook.reset();
+    const GpuMemoryCap::Applied cap = gpu_memory_cap.apply(device, mib << 20);
+    log::warn("LONGLIVE_CAP_GPU_MEMORY: {} capped {}: {} MiB allowed ({} MiB allocated + {} MiB)",
+              device.str(), where, cap.allowed_bytes >> 20, cap.allocated_bytes >> 20, mib);
+  };
   // A cut or transition marks the next block for the latency plot and the switch latency.
   Clock::time_point switch_issued{};
   int64_t abandoned_block = -1;  // the last block index given up (never twice in a row)
@@ -427,6 +493,8 @@ void Engine::run() {
           injected_oom.reset();
           throw_injected_oom("at load");
         }
+        if (cap_hook && cap_hook->at_load && !perf.session())
+          cap_gpu_memory(perf.factory().device(), "at load");
         perf.apply(e, presets);
         first_after_switch = false;
         preset_marker.clear();
@@ -586,6 +654,8 @@ void Engine::run() {
         injected_oom.reset();
         throw_injected_oom(fmt::format("before block {}", block));
       }
+      if (cap_hook && cap_hook->at_block == block)
+        cap_gpu_memory(session.device, fmt::format("before block {}", block));
       // Generate block k (regions profiled on the compute stream), queue its decode on the decode
       // stream, hand out block k-1's frames (decoded while block k ran), then wait for block k so
       // the next commands apply to block k+1.
@@ -732,6 +802,16 @@ void Engine::run() {
       }
       if (callbacks_.on_error) callbacks_.on_error(message);
       publish(nullptr);
+      if (gpu_memory_cap.active()) {
+        // Stands for the user freeing GPU memory (closing another program) after reading the
+        // error: the restart that follows has the device's memory again.
+        try {
+          gpu_memory_cap.lift();
+          log::warn("LONGLIVE_CAP_GPU_MEMORY: the GPU memory cap is lifted after the error");
+        } catch (const std::exception& lift_error) {
+          log::warn("LONGLIVE_CAP_GPU_MEMORY: the cap could not be lifted ({})", lift_error.what());
+        }
+      }
     }
   }
 }
