@@ -89,6 +89,10 @@ std::optional<at::Tensor> try_backend(std::atomic<bool>& refused, const char* na
   if (refused.load(std::memory_order_relaxed)) return std::nullopt;
   try {
     return call();
+  } catch (const c10::OutOfMemoryError&) {
+    throw;  // not the backend's fault: the engine reports it (low_memory), the backend stays on
+  } catch (const OutOfMemoryError&) {
+    throw;
   } catch (const c10::Error& e) {
     if (capturing(q)) throw;
     refused = true;
