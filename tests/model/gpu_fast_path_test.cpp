@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #ifdef LONGLIVE_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
@@ -509,6 +510,32 @@ TEST(DedicatedStream, NeverOneOfThePoolsStreams) {
   // A device without an index ("cuda") is the current one.
   const DedicatedStream current(-1, false);
   EXPECT_EQ(current.get().device_index(), c10::cuda::current_device());
+#else
+  GTEST_SKIP() << "a build without CUDA";
+#endif
+}
+
+// A tensor used on a DedicatedStream (recordStream) may be freed after the stream's owner is
+// gone: the allocator then records an event on that stream, which must still exist (on a
+// destroyed stream this failed inside the tensor's destructor and ended the process: the faults
+// test on the H100, 2026-12-05). And two owners alive at once never share a stream.
+TEST(DedicatedStream, OutlivesItsOwnerForTensorsUsedOnIt) {
+#ifdef LONGLIVE_WITH_CUDA
+  REQUIRE_CUDA();
+  at::Tensor used;
+  cudaStream_t raw = nullptr;
+  {
+    const DedicatedStream owner(0, true);
+    raw = owner.get().stream();
+    used = at::ones({1 << 20}, cuda(at::kFloat));
+    const c10::cuda::CUDAStreamGuard on(owner.get());
+    used.mul_(2);
+    c10::cuda::CUDACachingAllocator::recordStream(used.storage().data_ptr(), owner.get());
+  }
+  EXPECT_NO_THROW(used = at::Tensor()) << "freed after its stream's owner";
+  EXPECT_EQ(cudaStreamQuery(raw), cudaSuccess) << "the stream still exists";
+  const DedicatedStream a(0, true), b(0, true);
+  EXPECT_NE(a.get(), b.get());
 #else
   GTEST_SKIP() << "a build without CUDA";
 #endif

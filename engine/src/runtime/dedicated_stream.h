@@ -4,7 +4,9 @@
 // share it: a thread encoding the next block's inputs ahead launched onto the stream a CUDA
 // graph was being captured on, which invalidated the capture and failed the encode
 // (cudaErrorStreamCaptureUnsupported; bench --vace on an H100, 2026-12-05). Graph captures, the
-// decoder and work on threads of its own each keep one of these for their lifetime.
+// decoder and work on threads of its own each keep one of these for their lifetime. The stream
+// itself outlives its owner: handed back to a free list, not destroyed (dedicated_stream.cpp
+// says why), so one owner at a time, but the same stream may serve a later owner.
 #ifdef LONGLIVE_WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
@@ -22,6 +24,7 @@ class DedicatedStream {
 
  private:
   c10::DeviceIndex device_;
+  bool high_priority_;
   cudaStream_t stream_ = nullptr;
 };
 
