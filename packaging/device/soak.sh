@@ -7,7 +7,8 @@
 # and peak) and the block times (p50/p99); the run fails (exit 3) if the GPU memory's peaks grow
 # more than 2 % over the warm-up's, or RSS, fds or threads grow. Lines in $OUT/soak.jsonl.
 #   packaging/device/soak.sh        (SOAK_MINUTES, SOAK_WARMUP_MINUTES, SOAK_PRESETS override;
-#                                   SOAK_ARGS adds soak options, e.g. --kernel-sample-every 0)
+#                                   SOAK_ARGS adds soak options, e.g. --kernel-sample-every 30:
+#                                   CUPTI kernel samples, off by default as in the studio)
 # SOAK_MINUTES=0 only builds: with a 10-minute limit per command, build in one call and soak in
 # the next (the build folder stays on a warm machine; the second call's build is a no-op).
 . packaging/device/common.sh
