@@ -11,6 +11,7 @@
 #                                   CUPTI kernel samples, off by default as in the studio)
 # SOAK_MINUTES=0 only builds: with a 10-minute limit per command, build in one call and soak in
 # the next (the build folder stays on a warm machine; the second call's build is a no-op).
+[ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz  # the snapshot's FA3 sources
 . packaging/device/common.sh
 device_build "longlive"
 [ "${SOAK_MINUTES:-10}" = 0 ] && { echo "built; soak not run (SOAK_MINUTES=0)"; exit 0; }
