@@ -440,6 +440,17 @@ void expect_frames_in_order_and_clear(FrameSink& sink, size_t count) {
   sink.frames.clear();
 }
 
+// After a fault: the same engine starts again (a person pressing Start), delivers a block, and
+// reports nothing new.
+void expect_it_starts_again(Engine& engine, FrameSink& sink, FaultReports& reports) {
+  engine.start("a red fox", 7);
+  ASSERT_TRUE(sink.wait_for_frames(21));
+  EXPECT_EQ(engine.stats().state, "running");
+  engine.stop();
+  std::lock_guard l(reports.m);
+  EXPECT_EQ(reports.errors.size(), 1u);
+}
+
 // Live decoder by preset: `decoder: wan` uses the folder's Wan VAE, and falls back to TAEHV
 // (which every model folder has) when the VAE is missing.
 // Running out of GPU memory, faked on the CPU (LONGLIVE_INJECT_OOM): at load, before the first
@@ -475,13 +486,8 @@ TEST(EngineFaults, OutOfMemoryIsReportedKeepsEarlierFramesAndTheEngineRestarts) 
     Preset low = test_preset();
     low.name = "low_memory";
     engine->set_preset(low);
-    engine->start("a red fox", 7);
-    ASSERT_TRUE(sink.wait_for_frames(21));
-    EXPECT_EQ(engine->stats().state, "running");
+    expect_it_starts_again(*engine, sink, reports);
     EXPECT_EQ(engine->stats().preset, "low_memory");
-    engine->stop();
-    std::lock_guard l(reports.m);
-    EXPECT_EQ(errors.size(), 1u);
   }
 }
 
@@ -528,12 +534,7 @@ TEST(EngineFaults, ARealOutOfMemoryOnACappedGpuIsReportedKeepsEarlierFramesAndTh
       EXPECT_EQ(failed.blocks, c.block) << "the blocks before the capped one completed, not it";
     }
     expect_frames_in_order_and_clear(sink, c.frames_before);
-    engine->start("a red fox", 7);  // the same preset: the memory is back
-    ASSERT_TRUE(sink.wait_for_frames(21));
-    EXPECT_EQ(engine->stats().state, "running");
-    engine->stop();
-    std::lock_guard l(reports.m);
-    EXPECT_EQ(errors.size(), 1u);
+    expect_it_starts_again(*engine, sink, reports);  // the same preset: the memory is back
   }
 }
 
@@ -602,12 +603,7 @@ TEST(EngineFaults, ADecodeThatFailsIsReportedKeepsEarlierFramesAndTheEngineResta
       EXPECT_EQ(reports.timeline_blocks, c.block + 1) << "the failed block was generated";
     }
     expect_frames_in_order_and_clear(sink, c.frames_before);
-    engine->start("a red fox", 7);  // the same preset: nothing else to change
-    ASSERT_TRUE(sink.wait_for_frames(21));
-    EXPECT_EQ(engine->stats().state, "running");
-    engine->stop();
-    std::lock_guard l(reports.m);
-    EXPECT_EQ(errors.size(), 1u);
+    expect_it_starts_again(*engine, sink, reports);  // the same preset: nothing else to change
   }
 }
 

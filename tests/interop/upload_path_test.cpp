@@ -5,11 +5,11 @@
 
 #include <ATen/ATen.h>
 
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "cuda_gl_uploader.h"
+#include "log_capture.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "upload_path.h"
@@ -23,25 +23,7 @@ std::shared_ptr<CUevent_st> fake_event() {
   return {reinterpret_cast<CUevent_st*>(&token), [](CUevent_st*) {}};
 }
 
-// Warnings logged while it lives.
-class LogCapture {
- public:
-  LogCapture() {
-    log::set_callback([this](log::Level level, std::string_view message) {
-      std::lock_guard lock(mutex_);
-      if (level >= log::Level::warn) lines_.emplace_back(message);
-    });
-  }
-  ~LogCapture() { log::set_callback(nullptr); }
-  std::vector<std::string> lines() const {
-    std::lock_guard lock(mutex_);
-    return lines_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
+using test::LogCapture;
 
 TEST(UploadPath, Labels) {
   EXPECT_EQ(upload_path_label(UploadPath::host), "host");
