@@ -7,7 +7,8 @@
 # for both (VACE overhead against the same backend, the encoder in both layouts). Most important
 # first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 balanced_blockrows
 # turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn attention vace_balanced
-# vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial). Results under $OUT.
+# vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
+# balanced_tunableop). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
@@ -43,13 +44,17 @@ fi
 # schedule (LONGLIVE_FA3_FP8_SCHEDULE=whole) rather than tail (the default); *_blockrows: the
 # row kernels (LayerNorm, RMSNorm+RoPE) a thread block per row (LONGLIVE_ROW_KERNELS=block)
 # rather than a warp per row (the default).
+# balanced_tunableop: LibTorch's TunableOp times the GEMM implementations it has for each shape
+# on first sight (the eager warm-up) and keeps the fastest (PYTORCH_TUNABLEOP_*), against
+# cuBLAS's heuristic choice in balanced.
 for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_cudnn \
-  turbo_fp8_written turbo_fp8_whole; do
+  turbo_fp8_written turbo_fp8_whole balanced_tunableop; do
   want "$run" || continue
   p=${run%%_cudnn}
   p=${p%%_written}
   p=${p%%_whole}
   p=${p%%_blockrows}
+  p=${p%%_tunableop}
   extra=()
   [ "$run" = turbo_fp8_cudnn ] && extra=(--attention cudnn)
   [ "$run" = balanced ] && extra=(--kernels)  # the kernel table of a graph-replayed block
@@ -57,6 +62,8 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   [ "$run" = turbo_fp8_written ] && env=(LONGLIVE_FP8_KV_DIRECT=0)
   [ "$run" = turbo_fp8_whole ] && env=(LONGLIVE_FA3_FP8_SCHEDULE=whole)
   [ "${run%_blockrows}" != "$run" ] && env=(LONGLIVE_ROW_KERNELS=block)
+  [ "$run" = balanced_tunableop ] && env=(PYTORCH_TUNABLEOP_ENABLED=1 PYTORCH_TUNABLEOP_TUNING=1
+    PYTORCH_TUNABLEOP_FILENAME=/tmp/tunableop%d.csv)
   env "${env[@]}" \
     timeout 120 $b/app/longlive bench --preset "$p" --random full \
     --blocks 20 --warmup 3 --switch-every 5 --drift-blocks 4 --profile-blocks 2 "${extra[@]}" \
@@ -75,11 +82,13 @@ if want attention; then
 fi
 # vace_*_serial: the VACE blocks on the DiT's stream (LONGLIVE_VACE_STREAM=serial) rather than on
 # a side stream beside its layers (the default).
-for run in balanced balanced_serial turbo_fp8 turbo_fp8_serial; do
+# vace_*_high: the side stream at the higher priority (LONGLIVE_VACE_STREAM=high).
+for run in balanced balanced_serial balanced_high turbo_fp8 turbo_fp8_serial turbo_fp8_high; do
   want "vace_$run" || continue
   p=$run
   env=()
   [ "${run%_serial}" != "$run" ] && { p=${run%_serial}; env=(LONGLIVE_VACE_STREAM=serial); }
+  [ "${run%_high}" != "$run" ] && { p=${run%_high}; env=(LONGLIVE_VACE_STREAM=high); }
   env "${env[@]}" timeout 240 $b/app/longlive bench --preset "$p" --random full --blocks 20 \
     --warmup 3 --profile-blocks 0 --vace --vace-drift-blocks 6 --json "$out/vace_$run.json" \
     >"/tmp/vace_$run.log" 2>&1

@@ -40,12 +40,16 @@ at::Tensor with_lora(const at::Tensor& y, const at::Tensor& x, const LoraSidePat
   return lora ? lora->add(y, x, layer, slot) : y;
 }
 
-// Whether the fused loop runs the VACE blocks on a side stream: a CUDA device, no region timing
-// under way, and LONGLIVE_VACE_STREAM not "serial" (one stream, to compare).
-bool vace_beside_layers(const at::Device& device) {
-  if (!SideStream::usable(device) || RegionProfiler::active() != nullptr) return false;
+// Where the fused loop runs the VACE blocks: on a side stream beside the layers (a CUDA device,
+// no region timing under way), unless LONGLIVE_VACE_STREAM is "serial" (one stream, to
+// compare); "high" gives the side stream the higher priority (an A/B for the GPU box).
+enum class VaceStream { serial, side, side_high_priority };
+VaceStream vace_stream(const at::Device& device) {
+  if (!SideStream::usable(device) || RegionProfiler::active() != nullptr) return VaceStream::serial;
   const char* env = std::getenv("LONGLIVE_VACE_STREAM");
-  return env == nullptr || std::string_view(env) != "serial";
+  const std::string_view choice = env ? env : "";
+  if (choice == "serial") return VaceStream::serial;
+  return choice == "high" ? VaceStream::side_high_priority : VaceStream::side;
 }
 
 }  // namespace
@@ -530,8 +534,9 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
     vace_in =
         vace_start(x, args.vace_context, args.vace_hints, frames, h, w, shard ? &*shard : nullptr);
     hints = vace_in->hints;
-    if (fused_ && !shard && vace_beside_layers(device_)) {
-      side = std::make_unique<SideStream>(device_);
+    if (const VaceStream where = vace_stream(device_);
+        fused_ && !shard && where != VaceStream::serial) {
+      side = std::make_unique<SideStream>(device_, where == VaceStream::side_high_priority);
       side->run([&] { vace_blocks(*vace_in, e0, cross, frames, nullptr, side.get()); });
     } else {
       vace_blocks(*vace_in, e0, cross, frames, shard ? &*shard : nullptr, nullptr);

@@ -12,6 +12,7 @@
 
 #include <deque>
 #include <map>
+#include <utility>
 
 #include "runtime/dedicated_stream.h"
 #endif
@@ -25,10 +26,11 @@ namespace {
 // stream of our own (never one of LibTorch's pool, which another user may be capturing on), and
 // the same one on every call so that LibTorch's per-stream cuBLAS workspace is made once, on an
 // eager call before any graph capture uses it.
-c10::cuda::CUDAStream side_stream_of(c10::DeviceIndex device) {
-  thread_local std::map<c10::DeviceIndex, std::unique_ptr<DedicatedStream>> streams;
-  std::unique_ptr<DedicatedStream>& stream = streams[device];
-  if (!stream) stream = std::make_unique<DedicatedStream>(device, /*high_priority=*/false);
+c10::cuda::CUDAStream side_stream_of(c10::DeviceIndex device, bool high_priority) {
+  thread_local std::map<std::pair<c10::DeviceIndex, bool>, std::unique_ptr<DedicatedStream>>
+      streams;
+  std::unique_ptr<DedicatedStream>& stream = streams[{device, high_priority}];
+  if (!stream) stream = std::make_unique<DedicatedStream>(device, high_priority);
   return stream->get();
 }
 
@@ -42,12 +44,12 @@ struct SideStream::Impl {
 
 bool SideStream::usable(c10::Device device) { return device.is_cuda(); }
 
-SideStream::SideStream(c10::Device device) {
+SideStream::SideStream(c10::Device device, bool high_priority) {
   if (!device.is_cuda())
     throw Error(fmt::format("a side stream needs a CUDA device, not {}", device.str()));
   const c10::cuda::CUDAGuard guard(device);
   const c10::cuda::CUDAStream origin = c10::cuda::getCurrentCUDAStream(device.index());
-  impl_.reset(new Impl{origin, side_stream_of(origin.device_index()), {}});
+  impl_.reset(new Impl{origin, side_stream_of(origin.device_index(), high_priority), {}});
   at::cuda::CUDAEvent fork;
   fork.record(impl_->origin);
   fork.block(impl_->side);
@@ -87,7 +89,7 @@ struct SideStream::Impl {};
 
 bool SideStream::usable(c10::Device) { return false; }
 
-SideStream::SideStream(c10::Device device) {
+SideStream::SideStream(c10::Device device, bool) {
   throw Error(
       fmt::format("a side stream needs CUDA, and this build has none (device {})", device.str()));
 }

@@ -21,8 +21,9 @@ class SideStream {
  public:
   // Whether this build and `device` can have one (CUDA).
   static bool usable(c10::Device device);
-  // Throws on a device without CUDA (check usable() first).
-  explicit SideStream(c10::Device device);
+  // Throws on a device without CUDA (check usable() first). `high_priority`: the side stream's
+  // blocks go first where both streams have blocks waiting for the GPU.
+  explicit SideStream(c10::Device device, bool high_priority = false);
   ~SideStream();
   SideStream(const SideStream&) = delete;
   SideStream& operator=(const SideStream&) = delete;
