@@ -14,7 +14,9 @@ export LONGLIVE_CUDA_ARCHITECTURES=${LONGLIVE_CUDA_ARCHITECTURES:-90-real}
 # The snapshot's COMMIT (make_snapshot.sh) first: git here may see another copy's history.
 [ -z "${LONGLIVE_COMMIT:-}" ] && [ -f COMMIT ] && LONGLIVE_COMMIT=$(cat COMMIT)
 export LONGLIVE_COMMIT=${LONGLIVE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-b=build-gpu
+# LONGLIVE_GPU_BUILD: a build folder outside the carried tree (e.g. /tmp/longlive-build) stays on
+# a warm machine between calls, where the carried tree is copied anew.
+b=${LONGLIVE_GPU_BUILD:-build-gpu}
 
 device_build() {
   export LONGLIVE_BUILD_TARGETS=${LONGLIVE_BUILD_TARGETS:-$1}

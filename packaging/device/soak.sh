@@ -9,11 +9,22 @@
 #   packaging/device/soak.sh        (SOAK_MINUTES, SOAK_WARMUP_MINUTES, SOAK_PRESETS override;
 #                                   SOAK_ARGS adds soak options, e.g. --kernel-sample-every 30:
 #                                   CUPTI kernel samples, off by default as in the studio)
-# SOAK_MINUTES=0 only builds: with a 10-minute limit per command, build in one call and soak in
-# the next (the build folder stays on a warm machine; the second call's build is a no-op).
+# A 10-minute soak and a build do not fit one 10-minute command: build in one call into a folder
+# outside the carried tree, and soak from it in the next call on the still-warm machine:
+#   call 1 (carry the snapshot and .debs, from the snapshot):
+#     LONGLIVE_GPU_BUILD=/tmp/longlive-build SOAK_MINUTES=0 bash packaging/device/soak.sh
+#   call 2 (at once; from the repository root, nothing carried but .debs):
+#     SOAK_PREBUILT=/tmp/longlive-build bash packaging/device/soak.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz  # the snapshot's FA3 sources
 . packaging/device/common.sh
-device_build "longlive"
+if [ -n "${SOAK_PREBUILT:-}" ]; then
+  b=$SOAK_PREBUILT
+  [ -x "$b/app/longlive" ] || { echo "no $b/app/longlive: build it first (SOAK_MINUTES=0)"; exit 1; }
+  export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+  echo "prebuilt: $b"
+else
+  device_build "longlive"
+fi
 [ "${SOAK_MINUTES:-10}" = 0 ] && { echo "built; soak not run (SOAK_MINUTES=0)"; exit 0; }
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv 2>&1
 # 64 MiB of kept latents: ~53 blocks at 480x832, reached inside the warm-up (the engine's 512 MiB
