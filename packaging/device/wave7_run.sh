@@ -8,7 +8,7 @@
 # first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 balanced_blockrows
 # turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn attention vace_balanced
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
-# balanced_tunableop). Results under $OUT.
+# vace_turbo_fp8_vace16 balanced_tunableop). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
@@ -83,10 +83,14 @@ fi
 # vace_*_serial: the VACE blocks on the DiT's stream (LONGLIVE_VACE_STREAM=serial) rather than on
 # a side stream beside its layers (the default).
 # vace_*_high: the side stream at the higher priority (LONGLIVE_VACE_STREAM=high).
-for run in balanced balanced_serial balanced_high turbo_fp8 turbo_fp8_serial turbo_fp8_high; do
+# vace_turbo_fp8_vace16: the VACE blocks' self-attention in 16 bits (LONGLIVE_VACE_FP8_ATTENTION=0)
+# rather than in FP8 like the DiT's (the default in the fp8 presets).
+for run in balanced balanced_serial balanced_high turbo_fp8 turbo_fp8_serial turbo_fp8_high \
+  turbo_fp8_vace16; do
   want "vace_$run" || continue
   p=$run
   env=()
+  [ "$run" = turbo_fp8_vace16 ] && { p=turbo_fp8; env=(LONGLIVE_VACE_FP8_ATTENTION=0); }
   [ "${run%_serial}" != "$run" ] && { p=${run%_serial}; env=(LONGLIVE_VACE_STREAM=serial); }
   [ "${run%_high}" != "$run" ] && { p=${run%_high}; env=(LONGLIVE_VACE_STREAM=high); }
   env "${env[@]}" timeout 240 $b/app/longlive bench --preset "$p" --random full --blocks 20 \

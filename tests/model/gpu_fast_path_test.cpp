@@ -19,6 +19,7 @@
 #include "longlive/vace.h"
 #include "model/ops.h"
 #include "runtime/dedicated_stream.h"
+#include "runtime/fa3_attention.h"
 #include "runtime/fp8_attention.h"
 #include "runtime/fused_ops.h"
 #include "scoped_env.h"
@@ -692,10 +693,11 @@ struct VaceRunResult {
   bool fp8 = false;
 };
 VaceRunResult run_vace_stream(const DitStream& dit, bool fused, bool fp8, bool graphs, bool reuse,
-                              bool vace = true) {
+                              bool vace = true, bool fp8_attention = false) {
   GeneratorOptions o = dit.options(kCuda, at::kBFloat16);
   o.runtime.fused_kernels = fused;
   o.runtime.fp8_linears = fp8;
+  o.runtime.fp8_attention = fp8_attention;
   o.runtime.cuda_graphs = graphs;
   o.vace_hint_reuse = reuse;
   const WeightStore module = make_random_vace_weights(o.model, 96, 7);
@@ -760,6 +762,33 @@ TEST(VaceFastPath, SideStreamEqualsOneStream) {
       }
     }
   }
+}
+
+// In the fp8 presets (FP8 linears and attention) the VACE blocks attend in FP8 too: FA3's FP8
+// kernel on q, k and v that their RMSNorm+RoPE launch writes in FP8. The path is taken (the video
+// moves against LONGLIVE_VACE_FP8_ATTENTION=0, 16-bit VACE attention), it moves less than FP8
+// attention moves the DiT itself, and it replays from graphs bit for bit.
+TEST(VaceFastPath, Fp8AttentionInTheVaceBlocksStaysCloseAndReplays) {
+  REQUIRE_CUDA();
+  if (!fp8_attention::available() || !fa3::usable_on(kCuda))
+    GTEST_SKIP() << "FP8 attention or FA3 unavailable here";
+  const DitStream dit;
+  const at::Tensor eager = run_vace_stream(dit, true, true, false, false, true, true).latents;
+  const at::Tensor replayed = run_vace_stream(dit, true, true, true, false, true, true).latents;
+  at::Tensor sixteen_bit_vace;
+  {
+    const ScopedEnv off("LONGLIVE_VACE_FP8_ATTENTION", "0");
+    sixteen_bit_vace = run_vace_stream(dit, true, true, false, false, true, true).latents;
+  }
+  const at::Tensor no_fp8_attention = run_vace_stream(dit, true, true, false, false).latents;
+  ASSERT_TRUE(eager.isfinite().all().item<bool>());
+  const double vace_drift = relative_l2(eager, sixteen_bit_vace);
+  const double dit_drift = relative_l2(sixteen_bit_vace, no_fp8_attention);
+  std::cout << "[ drift    ] FP8 attention in the VACE blocks " << vace_drift
+            << "; FP8 attention in the DiT " << dit_drift << " (relative L2 over 10 blocks)\n";
+  EXPECT_GT(vace_drift, 0.0) << "the VACE blocks' FP8 attention was not taken";
+  EXPECT_LT(vace_drift, 2 * dit_drift + 0.02);
+  EXPECT_TRUE(at::equal(replayed, eager)) << "graph replay";
 }
 
 // The VACE blocks on the fused kernels stay within bf16 rounding of the plain layer code, and

@@ -43,6 +43,13 @@ at::Tensor with_lora(const at::Tensor& y, const at::Tensor& x, const LoraSidePat
 // Where the fused loop runs the VACE blocks: on a side stream beside the layers (a CUDA device,
 // no region timing under way), unless LONGLIVE_VACE_STREAM is "serial" (one stream, to
 // compare); "high" gives the side stream the higher priority (an A/B for the GPU box).
+// Whether the VACE blocks attend in FP8 where the DiT does (fp8_attention, FA3 on sm_90);
+// LONGLIVE_VACE_FP8_ATTENTION=0 keeps them in 16 bits (to compare).
+bool vace_fp8_attention() {
+  const char* env = std::getenv("LONGLIVE_VACE_FP8_ATTENTION");
+  return env == nullptr || std::string_view(env) != "0";
+}
+
 enum class VaceStream { serial, side, side_high_priority };
 VaceStream vace_stream(const at::Device& device) {
   if (!SideStream::usable(device) || RegionProfiler::active() != nullptr) return VaceStream::serial;
@@ -841,23 +848,35 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
       if (const LoraDelta* delta = lora->find(l, slot))
         qkv.narrow(1, i * d, d).add_((*delta)(hidden).view({seq, d}));
   }
-  const at::Tensor q = at::empty({seq, n, hd}, sixteen);
+  // FP8 self-attention (fp8_attention): over an FP8 cache, q is written in float8_e4m3fn at scale
+  // 1 by its RMSNorm+RoPE launch (the bits fp8_attention::quantize gives its 16-bit values, no
+  // pass of its own); without a cache (VACE blocks), where FA3's FP8 kernel runs, k and v too.
+  const bool fp8_kv = kv && fp8_attention_ && kv->storage_dtype() == at::kFloat8_e4m3fn;
+  const bool fp8_own = !kv && fp8_attention_ && vace_fp8_attention() &&
+                       runtime_.attention == AttentionBackend::automatic && fa3::usable_on(device_);
+  const auto fp8 = at::TensorOptions().dtype(at::kFloat8_e4m3fn).device(device_);
+  const at::Tensor q = at::empty({seq, n, hd}, fp8_kv || fp8_own ? fp8 : sixteen);
   // With a cache, keys and values go straight into their cache slots when those are one run in
   // the compute dtype (the steady state): the key's RMSNorm+RoPE launch also copies the values,
   // no separate K/V copy.
   const int64_t frames_in_kv = kv ? seq / kv->shape().tokens_per_frame : 0;
   const at::Tensor k_slot = kv ? kv->destination(layer, *plan, frames_in_kv, false) : at::Tensor();
   const at::Tensor v_slot = kv ? kv->destination(layer, *plan, frames_in_kv, true) : at::Tensor();
-  const at::Tensor k = k_slot.defined() ? k_slot : at::empty({seq, n, hd}, sixteen);
+  const at::Tensor k = k_slot.defined() ? k_slot : at::empty({seq, n, hd}, fp8_own ? fp8 : sixteen);
+  const at::Tensor v8 = fp8_own ? at::empty({seq, n, hd}, fp8) : at::Tensor();
   {
     const ProfileScope scope("rms_rope");
     fused::rms_rope(qkv.narrow(1, 0, d), b.norm_q, cos, sin, q, config_.eps);
-    if (k_slot.defined())
+    if (k_slot.defined() || fp8_own)
       fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps,
-                      qkv.narrow(1, 2 * d, d), v_slot);
+                      qkv.narrow(1, 2 * d, d), k_slot.defined() ? v_slot : v8);
     else
       fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps);
   }
+  const at::Tensor q4 = q.unsqueeze(0).transpose(1, 2);  // [1, H, S, D] views
+  auto sixteen_bit = [&](const at::Tensor& t) {
+    return t.scalar_type() == at::kFloat8_e4m3fn ? t.to(dtype_) : t;
+  };
   const at::Tensor v = qkv.narrow(1, 2 * d, d).view({1, seq, n, hd});
   if (kv && !k_slot.defined()) {
     const ProfileScope scope("kv_write");
@@ -868,13 +887,17 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
   if (kv == nullptr) {
     // No cache (VACE blocks): attention over the block's own tokens.
     const ProfileScope scope("self_attention");
-    attended = ops::attention(q.unsqueeze(0).transpose(1, 2), k.unsqueeze(0).transpose(1, 2),
-                              v.transpose(1, 2), runtime_.attention);
+    const at::Tensor k4 = k.unsqueeze(0).transpose(1, 2);
+    const at::Tensor v8_4 = fp8_own ? v8.unsqueeze(0).transpose(1, 2) : at::Tensor();
+    if (fp8_own && fa3::accepts_fp8(q4, k4, v8_4)) {
+      attended = fa3::attention_fp8(q4, k4, v8_4).to(dtype_);
+    } else {
+      attended =
+          ops::attention(sixteen_bit(q4), sixteen_bit(k4), v.transpose(1, 2), runtime_.attention);
+    }
   } else {
     const ProfileScope scope("self_attention");
-    const bool fp8_kv = fp8_attention_ && kv->storage_dtype() == at::kFloat8_e4m3fn;
-    const at::Tensor q8 =
-        fp8_kv ? fp8_attention::quantize(q.unsqueeze(0).transpose(1, 2)) : at::Tensor();
+    const at::Tensor q8 = fp8_kv ? q4 : at::Tensor();
     // FA3's FP8 kernel where the automatic backend would take FA3 (sm_90), else cuDNN's.
     const bool fa3_fp8 =
         fp8_kv && runtime_.attention == AttentionBackend::automatic && fa3::usable_on(device_) &&
@@ -889,8 +912,8 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
                                           kv->stored_values(layer, *plan))
                      .to(dtype_);
     } else {
-      attended = ops::attention(q.unsqueeze(0).transpose(1, 2), kv->keys(layer, *plan),
-                                kv->values(layer, *plan), runtime_.attention);
+      attended = ops::attention(sixteen_bit(q4), kv->keys(layer, *plan), kv->values(layer, *plan),
+                                runtime_.attention);
     }
   }
   const at::Tensor heads = attended.transpose(1, 2).reshape({1, seq, d});
