@@ -63,6 +63,7 @@ class MainWindow : public QMainWindow {
 
   // Test access.
   PromptEdit* prompt_edit() const { return prompt_; }
+  QPushButton* start_button() const { return start_; }
   QPushButton* stop_button() const { return stop_; }
   QComboBox* preset_box() const { return presets_; }
   VideoView* view() const { return view_; }

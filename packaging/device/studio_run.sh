@@ -9,9 +9,10 @@
 #     STUDIO_CARRY=$OLDPWD/.studio bash packaging/device/studio_run.sh
 # STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine); STUDIO_EXTRA_TARGETS
 # builds more (e.g. longlive, for a bench after the session); STUDIO_ENCODE_BENCH=0 skips the
-# encoder's own timing. Logs (build, GLX,
-# Xvfb, GPU tests) come back in logs.tar.gz. For FA3 and FP8 attention, make the snapshot with
-# packaging/device/make_snapshot.sh (it packs FA3's sources and cudnn-frontend's headers).
+# encoder's own timing; STUDIO_FAULTS=1 runs the faults scenario after the session
+# ($OUT/faults.json). Logs (build, GLX, Xvfb, GPU tests, faults) come back in logs.tar.gz. For
+# FA3 and FP8 attention, make the snapshot with packaging/device/make_snapshot.sh (it packs FA3's
+# sources and cudnn-frontend's headers).
 set -uo pipefail
 carry=${STUDIO_CARRY:-$PWD/.studio}
 deps=/opt/longlive-deps
@@ -124,6 +125,21 @@ echo "exit $?"
 cp /tmp/studio-session/studio.json /tmp/studio-session/report.json \
   /tmp/studio-session/studio-gpu.png /tmp/studio-session/pacing.json "$out/" 2>/dev/null
 grep -E "gpu_session:|error|Error" "$out/studio.log" | tail -20
+# STUDIO_FAULTS=1: then the faults scenario (tests/gui/faults_autotest.cpp, issue #18) in a studio
+# of its own, on gpu_session's model (the folder of STUDIO_MODEL_FOLDER=1, else random weights):
+# a real out-of-memory error while recording (LONGLIVE_CAP_GPU_MEMORY=block:3:16, set by the
+# scenario on a CUDA device), the banner's low_memory offer pressed, then an injected decode
+# failure and Start again. $OUT/faults.json is its report; faults.log goes in logs.tar.gz.
+if [ "${STUDIO_FAULTS:-0}" = 1 ]; then
+  echo "== faults"
+  mkdir -p /tmp/studio-faults-home
+  HOME=/tmp/studio-faults-home timeout "${STUDIO_FAULTS_TIMEOUT:-360}" \
+    "$b/tests/gui/longlive-studio-autotest" --scenario faults --presets "$PWD/presets" \
+    --autotest /tmp/studio-faults "${folder_args[@]}" >"$out/faults.log" 2>&1
+  echo "exit $?"
+  cp /tmp/studio-faults/report.json "$out/faults.json" 2>/dev/null
+  grep -E "^faults:|LONGLIVE_|engine: |error|Error" "$out/faults.log" | tail -20
+fi
 kill "$xvfb" 2>/dev/null
 # What this box's CPU encodes per frame at the live recording's thread count (half the cores,
 # 1-8: live_encoder_threads) and half of it: 832x480 noise, what the random model makes, in the
@@ -141,6 +157,8 @@ if [ "${STUDIO_ENCODE_BENCH:-1}" = 1 ] &&
   done 2>&1 | tee "$out/encode.log"
 fi
 # At most 8 files come back from a call: the logs go in one archive (the caller's own run.log
-# makes the eighth).
-(cd "$out" && tar -czf logs.tar.gz --remove-files $(ls build.log glx.log xvfb.log gpu-tests.log 2>/dev/null))
+# makes the eighth). With faults.json, encode.log goes in too (run.log has its lines: tee above).
+logs="build.log glx.log xvfb.log gpu-tests.log faults.log"
+[ -f "$out/faults.json" ] && logs="$logs encode.log"
+(cd "$out" && tar -czf logs.tar.gz --remove-files $(ls $logs 2>/dev/null))
 ls "$out"

@@ -29,6 +29,13 @@ void run_inputs_autotest(MainWindow* window, const QString& out_dir);
 // records again once there is room.
 void run_disk_full_autotest(MainWindow* window, const QString& out_dir);
 
+// GPU faults in one studio process (issue #18): an out-of-memory error mid-stream while
+// recording (on a CUDA device a real one under a capped allocator, on the CPU an injected one):
+// the banner offers low_memory, the recording keeps the frames made before it, the offer restarts
+// the video; then a decode that fails (injected): the banner names the block, Start again streams.
+// Without the tiny model: `model_folder`, else the 1.3B model's random weights, at 480x832.
+void run_faults_autotest(MainWindow* window, const QString& out_dir, const QString& model_folder);
+
 struct GpuSessionOptions {
   int record_seconds = 20;  // length of the recording
   int watch_ms = 2500;      // watching after each prompt switch and preset change

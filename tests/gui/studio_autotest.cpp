@@ -2,7 +2,7 @@
 // builds it) driven by a scripted GUI test, for ctest under Xvfb. Not installed; the studio
 // itself carries no test code.
 //   longlive-studio-autotest [--tiny] [--presets DIR] [--scenario NAME] [--record-seconds S]
-//                            [--watch-ms MS] --autotest OUT
+//                            [--watch-ms MS] [--model-folder DIR] --autotest OUT
 // Writes OUT/report.json and exits 0 when every check passed.
 #include <QApplication>
 #include <QCommandLineParser>
@@ -26,20 +26,23 @@ int main(int argc, char** argv) {
                               "session (the whole scripted session, default), prefetch "
                               "(a typed-then-idle prompt is a prompt-cache hit at Enter) or "
                               "inputs (a video file as VACE input), disk_full (a recording disk "
-                              "that fills) or gpu_session (the measured "
-                              "session; without --tiny the 1.3B model with random weights)",
+                              "that fills), faults (out of memory while recording, a decode that "
+                              "fails) or gpu_session (the measured session; without --tiny the "
+                              "1.3B model with random weights)",
                               "name", "session");
   QCommandLineOption record_seconds("record-seconds", "gpu_session: recording length", "s", "20");
   QCommandLineOption watch_ms("watch-ms", "gpu_session: watching after each switch", "ms", "2500");
   QCommandLineOption model_folder(
-      "model-folder", "gpu_session: load this model folder instead of random weights", "dir");
+      "model-folder", "gpu_session, faults: load this model folder instead of random weights",
+      "dir");
   parser.addOptions({tiny, presets, out, scenario, record_seconds, watch_ms, model_folder});
   parser.process(app);
   const QString name = parser.value(scenario);
   if (!parser.isSet(out) || (name != "session" && name != "prefetch" && name != "inputs" &&
-                             name != "gpu_session" && name != "disk_full")) {
+                             name != "gpu_session" && name != "disk_full" && name != "faults")) {
     std::fprintf(stderr,
-                 "usage: %s [--tiny] [--scenario session|prefetch|inputs|disk_full|gpu_session] "
+                 "usage: %s [--tiny] "
+                 "[--scenario session|prefetch|inputs|disk_full|faults|gpu_session] "
                  "--autotest OUT_DIR\n",
                  argv[0]);
     return 2;
@@ -62,6 +65,8 @@ int main(int argc, char** argv) {
       longlive::ui::run_inputs_autotest(&window, dir);
     else if (name == "disk_full")
       longlive::ui::run_disk_full_autotest(&window, dir);
+    else if (name == "faults")
+      longlive::ui::run_faults_autotest(&window, dir, gpu.model_folder);
     else
       longlive::ui::run_autotest(&window, dir);
   });
