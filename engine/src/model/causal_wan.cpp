@@ -848,72 +848,74 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
       if (const LoraDelta* delta = lora->find(l, slot))
         qkv.narrow(1, i * d, d).add_((*delta)(hidden).view({seq, d}));
   }
-  // FP8 self-attention (fp8_attention): over an FP8 cache, q is written in float8_e4m3fn at scale
-  // 1 by its RMSNorm+RoPE launch (the bits fp8_attention::quantize gives its 16-bit values, no
-  // pass of its own); without a cache (VACE blocks), where FA3's FP8 kernel runs, k and v too.
-  const bool fp8_kv = kv && fp8_attention_ && kv->storage_dtype() == at::kFloat8_e4m3fn;
-  const bool fp8_own = !kv && fp8_attention_ && vace_fp8_attention() &&
-                       runtime_.attention == AttentionBackend::automatic && fa3::usable_on(device_);
+  // Which kernel attends, decided from shapes before q exists: over an FP8 cache FA3's FP8
+  // kernel (sm_90, the automatic backend) or cuDNN's; over the block's own tokens (VACE blocks,
+  // fp8_attention; LONGLIVE_VACE_FP8_ATTENTION=0 keeps them in 16 bits) FA3's FP8 kernel; else
+  // 16-bit attention. The FP8 kernels read q (and without a cache k and v) in float8_e4m3fn at
+  // scale 1, written so by the RMSNorm+RoPE launch: the bits fp8_attention::quantize gives the
+  // 16-bit values, without a pass of their own.
+  enum class Attend { sixteen_bit, fa3_fp8, cudnn_fp8 };
+  auto heads_first = [](const at::Tensor& t) { return t.unsqueeze(0).transpose(1, 2); };
   const auto fp8 = at::TensorOptions().dtype(at::kFloat8_e4m3fn).device(device_);
-  const at::Tensor q = at::empty({seq, n, hd}, fp8_kv || fp8_own ? fp8 : sixteen);
+  const bool fa3_fp8_here = fp8_attention_ && runtime_.attention == AttentionBackend::automatic &&
+                            fa3::usable_on(device_);
+  at::Tensor q = at::empty({seq, n, hd}, fp8);
+  Attend attend = Attend::sixteen_bit;
+  if (kv && fp8_attention_ && kv->storage_dtype() == at::kFloat8_e4m3fn) {
+    const at::Tensor keys = kv->stored_keys(layer, *plan), values = kv->stored_values(layer, *plan);
+    if (fa3_fp8_here && fa3::accepts_fp8(heads_first(q), keys, values))
+      attend = Attend::fa3_fp8;
+    else if (fp8_attention::supported(heads_first(q), keys, values))
+      attend = Attend::cudnn_fp8;
+  } else if (!kv && fa3_fp8_here && vace_fp8_attention() &&
+             fa3::accepts_fp8(heads_first(q), heads_first(q), heads_first(q))) {
+    attend = Attend::fa3_fp8;  // k and v are laid out as q
+  }
+  if (attend == Attend::sixteen_bit) q = at::empty({seq, n, hd}, sixteen);
+  const bool own_fp8 = !kv && attend == Attend::fa3_fp8;
   // With a cache, keys and values go straight into their cache slots when those are one run in
   // the compute dtype (the steady state): the key's RMSNorm+RoPE launch also copies the values,
   // no separate K/V copy.
   const int64_t frames_in_kv = kv ? seq / kv->shape().tokens_per_frame : 0;
   const at::Tensor k_slot = kv ? kv->destination(layer, *plan, frames_in_kv, false) : at::Tensor();
   const at::Tensor v_slot = kv ? kv->destination(layer, *plan, frames_in_kv, true) : at::Tensor();
-  const at::Tensor k = k_slot.defined() ? k_slot : at::empty({seq, n, hd}, fp8_own ? fp8 : sixteen);
-  const at::Tensor v8 = fp8_own ? at::empty({seq, n, hd}, fp8) : at::Tensor();
+  const at::Tensor k = k_slot.defined() ? k_slot : at::empty({seq, n, hd}, own_fp8 ? fp8 : sixteen);
+  const at::Tensor v8 = own_fp8 ? at::empty({seq, n, hd}, fp8) : at::Tensor();
   {
     const ProfileScope scope("rms_rope");
     fused::rms_rope(qkv.narrow(1, 0, d), b.norm_q, cos, sin, q, config_.eps);
-    if (k_slot.defined() || fp8_own)
+    if (k_slot.defined() || own_fp8)
       fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps,
                       qkv.narrow(1, 2 * d, d), k_slot.defined() ? v_slot : v8);
     else
       fused::rms_rope(qkv.narrow(1, d, d), b.norm_k, cos, sin, k, config_.eps);
   }
-  const at::Tensor q4 = q.unsqueeze(0).transpose(1, 2);  // [1, H, S, D] views
-  auto sixteen_bit = [&](const at::Tensor& t) {
-    return t.scalar_type() == at::kFloat8_e4m3fn ? t.to(dtype_) : t;
-  };
   const at::Tensor v = qkv.narrow(1, 2 * d, d).view({1, seq, n, hd});
   if (kv && !k_slot.defined()) {
     const ProfileScope scope("kv_write");
-    kv->write(layer, *plan, k.unsqueeze(0).transpose(1, 2), v.transpose(1, 2), frames_in_kv);
+    kv->write(layer, *plan, heads_first(k), v.transpose(1, 2), frames_in_kv);
   }
   if (kv_only && kv) return;  // the K/V are in the cache; the caller reads nothing else
   at::Tensor attended;
-  if (kv == nullptr) {
-    // No cache (VACE blocks): attention over the block's own tokens.
+  {
     const ProfileScope scope("self_attention");
-    const at::Tensor k4 = k.unsqueeze(0).transpose(1, 2);
-    const at::Tensor v8_4 = fp8_own ? v8.unsqueeze(0).transpose(1, 2) : at::Tensor();
-    if (fp8_own && fa3::accepts_fp8(q4, k4, v8_4)) {
-      attended = fa3::attention_fp8(q4, k4, v8_4).to(dtype_);
-    } else {
+    const at::Tensor q4 = heads_first(q);
+    if (!kv) {
+      // No cache (VACE blocks): attention over the block's own tokens.
+      attended = own_fp8
+                     ? fa3::attention_fp8(q4, heads_first(k), heads_first(v8)).to(dtype_)
+                     : ops::attention(q4, heads_first(k), v.transpose(1, 2), runtime_.attention);
+    } else if (attend == Attend::fa3_fp8) {
       attended =
-          ops::attention(sixteen_bit(q4), sixteen_bit(k4), v.transpose(1, 2), runtime_.attention);
-    }
-  } else {
-    const ProfileScope scope("self_attention");
-    const at::Tensor q8 = fp8_kv ? q4 : at::Tensor();
-    // FA3's FP8 kernel where the automatic backend would take FA3 (sm_90), else cuDNN's.
-    const bool fa3_fp8 =
-        fp8_kv && runtime_.attention == AttentionBackend::automatic && fa3::usable_on(device_) &&
-        fa3::accepts_fp8(q8, kv->stored_keys(layer, *plan), kv->stored_values(layer, *plan));
-    if (fa3_fp8) {
-      attended =
-          fa3::attention_fp8(q8, kv->stored_keys(layer, *plan), kv->stored_values(layer, *plan))
+          fa3::attention_fp8(q4, kv->stored_keys(layer, *plan), kv->stored_values(layer, *plan))
               .to(dtype_);
-    } else if (fp8_kv && fp8_attention::supported(q8, kv->stored_keys(layer, *plan),
-                                                  kv->stored_values(layer, *plan))) {
-      attended = fp8_attention::attention(q8, kv->stored_keys(layer, *plan),
+    } else if (attend == Attend::cudnn_fp8) {
+      attended = fp8_attention::attention(q4, kv->stored_keys(layer, *plan),
                                           kv->stored_values(layer, *plan))
                      .to(dtype_);
     } else {
-      attended = ops::attention(sixteen_bit(q4), kv->keys(layer, *plan), kv->values(layer, *plan),
-                                runtime_.attention);
+      attended =
+          ops::attention(q4, kv->keys(layer, *plan), kv->values(layer, *plan), runtime_.attention);
     }
   }
   const at::Tensor heads = attended.transpose(1, 2).reshape({1, seq, d});
