@@ -17,6 +17,7 @@ extern "C" {
 
 #include "cover_scale.h"
 #include "longlive/error.h"
+#include "longlive/log.h"
 
 namespace longlive {
 namespace {
@@ -176,6 +177,16 @@ at::Tensor CoverScaler::operator()(const AVFrame& f) {
       std::max(static_cast<double>(height_) / f.height, static_cast<double>(width_) / f.width);
   const int sh = std::max(height_, static_cast<int>(std::lround(f.height * scale)));
   const int sw = std::max(width_, static_cast<int>(std::lround(f.width * scale)));
+  // Another aspect ratio than the session's loses a band of the picture: say so, once per size.
+  const double cut = 1.0 - static_cast<double>(height_) * width_ / (static_cast<double>(sh) * sw);
+  if (cut > 0.01 && (f.height != said_height_ || f.width != said_width_)) {
+    said_height_ = f.height;
+    said_width_ = f.width;
+    log::warn(
+        "{}: {}x{} has another aspect ratio than the session's {}x{}: scaled to cover it and "
+        "centre-cropped, {:.0f} % of its {} not used",
+        source_, f.width, f.height, width_, height_, cut * 100.0, sw > width_ ? "width" : "height");
+  }
   sws_ = sws_getCachedContext(sws_, f.width, f.height, static_cast<AVPixelFormat>(f.format), sw, sh,
                               AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr, nullptr, nullptr);
   if (!sws_)

@@ -22,11 +22,14 @@ class CoverScaler {
   CoverScaler(const CoverScaler&) = delete;
   CoverScaler& operator=(const CoverScaler&) = delete;
   // [H, W, 3] uint8. FormatError naming the source for a pixel format swscale cannot convert.
+  // An input of another aspect ratio than height x width is said once per input size (a
+  // warning naming the source, both sizes and how much is cut), then cropped as any other.
   at::Tensor operator()(const AVFrame& frame);
 
  private:
   std::string source_;
   int height_, width_;
+  int said_height_ = 0, said_width_ = 0;  // the input size the aspect warning was given for
   SwsContext* sws_ = nullptr;
 };
 

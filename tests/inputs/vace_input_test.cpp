@@ -5,11 +5,15 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "engine_support.h"
 #include "fixtures.h"
 #include "input_videos.h"
+#include "log_capture.h"
 #include "longlive/control_input.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
@@ -44,6 +48,28 @@ TEST(VideoFileSource, ResamplesTo16FpsScalesAndLoops) {
   const at::Tensor pairs = resampled.next_frames(2 * n);
   EXPECT_EQ((pairs[0] - pairs[1]).abs().max().item<float>(), 0.0f);
   EXPECT_GT((pairs[1] - pairs[2]).abs().max().item<float>(), 0.1f);
+}
+
+// An input of another aspect ratio than the session's is cropped, and the user is told: once,
+// naming the file, both sizes and how much is not used. One of the session's aspect is not.
+TEST(VideoFileSource, AnotherAspectRatioIsSaidOnce) {
+  const LogCapture log;
+  const auto wide = write_video("wide.mp4", moving_bar(4, 48, 96), 16);
+  VideoFileSource source(wide, 32, 32, 16.0);
+  source.next_frames(4);
+  const std::vector<std::string> lines = log.lines();
+  const auto said = std::count_if(lines.begin(), lines.end(), [](const std::string& line) {
+    return line.find("another aspect ratio") != std::string::npos;
+  });
+  EXPECT_EQ(said, 1) << "once for the file, not per frame";
+  EXPECT_TRUE(log.has("wide.mp4': 96x48 has another aspect ratio than the session's 32x32"));
+  EXPECT_TRUE(log.has("50 % of its width not used"));
+
+  const LogCapture square_log;
+  const auto square = write_video("square.mp4", moving_bar(4, 64, 64), 16);
+  VideoFileSource same_aspect(square, 32, 32, 16.0);
+  same_aspect.next_frames(4);
+  EXPECT_FALSE(square_log.has("another aspect ratio"));
 }
 
 TEST(VideoFileSource, UnreadableInputsNameTheFile) {
