@@ -383,9 +383,9 @@ __global__ void __launch_bounds__(kThreads) rms_rope_kernel(RmsRopeArgs a) {
 // warp owns a row: 16-byte loads, shuffle reductions, no shared memory, four rows per thread
 // block. Same arithmetic per element; only the order of the row's sum of squares differs.
 // Measured on an H100 (balanced, per block): 12.1 -> 10.4 ms. The same layout for
-// norm_modulate was slower (15.8 -> 18.1 ms: each quad's float32 store to x may alias the next
-// quad's loads, so a lane's twelve loads ran one after another), so LayerNorm keeps a block per
-// row. ----
+// norm_modulate was slower (15.8 -> 18.1 ms; not for the loads waiting on aliasing stores, as
+// first thought: the block kernel with every load issued first was slower too, see
+// norm_modulate_vec4_kernel), so LayerNorm keeps a block per row. ----
 constexpr int kWarpRowThreads = 128;
 constexpr int kRowsPerWarpBlock = kWarpRowThreads / 32;
 

@@ -40,9 +40,6 @@ at::Tensor with_lora(const at::Tensor& y, const at::Tensor& x, const LoraSidePat
   return lora ? lora->add(y, x, layer, slot) : y;
 }
 
-// Where the fused loop runs the VACE blocks: on a side stream beside the layers (a CUDA device,
-// no region timing under way), unless LONGLIVE_VACE_STREAM is "serial" (one stream, to
-// compare); "high" gives the side stream the higher priority (an A/B for the GPU box).
 // Whether the VACE blocks attend in FP8 where the DiT does (fp8_attention, FA3 on sm_90);
 // LONGLIVE_VACE_FP8_ATTENTION=0 keeps them in 16 bits (to compare).
 bool vace_fp8_attention() {
@@ -50,6 +47,9 @@ bool vace_fp8_attention() {
   return env == nullptr || std::string_view(env) != "0";
 }
 
+// Where the fused loop runs the VACE blocks: on a side stream beside the layers (a CUDA device,
+// no region timing under way), unless LONGLIVE_VACE_STREAM is "serial" (one stream, to
+// compare); "high" gives the side stream the higher priority (an A/B for the GPU box).
 enum class VaceStream { serial, side, side_high_priority };
 VaceStream vace_stream(const at::Device& device) {
   if (!SideStream::usable(device) || RegionProfiler::active() != nullptr) return VaceStream::serial;
@@ -788,11 +788,6 @@ at::Tensor CausalWanModel::project(const at::Tensor& x, const at::Tensor& w, con
   return w8.defined() ? ops::linear_fp8(x, w8, b, dtype_) : ops::linear(x, w, b);
 }
 
-CausalWanModel::FusedResidual::Pending CausalWanModel::FusedResidual::take() {
-  return {std::exchange(pending, {}), std::exchange(pending_gate, {}), std::exchange(hint, {}),
-          std::exchange(hint_scale, {})};
-}
-
 void CausalWanModel::FusedResidual::Pending::add_to(fused::NormInputs& in) const {
   if (ffn.defined()) {
     in.residual = &ffn;
@@ -859,7 +854,7 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
   const auto fp8 = at::TensorOptions().dtype(at::kFloat8_e4m3fn).device(device_);
   const bool fa3_fp8_here = fp8_attention_ && runtime_.attention == AttentionBackend::automatic &&
                             fa3::usable_on(device_);
-  at::Tensor q = at::empty({seq, n, hd}, fp8);
+  at::Tensor q = at::empty({seq, n, hd}, fp8_attention_ ? fp8 : sixteen);
   Attend attend = Attend::sixteen_bit;
   if (kv && fp8_attention_ && kv->storage_dtype() == at::kFloat8_e4m3fn) {
     const at::Tensor keys = kv->stored_keys(layer, *plan), values = kv->stored_values(layer, *plan);
@@ -871,7 +866,7 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
              fa3::accepts_fp8(heads_first(q), heads_first(q), heads_first(q))) {
     attend = Attend::fa3_fp8;  // k and v are laid out as q
   }
-  if (attend == Attend::sixteen_bit) q = at::empty({seq, n, hd}, sixteen);
+  if (attend == Attend::sixteen_bit && fp8_attention_) q = at::empty({seq, n, hd}, sixteen);
   const bool own_fp8 = !kv && attend == Attend::fa3_fp8;
   // With a cache, keys and values go straight into their cache slots when those are one run in
   // the compute dtype (the steady state): the key's RMSNorm+RoPE launch also copies the values,
@@ -956,18 +951,18 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
                                               : ops::linear(hidden, b.ffn0_w, b.ffn0_b);
       if (ffn0) pre_act = pre_act + (*ffn0)(hidden);
       const at::Tensor act = ops::gelu_tanh(pre_act);
-      r.pending = project(act, b.ffn2_w, b.ffn2_b, b.ffn2_8);
-      if (ffn2) r.pending = r.pending + (*ffn2)(act);
+      r.pending.ffn = project(act, b.ffn2_w, b.ffn2_b, b.ffn2_8);
+      if (ffn2) r.pending.ffn = r.pending.ffn + (*ffn2)(act);
     } else if (b.ffn0_8.defined()) {
       // GELU inside the second GEMM's input quantisation (no separate pass).
-      r.pending = ops::linear_fp8(ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_), b.ffn2_8,
-                                  b.ffn2_b, dtype_, /*gelu_input=*/true);
+      r.pending.ffn = ops::linear_fp8(ops::linear_fp8(hidden, b.ffn0_8, b.ffn0_b, dtype_), b.ffn2_8,
+                                      b.ffn2_b, dtype_, /*gelu_input=*/true);
     } else {
-      r.pending =
+      r.pending.ffn =
           ops::linear(ops::linear_gelu_tanh(hidden, b.ffn0_w, b.ffn0_b), b.ffn2_w, b.ffn2_b);
     }
   }
-  r.pending_gate = mod.narrow(2, 5, 1);
+  r.pending.gate = mod.narrow(2, 5, 1);
 }
 
 // Same maths as plain_layers with each residual add folded into the next LayerNorm: per layer
@@ -992,8 +987,8 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
       // kernel, which adds the hint and then the FFN output (the plain loop adds them the other
       // way round: float32 rounding apart, the same), with no pass of its own.
       if (hints_on) hints_on->wait(static_cast<size_t>(hint));
-      r.hint = hints[hint];
-      r.hint_scale = hint_scale;
+      r.pending.hint = hints[hint];
+      r.pending.hint_scale = hint_scale;
     }
   }
   const at::Tensor shift = head_mod.narrow(2, 0, 1), scale = head_mod.narrow(2, 1, 1);

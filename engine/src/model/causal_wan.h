@@ -114,7 +114,7 @@ class CausalWanModel {
     //   vace_context defined: the hints are computed from it (and also written into vace_hints
     //     when that is defined: the buffer a later step reuses, or a trace reads);
     //   vace_context undefined, vace_hints defined: those hints are added as they are (reuse).
-    at::Tensor vace_context;  // [C, F', H, W] float32, F' <= F (see vace_hints())
+    at::Tensor vace_context;  // [C, F', H, W] float32, F' <= F (see vace_start())
     at::Tensor vace_hints;    // [blocks, S, dim] in hint_dtype(); a buffer the caller keeps
     at::Tensor vace_scale;    // [1] float32: hint_N is added as scale * hint_N
     // Only the K/V this forward writes are wanted (the context pass, a re-cache): the last layer
@@ -188,8 +188,9 @@ class CausalWanModel {
       at::Tensor ffn, gate, hint, hint_scale;
       void add_to(fused::NormInputs& in) const;  // points `in` at these tensors
     };
-    at::Tensor x, pending, pending_gate, hint, hint_scale;
-    Pending take();
+    at::Tensor x;
+    Pending pending;
+    Pending take() { return std::exchange(pending, {}); }
   };
   // One block on the fused kernels (FP8 linears when the block has FP8 copies): `layer` indexes
   // the KV cache and the style LoRAs; kv == nullptr: self-attention over the block's own tokens
