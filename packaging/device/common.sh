@@ -1,14 +1,16 @@
 # Sourced by the GPU-box scripts (packaging/device/*.sh), from the repository root:
 #   . packaging/device/common.sh
 #   device_build "test_model longlive" [build log]   # the default targets; LONGLIVE_BUILD_TARGETS wins
-# Sets the environment every run needs (fixtures: the carried .fixtures/ or the committed
-# switch_before_full folder, which keeps the carry under 64 MiB; presets; sm_90 unless
+# Sets the environment every run needs (fixtures: LONGLIVE_FIXTURES when set, else the carried
+# .fixtures/ or the committed switch_before_full folder, which keeps the carry under 64 MiB;
+# presets; sm_90 unless
 # LONGLIVE_CUDA_ARCHITECTURES says otherwise; the commit recorded in the results), builds with
 # build_and_test.sh into build-gpu (exits with the build's errors when it fails), and leaves
 # $out (results folder), $b (build dir) and LD_LIBRARY_PATH for the deps unpacked from .debs/.
 set -uo pipefail
 out=${OUT:-/tmp/out}
-fixtures=$PWD/.fixtures; [ -d "$fixtures" ] || fixtures=$PWD/tests/data/fixtures/switch_before_full
+fixtures=${LONGLIVE_FIXTURES:-$PWD/.fixtures}
+[ -d "$fixtures" ] || fixtures=$PWD/tests/data/fixtures/switch_before_full
 export LONGLIVE_FIXTURES=$fixtures LONGLIVE_PRESETS=$PWD/presets LONGLIVE_CTEST=0
 export LONGLIVE_CUDA_ARCHITECTURES=${LONGLIVE_CUDA_ARCHITECTURES:-90-real}
 # The snapshot's COMMIT (make_snapshot.sh) first: git here may see another copy's history.

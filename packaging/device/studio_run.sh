@@ -10,7 +10,8 @@
 # STUDIO_SKIP_BUILD=1 reuses build-gpu (a second call on the warm machine); STUDIO_EXTRA_TARGETS
 # builds more (e.g. longlive, for a bench after the session); STUDIO_ENCODE_BENCH=0 skips the
 # encoder's own timing; STUDIO_FAULTS=1 runs the faults scenario after the session
-# ($OUT/faults.json). Logs (build, GLX, Xvfb, GPU tests, faults) come back in logs.tar.gz. For
+# ($OUT/faults.json); STUDIO_DISK_FULL=1 the disk_full scenario ($OUT/disk_full.json);
+# STUDIO_SESSION=0 leaves gpu_session out. Logs (build, GLX, Xvfb, GPU tests, faults) come back in logs.tar.gz. For
 # FA3 and FP8 attention, make the snapshot with packaging/device/make_snapshot.sh (it packs FA3's
 # sources and cudnn-frontend's headers).
 set -uo pipefail
@@ -118,13 +119,16 @@ if [ "${STUDIO_MODEL_FOLDER:-0}" = 1 ]; then
   [ -d "$folder" ] || timeout 600 "$b/app/longlive" random-model "$folder" --full | tail -5
   folder_args=(--model-folder "$folder")
 fi
-HOME=$home timeout "${STUDIO_TIMEOUT:-420}" "$b/tests/gui/longlive-studio-autotest" \
-  --scenario gpu_session --presets "$PWD/presets" --autotest /tmp/studio-session \
-  "${folder_args[@]}" ${STUDIO_ARGS:-} >"$out/studio.log" 2>&1
-echo "exit $?"
-cp /tmp/studio-session/studio.json /tmp/studio-session/report.json \
-  /tmp/studio-session/studio-gpu.png /tmp/studio-session/pacing.json "$out/" 2>/dev/null
-grep -E "gpu_session:|error|Error" "$out/studio.log" | tail -20
+# STUDIO_SESSION=0 leaves gpu_session out (a call for the fault scenarios only).
+if [ "${STUDIO_SESSION:-1}" = 1 ]; then
+  HOME=$home timeout "${STUDIO_TIMEOUT:-420}" "$b/tests/gui/longlive-studio-autotest" \
+    --scenario gpu_session --presets "$PWD/presets" --autotest /tmp/studio-session \
+    "${folder_args[@]}" ${STUDIO_ARGS:-} >"$out/studio.log" 2>&1
+  echo "exit $?"
+  cp /tmp/studio-session/studio.json /tmp/studio-session/report.json \
+    /tmp/studio-session/studio-gpu.png /tmp/studio-session/pacing.json "$out/" 2>/dev/null
+  grep -E "gpu_session:|error|Error" "$out/studio.log" | tail -20
+fi
 # STUDIO_FAULTS=1: then the faults scenario (tests/gui/faults_autotest.cpp, issue #18) in a studio
 # of its own, on gpu_session's model (the folder of STUDIO_MODEL_FOLDER=1, else random weights):
 # a real out-of-memory error while recording (LONGLIVE_CAP_GPU_MEMORY=block:3:16, set by the
@@ -139,6 +143,20 @@ if [ "${STUDIO_FAULTS:-0}" = 1 ]; then
   echo "exit $?"
   cp /tmp/studio-faults/report.json "$out/faults.json" 2>/dev/null
   grep -E "^faults:|LONGLIVE_|engine: |error|Error" "$out/faults.log" | tail -20
+fi
+# STUDIO_DISK_FULL=1: the disk_full scenario (tests/gui/disk_full_autotest.cpp, issue #18) on the
+# same model at 480x832: the recording's file-size limit lowered mid-recording (EFBIG, as a full
+# disk's ENOSPC), the banner, the kept file, the video going on, recording again.
+# $OUT/disk_full.json is its report; disk_full.log goes in logs.tar.gz.
+if [ "${STUDIO_DISK_FULL:-0}" = 1 ]; then
+  echo "== disk_full"
+  mkdir -p /tmp/studio-disk-home
+  HOME=/tmp/studio-disk-home timeout "${STUDIO_DISK_FULL_TIMEOUT:-240}" \
+    "$b/tests/gui/longlive-studio-autotest" --scenario disk_full --presets "$PWD/presets" \
+    --autotest /tmp/studio-disk-full "${folder_args[@]}" >"$out/disk_full.log" 2>&1
+  echo "exit $?"
+  cp /tmp/studio-disk-full/report.json "$out/disk_full.json" 2>/dev/null
+  grep -E "disk_full|error|Error" "$out/disk_full.log" | tail -12
 fi
 kill "$xvfb" 2>/dev/null
 # What this box's CPU encodes per frame at the live recording's thread count (half the cores,
@@ -158,7 +176,7 @@ if [ "${STUDIO_ENCODE_BENCH:-1}" = 1 ] &&
 fi
 # At most 8 files come back from a call: the logs go in one archive (the caller's own run.log
 # makes the eighth). With faults.json, encode.log goes in too (run.log has its lines: tee above).
-logs="build.log glx.log xvfb.log gpu-tests.log faults.log"
+logs="build.log glx.log xvfb.log gpu-tests.log faults.log disk_full.log"
 [ -f "$out/faults.json" ] && logs="$logs encode.log"
 (cd "$out" && tar -czf logs.tar.gz --remove-files $(ls $logs 2>/dev/null))
 ls "$out"

@@ -576,6 +576,37 @@ TEST(EngineFaults, AGpuMemoryCapIsIgnoredWhenMalformedOrOnTheCpu) {
   }
 }
 
+// The block hooks read their number as strictly as LONGLIVE_CAP_GPU_MEMORY does: "block:3x" or
+// "block:-1" is ignored with a warning naming the variable, never taken as block 3 or 0.
+TEST(EngineFaults, MalformedBlockHooksAreIgnoredWithAWarning) {
+  const ModelSpec cpu_model = tiny_model(at::Device(at::kCPU));
+  struct Hook {
+    const char* variable;
+    const char* expected;
+  };
+  for (const Hook h : {Hook{"LONGLIVE_INJECT_OOM", "expected 'load' or 'block:N'"},
+                       Hook{"LONGLIVE_INJECT_DECODE_FAILURE", "expected 'block:N'"}}) {
+    for (const char* value : {"block:3x", "block:", "block:-1", "block: 3", "block:+3",
+                              "block:99999999999999999999", "3"}) {
+      SCOPED_TRACE(std::string(h.variable) + "=" + value);
+      const LogCapture log;
+      FrameSink sink;
+      FaultReports reports;
+      {
+        const ScopedEnv hook(h.variable, value);
+        Engine engine(cpu_model, test_preset(), reports.callbacks(sink), 64, 64);
+        engine.start("a red fox", 7);
+        ASSERT_TRUE(sink.wait_for_frames(9 + 12));  // blocks 0..1: past a block 0 a lax parse hits
+        EXPECT_EQ(engine.stats().state, "running");
+        engine.stop();
+      }
+      EXPECT_TRUE(log.has(std::string(h.variable) + "='" + value + "' ignored: " + h.expected));
+      std::lock_guard l(reports.m);
+      EXPECT_TRUE(reports.errors.empty()) << reports.errors.front();
+    }
+  }
+}
+
 // A decode that fails (LONGLIVE_INJECT_DECODE_FAILURE: the CPU's decoder never does), on the
 // first block and mid-stream: the error names the live decoder and the block, without a C++
 // backtrace; the frames of the blocks before it still arrive (a recording keeps them), the

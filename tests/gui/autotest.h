@@ -27,7 +27,8 @@ void run_inputs_autotest(MainWindow* window, const QString& out_dir);
 // A recording disk that fills mid-recording (the file-size limit lowered): the banner names the
 // file, the recording stops and keeps a playable file, the video goes on, and the same window
 // records again once there is room.
-void run_disk_full_autotest(MainWindow* window, const QString& out_dir);
+void run_disk_full_autotest(MainWindow* window, const QString& out_dir,
+                            const QString& model_folder);
 
 // GPU faults in one studio process (issue #18): an out-of-memory error mid-stream while
 // recording (on a CUDA device a real one under a capped allocator, on the CPU an injected one):

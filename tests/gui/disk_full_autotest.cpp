@@ -1,13 +1,17 @@
-// A recording disk that fills while the studio records: the process's file-size limit is lowered
-// (writes past it fail with EFBIG, as writes to a full disk fail with ENOSPC) once the recording
-// runs. The banner names the file, the recording stops and keeps what it wrote (a playable file),
-// the video goes on, and once there is room again the same window records again.
+// A recording disk that fills while the studio records (the tiny model on the CPU, or on a GPU
+// the 1.3B model at 480x832 from a model folder or random weights): the process's file-size limit
+// is lowered (writes past it fail with EFBIG, as writes to a full disk fail with ENOSPC) once the
+// recording runs. The banner names the file, the recording stops and keeps what it wrote (a
+// playable file), the video goes on, and once there is room again the same window records again.
 #include <sys/resource.h>
 
 #include <QApplication>
+#include <QComboBox>
 #include <QDir>
 #include <QJsonObject>
+#include <QStringList>
 #include <QTest>
+#include <algorithm>
 #include <csignal>
 #include <memory>
 
@@ -23,15 +27,37 @@ using namespace autotest;
 
 namespace {
 
-// Room for the MP4's header and a few fragments of the tiny model's 64x64 frames.
-constexpr rlim_t kFileLimitBytes = 48 * 1024;
+// Room for the MP4's header and a few fragments of the tiny model's 64x64 frames; a larger
+// session gets the same number of frames' worth (48 KiB per 64x64 of frame area).
+constexpr rlim_t kFileLimitBytesAt64x64 = 48 * 1024;
+
+rlim_t file_limit_for(const QString& resolution) {  // "HxW", as the resolution box shows it
+  const QStringList hw = resolution.split('x');
+  const qint64 area = hw.size() == 2 ? hw[0].toLongLong() * hw[1].toLongLong() : 0;
+  return kFileLimitBytesAt64x64 * static_cast<rlim_t>(std::max<qint64>(1, area / (64 * 64)));
+}
 
 }  // namespace
 
-void run_disk_full_autotest(MainWindow* w, const QString& out_dir) {
+void run_disk_full_autotest(MainWindow* w, const QString& out_dir, const QString& model_folder) {
   QDir().mkpath(out_dir);
   Checklist check;
   QJsonObject& report = check.report;
+  const bool gpu_model = !w->tiny_box()->isChecked();
+  if (gpu_model) {  // as gpu_session and faults: a model folder, else the 1.3B random weights
+    if (model_folder.isEmpty())
+      w->use_random_full_model(true);
+    else
+      w->set_model_folder(model_folder);
+    w->resolution_box()->setCurrentText("480x832");
+    const int balanced = w->preset_box()->findText("balanced");
+    if (balanced >= 0) w->preset_box()->setCurrentIndex(balanced);
+  }
+  report["model"] = !gpu_model               ? QString("tiny random")
+                    : model_folder.isEmpty() ? QString("1.3B random weights")
+                                             : model_folder;
+  report["resolution"] = w->resolution_box()->currentText();
+  report["commit"] = qEnvironmentVariable("LONGLIVE_COMMIT", "unknown");
   RecordingControls* rc = w->recording();
   const auto finished = watch_recordings(rc);
   w->activateWindow();
@@ -39,7 +65,7 @@ void run_disk_full_autotest(MainWindow* w, const QString& out_dir) {
   w->prompt_edit()->setFocus();
   QTest::keyClicks(w->prompt_edit(), "a lighthouse in a storm");
   QTest::keyClick(w->prompt_edit(), Qt::Key_Return);
-  check("frames_painted", wait_until([&] { return w->view()->frames_painted() >= 8; }, 90000));
+  check("frames_painted", wait_until([&] { return w->view()->frames_painted() >= 8; }, 180000));
 
   EncoderSettings settings = rc->settings();
   settings.folder = out_dir + "/recordings";
@@ -50,7 +76,9 @@ void run_disk_full_autotest(MainWindow* w, const QString& out_dir) {
   std::signal(SIGXFSZ, SIG_IGN);
   rlimit room{};
   getrlimit(RLIMIT_FSIZE, &room);
-  const rlimit full{kFileLimitBytes, room.rlim_max};
+  const rlim_t limit = file_limit_for(w->resolution_box()->currentText());
+  report["file_limit_bytes"] = static_cast<double>(limit);
+  const rlimit full{limit, room.rlim_max};
   check("file_limit_set", setrlimit(RLIMIT_FSIZE, &full) == 0);
   press_key(w, Qt::Key_R, Qt::ControlModifier);
   check("disk_full_reported", wait_until([&] { return w->error_visible(); }, 120000));

@@ -33,8 +33,8 @@ int main(int argc, char** argv) {
   QCommandLineOption record_seconds("record-seconds", "gpu_session: recording length", "s", "20");
   QCommandLineOption watch_ms("watch-ms", "gpu_session: watching after each switch", "ms", "2500");
   QCommandLineOption model_folder(
-      "model-folder", "gpu_session, faults: load this model folder instead of random weights",
-      "dir");
+      "model-folder",
+      "gpu_session, faults, disk_full: load this model folder instead of random weights", "dir");
   parser.addOptions({tiny, presets, out, scenario, record_seconds, watch_ms, model_folder});
   parser.process(app);
   const QString name = parser.value(scenario);
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
     else if (name == "inputs")
       longlive::ui::run_inputs_autotest(&window, dir);
     else if (name == "disk_full")
-      longlive::ui::run_disk_full_autotest(&window, dir);
+      longlive::ui::run_disk_full_autotest(&window, dir, gpu.model_folder);
     else if (name == "faults")
       longlive::ui::run_faults_autotest(&window, dir, gpu.model_folder);
     else

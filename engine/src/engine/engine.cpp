@@ -34,14 +34,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The N of a test hook's "block:N" (-1 for anything else).
-int64_t block_of_hook(const std::string& value) {
+// A whole non-negative decimal number ("12", not "", "-1", "12x" or one past int64_t).
+std::optional<int64_t> count_of(std::string_view text) {
+  int64_t n = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || n < 0)
+    return std::nullopt;
+  return n;
+}
+
+// The N of a test hook's "block:N" (-1 for anything else, "block:3x" too).
+int64_t block_of_hook(std::string_view value) {
   if (value.rfind("block:", 0) != 0) return -1;
-  try {
-    return std::stoll(value.substr(6));
-  } catch (const std::exception&) {
-    return -1;
-  }
+  return count_of(value.substr(6)).value_or(-1);
 }
 
 // Test hook for the out-of-memory path, which a CPU cannot reach otherwise:
@@ -63,15 +68,6 @@ std::optional<InjectedOom> injected_oom_from_env() {
   }
   log::warn("LONGLIVE_INJECT_OOM={}: this engine will fake running out of GPU memory once", v);
   return oom;
-}
-
-// A whole non-negative decimal number ("12", not "", "-1", "12x" or one past int64_t).
-std::optional<int64_t> count_of(std::string_view text) {
-  int64_t n = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (text.empty() || error != std::errc() || end != text.data() + text.size() || n < 0)
-    return std::nullopt;
-  return n;
 }
 
 // Test hook for a real out-of-memory on a GPU: LONGLIVE_CAP_GPU_MEMORY=load:MiB (when a session
