@@ -27,8 +27,24 @@ if [ "$mode" = start ]; then
   (cd "$src" && OUT=$soak_dir SOAK_PREBUILT=$LONGLIVE_GPU_BUILD setsid nohup \
     bash packaging/device/soak.sh >"$soak_dir/run.log" 2>&1 </dev/null &)
   echo "soak started ($(elapsed)): ${SOAK_MINUTES:-10} min"
+  # SOAK_BESIDE_STUDIO=<.studio carry>: the studio's build too, beside the tests (CPU work in
+  # the soak's warm-up), into /tmp/studio-build for a `STUDIO_SKIP_BUILD=1
+  # LONGLIVE_GPU_BUILD=/tmp/studio-build` studio_run.sh call next.
+  studio=
+  if [ -n "${SOAK_BESIDE_STUDIO:-}" ]; then
+    (OUT=/tmp/studio-out LONGLIVE_GPU_BUILD=/tmp/studio-build STUDIO_CARRY=$SOAK_BESIDE_STUDIO \
+      STUDIO_SESSION=0 STUDIO_ENCODE_BENCH=0 bash packaging/device/studio_run.sh \
+      >/tmp/studio-build.log 2>&1) &
+    studio=$!
+  fi
   WAVE7_STEPS=tests timeout 240 bash packaging/device/wave7_run.sh
   echo "tests done ($(elapsed))"
+  if [ -n "$studio" ]; then
+    wait "$studio"
+    echo "studio built ($(elapsed)):"
+    tail -5 /tmp/studio-build.log
+    ls -la /tmp/studio-build/tests/gui/longlive-studio-autotest
+  fi
   while [ "$(($(date +%s) - t0))" -lt "${SOAK_CALL_SECONDS:-570}" ] &&
     pgrep -f "longlive soak" >/dev/null; do sleep 5; done
   cp "$soak_dir"/soak.jsonl "$out/soak-partial.jsonl" 2>/dev/null

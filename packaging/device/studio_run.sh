@@ -19,17 +19,21 @@ carry=${STUDIO_CARRY:-$PWD/.studio}
 deps=/opt/longlive-deps
 out=${OUT:-/tmp/out}
 mkdir -p "$out" "$deps"
-echo "== unpack"
-start=$(date +%s)
-tar -xJf "$carry/studio-deps.tar.xz" -C "$deps" || exit 1
-for f in "$carry"/debs/*.deb; do dpkg -x "$f" "$deps"; done
-# FFmpeg was installed for /opt/studio-deps/ffmpeg; pkg-config sees $deps as its sysroot.
-sed -i 's#/opt/studio-deps/ffmpeg#/ffmpeg#g' "$deps"/ffmpeg/lib/pkgconfig/*.pc
-# The box's Python links its own expat and libffi (newer symbols maybe): keep the box's.
-for l in libexpat.so.1 libffi.so.8; do
-  ldconfig -p | grep -q "$l " && rm -f "$deps/usr/lib/x86_64-linux-gnu/$l"*
-done
-echo "unpacked in $(($(date +%s) - start)) s: $(du -sh "$deps" | cut -f1)"
+# Unpacked once per machine: a later call on the warm machine (STUDIO_SKIP_BUILD=1) needs no carry.
+if [ ! -f "$deps/.studio-unpacked" ]; then
+  echo "== unpack"
+  start=$(date +%s)
+  tar -xJf "$carry/studio-deps.tar.xz" -C "$deps" || exit 1
+  for f in "$carry"/debs/*.deb; do dpkg -x "$f" "$deps"; done
+  # FFmpeg was installed for /opt/studio-deps/ffmpeg; pkg-config sees $deps as its sysroot.
+  sed -i 's#/opt/studio-deps/ffmpeg#/ffmpeg#g' "$deps"/ffmpeg/lib/pkgconfig/*.pc
+  # The box's Python links its own expat and libffi (newer symbols maybe): keep the box's.
+  for l in libexpat.so.1 libffi.so.8; do
+    ldconfig -p | grep -q "$l " && rm -f "$deps/usr/lib/x86_64-linux-gnu/$l"*
+  done
+  touch "$deps/.studio-unpacked"
+  echo "unpacked in $(($(date +%s) - start)) s: $(du -sh "$deps" | cut -f1)"
+fi
 
 # FlashAttention-3 (sm_90 attention) when the snapshot carries its sources as fa3.tar.xz (1 MB:
 # .fa3/ itself, 28 MB, does not fit the carry beside .studio/).
