@@ -46,8 +46,8 @@ export LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY
 built=1
 # STUDIO_GPU_TESTS=1: the GPU tests of code not yet run on a GPU are built too and run before the
 # session (one call where a machine is scarce): CUPTI's detach, inputs encoded ahead (its worker
-# and the capture gate), the FP8 cache's direct K/V write, FA3's FP8 schedules, our own streams
-# and the graphs.
+# and the capture gate), the FP8 cache's direct K/V write, FA3's FP8 schedules, our own streams,
+# the graphs and VACE's fast path (side stream, FP8 attention in its blocks).
 gpu_tests=${STUDIO_GPU_TESTS:-0}
 targets="longlive-studio-autotest ${STUDIO_EXTRA_TARGETS:-}"
 [ "$gpu_tests" = 1 ] && targets="$targets test_core test_engine test_model"
@@ -59,8 +59,8 @@ if [ "$gpu_tests" = 1 ] && [ "$built" = 1 ]; then
   {
     timeout 60 "$b/tests/test_core" --gtest_filter='*KernelProfiler*'
     timeout 90 "$b/tests/test_engine" --gtest_filter='*EncodeAhead*:CaptureGate.*'
-    timeout 150 "$b/tests/test_model" \
-      --gtest_filter='FusedKernels.*:FastPath*:Fa3Attention.Fp8*:DedicatedStream.*:CudaGraphs.*'
+    timeout 200 "$b/tests/test_model" \
+      --gtest_filter='FusedKernels.*:FastPath*:Fa3Attention.Fp8*:DedicatedStream.*:CudaGraphs.*:VaceFastPath.*'
   } >"$out/gpu-tests.log" 2>&1
   echo "== GPU tests"
   grep -E "heap growth|^\[  (PASSED|FAILED)|FAILED  \]" "$out/gpu-tests.log" | tail -12
