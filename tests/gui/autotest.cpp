@@ -145,6 +145,16 @@ void write_tiny_style_lora(const std::filesystem::path& path) {
 
 }  // namespace
 
+QString use_scenario_model(MainWindow* w, const QString& model_folder) {
+  if (w->tiny_box()->isChecked()) return "tiny random";
+  if (model_folder.isEmpty())
+    w->use_random_full_model(true);
+  else
+    w->set_model_folder(model_folder);
+  w->resolution_box()->setCurrentText("480x832");
+  return model_folder.isEmpty() ? QString("1.3B random weights") : model_folder;
+}
+
 void run_autotest(MainWindow* w, const QString& out_dir) {
   QDir().mkpath(out_dir);
   // Event-loop stall meter: a 10 ms timer whose gaps reveal how long the UI thread was blocked.

@@ -24,6 +24,10 @@ void run_prefetch_autotest(MainWindow* window, const QString& out_dir);
 // video ("Draw mask") becomes the inpainting mask, the timeline names the file and the mask.
 void run_inputs_autotest(MainWindow* window, const QString& out_dir);
 
+// As gpu_session does, on a window not set to the tiny model: the model folder (or, when empty,
+// the 1.3B model's random weights) at 480x832. Returns the model as a report names it.
+QString use_scenario_model(MainWindow* window, const QString& model_folder);
+
 // A recording disk that fills mid-recording (the file-size limit lowered): the banner names the
 // file, the recording stops and keeps a playable file, the video goes on, and the same window
 // records again once there is room.

@@ -43,19 +43,11 @@ void run_disk_full_autotest(MainWindow* w, const QString& out_dir, const QString
   QDir().mkpath(out_dir);
   Checklist check;
   QJsonObject& report = check.report;
-  const bool gpu_model = !w->tiny_box()->isChecked();
-  if (gpu_model) {  // as gpu_session and faults: a model folder, else the 1.3B random weights
-    if (model_folder.isEmpty())
-      w->use_random_full_model(true);
-    else
-      w->set_model_folder(model_folder);
-    w->resolution_box()->setCurrentText("480x832");
+  report["model"] = use_scenario_model(w, model_folder);
+  if (!w->tiny_box()->isChecked()) {  // the preset gpu_session measures
     const int balanced = w->preset_box()->findText("balanced");
     if (balanced >= 0) w->preset_box()->setCurrentIndex(balanced);
   }
-  report["model"] = !gpu_model               ? QString("tiny random")
-                    : model_folder.isEmpty() ? QString("1.3B random weights")
-                                             : model_folder;
   report["resolution"] = w->resolution_box()->currentText();
   report["commit"] = qEnvironmentVariable("LONGLIVE_COMMIT", "unknown");
   RecordingControls* rc = w->recording();

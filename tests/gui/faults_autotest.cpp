@@ -68,19 +68,9 @@ void run_faults_autotest(MainWindow* w, const QString& out_dir, const QString& m
                  qPrintable(out_dir));
     QApplication::exit(check.ok ? 0 : 1);
   };
-  const bool gpu_model = !w->tiny_box()->isChecked();
-  if (gpu_model) {  // as gpu_session: a model folder, else the 1.3B model's random weights
-    if (model_folder.isEmpty())
-      w->use_random_full_model(true);
-    else
-      w->set_model_folder(model_folder);
-    w->resolution_box()->setCurrentText("480x832");
-  }
+  report["model"] = use_scenario_model(w, model_folder);
   const int balanced = w->preset_box()->findText("balanced");
   if (balanced >= 0) w->preset_box()->setCurrentIndex(balanced);
-  report["model"] = !gpu_model               ? QString("tiny random")
-                    : model_folder.isEmpty() ? QString("1.3B random weights")
-                                             : model_folder;
   report["commit"] = qEnvironmentVariable("LONGLIVE_COMMIT", "unknown");
   report["process_id"] = static_cast<double>(QCoreApplication::applicationPid());
   w->activateWindow();

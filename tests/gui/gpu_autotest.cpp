@@ -103,13 +103,7 @@ void run_gpu_session_autotest(MainWindow* w, const QString& out_dir,
     ok = ok && passed;
   };
   const bool gpu_model = !w->tiny_box()->isChecked();
-  if (gpu_model) {
-    if (options.model_folder.isEmpty())
-      w->use_random_full_model(true);
-    else
-      w->set_model_folder(options.model_folder);
-    w->resolution_box()->setCurrentText("480x832");
-  }
+  use_scenario_model(w, options.model_folder);
   const int balanced = w->preset_box()->findText("balanced");
   if (balanced >= 0) w->preset_box()->setCurrentIndex(balanced);
 
