@@ -856,11 +856,15 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
                             fa3::usable_on(device_);
   at::Tensor q = at::empty({seq, n, hd}, fp8_attention_ ? fp8 : sixteen);
   Attend attend = Attend::sixteen_bit;
+  // The FP8 cache's stored K/V: views of its buffers, so this block's K/V, written below, are in
+  // them by the time the FP8 kernels read them.
+  at::Tensor stored_keys, stored_values;
   if (kv && fp8_attention_ && kv->storage_dtype() == at::kFloat8_e4m3fn) {
-    const at::Tensor keys = kv->stored_keys(layer, *plan), values = kv->stored_values(layer, *plan);
-    if (fa3_fp8_here && fa3::accepts_fp8(heads_first(q), keys, values))
+    stored_keys = kv->stored_keys(layer, *plan);
+    stored_values = kv->stored_values(layer, *plan);
+    if (fa3_fp8_here && fa3::accepts_fp8(heads_first(q), stored_keys, stored_values))
       attend = Attend::fa3_fp8;
-    else if (fp8_attention::supported(heads_first(q), keys, values))
+    else if (fp8_attention::supported(heads_first(q), stored_keys, stored_values))
       attend = Attend::cudnn_fp8;
   } else if (!kv && fa3_fp8_here && vace_fp8_attention() &&
              fa3::accepts_fp8(heads_first(q), heads_first(q), heads_first(q))) {
@@ -901,13 +905,9 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
                      ? fa3::attention_fp8(q4, heads_first(k), heads_first(v8)).to(dtype_)
                      : ops::attention(q4, heads_first(k), v.transpose(1, 2), runtime_.attention);
     } else if (attend == Attend::fa3_fp8) {
-      attended =
-          fa3::attention_fp8(q4, kv->stored_keys(layer, *plan), kv->stored_values(layer, *plan))
-              .to(dtype_);
+      attended = fa3::attention_fp8(q4, stored_keys, stored_values).to(dtype_);
     } else if (attend == Attend::cudnn_fp8) {
-      attended = fp8_attention::attention(q4, kv->stored_keys(layer, *plan),
-                                          kv->stored_values(layer, *plan))
-                     .to(dtype_);
+      attended = fp8_attention::attention(q4, stored_keys, stored_values).to(dtype_);
     } else {
       attended =
           ops::attention(q4, kv->keys(layer, *plan), kv->values(layer, *plan), runtime_.attention);
