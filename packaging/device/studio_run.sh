@@ -11,9 +11,9 @@
 # builds more (e.g. longlive, for a bench after the session); STUDIO_ENCODE_BENCH=0 skips the
 # encoder's own timing; STUDIO_FAULTS=1 runs the faults scenario after the session
 # ($OUT/faults.json); STUDIO_DISK_FULL=1 the disk_full scenario ($OUT/disk_full.json);
-# STUDIO_SESSION=0 leaves gpu_session out. Logs (build, GLX, Xvfb, GPU tests, faults) come back in logs.tar.gz. For
-# FA3 and FP8 attention, make the snapshot with packaging/device/make_snapshot.sh (it packs FA3's
-# sources and cudnn-frontend's headers).
+# STUDIO_SESSION=0 leaves gpu_session out. Logs (build, GLX, Xvfb, GPU tests, the scenarios)
+# come back in logs.tar.gz. For FA3 and FP8 attention, make the snapshot with
+# packaging/device/make_snapshot.sh (it packs FA3's sources and cudnn-frontend's headers).
 set -uo pipefail
 carry=${STUDIO_CARRY:-$PWD/.studio}
 deps=/opt/longlive-deps
@@ -137,35 +137,31 @@ if [ "${STUDIO_SESSION:-1}" = 1 ]; then
     /tmp/studio-session/studio-gpu.png /tmp/studio-session/pacing.json "$out/" 2>/dev/null
   grep -E "gpu_session:|error|Error" "$out/studio.log" | tail -20
 fi
-# STUDIO_FAULTS=1: then the faults scenario (tests/gui/faults_autotest.cpp, issue #18) in a studio
-# of its own, on gpu_session's model (the folder of STUDIO_MODEL_FOLDER=1, else random weights):
-# a real out-of-memory error while recording (LONGLIVE_CAP_GPU_MEMORY=block:3:16, set by the
-# scenario on a CUDA device), the banner's low_memory offer pressed, then an injected decode
-# failure and Start again. $OUT/faults.json is its report; faults.log goes in logs.tar.gz.
-if [ "${STUDIO_FAULTS:-0}" = 1 ]; then
-  echo "== faults"
-  mkdir -p /tmp/studio-faults-home
-  HOME=/tmp/studio-faults-home timeout "${STUDIO_FAULTS_TIMEOUT:-360}" \
-    "$b/tests/gui/longlive-studio-autotest" --scenario faults --presets "$PWD/presets" \
-    --autotest /tmp/studio-faults "${folder_args[@]}" >"$out/faults.log" 2>&1
+# A fault scenario in a studio of its own, on gpu_session's model (the folder of
+# STUDIO_MODEL_FOLDER=1, else random weights) at 480x832: $OUT/NAME.json is its report, NAME.log
+# goes in logs.tar.gz. run_scenario NAME TIMEOUT_S LOG_PATTERN
+run_scenario() {
+  local name=$1 timeout_s=$2 pattern=$3
+  echo "== $name"
+  mkdir -p "/tmp/studio-$name-home"
+  HOME=/tmp/studio-$name-home timeout "$timeout_s" "$b/tests/gui/longlive-studio-autotest" \
+    --scenario "$name" --presets "$PWD/presets" --autotest "/tmp/studio-$name" \
+    "${folder_args[@]}" >"$out/$name.log" 2>&1
   echo "exit $?"
-  cp /tmp/studio-faults/report.json "$out/faults.json" 2>/dev/null
-  grep -E "^faults:|LONGLIVE_|engine: |error|Error" "$out/faults.log" | tail -20
-fi
-# STUDIO_DISK_FULL=1: the disk_full scenario (tests/gui/disk_full_autotest.cpp, issue #18) on the
-# same model at 480x832: the recording's file-size limit lowered mid-recording (EFBIG, as a full
-# disk's ENOSPC), the banner, the kept file, the video going on, recording again.
-# $OUT/disk_full.json is its report; disk_full.log goes in logs.tar.gz.
-if [ "${STUDIO_DISK_FULL:-0}" = 1 ]; then
-  echo "== disk_full"
-  mkdir -p /tmp/studio-disk-home
-  HOME=/tmp/studio-disk-home timeout "${STUDIO_DISK_FULL_TIMEOUT:-240}" \
-    "$b/tests/gui/longlive-studio-autotest" --scenario disk_full --presets "$PWD/presets" \
-    --autotest /tmp/studio-disk-full "${folder_args[@]}" >"$out/disk_full.log" 2>&1
-  echo "exit $?"
-  cp /tmp/studio-disk-full/report.json "$out/disk_full.json" 2>/dev/null
-  grep -E "disk_full|error|Error" "$out/disk_full.log" | tail -12
-fi
+  cp "/tmp/studio-$name/report.json" "$out/$name.json" 2>/dev/null
+  grep -E "$pattern" "$out/$name.log" | tail -20
+}
+# STUDIO_FAULTS=1: the faults scenario (tests/gui/faults_autotest.cpp, issue #18): a real
+# out-of-memory error while recording (LONGLIVE_CAP_GPU_MEMORY=block:3:16, set by the scenario on
+# a CUDA device), the banner's low_memory offer pressed, then an injected decode failure and Start
+# again.
+[ "${STUDIO_FAULTS:-0}" = 1 ] &&
+  run_scenario faults "${STUDIO_FAULTS_TIMEOUT:-360}" "^faults:|LONGLIVE_|engine: |error|Error"
+# STUDIO_DISK_FULL=1: the disk_full scenario (tests/gui/disk_full_autotest.cpp, issue #18): the
+# recording's file-size limit lowered mid-recording (EFBIG, as a full disk's ENOSPC), the banner,
+# the kept file, the video going on, recording again.
+[ "${STUDIO_DISK_FULL:-0}" = 1 ] &&
+  run_scenario disk_full "${STUDIO_DISK_FULL_TIMEOUT:-240}" "disk_full|error|Error"
 kill "$xvfb" 2>/dev/null
 # What this box's CPU encodes per frame at the live recording's thread count (half the cores,
 # 1-8: live_encoder_threads) and half of it: 832x480 noise, what the random model makes, in the
