@@ -74,6 +74,10 @@ InputPanel::InputPanel(QWidget* parent) : QWidget(parent) {
   unavailable_ = new QLabel;
   unavailable_->setStyleSheet("color: #d04040");
   unavailable_->hide();
+  interrupted_ = new QLabel;
+  interrupted_->setStyleSheet("color: #d08020");
+  interrupted_->setWordWrap(true);
+  interrupted_->hide();
   for (QWidget* w : std::initializer_list<QWidget*>{
            source_, target_, mode_, mask_button_, draw_mask_button_, preprocess_,
            new QLabel("scale"), scale_, scale_value_, new QLabel("strength"), strength_,
@@ -82,6 +86,7 @@ InputPanel::InputPanel(QWidget* parent) : QWidget(parent) {
   auto* text = new QVBoxLayout;
   text->addWidget(state_);
   text->addWidget(counts_);
+  text->addWidget(interrupted_);
   text->addWidget(unavailable_);
   row->addLayout(text, 1);
 
@@ -245,6 +250,11 @@ void InputPanel::sync(const InputStatus& s) {
                                           .arg(s.frames_used)
                                           .arg(s.dropped)
                                           .arg(s.repeated));
+  // A camera lost and being reopened: its last frame is held meanwhile (LiveVideoOptions).
+  interrupted_->setText(s.interrupted.empty() ? QString()
+                                              : QString("Input lost, holding its last frame: %1")
+                                                    .arg(QString::fromStdString(s.interrupted)));
+  interrupted_->setVisible(!s.interrupted.empty());
   // A model without VACE weights: say so where the input is chosen (video-to-video still works).
   const bool unavailable = !s.vace_available && !s.vace_status.empty();
   unavailable_->setText(

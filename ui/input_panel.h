@@ -57,6 +57,7 @@ class InputPanel : public QWidget {
   QLabel* counts_label() const { return counts_; }
   QLabel* state_label() const { return state_; }
   bool vace_unavailable_shown() const { return unavailable_->isVisible(); }
+  QLabel* interrupted_label() const { return interrupted_; }
 
  signals:
   void vace_requested(const longlive::VaceRequest& request);
@@ -87,6 +88,7 @@ class InputPanel : public QWidget {
   QLabel* counts_ = nullptr;
   QLabel* state_ = nullptr;
   QLabel* unavailable_ = nullptr;
+  QLabel* interrupted_ = nullptr;  // a lost camera being reopened
   InputKind kind_ = InputKind::none;
   QString path_;
   QString mask_;

@@ -76,11 +76,20 @@ struct GenerateArgs {
   double v2v_strength = 0.6;
   // Live inputs instead of the files: a camera (or another FFmpeg input device).
   std::string vace_camera, v2v_camera, camera_format = "v4l2";
-  std::string vace_preprocess;  // built-in preprocessor of the VACE frames: gray, edges
-  RankArgs ranks;               // --gpus: one stream on several ranks
+  double camera_reconnect_s = 10.0;  // LiveVideoOptions' default
+  std::string vace_preprocess;       // built-in preprocessor of the VACE frames: gray, edges
+  RankArgs ranks;                    // --gpus: one stream on several ranks
   bool vace_requested() const {
     return !vace_video.empty() || !vace_camera.empty() || !vace_image.empty() || !vace_mode.empty();
   }
+#ifdef LONGLIVE_WITH_RECORDER
+  LiveVideoOptions camera_options() const {
+    LiveVideoOptions o;
+    o.format = camera_format;
+    o.reconnect_s = camera_reconnect_s;
+    return o;
+  }
+#endif
 };
 
 at::Tensor load_embeds(const std::string& file) {
@@ -124,10 +133,10 @@ ModelSpec model_spec(const GenerateArgs& a, std::string& model_name) {
 #ifdef LONGLIVE_WITH_RECORDER
 // Control frames for VACE or video-to-video: a video file (resampled to 16 fps, looped) or a live
 // input (--*-camera, at 16 fps as it comes); null when neither is given. `what` names the use.
+// `live` carries the cameras' format and reconnect time.
 std::shared_ptr<VaceFrameSource> frame_source(const std::string& video, const std::string& camera,
-                                              const std::string& camera_format, int height,
-                                              int width, const char* what,
-                                              LiveInputs& live_inputs) {
+                                              LiveVideoOptions live, int height, int width,
+                                              const char* what, LiveInputs& live_inputs) {
   if (!video.empty() && !camera.empty())
     throw ConfigError(fmt::format("{}: give a video or a camera, not both", what));
   if (!video.empty()) {
@@ -137,11 +146,9 @@ std::shared_ptr<VaceFrameSource> frame_source(const std::string& video, const st
     return source;
   }
   if (!camera.empty()) {
-    LiveVideoOptions live;
     live.device = camera;
-    live.format = camera_format;
     auto source = std::make_shared<LiveVideoSource>(live, height, width);
-    log::info("{} from {} '{}' (input {:.2f} fps), at 16 fps as it comes", what, camera_format,
+    log::info("{} from {} '{}' (input {:.2f} fps), at 16 fps as it comes", what, live.format,
               camera, source->stats().input_fps);
     live_inputs.emplace_back(what, source);
     return source;
@@ -193,7 +200,7 @@ std::unique_ptr<VaceConditioner> make_vace(const GenerateArgs& a, SessionFactory
         "--vace-mode reference takes --vace-image only (no --vace-video or --vace-camera)");
   const std::string what = "VACE " + to_string(settings.mode);
   std::shared_ptr<VaceFrameSource> source = frame_source(
-      a.vace_video, a.vace_camera, a.camera_format, height, width, what.c_str(), live_inputs);
+      a.vace_video, a.vace_camera, a.camera_options(), height, width, what.c_str(), live_inputs);
   if (!a.vace_preprocess.empty()) {
     if (!source) throw ConfigError("--vace-preprocess needs --vace-video or --vace-camera");
     source = std::make_shared<PreprocessedSource>(source, a.vace_preprocess, device);
@@ -277,7 +284,7 @@ int run(const GenerateArgs& a) {
 #ifdef LONGLIVE_WITH_RECORDER
     v2v =
         std::make_unique<VideoToVideo>(factory.video_encoder(), a.v2v_strength,
-                                       frame_source(a.v2v_video, a.v2v_camera, a.camera_format,
+                                       frame_source(a.v2v_video, a.v2v_camera, a.camera_options(),
                                                     height, width, "video-to-video", live_inputs));
     log::info("video-to-video strength {}", a.v2v_strength);
 #else
@@ -341,8 +348,8 @@ int run(const GenerateArgs& a) {
     const LiveVideoSource::Stats st = source->stats();
     std::cout << fmt::format(
         "{}: {} input frames, {} on the 16 fps grid, {} used, {} dropped (generation behind), "
-        "{} repeated (input stalled){}\n",
-        what, st.captured, st.on_grid, st.handed_out, st.dropped, st.repeated,
+        "{} repeated (input stalled), {} reconnects{}\n",
+        what, st.captured, st.on_grid, st.handed_out, st.dropped, st.repeated, st.reconnects,
         st.error.empty() ? "" : "; " + st.error);
   }
   if (recorder) {
@@ -417,6 +424,10 @@ const Registrar kGenerate("generate", [](CLI::App& root) {
                   "Video-to-video input from a camera (/dev/videoN), live at 16 fps");
   cmd->add_option("--camera-format", a->camera_format,
                   "FFmpeg input device of the cameras: v4l2 (default), x11grab, lavfi, ...");
+  cmd->add_option("--camera-reconnect", a->camera_reconnect_s,
+                  "Seconds a lost camera (unplugged, or its input ended) is reopened for, its last "
+                  "frame held, before it fails (default 10; 0: fail at once)")
+      ->check(CLI::Range(0.0, 3600.0));
   cmd->add_option("--height", a->height, "Video height (multiple of 16)");
   cmd->add_option("--width", a->width, "Video width (multiple of 16)");
   add_rank_options(cmd, a->ranks);

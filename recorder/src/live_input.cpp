@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -24,6 +25,7 @@ extern "C" {
 #include "cover_scale.h"
 #include "longlive/control_input.h"
 #include "longlive/error.h"
+#include "longlive/log.h"
 
 namespace longlive {
 namespace {
@@ -41,15 +43,79 @@ std::string video_devices() {
   return fmt::format("devices here: {}", fmt::join(found, ", "));
 }
 
+// An opened input device and its decoder, closed together.
+struct OpenInput {
+  AVFormatContext* format = nullptr;
+  AVCodecContext* codec = nullptr;
+  int stream_index = -1;
+  double time_base = 0;
+  double fps = 0;  // nominal, 0 when unknown
+
+  OpenInput() = default;
+  OpenInput(const OpenInput&) = delete;
+  OpenInput& operator=(const OpenInput&) = delete;
+  ~OpenInput() {
+    avcodec_free_context(&codec);
+    avformat_close_input(&format);
+  }
+};
+
+const AVInputFormat* input_format(const LiveVideoOptions& options) {
+  static std::once_flag registered;
+  std::call_once(registered, [] { avdevice_register_all(); });
+  const AVInputFormat* input = av_find_input_format(options.format.c_str());
+  if (!input)
+    throw ConfigError(fmt::format(
+        "live input format '{}' is unknown to this FFmpeg (input devices: v4l2, x11grab, lavfi, "
+        "...; `ffmpeg -devices` lists them)",
+        options.format));
+  return input;
+}
+
+// Opens the device with its video decoder; `name` names it in errors, `interrupt` ends blocking
+// reads. IoError when it does not open, FormatError when it has no video stream.
+std::unique_ptr<OpenInput> open_input(const LiveVideoOptions& options, const std::string& name,
+                                      const AVIOInterruptCB& interrupt) {
+  const AVInputFormat* input = input_format(options);
+  auto opened = std::make_unique<OpenInput>();
+  opened->format = avformat_alloc_context();
+  opened->format->interrupt_callback = interrupt;
+  AVDictionary* settings = nullptr;
+  // A camera's usual rate; the fps grid resamples whatever comes.
+  if (options.format == "v4l2") av_dict_set(&settings, "framerate", "30", 0);
+  const int rc = avformat_open_input(&opened->format, options.device.c_str(), input, &settings);
+  av_dict_free(&settings);
+  if (rc < 0) {
+    opened->format = nullptr;  // freed by avformat_open_input on failure
+    const std::string hint =
+        options.format == "v4l2"
+            ? fmt::format(
+                  " ({}; `v4l2-ctl --list-devices` names cameras; the user needs to be "
+                  "in the 'video' group)",
+                  video_devices())
+            : std::string();
+    throw IoError(fmt::format("cannot open {}: {}{}", name, av_error_text(rc), hint));
+  }
+  const VideoDecoder video = open_video_decoder(opened->format, name);
+  opened->codec = video.codec;
+  opened->stream_index = video.stream_index;
+  const AVStream* stream = opened->format->streams[opened->stream_index];
+  opened->time_base = av_q2d(stream->time_base);
+  const AVRational rate =
+      stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
+  opened->fps = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0.0;
+  return opened;
+}
+
+// How often a lost input is tried again.
+constexpr std::chrono::milliseconds kReopenEvery{250};
+
 }  // namespace
 
 struct LiveVideoSource::Capture {
   LiveVideoOptions options;
   std::string name;  // "camera '/dev/video0' (v4l2)" in messages
-  AVFormatContext* format = nullptr;
-  AVCodecContext* codec = nullptr;
-  int stream_index = -1;
-  double time_base = 0;
+  std::unique_ptr<OpenInput> input;
   std::unique_ptr<CoverScaler> cover;
 
   mutable std::mutex mutex;
@@ -64,66 +130,116 @@ struct LiveVideoSource::Capture {
   ~Capture() {
     stopping = true;
     if (thread.joinable()) thread.join();
-    avcodec_free_context(&codec);
-    avformat_close_input(&format);
   }
 
   // Blocking reads return when this says so (FFmpeg polls it).
   static int interrupt(void* self) { return static_cast<Capture*>(self)->stopping.load() ? 1 : 0; }
+  AVIOInterruptCB interrupt_callback() { return {&Capture::interrupt, this}; }
 
   void run() {
-    AVPacket* packet = av_packet_alloc();
-    AVFrame* frame = av_frame_alloc();
-    std::optional<double> next_tick;  // presentation time of the next grid point
-    const double step = 1.0 / options.fps;
     std::string error;
     try {
       while (!stopping) {
-        const int rc = av_read_frame(format, packet);
-        if (rc == AVERROR(EAGAIN)) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(2));
-          continue;
-        }
-        if (rc < 0) {
-          if (!stopping)
-            error = rc == AVERROR_EOF ? name + " ended"
-                                      : fmt::format("{} failed: {}", name, av_error_text(rc));
-          break;
-        }
-        if (packet->stream_index == stream_index && avcodec_send_packet(codec, packet) >= 0) {
-          while (avcodec_receive_frame(codec, frame) >= 0) {
-            const double t = frame->best_effort_timestamp == AV_NOPTS_VALUE
-                                 ? std::chrono::duration<double>(
-                                       std::chrono::steady_clock::now().time_since_epoch())
-                                       .count()
-                                 : frame->best_effort_timestamp * time_base;
-            std::lock_guard lock(mutex);
-            ++stats.captured;
-            if (!next_tick) next_tick = t;
-            if (t < *next_tick - 1e-6) continue;  // between grid points
-            // Grid points a late frame skipped are not made up.
-            *next_tick += step;
-            if (*next_tick <= t) next_tick = t + step;
-            ++stats.on_grid;
-            queue.push_back((*cover)(*frame));
-            while (static_cast<int64_t>(queue.size()) > options.queue_frames) {
-              queue.pop_front();
-              ++stats.dropped;
-            }
-            arrived.notify_all();
-          }
-        }
-        av_packet_unref(packet);
+        const std::string lost = capture_until_lost();
+        if (stopping) break;
+        if (!reopen(lost, error)) break;
       }
     } catch (const std::exception& e) {
       error = e.what();
     }
-    av_frame_free(&frame);
-    av_packet_free(&packet);
     std::lock_guard lock(mutex);
     ended = true;
     stats.error = error;
+    stats.interrupted.clear();
     arrived.notify_all();
+  }
+
+  // Decodes frames into the queue until the input fails or ends; says which.
+  std::string capture_until_lost() {
+    const std::unique_ptr<AVPacket, void (*)(AVPacket*)> packet(
+        av_packet_alloc(), [](AVPacket* p) { av_packet_free(&p); });
+    const std::unique_ptr<AVFrame, void (*)(AVFrame*)> frame(av_frame_alloc(),
+                                                             [](AVFrame* f) { av_frame_free(&f); });
+    std::optional<double> next_tick;  // presentation time of the next grid point
+    const double step = 1.0 / options.fps;
+    while (!stopping) {
+      const int rc = av_read_frame(input->format, packet.get());
+      if (rc == AVERROR(EAGAIN)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        continue;
+      }
+      if (rc < 0)
+        return rc == AVERROR_EOF ? name + " ended"
+                                 : fmt::format("{} failed: {}", name, av_error_text(rc));
+      if (packet->stream_index == input->stream_index &&
+          avcodec_send_packet(input->codec, packet.get()) >= 0) {
+        while (avcodec_receive_frame(input->codec, frame.get()) >= 0) {
+          const double t = frame->best_effort_timestamp == AV_NOPTS_VALUE
+                               ? std::chrono::duration<double>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count()
+                               : frame->best_effort_timestamp * input->time_base;
+          std::lock_guard lock(mutex);
+          ++stats.captured;
+          if (!next_tick) next_tick = t;
+          if (t < *next_tick - 1e-6) continue;  // between grid points
+          // Grid points a late frame skipped are not made up.
+          *next_tick += step;
+          if (*next_tick <= t) next_tick = t + step;
+          ++stats.on_grid;
+          queue.push_back((*cover)(*frame));
+          while (static_cast<int64_t>(queue.size()) > options.queue_frames) {
+            queue.pop_front();
+            ++stats.dropped;
+          }
+          arrived.notify_all();
+        }
+      }
+      av_packet_unref(packet.get());
+    }
+    return {};
+  }
+
+  // Tries to open the lost input again every kReopenEvery for options.reconnect_s while the
+  // consumer holds the last frame. False (with `error` set) when it does not come back.
+  bool reopen(const std::string& lost, std::string& error) {
+    input.reset();  // a camera node is exclusive: close it before opening it again
+    if (!(options.reconnect_s > 0)) {
+      error = lost;
+      return false;
+    }
+    {
+      std::lock_guard lock(mutex);
+      stats.interrupted = fmt::format("{}; reopening it", lost);
+    }
+    log::warn("{}: reopening it for up to {} s, holding its last frame", lost, options.reconnect_s);
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(options.reconnect_s));
+    std::string why;
+    while (!stopping && Clock::now() < deadline) {
+      for (const auto wake = Clock::now() + kReopenEvery; !stopping && Clock::now() < wake;)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (stopping) break;
+      try {
+        input = open_input(options, name, interrupt_callback());
+        break;
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+    }
+    if (!input) {
+      if (!stopping)
+        error = fmt::format("{}; it did not come back in {} s ({})", lost, options.reconnect_s,
+                            why.empty() ? "not tried" : why);
+      return false;
+    }
+    std::lock_guard lock(mutex);
+    ++stats.reconnects;
+    stats.input_fps = input->fps;
+    stats.interrupted.clear();
+    log::info("{} is back (reconnect {})", name, stats.reconnects);
+    return true;
   }
 };
 
@@ -136,44 +252,14 @@ LiveVideoSource::LiveVideoSource(LiveVideoOptions options, int height, int width
     throw ConfigError(
         fmt::format("live input '{}': fps {}, queue {} frames and stall {} s must be positive",
                     options.device, options.fps, options.queue_frames, options.stall_s));
-  static std::once_flag registered;
-  std::call_once(registered, [] { avdevice_register_all(); });
+  if (!(options.reconnect_s >= 0) || !std::isfinite(options.reconnect_s))
+    throw ConfigError(fmt::format("live input '{}': reconnect time {} s must be 0 or more",
+                                  options.device, options.reconnect_s));
   Capture& c = *capture_;
   c.options = options;
   c.name = fmt::format("live input '{}' ({})", options.device, options.format);
-  const AVInputFormat* input = av_find_input_format(options.format.c_str());
-  if (!input)
-    throw ConfigError(fmt::format(
-        "live input format '{}' is unknown to this FFmpeg (input devices: v4l2, x11grab, lavfi, "
-        "...; `ffmpeg -devices` lists them)",
-        options.format));
-  c.format = avformat_alloc_context();
-  c.format->interrupt_callback = {&Capture::interrupt, &c};
-  AVDictionary* settings = nullptr;
-  // A camera's usual rate; the fps grid resamples whatever comes.
-  if (options.format == "v4l2") av_dict_set(&settings, "framerate", "30", 0);
-  if (const int rc = avformat_open_input(&c.format, options.device.c_str(), input, &settings);
-      rc < 0) {
-    av_dict_free(&settings);
-    c.format = nullptr;  // freed by avformat_open_input on failure
-    const std::string hint =
-        options.format == "v4l2"
-            ? fmt::format(
-                  " ({}; `v4l2-ctl --list-devices` names cameras; the user needs to be "
-                  "in the 'video' group)",
-                  video_devices())
-            : std::string();
-    throw IoError(fmt::format("cannot open {}: {}{}", c.name, av_error_text(rc), hint));
-  }
-  av_dict_free(&settings);
-  const VideoDecoder video = open_video_decoder(c.format, c.name);
-  c.codec = video.codec;
-  c.stream_index = video.stream_index;
-  const AVStream* stream = c.format->streams[c.stream_index];
-  c.time_base = av_q2d(stream->time_base);
-  const AVRational rate =
-      stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
-  c.stats.input_fps = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0.0;
+  c.input = open_input(options, c.name, c.interrupt_callback());
+  c.stats.input_fps = c.input->fps;
   c.cover = std::make_unique<CoverScaler>(c.name, height, width);
   c.thread = std::thread([&c] { c.run(); });
 }
@@ -213,7 +299,7 @@ LiveVideoSource::Stats LiveVideoSource::stats() const {
 
 VaceFrameSource::Counts LiveVideoSource::counts() const {
   const Stats s = stats();
-  return {s.dropped, s.repeated, s.error};
+  return {s.dropped, s.repeated, s.error, s.interrupted};
 }
 
 }  // namespace longlive

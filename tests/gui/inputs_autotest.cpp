@@ -62,6 +62,17 @@ void run_inputs_autotest(MainWindow* w, const QString& out_dir) {
                                      panel->counts_label()->text().contains("frames"));
   check("preview_thumbnail_shown", !panel->preview_label()->pixmap().isNull());
   check("vace_available_on_the_tiny_model", !panel->vace_unavailable_shown());
+  // A camera being reopened (LiveVideoSource's reconnect) is said in the panel, and cleared.
+  {
+    InputStatus lost = inputs();
+    lost.interrupted = "live input '/dev/video0' (v4l2) failed: No such device; reopening it";
+    panel->sync(lost);
+    const bool shown = !panel->interrupted_label()->isHidden() &&
+                       panel->interrupted_label()->text().contains("/dev/video0");
+    lost.interrupted.clear();
+    panel->sync(lost);
+    check("lost_input_shown_then_cleared", shown && panel->interrupted_label()->isHidden());
+  }
 
   panel->scale_slider()->setValue(InputPanel::kScaleSteps / 4);  // 0.5
   check("scale_moved_live", wait_until([&] { return inputs().vace_scale == 0.5; }, 90000));

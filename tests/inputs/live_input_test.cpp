@@ -4,7 +4,15 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "longlive/control_input.h"
@@ -64,8 +72,11 @@ TEST(LiveInput, AGeneratorThatFallsBehindDropsTheOldestAndCountsThem) {
 }
 
 TEST(LiveInput, AnInputThatStopsRepeatsItsLastFrame) {
-  // Half a second of input: 8 frames on the 16 fps grid, then the input ends.
-  LiveVideoSource source(test_pattern("testsrc2=size=64x48:rate=30:duration=0.5"), 32, 32);
+  // Half a second of input: 8 frames on the 16 fps grid, then the input ends (and, with
+  // reconnecting off, stays ended).
+  LiveVideoOptions o = test_pattern("testsrc2=size=64x48:rate=30:duration=0.5");
+  o.reconnect_s = 0;
+  LiveVideoSource source(o, 32, 32);
   const at::Tensor frames = source.next_frames(12);
   const LiveVideoSource::Stats stats = source.stats();
   EXPECT_EQ(frames.size(0), 12);
@@ -93,6 +104,145 @@ TEST(LiveInput, AMissingCameraOrFormatIsNamed) {
     FAIL() << "accepted an unknown input format";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("no-such-device-format"), std::string::npos);
+  }
+}
+
+// ---- Reconnecting ----
+// A camera that goes away and comes back, without a camera: a FIFO the test writes a Y4M stream
+// into (frames of one colour), then removes and closes (the capture sees the input end and cannot
+// open it again), then a file of another colour put at the same path (it opens again).
+
+// Y4M of `frames` frames of one colour (4:4:4, BT.601 limited range: y, cb, cr).
+std::string y4m(int frames, uint8_t y, uint8_t cb, uint8_t cr) {
+  constexpr int kW = 64, kH = 48;
+  std::string s = fmt::format("YUV4MPEG2 W{} H{} F30:1 Ip A1:1 C444\n", kW, kH);
+  for (int f = 0; f < frames; ++f) {
+    s += "FRAME\n";
+    s.append(kW * kH, static_cast<char>(y));
+    s.append(kW * kH, static_cast<char>(cb));
+    s.append(kW * kH, static_cast<char>(cr));
+  }
+  return s;
+}
+const std::string kRed = y4m(8, 81, 90, 240);
+std::string blue(int frames) { return y4m(frames, 41, 240, 110); }
+
+// Red more than blue (1), blue more than red (-1), in the mean of frame [3, H, W].
+int hue(const at::Tensor& frame) {
+  const float red = frame[0].mean().item<float>(), bluish = frame[2].mean().item<float>();
+  return red > bluish + 0.5f ? 1 : bluish > red + 0.5f ? -1 : 0;
+}
+
+// The device end of the FIFO: writes `stream`, removes the path, closes (the input "unplugged").
+class FifoCamera {
+ public:
+  explicit FifoCamera(std::filesystem::path path) : path_(std::move(path)) {
+    std::filesystem::remove(path_);
+    if (mkfifo(path_.c_str(), 0600) != 0) throw std::runtime_error("mkfifo " + path_.string());
+  }
+  // Opening a FIFO for writing waits for its reader: the source's constructor.
+  void play_then_unplug(std::string stream) {
+    writer_ = std::thread([this, stream = std::move(stream)] {
+      const int fd = open(path_.c_str(), O_WRONLY);
+      if (fd < 0) return;
+      for (size_t at = 0; at < stream.size();) {
+        const ssize_t n = write(fd, stream.data() + at, stream.size() - at);
+        if (n <= 0) break;
+        at += static_cast<size_t>(n);
+      }
+      std::filesystem::remove(path_);
+      close(fd);
+    });
+  }
+  ~FifoCamera() {
+    if (writer_.joinable()) writer_.join();
+  }
+
+ private:
+  std::filesystem::path path_;
+  std::thread writer_;
+};
+
+LiveVideoOptions y4m_input(const std::filesystem::path& path) {
+  LiveVideoOptions o;
+  o.format = "yuv4mpegpipe";
+  o.device = path.string();
+  o.stall_s = 0.05;  // repeats come quickly: the test waits for the input, not for repeats
+  return o;
+}
+
+template <typename Predicate>
+bool wait_for(Predicate done, double seconds = 10) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+TEST(LiveInput, ALostInputIsReopenedAndItsFramesComeBack) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    fmt::format("longlive-camera-{}.y4m", static_cast<long>(getpid()));
+  FifoCamera camera(path);
+  camera.play_then_unplug(kRed);
+  LiveVideoOptions o = y4m_input(path);
+  o.reconnect_s = 20;
+  LiveVideoSource source(o, 32, 32);
+  EXPECT_EQ(hue(source.next_frames(1)[0]), 1);
+  // Unplugged: the source says it is reopening, holds the red picture, and has no error.
+  ASSERT_TRUE(wait_for([&] { return !source.stats().interrupted.empty(); }))
+      << "no reconnect began; error: " << source.stats().error;
+  EXPECT_NE(source.counts().interrupted.find(path.string()), std::string::npos)
+      << source.counts().interrupted;
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(hue(source.next_frames(1)[0]), 1);
+  EXPECT_GT(source.stats().repeated, 0);
+  EXPECT_TRUE(source.counts().error.empty()) << source.counts().error;
+  // Plugged in again (another picture at the same path): its frames come, the note goes.
+  {
+    const auto part = path.string() + ".part";
+    std::ofstream(part, std::ios::binary) << blue(16);
+    std::filesystem::rename(part, path);
+  }
+  ASSERT_TRUE(wait_for([&] { return hue(source.next_frames(1)[0]) == -1; }))
+      << "the input did not come back: " << source.stats().error;
+  const LiveVideoSource::Stats stats = source.stats();
+  EXPECT_GE(stats.reconnects, 1);
+  EXPECT_TRUE(stats.error.empty()) << stats.error;
+  EXPECT_NEAR(stats.input_fps, 30.0, 1e-6);
+  std::filesystem::remove(path);
+}
+
+TEST(LiveInput, ALostInputThatDoesNotComeBackFailsAfterItsReconnectTime) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    fmt::format("longlive-camera-gone-{}.y4m", static_cast<long>(getpid()));
+  FifoCamera camera(path);
+  camera.play_then_unplug(kRed);
+  LiveVideoOptions o = y4m_input(path);
+  o.reconnect_s = 0.6;
+  LiveVideoSource source(o, 32, 32);
+  EXPECT_EQ(hue(source.next_frames(1)[0]), 1);
+  ASSERT_TRUE(wait_for([&] { return !source.stats().error.empty(); }));
+  const std::string error = source.counts().error;
+  // Why it was lost, that it was tried again, for how long, and the last reason, by name.
+  EXPECT_NE(error.find(path.string()), std::string::npos) << error;
+  EXPECT_NE(error.find("ended"), std::string::npos) << error;
+  EXPECT_NE(error.find("did not come back in 0.6 s"), std::string::npos) << error;
+  EXPECT_NE(error.find("cannot open"), std::string::npos) << error;
+  EXPECT_TRUE(source.counts().interrupted.empty());
+  // The stream still gets frames (the last picture) until the engine drops the input.
+  EXPECT_EQ(hue(source.next_frames(2)[1]), 1);
+  EXPECT_EQ(source.stats().reconnects, 0);
+}
+
+TEST(LiveInput, ANegativeReconnectTimeIsNamed) {
+  LiveVideoOptions o = test_pattern("testsrc2=size=64x48:rate=30");
+  o.reconnect_s = -1;
+  try {
+    LiveVideoSource source(o, 32, 32);
+    FAIL() << "accepted a negative reconnect time";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("reconnect time -1"), std::string::npos) << e.what();
   }
 }
 

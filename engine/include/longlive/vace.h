@@ -116,12 +116,14 @@ class VaceFrameSource {
   virtual ~VaceFrameSource() = default;
   // The next `count` frames, [count, 3, H, W] float32 in [-1, 1] at the session's size.
   virtual at::Tensor next_frames(int64_t count) = 0;
-  // A live input's health: frames dropped (generation behind) and repeated (input stalled), and
-  // why its capture ended (a camera unplugged). Files have none.
+  // A live input's health: frames dropped (generation behind) and repeated (input stalled), why
+  // it is interrupted while it reconnects (a camera unplugged: its last frame is held), and why
+  // its capture ended for good (it did not come back). Files have none.
   struct Counts {
     int64_t dropped = 0;
     int64_t repeated = 0;
     std::string error;
+    std::string interrupted;
   };
   virtual Counts counts() const { return {}; }
 };
@@ -233,6 +235,7 @@ struct InputStatus {
   int64_t frames_used = 0;  // control frames handed to the encoders
   int64_t dropped = 0;      // camera frames dropped (generation behind)
   int64_t repeated = 0;     // camera frames repeated (input stalled)
+  std::string interrupted;  // a camera lost and being reopened (its last frame held); empty: fine
   at::Tensor preview;       // [h, w, 3] uint8, the last control frame (preprocessed), small
 };
 

@@ -399,6 +399,7 @@ InputStatus LiveInputs::status(const SessionFactory* factory) const {
     const auto c = tap->counts();
     s.dropped += c.dropped;
     s.repeated += c.repeated;
+    if (!c.interrupted.empty()) s.interrupted = c.interrupted;
     if (tap->preview.defined()) s.preview = tap->preview;
   };
   if (v2v_) {

@@ -42,7 +42,9 @@ class VideoFileSource final : public VaceFrameSource {
 // those that fall on the `fps` grid (by presentation time), scaled to the session's size, in a
 // queue of `queue_frames`. The generator takes them block by block; when it falls behind, the
 // oldest queued frames are dropped (counted), and when the input stalls the last frame is
-// repeated (counted) after `stall` so generation never blocks for long.
+// repeated (counted) after `stall` so generation never blocks for long. An input that is lost (a
+// read error: a camera unplugged; or its end) is reopened every 0.25 s for `reconnect_s`, its
+// last frame held meanwhile, so a loose cable on stage does not end the conditioning.
 struct LiveVideoOptions {
   std::string device = "/dev/video0";  // or the input device's spec ("testsrc2=size=320x240")
   std::string format = "v4l2";         // FFmpeg input device: v4l2, x11grab, lavfi, ...
@@ -50,6 +52,7 @@ struct LiveVideoOptions {
   int64_t queue_frames = 24;   // two blocks of 12 frames
   double stall_s = 0.5;        // wait this long for a frame before repeating the last one
   double first_frame_s = 5.0;  // cameras take a moment to start: IoError past this
+  double reconnect_s = 10.0;   // reopen a lost input for this long before failing (0: never)
 };
 
 class LiveVideoSource final : public VaceFrameSource {
@@ -67,13 +70,15 @@ class LiveVideoSource final : public VaceFrameSource {
   at::Tensor next_frames(int64_t count) override;
 
   struct Stats {
-    int64_t captured = 0;    // frames decoded from the input
-    int64_t on_grid = 0;     // kept at `fps` (the rest fall between grid points)
-    int64_t handed_out = 0;  // given to the generator, repeats included
-    int64_t dropped = 0;     // kept but never given: the generator was behind
-    int64_t repeated = 0;    // the last frame given again: the input stalled
-    double input_fps = 0;    // the input's nominal rate (0 when unknown)
-    std::string error;       // why capture ended early (empty while it runs)
+    int64_t captured = 0;     // frames decoded from the input
+    int64_t on_grid = 0;      // kept at `fps` (the rest fall between grid points)
+    int64_t handed_out = 0;   // given to the generator, repeats included
+    int64_t dropped = 0;      // kept but never given: the generator was behind
+    int64_t repeated = 0;     // the last frame given again: the input stalled
+    int64_t reconnects = 0;   // times the input was lost and reopened
+    double input_fps = 0;     // the input's nominal rate (0 when unknown)
+    std::string interrupted;  // why the input is being reopened (empty while frames come)
+    std::string error;        // why capture ended for good (empty while it runs)
   };
   Stats stats() const;
   Counts counts() const override;
