@@ -6,9 +6,12 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -133,16 +136,19 @@ int hue(const at::Tensor& frame) {
   return red > bluish + 0.5f ? 1 : bluish > red + 0.5f ? -1 : 0;
 }
 
-// The device end of the FIFO: writes `stream`, removes the path, closes (the input "unplugged").
+// The device end of a FIFO at `path`: writes `stream`, removes the path, closes (the input
+// "unplugged"). Opening a FIFO for writing waits for its reader, the source's constructor.
 class FifoCamera {
  public:
-  explicit FifoCamera(std::filesystem::path path) : path_(std::move(path)) {
+  FifoCamera(std::filesystem::path path, std::string stream) : path_(std::move(path)) {
     std::filesystem::remove(path_);
     if (mkfifo(path_.c_str(), 0600) != 0) throw std::runtime_error("mkfifo " + path_.string());
-  }
-  // Opening a FIFO for writing waits for its reader: the source's constructor.
-  void play_then_unplug(std::string stream) {
     writer_ = std::thread([this, stream = std::move(stream)] {
+      // A reader gone early gives EPIPE here, not a SIGPIPE that ends the test binary.
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
       const int fd = open(path_.c_str(), O_WRONLY);
       if (fd < 0) return;
       for (size_t at = 0; at < stream.size();) {
@@ -152,24 +158,49 @@ class FifoCamera {
       }
       std::filesystem::remove(path_);
       close(fd);
+      done_ = true;
     });
   }
   ~FifoCamera() {
-    if (writer_.joinable()) writer_.join();
+    // A source that never opened (a failed test) leaves the writer waiting: read its end.
+    if (!done_) {
+      const int fd = open(path_.c_str(), O_RDONLY | O_NONBLOCK);
+      char sink[4096];
+      while (fd >= 0 && !done_) {
+        if (read(fd, sink, sizeof sink) <= 0)
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (fd >= 0) close(fd);
+    }
+    writer_.join();
+    std::filesystem::remove(path_);
   }
+  const std::filesystem::path& path() const { return path_; }
 
  private:
   std::filesystem::path path_;
+  std::atomic<bool> done_{false};
   std::thread writer_;
 };
 
-LiveVideoOptions y4m_input(const std::filesystem::path& path) {
-  LiveVideoOptions o;
-  o.format = "yuv4mpegpipe";
-  o.device = path.string();
-  o.stall_s = 0.05;  // repeats come quickly: the test waits for the input, not for repeats
-  return o;
-}
+// A live source on a FIFO camera that plays red frames, then is unplugged.
+struct UnpluggedCamera {
+  FifoCamera camera;
+  LiveVideoSource source;
+  UnpluggedCamera(const char* name, double reconnect_s)
+      : camera(std::filesystem::temp_directory_path() /
+                   fmt::format("longlive-{}-{}.y4m", name, static_cast<long>(getpid())),
+               kRed),
+        source(options(camera.path(), reconnect_s), 32, 32) {}
+  static LiveVideoOptions options(const std::filesystem::path& path, double reconnect_s) {
+    LiveVideoOptions o;
+    o.format = "yuv4mpegpipe";
+    o.device = path.string();
+    o.stall_s = 0.05;  // repeats come quickly: the test waits for the input, not for repeats
+    o.reconnect_s = reconnect_s;
+    return o;
+  }
+};
 
 template <typename Predicate>
 bool wait_for(Predicate done, double seconds = 10) {
@@ -182,25 +213,21 @@ bool wait_for(Predicate done, double seconds = 10) {
 }
 
 TEST(LiveInput, ALostInputIsReopenedAndItsFramesComeBack) {
-  const auto path = std::filesystem::temp_directory_path() /
-                    fmt::format("longlive-camera-{}.y4m", static_cast<long>(getpid()));
-  FifoCamera camera(path);
-  camera.play_then_unplug(kRed);
-  LiveVideoOptions o = y4m_input(path);
-  o.reconnect_s = 20;
-  LiveVideoSource source(o, 32, 32);
+  UnpluggedCamera unplugged("camera", 20);
+  LiveVideoSource& source = unplugged.source;
+  const std::string path = unplugged.camera.path().string();
   EXPECT_EQ(hue(source.next_frames(1)[0]), 1);
   // Unplugged: the source says it is reopening, holds the red picture, and has no error.
   ASSERT_TRUE(wait_for([&] { return !source.stats().interrupted.empty(); }))
       << "no reconnect began; error: " << source.stats().error;
-  EXPECT_NE(source.counts().interrupted.find(path.string()), std::string::npos)
+  EXPECT_NE(source.counts().interrupted.find(path), std::string::npos)
       << source.counts().interrupted;
   for (int i = 0; i < 12; ++i) EXPECT_EQ(hue(source.next_frames(1)[0]), 1);
   EXPECT_GT(source.stats().repeated, 0);
   EXPECT_TRUE(source.counts().error.empty()) << source.counts().error;
   // Plugged in again (another picture at the same path): its frames come, the note goes.
   {
-    const auto part = path.string() + ".part";
+    const std::string part = path + ".part";
     std::ofstream(part, std::ios::binary) << blue(16);
     std::filesystem::rename(part, path);
   }
@@ -210,22 +237,16 @@ TEST(LiveInput, ALostInputIsReopenedAndItsFramesComeBack) {
   EXPECT_GE(stats.reconnects, 1);
   EXPECT_TRUE(stats.error.empty()) << stats.error;
   EXPECT_NEAR(stats.input_fps, 30.0, 1e-6);
-  std::filesystem::remove(path);
 }
 
 TEST(LiveInput, ALostInputThatDoesNotComeBackFailsAfterItsReconnectTime) {
-  const auto path = std::filesystem::temp_directory_path() /
-                    fmt::format("longlive-camera-gone-{}.y4m", static_cast<long>(getpid()));
-  FifoCamera camera(path);
-  camera.play_then_unplug(kRed);
-  LiveVideoOptions o = y4m_input(path);
-  o.reconnect_s = 0.6;
-  LiveVideoSource source(o, 32, 32);
+  UnpluggedCamera unplugged("camera-gone", 0.6);
+  LiveVideoSource& source = unplugged.source;
   EXPECT_EQ(hue(source.next_frames(1)[0]), 1);
   ASSERT_TRUE(wait_for([&] { return !source.stats().error.empty(); }));
   const std::string error = source.counts().error;
   // Why it was lost, that it was tried again, for how long, and the last reason, by name.
-  EXPECT_NE(error.find(path.string()), std::string::npos) << error;
+  EXPECT_NE(error.find(unplugged.camera.path().string()), std::string::npos) << error;
   EXPECT_NE(error.find("ended"), std::string::npos) << error;
   EXPECT_NE(error.find("did not come back in 0.6 s"), std::string::npos) << error;
   EXPECT_NE(error.find("cannot open"), std::string::npos) << error;
