@@ -245,11 +245,12 @@ void InputPanel::sync(const InputStatus& s) {
   if (!s.vace.empty()) active << QString("VACE %1").arg(QString::fromStdString(s.vace));
   if (!s.v2v.empty()) active << QString("V2V %1").arg(QString::fromStdString(s.v2v));
   state_->setText(active.isEmpty() ? "no input" : active.join(" · "));
-  counts_->setText(active.isEmpty() ? QString()
-                                    : QString("frames %1 · dropped %2 · repeated %3")
-                                          .arg(s.frames_used)
-                                          .arg(s.dropped)
-                                          .arg(s.repeated));
+  QString counts = QString("frames %1 · dropped %2 · repeated %3")
+                       .arg(s.frames_used)
+                       .arg(s.dropped)
+                       .arg(s.repeated);
+  if (!s.framing.empty()) counts += " · " + QString::fromStdString(s.framing);
+  counts_->setText(active.isEmpty() ? QString() : counts);
   // A camera lost and being reopened: its last frame is held meanwhile (LiveVideoOptions).
   interrupted_->setText(s.interrupted.empty() ? QString()
                                               : QString("Input lost, holding its last frame: %1")

@@ -22,11 +22,17 @@ extern "C" {
 namespace longlive {
 namespace {
 
+// What decode_frames saw: the stream's nominal frame rate (0 when unknown) and what the crop
+// cost (CoverScaler::framing, of the last frame).
+struct Decoded {
+  double nominal_fps = 0;
+  std::string framing;
+};
+
 // Decodes every frame of the best video stream, scaled to cover height x width and
-// center-cropped: sink(rgb [H, W, 3] uint8, presentation time in seconds). Returns the stream's
-// nominal frame rate (0 when unknown).
-double decode_frames(const std::filesystem::path& path, int height, int width,
-                     const std::function<void(const at::Tensor&, double)>& sink) {
+// center-cropped: sink(rgb [H, W, 3] uint8, presentation time in seconds).
+Decoded decode_frames(const std::filesystem::path& path, int height, int width,
+                      const std::function<void(const at::Tensor&, double)>& sink) {
   if (height <= 0 || width <= 0)
     throw ConfigError(fmt::format("control input '{}': size {}x{} must be positive", path.string(),
                                   width, height));
@@ -76,7 +82,7 @@ double decode_frames(const std::filesystem::path& path, int height, int width,
   avcodec_send_packet(r.codec, nullptr);
   drain();
   if (decoded == 0) throw FormatError(fmt::format("'{}': no decodable frame", path.string()));
-  return nominal;
+  return {nominal, cover.framing()};
 }
 
 }  // namespace
@@ -105,19 +111,27 @@ VideoFileSource::VideoFileSource(const std::filesystem::path& path, int height, 
       ++out;
     }
   };
-  source_fps_ = decode_frames(path, height, width, [&](const at::Tensor& rgb, double t) {
+  const Decoded decoded = decode_frames(path, height, width, [&](const at::Tensor& rgb, double t) {
     if (!previous.defined()) first_t = t;
     emit_until(t);
     times.push_back(t);
     previous = rgb;
     previous_t = t;
   });
+  source_fps_ = decoded.nominal_fps;
+  framing_ = decoded.framing;
   // The last frame lasts one source frame interval.
   double interval = source_fps_ > 0 ? 1.0 / source_fps_ : 1.0 / fps;
   if (times.size() > 1) interval = (times.back() - times.front()) / (times.size() - 1);
   emit_until(previous_t + interval);
   if (kept.empty()) kept.push_back(previous);
   frames_ = at::stack(kept);
+}
+
+VaceFrameSource::Counts VideoFileSource::counts() const {
+  Counts counts;
+  counts.framing = framing_;
+  return counts;
 }
 
 at::Tensor VideoFileSource::next_frames(int64_t count) {
@@ -179,13 +193,19 @@ at::Tensor CoverScaler::operator()(const AVFrame& f) {
   const int sw = std::max(width_, static_cast<int>(std::lround(f.width * scale)));
   // Another aspect ratio than the session's loses a band of the picture: say so, once per size.
   const double cut = 1.0 - static_cast<double>(height_) * width_ / (static_cast<double>(sh) * sw);
-  if (cut > 0.01 && (f.height != said_height_ || f.width != said_width_)) {
+  if (f.height != said_height_ || f.width != said_width_) {
     said_height_ = f.height;
     said_width_ = f.width;
-    log::warn(
-        "{}: {}x{} has another aspect ratio than the session's {}x{}: scaled to cover it and "
-        "centre-cropped, {:.0f} % of its {} not used",
-        source_, f.width, f.height, width_, height_, cut * 100.0, sw > width_ ? "width" : "height");
+    framing_ = cut > 0.01 ? fmt::format("{}x{} cropped to {}x{}: {:.0f} % of its {} not used",
+                                        f.width, f.height, width_, height_, cut * 100.0,
+                                        sw > width_ ? "width" : "height")
+                          : std::string();
+    if (!framing_.empty())
+      log::warn(
+          "{}: {}x{} has another aspect ratio than the session's {}x{}: scaled to cover it and "
+          "centre-cropped, {:.0f} % of its {} not used",
+          source_, f.width, f.height, width_, height_, cut * 100.0,
+          sw > width_ ? "width" : "height");
   }
   sws_ = sws_getCachedContext(sws_, f.width, f.height, static_cast<AVPixelFormat>(f.format), sw, sh,
                               AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr, nullptr, nullptr);

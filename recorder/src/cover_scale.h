@@ -25,12 +25,16 @@ class CoverScaler {
   // An input of another aspect ratio than height x width is said once per input size (a
   // warning naming the source, both sizes and how much is cut), then cropped as any other.
   at::Tensor operator()(const AVFrame& frame);
+  // What the last frame lost to the crop ("640x480 cropped to 832x480: 23 % of its height not
+  // used"); empty when it had the session's aspect ratio.
+  const std::string& framing() const { return framing_; }
 
  private:
   std::string source_;
   int height_, width_;
   int said_height_ = 0, said_width_ = 0;  // the input size the aspect warning was given for
   SwsContext* sws_ = nullptr;
+  std::string framing_;
 };
 
 // uint8 [..., H, W, 3] -> float32 [..., 3, H, W] in [-1, 1] (what VACE and V2V inputs take).

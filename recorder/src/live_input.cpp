@@ -299,7 +299,8 @@ LiveVideoSource::Stats LiveVideoSource::stats() const {
 
 VaceFrameSource::Counts LiveVideoSource::counts() const {
   const Stats s = stats();
-  return {s.dropped, s.repeated, s.error, s.interrupted};
+  std::lock_guard lock(capture_->mutex);
+  return {s.dropped, s.repeated, s.error, s.interrupted, capture_->cover->framing()};
 }
 
 }  // namespace longlive

@@ -60,6 +60,11 @@ void run_inputs_autotest(MainWindow* w, const QString& out_dir) {
   run_events_for(200);
   check("panel_shows_the_input", panel->state_label()->text().contains("control.mp4") &&
                                      panel->counts_label()->text().contains("frames"));
+  // The 64x48 video on a session of another aspect ratio: the panel says what the crop cost.
+  report["counts_line"] = panel->counts_label()->text();
+  const QSize session = w->view()->current().size;
+  if (session.width() * 48 != session.height() * 64)
+    check("panel_shows_the_crop", panel->counts_label()->text().contains("64x48 cropped to"));
   check("preview_thumbnail_shown", !panel->preview_label()->pixmap().isNull());
   check("vace_available_on_the_tiny_model", !panel->vace_unavailable_shown());
   // A camera being reopened (LiveVideoSource's reconnect) is said in the panel, and cleared.

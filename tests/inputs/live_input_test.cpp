@@ -87,6 +87,8 @@ TEST(LiveInput, AnInputThatStopsRepeatsItsLastFrame) {
   EXPECT_EQ(stats.repeated, 4);
   EXPECT_TRUE(at::equal(frames[11], frames[7]));
   EXPECT_NE(stats.error.find("ended"), std::string::npos) << stats.error;
+  // 64x48 into 32x32: a quarter of the width is cropped away, and the source says so.
+  EXPECT_EQ(source.counts().framing, "64x48 cropped to 32x32: 26 % of its width not used");
 }
 
 TEST(LiveInput, AMissingCameraOrFormatIsNamed) {

@@ -64,12 +64,15 @@ TEST(VideoFileSource, AnotherAspectRatioIsSaidOnce) {
   EXPECT_EQ(said, 1) << "once for the file, not per frame";
   EXPECT_TRUE(log.has("wide.mp4': 96x48 has another aspect ratio than the session's 32x32"));
   EXPECT_TRUE(log.has("50 % of its width not used"));
+  // And the source says it where the input is shown (the studio's input panel).
+  EXPECT_EQ(source.counts().framing, "96x48 cropped to 32x32: 50 % of its width not used");
 
   const LogCapture square_log;
   const auto square = write_video("square.mp4", moving_bar(4, 64, 64), 16);
   VideoFileSource same_aspect(square, 32, 32, 16.0);
   same_aspect.next_frames(4);
   EXPECT_FALSE(square_log.has("another aspect ratio"));
+  EXPECT_TRUE(same_aspect.counts().framing.empty()) << same_aspect.counts().framing;
 }
 
 TEST(VideoFileSource, UnreadableInputsNameTheFile) {

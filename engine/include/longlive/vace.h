@@ -118,12 +118,14 @@ class VaceFrameSource {
   virtual at::Tensor next_frames(int64_t count) = 0;
   // A live input's health: frames dropped (generation behind) and repeated (input stalled), why
   // it is interrupted while it reconnects (a camera unplugged: its last frame is held), and why
-  // its capture ended for good (it did not come back). Files have none.
+  // its capture ended for good (it did not come back). Files have none of those. Cameras and
+  // files: what the crop to the session's aspect ratio cost ("640x480 cropped to 832x480: ...").
   struct Counts {
     int64_t dropped = 0;
     int64_t repeated = 0;
     std::string error;
     std::string interrupted;
+    std::string framing;
   };
   virtual Counts counts() const { return {}; }
 };
@@ -236,6 +238,7 @@ struct InputStatus {
   int64_t dropped = 0;      // camera frames dropped (generation behind)
   int64_t repeated = 0;     // camera frames repeated (input stalled)
   std::string interrupted;  // a camera lost and being reopened (its last frame held); empty: fine
+  std::string framing;      // what the crop to the session's aspect ratio cost; empty: none
   at::Tensor preview;       // [h, w, 3] uint8, the last control frame (preprocessed), small
 };
 

@@ -400,6 +400,7 @@ InputStatus LiveInputs::status(const SessionFactory* factory) const {
     s.dropped += c.dropped;
     s.repeated += c.repeated;
     if (!c.interrupted.empty()) s.interrupted = c.interrupted;
+    if (!c.framing.empty()) s.framing = c.framing;
     if (tap->preview.defined()) s.preview = tap->preview;
   };
   if (v2v_) {

@@ -30,11 +30,13 @@ class VideoFileSource final : public VaceFrameSource {
   int64_t frames() const { return frames_.size(0); }  // after resampling, one loop
   int64_t position() const { return next_; }          // frames handed out so far
   double source_fps() const { return source_fps_; }
+  Counts counts() const override;
 
  private:
   at::Tensor frames_;  // [N, H, W, 3] uint8
   int64_t next_ = 0;
   double source_fps_ = 0;
+  std::string framing_;  // what the crop to the session's size cost (CoverScaler::framing)
 };
 
 // A live input for VACE / video-to-video: a camera (V4L2, /dev/videoN) or any FFmpeg input device
