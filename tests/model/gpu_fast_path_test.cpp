@@ -765,13 +765,13 @@ TEST(VaceFastPath, SideStreamEqualsOneStream) {
 }
 
 // In the fp8 presets (FP8 linears and attention) the VACE blocks attend in FP8 too: FA3's FP8
-// kernel on q, k and v that their RMSNorm+RoPE launch writes in FP8. The path is taken (the video
+// kernel (sm_90, head dim 128) or else cuDNN's (this fixture's head dim) on q, k and v that their
+// RMSNorm+RoPE launch writes in FP8. The path is taken (the video
 // moves against LONGLIVE_VACE_FP8_ATTENTION=0, 16-bit VACE attention), it moves less than FP8
 // attention moves the DiT itself, and it replays from graphs bit for bit.
 TEST(VaceFastPath, Fp8AttentionInTheVaceBlocksStaysCloseAndReplays) {
   REQUIRE_CUDA();
-  if (!fp8_attention::available() || !fa3::usable_on(kCuda))
-    GTEST_SKIP() << "FP8 attention or FA3 unavailable here";
+  if (!fp8_attention::available()) GTEST_SKIP() << "FP8 attention unavailable here";
   const DitStream dit;
   const at::Tensor eager = run_vace_stream(dit, true, true, false, false, true, true).latents;
   const at::Tensor replayed = run_vace_stream(dit, true, true, true, false, true, true).latents;

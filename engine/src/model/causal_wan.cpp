@@ -845,7 +845,7 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
   }
   // Which kernel attends, decided from shapes before q exists: over an FP8 cache FA3's FP8
   // kernel (sm_90, the automatic backend) or cuDNN's; over the block's own tokens (VACE blocks,
-  // fp8_attention; LONGLIVE_VACE_FP8_ATTENTION=0 keeps them in 16 bits) FA3's FP8 kernel; else
+  // fp8_attention; LONGLIVE_VACE_FP8_ATTENTION=0 keeps them in 16 bits) the same two; else
   // 16-bit attention. The FP8 kernels read q (and without a cache k and v) in float8_e4m3fn at
   // scale 1, written so by the RMSNorm+RoPE launch: the bits fp8_attention::quantize gives the
   // 16-bit values, without a pass of their own.
@@ -866,12 +866,17 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
       attend = Attend::fa3_fp8;
     else if (fp8_attention::supported(heads_first(q), stored_keys, stored_values))
       attend = Attend::cudnn_fp8;
-  } else if (!kv && fa3_fp8_here && vace_fp8_attention() &&
-             fa3::accepts_fp8(heads_first(q), heads_first(q), heads_first(q))) {
-    attend = Attend::fa3_fp8;  // k and v are laid out as q
+  } else if (!kv && fp8_attention_ && vace_fp8_attention()) {
+    // k and v are laid out as q. FA3's FP8 kernel where it takes them (sm_90, head dim 128),
+    // else cuDNN's (RTX 40/50, other head dims), as over the FP8 cache.
+    const at::Tensor q4 = heads_first(q);
+    if (fa3_fp8_here && fa3::accepts_fp8(q4, q4, q4))
+      attend = Attend::fa3_fp8;
+    else if (fp8_attention::supported(q4, q4, q4))
+      attend = Attend::cudnn_fp8;
   }
   if (attend == Attend::sixteen_bit && fp8_attention_) q = at::empty({seq, n, hd}, sixteen);
-  const bool own_fp8 = !kv && attend == Attend::fa3_fp8;
+  const bool own_fp8 = !kv && attend != Attend::sixteen_bit;
   // With a cache, keys and values go straight into their cache slots when those are one run in
   // the compute dtype (the steady state): the key's RMSNorm+RoPE launch also copies the values,
   // no separate K/V copy.
@@ -901,9 +906,12 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
     const at::Tensor q4 = heads_first(q);
     if (!kv) {
       // No cache (VACE blocks): attention over the block's own tokens.
-      attended = own_fp8
-                     ? fa3::attention_fp8(q4, heads_first(k), heads_first(v8)).to(dtype_)
-                     : ops::attention(q4, heads_first(k), v.transpose(1, 2), runtime_.attention);
+      if (attend == Attend::fa3_fp8)
+        attended = fa3::attention_fp8(q4, heads_first(k), heads_first(v8)).to(dtype_);
+      else if (attend == Attend::cudnn_fp8)
+        attended = fp8_attention::attention(q4, heads_first(k), heads_first(v8)).to(dtype_);
+      else
+        attended = ops::attention(q4, heads_first(k), v.transpose(1, 2), runtime_.attention);
     } else if (attend == Attend::fa3_fp8) {
       attended = fa3::attention_fp8(q4, stored_keys, stored_values).to(dtype_);
     } else if (attend == Attend::cudnn_fp8) {
