@@ -868,7 +868,8 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
       attend = Attend::cudnn_fp8;
   } else if (!kv && fp8_attention_ && vace_fp8_attention()) {
     // k and v are laid out as q. FA3's FP8 kernel where it takes them (sm_90, head dim 128),
-    // else cuDNN's (RTX 40/50, other head dims), as over the FP8 cache.
+    // else cuDNN's (sm_90+ per fp8_attention::available: Blackwell cards, builds without FA3,
+    // other head dims), as over the FP8 cache.
     const at::Tensor q4 = heads_first(q);
     if (fa3_fp8_here && fa3::accepts_fp8(q4, q4, q4))
       attend = Attend::fa3_fp8;
