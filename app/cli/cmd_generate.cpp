@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "command.h"
 #include "longlive/async_decoder.h"
@@ -76,9 +77,9 @@ struct GenerateArgs {
   double v2v_strength = 0.6;
   // Live inputs instead of the files: a camera (or another FFmpeg input device).
   std::string vace_camera, v2v_camera, camera_format = "v4l2";
-  double camera_reconnect_s = 10.0;  // LiveVideoOptions' default
-  std::string vace_preprocess;       // built-in preprocessor of the VACE frames: gray, edges
-  RankArgs ranks;                    // --gpus: one stream on several ranks
+  std::optional<double> camera_reconnect_s;  // unset: LiveVideoOptions' default
+  std::string vace_preprocess;  // built-in preprocessor of the VACE frames: gray, edges
+  RankArgs ranks;               // --gpus: one stream on several ranks
   bool vace_requested() const {
     return !vace_video.empty() || !vace_camera.empty() || !vace_image.empty() || !vace_mode.empty();
   }
@@ -86,7 +87,7 @@ struct GenerateArgs {
   LiveVideoOptions camera_options() const {
     LiveVideoOptions o;
     o.format = camera_format;
-    o.reconnect_s = camera_reconnect_s;
+    if (camera_reconnect_s) o.reconnect_s = *camera_reconnect_s;
     return o;
   }
 #endif

@@ -196,16 +196,17 @@ at::Tensor CoverScaler::operator()(const AVFrame& f) {
   if (f.height != said_height_ || f.width != said_width_) {
     said_height_ = f.height;
     said_width_ = f.width;
-    framing_ = cut > 0.01 ? fmt::format("{}x{} cropped to {}x{}: {:.0f} % of its {} not used",
-                                        f.width, f.height, width_, height_, cut * 100.0,
-                                        sw > width_ ? "width" : "height")
-                          : std::string();
-    if (!framing_.empty())
+    framing_.clear();
+    if (cut > 0.01) {
+      const std::string unused =
+          fmt::format("{:.0f} % of its {} not used", cut * 100.0, sw > width_ ? "width" : "height");
+      framing_ =
+          fmt::format("{}x{} cropped to {}x{}: {}", f.width, f.height, width_, height_, unused);
       log::warn(
           "{}: {}x{} has another aspect ratio than the session's {}x{}: scaled to cover it and "
-          "centre-cropped, {:.0f} % of its {} not used",
-          source_, f.width, f.height, width_, height_, cut * 100.0,
-          sw > width_ ? "width" : "height");
+          "centre-cropped, {}",
+          source_, f.width, f.height, width_, height_, unused);
+    }
   }
   sws_ = sws_getCachedContext(sws_, f.width, f.height, static_cast<AVPixelFormat>(f.format), sw, sh,
                               AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr, nullptr, nullptr);

@@ -32,7 +32,7 @@ class CoverScaler {
  private:
   std::string source_;
   int height_, width_;
-  int said_height_ = 0, said_width_ = 0;  // the input size the aspect warning was given for
+  int said_height_ = 0, said_width_ = 0;  // the input size framing_ (and the warning) are for
   SwsContext* sws_ = nullptr;
   std::string framing_;
 };

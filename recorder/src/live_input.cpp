@@ -298,9 +298,10 @@ LiveVideoSource::Stats LiveVideoSource::stats() const {
 }
 
 VaceFrameSource::Counts LiveVideoSource::counts() const {
-  const Stats s = stats();
-  std::lock_guard lock(capture_->mutex);
-  return {s.dropped, s.repeated, s.error, s.interrupted, capture_->cover->framing()};
+  const Capture& c = *capture_;
+  std::lock_guard lock(c.mutex);  // the capture thread updates both under it
+  const Stats& s = c.stats;
+  return {s.dropped, s.repeated, s.error, s.interrupted, c.cover->framing()};
 }
 
 }  // namespace longlive

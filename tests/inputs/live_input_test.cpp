@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "engine_support.h"
 #include "longlive/control_input.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
@@ -204,15 +205,8 @@ struct UnpluggedCamera {
   }
 };
 
-template <typename Predicate>
-bool wait_for(Predicate done, double seconds = 10) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
+// The waits below give the capture thread 10 s (engine_support.h's wait_for).
+constexpr int kWaitMs = 10000;
 
 TEST(LiveInput, ALostInputIsReopenedAndItsFramesComeBack) {
   UnpluggedCamera unplugged("camera", 20);
@@ -220,7 +214,7 @@ TEST(LiveInput, ALostInputIsReopenedAndItsFramesComeBack) {
   const std::string path = unplugged.camera.path().string();
   EXPECT_EQ(hue(source.next_frames(1)[0]), 1);
   // Unplugged: the source says it is reopening, holds the red picture, and has no error.
-  ASSERT_TRUE(wait_for([&] { return !source.stats().interrupted.empty(); }))
+  ASSERT_TRUE(wait_for([&] { return !source.stats().interrupted.empty(); }, kWaitMs))
       << "no reconnect began; error: " << source.stats().error;
   EXPECT_NE(source.counts().interrupted.find(path), std::string::npos)
       << source.counts().interrupted;
@@ -233,7 +227,7 @@ TEST(LiveInput, ALostInputIsReopenedAndItsFramesComeBack) {
     std::ofstream(part, std::ios::binary) << blue(16);
     std::filesystem::rename(part, path);
   }
-  ASSERT_TRUE(wait_for([&] { return hue(source.next_frames(1)[0]) == -1; }))
+  ASSERT_TRUE(wait_for([&] { return hue(source.next_frames(1)[0]) == -1; }, kWaitMs))
       << "the input did not come back: " << source.stats().error;
   const LiveVideoSource::Stats stats = source.stats();
   EXPECT_GE(stats.reconnects, 1);
@@ -245,7 +239,7 @@ TEST(LiveInput, ALostInputThatDoesNotComeBackFailsAfterItsReconnectTime) {
   UnpluggedCamera unplugged("camera-gone", 0.6);
   LiveVideoSource& source = unplugged.source;
   EXPECT_EQ(hue(source.next_frames(1)[0]), 1);
-  ASSERT_TRUE(wait_for([&] { return !source.stats().error.empty(); }));
+  ASSERT_TRUE(wait_for([&] { return !source.stats().error.empty(); }, kWaitMs));
   const std::string error = source.counts().error;
   // Why it was lost, that it was tried again, for how long, and the last reason, by name.
   EXPECT_NE(error.find(unplugged.camera.path().string()), std::string::npos) << error;
