@@ -83,7 +83,14 @@ __device__ __forceinline__ float add_hint(float x, float hint, float scale) {
   return __fadd_rn(x, __fmul_rn(hint, scale));
 }
 
-template <typename ResT, typename OutT>
+// Row-wise FP8 output (kFp8): the row's values rounded to OutT (what the 16-bit output would
+// hold), scale = max(amax / 448, 1e-12), out = fp8(value * (1 / scale)): the arithmetic of
+// quantize_fp8_rows_kernel on the 16-bit output, so the same bits without its pass.
+__device__ __forceinline__ float fp8_row_scale(float amax, float* smem) {
+  return fmaxf(block_max(amax, smem) / 448.f, 1e-12f);
+}
+
+template <typename ResT, typename OutT, bool kFp8 = false>
 __global__ void __launch_bounds__(kThreads) norm_modulate_kernel(NormModulateArgs a) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
@@ -109,7 +116,8 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_kernel(NormModulateArg
         xi = xi + (gate ? y * gate[i] : y);
       }
       if (residual || a.hint) x[i] = xi;
-      if (!a.normalize) out[i] = from_float<OutT>(xi);
+      if constexpr (!kFp8)
+        if (!a.normalize) out[i] = from_float<OutT>(xi);
     }
     v[k] = xi;
     sum += xi;
@@ -129,6 +137,7 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_kernel(NormModulateArg
 
   const float* shift = a.shift ? a.shift + frame * a.frame_stride : nullptr;
   const float* scale = a.scale ? a.scale + frame * a.frame_stride : nullptr;
+  float amax = 0.f;
 #pragma unroll
   for (int k = 0; k < kPerThread; ++k) {
     const int i = threadIdx.x + k * kThreads;
@@ -139,8 +148,24 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_kernel(NormModulateArg
       } else if (a.weight) {
         n = n * a.weight[i] + a.bias[i];
       }
-      out[i] = from_float<OutT>(n);
+      if constexpr (kFp8) {
+        v[k] = round_to<OutT>(n);
+        amax = fmaxf(amax, fabsf(v[k]));
+      } else {
+        out[i] = from_float<OutT>(n);
+      }
     }
+  }
+  if constexpr (kFp8) {
+    const float row_scale = fp8_row_scale(amax, smem);
+    const float inverse = 1.f / row_scale;
+    __nv_fp8_e4m3* q = static_cast<__nv_fp8_e4m3*>(a.out) + row * a.dim;
+#pragma unroll
+    for (int k = 0; k < kPerThread; ++k) {
+      const int i = threadIdx.x + k * kThreads;
+      if (i < dim) q[i] = __nv_fp8_e4m3(v[k] * inverse);
+    }
+    if (threadIdx.x == 0) a.fp8_scales[row] = row_scale;
   }
 }
 
@@ -195,7 +220,7 @@ __device__ __forceinline__ float4 load_quad_any(const void* p, ElemType type, in
 // (the launcher checks). Same arithmetic order per element as the scalar kernel. Each quad is
 // loaded, updated and stored before the next one's loads: issuing every load of the row first
 // (with __restrict__) measured 15% slower on the H100 (13.8 -> 15.9 ms per balanced block).
-template <typename ResT, typename OutT>
+template <typename ResT, typename OutT, bool kFp8 = false>
 __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModulateArgs a) {
   constexpr int kQuads = kPerThread / 4;
   __shared__ float smem[32];
@@ -231,7 +256,8 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
         }
       }
       if (residual || a.hint) Quad<float>::store(x + 4 * q, xi);
-      if (!a.normalize) Quad<OutT>::store(out + 4 * q, xi);
+      if constexpr (!kFp8)
+        if (!a.normalize) Quad<OutT>::store(out + 4 * q, xi);
     }
     v[k] = xi;
     sum += (xi.x + xi.y) + (xi.z + xi.w);
@@ -251,6 +277,7 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
 
   const float* shift = a.shift ? a.shift + frame * a.frame_stride : nullptr;
   const float* scale = a.scale ? a.scale + frame * a.frame_stride : nullptr;
+  float amax = 0.f;
 #pragma unroll
   for (int k = 0; k < kQuads; ++k) {
     const int q = threadIdx.x + k * kThreads;
@@ -270,7 +297,32 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
       n[2] = n[2] * w.z + b.z;
       n[3] = n[3] * w.w + b.w;
     }
-    Quad<OutT>::store(out + 4 * q, make_float4(n[0], n[1], n[2], n[3]));
+    if constexpr (kFp8) {
+      v[k] = make_float4(round_to<OutT>(n[0]), round_to<OutT>(n[1]), round_to<OutT>(n[2]),
+                         round_to<OutT>(n[3]));
+      amax = fmaxf(fmaxf(amax, fmaxf(fabsf(v[k].x), fabsf(v[k].y))),
+                   fmaxf(fabsf(v[k].z), fabsf(v[k].w)));
+    } else {
+      Quad<OutT>::store(out + 4 * q, make_float4(n[0], n[1], n[2], n[3]));
+    }
+  }
+  if constexpr (kFp8) {
+    const float row_scale = fp8_row_scale(amax, smem);
+    const float inverse = 1.f / row_scale;
+    __nv_fp8_e4m3* fp8_row = static_cast<__nv_fp8_e4m3*>(a.out) + row * a.dim;
+#pragma unroll
+    for (int k = 0; k < kQuads; ++k) {
+      const int q = threadIdx.x + k * kThreads;
+      if (q >= quads) continue;
+      uint32_t packed;
+      __nv_fp8_e4m3* h = reinterpret_cast<__nv_fp8_e4m3*>(&packed);
+      h[0] = __nv_fp8_e4m3(v[k].x * inverse);
+      h[1] = __nv_fp8_e4m3(v[k].y * inverse);
+      h[2] = __nv_fp8_e4m3(v[k].z * inverse);
+      h[3] = __nv_fp8_e4m3(v[k].w * inverse);
+      *reinterpret_cast<uint32_t*>(fp8_row + 4 * q) = packed;
+    }
+    if (threadIdx.x == 0) a.fp8_scales[row] = row_scale;
   }
 }
 
@@ -561,10 +613,34 @@ __global__ void __launch_bounds__(kThreads) dequantize_int8_kernel(DequantInt8Ar
   }
 }
 
+// The FP8 output (row-wise scales): the row rounded to the 16-bit out_type first.
+template <typename ResT, typename RoundT>
+void launch_norm_modulate_fp8(const NormModulateArgs& a, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(a.rows));
+  // The FP8 row takes 4-byte stores: dim % 4 == 0 (can_vectorize) and a 4-byte aligned base.
+  if (can_vectorize(a))
+    norm_modulate_vec4_kernel<ResT, RoundT, true><<<grid, kThreads, 0, stream>>>(a);
+  else
+    norm_modulate_kernel<ResT, RoundT, true><<<grid, kThreads, 0, stream>>>(a);
+}
+
 template <typename ResT>
 cudaError_t launch_norm_modulate_out(const NormModulateArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.rows));
   const bool vec4 = can_vectorize(a);
+  if (a.fp8_scales) {
+    if (!a.normalize) return cudaErrorInvalidValue;
+    switch (a.out_type) {
+      case ElemType::bf16:
+        launch_norm_modulate_fp8<ResT, __nv_bfloat16>(a, stream);
+        return cudaGetLastError();
+      case ElemType::f16:
+        launch_norm_modulate_fp8<ResT, __half>(a, stream);
+        return cudaGetLastError();
+      case ElemType::f32:
+        return cudaErrorInvalidValue;
+    }
+  }
   switch (a.out_type) {
     case ElemType::bf16:
       if (vec4)

@@ -6,7 +6,8 @@
 # cuDNN's attention), the attention table (FP8 rows too); then `bench --vace`
 # for both (VACE overhead against the same backend, the encoder in both layouts). Most important
 # first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 balanced_blockrows
-# turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn attention vace_balanced
+# turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn turbo_fp8_normpass
+# turbo_fp8_outfp8 turbo_fp8_before attention vace_balanced
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
 # vace_turbo_fp8_vace16 balanced_tunableop). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
@@ -26,7 +27,7 @@ fi
 echo "built ($(elapsed))"
 if want tests; then
   timeout 150 $b/tests/test_model \
-    --gtest_filter='Fa3Attention.*:AttentionBackend*:FastPath*:FusedKernels.*:CudaGraphs.GraphPath*:KvOnlyForward.*:VaceFastPath.*' \
+    --gtest_filter='Fa3Attention.*:AttentionBackend*:FastPath*:FusedKernels.*:CudaGraphs.GraphPath*:KvOnlyForward.*:VaceFastPath.*:Fp8Linear.*:StyleLoraGpu.*' \
     >"$out/tests.log" 2>&1
   echo "tests rc=$? ($(elapsed))"
   grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure" "$out/tests.log" | tail -12
@@ -44,23 +45,35 @@ fi
 # schedule (LONGLIVE_FA3_FP8_SCHEDULE=whole) rather than tail (the default); *_blockrows: the
 # row kernels (LayerNorm, RMSNorm+RoPE) a thread block per row (LONGLIVE_ROW_KERNELS=block)
 # rather than a warp per row (the default).
+# turbo_fp8_normpass: the FP8 GEMMs' inputs quantised by a pass of their own after the LayerNorm
+# kernel (LONGLIVE_FP8_NORM_QUANT=0) rather than by the LayerNorm kernel (the default);
+# turbo_fp8_outfp8: the attention output projections in FP8 too (LONGLIVE_FP8_OUT_PROJECTIONS=1);
+# turbo_fp8_before: both, which is turbo_fp8 as it ran before either change (72fcc4c).
 # balanced_tunableop: LibTorch's TunableOp times the GEMM implementations it has for each shape
 # on first sight (the eager warm-up) and keeps the fastest (PYTORCH_TUNABLEOP_*), against
 # cuBLAS's heuristic choice in balanced.
 for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_cudnn \
-  turbo_fp8_written turbo_fp8_whole balanced_tunableop; do
+  turbo_fp8_written turbo_fp8_whole turbo_fp8_normpass turbo_fp8_outfp8 turbo_fp8_before \
+  balanced_tunableop; do
   want "$run" || continue
   p=${run%%_cudnn}
+  p=${p%%_normpass}
+  p=${p%%_outfp8}
+  p=${p%%_before}
   p=${p%%_written}
   p=${p%%_whole}
   p=${p%%_blockrows}
   p=${p%%_tunableop}
   extra=()
   [ "$run" = turbo_fp8_cudnn ] && extra=(--attention cudnn)
-  [ "$run" = balanced ] && extra=(--kernels)  # the kernel table of a graph-replayed block
+  # The kernel table of a graph-replayed block.
+  [ "$run" = balanced ] || [ "$run" = turbo_fp8 ] && extra=(--kernels)
   env=()
   [ "$run" = turbo_fp8_written ] && env=(LONGLIVE_FP8_KV_DIRECT=0)
   [ "$run" = turbo_fp8_whole ] && env=(LONGLIVE_FA3_FP8_SCHEDULE=whole)
+  [ "$run" = turbo_fp8_normpass ] && env=(LONGLIVE_FP8_NORM_QUANT=0)
+  [ "$run" = turbo_fp8_outfp8 ] && env=(LONGLIVE_FP8_OUT_PROJECTIONS=1)
+  [ "$run" = turbo_fp8_before ] && env=(LONGLIVE_FP8_NORM_QUANT=0 LONGLIVE_FP8_OUT_PROJECTIONS=1)
   [ "${run%_blockrows}" != "$run" ] && env=(LONGLIVE_ROW_KERNELS=block)
   [ "$run" = balanced_tunableop ] && env=(PYTORCH_TUNABLEOP_ENABLED=1 PYTORCH_TUNABLEOP_TUNING=1
     PYTORCH_TUNABLEOP_FILENAME=/tmp/tunableop%d.csv)

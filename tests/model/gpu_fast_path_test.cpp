@@ -390,6 +390,66 @@ TEST(Fp8Linear, GeluInsideTheQuantisationMatchesGeluThenLinear) {
   EXPECT_LT(mismatched, 1e-3) << "share of FP8 codes that differ";
 }
 
+// The LayerNorm kernel's FP8 output (what the QKV, cross-q and FFN FP8 GEMMs read) against its
+// 16-bit output quantised by the separate pass: the same codes and scales, bit for bit, and the
+// same GEMM result. 1536: the 16-byte vector kernel; 1535: the scalar one. Modulated with a
+// gated residual and a hint (the layer's first norm after a VACE layer), affine with a residual
+// (cross-attention's norm); bf16 and f16 rounding.
+TEST(Fp8Linear, NormKernelQuantisesItsOutputAsTheSeparatePassWould) {
+  REQUIRE_CUDA();
+  for (const int64_t dim : {1536, 1535}) {
+    for (const at::ScalarType round : {at::kBFloat16, at::kHalf}) {
+      const int64_t frames = 3, tokens = 40;
+      at::manual_seed(11);
+      const at::Tensor x = at::randn({1, frames * tokens, dim}, cuda(at::kFloat)) * 2;
+      const at::Tensor y = at::randn({1, frames * tokens, dim}, cuda(round));
+      const at::Tensor hint = at::randn({frames * tokens, dim}, cuda(at::kBFloat16));
+      const at::Tensor hint_scale = at::full({1}, 0.5, cuda(at::kFloat));
+      const at::Tensor mod = at::randn({1, frames, 6, dim}, cuda(at::kFloat)) * 0.3;
+      const at::Tensor gate = mod.narrow(2, 2, 1), shift = mod.narrow(2, 0, 1),
+                       scale = mod.narrow(2, 1, 1);
+      const at::Tensor w = at::randn({dim}, cuda(at::kFloat)),
+                       b = at::randn({dim}, cuda(at::kFloat));
+      const std::vector<std::pair<const char*, fused::NormInputs>> cases = {
+          {"modulated",
+           {.residual = &y,
+            .gate = &gate,
+            .shift = &shift,
+            .scale = &scale,
+            .frames = frames,
+            .hint = &hint,
+            .hint_scale = &hint_scale}},
+          {"affine", {.residual = &y, .weight = &w, .bias = &b, .frames = frames}}};
+      for (const auto& [name, in] : cases) {
+        const std::string where = fmt::format("dim {} {} {}", dim, c10::toString(round), name);
+        const at::Tensor x_fp8 = x.clone(), x_pass = x.clone();
+        const auto [q, scales] = fused::norm_modulate_fp8(x_fp8, in, 1e-6, round);
+        const at::Tensor sixteen = fused::norm_modulate(x_pass, in, 1e-6, round);
+        const auto [q_pass, scales_pass] = fused::quantize_fp8_rows(sixteen.reshape({-1, dim}));
+        EXPECT_TRUE(at::equal(x_fp8, x_pass)) << where << ": the residual stream";
+        ASSERT_EQ(q.scalar_type(), at::kFloat8_e4m3fn) << where;
+        EXPECT_TRUE(at::equal(scales, scales_pass)) << where << ": row scales";
+        EXPECT_TRUE(at::equal(q.view(at::kByte).reshape({-1, dim}), q_pass.view(at::kByte)))
+            << where << ": FP8 codes";
+        if (dim % 16 == 0) {  // _scaled_mm's K
+          const ops::Fp8Weight weight = ops::quantize_weight_fp8(at::randn({64, dim}, cuda(round)));
+          const at::Tensor bias = at::randn({64}, cuda(round));
+          EXPECT_TRUE(at::equal(ops::linear_fp8_quantized(q, scales, weight, bias, round),
+                                ops::linear_fp8(sixteen, weight, bias, round)))
+              << where << ": the GEMM";
+        }
+      }
+      EXPECT_THROW(
+          fused::norm_modulate_fp8(x.clone(), {.residual = &y, .normalise = false}, 1e-6, round),
+          ConfigError)
+          << "FP8 output without the norm";
+    }
+  }
+  const at::Tensor x = at::randn({1, 8, 64}, cuda(at::kFloat));
+  EXPECT_THROW(fused::norm_modulate_fp8(x, {}, 1e-6, at::kFloat), ConfigError)
+      << "rounding through float32";
+}
+
 TEST(LinearGelu, EpilogueMatchesLinearThenGelu) {
   REQUIRE_CUDA();
   at::manual_seed(6);
@@ -465,6 +525,24 @@ TEST(FastPathStream, FusedAndFp8LoopsStayCloseToThePlainLoop) {
   std::cout << "[ drift    ] fused " << relative_l2(fast, reference) << ", fp8 " << fp8_drift
             << " (relative L2 over 6 blocks vs plain bf16)\n";
   EXPECT_LT(fp8_drift, 0.3);
+  // The LayerNorm kernel writing the FP8 GEMMs' inputs quantised (the default) or a separate
+  // quantisation pass after it (LONGLIVE_FP8_NORM_QUANT=0): the same bits, so the same video.
+  const at::Tensor separate_quantisation = [&] {
+    const ScopedEnv off("LONGLIVE_FP8_NORM_QUANT", "0");
+    return run(fp8, true);
+  }();
+  EXPECT_TRUE(separate_quantisation.equal(fp8_out)) << "FP8 inputs from the norm kernel vs a pass";
+  // The attention output projections in FP8 too (LONGLIVE_FP8_OUT_PROJECTIONS=1, read when the
+  // DiT is built): other bits, within the same bound.
+  const at::Tensor fp8_out_projections = [&] {
+    const ScopedEnv on("LONGLIVE_FP8_OUT_PROJECTIONS", "1");
+    return run(fp8, true);
+  }();
+  const double out_projections_drift = relative_l2(fp8_out_projections, reference);
+  std::cout << "[ drift    ] fp8 with the output projections in FP8 too " << out_projections_drift
+            << "\n";
+  EXPECT_FALSE(fp8_out_projections.equal(fp8_out)) << "the toggle changed nothing";
+  EXPECT_LT(out_projections_drift, 0.3);
 
   GeneratorOptions with_attention = fp8;
   with_attention.runtime.fp8_attention = true;

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdlib>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
@@ -45,6 +46,23 @@ at::Tensor with_lora(const at::Tensor& y, const at::Tensor& x, const LoraSidePat
 bool vace_fp8_attention() {
   const char* env = std::getenv("LONGLIVE_VACE_FP8_ATTENTION");
   return env == nullptr || std::string_view(env) != "0";
+}
+
+// Whether the LayerNorm kernel writes an FP8 linear's input already quantised (QKV, cross q
+// and FFN inputs, row-wise scales in the same launch: the same bits as a quantisation pass);
+// LONGLIVE_FP8_NORM_QUANT=0 runs the separate pass (to compare on the GPU box).
+bool fp8_norm_quant() {
+  const char* env = std::getenv("LONGLIVE_FP8_NORM_QUANT");
+  return env == nullptr || std::string_view(env) != "0";
+}
+
+// Whether the attention output projections (self-attention's o, cross-attention's o) get FP8
+// copies under fp8_linears. Their inputs come straight from attention, so FP8 costs a
+// quantisation pass that a square [dim, dim] GEMM does not win back (docs/benchmarks.md);
+// LONGLIVE_FP8_OUT_PROJECTIONS=1 quantises them too (to compare).
+bool fp8_out_projections() {
+  const char* env = std::getenv("LONGLIVE_FP8_OUT_PROJECTIONS");
+  return env != nullptr && std::string_view(env) == "1";
 }
 
 // Where the fused loop runs the VACE blocks: on a side stream beside the layers (a CUDA device,
@@ -236,10 +254,11 @@ void CausalWanModel::Block::set_fp8(bool on) {
   auto quantized = [on](const at::Tensor& w) {
     return on ? ops::quantize_weight_fp8(w) : ops::Fp8Weight{};
   };
+  const bool out_projections = on && fp8_out_projections();
   qkv8 = quantized(qkv_w);
-  o8 = quantized(o_w);
+  o8 = out_projections ? quantized(o_w) : ops::Fp8Weight{};
   cq8 = quantized(cq_w);
-  co8 = quantized(co_w);
+  co8 = out_projections ? quantized(co_w) : ops::Fp8Weight{};
   ffn0_8 = quantized(ffn0_w);
   ffn2_8 = quantized(ffn2_w);
 }
@@ -829,13 +848,43 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
   const at::Tensor c0 = mod.narrow(2, 0, 1), c1 = mod.narrow(2, 1, 1), c2 = mod.narrow(2, 2, 1),
                    c3 = mod.narrow(2, 3, 1), c4 = mod.narrow(2, 4, 1);
 
+  // An FP8 linear whose input is a norm's output (and no LoRA delta reads that output) takes it
+  // quantised by the norm kernel itself.
+  auto quantised_by_norm = [&](const ops::Fp8Weight& w8, std::initializer_list<LoraSlot> slots) {
+    if (!w8.defined() || !fp8_norm_quant()) return false;
+    for (const LoraSlot slot : slots)
+      if (lora && lora->find(l, slot)) return false;
+    return true;
+  };
+  // norm(in) then the linear (w, bias, w8), the norm writing FP8 where quantised_by_norm says;
+  // `normed` gets the 16-bit norm output when it is written.
+  auto norm_then_linear = [&](const fused::NormInputs& in, const at::Tensor& w,
+                              const at::Tensor& bias, const ops::Fp8Weight& w8, bool fp8_input,
+                              at::Tensor& normed) {
+    if (!fp8_input) {
+      normed = norm(in);
+      return gemm(normed, w, bias, w8);
+    }
+    std::pair<at::Tensor, at::Tensor> quantised;
+    {
+      const ProfileScope scope("norm_modulate");
+      quantised = fused::norm_modulate_fp8(r.x, in, config_.eps, dtype_);
+    }
+    const ProfileScope scope("gemm");
+    return ops::linear_fp8_quantized(quantised.first, quantised.second, w8, bias, dtype_);
+  };
+
   fused::NormInputs pre{.shift = &c0, .scale = &c1, .frames = frames};
   const FusedResidual::Pending pending = r.take();
   pending.add_to(pre);
-  at::Tensor hidden = norm(pre);
+  at::Tensor hidden;
 
   // Self-attention: one QKV GEMM, q/k normalised and rotated straight out of its output.
-  const at::Tensor qkv = gemm(hidden, b.qkv_w, b.qkv_b, b.qkv8).view({seq, 3 * d});
+  const at::Tensor qkv =
+      norm_then_linear(
+          pre, b.qkv_w, b.qkv_b, b.qkv8,
+          quantised_by_norm(b.qkv8, {LoraSlot::self_q, LoraSlot::self_k, LoraSlot::self_v}), hidden)
+          .view({seq, 3 * d});
   if (lora) {
     const ProfileScope scope("lora");
     for (const auto& [i, slot] : {std::pair{0, LoraSlot::self_q}, std::pair{1, LoraSlot::self_k},
@@ -925,13 +974,17 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
   const at::Tensor heads = attended.transpose(1, 2).reshape({1, seq, d});
   const at::Tensor y = with_lora(gemm(heads, b.o_w, b.o_b, b.o8), heads, lora, l, LoraSlot::self_o);
 
-  // x += y * gate; normed = norm3(x)
-  const at::Tensor normed = norm(
-      {.residual = &y, .gate = &c2, .weight = &b.norm3_w, .bias = &b.norm3_b, .frames = frames});
-
-  // Cross-attention on the cached text K/V.
+  // x += y * gate; normed = norm3(x); cross-attention's q projection of it.
+  at::Tensor normed;
   const at::Tensor cq =
-      with_lora(gemm(normed, b.cq_w, b.cq_b, b.cq8), normed, lora, l, LoraSlot::cross_q)
+      with_lora(norm_then_linear({.residual = &y,
+                                  .gate = &c2,
+                                  .weight = &b.norm3_w,
+                                  .bias = &b.norm3_b,
+                                  .frames = frames},
+                                 b.cq_w, b.cq_b, b.cq8,
+                                 quantised_by_norm(b.cq8, {LoraSlot::cross_q}), normed),
+                normed, lora, l, LoraSlot::cross_q)
           .view({seq, d});
   const at::Tensor q_cross = at::empty({seq, n, hd}, sixteen);
   {
@@ -948,7 +1001,17 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
       with_lora(gemm(cross_heads, b.co_w, b.co_b, b.co8), cross_heads, lora, l, LoraSlot::cross_o);
 
   // x += cross; hidden = modulate(norm(x)); FFN with GELU in the first GEMM's epilogue.
-  hidden = norm({.residual = &ca, .shift = &c3, .scale = &c4, .frames = frames});
+  const fused::NormInputs ffn_in{.residual = &ca, .shift = &c3, .scale = &c4, .frames = frames};
+  if (quantised_by_norm(b.ffn0_8, {LoraSlot::ffn0, LoraSlot::ffn2})) {
+    // Both FFN GEMMs in FP8, the first one's input quantised by the norm kernel and the GELU
+    // inside the second one's input quantisation.
+    const at::Tensor pre_act = norm_then_linear(ffn_in, b.ffn0_w, b.ffn0_b, b.ffn0_8, true, hidden);
+    const ProfileScope scope("gemm");
+    r.pending.ffn = ops::linear_fp8(pre_act, b.ffn2_8, b.ffn2_b, dtype_, /*gelu_input=*/true);
+    r.pending.gate = mod.narrow(2, 5, 1);
+    return;
+  }
+  hidden = norm(ffn_in);
   {
     const ProfileScope scope("gemm");
     const LoraDelta* ffn0 = lora ? lora->find(l, LoraSlot::ffn0) : nullptr;

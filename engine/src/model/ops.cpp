@@ -1,6 +1,7 @@
 #include "model/ops.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <atomic>
 
@@ -176,10 +177,26 @@ at::Tensor linear_fp8(const at::Tensor& x, const Fp8Weight& w,
     xs = xf.abs().amax(1, /*keepdim=*/true).div_(448.0).clamp_min_(1e-12);
     xq = xf.div(xs).clamp_(-448.0, 448.0).to(at::kFloat8_e4m3fn);
   }
+  return linear_fp8_quantized(xq, xs, w, bias, out_dtype).view(out_sizes);
+}
+
+at::Tensor linear_fp8_quantized(const at::Tensor& xq, const at::Tensor& x_scales,
+                                const Fp8Weight& w, const std::optional<at::Tensor>& bias,
+                                at::ScalarType out_dtype) {
+  const int64_t k = xq.size(-1);
+  if (xq.scalar_type() != at::kFloat8_e4m3fn || k != w.q.size(1) ||
+      x_scales.numel() != xq.numel() / k)
+    throw ConfigError(fmt::format(
+        "FP8 linear: input [{}] {} with {} scales, expected float8_e4m3fn rows of {} and one "
+        "scale per row",
+        fmt::join(xq.sizes(), ", "), c10::toString(xq.scalar_type()), x_scales.numel(),
+        w.q.size(1)));
+  auto out_sizes = xq.sizes().vec();
+  out_sizes.back() = w.q.size(0);
   const std::optional<at::Tensor> b =
       bias ? std::optional<at::Tensor>(bias->to(out_dtype)) : std::nullopt;
-  return at::_scaled_mm(xq, w.q.t(), xs, w.scale, b, std::nullopt, out_dtype,
-                        /*use_fast_accum=*/true)
+  return at::_scaled_mm(xq.reshape({-1, k}), w.q.t(), x_scales.reshape({-1, 1}), w.scale, b,
+                        std::nullopt, out_dtype, /*use_fast_accum=*/true)
       .view(out_sizes);
 }
 

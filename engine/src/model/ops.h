@@ -56,6 +56,11 @@ Fp8Weight quantize_weight_fp8(const at::Tensor& weight);
 at::Tensor linear_fp8(const at::Tensor& x, const Fp8Weight& w,
                       const std::optional<at::Tensor>& bias, at::ScalarType out_dtype,
                       bool gelu_input = false);
+// linear_fp8 on an input quantised already (fused::norm_modulate_fp8): xq [..., K]
+// float8_e4m3fn contiguous, x_scales [M, 1] float32 for its M rows.
+at::Tensor linear_fp8_quantized(const at::Tensor& xq, const at::Tensor& x_scales,
+                                const Fp8Weight& w, const std::optional<at::Tensor>& bias,
+                                at::ScalarType out_dtype);
 // gelu_tanh(x @ weight^T + bias) with the activation in the GEMM epilogue where the backend has
 // one (cuBLASLt on CUDA); plain linear + gelu elsewhere.
 at::Tensor linear_gelu_tanh(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);

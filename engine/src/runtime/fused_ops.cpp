@@ -66,8 +66,11 @@ bool warp_per_row() {
 
 bool available(const at::Tensor& t) { return t.defined() && t.is_cuda(); }
 
-at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
-                         at::ScalarType out_dtype) {
+namespace {
+// The launch arguments of norm_modulate for x and `in` (all but the output). `residual` keeps a
+// contiguous copy of in.residual alive until the launch.
+kernels::NormModulateArgs norm_args(const at::Tensor& x, const NormInputs& in, double eps,
+                                    at::Tensor& residual) {
   require(x.is_cuda() && x.scalar_type() == at::kFloat && x.is_contiguous() && x.dim() == 3,
           "x must be a contiguous [1, S, D] float32 CUDA tensor");
   const int64_t dim = x.size(2);
@@ -76,7 +79,6 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
           fmt::format("hidden size {} exceeds {}", dim, kernels::kMaxRowDim));
   require(in.frames >= 1 && rows % in.frames == 0,
           fmt::format("{} rows do not split into {} frames", rows, in.frames));
-  const c10::cuda::CUDAGuard guard(x.device());
   kernels::NormModulateArgs a;
   a.x = x.data_ptr<float>();
   a.rows = rows;
@@ -84,7 +86,6 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
   a.tokens_per_frame = rows / in.frames;
   a.eps = static_cast<float>(eps);
 
-  at::Tensor residual;
   if (in.residual) {
     residual = in.residual->is_contiguous() ? *in.residual : in.residual->contiguous();
     require(residual.numel() == x.numel() && residual.device() == x.device(),
@@ -130,12 +131,40 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
   a.normalize = in.normalise;
   require(in.normalise || (in.shift == nullptr && in.weight == nullptr),
           "without the LayerNorm there is nothing to modulate");
+  return a;
+}
+}  // namespace
+
+at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
+                         at::ScalarType out_dtype) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor residual;
+  kernels::NormModulateArgs a = norm_args(x, in, eps, residual);
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(out_dtype));
   a.out = out.data_ptr();
   a.out_type = elem_type(out, "output");
   check_launch(kernels::launch_norm_modulate(a, c10::cuda::getCurrentCUDAStream()),
                "norm_modulate");
   return out;
+}
+
+std::pair<at::Tensor, at::Tensor> norm_modulate_fp8(const at::Tensor& x, const NormInputs& in,
+                                                    double eps, at::ScalarType round_dtype) {
+  require(in.normalise, "the FP8 output needs the LayerNorm (normalise)");
+  require(round_dtype == at::kBFloat16 || round_dtype == at::kHalf,
+          fmt::format("the FP8 output rounds through bfloat16 or float16, not {}",
+                      c10::toString(round_dtype)));
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor residual;
+  kernels::NormModulateArgs a = norm_args(x, in, eps, residual);
+  at::Tensor q = at::empty(x.sizes(), x.options().dtype(at::kFloat8_e4m3fn));
+  at::Tensor scales = at::empty({a.rows, 1}, x.options());
+  a.out = q.data_ptr();
+  a.out_type = round_dtype == at::kBFloat16 ? kernels::ElemType::bf16 : kernels::ElemType::f16;
+  a.fp8_scales = scales.data_ptr<float>();
+  check_launch(kernels::launch_norm_modulate(a, c10::cuda::getCurrentCUDAStream()),
+               "norm_modulate (FP8 output)");
+  return {q, scales};
 }
 
 void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
@@ -243,6 +272,10 @@ namespace {
 
 bool available(const at::Tensor&) { return false; }
 at::Tensor norm_modulate(const at::Tensor&, const NormInputs&, double, at::ScalarType) {
+  unavailable();
+}
+std::pair<at::Tensor, at::Tensor> norm_modulate_fp8(const at::Tensor&, const NormInputs&, double,
+                                                    at::ScalarType) {
   unavailable();
 }
 void rms_rope(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,

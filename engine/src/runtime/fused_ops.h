@@ -38,6 +38,13 @@ struct NormInputs {
 at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
                          at::ScalarType out_dtype);
 
+// norm_modulate with the output quantised for an FP8 linear, in the same launch: each value
+// rounded to `round_dtype` (bfloat16/float16, what norm_modulate would return), then per row
+// scale = max(amax / 448, 1e-12) and q = fp8(value / scale). Returns (q [1, S, D]
+// float8_e4m3fn, scales [S, 1] float32): bit for bit quantize_fp8_rows(norm_modulate(...)).
+std::pair<at::Tensor, at::Tensor> norm_modulate_fp8(const at::Tensor& x, const NormInputs& in,
+                                                    double eps, at::ScalarType round_dtype);
+
 // RMSNorm over each row of `in` ([S, D] 16-bit, last dim contiguous, any row stride) times
 // `weight` ([D]), then rotary embedding per head with cos/sin ([S, 1, head_dim/2] float32; both
 // undefined to skip). Writes `out` ([S, heads, head_dim], stride(2) == 1; may be a view).
