@@ -94,8 +94,12 @@ cudaError_t launch_rms_rope(const RmsRopeArgs& args, cudaStream_t stream);
 // device; cudaErrorNoKernelImageForDevice (or another error) when the kernels cannot run there.
 cudaError_t probe_kernels_on_current_device();
 
+// vector: the kernel that keeps the row in registers (16-byte loads, GELU once per element; the
+// same bits) where the row allows it (16-bit x, dim % 8 == 0, aligned rows, dim <= 16384), else
+// the first kernel.
 cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
-                                     void* q, float* scales, bool gelu_tanh, cudaStream_t stream);
+                                     void* q, float* scales, bool gelu_tanh, cudaStream_t stream,
+                                     bool vector = false);
 
 // int8 KV cache read: out[h, t, :] = to16(float(q[h, t, :]) * scale[h, t]) for `heads` x `count`
 // rows of `dim` (dim % 16 == 0, rows 16-byte aligned). q rows of one head are contiguous with

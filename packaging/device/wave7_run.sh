@@ -7,7 +7,7 @@
 # for both (VACE overhead against the same backend, the encoder in both layouts). Most important
 # first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 balanced_blockrows
 # turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn turbo_fp8_normpass
-# turbo_fp8_outfp8 turbo_fp8_before attention vace_balanced
+# turbo_fp8_outfp8 turbo_fp8_before turbo_fp8_vq attention vace_balanced
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
 # vace_turbo_fp8_vace16 balanced_tunableop). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
@@ -48,18 +48,21 @@ fi
 # turbo_fp8_normpass: the FP8 GEMMs' inputs quantised by a pass of their own after the LayerNorm
 # kernel (LONGLIVE_FP8_NORM_QUANT=0) rather than by the LayerNorm kernel (the default);
 # turbo_fp8_outfp8: the attention output projections in FP8 too (LONGLIVE_FP8_OUT_PROJECTIONS=1);
-# turbo_fp8_before: both, which is turbo_fp8 as it ran before either change (72fcc4c).
+# turbo_fp8_before: both, which is turbo_fp8 as it ran before either change (72fcc4c);
+# turbo_fp8_vq: the FP8 quantisation kernel that keeps the row in registers
+# (LONGLIVE_FP8_QUANT_KERNEL=vector) rather than the first one (the default until it has run).
 # balanced_tunableop: LibTorch's TunableOp times the GEMM implementations it has for each shape
 # on first sight (the eager warm-up) and keeps the fastest (PYTORCH_TUNABLEOP_*), against
 # cuBLAS's heuristic choice in balanced.
 for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_cudnn \
   turbo_fp8_written turbo_fp8_whole turbo_fp8_normpass turbo_fp8_outfp8 turbo_fp8_before \
-  balanced_tunableop; do
+  turbo_fp8_vq balanced_tunableop; do
   want "$run" || continue
   p=${run%%_cudnn}
   p=${p%%_normpass}
   p=${p%%_outfp8}
   p=${p%%_before}
+  p=${p%%_vq}
   p=${p%%_written}
   p=${p%%_whole}
   p=${p%%_blockrows}
@@ -74,6 +77,7 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   [ "$run" = turbo_fp8_normpass ] && env=(LONGLIVE_FP8_NORM_QUANT=0)
   [ "$run" = turbo_fp8_outfp8 ] && env=(LONGLIVE_FP8_OUT_PROJECTIONS=1)
   [ "$run" = turbo_fp8_before ] && env=(LONGLIVE_FP8_NORM_QUANT=0 LONGLIVE_FP8_OUT_PROJECTIONS=1)
+  [ "$run" = turbo_fp8_vq ] && env=(LONGLIVE_FP8_QUANT_KERNEL=vector)
   [ "${run%_blockrows}" != "$run" ] && env=(LONGLIVE_ROW_KERNELS=block)
   [ "$run" = balanced_tunableop ] && env=(PYTORCH_TUNABLEOP_ENABLED=1 PYTORCH_TUNABLEOP_TUNING=1
     PYTORCH_TUNABLEOP_FILENAME=/tmp/tunableop%d.csv)

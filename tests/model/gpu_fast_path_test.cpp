@@ -390,6 +390,30 @@ TEST(Fp8Linear, GeluInsideTheQuantisationMatchesGeluThenLinear) {
   EXPECT_LT(mismatched, 1e-3) << "share of FP8 codes that differ";
 }
 
+// The quantisation kernel that keeps the row in registers (LONGLIVE_FP8_QUANT_KERNEL=vector)
+// against the first one: the same codes and scales bit for bit, with and without the GELU, for
+// the FFN's width (8960: five chunks a thread), the hidden size (1536), a width of an odd chunk
+// count, one past the vector kernel's limit and one that is not a multiple of 8 (both run the
+// first kernel), with an all-zero row (the 1e-12 scale floor).
+TEST(Fp8Linear, VectorQuantisationKernelIsBitExactWithTheFirst) {
+  REQUIRE_CUDA();
+  for (const int64_t dim : {8960, 1536, 1544, 16392, 100}) {
+    for (const at::ScalarType type : {at::kBFloat16, at::kHalf}) {
+      for (const bool gelu : {true, false}) {
+        at::manual_seed(12);
+        const at::Tensor x = at::randn({37, dim}, cuda(type)) * 3;
+        x[5].zero_();
+        const std::string where = fmt::format("dim {} {} gelu {}", dim, c10::toString(type), gelu);
+        const auto [q_vector, s_vector] = fused::quantize_fp8_rows(x, gelu, true);
+        const auto [q_first, s_first] = fused::quantize_fp8_rows(x, gelu, false);
+        EXPECT_TRUE(at::equal(s_vector, s_first)) << where << ": row scales";
+        EXPECT_TRUE(at::equal(q_vector.view(at::kByte), q_first.view(at::kByte)))
+            << where << ": FP8 codes";
+      }
+    }
+  }
+}
+
 // The LayerNorm kernel's FP8 output (what the QKV, cross-q and FFN FP8 GEMMs read) against its
 // 16-bit output quantised by the separate pass: the same codes and scales, bit for bit, and the
 // same GEMM result. 1536: the 16-byte vector kernel; 1535: the scalar one. Modulated with a

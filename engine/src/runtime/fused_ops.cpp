@@ -219,15 +219,29 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
   check_launch(kernels::launch_rms_rope(a, c10::cuda::getCurrentCUDAStream()), "rms_rope");
 }
 
-std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool gelu_tanh) {
+namespace {
+// The row-in-registers quantisation kernel only where LONGLIVE_FP8_QUANT_KERNEL=vector: it has
+// not run on a GPU yet (its GPU test compares it with the first kernel bit for bit).
+bool vector_quantisation_configured() {
+  static const bool on = [] {
+    const char* env = std::getenv("LONGLIVE_FP8_QUANT_KERNEL");
+    return env != nullptr && std::string_view(env) == "vector";
+  }();
+  return on;
+}
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool gelu_tanh,
+                                                    std::optional<bool> vector_kernel) {
   require(x.is_cuda() && x.dim() == 2 && x.is_contiguous(),
           "quantize_fp8_rows input must be a contiguous [M, K] CUDA tensor");
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor q = at::empty(x.sizes(), x.options().dtype(at::kFloat8_e4m3fn));
   at::Tensor scales = at::empty({x.size(0), 1}, x.options().dtype(at::kFloat));
-  check_launch(kernels::launch_quantize_fp8_rows(x.data_ptr(), elem_type(x, "input"), x.size(0),
-                                                 x.size(1), q.data_ptr(), scales.data_ptr<float>(),
-                                                 gelu_tanh, c10::cuda::getCurrentCUDAStream()),
+  check_launch(kernels::launch_quantize_fp8_rows(
+                   x.data_ptr(), elem_type(x, "input"), x.size(0), x.size(1), q.data_ptr(),
+                   scales.data_ptr<float>(), gelu_tanh, c10::cuda::getCurrentCUDAStream(),
+                   vector_kernel.value_or(vector_quantisation_configured())),
                "quantize_fp8_rows");
   return {q, scales};
 }
@@ -282,7 +296,9 @@ void rms_rope(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at:
               const at::Tensor&, double, const at::Tensor&, const at::Tensor&) {
   unavailable();
 }
-std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor&, bool) { unavailable(); }
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor&, bool, std::optional<bool>) {
+  unavailable();
+}
 bool can_dequantize_int8(const at::Tensor&, const at::Tensor&, at::ScalarType) { return false; }
 at::Tensor dequantize_int8(const at::Tensor&, const at::Tensor&, at::ScalarType) { unavailable(); }
 

@@ -59,7 +59,10 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
 
 // Row-wise FP8 e4m3 quantisation: x [M, K] 16-bit contiguous -> (q [M, K] fp8, scales [M, 1] f32).
 // gelu_tanh: quantise GELU(tanh)(x) instead (same as gelu then quantise, one pass).
-std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool gelu_tanh = false);
+// vector_kernel: the kernel keeping the row in registers (the same bits; where the row allows
+// it) or the first one; unset: LONGLIVE_FP8_QUANT_KERNEL=vector picks the former.
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool gelu_tanh = false,
+                                                    std::optional<bool> vector_kernel = {});
 
 // int8 KV read: q [H, T, D] int8 (rows contiguous, any head stride), scales [H, T, 1] float32
 // (any head stride) -> contiguous [H, T, D] in `dtype` (bfloat16/float16). Requires D % 16 == 0.
