@@ -851,7 +851,9 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
   // An FP8 linear whose input is a norm's output (and no LoRA delta reads that output) takes it
   // quantised by the norm kernel itself.
   auto quantised_by_norm = [&](const ops::Fp8Weight& w8, std::initializer_list<LoraSlot> slots) {
-    if (!w8.defined() || !fp8_norm_quant()) return false;
+    // The kernel rounds through the 16-bit type; a float32 DiT with FP8 copies keeps the pass.
+    if (!w8.defined() || !fp8_norm_quant() || (dtype_ != at::kBFloat16 && dtype_ != at::kHalf))
+      return false;
     for (const LoraSlot slot : slots)
       if (lora && lora->find(l, slot)) return false;
     return true;
