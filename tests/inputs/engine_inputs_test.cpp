@@ -266,6 +266,42 @@ TEST(EngineVace, CameraFramesAreSavedAndReplayExactly) {
     EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
 }
 
+// #17's "camera -> first conditioned frame within a block (+ its decode)", counted in blocks: a
+// camera chosen while the video runs conditions the block after the one in flight at the
+// latest, and the blocks before it are those of the same video without a camera.
+TEST(EngineVace, ACameraChosenMidStreamConditionsTheNextBlock) {
+  LiveRun plain;
+  {
+    Engine engine(tiny(), preset(), plain.callbacks(), kSide, kSide, options());
+    engine.start(kPrompt, kSeed);
+    plain.finish(engine, 6);
+  }
+  LiveRun run;
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, options());
+  engine.start(kPrompt, kSeed);
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= 2; }));
+  const auto delivered = static_cast<int64_t>(run.blocks());  // block `delivered` is in flight
+  VaceRequest r;
+  r.source.kind = InputKind::camera;
+  r.source.format = "lavfi";  // FFmpeg's test pattern stands in for a camera
+  r.source.path = "testsrc2=size=64x48:rate=30";
+  engine.set_vace(r);
+  run.finish(engine, static_cast<size_t>(delivered) + 3);
+  ASSERT_EQ(run.error_count(), 0u) << run.errors.front();
+  const auto sets = events_of(*run.timeline, EventKind::vace);
+  ASSERT_EQ(sets.size(), 1u);
+  const int64_t first = sets[0].block;
+  EXPECT_GE(first, delivered);
+  EXPECT_LE(first, delivered + 1) << "the camera waited more than the block in flight";
+  std::lock_guard lock(run.m);
+  ASSERT_GT(run.latents.size(), static_cast<size_t>(first));
+  ASSERT_GT(plain.latents.size(), static_cast<size_t>(first)) << "the plain run is too short";
+  for (int64_t b = 0; b < first; ++b)
+    EXPECT_EQ(max_diff(run.latents[b], plain.latents[b]), 0.0f) << "block " << b;
+  EXPECT_GT(max_diff(run.latents[first], plain.latents[first]), 0.0f)
+      << "the first block after the event is conditioned";
+}
+
 // A source that fails after `good` frames (a camera unplugged, a file that cannot be read).
 struct FailingSource final : VaceFrameSource {
   int64_t good;
