@@ -9,7 +9,7 @@
 # turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn turbo_fp8_normpass
 # turbo_fp8_outfp8 turbo_fp8_before turbo_fp8_vq attention vace_balanced
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
-# vace_turbo_fp8_vace16 balanced_tunableop). Results under $OUT.
+# vace_turbo_fp8_vace16 balanced_gemmtune). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
@@ -27,7 +27,7 @@ fi
 echo "built ($(elapsed))"
 if want tests; then
   timeout 150 $b/tests/test_model \
-    --gtest_filter='Fa3Attention.*:AttentionBackend*:FastPath*:FusedKernels.*:CudaGraphs.GraphPath*:KvOnlyForward.*:VaceFastPath.*:Fp8Linear.*:StyleLoraGpu.*' \
+    --gtest_filter='Fa3Attention.*:AttentionBackend*:FastPath*:FusedKernels.*:CudaGraphs.GraphPath*:KvOnlyForward.*:VaceFastPath.*:Fp8Linear.*:StyleLoraGpu.*:LtGemm.*' \
     >"$out/tests.log" 2>&1
   echo "tests rc=$? ($(elapsed))"
   grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure" "$out/tests.log" | tail -12
@@ -51,12 +51,13 @@ fi
 # turbo_fp8_before: both, which is turbo_fp8 as it ran before either change (72fcc4c);
 # turbo_fp8_vq: the FP8 quantisation kernel that keeps the row in registers
 # (LONGLIVE_FP8_QUANT_KERNEL=vector) rather than the first one (the default until it has run).
-# balanced_tunableop: LibTorch's TunableOp times the GEMM implementations it has for each shape
-# on first sight (the eager warm-up) and keeps the fastest (PYTORCH_TUNABLEOP_*), against
-# cuBLAS's heuristic choice in balanced.
+# balanced_gemmtune: the 16-bit GEMMs through runtime/lt_gemm (LONGLIVE_GEMM_AUTOTUNE=1: up to
+# 16 cuBLASLt algorithms per shape timed at first sight, the fastest kept) rather than ATen's
+# addmm (cuBLASLt's first heuristic answer). (LibTorch's TunableOp, tried for this before,
+# registers no alternatives on CUDA: only its "Default", so it cannot change the choice.)
 for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_cudnn \
   turbo_fp8_written turbo_fp8_whole turbo_fp8_normpass turbo_fp8_outfp8 turbo_fp8_before \
-  turbo_fp8_vq balanced_tunableop; do
+  turbo_fp8_vq balanced_gemmtune; do
   want "$run" || continue
   p=${run%%_cudnn}
   p=${p%%_normpass}
@@ -66,7 +67,7 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   p=${p%%_written}
   p=${p%%_whole}
   p=${p%%_blockrows}
-  p=${p%%_tunableop}
+  p=${p%%_gemmtune}
   extra=()
   [ "$run" = turbo_fp8_cudnn ] && extra=(--attention cudnn)
   # The kernel table of a graph-replayed block.
@@ -79,8 +80,7 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   [ "$run" = turbo_fp8_before ] && env=(LONGLIVE_FP8_NORM_QUANT=0 LONGLIVE_FP8_OUT_PROJECTIONS=1)
   [ "$run" = turbo_fp8_vq ] && env=(LONGLIVE_FP8_QUANT_KERNEL=vector)
   [ "${run%_blockrows}" != "$run" ] && env=(LONGLIVE_ROW_KERNELS=block)
-  [ "$run" = balanced_tunableop ] && env=(PYTORCH_TUNABLEOP_ENABLED=1 PYTORCH_TUNABLEOP_TUNING=1
-    PYTORCH_TUNABLEOP_FILENAME=/tmp/tunableop%d.csv)
+  [ "$run" = balanced_gemmtune ] && env=(LONGLIVE_GEMM_AUTOTUNE=1)
   env "${env[@]}" \
     timeout 120 $b/app/longlive bench --preset "$p" --random full \
     --blocks 20 --warmup 3 --switch-every 5 --drift-blocks 4 --profile-blocks 2 "${extra[@]}" \

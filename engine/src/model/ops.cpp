@@ -13,12 +13,32 @@
 #include "longlive/log.h"
 #include "runtime/fa3_attention.h"
 #include "runtime/fused_ops.h"
+#include "runtime/lt_gemm.h"
 
 namespace longlive::ops {
+
+namespace {
+// x @ weight^T + bias through lt_gemm (LONGLIVE_GEMM_AUTOTUNE=1: the cuBLASLt algorithm timed at
+// first sight) where it takes the arguments; std::nullopt: ATen's.
+std::optional<at::Tensor> tuned_linear(const at::Tensor& x, const at::Tensor& weight,
+                                       const at::Tensor& bias, lt_gemm::Epilogue epilogue) {
+  if (!lt_gemm::enabled() || !x.is_cuda() || !bias.defined() || x.dim() < 2) return std::nullopt;
+  const int64_t k = x.size(-1);
+  const at::Tensor x2d = x.reshape({-1, k});
+  if (!x2d.is_contiguous()) return std::nullopt;
+  std::optional<at::Tensor> y = lt_gemm::linear(x2d, weight, bias, epilogue);
+  if (!y) return std::nullopt;
+  auto sizes = x.sizes().vec();
+  sizes.back() = weight.size(0);
+  return y->view(sizes);
+}
+}  // namespace
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
                   const std::optional<at::Tensor>& bias) {
   const at::Tensor input = x.scalar_type() == weight.scalar_type() ? x : x.to(weight.scalar_type());
+  if (bias)
+    if (auto y = tuned_linear(input, weight, *bias, lt_gemm::Epilogue::bias)) return *y;
   return at::linear(input, weight, bias);
 }
 
@@ -206,6 +226,8 @@ at::Tensor linear_gelu_tanh(const at::Tensor& x, const at::Tensor& weight, const
   auto out_sizes = x.sizes().vec();
   out_sizes.back() = weight.size(0);
   const at::Tensor x2d = x.reshape({-1, k}).to(weight.scalar_type());
+  if (auto y = tuned_linear(x2d, weight, bias, lt_gemm::Epilogue::gelu_bias))
+    return y->view(out_sizes);
   // cuBLASLt's GELU epilogue is the tanh approximation (what PyTorch fuses gelu(tanh) into).
   return at::_addmm_activation(bias, x2d, weight.t(), 1, 1, /*use_gelu=*/true).view(out_sizes);
 }
