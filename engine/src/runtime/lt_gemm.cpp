@@ -130,8 +130,14 @@ class Plan {
     if (f.pref_create(&pref) != CUBLAS_STATUS_SUCCESS) return out;
     std::array<cublasLtMatmulHeuristicResult_t, kCandidates> results{};
     int returned = 0;
+    // No in-place split-K reduction (through the output and counters): only schemes that reduce
+    // in a separate step, so a video replays bit for bit whichever algorithm wins.
+    const uint32_t reductions =
+        CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
     if (f.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)) ==
             CUBLAS_STATUS_SUCCESS &&
+        f.pref_set(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reductions,
+                   sizeof(reductions)) == CUBLAS_STATUS_SUCCESS &&
         f.heuristic(handle, desc_, a_, b_, c_, c_, pref, kCandidates, results.data(), &returned) ==
             CUBLAS_STATUS_SUCCESS) {
       for (int i = 0; i < returned; ++i)
