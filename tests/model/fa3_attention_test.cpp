@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "graph_replay.h"
 #include "longlive/error.h"
 #include "longlive/profiler.h"
 #include "longlive/wan_model.h"
@@ -188,30 +189,6 @@ TEST(Fa3Attention, AutomaticTakesItAndCudnnTakesTheRest) {
   EXPECT_FALSE(fa3::accepts(in.q.narrow(3, 0, 64), in.k.narrow(3, 0, 64), in.v.narrow(3, 0, 64)));
   const at::Tensor odd = at::randn({1, 12, 100, 131}, cuda_bf16()).narrow(3, 0, 128);
   EXPECT_FALSE(fa3::accepts(odd, in.k, in.v)) << "row stride 131 elements";
-}
-
-// Inside a CUDA graph, as the DiT runs it: `run` captured on a side stream and replayed; its
-// output then equals the eager call's bit for bit (also checked: two eager calls agree).
-void expect_replay_equals_eager(const std::function<at::Tensor()>& run, const std::string& what) {
-#ifdef LONGLIVE_WITH_CUDA
-  const at::Tensor eager = run();
-  EXPECT_TRUE(run().equal(eager)) << what;
-  at::cuda::CUDAGraph graph;
-  at::Tensor captured;
-  {
-    const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, 0);
-    c10::cuda::device_synchronize();
-    const c10::cuda::CUDAStreamGuard guard(side);
-    graph.capture_begin();
-    captured = run();
-    graph.capture_end();
-  }
-  graph.replay();
-  c10::cuda::device_synchronize();
-  EXPECT_TRUE(captured.equal(eager)) << what;
-#else
-  (void)run, (void)what;
-#endif
 }
 
 TEST(Fa3Attention, ReplaysFromACudaGraph) {

@@ -5,15 +5,9 @@
 
 #include <string>
 
+#include "graph_replay.h"
 #include "model/ops.h"
 #include "runtime/lt_gemm.h"
-
-#ifdef LONGLIVE_WITH_CUDA
-#include <ATen/cuda/CUDAGraph.h>
-#include <c10/cuda/CUDAFunctions.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 
 namespace longlive::test {
 namespace {
@@ -92,27 +86,14 @@ TEST(LtGemm, ArgumentsItDoesNotTakeAreLeftToAten) {
 // capture comes after): the captured call equals the eager one.
 TEST(LtGemm, ATunedShapeReplaysFromACudaGraph) {
   REQUIRE_CUDA();
-#ifdef LONGLIVE_WITH_CUDA
   const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA, 0);
   at::manual_seed(22);
   const at::Tensor x = at::randn({1560, 1536}, bf16), w = at::randn({1536, 1536}, bf16) / 32,
                    b = at::randn({1536}, bf16);
-  const std::optional<at::Tensor> eager = lt_gemm::linear(x, w, b, lt_gemm::Epilogue::gelu_bias);
-  ASSERT_TRUE(eager.has_value());
-  at::cuda::CUDAGraph graph;
-  at::Tensor captured;
-  {
-    const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, 0);
-    c10::cuda::device_synchronize();
-    const c10::cuda::CUDAStreamGuard guard(side);
-    graph.capture_begin();
-    captured = *lt_gemm::linear(x, w, b, lt_gemm::Epilogue::gelu_bias);
-    graph.capture_end();
-  }
-  graph.replay();
-  c10::cuda::device_synchronize();
-  EXPECT_TRUE(captured.equal(*eager));
-#endif
+  ASSERT_TRUE(lt_gemm::linear(x, w, b, lt_gemm::Epilogue::gelu_bias).has_value());
+  expect_replay_equals_eager(
+      [&] { return *lt_gemm::linear(x, w, b, lt_gemm::Epilogue::gelu_bias); },
+      "GELU epilogue, 1560x1536x1536");
 }
 
 }  // namespace
