@@ -81,6 +81,10 @@ void kernels_table(const EngineStats& s, const std::string& note, OverlayReport&
               static_cast<long long>(s.kernels_block),
               age > 0 ? (" (" + std::to_string(age) + " blocks ago)").c_str() : "", all.count,
               all.graph, all.ms);
+  // Measured, and not undone by closing the tab (docs/reliability.md): said where it is caused.
+  ImGui::TextColored(kDim,
+                     "CUPTI, attached for these samples, keeps host memory per kernel launch "
+                     "until the app quits (~45 KiB a block at balanced, ~0.7 GiB an hour)");
   const ImGuiTableFlags flags = ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV |
                                 ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_ScrollY;
   if (!ImGui::BeginTable("kernels", 4, flags, ImVec2(0.0f, 260.0f))) return;
