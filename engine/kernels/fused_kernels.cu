@@ -83,9 +83,10 @@ __device__ __forceinline__ float add_hint(float x, float hint, float scale) {
   return __fadd_rn(x, __fmul_rn(hint, scale));
 }
 
-// Row-wise FP8 output (kFp8): the row's values rounded to OutT (what the 16-bit output would
-// hold), scale = max(amax / 448, 1e-12), out = fp8(value * (1 / scale)): the arithmetic of
-// quantize_fp8_rows_kernel on the 16-bit output, so the same bits without its pass.
+// A row's FP8 scale, max(amax / 448, 1e-12), for every row-wise quantisation here (the norm
+// kernels' FP8 output, both quantisation kernels): one expression, so the same bits. The norm
+// kernels' FP8 output (kFp8) rounds the row to OutT first (what the 16-bit output would hold),
+// then out = fp8(value * (1 / scale)), as quantize_fp8_rows_kernel does on the 16-bit output.
 __device__ __forceinline__ float fp8_row_scale(float amax, float* smem) {
   return fmaxf(block_max(amax, smem) / 448.f, 1e-12f);
 }
@@ -582,7 +583,7 @@ __global__ void __launch_bounds__(kThreads)
   };
   float amax = 0.f;
   for (int64_t i = threadIdx.x; i < dim; i += kThreads) amax = fmaxf(amax, fabsf(load(i)));
-  const float scale = fmaxf(block_max(amax, smem) / 448.f, 1e-12f);
+  const float scale = fp8_row_scale(amax, smem);
   const float inverse = 1.f / scale;
   for (int64_t i = threadIdx.x; i < dim; i += kThreads)
     q[row * dim + i] = __nv_fp8_e4m3(load(i) * inverse);
@@ -613,7 +614,7 @@ __global__ void __launch_bounds__(kThreads)
       amax = fmaxf(amax, fabsf(v[k][i]));
     }
   }
-  const float scale = fmaxf(block_max(amax, smem) / 448.f, 1e-12f);
+  const float scale = fp8_row_scale(amax, smem);
   const float inverse = 1.f / scale;
   __nv_fp8_e4m3* out = q + row * dim;
 #pragma unroll

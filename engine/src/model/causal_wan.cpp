@@ -1002,7 +1002,9 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
   const at::Tensor ca =
       with_lora(gemm(cross_heads, b.co_w, b.co_b, b.co8), cross_heads, lora, l, LoraSlot::cross_o);
 
-  // x += cross; hidden = modulate(norm(x)); FFN with GELU in the first GEMM's epilogue.
+  // x += cross; hidden = modulate(norm(x)); FFN with GELU in the first GEMM's epilogue. Its
+  // output and gate stay pending for the next norm kernel.
+  r.pending.gate = mod.narrow(2, 5, 1);
   const fused::NormInputs ffn_in{.residual = &ca, .shift = &c3, .scale = &c4, .frames = frames};
   if (quantised_by_norm(b.ffn0_8, {LoraSlot::ffn0, LoraSlot::ffn2})) {
     // Both FFN GEMMs in FP8, the first one's input quantised by the norm kernel and the GELU
@@ -1010,7 +1012,6 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
     const at::Tensor pre_act = norm_then_linear(ffn_in, b.ffn0_w, b.ffn0_b, b.ffn0_8, true, hidden);
     const ProfileScope scope("gemm");
     r.pending.ffn = ops::linear_fp8(pre_act, b.ffn2_8, b.ffn2_b, dtype_, /*gelu_input=*/true);
-    r.pending.gate = mod.narrow(2, 5, 1);
     return;
   }
   hidden = norm(ffn_in);
@@ -1036,7 +1037,6 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
           ops::linear(ops::linear_gelu_tanh(hidden, b.ffn0_w, b.ffn0_b), b.ffn2_w, b.ffn2_b);
     }
   }
-  r.pending.gate = mod.narrow(2, 5, 1);
 }
 
 // Same maths as plain_layers with each residual add folded into the next LayerNorm: per layer

@@ -268,7 +268,6 @@ std::optional<at::Tensor> linear(const at::Tensor& x, const at::Tensor& weight,
       plan.algo = candidates[static_cast<size_t>(choice)];
       ++r.stats.tuned;
       r.stats.last_candidates = static_cast<int64_t>(candidates.size());
-      r.stats.last_choice = choice;
       log::info("GEMM {}x{}x{}{}: cuBLASLt algorithm {} of {} ({:.1f} us a run)", key.m, key.n,
                 key.k, epilogue == Epilogue::gelu_bias ? " +GELU" : "", choice, candidates.size(),
                 best * 1000.f / kTimedRuns);

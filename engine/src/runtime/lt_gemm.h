@@ -30,7 +30,6 @@ struct Stats {
   int64_t tuned = 0;            // shapes whose algorithm was timed
   int64_t untuned = 0;          // shapes first seen inside a capture: cuBLASLt's first answer
   int64_t last_candidates = 0;  // algorithms cuBLASLt offered for the last shape tuned
-  int64_t last_choice = -1;     // the index among them that was kept
 };
 Stats stats();
 
