@@ -221,9 +221,13 @@ __device__ __forceinline__ float4 load_quad_any(const void* p, ElemType type, in
 // (the launcher checks). Same arithmetic order per element as the scalar kernel. Each quad is
 // loaded, updated and stored before the next one's loads: issuing every load of the row first
 // (with __restrict__) measured 15% slower on the H100 (13.8 -> 15.9 ms per balanced block).
+// The block has blockDim.x threads, a multiple of 32 from kMinNormThreads to kThreads (the
+// launcher picks it: norm_threads()); a thread owns quads threadIdx.x + k * blockDim.x.
+constexpr int kMinNormThreads = 128;
 template <typename ResT, typename OutT, bool kFp8 = false>
 __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModulateArgs a) {
-  constexpr int kQuads = kPerThread / 4;
+  constexpr int kQuads = static_cast<int>(kMaxRowDim / 4 / kMinNormThreads);
+  const int threads = static_cast<int>(blockDim.x);
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int64_t frame = row / a.tokens_per_frame;
@@ -238,7 +242,7 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
   float sum = 0.f;
 #pragma unroll
   for (int k = 0; k < kQuads; ++k) {
-    const int q = threadIdx.x + k * kThreads;
+    const int q = threadIdx.x + k * threads;
     float4 xi = make_float4(0.f, 0.f, 0.f, 0.f);
     if (q < quads) {
       xi = Quad<float>::load(x + 4 * q);
@@ -268,7 +272,7 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
   float squares = 0.f;
 #pragma unroll
   for (int k = 0; k < kQuads; ++k) {
-    const int q = threadIdx.x + k * kThreads;
+    const int q = threadIdx.x + k * threads;
     if (q < quads) {
       const float dx = v[k].x - mean, dy = v[k].y - mean, dz = v[k].z - mean, dw = v[k].w - mean;
       squares += (dx * dx + dy * dy) + (dz * dz + dw * dw);
@@ -281,7 +285,7 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
   float amax = 0.f;
 #pragma unroll
   for (int k = 0; k < kQuads; ++k) {
-    const int q = threadIdx.x + k * kThreads;
+    const int q = threadIdx.x + k * threads;
     if (q >= quads) continue;
     float n[4] = {(v[k].x - mean) * rstd, (v[k].y - mean) * rstd, (v[k].z - mean) * rstd,
                   (v[k].w - mean) * rstd};
@@ -313,7 +317,7 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
     __nv_fp8_e4m3* fp8_row = static_cast<__nv_fp8_e4m3*>(a.out) + row * a.dim;
 #pragma unroll
     for (int k = 0; k < kQuads; ++k) {
-      const int q = threadIdx.x + k * kThreads;
+      const int q = threadIdx.x + k * threads;
       if (q >= quads) continue;
       uint32_t packed;
       __nv_fp8_e4m3* h = reinterpret_cast<__nv_fp8_e4m3*>(&packed);
@@ -654,13 +658,22 @@ __global__ void __launch_bounds__(kThreads) dequantize_int8_kernel(DequantInt8Ar
   }
 }
 
+// The vec4 kernel's block size: a.threads where it is a multiple of 32 in [kMinNormThreads,
+// kThreads] that covers the row's quads (kQuads a thread at most), else kThreads.
+unsigned norm_threads(const NormModulateArgs& a) {
+  const int64_t quads = a.dim / 4, t = a.threads;
+  const bool fits = t % 32 == 0 && t >= kMinNormThreads && t <= kThreads &&
+                    quads <= t * static_cast<int64_t>(kMaxRowDim / 4 / kMinNormThreads);
+  return static_cast<unsigned>(fits ? t : kThreads);
+}
+
 // The FP8 output (row-wise scales): the row rounded to the 16-bit out_type first.
 template <typename ResT, typename RoundT>
 void launch_norm_modulate_fp8(const NormModulateArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.rows));
   // The FP8 row takes 4-byte stores: dim % 4 == 0 (can_vectorize) and a 4-byte aligned base.
   if (can_vectorize(a))
-    norm_modulate_vec4_kernel<ResT, RoundT, true><<<grid, kThreads, 0, stream>>>(a);
+    norm_modulate_vec4_kernel<ResT, RoundT, true><<<grid, norm_threads(a), 0, stream>>>(a);
   else
     norm_modulate_kernel<ResT, RoundT, true><<<grid, kThreads, 0, stream>>>(a);
 }
@@ -685,19 +698,19 @@ cudaError_t launch_norm_modulate_out(const NormModulateArgs& a, cudaStream_t str
   switch (a.out_type) {
     case ElemType::bf16:
       if (vec4)
-        norm_modulate_vec4_kernel<ResT, __nv_bfloat16><<<grid, kThreads, 0, stream>>>(a);
+        norm_modulate_vec4_kernel<ResT, __nv_bfloat16><<<grid, norm_threads(a), 0, stream>>>(a);
       else
         norm_modulate_kernel<ResT, __nv_bfloat16><<<grid, kThreads, 0, stream>>>(a);
       break;
     case ElemType::f16:
       if (vec4)
-        norm_modulate_vec4_kernel<ResT, __half><<<grid, kThreads, 0, stream>>>(a);
+        norm_modulate_vec4_kernel<ResT, __half><<<grid, norm_threads(a), 0, stream>>>(a);
       else
         norm_modulate_kernel<ResT, __half><<<grid, kThreads, 0, stream>>>(a);
       break;
     case ElemType::f32:
       if (vec4)
-        norm_modulate_vec4_kernel<ResT, float><<<grid, kThreads, 0, stream>>>(a);
+        norm_modulate_vec4_kernel<ResT, float><<<grid, norm_threads(a), 0, stream>>>(a);
       else
         norm_modulate_kernel<ResT, float><<<grid, kThreads, 0, stream>>>(a);
       break;

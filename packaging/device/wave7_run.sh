@@ -7,9 +7,10 @@
 # for both (VACE overhead against the same backend, the encoder in both layouts). Most important
 # first; WAVE7_STEPS picks steps by name (build tests balanced turbo_fp8 balanced_blockrows
 # turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn turbo_fp8_normpass
-# turbo_fp8_outfp8 turbo_fp8_before turbo_fp8_vq attention vace_balanced
+# turbo_fp8_outfp8 turbo_fp8_before turbo_fp8_rowquant attention vace_balanced
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
-# vace_turbo_fp8_vace16 balanced_gemmtune). Results under $OUT.
+# vace_turbo_fp8_vace16 balanced_atengemm balanced_norm128 balanced_norm192 turbo_fp8_norm128
+# turbo_fp8_norm192). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
@@ -49,25 +50,29 @@ fi
 # kernel (LONGLIVE_FP8_NORM_QUANT=0) rather than by the LayerNorm kernel (the default);
 # turbo_fp8_outfp8: the attention output projections in FP8 too (LONGLIVE_FP8_OUT_PROJECTIONS=1);
 # turbo_fp8_before: both, which is turbo_fp8 as it ran before either change (72fcc4c);
-# turbo_fp8_vq: the FP8 quantisation kernel that keeps the row in registers
-# (LONGLIVE_FP8_QUANT_KERNEL=vector) rather than the first one (the default until it has run).
-# balanced_gemmtune: the 16-bit GEMMs through runtime/lt_gemm (LONGLIVE_GEMM_AUTOTUNE=1: up to
-# 16 cuBLASLt algorithms per shape timed at first sight, the fastest kept) rather than ATen's
-# addmm (cuBLASLt's first heuristic answer). (LibTorch's TunableOp, tried for this before,
-# registers no alternatives on CUDA: only its "Default", so it cannot change the choice.)
+# turbo_fp8_rowquant: the first FP8 quantisation kernel (LONGLIVE_FP8_QUANT_KERNEL=row) rather
+# than the one that keeps the row in registers (the default since cc7ac3f's run).
+# balanced_atengemm: every 16-bit GEMM through ATen's addmm (LONGLIVE_GEMM_AUTOTUNE=0: cuBLASLt's
+# first heuristic answer) rather than runtime/lt_gemm's timed choice (the default since the same
+# run). (LibTorch's TunableOp registers no alternatives on CUDA, so it cannot change the choice.)
+# *_norm128, *_norm192: the LayerNorm kernel with 128 or 192 threads a row
+# (LONGLIVE_NORM_THREADS) rather than 256.
 for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_cudnn \
   turbo_fp8_written turbo_fp8_whole turbo_fp8_normpass turbo_fp8_outfp8 turbo_fp8_before \
-  turbo_fp8_vq balanced_gemmtune; do
+  turbo_fp8_rowquant balanced_atengemm balanced_norm128 balanced_norm192 turbo_fp8_norm128 \
+  turbo_fp8_norm192; do
   want "$run" || continue
   p=${run%%_cudnn}
   p=${p%%_normpass}
   p=${p%%_outfp8}
   p=${p%%_before}
-  p=${p%%_vq}
+  p=${p%%_rowquant}
+  p=${p%%_norm128}
+  p=${p%%_norm192}
   p=${p%%_written}
   p=${p%%_whole}
   p=${p%%_blockrows}
-  p=${p%%_gemmtune}
+  p=${p%%_atengemm}
   extra=()
   [ "$run" = turbo_fp8_cudnn ] && extra=(--attention cudnn)
   # The kernel table of a graph-replayed block.
@@ -78,9 +83,11 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   [ "$run" = turbo_fp8_normpass ] && env=(LONGLIVE_FP8_NORM_QUANT=0)
   [ "$run" = turbo_fp8_outfp8 ] && env=(LONGLIVE_FP8_OUT_PROJECTIONS=1)
   [ "$run" = turbo_fp8_before ] && env=(LONGLIVE_FP8_NORM_QUANT=0 LONGLIVE_FP8_OUT_PROJECTIONS=1)
-  [ "$run" = turbo_fp8_vq ] && env=(LONGLIVE_FP8_QUANT_KERNEL=vector)
+  [ "$run" = turbo_fp8_rowquant ] && env=(LONGLIVE_FP8_QUANT_KERNEL=row)
+  [ "${run%_norm128}" != "$run" ] && env=(LONGLIVE_NORM_THREADS=128)
+  [ "${run%_norm192}" != "$run" ] && env=(LONGLIVE_NORM_THREADS=192)
   [ "${run%_blockrows}" != "$run" ] && env=(LONGLIVE_ROW_KERNELS=block)
-  [ "$run" = balanced_gemmtune ] && env=(LONGLIVE_GEMM_AUTOTUNE=1)
+  [ "$run" = balanced_atengemm ] && env=(LONGLIVE_GEMM_AUTOTUNE=0)
   env "${env[@]}" \
     timeout 120 $b/app/longlive bench --preset "$p" --random full \
     --blocks 20 --warmup 3 --switch-every 5 --drift-blocks 4 --profile-blocks 2 "${extra[@]}" \

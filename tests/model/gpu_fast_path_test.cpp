@@ -90,6 +90,36 @@ TEST(FusedKernels, NormModulateWithGatedResidualMatchesPlainOps) {
   EXPECT_LT(relative_l2(fused16, plain), 4e-3);
 }
 
+// The 16-byte kernel with fewer threads per row (LONGLIVE_NORM_THREADS): the same rows up to the
+// order of the row's sums, for the DiT's width, the widest row (2048: 16 values a thread at 128
+// threads) and one with a partly idle pass; a count it cannot use falls back to 256.
+TEST(FusedKernels, NormModulateGivesTheSameRowsWithAnyThreadCount) {
+  REQUIRE_CUDA();
+  for (const int64_t dim : {1536, 2048, 1000}) {
+    const int64_t frames = 3, tokens = 50;
+    at::manual_seed(5);
+    const at::Tensor x = at::randn({1, frames * tokens, dim}, cuda(at::kFloat)) * 2 + 0.5;
+    const at::Tensor y = at::randn({1, frames * tokens, dim}, cuda(at::kBFloat16));
+    const at::Tensor mod = at::randn({1, frames, 3, dim}, cuda(at::kFloat)) * 0.2;
+    const at::Tensor gate = mod.narrow(2, 0, 1), shift = mod.narrow(2, 1, 1),
+                     scale = mod.narrow(2, 2, 1);
+    const fused::NormInputs in{
+        .residual = &y, .gate = &gate, .shift = &shift, .scale = &scale, .frames = frames};
+    const at::Tensor expected_x = ops::gated_residual(x, y, gate, frames);
+    const at::Tensor expected = ops::layer_norm_modulate(expected_x, shift, scale, frames, 1e-6);
+    for (const char* threads : {"256", "128", "160", "192", "224", "96", "100", "512"}) {
+      const ScopedEnv env("LONGLIVE_NORM_THREADS", threads);
+      const std::string where = fmt::format("dim {}, {} threads", dim, threads);
+      const at::Tensor updated = x.clone();
+      const at::Tensor out = fused::norm_modulate(updated, in, 1e-6, at::kFloat);
+      EXPECT_LT((updated - expected_x).abs().max().item<double>(), 1e-5) << where;
+      EXPECT_LT((out - expected).abs().max().item<double>(), 1e-4) << where;
+      const at::Tensor sixteen = fused::norm_modulate(x.clone(), in, 1e-6, at::kBFloat16);
+      EXPECT_LT(relative_l2(sixteen, expected), 4e-3) << where;
+    }
+  }
+}
+
 TEST(FusedKernels, AffineAndPlainLayerNormMatch) {
   REQUIRE_CUDA();
   // 1000: the 16-byte vector kernel with a partly idle last pass; 999: the scalar kernel.

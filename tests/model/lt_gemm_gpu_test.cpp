@@ -1,8 +1,12 @@
-// GEMMs through cuBLASLt with the algorithm timed at first sight (runtime/lt_gemm.h, the
-// LONGLIVE_GEMM_AUTOTUNE experiment) against ATen's addmm and _addmm_activation; skipped without
-// CUDA (run on the GPU box: wave7_run.sh's tests step).
+// GEMMs through cuBLASLt with the algorithm timed at first sight (runtime/lt_gemm.h) against
+// ATen's addmm and _addmm_activation, and the choices file; skipped without CUDA (run on the GPU
+// box: wave7_run.sh's tests step). The choices go to a file of this process's own.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "graph_replay.h"
@@ -14,6 +18,19 @@ namespace {
 
 #define REQUIRE_CUDA() \
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: GPU paths are tested on the GPU box"
+
+// Before the first lt_gemm call of the process: the registry reads its file once.
+const std::filesystem::path& choices_file() {
+  static const std::filesystem::path file = [] {
+    const std::filesystem::path f = std::filesystem::temp_directory_path() /
+                                    ("longlive-lt-gemm-test-" + std::to_string(getpid())) /
+                                    "gemm-algorithms.json";
+    setenv("LONGLIVE_GEMM_TUNING_FILE", f.c_str(), 1);
+    return f;
+  }();
+  return file;
+}
+const bool kChoicesFileSet = !choices_file().empty();
 
 double relative_l2(const at::Tensor& a, const at::Tensor& b) {
   const at::Tensor x = a.to(at::kCPU, at::kDouble), y = b.to(at::kCPU, at::kDouble);
@@ -28,7 +45,8 @@ at::Tensor aten_reference(const at::Tensor& x, const at::Tensor& w, const at::Te
 
 // Every timed choice against ATen's result (16-bit rounding of another summation order at
 // most), for the 1.3B's FFN and QKV shapes at 480x832 and a small one, bf16 and f16, both
-// epilogues; a shape seen again is not timed again and gives the same bits.
+// epilogues; a shape seen again is not timed again and gives the same bits; after the plans are
+// dropped (as in a new process) the choice comes from the file, with the same bits again.
 TEST(LtGemm, TunedAlgorithmsMatchAten) {
   REQUIRE_CUDA();
   struct Shape {
@@ -55,9 +73,28 @@ TEST(LtGemm, TunedAlgorithmsMatchAten) {
         ASSERT_TRUE(again.has_value()) << where;
         EXPECT_EQ(lt_gemm::stats().tuned, tuned_before + 1) << where << ": timed twice";
         EXPECT_TRUE(again->equal(*y)) << where << ": not the same bits (a video must replay)";
+        const int64_t from_file_before = lt_gemm::stats().from_file;
+        lt_gemm::clear();
+        const std::optional<at::Tensor> from_file = lt_gemm::linear(x, w, b, epilogue);
+        ASSERT_TRUE(from_file.has_value()) << where;
+        EXPECT_EQ(lt_gemm::stats().tuned, tuned_before + 1) << where << ": timed again";
+        EXPECT_EQ(lt_gemm::stats().from_file, from_file_before + 1) << where;
+        EXPECT_TRUE(from_file->equal(*y)) << where << ": the file's choice gives other bits";
       }
     }
   }
+}
+
+// The choices file the test above wrote: a JSON object with an entry per shape.
+TEST(LtGemm, ChoicesAreWrittenToTheFile) {
+  REQUIRE_CUDA();
+  ASSERT_TRUE(kChoicesFileSet);
+  const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA, 0);
+  const at::Tensor x = at::randn({136, 256}, bf16), w = at::randn({512, 256}, bf16),
+                   b = at::randn({512}, bf16);
+  ASSERT_TRUE(lt_gemm::linear(x, w, b, lt_gemm::Epilogue::bias).has_value());
+  ASSERT_TRUE(std::filesystem::exists(choices_file())) << choices_file();
+  EXPECT_GT(std::filesystem::file_size(choices_file()), 2u);
 }
 
 // What it does not take goes back to the caller (std::nullopt), and ops::linear then runs ATen's.

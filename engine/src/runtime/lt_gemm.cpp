@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <limits>
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 #include <tuple>
 
 #include "longlive/log.h"
+#include "runtime/gemm_choices.h"
 #endif
 
 namespace longlive::lt_gemm {
@@ -31,6 +33,9 @@ namespace {
 
 constexpr int kCandidates = 16;  // algorithms asked of cuBLASLt's heuristic per shape
 constexpr int kTimedRuns = 5;    // per candidate, after one untimed run
+// Another algorithm replaces cuBLASLt's first answer only where it is this much faster: between
+// two about as fast, timing noise would otherwise decide, and differently from run to run.
+constexpr float kMargin = 0.02f;
 
 // cuBLASLt's entry points, from the copy LibTorch loaded (nothing links against it: the one
 // LibTorch's wheel brings is the one in the process).
@@ -45,6 +50,7 @@ struct Api {
   decltype(&cublasLtMatmulPreferenceSetAttribute) pref_set = nullptr;
   decltype(&cublasLtMatmulAlgoGetHeuristic) heuristic = nullptr;
   decltype(&cublasLtMatmul) matmul = nullptr;
+  decltype(&cublasLtGetVersion) version = nullptr;
   bool ok = false;
 };
 
@@ -74,6 +80,7 @@ const Api& api() {
     ok = resolve(lib, "cublasLtMatmulPreferenceSetAttribute", a.pref_set) && ok;
     ok = resolve(lib, "cublasLtMatmulAlgoGetHeuristic", a.heuristic) && ok;
     ok = resolve(lib, "cublasLtMatmul", a.matmul) && ok;
+    ok = resolve(lib, "cublasLtGetVersion", a.version) && ok;
     if (!ok) log::warn("GEMM autotuning off: {} lacks an entry point it needs", soname);
     a.ok = ok;
     return a;
@@ -173,6 +180,7 @@ struct Registry {
   std::mutex mutex;  // the plans, and each plan's bias pointer between its set and its launch
   std::map<Key, std::unique_ptr<Plan>> plans;
   Stats stats;
+  ChoiceStore choices{ChoiceStore::default_file()};
 };
 Registry& registry() {
   static Registry* r = new Registry;  // never destroyed: no cuBLASLt calls after exit starts
@@ -180,6 +188,16 @@ Registry& registry() {
 }
 
 bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+
+// The shape's name in the choices file: everything that changes cuBLASLt's list of candidates
+// (the GPU, the library's version, the workspace) or what they compute.
+std::string choice_key(const Key& key, size_t workspace_bytes) {
+  const cudaDeviceProp* prop = at::cuda::getDeviceProperties(key.device);
+  return fmt::format("{} sm_{}{} {} SMs | cublasLt {} | workspace {} | {}x{}x{} {} {}", prop->name,
+                     prop->major, prop->minor, prop->multiProcessorCount, api().version(),
+                     workspace_bytes, key.m, key.n, key.k, c10::toString(key.dtype),
+                     key.epilogue == Epilogue::gelu_bias ? "bias+gelu" : "bias");
+}
 
 // Milliseconds of kTimedRuns runs of `algo` (after one untimed), or +inf where it fails.
 float time_algo(const Plan& plan, cublasLtHandle_t handle, const cublasLtMatmulAlgo_t& algo,
@@ -211,7 +229,7 @@ float time_algo(const Plan& plan, cublasLtHandle_t handle, const cublasLtMatmulA
 bool enabled() {
   static const bool on = [] {
     const char* env = std::getenv("LONGLIVE_GEMM_AUTOTUNE");
-    return env != nullptr && std::string_view(env) == "1";
+    return env == nullptr || std::string_view(env) != "0";
   }();
   return on;
 }
@@ -247,35 +265,46 @@ std::optional<at::Tensor> linear(const at::Tensor& x, const at::Tensor& weight,
   if (!plan.algo) {
     const std::vector<cublasLtMatmulAlgo_t> candidates = plan.candidates(handle, workspace_bytes);
     if (candidates.empty()) return std::nullopt;
+    const std::string name = choice_key(key, workspace_bytes);
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess ||
-        capture != cudaStreamCaptureStatusNone) {
-      // Timing needs the device: inside a capture take cuBLASLt's first answer.
+    const bool capturing = cudaStreamIsCapturing(stream, &capture) != cudaSuccess ||
+                           capture != cudaStreamCaptureStatusNone;
+    if (const auto stored = r.choices.find(name);
+        stored && *stored < static_cast<int64_t>(candidates.size())) {
+      plan.algo = candidates[static_cast<size_t>(*stored)];
+      ++r.stats.from_file;
+    } else if (capturing) {
+      // Timing needs the device: inside a capture take cuBLASLt's first answer (not recorded).
       plan.algo = candidates.front();
       ++r.stats.untuned;
     } else {
-      float best = std::numeric_limits<float>::infinity();
-      int64_t choice = -1;
-      for (size_t i = 0; i < candidates.size(); ++i) {
-        const float ms = time_algo(plan, handle, candidates[i], x, weight, bias, y, workspace,
-                                   workspace_bytes, stream);
-        if (ms < best) {
-          best = ms;
-          choice = static_cast<int64_t>(i);
-        }
-      }
-      if (choice < 0) return std::nullopt;
-      plan.algo = candidates[static_cast<size_t>(choice)];
+      std::vector<float> ms(candidates.size());
+      for (size_t i = 0; i < candidates.size(); ++i)
+        ms[i] = time_algo(plan, handle, candidates[i], x, weight, bias, y, workspace,
+                          workspace_bytes, stream);
+      const size_t fastest =
+          static_cast<size_t>(std::min_element(ms.begin(), ms.end()) - ms.begin());
+      if (!std::isfinite(ms[fastest])) return std::nullopt;
+      const size_t choice = ms[fastest] < ms.front() * (1.f - kMargin) ? fastest : 0;
+      plan.algo = candidates[choice];
       ++r.stats.tuned;
       r.stats.last_candidates = static_cast<int64_t>(candidates.size());
-      log::info("GEMM {}x{}x{}{}: cuBLASLt algorithm {} of {} ({:.1f} us a run)", key.m, key.n,
-                key.k, epilogue == Epilogue::gelu_bias ? " +GELU" : "", choice, candidates.size(),
-                best * 1000.f / kTimedRuns);
+      r.choices.record(name, static_cast<int64_t>(choice));
+      log::info("GEMM {}x{}x{}{}: cuBLASLt algorithm {} of {} ({:.1f} us a run; the first {:.1f})",
+                key.m, key.n, key.k, epilogue == Epilogue::gelu_bias ? " +GELU" : "", choice,
+                candidates.size(), ms[choice] * 1000.f / kTimedRuns,
+                ms.front() * 1000.f / kTimedRuns);
     }
   }
   if (!plan.run(handle, *plan.algo, x, weight, bias, y, workspace, workspace_bytes, stream))
     return std::nullopt;
   return y;
+}
+
+void clear() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.plans.clear();
 }
 
 Stats stats() {
@@ -287,6 +316,7 @@ Stats stats() {
 #else  // a build without CUDA
 
 bool enabled() { return false; }
+void clear() {}
 std::optional<at::Tensor> linear(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                  Epilogue) {
   return std::nullopt;
