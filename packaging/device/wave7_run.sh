@@ -9,8 +9,8 @@
 # turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn turbo_fp8_normpass
 # turbo_fp8_outfp8 turbo_fp8_before turbo_fp8_rowquant attention vace_balanced
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
-# vace_turbo_fp8_vace16 balanced_atengemm balanced_norm128 balanced_norm192 turbo_fp8_norm128
-# turbo_fp8_norm192). Results under $OUT.
+# vace_turbo_fp8_vace16 balanced_atengemm balanced_norm192 balanced_norm256 turbo_fp8_norm192
+# turbo_fp8_norm256). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
@@ -55,20 +55,20 @@ fi
 # balanced_atengemm: every 16-bit GEMM through ATen's addmm (LONGLIVE_GEMM_AUTOTUNE=0: cuBLASLt's
 # first heuristic answer) rather than runtime/lt_gemm's timed choice (the default since the same
 # run). (LibTorch's TunableOp registers no alternatives on CUDA, so it cannot change the choice.)
-# *_norm128, *_norm192: the LayerNorm kernel with 128 or 192 threads a row
-# (LONGLIVE_NORM_THREADS) rather than 256.
+# *_norm192, *_norm256: the LayerNorm kernel with 192 or 256 threads a row
+# (LONGLIVE_NORM_THREADS) rather than 128 (the default since 841804a's run).
 for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_cudnn \
   turbo_fp8_written turbo_fp8_whole turbo_fp8_normpass turbo_fp8_outfp8 turbo_fp8_before \
-  turbo_fp8_rowquant balanced_atengemm balanced_norm128 balanced_norm192 turbo_fp8_norm128 \
-  turbo_fp8_norm192; do
+  turbo_fp8_rowquant balanced_atengemm balanced_norm192 balanced_norm256 turbo_fp8_norm192 \
+  turbo_fp8_norm256; do
   want "$run" || continue
   p=${run%%_cudnn}
   p=${p%%_normpass}
   p=${p%%_outfp8}
   p=${p%%_before}
   p=${p%%_rowquant}
-  p=${p%%_norm128}
   p=${p%%_norm192}
+  p=${p%%_norm256}
   p=${p%%_written}
   p=${p%%_whole}
   p=${p%%_blockrows}
@@ -84,8 +84,8 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   [ "$run" = turbo_fp8_outfp8 ] && env=(LONGLIVE_FP8_OUT_PROJECTIONS=1)
   [ "$run" = turbo_fp8_before ] && env=(LONGLIVE_FP8_NORM_QUANT=0 LONGLIVE_FP8_OUT_PROJECTIONS=1)
   [ "$run" = turbo_fp8_rowquant ] && env=(LONGLIVE_FP8_QUANT_KERNEL=row)
-  [ "${run%_norm128}" != "$run" ] && env=(LONGLIVE_NORM_THREADS=128)
   [ "${run%_norm192}" != "$run" ] && env=(LONGLIVE_NORM_THREADS=192)
+  [ "${run%_norm256}" != "$run" ] && env=(LONGLIVE_NORM_THREADS=256)
   [ "${run%_blockrows}" != "$run" ] && env=(LONGLIVE_ROW_KERNELS=block)
   [ "$run" = balanced_atengemm ] && env=(LONGLIVE_GEMM_AUTOTUNE=0)
   env "${env[@]}" \

@@ -44,15 +44,17 @@ at::Tensor aten_reference(const at::Tensor& x, const at::Tensor& w, const at::Te
 }
 
 // Every timed choice against ATen's result (16-bit rounding of another summation order at
-// most), for the 1.3B's FFN and QKV shapes at 480x832 and a small one, bf16 and f16, both
-// epilogues; a shape seen again is not timed again and gives the same bits; after the plans are
-// dropped (as in a new process) the choice comes from the file, with the same bits again.
+// most), for the 1.3B's FFN and QKV shapes at 480x832 (a row more or fewer) and a small one, bf16
+// and f16, both epilogues; a shape seen again is not timed again and gives the same bits; after the
+// plans are dropped (as in a new process) the choice comes from the file, with the same bits again.
 TEST(LtGemm, TunedAlgorithmsMatchAten) {
   REQUIRE_CUDA();
   struct Shape {
     int64_t m, k, n;
   };
-  for (const Shape s : {Shape{4680, 1536, 8960}, Shape{4680, 1536, 4608}, Shape{300, 256, 512}}) {
+  // Rows no other test of this process uses (the DiT's 4680 are seen, and timed, by the fast-path
+  // tests before these run): each shape here is new to the registry and to the choices file.
+  for (const Shape s : {Shape{4681, 1536, 8960}, Shape{4679, 1536, 4608}, Shape{301, 256, 512}}) {
     for (const at::ScalarType type : {at::kBFloat16, at::kHalf}) {
       for (const auto epilogue : {lt_gemm::Epilogue::bias, lt_gemm::Epilogue::gelu_bias}) {
         const std::string where = std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
