@@ -10,7 +10,7 @@
 # turbo_fp8_outfp8 turbo_fp8_before turbo_fp8_rowquant attention vace_balanced
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
 # vace_turbo_fp8_vace16 balanced_atengemm balanced_norm192 balanced_norm256 turbo_fp8_norm192
-# turbo_fp8_norm256). Results under $OUT.
+# turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
@@ -57,10 +57,13 @@ fi
 # run). (LibTorch's TunableOp registers no alternatives on CUDA, so it cannot change the choice.)
 # *_norm192, *_norm256: the LayerNorm kernel with 192 or 256 threads a row
 # (LONGLIVE_NORM_THREADS) rather than 128 (the default since 841804a's run).
+# *_tail5: FA3's tail schedule with the last round's 48 tiles in 5 parts (240 CTAs, two rounds of
+# fifth-length parts; LONGLIVE_FA3_SCHEDULE / LONGLIVE_FA3_FP8_SCHEDULE=tail5) rather than in 2
+# (96 CTAs, one round of half-length parts, 36 SMs idle).
 for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_cudnn \
   turbo_fp8_written turbo_fp8_whole turbo_fp8_normpass turbo_fp8_outfp8 turbo_fp8_before \
   turbo_fp8_rowquant balanced_atengemm balanced_norm192 balanced_norm256 turbo_fp8_norm192 \
-  turbo_fp8_norm256; do
+  turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5; do
   want "$run" || continue
   p=${run%%_cudnn}
   p=${p%%_normpass}
@@ -69,6 +72,7 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   p=${p%%_rowquant}
   p=${p%%_norm192}
   p=${p%%_norm256}
+  p=${p%%_tail5}
   p=${p%%_written}
   p=${p%%_whole}
   p=${p%%_blockrows}
@@ -86,6 +90,8 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   [ "$run" = turbo_fp8_rowquant ] && env=(LONGLIVE_FP8_QUANT_KERNEL=row)
   [ "${run%_norm192}" != "$run" ] && env=(LONGLIVE_NORM_THREADS=192)
   [ "${run%_norm256}" != "$run" ] && env=(LONGLIVE_NORM_THREADS=256)
+  [ "$run" = balanced_tail5 ] && env=(LONGLIVE_FA3_SCHEDULE=tail5)
+  [ "$run" = turbo_fp8_tail5 ] && env=(LONGLIVE_FA3_FP8_SCHEDULE=tail5)
   [ "${run%_blockrows}" != "$run" ] && env=(LONGLIVE_ROW_KERNELS=block)
   [ "$run" = balanced_atengemm ] && env=(LONGLIVE_GEMM_AUTOTUNE=0)
   env "${env[@]}" \

@@ -78,7 +78,16 @@ TEST(Fa3Attention, SchedulesParseAndBadOnesAreNamed) {
   EXPECT_EQ(three.splits, 3);
   EXPECT_EQ(fa3::to_string(three), "split3");
   EXPECT_EQ(fa3::to_string(fa3::parse_plan("split16")), "split16");
-  for (const char* bad : {"", "split", "split1", "split17", "split2x", "Whole", "tail2"}) {
+  const fa3::Plan tail = fa3::parse_plan("tail");
+  EXPECT_EQ(tail.splits, 0) << "as many parts as fit one round";
+  EXPECT_EQ(fa3::to_string(tail), "tail");
+  const fa3::Plan tail5 = fa3::parse_plan("tail5");
+  EXPECT_EQ(tail5.schedule, fa3::Schedule::tail);
+  EXPECT_EQ(tail5.splits, 5);
+  EXPECT_EQ(fa3::to_string(tail5), "tail5");
+  EXPECT_EQ(fa3::to_string(fa3::parse_plan("tail16")), "tail16");
+  for (const char* bad : {"", "split", "split1", "split17", "split2x", "Whole", "tail1", "tail17",
+                          "tail2x", "tail002", "tails"}) {
     try {
       fa3::parse_plan(bad);
       ADD_FAILURE() << "'" << bad << "' parsed";
@@ -92,7 +101,7 @@ TEST(Fa3Attention, SchedulesParseAndBadOnesAreNamed) {
 // tiles are 3 full rounds (33 tile rows) and 48 tiles split in two; the arithmetic holds for
 // any shape: the whole part is whole tile rows, the split tiles fit one round.
 TEST(Fa3Attention, TailSplitsOnlyTheLastRound) {
-  const fa3::Plan tail{fa3::Schedule::tail, 2};
+  const fa3::Plan tail{fa3::Schedule::tail, 0};
   fa3::Partition p = fa3::partition(tail, 4680, 18720, 12, 132);
   EXPECT_EQ(p.whole_rows, 33 * 128);
   EXPECT_EQ(p.split_rows, 4680 - 33 * 128);
@@ -139,6 +148,36 @@ TEST(Fa3Attention, TailSplitsOnlyTheLastRound) {
   EXPECT_EQ(fa3::partition(tail, 4680, 18720, 12, 0).split_rows, 0);
 }
 
+// tailN: the same rows split, into N parts even where they take more than one round of the SMs
+// (the steady block's 48 tail tiles in 5 parts: 240 CTAs), but never into parts of fewer than 8
+// key tiles (18720 keys are 107 bf16 tiles: 13 parts at most) and only where `tail` would split.
+TEST(Fa3Attention, TailWithAPartCountSplitsTheSameRowsIntoThatMany) {
+  const fa3::Plan tail5{fa3::Schedule::tail, 5}, tail16{fa3::Schedule::tail, 16};
+  fa3::Partition p = fa3::partition(tail5, 4680, 18720, 12, 132);
+  EXPECT_EQ(p.whole_rows, 33 * 128);
+  EXPECT_EQ(p.split_rows, 4680 - 33 * 128);
+  EXPECT_EQ(p.splits, 5);
+  EXPECT_EQ(fa3::partition(tail16, 4680, 18720, 12, 132).splits, 13);
+  EXPECT_EQ(fa3::partition(tail5, 4680, 18720, 12, 132, fa3::kFp8KeyTile).splits, 5);
+  EXPECT_EQ(fa3::partition(tail16, 4680, 18720, 12, 132, fa3::kFp8KeyTile).splits, 10)
+      << "84 FP8 key tiles";
+  EXPECT_EQ(fa3::partition(tail5, 18720, 18720, 12, 132).split_rows, 0) << "the re-cache";
+  EXPECT_EQ(fa3::partition(tail5, 4680, 512, 12, 132).split_rows, 0) << "cross-attention";
+  for (const int n : {2, 3, 5, 8, 16})
+    for (int64_t q : {77, 1000, 4680, 9999})
+      for (int64_t kv : {400, 4680, 18720})
+        for (int sms : {78, 132}) {
+          const fa3::Partition auto_part = fa3::partition({fa3::Schedule::tail, 0}, q, kv, 12, sms);
+          p = fa3::partition({fa3::Schedule::tail, n}, q, kv, 12, sms);
+          ASSERT_EQ(p.whole_rows + p.split_rows, q);
+          if (p.split_rows == 0) continue;
+          EXPECT_EQ(p.whole_rows, auto_part.whole_rows) << q << " " << kv << " " << sms;
+          EXPECT_GE(p.splits, 2);
+          EXPECT_LE(p.splits, n);
+          EXPECT_LE(p.splits * 8, (kv + 175) / 176) << "a part of fewer than 8 key tiles";
+        }
+}
+
 // Against fp32 math attention of the same bf16 inputs. A bf16 output alone is ~1.1e-3 RMS off
 // (half an ulp of 8 mantissa bits), so the bound is the path FA3 replaces: within 1.25x of
 // cuDNN's own error at the same inputs, and FA3 and cuDNN within 1e-2 of each other.
@@ -159,7 +198,7 @@ TEST(Fa3Attention, AsCloseToAnFp32ReferenceAsCudnn) {
     const at::Tensor cudnn_out = ops::attention(in.q, in.k, in.v, AttentionBackend::cudnn);
     const double cudnn_error = relative_l2(cudnn_out, reference);
     // Every schedule: the split ones combine fp32 partials, so they are held to the same bound.
-    for (const char* schedule : {"whole", "tail", "split2", "split3"}) {
+    for (const char* schedule : {"whole", "tail", "tail5", "split2", "split3"}) {
       const fa3::Plan plan = fa3::parse_plan(schedule);
       // Poison: the caching allocator hands this block back to the output just below.
       at::full({1, s.q, 12, 128}, NAN, cuda_bf16());
@@ -287,8 +326,9 @@ TEST(AttentionBench, BackendsAtTheDitShapes) {
     backends.insert(backends.begin(), {"fa3 (auto)", AttentionBackend::automatic});
   // FA3's schedules side by side (fa3::Plan), beside whatever automatic takes.
   const std::vector<std::string> schedules =
-      fa3::usable_on(device) ? std::vector<std::string>{"whole", "tail", "split2", "split3"}
-                             : std::vector<std::string>{};
+      fa3::usable_on(device)
+          ? std::vector<std::string>{"whole", "tail", "tail3", "tail4", "tail5", "tail8", "split2"}
+          : std::vector<std::string>{};
   nlohmann::json rows = nlohmann::json::array();
   std::cout << "| backend | shape (q x kv) | ms | TFLOP/s |\n|---|---|---|---|\n";
   for (const Shape& s : shapes) {

@@ -54,18 +54,22 @@ bool shapes_taken(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 
 Plan parse_plan(const std::string& text) {
   if (text == "whole") return {Schedule::whole, 1};
-  if (text == "tail") return {Schedule::tail, 2};
-  if (text.rfind("split", 0) == 0 && text.size() > 5 && text.size() <= 7) {
-    const std::string digits = text.substr(5);
-    if (digits.find_first_not_of("0123456789") == std::string::npos) {
-      const int n = std::atoi(digits.c_str());
-      if (n >= 2 && n <= kMaxSplits) return {Schedule::split, n};
-    }
+  if (text == "tail") return {Schedule::tail, 0};
+  // splitN and tailN, N in [2, kMaxSplits].
+  for (const auto& [prefix, schedule] : {std::pair{std::string("split"), Schedule::split},
+                                         std::pair{std::string("tail"), Schedule::tail}}) {
+    if (text.rfind(prefix, 0) != 0 || text.size() <= prefix.size() ||
+        text.size() > prefix.size() + 2)
+      continue;
+    const std::string digits = text.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const int n = std::atoi(digits.c_str());
+    if (n >= 2 && n <= kMaxSplits) return {schedule, n};
   }
   throw Error(fmt::format(
-      "LONGLIVE_FA3_SCHEDULE: '{}' is not a FlashAttention-3 schedule (whole, tail, split2 .. "
-      "split{})",
-      text, kMaxSplits));
+      "LONGLIVE_FA3_SCHEDULE: '{}' is not a FlashAttention-3 schedule (whole, tail, tail2 .. "
+      "tail{}, split2 .. split{})",
+      text, kMaxSplits, kMaxSplits));
 }
 
 std::string to_string(const Plan& plan) {
@@ -73,7 +77,7 @@ std::string to_string(const Plan& plan) {
     case Schedule::whole:
       return "whole";
     case Schedule::tail:
-      return "tail";
+      return plan.splits >= 2 ? fmt::format("tail{}", plan.splits) : "tail";
     case Schedule::split:
       return fmt::format("split{}", plan.splits);
   }
@@ -125,9 +129,12 @@ Partition partition(const Plan& plan, int64_t q_tokens, int64_t kv_tokens, int64
   // Each part keeps at least kMinKeyTilesPerPart key tiles: on short key ranges (the 512 text
   // tokens of cross-attention) a tile is too little work for the extra launches to pay
   // (measured: cross-attention 6.2 ms per block whole, 8.3 ms with its tail split).
-  const int64_t splits =
-      std::min({sm_count / tail_tiles, n_blocks / kMinKeyTilesPerPart, int64_t{kMaxSplits}});
+  // As many parts as fit one round; tailN: N parts where that splits (more than one round of
+  // shorter parts can leave fewer SMs idle than one round of longer ones).
+  const int64_t most = std::min(n_blocks / kMinKeyTilesPerPart, int64_t{kMaxSplits});
+  int64_t splits = std::min(sm_count / tail_tiles, most);
   if (splits < 2) return whole;
+  if (plan.splits >= 2) splits = std::min<int64_t>(plan.splits, most);
   const int64_t whole_rows = whole_m * kBlockM;
   return {whole_rows, q_tokens - whole_rows, static_cast<int>(splits)};
 }

@@ -23,11 +23,14 @@ constexpr int64_t kBf16KeyTile = 176, kFp8KeyTile = 224;
 enum class Schedule { whole, split, tail };
 struct Plan {
   Schedule schedule = Schedule::tail;
-  int splits = 2;  // for Schedule::split
+  // split: the parts of every row's keys. tail: the parts of the last round's tiles; 0 = as many
+  // as fit one round of the SMs.
+  int splits = 0;
 };
 
-// "whole", "split2", "split3" ... "split16", "tail"; throws longlive::Error naming the value
-// otherwise.
+// "whole", "split2" ... "split16", "tail", "tail2" ... "tail16" (the last round's tiles in that
+// many parts, over more than one round of the SMs where need be); throws longlive::Error naming
+// the value otherwise.
 Plan parse_plan(const std::string& text);
 std::string to_string(const Plan& plan);
 // LONGLIVE_FA3_SCHEDULE when set (parse_plan), else the default Plan{}. Read once.
@@ -41,7 +44,8 @@ struct Partition {
   int splits = 1;
 };
 // Pure arithmetic (CPU-testable): `tail` splits the last round's tiles into the most parts that
-// still fit one round (at least 2, else everything runs whole), and only where the whole
+// still fit one round (at least 2, else everything runs whole; `tailN`: N parts), and only where
+// the whole
 // schedule would leave at least 10 % of its SM rounds idle (the steady block's 16 %, not the
 // re-cache's 4.5 %: measured, see docs/benchmarks.md) and every part keeps at least 8 key tiles
 // (1408 keys in bf16: cross-attention's 512 text tokens run whole); `split` splits every row. No
