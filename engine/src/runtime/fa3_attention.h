@@ -29,8 +29,9 @@ struct Plan {
 };
 
 // "whole", "split2" ... "split16", "tail", "tail2" ... "tail16" (the last round's tiles in that
-// many parts, over more than one round of the SMs where need be); throws longlive::Error naming
-// the value otherwise.
+// many parts, over more than one round of the SMs where need be: measured on an H100 at
+// c1a71e9, tail5 gained nothing over tail's two parts, docs/benchmarks.md); throws
+// longlive::Error naming the value otherwise.
 Plan parse_plan(const std::string& text);
 std::string to_string(const Plan& plan);
 // LONGLIVE_FA3_SCHEDULE when set (parse_plan), else the default Plan{}. Read once.
