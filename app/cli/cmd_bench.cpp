@@ -3,6 +3,8 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -17,6 +19,7 @@
 
 #include "command.h"
 #include "longlive/async_decoder.h"
+#include "longlive/capabilities.h"
 #include "longlive/decoder.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
@@ -762,6 +765,12 @@ int run(const BenchArgs& a) {
         "cuda graphs    {} captured, {} replays, {} eager forwards (first sight of a KV plan, "
         "profiled blocks; re-caches run eagerly)\n",
         gstats.graph_captures, gstats.graph_replays, gstats.graph_eager_forwards);
+  if (const GemmTuningReport gemm = gemm_tuning_report(); gemm.enabled && device.is_cuda())
+    std::cout << fmt::format(
+        "gemm tuning    cuBLASLt algorithms: {} shapes timed, {} read from {}, {} first seen in a "
+        "capture\n",
+        gemm.timed, gemm.from_file,
+        gemm.choices_file.empty() ? "(no choices file)" : gemm.choices_file, gemm.in_capture);
   const double profiled = a.profile_blocks > 0 ? a.profile_blocks : 1;
   nlohmann::json region_json = nlohmann::json::object();
   if (!regions.ms.empty()) {
@@ -919,6 +928,21 @@ int run(const BenchArgs& a) {
                         {"steady_block_after_bake", to_json(after_bake)},
                         {"graph_replays_after_bake", replays_after_bake},
                         {"graph_eager_forwards_after_bake", eager_after_bake}};
+    const GemmTuningReport gemm = gemm_tuning_report();
+    j["gemm_tuning"] = {{"enabled", gemm.enabled && device.is_cuda()},
+                        {"timed", gemm.timed},
+                        {"from_file", gemm.from_file},
+                        {"in_capture", gemm.in_capture},
+                        {"choices_file", gemm.choices_file}};
+    // Every LONGLIVE_* variable set for the run: an A/B's toggles, named in its own results.
+    nlohmann::json environment = nlohmann::json::object();
+    for (char** e = environ; e && *e; ++e) {
+      const std::string_view entry(*e);
+      const size_t eq = entry.find('=');
+      if (entry.rfind("LONGLIVE_", 0) == 0 && eq != std::string_view::npos)
+        environment[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
+    }
+    j["environment"] = environment;
     if (vace) {
       j["vace"] = vace_json;
       j["vace_overhead_pct"] = vace_json["vace_overhead_pct"];

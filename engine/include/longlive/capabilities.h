@@ -5,6 +5,7 @@
 // fell back to (RuntimeChoice::fallbacks), so a slower path runs instead of a failure.
 #include <c10/core/Device.h>
 
+#include <cstdint>
 #include <string>
 
 namespace longlive {
@@ -32,5 +33,15 @@ inline constexpr int kMinFp8AttentionSm = 90;
 // LONGLIVE_FORCE_SM, e.g. 86) pretends the device is of that lower capability, so every
 // fallback can be tested on a big GPU; a forced value above the device's own is ignored.
 DeviceCapabilities probe_capabilities(at::Device device, int force_sm = 0);
+
+// The 16-bit GEMMs' cuBLASLt algorithm choice so far in this process (runtime/lt_gemm.h).
+struct GemmTuningReport {
+  bool enabled = false;      // a CUDA build, LONGLIVE_GEMM_AUTOTUNE not "0"
+  int64_t timed = 0;         // shapes whose candidates were timed
+  int64_t from_file = 0;     // shapes whose choice was read from choices_file
+  int64_t in_capture = 0;    // shapes first seen inside a CUDA graph capture: the first answer
+  std::string choices_file;  // where choices are kept (empty: for this process only)
+};
+GemmTuningReport gemm_tuning_report();
 
 }  // namespace longlive

@@ -1,5 +1,7 @@
 #include "runtime/lt_gemm.h"
 
+#include "longlive/capabilities.h"
+
 #include <cstdlib>
 #include <string_view>
 
@@ -313,6 +315,13 @@ Stats stats() {
   return r.stats;
 }
 
+namespace {
+std::string choices_file_name() {
+  Registry& r = registry();
+  return r.choices.file().string();
+}
+}  // namespace
+
 #else  // a build without CUDA
 
 bool enabled() { return false; }
@@ -322,7 +331,24 @@ std::optional<at::Tensor> linear(const at::Tensor&, const at::Tensor&, const at:
   return std::nullopt;
 }
 Stats stats() { return {}; }
+namespace {
+std::string choices_file_name() { return {}; }
+}  // namespace
 
 #endif
 
 }  // namespace longlive::lt_gemm
+
+namespace longlive {
+GemmTuningReport gemm_tuning_report() {
+  GemmTuningReport report;
+  report.enabled = lt_gemm::enabled();
+  if (!report.enabled) return report;
+  const lt_gemm::Stats s = lt_gemm::stats();
+  report.timed = s.tuned;
+  report.from_file = s.from_file;
+  report.in_capture = s.untuned;
+  report.choices_file = lt_gemm::choices_file_name();
+  return report;
+}
+}  // namespace longlive
