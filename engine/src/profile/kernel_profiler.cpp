@@ -23,6 +23,8 @@
 #include <ATen/Context.h>
 #include <cupti.h>
 #include <dlfcn.h>
+
+#include "core/loaded_symbol.h"
 #endif
 
 namespace longlive {
@@ -302,13 +304,6 @@ void* open_cupti(std::string& why) {
   return nullptr;
 }
 
-template <typename F>
-bool resolve(void* lib, const char* symbol, F& fn, std::string& why) {
-  fn = reinterpret_cast<F>(dlsym(lib, symbol));
-  if (fn == nullptr && why.empty()) why = fmt::format("CUPTI has no {}", symbol);
-  return fn != nullptr;
-}
-
 // Enabling only the launch calls keeps the API records (needed for the external correlation)
 // to a few per kernel: cudaLaunchKernel, cuLaunchKernelEx, cudaGraphLaunch, ...
 bool is_launch_call(const char* name) {
@@ -439,21 +434,28 @@ class Tracer {
     std::string why;
     void* lib = open_cupti(why);
     if (lib == nullptr) return why;
-    bool ok = resolve(lib, "cuptiGetVersion", api_.get_version, why);
-    ok = resolve(lib, "cuptiGetResultString", api_.result_string, why) && ok;
-    ok = resolve(lib, "cuptiGetCallbackName", api_.callback_name, why) && ok;
-    ok = resolve(lib, "cuptiGetTimestamp", api_.timestamp, why) && ok;
-    ok = resolve(lib, "cuptiActivityRegisterCallbacks", api_.register_callbacks, why) && ok;
-    ok = resolve(lib, "cuptiActivityEnable", api_.enable, why) && ok;
-    ok = resolve(lib, "cuptiActivityDisable", api_.disable, why) && ok;
-    ok = resolve(lib, "cuptiActivityEnableRuntimeApi", api_.enable_runtime_api, why) && ok;
-    ok = resolve(lib, "cuptiActivityEnableDriverApi", api_.enable_driver_api, why) && ok;
-    ok = resolve(lib, "cuptiActivityFlushAll", api_.flush_all, why) && ok;
-    ok = resolve(lib, "cuptiActivityGetNextRecord", api_.next_record, why) && ok;
-    ok = resolve(lib, "cuptiActivityGetNumDroppedRecords", api_.dropped_records, why) && ok;
-    ok = resolve(lib, "cuptiActivityPushExternalCorrelationId", api_.push_external, why) && ok;
-    ok = resolve(lib, "cuptiActivityPopExternalCorrelationId", api_.pop_external, why) && ok;
-    if (!ok) return why;
+    std::string missing;
+    bool ok = resolve_symbol(lib, "cuptiGetVersion", api_.get_version, missing);
+    ok = resolve_symbol(lib, "cuptiGetResultString", api_.result_string, missing) && ok;
+    ok = resolve_symbol(lib, "cuptiGetCallbackName", api_.callback_name, missing) && ok;
+    ok = resolve_symbol(lib, "cuptiGetTimestamp", api_.timestamp, missing) && ok;
+    ok = resolve_symbol(lib, "cuptiActivityRegisterCallbacks", api_.register_callbacks, missing) &&
+         ok;
+    ok = resolve_symbol(lib, "cuptiActivityEnable", api_.enable, missing) && ok;
+    ok = resolve_symbol(lib, "cuptiActivityDisable", api_.disable, missing) && ok;
+    ok = resolve_symbol(lib, "cuptiActivityEnableRuntimeApi", api_.enable_runtime_api, missing) &&
+         ok;
+    ok = resolve_symbol(lib, "cuptiActivityEnableDriverApi", api_.enable_driver_api, missing) && ok;
+    ok = resolve_symbol(lib, "cuptiActivityFlushAll", api_.flush_all, missing) && ok;
+    ok = resolve_symbol(lib, "cuptiActivityGetNextRecord", api_.next_record, missing) && ok;
+    ok = resolve_symbol(lib, "cuptiActivityGetNumDroppedRecords", api_.dropped_records, missing) &&
+         ok;
+    ok = resolve_symbol(lib, "cuptiActivityPushExternalCorrelationId", api_.push_external,
+                        missing) &&
+         ok;
+    ok = resolve_symbol(lib, "cuptiActivityPopExternalCorrelationId", api_.pop_external, missing) &&
+         ok;
+    if (!ok) return fmt::format("CUPTI has no {}", missing);
     uint32_t version = 0;
     api_.get_version(&version);
     // Records are read through this build's structs: the library must be of the same major.

@@ -24,6 +24,7 @@
 #include <string>
 #include <tuple>
 
+#include "core/loaded_symbol.h"
 #include "longlive/log.h"
 #include "runtime/gemm_choices.h"
 #endif
@@ -56,12 +57,6 @@ struct Api {
   bool ok = false;
 };
 
-template <typename F>
-bool resolve(void* lib, const char* name, F& fn) {
-  fn = reinterpret_cast<F>(dlsym(lib, name));
-  return fn != nullptr;
-}
-
 const Api& api() {
   static const Api loaded = [] {
     Api a;
@@ -72,18 +67,19 @@ const Api& api() {
       log::warn("GEMM autotuning off: {} not found", soname);
       return a;
     }
-    bool ok = resolve(lib, "cublasLtMatmulDescCreate", a.desc_create);
-    ok = resolve(lib, "cublasLtMatmulDescDestroy", a.desc_destroy) && ok;
-    ok = resolve(lib, "cublasLtMatmulDescSetAttribute", a.desc_set) && ok;
-    ok = resolve(lib, "cublasLtMatrixLayoutCreate", a.layout_create) && ok;
-    ok = resolve(lib, "cublasLtMatrixLayoutDestroy", a.layout_destroy) && ok;
-    ok = resolve(lib, "cublasLtMatmulPreferenceCreate", a.pref_create) && ok;
-    ok = resolve(lib, "cublasLtMatmulPreferenceDestroy", a.pref_destroy) && ok;
-    ok = resolve(lib, "cublasLtMatmulPreferenceSetAttribute", a.pref_set) && ok;
-    ok = resolve(lib, "cublasLtMatmulAlgoGetHeuristic", a.heuristic) && ok;
-    ok = resolve(lib, "cublasLtMatmul", a.matmul) && ok;
-    ok = resolve(lib, "cublasLtGetVersion", a.version) && ok;
-    if (!ok) log::warn("GEMM autotuning off: {} lacks an entry point it needs", soname);
+    std::string missing;
+    bool ok = resolve_symbol(lib, "cublasLtMatmulDescCreate", a.desc_create, missing);
+    ok = resolve_symbol(lib, "cublasLtMatmulDescDestroy", a.desc_destroy, missing) && ok;
+    ok = resolve_symbol(lib, "cublasLtMatmulDescSetAttribute", a.desc_set, missing) && ok;
+    ok = resolve_symbol(lib, "cublasLtMatrixLayoutCreate", a.layout_create, missing) && ok;
+    ok = resolve_symbol(lib, "cublasLtMatrixLayoutDestroy", a.layout_destroy, missing) && ok;
+    ok = resolve_symbol(lib, "cublasLtMatmulPreferenceCreate", a.pref_create, missing) && ok;
+    ok = resolve_symbol(lib, "cublasLtMatmulPreferenceDestroy", a.pref_destroy, missing) && ok;
+    ok = resolve_symbol(lib, "cublasLtMatmulPreferenceSetAttribute", a.pref_set, missing) && ok;
+    ok = resolve_symbol(lib, "cublasLtMatmulAlgoGetHeuristic", a.heuristic, missing) && ok;
+    ok = resolve_symbol(lib, "cublasLtMatmul", a.matmul, missing) && ok;
+    ok = resolve_symbol(lib, "cublasLtGetVersion", a.version, missing) && ok;
+    if (!ok) log::warn("GEMM autotuning off: {} has no {}", soname, missing);
     a.ok = ok;
     return a;
   }();
