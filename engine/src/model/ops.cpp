@@ -18,8 +18,9 @@
 namespace longlive::ops {
 
 namespace {
-// x @ weight^T + bias through lt_gemm (LONGLIVE_GEMM_AUTOTUNE=1: the cuBLASLt algorithm timed at
-// first sight) where it takes the arguments; std::nullopt: ATen's.
+// x @ weight^T + bias through lt_gemm (the cuBLASLt algorithm timed at first sight, or read from
+// the choices file; off with LONGLIVE_GEMM_AUTOTUNE=0) where it takes the arguments;
+// std::nullopt: ATen's.
 std::optional<at::Tensor> tuned_linear(const at::Tensor& x, const at::Tensor& weight,
                                        const at::Tensor& bias, lt_gemm::Epilogue epilogue) {
   if (!lt_gemm::enabled() || !x.is_cuda() || !bias.defined() || x.dim() < 2) return std::nullopt;

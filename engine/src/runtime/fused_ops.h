@@ -60,7 +60,7 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
 // Row-wise FP8 e4m3 quantisation: x [M, K] 16-bit contiguous -> (q [M, K] fp8, scales [M, 1] f32).
 // gelu_tanh: quantise GELU(tanh)(x) instead (same as gelu then quantise, one pass).
 // vector_kernel: the kernel keeping the row in registers (the same bits; where the row allows
-// it) or the first one; unset: LONGLIVE_FP8_QUANT_KERNEL=vector picks the former.
+// it) or the first one; unset: the former, unless LONGLIVE_FP8_QUANT_KERNEL=row.
 std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool gelu_tanh = false,
                                                     std::optional<bool> vector_kernel = {});
 
