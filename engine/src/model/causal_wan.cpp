@@ -744,9 +744,9 @@ void CausalWanModel::vace_blocks(VaceStart& start, const at::Tensor& e0,
     {
       const ProfileScope scope("gemm");
       const auto n = static_cast<int64_t>(i);
-      start.hints[n].copy_(project(c, vace_after_w_[i], vace_after_b_[i],
-                                   i < vace_after8_.size() ? vace_after8_[i] : ops::Fp8Weight{})
-                               .view({rows, config_.dim}));
+      // Straight into the hint buffer (no copy of a fresh output).
+      project_into(c, vace_after_w_[i], vace_after_b_[i],
+                   i < vace_after8_.size() ? vace_after8_[i] : ops::Fp8Weight{}, start.hints[n]);
     }
     if (side) side->mark();
   }
@@ -805,6 +805,19 @@ at::Tensor CausalWanModel::sharded_layers(const at::Tensor& x, const at::Tensor&
 at::Tensor CausalWanModel::project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                                    const ops::Fp8Weight& w8) const {
   return w8.defined() ? ops::linear_fp8(x, w8, b, dtype_) : ops::linear(x, w, b);
+}
+
+void CausalWanModel::project_into(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                                  const ops::Fp8Weight& w8, const at::Tensor& out) const {
+  if (!out.is_contiguous() || out.scalar_type() != dtype_ || !b.defined()) {
+    out.copy_(project(x, w, b, w8).view(out.sizes()));
+    return;
+  }
+  if (w8.defined()) {
+    ops::linear_fp8_into(x, w8, b, out);
+  } else {
+    ops::linear_into(x, w, b, out);
+  }
 }
 
 void CausalWanModel::FusedResidual::Pending::add_to(fused::NormInputs& in) const {

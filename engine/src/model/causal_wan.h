@@ -250,6 +250,9 @@ class CausalWanModel {
                             const RankRows& shard) const;
   at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                      const ops::Fp8Weight& w8) const;
+  // project() written into `out` (contiguous, [..., N], the compute dtype): no copy.
+  void project_into(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                    const ops::Fp8Weight& w8, const at::Tensor& out) const;
   // (Re)makes the FP8 copies of the VACE projections when fp8_ is on, drops them otherwise.
   void set_vace_projection_fp8();
 

@@ -43,6 +43,33 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
   return at::linear(input, weight, bias);
 }
 
+namespace {
+// out viewed as the 2-D result of `rows` x N, or an error naming what is wrong with it.
+at::Tensor out_rows(const at::Tensor& out, int64_t rows, int64_t n, at::ScalarType dtype,
+                    const at::Device& device, const char* what) {
+  if (!out.defined() || !out.is_contiguous() || out.scalar_type() != dtype ||
+      out.device() != device || out.numel() != rows * n || out.size(-1) != n)
+    throw Error(fmt::format(
+        "{}: output [{}] {} on {} is not a contiguous [..., {}] {} tensor of {} rows on {}", what,
+        out.defined() ? fmt::format("{}", fmt::join(out.sizes(), ", ")) : std::string("undefined"),
+        out.defined() ? c10::toString(out.scalar_type()) : "-",
+        out.defined() ? out.device().str() : "-", n, c10::toString(dtype), rows, device.str()));
+  return out.view({rows, n});
+}
+}  // namespace
+
+void linear_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                 const at::Tensor& out) {
+  const at::Tensor input = x.scalar_type() == weight.scalar_type() ? x : x.to(weight.scalar_type());
+  const int64_t k = input.size(-1), n = weight.size(0);
+  const at::Tensor x2d = input.reshape({-1, k});
+  at::Tensor y = out_rows(out, x2d.size(0), n, weight.scalar_type(), input.device(), "linear_into");
+  if (lt_gemm::enabled() && input.is_cuda() && x2d.is_contiguous() &&
+      lt_gemm::linear(x2d, weight, bias, lt_gemm::Epilogue::bias, y))
+    return;
+  at::addmm_out(y, bias, x2d, weight.t());  // what at::linear runs for rows of a contiguous x
+}
+
 at::Tensor layer_norm(const at::Tensor& x, double eps) {
   return at::layer_norm(x.to(at::kFloat), {x.size(-1)}, {}, {}, eps);
 }
@@ -183,22 +210,41 @@ Fp8Weight quantize_weight_fp8(const at::Tensor& weight) {
   return out;
 }
 
+namespace {
+// x's rows in `dtype`, quantised to FP8 e4m3 with one scale per row: (codes [M, K], scales
+// [M, 1] float32). gelu_input: gelu_tanh(x) is quantised instead.
+std::pair<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& x, at::ScalarType dtype,
+                                                bool gelu_input) {
+  const at::Tensor x2d = x.reshape({-1, x.size(-1)}).to(dtype).contiguous();
+  if (fused::available(x2d)) return fused::quantize_fp8_rows(x2d, gelu_input);
+  const at::Tensor xf = (gelu_input ? gelu_tanh(x2d) : x2d).to(at::kFloat);
+  at::Tensor xs = xf.abs().amax(1, /*keepdim=*/true).div_(448.0).clamp_min_(1e-12);
+  at::Tensor xq = xf.div(xs).clamp_(-448.0, 448.0).to(at::kFloat8_e4m3fn);
+  return {xq, xs};
+}
+}  // namespace
+
 at::Tensor linear_fp8(const at::Tensor& x, const Fp8Weight& w,
                       const std::optional<at::Tensor>& bias, at::ScalarType out_dtype,
                       bool gelu_input) {
-  const int64_t k = x.size(-1);
   auto out_sizes = x.sizes().vec();
   out_sizes.back() = w.q.size(0);
-  const at::Tensor x2d = x.reshape({-1, k}).to(out_dtype).contiguous();
-  at::Tensor xq, xs;
-  if (fused::available(x2d)) {
-    std::tie(xq, xs) = fused::quantize_fp8_rows(x2d, gelu_input);
-  } else {
-    const at::Tensor xf = (gelu_input ? gelu_tanh(x2d) : x2d).to(at::kFloat);
-    xs = xf.abs().amax(1, /*keepdim=*/true).div_(448.0).clamp_min_(1e-12);
-    xq = xf.div(xs).clamp_(-448.0, 448.0).to(at::kFloat8_e4m3fn);
-  }
+  const auto [xq, xs] = quantize_rows(x, out_dtype, gelu_input);
   return linear_fp8_quantized(xq, xs, w, bias, out_dtype).view(out_sizes);
+}
+
+void linear_fp8_into(const at::Tensor& x, const Fp8Weight& w, const at::Tensor& bias,
+                     const at::Tensor& out) {
+  const at::ScalarType dtype = out.defined() ? out.scalar_type() : at::kBFloat16;
+  const int64_t n = w.q.size(0);
+  at::Tensor y = out_rows(out, x.numel() / x.size(-1), n, dtype, x.device(), "linear_fp8_into");
+  const auto [xq, xs] = quantize_rows(x, dtype, false);
+  if (xq.size(1) != w.q.size(1))
+    throw ConfigError(
+        fmt::format("FP8 linear: input rows of {}, expected {}", xq.size(1), w.q.size(1)));
+  at::_scaled_mm_out(y, xq, w.q.t(), xs.reshape({-1, 1}), w.scale,
+                     bias.defined() ? std::optional<at::Tensor>(bias.to(dtype)) : std::nullopt,
+                     std::nullopt, dtype, /*use_fast_accum=*/true);
 }
 
 at::Tensor linear_fp8_quantized(const at::Tensor& xq, const at::Tensor& x_scales,

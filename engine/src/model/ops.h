@@ -15,6 +15,11 @@ namespace longlive::ops {
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
                   const std::optional<at::Tensor>& bias);
 
+// linear() written into `out` ([..., N] for x's rows, weight's dtype, contiguous) rather than
+// into a new tensor: the same values without a copy (the VACE hints go straight to their buffer).
+void linear_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                 const at::Tensor& out);
+
 // LayerNorm over the last dim without affine parameters, in float32; returns float32.
 at::Tensor layer_norm(const at::Tensor& x, double eps);
 // Affine LayerNorm (norm3), in float32; returns float32.
@@ -56,6 +61,10 @@ Fp8Weight quantize_weight_fp8(const at::Tensor& weight);
 at::Tensor linear_fp8(const at::Tensor& x, const Fp8Weight& w,
                       const std::optional<at::Tensor>& bias, at::ScalarType out_dtype,
                       bool gelu_input = false);
+// linear_fp8() (not gelu_input) written into `out` ([..., N] for x's rows, contiguous; its dtype
+// is the output dtype).
+void linear_fp8_into(const at::Tensor& x, const Fp8Weight& w, const at::Tensor& bias,
+                     const at::Tensor& out);
 // linear_fp8 on an input quantised already (fused::norm_modulate_fp8): xq [..., K]
 // float8_e4m3fn contiguous, x_scales [M, 1] float32 for its M rows.
 at::Tensor linear_fp8_quantized(const at::Tensor& xq, const at::Tensor& x_scales,

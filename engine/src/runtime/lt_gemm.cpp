@@ -233,7 +233,7 @@ bool enabled() {
 }
 
 std::optional<at::Tensor> linear(const at::Tensor& x, const at::Tensor& weight,
-                                 const at::Tensor& bias, Epilogue epilogue) {
+                                 const at::Tensor& bias, Epilogue epilogue, const at::Tensor& out) {
   const at::ScalarType dtype = x.scalar_type();
   if (!x.is_cuda() || (dtype != at::kBFloat16 && dtype != at::kHalf) || x.dim() != 2 ||
       weight.dim() != 2 || !bias.defined() || bias.dim() != 1 || weight.scalar_type() != dtype ||
@@ -243,12 +243,16 @@ std::optional<at::Tensor> linear(const at::Tensor& x, const at::Tensor& weight,
       weight.size(0) % 8 != 0 || x.size(0) < 1 || !aligned16(x) || !aligned16(weight) ||
       !aligned16(bias))
     return std::nullopt;
+  if (out.defined() && (out.scalar_type() != dtype || out.device() != x.device() ||
+                        out.dim() != 2 || out.size(0) != x.size(0) ||
+                        out.size(1) != weight.size(0) || !out.is_contiguous() || !aligned16(out)))
+    return std::nullopt;
   const Api& f = api();
   if (!f.ok) return std::nullopt;
   const c10::cuda::CUDAGuard guard(x.device());
   const Key key{x.size(0), weight.size(0), x.size(1), dtype, epilogue, x.get_device()};
   const cudaDataType_t type = dtype == at::kBFloat16 ? CUDA_R_16BF : CUDA_R_16F;
-  at::Tensor y = at::empty({key.m, key.n}, x.options());
+  at::Tensor y = out.defined() ? out : at::empty({key.m, key.n}, x.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(key.device).stream();
   cublasLtHandle_t handle = at::cuda::getCurrentCUDABlasLtHandle();
   void* workspace = at::cuda::getCUDABlasLtWorkspace();

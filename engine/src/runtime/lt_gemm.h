@@ -25,9 +25,12 @@ bool enabled();
 // y [M, N] = x [M, K] @ weight [N, K]^T + bias [N] (then GELU, tanh approximation, as
 // at::_addmm_activation) in x's dtype. x, weight and bias: bfloat16 or float16 CUDA tensors of
 // one dtype, contiguous, 16-byte aligned, K and N multiples of 8. std::nullopt where it does not
-// take the arguments or cuBLASLt refuses them: the caller runs ATen's.
+// take the arguments or cuBLASLt refuses them: the caller runs ATen's. `out`, when given, is
+// written instead of a new tensor: [M, N] of x's dtype and device, contiguous, 16-byte aligned
+// (else std::nullopt).
 std::optional<at::Tensor> linear(const at::Tensor& x, const at::Tensor& weight,
-                                 const at::Tensor& bias, Epilogue epilogue);
+                                 const at::Tensor& bias, Epilogue epilogue,
+                                 const at::Tensor& out = at::Tensor());
 
 // Drops every shape's plan: the next call of a shape takes its choice from the file again (or
 // times it), as a new process would.
