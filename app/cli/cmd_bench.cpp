@@ -72,6 +72,7 @@ struct BenchArgs {
   bool vace = false;  // also time the same preset with random full-size VACE blocks
   double vace_scale = 1.0;
   int vace_drift_blocks = 6;  // blocks compared for hint reuse's drift (0: not measured)
+  bool vace_encoder = true;   // also time the VACE encoder and the live encoder + DiT blocks
   RankArgs ranks;             // --gpus: one stream on several ranks
 };
 
@@ -144,6 +145,8 @@ struct VaceBench {
   // frames encoded in place on the generator's stream and a block ahead beside the DiT.
   Summary live_in_place, live_ahead;
   GeneratorStats full_stats;
+  // With --kernels: one full-VACE block's kernels and one hint-reuse block's (graph replays).
+  KernelTable full_kernels, reuse_kernels;
   double reuse_drift = -1;  // relative L2 of reuse's latents against full VACE's
   int drift_blocks = 0;
 };
@@ -183,16 +186,37 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
     }
     return summarize(ms);
   };
+  // The kernels of one more steady block (the context after the timed ones), when asked.
+  auto sample_kernels = [&](StreamGenerator& g) {
+    KernelTable table;
+    if (!a.kernels) return table;
+    if (!device.is_cuda()) {
+      table.unavailable = "the bench runs on the CPU";
+      return table;
+    }
+    g.set_vace(VaceInput{contexts[static_cast<size_t>(warmup + a.blocks) % contexts.size()],
+                         a.vace_scale});
+    synchronize(device);
+    KernelProfiler profiler;
+    if (profiler.start()) {
+      g.next_block();
+      profiler.stop();
+      synchronize(device);
+    }
+    return profiler.collect();  // says why not when it did not start
+  };
   {
     auto g = make(false);
     out.fp8_blocks = g->fp8_linears_active();
     out.graphs = g->cuda_graphs_active();
     out.full = time_blocks(*g);
     out.full_stats = g->stats();
+    out.full_kernels = sample_kernels(*g);
   }
   {
     auto g = make(true);
     out.reuse = time_blocks(*g);
+    out.reuse_kernels = sample_kernels(*g);
   }
   out.blocks = (o.model.num_layers + 1) / 2;
   out.channels = channels;
@@ -215,7 +239,7 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
   }
   // The VACE encoder (Wan VAE encoder, inactive + reactive streams, mask): one block of 12
   // control frames (after the first block's 9), random full-size VAE weights.
-  if (a.random == "full") {
+  if (a.random == "full" && a.vace_encoder) {
     const WeightStore vae = make_random_wan_vae_weights(WanVaeConfig::wan_2_1(), 5, true);
     WanVaeEncoderOptions options;
     options.device = device;
@@ -851,6 +875,10 @@ int run(const BenchArgs& a) {
           "vace live      encoder + DiT per block: in place {:.1f} ms (p99 {:.1f}), encoded a "
           "block ahead {:.1f} ms (p99 {:.1f})\n",
           v.live_in_place.median, v.live_in_place.p99, v.live_ahead.median, v.live_ahead.p99);
+    if (a.kernels) {
+      std::cout << "vace kernels   one full-VACE block:\n" << format_kernel_table(v.full_kernels);
+      std::cout << "vace kernels   one hint-reuse block:\n" << format_kernel_table(v.reuse_kernels);
+    }
     vace_json = {{"blocks", v.blocks},
                  {"context_channels", v.channels},
                  {"scale", a.vace_scale},
@@ -876,6 +904,10 @@ int run(const BenchArgs& a) {
                  {"live_block_in_place", to_json(v.live_in_place)},
                  {"live_block_encoded_ahead", to_json(v.live_ahead)},
                  {"baseline_steady_block_median_ms", s.median}};
+    if (a.kernels) {
+      vace_json["kernels"] = to_json(v.full_kernels);
+      vace_json["hint_reuse"]["kernels"] = to_json(v.reuse_kernels);
+    }
   }
   if (!a.json.empty()) {
     const char* commit = std::getenv("LONGLIVE_COMMIT");
@@ -1040,6 +1072,9 @@ const Registrar kBench("bench", [](CLI::App& root) {
                 "context channels) and a synthetic context per block: full hints and "
                 "vace_hint_reuse, overhead %, reuse's drift, the VACE encoder per block");
   cmd->add_option("--vace-scale", a->vace_scale, "VACE context scale for --vace");
+  cmd->add_flag("!--no-vace-encoder", a->vace_encoder,
+                "With --vace: leave out the VACE encoder's timings and the live encoder + DiT "
+                "blocks (the overhead runs only)");
   cmd->add_option("--vace-drift-blocks", a->vace_drift_blocks,
                   "Blocks compared for hint reuse's drift against full VACE (0: not measured)")
       ->check(CLI::Range(0, 1000));

@@ -123,9 +123,12 @@ for run in balanced balanced_serial balanced_high turbo_fp8 turbo_fp8_serial tur
   [ "$run" = turbo_fp8_vace16 ] && { p=turbo_fp8; env=(LONGLIVE_VACE_FP8_ATTENTION=0); }
   [ "${run%_serial}" != "$run" ] && { p=${run%_serial}; env=(LONGLIVE_VACE_STREAM=serial); }
   [ "${run%_high}" != "$run" ] && { p=${run%_high}; env=(LONGLIVE_VACE_STREAM=high); }
+  # WAVE7_VACE_ENCODER=0: the overhead runs only (no encoder timings, no live blocks).
+  vace_extra=(--kernels)
+  [ "${WAVE7_VACE_ENCODER:-1}" = 0 ] && vace_extra+=(--no-vace-encoder)
   env "${env[@]}" timeout 240 $b/app/longlive bench --preset "$p" --random full --blocks 20 \
-    --warmup 3 --profile-blocks 0 --vace --vace-drift-blocks 6 --json "$out/vace_$run.json" \
-    >"/tmp/vace_$run.log" 2>&1
+    --warmup 3 --profile-blocks 0 --vace --vace-drift-blocks 6 "${vace_extra[@]}" \
+    --json "$out/vace_$run.json" >"/tmp/vace_$run.log" 2>&1
   echo "== $run --vace rc=$? ($(elapsed))"
   grep -E "steady|vace|encode|fallback|error|warn|failed" "/tmp/vace_$run.log" | tail -30
   cat "/tmp/vace_$run.log" >>"$out/bench.log"
