@@ -146,6 +146,55 @@ TEST_F(VaceEncoderFixture, AllZerosMaskEncodesTheFramesAsInactive) {
   EXPECT_LT(max_abs_diff(encoder.last_reactive(), expected), kTolerance);
 }
 
+// Inpainting (a mask that is not all ones): as Scope's vace_encode_frames, the reactive frames of
+// each block are encoded as a video of their own (a fresh cache: first frame alone, then whole
+// groups, the frames past the last whole group unused), while the inactive frames stream. An
+// all-ones block after it streams the reactive frames on from where that stream was.
+TEST_F(VaceEncoderFixture, MixedMaskEncodesEachBlocksReactiveFramesAlone) {
+  if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
+  VaceContextEncoder encoder(weights, {});
+  WanVaeEncoder plain(weights, {});
+  const int64_t ts = encoder.temporal_scale(), h = frames.size(2), w = frames.size(3);
+  at::Generator rng = at::detail::createCPUGenerator(11);
+  // Blocks of LongLive's sizes (1 + 2 ts, then 3 ts control frames), random pixels and masks.
+  const at::Tensor b0 = at::rand({1 + 2 * ts, 3, h, w}, rng) * 2 - 1;
+  const at::Tensor b1 = at::rand({3 * ts, 3, h, w}, rng) * 2 - 1;
+  const at::Tensor m0 = (at::rand({b0.size(0), h, w}, rng) > 0.5).to(at::kFloat);
+  const at::Tensor m1 = (at::rand({b1.size(0), h, w}, rng) > 0.5).to(at::kFloat);
+  auto alone = [&](const at::Tensor& pixels) {  // [T, 3, H, W], T = 1 + k ts
+    return plain.encode(pixels.unsqueeze(0))[0].permute({1, 0, 2, 3});
+  };
+  encoder.encode(b0, m0);
+  EXPECT_LT(max_abs_diff(encoder.last_reactive(), alone(b0 * m0.unsqueeze(1))), kTolerance);
+  encoder.encode(b1, m1);
+  const at::Tensor r1 = encoder.last_reactive();
+  const int64_t used = 1 + ts * ((b1.size(0) - 1) / ts);
+  const at::Tensor expected_r1 = alone((b1 * m1.unsqueeze(1)).narrow(0, 0, used));
+  ASSERT_EQ(r1.sizes(), expected_r1.sizes());
+  EXPECT_EQ(r1.size(1), b1.size(0) / ts) << "the latent frames of a streamed block";
+  EXPECT_LT(max_abs_diff(r1, expected_r1), kTolerance);
+  // The inactive frames stream across both blocks.
+  const at::Tensor inactive = at::cat({b0 * (1 - m0).unsqueeze(1), b1 * (1 - m1).unsqueeze(1)}, 0);
+  const at::Tensor i_all = alone(inactive);
+  EXPECT_LT(max_abs_diff(encoder.last_inactive(),
+                         i_all.narrow(1, i_all.size(1) - r1.size(1), r1.size(1))),
+            kTolerance);
+  // Conditioning after it: the reactive stream, never started, starts with this block as a fresh
+  // cache takes it, and streams on from there.
+  const at::Tensor b2 = at::rand({3 * ts, 3, h, w}, rng) * 2 - 1;
+  const at::Tensor b3 = at::rand({3 * ts, 3, h, w}, rng) * 2 - 1;
+  const at::Tensor ones = at::ones({b2.size(0), h, w});
+  encoder.encode(b2, ones);
+  const at::Tensor r2 = encoder.last_reactive();
+  EXPECT_EQ(r2.size(1), b2.size(0) / ts);
+  EXPECT_LT(max_abs_diff(r2, alone(b2.narrow(0, 0, used))), kTolerance);
+  encoder.encode(b3, ones);
+  const at::Tensor r23 = alone(at::cat({b2.narrow(0, 0, used), b3}, 0));
+  EXPECT_LT(max_abs_diff(encoder.last_reactive(),
+                         r23.narrow(1, r23.size(1) - b3.size(0) / ts, b3.size(0) / ts)),
+            kTolerance);
+}
+
 // Conditioning (an all-ones mask) encodes black inactive frames block after block. The inactive
 // stream's memory converges to a fixed point (the first frame's effect fades through the
 // temporal down-sampler's memory; ~10 blocks at the fixture's size); from there its latents are

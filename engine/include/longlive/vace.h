@@ -4,7 +4,9 @@
 // adaptation (the fixtures' reference) do:
 //   masks are binarised at 0.5 (1 = generate, 0 = keep);
 //   inactive = frames * (1 - m) and reactive = frames * m, each through the Wan VAE encoder with
-//   its own streaming cache, concatenated -> 32 channels;
+//   its own streaming cache, concatenated -> 32 channels; with a mask that is not all ones
+//   (inpainting) the reactive frames of each block are encoded as a video of their own (a fresh
+//   cache: its first frame alone, then whole groups of 4), as Scope does;
 //   the mask -> 64 channels (8x8 pixel blocks to channels, nearest-exact in time to the latent
 //   frames), a zero frame in front per reference image;
 //   context = cat(latents, mask latent) -> 96 channels.

@@ -151,8 +151,25 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
     }
     s.inactive.track_changes(false);
   }
-  impl_->last_reactive =
-      impl_->encoder.encode_next(reactive.unsqueeze(0), impl_->reactive)[0].permute({1, 0, 2, 3});
+  const int64_t ts = temporal_scale();
+  const int64_t whole_groups = 1 + ts * ((t - 1) / ts);  // what a fresh cache takes of the block
+  if (black) {
+    // A reactive stream not started yet (the blocks before were inpainted) starts with this block
+    // as a fresh cache takes it: a stream's first call is 1 + k groups.
+    const at::Tensor streamed =
+        impl_->reactive.started() ? reactive : reactive.narrow(0, 0, whole_groups);
+    impl_->last_reactive =
+        impl_->encoder.encode_next(streamed.unsqueeze(0), impl_->reactive)[0].permute({1, 0, 2, 3});
+  } else {
+    // Inpainting (a mask that is not all ones): the reference (Scope's vace_encode_frames) encodes
+    // the reactive frames of each block as a video of their own, with a fresh causal cache, to
+    // weaken their temporal blending: the first frame alone, then whole groups of
+    // temporal_scale frames (a later block's last frames past them are not used; the latent
+    // count is the streaming one). The reactive stream is left where it was.
+    impl_->last_reactive =
+        impl_->encoder.encode(reactive.narrow(0, 0, whole_groups).unsqueeze(0))[0].permute(
+            {1, 0, 2, 3});
+  }
   at::Tensor latents = at::cat({impl_->last_inactive, impl_->last_reactive}, 0);
   const int64_t refs = references.defined() ? references.size(0) : 0;
   if (refs > 0) {
