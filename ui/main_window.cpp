@@ -193,16 +193,27 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
   });
   // Inputs (docs/vace.md): an input opens in the engine (errors come back to the banner); the
   // sliders move a running input only.
+  // They are kept (followed_inputs_): a new engine (resolution, model, GPUs) opens them again.
   connect(inputs_, &InputPanel::vace_requested, this, [this](const VaceRequest& r) {
-    if (ensure_engine()) engine_->set_vace(r);
+    followed_inputs_.vace_requested(r);
+    if (engine_)
+      engine_->set_vace(r);
+    else
+      ensure_engine();  // a new engine opens the followed inputs
   });
   connect(inputs_, &InputPanel::v2v_requested, this, [this](const V2vRequest& r) {
-    if (ensure_engine()) engine_->set_v2v(r);
+    followed_inputs_.v2v_requested(r);
+    if (engine_)
+      engine_->set_v2v(r);
+    else
+      ensure_engine();  // a new engine opens the followed inputs
   });
   connect(inputs_, &InputPanel::vace_cleared, this, [this] {
+    followed_inputs_.vace_cleared();
     if (engine_) engine_->clear_vace();
   });
   connect(inputs_, &InputPanel::v2v_cleared, this, [this] {
+    followed_inputs_.v2v_cleared();
     if (engine_) engine_->clear_v2v();
   });
   // "Draw mask": a rectangle dragged over the video becomes an inpainting mask image of the
@@ -226,9 +237,11 @@ MainWindow::MainWindow(QString presets_dir, bool tiny_model)
     inputs_->set_mask(path);  // releases "Draw mask", which ends the drawing
   });
   connect(inputs_, &InputPanel::vace_scale_changed, this, [this](double scale) {
+    followed_inputs_.vace_scale_moved(scale);
     if (engine_ && !stats_.inputs.vace.empty()) engine_->set_vace_scale(scale);
   });
   connect(inputs_, &InputPanel::v2v_strength_changed, this, [this](double strength) {
+    followed_inputs_.v2v_strength_moved(strength);
     if (engine_ && !stats_.inputs.v2v.empty()) engine_->set_v2v_strength(strength);
   });
   // OSC: on by default on UDP 9000 (QSettings osc/port; 0 turns it off). A port in use (a second
@@ -447,6 +460,7 @@ bool MainWindow::ensure_engine(bool quiet) {
           stats_ = s;
           loras_->sync(s.loras);
           inputs_->sync(s.inputs);
+          followed_inputs_.sync(s.inputs);
           memory_ = memory;
           if (s.state == "error") running_ = false;
           update_host_frames();  // a video output switched on or off meanwhile
@@ -494,6 +508,11 @@ bool MainWindow::ensure_engine(bool quiet) {
               (QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/captures")
                   .toStdString(),
           .ranks = ranks});
+  // The inputs the old engine had (another resolution, model or GPU count): opened again, at the
+  // new size; an input that fails now says so in the banner, as when it was chosen.
+  const FollowedInputs::Requests inputs = followed_inputs_.engine_replaced();
+  if (inputs.vace) engine_->set_vace(*inputs.vace);
+  if (inputs.v2v) engine_->set_v2v(*inputs.v2v);
   return true;
 }
 
@@ -759,9 +778,11 @@ void MainWindow::apply_control(const ControlCommand& c) {
       if (recording_->recording() != c.on) recording_->toggle();
       return;
     case K::vace_scale:
+      followed_inputs_.vace_scale_moved(c.value);
       if (engine_) engine_->set_vace_scale(c.value);
       return;
     case K::v2v_strength:
+      followed_inputs_.v2v_strength_moved(c.value);
       if (engine_) engine_->set_v2v_strength(c.value);
       return;
     case K::stream_out:

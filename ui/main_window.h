@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "error_banner.h"
+#include "followed_inputs.h"
 #include "input_panel.h"
 #include "longlive/control.h"
 #include "longlive/engine.h"
@@ -151,6 +152,7 @@ class MainWindow : public QMainWindow {
   BlendList* blend_ = nullptr;
   LoraFaders* loras_ = nullptr;
   InputPanel* inputs_ = nullptr;
+  FollowedInputs followed_inputs_;  // opened again by a new engine
   Timeline last_timeline_;
   QString last_timeline_path_;
   QPushButton *start_ = nullptr, *pause_ = nullptr, *stop_ = nullptr;

@@ -1,8 +1,10 @@
-# The studio's Qt-free parts (frame pacing, live recording, session frames, the Wan VAE export)
+# The studio's Qt-free parts (the inputs a new engine opens again, frame pacing, live recording, session frames, the Wan VAE export)
 # as a library of their own: their tests link the engine and the recorder only. Included by ui/CMakeLists.txt, and
 # by the top level without the studio (LONGLIVE_GUI=OFF, e.g. the sanitizer builds) when the
 # recorder is built, so test_ui_core runs there too.
-set(ui_core_sources ${CMAKE_CURRENT_LIST_DIR}/frame_pacer.cpp
+set(ui_core_sources ${CMAKE_CURRENT_LIST_DIR}/followed_inputs.cpp
+                    ${CMAKE_CURRENT_LIST_DIR}/followed_inputs.h
+                    ${CMAKE_CURRENT_LIST_DIR}/frame_pacer.cpp
                     ${CMAKE_CURRENT_LIST_DIR}/frame_pacer.h
                     ${CMAKE_CURRENT_LIST_DIR}/live_recording.cpp
                     ${CMAKE_CURRENT_LIST_DIR}/live_recording.h

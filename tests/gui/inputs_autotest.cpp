@@ -1,11 +1,13 @@
 // Control inputs through the real window: a video file picked in the input panel (what its file
 // dialog hands back) reaches the engine as a VACE input, the panel shows the engine's state
 // (description, frame counts, a thumbnail of the control signal), the scale slider moves the
-// engine's scale, a rectangle drawn over the video becomes the inpainting mask, and the stopped
-// session's timeline names the file and the mask.
+// engine's scale, a rectangle drawn over the video becomes the inpainting mask, the stopped
+// session's timeline names the file and the mask, and a new engine (another resolution) opens
+// the same input again.
 #include <ATen/ATen.h>
 
 #include <QApplication>
+#include <QComboBox>
 #include <QDir>
 #include <QJsonObject>
 #include <QTest>
@@ -140,6 +142,34 @@ void run_inputs_autotest(MainWindow* w, const QString& out_dir) {
                                 e.vace.mask == mask_path.toStdString());
   check("timeline_names_the_drawn_mask", names_mask);
   check("timeline_has_the_scale_move", has_scale);
+
+  // Another resolution makes a new engine: it opens the same input again (the video, the drawn
+  // mask, the scale), at the new size, without the user choosing it again.
+  QComboBox* resolution = w->resolution_box();
+  const QString other = resolution->currentText() == "128x128" ? "64x64" : "128x128";
+  resolution->setCurrentText(other);
+  box->setFocus();
+  box->setPlainText("a red fox running through snow");
+  press_key(box, Qt::Key_Return);
+  check("input_follows_the_new_engine", wait_until(
+                                            [&] {
+                                              const InputStatus s = inputs();
+                                              return s.vace.rfind("inpaint", 0) == 0 &&
+                                                     s.vace.find("control.mp4") !=
+                                                         std::string::npos &&
+                                                     s.vace_scale == 0.5 && s.frames_used > 0;
+                                            },
+                                            90000));
+  report["engine_input_after_resolution_change"] = QString::fromStdString(inputs().vace);
+  auto shown_size = [w] {
+    const QSize size = w->view()->current().size;
+    return QString("%1x%2").arg(size.height()).arg(size.width());
+  };
+  check("new_engine_at_the_new_size", wait_until([&] { return shown_size() == other; }, 90000));
+  report["size_after_resolution_change"] = shown_size();
+  click(w->stop_button());
+  check("stopped_again", wait_until([&] { return w->engine_stats().state == "idle"; }, 30000));
+
   check("no_error_banner", !w->error_visible());
   if (w->error_visible()) report["error_banner"] = w->error_text();
   write_report(out_dir, report, check.ok);
