@@ -28,7 +28,7 @@ fi
 echo "built ($(elapsed))"
 if want tests; then
   timeout 150 $b/tests/test_model \
-    --gtest_filter='Fa3Attention.*:AttentionBackend*:FastPath*:FusedKernels.*:CudaGraphs.GraphPath*:KvOnlyForward.*:VaceFastPath.*:Fp8Linear.*:StyleLoraGpu.*:LtGemm.*' \
+    --gtest_filter='Fa3Attention.*:AttentionBackend*:FastPath*:FusedKernels.*:CudaGraphs.GraphPath*:KvOnlyForward.*:VaceFastPath.*:Fp8Linear.*:StyleLoraGpu.*:LtGemm.*:LinearInto.*' \
     >"$out/tests.log" 2>&1
   echo "tests rc=$? ($(elapsed))"
   grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]|Failure" "$out/tests.log" | tail -12
