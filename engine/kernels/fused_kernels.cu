@@ -119,6 +119,7 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_kernel(NormModulateArg
       if (residual || a.hint) x[i] = xi;
       if constexpr (!kFp8)
         if (!a.normalize) out[i] = from_float<OutT>(xi);
+      if (a.settled) static_cast<OutT*>(a.settled)[row * a.dim + i] = from_float<OutT>(xi);
     }
     v[k] = xi;
     sum += xi;
@@ -263,6 +264,7 @@ __global__ void __launch_bounds__(kThreads) norm_modulate_vec4_kernel(NormModula
       if (residual || a.hint) Quad<float>::store(x + 4 * q, xi);
       if constexpr (!kFp8)
         if (!a.normalize) Quad<OutT>::store(out + 4 * q, xi);
+      if (a.settled) Quad<OutT>::store(static_cast<OutT*>(a.settled) + row * a.dim + 4 * q, xi);
     }
     v[k] = xi;
     sum += (xi.x + xi.y) + (xi.z + xi.w);
@@ -336,7 +338,8 @@ bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_
 bool can_vectorize(const NormModulateArgs& a) {
   return a.dim % 4 == 0 && a.frame_stride % 4 == 0 && a.gate_stride % 4 == 0 && aligned16(a.x) &&
          aligned16(a.residual) && aligned16(a.gate) && aligned16(a.shift) && aligned16(a.scale) &&
-         aligned16(a.weight) && aligned16(a.bias) && aligned16(a.out) && aligned16(a.hint);
+         aligned16(a.weight) && aligned16(a.bias) && aligned16(a.out) && aligned16(a.hint) &&
+         aligned16(a.settled);
 }
 
 template <typename T>

@@ -44,6 +44,9 @@ struct NormModulateArgs {
   const float* hint_scale = nullptr;  // device pointer, one value
   // false: no LayerNorm; out[r] = x[r] after the adds (the residual stream cast to out_type).
   bool normalize = true;
+  // With normalize: x[r] after the adds is also written here, [rows, dim] of out_type (the FP8
+  // output: of its 16-bit rounding type), the values a normalize = false launch would give.
+  void* settled = nullptr;
   // Row-wise FP8 output for an FP8 linear (normalize only; out_type bf16 or f16): out is
   // float8_e4m3fn [rows, dim], fp8_scales [rows] float32. Each value is rounded to out_type,
   // then fp8_scales[r] = max(amax(row) / 448, 1e-12) and out = fp8(value / fp8_scales[r]): the

@@ -9,6 +9,7 @@
 # turbo_fp8_blockrows turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn turbo_fp8_normpass
 # turbo_fp8_outfp8 turbo_fp8_before turbo_fp8_rowquant attention vace_balanced
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
+# vace_balanced_settlepass vace_turbo_fp8_settlepass
 # vace_turbo_fp8_vace16 balanced_atengemm balanced_norm192 balanced_norm256 turbo_fp8_norm192
 # turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5). Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
@@ -115,14 +116,17 @@ fi
 # vace_*_high: the side stream at the higher priority (LONGLIVE_VACE_STREAM=high).
 # vace_turbo_fp8_vace16: the VACE blocks' self-attention in 16 bits (LONGLIVE_VACE_FP8_ATTENTION=0)
 # rather than in FP8 like the DiT's (the default in the fp8 presets).
-for run in balanced balanced_serial balanced_high turbo_fp8 turbo_fp8_serial turbo_fp8_high \
-  turbo_fp8_vace16; do
+# vace_*_settlepass: each VACE block's output settled by a pass of its own
+# (LONGLIVE_VACE_SETTLE=pass) rather than by the next block's first norm (the default).
+for run in balanced balanced_serial balanced_high balanced_settlepass turbo_fp8 turbo_fp8_serial \
+  turbo_fp8_high turbo_fp8_settlepass turbo_fp8_vace16; do
   want "vace_$run" || continue
   p=$run
   env=()
   [ "$run" = turbo_fp8_vace16 ] && { p=turbo_fp8; env=(LONGLIVE_VACE_FP8_ATTENTION=0); }
   [ "${run%_serial}" != "$run" ] && { p=${run%_serial}; env=(LONGLIVE_VACE_STREAM=serial); }
   [ "${run%_high}" != "$run" ] && { p=${run%_high}; env=(LONGLIVE_VACE_STREAM=high); }
+  [ "${run%_settlepass}" != "$run" ] && { p=${run%_settlepass}; env=(LONGLIVE_VACE_SETTLE=pass); }
   # WAVE7_VACE_ENCODER=0: the overhead runs only (no encoder timings, no live blocks).
   vace_extra=(--kernels)
   [ "${WAVE7_VACE_ENCODER:-1}" = 0 ] && vace_extra+=(--no-vace-encoder)

@@ -207,6 +207,59 @@ TEST(FusedKernels, NormModulateAddsAHintFirstAndCanSkipTheNorm) {
   }
 }
 
+// The rows before the norm written beside it (NormInputs::settled: a VACE block's output for its
+// hint, by the next block's first norm) are the bits a `normalise = false` call returns, and the
+// normalised output does not change; the 16-byte and the scalar kernel (1535), 16-bit and FP8
+// output.
+TEST(FusedKernels, NormModulateWritesTheSettledRowsAsTheSettlePass) {
+  REQUIRE_CUDA();
+  for (const int64_t dim : {1536, 1535}) {
+    const int64_t frames = 3, tokens = 40;
+    at::manual_seed(9);
+    const at::Tensor x = at::randn({1, frames * tokens, dim}, cuda(at::kFloat));
+    const at::Tensor y = at::randn({1, frames * tokens, dim}, cuda(at::kBFloat16));
+    const at::Tensor mod = at::randn({1, frames, 6, dim}, cuda(at::kFloat)) * 0.2;
+    const at::Tensor gate = mod.narrow(2, 5, 1), shift = mod.narrow(2, 0, 1),
+                     scale = mod.narrow(2, 1, 1);
+    const std::string where = fmt::format("dim {}", dim);
+    const at::Tensor pass_x = x.clone();
+    const at::Tensor pass = fused::norm_modulate(
+        pass_x, {.residual = &y, .gate = &gate, .frames = frames, .normalise = false}, 1e-6,
+        at::kBFloat16);
+    const at::Tensor after_pass = fused::norm_modulate(
+        pass_x.clone(), {.shift = &shift, .scale = &scale, .frames = frames}, 1e-6, at::kBFloat16);
+    const auto [after_pass8, after_pass8_scales] = fused::norm_modulate_fp8(
+        pass_x.clone(), {.shift = &shift, .scale = &scale, .frames = frames}, 1e-6, at::kBFloat16);
+    for (const bool fp8 : {false, true}) {
+      const at::Tensor merged_x = x.clone();
+      const at::Tensor settled = at::full({frames * tokens, dim}, 3.0, cuda(at::kBFloat16));
+      const fused::NormInputs in{.residual = &y,
+                                 .gate = &gate,
+                                 .shift = &shift,
+                                 .scale = &scale,
+                                 .frames = frames,
+                                 .settled = &settled};
+      if (fp8) {
+        const auto [q, q_scales] = fused::norm_modulate_fp8(merged_x, in, 1e-6, at::kBFloat16);
+        EXPECT_TRUE(at::equal(q.view(at::kByte), after_pass8.view(at::kByte))) << where;
+        EXPECT_TRUE(at::equal(q_scales, after_pass8_scales)) << where;
+      } else {
+        EXPECT_TRUE(at::equal(fused::norm_modulate(merged_x, in, 1e-6, at::kBFloat16), after_pass))
+            << where;
+      }
+      EXPECT_TRUE(at::equal(merged_x, pass_x)) << where << " fp8 " << fp8 << ": x updated alike";
+      EXPECT_TRUE(at::equal(settled, pass.view({frames * tokens, dim}))) << where << " fp8 " << fp8;
+    }
+    const at::Tensor wrong = at::empty({frames * tokens, dim}, cuda(at::kFloat));
+    EXPECT_THROW(
+        fused::norm_modulate(
+            x.clone(), {.shift = &shift, .scale = &scale, .frames = frames, .settled = &wrong},
+            1e-6, at::kBFloat16),
+        ConfigError)
+        << "settled in another dtype than the output";
+  }
+}
+
 TEST(FusedKernels, RmsRopeMatchesRmsNormThenRope) {
   REQUIRE_CUDA();
   const int64_t seq = 96, heads = 12, head_dim = 128, dim = heads * head_dim;
@@ -892,6 +945,28 @@ TEST(VaceFastPath, SideStreamEqualsOneStream) {
       if (graphs) {
         EXPECT_GT(beside.stats.graph_replays, 0);
       }
+    }
+  }
+}
+
+// Each VACE block's output (its hint's input) written by the next block's first norm (the
+// default) gives exactly what a settle pass after each block gives (LONGLIVE_VACE_SETTLE=pass),
+// eager and replayed, bf16 and FP8.
+TEST(VaceFastPath, OutputsSettledByTheNextNormEqualTheSettlePass) {
+  REQUIRE_CUDA();
+  const DitStream dit;
+  for (const bool fp8 : {false, true}) {
+    for (const bool graphs : {false, true}) {
+      const at::Tensor merged = run_vace_stream(dit, true, fp8, graphs, false).latents;
+      at::Tensor pass;
+      {
+        const ScopedEnv own_pass("LONGLIVE_VACE_SETTLE", "pass");
+        pass = run_vace_stream(dit, true, fp8, graphs, false).latents;
+      }
+      ASSERT_TRUE(pass.isfinite().all().item<bool>());
+      EXPECT_TRUE(at::equal(merged, pass))
+          << "fp8 " << fp8 << " graphs " << graphs
+          << ": max |next norm - pass| = " << (merged - pass).abs().max();
     }
   }
 }

@@ -65,6 +65,14 @@ bool fp8_out_projections() {
   return env != nullptr && std::string_view(env) == "1";
 }
 
+// Whether a VACE block's output (its hint's input) is written by the next block's first norm
+// (the default) or by a pass of its own after each block (LONGLIVE_VACE_SETTLE=pass, to compare:
+// the same bits). Read at each forward.
+bool vace_settle_in_next_norm() {
+  const char* env = std::getenv("LONGLIVE_VACE_SETTLE");
+  return env == nullptr || std::string_view(env) != "pass";
+}
+
 // Where the fused loop runs the VACE blocks: on a side stream beside the layers (a CUDA device,
 // no region timing under way), unless LONGLIVE_VACE_STREAM is "serial" (one stream, to
 // compare); "high" gives the side stream the higher priority (an A/B for the GPU box).
@@ -724,31 +732,47 @@ void CausalWanModel::vace_blocks(VaceStart& start, const at::Tensor& e0,
   const int64_t row_frames = shard ? rows : frames;
   FusedResidual r;
   if (fused) r.x = start.c.contiguous();
+  // Block i's hint: after_proj of its output (in the compute dtype) straight into the hint
+  // buffer, then the mark the DiT's layer waits for.
+  auto emit_hint = [&](size_t i, const at::Tensor& output) {
+    {
+      const ProfileScope scope("gemm");
+      project_into(output, vace_after_w_[i], vace_after_b_[i],
+                   i < vace_after8_.size() ? vace_after8_[i] : ops::Fp8Weight{},
+                   start.hints[static_cast<int64_t>(i)]);
+    }
+    if (side) side->mark();
+  };
+  const bool settle_in_next_norm = vace_settle_in_next_norm();
   at::Tensor c = start.c;
   for (size_t i = 0; i < vace_blocks_.size(); ++i) {
     const size_t cross_index = blocks_.size() + i;
-    if (fused) {
-      fused_block(vace_blocks_[i], r, e0, start.cos, start.sin, nullptr, nullptr, -1, cross,
-                  cross_index, frames, nullptr);
-      // The hint reads the block's output: the pending FFN residual is added to x and x comes
-      // out in the compute dtype, the projection's input, in one pass.
+    if (!fused) {
+      c = plain_block(vace_blocks_[i], c, e0_rows, start.cos, start.sin, nullptr, nullptr, -1,
+                      cross, cross_index, row_frames, nullptr, shard ? shard->total : 0);
+      emit_hint(i, c);
+      continue;
+    }
+    // The hint reads a block's output: its pending FFN residual added to x, in the compute
+    // dtype. This block's first norm adds the one before's anyway, so it also writes that
+    // output (FusedResidual::settled), and the hint goes right after; the last block settles
+    // in a pass of its own (LONGLIVE_VACE_SETTLE=pass: every block, as before).
+    if (i > 0 && settle_in_next_norm) {
+      r.settled = at::empty({1, rows, config_.dim}, r.x.options().dtype(dtype_));
+      r.after_first_norm = [&emit_hint, i, output = r.settled] { emit_hint(i - 1, output); };
+    }
+    fused_block(vace_blocks_[i], r, e0, start.cos, start.sin, nullptr, nullptr, -1, cross,
+                cross_index, frames, nullptr);
+    if (i + 1 == vace_blocks_.size() || !settle_in_next_norm) {
       fused::NormInputs settle{.frames = frames, .normalise = false};
       const FusedResidual::Pending pending = r.take();
       pending.add_to(settle);
-      const ProfileScope scope("norm_modulate");
-      c = fused::norm_modulate(r.x, settle, config_.eps, dtype_);
-    } else {
-      c = plain_block(vace_blocks_[i], c, e0_rows, start.cos, start.sin, nullptr, nullptr, -1,
-                      cross, cross_index, row_frames, nullptr, shard ? shard->total : 0);
+      {
+        const ProfileScope scope("norm_modulate");
+        c = fused::norm_modulate(r.x, settle, config_.eps, dtype_);
+      }
+      emit_hint(i, c);
     }
-    {
-      const ProfileScope scope("gemm");
-      const auto n = static_cast<int64_t>(i);
-      // Straight into the hint buffer (no copy of a fresh output).
-      project_into(c, vace_after_w_[i], vace_after_b_[i],
-                   i < vace_after8_.size() ? vace_after8_[i] : ops::Fp8Weight{}, start.hints[n]);
-    }
-    if (side) side->mark();
   }
 }
 
@@ -892,6 +916,8 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
   fused::NormInputs pre{.shift = &c0, .scale = &c1, .frames = frames};
   const FusedResidual::Pending pending = r.take();
   pending.add_to(pre);
+  const at::Tensor settled = std::exchange(r.settled, {});
+  if (settled.defined()) pre.settled = &settled;
   at::Tensor hidden;
 
   // Self-attention: one QKV GEMM, q/k normalised and rotated straight out of its output.
@@ -900,6 +926,7 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
           pre, b.qkv_w, b.qkv_b, b.qkv8,
           quantised_by_norm(b.qkv8, {LoraSlot::self_q, LoraSlot::self_k, LoraSlot::self_v}), hidden)
           .view({seq, 3 * d});
+  if (const auto hook = std::exchange(r.after_first_norm, {})) hook();
   if (lora) {
     const ProfileScope scope("lora");
     for (const auto& [i, slot] : {std::pair{0, LoraSlot::self_q}, std::pair{1, LoraSlot::self_k},

@@ -1,4 +1,5 @@
 #pragma once
+#include <functional>
 #include <memory>
 // The causal Wan2.1 DiT of LongLive: patch embedding, sinusoidal time embedding with 6-way adaLN
 // modulation per block, self-attention with RMSNorm q/k and 3-axis RoPE over a KV cache,
@@ -191,6 +192,10 @@ class CausalWanModel {
     at::Tensor x;
     Pending pending;
     Pending take() { return std::exchange(pending, {}); }
+    // VACE: when defined, the next block's first norm also writes x after its adds here (the
+    // block before's output, in the compute dtype), then calls `after_first_norm` (its hint).
+    at::Tensor settled;
+    std::function<void()> after_first_norm;
   };
   // One block on the fused kernels (FP8 linears when the block has FP8 copies): `layer` indexes
   // the KV cache and the style LoRAs; kv == nullptr: self-attention over the block's own tokens

@@ -142,6 +142,19 @@ kernels::NormModulateArgs norm_args(const at::Tensor& x, const NormInputs& in, d
           "without the LayerNorm there is nothing to modulate");
   return a;
 }
+
+// Points `a` at in.settled, which must hold x's rows in `dtype` (the output's 16-bit type).
+void set_settled(kernels::NormModulateArgs& a, const at::Tensor& x, const NormInputs& in,
+                 at::ScalarType dtype) {
+  if (!in.settled) return;
+  const at::Tensor& s = *in.settled;
+  require(in.normalise, "the settled rows come with the LayerNorm (normalise)");
+  require(
+      s.is_contiguous() && s.numel() == x.numel() && s.device() == x.device() &&
+          s.scalar_type() == dtype,
+      fmt::format("settled must be contiguous {} with x's shape and device", c10::toString(dtype)));
+  a.settled = s.data_ptr();
+}
 }  // namespace
 
 at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
@@ -152,6 +165,7 @@ at::Tensor norm_modulate(const at::Tensor& x, const NormInputs& in, double eps,
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(out_dtype));
   a.out = out.data_ptr();
   a.out_type = elem_type(out, "output");
+  set_settled(a, x, in, out_dtype);
   check_launch(kernels::launch_norm_modulate(a, c10::cuda::getCurrentCUDAStream()),
                "norm_modulate");
   return out;
@@ -171,6 +185,7 @@ std::pair<at::Tensor, at::Tensor> norm_modulate_fp8(const at::Tensor& x, const N
   a.out = q.data_ptr();
   a.out_type = round_dtype == at::kBFloat16 ? kernels::ElemType::bf16 : kernels::ElemType::f16;
   a.fp8_scales = scales.data_ptr<float>();
+  set_settled(a, x, in, round_dtype);
   check_launch(kernels::launch_norm_modulate(a, c10::cuda::getCurrentCUDAStream()),
                "norm_modulate (FP8 output)");
   return {q, scales};

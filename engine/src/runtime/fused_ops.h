@@ -30,6 +30,11 @@ struct NormInputs {
   // false: no LayerNorm, the result is x after the adds in `out_dtype` (shift, scale, weight
   // and bias must be absent).
   bool normalise = true;
+  // With `normalise`: x after the adds is also written here, in the output's 16-bit dtype
+  // (norm_modulate_fp8: its rounding dtype), [1, S, D] or [S, D] contiguous: the bits a
+  // `normalise = false` call returns, without a pass of its own (a VACE block's output for its
+  // hint, written by the next block's first norm).
+  const at::Tensor* settled = nullptr;
 };
 
 // x: [1, S, D] float32 contiguous, updated in place when `in.residual` or `in.hint` is set.
