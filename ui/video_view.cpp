@@ -159,7 +159,12 @@ void VideoView::advance() {
   // After interop gave up, device frames only hold GPU memory: let them go.
   if (!selector_.wants_device_frames()) current_.device = DeviceFrame{};
   upload_pending_ = true;
-  if (current_.first_of_prompt && switch_clock_.isValid()) {
+  // A switch's latency ends at the new prompt's first frame on screen. Under load a full queue
+  // may drop that frame (the oldest go first): then the first frame of another prompt shown ends
+  // it.
+  const bool new_prompt = current_.first_of_prompt || current_.prompt != shown_prompt_;
+  shown_prompt_ = current_.prompt;
+  if (new_prompt && switch_clock_.isValid()) {
     switch_latency_ms_ = static_cast<double>(switch_clock_.nsecsElapsed()) / 1e6;
     switch_clock_.invalidate();
   }

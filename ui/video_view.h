@@ -167,6 +167,7 @@ class VideoView : public QOpenGLWidget {
   DeviceMemory memory_;
   QElapsedTimer switch_clock_;
   double switch_latency_ms_ = 0;
+  QString shown_prompt_;  // of the last frame shown
   bool recording_ = false;
   bool mask_drawing_ = false;
   std::optional<QPointF> drag_from_;  // where a mask drag started, as frame fractions
