@@ -756,8 +756,8 @@ void CausalWanModel::vace_blocks(VaceStart& start, const at::Tensor& e0,
     // The hint reads a block's output: its pending FFN residual added to x, in the compute
     // dtype. This block's first norm adds the one before's anyway, so it also writes that
     // output (FusedResidual::settled), and the hint goes right after. The first block settles in
-    // a pass of its own (hint 0 is the one the DiT's first layer waits for: waiting for block 1's
-    // first norm too cost turbo_fp8's hint reuse ~0.5 ms on an H100), and so does the last
+    // a pass of its own (hint 0 is the one the DiT's first layer waits for: with it waiting for
+    // block 1's first norm too, turbo_fp8's VACE gained little on an H100), and so does the last
     // (LONGLIVE_VACE_SETTLE=pass: every block, as before).
     if (i > 1 && settle_in_next_norm) {
       r.settled = at::empty({1, rows, config_.dim}, r.x.options().dtype(dtype_));
