@@ -878,6 +878,11 @@ int run(const BenchArgs& a) {
     if (a.kernels) {
       std::cout << "vace kernels   one full-VACE block:\n" << format_kernel_table(v.full_kernels);
       std::cout << "vace kernels   one hint-reuse block:\n" << format_kernel_table(v.reuse_kernels);
+      // What VACE adds, kernel by kernel, against the plain block (its table above).
+      std::cout << "vace kernels   the full-VACE block minus the plain block:\n"
+                << format_kernel_difference(v.full_kernels, kernel_table, 24);
+      std::cout << "vace kernels   the hint-reuse block minus the plain block:\n"
+                << format_kernel_difference(v.reuse_kernels, kernel_table, 24);
     }
     vace_json = {{"blocks", v.blocks},
                  {"context_channels", v.channels},

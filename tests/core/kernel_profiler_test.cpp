@@ -173,6 +173,45 @@ TEST(KernelProfiler, TabulatesByRegionThenKernelLargestFirst) {
   EXPECT_NE(top.find("(1 more kernels)"), std::string::npos);
 }
 
+// What one sample ran beyond another, by kernel over all regions (bench --vace: a VACE block
+// against the plain one): counts and times subtracted, the largest time difference first,
+// kernels that did not change left out, and the tables' totals in the text.
+TEST(KernelProfiler, DifferenceOfTwoSamplesByKernel) {
+  const KernelTable without = tabulate_kernels({
+      record("gemm", "dit_graph", 100, 400, true),
+      record("norm", "dit_graph", 400, 500, true),
+      record("same", "dit_graph", 500, 600, true),
+  });
+  const KernelTable with = tabulate_kernels({
+      record("gemm", "dit_graph", 100, 400, true),
+      record("gemm", "dit_graph", 400, 600, true),    // one more, 0.2 ms
+      record("attention", "vace", 600, 1000),         // new, 0.4 ms
+      record("same", "dit_graph", 1000, 1100, true),  // unchanged
+  });                                                 // "norm" gone: -1, -0.1 ms
+  const std::vector<KernelDifference> d = kernel_difference(with, without);
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_EQ(d[0].name, "attention");
+  EXPECT_EQ(d[0].count, 1);
+  EXPECT_NEAR(d[0].total_ms, 0.4, 1e-9);
+  EXPECT_EQ(d[1].name, "gemm");
+  EXPECT_EQ(d[1].count, 1);
+  EXPECT_NEAR(d[1].total_ms, 0.2, 1e-9);
+  EXPECT_EQ(d[2].name, "norm");
+  EXPECT_EQ(d[2].count, -1);
+  EXPECT_NEAR(d[2].total_ms, -0.1, 1e-9);
+  const std::string text = format_kernel_difference(with, without);
+  EXPECT_NE(text.find("difference: +1 kernels, +0.5 ms of kernel time (1.0 - 0.5), +0.5 ms of "
+                      "window (1.0 - 0.5)"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("same"), std::string::npos) << text;
+  EXPECT_NE(format_kernel_difference(with, without, 1).find("(2 more kernels)"), std::string::npos);
+  KernelTable none;
+  none.unavailable = "the bench runs on the CPU";
+  EXPECT_NE(format_kernel_difference(with, none).find("no difference: the bench runs on the CPU"),
+            std::string::npos);
+}
+
 TEST(KernelProfiler, EmptySampleIsAnEmptyTable) {
   const KernelTable t = tabulate_kernels({});
   EXPECT_TRUE(t.rows.empty());

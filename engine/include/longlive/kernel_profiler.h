@@ -75,6 +75,22 @@ KernelTable tabulate_kernels(const std::vector<KernelRecord>& records);
 // The table as text, as `longlive bench --kernels` prints it (max_rows per region, 0 = all).
 std::string format_kernel_table(const KernelTable& table, size_t max_rows = 0);
 
+// What one sample ran beyond another, kernel by kernel (by full name, regions merged): count
+// and total ms of `with` minus `without`. `bench --vace --kernels`: what a VACE block adds to the
+// plain block. Under concurrency kernels run longer, so the sum can exceed the wall-time cost.
+struct KernelDifference {
+  std::string name;       // shortened, as KernelRow::name
+  std::string full_name;  // the key
+  int64_t count = 0;
+  double total_ms = 0;
+};
+// Rows whose count or time differs, the largest time difference (absolute) first.
+std::vector<KernelDifference> kernel_difference(const KernelTable& with,
+                                                const KernelTable& without);
+// The rows as text (max_rows, 0 = all), with the totals of both tables' kernel time and window.
+std::string format_kernel_difference(const KernelTable& with, const KernelTable& without,
+                                     size_t max_rows = 0);
+
 // The kernel names of CUPTI's records, one copy of each distinct name for the process, keyed by
 // the text. (They were keyed by the address of CUPTI's name string, which is only valid while
 // its record is: a pointer that changed from one sample to the next added a copy of the name at

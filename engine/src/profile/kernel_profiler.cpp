@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -205,6 +206,51 @@ KernelTable tabulate_kernels(const std::vector<KernelRecord>& records) {
     for (KernelRow& row : region.rows) table.rows.push_back(std::move(row));
   }
   return table;
+}
+
+std::vector<KernelDifference> kernel_difference(const KernelTable& with,
+                                                const KernelTable& without) {
+  std::map<std::string, KernelDifference> by_name;
+  auto add = [&](const KernelTable& table, int sign) {
+    for (const KernelRow& r : table.rows) {
+      KernelDifference& d = by_name[r.full_name];
+      d.full_name = r.full_name;
+      d.name = r.name;
+      d.count += sign * r.count;
+      d.total_ms += sign * r.total_ms;
+    }
+  };
+  add(with, 1);
+  add(without, -1);
+  std::vector<KernelDifference> rows;
+  for (auto& [name, d] : by_name)
+    if (d.count != 0 || std::abs(d.total_ms) > 1e-9) rows.push_back(std::move(d));
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+    return std::abs(a.total_ms) > std::abs(b.total_ms);
+  });
+  return rows;
+}
+
+std::string format_kernel_difference(const KernelTable& with, const KernelTable& without,
+                                     size_t max_rows) {
+  if (!with.unavailable.empty() || !without.unavailable.empty())
+    return fmt::format("kernels        no difference: {}\n",
+                       with.unavailable.empty() ? without.unavailable : with.unavailable);
+  std::string out = fmt::format(
+      "kernels        difference: {:+d} kernels, {:+.1f} ms of kernel time ({:.1f} - {:.1f}), "
+      "{:+.1f} ms of window ({:.1f} - {:.1f})\n",
+      with.kernels - without.kernels, with.kernel_ms - without.kernel_ms, with.kernel_ms,
+      without.kernel_ms, with.window_ms - without.window_ms, with.window_ms, without.window_ms);
+  constexpr size_t kNameWidth = 72;
+  out += fmt::format("    {:<{}} {:>7} {:>9}\n", "kernel", kNameWidth, "count", "total ms");
+  const std::vector<KernelDifference> rows = kernel_difference(with, without);
+  for (size_t i = 0; i < rows.size() && (max_rows == 0 || i < max_rows); ++i)
+    out += fmt::format("    {:<{}} {:>+7d} {:>+9.2f}\n",
+                       shorten_kernel_name(rows[i].full_name, kNameWidth), kNameWidth,
+                       rows[i].count, rows[i].total_ms);
+  if (max_rows != 0 && rows.size() > max_rows)
+    out += fmt::format("    ({} more kernels)\n", rows.size() - max_rows);
+  return out;
 }
 
 uint32_t KernelNameTable::intern(std::string_view name) {
