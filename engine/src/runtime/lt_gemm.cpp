@@ -326,8 +326,8 @@ std::string choices_file_name() {
 
 bool enabled() { return false; }
 void clear() {}
-std::optional<at::Tensor> linear(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                 Epilogue) {
+std::optional<at::Tensor> linear(const at::Tensor&, const at::Tensor&, const at::Tensor&, Epilogue,
+                                 const at::Tensor&) {
   return std::nullopt;
 }
 Stats stats() { return {}; }
