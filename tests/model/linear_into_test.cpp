@@ -29,15 +29,13 @@ TEST(LinearInto, WritesWhatLinearReturnsIntoTheBuffer) {
 
 TEST(LinearInto, RefusesAnOutputOfAnotherShapeOrType) {
   const at::Tensor x = at::randn({37, 64}), w = at::randn({48, 64}), b = at::randn({48});
-  for (const at::Tensor& bad :
-       {at::empty({36, 48}), at::empty({37, 47}), at::empty({48, 37}).t(),
-        at::empty({37, 48}, at::kDouble)}) {
+  for (const at::Tensor& bad : {at::empty({36, 48}), at::empty({37, 47}), at::empty({48, 37}).t(),
+                                at::empty({37, 48}, at::kDouble)}) {
     try {
       ops::linear_into(x, w, b, bad);
       ADD_FAILURE() << "accepted [" << bad.sizes() << "] " << bad.scalar_type();
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("linear_into: output ["), std::string::npos)
-          << e.what();
+      EXPECT_NE(std::string(e.what()).find("linear_into: output ["), std::string::npos) << e.what();
     }
   }
 }

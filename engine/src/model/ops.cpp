@@ -21,13 +21,15 @@ namespace {
 // x @ weight^T + bias through lt_gemm (the cuBLASLt algorithm timed at first sight, or read from
 // the choices file; off with LONGLIVE_GEMM_AUTOTUNE=0) where it takes the arguments;
 // std::nullopt: ATen's.
+// `out` (optional): [rows, N] written instead of a new tensor.
 std::optional<at::Tensor> tuned_linear(const at::Tensor& x, const at::Tensor& weight,
-                                       const at::Tensor& bias, lt_gemm::Epilogue epilogue) {
+                                       const at::Tensor& bias, lt_gemm::Epilogue epilogue,
+                                       const at::Tensor& out = at::Tensor()) {
   if (!lt_gemm::enabled() || !x.is_cuda() || !bias.defined() || x.dim() < 2) return std::nullopt;
   const int64_t k = x.size(-1);
   const at::Tensor x2d = x.reshape({-1, k});
   if (!x2d.is_contiguous()) return std::nullopt;
-  std::optional<at::Tensor> y = lt_gemm::linear(x2d, weight, bias, epilogue);
+  std::optional<at::Tensor> y = lt_gemm::linear(x2d, weight, bias, epilogue, out);
   if (!y) return std::nullopt;
   auto sizes = x.sizes().vec();
   sizes.back() = weight.size(0);
@@ -64,9 +66,7 @@ void linear_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
   const int64_t k = input.size(-1), n = weight.size(0);
   const at::Tensor x2d = input.reshape({-1, k});
   at::Tensor y = out_rows(out, x2d.size(0), n, weight.scalar_type(), input.device(), "linear_into");
-  if (lt_gemm::enabled() && input.is_cuda() && x2d.is_contiguous() &&
-      lt_gemm::linear(x2d, weight, bias, lt_gemm::Epilogue::bias, y))
-    return;
+  if (tuned_linear(x2d, weight, bias, lt_gemm::Epilogue::bias, y)) return;
   at::addmm_out(y, bias, x2d, weight.t());  // what at::linear runs for rows of a contiguous x
 }
 
@@ -211,6 +211,18 @@ Fp8Weight quantize_weight_fp8(const at::Tensor& weight) {
 }
 
 namespace {
+// xq: float8_e4m3fn rows of w's input size, with one scale per row in x_scales.
+void check_fp8_operands(const at::Tensor& xq, const at::Tensor& x_scales, const Fp8Weight& w) {
+  const int64_t k = xq.size(-1);
+  if (xq.scalar_type() != at::kFloat8_e4m3fn || k != w.q.size(1) ||
+      x_scales.numel() != xq.numel() / k)
+    throw ConfigError(fmt::format(
+        "FP8 linear: input [{}] {} with {} scales, expected float8_e4m3fn rows of {} and one "
+        "scale per row",
+        fmt::join(xq.sizes(), ", "), c10::toString(xq.scalar_type()), x_scales.numel(),
+        w.q.size(1)));
+}
+
 // x's rows in `dtype`, quantised to FP8 e4m3 with one scale per row: (codes [M, K], scales
 // [M, 1] float32). gelu_input: gelu_tanh(x) is quantised instead.
 std::pair<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& x, at::ScalarType dtype,
@@ -239,9 +251,7 @@ void linear_fp8_into(const at::Tensor& x, const Fp8Weight& w, const at::Tensor& 
   const int64_t n = w.q.size(0);
   at::Tensor y = out_rows(out, x.numel() / x.size(-1), n, dtype, x.device(), "linear_fp8_into");
   const auto [xq, xs] = quantize_rows(x, dtype, false);
-  if (xq.size(1) != w.q.size(1))
-    throw ConfigError(
-        fmt::format("FP8 linear: input rows of {}, expected {}", xq.size(1), w.q.size(1)));
+  check_fp8_operands(xq, xs, w);
   at::_scaled_mm_out(y, xq, w.q.t(), xs.reshape({-1, 1}), w.scale,
                      bias.defined() ? std::optional<at::Tensor>(bias.to(dtype)) : std::nullopt,
                      std::nullopt, dtype, /*use_fast_accum=*/true);
@@ -250,14 +260,8 @@ void linear_fp8_into(const at::Tensor& x, const Fp8Weight& w, const at::Tensor& 
 at::Tensor linear_fp8_quantized(const at::Tensor& xq, const at::Tensor& x_scales,
                                 const Fp8Weight& w, const std::optional<at::Tensor>& bias,
                                 at::ScalarType out_dtype) {
+  check_fp8_operands(xq, x_scales, w);
   const int64_t k = xq.size(-1);
-  if (xq.scalar_type() != at::kFloat8_e4m3fn || k != w.q.size(1) ||
-      x_scales.numel() != xq.numel() / k)
-    throw ConfigError(fmt::format(
-        "FP8 linear: input [{}] {} with {} scales, expected float8_e4m3fn rows of {} and one "
-        "scale per row",
-        fmt::join(xq.sizes(), ", "), c10::toString(xq.scalar_type()), x_scales.numel(),
-        w.q.size(1)));
   auto out_sizes = xq.sizes().vec();
   out_sizes.back() = w.q.size(0);
   const std::optional<at::Tensor> b =
