@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "io/replace_file.h"
 #include "longlive/error.h"
 #include "longlive/style_lora.h"
 
@@ -421,20 +422,8 @@ std::string read_file(const std::filesystem::path& path, const char* what) {
   return buffer.str();
 }
 
-// Writes a sibling and renames it: a crash never leaves half a file under the real name.
 void write_file(const std::filesystem::path& path, const json& content, const char* what) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot write {} '{}'", what, tmp.string()));
-    out << content.dump(2) << '\n';
-    if (!out) throw IoError(fmt::format("writing {} '{}' failed", what, tmp.string()));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec)
-    throw IoError(
-        fmt::format("cannot rename '{}' to '{}': {}", tmp.string(), path.string(), ec.message()));
+  replace_file(path, what, [&](std::ostream& out) { out << content.dump(2) << '\n'; });
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/replace_file.h"
 #include "longlive/error.h"
 
 namespace longlive {
@@ -64,27 +65,14 @@ void save_safetensors(const std::filesystem::path& path,
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keep the data section 8-byte aligned
-  const auto tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      throw IoError(fmt::format("cannot write '{}': {}", path.string(), std::strerror(errno)));
+  replace_file(path, "safetensors file", [&](std::ostream& out) {
     const uint64_t len = text.size();
     for (int i = 0; i < 8; ++i) out.put(static_cast<char>((len >> (8 * i)) & 0xff));
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& t : contiguous)
       out.write(static_cast<const char*>(t.data_ptr()),
                 static_cast<std::streamsize>(t.numel() * t.element_size()));
-    out.flush();
-    if (!out) {
-      std::filesystem::remove(tmp);
-      throw IoError(fmt::format("writing '{}' failed (disk full?)", path.string()));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec)
-    throw IoError(fmt::format("cannot move '{}' into place: {}", path.string(), ec.message()));
+  });
 }
 
 }  // namespace longlive

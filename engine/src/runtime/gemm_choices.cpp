@@ -1,7 +1,6 @@
 #include "runtime/gemm_choices.h"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -9,6 +8,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "io/replace_file.h"
+#include "longlive/error.h"
 #include "longlive/log.h"
 
 namespace longlive::lt_gemm {
@@ -77,21 +78,15 @@ bool ChoiceStore::record(const std::string& key, int64_t index) {
   std::string why;
   std::error_code ec;
   if (file_.has_parent_path()) std::filesystem::create_directories(file_.parent_path(), ec);
-  const std::filesystem::path temporary =
-      file_.string() + fmt::format(".{}.tmp", static_cast<long>(getpid()));
   if (ec) {
     why = fmt::format("cannot create its folder: {}", ec.message());
   } else {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << j.dump(2) << '\n';
-    out.close();
-    if (!out) {
-      why = "cannot write it";
-    } else {
-      std::filesystem::rename(temporary, file_, ec);
-      if (ec) why = fmt::format("cannot replace it: {}", ec.message());
+    try {
+      replace_file(file_, "GEMM algorithm choices",
+                   [&](std::ostream& out) { out << j.dump(2) << '\n'; });
+    } catch (const IoError& e) {
+      why = e.what();
     }
-    if (!why.empty()) ::unlink(temporary.c_str());
   }
   if (why.empty()) return true;
   if (!warned_)
