@@ -577,17 +577,39 @@ __device__ __forceinline__ float gelu_tanh_rounded(float v) {
   return round_to<T>(0.5f * v * (1.f + tanhf(inner)));
 }
 
-template <typename T, bool kGelu>
+// The same GELU through the logistic function: 0.5 v (1 + tanh(u)) = v / (1 + e^(-2u)), one
+// exp2 and one fast division (two special-function ops) where tanhf takes ~30 instructions
+// and a branch that diverges inside a warp: the FFN's GELU + FP8 quantisation, 8960 values a
+// row, was bound by that arithmetic rather than by memory. A few ulp of float32 from the exact
+// value (no cancellation in 1 + tanh(u) for negative v, unlike the tanh form), so after the
+// rounding to T it differs from tanhf's in a rare last bit. __fdividef gives 0 where
+// 1 + e^(-2u) overflows (v below about -10): GELU is -0 there in float32 anyway.
+template <typename T>
+__device__ __forceinline__ float gelu_logistic_rounded(float v) {
+  constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
+  constexpr float kKappa = 0.044715f;
+  constexpr float kMinusTwoLog2e = -2.8853900817779268f;  // e^(-2u) = 2^(-2 u log2(e))
+  const float inner = kBeta * (v + kKappa * v * v * v);
+  return round_to<T>(__fdividef(v, 1.f + exp2f(kMinusTwoLog2e * inner)));
+}
+
+// What the quantisation kernels apply to each value before quantising it.
+enum class RowActivation { none, gelu_tanh, gelu_logistic };
+
+template <typename T, RowActivation kAct>
+__device__ __forceinline__ float activate(float v) {
+  if constexpr (kAct == RowActivation::gelu_tanh) return gelu_tanh_rounded<T>(v);
+  if constexpr (kAct == RowActivation::gelu_logistic) return gelu_logistic_rounded<T>(v);
+  return v;
+}
+
+template <typename T, RowActivation kAct>
 __global__ void __launch_bounds__(kThreads)
     quantize_fp8_rows_kernel(const T* x, int64_t dim, __nv_fp8_e4m3* q, float* scales) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const T* in = x + row * dim;
-  auto load = [&](int64_t i) {
-    const float v = to_float(in[i]);
-    if constexpr (kGelu) return gelu_tanh_rounded<T>(v);
-    return v;
-  };
+  auto load = [&](int64_t i) { return activate<T, kAct>(to_float(in[i])); };
   float amax = 0.f;
   for (int64_t i = threadIdx.x; i < dim; i += kThreads) amax = fmaxf(amax, fabsf(load(i)));
   const float scale = fp8_row_scale(amax, smem);
@@ -601,7 +623,7 @@ __global__ void __launch_bounds__(kThreads)
 // GELU computed once per element (the kernel above reads each element twice, with two-byte loads,
 // and computes its GELU twice), 8-byte FP8 stores. Same arithmetic per element, so the same bits.
 // dim % 8 == 0, x 16-byte and q 8-byte aligned, dim <= 8 * kThreads * kChunks.
-template <typename T, bool kGelu, int kChunks>
+template <typename T, RowActivation kAct, int kChunks>
 __global__ void __launch_bounds__(kThreads)
     quantize_fp8_rows_vector_kernel(const T* x, int64_t dim, __nv_fp8_e4m3* q, float* scales) {
   __shared__ float smem[32];
@@ -617,7 +639,7 @@ __global__ void __launch_bounds__(kThreads)
     load_octet(in + 8 * c, v[k]);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      if constexpr (kGelu) v[k][i] = gelu_tanh_rounded<T>(v[k][i]);
+      v[k][i] = activate<T, kAct>(v[k][i]);
       amax = fmaxf(amax, fabsf(v[k][i]));
     }
   }
@@ -836,7 +858,7 @@ cudaError_t launch_dequantize_int8(const DequantInt8Args& a, cudaStream_t stream
 
 // The vector kernel with registers for the row: the FFN's 8960 (5 chunks per thread) and the
 // hidden size's 1536 fit; rows up to 8 * kThreads * 8.
-template <typename T, bool kGelu>
+template <typename T, RowActivation kAct>
 bool launch_quantize_rows_vector(const T* x, int64_t rows, int64_t dim, __nv_fp8_e4m3* out,
                                  float* scales, cudaStream_t stream) {
   const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
@@ -845,55 +867,60 @@ bool launch_quantize_rows_vector(const T* x, int64_t rows, int64_t dim, __nv_fp8
   if (!aligned || chunks > 8 * kThreads) return false;
   const dim3 grid(static_cast<unsigned>(rows));
   if (chunks <= 2 * kThreads)
-    quantize_fp8_rows_vector_kernel<T, kGelu, 2>
-        <<<grid, kThreads, 0, stream>>>(x, dim, out, scales);
+    quantize_fp8_rows_vector_kernel<T, kAct, 2><<<grid, kThreads, 0, stream>>>(x, dim, out, scales);
   else if (chunks <= 5 * kThreads)
-    quantize_fp8_rows_vector_kernel<T, kGelu, 5>
-        <<<grid, kThreads, 0, stream>>>(x, dim, out, scales);
+    quantize_fp8_rows_vector_kernel<T, kAct, 5><<<grid, kThreads, 0, stream>>>(x, dim, out, scales);
   else
-    quantize_fp8_rows_vector_kernel<T, kGelu, 8>
-        <<<grid, kThreads, 0, stream>>>(x, dim, out, scales);
+    quantize_fp8_rows_vector_kernel<T, kAct, 8><<<grid, kThreads, 0, stream>>>(x, dim, out, scales);
   return true;
 }
 
-template <bool kGelu>
+template <RowActivation kAct>
 void launch_quantize_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
                           __nv_fp8_e4m3* out, float* scales, bool vector, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(rows));
   if (vector) {
     if (type == ElemType::bf16 &&
-        launch_quantize_rows_vector<__nv_bfloat16, kGelu>(static_cast<const __nv_bfloat16*>(x),
-                                                          rows, dim, out, scales, stream))
+        launch_quantize_rows_vector<__nv_bfloat16, kAct>(static_cast<const __nv_bfloat16*>(x), rows,
+                                                         dim, out, scales, stream))
       return;
-    if (type == ElemType::f16 && launch_quantize_rows_vector<__half, kGelu>(
+    if (type == ElemType::f16 && launch_quantize_rows_vector<__half, kAct>(
                                      static_cast<const __half*>(x), rows, dim, out, scales, stream))
       return;
   }
   switch (type) {
     case ElemType::bf16:
-      quantize_fp8_rows_kernel<__nv_bfloat16, kGelu>
+      quantize_fp8_rows_kernel<__nv_bfloat16, kAct>
           <<<grid, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), dim, out, scales);
       break;
     case ElemType::f16:
-      quantize_fp8_rows_kernel<__half, kGelu>
+      quantize_fp8_rows_kernel<__half, kAct>
           <<<grid, kThreads, 0, stream>>>(static_cast<const __half*>(x), dim, out, scales);
       break;
     case ElemType::f32:
-      quantize_fp8_rows_kernel<float, kGelu>
+      quantize_fp8_rows_kernel<float, kAct>
           <<<grid, kThreads, 0, stream>>>(static_cast<const float*>(x), dim, out, scales);
       break;
   }
 }
 
 cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
-                                     void* q, float* scales, bool gelu_tanh, cudaStream_t stream,
+                                     void* q, float* scales, GeluForm gelu, cudaStream_t stream,
                                      bool vector) {
   if (rows < 1 || dim < 1) return cudaErrorInvalidValue;
   auto* out = static_cast<__nv_fp8_e4m3*>(q);
-  if (gelu_tanh) {
-    launch_quantize_rows<true>(x, type, rows, dim, out, scales, vector, stream);
-  } else {
-    launch_quantize_rows<false>(x, type, rows, dim, out, scales, vector, stream);
+  switch (gelu) {
+    case GeluForm::none:
+      launch_quantize_rows<RowActivation::none>(x, type, rows, dim, out, scales, vector, stream);
+      break;
+    case GeluForm::tanh:
+      launch_quantize_rows<RowActivation::gelu_tanh>(x, type, rows, dim, out, scales, vector,
+                                                     stream);
+      break;
+    case GeluForm::logistic:
+      launch_quantize_rows<RowActivation::gelu_logistic>(x, type, rows, dim, out, scales, vector,
+                                                         stream);
+      break;
   }
   return cudaGetLastError();
 }

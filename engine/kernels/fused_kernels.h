@@ -93,19 +93,24 @@ struct RmsRopeArgs {
 };
 cudaError_t launch_rms_rope(const RmsRopeArgs& args, cudaStream_t stream);
 
-// Per-row symmetric FP8 (e4m3) quantisation for FP8 linears: scale[r] = max(amax(x[r]) / 448,
-// 1e-12); q[r] = fp8(x[r] / scale[r]). x is bf16/f16 [rows, dim] contiguous. With gelu_tanh,
-// x[r] is first replaced by GELU(tanh)(x[r]) rounded to x's type (the FFN's second input, without
-// a separate GELU pass).
 // cudaSuccess when this binary carries code (SASS, or PTX the driver can compile) for the current
 // device; cudaErrorNoKernelImageForDevice (or another error) when the kernels cannot run there.
 cudaError_t probe_kernels_on_current_device();
 
-// vector: the kernel that keeps the row in registers (16-byte loads, GELU once per element; the
-// same bits) where the row allows it (16-bit x, dim % 8 == 0, aligned rows, dim <= 16384), else
-// the first kernel.
+// The GELU (tanh approximation) applied before quantising: none; through tanhf, as ATen's
+// gelu(approximate="tanh") computes it; or the same function as v / (1 + e^(-2u)) with exp2 and a
+// fast division (a few float32 ulp from the exact value, rounded to x's type like the others:
+// a rare last-bit difference from tanhf's; far fewer instructions).
+enum class GeluForm { none, tanh, logistic };
+
+// Per-row symmetric FP8 (e4m3) quantisation for FP8 linears: scale[r] = max(amax(x[r]) / 448,
+// 1e-12); q[r] = fp8(x[r] / scale[r]). x is bf16/f16 [rows, dim] contiguous. With a GELU, x[r] is
+// first replaced by GELU(x[r]) rounded to x's type (the FFN's second input, without a separate
+// GELU pass). vector: the kernel that keeps the row in registers (16-byte loads, GELU once per
+// element; the same bits) where the row allows it (16-bit x, dim % 8 == 0, aligned rows,
+// dim <= 16384), else the first kernel.
 cudaError_t launch_quantize_fp8_rows(const void* x, ElemType type, int64_t rows, int64_t dim,
-                                     void* q, float* scales, bool gelu_tanh, cudaStream_t stream,
+                                     void* q, float* scales, GeluForm gelu, cudaStream_t stream,
                                      bool vector = false);
 
 // int8 KV cache read: out[h, t, :] = to16(float(q[h, t, :]) * scale[h, t]) for `heads` x `count`

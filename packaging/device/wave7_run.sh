@@ -11,7 +11,8 @@
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
 # vace_balanced_settlepass vace_turbo_fp8_settlepass
 # vace_turbo_fp8_vace16 balanced_atengemm balanced_norm192 balanced_norm256 turbo_fp8_norm192
-# turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5). Results under $OUT.
+# turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5 turbo_fp8_tanhgelu rowbench). Results under
+# $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
@@ -61,10 +62,12 @@ fi
 # *_tail5: FA3's tail schedule with the last round's 48 tiles in 5 parts (240 CTAs, two rounds of
 # fifth-length parts; LONGLIVE_FA3_SCHEDULE / LONGLIVE_FA3_FP8_SCHEDULE=tail5) rather than in 2
 # (96 CTAs, one round of half-length parts, 36 SMs idle).
+# turbo_fp8_tanhgelu: the FP8 FFN's GELU through tanhf (LONGLIVE_FP8_GELU=tanh) rather than its
+# logistic form (the default).
 for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_cudnn \
   turbo_fp8_written turbo_fp8_whole turbo_fp8_normpass turbo_fp8_outfp8 turbo_fp8_before \
   turbo_fp8_rowquant balanced_atengemm balanced_norm192 balanced_norm256 turbo_fp8_norm192 \
-  turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5; do
+  turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5 turbo_fp8_tanhgelu; do
   want "$run" || continue
   p=${run%%_cudnn}
   p=${p%%_normpass}
@@ -78,6 +81,7 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   p=${p%%_whole}
   p=${p%%_blockrows}
   p=${p%%_atengemm}
+  p=${p%%_tanhgelu}
   extra=()
   [ "$run" = turbo_fp8_cudnn ] && extra=(--attention cudnn)
   # The kernel table of a graph-replayed block.
@@ -95,6 +99,7 @@ for run in balanced turbo_fp8 balanced_blockrows turbo_fp8_blockrows turbo_fp8_c
   [ "$run" = turbo_fp8_tail5 ] && env=(LONGLIVE_FA3_FP8_SCHEDULE=tail5)
   [ "${run%_blockrows}" != "$run" ] && env=(LONGLIVE_ROW_KERNELS=block)
   [ "$run" = balanced_atengemm ] && env=(LONGLIVE_GEMM_AUTOTUNE=0)
+  [ "$run" = turbo_fp8_tanhgelu ] && env=(LONGLIVE_FP8_GELU=tanh)
   env "${env[@]}" \
     timeout 120 $b/app/longlive bench --preset "$p" --random full \
     --blocks 20 --warmup 3 --switch-every 5 --drift-blocks 4 --profile-blocks 2 "${extra[@]}" \
@@ -110,6 +115,14 @@ if want attention; then
     $b/tests/test_model --gtest_filter='AttentionBench.*' >/tmp/attention.log 2>&1
   echo "== attention table rc=$? ($(elapsed))"
   grep -E "^\| " /tmp/attention.log
+fi
+# The row kernels (LayerNorm, RMSNorm+RoPE, FP8 quantisation with and without GELU) at the DiT's
+# shapes: microseconds and GB/s.
+if want rowbench; then
+  LONGLIVE_ROW_KERNEL_BENCH=1 LONGLIVE_ROW_KERNEL_BENCH_JSON=$out/rowbench.json timeout 60 \
+    $b/tests/test_model --gtest_filter='RowKernelBench.*' >/tmp/rowbench.log 2>&1
+  echo "== row kernel table rc=$? ($(elapsed))"
+  grep -E "^\| " /tmp/rowbench.log
 fi
 # vace_*_serial: the VACE blocks on the DiT's stream (LONGLIVE_VACE_STREAM=serial) rather than on
 # a side stream beside its layers (the default).

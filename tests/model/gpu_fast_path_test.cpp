@@ -5,6 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #ifdef LONGLIVE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -454,27 +459,45 @@ TEST(Fp8Linear, CloseToTheBf16Linear) {
   EXPECT_LT(relative_l2(out, reference), 0.06) << "e4m3 keeps 3 mantissa bits";
 }
 
-// The FFN's second FP8 GEMM quantises GELU(x) in one pass: same as GELU, then quantise.
+// The FFN's second FP8 GEMM quantises GELU(x) in one pass: same as GELU, then quantise. Both
+// formulas (tanhf as ATen; the logistic form, the default), on values that reach GELU's far tails
+// (down to -40, where 1 + e^(-2u) overflows and the logistic form divides by infinity).
 TEST(Fp8Linear, GeluInsideTheQuantisationMatchesGeluThenLinear) {
   REQUIRE_CUDA();
+  for (const fused::GeluFormula formula :
+       {fused::GeluFormula::tanh, fused::GeluFormula::logistic}) {
+    const std::string where =
+        formula == fused::GeluFormula::tanh ? "tanh formula" : "logistic formula";
+    at::manual_seed(9);
+    at::Tensor x = at::randn({96, 512}, cuda(at::kBFloat16)) * 2;
+    x[3] = at::linspace(-40, 40, 512, cuda(at::kBFloat16));
+    const at::Tensor separate_input = ops::gelu_tanh(x).contiguous();
+    const auto [q_fused, s_fused] = fused::quantize_fp8_rows(x, /*gelu_tanh=*/true, {}, formula);
+    const auto [q_sep, s_sep] = fused::quantize_fp8_rows(separate_input);
+    EXPECT_LT((s_fused - s_sep).abs().max().item<double>(), 1e-6) << where;
+    const double mismatched =
+        q_fused.view(at::kByte).ne(q_sep.view(at::kByte)).to(at::kFloat).mean().item<double>();
+    EXPECT_LT(mismatched, 1e-3) << where << ": share of FP8 codes that differ";
+    // Where they differ, by one FP8 step at most: dequantised, within an eighth of the value
+    // (e4m3 has 3 mantissa bits) plus the smallest subnormal step of the row.
+    const at::Tensor fused_values = q_fused.to(at::kFloat) * s_fused;
+    const at::Tensor separate_values = q_sep.to(at::kFloat) * s_sep;
+    const at::Tensor allowed = separate_values.abs() / 8 + s_sep * 0.002;
+    EXPECT_TRUE((fused_values - separate_values).abs().le(allowed).all().item<bool>()) << where;
+  }
   at::manual_seed(9);
   const at::Tensor x = at::randn({96, 512}, cuda(at::kBFloat16)) * 2;
   const ops::Fp8Weight w = ops::quantize_weight_fp8(at::randn({64, 512}, cuda(at::kBFloat16)));
   const at::Tensor b = at::randn({64}, cuda(at::kBFloat16));
   const at::Tensor fused = ops::linear_fp8(x, w, b, at::kBFloat16, /*gelu_input=*/true);
   const at::Tensor separate = ops::linear_fp8(ops::gelu_tanh(x), w, b, at::kBFloat16);
-  // Same bf16 GELU values up to tanh's last bit, so at most a rare one-step FP8 rounding flip.
+  // Same bf16 GELU values up to their last bit, so at most a rare one-step FP8 rounding flip.
   EXPECT_LT(relative_l2(fused, separate), 2e-3);
-  const auto [q_fused, s_fused] = fused::quantize_fp8_rows(x, /*gelu_tanh=*/true);
-  const auto [q_sep, s_sep] = fused::quantize_fp8_rows(ops::gelu_tanh(x).contiguous());
-  EXPECT_LT((s_fused - s_sep).abs().max().item<double>(), 1e-6);
-  const double mismatched =
-      q_fused.view(at::kByte).ne(q_sep.view(at::kByte)).to(at::kFloat).mean().item<double>();
-  EXPECT_LT(mismatched, 1e-3) << "share of FP8 codes that differ";
 }
 
 // The quantisation kernel that keeps the row in registers (LONGLIVE_FP8_QUANT_KERNEL=vector)
-// against the first one: the same codes and scales bit for bit, with and without the GELU, for
+// against the first one: the same codes and scales bit for bit, with and without the GELU (each
+// formula), for
 // the FFN's width (8960: five chunks a thread), the hidden size (1536), a width of an odd chunk
 // count, one past the vector kernel's limit and one that is not a multiple of 8 (both run the
 // first kernel), with an all-zero row (the 1e-12 scale floor).
@@ -482,13 +505,15 @@ TEST(Fp8Linear, VectorQuantisationKernelIsBitExactWithTheFirst) {
   REQUIRE_CUDA();
   for (const int64_t dim : {8960, 1536, 1544, 16392, 100}) {
     for (const at::ScalarType type : {at::kBFloat16, at::kHalf}) {
-      for (const bool gelu : {true, false}) {
+      for (const int gelu : {0, 1, 2}) {  // none, tanh formula, logistic formula
         at::manual_seed(12);
         const at::Tensor x = at::randn({37, dim}, cuda(type)) * 3;
         x[5].zero_();
         const std::string where = fmt::format("dim {} {} gelu {}", dim, c10::toString(type), gelu);
-        const auto [q_vector, s_vector] = fused::quantize_fp8_rows(x, gelu, true);
-        const auto [q_first, s_first] = fused::quantize_fp8_rows(x, gelu, false);
+        const fused::GeluFormula formula =
+            gelu == 1 ? fused::GeluFormula::tanh : fused::GeluFormula::logistic;
+        const auto [q_vector, s_vector] = fused::quantize_fp8_rows(x, gelu != 0, true, formula);
+        const auto [q_first, s_first] = fused::quantize_fp8_rows(x, gelu != 0, false, formula);
         EXPECT_TRUE(at::equal(s_vector, s_first)) << where << ": row scales";
         EXPECT_TRUE(at::equal(q_vector.view(at::kByte), q_first.view(at::kByte)))
             << where << ": FP8 codes";
@@ -1020,6 +1045,74 @@ TEST(VaceFastPath, FusedAndFp8VaceStayCloseToThePlainPath) {
   EXPECT_GT(fp8_drift, 0.0) << "FP8 linears active";
   EXPECT_LT(fp8_drift, 0.3);
   EXPECT_LT(fp8_drift, 2 * dit_fp8_drift + 0.02) << "FP8 VACE blocks add little to the DiT's";
+}
+
+// Not a test: the row kernels at the 1.3B's 480x832 shapes (4680 tokens, dim 1536, FFN 8960),
+// microseconds and the memory traffic they imply, beside docs/benchmarks.md's kernel tables.
+// Runs when LONGLIVE_ROW_KERNEL_BENCH is set; LONGLIVE_ROW_KERNEL_BENCH_JSON names a file for the
+// results.
+TEST(RowKernelBench, AtTheDitShapes) {
+  if (!at::hasCUDA() || !std::getenv("LONGLIVE_ROW_KERNEL_BENCH"))
+    GTEST_SKIP() << "set LONGLIVE_ROW_KERNEL_BENCH=1 on a GPU";
+  const int64_t frames = 3, seq = 4680, heads = 12, head_dim = 128, dim = heads * head_dim,
+                ffn = 8960;
+  at::manual_seed(21);
+  const at::Tensor hidden = at::randn({seq, ffn}, cuda(at::kBFloat16)) * 2;
+  const at::Tensor qkv = at::randn({seq, 3 * dim}, cuda(at::kBFloat16));
+  const at::Tensor weight = (at::rand({dim}, cuda(at::kFloat)) + 0.5).to(at::kBFloat16);
+  const at::Tensor angles = at::rand({seq, 1, head_dim / 2}, cuda(at::kFloat)) * 100;
+  const at::Tensor cos = angles.cos(), sin = angles.sin();
+  const at::Tensor q = at::empty({seq, heads, head_dim}, cuda(at::kBFloat16));
+  const at::Tensor k = at::empty_like(q), v = at::empty_like(q);
+  const at::Tensor x = at::randn({1, seq, dim}, cuda(at::kFloat));
+  const at::Tensor y = at::randn({1, seq, dim}, cuda(at::kBFloat16)) * 1e-3;
+  const at::Tensor mod = at::randn({1, frames, 6, dim}, cuda(at::kFloat)) * 0.2;
+  const at::Tensor gate = mod.narrow(2, 2, 1), shift = mod.narrow(2, 0, 1),
+                   scale = mod.narrow(2, 1, 1);
+  const fused::NormInputs norm_in{
+      .residual = &y, .gate = &gate, .shift = &shift, .scale = &scale, .frames = frames};
+  struct Run {
+    std::string name;
+    double bytes;  // read + written, once each
+    std::function<void()> run;
+  };
+  const double s = static_cast<double>(seq), d = static_cast<double>(dim);
+  const double f = static_cast<double>(ffn);
+  const std::vector<Run> runs = {
+      {"quantize fp8 [4680, 8960]", s * f * 3, [&] { fused::quantize_fp8_rows(hidden, false); }},
+      {"gelu (tanh) + quantize fp8 [4680, 8960]", s * f * 3,
+       [&] { fused::quantize_fp8_rows(hidden, true, {}, fused::GeluFormula::tanh); }},
+      {"gelu (logistic) + quantize fp8 [4680, 8960]", s * f * 3,
+       [&] { fused::quantize_fp8_rows(hidden, true, {}, fused::GeluFormula::logistic); }},
+      {"rms_rope q [4680, 1536]", s * d * 4,
+       [&] { fused::rms_rope(qkv.narrow(1, 0, dim), weight, cos, sin, q, 1e-6); }},
+      {"rms_rope k + v copy [4680, 1536]", s * d * 8,
+       [&] {
+         fused::rms_rope(qkv.narrow(1, dim, dim), weight, cos, sin, k, 1e-6,
+                         qkv.narrow(1, 2 * dim, dim), v);
+       }},
+      {"rms_norm cross q [4680, 1536]", s * d * 4,
+       [&] { fused::rms_rope(qkv.narrow(1, 0, dim), weight, {}, {}, q, 1e-6); }},
+      {"norm_modulate + gated residual, bf16 out", s * d * 12,
+       [&] { fused::norm_modulate(x, norm_in, 1e-6, at::kBFloat16); }},
+      {"norm_modulate + gated residual, fp8 out", s * d * 11,
+       [&] { fused::norm_modulate_fp8(x, norm_in, 1e-6, at::kBFloat16); }},
+  };
+  nlohmann::json rows = nlohmann::json::array();
+  std::cout << "| kernel | us | GB/s |\n|---|---|---|\n";
+  for (const Run& r : runs) {
+    for (int i = 0; i < 5; ++i) r.run();
+    constexpr int kIterations = 50;
+    GpuTimer timer(kCuda);
+    timer.start();
+    for (int i = 0; i < kIterations; ++i) r.run();
+    const double us = timer.stop_ms() / kIterations * 1e3;
+    std::cout << "| " << r.name << " | " << us << " | " << r.bytes / us / 1e3 << " |\n";
+    rows.push_back({{"kernel", r.name}, {"us", us}, {"gb_per_s", r.bytes / us / 1e3}});
+  }
+  if (const char* path = std::getenv("LONGLIVE_ROW_KERNEL_BENCH_JSON"))
+    std::ofstream(path) << nlohmann::json{{"gpu", device_name(kCuda)}, {"rows", rows}}.dump(2)
+                        << "\n";
 }
 
 }  // namespace

@@ -254,10 +254,27 @@ bool vector_quantisation_configured() {
   }();
   return on;
 }
+// GELU's logistic form unless LONGLIVE_FP8_GELU=tanh (tanhf, as before).
+GeluFormula gelu_formula_configured() {
+  static const GeluFormula formula = [] {
+    const char* env = std::getenv("LONGLIVE_FP8_GELU");
+    return env != nullptr && std::string_view(env) == "tanh" ? GeluFormula::tanh
+                                                             : GeluFormula::logistic;
+  }();
+  return formula;
+}
+
+kernels::GeluForm gelu_form(bool gelu_tanh, std::optional<GeluFormula> formula) {
+  if (!gelu_tanh) return kernels::GeluForm::none;
+  return formula.value_or(gelu_formula_configured()) == GeluFormula::tanh
+             ? kernels::GeluForm::tanh
+             : kernels::GeluForm::logistic;
+}
 }  // namespace
 
 std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool gelu_tanh,
-                                                    std::optional<bool> vector_kernel) {
+                                                    std::optional<bool> vector_kernel,
+                                                    std::optional<GeluFormula> formula) {
   require(x.is_cuda() && x.dim() == 2 && x.is_contiguous(),
           "quantize_fp8_rows input must be a contiguous [M, K] CUDA tensor");
   const c10::cuda::CUDAGuard guard(x.device());
@@ -265,7 +282,8 @@ std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool ge
   at::Tensor scales = at::empty({x.size(0), 1}, x.options().dtype(at::kFloat));
   check_launch(kernels::launch_quantize_fp8_rows(
                    x.data_ptr(), elem_type(x, "input"), x.size(0), x.size(1), q.data_ptr(),
-                   scales.data_ptr<float>(), gelu_tanh, c10::cuda::getCurrentCUDAStream(),
+                   scales.data_ptr<float>(), gelu_form(gelu_tanh, formula),
+                   c10::cuda::getCurrentCUDAStream(),
                    vector_kernel.value_or(vector_quantisation_configured())),
                "quantize_fp8_rows");
   return {q, scales};
@@ -321,7 +339,8 @@ void rms_rope(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at:
               const at::Tensor&, double, const at::Tensor&, const at::Tensor&) {
   unavailable();
 }
-std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor&, bool, std::optional<bool>) {
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor&, bool, std::optional<bool>,
+                                                    std::optional<GeluFormula>) {
   unavailable();
 }
 bool can_dequantize_int8(const at::Tensor&, const at::Tensor&, at::ScalarType) { return false; }

@@ -62,12 +62,19 @@ void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& 
               const at::Tensor& sin, const at::Tensor& out, double eps,
               const at::Tensor& copy_in = {}, const at::Tensor& copy_out = {});
 
+// How quantize_fp8_rows computes GELU(tanh): through tanhf as ATen does, or as v / (1 + e^(-2u))
+// (the same function with exp2 and a fast division: a few float32 ulp from the exact value, so a
+// rare last bit of the 16-bit rounding differs; far fewer instructions).
+enum class GeluFormula { tanh, logistic };
+
 // Row-wise FP8 e4m3 quantisation: x [M, K] 16-bit contiguous -> (q [M, K] fp8, scales [M, 1] f32).
-// gelu_tanh: quantise GELU(tanh)(x) instead (same as gelu then quantise, one pass).
+// gelu_tanh: quantise GELU(tanh)(x) instead (same as gelu then quantise, one pass), computed by
+// `formula`; unset: the logistic form, unless LONGLIVE_FP8_GELU=tanh.
 // vector_kernel: the kernel keeping the row in registers (the same bits; where the row allows
 // it) or the first one; unset: the former, unless LONGLIVE_FP8_QUANT_KERNEL=row.
 std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool gelu_tanh = false,
-                                                    std::optional<bool> vector_kernel = {});
+                                                    std::optional<bool> vector_kernel = {},
+                                                    std::optional<GeluFormula> formula = {});
 
 // int8 KV read: q [H, T, D] int8 (rows contiguous, any head stride), scales [H, T, 1] float32
 // (any head stride) -> contiguous [H, T, D] in `dtype` (bfloat16/float16). Requires D % 16 == 0.
