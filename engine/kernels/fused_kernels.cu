@@ -454,13 +454,18 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Eight consecutive 16-bit values (one 16-byte load) as floats.
+// Eight 16-bit values held in 16 bytes as floats.
 template <typename T>
-__device__ __forceinline__ void load_octet(const T* p, float (&f)[8]) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+__device__ __forceinline__ void unpack_octet(const uint4& raw, float (&f)[8]) {
   const T* h = reinterpret_cast<const T*>(&raw);
 #pragma unroll
   for (int i = 0; i < 8; ++i) f[i] = to_float(h[i]);
+}
+
+// Eight consecutive 16-bit values (one 16-byte load) as floats.
+template <typename T>
+__device__ __forceinline__ void load_octet(const T* p, float (&f)[8]) {
+  unpack_octet<T>(*reinterpret_cast<const uint4*>(p), f);
 }
 
 // Stores eight values (already rounded to T) as T, or (kFp8) as float8_e4m3fn with saturation:
@@ -475,9 +480,12 @@ __device__ __forceinline__ void store_octet(void* at, const float (&v)[8], bool 
   }
   if constexpr (kFp8) {
     uint2 raw;
-    __nv_fp8_e4m3* h = reinterpret_cast<__nv_fp8_e4m3*>(&raw);
+    auto* codes = reinterpret_cast<__nv_fp8x2_storage_t*>(&raw);
+    // Two values an instruction, the bits __nv_fp8_e4m3(float) gives each (saturating, nearest).
 #pragma unroll
-    for (int i = 0; i < 8; ++i) h[i] = __nv_fp8_e4m3(v[i]);
+    for (int i = 0; i < 4; ++i)
+      codes[i] =
+          __nv_cvt_float2_to_fp8x2(make_float2(v[2 * i], v[2 * i + 1]), __NV_SATFINITE, __NV_E4M3);
     *static_cast<uint2*>(at) = raw;
   } else {
     uint4 raw;
@@ -502,15 +510,19 @@ __global__ void __launch_bounds__(kWarpRowThreads)
   const int chunks = dim / 8;
   const T* in = static_cast<const T*>(a.in) + row * a.in_stride;
 
-  float x[kChunks][8];
+  // The row as loaded (eight values of T per chunk; half the registers of floats, so more rows
+  // resident per SM), unpacked where used.
+  uint4 held[kChunks];
   float squares = 0.f;
 #pragma unroll
   for (int k = 0; k < kChunks; ++k) {
     const int c = lane + 32 * k;
     if (c >= chunks) continue;
-    load_octet(in + 8 * c, x[k]);
+    held[k] = *reinterpret_cast<const uint4*>(in + 8 * c);
+    float x[8];
+    unpack_octet<T>(held[k], x);
 #pragma unroll
-    for (int i = 0; i < 8; i += 2) squares += x[k][i] * x[k][i] + x[k][i + 1] * x[k][i + 1];
+    for (int i = 0; i < 8; i += 2) squares += x[i] * x[i] + x[i + 1] * x[i + 1];
   }
   O* out_row = static_cast<O*>(a.out) + row * a.out_row_stride;
   if (a.copy_in) {
@@ -541,10 +553,11 @@ __global__ void __launch_bounds__(kWarpRowThreads)
     if (c >= chunks) continue;
     const int head = (8 * c) / head_dim;
     const int within = 8 * c - head * head_dim;
-    float w[8], n[8];
+    float x[8], w[8], n[8];
+    unpack_octet<T>(held[k], x);
     load_octet(weight + 8 * c, w);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) n[i] = round_to<T>(round_to<T>(x[k][i] * rinv) * w[i]);
+    for (int i = 0; i < 8; ++i) n[i] = round_to<T>(round_to<T>(x[i] * rinv) * w[i]);
     if (a.cos) {
       // The chunk's four pairs rotate by four consecutive angles of this row (16-byte aligned).
       const float4 c4 = *reinterpret_cast<const float4*>(a.cos + row * half_head + within / 2);
@@ -619,9 +632,30 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) scales[row] = scale;
 }
 
+// Two values of T packed in 32 bits (a in the low half) and back; packing values already
+// representable in T is exact, so pack(round_to(a), round_to(b)) == pack(a, b).
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float a, float b) {
+  typename Pair<T>::type p;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    p = __floats2bfloat162_rn(a, b);
+  else
+    p = __floats2half2_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&p);
+}
+template <typename T>
+__device__ __forceinline__ float2 unpack_pair(uint32_t bits) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return make_float2(__uint_as_float(bits << 16), __uint_as_float(bits & 0xffff0000u));
+  else
+    return __half22float2(*reinterpret_cast<const __half2*>(&bits));
+}
+
 // quantize_fp8_rows_kernel with the row in registers: 16-byte loads of eight 16-bit values, the
 // GELU computed once per element (the kernel above reads each element twice, with two-byte loads,
-// and computes its GELU twice), 8-byte FP8 stores. Same arithmetic per element, so the same bits.
+// and computes its GELU twice), 8-byte FP8 stores. The row is held as T (what the activation
+// rounds to anyway: half the registers of floats, so more rows resident per SM) and converted two
+// values an instruction. Same arithmetic per element, so the same bits.
 // dim % 8 == 0, x 16-byte and q 8-byte aligned, dim <= 8 * kThreads * kChunks.
 template <typename T, RowActivation kAct, int kChunks>
 __global__ void __launch_bounds__(kThreads)
@@ -630,17 +664,22 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t row = blockIdx.x;
   const T* in = x + row * dim;
   const int chunks = static_cast<int>(dim / 8);
-  float v[kChunks][8];
+  uint4 held[kChunks];  // eight values of T each
   float amax = 0.f;
 #pragma unroll
   for (int k = 0; k < kChunks; ++k) {
     const int c = threadIdx.x + k * kThreads;
     if (c >= chunks) continue;
-    load_octet(in + 8 * c, v[k]);
+    held[k] = *reinterpret_cast<const uint4*>(in + 8 * c);
+    uint32_t* words = reinterpret_cast<uint32_t*>(&held[k]);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      v[k][i] = activate<T, kAct>(v[k][i]);
-      amax = fmaxf(amax, fabsf(v[k][i]));
+    for (int w = 0; w < 4; ++w) {
+      float2 f = unpack_pair<T>(words[w]);
+      if constexpr (kAct != RowActivation::none) {
+        f = make_float2(activate<T, kAct>(f.x), activate<T, kAct>(f.y));
+        words[w] = pack_pair<T>(f.x, f.y);
+      }
+      amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
     }
   }
   const float scale = fp8_row_scale(amax, smem);
@@ -650,10 +689,16 @@ __global__ void __launch_bounds__(kThreads)
   for (int k = 0; k < kChunks; ++k) {
     const int c = threadIdx.x + k * kThreads;
     if (c >= chunks) continue;
+    const uint32_t* words = reinterpret_cast<const uint32_t*>(&held[k]);
     uint2 raw;
-    __nv_fp8_e4m3* h = reinterpret_cast<__nv_fp8_e4m3*>(&raw);
+    auto* codes = reinterpret_cast<__nv_fp8x2_storage_t*>(&raw);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) h[i] = __nv_fp8_e4m3(v[k][i] * inverse);
+    for (int w = 0; w < 4; ++w) {
+      const float2 f = unpack_pair<T>(words[w]);
+      // Saturating, round to nearest even: what __nv_fp8_e4m3(float) gives each value.
+      codes[w] = __nv_cvt_float2_to_fp8x2(make_float2(f.x * inverse, f.y * inverse), __NV_SATFINITE,
+                                          __NV_E4M3);
+    }
     *reinterpret_cast<uint2*>(out + 8 * c) = raw;
   }
   if (threadIdx.x == 0) scales[row] = scale;
