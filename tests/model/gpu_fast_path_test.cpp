@@ -1111,7 +1111,12 @@ TEST(RowKernelBench, AtTheDitShapes) {
     rows.push_back({{"kernel", r.name}, {"us", us}, {"gb_per_s", r.bytes / us / 1e3}});
   }
   if (const char* path = std::getenv("LONGLIVE_ROW_KERNEL_BENCH_JSON"))
-    std::ofstream(path) << nlohmann::json{{"gpu", device_name(kCuda)}, {"rows", rows}}.dump(2)
+    std::ofstream(path) << nlohmann::json{{"gpu", device_name(kCuda)},
+                                          {"commit", std::getenv("LONGLIVE_COMMIT")
+                                                         ? std::getenv("LONGLIVE_COMMIT")
+                                                         : "unknown"},
+                                          {"rows", rows}}
+                               .dump(2)
                         << "\n";
 }
 
