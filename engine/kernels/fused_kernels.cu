@@ -526,9 +526,17 @@ __global__ void __launch_bounds__(kWarpRowThreads)
   }
   O* out_row = static_cast<O*>(a.out) + row * a.out_row_stride;
   if (a.copy_in) {
-    // The pass-through row (values into the KV cache), while the sum travels.
+    // The pass-through row (values into the KV cache), while the sum travels. Every chunk is
+    // loaded before the first store: the compiler cannot prove the stores miss the input, so
+    // a load after a store would wait its turn (read-only loads, __ldg, are free of that too).
     const T* copy_in = static_cast<const T*>(a.copy_in) + row * a.in_stride;
     O* copy_row = static_cast<O*>(a.copy_out) + row * a.out_row_stride;
+    uint4 copied[kChunks];
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+      const int c = lane + 32 * k;
+      if (c < chunks) copied[k] = __ldg(reinterpret_cast<const uint4*>(copy_in + 8 * c));
+    }
 #pragma unroll
     for (int k = 0; k < kChunks; ++k) {
       const int c = lane + 32 * k;
@@ -536,10 +544,10 @@ __global__ void __launch_bounds__(kWarpRowThreads)
       const int head = (8 * c) / head_dim;
       O* at = copy_row + head * a.out_head_stride + (8 * c - head * head_dim);
       if (!kFp8Out && vector_out) {
-        *reinterpret_cast<uint4*>(at) = *reinterpret_cast<const uint4*>(copy_in + 8 * c);
+        *reinterpret_cast<uint4*>(at) = copied[k];
       } else {
         float v[8];
-        load_octet(copy_in + 8 * c, v);
+        unpack_octet<T>(copied[k], v);
         store_octet<T, kFp8Out>(at, v, vector_out);
       }
     }
@@ -555,13 +563,17 @@ __global__ void __launch_bounds__(kWarpRowThreads)
     const int within = 8 * c - head * head_dim;
     float x[8], w[8], n[8];
     unpack_octet<T>(held[k], x);
-    load_octet(weight + 8 * c, w);
+    // Weights and angles through read-only loads: not held behind the stores of the chunks
+    // before (see the copy above).
+    unpack_octet<T>(__ldg(reinterpret_cast<const uint4*>(weight + 8 * c)), w);
 #pragma unroll
     for (int i = 0; i < 8; ++i) n[i] = round_to<T>(round_to<T>(x[i] * rinv) * w[i]);
     if (a.cos) {
       // The chunk's four pairs rotate by four consecutive angles of this row (16-byte aligned).
-      const float4 c4 = *reinterpret_cast<const float4*>(a.cos + row * half_head + within / 2);
-      const float4 s4 = *reinterpret_cast<const float4*>(a.sin + row * half_head + within / 2);
+      const float4 c4 =
+          __ldg(reinterpret_cast<const float4*>(a.cos + row * half_head + within / 2));
+      const float4 s4 =
+          __ldg(reinterpret_cast<const float4*>(a.sin + row * half_head + within / 2));
       const float cs[4] = {c4.x, c4.y, c4.z, c4.w}, sn[4] = {s4.x, s4.y, s4.z, s4.w};
 #pragma unroll
       for (int t = 0; t < 4; ++t) {
