@@ -608,7 +608,8 @@ __device__ __forceinline__ float gelu_tanh_rounded(float v) {
 // row, was bound by that arithmetic rather than by memory. A few ulp of float32 from the exact
 // value (no cancellation in 1 + tanh(u) for negative v, unlike the tanh form), so after the
 // rounding to T it differs from tanhf's in a rare last bit. __fdividef gives 0 where
-// 1 + e^(-2u) overflows (v below about -10): GELU is -0 there in float32 anyway.
+// 1 + e^(-2u) passes 2^126 (v below about -9.5, where GELU is under 1e-37): an FP8 code of 0
+// either way (the tanh form is -0 already from about -5.1, where tanhf reaches -1).
 template <typename T>
 __device__ __forceinline__ float gelu_logistic_rounded(float v) {
   constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
