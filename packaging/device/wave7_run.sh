@@ -10,6 +10,7 @@
 # turbo_fp8_outfp8 turbo_fp8_before turbo_fp8_rowquant attention vace_balanced
 # vace_turbo_fp8 vace_balanced_serial vace_turbo_fp8_serial vace_balanced_high vace_turbo_fp8_high
 # vace_balanced_settlepass vace_turbo_fp8_settlepass
+# vace_balanced_prologuestep vace_turbo_fp8_prologuestep
 # vace_turbo_fp8_vace16 balanced_atengemm balanced_norm192 balanced_norm256 turbo_fp8_norm192
 # turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5 turbo_fp8_tanhgelu rowbench). Results under
 # $OUT.
@@ -131,8 +132,11 @@ fi
 # rather than in FP8 like the DiT's (the default in the fp8 presets).
 # vace_*_settlepass: each VACE block's output settled by a pass of its own
 # (LONGLIVE_VACE_SETTLE=pass) rather than by the next block's first norm (the default).
-for run in balanced balanced_serial balanced_high balanced_settlepass turbo_fp8 turbo_fp8_serial \
-  turbo_fp8_high turbo_fp8_settlepass turbo_fp8_vace16; do
+# vace_*_prologuestep: the context embedded (patch embedding, before_proj) at every step
+# (LONGLIVE_VACE_PROLOGUE=step) rather than once per block by its first step (the default).
+for run in balanced balanced_serial balanced_high balanced_settlepass balanced_prologuestep \
+  turbo_fp8 turbo_fp8_serial turbo_fp8_high turbo_fp8_settlepass turbo_fp8_prologuestep \
+  turbo_fp8_vace16; do
   want "vace_$run" || continue
   p=$run
   env=()
@@ -140,6 +144,7 @@ for run in balanced balanced_serial balanced_high balanced_settlepass turbo_fp8 
   [ "${run%_serial}" != "$run" ] && { p=${run%_serial}; env=(LONGLIVE_VACE_STREAM=serial); }
   [ "${run%_high}" != "$run" ] && { p=${run%_high}; env=(LONGLIVE_VACE_STREAM=high); }
   [ "${run%_settlepass}" != "$run" ] && { p=${run%_settlepass}; env=(LONGLIVE_VACE_SETTLE=pass); }
+  [ "${run%_prologuestep}" != "$run" ] && { p=${run%_prologuestep}; env=(LONGLIVE_VACE_PROLOGUE=step); }
   # WAVE7_VACE_ENCODER=0: the overhead runs only (no encoder timings, no live blocks).
   vace_extra=(--kernels)
   [ "${WAVE7_VACE_ENCODER:-1}" = 0 ] && vace_extra+=(--no-vace-encoder)

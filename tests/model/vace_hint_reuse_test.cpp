@@ -1,13 +1,20 @@
 // vace_hint_reuse (preset field, GeneratorOptions::vace_hint_reuse): a block's later denoising
-// steps add the hints its first step computed instead of running the VACE blocks again. On the
+// steps add the hints its first step computed instead of running the VACE blocks again. And with
+// full hints, the context's embedding a block's first step computes for its later steps. On the
 // CPU with the fixture DiT and random VACE blocks (96 context channels).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
+#include "cache/cross_attn_cache.h"
+#include "cache/kv_cache.h"
 #include "dit_fixture.h"
 #include "longlive/error.h"
 #include "longlive/preset.h"
 #include "longlive/vace.h"
+#include "model/causal_wan.h"
+#include "scoped_env.h"
 
 namespace longlive::test {
 namespace {
@@ -93,6 +100,78 @@ TEST(HintReusePreset, ParsedCopiedAndOffByDefault) {
   EXPECT_TRUE(o.vace_hint_reuse);
   EXPECT_EQ(to_json(on).at("vace_hint_reuse"), true);
   EXPECT_THROW(parse_preset(R"({"name": "x", "vace_hint_reuse": 1})", "x.json"), ConfigError);
+}
+
+// Full hints: the block's first step embeds the context (patch embedding, before_proj) into a
+// buffer its later steps start from; LONGLIVE_VACE_PROLOGUE=step embeds it at every step. The
+// same hints, flows and latents bit for bit over two blocks with a new context each.
+TEST_F(HintReuse, ContextEmbeddedOncePerBlockGivesTheStepsOfEveryStepEmbedding) {
+  at::Tensor once_latents, every_latents;
+  const auto once = run(false, true, &once_latents);
+  std::vector<BlockTrace> every;
+  {
+    const ScopedEnv per_step("LONGLIVE_VACE_PROLOGUE", "step");
+    every = run(false, true, &every_latents);
+  }
+  EXPECT_TRUE(once_latents.equal(every_latents));
+  ASSERT_EQ(once.size(), every.size());
+  for (size_t b = 0; b < once.size(); ++b) {
+    ASSERT_EQ(once[b].step_hints.size(), every[b].step_hints.size());
+    for (size_t s = 0; s < once[b].step_hints.size(); ++s) {
+      EXPECT_TRUE(once[b].step_hints[s].equal(every[b].step_hints[s])) << b << " " << s;
+      EXPECT_TRUE(once[b].step_flows[s].equal(every[b].step_flows[s])) << b << " " << s;
+    }
+  }
+}
+
+// The model's side of it (ForwardArgs::vace_embedded): a call given the context writes its
+// embedding into the buffer; a call given only the buffer computes the same hints and flow as one
+// given the context; a buffer of another shape is refused with both shapes named.
+TEST_F(HintReuse, AStepGivenTheEmbeddingEqualsAStepGivenTheContext) {
+  const GeneratorOptions& o = options;
+  const CausalWanModel dit(weights, o.model, at::kCPU, at::kFloat, {});
+  const std::shared_ptr<const CausalWanModel> model = dit.with_vace(module);
+  CrossAttnCache cross;
+  model->build_cross_cache(prompt.to(at::kFloat), cross);
+  KvCache kv(model->kv_shape(o.latent_height, o.latent_width, o.sink_frames, o.local_attn_frames),
+             at::TensorOptions().dtype(at::kFloat));
+  const int64_t f = o.frames_per_block;
+  const KvCache::Plan plan = kv.plan(0, f, KvWriteKind::block, o.global_sink);
+  auto gen = at::detail::createCPUGenerator(11);
+  const at::Tensor latents =
+      at::randn({1, f, o.model.in_channels, o.latent_height, o.latent_width}, gen);
+  CausalWanModel::ForwardArgs args = model->prepare(latents, at::full({1, f}, 750.f), plan);
+  args.vace_scale = at::full({1}, 0.8f);
+  const int64_t blocks = model->vace_layout().blocks();
+  const int64_t tokens =
+      f * (o.latent_height / o.model.patch[1]) * (o.latent_width / o.model.patch[2]);
+  auto hints_buffer = [&] { return at::full({blocks, tokens, o.model.dim}, NAN); };
+
+  CausalWanModel::ForwardArgs from_context = args;
+  from_context.vace_context = at::randn({96, f, o.latent_height, o.latent_width}, gen);
+  from_context.vace_hints = hints_buffer();
+  const at::Tensor reference = model->run(from_context, kv, plan, cross);
+
+  CausalWanModel::ForwardArgs first = from_context;
+  first.vace_hints = hints_buffer();
+  first.vace_embedded = at::full({1, tokens, o.model.dim}, NAN);
+  EXPECT_TRUE(model->run(first, kv, plan, cross).equal(reference));
+  EXPECT_TRUE(first.vace_embedded.isfinite().all().item<bool>()) << "the embedding was written";
+  EXPECT_TRUE(first.vace_hints.equal(from_context.vace_hints));
+
+  CausalWanModel::ForwardArgs later = args;
+  later.vace_embedded = first.vace_embedded;
+  later.vace_hints = hints_buffer();
+  EXPECT_TRUE(model->run(later, kv, plan, cross).equal(reference));
+  EXPECT_TRUE(later.vace_hints.equal(from_context.vace_hints));
+
+  later.vace_embedded = at::zeros({1, tokens + 1, o.model.dim});
+  try {
+    model->run(later, kv, plan, cross);
+    ADD_FAILURE() << "an embedding buffer of another shape was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("VACE embedding buffer"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -304,6 +304,7 @@ class StreamGenerator {
   std::optional<VaceInput> vace_;  // context on the device, validated
   at::Tensor vace_scale_;          // [1] float32 on the device: the graphs' scale input
   at::Tensor vace_hints_;          // [blocks, tokens, dim]: the hints a step wrote (reuse, trace)
+  at::Tensor vace_embedded_;       // [1, tokens, dim] float32: the block's context, embedded
   std::optional<V2vInput> v2v_;    // latents on the device, validated
   int64_t frame_ = 0;
   bool started_ = false;

@@ -564,9 +564,8 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   // `vace_in` is declared before `side`: what the side stream reads lives until its join.
   std::optional<VaceStart> vace_in;
   std::unique_ptr<SideStream> side;
-  if (args.vace_context.defined()) {
-    vace_in =
-        vace_start(x, args.vace_context, args.vace_hints, frames, h, w, shard ? &*shard : nullptr);
+  if (args.computes_vace_hints()) {
+    vace_in = vace_start(x, args, frames, h, w, shard ? &*shard : nullptr);
     hints = vace_in->hints;
     if (const VaceStream where = vace_stream(device_);
         fused_ && !shard && where != VaceStream::serial) {
@@ -670,41 +669,34 @@ at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::T
 // before_proj, then every VACE block runs as a DiT block without cache: self-attention over the
 // call's own tokens, RoPE frames counted from 0, the same timestep modulation, the text through
 // its own cross-attention K/V. Each block's after_proj gives its hint.
-CausalWanModel::VaceStart CausalWanModel::vace_start(const at::Tensor& x, const at::Tensor& context,
-                                                     const at::Tensor& out, int64_t frames,
-                                                     int64_t h, int64_t w,
+CausalWanModel::VaceStart CausalWanModel::vace_start(const at::Tensor& x, const ForwardArgs& args,
+                                                     int64_t frames, int64_t h, int64_t w,
                                                      const RankRows* shard) const {
-  const auto& p = config_.patch;
-  if (context.dim() != 4 || context.size(0) != vace_layout_.in_channels || context.size(1) < 1 ||
-      context.size(2) != h * p[1] || context.size(3) != w * p[2]) {
-    throw ConfigError(fmt::format(
-        "VACE context has shape [{}], expected [{}, F, {}, {}] (channels, latent frames, latent "
-        "height and width)",
-        fmt::join(context.sizes(), ", "), vace_layout_.in_channels, h * p[1], w * p[2]));
-  }
   const int64_t seq = x.size(1);
   const int64_t blocks = vace_layout_.blocks();
+  const at::Tensor& out = args.vace_hints;
   if (out.defined() && (out.sizes() != at::IntArrayRef({blocks, seq, config_.dim}) ||
                         out.scalar_type() != dtype_ || out.device() != device_))
     throw Error(fmt::format("VACE hint buffer has shape [{}] {}, expected [{}, {}, {}] {}",
                             fmt::join(out.sizes(), ", "), c10::toString(out.scalar_type()), blocks,
                             seq, config_.dim, c10::toString(dtype_)));
+  const at::Tensor& embedded = args.vace_embedded;
+  if (embedded.defined() && (embedded.sizes() != at::IntArrayRef({1, seq, config_.dim}) ||
+                             embedded.scalar_type() != at::kFloat || embedded.device() != device_))
+    throw Error(fmt::format("VACE embedding buffer has shape [{}] {}, expected [1, {}, {}] Float",
+                            fmt::join(embedded.sizes(), ", "),
+                            c10::toString(embedded.scalar_type()), seq, config_.dim));
   // A sharded rank runs its rows of the blocks (row-wise maths; the self-attention gathers K/V):
   // its RoPE rows, its rows of the hints.
   const int64_t rows = shard ? shard->count : seq;
   VaceStart start;
   const ProfileScope scope("vace");
-  at::Tensor c = at::conv3d(context.unsqueeze(0).to(device_, dtype_), vace_patch_w_, vace_patch_b_,
-                            {p[0], p[1], p[2]});
-  c = c.flatten(2).transpose(1, 2).to(at::kFloat);  // [1, S', dim]
-  // Fewer tokens (reference images only) are zero-padded; more (references in front of a full
-  // block of frames) are cut to the call's tokens, dropping the last frames, as the reference
-  // (Scope's causal VACE) does.
-  if (c.size(1) < seq) c = at::constant_pad_nd(c, {0, 0, 0, seq - c.size(1)});
-  if (c.size(1) > seq) c = c.narrow(1, 0, seq);
-  if (shard) c = shard->mine(c, 1);
-  start.c = (shard ? shard->mine(x, 1) : x) +
-            project(c, vace_before_w_, vace_before_b_, vace_before8_).to(at::kFloat);
+  // The context's embedding depends on the context alone: computed by the block's first step
+  // (and kept in args.vace_embedded), read there by its later steps.
+  const at::Tensor e = args.vace_context.defined()
+                           ? vace_embedding(args.vace_context, seq, h, w, embedded, shard)
+                           : (shard ? shard->mine(embedded, 1) : embedded);
+  start.c = (shard ? shard->mine(x, 1) : x) + e;
   start.cos = rope_cos_sin(0, frames, h, w, false);
   start.sin = rope_cos_sin(0, frames, h, w, true);
   if (shard) {
@@ -719,6 +711,34 @@ CausalWanModel::VaceStart CausalWanModel::vace_start(const at::Tensor& x, const 
                               : at::empty({blocks, rows, config_.dim},
                                           at::TensorOptions().dtype(dtype_).device(device_));
   return start;
+}
+
+at::Tensor CausalWanModel::vace_embedding(const at::Tensor& context, int64_t seq, int64_t h,
+                                          int64_t w, const at::Tensor& out,
+                                          const RankRows* shard) const {
+  const auto& p = config_.patch;
+  if (context.dim() != 4 || context.size(0) != vace_layout_.in_channels || context.size(1) < 1 ||
+      context.size(2) != h * p[1] || context.size(3) != w * p[2]) {
+    throw ConfigError(fmt::format(
+        "VACE context has shape [{}], expected [{}, F, {}, {}] (channels, latent frames, latent "
+        "height and width)",
+        fmt::join(context.sizes(), ", "), vace_layout_.in_channels, h * p[1], w * p[2]));
+  }
+  at::Tensor c = at::conv3d(context.unsqueeze(0).to(device_, dtype_), vace_patch_w_, vace_patch_b_,
+                            {p[0], p[1], p[2]});
+  c = c.flatten(2).transpose(1, 2).to(at::kFloat);  // [1, S', dim]
+  // Fewer tokens (reference images only) are zero-padded; more (references in front of a full
+  // block of frames) are cut to the call's tokens, dropping the last frames, as the reference
+  // (Scope's causal VACE) does.
+  if (c.size(1) < seq) c = at::constant_pad_nd(c, {0, 0, 0, seq - c.size(1)});
+  if (c.size(1) > seq) c = c.narrow(1, 0, seq);
+  if (shard) c = shard->mine(c, 1);
+  const at::Tensor projected = project(c, vace_before_w_, vace_before_b_, vace_before8_);
+  if (!out.defined()) return projected.to(at::kFloat);
+  // The float32 cast written straight into the caller's buffer (the same values as .to()).
+  const at::Tensor mine = shard ? shard->mine(out, 1) : out;
+  mine.copy_(projected);
+  return mine;
 }
 
 void CausalWanModel::vace_blocks(VaceStart& start, const at::Tensor& e0,

@@ -113,16 +113,25 @@ class CausalWanModel {
     // VACE (denoising steps only; requires has_vace()), all device tensors, so a CUDA graph
     // replays them with new values:
     //   vace_context defined: the hints are computed from it (and also written into vace_hints
-    //     when that is defined: the buffer a later step reuses, or a trace reads);
-    //   vace_context undefined, vace_hints defined: those hints are added as they are (reuse).
-    at::Tensor vace_context;  // [C, F', H, W] float32, F' <= F (see vace_start())
-    at::Tensor vace_hints;    // [blocks, S, dim] in hint_dtype(); a buffer the caller keeps
-    at::Tensor vace_scale;    // [1] float32: hint_N is added as scale * hint_N
+    //     when that is defined: the buffer a later step reuses, or a trace reads); with
+    //     vace_embedded defined, the context's embedding is written there too;
+    //   vace_context undefined, vace_embedded defined: the hints are computed from that
+    //     embedding (an earlier step's of the same context: the later steps of a block);
+    //   vace_context and vace_embedded undefined, vace_hints defined: those hints are added as
+    //     they are (reuse).
+    at::Tensor vace_context;   // [C, F', H, W] float32, F' <= F (see vace_start())
+    at::Tensor vace_embedded;  // [1, S, dim] float32: before_proj of the embedded context
+    at::Tensor vace_hints;     // [blocks, S, dim] in hint_dtype(); a buffer the caller keeps
+    at::Tensor vace_scale;     // [1] float32: hint_N is added as scale * hint_N
     // Only the K/V this forward writes are wanted (the context pass, a re-cache): the last layer
     // stops right after writing its K/V, the head is skipped and run() returns an undefined
     // tensor. The cache ends exactly as after a full forward.
     bool kv_only = false;
-    bool has_vace() const { return vace_context.defined() || vace_hints.defined(); }
+    bool has_vace() const {
+      return vace_context.defined() || vace_embedded.defined() || vace_hints.defined();
+    }
+    // Whether this call runs the VACE blocks (rather than adding reused hints).
+    bool computes_vace_hints() const { return vace_context.defined() || vace_embedded.defined(); }
   };
   // Validates the input and builds the arguments on the device.
   ForwardArgs prepare(const at::Tensor& latents, const at::Tensor& timesteps,
@@ -219,14 +228,19 @@ class CausalWanModel {
   struct VaceStart {
     at::Tensor c, cos, sin, hints;
   };
-  // The hints of one call: [blocks, S, dim] in hint_dtype(), written into `out` when defined.
-  // x: the patch-embedded input [1, S, dim] float32. With `shard` (sharded()) only this rank's
-  // rows are computed (the blocks gather K/V for their self-attention): [blocks, rows, dim],
-  // written into those rows of `out` when defined. vace_start() runs the embedding on the
+  // The hints of one call: [blocks, S, dim] in hint_dtype(), written into args.vace_hints when
+  // defined. x: the patch-embedded input [1, S, dim] float32. With `shard` (sharded()) only this
+  // rank's rows are computed (the blocks gather K/V for their self-attention): [blocks, rows,
+  // dim], written into those rows of the buffer when defined. vace_start() runs the embedding
+  // (or takes args.vace_embedded's) on the
   // current stream; vace_blocks() the blocks, recording a mark on `side` after each hint when
   // given (fused path only: the blocks then run on the side stream, beside the layers).
-  VaceStart vace_start(const at::Tensor& x, const at::Tensor& context, const at::Tensor& out,
-                       int64_t frames, int64_t h, int64_t w, const RankRows* shard) const;
+  VaceStart vace_start(const at::Tensor& x, const ForwardArgs& args, int64_t frames, int64_t h,
+                       int64_t w, const RankRows* shard) const;
+  // before_proj of the patch-embedded context, zero-padded or cut to `seq` tokens: [1, S or
+  // this rank's rows, dim] float32, written into `out` (those rows) when defined.
+  at::Tensor vace_embedding(const at::Tensor& context, int64_t seq, int64_t h, int64_t w,
+                            const at::Tensor& out, const RankRows* shard) const;
   void vace_blocks(VaceStart& start, const at::Tensor& e0, const CrossAttnCache& cross,
                    int64_t frames, const RankRows* shard, SideStream* side) const;
   // The transformer blocks and the head's modulated norm: [1, S, dim] float32 -> [1, S, dim]

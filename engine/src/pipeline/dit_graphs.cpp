@@ -123,6 +123,7 @@ DitGraphRunner::Key DitGraphRunner::key_of(const CausalWanModel::ForwardArgs& ar
              args.latents.sizes().vec(),
              args.vace_context.defined() ? args.vace_context.sizes().vec() : std::vector<int64_t>{},
              args.vace_hints.defined() ? args.vace_hints.const_data_ptr() : nullptr,
+             args.vace_embedded.defined() ? args.vace_embedded.const_data_ptr() : nullptr,
              args.lora ? args.lora->id() : 0,
              args.kv_only};
 }
@@ -212,7 +213,8 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
                   .sin = args.sin.clone(),
                   .lora = args.lora,  // read in place (see Key)
                   .vace_context = cloned(args.vace_context),
-                  .vace_hints = args.vace_hints,  // the caller's buffer, in place (see Key)
+                  .vace_embedded = args.vace_embedded,  // the caller's buffer, in place
+                  .vace_hints = args.vace_hints,        // the caller's buffer, in place (see Key)
                   .vace_scale = cloned(args.vace_scale),
                   .kv_only = args.kv_only};
   const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(model_.device().index());

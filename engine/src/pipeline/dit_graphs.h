@@ -8,8 +8,9 @@
 // graphs (one per ring phase) replay for the whole session. (StreamGenerator runs re-cache
 // forwards eagerly: capturing them would stall the prompt switch they belong to.) Before a replay
 // the new inputs are copied into the graph's static input buffers. VACE steps are graphs of their
-// own (the key has the context's shape and the hint buffer): the context and the scale are copied
-// in like the latents; the hint buffer (ForwardArgs::vace_hints) is read or written in place.
+// own (the key has the context's shape and the hint and embedding buffers): the context and the
+// scale are copied in like the latents; the hint buffer (ForwardArgs::vace_hints) and the
+// context's embedding (ForwardArgs::vace_embedded) are read or written in place.
 // Style LoRAs (ForwardArgs::lora) are captured too: the key has the side path's id, the graph
 // reads its stacks and its device scales in place, so a fader move (LoraSidePath::set_strengths
 // rewrites the scales) replays the same graph; another set of active LoRAs is a new side path,
@@ -81,10 +82,11 @@ class DitGraphRunner {
     int64_t first_written = 0;
     int64_t valid_tokens = 0;
     std::vector<int64_t> latent_shape;
-    // VACE: the context's shape (empty: no context) and the hint buffer the graph writes or
-    // reads (its address is baked into the graph; the caller keeps it).
+    // VACE: the context's shape (empty: no context) and the hint and embedding buffers the
+    // graph writes or reads (their addresses are baked into the graph; the caller keeps them).
     std::vector<int64_t> vace_context_shape;
     const void* vace_hints = nullptr;
+    const void* vace_embedded = nullptr;
     uint64_t side_path = 0;  // LoraSidePath::id() (0: none); its tensors are baked in
     bool kv_only = false;    // ForwardArgs::kv_only: another (shorter) forward
     auto operator<=>(const Key&) const = default;

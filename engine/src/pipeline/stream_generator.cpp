@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdlib>
 #include <numeric>
 #include <optional>
+#include <string_view>
 
 #include "cache/cross_attn_cache.h"
 #include "cache/kv_cache.h"
@@ -23,6 +25,14 @@
 
 namespace longlive {
 namespace {
+
+// The VACE context's embedding (patch embedding, before_proj) once per block, by its first step,
+// unless LONGLIVE_VACE_PROLOGUE=step (every step from the context, as before; the same values).
+// Read at each block (one getenv against a block of DiT forwards), so a test can switch it.
+bool vace_embedding_once() {
+  const char* env = std::getenv("LONGLIVE_VACE_PROLOGUE");
+  return env == nullptr || std::string_view(env) != "step";
+}
 
 class SeededNoise final : public NoiseSource {
  public:
@@ -632,18 +642,22 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
     x = FlowMatchSampler::add_noise(v2v_->latents, x, sigmas[first_step]);
   }
   // VACE: with hint reuse the first step computes the hints into vace_hints_ and the later
-  // steps add them from there; a trace reads them from there too.
+  // steps add them from there; a trace reads them from there too. With full hints the first
+  // step embeds the context into vace_embedded_ and the later steps start from there.
   const bool reuse = vace_ && options_.vace_hint_reuse;
-  if (vace_ && (reuse || trace)) {
-    const auto& p = options_.model.patch;
-    const int64_t tokens = f * (options_.latent_height / p[1]) * (options_.latent_width / p[2]);
-    const std::vector<int64_t> hint_shape = {model_->vace_layout().blocks(), tokens,
-                                             options_.model.dim};
-    if (!vace_hints_.defined() || vace_hints_.sizes() != at::IntArrayRef(hint_shape) ||
-        vace_hints_.scalar_type() != model_->hint_dtype())
-      vace_hints_ = at::empty(
-          hint_shape, at::TensorOptions().dtype(model_->hint_dtype()).device(options_.device));
-  }
+  const bool embed_once = vace_ && !reuse && vace_embedding_once();
+  const auto& p = options_.model.patch;
+  const int64_t tokens = f * (options_.latent_height / p[1]) * (options_.latent_width / p[2]);
+  // Kept across blocks (the graphs read them in place); allocated again only for a new shape.
+  auto keep = [&](at::Tensor& buffer, const std::vector<int64_t>& shape, at::ScalarType dtype) {
+    if (!buffer.defined() || buffer.sizes() != at::IntArrayRef(shape) ||
+        buffer.scalar_type() != dtype)
+      buffer = at::empty(shape, at::TensorOptions().dtype(dtype).device(options_.device));
+  };
+  if (vace_ && (reuse || trace))
+    keep(vace_hints_, {model_->vace_layout().blocks(), tokens, options_.model.dim},
+         model_->hint_dtype());
+  if (embed_once) keep(vace_embedded_, {1, tokens, options_.model.dim}, at::kFloat);
   for (size_t s = first_step; s < timesteps.size(); ++s) {
     const at::Tensor t = at::full({1, f}, timesteps[s], float_opts);
     const KvCache::Plan& plan = again ? *again : first;
@@ -651,7 +665,8 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
     args.lora = lora_.get();
     if (vace_) {
       args.vace_scale = vace_scale_;
-      if (!reuse || s == first_step) args.vace_context = vace_->context;
+      if (s == first_step || (!reuse && !embed_once)) args.vace_context = vace_->context;
+      if (embed_once) args.vace_embedded = vace_embedded_;
       if (reuse || trace) args.vace_hints = vace_hints_;
     }
     const at::Tensor flow = dit_forward(*model_, graphs_.get(), args, *kv_, plan, *cross_);
