@@ -592,14 +592,18 @@ unsigned warp_row_blocks(int64_t rows) {
   return static_cast<unsigned>((rows + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock);
 }
 
+// u in GELU's tanh approximation, 0.5 v (1 + tanh(u)) with u = sqrt(2 / pi) (v + 0.044715 v^3).
+__device__ __forceinline__ float gelu_tanh_argument(float v) {
+  constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
+  constexpr float kKappa = 0.044715f;
+  return kBeta * (v + kKappa * v * v * v);
+}
+
 // GELU (tanh approximation, as ATen's gelu(approximate="tanh")) in float, rounded to T like the
 // separate 16-bit GELU output it replaces.
 template <typename T>
 __device__ __forceinline__ float gelu_tanh_rounded(float v) {
-  constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
-  constexpr float kKappa = 0.044715f;
-  const float inner = kBeta * (v + kKappa * v * v * v);
-  return round_to<T>(0.5f * v * (1.f + tanhf(inner)));
+  return round_to<T>(0.5f * v * (1.f + tanhf(gelu_tanh_argument(v))));
 }
 
 // The same GELU through the logistic function: 0.5 v (1 + tanh(u)) = v / (1 + e^(-2u)), one
@@ -612,11 +616,8 @@ __device__ __forceinline__ float gelu_tanh_rounded(float v) {
 // either way (the tanh form is -0 already from about -5.1, where tanhf reaches -1).
 template <typename T>
 __device__ __forceinline__ float gelu_logistic_rounded(float v) {
-  constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
-  constexpr float kKappa = 0.044715f;
   constexpr float kMinusTwoLog2e = -2.8853900817779268f;  // e^(-2u) = 2^(-2 u log2(e))
-  const float inner = kBeta * (v + kKappa * v * v * v);
-  return round_to<T>(__fdividef(v, 1.f + exp2f(kMinusTwoLog2e * inner)));
+  return round_to<T>(__fdividef(v, 1.f + exp2f(kMinusTwoLog2e * gelu_tanh_argument(v))));
 }
 
 // What the quantisation kernels apply to each value before quantising it.
