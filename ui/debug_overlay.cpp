@@ -228,6 +228,8 @@ OverlayReport draw_debug_overlay(const OverlayInput& in) {
   ImGui::Separator();
   ImGui::Text("prompt switch: %.0f ms to the first new frame on screen", in.switch_latency_ms);
   ImGui::TextColored(kDim, "  engine: %.0f ms from command to frame ready", s.last_switch_ms);
+  if (s.last_input_ms > 0)
+    ImGui::Text("input picked: %.0f ms to its first conditioned frame ready", s.last_input_ms);
   ImGui::Text("prompt cache: %lld hits, %lld misses", static_cast<long long>(s.prompt_cache_hits),
               static_cast<long long>(s.prompt_cache_misses));
   if (in.last_switch_source != PromptSource::unknown)

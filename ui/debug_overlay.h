@@ -3,8 +3,9 @@
 // block's time went (the engine's region timer; a "Kernels" tab lists the kernels of the last
 // block the kernel profiler sampled, by region), the block latency of the last 200 blocks with
 // prompt switches, transitions and preset changes marked, the prompt-switch latency as the user
-// sees it, FPS, memory and prompt-cache hits (and whether the last switch's prompt was there). Only
-// reads what it is given: no engine calls from the paint path.
+// sees it, the latency of an input picked mid-stream (to its first conditioned frame), FPS, memory
+// and prompt-cache hits (and whether the last switch's prompt was there). Only reads what it is
+// given: no engine calls from the paint path.
 #include <string>
 
 #include "longlive/engine.h"

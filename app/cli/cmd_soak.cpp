@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "command.h"
+#include "flat_dir.h"
 #include "longlive/engine.h"
 #include "longlive/error.h"
 #include "longlive/kernel_profiler.h"
@@ -175,21 +176,12 @@ std::vector<std::string> split(const std::string& list) {
 }
 
 // Removes the work folder it created (flat: recordings and their sidecars), whatever ends the
-// soak. Not fs::remove_all: LibTorch's wheel exports its own copy of std::filesystem, and calls
-// bind to it; its remove_all jumped to address 0 on a non-empty folder (SIGSEGV at the end of a
-// soak, 2026-12-04). remove() and directory_iterator work.
+// soak (remove_flat_dir: not fs::remove_all, see there).
 struct OwnedDir {
   fs::path path;
   bool owned = false;
   ~OwnedDir() {
-    if (!owned) return;
-    std::error_code ec;
-    std::vector<fs::path> files;
-    for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator();
-         it.increment(ec))
-      files.push_back(it->path());
-    for (const auto& f : files) fs::remove(f, ec);
-    fs::remove(path, ec);
+    if (owned) remove_flat_dir(path);
   }
 };
 

@@ -146,9 +146,12 @@ for run in balanced balanced_serial balanced_high balanced_settlepass balanced_p
   [ "${run%_settlepass}" != "$run" ] && { p=${run%_settlepass}; env=(LONGLIVE_VACE_SETTLE=pass); }
   [ "${run%_prologuestep}" != "$run" ] && { p=${run%_prologuestep}; env=(LONGLIVE_VACE_PROLOGUE=step); }
   # WAVE7_VACE_ENCODER=0: the overhead runs only (no encoder timings, no live blocks).
+  # WAVE7_VACE_INPUT_LATENCY=N: also N picks of a synthetic camera on the studio's Engine
+  # (picked -> first conditioned frame ready, bench --vace-input-latency).
   vace_extra=(--kernels)
   [ "${WAVE7_VACE_ENCODER:-1}" = 0 ] && vace_extra+=(--no-vace-encoder)
-  env "${env[@]}" timeout 240 $b/app/longlive bench --preset "$p" --random full --blocks 20 \
+  [ "${WAVE7_VACE_INPUT_LATENCY:-0}" != 0 ] && vace_extra+=(--vace-input-latency "$WAVE7_VACE_INPUT_LATENCY")
+  env "${env[@]}" timeout 300 $b/app/longlive bench --preset "$p" --random full --blocks 20 \
     --warmup 3 --profile-blocks 0 --vace --vace-drift-blocks 6 "${vace_extra[@]}" \
     --json "$out/vace_$run.json" >"/tmp/vace_$run.log" 2>&1
   echo "== $run --vace rc=$? ($(elapsed))"

@@ -300,6 +300,8 @@ TEST(EngineVace, ACameraChosenMidStreamConditionsTheNextBlock) {
     EXPECT_EQ(max_diff(run.latents[b], plain.latents[b]), 0.0f) << "block " << b;
   EXPECT_GT(max_diff(run.latents[first], plain.latents[first]), 0.0f)
       << "the first block after the event is conditioned";
+  // Its latency, picked -> first conditioned frame ready, is on the stats (the overlay's line).
+  EXPECT_GT(engine.stats().last_input_ms, 0.0);
 }
 
 // A source that fails after `good` frames (a camera unplugged, a file that cannot be read).
@@ -425,6 +427,61 @@ TEST(EngineV2v, StrengthMovesLiveAndReplays) {
   ASSERT_EQ(replayed.size(), run.latents.size());
   for (size_t b = 0; b < replayed.size(); ++b)
     EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+}
+
+// A prompt switch that arrives mid-block gives that block up and makes it again
+// (EngineOptions::abandon_blocks). With an input running, the block made again takes the frames
+// the input gave it the first time, at the scale or strength of now: the input skips no frames
+// and the session replays bit for bit. `set_input` sets a VACE or a video-to-video input.
+void expect_a_given_up_block_keeps_its_input_frames(
+    const std::function<void(Engine&, const std::filesystem::path&)>& set_input,
+    const char* video_name) {
+  const auto video = write_video(video_name, moving_bar(10, kSide, kSide), 16);
+  LiveRun run;
+  std::atomic<bool> switched{false};
+  Engine::Callbacks cb = run.callbacks();
+  Engine* engine_ptr = nullptr;
+  // Block 1's frames go out between block 2's denoising steps (block 0's, 1 + 4 (F - 1) of
+  // them, before it starts): the switch on block 1's first frame gives block 2 up.
+  const int64_t first_block_frames = 1 + 4 * (preset().frames_per_block - 1);
+  cb.on_frame = [&](EngineFrame frame) {
+    if (run.blocks() == 2 && frame.index >= first_block_frames && !switched.exchange(true))
+      engine_ptr->switch_prompt("a blue whale");
+  };
+  Engine engine(tiny(), preset(), cb, kSide, kSide, options());
+  engine_ptr = &engine;
+  set_input(engine, video);
+  engine.start(kPrompt, kSeed);
+  run.finish(engine, 5);
+  ASSERT_EQ(run.error_count(), 0u) << run.errors.front();
+  ASSERT_TRUE(switched.load());
+  const EngineStats stats = engine.stats();
+  ASSERT_GE(stats.abandoned_blocks, 1) << "no block was given up: the test shows nothing";
+  // 9 frames for the first block, 12 for each later one: none for the block given up.
+  EXPECT_EQ(stats.inputs.frames_used, 9 + 12 * (run.timeline->blocks - 1));
+  const auto replayed = replay_latents(*run.timeline);
+  ASSERT_EQ(replayed.size(), run.latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+}
+
+TEST(EngineVace, ABlockGivenUpMidWayKeepsItsControlFrames) {
+  expect_a_given_up_block_keeps_its_input_frames(
+      [](Engine& engine, const std::filesystem::path& video) {
+        engine.set_vace(video_request(video));
+      },
+      "engine_given_up_vace.mp4");
+}
+
+TEST(EngineV2v, ABlockGivenUpMidWayKeepsItsInputFrames) {
+  expect_a_given_up_block_keeps_its_input_frames(
+      [](Engine& engine, const std::filesystem::path& video) {
+        V2vRequest r;
+        r.source.kind = InputKind::video;
+        r.source.path = video.string();
+        engine.set_v2v(r);
+      },
+      "engine_given_up_v2v.mp4");
 }
 
 TEST(InputTimeline, EventsRoundTripAndBadFieldsAreNamed) {

@@ -107,6 +107,11 @@ struct EngineStats {
   // last_switch_ms it spans preset changes; a new start() clears both.
   LatencyHistory history;
   double last_switch_ms = 0;  // command received -> first frame of the new prompt ready
+  // A VACE or video-to-video input picked while the video runs (its command received: the
+  // file or camera opened on the engine thread, the block in flight given up) -> the first
+  // frame of the first block conditioned by it ready (encoded, generated, decoded). 0: none
+  // picked mid-stream in this video.
+  double last_input_ms = 0;
   // Blocks given up mid-way for such a command (EngineOptions::abandon_blocks), this video.
   int64_t abandoned_blocks = 0;
   int64_t prompt_cache_hits = 0, prompt_cache_misses = 0;
@@ -209,7 +214,9 @@ class Engine {
   // Unloads every style LoRA at the next block edge (Performance::unload_loras: the side path
   // goes, bakes stay), recorded; with none loaded, on_error says so and nothing changes.
   void unload_loras();
-  // VACE and video-to-video inputs (docs/vace.md), from the next block, recorded. An input that
+  // VACE and video-to-video inputs (docs/vace.md), from the next block, recorded; picking or
+  // removing one gives the block in flight up (EngineOptions::abandon_blocks) so that it is the
+  // first block made with the change. An input that
   // cannot be opened (no VACE weights, unreadable file, camera that does not open) or whose
   // source fails later goes to on_error and the video goes on without it. Scale and strength
   // move live (the next block).
@@ -267,6 +274,7 @@ class Engine {
     std::string prompt;
     bool first_of_prompt = false;
     std::optional<std::chrono::steady_clock::time_point> switch_issued;
+    std::optional<std::chrono::steady_clock::time_point> input_issued;  // see last_input_ms
   };
   std::deque<QueuedBlock> queued_;
   int64_t frame_index_ = 0;                   // worker thread only

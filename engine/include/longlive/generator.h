@@ -246,9 +246,10 @@ class StreamGenerator {
   // bookkeeping and the noise rewound) and nullopt comes back: a prompt switch or preset change
   // that arrives mid-block then applies to this block rather than the next, and the video is the
   // one it would have been had it come before the block. A block is only abandoned where it can
-  // be redone exactly: not during a transition, nor with a VACE or V2V input (their frames are
-  // consumed per block), nor while it writes sink slots (the start of the video), nor with a
-  // noise source that cannot be rewound; `abandon` is then not asked.
+  // be redone exactly: not during a transition, nor while it writes sink slots (the start of the
+  // video), nor with a noise source that cannot be rewound; `abandon` is then not asked. VACE and
+  // V2V inputs stay set: redo the block with the input it had (VaceConditioner::feed_again; a
+  // source read again would hand over the next block's frames).
   std::optional<at::Tensor> next_block_unless(const std::function<bool()>& abandon);
 
   bool started() const { return started_; }

@@ -55,6 +55,10 @@ struct ModelSpec {
   // random model gets random VACE weights. vace = false: never load VACE.
   std::optional<std::filesystem::path> vace_file{};
   bool vace = true;
+  // With full_random: random full-size VACE blocks and a random full-size Wan VAE with its
+  // encoder, so VACE inputs run at the real sizes without files (`bench --vace`'s input latency).
+  // Off by default: ~1.5 GB of weights made on the host.
+  bool random_vace = false;
 };
 
 // Files a model folder must hold (searched recursively); returns the ones not found.

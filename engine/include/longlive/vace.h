@@ -157,6 +157,10 @@ class VaceConditioner {
                   std::shared_ptr<VaceFrameSource> source);
   ~VaceConditioner();
   void before_block(StreamGenerator& generator);
+  // The block before_block() fed, made again (given up mid-way, StreamGenerator::
+  // next_block_unless): the context it was given, at the scale of now; nothing is read or
+  // encoded, so the source skips no frames. Error before the first before_block().
+  void feed_again(StreamGenerator& generator);
   void set_scale(double scale) { settings_.scale = scale; }
   const VaceSettings& settings() const { return settings_; }
   // A new video: the encoder's streaming caches are emptied, the next block is a first block.
@@ -168,6 +172,7 @@ class VaceConditioner {
   VaceSettings settings_;
   std::shared_ptr<VaceFrameSource> source_;
   at::Tensor reference_context_;  // reference mode: encoded once
+  at::Tensor last_context_;       // the last block's (feed_again)
   int64_t blocks_ = 0;
   // Reads block `index`'s control frames (and mask) and encodes them on the current stream.
   at::Tensor encode_block(int64_t index, int64_t latent_frames);
@@ -192,6 +197,8 @@ class VideoToVideo {
                std::shared_ptr<VaceFrameSource> source);
   ~VideoToVideo();
   void before_block(StreamGenerator& generator);
+  // As VaceConditioner::feed_again: the last block's input latents again, at the strength of now.
+  void feed_again(StreamGenerator& generator);
   void set_strength(double strength) { strength_ = strength; }
   void reset();  // a new video
 
@@ -200,6 +207,7 @@ class VideoToVideo {
   std::unique_ptr<VideoToVideoState> state_;
   double strength_;
   std::shared_ptr<VaceFrameSource> source_;
+  at::Tensor last_latents_;  // the last block's (feed_again)
   int64_t blocks_ = 0;
   at::Tensor read_block(int64_t index, int64_t latent_frames);
   at::Tensor encode_frames(const at::Tensor& frames);
@@ -323,10 +331,13 @@ class LiveInputs {
 
   void reset();  // a new video: the encoders' streaming caches are emptied
 
-  // Before each block: hands the block's control input to the generator. An input whose source
-  // failed (a file that cannot be read, a camera gone) is dropped and the generator runs on
-  // without it: the kinds dropped (vace_off, v2v_off) are returned, with why in `messages`.
-  std::vector<EventKind> before_block(StreamGenerator& generator,
+  // Before each block (`block`: its index in the video): hands the block's control input to the
+  // generator. The same block again (given up mid-way and made again) gets what it was given
+  // the first time, at the scale and strength of now: no frames are skipped, so a replay, which
+  // makes each block once, sees the same frames. An input whose source failed (a file that
+  // cannot be read, a camera gone) is dropped and the generator runs on without it: the kinds
+  // dropped (vace_off, v2v_off) are returned, with why in `messages`.
+  std::vector<EventKind> before_block(StreamGenerator& generator, int64_t block,
                                       std::vector<std::string>& messages);
 
   InputStatus status(const SessionFactory* factory) const;

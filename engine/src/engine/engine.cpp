@@ -172,8 +172,9 @@ struct Engine::Command {
     return c;
   }
   // Whether the block in progress stops being the video's next block once this applies: a
-  // switch, transition, preset change, pause, stop, restart or replay. Fader moves and input
-  // changes are not (a knob sends a stream of them; they take the next block as before).
+  // switch, transition, preset change, pause, stop, restart, replay, or an input picked or
+  // removed (the camera shows a block sooner). Fader, scale and strength moves are not (a knob
+  // sends a stream of them; they take the next block as before).
   bool outdates_block() const {
     if (kind == Kind::play) return true;
     if (kind != Kind::event) return false;
@@ -184,6 +185,10 @@ struct Engine::Command {
       case EventKind::preset:
       case EventKind::pause:
       case EventKind::stop:
+      case EventKind::vace:
+      case EventKind::vace_off:
+      case EventKind::v2v:
+      case EventKind::v2v_off:
         return true;
       default:
         return false;
@@ -364,6 +369,9 @@ void Engine::deliver_oldest_block() {
   if (block.switch_issued)
     stats_.last_switch_ms =
         std::chrono::duration<double, std::milli>(now - *block.switch_issued).count();
+  if (block.input_issued)
+    stats_.last_input_ms =
+        std::chrono::duration<double, std::milli>(now - *block.input_issued).count();
 }
 
 void Engine::flush_frames() {
@@ -425,6 +433,9 @@ void Engine::run() {
   Clock::time_point switch_issued{};
   int64_t abandoned_block = -1;  // the last block index given up (never twice in a row)
   bool first_after_switch = false;
+  // An input picked mid-stream marks the next block for the input latency (last_input_ms).
+  Clock::time_point input_issued{};
+  bool first_after_input = false;
   auto publish = [&](const char* state) {
     {
       std::lock_guard lock(mutex_);
@@ -493,6 +504,7 @@ void Engine::run() {
           cap_gpu_memory(perf.factory().device(), "at load");
         perf.apply(e, presets);
         first_after_switch = false;
+        first_after_input = false;  // an input set before the start: no mid-stream latency
         preset_marker.clear();
         new_video();
         break;
@@ -551,7 +563,11 @@ void Engine::run() {
         if (e.kind == EventKind::vace || e.kind == EventKind::v2v) {
           if (!perf.session()) publish("loading");
         }
-        perf.apply(e, presets);
+        perf.apply(e, presets);  // opens the input: throws (nothing marked) when it cannot
+        if ((e.kind == EventKind::vace || e.kind == EventKind::v2v) && perf.active()) {
+          input_issued = issued;
+          first_after_input = true;
+        }
         break;
     }
   };
@@ -712,7 +728,9 @@ void Engine::run() {
         session.decoder->submit(latents);
       });
       queued_.push_back({block, perf.mix().label(), switched,
-                         switched ? std::optional(switch_issued) : std::nullopt});
+                         switched ? std::optional(switch_issued) : std::nullopt,
+                         first_after_input ? std::optional(input_issued) : std::nullopt});
+      first_after_input = false;
       while (session.decoder->pending() > 1) deliver_oldest_block();
       // Waits for block k's DiT (an unprofiled block: for its last kernel).
       const RegionTimes regions = profiled ? session.profiler->collect() : RegionTimes{};

@@ -205,12 +205,14 @@ struct LiveInputs::Vace {
   VaceRequest recorded;
   std::shared_ptr<Tap> tap;  // null: reference mode
   std::unique_ptr<VaceConditioner> conditioner;
+  int64_t fed_block = -1;  // the video's block it was last fed for
 };
 
 struct LiveInputs::V2v {
   V2vRequest recorded;
   std::shared_ptr<Tap> tap;
   std::unique_ptr<VideoToVideo> feeder;
+  int64_t fed_block = -1;
 };
 
 LiveInputs::LiveInputs(InputOpener opener, std::filesystem::path capture_dir)
@@ -351,11 +353,17 @@ std::optional<V2vRequest> LiveInputs::v2v_now() const {
 }
 
 void LiveInputs::reset() {
-  if (vace_) vace_->conditioner->reset();
-  if (v2v_) v2v_->feeder->reset();
+  if (vace_) {
+    vace_->conditioner->reset();
+    vace_->fed_block = -1;
+  }
+  if (v2v_) {
+    v2v_->feeder->reset();
+    v2v_->fed_block = -1;
+  }
 }
 
-std::vector<EventKind> LiveInputs::before_block(StreamGenerator& generator,
+std::vector<EventKind> LiveInputs::before_block(StreamGenerator& generator, int64_t block,
                                                 std::vector<std::string>& messages) {
   std::vector<EventKind> dropped;
   // A source fails by throwing, or (a camera unplugged) by reporting it while it repeats its last
@@ -378,11 +386,20 @@ std::vector<EventKind> LiveInputs::before_block(StreamGenerator& generator,
     clear();
     dropped.push_back(off);
   };
+  // The block made again after it was given up: what it was fed the first time.
+  auto feed = [&](auto& input, auto& feeder) {
+    if (input->fed_block == block) {
+      feeder->feed_again(generator);
+      return;
+    }
+    feeder->before_block(generator);
+    input->fed_block = block;
+  };
   guard(
-      vace_, "VACE", EventKind::vace_off, [&] { vace_->conditioner->before_block(generator); },
+      vace_, "VACE", EventKind::vace_off, [&] { feed(vace_, vace_->conditioner); },
       [&] { clear_vace(&generator); });
   guard(
-      v2v_, "video-to-video", EventKind::v2v_off, [&] { v2v_->feeder->before_block(generator); },
+      v2v_, "video-to-video", EventKind::v2v_off, [&] { feed(v2v_, v2v_->feeder); },
       [&] { clear_v2v(&generator); });
   return dropped;
 }

@@ -476,7 +476,7 @@ std::optional<at::Tensor> Performance::next_block_unless(const std::function<boo
   // The inputs' frames for this block; one whose source failed is dropped (and that recorded, so
   // a replay drops it at the same block).
   StreamGenerator& lead = *generator();
-  for (const EventKind off : inputs_->before_block(lead, input_messages_)) record(off);
+  for (const EventKind off : inputs_->before_block(lead, blocks(), input_messages_)) record(off);
   std::optional<at::Tensor> latents;
   if (ranked_) {
     // The block's inputs were encoded once, on rank 0: every other rank takes them (each moves

@@ -233,7 +233,7 @@ struct SessionFactory::Resident {
   std::optional<WeightStore> vace;  // vace_* tensors (null: VACE off, see vace_status)
   bool vace_checked = false;
   std::string vace_status = "VACE: not looked for yet (no session opened)";
-  std::optional<WeightStore> vace_vae;  // the tiny model's random VAE with its encoder
+  std::optional<WeightStore> vace_vae;  // the random models' VAE with its encoder
   std::shared_ptr<TextEncoder> text;
   std::shared_ptr<PromptCache> prompts;
 };
@@ -353,11 +353,11 @@ void SessionFactory::load_vace() {
     r.vace_status = "VACE: off";
     return;
   }
-  if (model_.full_random) {
+  if (model_.full_random && !model_.random_vace) {
     r.vace_status = "VACE: off (random full-size model)";
     return;
   }
-  if (model_.tiny_random) {
+  if (model_.tiny_random || model_.full_random) {
     r.vace = make_random_vace_weights(r.config, 96, 7);
     ++stats_.weight_loads;
   } else {
@@ -416,8 +416,11 @@ const std::string& SessionFactory::vace_status() const { return resident_->vace_
 // The Wan VAE with its encoder: the tiny model's random one, else the folder's.
 const WeightStore& SessionFactory::encoder_weights(const char* what) {
   Resident& r = *resident_;
-  if (model_.tiny_random) {
-    if (!r.vace_vae) r.vace_vae = make_random_wan_vae_weights(WanVaeConfig::tiny(), 0, true);
+  if (model_.tiny_random || (model_.full_random && model_.random_vace)) {
+    if (!r.vace_vae)
+      r.vace_vae = model_.tiny_random
+                       ? make_random_wan_vae_weights(WanVaeConfig::tiny(), 0, true)
+                       : make_random_wan_vae_weights(WanVaeConfig::wan_2_1(), 5, true);
     return *r.vace_vae;
   }
   const WeightStore* weights = wan_vae_weights();

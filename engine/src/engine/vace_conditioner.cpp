@@ -51,6 +51,7 @@ VaceConditioner::~VaceConditioner() = default;
 void VaceConditioner::reset() {
   ahead_->drop();  // its encode used the streaming caches emptied here
   encoder_->reset();
+  last_context_ = at::Tensor();
   blocks_ = 0;
 }
 
@@ -85,13 +86,13 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   if (settings_.mode == VaceMode::reference) {
     if (!reference_context_.defined())
       reference_context_ = encoder_->encode_references(settings_.references);
+    last_context_ = reference_context_;
     generator.set_vace(VaceInput{reference_context_, settings_.scale});
     ++blocks_;
     return;
   }
-  const at::Tensor context =
-      ahead_->pending() ? ahead_->take() : encode_block(blocks_, latent_frames);
-  generator.set_vace(VaceInput{context, settings_.scale});
+  last_context_ = ahead_->pending() ? ahead_->take() : encode_block(blocks_, latent_frames);
+  generator.set_vace(VaceInput{last_context_, settings_.scale});
   ++blocks_;
   if (!ahead_->enabled()) return;
   // The next block's frames, read now (on this thread: the source's order), encoded beside this
@@ -99,6 +100,12 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
     return [this, input = read_block(blocks_, latent_frames)] { return encode_input(input); };
   });
+}
+
+void VaceConditioner::feed_again(StreamGenerator& generator) {
+  if (!last_context_.defined())
+    throw Error("VACE: feed_again before any block was fed (before_block first)");
+  generator.set_vace(VaceInput{last_context_, settings_.scale});
 }
 
 struct VideoToVideoState {
@@ -123,6 +130,7 @@ VideoToVideo::~VideoToVideo() = default;
 void VideoToVideo::reset() {
   ahead_->drop();
   state_->stream.reset();
+  last_latents_ = at::Tensor();
   blocks_ = 0;
 }
 
@@ -138,14 +146,20 @@ at::Tensor VideoToVideo::encode_frames(const at::Tensor& frames) {
 
 void VideoToVideo::before_block(StreamGenerator& generator) {
   const int64_t latent_frames = generator.options().frames_per_block;
-  const at::Tensor latents =
+  last_latents_ =
       ahead_->pending() ? ahead_->take() : encode_frames(read_block(blocks_, latent_frames));
-  generator.set_v2v(V2vInput{latents, strength_});
+  generator.set_v2v(V2vInput{last_latents_, strength_});
   ++blocks_;
   if (!ahead_->enabled()) return;
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
     return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
   });
+}
+
+void VideoToVideo::feed_again(StreamGenerator& generator) {
+  if (!last_latents_.defined())
+    throw Error("video-to-video: feed_again before any block was fed (before_block first)");
+  generator.set_v2v(V2vInput{last_latents_, strength_});
 }
 
 }  // namespace longlive

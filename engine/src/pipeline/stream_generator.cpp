@@ -597,10 +597,11 @@ std::optional<at::Tensor> StreamGenerator::next_block_unless(const std::function
 }
 
 bool StreamGenerator::can_abandon_block() const {
-  // Redone exactly: the inputs would hand over their next frames, a transition would advance
-  // twice, and the sink slots a block writes at the start are attended (as zeros until written)
-  // by a re-cache before the redone block rewrites them.
-  return !transition_ && !vace_ && !v2v_ && frame_ >= options_.sink_frames;
+  // Redone exactly: a transition would advance twice, and the sink slots a block writes at the
+  // start are attended (as zeros until written) by a re-cache before the redone block rewrites
+  // them. A VACE or V2V input stays set: the caller feeds the redone block the same input
+  // (LiveInputs::before_block), since its source would hand over its next frames.
+  return !transition_ && frame_ >= options_.sink_frames;
 }
 
 std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,

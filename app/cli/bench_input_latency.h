@@ -1,0 +1,35 @@
+#pragma once
+// bench --vace-input-latency: how long a camera picked while the video runs takes to condition
+// what is shown (#17's "camera -> first conditioned frame"), measured on the studio's Engine.
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "longlive/preset.h"
+#include "longlive/session.h"
+#include "summary.h"
+
+namespace longlive::cli {
+
+struct InputLatency {
+  int picks = 0;
+  // Picked (Engine::set_vace) -> first frame of the first conditioned block ready
+  // (EngineStats::last_input_ms): the first pick (VACE graphs captured, the encoder's first
+  // convolutions) and the later ones.
+  double first_ms = 0;
+  Summary later;
+  // The engine's block times (generation, decode of the block before on its own stream, frames
+  // handed out) without the camera and with it, after each pick's first two blocks.
+  Summary plain_block, camera_block;
+};
+
+// Runs an Engine on `model` (the caller's random model; VACE weights needed) with a synthetic
+// camera (random frames, handed out at once, as a capture ring's latest frames are) picked
+// `picks` times, each pick after blocks without it. Frames captured are saved under a temporary
+// folder, as the studio saves them, and removed after.
+InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset, int height,
+                                   int width, int picks);
+
+nlohmann::json to_json(const InputLatency& latency);
+std::string describe(const InputLatency& latency);
+
+}  // namespace longlive::cli
