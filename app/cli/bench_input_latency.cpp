@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -22,18 +23,55 @@
 namespace longlive::cli {
 namespace {
 
-// A camera that always has frames: random ones at the session's size, handed out at once.
+// A camera that always has frames, handed out at once as a capture ring's latest are: random
+// ones at the session's size, made once and cycled (a camera converts its frames on its own
+// thread; the engine thread only takes them).
 class SyntheticCamera final : public VaceFrameSource {
  public:
-  SyntheticCamera(int height, int width) : height_(height), width_(width) {}
+  SyntheticCamera(int height, int width)
+      : pool_(at::rand({kPool, 3, height, width}, at::detail::createCPUGenerator(17)) * 2 - 1) {}
   at::Tensor next_frames(int64_t count) override {
-    return at::rand({count, 3, height_, width_}, generator_) * 2 - 1;
+    const at::Tensor picked = at::arange(next_, next_ + count, at::kLong).remainder(kPool);
+    next_ += count;
+    return pool_.index_select(0, picked);
   }
 
  private:
-  int height_, width_;
-  at::Generator generator_ = at::detail::createCPUGenerator(17);
+  static constexpr int64_t kPool = 16;
+  at::Tensor pool_;
+  int64_t next_ = 0;
 };
+
+using ThreadShare = InputLatency::ThreadShare;
+
+// The engine thread's time per block between two reads of its sums.
+ThreadShare per_block(const EngineStats::ThreadTime& from, const EngineStats::ThreadTime& to) {
+  const double blocks = std::max<int64_t>(1, to.blocks - from.blocks);
+  return {(to.inputs_ms - from.inputs_ms) / blocks, (to.dit_wait_ms - from.dit_wait_ms) / blocks,
+          (to.decode_wait_ms - from.decode_wait_ms) / blocks,
+          (to.deliver_ms - from.deliver_ms) / blocks, (to.block_ms - from.block_ms) / blocks};
+}
+
+// The mean of several phases' shares.
+ThreadShare mean_of(const std::vector<ThreadShare>& shares) {
+  ThreadShare m;
+  for (const ThreadShare& s : shares) {
+    m.inputs_ms += s.inputs_ms / shares.size();
+    m.dit_wait_ms += s.dit_wait_ms / shares.size();
+    m.decode_wait_ms += s.decode_wait_ms / shares.size();
+    m.deliver_ms += s.deliver_ms / shares.size();
+    m.block_ms += s.block_ms / shares.size();
+  }
+  return m;
+}
+
+nlohmann::json share_json(const ThreadShare& s) {
+  return {{"inputs_ms", s.inputs_ms},
+          {"dit_wait_ms", s.dit_wait_ms},
+          {"decode_wait_ms", s.decode_wait_ms},
+          {"deliver_ms", s.deliver_ms},
+          {"block_ms", s.block_ms}};
+}
 
 // The Engine's stats, polled until `done` holds (ConfigError after `limit`: a stuck engine or
 // one that stopped on an error is named, not waited for).
@@ -89,48 +127,78 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
   options.profile_every = 1 << 30;
   options.kernel_sampling = false;
   options.max_kept_latent_bytes = 0;
-  std::vector<double> later, plain, camera;
+  std::vector<double> later, later_open, plain, camera;
+  std::vector<ThreadShare> plain_shares, camera_shares;
   {
     Engine engine(model, preset, callbacks, height, width, options);
     auto wait = [&](const char* what, const std::function<bool(const EngineStats&)>& done) {
       return wait_until(engine, done, errors, errors_mutex, what);
     };
-    // Block times of `count` blocks from the next one on, skipping `skip` first.
-    auto block_times = [&](const char* what, int skip, int count, std::vector<double>& into) {
-      int64_t seen = engine.stats().blocks;
+    // Block times of `count` blocks from the next one on, skipping `skip` first, and the engine
+    // thread's shares over the counted ones.
+    auto block_times = [&](const char* what, int skip, int count, std::vector<double>& into,
+                           std::vector<ThreadShare>& shares) {
+      EngineStats s = engine.stats();
+      int64_t seen = s.blocks;
+      EngineStats::ThreadTime counted_from = s.thread_time;
       for (int i = 0; i < skip + count; ++i) {
-        const EngineStats s = wait(what, [&](const EngineStats& st) { return st.blocks > seen; });
+        s = wait(what, [&](const EngineStats& st) { return st.blocks > seen; });
         seen = s.blocks;
         if (i >= skip) into.push_back(s.last_block_ms);
+        if (i + 1 == skip) counted_from = s.thread_time;
       }
+      shares.push_back(per_block(counted_from, s.thread_time));
     };
     engine.start("a synthetic camera", 1);
-    block_times("warming up", 6, 3, plain);
+    block_times("warming up", 6, 3, plain, plain_shares);
     VaceRequest camera_request;
     camera_request.source.kind = InputKind::camera;
     camera_request.source.path = "synthetic";
     for (int pick = 0; pick < picks; ++pick) {
-      const double before = engine.stats().last_input_ms;
+      const EngineStats at_pick = engine.stats();
+      const double before = at_pick.last_input_ms;
       engine.set_vace(camera_request);
       const EngineStats s = wait("waiting for the first conditioned frame",
                                  [&](const EngineStats& st) { return st.last_input_ms != before; });
-      if (pick == 0)
+      if (pick == 0) {
         out.first_ms = s.last_input_ms;
-      else
+      } else {
         later.push_back(s.last_input_ms);
-      log::info("bench --vace-input-latency: pick {}: {:.1f} ms to the first conditioned frame",
-                pick + 1, s.last_input_ms);
-      block_times("the camera conditions", 2, 3, camera);
+        later_open.push_back(s.last_input_open_ms);
+      }
+      InputLatency::Pick p{s.last_input_ms,
+                           s.last_input_open_ms,
+                           s.thread_time.blocks - at_pick.thread_time.blocks,
+                           {}};
+      p.thread = per_block(at_pick.thread_time, s.thread_time);
+      for (double* v : {&p.thread.inputs_ms, &p.thread.dit_wait_ms, &p.thread.decode_wait_ms,
+                        &p.thread.deliver_ms, &p.thread.block_ms})
+        *v *= std::max<int64_t>(1, p.blocks);  // sums
+      p.graph_captures = s.graph_captures - at_pick.graph_captures;
+      p.graph_eager_forwards = s.graph_eager_forwards - at_pick.graph_eager_forwards;
+      out.each.push_back(p);
+      log::info(
+          "bench --vace-input-latency: pick {}: {:.1f} ms to the first conditioned frame ({:.1f} "
+          "ms opening the input; engine thread over {} blocks: inputs {:.1f}, DiT wait {:.1f}, "
+          "decoder wait {:.1f}, frames out {:.1f} of {:.1f} ms; DiT forwards: {} captured, {} "
+          "eager)",
+          pick + 1, p.latency_ms, p.open_ms, p.blocks, p.thread.inputs_ms, p.thread.dit_wait_ms,
+          p.thread.decode_wait_ms, p.thread.deliver_ms, p.thread.block_ms, p.graph_captures,
+          p.graph_eager_forwards);
+      block_times("the camera conditions", 2, 3, camera, camera_shares);
       engine.clear_vace();
-      block_times("the camera is off", 1, 2, plain);
+      block_times("the camera is off", 1, 2, plain, plain_shares);
     }
     engine.stop();
   }
   remove_flat_dir(captures);  // the capture files (not fs::remove_all: see there)
   out.picks = picks;
   out.later = summarize(later);
+  out.later_open = summarize(later_open);
   out.plain_block = summarize(plain);
   out.camera_block = summarize(camera);
+  out.plain_thread = mean_of(plain_shares);
+  out.camera_thread = mean_of(camera_shares);
   return out;
 }
 
@@ -138,17 +206,39 @@ nlohmann::json to_json(const InputLatency& l) {
   return {{"picks", l.picks},
           {"first_pick_ms", l.first_ms},
           {"later_picks", summary_json(l.later)},
+          {"later_picks_opening", summary_json(l.later_open)},
           {"engine_block_without_camera", summary_json(l.plain_block)},
-          {"engine_block_with_camera", summary_json(l.camera_block)}};
+          {"engine_block_with_camera", summary_json(l.camera_block)},
+          {"engine_thread_per_block_without_camera", share_json(l.plain_thread)},
+          {"engine_thread_per_block_with_camera", share_json(l.camera_thread)},
+          {"each_pick", [&] {
+             nlohmann::json picks = nlohmann::json::array();
+             for (const InputLatency::Pick& p : l.each)
+               picks.push_back({{"latency_ms", p.latency_ms},
+                                {"open_ms", p.open_ms},
+                                {"blocks", p.blocks},
+                                {"graph_captures", p.graph_captures},
+                                {"graph_eager_forwards", p.graph_eager_forwards},
+                                {"engine_thread_sums", share_json(p.thread)}});
+             return picks;
+           }()}};
 }
 
 std::string describe(const InputLatency& l) {
+  auto share = [](const ThreadShare& s) {
+    return fmt::format(
+        "inputs {:.1f}, waiting for the DiT {:.1f}, for the decoder {:.1f}, handing frames out "
+        "{:.1f} of {:.1f} ms",
+        s.inputs_ms, s.dit_wait_ms, s.decode_wait_ms, s.deliver_ms, s.block_ms);
+  };
   return fmt::format(
       "vace input     picked -> first conditioned frame ready: first pick {:.1f} ms, later "
-      "picks median {:.1f} ms (p99 {:.1f}, {} picks); engine block without the camera {:.1f} ms, "
-      "with it {:.1f} ms\n",
-      l.first_ms, l.later.median, l.later.p99, l.later.count, l.plain_block.median,
-      l.camera_block.median);
+      "picks median {:.1f} ms (p99 {:.1f}, {} picks; opening the input {:.1f} ms); engine block "
+      "without the camera {:.1f} ms, with it {:.1f} ms\n"
+      "vace input     engine thread per block without the camera: {}\n"
+      "vace input     engine thread per block with the camera: {}\n",
+      l.first_ms, l.later.median, l.later.p99, l.later.count, l.later_open.median,
+      l.plain_block.median, l.camera_block.median, share(l.plain_thread), share(l.camera_thread));
 }
 
 }  // namespace longlive::cli

@@ -17,9 +17,26 @@ struct InputLatency {
   // convolutions) and the later ones.
   double first_ms = 0;
   Summary later;
+  // Of the later picks' latency: the engine thread applying the pick (EngineStats::
+  // last_input_open_ms).
+  Summary later_open;
   // The engine's block times (generation, decode of the block before on its own stream, frames
   // handed out) without the camera and with it, after each pick's first two blocks.
   Summary plain_block, camera_block;
+  // Where the engine thread's time went, per block, in the same blocks (EngineStats::ThreadTime).
+  struct ThreadShare {
+    double inputs_ms = 0, dit_wait_ms = 0, decode_wait_ms = 0, deliver_ms = 0, block_ms = 0;
+  };
+  ThreadShare plain_thread, camera_thread;
+  // Each pick: its latency, the opening, and the engine thread's time from the pick to its first
+  // conditioned frame (sums over the blocks in between, the given-up one included).
+  struct Pick {
+    double latency_ms = 0, open_ms = 0;
+    int64_t blocks = 0;
+    ThreadShare thread;                                    // sums, not per block
+    int64_t graph_captures = 0, graph_eager_forwards = 0;  // DiT forwards in those blocks
+  };
+  std::vector<Pick> each;
 };
 
 // Runs an Engine on `model` (the caller's random model; VACE weights needed) with a synthetic

@@ -243,6 +243,41 @@ TEST(EncodeAheadWorker, OneThreadAndNoCaptureWhileItWorks) {
   EXPECT_TRUE(worked.load());
 }
 
+// A worker kept beyond its EncodeAhead (LiveInputs keeps one per input kind for the session):
+// the next EncodeAhead's work runs on the same thread, so what cuDNN found there is found once
+// per session, not once per input picked. A worker of another device is refused by name.
+TEST(EncodeAheadWorker, AKeptWorkerServesTheNextInputOnTheSameThread) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const Ahead on;
+  const at::Device cuda(at::kCUDA, 0);
+  const std::shared_ptr<EncodeWorker> worker = make_encode_worker(cuda);
+  ASSERT_NE(worker, nullptr);
+  std::vector<std::thread::id> threads;
+  for (int input = 0; input < 2; ++input) {
+    EncodeAhead ahead(cuda, worker);
+    ASSERT_TRUE(ahead.enabled());
+    ahead.launch([&] {
+      threads.push_back(std::this_thread::get_id());
+      return at::ones({4}, at::TensorOptions().device(cuda)) * (input + 1);
+    });
+    EXPECT_EQ(ahead.take().sum().item<float>(), 4.0f * (input + 1));
+  }
+  ASSERT_EQ(threads.size(), 2u);
+  EXPECT_EQ(threads[0], threads[1]);
+  EXPECT_NE(threads[0], std::this_thread::get_id());
+  try {
+    EncodeAhead elsewhere(at::Device(at::kCUDA, 1), worker);
+    ADD_FAILURE() << "a worker of cuda:0 was taken for cuda:1";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cuda:0"), std::string::npos) << e.what();
+  }
+}
+
+// On the CPU (or with LONGLIVE_ENCODE_AHEAD=0) there is no worker: inputs encode in place.
+TEST(EncodeAhead, NoWorkerWhereNothingRunsAhead) {
+  EXPECT_EQ(make_encode_worker(at::Device(at::kCPU)), nullptr);
+}
+
 INSTANTIATE_TEST_SUITE_P(Inputs, EncodeAheadGpu, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "VideoToVideo" : "Vace"; });
 

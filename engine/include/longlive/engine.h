@@ -112,6 +112,9 @@ struct EngineStats {
   // frame of the first block conditioned by it ready (encoded, generated, decoded). 0: none
   // picked mid-stream in this video.
   double last_input_ms = 0;
+  // Of that: the engine thread's time applying the pick (the file or camera opened, the encoder
+  // made, its capture file created).
+  double last_input_open_ms = 0;
   // Blocks given up mid-way for such a command (EngineOptions::abandon_blocks), this video.
   int64_t abandoned_blocks = 0;
   int64_t prompt_cache_hits = 0, prompt_cache_misses = 0;
@@ -122,6 +125,8 @@ struct EngineStats {
   int64_t regions_block = -1;  // the block `regions` were timed on (with graphs, 1 in N)
   bool cuda_graphs = false;    // the DiT forwards replay CUDA graphs
   int64_t graph_replays = 0;   // in the current session
+  // The DiT forwards captured into graphs and run eagerly (first sight of a step) so far.
+  int64_t graph_captures = 0, graph_eager_forwards = 0;
   // Device -> host bytes per delivered frame of the last block (0: frames stayed on the GPU).
   double d2h_bytes_per_frame = 0;
   // Frames of the current video copied device -> host (host frames on, a CUDA engine); a CPU
@@ -137,6 +142,8 @@ struct EngineStats {
   struct ThreadTime {
     int64_t blocks = 0;
     double deliver_ms = 0, decode_wait_ms = 0, dit_wait_ms = 0, block_ms = 0;
+    // Feeding the VACE / video-to-video inputs (Performance::last_inputs_ms), given-up blocks too.
+    double inputs_ms = 0;
   } thread_time;
   // Engine-thread time of the last preset change itself (frames flushed, the session moved to
   // the preset: SessionFactory::change_preset); its first block's time is in `history`.

@@ -122,6 +122,9 @@ class Performance {
   // The same, given up mid-way when `abandon` says so between denoising steps (see
   // StreamGenerator::next_block_unless): nullopt, the block not counted, the stream as before it.
   std::optional<at::Tensor> next_block_unless(const std::function<bool()>& abandon);
+  // Host time the last next_block*() spent feeding the inputs (frames read and captured, encoded
+  // in place or the encode ahead taken and launched): the engine thread's share of an input.
+  double last_inputs_ms() const { return last_inputs_ms_; }
 
   bool running() const { return active_ && !paused_; }
   bool active() const { return active_; }  // started and not stopped
@@ -187,6 +190,7 @@ class Performance {
   std::vector<UnloadedLoras> unloaded_;
   std::unique_ptr<LiveInputs> inputs_;
   std::vector<std::string> input_messages_;
+  double last_inputs_ms_ = 0;
   uint64_t seed_ = 0;
   bool active_ = false;
   bool paused_ = false;

@@ -140,6 +140,13 @@ struct VaceSettings {
 };
 
 class EncodeAhead;
+class EncodeWorker;
+
+// The worker thread and CUDA stream that encode inputs a block ahead (VaceConditioner,
+// VideoToVideo). A caller that keeps one across inputs (LiveInputs: one per input kind for the
+// session) keeps what cuDNN found on its thread: a camera picked again starts at once instead of
+// searching every convolution again. Null on a CPU or with LONGLIVE_ENCODE_AHEAD=0.
+std::shared_ptr<EncodeWorker> make_encode_worker(at::Device device);
 
 // Feeds a generator block by block: before each next_block(), takes the block's control frames
 // (1 + 4 (F - 1) for the first block of a video, 4 F later: 9 then 12 for 3 latent frames per
@@ -153,8 +160,10 @@ class VaceConditioner {
  public:
   // ConfigError when the settings do not fit the mode (no source for conditioning or inpaint,
   // no mask for inpaint, no references for reference).
+  // `worker`: see make_encode_worker (null: one of its own).
   VaceConditioner(std::unique_ptr<VaceContextEncoder> encoder, VaceSettings settings,
-                  std::shared_ptr<VaceFrameSource> source);
+                  std::shared_ptr<VaceFrameSource> source,
+                  std::shared_ptr<EncodeWorker> worker = nullptr);
   ~VaceConditioner();
   void before_block(StreamGenerator& generator);
   // The block before_block() fed, made again (given up mid-way, StreamGenerator::
@@ -194,7 +203,8 @@ struct VideoToVideoState;
 class VideoToVideo {
  public:
   VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double strength,
-               std::shared_ptr<VaceFrameSource> source);
+               std::shared_ptr<VaceFrameSource> source,
+               std::shared_ptr<EncodeWorker> worker = nullptr);
   ~VideoToVideo();
   void before_block(StreamGenerator& generator);
   // As VaceConditioner::feed_again: the last block's input latents again, at the strength of now.
@@ -348,8 +358,15 @@ class LiveInputs {
   struct V2v;
   std::shared_ptr<Tap> open_tap(const InputSource& source, const Session& session);
 
+  // The worker of an input kind on `device`, kept for the session (made on first use, again for
+  // another device); null where inputs are encoded in place, or with LONGLIVE_ENCODE_WORKER=input
+  // (each input a worker of its own, as before: the A/B).
+  std::shared_ptr<EncodeWorker> worker(std::shared_ptr<EncodeWorker>& kept, at::Device device);
+
   InputOpener opener_;
   std::filesystem::path capture_dir_;
+  // Before the inputs: they wait for their work on it when they go.
+  std::shared_ptr<EncodeWorker> vace_worker_, v2v_worker_;
   std::unique_ptr<Vace> vace_;
   std::unique_ptr<V2v> v2v_;
 };

@@ -4,6 +4,7 @@
 #include <c10/core/Event.h>
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <fmt/format.h>
 
 #include <condition_variable>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "longlive/error.h"
+#include "longlive/vace.h"
 
 #include "runtime/capture_gate.h"
 #ifdef LONGLIVE_WITH_CUDA
@@ -28,20 +30,23 @@ struct EncodeAhead::Result {
 };
 
 // One worker thread and one stream for the object's lifetime. The thread: LibTorch keeps cuDNN's
-// found plans per thread, so a new thread per block searched every convolution again, and the
-// search synchronises the device (which broke a DiT capture on the engine thread). The stream:
-// its own, not one of the pool's, which are shared sooner or later (runtime/dedicated_stream.h).
-class EncodeAhead::Side {
+// found plans per thread, so a new thread searches every convolution again, and the search
+// synchronises the device (which broke a DiT capture on the engine thread); hence one per block
+// was replaced by one per EncodeAhead, and that by one per session and input kind (LiveInputs),
+// so a camera picked again does not search again. The stream: its own, not one of the pool's,
+// which are shared sooner or later (runtime/dedicated_stream.h).
+class EncodeWorker {
  public:
-  explicit Side(at::Device device)
+  explicit EncodeWorker(at::Device device)
+      : device_(device)
 #ifdef LONGLIVE_WITH_CUDA
-      : stream_(device.index(), /*high_priority=*/false)
+        ,
+        stream_(device.index(), /*high_priority=*/false)
 #endif
   {
-    (void)device;
     thread_ = std::thread([this] { serve(); });
   }
-  ~Side() {
+  ~EncodeWorker() {
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
@@ -49,8 +54,10 @@ class EncodeAhead::Side {
     wake_.notify_all();
     thread_.join();
   }
-  Side(const Side&) = delete;
-  Side& operator=(const Side&) = delete;
+  EncodeWorker(const EncodeWorker&) = delete;
+  EncodeWorker& operator=(const EncodeWorker&) = delete;
+
+  at::Device device() const { return device_; }
 
   c10::Stream stream() const {
 #ifdef LONGLIVE_WITH_CUDA
@@ -60,9 +67,9 @@ class EncodeAhead::Side {
 #endif
   }
 
-  using Task = std::packaged_task<std::shared_ptr<Result>()>;
+  using Task = std::packaged_task<std::shared_ptr<EncodeAhead::Result>()>;
 
-  std::future<std::shared_ptr<Result>> submit(Task task) {
+  std::future<std::shared_ptr<EncodeAhead::Result>> submit(Task task) {
     auto future = task.get_future();
     {
       std::lock_guard lock(mutex_);
@@ -88,6 +95,7 @@ class EncodeAhead::Side {
     }
   }
 
+  at::Device device_;
 #ifdef LONGLIVE_WITH_CUDA
   DedicatedStream stream_;
 #endif
@@ -105,9 +113,20 @@ bool encode_ahead_turned_on() {
   return env == nullptr || std::string(env) != "0";
 }
 
-EncodeAhead::EncodeAhead(at::Device device)
+at::Device device_of(const EncodeWorker& worker) { return worker.device(); }
+
+std::shared_ptr<EncodeWorker> make_encode_worker(at::Device device) {
+  if (!device.is_cuda() || !encode_ahead_turned_on()) return nullptr;
+  return std::make_shared<EncodeWorker>(device);
+}
+
+EncodeAhead::EncodeAhead(at::Device device, std::shared_ptr<EncodeWorker> worker)
     : device_(device), enabled_(device.is_cuda() && encode_ahead_turned_on()) {
-  if (enabled_) side_ = std::make_unique<Side>(device);
+  if (!enabled_) return;
+  if (worker && worker->device() != device)
+    throw Error(fmt::format("EncodeAhead: a worker of {} for an encoder on {}",
+                            worker->device().str(), device.str()));
+  side_ = worker ? std::move(worker) : std::make_shared<EncodeWorker>(device);
 }
 
 EncodeAhead::~EncodeAhead() { drop(); }
@@ -121,20 +140,21 @@ void EncodeAhead::launch(std::function<at::Tensor()> work) {
   const auto* guard_impl = c10::impl::getDeviceGuardImpl(device.type());
   c10::Event queued(device.type());
   queued.record(guard_impl->getStream(device));
-  future_ = side_->submit(Side::Task([device, side = side_->stream(), work = std::move(work),
-                                      queued = std::move(queued)]() mutable {
-    queued.block(side);
-    auto result = std::make_shared<Result>();
-    {
-      // A DiT capture on the engine thread waits for this encode, and this encode for it: the
-      // encoders may synchronise the device (capture_gate.h).
-      const auto gate = hold_outside_captures(device.index());
-      result->value = work();
-    }
-    result->done.emplace(device.type());
-    result->done->record(side);
-    return result;
-  }));
+  future_ =
+      side_->submit(EncodeWorker::Task([device, side = side_->stream(), work = std::move(work),
+                                        queued = std::move(queued)]() mutable {
+        queued.block(side);
+        auto result = std::make_shared<Result>();
+        {
+          // A DiT capture on the engine thread waits for this encode, and this encode for it: the
+          // encoders may synchronise the device (capture_gate.h).
+          const auto gate = hold_outside_captures(device.index());
+          result->value = work();
+        }
+        result->done.emplace(device.type());
+        result->done->record(side);
+        return result;
+      }));
   pending_ = true;
 }
 

@@ -22,9 +22,15 @@ namespace longlive {
 // Whether the environment lets inputs be encoded ahead (LONGLIVE_ENCODE_AHEAD unset or not "0").
 bool encode_ahead_turned_on();
 
+class EncodeWorker;  // the worker thread and its stream (longlive/vace.h: make_encode_worker)
+at::Device device_of(const EncodeWorker& worker);
+
 class EncodeAhead {
  public:
-  explicit EncodeAhead(at::Device device);
+  // `worker`: a worker kept by the caller beyond this object (LiveInputs keeps one per input
+  // kind for the session), so that cuDNN's plans found on its thread are found once; null: a
+  // worker of its own.
+  explicit EncodeAhead(at::Device device, std::shared_ptr<EncodeWorker> worker = nullptr);
   ~EncodeAhead();  // waits for the work in flight
   EncodeAhead(const EncodeAhead&) = delete;
   EncodeAhead& operator=(const EncodeAhead&) = delete;
@@ -46,10 +52,10 @@ class EncodeAhead {
   void drop();
 
  private:
+  friend class EncodeWorker;
   struct Result;
-  class Side;  // the worker thread and its stream, for the object's lifetime
   at::Device device_;
-  std::unique_ptr<Side> side_;
+  std::shared_ptr<EncodeWorker> side_;
   bool enabled_ = false;
   bool pending_ = false;
   std::future<std::shared_ptr<Result>> future_;

@@ -563,10 +563,15 @@ void Engine::run() {
         if (e.kind == EventKind::vace || e.kind == EventKind::v2v) {
           if (!perf.session()) publish("loading");
         }
-        perf.apply(e, presets);  // opens the input: throws (nothing marked) when it cannot
-        if ((e.kind == EventKind::vace || e.kind == EventKind::v2v) && perf.active()) {
-          input_issued = issued;
-          first_after_input = true;
+        {
+          const auto opening = Clock::now();
+          perf.apply(e, presets);  // opens the input: throws (nothing marked) when it cannot
+          if ((e.kind == EventKind::vace || e.kind == EventKind::v2v) && perf.active()) {
+            input_issued = issued;
+            first_after_input = true;
+            std::lock_guard lock(mutex_);
+            stats_.last_input_open_ms = ms_since(opening);
+          }
         }
         break;
     }
@@ -699,6 +704,10 @@ void Engine::run() {
       const std::optional<at::Tensor> generated =
           may_abandon ? perf.next_block_unless(between_steps) : perf.next_block();
       if (kernel_sample) kernel_profiler->stop();
+      {
+        std::lock_guard lock(mutex_);
+        stats_.thread_time.inputs_ms += perf.last_inputs_ms();
+      }
       if (!generated) {
         session.profiler->deactivate();
         // The partial block's regions and kernels are dropped (collected once it has run).
@@ -781,6 +790,8 @@ void Engine::run() {
         }
         stats_.cuda_graphs = graphs;
         stats_.graph_replays = generator.stats().graph_replays;
+        stats_.graph_captures = generator.stats().graph_captures;
+        stats_.graph_eager_forwards = generator.stats().graph_eager_forwards;
         const auto cache = session.prompts->stats();
         stats_.prompt_cache_hits = cache.hits;
         stats_.prompt_cache_misses = cache.misses;

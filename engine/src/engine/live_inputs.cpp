@@ -8,8 +8,10 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
+#include "encode_ahead.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
@@ -292,10 +294,18 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
     next->tap = open_tap(request.source, session);
     next->recorded.source = next->tap->recorded;
   }
-  next->conditioner =
-      std::make_unique<VaceConditioner>(factory.vace_encoder(), std::move(settings), next->tap);
+  next->conditioner = std::make_unique<VaceConditioner>(
+      factory.vace_encoder(), std::move(settings), next->tap, worker(vace_worker_, session.device));
   vace_ = std::move(next);
   return vace_->recorded;
+}
+
+std::shared_ptr<EncodeWorker> LiveInputs::worker(std::shared_ptr<EncodeWorker>& kept,
+                                                 at::Device device) {
+  const char* env = std::getenv("LONGLIVE_ENCODE_WORKER");
+  if (env && std::string(env) == "input") return nullptr;
+  if (!kept || device_of(*kept) != device) kept = make_encode_worker(device);
+  return kept;
 }
 
 void LiveInputs::clear_vace(StreamGenerator* generator) {
@@ -317,8 +327,8 @@ V2vRequest LiveInputs::set_v2v(const V2vRequest& request, SessionFactory& factor
   next->recorded = request;
   next->tap = open_tap(request.source, session);
   next->recorded.source = next->tap->recorded;
-  next->feeder =
-      std::make_unique<VideoToVideo>(factory.video_encoder(), request.strength, next->tap);
+  next->feeder = std::make_unique<VideoToVideo>(factory.video_encoder(), request.strength,
+                                                next->tap, worker(v2v_worker_, session.device));
   v2v_ = std::move(next);
   return v2v_->recorded;
 }

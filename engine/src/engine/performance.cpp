@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "longlive/async_decoder.h"
+#include "longlive/elapsed.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
@@ -476,7 +477,9 @@ std::optional<at::Tensor> Performance::next_block_unless(const std::function<boo
   // The inputs' frames for this block; one whose source failed is dropped (and that recorded, so
   // a replay drops it at the same block).
   StreamGenerator& lead = *generator();
+  const auto feeding = std::chrono::steady_clock::now();
   for (const EventKind off : inputs_->before_block(lead, blocks(), input_messages_)) record(off);
+  last_inputs_ms_ = ms_since(feeding);
   std::optional<at::Tensor> latents;
   if (ranked_) {
     // The block's inputs were encoded once, on rank 0: every other rank takes them (each moves

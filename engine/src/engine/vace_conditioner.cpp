@@ -32,7 +32,8 @@ std::string to_string(VaceMode mode) {
 }
 
 VaceConditioner::VaceConditioner(std::unique_ptr<VaceContextEncoder> encoder, VaceSettings settings,
-                                 std::shared_ptr<VaceFrameSource> source)
+                                 std::shared_ptr<VaceFrameSource> source,
+                                 std::shared_ptr<EncodeWorker> worker)
     : encoder_(std::move(encoder)), settings_(std::move(settings)), source_(std::move(source)) {
   if (!encoder_) throw ConfigError("VACE: no context encoder (the Wan VAE encoder is needed)");
   const std::string mode = to_string(settings_.mode);
@@ -43,7 +44,7 @@ VaceConditioner::VaceConditioner(std::unique_ptr<VaceContextEncoder> encoder, Va
     throw ConfigError("VACE mode inpaint needs a mask (white = generate, black = keep)");
   if (settings_.mode == VaceMode::reference && !has_refs)
     throw ConfigError("VACE mode reference needs at least one reference image");
-  ahead_ = std::make_unique<EncodeAhead>(encoder_->device());
+  ahead_ = std::make_unique<EncodeAhead>(encoder_->device(), std::move(worker));
 }
 
 VaceConditioner::~VaceConditioner() = default;
@@ -113,7 +114,8 @@ struct VideoToVideoState {
 };
 
 VideoToVideo::VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double strength,
-                           std::shared_ptr<VaceFrameSource> source)
+                           std::shared_ptr<VaceFrameSource> source,
+                           std::shared_ptr<EncodeWorker> worker)
     : encoder_(std::move(encoder)),
       state_(std::make_unique<VideoToVideoState>()),
       strength_(strength),
@@ -122,7 +124,7 @@ VideoToVideo::VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double streng
   if (!source_) throw ConfigError("video-to-video needs input frames (a video or a camera)");
   if (!(strength_ > 0.0 && strength_ <= 1.0))
     throw ConfigError(fmt::format("video-to-video strength {} must be in (0, 1]", strength_));
-  ahead_ = std::make_unique<EncodeAhead>(encoder_->device());
+  ahead_ = std::make_unique<EncodeAhead>(encoder_->device(), std::move(worker));
 }
 
 VideoToVideo::~VideoToVideo() = default;
