@@ -273,6 +273,27 @@ TEST(EncodeAheadWorker, AKeptWorkerServesTheNextInputOnTheSameThread) {
   }
 }
 
+// The factory keeps the encoder's weights on the GPU for the inputs picked after the first
+// (SessionFactory::encoder_weights_on_device): an encoder built from them encodes, bit for bit,
+// what one built from the host weights encodes, the norms' float64 gains included.
+TEST(EncodeAheadEncoderWeights, KeptOnTheDeviceTheyEncodeAsFromTheHost) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  SessionFactory factory(tiny_model(cuda));
+  WanVaeEncoderOptions options;
+  options.device = cuda;
+  options.dtype = at::kBFloat16;
+  // The tiny model's random VAE (SessionFactory::encoder_weights), built here from the host.
+  VaceContextEncoder from_host(make_random_wan_vae_weights(WanVaeConfig::tiny(), 0, true), options);
+  auto from_kept = factory.vace_encoder();
+  auto again = factory.vace_encoder();  // the second input picked: from the kept weights
+  auto gen = at::detail::createCPUGenerator(5);
+  const at::Tensor frames = at::rand({9, 3, 32, 32}, gen) * 2 - 1;
+  const at::Tensor expected = from_host.encode(frames, at::Tensor()).to(at::kCPU);
+  EXPECT_TRUE(at::equal(from_kept->encode(frames, at::Tensor()).to(at::kCPU), expected));
+  EXPECT_TRUE(at::equal(again->encode(frames, at::Tensor()).to(at::kCPU), expected));
+}
+
 // On the CPU (or with LONGLIVE_ENCODE_AHEAD=0) there is no worker: inputs encode in place.
 TEST(EncodeAhead, NoWorkerWhereNothingRunsAhead) {
   EXPECT_EQ(make_encode_worker(at::Device(at::kCPU)), nullptr);
