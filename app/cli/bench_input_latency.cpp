@@ -97,10 +97,6 @@ EngineStats wait_until(const Engine& engine, const std::function<bool(const Engi
   }
 }
 
-nlohmann::json summary_json(const Summary& s) {
-  return {{"median_ms", s.median}, {"p99_ms", s.p99}, {"max_ms", s.max}, {"count", s.count}};
-}
-
 }  // namespace
 
 InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset, int height,
@@ -205,10 +201,10 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
 nlohmann::json to_json(const InputLatency& l) {
   return {{"picks", l.picks},
           {"first_pick_ms", l.first_ms},
-          {"later_picks", summary_json(l.later)},
-          {"later_picks_opening", summary_json(l.later_open)},
-          {"engine_block_without_camera", summary_json(l.plain_block)},
-          {"engine_block_with_camera", summary_json(l.camera_block)},
+          {"later_picks", to_json(l.later)},
+          {"later_picks_opening", to_json(l.later_open)},
+          {"engine_block_without_camera", to_json(l.plain_block)},
+          {"engine_block_with_camera", to_json(l.camera_block)},
           {"engine_thread_per_block_without_camera", share_json(l.plain_thread)},
           {"engine_thread_per_block_with_camera", share_json(l.camera_thread)},
           {"each_pick", [&] {

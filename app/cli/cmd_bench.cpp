@@ -353,14 +353,6 @@ struct KernelCost {
   }
 };
 
-nlohmann::json to_json(const Summary& s) {
-  return {{"mean_ms", s.mean},
-          {"median_ms", s.median},
-          {"p99_ms", s.p99},
-          {"max_ms", s.max},
-          {"count", s.count}};
-}
-
 // Steady and switch block times of the bench's loop: `warmup` blocks, then `blocks` timed ones
 // with a prompt switch every `switch_every` of them. One loop for one rank and for many.
 struct BlockTimes {

@@ -2,6 +2,7 @@
 // Median / p99 / max of a set of timings, as the benchmarks report them.
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <vector>
 
@@ -22,6 +23,15 @@ inline Summary summarize(std::vector<double> v) {
   s.p99 = v[std::min(v.size() - 1, static_cast<size_t>(std::ceil(0.99 * v.size())) - 1)];
   s.max = v.back();
   return s;
+}
+
+// As the results JSON holds it.
+inline nlohmann::json to_json(const Summary& s) {
+  return {{"mean_ms", s.mean},
+          {"median_ms", s.median},
+          {"p99_ms", s.p99},
+          {"max_ms", s.max},
+          {"count", s.count}};
 }
 
 }  // namespace longlive::cli
