@@ -300,8 +300,13 @@ TEST(EngineVace, ACameraChosenMidStreamConditionsTheNextBlock) {
     EXPECT_EQ(max_diff(run.latents[b], plain.latents[b]), 0.0f) << "block " << b;
   EXPECT_GT(max_diff(run.latents[first], plain.latents[first]), 0.0f)
       << "the first block after the event is conditioned";
-  // Its latency, picked -> first conditioned frame ready, is on the stats (the overlay's line).
-  EXPECT_GT(engine.stats().last_input_ms, 0.0);
+  // Its latency, picked -> first conditioned frame ready, is on the stats (the overlay's line),
+  // with the opening part of it, and the engine thread's time feeding the input.
+  const EngineStats stats = engine.stats();
+  EXPECT_GT(stats.last_input_ms, 0.0);
+  EXPECT_GT(stats.last_input_open_ms, 0.0);
+  EXPECT_LT(stats.last_input_open_ms, stats.last_input_ms);
+  EXPECT_GT(stats.thread_time.inputs_ms, 0.0);
 }
 
 // A source that fails after `good` frames (a camera unplugged, a file that cannot be read).

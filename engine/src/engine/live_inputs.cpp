@@ -208,6 +208,7 @@ struct LiveInputs::Vace {
   std::shared_ptr<Tap> tap;  // null: reference mode
   std::unique_ptr<VaceConditioner> conditioner;
   int64_t fed_block = -1;  // the video's block it was last fed for
+  int64_t fed_frames = 0;  // latent frames per block then
 };
 
 struct LiveInputs::V2v {
@@ -215,6 +216,7 @@ struct LiveInputs::V2v {
   std::shared_ptr<Tap> tap;
   std::unique_ptr<VideoToVideo> feeder;
   int64_t fed_block = -1;
+  int64_t fed_frames = 0;
 };
 
 LiveInputs::LiveInputs(InputOpener opener, std::filesystem::path capture_dir)
@@ -396,14 +398,17 @@ std::vector<EventKind> LiveInputs::before_block(StreamGenerator& generator, int6
     clear();
     dropped.push_back(off);
   };
-  // The block made again after it was given up: what it was fed the first time.
+  // The block made again after it was given up: what it was fed the first time (unless a
+  // preset change in between made blocks of another length: then its own frames, read anew).
+  const int64_t frames = generator.options().frames_per_block;
   auto feed = [&](auto& input, auto& feeder) {
-    if (input->fed_block == block) {
+    if (input->fed_block == block && input->fed_frames == frames) {
       feeder->feed_again(generator);
       return;
     }
     feeder->before_block(generator);
     input->fed_block = block;
+    input->fed_frames = frames;
   };
   guard(
       vace_, "VACE", EventKind::vace_off, [&] { feed(vace_, vace_->conditioner); },
