@@ -223,10 +223,9 @@ class Engine {
   void unload_loras();
   // VACE and video-to-video inputs (docs/vace.md), from the next block, recorded; picking or
   // removing one gives the block in flight up (EngineOptions::abandon_blocks) so that it is the
-  // first block made with the change. An input that
-  // cannot be opened (no VACE weights, unreadable file, camera that does not open) or whose
-  // source fails later goes to on_error and the video goes on without it. Scale and strength
-  // move live (the next block).
+  // first block made with the change. An input that cannot be opened (no VACE weights,
+  // unreadable file, camera that does not open) or whose source fails later goes to on_error
+  // and the video goes on without it. Scale and strength move live (the next block).
   void set_vace(const VaceRequest& request);
   void clear_vace();
   void set_vace_scale(double scale);
