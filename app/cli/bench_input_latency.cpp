@@ -44,12 +44,19 @@ class SyntheticCamera final : public VaceFrameSource {
 
 using ThreadShare = InputLatency::ThreadShare;
 
-// The engine thread's time per block between two reads of its sums.
+// The engine thread's time between two reads of its sums.
+ThreadShare between(const EngineStats::ThreadTime& from, const EngineStats::ThreadTime& to) {
+  return {to.inputs_ms - from.inputs_ms, to.dit_wait_ms - from.dit_wait_ms,
+          to.decode_wait_ms - from.decode_wait_ms, to.deliver_ms - from.deliver_ms,
+          to.block_ms - from.block_ms};
+}
+
+// The same per block (the blocks made in between; at least one).
 ThreadShare per_block(const EngineStats::ThreadTime& from, const EngineStats::ThreadTime& to) {
   const double blocks = std::max<int64_t>(1, to.blocks - from.blocks);
-  return {(to.inputs_ms - from.inputs_ms) / blocks, (to.dit_wait_ms - from.dit_wait_ms) / blocks,
-          (to.decode_wait_ms - from.decode_wait_ms) / blocks,
-          (to.deliver_ms - from.deliver_ms) / blocks, (to.block_ms - from.block_ms) / blocks};
+  const ThreadShare sum = between(from, to);
+  return {sum.inputs_ms / blocks, sum.dit_wait_ms / blocks, sum.decode_wait_ms / blocks,
+          sum.deliver_ms / blocks, sum.block_ms / blocks};
 }
 
 // The mean of several phases' shares.
@@ -73,8 +80,8 @@ nlohmann::json share_json(const ThreadShare& s) {
           {"block_ms", s.block_ms}};
 }
 
-// The Engine's stats, polled until `done` holds (ConfigError after `limit`: a stuck engine or
-// one that stopped on an error is named, not waited for).
+// The Engine's stats, polled until `done` holds (Error, naming what it waited for, after
+// `limit` or when the engine reports an error: a stuck engine is not waited for).
 EngineStats wait_until(const Engine& engine, const std::function<bool(const EngineStats&)>& done,
                        const std::vector<std::string>& errors, std::mutex& errors_mutex,
                        const char* what, std::chrono::seconds limit = std::chrono::seconds(600)) {
@@ -103,8 +110,9 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
                                    int width, int picks) {
   namespace fs = std::filesystem;
   InputLatency out;
-  const fs::path captures =
-      fs::temp_directory_path() / fmt::format("longlive-bench-captures-{}", ::getpid());
+  // The capture files, removed however the measurement ends.
+  const OwnedDir captures{
+      fs::temp_directory_path() / fmt::format("longlive-bench-captures-{}", ::getpid()), true};
   std::mutex errors_mutex;
   std::vector<std::string> errors;
   Engine::Callbacks callbacks;
@@ -118,7 +126,7 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
       throw ConfigError("bench --vace-input-latency: only its synthetic camera opens here");
     return std::make_shared<SyntheticCamera>(h, w);
   };
-  options.capture_dir = captures;
+  options.capture_dir = captures.path;
   // Every block replays its graphs: no region-profiled (eager) or CUPTI-sampled blocks.
   options.profile_every = 1 << 30;
   options.kernel_sampling = false;
@@ -162,14 +170,9 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
         later.push_back(s.last_input_ms);
         later_open.push_back(s.last_input_open_ms);
       }
-      InputLatency::Pick p{s.last_input_ms,
-                           s.last_input_open_ms,
+      InputLatency::Pick p{s.last_input_ms, s.last_input_open_ms,
                            s.thread_time.blocks - at_pick.thread_time.blocks,
-                           {}};
-      p.thread = per_block(at_pick.thread_time, s.thread_time);
-      for (double* v : {&p.thread.inputs_ms, &p.thread.dit_wait_ms, &p.thread.decode_wait_ms,
-                        &p.thread.deliver_ms, &p.thread.block_ms})
-        *v *= std::max<int64_t>(1, p.blocks);  // sums
+                           between(at_pick.thread_time, s.thread_time)};
       p.graph_captures = s.graph_captures - at_pick.graph_captures;
       p.graph_eager_forwards = s.graph_eager_forwards - at_pick.graph_eager_forwards;
       out.each.push_back(p);
@@ -187,7 +190,6 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
     }
     engine.stop();
   }
-  remove_flat_dir(captures);  // the capture files (not fs::remove_all: see there)
   out.picks = picks;
   out.later = summarize(later);
   out.later_open = summarize(later_open);

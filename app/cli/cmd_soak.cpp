@@ -175,16 +175,6 @@ std::vector<std::string> split(const std::string& list) {
   return out;
 }
 
-// Removes the work folder it created (flat: recordings and their sidecars), whatever ends the
-// soak (remove_flat_dir: not fs::remove_all, see there).
-struct OwnedDir {
-  fs::path path;
-  bool owned = false;
-  ~OwnedDir() {
-    if (owned) remove_flat_dir(path);
-  }
-};
-
 const char* const kPrompts[] = {"a red fox running through snow", "a blue whale in the deep ocean",
                                 "a green forest at dawn",         "neon city streets in the rain",
                                 "a paper boat on a river",        "fireworks over a harbour",

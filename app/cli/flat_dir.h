@@ -21,4 +21,13 @@ inline void remove_flat_dir(const std::filesystem::path& path) {
   fs::remove(path, ec);
 }
 
+// A flat folder the CLI made, removed (remove_flat_dir) whatever ends its user, when `owned`.
+struct OwnedDir {
+  std::filesystem::path path;
+  bool owned = false;
+  ~OwnedDir() {
+    if (owned) remove_flat_dir(path);
+  }
+};
+
 }  // namespace longlive::cli

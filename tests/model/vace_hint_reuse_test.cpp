@@ -20,11 +20,12 @@ namespace longlive::test {
 namespace {
 
 struct HintReuse : ::testing::Test {
+  static constexpr int64_t kContextChannels = 96;  // of the random VACE blocks (Wan2.1-VACE's)
   void SetUp() override {
     weights = WeightStore::open(fixture("dit_weights.safetensors"));
     stream = WeightStore::open(fixture("dit_stream.safetensors"));
     options = options_from_stream(stream);
-    module = make_random_vace_weights(options.model, 96, 7);
+    module = make_random_vace_weights(options.model, kContextChannels, 7);
     prompt = stream.get("prompt." +
                         metadata_json(stream, "calls").at(0).at("prompt").get<std::string>());
   }
@@ -40,7 +41,8 @@ struct HintReuse : ::testing::Test {
     for (auto& trace : traces) {
       if (vace)
         g.set_vace(VaceInput{
-            at::randn({96, o.frames_per_block, o.latent_height, o.latent_width}, gen), 0.8});
+            at::randn({kContextChannels, o.frames_per_block, o.latent_height, o.latent_width}, gen),
+            0.8});
       out.push_back(g.next_block(&trace));
     }
     if (latents) *latents = at::cat(out, 1);
@@ -148,7 +150,8 @@ TEST_F(HintReuse, AStepGivenTheEmbeddingEqualsAStepGivenTheContext) {
   auto hints_buffer = [&] { return at::full({blocks, tokens, o.model.dim}, NAN); };
 
   CausalWanModel::ForwardArgs from_context = args;
-  from_context.vace_context = at::randn({96, f, o.latent_height, o.latent_width}, gen);
+  from_context.vace_context =
+      at::randn({kContextChannels, f, o.latent_height, o.latent_width}, gen);
   from_context.vace_hints = hints_buffer();
   const at::Tensor reference = model->run(from_context, kv, plan, cross);
 

@@ -415,7 +415,8 @@ std::shared_ptr<const CausalWanModel> SessionFactory::attach_vace(
 bool SessionFactory::vace_available() const { return resident_->vace.has_value(); }
 const std::string& SessionFactory::vace_status() const { return resident_->vace_status; }
 
-// The Wan VAE with its encoder: the tiny model's random one, else the folder's.
+// The Wan VAE with its encoder: the random models' (the full-size one with random_vace), else
+// the folder's.
 const WeightStore& SessionFactory::encoder_weights(const char* what) {
   Resident& r = *resident_;
   if (model_.tiny_random || (model_.full_random && model_.random_vace)) {
@@ -443,7 +444,8 @@ WanVaeEncoderOptions encoder_options(at::Device device) {
 // On a GPU, the encoder's convolution weights and biases ("encoder.*", "conv1.*") are kept on the
 // device in the encoders' dtype once an input asked for them, the rest of the VAE where it is:
 // each input picked builds its encoder from there instead of converting and uploading them again
-// (~150 ms of every camera pick on an H100, bench --vace-input-latency). The encoder casts those
+// (estimated to be most of the ~150 ms "opening the input" that bench --vace-input-latency
+// measured per camera pick on an H100 before this; not measured since). The encoder casts those
 // to its dtype as they are, so the bits are the same; the norms' gains stay: it scales them in
 // float64 before its cast.
 const WeightStore& encoder_weights_on(at::Device device, const WeightStore& host,

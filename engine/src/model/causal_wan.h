@@ -232,9 +232,9 @@ class CausalWanModel {
   // defined. x: the patch-embedded input [1, S, dim] float32. With `shard` (sharded()) only this
   // rank's rows are computed (the blocks gather K/V for their self-attention): [blocks, rows,
   // dim], written into those rows of the buffer when defined. vace_start() runs the embedding
-  // (or takes args.vace_embedded's) on the
-  // current stream; vace_blocks() the blocks, recording a mark on `side` after each hint when
-  // given (fused path only: the blocks then run on the side stream, beside the layers).
+  // (or takes args.vace_embedded's) on the current stream; vace_blocks() the blocks, recording a
+  // mark on `side` after each hint when given (fused path only: the blocks then run on the side
+  // stream, beside the layers).
   VaceStart vace_start(const at::Tensor& x, const ForwardArgs& args, int64_t frames, int64_t h,
                        int64_t w, const RankRows* shard) const;
   // before_proj of the patch-embedded context, zero-padded or cut to `seq` tokens: [1, S or
