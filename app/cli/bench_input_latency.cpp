@@ -24,20 +24,23 @@ namespace longlive::cli {
 namespace {
 
 // A camera that always has frames, handed out at once as a capture ring's latest are: random
-// ones at the session's size, made once and cycled (a camera converts its frames on its own
-// thread; the engine thread only takes them).
+// ones at the session's size, made once per bench and cycled (a camera converts its frames on
+// its own thread; the engine thread only takes them). The pool is shared by every pick: making
+// it (16 frames of at::rand on the host, ~100 ms) is not what opening a camera costs.
 class SyntheticCamera final : public VaceFrameSource {
  public:
-  SyntheticCamera(int height, int width)
-      : pool_(at::rand({kPool, 3, height, width}, at::detail::createCPUGenerator(17)) * 2 - 1) {}
+  static constexpr int64_t kPool = 16;
+  static at::Tensor make_pool(int height, int width) {
+    return at::rand({kPool, 3, height, width}, at::detail::createCPUGenerator(17)) * 2 - 1;
+  }
+  explicit SyntheticCamera(at::Tensor pool) : pool_(std::move(pool)) {}
   at::Tensor next_frames(int64_t count) override {
-    const at::Tensor picked = at::arange(next_, next_ + count, at::kLong).remainder(kPool);
+    const at::Tensor picked = at::arange(next_, next_ + count, at::kLong).remainder(pool_.size(0));
     next_ += count;
     return pool_.index_select(0, picked);
   }
 
  private:
-  static constexpr int64_t kPool = 16;
   at::Tensor pool_;
   int64_t next_ = 0;
 };
@@ -121,10 +124,16 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
     errors.push_back(e);
   };
   EngineOptions options;
-  options.inputs.frames = [](const InputSource& source, int h, int w) {
+  const at::Tensor pool = SyntheticCamera::make_pool(height, width);
+  options.inputs.frames = [pool](const InputSource& source, int h, int w) {
     if (source.kind != InputKind::camera)
       throw ConfigError("bench --vace-input-latency: only its synthetic camera opens here");
-    return std::make_shared<SyntheticCamera>(h, w);
+    if (h != pool.size(2) || w != pool.size(3))
+      throw ConfigError(
+          fmt::format("bench --vace-input-latency: the camera was opened at {}x{}, "
+                      "its frames are {}x{}",
+                      h, w, pool.size(2), pool.size(3)));
+    return std::make_shared<SyntheticCamera>(pool);
   };
   options.capture_dir = captures.path;
   // Every block replays its graphs: no region-profiled (eager) or CUPTI-sampled blocks.

@@ -147,8 +147,9 @@ struct VaceBench {
   // frames encoded in place on the generator's stream and a block ahead beside the DiT.
   Summary live_in_place, live_ahead;
   GeneratorStats full_stats;
-  // With --kernels: one full-VACE block's kernels and one hint-reuse block's (graph replays).
-  KernelTable full_kernels, reuse_kernels;
+  // With --kernels: one full-VACE block's kernels and one hint-reuse block's (graph replays),
+  // and one block's encode (both streams), where the encoder is timed.
+  KernelTable full_kernels, reuse_kernels, encode_kernels;
   double reuse_drift = -1;  // relative L2 of reuse's latents against full VACE's
   int drift_blocks = 0;
 };
@@ -256,6 +257,21 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
       return time_calls(device, 2, 10, [&] { encoder.encode(frames, at::Tensor()); });
     };
     out.encode = time_full_encodes(options);
+    if (a.kernels && device.is_cuda()) {
+      // Where a block's encode goes: the convolutions against the rest (norms, SiLU, copies).
+      VaceContextEncoder encoder(vae, options);
+      encoder.set_reuse_fixed_inactive(false);
+      encoder.encode(frames.narrow(0, 0, first), at::Tensor());
+      encoder.encode(frames, at::Tensor());
+      synchronize(device);
+      KernelProfiler profiler;
+      if (profiler.start()) {
+        encoder.encode(frames, at::Tensor());
+        synchronize(device);
+        profiler.stop();
+      }
+      out.encode_kernels = profiler.collect();
+    }
     if (device.is_cuda()) {
       WanVaeEncoderOptions contiguous = options;
       contiguous.layout = DecoderLayout::contiguous;
@@ -888,6 +904,9 @@ int run(const BenchArgs& a) {
                 << format_kernel_difference(v.full_kernels, kernel_table, 24);
       std::cout << "vace kernels   the hint-reuse block minus the plain block:\n"
                 << format_kernel_difference(v.reuse_kernels, kernel_table, 24);
+      if (v.encode.count)
+        std::cout << "vace kernels   one block's encode (both streams):\n"
+                  << format_kernel_table(v.encode_kernels);
     }
     vace_json = {{"blocks", v.blocks},
                  {"context_channels", v.channels},
@@ -917,6 +936,7 @@ int run(const BenchArgs& a) {
     if (a.kernels) {
       vace_json["kernels"] = to_json(v.full_kernels);
       vace_json["hint_reuse"]["kernels"] = to_json(v.reuse_kernels);
+      if (v.encode.count) vace_json["encode_kernels"] = to_json(v.encode_kernels);
     }
   }
   if (!a.json.empty()) {
