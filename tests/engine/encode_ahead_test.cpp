@@ -294,6 +294,49 @@ TEST(EncodeAheadEncoderWeights, KeptOnTheDeviceTheyEncodeAsFromTheHost) {
   EXPECT_TRUE(at::equal(again->encode(frames, at::Tensor()).to(at::kCPU), expected));
 }
 
+// The conditioning mode's black inactive blocks recorded by one input and taken by the next, on
+// the kept worker's stream (LiveInputs): the contexts are an encoder's without the record, bit
+// for bit, whether a block was taken, recorded or encoded by the first input.
+TEST(EncodeAheadBlackInactive, ALaterInputTakesTheRecordOnTheKeptWorker) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const Ahead on;
+  const at::Device cuda(at::kCUDA, 0);
+  SessionFactory factory(tiny_model(cuda));
+  const std::shared_ptr<EncodeWorker> worker = make_encode_worker(cuda);
+  ASSERT_NE(worker, nullptr);
+  auto contexts = [&](VaceContextEncoder& encoder, int64_t blocks) {
+    IndexedFrames source(32, 32);
+    EncodeAhead ahead(cuda, worker);
+    std::vector<at::Tensor> out;
+    for (int64_t b = 0; b < blocks; ++b) {
+      ahead.launch([&encoder, frames = source.next_frames(b == 0 ? 9 : 12)] {
+        return encoder.encode(frames, at::Tensor());
+      });
+      out.push_back(ahead.take().to(at::kCPU));
+    }
+    return out;
+  };
+  const auto plain = factory.vace_encoder();
+  const std::vector<at::Tensor> expected = contexts(*plain, 6);
+  const auto record = factory.black_inactive_latents();
+  const auto first = factory.vace_encoder();
+  first->share_black_inactive(record);
+  const std::vector<at::Tensor> brief = contexts(*first, 3);
+  const auto later = factory.vace_encoder();
+  later->share_black_inactive(record);
+  const std::vector<at::Tensor> taken = contexts(*later, 6);
+  for (size_t b = 0; b < expected.size(); ++b) {
+    if (b < brief.size())
+      EXPECT_TRUE(at::equal(brief[b], expected[b])) << "first input, block " << b;
+    EXPECT_TRUE(at::equal(taken[b], expected[b]))
+        << "later input, block " << b << ": max |diff| "
+        << (taken[b] - expected[b]).abs().max().item<float>();
+  }
+  EXPECT_EQ(later->inactive_blocks_from_record(), 3);
+  // Every block recorded, unless the stream's fixed point came first (its block then repeats).
+  if (!record->at_fixed_point(32, 32)) EXPECT_EQ(record->blocks(32, 32), 6);
+}
+
 // On the CPU (or with LONGLIVE_ENCODE_AHEAD=0) there is no worker: inputs encode in place.
 TEST(EncodeAhead, NoWorkerWhereNothingRunsAhead) {
   EXPECT_EQ(make_encode_worker(at::Device(at::kCPU)), nullptr);

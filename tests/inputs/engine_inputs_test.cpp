@@ -575,6 +575,32 @@ TEST(Preprocess, GrayAndSobelEdgesOnAHandCheckedImage) {
   EXPECT_THROW(preprocess_frames(f, "blur"), ConfigError);
 }
 
+TEST(CapturedFrames, WrittenOnTheirOwnThreadAndInTheFileAfterAFlush) {
+  const auto path = temp_dir("engine_inputs") / "flushed.rgb8";
+  const at::Tensor frames =
+      at::randint(0, 256, {3, 3, 8, 16}, at::kByte).to(at::kFloat) / 127.5 - 1;
+  FrameCaptureWriter w(path, 8, 16);
+  for (int i = 0; i < 6; ++i) w.append(frames);  // more than the writer queues: append waits
+  w.flush();
+  const CapturedFrameSource source(path, 8, 16);
+  EXPECT_EQ(source.frames(), 18) << "every frame appended is in the file, the writer still open";
+  EXPECT_THROW(w.append(frames.narrow(2, 0, 4)), Error) << "frames of another size";
+}
+
+TEST(CapturedFrames, AFailedWriteIsReportedNamingTheFile) {
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  const at::Tensor frames = at::zeros({2, 3, 8, 16});
+  FrameCaptureWriter w("/dev/full", 8, 16);  // the header is buffered; the first flush fails
+  w.append(frames);
+  try {
+    w.flush();
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("/dev/full"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(w.append(frames), IoError) << "the next block's append says it too";
+}
+
 TEST(CapturedFrames, RoundTripExactlyAndCheckTheSize) {
   const auto path = temp_dir("engine_inputs") / "round.rgb8";
   const at::Tensor u8 = at::randint(0, 256, {5, 3, 8, 16}, at::kByte);

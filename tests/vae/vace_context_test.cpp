@@ -5,7 +5,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cstdio>
+#include <memory>
+#include <string>
 
 #include "fixtures.h"
 #include "longlive/error.h"
@@ -233,6 +237,116 @@ TEST_F(VaceEncoderFixture, BlackInactiveFramesAreReusedAtTheirFixedPointExactly)
   reused.reset();
   reused.encode(at::rand({1 + 2 * ts, 3, h, w}, rng) * 2 - 1, {});
   EXPECT_EQ(reused.inactive_encodes_skipped(), skipped);
+}
+
+// The conditioning mode's black inactive blocks, recorded by one input and taken by the next
+// (BlackInactiveLatents): every block's context has the bits of an encoder without the record.
+class BlackInactiveRecord : public VaceEncoderFixture {
+ protected:
+  // Frames of block `index` (LongLive's 9, then 12 control frames, or `frames` when given).
+  at::Tensor block(int64_t index, int64_t frames = 0) {
+    const int64_t ts = 4, h = this->frames.size(2), w = this->frames.size(3);
+    const int64_t t = frames > 0 ? frames : (index == 0 ? 1 + 2 * ts : 3 * ts);
+    return at::rand({t, 3, h, w}, rng) * 2 - 1;
+  }
+  // Both encoders, block by block, on the same frames and mask; the contexts must be equal.
+  void expect_same(VaceContextEncoder& shared, VaceContextEncoder& plain, const at::Tensor& frames,
+                   const at::Tensor& mask, const std::string& what) {
+    const at::Tensor a = shared.encode(frames, mask), b = plain.encode(frames, mask);
+    EXPECT_TRUE(at::equal(a, b)) << what << ": max |diff| " << max_abs_diff(a, b);
+  }
+  int64_t height() const { return frames.size(2); }
+  int64_t width() const { return frames.size(3); }
+  at::Generator rng = at::detail::createCPUGenerator(11);
+};
+
+TEST_F(BlackInactiveRecord, ALaterInputTakesTheRecordedBlocksWithTheSameBits) {
+  if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
+  auto record = std::make_shared<BlackInactiveLatents>();
+  // The first input records until the stream's fixed point, and 3 blocks past it.
+  VaceContextEncoder first(weights, {}), plain(weights, {});
+  first.share_black_inactive(record);
+  int64_t blocks = 0, past_fixed = 0;
+  for (; past_fixed < 3 && blocks < VaceContextEncoder::kFixedPointProbes; ++blocks) {
+    expect_same(first, plain, block(blocks), {}, fmt::format("first input, block {}", blocks));
+    if (record->at_fixed_point(height(), width())) ++past_fixed;
+  }
+  ASSERT_TRUE(record->at_fixed_point(height(), width()))
+      << "no fixed point within " << VaceContextEncoder::kFixedPointProbes << " blocks";
+  EXPECT_EQ(first.inactive_blocks_from_record(), 2)
+      << "it encoded every block up to the fixed point's, whose latents the next 2 repeat";
+  const int64_t recorded = record->blocks(height(), width());
+  EXPECT_EQ(recorded, blocks - 2) << "the fixed point's block repeats, not recorded again";
+
+  // A later input (new frames) takes every inactive block, its contexts as if encoded.
+  VaceContextEncoder later(weights, {}), later_plain(weights, {});
+  later.share_black_inactive(record);
+  for (int64_t i = 0; i < blocks + 2; ++i)
+    expect_same(later, later_plain, block(i), {}, fmt::format("later input, block {}", i));
+  EXPECT_EQ(later.inactive_blocks_from_record(), blocks + 2);
+  EXPECT_EQ(record->blocks(height(), width()), recorded);
+
+  // A new video of the same input starts on the record again.
+  later.reset();
+  later_plain.reset();
+  for (int64_t i = 0; i < 2; ++i)
+    expect_same(later, later_plain, block(i), {}, fmt::format("after a reset, block {}", i));
+  EXPECT_EQ(later.inactive_blocks_from_record(), blocks + 4);
+}
+
+TEST_F(BlackInactiveRecord, AnInputGoingFurtherThanTheRecordExtendsIt) {
+  if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
+  auto record = std::make_shared<BlackInactiveLatents>();
+  {
+    VaceContextEncoder brief(weights, {}), plain(weights, {});
+    brief.share_black_inactive(record);
+    for (int64_t i = 0; i < 3; ++i)
+      expect_same(brief, plain, block(i), {}, fmt::format("brief input, block {}", i));
+  }
+  EXPECT_EQ(record->blocks(height(), width()), 3);
+  VaceContextEncoder longer(weights, {}), plain(weights, {});
+  longer.share_black_inactive(record);
+  for (int64_t i = 0; i < 7; ++i)
+    expect_same(longer, plain, block(i), {}, fmt::format("longer input, block {}", i));
+  EXPECT_EQ(longer.inactive_blocks_from_record(), 3) << "taken 3, then recorded the rest";
+  EXPECT_EQ(record->blocks(height(), width()), 7);
+}
+
+TEST_F(BlackInactiveRecord, ABlockTheRecordCannotGiveRebuildsTheOwnStreamFirst) {
+  if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
+  auto record = std::make_shared<BlackInactiveLatents>();
+  int64_t to_fixed = 0;
+  {
+    VaceContextEncoder first(weights, {});
+    first.share_black_inactive(record);
+    for (; !record->at_fixed_point(height(), width()) &&
+           to_fixed < VaceContextEncoder::kFixedPointProbes;
+         ++to_fixed)
+      first.encode(block(to_fixed), {});
+  }
+  ASSERT_TRUE(record->at_fixed_point(height(), width()));
+  // Leaving it mid-way (an inpainted block, blocks of another length), before and after the
+  // fixed point: the blocks after it are still what an encoder without the record gives.
+  for (const int64_t leave_at : {int64_t{2}, to_fixed + 2}) {
+    for (const bool inpaint : {true, false}) {
+      SCOPED_TRACE(fmt::format("leaving at block {} with {}", leave_at,
+                               inpaint ? "an inpainted block" : "blocks of 8 frames"));
+      VaceContextEncoder shared(weights, {}), plain(weights, {});
+      shared.share_black_inactive(record);
+      for (int64_t i = 0; i < leave_at; ++i)
+        expect_same(shared, plain, block(i), {}, fmt::format("block {}", i));
+      EXPECT_EQ(shared.inactive_blocks_from_record(), leave_at);
+      for (int64_t i = leave_at; i < leave_at + 3; ++i) {
+        const at::Tensor frames = inpaint ? block(i) : block(i, 8);
+        const at::Tensor mask =
+            inpaint && i == leave_at
+                ? (at::rand({frames.size(0), height(), width()}, rng) > 0.5).to(at::kFloat)
+                : at::Tensor();
+        expect_same(shared, plain, frames, mask, fmt::format("block {}", i));
+      }
+      EXPECT_EQ(shared.inactive_blocks_from_record(), leave_at) << "left for good";
+    }
+  }
 }
 
 TEST_F(VaceEncoderFixture, ReferenceImagesAreEncodedAloneInFront) {

@@ -114,6 +114,9 @@ class Performance {
   void set_v2v_strength(double strength);  // ConfigError without an input or outside (0, 1]
   void clear_inputs();                     // both, before an exact replay of another timeline
   InputStatus input_status() const;
+  // Waits until the camera frames used so far are in their capture files (before a timeline is
+  // handed out); IoError when a write failed.
+  void flush_input_captures() const;
   // Why an input was dropped since the last call (its source failed; the video went on).
   std::vector<std::string> take_input_messages() { return std::exchange(input_messages_, {}); }
 

@@ -31,6 +31,7 @@ class RegionProfiler;
 class WeightStore;
 class CausalWanModel;
 class WanVaeDecoder;
+class BlackInactiveLatents;
 class VaceContextEncoder;
 class WanVaeEncoder;
 struct GeneratorOptions;
@@ -206,6 +207,9 @@ class SessionFactory {
   // An encoder for a session's VACE input, on the factory's device (the Wan VAE's encoder; the
   // tiny model's is a random tiny VAE, seed 0). IoError naming the folder without a Wan VAE.
   std::unique_ptr<VaceContextEncoder> vace_encoder();
+  // The conditioning mode's black inactive blocks, recorded by the first VACE input and taken by
+  // the later ones (one per factory: its encoders share weights, device and dtype).
+  std::shared_ptr<BlackInactiveLatents> black_inactive_latents();
   // The Wan VAE encoder alone (video-to-video input), same weights and rules as vace_encoder().
   std::unique_ptr<WanVaeEncoder> video_encoder();
 

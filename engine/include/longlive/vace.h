@@ -56,6 +56,30 @@ struct WanVaeEncoderOptions;
 WeightStore make_random_vace_weights(const WanConfig& dit, int64_t in_channels, uint64_t seed,
                                      int64_t stride = 2);
 
+// The conditioning mode's inactive stream, shared by the inputs of a session: with an all-ones
+// mask that stream encodes black frames, block after block from a video's start, so its latents
+// depend only on the encoder's weights, the frame size and the blocks' frame counts, never on
+// the input. The first conditioning input records them (and the stream's memory, until it
+// reaches its fixed point); every later one takes them instead of encoding: half of the
+// encoder's work for the first blocks after a pick, the first conditioned block included, with
+// the same bits. One per encoder weights, device and dtype (SessionFactory keeps it); the
+// encoders sharing it must run on one CUDA stream (LiveInputs: the kept encode worker's).
+class BlackInactiveLatents {
+ public:
+  BlackInactiveLatents();
+  ~BlackInactiveLatents();
+  BlackInactiveLatents(const BlackInactiveLatents&) = delete;
+  BlackInactiveLatents& operator=(const BlackInactiveLatents&) = delete;
+  // Blocks recorded for frames of height x width, and whether the last is the fixed point.
+  int64_t blocks(int64_t height, int64_t width) const;
+  bool at_fixed_point(int64_t height, int64_t width) const;
+
+ private:
+  friend class VaceContextEncoder;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Streaming VACE encoder over the Wan VAE encoder: one per session, reset() at a new video.
 class VaceContextEncoder {
  public:
@@ -90,6 +114,12 @@ class VaceContextEncoder {
   static constexpr int64_t kFixedPointProbes = 64;
   void set_reuse_fixed_inactive(bool on);
   int64_t inactive_encodes_skipped() const;
+  // Black inactive blocks taken from (and added to) `record` from now on, with the fixed point
+  // reuse above on (null: none). A block the record cannot give (another frame count than
+  // recorded, a mask that is not all ones) rebuilds this encoder's own inactive stream from the
+  // recorded blocks' counts first, so every block's latents are what encoding would give.
+  void share_black_inactive(std::shared_ptr<BlackInactiveLatents> record);
+  int64_t inactive_blocks_from_record() const;  // taken from the record, not encoded here
   int64_t channels() const { return 96; }
   int64_t temporal_scale() const;  // control frames per latent frame (4)
   at::Device device() const;
@@ -270,21 +300,29 @@ at::Tensor preprocess_frames(const at::Tensor& frames, const std::string& kind);
 // Camera frames saved as they are used: a raw file, a 16-byte header ("LLRGB8\0\0", int32
 // height, int32 width, little-endian) then [H, W, 3] uint8 frames. Raw so that a replay reads
 // back the very values the live session encoded (a lossy codec would not).
+// The frames are converted and written on a thread of the writer's own, so a camera's block
+// costs the engine thread no conversion or disk time; nothing appended is dropped (append waits
+// while a few blocks are still queued, the destructor writes what is left).
 class FrameCaptureWriter {
  public:
   FrameCaptureWriter(const std::filesystem::path& path, int height, int width);  // IoError
-  ~FrameCaptureWriter();
+  ~FrameCaptureWriter();  // writes what is queued, then closes the file
   FrameCaptureWriter(const FrameCaptureWriter&) = delete;
   FrameCaptureWriter& operator=(const FrameCaptureWriter&) = delete;
-  void append(const at::Tensor& frames);  // [T, 3, H, W] in [-1, 1]; IoError when a write fails
+  // [T, 3, H, W] in [-1, 1], host memory the caller leaves as it is: queued for writing. IoError
+  // naming the file when an earlier write failed or the size is not the file's.
+  void append(const at::Tensor& frames);
+  // Waits until every frame appended is in the file; IoError when a write failed.
+  void flush();
   const std::filesystem::path& path() const { return path_; }
-  int64_t frames() const { return frames_; }
+  int64_t frames() const { return frames_; }  // appended
 
  private:
+  struct Writer;
   std::filesystem::path path_;
-  std::FILE* file_ = nullptr;
   int height_, width_;
   int64_t frames_ = 0;
+  std::unique_ptr<Writer> writer_;
 };
 
 // A capture file read back from frame `offset`; past its end the last frame is repeated.
@@ -340,6 +378,9 @@ class LiveInputs {
   std::optional<V2vRequest> v2v_now() const;
 
   void reset();  // a new video: the encoders' streaming caches are emptied
+  // Waits until the camera frames used so far are in their capture files (a timeline handed out
+  // names them); IoError when a write failed.
+  void flush_captures() const;
 
   // Before each block (`block`: its index in the video): hands the block's control input to the
   // generator. The same block again (given up mid-way and made again) gets what it was given

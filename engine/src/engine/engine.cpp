@@ -452,6 +452,13 @@ void Engine::run() {
     if (callbacks_.on_stats) callbacks_.on_stats(stats());
   };
   auto finish_timeline = [&] {
+    // The camera frames the timeline names are written on a thread of their own: all in the
+    // files before it is handed out (a failed write also drops the input at its next block).
+    try {
+      perf.flush_input_captures();
+    } catch (const Error& error) {
+      if (callbacks_.on_error) callbacks_.on_error(error.what());
+    }
     if (callbacks_.on_timeline && !perf.timeline_empty()) callbacks_.on_timeline(perf.timeline());
   };
   // A (re)start begins a new video: frame numbers, stats and kept latents start over.

@@ -4,12 +4,17 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 #include "encode_ahead.h"
 #include "longlive/error.h"
@@ -81,36 +86,98 @@ at::Tensor preprocess_frames(const at::Tensor& frames, const std::string& kind) 
 
 // ---- capture files ------------------------------------------------------------------------------
 
+// The writer's thread: converts the queued frames to RGB8 and writes them in order.
+struct FrameCaptureWriter::Writer {
+  static constexpr size_t kMaxQueued = 4;  // appends (blocks) waiting at most
+
+  std::FILE* file = nullptr;
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<at::Tensor> queue;
+  bool writing = false, closing = false;
+  std::string failure;  // the first write that failed
+  std::thread thread;
+
+  void serve(const std::filesystem::path& path) {
+    std::unique_lock lock(mutex);
+    for (;;) {
+      changed.wait(lock, [&] { return closing || !queue.empty(); });
+      if (queue.empty()) return;  // closing, all written
+      const at::Tensor frames = std::move(queue.front());
+      queue.pop_front();
+      writing = true;
+      lock.unlock();
+      std::string error;
+      if (failure.empty()) {  // written only by this thread
+        try {
+          const at::Tensor rgb = to_rgb8(frames);
+          const size_t bytes = static_cast<size_t>(rgb.numel());
+          if (std::fwrite(rgb.data_ptr<uint8_t>(), 1, bytes, file) != bytes ||
+              std::fflush(file) != 0)
+            error = fmt::format("writing the camera capture '{}' failed: {}", path.string(),
+                                std::strerror(errno));
+        } catch (const std::exception& e) {
+          error =
+              fmt::format("writing the camera capture '{}' failed: {}", path.string(), e.what());
+        }
+      }
+      lock.lock();
+      if (!error.empty() && failure.empty()) failure = std::move(error);
+      writing = false;
+      changed.notify_all();
+    }
+  }
+};
+
 FrameCaptureWriter::FrameCaptureWriter(const std::filesystem::path& path, int height, int width)
-    : path_(path), height_(height), width_(width) {
+    : path_(path), height_(height), width_(width), writer_(std::make_unique<Writer>()) {
   std::error_code ec;
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
-  file_ = std::fopen(path.c_str(), "wb");
-  if (!file_)
+  writer_->file = std::fopen(path.c_str(), "wb");
+  if (!writer_->file)
     throw IoError(fmt::format("cannot create the camera capture '{}': {}", path.string(),
                               std::strerror(errno)));
   std::array<char, kCaptureHeader> header{};
   std::memcpy(header.data(), kCaptureMagic, 8);
   const int32_t dims[2] = {height, width};
   std::memcpy(header.data() + 8, dims, 8);
-  if (std::fwrite(header.data(), 1, header.size(), file_) != header.size())
+  if (std::fwrite(header.data(), 1, header.size(), writer_->file) != header.size()) {
+    std::fclose(writer_->file);
     throw IoError(fmt::format("cannot write the camera capture '{}'", path.string()));
+  }
+  writer_->thread = std::thread([w = writer_.get(), path] { w->serve(path); });
 }
 
 FrameCaptureWriter::~FrameCaptureWriter() {
-  if (file_) std::fclose(file_);
+  {
+    const std::lock_guard lock(writer_->mutex);
+    writer_->closing = true;
+  }
+  writer_->changed.notify_all();
+  writer_->thread.join();
+  std::fclose(writer_->file);
+  if (!writer_->failure.empty()) log::warn("{}", writer_->failure);
 }
 
 void FrameCaptureWriter::append(const at::Tensor& frames) {
-  const at::Tensor rgb = to_rgb8(frames);
-  if (rgb.size(1) != height_ || rgb.size(2) != width_)
-    throw Error(fmt::format("camera capture '{}': frames of {}x{}, the file holds {}x{}",
-                            path_.string(), rgb.size(1), rgb.size(2), height_, width_));
-  const size_t bytes = static_cast<size_t>(rgb.numel());
-  if (std::fwrite(rgb.data_ptr<uint8_t>(), 1, bytes, file_) != bytes || std::fflush(file_) != 0)
-    throw IoError(fmt::format("writing the camera capture '{}' failed: {}", path_.string(),
-                              std::strerror(errno)));
-  frames_ += rgb.size(0);
+  if (frames.dim() != 4 || frames.size(1) != 3 || frames.size(2) != height_ ||
+      frames.size(3) != width_)
+    throw Error(fmt::format("camera capture '{}': frames of [{}], the file holds [T, 3, {}, {}]",
+                            path_.string(), fmt::join(frames.sizes(), ", "), height_, width_));
+  std::unique_lock lock(writer_->mutex);
+  writer_->changed.wait(lock, [&] {
+    return writer_->queue.size() < Writer::kMaxQueued || !writer_->failure.empty();
+  });
+  if (!writer_->failure.empty()) throw IoError(writer_->failure);
+  writer_->queue.push_back(frames.device().is_cpu() ? frames : frames.to(at::kCPU));
+  frames_ += frames.size(0);
+  writer_->changed.notify_all();
+}
+
+void FrameCaptureWriter::flush() {
+  std::unique_lock lock(writer_->mutex);
+  writer_->changed.wait(lock, [&] { return writer_->queue.empty() && !writer_->writing; });
+  if (!writer_->failure.empty()) throw IoError(writer_->failure);
 }
 
 CapturedFrameSource::CapturedFrameSource(const std::filesystem::path& path, int height, int width,
@@ -296,8 +363,15 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
     next->tap = open_tap(request.source, session);
     next->recorded.source = next->tap->recorded;
   }
-  next->conditioner = std::make_unique<VaceConditioner>(
-      factory.vace_encoder(), std::move(settings), next->tap, worker(vace_worker_, session.device));
+  std::shared_ptr<EncodeWorker> encode_worker = worker(vace_worker_, session.device);
+  std::unique_ptr<VaceContextEncoder> encoder = factory.vace_encoder();
+  // The black inactive blocks recorded by an earlier input, where every VACE encode of the
+  // session runs on one stream: the kept worker's, or the generator's when nothing is encoded
+  // ahead (a worker per input, the A/B, would read them on another stream).
+  if (encode_worker || !encode_ahead_turned_on() || !session.device.is_cuda())
+    encoder->share_black_inactive(factory.black_inactive_latents());
+  next->conditioner = std::make_unique<VaceConditioner>(std::move(encoder), std::move(settings),
+                                                        next->tap, std::move(encode_worker));
   vace_ = std::move(next);
   return vace_->recorded;
 }
@@ -373,6 +447,12 @@ void LiveInputs::reset() {
     v2v_->feeder->reset();
     v2v_->fed_block = -1;
   }
+}
+
+void LiveInputs::flush_captures() const {
+  for (const Tap* tap :
+       {vace_ && vace_->tap ? vace_->tap.get() : nullptr, v2v_ ? v2v_->tap.get() : nullptr})
+    if (tap && tap->capture) tap->capture->flush();
 }
 
 std::vector<EventKind> LiveInputs::before_block(StreamGenerator& generator, int64_t block,

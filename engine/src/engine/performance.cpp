@@ -241,6 +241,8 @@ InputStatus Performance::input_status() const {
   return inputs_->status(session() ? &factory() : nullptr);
 }
 
+void Performance::flush_input_captures() const { inputs_->flush_captures(); }
+
 void Performance::record_inputs() {
   if (auto vace = inputs_->vace_now()) {
     TimelineEvent e = event(EventKind::vace);

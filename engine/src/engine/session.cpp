@@ -236,6 +236,7 @@ struct SessionFactory::Resident {
   std::optional<WeightStore> vace_vae;  // the random models' VAE with its encoder
   // The encoder's tensors of that VAE on the device, in the encoders' dtype (encoder_weights).
   std::optional<WeightStore> encoder_on_device;
+  std::shared_ptr<BlackInactiveLatents> black_inactive;  // black_inactive_latents()
   std::shared_ptr<TextEncoder> text;
   std::shared_ptr<PromptCache> prompts;
 };
@@ -444,10 +445,10 @@ WanVaeEncoderOptions encoder_options(at::Device device) {
 // On a GPU, the encoder's convolution weights and biases ("encoder.*", "conv1.*") are kept on the
 // device in the encoders' dtype once an input asked for them, the rest of the VAE where it is:
 // each input picked builds its encoder from there instead of converting and uploading them again
-// (estimated to be most of the ~150 ms "opening the input" that bench --vace-input-latency
-// measured per camera pick on an H100 before this; not measured since). The encoder casts those
-// to its dtype as they are, so the bits are the same; the norms' gains stay: it scales them in
-// float64 before its cast.
+// (an H100 measured the same ~150 ms "opening the input" per camera pick with and without this:
+// that was mostly the bench's own synthetic camera, fixed since). The encoder casts those to its
+// dtype as they are, so the bits are the same; the norms' gains stay: it scales them in float64
+// before its cast.
 const WeightStore& encoder_weights_on(at::Device device, const WeightStore& host,
                                       std::optional<WeightStore>& on_device) {
   if (!device.is_cuda()) return host;
@@ -472,6 +473,12 @@ std::unique_ptr<VaceContextEncoder> SessionFactory::vace_encoder() {
   return std::make_unique<VaceContextEncoder>(
       encoder_weights_on(device_, encoder_weights("VACE"), resident_->encoder_on_device),
       encoder_options(device_));
+}
+
+std::shared_ptr<BlackInactiveLatents> SessionFactory::black_inactive_latents() {
+  if (!resident_->black_inactive)
+    resident_->black_inactive = std::make_shared<BlackInactiveLatents>();
+  return resident_->black_inactive;
 }
 
 std::unique_ptr<WanVaeEncoder> SessionFactory::video_encoder() {

@@ -92,6 +92,12 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
     ++blocks_;
     return;
   }
+  // A first block (nothing launched a block ahead) is encoded on the worker too, waited for at
+  // once: every encode of the input then runs on one stream, whose memory its caches are.
+  if (!ahead_->pending() && ahead_->enabled())
+    ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
+      return [this, input = read_block(blocks_, latent_frames)] { return encode_input(input); };
+    });
   last_context_ = ahead_->pending() ? ahead_->take() : encode_block(blocks_, latent_frames);
   generator.set_vace(VaceInput{last_context_, settings_.scale});
   ++blocks_;
@@ -148,6 +154,11 @@ at::Tensor VideoToVideo::encode_frames(const at::Tensor& frames) {
 
 void VideoToVideo::before_block(StreamGenerator& generator) {
   const int64_t latent_frames = generator.options().frames_per_block;
+  // A first block on the worker too, waited for at once (as VaceConditioner::before_block).
+  if (!ahead_->pending() && ahead_->enabled())
+    ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
+      return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
+    });
   last_latents_ =
       ahead_->pending() ? ahead_->take() : encode_frames(read_block(blocks_, latent_frames));
   generator.set_v2v(V2vInput{last_latents_, strength_});

@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+#include <optional>
+#include <string>
+
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/profiler.h"
@@ -39,9 +43,13 @@ constexpr int kCaptureAttempts = 3;
 
 struct DitGraphRunner::Cuda {
   // Graphs are captured on a side stream of their own (never the pool's: another thread
-  // launching there would break a capture) and replayed on the caller's.
+  // launching there would break a capture) and replayed on the caller's, or with
+  // LONGLIVE_DIT_PRIORITY=1 on a stream one priority level above it: the inputs encoded a block
+  // ahead (EncodeAhead, the lowest level) then take what the DiT leaves of the GPU instead of
+  // sharing it evenly, so a block's DiT is not slowed by the next block's encode.
   DedicatedStream stream;
   c10::MempoolId_t pool;
+  std::optional<DedicatedStream> replay_above;
 };
 
 bool DitGraphRunner::available() { return true; }
@@ -49,9 +57,29 @@ bool DitGraphRunner::available() { return true; }
 namespace {
 // A region of its own, for the kernel profiler: a graph's kernels are attributed to the region of
 // their launch. (No RegionProfiler sees it: graphs do not replay while one is active.)
-void replay(at::cuda::CUDAGraph& graph) {
+void replay(at::cuda::CUDAGraph& graph, const std::optional<DedicatedStream>& on) {
   const ProfileScope scope("dit_graph");
-  graph.replay();
+  if (!on) {
+    graph.replay();
+    return;
+  }
+  // On `on`, ordered after what the caller queued and before what it queues next.
+  const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream();
+  const c10::cuda::CUDAStream stream = on->get();
+  at::cuda::CUDAEvent queued, done;
+  queued.record(caller);
+  queued.block(stream);
+  {
+    const c10::cuda::CUDAStreamGuard guard(stream);
+    graph.replay();
+  }
+  done.record(stream);
+  done.block(caller);
+}
+
+bool replay_above_lowest() {
+  const char* env = std::getenv("LONGLIVE_DIT_PRIORITY");
+  return env != nullptr && std::string(env) == "1";
 }
 }  // namespace
 
@@ -60,8 +88,11 @@ DitGraphRunner::DitGraphRunner(const CausalWanModel& model) : model_(model) {
     throw ConfigError(
         fmt::format("CUDA graphs need a CUDA device (the DiT runs on {})", model.device().str()));
   }
-  cuda_.reset(new Cuda{DedicatedStream(model.device().index(), /*high_priority=*/false),
-                       at::cuda::graph_pool_handle()});
+  cuda_.reset(new Cuda{DedicatedStream(model.device().index(), StreamPriority::lowest),
+                       at::cuda::graph_pool_handle(),
+                       {}});
+  if (replay_above_lowest())
+    cuda_->replay_above.emplace(model.device().index(), StreamPriority::above_lowest);
 }
 
 #else
@@ -146,7 +177,7 @@ at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache&
   };
   // After a capture too: capturing executed nothing, so its forward is the graph's first replay.
   auto replayed = [&](Entry& entry) {
-    replay(*entry.graph);
+    replay(*entry.graph, cuda_->replay_above);
     ++stats_.replays;
     return copied_out(entry.output);
   };

@@ -13,9 +13,18 @@
 
 namespace longlive {
 
+// CUDA schedules the blocks of a higher-priority stream's kernels first when SMs free up.
+enum class StreamPriority {
+  lowest,        // LibTorch's default; inputs encoded ahead
+  above_lowest,  // one level up (the highest where the device has two): the DiT's replays
+  highest,       // the decoder: a finished block's frames go out first
+};
+
 class DedicatedStream {
  public:
-  DedicatedStream(c10::DeviceIndex device, bool high_priority);
+  DedicatedStream(c10::DeviceIndex device, StreamPriority priority);
+  DedicatedStream(c10::DeviceIndex device, bool high_priority)
+      : DedicatedStream(device, high_priority ? StreamPriority::highest : StreamPriority::lowest) {}
   ~DedicatedStream();
   DedicatedStream(const DedicatedStream&) = delete;
   DedicatedStream& operator=(const DedicatedStream&) = delete;
@@ -24,7 +33,7 @@ class DedicatedStream {
 
  private:
   c10::DeviceIndex device_;
-  bool high_priority_;
+  StreamPriority priority_;
   cudaStream_t stream_ = nullptr;
 };
 

@@ -2,6 +2,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
 #include "longlive/error.h"
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
@@ -45,6 +50,84 @@ at::Tensor vace_context(const at::Tensor& latents, const at::Tensor& mask_latent
       .contiguous();
 }
 
+// ---- BlackInactiveLatents -----------------------------------------------------------------------
+
+struct BlackInactiveLatents::Impl {
+  struct Block {
+    int64_t frames = 0;  // control frames encoded
+    at::Tensor latents;  // [z, F, h, w]
+  };
+  // One frame size's black video: its blocks so far, and the stream's memory after the last
+  // one until an encode leaves it unchanged (the fixed point: the last block repeats).
+  struct Track {
+    std::vector<Block> blocks;
+    std::optional<WanVaeEncoder::Stream> stream;
+    bool fixed = false;
+    int64_t probes = 0;
+  };
+  mutable std::mutex mutex;
+  std::pair<int64_t, int64_t> size{-1, -1};  // the one frame size kept (a new one replaces it)
+  Track track;
+
+  struct Found {
+    at::Tensor latents;
+    bool encoded = false;  // by this call (the next block of the record)
+    bool fixed = false;    // the record's memory no longer changes from this block on
+  };
+  // Block `index` of the black video (blocks before it of the recorded counts, this one of
+  // `zeros`' count [1, T, 3, H, W]): recorded, or encoded and recorded when it is the next.
+  // nullopt when the record cannot say (another count or size than recorded).
+  std::optional<Found> block(int64_t index, const at::Tensor& zeros, WanVaeEncoder& encoder) {
+    const std::lock_guard lock(mutex);
+    const int64_t frames = zeros.size(1), height = zeros.size(3), width = zeros.size(4);
+    if (size != std::pair{height, width}) {
+      if (index != 0) return std::nullopt;  // a size met mid-video: not recorded from its start
+      size = {height, width};
+      track = Track{};
+    }
+    const auto recorded = static_cast<int64_t>(track.blocks.size());
+    if (index < recorded) {
+      const Block& b = track.blocks[size_t(index)];
+      if (b.frames != frames) return std::nullopt;
+      return Found{b.latents, false, track.fixed && index + 1 == recorded};
+    }
+    if (track.fixed) {
+      if (frames != track.blocks.back().frames) return std::nullopt;
+      return Found{track.blocks.back().latents, false, true};
+    }
+    if (index > recorded) return std::nullopt;  // an encoder that skipped blocks (not expected)
+    if (!track.stream) track.stream.emplace();
+    WanVaeEncoder::Stream& stream = *track.stream;
+    const bool probe = stream.started() && track.probes < VaceContextEncoder::kFixedPointProbes;
+    stream.track_changes(probe);
+    at::Tensor latents = encoder.encode_next(zeros, stream)[0].permute({1, 0, 2, 3});
+    if (probe) {
+      ++track.probes;
+      track.fixed = !stream.changed();
+    }
+    stream.track_changes(false);
+    track.blocks.push_back({frames, latents});
+    if (track.fixed) track.stream.reset();  // the memory is no longer needed
+    return Found{latents, true, track.fixed};
+  }
+};
+
+BlackInactiveLatents::BlackInactiveLatents() : impl_(std::make_unique<Impl>()) {}
+BlackInactiveLatents::~BlackInactiveLatents() = default;
+
+int64_t BlackInactiveLatents::blocks(int64_t height, int64_t width) const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->size == std::pair{height, width} ? static_cast<int64_t>(impl_->track.blocks.size())
+                                                 : 0;
+}
+
+bool BlackInactiveLatents::at_fixed_point(int64_t height, int64_t width) const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->size == std::pair{height, width} && impl_->track.fixed;
+}
+
+// ---- VaceContextEncoder -------------------------------------------------------------------------
+
 struct VaceContextEncoder::Impl {
   WanVaeEncoder encoder;
   WanVaeEncoder::Stream inactive, reactive;
@@ -58,10 +141,36 @@ struct VaceContextEncoder::Impl {
   int64_t inactive_fixed_frames = 0;  // control frames of the encode that found it
   int64_t probes = 0;
   int64_t skipped = 0;
+  // Black inactive blocks from the shared record: while on it, this encoder's own inactive stream
+  // is unused and the record's stands for it, `record_blocks` blocks into the video.
+  std::shared_ptr<BlackInactiveLatents> record;
+  bool on_record = true;
+  int64_t record_blocks = 0;
+  std::vector<int64_t> record_counts;  // frames of the blocks taken, up to the fixed point
+  bool record_past_fixed = false;
+  int64_t from_record = 0;
 
   void forget_fixed_point() {
     inactive_fixed = false;
     probes = 0;
+  }
+
+  void restart_on_record() {
+    on_record = true;
+    record_blocks = 0;
+    record_counts.clear();
+    record_past_fixed = false;
+  }
+
+  // Leaves the record: the own inactive stream encodes the black blocks taken from it (past the
+  // fixed point the memory no longer changes), so it goes on as if it had encoded them itself.
+  void leave_record(const at::TensorOptions& pixels, int64_t height, int64_t width) {
+    on_record = false;
+    inactive.reset();
+    forget_fixed_point();
+    for (const int64_t frames : record_counts)
+      encoder.encode_next(at::zeros({1, frames, 3, height, width}, pixels), inactive);
+    record_counts.clear();
   }
 };
 
@@ -80,7 +189,17 @@ void VaceContextEncoder::reset() {
   impl_->inactive.reset();
   impl_->reactive.reset();
   impl_->forget_fixed_point();
+  impl_->restart_on_record();
 }
+
+void VaceContextEncoder::share_black_inactive(std::shared_ptr<BlackInactiveLatents> record) {
+  impl_->record = std::move(record);
+  impl_->restart_on_record();
+  // Only from a video's start: mid-video the own stream already holds what it encoded.
+  impl_->on_record = !impl_->inactive.started();
+}
+
+int64_t VaceContextEncoder::inactive_blocks_from_record() const { return impl_->from_record; }
 
 void VaceContextEncoder::set_reuse_fixed_inactive(bool on) {
   impl_->reuse_fixed_inactive = on;
@@ -132,11 +251,27 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
   const bool black = !mask.defined() || m.min().item<float>() >= 1;
   const at::Tensor inactive = black ? at::zeros_like(pixels) : pixels * (1 - m).unsqueeze(1);
   const at::Tensor reactive = pixels * m.unsqueeze(1);
+  // The shared record of black inactive blocks, while this video's blocks match it.
+  std::optional<BlackInactiveLatents::Impl::Found> recorded;
+  if (s.record && s.on_record) {
+    if (black && s.reuse_fixed_inactive)
+      recorded = s.record->impl_->block(s.record_blocks, inactive.unsqueeze(0), s.encoder);
+    if (recorded) {
+      ++s.record_blocks;
+      if (!recorded->encoded) ++s.from_record;
+      if (!s.record_past_fixed) s.record_counts.push_back(t);
+      s.record_past_fixed = s.record_past_fixed || recorded->fixed;
+    } else {
+      s.leave_record(pixels.options(), height, width);
+    }
+  }
   // [1, T, 3, H, W] -> [1, F, z, h, w] -> [z, F, h, w]
   // Black inactive frames at the stream's fixed point: the encode would repeat its last latents
   // exactly (same input, same memory, a deterministic function of both), so they are reused.
   if (!black || !s.reuse_fixed_inactive) s.forget_fixed_point();
-  if (black && s.inactive_fixed && s.inactive_fixed_frames == t) {
+  if (recorded) {
+    s.last_inactive = recorded->latents;
+  } else if (black && s.inactive_fixed && s.inactive_fixed_frames == t) {
     ++s.skipped;
   } else {
     const bool probe =
