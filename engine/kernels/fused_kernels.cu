@@ -895,6 +895,51 @@ cudaError_t launch_rms_rope(const RmsRopeArgs& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+namespace {
+
+constexpr int kRmsSiluWarps = 8;  // rows per thread block
+
+template <typename T>
+__global__ void rms_silu_rows_kernel(RmsSiluArgs a) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRmsSiluWarps + threadIdx.x / 32;
+  if (row >= a.rows) return;
+  const int lane = threadIdx.x % 32;
+  const T* x = static_cast<const T*>(a.in) + row * a.in_stride;
+  T* y = static_cast<T*>(a.out) + row * a.out_stride;
+  const T* gamma = static_cast<const T*>(a.gamma);
+  float squares = 0.0f;
+  for (int64_t i = lane; i < a.dim; i += 32) {
+    const float v = to_float(x[i]);
+    squares += v * v;
+  }
+  for (int o = 16; o > 0; o >>= 1) squares += __shfl_xor_sync(0xffffffffu, squares, o);
+  const float rstd = rsqrtf(squares / static_cast<float>(a.dim) + a.eps);
+  // The row is read again from L1/L2, not from memory: at most a few hundred bytes.
+  for (int64_t i = lane; i < a.dim; i += 32) {
+    const float n = round_to<T>(to_float(gamma[i]) * (rstd * to_float(x[i])));
+    y[i] = from_float<T>(n / (1.0f + expf(-n)));
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_rms_silu_rows(const RmsSiluArgs& a, cudaStream_t stream) {
+  if (a.rows < 1 || a.dim < 1 || a.in_stride < a.dim || a.out_stride < a.dim)
+    return cudaErrorInvalidValue;
+  const auto blocks = static_cast<unsigned>((a.rows + kRmsSiluWarps - 1) / kRmsSiluWarps);
+  switch (a.type) {
+    case ElemType::bf16:
+      rms_silu_rows_kernel<__nv_bfloat16><<<blocks, kRmsSiluWarps * 32, 0, stream>>>(a);
+      break;
+    case ElemType::f16:
+      rms_silu_rows_kernel<__half><<<blocks, kRmsSiluWarps * 32, 0, stream>>>(a);
+      break;
+    case ElemType::f32:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
 cudaError_t launch_dequantize_int8(const DequantInt8Args& a, cudaStream_t stream) {
   if (a.dim % 16 != 0 || a.q_head_stride % 16 != 0 || !aligned16(a.q) || !aligned16(a.out) ||
       a.heads < 1 || a.count < 1)

@@ -130,4 +130,22 @@ struct DequantInt8Args {
 };
 cudaError_t launch_dequantize_int8(const DequantInt8Args& args, cudaStream_t stream);
 
+// The Wan VAE's norm + SiLU before each causal convolution, on channels-last pixels: one warp
+// per row (a pixel's channels), out[r] = silu(round(gamma * (x[r] * rsqrt(mean(x[r]^2) + eps))))
+// in float32, the norm rounded to the type first as ATen's rms_norm then silu round (two passes
+// and a kernel that takes a thread block per 96-value row). in/out: [rows, dim] with row
+// strides `in_stride` / `out_stride` (elements), bf16 or f16; gamma [dim] of the same type.
+struct RmsSiluArgs {
+  const void* in = nullptr;
+  int64_t in_stride = 0;
+  void* out = nullptr;
+  int64_t out_stride = 0;
+  const void* gamma = nullptr;
+  ElemType type = ElemType::bf16;
+  int64_t rows = 0;
+  int64_t dim = 0;
+  float eps = 1e-6f;
+};
+cudaError_t launch_rms_silu_rows(const RmsSiluArgs& args, cudaStream_t stream);
+
 }  // namespace longlive::kernels

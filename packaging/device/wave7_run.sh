@@ -24,7 +24,7 @@ want() { [[ " $steps " == *" $1 "* ]]; }
 t0=$(date +%s)
 elapsed() { echo "$(($(date +%s) - t0)) s"; }
 if want build; then
-  device_build "longlive test_model test_core test_engine" "$out/build.log"
+  device_build "longlive test_model test_core test_engine test_vae" "$out/build.log"
 else
   export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 fi
@@ -41,6 +41,10 @@ if want tests; then
   # VACE / video-to-video inputs encoded a block ahead (#17): the video encoded in place.
   timeout 90 $b/tests/test_engine --gtest_filter='*EncodeAhead*' >>"$out/tests.log" 2>&1
   echo "encode-ahead tests rc=$? ($(elapsed))"
+  # The Wan VAE on the GPU against the reference (the fused norm + SiLU): needs the wanvae
+  # fixtures in $LONGLIVE_FIXTURES, skips without them.
+  timeout 120 $b/tests/test_vae --gtest_filter='WanVaeGpu.*' >>"$out/tests.log" 2>&1
+  echo "wan vae gpu tests rc=$? ($(elapsed))"
   grep -E "heap growth|^\[  (PASSED|FAILED)|FAILED  \]" "$out/tests.log" | tail -6
 fi
 # turbo_fp8_cudnn: turbo_fp8 with cuDNN's attention (its FP8 kernel too), the A/B of FA3's FP8;

@@ -304,6 +304,48 @@ TEST(FusedKernels, RmsRopeMatchesRmsNormThenRope) {
   EXPECT_EQ(wide.narrow(2, head_dim, head_dim).abs().max().item<float>(), 0.f);
 }
 
+// The Wan VAE's norm + SiLU before each causal convolution (fused::rms_silu, channels-last):
+// ATen's rms_norm then silu, both rounding to 16 bits, for the widths of the released VAE and the
+// tiny one, into a causal conv's input buffer (a slice along time) without touching the rest;
+// an all-zero pixel stays zero.
+TEST(FusedKernels, RmsSiluIsAtenRmsNormThenSilu) {
+  REQUIRE_CUDA();
+  at::manual_seed(5);
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (const int64_t channels : {8, 96, 192, 384}) {
+      SCOPED_TRACE(fmt::format("{} channels, {}", channels, c10::toString(dtype)));
+      const at::Tensor x = (at::randn({1, channels, 3, 10, 14}, cuda(at::kFloat)) * 3)
+                               .to(dtype)
+                               .contiguous(at::MemoryFormat::ChannelsLast3d);
+      x.select(2, 1).select(2, 4).select(2, 5).zero_();  // one pixel of frame 1: all zero
+      const at::Tensor gamma = (1 + 0.1 * at::randn({channels}, cuda(at::kFloat))).to(dtype);
+      const at::Tensor plain =
+          at::silu(at::rms_norm(x.permute({0, 2, 3, 4, 1}), {channels}, gamma, 1e-30))
+              .permute({0, 4, 1, 2, 3});
+      // The causal conv's buffer: 2 remembered frames, then these 3.
+      const at::Tensor buffer = at::full({1, channels, 5, 10, 14}, NAN, cuda(dtype))
+                                    .contiguous(at::MemoryFormat::ChannelsLast3d);
+      const at::Tensor fresh = buffer.narrow(2, 2, 3);
+      fused::rms_silu(x, gamma, 1e-30, fresh);
+      const at::Tensor diff = (fresh.to(at::kFloat) - plain.to(at::kFloat)).abs();
+      // One 16-bit rounding of the norm (from another summation order) moves a value of order 1
+      // by at most 2^-7; the SiLU keeps it within that.
+      EXPECT_LT(diff.max().item<double>(), 0.02);
+      EXPECT_GT(fresh.eq(plain).to(at::kFloat).mean().item<double>(), 0.98)
+          << "nearly every value bit for bit";
+      EXPECT_EQ(fresh.select(2, 1).select(2, 4).select(2, 5).abs().max().item<float>(), 0.f);
+      EXPECT_TRUE(buffer.narrow(2, 0, 2).isnan().all().item<bool>()) << "wrote outside the slice";
+      EXPECT_FALSE(fresh.isnan().any().item<bool>());
+    }
+  }
+  // What it cannot take is refused by name.
+  const at::Tensor contiguous = at::randn({1, 96, 3, 4, 4}, cuda(at::kBFloat16));
+  EXPECT_FALSE(fused::can_rms_silu(contiguous));
+  EXPECT_THROW(fused::rms_silu(contiguous, at::ones({96}, cuda(at::kBFloat16)), 1e-30,
+                               at::empty_like(contiguous)),
+               Error);
+}
+
 // An FP8 KV cache's slots written by the RMSNorm+RoPE launch itself (KvCache::set_fp8_direct):
 // the same bytes as KvCache::write() stores for the bf16 keys and values (saturated at +-448,
 // scale 1), with values beyond E4M3's range among them.

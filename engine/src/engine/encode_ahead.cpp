@@ -113,6 +113,11 @@ bool encode_ahead_turned_on() {
   return env == nullptr || std::string(env) != "0";
 }
 
+bool first_block_alone() {
+  const char* env = std::getenv("LONGLIVE_FIRST_BLOCK_ALONE");
+  return env == nullptr || std::string(env) != "0";
+}
+
 at::Device device_of(const EncodeWorker& worker) { return worker.device(); }
 
 std::shared_ptr<EncodeWorker> make_encode_worker(at::Device device) {

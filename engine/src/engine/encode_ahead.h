@@ -21,6 +21,10 @@ namespace longlive {
 
 // Whether the environment lets inputs be encoded ahead (LONGLIVE_ENCODE_AHEAD unset or not "0").
 bool encode_ahead_turned_on();
+// Whether an input's first block runs its DiT alone, the second block's encode launched only at
+// that block (LONGLIVE_FIRST_BLOCK_ALONE unset or not "0"): the first conditioned frame comes
+// sooner (the GPU is not shared with the next encode), the second block's a little later.
+bool first_block_alone();
 
 class EncodeWorker;  // the worker thread and its stream (longlive/vace.h: make_encode_worker)
 at::Device device_of(const EncodeWorker& worker);

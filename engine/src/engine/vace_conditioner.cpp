@@ -102,6 +102,9 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   generator.set_vace(VaceInput{last_context_, settings_.scale});
   ++blocks_;
   if (!ahead_->enabled()) return;
+  // The input's first block runs its DiT alone (a camera just picked reaches the screen sooner);
+  // the next block's frames are read and encoded at that block.
+  if (blocks_ == 1 && first_block_alone()) return;
   // The next block's frames, read now (on this thread: the source's order), encoded beside this
   // block's DiT. A source that fails here fails the next block, as it would have in place.
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
@@ -164,6 +167,7 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
   generator.set_v2v(V2vInput{last_latents_, strength_});
   ++blocks_;
   if (!ahead_->enabled()) return;
+  if (blocks_ == 1 && first_block_alone()) return;  // as VaceConditioner's first block
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
     return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
   });

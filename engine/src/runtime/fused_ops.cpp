@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
+#include <vector>
 
 #include "longlive/error.h"
 
@@ -191,6 +192,47 @@ std::pair<at::Tensor, at::Tensor> norm_modulate_fp8(const at::Tensor& x, const N
   return {q, scales};
 }
 
+namespace {
+// [N, C, ...] -> [N, ..., C]: a view whose rows are the channels of a pixel.
+at::Tensor channels_last_order(const at::Tensor& t) {
+  std::vector<int64_t> order = {0};
+  for (int64_t d = 2; d < t.dim(); ++d) order.push_back(d);
+  order.push_back(1);
+  return t.permute(order);
+}
+}  // namespace
+
+bool can_rms_silu(const at::Tensor& in) {
+  return in.defined() && in.is_cuda() && (in.dim() == 4 || in.dim() == 5) &&
+         (in.scalar_type() == at::kBFloat16 || in.scalar_type() == at::kHalf) &&
+         channels_last_order(in).is_contiguous();
+}
+
+void rms_silu(const at::Tensor& in, const at::Tensor& gamma, double eps, const at::Tensor& out) {
+  require(can_rms_silu(in),
+          "rms_silu input must be a bfloat16/float16 CUDA tensor [N, C, ...] in channels-last "
+          "order");
+  require(can_rms_silu(out) && out.sizes() == in.sizes() && out.scalar_type() == in.scalar_type() &&
+              out.device() == in.device(),
+          "rms_silu output must be shaped, typed and laid out like the input");
+  require(gamma.scalar_type() == in.scalar_type() && gamma.is_contiguous() &&
+              gamma.numel() == in.size(1) && gamma.device() == in.device(),
+          "rms_silu gamma must be contiguous [C] of the input's dtype on its device");
+  if (in.numel() == 0) return;
+  const c10::cuda::CUDAGuard guard(in.device());
+  kernels::RmsSiluArgs a;
+  a.in = in.data_ptr();
+  a.in_stride = in.size(1);
+  a.out = out.data_ptr();
+  a.out_stride = in.size(1);
+  a.gamma = gamma.data_ptr();
+  a.type = elem_type(in, "input");
+  a.rows = in.numel() / in.size(1);
+  a.dim = in.size(1);
+  a.eps = static_cast<float>(eps);
+  check_launch(kernels::launch_rms_silu_rows(a, c10::cuda::getCurrentCUDAStream()), "rms_silu");
+}
+
 void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
               const at::Tensor& sin, const at::Tensor& out, double eps, const at::Tensor& copy_in,
               const at::Tensor& copy_out) {
@@ -328,6 +370,8 @@ namespace {
 }  // namespace
 
 bool available(const at::Tensor&) { return false; }
+bool can_rms_silu(const at::Tensor&) { return false; }
+void rms_silu(const at::Tensor&, const at::Tensor&, double, const at::Tensor&) { unavailable(); }
 at::Tensor norm_modulate(const at::Tensor&, const NormInputs&, double, at::ScalarType) {
   unavailable();
 }

@@ -58,6 +58,16 @@ std::pair<at::Tensor, at::Tensor> norm_modulate_fp8(const at::Tensor& x, const N
 // values beside the keys into the KV cache, without a separate copy). `out` (and then copy_out)
 // may be float8_e4m3fn: each value is rounded to the input's dtype, then saturated at +-448 and
 // converted, the bits an FP8 KV cache stores for the 16-bit key (KvCache::write).
+// The Wan VAE's silu(RmsNorm over channels) in one pass (kernels::launch_rms_silu_rows): `in`
+// a channels-last [N, C, ...] bfloat16/float16 CUDA tensor (4-D channels-last or 5-D
+// channels-last-3d; its channels a row), `gamma` [C] of its dtype, written into `out` of the
+// same shape and dtype whose channels-last order is contiguous (a slice of a causal conv's input
+// buffer along time, say). The norm is rounded to the dtype before the SiLU, as at::rms_norm then
+// at::silu round.
+void rms_silu(const at::Tensor& in, const at::Tensor& gamma, double eps, const at::Tensor& out);
+// Whether rms_silu takes `in` (and an output like it): CUDA, 16-bit, channels-last order dense.
+bool can_rms_silu(const at::Tensor& in);
+
 void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
               const at::Tensor& sin, const at::Tensor& out, double eps,
               const at::Tensor& copy_in = {}, const at::Tensor& copy_out = {});

@@ -5,13 +5,19 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "longlive/error.h"
+#include "runtime/fused_ops.h"
 
 namespace longlive::wan_vae {
 namespace {
 
 constexpr int64_t kCacheFrames = 2;  // CACHE_T of the reference: frames a causal conv remembers
+// The channels-last norm's epsilon under the root: keeps 0 / 0 out of all-zero pixels (the
+// reference clamps the norm at 1e-12, which only matters there: both map them to zero).
+constexpr double kRmsEps = 1e-30;
 
 // [B, C, T, H, W] <-> [B*T, C, H, W] for the per-frame 2-D layers.
 at::Tensor frames_of(const at::Tensor& x) {
@@ -104,8 +110,7 @@ at::Tensor RmsNorm::operator()(const at::Tensor& x) const {
       back.push_back(d - 1);
     }
     to_last.push_back(1);
-    constexpr double kEps = 1e-30;  // keeps 0 / 0 out of all-zero pixels
-    return at::rms_norm(x.permute(to_last), {x.size(1)}, gamma, kEps).permute(back);
+    return at::rms_norm(x.permute(to_last), {x.size(1)}, gamma, kRmsEps).permute(back);
   }
   // F.normalize over channels (eps 1e-12), then gamma * sqrt(C).
   const at::Tensor norm = at::linalg_vector_norm(x, 2, {1}, /*keepdim=*/true).clamp_min_(1e-12);
@@ -114,12 +119,32 @@ at::Tensor RmsNorm::operator()(const at::Tensor& x) const {
 
 namespace {
 
+// On a GPU, channels-last: the norm and the SiLU in one pass (fused::rms_silu: one read and one
+// write of the activations instead of two each, and a warp per pixel instead of ATen's thread
+// block per 96-value row), unless LONGLIVE_VAE_FUSED_NORM=0 (ATen's rms_norm then silu).
+bool fused_norm_silu(const at::Tensor& x) {
+  static const bool on = [] {
+    const char* env = std::getenv("LONGLIVE_VAE_FUSED_NORM");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  return on && fused::can_rms_silu(x);
+}
+
 // conv(silu(norm(x))), the SiLU writing straight into the causal conv's input buffer.
 at::Tensor norm_silu_conv(const RmsNorm& norm, const Conv3d& conv, const at::Tensor& x,
                           StreamState& state) {
-  if (conv.slot < 0) return conv.plain(at::silu(norm(x)));
+  const bool fused = fused_norm_silu(x) && norm.gamma.scalar_type() == x.scalar_type();
+  if (conv.slot < 0) {
+    if (!fused) return conv.plain(at::silu(norm(x)));
+    const at::Tensor activated = at::empty_like(x);
+    fused::rms_silu(x, norm.gamma, kRmsEps, activated);
+    return conv.plain(activated);
+  }
   Conv3d::CausalInput input = conv.begin(x, x.size(2), state);
-  at::silu_out(input.fresh, norm(x));
+  if (fused && fused::can_rms_silu(input.fresh))
+    fused::rms_silu(x, norm.gamma, kRmsEps, input.fresh);
+  else
+    at::silu_out(input.fresh, norm(x));
   return conv.finish(input, state);
 }
 
