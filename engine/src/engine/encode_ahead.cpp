@@ -115,7 +115,7 @@ bool encode_ahead_turned_on() {
 
 bool first_block_alone() {
   const char* env = std::getenv("LONGLIVE_FIRST_BLOCK_ALONE");
-  return env == nullptr || std::string(env) != "0";
+  return env != nullptr && std::string(env) == "1";
 }
 
 at::Device device_of(const EncodeWorker& worker) { return worker.device(); }

@@ -102,8 +102,8 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   generator.set_vace(VaceInput{last_context_, settings_.scale});
   ++blocks_;
   if (!ahead_->enabled()) return;
-  // The input's first block runs its DiT alone (a camera just picked reaches the screen sooner);
-  // the next block's frames are read and encoded at that block.
+  // LONGLIVE_FIRST_BLOCK_ALONE=1: the input's first block runs its DiT alone, the next block's
+  // frames read and encoded at that block (measured slower, encode_ahead.h).
   if (blocks_ == 1 && first_block_alone()) return;
   // The next block's frames, read now (on this thread: the source's order), encoded beside this
   // block's DiT. A source that fails here fails the next block, as it would have in place.
