@@ -238,19 +238,23 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
                                       const at::Tensor& references) {
   check_images(frames, "control frames");
   const int64_t t = frames.size(0), height = frames.size(2), width = frames.size(3);
-  at::Tensor m = mask.defined() ? mask : at::ones({t, height, width});
+  // The frames go to the encoder's device once, and the mask's arithmetic runs there: on a GPU
+  // the host neither multiplies nor uploads the inactive and reactive frames (the same values:
+  // products with 0 and 1, zeros, copies).
+  const at::Tensor pixels = frames.to(impl_->device, at::kFloat);
+  at::Tensor m = mask.defined() ? mask : at::ones({t, height, width}, pixels.options());
   if (m.dim() == 4 && m.size(0) == 1) m = m[0];
   if (m.dim() != 3 || m.size(0) != t || m.size(1) != height || m.size(2) != width)
     throw ConfigError(fmt::format("VACE mask has shape [{}], expected [{}, {}, {}] (one per frame)",
                                   fmt::join(mask.sizes(), ", "), t, height, width));
-  m = vace_binarize_mask(m).to(frames.device());
-  const at::Tensor pixels = frames.to(at::kFloat);
+  m = vace_binarize_mask(m).to(pixels.device());
   // An all-ones mask (conditioning) leaves the inactive frames black: zeros, the same input
-  // block after block (pixels * 0 would differ from it only in the signs of zeros).
+  // block after block (pixels * 0 would differ from it only in the signs of zeros), and the
+  // reactive frames the frames themselves.
   Impl& s = *impl_;
   const bool black = !mask.defined() || m.min().item<float>() >= 1;
   const at::Tensor inactive = black ? at::zeros_like(pixels) : pixels * (1 - m).unsqueeze(1);
-  const at::Tensor reactive = pixels * m.unsqueeze(1);
+  const at::Tensor reactive = mask.defined() ? pixels * m.unsqueeze(1) : pixels;
   // The shared record of black inactive blocks, while this video's blocks match it.
   std::optional<BlackInactiveLatents::Impl::Found> recorded;
   if (s.record && s.on_record) {
