@@ -24,8 +24,9 @@ bool encode_ahead_turned_on();
 // Whether an input's first block runs its DiT alone, the second block's encode launched only at
 // that block (LONGLIVE_FIRST_BLOCK_ALONE=1; off by default). Measured slower on an H200 (a camera
 // pick to its first conditioned frame 488 ms against 414 ms with the next encode beside the
-// first block): the first block's frames are handed out during the next block's turn, which then
-// waits for that block's encode first.
+// first block): the first block's frames were handed out during the next block's turn, which
+// then waited for that block's encode first. Since then the engine hands them out before that
+// block's inputs are fed (Engine's loop); not measured yet.
 bool first_block_alone();
 
 class EncodeWorker;  // the worker thread and its stream (longlive/vace.h: make_encode_worker)

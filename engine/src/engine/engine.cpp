@@ -18,6 +18,7 @@
 #include <system_error>
 #include <utility>
 
+#include "encode_ahead.h"
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
 #include "longlive/elapsed.h"
@@ -708,6 +709,11 @@ void Engine::run() {
         while (session.decoder->pending() > 0) deliver_oldest_block();
         return block_outdated_.load();
       };
+      // LONGLIVE_FIRST_BLOCK_ALONE=1: an input's first block ran its DiT alone, and this block's
+      // inputs are encoded when they are fed, in front of its DiT: the first block's frames go
+      // out before that wait (its decode, queued right after its DiT, is about done).
+      if (first_block_alone() && !queued_.empty() && queued_.front().input_issued)
+        while (session.decoder->pending() > 0) deliver_oldest_block();
       const std::optional<at::Tensor> generated =
           may_abandon ? perf.next_block_unless(between_steps) : perf.next_block();
       if (kernel_sample) kernel_profiler->stop();
