@@ -245,7 +245,7 @@ class BlackInactiveRecord : public VaceEncoderFixture {
  protected:
   // Frames of block `index` (LongLive's 9, then 12 control frames, or `frames` when given).
   at::Tensor block(int64_t index, int64_t frames = 0) {
-    const int64_t ts = 4, h = this->frames.size(2), w = this->frames.size(3);
+    const int64_t ts = temporal_scale(), h = this->frames.size(2), w = this->frames.size(3);
     const int64_t t = frames > 0 ? frames : (index == 0 ? 1 + 2 * ts : 3 * ts);
     return at::rand({t, 3, h, w}, rng) * 2 - 1;
   }
@@ -256,6 +256,8 @@ class BlackInactiveRecord : public VaceEncoderFixture {
     EXPECT_TRUE(at::equal(a, b)) << what << ": max |diff| " << max_abs_diff(a, b);
   }
   int64_t height() const { return frames.size(2); }
+  // The fixture VAE's control frames per latent frame (4 for the released one).
+  int64_t temporal_scale() const { return WanVaeConfig::infer(weights).temporal_scale(); }
   int64_t width() const { return frames.size(3); }
   at::Generator rng = at::detail::createCPUGenerator(11);
 };
@@ -330,14 +332,14 @@ TEST_F(BlackInactiveRecord, ABlockTheRecordCannotGiveRebuildsTheOwnStreamFirst) 
   for (const int64_t leave_at : {int64_t{2}, to_fixed + 2}) {
     for (const bool inpaint : {true, false}) {
       SCOPED_TRACE(fmt::format("leaving at block {} with {}", leave_at,
-                               inpaint ? "an inpainted block" : "blocks of 8 frames"));
+                               inpaint ? "an inpainted block" : "blocks of 2 latent frames"));
       VaceContextEncoder shared(weights, {}), plain(weights, {});
       shared.share_black_inactive(record);
       for (int64_t i = 0; i < leave_at; ++i)
         expect_same(shared, plain, block(i), {}, fmt::format("block {}", i));
       EXPECT_EQ(shared.inactive_blocks_from_record(), leave_at);
       for (int64_t i = leave_at; i < leave_at + 3; ++i) {
-        const at::Tensor frames = inpaint ? block(i) : block(i, 8);
+        const at::Tensor frames = inpaint ? block(i) : block(i, 2 * temporal_scale());
         const at::Tensor mask =
             inpaint && i == leave_at
                 ? (at::rand({frames.size(0), height(), width()}, rng) > 0.5).to(at::kFloat)
