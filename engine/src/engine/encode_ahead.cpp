@@ -118,6 +118,11 @@ bool first_block_alone() {
   return env != nullptr && std::string(env) == "1";
 }
 
+bool input_trace() {
+  const char* env = std::getenv("LONGLIVE_INPUT_TRACE");
+  return env != nullptr && std::string(env) == "1";
+}
+
 at::Device device_of(const EncodeWorker& worker) { return worker.device(); }
 
 std::shared_ptr<EncodeWorker> make_encode_worker(at::Device device) {

@@ -28,6 +28,10 @@ bool encode_ahead_turned_on();
 // then waited for that block's encode first. Since then the engine hands them out before that
 // block's inputs are fed (Engine's loop); not measured yet.
 bool first_block_alone();
+// Whether an input's opening and first block are timed stage by stage in the log
+// (LONGLIVE_INPUT_TRACE=1; the camera-to-screen budget in docs/vace.md). The first block's encode
+// is then waited for on its stream, so the GPU's share shows apart from the host's.
+bool input_trace();
 
 class EncodeWorker;  // the worker thread and its stream (longlive/vace.h: make_encode_worker)
 at::Device device_of(const EncodeWorker& worker);

@@ -672,6 +672,9 @@ void Engine::run() {
       Session& session = *perf.session();
       follow_kernel_sampling(false);
       const auto begin = Clock::now();
+      if (first_after_input && input_trace())
+        log::info("input trace: its first block begins {:.1f} ms after the pick",
+                  ms_since(input_issued));
       const bool switched = first_after_switch;
       const bool transitioning = perf.in_transition();
       const int64_t block = perf.blocks();

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "encode_ahead.h"
+#include "longlive/elapsed.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
@@ -250,7 +251,11 @@ struct LiveInputs::Tap final : VaceFrameSource {
   at::Tensor preview;
 
   at::Tensor next_frames(int64_t count) override {
+    const bool traced = used == 0 && input_trace();
+    const auto taking = std::chrono::steady_clock::now();
     at::Tensor frames = source->next_frames(count);
+    if (traced)
+      log::info("input trace: the source gave {} frames in {:.1f} ms", count, ms_since(taking));
     if (capture) capture->append(frames);
     used += count;
     if (!request.preprocess.empty())
@@ -260,6 +265,8 @@ struct LiveInputs::Tap final : VaceFrameSource {
     const int64_t h = std::max<int64_t>(1, std::lround(last.size(2) * s));
     const int64_t w = std::max<int64_t>(1, std::lround(last.size(3) * s));
     preview = to_rgb8(at::upsample_bilinear2d(last, {h, w}, false))[0];
+    if (traced)
+      log::info("input trace: captured, preprocessed, previewed {:.1f} ms after", ms_since(taking));
     return frames;
   }
   Counts counts() const override { return source->counts(); }
@@ -356,6 +363,13 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
   }
   auto next = std::make_unique<Vace>();
   next->recorded = request;
+  const bool traced = input_trace();
+  auto opening = std::chrono::steady_clock::now();
+  auto trace = [&](const char* what) {
+    if (!traced) return;
+    log::info("input trace: {} in {:.1f} ms", what, ms_since(opening));
+    opening = std::chrono::steady_clock::now();
+  };
   if (settings.mode == VaceMode::reference) {
     if (request.source.kind != InputKind::none)
       throw ConfigError("VACE mode reference takes a reference image only, no frame source");
@@ -363,8 +377,10 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
     next->tap = open_tap(request.source, session);
     next->recorded.source = next->tap->recorded;
   }
+  trace("source opened");
   std::shared_ptr<EncodeWorker> encode_worker = worker(vace_worker_, session.device);
   std::unique_ptr<VaceContextEncoder> encoder = factory.vace_encoder();
+  trace("encoder made");
   // The black inactive blocks recorded by an earlier input, where every VACE encode of the
   // session runs on one stream: the kept worker's, or the generator's when nothing is encoded
   // ahead (a worker per input, the A/B, would read them on another stream).
@@ -372,7 +388,9 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
     encoder->share_black_inactive(factory.black_inactive_latents());
   next->conditioner = std::make_unique<VaceConditioner>(std::move(encoder), std::move(settings),
                                                         next->tap, std::move(encode_worker));
+  trace("conditioner made");
   vace_ = std::move(next);
+  trace("the previous input dropped");
   return vace_->recorded;
 }
 

@@ -4,8 +4,11 @@
 #include <fmt/ranges.h>
 
 #include "encode_ahead.h"
+#include "longlive/elapsed.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
+#include "longlive/log.h"
+#include "longlive/profiler.h"
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
 
@@ -94,11 +97,30 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   }
   // A first block (nothing launched a block ahead) is encoded on the worker too, waited for at
   // once: every encode of the input then runs on one stream, whose memory its caches are.
+  const bool traced = blocks_ == 0 && input_trace();
+  const auto feeding = std::chrono::steady_clock::now();
   if (!ahead_->pending() && ahead_->enabled())
     ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
-      return [this, input = read_block(blocks_, latent_frames)] { return encode_input(input); };
+      const auto reading = std::chrono::steady_clock::now();
+      BlockInput input = read_block(blocks_, latent_frames);
+      if (traced)
+        log::info("input trace: first block's {} frames read in {:.1f} ms", input.frames.size(0),
+                  ms_since(reading));
+      if (!traced) return [this, input = std::move(input)] { return encode_input(input); };
+      return [this, input = std::move(input)] {
+        const auto launching = std::chrono::steady_clock::now();
+        at::Tensor context = encode_input(input);
+        const double launched = ms_since(launching);
+        wait_for_current_stream(encoder_->device());
+        log::info(
+            "input trace: first block encoded: {:.1f} ms launching, done on the GPU {:.1f} ms "
+            "after the launch began",
+            launched, ms_since(launching));
+        return context;
+      };
     });
   last_context_ = ahead_->pending() ? ahead_->take() : encode_block(blocks_, latent_frames);
+  if (traced) log::info("input trace: first block fed in {:.1f} ms", ms_since(feeding));
   generator.set_vace(VaceInput{last_context_, settings_.scale});
   ++blocks_;
   if (!ahead_->enabled()) return;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# On the GPU box (#17): a camera picked mid-stream -> its first conditioned frame
+# (`bench --vace --vace-input-latency`, the studio's Engine, random full-size weights), each
+# run of LATENCY_RUNS (default "turbo_fp8 turbo_fp8_alone") a preset with an optional suffix:
+# _alone: LONGLIVE_FIRST_BLOCK_ALONE=1 (the input's first block runs its DiT alone).
+# LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
+# Needs the build of wave7_run.sh in $LONGLIVE_GPU_BUILD (its `build` step). Results under $OUT.
+#   LATENCY_RUNS="turbo_fp8 turbo_fp8_alone balanced" bash packaging/device/latency_run.sh
+set -u
+b=${LONGLIVE_GPU_BUILD:-/tmp/b}
+out=${OUT:-/tmp/out}
+export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_alone}; do
+  preset=${run%_alone}
+  env=(LONGLIVE_INPUT_TRACE=1)
+  [ "$run" != "$preset" ] && env+=(LONGLIVE_FIRST_BLOCK_ALONE=1)
+  start=$(date +%s)
+  env "${env[@]}" timeout 150 "$b/app/longlive" bench --preset "$preset" --random full \
+    --blocks 3 --warmup 1 --profile-blocks 0 --vace --vace-drift-blocks 0 --no-vace-encoder \
+    --vace-input-latency 5 --json "$out/latency_$run.json" >"$out/latency_$run.log" 2>&1
+  echo "== latency $run rc=$? ($(($(date +%s) - start)) s)"
+  grep -E "pick [0-9]|input trace|vace input" "$out/latency_$run.log" | tail -40
+done
