@@ -907,18 +907,130 @@ __global__ void rms_silu_rows_kernel(RmsSiluArgs a) {
   const T* x = static_cast<const T*>(a.in) + row * a.in_stride;
   T* y = static_cast<T*>(a.out) + row * a.out_stride;
   const T* gamma = static_cast<const T*>(a.gamma);
+  const T* bias = static_cast<const T*>(a.bias);
+  auto value = [&](int64_t i) {
+    return bias ? round_to<T>(to_float(x[i]) + to_float(bias[i])) : to_float(x[i]);
+  };
   float squares = 0.0f;
   for (int64_t i = lane; i < a.dim; i += 32) {
-    const float v = to_float(x[i]);
+    const float v = value(i);
     squares += v * v;
   }
   for (int o = 16; o > 0; o >>= 1) squares += __shfl_xor_sync(0xffffffffu, squares, o);
   const float rstd = rsqrtf(squares / static_cast<float>(a.dim) + a.eps);
   // The row is read again from L1/L2, not from memory: at most a few hundred bytes.
   for (int64_t i = lane; i < a.dim; i += 32) {
-    const float n = round_to<T>(to_float(gamma[i]) * (rstd * to_float(x[i])));
+    const float n = round_to<T>(to_float(gamma[i]) * (rstd * value(i)));
     y[i] = from_float<T>(n / (1.0f + expf(-n)));
   }
+}
+
+// Eight 16-bit values moved by one 16-byte load or store (`raw()` aliases them).
+template <typename T>
+struct alignas(16) Pack8 {
+  T v[8];
+  __device__ __forceinline__ uint4& raw() { return *reinterpret_cast<uint4*>(v); }
+};
+
+constexpr int kRowThreads = 16;  // threads sharing a row in the vector kernel
+constexpr int kVecRows = 16;     // rows per 256-thread block
+
+// The vector form: a row's 16-byte vectors spread over 16 threads, at most kVecs each, kept in
+// registers between the sum of squares and the output.
+template <typename T, int kVecs>
+__global__ void rms_silu_vec_kernel(RmsSiluArgs a) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kVecRows + threadIdx.x / kRowThreads;
+  const int lane = threadIdx.x % kRowThreads;
+  const bool live = row < a.rows;
+  const int vecs = static_cast<int>(a.dim / 8);
+  const T* x = static_cast<const T*>(a.in) + row * a.in_stride;
+  float v[kVecs][8];
+  float squares = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int c = lane + j * kRowThreads;
+    if (!live || c >= vecs) continue;
+    Pack8<T> in, b;
+    in.raw() = *reinterpret_cast<const uint4*>(x + c * 8);
+    if (a.bias) b.raw() = reinterpret_cast<const uint4*>(a.bias)[c];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      v[j][k] = a.bias ? round_to<T>(to_float(in.v[k]) + to_float(b.v[k])) : to_float(in.v[k]);
+      squares += v[j][k] * v[j][k];
+    }
+  }
+  // Every lane of the warp takes part (two rows a warp, 16 lanes each).
+  for (int o = kRowThreads / 2; o > 0; o >>= 1) squares += __shfl_xor_sync(0xffffffffu, squares, o);
+  if (!live) return;
+  const float rstd = rsqrtf(squares / static_cast<float>(a.dim) + a.eps);
+  T* y = static_cast<T*>(a.out) + row * a.out_stride;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int c = lane + j * kRowThreads;
+    if (c >= vecs) continue;
+    Pack8<T> g, out;
+    g.raw() = reinterpret_cast<const uint4*>(a.gamma)[c];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float n = round_to<T>(to_float(g.v[k]) * (rstd * v[j][k]));
+      out.v[k] = from_float<T>(n / (1.0f + expf(-n)));
+    }
+    *reinterpret_cast<uint4*>(y + c * 8) = out.raw();
+  }
+}
+
+template <typename T>
+__global__ void bias_residual_kernel(BiasResidualArgs a) {
+  const int64_t vecs = a.dim / 8;
+  const int64_t total = a.rows * vecs;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = i % vecs;
+    Pack8<T> x, b, s, sb, out;
+    x.raw() = reinterpret_cast<const uint4*>(a.x)[i];
+    b.raw() = reinterpret_cast<const uint4*>(a.bias)[c];
+    s.raw() = reinterpret_cast<const uint4*>(a.skip)[i];
+    if (a.skip_bias) sb.raw() = reinterpret_cast<const uint4*>(a.skip_bias)[c];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float skip =
+          a.skip_bias ? round_to<T>(to_float(s.v[k]) + to_float(sb.v[k])) : to_float(s.v[k]);
+      out.v[k] = from_float<T>(round_to<T>(to_float(x.v[k]) + to_float(b.v[k])) + skip);
+    }
+    reinterpret_cast<uint4*>(a.out)[i] = out.raw();
+  }
+}
+
+bool aligned_16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T>
+cudaError_t launch_rms_silu(const RmsSiluArgs& a, cudaStream_t stream) {
+  const int64_t vecs = a.dim / 8;
+  const bool vector = a.dim % 8 == 0 && a.in_stride % 8 == 0 && a.out_stride % 8 == 0 &&
+                      vecs <= 4 * kRowThreads && aligned_16(a.in) && aligned_16(a.out) &&
+                      aligned_16(a.gamma) && aligned_16(a.bias);
+  if (!vector) {
+    const auto blocks = static_cast<unsigned>((a.rows + kRmsSiluWarps - 1) / kRmsSiluWarps);
+    rms_silu_rows_kernel<T><<<blocks, kRmsSiluWarps * 32, 0, stream>>>(a);
+    return cudaGetLastError();
+  }
+  const auto blocks = static_cast<unsigned>((a.rows + kVecRows - 1) / kVecRows);
+  const unsigned threads = kVecRows * kRowThreads;
+  switch ((vecs + kRowThreads - 1) / kRowThreads) {
+    case 1:
+      rms_silu_vec_kernel<T, 1><<<blocks, threads, 0, stream>>>(a);
+      break;
+    case 2:
+      rms_silu_vec_kernel<T, 2><<<blocks, threads, 0, stream>>>(a);
+      break;
+    case 3:
+      rms_silu_vec_kernel<T, 3><<<blocks, threads, 0, stream>>>(a);
+      break;
+    default:
+      rms_silu_vec_kernel<T, 4><<<blocks, threads, 0, stream>>>(a);
+      break;
+  }
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -926,13 +1038,30 @@ __global__ void rms_silu_rows_kernel(RmsSiluArgs a) {
 cudaError_t launch_rms_silu_rows(const RmsSiluArgs& a, cudaStream_t stream) {
   if (a.rows < 1 || a.dim < 1 || a.in_stride < a.dim || a.out_stride < a.dim)
     return cudaErrorInvalidValue;
-  const auto blocks = static_cast<unsigned>((a.rows + kRmsSiluWarps - 1) / kRmsSiluWarps);
   switch (a.type) {
     case ElemType::bf16:
-      rms_silu_rows_kernel<__nv_bfloat16><<<blocks, kRmsSiluWarps * 32, 0, stream>>>(a);
+      return launch_rms_silu<__nv_bfloat16>(a, stream);
+    case ElemType::f16:
+      return launch_rms_silu<__half>(a, stream);
+    case ElemType::f32:
+      return cudaErrorInvalidValue;
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t launch_bias_residual_add(const BiasResidualArgs& a, cudaStream_t stream) {
+  if (a.rows < 1 || a.dim < 8 || a.dim % 8 != 0 || !a.x || !a.bias || !a.skip || !a.out ||
+      !aligned_16(a.x) || !aligned_16(a.bias) || !aligned_16(a.skip) || !aligned_16(a.skip_bias) ||
+      !aligned_16(a.out))
+    return cudaErrorInvalidValue;
+  const int64_t total = a.rows * (a.dim / 8);
+  const auto blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65535 * 8));
+  switch (a.type) {
+    case ElemType::bf16:
+      bias_residual_kernel<__nv_bfloat16><<<blocks, 256, 0, stream>>>(a);
       break;
     case ElemType::f16:
-      rms_silu_rows_kernel<__half><<<blocks, kRmsSiluWarps * 32, 0, stream>>>(a);
+      bias_residual_kernel<__half><<<blocks, 256, 0, stream>>>(a);
       break;
     case ElemType::f32:
       return cudaErrorInvalidValue;

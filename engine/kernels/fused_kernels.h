@@ -135,17 +135,39 @@ cudaError_t launch_dequantize_int8(const DequantInt8Args& args, cudaStream_t str
 // in float32, the norm rounded to the type first as ATen's rms_norm then silu round (two passes
 // and a kernel that takes a thread block per 96-value row). in/out: [rows, dim] with row
 // strides `in_stride` / `out_stride` (elements), bf16 or f16; gamma [dim] of the same type.
+// `bias` (optional, [dim] of the type): the producing convolution's bias, added to x first and
+// rounded to the type as ATen's bias add after a cuDNN convolution (the convolution then runs
+// without one: a pass over its output saved). Rows of whole 16-byte vectors (dim % 8 == 0,
+// aligned rows and pointers) take 16 threads a row and 16-byte loads.
 struct RmsSiluArgs {
   const void* in = nullptr;
   int64_t in_stride = 0;
   void* out = nullptr;
   int64_t out_stride = 0;
   const void* gamma = nullptr;
+  const void* bias = nullptr;
   ElemType type = ElemType::bf16;
   int64_t rows = 0;
   int64_t dim = 0;
   float eps = 1e-6f;
 };
 cudaError_t launch_rms_silu_rows(const RmsSiluArgs& args, cudaStream_t stream);
+
+// The end of the Wan VAE's residual block, after convolutions run without their biases:
+//   out[r] = round(round(x[r] + bias) + (skip_bias ? round(skip[r] + skip_bias) : skip[r]))
+// (each round to the 16-bit type, as ATen's separate bias adds and the residual add round).
+// x, skip, out: [rows, dim] dense (channels-last pixels); out may be x. dim % 8 == 0, pointers
+// 16-byte aligned; biases [dim] of the same type.
+struct BiasResidualArgs {
+  const void* x = nullptr;
+  const void* bias = nullptr;
+  const void* skip = nullptr;
+  const void* skip_bias = nullptr;
+  void* out = nullptr;
+  ElemType type = ElemType::bf16;
+  int64_t rows = 0;
+  int64_t dim = 0;
+};
+cudaError_t launch_bias_residual_add(const BiasResidualArgs& args, cudaStream_t stream);
 
 }  // namespace longlive::kernels

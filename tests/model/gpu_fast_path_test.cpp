@@ -341,9 +341,76 @@ TEST(FusedKernels, RmsSiluIsAtenRmsNormThenSilu) {
   // What it cannot take is refused by name.
   const at::Tensor contiguous = at::randn({1, 96, 3, 4, 4}, cuda(at::kBFloat16));
   EXPECT_FALSE(fused::can_rms_silu(contiguous));
+  EXPECT_FALSE(fused::can_bias_residual_add(contiguous));
   EXPECT_THROW(fused::rms_silu(contiguous, at::ones({96}, cuda(at::kBFloat16)), 1e-30,
                                at::empty_like(contiguous)),
                Error);
+}
+
+// The same with the producing conv's bias added on load (the Wan VAE's folded biases): as
+// ATen's bias add then rms_norm then silu. Channel counts of whole 16-byte vectors take the
+// vector kernel (16 threads a row), 12 the warp-a-row one.
+TEST(FusedKernels, RmsSiluWithABiasIsAtenAddThenRmsNormThenSilu) {
+  REQUIRE_CUDA();
+  at::manual_seed(6);
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (const int64_t channels : {8, 12, 96, 192, 384, 512}) {
+      SCOPED_TRACE(fmt::format("{} channels, {}", channels, c10::toString(dtype)));
+      const at::Tensor x = (at::randn({1, channels, 3, 10, 14}, cuda(at::kFloat)) * 3)
+                               .to(dtype)
+                               .contiguous(at::MemoryFormat::ChannelsLast3d);
+      const at::Tensor bias = (0.5 * at::randn({channels}, cuda(at::kFloat))).to(dtype);
+      const at::Tensor gamma = (1 + 0.1 * at::randn({channels}, cuda(at::kFloat))).to(dtype);
+      const at::Tensor biased = x + bias.view({1, channels, 1, 1, 1});
+      const at::Tensor plain =
+          at::silu(at::rms_norm(biased.permute({0, 2, 3, 4, 1}), {channels}, gamma, 1e-30))
+              .permute({0, 4, 1, 2, 3});
+      const at::Tensor out = at::empty_like(x);
+      fused::rms_silu(x, gamma, 1e-30, out, bias);
+      const at::Tensor diff = (out.to(at::kFloat) - plain.to(at::kFloat)).abs();
+      EXPECT_LT(diff.max().item<double>(), 0.02);
+      EXPECT_GT(out.eq(plain).to(at::kFloat).mean().item<double>(), 0.98)
+          << "nearly every value bit for bit";
+      // Without the bias, the same kernel gives what it gives on the biased input.
+      const at::Tensor unbiased = at::empty_like(x);
+      fused::rms_silu(biased.contiguous(at::MemoryFormat::ChannelsLast3d), gamma, 1e-30, unbiased);
+      EXPECT_TRUE(at::equal(out, unbiased)) << "the bias added on load, rounded as ATen's add";
+    }
+  }
+}
+
+// The Wan VAE residual block's end after bias-free convs: bit for bit ATen's bias adds and the
+// residual add, with and without a shortcut's bias, in place.
+TEST(FusedKernels, BiasResidualAddIsAtensAddsBitForBit) {
+  REQUIRE_CUDA();
+  at::manual_seed(7);
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (const int64_t channels : {8, 96, 384}) {
+      for (const bool shortcut : {false, true}) {
+        SCOPED_TRACE(
+            fmt::format("{} channels, {}, shortcut {}", channels, c10::toString(dtype), shortcut));
+        auto activations = [&] {
+          return (at::randn({1, channels, 3, 6, 10}, cuda(at::kFloat)) * 4)
+              .to(dtype)
+              .contiguous(at::MemoryFormat::ChannelsLast3d);
+        };
+        const at::Tensor x = activations(), skip = activations();
+        const at::Tensor bias = at::randn({channels}, cuda(at::kFloat)).to(dtype);
+        const at::Tensor skip_bias =
+            shortcut ? at::randn({channels}, cuda(at::kFloat)).to(dtype) : at::Tensor();
+        const std::vector<int64_t> shape{1, channels, 1, 1, 1};
+        const at::Tensor expected =
+            (x + bias.view(shape)).add_(shortcut ? skip + skip_bias.view(shape) : skip);
+        const at::Tensor out = x.clone(at::MemoryFormat::ChannelsLast3d);
+        fused::bias_residual_add(out, bias, skip, skip_bias);
+        EXPECT_TRUE(at::equal(out, expected));
+      }
+    }
+  }
+  const at::Tensor odd =
+      at::randn({1, 12, 2, 4, 4}, cuda(at::kBFloat16)).contiguous(at::MemoryFormat::ChannelsLast3d);
+  EXPECT_FALSE(fused::can_bias_residual_add(odd)) << "12 channels: not whole 16-byte vectors";
+  EXPECT_THROW(fused::bias_residual_add(odd, at::zeros({12}, cuda(at::kBFloat16)), odd), Error);
 }
 
 // An FP8 KV cache's slots written by the RMSNorm+RoPE launch itself (KvCache::set_fp8_direct):

@@ -9,6 +9,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <utility>
 
 #include "fixtures.h"
 #include "longlive/wan_vae.h"
@@ -118,6 +120,42 @@ TEST_F(WanVaeGpu, EncoderMatchesReferenceInBothLayouts) {
   EXPECT_TRUE(std::isfinite(relative));
   // bf16 keeps 8 significant bits: a few parts in a thousand per layer, not tenths.
   EXPECT_LT(relative, 0.1);
+}
+
+// A residual block's conv biases folded into the passes after the convs (the default on a GPU
+// in bf16, channels-last) against ATen's bias adds after each conv (LONGLIVE_VAE_FOLD_BIAS=0):
+// bit for bit the same latents and pixels. Random weights of the tiny width (8: every block's
+// channels a multiple of 8, so every block folds).
+TEST(WanVaeGpuFold, FoldedConvBiasesChangeNoBit) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: runs on the GPU box";
+  const WanVaeConfig config = WanVaeConfig::tiny();
+  ASSERT_EQ(config.dim % 8, 0) << "a width whose blocks fold";
+  const WeightStore weights = make_random_wan_vae_weights(config, 21);
+  WanVaeEncoderOptions encoder_options;
+  encoder_options.device = at::Device(at::kCUDA, 0);
+  encoder_options.dtype = at::kBFloat16;
+  encoder_options.layout = DecoderLayout::channels_last;
+  WanVaeDecoderOptions decoder_options;
+  decoder_options.device = encoder_options.device;
+  decoder_options.dtype = at::kBFloat16;
+  decoder_options.layout = DecoderLayout::channels_last;
+  auto gen = at::detail::createCPUGenerator(8);
+  const int64_t frames = 1 + 2 * config.temporal_scale();
+  const int64_t side = 4 * config.spatial_scale();
+  const at::Tensor video =
+      at::rand({1, frames, 3, side, side + config.spatial_scale()}, gen) * 2 - 1;
+  auto run = [&](const char* fold) {
+    setenv("LONGLIVE_VAE_FOLD_BIAS", fold, 1);
+    const at::Tensor latents = WanVaeEncoder(weights, encoder_options).encode(video);
+    const at::Tensor pixels = WanVaeDecoder(weights, decoder_options).decode_pixels(latents);
+    unsetenv("LONGLIVE_VAE_FOLD_BIAS");
+    return std::make_pair(latents.to(at::kCPU), pixels.to(at::kCPU));
+  };
+  const auto [latents, pixels] = run("1");
+  const auto [latents_added, pixels_added] = run("0");
+  EXPECT_TRUE(at::equal(latents, latents_added));
+  EXPECT_TRUE(at::equal(pixels, pixels_added));
+  EXPECT_GT(latents.abs().max().item<float>(), 0.f);
 }
 
 }  // namespace

@@ -208,7 +208,8 @@ bool can_rms_silu(const at::Tensor& in) {
          channels_last_order(in).is_contiguous();
 }
 
-void rms_silu(const at::Tensor& in, const at::Tensor& gamma, double eps, const at::Tensor& out) {
+void rms_silu(const at::Tensor& in, const at::Tensor& gamma, double eps, const at::Tensor& out,
+              const at::Tensor& bias) {
   require(can_rms_silu(in),
           "rms_silu input must be a bfloat16/float16 CUDA tensor [N, C, ...] in channels-last "
           "order");
@@ -218,6 +219,9 @@ void rms_silu(const at::Tensor& in, const at::Tensor& gamma, double eps, const a
   require(gamma.scalar_type() == in.scalar_type() && gamma.is_contiguous() &&
               gamma.numel() == in.size(1) && gamma.device() == in.device(),
           "rms_silu gamma must be contiguous [C] of the input's dtype on its device");
+  require(!bias.defined() || (bias.scalar_type() == in.scalar_type() && bias.is_contiguous() &&
+                              bias.numel() == in.size(1) && bias.device() == in.device()),
+          "rms_silu bias must be contiguous [C] of the input's dtype on its device");
   if (in.numel() == 0) return;
   const c10::cuda::CUDAGuard guard(in.device());
   kernels::RmsSiluArgs a;
@@ -226,11 +230,49 @@ void rms_silu(const at::Tensor& in, const at::Tensor& gamma, double eps, const a
   a.out = out.data_ptr();
   a.out_stride = in.size(1);
   a.gamma = gamma.data_ptr();
+  a.bias = bias.defined() ? bias.data_ptr() : nullptr;
   a.type = elem_type(in, "input");
   a.rows = in.numel() / in.size(1);
   a.dim = in.size(1);
   a.eps = static_cast<float>(eps);
   check_launch(kernels::launch_rms_silu_rows(a, c10::cuda::getCurrentCUDAStream()), "rms_silu");
+}
+
+bool can_bias_residual_add(const at::Tensor& x) {
+  return can_rms_silu(x) && x.size(1) % 8 == 0 &&
+         reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+}
+
+void bias_residual_add(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& skip,
+                       const at::Tensor& skip_bias) {
+  require(can_bias_residual_add(x),
+          "bias_residual_add x must be a bfloat16/float16 CUDA tensor [N, C, ...] in "
+          "channels-last order, C a multiple of 8, 16-byte aligned");
+  require(can_bias_residual_add(skip) && skip.sizes() == x.sizes() &&
+              skip.scalar_type() == x.scalar_type() && skip.device() == x.device(),
+          "bias_residual_add skip must be shaped, typed and laid out like x");
+  auto check_bias = [&](const at::Tensor& b, const char* what) {
+    require(b.scalar_type() == x.scalar_type() && b.is_contiguous() && b.numel() == x.size(1) &&
+                b.device() == x.device() && reinterpret_cast<uintptr_t>(b.data_ptr()) % 16 == 0,
+            fmt::format("bias_residual_add {} must be contiguous [C] of x's dtype on its device",
+                        what));
+  };
+  require(bias.defined(), "bias_residual_add needs the convolution's bias");
+  check_bias(bias, "bias");
+  if (skip_bias.defined()) check_bias(skip_bias, "skip_bias");
+  if (x.numel() == 0) return;
+  const c10::cuda::CUDAGuard guard(x.device());
+  kernels::BiasResidualArgs a;
+  a.x = x.data_ptr();
+  a.bias = bias.data_ptr();
+  a.skip = skip.data_ptr();
+  a.skip_bias = skip_bias.defined() ? skip_bias.data_ptr() : nullptr;
+  a.out = x.data_ptr();
+  a.type = elem_type(x, "x");
+  a.rows = x.numel() / x.size(1);
+  a.dim = x.size(1);
+  check_launch(kernels::launch_bias_residual_add(a, c10::cuda::getCurrentCUDAStream()),
+               "bias_residual_add");
 }
 
 void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
@@ -371,7 +413,13 @@ namespace {
 
 bool available(const at::Tensor&) { return false; }
 bool can_rms_silu(const at::Tensor&) { return false; }
-void rms_silu(const at::Tensor&, const at::Tensor&, double, const at::Tensor&) { unavailable(); }
+void rms_silu(const at::Tensor&, const at::Tensor&, double, const at::Tensor&, const at::Tensor&) {
+  unavailable();
+}
+bool can_bias_residual_add(const at::Tensor&) { return false; }
+void bias_residual_add(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  unavailable();
+}
 at::Tensor norm_modulate(const at::Tensor&, const NormInputs&, double, at::ScalarType) {
   unavailable();
 }

@@ -63,10 +63,22 @@ std::pair<at::Tensor, at::Tensor> norm_modulate_fp8(const at::Tensor& x, const N
 // channels-last-3d; its channels a row), `gamma` [C] of its dtype, written into `out` of the
 // same shape and dtype whose channels-last order is contiguous (a slice of a causal conv's input
 // buffer along time, say). The norm is rounded to the dtype before the SiLU, as at::rms_norm then
-// at::silu round.
-void rms_silu(const at::Tensor& in, const at::Tensor& gamma, double eps, const at::Tensor& out);
+// at::silu round. `bias` (optional, [C] of the dtype): the bias of the convolution that made
+// `in` without one, added first and rounded as ATen's bias add after cuDNN rounds (bit for bit
+// the same as that add, one pass over the activations fewer).
+void rms_silu(const at::Tensor& in, const at::Tensor& gamma, double eps, const at::Tensor& out,
+              const at::Tensor& bias = {});
 // Whether rms_silu takes `in` (and an output like it): CUDA, 16-bit, channels-last order dense.
 bool can_rms_silu(const at::Tensor& in);
+// The Wan VAE residual block's end after bias-free convolutions, in one pass:
+//   x = round(round(x + bias) + (skip_bias defined ? round(skip + skip_bias) : skip))
+// in place, each round to the dtype: bit for bit ATen's bias adds and the residual add_. x and
+// skip alike (can_bias_residual_add); biases [C] of the dtype.
+void bias_residual_add(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& skip,
+                       const at::Tensor& skip_bias = {});
+// Whether bias_residual_add takes `x` (and a skip laid out like it): what rms_silu takes, with
+// channels a multiple of 8 on 16-byte aligned memory.
+bool can_bias_residual_add(const at::Tensor& x);
 
 void rms_rope(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& cos,
               const at::Tensor& sin, const at::Tensor& out, double eps,

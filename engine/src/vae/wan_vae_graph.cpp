@@ -35,9 +35,12 @@ at::Tensor video_of(const at::Tensor& frames, int64_t batch) {
 
 }  // namespace
 
-at::Tensor Conv3d::plain(const at::Tensor& x) const {
+at::Tensor Conv3d::plain(const at::Tensor& x, bool with_bias) const {
   const int64_t pad_h = weight.size(3) / 2, pad_w = weight.size(4) / 2;
-  if (taps.empty()) return at::conv3d(x, weight, bias, {stride_t, 1, 1}, {0, pad_h, pad_w});
+  if (taps.empty())
+    return at::conv3d(x, weight, with_bias ? bias : at::Tensor(), {stride_t, 1, 1},
+                      {0, pad_h, pad_w});
+  if (!with_bias) throw Error("Conv3d: a conv run by taps adds its bias first");
   // out[t] = bias + sum_k W_k * in[stride*t + k], frames as the batch.
   const int64_t kt = static_cast<int64_t>(taps.size());
   const int64_t out_frames = (x.size(2) - kt) / stride_t + 1;
@@ -83,12 +86,12 @@ Conv3d::CausalInput Conv3d::begin(const at::Tensor& like, int64_t frames,
   return input;
 }
 
-at::Tensor Conv3d::finish(const CausalInput& input, StreamState& state) const {
+at::Tensor Conv3d::finish(const CausalInput& input, StreamState& state, bool with_bias) const {
   Slot& memory = state.slots[size_t(slot)];
   const int64_t length = input.buffer.size(2);
   const int64_t keep = std::min(kCacheFrames, length - input.zero_frames);
   state.remember(memory, input.buffer.narrow(2, length - keep, keep).clone());
-  return plain(input.buffer);
+  return plain(input.buffer, with_bias);
 }
 
 at::Tensor Conv3d::operator()(const at::Tensor& x, StreamState& state) const {
@@ -130,27 +133,67 @@ bool fused_norm_silu(const at::Tensor& x) {
   return on && fused::can_rms_silu(x);
 }
 
-// conv(silu(norm(x))), the SiLU writing straight into the causal conv's input buffer.
+// conv(silu(norm(x + x_bias))), the SiLU writing straight into the causal conv's input buffer.
+// `x_bias` (optional): the bias of the conv that made x without it (added by the fused norm on
+// load, else by an add of its own: the same rounding either way). `with_bias` false: the conv's
+// output without its own bias (Conv3d::finish).
 at::Tensor norm_silu_conv(const RmsNorm& norm, const Conv3d& conv, const at::Tensor& x,
-                          StreamState& state) {
-  const bool fused = fused_norm_silu(x) && norm.gamma.scalar_type() == x.scalar_type();
+                          StreamState& state, const at::Tensor& x_bias = {},
+                          bool with_bias = true) {
+  const bool fused = fused_norm_silu(x) && norm.gamma.scalar_type() == x.scalar_type() &&
+                     (!x_bias.defined() || x_bias.scalar_type() == x.scalar_type());
+  auto biased = [&] {  // for the unfused paths
+    if (!x_bias.defined()) return x;
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[1] = x.size(1);
+    return x + x_bias.view(shape);
+  };
   if (conv.slot < 0) {
-    if (!fused) return conv.plain(at::silu(norm(x)));
+    if (!fused) return conv.plain(at::silu(norm(biased())), with_bias);
     const at::Tensor activated = at::empty_like(x);
-    fused::rms_silu(x, norm.gamma, kRmsEps, activated);
-    return conv.plain(activated);
+    fused::rms_silu(x, norm.gamma, kRmsEps, activated, x_bias);
+    return conv.plain(activated, with_bias);
   }
   Conv3d::CausalInput input = conv.begin(x, x.size(2), state);
   if (fused && fused::can_rms_silu(input.fresh))
-    fused::rms_silu(x, norm.gamma, kRmsEps, input.fresh);
+    fused::rms_silu(x, norm.gamma, kRmsEps, input.fresh, x_bias);
   else
-    at::silu_out(input.fresh, norm(x));
-  return conv.finish(input, state);
+    at::silu_out(input.fresh, norm(biased()));
+  return conv.finish(input, state, with_bias);
+}
+
+// On a GPU in 16 bits, channels-last, with the fused norm: a residual block's convolutions run
+// without their biases (ATen adds a cuDNN conv's bias in a pass of its own, ~15 % of the
+// encoder's time): conv1's is added by the norm before conv2 as it loads, conv2's and the
+// shortcut's by one pass with the residual add. Bit for bit the same (each add rounds as ATen's
+// does), unless LONGLIVE_VAE_FOLD_BIAS=0.
+bool fold_biases(const ResidualBlock& block, const at::Tensor& x) {
+  const char* env = std::getenv("LONGLIVE_VAE_FOLD_BIAS");
+  if (env != nullptr && std::string(env) == "0") return false;
+  auto folds = [&](const Conv3d& c) {
+    return c.taps.empty() && c.bias.scalar_type() == x.scalar_type() && c.weight.size(0) % 8 == 0;
+  };
+  return fused_norm_silu(x) && fused::can_bias_residual_add(x) && folds(block.conv1) &&
+         folds(block.conv2) && (!block.shortcut || folds(*block.shortcut));
 }
 
 }  // namespace
 
 at::Tensor ResidualBlock::operator()(const at::Tensor& x, StreamState& state) const {
+  if (fold_biases(*this, x)) {
+    const at::Tensor skip = shortcut ? shortcut->plain(x, false) : x;
+    const at::Tensor y = norm_silu_conv(norm1, conv1, x, state, {}, false);
+    at::Tensor out = norm_silu_conv(norm2, conv2, y, state, conv1.bias, false);
+    if (fused::can_bias_residual_add(out) && fused::can_bias_residual_add(skip) &&
+        out.strides() == skip.strides()) {
+      fused::bias_residual_add(out, conv2.bias, skip, shortcut ? shortcut->bias : at::Tensor());
+      return out;
+    }
+    // Another layout than expected: the same adds, one at a time.
+    const std::vector<int64_t> shape{1, out.size(1), 1, 1, 1};
+    out.add_(conv2.bias.view(shape));
+    return shortcut ? out.add_(skip + shortcut->bias.view(shape)) : out.add_(skip);
+  }
   const at::Tensor skip = shortcut ? shortcut->plain(x) : x;
   const at::Tensor y = norm_silu_conv(norm1, conv1, x, state);
   return norm_silu_conv(norm2, conv2, y, state).add_(skip);

@@ -55,9 +55,11 @@ struct Conv3d {
     int64_t zero_frames = 0;  // padding in front (not remembered)
   };
   CausalInput begin(const at::Tensor& like, int64_t frames, StreamState& state) const;
-  at::Tensor finish(const CausalInput& input, StreamState& state) const;
+  // `with_bias` false: the output without the bias, which the caller adds in a pass of its own
+  // (only where the conv is one cuDNN call, no taps: ATen adds a cuDNN conv's bias after it too).
+  at::Tensor finish(const CausalInput& input, StreamState& state, bool with_bias = true) const;
   // Stateless pointwise / plain use.
-  at::Tensor plain(const at::Tensor& x) const;
+  at::Tensor plain(const at::Tensor& x, bool with_bias = true) const;
 };
 
 struct RmsNorm {
