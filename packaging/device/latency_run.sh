@@ -4,6 +4,8 @@
 # run of LATENCY_RUNS (default "turbo_fp8 turbo_fp8_alone") a preset with an optional suffix:
 # _alone: LONGLIVE_FIRST_BLOCK_ALONE=1 (the input's first block runs its DiT alone).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
+# ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
+# encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0.
 # Needs the build of wave7_run.sh in $LONGLIVE_GPU_BUILD (its `build` step). Results under $OUT.
 #   LATENCY_RUNS="turbo_fp8 turbo_fp8_alone balanced" bash packaging/device/latency_run.sh
 set -u
@@ -20,4 +22,14 @@ for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_alone}; do
     --vace-input-latency 5 --json "$out/latency_$run.json" >"$out/latency_$run.log" 2>&1
   echo "== latency $run rc=$? ($(($(date +%s) - start)) s)"
   grep -E "pick [0-9]|input trace|vace input" "$out/latency_$run.log" | tail -40
+done
+for run in ${ENCODER_RUNS:-}; do
+  env=()
+  [ "$run" = nofold ] && env=(LONGLIVE_VAE_FOLD_BIAS=0)
+  start=$(date +%s)
+  env "${env[@]}" timeout 200 "$b/app/longlive" bench --preset turbo_fp8 --random full \
+    --blocks 3 --warmup 1 --profile-blocks 0 --vace --vace-drift-blocks 0 --kernels \
+    --json "$out/encoder_$run.json" >"$out/encoder_$run.log" 2>&1
+  echo "== encoder $run rc=$? ($(($(date +%s) - start)) s)"
+  grep -E "vace encode|encode_kernels|rms_silu|bias_residual|elementwise" "$out/encoder_$run.log" | head -20
 done
