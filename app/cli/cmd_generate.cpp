@@ -168,6 +168,10 @@ class PreprocessedSource final : public VaceFrameSource {
   at::Tensor next_frames(int64_t count) override {
     return preprocess_frames(inner_->next_frames(count).to(device_), kind_);
   }
+  at::Tensor first_frames(int64_t count) override {
+    return preprocess_frames(inner_->first_frames(count).to(device_), kind_);
+  }
+  bool has_frames(int64_t count) const override { return inner_->has_frames(count); }
   Counts counts() const override { return inner_->counts(); }
 
  private:

@@ -292,6 +292,37 @@ at::Tensor LiveVideoSource::next_frames(int64_t count) {
   return rgb_to_signed(at::stack(picked));
 }
 
+at::Tensor LiveVideoSource::first_frames(int64_t count) {
+  Capture& c = *capture_;
+  using Seconds = std::chrono::duration<double>;
+  std::vector<at::Tensor> picked;
+  picked.reserve(static_cast<size_t>(count));
+  std::unique_lock lock(c.mutex);
+  const double wait = c.last_given.defined() ? c.options.stall_s : c.options.first_frame_s;
+  c.arrived.wait_for(lock, Seconds(wait), [&] { return !c.queue.empty() || c.ended; });
+  if (c.queue.empty() && !c.last_given.defined())
+    throw IoError(c.ended && !c.stats.error.empty()
+                      ? c.stats.error
+                      : fmt::format("{} gave no frame in {} s", c.name, wait));
+  for (int64_t i = 0; i < count; ++i) {
+    if (!c.queue.empty()) {
+      c.last_given = c.queue.front();
+      c.queue.pop_front();
+    } else {
+      ++c.stats.repeated;  // not filmed yet: the latest held
+    }
+    picked.push_back(c.last_given);
+    ++c.stats.handed_out;
+  }
+  lock.unlock();
+  return rgb_to_signed(at::stack(picked));
+}
+
+bool LiveVideoSource::has_frames(int64_t count) const {
+  std::lock_guard lock(capture_->mutex);
+  return static_cast<int64_t>(capture_->queue.size()) >= count;
+}
+
 LiveVideoSource::Stats LiveVideoSource::stats() const {
   std::lock_guard lock(capture_->mutex);
   return capture_->stats;

@@ -33,8 +33,16 @@ namespace {
 // `fail_at` on when it is set.
 class IndexedFrames : public VaceFrameSource {
  public:
-  IndexedFrames(int64_t height, int64_t width, int64_t fail_at = -1)
-      : height_(height), width_(width), fail_at_(fail_at) {}
+  IndexedFrames(int64_t height, int64_t width, int64_t fail_at = -1, bool paced = false)
+      : height_(height), width_(width), fail_at_(fail_at), paced_(paced) {}
+  // Paced: a live input whose next frames are never filmed yet when asked.
+  bool has_frames(int64_t) const override { return !paced_; }
+  at::Tensor first_frames(int64_t count) override {
+    ++first_reads;
+    return next_frames(count);
+  }
+  int64_t position() const { return position_; }
+  int64_t first_reads = 0;
   at::Tensor next_frames(int64_t count) override {
     if (fail_at_ >= 0 && position_ + count > fail_at_) throw IoError("the camera was unplugged");
     std::vector<at::Tensor> frames;
@@ -47,6 +55,7 @@ class IndexedFrames : public VaceFrameSource {
 
  private:
   int64_t height_, width_, fail_at_;
+  bool paced_;
   int64_t position_ = 0;
 };
 
@@ -61,17 +70,20 @@ struct InPlace : ScopedEnv {
 struct InputRun {
   at::Tensor latents;         // the blocks that ran, on the CPU
   int64_t failed_block = -1;  // where the source's failure surfaced
+  std::vector<int64_t> read;  // frames read from the source when each block's DiT was queued
+  int64_t first_reads = 0;    // first_frames calls
 };
 
 // `blocks` blocks of the tiny model with a VACE (or, v2v, a video-to-video) input.
-InputRun run(at::Device device, bool v2v, int64_t blocks, int64_t fail_at = -1) {
+InputRun run(at::Device device, bool v2v, int64_t blocks, int64_t fail_at = -1,
+             bool paced = false) {
   SessionOverrides overrides;
   overrides.text_encoder = false;
   overrides.live_decoder = false;
   SessionFactory factory(tiny_model(device), overrides);
   auto session = factory.open(windowed_preset(), 32, 32);
   StreamGenerator& g = *session->generator;
-  auto source = std::make_shared<IndexedFrames>(32, 32, fail_at);
+  auto source = std::make_shared<IndexedFrames>(32, 32, fail_at, paced);
   std::unique_ptr<VaceConditioner> vace;
   std::unique_ptr<VideoToVideo> video;
   if (v2v)
@@ -91,9 +103,11 @@ InputRun run(at::Device device, bool v2v, int64_t blocks, int64_t fail_at = -1) 
       out.failed_block = b;
       break;
     }
+    out.read.push_back(source->position());
     latents.push_back(g.next_block().to(at::kCPU));
   }
   out.latents = at::cat(latents, 1);
+  out.first_reads = source->first_reads;
   return out;
 }
 
@@ -170,6 +184,40 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
   EXPECT_EQ(failed_ahead.failed_block, 3);
   EXPECT_LE((failed_ahead.latents - failed_in_place.latents).abs().max().item<float>(),
             std::max(noise, 1e-6f));
+}
+
+// A live input paced by its camera (its next frames not filmed when asked): each block's frames
+// are read at that block, not a block ahead (which would hold the block before until the camera
+// filmed them: a block of camera time on every frame's way to the screen), its first ones through
+// first_frames; the latents are the in-place encode's. A source that has its frames is read a
+// block ahead.
+TEST_P(EncodeAheadGpu, APacedInputIsReadAtItsBlock) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  const bool v2v = GetParam();
+  const int64_t blocks = 4;
+  const InputRun in_place = [&] {
+    const InPlace off;
+    return run(cuda, v2v, blocks);
+  }();
+  const InputRun again = [&] {
+    const InPlace off;
+    return run(cuda, v2v, blocks);
+  }();
+  const Ahead on;
+  const InputRun paced = run(cuda, v2v, blocks, -1, true);
+  const InputRun filmed = run(cuda, v2v, blocks);
+  const float noise = (in_place.latents - again.latents).abs().max().item<float>();
+  EXPECT_LE((paced.latents - in_place.latents).abs().max().item<float>(), std::max(noise, 1e-6f));
+  // In place, each block's DiT is queued once its own frames are read: the paced run reads the
+  // same, the filmed one a block more.
+  ASSERT_EQ(in_place.read.size(), static_cast<size_t>(blocks));
+  EXPECT_EQ(paced.read, in_place.read);
+  ASSERT_EQ(filmed.read.size(), static_cast<size_t>(blocks));
+  for (int64_t b = 0; b + 1 < blocks; ++b)
+    EXPECT_EQ(filmed.read[size_t(b)], in_place.read[size_t(b + 1)]) << "block " << b;
+  EXPECT_EQ(paced.first_reads, 1);
+  EXPECT_EQ(in_place.first_reads, 1);
 }
 
 // Whether a capture (exclusive) or other work (shared) could take the device's gate now, asked

@@ -59,6 +59,31 @@ TEST(LiveInput, PacedInputArrivesOnTheFpsGrid) {
   EXPECT_GT((frames[7] - first[0]).abs().max().item<float>(), 0.1f);
 }
 
+// A camera just picked: its first block takes the frames it has (at least one) and holds the
+// latest for the rest instead of waiting for the camera to film 9 frames (over half a second on
+// the 16 fps grid); the blocks after wait for theirs. has_frames tells the encoders whether the
+// next block's frames are there to be read a block ahead.
+TEST(LiveInput, FirstFramesTakeWhatIsThereAndHoldTheLatest) {
+  LiveVideoSource source(test_pattern("testsrc2=size=160x120:rate=30,realtime"), 48, 64);
+  const auto begin = std::chrono::steady_clock::now();
+  const at::Tensor first = source.first_frames(9);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  EXPECT_EQ(first.sizes(), (at::IntArrayRef{9, 3, 48, 64}));
+  EXPECT_LT(seconds, 0.45) << "waited for the camera to film the first block";
+  LiveVideoSource::Stats stats = source.stats();
+  EXPECT_EQ(stats.handed_out, 9);
+  EXPECT_GE(stats.repeated, 1);
+  // The frames not filmed yet are the latest one held.
+  EXPECT_TRUE(at::equal(first[8], first[9 - 1 - stats.repeated]));
+  EXPECT_FALSE(source.has_frames(12)) << "12 frames filmed in no time";
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_TRUE(source.has_frames(12)) << "1.5 s of a 16 fps grid";
+  EXPECT_EQ(source.next_frames(12).size(0), 12);
+  stats = source.stats();
+  EXPECT_EQ(stats.handed_out, 21);
+}
+
 TEST(LiveInput, AGeneratorThatFallsBehindDropsTheOldestAndCountsThem) {
   LiveVideoOptions o = test_pattern("testsrc2=size=160x120:rate=30");  // as fast as it decodes
   o.queue_frames = 6;

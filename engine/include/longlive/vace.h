@@ -148,6 +148,20 @@ class VaceFrameSource {
   virtual ~VaceFrameSource() = default;
   // The next `count` frames, [count, 3, H, W] float32 in [-1, 1] at the session's size.
   virtual at::Tensor next_frames(int64_t count) = 0;
+  // An input's first frames, as next_frames. A live input paced by its camera hands out the
+  // frames it has (at least one, waited for), the latest repeated up to `count`, instead of
+  // waiting for the camera to film the rest (a first block's 9 frames on a 16 fps grid take over
+  // half a second): the first conditioned block follows the picture at the pick.
+  virtual at::Tensor first_frames(int64_t count) { return next_frames(count); }
+  // Whether next_frames(count) would return without waiting for the input (files, pools: always;
+  // a paced live input: when it has captured them). The encoders read a block's frames a block
+  // ahead only when they are there: reading them ahead from a camera would hold the block before
+  // until the camera has filmed the next one (a block of camera time, 0.75 s at 16 fps, on every
+  // frame's way to the screen).
+  virtual bool has_frames(int64_t count) const {
+    (void)count;
+    return true;
+  }
   // A live input's health: frames dropped (generation behind) and repeated (input stalled), why
   // it is interrupted while it reconnects (a camera unplugged: its last frame is held), and why
   // its capture ended for good (it did not come back). Files have none of those. Cameras and

@@ -250,10 +250,21 @@ struct LiveInputs::Tap final : VaceFrameSource {
   int64_t used = 0;
   at::Tensor preview;
 
-  at::Tensor next_frames(int64_t count) override {
+  at::Tensor next_frames(int64_t count) override { return take(count, false); }
+  at::Tensor first_frames(int64_t count) override { return take(count, true); }
+  bool has_frames(int64_t count) const override { return source->has_frames(count); }
+  Counts counts() const override { return source->counts(); }
+  InputSource now() const {
+    InputSource s = recorded;
+    s.offset += used;
+    return s;
+  }
+
+ private:
+  at::Tensor take(int64_t count, bool first) {
     const bool traced = used == 0 && input_trace();
     const auto taking = std::chrono::steady_clock::now();
-    at::Tensor frames = source->next_frames(count);
+    at::Tensor frames = first ? source->first_frames(count) : source->next_frames(count);
     if (traced)
       log::info("input trace: the source gave {} frames in {:.1f} ms", count, ms_since(taking));
     if (capture) capture->append(frames);
@@ -268,12 +279,6 @@ struct LiveInputs::Tap final : VaceFrameSource {
     if (traced)
       log::info("input trace: captured, preprocessed, previewed {:.1f} ms after", ms_since(taking));
     return frames;
-  }
-  Counts counts() const override { return source->counts(); }
-  InputSource now() const {
-    InputSource s = recorded;
-    s.offset += used;
-    return s;
   }
 };
 

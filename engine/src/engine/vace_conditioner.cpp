@@ -64,7 +64,7 @@ VaceConditioner::BlockInput VaceConditioner::read_block(int64_t index, int64_t l
   const int64_t ts = encoder_->temporal_scale();
   const int64_t count = index == 0 ? 1 + ts * (latent_frames - 1) : ts * latent_frames;
   BlockInput in;
-  in.frames = source_->next_frames(count);
+  in.frames = index == 0 ? source_->first_frames(count) : source_->next_frames(count);
   if (in.frames.dim() != 4 || in.frames.size(0) != count)
     throw Error(fmt::format("VACE: the control source gave [{}] for {} frames",
                             fmt::join(in.frames.sizes(), ", "), count));
@@ -127,6 +127,9 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   // LONGLIVE_FIRST_BLOCK_ALONE=1: the input's first block runs its DiT alone, the next block's
   // frames read and encoded at that block (measured slower, encode_ahead.h).
   if (blocks_ == 1 && first_block_alone()) return;
+  // A live input that has not filmed the next block's frames yet: they are read at that block
+  // (on the worker, waited for), not now, where waiting for them would hold this block's DiT.
+  if (!source_->has_frames(encoder_->temporal_scale() * latent_frames)) return;
   // The next block's frames, read now (on this thread: the source's order), encoded beside this
   // block's DiT. A source that fails here fails the next block, as it would have in place.
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
@@ -170,7 +173,8 @@ void VideoToVideo::reset() {
 at::Tensor VideoToVideo::read_block(int64_t index, int64_t latent_frames) {
   const int64_t ts = encoder_->config().temporal_scale();
   const int64_t count = index == 0 ? 1 + ts * (latent_frames - 1) : ts * latent_frames;
-  return source_->next_frames(count);  // [T, 3, H, W]
+  // [T, 3, H, W]; an input's first frames as they are (VaceConditioner::read_block)
+  return index == 0 ? source_->first_frames(count) : source_->next_frames(count);
 }
 
 at::Tensor VideoToVideo::encode_frames(const at::Tensor& frames) {
@@ -190,6 +194,8 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
   ++blocks_;
   if (!ahead_->enabled()) return;
   if (blocks_ == 1 && first_block_alone()) return;  // as VaceConditioner's first block
+  // Frames a live input has not filmed yet: read at their block (as VaceConditioner's).
+  if (!source_->has_frames(encoder_->config().temporal_scale() * latent_frames)) return;
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
     return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
   });

@@ -70,6 +70,10 @@ class LiveVideoSource final : public VaceFrameSource {
   // [count, 3, H, W] float32 in [-1, 1]: the oldest queued frames, waiting for new ones as the
   // input delivers them. IoError when the input failed or gave no frame within first_frame_s.
   at::Tensor next_frames(int64_t count) override;
+  // What is queued now (waiting up to first_frame_s for the first frame when nothing was handed
+  // out yet, stall_s otherwise), the latest repeated up to `count` (counted as repeated).
+  at::Tensor first_frames(int64_t count) override;
+  bool has_frames(int64_t count) const override;  // queued now
 
   struct Stats {
     int64_t captured = 0;     // frames decoded from the input
