@@ -27,22 +27,62 @@ namespace {
 // ones at the session's size, made once per bench and cycled (a camera converts its frames on
 // its own thread; the engine thread only takes them). The pool is shared by every pick: making
 // it (16 frames of at::rand on the host, ~100 ms) is not what opening a camera costs.
+using Clock = std::chrono::steady_clock;
+
+// Paced (fps > 0): frame i is filmed at the opening + i / fps; next_frames waits for its frames,
+// first_frames takes those filmed (at least the first) and holds the latest, has_frames says
+// whether they are filmed, as LiveVideoSource does. Each read's last frame's filming time is
+// kept (the reads condition the input's blocks in order).
 class SyntheticCamera final : public VaceFrameSource {
  public:
   static constexpr int64_t kPool = 16;
   static at::Tensor make_pool(int height, int width) {
     return at::rand({kPool, 3, height, width}, at::detail::createCPUGenerator(17)) * 2 - 1;
   }
-  explicit SyntheticCamera(at::Tensor pool) : pool_(std::move(pool)) {}
+  SyntheticCamera(at::Tensor pool, double fps) : pool_(std::move(pool)), fps_(fps) {}
   at::Tensor next_frames(int64_t count) override {
-    const at::Tensor picked = at::arange(next_, next_ + count, at::kLong).remainder(pool_.size(0));
-    next_ += count;
-    return pool_.index_select(0, picked);
+    if (fps_ > 0) std::this_thread::sleep_until(filmed(next_ + count - 1));
+    return take(count, count);
+  }
+  at::Tensor first_frames(int64_t count) override {
+    if (fps_ <= 0) return take(count, count);
+    const auto seconds = std::chrono::duration<double>(Clock::now() - opened_).count();
+    const int64_t there = std::clamp<int64_t>(1 + static_cast<int64_t>(seconds * fps_), 1, count);
+    std::this_thread::sleep_until(filmed(next_ + there - 1));
+    return take(count, there);
+  }
+  bool has_frames(int64_t count) const override {
+    return fps_ <= 0 || filmed(next_ + count - 1) <= Clock::now();
+  }
+  // When each read's last frame was filmed (paced), in read order (read on another thread).
+  std::vector<Clock::time_point> read_filmed() const {
+    std::lock_guard lock(mutex_);
+    return read_filmed_;
   }
 
  private:
+  Clock::time_point filmed(int64_t frame) const {
+    return opened_ + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(static_cast<double>(frame) / fps_));
+  }
+  // `count` frames of which the first `fresh` are new, the rest the last one held.
+  at::Tensor take(int64_t count, int64_t fresh) {
+    at::Tensor picked = at::arange(next_, next_ + fresh, at::kLong).remainder(pool_.size(0));
+    if (fresh < count) picked = at::cat({picked, picked[fresh - 1].expand({count - fresh})});
+    next_ += fresh;
+    if (fps_ > 0) {
+      std::lock_guard lock(mutex_);
+      read_filmed_.push_back(filmed(next_ - 1));
+    }
+    return pool_.index_select(0, picked);
+  }
+
   at::Tensor pool_;
+  double fps_;
+  Clock::time_point opened_ = Clock::now();
   int64_t next_ = 0;
+  mutable std::mutex mutex_;
+  std::vector<Clock::time_point> read_filmed_;
 };
 
 using ThreadShare = InputLatency::ThreadShare;
@@ -110,22 +150,37 @@ EngineStats wait_until(const Engine& engine, const std::function<bool(const Engi
 }  // namespace
 
 InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset, int height,
-                                   int width, int picks) {
+                                   int width, int picks, double camera_fps) {
   namespace fs = std::filesystem;
   InputLatency out;
+  out.camera_fps = camera_fps;
+  // Frames handed out (time, then whether a block's first: frames of a block come out together,
+  // a paced camera's blocks far apart) and the camera of the pick in progress.
+  std::mutex frames_mutex;
+  std::vector<Clock::time_point> block_out;  // first frame of each burst of frames
+  Clock::time_point last_frame{};
+  std::shared_ptr<SyntheticCamera> camera;
   // The capture files, removed however the measurement ends.
   const OwnedDir captures{
       fs::temp_directory_path() / fmt::format("longlive-bench-captures-{}", ::getpid()), true};
   std::mutex errors_mutex;
   std::vector<std::string> errors;
   Engine::Callbacks callbacks;
+  callbacks.on_frame = [&](const EngineFrame&) {
+    const auto now = Clock::now();
+    std::lock_guard lock(frames_mutex);
+    // A block's frames come out within a few ms; a paced camera's blocks are ~0.75 s apart.
+    if (block_out.empty() || now - last_frame > std::chrono::milliseconds(40))
+      block_out.push_back(now);
+    last_frame = now;
+  };
   callbacks.on_error = [&](const std::string& e) {
     std::lock_guard lock(errors_mutex);
     errors.push_back(e);
   };
   EngineOptions options;
   const at::Tensor pool = SyntheticCamera::make_pool(height, width);
-  options.inputs.frames = [pool](const InputSource& source, int h, int w) {
+  options.inputs.frames = [&, pool](const InputSource& source, int h, int w) {
     if (source.kind != InputKind::camera)
       throw ConfigError("bench --vace-input-latency: only its synthetic camera opens here");
     if (h != pool.size(2) || w != pool.size(3))
@@ -133,14 +188,17 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
           fmt::format("bench --vace-input-latency: the camera was opened at {}x{}, "
                       "its frames are {}x{}",
                       h, w, pool.size(2), pool.size(3)));
-    return std::make_shared<SyntheticCamera>(pool);
+    auto opened = std::make_shared<SyntheticCamera>(pool, camera_fps);
+    std::lock_guard lock(frames_mutex);
+    camera = opened;
+    return opened;
   };
   options.capture_dir = captures.path;
   // Every block replays its graphs: no region-profiled (eager) or CUPTI-sampled blocks.
   options.profile_every = 1 << 30;
   options.kernel_sampling = false;
   options.max_kept_latent_bytes = 0;
-  std::vector<double> later, later_open, plain, camera;
+  std::vector<double> later, later_open, plain, camera_blocks, to_screen;
   std::vector<ThreadShare> plain_shares, camera_shares;
   {
     Engine engine(model, preset, callbacks, height, width, options);
@@ -170,6 +228,7 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
     for (int pick = 0; pick < picks; ++pick) {
       const EngineStats at_pick = engine.stats();
       const double before = at_pick.last_input_ms;
+      const auto issued_at = Clock::now();
       engine.set_vace(camera_request);
       const EngineStats s = wait("waiting for the first conditioned frame",
                                  [&](const EngineStats& st) { return st.last_input_ms != before; });
@@ -193,7 +252,23 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
           pick + 1, p.latency_ms, p.open_ms, p.blocks, p.thread.inputs_ms, p.thread.dit_wait_ms,
           p.thread.decode_wait_ms, p.thread.deliver_ms, p.thread.block_ms, p.graph_captures,
           p.graph_eager_forwards);
-      block_times("the camera conditions", 2, 3, camera, camera_shares);
+      block_times("the camera conditions", 2, 3, camera_blocks, camera_shares);
+      if (camera_fps > 0) {
+        // The conditioned blocks' first frames: the burst that held the first conditioned frame
+        // (handed out last_input_ms after the pick) and the ones after it, against the reads
+        // that conditioned them (read r -> the input's block r). The first block is left out
+        // (its frames were there at once, first_frames).
+        std::lock_guard lock(frames_mutex);
+        const auto first_out =
+            issued_at + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double, std::milli>(s.last_input_ms - 1.0));
+        size_t b = 0;
+        while (b < block_out.size() && block_out[b] < first_out) ++b;
+        const std::vector<Clock::time_point> reads = camera->read_filmed();
+        for (size_t r = 1; r < reads.size() && b + r < block_out.size(); ++r)
+          to_screen.push_back(
+              std::chrono::duration<double, std::milli>(block_out[b + r] - reads[r]).count());
+      }
       engine.clear_vace();
       block_times("the camera is off", 1, 2, plain, plain_shares);
     }
@@ -203,7 +278,8 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
   out.later = summarize(later);
   out.later_open = summarize(later_open);
   out.plain_block = summarize(plain);
-  out.camera_block = summarize(camera);
+  out.camera_block = summarize(camera_blocks);
+  out.camera_to_screen = summarize(to_screen);
   out.plain_thread = mean_of(plain_shares);
   out.camera_thread = mean_of(camera_shares);
   return out;
@@ -218,6 +294,8 @@ nlohmann::json to_json(const InputLatency& l) {
           {"engine_block_with_camera", to_json(l.camera_block)},
           {"engine_thread_per_block_without_camera", share_json(l.plain_thread)},
           {"engine_thread_per_block_with_camera", share_json(l.camera_thread)},
+          {"camera_fps", l.camera_fps},
+          {"camera_to_screen", to_json(l.camera_to_screen)},
           {"each_pick", [&] {
              nlohmann::json picks = nlohmann::json::array();
              for (const InputLatency::Pick& p : l.each)
@@ -239,13 +317,23 @@ std::string describe(const InputLatency& l) {
         s.inputs_ms, s.dit_wait_ms, s.decode_wait_ms, s.deliver_ms, s.block_ms);
   };
   return fmt::format(
-      "vace input     picked -> first conditioned frame ready: first pick {:.1f} ms, later "
-      "picks median {:.1f} ms (p99 {:.1f}, {} picks; opening the input {:.1f} ms); engine block "
-      "without the camera {:.1f} ms, with it {:.1f} ms\n"
-      "vace input     engine thread per block without the camera: {}\n"
-      "vace input     engine thread per block with the camera: {}\n",
-      l.first_ms, l.later.median, l.later.p99, l.later.count, l.later_open.median,
-      l.plain_block.median, l.camera_block.median, share(l.plain_thread), share(l.camera_thread));
+             "vace input     picked -> first conditioned frame ready: first pick {:.1f} ms, later "
+             "picks median {:.1f} ms (p99 {:.1f}, {} picks; opening the input {:.1f} ms); engine "
+             "block "
+             "without the camera {:.1f} ms, with it {:.1f} ms\n"
+             "vace input     engine thread per block without the camera: {}\n"
+             "vace input     engine thread per block with the camera: {}\n",
+             l.first_ms, l.later.median, l.later.p99, l.later.count, l.later_open.median,
+             l.plain_block.median, l.camera_block.median, share(l.plain_thread),
+             share(l.camera_thread)) +
+         (l.camera_fps > 0
+              ? fmt::format(
+                    "vace input     camera at {:.0f} fps: filmed -> on screen (a block's last "
+                    "control frame -> its first frame out) median {:.1f} ms (p99 {:.1f}, {} "
+                    "blocks)\n",
+                    l.camera_fps, l.camera_to_screen.median, l.camera_to_screen.p99,
+                    l.camera_to_screen.count)
+              : std::string());
 }
 
 }  // namespace longlive::cli

@@ -37,14 +37,20 @@ struct InputLatency {
     int64_t graph_captures = 0, graph_eager_forwards = 0;  // DiT forwards in those blocks
   };
   std::vector<Pick> each;
+  // With a camera paced at `camera_fps` (0: frames at once): each conditioned block after a
+  // pick's first, from the camera filming the last of its control frames to its first frame
+  // handed out (what a performer sees of their own movement), over all picks.
+  double camera_fps = 0;
+  Summary camera_to_screen;
 };
 
 // Runs an Engine on `model` (the caller's random model; VACE weights needed) with a synthetic
-// camera (random frames, handed out at once, as a capture ring's latest frames are) picked
-// `picks` times, each pick after blocks without it. Frames captured are saved under a temporary
-// folder, as the studio saves them, and removed after.
+// camera (random frames, handed out at once, as a capture ring's latest frames are; or, with
+// `camera_fps` > 0, filmed at that rate from its opening, as LiveVideoSource hands them out)
+// picked `picks` times, each pick after blocks without it. Frames captured are saved under a
+// temporary folder, as the studio saves them, and removed after.
 InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset, int height,
-                                   int width, int picks);
+                                   int width, int picks, double camera_fps = 0);
 
 nlohmann::json to_json(const InputLatency& latency);
 std::string describe(const InputLatency& latency);

@@ -75,6 +75,7 @@ struct BenchArgs {
   int vace_drift_blocks = 6;   // blocks compared for hint reuse's drift (0: not measured)
   bool vace_encoder = true;    // also time the VACE encoder and the live encoder + DiT blocks
   int vace_input_latency = 0;  // picks of a synthetic camera on the studio's Engine (0: none)
+  double vace_camera_fps = 0;  // that camera filming at this rate (0: its frames at once)
   RankArgs ranks;              // --gpus: one stream on several ranks
 };
 
@@ -508,6 +509,8 @@ int run(const BenchArgs& a) {
   if (a.decoder_only && a.decoder == "none")
     throw ConfigError("--decoder-only needs --decoder taehv or wan");
   if (a.vace_input_latency > 0 && !a.vace) throw ConfigError("--vace-input-latency needs --vace");
+  if (a.vace_camera_fps > 0 && a.vace_input_latency <= 0)
+    throw ConfigError("--vace-camera-fps needs --vace-input-latency");
   // cuDNN's algorithm search is process-wide: "default" leaves it to the decoders (the Wan VAE
   // turns it on), on/off force it for every convolution. (CLI11 checked every switch's value.)
   if (a.cudnn_search != "default") at::globalContext().setBenchmarkCuDNN(a.cudnn_search == "on");
@@ -852,8 +855,8 @@ int run(const BenchArgs& a) {
     ModelSpec engine_model = model;
     engine_model.random_prompts = true;
     engine_model.random_vace = true;
-    input_latency =
-        measure_input_latency(engine_model, preset, height, width, a.vace_input_latency);
+    input_latency = measure_input_latency(engine_model, preset, height, width, a.vace_input_latency,
+                                          a.vace_camera_fps);
     std::cout << describe(*input_latency);
   }
   nlohmann::json vace_json = nullptr;
@@ -1111,6 +1114,12 @@ const Registrar kBench("bench", [](CLI::App& root) {
                   "VACE blocks and Wan VAE encoder, the preset's live decoder) and report picked "
                   "-> first conditioned frame ready, against its block times (0: not measured)")
       ->check(CLI::Range(0, 100));
+  cmd->add_option("--vace-camera-fps", a->vace_camera_fps,
+                  "With --vace-input-latency: the synthetic camera films at this rate, as a live "
+                  "camera (its first block takes what it has filmed, later blocks wait for "
+                  "theirs), and the bench reports filmed -> on screen per block (0: every frame "
+                  "there at once)")
+      ->check(CLI::Range(0.0, 240.0));
   cmd->add_option("--vace-drift-blocks", a->vace_drift_blocks,
                   "Blocks compared for hint reuse's drift against full VACE (0: not measured)")
       ->check(CLI::Range(0, 1000));

@@ -2,7 +2,10 @@
 # On the GPU box (#17): a camera picked mid-stream -> its first conditioned frame
 # (`bench --vace --vace-input-latency`, the studio's Engine, random full-size weights), each
 # run of LATENCY_RUNS (default "turbo_fp8 turbo_fp8_alone") a preset with an optional suffix:
-# _alone: LONGLIVE_FIRST_BLOCK_ALONE=1 (the input's first block runs its DiT alone).
+# _alone: LONGLIVE_FIRST_BLOCK_ALONE=1 (the input's first block runs its DiT alone);
+# _paced: the synthetic camera films at 16 fps (--vace-camera-fps 16: filmed -> on screen per
+# block); _pacedahead: that with LONGLIVE_LIVE_READ_AHEAD=1 (its blocks read a block ahead, as
+# before 8b8d495).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0.
@@ -14,14 +17,20 @@ out=${OUT:-/tmp/out}
 export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_alone}; do
   preset=${run%_alone}
+  preset=${preset%_paced}
+  preset=${preset%_pacedahead}
   env=(LONGLIVE_INPUT_TRACE=1)
-  [ "$run" != "$preset" ] && env+=(LONGLIVE_FIRST_BLOCK_ALONE=1)
+  extra=()
+  [ "${run%_alone}" != "$run" ] && env+=(LONGLIVE_FIRST_BLOCK_ALONE=1)
+  [ "${run%_paced}" != "$run" ] && extra=(--vace-camera-fps 16)
+  [ "${run%_pacedahead}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_LIVE_READ_AHEAD=1); }
   start=$(date +%s)
   env "${env[@]}" timeout 150 "$b/app/longlive" bench --preset "$preset" --random full \
     --blocks 3 --warmup 1 --profile-blocks 0 --vace --vace-drift-blocks 0 --no-vace-encoder \
-    --vace-input-latency 5 --json "$out/latency_$run.json" >"$out/latency_$run.log" 2>&1
+    --vace-input-latency 5 "${extra[@]}" --json "$out/latency_$run.json" \
+    >"$out/latency_$run.log" 2>&1
   echo "== latency $run rc=$? ($(($(date +%s) - start)) s)"
-  grep -E "pick [0-9]|input trace|vace input" "$out/latency_$run.log" | tail -40
+  grep -E "pick [0-9]|input trace|vace input" "$out/latency_$run.log" | tail -30
 done
 for run in ${ENCODER_RUNS:-}; do
   env=()

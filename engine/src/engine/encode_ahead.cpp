@@ -123,6 +123,11 @@ bool input_trace() {
   return env != nullptr && std::string(env) == "1";
 }
 
+bool read_live_ahead() {
+  const char* env = std::getenv("LONGLIVE_LIVE_READ_AHEAD");
+  return env != nullptr && std::string(env) == "1";
+}
+
 at::Device device_of(const EncodeWorker& worker) { return worker.device(); }
 
 std::shared_ptr<EncodeWorker> make_encode_worker(at::Device device) {

@@ -32,6 +32,9 @@ bool first_block_alone();
 // (LONGLIVE_INPUT_TRACE=1; the camera-to-screen budget in docs/vace.md). The first block's encode
 // is then waited for on its stream, so the GPU's share shows apart from the host's.
 bool input_trace();
+// Whether a live input's next block is read ahead even when it has not been filmed yet
+// (LONGLIVE_LIVE_READ_AHEAD=1, the way before 8b8d495, for the A/B; VaceFrameSource::has_frames).
+bool read_live_ahead();
 
 class EncodeWorker;  // the worker thread and its stream (longlive/vace.h: make_encode_worker)
 at::Device device_of(const EncodeWorker& worker);

@@ -129,7 +129,8 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   if (blocks_ == 1 && first_block_alone()) return;
   // A live input that has not filmed the next block's frames yet: they are read at that block
   // (on the worker, waited for), not now, where waiting for them would hold this block's DiT.
-  if (!source_->has_frames(encoder_->temporal_scale() * latent_frames)) return;
+  if (!source_->has_frames(encoder_->temporal_scale() * latent_frames) && !read_live_ahead())
+    return;
   // The next block's frames, read now (on this thread: the source's order), encoded beside this
   // block's DiT. A source that fails here fails the next block, as it would have in place.
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
@@ -195,7 +196,9 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
   if (!ahead_->enabled()) return;
   if (blocks_ == 1 && first_block_alone()) return;  // as VaceConditioner's first block
   // Frames a live input has not filmed yet: read at their block (as VaceConditioner's).
-  if (!source_->has_frames(encoder_->config().temporal_scale() * latent_frames)) return;
+  if (!source_->has_frames(encoder_->config().temporal_scale() * latent_frames) &&
+      !read_live_ahead())
+    return;
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
     return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
   });
