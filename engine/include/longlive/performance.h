@@ -128,6 +128,9 @@ class Performance {
   // Host time the last next_block*() spent feeding the inputs (frames read and captured, encoded
   // in place or the encode ahead taken and launched): the engine thread's share of an input.
   double last_inputs_ms() const { return last_inputs_ms_; }
+  // Whether the next block's inputs will wait for a live camera to film their frames (the engine
+  // hands out the frames decoded so far first, instead of after that wait).
+  bool inputs_wait_for_frames() const;
 
   bool running() const { return active_ && !paused_; }
   bool active() const { return active_; }  // started and not stopped

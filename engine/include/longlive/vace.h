@@ -214,6 +214,9 @@ class VaceConditioner {
   // next_block_unless): the context it was given, at the scale of now; nothing is read or
   // encoded, so the source skips no frames. Error before the first before_block().
   void feed_again(StreamGenerator& generator);
+  // Whether the next before_block() will wait for its input to film its frames (a paced live
+  // camera whose frames are read at their block): the engine hands out what is decoded first.
+  bool waits_for_frames(int64_t latent_frames) const;
   void set_scale(double scale) { settings_.scale = scale; }
   const VaceSettings& settings() const { return settings_; }
   // A new video: the encoder's streaming caches are emptied, the next block is a first block.
@@ -253,6 +256,7 @@ class VideoToVideo {
   void before_block(StreamGenerator& generator);
   // As VaceConditioner::feed_again: the last block's input latents again, at the strength of now.
   void feed_again(StreamGenerator& generator);
+  bool waits_for_frames(int64_t latent_frames) const;  // as VaceConditioner's
   void set_strength(double strength) { strength_ = strength; }
   void reset();  // a new video
 
@@ -404,6 +408,8 @@ class LiveInputs {
   // dropped (vace_off, v2v_off) are returned, with why in `messages`.
   std::vector<EventKind> before_block(StreamGenerator& generator, int64_t block,
                                       std::vector<std::string>& messages);
+  // Whether before_block(generator, block) will wait for a live input to film frames.
+  bool waits_for_frames(const StreamGenerator& generator, int64_t block) const;
 
   InputStatus status(const SessionFactory* factory) const;
 

@@ -522,6 +522,15 @@ std::vector<EventKind> LiveInputs::before_block(StreamGenerator& generator, int6
   return dropped;
 }
 
+bool LiveInputs::waits_for_frames(const StreamGenerator& generator, int64_t block) const {
+  const int64_t frames = generator.options().frames_per_block;
+  auto waits = [&](const auto& input, const auto& feeder) {
+    if (!input || (input->fed_block == block && input->fed_frames == frames)) return false;
+    return feeder->waits_for_frames(frames);
+  };
+  return (vace_ && waits(vace_, vace_->conditioner)) || (v2v_ && waits(v2v_, v2v_->feeder));
+}
+
 InputStatus LiveInputs::status(const SessionFactory* factory) const {
   InputStatus s;
   if (factory) {

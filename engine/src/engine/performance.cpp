@@ -472,6 +472,11 @@ bool Performance::in_transition() const {
   return g && g->transition_active();
 }
 
+bool Performance::inputs_wait_for_frames() const {
+  const StreamGenerator* lead = generator();
+  return running() && lead && inputs_->waits_for_frames(*lead, blocks());
+}
+
 at::Tensor Performance::next_block() { return *next_block_unless({}); }
 
 std::optional<at::Tensor> Performance::next_block_unless(const std::function<bool()>& abandon) {

@@ -138,6 +138,12 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   });
 }
 
+bool VaceConditioner::waits_for_frames(int64_t latent_frames) const {
+  if (settings_.mode == VaceMode::reference || ahead_->pending()) return false;
+  const int64_t ts = encoder_->temporal_scale();
+  return !source_->has_frames(blocks_ == 0 ? 1 : ts * latent_frames);
+}
+
 void VaceConditioner::feed_again(StreamGenerator& generator) {
   if (!last_context_.defined())
     throw Error("VACE: feed_again before any block was fed (before_block first)");
@@ -202,6 +208,12 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
     return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
   });
+}
+
+bool VideoToVideo::waits_for_frames(int64_t latent_frames) const {
+  if (ahead_->pending()) return false;
+  const int64_t ts = encoder_->config().temporal_scale();
+  return !source_->has_frames(blocks_ == 0 ? 1 : ts * latent_frames);
 }
 
 void VideoToVideo::feed_again(StreamGenerator& generator) {
