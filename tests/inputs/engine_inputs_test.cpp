@@ -395,6 +395,54 @@ TEST(EngineVace, UnpluggedCameraIsDroppedBeforeTheNextBlock) {
   EXPECT_EQ(run.timeline->blocks, static_cast<int64_t>(run.latents.size()));
 }
 
+// A live camera paced by its frame rate: its next frames are never filmed when asked, and each
+// read waits for them. A block's frames go out before the next block's read waits for the
+// camera (Performance::inputs_wait_for_frames), not after it: by each read, every block before
+// has been handed out.
+struct PacedSource final : VaceFrameSource {
+  std::function<int64_t()> frames_out;
+  std::mutex m;
+  std::vector<int64_t> out_at_read;  // frames handed out when each read began
+  at::Tensor first_frames(int64_t count) override { return read(count, false); }
+  at::Tensor next_frames(int64_t count) override { return read(count, true); }
+  bool has_frames(int64_t) const override { return false; }
+  at::Tensor read(int64_t count, bool wait) {
+    {
+      std::lock_guard lock(m);
+      out_at_read.push_back(frames_out());
+    }
+    if (wait) std::this_thread::sleep_for(std::chrono::milliseconds(100));  // being filmed
+    return at::zeros({count, 3, kSide, kSide});
+  }
+};
+
+TEST(EngineVace, APacedCameraWaitsOnlyAfterTheFramesBeforeAreOut) {
+  LiveRun run;
+  std::atomic<int64_t> frames{0};
+  Engine::Callbacks callbacks = run.callbacks();
+  callbacks.on_frame = [&](EngineFrame) { ++frames; };
+  auto source = std::make_shared<PacedSource>();
+  source->frames_out = [&] { return frames.load(); };
+  EngineOptions o = options();
+  o.inputs.frames = [source](const InputSource&, int, int) -> std::shared_ptr<VaceFrameSource> {
+    return source;
+  };
+  Engine engine(tiny(), preset(), callbacks, kSide, kSide, o);
+  VaceRequest r;
+  r.source.kind = InputKind::video;  // the opener decides what it is
+  r.source.path = "paced";
+  engine.set_vace(r);
+  engine.start(kPrompt, kSeed);
+  run.finish(engine, 5);
+  std::lock_guard lock(source->m);
+  ASSERT_GE(source->out_at_read.size(), 4u);
+  EXPECT_EQ(source->out_at_read[0], 0);
+  for (size_t read = 1; read < 4; ++read)
+    EXPECT_GT(source->out_at_read[read], source->out_at_read[read - 1])
+        << "block " << read - 1 << "'s frames were still held when block " << read
+        << " began waiting for the camera";
+}
+
 TEST(EngineVace, NoVaceWeightsIsAClearMessage) {
   LiveRun run;
   Engine engine(tiny(/*vace=*/false), preset(), run.callbacks(), kSide, kSide, options());
