@@ -266,7 +266,11 @@ LiveVideoSource::LiveVideoSource(LiveVideoOptions options, int height, int width
 
 LiveVideoSource::~LiveVideoSource() = default;
 
-at::Tensor LiveVideoSource::next_frames(int64_t count) {
+at::Tensor LiveVideoSource::next_frames(int64_t count) { return take(count, false); }
+
+at::Tensor LiveVideoSource::first_frames(int64_t count) { return take(count, true); }
+
+at::Tensor LiveVideoSource::take(int64_t count, bool hold) {
   Capture& c = *capture_;
   using Seconds = std::chrono::duration<double>;
   std::vector<at::Tensor> picked;
@@ -274,7 +278,8 @@ at::Tensor LiveVideoSource::next_frames(int64_t count) {
   std::unique_lock lock(c.mutex);
   for (int64_t i = 0; i < count; ++i) {
     const double wait = c.last_given.defined() ? c.options.stall_s : c.options.first_frame_s;
-    c.arrived.wait_for(lock, Seconds(wait), [&] { return !c.queue.empty() || c.ended; });
+    if (i == 0 || !hold)
+      c.arrived.wait_for(lock, Seconds(wait), [&] { return !c.queue.empty() || c.ended; });
     if (!c.queue.empty()) {
       c.last_given = c.queue.front();
       c.queue.pop_front();
@@ -283,33 +288,9 @@ at::Tensor LiveVideoSource::next_frames(int64_t count) {
                         ? c.stats.error
                         : fmt::format("{} gave no frame in {} s", c.name, wait));
     } else {
-      ++c.stats.repeated;  // stalled (or ended): hold the picture rather than stop the stream
-    }
-    picked.push_back(c.last_given);
-    ++c.stats.handed_out;
-  }
-  lock.unlock();
-  return rgb_to_signed(at::stack(picked));
-}
-
-at::Tensor LiveVideoSource::first_frames(int64_t count) {
-  Capture& c = *capture_;
-  using Seconds = std::chrono::duration<double>;
-  std::vector<at::Tensor> picked;
-  picked.reserve(static_cast<size_t>(count));
-  std::unique_lock lock(c.mutex);
-  const double wait = c.last_given.defined() ? c.options.stall_s : c.options.first_frame_s;
-  c.arrived.wait_for(lock, Seconds(wait), [&] { return !c.queue.empty() || c.ended; });
-  if (c.queue.empty() && !c.last_given.defined())
-    throw IoError(c.ended && !c.stats.error.empty()
-                      ? c.stats.error
-                      : fmt::format("{} gave no frame in {} s", c.name, wait));
-  for (int64_t i = 0; i < count; ++i) {
-    if (!c.queue.empty()) {
-      c.last_given = c.queue.front();
-      c.queue.pop_front();
-    } else {
-      ++c.stats.repeated;  // not filmed yet: the latest held
+      // Stalled or ended (or, holding, not filmed yet): the picture held rather than the stream
+      // stopped.
+      ++c.stats.repeated;
     }
     picked.push_back(c.last_given);
     ++c.stats.handed_out;

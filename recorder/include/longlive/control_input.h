@@ -90,6 +90,8 @@ class LiveVideoSource final : public VaceFrameSource {
   Counts counts() const override;
 
  private:
+  // `count` frames, each waited for, or (hold) only the first, the latest held for the rest.
+  at::Tensor take(int64_t count, bool hold);
   struct Capture;
   std::unique_ptr<Capture> capture_;
 };
