@@ -276,6 +276,12 @@ at::Tensor LiveVideoSource::take(int64_t count, bool hold) {
   std::vector<at::Tensor> picked;
   picked.reserve(static_cast<size_t>(count));
   std::unique_lock lock(c.mutex);
+  // Latest frames win: frames queued beyond what this read takes are older than a block, from a
+  // generator behind the camera; they are dropped (counted) rather than conditioning late.
+  while (static_cast<int64_t>(c.queue.size()) > count) {
+    c.queue.pop_front();
+    ++c.stats.dropped;
+  }
   for (int64_t i = 0; i < count; ++i) {
     const double wait = c.last_given.defined() ? c.options.stall_s : c.options.first_frame_s;
     if (i == 0 || !hold)

@@ -100,6 +100,22 @@ TEST(LiveInput, AGeneratorThatFallsBehindDropsTheOldestAndCountsThem) {
   EXPECT_GE(stats.on_grid - stats.handed_out - stats.dropped, 0);
 }
 
+// Latest frames win: a generator behind the camera (here: asking nothing for 2 s while 24
+// frames queue up) gets the newest frames, the older ones dropped and counted, instead of
+// conditioning on frames up to the queue's 1.5 s old.
+TEST(LiveInput, AReadBehindTheCameraTakesTheNewestFrames) {
+  LiveVideoSource source(test_pattern("testsrc2=size=160x120:rate=30,realtime"), 48, 64);
+  source.next_frames(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  const int64_t dropped_before = source.stats().dropped;
+  EXPECT_EQ(source.next_frames(4).size(0), 4);
+  const LiveVideoSource::Stats stats = source.stats();
+  // ~32 frames filmed on the grid in 2 s, 24 queued at most: 4 taken, the other ~20 dropped.
+  EXPECT_GE(stats.dropped - dropped_before, 12) << "took old frames from the queue";
+  EXPECT_EQ(stats.handed_out, 5);
+  EXPECT_FALSE(source.has_frames(4)) << "the queue was emptied of what was older";
+}
+
 TEST(LiveInput, AnInputThatStopsRepeatsItsLastFrame) {
   // Half a second of input: 8 frames on the 16 fps grid, then the input ends (and, with
   // reconnecting off, stays ended).

@@ -42,8 +42,9 @@ class VideoFileSource final : public VaceFrameSource {
 // A live input for VACE / video-to-video: a camera (V4L2, /dev/videoN) or any FFmpeg input device
 // (libavdevice: x11grab, lavfi, ...). A capture thread decodes frames as they arrive and keeps
 // those that fall on the `fps` grid (by presentation time), scaled to the session's size, in a
-// queue of `queue_frames`. The generator takes them block by block; when it falls behind, the
-// oldest queued frames are dropped (counted), and when the input stalls the last frame is
+// queue of `queue_frames`. The generator takes them block by block; when it falls behind, a read
+// takes the newest frames and the older queued ones are dropped (counted: latest frames win),
+// and when the input stalls the last frame is
 // repeated (counted) after `stall` so generation never blocks for long. An input that is lost (a
 // read error: a camera unplugged; or its end) is reopened every 0.25 s for `reconnect_s`, its
 // last frame held meanwhile, so a loose cable on stage does not end the conditioning.
@@ -67,7 +68,7 @@ class LiveVideoSource final : public VaceFrameSource {
   LiveVideoSource(const LiveVideoSource&) = delete;
   LiveVideoSource& operator=(const LiveVideoSource&) = delete;
 
-  // [count, 3, H, W] float32 in [-1, 1]: the oldest queued frames, waiting for new ones as the
+  // [count, 3, H, W] float32 in [-1, 1]: the newest queued frames (older ones dropped), waiting for new ones as the
   // input delivers them. IoError when the input failed or gave no frame within first_frame_s.
   at::Tensor next_frames(int64_t count) override;
   // What is queued now (waiting up to first_frame_s for the first frame when nothing was handed
