@@ -68,8 +68,9 @@ class LiveVideoSource final : public VaceFrameSource {
   LiveVideoSource(const LiveVideoSource&) = delete;
   LiveVideoSource& operator=(const LiveVideoSource&) = delete;
 
-  // [count, 3, H, W] float32 in [-1, 1]: the newest queued frames (older ones dropped), waiting for new ones as the
-  // input delivers them. IoError when the input failed or gave no frame within first_frame_s.
+  // [count, 3, H, W] float32 in [-1, 1]: the newest queued frames (older ones dropped), waiting for
+  // new ones as the input delivers them. IoError when the input failed or gave no frame within
+  // first_frame_s.
   at::Tensor next_frames(int64_t count) override;
   // What is queued now (waiting up to first_frame_s for the first frame when nothing was handed
   // out yet, stall_s otherwise), the latest repeated up to `count` (counted as repeated).
