@@ -23,12 +23,13 @@
 namespace longlive::cli {
 namespace {
 
-// A camera that always has frames, handed out at once as a capture ring's latest are: random
-// ones at the session's size, made once per bench and cycled (a camera converts its frames on
-// its own thread; the engine thread only takes them). The pool is shared by every pick: making
-// it (16 frames of at::rand on the host, ~100 ms) is not what opening a camera costs.
 using Clock = std::chrono::steady_clock;
 
+// Unpaced, a camera that always has frames, handed out at once as a capture ring's latest are:
+// random ones at the session's size, made once per bench and cycled (a camera converts its frames
+// on its own thread; the engine thread only takes them). The pool is shared by every pick: making
+// it (16 frames of at::rand on the host, ~100 ms) is not what opening a camera costs.
+//
 // Paced (fps > 0): frame i is filmed at the opening + i / fps; next_frames waits for its frames,
 // first_frames takes those filmed (at least the first) and holds the latest, has_frames says
 // whether they are filmed, as LiveVideoSource does. Each read's last frame's filming time is
@@ -319,8 +320,7 @@ std::string describe(const InputLatency& l) {
   return fmt::format(
              "vace input     picked -> first conditioned frame ready: first pick {:.1f} ms, later "
              "picks median {:.1f} ms (p99 {:.1f}, {} picks; opening the input {:.1f} ms); engine "
-             "block "
-             "without the camera {:.1f} ms, with it {:.1f} ms\n"
+             "block without the camera {:.1f} ms, with it {:.1f} ms\n"
              "vace input     engine thread per block without the camera: {}\n"
              "vace input     engine thread per block with the camera: {}\n",
              l.first_ms, l.later.median, l.later.p99, l.later.count, l.later_open.median,

@@ -1001,14 +1001,12 @@ __global__ void bias_residual_kernel(BiasResidualArgs a) {
   }
 }
 
-bool aligned_16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <typename T>
 cudaError_t launch_rms_silu(const RmsSiluArgs& a, cudaStream_t stream) {
   const int64_t vecs = a.dim / 8;
   const bool vector = a.dim % 8 == 0 && a.in_stride % 8 == 0 && a.out_stride % 8 == 0 &&
-                      vecs <= 4 * kRowThreads && aligned_16(a.in) && aligned_16(a.out) &&
-                      aligned_16(a.gamma) && aligned_16(a.bias);
+                      vecs <= 4 * kRowThreads && aligned16(a.in) && aligned16(a.out) &&
+                      aligned16(a.gamma) && aligned16(a.bias);
   if (!vector) {
     const auto blocks = static_cast<unsigned>((a.rows + kRmsSiluWarps - 1) / kRmsSiluWarps);
     rms_silu_rows_kernel<T><<<blocks, kRmsSiluWarps * 32, 0, stream>>>(a);
@@ -1051,8 +1049,8 @@ cudaError_t launch_rms_silu_rows(const RmsSiluArgs& a, cudaStream_t stream) {
 
 cudaError_t launch_bias_residual_add(const BiasResidualArgs& a, cudaStream_t stream) {
   if (a.rows < 1 || a.dim < 8 || a.dim % 8 != 0 || !a.x || !a.bias || !a.skip || !a.out ||
-      !aligned_16(a.x) || !aligned_16(a.bias) || !aligned_16(a.skip) || !aligned_16(a.skip_bias) ||
-      !aligned_16(a.out))
+      !aligned16(a.x) || !aligned16(a.bias) || !aligned16(a.skip) || !aligned16(a.skip_bias) ||
+      !aligned16(a.out))
     return cudaErrorInvalidValue;
   const int64_t total = a.rows * (a.dim / 8);
   const auto blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65535 * 8));

@@ -106,26 +106,35 @@ class EncodeWorker {
   std::thread thread_;
 };
 
+namespace {
+// Whether the environment sets `name` to `value`.
+bool env_is(const char* name, const char* value) {
+  const char* env = std::getenv(name);
+  return env != nullptr && std::string(env) == value;
+}
+}  // namespace
+
 // On unless LONGLIVE_ENCODE_AHEAD=0: measured faster on an H100 (a live VACE block 415.5 vs
 // 438.3 ms in place for balanced, p99 421 vs 543 ms; docs/benchmarks.md).
-bool encode_ahead_turned_on() {
-  const char* env = std::getenv("LONGLIVE_ENCODE_AHEAD");
-  return env == nullptr || std::string(env) != "0";
+bool encode_ahead_turned_on() { return !env_is("LONGLIVE_ENCODE_AHEAD", "0"); }
+
+bool first_block_alone() { return env_is("LONGLIVE_FIRST_BLOCK_ALONE", "1"); }
+
+bool input_trace() { return env_is("LONGLIVE_INPUT_TRACE", "1"); }
+
+bool read_live_ahead() { return env_is("LONGLIVE_LIVE_READ_AHEAD", "1"); }
+
+int64_t input_block_frames(int64_t index, int64_t latent_frames, int64_t temporal_scale) {
+  return index == 0 ? 1 + temporal_scale * (latent_frames - 1) : temporal_scale * latent_frames;
 }
 
-bool first_block_alone() {
-  const char* env = std::getenv("LONGLIVE_FIRST_BLOCK_ALONE");
-  return env != nullptr && std::string(env) == "1";
+bool read_ahead_now(const VaceFrameSource& source, int64_t count) {
+  return read_live_ahead() || source.has_frames(count);
 }
 
-bool input_trace() {
-  const char* env = std::getenv("LONGLIVE_INPUT_TRACE");
-  return env != nullptr && std::string(env) == "1";
-}
-
-bool read_live_ahead() {
-  const char* env = std::getenv("LONGLIVE_LIVE_READ_AHEAD");
-  return env != nullptr && std::string(env) == "1";
+bool read_waits(const VaceFrameSource& source, const EncodeAhead& ahead, int64_t index,
+                int64_t count) {
+  return !ahead.pending() && !source.has_frames(index == 0 ? 1 : count);
 }
 
 at::Device device_of(const EncodeWorker& worker) { return worker.device(); }

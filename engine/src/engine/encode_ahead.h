@@ -36,6 +36,20 @@ bool input_trace();
 // (LONGLIVE_LIVE_READ_AHEAD=1, the way before 8b8d495, for the A/B; VaceFrameSource::has_frames).
 bool read_live_ahead();
 
+// Control frames of an input's block `index`: 1 + ts (F - 1) for its first (the causal VAE's
+// first frame alone), ts F after (9 then 12 for 3 latent frames per block).
+int64_t input_block_frames(int64_t index, int64_t latent_frames, int64_t temporal_scale);
+
+class EncodeAhead;
+class VaceFrameSource;
+// Whether the next block's `count` frames are read now, a block ahead: a live input only once
+// it has filmed them (VaceFrameSource::has_frames), unless read_live_ahead().
+bool read_ahead_now(const VaceFrameSource& source, int64_t count);
+// Whether reading block `index` (`count` frames) waits for the source to film them: nothing was
+// read ahead for it, and the source has not filmed them (an input's first block: its first).
+bool read_waits(const VaceFrameSource& source, const EncodeAhead& ahead, int64_t index,
+                int64_t count);
+
 class EncodeWorker;  // the worker thread and its stream (longlive/vace.h: make_encode_worker)
 at::Device device_of(const EncodeWorker& worker);
 

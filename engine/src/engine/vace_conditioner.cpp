@@ -61,8 +61,7 @@ void VaceConditioner::reset() {
 
 VaceConditioner::BlockInput VaceConditioner::read_block(int64_t index, int64_t latent_frames) {
   // The first block of a video starts with a frame of its own (the causal VAE's first frame).
-  const int64_t ts = encoder_->temporal_scale();
-  const int64_t count = index == 0 ? 1 + ts * (latent_frames - 1) : ts * latent_frames;
+  const int64_t count = input_block_frames(index, latent_frames, encoder_->temporal_scale());
   BlockInput in;
   in.frames = index == 0 ? source_->first_frames(count) : source_->next_frames(count);
   if (in.frames.dim() != 4 || in.frames.size(0) != count)
@@ -129,7 +128,8 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   if (blocks_ == 1 && first_block_alone()) return;
   // A live input that has not filmed the next block's frames yet: they are read at that block
   // (on the worker, waited for), not now, where waiting for them would hold this block's DiT.
-  if (!source_->has_frames(encoder_->temporal_scale() * latent_frames) && !read_live_ahead())
+  if (!read_ahead_now(*source_,
+                      input_block_frames(blocks_, latent_frames, encoder_->temporal_scale())))
     return;
   // The next block's frames, read now (on this thread: the source's order), encoded beside this
   // block's DiT. A source that fails here fails the next block, as it would have in place.
@@ -139,9 +139,9 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
 }
 
 bool VaceConditioner::waits_for_frames(int64_t latent_frames) const {
-  if (settings_.mode == VaceMode::reference || ahead_->pending()) return false;
-  const int64_t ts = encoder_->temporal_scale();
-  return !source_->has_frames(blocks_ == 0 ? 1 : ts * latent_frames);
+  return settings_.mode != VaceMode::reference &&
+         read_waits(*source_, *ahead_, blocks_,
+                    input_block_frames(blocks_, latent_frames, encoder_->temporal_scale()));
 }
 
 void VaceConditioner::feed_again(StreamGenerator& generator) {
@@ -178,8 +178,8 @@ void VideoToVideo::reset() {
 }
 
 at::Tensor VideoToVideo::read_block(int64_t index, int64_t latent_frames) {
-  const int64_t ts = encoder_->config().temporal_scale();
-  const int64_t count = index == 0 ? 1 + ts * (latent_frames - 1) : ts * latent_frames;
+  const int64_t count =
+      input_block_frames(index, latent_frames, encoder_->config().temporal_scale());
   // [T, 3, H, W]; an input's first frames as they are (VaceConditioner::read_block)
   return index == 0 ? source_->first_frames(count) : source_->next_frames(count);
 }
@@ -202,8 +202,8 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
   if (!ahead_->enabled()) return;
   if (blocks_ == 1 && first_block_alone()) return;  // as VaceConditioner's first block
   // Frames a live input has not filmed yet: read at their block (as VaceConditioner's).
-  if (!source_->has_frames(encoder_->config().temporal_scale() * latent_frames) &&
-      !read_live_ahead())
+  if (!read_ahead_now(*source_, input_block_frames(blocks_, latent_frames,
+                                                   encoder_->config().temporal_scale())))
     return;
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
     return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
@@ -211,9 +211,9 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
 }
 
 bool VideoToVideo::waits_for_frames(int64_t latent_frames) const {
-  if (ahead_->pending()) return false;
-  const int64_t ts = encoder_->config().temporal_scale();
-  return !source_->has_frames(blocks_ == 0 ? 1 : ts * latent_frames);
+  return read_waits(
+      *source_, *ahead_, blocks_,
+      input_block_frames(blocks_, latent_frames, encoder_->config().temporal_scale()));
 }
 
 void VideoToVideo::feed_again(StreamGenerator& generator) {

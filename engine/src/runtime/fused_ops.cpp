@@ -37,6 +37,8 @@ kernels::ElemType elem_type(const at::Tensor& t, const char* what) {
   }
 }
 
+bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+
 void require(bool ok, const std::string& what) {
   if (!ok) throw ConfigError("fused kernel: " + what);
 }
@@ -239,8 +241,7 @@ void rms_silu(const at::Tensor& in, const at::Tensor& gamma, double eps, const a
 }
 
 bool can_bias_residual_add(const at::Tensor& x) {
-  return can_rms_silu(x) && x.size(1) % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+  return can_rms_silu(x) && x.size(1) % 8 == 0 && aligned16(x);
 }
 
 void bias_residual_add(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& skip,
@@ -253,7 +254,7 @@ void bias_residual_add(const at::Tensor& x, const at::Tensor& bias, const at::Te
           "bias_residual_add skip must be shaped, typed and laid out like x");
   auto check_bias = [&](const at::Tensor& b, const char* what) {
     require(b.scalar_type() == x.scalar_type() && b.is_contiguous() && b.numel() == x.size(1) &&
-                b.device() == x.device() && reinterpret_cast<uintptr_t>(b.data_ptr()) % 16 == 0,
+                b.device() == x.device() && aligned16(b),
             fmt::format("bias_residual_add {} must be contiguous [C] of x's dtype on its device",
                         what));
   };
@@ -375,9 +376,8 @@ std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x, bool ge
 
 bool can_dequantize_int8(const at::Tensor& q, const at::Tensor& scales, at::ScalarType dtype) {
   return q.is_cuda() && q.scalar_type() == at::kChar && q.dim() == 3 && q.size(2) % 16 == 0 &&
-         q.stride(2) == 1 && q.stride(1) == q.size(2) && q.stride(0) % 16 == 0 &&
-         reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0 && scales.dim() == 3 &&
-         scales.scalar_type() == at::kFloat && scales.size(0) == q.size(0) &&
+         q.stride(2) == 1 && q.stride(1) == q.size(2) && q.stride(0) % 16 == 0 && aligned16(q) &&
+         scales.dim() == 3 && scales.scalar_type() == at::kFloat && scales.size(0) == q.size(0) &&
          scales.size(1) == q.size(1) && scales.size(2) == 1 && scales.stride(1) == 1 &&
          (dtype == at::kBFloat16 || dtype == at::kHalf);
 }
