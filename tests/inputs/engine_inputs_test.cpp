@@ -277,7 +277,17 @@ TEST(EngineVace, ACameraChosenMidStreamConditionsTheNextBlock) {
     plain.finish(engine, 6);
   }
   LiveRun run;
-  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, options());
+  // The camera opens beside the video (EngineOptions::open_inputs_ahead): the blocks made by
+  // the time it is open.
+  std::atomic<int64_t> made_when_open{-1};
+  EngineOptions o = options();
+  o.inputs.frames = [&run, &made_when_open, base = o.inputs.frames](const InputSource& s, int h,
+                                                                    int w) {
+    auto opened = base(s, h, w);
+    made_when_open = static_cast<int64_t>(run.blocks());
+    return opened;
+  };
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, o);
   engine.start(kPrompt, kSeed);
   ASSERT_TRUE(wait_for([&] { return run.blocks() >= 2; }));
   const auto delivered = static_cast<int64_t>(run.blocks());  // block `delivered` is in flight
@@ -286,13 +296,15 @@ TEST(EngineVace, ACameraChosenMidStreamConditionsTheNextBlock) {
   r.source.format = "lavfi";  // FFmpeg's test pattern stands in for a camera
   r.source.path = "testsrc2=size=64x48:rate=30";
   engine.set_vace(r);
-  run.finish(engine, static_cast<size_t>(delivered) + 3);
+  ASSERT_TRUE(wait_for([&] { return made_when_open.load() >= 0; }));
+  run.finish(engine, static_cast<size_t>(made_when_open.load()) + 3);
   ASSERT_EQ(run.error_count(), 0u) << run.errors.front();
   const auto sets = events_of(*run.timeline, EventKind::vace);
   ASSERT_EQ(sets.size(), 1u);
   const int64_t first = sets[0].block;
   EXPECT_GE(first, delivered);
-  EXPECT_LE(first, delivered + 1) << "the camera waited more than the block in flight";
+  EXPECT_LE(first, made_when_open.load() + 1)
+      << "the camera, once open, waited more than the block in flight";
   std::lock_guard lock(run.m);
   ASSERT_GT(run.latents.size(), static_cast<size_t>(first));
   ASSERT_GT(plain.latents.size(), static_cast<size_t>(first)) << "the plain run is too short";
@@ -441,6 +453,125 @@ TEST(EngineVace, APacedCameraWaitsOnlyAfterTheFramesBeforeAreOut) {
     EXPECT_GT(source->out_at_read[read], source->out_at_read[read - 1])
         << "block " << read - 1 << "'s frames were still held when block " << read
         << " began waiting for the camera";
+}
+
+// A camera that takes long to open (a V4L2 device starting up) is opened beside the video
+// (EngineOptions::open_inputs_ahead): the blocks go on meanwhile, and the camera conditions the
+// block in flight when it is open. Here it opens only once two more blocks are out after the
+// pick, which on the engine thread would never happen (the wait gives up after 60 s: failed).
+TEST(EngineVace, ACameraSlowToOpenDoesNotStopTheVideo) {
+  LiveRun run;
+  std::atomic<int64_t> made_when_open{-1};
+  std::atomic<int64_t> picked_at{-1};
+  EngineOptions o = options();
+  o.inputs.frames = [&](const InputSource&, int, int) -> std::shared_ptr<VaceFrameSource> {
+    const bool went_on = wait_for([&] { return run.blocks() >= picked_at.load() + 2; }, 60000);
+    if (!went_on) throw IoError("camera 'slow' gave up: the video stopped while it opened");
+    made_when_open = static_cast<int64_t>(run.blocks());
+    return std::make_shared<FailingSource>(int64_t{1} << 40);  // black frames, never fails
+  };
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, o);
+  engine.start(kPrompt, kSeed);
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= 1; }));
+  VaceRequest r;
+  r.source.kind = InputKind::camera;
+  r.source.path = "slow";
+  picked_at = static_cast<int64_t>(run.blocks());
+  engine.set_vace(r);
+  engine.set_vace_scale(0.5);  // after the pick: waits for it, in order
+  ASSERT_TRUE(wait_for([&] { return made_when_open.load() >= 0 || run.error_count() > 0; }));
+  run.finish(engine, static_cast<size_t>(made_when_open.load()) + 2);
+  std::lock_guard lock(run.m);
+  ASSERT_TRUE(run.errors.empty()) << run.errors.front();
+  EXPECT_GE(made_when_open.load(), picked_at.load() + 2);
+  const auto sets = events_of(*run.timeline, EventKind::vace);
+  const auto scales = events_of(*run.timeline, EventKind::vace_scale);
+  ASSERT_EQ(sets.size(), 1u);
+  ASSERT_EQ(scales.size(), 1u);
+  EXPECT_LE(sets[0].block, made_when_open.load() + 1);
+  EXPECT_EQ(scales[0].block, sets[0].block);
+  EXPECT_DOUBLE_EQ(scales[0].strength, 0.5);
+  EXPECT_GT(engine.stats().last_input_open_ms, 0.0);
+}
+
+// A source opened ahead for a pick that then fails (no VACE weights) is closed, not held.
+TEST(EngineVace, AnInputOpenedForAPickThatFailsIsClosed) {
+  LiveRun run;
+  std::weak_ptr<VaceFrameSource> opened;
+  int opens = 0;
+  std::mutex opened_mutex;
+  EngineOptions o = options();
+  o.inputs.frames = [&](const InputSource&, int, int) -> std::shared_ptr<VaceFrameSource> {
+    auto source = std::make_shared<FailingSource>(int64_t{1} << 40);
+    std::lock_guard lock(opened_mutex);
+    opened = source;
+    ++opens;
+    return source;
+  };
+  Engine engine(tiny(/*vace=*/false), preset(), run.callbacks(), kSide, kSide, o);
+  engine.start(kPrompt, kSeed);
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= 1; }));
+  VaceRequest r;
+  r.source.kind = InputKind::camera;
+  r.source.path = "opened-for-nothing";
+  engine.set_vace(r);
+  ASSERT_TRUE(wait_for([&] { return run.error_count() >= 1; }));
+  EXPECT_NE(run.errors[0].find("VACE is unavailable"), std::string::npos) << run.errors[0];
+  std::lock_guard lock(opened_mutex);
+  // Opened ahead once (applying the pick opened nothing more), and closed since.
+  EXPECT_EQ(opens, 1);
+  EXPECT_TRUE(opened.expired()) << "the camera opened ahead is still held";
+}
+
+// A camera that, as a V4L2 device streaming, refuses a second open while it is open.
+struct ExclusiveCamera final : VaceFrameSource {
+  std::shared_ptr<VaceFrameSource> inner;
+  std::atomic<int>& open;
+  ExclusiveCamera(std::shared_ptr<VaceFrameSource> inner, std::atomic<int>& open)
+      : inner(std::move(inner)), open(open) {}
+  ~ExclusiveCamera() override { --open; }
+  at::Tensor next_frames(int64_t count) override { return inner->next_frames(count); }
+  at::Tensor first_frames(int64_t count) override { return inner->first_frames(count); }
+  bool has_frames(int64_t count) const override { return inner->has_frames(count); }
+  Counts counts() const override { return inner->counts(); }
+};
+
+// The running camera asked for again with another preprocessor (the input panel resends the
+// request) keeps its capture: opened once, no "busy", and the session replays exactly.
+TEST(EngineVace, TheSameCameraAskedForAgainStaysOpen) {
+  LiveRun run;
+  std::atomic<int> open{0}, opens{0};
+  EngineOptions o = options();
+  o.inputs.frames = [&, base = o.inputs.frames](const InputSource& s, int h,
+                                                int w) -> std::shared_ptr<VaceFrameSource> {
+    if (open.load() > 0) throw IoError("camera 'lavfi': Device or resource busy");
+    auto camera = std::make_shared<ExclusiveCamera>(base(s, h, w), open);
+    ++open;
+    ++opens;
+    return camera;
+  };
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, o);
+  VaceRequest r;
+  r.source.kind = InputKind::camera;
+  r.source.format = "lavfi";  // FFmpeg's test pattern stands in for a camera
+  r.source.path = "testsrc2=size=64x48:rate=30";
+  engine.set_vace(r);
+  engine.start(kPrompt, kSeed);
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= 2; }));
+  r.source.preprocess = "edges";
+  engine.set_vace(r);
+  const size_t asked_at = run.blocks();
+  run.finish(engine, asked_at + 2);
+  ASSERT_EQ(run.error_count(), 0u) << run.errors.front();
+  EXPECT_EQ(opens.load(), 1);
+  const auto sets = events_of(*run.timeline, EventKind::vace);
+  ASSERT_EQ(sets.size(), 2u);
+  EXPECT_EQ(sets[1].vace.source.preprocess, "edges");
+  EXPECT_NE(sets[1].vace.source.path, sets[0].vace.source.path) << "a capture file each";
+  const auto replayed = replay_latents(*run.timeline);
+  ASSERT_EQ(replayed.size(), run.latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
 }
 
 TEST(EngineVace, NoVaceWeightsIsAClearMessage) {

@@ -28,6 +28,9 @@
 
 namespace longlive {
 
+class InputOpening;   // a picked input being opened beside the video (engine/src)
+class OfferedInputs;  // the inputs' opener, handing those openings out
+
 struct EngineFrame {
   // [H, W, 4] uint8 on the CPU: there unless host frames are off (Engine::set_host_frames), when
   // only `device` carries the frame (no device -> host copy at all).
@@ -66,6 +69,11 @@ struct EngineOptions {
   // next: the switch shows about half a block sooner on average, and the video is the one it
   // would have been had the command come before the block (StreamGenerator::next_block_unless).
   bool abandon_blocks = true;
+  // Open a video or camera picked with set_vace / set_v2v on a thread of its own while the
+  // video goes on, and apply the pick once it is open (a V4L2 camera takes a few hundred ms to
+  // open and start, which on the engine thread stopped the video for as long). Off: opened
+  // when the command applies, on the engine thread.
+  bool open_inputs_ahead = true;
   // Bytes of latents kept for the export (Engine::kept_latents, on the CPU). Beyond it the oldest
   // blocks are dropped and counted, so a long video's memory stays bounded: 512 MiB is ~430
   // blocks (~5 min of video) at 480x832, 1.2 MiB per block. 0 keeps none (no re-decode export).
@@ -108,12 +116,12 @@ struct EngineStats {
   LatencyHistory history;
   double last_switch_ms = 0;  // command received -> first frame of the new prompt ready
   // A VACE or video-to-video input picked while the video runs (its command received: the
-  // file or camera opened on the engine thread, the block in flight given up) -> the first
-  // frame of the first block conditioned by it ready (encoded, generated, decoded). 0: none
-  // picked mid-stream in this video.
+  // file or camera opened, the block in flight given up) -> the first frame of the first block
+  // conditioned by it ready (encoded, generated, decoded). 0: none picked mid-stream in this
+  // video.
   double last_input_ms = 0;
-  // Of that: the engine thread's time applying the pick (the file or camera opened, the encoder
-  // made, its capture file created).
+  // Of that: the pick -> the input in place (the file or camera opened, beside the video with
+  // EngineOptions::open_inputs_ahead; the encoder made, its capture file created).
   double last_input_open_ms = 0;
   // Blocks given up mid-way for such a command (EngineOptions::abandon_blocks), this video.
   int64_t abandoned_blocks = 0;
@@ -255,6 +263,12 @@ class Engine {
   struct Command;
   void run();
   void post(Command command);
+  // Sets block_outdated_ when the commands the next batch takes change the next block.
+  void mark_outdated_locked();
+  // A video or camera opened beside the video (EngineOptions::open_inputs_ahead); null: opened
+  // when its command applies. `camera_asked`: the camera this kind of input last asked for.
+  std::shared_ptr<InputOpening> open_ahead(const InputSource& source,
+                                           std::optional<InputSource>& camera_asked);
   // Waits for the oldest block in the decoder's queue and hands its frames to on_frame.
   void deliver_oldest_block();
   void flush_frames();  // every queued block, before anything resets or drops the session
@@ -263,6 +277,9 @@ class Engine {
   Callbacks callbacks_;
   int height_, width_;
   EngineOptions options_;
+  std::unique_ptr<OfferedInputs> inputs_;  // options_.inputs, with the openings offered
+  // The camera of the last set_vace / set_v2v (callers' side; guarded by mutex_).
+  std::optional<InputSource> vace_camera_asked_, v2v_camera_asked_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Command> commands_;

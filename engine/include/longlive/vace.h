@@ -417,7 +417,11 @@ class LiveInputs {
   struct Tap;
   struct Vace;
   struct V2v;
-  std::shared_ptr<Tap> open_tap(const InputSource& source, const Session& session);
+  // `running`: the tap of the input this one replaces (may be null). The same camera asked for
+  // again (another preprocessor or mode) keeps its capture running instead of opening the device
+  // a second time, which a V4L2 camera refuses while it streams ("Device or resource busy").
+  std::shared_ptr<Tap> open_tap(const InputSource& source, const Session& session,
+                                const std::shared_ptr<Tap>& running);
 
   // The worker of an input kind on `device`, kept for the session (made on first use, again for
   // another device); null where inputs are encoded in place, or with LONGLIVE_ENCODE_WORKER=input

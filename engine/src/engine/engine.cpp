@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "encode_ahead.h"
+#include "input_opening.h"
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
 #include "longlive/elapsed.h"
@@ -166,7 +167,11 @@ struct Engine::Command {
   std::shared_ptr<const Timeline> timeline;  // play
   PresetLookup presets;                      // play
   Clock::time_point issued = Clock::now();
+  // A picked video or camera being opened off the engine thread: the command (and those after
+  // it) waits until it is open (input_opening.h).
+  std::shared_ptr<InputOpening> opening;
 
+  bool ready() const { return !opening || opening->done(); }
   static Command of(EventKind kind) {
     Command c;
     c.event.kind = kind;
@@ -203,13 +208,14 @@ Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, 
       callbacks_(std::move(callbacks)),
       height_(height),
       width_(width),
-      options_(options) {
+      options_(options),
+      inputs_(std::make_unique<OfferedInputs>(options_.inputs)) {
   stats_.preset = preset.name;
   host_frames_.store(options_.host_frames);
   kernel_sampling_.store(options_.kernel_sampling);
   performance_ = std::make_unique<Performance>(model_, std::move(preset), height_, width_);
   performance_->set_ranks(options_.ranks);
-  performance_->set_inputs(options_.inputs,
+  performance_->set_inputs(inputs_->opener(),
                            options_.capture_dir.empty()
                                ? std::filesystem::temp_directory_path() / "longlive-captures"
                                : options_.capture_dir);
@@ -223,16 +229,56 @@ Engine::~Engine() {
   }
   wake_.notify_all();
   worker_.join();
+  // Inputs still being opened are waited for here, outside the lock their ends take.
+  std::deque<Command> unapplied;
+  {
+    std::lock_guard lock(mutex_);
+    unapplied.swap(commands_);
+  }
 }
 
 void Engine::post(Command command) {
-  const bool outdates = command.outdates_block();
   {
     std::lock_guard lock(mutex_);
     commands_.push_back(std::move(command));
-    if (outdates) block_outdated_ = true;
+    mark_outdated_locked();
   }
   wake_.notify_all();
+}
+
+void Engine::mark_outdated_locked() {
+  // The commands the next batch takes: those up to the first still opening its input.
+  for (const Command& c : commands_) {
+    if (!c.ready()) return;
+    if (c.outdates_block()) {
+      block_outdated_ = true;
+      return;
+    }
+  }
+}
+
+std::shared_ptr<InputOpening> Engine::open_ahead(const InputSource& source,
+                                                 std::optional<InputSource>& camera_asked) {
+  // The camera asked for last by this kind of input, if any: asked for again (another
+  // preprocessor or mode), LiveInputs keeps its capture, so it is not opened a second time.
+  std::optional<InputSource> before;
+  {
+    std::lock_guard lock(mutex_);
+    before = std::exchange(camera_asked,
+                           source.kind == InputKind::camera ? std::optional(source) : std::nullopt);
+  }
+  if (before && source.kind == InputKind::camera && before->path == source.path &&
+      before->format == source.format)
+    return nullptr;
+  const bool opened_by_frames = source.kind == InputKind::video || source.kind == InputKind::camera;
+  if (!options_.open_inputs_ahead || !opened_by_frames || !options_.inputs.frames) return nullptr;
+  return std::make_shared<InputOpening>(options_.inputs, source, height_, width_, [this] {
+    {
+      std::lock_guard lock(mutex_);
+      mark_outdated_locked();
+    }
+    wake_.notify_all();
+  });
 }
 
 void Engine::start(const std::string& prompt, uint64_t seed) {
@@ -293,9 +339,16 @@ void Engine::unload_loras() { post(Command::of(EventKind::lora_unload)); }
 void Engine::set_vace(const VaceRequest& request) {
   Command c = Command::of(EventKind::vace);
   c.event.vace = request;
+  c.opening = open_ahead(request.source, vace_camera_asked_);
   post(std::move(c));
 }
-void Engine::clear_vace() { post(Command::of(EventKind::vace_off)); }
+void Engine::clear_vace() {
+  {
+    std::lock_guard lock(mutex_);
+    vace_camera_asked_.reset();
+  }
+  post(Command::of(EventKind::vace_off));
+}
 void Engine::set_vace_scale(double scale) {
   Command c = Command::of(EventKind::vace_scale);
   c.event.strength = scale;
@@ -304,9 +357,16 @@ void Engine::set_vace_scale(double scale) {
 void Engine::set_v2v(const V2vRequest& request) {
   Command c = Command::of(EventKind::v2v);
   c.event.v2v = request;
+  c.opening = open_ahead(request.source, v2v_camera_asked_);
   post(std::move(c));
 }
-void Engine::clear_v2v() { post(Command::of(EventKind::v2v_off)); }
+void Engine::clear_v2v() {
+  {
+    std::lock_guard lock(mutex_);
+    v2v_camera_asked_.reset();
+  }
+  post(Command::of(EventKind::v2v_off));
+}
 void Engine::set_v2v_strength(double strength) {
   Command c = Command::of(EventKind::v2v_strength);
   c.event.strength = strength;
@@ -571,15 +631,12 @@ void Engine::run() {
         if (e.kind == EventKind::vace || e.kind == EventKind::v2v) {
           if (!perf.session()) publish("loading");
         }
-        {
-          const auto opening = Clock::now();
-          perf.apply(e, presets);  // opens the input: throws (nothing marked) when it cannot
-          if ((e.kind == EventKind::vace || e.kind == EventKind::v2v) && perf.active()) {
-            input_issued = issued;
-            first_after_input = true;
-            std::lock_guard lock(mutex_);
-            stats_.last_input_open_ms = ms_since(opening);
-          }
+        perf.apply(e, presets);  // opens the input: throws (nothing marked) when it cannot
+        if ((e.kind == EventKind::vace || e.kind == EventKind::v2v) && perf.active()) {
+          input_issued = issued;
+          first_after_input = true;
+          std::lock_guard lock(mutex_);
+          stats_.last_input_open_ms = ms_since(issued);
         }
         break;
     }
@@ -593,9 +650,14 @@ void Engine::run() {
     std::deque<Command> batch;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return quit_ || !commands_.empty() || perf.running(); });
+      auto command_ready = [&] { return !commands_.empty() && commands_.front().ready(); };
+      wake_.wait(lock, [&] { return quit_ || command_ready() || perf.running(); });
       if (quit_) return;
-      batch.swap(commands_);
+      // An input still opening holds itself and the commands after it back; the video goes on.
+      while (command_ready()) {
+        batch.push_back(std::move(commands_.front()));
+        commands_.pop_front();
+      }
       block_outdated_ = false;
     }
     try {
@@ -606,6 +668,7 @@ void Engine::run() {
             if (e.kind == EventKind::start || e.kind == EventKind::stop) playback.reset();
             const PresetLookup lookup = [&c](const std::string&) { return c.preset; };
             try {
+              const OfferedInputs::Offer offer(*inputs_, c.opening);  // a source opened ahead
               apply(e, lookup, c.issued);
             } catch (const Error& error) {
               // A bad prompt, blend or fader value is the performer's typo, and an input that

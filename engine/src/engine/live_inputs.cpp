@@ -304,7 +304,8 @@ LiveInputs::LiveInputs(InputOpener opener, std::filesystem::path capture_dir)
 LiveInputs::~LiveInputs() = default;
 
 std::shared_ptr<LiveInputs::Tap> LiveInputs::open_tap(const InputSource& source,
-                                                      const Session& session) {
+                                                      const Session& session,
+                                                      const std::shared_ptr<Tap>& running) {
   const int height = session.height, width = session.width;
   if (!source.preprocess.empty()) preprocess_frames(at::zeros({1, 3, 4, 4}), source.preprocess);
   auto tap = std::make_shared<Tap>();
@@ -325,6 +326,14 @@ std::shared_ptr<LiveInputs::Tap> LiveInputs::open_tap(const InputSource& source,
       break;
     case InputKind::video:
     case InputKind::camera:
+      if (source.kind == InputKind::camera && running &&
+          running->request.kind == InputKind::camera && running->request.path == source.path &&
+          running->request.format == source.format && running->counts().error.empty()) {
+        // Its frames from here on go to the new input (and its own capture file).
+        tap->source = running->source;
+        log::info("{}: kept open for the new settings", source.describe());
+        break;
+      }
       if (!opener_.frames)
         throw ConfigError(fmt::format("{} cannot be read: this build has no FFmpeg (recorder)",
                                       source.describe()));
@@ -379,7 +388,7 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
     if (request.source.kind != InputKind::none)
       throw ConfigError("VACE mode reference takes a reference image only, no frame source");
   } else {
-    next->tap = open_tap(request.source, session);
+    next->tap = open_tap(request.source, session, vace_ ? vace_->tap : nullptr);
     next->recorded.source = next->tap->recorded;
   }
   trace("source opened");
@@ -424,7 +433,7 @@ V2vRequest LiveInputs::set_v2v(const V2vRequest& request, SessionFactory& factor
   check_strength(request.strength);
   auto next = std::make_unique<V2v>();
   next->recorded = request;
-  next->tap = open_tap(request.source, session);
+  next->tap = open_tap(request.source, session, v2v_ ? v2v_->tap : nullptr);
   next->recorded.source = next->tap->recorded;
   next->feeder = std::make_unique<VideoToVideo>(factory.video_encoder(), request.strength,
                                                 next->tap, worker(v2v_worker_, session.device));
