@@ -244,7 +244,12 @@ void InputPanel::sync(const InputStatus& s) {
   QStringList active;
   if (!s.vace.empty()) active << QString("VACE %1").arg(QString::fromStdString(s.vace));
   if (!s.v2v.empty()) active << QString("V2V %1").arg(QString::fromStdString(s.v2v));
-  state_->setText(active.isEmpty() ? "no input" : active.join(" · "));
+  const QString opening =
+      s.opening.empty() ? QString() : QString("opening %1…").arg(QString::fromStdString(s.opening));
+  if (active.isEmpty())
+    state_->setText(opening.isEmpty() ? "no input" : opening);
+  else
+    state_->setText(active.join(" · ") + (opening.isEmpty() ? QString() : " · " + opening));
   QString counts = QString("frames %1 · dropped %2 · repeated %3")
                        .arg(s.frames_used)
                        .arg(s.dropped)

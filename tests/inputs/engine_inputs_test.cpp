@@ -463,9 +463,14 @@ TEST(EngineVace, ACameraSlowToOpenDoesNotStopTheVideo) {
   LiveRun run;
   std::atomic<int64_t> made_when_open{-1};
   std::atomic<int64_t> picked_at{-1};
+  std::atomic<bool> opening_shown{false};
   EngineOptions o = options();
   o.inputs.frames = [&](const InputSource&, int, int) -> std::shared_ptr<VaceFrameSource> {
-    const bool went_on = wait_for([&] { return run.blocks() >= picked_at.load() + 2; }, 60000);
+    const bool went_on = wait_for(
+        [&] {
+          return static_cast<int64_t>(run.blocks()) >= picked_at.load() + 2 && opening_shown.load();
+        },
+        60000);
     if (!went_on) throw IoError("camera 'slow' gave up: the video stopped while it opened");
     made_when_open = static_cast<int64_t>(run.blocks());
     return std::make_shared<FailingSource>(int64_t{1} << 40);  // black frames, never fails
@@ -479,7 +484,13 @@ TEST(EngineVace, ACameraSlowToOpenDoesNotStopTheVideo) {
   picked_at = static_cast<int64_t>(run.blocks());
   engine.set_vace(r);
   engine.set_vace_scale(0.5);  // after the pick: waits for it, in order
+  // Meanwhile the stats say what is being opened (the input panel shows it).
+  std::string opening;
+  EXPECT_TRUE(wait_for([&] { return !(opening = engine.stats().inputs.opening).empty(); }, 60000));
+  EXPECT_EQ(opening, r.source.describe());
+  opening_shown = true;
   ASSERT_TRUE(wait_for([&] { return made_when_open.load() >= 0 || run.error_count() > 0; }));
+  EXPECT_TRUE(wait_for([&] { return engine.stats().inputs.opening.empty(); }));
   run.finish(engine, static_cast<size_t>(made_when_open.load()) + 2);
   std::lock_guard lock(run.m);
   ASSERT_TRUE(run.errors.empty()) << run.errors.front();
@@ -527,13 +538,18 @@ TEST(EngineVace, AnInputOpenedForAPickThatFailsIsClosed) {
 struct ExclusiveCamera final : VaceFrameSource {
   std::shared_ptr<VaceFrameSource> inner;
   std::atomic<int>& open;
+  int64_t dropped = 7;  // reported as the camera's own count
   ExclusiveCamera(std::shared_ptr<VaceFrameSource> inner, std::atomic<int>& open)
       : inner(std::move(inner)), open(open) {}
   ~ExclusiveCamera() override { --open; }
   at::Tensor next_frames(int64_t count) override { return inner->next_frames(count); }
   at::Tensor first_frames(int64_t count) override { return inner->first_frames(count); }
   bool has_frames(int64_t count) const override { return inner->has_frames(count); }
-  Counts counts() const override { return inner->counts(); }
+  Counts counts() const override {
+    Counts c = inner->counts();
+    c.dropped = dropped;
+    return c;
+  }
 };
 
 // The running camera asked for again with another preprocessor (the input panel resends the
@@ -568,6 +584,61 @@ TEST(EngineVace, TheSameCameraAskedForAgainStaysOpen) {
   ASSERT_EQ(sets.size(), 2u);
   EXPECT_EQ(sets[1].vace.source.preprocess, "edges");
   EXPECT_NE(sets[1].vace.source.path, sets[0].vace.source.path) << "a capture file each";
+  const auto replayed = replay_latents(*run.timeline);
+  ASSERT_EQ(replayed.size(), run.latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+}
+
+// VACE and video-to-video on the same camera (a camera opens once): both inputs read it through
+// one capture and see the same frames (their capture files hold the same frames), and the
+// session replays exactly.
+TEST(EngineVace, VaceAndVideoToVideoShareOneCamera) {
+  LiveRun run;
+  std::atomic<int> open{0}, opens{0};
+  EngineOptions o = options();
+  o.inputs.frames = [&, base = o.inputs.frames](const InputSource& s, int h,
+                                                int w) -> std::shared_ptr<VaceFrameSource> {
+    if (open.load() > 0) throw IoError("camera 'lavfi': Device or resource busy");
+    auto camera = std::make_shared<ExclusiveCamera>(base(s, h, w), open);
+    ++open;
+    ++opens;
+    return camera;
+  };
+  Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, o);
+  InputSource camera;
+  camera.kind = InputKind::camera;
+  camera.format = "lavfi";  // FFmpeg's test pattern stands in for a camera
+  camera.path = "testsrc2=size=64x48:rate=30";
+  VaceRequest vace;
+  vace.source = camera;
+  vace.source.preprocess = "edges";
+  V2vRequest v2v;
+  v2v.source = camera;
+  v2v.strength = 0.7;
+  engine.set_vace(vace);
+  engine.set_v2v(v2v);
+  engine.start(kPrompt, kSeed);
+  ASSERT_TRUE(wait_for([&] { return run.blocks() >= 2; }));
+  const InputStatus status = engine.stats().inputs;
+  EXPECT_FALSE(status.vace.empty());
+  EXPECT_FALSE(status.v2v.empty());
+  EXPECT_EQ(status.dropped, 7) << "one camera's drops counted once";
+  run.finish(engine, 3);
+  ASSERT_EQ(run.error_count(), 0u) << run.errors.front();
+  EXPECT_EQ(opens.load(), 1);
+  const auto vace_sets = events_of(*run.timeline, EventKind::vace);
+  const auto v2v_sets = events_of(*run.timeline, EventKind::v2v);
+  ASSERT_EQ(vace_sets.size(), 1u);
+  ASSERT_EQ(v2v_sets.size(), 1u);
+  const CapturedFrameSource a(vace_sets[0].vace.source.path, kSide, kSide);
+  const CapturedFrameSource b(v2v_sets[0].v2v.source.path, kSide, kSide);
+  ASSERT_EQ(a.frames(), 9 + 12 * (run.timeline->blocks - 1));
+  ASSERT_EQ(b.frames(), a.frames());
+  CapturedFrameSource read_a(vace_sets[0].vace.source.path, kSide, kSide);
+  CapturedFrameSource read_b(v2v_sets[0].v2v.source.path, kSide, kSide);
+  EXPECT_TRUE(at::equal(read_a.next_frames(a.frames()), read_b.next_frames(b.frames())))
+      << "the two inputs saw different frames of the camera";
   const auto replayed = replay_latents(*run.timeline);
   ASSERT_EQ(replayed.size(), run.latents.size());
   for (size_t b = 0; b < replayed.size(); ++b)

@@ -333,5 +333,52 @@ TEST(LiveInput, FeedsVaceBlockByBlock) {
   EXPECT_EQ(source->stats().handed_out, 1 + 4 * (f - 1) + 4 * f);
 }
 
+// A camera whose frames count up: frame i is all i (so each read's frames say which they were).
+struct CountingCamera final : VaceFrameSource {
+  int64_t next = 0;
+  int64_t reads = 0;
+  at::Tensor next_frames(int64_t count) override {
+    ++reads;
+    at::Tensor frames = at::arange(next, next + count, at::kFloat).view({count, 1, 1, 1});
+    next += count;
+    return frames.expand({count, 3, 2, 2}).contiguous();
+  }
+};
+
+int64_t first_of(const at::Tensor& frames) { return frames[0][0][0][0].item<int64_t>(); }
+
+// Two inputs on one camera see the same frames, each read of the camera going to both; a reader
+// joins at the next read, takes the newest of a read larger than it asks, and the reads every
+// reader has had are let go.
+TEST(SharedFrames, EveryReaderGetsEveryReadFromItsJoiningOn) {
+  auto camera = std::make_shared<CountingCamera>();
+  auto shared = std::make_shared<SharedFrameSource>(camera);
+  auto a = shared->reader();
+  EXPECT_EQ(first_of(a->first_frames(9)), 0);  // frames 0..8
+  auto b = shared->reader();                   // joins at the next read
+  EXPECT_EQ(first_of(a->next_frames(12)), 9);  // 9..20, read from the camera
+  EXPECT_TRUE(b->has_frames(9));               // held for b
+  // b's first block asks for 9: the newest 9 of the shared 12 (12..20).
+  EXPECT_EQ(first_of(b->first_frames(9)), 12);
+  EXPECT_EQ(first_of(b->next_frames(12)), 21);  // b reads first this time: 21..32
+  EXPECT_EQ(first_of(a->next_frames(12)), 21);  // a gets the same
+  EXPECT_EQ(camera->reads, 3);
+  // More than a shared read holds: the reader's own read.
+  EXPECT_EQ(first_of(a->next_frames(4)), 33);
+  EXPECT_EQ(first_of(b->next_frames(8)), 37);
+  EXPECT_EQ(camera->reads, 5);
+  // One reader gone: the other reads alone, and nothing is held for the one gone.
+  a.reset();
+  EXPECT_EQ(first_of(b->next_frames(12)), 45);
+  EXPECT_EQ(first_of(b->next_frames(12)), 57);
+  // The camera stays open while a reader lives.
+  std::weak_ptr<CountingCamera> open = camera;
+  camera.reset();
+  shared.reset();
+  EXPECT_FALSE(open.expired());
+  b.reset();
+  EXPECT_TRUE(open.expired());
+}
+
 }  // namespace
 }  // namespace longlive::test

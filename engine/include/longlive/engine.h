@@ -266,9 +266,11 @@ class Engine {
   // Sets block_outdated_ when the commands the next batch takes change the next block.
   void mark_outdated_locked();
   // A video or camera opened beside the video (EngineOptions::open_inputs_ahead); null: opened
-  // when its command applies. `camera_asked`: the camera this kind of input last asked for.
+  // when its command applies. `camera_asked`: the camera this kind of input last asked for
+  // (set to `source`'s), `other_asked` the other kind's.
   std::shared_ptr<InputOpening> open_ahead(const InputSource& source,
-                                           std::optional<InputSource>& camera_asked);
+                                           std::optional<InputSource>& camera_asked,
+                                           const std::optional<InputSource>& other_asked);
   // Waits for the oldest block in the decoder's queue and hands its frames to on_frame.
   void deliver_oldest_block();
   void flush_frames();  // every queued block, before anything resets or drops the session

@@ -16,7 +16,9 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <cstdio>
@@ -307,7 +309,10 @@ struct InputStatus {
   int64_t repeated = 0;     // camera frames repeated (input stalled)
   std::string interrupted;  // a camera lost and being reopened (its last frame held); empty: fine
   std::string framing;      // what the crop to the session's aspect ratio cost; empty: none
-  at::Tensor preview;       // [h, w, 3] uint8, the last control frame (preprocessed), small
+  // An input picked and being opened beside the video ("camera '/dev/video0'"); empty: none.
+  // Filled by Engine::stats() (EngineOptions::open_inputs_ahead).
+  std::string opening;
+  at::Tensor preview;  // [h, w, 3] uint8, the last control frame (preprocessed), small
 };
 
 // Built-in preprocessors of control frames [T, 3, H, W] in [-1, 1], on the frames' device:
@@ -371,6 +376,34 @@ class StillFrameSource final : public VaceFrameSource {
   at::Tensor image_;
 };
 
+// One live input read by several inputs at once (VACE and video-to-video on the same camera,
+// or an input replaced by the same camera with other settings): a camera can be opened once,
+// and each of its reads goes to every reader, in order, so the inputs see the same frames
+// instead of taking turns. A reader joins at the next read. A reader asking for fewer frames
+// than a shared read holds gets its newest; for more, it reads the camera itself.
+class SharedFrameSource : public std::enable_shared_from_this<SharedFrameSource> {
+ public:
+  explicit SharedFrameSource(std::shared_ptr<VaceFrameSource> source);
+  SharedFrameSource(const SharedFrameSource&) = delete;
+  SharedFrameSource& operator=(const SharedFrameSource&) = delete;
+  // A new reader (a VaceFrameSource of its own; this object made by make_shared): the source
+  // stays open while any reader lives.
+  std::shared_ptr<VaceFrameSource> reader();
+  const VaceFrameSource& source() const { return *source_; }
+
+ private:
+  class Reader;
+  at::Tensor read(Reader& reader, int64_t count, bool first);
+  bool has_frames(const Reader& reader, int64_t count) const;
+  void drop_taken();  // reads every reader has had (locked)
+
+  std::shared_ptr<VaceFrameSource> source_;
+  mutable std::mutex mutex_;
+  std::deque<at::Tensor> reads_;  // oldest first; not yet had by every reader
+  int64_t first_read_ = 0;        // the index of reads_.front()
+  std::vector<Reader*> readers_;
+};
+
 // The VACE and video-to-video inputs of one Performance (not thread-safe, like it).
 class LiveInputs {
  public:
@@ -417,11 +450,11 @@ class LiveInputs {
   struct Tap;
   struct Vace;
   struct V2v;
-  // `running`: the tap of the input this one replaces (may be null). The same camera asked for
-  // again (another preprocessor or mode) keeps its capture running instead of opening the device
-  // a second time, which a V4L2 camera refuses while it streams ("Device or resource busy").
-  std::shared_ptr<Tap> open_tap(const InputSource& source, const Session& session,
-                                const std::shared_ptr<Tap>& running);
+  // A camera already read by an input (the one being replaced, with another preprocessor or
+  // mode, or the other kind of input) is read through its SharedFrameSource instead of opened a
+  // second time, which a V4L2 camera refuses while it streams ("Device or resource busy").
+  std::shared_ptr<Tap> open_tap(const InputSource& source, const Session& session);
+  std::shared_ptr<SharedFrameSource> running_camera(const InputSource& source) const;
 
   // The worker of an input kind on `device`, kept for the session (made on first use, again for
   // another device); null where inputs are encoded in place, or with LONGLIVE_ENCODE_WORKER=input

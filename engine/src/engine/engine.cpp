@@ -258,17 +258,21 @@ void Engine::mark_outdated_locked() {
 }
 
 std::shared_ptr<InputOpening> Engine::open_ahead(const InputSource& source,
-                                                 std::optional<InputSource>& camera_asked) {
-  // The camera asked for last by this kind of input, if any: asked for again (another
-  // preprocessor or mode), LiveInputs keeps its capture, so it is not opened a second time.
-  std::optional<InputSource> before;
+                                                 std::optional<InputSource>& camera_asked,
+                                                 const std::optional<InputSource>& other_asked) {
+  // A camera asked for last by this kind of input (again: another preprocessor or mode) or by
+  // the other kind is read through the capture LiveInputs has, so it is not opened again.
+  std::optional<InputSource> before, other;
   {
     std::lock_guard lock(mutex_);
     before = std::exchange(camera_asked,
                            source.kind == InputKind::camera ? std::optional(source) : std::nullopt);
+    other = other_asked;
   }
-  if (before && source.kind == InputKind::camera && before->path == source.path &&
-      before->format == source.format)
+  auto same_camera = [&](const std::optional<InputSource>& asked) {
+    return asked && asked->path == source.path && asked->format == source.format;
+  };
+  if (source.kind == InputKind::camera && (same_camera(before) || same_camera(other)))
     return nullptr;
   const bool opened_by_frames = source.kind == InputKind::video || source.kind == InputKind::camera;
   if (!options_.open_inputs_ahead || !opened_by_frames || !options_.inputs.frames) return nullptr;
@@ -339,7 +343,7 @@ void Engine::unload_loras() { post(Command::of(EventKind::lora_unload)); }
 void Engine::set_vace(const VaceRequest& request) {
   Command c = Command::of(EventKind::vace);
   c.event.vace = request;
-  c.opening = open_ahead(request.source, vace_camera_asked_);
+  c.opening = open_ahead(request.source, vace_camera_asked_, v2v_camera_asked_);
   post(std::move(c));
 }
 void Engine::clear_vace() {
@@ -357,7 +361,7 @@ void Engine::set_vace_scale(double scale) {
 void Engine::set_v2v(const V2vRequest& request) {
   Command c = Command::of(EventKind::v2v);
   c.event.v2v = request;
-  c.opening = open_ahead(request.source, v2v_camera_asked_);
+  c.opening = open_ahead(request.source, v2v_camera_asked_, vace_camera_asked_);
   post(std::move(c));
 }
 void Engine::clear_v2v() {
@@ -378,7 +382,14 @@ void Engine::stop() { post(Command::of(EventKind::stop)); }
 
 EngineStats Engine::stats() const {
   std::lock_guard lock(mutex_);
-  return stats_;
+  EngineStats s = stats_;
+  for (const Command& c : commands_)
+    if (!c.ready()) {
+      s.inputs.opening =
+          (c.event.kind == EventKind::vace ? c.event.vace.source : c.event.v2v.source).describe();
+      break;
+    }
+  return s;
 }
 
 Timeline Engine::timeline() const {

@@ -243,8 +243,9 @@ at::Tensor CapturedFrameSource::next_frames(int64_t count) {
 // keeps a thumbnail of the last frame.
 struct LiveInputs::Tap final : VaceFrameSource {
   std::shared_ptr<VaceFrameSource> source;
-  InputSource request;   // as asked for
-  InputSource recorded;  // as a timeline names it (a camera: its capture file)
+  std::shared_ptr<SharedFrameSource> shared;  // a camera: what `source` reads, for other inputs
+  InputSource request;                        // as asked for
+  InputSource recorded;                       // as a timeline names it (a camera: its capture file)
   std::unique_ptr<FrameCaptureWriter> capture;
   at::Device device = at::kCPU;
   int64_t used = 0;
@@ -303,9 +304,17 @@ LiveInputs::LiveInputs(InputOpener opener, std::filesystem::path capture_dir)
 
 LiveInputs::~LiveInputs() = default;
 
+std::shared_ptr<SharedFrameSource> LiveInputs::running_camera(const InputSource& source) const {
+  for (const Tap* tap :
+       {vace_ && vace_->tap ? vace_->tap.get() : nullptr, v2v_ ? v2v_->tap.get() : nullptr})
+    if (tap && tap->shared && tap->request.path == source.path &&
+        tap->request.format == source.format && tap->shared->source().counts().error.empty())
+      return tap->shared;
+  return nullptr;
+}
+
 std::shared_ptr<LiveInputs::Tap> LiveInputs::open_tap(const InputSource& source,
-                                                      const Session& session,
-                                                      const std::shared_ptr<Tap>& running) {
+                                                      const Session& session) {
   const int height = session.height, width = session.width;
   if (!source.preprocess.empty()) preprocess_frames(at::zeros({1, 3, 4, 4}), source.preprocess);
   auto tap = std::make_shared<Tap>();
@@ -326,18 +335,23 @@ std::shared_ptr<LiveInputs::Tap> LiveInputs::open_tap(const InputSource& source,
       break;
     case InputKind::video:
     case InputKind::camera:
-      if (source.kind == InputKind::camera && running &&
-          running->request.kind == InputKind::camera && running->request.path == source.path &&
-          running->request.format == source.format && running->counts().error.empty()) {
-        // Its frames from here on go to the new input (and its own capture file).
-        tap->source = running->source;
-        log::info("{}: kept open for the new settings", source.describe());
-        break;
+      if (source.kind == InputKind::camera) {
+        if (auto running = running_camera(source)) {
+          // Its reads from here on go to this input too (and to its own capture file).
+          tap->shared = std::move(running);
+          tap->source = tap->shared->reader();
+          log::info("{}: already open, read by this input too", source.describe());
+          break;
+        }
       }
       if (!opener_.frames)
         throw ConfigError(fmt::format("{} cannot be read: this build has no FFmpeg (recorder)",
                                       source.describe()));
       tap->source = opener_.frames(source, height, width);
+      if (source.kind == InputKind::camera) {
+        tap->shared = std::make_shared<SharedFrameSource>(std::move(tap->source));
+        tap->source = tap->shared->reader();
+      }
       break;
   }
   if (source.kind == InputKind::camera) {
@@ -388,7 +402,7 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
     if (request.source.kind != InputKind::none)
       throw ConfigError("VACE mode reference takes a reference image only, no frame source");
   } else {
-    next->tap = open_tap(request.source, session, vace_ ? vace_->tap : nullptr);
+    next->tap = open_tap(request.source, session);
     next->recorded.source = next->tap->recorded;
   }
   trace("source opened");
@@ -433,7 +447,7 @@ V2vRequest LiveInputs::set_v2v(const V2vRequest& request, SessionFactory& factor
   check_strength(request.strength);
   auto next = std::make_unique<V2v>();
   next->recorded = request;
-  next->tap = open_tap(request.source, session, v2v_ ? v2v_->tap : nullptr);
+  next->tap = open_tap(request.source, session);
   next->recorded.source = next->tap->recorded;
   next->feeder = std::make_unique<VideoToVideo>(factory.video_encoder(), request.strength,
                                                 next->tap, worker(v2v_worker_, session.device));
@@ -546,15 +560,18 @@ InputStatus LiveInputs::status(const SessionFactory* factory) const {
     s.vace_available = factory->vace_available();
     s.vace_status = factory->vace_status();
   }
+  const SharedFrameSource* camera_counted = nullptr;  // one camera read by both: counted once
   auto count = [&](const std::shared_ptr<Tap>& tap) {
     if (!tap) return;
     s.frames_used += tap->used;
+    if (tap->preview.defined()) s.preview = tap->preview;
+    if (tap->shared && tap->shared.get() == camera_counted) return;
+    camera_counted = tap->shared.get();
     const auto c = tap->counts();
     s.dropped += c.dropped;
     s.repeated += c.repeated;
     if (!c.interrupted.empty()) s.interrupted = c.interrupted;
     if (!c.framing.empty()) s.framing = c.framing;
-    if (tap->preview.defined()) s.preview = tap->preview;
   };
   if (v2v_) {
     s.v2v = v2v_->tap->request.describe();
