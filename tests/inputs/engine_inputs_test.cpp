@@ -132,6 +132,15 @@ VaceRequest video_request(const std::filesystem::path& video) {
   return r;
 }
 
+// No camera here: FFmpeg's lavfi test pattern stands in for one.
+InputSource test_pattern_camera() {
+  InputSource s;
+  s.kind = InputKind::camera;
+  s.format = "lavfi";
+  s.path = "testsrc2=size=64x48:rate=30";
+  return s;
+}
+
 // The events of one kind in a timeline.
 std::vector<TimelineEvent> events_of(const Timeline& t, EventKind kind) {
   std::vector<TimelineEvent> out;
@@ -149,6 +158,14 @@ std::vector<at::Tensor> replay_latents(const Timeline& live) {
       [&](const ReplayBlock& b) { out.push_back(b.latents.to(at::kCPU).clone()); }, "live.json",
       ffmpeg_input_opener());
   return out;
+}
+
+// A live session's timeline replays to the same latents, bit for bit.
+void expect_replays_bit_for_bit(const Timeline& live, const std::vector<at::Tensor>& latents) {
+  const auto replayed = replay_latents(live);
+  ASSERT_EQ(replayed.size(), latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], latents[b]), 0.0f) << "block " << b;
 }
 
 TEST(EngineVace, ControlVideoMatchesGenerateAndScaleMovesAtTheNextBlock) {
@@ -292,9 +309,7 @@ TEST(EngineVace, ACameraChosenMidStreamConditionsTheNextBlock) {
   ASSERT_TRUE(wait_for([&] { return run.blocks() >= 2; }));
   const auto delivered = static_cast<int64_t>(run.blocks());  // block `delivered` is in flight
   VaceRequest r;
-  r.source.kind = InputKind::camera;
-  r.source.format = "lavfi";  // FFmpeg's test pattern stands in for a camera
-  r.source.path = "testsrc2=size=64x48:rate=30";
+  r.source = test_pattern_camera();
   engine.set_vace(r);
   ASSERT_TRUE(wait_for([&] { return made_when_open.load() >= 0; }));
   run.finish(engine, static_cast<size_t>(made_when_open.load()) + 3);
@@ -552,25 +567,30 @@ struct ExclusiveCamera final : VaceFrameSource {
   }
 };
 
-// The running camera asked for again with another preprocessor (the input panel resends the
-// request) keeps its capture: opened once, no "busy", and the session replays exactly.
-TEST(EngineVace, TheSameCameraAskedForAgainStaysOpen) {
-  LiveRun run;
-  std::atomic<int> open{0}, opens{0};
+// Inputs opened as options() opens them, cameras as ExclusiveCameras: `open` of them now,
+// `opens` so far.
+EngineOptions exclusive_camera_options(std::atomic<int>& open, std::atomic<int>& opens) {
   EngineOptions o = options();
-  o.inputs.frames = [&, base = o.inputs.frames](const InputSource& s, int h,
-                                                int w) -> std::shared_ptr<VaceFrameSource> {
+  o.inputs.frames = [&open, &opens, base = o.inputs.frames](
+                        const InputSource& s, int h, int w) -> std::shared_ptr<VaceFrameSource> {
     if (open.load() > 0) throw IoError("camera 'lavfi': Device or resource busy");
     auto camera = std::make_shared<ExclusiveCamera>(base(s, h, w), open);
     ++open;
     ++opens;
     return camera;
   };
+  return o;
+}
+
+// The running camera asked for again with another preprocessor (the input panel resends the
+// request) keeps its capture: opened once, no "busy", and the session replays exactly.
+TEST(EngineVace, TheSameCameraAskedForAgainStaysOpen) {
+  LiveRun run;
+  std::atomic<int> open{0}, opens{0};
+  const EngineOptions o = exclusive_camera_options(open, opens);
   Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, o);
   VaceRequest r;
-  r.source.kind = InputKind::camera;
-  r.source.format = "lavfi";  // FFmpeg's test pattern stands in for a camera
-  r.source.path = "testsrc2=size=64x48:rate=30";
+  r.source = test_pattern_camera();
   engine.set_vace(r);
   engine.start(kPrompt, kSeed);
   ASSERT_TRUE(wait_for([&] { return run.blocks() >= 2; }));
@@ -584,10 +604,7 @@ TEST(EngineVace, TheSameCameraAskedForAgainStaysOpen) {
   ASSERT_EQ(sets.size(), 2u);
   EXPECT_EQ(sets[1].vace.source.preprocess, "edges");
   EXPECT_NE(sets[1].vace.source.path, sets[0].vace.source.path) << "a capture file each";
-  const auto replayed = replay_latents(*run.timeline);
-  ASSERT_EQ(replayed.size(), run.latents.size());
-  for (size_t b = 0; b < replayed.size(); ++b)
-    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+  expect_replays_bit_for_bit(*run.timeline, run.latents);
 }
 
 // VACE and video-to-video on the same camera (a camera opens once): both inputs read it through
@@ -596,20 +613,9 @@ TEST(EngineVace, TheSameCameraAskedForAgainStaysOpen) {
 TEST(EngineVace, VaceAndVideoToVideoShareOneCamera) {
   LiveRun run;
   std::atomic<int> open{0}, opens{0};
-  EngineOptions o = options();
-  o.inputs.frames = [&, base = o.inputs.frames](const InputSource& s, int h,
-                                                int w) -> std::shared_ptr<VaceFrameSource> {
-    if (open.load() > 0) throw IoError("camera 'lavfi': Device or resource busy");
-    auto camera = std::make_shared<ExclusiveCamera>(base(s, h, w), open);
-    ++open;
-    ++opens;
-    return camera;
-  };
+  const EngineOptions o = exclusive_camera_options(open, opens);
   Engine engine(tiny(), preset(), run.callbacks(), kSide, kSide, o);
-  InputSource camera;
-  camera.kind = InputKind::camera;
-  camera.format = "lavfi";  // FFmpeg's test pattern stands in for a camera
-  camera.path = "testsrc2=size=64x48:rate=30";
+  const InputSource camera = test_pattern_camera();
   VaceRequest vace;
   vace.source = camera;
   vace.source.preprocess = "edges";
@@ -639,10 +645,7 @@ TEST(EngineVace, VaceAndVideoToVideoShareOneCamera) {
   CapturedFrameSource read_b(v2v_sets[0].v2v.source.path, kSide, kSide);
   EXPECT_TRUE(at::equal(read_a.next_frames(a.frames()), read_b.next_frames(b.frames())))
       << "the two inputs saw different frames of the camera";
-  const auto replayed = replay_latents(*run.timeline);
-  ASSERT_EQ(replayed.size(), run.latents.size());
-  for (size_t b = 0; b < replayed.size(); ++b)
-    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+  expect_replays_bit_for_bit(*run.timeline, run.latents);
 }
 
 TEST(EngineVace, NoVaceWeightsIsAClearMessage) {
@@ -678,10 +681,7 @@ TEST(EngineV2v, StrengthMovesLiveAndReplays) {
   const auto strengths = events_of(*run.timeline, EventKind::v2v_strength);
   ASSERT_EQ(strengths.size(), 1u);
   EXPECT_EQ(strengths[0].block, 1);
-  const auto replayed = replay_latents(*run.timeline);
-  ASSERT_EQ(replayed.size(), run.latents.size());
-  for (size_t b = 0; b < replayed.size(); ++b)
-    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+  expect_replays_bit_for_bit(*run.timeline, run.latents);
 }
 
 // A prompt switch that arrives mid-block gives that block up and makes it again
@@ -714,10 +714,7 @@ void expect_a_given_up_block_keeps_its_input_frames(
   ASSERT_GE(stats.abandoned_blocks, 1) << "no block was given up: the test shows nothing";
   // 9 frames for the first block, 12 for each later one: none for the block given up.
   EXPECT_EQ(stats.inputs.frames_used, 9 + 12 * (run.timeline->blocks - 1));
-  const auto replayed = replay_latents(*run.timeline);
-  ASSERT_EQ(replayed.size(), run.latents.size());
-  for (size_t b = 0; b < replayed.size(); ++b)
-    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+  expect_replays_bit_for_bit(*run.timeline, run.latents);
 }
 
 TEST(EngineVace, ABlockGivenUpMidWayKeepsItsControlFrames) {
