@@ -474,6 +474,7 @@ TEST(EngineVace, APacedCameraWaitsOnlyAfterTheFramesBeforeAreOut) {
 // (EngineOptions::open_inputs_ahead): the blocks go on meanwhile, and the camera conditions the
 // block in flight when it is open. Here it opens only once two more blocks are out after the
 // pick, which on the engine thread would never happen (the wait gives up after 60 s: failed).
+// A scale sent after the pick waits for it; a prompt switch sent after it does not.
 TEST(EngineVace, ACameraSlowToOpenDoesNotStopTheVideo) {
   LiveRun run;
   std::atomic<int64_t> made_when_open{-1};
@@ -498,7 +499,8 @@ TEST(EngineVace, ACameraSlowToOpenDoesNotStopTheVideo) {
   r.source.path = "slow";
   picked_at = static_cast<int64_t>(run.blocks());
   engine.set_vace(r);
-  engine.set_vace_scale(0.5);  // after the pick: waits for it, in order
+  engine.set_vace_scale(0.5);            // after the pick: waits for it, in order
+  engine.switch_prompt("a blue whale");  // does not depend on the camera: does not wait
   // Meanwhile the stats say what is being opened (the input panel shows it).
   std::string opening;
   EXPECT_TRUE(wait_for([&] { return !(opening = engine.stats().inputs.opening).empty(); }, 60000));
@@ -517,6 +519,9 @@ TEST(EngineVace, ACameraSlowToOpenDoesNotStopTheVideo) {
   EXPECT_LE(sets[0].block, made_when_open.load() + 1);
   EXPECT_EQ(scales[0].block, sets[0].block);
   EXPECT_DOUBLE_EQ(scales[0].strength, 0.5);
+  const auto cuts = events_of(*run.timeline, EventKind::cut);
+  ASSERT_EQ(cuts.size(), 1u);
+  EXPECT_LT(cuts[0].block, sets[0].block) << "the switch waited for the camera to open";
   EXPECT_GT(engine.stats().last_input_open_ms, 0.0);
 }
 

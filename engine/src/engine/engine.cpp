@@ -172,6 +172,31 @@ struct Engine::Command {
   std::shared_ptr<InputOpening> opening;
 
   bool ready() const { return !opening || opening->done(); }
+  // Whether it may apply before an input still opening that was asked for before it: a prompt
+  // switch, transition, fader move or prompt prefetch does not depend on the inputs, and a
+  // performer's switch should not wait for a camera to start.
+  bool passes_openings() const {
+    if (kind == Kind::prefetch) return true;
+    return kind == Kind::event &&
+           (event.kind == EventKind::cut || event.kind == EventKind::transition ||
+            event.kind == EventKind::lora);
+  }
+  // An input picked, removed, or its scale or strength moved: held back behind an input still
+  // opening, and passed by the commands above.
+  bool about_inputs() const {
+    if (kind != Kind::event) return false;
+    switch (event.kind) {
+      case EventKind::vace:
+      case EventKind::vace_off:
+      case EventKind::vace_scale:
+      case EventKind::v2v:
+      case EventKind::v2v_off:
+      case EventKind::v2v_strength:
+        return true;
+      default:
+        return false;
+    }
+  }
   static Command of(EventKind kind) {
     Command c;
     c.event.kind = kind;
@@ -246,15 +271,51 @@ void Engine::post(Command command) {
   wake_.notify_all();
 }
 
-void Engine::mark_outdated_locked() {
-  // The commands the next batch takes: those up to the first still opening its input.
-  for (const Command& c : commands_) {
-    if (!c.ready()) return;
-    if (c.outdates_block()) {
-      block_outdated_ = true;
-      return;
+std::deque<Engine::Command> Engine::take_applicable_locked() {
+  std::deque<Command> batch;
+  auto it = commands_.begin();
+  while (it != commands_.end() && it->ready()) batch.push_back(std::move(*it++));
+  commands_.erase(commands_.begin(), it);
+  if (commands_.empty()) return batch;
+  // An input still opening holds back the input commands after it; those that do not depend on
+  // the inputs pass them, up to the first command of another kind (a start, stop, preset...),
+  // which keeps its place.
+  it = std::next(commands_.begin());
+  while (it != commands_.end() && (it->passes_openings() || it->about_inputs())) {
+    if (it->passes_openings()) {  // never opening anything themselves: ready
+      batch.push_back(std::move(*it));
+      it = commands_.erase(it);
+    } else {
+      ++it;
     }
   }
+  return batch;
+}
+
+bool Engine::has_applicable_locked() const {
+  return any_applicable_locked([](const Command&) { return true; });
+}
+
+void Engine::mark_outdated_locked() {
+  if (any_applicable_locked([](const Command& c) { return c.outdates_block(); }))
+    block_outdated_ = true;
+}
+
+bool Engine::any_applicable_locked(const std::function<bool(const Command&)>& which) const {
+  // The commands take_applicable_locked would take, as it takes them.
+  bool held = false;
+  for (const Command& c : commands_) {
+    if (!held && !c.ready()) {
+      held = true;
+      continue;
+    }
+    if (held && !c.passes_openings()) {
+      if (c.about_inputs()) continue;
+      return false;
+    }
+    if (which(c)) return true;
+  }
+  return false;
 }
 
 std::shared_ptr<InputOpening> Engine::open_ahead(const InputSource& source,
@@ -661,14 +722,11 @@ void Engine::run() {
     std::deque<Command> batch;
     {
       std::unique_lock lock(mutex_);
-      auto command_ready = [&] { return !commands_.empty() && commands_.front().ready(); };
-      wake_.wait(lock, [&] { return quit_ || command_ready() || perf.running(); });
+      wake_.wait(lock, [&] { return quit_ || has_applicable_locked() || perf.running(); });
       if (quit_) return;
-      // An input still opening holds itself and the commands after it back; the video goes on.
-      while (command_ready()) {
-        batch.push_back(std::move(commands_.front()));
-        commands_.pop_front();
-      }
+      // An input still opening holds itself and the commands that depend on it back; the video
+      // goes on.
+      batch = take_applicable_locked();
       block_outdated_ = false;
     }
     try {
