@@ -525,7 +525,8 @@ TEST(EngineVace, ACameraSlowToOpenDoesNotStopTheVideo) {
   EXPECT_GT(engine.stats().last_input_open_ms, 0.0);
 }
 
-// A source opened ahead for a pick that then fails (no VACE weights) is closed, not held.
+// A source opened ahead for a pick that then fails (no VACE weights) is closed, not held; the
+// camera asked for again is opened ahead again.
 TEST(EngineVace, AnInputOpenedForAPickThatFailsIsClosed) {
   LiveRun run;
   std::weak_ptr<VaceFrameSource> opened;
@@ -548,10 +549,18 @@ TEST(EngineVace, AnInputOpenedForAPickThatFailsIsClosed) {
   engine.set_vace(r);
   ASSERT_TRUE(wait_for([&] { return run.error_count() >= 1; }));
   EXPECT_NE(run.errors[0].find("VACE is unavailable"), std::string::npos) << run.errors[0];
+  {
+    std::lock_guard lock(opened_mutex);
+    // Opened ahead once (applying the pick opened nothing more), and closed since.
+    EXPECT_EQ(opens, 1);
+    EXPECT_TRUE(opened.expired()) << "the camera opened ahead is still held";
+  }
+  // Asked for again, it is opened ahead again (the first pick failed: it does not run).
+  engine.set_vace(r);
+  ASSERT_TRUE(wait_for([&] { return run.error_count() >= 2; }));
   std::lock_guard lock(opened_mutex);
-  // Opened ahead once (applying the pick opened nothing more), and closed since.
-  EXPECT_EQ(opens, 1);
-  EXPECT_TRUE(opened.expired()) << "the camera opened ahead is still held";
+  EXPECT_EQ(opens, 2);
+  EXPECT_TRUE(opened.expired());
 }
 
 // A camera that, as a V4L2 device streaming, refuses a second open while it is open.

@@ -287,7 +287,10 @@ class Engine {
   int height_, width_;
   EngineOptions options_;
   std::unique_ptr<OfferedInputs> inputs_;  // options_.inputs, with the openings offered
-  // The camera of the last set_vace / set_v2v (callers' side; guarded by mutex_).
+  // The camera of the last set_vace / set_v2v (guarded by mutex_), forgotten when its pick
+  // fails or no input of the kind runs: a camera asked again while it runs is not opened ahead
+  // (LiveInputs shares the running capture); else it is (a second open of a running camera only
+  // fails or is closed unused).
   std::optional<InputSource> vace_camera_asked_, v2v_camera_asked_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;

@@ -581,6 +581,10 @@ void Engine::run() {
       stats_.loras.clear();
       for (const auto& f : perf.loras()) stats_.loras.push_back({f.name, f.strength, f.baked});
       stats_.inputs = perf.input_status();
+      // An input gone (dropped, cleared, never opened): its camera, asked for again, is opened
+      // ahead again (open_ahead).
+      if (stats_.inputs.vace.empty()) vace_camera_asked_.reset();
+      if (stats_.inputs.v2v.empty()) v2v_camera_asked_.reset();
     }
     if (callbacks_.on_stats) callbacks_.on_stats(stats());
   };
@@ -749,6 +753,11 @@ void Engine::run() {
                                  e.kind == EventKind::lora_unload);
               const bool input = is_input(e.kind) && !dynamic_cast<const OutOfMemoryError*>(&error);
               if (!typo && !input) throw;
+              if (e.kind == EventKind::vace || e.kind == EventKind::v2v) {
+                // The camera it asked for is not known to run: asked again, it opens ahead.
+                std::lock_guard lock(mutex_);
+                (e.kind == EventKind::vace ? vace_camera_asked_ : v2v_camera_asked_).reset();
+              }
               if (callbacks_.on_error) callbacks_.on_error(error.what());
             }
             break;
