@@ -36,6 +36,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A VACE or video-to-video input picked, removed, or its scale or strength moved.
+bool is_input_event(EventKind k) {
+  return k == EventKind::vace || k == EventKind::vace_off || k == EventKind::vace_scale ||
+         k == EventKind::v2v || k == EventKind::v2v_off || k == EventKind::v2v_strength;
+}
+
 // A whole non-negative decimal number ("12", not "", "-1", "12x" or one past int64_t).
 std::optional<int64_t> count_of(std::string_view text) {
   int64_t n = 0;
@@ -183,20 +189,7 @@ struct Engine::Command {
   }
   // An input picked, removed, or its scale or strength moved: held back behind an input still
   // opening, and passed by the commands above.
-  bool about_inputs() const {
-    if (kind != Kind::event) return false;
-    switch (event.kind) {
-      case EventKind::vace:
-      case EventKind::vace_off:
-      case EventKind::vace_scale:
-      case EventKind::v2v:
-      case EventKind::v2v_off:
-      case EventKind::v2v_strength:
-        return true;
-      default:
-        return false;
-    }
-  }
+  bool about_inputs() const { return kind == Kind::event && is_input_event(event.kind); }
   static Command of(EventKind kind) {
     Command c;
     c.event.kind = kind;
@@ -717,11 +710,6 @@ void Engine::run() {
         break;
     }
   };
-  auto is_input = [](EventKind k) {
-    return k == EventKind::vace || k == EventKind::vace_off || k == EventKind::vace_scale ||
-           k == EventKind::v2v || k == EventKind::v2v_off || k == EventKind::v2v_strength;
-  };
-
   for (;;) {
     std::deque<Command> batch;
     {
@@ -751,7 +739,8 @@ void Engine::run() {
                                 (e.kind == EventKind::cut || e.kind == EventKind::transition ||
                                  e.kind == EventKind::lora || e.kind == EventKind::lora_bake ||
                                  e.kind == EventKind::lora_unload);
-              const bool input = is_input(e.kind) && !dynamic_cast<const OutOfMemoryError*>(&error);
+              const bool input =
+                  is_input_event(e.kind) && !dynamic_cast<const OutOfMemoryError*>(&error);
               if (!typo && !input) throw;
               if (e.kind == EventKind::vace || e.kind == EventKind::v2v) {
                 // The camera it asked for is not known to run: asked again, it opens ahead.
