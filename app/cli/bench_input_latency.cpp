@@ -43,14 +43,28 @@ class SyntheticCamera final : public VaceFrameSource {
   SyntheticCamera(at::Tensor pool, double fps) : pool_(std::move(pool)), fps_(fps) {}
   at::Tensor next_frames(int64_t count) override {
     if (fps_ > 0) std::this_thread::sleep_until(filmed(next_ + count - 1));
-    return take(count, count);
+    at::Tensor frames = take(count, count);
+    note_read();
+    return frames;
+  }
+  // Each part once it is filmed; the read's last frame noted once, for the block.
+  void next_frames_in_parts(int64_t count, int64_t part,
+                            const std::function<void(const at::Tensor&)>& part_read) override {
+    for (int64_t begin = 0; begin < count; begin += part) {
+      const int64_t n = std::min(part, count - begin);
+      if (fps_ > 0) std::this_thread::sleep_until(filmed(next_ + n - 1));
+      part_read(take(n, n));
+    }
+    note_read();
   }
   at::Tensor first_frames(int64_t count) override {
-    if (fps_ <= 0) return take(count, count);
+    if (fps_ <= 0) return take(count, count);  // not paced: no filming times
     const auto seconds = std::chrono::duration<double>(Clock::now() - opened_).count();
     const int64_t there = std::clamp<int64_t>(1 + static_cast<int64_t>(seconds * fps_), 1, count);
     std::this_thread::sleep_until(filmed(next_ + there - 1));
-    return take(count, there);
+    at::Tensor frames = take(count, there);
+    note_read();
+    return frames;
   }
   bool has_frames(int64_t count) const override {
     return fps_ <= 0 || filmed(next_ + count - 1) <= Clock::now();
@@ -71,11 +85,13 @@ class SyntheticCamera final : public VaceFrameSource {
     at::Tensor picked = at::arange(next_, next_ + fresh, at::kLong).remainder(pool_.size(0));
     if (fresh < count) picked = at::cat({picked, picked[fresh - 1].expand({count - fresh})});
     next_ += fresh;
-    if (fps_ > 0) {
-      std::lock_guard lock(mutex_);
-      read_filmed_.push_back(filmed(next_ - 1));
-    }
     return pool_.index_select(0, picked);
+  }
+  // A read (a block's frames) done: when its last frame was filmed.
+  void note_read() {
+    if (fps_ <= 0) return;
+    std::lock_guard lock(mutex_);
+    read_filmed_.push_back(filmed(next_ - 1));
   }
 
   at::Tensor pool_;

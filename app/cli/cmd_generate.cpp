@@ -171,6 +171,12 @@ class PreprocessedSource final : public VaceFrameSource {
   at::Tensor first_frames(int64_t count) override {
     return preprocess_frames(inner_->first_frames(count).to(device_), kind_);
   }
+  void next_frames_in_parts(int64_t count, int64_t part,
+                            const std::function<void(const at::Tensor&)>& part_read) override {
+    inner_->next_frames_in_parts(count, part, [&](const at::Tensor& frames) {
+      part_read(preprocess_frames(frames.to(device_), kind_));
+    });
+  }
   bool has_frames(int64_t count) const override { return inner_->has_frames(count); }
   Counts counts() const override { return inner_->counts(); }
 

@@ -5,7 +5,8 @@
 # _alone: LONGLIVE_FIRST_BLOCK_ALONE=1 (the input's first block runs its DiT alone);
 # _paced: the synthetic camera films at 16 fps (--vace-camera-fps 16: filmed -> on screen per
 # block); _pacedahead: that with LONGLIVE_LIVE_READ_AHEAD=1 (its blocks read a block ahead, as
-# before 8b8d495).
+# before 8b8d495); _pacedwhole: paced with LONGLIVE_ENCODE_AS_FILMED=0 (each block read whole once
+# filmed, then encoded, instead of encoded in parts as it is filmed).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0.
@@ -19,11 +20,13 @@ for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_alone}; do
   preset=${run%_alone}
   preset=${preset%_paced}
   preset=${preset%_pacedahead}
+  preset=${preset%_pacedwhole}
   env=(LONGLIVE_INPUT_TRACE=1)
   extra=()
   [ "${run%_alone}" != "$run" ] && env+=(LONGLIVE_FIRST_BLOCK_ALONE=1)
   [ "${run%_paced}" != "$run" ] && extra=(--vace-camera-fps 16)
   [ "${run%_pacedahead}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_LIVE_READ_AHEAD=1); }
+  [ "${run%_pacedwhole}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_ENCODE_AS_FILMED=0); }
   start=$(date +%s)
   env "${env[@]}" timeout 150 "$b/app/longlive" bench --preset "$preset" --random full \
     --blocks 3 --warmup 1 --profile-blocks 0 --vace --vace-drift-blocks 0 --no-vace-encoder \

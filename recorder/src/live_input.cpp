@@ -270,11 +270,25 @@ at::Tensor LiveVideoSource::next_frames(int64_t count) { return take(count, fals
 
 at::Tensor LiveVideoSource::first_frames(int64_t count) { return take(count, true); }
 
+void LiveVideoSource::next_frames_in_parts(
+    int64_t count, int64_t part, const std::function<void(const at::Tensor&)>& part_read) {
+  if (count < 1 || part < 1)
+    throw Error(fmt::format("{}: {} frames read in parts of {}", capture_->name, count, part));
+  take(count, false, part, part_read);
+}
+
 at::Tensor LiveVideoSource::take(int64_t count, bool hold) {
+  at::Tensor frames;
+  take(count, hold, count, [&](const at::Tensor& all) { frames = all; });
+  return frames;
+}
+
+void LiveVideoSource::take(int64_t count, bool hold, int64_t part,
+                           const std::function<void(const at::Tensor&)>& part_read) {
   Capture& c = *capture_;
   using Seconds = std::chrono::duration<double>;
   std::vector<at::Tensor> picked;
-  picked.reserve(static_cast<size_t>(count));
+  picked.reserve(static_cast<size_t>(std::min(count, part)));
   std::unique_lock lock(c.mutex);
   // Latest frames win: frames queued beyond what this read takes are older than a block, from a
   // generator behind the camera; they are dropped (counted) rather than conditioning late.
@@ -300,9 +314,14 @@ at::Tensor LiveVideoSource::take(int64_t count, bool hold) {
     }
     picked.push_back(c.last_given);
     ++c.stats.handed_out;
+    if (static_cast<int64_t>(picked.size()) == part || i + 1 == count) {
+      // Handed out without the lock: the capture goes on while the part is used (encoded).
+      lock.unlock();
+      part_read(rgb_to_signed(at::stack(picked)));
+      picked.clear();
+      lock.lock();
+    }
   }
-  lock.unlock();
-  return rgb_to_signed(at::stack(picked));
 }
 
 bool LiveVideoSource::has_frames(int64_t count) const {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <future>
 #include <memory>
 #include <shared_mutex>
@@ -43,6 +44,16 @@ class IndexedFrames : public VaceFrameSource {
   }
   int64_t position() const { return position_; }
   int64_t first_reads = 0;
+  std::vector<int64_t> parts;  // the sizes of the parts handed out by next_frames_in_parts
+  // Part by part, each made when it is handed out (as a camera films them).
+  void next_frames_in_parts(int64_t count, int64_t part,
+                            const std::function<void(const at::Tensor&)>& part_read) override {
+    for (int64_t begin = 0; begin < count; begin += part) {
+      const int64_t n = std::min(part, count - begin);
+      parts.push_back(n);
+      part_read(next_frames(n));
+    }
+  }
   at::Tensor next_frames(int64_t count) override {
     if (fail_at_ >= 0 && position_ + count > fail_at_) throw IoError("the camera was unplugged");
     std::vector<at::Tensor> frames;
@@ -68,10 +79,11 @@ struct InPlace : ScopedEnv {
 };
 
 struct InputRun {
-  at::Tensor latents;         // the blocks that ran, on the CPU
-  int64_t failed_block = -1;  // where the source's failure surfaced
-  std::vector<int64_t> read;  // frames read from the source when each block's DiT was queued
-  int64_t first_reads = 0;    // first_frames calls
+  at::Tensor latents;          // the blocks that ran, on the CPU
+  int64_t failed_block = -1;   // where the source's failure surfaced
+  std::vector<int64_t> read;   // frames read from the source when each block's DiT was queued
+  int64_t first_reads = 0;     // first_frames calls
+  std::vector<int64_t> parts;  // the sizes of the parts read as filmed
 };
 
 // `blocks` blocks of the tiny model with a VACE (or, v2v, a video-to-video) input.
@@ -108,6 +120,7 @@ InputRun run(at::Device device, bool v2v, int64_t blocks, int64_t fail_at = -1,
   }
   out.latents = at::cat(latents, 1);
   out.first_reads = source->first_reads;
+  out.parts = source->parts;
   return out;
 }
 
@@ -148,6 +161,37 @@ TEST(EncodeAhead, TheFailingSourceStopsTheFourthBlockInPlace) {
     EXPECT_EQ(failed.latents.size(1), 3 * windowed_preset().frames_per_block);
   }
 }
+
+// A paced camera's blocks (not filmed yet at their turn) are read in parts as they are filmed,
+// each part encoded as it comes, so that only the last part's encode is left once the block's
+// last frame is filmed: the video is the one made of the same frames read whole, bit for bit.
+// LONGLIVE_ENCODE_AS_FILMED=0 reads such a block whole.
+class ReadAsFilmed : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ReadAsFilmed, APacedInputsBlocksAreEncodedInPartsWithTheWholeBlocksBits) {
+  const bool v2v = GetParam();
+  const int64_t blocks = 4;
+  const InputRun whole = run(at::kCPU, v2v, blocks);
+  const InputRun parts = run(at::kCPU, v2v, blocks, -1, true);
+  EXPECT_TRUE(at::equal(parts.latents, whole.latents))
+      << "max |diff| " << (parts.latents - whole.latents).abs().max().item<float>();
+  EXPECT_EQ(parts.read, whole.read);
+  EXPECT_TRUE(whole.parts.empty()) << "frames that are there are read whole";
+  // Past the first block (taken at once through first_frames): one part per latent frame, all
+  // of the encoder's temporal scale, the blocks' frames in all.
+  const auto latent_frames = static_cast<size_t>(windowed_preset().frames_per_block);
+  ASSERT_EQ(parts.parts.size(), static_cast<size_t>(blocks - 1) * latent_frames);
+  EXPECT_EQ(parts.parts, std::vector<int64_t>(parts.parts.size(), parts.parts.front()));
+  EXPECT_EQ(parts.parts.front() * static_cast<int64_t>(parts.parts.size()),
+            parts.read.back() - parts.read.front());
+  const ScopedEnv off("LONGLIVE_ENCODE_AS_FILMED", "0");
+  const InputRun paced_whole = run(at::kCPU, v2v, blocks, -1, true);
+  EXPECT_TRUE(paced_whole.parts.empty());
+  EXPECT_TRUE(at::equal(paced_whole.latents, whole.latents));
+}
+
+INSTANTIATE_TEST_SUITE_P(Inputs, ReadAsFilmed, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "VideoToVideo" : "Vace"; });
 
 class EncodeAheadGpu : public ::testing::TestWithParam<bool> {};
 
@@ -218,6 +262,10 @@ TEST_P(EncodeAheadGpu, APacedInputIsReadAtItsBlock) {
     EXPECT_EQ(filmed.read[size_t(b)], in_place.read[size_t(b + 1)]) << "block " << b;
   EXPECT_EQ(paced.first_reads, 1);
   EXPECT_EQ(in_place.first_reads, 1);
+  // Read at their block, the paced blocks come in parts, encoded on the worker as they come.
+  EXPECT_EQ(paced.parts.size(),
+            static_cast<size_t>((blocks - 1) * windowed_preset().frames_per_block));
+  EXPECT_TRUE(in_place.parts.empty());
 }
 
 // Whether a capture (exclusive) or other work (shared) could take the device's gate now, asked

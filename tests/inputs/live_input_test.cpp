@@ -17,6 +17,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "engine_support.h"
 #include "longlive/control_input.h"
@@ -63,6 +64,30 @@ TEST(LiveInput, PacedInputArrivesOnTheFpsGrid) {
 // latest for the rest instead of waiting for the camera to film 9 frames (over half a second on
 // the 16 fps grid); the blocks after wait for theirs. has_frames tells the encoders whether the
 // next block's frames are there to be read a block ahead.
+// A block read in parts hands each part out once it is filmed, the capture going on meanwhile:
+// a paced camera's first frames of a block reach the encoder while it films the last ones.
+TEST(LiveInput, ABlockReadInPartsHandsEachPartOutOnceFilmed) {
+  LiveVideoSource source(test_pattern("testsrc2=size=160x120:rate=30,realtime"), 48, 64);
+  const at::Tensor before = source.next_frames(1);  // the input started
+  const auto begin = std::chrono::steady_clock::now();
+  std::vector<double> handed;  // seconds after `begin`
+  std::vector<at::Tensor> parts;
+  source.next_frames_in_parts(12, 4, [&](const at::Tensor& part) {
+    handed.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+    parts.push_back(part.clone());
+  });
+  ASSERT_EQ(parts.size(), 3u);
+  for (const at::Tensor& part : parts) EXPECT_EQ(part.sizes(), (at::IntArrayRef{4, 3, 48, 64}));
+  // 8 frames of a 16 fps grid are 0.5 s of camera time between the first part and the last.
+  EXPECT_GE(handed[2] - handed[0], 0.3);
+  const LiveVideoSource::Stats stats = source.stats();
+  EXPECT_EQ(stats.handed_out, 13);
+  EXPECT_EQ(stats.repeated, 0);
+  EXPECT_GT((parts[2][3] - before[0]).abs().max().item<float>(), 0.1f) << "a moving picture";
+  EXPECT_THROW(source.next_frames_in_parts(4, 0, [](const at::Tensor&) {}), Error);
+}
+
 TEST(LiveInput, FirstFramesTakeWhatIsThereAndHoldTheLatest) {
   LiveVideoSource source(test_pattern("testsrc2=size=160x120:rate=30,realtime"), 48, 64);
   const auto begin = std::chrono::steady_clock::now();
@@ -378,6 +403,37 @@ TEST(SharedFrames, EveryReaderGetsEveryReadFromItsJoiningOn) {
   EXPECT_FALSE(open.expired());
   b.reset();
   EXPECT_TRUE(open.expired());
+}
+
+// A block read in parts (a paced camera's block encoded as it is filmed) takes the same frames
+// as a whole read: shared whole with a reader reading it whole, and handed out in parts from a
+// read another reader made.
+TEST(SharedFrames, AReadInPartsIsSharedAsTheWholeRead) {
+  auto camera = std::make_shared<CountingCamera>();
+  auto shared = std::make_shared<SharedFrameSource>(camera);
+  auto a = shared->reader(), b = shared->reader();
+  auto read_in_parts = [](VaceFrameSource& reader) {
+    std::vector<int64_t> firsts;
+    reader.next_frames_in_parts(12, 4, [&](const at::Tensor& part) {
+      EXPECT_EQ(part.size(0), 4);
+      firsts.push_back(first_of(part));
+    });
+    return firsts;
+  };
+  EXPECT_EQ(read_in_parts(*a), (std::vector<int64_t>{0, 4, 8}));  // from the camera
+  const at::Tensor whole = b->next_frames(12);                    // the same, kept for b
+  EXPECT_EQ(first_of(whole), 0);
+  EXPECT_EQ(whole[11][0][0][0].item<int64_t>(), 11);
+  EXPECT_EQ(first_of(a->next_frames(12)), 12);
+  EXPECT_EQ(read_in_parts(*b), (std::vector<int64_t>{12, 16, 20}));  // a's read, in parts
+  EXPECT_EQ(camera->reads, 2);
+  // Alone, a reader's parts come from the camera and nothing is kept for the one gone.
+  a.reset();
+  EXPECT_EQ(read_in_parts(*b), (std::vector<int64_t>{24, 28, 32}));
+  auto c = shared->reader();  // joins at the next read
+  EXPECT_EQ(first_of(b->next_frames(12)), 36);
+  EXPECT_EQ(read_in_parts(*c), (std::vector<int64_t>{36, 40, 44}));
+  EXPECT_EQ(camera->reads, 4);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "fixtures.h"
 #include "longlive/error.h"
@@ -349,6 +350,79 @@ TEST_F(BlackInactiveRecord, ABlockTheRecordCannotGiveRebuildsTheOwnStreamFirst) 
       EXPECT_EQ(shared.inactive_blocks_from_record(), leave_at) << "left for good";
     }
   }
+}
+
+// A paced camera's conditioning block encoded in parts as it is filmed (begin_parts ..
+// end_parts) gives the context of the whole block encoded at once, bit for bit: block after
+// block past the inactive stream's fixed point, on and off the shared record, with references,
+// parts of one group or several, and across an inpainted block.
+TEST_F(BlackInactiveRecord, ABlockEncodedInPartsIsTheWholeBlockBitForBit) {
+  if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
+  const int64_t ts = temporal_scale();
+  const at::Tensor reference = block(0, 1);
+  for (const bool on_record : {false, true}) {
+    SCOPED_TRACE(on_record ? "taking the shared record" : "without a record");
+    auto record = std::make_shared<BlackInactiveLatents>();
+    VaceContextEncoder parts(weights, {}), whole(weights, {});
+    if (on_record) parts.share_black_inactive(record);  // `whole` encodes its own
+    EXPECT_THROW(parts.begin_parts(3 * ts), ConfigError) << "a video's first block is whole";
+    const at::Tensor first = block(0);
+    EXPECT_TRUE(at::equal(parts.encode(first, {}), whole.encode(first, {})));
+    // Parts of one group, of two then one, all at once; references in front on some blocks.
+    const std::vector<std::vector<int64_t>> splits = {{1, 1, 1}, {2, 1}, {3}};
+    int64_t index = 1;
+    auto encode_block = [&](const std::vector<int64_t>& groups, bool with_reference) {
+      const at::Tensor frames = block(index);
+      const at::Tensor refs = with_reference ? reference : at::Tensor();
+      parts.begin_parts(frames.size(0));
+      int64_t begin = 0;
+      for (const int64_t g : groups) {
+        parts.encode_part(frames.narrow(0, begin, g * ts));
+        begin += g * ts;
+      }
+      const at::Tensor actual = parts.end_parts(refs), expected = whole.encode(frames, {}, refs);
+      EXPECT_TRUE(at::equal(actual, expected))
+          << "block " << index << ": max |diff| " << max_abs_diff(actual, expected);
+      ++index;
+    };
+    // Past the inactive stream's fixed point, and 2 blocks more.
+    for (int64_t past = 0; past < 3 && index < VaceContextEncoder::kFixedPointProbes;) {
+      encode_block(splits[static_cast<size_t>(index) % splits.size()], index % 4 == 0);
+      if (parts.inactive_encodes_skipped() > 0 || record->at_fixed_point(height(), width())) ++past;
+    }
+    ASSERT_TRUE(parts.inactive_encodes_skipped() > 0 || record->at_fixed_point(height(), width()))
+        << "no fixed point within " << VaceContextEncoder::kFixedPointProbes << " blocks";
+    // An inpainted block (whole: inpainting is not read in parts), then parts again.
+    const at::Tensor inpainted = block(index);
+    const at::Tensor mask =
+        (at::rand({inpainted.size(0), height(), width()}, rng) > 0.5).to(at::kFloat);
+    EXPECT_TRUE(at::equal(parts.encode(inpainted, mask), whole.encode(inpainted, mask)));
+    ++index;
+    for (int i = 0; i < 2; ++i) encode_block(splits[static_cast<size_t>(i)], false);
+  }
+}
+
+TEST_F(VaceEncoderFixture, PartsThatDoNotMakeTheBlockAreRefused) {
+  if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
+  VaceContextEncoder encoder(weights, {});
+  const int64_t ts = encoder.temporal_scale(), h = frames.size(2), w = frames.size(3);
+  auto black = [&](int64_t t, int64_t height, int64_t width) {
+    return at::zeros({t, 3, height, width});
+  };
+  encoder.encode(black(1 + ts, h, w), {});  // the video's first block
+  EXPECT_THROW(encoder.encode_part(black(ts, h, w)), ConfigError) << "no block begun";
+  EXPECT_THROW(encoder.begin_parts(ts + 1), ConfigError) << "not whole groups";
+  encoder.begin_parts(2 * ts);
+  EXPECT_THROW(encoder.encode(black(ts, h, w), {}), Error) << "a whole block while in parts";
+  EXPECT_THROW(encoder.encode_part(black(ts + 1, h, w)), ConfigError) << "not whole groups";
+  encoder.encode_part(black(ts, h, w));
+  EXPECT_THROW(encoder.encode_part(black(ts, h + 16, w)), ConfigError) << "another size";
+  EXPECT_THROW(encoder.encode_part(black(2 * ts, h, w)), ConfigError) << "past the block";
+  EXPECT_THROW(encoder.end_parts(), ConfigError) << "a part missing";
+  // The block given up: the next one begins afresh.
+  encoder.begin_parts(ts);
+  encoder.encode_part(black(ts, h, w));
+  EXPECT_EQ(encoder.end_parts().size(1), 1);
 }
 
 TEST_F(VaceEncoderFixture, ReferenceImagesAreEncodedAloneInFront) {

@@ -100,6 +100,17 @@ class VaceContextEncoder {
   // (undefined or R = 0: none), put in front. Returns [96, R + F, H/8, W/8] float32.
   at::Tensor encode(const at::Tensor& frames, const at::Tensor& mask,
                     const at::Tensor& references = {});
+  // A conditioning block (all-ones mask) encoded in parts as its frames come: a paced camera's
+  // block while the camera films it (VaceConditioner), so that only its last part is left to
+  // encode once the last frame is filmed. begin_parts(count), then encode_part() with the
+  // block's frames in order, temporal_scale() frames at a time (or a multiple), then
+  // end_parts(references): what encode(all the frames, {}, references) returns, bit for bit
+  // (the encoder takes a block's frames a group of temporal_scale() at a time either way). The
+  // first part also takes the block's black inactive latents. Only past a stream's first block
+  // (ConfigError otherwise, or when the parts do not add up to `count`).
+  void begin_parts(int64_t count);
+  void encode_part(const at::Tensor& frames);
+  at::Tensor end_parts(const at::Tensor& references = {});
   // Reference images only (no control frames): [R, 3, H, W] -> [96, R, H/8, W/8], the latents
   // zero-padded to 96 channels. Does not touch the streaming caches.
   at::Tensor encode_references(const at::Tensor& references);
@@ -164,6 +175,13 @@ class VaceFrameSource {
     (void)count;
     return true;
   }
+  // The next `count` frames, as next_frames(count) gives them, handed to `part_read` `part`
+  // frames at a time (the last part may be shorter), each part as soon as the input has it: a
+  // paced camera hands a block's first frames out while it films the last ones, so that they
+  // are encoded meanwhile (VaceConditioner, VideoToVideo: a block read at its turn). The
+  // default reads them all, then hands the parts out.
+  virtual void next_frames_in_parts(int64_t count, int64_t part,
+                                    const std::function<void(const at::Tensor&)>& part_read);
   // A live input's health: frames dropped (generation behind) and repeated (input stalled), why
   // it is interrupted while it reconnects (a camera unplugged: its last frame is held), and why
   // its capture ended for good (it did not come back). Files have none of those. Cameras and
@@ -239,6 +257,10 @@ class VaceConditioner {
   };
   BlockInput read_block(int64_t index, int64_t latent_frames);
   at::Tensor encode_input(const BlockInput& input);
+  // Whether the next block is read in parts as it is filmed (encode_ahead.h: reads_as_filmed),
+  // and that read: each part encoded as it comes (VaceContextEncoder::begin_parts).
+  bool reads_as_filmed(int64_t latent_frames) const;
+  at::Tensor encode_as_filmed(int64_t latent_frames);
   std::unique_ptr<EncodeAhead> ahead_;  // last: waits for its work before the encoder goes
 };
 
@@ -271,7 +293,8 @@ class VideoToVideo {
   int64_t blocks_ = 0;
   at::Tensor read_block(int64_t index, int64_t latent_frames);
   at::Tensor encode_frames(const at::Tensor& frames);
-  std::unique_ptr<EncodeAhead> ahead_;  // last: as VaceConditioner's (encoded a block ahead)
+  at::Tensor encode_as_filmed(int64_t count);  // as VaceConditioner's
+  std::unique_ptr<EncodeAhead> ahead_;         // last: as VaceConditioner's (encoded a block ahead)
 };
 
 // ---- Inputs of a live session (camera, video file, image)
@@ -394,6 +417,12 @@ class SharedFrameSource : public std::enable_shared_from_this<SharedFrameSource>
  private:
   class Reader;
   at::Tensor read(Reader& reader, int64_t count, bool first);
+  void read_in_parts(Reader& reader, int64_t count, int64_t part,
+                     const std::function<void(const at::Tensor&)>& part_read);
+  // Takes the reader's next shared read (locks); undefined when it has none of `count` frames.
+  at::Tensor take_shared(Reader& reader, int64_t count);
+  // Keeps what the reader read from the source (in parts) for the readers behind it (locks).
+  void keep_read(const Reader& reader, const std::vector<at::Tensor>& parts);
   bool has_frames(const Reader& reader, int64_t count) const;
   void drop_taken();  // reads every reader has had (locked)
 

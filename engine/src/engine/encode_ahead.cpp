@@ -128,6 +128,10 @@ int64_t input_block_frames(int64_t index, int64_t latent_frames, int64_t tempora
   return index == 0 ? 1 + temporal_scale * (latent_frames - 1) : temporal_scale * latent_frames;
 }
 
+bool reads_as_filmed(const VaceFrameSource& source, int64_t index, int64_t count) {
+  return index > 0 && !env_is("LONGLIVE_ENCODE_AS_FILMED", "0") && !source.has_frames(count);
+}
+
 bool read_ahead_now(const VaceFrameSource& source, int64_t count) {
   return read_live_ahead() || source.has_frames(count);
 }

@@ -50,6 +50,12 @@ bool read_ahead_now(const VaceFrameSource& source, int64_t count);
 bool read_waits(const VaceFrameSource& source, const EncodeAhead& ahead, int64_t index,
                 int64_t count);
 
+// Whether block `index` (`count` frames) is read and encoded in parts as the input films them
+// (VaceFrameSource::next_frames_in_parts): past an input's first block, from an input that has
+// not filmed them yet (a paced camera), unless LONGLIVE_ENCODE_AS_FILMED=0 (for the A/B: the
+// block read whole once filmed, then encoded whole).
+bool reads_as_filmed(const VaceFrameSource& source, int64_t index, int64_t count);
+
 class EncodeWorker;  // the worker thread and its stream (longlive/vace.h: make_encode_worker)
 at::Device device_of(const EncodeWorker& worker);
 

@@ -71,14 +71,17 @@ at::Tensor preprocess_frames(const at::Tensor& frames, const std::string& kind) 
   if (kind == "gray") return luma(frames).expand({-1, 3, -1, -1}).contiguous();
   if (kind == "edges") {
     // Sobel on the luma in [0, 1], edges replicated at the border; |g| / 4 so a unit step
-    // reads 1 on both sides of it.
+    // reads 1 on both sides of it. Shifted adds rather than a convolution: each frame's bits
+    // then do not depend on how many frames come together (a camera's block read in parts,
+    // replayed whole), which a convolution's algorithm choice would not promise.
     const at::Tensor y = luma(frames).add(1.0).mul(0.5);
-    const auto opts = y.options();
-    const at::Tensor kx =
-        at::tensor({-1.0, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0}, opts).view({1, 1, 3, 3});
-    const at::Tensor ky = kx.transpose(2, 3).contiguous();
-    const at::Tensor padded = at::pad(y, {1, 1, 1, 1}, "replicate");
-    const at::Tensor gx = at::conv2d(padded, kx), gy = at::conv2d(padded, ky);
+    const int64_t h = y.size(2), w = y.size(3);
+    const at::Tensor p = at::pad(y, {1, 1, 1, 1}, "replicate");
+    auto at_shift = [&](int64_t dy, int64_t dx) { return p.narrow(2, dy, h).narrow(3, dx, w); };
+    const at::Tensor gx = (at_shift(0, 2) + at_shift(1, 2) * 2 + at_shift(2, 2)) -
+                          (at_shift(0, 0) + at_shift(1, 0) * 2 + at_shift(2, 0));
+    const at::Tensor gy = (at_shift(2, 0) + at_shift(2, 1) * 2 + at_shift(2, 2)) -
+                          (at_shift(0, 0) + at_shift(0, 1) * 2 + at_shift(0, 2));
     const at::Tensor edges = (gx * gx + gy * gy).sqrt().div(4.0).clamp(0, 1);
     return edges.mul(2.0).sub(1.0).expand({-1, 3, -1, -1}).contiguous();
   }
@@ -89,12 +92,15 @@ at::Tensor preprocess_frames(const at::Tensor& frames, const std::string& kind) 
 
 // The writer's thread: converts the queued frames to RGB8 and writes them in order.
 struct FrameCaptureWriter::Writer {
-  static constexpr size_t kMaxQueued = 4;  // appends (blocks) waiting at most
+  // Frames waiting at most: 4 blocks of 12 (a block may come in parts, VaceFrameSource::
+  // next_frames_in_parts).
+  static constexpr int64_t kMaxQueuedFrames = 48;
 
   std::FILE* file = nullptr;
   std::mutex mutex;
   std::condition_variable changed;
   std::deque<at::Tensor> queue;
+  int64_t queued_frames = 0;
   bool writing = false, closing = false;
   std::string failure;  // the first write that failed
   std::thread thread;
@@ -106,6 +112,7 @@ struct FrameCaptureWriter::Writer {
       if (queue.empty()) return;  // closing, all written
       const at::Tensor frames = std::move(queue.front());
       queue.pop_front();
+      queued_frames -= frames.size(0);
       writing = true;
       lock.unlock();
       std::string error;
@@ -167,10 +174,11 @@ void FrameCaptureWriter::append(const at::Tensor& frames) {
                             path_.string(), fmt::join(frames.sizes(), ", "), height_, width_));
   std::unique_lock lock(writer_->mutex);
   writer_->changed.wait(lock, [&] {
-    return writer_->queue.size() < Writer::kMaxQueued || !writer_->failure.empty();
+    return writer_->queued_frames < Writer::kMaxQueuedFrames || !writer_->failure.empty();
   });
   if (!writer_->failure.empty()) throw IoError(writer_->failure);
   writer_->queue.push_back(frames.device().is_cpu() ? frames : frames.to(at::kCPU));
+  writer_->queued_frames += frames.size(0);
   frames_ += frames.size(0);
   writer_->changed.notify_all();
 }
@@ -253,6 +261,15 @@ struct LiveInputs::Tap final : VaceFrameSource {
 
   at::Tensor next_frames(int64_t count) override { return take(count, false); }
   at::Tensor first_frames(int64_t count) override { return take(count, true); }
+  void next_frames_in_parts(int64_t count, int64_t part,
+                            const std::function<void(const at::Tensor&)>& part_read) override {
+    at::Tensor last;
+    source->next_frames_in_parts(count, part, [&](const at::Tensor& frames) {
+      last = use(frames);
+      part_read(last);
+    });
+    if (last.defined()) keep_preview(last);
+  }
   bool has_frames(int64_t count) const override { return source->has_frames(count); }
   Counts counts() const override { return source->counts(); }
   InputSource now() const {
@@ -268,18 +285,25 @@ struct LiveInputs::Tap final : VaceFrameSource {
     at::Tensor frames = first ? source->first_frames(count) : source->next_frames(count);
     if (traced)
       log::info("input trace: the source gave {} frames in {:.1f} ms", count, ms_since(taking));
+    frames = use(frames);
+    keep_preview(frames);
+    if (traced)
+      log::info("input trace: captured, preprocessed, previewed {:.1f} ms after", ms_since(taking));
+    return frames;
+  }
+  // Frames read from the source: saved (a camera), counted, preprocessed.
+  at::Tensor use(const at::Tensor& frames) {
     if (capture) capture->append(frames);
-    used += count;
-    if (!request.preprocess.empty())
-      frames = preprocess_frames(frames.to(device), request.preprocess);
-    const at::Tensor last = frames[count - 1].unsqueeze(0).to(at::kFloat);
+    used += frames.size(0);
+    if (request.preprocess.empty()) return frames;
+    return preprocess_frames(frames.to(device), request.preprocess);
+  }
+  void keep_preview(const at::Tensor& frames) {
+    const at::Tensor last = frames[frames.size(0) - 1].unsqueeze(0).to(at::kFloat);
     const double s = static_cast<double>(kPreviewSide) / std::max(last.size(2), last.size(3));
     const int64_t h = std::max<int64_t>(1, std::lround(last.size(2) * s));
     const int64_t w = std::max<int64_t>(1, std::lround(last.size(3) * s));
     preview = to_rgb8(at::upsample_bilinear2d(last, {h, w}, false))[0];
-    if (traced)
-      log::info("input trace: captured, preprocessed, previewed {:.1f} ms after", ms_since(taking));
-    return frames;
   }
 };
 

@@ -20,6 +20,10 @@ class SharedFrameSource::Reader final : public VaceFrameSource {
   }
   at::Tensor next_frames(int64_t count) override { return shared_->read(*this, count, false); }
   at::Tensor first_frames(int64_t count) override { return shared_->read(*this, count, true); }
+  void next_frames_in_parts(int64_t count, int64_t part,
+                            const std::function<void(const at::Tensor&)>& part_read) override {
+    shared_->read_in_parts(*this, count, part, part_read);
+  }
   bool has_frames(int64_t count) const override { return shared_->has_frames(*this, count); }
   Counts counts() const override { return shared_->source_->counts(); }
 
@@ -42,30 +46,50 @@ std::shared_ptr<VaceFrameSource> SharedFrameSource::reader() {
   return r;
 }
 
-at::Tensor SharedFrameSource::read(Reader& reader, int64_t count, bool first) {
-  {
-    const std::lock_guard lock(mutex_);
-    const int64_t at = reader.next_ - first_read_;
-    if (at < static_cast<int64_t>(reads_.size())) {
-      const at::Tensor frames = reads_[static_cast<size_t>(at)];
-      ++reader.next_;
-      drop_taken();
-      // The newest `count` of a shared read (an input's first block takes 9 of a block's 12).
-      if (frames.size(0) >= count) return frames.narrow(0, frames.size(0) - count, count);
-      // More than the shared read holds: this reader's own read, below.
-    } else {
-      ++reader.next_;
-    }
-  }
-  // The source is read without the lock (a paced camera waits for its frames): the inputs read
-  // on one thread, in turn, so no other reader asks meanwhile. Appended for the readers behind.
-  at::Tensor frames = first ? source_->first_frames(count) : source_->next_frames(count);
+at::Tensor SharedFrameSource::take_shared(Reader& reader, int64_t count) {
   const std::lock_guard lock(mutex_);
-  if (reader.next_ - 1 == first_read_ + static_cast<int64_t>(reads_.size())) {
-    reads_.push_back(frames);
-    drop_taken();
-  }
+  const int64_t at = reader.next_ - first_read_;
+  ++reader.next_;
+  if (at >= static_cast<int64_t>(reads_.size())) return {};
+  const at::Tensor frames = reads_[static_cast<size_t>(at)];
+  drop_taken();
+  // The newest `count` of a shared read (an input's first block takes 9 of a block's 12).
+  if (frames.defined() && frames.size(0) >= count)
+    return frames.narrow(0, frames.size(0) - count, count);
+  return {};  // more than the shared read holds: this reader's own read
+}
+
+void SharedFrameSource::keep_read(const Reader& reader, const std::vector<at::Tensor>& parts) {
+  const std::lock_guard lock(mutex_);
+  if (reader.next_ - 1 != first_read_ + static_cast<int64_t>(reads_.size())) return;
+  // A read no other reader will take is dropped at once: no whole copy of its parts for it.
+  const bool others = readers_.size() > 1;
+  reads_.push_back(!others ? at::Tensor() : parts.size() == 1 ? parts[0] : at::cat(parts));
+  drop_taken();
+}
+
+at::Tensor SharedFrameSource::read(Reader& reader, int64_t count, bool first) {
+  if (at::Tensor shared = take_shared(reader, count); shared.defined()) return shared;
+  // The source is read without the lock (a paced camera waits for its frames): the inputs read
+  // on one thread, in turn, so no other reader asks meanwhile. Kept for the readers behind.
+  at::Tensor frames = first ? source_->first_frames(count) : source_->next_frames(count);
+  keep_read(reader, {frames});
   return frames;
+}
+
+void SharedFrameSource::read_in_parts(Reader& reader, int64_t count, int64_t part,
+                                      const std::function<void(const at::Tensor&)>& part_read) {
+  if (const at::Tensor shared = take_shared(reader, count); shared.defined()) {
+    for (int64_t begin = 0; begin < count; begin += part)
+      part_read(shared.narrow(0, begin, std::min(part, count - begin)));
+    return;
+  }
+  std::vector<at::Tensor> parts;
+  source_->next_frames_in_parts(count, part, [&](const at::Tensor& frames) {
+    parts.push_back(frames);
+    part_read(frames);
+  });
+  keep_read(reader, parts);
 }
 
 bool SharedFrameSource::has_frames(const Reader& reader, int64_t count) const {

@@ -14,6 +14,15 @@
 
 namespace longlive {
 
+void VaceFrameSource::next_frames_in_parts(
+    int64_t count, int64_t part, const std::function<void(const at::Tensor&)>& part_read) {
+  if (count < 1 || part < 1)
+    throw Error(fmt::format("frames read in parts: {} frames in parts of {}", count, part));
+  const at::Tensor frames = next_frames(count);
+  for (int64_t begin = 0; begin < count; begin += part)
+    part_read(frames.narrow(0, begin, std::min(part, count - begin)));
+}
+
 VaceMode parse_vace_mode(const std::string& name) {
   if (name == "conditioning") return VaceMode::conditioning;
   if (name == "reference") return VaceMode::reference;
@@ -84,6 +93,22 @@ at::Tensor VaceConditioner::encode_block(int64_t index, int64_t latent_frames) {
   return encode_input(read_block(index, latent_frames));
 }
 
+bool VaceConditioner::reads_as_filmed(int64_t latent_frames) const {
+  return settings_.mode == VaceMode::conditioning &&
+         longlive::reads_as_filmed(
+             *source_, blocks_,
+             input_block_frames(blocks_, latent_frames, encoder_->temporal_scale()));
+}
+
+at::Tensor VaceConditioner::encode_as_filmed(int64_t latent_frames) {
+  const int64_t ts = encoder_->temporal_scale();
+  const int64_t count = input_block_frames(blocks_, latent_frames, ts);
+  encoder_->begin_parts(count);
+  source_->next_frames_in_parts(count, ts,
+                                [&](const at::Tensor& part) { encoder_->encode_part(part); });
+  return encoder_->end_parts(settings_.references);
+}
+
 void VaceConditioner::before_block(StreamGenerator& generator) {
   const int64_t latent_frames = generator.options().frames_per_block;
   if (settings_.mode == VaceMode::reference) {
@@ -98,7 +123,13 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   // once: every encode of the input then runs on one stream, whose memory its caches are.
   const bool traced = blocks_ == 0 && input_trace();
   const auto feeding = std::chrono::steady_clock::now();
-  if (!ahead_->pending() && ahead_->enabled())
+  // A paced camera's block not filmed yet: read in parts as it is filmed, each encoded as it
+  // comes, so that only the last part's encode is left once the last frame is filmed. On the
+  // worker, read there (this thread waits for the block anyway).
+  const bool as_filmed = !ahead_->pending() && reads_as_filmed(latent_frames);
+  if (as_filmed && ahead_->enabled())
+    ahead_->launch([this, latent_frames] { return encode_as_filmed(latent_frames); });
+  else if (!ahead_->pending() && ahead_->enabled())
     ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
       const auto reading = std::chrono::steady_clock::now();
       BlockInput input = read_block(blocks_, latent_frames);
@@ -118,7 +149,9 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
         return context;
       };
     });
-  last_context_ = ahead_->pending() ? ahead_->take() : encode_block(blocks_, latent_frames);
+  last_context_ = ahead_->pending() ? ahead_->take()
+                  : as_filmed       ? encode_as_filmed(latent_frames)
+                                    : encode_block(blocks_, latent_frames);
   if (traced) log::info("input trace: first block fed in {:.1f} ms", ms_since(feeding));
   generator.set_vace(VaceInput{last_context_, settings_.scale});
   ++blocks_;
@@ -188,15 +221,33 @@ at::Tensor VideoToVideo::encode_frames(const at::Tensor& frames) {
   return encoder_->encode_next(frames.unsqueeze(0), state_->stream);
 }
 
+at::Tensor VideoToVideo::encode_as_filmed(int64_t count) {
+  // [1, F, z, h, w] per part; the encoder takes a block a group of frames at a time either way,
+  // so the parts' latents are the whole block's.
+  std::vector<at::Tensor> latents;
+  source_->next_frames_in_parts(
+      count, encoder_->config().temporal_scale(),
+      [&](const at::Tensor& part) { latents.push_back(encode_frames(part)); });
+  return latents.size() == 1 ? latents[0] : at::cat(latents, 1);
+}
+
 void VideoToVideo::before_block(StreamGenerator& generator) {
   const int64_t latent_frames = generator.options().frames_per_block;
+  const int64_t count =
+      input_block_frames(blocks_, latent_frames, encoder_->config().temporal_scale());
+  // A paced camera's block not filmed yet: encoded in parts as it is filmed (as
+  // VaceConditioner::before_block).
+  const bool as_filmed = !ahead_->pending() && reads_as_filmed(*source_, blocks_, count);
+  if (as_filmed && ahead_->enabled())
+    ahead_->launch([this, count] { return encode_as_filmed(count); });
   // A first block on the worker too, waited for at once (as VaceConditioner::before_block).
-  if (!ahead_->pending() && ahead_->enabled())
+  else if (!ahead_->pending() && ahead_->enabled())
     ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
       return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
     });
-  last_latents_ =
-      ahead_->pending() ? ahead_->take() : encode_frames(read_block(blocks_, latent_frames));
+  last_latents_ = ahead_->pending() ? ahead_->take()
+                  : as_filmed       ? encode_as_filmed(count)
+                                    : encode_frames(read_block(blocks_, latent_frames));
   generator.set_v2v(V2vInput{last_latents_, strength_});
   ++blocks_;
   if (!ahead_->enabled()) return;

@@ -150,10 +150,27 @@ struct VaceContextEncoder::Impl {
   bool record_past_fixed = false;
   int64_t from_record = 0;
 
+  // A block encoded in parts (begin_parts .. end_parts).
+  struct Parts {
+    bool open = false;
+    int64_t count = 0, received = 0;
+    std::vector<at::Tensor> reactive;  // [z, f, h, w] per part
+    at::TensorOptions pixels;
+    int64_t height = 0, width = 0;
+  } parts;
+
   void forget_fixed_point() {
     inactive_fixed = false;
     probes = 0;
   }
+
+  int64_t temporal_scale() const { return encoder.config().temporal_scale(); }
+
+  // The block's inactive latents -> last_inactive: `frames` [T, 3, H, W] on the encoder's device
+  // (black: zeros, the conditioning mode's), from the shared record, the fixed point or encoded.
+  void encode_inactive(const at::Tensor& frames, bool black);
+  // last_inactive, last_reactive, the references in front and the mask [T, H, W] -> the context.
+  at::Tensor context(const at::Tensor& mask, const at::Tensor& references);
 
   void restart_on_record() {
     on_record = true;
@@ -190,6 +207,7 @@ void VaceContextEncoder::reset() {
   impl_->reactive.reset();
   impl_->forget_fixed_point();
   impl_->restart_on_record();
+  impl_->parts = {};
 }
 
 void VaceContextEncoder::share_black_inactive(std::shared_ptr<BlackInactiveLatents> record) {
@@ -234,9 +252,60 @@ at::Tensor encode_each(WanVaeEncoder& encoder, const at::Tensor& images) {
 
 }  // namespace
 
+void VaceContextEncoder::Impl::encode_inactive(const at::Tensor& frames, bool black) {
+  const int64_t t = frames.size(0), height = frames.size(2), width = frames.size(3);
+  // The shared record of black inactive blocks, while this video's blocks match it.
+  std::optional<BlackInactiveLatents::Impl::Found> recorded;
+  if (record && on_record) {
+    if (black && reuse_fixed_inactive)
+      recorded = record->impl_->block(record_blocks, frames.unsqueeze(0), encoder);
+    if (recorded) {
+      ++record_blocks;
+      if (!recorded->encoded) ++from_record;
+      if (!record_past_fixed) record_counts.push_back(t);
+      record_past_fixed = record_past_fixed || recorded->fixed;
+    } else {
+      leave_record(frames.options(), height, width);
+    }
+  }
+  // [1, T, 3, H, W] -> [1, F, z, h, w] -> [z, F, h, w]
+  // Black inactive frames at the stream's fixed point: the encode would repeat its last latents
+  // exactly (same input, same memory, a deterministic function of both), so they are reused.
+  if (!black || !reuse_fixed_inactive) forget_fixed_point();
+  if (recorded) {
+    last_inactive = recorded->latents;
+  } else if (black && inactive_fixed && inactive_fixed_frames == t) {
+    ++skipped;
+  } else {
+    const bool probe =
+        black && reuse_fixed_inactive && inactive.started() && probes < kFixedPointProbes;
+    inactive.track_changes(probe);
+    last_inactive = encoder.encode_next(frames.unsqueeze(0), inactive)[0].permute({1, 0, 2, 3});
+    if (probe) {
+      ++probes;
+      inactive_fixed = !inactive.changed();
+      inactive_fixed_frames = t;
+    }
+    inactive.track_changes(false);
+  }
+}
+
+at::Tensor VaceContextEncoder::Impl::context(const at::Tensor& mask, const at::Tensor& references) {
+  at::Tensor latents = at::cat({last_inactive, last_reactive}, 0);
+  const int64_t refs = references.defined() ? references.size(0) : 0;
+  if (refs > 0) {
+    check_images(references, "reference images");
+    const at::Tensor ref = encode_each(encoder, references);
+    latents = at::cat({at::cat({ref, at::zeros_like(ref)}, 0), latents}, 1);
+  }
+  return vace_context(latents, vace_mask_latent(mask, refs));
+}
+
 at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor& mask,
                                       const at::Tensor& references) {
   check_images(frames, "control frames");
+  if (impl_->parts.open)
+    throw Error("VACE: encode() while a block is encoded in parts (end_parts first)");
   const int64_t t = frames.size(0), height = frames.size(2), width = frames.size(3);
   // The frames go to the encoder's device once, and the mask's arithmetic runs there: on a GPU
   // the host neither multiplies nor uploads the inactive and reactive frames (the same values:
@@ -253,70 +322,73 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
   // reactive frames the frames themselves.
   Impl& s = *impl_;
   const bool black = !mask.defined() || m.min().item<float>() >= 1;
-  const at::Tensor inactive = black ? at::zeros_like(pixels) : pixels * (1 - m).unsqueeze(1);
+  s.encode_inactive(black ? at::zeros_like(pixels) : pixels * (1 - m).unsqueeze(1), black);
   const at::Tensor reactive = mask.defined() ? pixels * m.unsqueeze(1) : pixels;
-  // The shared record of black inactive blocks, while this video's blocks match it.
-  std::optional<BlackInactiveLatents::Impl::Found> recorded;
-  if (s.record && s.on_record) {
-    if (black && s.reuse_fixed_inactive)
-      recorded = s.record->impl_->block(s.record_blocks, inactive.unsqueeze(0), s.encoder);
-    if (recorded) {
-      ++s.record_blocks;
-      if (!recorded->encoded) ++s.from_record;
-      if (!s.record_past_fixed) s.record_counts.push_back(t);
-      s.record_past_fixed = s.record_past_fixed || recorded->fixed;
-    } else {
-      s.leave_record(pixels.options(), height, width);
-    }
-  }
-  // [1, T, 3, H, W] -> [1, F, z, h, w] -> [z, F, h, w]
-  // Black inactive frames at the stream's fixed point: the encode would repeat its last latents
-  // exactly (same input, same memory, a deterministic function of both), so they are reused.
-  if (!black || !s.reuse_fixed_inactive) s.forget_fixed_point();
-  if (recorded) {
-    s.last_inactive = recorded->latents;
-  } else if (black && s.inactive_fixed && s.inactive_fixed_frames == t) {
-    ++s.skipped;
-  } else {
-    const bool probe =
-        black && s.reuse_fixed_inactive && s.inactive.started() && s.probes < kFixedPointProbes;
-    s.inactive.track_changes(probe);
-    s.last_inactive =
-        s.encoder.encode_next(inactive.unsqueeze(0), s.inactive)[0].permute({1, 0, 2, 3});
-    if (probe) {
-      ++s.probes;
-      s.inactive_fixed = !s.inactive.changed();
-      s.inactive_fixed_frames = t;
-    }
-    s.inactive.track_changes(false);
-  }
   const int64_t ts = temporal_scale();
   const int64_t whole_groups = 1 + ts * ((t - 1) / ts);  // what a fresh cache takes of the block
   if (black) {
     // A reactive stream not started yet (the blocks before were inpainted) starts with this block
     // as a fresh cache takes it: a stream's first call is 1 + k groups.
     const at::Tensor streamed =
-        impl_->reactive.started() ? reactive : reactive.narrow(0, 0, whole_groups);
-    impl_->last_reactive =
-        impl_->encoder.encode_next(streamed.unsqueeze(0), impl_->reactive)[0].permute({1, 0, 2, 3});
+        s.reactive.started() ? reactive : reactive.narrow(0, 0, whole_groups);
+    s.last_reactive =
+        s.encoder.encode_next(streamed.unsqueeze(0), s.reactive)[0].permute({1, 0, 2, 3});
   } else {
     // Inpainting (a mask that is not all ones): the reference (Scope's vace_encode_frames) encodes
     // the reactive frames of each block as a video of their own, with a fresh causal cache, to
     // weaken their temporal blending: the first frame alone, then whole groups of
     // temporal_scale frames (a later block's last frames past them are not used; the latent
     // count is the streaming one). The reactive stream is left where it was.
-    impl_->last_reactive =
-        impl_->encoder.encode(reactive.narrow(0, 0, whole_groups).unsqueeze(0))[0].permute(
-            {1, 0, 2, 3});
+    s.last_reactive =
+        s.encoder.encode(reactive.narrow(0, 0, whole_groups).unsqueeze(0))[0].permute({1, 0, 2, 3});
   }
-  at::Tensor latents = at::cat({impl_->last_inactive, impl_->last_reactive}, 0);
-  const int64_t refs = references.defined() ? references.size(0) : 0;
-  if (refs > 0) {
-    check_images(references, "reference images");
-    const at::Tensor ref = encode_each(impl_->encoder, references);
-    latents = at::cat({at::cat({ref, at::zeros_like(ref)}, 0), latents}, 1);
+  return s.context(m, references);
+}
+
+void VaceContextEncoder::begin_parts(int64_t count) {
+  Impl& s = *impl_;
+  const int64_t ts = temporal_scale();
+  if (!s.reactive.started() || count < ts || count % ts != 0)
+    throw ConfigError(fmt::format(
+        "VACE: a block of {} control frames cannot be encoded in parts (past a video's first "
+        "block only, whole groups of {} frames)",
+        count, ts));
+  s.parts = Impl::Parts{.open = true, .count = count};
+}
+
+void VaceContextEncoder::encode_part(const at::Tensor& frames) {
+  check_images(frames, "control frames");
+  Impl& s = *impl_;
+  Impl::Parts& p = s.parts;
+  const int64_t n = frames.size(0), ts = temporal_scale();
+  if (!p.open || n % ts != 0 || p.received + n > p.count ||
+      (p.received > 0 && (frames.size(2) != p.height || frames.size(3) != p.width)))
+    throw ConfigError(fmt::format(
+        "VACE: a part of [{}] control frames does not continue the block begun ({} of {} "
+        "frames received, parts of {} frames{})",
+        fmt::join(frames.sizes(), ", "), p.received, p.count, ts,
+        p.received > 0 ? fmt::format(" at {}x{}", p.width, p.height) : std::string()));
+  const at::Tensor pixels = frames.to(s.device, at::kFloat);
+  if (p.received == 0) {
+    p.pixels = pixels.options();
+    p.height = frames.size(2);
+    p.width = frames.size(3);
+    // The conditioning mode's inactive frames are black: known before the block is filmed.
+    s.encode_inactive(at::zeros({p.count, 3, p.height, p.width}, p.pixels), true);
   }
-  return vace_context(latents, vace_mask_latent(m, refs));
+  p.reactive.push_back(
+      s.encoder.encode_next(pixels.unsqueeze(0), s.reactive)[0].permute({1, 0, 2, 3}));
+  p.received += n;
+}
+
+at::Tensor VaceContextEncoder::end_parts(const at::Tensor& references) {
+  Impl& s = *impl_;
+  Impl::Parts p = std::exchange(s.parts, Impl::Parts{});
+  if (!p.open || p.received != p.count)
+    throw ConfigError(fmt::format("VACE: a block encoded in parts ended with {} of its {} frames",
+                                  p.received, p.count));
+  s.last_reactive = p.reactive.size() == 1 ? p.reactive[0] : at::cat(p.reactive, 1);
+  return s.context(at::ones({p.count, p.height, p.width}, p.pixels), references);
 }
 
 at::Tensor VaceContextEncoder::encode_references(const at::Tensor& references) {

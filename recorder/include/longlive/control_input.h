@@ -76,6 +76,10 @@ class LiveVideoSource final : public VaceFrameSource {
   // out yet, stall_s otherwise), the latest repeated up to `count` (counted as repeated).
   at::Tensor first_frames(int64_t count) override;
   bool has_frames(int64_t count) const override;  // queued now
+  // As next_frames(count), each part handed out once its frames are filmed (the capture goes on
+  // meanwhile).
+  void next_frames_in_parts(int64_t count, int64_t part,
+                            const std::function<void(const at::Tensor&)>& part_read) override;
 
   struct Stats {
     int64_t captured = 0;     // frames decoded from the input
@@ -94,6 +98,9 @@ class LiveVideoSource final : public VaceFrameSource {
  private:
   // `count` frames, each waited for, or (hold) only the first, the latest held for the rest.
   at::Tensor take(int64_t count, bool hold);
+  // The same, handed to `part_read` `part` frames at a time.
+  void take(int64_t count, bool hold, int64_t part,
+            const std::function<void(const at::Tensor&)>& part_read);
   struct Capture;
   std::unique_ptr<Capture> capture_;
 };
