@@ -422,15 +422,18 @@ TEST(EncodeAheadBlackInactive, ALaterInputTakesTheRecordOnTheKeptWorker) {
   later->share_black_inactive(record);
   const std::vector<at::Tensor> taken = contexts(*later, 6);
   for (size_t b = 0; b < expected.size(); ++b) {
-    if (b < brief.size())
+    if (b < brief.size()) {
       EXPECT_TRUE(at::equal(brief[b], expected[b])) << "first input, block " << b;
+    }
     EXPECT_TRUE(at::equal(taken[b], expected[b]))
         << "later input, block " << b << ": max |diff| "
         << (taken[b] - expected[b]).abs().max().item<float>();
   }
   EXPECT_EQ(later->inactive_blocks_from_record(), 3);
   // Every block recorded, unless the stream's fixed point came first (its block then repeats).
-  if (!record->at_fixed_point(32, 32)) EXPECT_EQ(record->blocks(32, 32), 6);
+  if (!record->at_fixed_point(32, 32)) {
+    EXPECT_EQ(record->blocks(32, 32), 6);
+  }
 }
 
 // On the CPU (or with LONGLIVE_ENCODE_AHEAD=0) there is no worker: inputs encode in place.

@@ -265,11 +265,11 @@ class Engine {
   void post(Command command);
   // The commands to apply now, in order: those before the first input still opening, and after
   // it those that do not depend on inputs (Command::passes_openings), passing input commands, up
-  // to the first command of another kind.
+  // to the first command of another kind. One rule for what wakes the engine thread, what it
+  // takes and what gives a block up, so the three cannot disagree.
+  std::vector<size_t> applicable_locked() const;  // their indices in commands_
   std::deque<Command> take_applicable_locked();
   bool has_applicable_locked() const;  // whether that takes any
-  // Whether `which` holds for a command that takes.
-  bool any_applicable_locked(const std::function<bool(const Command&)>& which) const;
   // Sets block_outdated_ when the commands the next batch takes change the next block.
   void mark_outdated_locked();
   // A video or camera opened beside the video (EngineOptions::open_inputs_ahead); null: opened

@@ -412,7 +412,6 @@ class SharedFrameSource : public std::enable_shared_from_this<SharedFrameSource>
   // A new reader (a VaceFrameSource of its own; this object made by make_shared): the source
   // stays open while any reader lives.
   std::shared_ptr<VaceFrameSource> reader();
-  const VaceFrameSource& source() const { return *source_; }
 
  private:
   class Reader;
@@ -483,6 +482,9 @@ class LiveInputs {
   // mode, or the other kind of input) is read through its SharedFrameSource instead of opened a
   // second time, which a V4L2 camera refuses while it streams ("Device or resource busy").
   std::shared_ptr<Tap> open_tap(const InputSource& source, const Session& session);
+  // A video or camera through the opener (ConfigError without FFmpeg).
+  std::shared_ptr<VaceFrameSource> open_frames(const InputSource& source, int height,
+                                               int width) const;
   std::shared_ptr<SharedFrameSource> running_camera(const InputSource& source) const;
 
   // The worker of an input kind on `device`, kept for the session (made on first use, again for

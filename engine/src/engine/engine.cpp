@@ -264,51 +264,41 @@ void Engine::post(Command command) {
   wake_.notify_all();
 }
 
-std::deque<Engine::Command> Engine::take_applicable_locked() {
-  std::deque<Command> batch;
-  auto it = commands_.begin();
-  while (it != commands_.end() && it->ready()) batch.push_back(std::move(*it++));
-  commands_.erase(commands_.begin(), it);
-  if (commands_.empty()) return batch;
-  // An input still opening holds back the input commands after it; those that do not depend on
-  // the inputs pass them, up to the first command of another kind (a start, stop, preset...),
-  // which keeps its place.
-  it = std::next(commands_.begin());
-  while (it != commands_.end() && (it->passes_openings() || it->about_inputs())) {
-    if (it->passes_openings()) {  // never opening anything themselves: ready
-      batch.push_back(std::move(*it));
-      it = commands_.erase(it);
-    } else {
-      ++it;
-    }
+std::vector<size_t> Engine::applicable_locked() const {
+  // The ready commands in front. An input still opening (the first command not ready) holds back
+  // the input commands after it; those that do not depend on the inputs (never opening anything
+  // themselves: ready) pass them, up to the first command of another kind (a start, stop,
+  // preset...), which keeps its place.
+  std::vector<size_t> applicable;
+  size_t i = 0;
+  for (; i < commands_.size() && commands_[i].ready(); ++i) applicable.push_back(i);
+  for (++i; i < commands_.size(); ++i) {  // past the one held
+    const Command& c = commands_[i];
+    if (c.passes_openings())
+      applicable.push_back(i);
+    else if (!c.about_inputs())
+      break;
   }
+  return applicable;
+}
+
+std::deque<Engine::Command> Engine::take_applicable_locked() {
+  const std::vector<size_t> applicable = applicable_locked();
+  std::deque<Command> batch;
+  for (const size_t i : applicable) batch.push_back(std::move(commands_[i]));
+  for (auto i = applicable.rbegin(); i != applicable.rend(); ++i)
+    commands_.erase(commands_.begin() + static_cast<std::ptrdiff_t>(*i));
   return batch;
 }
 
-bool Engine::has_applicable_locked() const {
-  return any_applicable_locked([](const Command&) { return true; });
-}
+bool Engine::has_applicable_locked() const { return !applicable_locked().empty(); }
 
 void Engine::mark_outdated_locked() {
-  if (any_applicable_locked([](const Command& c) { return c.outdates_block(); }))
-    block_outdated_ = true;
-}
-
-bool Engine::any_applicable_locked(const std::function<bool(const Command&)>& which) const {
-  // The commands take_applicable_locked would take, as it takes them.
-  bool held = false;
-  for (const Command& c : commands_) {
-    if (!held && !c.ready()) {
-      held = true;
-      continue;
+  for (const size_t i : applicable_locked())
+    if (commands_[i].outdates_block()) {
+      block_outdated_ = true;
+      return;
     }
-    if (held && !c.passes_openings()) {
-      if (c.about_inputs()) continue;
-      return false;
-    }
-    if (which(c)) return true;
-  }
-  return false;
 }
 
 std::shared_ptr<InputOpening> Engine::open_ahead(const InputSource& source,

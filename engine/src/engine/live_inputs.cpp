@@ -332,9 +332,17 @@ std::shared_ptr<SharedFrameSource> LiveInputs::running_camera(const InputSource&
   for (const Tap* tap :
        {vace_ && vace_->tap ? vace_->tap.get() : nullptr, v2v_ ? v2v_->tap.get() : nullptr})
     if (tap && tap->shared && tap->request.path == source.path &&
-        tap->request.format == source.format && tap->shared->source().counts().error.empty())
+        tap->request.format == source.format && tap->counts().error.empty())
       return tap->shared;
   return nullptr;
+}
+
+std::shared_ptr<VaceFrameSource> LiveInputs::open_frames(const InputSource& source, int height,
+                                                         int width) const {
+  if (!opener_.frames)
+    throw ConfigError(
+        fmt::format("{} cannot be read: this build has no FFmpeg (recorder)", source.describe()));
+  return opener_.frames(source, height, width);
 }
 
 std::shared_ptr<LiveInputs::Tap> LiveInputs::open_tap(const InputSource& source,
@@ -358,24 +366,17 @@ std::shared_ptr<LiveInputs::Tap> LiveInputs::open_tap(const InputSource& source,
       tap->source = std::make_shared<StillFrameSource>(opener_.image(source.path, height, width));
       break;
     case InputKind::video:
+      tap->source = open_frames(source, height, width);
+      break;
     case InputKind::camera:
-      if (source.kind == InputKind::camera) {
-        if (auto running = running_camera(source)) {
-          // Its reads from here on go to this input too (and to its own capture file).
-          tap->shared = std::move(running);
-          tap->source = tap->shared->reader();
-          log::info("{}: already open, read by this input too", source.describe());
-          break;
-        }
+      if (auto running = running_camera(source)) {
+        // Its reads from here on go to this input too (and to its own capture file).
+        tap->shared = std::move(running);
+        log::info("{}: already open, read by this input too", source.describe());
+      } else {
+        tap->shared = std::make_shared<SharedFrameSource>(open_frames(source, height, width));
       }
-      if (!opener_.frames)
-        throw ConfigError(fmt::format("{} cannot be read: this build has no FFmpeg (recorder)",
-                                      source.describe()));
-      tap->source = opener_.frames(source, height, width);
-      if (source.kind == InputKind::camera) {
-        tap->shared = std::make_shared<SharedFrameSource>(std::move(tap->source));
-        tap->source = tap->shared->reader();
-      }
+      tap->source = tap->shared->reader();
       break;
   }
   if (source.kind == InputKind::camera) {

@@ -129,6 +129,7 @@ bool BlackInactiveLatents::at_fixed_point(int64_t height, int64_t width) const {
 // ---- VaceContextEncoder -------------------------------------------------------------------------
 
 struct VaceContextEncoder::Impl {
+  Impl(WanVaeEncoder encoder, at::Device device) : encoder(std::move(encoder)), device(device) {}
   WanVaeEncoder encoder;
   WanVaeEncoder::Stream inactive, reactive;
   at::Tensor last_inactive, last_reactive;
@@ -192,12 +193,7 @@ struct VaceContextEncoder::Impl {
 };
 
 VaceContextEncoder::VaceContextEncoder(const WeightStore& vae, const WanVaeEncoderOptions& options)
-    : impl_(std::make_unique<Impl>(Impl{.encoder = WanVaeEncoder(vae, options),
-                                        .inactive = {},
-                                        .reactive = {},
-                                        .last_inactive = {},
-                                        .last_reactive = {},
-                                        .device = options.device})) {}
+    : impl_(std::make_unique<Impl>(WanVaeEncoder(vae, options), options.device)) {}
 VaceContextEncoder::~VaceContextEncoder() = default;
 VaceContextEncoder::VaceContextEncoder(VaceContextEncoder&&) noexcept = default;
 VaceContextEncoder& VaceContextEncoder::operator=(VaceContextEncoder&&) noexcept = default;
@@ -353,7 +349,9 @@ void VaceContextEncoder::begin_parts(int64_t count) {
         "VACE: a block of {} control frames cannot be encoded in parts (past a video's first "
         "block only, whole groups of {} frames)",
         count, ts));
-  s.parts = Impl::Parts{.open = true, .count = count};
+  s.parts = {};
+  s.parts.open = true;
+  s.parts.count = count;
 }
 
 void VaceContextEncoder::encode_part(const at::Tensor& frames) {
