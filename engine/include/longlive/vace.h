@@ -14,6 +14,7 @@
 // it is put in front of. Conditioning maps (depth, pose, edges) use an all-ones mask.
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <deque>
@@ -27,6 +28,7 @@
 #include <optional>
 #include <vector>
 #include "longlive/decoder.h"
+#include "longlive/error.h"
 #include "longlive/timeline.h"
 #include "longlive/wan_model.h"
 #include "longlive/weights.h"
@@ -180,8 +182,16 @@ class VaceFrameSource {
   // paced camera hands a block's first frames out while it films the last ones, so that they
   // are encoded meanwhile (VaceConditioner, VideoToVideo: a block read at its turn). The
   // default reads them all, then hands the parts out.
+  // (Inline, as every member here: the parsers' fuzz targets link sources without the engine.)
   virtual void next_frames_in_parts(int64_t count, int64_t part,
-                                    const std::function<void(const at::Tensor&)>& part_read);
+                                    const std::function<void(const at::Tensor&)>& part_read) {
+    if (count < 1 || part < 1)
+      throw Error("frames read in parts: " + std::to_string(count) + " frames in parts of " +
+                  std::to_string(part));
+    const at::Tensor frames = next_frames(count);
+    for (int64_t begin = 0; begin < count; begin += part)
+      part_read(frames.narrow(0, begin, std::min(part, count - begin)));
+  }
   // A live input's health: frames dropped (generation behind) and repeated (input stalled), why
   // it is interrupted while it reconnects (a camera unplugged: its last frame is held), and why
   // its capture ended for good (it did not come back). Files have none of those. Cameras and

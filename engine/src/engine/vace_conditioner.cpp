@@ -14,15 +14,6 @@
 
 namespace longlive {
 
-void VaceFrameSource::next_frames_in_parts(
-    int64_t count, int64_t part, const std::function<void(const at::Tensor&)>& part_read) {
-  if (count < 1 || part < 1)
-    throw Error(fmt::format("frames read in parts: {} frames in parts of {}", count, part));
-  const at::Tensor frames = next_frames(count);
-  for (int64_t begin = 0; begin < count; begin += part)
-    part_read(frames.narrow(0, begin, std::min(part, count - begin)));
-}
-
 VaceMode parse_vace_mode(const std::string& name) {
   if (name == "conditioning") return VaceMode::conditioning;
   if (name == "reference") return VaceMode::reference;
