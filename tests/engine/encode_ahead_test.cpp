@@ -369,9 +369,9 @@ TEST(EncodeAheadWorker, AKeptWorkerServesTheNextInputOnTheSameThread) {
   }
 }
 
-// The factory keeps the encoder's weights on the GPU for the inputs picked after the first
-// (SessionFactory::encoder_weights_on_device): an encoder built from them encodes, bit for bit,
-// what one built from the host weights encodes, the norms' float64 gains included.
+// The factory builds the encoder on the GPU once and the inputs picked after the first share it
+// (SessionFactory::shared_encoder, WanVaeEncoder::share): each encodes, bit for bit, what an
+// encoder built from the host weights encodes, the norms' float64 gains included.
 TEST(EncodeAheadEncoderWeights, KeptOnTheDeviceTheyEncodeAsFromTheHost) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   const at::Device cuda(at::kCUDA, 0);
@@ -382,7 +382,7 @@ TEST(EncodeAheadEncoderWeights, KeptOnTheDeviceTheyEncodeAsFromTheHost) {
   // The tiny model's random VAE (SessionFactory::encoder_weights), built here from the host.
   VaceContextEncoder from_host(make_random_wan_vae_weights(WanVaeConfig::tiny(), 0, true), options);
   auto from_kept = factory.vace_encoder();
-  auto again = factory.vace_encoder();  // the second input picked: from the kept weights
+  auto again = factory.vace_encoder();  // the second input picked: the kept encoder shared
   auto gen = at::detail::createCPUGenerator(5);
   const at::Tensor frames = at::rand({9, 3, 32, 32}, gen) * 2 - 1;
   const at::Tensor expected = from_host.encode(frames, at::Tensor()).to(at::kCPU);

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -102,6 +103,32 @@ TEST_F(VaceEncoderFixture, StreamingEncodeMatchesTheWholeVideo) {
     stream.reset();
     EXPECT_FALSE(stream.started());
   }
+}
+
+// An encoder sharing another's converted weights (WanVaeEncoder::share: SessionFactory's inputs
+// after the first) encodes what the original does, bit for bit, each stream its own.
+TEST_F(VaceEncoderFixture, ASharedEncoderEncodesAsItsOriginal) {
+  WanVaeEncoder original(weights, {});
+  WanVaeEncoder shared = original.share();
+  EXPECT_EQ(shared.config().temporal_scale(), original.config().temporal_scale());
+  const int64_t ts = original.config().temporal_scale();
+  const at::Tensor video = frames.unsqueeze(0);
+  const int64_t first = std::min<int64_t>(video.size(1), 1 + ts);
+  WanVaeEncoder::Stream a, b;
+  // Interleaved: the two streams' memories stay apart although the weights are one.
+  const at::Tensor a0 = original.encode_next(video.narrow(1, 0, first), a);
+  const at::Tensor b0 = shared.encode_next(video.narrow(1, 0, first), b);
+  EXPECT_TRUE(at::equal(a0, b0));
+  if (video.size(1) >= first + ts) {
+    const at::Tensor later = video.narrow(1, first, ts);
+    EXPECT_TRUE(at::equal(shared.encode_next(later, b), original.encode_next(later, a)));
+  }
+  EXPECT_TRUE(at::equal(shared.encode(video.narrow(1, 0, first)), a0));
+  // A context encoder over the shared one is the context encoder over the weights.
+  if (!vace_sized()) return;
+  VaceContextEncoder over_shared(original.share()), own(weights, {});
+  const at::Tensor block = frames.narrow(0, 0, first);
+  EXPECT_TRUE(at::equal(over_shared.encode(block, {}), own.encode(block, {})));
 }
 
 TEST_F(VaceEncoderFixture, AllOnesMaskEncodesTheFramesAsReactive) {

@@ -236,6 +236,8 @@ class SessionFactory {
   std::unique_ptr<StreamingDecoder> decoder_for(const RuntimeChoice& runtime);
   DecoderKind live_decoder_kind(DecoderKind asked);  // what `asked` really runs here
   const WeightStore* wan_vae_weights();              // null when the model has none
+  // An input's Wan VAE encoder (vace_encoder, video_encoder); `what` names the input in errors.
+  WanVaeEncoder shared_encoder(const char* what);
   void ensure_text(const RuntimeChoice& runtime);
   TextEncoderOptions text_placement(const RuntimeChoice& runtime) const;
   void place_text(const RuntimeChoice& runtime);  // moves a resident umT5 where runtime wants it

@@ -89,6 +89,8 @@ class VaceContextEncoder {
  public:
   // vae: Wan2.1_VAE weights with `encoder.*` and `conv1.*`.
   VaceContextEncoder(const WeightStore& vae, const WanVaeEncoderOptions& options);
+  // Over an encoder built already (SessionFactory: WanVaeEncoder::share of the one it keeps).
+  explicit VaceContextEncoder(WanVaeEncoder encoder);
   ~VaceContextEncoder();
   VaceContextEncoder(VaceContextEncoder&&) noexcept;
   VaceContextEncoder& operator=(VaceContextEncoder&&) noexcept;

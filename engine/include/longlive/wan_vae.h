@@ -145,8 +145,14 @@ class WanVaeEncoder {
   const WanVaeConfig& config() const;
   at::Device device() const;
 
+  // Another encoder of the same weights that shares this one's converted weights (they are never
+  // written; streams live outside): no conversion and no copy. SessionFactory builds one encoder
+  // per device and hands out these.
+  WanVaeEncoder share() const;
+
  private:
   struct Impl;
+  explicit WanVaeEncoder(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -129,7 +129,7 @@ bool BlackInactiveLatents::at_fixed_point(int64_t height, int64_t width) const {
 // ---- VaceContextEncoder -------------------------------------------------------------------------
 
 struct VaceContextEncoder::Impl {
-  Impl(WanVaeEncoder encoder, at::Device device) : encoder(std::move(encoder)), device(device) {}
+  explicit Impl(WanVaeEncoder built) : encoder(std::move(built)), device(encoder.device()) {}
   WanVaeEncoder encoder;
   WanVaeEncoder::Stream inactive, reactive;
   at::Tensor last_inactive, last_reactive;
@@ -193,7 +193,10 @@ struct VaceContextEncoder::Impl {
 };
 
 VaceContextEncoder::VaceContextEncoder(const WeightStore& vae, const WanVaeEncoderOptions& options)
-    : impl_(std::make_unique<Impl>(WanVaeEncoder(vae, options), options.device)) {}
+    : VaceContextEncoder(WanVaeEncoder(vae, options)) {}
+
+VaceContextEncoder::VaceContextEncoder(WanVaeEncoder encoder)
+    : impl_(std::make_unique<Impl>(std::move(encoder))) {}
 VaceContextEncoder::~VaceContextEncoder() = default;
 VaceContextEncoder::VaceContextEncoder(VaceContextEncoder&&) noexcept = default;
 VaceContextEncoder& VaceContextEncoder::operator=(VaceContextEncoder&&) noexcept = default;

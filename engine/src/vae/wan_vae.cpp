@@ -259,7 +259,7 @@ const WanVaeDecoderOptions& WanVaeDecoder::options() const { return impl_->optio
 // ---- encoder ------------------------------------------------------------------------------------
 
 struct WanVaeEncoder::Impl {
-  wan_vae::Graph graph;
+  std::shared_ptr<const wan_vae::Graph> graph;  // shared by share()'s encoders
   WanVaeConfig config;
   WanVaeEncoderOptions options;
   at::Tensor mean, inv_std;
@@ -267,14 +267,19 @@ struct WanVaeEncoder::Impl {
 
 WanVaeEncoder::WanVaeEncoder(const WeightStore& weights, const WanVaeEncoderOptions& options)
     : impl_(std::make_unique<Impl>()) {
-  impl_->graph = wan_vae::build_graph(weights, /*is_decoder=*/false, options.device, options.dtype,
-                                      runs_channels_last(options, kMeasuredBestLayout));
+  impl_->graph = std::make_shared<const wan_vae::Graph>(
+      wan_vae::build_graph(weights, /*is_decoder=*/false, options.device, options.dtype,
+                           runs_channels_last(options, kMeasuredBestLayout)));
   impl_->config = WanVaeConfig::infer(weights);
   impl_->options = options;
   std::tie(impl_->mean, impl_->inv_std) =
       latent_scale(impl_->config.z_dim, options.device, options.dtype);
   use_cudnn_search(options);
 }
+
+WanVaeEncoder::WanVaeEncoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+WanVaeEncoder WanVaeEncoder::share() const { return WanVaeEncoder(std::make_unique<Impl>(*impl_)); }
 
 WanVaeEncoder::~WanVaeEncoder() = default;
 WanVaeEncoder::WanVaeEncoder(WanVaeEncoder&&) noexcept = default;
@@ -295,13 +300,13 @@ at::Tensor WanVaeEncoder::encode(const at::Tensor& video, int64_t groups_per_pas
                     fmt::join(video.sizes(), ", "), ts, scale));
   const auto& o = impl_->options;
   const at::Tensor x = video.to(o.device, o.dtype).permute({0, 2, 1, 3, 4});
-  wan_vae::StreamState state = impl_->graph.new_state();
+  wan_vae::StreamState state = impl_->graph->new_state();
   std::vector<at::Tensor> outs;
   const int64_t t = x.size(2);
   const int64_t pass = ts * std::max<int64_t>(groups_per_pass, 1);
-  outs.push_back(impl_->graph.forward(x.narrow(2, 0, 1), state));
+  outs.push_back(impl_->graph->forward(x.narrow(2, 0, 1), state));
   for (int64_t begin = 1; begin < t; begin += pass)
-    outs.push_back(impl_->graph.forward(x.narrow(2, begin, std::min(pass, t - begin)), state));
+    outs.push_back(impl_->graph->forward(x.narrow(2, begin, std::min(pass, t - begin)), state));
   const at::Tensor moments = outs.size() == 1 ? outs[0] : at::cat(outs, 2);
   const at::Tensor mu = moments.narrow(1, 0, impl_->config.z_dim);
   return ((mu - impl_->mean) * impl_->inv_std).permute({0, 2, 1, 3, 4}).to(at::kFloat).contiguous();
@@ -342,7 +347,7 @@ at::Tensor WanVaeEncoder::encode_next(const at::Tensor& video, Stream& stream,
   const at::Tensor x = video.to(o.device, o.dtype).permute({0, 2, 1, 3, 4});
   if (!s.started) {
     const bool tracking = s.state.track_changes;  // set on the empty state before the start
-    s.state = impl_->graph.new_state();
+    s.state = impl_->graph->new_state();
     s.started = true;
     s.state.track_changes = tracking;
     s.state.changed = tracking;  // starting is a change
@@ -350,9 +355,9 @@ at::Tensor WanVaeEncoder::encode_next(const at::Tensor& video, Stream& stream,
   std::vector<at::Tensor> outs;
   const int64_t t = x.size(2);
   const int64_t pass = ts * std::max<int64_t>(groups_per_pass, 1);
-  if (lead) outs.push_back(impl_->graph.forward(x.narrow(2, 0, 1), s.state));
+  if (lead) outs.push_back(impl_->graph->forward(x.narrow(2, 0, 1), s.state));
   for (int64_t begin = lead; begin < t; begin += pass)
-    outs.push_back(impl_->graph.forward(x.narrow(2, begin, std::min(pass, t - begin)), s.state));
+    outs.push_back(impl_->graph->forward(x.narrow(2, begin, std::min(pass, t - begin)), s.state));
   const at::Tensor moments = outs.size() == 1 ? outs[0] : at::cat(outs, 2);
   const at::Tensor mu = moments.narrow(1, 0, impl_->config.z_dim);
   return ((mu - impl_->mean) * impl_->inv_std).permute({0, 2, 1, 3, 4}).to(at::kFloat).contiguous();
