@@ -272,8 +272,7 @@ at::Tensor LiveVideoSource::first_frames(int64_t count) { return take(count, tru
 
 void LiveVideoSource::next_frames_in_parts(
     int64_t count, int64_t part, const std::function<void(const at::Tensor&)>& part_read) {
-  if (count < 1 || part < 1)
-    throw Error(fmt::format("{}: {} frames read in parts of {}", capture_->name, count, part));
+  check_parts(count, part);
   take(count, false, part, part_read);
 }
 

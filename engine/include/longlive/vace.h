@@ -187,10 +187,19 @@ class VaceFrameSource {
   // (Inline, as every member here: the parsers' fuzz targets link sources without the engine.)
   virtual void next_frames_in_parts(int64_t count, int64_t part,
                                     const std::function<void(const at::Tensor&)>& part_read) {
+    check_parts(count, part);
+    hand_out_in_parts(next_frames(count), part, part_read);
+  }
+  // Error naming both when `count` frames cannot be read in parts of `part`.
+  static void check_parts(int64_t count, int64_t part) {
     if (count < 1 || part < 1)
       throw Error("frames read in parts: " + std::to_string(count) + " frames in parts of " +
                   std::to_string(part));
-    const at::Tensor frames = next_frames(count);
+  }
+  // Frames read already [N, ...] handed to `part_read` `part` at a time (the last may be shorter).
+  static void hand_out_in_parts(const at::Tensor& frames, int64_t part,
+                                const std::function<void(const at::Tensor&)>& part_read) {
+    const int64_t count = frames.size(0);
     for (int64_t begin = 0; begin < count; begin += part)
       part_read(frames.narrow(0, begin, std::min(part, count - begin)));
   }

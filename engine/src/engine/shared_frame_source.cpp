@@ -80,8 +80,7 @@ at::Tensor SharedFrameSource::read(Reader& reader, int64_t count, bool first) {
 void SharedFrameSource::read_in_parts(Reader& reader, int64_t count, int64_t part,
                                       const std::function<void(const at::Tensor&)>& part_read) {
   if (const at::Tensor shared = take_shared(reader, count); shared.defined()) {
-    for (int64_t begin = 0; begin < count; begin += part)
-      part_read(shared.narrow(0, begin, std::min(part, count - begin)));
+    VaceFrameSource::hand_out_in_parts(shared, part, part_read);
     return;
   }
   std::vector<at::Tensor> parts;

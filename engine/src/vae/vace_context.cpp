@@ -129,11 +129,10 @@ bool BlackInactiveLatents::at_fixed_point(int64_t height, int64_t width) const {
 // ---- VaceContextEncoder -------------------------------------------------------------------------
 
 struct VaceContextEncoder::Impl {
-  explicit Impl(WanVaeEncoder built) : encoder(std::move(built)), device(encoder.device()) {}
+  explicit Impl(WanVaeEncoder built) : encoder(std::move(built)) {}
   WanVaeEncoder encoder;
   WanVaeEncoder::Stream inactive, reactive;
   at::Tensor last_inactive, last_reactive;
-  at::Device device;
   // The inactive stream under black frames: at a fixed point (its last latents repeat for as
   // many frames). Its memory converges there as the first frame's effect fades through the
   // temporal down-sampler's memory.
@@ -164,8 +163,6 @@ struct VaceContextEncoder::Impl {
     inactive_fixed = false;
     probes = 0;
   }
-
-  int64_t temporal_scale() const { return encoder.config().temporal_scale(); }
 
   // The block's inactive latents -> last_inactive: `frames` [T, 3, H, W] on the encoder's device
   // (black: zeros, the conditioning mode's), from the shared record, the fixed point or encoded.
@@ -228,7 +225,7 @@ int64_t VaceContextEncoder::temporal_scale() const {
   return impl_->encoder.config().temporal_scale();
 }
 
-at::Device VaceContextEncoder::device() const { return impl_->device; }
+at::Device VaceContextEncoder::device() const { return impl_->encoder.device(); }
 
 const at::Tensor& VaceContextEncoder::last_inactive() const { return impl_->last_inactive; }
 const at::Tensor& VaceContextEncoder::last_reactive() const { return impl_->last_reactive; }
@@ -309,7 +306,7 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
   // The frames go to the encoder's device once, and the mask's arithmetic runs there: on a GPU
   // the host neither multiplies nor uploads the inactive and reactive frames (the same values:
   // products with 0 and 1, zeros, copies).
-  const at::Tensor pixels = frames.to(impl_->device, at::kFloat);
+  const at::Tensor pixels = frames.to(device(), at::kFloat);
   at::Tensor m = mask.defined() ? mask : at::ones({t, height, width}, pixels.options());
   if (m.dim() == 4 && m.size(0) == 1) m = m[0];
   if (m.dim() != 3 || m.size(0) != t || m.size(1) != height || m.size(2) != width)
@@ -369,7 +366,7 @@ void VaceContextEncoder::encode_part(const at::Tensor& frames) {
         "frames received, parts of {} frames{})",
         fmt::join(frames.sizes(), ", "), p.received, p.count, ts,
         p.received > 0 ? fmt::format(" at {}x{}", p.width, p.height) : std::string()));
-  const at::Tensor pixels = frames.to(s.device, at::kFloat);
+  const at::Tensor pixels = frames.to(device(), at::kFloat);
   if (p.received == 0) {
     p.pixels = pixels.options();
     p.height = frames.size(2);
