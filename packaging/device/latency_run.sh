@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU box (#17): a camera picked mid-stream -> its first conditioned frame
 # (`bench --vace --vace-input-latency`, the studio's Engine, random full-size weights), each
-# run of LATENCY_RUNS (default "turbo_fp8 turbo_fp8_alone") a preset with an optional suffix:
-# _alone: LONGLIVE_FIRST_BLOCK_ALONE=1 (the input's first block runs its DiT alone);
+# run of LATENCY_RUNS (default "turbo_fp8 turbo_fp8_beside") a preset with an optional suffix:
+# _beside: LONGLIVE_FIRST_BLOCK_ALONE=0 (the next block's encode beside the input's first block's
+# DiT; by default that block runs alone);
 # _paced: the synthetic camera films at 16 fps (--vace-camera-fps 16: filmed -> on screen per
 # block); _pacedahead: that with LONGLIVE_LIVE_READ_AHEAD=1 (its blocks read a block ahead, as
 # before 8b8d495); _pacedwhole: paced with LONGLIVE_ENCODE_AS_FILMED=0 (each block read whole once
@@ -11,19 +12,19 @@
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0.
 # Needs the build of wave7_run.sh in $LONGLIVE_GPU_BUILD (its `build` step). Results under $OUT.
-#   LATENCY_RUNS="turbo_fp8 turbo_fp8_alone balanced" bash packaging/device/latency_run.sh
+#   LATENCY_RUNS="turbo_fp8 turbo_fp8_beside balanced" bash packaging/device/latency_run.sh
 set -u
 b=${LONGLIVE_GPU_BUILD:-/tmp/b}
 out=${OUT:-/tmp/out}
 export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_alone}; do
-  preset=${run%_alone}
+for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
+  preset=${run%_beside}
   preset=${preset%_paced}
   preset=${preset%_pacedahead}
   preset=${preset%_pacedwhole}
   env=(LONGLIVE_INPUT_TRACE=1)
   extra=()
-  [ "${run%_alone}" != "$run" ] && env+=(LONGLIVE_FIRST_BLOCK_ALONE=1)
+  [ "${run%_beside}" != "$run" ] && env+=(LONGLIVE_FIRST_BLOCK_ALONE=0)
   [ "${run%_paced}" != "$run" ] && extra=(--vace-camera-fps 16)
   [ "${run%_pacedahead}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_LIVE_READ_AHEAD=1); }
   [ "${run%_pacedwhole}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_ENCODE_AS_FILMED=0); }

@@ -118,7 +118,7 @@ bool env_is(const char* name, const char* value) {
 // 438.3 ms in place for balanced, p99 421 vs 543 ms; docs/benchmarks.md).
 bool encode_ahead_turned_on() { return !env_is("LONGLIVE_ENCODE_AHEAD", "0"); }
 
-bool first_block_alone() { return env_is("LONGLIVE_FIRST_BLOCK_ALONE", "1"); }
+bool first_block_alone() { return !env_is("LONGLIVE_FIRST_BLOCK_ALONE", "0"); }
 
 bool input_trace() { return env_is("LONGLIVE_INPUT_TRACE", "1"); }
 

@@ -22,11 +22,11 @@ namespace longlive {
 // Whether the environment lets inputs be encoded ahead (LONGLIVE_ENCODE_AHEAD unset or not "0").
 bool encode_ahead_turned_on();
 // Whether an input's first block runs its DiT alone, the second block's encode launched only at
-// that block (LONGLIVE_FIRST_BLOCK_ALONE=1; off by default). Measured slower on an H200 (a camera
-// pick to its first conditioned frame 488 ms against 414 ms with the next encode beside the
-// first block): the first block's frames were handed out during the next block's turn, which
-// then waited for that block's encode first. Since then the engine hands them out before that
-// block's inputs are fed (Engine's loop); not measured yet.
+// that block (on unless LONGLIVE_FIRST_BLOCK_ALONE=0). Measured faster on an H100 at aa35d33 (a
+// camera pick to its first conditioned frame 307.0 ms against 401.9 ms with the next block's
+// encode beside the first block's DiT, turbo_fp8): that encode slowed the DiT the user waits for.
+// (Slower at 5969ee2, 488 against 414 ms on an H200, when the first block's frames were handed out
+// only after the next block's inputs; the engine hands them out before those since.)
 bool first_block_alone();
 // Whether an input's opening and first block are timed stage by stage in the log
 // (LONGLIVE_INPUT_TRACE=1; the camera-to-screen budget in docs/vace.md). The first block's encode

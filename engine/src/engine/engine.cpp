@@ -832,7 +832,7 @@ void Engine::run() {
         while (session.decoder->pending() > 0) deliver_oldest_block();
         return block_outdated_.load();
       };
-      // LONGLIVE_FIRST_BLOCK_ALONE=1: an input's first block ran its DiT alone, and this block's
+      // An input's first block ran its DiT alone (first_block_alone), and this block's
       // inputs are encoded when they are fed, in front of its DiT: the first block's frames go
       // out before that wait (its decode, queued right after its DiT, is about done).
       // Likewise when this block's inputs wait for a live camera to film their frames (paced by

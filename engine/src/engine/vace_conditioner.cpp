@@ -129,6 +129,12 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
                   ms_since(reading));
       if (!traced) return [this, input = std::move(input)] { return encode_input(input); };
       return [this, input = std::move(input)] {
+        // The GPU work queued before the launch (the worker's stream waits for it): apart from
+        // the encode's own time.
+        const auto draining = std::chrono::steady_clock::now();
+        wait_for_current_stream(encoder_->device());
+        log::info("input trace: the GPU work queued before the encode done {:.1f} ms later",
+                  ms_since(draining));
         const auto launching = std::chrono::steady_clock::now();
         at::Tensor context = encode_input(input);
         const double launched = ms_since(launching);
@@ -147,8 +153,9 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   generator.set_vace(VaceInput{last_context_, settings_.scale});
   ++blocks_;
   if (!ahead_->enabled()) return;
-  // LONGLIVE_FIRST_BLOCK_ALONE=1: the input's first block runs its DiT alone, the next block's
-  // frames read and encoded at that block (measured slower, encode_ahead.h).
+  // The input's first block runs its DiT alone, the next block's frames read and encoded at
+  // that block (faster to the first conditioned frame; LONGLIVE_FIRST_BLOCK_ALONE=0: encoded
+  // beside it, encode_ahead.h).
   if (blocks_ == 1 && first_block_alone()) return;
   // A live input that has not filmed the next block's frames yet: they are read at that block
   // (on the worker, waited for), not now, where waiting for them would hold this block's DiT.
