@@ -8,6 +8,9 @@
 # block); _pacedahead: that with LONGLIVE_LIVE_READ_AHEAD=1 (its blocks read a block ahead, as
 # before 8b8d495); _pacedwhole: paced with LONGLIVE_ENCODE_AS_FILMED=0 (each block read whole once
 # filmed, then encoded, instead of encoded in parts as it is filmed).
+# _unordered / _pacedunordered: LONGLIVE_FIRST_ENCODE_UNORDERED=1 (the first block's encode not
+# ordered after the engine's stream: beside the step of the block the pick gave up), frames at
+# once / the camera at 16 fps.
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0.
@@ -22,12 +25,16 @@ for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
   preset=${preset%_paced}
   preset=${preset%_pacedahead}
   preset=${preset%_pacedwhole}
+  preset=${preset%_pacedunordered}
+  preset=${preset%_unordered}
   env=(LONGLIVE_INPUT_TRACE=1)
   extra=()
   [ "${run%_beside}" != "$run" ] && env+=(LONGLIVE_FIRST_BLOCK_ALONE=0)
   [ "${run%_paced}" != "$run" ] && extra=(--vace-camera-fps 16)
   [ "${run%_pacedahead}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_LIVE_READ_AHEAD=1); }
   [ "${run%_pacedwhole}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_ENCODE_AS_FILMED=0); }
+  [ "${run%_pacedunordered}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_FIRST_ENCODE_UNORDERED=1); }
+  [ "${run%_unordered}" != "$run" ] && env+=(LONGLIVE_FIRST_ENCODE_UNORDERED=1)
   start=$(date +%s)
   env "${env[@]}" timeout 150 "$b/app/longlive" bench --preset "$preset" --random full \
     --blocks 3 --warmup 1 --profile-blocks 0 --vace --vace-drift-blocks 0 --no-vace-encoder \

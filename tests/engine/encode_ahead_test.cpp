@@ -211,9 +211,18 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
     const Ahead on;
     return run(cuda, v2v, 5);
   }();
+  // The first block read and encoded on the worker, not ordered after the engine's stream.
+  const InputRun unordered = [&] {
+    const Ahead on;
+    const ScopedEnv first("LONGLIVE_FIRST_ENCODE_UNORDERED", "1");
+    return run(cuda, v2v, 5);
+  }();
   // The GPU's own repeatability bounds the difference (0 with deterministic kernels).
   const float noise = (in_place.latents - again.latents).abs().max().item<float>();
   EXPECT_LE((ahead.latents - in_place.latents).abs().max().item<float>(), std::max(noise, 1e-6f));
+  EXPECT_LE((unordered.latents - in_place.latents).abs().max().item<float>(),
+            std::max(noise, 1e-6f));
+  EXPECT_EQ(unordered.first_reads, 1);
   // The source fails inside block 3's frames (9 + 12 + 12 + 12 > 40): block 3 runs without its
   // input in both, although the ahead path read those frames while block 2 ran.
   const InputRun failed_in_place = [&] {

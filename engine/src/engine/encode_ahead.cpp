@@ -120,6 +120,8 @@ bool encode_ahead_turned_on() { return !env_is("LONGLIVE_ENCODE_AHEAD", "0"); }
 
 bool first_block_alone() { return !env_is("LONGLIVE_FIRST_BLOCK_ALONE", "0"); }
 
+bool first_encode_unordered() { return env_is("LONGLIVE_FIRST_ENCODE_UNORDERED", "1"); }
+
 bool input_trace() { return env_is("LONGLIVE_INPUT_TRACE", "1"); }
 
 bool read_live_ahead() { return env_is("LONGLIVE_LIVE_READ_AHEAD", "1"); }
@@ -159,19 +161,21 @@ EncodeAhead::EncodeAhead(at::Device device, std::shared_ptr<EncodeWorker> worker
 
 EncodeAhead::~EncodeAhead() { drop(); }
 
-void EncodeAhead::launch(std::function<at::Tensor()> work) {
+void EncodeAhead::launch(std::function<at::Tensor()> work, bool after_callers_stream) {
   if (!enabled_) throw Error("EncodeAhead::launch: not enabled on this device");
   if (pending_) throw Error("EncodeAhead::launch: the previous block's work was not taken");
   const at::Device device = device_;
   // The side stream starts after what the caller's stream has queued so far (the work may read
   // tensors made there).
-  const auto* guard_impl = c10::impl::getDeviceGuardImpl(device.type());
-  c10::Event queued(device.type());
-  queued.record(guard_impl->getStream(device));
+  std::optional<c10::Event> queued;
+  if (after_callers_stream) {
+    queued.emplace(device.type());
+    queued->record(c10::impl::getDeviceGuardImpl(device.type())->getStream(device));
+  }
   future_ =
       side_->submit(EncodeWorker::Task([device, side = side_->stream(), work = std::move(work),
                                         queued = std::move(queued)]() mutable {
-        queued.block(side);
+        if (queued) queued->block(side);
         auto result = std::make_shared<Result>();
         {
           // A DiT capture on the engine thread waits for this encode, and this encode for it: the

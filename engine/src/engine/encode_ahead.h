@@ -28,6 +28,11 @@ bool encode_ahead_turned_on();
 // (Slower at 5969ee2, 488 against 414 ms on an H200, when the first block's frames were handed out
 // only after the next block's inputs; the engine hands them out before those since.)
 bool first_block_alone();
+// Whether an input's first block is read and encoded on the worker without waiting for the
+// engine's stream (LONGLIVE_FIRST_ENCODE_UNORDERED=1; off until measured): a pick gives the block
+// in progress up between two steps, and the step in flight (31.5 ms on an H100 at 5fb8a64) held
+// the first encode, which reads nothing of that stream, behind it (docs/vace.md).
+bool first_encode_unordered();
 // Whether an input's opening and first block are timed stage by stage in the log
 // (LONGLIVE_INPUT_TRACE=1; the camera-to-screen budget in docs/vace.md). The first block's encode
 // is then waited for on its stream, so the GPU's share shows apart from the host's.
@@ -72,7 +77,11 @@ class EncodeAhead {
   // Whether work can run ahead here (a CUDA device, turned on by the environment).
   bool enabled() const { return enabled_; }
   // Starts `work` on the side thread and stream (one at a time: the previous must be taken).
-  void launch(std::function<at::Tensor()> work);
+  // The side stream first waits for what the caller's stream has queued (the work may read
+  // tensors made there), unless `after_callers_stream` is false: for work that reads its input
+  // itself, on the worker, and nothing else made on the caller's stream, so that it runs beside
+  // what is queued there (the step in flight of a block given up).
+  void launch(std::function<at::Tensor()> work, bool after_callers_stream = true);
   // The next block's work: `prepare` runs here, now (it reads the input, in the source's order,
   // on the caller's thread) and returns the work to launch; if it throws, take() rethrows that
   // at the next block, where the failure belongs.

@@ -118,33 +118,46 @@ void VaceConditioner::before_block(StreamGenerator& generator) {
   // comes, so that only the last part's encode is left once the last frame is filmed. On the
   // worker, read there (this thread waits for the block anyway).
   const bool as_filmed = !ahead_->pending() && reads_as_filmed(latent_frames);
+  // The first block's read and encode, timed stage by stage when traced (on the worker).
+  const auto read_traced = [this, index = blocks_, latent_frames, traced] {
+    const auto reading = std::chrono::steady_clock::now();
+    BlockInput input = read_block(index, latent_frames);
+    if (traced)
+      log::info("input trace: first block's {} frames read in {:.1f} ms", input.frames.size(0),
+                ms_since(reading));
+    return input;
+  };
+  const auto encode_traced = [this, traced](const BlockInput& input) {
+    if (!traced) return encode_input(input);
+    // The GPU work queued before the launch (the worker's stream waits for it unless unordered):
+    // apart from the encode's own time.
+    const auto draining = std::chrono::steady_clock::now();
+    wait_for_current_stream(encoder_->device());
+    log::info("input trace: the GPU work queued before the encode done {:.1f} ms later",
+              ms_since(draining));
+    const auto launching = std::chrono::steady_clock::now();
+    at::Tensor context = encode_input(input);
+    const double launched = ms_since(launching);
+    wait_for_current_stream(encoder_->device());
+    log::info(
+        "input trace: first block encoded: {:.1f} ms launching, done on the GPU {:.1f} ms "
+        "after the launch began",
+        launched, ms_since(launching));
+    return context;
+  };
+  // A first block that reads nothing of the engine's stream (its frames read on the worker, no
+  // reference or mask made on the device) may run beside what that stream holds
+  // (first_encode_unordered).
+  const auto on_device = [](const at::Tensor& t) { return t.defined() && !t.is_cpu(); };
+  const bool unordered = blocks_ == 0 && first_encode_unordered() &&
+                         !on_device(settings_.references) && !on_device(settings_.mask);
   if (as_filmed && ahead_->enabled())
     ahead_->launch([this, latent_frames] { return encode_as_filmed(latent_frames); });
+  else if (!ahead_->pending() && ahead_->enabled() && unordered)
+    ahead_->launch([=] { return encode_traced(read_traced()); }, /*after_callers_stream=*/false);
   else if (!ahead_->pending() && ahead_->enabled())
     ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
-      const auto reading = std::chrono::steady_clock::now();
-      BlockInput input = read_block(blocks_, latent_frames);
-      if (traced)
-        log::info("input trace: first block's {} frames read in {:.1f} ms", input.frames.size(0),
-                  ms_since(reading));
-      if (!traced) return [this, input = std::move(input)] { return encode_input(input); };
-      return [this, input = std::move(input)] {
-        // The GPU work queued before the launch (the worker's stream waits for it): apart from
-        // the encode's own time.
-        const auto draining = std::chrono::steady_clock::now();
-        wait_for_current_stream(encoder_->device());
-        log::info("input trace: the GPU work queued before the encode done {:.1f} ms later",
-                  ms_since(draining));
-        const auto launching = std::chrono::steady_clock::now();
-        at::Tensor context = encode_input(input);
-        const double launched = ms_since(launching);
-        wait_for_current_stream(encoder_->device());
-        log::info(
-            "input trace: first block encoded: {:.1f} ms launching, done on the GPU {:.1f} ms "
-            "after the launch began",
-            launched, ms_since(launching));
-        return context;
-      };
+      return [encode_traced, input = read_traced()] { return encode_traced(input); };
     });
   last_context_ = ahead_->pending() ? ahead_->take()
                   : as_filmed       ? encode_as_filmed(latent_frames)
@@ -239,6 +252,10 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
   if (as_filmed && ahead_->enabled())
     ahead_->launch([this, count] { return encode_as_filmed(count); });
   // A first block on the worker too, waited for at once (as VaceConditioner::before_block).
+  else if (!ahead_->pending() && ahead_->enabled() && blocks_ == 0 && first_encode_unordered())
+    ahead_->launch(  // as VaceConditioner's first block: read on the worker, beside the stream
+        [this, latent_frames] { return encode_frames(read_block(0, latent_frames)); },
+        /*after_callers_stream=*/false);
   else if (!ahead_->pending() && ahead_->enabled())
     ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
       return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
