@@ -41,7 +41,9 @@ if [ -z "$fe_dir" ] && [ -f "$PWD/cudnn_frontend.tar.xz" ]; then
     fe_dir=$deps/cudnn_frontend/include
 fi
 
-# FlashAttention-3 (sm_90 attention backend) from .fa3/ when carried (packaging/fetch_fa3.sh).
+# FlashAttention-3 (sm_90 attention backend) from .fa3/ when carried (packaging/fetch_fa3.sh),
+# or unpacked here from the snapshot's fa3.tar.xz (make_snapshot.sh): every build gets it.
+[ -f "$PWD/fa3.tar.xz" ] && [ ! -d "$PWD/.fa3" ] && tar -xJf "$PWD/fa3.tar.xz" -C "$PWD"
 fa3_dir=
 [ -f "$PWD/.fa3/flash-attention/hopper/flash_fwd_launch_template.h" ] && fa3_dir=$PWD/.fa3
 echo "== configure"

@@ -9,7 +9,6 @@
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/model_load.sh
 # With MODEL_LOAD_BUILD=0 the build of an earlier call in the same tree is used.
-[ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
 [ -d .whl ] || { [ -d "${OLDPWD:-}/.whl" ] && ln -s "$OLDPWD/.whl" .whl; }
 . packaging/device/common.sh
 if [ "${MODEL_LOAD_BUILD:-1}" = 1 ]; then

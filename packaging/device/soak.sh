@@ -15,7 +15,6 @@
 #     LONGLIVE_GPU_BUILD=/tmp/longlive-build SOAK_MINUTES=0 bash packaging/device/soak.sh
 #   call 2 (at once; from the repository root, nothing carried but .debs):
 #     SOAK_PREBUILT=/tmp/longlive-build bash packaging/device/soak.sh
-[ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz  # the snapshot's FA3 sources
 . packaging/device/common.sh
 if [ -n "${SOAK_PREBUILT:-}" ]; then
   b=$SOAK_PREBUILT

@@ -36,8 +36,7 @@ if [ ! -f "$deps/.studio-unpacked" ]; then
 fi
 
 # FlashAttention-3 (sm_90 attention) when the snapshot carries its sources as fa3.tar.xz (1 MB:
-# .fa3/ itself, 28 MB, does not fit the carry beside .studio/).
-[ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
+# .fa3/ itself, 28 MB, does not fit the carry beside .studio/): build_and_test.sh unpacks it.
 
 export LONGLIVE_GUI=ON
 # Debian 12 keeps some libraries (libdbus) in /lib: the build's tools (moc) and the studio need it.

@@ -16,7 +16,6 @@
 # $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
-[ -f fa3.tar.xz ] && [ ! -d .fa3 ] && tar -xJf fa3.tar.xz
 [ -d .whl ] || { [ -d "${OLDPWD:-}/.whl" ] && ln -s "$OLDPWD/.whl" .whl; }
 . packaging/device/common.sh
 steps=${WAVE7_STEPS:-build tests balanced turbo_fp8 turbo_fp8_written turbo_fp8_whole turbo_fp8_cudnn attention vace_balanced vace_turbo_fp8}
