@@ -4,6 +4,9 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
+#include <vector>
+
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
 #include "longlive/error.h"
@@ -41,6 +44,85 @@ TEST(AsyncDecoder, FramesMatchASynchronousDecodeInOrder) {
   EXPECT_TRUE(taken.host.defined());
   EXPECT_FALSE(taken.device.defined());
   EXPECT_EQ(taken.ready, nullptr);
+}
+
+// Each part's frames as int for comparisons (RGBA8 on the host).
+at::Tensor as_int(const DecodedPart& part) { return part.frames.host.to(at::kInt); }
+
+// A block decoded in parts of one latent frame: the parts come in order, each with its place in
+// the block, and together they are the block decoded whole (the first block of a video too,
+// whose first latent frame yields fewer frames). take_block() after a part hands out the rest.
+void expect_parts_equal_whole_blocks(const at::Device& device, int max_diff) {
+  const WeightStore weights = make_random_taehv_weights(17);
+  AsyncDecoder async(make_taehv_decoder(weights, {device, at::kFloat}), device,
+                     /*latent_frames_per_part=*/1);
+  auto sync = make_taehv_decoder(weights, {device, at::kFloat});
+  EXPECT_FALSE(async.oldest_ready());
+  EXPECT_FALSE(async.take_part(/*wait=*/false).has_value());
+  EXPECT_THROW(async.take_part(/*wait=*/true), Error);
+  at::manual_seed(4);
+  const int64_t latent_frames = 3;
+  std::vector<at::Tensor> blocks;
+  for (int i = 0; i < 2; ++i)
+    blocks.push_back(at::randn({1, latent_frames, 16, 4, 6}, at::TensorOptions().device(device)));
+  for (const auto& block : blocks) async.submit(block);
+  EXPECT_EQ(async.pending(), 2u);
+  // The first block, part by part.
+  const at::Tensor whole0 = to_rgba8(sync->decode(blocks[0])).cpu().to(at::kInt);
+  ASSERT_EQ(whole0.size(0), sync->frames_for(latent_frames, /*first=*/true));
+  int64_t next = 0;
+  for (int64_t p = 0; p < latent_frames; ++p) {
+    const std::optional<DecodedPart> part = async.take_part(/*wait=*/true);
+    ASSERT_TRUE(part.has_value()) << "part " << p;
+    // The frames the video has after p + 1 latent frames, less those it had before.
+    const int64_t frames =
+        sync->frames_for(p + 1, /*first=*/true) - (p == 0 ? 0 : sync->frames_for(p, true));
+    EXPECT_EQ(part->first_frame, next) << "part " << p;
+    ASSERT_EQ(part->frames.host.size(0), frames) << "part " << p;
+    EXPECT_EQ(part->last, p + 1 == latent_frames) << "part " << p;
+    EXPECT_LE(
+        (as_int(*part) - whole0.narrow(0, next, part->frames.host.size(0))).abs().max().item<int>(),
+        max_diff)
+        << "part " << p;
+    if (device.is_cuda()) {
+      ASSERT_TRUE(part->frames.device.defined());
+      EXPECT_NE(part->frames.ready, nullptr);
+      EXPECT_TRUE(part->frames.device.cpu().equal(part->frames.host)) << "part " << p;
+    }
+    next += part->frames.host.size(0);
+  }
+  EXPECT_EQ(next, whole0.size(0));
+  EXPECT_EQ(async.pending(), 1u);
+  // The second: one part, then the rest at once.
+  const at::Tensor whole1 = to_rgba8(sync->decode(blocks[1])).cpu().to(at::kInt);
+  ASSERT_EQ(whole1.size(0), sync->frames_for(latent_frames, /*first=*/false));
+  const std::optional<DecodedPart> first = async.take_part(/*wait=*/true);
+  ASSERT_TRUE(first.has_value());
+  const int64_t first_frames = sync->frames_for(1, false);
+  ASSERT_EQ(first->frames.host.size(0), first_frames);
+  EXPECT_FALSE(first->last);
+  const DecodedBlock rest = async.take_block();
+  ASSERT_EQ(rest.host.size(0), whole1.size(0) - first_frames);
+  EXPECT_LE((rest.host.to(at::kInt) - whole1.narrow(0, first_frames, rest.host.size(0)))
+                .abs()
+                .max()
+                .item<int>(),
+            max_diff);
+  if (device.is_cuda()) {
+    EXPECT_TRUE(rest.device.cpu().equal(rest.host));
+  }
+  EXPECT_EQ(async.pending(), 0u);
+  // The teeth: the parts of the second block are not the first block's.
+  EXPECT_FALSE(whole0.narrow(0, 0, first_frames).equal(whole1.narrow(0, 0, first_frames)));
+}
+
+TEST(AsyncDecoder, PartsOfALatentFrameEqualTheBlockDecodedWhole) {
+  expect_parts_equal_whole_blocks(at::Device(at::kCPU), 0);
+}
+
+TEST(AsyncDecoder, GpuPartsOfALatentFrameEqualTheBlockDecodedWhole) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: the decode stream is tested on the GPU box";
+  expect_parts_equal_whole_blocks(at::Device(at::kCUDA, 0), 1);
 }
 
 TEST(AsyncDecoder, GpuDecodeStreamMatchesSynchronousDecode) {

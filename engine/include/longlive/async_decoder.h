@@ -4,6 +4,9 @@
 // stream waits on an event recorded on the caller's stream, runs the decoder and the RGBA8
 // conversion, and copies the frames into pinned host memory (unless host copies are off); take()
 // waits for the oldest block.
+// A block may be decoded in parts of a few latent frames, each with its own event (the decoders'
+// temporal state makes any split exact): take_part() hands out a block's first frames while its
+// last latent frames are still being decoded.
 // take_block() also hands out the device frames (for a consumer that copies them on the GPU);
 // the decoder keeps nothing of a block once it is taken.
 // On CPU everything happens inside submit() (there is nothing to overlap with).
@@ -12,8 +15,13 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 
 #include "longlive/decoder.h"
+
+namespace c10 {
+struct Event;
+}
 
 namespace longlive {
 
@@ -28,25 +36,43 @@ struct DecodedBlock {
   std::shared_ptr<CUevent_st> ready;
 };
 
+// Some frames of a block, in order (take_part).
+struct DecodedPart {
+  DecodedBlock frames;      // this part's frames only; `ready` is the part's own event
+  int64_t first_frame = 0;  // of its block
+  bool last = false;        // it completes its block (the block has left the queue)
+};
+
 class AsyncDecoder {
  public:
-  AsyncDecoder(std::unique_ptr<StreamingDecoder> decoder, at::Device device);
+  // latent_frames_per_part: on CUDA, each block is decoded in parts of that many latent frames,
+  // each part's frames ready (and taken) as soon as it is decoded; 0: the whole block at once.
+  AsyncDecoder(std::unique_ptr<StreamingDecoder> decoder, at::Device device,
+               int64_t latent_frames_per_part = 0);
   ~AsyncDecoder();
   AsyncDecoder(const AsyncDecoder&) = delete;
   AsyncDecoder& operator=(const AsyncDecoder&) = delete;
 
   // Drops the queued blocks and the decoder's temporal state: the next block starts a video.
   void reset();
-  // Queues a block of latents [1, T, C, h, w] produced on the current stream.
-  void submit(const at::Tensor& latents);
+  // Queues a block of latents [1, T, C, h, w] produced on the current stream: the decode waits
+  // for `ready` where given (recorded once they were written), else for all queued there.
+  void submit(const at::Tensor& latents, const c10::Event* ready = nullptr);
   // Blocks submitted and not yet taken.
   size_t pending() const { return queue_.size(); }
-  // Waits for the oldest queued block: RGBA8 frames [N, H, W, 4] uint8 on the host.
+  // Whether take_part(false) would hand out frames: the oldest block's next part is decoded.
+  bool oldest_ready() const;
+  // Waits for the oldest queued block: RGBA8 frames [N, H, W, 4] uint8 on the host (those not
+  // taken yet by take_part).
   at::Tensor take() { return take_block().host; }
   // The same, with the block's device frames (CUDA only).
   DecodedBlock take_block();
-  // Device time of the last taken block's decode + conversion + copy (CUDA events; host time on
-  // the CPU).
+  // The oldest block's next part; waits for its decode when `wait`, else nullopt until it is
+  // done (and with nothing queued).
+  std::optional<DecodedPart> take_part(bool wait);
+  int64_t latent_frames_per_part() const { return latent_frames_per_part_; }
+  // Device time of the last completed block's decode + conversion + copy, all its parts (CUDA
+  // events; host time on the CPU).
   double last_decode_ms() const { return last_decode_ms_; }
   // On CUDA, whether submitted blocks are also copied to pinned host memory (default on). A
   // display that draws the device frames needs none; a recorder does. Applies from the next
@@ -63,6 +89,8 @@ class AsyncDecoder {
   std::deque<std::unique_ptr<Pending>> queue_;
   struct Streams;
   std::unique_ptr<Streams> streams_;  // CUDA only
+  int64_t latent_frames_per_part_ = 0;
+  bool first_block_ = true;  // the next submit() starts a video (frames_for)
   double last_decode_ms_ = 0;
   bool host_copies_ = true;
   int64_t last_d2h_bytes_ = 0;

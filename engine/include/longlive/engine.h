@@ -141,7 +141,7 @@ struct EngineStats {
   // engine's frames are made on the host and never count.
   int64_t host_copied_frames = 0;
   // Engine-thread time of the last block spent handing its frames to on_frame (the consumers'
-  // own work: recording, display queueing), and the frames it handed out.
+  // own work: recording, display queueing), all its parts.
   double deliver_ms = 0;
   // The engine thread's time since the engine was made, summed over every block of every video:
   // handing frames to on_frame, waiting for the decoder's frames (their copy to the host
@@ -280,6 +280,9 @@ class Engine {
                                            const std::optional<InputSource>& other_asked);
   // Waits for the oldest block in the decoder's queue and hands its frames to on_frame.
   void deliver_oldest_block();
+  // Hands the oldest block's next decoded part to on_frame (AsyncDecoder::take_part), waiting for
+  // it when `wait`; false when it was not decoded yet (or nothing is queued).
+  bool deliver_next_part(bool wait);
   void flush_frames();  // every queued block, before anything resets or drops the session
 
   ModelSpec model_;
@@ -310,6 +313,9 @@ class Engine {
     bool first_of_prompt = false;
     std::optional<std::chrono::steady_clock::time_point> switch_issued;
     std::optional<std::chrono::steady_clock::time_point> input_issued;  // see last_input_ms
+    // Its parts handed out so far (the stats are set once it is whole).
+    int64_t frames_delivered = 0;
+    double deliver_ms = 0;
   };
   std::deque<QueuedBlock> queued_;
   int64_t frame_index_ = 0;                   // worker thread only

@@ -25,6 +25,10 @@
 #include "longlive/wan_model.h"
 #include "longlive/weights.h"
 
+namespace c10 {
+struct Event;
+}
+
 namespace longlive {
 
 struct GeneratorOptions {
@@ -240,17 +244,25 @@ class StreamGenerator {
   bool apply_pending_switch(BlockTrace* trace = nullptr);
   // Generates the next block: [1, frames_per_block, C, h, w] float32 latents on the device.
   at::Tensor next_block(BlockTrace* trace = nullptr);
-  // next_block(), asking `abandon` after each denoising step whether to give the block up (with
-  // CUDA the host then stays at most one step ahead of the device, so a yes takes effect within
-  // about a step). On a yes the stream is left as it was before the block (the cache's
-  // bookkeeping and the noise rewound) and nullopt comes back: a prompt switch or preset change
-  // that arrives mid-block then applies to this block rather than the next, and the video is the
-  // one it would have been had it come before the block. A block is only abandoned where it can
-  // be redone exactly: not during a transition, nor while it writes sink slots (the start of the
-  // video), nor with a noise source that cannot be rewound; `abandon` is then not asked. VACE and
-  // V2V inputs stay set: redo the block with the input it had (VaceConditioner::feed_again; a
-  // source read again would hand over the next block's frames).
+  // next_block(), asking `abandon` after each denoising step whether to give the block up. With
+  // CUDA the host waits for each step but the last before it queues the next, asking `abandon`
+  // over and over while it waits (so `abandon` must not block): a yes takes effect after the
+  // step in flight, and nothing of the block is queued after it (LONGLIVE_STEP_QUEUED_AHEAD=1:
+  // the host stays one step ahead, and a yes waits for that step too). On a yes the stream is left
+  // as it was before the block (the cache's bookkeeping and the noise rewound) and nullopt comes
+  // back: a prompt switch or preset change that arrives mid-block then applies to this block rather
+  // than the next, and the video is the one it would have been had it come before the block. A
+  // block is only abandoned where it can be redone exactly: not during a transition, nor while it
+  // writes sink slots (the start of the video), nor with a noise source that cannot be rewound;
+  // `abandon` is then not asked. VACE and V2V inputs stay set: redo the block with the input it had
+  // (VaceConditioner::feed_again; a source read again would hand over the next block's frames).
   std::optional<at::Tensor> next_block_unless(const std::function<bool()>& abandon);
+
+  // On CUDA: recorded on the current stream once the last block's latents were final, before its
+  // clean context pass was queued. A consumer of the latents on another stream (the live
+  // decoder) waits on it rather than on everything queued, and so runs beside that pass. Null
+  // before the first block and on the CPU; recorded again by each block.
+  const c10::Event* latents_ready() const { return latents_ready_.get(); }
 
   bool started() const { return started_; }
   int64_t frames_generated() const { return frame_; }
@@ -307,6 +319,7 @@ class StreamGenerator {
   at::Tensor vace_hints_;          // [blocks, tokens, dim]: the hints a step wrote (reuse, trace)
   at::Tensor vace_embedded_;       // [1, tokens, dim] float32: the block's context, embedded
   std::optional<V2vInput> v2v_;    // latents on the device, validated
+  std::unique_ptr<c10::Event> latents_ready_;
   int64_t frame_ = 0;
   bool started_ = false;
   GeneratorStats stats_;

@@ -24,6 +24,10 @@
 #include "longlive/timeline.h"
 #include "longlive/vace.h"
 
+namespace c10 {
+struct Event;
+}
+
 namespace longlive {
 
 class TimelineStore;  // engine/src/engine/timeline_store.h
@@ -125,6 +129,11 @@ class Performance {
   // The same, given up mid-way when `abandon` says so between denoising steps (see
   // StreamGenerator::next_block_unless): nullopt, the block not counted, the stream as before it.
   std::optional<at::Tensor> next_block_unless(const std::function<bool()>& abandon);
+  // The event the last block's latents were final at (StreamGenerator::latents_ready), for the
+  // live decoder to start from; null on several ranks (the latents are rank 0's, made after it),
+  // on the CPU, and with LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1 (the decode then waits for all
+  // queued, as before 2026-12-07).
+  const c10::Event* latents_ready() const;
   // Host time the last next_block*() spent feeding the inputs (frames read and captured, encoded
   // in place or the encode ahead taken and launched): the engine thread's share of an input.
   double last_inputs_ms() const { return last_inputs_ms_; }

@@ -453,41 +453,60 @@ KeptLatents Engine::kept_latents() const {
 }
 
 void Engine::deliver_oldest_block() {
+  const size_t queued = queued_.size();
+  while (queued_.size() == queued && deliver_next_part(/*wait=*/true)) {
+  }
+}
+
+bool Engine::deliver_next_part(bool wait) {
   Session& session = *performance_->session();
-  const QueuedBlock block = std::move(queued_.front());
-  queued_.pop_front();
+  if (queued_.empty()) return false;
+  QueuedBlock& block = queued_.front();
   const auto waiting = Clock::now();
-  DecodedBlock decoded = decoding(block.index, [&] { return session.decoder->take_block(); });
+  std::optional<DecodedPart> part =
+      decoding(block.index, [&] { return session.decoder->take_part(wait); });
+  if (!part) return false;
   const double decode_wait_ms = ms_since(waiting);
+  DecodedBlock& decoded = part->frames;
   // Unless asked for, the device frames are dropped here, so the block's memory is reused.
   if (!options_.device_frames) decoded.device = at::Tensor();
   const at::Tensor& rgba = decoded.host;
   const auto now = Clock::now();
   const int64_t frames = rgba.defined() ? rgba.size(0) : decoded.device.size(0);
-  const int64_t d2h_bytes = session.decoder->last_d2h_bytes();
   for (int64_t f = 0; f < frames; ++f) {
     EngineFrame frame{rgba.defined() ? rgba[f] : at::Tensor(),
                       frame_index_++,
                       block.prompt,
-                      block.first_of_prompt && f == 0,
+                      block.first_of_prompt && part->first_frame + f == 0,
                       {}};
     if (decoded.device.defined()) frame.device = {decoded.device[f], decoded.ready};
     if (callbacks_.on_frame) callbacks_.on_frame(std::move(frame));
   }
   const double deliver_ms = ms_since(now);
+  block.frames_delivered += frames;
+  block.deliver_ms += deliver_ms;
   std::lock_guard lock(mutex_);
   stats_.frames = frame_index_;
-  stats_.d2h_bytes_per_frame = frames > 0 ? static_cast<double>(d2h_bytes) / frames : 0;
-  if (d2h_bytes > 0) stats_.host_copied_frames += frames;
-  stats_.deliver_ms = deliver_ms;
   stats_.thread_time.deliver_ms += deliver_ms;
   stats_.thread_time.decode_wait_ms += decode_wait_ms;
-  if (block.switch_issued)
-    stats_.last_switch_ms =
-        std::chrono::duration<double, std::milli>(now - *block.switch_issued).count();
-  if (block.input_issued)
-    stats_.last_input_ms =
-        std::chrono::duration<double, std::milli>(now - *block.input_issued).count();
+  // The latencies end at the first frames out.
+  if (part->first_frame == 0) {
+    if (block.switch_issued)
+      stats_.last_switch_ms =
+          std::chrono::duration<double, std::milli>(now - *block.switch_issued).count();
+    if (block.input_issued)
+      stats_.last_input_ms =
+          std::chrono::duration<double, std::milli>(now - *block.input_issued).count();
+  }
+  if (part->last) {
+    const int64_t d2h_bytes = session.decoder->last_d2h_bytes();
+    stats_.d2h_bytes_per_frame =
+        block.frames_delivered > 0 ? static_cast<double>(d2h_bytes) / block.frames_delivered : 0;
+    if (d2h_bytes > 0) stats_.host_copied_frames += block.frames_delivered;
+    stats_.deliver_ms = block.deliver_ms;
+    queued_.pop_front();
+  }
+  return true;
 }
 
 void Engine::flush_frames() {
@@ -828,8 +847,11 @@ void Engine::run() {
       // the block was queued.
       // (On several ranks Performance runs the block whole.)
       const bool may_abandon = options_.abandon_blocks && abandoned_block != block;
+      // Asked over and over while the host waits for a step (StreamGenerator::next_block_unless):
+      // it hands out the blocks already decoded, without waiting for one.
       auto between_steps = [&] {
-        while (session.decoder->pending() > 0) deliver_oldest_block();
+        while (deliver_next_part(/*wait=*/false)) {
+        }
         return block_outdated_.load();
       };
       // An input's first block ran its DiT alone (first_block_alone), and this block's
@@ -874,7 +896,7 @@ void Engine::run() {
           injected_decode_failure.reset();
           throw Error("injected by LONGLIVE_INJECT_DECODE_FAILURE");
         }
-        session.decoder->submit(latents);
+        session.decoder->submit(latents, perf.latents_ready());
       });
       queued_.push_back({block, perf.mix().label(), switched,
                          switched ? std::optional(switch_issued) : std::nullopt,

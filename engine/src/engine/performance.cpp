@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <optional>
+#include <string_view>
 
 #include "longlive/async_decoder.h"
 #include "longlive/elapsed.h"
@@ -508,6 +510,13 @@ std::optional<at::Tensor> Performance::next_block_unless(const std::function<boo
   std::lock_guard lock(timeline_mutex_);
   timeline_->count_block();
   return latents;
+}
+
+const c10::Event* Performance::latents_ready() const {
+  const char* env = std::getenv("LONGLIVE_DECODE_AFTER_CONTEXT_PASS");
+  if (ranked_ || (env != nullptr && std::string_view(env) == "1")) return nullptr;
+  const StreamGenerator* lead = generator();
+  return lead ? lead->latents_ready() : nullptr;
 }
 
 void Performance::apply(const TimelineEvent& e, const PresetLookup& presets) {

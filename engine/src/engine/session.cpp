@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <map>
 #include <optional>
+#include <string_view>
 #include <tuple>
 
 #include "longlive/async_decoder.h"
@@ -51,6 +53,14 @@ std::optional<std::filesystem::path> find_in(const std::filesystem::path& dir,
     if (it->path().filename() == name) return it->path();
   }
   return std::nullopt;
+}
+
+// Latent frames per part of the live decoder's blocks (AsyncDecoder): one, so a block's first
+// frames go out once its first latent frame is decoded (about a third of the block's decode);
+// LONGLIVE_DECODE_WHOLE_BLOCKS=1 decodes each block whole (0), as before 2026-12-07.
+int64_t live_decode_part() {
+  const char* env = std::getenv("LONGLIVE_DECODE_WHOLE_BLOCKS");
+  return env != nullptr && std::string_view(env) == "1" ? 0 : 1;
 }
 
 // The first two decodes of a video (its first block, then a later one) have shapes of their
@@ -675,9 +685,10 @@ std::unique_ptr<Session> SessionFactory::open(const Preset& preset, int height, 
   }
   if (overrides_.live_decoder) {
     auto live = decoder_for(s->runtime);
-    warm_up_decoder(*live, device_, o.frames_per_block, o.model.in_channels, o.latent_height,
-                    o.latent_width);
-    s->decoder = std::make_unique<AsyncDecoder>(std::move(live), device_);
+    const int64_t part = live_decode_part();
+    warm_up_decoder(*live, device_, part > 0 ? part : o.frames_per_block, o.model.in_channels,
+                    o.latent_height, o.latent_width);
+    s->decoder = std::make_unique<AsyncDecoder>(std::move(live), device_, part);
   }
   s->profiler = std::make_unique<RegionProfiler>(device_);
   return s;
@@ -771,7 +782,7 @@ void SessionFactory::follow_runtime(Session& s, const Preset& preset, const Runt
   // Judged by the decoder really run (a random or Wan-VAE-less model decodes with TAEHV).
   if (s.decoder && live_decoder_kind(runtime.decoder) != live_decoder_kind(s.runtime.decoder)) {
     auto live = decoder_for(runtime);
-    s.decoder = std::make_unique<AsyncDecoder>(std::move(live), device_);
+    s.decoder = std::make_unique<AsyncDecoder>(std::move(live), device_, live_decode_part());
     change.decoder_changed = true;
   }
   if (s.text) {

@@ -8,9 +8,11 @@
 #include <array>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <numeric>
 #include <optional>
 #include <string_view>
+#include <thread>
 
 #include "cache/cross_attn_cache.h"
 #include "cache/kv_cache.h"
@@ -57,24 +59,52 @@ class SeededNoise final : public NoiseSource {
   at::Generator generator_;
 };
 
-// Keeps the host at most one denoising step ahead of a CUDA device: after queueing step s it
-// waits for step s - 1, so what the host decides between steps takes effect within about a step
-// while the device always has the next step queued. The CPU runs each step as it is called.
+// Whether the host keeps the next denoising step queued while the device runs one (the way
+// before 2026-12-07), by LONGLIVE_STEP_QUEUED_AHEAD=1. Read per block, so a test can switch it.
+bool step_queued_ahead() {
+  const char* env = std::getenv("LONGLIVE_STEP_QUEUED_AHEAD");
+  return env != nullptr && std::string_view(env) == "1";
+}
+
+// Paces the host against a CUDA device between the denoising steps of a block that may be given
+// up. By default, after queueing step s the host waits for it to finish before it decides whether
+// the block goes on: a command that gives the block up (a prompt switch, an input picked) waits
+// for the rest of the step in flight only, and what it queues next starts on an idle device.
+// The device idles between two steps for as long as the host takes to queue the next (a graph
+// launch and a few small kernels). The block's last step is not waited for: its clean context
+// pass follows either way. With step_queued_ahead() the host waits for step s - 1 after queueing
+// step s, so the device always has the next step queued and a command also waits for that step.
+// While it waits, the host polls `abandon` (which hands out decoded frames and says whether a
+// command arrived), so decoded frames go out and a command is seen at once. The CPU runs each
+// step as it is called.
 class StepPacer {
  public:
-  explicit StepPacer(at::Device device) : device_(device) {}
-  void step_queued() {
-    if (!device_.is_cuda()) return;
+  explicit StepPacer(at::Device device) : device_(device), ahead_(step_queued_ahead()) {}
+  // After step s was queued: true when the block is to be given up.
+  bool step_queued(bool last, const std::function<bool()>& abandon) {
+    if (!device_.is_cuda()) return abandon();
     const c10::Stream stream =
         c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device_);
     c10::Event& queued = events_[queued_ % 2];
     queued.record(stream);
-    if (queued_ > 0) events_[(queued_ - 1) % 2].synchronize();
+    const c10::Event* wait_for = nullptr;
+    if (!ahead_ && !last)
+      wait_for = &queued;
+    else if (queued_ > 0)
+      wait_for = &events_[(queued_ - 1) % 2];
     ++queued_;
+    if (wait_for != nullptr) {
+      while (!wait_for->query()) {
+        if (abandon()) return true;
+        std::this_thread::yield();
+      }
+    }
+    return abandon();
   }
 
  private:
   at::Device device_;
+  bool ahead_;
   std::array<c10::Event, 2> events_{c10::Event(c10::DeviceType::CUDA),
                                     c10::Event(c10::DeviceType::CUDA)};
   int64_t queued_ = 0;
@@ -685,14 +715,19 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
       x = FlowMatchSampler::add_noise(x0, noise, sigmas[s + 1]);
     }
     if (noise_before) {
-      pacer.step_queued();
-      if ((*abandon)()) {
+      if (pacer.step_queued(s + 1 == timesteps.size(), *abandon)) {
         kv_->restore_slot_frames(std::move(*slots_before));
         noise_ = std::move(noise_before);
         ++stats_.abandoned_blocks;
         return std::nullopt;
       }
     }
+  }
+  // The latents are final: the live decoder starts from here, beside the clean context pass.
+  if (options_.device.is_cuda()) {
+    if (!latents_ready_) latents_ready_ = std::make_unique<c10::Event>(c10::DeviceType::CUDA);
+    latents_ready_->record(
+        c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(options_.device));
   }
   // Clean context pass: write the finished block's K/V (its output is not needed).
   CausalWanModel::ForwardArgs context_pass =
