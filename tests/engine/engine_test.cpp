@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #if defined(__GLIBC__)
@@ -285,13 +286,19 @@ TEST(EngineGpu, DeviceFramesEqualTheHostFramesAndAreOwnedByTheConsumer) {
     EXPECT_TRUE(copy.equal(f.rgba)) << "frame " << f.index;
   }
   // Frames of one block share its tensor; only the frames we hold own it (12 per later block).
+  // Frames of one part of it (the live decoder's: a latent frame's 4 frames, or the whole block
+  // with LONGLIVE_DECODE_WHOLE_BLOCKS=1) share that part's event.
   const EngineFrame& last = frames[20];  // in the second block (frames 9..20)
-  int64_t held_of_block = 0;
-  for (const EngineFrame& f : frames)
+  int64_t held_of_block = 0, held_of_part = 0;
+  for (const EngineFrame& f : frames) {
     held_of_block += f.device.rgba.storage().is_alias_of(last.device.rgba.storage());
+    held_of_part += f.device.ready == last.device.ready;
+  }
   EXPECT_EQ(held_of_block, 12);
+  const char* whole = std::getenv("LONGLIVE_DECODE_WHOLE_BLOCKS");
+  EXPECT_EQ(held_of_part, whole != nullptr && std::string_view(whole) == "1" ? 12 : 4);
   EXPECT_GE(static_cast<int64_t>(last.device.rgba.storage().use_count()), held_of_block);
-  EXPECT_EQ(last.device.ready.use_count(), held_of_block);
+  EXPECT_EQ(last.device.ready.use_count(), held_of_part);
   // Once the consumer lets go of its frames, nothing else keeps the block's device memory.
   const c10::weak_intrusive_ptr<c10::StorageImpl> block_memory =
       last.device.rgba.storage().getWeakStorageImpl();
