@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "longlive/async_decoder.h"
@@ -46,8 +48,15 @@ TEST(AsyncDecoder, FramesMatchASynchronousDecodeInOrder) {
   EXPECT_EQ(taken.ready, nullptr);
 }
 
-// Each part's frames as int for comparisons (RGBA8 on the host).
-at::Tensor as_int(const DecodedPart& part) { return part.frames.host.to(at::kInt); }
+// RGBA8 host frames against the same frames decoded another way (as int): at most `max_diff`
+// apart, and only a few values apart at all.
+void expect_same_frames(const at::Tensor& rgba, const at::Tensor& expected, int max_diff,
+                        const std::string& what) {
+  ASSERT_EQ(rgba.sizes(), expected.sizes()) << what;
+  const at::Tensor diff = (rgba.to(at::kInt) - expected).abs();
+  EXPECT_LE(diff.max().item<int>(), max_diff) << what;
+  EXPECT_LT(diff.ne(0).to(at::kFloat).mean().item<float>(), 0.01) << what;
+}
 
 // A block decoded in parts of one latent frame: the parts come in order, each with its place in
 // the block, and together they are the block decoded whole (the first block of a video too,
@@ -80,10 +89,8 @@ void expect_parts_equal_whole_blocks(const at::Device& device, int max_diff) {
     EXPECT_EQ(part->first_frame, next) << "part " << p;
     ASSERT_EQ(part->frames.host.size(0), frames) << "part " << p;
     EXPECT_EQ(part->last, p + 1 == latent_frames) << "part " << p;
-    EXPECT_LE(
-        (as_int(*part) - whole0.narrow(0, next, part->frames.host.size(0))).abs().max().item<int>(),
-        max_diff)
-        << "part " << p;
+    expect_same_frames(part->frames.host, whole0.narrow(0, next, frames), max_diff,
+                       fmt::format("first block, part {}", p));
     if (device.is_cuda()) {
       ASSERT_TRUE(part->frames.device.defined());
       EXPECT_NE(part->frames.ready, nullptr);
@@ -101,13 +108,12 @@ void expect_parts_equal_whole_blocks(const at::Device& device, int max_diff) {
   const int64_t first_frames = sync->frames_for(1, false);
   ASSERT_EQ(first->frames.host.size(0), first_frames);
   EXPECT_FALSE(first->last);
+  expect_same_frames(first->frames.host, whole1.narrow(0, 0, first_frames), max_diff,
+                     "second block, first part");
   const DecodedBlock rest = async.take_block();
   ASSERT_EQ(rest.host.size(0), whole1.size(0) - first_frames);
-  EXPECT_LE((rest.host.to(at::kInt) - whole1.narrow(0, first_frames, rest.host.size(0)))
-                .abs()
-                .max()
-                .item<int>(),
-            max_diff);
+  expect_same_frames(rest.host, whole1.narrow(0, first_frames, rest.host.size(0)), max_diff,
+                     "second block, the rest");
   if (device.is_cuda()) {
     EXPECT_TRUE(rest.device.cpu().equal(rest.host));
   }
@@ -116,8 +122,10 @@ void expect_parts_equal_whole_blocks(const at::Device& device, int max_diff) {
   EXPECT_FALSE(whole0.narrow(0, 0, first_frames).equal(whole1.narrow(0, 0, first_frames)));
 }
 
+// The convolutions' sums run in another order for another batch of frames: a value on the edge
+// of an 8-bit step may round the other way (1 of 255), nothing more.
 TEST(AsyncDecoder, PartsOfALatentFrameEqualTheBlockDecodedWhole) {
-  expect_parts_equal_whole_blocks(at::Device(at::kCPU), 0);
+  expect_parts_equal_whole_blocks(at::Device(at::kCPU), 1);
 }
 
 TEST(AsyncDecoder, GpuPartsOfALatentFrameEqualTheBlockDecodedWhole) {
