@@ -179,14 +179,19 @@ std::optional<DecodedPart> AsyncDecoder::take_part(bool wait) {
   const int64_t begin = job.taken_frames();
   const Pending::Part& part = job.parts[job.taken++];
   const int64_t count = part.end_frame - begin;
+  // A part that is the whole block hands out the block's tensors, not views of them (a view
+  // keeps its base tensor too).
+  auto frames_of = [&](const at::Tensor& block) {
+    return begin == 0 && count == block.size(0) ? block : block.narrow(0, begin, count);
+  };
   DecodedPart out;
   out.first_frame = begin;
   out.last = job.taken == job.parts.size();
-  if (job.host.defined()) out.frames.host = job.host.narrow(0, begin, count);
+  if (job.host.defined()) out.frames.host = frames_of(job.host);
 #ifdef LONGLIVE_WITH_CUDA
   if (part.done) {
     part.done->synchronize();
-    out.frames.device = job.device_rgba.narrow(0, begin, count);
+    out.frames.device = frames_of(job.device_rgba);
     // The aliasing constructor: the event handle lives as long as its CUDAEvent owner.
     out.frames.ready = std::shared_ptr<CUevent_st>(part.done, part.done->event());
   }
@@ -217,8 +222,11 @@ DecodedBlock AsyncDecoder::take_block() {
   do part = take_part(true);
   while (!part->last);
   DecodedBlock block = std::move(part->frames);
-  if (host.defined()) block.host = host.narrow(0, begin, host.size(0) - begin);
-  if (block.device.defined()) block.device = device.narrow(0, begin, device.size(0) - begin);
+  auto rest_of = [&](const at::Tensor& all) {
+    return begin == 0 ? all : all.narrow(0, begin, all.size(0) - begin);
+  };
+  if (host.defined()) block.host = rest_of(host);
+  if (block.device.defined()) block.device = rest_of(device);
   return block;
 }
 
