@@ -19,6 +19,7 @@
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0.
+# LATENCY_PICKS (default 5): picks per run.
 # Needs the build of wave7_run.sh in $LONGLIVE_GPU_BUILD (its `build` step). Results under $OUT.
 #   LATENCY_RUNS="turbo_fp8 turbo_fp8_beside balanced" bash packaging/device/latency_run.sh
 set -u
@@ -51,7 +52,7 @@ for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
   start=$(date +%s)
   env "${env[@]}" timeout 150 "$b/app/longlive" bench --preset "$preset" --random full \
     --blocks 3 --warmup 1 --profile-blocks 0 --vace --vace-drift-blocks 0 --no-vace-encoder \
-    --vace-input-latency 5 "${extra[@]}" --json "$out/latency_$run.json" \
+    --vace-input-latency "${LATENCY_PICKS:-5}" "${extra[@]}" --json "$out/latency_$run.json" \
     >"$out/latency_$run.log" 2>&1
   echo "== latency $run rc=$? ($(($(date +%s) - start)) s)"
   grep -E "pick [0-9]|input trace|vace input" "$out/latency_$run.log" | tail -30
