@@ -14,8 +14,8 @@
 # _stepahead: LONGLIVE_STEP_QUEUED_AHEAD=1 (the host keeps the next denoising step queued, as
 # before 2026-12-07: the pick also waits for that step); _afterctx:
 # LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1 (the decode waits for the block's clean context pass);
-# _wholeblocks: LONGLIVE_DECODE_WHOLE_BLOCKS=1 (a block's frames out once all are decoded);
-# _old: the three together (the way before 2026-12-07).
+# _parts: LONGLIVE_DECODE_PARTS=1 (a block decoded a latent frame at a time, each part's frames
+# out once decoded); _old: _stepahead and _afterctx together (the way before 2026-12-07).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0.
@@ -35,7 +35,7 @@ for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
   preset=${preset%_unordered}
   preset=${preset%_stepahead}
   preset=${preset%_afterctx}
-  preset=${preset%_wholeblocks}
+  preset=${preset%_parts}
   preset=${preset%_old}
   env=(LONGLIVE_INPUT_TRACE=1)
   extra=()
@@ -47,8 +47,8 @@ for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
   [ "${run%_unordered}" != "$run" ] && env+=(LONGLIVE_FIRST_ENCODE_UNORDERED=1)
   [ "${run%_stepahead}" != "$run" ] && env+=(LONGLIVE_STEP_QUEUED_AHEAD=1)
   [ "${run%_afterctx}" != "$run" ] && env+=(LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1)
-  [ "${run%_wholeblocks}" != "$run" ] && env+=(LONGLIVE_DECODE_WHOLE_BLOCKS=1)
-  [ "${run%_old}" != "$run" ] && env+=(LONGLIVE_STEP_QUEUED_AHEAD=1 LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1 LONGLIVE_DECODE_WHOLE_BLOCKS=1)
+  [ "${run%_parts}" != "$run" ] && env+=(LONGLIVE_DECODE_PARTS=1)
+  [ "${run%_old}" != "$run" ] && env+=(LONGLIVE_STEP_QUEUED_AHEAD=1 LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1)
   start=$(date +%s)
   env "${env[@]}" timeout 150 "$b/app/longlive" bench --preset "$preset" --random full \
     --blocks 3 --warmup 1 --profile-blocks 0 --vace --vace-drift-blocks 0 --no-vace-encoder \

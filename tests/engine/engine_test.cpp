@@ -112,6 +112,47 @@ TEST(Engine, TinyModelStreamsFramesAndSwitchesPrompts) {
   EXPECT_EQ(kept.bytes, latents.nbytes());
 }
 
+// The first three blocks' frames (9 + 12 + 12) of a tiny-model video.
+std::vector<EngineFrame> first_frames_of_a_video() {
+  FrameSink sink;
+  Engine engine(kTinyModel, test_preset(), sink.callbacks(), 64, 64);
+  engine.start("a red fox", 7);
+  EXPECT_TRUE(sink.wait_for_frames(33));
+  engine.stop();
+  EXPECT_TRUE(wait_for([&] { return engine.stats().state == "idle"; }));
+  std::lock_guard l(sink.m);
+  sink.frames.resize(std::min<size_t>(sink.frames.size(), 33));
+  return sink.frames;
+}
+
+// LONGLIVE_DECODE_PARTS=1: blocks decoded a latent frame at a time and handed out part by part
+// come out as the frames of blocks decoded whole: in order, numbered, marked alike, the pixels
+// within an 8-bit step (the convolutions' sums run in another order).
+TEST(Engine, BlocksHandedOutInPartsAreTheWholeBlocksFrames) {
+  const std::vector<EngineFrame> whole = first_frames_of_a_video();
+  std::vector<EngineFrame> parts;
+  {
+    const ScopedEnv in_parts("LONGLIVE_DECODE_PARTS", "1");
+    parts = first_frames_of_a_video();
+  }
+  ASSERT_EQ(whole.size(), 33u);
+  ASSERT_EQ(parts.size(), whole.size());
+  int64_t differing = 0, values = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    EXPECT_EQ(parts[i].index, static_cast<int64_t>(i));
+    EXPECT_EQ(parts[i].first_of_prompt, whole[i].first_of_prompt) << "frame " << i;
+    EXPECT_EQ(parts[i].prompt, whole[i].prompt) << "frame " << i;
+    ASSERT_EQ(parts[i].rgba.sizes(), whole[i].rgba.sizes()) << "frame " << i;
+    const at::Tensor diff = (parts[i].rgba.to(at::kInt) - whole[i].rgba.to(at::kInt)).abs();
+    EXPECT_LE(diff.max().item<int>(), 1) << "frame " << i;
+    differing += diff.ne(0).sum().item<int64_t>();
+    values += diff.numel();
+  }
+  EXPECT_LT(static_cast<double>(differing) / static_cast<double>(values), 0.01);
+  // The comparison has teeth: the frames are not all alike (a part out of place would show).
+  EXPECT_FALSE(parts[10].rgba.equal(parts[11].rgba));
+}
+
 // A long video keeps only its most recent latents within EngineOptions::max_kept_latent_bytes,
 // dropping the oldest blocks first and counting them.
 TEST(Engine, KeptLatentsStayWithinTheirCapDroppingTheOldest) {
@@ -286,8 +327,8 @@ TEST(EngineGpu, DeviceFramesEqualTheHostFramesAndAreOwnedByTheConsumer) {
     EXPECT_TRUE(copy.equal(f.rgba)) << "frame " << f.index;
   }
   // Frames of one block share its tensor; only the frames we hold own it (12 per later block).
-  // Frames of one part of it (the live decoder's: a latent frame's 4 frames, or the whole block
-  // with LONGLIVE_DECODE_WHOLE_BLOCKS=1) share that part's event.
+  // Frames of one part of it (the live decoder's: the whole block, or a latent frame's 4 frames
+  // with LONGLIVE_DECODE_PARTS=1) share that part's event.
   const EngineFrame& last = frames[20];  // in the second block (frames 9..20)
   int64_t held_of_block = 0, held_of_part = 0;
   for (const EngineFrame& f : frames) {
@@ -295,8 +336,8 @@ TEST(EngineGpu, DeviceFramesEqualTheHostFramesAndAreOwnedByTheConsumer) {
     held_of_part += f.device.ready == last.device.ready;
   }
   EXPECT_EQ(held_of_block, 12);
-  const char* whole = std::getenv("LONGLIVE_DECODE_WHOLE_BLOCKS");
-  EXPECT_EQ(held_of_part, whole != nullptr && std::string_view(whole) == "1" ? 12 : 4);
+  const char* parts = std::getenv("LONGLIVE_DECODE_PARTS");
+  EXPECT_EQ(held_of_part, parts != nullptr && std::string_view(parts) == "1" ? 4 : 12);
   EXPECT_GE(static_cast<int64_t>(last.device.rgba.storage().use_count()), held_of_block);
   EXPECT_EQ(last.device.ready.use_count(), held_of_part);
   // Once the consumer lets go of its frames, nothing else keeps the block's device memory.

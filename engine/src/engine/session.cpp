@@ -55,12 +55,15 @@ std::optional<std::filesystem::path> find_in(const std::filesystem::path& dir,
   return std::nullopt;
 }
 
-// Latent frames per part of the live decoder's blocks (AsyncDecoder): one, so a block's first
-// frames go out once its first latent frame is decoded (about a third of the block's decode);
-// LONGLIVE_DECODE_WHOLE_BLOCKS=1 decodes each block whole (0), as before 2026-12-07.
+// Latent frames per part of the live decoder's blocks (AsyncDecoder): 0, each block decoded
+// whole. LONGLIVE_DECODE_PARTS=1 decodes a latent frame at a time, its 4 frames out once decoded
+// (about a third of the block's decode sooner: 267.0 -> 258.4 ms to a camera's first conditioned
+// frame on an H100), but the three smaller decodes take more GPU time, which a GPU that is also
+// encoding a camera's next block pays for (its conditioned blocks 279.0 -> 310.9 ms, median of 9;
+// docs/benchmarks.md, 2026-12-07).
 int64_t live_decode_part() {
-  const char* env = std::getenv("LONGLIVE_DECODE_WHOLE_BLOCKS");
-  return env != nullptr && std::string_view(env) == "1" ? 0 : 1;
+  const char* env = std::getenv("LONGLIVE_DECODE_PARTS");
+  return env != nullptr && std::string_view(env) == "1" ? 1 : 0;
 }
 
 // The first two decodes of a video (its first block, then a later one) have shapes of their
