@@ -56,11 +56,11 @@ std::optional<std::filesystem::path> find_in(const std::filesystem::path& dir,
 }
 
 // Latent frames per part of the live decoder's blocks (AsyncDecoder): 0, each block decoded
-// whole. LONGLIVE_DECODE_PARTS=1 decodes a latent frame at a time, its 4 frames out once decoded
-// (about a third of the block's decode sooner: 267.0 -> 258.4 ms to a camera's first conditioned
-// frame on an H100), but the three smaller decodes take more GPU time, which a GPU that is also
-// encoding a camera's next block pays for (its conditioned blocks 279.0 -> 310.9 ms, median of 9;
-// docs/benchmarks.md, 2026-12-07).
+// whole. LONGLIVE_DECODE_PARTS=1 decodes a latent frame at a time, its 4 frames out once decoded:
+// on an H100 a camera's first conditioned frame came 267.0 -> 258.4 ms after the pick, but its
+// conditioned blocks took 279.0 -> 310.9 ms (median of 9, the engine waiting 10 ms more per block
+// for the camera's encode; likely the three smaller decodes' extra GPU time; docs/benchmarks.md,
+// 2026-12-07).
 int64_t live_decode_part() {
   const char* env = std::getenv("LONGLIVE_DECODE_PARTS");
   return env != nullptr && std::string_view(env) == "1" ? 1 : 0;
