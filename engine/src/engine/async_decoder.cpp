@@ -39,7 +39,6 @@ struct AsyncDecoder::Pending {
   std::unique_ptr<at::cuda::CUDAEvent> started;
 #endif
   int64_t taken_frames() const { return taken == 0 ? 0 : parts[taken - 1].end_frame; }
-  int64_t frames() const { return parts.empty() ? 0 : parts.back().end_frame; }
   bool next_done() const {
 #ifdef LONGLIVE_WITH_CUDA
     if (const auto& done = parts[taken].done) return done->query();
@@ -87,6 +86,12 @@ void AsyncDecoder::submit(const at::Tensor& latents, const c10::Event* ready) {
                                ? std::min(latent_frames_per_part_, latent_frames)
                                : latent_frames;
   const int64_t frames = decoder_->frames_for(latent_frames, first_block_);
+  auto wrong_count = [&](int64_t made) {
+    return Error(
+        fmt::format("AsyncDecoder: the decoder made {} frames of a block of {} latent "
+                    "frames, expected {} (StreamingDecoder::frames_for)",
+                    made, latent_frames, frames));
+  };
   first_block_ = false;
   const auto start = std::chrono::steady_clock::now();
 #ifdef LONGLIVE_WITH_CUDA
@@ -120,11 +125,7 @@ void AsyncDecoder::submit(const at::Tensor& latents, const c10::Event* ready) {
       rgba = to_rgba8(decoder_->decode(whole ? latents : latents.narrow(1, begin, n)));
     }
     const int64_t count = rgba.size(0);
-    if (frame + count > frames)
-      throw Error(
-          fmt::format("the live decoder made {} frames of a block of {} latent frames, "
-                      "expected {}",
-                      frame + count, latent_frames, frames));
+    if (frame + count > frames) throw wrong_count(frame + count);
     const bool on_device = rgba.is_cuda() && streams_;
     if (frame == 0) {
       // The whole block's frames in one tensor (take_block() hands out one), its parts written in.
@@ -157,11 +158,7 @@ void AsyncDecoder::submit(const at::Tensor& latents, const c10::Event* ready) {
 #endif
     job->parts.push_back(std::move(part));
   }
-  if (frame != frames)
-    throw Error(
-        fmt::format("the live decoder made {} frames of a block of {} latent frames, "
-                    "expected {}",
-                    frame, latent_frames, frames));
+  if (frame != frames) throw wrong_count(frame);
   job->host_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   queue_.push_back(std::move(job));
