@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine_wait.h"
 #include "flat_dir.h"
 #include "longlive/engine.h"
 #include "longlive/error.h"
@@ -140,30 +141,6 @@ nlohmann::json share_json(const ThreadShare& s) {
           {"block_ms", s.block_ms}};
 }
 
-// The Engine's stats, polled until `done` holds (Error, naming what it waited for, after
-// `limit` or when the engine reports an error: a stuck engine is not waited for).
-EngineStats wait_until(const Engine& engine, const std::function<bool(const EngineStats&)>& done,
-                       const std::vector<std::string>& errors, std::mutex& errors_mutex,
-                       const char* what, std::chrono::seconds limit = std::chrono::seconds(600)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    const EngineStats s = engine.stats();
-    if (done(s)) return s;
-    {
-      std::lock_guard lock(errors_mutex);
-      if (!errors.empty() || s.state == "error")
-        throw Error(fmt::format("bench --vace-input-latency: the engine stopped while {}: {}", what,
-                                errors.empty() ? s.state : errors.front()));
-    }
-    if (std::chrono::steady_clock::now() > deadline)
-      throw Error(
-          fmt::format("bench --vace-input-latency: gave up waiting while {} (state {}, "
-                      "{} blocks)",
-                      what, s.state, s.blocks));
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-}
-
 }  // namespace
 
 InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset, int height,
@@ -220,7 +197,7 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
   {
     Engine engine(model, preset, callbacks, height, width, options);
     auto wait = [&](const char* what, const std::function<bool(const EngineStats&)>& done) {
-      return wait_until(engine, done, errors, errors_mutex, what);
+      return wait_until(engine, done, errors, errors_mutex, "bench --vace-input-latency", what);
     };
     // Block times of `count` blocks from the next one on, skipping `skip` first, and the engine
     // thread's shares over the counted ones.

@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "bench_input_latency.h"
+#include "bench_switch_latency.h"
 #include "command.h"
 #include "longlive/async_decoder.h"
 #include "longlive/capabilities.h"
@@ -75,6 +76,7 @@ struct BenchArgs {
   int vace_drift_blocks = 6;   // blocks compared for hint reuse's drift (0: not measured)
   bool vace_encoder = true;    // also time the VACE encoder and the live encoder + DiT blocks
   int vace_input_latency = 0;  // picks of a synthetic camera on the studio's Engine (0: none)
+  int switch_latency = 0;      // prompt switches on the studio's Engine (0: none)
   double vace_camera_fps = 0;  // that camera filming at this rate (0: its frames at once)
   RankArgs ranks;              // --gpus: one stream on several ranks
 };
@@ -859,6 +861,13 @@ int run(const BenchArgs& a) {
                                           a.vace_camera_fps);
     std::cout << describe(*input_latency);
   }
+  std::optional<SwitchLatency> switch_latency;
+  if (a.switch_latency > 0) {
+    ModelSpec engine_model = model;
+    engine_model.random_prompts = true;
+    switch_latency = measure_switch_latency(engine_model, preset, height, width, a.switch_latency);
+    std::cout << describe(*switch_latency);
+  }
   nlohmann::json vace_json = nullptr;
   if (vace) {
     const VaceBench& v = *vace;
@@ -1008,6 +1017,7 @@ int run(const BenchArgs& a) {
         environment[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
     }
     j["environment"] = environment;
+    if (switch_latency) j["switch_latency"] = to_json(*switch_latency);
     if (vace) {
       j["vace"] = vace_json;
       if (input_latency) j["vace"]["input_latency"] = to_json(*input_latency);
@@ -1113,6 +1123,11 @@ const Registrar kBench("bench", [](CLI::App& root) {
                   "With --vace: pick a synthetic camera N times on the studio's Engine (random "
                   "VACE blocks and Wan VAE encoder, the preset's live decoder) and report picked "
                   "-> first conditioned frame ready, against its block times (0: not measured)")
+      ->check(CLI::Range(0, 100));
+  cmd->add_option("--switch-latency", a->switch_latency,
+                  "Switch the prompt N + 1 times on the studio's Engine (the preset's live "
+                  "decoder), each at a random moment of a block, and report switched -> the new "
+                  "prompt's first frame ready (the first switch apart; 0: not measured)")
       ->check(CLI::Range(0, 100));
   cmd->add_option("--vace-camera-fps", a->vace_camera_fps,
                   "With --vace-input-latency: the synthetic camera films at this rate, as a live "

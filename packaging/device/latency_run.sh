@@ -20,13 +20,18 @@
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0.
 # LATENCY_PICKS (default 5): picks per run.
+# SWITCH_RUNS (default none; the same suffixes): prompt switches at random moments of a block on
+# the studio's Engine (`bench --switch-latency SWITCH_COUNT`, default 10), switched -> the new
+# prompt's first frame.
 # Needs the build of wave7_run.sh in $LONGLIVE_GPU_BUILD (its `build` step). Results under $OUT.
 #   LATENCY_RUNS="turbo_fp8 turbo_fp8_beside balanced" bash packaging/device/latency_run.sh
 set -u
 b=${LONGLIVE_GPU_BUILD:-/tmp/b}
 out=${OUT:-/tmp/out}
 export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
+# A run name -> its preset, environment and extra bench arguments (the suffixes above).
+parse_run() {
+  local run=$1
   preset=${run%_beside}
   preset=${preset%_paced}
   preset=${preset%_pacedahead}
@@ -49,6 +54,9 @@ for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
   [ "${run%_afterctx}" != "$run" ] && env+=(LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1)
   [ "${run%_parts}" != "$run" ] && env+=(LONGLIVE_DECODE_PARTS=1)
   [ "${run%_old}" != "$run" ] && env+=(LONGLIVE_STEP_QUEUED_AHEAD=1 LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1)
+}
+for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
+  parse_run "$run"
   start=$(date +%s)
   env "${env[@]}" timeout 150 "$b/app/longlive" bench --preset "$preset" --random full \
     --blocks 3 --warmup 1 --profile-blocks 0 --vace --vace-drift-blocks 0 --no-vace-encoder \
@@ -56,6 +64,15 @@ for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
     >"$out/latency_$run.log" 2>&1
   echo "== latency $run rc=$? ($(($(date +%s) - start)) s)"
   grep -E "pick [0-9]|input trace|vace input" "$out/latency_$run.log" | tail -30
+done
+for run in ${SWITCH_RUNS:-}; do
+  parse_run "$run"
+  start=$(date +%s)
+  env "${env[@]}" timeout 150 "$b/app/longlive" bench --preset "$preset" --random full \
+    --blocks 3 --warmup 1 --profile-blocks 0 --switch-latency "${SWITCH_COUNT:-10}" \
+    --json "$out/switch_$run.json" >"$out/switch_$run.log" 2>&1
+  echo "== switch $run rc=$? ($(($(date +%s) - start)) s)"
+  grep -E "switch [0-9]+:|switch latency" "$out/switch_$run.log" | tail -12
 done
 for run in ${ENCODER_RUNS:-}; do
   env=()
