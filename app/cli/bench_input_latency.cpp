@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -144,10 +145,12 @@ nlohmann::json share_json(const ThreadShare& s) {
 }  // namespace
 
 InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset, int height,
-                                   int width, int picks, double camera_fps) {
+                                   int width, int picks, double camera_fps,
+                                   bool at_random_moments) {
   namespace fs = std::filesystem;
   InputLatency out;
   out.camera_fps = camera_fps;
+  out.at_random_moments = at_random_moments;
   // Frames handed out (time, then whether a block's first: frames of a block come out together,
   // a paced camera's blocks far apart) and the camera of the pick in progress.
   std::mutex frames_mutex;
@@ -219,7 +222,14 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
     VaceRequest camera_request;
     camera_request.source.kind = InputKind::camera;
     camera_request.source.path = "synthetic";
+    std::mt19937 random(7);
+    std::uniform_real_distribution<double> phase(0.0, 1.0);
+    const double plain_median = summarize(plain).median;
     for (int pick = 0; pick < picks; ++pick) {
+      // Each pick follows a block's end: as the next begins, or at a random moment of it.
+      if (at_random_moments)
+        std::this_thread::sleep_for(
+            std::chrono::duration<double, std::milli>(phase(random) * plain_median));
       const EngineStats at_pick = engine.stats();
       const double before = at_pick.last_input_ms;
       const auto issued_at = Clock::now();
@@ -290,6 +300,7 @@ nlohmann::json to_json(const InputLatency& l) {
           {"engine_thread_per_block_with_camera", share_json(l.camera_thread)},
           {"camera_fps", l.camera_fps},
           {"camera_to_screen", to_json(l.camera_to_screen)},
+          {"picks_at_random_moments", l.at_random_moments},
           {"each_pick", [&] {
              nlohmann::json picks = nlohmann::json::array();
              for (const InputLatency::Pick& p : l.each)
@@ -326,6 +337,10 @@ std::string describe(const InputLatency& l) {
                     "blocks)\n",
                     l.camera_fps, l.camera_to_screen.median, l.camera_to_screen.p99,
                     l.camera_to_screen.count)
+              : std::string()) +
+         (l.at_random_moments
+              ? std::string("vace input     each pick at a random moment of a block (not as one "
+                            "begins)\n")
               : std::string());
 }
 

@@ -73,12 +73,13 @@ struct BenchArgs {
   int style_lora_rank = 32;
   bool vace = false;  // also time the same preset with random full-size VACE blocks
   double vace_scale = 1.0;
-  int vace_drift_blocks = 6;   // blocks compared for hint reuse's drift (0: not measured)
-  bool vace_encoder = true;    // also time the VACE encoder and the live encoder + DiT blocks
-  int vace_input_latency = 0;  // picks of a synthetic camera on the studio's Engine (0: none)
-  int switch_latency = 0;      // prompt switches on the studio's Engine (0: none)
-  double vace_camera_fps = 0;  // that camera filming at this rate (0: its frames at once)
-  RankArgs ranks;              // --gpus: one stream on several ranks
+  int vace_drift_blocks = 6;         // blocks compared for hint reuse's drift (0: not measured)
+  bool vace_encoder = true;          // also time the VACE encoder and the live encoder + DiT blocks
+  int vace_input_latency = 0;        // picks of a synthetic camera on the studio's Engine (0: none)
+  int switch_latency = 0;            // prompt switches on the studio's Engine (0: none)
+  double vace_camera_fps = 0;        // that camera filming at this rate (0: its frames at once)
+  bool vace_pick_at_random = false;  // each pick at a random moment of a block
+  RankArgs ranks;                    // --gpus: one stream on several ranks
 };
 
 // `count` random style LoRAs of `rank` on every block linear of `config` (alpha = rank), and the
@@ -513,6 +514,8 @@ int run(const BenchArgs& a) {
   if (a.vace_input_latency > 0 && !a.vace) throw ConfigError("--vace-input-latency needs --vace");
   if (a.vace_camera_fps > 0 && a.vace_input_latency <= 0)
     throw ConfigError("--vace-camera-fps needs --vace-input-latency");
+  if (a.vace_pick_at_random && a.vace_input_latency <= 0)
+    throw ConfigError("--vace-pick-at-random-moments needs --vace-input-latency");
   // cuDNN's algorithm search is process-wide: "default" leaves it to the decoders (the Wan VAE
   // turns it on), on/off force it for every convolution. (CLI11 checked every switch's value.)
   if (a.cudnn_search != "default") at::globalContext().setBenchmarkCuDNN(a.cudnn_search == "on");
@@ -858,7 +861,7 @@ int run(const BenchArgs& a) {
     engine_model.random_prompts = true;
     engine_model.random_vace = true;
     input_latency = measure_input_latency(engine_model, preset, height, width, a.vace_input_latency,
-                                          a.vace_camera_fps);
+                                          a.vace_camera_fps, a.vace_pick_at_random);
     std::cout << describe(*input_latency);
   }
   std::optional<SwitchLatency> switch_latency;
@@ -1129,6 +1132,9 @@ const Registrar kBench("bench", [](CLI::App& root) {
                   "decoder), each at a random moment of a block, and report switched -> the new "
                   "prompt's first frame ready (the first switch apart; 0: not measured)")
       ->check(CLI::Range(0, 100));
+  cmd->add_flag("--vace-pick-at-random-moments", a->vace_pick_at_random,
+                "With --vace-input-latency: each pick at a random moment of a block (seeded), "
+                "not as a block begins");
   cmd->add_option("--vace-camera-fps", a->vace_camera_fps,
                   "With --vace-input-latency: the synthetic camera films at this rate, as a live "
                   "camera (its first block takes what it has filmed, later blocks wait for "

@@ -16,6 +16,8 @@
 # LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1 (the decode waits for the block's clean context pass);
 # _parts: LONGLIVE_DECODE_PARTS=1 (a block decoded a latent frame at a time, each part's frames
 # out once decoded); _old: _stepahead and _afterctx together (the way before 2026-12-07).
+# _atrandom: each pick at a random moment of a block (--vace-pick-at-random-moments), not as one
+# begins; it ends the name (turbo_fp8_old_atrandom); not for SWITCH_RUNS (switches always are).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0.
@@ -31,7 +33,8 @@ out=${OUT:-/tmp/out}
 export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 # A run name -> its preset, environment and extra bench arguments (the suffixes above).
 parse_run() {
-  local run=$1
+  local run=$1 at_random=
+  [ "${run%_atrandom}" != "$run" ] && { at_random=1; run=${run%_atrandom}; }
   preset=${run%_beside}
   preset=${preset%_paced}
   preset=${preset%_pacedahead}
@@ -54,6 +57,7 @@ parse_run() {
   [ "${run%_afterctx}" != "$run" ] && env+=(LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1)
   [ "${run%_parts}" != "$run" ] && env+=(LONGLIVE_DECODE_PARTS=1)
   [ "${run%_old}" != "$run" ] && env+=(LONGLIVE_STEP_QUEUED_AHEAD=1 LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1)
+  [ -n "$at_random" ] && extra+=(--vace-pick-at-random-moments)
 }
 for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
   parse_run "$run"
