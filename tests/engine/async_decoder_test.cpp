@@ -66,7 +66,6 @@ void expect_parts_equal_whole_blocks(const at::Device& device, int max_diff) {
   AsyncDecoder async(make_taehv_decoder(weights, {device, at::kFloat}), device,
                      /*latent_frames_per_part=*/1);
   auto sync = make_taehv_decoder(weights, {device, at::kFloat});
-  EXPECT_FALSE(async.oldest_ready());
   EXPECT_FALSE(async.take_part(/*wait=*/false).has_value());
   EXPECT_THROW(async.take_part(/*wait=*/true), Error);
   at::manual_seed(4);

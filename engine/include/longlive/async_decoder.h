@@ -45,8 +45,9 @@ struct DecodedPart {
 
 class AsyncDecoder {
  public:
-  // latent_frames_per_part: on CUDA, each block is decoded in parts of that many latent frames,
-  // each part's frames ready (and taken) as soon as it is decoded; 0: the whole block at once.
+  // latent_frames_per_part: each block is decoded in parts of that many latent frames, on CUDA
+  // each part's frames ready (and taken) as soon as it is decoded (on the CPU all within
+  // submit()); 0: the whole block at once.
   AsyncDecoder(std::unique_ptr<StreamingDecoder> decoder, at::Device device,
                int64_t latent_frames_per_part = 0);
   ~AsyncDecoder();
@@ -60,8 +61,6 @@ class AsyncDecoder {
   void submit(const at::Tensor& latents, const c10::Event* ready = nullptr);
   // Blocks submitted and not yet taken.
   size_t pending() const { return queue_.size(); }
-  // Whether take_part(false) would hand out frames: the oldest block's next part is decoded.
-  bool oldest_ready() const;
   // Waits for the oldest queued block: RGBA8 frames [N, H, W, 4] uint8 on the host (those not
   // taken yet by take_part).
   at::Tensor take() { return take_block().host; }
@@ -70,7 +69,6 @@ class AsyncDecoder {
   // The oldest block's next part; waits for its decode when `wait`, else nullopt until it is
   // done (and with nothing queued).
   std::optional<DecodedPart> take_part(bool wait);
-  int64_t latent_frames_per_part() const { return latent_frames_per_part_; }
   // Device time of the last completed block's decode + conversion + copy, all its parts (CUDA
   // events; host time on the CPU).
   double last_decode_ms() const { return last_decode_ms_; }

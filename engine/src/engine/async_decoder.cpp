@@ -164,8 +164,6 @@ void AsyncDecoder::submit(const at::Tensor& latents, const c10::Event* ready) {
   queue_.push_back(std::move(job));
 }
 
-bool AsyncDecoder::oldest_ready() const { return !queue_.empty() && queue_.front()->next_done(); }
-
 std::optional<DecodedPart> AsyncDecoder::take_part(bool wait) {
   if (queue_.empty()) {
     if (wait) throw Error("AsyncDecoder::take_part() with no block submitted");
