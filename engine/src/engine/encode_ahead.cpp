@@ -7,13 +7,13 @@
 #include <fmt/format.h>
 
 #include <condition_variable>
-#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include "core/env.h"
 #include "longlive/error.h"
 #include "longlive/vace.h"
 
@@ -105,14 +105,6 @@ class EncodeWorker {
   bool stopping_ = false;
   std::thread thread_;
 };
-
-namespace {
-// Whether the environment sets `name` to `value`.
-bool env_is(const char* name, const char* value) {
-  const char* env = std::getenv(name);
-  return env != nullptr && std::string(env) == value;
-}
-}  // namespace
 
 // On unless LONGLIVE_ENCODE_AHEAD=0: measured faster on an H100 (a live VACE block 415.5 vs
 // 438.3 ms in place for balanced, p99 421 vs 543 ms; docs/benchmarks.md).

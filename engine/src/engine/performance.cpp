@@ -7,10 +7,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <optional>
-#include <string_view>
 
+#include "core/env.h"
 #include "longlive/async_decoder.h"
 #include "longlive/elapsed.h"
 #include "longlive/error.h"
@@ -513,8 +512,7 @@ std::optional<at::Tensor> Performance::next_block_unless(const std::function<boo
 }
 
 const c10::Event* Performance::latents_ready() const {
-  const char* env = std::getenv("LONGLIVE_DECODE_AFTER_CONTEXT_PASS");
-  if (ranked_ || (env != nullptr && std::string_view(env) == "1")) return nullptr;
+  if (ranked_ || env_is("LONGLIVE_DECODE_AFTER_CONTEXT_PASS", "1")) return nullptr;
   const StreamGenerator* lead = generator();
   return lead ? lead->latents_ready() : nullptr;
 }

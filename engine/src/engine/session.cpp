@@ -8,14 +8,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <map>
 #include <optional>
-#include <string_view>
 #include <tuple>
 
+#include "core/env.h"
 #include "longlive/async_decoder.h"
 #include "longlive/decoder.h"
 #include "longlive/error.h"
@@ -61,10 +60,7 @@ std::optional<std::filesystem::path> find_in(const std::filesystem::path& dir,
 // conditioned blocks took 279.0 -> 310.9 ms (median of 9, the engine waiting 10 ms more per block
 // for the camera's encode; likely the three smaller decodes' extra GPU time; docs/benchmarks.md,
 // 2026-12-07).
-int64_t live_decode_part() {
-  const char* env = std::getenv("LONGLIVE_DECODE_PARTS");
-  return env != nullptr && std::string_view(env) == "1" ? 1 : 0;
-}
+int64_t live_decode_part() { return env_is("LONGLIVE_DECODE_PARTS", "1") ? 1 : 0; }
 
 // The first two decodes of a video (its first block, then a later one) have shapes of their
 // own; on a GPU they build cuDNN's plans and, for the Wan VAE, run its algorithm search

@@ -11,11 +11,11 @@
 #include <functional>
 #include <numeric>
 #include <optional>
-#include <string_view>
 #include <thread>
 
 #include "cache/cross_attn_cache.h"
 #include "cache/kv_cache.h"
+#include "core/env.h"
 #include "longlive/elapsed.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
@@ -31,10 +31,7 @@ namespace {
 // The VACE context's embedding (patch embedding, before_proj) once per block, by its first step,
 // unless LONGLIVE_VACE_PROLOGUE=step (every step from the context, as before; the same values).
 // Read at each block (one getenv against a block of DiT forwards), so a test can switch it.
-bool vace_embedding_once() {
-  const char* env = std::getenv("LONGLIVE_VACE_PROLOGUE");
-  return env == nullptr || std::string_view(env) != "step";
-}
+bool vace_embedding_once() { return !env_is("LONGLIVE_VACE_PROLOGUE", "step"); }
 
 class SeededNoise final : public NoiseSource {
  public:
@@ -61,10 +58,7 @@ class SeededNoise final : public NoiseSource {
 
 // Whether the host keeps the next denoising step queued while the device runs one (the way
 // before 2026-12-07), by LONGLIVE_STEP_QUEUED_AHEAD=1. Read per block, so a test can switch it.
-bool step_queued_ahead() {
-  const char* env = std::getenv("LONGLIVE_STEP_QUEUED_AHEAD");
-  return env != nullptr && std::string_view(env) == "1";
-}
+bool step_queued_ahead() { return env_is("LONGLIVE_STEP_QUEUED_AHEAD", "1"); }
 
 // Paces the host against a CUDA device between the denoising steps of a block that may be given
 // up. By default, after queueing step s the host waits for it to finish before it decides whether
