@@ -10,7 +10,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -160,8 +159,7 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
   // The capture files, removed however the measurement ends.
   const OwnedDir captures{
       fs::temp_directory_path() / fmt::format("longlive-bench-captures-{}", ::getpid()), true};
-  std::mutex errors_mutex;
-  std::vector<std::string> errors;
+  EngineErrors errors;
   Engine::Callbacks callbacks;
   callbacks.on_frame = [&](const EngineFrame&) {
     const auto now = Clock::now();
@@ -171,11 +169,8 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
       block_out.push_back(now);
     last_frame = now;
   };
-  callbacks.on_error = [&](const std::string& e) {
-    std::lock_guard lock(errors_mutex);
-    errors.push_back(e);
-  };
-  EngineOptions options;
+  errors.collect_from(callbacks);
+  EngineOptions options = timing_engine_options();
   const at::Tensor pool = SyntheticCamera::make_pool(height, width);
   options.inputs.frames = [&, pool](const InputSource& source, int h, int w) {
     if (source.kind != InputKind::camera)
@@ -191,16 +186,12 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
     return opened;
   };
   options.capture_dir = captures.path;
-  // Every block replays its graphs: no region-profiled (eager) or CUPTI-sampled blocks.
-  options.profile_every = 1 << 30;
-  options.kernel_sampling = false;
-  options.max_kept_latent_bytes = 0;
   std::vector<double> later, later_open, plain, camera_blocks, to_screen;
   std::vector<ThreadShare> plain_shares, camera_shares;
   {
     Engine engine(model, preset, callbacks, height, width, options);
     auto wait = [&](const char* what, const std::function<bool(const EngineStats&)>& done) {
-      return wait_until(engine, done, errors, errors_mutex, "bench --vace-input-latency", what);
+      return wait_until(engine, done, errors, "bench --vace-input-latency", what);
     };
     // Block times of `count` blocks from the next one on, skipping `skip` first, and the engine
     // thread's shares over the counted ones.
@@ -222,14 +213,11 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
     VaceRequest camera_request;
     camera_request.source.kind = InputKind::camera;
     camera_request.source.path = "synthetic";
-    std::mt19937 random(7);
-    std::uniform_real_distribution<double> phase(0.0, 1.0);
+    RandomMoments moments;
     const double plain_median = summarize(plain).median;
     for (int pick = 0; pick < picks; ++pick) {
       // Each pick follows a block's end: as the next begins, or at a random moment of it.
-      if (at_random_moments)
-        std::this_thread::sleep_for(
-            std::chrono::duration<double, std::milli>(phase(random) * plain_median));
+      if (at_random_moments) moments.wait_within(plain_median);
       const EngineStats at_pick = engine.stats();
       const double before = at_pick.last_input_ms;
       const auto issued_at = Clock::now();

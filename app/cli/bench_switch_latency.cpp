@@ -2,12 +2,8 @@
 
 #include <fmt/format.h>
 
-#include <chrono>
 #include <functional>
-#include <mutex>
-#include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "engine_wait.h"
@@ -21,21 +17,12 @@ SwitchLatency measure_switch_latency(const ModelSpec& model, const Preset& prese
   constexpr const char* kWho = "bench --switch-latency";
   SwitchLatency out;
   out.switches = switches;
-  std::mutex errors_mutex;
-  std::vector<std::string> errors;
+  EngineErrors errors;
   Engine::Callbacks callbacks;
-  callbacks.on_error = [&](const std::string& e) {
-    std::lock_guard lock(errors_mutex);
-    errors.push_back(e);
-  };
-  EngineOptions options;
-  // Every block replays its graphs: no region-profiled (eager) or CUPTI-sampled blocks.
-  options.profile_every = 1 << 30;
-  options.kernel_sampling = false;
-  options.max_kept_latent_bytes = 0;
-  Engine engine(model, preset, callbacks, height, width, options);
+  errors.collect_from(callbacks);
+  Engine engine(model, preset, callbacks, height, width, timing_engine_options());
   auto wait = [&](const char* what, const std::function<bool(const EngineStats&)>& done) {
-    return wait_until(engine, done, errors, errors_mutex, kWho, what);
+    return wait_until(engine, done, errors, kWho, what);
   };
   auto next_block_end = [&](const char* what) {
     const int64_t seen = engine.stats().blocks;
@@ -52,14 +39,12 @@ SwitchLatency measure_switch_latency(const ModelSpec& model, const Preset& prese
   }
   out.plain_block = summarize(plain);
   const int64_t abandoned_before = engine.stats().abandoned_blocks;
-  std::mt19937 random(7);
-  std::uniform_real_distribution<double> phase(0.0, 1.0);
+  RandomMoments moments;
   std::vector<double> later;
   for (int i = 0; i <= switches; ++i) {
     // A block's end, then a random moment of the next.
     next_block_end("waiting for a block to end");
-    std::this_thread::sleep_for(
-        std::chrono::duration<double, std::milli>(phase(random) * out.plain_block.median));
+    moments.wait_within(out.plain_block.median);
     const double before = engine.stats().last_switch_ms;
     engine.switch_prompt(prompts[(i + 1) % 2]);
     const EngineStats s = wait("waiting for the new prompt's first frame",
