@@ -731,6 +731,51 @@ void expect_a_given_up_block_keeps_its_input_frames(
   expect_replays_bit_for_bit(*run.timeline, run.latents);
 }
 
+// Inputs readied when the session opens (Performance::set_warm_inputs, LiveInputs::warm: the
+// studio's first pick as fast as the later ones): the black video's first two blocks are in the
+// factory's record before any input, and a VACE input and a video-to-video input picked
+// mid-stream then give the same latents, bit for bit, as without. The default (unset) readies
+// nothing on the CPU.
+TEST(EngineInputs, ReadiedAtTheSessionsOpenTheyGiveTheSameVideo) {
+  const auto video = write_video("engine_warm.mp4", moving_bar(10, kSide, kSide), 16);
+  struct Run {
+    int64_t recorded_at_start = 0;
+    std::vector<at::Tensor> latents;
+  };
+  auto run = [&](std::optional<bool> warm, bool inputs = true) {
+    Performance p(tiny(), preset(), kSide, kSide);
+    p.set_inputs(ffmpeg_input_opener(), temp_dir("engine_warm") / "captures");
+    p.set_warm_inputs(warm);
+    p.start(PromptMix::single(kPrompt), kSeed);
+    Run r;
+    r.recorded_at_start = p.factory().black_inactive_latents()->blocks(kSide, kSide);
+    r.latents.push_back(p.next_block().to(at::kCPU).clone());
+    if (inputs) p.set_vace(video_request(video));
+    for (int b = 0; b < 3; ++b) r.latents.push_back(p.next_block().to(at::kCPU).clone());
+    V2vRequest v2v;
+    v2v.source.kind = InputKind::video;
+    v2v.source.path = video.string();
+    v2v.strength = 0.7;
+    if (inputs) p.set_v2v(v2v);
+    for (int b = 0; b < 2; ++b) r.latents.push_back(p.next_block().to(at::kCPU).clone());
+    EXPECT_TRUE(p.take_input_messages().empty());
+    p.stop();
+    return r;
+  };
+  const Run readied = run(true);
+  const Run plain = run(false);
+  EXPECT_EQ(readied.recorded_at_start, 2);
+  EXPECT_EQ(plain.recorded_at_start, 0);
+  EXPECT_EQ(run(std::nullopt).recorded_at_start, 0) << "readied on the CPU by default";
+  ASSERT_EQ(readied.latents.size(), plain.latents.size());
+  for (size_t b = 0; b < plain.latents.size(); ++b)
+    EXPECT_EQ(max_diff(readied.latents[b], plain.latents[b]), 0.0f) << "block " << b;
+  // The inputs conditioned those blocks at all.
+  const Run without_inputs = run(true, false);
+  EXPECT_GT(max_diff(readied.latents[1], without_inputs.latents[1]), 1e-4f);
+  EXPECT_GT(max_diff(readied.latents[5], without_inputs.latents[5]), 1e-4f);
+}
+
 TEST(EngineVace, ABlockGivenUpMidWayKeepsItsControlFrames) {
   expect_a_given_up_block_keeps_its_input_frames(
       [](Engine& engine, const std::filesystem::path& video) {

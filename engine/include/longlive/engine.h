@@ -74,6 +74,10 @@ struct EngineOptions {
   // open and start, which on the engine thread stopped the video for as long). Off: opened
   // when the command applies, on the engine thread.
   bool open_inputs_ahead = true;
+  // Ready the inputs' encoding when a session opens, so that the first camera or video picked
+  // starts as fast as the later ones (Performance::set_warm_inputs; unset: on a GPU, with VACE
+  // weights and a memory_pool preset). It costs the start a few encodes of a black video.
+  std::optional<bool> warm_inputs;
   // Bytes of latents kept for the export (Engine::kept_latents, on the CPU). Beyond it the oldest
   // blocks are dropped and counted, so a long video's memory stays bounded: 512 MiB is ~430
   // blocks (~5 min of video) at 480x832, 1.2 MiB per block. 0 keeps none (no re-decode export).

@@ -117,6 +117,12 @@ class Performance {
   void clear_v2v();
   void set_v2v_strength(double strength);  // ConfigError without an input or outside (0, 1]
   void clear_inputs();                     // both, before an exact replay of another timeline
+  // Whether opening a session also readies the inputs' encoding (LiveInputs::warm), so that the
+  // first video or camera picked starts as fast as the later ones; a failure there is a warning
+  // (the pick readies them then). False (the default: `render`, which opens its inputs at once):
+  // never; true: always; unset (the studio's Engine): on a GPU, when the model has VACE weights
+  // and the preset reserves memory up front (memory_pool).
+  void set_warm_inputs(std::optional<bool> warm) { warm_inputs_ = warm; }
   InputStatus input_status() const;
   // Waits until the camera frames used so far are in their capture files (before a timeline is
   // handed out); IoError when a write failed.
@@ -166,6 +172,7 @@ class Performance {
 
  private:
   void ensure_session();
+  void warm_inputs();  // after a session opens (set_warm_inputs)
   void drop_session();
   // A change of the stream, on every rank's generator.
   void each_generator(const std::function<void(StreamGenerator&)>& change);
@@ -204,6 +211,7 @@ class Performance {
   };
   std::vector<UnloadedLoras> unloaded_;
   std::unique_ptr<LiveInputs> inputs_;
+  std::optional<bool> warm_inputs_ = false;  // set_warm_inputs
   std::vector<std::string> input_messages_;
   double last_inputs_ms_ = 0;
   uint64_t seed_ = 0;

@@ -478,6 +478,14 @@ class LiveInputs {
   std::optional<V2vRequest> v2v_now() const;
 
   void reset();  // a new video: the encoders' streaming caches are emptied
+  // Readies the inputs' encoding so that the first video or camera picked starts as fast as the
+  // later ones (docs/vace.md, "The first pick"): builds the input encoder, and on each input
+  // kind's worker (VACE when the model has VACE weights, video-to-video) encodes the first two
+  // blocks of a black video at the session's size. That records the conditioning mode's black
+  // inactive blocks the first VACE input would have encoded, and has cuDNN find its plans for the
+  // encoder's convolutions on the thread that will run them (ATen keeps them per thread): on an
+  // H100 a first pick spent ~2.5 s on these. Waits for the GPU; returns the milliseconds spent.
+  double warm(SessionFactory& factory, const Session& session);
   // Waits until the camera frames used so far are in their capture files (a timeline handed out
   // names them); IoError when a write failed.
   void flush_captures() const;

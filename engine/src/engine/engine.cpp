@@ -236,6 +236,7 @@ Engine::Engine(ModelSpec model, Preset preset, Callbacks callbacks, int height, 
   kernel_sampling_.store(options_.kernel_sampling);
   performance_ = std::make_unique<Performance>(model_, std::move(preset), height_, width_);
   performance_->set_ranks(options_.ranks);
+  performance_->set_warm_inputs(options_.warm_inputs);
   performance_->set_inputs(inputs_->opener(),
                            options_.capture_dir.empty()
                                ? std::filesystem::temp_directory_path() / "longlive-captures"

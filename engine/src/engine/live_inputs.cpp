@@ -21,6 +21,7 @@
 #include "longlive/error.h"
 #include "longlive/generator.h"
 #include "longlive/log.h"
+#include "longlive/profiler.h"
 #include "longlive/session.h"
 #include "longlive/wan_vae.h"
 
@@ -507,6 +508,57 @@ std::optional<V2vRequest> LiveInputs::v2v_now() const {
   V2vRequest r = v2v_->recorded;
   r.source = v2v_->tap->now();
   return r;
+}
+
+namespace {
+// Runs `work` on `worker` (its thread and stream) and waits for it on the GPU too; in place on
+// this thread without one.
+void run_on(const std::shared_ptr<EncodeWorker>& worker, at::Device device,
+            std::function<at::Tensor()> work) {
+  if (!worker) {
+    work();
+  } else {
+    EncodeAhead on_worker(device, worker);
+    on_worker.launch(std::move(work));
+    on_worker.take();
+  }
+  wait_for_current_stream(device);
+}
+}  // namespace
+
+double LiveInputs::warm(SessionFactory& factory, const Session& session) {
+  const auto began = std::chrono::steady_clock::now();
+  const at::Device device = session.device;
+  const int64_t latent_frames = session.generator->options().frames_per_block;
+  const auto pixels = at::TensorOptions().dtype(at::kFloat).device(device);
+  auto black_block = [&](int64_t index, int64_t temporal_scale) {
+    return at::zeros({input_block_frames(index, latent_frames, temporal_scale), 3, session.height,
+                      session.width},
+                     pixels);
+  };
+  if (factory.vace_available()) {
+    std::shared_ptr<EncodeWorker> on = worker(vace_worker_, device);
+    std::shared_ptr<VaceContextEncoder> encoder = factory.vace_encoder();
+    // As set_vace shares it: the blocks encoded here are the ones the first input takes.
+    if (on || !encode_ahead_turned_on() || !device.is_cuda())
+      encoder->share_black_inactive(factory.black_inactive_latents());
+    run_on(on, device, [&, encoder] {
+      at::Tensor context;
+      for (int64_t block = 0; block < 2; ++block)
+        context = encoder->encode(black_block(block, encoder->temporal_scale()), {});
+      return context;
+    });
+  }
+  std::shared_ptr<WanVaeEncoder> video = factory.video_encoder();
+  run_on(worker(v2v_worker_, device), device, [&, video] {
+    WanVaeEncoder::Stream stream;
+    at::Tensor latents;
+    for (int64_t block = 0; block < 2; ++block)
+      latents = video->encode_next(
+          black_block(block, video->config().temporal_scale()).unsqueeze(0), stream);
+    return latents;
+  });
+  return ms_since(began);
 }
 
 void LiveInputs::reset() {

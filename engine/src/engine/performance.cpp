@@ -46,8 +46,26 @@ void Performance::ensure_session() {
   } else {
     session_ = factory_->open(preset_, height_, width_);
     for (const auto& bake : bakes_) factory_->bake_style_loras(*session_, bake);
+    warm_inputs();
   }
   sync_loras();
+}
+
+void Performance::warm_inputs() {
+  const bool wanted =
+      warm_inputs_.value_or(session_->device.is_cuda() && session_->runtime.reserve_up_front &&
+                            factory_->vace_available());
+  if (!wanted || !session_->generator) return;
+  try {
+    const double ms = inputs_->warm(*factory_, *session_);
+    log::info(
+        "inputs readied for a first pick in {:.0f} ms (encoder built, {}x{} black blocks "
+        "recorded, cuDNN's plans found on the encode workers)",
+        ms, session_->height, session_->width);
+  } catch (const std::exception& e) {
+    log::warn("inputs not readied ahead ({}): the first video or camera picked readies them",
+              e.what());
+  }
 }
 
 void Performance::drop_session() {
