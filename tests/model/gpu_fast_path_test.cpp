@@ -1058,6 +1058,51 @@ TEST(VaceFastPath, GraphReplayEqualsEager) {
   }
 }
 
+// memory_pool with VACE weights: start() warms and captures the VACE steps of every steady plan
+// too (full hints and hint reuse), so the first blocks an input conditions replay graphs instead
+// of running eagerly and capturing; the latents are those of the graphs captured on the way.
+TEST(VaceFastPath, ReservedUpFrontTheVaceStepsAreCapturedAtStart) {
+  REQUIRE_CUDA();
+  const DitStream dit;
+  for (const bool reuse : {false, true}) {
+    auto run = [&](bool reserve, GeneratorStats* at_start) {
+      GeneratorOptions o = dit.options(kCuda, at::kBFloat16);
+      o.runtime.fused_kernels = true;
+      o.runtime.cuda_graphs = true;
+      o.vace_hint_reuse = reuse;
+      o.reserve_up_front = reserve;
+      const WeightStore module = make_random_vace_weights(o.model, 96, 7);
+      StreamGenerator g(dit.weights, o, nullptr, &module);
+      g.start(dit.prompt_a(), 5);
+      if (at_start) *at_start = g.stats();
+      auto gen = at::detail::createCPUGenerator(3);
+      std::vector<at::Tensor> out;
+      for (int i = 0; i < 10; ++i) {
+        // An input from the third block on, as a pick mid-stream.
+        if (i >= 2) {
+          const at::Tensor context =
+              at::randn({96, o.frames_per_block, o.latent_height, o.latent_width}, gen);
+          g.set_vace(VaceInput{context, 0.8});
+        }
+        out.push_back(g.next_block().to(at::kCPU));
+      }
+      return std::pair{at::cat(out, 1), g.stats()};
+    };
+    GeneratorStats at_start;
+    const auto [reserved, streamed] = run(true, &at_start);
+    const auto [captured_on_the_way, unused] = run(false, nullptr);
+    std::cout << "[ vace     ] reuse " << reuse << ": " << at_start.graph_captures
+              << " graphs captured at start, " << streamed.graph_captures << " after 10 blocks, "
+              << streamed.graph_eager_forwards - at_start.graph_eager_forwards
+              << " eager forwards while streaming\n";
+    EXPECT_EQ(streamed.graph_captures, at_start.graph_captures)
+        << "reuse " << reuse << ": a capture while streaming with VACE";
+    EXPECT_EQ(streamed.graph_eager_forwards, at_start.graph_eager_forwards)
+        << "reuse " << reuse << ": an eager forward while streaming with VACE";
+    EXPECT_TRUE(at::equal(reserved, captured_on_the_way)) << "reuse " << reuse;
+  }
+}
+
 // The VACE blocks on a side stream beside the DiT's layers (the default) give exactly what one
 // stream gives, eager and replayed from graphs, bf16 and FP8: the same kernels on the same
 // inputs, only ordered by events instead of by one stream.

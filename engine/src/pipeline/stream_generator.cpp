@@ -33,6 +33,47 @@ namespace {
 // Read at each block (one getenv against a block of DiT forwards), so a test can switch it.
 bool vace_embedding_once() { return !env_is("LONGLIVE_VACE_PROLOGUE", "step"); }
 
+// How a block's denoising steps take its VACE input: with hint reuse the first step computes the
+// hints into `hints` and the later steps add them from there (a trace reads them there too); with
+// full hints the first step embeds the context into `embedded` and the later steps start from
+// there (unless LONGLIVE_VACE_PROLOGUE=step). The buffers are the generator's, kept across blocks
+// (the graphs read and write them in place) and allocated again only for another shape.
+struct VaceSteps {
+  at::Tensor context, scale, hints, embedded;
+  bool reuse = false, embed_once = false, traced = false;
+
+  void add_to(CausalWanModel::ForwardArgs& args, bool first_step) const {
+    args.vace_scale = scale;
+    if (first_step || (!reuse && !embed_once)) args.vace_context = context;
+    if (embed_once) args.vace_embedded = embedded;
+    if (reuse || traced) args.vace_hints = hints;
+  }
+};
+
+VaceSteps vace_steps(const CausalWanModel& model, const GeneratorOptions& options,
+                     const at::Tensor& context, const at::Tensor& scale, at::Tensor& hints,
+                     at::Tensor& embedded, bool traced) {
+  VaceSteps steps;
+  steps.context = context;
+  steps.scale = scale;
+  steps.reuse = options.vace_hint_reuse;
+  steps.embed_once = !steps.reuse && vace_embedding_once();
+  steps.traced = traced;
+  const auto& p = options.model.patch;
+  const int64_t tokens =
+      options.frames_per_block * (options.latent_height / p[1]) * (options.latent_width / p[2]);
+  auto keep = [&](at::Tensor& buffer, at::IntArrayRef shape, at::ScalarType dtype) {
+    if (!buffer.defined() || buffer.sizes() != shape || buffer.scalar_type() != dtype)
+      buffer = at::empty(shape, at::TensorOptions().dtype(dtype).device(options.device));
+  };
+  if (steps.reuse || traced)
+    keep(hints, {model.vace_layout().blocks(), tokens, options.model.dim}, model.hint_dtype());
+  if (steps.embed_once) keep(embedded, {1, tokens, options.model.dim}, at::kFloat);
+  steps.hints = hints;
+  steps.embedded = embedded;
+  return steps;
+}
+
 class SeededNoise final : public NoiseSource {
  public:
   SeededNoise(uint64_t seed, at::Device device)
@@ -290,15 +331,29 @@ void StreamGenerator::reserve_up_front() {
       at::zeros({1, f, options_.model.in_channels, options_.latent_height, options_.latent_width},
                 float_opts);
   const at::Tensor timesteps = at::full({1, f}, 1000.0, float_opts);
+  // With VACE weights the steps of a block with a VACE input too (a context of the block's own
+  // latent frames, no reference image in front), so that the first blocks a camera or video
+  // conditions replay graphs instead of running eagerly and capturing (docs/vace.md).
+  std::optional<VaceSteps> vace;
+  if (model_->has_vace()) {
+    if (!vace_scale_.defined()) vace_scale_ = at::ones({1}, float_opts);
+    const at::Tensor context = at::zeros(
+        {model_->vace_layout().in_channels, f, options_.latent_height, options_.latent_width},
+        float_opts);
+    vace = vace_steps(*model_, options_, context, vace_scale_, vace_hints_, vace_embedded_,
+                      /*traced=*/false);
+  }
   int64_t frame = 0;
   for (int64_t b = 0; b < blocks; ++b) {
     const KvCache::Plan first = kv_->plan(frame, f, KvWriteKind::block, options_.global_sink);
     // The dummy K/V left in the slots are never attended: each forward writes its slots before
     // reading them, and reset() below empties the bookkeeping and zeroes the sink.
-    auto warm = [&](const KvCache::Plan& plan, bool kv_only) {
+    enum class Vace { none, first_step, later_step };
+    auto warm = [&](const KvCache::Plan& plan, bool kv_only, Vace with = Vace::none) {
       CausalWanModel::ForwardArgs args = model_->prepare(latents, timesteps, plan);
       args.lora = lora_.get();  // faders up at the start: their graphs are the steady ones
       args.kv_only = kv_only;   // the context pass's own, shorter graph
+      if (with != Vace::none) vace->add_to(args, with == Vace::first_step);
       if (graphs_) {
         graphs_->warm(args, *kv_, plan, *cross_);
       } else {
@@ -312,6 +367,10 @@ void StreamGenerator::reserve_up_front() {
     // Differs only while a sink longer than a block is being filled.
     if (again.slot_of_frame != first.slot_of_frame) warm(again, false);
     warm(again, true);
+    if (vace) {  // a block's first step on `first`, its later steps on `again` (generate_block)
+      warm(first, false, Vace::first_step);
+      warm(again, false, Vace::later_step);
+    }
     frame += f;
   }
   // A re-cache's shape too (several blocks of queries, eager): without this the first prompt
@@ -325,7 +384,8 @@ void StreamGenerator::reserve_up_front() {
                   /*kv_only=*/true);  // as recache() runs it
   kv_->reset();
   stats_.reserve_ms = ms_since(start);
-  log::info("reserved up front: {} block plans and a re-cache warmed{} in {:.0f} ms (host)", blocks,
+  log::info("reserved up front: {} block plans{} and a re-cache warmed{} in {:.0f} ms (host)",
+            blocks, vace ? " (with and without VACE)" : "",
             graphs_ ? fmt::format(", {} CUDA graphs", graphs_->graphs()) : std::string(),
             stats_.reserve_ms);
 }
@@ -666,34 +726,16 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
     while (first_step + 1 < sigmas.size() && sigmas[first_step] > v2v_->strength) ++first_step;
     x = FlowMatchSampler::add_noise(v2v_->latents, x, sigmas[first_step]);
   }
-  // VACE: with hint reuse the first step computes the hints into vace_hints_ and the later
-  // steps add them from there; a trace reads them from there too. With full hints the first
-  // step embeds the context into vace_embedded_ and the later steps start from there.
-  const bool reuse = vace_ && options_.vace_hint_reuse;
-  const bool embed_once = vace_ && !reuse && vace_embedding_once();
-  const auto& p = options_.model.patch;
-  const int64_t tokens = f * (options_.latent_height / p[1]) * (options_.latent_width / p[2]);
-  // Kept across blocks (the graphs read them in place); allocated again only for a new shape.
-  auto keep = [&](at::Tensor& buffer, const std::vector<int64_t>& shape, at::ScalarType dtype) {
-    if (!buffer.defined() || buffer.sizes() != at::IntArrayRef(shape) ||
-        buffer.scalar_type() != dtype)
-      buffer = at::empty(shape, at::TensorOptions().dtype(dtype).device(options_.device));
-  };
-  if (vace_ && (reuse || trace))
-    keep(vace_hints_, {model_->vace_layout().blocks(), tokens, options_.model.dim},
-         model_->hint_dtype());
-  if (embed_once) keep(vace_embedded_, {1, tokens, options_.model.dim}, at::kFloat);
+  std::optional<VaceSteps> vace_steps_of_block;
+  if (vace_)
+    vace_steps_of_block = vace_steps(*model_, options_, vace_->context, vace_scale_, vace_hints_,
+                                     vace_embedded_, trace != nullptr);
   for (size_t s = first_step; s < timesteps.size(); ++s) {
     const at::Tensor t = at::full({1, f}, timesteps[s], float_opts);
     const KvCache::Plan& plan = again ? *again : first;
     CausalWanModel::ForwardArgs args = model_->prepare(x, t, plan);
     args.lora = lora_.get();
-    if (vace_) {
-      args.vace_scale = vace_scale_;
-      if (s == first_step || (!reuse && !embed_once)) args.vace_context = vace_->context;
-      if (embed_once) args.vace_embedded = vace_embedded_;
-      if (reuse || trace) args.vace_hints = vace_hints_;
-    }
+    if (vace_steps_of_block) vace_steps_of_block->add_to(args, s == first_step);
     const at::Tensor flow = dit_forward(*model_, graphs_.get(), args, *kv_, plan, *cross_);
     kv_->commit(plan);
     if (!again) again = kv_->plan(frame_, f, KvWriteKind::block_repeat, options_.global_sink);
