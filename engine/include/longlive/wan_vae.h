@@ -105,6 +105,11 @@ struct WanVaeEncoderOptions : WanVaeOptions {};
 // The encoder runs the decoder's kind of 3x3x3 convolutions: the layout `best` picks on a GPU is
 // the one measured fastest for the decoder (channels-last), until the encoder's own run says
 // otherwise (`longlive bench --vace` times both layouts).
+// Groups of temporal_scale frames an encoder pass takes when its caller does not say: 1 (the
+// reference's chunks of 4 frames), or LONGLIVE_ENCODE_GROUPS_PER_PASS (the A/B of a block's groups
+// in fewer passes: fewer launches and larger convolutions, for more activation memory).
+int64_t encode_groups_per_pass();
+
 class WanVaeEncoder {
  public:
   WanVaeEncoder(const WeightStore& weights, const WanVaeEncoderOptions& options);
@@ -114,8 +119,10 @@ class WanVaeEncoder {
 
   // video: [1, T, 3, H, W] in [-1, 1] with T = 1 + 4k (temporal_scale) -> normalised latent
   // means [1, 1 + k, z, H/8, W/8] float32 on the encoder's device. Frames are processed as the
-  // reference does (1, then groups of temporal_scale frames, `frames_per_pass` groups at a time).
-  at::Tensor encode(const at::Tensor& video, int64_t groups_per_pass = 1);
+  // reference does (1, then groups of temporal_scale frames, `groups_per_pass` groups at a time;
+  // 0: encode_groups_per_pass()). Any number of groups per pass gives the same latents (within
+  // rounding: the convolutions' shapes differ).
+  at::Tensor encode(const at::Tensor& video, int64_t groups_per_pass = 0);
 
   // The causal-conv cache of one streamed signal (VACE keeps one per control stream).
   class Stream {
@@ -140,7 +147,7 @@ class WanVaeEncoder {
   // Encodes the next frames of a stream, [1, T, 3, H, W] in [-1, 1]: the first call takes
   // 1 + 4k frames (its first frame is encoded alone), later calls 4k frames; returns their
   // latents as encode() does. Any such split of a video gives encode()'s latents.
-  at::Tensor encode_next(const at::Tensor& video, Stream& stream, int64_t groups_per_pass = 1);
+  at::Tensor encode_next(const at::Tensor& video, Stream& stream, int64_t groups_per_pass = 0);
 
   const WanVaeConfig& config() const;
   at::Device device() const;

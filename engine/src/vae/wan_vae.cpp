@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "longlive/error.h"
 #include "vae/wan_vae_graph.h"
@@ -289,6 +290,12 @@ const WanVaeConfig& WanVaeEncoder::config() const { return impl_->config; }
 
 at::Device WanVaeEncoder::device() const { return impl_->options.device; }
 
+int64_t encode_groups_per_pass() {
+  const char* env = std::getenv("LONGLIVE_ENCODE_GROUPS_PER_PASS");
+  const int64_t groups = env ? std::atoll(env) : 1;
+  return groups > 0 ? groups : 1;
+}
+
 at::Tensor WanVaeEncoder::encode(const at::Tensor& video, int64_t groups_per_pass) {
   const int64_t ts = impl_->config.temporal_scale();
   const int64_t scale = impl_->config.spatial_scale();
@@ -303,7 +310,7 @@ at::Tensor WanVaeEncoder::encode(const at::Tensor& video, int64_t groups_per_pas
   wan_vae::StreamState state = impl_->graph->new_state();
   std::vector<at::Tensor> outs;
   const int64_t t = x.size(2);
-  const int64_t pass = ts * std::max<int64_t>(groups_per_pass, 1);
+  const int64_t pass = ts * (groups_per_pass > 0 ? groups_per_pass : encode_groups_per_pass());
   outs.push_back(impl_->graph->forward(x.narrow(2, 0, 1), state));
   for (int64_t begin = 1; begin < t; begin += pass)
     outs.push_back(impl_->graph->forward(x.narrow(2, begin, std::min(pass, t - begin)), state));
@@ -354,7 +361,7 @@ at::Tensor WanVaeEncoder::encode_next(const at::Tensor& video, Stream& stream,
   }
   std::vector<at::Tensor> outs;
   const int64_t t = x.size(2);
-  const int64_t pass = ts * std::max<int64_t>(groups_per_pass, 1);
+  const int64_t pass = ts * (groups_per_pass > 0 ? groups_per_pass : encode_groups_per_pass());
   if (lead) outs.push_back(impl_->graph->forward(x.narrow(2, 0, 1), s.state));
   for (int64_t begin = lead; begin < t; begin += pass)
     outs.push_back(impl_->graph->forward(x.narrow(2, begin, std::min(pass, t - begin)), s.state));
