@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/env.h"
 #include "longlive/error.h"
 #include "model/ops.h"
 
@@ -36,8 +37,7 @@ KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options,
     v_scale_ = at::zeros_like(k_scale_);
   }
   slot_frame_.assign(static_cast<size_t>(shape.window_frames), -1);
-  const char* direct = std::getenv("LONGLIVE_FP8_KV_DIRECT");
-  fp8_direct_ = direct == nullptr || std::string(direct) != "0";
+  fp8_direct_ = !env_is("LONGLIVE_FP8_KV_DIRECT", "0");
 }
 
 void KvCache::reset() {

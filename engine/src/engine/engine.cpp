@@ -21,6 +21,7 @@
 #include <thread>
 #include <utility>
 
+#include "core/event_poll.h"
 #include "encode_ahead.h"
 #include "input_opening.h"
 #include "longlive/async_decoder.h"
@@ -578,13 +579,12 @@ void Engine::run() {
     c10::Event queued(c10::DeviceType::CUDA);
     queued.record(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device));
     double delivering_ms = 0;
-    while (!queued.query()) {
+    poll_until(queued, [&] {
       const auto delivering = Clock::now();
-      if (deliver_next_part(/*wait=*/false))
-        delivering_ms += ms_since(delivering);
-      else
-        std::this_thread::yield();
-    }
+      if (!deliver_next_part(/*wait=*/false)) return PollTurn::idle;
+      delivering_ms += ms_since(delivering);
+      return PollTurn::busy;
+    });
     return delivering_ms;
   };
   // A cut or transition marks the next block for the latency plot and the switch latency.

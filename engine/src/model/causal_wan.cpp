@@ -12,6 +12,7 @@
 #include <string_view>
 #include <utility>
 
+#include "core/env.h"
 #include "longlive/error.h"
 #include "longlive/profiler.h"
 #include "model/lora_side_path.h"
@@ -43,35 +44,23 @@ at::Tensor with_lora(const at::Tensor& y, const at::Tensor& x, const LoraSidePat
 
 // Whether the VACE blocks attend in FP8 where the DiT does (fp8_attention, FA3 on sm_90);
 // LONGLIVE_VACE_FP8_ATTENTION=0 keeps them in 16 bits (to compare).
-bool vace_fp8_attention() {
-  const char* env = std::getenv("LONGLIVE_VACE_FP8_ATTENTION");
-  return env == nullptr || std::string_view(env) != "0";
-}
+bool vace_fp8_attention() { return !env_is("LONGLIVE_VACE_FP8_ATTENTION", "0"); }
 
 // Whether the LayerNorm kernel writes an FP8 linear's input already quantised (QKV, cross q
 // and FFN inputs, row-wise scales in the same launch: the same bits as a quantisation pass);
 // LONGLIVE_FP8_NORM_QUANT=0 runs the separate pass (to compare on the GPU box).
-bool fp8_norm_quant() {
-  const char* env = std::getenv("LONGLIVE_FP8_NORM_QUANT");
-  return env == nullptr || std::string_view(env) != "0";
-}
+bool fp8_norm_quant() { return !env_is("LONGLIVE_FP8_NORM_QUANT", "0"); }
 
 // Whether the attention output projections (self-attention's o, cross-attention's o) get FP8
 // copies under fp8_linears. Their inputs come straight from attention, so FP8 costs a
 // quantisation pass that a square [dim, dim] GEMM does not win back (docs/benchmarks.md);
 // LONGLIVE_FP8_OUT_PROJECTIONS=1 quantises them too (to compare).
-bool fp8_out_projections() {
-  const char* env = std::getenv("LONGLIVE_FP8_OUT_PROJECTIONS");
-  return env != nullptr && std::string_view(env) == "1";
-}
+bool fp8_out_projections() { return env_is("LONGLIVE_FP8_OUT_PROJECTIONS", "1"); }
 
 // Whether a VACE block's output (its hint's input) is written by the next block's first norm
 // (the default) or by a pass of its own after each block (LONGLIVE_VACE_SETTLE=pass, to compare:
 // the same bits). Read at each forward.
-bool vace_settle_in_next_norm() {
-  const char* env = std::getenv("LONGLIVE_VACE_SETTLE");
-  return env == nullptr || std::string_view(env) != "pass";
-}
+bool vace_settle_in_next_norm() { return !env_is("LONGLIVE_VACE_SETTLE", "pass"); }
 
 // Where the fused loop runs the VACE blocks: on a side stream beside the layers (a CUDA device,
 // no region timing under way), unless LONGLIVE_VACE_STREAM is "serial" (one stream, to
@@ -79,10 +68,8 @@ bool vace_settle_in_next_norm() {
 enum class VaceStream { serial, side, side_high_priority };
 VaceStream vace_stream(const at::Device& device) {
   if (!SideStream::usable(device) || RegionProfiler::active() != nullptr) return VaceStream::serial;
-  const char* env = std::getenv("LONGLIVE_VACE_STREAM");
-  const std::string_view choice = env ? env : "";
-  if (choice == "serial") return VaceStream::serial;
-  return choice == "high" ? VaceStream::side_high_priority : VaceStream::side;
+  if (env_is("LONGLIVE_VACE_STREAM", "serial")) return VaceStream::serial;
+  return env_is("LONGLIVE_VACE_STREAM", "high") ? VaceStream::side_high_priority : VaceStream::side;
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "core/env.h"
 #include "longlive/error.h"
 #include "longlive/log.h"
 #include "longlive/profiler.h"
@@ -77,10 +78,7 @@ void replay(at::cuda::CUDAGraph& graph, const std::optional<DedicatedStream>& on
   done.block(caller);
 }
 
-bool replay_above_lowest() {
-  const char* env = std::getenv("LONGLIVE_DIT_PRIORITY");
-  return env != nullptr && std::string(env) == "1";
-}
+bool replay_above_lowest() { return env_is("LONGLIVE_DIT_PRIORITY", "1"); }
 }  // namespace
 
 DitGraphRunner::DitGraphRunner(const CausalWanModel& model) : model_(model) {

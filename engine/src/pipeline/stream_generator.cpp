@@ -16,6 +16,7 @@
 #include "cache/cross_attn_cache.h"
 #include "cache/kv_cache.h"
 #include "core/env.h"
+#include "core/event_poll.h"
 #include "longlive/elapsed.h"
 #include "longlive/error.h"
 #include "longlive/generator.h"
@@ -128,12 +129,9 @@ class StepPacer {
     else if (queued_ > 0)
       wait_for = &events_[(queued_ - 1) % 2];
     ++queued_;
-    if (wait_for != nullptr) {
-      while (!wait_for->query()) {
-        if (abandon()) return true;
-        std::this_thread::yield();
-      }
-    }
+    if (wait_for != nullptr &&
+        !poll_until(*wait_for, [&] { return abandon() ? PollTurn::stop : PollTurn::idle; }))
+      return true;
     return abandon();
   }
 

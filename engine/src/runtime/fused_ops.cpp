@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/env.h"
 #include "longlive/error.h"
 
 #ifdef LONGLIVE_WITH_CUDA
@@ -60,10 +61,7 @@ int64_t frame_stride(const at::Tensor& t, int64_t frames, int64_t dim, const cha
 
 // RMSNorm+RoPE's layout: a warp per row (the default, measured faster), or a thread block per
 // row with LONGLIVE_ROW_KERNELS=block (the first kernel, kept to compare on a GPU).
-bool warp_per_row() {
-  const char* env = std::getenv("LONGLIVE_ROW_KERNELS");
-  return env == nullptr || std::string_view(env) != "block";
-}
+bool warp_per_row() { return !env_is("LONGLIVE_ROW_KERNELS", "block"); }
 
 // LayerNorm's threads per row: 128 unless LONGLIVE_NORM_THREADS says otherwise (the kernel takes
 // 256 for a value it cannot use). Measured on an H100 at 841804a, balanced's norm_modulate region
@@ -333,19 +331,13 @@ namespace {
 // H100 at cc7ac3f: the same bits as the first kernel (GPU test), turbo_fp8 156.2 -> 152.2 ms per
 // block (the FFN's GELU quantisation, 119 launches a block).
 bool vector_quantisation_configured() {
-  static const bool on = [] {
-    const char* env = std::getenv("LONGLIVE_FP8_QUANT_KERNEL");
-    return env == nullptr || std::string_view(env) != "row";
-  }();
+  static const bool on = !env_is("LONGLIVE_FP8_QUANT_KERNEL", "row");
   return on;
 }
 // GELU's logistic form unless LONGLIVE_FP8_GELU=tanh (tanhf, as before).
 GeluFormula gelu_formula_configured() {
-  static const GeluFormula formula = [] {
-    const char* env = std::getenv("LONGLIVE_FP8_GELU");
-    return env != nullptr && std::string_view(env) == "tanh" ? GeluFormula::tanh
-                                                             : GeluFormula::logistic;
-  }();
+  static const GeluFormula formula =
+      env_is("LONGLIVE_FP8_GELU", "tanh") ? GeluFormula::tanh : GeluFormula::logistic;
   return formula;
 }
 

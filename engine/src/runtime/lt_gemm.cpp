@@ -1,5 +1,6 @@
 #include "runtime/lt_gemm.h"
 
+#include "core/env.h"
 #include "longlive/capabilities.h"
 
 #include <cstdlib>
@@ -225,10 +226,7 @@ float time_algo(const Plan& plan, cublasLtHandle_t handle, const cublasLtMatmulA
 }  // namespace
 
 bool enabled() {
-  static const bool on = [] {
-    const char* env = std::getenv("LONGLIVE_GEMM_AUTOTUNE");
-    return env == nullptr || std::string_view(env) != "0";
-  }();
+  static const bool on = !env_is("LONGLIVE_GEMM_AUTOTUNE", "0");
   return on;
 }
 

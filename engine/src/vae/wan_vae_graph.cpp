@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/env.h"
 #include "longlive/error.h"
 #include "runtime/fused_ops.h"
 
@@ -126,10 +127,7 @@ namespace {
 // write of the activations instead of two each, and a warp per pixel instead of ATen's thread
 // block per 96-value row), unless LONGLIVE_VAE_FUSED_NORM=0 (ATen's rms_norm then silu).
 bool fused_norm_silu(const at::Tensor& x) {
-  static const bool on = [] {
-    const char* env = std::getenv("LONGLIVE_VAE_FUSED_NORM");
-    return env == nullptr || std::string(env) != "0";
-  }();
+  static const bool on = !env_is("LONGLIVE_VAE_FUSED_NORM", "0");
   return on && fused::can_rms_silu(x);
 }
 
@@ -168,8 +166,7 @@ at::Tensor norm_silu_conv(const RmsNorm& norm, const Conv3d& conv, const at::Ten
 // shortcut's by one pass with the residual add. Bit for bit the same (each add rounds as ATen's
 // does), unless LONGLIVE_VAE_FOLD_BIAS=0.
 bool fold_biases(const ResidualBlock& block, const at::Tensor& x) {
-  const char* env = std::getenv("LONGLIVE_VAE_FOLD_BIAS");
-  if (env != nullptr && std::string(env) == "0") return false;
+  if (env_is("LONGLIVE_VAE_FOLD_BIAS", "0")) return false;
   auto folds = [&](const Conv3d& c) {
     return c.taps.empty() && c.bias.scalar_type() == x.scalar_type() && c.weight.size(0) % 8 == 0;
   };
