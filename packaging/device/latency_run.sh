@@ -16,14 +16,15 @@
 # LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1 (the decode waits for the block's clean context pass);
 # _parts: LONGLIVE_DECODE_PARTS=1 (a block decoded a latent frame at a time, each part's frames
 # out once decoded); _old: _stepahead and _afterctx together (the way before 2026-12-07).
-# _groups2 / _groups3: LONGLIVE_ENCODE_GROUPS_PER_PASS=2 / 3 (the encoder takes 2 or 3 groups of 4
-# frames per pass instead of 1: fewer launches, larger convolutions, more memory).
+# _groups1 / _groups2 / _groups3: LONGLIVE_ENCODE_GROUPS_PER_PASS=1 / 2 / 3 (the encoder takes that
+# many groups of 4 frames per pass; by default on a GPU all of a call's groups, one pass).
 # _atrandom: each pick at a random moment of a block (--vace-pick-at-random-moments), not as one
 # begins; it ends the name (turbo_fp8_old_atrandom); not for SWITCH_RUNS (switches always are).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0,
-# groups2 / groups3 = LONGLIVE_ENCODE_GROUPS_PER_PASS=2 / 3.
+# groups1 / groups2 / groups3 = LONGLIVE_ENCODE_GROUPS_PER_PASS=1 / 2 / 3 (fold: a call's groups in
+# one pass, the default since the H100 run at 5e707c8).
 # LATENCY_PICKS (default 5): picks per run.
 # SWITCH_RUNS (default none; the same suffixes): prompt switches at random moments of a block on
 # the studio's Engine (`bench --switch-latency SWITCH_COUNT`, default 10), switched -> the new
@@ -48,6 +49,7 @@ parse_run() {
   preset=${preset%_afterctx}
   preset=${preset%_parts}
   preset=${preset%_old}
+  preset=${preset%_groups1}
   preset=${preset%_groups2}
   preset=${preset%_groups3}
   env=(LONGLIVE_INPUT_TRACE=1)
@@ -62,6 +64,7 @@ parse_run() {
   [ "${run%_afterctx}" != "$run" ] && env+=(LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1)
   [ "${run%_parts}" != "$run" ] && env+=(LONGLIVE_DECODE_PARTS=1)
   [ "${run%_old}" != "$run" ] && env+=(LONGLIVE_STEP_QUEUED_AHEAD=1 LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1)
+  [ "${run%_groups1}" != "$run" ] && env+=(LONGLIVE_ENCODE_GROUPS_PER_PASS=1)
   [ "${run%_groups2}" != "$run" ] && env+=(LONGLIVE_ENCODE_GROUPS_PER_PASS=2)
   [ "${run%_groups3}" != "$run" ] && env+=(LONGLIVE_ENCODE_GROUPS_PER_PASS=3)
   [ -n "$at_random" ] && extra+=(--vace-pick-at-random-moments)
@@ -88,6 +91,7 @@ done
 for run in ${ENCODER_RUNS:-}; do
   env=()
   [ "$run" = nofold ] && env=(LONGLIVE_VAE_FOLD_BIAS=0)
+  [ "$run" = groups1 ] && env=(LONGLIVE_ENCODE_GROUPS_PER_PASS=1)
   [ "$run" = groups2 ] && env=(LONGLIVE_ENCODE_GROUPS_PER_PASS=2)
   [ "$run" = groups3 ] && env=(LONGLIVE_ENCODE_GROUPS_PER_PASS=3)
   start=$(date +%s)

@@ -100,16 +100,19 @@ class WanVaeDecoder final : public StreamingDecoder {
   std::unique_ptr<Impl> impl_;
 };
 
-struct WanVaeEncoderOptions : WanVaeOptions {};
+struct WanVaeEncoderOptions : WanVaeOptions {
+  // Groups of temporal_scale frames per encoder pass when a call does not say. 0: on a GPU all
+  // of a call's groups in one pass (as the decoder decodes a block in one pass: fewer launches,
+  // larger convolutions, more activation memory; H100 at 5e707c8, 480x832, a block of 12 frames
+  // 148.0 -> 137.0 ms), on the CPU one group per pass (the reference's chunks of 4 frames).
+  // LONGLIVE_ENCODE_GROUPS_PER_PASS overrides it (the A/B). Any split gives the same latents,
+  // within rounding (the convolutions' shapes differ).
+  int64_t groups_per_pass = 0;
+};
 
 // The encoder runs the decoder's kind of 3x3x3 convolutions: the layout `best` picks on a GPU is
 // the one measured fastest for the decoder (channels-last), until the encoder's own run says
 // otherwise (`longlive bench --vace` times both layouts).
-// Groups of temporal_scale frames an encoder pass takes when its caller does not say: 1 (the
-// reference's chunks of 4 frames), or LONGLIVE_ENCODE_GROUPS_PER_PASS (the A/B of a block's groups
-// in fewer passes: fewer launches and larger convolutions, for more activation memory).
-int64_t encode_groups_per_pass();
-
 class WanVaeEncoder {
  public:
   WanVaeEncoder(const WeightStore& weights, const WanVaeEncoderOptions& options);
@@ -120,8 +123,7 @@ class WanVaeEncoder {
   // video: [1, T, 3, H, W] in [-1, 1] with T = 1 + 4k (temporal_scale) -> normalised latent
   // means [1, 1 + k, z, H/8, W/8] float32 on the encoder's device. Frames are processed as the
   // reference does (1, then groups of temporal_scale frames, `groups_per_pass` groups at a time;
-  // 0: encode_groups_per_pass()). Any number of groups per pass gives the same latents (within
-  // rounding: the convolutions' shapes differ).
+  // 0: WanVaeEncoderOptions::groups_per_pass's rule).
   at::Tensor encode(const at::Tensor& video, int64_t groups_per_pass = 0);
 
   // The causal-conv cache of one streamed signal (VACE keeps one per control stream).

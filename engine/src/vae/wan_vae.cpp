@@ -290,11 +290,20 @@ const WanVaeConfig& WanVaeEncoder::config() const { return impl_->config; }
 
 at::Device WanVaeEncoder::device() const { return impl_->options.device; }
 
-int64_t encode_groups_per_pass() {
-  const char* env = std::getenv("LONGLIVE_ENCODE_GROUPS_PER_PASS");
-  const int64_t groups = env ? std::atoll(env) : 1;
-  return groups > 0 ? groups : 1;
+namespace {
+// Frames of one encoder pass over `frames` frames (after a stream's first frame), groups of `ts`:
+// see WanVaeEncoderOptions::groups_per_pass.
+int64_t pass_frames(int64_t asked_groups, const WanVaeEncoderOptions& options, int64_t ts,
+                    int64_t frames) {
+  int64_t groups = asked_groups;
+  if (groups <= 0) {
+    const char* env = std::getenv("LONGLIVE_ENCODE_GROUPS_PER_PASS");
+    groups = env ? std::atoll(env) : options.groups_per_pass;
+  }
+  if (groups <= 0) return options.device.is_cuda() ? std::max<int64_t>(frames, ts) : ts;
+  return ts * groups;
 }
+}  // namespace
 
 at::Tensor WanVaeEncoder::encode(const at::Tensor& video, int64_t groups_per_pass) {
   const int64_t ts = impl_->config.temporal_scale();
@@ -310,7 +319,7 @@ at::Tensor WanVaeEncoder::encode(const at::Tensor& video, int64_t groups_per_pas
   wan_vae::StreamState state = impl_->graph->new_state();
   std::vector<at::Tensor> outs;
   const int64_t t = x.size(2);
-  const int64_t pass = ts * (groups_per_pass > 0 ? groups_per_pass : encode_groups_per_pass());
+  const int64_t pass = pass_frames(groups_per_pass, o, ts, t - 1);
   outs.push_back(impl_->graph->forward(x.narrow(2, 0, 1), state));
   for (int64_t begin = 1; begin < t; begin += pass)
     outs.push_back(impl_->graph->forward(x.narrow(2, begin, std::min(pass, t - begin)), state));
@@ -361,7 +370,7 @@ at::Tensor WanVaeEncoder::encode_next(const at::Tensor& video, Stream& stream,
   }
   std::vector<at::Tensor> outs;
   const int64_t t = x.size(2);
-  const int64_t pass = ts * (groups_per_pass > 0 ? groups_per_pass : encode_groups_per_pass());
+  const int64_t pass = pass_frames(groups_per_pass, o, ts, t - lead);
   if (lead) outs.push_back(impl_->graph->forward(x.narrow(2, 0, 1), s.state));
   for (int64_t begin = lead; begin < t; begin += pass)
     outs.push_back(impl_->graph->forward(x.narrow(2, begin, std::min(pass, t - begin)), s.state));
