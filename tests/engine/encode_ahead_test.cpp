@@ -356,7 +356,7 @@ TEST(EncodeAheadWorker, OneThreadAndNoCaptureWhileItWorks) {
   EXPECT_TRUE(worked.load());
 }
 
-// A worker kept beyond its EncodeAhead (LiveInputs keeps one per input kind for the session):
+// A worker kept beyond its EncodeAhead (LiveInputs keeps one for the session):
 // the next EncodeAhead's work runs on the same thread, so what cuDNN found there is found once
 // per session, not once per input picked. A worker of another device is refused by name.
 TEST(EncodeAheadWorker, AKeptWorkerServesTheNextInputOnTheSameThread) {

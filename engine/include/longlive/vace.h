@@ -228,9 +228,9 @@ class EncodeAhead;
 class EncodeWorker;
 
 // The worker thread and CUDA stream that encode inputs a block ahead (VaceConditioner,
-// VideoToVideo). A caller that keeps one across inputs (LiveInputs: one per input kind for the
-// session) keeps what cuDNN found on its thread: a camera picked again starts at once instead of
-// searching every convolution again. Null on a CPU or with LONGLIVE_ENCODE_AHEAD=0.
+// VideoToVideo). A caller that keeps one across inputs (LiveInputs: one for the session) keeps
+// what cuDNN found on its thread: a camera picked again starts at once instead of searching
+// every convolution again. Null on a CPU or with LONGLIVE_ENCODE_AHEAD=0.
 std::shared_ptr<EncodeWorker> make_encode_worker(at::Device device);
 
 // Feeds a generator block by block: before each next_block(), takes the block's control frames
@@ -479,12 +479,13 @@ class LiveInputs {
 
   void reset();  // a new video: the encoders' streaming caches are emptied
   // Readies the inputs' encoding so that the first video or camera picked starts as fast as the
-  // later ones (docs/vace.md, "The first pick"): builds the input encoder, and on each input
-  // kind's worker (VACE when the model has VACE weights, video-to-video) encodes the first two
-  // blocks of a black video at the session's size. That records the conditioning mode's black
-  // inactive blocks the first VACE input would have encoded, and has cuDNN find its plans for the
-  // encoder's convolutions on the thread that will run them (ATen keeps them per thread): on an
-  // H100 a first pick spent ~2.5 s on these. Waits for the GPU; returns the milliseconds spent.
+  // later ones (docs/vace.md, "The first pick"): builds the input encoder, and on the inputs'
+  // encode worker encodes the first two blocks of a black video at the session's size, as a VACE
+  // input (when the model has VACE weights) and as a video-to-video one. That records the
+  // conditioning mode's black inactive blocks the first VACE input would have encoded, and has
+  // cuDNN find its plans for the encoder's convolutions on the thread that will run them (ATen
+  // keeps them per thread): on an H100 a first pick spent ~2.5 s on these. Waits for the GPU;
+  // returns the milliseconds spent.
   double warm(SessionFactory& factory, const Session& session);
   // Waits until the camera frames used so far are in their capture files (a timeline handed out
   // names them); IoError when a write failed.
@@ -516,15 +517,17 @@ class LiveInputs {
                                                int width) const;
   std::shared_ptr<SharedFrameSource> running_camera(const InputSource& source) const;
 
-  // The worker of an input kind on `device`, kept for the session (made on first use, again for
-  // another device); null where inputs are encoded in place, or with LONGLIVE_ENCODE_WORKER=input
-  // (each input a worker of its own, as before: the A/B).
-  std::shared_ptr<EncodeWorker> worker(std::shared_ptr<EncodeWorker>& kept, at::Device device);
+  // The inputs' encode worker on `device`, one for both kinds and kept for the session (made on
+  // first use, again for another device): cuDNN's plans are found once, on its thread, and the
+  // encodes share one stream's memory (two inputs at once queue their encodes on it, which the
+  // GPU would run one after the other anyway). Null where inputs are encoded in place, or with
+  // LONGLIVE_ENCODE_WORKER=input (each input a worker of its own, as before: the A/B).
+  std::shared_ptr<EncodeWorker> worker(at::Device device);
 
   InputOpener opener_;
   std::filesystem::path capture_dir_;
   // Before the inputs: they wait for their work on it when they go.
-  std::shared_ptr<EncodeWorker> vace_worker_, v2v_worker_;
+  std::shared_ptr<EncodeWorker> encode_worker_;
   std::unique_ptr<Vace> vace_;
   std::unique_ptr<V2v> v2v_;
 };

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/env.h"
 #include "encode_ahead.h"
 #include "longlive/elapsed.h"
 #include "longlive/error.h"
@@ -432,7 +433,7 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
     next->recorded.source = next->tap->recorded;
   }
   trace("source opened");
-  std::shared_ptr<EncodeWorker> encode_worker = worker(vace_worker_, session.device);
+  std::shared_ptr<EncodeWorker> encode_worker = worker(session.device);
   std::unique_ptr<VaceContextEncoder> encoder = factory.vace_encoder();
   trace("encoder made");
   // The black inactive blocks recorded by an earlier input, where every VACE encode of the
@@ -448,12 +449,11 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
   return vace_->recorded;
 }
 
-std::shared_ptr<EncodeWorker> LiveInputs::worker(std::shared_ptr<EncodeWorker>& kept,
-                                                 at::Device device) {
-  const char* env = std::getenv("LONGLIVE_ENCODE_WORKER");
-  if (env && std::string(env) == "input") return nullptr;
-  if (!kept || device_of(*kept) != device) kept = make_encode_worker(device);
-  return kept;
+std::shared_ptr<EncodeWorker> LiveInputs::worker(at::Device device) {
+  if (env_is("LONGLIVE_ENCODE_WORKER", "input")) return nullptr;
+  if (!encode_worker_ || device_of(*encode_worker_) != device)
+    encode_worker_ = make_encode_worker(device);
+  return encode_worker_;
 }
 
 void LiveInputs::clear_vace(StreamGenerator* generator) {
@@ -476,7 +476,7 @@ V2vRequest LiveInputs::set_v2v(const V2vRequest& request, SessionFactory& factor
   next->tap = open_tap(request.source, session);
   next->recorded.source = next->tap->recorded;
   next->feeder = std::make_unique<VideoToVideo>(factory.video_encoder(), request.strength,
-                                                next->tap, worker(v2v_worker_, session.device));
+                                                next->tap, worker(session.device));
   v2v_ = std::move(next);
   return v2v_->recorded;
 }
@@ -537,7 +537,7 @@ double LiveInputs::warm(SessionFactory& factory, const Session& session) {
                      pixels);
   };
   if (factory.vace_available()) {
-    std::shared_ptr<EncodeWorker> on = worker(vace_worker_, device);
+    std::shared_ptr<EncodeWorker> on = worker(device);
     std::shared_ptr<VaceContextEncoder> encoder = factory.vace_encoder();
     // As set_vace shares it: the blocks encoded here are the ones the first input takes.
     if (on || !encode_ahead_turned_on() || !device.is_cuda())
@@ -550,7 +550,7 @@ double LiveInputs::warm(SessionFactory& factory, const Session& session) {
     });
   }
   std::shared_ptr<WanVaeEncoder> video = factory.video_encoder();
-  run_on(worker(v2v_worker_, device), device, [&, video] {
+  run_on(worker(device), device, [&, video] {
     WanVaeEncoder::Stream stream;
     at::Tensor latents;
     for (int64_t block = 0; block < 2; ++block)
