@@ -342,6 +342,28 @@ TEST_F(BlackInactiveRecord, AnInputGoingFurtherThanTheRecordExtendsIt) {
   EXPECT_EQ(record->blocks(height(), width()), 7);
 }
 
+// An encode of the record that fails (out of memory mid-way, here a frame count the stream does
+// not take) may leave its memory half updated: the record starts over instead of encoding its
+// next block from that memory, and the next input records it again, as encoding gives it.
+TEST_F(BlackInactiveRecord, AFailedRecordingStartsTheRecordOver) {
+  if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
+  auto record = std::make_shared<BlackInactiveLatents>();
+  {
+    VaceContextEncoder failing(weights, {});
+    failing.share_black_inactive(record);
+    failing.encode(block(0), {});
+    failing.encode(block(1), {});
+    ASSERT_EQ(record->blocks(height(), width()), 2);
+    EXPECT_THROW(failing.encode(block(2, temporal_scale() + 1), {}), ConfigError);
+  }
+  EXPECT_EQ(record->blocks(height(), width()), 0);
+  VaceContextEncoder next(weights, {}), plain(weights, {});
+  next.share_black_inactive(record);
+  for (int64_t i = 0; i < 3; ++i)
+    expect_same(next, plain, block(i), {}, fmt::format("next input, block {}", i));
+  EXPECT_EQ(record->blocks(height(), width()), 3);
+}
+
 TEST_F(BlackInactiveRecord, ABlockTheRecordCannotGiveRebuildsTheOwnStreamFirst) {
   if (!vace_sized()) GTEST_SKIP() << "fixture frames are not a multiple of 16";
   auto record = std::make_shared<BlackInactiveLatents>();

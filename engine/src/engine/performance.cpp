@@ -60,7 +60,7 @@ void Performance::warm_inputs() {
     const double ms = inputs_->warm(*factory_, *session_);
     log::info(
         "inputs readied for a first pick in {:.0f} ms (encoder built, {}x{} black blocks "
-        "recorded, cuDNN's plans found on the encode workers)",
+        "recorded, cuDNN's plans found on the encode worker)",
         ms, session_->height, session_->width);
   } catch (const std::exception& e) {
     log::warn("inputs not readied ahead ({}): the first video or camera picked readies them",

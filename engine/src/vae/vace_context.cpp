@@ -100,7 +100,16 @@ struct BlackInactiveLatents::Impl {
     WanVaeEncoder::Stream& stream = *track.stream;
     const bool probe = stream.started() && track.probes < VaceContextEncoder::kFixedPointProbes;
     stream.track_changes(probe);
-    at::Tensor latents = encoder.encode_next(zeros, stream)[0].permute({1, 0, 2, 3});
+    at::Tensor latents;
+    try {
+      latents = encoder.encode_next(zeros, stream)[0].permute({1, 0, 2, 3});
+    } catch (...) {
+      // The stream's memory may be half updated (out of memory mid-encode): start the record
+      // over rather than encode its next block from that memory.
+      size = {-1, -1};
+      track = Track{};
+      throw;
+    }
     if (probe) {
       ++track.probes;
       track.fixed = !stream.changed();
