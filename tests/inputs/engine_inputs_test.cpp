@@ -774,6 +774,28 @@ TEST(EngineInputs, ReadiedAtTheSessionsOpenTheyGiveTheSameVideo) {
   const Run without_inputs = run(true, false);
   EXPECT_GT(max_diff(readied.latents[1], without_inputs.latents[1]), 1e-4f);
   EXPECT_GT(max_diff(readied.latents[5], without_inputs.latents[5]), 1e-4f);
+
+  // Without VACE weights the readying takes the video-to-video encoder: nothing recorded, the
+  // same video.
+  auto video_to_video = [&](bool warm) {
+    Performance p(tiny(/*vace=*/false), preset(), kSide, kSide);
+    p.set_inputs(ffmpeg_input_opener(), temp_dir("engine_warm") / "captures");
+    p.set_warm_inputs(warm);
+    p.start(PromptMix::single(kPrompt), kSeed);
+    EXPECT_EQ(p.factory().black_inactive_latents()->blocks(kSide, kSide), 0);
+    V2vRequest v2v;
+    v2v.source.kind = InputKind::video;
+    v2v.source.path = video.string();
+    v2v.strength = 0.7;
+    p.set_v2v(v2v);
+    std::vector<at::Tensor> latents;
+    for (int b = 0; b < 2; ++b) latents.push_back(p.next_block().to(at::kCPU).clone());
+    p.stop();
+    return latents;
+  };
+  const auto v2v_readied = video_to_video(true), v2v_plain = video_to_video(false);
+  for (size_t b = 0; b < v2v_plain.size(); ++b)
+    EXPECT_EQ(max_diff(v2v_readied[b], v2v_plain[b]), 0.0f) << "video-to-video block " << b;
 }
 
 TEST(EngineVace, ABlockGivenUpMidWayKeepsItsControlFrames) {

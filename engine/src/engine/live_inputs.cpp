@@ -536,8 +536,9 @@ double LiveInputs::warm(SessionFactory& factory, const Session& session) {
                       session.width},
                      pixels);
   };
+  const std::shared_ptr<EncodeWorker> on = worker(device);
+  // Both input kinds run the same shared encoder on this worker: readying one readies both.
   if (factory.vace_available()) {
-    std::shared_ptr<EncodeWorker> on = worker(device);
     std::shared_ptr<VaceContextEncoder> encoder = factory.vace_encoder();
     // As set_vace shares it: the blocks encoded here are the ones the first input takes.
     if (on || !encode_ahead_turned_on() || !device.is_cuda())
@@ -548,9 +549,10 @@ double LiveInputs::warm(SessionFactory& factory, const Session& session) {
         context = encoder->encode(black_block(block, encoder->temporal_scale()), {});
       return context;
     });
+    return ms_since(began);
   }
   std::shared_ptr<WanVaeEncoder> video = factory.video_encoder();
-  run_on(worker(device), device, [&, video] {
+  run_on(on, device, [&, video] {
     WanVaeEncoder::Stream stream;
     at::Tensor latents;
     for (int64_t block = 0; block < 2; ++block)

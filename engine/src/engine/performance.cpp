@@ -55,7 +55,7 @@ void Performance::warm_inputs() {
   const bool wanted =
       warm_inputs_.value_or(session_->device.is_cuda() && session_->runtime.reserve_up_front &&
                             factory_->vace_available());
-  if (!wanted || !session_->generator) return;
+  if (!wanted) return;
   try {
     const double ms = inputs_->warm(*factory_, *session_);
     log::info(
