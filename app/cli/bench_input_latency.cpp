@@ -43,7 +43,7 @@ class SyntheticCamera final : public VaceFrameSource {
   }
   SyntheticCamera(at::Tensor pool, double fps) : pool_(std::move(pool)), fps_(fps) {}
   at::Tensor next_frames(int64_t count) override {
-    if (fps_ > 0) std::this_thread::sleep_until(filmed(next_ + count - 1));
+    if (fps_ > 0) std::this_thread::sleep_until(filmed_at(next_ + count - 1));
     at::Tensor frames = take(count, count);
     note_read();
     return frames;
@@ -53,7 +53,7 @@ class SyntheticCamera final : public VaceFrameSource {
                             const std::function<void(const at::Tensor&)>& part_read) override {
     for (int64_t begin = 0; begin < count; begin += part) {
       const int64_t n = std::min(part, count - begin);
-      if (fps_ > 0) std::this_thread::sleep_until(filmed(next_ + n - 1));
+      if (fps_ > 0) std::this_thread::sleep_until(filmed_at(next_ + n - 1));
       part_read(take(n, n));
     }
     note_read();
@@ -62,14 +62,15 @@ class SyntheticCamera final : public VaceFrameSource {
     if (fps_ <= 0) return take(count, count);  // not paced: no filming times
     const auto seconds = std::chrono::duration<double>(Clock::now() - opened_).count();
     const int64_t there = std::clamp<int64_t>(1 + static_cast<int64_t>(seconds * fps_), 1, count);
-    std::this_thread::sleep_until(filmed(next_ + there - 1));
+    std::this_thread::sleep_until(filmed_at(next_ + there - 1));
     at::Tensor frames = take(count, there);
     note_read();
     return frames;
   }
   bool has_frames(int64_t count) const override {
-    return fps_ <= 0 || filmed(next_ + count - 1) <= Clock::now();
+    return fps_ <= 0 || filmed_at(next_ + count - 1) <= Clock::now();
   }
+  bool filmed() const override { return true; }  // a camera's frames, paced or not
   // When each read's last frame was filmed (paced), in read order (read on another thread).
   std::vector<Clock::time_point> read_filmed() const {
     std::lock_guard lock(mutex_);
@@ -77,7 +78,7 @@ class SyntheticCamera final : public VaceFrameSource {
   }
 
  private:
-  Clock::time_point filmed(int64_t frame) const {
+  Clock::time_point filmed_at(int64_t frame) const {
     return opened_ + std::chrono::duration_cast<Clock::duration>(
                          std::chrono::duration<double>(static_cast<double>(frame) / fps_));
   }
@@ -92,7 +93,7 @@ class SyntheticCamera final : public VaceFrameSource {
   void note_read() {
     if (fps_ <= 0) return;
     std::lock_guard lock(mutex_);
-    read_filmed_.push_back(filmed(next_ - 1));
+    read_filmed_.push_back(filmed_at(next_ - 1));
   }
 
   at::Tensor pool_;

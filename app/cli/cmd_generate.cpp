@@ -178,6 +178,7 @@ class PreprocessedSource final : public VaceFrameSource {
     });
   }
   bool has_frames(int64_t count) const override { return inner_->has_frames(count); }
+  bool filmed() const override { return inner_->filmed(); }
   Counts counts() const override { return inner_->counts(); }
 
  private:

@@ -9,15 +9,17 @@
 # before 8b8d495); _pacedwhole: paced with LONGLIVE_ENCODE_AS_FILMED=0 (each block read whole once
 # filmed, then encoded, instead of encoded in parts as it is filmed).
 # _unordered / _pacedunordered: LONGLIVE_FIRST_ENCODE_UNORDERED=1 (the first block's encode not
-# ordered after the engine's stream: beside the step of the block the pick gave up), frames at
-# once / the camera at 16 fps.
+# ordered after the engine's stream: beside the step of the block the pick gave up; the default
+# since 1de1fed's run), frames at once / the camera at 16 fps; _ordered: =0 (the way before).
 # _stepahead: LONGLIVE_STEP_QUEUED_AHEAD=1 (the host keeps the next denoising step queued, as
 # before 2026-12-07: the pick also waits for that step); _afterctx:
 # LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1 (the decode waits for the block's clean context pass);
 # _parts: LONGLIVE_DECODE_PARTS=1 (a block decoded a latent frame at a time, each part's frames
 # out once decoded); _old: _stepahead and _afterctx together (the way before 2026-12-07).
 # _groups1 / _groups2 / _groups3: LONGLIVE_ENCODE_GROUPS_PER_PASS=1 / 2 / 3 (the encoder takes that
-# many groups of 4 frames per pass; by default on a GPU all of a call's groups, one pass).
+# many groups of 4 frames per pass where a call does not say; by default on a GPU all of a call's
+# groups, one pass; a camera's frames, the bench's synthetic camera's included, always take one
+# group per pass, VaceFrameSource::filmed, so this moves only the black inactive blocks).
 # _atrandom: each pick at a random moment of a block (--vace-pick-at-random-moments), not as one
 # begins; it ends the name (turbo_fp8_old_atrandom); not for SWITCH_RUNS (switches always are).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
@@ -45,6 +47,7 @@ parse_run() {
   preset=${preset%_pacedwhole}
   preset=${preset%_pacedunordered}
   preset=${preset%_unordered}
+  preset=${preset%_ordered}
   preset=${preset%_stepahead}
   preset=${preset%_afterctx}
   preset=${preset%_parts}
@@ -60,6 +63,7 @@ parse_run() {
   [ "${run%_pacedwhole}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_ENCODE_AS_FILMED=0); }
   [ "${run%_pacedunordered}" != "$run" ] && { extra=(--vace-camera-fps 16); env+=(LONGLIVE_FIRST_ENCODE_UNORDERED=1); }
   [ "${run%_unordered}" != "$run" ] && env+=(LONGLIVE_FIRST_ENCODE_UNORDERED=1)
+  [ "${run%_ordered}" != "$run" ] && [ "${run%_unordered}" = "$run" ] && env+=(LONGLIVE_FIRST_ENCODE_UNORDERED=0)
   [ "${run%_stepahead}" != "$run" ] && env+=(LONGLIVE_STEP_QUEUED_AHEAD=1)
   [ "${run%_afterctx}" != "$run" ] && env+=(LONGLIVE_DECODE_AFTER_CONTEXT_PASS=1)
   [ "${run%_parts}" != "$run" ] && env+=(LONGLIVE_DECODE_PARTS=1)

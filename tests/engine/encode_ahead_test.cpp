@@ -35,10 +35,13 @@ namespace {
 // `fail_at` on when it is set.
 class IndexedFrames : public VaceFrameSource {
  public:
-  IndexedFrames(int64_t height, int64_t width, int64_t fail_at = -1, bool paced = false)
-      : height_(height), width_(width), fail_at_(fail_at), paced_(paced) {}
+  IndexedFrames(int64_t height, int64_t width, int64_t fail_at = -1, bool paced = false,
+                bool camera = false)
+      : height_(height), width_(width), fail_at_(fail_at), paced_(paced), camera_(camera) {}
   // Paced: a live input whose next frames are never filmed yet when asked.
   bool has_frames(int64_t) const override { return !paced_; }
+  // A camera's frames: paced, or there already (the GPU behind the camera, its replay).
+  bool filmed() const override { return paced_ || camera_; }
   at::Tensor first_frames(int64_t count) override {
     ++first_reads;
     return next_frames(count);
@@ -67,7 +70,7 @@ class IndexedFrames : public VaceFrameSource {
 
  private:
   int64_t height_, width_, fail_at_;
-  bool paced_;
+  bool paced_, camera_;
   int64_t position_ = 0;
 };
 
@@ -87,16 +90,17 @@ struct InputRun {
   std::vector<int64_t> parts;  // the sizes of the parts read as filmed
 };
 
-// `blocks` blocks of the tiny model with a VACE (or, v2v, a video-to-video) input.
-InputRun run(at::Device device, bool v2v, int64_t blocks, int64_t fail_at = -1,
-             bool paced = false) {
+// `blocks` blocks of the tiny model with a VACE (or, v2v, a video-to-video) input: a file's
+// frames, a paced camera's, or (camera) a camera's that are there when read.
+InputRun run(at::Device device, bool v2v, int64_t blocks, int64_t fail_at = -1, bool paced = false,
+             bool camera = false) {
   SessionOverrides overrides;
   overrides.text_encoder = false;
   overrides.live_decoder = false;
   SessionFactory factory(tiny_model(device), overrides);
   auto session = factory.open(windowed_preset(), 32, 32);
   StreamGenerator& g = *session->generator;
-  auto source = std::make_shared<IndexedFrames>(32, 32, fail_at, paced);
+  auto source = std::make_shared<IndexedFrames>(32, 32, fail_at, paced, camera);
   std::unique_ptr<VaceConditioner> vace;
   std::unique_ptr<VideoToVideo> video;
   if (v2v)
@@ -165,17 +169,26 @@ TEST(EncodeAhead, TheFailingSourceStopsTheFourthBlockInPlace) {
 
 // A paced camera's blocks (not filmed yet at their turn) are read in parts as they are filmed,
 // each part encoded as it comes, so that only the last part's encode is left once the block's
-// last frame is filmed: the video is the one made of the same frames read whole, bit for bit.
-// LONGLIVE_ENCODE_AS_FILMED=0 reads such a block whole.
+// last frame is filmed: the video is the one made of the same frames read whole (the camera's
+// replay, or a camera the GPU is behind), bit for bit. LONGLIVE_ENCODE_AS_FILMED=0 reads such a
+// block whole.
 class ReadAsFilmed : public ::testing::TestWithParam<bool> {};
 
 TEST_P(ReadAsFilmed, APacedInputsBlocksAreEncodedInPartsWithTheWholeBlocksBits) {
   const bool v2v = GetParam();
   const int64_t blocks = 4;
-  const InputRun whole = run(at::kCPU, v2v, blocks);
+  // The GPU's rule on the CPU: a call's groups of frames in one encoder pass, unless the call
+  // says (a camera's blocks: one group per pass, read whole or in parts).
+  const ScopedEnv at_once("LONGLIVE_ENCODE_GROUPS_PER_PASS", "3");
+  const InputRun whole = run(at::kCPU, v2v, blocks, -1, false, true);
   const InputRun parts = run(at::kCPU, v2v, blocks, -1, true);
   EXPECT_TRUE(at::equal(parts.latents, whole.latents))
       << "max |diff| " << (parts.latents - whole.latents).abs().max().item<float>();
+  // A file's frames take a block in one pass: other bits (what the camera's rule keeps apart).
+  const InputRun file = run(at::kCPU, v2v, blocks);
+  EXPECT_FALSE(at::equal(file.latents, whole.latents))
+      << "a block in one pass gave the bits of a group per pass: this test cannot tell";
+  EXPECT_EQ(file.read, whole.read);
   EXPECT_EQ(parts.read, whole.read);
   EXPECT_TRUE(whole.parts.empty()) << "frames that are there are read whole";
   // Past the first block (taken at once through first_frames): one part per latent frame, all
@@ -208,11 +221,13 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
     const InPlace off;
     return run(cuda, v2v, 5);
   }();
+  // The first block's encode ordered after the engine's stream (LONGLIVE_FIRST_ENCODE_UNORDERED
+  // =0), and (the default) read and encoded on the worker beside it.
   const InputRun ahead = [&] {
     const Ahead on;
+    const ScopedEnv ordered("LONGLIVE_FIRST_ENCODE_UNORDERED", "0");
     return run(cuda, v2v, 5);
   }();
-  // The first block read and encoded on the worker, not ordered after the engine's stream.
   const InputRun unordered = [&] {
     const Ahead on;
     const ScopedEnv first("LONGLIVE_FIRST_ENCODE_UNORDERED", "1");
@@ -243,8 +258,9 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
 // A live input paced by its camera (its next frames not filmed when asked): each block's frames
 // are read at that block, not a block ahead (which would hold the block before until the camera
 // filmed them: a block of camera time on every frame's way to the screen), its first ones through
-// first_frames; the latents are the in-place encode's. A source that has its frames is read a
-// block ahead.
+// first_frames; the latents are the in-place encode's of the same camera's frames read whole (a
+// group of frames per encoder pass either way: VaceFrameSource::filmed). A camera that has its
+// frames (the GPU behind it) is read a block ahead.
 TEST_P(EncodeAheadGpu, APacedInputIsReadAtItsBlock) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   const at::Device cuda(at::kCUDA, 0);
@@ -252,15 +268,15 @@ TEST_P(EncodeAheadGpu, APacedInputIsReadAtItsBlock) {
   const int64_t blocks = 4;
   const InputRun in_place = [&] {
     const InPlace off;
-    return run(cuda, v2v, blocks);
+    return run(cuda, v2v, blocks, -1, false, true);
   }();
   const InputRun again = [&] {
     const InPlace off;
-    return run(cuda, v2v, blocks);
+    return run(cuda, v2v, blocks, -1, false, true);
   }();
   const Ahead on;
   const InputRun paced = run(cuda, v2v, blocks, -1, true);
-  const InputRun filmed = run(cuda, v2v, blocks);
+  const InputRun filmed = run(cuda, v2v, blocks, -1, false, true);
   const float noise = (in_place.latents - again.latents).abs().max().item<float>();
   EXPECT_LE((paced.latents - in_place.latents).abs().max().item<float>(), std::max(noise, 1e-6f));
   // In place, each block's DiT is queued once its own frames are read: the paced run reads the

@@ -109,7 +109,8 @@ class VaceContextEncoder {
   // encode once the last frame is filmed. begin_parts(count), then encode_part() with the
   // block's frames in order, temporal_scale() frames at a time (or a multiple), then
   // end_parts(references): what encode(all the frames, {}, references) returns, bit for bit
-  // (the encoder takes a block's frames a group of temporal_scale() at a time either way). The
+  // with one group of frames per pass (set_frame_groups_per_pass(1), a camera's; parts of
+  // temporal_scale() frames; on the CPU the encoder's rule is that too). The
   // first part also takes the block's black inactive latents. Only past a stream's first block
   // (ConfigError otherwise, or when the parts do not add up to `count`).
   void begin_parts(int64_t count);
@@ -131,6 +132,11 @@ class VaceContextEncoder {
   static constexpr int64_t kFixedPointProbes = 64;
   void set_reuse_fixed_inactive(bool on);
   int64_t inactive_encodes_skipped() const;
+  // Groups of temporal_scale() frames per encoder pass for the input's frames (the reactive
+  // stream, an inpainting block's inactive frames, parts); 0: the encoder's rule. A camera's
+  // conditioner sets 1 (VaceFrameSource::filmed). The black inactive frames (shared by every
+  // input through the record) and reference images always take the encoder's rule.
+  void set_frame_groups_per_pass(int64_t groups);
   // Black inactive blocks taken from (and added to) `record` from now on, with the fixed point
   // reuse above on (null: none). A block the record cannot give (another frame count than
   // recorded, a mask that is not all ones) rebuilds this encoder's own inactive stream from the
@@ -179,6 +185,13 @@ class VaceFrameSource {
     (void)count;
     return true;
   }
+  // Whether these are a camera's frames, live or replayed from its capture file (timeline kind
+  // `frames`). A camera's block may be read in parts as it is filmed and each part encoded alone
+  // (a group of 4 frames per encoder pass), or read whole (its frames there already, the replay):
+  // the encoders then take every block of such a source a group per pass, so that its latents do
+  // not depend on how it was read and `render` replays a camera bit for bit. Other sources take a
+  // call's frames in one pass on a GPU (WanVaeEncoderOptions::groups_per_pass: faster).
+  virtual bool filmed() const { return false; }
   // The next `count` frames, as next_frames(count) gives them, handed to `part_read` `part`
   // frames at a time (the last part may be shorter), each part as soon as the input has it: a
   // paced camera hands a block's first frames out while it films the last ones, so that they
@@ -399,7 +412,8 @@ class CapturedFrameSource final : public VaceFrameSource {
   // than the session's.
   CapturedFrameSource(const std::filesystem::path& path, int height, int width, int64_t offset = 0);
   at::Tensor next_frames(int64_t count) override;
-  int64_t frames() const;  // in the file now
+  bool filmed() const override { return true; }  // a camera's, replayed
+  int64_t frames() const;                        // in the file now
 
  private:
   std::filesystem::path path_;

@@ -106,7 +106,8 @@ struct WanVaeEncoderOptions : WanVaeOptions {
   // larger convolutions, more activation memory; H100 at 5e707c8, 480x832, a block of 12 frames
   // 148.0 -> 137.0 ms), on the CPU one group per pass (the reference's chunks of 4 frames).
   // LONGLIVE_ENCODE_GROUPS_PER_PASS overrides it (the A/B). Any split gives the same latents,
-  // within rounding (the convolutions' shapes differ).
+  // within rounding (the convolutions' shapes differ): a camera's frames say 1 in every call
+  // (VaceFrameSource::filmed), so that its blocks read in parts or whole have the same bits.
   int64_t groups_per_pass = 0;
 };
 

@@ -112,7 +112,7 @@ bool encode_ahead_turned_on() { return !env_is("LONGLIVE_ENCODE_AHEAD", "0"); }
 
 bool first_block_alone() { return !env_is("LONGLIVE_FIRST_BLOCK_ALONE", "0"); }
 
-bool first_encode_unordered() { return env_is("LONGLIVE_FIRST_ENCODE_UNORDERED", "1"); }
+bool first_encode_unordered() { return !env_is("LONGLIVE_FIRST_ENCODE_UNORDERED", "0"); }
 
 bool input_trace() { return env_is("LONGLIVE_INPUT_TRACE", "1"); }
 

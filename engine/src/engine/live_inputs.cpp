@@ -273,6 +273,7 @@ struct LiveInputs::Tap final : VaceFrameSource {
     if (last.defined()) keep_preview(last);
   }
   bool has_frames(int64_t count) const override { return source->has_frames(count); }
+  bool filmed() const override { return source->filmed(); }
   Counts counts() const override { return source->counts(); }
   InputSource now() const {
     InputSource s = recorded;
@@ -511,6 +512,10 @@ std::optional<V2vRequest> LiveInputs::v2v_now() const {
 }
 
 namespace {
+// The encoder passes an input may take: a file's (the encoder's rule) and a camera's (one group
+// of frames per pass).
+constexpr std::array<int64_t, 2> kWarmedGroupsPerPass{0, 1};
+
 // Runs `work` on `worker` (its thread and stream) and waits for it on the GPU too; in place on
 // this thread without one.
 void run_on(const std::shared_ptr<EncodeWorker>& worker, at::Device device,
@@ -545,19 +550,28 @@ double LiveInputs::warm(SessionFactory& factory, const Session& session) {
       encoder->share_black_inactive(factory.black_inactive_latents());
     run_on(on, device, [&, encoder] {
       at::Tensor context;
-      for (int64_t block = 0; block < 2; ++block)
-        context = encoder->encode(black_block(block, encoder->temporal_scale()), {});
+      // A file's passes (a call's frames at once), then a camera's (a group per pass,
+      // VaceFrameSource::filmed): their convolutions have other shapes. The second video takes
+      // the black inactive blocks the first recorded.
+      for (const int64_t groups : kWarmedGroupsPerPass) {
+        encoder->reset();
+        encoder->set_frame_groups_per_pass(groups);
+        for (int64_t block = 0; block < 2; ++block)
+          context = encoder->encode(black_block(block, encoder->temporal_scale()), {});
+      }
       return context;
     });
     return ms_since(began);
   }
   std::shared_ptr<WanVaeEncoder> video = factory.video_encoder();
   run_on(on, device, [&, video] {
-    WanVaeEncoder::Stream stream;
     at::Tensor latents;
-    for (int64_t block = 0; block < 2; ++block)
-      latents = video->encode_next(
-          black_block(block, video->config().temporal_scale()).unsqueeze(0), stream);
+    for (const int64_t groups : kWarmedGroupsPerPass) {
+      WanVaeEncoder::Stream stream;
+      for (int64_t block = 0; block < 2; ++block)
+        latents = video->encode_next(
+            black_block(block, video->config().temporal_scale()).unsqueeze(0), stream, groups);
+    }
     return latents;
   });
   return ms_since(began);

@@ -25,6 +25,7 @@ class SharedFrameSource::Reader final : public VaceFrameSource {
     shared_->read_in_parts(*this, count, part, part_read);
   }
   bool has_frames(int64_t count) const override { return shared_->has_frames(*this, count); }
+  bool filmed() const override { return shared_->source_->filmed(); }
   Counts counts() const override { return shared_->source_->counts(); }
 
  private:

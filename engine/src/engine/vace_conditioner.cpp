@@ -47,6 +47,8 @@ VaceConditioner::VaceConditioner(std::unique_ptr<VaceContextEncoder> encoder, Va
     throw ConfigError("VACE mode inpaint needs a mask (white = generate, black = keep)");
   if (settings_.mode == VaceMode::reference && !has_refs)
     throw ConfigError("VACE mode reference needs at least one reference image");
+  // A camera's blocks a group of frames per pass, read whole or in parts (VaceFrameSource::filmed).
+  if (source_ && source_->filmed()) encoder_->set_frame_groups_per_pass(1);
   ahead_ = std::make_unique<EncodeAhead>(encoder_->device(), std::move(worker));
 }
 
@@ -196,6 +198,7 @@ void VaceConditioner::feed_again(StreamGenerator& generator) {
 
 struct VideoToVideoState {
   WanVaeEncoder::Stream stream;
+  int64_t groups_per_pass = 0;  // 1 for a camera's frames (VaceFrameSource::filmed)
 };
 
 VideoToVideo::VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double strength,
@@ -209,6 +212,7 @@ VideoToVideo::VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double streng
   if (!source_) throw ConfigError("video-to-video needs input frames (a video or a camera)");
   if (!(strength_ > 0.0 && strength_ <= 1.0))
     throw ConfigError(fmt::format("video-to-video strength {} must be in (0, 1]", strength_));
+  if (source_->filmed()) state_->groups_per_pass = 1;
   ahead_ = std::make_unique<EncodeAhead>(encoder_->device(), std::move(worker));
 }
 
@@ -229,12 +233,12 @@ at::Tensor VideoToVideo::read_block(int64_t index, int64_t latent_frames) {
 }
 
 at::Tensor VideoToVideo::encode_frames(const at::Tensor& frames) {
-  return encoder_->encode_next(frames.unsqueeze(0), state_->stream);
+  return encoder_->encode_next(frames.unsqueeze(0), state_->stream, state_->groups_per_pass);
 }
 
 at::Tensor VideoToVideo::encode_as_filmed(int64_t count) {
-  // [1, F, z, h, w] per part; the encoder takes a block a group of frames at a time either way,
-  // so the parts' latents are the whole block's.
+  // [1, F, z, h, w] per part; a camera's blocks take a group of frames per pass either way, so
+  // the parts' latents are the whole block's.
   std::vector<at::Tensor> latents;
   source_->next_frames_in_parts(
       count, encoder_->config().temporal_scale(),

@@ -146,6 +146,7 @@ struct VaceContextEncoder::Impl {
   // many frames). Its memory converges there as the first frame's effect fades through the
   // temporal down-sampler's memory.
   bool reuse_fixed_inactive = true;
+  int64_t frame_groups = 0;  // per pass for the input's frames (set_frame_groups_per_pass)
   bool inactive_fixed = false;
   int64_t inactive_fixed_frames = 0;  // control frames of the encode that found it
   int64_t probes = 0;
@@ -230,6 +231,12 @@ void VaceContextEncoder::set_reuse_fixed_inactive(bool on) {
 }
 int64_t VaceContextEncoder::inactive_encodes_skipped() const { return impl_->skipped; }
 
+void VaceContextEncoder::set_frame_groups_per_pass(int64_t groups) {
+  if (groups < 0)
+    throw ConfigError(fmt::format("VACE: {} groups of frames per encoder pass", groups));
+  impl_->frame_groups = groups;
+}
+
 int64_t VaceContextEncoder::temporal_scale() const {
   return impl_->encoder.config().temporal_scale();
 }
@@ -285,7 +292,9 @@ void VaceContextEncoder::Impl::encode_inactive(const at::Tensor& frames, bool bl
     const bool probe =
         black && reuse_fixed_inactive && inactive.started() && probes < kFixedPointProbes;
     inactive.track_changes(probe);
-    last_inactive = encoder.encode_next(frames.unsqueeze(0), inactive)[0].permute({1, 0, 2, 3});
+    last_inactive =
+        encoder.encode_next(frames.unsqueeze(0), inactive, black ? 0 : frame_groups)[0].permute(
+            {1, 0, 2, 3});
     if (probe) {
       ++probes;
       inactive_fixed = !inactive.changed();
@@ -337,7 +346,8 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
     const at::Tensor streamed =
         s.reactive.started() ? reactive : reactive.narrow(0, 0, whole_groups);
     s.last_reactive =
-        s.encoder.encode_next(streamed.unsqueeze(0), s.reactive)[0].permute({1, 0, 2, 3});
+        s.encoder.encode_next(streamed.unsqueeze(0), s.reactive, s.frame_groups)[0].permute(
+            {1, 0, 2, 3});
   } else {
     // Inpainting (a mask that is not all ones): the reference (Scope's vace_encode_frames) encodes
     // the reactive frames of each block as a video of their own, with a fresh causal cache, to
@@ -345,7 +355,8 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
     // temporal_scale frames (a later block's last frames past them are not used; the latent
     // count is the streaming one). The reactive stream is left where it was.
     s.last_reactive =
-        s.encoder.encode(reactive.narrow(0, 0, whole_groups).unsqueeze(0))[0].permute({1, 0, 2, 3});
+        s.encoder.encode(reactive.narrow(0, 0, whole_groups).unsqueeze(0), s.frame_groups)[0]
+            .permute({1, 0, 2, 3});
   }
   return s.context(m, references);
 }
@@ -384,7 +395,8 @@ void VaceContextEncoder::encode_part(const at::Tensor& frames) {
     s.encode_inactive(at::zeros({p.count, 3, p.height, p.width}, p.pixels), true);
   }
   p.reactive.push_back(
-      s.encoder.encode_next(pixels.unsqueeze(0), s.reactive)[0].permute({1, 0, 2, 3}));
+      s.encoder.encode_next(pixels.unsqueeze(0), s.reactive, s.frame_groups)[0].permute(
+          {1, 0, 2, 3}));
   p.received += n;
 }
 

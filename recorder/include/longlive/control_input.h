@@ -76,6 +76,7 @@ class LiveVideoSource final : public VaceFrameSource {
   // out yet, stall_s otherwise), the latest repeated up to `count` (counted as repeated).
   at::Tensor first_frames(int64_t count) override;
   bool has_frames(int64_t count) const override;  // queued now
+  bool filmed() const override { return true; }
   // As next_frames(count), each part handed out once its frames are filmed (the capture goes on
   // meanwhile).
   void next_frames_in_parts(int64_t count, int64_t part,
