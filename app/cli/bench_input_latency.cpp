@@ -41,7 +41,8 @@ class SyntheticCamera final : public VaceFrameSource {
   static at::Tensor make_pool(int height, int width) {
     return at::rand({kPool, 3, height, width}, at::detail::createCPUGenerator(17)) * 2 - 1;
   }
-  SyntheticCamera(at::Tensor pool, double fps) : pool_(std::move(pool)), fps_(fps) {}
+  SyntheticCamera(at::Tensor pool, double fps, bool filmed = true)
+      : pool_(std::move(pool)), fps_(fps), filmed_(filmed) {}
   at::Tensor next_frames(int64_t count) override {
     if (fps_ > 0) std::this_thread::sleep_until(filmed_at(next_ + count - 1));
     at::Tensor frames = take(count, count);
@@ -70,7 +71,7 @@ class SyntheticCamera final : public VaceFrameSource {
   bool has_frames(int64_t count) const override {
     return fps_ <= 0 || filmed_at(next_ + count - 1) <= Clock::now();
   }
-  bool filmed() const override { return true; }  // a camera's frames, paced or not
+  bool filmed() const override { return filmed_; }  // a camera's frames, unless as a file
   // When each read's last frame was filmed (paced), in read order (read on another thread).
   std::vector<Clock::time_point> read_filmed() const {
     std::lock_guard lock(mutex_);
@@ -98,6 +99,7 @@ class SyntheticCamera final : public VaceFrameSource {
 
   at::Tensor pool_;
   double fps_;
+  bool filmed_;
   Clock::time_point opened_ = Clock::now();
   int64_t next_ = 0;
   mutable std::mutex mutex_;
@@ -145,12 +147,15 @@ nlohmann::json share_json(const ThreadShare& s) {
 }  // namespace
 
 InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset, int height,
-                                   int width, int picks, double camera_fps,
-                                   bool at_random_moments) {
+                                   int width, int picks, double camera_fps, bool at_random_moments,
+                                   bool as_file) {
   namespace fs = std::filesystem;
+  if (as_file && camera_fps > 0)
+    throw ConfigError("bench --vace-input-latency: a synthetic input filmed at a rate is a camera");
   InputLatency out;
   out.camera_fps = camera_fps;
   out.at_random_moments = at_random_moments;
+  out.as_file = as_file;
   // Frames handed out (time, then whether a block's first: frames of a block come out together,
   // a paced camera's blocks far apart) and the camera of the pick in progress.
   std::mutex frames_mutex;
@@ -181,7 +186,7 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
           fmt::format("bench --vace-input-latency: the camera was opened at {}x{}, "
                       "its frames are {}x{}",
                       h, w, pool.size(2), pool.size(3)));
-    auto opened = std::make_shared<SyntheticCamera>(pool, camera_fps);
+    auto opened = std::make_shared<SyntheticCamera>(pool, camera_fps, !as_file);
     std::lock_guard lock(frames_mutex);
     camera = opened;
     return opened;
@@ -290,6 +295,7 @@ nlohmann::json to_json(const InputLatency& l) {
           {"camera_fps", l.camera_fps},
           {"camera_to_screen", to_json(l.camera_to_screen)},
           {"picks_at_random_moments", l.at_random_moments},
+          {"input_as_file", l.as_file},
           {"each_pick", [&] {
              nlohmann::json picks = nlohmann::json::array();
              for (const InputLatency::Pick& p : l.each)
@@ -330,7 +336,10 @@ std::string describe(const InputLatency& l) {
          (l.at_random_moments
               ? std::string("vace input     each pick at a random moment of a block (not as one "
                             "begins)\n")
-              : std::string());
+              : std::string()) +
+         (l.as_file ? std::string("vace input     the synthetic input passed for a file: a call's "
+                                  "frames in one encoder pass, not a group of 4 per pass\n")
+                    : std::string());
 }
 
 }  // namespace longlive::cli

@@ -45,17 +45,21 @@ struct InputLatency {
   // Picks at a random moment of a block (seeded: a uniform fraction of a plain block's median
   // after a block ended) instead of as a block begins.
   bool at_random_moments = false;
+  // The synthetic input passed for a file (VaceFrameSource::filmed false): a call's frames in
+  // one encoder pass on a GPU, instead of a camera's group of 4 frames per pass.
+  bool as_file = false;
 };
 
 // Runs an Engine on `model` (the caller's random model; VACE weights needed) with a synthetic
 // camera (random frames, handed out at once, as a capture ring's latest frames are; or, with
 // `camera_fps` > 0, filmed at that rate from its opening, as LiveVideoSource hands them out)
 // picked `picks` times, each pick after blocks without it (as a block begins, or with
-// `at_random_moments` at a random moment of one). Frames captured are saved under a temporary
-// folder, as the studio saves them, and removed after.
+// `at_random_moments` at a random moment of one; with `as_file` it passes for a file, for the
+// encoder's passes). Frames captured are saved under a temporary folder, as the studio saves
+// them, and removed after.
 InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset, int height,
                                    int width, int picks, double camera_fps = 0,
-                                   bool at_random_moments = false);
+                                   bool at_random_moments = false, bool as_file = false);
 
 nlohmann::json to_json(const InputLatency& latency);
 std::string describe(const InputLatency& latency);

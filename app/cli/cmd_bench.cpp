@@ -79,6 +79,7 @@ struct BenchArgs {
   int switch_latency = 0;            // prompt switches on the studio's Engine (0: none)
   double vace_camera_fps = 0;        // that camera filming at this rate (0: its frames at once)
   bool vace_pick_at_random = false;  // each pick at a random moment of a block
+  bool vace_input_as_file = false;   // that camera passes for a file (its encoder passes)
   RankArgs ranks;                    // --gpus: one stream on several ranks
 };
 
@@ -516,6 +517,10 @@ int run(const BenchArgs& a) {
     throw ConfigError("--vace-camera-fps needs --vace-input-latency");
   if (a.vace_pick_at_random && a.vace_input_latency <= 0)
     throw ConfigError("--vace-pick-at-random-moments needs --vace-input-latency");
+  if (a.vace_input_as_file && a.vace_input_latency <= 0)
+    throw ConfigError("--vace-input-as-file needs --vace-input-latency");
+  if (a.vace_input_as_file && a.vace_camera_fps > 0)
+    throw ConfigError("--vace-input-as-file: a file is not filmed at a rate (--vace-camera-fps)");
   // cuDNN's algorithm search is process-wide: "default" leaves it to the decoders (the Wan VAE
   // turns it on), on/off force it for every convolution. (CLI11 checked every switch's value.)
   if (a.cudnn_search != "default") at::globalContext().setBenchmarkCuDNN(a.cudnn_search == "on");
@@ -860,8 +865,9 @@ int run(const BenchArgs& a) {
     ModelSpec engine_model = model;
     engine_model.random_prompts = true;
     engine_model.random_vace = true;
-    input_latency = measure_input_latency(engine_model, preset, height, width, a.vace_input_latency,
-                                          a.vace_camera_fps, a.vace_pick_at_random);
+    input_latency =
+        measure_input_latency(engine_model, preset, height, width, a.vace_input_latency,
+                              a.vace_camera_fps, a.vace_pick_at_random, a.vace_input_as_file);
     std::cout << describe(*input_latency);
   }
   std::optional<SwitchLatency> switch_latency;
@@ -1135,6 +1141,10 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_flag("--vace-pick-at-random-moments", a->vace_pick_at_random,
                 "With --vace-input-latency: each pick at a random moment of a block (seeded), "
                 "not as a block begins");
+  cmd->add_flag("--vace-input-as-file", a->vace_input_as_file,
+                "With --vace-input-latency: the synthetic input passes for a file (a call's "
+                "frames in one encoder pass on a GPU) instead of a camera (a group of 4 frames "
+                "per pass), for the A/B of the encoder's passes at a pick");
   cmd->add_option("--vace-camera-fps", a->vace_camera_fps,
                   "With --vace-input-latency: the synthetic camera films at this rate, as a live "
                   "camera (its first block takes what it has filmed, later blocks wait for "

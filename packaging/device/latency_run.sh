@@ -20,6 +20,8 @@
 # many groups of 4 frames per pass where a call does not say; by default on a GPU all of a call's
 # groups, one pass; a camera's frames, the bench's synthetic camera's included, always take one
 # group per pass, VaceFrameSource::filmed, so this moves only the black inactive blocks).
+# _file: the synthetic input passes for a file (--vace-input-as-file: a call's frames in one
+# encoder pass, as a video file's, instead of a camera's group of 4 frames per pass).
 # _atrandom: each pick at a random moment of a block (--vace-pick-at-random-moments), not as one
 # begins; it ends the name (turbo_fp8_old_atrandom); not for SWITCH_RUNS (switches always are).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
@@ -55,6 +57,7 @@ parse_run() {
   preset=${preset%_groups1}
   preset=${preset%_groups2}
   preset=${preset%_groups3}
+  preset=${preset%_file}
   env=(LONGLIVE_INPUT_TRACE=1)
   extra=()
   [ "${run%_beside}" != "$run" ] && env+=(LONGLIVE_FIRST_BLOCK_ALONE=0)
@@ -71,6 +74,7 @@ parse_run() {
   [ "${run%_groups1}" != "$run" ] && env+=(LONGLIVE_ENCODE_GROUPS_PER_PASS=1)
   [ "${run%_groups2}" != "$run" ] && env+=(LONGLIVE_ENCODE_GROUPS_PER_PASS=2)
   [ "${run%_groups3}" != "$run" ] && env+=(LONGLIVE_ENCODE_GROUPS_PER_PASS=3)
+  [ "${run%_file}" != "$run" ] && extra+=(--vace-input-as-file)
   [ -n "$at_random" ] && extra+=(--vace-pick-at-random-moments)
 }
 for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
