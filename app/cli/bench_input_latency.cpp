@@ -150,8 +150,6 @@ InputLatency measure_input_latency(const ModelSpec& model, const Preset& preset,
                                    int width, int picks, double camera_fps, bool at_random_moments,
                                    bool as_file) {
   namespace fs = std::filesystem;
-  if (as_file && camera_fps > 0)
-    throw ConfigError("bench --vace-input-latency: a synthetic input filmed at a rate is a camera");
   InputLatency out;
   out.camera_fps = camera_fps;
   out.at_random_moments = at_random_moments;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <shared_mutex>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -177,9 +178,10 @@ class ReadAsFilmed : public ::testing::TestWithParam<bool> {};
 TEST_P(ReadAsFilmed, APacedInputsBlocksAreEncodedInPartsWithTheWholeBlocksBits) {
   const bool v2v = GetParam();
   const int64_t blocks = 4;
-  // The GPU's rule on the CPU: a call's groups of frames in one encoder pass, unless the call
-  // says (a camera's blocks: one group per pass, read whole or in parts).
-  const ScopedEnv at_once("LONGLIVE_ENCODE_GROUPS_PER_PASS", "3");
+  // The GPU's rule on the CPU: a block's groups of frames (one per latent frame) in one encoder
+  // pass, unless the call says (a camera's blocks: one group per pass, read whole or in parts).
+  const ScopedEnv at_once("LONGLIVE_ENCODE_GROUPS_PER_PASS",
+                          std::to_string(windowed_preset().frames_per_block).c_str());
   const InputRun whole = run(at::kCPU, v2v, blocks, -1, false, true);
   const InputRun parts = run(at::kCPU, v2v, blocks, -1, true);
   EXPECT_TRUE(at::equal(parts.latents, whole.latents))

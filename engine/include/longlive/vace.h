@@ -496,7 +496,8 @@ class LiveInputs {
   // later ones (docs/vace.md, "The first pick"): builds the input encoder, and on the inputs'
   // encode worker encodes the first two blocks of a black video at the session's size, as a VACE
   // input (when the model has VACE weights, else as a video-to-video one: both kinds run the
-  // same shared encoder on that worker). That records the
+  // same shared encoder on that worker), twice: with a file's encoder passes and with a camera's
+  // (VaceFrameSource::filmed), whose convolutions have other shapes. That records the
   // conditioning mode's black inactive blocks the first VACE input would have encoded, and has
   // cuDNN find its plans for the encoder's convolutions on the thread that will run them (ATen
   // keeps them per thread): on an H100 a first pick spent ~2.5 s on these. Waits for the GPU;
