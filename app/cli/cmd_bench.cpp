@@ -75,6 +75,7 @@ struct BenchArgs {
   double vace_scale = 1.0;
   int vace_drift_blocks = 6;         // blocks compared for hint reuse's drift (0: not measured)
   bool vace_encoder = true;          // also time the VACE encoder and the live encoder + DiT blocks
+  std::string input_encoder_kind;    // --input-encoder: overrides the preset's input_encoder
   int vace_input_latency = 0;        // picks of a synthetic camera on the studio's Engine (0: none)
   int switch_latency = 0;            // prompt switches on the studio's Engine (0: none)
   double vace_camera_fps = 0;        // that camera filming at this rate (0: its frames at once)
@@ -148,6 +149,10 @@ struct VaceBench {
   // and after how many blocks (-1: not within the probes).
   Summary encode_fixed_point;
   int64_t blocks_to_fixed_point = -1;
+  // The same block (both streams, 12 frames after the first block's 9) through TAEHV's encoder
+  // (input_encoder: taehv), random weights: all at once (a file's) and a group of 4 per pass (a
+  // camera's).
+  Summary encode_taehv, encode_taehv_groups;
   // Live conditioning (VaceConditioner, conditioning mode): encoder + DiT per block, the control
   // frames encoded in place on the generator's stream and a block ahead beside the DiT.
   Summary live_in_place, live_ahead;
@@ -262,6 +267,18 @@ VaceBench bench_vace(const BenchArgs& a, const StreamGenerator& base, const at::
       return time_calls(device, 2, 10, [&] { encoder.encode(frames, at::Tensor()); });
     };
     out.encode = time_full_encodes(options);
+    {
+      const auto taehv = std::make_shared<const TaehvEncoder>(
+          make_random_taehv_encoder_weights(4), device, device.is_cpu() ? at::kFloat : at::kHalf);
+      auto time_taehv = [&](int64_t groups) {
+        VaceContextEncoder encoder(taehv);
+        encoder.set_frame_groups_per_pass(groups);
+        encoder.encode(frames.narrow(0, 0, first), at::Tensor());
+        return time_calls(device, 2, 10, [&] { encoder.encode(frames, at::Tensor()); });
+      };
+      out.encode_taehv = time_taehv(0);
+      out.encode_taehv_groups = time_taehv(1);
+    }
     if (a.kernels && device.is_cuda()) {
       // Where a block's encode goes: the convolutions against the rest (norms, SiLU, copies).
       VaceContextEncoder encoder(vae, options);
@@ -502,7 +519,11 @@ int run_ranks(const BenchArgs& a, const Preset& preset, const SessionOverrides& 
 }
 
 int run(const BenchArgs& a) {
-  const Preset preset = find_preset(a.presets_dir, a.preset);
+  Preset preset = find_preset(a.presets_dir, a.preset);
+  // A bench records no timeline, so the VACE encoder may differ from the preset's file.
+  if (!a.input_encoder_kind.empty())
+    preset.input_encoder =
+        a.input_encoder_kind == "taehv" ? InputEncoderKind::taehv : InputEncoderKind::wan;
   const at::Device device =
       a.device == "cpu"
           ? at::Device(at::kCPU)
@@ -898,6 +919,11 @@ int run(const BenchArgs& a) {
           "vace encode    median {:.1f} ms per block of {} control frames (Wan VAE encoder, "
           "inactive + reactive) p99 {:.1f}\n",
           v.encode.median, 4 * o.frames_per_block, v.encode.p99);
+    if (v.encode_taehv.count)
+      std::cout << fmt::format(
+          "vace encode    median {:.1f} ms per block with TAEHV's encoder (input_encoder taehv; "
+          "both streams) p99 {:.1f}; a group of 4 frames per pass (a camera's) {:.1f} ms\n",
+          v.encode_taehv.median, v.encode_taehv.p99, v.encode_taehv_groups.median);
     if (v.encode_contiguous.count)
       std::cout << fmt::format(
           "vace encode    median {:.1f} ms per block in the contiguous layout (the default above "
@@ -949,6 +975,8 @@ int run(const BenchArgs& a) {
                    {"note", "random weights: not the trained model's drift"}}},
                  {"encode_ms_per_block", to_json(v.encode)},
                  {"encode_ms_per_block_contiguous", to_json(v.encode_contiguous)},
+                 {"encode_ms_per_block_taehv", to_json(v.encode_taehv)},
+                 {"encode_ms_per_block_taehv_groups", to_json(v.encode_taehv_groups)},
                  {"encode_ms_per_block_fixed_point", to_json(v.encode_fixed_point)},
                  {"encode_blocks_to_fixed_point", v.blocks_to_fixed_point},
                  {"live_block_in_place", to_json(v.live_in_place)},
@@ -1128,6 +1156,10 @@ const Registrar kBench("bench", [](CLI::App& root) {
   cmd->add_flag("!--no-vace-encoder", a->vace_encoder,
                 "With --vace: leave out the VACE encoder's timings and the live encoder + DiT "
                 "blocks (the overhead runs only)");
+  cmd->add_option("--input-encoder", a->input_encoder_kind,
+                  "With --vace-input-latency: the inputs' encoder instead of the preset's "
+                  "input_encoder (wan: the Wan VAE's, taehv: TAEHV's)")
+      ->check(CLI::IsMember({"wan", "taehv"}));
   cmd->add_option("--vace-input-latency", a->vace_input_latency,
                   "With --vace: pick a synthetic camera N times on the studio's Engine (random "
                   "VACE blocks and Wan VAE encoder, the preset's live decoder) and report picked "

@@ -188,10 +188,11 @@ class PreprocessedSource final : public VaceFrameSource {
 };
 
 // The VACE input the arguments name: a control video or camera (conditioning, inpaint) and/or a
-// reference image, encoded block by block with the session's Wan VAE encoder.
+// reference image, encoded block by block with the preset's VACE encoder (the Wan VAE's or
+// TAEHV's).
 std::unique_ptr<VaceConditioner> make_vace(const GenerateArgs& a, SessionFactory& factory,
-                                           int height, int width, at::Device device,
-                                           LiveInputs& live_inputs) {
+                                           const Preset& preset, int height, int width,
+                                           at::Device device, LiveInputs& live_inputs) {
   if (!factory.vace_available())
     throw ConfigError(
         fmt::format("--vace-*: this model has no VACE weights ({})", factory.vace_status()));
@@ -218,9 +219,10 @@ std::unique_ptr<VaceConditioner> make_vace(const GenerateArgs& a, SessionFactory
     source = std::make_shared<PreprocessedSource>(source, a.vace_preprocess, device);
   }
   log::info("{}", factory.vace_status());
-  return std::make_unique<VaceConditioner>(factory.vace_encoder(), std::move(settings), source);
+  return std::make_unique<VaceConditioner>(factory.vace_encoder(preset.input_encoder),
+                                           std::move(settings), source);
 #else
-  (void)factory, (void)height, (void)width, (void)a, (void)live_inputs, (void)device;
+  (void)factory, (void)preset, (void)height, (void)width, (void)a, (void)live_inputs, (void)device;
   throw ConfigError("--vace-*: this build has no FFmpeg to read control inputs");
 #endif
 }
@@ -291,13 +293,13 @@ int run(const GenerateArgs& a) {
   }
 
   LiveInputs live_inputs;
-  if (a.vace_requested()) vace = make_vace(a, factory, height, width, session->device, live_inputs);
+  if (a.vace_requested())
+    vace = make_vace(a, factory, preset, height, width, session->device, live_inputs);
   if (!a.v2v_video.empty() || !a.v2v_camera.empty()) {
 #ifdef LONGLIVE_WITH_RECORDER
-    v2v =
-        std::make_unique<VideoToVideo>(factory.video_encoder(), a.v2v_strength,
-                                       frame_source(a.v2v_video, a.v2v_camera, a.camera_options(),
-                                                    height, width, "video-to-video", live_inputs));
+    v2v = factory.video_to_video(preset.input_encoder, a.v2v_strength,
+                                 frame_source(a.v2v_video, a.v2v_camera, a.camera_options(), height,
+                                              width, "video-to-video", live_inputs));
     log::info("video-to-video strength {}", a.v2v_strength);
 #else
     throw ConfigError("--v2v-*: this build has no FFmpeg to read videos");

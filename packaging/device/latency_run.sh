@@ -24,6 +24,8 @@
 # encoder pass, as a video file's, instead of a camera's group of 4 frames per pass).
 # _atrandom: each pick at a random moment of a block (--vace-pick-at-random-moments), not as one
 # begins; it ends the name (turbo_fp8_old_atrandom); not for SWITCH_RUNS (switches always are).
+# _taehv: the inputs through TAEHV's encoder (--input-encoder taehv, a preset's input_encoder:
+# taehv) instead of the Wan VAE's; before _atrandom (turbo_fp8_paced_taehv_atrandom).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
 # ENCODER_RUNS (default none): the VACE encoder's block (`bench --vace --kernels`, turbo_fp8,
 # encode ms per block and its kernel table): fold = as built, nofold = LONGLIVE_VAE_FOLD_BIAS=0,
@@ -41,8 +43,9 @@ out=${OUT:-/tmp/out}
 export LD_LIBRARY_PATH=/opt/longlive-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 # A run name -> its preset, environment and extra bench arguments (the suffixes above).
 parse_run() {
-  local run=$1 at_random=
+  local run=$1 at_random= taehv=
   [ "${run%_atrandom}" != "$run" ] && { at_random=1; run=${run%_atrandom}; }
+  [ "${run%_taehv}" != "$run" ] && { taehv=1; run=${run%_taehv}; }
   preset=${run%_beside}
   preset=${preset%_paced}
   preset=${preset%_pacedahead}
@@ -76,6 +79,7 @@ parse_run() {
   [ "${run%_groups3}" != "$run" ] && env+=(LONGLIVE_ENCODE_GROUPS_PER_PASS=3)
   [ "${run%_file}" != "$run" ] && extra+=(--vace-input-as-file)
   [ -n "$at_random" ] && extra+=(--vace-pick-at-random-moments)
+  [ -n "$taehv" ] && extra+=(--input-encoder taehv)
 }
 for run in ${LATENCY_RUNS:-turbo_fp8 turbo_fp8_beside}; do
   parse_run "$run"

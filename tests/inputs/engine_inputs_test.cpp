@@ -283,6 +283,64 @@ TEST(EngineVace, CameraFramesAreSavedAndReplayExactly) {
     EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
 }
 
+// A preset's input_encoder: taehv runs an input through TAEHV's encoder (other latents than the
+// Wan VAE's, so another video), a camera's frames read as filmed, and the session replays bit
+// for bit with that preset: a VACE input and a video-to-video one.
+void expect_taehvs_encoder_conditions_and_replays(const std::function<void(Engine&)>& set_input) {
+  Preset fast = preset();
+  fast.name = "vace-live-taehv";
+  fast.input_encoder = InputEncoderKind::taehv;
+  auto live = [&](const Preset& p) {
+    auto run = std::make_unique<LiveRun>();
+    Engine engine(tiny(), p, run->callbacks(), kSide, kSide, options());
+    set_input(engine);
+    engine.start(kPrompt, kSeed);
+    run->finish(engine, 3);
+    EXPECT_EQ(run->error_count(), 0u) << run->errors.front();
+    return run;
+  };
+  const auto with_taehv = live(fast);
+  const auto with_wan = live(preset());
+  ASSERT_EQ(with_taehv->latents.size(), with_wan->latents.size());
+  EXPECT_GT(max_diff(with_taehv->latents[0], with_wan->latents[0]), 1e-4f);
+
+  const Timeline t = parse_timeline(to_json(*with_taehv->timeline).dump(), "live.json");
+  EXPECT_EQ(t.preset, fast.name);
+  std::vector<at::Tensor> replayed;
+  replay(
+      t, tiny(), [&](const std::string& name) { return name == fast.name ? fast : preset(); },
+      [&](const ReplayBlock& b) { replayed.push_back(b.latents.to(at::kCPU).clone()); },
+      "live.json", ffmpeg_input_opener());
+  ASSERT_EQ(replayed.size(), with_taehv->latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], with_taehv->latents[b]), 0.0f) << "block " << b;
+}
+
+InputSource test_camera() {  // FFmpeg's lavfi test pattern stands in for a camera
+  InputSource camera;
+  camera.kind = InputKind::camera;
+  camera.format = "lavfi";
+  camera.path = "testsrc2=size=64x48:rate=30";
+  return camera;
+}
+
+TEST(EngineVace, TaehvsEncoderConditionsTheVideoAndReplaysExactly) {
+  expect_taehvs_encoder_conditions_and_replays([](Engine& engine) {
+    VaceRequest r;
+    r.source = test_camera();
+    engine.set_vace(r);
+  });
+}
+
+TEST(EngineV2v, TaehvsEncoderConditionsTheVideoAndReplaysExactly) {
+  expect_taehvs_encoder_conditions_and_replays([](Engine& engine) {
+    V2vRequest r;
+    r.source = test_camera();
+    r.strength = 0.7;
+    engine.set_v2v(r);
+  });
+}
+
 // #17's "camera -> first conditioned frame within a block (+ its decode)", counted in blocks: a
 // camera chosen while the video runs conditions the block after the one in flight at the
 // latest, and the blocks before it are those of the same video without a camera.

@@ -36,6 +36,10 @@ TEST(Presets, EveryShippedPresetLoadsInSpeedOrder) {
   EXPECT_EQ(presets[4].dtype, ComputeDType::fp8);
   EXPECT_EQ(presets[6].kv_dtype, KvDType::int8);
   EXPECT_FALSE(presets[3].quality_preserving);
+  // VACE inputs through TAEHV's encoder in ultra only; the reference's Wan VAE elsewhere.
+  for (const auto& p : presets)
+    EXPECT_EQ(p.input_encoder, p.name == "ultra" ? InputEncoderKind::taehv : InputEncoderKind::wan)
+        << p.name;
 }
 
 TEST(Presets, RoundTripThroughJson) {
@@ -71,6 +75,7 @@ TEST(Presets, ErrorsNameFileFieldAndAllowedValues) {
       {R"({"width": 4096})", "'width': 4096 is outside [16, 2048]"},
       {R"({"dtype": "int4"})", "'int4' is not one of bf16, fp16, fp32, fp8"},
       {R"({"decoder": "vae"})", "'vae' is not one of taehv, wan"},
+      {R"({"input_encoder": "tae"})", "'input_encoder': 'tae' is not one of wan, taehv"},
       {R"({"frames_per_block": 1.5})", "expected an integer"},
       {R"([1, 2])", "must be a JSON object"},
       {R"({"name": )", "not valid JSON"},

@@ -33,7 +33,7 @@ torch.backends.cudnn.allow_tf32 = False
 import randinit  # noqa: E402
 import refimport  # noqa: E402
 
-COMPONENTS = ["dit", "lora", "umt5", "wanvae", "taehv"]
+COMPONENTS = ["dit", "lora", "umt5", "wanvae", "taehv", "taehv_encoder"]
 
 PUBLIC_CONFIG = {
     "umt5": {"vocab": 256, "dim": 64, "dim_attn": 64, "ffn": 128, "heads": 4, "layers": 2, "buckets": 32,
@@ -47,6 +47,9 @@ PUBLIC_CONFIG = {
     "wanvae": {"dim": 8, "latent_frames": 9, "chunk": 3, "latent_h": 8, "latent_w": 8,
                "encode_latent_frames": 3, "seed": 5005, "inputs_seed": 5006},
     "taehv": {"seed": 6006, "write_weights": True},
+    "taehv_encoder": {"seed": 7007, "inputs_seed": 7008,
+                      "cases": [{"frames": 12, "odd_frames": 9, "height": 32, "width": 48},
+                                {"frames": 8, "odd_frames": 5, "height": 16, "width": 24}]},
 }
 
 ALIASES = {  # convenience flags -> config keys
@@ -325,6 +328,21 @@ def generate(ctx, cfg, out, only, log):
         t, meta = fx_taehv.run(ctx.tmod, tw, latents, sizes)
         meta["weights"] = names
         put("taehv_io.safetensors", t, meta)
+    if "taehv_encoder" in only:
+        import fx_taehv_encoder
+        if ctx.tmod is None:
+            raise SystemExit("taehv_encoder needs --taehv-src")
+        e = cfg["taehv_encoder"]
+        ew = fx_taehv_encoder.weights(fx_taehv_encoder.build(ctx.tmod), e["seed"])
+        t, meta = dict(ew), {"cases": []}
+        for i, c in enumerate(e["cases"]):
+            frames = fx_taehv_encoder.inputs(c["frames"], c["height"], c["width"], e["inputs_seed"] + i)
+            ct, cm = fx_taehv_encoder.run(ctx.tmod, ew, frames, c["odd_frames"])
+            t.update({f"case{i}.{k}": v for k, v in ct.items()})
+            meta["cases"].append(cm)
+        meta.update({"arch": fx_taehv_encoder.ARCH, "seeds": {"weights": e["seed"], "inputs": e["inputs_seed"]},
+                     "note": fx_taehv_encoder.NOTE})
+        put("taehv_encoder_io.safetensors", t, meta)
     return written
 
 
@@ -647,10 +665,13 @@ def main(argv=None):
                                                os.path.join(args.clone_refs, "LongLive"))
         args.taehv_src = refimport.clone_at(refimport.TAEHV_REPO, refimport.TAEHV_COMMIT,
                                             os.path.join(args.clone_refs, "taehv"))
-    if not args.longlive_src:
+    needs_longlive = any(c in only for c in ("dit", "lora", "umt5", "wanvae"))
+    if needs_longlive and not args.longlive_src:
         raise SystemExit("--longlive-src (or --clone-refs) is required")
-    with quiet():
-        ll = refimport.LongLive(args.longlive_src)
+    ll = None
+    if args.longlive_src:
+        with quiet():
+            ll = refimport.LongLive(args.longlive_src)
     tmod = refimport.load_taehv(args.taehv_src) if args.taehv_src else None
     ctx = Ctx(ll, tmod)
     torch.set_grad_enabled(False)

@@ -12,6 +12,7 @@ enum class ComputeDType { bf16, fp16, fp32, fp8 };
 enum class KvDType { bf16, fp16, fp32, int8 };
 enum class DecoderKind { taehv, wan };
 enum class PlacementDevice { gpu, cpu };
+enum class InputEncoderKind { wan, taehv };
 
 struct Preset {
   std::string name;
@@ -36,6 +37,12 @@ struct Preset {
   // VACE: the hints of a block's first denoising step are reused by its later steps (the VACE
   // blocks run once per block instead of once per step; a small drift, see docs/vace.md).
   bool vace_hint_reuse = false;
+  // The autoencoder that turns an input's frames (VACE control frames and reference images,
+  // video-to-video frames) into latents. wan: the Wan VAE's encoder (the reference's; the
+  // default). taehv: TAEHV's (taew2_1), ~1/30 of the arithmetic: a camera's frames reach the screen
+  // sooner and the GPU keeps more for the DiT; its latents approximate the Wan VAE's
+  // (docs/vace.md). An input takes the preset's encoder when it is picked.
+  InputEncoderKind input_encoder = InputEncoderKind::wan;
 };
 
 // Parses one preset; `origin` (a file name) prefixes every error. Unknown keys, wrong types and
@@ -53,5 +60,6 @@ std::string to_string(ComputeDType v);
 std::string to_string(KvDType v);
 std::string to_string(DecoderKind v);
 std::string to_string(PlacementDevice v);
+std::string to_string(InputEncoderKind v);
 
 }  // namespace longlive

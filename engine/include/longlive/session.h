@@ -34,6 +34,10 @@ class WanVaeDecoder;
 class BlackInactiveLatents;
 class VaceContextEncoder;
 class WanVaeEncoder;
+class TaehvEncoder;
+class VideoToVideo;
+class VaceFrameSource;
+class EncodeWorker;
 struct GeneratorOptions;
 struct TextEncoderOptions;
 
@@ -206,12 +210,22 @@ class SessionFactory {
   const std::string& vace_status() const;
   // An encoder for a session's VACE input, on the factory's device (the Wan VAE's encoder; the
   // tiny model's is a random tiny VAE, seed 0). IoError naming the folder without a Wan VAE.
-  std::unique_ptr<VaceContextEncoder> vace_encoder();
+  // `kind` taehv: over TAEHV's encoder (taew2_1 in the folder; a random one for the random
+  // models), built once and shared; IoError naming the folder without it.
+  std::unique_ptr<VaceContextEncoder> vace_encoder(InputEncoderKind kind = InputEncoderKind::wan);
   // The conditioning mode's black inactive blocks, recorded by the first VACE input and taken by
   // the later ones (one per factory: its encoders share weights, device and dtype).
   std::shared_ptr<BlackInactiveLatents> black_inactive_latents();
   // The Wan VAE encoder alone (video-to-video input), same weights and rules as vace_encoder().
   std::unique_ptr<WanVaeEncoder> video_encoder();
+  // TAEHV's encoder (a preset's input_encoder: taehv): taew2_1 in the folder (a random one for
+  // the random models), built once on the factory's device (fp16 on a GPU) and shared.
+  // IoError naming the folder without it.
+  std::shared_ptr<const TaehvEncoder> taehv_encoder();
+  // A video-to-video input over the encoder `kind` names (video_encoder() or taehv_encoder()).
+  std::unique_ptr<VideoToVideo> video_to_video(InputEncoderKind kind, double strength,
+                                               std::shared_ptr<VaceFrameSource> source,
+                                               std::shared_ptr<EncodeWorker> worker = nullptr);
 
   // Weight materialisations so far (files read, or random weights built): a preset change that
   // keeps everything adds none.

@@ -24,6 +24,7 @@
 #include "longlive/log.h"
 #include "longlive/profiler.h"
 #include "longlive/session.h"
+#include "longlive/taehv.h"
 #include "longlive/wan_vae.h"
 
 namespace longlive {
@@ -435,7 +436,7 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
   }
   trace("source opened");
   std::shared_ptr<EncodeWorker> encode_worker = worker(session.device);
-  std::unique_ptr<VaceContextEncoder> encoder = factory.vace_encoder();
+  std::unique_ptr<VaceContextEncoder> encoder = factory.vace_encoder(session.preset.input_encoder);
   trace("encoder made");
   // The black inactive blocks recorded by an earlier input, where every VACE encode of the
   // session runs on one stream: the kept worker's, or the generator's when nothing is encoded
@@ -476,8 +477,8 @@ V2vRequest LiveInputs::set_v2v(const V2vRequest& request, SessionFactory& factor
   next->recorded = request;
   next->tap = open_tap(request.source, session);
   next->recorded.source = next->tap->recorded;
-  next->feeder = std::make_unique<VideoToVideo>(factory.video_encoder(), request.strength,
-                                                next->tap, worker(session.device));
+  next->feeder = factory.video_to_video(session.preset.input_encoder, request.strength, next->tap,
+                                        worker(session.device));
   v2v_ = std::move(next);
   return v2v_->recorded;
 }
@@ -544,7 +545,8 @@ double LiveInputs::warm(SessionFactory& factory, const Session& session) {
   const std::shared_ptr<EncodeWorker> on = worker(device);
   // Both input kinds run the same shared encoder on this worker: readying one readies both.
   if (factory.vace_available()) {
-    std::shared_ptr<VaceContextEncoder> encoder = factory.vace_encoder();
+    std::shared_ptr<VaceContextEncoder> encoder =
+        factory.vace_encoder(session.preset.input_encoder);
     // As set_vace shares it: the blocks encoded here are the ones the first input takes.
     if (on || !encode_ahead_turned_on() || !device.is_cuda())
       encoder->share_black_inactive(factory.black_inactive_latents());
@@ -560,6 +562,20 @@ double LiveInputs::warm(SessionFactory& factory, const Session& session) {
           context = encoder->encode(black_block(block, encoder->temporal_scale()), {});
       }
       return context;
+    });
+    return ms_since(began);
+  }
+  if (session.preset.input_encoder == InputEncoderKind::taehv) {
+    const std::shared_ptr<const TaehvEncoder> taehv = factory.taehv_encoder();
+    run_on(on, device, [&, taehv] {
+      at::Tensor latents;
+      for (const int64_t groups : kWarmedGroupsPerPass) {
+        TaehvEncoder::Stream stream;
+        for (int64_t block = 0; block < 2; ++block)
+          latents = taehv->encode_next(black_block(block, TaehvEncoder::kTimeDownscale), stream,
+                                       groups * TaehvEncoder::kTimeDownscale);
+      }
+      return latents;
     });
     return ms_since(began);
   }

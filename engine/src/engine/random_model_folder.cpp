@@ -92,7 +92,10 @@ RandomModelFolder write_random_model_folder(const std::filesystem::path& dir, bo
   save_safetensors(files.dit, tensors_of(make_random_wan_weights(dit, seed)));
   save_torch_zip(files.text_encoder,
                  make_random_umt5_weights(text, seed + 1, full ? at::kBFloat16 : at::kFloat));
-  save_torch_zip(files.taehv, make_random_taehv_weights(seed + 2));
+  // Both halves, as taew2_1.pth holds them: the live decoder's and the inputs' encoder.
+  WeightStore taehv = make_random_taehv_weights(seed + 2);
+  taehv.merge(make_random_taehv_encoder_weights(seed + 3));
+  save_torch_zip(files.taehv, taehv);
   train_tokenizer(files.tokenizer);
   return files;
 }

@@ -245,6 +245,8 @@ struct SessionFactory::Resident {
   std::optional<WeightStore> vace_vae;  // the random models' VAE with its encoder
   // The Wan VAE encoder built on the GPU (shared_encoder): every input's encoder shares it.
   std::optional<WanVaeEncoder> built_encoder;
+  // TAEHV's encoder (a preset's input_encoder: taehv), built once and shared like built_encoder.
+  std::shared_ptr<const TaehvEncoder> taehv_encoder;
   std::shared_ptr<BlackInactiveLatents> black_inactive;  // black_inactive_latents()
   std::shared_ptr<TextEncoder> text;
   std::shared_ptr<PromptCache> prompts;
@@ -464,8 +466,35 @@ WanVaeEncoder SessionFactory::shared_encoder(const char* what) {
   return resident_->built_encoder->share();
 }
 
-std::unique_ptr<VaceContextEncoder> SessionFactory::vace_encoder() {
-  return std::make_unique<VaceContextEncoder>(shared_encoder("VACE"));
+std::unique_ptr<VaceContextEncoder> SessionFactory::vace_encoder(InputEncoderKind kind) {
+  if (kind == InputEncoderKind::wan)
+    return std::make_unique<VaceContextEncoder>(shared_encoder("VACE"));
+  return std::make_unique<VaceContextEncoder>(taehv_encoder());
+}
+
+std::shared_ptr<const TaehvEncoder> SessionFactory::taehv_encoder() {
+  Resident& r = *resident_;
+  if (!r.taehv_encoder) {
+    WeightStore weights;
+    if (model_.tiny_random || model_.full_random) {
+      weights = make_random_taehv_encoder_weights(4);
+    } else {
+      std::optional<std::filesystem::path> file = model_.taehv_file;
+      if (!file && !model_.folder.empty()) file = find_in(model_.folder, "taew2_1.pth");
+      if (!file && !model_.folder.empty()) file = find_in(model_.folder, "taew2_1.safetensors");
+      if (!file)
+        throw IoError(fmt::format(
+            "an input with input_encoder taehv needs TAEHV's weights: no taew2_1.pth or "
+            "taew2_1.safetensors in '{}' (or set the preset's input_encoder to wan)",
+            model_.folder.string()));
+      weights = load_taehv_encoder_weights(*file);
+    }
+    ++stats_.weight_loads;
+    // fp16 as TAEHV's decoder runs on a GPU; float32 on the CPU.
+    r.taehv_encoder = std::make_shared<const TaehvEncoder>(
+        weights, device_, device_.is_cuda() ? at::kHalf : at::kFloat);
+  }
+  return r.taehv_encoder;
 }
 
 std::shared_ptr<BlackInactiveLatents> SessionFactory::black_inactive_latents() {
@@ -476,6 +505,16 @@ std::shared_ptr<BlackInactiveLatents> SessionFactory::black_inactive_latents() {
 
 std::unique_ptr<WanVaeEncoder> SessionFactory::video_encoder() {
   return std::make_unique<WanVaeEncoder>(shared_encoder("video-to-video"));
+}
+
+std::unique_ptr<VideoToVideo> SessionFactory::video_to_video(
+    InputEncoderKind kind, double strength, std::shared_ptr<VaceFrameSource> source,
+    std::shared_ptr<EncodeWorker> worker) {
+  if (kind == InputEncoderKind::taehv)
+    return std::make_unique<VideoToVideo>(taehv_encoder(), strength, std::move(source),
+                                          std::move(worker));
+  return std::make_unique<VideoToVideo>(video_encoder(), strength, std::move(source),
+                                        std::move(worker));
 }
 
 void SessionFactory::keep_recent(std::shared_ptr<const CausalWanModel> model) {

@@ -9,6 +9,7 @@
 #include "longlive/generator.h"
 #include "longlive/log.h"
 #include "longlive/profiler.h"
+#include "longlive/taehv.h"
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
 
@@ -198,6 +199,8 @@ void VaceConditioner::feed_again(StreamGenerator& generator) {
 
 struct VideoToVideoState {
   WanVaeEncoder::Stream stream;
+  std::shared_ptr<const TaehvEncoder> taehv;  // set: TAEHV's encoder instead of the Wan VAE's
+  TaehvEncoder::Stream taehv_stream;
   int64_t groups_per_pass = 0;  // 1 for a camera's frames (VaceFrameSource::filmed)
 };
 
@@ -209,11 +212,30 @@ VideoToVideo::VideoToVideo(std::unique_ptr<WanVaeEncoder> encoder, double streng
       strength_(strength),
       source_(std::move(source)) {
   if (!encoder_) throw ConfigError("video-to-video: no Wan VAE encoder");
+  start(std::move(worker), encoder_->device());
+}
+
+VideoToVideo::VideoToVideo(std::shared_ptr<const TaehvEncoder> encoder, double strength,
+                           std::shared_ptr<VaceFrameSource> source,
+                           std::shared_ptr<EncodeWorker> worker)
+    : state_(std::make_unique<VideoToVideoState>()),
+      strength_(strength),
+      source_(std::move(source)) {
+  if (!encoder) throw ConfigError("video-to-video: no TAEHV encoder");
+  state_->taehv = std::move(encoder);
+  start(std::move(worker), state_->taehv->device());
+}
+
+void VideoToVideo::start(std::shared_ptr<EncodeWorker> worker, at::Device device) {
   if (!source_) throw ConfigError("video-to-video needs input frames (a video or a camera)");
   if (!(strength_ > 0.0 && strength_ <= 1.0))
     throw ConfigError(fmt::format("video-to-video strength {} must be in (0, 1]", strength_));
   if (source_->filmed()) state_->groups_per_pass = 1;
-  ahead_ = std::make_unique<EncodeAhead>(encoder_->device(), std::move(worker));
+  ahead_ = std::make_unique<EncodeAhead>(device, std::move(worker));
+}
+
+int64_t VideoToVideo::temporal_scale() const {
+  return state_->taehv ? TaehvEncoder::kTimeDownscale : encoder_->config().temporal_scale();
 }
 
 VideoToVideo::~VideoToVideo() = default;
@@ -221,18 +243,23 @@ VideoToVideo::~VideoToVideo() = default;
 void VideoToVideo::reset() {
   ahead_->drop();
   state_->stream.reset();
+  state_->taehv_stream.reset();
   last_latents_ = at::Tensor();
   blocks_ = 0;
 }
 
 at::Tensor VideoToVideo::read_block(int64_t index, int64_t latent_frames) {
-  const int64_t count =
-      input_block_frames(index, latent_frames, encoder_->config().temporal_scale());
+  const int64_t count = input_block_frames(index, latent_frames, temporal_scale());
   // [T, 3, H, W]; an input's first frames as they are (VaceConditioner::read_block)
   return index == 0 ? source_->first_frames(count) : source_->next_frames(count);
 }
 
 at::Tensor VideoToVideo::encode_frames(const at::Tensor& frames) {
+  if (const auto& taehv = state_->taehv)  // [F, z, h, w] -> [1, F, z, h, w] as the Wan VAE's
+    return taehv
+        ->encode_next((frames + 1) * 0.5, state_->taehv_stream,
+                      state_->groups_per_pass * TaehvEncoder::kTimeDownscale)
+        .unsqueeze(0);
   return encoder_->encode_next(frames.unsqueeze(0), state_->stream, state_->groups_per_pass);
 }
 
@@ -240,16 +267,15 @@ at::Tensor VideoToVideo::encode_as_filmed(int64_t count) {
   // [1, F, z, h, w] per part; a camera's blocks take a group of frames per pass either way, so
   // the parts' latents are the whole block's.
   std::vector<at::Tensor> latents;
-  source_->next_frames_in_parts(
-      count, encoder_->config().temporal_scale(),
-      [&](const at::Tensor& part) { latents.push_back(encode_frames(part)); });
+  source_->next_frames_in_parts(count, temporal_scale(), [&](const at::Tensor& part) {
+    latents.push_back(encode_frames(part));
+  });
   return latents.size() == 1 ? latents[0] : at::cat(latents, 1);
 }
 
 void VideoToVideo::before_block(StreamGenerator& generator) {
   const int64_t latent_frames = generator.options().frames_per_block;
-  const int64_t count =
-      input_block_frames(blocks_, latent_frames, encoder_->config().temporal_scale());
+  const int64_t count = input_block_frames(blocks_, latent_frames, temporal_scale());
   // A paced camera's block not filmed yet: encoded in parts as it is filmed (as
   // VaceConditioner::before_block).
   const bool as_filmed = !ahead_->pending() && reads_as_filmed(*source_, blocks_, count);
@@ -272,8 +298,7 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
   if (!ahead_->enabled()) return;
   if (blocks_ == 1 && first_block_alone()) return;  // as VaceConditioner's first block
   // Frames a live input has not filmed yet: read at their block (as VaceConditioner's).
-  if (!read_ahead_now(*source_, input_block_frames(blocks_, latent_frames,
-                                                   encoder_->config().temporal_scale())))
+  if (!read_ahead_now(*source_, input_block_frames(blocks_, latent_frames, temporal_scale())))
     return;
   ahead_->launch_prepared([&]() -> std::function<at::Tensor()> {
     return [this, frames = read_block(blocks_, latent_frames)] { return encode_frames(frames); };
@@ -281,9 +306,8 @@ void VideoToVideo::before_block(StreamGenerator& generator) {
 }
 
 bool VideoToVideo::waits_for_frames(int64_t latent_frames) const {
-  return read_waits(
-      *source_, *ahead_, blocks_,
-      input_block_frames(blocks_, latent_frames, encoder_->config().temporal_scale()));
+  return read_waits(*source_, *ahead_, blocks_,
+                    input_block_frames(blocks_, latent_frames, temporal_scale()));
 }
 
 void VideoToVideo::feed_again(StreamGenerator& generator) {

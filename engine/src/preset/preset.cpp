@@ -51,6 +51,8 @@ const EnumNames<DecoderKind, 2> kDecoder{
     {{{DecoderKind::taehv, "taehv"}, {DecoderKind::wan, "wan"}}}};
 const EnumNames<PlacementDevice, 2> kPlacement{
     {{{PlacementDevice::gpu, "gpu"}, {PlacementDevice::cpu, "cpu"}}}};
+const EnumNames<InputEncoderKind, 2> kInputEncoder{
+    {{{InputEncoderKind::wan, "wan"}, {InputEncoderKind::taehv, "taehv"}}}};
 
 // Reads fields of one JSON object, remembering which keys were consumed.
 class FieldReader {
@@ -131,6 +133,7 @@ std::string to_string(ComputeDType v) { return kComputeDType.name(v); }
 std::string to_string(KvDType v) { return kKvDType.name(v); }
 std::string to_string(DecoderKind v) { return kDecoder.name(v); }
 std::string to_string(PlacementDevice v) { return kPlacement.name(v); }
+std::string to_string(InputEncoderKind v) { return kInputEncoder.name(v); }
 
 Preset parse_preset(std::string_view json_text, const std::string& origin) {
   json root;
@@ -184,6 +187,7 @@ Preset parse_preset(std::string_view json_text, const std::string& origin) {
   r.read("text_encoder_device", p.text_encoder_device, kPlacement);
   r.read("quality_preserving", p.quality_preserving);
   r.read("vace_hint_reuse", p.vace_hint_reuse);
+  r.read("input_encoder", p.input_encoder, kInputEncoder);
   r.reject_unknown();
 
   if (p.height % 16 != 0) r.fail("height", fmt::format("{} is not a multiple of 16", p.height));
@@ -256,7 +260,8 @@ nlohmann::json to_json(const Preset& p) {
               {"width", p.width},
               {"text_encoder_device", to_string(p.text_encoder_device)},
               {"quality_preserving", p.quality_preserving},
-              {"vace_hint_reuse", p.vace_hint_reuse}};
+              {"vace_hint_reuse", p.vace_hint_reuse},
+              {"input_encoder", to_string(p.input_encoder)}};
 }
 
 }  // namespace longlive

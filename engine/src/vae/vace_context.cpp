@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "longlive/error.h"
+#include "longlive/taehv.h"
 #include "longlive/vace.h"
 #include "longlive/wan_vae.h"
 
@@ -139,8 +140,12 @@ bool BlackInactiveLatents::at_fixed_point(int64_t height, int64_t width) const {
 
 struct VaceContextEncoder::Impl {
   explicit Impl(WanVaeEncoder built) : encoder(std::move(built)) {}
-  WanVaeEncoder encoder;
+  explicit Impl(std::shared_ptr<const TaehvEncoder> built) : tae(std::move(built)) {}
+  // The Wan VAE's encoder (the reference's), or TAEHV's (tae set; `encoder` then unused).
+  std::optional<WanVaeEncoder> encoder;
   WanVaeEncoder::Stream inactive, reactive;
+  std::shared_ptr<const TaehvEncoder> tae;
+  TaehvEncoder::Stream tae_inactive, tae_reactive;
   at::Tensor last_inactive, last_reactive;
   // The inactive stream under black frames: at a fixed point (its last latents repeat for as
   // many frames). Its memory converges there as the first frame's effect fades through the
@@ -169,6 +174,20 @@ struct VaceContextEncoder::Impl {
     int64_t height = 0, width = 0;
   } parts;
 
+  bool reactive_started() const { return tae ? tae_reactive.started() : reactive.started(); }
+  // Frames [T, 3, H, W] in [-1, 1] continuing a stream (the Wan VAE's or TAEHV's, whichever this
+  // encoder runs) -> [z, F, h, w]. TAEHV takes [0, 1] and all T frames (padded at the end to
+  // whole groups of 4); `groups` per pass, as the Wan VAE's.
+  at::Tensor encode_stream(const at::Tensor& frames, WanVaeEncoder::Stream& wan,
+                           TaehvEncoder::Stream& taehv, int64_t groups) {
+    if (tae)
+      return tae->encode_next((frames + 1) * 0.5, taehv, groups * TaehvEncoder::kTimeDownscale)
+          .permute({1, 0, 2, 3});
+    return encoder->encode_next(frames.unsqueeze(0), wan, groups)[0].permute({1, 0, 2, 3});
+  }
+  // Each image [N, 3, H, W] alone (a fresh memory), as the reference does -> [z, N, h, w].
+  at::Tensor encode_each(const at::Tensor& images);
+
   void forget_fixed_point() {
     inactive_fixed = false;
     probes = 0;
@@ -194,7 +213,7 @@ struct VaceContextEncoder::Impl {
     inactive.reset();
     forget_fixed_point();
     for (const int64_t frames : record_counts)
-      encoder.encode_next(at::zeros({1, frames, 3, height, width}, pixels), inactive);
+      encoder->encode_next(at::zeros({1, frames, 3, height, width}, pixels), inactive);
     record_counts.clear();
   }
 };
@@ -204,6 +223,12 @@ VaceContextEncoder::VaceContextEncoder(const WeightStore& vae, const WanVaeEncod
 
 VaceContextEncoder::VaceContextEncoder(WanVaeEncoder encoder)
     : impl_(std::make_unique<Impl>(std::move(encoder))) {}
+VaceContextEncoder::VaceContextEncoder(std::shared_ptr<const TaehvEncoder> encoder)
+    : impl_(std::make_unique<Impl>(std::move(encoder))) {
+  if (!impl_->tae) throw ConfigError("VACE: a TAEHV context encoder without its encoder");
+  impl_->record.reset();  // the black record holds the Wan VAE's latents
+  impl_->on_record = false;
+}
 VaceContextEncoder::~VaceContextEncoder() = default;
 VaceContextEncoder::VaceContextEncoder(VaceContextEncoder&&) noexcept = default;
 VaceContextEncoder& VaceContextEncoder::operator=(VaceContextEncoder&&) noexcept = default;
@@ -211,12 +236,15 @@ VaceContextEncoder& VaceContextEncoder::operator=(VaceContextEncoder&&) noexcept
 void VaceContextEncoder::reset() {
   impl_->inactive.reset();
   impl_->reactive.reset();
+  impl_->tae_inactive.reset();
+  impl_->tae_reactive.reset();
   impl_->forget_fixed_point();
   impl_->restart_on_record();
   impl_->parts = {};
 }
 
 void VaceContextEncoder::share_black_inactive(std::shared_ptr<BlackInactiveLatents> record) {
+  if (impl_->tae) return;  // TAEHV's black blocks are not the record's (Wan VAE) latents
   impl_->record = std::move(record);
   impl_->restart_on_record();
   // Only from a video's start: mid-video the own stream already holds what it encoded.
@@ -238,10 +266,14 @@ void VaceContextEncoder::set_frame_groups_per_pass(int64_t groups) {
 }
 
 int64_t VaceContextEncoder::temporal_scale() const {
-  return impl_->encoder.config().temporal_scale();
+  return impl_->tae ? TaehvEncoder::kTimeDownscale : impl_->encoder->config().temporal_scale();
 }
 
-at::Device VaceContextEncoder::device() const { return impl_->encoder.device(); }
+at::Device VaceContextEncoder::device() const {
+  return impl_->tae ? impl_->tae->device() : impl_->encoder->device();
+}
+
+bool VaceContextEncoder::runs_taehv() const { return impl_->tae != nullptr; }
 
 const at::Tensor& VaceContextEncoder::last_inactive() const { return impl_->last_inactive; }
 const at::Tensor& VaceContextEncoder::last_reactive() const { return impl_->last_reactive; }
@@ -254,23 +286,33 @@ void check_images(const at::Tensor& images, const char* what) {
                                   fmt::join(images.sizes(), ", ")));
 }
 
-// [N, 3, H, W] -> [z, N, h, w]: each image encoded alone (a fresh cache), as the reference does.
-at::Tensor encode_each(WanVaeEncoder& encoder, const at::Tensor& images) {
+}  // namespace
+
+at::Tensor VaceContextEncoder::Impl::encode_each(const at::Tensor& images) {
   std::vector<at::Tensor> latents;
-  for (int64_t i = 0; i < images.size(0); ++i)
-    latents.push_back(encoder.encode(images.narrow(0, i, 1).unsqueeze(0))[0]);  // [1, z, h, w]
+  for (int64_t i = 0; i < images.size(0); ++i) {
+    const at::Tensor image = images.narrow(0, i, 1);
+    if (tae) {
+      TaehvEncoder::Stream fresh;  // one image: padded to a group of 4 copies, one latent frame
+      latents.push_back(tae->encode_next((image + 1) * 0.5, fresh));  // [1, z, h, w]
+    } else {
+      latents.push_back(encoder->encode(image.unsqueeze(0))[0]);  // [1, z, h, w]
+    }
+  }
   return at::cat(latents, 0).permute({1, 0, 2, 3});
 }
 
-}  // namespace
-
 void VaceContextEncoder::Impl::encode_inactive(const at::Tensor& frames, bool black) {
+  if (tae) {  // cheap enough to encode every block: no record, no fixed point
+    last_inactive = encode_stream(frames, inactive, tae_inactive, black ? 0 : frame_groups);
+    return;
+  }
   const int64_t t = frames.size(0), height = frames.size(2), width = frames.size(3);
   // The shared record of black inactive blocks, while this video's blocks match it.
   std::optional<BlackInactiveLatents::Impl::Found> recorded;
   if (record && on_record) {
     if (black && reuse_fixed_inactive)
-      recorded = record->impl_->block(record_blocks, frames.unsqueeze(0), encoder);
+      recorded = record->impl_->block(record_blocks, frames.unsqueeze(0), *encoder);
     if (recorded) {
       ++record_blocks;
       if (!recorded->encoded) ++from_record;
@@ -292,9 +334,7 @@ void VaceContextEncoder::Impl::encode_inactive(const at::Tensor& frames, bool bl
     const bool probe =
         black && reuse_fixed_inactive && inactive.started() && probes < kFixedPointProbes;
     inactive.track_changes(probe);
-    last_inactive =
-        encoder.encode_next(frames.unsqueeze(0), inactive, black ? 0 : frame_groups)[0].permute(
-            {1, 0, 2, 3});
+    last_inactive = encode_stream(frames, inactive, tae_inactive, black ? 0 : frame_groups);
     if (probe) {
       ++probes;
       inactive_fixed = !inactive.changed();
@@ -309,7 +349,7 @@ at::Tensor VaceContextEncoder::Impl::context(const at::Tensor& mask, const at::T
   const int64_t refs = references.defined() ? references.size(0) : 0;
   if (refs > 0) {
     check_images(references, "reference images");
-    const at::Tensor ref = encode_each(encoder, references);
+    const at::Tensor ref = encode_each(references);
     latents = at::cat({at::cat({ref, at::zeros_like(ref)}, 0), latents}, 1);
   }
   return vace_context(latents, vace_mask_latent(mask, refs));
@@ -339,15 +379,21 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
   s.encode_inactive(black ? at::zeros_like(pixels) : pixels * (1 - m).unsqueeze(1), black);
   const at::Tensor reactive = mask.defined() ? pixels * m.unsqueeze(1) : pixels;
   const int64_t ts = temporal_scale();
-  const int64_t whole_groups = 1 + ts * ((t - 1) / ts);  // what a fresh cache takes of the block
+  // What a fresh Wan VAE cache takes of the block (1 + k groups); TAEHV takes every frame (its
+  // first block's 1 + 2 * 4 padded at the end to 3 * 4), the same latent count.
+  const int64_t whole_groups = s.tae ? t : 1 + ts * ((t - 1) / ts);
   if (black) {
     // A reactive stream not started yet (the blocks before were inpainted) starts with this block
     // as a fresh cache takes it: a stream's first call is 1 + k groups.
     const at::Tensor streamed =
-        s.reactive.started() ? reactive : reactive.narrow(0, 0, whole_groups);
-    s.last_reactive =
-        s.encoder.encode_next(streamed.unsqueeze(0), s.reactive, s.frame_groups)[0].permute(
-            {1, 0, 2, 3});
+        s.reactive_started() ? reactive : reactive.narrow(0, 0, whole_groups);
+    s.last_reactive = s.encode_stream(streamed, s.reactive, s.tae_reactive, s.frame_groups);
+  } else if (s.tae) {
+    TaehvEncoder::Stream fresh;  // inpainting: each block's reactive frames alone, as below
+    s.last_reactive = s.tae
+                          ->encode_next((reactive + 1) * 0.5, fresh,
+                                        s.frame_groups * TaehvEncoder::kTimeDownscale)
+                          .permute({1, 0, 2, 3});
   } else {
     // Inpainting (a mask that is not all ones): the reference (Scope's vace_encode_frames) encodes
     // the reactive frames of each block as a video of their own, with a fresh causal cache, to
@@ -355,7 +401,7 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
     // temporal_scale frames (a later block's last frames past them are not used; the latent
     // count is the streaming one). The reactive stream is left where it was.
     s.last_reactive =
-        s.encoder.encode(reactive.narrow(0, 0, whole_groups).unsqueeze(0), s.frame_groups)[0]
+        s.encoder->encode(reactive.narrow(0, 0, whole_groups).unsqueeze(0), s.frame_groups)[0]
             .permute({1, 0, 2, 3});
   }
   return s.context(m, references);
@@ -364,7 +410,7 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
 void VaceContextEncoder::begin_parts(int64_t count) {
   Impl& s = *impl_;
   const int64_t ts = temporal_scale();
-  if (!s.reactive.started() || count < ts || count % ts != 0)
+  if (!s.reactive_started() || count < ts || count % ts != 0)
     throw ConfigError(fmt::format(
         "VACE: a block of {} control frames cannot be encoded in parts (past a video's first "
         "block only, whole groups of {} frames)",
@@ -394,9 +440,7 @@ void VaceContextEncoder::encode_part(const at::Tensor& frames) {
     // The conditioning mode's inactive frames are black: known before the block is filmed.
     s.encode_inactive(at::zeros({p.count, 3, p.height, p.width}, p.pixels), true);
   }
-  p.reactive.push_back(
-      s.encoder.encode_next(pixels.unsqueeze(0), s.reactive, s.frame_groups)[0].permute(
-          {1, 0, 2, 3}));
+  p.reactive.push_back(s.encode_stream(pixels, s.reactive, s.tae_reactive, s.frame_groups));
   p.received += n;
 }
 
@@ -412,7 +456,7 @@ at::Tensor VaceContextEncoder::end_parts(const at::Tensor& references) {
 
 at::Tensor VaceContextEncoder::encode_references(const at::Tensor& references) {
   check_images(references, "reference images");
-  const at::Tensor ref = encode_each(impl_->encoder, references);
+  const at::Tensor ref = impl_->encode_each(references);
   return at::constant_pad_nd(ref, {0, 0, 0, 0, 0, 0, 0, channels() - ref.size(0)}).contiguous();
 }
 
