@@ -283,62 +283,89 @@ TEST(EngineVace, CameraFramesAreSavedAndReplayExactly) {
     EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
 }
 
-// A preset's input_encoder: taehv runs an input through TAEHV's encoder (other latents than the
-// Wan VAE's, so another video), a camera's frames read as filmed, and the session replays bit
-// for bit with that preset: a VACE input and a video-to-video one.
-void expect_taehvs_encoder_conditions_and_replays(const std::function<void(Engine&)>& set_input) {
+// A preset's input_encoder: taehv runs an input through TAEHV's encoder: from a video file,
+// another video than the Wan VAE's (the only difference), the same readied at the open or not,
+// and the session replays bit for bit with that preset; from a camera (its frames read as
+// filmed, a group of 4 per pass), the replay of its saved frames too. A VACE input and a
+// video-to-video one.
+Preset taehv_preset() {
   Preset fast = preset();
   fast.name = "vace-live-taehv";
   fast.input_encoder = InputEncoderKind::taehv;
-  auto live = [&](const Preset& p) {
-    auto run = std::make_unique<LiveRun>();
-    Engine engine(tiny(), p, run->callbacks(), kSide, kSide, options());
-    set_input(engine);
-    engine.start(kPrompt, kSeed);
-    run->finish(engine, 3);
-    EXPECT_EQ(run->error_count(), 0u) << run->errors.front();
-    return run;
-  };
-  const auto with_taehv = live(fast);
-  const auto with_wan = live(preset());
-  ASSERT_EQ(with_taehv->latents.size(), with_wan->latents.size());
-  EXPECT_GT(max_diff(with_taehv->latents[0], with_wan->latents[0]), 1e-4f);
-
-  const Timeline t = parse_timeline(to_json(*with_taehv->timeline).dump(), "live.json");
-  EXPECT_EQ(t.preset, fast.name);
-  std::vector<at::Tensor> replayed;
-  replay(
-      t, tiny(), [&](const std::string& name) { return name == fast.name ? fast : preset(); },
-      [&](const ReplayBlock& b) { replayed.push_back(b.latents.to(at::kCPU).clone()); },
-      "live.json", ffmpeg_input_opener());
-  ASSERT_EQ(replayed.size(), with_taehv->latents.size());
-  for (size_t b = 0; b < replayed.size(); ++b)
-    EXPECT_EQ(max_diff(replayed[b], with_taehv->latents[b]), 0.0f) << "block " << b;
+  return fast;
 }
 
-InputSource test_camera() {  // FFmpeg's lavfi test pattern stands in for a camera
-  InputSource camera;
+std::unique_ptr<LiveRun> live_run(const Preset& p, const std::function<void(Engine&)>& set_input,
+                                  bool readied = false) {
+  auto run = std::make_unique<LiveRun>();
+  EngineOptions o = options();
+  o.warm_inputs = readied;  // LiveInputs::warm: the preset's encoder readied at the open
+  Engine engine(tiny(), p, run->callbacks(), kSide, kSide, o);
+  set_input(engine);
+  engine.start(kPrompt, kSeed);
+  run->finish(engine, 3);
+  EXPECT_EQ(run->error_count(), 0u) << run->errors.front();
+  return run;
+}
+
+void expect_replays_with_taehv(const LiveRun& run) {
+  const Timeline t = parse_timeline(to_json(*run.timeline).dump(), "live.json");
+  EXPECT_EQ(t.preset, taehv_preset().name);
+  std::vector<at::Tensor> replayed;
+  replay(
+      t, tiny(),
+      [&](const std::string& name) { return name == t.preset ? taehv_preset() : preset(); },
+      [&](const ReplayBlock& b) { replayed.push_back(b.latents.to(at::kCPU).clone()); },
+      "live.json", ffmpeg_input_opener());
+  ASSERT_EQ(replayed.size(), run.latents.size());
+  for (size_t b = 0; b < replayed.size(); ++b)
+    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+}
+
+void expect_taehvs_encoder_conditions_and_replays(
+    const std::function<void(Engine&, const InputSource&)>& set_input, const char* video_name) {
+  const auto video = write_video(video_name, moving_bar(10, kSide, kSide), 16);
+  InputSource file;
+  file.kind = InputKind::video;
+  file.path = video.string();
+  const auto from_file = [&](Engine& e) { set_input(e, file); };
+  const auto with_taehv = live_run(taehv_preset(), from_file);
+  const auto with_wan = live_run(preset(), from_file);
+  ASSERT_EQ(with_taehv->latents.size(), with_wan->latents.size());
+  EXPECT_GT(max_diff(with_taehv->latents[0], with_wan->latents[0]), 1e-4f);
+  const auto readied = live_run(taehv_preset(), from_file, /*readied=*/true);
+  ASSERT_EQ(readied->latents.size(), with_taehv->latents.size());
+  for (size_t b = 0; b < readied->latents.size(); ++b)
+    EXPECT_EQ(max_diff(readied->latents[b], with_taehv->latents[b]), 0.0f)
+        << "readied, block " << b;
+  expect_replays_with_taehv(*with_taehv);
+
+  InputSource camera;  // FFmpeg's lavfi test pattern stands in for one
   camera.kind = InputKind::camera;
   camera.format = "lavfi";
   camera.path = "testsrc2=size=64x48:rate=30";
-  return camera;
+  expect_replays_with_taehv(*live_run(taehv_preset(), [&](Engine& e) { set_input(e, camera); }));
 }
 
 TEST(EngineVace, TaehvsEncoderConditionsTheVideoAndReplaysExactly) {
-  expect_taehvs_encoder_conditions_and_replays([](Engine& engine) {
-    VaceRequest r;
-    r.source = test_camera();
-    engine.set_vace(r);
-  });
+  expect_taehvs_encoder_conditions_and_replays(
+      [](Engine& engine, const InputSource& source) {
+        VaceRequest r;
+        r.source = source;
+        engine.set_vace(r);
+      },
+      "engine_taehv_vace.mp4");
 }
 
 TEST(EngineV2v, TaehvsEncoderConditionsTheVideoAndReplaysExactly) {
-  expect_taehvs_encoder_conditions_and_replays([](Engine& engine) {
-    V2vRequest r;
-    r.source = test_camera();
-    r.strength = 0.7;
-    engine.set_v2v(r);
-  });
+  expect_taehvs_encoder_conditions_and_replays(
+      [](Engine& engine, const InputSource& source) {
+        V2vRequest r;
+        r.source = source;
+        r.strength = 0.7;
+        engine.set_v2v(r);
+      },
+      "engine_taehv_v2v.mp4");
 }
 
 // #17's "camera -> first conditioned frame within a block (+ its decode)", counted in blocks: a

@@ -170,6 +170,40 @@ TEST(VaceOverTaehv, TheContextIsTaehvsLatentsOfBothStreamsThenTheMask) {
   EXPECT_GT(checked, 0) << "no case of a VACE session's size in " << kFixture;
 }
 
+// The conditioning mode's black inactive stream reaches a fixed point (a memory block looks one
+// step back, so the memory of black frames stops changing), and from there its latents are
+// reused: every block's context as encoding them all gives, bit for bit.
+TEST(VaceOverTaehv, BlackInactiveFramesAreReusedAtTheirFixedPointExactly) {
+  const Fixture f;
+  const auto taehv = std::make_shared<const TaehvEncoder>(f.io);
+  const int64_t c = vace_sized_case(f);
+  ASSERT_GE(c, 0) << "no case of a VACE session's size in " << kFixture;
+  const at::Tensor frames = control_frames(f, c);
+  const int64_t first = 1 + 4 * ((frames.size(0) - 1) / 4 / 2);
+  const int64_t later = 4 * ((frames.size(0) - first) / 4);
+  VaceContextEncoder reusing(taehv), encoding(taehv);
+  encoding.set_reuse_fixed_inactive(false);
+  for (VaceContextEncoder* e : {&reusing, &encoding})
+    EXPECT_EQ(e->encode(frames.narrow(0, 0, first), at::Tensor()).size(0), 96);
+  constexpr int kBlocks = 10;
+  for (int b = 0; b < kBlocks; ++b) {
+    // Other frames each block (the reactive stream moves on), black inactive frames throughout.
+    const at::Tensor block = frames.narrow(0, first, later).roll(b, 3);
+    EXPECT_EQ(
+        max_abs_diff(reusing.encode(block, at::Tensor()), encoding.encode(block, at::Tensor())),
+        0.0)
+        << "block " << b + 1;
+  }
+  EXPECT_GT(reusing.inactive_encodes_skipped(), 0);
+  EXPECT_EQ(encoding.inactive_encodes_skipped(), 0);
+  // A mask that is not all ones leaves the fixed point: its inactive frames are encoded.
+  const int64_t skipped = reusing.inactive_encodes_skipped();
+  at::Tensor mask = at::ones({later, frames.size(2), frames.size(3)});
+  mask.narrow(1, 0, frames.size(2) / 2).zero_();
+  reusing.encode(frames.narrow(0, first, later), mask);
+  EXPECT_EQ(reusing.inactive_encodes_skipped(), skipped);
+}
+
 // A camera's block encoded in parts as it is filmed equals the same block read whole with a
 // group per pass (its replay), bit for bit; and a group per pass stays within rounding of one pass.
 TEST(VaceOverTaehv, ABlockEncodedInPartsIsTheWholeBlockBitForBit) {

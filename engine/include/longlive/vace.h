@@ -95,8 +95,9 @@ class VaceContextEncoder {
   // Over TAEHV's encoder instead of the Wan VAE's (a preset's `input_encoder: taehv`, Daydream
   // Scope's `vae_type: tae`): ~1/30 of the arithmetic, latents close to the Wan VAE's but not its.
   // The block's frames all go through it (a stream's first block of 1 + 4k frames padded at the end
-  // with its last frame), each stream with its own memory; no shared black record (its black
-  // blocks are encoded, cheaply). Everything else as over the Wan VAE.
+  // with its last frame), each stream with its own memory; no shared black record (it holds the
+  // Wan VAE's latents), the black inactive stream's fixed point reused as over the Wan VAE.
+  // Everything else as over the Wan VAE.
   explicit VaceContextEncoder(std::shared_ptr<const TaehvEncoder> encoder);
   ~VaceContextEncoder();
   VaceContextEncoder(VaceContextEncoder&&) noexcept;

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -196,6 +197,7 @@ struct VaceContextEncoder::Impl {
   // The block's inactive latents -> last_inactive: `frames` [T, 3, H, W] on the encoder's device
   // (black: zeros, the conditioning mode's), from the shared record, the fixed point or encoded.
   void encode_inactive(const at::Tensor& frames, bool black);
+  void encode_inactive_taehv(const at::Tensor& frames, bool black);  // its TAEHV half
   // last_inactive, last_reactive, the references in front and the mask [T, H, W] -> the context.
   at::Tensor context(const at::Tensor& mask, const at::Tensor& references);
 
@@ -303,8 +305,8 @@ at::Tensor VaceContextEncoder::Impl::encode_each(const at::Tensor& images) {
 }
 
 void VaceContextEncoder::Impl::encode_inactive(const at::Tensor& frames, bool black) {
-  if (tae) {  // cheap enough to encode every block: no record, no fixed point
-    last_inactive = encode_stream(frames, inactive, tae_inactive, black ? 0 : frame_groups);
+  if (tae) {
+    encode_inactive_taehv(frames, black);
     return;
   }
   const int64_t t = frames.size(0), height = frames.size(2), width = frames.size(3);
@@ -342,6 +344,30 @@ void VaceContextEncoder::Impl::encode_inactive(const at::Tensor& frames, bool bl
     }
     inactive.track_changes(false);
   }
+}
+
+// TAEHV: no shared record (it holds the Wan VAE's latents), but the same fixed point. A memory
+// block sees its input and the one before only, so black frames bring the memory to a state an
+// encode no longer changes, exactly, within a few blocks; from then on the block's latents repeat
+// and are reused (checked by comparing the memory before and after, on at most
+// kFixedPointProbes encodes, until the input changes).
+void VaceContextEncoder::Impl::encode_inactive_taehv(const at::Tensor& frames, bool black) {
+  const int64_t t = frames.size(0);
+  if (!black || !reuse_fixed_inactive) forget_fixed_point();
+  if (black && inactive_fixed && inactive_fixed_frames == t) {
+    ++skipped;
+    return;
+  }
+  const bool probe =
+      black && reuse_fixed_inactive && tae_inactive.started() && probes < kFixedPointProbes;
+  // The encode puts new tensors in the memory's places: these stay what it was.
+  const std::vector<at::Tensor> before = probe ? tae_inactive.past : std::vector<at::Tensor>{};
+  last_inactive = encode_stream(frames, inactive, tae_inactive, black ? 0 : frame_groups);
+  if (!probe) return;
+  ++probes;
+  inactive_fixed = std::equal(before.begin(), before.end(), tae_inactive.past.begin(),
+                              [](const at::Tensor& a, const at::Tensor& b) { return a.equal(b); });
+  inactive_fixed_frames = t;
 }
 
 at::Tensor VaceContextEncoder::Impl::context(const at::Tensor& mask, const at::Tensor& references) {
