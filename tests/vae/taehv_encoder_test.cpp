@@ -118,30 +118,57 @@ TEST(TaehvEncoder, RandomWeightsHaveTheReferenceLayout) {
 // Control frames in [-1, 1]: the fixture's pictures, as a VACE input hands them over.
 at::Tensor control_frames(const Fixture& f, int64_t c) { return f.frames(c) * 2 - 1; }
 
-// The first case of a VACE session's size (latents of whole 2x2 DiT patches: multiples of 16
-// pixels), or -1.
-int64_t vace_sized_case(const Fixture& f) {
-  for (int64_t c = 0; c < f.cases(); ++c)
-    if (f.frames(c).size(2) % 16 == 0 && f.frames(c).size(3) % 16 == 0) return c;
-  return -1;
+// A case's frames as a VACE input's blocks: a stream's first block (1 + 4k frames, k >= 1 where
+// the case has frames for it) and a later one of whole groups of 4.
+struct Blocks {
+  at::Tensor frames;  // [T, 3, H, W] in [-1, 1]
+  int64_t first = 0, later = 0;
+  at::Tensor first_block() const { return frames.narrow(0, 0, first); }
+  at::Tensor later_block() const { return frames.narrow(0, first, later); }
+};
+Blocks blocks_of(const Fixture& f, int64_t c) {
+  Blocks b{control_frames(f, c)};
+  b.first = 1 + 4 * ((b.frames.size(0) - 1) / 4 / 2);
+  b.later = 4 * ((b.frames.size(0) - b.first) / 4);
+  return b;
 }
+// A VACE session's size (latents of whole 2x2 DiT patches: multiples of 16 pixels) and frames
+// for a later block.
+bool vace_sized(const Blocks& b) {
+  return b.frames.size(2) % 16 == 0 && b.frames.size(3) % 16 == 0 && b.later >= 4;
+}
+// The first case that is (nullopt: none).
+std::optional<Blocks> vace_blocks(const Fixture& f) {
+  for (int64_t c = 0; c < f.cases(); ++c)
+    if (Blocks b = blocks_of(f, c); vace_sized(b)) return b;
+  return std::nullopt;
+}
+
+// The fixture's encoder, shared as the factory shares it, and its first VACE-sized case.
+class VaceOverTaehv : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto found = vace_blocks(f);
+    ASSERT_TRUE(found) << "no case of a VACE session's size in " << kFixture;
+    blocks = *found;
+  }
+  const Fixture f;
+  const std::shared_ptr<const TaehvEncoder> taehv = std::make_shared<const TaehvEncoder>(f.io);
+  Blocks blocks;
+};
 
 // The 96 channels are TAEHV's latents of the black inactive frames (zeros in [-1, 1]) and of the
 // frames themselves, each stream with its own memory, then the all-ones mask; the first block's
 // 1 + 4k frames padded at the end with the last one, as TAEHV's reference pads a video.
-TEST(VaceOverTaehv, TheContextIsTaehvsLatentsOfBothStreamsThenTheMask) {
-  const Fixture f;
-  const auto taehv = std::make_shared<const TaehvEncoder>(f.io);
+TEST_F(VaceOverTaehv, TheContextIsTaehvsLatentsOfBothStreamsThenTheMask) {
   int64_t checked = 0;
   for (int64_t c = 0; c < f.cases(); ++c) {
     SCOPED_TRACE(fmt::format("case {}", c));
-    const at::Tensor frames = control_frames(f, c);
-    // A VACE session's size: latents of whole DiT patches (2x2), so multiples of 16 pixels.
-    if (frames.size(2) % 16 != 0 || frames.size(3) % 16 != 0) continue;
+    const Blocks each = blocks_of(f, c);  // every VACE-sized case, not only the first
+    if (!vace_sized(each)) continue;
     ++checked;
-    const int64_t first = 1 + 4 * ((frames.size(0) - 1) / 4 / 2);  // 1 + 4k, k >= 1
-    ASSERT_GE(frames.size(0) - first, 4) << "the case needs frames for a second block";
-    const int64_t later = 4 * ((frames.size(0) - first) / 4);
+    const at::Tensor& frames = each.frames;
+    const int64_t first = each.first, later = each.later;
     VaceContextEncoder vace(taehv);
     EXPECT_TRUE(vace.runs_taehv());
     EXPECT_EQ(vace.temporal_scale(), 4);
@@ -173,14 +200,9 @@ TEST(VaceOverTaehv, TheContextIsTaehvsLatentsOfBothStreamsThenTheMask) {
 // The conditioning mode's black inactive stream reaches a fixed point (a memory block looks one
 // step back, so the memory of black frames stops changing), and from there its latents are
 // reused: every block's context as encoding them all gives, bit for bit.
-TEST(VaceOverTaehv, BlackInactiveFramesAreReusedAtTheirFixedPointExactly) {
-  const Fixture f;
-  const auto taehv = std::make_shared<const TaehvEncoder>(f.io);
-  const int64_t c = vace_sized_case(f);
-  ASSERT_GE(c, 0) << "no case of a VACE session's size in " << kFixture;
-  const at::Tensor frames = control_frames(f, c);
-  const int64_t first = 1 + 4 * ((frames.size(0) - 1) / 4 / 2);
-  const int64_t later = 4 * ((frames.size(0) - first) / 4);
+TEST_F(VaceOverTaehv, BlackInactiveFramesAreReusedAtTheirFixedPointExactly) {
+  const at::Tensor& frames = blocks.frames;
+  const int64_t first = blocks.first, later = blocks.later;
   VaceContextEncoder reusing(taehv), encoding(taehv);
   encoding.set_reuse_fixed_inactive(false);
   for (VaceContextEncoder* e : {&reusing, &encoding})
@@ -206,15 +228,9 @@ TEST(VaceOverTaehv, BlackInactiveFramesAreReusedAtTheirFixedPointExactly) {
 
 // A camera's block encoded in parts as it is filmed equals the same block read whole with a
 // group per pass (its replay), bit for bit; and a group per pass stays within rounding of one pass.
-TEST(VaceOverTaehv, ABlockEncodedInPartsIsTheWholeBlockBitForBit) {
-  const Fixture f;
-  const auto taehv = std::make_shared<const TaehvEncoder>(f.io);
-  const int64_t c = vace_sized_case(f);
-  ASSERT_GE(c, 0) << "no case of a VACE session's size in " << kFixture;
-  const at::Tensor frames = control_frames(f, c);
-  const int64_t first = 1 + 4 * ((frames.size(0) - 1) / 4 / 2);  // 1 + 4k, then whole groups
-  const int64_t later = 4 * ((frames.size(0) - first) / 4);
-  ASSERT_GE(later, 4);
+TEST_F(VaceOverTaehv, ABlockEncodedInPartsIsTheWholeBlockBitForBit) {
+  const at::Tensor& frames = blocks.frames;
+  const int64_t first = blocks.first, later = blocks.later;
   VaceContextEncoder whole(taehv), parts(taehv), one_pass(taehv);
   whole.set_frame_groups_per_pass(1);
   parts.set_frame_groups_per_pass(1);
@@ -230,12 +246,8 @@ TEST(VaceOverTaehv, ABlockEncodedInPartsIsTheWholeBlockBitForBit) {
 
 // Reference images: each alone through a fresh memory (4 copies of it: one latent frame), in
 // front; inpainting's reactive frames: each block alone (a fresh memory), as over the Wan VAE.
-TEST(VaceOverTaehv, ReferencesAndInpaintedBlocksTakeAFreshMemory) {
-  const Fixture f;
-  const auto taehv = std::make_shared<const TaehvEncoder>(f.io);
-  const int64_t c = vace_sized_case(f);
-  ASSERT_GE(c, 0) << "no case of a VACE session's size in " << kFixture;
-  const at::Tensor frames = control_frames(f, c);
+TEST_F(VaceOverTaehv, ReferencesAndInpaintedBlocksTakeAFreshMemory) {
+  const at::Tensor& frames = blocks.frames;
   const at::Tensor image = frames.narrow(0, 0, 1);
   VaceContextEncoder vace(taehv);
   TaehvEncoder::Stream fresh;
@@ -276,11 +288,10 @@ TEST(TaehvEncoderGpu, Fp32MatchesTheReferenceFp16StaysCloseAndPartsAreTheWhole) 
     EXPECT_LT((half - expected).norm().item<double>() / expected.norm().item<double>(), 1e-2);
   }
   const auto shared = std::make_shared<const TaehvEncoder>(f.io, cuda, at::kHalf);
-  const int64_t c = vace_sized_case(f);
-  ASSERT_GE(c, 0) << "no case of a VACE session's size in " << kFixture;
-  const at::Tensor frames = control_frames(f, c);
-  const int64_t first = 1 + 4 * ((frames.size(0) - 1) / 4 / 2);
-  const int64_t later = 4 * ((frames.size(0) - first) / 4);
+  const auto blocks = vace_blocks(f);
+  ASSERT_TRUE(blocks) << "no case of a VACE session's size in " << kFixture;
+  const at::Tensor& frames = blocks->frames;
+  const int64_t first = blocks->first, later = blocks->later;
   VaceContextEncoder whole(shared), parts(shared);
   for (VaceContextEncoder* e : {&whole, &parts}) {
     e->set_frame_groups_per_pass(1);

@@ -14,6 +14,7 @@
 
 #include "longlive/error.h"
 #include "longlive/taehv.h"
+#include "taehv_weights.h"
 
 namespace longlive {
 namespace {
@@ -177,27 +178,45 @@ std::unique_ptr<StreamingDecoder> make_taehv_decoder(const WeightStore& weights,
   return std::make_unique<TaehvDecoder>(weights, options);
 }
 
-WeightStore load_taehv_weights(const std::filesystem::path& file) {
+namespace taehv_weights {
+
+WeightStore read_half(const std::filesystem::path& file, const std::string& half) {
   WeightStore all = WeightStore::open(file);
-  WeightStore decoder;
+  WeightStore out;
+  const std::string prefix = half + ".";
   for (const auto& name : all.names())
-    if (name.rfind("decoder.", 0) == 0) decoder.add(name, all.get(name), all.source_of(name));
-  if (decoder.size() == 0)
-    throw WeightError(fmt::format("'{}' holds no TAEHV decoder.* tensors", file.string()));
-  return decoder;
+    if (name.rfind(prefix, 0) == 0) out.add(name, all.get(name), all.source_of(name));
+  if (out.size() == 0)
+    throw WeightError(fmt::format("'{}' holds no TAEHV {}.* tensors", file.string(), half));
+  return out;
+}
+
+RandomConvs::RandomConvs(uint64_t seed, std::string origin, double gain)
+    : generator_(at::detail::createCPUGenerator(seed)), origin_(std::move(origin)), gain_(gain) {}
+
+void RandomConvs::add(const std::string& name, int64_t out, int64_t in, int64_t kernel, bool bias) {
+  const auto opts = at::TensorOptions(at::kFloat);
+  weights_.add(name + ".weight",
+               (gain_ * at::randn({out, in, kernel, kernel}, generator_, opts) /
+                std::sqrt(double(in * kernel * kernel)))
+                   .to(at::kHalf),
+               origin_);
+  if (bias)
+    weights_.add(name + ".bias", (0.05 * at::randn({out}, generator_, opts)).to(at::kHalf),
+                 origin_);
+}
+
+}  // namespace taehv_weights
+
+WeightStore load_taehv_weights(const std::filesystem::path& file) {
+  return taehv_weights::read_half(file, "decoder");
 }
 
 WeightStore make_random_taehv_weights(uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  const auto opts = at::TensorOptions(at::kFloat);
-  WeightStore w;
-  const std::string origin = fmt::format("<random TAEHV weights, seed {}>", seed);
+  taehv_weights::RandomConvs random(seed, fmt::format("<random TAEHV weights, seed {}>", seed),
+                                    0.95);
   auto conv = [&](const std::string& name, int64_t out, int64_t in, int64_t k, bool bias) {
-    w.add(name + ".weight",
-          (0.95 * at::randn({out, in, k, k}, gen, opts) / std::sqrt(double(in * k * k)))
-              .to(at::kHalf),
-          origin);
-    if (bias) w.add(name + ".bias", (0.05 * at::randn({out}, gen, opts)).to(at::kHalf), origin);
+    random.add(name, out, in, k, bias);
   };
   const int64_t widths[] = {256, 128, 64, 64};
   const int64_t grow[] = {1, 2, 2};
@@ -216,7 +235,7 @@ WeightStore make_random_taehv_weights(uint64_t seed) {
     conv(fmt::format("decoder.{}", index++), widths[stage + 1], widths[stage], 3, false);
   }
   conv(fmt::format("decoder.{}", index + 1), 3, widths[3], 3, true);
-  return w;
+  return random.take();
 }
 
 }  // namespace longlive

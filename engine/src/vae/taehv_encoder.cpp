@@ -12,6 +12,7 @@
 
 #include "longlive/error.h"
 #include "longlive/taehv.h"
+#include "taehv_weights.h"
 
 namespace longlive {
 namespace {
@@ -136,26 +137,14 @@ at::Tensor TaehvEncoder::encode_next(const at::Tensor& frames, Stream& stream,
 }
 
 WeightStore load_taehv_encoder_weights(const std::filesystem::path& file) {
-  WeightStore all = WeightStore::open(file);
-  WeightStore encoder;
-  for (const auto& name : all.names())
-    if (name.rfind("encoder.", 0) == 0) encoder.add(name, all.get(name), all.source_of(name));
-  if (encoder.size() == 0)
-    throw WeightError(fmt::format("'{}' holds no TAEHV encoder.* tensors", file.string()));
-  return encoder;
+  return taehv_weights::read_half(file, "encoder");
 }
 
 WeightStore make_random_taehv_encoder_weights(uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  const auto opts = at::TensorOptions(at::kFloat);
-  WeightStore w;
-  const std::string origin = fmt::format("<random TAEHV encoder weights, seed {}>", seed);
+  taehv_weights::RandomConvs random(
+      seed, fmt::format("<random TAEHV encoder weights, seed {}>", seed), 1.2);
   auto conv = [&](const std::string& name, int64_t out, int64_t in, int64_t k, bool bias) {
-    w.add(
-        name + ".weight",
-        (1.2 * at::randn({out, in, k, k}, gen, opts) / std::sqrt(double(in * k * k))).to(at::kHalf),
-        origin);
-    if (bias) w.add(name + ".bias", (0.05 * at::randn({out}, gen, opts)).to(at::kHalf), origin);
+    random.add(name, out, in, k, bias);
   };
   constexpr int64_t kWidth = 64;
   const int64_t strides[] = {2, 2, 1};
@@ -171,7 +160,7 @@ WeightStore make_random_taehv_encoder_weights(uint64_t seed) {
     }
   }
   conv(fmt::format("encoder.{}", index), 16, kWidth, 3, true);
-  return w;
+  return random.take();
 }
 
 }  // namespace longlive
