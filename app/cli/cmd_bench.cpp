@@ -520,7 +520,7 @@ int run_ranks(const BenchArgs& a, const Preset& preset, const SessionOverrides& 
 
 int run(const BenchArgs& a) {
   Preset preset = find_preset(a.presets_dir, a.preset);
-  // A bench records no timeline, so the VACE encoder may differ from the preset's file.
+  // A bench records no timeline, so the inputs' encoder may differ from the preset's file.
   if (!a.input_encoder_kind.empty())
     preset.input_encoder =
         a.input_encoder_kind == "taehv" ? InputEncoderKind::taehv : InputEncoderKind::wan;
