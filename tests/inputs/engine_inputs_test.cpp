@@ -305,6 +305,12 @@ std::unique_ptr<LiveRun> live_run(const Preset& p, const std::function<void(Engi
   engine.start(kPrompt, kSeed);
   run->finish(engine, 3);
   EXPECT_EQ(run->error_count(), 0u) << run->errors.front();
+  // The input panel says which encoder an input runs when it is not the reference's.
+  const InputStatus status = engine.stats().inputs;
+  const std::string inputs = status.vace + " | " + status.v2v;
+  EXPECT_EQ(inputs.find("(TAEHV encoder)") != std::string::npos,
+            p.input_encoder == InputEncoderKind::taehv)
+      << inputs;
   return run;
 }
 

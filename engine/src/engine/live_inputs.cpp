@@ -311,9 +311,17 @@ struct LiveInputs::Tap final : VaceFrameSource {
   }
 };
 
+namespace {
+// What the input panel says of an input's encoder: nothing for the reference's Wan VAE.
+std::string encoder_note(InputEncoderKind kind) {
+  return kind == InputEncoderKind::taehv ? " (TAEHV encoder)" : "";
+}
+}  // namespace
+
 struct LiveInputs::Vace {
   VaceRequest recorded;
-  std::shared_ptr<Tap> tap;  // null: reference mode
+  InputEncoderKind encoder = InputEncoderKind::wan;  // the preset's when it was picked
+  std::shared_ptr<Tap> tap;                          // null: reference mode
   std::unique_ptr<VaceConditioner> conditioner;
   int64_t fed_block = -1;  // the video's block it was last fed for
   int64_t fed_frames = 0;  // latent frames per block then
@@ -321,6 +329,7 @@ struct LiveInputs::Vace {
 
 struct LiveInputs::V2v {
   V2vRequest recorded;
+  InputEncoderKind encoder = InputEncoderKind::wan;  // the preset's when it was picked
   std::shared_ptr<Tap> tap;
   std::unique_ptr<VideoToVideo> feeder;
   int64_t fed_block = -1;
@@ -436,7 +445,8 @@ VaceRequest LiveInputs::set_vace(const VaceRequest& request, SessionFactory& fac
   }
   trace("source opened");
   std::shared_ptr<EncodeWorker> encode_worker = worker(session.device);
-  std::unique_ptr<VaceContextEncoder> encoder = factory.vace_encoder(session.preset.input_encoder);
+  next->encoder = session.preset.input_encoder;
+  std::unique_ptr<VaceContextEncoder> encoder = factory.vace_encoder(next->encoder);
   trace("encoder made");
   // The black inactive blocks recorded by an earlier input, where every VACE encode of the
   // session runs on one stream: the kept worker's, or the generator's when nothing is encoded
@@ -477,8 +487,9 @@ V2vRequest LiveInputs::set_v2v(const V2vRequest& request, SessionFactory& factor
   next->recorded = request;
   next->tap = open_tap(request.source, session);
   next->recorded.source = next->tap->recorded;
-  next->feeder = factory.video_to_video(session.preset.input_encoder, request.strength, next->tap,
-                                        worker(session.device));
+  next->encoder = session.preset.input_encoder;
+  next->feeder =
+      factory.video_to_video(next->encoder, request.strength, next->tap, worker(session.device));
   v2v_ = std::move(next);
   return v2v_->recorded;
 }
@@ -683,14 +694,15 @@ InputStatus LiveInputs::status(const SessionFactory* factory) const {
     if (!c.framing.empty()) s.framing = c.framing;
   };
   if (v2v_) {
-    s.v2v = v2v_->tap->request.describe();
+    s.v2v = v2v_->tap->request.describe() + encoder_note(v2v_->encoder);
     s.v2v_strength = v2v_->recorded.strength;
     count(v2v_->tap);
   }
   if (vace_) {
-    s.vace = fmt::format("{}: {}", vace_->recorded.mode,
+    s.vace = fmt::format("{}: {}{}", vace_->recorded.mode,
                          vace_->tap ? vace_->tap->request.describe()
-                                    : fmt::format("image '{}'", vace_->recorded.reference));
+                                    : fmt::format("image '{}'", vace_->recorded.reference),
+                         encoder_note(vace_->encoder));
     s.vace_scale = vace_->recorded.scale;
     count(vace_->tap);  // VACE's frame is the preview when both run
   }
