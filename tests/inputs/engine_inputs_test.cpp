@@ -149,20 +149,25 @@ std::vector<TimelineEvent> events_of(const Timeline& t, EventKind kind) {
   return out;
 }
 
-// Replays a timeline (saved and loaded as JSON first) and returns its latents per block.
-std::vector<at::Tensor> replay_latents(const Timeline& live) {
+// Replays a timeline (saved and loaded as JSON first) and returns its latents per block; its
+// presets by name from `presets` (by default every name is preset()).
+std::vector<at::Tensor> replay_latents(
+    const Timeline& live,
+    const PresetLookup& presets = [](const std::string&) { return preset(); }) {
   const Timeline t = parse_timeline(to_json(live).dump(), "live.json");
   std::vector<at::Tensor> out;
   replay(
-      t, tiny(), [](const std::string&) { return preset(); },
+      t, tiny(), presets,
       [&](const ReplayBlock& b) { out.push_back(b.latents.to(at::kCPU).clone()); }, "live.json",
       ffmpeg_input_opener());
   return out;
 }
 
 // A live session's timeline replays to the same latents, bit for bit.
-void expect_replays_bit_for_bit(const Timeline& live, const std::vector<at::Tensor>& latents) {
-  const auto replayed = replay_latents(live);
+void expect_replays_bit_for_bit(
+    const Timeline& live, const std::vector<at::Tensor>& latents,
+    const PresetLookup& presets = [](const std::string&) { return preset(); }) {
+  const auto replayed = replay_latents(live, presets);
   ASSERT_EQ(replayed.size(), latents.size());
   for (size_t b = 0; b < replayed.size(); ++b)
     EXPECT_EQ(max_diff(replayed[b], latents[b]), 0.0f) << "block " << b;
@@ -315,17 +320,10 @@ std::unique_ptr<LiveRun> live_run(const Preset& p, const std::function<void(Engi
 }
 
 void expect_replays_with_taehv(const LiveRun& run) {
-  const Timeline t = parse_timeline(to_json(*run.timeline).dump(), "live.json");
-  EXPECT_EQ(t.preset, taehv_preset().name);
-  std::vector<at::Tensor> replayed;
-  replay(
-      t, tiny(),
-      [&](const std::string& name) { return name == t.preset ? taehv_preset() : preset(); },
-      [&](const ReplayBlock& b) { replayed.push_back(b.latents.to(at::kCPU).clone()); },
-      "live.json", ffmpeg_input_opener());
-  ASSERT_EQ(replayed.size(), run.latents.size());
-  for (size_t b = 0; b < replayed.size(); ++b)
-    EXPECT_EQ(max_diff(replayed[b], run.latents[b]), 0.0f) << "block " << b;
+  EXPECT_EQ(run.timeline->preset, taehv_preset().name);
+  expect_replays_bit_for_bit(*run.timeline, run.latents, [](const std::string& name) {
+    return name == taehv_preset().name ? taehv_preset() : preset();
+  });
 }
 
 void expect_taehvs_encoder_conditions_and_replays(

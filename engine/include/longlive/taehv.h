@@ -48,7 +48,6 @@ class TaehvEncoder {
                          int64_t frames_per_pass = 0) const;
 
   static constexpr int64_t kTimeDownscale = 4;
-  int64_t latent_channels() const { return latent_channels_; }
   at::Device device() const { return device_; }
 
  private:
@@ -70,7 +69,6 @@ class TaehvEncoder {
   bool cuda_ = false;
   Conv input_, output_;
   std::vector<Stage> stages_;
-  int64_t latent_channels_ = 16;
 };
 
 // Loads taew2_1.pth / safetensors, keeping the `encoder.*` tensors (WeightError naming the file

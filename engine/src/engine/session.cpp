@@ -54,6 +54,14 @@ std::optional<std::filesystem::path> find_in(const std::filesystem::path& dir,
   return std::nullopt;
 }
 
+// TAEHV's file (its decoder and encoder both): the one named, else taew2_1 in the folder.
+std::optional<std::filesystem::path> taehv_file(const ModelSpec& model) {
+  if (model.taehv_file) return model.taehv_file;
+  if (model.folder.empty()) return std::nullopt;
+  if (auto pth = find_in(model.folder, "taew2_1.pth")) return pth;
+  return find_in(model.folder, "taew2_1.safetensors");
+}
+
 // Latent frames per part of the live decoder's blocks (AsyncDecoder): 0, each block decoded
 // whole. LONGLIVE_DECODE_PARTS=1 decodes a latent frame at a time, its 4 frames out once decoded:
 // on an H100 a camera's first conditioned frame came 267.0 -> 258.4 ms after the pick, but its
@@ -479,9 +487,7 @@ std::shared_ptr<const TaehvEncoder> SessionFactory::taehv_encoder() {
     if (model_.tiny_random || model_.full_random) {
       weights = make_random_taehv_encoder_weights(4);
     } else {
-      std::optional<std::filesystem::path> file = model_.taehv_file;
-      if (!file && !model_.folder.empty()) file = find_in(model_.folder, "taew2_1.pth");
-      if (!file && !model_.folder.empty()) file = find_in(model_.folder, "taew2_1.safetensors");
+      const auto file = taehv_file(model_);
       if (!file)
         throw IoError(fmt::format(
             "an input with input_encoder taehv needs TAEHV's weights: no taew2_1.pth or "
@@ -617,9 +623,7 @@ std::unique_ptr<StreamingDecoder> SessionFactory::decoder_for(const RuntimeChoic
     if (model_.tiny_random || model_.full_random) {
       r.taehv = make_random_taehv_weights(3);
     } else {
-      auto file = model_.taehv_file;
-      if (!file && !model_.folder.empty()) file = find_in(model_.folder, "taew2_1.pth");
-      if (!file && !model_.folder.empty()) file = find_in(model_.folder, "taew2_1.safetensors");
+      const auto file = taehv_file(model_);
       if (!file) throw ConfigError("decoding frames needs TAEHV weights (taew2_1.pth)");
       r.taehv = load_taehv_weights(*file);
     }

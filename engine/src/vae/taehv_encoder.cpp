@@ -63,7 +63,6 @@ TaehvEncoder::TaehvEncoder(const WeightStore& w, at::Device device, at::ScalarTy
     stages_.push_back(std::move(stage));
   }
   output_ = conv(fmt::format("encoder.{}", index), true);
-  latent_channels_ = output_.weight.size(0);
   int64_t downscale = 1;
   for (const Stage& s : stages_) downscale *= s.stride;
   if (downscale != kTimeDownscale)

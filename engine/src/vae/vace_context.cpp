@@ -181,10 +181,14 @@ struct VaceContextEncoder::Impl {
   // whole groups of 4); `groups` per pass, as the Wan VAE's.
   at::Tensor encode_stream(const at::Tensor& frames, WanVaeEncoder::Stream& wan,
                            TaehvEncoder::Stream& taehv, int64_t groups) {
-    if (tae)
-      return tae->encode_next((frames + 1) * 0.5, taehv, groups * TaehvEncoder::kTimeDownscale)
-          .permute({1, 0, 2, 3});
+    if (tae) return encode_taehv(frames, taehv, groups);
     return encoder->encode_next(frames.unsqueeze(0), wan, groups)[0].permute({1, 0, 2, 3});
+  }
+  // TAEHV's half of it, for a stream's memory or a fresh one (inpainting, reference images).
+  at::Tensor encode_taehv(const at::Tensor& frames, TaehvEncoder::Stream& stream,
+                          int64_t groups) const {
+    return tae->encode_next((frames + 1) * 0.5, stream, groups * TaehvEncoder::kTimeDownscale)
+        .permute({1, 0, 2, 3});
   }
   // Each image [N, 3, H, W] alone (a fresh memory), as the reference does -> [z, N, h, w].
   at::Tensor encode_each(const at::Tensor& images);
@@ -296,12 +300,12 @@ at::Tensor VaceContextEncoder::Impl::encode_each(const at::Tensor& images) {
     const at::Tensor image = images.narrow(0, i, 1);
     if (tae) {
       TaehvEncoder::Stream fresh;  // one image: padded to a group of 4 copies, one latent frame
-      latents.push_back(tae->encode_next((image + 1) * 0.5, fresh));  // [1, z, h, w]
+      latents.push_back(encode_taehv(image, fresh, 0));  // [z, 1, h, w]
     } else {
-      latents.push_back(encoder->encode(image.unsqueeze(0))[0]);  // [1, z, h, w]
+      latents.push_back(encoder->encode(image.unsqueeze(0))[0].permute({1, 0, 2, 3}));
     }
   }
-  return at::cat(latents, 0).permute({1, 0, 2, 3});
+  return at::cat(latents, 1);
 }
 
 void VaceContextEncoder::Impl::encode_inactive(const at::Tensor& frames, bool black) {
@@ -416,10 +420,7 @@ at::Tensor VaceContextEncoder::encode(const at::Tensor& frames, const at::Tensor
     s.last_reactive = s.encode_stream(streamed, s.reactive, s.tae_reactive, s.frame_groups);
   } else if (s.tae) {
     TaehvEncoder::Stream fresh;  // inpainting: each block's reactive frames alone, as below
-    s.last_reactive = s.tae
-                          ->encode_next((reactive + 1) * 0.5, fresh,
-                                        s.frame_groups * TaehvEncoder::kTimeDownscale)
-                          .permute({1, 0, 2, 3});
+    s.last_reactive = s.encode_taehv(reactive, fresh, s.frame_groups);
   } else {
     // Inpainting (a mask that is not all ones): the reference (Scope's vace_encode_frames) encodes
     // the reactive frames of each block as a video of their own, with a fresh causal cache, to
