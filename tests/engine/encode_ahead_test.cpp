@@ -29,11 +29,6 @@
 #include "runtime/capture_gate.h"
 #include "scoped_env.h"
 
-#ifdef LONGLIVE_WITH_CUDA
-#include <c10/cuda/CUDAStream.h>
-#include <cuda_runtime_api.h>
-#endif
-
 namespace longlive::test {
 namespace {
 
@@ -229,8 +224,7 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
     return run(cuda, v2v, 5);
   }();
   // The first block's encode ordered after the engine's stream (LONGLIVE_FIRST_ENCODE_UNORDERED
-  // =0), and (the default) read and encoded on the worker beside it, on the worker's urgent
-  // stream (the default) or its own (LONGLIVE_FIRST_ENCODE_URGENT=0).
+  // =0), and (the default) read and encoded on the worker beside it.
   const InputRun ahead = [&] {
     const Ahead on;
     const ScopedEnv ordered("LONGLIVE_FIRST_ENCODE_UNORDERED", "0");
@@ -239,21 +233,12 @@ TEST_P(EncodeAheadGpu, IsTheEncodeInPlace) {
   const InputRun unordered = [&] {
     const Ahead on;
     const ScopedEnv first("LONGLIVE_FIRST_ENCODE_UNORDERED", "1");
-    const ScopedEnv urgent("LONGLIVE_FIRST_ENCODE_URGENT", "1");
-    return run(cuda, v2v, 5);
-  }();
-  const InputRun unordered_not_urgent = [&] {
-    const Ahead on;
-    const ScopedEnv first("LONGLIVE_FIRST_ENCODE_UNORDERED", "1");
-    const ScopedEnv urgent("LONGLIVE_FIRST_ENCODE_URGENT", "0");
     return run(cuda, v2v, 5);
   }();
   // The GPU's own repeatability bounds the difference (0 with deterministic kernels).
   const float noise = (in_place.latents - again.latents).abs().max().item<float>();
   EXPECT_LE((ahead.latents - in_place.latents).abs().max().item<float>(), std::max(noise, 1e-6f));
   EXPECT_LE((unordered.latents - in_place.latents).abs().max().item<float>(),
-            std::max(noise, 1e-6f));
-  EXPECT_LE((unordered_not_urgent.latents - in_place.latents).abs().max().item<float>(),
             std::max(noise, 1e-6f));
   EXPECT_EQ(unordered.first_reads, 1);
   // The source fails inside block 3's frames (9 + 12 + 12 + 12 > 40): block 3 runs without its
@@ -387,63 +372,6 @@ TEST(EncodeAheadWorker, OneThreadAndNoCaptureWhileItWorks) {
   }
   ahead.take();
   EXPECT_TRUE(worked.load());
-}
-
-// Work launched beside the caller's stream (an input's first block, beside the step of the block
-// a pick gave up) runs on a stream above the DiT's priority, unless LONGLIVE_FIRST_ENCODE_URGENT
-// =0; work ordered after the caller's stream runs on the worker's lowest-priority stream. The
-// urgent stream starts after what the worker's own stream holds: it reads what the work before it
-// left there (here a chain of long matmuls, still running when the urgent work is queued).
-TEST(EncodeAheadWorker, WorkBesideTheCallersStreamRunsUrgentlyAfterTheWorkersOwn) {
-#ifndef LONGLIVE_WITH_CUDA
-  GTEST_SKIP() << "built without CUDA";
-#else
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-  const Ahead on;
-  const at::Device cuda(at::kCUDA, 0);
-  EncodeAhead ahead(cuda, make_encode_worker(cuda));
-  const auto priority = [] { return at::cuda::getCurrentCUDAStream().priority(); };
-  const int callers = priority();
-  const int64_t n = 4096;
-  at::Tensor left;  // what the ordered work leaves on the worker's stream
-  int ordered = 0;
-  ahead.launch([&] {
-    ordered = priority();
-    const at::Tensor quarter = at::full({n, n}, 1.0 / n, at::TensorOptions().device(cuda));
-    at::Tensor x = quarter;
-    for (int i = 0; i < 12; ++i) x = at::mm(x, quarter);  // every element stays 1 / n
-    left = x;
-    return at::Tensor();
-  });
-  ahead.take();
-  int urgent = 0;
-  ahead.launch(
-      [&] {
-        urgent = priority();
-        return left.sum();
-      },
-      /*after_callers_stream=*/false);
-  EXPECT_NEAR(ahead.take().item<double>(), static_cast<double>(n), 1e-2);
-  int calm = 0;
-  {
-    const ScopedEnv off("LONGLIVE_FIRST_ENCODE_URGENT", "0");
-    ahead.launch(
-        [&] {
-          calm = priority();
-          return at::Tensor();
-        },
-        /*after_callers_stream=*/false);
-    ahead.take();
-  }
-  // CUDA counts priorities downwards: a smaller number runs first.
-  EXPECT_EQ(ordered, calm);
-  EXPECT_LE(ordered, callers);
-  int lowest = 0, highest = 0;
-  ASSERT_EQ(cudaDeviceGetStreamPriorityRange(&lowest, &highest), cudaSuccess);
-  if (lowest == highest) GTEST_SKIP() << "this device has one stream priority";
-  EXPECT_LT(urgent, ordered);
-  EXPECT_LT(urgent, callers);
-#endif
 }
 
 // A worker kept beyond its EncodeAhead (LiveInputs keeps one for the session):

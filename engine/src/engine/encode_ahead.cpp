@@ -41,8 +41,7 @@ class EncodeWorker {
       : device_(device)
 #ifdef LONGLIVE_WITH_CUDA
         ,
-        stream_(device.index(), StreamPriority::lowest),
-        urgent_(device.index(), StreamPriority::above_lowest)
+        stream_(device.index(), /*high_priority=*/false)
 #endif
   {
     thread_ = std::thread([this] { serve(); });
@@ -65,15 +64,6 @@ class EncodeWorker {
     return stream_.get().unwrap();
 #else
     return c10::Stream(c10::Stream::DEFAULT, c10::Device(c10::kCPU));
-#endif
-  }
-  // One priority level above the DiT's stream (below the decoder's): for work the video waits
-  // for, an input's first block (first_encode_urgent).
-  c10::Stream urgent_stream() const {
-#ifdef LONGLIVE_WITH_CUDA
-    return urgent_.get().unwrap();
-#else
-    return stream();
 #endif
   }
 
@@ -108,7 +98,6 @@ class EncodeWorker {
   at::Device device_;
 #ifdef LONGLIVE_WITH_CUDA
   DedicatedStream stream_;
-  DedicatedStream urgent_;
 #endif
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -124,8 +113,6 @@ bool encode_ahead_turned_on() { return !env_is("LONGLIVE_ENCODE_AHEAD", "0"); }
 bool first_block_alone() { return !env_is("LONGLIVE_FIRST_BLOCK_ALONE", "0"); }
 
 bool first_encode_unordered() { return !env_is("LONGLIVE_FIRST_ENCODE_UNORDERED", "0"); }
-
-bool first_encode_urgent() { return !env_is("LONGLIVE_FIRST_ENCODE_URGENT", "0"); }
 
 bool input_trace() { return env_is("LONGLIVE_INPUT_TRACE", "1"); }
 
@@ -177,34 +164,19 @@ void EncodeAhead::launch(std::function<at::Tensor()> work, bool after_callers_st
     queued.emplace(device.type());
     queued->record(c10::impl::getDeviceGuardImpl(device.type())->getStream(device));
   }
-  // Work beside the caller's stream is what the video waits for (an input's first block, beside
-  // the step of the block a pick gave up): on the worker's urgent stream, so that its kernels
-  // take the SMs before that step's (first_encode_urgent).
-  const bool urgent = !after_callers_stream && first_encode_urgent();
-  future_ = side_->submit(
-      EncodeWorker::Task([device, side = side_->stream(), urgent_side = side_->urgent_stream(),
-                          urgent, work = std::move(work), queued = std::move(queued)]() mutable {
+  future_ =
+      side_->submit(EncodeWorker::Task([device, side = side_->stream(), work = std::move(work),
+                                        queued = std::move(queued)]() mutable {
         if (queued) queued->block(side);
-        // The urgent stream runs after what the worker's stream holds and before what it is given
-        // next: the encoders' state and their memory (freed to one stream's pool, reused on the
-        // other only behind these waits) stay in one order.
-        const c10::Stream on = urgent ? urgent_side : side;
-        if (urgent) {
-          c10::Event before(device.type());
-          before.record(side);
-          before.block(on);
-        }
         auto result = std::make_shared<Result>();
         {
-          const c10::StreamGuard on_stream(on);
           // A DiT capture on the engine thread waits for this encode, and this encode for it: the
           // encoders may synchronise the device (capture_gate.h).
           const auto gate = hold_outside_captures(device.index());
           result->value = work();
         }
         result->done.emplace(device.type());
-        result->done->record(on);
-        if (urgent) result->done->block(side);
+        result->done->record(side);
         return result;
       }));
   pending_ = true;

@@ -35,12 +35,6 @@ bool first_block_alone();
 // (turbo_fp8, frames at once): picked -> first conditioned frame 255.7 ms against 262.1 ordered
 // (docs/vace.md).
 bool first_encode_unordered();
-// Whether that first block's encode runs on a stream one priority level above the DiT's (on
-// unless LONGLIVE_FIRST_ENCODE_URGENT=0): beside the given-up step it shared the SMs with that
-// step's kernels, which nothing waits for, so it ended after it (TAEHV's 5 ms encode done 33 ms
-// after its launch, H100, cf9992d). Later blocks' encodes run ahead, at the lowest priority:
-// there the DiT's block is what the video waits for.
-bool first_encode_urgent();
 // Whether an input's opening and first block are timed stage by stage in the log
 // (LONGLIVE_INPUT_TRACE=1; the camera-to-screen budget in docs/vace.md). The first block's encode
 // is then waited for on its stream, so the GPU's share shows apart from the host's.
