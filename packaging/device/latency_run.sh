@@ -24,6 +24,8 @@
 # encoder pass, as a video file's, instead of a camera's group of 4 frames per pass).
 # _atrandom: each pick at a random moment of a block (--vace-pick-at-random-moments), not as one
 # begins; it ends the name (turbo_fp8_old_atrandom); not for SWITCH_RUNS (switches always are).
+# _halves: LONGLIVE_STEP_PARTS=2 (each denoising step in two parts, two graphs per plan: a pick or
+# a switch waits for half a step at most rather than a whole one).
 # _taehv: the inputs through TAEHV's encoder (--input-encoder taehv, a preset's input_encoder:
 # taehv) instead of the Wan VAE's; before _atrandom (turbo_fp8_paced_taehv_atrandom).
 # LONGLIVE_INPUT_TRACE=1 times the opening and the first block stage by stage (docs/vace.md).
@@ -61,6 +63,7 @@ parse_run() {
   preset=${preset%_groups2}
   preset=${preset%_groups3}
   preset=${preset%_file}
+  preset=${preset%_halves}
   env=(LONGLIVE_INPUT_TRACE=1)
   extra=()
   [ "${run%_beside}" != "$run" ] && env+=(LONGLIVE_FIRST_BLOCK_ALONE=0)
@@ -78,6 +81,7 @@ parse_run() {
   [ "${run%_groups2}" != "$run" ] && env+=(LONGLIVE_ENCODE_GROUPS_PER_PASS=2)
   [ "${run%_groups3}" != "$run" ] && env+=(LONGLIVE_ENCODE_GROUPS_PER_PASS=3)
   [ "${run%_file}" != "$run" ] && extra+=(--vace-input-as-file)
+  [ "${run%_halves}" != "$run" ] && env+=(LONGLIVE_STEP_PARTS=2)
   [ -n "$at_random" ] && extra+=(--vace-pick-at-random-moments)
   [ -n "$taehv" ] && extra+=(--input-encoder taehv)
 }

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "dit_fixture.h"
+#include "scoped_env.h"
 
 namespace longlive::test {
 namespace {
@@ -145,6 +146,50 @@ TEST(DitAbandon, OnlyBlocksThatCanBeRedoneAreAsked) {
   ASSERT_TRUE(live->next_block_unless(never).has_value());
   EXPECT_EQ(asked, 0) << "a block of a transition";
   EXPECT_EQ(live->stats().abandoned_blocks, 0);
+}
+
+// Denoising steps in two parts (LONGLIVE_STEP_PARTS=2; CausalWanModel::run_first_part /
+// run_rest): the stream is bit for bit the one of whole steps, and a block may be given up between
+// the two parts of a step (the question is asked there too), redone as if the cut came before it.
+// The comparison has teeth: the stream that ignored the cut differs.
+TEST(DitAbandon, AStepInPartsIsTheWholeStepAndStopsHalfWay) {
+  const Stream s;
+  const GeneratorOptions& o = s.options;
+  const int64_t blocks = Stream::blocks_past_window(o);
+  const int64_t steps = static_cast<int64_t>(o.denoising_steps.size());
+  auto whole = s.started(o, 0);
+  std::unique_ptr<StreamGenerator> parts;
+  {
+    const ScopedEnv in_parts("LONGLIVE_STEP_PARTS", "2");
+    parts = s.started(o, 0);
+    expect_same_blocks(*parts, *whole, static_cast<int>(blocks + 1), "steps in parts");
+  }
+  for (const int64_t asked_at : {int64_t{0}, 2 * steps - 3}) {
+    const ScopedEnv in_parts("LONGLIVE_STEP_PARTS", "2");
+    const std::string what = fmt::format("cut at question {}", asked_at);
+    auto reference = s.started(o, blocks);
+    auto live = s.started(o, blocks);
+    auto ignored = s.started(o, blocks);
+    reference->switch_prompt(s.prompt("B"));
+    Abandon abandon{.at = asked_at, .then = [&] { live->switch_prompt(s.prompt("B")); }};
+    EXPECT_FALSE(live->next_block_unless([&] { return abandon(); }).has_value()) << what;
+    EXPECT_EQ(abandon.asked, asked_at + 1) << what;
+    EXPECT_EQ(live->stats().abandoned_blocks, 1) << what;
+    EXPECT_FALSE(at::equal(ignored->next_block(), reference->next_block())) << what;
+    auto again = s.started(o, blocks);
+    again->switch_prompt(s.prompt("B"));
+    expect_same_blocks(*live, *again, 2, what);
+  }
+  // Asked twice a step (half-way and at its end), once at the last step (its end).
+  const ScopedEnv in_parts("LONGLIVE_STEP_PARTS", "2");
+  auto live = s.started(o, blocks);
+  int64_t asked = 0;
+  ASSERT_TRUE(live->next_block_unless([&] {
+                    ++asked;
+                    return false;
+                  })
+                  .has_value());
+  EXPECT_EQ(asked, 2 * steps - 1);
 }
 
 }  // namespace

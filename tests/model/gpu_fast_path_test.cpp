@@ -1128,6 +1128,70 @@ TEST(VaceFastPath, SideStreamEqualsOneStream) {
   }
 }
 
+// Denoising steps in two parts (LONGLIVE_STEP_PARTS=2: CausalWanModel::run_first_part / run_rest,
+// two graphs per plan): the VACE stream is bit for bit the whole steps' (the VACE side stream
+// joined at the end of the first part), eager and replayed, bf16 and FP8; and a DiT stream whose
+// block is given up half-way through a replayed step and redone under the new prompt is bit for
+// bit the one where the prompt changed before that block (the first part's state rewritten).
+TEST(VaceFastPath, StepsInPartsAreTheWholeStepsAndStopHalfWay) {
+  REQUIRE_CUDA();
+  const DitStream dit;
+  for (const bool fp8 : {false, true}) {
+    for (const bool graphs : {false, true}) {
+      const at::Tensor whole = run_vace_stream(dit, true, fp8, graphs, false).latents;
+      VaceRunResult parts;
+      {
+        const ScopedEnv in_parts("LONGLIVE_STEP_PARTS", "2");
+        parts = run_vace_stream(dit, true, fp8, graphs, false);
+      }
+      ASSERT_TRUE(whole.isfinite().all().item<bool>());
+      EXPECT_TRUE(at::equal(whole, parts.latents))
+          << "fp8 " << fp8 << " graphs " << graphs
+          << ": max |parts - whole| = " << (parts.latents - whole).abs().max();
+      if (graphs) EXPECT_GT(parts.stats.graph_replays, 0);
+    }
+  }
+  GeneratorOptions o = dit.options(kCuda, at::kBFloat16);
+  o.runtime.fused_kernels = true;
+  o.runtime.cuda_graphs = true;
+  const int cut_at = 6;
+  // half_way: the prompt changes at block cut_at's first question (half-way through its first
+  // step, in parts), which gives the block up; otherwise before that block.
+  auto run = [&](bool half_way, GeneratorStats* stats) {
+    StreamGenerator g(dit.weights, o);
+    g.start(dit.prompt_a(), 5);
+    std::vector<at::Tensor> out;
+    for (int i = 0; i < 10; ++i) {
+      if (i == cut_at && half_way) {
+        int64_t asked = 0;
+        const std::optional<at::Tensor> given_up = g.next_block_unless([&] {
+          if (asked++ != 0) return false;
+          g.switch_prompt(dit.prompt_b());
+          return true;
+        });
+        EXPECT_FALSE(given_up.has_value());
+        EXPECT_EQ(asked, 1);
+      } else if (i == cut_at) {
+        g.switch_prompt(dit.prompt_b());
+      }
+      out.push_back(g.next_block().to(at::kCPU));
+    }
+    if (stats) *stats = g.stats();
+    return at::cat(out, 1);
+  };
+  const at::Tensor before = run(false, nullptr);
+  GeneratorStats stats;
+  at::Tensor half_way;
+  {
+    const ScopedEnv in_parts("LONGLIVE_STEP_PARTS", "2");
+    half_way = run(true, &stats);
+  }
+  EXPECT_EQ(stats.abandoned_blocks, 1);
+  EXPECT_GT(stats.graph_replays, 0);
+  EXPECT_TRUE(at::equal(before, half_way))
+      << "max |half-way - before| = " << (half_way - before).abs().max();
+}
+
 // Each VACE block's output (its hint's input) written by the next block's first norm (the
 // default) gives exactly what a settle pass after each block gives (LONGLIVE_VACE_SETTLE=pass),
 // eager and replayed, bf16 and FP8.

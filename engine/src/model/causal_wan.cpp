@@ -506,8 +506,8 @@ CausalWanModel::ForwardArgs CausalWanModel::prepare(const at::Tensor& latents,
   return args;
 }
 
-at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
-                               const CrossAttnCache& cross) const {
+CausalWanModel::Embedded CausalWanModel::embed(const ForwardArgs& args,
+                                               const CrossAttnCache& cross) const {
   if (cross.empty())
     throw Error("DiT forward without text conditioning (cross-attention cache empty)");
   const bool vace = args.has_vace();
@@ -517,15 +517,15 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
     throw Error("DiT forward with VACE: the text K/V were built without the VACE blocks");
   if (vace && !args.vace_scale.defined()) throw Error("DiT forward with VACE: no hint scale given");
   const auto& p = config_.patch;
-  const int64_t frames = args.latents.size(1);
+  Embedded in;
+  in.frames = args.latents.size(1);
 
-  std::optional<ProfileScope> embed_scope;
-  embed_scope.emplace("embed");
+  const ProfileScope embed_scope("embed");
   // Patch embedding: [1, F, C, H, W] -> [1, C, F, H, W] -> conv -> [1, S, dim]
   at::Tensor x = at::conv3d(args.latents.permute({0, 2, 1, 3, 4}).to(dtype_), patch_w_, patch_b_,
                             {p[0], p[1], p[2]});
-  const int64_t f = x.size(2), h = x.size(3), w = x.size(4);
-  x = x.flatten(2).transpose(1, 2).to(at::kFloat);  // residual stream in float32
+  in.f = x.size(2), in.h = x.size(3), in.w = x.size(4);
+  in.x = x.flatten(2).transpose(1, 2).to(at::kFloat);  // residual stream in float32
 
   // Sinusoidal timestep embedding (float64, [cos, sin]) -> time MLP -> 6-way modulation.
   const int64_t half = config_.freq_dim / 2;
@@ -536,51 +536,14 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   const at::Tensor temb = at::cat({at::cos(sinusoid), at::sin(sinusoid)}, 1).to(at::kFloat);
   const at::Tensor e =
       ops::linear(at::silu(ops::linear(temb, time0_w_, time0_b_)), time2_w_, time2_b_);
-  const at::Tensor e0 =
-      ops::linear(at::silu(e), proj_w_, proj_b_).view({1, frames, 6, config_.dim});
+  in.e0 = ops::linear(at::silu(e), proj_w_, proj_b_).view({1, in.frames, 6, config_.dim});
 
   // Head: 2-way modulation from the time embedding (before the projection).
-  const at::Tensor head_mod = head_modulation_.unsqueeze(1) + e.view({1, frames, 1, config_.dim});
-  embed_scope.reset();
-  std::optional<RankRows> shard;
-  if (ranks_) shard = rank_rows(x.size(1), h * w);
-  at::Tensor hints;
-  // With the fused loop, the VACE blocks run on a side stream beside the DiT's layers (they need
-  // only the embedded input), each hint waited for where it is added. Not while regions are
-  // timed (their events would mix the two streams' work), nor with LONGLIVE_VACE_STREAM=serial.
-  // `vace_in` is declared before `side`: what the side stream reads lives until its join.
-  std::optional<VaceStart> vace_in;
-  std::unique_ptr<SideStream> side;
-  if (args.computes_vace_hints()) {
-    vace_in = vace_start(x, args, frames, h, w, shard ? &*shard : nullptr);
-    hints = vace_in->hints;
-    if (const VaceStream where = vace_stream(device_);
-        fused_ && !shard && where != VaceStream::serial) {
-      side = std::make_unique<SideStream>(device_, where == VaceStream::side_high_priority);
-      side->run([&] { vace_blocks(*vace_in, e0, cross, frames, nullptr, side.get()); });
-    } else {
-      vace_blocks(*vace_in, e0, cross, frames, shard ? &*shard : nullptr, nullptr);
-    }
-  } else if (args.vace_hints.defined()) {
-    const std::vector<int64_t> expected = {vace_layout_.blocks(), x.size(1), config_.dim};
-    if (args.vace_hints.sizes() != at::IntArrayRef(expected))
-      throw ConfigError(fmt::format("VACE hints have shape [{}], expected [{}]",
-                                    fmt::join(args.vace_hints.sizes(), ", "),
-                                    fmt::join(expected, ", ")));
-    // Reused from an earlier step (a sharded rank wrote and reads only its rows).
-    hints = shard ? shard->mine(args.vace_hints, 1) : args.vace_hints;
-  }
-  const at::Tensor& scale = args.vace_scale;
-  at::Tensor out;
-  if (shard) {
-    out = sharded_layers(x, e0, head_mod, args, kv, plan, cross, hints, *shard);
-  } else if (fused_) {
-    out = fused_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
-                       args.lora, args.kv_only, side.get());
-  } else {
-    out = plain_layers(x, e0, head_mod, args.cos, args.sin, kv, plan, cross, frames, hints, scale,
-                       args.lora, args.kv_only);
-  }
+  in.head_mod = head_modulation_.unsqueeze(1) + e.view({1, in.frames, 1, config_.dim});
+  return in;
+}
+
+at::Tensor CausalWanModel::finish(at::Tensor out, const Embedded& in) const {
   if (!out.defined()) return out;  // kv_only: the cache writes were the point
   if (!ranks_) {
     const ProfileScope head_scope("head");
@@ -588,11 +551,100 @@ at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCac
   }
 
   // Unpatchify: [1, F*h*w, C*pt*ph*pw] -> [1, F*pt, C, h*ph, w*pw] (pipeline layout)
+  const auto& p = config_.patch;
   const int64_t c = config_.out_channels;
-  out = out.view({f, h, w, p[0], p[1], p[2], c})
-            .permute({0, 3, 6, 1, 4, 2, 5})
-            .reshape({1, f * p[0], c, h * p[1], w * p[2]});
-  return out;
+  return out.view({in.f, in.h, in.w, p[0], p[1], p[2], c})
+      .permute({0, 3, 6, 1, 4, 2, 5})
+      .reshape({1, in.f * p[0], c, in.h * p[1], in.w * p[2]});
+}
+
+at::Tensor CausalWanModel::run(const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
+                               const CrossAttnCache& cross) const {
+  if (runs_in_parts()) {
+    Midway midway = run_first_part(args, kv, plan, cross, blocks_.size());
+    return run_rest(midway, args, kv, plan, cross);
+  }
+  // sharded(): every rank its rows.
+  const Embedded in = embed(args, cross);
+  const RankRows shard = rank_rows(in.x.size(1), in.h * in.w);
+  at::Tensor hints;
+  if (args.computes_vace_hints()) {
+    VaceStart vace_in = vace_start(in.x, args, in.frames, in.h, in.w, &shard);
+    hints = vace_in.hints;
+    vace_blocks(vace_in, in.e0, cross, in.frames, &shard, nullptr);
+  } else if (args.vace_hints.defined()) {
+    hints = reused_hints(args, in.x.size(1), &shard);
+  }
+  return finish(sharded_layers(in.x, in.e0, in.head_mod, args, kv, plan, cross, hints, shard), in);
+}
+
+at::Tensor CausalWanModel::reused_hints(const ForwardArgs& args, int64_t seq,
+                                        const RankRows* shard) const {
+  const std::vector<int64_t> expected = {vace_layout_.blocks(), seq, config_.dim};
+  if (args.vace_hints.sizes() != at::IntArrayRef(expected))
+    throw ConfigError(fmt::format("VACE hints have shape [{}], expected [{}]",
+                                  fmt::join(args.vace_hints.sizes(), ", "),
+                                  fmt::join(expected, ", ")));
+  // Reused from an earlier step (a sharded rank wrote and reads only its rows).
+  return shard ? shard->mine(args.vace_hints, 1) : args.vace_hints;
+}
+
+CausalWanModel::Midway CausalWanModel::run_first_part(const ForwardArgs& args, KvCache& kv,
+                                                      const KvCache::Plan& plan,
+                                                      const CrossAttnCache& cross,
+                                                      size_t split) const {
+  if (!runs_in_parts()) throw Error("a DiT forward in parts needs the whole model on one device");
+  split = std::min(split, blocks_.size());
+  Midway m;
+  m.in = embed(args, cross);
+  // With the fused loop, the VACE blocks run on a side stream beside the DiT's layers (they need
+  // only the embedded input), each hint waited for where it is added. Not while regions are
+  // timed (their events would mix the two streams' work), nor with LONGLIVE_VACE_STREAM=serial.
+  // `vace_in` is declared before `side`: what the side stream reads lives until its join, at the
+  // end of this part (a forward in parts: every hint is there for the rest).
+  std::optional<VaceStart> vace_in;
+  std::unique_ptr<SideStream> side;
+  if (args.computes_vace_hints()) {
+    vace_in = vace_start(m.in.x, args, m.in.frames, m.in.h, m.in.w, nullptr);
+    m.hints = vace_in->hints;
+    if (const VaceStream where = vace_stream(device_); fused_ && where != VaceStream::serial) {
+      side = std::make_unique<SideStream>(device_, where == VaceStream::side_high_priority);
+      side->run([&] { vace_blocks(*vace_in, m.in.e0, cross, m.in.frames, nullptr, side.get()); });
+    } else {
+      vace_blocks(*vace_in, m.in.e0, cross, m.in.frames, nullptr, nullptr);
+    }
+  } else if (args.vace_hints.defined()) {
+    m.hints = reused_hints(args, m.in.x.size(1), nullptr);
+  }
+  if (fused_) {
+    m.r.x = m.in.x.contiguous();
+    m.stopped =
+        !fused_layer_range(m.r, 0, split, m.in.e0, args.cos, args.sin, kv, plan, cross, m.in.frames,
+                           m.hints, args.vace_scale, args.lora, args.kv_only, side.get());
+  } else {
+    m.r.x = m.in.x;
+    m.stopped = !plain_layer_range(m.r.x, 0, split, m.in.e0, args.cos, args.sin, kv, plan, cross,
+                                   m.in.frames, m.hints, args.vace_scale, args.lora, args.kv_only);
+  }
+  m.in.x = at::Tensor();  // read by now; r.x carries the stream (kept for the rest: its memory)
+  m.next_layer = split;
+  return m;
+}
+
+at::Tensor CausalWanModel::run_rest(Midway& m, const ForwardArgs& args, KvCache& kv,
+                                    const KvCache::Plan& plan, const CrossAttnCache& cross) const {
+  if (m.stopped) return {};  // kv_only: the last layer's K/V are written: nothing else is read
+  const size_t from = std::exchange(m.next_layer, blocks_.size());
+  if (!fused_) {
+    if (!plain_layer_range(m.r.x, from, blocks_.size(), m.in.e0, args.cos, args.sin, kv, plan,
+                           cross, m.in.frames, m.hints, args.vace_scale, args.lora, args.kv_only))
+      return {};
+    return finish(plain_head_norm(m.r.x, m.in.head_mod, m.in.frames), m.in);
+  }
+  if (!fused_layer_range(m.r, from, blocks_.size(), m.in.e0, args.cos, args.sin, kv, plan, cross,
+                         m.in.frames, m.hints, args.vace_scale, args.lora, args.kv_only, nullptr))
+    return {};
+  return finish(fused_head_norm(m.r, m.in.head_mod, m.in.frames), m.in);
 }
 
 at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::Tensor& e0,
@@ -792,14 +844,31 @@ at::Tensor CausalWanModel::plain_layers(at::Tensor x, const at::Tensor& e0,
                                         int64_t frames, const at::Tensor& hints,
                                         const at::Tensor& hint_scale, const LoraSidePath* lora,
                                         bool kv_only) const {
-  for (size_t layer = 0; layer < blocks_.size(); ++layer) {
+  if (!plain_layer_range(x, 0, blocks_.size(), e0, cos, sin, kv, plan, cross, frames, hints,
+                         hint_scale, lora, kv_only))
+    return {};
+  return plain_head_norm(x, head_mod, frames);
+}
+
+bool CausalWanModel::plain_layer_range(at::Tensor& x, size_t from, size_t to, const at::Tensor& e0,
+                                       const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
+                                       const KvCache::Plan& plan, const CrossAttnCache& cross,
+                                       int64_t frames, const at::Tensor& hints,
+                                       const at::Tensor& hint_scale, const LoraSidePath* lora,
+                                       bool kv_only) const {
+  for (size_t layer = from; layer < to; ++layer) {
     const bool stop = kv_only && layer + 1 == blocks_.size();
     x = plain_block(blocks_[layer], x, e0, cos, sin, &kv, &plan, static_cast<int64_t>(layer), cross,
                     layer, frames, lora, 0, stop);
-    if (stop) return {};  // the last layer's K/V are written: nothing else is read
+    if (stop) return false;  // the last layer's K/V are written: nothing else is read
     const int64_t hint = hint_of_layer_[layer];
     if (hints.defined() && hint >= 0) x = x + hints[hint] * hint_scale;
   }
+  return true;
+}
+
+at::Tensor CausalWanModel::plain_head_norm(const at::Tensor& x, const at::Tensor& head_mod,
+                                           int64_t frames) const {
   const ProfileScope scope("norm_modulate");
   return ops::layer_norm_modulate(x, head_mod.narrow(2, 0, 1), head_mod.narrow(2, 1, 1), frames,
                                   config_.eps);
@@ -864,7 +933,7 @@ void CausalWanModel::FusedResidual::Pending::add_to(fused::NormInputs& in) const
   }
 }
 
-// One layer of the fused loop (see fused_layers). The previous layer's FFN output is added by
+// One layer of the fused loop (see fused_layer_range). The previous layer's FFN output is added by
 // this layer's first norm kernel; this layer's is left pending.
 void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Tensor& e0,
                                  const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
@@ -1091,20 +1160,18 @@ void CausalWanModel::fused_block(const Block& b, FusedResidual& r, const at::Ten
 // Same maths as plain_layers with each residual add folded into the next LayerNorm: per layer
 // three norm kernels, one QKV GEMM, one RMSNorm+RoPE kernel each for q and k, and the FFN's GELU
 // in the GEMM epilogue. x (float32) is updated in place.
-at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
-                                        const at::Tensor& head_mod, const at::Tensor& cos,
-                                        const at::Tensor& sin, KvCache& kv,
-                                        const KvCache::Plan& plan, const CrossAttnCache& cross,
-                                        int64_t frames, const at::Tensor& hints,
-                                        const at::Tensor& hint_scale, const LoraSidePath* lora,
-                                        bool kv_only, const SideStream* hints_on) const {
-  FusedResidual r;
-  r.x = x.contiguous();
-  for (size_t layer = 0; layer < blocks_.size(); ++layer) {
+bool CausalWanModel::fused_layer_range(FusedResidual& r, size_t from, size_t to,
+                                       const at::Tensor& e0, const at::Tensor& cos,
+                                       const at::Tensor& sin, KvCache& kv,
+                                       const KvCache::Plan& plan, const CrossAttnCache& cross,
+                                       int64_t frames, const at::Tensor& hints,
+                                       const at::Tensor& hint_scale, const LoraSidePath* lora,
+                                       bool kv_only, const SideStream* hints_on) const {
+  for (size_t layer = from; layer < to; ++layer) {
     const bool last = layer + 1 == blocks_.size();
     fused_block(blocks_[layer], r, e0, cos, sin, &kv, &plan, static_cast<int64_t>(layer), cross,
                 layer, frames, lora, kv_only && last);
-    if (kv_only && last) return {};  // the last layer's K/V are written: nothing else is read
+    if (kv_only && last) return false;  // the last layer's K/V are written: nothing else is read
     if (const int64_t hint = hint_of_layer_[layer]; hints.defined() && hint >= 0) {
       // The hint belongs after this layer's FFN residual; both stay pending for the next norm
       // kernel, which adds the hint and then the FFN output (the plain loop adds them the other
@@ -1114,6 +1181,11 @@ at::Tensor CausalWanModel::fused_layers(at::Tensor x, const at::Tensor& e0,
       r.pending.hint_scale = hint_scale;
     }
   }
+  return true;
+}
+
+at::Tensor CausalWanModel::fused_head_norm(FusedResidual& r, const at::Tensor& head_mod,
+                                           int64_t frames) const {
   const at::Tensor shift = head_mod.narrow(2, 0, 1), scale = head_mod.narrow(2, 1, 1);
   fused::NormInputs head{.shift = &shift, .scale = &scale, .frames = frames};
   const FusedResidual::Pending pending = r.take();

@@ -146,6 +146,49 @@ class CausalWanModel {
   // The dtype VACE hints are produced in (the after_proj output: the compute dtype).
   at::ScalarType hint_dtype() const { return dtype_; }
 
+  // The residual stream of the fused loop: x (float32, updated in place), the last FFN output
+  // with its gate and a VACE hint with its scale, not yet added (the next norm kernel adds
+  // them).
+  struct FusedResidual {
+    // What is not yet added, taken out by the norm kernel that adds it.
+    struct Pending {
+      at::Tensor ffn, gate, hint, hint_scale;
+      void add_to(fused::NormInputs& in) const;  // points `in` at these tensors
+    };
+    at::Tensor x;
+    Pending pending;
+    Pending take() { return std::exchange(pending, {}); }
+    // VACE: when defined, the next block's first norm also writes x after its adds here (the
+    // block before's output, in the compute dtype), then calls `after_first_norm` (its hint).
+    at::Tensor settled;
+    std::function<void()> after_first_norm;
+  };
+  // The embedded input of a forward: the residual stream x [1, S, dim] float32, the blocks' and
+  // the head's modulation, the frame count and the patch grid.
+  struct Embedded {
+    at::Tensor x, e0, head_mod;
+    int64_t frames = 0, f = 0, h = 0, w = 0;
+  };
+  // A forward stopped between two layers (run_first_part), to be finished by run_rest.
+  struct Midway {
+    Embedded in;
+    FusedResidual r;
+    at::Tensor hints;  // the call's VACE hints (all written by the end of the first part)
+    size_t next_layer = 0;
+    bool stopped = false;  // kv_only: the last layer's K/V were written, nothing is left
+  };
+  // Whether a forward can run in two parts (the whole model on one device): between them the
+  // host decides whether the rest is wanted (a block given up mid-step; StreamGenerator and
+  // pipeline/dit_graphs.h). run() is the two parts with the split after the last layer.
+  bool runs_in_parts() const { return !ranks_; }
+  // The embedding, the VACE blocks (joined by the end of this part) and layers [0, split).
+  Midway run_first_part(const ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
+                        const CrossAttnCache& cross, size_t split) const;
+  // The layers from midway.next_layer on and the head: what run() returns.
+  at::Tensor run_rest(Midway& midway, const ForwardArgs& args, KvCache& kv,
+                      const KvCache::Plan& plan, const CrossAttnCache& cross) const;
+  size_t layers() const { return blocks_.size(); }
+
   KvCacheShape kv_shape(int64_t latent_height, int64_t latent_width, int64_t sink_frames,
                         int64_t window_frames) const;
 
@@ -189,23 +232,6 @@ class CausalWanModel {
                             const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
                             const KvCache::Plan* plan, const LoraSidePath* lora,
                             int64_t gather_total = 0, bool kv_only = false) const;
-  // The residual stream of the fused loop: x (float32, updated in place), the last FFN output
-  // with its gate and a VACE hint with its scale, not yet added (the next norm kernel adds
-  // them).
-  struct FusedResidual {
-    // What is not yet added, taken out by the norm kernel that adds it.
-    struct Pending {
-      at::Tensor ffn, gate, hint, hint_scale;
-      void add_to(fused::NormInputs& in) const;  // points `in` at these tensors
-    };
-    at::Tensor x;
-    Pending pending;
-    Pending take() { return std::exchange(pending, {}); }
-    // VACE: when defined, the next block's first norm also writes x after its adds here (the
-    // block before's output, in the compute dtype), then calls `after_first_norm` (its hint).
-    at::Tensor settled;
-    std::function<void()> after_first_norm;
-  };
   // One block on the fused kernels (FP8 linears when the block has FP8 copies): `layer` indexes
   // the KV cache and the style LoRAs; kv == nullptr: self-attention over the block's own tokens
   // (VACE blocks). Leaves the FFN output pending in r; with `kv_only`, returns once the block's
@@ -251,15 +277,29 @@ class CausalWanModel {
                           const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
                           const at::Tensor& hints, const at::Tensor& hint_scale,
                           const LoraSidePath* lora, bool kv_only = false) const;
-  // The fused-kernel layer loop (same maths as the plain loop in forward()). `kv_only`: the
-  // last layer stops after its K/V and the result is undefined (ForwardArgs::kv_only).
-  // `hints_on`: the side stream writing the hints (mark N = hint N), waited for before each use.
-  at::Tensor fused_layers(at::Tensor x, const at::Tensor& e0, const at::Tensor& head_mod,
-                          const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
-                          const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
-                          const at::Tensor& hints, const at::Tensor& hint_scale,
-                          const LoraSidePath* lora, bool kv_only = false,
-                          const SideStream* hints_on = nullptr) const;
+  // Layers [from, to) of the plain loop on x (replaced as it goes); false when `kv_only` stopped
+  // the last layer after its K/V.
+  bool plain_layer_range(at::Tensor& x, size_t from, size_t to, const at::Tensor& e0,
+                         const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
+                         const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
+                         const at::Tensor& hints, const at::Tensor& hint_scale,
+                         const LoraSidePath* lora, bool kv_only) const;
+  at::Tensor plain_head_norm(const at::Tensor& x, const at::Tensor& head_mod, int64_t frames) const;
+  // Layers [from, to) of the fused-kernel loop (same maths as the plain loop) on r; false when
+  // `kv_only` stopped the last layer after its K/V (ForwardArgs::kv_only). `hints_on`: the side
+  // stream writing the hints (mark N = hint N), waited for before each use.
+  bool fused_layer_range(FusedResidual& r, size_t from, size_t to, const at::Tensor& e0,
+                         const at::Tensor& cos, const at::Tensor& sin, KvCache& kv,
+                         const KvCache::Plan& plan, const CrossAttnCache& cross, int64_t frames,
+                         const at::Tensor& hints, const at::Tensor& hint_scale,
+                         const LoraSidePath* lora, bool kv_only, const SideStream* hints_on) const;
+  // The head's modulated norm over r (its pending adds first): ready for the head projection.
+  at::Tensor fused_head_norm(FusedResidual& r, const at::Tensor& head_mod, int64_t frames) const;
+  Embedded embed(const ForwardArgs& args, const CrossAttnCache& cross) const;
+  // The head projection (one device) and the unpatchify of the layers' output.
+  at::Tensor finish(at::Tensor out, const Embedded& in) const;
+  // args.vace_hints checked against the call's `seq` tokens (a rank's rows of them).
+  at::Tensor reused_hints(const ForwardArgs& args, int64_t seq, const RankRows* shard) const;
   // sharded(): this rank's rows of plain_layers() and the head, then every rank's rows gathered:
   // x [1, S, dim] float32 (the whole block) -> the head's output [1, S, C*patch] float32.
   // `hints`: this rank's rows already.

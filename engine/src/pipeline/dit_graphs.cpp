@@ -31,6 +31,10 @@ struct DitGraphRunner::Entry {
   CausalWanModel::ForwardArgs inputs;  // static input buffers (ordinary allocations)
   at::Tensor output;                   // lives in the graphs' shared pool
   std::unique_ptr<at::cuda::CUDAGraph> graph;
+  // A forward in parts (Key::split): the rest's graph, and what the first part leaves for it
+  // (its tensors are kept: the rest's graph reads them where the first part's wrote them).
+  std::unique_ptr<at::cuda::CUDAGraph> rest;
+  std::optional<CausalWanModel::Midway> midway;
   bool failed = false;  // the last capture failed: eager until a later capture succeeds
   int attempts = 0;     // captures tried
 };
@@ -210,6 +214,54 @@ at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache&
 #endif
 }
 
+std::optional<at::Tensor> DitGraphRunner::run_in_parts(const CausalWanModel::ForwardArgs& args,
+                                                       KvCache& kv, const KvCache::Plan& plan,
+                                                       const CrossAttnCache& cross, size_t split,
+                                                       const std::function<bool()>& stop) {
+#ifdef LONGLIVE_WITH_CUDA
+  auto eager = [&]() -> std::optional<at::Tensor> {
+    ++stats_.eager;
+    CausalWanModel::Midway midway = model_.run_first_part(args, kv, plan, cross, split);
+    if (stop()) return std::nullopt;
+    return model_.run_rest(midway, args, kv, plan, cross);
+  };
+  auto replayed = [&](Entry& entry) -> std::optional<at::Tensor> {
+    replay(*entry.graph, cuda_->replay_above);
+    if (stop()) return std::nullopt;
+    replay(*entry.rest, cuda_->replay_above);
+    ++stats_.replays;
+    return copied_out(entry.output);
+  };
+  if (RegionProfiler::active() || cross.empty()) return eager();
+  if (storage_changed(kv, cross)) clear();
+  Key key = key_of(args, plan);
+  key.split = split;
+  if (const auto it = entries_.find(key); it != entries_.end()) {
+    Entry& entry = *it->second;
+    if (entry.failed) {
+      if (entry.attempts < kCaptureAttempts && record(entry, args, kv, plan, cross, split))
+        return replayed(entry);
+      return eager();
+    }
+    entry.inputs.latents.copy_(args.latents);
+    entry.inputs.timesteps.copy_(args.timesteps);
+    entry.inputs.cos.copy_(args.cos);
+    entry.inputs.sin.copy_(args.sin);
+    if (args.vace_context.defined()) entry.inputs.vace_context.copy_(args.vace_context);
+    if (args.vace_scale.defined()) entry.inputs.vace_scale.copy_(args.vace_scale);
+    return replayed(entry);
+  }
+  if (seen_[key]++ == 0 || entries_.size() >= kMaxGraphs) return eager();
+  auto entry = std::make_unique<Entry>();
+  Entry& e = *entry;
+  entries_.emplace(key, std::move(entry));
+  return record(e, args, kv, plan, cross, split) ? replayed(e) : eager();
+#else
+  (void)args, (void)kv, (void)plan, (void)cross, (void)split, (void)stop;
+  throw Error("CUDA graphs need a build with CUDA");
+#endif
+}
+
 void DitGraphRunner::warm(const CausalWanModel::ForwardArgs& args, KvCache& kv,
                           const KvCache::Plan& plan, const CrossAttnCache& cross) {
 #ifdef LONGLIVE_WITH_CUDA
@@ -233,7 +285,7 @@ void DitGraphRunner::warm(const CausalWanModel::ForwardArgs& args, KvCache& kv,
 }
 
 bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& args, KvCache& kv,
-                            const KvCache::Plan& plan, const CrossAttnCache& cross) {
+                            const KvCache::Plan& plan, const CrossAttnCache& cross, size_t split) {
 #ifdef LONGLIVE_WITH_CUDA
   auto cloned = [](const at::Tensor& t) { return t.defined() ? t.clone() : at::Tensor(); };
   entry.inputs = {.latents = args.latents.clone(),
@@ -254,25 +306,44 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
     queued.block(cuda_->stream.get());
   }
   entry.graph = std::make_unique<at::cuda::CUDAGraph>();
+  entry.rest.reset();
+  entry.midway.reset();
   ++entry.attempts;
   try {
     // No other thread synchronises the device while this stream captures (capture_gate.h).
     const auto gate = hold_for_capture(model_.device().index());
     const c10::cuda::CUDAStreamGuard guard(cuda_->stream.get());
     // Thread-local mode: other threads (decode, UI) keep using CUDA during the capture.
-    entry.graph->capture_begin(cuda_->pool, cudaStreamCaptureModeThreadLocal);
-    try {
-      entry.output = model_.run(entry.inputs, kv, plan, cross);
-    } catch (...) {
+    // Captures `forward` into `graph` (ended either way).
+    auto capture = [&](at::cuda::CUDAGraph& graph, const auto& forward) {
+      graph.capture_begin(cuda_->pool, cudaStreamCaptureModeThreadLocal);
       try {
-        entry.graph->capture_end();
+        forward();
       } catch (...) {
+        try {
+          graph.capture_end();
+        } catch (...) {
+        }
+        throw;
       }
-      throw;
+      graph.capture_end();
+    };
+    if (split == 0) {
+      capture(*entry.graph, [&] { entry.output = model_.run(entry.inputs, kv, plan, cross); });
+    } else {
+      capture(*entry.graph,
+              [&] { entry.midway = model_.run_first_part(entry.inputs, kv, plan, cross, split); });
+      entry.rest = std::make_unique<at::cuda::CUDAGraph>();
+      // On a copy: run_rest takes the pending tensors out, the entry keeps them (and their
+      // memory) for the rest's graph to read.
+      CausalWanModel::Midway midway = *entry.midway;
+      capture(*entry.rest,
+              [&] { entry.output = model_.run_rest(midway, entry.inputs, kv, plan, cross); });
     }
-    entry.graph->capture_end();
   } catch (const std::exception& error) {
     entry.graph.reset();
+    entry.rest.reset();
+    entry.midway.reset();
     entry.output = at::Tensor();
     entry.failed = true;
     ++stats_.failed_captures;
@@ -289,7 +360,7 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
   ++stats_.captures;
   return true;
 #else
-  (void)entry, (void)args, (void)kv, (void)plan, (void)cross;
+  (void)entry, (void)args, (void)kv, (void)plan, (void)cross, (void)split;
   return false;
 #endif
 }

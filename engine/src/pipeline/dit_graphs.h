@@ -28,8 +28,10 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "cache/cross_attn_cache.h"
@@ -63,6 +65,14 @@ class DitGraphRunner {
   at::Tensor run(const CausalWanModel::ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
                  const CrossAttnCache& cross);
 
+  // The same forward in two parts, layers [0, split) and the rest (CausalWanModel::
+  // run_first_part / run_rest; each part a graph of its own once captured): `stop` is called
+  // once the first part is queued (it may wait for it on the host) and true there leaves the
+  // rest unqueued and returns nullopt. The model must run in parts (runs_in_parts()).
+  std::optional<at::Tensor> run_in_parts(const CausalWanModel::ForwardArgs& args, KvCache& kv,
+                                         const KvCache::Plan& plan, const CrossAttnCache& cross,
+                                         size_t split, const std::function<bool()>& stop);
+
   // Makes sure `plan` has a graph (eager warm-up first if it was never seen) without replaying
   // it: the K/V it writes are left in the cache slots (harmless: bookkeeping decides what is
   // attended, and every forward writes its slots before reading them).
@@ -89,6 +99,7 @@ class DitGraphRunner {
     const void* vace_embedded = nullptr;
     uint64_t side_path = 0;  // LoraSidePath::id() (0: none); its tensors are baked in
     bool kv_only = false;    // ForwardArgs::kv_only: another (shorter) forward
+    size_t split = 0;        // run_in_parts(): the first part's layers (0: one graph)
     auto operator<=>(const Key&) const = default;
   };
   struct Entry;
@@ -98,8 +109,9 @@ class DitGraphRunner {
   // refuses to capture into a pool whose last graph was destroyed (its use count is 0).
   void renew_pool_if_unused();
   // Captures model.run(args) into entry; false (entry marked failed, warning) if it cannot.
+  // With key.split, the two parts into two graphs.
   bool record(Entry& entry, const CausalWanModel::ForwardArgs& args, KvCache& kv,
-              const KvCache::Plan& plan, const CrossAttnCache& cross);
+              const KvCache::Plan& plan, const CrossAttnCache& cross, size_t split = 0);
 
   const CausalWanModel& model_;
   std::map<Key, std::unique_ptr<Entry>> entries_;

@@ -102,6 +102,11 @@ class SeededNoise final : public NoiseSource {
 // before 2026-12-07), by LONGLIVE_STEP_QUEUED_AHEAD=1. Read per block, so a test can switch it.
 bool step_queued_ahead() { return env_is("LONGLIVE_STEP_QUEUED_AHEAD", "1"); }
 
+// Whether a denoising step runs in two parts (LONGLIVE_STEP_PARTS=2; by default one), so that a
+// block given up mid-step waits for half a step at most (DitGraphRunner::run_in_parts). Read per
+// block, so a test can switch it.
+bool steps_in_parts() { return env_is("LONGLIVE_STEP_PARTS", "2"); }
+
 // Paces the host against a CUDA device between the denoising steps of a block that may be given
 // up. By default, after queueing step s the host waits for it to finish before it decides whether
 // the block goes on: a command that gives the block up (a prompt switch, an input picked) waits
@@ -134,6 +139,16 @@ class StepPacer {
       return true;
     return abandon();
   }
+  // After the first part of a step in parts was queued: true when the block is to be given up
+  // before the rest is queued. Waits for that part (polling `abandon`) unless `last`.
+  bool part_queued(bool last, const std::function<bool()>& abandon) {
+    if (last) return false;
+    if (!device_.is_cuda()) return abandon();
+    c10::Event part(c10::DeviceType::CUDA);
+    part.record(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device_));
+    if (!poll_until(part, [&] { return abandon() ? PollTurn::stop : PollTurn::idle; })) return true;
+    return abandon();
+  }
 
  private:
   at::Device device_;
@@ -151,6 +166,20 @@ at::Tensor dit_forward(const CausalWanModel& model, DitGraphRunner* graphs,
                        const KvCache::Plan& plan, const CrossAttnCache& cross) {
   if (graphs == nullptr) return model.run(args, kv, plan, cross);
   return graphs->run(args, kv, plan, cross);
+}
+
+// The same in two parts (CausalWanModel::run_first_part / run_rest): nullopt when `stop`, asked
+// between them, says the rest is not wanted.
+std::optional<at::Tensor> dit_forward_in_parts(const CausalWanModel& model, DitGraphRunner* graphs,
+                                               const CausalWanModel::ForwardArgs& args, KvCache& kv,
+                                               const KvCache::Plan& plan,
+                                               const CrossAttnCache& cross,
+                                               const std::function<bool()>& stop) {
+  const size_t split = model.layers() / 2;
+  if (graphs != nullptr) return graphs->run_in_parts(args, kv, plan, cross, split, stop);
+  CausalWanModel::Midway midway = model.run_first_part(args, kv, plan, cross, split);
+  if (stop()) return std::nullopt;
+  return model.run_rest(midway, args, kv, plan, cross);
 }
 
 }  // namespace
@@ -708,6 +737,14 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
   if (abandon && trace == nullptr && can_abandon_block()) noise_before = noise_->snapshot();
   if (noise_before) slots_before = kv_->slot_frames();
   StepPacer pacer(options_.device);
+  // Every denoising step in parts when asked (one graph per plan either way); only a block that
+  // may be given up waits between them.
+  const bool in_parts = steps_in_parts() && model_->runs_in_parts();
+  const auto give_up = [&] {
+    kv_->restore_slot_frames(std::move(*slots_before));
+    noise_ = std::move(noise_before);
+    ++stats_.abandoned_blocks;
+  };
 
   // The first step advances the cache; the later steps and the context pass rewrite the same
   // slots (planned after the first commit: they attend what it wrote).
@@ -734,7 +771,20 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
     CausalWanModel::ForwardArgs args = model_->prepare(x, t, plan);
     args.lora = lora_.get();
     if (vace_steps_of_block) vace_steps_of_block->add_to(args, s == first_step);
-    const at::Tensor flow = dit_forward(*model_, graphs_.get(), args, *kv_, plan, *cross_);
+    at::Tensor flow;
+    if (in_parts) {
+      const bool last = !noise_before || s + 1 == timesteps.size();
+      std::optional<at::Tensor> whole =
+          dit_forward_in_parts(*model_, graphs_.get(), args, *kv_, plan, *cross_,
+                               [&] { return pacer.part_queued(last, *abandon); });
+      if (!whole) {
+        give_up();
+        return std::nullopt;
+      }
+      flow = *whole;
+    } else {
+      flow = dit_forward(*model_, graphs_.get(), args, *kv_, plan, *cross_);
+    }
     kv_->commit(plan);
     if (!again) again = kv_->plan(frame_, f, KvWriteKind::block_repeat, options_.global_sink);
     x0 = FlowMatchSampler::to_x0(x, flow, sigmas[s]);
@@ -750,9 +800,7 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
     }
     if (noise_before) {
       if (pacer.step_queued(s + 1 == timesteps.size(), *abandon)) {
-        kv_->restore_slot_frames(std::move(*slots_before));
-        noise_ = std::move(noise_before);
-        ++stats_.abandoned_blocks;
+        give_up();
         return std::nullopt;
       }
     }
