@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/env.h"
 #include "longlive/error.h"
@@ -55,6 +57,11 @@ struct DitGraphRunner::Cuda {
   DedicatedStream stream;
   c10::MempoolId_t pool;
   std::optional<DedicatedStream> replay_above;
+  // Where the first part of a forward in parts leaves the residual stream and the FFN output
+  // pending on it for the rest: one pair per shape for every plan (the graphs replay one at a
+  // time), rather than in each graph's own memory (~43 MB at 480x832). Made in a capture, from
+  // the pool; dropped with the last graph.
+  std::map<std::vector<int64_t>, std::pair<at::Tensor, at::Tensor>> midway;
 };
 
 bool DitGraphRunner::available() { return true; }
@@ -92,6 +99,7 @@ DitGraphRunner::DitGraphRunner(const CausalWanModel& model) : model_(model) {
   }
   cuda_.reset(new Cuda{DedicatedStream(model.device().index(), StreamPriority::lowest),
                        at::cuda::graph_pool_handle(),
+                       {},
                        {}});
   if (replay_above_lowest())
     cuda_->replay_above.emplace(model.device().index(), StreamPriority::above_lowest);
@@ -136,7 +144,10 @@ void DitGraphRunner::renew_pool_if_unused() {
 #ifdef LONGLIVE_WITH_CUDA
   // (Measured on the GPU box: a bench that baked its faders dropped every graph, and each later
   // capture failed in CUDACachingAllocator's create_or_incref_pool.)
-  if (cuda_ && graphs() == 0) cuda_->pool = at::cuda::graph_pool_handle();
+  if (cuda_ && graphs() == 0) {
+    cuda_->midway.clear();
+    cuda_->pool = at::cuda::graph_pool_handle();
+  }
 #endif
 }
 
@@ -331,8 +342,22 @@ bool DitGraphRunner::record(Entry& entry, const CausalWanModel::ForwardArgs& arg
     if (split == 0) {
       capture(*entry.graph, [&] { entry.output = model_.run(entry.inputs, kv, plan, cross); });
     } else {
-      capture(*entry.graph,
-              [&] { entry.midway = model_.run_first_part(entry.inputs, kv, plan, cross, split); });
+      capture(*entry.graph, [&] {
+        CausalWanModel::Midway midway = model_.run_first_part(entry.inputs, kv, plan, cross, split);
+        // The two large tensors moved into the shared pair (the first part's own are freed).
+        if (at::Tensor& ffn = midway.r.pending.ffn; !midway.stopped && ffn.defined()) {
+          auto& [x, pending] = cuda_->midway[midway.r.x.sizes().vec()];
+          if (!x.defined()) x = at::empty_like(midway.r.x);
+          if (!pending.defined() || pending.sizes() != ffn.sizes() ||
+              pending.scalar_type() != ffn.scalar_type())
+            pending = at::empty_like(ffn);
+          x.copy_(midway.r.x);
+          pending.copy_(ffn);
+          midway.r.x = x;
+          ffn = pending;
+        }
+        entry.midway = std::move(midway);
+      });
       entry.rest = std::make_unique<at::cuda::CUDAGraph>();
       // On a copy: run_rest takes the pending tensors out, the entry keeps them (and their
       // memory) for the rest's graph to read.
