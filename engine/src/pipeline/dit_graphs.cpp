@@ -181,6 +181,38 @@ bool DitGraphRunner::storage_changed(const KvCache& kv, const CrossAttnCache& cr
   return changed;
 }
 
+#ifdef LONGLIVE_WITH_CUDA
+DitGraphRunner::Entry* DitGraphRunner::graph_for(const CausalWanModel::ForwardArgs& args,
+                                                 KvCache& kv, const KvCache::Plan& plan,
+                                                 const CrossAttnCache& cross, size_t split) {
+  if (RegionProfiler::active() || cross.empty()) return nullptr;
+  // Graphs hold the addresses of the caches: new storage invalidates every one of them.
+  if (storage_changed(kv, cross)) clear();
+  Key key = key_of(args, plan);
+  key.split = split;
+  if (const auto it = entries_.find(key); it != entries_.end()) {
+    Entry& entry = *it->second;
+    if (entry.failed)
+      return entry.attempts < kCaptureAttempts && record(entry, args, kv, plan, cross, split)
+                 ? &entry
+                 : nullptr;
+    entry.inputs.latents.copy_(args.latents);
+    entry.inputs.timesteps.copy_(args.timesteps);
+    entry.inputs.cos.copy_(args.cos);
+    entry.inputs.sin.copy_(args.sin);
+    if (args.vace_context.defined()) entry.inputs.vace_context.copy_(args.vace_context);
+    if (args.vace_scale.defined()) entry.inputs.vace_scale.copy_(args.vace_scale);
+    return &entry;
+  }
+  // First sight runs eagerly: it creates the cuBLAS/cuDNN plans a capture must not create.
+  if (seen_[key]++ == 0 || entries_.size() >= kMaxGraphs) return nullptr;
+  auto entry = std::make_unique<Entry>();
+  Entry& e = *entry;
+  entries_.emplace(key, std::move(entry));
+  return record(e, args, kv, plan, cross, split) ? &e : nullptr;
+}
+#endif
+
 at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache& kv,
                                const KvCache::Plan& plan, const CrossAttnCache& cross) {
 #ifdef LONGLIVE_WITH_CUDA
@@ -194,31 +226,8 @@ at::Tensor DitGraphRunner::run(const CausalWanModel::ForwardArgs& args, KvCache&
     ++stats_.replays;
     return copied_out(entry.output);
   };
-  if (RegionProfiler::active() || cross.empty()) return eager();
-  // Graphs hold the addresses of the caches: new storage invalidates every one of them.
-  if (storage_changed(kv, cross)) clear();
-  const Key key = key_of(args, plan);
-  if (const auto it = entries_.find(key); it != entries_.end()) {
-    Entry& entry = *it->second;
-    if (entry.failed) {
-      if (entry.attempts < kCaptureAttempts && record(entry, args, kv, plan, cross))
-        return replayed(entry);
-      return eager();
-    }
-    entry.inputs.latents.copy_(args.latents);
-    entry.inputs.timesteps.copy_(args.timesteps);
-    entry.inputs.cos.copy_(args.cos);
-    entry.inputs.sin.copy_(args.sin);
-    if (args.vace_context.defined()) entry.inputs.vace_context.copy_(args.vace_context);
-    if (args.vace_scale.defined()) entry.inputs.vace_scale.copy_(args.vace_scale);
-    return replayed(entry);
-  }
-  // First sight runs eagerly: it creates the cuBLAS/cuDNN plans a capture must not create.
-  if (seen_[key]++ == 0 || entries_.size() >= kMaxGraphs) return eager();
-  auto entry = std::make_unique<Entry>();
-  Entry& e = *entry;
-  entries_.emplace(key, std::move(entry));
-  return record(e, args, kv, plan, cross) ? replayed(e) : eager();
+  Entry* entry = graph_for(args, kv, plan, cross, 0);
+  return entry ? replayed(*entry) : eager();
 #else
   (void)args, (void)kv, (void)plan, (void)cross;
   throw Error("CUDA graphs need a build with CUDA");
@@ -243,30 +252,8 @@ std::optional<at::Tensor> DitGraphRunner::run_in_parts(const CausalWanModel::For
     ++stats_.replays;
     return copied_out(entry.output);
   };
-  if (RegionProfiler::active() || cross.empty()) return eager();
-  if (storage_changed(kv, cross)) clear();
-  Key key = key_of(args, plan);
-  key.split = split;
-  if (const auto it = entries_.find(key); it != entries_.end()) {
-    Entry& entry = *it->second;
-    if (entry.failed) {
-      if (entry.attempts < kCaptureAttempts && record(entry, args, kv, plan, cross, split))
-        return replayed(entry);
-      return eager();
-    }
-    entry.inputs.latents.copy_(args.latents);
-    entry.inputs.timesteps.copy_(args.timesteps);
-    entry.inputs.cos.copy_(args.cos);
-    entry.inputs.sin.copy_(args.sin);
-    if (args.vace_context.defined()) entry.inputs.vace_context.copy_(args.vace_context);
-    if (args.vace_scale.defined()) entry.inputs.vace_scale.copy_(args.vace_scale);
-    return replayed(entry);
-  }
-  if (seen_[key]++ == 0 || entries_.size() >= kMaxGraphs) return eager();
-  auto entry = std::make_unique<Entry>();
-  Entry& e = *entry;
-  entries_.emplace(key, std::move(entry));
-  return record(e, args, kv, plan, cross, split) ? replayed(e) : eager();
+  Entry* entry = graph_for(args, kv, plan, cross, split);
+  return entry ? replayed(*entry) : eager();
 #else
   (void)args, (void)kv, (void)plan, (void)cross, (void)split, (void)stop;
   throw Error("CUDA graphs need a build with CUDA");

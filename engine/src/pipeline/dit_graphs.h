@@ -109,6 +109,11 @@ class DitGraphRunner {
   // refuses to capture into a pool whose last graph was destroyed (its use count is 0).
   void renew_pool_if_unused();
   // Captures model.run(args) into entry; false (entry marked failed, warning) if it cannot.
+  // The graph entry of this forward (split: in parts) with its inputs copied in, captured now if
+  // this is its second sight; null: run it eagerly (first sight, profiling, a failed capture).
+  // After a capture nothing ran: the caller replays it.
+  Entry* graph_for(const CausalWanModel::ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
+                   const CrossAttnCache& cross, size_t split);
   // With key.split, the two parts into two graphs.
   bool record(Entry& entry, const CausalWanModel::ForwardArgs& args, KvCache& kv,
               const KvCache::Plan& plan, const CrossAttnCache& cross, size_t split = 0);
