@@ -146,9 +146,9 @@ class CausalWanModel {
   // The dtype VACE hints are produced in (the after_proj output: the compute dtype).
   at::ScalarType hint_dtype() const { return dtype_; }
 
-  // The residual stream of the fused loop: x (float32, updated in place), the last FFN output
-  // with its gate and a VACE hint with its scale, not yet added (the next norm kernel adds
-  // them).
+  // The residual stream of the layer loop: x (float32; the fused loop updates it in place, the
+  // plain loop replaces it) and, in the fused loop, the last FFN output with its gate and a VACE
+  // hint with its scale, not yet added (the next norm kernel adds them).
   struct FusedResidual {
     // What is not yet added, taken out by the norm kernel that adds it.
     struct Pending {

@@ -140,9 +140,8 @@ class StepPacer {
     return abandon();
   }
   // After the first part of a step in parts was queued: true when the block is to be given up
-  // before the rest is queued. Waits for that part (polling `abandon`) unless `last`.
-  bool part_queued(bool last, const std::function<bool()>& abandon) {
-    if (last) return false;
+  // before the rest is queued. Waits for that part (polling `abandon`).
+  bool part_queued(const std::function<bool()>& abandon) {
     if (!device_.is_cuda()) return abandon();
     c10::Event part(c10::DeviceType::CUDA);
     part.record(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device_));
@@ -773,10 +772,11 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
     if (vace_steps_of_block) vace_steps_of_block->add_to(args, s == first_step);
     at::Tensor flow;
     if (in_parts) {
-      const bool last = !noise_before || s + 1 == timesteps.size();
+      // Asked half-way as after each step: not at the last step (its context pass follows).
+      const bool asked = noise_before && s + 1 < timesteps.size();
       std::optional<at::Tensor> whole =
           dit_forward_in_parts(*model_, graphs_.get(), args, *kv_, plan, *cross_,
-                               [&] { return pacer.part_queued(last, *abandon); });
+                               [&] { return asked && pacer.part_queued(*abandon); });
       if (!whole) {
         give_up();
         return std::nullopt;
