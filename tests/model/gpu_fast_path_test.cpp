@@ -1148,20 +1148,23 @@ TEST(VaceFastPath, StepsInPartsAreTheWholeStepsAndStopHalfWay) {
       EXPECT_TRUE(at::equal(whole, parts.latents))
           << "fp8 " << fp8 << " graphs " << graphs
           << ": max |parts - whole| = " << (parts.latents - whole).abs().max();
-      if (graphs) EXPECT_GT(parts.stats.graph_replays, 0);
+      if (graphs) {
+        EXPECT_GT(parts.stats.graph_replays, 0);
+      }
     }
   }
   GeneratorOptions o = dit.options(kCuda, at::kBFloat16);
   o.runtime.fused_kernels = true;
   o.runtime.cuda_graphs = true;
-  const int cut_at = 6;
+  // The cut past the fixture's window (blocks there can be given up), two blocks after it.
+  const int64_t cut_at = (o.local_attn_frames + o.frames_per_block - 1) / o.frames_per_block + 1;
   // half_way: the prompt changes at block cut_at's first question (half-way through its first
   // step, in parts), which gives the block up; otherwise before that block.
   auto run = [&](bool half_way, GeneratorStats* stats) {
     StreamGenerator g(dit.weights, o);
     g.start(dit.prompt_a(), 5);
     std::vector<at::Tensor> out;
-    for (int i = 0; i < 10; ++i) {
+    for (int64_t i = 0; i < cut_at + 3; ++i) {
       if (i == cut_at && half_way) {
         int64_t asked = 0;
         const std::optional<at::Tensor> given_up = g.next_block_unless([&] {
@@ -1190,6 +1193,15 @@ TEST(VaceFastPath, StepsInPartsAreTheWholeStepsAndStopHalfWay) {
   EXPECT_GT(stats.graph_replays, 0);
   EXPECT_TRUE(at::equal(before, half_way))
       << "max |half-way - before| = " << (half_way - before).abs().max();
+  // memory_pool: start() captures the steps' graphs in parts, as the blocks replay them.
+  const ScopedEnv in_parts("LONGLIVE_STEP_PARTS", "2");
+  o.reserve_up_front = true;
+  StreamGenerator g(dit.weights, o);
+  g.start(dit.prompt_a(), 5);
+  const int64_t captured_at_start = g.stats().graph_captures;
+  EXPECT_GT(captured_at_start, 0);
+  for (int64_t i = 0; i < cut_at + 3; ++i) g.next_block();
+  EXPECT_EQ(g.stats().graph_captures, captured_at_start) << "no capture while streaming";
 }
 
 // Each VACE block's output (its hint's input) written by the next block's first norm (the

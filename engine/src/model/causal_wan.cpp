@@ -647,6 +647,15 @@ at::Tensor CausalWanModel::run_rest(Midway& m, const ForwardArgs& args, KvCache&
   return finish(fused_head_norm(m.r, m.in.head_mod, m.in.frames), m.in);
 }
 
+std::optional<at::Tensor> CausalWanModel::run_unless(const ForwardArgs& args, KvCache& kv,
+                                                     const KvCache::Plan& plan,
+                                                     const CrossAttnCache& cross, size_t split,
+                                                     const std::function<bool()>& stop) const {
+  Midway midway = run_first_part(args, kv, plan, cross, split);
+  if (stop()) return std::nullopt;
+  return run_rest(midway, args, kv, plan, cross);
+}
+
 at::Tensor CausalWanModel::plain_block(const Block& b, at::Tensor x, const at::Tensor& e0,
                                        const at::Tensor& cos, const at::Tensor& sin, KvCache* kv,
                                        const KvCache::Plan* plan, int64_t layer,

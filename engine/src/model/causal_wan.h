@@ -1,6 +1,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 // The causal Wan2.1 DiT of LongLive: patch embedding, sinusoidal time embedding with 6-way adaLN
 // modulation per block, self-attention with RMSNorm q/k and 3-axis RoPE over a KV cache,
 // cross-attention on the text, GELU(tanh) FFN, modulated head. Config-driven; weights by their
@@ -187,6 +188,10 @@ class CausalWanModel {
   // The layers from midway.next_layer on and the head: what run() returns.
   at::Tensor run_rest(Midway& midway, const ForwardArgs& args, KvCache& kv,
                       const KvCache::Plan& plan, const CrossAttnCache& cross) const;
+  // Both parts, `stop` asked between them: nullopt when it says the rest is not wanted.
+  std::optional<at::Tensor> run_unless(const ForwardArgs& args, KvCache& kv,
+                                       const KvCache::Plan& plan, const CrossAttnCache& cross,
+                                       size_t split, const std::function<bool()>& stop) const;
   size_t layers() const { return blocks_.size(); }
 
   KvCacheShape kv_shape(int64_t latent_height, int64_t latent_width, int64_t sink_frames,

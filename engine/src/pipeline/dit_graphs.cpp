@@ -239,11 +239,9 @@ std::optional<at::Tensor> DitGraphRunner::run_in_parts(const CausalWanModel::For
                                                        const CrossAttnCache& cross, size_t split,
                                                        const std::function<bool()>& stop) {
 #ifdef LONGLIVE_WITH_CUDA
-  auto eager = [&]() -> std::optional<at::Tensor> {
+  auto eager = [&] {
     ++stats_.eager;
-    CausalWanModel::Midway midway = model_.run_first_part(args, kv, plan, cross, split);
-    if (stop()) return std::nullopt;
-    return model_.run_rest(midway, args, kv, plan, cross);
+    return model_.run_unless(args, kv, plan, cross, split, stop);
   };
   auto replayed = [&](Entry& entry) -> std::optional<at::Tensor> {
     replay(*entry.graph, cuda_->replay_above);
@@ -261,23 +259,27 @@ std::optional<at::Tensor> DitGraphRunner::run_in_parts(const CausalWanModel::For
 }
 
 void DitGraphRunner::warm(const CausalWanModel::ForwardArgs& args, KvCache& kv,
-                          const KvCache::Plan& plan, const CrossAttnCache& cross) {
+                          const KvCache::Plan& plan, const CrossAttnCache& cross, size_t split) {
 #ifdef LONGLIVE_WITH_CUDA
   if (cross.empty()) return;
   if (storage_changed(kv, cross)) clear();
-  const Key key = key_of(args, plan);
+  Key key = key_of(args, plan);
+  key.split = split;
   if (entries_.count(key) != 0) return;
   if (seen_[key]++ == 0) {
     ++stats_.eager;
-    model_.run(args, kv, plan, cross);
+    if (split == 0)
+      model_.run(args, kv, plan, cross);
+    else
+      model_.run_unless(args, kv, plan, cross, split, [] { return false; });
   }
   if (entries_.size() >= kMaxGraphs) return;
   auto entry = std::make_unique<Entry>();
   Entry& e = *entry;
   entries_.emplace(key, std::move(entry));
-  record(e, args, kv, plan, cross);
+  record(e, args, kv, plan, cross, split);
 #else
-  (void)args, (void)kv, (void)plan, (void)cross;
+  (void)args, (void)kv, (void)plan, (void)cross, (void)split;
   throw Error("CUDA graphs need a build with CUDA");
 #endif
 }

@@ -76,8 +76,9 @@ class DitGraphRunner {
   // Makes sure `plan` has a graph (eager warm-up first if it was never seen) without replaying
   // it: the K/V it writes are left in the cache slots (harmless: bookkeeping decides what is
   // attended, and every forward writes its slots before reading them).
+  // `split`: the forward in parts's graphs (run_in_parts), 0 the whole one's (run).
   void warm(const CausalWanModel::ForwardArgs& args, KvCache& kv, const KvCache::Plan& plan,
-            const CrossAttnCache& cross);
+            const CrossAttnCache& cross, size_t split = 0);
 
   // Drops every graph (e.g. before the caches are reallocated).
   void clear();

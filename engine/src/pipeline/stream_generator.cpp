@@ -102,10 +102,13 @@ class SeededNoise final : public NoiseSource {
 // before 2026-12-07), by LONGLIVE_STEP_QUEUED_AHEAD=1. Read per block, so a test can switch it.
 bool step_queued_ahead() { return env_is("LONGLIVE_STEP_QUEUED_AHEAD", "1"); }
 
-// Whether a denoising step runs in two parts (LONGLIVE_STEP_PARTS=2; by default one), so that a
-// block given up mid-step waits for half a step at most (DitGraphRunner::run_in_parts). Read per
-// block, so a test can switch it.
-bool steps_in_parts() { return env_is("LONGLIVE_STEP_PARTS", "2"); }
+// The layers of a denoising step's first part when steps run in two parts (LONGLIVE_STEP_PARTS=2;
+// by default one: 0), so that a block given up mid-step waits for half a step at most
+// (DitGraphRunner::run_in_parts). Read per block, so a test can switch it.
+size_t step_split(const CausalWanModel& model) {
+  if (!env_is("LONGLIVE_STEP_PARTS", "2") || !model.runs_in_parts()) return 0;
+  return model.layers() / 2;
+}
 
 // Paces the host against a CUDA device between the denoising steps of a block that may be given
 // up. By default, after queueing step s the host waits for it to finish before it decides whether
@@ -167,18 +170,15 @@ at::Tensor dit_forward(const CausalWanModel& model, DitGraphRunner* graphs,
   return graphs->run(args, kv, plan, cross);
 }
 
-// The same in two parts (CausalWanModel::run_first_part / run_rest): nullopt when `stop`, asked
-// between them, says the rest is not wanted.
+// The same in two parts, layers [0, split) and the rest: nullopt when `stop`, asked between
+// them, says the rest is not wanted.
 std::optional<at::Tensor> dit_forward_in_parts(const CausalWanModel& model, DitGraphRunner* graphs,
                                                const CausalWanModel::ForwardArgs& args, KvCache& kv,
                                                const KvCache::Plan& plan,
-                                               const CrossAttnCache& cross,
+                                               const CrossAttnCache& cross, size_t split,
                                                const std::function<bool()>& stop) {
-  const size_t split = model.layers() / 2;
   if (graphs != nullptr) return graphs->run_in_parts(args, kv, plan, cross, split, stop);
-  CausalWanModel::Midway midway = model.run_first_part(args, kv, plan, cross, split);
-  if (stop()) return std::nullopt;
-  return model.run_rest(midway, args, kv, plan, cross);
+  return model.run_unless(args, kv, plan, cross, split, stop);
 }
 
 }  // namespace
@@ -369,6 +369,7 @@ void StreamGenerator::reserve_up_front() {
     vace = vace_steps(*model_, options_, context, vace_scale_, vace_hints_, vace_embedded_,
                       /*traced=*/false);
   }
+  const size_t split = step_split(*model_);
   int64_t frame = 0;
   for (int64_t b = 0; b < blocks; ++b) {
     const KvCache::Plan first = kv_->plan(frame, f, KvWriteKind::block, options_.global_sink);
@@ -381,7 +382,8 @@ void StreamGenerator::reserve_up_front() {
       args.kv_only = kv_only;   // the context pass's own, shorter graph
       if (with != Vace::none) vace->add_to(args, with == Vace::first_step);
       if (graphs_) {
-        graphs_->warm(args, *kv_, plan, *cross_);
+        // The denoising steps' graphs as generate_block will replay them (in parts or whole).
+        graphs_->warm(args, *kv_, plan, *cross_, kv_only ? 0 : split);
       } else {
         model_->run(args, *kv_, plan, *cross_);
       }
@@ -738,7 +740,7 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
   StepPacer pacer(options_.device);
   // Every denoising step in parts when asked (one graph per plan either way); only a block that
   // may be given up waits between them.
-  const bool in_parts = steps_in_parts() && model_->runs_in_parts();
+  const size_t split = step_split(*model_);
   const auto give_up = [&] {
     kv_->restore_slot_frames(std::move(*slots_before));
     noise_ = std::move(noise_before);
@@ -771,11 +773,11 @@ std::optional<at::Tensor> StreamGenerator::generate_block(BlockTrace* trace,
     args.lora = lora_.get();
     if (vace_steps_of_block) vace_steps_of_block->add_to(args, s == first_step);
     at::Tensor flow;
-    if (in_parts) {
+    if (split > 0) {
       // Asked half-way as after each step: not at the last step (its context pass follows).
       const bool asked = noise_before && s + 1 < timesteps.size();
       std::optional<at::Tensor> whole =
-          dit_forward_in_parts(*model_, graphs_.get(), args, *kv_, plan, *cross_,
+          dit_forward_in_parts(*model_, graphs_.get(), args, *kv_, plan, *cross_, split,
                                [&] { return asked && pacer.part_queued(*abandon); });
       if (!whole) {
         give_up();
