@@ -22,6 +22,7 @@ namespace {
 struct HintReuse : ::testing::Test {
   static constexpr int64_t kContextChannels = 96;  // of the random VACE blocks (Wan2.1-VACE's)
   void SetUp() override {
+    LONGLIVE_REQUIRE_FIXTURE("dit");  // the DiT stream's model, with random VACE blocks
     weights = WeightStore::open(fixture("dit_weights.safetensors"));
     stream = WeightStore::open(fixture("dit_stream.safetensors"));
     options = options_from_stream(stream);

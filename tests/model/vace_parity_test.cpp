@@ -39,6 +39,33 @@ WeightStore without_metadata(const WeightStore& store) {
   return copy;
 }
 
+std::vector<int64_t> recorded_layers(const WeightStore& module) {
+  return metadata_json(module, "vace_layers").get<std::vector<int64_t>>();
+}
+
+// The module as the real files come (no metadata: the layer map follows from the block count)
+// when that map is the one the fixture records; otherwise with its metadata, which then names the
+// layers (a fixture may place VACE blocks where no block count implies them).
+WeightStore module_as_shipped(const WeightStore& module, const WanConfig& dit) {
+  const WeightStore bare = without_metadata(module);
+  try {
+    if (infer_vace_layout(bare, dit).layers == recorded_layers(module)) return bare;
+  } catch (const WeightError&) {
+    // the block count does not divide the layers: the map needs the metadata
+  }
+  return module;
+}
+
+template <typename E>
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
 struct VaceRun {
   int64_t checked_calls = 0;
   int64_t checked_hints = 0;
@@ -49,10 +76,10 @@ struct VaceRun {
 // (VACE weights still loaded) and compares with output_latents_without_vace.
 VaceRun run_vace_stream(bool with_vace) {
   const WeightStore weights = WeightStore::open(fixture("vace_dit_weights.safetensors"));
-  const WeightStore module =
-      without_metadata(WeightStore::open(fixture("vace_module.safetensors")));
   const WeightStore stream = WeightStore::open(fixture("vace_stream.safetensors"));
   const GeneratorOptions options = options_from_stream(stream);
+  const WeightStore module =
+      module_as_shipped(WeightStore::open(fixture("vace_module.safetensors")), options.model);
   StreamGenerator generator(weights, options, nullptr, &module);
   EXPECT_TRUE(generator.vace_available());
   const auto calls = metadata_json(stream, "calls");
@@ -140,49 +167,56 @@ TEST(VaceParity, NoVaceInputMatchesTheRunWithoutVace) {
   EXPECT_EQ(run.vace_blocks, 0);
 }
 
-TEST(VaceLoading, LayerMapDerivedFromTheBlockCountMatchesTheRecordedOne) {
+TEST(VaceLoading, LayerMapComesFromTheMetadataOrTheBlockCount) {
   LONGLIVE_REQUIRE_FIXTURE("vace");
   const WeightStore module = WeightStore::open(fixture("vace_module.safetensors"));
   const WeightStore stream = WeightStore::open(fixture("vace_stream.safetensors"));
   const WanConfig dit = config_from_metadata(metadata_json(stream, "config"));
-  const auto recorded = metadata_json(module, "vace_layers").get<std::vector<int64_t>>();
-  const VaceLayout derived = infer_vace_layout(without_metadata(module), dit);
-  EXPECT_EQ(derived.layers, recorded);
-  EXPECT_EQ(derived.in_channels, std::stoll(module.metadata().at("vace_in_dim")));
-  EXPECT_EQ(derived.prefix, "");
-  EXPECT_EQ(infer_vace_layout(module, dit).layers, recorded);
+  const std::vector<int64_t> recorded = recorded_layers(module);
+  const VaceLayout layout = infer_vace_layout(module, dit);
+  EXPECT_EQ(layout.layers, recorded);
+  EXPECT_EQ(layout.in_channels, std::stoll(module.metadata().at("vace_in_dim")));
+  EXPECT_EQ(layout.prefix, "");
+
+  // Without metadata (the real files), N blocks on L layers sit at 0, L/N, 2 L/N, ... as in
+  // Wan2.1-VACE; a block count that does not divide the layers is refused, naming both.
+  const int64_t blocks = static_cast<int64_t>(recorded.size());
+  const WeightStore bare = without_metadata(module);
+  if (dit.num_layers % blocks == 0) {
+    const VaceLayout derived = infer_vace_layout(bare, dit);
+    ASSERT_EQ(derived.blocks(), blocks);
+    for (int64_t i = 0; i < blocks; ++i)
+      EXPECT_EQ(derived.layers[i], i * (dit.num_layers / blocks));
+    EXPECT_EQ(derived.in_channels, layout.in_channels);
+  } else {
+    const std::string msg = error_of<WeightError>([&] { (void)infer_vace_layout(bare, dit); });
+    EXPECT_NE(msg.find("VACE blocks do not fit"), std::string::npos) << msg;
+  }
 
   // The vace_* tensors inside a full VACE model (here under a prefix, as a wrapper would store
   // them) are found the same way.
   WeightStore prefixed;
   for (const auto& name : module.names()) prefixed.add("model." + name, module.get(name));
+  prefixed.add_metadata(module.metadata());
   const VaceLayout nested = infer_vace_layout(prefixed, dit);
   EXPECT_EQ(nested.prefix, "model.");
   EXPECT_EQ(nested.layers, recorded);
 }
 
-template <typename E>
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
 TEST(VaceLoading, WeightsThatDoNotFitAreRejectedByName) {
   LONGLIVE_REQUIRE_FIXTURE("vace");
   const WeightStore weights = WeightStore::open(fixture("vace_dit_weights.safetensors"));
-  const WeightStore module =
-      without_metadata(WeightStore::open(fixture("vace_module.safetensors")));
   const WeightStore stream = WeightStore::open(fixture("vace_stream.safetensors"));
   const GeneratorOptions options = options_from_stream(stream);
+  const WeightStore module =
+      module_as_shipped(WeightStore::open(fixture("vace_module.safetensors")), options.model);
   const CausalWanModel dit(weights, options.model, at::kCPU, at::kFloat);
 
   // A tensor of another shape: the message names it and both shapes.
   WeightStore bad = module;
-  const std::string name = "vace_blocks.1.after_proj.weight";
+  const int64_t blocks = static_cast<int64_t>(
+      recorded_layers(WeightStore::open(fixture("vace_module.safetensors"))).size());
+  const std::string name = fmt::format("vace_blocks.{}.after_proj.weight", blocks - 1);
   const int64_t d = options.model.dim;
   bad.add(name, at::zeros({d, d / 2}), "bad.safetensors");
   std::string msg = error_of<WeightError>([&] { (void)dit.with_vace(bad); });
@@ -193,6 +227,7 @@ TEST(VaceLoading, WeightsThatDoNotFitAreRejectedByName) {
   WeightStore missing;
   for (const auto& n : module.names())
     if (n != "vace_blocks.0.before_proj.bias") missing.add(n, module.get(n));
+  missing.add_metadata(module.metadata());
   msg = error_of<WeightError>([&] { (void)dit.with_vace(missing); });
   EXPECT_NE(msg.find("vace_blocks.0.before_proj.bias"), std::string::npos) << msg;
 
@@ -200,11 +235,14 @@ TEST(VaceLoading, WeightsThatDoNotFitAreRejectedByName) {
   msg = error_of<WeightError>([&] { (void)dit.with_vace(weights); });
   EXPECT_NE(msg.find("vace_patch_embedding.weight"), std::string::npos) << msg;
 
-  // A block count that does not divide the DiT's layers (weights of another model size).
-  WanConfig other = options.model;
-  other.num_layers = options.model.num_layers + 1;
-  msg = error_of<WeightError>([&] { (void)infer_vace_layout(module, other); });
-  EXPECT_NE(msg.find("VACE blocks do not fit"), std::string::npos) << msg;
+  // A block count that does not divide the DiT's layers (weights of another model size): one
+  // layer more than blocks (any layer count fits a single block).
+  if (blocks > 1) {
+    WanConfig other = options.model;
+    other.num_layers = blocks + 1;
+    msg = error_of<WeightError>([&] { (void)infer_vace_layout(without_metadata(module), other); });
+    EXPECT_NE(msg.find("VACE blocks do not fit"), std::string::npos) << msg;
+  }
 }
 
 TEST(VaceInputs, BadContextOrMissingWeightsGiveClearErrors) {

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Golden parity fixtures from the public reference code (LongLive v1.0 + TAEHV), any tiny configuration.
+"""Golden parity fixtures from the public reference code (LongLive v1.0, TAEHV, Scope's causal VACE), any tiny configuration.
 
 Writes the same files, tensor names and metadata keys as the public fixture set (see README.md
 beside this script).  Run by hand, not in CI:
 
     PYTHONPATH=<deps> python3 tests/reference/make_fixtures.py \
-        --longlive-src <LongLive@e52d9ef6> --taehv-src <taehv@1f14a568> --out <dir> [--config cfg.json] \
+        --longlive-src <LongLive@e52d9ef6> --taehv-src <taehv@1f14a568> [--scope-src <scope@68b0f956>] \
+        --out <dir> [--config cfg.json] \
         [--set dit.dim=48 --set dit.switch_frames=[9,15]] [--latent 10x6 --window 9 ...] [--only dit,umt5]
 
     ... --check-against <fixture dir>     replay every stored input through the reference and compare
@@ -33,7 +34,7 @@ torch.backends.cudnn.allow_tf32 = False
 import randinit  # noqa: E402
 import refimport  # noqa: E402
 
-COMPONENTS = ["dit", "lora", "umt5", "wanvae", "taehv", "taehv_encoder"]
+COMPONENTS = ["dit", "lora", "umt5", "wanvae", "taehv", "taehv_encoder", "vace"]
 
 PUBLIC_CONFIG = {
     "umt5": {"vocab": 256, "dim": 64, "dim_attn": 64, "ffn": 128, "heads": 4, "layers": 2, "buckets": 32,
@@ -50,6 +51,13 @@ PUBLIC_CONFIG = {
     "taehv_encoder": {"seed": 7007, "inputs_seed": 7008,
                       "cases": [{"frames": 12, "odd_frames": 9, "height": 32, "width": 48},
                                 {"frames": 8, "odd_frames": 5, "height": 16, "width": 24}]},
+    # The DiT's sizes and loop settings come from "dit"; "layers" replaces its layer count.
+    "vace": {"layers": 4, "vace_layers": [0, 2], "in_dim": 96, "switch_frames": [9],
+             "plan": [{"kind": "conditioning", "scale": 1.0}, {"kind": "conditioning", "scale": 0.5},
+                      {"kind": "reference", "scale": 1.0}, {"kind": "conditioning", "scale": 1.5},
+                      {"kind": "none", "scale": 0.0}, {"kind": "conditioning", "scale": 0.75}],
+             "seed": 1001, "blocks_seed": 7007, "patch_seed": 7008, "inputs_seed": 7009, "loop_seed": 3011,
+             "mask_frames": 12, "mask_height": 64, "mask_width": 64, "mask_seed": 7010},
 }
 
 ALIASES = {  # convenience flags -> config keys
@@ -161,13 +169,13 @@ def resolve_config(args):
     return cfg
 
 
-def validate(cfg):
+def validate(cfg, only=COMPONENTS):
     d = cfg["dit"]
     for k in ("latent_h", "latent_w"):
         if d[k] % 2:
             raise SystemExit(f"dit.{k} = {d[k]} must be a multiple of the patch size 2")
     n_prompts = len(d["switch_frames"]) + 1
-    if n_prompts > len(cfg["umt5"]["lengths"]):
+    if any(c in only for c in ("dit", "lora")) and n_prompts > len(cfg["umt5"]["lengths"]):
         raise SystemExit(f"{n_prompts} prompts need {n_prompts} umt5.lengths entries (have {cfg['umt5']['lengths']})")
     if any(L > cfg["umt5"]["text_len"] for L in cfg["umt5"]["lengths"]):
         raise SystemExit("umt5.lengths entries must be <= umt5.text_len")
@@ -179,13 +187,27 @@ def validate(cfg):
     v = cfg["wanvae"]
     if v["encode_latent_frames"] < 1 or v["latent_frames"] < 1 or v["chunk"] < 1:
         raise SystemExit("wanvae frame counts must be >= 1")
+    vc = cfg["vace"]
+    layers = vc["vace_layers"]
+    if not layers or layers[0] != 0 or layers != sorted(set(layers)) or layers[-1] >= vc["layers"]:
+        raise SystemExit(f"vace.vace_layers {layers}: ascending DiT layers from 0 (Scope asserts 0), "
+                         f"each < vace.layers = {vc['layers']}")
+    import fx_vace
+    for i, entry in enumerate(vc["plan"]):
+        if entry.get("kind") not in fx_vace.KINDS:
+            raise SystemExit(f"vace.plan[{i}].kind = {entry.get('kind')!r}: one of {list(fx_vace.KINDS)}")
+    if len(vc["switch_frames"]) + 1 > len(cfg["umt5"]["lengths"]):
+        raise SystemExit("vace.switch_frames: one more prompt than switches, each needs a umt5.lengths entry")
+    if vc["mask_height"] % 16 or vc["mask_width"] % 16 or vc["mask_frames"] < 1:
+        raise SystemExit("vace.mask_height/mask_width must be multiples of 16 (the VAE's 8 x the patch's 2)")
 
 
 # ------------------------------------------------------------------------------------- components
 class Ctx:
-    def __init__(self, ll, tmod):
+    def __init__(self, ll, tmod, scope=None):
         self.ll = ll
         self.tmod = tmod
+        self.scope = scope
 
 
 def umt5_parts(ctx, cfg):
@@ -249,7 +271,7 @@ def generate(ctx, cfg, out, only, log):
         written[name] = os.path.getsize(path)
         log(f"  wrote {name}  ({len(tensors)} tensors, {os.path.getsize(path) / 2**20:.2f} MiB)")
 
-    need_text = any(c in only for c in ("dit", "lora", "umt5"))
+    need_text = any(c in only for c in ("dit", "lora", "umt5", "vace"))
     if need_text:
         ucfg, uw, uio = umt5_parts(ctx, cfg)
         if "umt5" in only:
@@ -343,7 +365,106 @@ def generate(ctx, cfg, out, only, log):
         meta.update({"arch": fx_taehv_encoder.ARCH, "seeds": {"weights": e["seed"], "inputs": e["inputs_seed"]},
                      "note": fx_taehv_encoder.NOTE})
         put("taehv_encoder_io.safetensors", t, meta)
+    if "vace" in only:
+        generate_vace(ctx, cfg, put, uio)
     return written
+
+
+# ------------------------------------------------------------------------------------------- VACE
+def vace_patches():
+    import fx_vace
+    return fx_vace.VACE_PATCHES
+
+
+def vace_parts(cfg):
+    """The DiT of the VACE files: the "dit" section with vace.layers layers."""
+    dcfg = copy.deepcopy(cfg)
+    dcfg["dit"]["layers"] = cfg["vace"]["layers"]
+    mcfg, pl = dit_parts(dcfg)
+    return mcfg, pl
+
+
+def vace_seeds(vc):
+    return {"base": vc["seed"], "vace_blocks": vc["blocks_seed"], "vace_patch_embedding": vc["patch_seed"],
+            "inputs": vc["inputs_seed"], "loop_global_torch_seed": vc["loop_seed"]}
+
+
+def vace_weights(ctx, mcfg, pl, vace_layers, in_dim, seeds):
+    """Base DiT and VACE module weights from their seeds (the DiT's rules: fx randinit.dit_weights)."""
+    import fx_vace
+    base = randinit.dit_weights(dit_weights_template(ctx, mcfg, pl), seeds["base"], mcfg["dim"])
+    blocks, patch = fx_vace.vace_module_template(ctx.ll, ctx.scope, mcfg, pl, vace_layers, in_dim, base)
+    module = {**randinit.dit_weights(blocks, seeds["vace_blocks"], mcfg["dim"]),
+              **randinit.dit_weights(patch, seeds["vace_patch_embedding"], mcfg["dim"])}
+    return base, module
+
+
+def vace_stream_tensors(ctx, mcfg, pl, base, module, vace_layers, in_dim, noise, embeds, prompts, switches, plan,
+                        contexts, loop_seed=None, replay=None):
+    """The recorded VACE stream, and the same stream through LongLive's own model (no wrapper, no VACE)
+    with the same draws, as output_latents_without_vace."""
+    import fx_dit
+    import fx_vace
+    with quiet():
+        t, calls, draws, latents, pipe = fx_vace.run_stream(
+            ctx.ll, ctx.scope, mcfg, pl, base, module, vace_layers, in_dim, noise, embeds, prompts, switches,
+            plan, contexts, loop_seed=loop_seed, replay_draws=replay)
+        _, _, _, plain, _ = fx_dit.run_stream(ctx.ll, mcfg, pl, base, noise, embeds, prompts, switches,
+                                              record_kv=False, replay_draws=[t[n] for n in draws])
+    t["output_latents"] = latents.clone()
+    t["output_latents_without_vace"] = plain.clone()
+    t["noise"] = noise.clone()
+    for p in prompts:
+        t[f"prompt.{p}"] = embeds[p].clone()
+    for b, c in contexts.items():
+        t[f"vace_context.b{b}"] = c.clone()
+    t.update(fx_dit.schedule_tensors(pipe))
+    sa = [m for m in pipe.generator.model.modules() if hasattr(m, "max_attention_size")][0]
+    num_blocks = noise.shape[1] // pl["num_frame_per_block"]
+    meta_pl = fx_dit.pipeline_meta(pl, num_blocks, prompts, switches, int(pipe.kv_cache1[0]["k"].shape[1]),
+                                   int(sa.max_attention_size))
+    return t, calls, draws, meta_pl
+
+
+def generate_vace(ctx, cfg, put, uio):
+    import fx_vace
+    if ctx.scope is None:
+        raise SystemExit("vace needs --scope-src")
+    vc, d = cfg["vace"], cfg["dit"]
+    mcfg, pl = vace_parts(cfg)
+    seeds = vace_seeds(vc)
+    base, module = vace_weights(ctx, mcfg, pl, vc["vace_layers"], vc["in_dim"], seeds)
+    common = {"config": mcfg, "vace_layers": vc["vace_layers"], "vace_in_dim": vc["in_dim"], "seeds": seeds}
+    put("vace_dit_weights.safetensors", base, {**common, "note": "CausalWanModel state_dict names, as dit_weights"})
+    put("vace_module.safetensors", module,
+        {**common, "note": "VACE-only module: the names of Wan2_1-VACE_module_1_3B_bf16.safetensors"})
+    # One generator for the inputs: the noise, then each VACE block's context in block order.
+    F, h, w = d["frames_per_block"], d["latent_h"], d["latent_w"]
+    g = torch.Generator().manual_seed(vc["inputs_seed"])
+    noise = torch.randn([1, len(vc["plan"]) * F, 16, h, w], generator=g)
+    plan, contexts, plan_meta = {}, {}, []
+    for b, entry in enumerate(vc["plan"]):
+        n = fx_vace.context_frames(entry["kind"], F)
+        scale = float(entry["scale"]) if n else 0.0
+        plan[b] = {"kind": entry["kind"], "scale": scale}
+        plan_meta.append({"block": b, "kind": entry["kind"], "latent_frames": n, "scale": scale})
+        if n:
+            contexts[b] = torch.randn([vc["in_dim"], n, h, w], generator=g)
+    prompts = [prompt_name(i) for i in range(len(vc["switch_frames"]) + 1)]
+    embeds = {p: uio["prompt_embeds"][i:i + 1].clone() for i, p in enumerate(prompts)}
+    t, calls, draws, meta_pl = vace_stream_tensors(ctx, mcfg, pl, base, module, vc["vace_layers"], vc["in_dim"],
+                                                   noise, embeds, prompts, vc["switch_frames"], plan, contexts,
+                                                   loop_seed=vc["loop_seed"])
+    put("vace_stream.safetensors", t, {**common, "plan": plan_meta, "pipeline": meta_pl, "calls": calls,
+                                       "random_draws_in_order": draws,
+                                       "patches": refimport.PATCHES + fx_vace.VACE_PATCHES})
+    mg = torch.Generator().manual_seed(vc["mask_seed"])
+    T, H, W = vc["mask_frames"], vc["mask_height"], vc["mask_width"]
+    mask = (torch.rand([1, T, H, W], generator=mg) > 0.5).float()
+    encoded = torch.randn([32, (T + 3) // 4, H // 8, W // 8], generator=mg)
+    put("vace_masks.safetensors", fx_vace.run_masks(ctx.scope, mask, [4, 8, 8], encoded),
+        {"frames": T, "height": H, "width": W, "vae_stride": [4, 8, 8], "seed": vc["mask_seed"],
+         "note": "encoded_frames stands for cat(inactive, reactive) latents (Wan VAE encoder)"})
 
 
 def vae_inputs(cfg):
@@ -571,6 +692,34 @@ def check(ctx, d, only, log, tol_replay, tol_exact=0.0, detail=False):
         if vio is not None:
             cmp_file("taehv_io.safetensors", {"latents": tio["latents"]}, {"latents": vio["latents"]},
                      what="latents == wanvae_io latents", tol=0.0)
+    # ---- VACE
+    if "vace" in only and (have("vace_stream.safetensors") or have("vace_masks.safetensors")):
+        import fx_vace
+        if ctx.scope is None:
+            raise SystemExit("checking vace needs --scope-src")
+    if "vace" in only and have("vace_stream.safetensors"):
+        base, _ = load(path("vace_dit_weights.safetensors"))
+        module, _ = load(path("vace_module.safetensors"))
+        st, ms = load(path("vace_stream.safetensors"))
+        mcfg, pl = ms["config"], dict(ms["pipeline"])
+        layers, in_dim = ms["vace_layers"], ms["vace_in_dim"]
+        rb, rm = vace_weights(ctx, mcfg, pl, layers, in_dim, ms["seeds"])
+        cmp_file("vace_dit_weights.safetensors", base, rb, what="regenerated from seed", tol=tol_exact)
+        cmp_file("vace_module.safetensors", module, rm, what="regenerated from seeds", tol=tol_exact)
+        plan = {e["block"]: {"kind": e["kind"], "scale": e["scale"]} for e in ms["plan"]}
+        contexts = {b: st[f"vace_context.b{b}"] for b in plan if f"vace_context.b{b}" in st}
+        prompts = pl["prompts"]
+        embeds = {p: st[f"prompt.{p}"] for p in prompts}
+        draws = [st[n] for n in ms["random_draws_in_order"]]
+        t, calls, dr, _ = vace_stream_tensors(ctx, mcfg, pl, base, module, layers, in_dim, st["noise"], embeds,
+                                              prompts, pl["switch_frame_indices"], plan, contexts, replay=draws)
+        cmp_file("vace_stream.safetensors", st, t)
+        same("vace_stream.safetensors", "metadata calls", ms["calls"], calls)
+        same("vace_stream.safetensors", "metadata random_draws_in_order", ms["random_draws_in_order"], dr)
+    if "vace" in only and have("vace_masks.safetensors"):
+        m, mm = load(path("vace_masks.safetensors"))
+        got = fx_vace.run_masks(ctx.scope, m["mask"], mm["vae_stride"], m["encoded_frames"])
+        cmp_file("vace_masks.safetensors", m, got, tol=0.0)
     return rep
 
 
@@ -619,6 +768,10 @@ def command_line(argv):
             a = "--longlive-src=<LongLive@e52d9ef6>"
         elif a.startswith("--taehv-src="):
             a = "--taehv-src=<taehv@1f14a568>"
+        elif prev == "--scope-src":
+            a = "<scope@68b0f956>"
+        elif a.startswith("--scope-src="):
+            a = "--scope-src=<scope@68b0f956>"
         out.append(shlex.quote(a) if not a.startswith("<") else a)
     return " ".join(out)
 
@@ -628,6 +781,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--longlive-src", help="extracted NVlabs/LongLive at e52d9ef6 (v1.0 branch)")
     ap.add_argument("--taehv-src", help="extracted madebyollin/taehv at 1f14a568 (needed for taehv)")
+    ap.add_argument("--scope-src", help="extracted daydreamlive/scope at 68b0f956, the repository root or its "
+                                        "src/scope/core/pipelines/wan2_1/vace folder (needed for vace)")
     ap.add_argument("--clone-refs", metavar="DIR",
                     help="git clone both references at the pinned commits into DIR (needs internet) and use them")
     ap.add_argument("--out", help="output folder")
@@ -665,7 +820,11 @@ def main(argv=None):
                                                os.path.join(args.clone_refs, "LongLive"))
         args.taehv_src = refimport.clone_at(refimport.TAEHV_REPO, refimport.TAEHV_COMMIT,
                                             os.path.join(args.clone_refs, "taehv"))
-    needs_longlive = any(c in only for c in ("dit", "lora", "umt5", "wanvae"))
+        if "vace" in only:
+            import fx_vace
+            args.scope_src = refimport.clone_at(fx_vace.SCOPE_REPO, fx_vace.SCOPE_COMMIT,
+                                                os.path.join(args.clone_refs, "scope"))
+    needs_longlive = any(c in only for c in ("dit", "lora", "umt5", "wanvae", "vace"))
     if needs_longlive and not args.longlive_src:
         raise SystemExit("--longlive-src (or --clone-refs) is required")
     ll = None
@@ -673,7 +832,11 @@ def main(argv=None):
         with quiet():
             ll = refimport.LongLive(args.longlive_src)
     tmod = refimport.load_taehv(args.taehv_src) if args.taehv_src else None
-    ctx = Ctx(ll, tmod)
+    scope = None
+    if args.scope_src:
+        import fx_vace
+        scope = fx_vace.Scope(args.scope_src)
+    ctx = Ctx(ll, tmod, scope)
     torch.set_grad_enabled(False)
     log = lambda s: print(s, flush=True)  # noqa: E731
 
@@ -686,7 +849,7 @@ def main(argv=None):
 
     if not args.out:
         raise SystemExit("--out is required (or --check-against)")
-    validate(cfg)
+    validate(cfg, only)
     t0 = time.time()
     log(f"generating {only} into {args.out}")
     written = generate(ctx, cfg, args.out, only, log)
@@ -696,8 +859,10 @@ def main(argv=None):
         "components": [c for c in COMPONENTS if c in only],
         "command": "python3 tests/reference/make_fixtures.py " + command_line(argv),
         "reference": {"longlive": f"NVlabs/LongLive@{refimport.LONGLIVE_COMMIT}",
-                      "taehv": f"madebyollin/taehv@{refimport.TAEHV_COMMIT}", "torch": torch.__version__},
-        "harness_patches": refimport.PATCHES,
+                      "taehv": f"madebyollin/taehv@{refimport.TAEHV_COMMIT}",
+                      **({"scope": "daydreamlive/scope@68b0f956"} if "vace" in only else {}),
+                      "torch": torch.__version__},
+        "harness_patches": refimport.PATCHES + (vace_patches() if "vace" in only else []),
         **cfg,
         "files": written,
     }
