@@ -252,17 +252,20 @@ def schedule_tensors(pipe):
 
 
 def run_stream(ll, cfg, pl, state_dict, noise, embeds, prompt_order, switch_frames, record_kv,
-               loop_seed=None, replay_draws=None, prefix="", lora=None):
+               loop_seed=None, replay_draws=None, prefix="", lora=None, attach=None):
     """One reference inference() with recording. Returns (tensors, calls, draws, output_latents, pipe).
 
     embeds: name -> [1, text_len, text_dim]; prompt_order: the segment prompts in order.
     lora: optional callable(pipe) applied after the pipeline is built (PEFT adapter).
+    attach: optional callable(pipe, recorder) applied once the recorder exists (the VACE wrapper).
     """
     pipe = build_pipeline(ll, cfg, pl, state_dict, embeds)
     if lora is not None:
         lora(pipe)
     names = {id(v): k for k, v in embeds.items()}
     rec = StreamRecorder(pipe, names, record_kv, prefix)
+    if attach is not None:
+        attach(pipe, rec)
     with torch.no_grad(), rec.attached(replay_draws):
         if loop_seed is not None:
             torch.manual_seed(loop_seed)

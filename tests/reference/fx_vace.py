@@ -157,17 +157,11 @@ def run_stream(ll, scope, cfg, pl, state_dict, module_weights, vace_layers, in_d
                switch_frames, plan, contexts, loop_seed=None, replay_draws=None):
     """One reference inference() with VACE per `plan` (an empty plan: VACE loaded, never given).
     Returns (tensors, calls, draws, output_latents, pipe)."""
-    pipe = fx_dit.build_pipeline(ll, cfg, pl, state_dict, embeds)
-    wrapped = wrap_generator(ll, scope, pipe, vace_layers, in_dim, module_weights)
-    names = {id(v): k for k, v in embeds.items()}
-    rec = fx_dit.StreamRecorder(pipe, names, record_kv=False)
-    VaceFeed(rec, wrapped, plan, contexts)
-    with torch.no_grad(), rec.attached(replay_draws):
-        if loop_seed is not None:
-            torch.manual_seed(loop_seed)
-        _, latents = pipe.inference(noise, text_prompts_list=[[p] for p in prompt_order],
-                                    switch_frame_indices=list(switch_frames), return_latents=True)
-    return rec.tensors, rec.calls, rec.draws, latents, pipe
+    def attach(pipe, rec):
+        VaceFeed(rec, wrap_generator(ll, scope, pipe, vace_layers, in_dim, module_weights), plan, contexts)
+
+    return fx_dit.run_stream(ll, cfg, pl, state_dict, noise, embeds, prompt_order, switch_frames, record_kv=False,
+                             loop_seed=loop_seed, replay_draws=replay_draws, attach=attach)
 
 
 def context_frames(kind, frames_per_block):
