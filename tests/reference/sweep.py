@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""DiT-stream-only sweep over KV-cache / prompt-switch edge cases (outputs are not committed).
+"""Sweep over KV-cache / prompt-switch edge cases of the DiT stream, and over VACE configurations
+(outputs are not committed).
 
-    PYTHONPATH=<deps> python3 tests/reference/sweep.py --longlive-src DIR --out /work/fixture-sweep [--check]
+    PYTHONPATH=<deps> python3 tests/reference/sweep.py --longlive-src DIR [--scope-src DIR] --out /work/fixture-sweep [--check]
 
 Each case is written to OUT/<name>/ (dit_weights + dit_stream + dit_stream_no_global_sink +
-config.json) by make_fixtures.py with small dims; --check replays every folder afterwards.
+config.json, and for the vace_* cases the vace_* files too) by make_fixtures.py with small dims;
+--check replays every folder afterwards. The vace_* cases need --scope-src.
 """
 from __future__ import annotations
 
@@ -43,31 +45,66 @@ CASES = {
     "global_attention": (3, -1, 0, 5, [9], {}, "local_attn_size -1 (global attention, cache = all frames)"),
 }
 
+# name: (the CASES geometry, extra dit keys, the vace section, what it covers). The VACE stream has the
+# case's geometry and its own switches; its DiT stream runs beside it.
+MIX = [{"kind": "conditioning", "scale": 1.0}, {"kind": "both", "scale": 0.8}, {"kind": "none", "scale": 0.0},
+       {"kind": "reference", "scale": 1.2}, {"kind": "conditioning", "scale": -0.5}, {"kind": "both", "scale": 1.0}]
+VACE_CASES = {
+    "vace_every_layer": ((3, 9, 3, 6, [6]), {}, {"layers": 3, "vace_layers": [0, 1, 2], "switch_frames": [6]},
+                         "a VACE block at every DiT layer"),
+    "vace_tokens_128": ((2, 8, 2, 6, [4]), {"latent_h": 16, "latent_w": 16},
+                        {"layers": 2, "vace_layers": [0], "switch_frames": [4], "mask_height": 128, "mask_width": 128},
+                        "64 tokens per frame, 128 per block (Scope's padding to 128 would add none)"),
+    "vace_sink0_f4": ((4, 12, 0, 6, [8]), {}, {"layers": 4, "vace_layers": [0, 2], "switch_frames": [8],
+                                               "mask_frames": 16}, "no sink, 4 frames per block"),
+    "vace_one_step": ((3, 9, 3, 6, [6]), {"denoising_steps": [1000]},
+                      {"layers": 4, "vace_layers": [0, 2], "switch_frames": [6]}, "a single denoising step"),
+    "vace_head_dim_8": ((3, 9, 3, 6, [9]), {"dim": 32, "heads": 4},
+                        {"layers": 4, "vace_layers": [0, 2], "switch_frames": [9]}, "head dim 8 (RoPE 4/2/2)"),
+    "vace_late_switch_full": ((3, 9, 3, 6, [15]), {},
+                              {"layers": 4, "vace_layers": [0, 2], "switch_frames": [15]},
+                              "switch after evictions, VACE before and after it"),
+}
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--longlive-src", required=True)
+    ap.add_argument("--scope-src", help="Scope at 68b0f956 (for the vace_* cases)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--check", action="store_true", help="replay every generated folder afterwards")
     ap.add_argument("--cases", help="comma list (default all)")
     args = ap.parse_args()
-    names = list(CASES) if not args.cases else args.cases.split(",")
+    every = list(CASES) + (list(VACE_CASES) if args.scope_src else [])
+    names = every if not args.cases else args.cases.split(",")
     results = {}
     for i, name in enumerate(names):
-        F, W, S, B, sw, extra, what = CASES[name]
+        vace = None
+        if name in VACE_CASES:
+            (F, W, S, B, sw), extra, vace, what = VACE_CASES[name]
+            plan = (MIX * B)[:B]
+            vace = dict({"plan": plan, "seed": 7005 + 10 * i, "blocks_seed": 7006 + 10 * i,
+                         "patch_seed": 7007 + 10 * i, "inputs_seed": 7008 + 10 * i, "loop_seed": 7009 + 10 * i},
+                        **vace)
+        else:
+            F, W, S, B, sw, extra, what = CASES[name]
         dit = dict(SMALL, frames_per_block=F, local_attn_size=W, sink_size=S, num_blocks=B, switch_frames=sw,
-                   seed=7001 + 10 * i, noise_seed=7002 + 10 * i, loop_seed=7003 + 10 * i, **extra)
-        cfg = {"name": name, "components": ["dit"], "note": what, "umt5": dict(TEXT, seed=7004 + 10 * i), "dit": dit}
+                   seed=7001 + 10 * i, noise_seed=7002 + 10 * i, loop_seed=7003 + 10 * i)
+        dit.update(extra)
+        cfg = {"name": name, "components": ["dit"] + (["vace"] if vace else []), "note": what,
+               "umt5": dict(TEXT, seed=7004 + 10 * i), "dit": dit, **({"vace": vace} if vace else {})}
         os.makedirs(os.path.join(args.out, name), exist_ok=True)
         cfg_path = os.path.join(args.out, name, "sweep_case.json")
         with open(cfg_path, "w") as f:
             json.dump(cfg, f, indent=1)
         print(f"== {name}: F={F} window={W} sink={S} blocks={B} switches={sw} {extra or ''}", flush=True)
         try:
-            rc = make_fixtures.main(["--longlive-src", args.longlive_src, "--config", cfg_path,
+            scope = ["--scope-src", args.scope_src] if vace else []
+            rc = make_fixtures.main(["--longlive-src", args.longlive_src, *scope, "--config", cfg_path,
                                      "--out", os.path.join(args.out, name)])
             if rc == 0 and args.check:
-                rc = make_fixtures.main(["--longlive-src", args.longlive_src, "--only", "dit", "--tolerance", "0",
+                rc = make_fixtures.main(["--longlive-src", args.longlive_src, *scope, "--only",
+                                         ",".join(cfg["components"]), "--tolerance", "0",
                                          "--check-against", os.path.join(args.out, name)])
             results[name] = "ok" if rc == 0 else f"rc {rc}"
         except Exception as e:  # a case the reference cannot run: note it, go on
