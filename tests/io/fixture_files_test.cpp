@@ -3,12 +3,14 @@
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "fixtures.h"
 #include "longlive/weights.h"
+#include "scoped_env.h"
 
 namespace longlive::test {
 namespace {
@@ -24,17 +26,32 @@ TEST(FixtureFiles, EveryFileLoadsAndHasMetadataOrTensors) {
     for (const auto& name : store.names()) EXPECT_TRUE(store.get(name).defined()) << name;
     files.insert(entry.path().filename().string());
   }
-  const std::map<std::string, std::vector<std::string>> by_component = {
-      {"dit", {"dit_weights", "dit_stream", "dit_stream_no_global_sink"}},
-      {"lora", {"dit_lora", "dit_lora_io"}},
-      {"umt5", {"umt5_weights", "umt5_io"}},
-      {"wanvae", {"wanvae_weights", "wanvae_io"}},
-      {"taehv", {"taehv_io"}}};
-  for (const auto& [component, names] : by_component) {
+  for (const auto& [component, names] : fixture_component_files()) {
     if (!fixture_has(component)) continue;
     for (const auto& name : names)
-      EXPECT_TRUE(files.count(name + ".safetensors")) << component << ": " << name << " missing";
+      EXPECT_TRUE(files.count(name)) << component << ": " << name << " missing";
   }
+}
+
+// Which components a folder holds: its manifest's list; without one (the public set, or a set
+// made by another harness), every component unless the folder has other components' files and
+// none of this one's (a set made without VACE). A folder with none at all claims every component,
+// so that its tests fail and name it rather than skip.
+TEST(FixtureFiles, ComponentsHeldByAFolder) {
+  const auto dir = temp_dir("fixture-folder");
+  const ScopedEnv folder("LONGLIVE_FIXTURES", dir.c_str());
+  auto touch = [&](const std::string& name) { std::ofstream(dir / name) << "x"; };
+  EXPECT_TRUE(fixture_has("vace"));
+  touch("dit_weights.safetensors");
+  EXPECT_TRUE(fixture_has("dit"));
+  EXPECT_FALSE(fixture_has("vace"));
+  EXPECT_FALSE(fixture_has("umt5"));
+  touch("vace_stream.safetensors");  // one of its files: held (the others then fail by name)
+  EXPECT_TRUE(fixture_has("vace"));
+  std::ofstream(dir / "config.json") << R"({"components": ["umt5"]})";
+  EXPECT_TRUE(fixture_has("umt5"));
+  EXPECT_FALSE(fixture_has("dit"));
+  EXPECT_FALSE(fixture_has("vace"));
 }
 
 // Tensor names and shapes follow CausalWanModel's state_dict for the configuration in the
