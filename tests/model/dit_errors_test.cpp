@@ -4,6 +4,7 @@
 
 #include "cache/kv_cache.h"
 #include "dit_fixture.h"
+#include "error_message.h"
 #include "longlive/error.h"
 
 namespace longlive::test {
@@ -12,17 +13,6 @@ namespace {
 // The fixtures' model configuration and loop settings (from dit_stream's metadata).
 GeneratorOptions tiny_options() {
   return options_from_stream(WeightStore::open(fixture("dit_stream.safetensors")));
-}
-
-template <typename E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return {};
 }
 
 TEST(DitErrors, MissingTensorNamesTensorAndFile) {

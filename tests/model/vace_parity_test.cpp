@@ -7,10 +7,10 @@
 
 #include <fmt/format.h>
 
-#include <functional>
 #include <map>
 
 #include "dit_fixture.h"
+#include "error_message.h"
 #include "longlive/error.h"
 #include "model/causal_wan.h"
 #include "model/vace.h"
@@ -54,16 +54,6 @@ WeightStore module_as_shipped(const WeightStore& module, const WanConfig& dit) {
     // the block count does not divide the layers: the map needs the metadata
   }
   return module;
-}
-
-template <typename E>
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 struct VaceRun {
@@ -189,7 +179,7 @@ TEST(VaceLoading, LayerMapComesFromTheMetadataOrTheBlockCount) {
       EXPECT_EQ(derived.layers[i], i * (dit.num_layers / blocks));
     EXPECT_EQ(derived.in_channels, layout.in_channels);
   } else {
-    const std::string msg = error_of<WeightError>([&] { (void)infer_vace_layout(bare, dit); });
+    const std::string msg = message_of<WeightError>([&] { (void)infer_vace_layout(bare, dit); });
     EXPECT_NE(msg.find("VACE blocks do not fit"), std::string::npos) << msg;
   }
 
@@ -219,7 +209,7 @@ TEST(VaceLoading, WeightsThatDoNotFitAreRejectedByName) {
   const std::string name = fmt::format("vace_blocks.{}.after_proj.weight", blocks - 1);
   const int64_t d = options.model.dim;
   bad.add(name, at::zeros({d, d / 2}), "bad.safetensors");
-  std::string msg = error_of<WeightError>([&] { (void)dit.with_vace(bad); });
+  std::string msg = message_of<WeightError>([&] { (void)dit.with_vace(bad); });
   EXPECT_NE(msg.find(name), std::string::npos) << msg;
   EXPECT_NE(msg.find(fmt::format("[{}, {}]", d, d)), std::string::npos) << msg;
 
@@ -228,11 +218,11 @@ TEST(VaceLoading, WeightsThatDoNotFitAreRejectedByName) {
   for (const auto& n : module.names())
     if (n != "vace_blocks.0.before_proj.bias") missing.add(n, module.get(n));
   missing.add_metadata(module.metadata());
-  msg = error_of<WeightError>([&] { (void)dit.with_vace(missing); });
+  msg = message_of<WeightError>([&] { (void)dit.with_vace(missing); });
   EXPECT_NE(msg.find("vace_blocks.0.before_proj.bias"), std::string::npos) << msg;
 
   // No VACE tensors at all (the DiT file given as the VACE file).
-  msg = error_of<WeightError>([&] { (void)dit.with_vace(weights); });
+  msg = message_of<WeightError>([&] { (void)dit.with_vace(weights); });
   EXPECT_NE(msg.find("vace_patch_embedding.weight"), std::string::npos) << msg;
 
   // A block count that does not divide the DiT's layers (weights of another model size): one
@@ -240,7 +230,8 @@ TEST(VaceLoading, WeightsThatDoNotFitAreRejectedByName) {
   if (blocks > 1) {
     WanConfig other = options.model;
     other.num_layers = blocks + 1;
-    msg = error_of<WeightError>([&] { (void)infer_vace_layout(without_metadata(module), other); });
+    msg =
+        message_of<WeightError>([&] { (void)infer_vace_layout(without_metadata(module), other); });
     EXPECT_NE(msg.find("VACE blocks do not fit"), std::string::npos) << msg;
   }
 }
@@ -255,7 +246,7 @@ TEST(VaceInputs, BadContextOrMissingWeightsGiveClearErrors) {
 
   StreamGenerator plain(weights, options);
   EXPECT_FALSE(plain.vace_available());
-  const std::string msg = error_of<Error>([&] { plain.set_vace(VaceInput{context, 1.0}); });
+  const std::string msg = message_of<Error>([&] { plain.set_vace(VaceInput{context, 1.0}); });
   EXPECT_NE(msg.find("no VACE weights"), std::string::npos) << msg;
   plain.set_vace(std::nullopt);  // clearing is always fine
 
