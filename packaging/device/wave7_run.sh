@@ -12,8 +12,8 @@
 # vace_balanced_settlepass vace_turbo_fp8_settlepass
 # vace_balanced_prologuestep vace_turbo_fp8_prologuestep
 # vace_turbo_fp8_vace16 balanced_atengemm balanced_norm192 balanced_norm256 turbo_fp8_norm192
-# turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5 turbo_fp8_tanhgelu rowbench). Results under
-# $OUT.
+# turbo_fp8_norm256 balanced_tail5 turbo_fp8_tail5 turbo_fp8_tanhgelu rowbench vace_folders).
+# Results under $OUT.
 #   run: carry [".snap/NAME", ".debs", ".whl"], then
 #   cd .snap/NAME && LONGLIVE_DEBS=$OLDPWD/.debs bash packaging/device/wave7_run.sh
 [ -d .whl ] || { [ -d "${OLDPWD:-}/.whl" ] && ln -s "$OLDPWD/.whl" .whl; }
@@ -45,6 +45,18 @@ if want tests; then
   timeout 120 $b/tests/test_vae --gtest_filter='WanVaeGpu*:TaehvEncoderGpu*' >>"$out/tests.log" 2>&1
   echo "wan vae gpu tests rc=$? ($(elapsed))"
   grep -E "heap growth|^\[  (PASSED|FAILED)|FAILED  \]" "$out/tests.log" | tail -6
+fi
+# The VACE and graph GPU tests on the VACE fixture folders of other configurations
+# (tests/data/fixtures/vace_*: other head dims, frames per block, layer maps; keep them in the
+# snapshot): sizes come from each folder.
+if want vace_folders; then
+  for d in tests/data/fixtures/vace_*/; do
+    [ -d "$d" ] || continue
+    LONGLIVE_FIXTURES=$PWD/$d timeout 150 $b/tests/test_model \
+      --gtest_filter='VaceFastPath.*:CudaGraphs.*' >"$out/vace_folder_$(basename "$d").log" 2>&1
+    echo "$(basename "$d") rc=$? ($(elapsed))"
+    grep -E "^\[  (PASSED|FAILED)|FAILED  \]|Failure" "$out/vace_folder_$(basename "$d").log" | tail -6
+  done
 fi
 # turbo_fp8_cudnn: turbo_fp8 with cuDNN's attention (its FP8 kernel too), the A/B of FA3's FP8;
 # turbo_fp8_written: the FP8 cache's K/V written by write() (LONGLIVE_FP8_KV_DIRECT=0) rather than
