@@ -198,14 +198,13 @@ TEST(VaceLoading, WeightsThatDoNotFitAreRejectedByName) {
   const WeightStore weights = WeightStore::open(fixture("vace_dit_weights.safetensors"));
   const WeightStore stream = WeightStore::open(fixture("vace_stream.safetensors"));
   const GeneratorOptions options = options_from_stream(stream);
-  const WeightStore module =
-      module_as_shipped(WeightStore::open(fixture("vace_module.safetensors")), options.model);
+  const WeightStore file = WeightStore::open(fixture("vace_module.safetensors"));
+  const WeightStore module = module_as_shipped(file, options.model);
+  const int64_t blocks = static_cast<int64_t>(recorded_layers(file).size());
   const CausalWanModel dit(weights, options.model, at::kCPU, at::kFloat);
 
   // A tensor of another shape: the message names it and both shapes.
   WeightStore bad = module;
-  const int64_t blocks = static_cast<int64_t>(
-      recorded_layers(WeightStore::open(fixture("vace_module.safetensors"))).size());
   const std::string name = fmt::format("vace_blocks.{}.after_proj.weight", blocks - 1);
   const int64_t d = options.model.dim;
   bad.add(name, at::zeros({d, d / 2}), "bad.safetensors");

@@ -120,37 +120,31 @@ def wrap_generator(ll, scope, pipe, vace_layers, in_dim, module_weights):
     return wrapped
 
 
-class VaceFeed:
-    """Gives the wrapped model each denoising call's VACE context and records the first step's hints."""
+def feed_vace(rec, wrapped, plan, contexts):
+    """Gives the wrapped model each denoising call's VACE context (plan: block -> {"kind", "scale"},
+    contexts: block -> [C, F, h, w]) and records the hints of each block's first step."""
+    forward, forward_vace = wrapped.forward, wrapped.forward_vace
 
-    def __init__(self, rec, wrapped, plan, contexts, record_hints=True):
-        self.rec = rec
-        self.plan = plan  # block -> {"kind", "scale"}
-        self.contexts = contexts  # block -> [C, F, h, w]
-        self.record_hints = record_hints
-        forward, forward_vace = wrapped.forward, wrapped.forward_vace
+    def feed(*args, **kwargs):
+        info = rec.pending
+        if kwargs.get("kv_cache") is not None and info is not None and info["kind"] == "denoise":
+            block = int(info["name"].split(".")[0][1:])
+            entry = plan.get(block)
+            if entry is not None and entry["kind"] != "none":
+                kwargs["vace_context"] = [contexts[block]]
+                kwargs["vace_context_scale"] = entry["scale"]
+                info["vace"] = {"kind": entry["kind"], "scale": entry["scale"], "context": f"vace_context.b{block}"}
+        return forward(*args, **kwargs)
 
-        def feed(*args, **kwargs):
-            info = rec.pending
-            if kwargs.get("kv_cache") is not None and info is not None and info["kind"] == "denoise":
-                block = int(info["name"].split(".")[0][1:])
-                entry = plan.get(block)
-                if entry is not None and entry["kind"] != "none":
-                    kwargs["vace_context"] = [contexts[block]]
-                    kwargs["vace_context_scale"] = entry["scale"]
-                    info["vace"] = {"kind": entry["kind"], "scale": entry["scale"],
-                                    "context": f"vace_context.b{block}"}
-            return forward(*args, **kwargs)
+    def hints(*args, **kwargs):
+        out = forward_vace(*args, **kwargs)
+        name = rec.pending["name"]
+        if name.endswith(".s0"):
+            rec.tensors[rec.prefix + name + ".hints"] = torch.stack(list(out)).detach().clone()
+        return out
 
-        def hints(*args, **kwargs):
-            out = forward_vace(*args, **kwargs)
-            name = rec.pending["name"]
-            if self.record_hints and name.endswith(".s0"):
-                rec.tensors[rec.prefix + name + ".hints"] = torch.stack(list(out)).detach().clone()
-            return out
-
-        wrapped.forward = feed
-        wrapped.forward_vace = hints
+    wrapped.forward = feed
+    wrapped.forward_vace = hints
 
 
 def run_stream(ll, scope, cfg, pl, state_dict, module_weights, vace_layers, in_dim, noise, embeds, prompt_order,
@@ -158,7 +152,7 @@ def run_stream(ll, scope, cfg, pl, state_dict, module_weights, vace_layers, in_d
     """One reference inference() with VACE per `plan` (an empty plan: VACE loaded, never given).
     Returns (tensors, calls, draws, output_latents, pipe)."""
     def attach(pipe, rec):
-        VaceFeed(rec, wrap_generator(ll, scope, pipe, vace_layers, in_dim, module_weights), plan, contexts)
+        feed_vace(rec, wrap_generator(ll, scope, pipe, vace_layers, in_dim, module_weights), plan, contexts)
 
     return fx_dit.run_stream(ll, cfg, pl, state_dict, noise, embeds, prompt_order, switch_frames, record_kv=False,
                              loop_seed=loop_seed, replay_draws=replay_draws, attach=attach)

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 
+import fx_vace  # noqa: E402  (Scope itself is imported only by fx_vace.Scope, for the vace component)
 import randinit  # noqa: E402
 import refimport  # noqa: E402
 
@@ -192,7 +193,6 @@ def validate(cfg, only=COMPONENTS):
     if not layers or layers[0] != 0 or layers != sorted(set(layers)) or layers[-1] >= vc["layers"]:
         raise SystemExit(f"vace.vace_layers {layers}: ascending DiT layers from 0 (Scope asserts 0), "
                          f"each < vace.layers = {vc['layers']}")
-    import fx_vace
     for i, entry in enumerate(vc["plan"]):
         if entry.get("kind") not in fx_vace.KINDS:
             raise SystemExit(f"vace.plan[{i}].kind = {entry.get('kind')!r}: one of {list(fx_vace.KINDS)}")
@@ -371,11 +371,6 @@ def generate(ctx, cfg, out, only, log):
 
 
 # ------------------------------------------------------------------------------------------- VACE
-def vace_patches():
-    import fx_vace
-    return fx_vace.VACE_PATCHES
-
-
 def vace_parts(cfg):
     """The DiT of the VACE files: the "dit" section with vace.layers layers."""
     dcfg = copy.deepcopy(cfg)
@@ -390,8 +385,7 @@ def vace_seeds(vc):
 
 
 def vace_weights(ctx, mcfg, pl, vace_layers, in_dim, seeds):
-    """Base DiT and VACE module weights from their seeds (the DiT's rules: fx randinit.dit_weights)."""
-    import fx_vace
+    """Base DiT and VACE module weights from their seeds (the DiT's rules: randinit.dit_weights)."""
     base = randinit.dit_weights(dit_weights_template(ctx, mcfg, pl), seeds["base"], mcfg["dim"])
     blocks, patch = fx_vace.vace_module_template(ctx.ll, ctx.scope, mcfg, pl, vace_layers, in_dim, base)
     module = {**randinit.dit_weights(blocks, seeds["vace_blocks"], mcfg["dim"]),
@@ -404,7 +398,6 @@ def vace_stream_tensors(ctx, mcfg, pl, base, module, vace_layers, in_dim, noise,
     """The recorded VACE stream, and the same stream through LongLive's own model (no wrapper, no VACE)
     with the same draws, as output_latents_without_vace."""
     import fx_dit
-    import fx_vace
     with quiet():
         t, calls, draws, latents, pipe = fx_vace.run_stream(
             ctx.ll, ctx.scope, mcfg, pl, base, module, vace_layers, in_dim, noise, embeds, prompts, switches,
@@ -427,7 +420,6 @@ def vace_stream_tensors(ctx, mcfg, pl, base, module, vace_layers, in_dim, noise,
 
 
 def generate_vace(ctx, cfg, put, uio):
-    import fx_vace
     if ctx.scope is None:
         raise SystemExit("vace needs --scope-src")
     vc, d = cfg["vace"], cfg["dit"]
@@ -694,7 +686,6 @@ def check(ctx, d, only, log, tol_replay, tol_exact=0.0, detail=False):
                      what="latents == wanvae_io latents", tol=0.0)
     # ---- VACE
     if "vace" in only and (have("vace_stream.safetensors") or have("vace_masks.safetensors")):
-        import fx_vace
         if ctx.scope is None:
             raise SystemExit("checking vace needs --scope-src")
     if "vace" in only and have("vace_stream.safetensors"):
@@ -821,7 +812,6 @@ def main(argv=None):
         args.taehv_src = refimport.clone_at(refimport.TAEHV_REPO, refimport.TAEHV_COMMIT,
                                             os.path.join(args.clone_refs, "taehv"))
         if "vace" in only:
-            import fx_vace
             args.scope_src = refimport.clone_at(fx_vace.SCOPE_REPO, fx_vace.SCOPE_COMMIT,
                                                 os.path.join(args.clone_refs, "scope"))
     needs_longlive = any(c in only for c in ("dit", "lora", "umt5", "wanvae", "vace"))
@@ -834,7 +824,6 @@ def main(argv=None):
     tmod = refimport.load_taehv(args.taehv_src) if args.taehv_src else None
     scope = None
     if args.scope_src:
-        import fx_vace
         scope = fx_vace.Scope(args.scope_src)
     ctx = Ctx(ll, tmod, scope)
     torch.set_grad_enabled(False)
@@ -860,9 +849,9 @@ def main(argv=None):
         "command": "python3 tests/reference/make_fixtures.py " + command_line(argv),
         "reference": {"longlive": f"NVlabs/LongLive@{refimport.LONGLIVE_COMMIT}",
                       "taehv": f"madebyollin/taehv@{refimport.TAEHV_COMMIT}",
-                      **({"scope": "daydreamlive/scope@68b0f956"} if "vace" in only else {}),
+                      **({"scope": f"daydreamlive/scope@{fx_vace.SCOPE_COMMIT}"} if "vace" in only else {}),
                       "torch": torch.__version__},
-        "harness_patches": refimport.PATCHES + (vace_patches() if "vace" in only else []),
+        "harness_patches": refimport.PATCHES + (fx_vace.VACE_PATCHES if "vace" in only else []),
         **cfg,
         "files": written,
     }
